@@ -1,0 +1,85 @@
+/**
+ * The `donghae` command line. Every failure prints one line (`donghae: what failed — what to do`)
+ * and exits non-zero: 1 for errors, 2 for usage mistakes.
+ */
+import { Command, CommanderError } from 'commander'
+import { describeError, isDonghaeError } from '../core/errors.ts'
+import { LOG_LEVELS } from '../core/logger.ts'
+import type { CliIo } from './context.ts'
+import { registerConfig } from './commands/config.ts'
+import { registerDid } from './commands/did.ts'
+import { registerId } from './commands/id.ts'
+import { registerInit } from './commands/init.ts'
+import { registerKeys } from './commands/keys.ts'
+import { VERSION } from './version.ts'
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('donghae')
+    .description('Donghae: home computers as one trustworthy, decentralized AI service')
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--home <dir>', 'home directory (env DONGHAE_HOME, default ~/.donghae)')
+    .option('--log-level <level>', `log verbosity: ${LOG_LEVELS.join(', ')} (env DONGHAE_LOG_LEVEL)`)
+    .option('--moniker <name>', "the node's human-readable name (env DONGHAE_MONIKER)")
+    .showHelpAfterError('(run `donghae --help` for usage)')
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .exitOverride()
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ donghae init                       create ~/.donghae with a new identity
+  $ donghae id                         show this node's DID and PeerId
+  $ donghae did resolve did:key:z6Mk…  print a DID document
+  $ donghae keys export --out backup.json
+
+Docs: README.md and docs/architecture.md`,
+    )
+
+  program
+    .command('version')
+    .description('print the version of Donghae and of the Node.js running it')
+    .option('--json', 'print as JSON')
+    .action((options: { json?: boolean }) => {
+      const info = { donghae: VERSION, node: process.versions.node, platform: `${process.platform}-${process.arch}` }
+      io.stdout.write(options.json === true ? `${JSON.stringify(info)}\n` : `donghae ${info.donghae} (node ${info.node}, ${info.platform})\n`)
+    })
+
+  registerInit(program, io)
+  registerId(program, io)
+  registerDid(program, io)
+  registerKeys(program, io)
+  registerConfig(program, io)
+  for (const command of program.commands) command.exitOverride()
+  return program
+}
+
+/** Runs the CLI and returns the exit code (never throws). */
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = buildProgram(io)
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version "errors" are successful exits; commander has already printed its message.
+      return err.exitCode === 0 ? 0 : 2
+    }
+    const message = isDonghaeError(err) ? err.message : `unexpected error: ${describeError(err)}`
+    io.stderr.write(`donghae: ${message.split('\n')[0] ?? ''}\n`)
+    if (!isDonghaeError(err) && io.env.DONGHAE_DEBUG !== undefined) io.stderr.write(`${(err as Error).stack ?? ''}\n`)
+    return 1
+  }
+}
+
+export async function main(): Promise<void> {
+  const code = await run(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+  })
+  process.exitCode = code
+}

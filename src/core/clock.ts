@@ -1,0 +1,100 @@
+/**
+ * Injectable time. Consensus, scheduling and audits take a `Clock` so tests drive them with
+ * `ManualClock` (deterministic, no sleeping) and production uses `systemClock`.
+ */
+import { AbortError } from './errors.ts'
+
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number
+  /** Calls `fn` after `ms`; returns a function that cancels it. */
+  setTimer(ms: number, fn: () => void): () => void
+  /** Resolves after `ms`, or rejects with `AbortError` when `signal` aborts. */
+  sleep(ms: number, options?: { signal?: AbortSignal }): Promise<void>
+}
+
+function sleepWith(clock: Pick<Clock, 'setTimer'>, ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted === true) return Promise.reject(new AbortError())
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      cancel()
+      reject(new AbortError())
+    }
+    const cancel = clock.setTimer(ms, () => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    })
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimer(ms, fn) {
+    const timer = setTimeout(fn, ms)
+    return () => clearTimeout(timer)
+  },
+  sleep(ms, options) {
+    return sleepWith(systemClock, ms, options?.signal)
+  },
+}
+
+interface PendingTimer {
+  at: number
+  seq: number
+  fn: () => void
+}
+
+/** A clock that moves only when told to. Timers fire in (time, creation) order during `advance`. */
+export class ManualClock implements Clock {
+  #now: number
+  #seq = 0
+  #timers: PendingTimer[] = []
+
+  constructor(startMs = 0) {
+    this.#now = startMs
+  }
+
+  now(): number {
+    return this.#now
+  }
+
+  setTimer(ms: number, fn: () => void): () => void {
+    const timer: PendingTimer = { at: this.#now + Math.max(0, ms), seq: this.#seq++, fn }
+    this.#timers.push(timer)
+    return () => {
+      this.#timers = this.#timers.filter((t) => t !== timer)
+    }
+  }
+
+  sleep(ms: number, options?: { signal?: AbortSignal }): Promise<void> {
+    return sleepWith(this, ms, options?.signal)
+  }
+
+  /** Number of timers not yet fired. */
+  get pending(): number {
+    return this.#timers.length
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due (including ones set while firing). */
+  advance(ms: number): void {
+    const target = this.#now + ms
+    for (;;) {
+      const next = this.#nextDue(target)
+      if (next === undefined) break
+      this.#timers = this.#timers.filter((t) => t !== next)
+      this.#now = next.at
+      next.fn()
+    }
+    this.#now = target
+  }
+
+  #nextDue(target: number): PendingTimer | undefined {
+    let best: PendingTimer | undefined
+    for (const t of this.#timers) {
+      if (t.at > target) continue
+      if (best === undefined || t.at < best.at || (t.at === best.at && t.seq < best.seq)) best = t
+    }
+    return best
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Node configuration: one table of keys, each with a default, an environment variable and a
+ * parser. Values come from (highest first) command-line flags > environment > the home's
+ * `config.json` > defaults, and every value is validated with a message that names the key,
+ * where the bad value came from, and what is expected.
+ */
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { ConfigError } from './errors.ts'
+import { LOG_LEVELS, type LogLevel } from './logger.ts'
+
+export const CONFIG_FILE_NAME = 'config.json'
+
+export type ConfigSource = 'flag' | 'env' | 'file' | 'default'
+
+interface KeySpec<T> {
+  description: string
+  /** Environment variable that sets this key. */
+  env: string
+  default: () => T
+  /** Returns the parsed value, or throws a string that says what is expected. */
+  parse: (raw: unknown) => T
+}
+
+export interface DonghaeConfig {
+  logLevel: LogLevel
+  moniker: string
+}
+
+function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
+  return (raw) => {
+    if (typeof raw === 'string' && (values as readonly string[]).includes(raw)) return raw as V
+    throw `expected one of ${values.join(', ')}`
+  }
+}
+
+function text(pattern: RegExp, hint: string): (raw: unknown) => string {
+  return (raw) => {
+    if (typeof raw === 'string' && pattern.test(raw)) return raw
+    throw `expected ${hint}`
+  }
+}
+
+export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<DonghaeConfig[K]> } = {
+  logLevel: {
+    description: 'log verbosity',
+    env: 'DONGHAE_LOG_LEVEL',
+    default: () => 'info',
+    parse: oneOf(LOG_LEVELS),
+  },
+  moniker: {
+    description: "the node's human-readable name, shown to peers and in `donghae id`",
+    env: 'DONGHAE_MONIKER',
+    default: () => hostname().slice(0, 64) || 'donghae',
+    parse: text(/^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,63}$/u, '1-64 letters, digits, spaces, ".", "_" or "-"'),
+  },
+}
+
+export type ConfigKey = keyof DonghaeConfig
+
+export interface LoadConfigOptions {
+  /** Path of the JSON config file; a missing file means "no file values". */
+  file?: string
+  /** Values from command-line flags (undefined entries are ignored). */
+  flags?: Partial<Record<ConfigKey, unknown>>
+  /** @default process.env */
+  env?: NodeJS.ProcessEnv
+}
+
+export interface LoadedConfig {
+  config: DonghaeConfig
+  sources: Record<ConfigKey, ConfigSource>
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, {
+      details: { file: path },
+    })
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`, { details: { file: path } })
+  }
+  const known = Object.keys(CONFIG_KEYS)
+  for (const key of Object.keys(parsed)) {
+    if (!known.includes(key)) {
+      throw new ConfigError(`unknown key "${key}" in config file ${path}; known keys: ${known.join(', ')}`, {
+        details: { key, file: path },
+      })
+    }
+  }
+  return parsed as Record<string, unknown>
+}
+
+function describeSource(source: ConfigSource, key: ConfigKey, file: string | undefined): string {
+  switch (source) {
+    case 'flag':
+      return `flag --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    case 'env':
+      return `environment variable ${CONFIG_KEYS[key].env}`
+    case 'file':
+      return `config file ${file ?? ''}`
+    case 'default':
+      return 'the default'
+  }
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env
+  const fileValues = options.file === undefined ? {} : readConfigFile(options.file)
+  const config: Partial<Record<ConfigKey, unknown>> = {}
+  const sources: Partial<Record<ConfigKey, ConfigSource>> = {}
+  for (const key of Object.keys(CONFIG_KEYS) as ConfigKey[]) {
+    const spec = CONFIG_KEYS[key] as KeySpec<unknown>
+    const candidates: Array<[ConfigSource, unknown]> = [
+      ['flag', options.flags?.[key]],
+      ['env', env[spec.env]],
+      ['file', fileValues[key]],
+    ]
+    const [source, raw] = candidates.find(([, value]) => value !== undefined) ?? ['default', undefined]
+    try {
+      config[key] = source === 'default' ? spec.default() : spec.parse(raw)
+    } catch (expected) {
+      const shown = JSON.stringify(raw)
+      throw new ConfigError(
+        `config ${key} = ${shown} from ${describeSource(source, key, options.file)} is invalid: ${String(expected)}`,
+        { details: { key, source } },
+      )
+    }
+    sources[key] = source
+  }
+  return { config: config as DonghaeConfig, sources: sources as Record<ConfigKey, ConfigSource> }
+}
+
+/** The values `donghae init` writes to a new home's config file. */
+export function defaultConfig(): DonghaeConfig {
+  const out: Partial<Record<ConfigKey, unknown>> = {}
+  for (const key of Object.keys(CONFIG_KEYS) as ConfigKey[]) out[key] = CONFIG_KEYS[key].default()
+  return out as DonghaeConfig
+}

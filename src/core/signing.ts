@@ -1,0 +1,30 @@
+/**
+ * Domain separation for signatures. Every signed object is signed over
+ * `sha256("donghae/<kind>/v1" ‖ payload)`, so a signature made for one kind of object can never
+ * verify as another. Kinds are lowercase names without `/` (dots namespace them: `chain.vote`),
+ * which makes the tag prefix-free: no tag plus payload can be read as another tag plus payload.
+ */
+import { InvalidInputError } from './errors.ts'
+import { sha256 } from './hash.ts'
+import { utf8 } from './bytes.ts'
+
+const KIND_PATTERN = /^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$/
+
+export function assertSigningKind(kind: string): void {
+  if (typeof kind !== 'string' || kind.length > 64 || !KIND_PATTERN.test(kind)) {
+    throw new InvalidInputError(
+      `invalid signing kind ${JSON.stringify(kind)}: use lowercase letters, digits, '-' and '.' (at most 64)`,
+    )
+  }
+}
+
+/** The domain tag for a kind: `donghae/<kind>/v1`. */
+export function signingTag(kind: string): string {
+  assertSigningKind(kind)
+  return `donghae/${kind}/v1`
+}
+
+/** The 32-byte message that is actually signed for (kind, payload). */
+export function signingDigest(kind: string, payload: Uint8Array): Uint8Array {
+  return sha256(utf8(signingTag(kind)), payload)
+}

@@ -1,0 +1,25 @@
+import { DonghaeError } from '../core/errors.ts'
+
+/** A database operation failed (I/O, corruption, or use after close). */
+export class StoreError extends DonghaeError {
+  static override readonly code: string = 'STORE_ERROR'
+  override name = 'StoreError'
+}
+
+/** Another process holds the database's lock. */
+export class StoreLockedError extends StoreError {
+  static override readonly code: string = 'STORE_LOCKED'
+  override name = 'StoreLockedError'
+}
+
+/** The store is not open (never opened, or already closed). */
+export class StoreClosedError extends StoreError {
+  static override readonly code: string = 'STORE_CLOSED'
+  override name = 'StoreClosedError'
+}
+
+/** A stored value does not decode with its bucket's codec. */
+export class StoreCorruptionError extends StoreError {
+  static override readonly code: string = 'STORE_CORRUPT'
+  override name = 'StoreCorruptionError'
+}
