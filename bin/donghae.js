@@ -15,7 +15,9 @@ if (major < 24) {
 
 // A source checkout runs the TypeScript directly; an installed package runs the compiled dist/.
 const source = new URL('../src/cli/main.ts', import.meta.url)
-const inNodeModules = fileURLToPath(import.meta.url).split(/[\\/]/).includes('node_modules')
+const inNodeModules = fileURLToPath(import.meta.url)
+  .split(/[\\/]/)
+  .includes('node_modules')
 const entry = !inNodeModules && existsSync(source) ? source : new URL('../dist/cli/main.js', import.meta.url)
 const { main } = await import(entry.href)
 await main()

@@ -44,7 +44,11 @@ Docs: README.md and docs/architecture.md`,
     .option('--json', 'print as JSON')
     .action((options: { json?: boolean }) => {
       const info = { donghae: VERSION, node: process.versions.node, platform: `${process.platform}-${process.arch}` }
-      io.stdout.write(options.json === true ? `${JSON.stringify(info)}\n` : `donghae ${info.donghae} (node ${info.node}, ${info.platform})\n`)
+      io.stdout.write(
+        options.json === true
+          ? `${JSON.stringify(info)}\n`
+          : `donghae ${info.donghae} (node ${info.node}, ${info.platform})\n`,
+      )
     })
 
   registerInit(program, io)

@@ -20,7 +20,9 @@ const dagValue = fc.letrec((tie) => ({
     fc.constant(null),
     fc.boolean(),
     fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
-    fc.bigInt({ min: MIN_INT64, max: MAX_INT64 }).filter((n) => n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)),
+    fc
+      .bigInt({ min: MIN_INT64, max: MAX_INT64 })
+      .filter((n) => n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)),
     fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Number.isInteger(x)),
     fc.string({ unit: 'grapheme', maxLength: 40 }),
     fc.uint8Array({ maxLength: 64 }),
@@ -72,22 +74,28 @@ test('decode on random bytes gives a canonical value or a DecodeError, never ano
 
 test('decode on mutated valid encodings rejects with DecodeError or accepts only canonical bytes (property)', () => {
   fc.assert(
-    fc.property(dagValue, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('flip', 'truncate', 'append'), (value, at, byte, how) => {
-      const bytes = Uint8Array.from(encode(value))
-      const i = at % bytes.length
-      let mutated: Uint8Array
-      if (how === 'flip') {
-        bytes[i] = byte
-        mutated = bytes
-      } else if (how === 'truncate') mutated = bytes.subarray(0, i)
-      else mutated = Uint8Array.of(...bytes, byte)
-      try {
-        const decoded = decode(mutated)
-        assert.ok(equals(encode(decoded), mutated))
-      } catch (err) {
-        assert.ok(err instanceof DecodeError, `expected DecodeError, got ${String(err)}`)
-      }
-    }),
+    fc.property(
+      dagValue,
+      fc.nat(),
+      fc.integer({ min: 0, max: 255 }),
+      fc.constantFrom('flip', 'truncate', 'append'),
+      (value, at, byte, how) => {
+        const bytes = Uint8Array.from(encode(value))
+        const i = at % bytes.length
+        let mutated: Uint8Array
+        if (how === 'flip') {
+          bytes[i] = byte
+          mutated = bytes
+        } else if (how === 'truncate') mutated = bytes.subarray(0, i)
+        else mutated = Uint8Array.of(...bytes, byte)
+        try {
+          const decoded = decode(mutated)
+          assert.ok(equals(encode(decoded), mutated))
+        } catch (err) {
+          assert.ok(err instanceof DecodeError, `expected DecodeError, got ${String(err)}`)
+        }
+      },
+    ),
     { numRuns: 3000 },
   )
 })

@@ -60,7 +60,10 @@ test('bad config files are rejected clearly: not JSON, not an object, unknown ke
   withFile('{"logLevel": ', (file) => assert.throws(() => loadConfig({ file, env: {} }), /not valid JSON/))
   withFile('[1,2]', (file) => assert.throws(() => loadConfig({ file, env: {} }), /must hold a JSON object/))
   withFile('{"logLevle": "info"}', (file) =>
-    assert.throws(() => loadConfig({ file, env: {} }), (err: unknown) => err instanceof ConfigError && /unknown key "logLevle"/.test(err.message)),
+    assert.throws(
+      () => loadConfig({ file, env: {} }),
+      (err: unknown) => err instanceof ConfigError && /unknown key "logLevle"/.test(err.message),
+    ),
   )
   withFile('{"moniker": 42}', (file) => assert.throws(() => loadConfig({ file, env: {} }), /config file/))
 })

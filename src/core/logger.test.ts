@@ -12,7 +12,16 @@ function capture(): { stream: Writable; lines: () => Array<Record<string, unknow
       cb()
     },
   })
-  return { stream, lines: () => chunks.join('').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }
+  return {
+    stream,
+    lines: () =>
+      chunks
+        .join('')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  }
 }
 
 test('component loggers write structured lines carrying their namespace', () => {
@@ -33,6 +42,9 @@ test('levels filter lines and bad component names are refused', () => {
   const log = createLogger({ level: 'warn', destination: out.stream })
   log.info('dropped')
   log.warn('kept')
-  assert.deepEqual(out.lines().map((l) => l.msg), ['kept'])
+  assert.deepEqual(
+    out.lines().map((l) => l.msg),
+    ['kept'],
+  )
   assert.throws(() => log.forComponent('Chain BFT'), InvalidInputError)
 })

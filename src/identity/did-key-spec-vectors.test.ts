@@ -6,7 +6,13 @@ import { readFileSync } from 'node:fs'
 import { base58btc } from 'multiformats/bases/base58'
 import { fromHex } from '../core/bytes.ts'
 import { Ed25519KeyPair } from './keys.ts'
-import { didFromEd25519PublicKey, resolveDidKey, parseDidKey, keyAgreementPublicKeyFromDid, type DidDocumentFormat } from './did-key.ts'
+import {
+  didFromEd25519PublicKey,
+  resolveDidKey,
+  parseDidKey,
+  keyAgreementPublicKeyFromDid,
+  type DidDocumentFormat,
+} from './did-key.ts'
 
 interface KeyPairVector {
   id: string
@@ -24,7 +30,10 @@ interface Ed25519Vector {
 }
 
 const vectorsDir = new URL('../../test/vectors/did-key/', import.meta.url)
-const ed25519Vectors = JSON.parse(readFileSync(new URL('ed25519-x25519.json', vectorsDir), 'utf8')) as Record<string, Ed25519Vector>
+const ed25519Vectors = JSON.parse(readFileSync(new URL('ed25519-x25519.json', vectorsDir), 'utf8')) as Record<
+  string,
+  Ed25519Vector
+>
 const x25519Vectors = JSON.parse(readFileSync(new URL('x25519.json', vectorsDir), 'utf8')) as {
   didDocument: Record<string, Record<string, unknown>>
 }
@@ -38,7 +47,8 @@ test('the vector files hold the expected number of cases (guards against an empt
 })
 
 for (const [did, vector] of Object.entries(ed25519Vectors)) {
-  const format: DidDocumentFormat = vector.verificationKeyPair.type === 'JsonWebKey2020' ? 'JsonWebKey2020' : 'Ed25519VerificationKey2018'
+  const format: DidDocumentFormat =
+    vector.verificationKeyPair.type === 'JsonWebKey2020' ? 'JsonWebKey2020' : 'Ed25519VerificationKey2018'
 
   test(`ed25519-x25519 vector ${did.slice(8, 20)}…: seed → DID`, () => {
     const keyPair = Ed25519KeyPair.fromSeed(fromHex(vector.seed))
@@ -80,7 +90,8 @@ for (const [did, document] of Object.entries(x25519Vectors.didDocument)) {
     const parsed = parseDidKey(did)
     assert.equal(parsed.type, 'X25519')
     const methods = document.verificationMethod as Array<{ type: string }>
-    const format: DidDocumentFormat = methods[0]?.type === 'JsonWebKey2020' ? 'JsonWebKey2020' : 'Ed25519VerificationKey2018'
+    const format: DidDocumentFormat =
+      methods[0]?.type === 'JsonWebKey2020' ? 'JsonWebKey2020' : 'Ed25519VerificationKey2018'
     assert.deepEqual(resolveDidKey(did, { format }), document)
   })
 }

@@ -7,7 +7,11 @@ import { didFromEd25519PublicKey, parseDidKey, resolveDidKey, ed25519PublicKeyFr
 import { DidKeyError, type DidKeyErrorReason } from './errors.ts'
 
 function expectReason(did: string, reason: DidKeyErrorReason): void {
-  assert.throws(() => parseDidKey(did), (err: unknown) => err instanceof DidKeyError && err.reason === reason, `${did} → ${reason}`)
+  assert.throws(
+    () => parseDidKey(did),
+    (err: unknown) => err instanceof DidKeyError && err.reason === reason,
+    `${did} → ${reason}`,
+  )
 }
 
 const mb = (bytes: number[]): string => base58btc.encode(Uint8Array.from(bytes))
@@ -45,7 +49,12 @@ test('an explicit version 1 is accepted and becomes part of the document id', ()
 
 test('every format produces a document with the X25519 key agreement', () => {
   const did = didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey)
-  for (const format of ['Ed25519VerificationKey2018', 'Ed25519VerificationKey2020', 'JsonWebKey2020', 'Multikey'] as const) {
+  for (const format of [
+    'Ed25519VerificationKey2018',
+    'Ed25519VerificationKey2020',
+    'JsonWebKey2020',
+    'Multikey',
+  ] as const) {
     const doc = resolveDidKey(did, { format })
     assert.equal(doc.verificationMethod.length, 2)
     assert.match(doc.keyAgreement[0] ?? '', /#z6LS/)
@@ -55,14 +64,21 @@ test('every format produces a document with the X25519 key agreement', () => {
 
 test('parseDidKey never throws anything but DidKeyError on arbitrary strings (property)', () => {
   fc.assert(
-    fc.property(fc.oneof(fc.string(), fc.string().map((s) => `did:key:z${s}`), fc.stringMatching(/^did:key:z[1-9A-HJ-NP-Za-km-z]{0,60}$/)), (text) => {
-      try {
-        const parsed = parseDidKey(text)
-        assert.equal(parsed.did, text)
-      } catch (err) {
-        assert.ok(err instanceof DidKeyError, String(err))
-      }
-    }),
+    fc.property(
+      fc.oneof(
+        fc.string(),
+        fc.string().map((s) => `did:key:z${s}`),
+        fc.stringMatching(/^did:key:z[1-9A-HJ-NP-Za-km-z]{0,60}$/),
+      ),
+      (text) => {
+        try {
+          const parsed = parseDidKey(text)
+          assert.equal(parsed.did, text)
+        } catch (err) {
+          assert.ok(err instanceof DidKeyError, String(err))
+        }
+      },
+    ),
     { numRuns: 2000 },
   )
 })

@@ -91,7 +91,8 @@ export function parseDidKey(did: string): ParsedDidKey {
   if (version === undefined || !/^[1-9][0-9]{0,8}$/.test(version)) {
     throw new DidKeyError('invalidDid', 'the version must be a positive integer')
   }
-  if (!multibase.startsWith('z')) throw new DidKeyError('invalidDid', 'the multibase value must start with "z" (base58btc)')
+  if (!multibase.startsWith('z'))
+    throw new DidKeyError('invalidDid', 'the multibase value must start with "z" (base58btc)')
   let bytes: Uint8Array
   try {
     bytes = base58btc.decode(multibase)
@@ -109,10 +110,19 @@ export function parseDidKey(did: string): ParsedDidKey {
     }
     // The canonical varint and base58 must round-trip: one key, one DID.
     const prefix = codec === ED25519_PUB_CODEC ? ED25519_PREFIX : X25519_PREFIX
-    if (!equals(bytes.subarray(0, length), prefix)) throw new DidKeyError('invalidDid', 'non-canonical multicodec prefix')
-    return { did, type: codec === ED25519_PUB_CODEC ? 'Ed25519' : 'X25519', multibase, publicKey: Uint8Array.from(publicKey) }
+    if (!equals(bytes.subarray(0, length), prefix))
+      throw new DidKeyError('invalidDid', 'non-canonical multicodec prefix')
+    return {
+      did,
+      type: codec === ED25519_PUB_CODEC ? 'Ed25519' : 'X25519',
+      multibase,
+      publicKey: Uint8Array.from(publicKey),
+    }
   }
-  throw new DidKeyError('unsupportedPublicKeyType', `multicodec 0x${codec.toString(16)} is not supported (Ed25519 or X25519 only)`)
+  throw new DidKeyError(
+    'unsupportedPublicKeyType',
+    `multicodec 0x${codec.toString(16)} is not supported (Ed25519 or X25519 only)`,
+  )
 }
 
 function readVarint(bytes: Uint8Array): { codec: number; length: number } {
@@ -128,7 +138,8 @@ function readVarint(bytes: Uint8Array): { codec: number; length: number } {
 /** The Ed25519 public key of an Ed25519 did:key (an X25519 DID cannot sign, so it is refused). */
 export function ed25519PublicKeyFromDid(did: string): Uint8Array {
   const parsed = parseDidKey(did)
-  if (parsed.type !== 'Ed25519') throw new DidKeyError('invalidPublicKeyType', 'this DID holds an X25519 key, not a signing key')
+  if (parsed.type !== 'Ed25519')
+    throw new DidKeyError('invalidPublicKeyType', 'this DID holds an X25519 key, not a signing key')
   return parsed.publicKey
 }
 

@@ -8,7 +8,10 @@ import { InvalidInputError } from '../core/errors.ts'
 
 test('RFC 8032 test 1: the seed gives the published public key', () => {
   const seed = fromHex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60')
-  assert.equal(toHex(Ed25519KeyPair.fromSeed(seed).publicKey), 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a')
+  assert.equal(
+    toHex(Ed25519KeyPair.fromSeed(seed).publicKey),
+    'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+  )
 })
 
 test('signatures verify for their kind and payload only', () => {

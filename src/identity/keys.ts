@@ -127,7 +127,11 @@ export class X25519KeyPair {
 
   private constructor(privateKey: Uint8Array) {
     this.#raw = Uint8Array.from(privateKey)
-    this.#privateKey = createPrivateKey({ key: Buffer.from(concat(X25519_PKCS8, privateKey)), format: 'der', type: 'pkcs8' })
+    this.#privateKey = createPrivateKey({
+      key: Buffer.from(concat(X25519_PKCS8, privateKey)),
+      format: 'der',
+      type: 'pkcs8',
+    })
     this.publicKey = rawPublicKey(createPublicKey(this.#privateKey))
   }
 
@@ -150,7 +154,11 @@ export class X25519KeyPair {
     assertLength(peerPublicKey, 32, 'an X25519 public key')
     let secret: Buffer
     try {
-      const publicKey = createPublicKey({ key: Buffer.from(concat(X25519_SPKI, peerPublicKey)), format: 'der', type: 'spki' })
+      const publicKey = createPublicKey({
+        key: Buffer.from(concat(X25519_SPKI, peerPublicKey)),
+        format: 'der',
+        type: 'spki',
+      })
       secret = diffieHellman({ privateKey: this.#privateKey, publicKey })
     } catch (err) {
       throw new InvalidInputError('X25519 key agreement failed: the peer key is not usable', { cause: err })

@@ -5,7 +5,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Ed25519KeyPair } from './keys.ts'
 import { didFromEd25519PublicKey } from './did-key.ts'
-import { decryptKeystore, encryptKeystore, loadKeystore, parseKeystore, writeKeystoreFile, type ScryptParams } from './keystore.ts'
+import {
+  decryptKeystore,
+  encryptKeystore,
+  loadKeystore,
+  parseKeystore,
+  writeKeystoreFile,
+  type ScryptParams,
+} from './keystore.ts'
 import { KeystoreExistsError, KeystoreFormatError, KeystoreTamperedError, WrongPasswordError } from './errors.ts'
 
 // Cheaper than the default (2^17) so the suite stays fast; the format records whatever was used.
@@ -46,9 +53,15 @@ test('tampering with any authenticated part → KeystoreTamperedError or WrongPa
   await assert.rejects(decryptKeystore({ ...file, ciphertext: flip(file.ciphertext) }, 'pw'), KeystoreTamperedError)
   await assert.rejects(decryptKeystore({ ...file, tag: flip(file.tag) }, 'pw'), KeystoreTamperedError)
   await assert.rejects(decryptKeystore({ ...file, did: other }, 'pw'), KeystoreTamperedError)
-  await assert.rejects(decryptKeystore({ ...file, cipher: { ...file.cipher, nonce: flip(file.cipher.nonce) } }, 'pw'), KeystoreTamperedError)
+  await assert.rejects(
+    decryptKeystore({ ...file, cipher: { ...file.cipher, nonce: flip(file.cipher.nonce) } }, 'pw'),
+    KeystoreTamperedError,
+  )
   // Changing the KDF inputs changes the derived key, which reads as a wrong password.
-  await assert.rejects(decryptKeystore({ ...file, kdf: { ...file.kdf, salt: flip(file.kdf.salt) } }, 'pw'), WrongPasswordError)
+  await assert.rejects(
+    decryptKeystore({ ...file, kdf: { ...file.kdf, salt: flip(file.kdf.salt) } }, 'pw'),
+    WrongPasswordError,
+  )
 })
 
 test('files: written with mode 0600, loaded back, never overwritten by accident', async () => {

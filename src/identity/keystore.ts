@@ -59,7 +59,11 @@ function checkScrypt(params: ScryptParams): void {
   }
 }
 
-function deriveKeys(password: string, salt: Uint8Array, params: ScryptParams): Promise<{ encKey: Buffer; checkKey: Buffer }> {
+function deriveKeys(
+  password: string,
+  salt: Uint8Array,
+  params: ScryptParams,
+): Promise<{ encKey: Buffer; checkKey: Buffer }> {
   const N = 2 ** params.logN
   return new Promise((resolve, reject) => {
     scryptCallback(
@@ -77,7 +81,8 @@ function headerBytes(file: Pick<KeystoreFile, 'format' | 'version' | 'did' | 'kd
 }
 
 function checkPassword(password: string): void {
-  if (typeof password !== 'string' || password.length === 0) throw new InvalidInputError('the password must not be empty')
+  if (typeof password !== 'string' || password.length === 0)
+    throw new InvalidInputError('the password must not be empty')
 }
 
 /** Encrypts `keyPair` under `password` into a keystore object (not yet written anywhere). */
@@ -144,13 +149,15 @@ export function parseKeystore(text: string): KeystoreFile {
   const { kdf, cipher, did } = value
   if (typeof did !== 'string') throw new KeystoreFormatError('keystore field did is missing')
   if (!isRecord(kdf) || kdf.name !== 'scrypt') throw new KeystoreFormatError('keystore kdf must be scrypt')
-  if (!isRecord(cipher) || cipher.name !== 'aes-256-gcm') throw new KeystoreFormatError('keystore cipher must be aes-256-gcm')
+  if (!isRecord(cipher) || cipher.name !== 'aes-256-gcm')
+    throw new KeystoreFormatError('keystore cipher must be aes-256-gcm')
   checkScrypt({ logN: kdf.logN as number, r: kdf.r as number, p: kdf.p as number })
   base64Field(kdf.salt, 'kdf.salt', 32)
   base64Field(cipher.nonce, 'cipher.nonce', 12)
   base64Field(value.verifier, 'verifier', 32)
   base64Field(value.tag, 'tag', 16)
-  if (base64Field(value.ciphertext, 'ciphertext').length === 0) throw new KeystoreFormatError('keystore ciphertext is empty')
+  if (base64Field(value.ciphertext, 'ciphertext').length === 0)
+    throw new KeystoreFormatError('keystore ciphertext is empty')
   const extra = Object.keys(value).filter(
     (k) => !['format', 'version', 'did', 'kdf', 'cipher', 'verifier', 'ciphertext', 'tag'].includes(k),
   )
@@ -226,10 +233,18 @@ export async function isKeystorePrivate(path: string): Promise<boolean> {
  * Writes a keystore atomically with mode 0600. Without `overwrite`, an existing file is never
  * replaced (the final step is a hard link, which fails if the name exists).
  */
-export async function writeKeystoreFile(path: string, file: KeystoreFile, options: { overwrite?: boolean } = {}): Promise<void> {
+export async function writeKeystoreFile(
+  path: string,
+  file: KeystoreFile,
+  options: { overwrite?: boolean } = {},
+): Promise<void> {
   const dir = dirname(path)
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
-  const handle = await fs.open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, KEYSTORE_FILE_MODE)
+  const handle = await fs.open(
+    temp,
+    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
+    KEYSTORE_FILE_MODE,
+  )
   try {
     await handle.writeFile(`${JSON.stringify(file, null, 2)}\n`)
     await handle.chmod(KEYSTORE_FILE_MODE)
@@ -245,7 +260,9 @@ export async function writeKeystoreFile(path: string, file: KeystoreFile, option
         await fs.link(temp, path)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-          throw new KeystoreExistsError(`a keystore already exists at ${path}; refusing to overwrite it`, { cause: err })
+          throw new KeystoreExistsError(`a keystore already exists at ${path}; refusing to overwrite it`, {
+            cause: err,
+          })
         }
         throw err
       }

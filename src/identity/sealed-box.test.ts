@@ -45,12 +45,19 @@ test('any single-byte change or truncation is detected (property)', () => {
     }),
     { numRuns: 300 },
   )
-  for (const cut of [0, 1, 33, 45, box.length - 1]) assert.throws(() => openSealedBox(box.subarray(0, cut), bob), SealedBoxError)
+  for (const cut of [0, 1, 33, 45, box.length - 1])
+    assert.throws(() => openSealedBox(box.subarray(0, cut), bob), SealedBoxError)
 })
 
 /** Seals raw inner bytes exactly as the format in sealed-box.ts describes, so tests can forge contents. */
 function sealRaw(recipientPublic: Uint8Array, inner: Uint8Array, ephemeral = X25519KeyPair.generate()): Uint8Array {
-  const key = hkdfSync('sha256', ephemeral.agree(recipientPublic), concat(ephemeral.publicKey, recipientPublic), utf8('donghae/sealed-box/v1'), 32)
+  const key = hkdfSync(
+    'sha256',
+    ephemeral.agree(recipientPublic),
+    concat(ephemeral.publicKey, recipientPublic),
+    utf8('donghae/sealed-box/v1'),
+    32,
+  )
   const header = concat(Uint8Array.of(1), ephemeral.publicKey)
   const nonce = randomBytes(12)
   const cipher = createCipheriv('chacha20-poly1305', Buffer.from(key), nonce, { authTagLength: 16 })

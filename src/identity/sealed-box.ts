@@ -106,12 +106,15 @@ function readInner(plaintext: Uint8Array, ephemeralPublic: Uint8Array, recipient
   const message = inner.m
   if (inner.s === undefined) return { message }
   const s = inner.s as { did?: unknown; sig?: unknown }
-  if (typeof s.did !== 'string' || !(s.sig instanceof Uint8Array)) throw new SealedBoxError('sealed box sender is malformed')
+  if (typeof s.did !== 'string' || !(s.sig instanceof Uint8Array))
+    throw new SealedBoxError('sealed box sender is malformed')
   let senderKey: Uint8Array
   try {
     senderKey = ed25519PublicKeyFromDid(s.did)
   } catch (err) {
-    throw new SealedBoxError('sealed box sender DID is invalid', { cause: err instanceof DonghaeError ? err : undefined })
+    throw new SealedBoxError('sealed box sender DID is invalid', {
+      cause: err instanceof DonghaeError ? err : undefined,
+    })
   }
   if (!verifySignature(senderKey, SIGNING_KIND, signedContent(ephemeralPublic, message, recipientPublic), s.sig)) {
     throw new SealedBoxError(`sealed box signature does not verify for sender ${s.did}`)

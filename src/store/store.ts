@@ -55,7 +55,8 @@ function prefixUpperBound(prefix: Uint8Array): Uint8Array | undefined {
 function wrapLevelError(err: unknown, what: string): Error {
   if (isDonghaeError(err)) return err
   const code = (err as { code?: string }).code
-  if (code === 'LEVEL_DATABASE_NOT_OPEN') return new StoreClosedError(`cannot ${what}: the store is not open`, { cause: err })
+  if (code === 'LEVEL_DATABASE_NOT_OPEN')
+    return new StoreClosedError(`cannot ${what}: the store is not open`, { cause: err })
   return new StoreError(`cannot ${what}: ${(err as Error).message}`, { cause: err })
 }
 
@@ -269,7 +270,9 @@ export class Store {
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause
       if ((err as { code?: string }).code === 'LEVEL_LOCKED' || cause?.code === 'LEVEL_LOCKED') {
-        throw new StoreLockedError(`the database at ${path} is in use by another process; stop it first`, { cause: err })
+        throw new StoreLockedError(`the database at ${path} is in use by another process; stop it first`, {
+          cause: err,
+        })
       }
       throw new StoreError(`cannot open the database at ${path}: ${(err as Error).message}`, { cause: err })
     }

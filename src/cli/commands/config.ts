@@ -22,9 +22,14 @@ Examples:
       const { config: values, sources } = ctx.config()
       const keys = Object.keys(CONFIG_KEYS) as ConfigKey[]
       if (options.json === true) {
-        ctx.json(Object.fromEntries(keys.map((k) => [k, { value: values[k], source: sources[k], env: CONFIG_KEYS[k].env }])))
+        ctx.json(
+          Object.fromEntries(keys.map((k) => [k, { value: values[k], source: sources[k], env: CONFIG_KEYS[k].env }])),
+        )
         return
       }
-      for (const key of keys) ctx.out(`${key.padEnd(10)} ${JSON.stringify(values[key]).padEnd(24)} (${sources[key]}; env ${CONFIG_KEYS[key].env})`)
+      for (const key of keys)
+        ctx.out(
+          `${key.padEnd(10)} ${JSON.stringify(values[key]).padEnd(24)} (${sources[key]}; env ${CONFIG_KEYS[key].env})`,
+        )
     })
 }

@@ -1,5 +1,10 @@
 import { Option, type Command } from 'commander'
-import { DID_DOCUMENT_FORMATS, DEFAULT_DID_DOCUMENT_FORMAT, resolveDidKey, type DidDocumentFormat } from '../../identity/did-key.ts'
+import {
+  DID_DOCUMENT_FORMATS,
+  DEFAULT_DID_DOCUMENT_FORMAT,
+  resolveDidKey,
+  type DidDocumentFormat,
+} from '../../identity/did-key.ts'
 import { createContext, type CliIo } from '../context.ts'
 
 export function registerDid(program: Command, io: CliIo): void {
@@ -9,7 +14,9 @@ export function registerDid(program: Command, io: CliIo): void {
     .description('print the DID document of a did:key as JSON')
     .argument('<did>', 'a did:key, e.g. did:key:z6Mk…')
     .addOption(
-      new Option('--format <format>', 'verification method format').choices(DID_DOCUMENT_FORMATS).default(DEFAULT_DID_DOCUMENT_FORMAT),
+      new Option('--format <format>', 'verification method format')
+        .choices(DID_DOCUMENT_FORMATS)
+        .default(DEFAULT_DID_DOCUMENT_FORMAT),
     )
     .addHelpText(
       'after',

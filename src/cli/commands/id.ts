@@ -21,7 +21,9 @@ export function registerId(program: Command, io: CliIo): void {
         home: ctx.home.dir,
       }
       if (!(await isKeystorePrivate(ctx.home.keystore))) {
-        io.stderr.write(`warning: ${ctx.home.keystore} is readable by other users; run: chmod 600 ${ctx.home.keystore}\n`)
+        io.stderr.write(
+          `warning: ${ctx.home.keystore} is readable by other users; run: chmod 600 ${ctx.home.keystore}\n`,
+        )
       }
       if (options.json === true) ctx.json(result)
       else {
