@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import { cryptoBenches } from './crypto.bench.ts'
+import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -31,4 +32,11 @@ process.stdout.write(`${JSON.stringify({ bench: 'meta', ...meta, when: new Date(
 for (const result of cryptoBenches(options)) {
   if (values.only !== undefined && !result.bench.includes(values.only)) continue
   process.stdout.write(`${JSON.stringify(result)}\n`)
+}
+const only = values.only
+if (only === undefined || STATE_BENCH_NAMES.some((name) => name.includes(only))) {
+  for (const result of stateBenches(options)) {
+    if (only !== undefined && !result.bench.includes(only)) continue
+    process.stdout.write(`${JSON.stringify(result)}\n`)
+  }
 }

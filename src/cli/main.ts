@@ -6,11 +6,13 @@ import { Command, CommanderError } from 'commander'
 import { describeError, isDonghaeError } from '../core/errors.ts'
 import { LOG_LEVELS } from '../core/logger.ts'
 import type { CliIo } from './context.ts'
+import { registerChain } from './commands/chain.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerDid } from './commands/did.ts'
 import { registerId } from './commands/id.ts'
 import { registerInit } from './commands/init.ts'
 import { registerKeys } from './commands/keys.ts'
+import { registerGenesis } from './commands/genesis.ts'
 import { VERSION } from './version.ts'
 
 export function buildProgram(io: CliIo): Command {
@@ -56,6 +58,8 @@ Docs: README.md and docs/architecture.md`,
   registerDid(program, io)
   registerKeys(program, io)
   registerConfig(program, io)
+  registerChain(program, io)
+  registerGenesis(program, io)
   for (const command of program.commands) command.exitOverride()
   return program
 }

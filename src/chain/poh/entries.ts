@@ -13,6 +13,9 @@ import { equals } from '../../core/bytes.ts'
 
 export const POH_HASH_LENGTH = 32
 
+/** The `reason` of a PoH check that fails because an entry's hash does not follow. */
+export const POH_HASH_MISMATCH = 'hash does not follow from the previous entry'
+
 export interface PohEntry {
   numHashes: number
   mixin?: Uint8Array
@@ -41,7 +44,7 @@ export function verifyPohEntries(start: Uint8Array, entries: readonly PohEntry[]
     if (shape !== undefined) return { ok: false, index, reason: shape }
     if (entry.mixin === undefined) ticks++
     h = extendPoh(h, entry.numHashes, entry.mixin)
-    if (!equals(h, entry.hash)) return { ok: false, index, reason: 'hash does not follow from the previous entry' }
+    if (!equals(h, entry.hash)) return { ok: false, index, reason: POH_HASH_MISMATCH }
   }
   return { ok: true, end: h, ticks }
 }

@@ -1,0 +1,151 @@
+/**
+ * Chain routes (/v1): node status, blocks, accounts, transaction submission and lookup, state
+ * proofs. One declarative table; each handler is a few lines over the ChainApi.
+ *
+ * Status codes for POST /v1/tx: 202 accepted into the mempool; 400 TX_REJECTED for a
+ * transaction that is invalid (malformed, bad signature, wrong chain, stale nonce, low fee,
+ * unknown kind...); 409 TX_REJECTED when it conflicts with what is already pending (reason
+ * `duplicate`: the same bytes; `nonce-in-use`: another pending transaction has that nonce and at
+ * least its fee); 503 TX_REJECTED when the mempool is full (reason `full`: retry later or raise
+ * the fee). Every TX_REJECTED answer carries the chain's `reason` tag.
+ */
+import type { FastifyPluginAsync, RouteOptions } from 'fastify'
+import type Type from 'typebox'
+import { fromHex, toHex } from '../../core/bytes.ts'
+import { InvalidInputError } from '../../core/errors.ts'
+import { encodeProof } from '../../chain/state/proof.ts'
+import { parseDidKey } from '../../identity/did-key.ts'
+import type { ChainApi } from '../chain-api.ts'
+import { NotFoundError } from '../errors.ts'
+import {
+  AccountResponse,
+  BlockResponse,
+  DidParams,
+  ERROR_RESPONSES,
+  HashParams,
+  HeightParams,
+  ProofQuery,
+  ProofResponse,
+  StatusResponse,
+  SubmitTxBody,
+  SubmitTxResponse,
+  TxResponse,
+} from '../schemas.ts'
+import { accountJson, blockJson, statusJson } from '../views.ts'
+
+export interface ChainRoutesOptions {
+  chain: ChainApi
+}
+
+type Params<T extends Type.TSchema> = Type.Static<T>
+
+/** The encoded transaction from hex (optionally 0x-prefixed) or base64 (standard or URL-safe). */
+export function decodeTxText(text: string): Uint8Array {
+  const hex = text.startsWith('0x') ? text.slice(2) : text
+  // An encoded transaction is a dag-cbor map (first byte 0xa7), whose base64 starts with 'p':
+  // never a hex digit, so trying hex first cannot misread base64.
+  if (/^([0-9a-fA-F]{2})+$/.test(hex)) return fromHex(hex)
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '')
+  if (/^[A-Za-z0-9+/]+$/.test(b64)) {
+    const bytes = Buffer.from(b64, 'base64')
+    if (bytes.toString('base64').replace(/=+$/, '') === b64) return new Uint8Array(bytes)
+  }
+  throw new InvalidInputError('body/tx must be the encoded signed transaction as hex or base64')
+}
+
+function chainRouteTable(chain: ChainApi): RouteOptions[] {
+  return [
+    {
+      method: 'GET',
+      url: '/v1/status',
+      schema: {
+        summary: "The node's chain, height, consensus position, validators, mempool and peers",
+        tags: ['chain'],
+        response: { 200: StatusResponse, ...ERROR_RESPONSES },
+      },
+      handler: async () => statusJson(chain.status()),
+    },
+    {
+      method: 'GET',
+      url: '/v1/chain/blocks/:height',
+      schema: {
+        summary: 'A committed block with its transactions and commit certificates',
+        tags: ['chain'],
+        params: HeightParams,
+        response: { 200: BlockResponse, ...ERROR_RESPONSES },
+      },
+      handler: async (request) => {
+        const { height } = request.params as Params<typeof HeightParams>
+        const found = await chain.block(height)
+        if (found === undefined) throw new NotFoundError(`no committed block at height ${height}`)
+        return blockJson(found)
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/accounts/:did',
+      schema: {
+        summary: 'Balance, next nonce and stake of an account',
+        tags: ['accounts'],
+        params: DidParams,
+        response: { 200: AccountResponse, ...ERROR_RESPONSES },
+      },
+      handler: async (request) => {
+        const { did } = request.params as Params<typeof DidParams>
+        parseDidKey(did)
+        return accountJson(chain.account(did))
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/tx',
+      schema: {
+        summary: 'Submit an encoded signed transaction to the mempool',
+        description: '202 when admitted; 400, 409 or 503 TX_REJECTED with a reason when not (see the route file).',
+        tags: ['transactions'],
+        body: SubmitTxBody,
+        response: { 202: SubmitTxResponse, ...ERROR_RESPONSES },
+      },
+      handler: async (request, reply) => {
+        const { tx } = request.body as Params<typeof SubmitTxBody>
+        const { hash } = await chain.submitTx(decodeTxText(tx))
+        return reply.code(202).send({ hash: toHex(hash) })
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/tx/:hash',
+      schema: {
+        summary: 'The height at which a transaction was committed (404 while pending or unknown)',
+        tags: ['transactions'],
+        params: HashParams,
+        response: { 200: TxResponse, ...ERROR_RESPONSES },
+      },
+      handler: async (request) => {
+        const hash = (request.params as Params<typeof HashParams>).hash.toLowerCase()
+        const height = await chain.txHeight(fromHex(hash))
+        if (height === undefined) throw new NotFoundError(`transaction ${hash} is not committed (it may still be pending)`)
+        return { hash, height }
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/state/proof',
+      schema: {
+        summary: 'A Merkle proof of a raw state key (present or absent) against the latest state root',
+        tags: ['state'],
+        querystring: ProofQuery,
+        response: { 200: ProofResponse, ...ERROR_RESPONSES },
+      },
+      handler: async (request) => {
+        const key = fromHex((request.query as Params<typeof ProofQuery>).key)
+        const { height, root, value, proof } = chain.prove(key)
+        return { height, root: toHex(root), key: toHex(key), value: value === undefined ? null : toHex(value), proof: toHex(encodeProof(proof)) }
+      },
+    },
+  ]
+}
+
+export const chainRoutes: FastifyPluginAsync<ChainRoutesOptions> = async (app, { chain }) => {
+  for (const route of chainRouteTable(chain)) app.route(route)
+}

@@ -1,0 +1,154 @@
+/**
+ * JSON Schemas of the HTTP API (TypeBox builds them; Fastify validates requests and serializes
+ * responses with them; @fastify/swagger publishes them). Money, nonces and voting power are
+ * 64-bit: on the wire they are always decimal strings, never JSON numbers. Bytes are lowercase hex.
+ */
+import Type from 'typebox'
+import { MAX_TX_BYTES } from '../chain/tx.ts'
+import { MAX_PROOF_KEY_BYTES } from './constants.ts'
+
+const Hex = (description: string) => Type.String({ pattern: '^([0-9a-f]{2})*$', description })
+const Hash = (description: string) => Type.String({ pattern: '^[0-9a-f]{64}$', description })
+const Amount = (description: string) => Type.String({ pattern: '^(0|[1-9][0-9]*)$', description })
+const Height = (description: string) => Type.Integer({ minimum: 0, description })
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ description: 'stable error code, e.g. TX_REJECTED, NOT_FOUND, BAD_REQUEST' }),
+      message: Type.String({ description: 'what went wrong, for people' }),
+      reason: Type.Optional(Type.String({ description: 'machine-readable detail: the transaction or did:key error name' })),
+    }),
+  },
+  { description: 'every error answer has this shape' },
+)
+
+/** Error answers every route may give. */
+export const ERROR_RESPONSES = { '4xx': ErrorBody, '5xx': ErrorBody } as const
+
+// ---- status ----------------------------------------------------------------------------------
+
+export const StatusResponse = Type.Object({
+  chainId: Type.String(),
+  did: Type.String({ description: "this node's DID" }),
+  moniker: Type.String(),
+  height: Height('latest committed height (0 before the first block)'),
+  latestBlockId: Hex('id of the latest committed block (the genesis hash at height 0)'),
+  latestBlockTime: Type.Integer({ description: 'milliseconds since the Unix epoch' }),
+  stateRoot: Hex('state root after the latest block'),
+  consensus: Type.Object({ height: Height('height being decided'), round: Type.Integer({ minimum: 0 }), step: Type.String() }),
+  validators: Type.Array(Type.Object({ did: Type.String(), power: Amount('voting power (bonded stake)') })),
+  mempool: Type.Object({ size: Type.Integer({ minimum: 0 }), bytes: Type.Integer({ minimum: 0 }) }),
+  peers: Type.Integer({ minimum: 0 }),
+})
+
+// ---- blocks ----------------------------------------------------------------------------------
+
+export const HeightParams = Type.Object({ height: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) })
+
+const BlockHeaderJson = Type.Object({
+  chainId: Type.String(),
+  height: Height('block height'),
+  round: Type.Integer({ minimum: 0 }),
+  time: Type.Integer({ description: 'milliseconds since the Unix epoch' }),
+  proposer: Type.String(),
+  parentId: Hex('id of the parent block'),
+  txRoot: Hex('Merkle root of the transaction hashes'),
+  stateRoot: Hex('state root after this block'),
+  pohStart: Hex('PoH hash the segment starts from'),
+  pohEnd: Hex('PoH hash the segment ends at'),
+  pohTicks: Type.Integer({ minimum: 0 }),
+  lastCommitHash: Hex("hash of the previous height's commit certificate"),
+})
+
+export const TxJson = Type.Object({
+  hash: Hash('sha256 of the encoded transaction'),
+  sender: Type.String(),
+  nonce: Amount('sender nonce'),
+  fee: Amount('fee, base units'),
+  kind: Type.String({ description: 'module.action, e.g. bank.transfer' }),
+  body: Type.Unknown({ description: 'the body as JSON: every integer as a decimal string, bytes as hex' }),
+})
+
+const CommitSummary = Type.Union([
+  Type.Object({
+    height: Height('certified height'),
+    round: Type.Integer({ minimum: 0 }),
+    blockId: Hex('certified block id'),
+    precommits: Type.Integer({ minimum: 0, description: 'precommits in the certificate' }),
+    signers: Type.Array(Type.String(), { description: 'validators whose precommit is for the block' }),
+  }),
+  Type.Null(),
+])
+
+export const BlockResponse = Type.Object({
+  hash: Hex('block id: sha256 of the dag-cbor header'),
+  height: Height('block height'),
+  header: BlockHeaderJson,
+  txs: Type.Array(TxJson),
+  poh: Type.Object({ entries: Type.Integer({ minimum: 0 }), ticks: Type.Integer({ minimum: 0 }) }),
+  lastCommit: CommitSummary,
+  commit: CommitSummary,
+})
+
+// ---- accounts --------------------------------------------------------------------------------
+
+export const DidParams = Type.Object({ did: Type.String({ minLength: 1, maxLength: 256, description: 'a did:key' }) })
+
+export const AccountResponse = Type.Object({
+  did: Type.String(),
+  balance: Amount('spendable balance, base units'),
+  nonce: Amount("the nonce of the account's next transaction"),
+  stake: Type.Union([
+    Type.Object({
+      bonded: Amount('bonded stake, base units'),
+      jailed: Type.Boolean(),
+      jailedUntil: Type.Integer({ minimum: 0, description: 'height from which staking.unjail is allowed; 0 when not jailed' }),
+      tombstoned: Type.Boolean(),
+      unbonding: Type.Array(Type.Object({ amount: Amount('base units'), completes: Height('withdrawable from this height') })),
+    }),
+    Type.Null(),
+  ]),
+})
+
+// ---- transactions ----------------------------------------------------------------------------
+
+export const SubmitTxBody = Type.Object(
+  {
+    tx: Type.String({
+      minLength: 2,
+      maxLength: 2 * MAX_TX_BYTES + 2,
+      description: 'the encoded signed transaction (dag-cbor), as hex (optionally 0x-prefixed) or base64',
+    }),
+  },
+  { additionalProperties: false },
+)
+
+export const SubmitTxResponse = Type.Object({ hash: Hash('transaction hash: poll GET /v1/tx/{hash} for its height') })
+
+export const HashParams = Type.Object({ hash: Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'transaction hash, hex' }) })
+
+export const TxResponse = Type.Object({ hash: Hash('transaction hash'), height: Height('height of the block that includes it') })
+
+// ---- state proofs ----------------------------------------------------------------------------
+
+export const ProofQuery = Type.Object({
+  key: Type.String({ pattern: '^([0-9a-fA-F]{2})+$', maxLength: 2 * MAX_PROOF_KEY_BYTES, description: 'raw state key, hex' }),
+})
+
+export const ProofResponse = Type.Object({
+  height: Height('height whose state root the proof is against'),
+  root: Hex('state root'),
+  key: Hex('the key'),
+  value: Type.Union([Hex('the value'), Type.Null()], { description: 'null: the proof shows the key is absent' }),
+  proof: Hex('encodeProof(StateProof): canonical dag-cbor; check it with verifyProof'),
+})
+
+export type ErrorJson = Type.Static<typeof ErrorBody>
+export type StatusJson = Type.Static<typeof StatusResponse>
+export type BlockJson = Type.Static<typeof BlockResponse>
+export type TxJsonView = Type.Static<typeof TxJson>
+export type AccountJson = Type.Static<typeof AccountResponse>
+export type SubmitTxJson = Type.Static<typeof SubmitTxResponse>
+export type TxStatusJson = Type.Static<typeof TxResponse>
+export type ProofJson = Type.Static<typeof ProofResponse>

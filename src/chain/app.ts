@@ -1,0 +1,449 @@
+/**
+ * The chain application: executes blocks against the state, builds proposals from the mempool,
+ * validates peers' proposals (structure, PoH, certificate, transactions, state root), and
+ * commits atomically to the store. It is the `ConsensusApp` the BFT engine drives, and what
+ * sync feeds with fetched blocks.
+ *
+ * Store buckets: blocks (height → block), commits (height → certificate of that block),
+ * state (key → value, the current state), txs (tx hash → height), meta (head).
+ * One committed height = one atomic write batch of all five.
+ */
+import { toHex, equals } from '../core/bytes.ts'
+import { sha256 } from '../core/hash.ts'
+import { merkleRoot } from '../core/merkle.ts'
+import { systemClock, type Clock } from '../core/clock.ts'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import type { Store, Bucket } from '../store/store.ts'
+import { bytesCodec, dagCborCodec, uint64Codec, utf8Codec } from '../store/codecs.ts'
+import { verifyCommit } from './bft/messages.ts'
+import type { CommitCertificate, ValidatorSet } from './bft/types.ts'
+import {
+  blockId as headerId,
+  checkBlockConsistency,
+  commitHash,
+  decodeBlock as decodeBlockBytes,
+  decodeCommit,
+  encodeBlock as encodeBlockBytes,
+  encodeCommit,
+  ZERO_HASH,
+  type Block,
+  type BlockHeader,
+} from './block.ts'
+import { BlockError, TxError } from './errors.ts'
+import { genesisHash, type GenesisDoc } from './genesis.ts'
+import type { ChainEvent, StateMachine } from './host.ts'
+import type { Mempool } from './mempool.ts'
+import { countTicks, type PohCheck, type PohEntry } from './poh/entries.ts'
+import { SparseMerkleTree } from './state/smt.ts'
+import { StateOverlay, type StateReader } from './state-view.ts'
+import { decodeTx, txHash, type SignedTx } from './tx.ts'
+
+export interface ChainHead {
+  height: number
+  blockId: Uint8Array
+  stateRoot: Uint8Array
+  pohEnd: Uint8Array
+  time: number
+}
+
+/** How the app produces and checks PoH (a worker-thread generator/verifier in a node; inline in tests). */
+export interface PohService {
+  /** Entries from `start` holding at least `ticks` ticks, then one mixin entry per batch root. */
+  produce(start: Uint8Array, ticks: number, mixins: Uint8Array[]): Promise<PohEntry[]>
+  verify(start: Uint8Array, entries: readonly PohEntry[], hashesPerTick: number): Promise<PohCheck>
+  /** Told the PoH end of each committed head, so it can start ticking from there. */
+  follow?(pohEnd: Uint8Array): void
+}
+
+export interface ChainAppOptions {
+  genesis: GenesisDoc
+  store: Store
+  machine: StateMachine
+  mempool: Mempool
+  poh: PohService
+  /** The validator set deciding `height`, read from committed state (staking). */
+  validatorSet(state: StateReader, height: number): ValidatorSet
+  /** The selected proposer of (height, round). */
+  proposer(set: ValidatorSet, height: number, round: number): string
+  /** PoH ticks a round-r proposal must carry. */
+  ticksRequired(round: number): number
+  /** This node's DID when it proposes. */
+  self?: string
+  clock?: Clock
+  logger?: Logger
+  /** How far in the future a block's time may be. @default 5000 ms */
+  maxFutureMs?: number
+  /** Called after each commit with the block and the events it produced. */
+  onCommit?(block: Block, events: ChainEvent[]): void
+}
+
+interface Execution {
+  overlay: StateOverlay
+  events: ChainEvent[]
+  tree: SparseMerkleTree
+}
+
+const TX_BATCH = 64
+
+export class ChainApp {
+  readonly genesis: GenesisDoc
+  readonly chainId: string
+  readonly #opts: ChainAppOptions
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #blocks: Bucket<bigint, Uint8Array>
+  readonly #commits: Bucket<bigint, Uint8Array>
+  readonly #state: Bucket<Uint8Array, Uint8Array>
+  readonly #txIndex: Bucket<Uint8Array, number>
+  readonly #meta: Bucket<string, ChainHead>
+  #tree: SparseMerkleTree = SparseMerkleTree.empty()
+  #head!: ChainHead
+  /** Executions of blocks validated but not yet committed, by block id. */
+  readonly #pending = new Map<string, Execution>()
+
+  private constructor(options: ChainAppOptions) {
+    this.#opts = options
+    this.genesis = options.genesis
+    this.chainId = options.genesis.chainId
+    this.#clock = options.clock ?? systemClock
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain:app')
+    const { store } = options
+    this.#blocks = store.bucket('blocks', uint64Codec, bytesCodec)
+    this.#commits = store.bucket('commits', uint64Codec, bytesCodec)
+    this.#state = store.bucket('state', bytesCodec, bytesCodec)
+    this.#txIndex = store.bucket('txs', bytesCodec, dagCborCodec<number>())
+    this.#meta = store.bucket('meta', utf8Codec, dagCborCodec<ChainHead>())
+  }
+
+  /** Opens the chain from the store, initializing genesis state on first start. */
+  static async open(options: ChainAppOptions): Promise<ChainApp> {
+    const app = new ChainApp(options)
+    await app.#load()
+    return app
+  }
+
+  async #load(): Promise<void> {
+    const head = await this.#meta.get('head')
+    if (head === undefined) {
+      await this.#initGenesis()
+      return
+    }
+    const entries: Array<[Uint8Array, Uint8Array]> = []
+    for await (const entry of this.#state.entries()) entries.push(entry)
+    this.#tree = SparseMerkleTree.fromEntries(entries)
+    if (!equals(this.#tree.root(), head.stateRoot)) {
+      throw new BlockError(
+        `stored state does not match the committed state root at height ${head.height}; the database is corrupt`,
+      )
+    }
+    this.#head = head
+    this.#opts.poh.follow?.(head.pohEnd)
+    this.#log.info({ height: head.height, keys: entries.length }, 'chain loaded')
+  }
+
+  async #initGenesis(): Promise<void> {
+    const overlay = new StateOverlay(this.#tree)
+    this.#opts.machine.initGenesis(overlay, this.genesis)
+    this.#tree = this.#tree.apply(overlay.changes())
+    const gHash = genesisHash(this.genesis)
+    this.#head = {
+      height: 0,
+      blockId: gHash,
+      stateRoot: this.#tree.root(),
+      pohEnd: sha256(gHash),
+      time: this.genesis.genesisTime,
+    }
+    const batch = this.#opts.store.batch()
+    for (const [key, value] of overlay.changes()) {
+      if (value === undefined) batch.delete(this.#state, key)
+      else batch.put(this.#state, key, value)
+    }
+    batch.put(this.#meta, 'head', this.#head)
+    await batch.write({ sync: true })
+    this.#opts.poh.follow?.(this.#head.pohEnd)
+    this.#log.info({ chainId: this.chainId }, 'genesis state written')
+  }
+
+  get head(): ChainHead {
+    return this.#head
+  }
+
+  /** The committed state (read-only view). */
+  get state(): StateReader {
+    return this.#tree
+  }
+
+  get stateTree(): SparseMerkleTree {
+    return this.#tree
+  }
+
+  validatorSet(height: number): ValidatorSet {
+    return this.#opts.validatorSet(this.#tree, height)
+  }
+
+  encodeBlock(block: Block): Uint8Array {
+    return encodeBlockBytes(block)
+  }
+
+  decodeBlock(bytes: Uint8Array): Block {
+    return decodeBlockBytes(bytes)
+  }
+
+  blockId(block: Block): Uint8Array {
+    return headerId(block.header)
+  }
+
+  async getBlock(height: number): Promise<Block | undefined> {
+    const bytes = await this.#blocks.get(BigInt(height))
+    return bytes === undefined ? undefined : decodeBlockBytes(bytes)
+  }
+
+  async getBlockBytes(height: number): Promise<Uint8Array | undefined> {
+    return this.#blocks.get(BigInt(height))
+  }
+
+  async getCommit(height: number): Promise<CommitCertificate | undefined> {
+    const bytes = await this.#commits.get(BigInt(height))
+    return bytes === undefined ? undefined : decodeCommit(bytes)
+  }
+
+  async txHeight(hash: Uint8Array): Promise<number | undefined> {
+    return this.#txIndex.get(hash)
+  }
+
+  // ---- execution ------------------------------------------------------------------------------
+
+  #blockInfo(header: Pick<BlockHeader, 'height' | 'time' | 'proposer'>, lastCommit: CommitCertificate | null) {
+    const signers =
+      lastCommit === null
+        ? null
+        : new Set(
+            lastCommit.precommits
+              .filter((v) => v.blockId !== null && equals(v.blockId, lastCommit.blockId))
+              .map((v) => v.validator),
+          )
+    return {
+      chainId: this.chainId,
+      height: header.height,
+      time: header.time,
+      proposer: header.proposer,
+      validators: this.validatorSet(header.height),
+      lastCommitSigners: signers,
+    }
+  }
+
+  /** Runs begin-block, the transactions (all must succeed), end-block. */
+  #execute(
+    header: Pick<BlockHeader, 'height' | 'time' | 'proposer'>,
+    txs: readonly SignedTx[],
+    hashes: readonly Uint8Array[],
+    lastCommit: CommitCertificate | null,
+  ): Execution {
+    const info = this.#blockInfo(header, lastCommit)
+    const overlay = new StateOverlay(this.#tree)
+    const events: ChainEvent[] = []
+    const emit = (e: ChainEvent): void => {
+      events.push(e)
+    }
+    this.#opts.machine.beginBlock(overlay, { ...info, emit })
+    txs.forEach((tx, i) => {
+      try {
+        this.#opts.machine.deliver(overlay, tx, { ...info, txHash: hashes[i] as Uint8Array }, emit)
+      } catch (err) {
+        if (err instanceof TxError) throw new BlockError(`transaction ${i} fails: ${err.message}`, { cause: err })
+        throw err
+      }
+    })
+    this.#opts.machine.endBlock(overlay, { ...info, emit })
+    return { overlay, events, tree: this.#tree.apply(overlay.changes()) }
+  }
+
+  async createBlock(height: number, round: number, lastCommit?: CommitCertificate | null): Promise<Block> {
+    const parent = this.#head
+    if (height !== parent.height + 1) throw new BlockError(`cannot propose height ${height} on top of ${parent.height}`)
+    const proposer = this.#opts.self
+    if (proposer === undefined) throw new BlockError('this node has no key to propose with')
+    const commit = lastCommit ?? (height === 1 ? null : ((await this.getCommit(parent.height)) ?? null))
+    const time = Math.max(this.#clock.now(), parent.time + 1)
+    const header0 = { height, time, proposer }
+    // Select transactions: each must succeed on top of the ones before it.
+    const info = this.#blockInfo(header0, commit)
+    const trial = new StateOverlay(this.#tree)
+    this.#opts.machine.beginBlock(trial, { ...info, emit: () => {} })
+    const chosen: Array<{ tx: SignedTx; bytes: Uint8Array; hash: Uint8Array }> = []
+    for (const entry of this.#opts.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
+      const attempt = trial.fork()
+      try {
+        this.#opts.machine.deliver(attempt, entry.tx, { ...info, txHash: entry.hash }, () => {}, {
+          signatureChecked: true,
+        })
+        attempt.merge()
+        chosen.push({ tx: entry.tx, bytes: entry.bytes, hash: entry.hash })
+      } catch (err) {
+        if (!(err instanceof TxError)) throw err
+        this.#opts.mempool.drop(entry.hash)
+      }
+    }
+    const execution = this.#execute(
+      header0,
+      chosen.map((c) => c.tx),
+      chosen.map((c) => c.hash),
+      commit,
+    )
+    const batches: number[] = []
+    const mixins: Uint8Array[] = []
+    for (let i = 0; i < chosen.length; i += TX_BATCH) {
+      const slice = chosen.slice(i, i + TX_BATCH)
+      batches.push(slice.length)
+      mixins.push(merkleRoot(slice.map((c) => c.hash)))
+    }
+    const ticks = Math.max(1, this.#opts.ticksRequired(round))
+    const poh = await this.#opts.poh.produce(parent.pohEnd, ticks, mixins)
+    const header: BlockHeader = {
+      chainId: this.chainId,
+      height,
+      round,
+      time,
+      proposer,
+      parentId: parent.blockId,
+      txRoot: merkleRoot(chosen.map((c) => c.hash)),
+      stateRoot: execution.tree.root(),
+      pohStart: parent.pohEnd,
+      pohEnd: poh.length === 0 ? parent.pohEnd : (poh[poh.length - 1] as PohEntry).hash,
+      pohTicks: countTicks(poh),
+      lastCommitHash: commitHash(commit),
+    }
+    const block: Block = { header, txs: chosen.map((c) => c.bytes), poh, batches, lastCommit: commit }
+    this.#pending.set(toHex(headerId(header)), execution)
+    return block
+  }
+
+  /** Full validation of a proposal for (height, round); returns false with a logged reason. */
+  async validateBlock(block: Block, height: number, round: number): Promise<boolean> {
+    try {
+      await this.checkBlock(block, height, round)
+      return true
+    } catch (err) {
+      if (!(err instanceof BlockError)) throw err
+      this.#log.warn({ height, round, reason: err.message }, 'invalid block')
+      return false
+    }
+  }
+
+  /** Like validateBlock but throws BlockError with the reason. */
+  async checkBlock(
+    block: Block,
+    height: number,
+    round: number,
+    options: { skipProposerCheck?: boolean } = {},
+  ): Promise<void> {
+    const { header } = block
+    const parent = this.#head
+    const params = this.genesis.params
+    if (header.chainId !== this.chainId) throw new BlockError(`block is for chain ${header.chainId}`)
+    if (header.height !== height || height !== parent.height + 1)
+      throw new BlockError(`block height ${header.height} is not ${parent.height + 1}`)
+    if (header.round !== round) throw new BlockError(`block says round ${header.round}, proposed in round ${round}`)
+    if (!equals(header.parentId, parent.blockId)) throw new BlockError('block does not extend the committed head')
+    if (!equals(header.pohStart, parent.pohEnd)) throw new BlockError("PoH does not start at the parent's PoH end")
+    if (header.time <= parent.time) throw new BlockError('block time is not after its parent')
+    if (header.time > this.#clock.now() + (this.#opts.maxFutureMs ?? 5_000))
+      throw new BlockError('block time is too far in the future')
+    const set = this.validatorSet(height)
+    if (options.skipProposerCheck !== true && header.proposer !== this.#opts.proposer(set, height, round)) {
+      throw new BlockError(`${header.proposer} is not the proposer of height ${height} round ${round}`)
+    }
+    checkBlockConsistency(block)
+    const required = Math.max(1, this.#opts.ticksRequired(round))
+    if (header.pohTicks < required)
+      throw new BlockError(`PoH has ${header.pohTicks} ticks; round ${round} needs ${required}`)
+    // The claimed time must not be earlier than the PoH ticks prove has elapsed (1 s slack).
+    const provenMs = Math.floor((header.pohTicks * 1000) / params.ticksPerSecond)
+    if (header.time - parent.time + 1_000 < provenMs)
+      throw new BlockError('block time is earlier than its PoH ticks allow')
+    if (height === 1) {
+      if (block.lastCommit !== null) throw new BlockError('the first block has no previous commit')
+    } else {
+      const cert = block.lastCommit
+      if (cert === null) throw new BlockError('the previous commit certificate is missing')
+      if (cert.height !== height - 1 || !equals(cert.blockId, parent.blockId))
+        throw new BlockError('the certificate is not for the parent block')
+      try {
+        verifyCommit(cert, this.validatorSet(height - 1), this.chainId)
+      } catch (err) {
+        throw new BlockError(`previous commit is invalid: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    const check = await this.#opts.poh.verify(header.pohStart, block.poh, params.hashesPerTick)
+    if (!check.ok) throw new BlockError(`PoH entry ${check.index} is invalid: ${check.reason}`)
+    if (block.txs.length > params.maxBlockTxs) throw new BlockError(`more than ${params.maxBlockTxs} transactions`)
+    const txs: SignedTx[] = []
+    const hashes: Uint8Array[] = []
+    for (const bytes of block.txs) {
+      try {
+        txs.push(decodeTx(bytes))
+      } catch (err) {
+        throw new BlockError(`undecodable transaction: ${(err as Error).message}`, { cause: err })
+      }
+      hashes.push(txHash(bytes))
+    }
+    const execution = this.#execute(header, txs, hashes, block.lastCommit)
+    if (!equals(execution.tree.root(), header.stateRoot))
+      throw new BlockError('the state root does not match the executed transactions')
+    this.#pending.set(toHex(headerId(header)), execution)
+  }
+
+  /** Writes a decided block, its certificate and the new state in one atomic batch. */
+  async commit(block: Block, cert: CommitCertificate): Promise<void> {
+    const id = headerId(block.header)
+    if (!equals(cert.blockId, id) || cert.height !== block.header.height)
+      throw new BlockError('certificate is for another block')
+    let execution = this.#pending.get(toHex(id))
+    if (execution === undefined) {
+      await this.checkBlock(block, block.header.height, block.header.round, { skipProposerCheck: true })
+      execution = this.#pending.get(toHex(id)) as Execution
+    }
+    const height = block.header.height
+    const head: ChainHead = {
+      height,
+      blockId: id,
+      stateRoot: execution.tree.root(),
+      pohEnd: block.header.pohEnd,
+      time: block.header.time,
+    }
+    const batch = this.#opts.store.batch()
+    batch.put(this.#blocks, BigInt(height), encodeBlockBytes(block))
+    batch.put(this.#commits, BigInt(height), encodeCommit(cert))
+    for (const [key, value] of execution.overlay.changes()) {
+      if (value === undefined) batch.delete(this.#state, key)
+      else batch.put(this.#state, key, value)
+    }
+    for (const tx of block.txs) batch.put(this.#txIndex, txHash(tx), height)
+    batch.put(this.#meta, 'head', head)
+    await batch.write({ sync: true })
+    this.#tree = execution.tree
+    this.#head = head
+    this.#pending.clear()
+    this.#opts.poh.follow?.(head.pohEnd)
+    this.#opts.mempool.update(this.#tree)
+    this.#log.debug({ height, txs: block.txs.length }, 'committed')
+    this.#opts.onCommit?.(block, execution.events)
+  }
+
+  /** Sync: verifies a fetched block against the validator set of its height, then commits it. */
+  async applySynced(block: Block, cert: CommitCertificate): Promise<void> {
+    const height = this.#head.height + 1
+    if (block.header.height !== height) throw new BlockError(`expected height ${height}, got ${block.header.height}`)
+    if (!equals(cert.blockId, headerId(block.header)) || cert.height !== height)
+      throw new BlockError('certificate is for another block')
+    try {
+      verifyCommit(cert, this.validatorSet(height), this.chainId)
+    } catch (err) {
+      throw new BlockError(`commit certificate is invalid: ${(err as Error).message}`, { cause: err })
+    }
+    await this.checkBlock(block, height, block.header.round, { skipProposerCheck: false })
+    await this.commit(block, cert)
+  }
+}
+
+export { ZERO_HASH }

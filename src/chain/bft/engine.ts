@@ -1,0 +1,826 @@
+/**
+ * The Tendermint consensus engine (Buchman, Kwon, Milosevic, arXiv 1807.04938, Algorithm 1),
+ * rules 1–10 of shared/notes/consensus.md, independent of the block format.
+ *
+ * Everything that happens to the engine (a peer's message, a timeout, a synced commit) is an
+ * event in one internal queue, handled one at a time to completion (including the application's
+ * and the private validator's promises), so the same inputs in the same order always give the
+ * same behaviour. After each event the rules are re-evaluated until none fires.
+ *
+ * Beyond the paper's pseudo-code, which assumes every message sent by a correct process is
+ * eventually delivered to every correct process, the engine provides that delivery itself over a
+ * lossy network:
+ * - with no step change for `gossipMs`, it re-sends everything it signed at the current height,
+ *   plus the prevotes (signed by others) that justify the valid round of its re-proposals;
+ * - after a decision it keeps collecting precommits of the decided round (`lastCommit()`, for the
+ *   next block's certificate) and re-sends the decided proposal with its precommits to a validator
+ *   it hears from at the old height;
+ * - messages from later heights are reported through `onFutureHeight` so a block-sync layer can
+ *   fetch committed blocks, which come back through `receiveCommit(block, cert)`.
+ */
+import { equals, utf8 } from '../../core/bytes.ts'
+import type { Clock } from '../../core/clock.ts'
+import { describeError, DonghaeError, isDonghaeError } from '../../core/errors.ts'
+import { silentLogger, type Logger } from '../../core/logger.ts'
+import {
+  DEFAULT_TIMEOUTS,
+  MAX_PROPOSALS_PER_ROUND,
+  MAX_QUEUED_MESSAGES,
+  MAX_ROUNDS_AHEAD,
+  timeoutMs,
+  type TimeoutConfig,
+  type TimeoutKind,
+} from './constants.ts'
+import { ConsensusMessageError, DoubleSignError } from './errors.ts'
+import { verifyCommit, verifyProposal, verifyVote } from './messages.ts'
+import type { PrivValidator } from './privval.ts'
+import { selectProposer } from './proposer.ts'
+import {
+  blockKey,
+  findValidator,
+  twoThirdsQuorum,
+  type CommitCertificate,
+  type ConsensusMessage,
+  type DuplicateVoteEvidence,
+  type Proposal,
+  type QuorumRule,
+  type Validator,
+  type ValidatorSet,
+  type Vote,
+  type VoteType,
+} from './types.ts'
+import { HeightVoteSet, VoteSet } from './vote-set.ts'
+
+/** What the engine needs from the chain application. */
+export interface ConsensusApp<B> {
+  /** The validator set that decides `height` (sets change only at epoch edges). */
+  validatorSet(height: number): ValidatorSet
+  encodeBlock(block: B): Uint8Array
+  /** Parses a peer's block; throws for malformed bytes. */
+  decodeBlock(bytes: Uint8Array): B
+  blockId(block: B): Uint8Array
+  /**
+   * A new block to propose at (height, round); it carries PoH covering the timeouts of rounds
+   * 0..round−1. `lastCommit` is the previous height's certificate with the late precommits collected
+   * since the decision (undefined after a restart: the app then uses the certificate it stored).
+   */
+  createBlock(height: number, round: number, lastCommit?: CommitCertificate): B | Promise<B>
+  /** Whether `block` may be decided at `height` when proposed in `round` (parent, transactions, PoH, state). */
+  validateBlock(block: B, height: number, round: number): boolean | Promise<boolean>
+  /** Persists the decided block with its certificate; the engine moves to height + 1 when this resolves. */
+  commit(block: B, cert: CommitCertificate): void | Promise<void>
+  /** Seed of the proposer draw at `height` (e.g. the epoch's start hash). @default utf8(chainId) */
+  proposerSeed?(height: number): Uint8Array
+}
+
+export type EngineStep = 'newHeight' | 'propose' | 'prevote' | 'precommit'
+
+export interface EngineStatus {
+  height: number
+  round: number
+  step: EngineStep
+  lockedRound: number
+  validRound: number
+}
+
+export interface ConsensusEngineOptions<B> {
+  chainId: string
+  /** The first height to decide (last committed height + 1). */
+  height: number
+  app: ConsensusApp<B>
+  /** Signs this node's votes and proposals; absent for an observer. */
+  privval?: PrivValidator
+  clock: Clock
+  /** Broadcasts a message to the other validators. */
+  send(msg: ConsensusMessage): void
+  timeouts?: Partial<TimeoutConfig>
+  logger?: Logger
+  /** Quorum rule. Injectable ONLY so a test can weaken it and watch safety break. @default 3·power > 2·total */
+  quorum?: QuorumRule
+  /** A peer's message was dropped as invalid; `peerHint` is what was passed to `receive`. */
+  onReject?(peerHint: string | undefined, error: DonghaeError): void
+  /** A validator signed two different votes for one (height, round, type). */
+  onEvidence?(evidence: DuplicateVoteEvidence): void
+  /** A message from a later height arrived: this node is behind and should sync committed blocks. */
+  onFutureHeight?(height: number, peerHint: string | undefined): void
+  /** The application failed while committing, or another unexpected error: the engine stops. */
+  onError?(error: unknown): void
+  /** Signature checks; a shared cache may stand in for them. @default verifyVote / verifyProposal */
+  verifyVote?(vote: Vote, publicKey: Uint8Array): boolean
+  verifyProposal?(proposal: Proposal, publicKey: Uint8Array): boolean
+}
+
+interface Candidate<B> {
+  block: B
+  bytes: Uint8Array
+  id: Uint8Array
+  key: string
+}
+
+interface ProposalRecord<B> {
+  proposal: Proposal
+  candidate: Candidate<B>
+  valid: boolean
+  msg: ConsensusMessage
+}
+
+type EngineEvent<B> =
+  | { type: 'start' }
+  | { type: 'message'; msg: ConsensusMessage; peer: string | undefined }
+  | { type: 'timeout'; kind: TimeoutKind; height: number; round: number }
+  | { type: 'startHeight'; height: number }
+  | { type: 'gossip'; height: number }
+  | { type: 'commit'; block: B; cert: CommitCertificate; peer: string | undefined }
+
+/** Everything the engine knows about the height it is deciding. */
+class HeightState<B> {
+  readonly height: number
+  readonly set: ValidatorSet
+  readonly votes: HeightVoteSet
+  readonly proposals = new Map<number, ProposalRecord<B>[]>()
+  readonly proposers = new Map<number, Validator>()
+  readonly validity = new Map<string, boolean>()
+  readonly prevoteTimeouts = new Set<number>()
+  readonly precommitTimeouts = new Set<number>()
+  readonly lockDone = new Set<number>()
+  /** What this node signed at this height, in order: re-sent by gossip. */
+  readonly own: ConsensusMessage[] = []
+  round = 0
+  step: EngineStep = 'newHeight'
+  started = false
+  decided = false
+  lockedRound = -1
+  lockedKey: string | undefined
+  validRound = -1
+  validValue: Candidate<B> | undefined
+
+  constructor(height: number, set: ValidatorSet, quorum: QuorumRule) {
+    this.height = height
+    this.set = set
+    this.votes = new HeightVoteSet(height, set, quorum)
+  }
+
+  records(round: number): ProposalRecord<B>[] {
+    return this.proposals.get(round) ?? []
+  }
+}
+
+/** The decided height, kept to collect late precommits and to help validators still deciding it. */
+interface LastCommit<B> {
+  height: number
+  round: number
+  blockId: Uint8Array
+  set: ValidatorSet
+  precommits: VoteSet
+  proposal: ProposalRecord<B> | undefined
+  resentAt: number
+}
+
+let sharedSilentLogger: Logger | undefined
+
+export class ConsensusEngine<B> {
+  readonly chainId: string
+  readonly #app: ConsensusApp<B>
+  readonly #privval: PrivValidator | undefined
+  readonly #clock: Clock
+  readonly #send: (msg: ConsensusMessage) => void
+  readonly #timeouts: TimeoutConfig
+  readonly #log: Logger
+  readonly #quorum: QuorumRule
+  readonly #options: ConsensusEngineOptions<B>
+  readonly #verifyVote: (vote: Vote, publicKey: Uint8Array) => boolean
+  readonly #verifyProposal: (proposal: Proposal, publicKey: Uint8Array) => boolean
+
+  #hs: HeightState<B>
+  #last: LastCommit<B> | undefined
+  #queue: EngineEvent<B>[] = []
+  #head = 0
+  #queuedMessages = 0
+  #running = false
+  #stopped = false
+  #startRequested = false
+  #idleWaiters: (() => void)[] = []
+  readonly #timers = new Set<() => void>()
+  #gossipCancel: (() => void) | undefined
+
+  constructor(options: ConsensusEngineOptions<B>) {
+    if (!Number.isSafeInteger(options.height) || options.height < 1) {
+      throw new DonghaeError('the first height to decide must be a positive integer')
+    }
+    this.chainId = options.chainId
+    this.#options = options
+    this.#app = options.app
+    this.#privval = options.privval
+    this.#clock = options.clock
+    this.#send = options.send
+    this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
+    this.#quorum = options.quorum ?? twoThirdsQuorum
+    this.#verifyVote = options.verifyVote ?? verifyVote
+    this.#verifyProposal = options.verifyProposal ?? verifyProposal
+    sharedSilentLogger ??= silentLogger()
+    this.#log = (options.logger ?? sharedSilentLogger).forComponent('donghae:chain:bft')
+    this.#hs = new HeightState(options.height, this.#app.validatorSet(options.height), this.#quorum)
+  }
+
+  /** Restores the lock and round from the private validator, then starts round 0 (or the last signed round). */
+  start(): void {
+    if (this.#startRequested || this.#stopped) return
+    this.#startRequested = true
+    this.#enqueue({ type: 'start' })
+  }
+
+  /** Stops handling events and cancels every timer. */
+  stop(): void {
+    this.#stopped = true
+    for (const cancel of this.#timers) cancel()
+    this.#timers.clear()
+    this.#gossipCancel?.()
+    this.#queue = []
+    this.#head = 0
+    this.#resolveIdle()
+  }
+
+  /** Queues a peer's (decoded) message. Invalid ones are dropped and reported through `onReject`. */
+  receive(msg: ConsensusMessage, peerHint?: string): void {
+    if (this.#stopped) return
+    if (this.#queuedMessages >= MAX_QUEUED_MESSAGES) {
+      this.#reject(peerHint, new ConsensusMessageError('consensus queue is full; message dropped', { action: 'ignore' }))
+      return
+    }
+    this.#queuedMessages++
+    this.#enqueue({ type: 'message', msg, peer: peerHint })
+  }
+
+  /** Queues a committed block fetched by block sync; it is decided if `cert` verifies against the height's set. */
+  receiveCommit(block: B, cert: CommitCertificate, peerHint?: string): void {
+    if (this.#stopped) return
+    this.#enqueue({ type: 'commit', block, cert, peer: peerHint })
+  }
+
+  /** Resolves when every queued event has been handled. */
+  idle(): Promise<void> {
+    if (!this.#running && this.#head >= this.#queue.length) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  status(): EngineStatus {
+    const hs = this.#hs
+    return { height: hs.height, round: hs.round, step: hs.step, lockedRound: hs.lockedRound, validRound: hs.validRound }
+  }
+
+  /** The certificate of the last decided height with every precommit collected so far (late ones included). */
+  lastCommit(): CommitCertificate | undefined {
+    const last = this.#last
+    if (last === undefined) return undefined
+    return {
+      height: last.height,
+      round: last.round,
+      blockId: last.blockId,
+      precommits: last.precommits.votesFor(last.blockId),
+    }
+  }
+
+  /** The proposer of (current height, round). */
+  proposerOf(round: number): Validator {
+    return this.#proposer(this.#hs, round)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Event queue
+
+  #enqueue(event: EngineEvent<B>): void {
+    if (this.#stopped) return
+    this.#queue.push(event)
+    if (!this.#running) void this.#pump()
+  }
+
+  async #pump(): Promise<void> {
+    this.#running = true
+    try {
+      while (this.#head < this.#queue.length && !this.#stopped) {
+        const event = this.#queue[this.#head++] as EngineEvent<B>
+        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+          this.#queue = this.#queue.slice(this.#head)
+          this.#head = 0
+        }
+        if (event.type === 'message') this.#queuedMessages--
+        try {
+          await this.#handle(event)
+        } catch (err) {
+          this.#fail(err)
+        }
+      }
+    } finally {
+      this.#running = false
+      this.#resolveIdle()
+    }
+  }
+
+  #resolveIdle(): void {
+    if (this.#running) return
+    const waiters = this.#idleWaiters
+    this.#idleWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  #fail(err: unknown): void {
+    this.#log.error({ err: describeError(err) }, 'consensus engine stopped after an unexpected error')
+    this.stop()
+    this.#options.onError?.(err)
+  }
+
+  async #handle(event: EngineEvent<B>): Promise<void> {
+    switch (event.type) {
+      case 'start':
+        await this.#onStart()
+        break
+      case 'message':
+        await this.#onMessage(event.msg, event.peer)
+        break
+      case 'timeout':
+        await this.#onTimeout(event.kind, event.height, event.round)
+        break
+      case 'startHeight':
+        if (event.height === this.#hs.height && !this.#hs.started) await this.#startHeight()
+        break
+      case 'gossip':
+        if (event.height === this.#hs.height) this.#gossip()
+        break
+      case 'commit':
+        await this.#onCommit(event.block, event.cert, event.peer)
+        break
+    }
+    await this.#evaluate()
+  }
+
+  async #onStart(): Promise<void> {
+    const hs = this.#hs
+    let round = 0
+    if (this.#privval !== undefined) {
+      // A restart: the lock and the round this key last signed in survive; everything else was lost.
+      const state = await this.#privval.lastSignState()
+      if (state !== undefined && state.height === hs.height) round = state.round
+      const lock = await this.#privval.lockAt(hs.height)
+      if (lock !== undefined) {
+        hs.lockedRound = lock.round
+        hs.lockedKey = blockKey(lock.blockId)
+      }
+    }
+    hs.started = true
+    await this.#startRound(round)
+  }
+
+  async #startHeight(): Promise<void> {
+    this.#hs.started = true
+    await this.#startRound(0)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Incoming messages
+
+  async #onMessage(msg: ConsensusMessage, peer: string | undefined): Promise<void> {
+    try {
+      if (msg.kind === 'vote') await this.#onVote(msg.vote, peer)
+      else if (msg.kind === 'proposal') await this.#onProposal(msg, peer)
+      else throw new ConsensusMessageError('unknown consensus message kind')
+    } catch (err) {
+      if (err instanceof ConsensusMessageError) this.#reject(peer, err)
+      else if (isDonghaeError(err) || err instanceof TypeError) {
+        // A malformed object handed to receive() without going through the decoder.
+        this.#reject(peer, new ConsensusMessageError(`malformed consensus message: ${describeError(err)}`))
+      } else throw err
+    }
+  }
+
+  #reject(peer: string | undefined, error: DonghaeError): void {
+    this.#options.onReject?.(peer, error)
+  }
+
+  async #onVote(vote: Vote, peer: string | undefined): Promise<void> {
+    if (vote.chainId !== this.chainId) throw new ConsensusMessageError('vote for another chain')
+    const hs = this.#hs
+    if (vote.height === hs.height) {
+      this.#addVote(hs, vote)
+      return
+    }
+    if (vote.height > hs.height) {
+      this.#options.onFutureHeight?.(vote.height, peer)
+      return
+    }
+    const last = this.#last
+    if (last !== undefined && vote.height === last.height) this.#onLastHeightVote(last, vote)
+  }
+
+  #addVote(hs: HeightState<B>, vote: Vote): void {
+    if (!Number.isSafeInteger(vote.round) || vote.round < 0) throw new ConsensusMessageError('vote round is invalid')
+    if (vote.round > hs.round + MAX_ROUNDS_AHEAD) return
+    if (vote.type !== 'prevote' && vote.type !== 'precommit') throw new ConsensusMessageError('unknown vote type')
+    if (vote.blockId !== null && !(vote.blockId instanceof Uint8Array)) {
+      throw new ConsensusMessageError('vote blockId must be bytes or null')
+    }
+    const member = findValidator(hs.set, vote.validator)
+    if (member === undefined) {
+      throw new ConsensusMessageError('vote from a validator outside the set', { details: { validator: vote.validator } })
+    }
+    const set = hs.votes.votes(vote.round, vote.type)
+    const novelty = set.novelty(vote)
+    if (novelty === 'same' || novelty === 'conflict-known') return
+    if (!this.#verifyVote(vote, member.publicKey)) throw new ConsensusMessageError('vote signature is invalid')
+    const result = hs.votes.add(vote)
+    if (result.kind === 'evidence') this.#options.onEvidence?.(result.evidence)
+  }
+
+  /** A vote for the height just decided: a late precommit for the certificate, and a sign that its sender lags. */
+  #onLastHeightVote(last: LastCommit<B>, vote: Vote): void {
+    const member = findValidator(last.set, vote.validator)
+    if (member === undefined) return
+    if (vote.type === 'precommit' && vote.round === last.round && last.precommits.novelty(vote) === 'new') {
+      if (!this.#verifyVote(vote, member.publicKey)) throw new ConsensusMessageError('vote signature is invalid')
+      last.precommits.add(vote)
+    }
+    if (vote.validator !== this.#privval?.did) this.#helpLaggard(last)
+  }
+
+  /** Re-sends the decided proposal and its precommits, at most once per gossip interval. */
+  #helpLaggard(last: LastCommit<B>): void {
+    const now = this.#clock.now()
+    if (now - last.resentAt < this.#timeouts.gossipMs) return
+    last.resentAt = now
+    if (last.proposal !== undefined) this.#send(last.proposal.msg)
+    for (const vote of last.precommits.votesFor(last.blockId)) this.#send({ kind: 'vote', vote })
+  }
+
+  async #onProposal(msg: ConsensusMessage & { kind: 'proposal' }, peer: string | undefined): Promise<void> {
+    const p = msg.proposal
+    if (p.chainId !== this.chainId) throw new ConsensusMessageError('proposal for another chain')
+    const hs = this.#hs
+    if (p.height !== hs.height) {
+      if (p.height > hs.height) this.#options.onFutureHeight?.(p.height, peer)
+      else if (this.#last !== undefined && p.height === this.#last.height) this.#helpLaggard(this.#last)
+      return
+    }
+    if (!Number.isSafeInteger(p.round) || p.round < 0 || p.round > hs.round + MAX_ROUNDS_AHEAD) return
+    if (!Number.isSafeInteger(p.validRound) || p.validRound < -1 || p.validRound >= p.round) {
+      throw new ConsensusMessageError('proposal validRound must be -1 or before its round')
+    }
+    const proposer = this.#proposer(hs, p.round)
+    if (p.proposer !== proposer.did) {
+      throw new ConsensusMessageError('proposal from a validator that is not the proposer of its round', {
+        details: { round: p.round, proposer: p.proposer },
+      })
+    }
+    const records = hs.proposals.get(p.round) ?? []
+    if (records.some((r) => equals(r.proposal.signature, p.signature))) return
+    if (records.length >= MAX_PROPOSALS_PER_ROUND) return
+    if (!this.#verifyProposal(p, proposer.publicKey)) throw new ConsensusMessageError('proposal signature is invalid')
+    let block: B
+    try {
+      block = this.#app.decodeBlock(msg.block)
+    } catch (err) {
+      throw new ConsensusMessageError(`proposed block does not decode: ${describeError(err)}`, { cause: err })
+    }
+    const candidate = this.#candidate(block, msg.block)
+    if (!equals(candidate.id, p.blockId)) throw new ConsensusMessageError('proposed block does not match its id')
+    const valid = await this.#validate(hs, candidate, p.round)
+    records.push({ proposal: p, candidate, valid, msg })
+    hs.proposals.set(p.round, records)
+    hs.votes.noteSpeaker(p.round, p.proposer)
+  }
+
+  async #onCommit(block: B, cert: CommitCertificate, peer: string | undefined): Promise<void> {
+    const hs = this.#hs
+    if (cert.height !== hs.height || hs.decided) return
+    let candidate: Candidate<B>
+    try {
+      verifyCommit(cert, hs.set, this.chainId, { quorum: this.#quorum, verifyVote: this.#verifyVote })
+      candidate = this.#candidate(block, this.#app.encodeBlock(block))
+      if (!equals(candidate.id, cert.blockId)) throw new ConsensusMessageError('synced block does not match its commit')
+    } catch (err) {
+      if (!isDonghaeError(err)) throw err
+      this.#reject(peer, err)
+      return
+    }
+    if (!(await this.#validate(hs, candidate, cert.round))) {
+      this.#reject(peer, new ConsensusMessageError('synced block is invalid'))
+      return
+    }
+    const precommits = new VoteSet(hs.height, cert.round, 'precommit', hs.set, this.#quorum)
+    for (const vote of cert.precommits) precommits.add(vote)
+    await this.#decide(candidate, cert.round, precommits, undefined)
+  }
+
+  #candidate(block: B, bytes: Uint8Array): Candidate<B> {
+    const id = this.#app.blockId(block)
+    return { block, bytes, id, key: blockKey(id) }
+  }
+
+  async #validate(hs: HeightState<B>, candidate: Candidate<B>, round: number): Promise<boolean> {
+    const key = `${candidate.key}:${round}`
+    const known = hs.validity.get(key)
+    if (known !== undefined) return known
+    let valid: boolean
+    try {
+      valid = (await this.#app.validateBlock(candidate.block, hs.height, round)) === true
+    } catch (err) {
+      this.#log.debug({ err: describeError(err) }, 'block validation threw; treating the block as invalid')
+      valid = false
+    }
+    hs.validity.set(key, valid)
+    return valid
+  }
+
+  #proposer(hs: HeightState<B>, round: number): Validator {
+    let proposer = hs.proposers.get(round)
+    if (proposer === undefined) {
+      const seed = this.#app.proposerSeed?.(hs.height) ?? utf8(this.chainId)
+      proposer = selectProposer(hs.set, hs.height, round, seed)
+      if (hs.proposers.size > 4 * MAX_ROUNDS_AHEAD) hs.proposers.clear()
+      hs.proposers.set(round, proposer)
+    }
+    return proposer
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The rules
+
+  /** Applies rules until none fires. */
+  async #evaluate(): Promise<void> {
+    for (let guard = 0; guard < 10_000 && !this.#stopped; guard++) {
+      if (!(await this.#applyOneRule())) return
+    }
+  }
+
+  async #applyOneRule(): Promise<boolean> {
+    const hs = this.#hs
+    // Rule 8: a decision at any round.
+    if (!hs.decided) {
+      const decision = this.#findDecision(hs)
+      if (decision !== undefined) {
+        const { record, round } = decision
+        await this.#decide(record.candidate, round, hs.votes.votes(round, 'precommit'), record)
+        return true
+      }
+    }
+    if (!hs.started) return false
+    // Rule 9: f+1 validators are in a later round.
+    const skip = hs.votes.skipTarget(hs.round)
+    if (skip !== undefined) {
+      await this.#startRound(skip)
+      return true
+    }
+    return (await this.#roundRules(hs)) || this.#timeoutRules(hs)
+  }
+
+  /** Rules 2, 3, 5 and 6: the steps of the current round that sign something. */
+  async #roundRules(hs: HeightState<B>): Promise<boolean> {
+    const round = hs.round
+    if (hs.step === 'propose') {
+      const choice = this.#prevoteChoice(hs)
+      if (choice !== undefined) {
+        this.#setStep(hs, 'prevote')
+        await this.#vote(hs, 'prevote', choice)
+        return true
+      }
+    }
+    const prevotes = hs.votes.peek(round, 'prevote')
+    if (prevotes === undefined) return false
+    if ((hs.step === 'prevote' || hs.step === 'precommit') && !hs.lockDone.has(round)) {
+      // Rule 5: a valid proposal of this round with 2/3+ prevotes.
+      const polka = hs.records(round).find((r) => r.valid && prevotes.hasQuorumFor(r.candidate.id))
+      if (polka !== undefined) {
+        hs.lockDone.add(round)
+        hs.validValue = polka.candidate
+        hs.validRound = round
+        if (hs.step === 'prevote') {
+          hs.lockedRound = round
+          hs.lockedKey = polka.candidate.key
+          this.#setStep(hs, 'precommit')
+          await this.#vote(hs, 'precommit', polka.candidate.id)
+        }
+        return true
+      }
+    }
+    if (hs.step === 'prevote' && prevotes.hasQuorumFor(null)) {
+      // Rule 6: 2/3+ prevoted nil.
+      this.#setStep(hs, 'precommit')
+      await this.#vote(hs, 'precommit', null)
+      return true
+    }
+    return false
+  }
+
+  /** Rules 4 and 7: schedule the prevote and precommit timeouts the first time 2/3+ voted anything. */
+  #timeoutRules(hs: HeightState<B>): boolean {
+    const round = hs.round
+    if (hs.step === 'prevote' && !hs.prevoteTimeouts.has(round) && hs.votes.peek(round, 'prevote')?.hasQuorumAny()) {
+      hs.prevoteTimeouts.add(round)
+      this.#scheduleTimeout(hs, 'prevote', round)
+      return true
+    }
+    if (!hs.precommitTimeouts.has(round) && hs.votes.peek(round, 'precommit')?.hasQuorumAny()) {
+      hs.precommitTimeouts.add(round)
+      this.#scheduleTimeout(hs, 'precommit', round)
+      return true
+    }
+    return false
+  }
+
+  /** Rules 2 and 3: what to prevote once this round's proposal is known (undefined: not yet). */
+  #prevoteChoice(hs: HeightState<B>): Uint8Array | null | undefined {
+    for (const record of hs.records(hs.round)) {
+      const { validRound } = record.proposal
+      const id = record.candidate.id
+      if (validRound === -1) {
+        const acceptable = hs.lockedRound === -1 || hs.lockedKey === record.candidate.key
+        return record.valid && acceptable ? id : null
+      }
+      if (validRound < hs.round && hs.votes.peek(validRound, 'prevote')?.hasQuorumFor(id) === true) {
+        const acceptable = hs.lockedRound <= validRound || hs.lockedKey === record.candidate.key
+        return record.valid && acceptable ? id : null
+      }
+    }
+    return undefined
+  }
+
+  /** Rule 8: a valid proposal of some round with 2/3+ precommits for it. */
+  #findDecision(hs: HeightState<B>): { record: ProposalRecord<B>; round: number } | undefined {
+    for (const round of hs.votes.rounds()) {
+      const precommits = hs.votes.peek(round, 'precommit')
+      if (precommits === undefined || !precommits.hasQuorumAny()) continue
+      for (const blockId of precommits.quorumValues()) {
+        if (blockId === null) continue
+        const key = blockKey(blockId)
+        const record = hs.records(round).find((r) => r.valid && r.candidate.key === key)
+        if (record !== undefined) return { record, round }
+      }
+    }
+    return undefined
+  }
+
+  /** Rule 1. */
+  async #startRound(round: number): Promise<void> {
+    const hs = this.#hs
+    hs.round = round
+    this.#setStep(hs, 'propose')
+    this.#scheduleTimeout(hs, 'propose', round)
+    const privval = this.#privval
+    if (privval === undefined || this.#proposer(hs, round).did !== privval.did) return
+    let candidate = hs.validValue
+    const validRound = candidate === undefined ? -1 : hs.validRound
+    if (candidate === undefined) {
+      try {
+        const block = await this.#app.createBlock(hs.height, round, this.lastCommit())
+        candidate = this.#candidate(block, this.#app.encodeBlock(block))
+      } catch (err) {
+        this.#log.warn({ err: describeError(err), height: hs.height, round }, 'could not create a block to propose')
+        return
+      }
+    }
+    let proposal: Proposal
+    try {
+      proposal = await privval.signProposal({
+        chainId: this.chainId,
+        height: hs.height,
+        round,
+        blockId: candidate.id,
+        validRound,
+        proposer: privval.did,
+      })
+    } catch (err) {
+      if (!(err instanceof DoubleSignError)) throw err
+      this.#log.warn({ err: err.message }, 'private validator refused to sign a proposal')
+      return
+    }
+    const msg: ConsensusMessage = { kind: 'proposal', proposal, block: candidate.bytes }
+    const records = hs.proposals.get(round) ?? []
+    records.push({ proposal, candidate, valid: true, msg })
+    hs.proposals.set(round, records)
+    hs.validity.set(`${candidate.key}:${round}`, true)
+    hs.votes.noteSpeaker(round, privval.did)
+    hs.own.push(msg)
+    this.#send(msg)
+    this.#sendPolka(hs, proposal)
+  }
+
+  /** With a re-proposal, the prevotes that justify its valid round (rule 3 needs them at every validator). */
+  #sendPolka(hs: HeightState<B>, proposal: Proposal): void {
+    if (proposal.validRound < 0) return
+    const prevotes = hs.votes.peek(proposal.validRound, 'prevote')
+    for (const vote of prevotes?.votesFor(proposal.blockId) ?? []) {
+      if (vote.validator !== proposal.proposer) this.#send({ kind: 'vote', vote })
+    }
+  }
+
+  async #vote(hs: HeightState<B>, type: VoteType, blockId: Uint8Array | null): Promise<void> {
+    const privval = this.#privval
+    if (privval === undefined || findValidator(hs.set, privval.did) === undefined) return
+    let vote: Vote
+    try {
+      vote = await privval.signVote({
+        chainId: this.chainId,
+        height: hs.height,
+        round: hs.round,
+        type,
+        blockId,
+        validator: privval.did,
+      })
+    } catch (err) {
+      if (!(err instanceof DoubleSignError)) throw err
+      this.#log.warn({ err: err.message }, 'private validator refused to sign a vote')
+      return
+    }
+    hs.votes.add(vote)
+    const msg: ConsensusMessage = { kind: 'vote', vote }
+    hs.own.push(msg)
+    this.#send(msg)
+  }
+
+  async #decide(
+    candidate: Candidate<B>,
+    round: number,
+    precommits: VoteSet,
+    proposal: ProposalRecord<B> | undefined,
+  ): Promise<void> {
+    const hs = this.#hs
+    hs.decided = true
+    const cert: CommitCertificate = {
+      height: hs.height,
+      round,
+      blockId: candidate.id,
+      precommits: precommits.votesFor(candidate.id),
+    }
+    await this.#app.commit(candidate.block, cert)
+    this.#log.debug({ height: hs.height, round }, 'decided')
+    this.#last = {
+      height: hs.height,
+      round,
+      blockId: candidate.id,
+      set: hs.set,
+      precommits,
+      proposal,
+      resentAt: Number.NEGATIVE_INFINITY,
+    }
+    for (const cancel of this.#timers) cancel()
+    this.#timers.clear()
+    const next = new HeightState<B>(hs.height + 1, this.#app.validatorSet(hs.height + 1), this.#quorum)
+    this.#hs = next
+    this.#touch(next)
+    this.#setTimer(this.#timeouts.commitMs, { type: 'startHeight', height: next.height })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timeouts and gossip
+
+  async #onTimeout(kind: TimeoutKind, height: number, round: number): Promise<void> {
+    const hs = this.#hs
+    if (height !== hs.height || round !== hs.round || !hs.started) return
+    if (kind === 'propose' && hs.step === 'propose') {
+      this.#setStep(hs, 'prevote')
+      await this.#vote(hs, 'prevote', null)
+    } else if (kind === 'prevote' && hs.step === 'prevote') {
+      this.#setStep(hs, 'precommit')
+      await this.#vote(hs, 'precommit', null)
+    } else if (kind === 'precommit') {
+      await this.#startRound(round + 1)
+    }
+  }
+
+  #scheduleTimeout(hs: HeightState<B>, kind: TimeoutKind, round: number): void {
+    this.#setTimer(timeoutMs(this.#timeouts, kind, round), { type: 'timeout', kind, height: hs.height, round })
+  }
+
+  #setTimer(ms: number, event: EngineEvent<B>): void {
+    if (this.#stopped) return
+    const cancel = this.#clock.setTimer(ms, () => {
+      this.#timers.delete(cancel)
+      this.#enqueue(event)
+    })
+    this.#timers.add(cancel)
+  }
+
+  #setStep(hs: HeightState<B>, step: EngineStep): void {
+    hs.step = step
+    this.#touch(hs)
+  }
+
+  /** Progress was made: push the gossip deadline back. */
+  #touch(hs: HeightState<B>): void {
+    this.#gossipCancel?.()
+    if (this.#stopped) return
+    const height = hs.height
+    this.#gossipCancel = this.#clock.setTimer(this.#timeouts.gossipMs, () => {
+      this.#gossipCancel = undefined
+      this.#enqueue({ type: 'gossip', height })
+    })
+  }
+
+  /** No progress for a while: re-send what this node signed at this height (the network may have lost it). */
+  #gossip(): void {
+    const hs = this.#hs
+    for (const msg of hs.own) {
+      this.#send(msg)
+      if (msg.kind === 'proposal') this.#sendPolka(hs, msg.proposal)
+    }
+    this.#touch(hs)
+  }
+}

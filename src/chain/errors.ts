@@ -1,0 +1,36 @@
+import { DonghaeError, type ErrorAction } from '../core/errors.ts'
+
+/**
+ * A transaction that must not be applied: malformed, wrongly signed, for another chain, with the
+ * wrong nonce, unaffordable, or refused by its module. `reason` is a stable machine-readable tag.
+ */
+export class TxError extends DonghaeError {
+  static override readonly code: string = 'TX_REJECTED'
+  override name = 'TxError'
+  readonly reason: string
+  readonly action: ErrorAction
+  constructor(reason: string, message: string, options: { action?: ErrorAction; cause?: unknown } = {}) {
+    super(message, { cause: options.cause, details: { reason } })
+    this.reason = reason
+    this.action = options.action ?? 'reject'
+  }
+}
+
+/** The mempool will not take this transaction now (full, duplicate, too far ahead...). */
+export class MempoolError extends TxError {
+  static override readonly code: string = 'MEMPOOL_REJECTED'
+  override name = 'MempoolError'
+}
+
+/** A block that fails validation (structure, PoH, transactions, state root, certificate). */
+export class BlockError extends DonghaeError {
+  static override readonly code: string = 'BLOCK_INVALID'
+  override name = 'BlockError'
+  readonly action: ErrorAction = 'reject'
+}
+
+/** The genesis document is malformed or inconsistent. */
+export class GenesisError extends DonghaeError {
+  static override readonly code: string = 'GENESIS_INVALID'
+  override name = 'GenesisError'
+}

@@ -1,0 +1,207 @@
+/**
+ * The genesis document: chain id, start time, parameters, initial balances and validators.
+ * JSON on disk (amounts as decimal strings, since JSON numbers cannot hold 64-bit integers).
+ */
+import { readFile } from 'node:fs/promises'
+import { parseUint64 } from '../core/uint.ts'
+import { sha256 } from '../core/hash.ts'
+import { encode } from '../core/codec.ts'
+import { parseDidKey } from '../identity/did-key.ts'
+import { GenesisError } from './errors.ts'
+
+export interface ChainParams {
+  /** Smallest transaction fee, base units. */
+  minFee: bigint
+  /** Blocks per epoch; the validator set changes only between epochs. */
+  epochLength: number
+  /** Blocks before unbonded stake can be withdrawn (it stays slashable until then). */
+  unbondingBlocks: number
+  /** Stake below which a validator is not in the set. */
+  minValidatorStake: bigint
+  maxValidators: number
+  /** Fraction of stake slashed for double signing, in basis points (500 = 5%). */
+  slashDoubleSignBps: number
+  /** Fraction slashed for downtime, basis points. */
+  slashDowntimeBps: number
+  /** Downtime window in blocks, and the share of them a validator must sign (basis points). */
+  downtimeWindow: number
+  minSignedBps: number
+  /** Blocks a validator jailed for downtime must wait before `staking.unjail`. */
+  downtimeJailBlocks: number
+  /** Share of a slash paid to whoever submitted the evidence, basis points. */
+  reporterRewardBps: number
+  /** New tokens per block, shared by validators pro rata to stake with the block's fees. */
+  blockReward: bigint
+  /** Oldest evidence accepted, in blocks. */
+  maxEvidenceAge: number
+  /** Proof of history: hashes per tick and the nominal tick rate. */
+  hashesPerTick: number
+  ticksPerSecond: number
+  /** Consensus timeouts, milliseconds: base for round 0 and the increment per round. */
+  timeoutProposeMs: number
+  timeoutProposeDeltaMs: number
+  timeoutPrevoteMs: number
+  timeoutPrevoteDeltaMs: number
+  timeoutPrecommitMs: number
+  timeoutPrecommitDeltaMs: number
+  /** Pause after a commit before the next height (late precommits are collected meanwhile). */
+  timeoutCommitMs: number
+  /** Largest number of transactions in a block. */
+  maxBlockTxs: number
+}
+
+export interface GenesisDoc {
+  chainId: string
+  /** Milliseconds since the Unix epoch. */
+  genesisTime: number
+  params: ChainParams
+  accounts: Array<{ did: string; balance: bigint }>
+  validators: Array<{ did: string; stake: bigint }>
+}
+
+export const DEFAULT_PARAMS: ChainParams = {
+  minFee: 1n,
+  epochLength: 20,
+  unbondingBlocks: 100,
+  minValidatorStake: 1_000n,
+  maxValidators: 100,
+  slashDoubleSignBps: 500,
+  slashDowntimeBps: 100,
+  downtimeWindow: 50,
+  minSignedBps: 5_000,
+  downtimeJailBlocks: 20,
+  reporterRewardBps: 1_000,
+  blockReward: 1_000n,
+  maxEvidenceAge: 100,
+  hashesPerTick: 2_000,
+  ticksPerSecond: 50,
+  timeoutProposeMs: 1_000,
+  timeoutProposeDeltaMs: 500,
+  timeoutPrevoteMs: 500,
+  timeoutPrevoteDeltaMs: 250,
+  timeoutPrecommitMs: 500,
+  timeoutPrecommitDeltaMs: 250,
+  timeoutCommitMs: 200,
+  maxBlockTxs: 5_000,
+}
+
+const BIGINT_PARAMS = ['minFee', 'minValidatorStake', 'blockReward'] as const
+
+/** The genesis as JSON-safe values (bigints as decimal strings). */
+export function genesisToJson(doc: GenesisDoc): unknown {
+  const params: Record<string, unknown> = { ...doc.params }
+  for (const key of BIGINT_PARAMS) params[key] = doc.params[key].toString()
+  return {
+    chainId: doc.chainId,
+    genesisTime: doc.genesisTime,
+    params,
+    accounts: doc.accounts.map((a) => ({ did: a.did, balance: a.balance.toString() })),
+    validators: doc.validators.map((v) => ({ did: v.did, stake: v.stake.toString() })),
+  }
+}
+
+function fail(message: string): never {
+  throw new GenesisError(`genesis: ${message}`)
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+function amount(value: unknown, field: string): bigint {
+  if (typeof value !== 'string') fail(`${field} must be a decimal string`)
+  try {
+    return parseUint64(value, field)
+  } catch (err) {
+    return fail((err as Error).message)
+  }
+}
+
+function did(value: unknown, field: string): string {
+  if (typeof value !== 'string') fail(`${field} must be a did:key`)
+  try {
+    if (parseDidKey(value).type !== 'Ed25519') fail(`${field} must be an Ed25519 did:key`)
+  } catch (err) {
+    if (err instanceof GenesisError) throw err
+    fail(`${field} is not a valid did:key (${(err as Error).message})`)
+  }
+  return value
+}
+
+/** Parses and validates a genesis document from its JSON value. */
+export function parseGenesis(json: unknown): GenesisDoc {
+  if (!isRecord(json)) fail('the document must be a JSON object')
+  const { chainId, genesisTime, params, accounts, validators } = json
+  if (typeof chainId !== 'string' || !/^[a-z0-9][a-z0-9-]{0,48}$/.test(chainId))
+    fail('chainId must be 1-49 lowercase letters, digits or "-"')
+  if (typeof genesisTime !== 'number' || !Number.isSafeInteger(genesisTime) || genesisTime < 0)
+    fail('genesisTime must be milliseconds since the epoch')
+  if (!isRecord(params)) fail('params must be an object')
+  const merged: Record<string, unknown> = {}
+  for (const key of Object.keys(DEFAULT_PARAMS) as Array<keyof ChainParams>) {
+    const value = params[key]
+    if (value === undefined) fail(`params.${key} is missing`)
+    if ((BIGINT_PARAMS as readonly string[]).includes(key)) merged[key] = amount(value, `params.${key}`)
+    else if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+      fail(`params.${key} must be a non-negative integer`)
+    else merged[key] = value
+  }
+  const unknown = Object.keys(params).filter((k) => !(k in DEFAULT_PARAMS))
+  if (unknown.length > 0) fail(`unknown parameter params.${unknown[0] ?? ''}`)
+  const p = merged as unknown as ChainParams
+  for (const key of [
+    'epochLength',
+    'hashesPerTick',
+    'ticksPerSecond',
+    'downtimeWindow',
+    'maxBlockTxs',
+    'maxValidators',
+  ] as const) {
+    if (p[key] < 1) fail(`params.${key} must be at least 1`)
+  }
+  for (const key of ['slashDoubleSignBps', 'slashDowntimeBps', 'minSignedBps', 'reporterRewardBps'] as const) {
+    if (p[key] > 10_000) fail(`params.${key} is in basis points (0-10000)`)
+  }
+  if (!Array.isArray(accounts) || !Array.isArray(validators)) fail('accounts and validators must be arrays')
+  const seenAccounts = new Set<string>()
+  const parsedAccounts = accounts.map((a: unknown, i) => {
+    if (!isRecord(a)) fail(`accounts[${i}] must be an object`)
+    const d = did(a.did, `accounts[${i}].did`)
+    if (seenAccounts.has(d)) fail(`accounts[${i}] repeats ${d}`)
+    seenAccounts.add(d)
+    return { did: d, balance: amount(a.balance, `accounts[${i}].balance`) }
+  })
+  const seenValidators = new Set<string>()
+  const parsedValidators = validators.map((v: unknown, i) => {
+    if (!isRecord(v)) fail(`validators[${i}] must be an object`)
+    const d = did(v.did, `validators[${i}].did`)
+    if (seenValidators.has(d)) fail(`validators[${i}] repeats ${d}`)
+    seenValidators.add(d)
+    const stake = amount(v.stake, `validators[${i}].stake`)
+    if (stake < p.minValidatorStake) fail(`validators[${i}].stake is below params.minValidatorStake`)
+    return { did: d, stake }
+  })
+  if (parsedValidators.length === 0) fail('at least one validator is needed')
+  return { chainId, genesisTime, params: p, accounts: parsedAccounts, validators: parsedValidators }
+}
+
+export async function readGenesisFile(path: string): Promise<GenesisDoc> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new GenesisError(`cannot read genesis file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new GenesisError(`genesis file ${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  return parseGenesis(json)
+}
+
+/** A hash that names this exact genesis (nodes refuse peers with another). */
+export function genesisHash(doc: GenesisDoc): Uint8Array {
+  return sha256(encode(genesisToJson(doc)))
+}

@@ -1,0 +1,122 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { signTx, encodeTx } from './tx.ts'
+import { MempoolError, TxError } from './errors.ts'
+import { Mempool } from './mempool.ts'
+import { actor, genesisState, makeGenesis, makeMachine } from '../../test/helpers/chain.ts'
+import type { ValidatorSet } from './bft/types.ts'
+
+const alice = actor()
+const carol = actor()
+const bob = actor()
+const val = actor()
+const genesis = makeGenesis(
+  [val],
+  [
+    [alice, 1_000_000n],
+    [carol, 1_000_000n],
+  ],
+)
+const machine = makeMachine(genesis)
+
+function tx(who = alice, nonce: bigint, fee = 1n, amount = 1n): Uint8Array {
+  return encodeTx(
+    signTx(who.key, { chainId: genesis.chainId, nonce, fee, kind: 'bank.transfer', body: { to: bob.did, amount } }),
+  )
+}
+
+function reason(fn: () => unknown): string {
+  try {
+    fn()
+  } catch (err) {
+    assert.ok(err instanceof TxError, String(err))
+    return err.reason
+  }
+  return 'accepted'
+}
+
+test('admission: duplicates, stale nonces, bad signatures, far nonces and full pools are refused', () => {
+  const state = genesisState(genesis, machine)
+  const pool = new Mempool(machine, { maxTxs: 4, maxPerSender: 3 })
+  pool.add(tx(alice, 0n), state)
+  assert.equal(
+    reason(() => pool.add(tx(alice, 0n), state)),
+    'duplicate',
+  )
+  assert.equal(
+    reason(() => pool.add(tx(alice, 3n), state)),
+    'nonce-too-far',
+  )
+  assert.equal(
+    reason(() => pool.add(new Uint8Array([1, 2, 3]), state)),
+    'malformed',
+  )
+  const forged = signTx(alice.key, {
+    chainId: genesis.chainId,
+    nonce: 1n,
+    fee: 1n,
+    kind: 'bank.transfer',
+    body: { to: bob.did, amount: 1n },
+  })
+  assert.equal(
+    reason(() => pool.add(encodeTx({ ...forged, fee: 2n }), state)),
+    'bad-signature',
+  )
+  assert.equal(
+    reason(() => pool.add(tx(alice, 0n, 1n, 2n), state)),
+    'nonce-in-use',
+  )
+  pool.add(tx(alice, 0n, 5n, 2n), state) // same nonce, higher fee: replaces
+  assert.equal(pool.size, 1)
+  pool.add(tx(alice, 1n), state)
+  pool.add(tx(alice, 2n), state)
+  assert.equal(
+    reason(() => pool.add(tx(alice, 3n), state)),
+    'nonce-too-far',
+    'the per-sender bound',
+  )
+  pool.add(tx(carol, 0n, 1n), state)
+  assert.equal(pool.size, 4)
+  assert.equal(
+    reason(() => pool.add(tx(carol, 1n, 1n), state)),
+    'full',
+  )
+  pool.add(tx(carol, 1n, 9n), state) // evicts a cheaper one
+  assert.equal(pool.size, 4)
+  assert.ok(reason(() => pool.add(tx(carol, 1n, 9n), state)) === 'duplicate')
+})
+
+test('reap returns each sender in nonce order, highest fee first across senders; update drops included ones', () => {
+  const state = genesisState(genesis, machine)
+  const pool = new Mempool(machine)
+  pool.add(tx(alice, 1n, 10n), state)
+  pool.add(tx(alice, 0n, 1n), state)
+  pool.add(tx(carol, 0n, 5n), state)
+  const order = pool.reap(state, 10).map((e) => `${e.tx.sender === alice.did ? 'a' : 'c'}${e.tx.nonce}`)
+  assert.deepEqual(order, ['c0', 'a0', 'a1'])
+  // Execute alice's first transaction: the pool forgets it and keeps the rest.
+  const noSet: ValidatorSet = { validators: [], totalPower: 0n }
+  const first = pool.reap(state, 10).find((e) => e.tx.sender === alice.did)
+  assert.ok(first)
+  machine.deliver(
+    state,
+    first.tx,
+    {
+      chainId: genesis.chainId,
+      height: 1,
+      time: 0,
+      proposer: val.did,
+      validators: noSet,
+      lastCommitSigners: null,
+      txHash: first.hash,
+    },
+    () => {},
+  )
+  pool.update(state)
+  assert.equal(pool.size, 2)
+  assert.ok(!pool.has(first.hash))
+  assert.throws(
+    () => pool.add(first.bytes, state),
+    (err: unknown) => err instanceof TxError && !(err instanceof MempoolError) && err.reason === 'stale-nonce',
+  )
+})

@@ -1,0 +1,162 @@
+// The worker-thread generator: its entries verify, mixins land where recorded, drains are in
+// order, reset continues from the new hash, and stop leaves nothing running. No timing asserts.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { AbortError, InvalidInputError } from '../../core/errors.ts'
+import { verifyPohEntries, type PohEntry } from './entries.ts'
+import { PohStoppedError } from './errors.ts'
+import { PohGenerator } from './generator.ts'
+
+const HPT = 64
+const zero = new Uint8Array(32)
+
+async function withGenerator(
+  options: { ticksPerSecond?: number; startHash?: Uint8Array },
+  body: (g: PohGenerator) => Promise<void>,
+): Promise<void> {
+  const g = new PohGenerator({ hashesPerTick: HPT, ...options })
+  g.start()
+  try {
+    await body(g)
+  } finally {
+    await g.stop()
+  }
+}
+
+test('entries produced flat out verify from the start hash', async () => {
+  const start = new Uint8Array(32).fill(3)
+  await withGenerator({ startHash: start }, async (g) => {
+    await g.waitForTicks(50)
+    const entries = await g.drain()
+    assert.ok(entries.length >= 50)
+    const check = verifyPohEntries(start, entries, HPT)
+    assert.deepEqual(check, { ok: true, end: entries.at(-1)?.hash, ticks: entries.length })
+    assert.deepEqual(g.hash, entries.at(-1)?.hash)
+  })
+})
+
+test('paced entries verify too', async () => {
+  await withGenerator({ ticksPerSecond: 200 }, async (g) => {
+    await g.waitForTicks(4)
+    const entries = await g.drain()
+    assert.equal(verifyPohEntries(zero, entries, HPT).ok, true)
+  })
+})
+
+test('record places each mixin in order, after the plain hashes since the previous entry', async () => {
+  const mixins = [1, 2, 3].map((n) => new Uint8Array(32).fill(n))
+  for (const ticksPerSecond of [0, 1000]) {
+    await withGenerator({ ticksPerSecond }, async (g) => {
+      const recorded: PohEntry[] = []
+      for (const mixin of mixins) {
+        await g.waitForTicks(recorded.length + 2)
+        recorded.push(await g.record(mixin))
+      }
+      const both = await Promise.all([g.record(new Uint8Array(32).fill(8)), g.record(new Uint8Array(32).fill(9))])
+      const entries = await g.drain()
+      const check = verifyPohEntries(zero, entries, HPT)
+      assert.equal(check.ok, true)
+      const withMixins = entries.filter((e) => e.mixin !== undefined)
+      assert.deepEqual(
+        withMixins.map((e) => e.mixin),
+        [...mixins, new Uint8Array(32).fill(8), new Uint8Array(32).fill(9)],
+      )
+      for (const entry of [...recorded, ...both]) assert.ok(entries.includes(entry), 'record() answers the drained entry')
+      for (const entry of withMixins) assert.ok(entry.numHashes < HPT)
+    })
+  }
+})
+
+test('drains return consecutive runs of the one chain', async () => {
+  await withGenerator({}, async (g) => {
+    const runs: PohEntry[][] = []
+    for (let i = 0; i < 4; i++) {
+      await g.waitForTicks(10)
+      assert.ok(g.ticks >= 10)
+      if (i === 1) await g.record(new Uint8Array(32).fill(i))
+      runs.push(await g.drain())
+      assert.equal(g.ticks, 0, 'a drain restarts the tick count')
+    }
+    let start = zero
+    for (const run of runs) {
+      const check = verifyPohEntries(start, run, HPT)
+      assert.equal(check.ok, true)
+      if (check.ok) start = check.end
+    }
+    assert.deepEqual(verifyPohEntries(zero, runs.flat(), HPT).ok, true)
+  })
+})
+
+test('reset discards pending entries and continues from the new hash', async () => {
+  const fresh = new Uint8Array(32).fill(0xee)
+  await withGenerator({}, async (g) => {
+    await g.waitForTicks(20)
+    g.reset(fresh)
+    assert.equal(g.ticks, 0)
+    assert.deepEqual(g.hash, fresh)
+    await g.waitForTicks(5)
+    await g.record(new Uint8Array(32).fill(1))
+    const entries = await g.drain()
+    assert.equal(verifyPohEntries(fresh, entries, HPT).ok, true)
+  })
+})
+
+test('reset before start sets where the worker begins', async () => {
+  const g = new PohGenerator({ hashesPerTick: HPT })
+  const fresh = new Uint8Array(32).fill(0x42)
+  g.reset(fresh)
+  g.start()
+  try {
+    await g.waitForTicks(3)
+    assert.equal(verifyPohEntries(fresh, await g.drain(), HPT).ok, true)
+  } finally {
+    await g.stop()
+  }
+})
+
+test('bad input, aborts and calls on a stopped generator are typed errors', async () => {
+  assert.throws(() => new PohGenerator({ hashesPerTick: 0 }), InvalidInputError)
+  assert.throws(() => new PohGenerator({ hashesPerTick: 5, ticksPerSecond: -1 }), InvalidInputError)
+  const g = new PohGenerator({ hashesPerTick: HPT, ticksPerSecond: 1 })
+  await assert.rejects(g.record(zero), PohStoppedError)
+  await assert.rejects(g.waitForTicks(1), PohStoppedError)
+  assert.deepEqual(await g.drain(), [])
+  g.start()
+  await assert.rejects(g.record(new Uint8Array(31)), InvalidInputError)
+  assert.throws(() => g.reset(new Uint8Array(33)), InvalidInputError)
+  const controller = new AbortController()
+  const waiting = g.waitForTicks(1_000_000, { signal: controller.signal })
+  controller.abort()
+  await assert.rejects(waiting, AbortError)
+  const pending = g.waitForTicks(1_000_000)
+  await g.stop()
+  await assert.rejects(pending, PohStoppedError)
+  await g.stop() // twice is fine
+})
+
+test('stop leaves no running handles', async () => {
+  const ports = (): number => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length
+  const before = ports()
+  const g = new PohGenerator({ hashesPerTick: HPT, ticksPerSecond: 500 })
+  g.start()
+  await g.waitForTicks(2)
+  assert.ok(ports() > before)
+  await g.stop()
+  assert.equal(ports(), before)
+})
+
+test('a process that starts and stops a generator exits on its own', async () => {
+  const script = `
+    const { PohGenerator } = await import(${JSON.stringify(new URL('./generator.ts', import.meta.url).href)})
+    const g = new PohGenerator({ hashesPerTick: 64, ticksPerSecond: 100 })
+    g.start()
+    await g.waitForTicks(2)
+    await g.record(new Uint8Array(32))
+    await g.stop()
+  `
+  // A leaked worker or timer would keep the child alive until this timeout kills it.
+  const child = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 })
+  assert.equal(child.stderr, '')
+})

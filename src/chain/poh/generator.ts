@@ -1,0 +1,278 @@
+/**
+ * The PoH generator: a sequential hash chain computed on its own worker thread, emitting a tick
+ * every `hashesPerTick` hashes (paced to `ticksPerSecond`, or flat out) and an entry with a mixin
+ * whenever `record` is called. The main thread keeps the entries produced since the last `drain`.
+ * See generator.worker.ts for the loop and its pacing rules.
+ */
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { AbortError, InvalidInputError } from '../../core/errors.ts'
+import { silentLogger, type Logger } from '../../core/logger.ts'
+import { POH_HASH_LENGTH, type PohEntry } from './entries.ts'
+import { PohResetError, PohStoppedError, PohWorkerError } from './errors.ts'
+import { decodePohEntries } from './wire.ts'
+import type { GeneratorCommand, GeneratorEvent, GeneratorWorkerData } from './generator.worker.ts'
+
+export interface PohGeneratorOptions {
+  /** Plain hashes per tick; the chain's parameter. */
+  hashesPerTick: number
+  /** Ticks per second to pace to; 0 or undefined runs flat out. */
+  ticksPerSecond?: number
+  /** The hash the chain continues from. @default 32 zero bytes */
+  startHash?: Uint8Array
+  logger?: Logger
+}
+
+export interface PohSignalOptions {
+  signal?: AbortSignal
+}
+
+interface Pending<T> {
+  resolve(value: T): void
+  reject(err: unknown): void
+}
+
+interface TickWaiter extends Pending<void> {
+  ticks: number
+}
+
+interface Running {
+  worker: Worker
+  port: MessagePort
+  doorbell: Int32Array
+  error?: unknown
+}
+
+function assertHash(bytes: Uint8Array, what: string): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== POH_HASH_LENGTH) {
+    throw new InvalidInputError(`${what} must be 32 bytes`)
+  }
+}
+
+export class PohGenerator {
+  readonly hashesPerTick: number
+  readonly ticksPerSecond: number
+  readonly #log: Logger
+  #running: Running | undefined
+  #hash: Uint8Array
+  #entries: PohEntry[] = []
+  #ticks = 0
+  #epoch = 0
+  #nextId = 1
+  #records = new Map<number, Pending<PohEntry>>()
+  #drains = new Map<number, Pending<PohEntry[]>>()
+  #waiters = new Set<TickWaiter>()
+
+  constructor(options: PohGeneratorOptions) {
+    const { hashesPerTick, ticksPerSecond = 0 } = options
+    if (!Number.isSafeInteger(hashesPerTick) || hashesPerTick < 1) {
+      throw new InvalidInputError('hashesPerTick must be a positive integer', { details: { hashesPerTick } })
+    }
+    if (!Number.isFinite(ticksPerSecond) || ticksPerSecond < 0) {
+      throw new InvalidInputError('ticksPerSecond must be a non-negative number', { details: { ticksPerSecond } })
+    }
+    const startHash = options.startHash ?? new Uint8Array(POH_HASH_LENGTH)
+    assertHash(startHash, 'the PoH start hash')
+    this.hashesPerTick = hashesPerTick
+    this.ticksPerSecond = ticksPerSecond
+    this.#hash = Uint8Array.from(startHash)
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain:poh')
+  }
+
+  /** The hash of the latest entry received from the worker (the start hash before any). */
+  get hash(): Uint8Array {
+    return Uint8Array.from(this.#hash)
+  }
+
+  /** Ticks produced since the last reset or drain. */
+  get ticks(): number {
+    return this.#ticks
+  }
+
+  get running(): boolean {
+    return this.#running !== undefined
+  }
+
+  /** Starts the hash loop from `hash`. Does nothing when already running. */
+  start(): void {
+    if (this.#running !== undefined) return
+    const doorbell = new SharedArrayBuffer(4)
+    const { port1, port2 } = new MessageChannel()
+    const workerData: GeneratorWorkerData = {
+      start: this.#hash,
+      hashesPerTick: this.hashesPerTick,
+      ticksPerSecond: this.ticksPerSecond,
+      doorbell,
+      commands: port2,
+      epoch: this.#epoch,
+    }
+    const worker = new Worker(new URL('./generator.worker.ts', import.meta.url), { workerData, transferList: [port2] })
+    const running: Running = { worker, port: port1, doorbell: new Int32Array(doorbell) }
+    worker.on('message', (event: GeneratorEvent) => this.#onEvent(event))
+    worker.on('error', (err) => {
+      running.error = err
+    })
+    worker.on('exit', (exitCode) => this.#onExit(running, exitCode))
+    this.#running = running
+    this.#log.info(
+      { hashesPerTick: this.hashesPerTick, ticksPerSecond: this.ticksPerSecond },
+      this.ticksPerSecond > 0 ? 'PoH generator started' : 'PoH generator started (unpaced)',
+    )
+  }
+
+  /** Terminates the worker. Pending calls reject with `PohStoppedError`; entries not drained are kept. */
+  async stop(): Promise<void> {
+    const running = this.#running
+    if (running === undefined) return
+    this.#running = undefined
+    running.port.close()
+    this.#failAll(new PohStoppedError('the PoH generator was stopped'))
+    await running.worker.terminate()
+    this.#log.info('PoH generator stopped')
+  }
+
+  /**
+   * Discards the entries not yet drained and continues from `startHash`, with no ticks counted.
+   * Pending `record` calls reject with `PohResetError`.
+   */
+  reset(startHash: Uint8Array): void {
+    assertHash(startHash, 'the PoH start hash')
+    this.#epoch++
+    this.#hash = Uint8Array.from(startHash)
+    this.#entries = []
+    this.#ticks = 0
+    const discarded = new PohResetError('the PoH chain was reset before the mixin was recorded')
+    for (const record of this.#records.values()) record.reject(discarded)
+    this.#records.clear()
+    this.#send({ type: 'reset', epoch: this.#epoch, hash: this.#hash })
+  }
+
+  /**
+   * Mixes `mixin` (32 bytes) into the chain: the entry carries the plain hashes done since the
+   * previous entry, and the next tick counts its hashes from zero after it. An aborted call may
+   * still have been recorded; only its answer is dropped.
+   */
+  record(mixin: Uint8Array, options: PohSignalOptions = {}): Promise<PohEntry> {
+    try {
+      assertHash(mixin, 'a PoH mixin')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const copy = Uint8Array.from(mixin)
+    return this.#request(this.#records, options.signal, (id) => ({ type: 'record', id, mixin: copy }))
+  }
+
+  /** The entries produced since the last drain (or reset), in order; the tick count restarts. */
+  drain(options: PohSignalOptions = {}): Promise<PohEntry[]> {
+    if (this.#running === undefined) return Promise.resolve(this.#take())
+    return this.#request(this.#drains, options.signal, (id) => ({ type: 'flush', id }))
+  }
+
+  /** Resolves once `ticks` ticks have been produced since the last reset or drain. */
+  waitForTicks(ticks: number, options: PohSignalOptions = {}): Promise<void> {
+    const { signal } = options
+    if (signal?.aborted === true) return Promise.reject(new AbortError())
+    if (this.#ticks >= ticks) return Promise.resolve()
+    if (this.#running === undefined) {
+      return Promise.reject(new PohStoppedError('the PoH generator is not running; call start() first'))
+    }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => waiter.reject(new AbortError())
+      const done = (): void => {
+        this.#waiters.delete(waiter)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const waiter: TickWaiter = {
+        ticks,
+        resolve: () => {
+          done()
+          resolve()
+        },
+        reject: (err) => {
+          done()
+          reject(err)
+        },
+      }
+      this.#waiters.add(waiter)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /** Sends a command whose answer arrives later under its id, and registers the caller in `pending`. */
+  #request<T>(
+    pending: Map<number, Pending<T>>,
+    signal: AbortSignal | undefined,
+    command: (id: number) => GeneratorCommand,
+  ): Promise<T> {
+    if (signal?.aborted === true) return Promise.reject(new AbortError())
+    if (this.#running === undefined) {
+      return Promise.reject(new PohStoppedError('the PoH generator is not running; call start() first'))
+    }
+    const id = this.#nextId++
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => entry.reject(new AbortError())
+      const done = (): void => {
+        pending.delete(id)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const entry: Pending<T> = {
+        resolve: (value) => {
+          done()
+          resolve(value)
+        },
+        reject: (err) => {
+          done()
+          reject(err)
+        },
+      }
+      pending.set(id, entry)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#send(command(id))
+    })
+  }
+
+  #send(command: GeneratorCommand): void {
+    const running = this.#running
+    if (running === undefined) return
+    running.port.postMessage(command)
+    Atomics.add(running.doorbell, 0, 1)
+    Atomics.notify(running.doorbell, 0)
+  }
+
+  #onEvent(event: GeneratorEvent): void {
+    if (event.type === 'flushed') {
+      this.#drains.get(event.id)?.resolve(this.#take())
+      return
+    }
+    if (event.epoch !== this.#epoch) return // produced before a reset
+    const { entries } = decodePohEntries(event.buffer)
+    for (const entry of entries) {
+      this.#entries.push(entry)
+      if (entry.mixin === undefined) this.#ticks++
+      this.#hash = entry.hash
+    }
+    for (const { id, index } of event.records) {
+      const entry = entries[index]
+      if (entry !== undefined) this.#records.get(id)?.resolve(entry)
+    }
+    for (const waiter of this.#waiters) if (this.#ticks >= waiter.ticks) waiter.resolve()
+  }
+
+  #take(): PohEntry[] {
+    const out = this.#entries
+    this.#entries = []
+    this.#ticks = 0
+    return out
+  }
+
+  #onExit(running: Running, exitCode: number): void {
+    if (this.#running !== running) return // stopped on purpose
+    this.#running = undefined
+    running.port.close()
+    this.#log.error({ exitCode, err: running.error }, 'PoH generator worker exited')
+    this.#failAll(new PohWorkerError('the PoH generator worker failed', { cause: running.error }))
+  }
+
+  #failAll(err: Error): void {
+    for (const pending of [...this.#records.values(), ...this.#drains.values(), ...this.#waiters]) pending.reject(err)
+  }
+}

@@ -1,0 +1,309 @@
+/**
+ * A running chain node: the BFT engine driving the ChainApp, consensus messages and
+ * transactions over the transport's gossip topics, block sync over request/response, and
+ * automatic reporting of double-sign evidence. Everything network-facing is validated before it
+ * touches the engine or the mempool; senders of invalid data are penalized.
+ */
+import { encode, decode } from '../core/codec.ts'
+import { utf8 } from '../core/bytes.ts'
+import { DonghaeError, describeError } from '../core/errors.ts'
+import { systemClock, type Clock } from '../core/clock.ts'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { didFromEd25519PublicKey } from '../identity/did-key.ts'
+import type { ChainApp } from './app.ts'
+import type { Block } from './block.ts'
+import { encodeCommit } from './block.ts'
+import { ConsensusEngine, type EngineStatus } from './bft/engine.ts'
+import { decodeConsensusMessage, encodeConsensusMessage } from './bft/messages.ts'
+import type { PrivValidator } from './bft/privval.ts'
+import { selectProposer } from './bft/proposer.ts'
+import type { DuplicateVoteEvidence, ValidatorSet } from './bft/types.ts'
+import { DEFAULT_TIMEOUTS, roundTimeoutMs, type TimeoutConfig } from './bft/constants.ts'
+import { ticksRequiredForRound } from './poh/round-proof.ts'
+import { decodeBlock, decodeCommit } from './block.ts'
+import { TxError } from './errors.ts'
+import type { GenesisDoc } from './genesis.ts'
+import { accountNonce } from './host.ts'
+import type { Mempool } from './mempool.ts'
+import type { ChainTransport } from './transport.ts'
+import { encodeTx, signTx } from './tx.ts'
+
+export const SYNC_PROTOCOL = '/donghae/sync/1'
+export const STATUS_PROTOCOL = '/donghae/status/1'
+const SYNC_BATCH = 32
+const SYNC_INTERVAL_MS = 2_000
+
+export interface ChainRuntimeOptions {
+  app: ChainApp
+  mempool: Mempool
+  transport: ChainTransport
+  /** Present for a validator; absent for a full node that only follows. */
+  privval?: PrivValidator
+  /** The node's key, used to report evidence (pays the fee). */
+  key?: Ed25519KeyPair
+  clock?: Clock
+  logger?: Logger
+  /** Re-send own messages after this long without progress. */
+  gossipMs?: number
+}
+
+/** The consensus timeouts a genesis prescribes. */
+export function timeoutsOf(genesis: GenesisDoc): Partial<TimeoutConfig> {
+  const p = genesis.params
+  return {
+    proposeMs: p.timeoutProposeMs,
+    proposeDeltaMs: p.timeoutProposeDeltaMs,
+    prevoteMs: p.timeoutPrevoteMs,
+    prevoteDeltaMs: p.timeoutPrevoteDeltaMs,
+    precommitMs: p.timeoutPrecommitMs,
+    precommitDeltaMs: p.timeoutPrecommitDeltaMs,
+    commitMs: p.timeoutCommitMs,
+  }
+}
+
+/** PoH ticks a proposal in `round` must carry: the timeouts of rounds 0..round−1 at the chain's tick rate. */
+export function ticksRequiredFor(genesis: GenesisDoc): (round: number) => number {
+  const config: TimeoutConfig = { ...DEFAULT_TIMEOUTS, ...timeoutsOf(genesis) }
+  return (round) => ticksRequiredForRound(round, (r) => roundTimeoutMs(config, r), genesis.params.ticksPerSecond)
+}
+
+/** The proposer rule shared by the engine and block validation: seed = the chain id. */
+export function proposerFor(genesis: GenesisDoc): (set: ValidatorSet, height: number, round: number) => string {
+  const seed = utf8(genesis.chainId)
+  return (set, height, round) => selectProposer(set, height, round, seed).did
+}
+
+export class ChainRuntime {
+  readonly #opts: ChainRuntimeOptions
+  readonly #app: ChainApp
+  readonly #clock: Clock
+  readonly #log: Logger
+  #engine: ConsensusEngine<Block> | undefined
+  readonly #unsubscribe: Array<() => void> = []
+  #syncTimer: (() => void) | undefined
+  #syncing = false
+  #reported = new Set<string>()
+  /** Counters for status and metrics. */
+  readonly stats = { rejectedMessages: 0, rejectedTxs: 0, evidenceSeen: 0, synced: 0 }
+
+  constructor(options: ChainRuntimeOptions) {
+    this.#opts = options
+    this.#app = options.app
+    this.#clock = options.clock ?? systemClock
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain')
+  }
+
+  get app(): ChainApp {
+    return this.#app
+  }
+
+  get consensus(): EngineStatus | undefined {
+    return this.#engine?.status()
+  }
+
+  start(): void {
+    const { transport } = this.#opts
+    this.#unsubscribe.push(transport.subscribe('consensus', (data, from) => this.#onConsensus(data, from)))
+    this.#unsubscribe.push(transport.subscribe('txs', (data, from) => this.#onTx(data, from)))
+    transport.handle(SYNC_PROTOCOL, async (data) => this.#serveBlocks(data))
+    transport.handle(STATUS_PROTOCOL, async () => encode({ height: this.#app.head.height }))
+    this.#startEngine()
+    this.#scheduleSync()
+    this.#log.info(
+      { height: this.#app.head.height, validator: this.#opts.privval !== undefined },
+      'chain runtime started',
+    )
+  }
+
+  async stop(): Promise<void> {
+    this.#syncTimer?.()
+    this.#syncTimer = undefined
+    for (const off of this.#unsubscribe.splice(0)) off()
+    const engine = this.#engine
+    this.#engine = undefined
+    engine?.stop()
+    await engine?.idle()
+  }
+
+  /** Admits a transaction to the local mempool and gossips it. Throws TxError with the reason. */
+  submitTx(bytes: Uint8Array): Uint8Array {
+    const entry = this.#opts.mempool.add(bytes, this.#app.state)
+    this.#opts.transport.publish('txs', bytes)
+    return entry.hash
+  }
+
+  #startEngine(): void {
+    const app = this.#app
+    const genesis = app.genesis
+    const engine: ConsensusEngine<Block> = new ConsensusEngine<Block>({
+      chainId: app.chainId,
+      height: app.head.height + 1,
+      app: {
+        validatorSet: (h) => app.validatorSet(h),
+        encodeBlock: (b) => app.encodeBlock(b),
+        decodeBlock: (bytes) => decodeBlock(bytes),
+        blockId: (b) => app.blockId(b),
+        createBlock: (h, r) => app.createBlock(h, r, engine.lastCommit() ?? null),
+        validateBlock: (b, h, r) => app.validateBlock(b, h, r),
+        commit: (b, cert) => app.commit(b, cert),
+        proposerSeed: () => utf8(genesis.chainId),
+      },
+      ...(this.#opts.privval === undefined ? {} : { privval: this.#opts.privval }),
+      clock: this.#clock,
+      send: (msg) => this.#opts.transport.publish('consensus', encodeConsensusMessage(msg)),
+      timeouts: {
+        ...timeoutsOf(genesis),
+        ...(this.#opts.gossipMs === undefined ? {} : { gossipMs: this.#opts.gossipMs }),
+      },
+      logger: this.#log,
+      onReject: (peer, error) => {
+        this.stats.rejectedMessages++
+        if (peer !== undefined && (error as { action?: string }).action === 'reject')
+          this.#opts.transport.penalize(peer, error.message)
+      },
+      onEvidence: (evidence) => this.#report(evidence),
+      onFutureHeight: () => void this.#sync(),
+      onError: (error) => this.#log.error({ err: describeError(error) }, 'consensus stopped on an error'),
+    })
+    this.#engine = engine
+    engine.start()
+  }
+
+  #onConsensus(data: Uint8Array, from: string): void {
+    let msg
+    try {
+      msg = decodeConsensusMessage(data)
+    } catch (err) {
+      this.stats.rejectedMessages++
+      this.#opts.transport.penalize(from, describeError(err))
+      return
+    }
+    this.#engine?.receive(msg, from)
+  }
+
+  #onTx(data: Uint8Array, from: string): void {
+    try {
+      this.#opts.mempool.add(data, this.#app.state)
+    } catch (err) {
+      if (!(err instanceof TxError)) throw err
+      this.stats.rejectedTxs++
+      if (err.action === 'reject') this.#opts.transport.penalize(from, err.message)
+    }
+  }
+
+  /** Reports a double sign seen by consensus as a staking.evidence transaction from this node. */
+  #report(evidence: DuplicateVoteEvidence): void {
+    this.stats.evidenceSeen++
+    const key = this.#opts.key
+    const id = `${evidence.a.validator}/${evidence.a.height}/${evidence.a.round}/${evidence.a.type}`
+    this.#log.warn(
+      { validator: evidence.a.validator, height: evidence.a.height, round: evidence.a.round },
+      'double sign detected',
+    )
+    if (key === undefined || this.#reported.has(id)) return
+    this.#reported.add(id)
+    const did = didFromEd25519PublicKey(key.publicKey)
+    const nonce = accountNonce(this.#app.state, did)
+    const tx = signTx(key, {
+      chainId: this.#app.chainId,
+      nonce,
+      fee: this.#app.genesis.params.minFee,
+      kind: 'staking.evidence',
+      body: evidence,
+    })
+    try {
+      this.submitTx(encodeTx(tx))
+    } catch (err) {
+      this.#log.warn({ err: describeError(err) }, 'could not submit evidence')
+    }
+  }
+
+  // ---- block sync -------------------------------------------------------------------------------
+
+  async #serveBlocks(data: Uint8Array): Promise<Uint8Array> {
+    const request = decode<{ from?: unknown; count?: unknown }>(data, { maxBytes: 1024 })
+    const from =
+      typeof request.from === 'number' && Number.isSafeInteger(request.from) && request.from > 0 ? request.from : 1
+    const count =
+      typeof request.count === 'number' ? Math.max(0, Math.min(SYNC_BATCH, Math.floor(request.count))) : SYNC_BATCH
+    const out: Array<[Uint8Array, Uint8Array]> = []
+    for (let h = from; h < from + count && h <= this.#app.head.height; h++) {
+      const block = await this.#app.getBlockBytes(h)
+      const commit = await this.#app.getCommit(h)
+      if (block === undefined || commit === undefined) break
+      out.push([block, encodeCommit(commit)])
+    }
+    return encode({ blocks: out })
+  }
+
+  #scheduleSync(): void {
+    this.#syncTimer = this.#clock.setTimer(SYNC_INTERVAL_MS, () => {
+      void this.#sync().finally(() => {
+        if (this.#syncTimer !== undefined) this.#scheduleSync()
+      })
+    })
+  }
+
+  /** Asks peers how far they are; fetches and feeds missing committed blocks to the engine. */
+  async #sync(): Promise<void> {
+    if (this.#syncing) return
+    this.#syncing = true
+    const { transport } = this.#opts
+    try {
+      for (const peer of transport.peers()) {
+        let theirs: number
+        try {
+          const answer = decode<{ height?: unknown }>(await transport.request(peer, STATUS_PROTOCOL, encode({})), {
+            maxBytes: 1024,
+          })
+          theirs = typeof answer.height === 'number' ? answer.height : 0
+        } catch {
+          continue
+        }
+        while (this.#engine !== undefined && theirs > this.#app.head.height) {
+          const from = this.#app.head.height + 1
+          const fetched = await this.#fetch(peer, from)
+          if (fetched === 0) break
+        }
+      }
+    } finally {
+      this.#syncing = false
+    }
+  }
+
+  async #fetch(peer: string, from: number): Promise<number> {
+    const { transport } = this.#opts
+    let blocks: Array<[Uint8Array, Uint8Array]>
+    try {
+      const answer = decode<{ blocks?: unknown }>(
+        await transport.request(peer, SYNC_PROTOCOL, encode({ from, count: SYNC_BATCH })),
+      )
+      if (!Array.isArray(answer.blocks)) throw new DonghaeError('sync answer has no block list')
+      blocks = answer.blocks as Array<[Uint8Array, Uint8Array]>
+    } catch (err) {
+      this.#log.debug({ peer, err: describeError(err) }, 'sync request failed')
+      return 0
+    }
+    const engine = this.#engine
+    if (engine === undefined) return 0
+    let applied = 0
+    for (const [blockBytes, commitBytes] of blocks) {
+      try {
+        const block = decodeBlock(blockBytes)
+        const cert = decodeCommit(commitBytes)
+        if (block.header.height !== from + applied) break
+        engine.receiveCommit(block, cert, peer)
+        applied++
+      } catch (err) {
+        transport.penalize(peer, `bad sync block: ${describeError(err)}`)
+        break
+      }
+    }
+    await engine.idle()
+    const gained = this.#app.head.height - (from - 1)
+    this.stats.synced += Math.max(0, gained)
+    if (gained > 0) this.#log.info({ peer, to: this.#app.head.height }, 'synced blocks')
+    return Math.max(0, gained)
+  }
+}

@@ -1,0 +1,72 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import { Ed25519KeyPair } from '../identity/keys.ts'
+import { didFromEd25519PublicKey } from '../identity/did-key.ts'
+import { encode } from '../core/codec.ts'
+import { decodeTx, encodeTx, signTx, verifyTxSignature, txHash, MAX_TX_BYTES } from './tx.ts'
+import { TxError } from './errors.ts'
+
+const key = Ed25519KeyPair.generate()
+const to = didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey)
+const tx = signTx(key, { chainId: 'test', nonce: 0n, fee: 10n, kind: 'bank.transfer', body: { to, amount: 5n } })
+
+test('a signed transaction round-trips through its encoding and verifies', () => {
+  const bytes = encodeTx(tx)
+  const back = decodeTx(bytes)
+  assert.equal(back.sender, didFromEd25519PublicKey(key.publicKey))
+  assert.equal(back.nonce, 0n)
+  assert.equal(back.fee, 10n)
+  assert.ok(verifyTxSignature(back))
+  assert.deepEqual(txHash(bytes), txHash(encodeTx(back)))
+})
+
+test('changing any signed field breaks the signature', () => {
+  for (const altered of [
+    { ...tx, chainId: 'other' },
+    { ...tx, nonce: 1n },
+    { ...tx, fee: 11n },
+    { ...tx, kind: 'bank.other' },
+    { ...tx, body: { to, amount: 6n } },
+    { ...tx, sender: didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey) },
+  ]) {
+    assert.equal(verifyTxSignature(decodeTx(encodeTx(altered))), false)
+  }
+})
+
+test('malformed envelopes are TxError(malformed|oversized), never another error (fuzz)', () => {
+  const bad = [
+    encode({ chainId: 'x' }),
+    encode({ ...tx, extra: 1 }),
+    encode({ ...tx, nonce: -1 }),
+    encode({ ...tx, fee: 'ten' }),
+    encode({ ...tx, signature: new Uint8Array(10) }),
+    encode({ ...tx, kind: 'Transfer' }),
+    new Uint8Array(MAX_TX_BYTES + 1),
+  ]
+  for (const bytes of bad) assert.throws(() => decodeTx(bytes), TxError)
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      try {
+        decodeTx(bytes)
+      } catch (err) {
+        assert.ok(err instanceof TxError, String(err))
+      }
+    }),
+    { numRuns: 2000 },
+  )
+  const valid = encodeTx(tx)
+  fc.assert(
+    fc.property(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 1, max: 255 }), (i, delta) => {
+      const mutated = Uint8Array.from(valid)
+      mutated[i] = ((mutated[i] ?? 0) + delta) & 0xff
+      try {
+        const decoded = decodeTx(mutated)
+        assert.equal(verifyTxSignature(decoded), false, 'a mutated transaction never verifies')
+      } catch (err) {
+        assert.ok(err instanceof TxError, String(err))
+      }
+    }),
+    { numRuns: 1000 },
+  )
+})

@@ -1,0 +1,259 @@
+/**
+ * Talking to a running node over its HTTP API: `chain status`, `account`, `tx transfer`,
+ * `tx show`, `stake bond|unbond|withdraw`. The node is `--node` > DONGHAE_NODE >
+ * DEFAULT_NODE_URL. Transactions are signed here with the home keystore and posted as bytes;
+ * the chain id comes from the node's status and the nonce from the sender's account.
+ */
+import type { Command } from 'commander'
+import { utf8 } from '../../core/bytes.ts'
+import { systemClock } from '../../core/clock.ts'
+import { parseUint64 } from '../../core/uint.ts'
+import { MAX_MEMO_BYTES } from '../../bank/bank.ts'
+import { encodeTx, signTx } from '../../chain/tx.ts'
+import { parseDidKey } from '../../identity/did-key.ts'
+import { decryptKeystore, readKeystoreFile } from '../../identity/keystore.ts'
+import { DonghaeClient } from '../../api/client.ts'
+import { DEFAULT_NODE_URL, DEFAULT_WAIT_TIMEOUT_MS, NODE_URL_ENV, WAIT_POLL_INTERVAL_MS } from '../../api/constants.ts'
+import { ApiError } from '../../api/errors.ts'
+import type { AccountJson, StatusJson } from '../../api/schemas.ts'
+import { createContext, type CliContext, type CliIo } from '../context.ts'
+import { CliError } from '../errors.ts'
+import { obtainPassword } from '../password.ts'
+
+interface TxOptions {
+  fee: string
+  nonce?: string
+  wait?: boolean
+  timeout: string
+  json?: boolean
+  passwordFile?: string
+}
+
+interface TxRequest {
+  kind: string
+  body: Record<string, unknown>
+}
+
+/** How often `--wait` reports that it is still waiting. */
+const WAIT_REPORT_EVERY_MS = 5_000
+
+function nodeUrl(command: Command, io: CliIo): string {
+  return command.optsWithGlobals<{ node?: string }>().node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
+}
+
+/** Runs an action against the node; API failures become one line that says what to do. */
+async function withNode(command: Command, io: CliIo, action: (ctx: CliContext, client: DonghaeClient) => Promise<void>): Promise<void> {
+  const ctx = createContext(command, io)
+  const client = new DonghaeClient(nodeUrl(command, io))
+  try {
+    await action(ctx, client)
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err
+    throw new CliError(explain(err, client.baseUrl), { cause: err })
+  }
+}
+
+function explain(err: ApiError, url: string): string {
+  switch (err.code) {
+    case 'UNREACHABLE':
+      return `${err.message}; start the node, or point --node or ${NODE_URL_ENV} at one`
+    case 'TX_REJECTED':
+      return `the node rejected the transaction (${err.reason ?? 'unknown reason'}): ${err.message}`
+    case 'TIMEOUT':
+    case 'BAD_RESPONSE':
+      return err.message
+    default:
+      return `${url}: ${err.message}`
+  }
+}
+
+function positiveAmount(text: string, flag: string): bigint {
+  const amount = parseUint64(text, flag)
+  if (amount === 0n) throw new CliError(`${flag} must be positive`)
+  return amount
+}
+
+function waitTimeoutMs(text: string): number {
+  const seconds = Number(text)
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(seconds) || seconds === 0) throw new CliError('--timeout must be a whole number of seconds, e.g. 60')
+  return seconds * 1000
+}
+
+/** Polls until the transaction is in a block; progress goes to stderr. */
+async function waitForCommit(ctx: CliContext, client: DonghaeClient, hash: string, timeoutMs: number): Promise<number> {
+  const started = Date.now()
+  let reported = started
+  ctx.stderr.write(`waiting for ${hash} to be committed...\n`)
+  for (;;) {
+    try {
+      return (await client.tx(hash)).height
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err
+    }
+    const now = Date.now()
+    if (now - started >= timeoutMs) {
+      throw new CliError(`transaction ${hash} was not committed within ${timeoutMs / 1000} s; it may still be pending (check: donghae tx show ${hash})`)
+    }
+    if (now - reported >= WAIT_REPORT_EVERY_MS) {
+      ctx.stderr.write(`  still waiting (${Math.round((now - started) / 1000)} s)\n`)
+      reported = now
+    }
+    await systemClock.sleep(WAIT_POLL_INTERVAL_MS)
+  }
+}
+
+/** Signs `request` with the home keystore, posts it, and optionally waits for its block. */
+async function sendTx(ctx: CliContext, client: DonghaeClient, request: TxRequest, options: TxOptions): Promise<void> {
+  const fee = parseUint64(options.fee, '--fee')
+  const nonceFlag = options.nonce === undefined ? undefined : parseUint64(options.nonce, '--nonce')
+  const timeoutMs = waitTimeoutMs(options.timeout)
+  const keystore = await readKeystoreFile(ctx.home.keystore)
+  const { chainId } = await client.status()
+  const nonce = nonceFlag ?? BigInt((await client.account(keystore.did)).nonce)
+  const password = await obtainPassword(
+    { prompt: `Password of ${keystore.did}` },
+    { passwordFile: options.passwordFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr },
+  )
+  const key = await decryptKeystore(keystore, password)
+  const signed = signTx(key, { chainId, nonce, fee, kind: request.kind, body: request.body })
+  const { hash } = await client.submitTx(encodeTx(signed))
+  const result: Record<string, unknown> = { hash, kind: request.kind, sender: signed.sender, nonce: nonce.toString(), fee: fee.toString() }
+  if (options.json !== true) ctx.out(`submitted ${request.kind} ${hash}`)
+  if (options.wait === true) {
+    result.height = await waitForCommit(ctx, client, hash, timeoutMs)
+    if (options.json !== true) ctx.out(`committed at height ${String(result.height)}`)
+  }
+  if (options.json === true) ctx.json(result)
+}
+
+/** Adds the options every transaction command shares (after the command's own). */
+function txOptions(command: Command): Command {
+  return command
+    .option('--fee <n>', 'fee in base units', '1')
+    .option('--nonce <n>', "the transaction's nonce (default: the account's next nonce, from the node)")
+    .option('--wait', 'wait until the transaction is in a committed block and print its height')
+    .option('--timeout <seconds>', 'how long --wait waits', String(DEFAULT_WAIT_TIMEOUT_MS / 1000))
+    .option('--password-file <file>', 'read the keystore password from a file')
+    .option('--json', 'print the result as JSON')
+}
+
+function printStatus(ctx: CliContext, s: StatusJson): void {
+  ctx.out(`chain       ${s.chainId}`)
+  ctx.out(`node        ${s.did} (${s.moniker})`)
+  ctx.out(`height      ${s.height}  block ${s.latestBlockId}  at ${new Date(s.latestBlockTime).toISOString()}`)
+  ctx.out(`state root  ${s.stateRoot}`)
+  ctx.out(`consensus   height ${s.consensus.height} round ${s.consensus.round} ${s.consensus.step}`)
+  ctx.out(`validators  ${s.validators.length}`)
+  for (const v of s.validators) ctx.out(`  ${v.did}  power ${v.power}`)
+  ctx.out(`mempool     ${s.mempool.size} txs, ${s.mempool.bytes} bytes`)
+  ctx.out(`peers       ${s.peers}`)
+}
+
+function printAccount(ctx: CliContext, a: AccountJson): void {
+  ctx.out(`did      ${a.did}`)
+  ctx.out(`balance  ${a.balance}`)
+  ctx.out(`nonce    ${a.nonce}`)
+  if (a.stake === null) {
+    ctx.out('stake    none')
+    return
+  }
+  const jail = a.stake.tombstoned ? ', tombstoned' : a.stake.jailed ? `, jailed until height ${a.stake.jailedUntil}` : ''
+  ctx.out(`stake    ${a.stake.bonded} bonded${jail}`)
+  for (const u of a.stake.unbonding) ctx.out(`  unbonding ${u.amount}, withdrawable at height ${u.completes}`)
+}
+
+export function registerChain(program: Command, io: CliIo): void {
+  // A global option, so it works before or after the command name (`donghae --node URL account ...`).
+  program.option('--node <url>', `the node's HTTP API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`)
+
+  program
+    .command('chain')
+    .description('the chain as a node sees it')
+    .command('status')
+    .description("show the node's chain, height, consensus position, validators and mempool")
+    .option('--json', 'print as JSON')
+    .addHelpText('after', '\nExamples:\n  $ donghae chain status\n  $ donghae --node http://10.0.0.5:26657 chain status --json')
+    .action((options: { json?: boolean }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        const status = await client.status()
+        if (options.json === true) ctx.json(status)
+        else printStatus(ctx, status)
+      }),
+    )
+
+  program
+    .command('account')
+    .description('show the balance, next nonce and stake of an account')
+    .argument('<did>', 'the account, a did:key')
+    .option('--json', 'print as JSON (amounts are decimal strings)')
+    .addHelpText('after', '\nExamples:\n  $ donghae account did:key:z6Mk…\n  $ donghae account "$(donghae id --json | jq -r .did)" --json')
+    .action((did: string, options: { json?: boolean }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        parseDidKey(did)
+        const account = await client.account(did)
+        if (options.json === true) ctx.json(account)
+        else printAccount(ctx, account)
+      }),
+    )
+
+  const tx = program.command('tx').description('sign and submit transactions with the home keystore')
+  const transfer = tx
+    .command('transfer')
+    .description('send tokens to another account')
+    .requiredOption('--to <did>', 'the recipient, a did:key')
+    .requiredOption('--amount <n>', 'amount in base units, e.g. 1000')
+    .option('--memo <text>', `a note stored with the transfer (at most ${MAX_MEMO_BYTES} bytes of UTF-8)`)
+  txOptions(transfer)
+    .addHelpText(
+      'after',
+      `
+Amounts are whole numbers of base units. The password comes from --password-file, else
+DONGHAE_PASSWORD, else a prompt.
+
+Examples:
+  $ donghae tx transfer --to did:key:z6Mk… --amount 1000
+  $ donghae tx transfer --to did:key:z6Mk… --amount 250 --fee 2 --memo "lunch" --wait --json`,
+    )
+    .action((options: TxOptions & { to: string; amount: string; memo?: string }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        const amount = positiveAmount(options.amount, '--amount')
+        parseDidKey(options.to)
+        const body: Record<string, unknown> = { to: options.to, amount }
+        if (options.memo !== undefined) {
+          const memo = utf8(options.memo)
+          if (memo.length > MAX_MEMO_BYTES) throw new CliError(`--memo is ${memo.length} bytes of UTF-8; at most ${MAX_MEMO_BYTES} are allowed`)
+          body.memo = memo
+        }
+        await sendTx(ctx, client, { kind: 'bank.transfer', body }, options)
+      }),
+    )
+
+  tx.command('show')
+    .description('show the height at which a transaction was committed')
+    .argument('<hash>', 'the transaction hash printed when it was submitted')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', '\nExits 1 while the transaction is pending or unknown.\n\nExamples:\n  $ donghae tx show 3f2a…')
+    .action((hash: string, options: { json?: boolean }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        const found = await client.tx(hash)
+        if (options.json === true) ctx.json(found)
+        else ctx.out(`${found.hash} committed at height ${found.height}`)
+      }),
+    )
+
+  const stake = program.command('stake').description('bond, unbond and withdraw stake with the home keystore')
+  for (const action of ['bond', 'unbond'] as const) {
+    const description = action === 'bond' ? 'bond tokens as stake (voting power from the next epoch)' : 'start unbonding stake (withdrawable after the unbonding period)'
+    txOptions(stake.command(action).description(description).requiredOption('--amount <n>', 'amount in base units, e.g. 1000'))
+      .addHelpText('after', `\nExamples:\n  $ donghae stake ${action} --amount 5000\n  $ donghae stake ${action} --amount 5000 --wait --json`)
+      .action((options: TxOptions & { amount: string }, command: Command) =>
+        withNode(command, io, async (ctx, client) => {
+          const amount = positiveAmount(options.amount, '--amount')
+          await sendTx(ctx, client, { kind: `staking.${action}`, body: { amount } }, options)
+        }),
+      )
+  }
+  txOptions(stake.command('withdraw').description('withdraw unbonded stake whose unbonding period has completed'))
+    .addHelpText('after', '\nExamples:\n  $ donghae stake withdraw --wait')
+    .action((options: TxOptions, command: Command) => withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'staking.withdraw', body: {} }, options)))
+}

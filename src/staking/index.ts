@@ -1,0 +1,13 @@
+/** staking: stake, unbonding, slashing, jailing, rewards — a chain module. */
+export {
+  stakingModule,
+  validatorRecord,
+  unbondingOf,
+  epochOf,
+  epochSet,
+  validatorSetAt,
+  listValidators,
+  registeredValidators,
+  type ValidatorRecord,
+  type UnbondingEntry,
+} from './staking.ts'

@@ -1,0 +1,214 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { signTx, type SignedTx } from '../chain/tx.ts'
+import { TxError } from '../chain/errors.ts'
+import type { StateMachine, BlockInfo } from '../chain/host.ts'
+import type { StateOverlay } from '../chain/state-view.ts'
+import { signVote } from '../chain/bft/messages.ts'
+import { actor, genesisState, makeGenesis, makeMachine, type Actor } from '../../test/helpers/chain.ts'
+import { balanceOf, totalSupply } from '../bank/bank.ts'
+import { validatorRecord, validatorSetAt, unbondingOf, epochSet } from './staking.ts'
+
+const [v1, v2, v3, v4] = [actor(), actor(), actor(), actor()] as [Actor, Actor, Actor, Actor]
+const user = actor()
+const params = {
+  epochLength: 10,
+  unbondingBlocks: 5,
+  downtimeWindow: 10,
+  minSignedBps: 5_000,
+  downtimeJailBlocks: 3,
+  blockReward: 1_000n,
+}
+const genesis = makeGenesis(
+  [v1, v2, v3, v4],
+  [
+    [user, 100_000n],
+    [v1, 1_000n],
+    [v2, 1_000n],
+    [v3, 1_000n],
+    [v4, 1_000n],
+  ],
+  params,
+)
+
+function setup(): { machine: StateMachine; state: StateOverlay; nonces: Map<string, bigint> } {
+  const machine = makeMachine(genesis)
+  return { machine, state: genesisState(genesis, machine), nonces: new Map() }
+}
+
+function info(state: StateOverlay, height: number, signers: Actor[] | null = null): BlockInfo {
+  return {
+    chainId: genesis.chainId,
+    height,
+    time: height * 1000,
+    proposer: v1.did,
+    validators: validatorSetAt(state, height, genesis.params),
+    lastCommitSigners: signers === null ? null : new Set(signers.map((s) => s.did)),
+  }
+}
+
+function send(s: ReturnType<typeof setup>, who: Actor, kind: string, body: unknown, height: number): SignedTx {
+  const nonce = s.nonces.get(who.did) ?? 0n
+  const tx = signTx(who.key, { chainId: genesis.chainId, nonce, fee: 1n, kind, body })
+  s.machine.deliver(s.state, tx, { ...info(s.state, height), txHash: new Uint8Array(32) }, () => {})
+  s.nonces.set(who.did, nonce + 1n)
+  return tx
+}
+
+/** Runs begin and end block for `height` with the given precommit signers of height−1. */
+function block(s: ReturnType<typeof setup>, height: number, signers: Actor[] | null, events: string[] = []): void {
+  const ctx = {
+    ...info(s.state, height, signers),
+    emit: (e: { type: string; attributes: Record<string, string> }) =>
+      events.push(`${e.type}:${e.attributes.reason ?? ''}:${e.attributes.validator ?? ''}`),
+  }
+  s.machine.beginBlock(s.state, ctx)
+  s.machine.endBlock(s.state, ctx)
+}
+
+test('genesis validators form the epoch-0 set with power = stake', () => {
+  const s = setup()
+  const set = validatorSetAt(s.state, 1, genesis.params)
+  assert.equal(set.validators.length, 4)
+  assert.equal(set.totalPower, 40_000n)
+})
+
+test('bond, unbond with an unbonding period, withdraw after it completes', () => {
+  const s = setup()
+  send(s, user, 'staking.bond', { amount: 5_000n }, 1)
+  assert.equal(validatorRecord(s.state, user.did)?.bonded, 5_000n)
+  assert.equal(balanceOf(s.state, user.did), 100_000n - 5_000n - 1n)
+  send(s, user, 'staking.unbond', { amount: 2_000n }, 2)
+  assert.deepEqual(unbondingOf(s.state, user.did), [{ amount: 2_000n, completes: 7 }])
+  assert.throws(
+    () => send(s, user, 'staking.withdraw', {}, 6),
+    (e: unknown) => e instanceof TxError && e.reason === 'nothing-to-withdraw',
+  )
+  send(s, user, 'staking.withdraw', {}, 7)
+  assert.equal(balanceOf(s.state, user.did), 100_000n - 5_000n + 2_000n - 3n, 'the refused withdraw cost nothing')
+  assert.throws(
+    () => send(s, user, 'staking.unbond', { amount: 9_999n }, 8),
+    (e: unknown) => e instanceof TxError && e.reason === 'insufficient-stake',
+  )
+})
+
+test('the validator set changes only at epoch edges: a new bonder joins at the next epoch', () => {
+  const s = setup()
+  send(s, user, 'staking.bond', { amount: 5_000n }, 3)
+  for (let h = 1; h <= 9; h++) block(s, h, h === 1 ? null : [v1, v2, v3, v4])
+  assert.equal(validatorSetAt(s.state, 9, genesis.params).validators.length, 4, 'unchanged inside the epoch')
+  block(s, 10, [v1, v2, v3, v4])
+  assert.equal(validatorSetAt(s.state, 11, genesis.params).validators.length, 5)
+  assert.equal(epochSet(s.state, 1)?.find((v) => v.did === user.did)?.power, 5_000n)
+})
+
+test('block rewards and fees are paid pro rata to stake; supply grows by exactly the reward', () => {
+  const s = setup()
+  const before = [v1, v2, v3, v4].map((v) => balanceOf(s.state, v.did))
+  const supply = totalSupply(s.state)
+  send(s, user, 'bank.transfer', { to: v2.did, amount: 10n }, 1) // fee 1 into the pool
+  block(s, 1, null)
+  const after = [v1, v2, v3, v4].map((v) => balanceOf(s.state, v.did))
+  // pool = 1 fee + 1000 reward = 1001, four equal stakes → 250 each, 1 of dust to the proposer (v1).
+  assert.deepEqual(
+    after.map((b, i) => b - (before[i] as bigint)),
+    [251n, 260n, 250n, 250n],
+  )
+  assert.equal(totalSupply(s.state), supply + 1_000n)
+})
+
+test('double-sign evidence slashes 5% of bonded and unbonding stake, tombstones, rewards the reporter', () => {
+  const s = setup()
+  // v3 starts unbonding some stake before the offence: it stays slashable.
+  send(s, v3, 'staking.unbond', { amount: 2_000n }, 1)
+  const vote = { chainId: genesis.chainId, height: 2, round: 0, type: 'precommit' as const, validator: v3.did }
+  const a = signVote(v3.key, { ...vote, blockId: new Uint8Array(32).fill(1) })
+  const b = signVote(v3.key, { ...vote, blockId: new Uint8Array(32).fill(2) })
+  const supply = totalSupply(s.state)
+  const reporterBefore = balanceOf(s.state, user.did)
+  const events: string[] = []
+  const tx = signTx(user.key, {
+    chainId: genesis.chainId,
+    nonce: 0n,
+    fee: 1n,
+    kind: 'staking.evidence',
+    body: { a, b },
+  })
+  s.machine.deliver(s.state, tx, { ...info(s.state, 3), txHash: new Uint8Array(32) }, (e) =>
+    events.push(`${e.type}:${e.attributes.reason}`),
+  )
+  assert.deepEqual(events, ['staking.slash:double-sign'])
+  const record = validatorRecord(s.state, v3.did)
+  assert.equal(record?.bonded, 7_600n, '5% of the 8 000 still bonded')
+  assert.deepEqual(unbondingOf(s.state, v3.did), [{ amount: 1_900n, completes: 6 }], '5% of the 2 000 unbonding')
+  assert.equal(record?.tombstoned, true)
+  // 400 + 100 slashed: 10% (50) to the reporter, 450 burned; the fee went to the pool.
+  assert.equal(balanceOf(s.state, user.did), reporterBefore + 50n - 1n)
+  assert.equal(totalSupply(s.state), supply - 450n)
+  // The same offence cannot be punished twice, and a tombstoned validator cannot unjail.
+  const again = signTx(user.key, {
+    chainId: genesis.chainId,
+    nonce: 1n,
+    fee: 1n,
+    kind: 'staking.evidence',
+    body: { a, b },
+  })
+  assert.throws(
+    () => s.machine.deliver(s.state, again, { ...info(s.state, 3), txHash: new Uint8Array(32) }, () => {}),
+    (e: unknown) => e instanceof TxError && e.reason === 'evidence-duplicate',
+  )
+  const unjail = signTx(v3.key, { chainId: genesis.chainId, nonce: 1n, fee: 1n, kind: 'staking.unjail', body: {} })
+  assert.throws(
+    () => s.machine.deliver(s.state, unjail, { ...info(s.state, 4), txHash: new Uint8Array(32) }, () => {}),
+    (e: unknown) => e instanceof TxError && e.reason === 'tombstoned',
+  )
+  // At the next epoch edge the offender leaves the set.
+  for (let h = 4; h <= 10; h++) block(s, h, [v1, v2, v3, v4])
+  assert.equal(
+    validatorSetAt(s.state, 11, genesis.params).validators.some((v) => v.did === v3.did),
+    false,
+  )
+})
+
+test('evidence that proves nothing is refused and changes nothing', () => {
+  const s = setup()
+  const vote = { chainId: genesis.chainId, height: 2, round: 0, type: 'prevote' as const, validator: v2.did }
+  const a = signVote(v2.key, { ...vote, blockId: new Uint8Array(32).fill(1) })
+  const same = signVote(v2.key, { ...vote, blockId: new Uint8Array(32).fill(1) })
+  const forged = { ...signVote(v1.key, { ...vote, blockId: new Uint8Array(32).fill(2) }), validator: v2.did }
+  const otherChain = signVote(v2.key, { ...vote, chainId: 'elsewhere', blockId: new Uint8Array(32).fill(3) })
+  for (const [b, nonce] of [
+    [same, 0n],
+    [forged, 0n],
+    [otherChain, 0n],
+  ] as const) {
+    const tx = signTx(user.key, { chainId: genesis.chainId, nonce, fee: 1n, kind: 'staking.evidence', body: { a, b } })
+    assert.throws(
+      () => s.machine.deliver(s.state, tx, { ...info(s.state, 3), txHash: new Uint8Array(32) }, () => {}),
+      (e: unknown) => e instanceof TxError && e.reason === 'evidence-invalid',
+    )
+  }
+  assert.equal(validatorRecord(s.state, v2.did)?.bonded, 10_000n)
+})
+
+test('downtime: missing more than half the precommits of a window slashes 1% and jails; unjail after the wait', () => {
+  const s = setup()
+  const events: string[] = []
+  block(s, 1, null, events)
+  for (let h = 2; h <= 7; h++) block(s, h, [v1, v2, v3], events) // v4 misses every precommit
+  assert.ok(events.includes(`staking.slash:downtime:${v4.did}`), events.join('\n'))
+  const record = validatorRecord(s.state, v4.did)
+  assert.equal(record?.bonded, 9_900n)
+  assert.ok((record?.jailedUntil ?? 0) > 0)
+  const jailedUntil = record?.jailedUntil ?? 0
+  const unjail = (height: number, nonce: bigint): void => {
+    const tx = signTx(v4.key, { chainId: genesis.chainId, nonce, fee: 1n, kind: 'staking.unjail', body: {} })
+    s.machine.deliver(s.state, tx, { ...info(s.state, height), txHash: new Uint8Array(32) }, () => {})
+  }
+  assert.throws(
+    () => unjail(jailedUntil - 1, 0n),
+    (e: unknown) => e instanceof TxError && e.reason === 'still-jailed',
+  )
+  unjail(jailedUntil, 0n)
+  assert.equal(validatorRecord(s.state, v4.did)?.jailedUntil, 0)
+})

@@ -1,0 +1,432 @@
+/**
+ * staking: bonded stake is voting power; slashing and jailing punish double signing and
+ * downtime; block rewards and fees go to validators pro rata to stake (a chain module).
+ *
+ * State:
+ *   staking/val/<did>     { bonded, jailedUntil, tombstoned, missed, windowStart }
+ *   staking/unb/<did>     [{ amount, completes }]   unbonding stake, slashable until it completes
+ *   staking/set/<epoch>   [{ did, power }]          the validator set of an epoch
+ *   staking/ev/<id>       height                    evidence already used
+ * The set of epoch e+1 is computed at the end of the last block of epoch e (height (e+1)·E),
+ * so it changes only at epoch edges. Jailing removes a validator from the next epoch's set and
+ * stops its rewards at once. All arithmetic is bigint; basis points for fractions.
+ */
+import { encode } from '../core/codec.ts'
+import { sha256 } from '../core/hash.ts'
+import { toHex } from '../core/bytes.ts'
+import { asUint64 } from '../core/uint.ts'
+import { ed25519PublicKeyFromDid } from '../identity/did-key.ts'
+import { TxError } from '../chain/errors.ts'
+import type { BlockContext, ChainModule, TxHandler } from '../chain/host.ts'
+import type { ChainParams, GenesisDoc } from '../chain/genesis.ts'
+import { readState, type StateOverlay, type StateReader } from '../chain/state-view.ts'
+import { makeValidatorSet } from '../chain/bft/types.ts'
+import type { DuplicateVoteEvidence, ValidatorSet, Vote } from '../chain/bft/types.ts'
+import { checkDuplicateVoteEvidence } from '../chain/bft/messages.ts'
+import { burn, credit, debit, mint, mintUnassigned, takeFeePool } from '../bank/bank.ts'
+
+export interface ValidatorRecord {
+  bonded: bigint
+  /** Height from which `staking.unjail` is allowed; 0 when not jailed. */
+  jailedUntil: number
+  /** Slashed for double signing: never in the set again. */
+  tombstoned: boolean
+  missed: number
+  windowStart: number
+}
+
+export interface UnbondingEntry {
+  amount: bigint
+  completes: number
+}
+
+const MAX_UNBONDING_ENTRIES = 16
+const BPS = 10_000n
+
+const valKey = (did: string): string => `staking/val/${did}`
+const unbKey = (did: string): string => `staking/unb/${did}`
+const setKey = (epoch: number): string => `staking/set/${epoch}`
+const evKey = (id: string): string => `staking/ev/${id}`
+
+export function epochOf(height: number, params: Pick<ChainParams, 'epochLength'>): number {
+  return Math.floor((Math.max(height, 1) - 1) / params.epochLength)
+}
+
+function decodeRecord(raw: Record<string, unknown>): ValidatorRecord {
+  return {
+    bonded: asUint64(raw.bonded, 'bonded'),
+    jailedUntil: raw.jailedUntil as number,
+    tombstoned: raw.tombstoned === true,
+    missed: raw.missed as number,
+    windowStart: raw.windowStart as number,
+  }
+}
+
+export function validatorRecord(state: StateReader, did: string): ValidatorRecord | undefined {
+  const raw = readState<Record<string, unknown>>(state, valKey(did))
+  return raw === undefined ? undefined : decodeRecord(raw)
+}
+
+export function unbondingOf(state: StateReader, did: string): UnbondingEntry[] {
+  const raw = readState<Array<Record<string, unknown>>>(state, unbKey(did)) ?? []
+  return raw.map((e) => ({ amount: asUint64(e.amount, 'amount'), completes: e.completes as number }))
+}
+
+function writeRecord(state: StateOverlay, did: string, record: ValidatorRecord): void {
+  state.write(valKey(did), record)
+}
+
+function writeUnbonding(state: StateOverlay, did: string, entries: UnbondingEntry[]): void {
+  if (entries.length === 0) state.remove(unbKey(did))
+  else state.write(unbKey(did), entries)
+}
+
+/** The stored set of an epoch as [did, power] pairs. */
+export function epochSet(state: StateReader, epoch: number): Array<{ did: string; power: bigint }> | undefined {
+  const raw = readState<Array<{ did: string; power: unknown }>>(state, setKey(epoch))
+  return raw?.map((v) => ({ did: v.did, power: asUint64(v.power, 'power') }))
+}
+
+/** The validator set that decides `height` (needs the set of its epoch to be stored). */
+export function validatorSetAt(
+  state: StateReader,
+  height: number,
+  params: Pick<ChainParams, 'epochLength'>,
+): ValidatorSet {
+  const epoch = epochOf(height, params)
+  const set = epochSet(state, epoch)
+  if (set === undefined)
+    throw new TxError('no-validator-set', `no validator set stored for epoch ${epoch} (height ${height})`, {
+      action: 'ignore',
+    })
+  return makeValidatorSet(set.map((v) => ({ did: v.did, publicKey: ed25519PublicKeyFromDid(v.did), power: v.power })))
+}
+
+const REGISTRY_KEY = 'staking/registry'
+
+/** Every DID that has ever bonded, sorted. */
+export function registeredValidators(state: StateReader): string[] {
+  return readState<string[]>(state, REGISTRY_KEY) ?? []
+}
+
+function register(state: StateOverlay, did: string): void {
+  const registry = registeredValidators(state)
+  if (registry.includes(did)) return
+  state.write(REGISTRY_KEY, [...registry, did].sort())
+}
+
+/** Every validator record, in DID order (queries, the dashboard). */
+export function listValidators(state: StateReader): Array<{ did: string } & ValidatorRecord> {
+  const out: Array<{ did: string } & ValidatorRecord> = []
+  for (const did of registeredValidators(state)) {
+    const record = validatorRecord(state, did)
+    if (record !== undefined) out.push({ did, ...record })
+  }
+  return out
+}
+
+function slash(state: StateOverlay, did: string, bps: number): bigint {
+  const record = validatorRecord(state, did)
+  if (record === undefined) return 0n
+  const fraction = BigInt(bps)
+  const fromBonded = (record.bonded * fraction) / BPS
+  record.bonded -= fromBonded
+  writeRecord(state, did, record)
+  let fromUnbonding = 0n
+  const entries = unbondingOf(state, did).map((e) => {
+    const cut = (e.amount * fraction) / BPS
+    fromUnbonding += cut
+    return { amount: e.amount - cut, completes: e.completes }
+  })
+  writeUnbonding(
+    state,
+    did,
+    entries.filter((e) => e.amount > 0n),
+  )
+  return fromBonded + fromUnbonding
+}
+
+function asRecord(body: unknown, kind: string, fields: string[]): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new TxError('malformed', `${kind} body must be a map`)
+  const extra = Object.keys(body).filter((k) => !fields.includes(k))
+  if (extra.length > 0) throw new TxError('malformed', `${kind} has unknown field ${extra[0] ?? ''}`)
+  return body as Record<string, unknown>
+}
+
+function positiveAmount(value: unknown): bigint {
+  let amount: bigint
+  try {
+    amount = asUint64(value, 'amount')
+  } catch (err) {
+    throw new TxError('malformed', (err as Error).message, { cause: err })
+  }
+  if (amount === 0n) throw new TxError('malformed', 'amount must be positive')
+  return amount
+}
+
+function decodeVote(value: unknown, field: string): Vote {
+  const v = asRecord(value, field, ['chainId', 'height', 'round', 'type', 'blockId', 'validator', 'signature'])
+  const ok =
+    typeof v.chainId === 'string' &&
+    typeof v.height === 'number' &&
+    typeof v.round === 'number' &&
+    (v.type === 'prevote' || v.type === 'precommit') &&
+    (v.blockId === null || v.blockId instanceof Uint8Array) &&
+    typeof v.validator === 'string' &&
+    v.signature instanceof Uint8Array
+  if (!ok) throw new TxError('malformed', `${field} is not a vote`)
+  return v as unknown as Vote
+}
+
+/** Creates the staking module for a chain's parameters. */
+export function stakingModule(params: ChainParams): ChainModule {
+  const bond: TxHandler<{ amount: bigint }> = {
+    decodeBody: (body) => ({ amount: positiveAmount(asRecord(body, 'staking.bond', ['amount']).amount) }),
+    apply(state, tx, body, ctx) {
+      debit(state, tx.sender, body.amount)
+      const record = validatorRecord(state, tx.sender) ?? {
+        bonded: 0n,
+        jailedUntil: 0,
+        tombstoned: false,
+        missed: 0,
+        windowStart: ctx.height,
+      }
+      record.bonded += body.amount
+      writeRecord(state, tx.sender, record)
+      register(state, tx.sender)
+      ctx.emit({
+        type: 'staking.bond',
+        attributes: { validator: tx.sender, amount: body.amount.toString(), bonded: record.bonded.toString() },
+      })
+    },
+  }
+
+  const unbond: TxHandler<{ amount: bigint }> = {
+    decodeBody: (body) => ({ amount: positiveAmount(asRecord(body, 'staking.unbond', ['amount']).amount) }),
+    apply(state, tx, body, ctx) {
+      const record = validatorRecord(state, tx.sender)
+      if (record === undefined || record.bonded < body.amount) {
+        throw new TxError('insufficient-stake', `bonded stake ${record?.bonded ?? 0n} is less than ${body.amount}`)
+      }
+      const entries = unbondingOf(state, tx.sender)
+      if (entries.length >= MAX_UNBONDING_ENTRIES)
+        throw new TxError('too-many-unbondings', `at most ${MAX_UNBONDING_ENTRIES} unbondings at once; withdraw first`)
+      record.bonded -= body.amount
+      writeRecord(state, tx.sender, record)
+      const completes = ctx.height + params.unbondingBlocks
+      writeUnbonding(state, tx.sender, [...entries, { amount: body.amount, completes }])
+      ctx.emit({
+        type: 'staking.unbond',
+        attributes: { validator: tx.sender, amount: body.amount.toString(), completes: String(completes) },
+      })
+    },
+  }
+
+  const withdraw: TxHandler<Record<string, never>> = {
+    decodeBody: (body) => {
+      asRecord(body, 'staking.withdraw', [])
+      return {}
+    },
+    apply(state, tx, _body, ctx) {
+      const entries = unbondingOf(state, tx.sender)
+      const ready = entries.filter((e) => e.completes <= ctx.height)
+      if (ready.length === 0) throw new TxError('nothing-to-withdraw', 'no unbonding stake has completed yet')
+      const amount = ready.reduce((sum, e) => sum + e.amount, 0n)
+      writeUnbonding(
+        state,
+        tx.sender,
+        entries.filter((e) => e.completes > ctx.height),
+      )
+      credit(state, tx.sender, amount)
+      ctx.emit({ type: 'staking.withdraw', attributes: { validator: tx.sender, amount: amount.toString() } })
+    },
+  }
+
+  const evidence: TxHandler<DuplicateVoteEvidence> = {
+    decodeBody(body) {
+      const b = asRecord(body, 'staking.evidence', ['a', 'b'])
+      return { a: decodeVote(b.a, 'a'), b: decodeVote(b.b, 'b') }
+    },
+    apply(state, tx, ev, ctx) {
+      if (ev.a.height > ctx.height || ev.a.height + params.maxEvidenceAge < ctx.height) {
+        throw new TxError(
+          'evidence-too-old',
+          `evidence from height ${ev.a.height} is outside the last ${params.maxEvidenceAge} blocks`,
+        )
+      }
+      let set: ValidatorSet
+      try {
+        set = validatorSetAt(state, ev.a.height, params)
+      } catch (err) {
+        throw new TxError('evidence-invalid', `no validator set for height ${ev.a.height}`, { cause: err })
+      }
+      try {
+        checkDuplicateVoteEvidence(ev, set, ctx.chainId)
+      } catch (err) {
+        throw new TxError('evidence-invalid', `evidence does not prove double signing: ${(err as Error).message}`, {
+          cause: err,
+        })
+      }
+      const offender = ev.a.validator
+      const id = toHex(sha256(encode([ev.a.height, ev.a.round, ev.a.type, offender])))
+      if (readState(state, evKey(id)) !== undefined)
+        throw new TxError('evidence-duplicate', 'this double sign was already punished')
+      const record = validatorRecord(state, offender)
+      if (record === undefined) throw new TxError('evidence-invalid', `${offender} has no stake record`)
+      if (record.tombstoned)
+        throw new TxError('evidence-duplicate', `${offender} was already slashed for double signing`)
+      const slashed = slash(state, offender, params.slashDoubleSignBps)
+      const after = validatorRecord(state, offender) as ValidatorRecord
+      after.tombstoned = true
+      after.jailedUntil = Number.MAX_SAFE_INTEGER
+      writeRecord(state, offender, after)
+      state.write(evKey(id), ctx.height)
+      const reward = (slashed * BigInt(params.reporterRewardBps)) / BPS
+      if (reward > 0n) credit(state, tx.sender, reward)
+      burn(state, slashed - reward)
+      ctx.emit({
+        type: 'staking.slash',
+        attributes: {
+          validator: offender,
+          reason: 'double-sign',
+          amount: slashed.toString(),
+          reporter: tx.sender,
+          reward: reward.toString(),
+          height: String(ev.a.height),
+        },
+      })
+    },
+  }
+
+  const unjail: TxHandler<Record<string, never>> = {
+    decodeBody: (body) => {
+      asRecord(body, 'staking.unjail', [])
+      return {}
+    },
+    apply(state, tx, _body, ctx) {
+      const record = validatorRecord(state, tx.sender)
+      if (record === undefined || record.jailedUntil === 0)
+        throw new TxError('not-jailed', `${tx.sender} is not jailed`)
+      if (record.tombstoned)
+        throw new TxError('tombstoned', 'a validator slashed for double signing cannot be unjailed')
+      if (record.jailedUntil > ctx.height)
+        throw new TxError('still-jailed', `jailed until height ${record.jailedUntil}`)
+      record.jailedUntil = 0
+      record.missed = 0
+      record.windowStart = ctx.height
+      writeRecord(state, tx.sender, record)
+      ctx.emit({ type: 'staking.unjail', attributes: { validator: tx.sender } })
+    },
+  }
+
+  /** Counts missed precommits of the previous height; slashes and jails past the window's limit. */
+  function trackDowntime(state: StateOverlay, ctx: BlockContext): void {
+    if (ctx.lastCommitSigners === null || ctx.height < 2) return
+    const previous = epochSet(state, epochOf(ctx.height - 1, params)) ?? []
+    const maxMissed = Math.floor((params.downtimeWindow * (10_000 - params.minSignedBps)) / 10_000)
+    for (const { did } of previous) {
+      const record = validatorRecord(state, did)
+      if (record === undefined || record.jailedUntil !== 0) continue
+      if (ctx.height - 1 - record.windowStart >= params.downtimeWindow) {
+        record.missed = 0
+        record.windowStart = ctx.height - 1
+      }
+      if (!ctx.lastCommitSigners.has(did)) record.missed += 1
+      if (record.missed > maxMissed) {
+        writeRecord(state, did, record)
+        const slashed = slash(state, did, params.slashDowntimeBps)
+        burn(state, slashed)
+        const after = validatorRecord(state, did) as ValidatorRecord
+        after.jailedUntil = ctx.height + params.downtimeJailBlocks
+        after.missed = 0
+        after.windowStart = ctx.height
+        writeRecord(state, did, after)
+        ctx.emit({
+          type: 'staking.slash',
+          attributes: {
+            validator: did,
+            reason: 'downtime',
+            amount: slashed.toString(),
+            jailedUntil: String(after.jailedUntil),
+          },
+        })
+        continue
+      }
+      writeRecord(state, did, record)
+    }
+  }
+
+  /** Block reward plus fees, pro rata to the power of the un-jailed validators of this height; dust to the proposer. */
+  function distributeRewards(state: StateOverlay, ctx: BlockContext): void {
+    const pool = takeFeePool(state)
+    const reward = params.blockReward
+    const total = pool + reward
+    if (total === 0n) return
+    const eligible = ctx.validators.validators.filter((v) => (validatorRecord(state, v.did)?.jailedUntil ?? 1) === 0)
+    const power = eligible.reduce((sum, v) => sum + v.power, 0n)
+    if (power === 0n) {
+      burn(state, pool)
+      return
+    }
+    mintUnassigned(state, reward)
+    let paid = 0n
+    for (const v of eligible) {
+      const share = (total * v.power) / power
+      if (share > 0n) credit(state, v.did, share)
+      paid += share
+    }
+    if (total > paid) credit(state, ctx.proposer, total - paid)
+  }
+
+  /** At the last block of an epoch: the next epoch's set from bonded, un-jailed stake. */
+  function rotateSet(state: StateOverlay, ctx: BlockContext, candidates: Iterable<string>): void {
+    if (ctx.height % params.epochLength !== 0) return
+    const next = epochOf(ctx.height + 1, params)
+    const chosen = [...candidates]
+      .map((did) => ({ did, record: validatorRecord(state, did) }))
+      .filter(
+        ({ record }) =>
+          record !== undefined &&
+          !record.tombstoned &&
+          record.jailedUntil === 0 &&
+          record.bonded >= params.minValidatorStake,
+      )
+      .map(({ did, record }) => ({ did, power: (record as ValidatorRecord).bonded }))
+      .sort((a, b) => (a.power === b.power ? (a.did < b.did ? -1 : 1) : a.power > b.power ? -1 : 1))
+      .slice(0, params.maxValidators)
+    if (chosen.length === 0) {
+      // Never leave the chain without validators: keep the current set.
+      state.write(setKey(next), epochSet(state, next - 1) ?? [])
+      ctx.emit({ type: 'staking.set-kept', attributes: { epoch: String(next), reason: 'no eligible validators' } })
+      return
+    }
+    chosen.sort((a, b) => (a.did < b.did ? -1 : 1))
+    state.write(setKey(next), chosen)
+    ctx.emit({ type: 'staking.set', attributes: { epoch: String(next), validators: String(chosen.length) } })
+  }
+
+  return {
+    name: 'staking',
+    txs: { bond, unbond, withdraw, evidence, unjail },
+    initGenesis(state: StateOverlay, genesis: GenesisDoc) {
+      for (const account of genesis.accounts) mint(state, account.did, account.balance)
+      for (const v of genesis.validators) {
+        mintUnassigned(state, v.stake)
+        writeRecord(state, v.did, { bonded: v.stake, jailedUntil: 0, tombstoned: false, missed: 0, windowStart: 1 })
+      }
+      const set = genesis.validators
+        .map((v) => ({ did: v.did, power: v.stake }))
+        .sort((a, b) => (a.did < b.did ? -1 : 1))
+      state.write(setKey(0), set)
+      for (const v of set) register(state, v.did)
+    },
+    beginBlock(state, ctx) {
+      trackDowntime(state, ctx)
+    },
+    endBlock(state, ctx) {
+      distributeRewards(state, ctx)
+      rotateSet(state, ctx, registeredValidators(state))
+    },
+  }
+}

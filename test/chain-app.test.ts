@@ -1,0 +1,206 @@
+// The chain application over real LevelDB stores: four validators' apps build, validate and
+// commit blocks (consensus is stood in for by certificates signed here; the engine is tested in
+// src/chain/bft and the simulator), tampered blocks are refused, restart resumes, sync verifies.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { equals } from '../src/core/bytes.ts'
+import { encodeTx, signTx } from '../src/chain/tx.ts'
+import { BlockError } from '../src/chain/errors.ts'
+import { proposerFor } from '../src/chain/runtime.ts'
+import { signVote } from '../src/chain/bft/messages.ts'
+import type { Block } from '../src/chain/block.ts'
+import { balanceOf } from '../src/bank/bank.ts'
+import { validatorRecord } from '../src/staking/staking.ts'
+import { actor, makeGenesis, type Actor } from './helpers/chain.ts'
+import { certify, openTestChain, removeDir, type TestChain } from './helpers/chain-app.ts'
+
+const validators = [actor(), actor(), actor(), actor()]
+const alice = actor()
+const bob = actor()
+const genesis = makeGenesis(validators, [[alice, 1_000_000n], ...validators.map((v) => [v, 1_000n] as [Actor, bigint])])
+
+async function network(): Promise<Array<{ who: Actor; chain: TestChain }>> {
+  return Promise.all(validators.map(async (who) => ({ who, chain: await openTestChain(genesis, who) })))
+}
+
+async function closeAll(nodes: Array<{ chain: TestChain }>): Promise<void> {
+  for (const { chain } of nodes) {
+    await chain.close()
+    await removeDir(chain.dir)
+  }
+}
+
+/** Proposer builds height h; every node validates; 3 of 4 sign; every node commits. */
+async function step(nodes: Array<{ who: Actor; chain: TestChain }>, signers = validators.slice(0, 3)): Promise<Block> {
+  const first = (nodes[0] as { chain: TestChain }).chain
+  const height = first.app.head.height + 1
+  const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
+  const proposer = nodes.find((n) => n.who.did === proposerDid) as { chain: TestChain }
+  for (const n of nodes) n.chain.clock.advance(1_000)
+  const block = await proposer.chain.app.createBlock(height, 0)
+  const id = proposer.chain.app.blockId(block)
+  const bytes = proposer.chain.app.encodeBlock(block)
+  for (const n of nodes) {
+    const received = n.chain.app.decodeBlock(bytes)
+    assert.ok(
+      await n.chain.app.validateBlock(received, height, 0),
+      `node ${n.who.did.slice(-6)} accepts height ${height}`,
+    )
+  }
+  const cert = certify(block, id, signers)
+  for (const n of nodes) await n.chain.app.commit(n.chain.app.decodeBlock(bytes), cert)
+  return block
+}
+
+function transfer(nonce: bigint, amount: bigint): Uint8Array {
+  return encodeTx(
+    signTx(alice.key, {
+      chainId: genesis.chainId,
+      nonce,
+      fee: 1n,
+      kind: 'bank.transfer',
+      body: { to: bob.did, amount },
+    }),
+  )
+}
+
+test('four apps build and commit blocks with transactions and agree on every state root', async () => {
+  const nodes = await network()
+  try {
+    for (const n of nodes) n.chain.mempool.add(transfer(0n, 100n), n.chain.app.state)
+    for (const n of nodes) n.chain.mempool.add(transfer(1n, 50n), n.chain.app.state)
+    for (let i = 0; i < 5; i++) await step(nodes)
+    const roots = nodes.map((n) => n.chain.app.head.stateRoot)
+    for (const root of roots) assert.ok(equals(root, roots[0] as Uint8Array))
+    for (const n of nodes) {
+      assert.equal(n.chain.app.head.height, 5)
+      assert.equal(balanceOf(n.chain.app.state, bob.did), 150n)
+      assert.equal(n.chain.mempool.size, 0, 'included transactions left the mempool')
+    }
+    const first = nodes[0] as { chain: TestChain }
+    const height = await first.chain.app.txHeight(
+      (await first.chain.app.getBlock(1))?.txs.length
+        ? (await import('../src/chain/tx.ts')).txHash(transfer(0n, 100n))
+        : new Uint8Array(32),
+    )
+    assert.equal(height, 1, 'the transaction index says where it was committed')
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('tampered proposals are refused with the reason, and nothing is committed', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    const [a, b] = nodes as [{ who: Actor; chain: TestChain }, { who: Actor; chain: TestChain }]
+    const height = 2
+    const proposerDid = proposerFor(genesis)(a.chain.app.validatorSet(height), height, 0)
+    const proposer = nodes.find((n) => n.who.did === proposerDid) as { chain: TestChain }
+    proposer.chain.mempool.add(transfer(0n, 10n), proposer.chain.app.state)
+    for (const n of nodes) n.chain.clock.advance(1_000)
+    const good = await proposer.chain.app.createBlock(height, 0)
+    const validator = proposer === a ? b : a
+    const reject = async (mutate: (block: Block) => void, why: RegExp): Promise<void> => {
+      const copy = validator.chain.app.decodeBlock(proposer.chain.app.encodeBlock(good))
+      mutate(copy)
+      await assert.rejects(
+        validator.chain.app.checkBlock(copy, height, 0),
+        (err: unknown) => err instanceof BlockError && why.test(err.message),
+        String(why),
+      )
+    }
+    await reject((blk) => (blk.header.stateRoot = new Uint8Array(32).fill(7)), /state root/)
+    await reject((blk) => (blk.header.parentId = new Uint8Array(32).fill(1)), /extend/)
+    await reject(
+      (blk) => (blk.header.proposer = (validators.find((v) => v.did !== proposerDid) as Actor).did),
+      /is not the proposer/,
+    )
+    await reject((blk) => (blk.header.time = validator.chain.clock.now() + 60_000), /future/)
+    await reject((blk) => (blk.lastCommit = null), /lastCommitHash|missing/)
+    await reject((blk) => {
+      const entry = blk.poh[0]
+      if (entry !== undefined) entry.hash = new Uint8Array(32).fill(9)
+    }, /PoH|pohEnd/)
+    await reject((blk) => {
+      const cert = blk.lastCommit
+      if (cert !== null) cert.precommits = cert.precommits.slice(0, 2)
+    }, /lastCommitHash|commit/)
+    await reject((blk) => (blk.txs[0] = transfer(0n, 999n)), /mixin|txRoot/)
+    assert.equal(validator.chain.app.head.height, 1)
+    // A certificate signed by too few validators cannot commit a block either.
+    const id = proposer.chain.app.blockId(good)
+    await assert.rejects(validator.chain.app.applySynced(good, certify(good, id, validators.slice(0, 2))), BlockError)
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('a restarted app resumes at its committed head with the same state root', async () => {
+  const nodes = await network()
+  try {
+    for (let i = 0; i < 3; i++) await step(nodes)
+    const n = nodes[0] as { who: Actor; chain: TestChain }
+    const head = n.chain.app.head
+    await n.chain.close()
+    const reopened = await openTestChain(genesis, n.who, n.chain.dir)
+    assert.equal(reopened.app.head.height, 3)
+    assert.ok(equals(reopened.app.head.stateRoot, head.stateRoot))
+    n.chain = reopened
+    await step(nodes)
+    assert.equal(reopened.app.head.height, 4)
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('sync: a fresh node verifies fetched blocks against each height’s validator set', async () => {
+  const nodes = await network()
+  const fresh = await openTestChain(genesis, undefined)
+  try {
+    for (const n of nodes) n.chain.mempool.add(transfer(0n, 7n), n.chain.app.state)
+    for (let i = 0; i < 4; i++) await step(nodes)
+    const source = (nodes[0] as { chain: TestChain }).chain.app
+    fresh.clock.advance(10_000)
+    for (let h = 1; h <= 4; h++) {
+      const block = (await source.getBlock(h)) as Block
+      const cert = await source.getCommit(h)
+      assert.ok(cert)
+      if (h === 3) {
+        // A forged certificate (signatures by non-validators) is refused.
+        const outsiders = [actor(), actor(), actor()]
+        await assert.rejects(fresh.app.applySynced(block, certify(block, cert.blockId, outsiders)), BlockError)
+      }
+      await fresh.app.applySynced(block, cert)
+    }
+    assert.ok(equals(fresh.app.head.stateRoot, source.head.stateRoot))
+    assert.equal(balanceOf(fresh.app.state, bob.did), 7n)
+  } finally {
+    await fresh.close()
+    await removeDir(fresh.dir)
+    await closeAll(nodes)
+  }
+})
+
+test('double-sign evidence submitted in a block slashes and jails the offender on every node', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    const offender = validators[3] as Actor
+    const vote = { chainId: genesis.chainId, height: 1, round: 0, type: 'prevote' as const, validator: offender.did }
+    const a = signVote(offender.key, { ...vote, blockId: new Uint8Array(32).fill(1) })
+    const b = signVote(offender.key, { ...vote, blockId: new Uint8Array(32).fill(2) })
+    const evidence = encodeTx(
+      signTx(alice.key, { chainId: genesis.chainId, nonce: 0n, fee: 1n, kind: 'staking.evidence', body: { a, b } }),
+    )
+    for (const n of nodes) n.chain.mempool.add(evidence, n.chain.app.state)
+    await step(nodes)
+    for (const n of nodes) {
+      const record = validatorRecord(n.chain.app.state, offender.did)
+      assert.equal(record?.bonded, 9_500n)
+      assert.equal(record?.tombstoned, true)
+    }
+  } finally {
+    await closeAll(nodes)
+  }
+})

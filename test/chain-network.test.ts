@@ -1,0 +1,195 @@
+// Real nodes (LevelDB, consensus engine, PoH, mempool, sync) in one process over an in-memory
+// network: blocks commit with transactions, a stopped validator does not stop the chain and
+// catches up by sync after restart, downtime and double signing are punished on chain, and a
+// flood of junk neither stalls consensus nor changes state.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { equals, toHex } from '../src/core/bytes.ts'
+import { encodeTx, signTx } from '../src/chain/tx.ts'
+import { encodeConsensusMessage, signVote } from '../src/chain/bft/messages.ts'
+import { balanceOf } from '../src/bank/bank.ts'
+import { validatorRecord } from '../src/staking/staking.ts'
+import type { DonghaeNode } from '../src/node.ts'
+import { actor, makeGenesis, type Actor } from './helpers/chain.ts'
+import { FAST_PARAMS, testNet, waitFor, type TestNet } from './helpers/chain-net.ts'
+
+function heights(net: TestNet): number[] {
+  return [...net.nodes.values()].map((n) => n.app.head.height)
+}
+
+/** Every pair of running nodes has the same block id at every height both have. */
+async function assertAgreement(net: TestNet): Promise<void> {
+  const nodes = [...net.nodes.values()]
+  const common = Math.min(...heights(net))
+  for (let h = 1; h <= common; h++) {
+    const ids = await Promise.all(nodes.map(async (n) => toHex(n.app.blockId((await n.app.getBlock(h)) as never))))
+    assert.equal(new Set(ids).size, 1, `nodes disagree at height ${h}`)
+  }
+}
+
+function transfer(from: Actor, nonce: bigint, to: Actor, amount: bigint, chainId: string): Uint8Array {
+  return encodeTx(signTx(from.key, { chainId, nonce, fee: 1n, kind: 'bank.transfer', body: { to: to.did, amount } }))
+}
+
+test('four validators commit blocks with transactions and agree on every block and state root (PoH on workers)', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const net = await testNet(validators, undefined, 'worker')
+  try {
+    const a = validators[0] as Actor
+    const b = actor() // not a validator, so no block rewards blur its balance
+    const first = net.nodes.get(a.did) as DonghaeNode
+    await waitFor('height 2', () => Math.min(...heights(net)) >= 2)
+    const hashes = [0n, 1n, 2n].map((n) => first.runtime.submitTx(transfer(a, n, b, 10n, net.genesis.chainId)))
+    await waitFor('the transfers to commit', async () =>
+      (await Promise.all(hashes.map((h) => first.app.txHeight(h)))).every((h) => h !== undefined),
+    )
+    const target = first.app.head.height
+    await waitFor('all nodes at the same height', () => Math.min(...heights(net)) >= target)
+    for (const node of net.nodes.values()) assert.equal(balanceOf(node.app.state, b.did), 30n)
+    await assertAgreement(net)
+    const roots = [...net.nodes.values()].map((n) => n.app.head.height === target && toHex(n.app.head.stateRoot))
+    assert.ok(roots.every((r) => r === false || r === roots.find((x) => x !== false)))
+  } finally {
+    await net.close()
+  }
+})
+
+test('a stopped validator does not stop the chain, catches up by sync, and is slashed and jailed for its downtime', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const genesis = makeGenesis(
+    validators,
+    validators.map((v) => [v, 1_000_000n]),
+    { ...FAST_PARAMS, downtimeWindow: 10, minSignedBps: 5_000, downtimeJailBlocks: 5 },
+  )
+  const net = await testNet(validators, genesis)
+  try {
+    const down = validators[3] as Actor
+    await waitFor('height 2', () => Math.min(...heights(net)) >= 2)
+    await net.stop(down)
+    const before = Math.max(...heights(net))
+    await waitFor('8 more blocks without the stopped validator', () => Math.min(...heights(net)) >= before + 8, 30_000)
+    const live = net.nodes.values().next().value as DonghaeNode
+    const record = validatorRecord(live.app.state, down.did)
+    assert.ok(record !== undefined && record.jailedUntil > 0, 'jailed for missing precommits')
+    assert.ok(record.bonded < 10_000n, 'slashed for downtime')
+    const restarted = await net.start(down)
+    const goal = live.app.head.height
+    await waitFor('the restarted validator to catch up', () => restarted.app.head.height >= goal, 30_000)
+    assert.ok(restarted.runtime.stats.synced > 0, 'it caught up through block sync')
+    await assertAgreement(net)
+    assert.ok(
+      equals(
+        (await restarted.app.getBlock(goal))?.header.stateRoot as Uint8Array,
+        (await live.app.getBlock(goal))?.header.stateRoot as Uint8Array,
+      ),
+    )
+  } finally {
+    await net.close()
+  }
+})
+
+test('a real equivocation is detected by the honest nodes, reported, and slashed on chain', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const net = await testNet(validators)
+  try {
+    const cheat = validators[3] as Actor
+    const injector = net.hub.join('byzantine-wire')
+    const live = net.nodes.get((validators[0] as Actor).did) as DonghaeNode
+    await waitFor('height 2', () => live.app.head.height >= 2)
+    await waitFor('the double sign to be punished', () => {
+      const status = live.runtime.consensus
+      if (status !== undefined) {
+        for (const fill of [1, 2]) {
+          const vote = signVote(cheat.key, {
+            chainId: net.genesis.chainId,
+            height: status.height,
+            round: status.round,
+            type: 'prevote',
+            blockId: new Uint8Array(32).fill(fill),
+            validator: cheat.did,
+          })
+          injector.publish('consensus', encodeConsensusMessage({ kind: 'vote', vote }))
+        }
+      }
+      return validatorRecord(live.app.state, cheat.did)?.tombstoned === true
+    })
+    assert.ok(live.runtime.stats.evidenceSeen > 0)
+    const record = validatorRecord(live.app.state, cheat.did)
+    assert.equal(record?.bonded, 9_500n, '5% slashed')
+  } finally {
+    await net.close()
+  }
+})
+
+test('a flood of junk, forged and wrong-chain messages does not stall consensus or change state', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const net = await testNet(validators)
+  try {
+    const outsider = actor()
+    const victim = validators[0] as Actor
+    const wire = net.hub.join('junk-wire')
+    const live = net.nodes.get(victim.did) as DonghaeNode
+    await waitFor('height 1', () => live.app.head.height >= 1)
+    const start = live.app.head.height
+    const balance = balanceOf(live.app.state, victim.did)
+    const flood = setInterval(() => {
+      for (let i = 0; i < 50; i++) {
+        wire.publish('consensus', randomBytes(1 + (i % 200)))
+        wire.publish('txs', randomBytes(1 + (i % 300)))
+      }
+      const status = live.runtime.consensus
+      if (status !== undefined) {
+        // Votes by a non-validator, and a validator's vote for another chain.
+        const forged = signVote(outsider.key, {
+          chainId: net.genesis.chainId,
+          height: status.height,
+          round: status.round,
+          type: 'precommit',
+          blockId: new Uint8Array(32).fill(3),
+          validator: outsider.did,
+        })
+        wire.publish('consensus', encodeConsensusMessage({ kind: 'vote', vote: forged }))
+        const otherChain = signVote(victim.key, {
+          chainId: 'elsewhere',
+          height: status.height,
+          round: status.round,
+          type: 'precommit',
+          blockId: new Uint8Array(32).fill(4),
+          validator: victim.did,
+        })
+        wire.publish('consensus', encodeConsensusMessage({ kind: 'vote', vote: otherChain }))
+      }
+      // A transaction for another chain and a wrongly signed one.
+      wire.publish('txs', transfer(victim, 0n, outsider, 5n, 'elsewhere'))
+      wire.publish(
+        'txs',
+        encodeTx({
+          ...signTx(victim.key, {
+            chainId: net.genesis.chainId,
+            nonce: 0n,
+            fee: 1n,
+            kind: 'bank.transfer',
+            body: { to: outsider.did, amount: 5n },
+          }),
+          fee: 2n,
+        }),
+      )
+    }, 20)
+    try {
+      await waitFor('5 blocks under the flood', () => live.app.head.height >= start + 5, 30_000)
+    } finally {
+      clearInterval(flood)
+    }
+    assert.ok(balanceOf(live.app.state, victim.did) >= balance, 'no forged transfer moved funds')
+    assert.equal(balanceOf(live.app.state, outsider.did), 0n)
+    assert.ok(
+      net.hub.penalties.some((p) => p.peer === 'junk-wire'),
+      'the sender of junk was penalized',
+    )
+    assert.ok(live.runtime.stats.rejectedMessages > 0 && live.runtime.stats.rejectedTxs > 0)
+    await assertAgreement(net)
+  } finally {
+    await net.close()
+  }
+})
