@@ -4,6 +4,10 @@
  */
 import { parseArgs } from 'node:util'
 import { cryptoBenches } from './crypto.bench.ts'
+import { verifyPoolBenches, VERIFY_POOL_BENCH_NAMES } from './verify-pool.bench.ts'
+import { chainBenches, CHAIN_BENCH_NAMES } from './chain.bench.ts'
+import type { BenchLine } from './harness.ts'
+import { pohBenches, POH_BENCH_NAMES } from './poh.bench.ts'
 import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
 
 const { values } = parseArgs({
@@ -19,6 +23,8 @@ if (values.help === true) {
   process.exit(0)
 }
 const options = { roundMs: Number(values['round-ms']), rounds: Number(values.rounds) }
+/** Very short rounds (the smoke test) also shrink the chain bench's load. */
+const quick = options.roundMs < 50
 if (!(options.roundMs > 0) || !(options.rounds > 0)) {
   process.stderr.write('bench: --round-ms and --rounds must be positive numbers\n')
   process.exit(2)
@@ -29,13 +35,20 @@ const meta = {
   cpus: (await import('node:os')).availableParallelism(),
 }
 process.stdout.write(`${JSON.stringify({ bench: 'meta', ...meta, when: new Date().toISOString() })}\n`)
-for (const result of cryptoBenches(options)) {
-  if (values.only !== undefined && !result.bench.includes(values.only)) continue
-  process.stdout.write(`${JSON.stringify(result)}\n`)
-}
+
+/** Every suite: the names of the benches it prints (for --only) and how to run it. */
+const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise<BenchLine[]> }> = [
+  { names: ['ed25519-sign', 'ed25519-verify', 'sha256-chain'], run: () => cryptoBenches(options) },
+  { names: VERIFY_POOL_BENCH_NAMES, run: () => verifyPoolBenches(options) },
+  { names: STATE_BENCH_NAMES, run: () => stateBenches(options) },
+  { names: POH_BENCH_NAMES, run: () => pohBenches(options) },
+  { names: CHAIN_BENCH_NAMES, run: () => chainBenches(options, quick ? 0.2 : 1) },
+]
+
 const only = values.only
-if (only === undefined || STATE_BENCH_NAMES.some((name) => name.includes(only))) {
-  for (const result of stateBenches(options)) {
+for (const suite of SUITES) {
+  if (only !== undefined && !suite.names.some((name) => name.includes(only))) continue
+  for (const result of await suite.run()) {
     if (only !== undefined && !result.bench.includes(only)) continue
     process.stdout.write(`${JSON.stringify(result)}\n`)
   }

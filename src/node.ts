@@ -11,6 +11,7 @@ import { systemClock, type Clock } from './core/clock.ts'
 import { silentLogger, type Logger } from './core/logger.ts'
 import { toHex } from './core/bytes.ts'
 import type { Ed25519KeyPair } from './identity/keys.ts'
+import { VerifyPool } from './identity/verify-pool.ts'
 import { didFromEd25519PublicKey } from './identity/did-key.ts'
 import { Store } from './store/store.ts'
 import { ChainApp } from './chain/app.ts'
@@ -43,6 +44,8 @@ export interface NodeOptions {
   poh?: 'worker' | 'inline'
   /** Shared PoH verifier (several in-process nodes can share one pool). */
   verifier?: PohVerifier
+  /** Shared signature verification pool; one is started per node without it. */
+  verifyPool?: VerifyPool
   clock?: Clock
   logger?: Logger
   gossipMs?: number
@@ -117,7 +120,15 @@ export class DonghaeNode {
         }
         poh = new WorkerPohService(generator, verifier)
       }
+      let verifyPool = options.verifyPool
+      if (verifyPool === undefined) {
+        verifyPool = new VerifyPool({ logger })
+        verifyPool.start()
+        const own = verifyPool
+        stops.push(() => own.stop())
+      }
       const app = await ChainApp.open({
+        verifyPool,
         genesis,
         store,
         machine,
@@ -140,6 +151,7 @@ export class DonghaeNode {
         key,
         clock,
         logger,
+        verifyPool,
         ...(options.gossipMs === undefined ? {} : { gossipMs: options.gossipMs }),
       })
       return new DonghaeNode({
@@ -211,7 +223,7 @@ export class DonghaeNode {
               },
       }
     },
-    submitTx: async (bytes) => ({ hash: this.runtime.submitTx(bytes) }),
+    submitTx: async (bytes) => ({ hash: await this.runtime.submitTx(bytes) }),
     txHeight: (hash) => this.app.txHeight(hash),
     prove: (key) => {
       const tree = this.app.stateTree

@@ -40,7 +40,9 @@ test('four validators commit blocks with transactions and agree on every block a
     const b = actor() // not a validator, so no block rewards blur its balance
     const first = net.nodes.get(a.did) as DonghaeNode
     await waitFor('height 2', () => Math.min(...heights(net)) >= 2)
-    const hashes = [0n, 1n, 2n].map((n) => first.runtime.submitTx(transfer(a, n, b, 10n, net.genesis.chainId)))
+    const hashes = await Promise.all(
+      [0n, 1n, 2n].map((n) => first.runtime.submitTx(transfer(a, n, b, 10n, net.genesis.chainId))),
+    )
     await waitFor('the transfers to commit', async () =>
       (await Promise.all(hashes.map((h) => first.app.txHeight(h)))).every((h) => h !== undefined),
     )

@@ -29,7 +29,9 @@ export class DonghaeClient {
     try {
       url = new URL(baseUrl)
     } catch {
-      throw new InvalidInputError(`node URL ${JSON.stringify(baseUrl)} is not a URL; expected e.g. http://127.0.0.1:26657`)
+      throw new InvalidInputError(
+        `node URL ${JSON.stringify(baseUrl)} is not a URL; expected e.g. http://127.0.0.1:26657`,
+      )
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new InvalidInputError(`node URL ${baseUrl} must use http or https`)
@@ -75,7 +77,10 @@ export class DonghaeClient {
       const response = await fetch(url, {
         method,
         signal,
-        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+        headers:
+          body === undefined
+            ? { accept: 'application/json' }
+            : { accept: 'application/json', 'content-type': 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       })
       const text = await response.text()
@@ -83,10 +88,20 @@ export class DonghaeClient {
     } catch (err) {
       if (err instanceof ApiError) throw err
       if (timeout.signal.aborted) {
-        throw new ApiError({ status: 0, code: 'TIMEOUT', message: `the node at ${this.baseUrl} did not answer ${method} ${path} within ${this.#timeoutMs} ms`, cause: err })
+        throw new ApiError({
+          status: 0,
+          code: 'TIMEOUT',
+          message: `the node at ${this.baseUrl} did not answer ${method} ${path} within ${this.#timeoutMs} ms`,
+          cause: err,
+        })
       }
       if (signal.aborted) throw new AbortError(undefined, { cause: err })
-      throw new ApiError({ status: 0, code: 'UNREACHABLE', message: `cannot reach the node at ${this.baseUrl} (${networkDetail(err)})`, cause: err })
+      throw new ApiError({
+        status: 0,
+        code: 'UNREACHABLE',
+        message: `cannot reach the node at ${this.baseUrl} (${networkDetail(err)})`,
+        cause: err,
+      })
     } finally {
       clearTimeout(timer)
     }
@@ -97,14 +112,27 @@ export class DonghaeClient {
     try {
       json = JSON.parse(text)
     } catch {
-      throw new ApiError({ status, code: 'BAD_RESPONSE', message: `${url} answered HTTP ${status} with a body that is not JSON; is it a Donghae node?` })
+      throw new ApiError({
+        status,
+        code: 'BAD_RESPONSE',
+        message: `${url} answered HTTP ${status} with a body that is not JSON; is it a Donghae node?`,
+      })
     }
     if (status >= 200 && status < 300) return json as T
     const error = (json as { error?: { code?: unknown; message?: unknown; reason?: unknown } } | null)?.error
     if (typeof error?.code !== 'string' || typeof error.message !== 'string') {
-      throw new ApiError({ status, code: 'BAD_RESPONSE', message: `${url} answered HTTP ${status} without a Donghae error body` })
+      throw new ApiError({
+        status,
+        code: 'BAD_RESPONSE',
+        message: `${url} answered HTTP ${status} without a Donghae error body`,
+      })
     }
-    throw new ApiError({ status, code: error.code, message: error.message, reason: typeof error.reason === 'string' ? error.reason : undefined })
+    throw new ApiError({
+      status,
+      code: error.code,
+      message: error.message,
+      reason: typeof error.reason === 'string' ? error.reason : undefined,
+    })
   }
 }
 

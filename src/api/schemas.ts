@@ -17,7 +17,9 @@ export const ErrorBody = Type.Object(
     error: Type.Object({
       code: Type.String({ description: 'stable error code, e.g. TX_REJECTED, NOT_FOUND, BAD_REQUEST' }),
       message: Type.String({ description: 'what went wrong, for people' }),
-      reason: Type.Optional(Type.String({ description: 'machine-readable detail: the transaction or did:key error name' })),
+      reason: Type.Optional(
+        Type.String({ description: 'machine-readable detail: the transaction or did:key error name' }),
+      ),
     }),
   },
   { description: 'every error answer has this shape' },
@@ -36,7 +38,11 @@ export const StatusResponse = Type.Object({
   latestBlockId: Hex('id of the latest committed block (the genesis hash at height 0)'),
   latestBlockTime: Type.Integer({ description: 'milliseconds since the Unix epoch' }),
   stateRoot: Hex('state root after the latest block'),
-  consensus: Type.Object({ height: Height('height being decided'), round: Type.Integer({ minimum: 0 }), step: Type.String() }),
+  consensus: Type.Object({
+    height: Height('height being decided'),
+    round: Type.Integer({ minimum: 0 }),
+    step: Type.String(),
+  }),
   validators: Type.Array(Type.Object({ did: Type.String(), power: Amount('voting power (bonded stake)') })),
   mempool: Type.Object({ size: Type.Integer({ minimum: 0 }), bytes: Type.Integer({ minimum: 0 }) }),
   peers: Type.Integer({ minimum: 0 }),
@@ -103,9 +109,14 @@ export const AccountResponse = Type.Object({
     Type.Object({
       bonded: Amount('bonded stake, base units'),
       jailed: Type.Boolean(),
-      jailedUntil: Type.Integer({ minimum: 0, description: 'height from which staking.unjail is allowed; 0 when not jailed' }),
+      jailedUntil: Type.Integer({
+        minimum: 0,
+        description: 'height from which staking.unjail is allowed; 0 when not jailed',
+      }),
       tombstoned: Type.Boolean(),
-      unbonding: Type.Array(Type.Object({ amount: Amount('base units'), completes: Height('withdrawable from this height') })),
+      unbonding: Type.Array(
+        Type.Object({ amount: Amount('base units'), completes: Height('withdrawable from this height') }),
+      ),
     }),
     Type.Null(),
   ]),
@@ -126,14 +137,23 @@ export const SubmitTxBody = Type.Object(
 
 export const SubmitTxResponse = Type.Object({ hash: Hash('transaction hash: poll GET /v1/tx/{hash} for its height') })
 
-export const HashParams = Type.Object({ hash: Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'transaction hash, hex' }) })
+export const HashParams = Type.Object({
+  hash: Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'transaction hash, hex' }),
+})
 
-export const TxResponse = Type.Object({ hash: Hash('transaction hash'), height: Height('height of the block that includes it') })
+export const TxResponse = Type.Object({
+  hash: Hash('transaction hash'),
+  height: Height('height of the block that includes it'),
+})
 
 // ---- state proofs ----------------------------------------------------------------------------
 
 export const ProofQuery = Type.Object({
-  key: Type.String({ pattern: '^([0-9a-fA-F]{2})+$', maxLength: 2 * MAX_PROOF_KEY_BYTES, description: 'raw state key, hex' }),
+  key: Type.String({
+    pattern: '^([0-9a-fA-F]{2})+$',
+    maxLength: 2 * MAX_PROOF_KEY_BYTES,
+    description: 'raw state key, hex',
+  }),
 })
 
 export const ProofResponse = Type.Object({

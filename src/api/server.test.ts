@@ -7,10 +7,13 @@ import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import { toHex, utf8 } from '../core/bytes.ts'
 import { AbortError, InvalidInputError } from '../core/errors.ts'
+import { createLogger } from '../core/logger.ts'
 import { encodeTx, signTx, type SignedTx } from '../chain/tx.ts'
 import { decodeProof, verifyProof } from '../chain/state/proof.ts'
 import { actor, makeGenesis, type Actor } from '../../test/helpers/chain.ts'
 import { MemoryChain } from '../../test/helpers/memory-chain.ts'
+import { FAST_PARAMS, testNet, waitFor } from '../../test/helpers/chain-net.ts'
+import type { DonghaeNode } from '../node.ts'
 import type { ChainApi } from './chain-api.ts'
 import { DonghaeClient } from './client.ts'
 import { ApiError } from './errors.ts'
@@ -28,10 +31,19 @@ function newChain(): MemoryChain {
 }
 
 function transfer(from: Actor, nonce: bigint, amount = 100n, overrides: { chainId?: string } = {}): SignedTx {
-  return signTx(from.key, { chainId: overrides.chainId ?? genesis.chainId, nonce, fee: 1n, kind: 'bank.transfer', body: { to: bob.did, amount } })
+  return signTx(from.key, {
+    chainId: overrides.chainId ?? genesis.chainId,
+    nonce,
+    fee: 1n,
+    kind: 'bank.transfer',
+    body: { to: bob.did, amount },
+  })
 }
 
-async function withApp(options: Partial<ApiServerOptions>, fn: (app: FastifyInstance, chain: MemoryChain) => Promise<void>): Promise<void> {
+async function withApp(
+  options: Partial<ApiServerOptions>,
+  fn: (app: FastifyInstance, chain: MemoryChain) => Promise<void>,
+): Promise<void> {
   const chain = newChain()
   const app = createApiServer({ chain, ...options })
   try {
@@ -98,8 +110,16 @@ test('POST /v1/tx: accepted (202), then committed, then visible in the block, th
 
     chain.commitPending()
 
-    assert.deepEqual((await get(app, `/v1/tx/${submitted.body.hash.toUpperCase()}`)).body, { hash: submitted.body.hash, height: 1 })
-    assert.deepEqual((await get<AccountJson>(app, `/v1/accounts/${alice.did}`)).body, { did: alice.did, balance: '999749', nonce: '1', stake: null })
+    assert.deepEqual((await get(app, `/v1/tx/${submitted.body.hash.toUpperCase()}`)).body, {
+      hash: submitted.body.hash,
+      height: 1,
+    })
+    assert.deepEqual((await get<AccountJson>(app, `/v1/accounts/${alice.did}`)).body, {
+      did: alice.did,
+      balance: '999749',
+      nonce: '1',
+      stake: null,
+    })
     assert.equal((await get<AccountJson>(app, `/v1/accounts/${bob.did}`)).body.balance, '250')
     const block = await get<BlockJson>(app, '/v1/chain/blocks/1')
     assert.equal(block.status, 200)
@@ -108,17 +128,36 @@ test('POST /v1/tx: accepted (202), then committed, then visible in the block, th
     assert.equal(block.body.header.proposer, validator.did)
     assert.equal(block.body.header.stateRoot, toHex(chain.state.root()))
     assert.deepEqual(block.body.txs, [
-      { hash: submitted.body.hash, sender: alice.did, nonce: '0', fee: '1', kind: 'bank.transfer', body: { to: bob.did, amount: '250' } },
+      {
+        hash: submitted.body.hash,
+        sender: alice.did,
+        nonce: '0',
+        fee: '1',
+        kind: 'bank.transfer',
+        body: { to: bob.did, amount: '250' },
+      },
     ])
     assert.equal(block.body.lastCommit, null)
-    assert.deepEqual(block.body.commit, { height: 1, round: 0, blockId: block.body.hash, precommits: 1, signers: [validator.did] })
+    assert.deepEqual(block.body.commit, {
+      height: 1,
+      round: 0,
+      blockId: block.body.hash,
+      precommits: 1,
+      signers: [validator.did],
+    })
     assert.equal((await get<StatusJson>(app, '/v1/status')).body.height, 1)
   })
 })
 
 test('POST /v1/tx accepts base64 and 0x-hex; transfers with a memo show it as hex', async () => {
   await withApp({}, async (app, chain) => {
-    const memo = signTx(alice.key, { chainId: genesis.chainId, nonce: 0n, fee: 1n, kind: 'bank.transfer', body: { to: bob.did, amount: 5n, memo: utf8('hi') } })
+    const memo = signTx(alice.key, {
+      chainId: genesis.chainId,
+      nonce: 0n,
+      fee: 1n,
+      kind: 'bank.transfer',
+      body: { to: bob.did, amount: 5n, memo: utf8('hi') },
+    })
     assert.equal((await post(app, { tx: Buffer.from(encodeTx(memo)).toString('base64') })).status, 202)
     assert.equal((await post(app, { tx: `0x${toHex(encodeTx(transfer(alice, 1n)))}` })).status, 202)
     chain.commitPending()
@@ -143,7 +182,12 @@ test('malformed bodies are 400 with a useful message; oversized bodies are 413',
     const garbage = await post<ErrorJson>(app, { tx: 'deadbeef' })
     assert.equal(garbage.status, 400)
     assert.deepEqual([garbage.body.error.code, garbage.body.error.reason], ['TX_REJECTED', 'malformed'])
-    const notJson = await app.inject({ method: 'POST', url: '/v1/tx', headers: { 'content-type': 'application/json' }, payload: '{"tx":' })
+    const notJson = await app.inject({
+      method: 'POST',
+      url: '/v1/tx',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"tx":',
+    })
     assert.equal(notJson.statusCode, 400)
     assert.equal(notJson.json<ErrorJson>().error.code, 'BAD_REQUEST')
     const huge = await post<ErrorJson>(app, { tx: 'ab'.repeat(200 * 1024) })
@@ -177,7 +221,12 @@ test('wrongly signed, wrong-chain and replayed transactions are 400 with the rea
     const status = (await get<StatusJson>(app, '/v1/status')).body
     assert.equal(status.stateRoot, root)
     assert.deepEqual(status.mempool, { size: 0, bytes: 0 })
-    assert.deepEqual((await get<AccountJson>(app, `/v1/accounts/${alice.did}`)).body, { did: alice.did, balance: '999899', nonce: '1', stake: null })
+    assert.deepEqual((await get<AccountJson>(app, `/v1/accounts/${alice.did}`)).body, {
+      did: alice.did,
+      balance: '999899',
+      nonce: '1',
+      stake: null,
+    })
     assert.equal((await get<AccountJson>(app, `/v1/accounts/${bob.did}`)).body.balance, '100')
     chain.commitPending()
     assert.equal((await get<BlockJson>(app, '/v1/chain/blocks/2')).body.txs.length, 0)
@@ -198,7 +247,10 @@ test('blocks: unknown height is 404, a non-integer height is 400; unknown routes
     }
     assert.equal((await get<ErrorJson>(app, '/v1/tx/xyz')).status, 400)
     const nowhere = await get<ErrorJson>(app, '/v2/nothing?x=1')
-    assert.deepEqual(nowhere, { status: 404, body: { error: { code: 'NOT_FOUND', message: 'no route GET /v2/nothing' } } })
+    assert.deepEqual(nowhere, {
+      status: 404,
+      body: { error: { code: 'NOT_FOUND', message: 'no route GET /v2/nothing' } },
+    })
   })
 })
 
@@ -250,17 +302,29 @@ test('CORS: only configured origins get access-control headers', async () => {
 test('a failure inside the chain is 500 without internals', async () => {
   const chain = newChain()
   const broken: ChainApi = {
-    ...Object.fromEntries(['block', 'account', 'submitTx', 'txHeight', 'prove'].map((m) => [m, (chain as unknown as Record<string, unknown>)[m]])),
+    ...Object.fromEntries(
+      ['block', 'account', 'submitTx', 'txHeight', 'prove'].map((m) => [
+        m,
+        (chain as unknown as Record<string, unknown>)[m],
+      ]),
+    ),
     status: () => {
       throw new Error('disk /secret/path exploded')
     },
   } as unknown as ChainApi
-  const app = createApiServer({ chain: broken })
+  const lines: string[] = []
+  const logger = createLogger({ level: 'error', destination: { write: (line: string) => void lines.push(line) } })
+  const app = createApiServer({ chain: broken, logger })
   try {
     const res = await app.inject({ method: 'GET', url: '/v1/status' })
     assert.equal(res.statusCode, 500)
     assert.equal(res.json<ErrorJson>().error.code, 'INTERNAL')
     assert.doesNotMatch(res.body, /secret|exploded/)
+    const logged = lines.map((l) => JSON.parse(l) as { component?: string; err?: { message?: string } })
+    assert.ok(
+      logged.some((l) => l.component === 'donghae:api' && l.err?.message === 'disk /secret/path exploded'),
+      lines.join(''),
+    )
   } finally {
     await app.close()
   }
@@ -271,7 +335,9 @@ test('OpenAPI document at /docs/json lists every route; Swagger UI at /docs', as
     const doc = await get<{ openapi: string; paths: Record<string, Record<string, unknown>> }>(app, '/docs/json')
     assert.equal(doc.status, 200)
     assert.match(doc.body.openapi, /^3\./)
-    const routes = Object.entries(doc.body.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
+    const routes = Object.entries(doc.body.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
+    )
     for (const route of [
       'GET /v1/status',
       'GET /v1/chain/blocks/{height}',
@@ -322,7 +388,10 @@ test('DonghaeClient over a real socket: status, account, submit, commit, block, 
     assert.equal((await client.account(alice.did)).balance, '1000000')
 
     const { hash } = await client.submitTx(encodeTx(transfer(alice, 0n, 42n)))
-    await assert.rejects(client.tx(hash), (err) => err instanceof ApiError && err.status === 404 && err.code === 'NOT_FOUND')
+    await assert.rejects(
+      client.tx(hash),
+      (err) => err instanceof ApiError && err.status === 404 && err.code === 'NOT_FOUND',
+    )
     chain.commitPending()
     assert.deepEqual(await client.tx(hash), { hash, height: 1 })
     const block = await client.block(1)
@@ -336,7 +405,10 @@ test('DonghaeClient over a real socket: status, account, submit, commit, block, 
       assert.deepEqual([err.status, err.code, err.reason], [400, 'TX_REJECTED', 'wrong-chain'])
       return true
     })
-    await assert.rejects(client.account('did:key:z'), (err) => err instanceof ApiError && err.code === 'INVALID_DID' && err.reason === 'invalidDid')
+    await assert.rejects(
+      client.account('did:key:z'),
+      (err) => err instanceof ApiError && err.code === 'INVALID_DID' && err.reason === 'invalidDid',
+    )
     await assert.rejects(client.block(99), (err) => err instanceof ApiError && err.status === 404)
     const aborted = new AbortController()
     aborted.abort()
@@ -353,4 +425,47 @@ test('DonghaeClient over a real socket: status, account, submit, commit, block, 
   })
   assert.throws(() => new DonghaeClient('not a url'), InvalidInputError)
   assert.throws(() => new DonghaeClient('ftp://example.com'), InvalidInputError)
+})
+
+test('against a real single-validator DonghaeNode (consensus, LevelDB, PoH): submit, commit, read back', async () => {
+  const v = actor()
+  const genesis = makeGenesis([v], [[alice, 1_000_000n]], FAST_PARAMS)
+  const net = await testNet([v], genesis)
+  const node = net.nodes.get(v.did) as DonghaeNode
+  const app = createApiServer({ chain: node.chainApi })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const client = new DonghaeClient(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)
+  try {
+    const status = await client.status()
+    assert.equal(status.did, v.did)
+    const tx = signTx(alice.key, {
+      chainId: genesis.chainId,
+      nonce: 0n,
+      fee: 1n,
+      kind: 'bank.transfer',
+      body: { to: bob.did, amount: 77n },
+    })
+    const { hash } = await client.submitTx(encodeTx(tx))
+    await assert.rejects(client.submitTx(encodeTx(tx)), (err) => err instanceof ApiError && err.reason === 'duplicate')
+    let height: number | undefined
+    await waitFor('the transfer to commit', async () => {
+      height = await client.tx(hash).then(
+        (t) => t.height,
+        () => undefined,
+      )
+      return height !== undefined
+    })
+    const block = await client.block(height as number)
+    assert.ok(block.txs.some((t) => t.hash === hash))
+    assert.ok(block.commit !== null && block.commit.signers.includes(v.did))
+    assert.equal((await client.account(bob.did)).balance, '77')
+    assert.equal((await client.account(alice.did)).nonce, '1')
+    await assert.rejects(
+      client.submitTx(encodeTx(tx)),
+      (err) => err instanceof ApiError && err.reason === 'stale-nonce',
+    )
+  } finally {
+    await app.close()
+    await net.close()
+  }
 })

@@ -12,7 +12,14 @@ import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify'
 import { InvalidInputError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { MempoolError, TxError } from '../chain/errors.ts'
@@ -72,7 +79,7 @@ export function toHttpError(err: unknown): HttpError {
   return { status: 500, body: errorBody('INTERNAL', 'internal error; the node logged the details') }
 }
 
-function handleError(this: FastifyInstance, err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const { status, body } = toHttpError(err)
   if (status >= 500) request.log.error({ err }, 'request failed')
   else request.log.debug({ code: body.error.code, reason: body.error.reason }, body.error.message)
@@ -81,12 +88,22 @@ function handleError(this: FastifyInstance, err: unknown, request: FastifyReques
 
 export function createApiServer(options: ApiServerOptions): FastifyInstance {
   const app = Fastify({
-    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger.forComponent('donghae:api') as FastifyBaseLogger }),
+    ...(options.logger === undefined
+      ? { logger: false }
+      : { loggerInstance: options.logger.forComponent('donghae:api') as FastifyBaseLogger }),
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? MAX_BODY_BYTES,
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false } },
   })
   app.setErrorHandler(handleError)
+  // One debug line per request instead of Fastify's two info lines.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug(
+      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    )
+  })
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send(errorBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`))
   })
@@ -95,7 +112,11 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.register(cors, { origin: options.cors ?? false })
   app.register(swagger, {
     openapi: {
-      info: { title: 'Donghae node API', version: '1.0.0', description: 'Amounts are decimal strings of base units; bytes are hex.' },
+      info: {
+        title: 'Donghae node API',
+        version: '1.0.0',
+        description: 'Amounts are decimal strings of base units; bytes are hex.',
+      },
     },
   })
   app.register(swaggerUi, { routePrefix: '/docs' })

@@ -76,8 +76,16 @@ export function txJson(bytes: Uint8Array): TxJsonView {
 
 export function commitSummary(cert: CommitCertificate | null | undefined): BlockJson['commit'] {
   if (cert === null || cert === undefined) return null
-  const signers = cert.precommits.filter((v) => v.blockId !== null && equals(v.blockId, cert.blockId)).map((v) => v.validator)
-  return { height: cert.height, round: cert.round, blockId: toHex(cert.blockId), precommits: cert.precommits.length, signers }
+  const signers = cert.precommits
+    .filter((v) => v.blockId !== null && equals(v.blockId, cert.blockId))
+    .map((v) => v.validator)
+  return {
+    height: cert.height,
+    round: cert.round,
+    blockId: toHex(cert.blockId),
+    precommits: cert.precommits.length,
+    signers,
+  }
 }
 
 export function blockJson(found: { block: Block; id: Uint8Array; commit: CommitCertificate | undefined }): BlockJson {

@@ -36,7 +36,9 @@ import type { Mempool } from './mempool.ts'
 import { countTicks, type PohCheck, type PohEntry } from './poh/entries.ts'
 import { SparseMerkleTree } from './state/smt.ts'
 import { StateOverlay, type StateReader } from './state-view.ts'
-import { decodeTx, txHash, type SignedTx } from './tx.ts'
+import { decodeTx, txHash, txVerifyItem, type SignedTx } from './tx.ts'
+import { verifySignatureDigest } from '../identity/keys.ts'
+import type { VerifyPool } from '../identity/verify-pool.ts'
 
 export interface ChainHead {
   height: number
@@ -73,6 +75,8 @@ export interface ChainAppOptions {
   logger?: Logger
   /** How far in the future a block's time may be. @default 5000 ms */
   maxFutureMs?: number
+  /** Worker threads for the signatures of block transactions not already seen in the mempool. */
+  verifyPool?: VerifyPool
   /** Called after each commit with the block and the events it produced. */
   onCommit?(block: Block, events: ChainEvent[]): void
 }
@@ -238,6 +242,7 @@ export class ChainApp {
     txs: readonly SignedTx[],
     hashes: readonly Uint8Array[],
     lastCommit: CommitCertificate | null,
+    signaturesChecked = false,
   ): Execution {
     const info = this.#blockInfo(header, lastCommit)
     const overlay = new StateOverlay(this.#tree)
@@ -248,7 +253,11 @@ export class ChainApp {
     this.#opts.machine.beginBlock(overlay, { ...info, emit })
     txs.forEach((tx, i) => {
       try {
-        this.#opts.machine.deliver(overlay, tx, { ...info, txHash: hashes[i] as Uint8Array }, emit)
+        // A transaction admitted to our mempool had its signature checked then: do not pay twice.
+        const txHash = hashes[i] as Uint8Array
+        this.#opts.machine.deliver(overlay, tx, { ...info, txHash }, emit, {
+          signatureChecked: signaturesChecked || this.#opts.mempool.has(txHash),
+        })
       } catch (err) {
         if (err instanceof TxError) throw new BlockError(`transaction ${i} fails: ${err.message}`, { cause: err })
         throw err
@@ -266,30 +275,27 @@ export class ChainApp {
     const commit = lastCommit ?? (height === 1 ? null : ((await this.getCommit(parent.height)) ?? null))
     const time = Math.max(this.#clock.now(), parent.time + 1)
     const header0 = { height, time, proposer }
-    // Select transactions: each must succeed on top of the ones before it.
+    // One pass: each mempool transaction is applied if it succeeds on top of the ones before it
+    // (deliver is all-or-nothing), and dropped from the mempool if it fails.
     const info = this.#blockInfo(header0, commit)
-    const trial = new StateOverlay(this.#tree)
-    this.#opts.machine.beginBlock(trial, { ...info, emit: () => {} })
+    const overlay = new StateOverlay(this.#tree)
+    const events: ChainEvent[] = []
+    const emit = (e: ChainEvent): void => {
+      events.push(e)
+    }
+    this.#opts.machine.beginBlock(overlay, { ...info, emit })
     const chosen: Array<{ tx: SignedTx; bytes: Uint8Array; hash: Uint8Array }> = []
     for (const entry of this.#opts.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
-      const attempt = trial.fork()
       try {
-        this.#opts.machine.deliver(attempt, entry.tx, { ...info, txHash: entry.hash }, () => {}, {
-          signatureChecked: true,
-        })
-        attempt.merge()
+        this.#opts.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, emit, { signatureChecked: true })
         chosen.push({ tx: entry.tx, bytes: entry.bytes, hash: entry.hash })
       } catch (err) {
         if (!(err instanceof TxError)) throw err
         this.#opts.mempool.drop(entry.hash)
       }
     }
-    const execution = this.#execute(
-      header0,
-      chosen.map((c) => c.tx),
-      chosen.map((c) => c.hash),
-      commit,
-    )
+    this.#opts.machine.endBlock(overlay, { ...info, emit })
+    const execution: Execution = { overlay, events, tree: this.#tree.apply(overlay.changes()) }
     const batches: number[] = []
     const mixins: Uint8Array[] = []
     for (let i = 0; i < chosen.length; i += TX_BATCH) {
@@ -318,7 +324,11 @@ export class ChainApp {
     return block
   }
 
-  /** Full validation of a proposal for (height, round); returns false with a logged reason. */
+  /**
+   * Full validation of a proposal at (height, round); returns false with a logged reason. The
+   * block may have been made in an earlier round (a re-proposed valid value): its own round
+   * decides its proposer and the PoH ticks it needs.
+   */
   async validateBlock(block: Block, height: number, round: number): Promise<boolean> {
     try {
       await this.checkBlock(block, height, round)
@@ -343,20 +353,22 @@ export class ChainApp {
     if (header.chainId !== this.chainId) throw new BlockError(`block is for chain ${header.chainId}`)
     if (header.height !== height || height !== parent.height + 1)
       throw new BlockError(`block height ${header.height} is not ${parent.height + 1}`)
-    if (header.round !== round) throw new BlockError(`block says round ${header.round}, proposed in round ${round}`)
+    // A block made in round r may be re-proposed (as the valid value) in a later round.
+    if (header.round > round)
+      throw new BlockError(`block says round ${header.round}, proposed in earlier round ${round}`)
     if (!equals(header.parentId, parent.blockId)) throw new BlockError('block does not extend the committed head')
     if (!equals(header.pohStart, parent.pohEnd)) throw new BlockError("PoH does not start at the parent's PoH end")
     if (header.time <= parent.time) throw new BlockError('block time is not after its parent')
     if (header.time > this.#clock.now() + (this.#opts.maxFutureMs ?? 5_000))
       throw new BlockError('block time is too far in the future')
     const set = this.validatorSet(height)
-    if (options.skipProposerCheck !== true && header.proposer !== this.#opts.proposer(set, height, round)) {
-      throw new BlockError(`${header.proposer} is not the proposer of height ${height} round ${round}`)
+    if (options.skipProposerCheck !== true && header.proposer !== this.#opts.proposer(set, height, header.round)) {
+      throw new BlockError(`${header.proposer} is not the proposer of height ${height} round ${header.round}`)
     }
     checkBlockConsistency(block)
-    const required = Math.max(1, this.#opts.ticksRequired(round))
+    const required = Math.max(1, this.#opts.ticksRequired(header.round))
     if (header.pohTicks < required)
-      throw new BlockError(`PoH has ${header.pohTicks} ticks; round ${round} needs ${required}`)
+      throw new BlockError(`PoH has ${header.pohTicks} ticks; round ${header.round} needs ${required}`)
     // The claimed time must not be earlier than the PoH ticks prove has elapsed (1 s slack).
     const provenMs = Math.floor((header.pohTicks * 1000) / params.ticksPerSecond)
     if (header.time - parent.time + 1_000 < provenMs)
@@ -380,17 +392,39 @@ export class ChainApp {
     const txs: SignedTx[] = []
     const hashes: Uint8Array[] = []
     for (const bytes of block.txs) {
+      const hash = txHash(bytes)
+      const pending = this.#opts.mempool.get(hash)
       try {
-        txs.push(decodeTx(bytes))
+        txs.push(pending?.tx ?? decodeTx(bytes))
       } catch (err) {
         throw new BlockError(`undecodable transaction: ${(err as Error).message}`, { cause: err })
       }
-      hashes.push(txHash(bytes))
+      hashes.push(hash)
     }
-    const execution = this.#execute(header, txs, hashes, block.lastCommit)
+    await this.#verifySignatures(txs, hashes)
+    const execution = this.#execute(header, txs, hashes, block.lastCommit, true)
     if (!equals(execution.tree.root(), header.stateRoot))
       throw new BlockError('the state root does not match the executed transactions')
     this.#pending.set(toHex(headerId(header)), execution)
+  }
+
+  /** Checks every signature not already checked at mempool admission, in parallel on the pool. */
+  async #verifySignatures(txs: readonly SignedTx[], hashes: readonly Uint8Array[]): Promise<void> {
+    const pending: Array<Promise<boolean>> = []
+    const pool = this.#opts.verifyPool
+    txs.forEach((tx, i) => {
+      if (this.#opts.mempool.has(hashes[i] as Uint8Array)) return
+      const item = txVerifyItem(tx)
+      if (item === undefined) pending.push(Promise.resolve(false))
+      else
+        pending.push(
+          pool === undefined
+            ? Promise.resolve(verifySignatureDigest(item.publicKey, item.digest, item.signature))
+            : pool.verify(item),
+        )
+    })
+    const results = await Promise.all(pending)
+    if (results.some((ok) => !ok)) throw new BlockError('a transaction signature does not verify')
   }
 
   /** Writes a decided block, its certificate and the new state in one atomic batch. */
@@ -425,7 +459,15 @@ export class ChainApp {
     this.#head = head
     this.#pending.clear()
     this.#opts.poh.follow?.(head.pohEnd)
-    this.#opts.mempool.update(this.#tree)
+    // Senders in this block may now hold stale nonces or less money; everyone else only gained.
+    const senders = new Set<string>()
+    for (const bytes of block.txs) {
+      const hash = txHash(bytes)
+      const pending = this.#opts.mempool.get(hash)
+      if (pending !== undefined) senders.add(pending.tx.sender)
+      else senders.add(decodeTx(bytes).sender)
+    }
+    this.#opts.mempool.update(this.#tree, senders)
     this.#log.debug({ height, txs: block.txs.length }, 'committed')
     this.#opts.onCommit?.(block, execution.events)
   }

@@ -56,14 +56,23 @@ export class Mempool {
     return this.#byId.has(toHex(hash))
   }
 
+  /** The pending transaction with this hash, already decoded and signature-checked. */
+  get(hash: Uint8Array): PoolEntry | undefined {
+    return this.#byId.get(toHex(hash))
+  }
+
   /** Admits an encoded transaction or throws a TxError/MempoolError saying why not. */
-  add(bytes: Uint8Array, state: StateReader): PoolEntry {
+  add(
+    bytes: Uint8Array,
+    state: StateReader,
+    options: { signatureChecked?: boolean; decoded?: SignedTx } = {},
+  ): PoolEntry {
     const hash = txHash(bytes)
     const id = toHex(hash)
     if (this.#byId.has(id))
       throw new MempoolError('duplicate', 'this transaction is already pending', { action: 'ignore' })
-    const tx = decodeTx(bytes)
-    this.#machine.check(state, tx, { exactNonce: false })
+    const tx = options.decoded ?? decodeTx(bytes)
+    this.#machine.check(state, tx, { exactNonce: false, signatureChecked: options.signatureChecked ?? false })
     const next = accountNonce(state, tx.sender)
     if (tx.nonce - next >= BigInt(this.#maxPerSender)) {
       throw new MempoolError('nonce-too-far', `nonce ${tx.nonce} is too far ahead of the next one (${next})`, {
@@ -138,9 +147,17 @@ export class Mempool {
     return out
   }
 
-  /** After a block: drop included transactions and those the new state makes invalid. */
-  update(state: StateReader): void {
-    for (const entry of [...this.#byId.values()]) {
+  /**
+   * After a block: drop included transactions and those the new state makes invalid. With
+   * `senders`, only those senders' transactions are re-checked (the others' nonces and balances
+   * can only have grown, through rewards and transfers, so they stay admissible).
+   */
+  update(state: StateReader, senders?: ReadonlySet<string>): void {
+    const entries =
+      senders === undefined
+        ? [...this.#byId.values()]
+        : [...senders].flatMap((s) => [...(this.#bySender.get(s)?.values() ?? [])])
+    for (const entry of entries) {
       try {
         this.#machine.check(state, entry.tx, { exactNonce: false, signatureChecked: true })
       } catch (err) {

@@ -10,6 +10,8 @@ import { DonghaeError, describeError } from '../core/errors.ts'
 import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { verifySignatureDigest } from '../identity/keys.ts'
+import type { VerifyPool } from '../identity/verify-pool.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import type { ChainApp } from './app.ts'
 import type { Block } from './block.ts'
@@ -27,7 +29,7 @@ import type { GenesisDoc } from './genesis.ts'
 import { accountNonce } from './host.ts'
 import type { Mempool } from './mempool.ts'
 import type { ChainTransport } from './transport.ts'
-import { encodeTx, signTx } from './tx.ts'
+import { decodeTx, encodeTx, signTx, txVerifyItem } from './tx.ts'
 
 export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
@@ -46,6 +48,8 @@ export interface ChainRuntimeOptions {
   logger?: Logger
   /** Re-send own messages after this long without progress. */
   gossipMs?: number
+  /** Worker threads for transaction signatures; inline on this thread without one. */
+  verifyPool?: VerifyPool
 }
 
 /** The consensus timeouts a genesis prescribes. */
@@ -126,11 +130,23 @@ export class ChainRuntime {
     await engine?.idle()
   }
 
-  /** Admits a transaction to the local mempool and gossips it. Throws TxError with the reason. */
-  submitTx(bytes: Uint8Array): Uint8Array {
-    const entry = this.#opts.mempool.add(bytes, this.#app.state)
+  /** Admits a transaction to the local mempool and gossips it. Rejects with TxError and the reason. */
+  async submitTx(bytes: Uint8Array): Promise<Uint8Array> {
+    const entry = await this.#admit(bytes)
     this.#opts.transport.publish('txs', bytes)
     return entry.hash
+  }
+
+  /** Decodes, checks the signature (on the worker pool when there is one), then adds to the mempool. */
+  async #admit(bytes: Uint8Array): Promise<{ hash: Uint8Array }> {
+    const tx = decodeTx(bytes)
+    const item = txVerifyItem(tx)
+    if (item === undefined) throw new TxError('bad-signature', 'the sender is not a valid did:key')
+    const pool = this.#opts.verifyPool
+    const valid =
+      pool === undefined ? verifySignatureDigest(item.publicKey, item.digest, item.signature) : await pool.verify(item)
+    if (!valid) throw new TxError('bad-signature', 'the signature does not verify for the sender')
+    return this.#opts.mempool.add(bytes, this.#app.state, { signatureChecked: true, decoded: tx })
   }
 
   #startEngine(): void {
@@ -183,13 +199,14 @@ export class ChainRuntime {
   }
 
   #onTx(data: Uint8Array, from: string): void {
-    try {
-      this.#opts.mempool.add(data, this.#app.state)
-    } catch (err) {
-      if (!(err instanceof TxError)) throw err
+    this.#admit(data).catch((err: unknown) => {
+      if (!(err instanceof TxError)) {
+        this.#log.error({ err: describeError(err) }, 'unexpected error admitting a gossiped transaction')
+        return
+      }
       this.stats.rejectedTxs++
       if (err.action === 'reject') this.#opts.transport.penalize(from, err.message)
-    }
+    })
   }
 
   /** Reports a double sign seen by consensus as a staking.evidence transaction from this node. */
@@ -212,11 +229,9 @@ export class ChainRuntime {
       kind: 'staking.evidence',
       body: evidence,
     })
-    try {
-      this.submitTx(encodeTx(tx))
-    } catch (err) {
-      this.#log.warn({ err: describeError(err) }, 'could not submit evidence')
-    }
+    this.submitTx(encodeTx(tx)).catch((err: unknown) =>
+      this.#log.warn({ err: describeError(err) }, 'could not submit evidence'),
+    )
   }
 
   // ---- block sync -------------------------------------------------------------------------------

@@ -8,12 +8,14 @@
  * replay on this chain). The transaction hash is sha256 of the whole encoded envelope.
  */
 import { encode, decode } from '../core/codec.ts'
+import { signingDigest } from '../core/signing.ts'
 import { sha256 } from '../core/hash.ts'
 import { asUint64 } from '../core/uint.ts'
 import type { DecodeError, InvalidInputError } from '../core/errors.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid } from '../identity/did-key.ts'
+import type { VerifyItem } from '../identity/verify-pool.ts'
 import { TxError } from './errors.ts'
 
 export const TX_SIGNING_KIND = 'chain.tx'
@@ -111,4 +113,15 @@ export function verifyTxSignature(tx: SignedTx): boolean {
     return false
   }
   return verifySignature(publicKey, TX_SIGNING_KIND, signBytes(tx), tx.signature)
+}
+
+/** What a VerifyPool needs to check this transaction's signature, or undefined if the sender is not a valid did:key. */
+export function txVerifyItem(tx: SignedTx): VerifyItem | undefined {
+  let publicKey: Uint8Array
+  try {
+    publicKey = ed25519PublicKeyFromDid(tx.sender)
+  } catch {
+    return undefined
+  }
+  return { publicKey, digest: signingDigest(TX_SIGNING_KIND, signBytes(tx)), signature: tx.signature }
 }

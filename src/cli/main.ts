@@ -13,6 +13,8 @@ import { registerId } from './commands/id.ts'
 import { registerInit } from './commands/init.ts'
 import { registerKeys } from './commands/keys.ts'
 import { registerGenesis } from './commands/genesis.ts'
+import { registerLocalnet } from './commands/localnet.ts'
+import { registerSim } from './commands/sim.ts'
 import { VERSION } from './version.ts'
 
 export function buildProgram(io: CliIo): Command {
@@ -60,6 +62,8 @@ Docs: README.md and docs/architecture.md`,
   registerConfig(program, io)
   registerChain(program, io)
   registerGenesis(program, io)
+  registerLocalnet(program, io)
+  registerSim(program, io)
   for (const command of program.commands) command.exitOverride()
   return program
 }

@@ -62,10 +62,18 @@ function multibaseOf(prefix: Uint8Array, publicKey: Uint8Array): string {
   return base58btc.encode(concat(prefix, publicKey))
 }
 
+const didCache = new Map<string, string>()
+
 /** The did:key of a raw 32-byte Ed25519 public key. */
 export function didFromEd25519PublicKey(publicKey: Uint8Array): string {
+  const id = publicKey instanceof Uint8Array && publicKey.length === 32 ? Buffer.from(publicKey).toString('base64') : ''
+  const cached = didCache.get(id)
+  if (cached !== undefined) return cached
   if (!isValidEd25519PublicKey(publicKey)) throw new DidKeyError('invalidPublicKey', 'not an Ed25519 public key')
-  return `did:key:${multibaseOf(ED25519_PREFIX, publicKey)}`
+  const did = `did:key:${multibaseOf(ED25519_PREFIX, publicKey)}`
+  if (didCache.size >= PARSED_CACHE_SIZE) didCache.delete(didCache.keys().next().value ?? '')
+  didCache.set(id, did)
+  return did
 }
 
 /** The did:key of a raw 32-byte X25519 public key. */
@@ -74,8 +82,21 @@ export function didFromX25519PublicKey(publicKey: Uint8Array): string {
   return `did:key:${multibaseOf(X25519_PREFIX, publicKey)}`
 }
 
+/** Valid DIDs already parsed: the curve check costs ~1 ms and chain code sees the same DIDs constantly. */
+const parsedCache = new Map<string, ParsedDidKey>()
+const PARSED_CACHE_SIZE = 10_000
+
 /** Decodes and validates a did:key; throws `DidKeyError` with the spec's error name. */
 export function parseDidKey(did: string): ParsedDidKey {
+  const cached = typeof did === 'string' ? parsedCache.get(did) : undefined
+  if (cached !== undefined) return { ...cached, publicKey: Uint8Array.from(cached.publicKey) }
+  const parsed = parseUncached(did)
+  if (parsedCache.size >= PARSED_CACHE_SIZE) parsedCache.delete(parsedCache.keys().next().value ?? '')
+  parsedCache.set(did, { ...parsed, publicKey: Uint8Array.from(parsed.publicKey) })
+  return parsed
+}
+
+function parseUncached(did: string): ParsedDidKey {
   if (typeof did !== 'string' || did.length > MAX_DID_LENGTH) {
     throw new DidKeyError('invalidDid', `a did:key is a string of at most ${MAX_DID_LENGTH} characters`)
   }

@@ -97,6 +97,16 @@ export function verifySignature(
   }
 }
 
+/** Verifies a signature over an already computed signing digest (see core/signing.ts). Never throws. */
+export function verifySignatureDigest(publicKey: Uint8Array, digest: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== PUBLIC_KEY_LENGTH || signature.length !== SIGNATURE_LENGTH) return false
+  try {
+    return cryptoVerify(null, digest, ed25519PublicKeyObject(publicKey), signature)
+  } catch {
+    return false
+  }
+}
+
 const publicKeyCache = new Map<string, KeyObject>()
 const PUBLIC_KEY_CACHE_SIZE = 1024
 

@@ -124,7 +124,8 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
       handler: async (request) => {
         const hash = (request.params as Params<typeof HashParams>).hash.toLowerCase()
         const height = await chain.txHeight(fromHex(hash))
-        if (height === undefined) throw new NotFoundError(`transaction ${hash} is not committed (it may still be pending)`)
+        if (height === undefined)
+          throw new NotFoundError(`transaction ${hash} is not committed (it may still be pending)`)
         return { hash, height }
       },
     },
@@ -140,7 +141,13 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
       handler: async (request) => {
         const key = fromHex((request.query as Params<typeof ProofQuery>).key)
         const { height, root, value, proof } = chain.prove(key)
-        return { height, root: toHex(root), key: toHex(key), value: value === undefined ? null : toHex(value), proof: toHex(encodeProof(proof)) }
+        return {
+          height,
+          root: toHex(root),
+          key: toHex(key),
+          value: value === undefined ? null : toHex(value),
+          proof: toHex(encodeProof(proof)),
+        }
       },
     },
   ]

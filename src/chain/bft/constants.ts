@@ -46,7 +46,9 @@ export function timeoutMs(config: TimeoutConfig, kind: TimeoutKind, round: numbe
 
 /** Sum of the three timeouts of one round: how long a round that ends in timeouts lasts at least. */
 export function roundTimeoutMs(config: TimeoutConfig, round: number): number {
-  return timeoutMs(config, 'propose', round) + timeoutMs(config, 'prevote', round) + timeoutMs(config, 'precommit', round)
+  return (
+    timeoutMs(config, 'propose', round) + timeoutMs(config, 'prevote', round) + timeoutMs(config, 'precommit', round)
+  )
 }
 
 /** Sum of the timeouts of rounds 0..round−1: what a proposal at `round` must show PoH for. */

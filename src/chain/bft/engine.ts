@@ -33,7 +33,7 @@ import {
 } from './constants.ts'
 import { ConsensusMessageError, DoubleSignError } from './errors.ts'
 import { verifyCommit, verifyProposal, verifyVote } from './messages.ts'
-import type { PrivValidator } from './privval.ts'
+import type { LockProof, PrivValidator, SignLock } from './privval.ts'
 import { selectProposer } from './proposer.ts'
 import {
   blockKey,
@@ -212,7 +212,10 @@ export class ConsensusEngine<B> {
     this.#app = options.app
     this.#privval = options.privval
     this.#clock = options.clock
-    this.#send = options.send
+    this.#send = (msg) => {
+      // A handler that was mid-way when stop() came must not speak any more.
+      if (!this.#stopped) options.send(msg)
+    }
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
     this.#quorum = options.quorum ?? twoThirdsQuorum
     this.#verifyVote = options.verifyVote ?? verifyVote
@@ -244,7 +247,10 @@ export class ConsensusEngine<B> {
   receive(msg: ConsensusMessage, peerHint?: string): void {
     if (this.#stopped) return
     if (this.#queuedMessages >= MAX_QUEUED_MESSAGES) {
-      this.#reject(peerHint, new ConsensusMessageError('consensus queue is full; message dropped', { action: 'ignore' }))
+      this.#reject(
+        peerHint,
+        new ConsensusMessageError('consensus queue is full; message dropped', { action: 'ignore' }),
+      )
       return
     }
     this.#queuedMessages++
@@ -361,13 +367,45 @@ export class ConsensusEngine<B> {
       const state = await this.#privval.lastSignState()
       if (state !== undefined && state.height === hs.height) round = state.round
       const lock = await this.#privval.lockAt(hs.height)
-      if (lock !== undefined) {
-        hs.lockedRound = lock.round
-        hs.lockedKey = blockKey(lock.blockId)
+      if (lock !== undefined) this.#restoreLock(hs, lock)
+      // Votes signed before the crash count again and go out again: they cannot be re-signed
+      // differently, and others may still need them for a quorum.
+      for (const vote of await this.#privval.votesAt(hs.height)) {
+        hs.votes.add(vote)
+        const msg: ConsensusMessage = { kind: 'vote', vote }
+        hs.own.push(msg)
+        this.#send(msg)
       }
     }
     hs.started = true
     await this.#startRound(round)
+    const state = await this.#privval?.lastSignState()
+    if (state !== undefined && state.height === hs.height && state.round === hs.round && state.step > 1) {
+      // Resume at the step this key had reached; what it signed there stands.
+      this.#setStep(hs, state.step === 2 ? 'prevote' : 'precommit')
+    }
+  }
+
+  /** The lock survives a crash; with its block and polka it is also this node's valid value again. */
+  #restoreLock(hs: HeightState<B>, lock: SignLock): void {
+    hs.lockedRound = lock.round
+    hs.lockedKey = blockKey(lock.blockId)
+    if (lock.block === undefined) return
+    let candidate: Candidate<B>
+    try {
+      candidate = this.#candidate(this.#app.decodeBlock(lock.block), lock.block)
+    } catch (err) {
+      this.#log.warn({ err: describeError(err) }, 'the locked block from the sign state does not decode')
+      return
+    }
+    if (candidate.key !== hs.lockedKey) return
+    hs.validValue = candidate
+    hs.validRound = lock.round
+    hs.validity.set(`${candidate.key}:${lock.round}`, true)
+    for (const vote of lock.polka ?? []) {
+      const member = findValidator(hs.set, vote.validator)
+      if (member !== undefined && this.#verifyVote(vote, member.publicKey)) hs.votes.add(vote)
+    }
   }
 
   async #startHeight(): Promise<void> {
@@ -420,14 +458,16 @@ export class ConsensusEngine<B> {
     }
     const member = findValidator(hs.set, vote.validator)
     if (member === undefined) {
-      throw new ConsensusMessageError('vote from a validator outside the set', { details: { validator: vote.validator } })
+      throw new ConsensusMessageError('vote from a validator outside the set', {
+        details: { validator: vote.validator },
+      })
     }
     const set = hs.votes.votes(vote.round, vote.type)
     const novelty = set.novelty(vote)
-    if (novelty === 'same' || novelty === 'conflict-known') return
+    if (novelty === 'same' || novelty === 'conflict-full') return
     if (!this.#verifyVote(vote, member.publicKey)) throw new ConsensusMessageError('vote signature is invalid')
     const result = hs.votes.add(vote)
-    if (result.kind === 'evidence') this.#options.onEvidence?.(result.evidence)
+    if (result.kind === 'conflict' && result.evidence !== undefined) this.#options.onEvidence?.(result.evidence)
   }
 
   /** A vote for the height just decided: a late precommit for the certificate, and a sign that its sender lags. */
@@ -485,6 +525,8 @@ export class ConsensusEngine<B> {
     records.push({ proposal: p, candidate, valid, msg })
     hs.proposals.set(p.round, records)
     hs.votes.noteSpeaker(p.round, p.proposer)
+    // A re-proposal claims its block had a polka in its valid round (see VoteSet: claims).
+    if (p.validRound >= 0) hs.votes.votes(p.validRound, 'prevote').claim(p.blockId)
   }
 
   async #onCommit(block: B, cert: CommitCertificate, peer: string | undefined): Promise<void> {
@@ -595,7 +637,8 @@ export class ConsensusEngine<B> {
           hs.lockedRound = round
           hs.lockedKey = polka.candidate.key
           this.#setStep(hs, 'precommit')
-          await this.#vote(hs, 'precommit', polka.candidate.id)
+          const proof = { block: polka.candidate.bytes, polka: prevotes.votesFor(polka.candidate.id) }
+          await this.#vote(hs, 'precommit', polka.candidate.id, proof)
         }
         return true
       }
@@ -711,19 +754,20 @@ export class ConsensusEngine<B> {
     }
   }
 
-  async #vote(hs: HeightState<B>, type: VoteType, blockId: Uint8Array | null): Promise<void> {
+  async #vote(hs: HeightState<B>, type: VoteType, blockId: Uint8Array | null, proof?: LockProof): Promise<void> {
     const privval = this.#privval
     if (privval === undefined || findValidator(hs.set, privval.did) === undefined) return
     let vote: Vote
     try {
-      vote = await privval.signVote({
+      const unsigned = {
         chainId: this.chainId,
         height: hs.height,
         round: hs.round,
         type,
         blockId,
         validator: privval.did,
-      })
+      }
+      vote = await privval.signVote(unsigned, proof)
     } catch (err) {
       if (!(err instanceof DoubleSignError)) throw err
       this.#log.warn({ err: err.message }, 'private validator refused to sign a vote')
@@ -758,7 +802,9 @@ export class ConsensusEngine<B> {
       set: hs.set,
       precommits,
       proposal,
-      resentAt: Number.NEGATIVE_INFINITY,
+      // Validators that decided with us send late precommits too; only one still talking about
+      // this height a gossip interval later is really behind.
+      resentAt: this.#clock.now(),
     }
     for (const cancel of this.#timers) cancel()
     this.#timers.clear()

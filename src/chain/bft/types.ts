@@ -61,7 +61,8 @@ export interface DuplicateVoteEvidence {
 }
 
 /** What travels between nodes. `block` is the application's encoding of the proposed block. */
-export type ConsensusMessage = { kind: 'proposal'; proposal: Proposal; block: Uint8Array } | { kind: 'vote'; vote: Vote }
+export type ConsensusMessage =
+  { kind: 'proposal'; proposal: Proposal; block: Uint8Array } | { kind: 'vote'; vote: Vote }
 
 /** Decides whether `power` out of `total` is a quorum. The default is "more than 2/3". */
 export type QuorumRule = (power: bigint, total: bigint) => boolean

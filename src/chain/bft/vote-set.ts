@@ -6,7 +6,7 @@
  *
  * Votes added here must already be verified (signature, membership, chain, height).
  */
-import { equals } from '../../core/bytes.ts'
+import { fromHex } from '../../core/bytes.ts'
 import {
   blockKey,
   findValidator,
@@ -20,14 +20,27 @@ import {
 } from './types.ts'
 
 /** How a vote relates to what a set already holds, before paying for a signature check. */
-export type VoteNovelty = 'new' | 'same' | 'conflict' | 'conflict-known'
+export type VoteNovelty = 'new' | 'same' | 'conflict' | 'conflict-full'
 
 export type AddVoteResult =
   | { kind: 'added' }
   | { kind: 'duplicate' }
-  | { kind: 'evidence'; evidence: DuplicateVoteEvidence }
+  | { kind: 'conflict'; evidence: DuplicateVoteEvidence | undefined }
   | { kind: 'ignored' }
 
+/** Distinct conflicting votes kept per validator (beyond its first vote): bounds an equivocator's memory. */
+const MAX_CONFLICTS_PER_VALIDATOR = 3
+
+/**
+ * Counting rule. A validator's FIRST vote counts; a later different vote is recorded as evidence
+ * and counts nowhere, with one exception borrowed from CometBFT (its peer "maj23" claims): once
+ * someone claims that block X had a quorum here (for prevotes: a signed re-proposal of X naming
+ * this round as its valid round), conflicting votes for X are added to X's tally, each validator
+ * still at most once. Without that, an equivocator can show one value to some honest validators
+ * and another to the rest, so that the polka one of them locked on can never be seen by the
+ * others and the lock can never be released. It stays safe: two values with more than 2/3 each
+ * would need more than 1/3 of the power to have voted for both, i.e. an honest double vote.
+ */
 export class VoteSet {
   readonly height: number
   readonly round: number
@@ -35,8 +48,10 @@ export class VoteSet {
   readonly #set: ValidatorSet
   readonly #quorum: QuorumRule
   readonly #votes = new Map<string, Vote>()
-  readonly #conflicts = new Map<string, DuplicateVoteEvidence>()
+  readonly #conflicts = new Map<string, Vote[]>()
+  readonly #evidence: DuplicateVoteEvidence[] = []
   readonly #power = new Map<string, bigint>()
+  readonly #claimed = new Map<string, bigint>()
   #total = 0n
 
   constructor(height: number, round: number, type: VoteType, set: ValidatorSet, quorum: QuorumRule = twoThirdsQuorum) {
@@ -47,32 +62,55 @@ export class VoteSet {
     this.#quorum = quorum
   }
 
-  /** Whether `vote` is new, a repeat of the held vote, or conflicts with it (cheap; no signature check). */
+  /** Whether `vote` is new, a repeat, or a conflicting vote worth checking (cheap; no signature check). */
   novelty(vote: Vote): VoteNovelty {
     const held = this.#votes.get(vote.validator)
     if (held === undefined) return 'new'
-    if (blockKey(held.blockId) === blockKey(vote.blockId)) return 'same'
-    return this.#conflicts.has(vote.validator) ? 'conflict-known' : 'conflict'
+    const key = blockKey(vote.blockId)
+    if (blockKey(held.blockId) === key) return 'same'
+    const conflicts = this.#conflicts.get(vote.validator) ?? []
+    if (conflicts.some((v) => blockKey(v.blockId) === key)) return 'same'
+    return conflicts.length >= MAX_CONFLICTS_PER_VALIDATOR ? 'conflict-full' : 'conflict'
   }
 
-  /** Adds a verified vote. A different second vote from one validator becomes evidence and is not counted. */
+  /**
+   * Adds a verified vote. A different later vote from the same validator is kept aside (not
+   * counted unless its block is claimed) and, the first time, returned as evidence.
+   */
   add(vote: Vote): AddVoteResult {
     if (vote.height !== this.height || vote.round !== this.round || vote.type !== this.type) return { kind: 'ignored' }
     const member = findValidator(this.#set, vote.validator)
     if (member === undefined) return { kind: 'ignored' }
-    const held = this.#votes.get(vote.validator)
-    if (held !== undefined) {
-      if (blockKey(held.blockId) === blockKey(vote.blockId)) return { kind: 'duplicate' }
-      if (this.#conflicts.has(vote.validator)) return { kind: 'ignored' }
-      const evidence = { a: held, b: vote }
-      this.#conflicts.set(vote.validator, evidence)
-      return { kind: 'evidence', evidence }
+    const novelty = this.novelty(vote)
+    if (novelty === 'same') return { kind: 'duplicate' }
+    if (novelty === 'conflict-full') return { kind: 'ignored' }
+    const key = blockKey(vote.blockId)
+    if (novelty === 'conflict') {
+      const conflicts = this.#conflicts.get(vote.validator) ?? []
+      conflicts.push(vote)
+      this.#conflicts.set(vote.validator, conflicts)
+      const claimed = this.#claimed.get(key)
+      if (claimed !== undefined) this.#claimed.set(key, claimed + member.power)
+      if (conflicts.length > 1) return { kind: 'conflict', evidence: undefined }
+      const evidence = { a: this.#votes.get(vote.validator) as Vote, b: vote }
+      this.#evidence.push(evidence)
+      return { kind: 'conflict', evidence }
     }
     this.#votes.set(vote.validator, vote)
-    const key = blockKey(vote.blockId)
     this.#power.set(key, (this.#power.get(key) ?? 0n) + member.power)
     this.#total += member.power
     return { kind: 'added' }
+  }
+
+  /** Someone claims `blockId` had a quorum here: from now on conflicting votes for it count for it. */
+  claim(blockId: Uint8Array): void {
+    const key = blockKey(blockId)
+    if (this.#claimed.has(key)) return
+    let extra = 0n
+    for (const [did, conflicts] of this.#conflicts) {
+      if (conflicts.some((v) => blockKey(v.blockId) === key)) extra += findValidator(this.#set, did)?.power ?? 0n
+    }
+    this.#claimed.set(key, extra)
   }
 
   get(validator: string): Vote | undefined {
@@ -81,10 +119,11 @@ export class VoteSet {
 
   /** Power of the votes for `blockId` (null: nil). */
   powerFor(blockId: Uint8Array | null): bigint {
-    return this.#power.get(blockKey(blockId)) ?? 0n
+    const key = blockKey(blockId)
+    return (this.#power.get(key) ?? 0n) + (this.#claimed.get(key) ?? 0n)
   }
 
-  /** Power of all counted votes, whatever they are for. */
+  /** Power of all counted first votes, whatever they are for. */
   get totalVoted(): bigint {
     return this.#total
   }
@@ -102,19 +141,32 @@ export class VoteSet {
   /** The values (block ids, null for nil) that have a quorum. At most one unless the quorum rule is weakened. */
   quorumValues(): (Uint8Array | null)[] {
     const out: (Uint8Array | null)[] = []
-    for (const [key, power] of this.#power) {
-      if (!this.#quorum(power, this.#set.totalPower)) continue
-      out.push(key === '' ? null : this.#blockIdOf(key))
+    const keys = new Set([...this.#power.keys(), ...this.#claimed.keys()])
+    for (const key of keys) {
+      if (!this.#quorum(this.powerFor(key === '' ? null : fromKey(key)), this.#set.totalPower)) continue
+      out.push(key === '' ? null : fromKey(key))
     }
     return out
   }
 
-  /** The counted votes for `blockId` (null: nil), in validator order. */
+  /** One vote per validator for `blockId` (null: nil), claimed conflicting ones included, in validator order. */
   votesFor(blockId: Uint8Array | null): Vote[] {
-    return this.votes().filter((v) => (blockId === null ? v.blockId === null : isFor(v, blockId)))
+    const key = blockKey(blockId)
+    const claimed = this.#claimed.has(key)
+    const out: Vote[] = []
+    for (const v of this.#set.validators) {
+      const vote = this.#votes.get(v.did)
+      if (vote === undefined) continue
+      if (blockKey(vote.blockId) === key) out.push(vote)
+      else if (claimed) {
+        const other = this.#conflicts.get(v.did)?.find((c) => blockKey(c.blockId) === key)
+        if (other !== undefined) out.push(other)
+      }
+    }
+    return out
   }
 
-  /** All counted votes, in validator order. */
+  /** All counted first votes, in validator order. */
   votes(): Vote[] {
     const out: Vote[] = []
     for (const v of this.#set.validators) {
@@ -124,19 +176,14 @@ export class VoteSet {
     return out
   }
 
-  /** Evidence recorded in this set. */
+  /** Evidence recorded in this set (one per equivocating validator). */
   evidence(): DuplicateVoteEvidence[] {
-    return [...this.#conflicts.values()]
-  }
-
-  #blockIdOf(key: string): Uint8Array {
-    for (const vote of this.#votes.values()) if (blockKey(vote.blockId) === key) return vote.blockId as Uint8Array
-    throw new Error('unreachable: a counted block id has a vote')
+    return [...this.#evidence]
   }
 }
 
-function isFor(vote: Vote, blockId: Uint8Array): boolean {
-  return vote.blockId !== null && equals(vote.blockId, blockId)
+function fromKey(key: string): Uint8Array {
+  return fromHex(key)
 }
 
 /** Every round's prevotes and precommits of one height, and who spoke in each round. */

@@ -8,7 +8,7 @@
  * numHashes equals the chain's hashesPerTick; any other entry must carry a mixin (the Merkle
  * root of the transactions it orders). Ticks count elapsed time; mixins fix transaction order.
  */
-import { digest, digest2Bytes32 } from '@chainsafe/as-sha256'
+import { PohHasher } from './hasher.ts'
 import { equals } from '../../core/bytes.ts'
 
 export const POH_HASH_LENGTH = 32
@@ -22,11 +22,15 @@ export interface PohEntry {
   hash: Uint8Array
 }
 
-/** Applies `count` sequential hashes, then the mixin (if any). */
+let sharedHasher: PohHasher | undefined
+
+/** Applies `count` sequential hashes, then the mixin (if any). Runs in WASM memory (PohHasher). */
 export function extendPoh(start: Uint8Array, count: number, mixin?: Uint8Array): Uint8Array {
-  let h = start
-  for (let i = 0; i < count; i++) h = digest(h)
-  return mixin === undefined ? Uint8Array.from(h) : digest2Bytes32(h, mixin)
+  sharedHasher ??= new PohHasher()
+  sharedHasher.set(start)
+  sharedHasher.hashN(count)
+  if (mixin !== undefined) sharedHasher.mix(mixin)
+  return sharedHasher.hash
 }
 
 export type PohCheck = { ok: true; end: Uint8Array; ticks: number } | { ok: false; index: number; reason: string }

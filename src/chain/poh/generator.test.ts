@@ -4,6 +4,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { verifyPohEntries, type PohEntry } from './entries.ts'
 import { PohStoppedError } from './errors.ts'
@@ -63,7 +66,9 @@ test('record places each mixin in order, after the plain hashes since the previo
         withMixins.map((e) => e.mixin),
         [...mixins, new Uint8Array(32).fill(8), new Uint8Array(32).fill(9)],
       )
-      for (const entry of [...recorded, ...both]) assert.ok(entries.includes(entry), 'record() answers the drained entry')
+      for (const entry of [...recorded, ...both]) {
+        assert.ok(entries.includes(entry), 'record() answers the drained entry')
+      }
       for (const entry of withMixins) assert.ok(entry.numHashes < HPT)
     })
   }
@@ -79,7 +84,7 @@ test('drains return consecutive runs of the one chain', async () => {
       runs.push(await g.drain())
       assert.equal(g.ticks, 0, 'a drain restarts the tick count')
     }
-    let start = zero
+    let start: Uint8Array = zero
     for (const run of runs) {
       const check = verifyPohEntries(start, run, HPT)
       assert.equal(check.ok, true)
@@ -130,33 +135,36 @@ test('bad input, aborts and calls on a stopped generator are typed errors', asyn
   const waiting = g.waitForTicks(1_000_000, { signal: controller.signal })
   controller.abort()
   await assert.rejects(waiting, AbortError)
-  const pending = g.waitForTicks(1_000_000)
+  const pending = assert.rejects(g.waitForTicks(1_000_000), PohStoppedError)
   await g.stop()
-  await assert.rejects(pending, PohStoppedError)
+  await pending
   await g.stop() // twice is fine
 })
 
 test('stop leaves no running handles', async () => {
   const ports = (): number => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length
   const before = ports()
-  const g = new PohGenerator({ hashesPerTick: HPT, ticksPerSecond: 500 })
-  g.start()
-  await g.waitForTicks(2)
-  assert.ok(ports() > before)
-  await g.stop()
+  await withGenerator({ ticksPerSecond: 500 }, async (g) => {
+    await g.waitForTicks(2)
+  })
   assert.equal(ports(), before)
 })
 
-test('a process that starts and stops a generator exits on its own', async () => {
-  const script = `
-    const { PohGenerator } = await import(${JSON.stringify(new URL('./generator.ts', import.meta.url).href)})
+test('a process that starts and stops a generator exits on its own', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-poh-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const script = join(dir, 'run.mjs')
+  await writeFile(
+    script,
+    `const { PohGenerator } = await import(${JSON.stringify(new URL('./generator.ts', import.meta.url).href)})
     const g = new PohGenerator({ hashesPerTick: 64, ticksPerSecond: 100 })
     g.start()
     await g.waitForTicks(2)
     await g.record(new Uint8Array(32))
     await g.stop()
-  `
+    `,
+  )
   // A leaked worker or timer would keep the child alive until this timeout kills it.
-  const child = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 })
+  const child = await promisify(execFile)(process.execPath, [script], { timeout: 60_000 })
   assert.equal(child.stderr, '')
 })

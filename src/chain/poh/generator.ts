@@ -4,11 +4,12 @@
  * whenever `record` is called. The main thread keeps the entries produced since the last `drain`.
  * See generator.worker.ts for the loop and its pacing rules.
  */
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { silentLogger, type Logger } from '../../core/logger.ts'
 import { POH_HASH_LENGTH, type PohEntry } from './entries.ts'
 import { PohResetError, PohStoppedError, PohWorkerError } from './errors.ts'
+import { spawnPohWorker } from './threads.ts'
 import { decodePohEntries } from './wire.ts'
 import type { GeneratorCommand, GeneratorEvent, GeneratorWorkerData } from './generator.worker.ts'
 
@@ -105,7 +106,10 @@ export class PohGenerator {
       commands: port2,
       epoch: this.#epoch,
     }
-    const worker = new Worker(new URL('./generator.worker.ts', import.meta.url), { workerData, transferList: [port2] })
+    const worker = spawnPohWorker(new URL('./generator.worker.ts', import.meta.url), {
+      workerData,
+      transferList: [port2],
+    })
     const running: Running = { worker, port: port1, doorbell: new Int32Array(doorbell) }
     worker.on('message', (event: GeneratorEvent) => this.#onEvent(event))
     worker.on('error', (err) => {

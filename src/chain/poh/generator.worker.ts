@@ -115,7 +115,7 @@ function takeCommands(): void {
   while (seen !== Atomics.load(bell, 0)) {
     const received = receiveMessageOnPort(data.commands)
     if (received === undefined) return
-    seen++
+    seen = (seen + 1) | 0 // the doorbell is an Int32 and wraps the same way
     handle(received.message as GeneratorCommand)
   }
 }

@@ -12,13 +12,14 @@
  * report the hash); either way the list is refused.
  */
 import { availableParallelism } from 'node:os'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { silentLogger, type Logger } from '../../core/logger.ts'
 import { DEFAULT_INLINE_THRESHOLD, DEFAULT_SLICES_PER_WORKER } from './constants.ts'
 import { POH_HASH_LENGTH, entryShapeError, type PohCheck, type PohEntry } from './entries.ts'
 import { PohStoppedError, PohWorkerError } from './errors.ts'
 import { PohHasher } from './hasher.ts'
+import { spawnPohWorker } from './threads.ts'
 import { checkEncodedSlice, encodePohEntries } from './wire.ts'
 import type { VerifyTask } from './verifier.worker.ts'
 
@@ -193,7 +194,7 @@ export class PohVerifier {
       assertInputs(start, hashesPerTick)
       const shape = shapeCheck(entries, hashesPerTick)
       if (typeof shape !== 'number') return Promise.resolve(shape)
-      if (shape < this.#inlineThreshold) return Promise.resolve(checkInline(start, entries))
+      if (shape < this.#inlineThreshold || entries.length === 0) return Promise.resolve(checkInline(start, entries))
       if (!this.#running) throw new PohStoppedError('the PoH verifier is not running; call start() first')
       return this.#verifyOnPool(start, entries, signal)
     } catch (err) {
@@ -235,7 +236,7 @@ export class PohVerifier {
   }
 
   #spawn(): PoolWorker {
-    const member: PoolWorker = { worker: new Worker(new URL('./verifier.worker.ts', import.meta.url)) }
+    const member: PoolWorker = { worker: spawnPohWorker(new URL('./verifier.worker.ts', import.meta.url)) }
     member.worker.on('message', (answer: { taskId: number; check: PohCheck }) => this.#onAnswer(member, answer))
     member.worker.on('error', (err) => {
       member.error = err

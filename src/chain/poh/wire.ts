@@ -79,12 +79,7 @@ export function decodePohEntries(buffer: ArrayBufferLike): { start: Uint8Array; 
  * claims (or the header for from = 0), so slices can be checked independently and in parallel.
  * Indexes in the result are indexes in the whole buffer. Shapes are not checked here.
  */
-export function checkEncodedSlice(
-  hasher: PohHasher,
-  buffer: ArrayBufferLike,
-  from: number,
-  to: number,
-): PohCheck {
+export function checkEncodedSlice(hasher: PohHasher, buffer: ArrayBufferLike, from: number, to: number): PohCheck {
   const bytes = new Uint8Array(buffer)
   const view = new DataView(buffer)
   hasher.set(bytes, from === 0 ? 0 : entryOffset(from - 1) + HASH_AT)

@@ -14,7 +14,7 @@ import { roundTimeoutMs, type TimeoutConfig } from '../bft/constants.ts'
 import type { ConsensusApp } from '../bft/engine.ts'
 import { selectProposer } from '../bft/proposer.ts'
 import type { CommitCertificate, ValidatorSet } from '../bft/types.ts'
-import { POH_HASH_LENGTH, PohChain, verifyPohEntries, type PohEntry } from '../poh/entries.ts'
+import { POH_HASH_LENGTH, PohChain, verifyPohEntries, type PohCheck, type PohEntry } from '../poh/entries.ts'
 import { coversRound, ticksRequiredForRound } from '../poh/round-proof.ts'
 import type { Rng } from './rng.ts'
 
@@ -65,7 +65,9 @@ export function encodeSimBlock(block: SimBlock): Uint8Array {
     poh: {
       start: block.poh.start,
       entries: block.poh.entries.map((e) =>
-        e.mixin === undefined ? { numHashes: e.numHashes, hash: e.hash } : { numHashes: e.numHashes, hash: e.hash, mixin: e.mixin },
+        e.mixin === undefined
+          ? { numHashes: e.numHashes, hash: e.hash }
+          : { numHashes: e.numHashes, hash: e.hash, mixin: e.mixin },
       ),
     },
   })
@@ -134,6 +136,18 @@ export function tipOf(block: SimBlock): ChainTip {
   return { id: simBlockId(block), pohEnd: pohEndOf(block) }
 }
 
+const pohChecks = new WeakMap<SimBlock, PohCheck>()
+
+/** PoH verification depends only on the block: memoized per block object (nodes share decoded blocks). */
+function pohCheckOf(block: SimBlock, hashesPerTick: number): PohCheck {
+  let check = pohChecks.get(block)
+  if (check === undefined) {
+    check = verifyPohEntries(block.poh.start, block.poh.entries, hashesPerTick)
+    pohChecks.set(block, check)
+  }
+  return check
+}
+
 /** Ticks a block created for `round` must carry since its parent. */
 export function ticksRequired(params: SimChainParams, round: number): number {
   return ticksRequiredForRound(round, (r) => roundTimeoutMs(params.timeouts, r), params.ticksPerSecond)
@@ -158,7 +172,7 @@ export function checkSimBlock(
     return 'block was not made by the proposer of its round'
   }
   if (!equals(block.poh.start, parent.pohEnd)) return "PoH does not start at the parent's PoH end"
-  const check = verifyPohEntries(block.poh.start, block.poh.entries, params.hashesPerTick)
+  const check = pohCheckOf(block, params.hashesPerTick)
   if (!check.ok) return `PoH entry ${check.index}: ${check.reason}`
   if (!coversRound(check.ticks, block.round, (r) => roundTimeoutMs(params.timeouts, r), params.ticksPerSecond)) {
     return 'PoH does not cover the timeouts of the skipped rounds'
@@ -180,6 +194,8 @@ export interface SimChainAppOptions {
   /** Byzantine: accept every block without checking it. */
   acceptAll?: boolean
 }
+
+const decoded = new WeakMap<Uint8Array, SimBlock>()
 
 export class SimChainApp implements ConsensusApp<SimBlock> {
   readonly params: SimChainParams
@@ -205,7 +221,13 @@ export class SimChainApp implements ConsensusApp<SimBlock> {
   }
 
   decodeBlock(bytes: Uint8Array): SimBlock {
-    return decodeSimBlock(bytes)
+    // One message object reaches every node; decoding it once is enough (blocks are never mutated).
+    let block = decoded.get(bytes)
+    if (block === undefined) {
+      block = decodeSimBlock(bytes)
+      decoded.set(bytes, block)
+    }
+    return block
   }
 
   blockId(block: SimBlock): Uint8Array {

@@ -9,6 +9,7 @@ export {
   type ScheduleOptions,
   type SchedulePlan,
   type ScheduleResult,
+  type ScheduleStats,
   type RunSchedulesOptions,
   type Summary,
   type Violation,

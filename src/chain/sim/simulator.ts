@@ -92,6 +92,8 @@ export interface ScheduleOptions {
   maxEvents?: number
   /** ONLY to prove the checker can fail: a weaker quorum rule for every engine. */
   quorum?: QuorumRule
+  /** Receives one line per notable event (commits, crashes, partitions, sends) when replaying a seed. */
+  trace?(line: string): void
 }
 
 export interface SchedulePlan {
@@ -143,14 +145,22 @@ export interface ScheduleResult {
   maxRound: number
   simulatedMs: number
   events: number
-  stats: {
-    sent: number
-    dropped: number
-    rejected: number
-    evidence: number
-    syncs: number
-    crashes: number
-  }
+  stats: ScheduleStats
+}
+
+export interface ScheduleStats {
+  /** Messages handed to the network (per receiver). */
+  sent: number
+  /** Messages lost: dropped before GST, cut by a partition, or sent to a crashed node. */
+  dropped: number
+  /** Messages an engine refused (bad signature, wrong proposer, non-member...). */
+  rejected: number
+  /** Duplicate-vote evidence reported by engines. */
+  evidence: number
+  /** Block-sync requests by nodes that fell behind. */
+  syncs: number
+  crashes: number
+  partitions: number
 }
 
 export interface RunSchedulesOptions extends ScheduleOptions {
@@ -176,6 +186,8 @@ export interface Summary {
   maxRound: number
   /** Schedules that had each Byzantine behaviour. */
   behaviours: Record<ByzantineBehaviour, number>
+  /** What the schedules did, summed. */
+  totals: ScheduleStats
   elapsedMs: number
   schedulesPerSecond: number
   /** The first failing schedule's violations, for a quick look (replay it with its seed). */
@@ -229,7 +241,11 @@ export function drawPlan(seed: number, options: ScheduleOptions): SchedulePlan {
   const partitions: SchedulePlan['partitions'] = []
   for (let i = rng.int(0, 2); i > 0; i--) {
     const startMs = rng.int(0, gstMs - 1000)
-    partitions.push({ startMs, endMs: rng.int(startMs + 500, gstMs), kind: rng.chance(0.5) ? 'split' : 'isolate-proposer' })
+    partitions.push({
+      startMs,
+      endMs: rng.int(startMs + 500, gstMs),
+      kind: rng.chance(0.5) ? 'split' : 'isolate-proposer',
+    })
   }
   const honest = [...Array(nodes).keys()].filter((i) => !byzIndexes.includes(i))
   const crashes: SchedulePlan['crashes'] = []
@@ -301,6 +317,7 @@ export async function runSchedules(options: RunSchedulesOptions): Promise<Summar
     heights: { min: Number.POSITIVE_INFINITY, max: 0, total: 0 },
     maxRound: 0,
     behaviours: Object.fromEntries(BYZANTINE_BEHAVIOURS.map((b) => [b, 0])) as Record<ByzantineBehaviour, number>,
+    totals: { sent: 0, dropped: 0, rejected: 0, evidence: 0, syncs: 0, crashes: 0, partitions: 0 },
     elapsedMs: 0,
     schedulesPerSecond: 0,
   }
@@ -333,14 +350,28 @@ function addToSummary(summary: Summary, result: ScheduleResult): void {
   summary.heights.total += result.height
   summary.maxRound = Math.max(summary.maxRound, result.maxRound)
   for (const behaviour of new Set(result.plan.byzantine.map((b) => b.behaviour))) summary.behaviours[behaviour]++
+  for (const key of Object.keys(summary.totals) as (keyof ScheduleStats)[]) summary.totals[key] += result.stats[key]
 }
 
-/** A signature-check cache shared by the nodes of one schedule: each signed message is verified once, not n times. */
+/**
+ * A signature-check cache shared by the nodes of one schedule: each signed message is verified
+ * once, not once per receiver. Keyed by the signed content (never the signature alone, which an
+ * attacker could pair with other content); a message object delivered to several nodes is
+ * looked up by identity first (the simulator never mutates delivered messages).
+ */
 function createVerifier(): {
   vote(vote: Vote, publicKey: Uint8Array): boolean
   proposal(p: Proposal, publicKey: Uint8Array): boolean
 } {
   const cache = new Map<string, boolean>()
+  const seen = new WeakMap<object, { pk: Uint8Array; ok: boolean }>()
+  const byIdentity = (msg: object, pk: Uint8Array, verify: () => boolean): boolean => {
+    const hit = seen.get(msg)
+    if (hit !== undefined && hit.pk === pk) return hit.ok
+    const ok = verify()
+    seen.set(msg, { pk, ok })
+    return ok
+  }
   const check = (kind: string, bytes: Uint8Array, sig: Uint8Array, pk: Uint8Array, verify: () => boolean): boolean => {
     const key = `${kind}:${toHex(sha256(pk, sig, bytes))}`
     let ok = cache.get(key)
@@ -352,20 +383,22 @@ function createVerifier(): {
     return ok
   }
   return {
-    vote: (vote, pk) => {
-      try {
-        return check('v', voteSignBytes(vote), vote.signature, pk, () => verifyVote(vote, pk))
-      } catch {
-        return false
-      }
-    },
-    proposal: (p, pk) => {
-      try {
-        return check('p', proposalSignBytes(p), p.signature, pk, () => verifyProposal(p, pk))
-      } catch {
-        return false
-      }
-    },
+    vote: (vote, pk) =>
+      byIdentity(vote, pk, () => {
+        try {
+          return check('v', voteSignBytes(vote), vote.signature, pk, () => verifyVote(vote, pk))
+        } catch {
+          return false
+        }
+      }),
+    proposal: (p, pk) =>
+      byIdentity(p, pk, () => {
+        try {
+          return check('p', proposalSignBytes(p), p.signature, pk, () => verifyProposal(p, pk))
+        } catch {
+          return false
+        }
+      }),
   }
 }
 
@@ -385,7 +418,7 @@ class Simulation {
   readonly signed = new Map<string, string>()
   readonly safety: Violation[] = []
   readonly validity: Violation[] = []
-  readonly stats = { sent: 0, dropped: 0, rejected: 0, evidence: 0, syncs: 0, crashes: 0 }
+  readonly stats: ScheduleStats = { sent: 0, dropped: 0, rejected: 0, evidence: 0, syncs: 0, crashes: 0, partitions: 0 }
   readonly honestDids = new Set<string>()
   /** Active partitions: a map from node name to side. */
   partitions: Map<string, number>[] = []
@@ -449,6 +482,7 @@ class Simulation {
   async run(): Promise<ScheduleResult> {
     const plan = this.plan
     for (const node of this.nodes) this.#boot(node)
+    await this.#settle()
     for (const p of plan.partitions) {
       this.clock.setTimer(p.startMs, () => this.#startPartition(p.kind, p.endMs))
     }
@@ -460,6 +494,7 @@ class Simulation {
     }
     let gstReached = false
     this.clock.setTimer(plan.gstMs, () => {
+      this.#trace('GST: partitions healed, no more drops or long delays')
       gstReached = true
       this.partitions = []
       for (const node of this.nodes) node.baseline = node.disk.blocks.length
@@ -503,6 +538,10 @@ class Simulation {
     return result
   }
 
+  #trace(line: string): void {
+    this.options.trace?.(`${String(this.clock.now()).padStart(7)} ${line}`)
+  }
+
   #honest(): SimNode[] {
     return this.nodes.filter((n) => n.honest)
   }
@@ -529,9 +568,7 @@ class Simulation {
       rng: node.rng.fork(`app-${node.incarnation}`),
       disk: node.disk.blocks,
       onCommit: (block, cert) => this.#onCommit(node, block, cert),
-      ...(behaviour === 'invalid-blocks'
-        ? { acceptAll: true, defect: () => node.rng.pick(BLOCK_DEFECTS) }
-        : {}),
+      ...(behaviour === 'invalid-blocks' ? { acceptAll: true, defect: () => node.rng.pick(BLOCK_DEFECTS) } : {}),
     })
     const signer: Signer = node.honest
       ? { publicKey: node.key.publicKey, sign: (kind, payload) => this.#observeSign(node, kind, payload) }
@@ -564,6 +601,7 @@ class Simulation {
 
   #crash(node: SimNode): void {
     if (!node.up) return
+    this.#trace(`${node.name} crashes`)
     this.stats.crashes++
     node.engine?.stop()
     node.engine = undefined
@@ -575,6 +613,7 @@ class Simulation {
 
   #restart(node: SimNode): void {
     if (node.up) return
+    this.#trace(`${node.name} restarts at height ${node.disk.blocks.length + 1}`)
     this.#boot(node)
   }
 
@@ -588,6 +627,7 @@ class Simulation {
   /** Every message leaves through the real wire codec, once per send. */
   #onSend(from: SimNode, msg: ConsensusMessage): void {
     const wire = decodeConsensusMessage(encodeConsensusMessage(msg))
+    if (this.options.trace !== undefined) this.#trace(`${from.name} sends ${describeMessage(wire)}`)
     switch (from.behaviour) {
       case 'equivocate':
         if (wire.kind === 'proposal') return this.#equivocate(from, wire)
@@ -643,7 +683,8 @@ class Simulation {
       const rng = this.net
       for (const node of this.nodes) sides.set(node.name, rng.int(0, 1))
       const first = this.nodes[0]
-      if (first !== undefined && new Set(sides.values()).size === 1) sides.set(first.name, 1 - (sides.get(first.name) ?? 0))
+      if (first !== undefined && new Set(sides.values()).size === 1)
+        sides.set(first.name, 1 - (sides.get(first.name) ?? 0))
     } else {
       // Isolate the proposer that the most advanced honest node is waiting for.
       const ahead = this.#honest()
@@ -656,6 +697,8 @@ class Simulation {
       for (const node of this.nodes) sides.set(node.name, node.did === proposer ? 1 : 0)
     }
     this.partitions.push(sides)
+    this.stats.partitions++
+    this.#trace(`partition (${kind}) until ${endMs}: ${[...sides].map(([n, side]) => `${n}:${side}`).join(' ')}`)
     this.clock.setTimer(endMs - this.clock.now(), () => {
       this.partitions = this.partitions.filter((p) => p !== sides)
     })
@@ -748,7 +791,12 @@ class Simulation {
     if (before === undefined) this.signed.set(slot, value)
     else if (before !== value) {
       this.safety.push(
-        this.#violation('honest-double-sign', node, body.height, `${step} at round ${body.round}: ${before} then ${value}`),
+        this.#violation(
+          'honest-double-sign',
+          node,
+          body.height,
+          `${step} at round ${body.round}: ${before} then ${value}`,
+        ),
       )
     }
     return node.key.sign(kind, payload)
@@ -757,9 +805,11 @@ class Simulation {
   #onEvidence(node: SimNode, ev: DuplicateVoteEvidence): void {
     this.stats.evidence++
     try {
-      checkDuplicateVoteEvidence(ev, this.set, this.params.chainId)
+      checkDuplicateVoteEvidence(ev, this.set, this.params.chainId, { verifyVote: this.verifier.vote })
     } catch (err) {
-      this.safety.push(this.#violation('engine-error', node, ev.a.height, `engine reported bad evidence: ${String(err)}`))
+      this.safety.push(
+        this.#violation('engine-error', node, ev.a.height, `engine reported bad evidence: ${String(err)}`),
+      )
     }
     if (this.honestDids.has(ev.a.validator)) {
       this.safety.push(this.#violation('evidence-against-honest', node, ev.a.height, `validator ${ev.a.validator}`))
@@ -767,6 +817,9 @@ class Simulation {
   }
 
   #onCommit(node: SimNode, block: SimBlock, cert: CommitCertificate): void {
+    this.#trace(
+      `${node.name} commits height ${cert.height} round ${cert.round} ${toHex(simBlockId(block)).slice(0, 8)}`,
+    )
     if (!node.honest) return
     const height = cert.height
     try {
@@ -779,7 +832,12 @@ class Simulation {
     if (known !== undefined) {
       if (toHex(known.id) !== toHex(id)) {
         this.safety.push(
-          this.#violation('conflicting-commit', node, height, `committed ${toHex(id)} where another honest node committed ${toHex(known.id)}`),
+          this.#violation(
+            'conflicting-commit',
+            node,
+            height,
+            `committed ${toHex(id)} where another honest node committed ${toHex(known.id)}`,
+          ),
         )
       }
       return
@@ -793,4 +851,13 @@ class Simulation {
     if (problem !== undefined) this.validity.push(this.#violation('invalid-block-committed', node, height, problem))
     this.canonical.push({ id, tip: tipOf(block) })
   }
+}
+
+function describeMessage(msg: ConsensusMessage): string {
+  if (msg.kind === 'proposal') {
+    const p = msg.proposal
+    return `proposal h${p.height} r${p.round} vr${p.validRound} ${toHex(p.blockId).slice(0, 8)}`
+  }
+  const v = msg.vote
+  return `${v.type} h${v.height} r${v.round} ${v.blockId === null ? 'nil' : toHex(v.blockId).slice(0, 8)} by ${v.validator.slice(-6)}`
 }

@@ -42,7 +42,11 @@ function nodeUrl(command: Command, io: CliIo): string {
 }
 
 /** Runs an action against the node; API failures become one line that says what to do. */
-async function withNode(command: Command, io: CliIo, action: (ctx: CliContext, client: DonghaeClient) => Promise<void>): Promise<void> {
+async function withNode(
+  command: Command,
+  io: CliIo,
+  action: (ctx: CliContext, client: DonghaeClient) => Promise<void>,
+): Promise<void> {
   const ctx = createContext(command, io)
   const client = new DonghaeClient(nodeUrl(command, io))
   try {
@@ -75,7 +79,8 @@ function positiveAmount(text: string, flag: string): bigint {
 
 function waitTimeoutMs(text: string): number {
   const seconds = Number(text)
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(seconds) || seconds === 0) throw new CliError('--timeout must be a whole number of seconds, e.g. 60')
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(seconds) || seconds === 0)
+    throw new CliError('--timeout must be a whole number of seconds, e.g. 60')
   return seconds * 1000
 }
 
@@ -92,7 +97,9 @@ async function waitForCommit(ctx: CliContext, client: DonghaeClient, hash: strin
     }
     const now = Date.now()
     if (now - started >= timeoutMs) {
-      throw new CliError(`transaction ${hash} was not committed within ${timeoutMs / 1000} s; it may still be pending (check: donghae tx show ${hash})`)
+      throw new CliError(
+        `transaction ${hash} was not committed within ${timeoutMs / 1000} s; it may still be pending (check: donghae tx show ${hash})`,
+      )
     }
     if (now - reported >= WAIT_REPORT_EVERY_MS) {
       ctx.stderr.write(`  still waiting (${Math.round((now - started) / 1000)} s)\n`)
@@ -117,7 +124,13 @@ async function sendTx(ctx: CliContext, client: DonghaeClient, request: TxRequest
   const key = await decryptKeystore(keystore, password)
   const signed = signTx(key, { chainId, nonce, fee, kind: request.kind, body: request.body })
   const { hash } = await client.submitTx(encodeTx(signed))
-  const result: Record<string, unknown> = { hash, kind: request.kind, sender: signed.sender, nonce: nonce.toString(), fee: fee.toString() }
+  const result: Record<string, unknown> = {
+    hash,
+    kind: request.kind,
+    sender: signed.sender,
+    nonce: nonce.toString(),
+    fee: fee.toString(),
+  }
   if (options.json !== true) ctx.out(`submitted ${request.kind} ${hash}`)
   if (options.wait === true) {
     result.height = await waitForCommit(ctx, client, hash, timeoutMs)
@@ -157,7 +170,11 @@ function printAccount(ctx: CliContext, a: AccountJson): void {
     ctx.out('stake    none')
     return
   }
-  const jail = a.stake.tombstoned ? ', tombstoned' : a.stake.jailed ? `, jailed until height ${a.stake.jailedUntil}` : ''
+  const jail = a.stake.tombstoned
+    ? ', tombstoned'
+    : a.stake.jailed
+      ? `, jailed until height ${a.stake.jailedUntil}`
+      : ''
   ctx.out(`stake    ${a.stake.bonded} bonded${jail}`)
   for (const u of a.stake.unbonding) ctx.out(`  unbonding ${u.amount}, withdrawable at height ${u.completes}`)
 }
@@ -172,7 +189,10 @@ export function registerChain(program: Command, io: CliIo): void {
     .command('status')
     .description("show the node's chain, height, consensus position, validators and mempool")
     .option('--json', 'print as JSON')
-    .addHelpText('after', '\nExamples:\n  $ donghae chain status\n  $ donghae --node http://10.0.0.5:26657 chain status --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ donghae chain status\n  $ donghae --node http://10.0.0.5:26657 chain status --json',
+    )
     .action((options: { json?: boolean }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
         const status = await client.status()
@@ -186,7 +206,10 @@ export function registerChain(program: Command, io: CliIo): void {
     .description('show the balance, next nonce and stake of an account')
     .argument('<did>', 'the account, a did:key')
     .option('--json', 'print as JSON (amounts are decimal strings)')
-    .addHelpText('after', '\nExamples:\n  $ donghae account did:key:z6Mk…\n  $ donghae account "$(donghae id --json | jq -r .did)" --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ donghae account did:key:z6Mk…\n  $ donghae account "$(donghae id --json | jq -r .did)" --json',
+    )
     .action((did: string, options: { json?: boolean }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
         parseDidKey(did)
@@ -221,7 +244,8 @@ Examples:
         const body: Record<string, unknown> = { to: options.to, amount }
         if (options.memo !== undefined) {
           const memo = utf8(options.memo)
-          if (memo.length > MAX_MEMO_BYTES) throw new CliError(`--memo is ${memo.length} bytes of UTF-8; at most ${MAX_MEMO_BYTES} are allowed`)
+          if (memo.length > MAX_MEMO_BYTES)
+            throw new CliError(`--memo is ${memo.length} bytes of UTF-8; at most ${MAX_MEMO_BYTES} are allowed`)
           body.memo = memo
         }
         await sendTx(ctx, client, { kind: 'bank.transfer', body }, options)
@@ -232,9 +256,13 @@ Examples:
     .description('show the height at which a transaction was committed')
     .argument('<hash>', 'the transaction hash printed when it was submitted')
     .option('--json', 'print as JSON')
-    .addHelpText('after', '\nExits 1 while the transaction is pending or unknown.\n\nExamples:\n  $ donghae tx show 3f2a…')
+    .addHelpText(
+      'after',
+      '\nExits 1 while the transaction is pending or unknown.\n\nExamples:\n  $ donghae tx show 3f2a…',
+    )
     .action((hash: string, options: { json?: boolean }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
+        if (!/^[0-9a-fA-F]{64}$/.test(hash)) throw new CliError(`${hash} is not a transaction hash (64 hex characters)`)
         const found = await client.tx(hash)
         if (options.json === true) ctx.json(found)
         else ctx.out(`${found.hash} committed at height ${found.height}`)
@@ -243,9 +271,17 @@ Examples:
 
   const stake = program.command('stake').description('bond, unbond and withdraw stake with the home keystore')
   for (const action of ['bond', 'unbond'] as const) {
-    const description = action === 'bond' ? 'bond tokens as stake (voting power from the next epoch)' : 'start unbonding stake (withdrawable after the unbonding period)'
-    txOptions(stake.command(action).description(description).requiredOption('--amount <n>', 'amount in base units, e.g. 1000'))
-      .addHelpText('after', `\nExamples:\n  $ donghae stake ${action} --amount 5000\n  $ donghae stake ${action} --amount 5000 --wait --json`)
+    const description =
+      action === 'bond'
+        ? 'bond tokens as stake (voting power from the next epoch)'
+        : 'start unbonding stake (withdrawable after the unbonding period)'
+    txOptions(
+      stake.command(action).description(description).requiredOption('--amount <n>', 'amount in base units, e.g. 1000'),
+    )
+      .addHelpText(
+        'after',
+        `\nExamples:\n  $ donghae stake ${action} --amount 5000\n  $ donghae stake ${action} --amount 5000 --wait --json`,
+      )
       .action((options: TxOptions & { amount: string }, command: Command) =>
         withNode(command, io, async (ctx, client) => {
           const amount = positiveAmount(options.amount, '--amount')
@@ -255,5 +291,7 @@ Examples:
   }
   txOptions(stake.command('withdraw').description('withdraw unbonded stake whose unbonding period has completed'))
     .addHelpText('after', '\nExamples:\n  $ donghae stake withdraw --wait')
-    .action((options: TxOptions, command: Command) => withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'staking.withdraw', body: {} }, options)))
+    .action((options: TxOptions, command: Command) =>
+      withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'staking.withdraw', body: {} }, options)),
+    )
 }

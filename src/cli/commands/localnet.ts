@@ -1,0 +1,191 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Command } from 'commander'
+import type { FastifyInstance } from 'fastify'
+import { Ed25519KeyPair } from '../../identity/keys.ts'
+import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
+import { encryptKeystore, loadKeystore, writeKeystoreFile } from '../../identity/keystore.ts'
+import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type GenesisDoc } from '../../chain/genesis.ts'
+import { MemoryHub } from '../../chain/transport.ts'
+import { PohVerifier } from '../../chain/poh/verifier.ts'
+import { VerifyPool } from '../../identity/verify-pool.ts'
+import { parseUint64 } from '../../core/uint.ts'
+import { DonghaeNode } from '../../node.ts'
+import { createApiServer } from '../../api/server.ts'
+import { createContext, type CliIo } from '../context.ts'
+import { CliError } from '../errors.ts'
+
+/** Local-network keystores are encrypted with this well-known password: they guard play money only. */
+export const LOCALNET_PASSWORD = 'donghae-localnet-insecure'
+const VALIDATOR_BALANCE = 1_000_000_000n
+const VALIDATOR_STAKE = 100_000n
+
+interface LocalnetOptions {
+  validators: string
+  dir?: string
+  basePort: string
+  fund: string[]
+  poh: 'worker' | 'inline'
+  json?: boolean
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value]
+
+async function loadOrCreateKeys(
+  dir: string,
+  count: number,
+  progress: (line: string) => void,
+): Promise<Ed25519KeyPair[]> {
+  const keys: Ed25519KeyPair[] = []
+  for (let i = 0; i < count; i++) {
+    const nodeDir = join(dir, `node${i}`)
+    const path = join(nodeDir, 'keystore.json')
+    await mkdir(nodeDir, { recursive: true, mode: 0o700 })
+    try {
+      keys.push(await loadKeystore(path, LOCALNET_PASSWORD))
+      progress(`  node${i}: key loaded`)
+    } catch (err) {
+      if (!/no keystore/.test((err as Error).message)) throw err
+      const key = Ed25519KeyPair.generate()
+      await writeKeystoreFile(path, await encryptKeystore(key, LOCALNET_PASSWORD))
+      keys.push(key)
+      progress(`  node${i}: new key ${didFromEd25519PublicKey(key.publicKey)}`)
+    }
+  }
+  return keys
+}
+
+async function loadOrCreateGenesis(dir: string, keys: Ed25519KeyPair[], fund: string[]): Promise<GenesisDoc> {
+  const path = join(dir, 'genesis.json')
+  try {
+    await readFile(path)
+    return await readGenesisFile(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const dids = keys.map((k) => didFromEd25519PublicKey(k.publicKey))
+  const funded = fund.map((spec) => {
+    const at = spec.lastIndexOf(':')
+    if (at < 1) throw new CliError(`--fund ${JSON.stringify(spec)} must be DID:AMOUNT`)
+    return { did: spec.slice(0, at), balance: parseUint64(spec.slice(at + 1), '--fund amount').toString() }
+  })
+  const doc = parseGenesis({
+    chainId: 'donghae-localnet',
+    genesisTime: Date.now(),
+    params: (
+      genesisToJson({ chainId: 'x', genesisTime: 0, params: DEFAULT_PARAMS, accounts: [], validators: [] }) as {
+        params: unknown
+      }
+    ).params,
+    accounts: [...dids.map((did) => ({ did, balance: VALIDATOR_BALANCE.toString() })), ...funded],
+    validators: dids.map((did) => ({ did, stake: VALIDATOR_STAKE.toString() })),
+  })
+  await writeFile(path, `${JSON.stringify(genesisToJson(doc), null, 2)}\n`, { flag: 'wx' })
+  return doc
+}
+
+export function registerLocalnet(program: Command, io: CliIo): void {
+  program
+    .command('localnet')
+    .description(
+      'run a local chain of N validators in this process (in-memory network, real databases, one HTTP API per node)',
+    )
+    .option('--validators <n>', 'number of validators', '4')
+    .option('--dir <dir>', 'where the network lives (default <home>/localnet); a second run resumes it')
+    .option('--base-port <port>', 'node i serves its API on base-port + i', '26657')
+    .option('--fund <did:amount>', 'also give this DID a balance in a new genesis (repeatable)', collect, [])
+    .option('--poh <mode>', 'worker: PoH on worker threads; inline: on the main thread', 'worker')
+    .option('--json', 'print the node table as one JSON line once every API listens')
+    .addHelpText(
+      'after',
+      `
+The validators' keystores use a fixed, publicly known password: this network is for development.
+Stop it with Ctrl-C; the databases are kept, and the same --dir resumes the chain.
+
+Examples:
+  $ donghae localnet
+  $ donghae localnet --validators 4 --dir /tmp/net --base-port 27000 --fund did:key:z6Mk…:5000000
+  $ donghae chain status --node http://127.0.0.1:26657`,
+    )
+    .action(async (options: LocalnetOptions, command: Command) => {
+      const ctx = createContext(command, io)
+      const count = Number(options.validators)
+      const basePort = Number(options.basePort)
+      if (!Number.isInteger(count) || count < 1 || count > 32) throw new CliError('--validators must be 1-32')
+      if (!Number.isInteger(basePort) || basePort < 1 || basePort + count > 65_535)
+        throw new CliError('--base-port must leave room for one port per validator')
+      if (options.poh !== 'worker' && options.poh !== 'inline') throw new CliError('--poh must be worker or inline')
+      const dir = options.dir ?? join(ctx.home.dir, 'localnet')
+      const progress = (line: string): void => void io.stderr.write(`${line}\n`)
+      progress(`localnet: ${count} validators in ${dir}`)
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+      const keys = await loadOrCreateKeys(dir, count, progress)
+      const genesis = await loadOrCreateGenesis(dir, keys, options.fund)
+      const genesisDids = new Set(genesis.validators.map((v) => v.did))
+      if (!keys.every((k) => genesisDids.has(didFromEd25519PublicKey(k.publicKey)))) {
+        throw new CliError(`${dir}/genesis.json was made for other keys; use another --dir`)
+      }
+      const hub = new MemoryHub()
+      const verifier = new PohVerifier({ logger: ctx.logger })
+      if (options.poh === 'worker') verifier.start()
+      const verifyPool = new VerifyPool({ logger: ctx.logger })
+      verifyPool.start()
+      const nodes: DonghaeNode[] = []
+      const servers: FastifyInstance[] = []
+      const stopAll = async (): Promise<void> => {
+        for (const server of servers.splice(0)) await server.close()
+        for (const node of nodes.splice(0).reverse()) await node.stop()
+        if (options.poh === 'worker') await verifier.stop()
+        await verifyPool.stop()
+      }
+      try {
+        for (const [i, key] of keys.entries()) {
+          const did = didFromEd25519PublicKey(key.publicKey)
+          const node = await DonghaeNode.create({
+            dataDir: join(dir, `node${i}`),
+            genesis,
+            key,
+            transport: hub.join(did),
+            moniker: `node${i}`,
+            poh: options.poh,
+            verifier,
+            verifyPool,
+            logger: ctx.logger,
+          })
+          nodes.push(node)
+          const server = createApiServer({ chain: node.chainApi, logger: ctx.logger })
+          servers.push(server)
+          try {
+            await server.listen({ host: '127.0.0.1', port: basePort + i })
+          } catch (err) {
+            throw new CliError(
+              `cannot serve node${i}'s API on 127.0.0.1:${basePort + i}: ${(err as Error).message}; choose another --base-port`,
+            )
+          }
+          progress(`  node${i}: height ${node.app.head.height}, API http://127.0.0.1:${basePort + i}`)
+        }
+        for (const node of nodes) node.start()
+      } catch (err) {
+        await stopAll()
+        throw err
+      }
+      const table = nodes.map((n, i) => ({ node: `node${i}`, did: n.did, api: `http://127.0.0.1:${basePort + i}` }))
+      if (options.json === true) io.stdout.write(`${JSON.stringify({ chainId: genesis.chainId, dir, nodes: table })}\n`)
+      else {
+        ctx.out(`chain ${genesis.chainId} running — Ctrl-C to stop`)
+        for (const row of table) ctx.out(`  ${row.node}  ${row.api}  ${row.did}`)
+      }
+      await new Promise<void>((resolve) => {
+        const onSignal = (): void => {
+          process.off('SIGINT', onSignal)
+          process.off('SIGTERM', onSignal)
+          resolve()
+        }
+        process.on('SIGINT', onSignal)
+        process.on('SIGTERM', onSignal)
+      })
+      progress('localnet: stopping…')
+      await stopAll()
+      progress('localnet: stopped; run the same command to resume')
+    })
+}

@@ -1,0 +1,48 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import { Ed25519KeyPair } from './keys.ts'
+import { VerifyPool, type VerifyItem } from './verify-pool.ts'
+import { signingDigest } from '../core/signing.ts'
+import { utf8 } from '../core/bytes.ts'
+
+const keys = [Ed25519KeyPair.generate(), Ed25519KeyPair.generate()]
+
+function item(i: number, valid: boolean): VerifyItem {
+  const key = keys[i % keys.length] as Ed25519KeyPair
+  const payload = utf8(`message ${i}`)
+  const signature = key.sign('test', payload)
+  return { publicKey: key.publicKey, digest: signingDigest('test', valid ? payload : utf8(`other ${i}`)), signature }
+}
+
+test('the worker pool gives the same answers as inline verification, in order, across batches', async () => {
+  const pool = new VerifyPool({ workers: 2, maxBatch: 16, maxWaitMs: 2 })
+  pool.start()
+  try {
+    const expected = Array.from({ length: 200 }, (_, i) => i % 7 !== 3)
+    const results = await pool.verifyAll(expected.map((ok, i) => item(i, ok)))
+    assert.deepEqual(results, expected)
+    assert.ok(pool.stats.batches >= 200 / 16, 'requests were batched')
+    assert.equal(pool.stats.verified, 200)
+  } finally {
+    await pool.stop()
+  }
+})
+
+test('malformed items are false without reaching a worker; a stopped pool answers inline', async () => {
+  const pool = new VerifyPool({ workers: 1 })
+  const good = item(1, true)
+  assert.equal(await pool.verify(good), true, 'not started: inline')
+  pool.start()
+  assert.equal(await pool.verify({ ...good, signature: good.signature.subarray(1) }), false)
+  assert.equal(await pool.verify({ ...good, publicKey: new Uint8Array(32).fill(0xff) }), false)
+  fc.assert(
+    fc.asyncProperty(fc.uint8Array({ minLength: 64, maxLength: 64 }), async (signature) => {
+      assert.equal(await pool.verify({ ...good, signature }), false)
+    }),
+    { numRuns: 50 },
+  )
+  const pending = pool.verify(good)
+  await pool.stop()
+  assert.equal(await pending, true, 'an item in flight at stop is still answered')
+})
