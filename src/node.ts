@@ -30,6 +30,14 @@ import { bankModule, feeCollector, balanceOf } from './bank/bank.ts'
 import { stakingModule, validatorSetAt, validatorRecord, unbondingOf } from './staking/staking.ts'
 import { accountNonce } from './chain/host.ts'
 import type { AccountView, ChainApi, NodeStatus } from './api/chain-api.ts'
+import type { NatView, NetApi } from './api/net-api.ts'
+import { createApiServer } from './api/server.ts'
+import type { FastifyInstance } from 'fastify'
+import type { DonghaeConfig } from './core/config.ts'
+import { didFromPeerId } from './identity/peer-id.ts'
+import { createHost, type DonghaeHost } from './net/host.ts'
+import { Libp2pChainTransport } from './net/chain-transport.ts'
+import { NetworkService } from './net/network.ts'
 
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
@@ -233,5 +241,125 @@ export class DonghaeNode {
 
   toString(): string {
     return `DonghaeNode(${this.#moniker}, ${toHex(this.app.head.blockId).slice(0, 8)})`
+  }
+}
+
+// ---- a node on the real network ---------------------------------------------------------------
+
+export interface FullNodeOptions {
+  /** Data directory: chain database in `chain/`, peer store in `p2p/`. */
+  dataDir: string
+  genesis: GenesisDoc
+  key: Ed25519KeyPair
+  config: Pick<DonghaeConfig, 'p2pPort' | 'listenHost' | 'apiPort' | 'apiHost' | 'bootstrap' | 'mdns' | 'moniker'>
+  /** What the port-mapping manager reports (NAT), for the API. */
+  nat?: () => NatView
+  /** Extra multiaddrs to announce (the router's external address). */
+  announce?: string[]
+  logger?: Logger
+  /** Called on every commit. */
+  onCommit?(block: Block, events: ChainEvent[]): void
+}
+
+/**
+ * A node on libp2p with its HTTP API: host → chain transport → DonghaeNode → discovery and DID
+ * record → API server. `stop()` undoes them in reverse order.
+ */
+export class FullNode {
+  readonly node: DonghaeNode
+  readonly host: DonghaeHost
+  readonly network: NetworkService
+  readonly api: FastifyInstance
+  readonly apiUrl: string
+  readonly #stops: Array<() => Promise<void> | void>
+
+  private constructor(parts: {
+    node: DonghaeNode
+    host: DonghaeHost
+    network: NetworkService
+    api: FastifyInstance
+    apiUrl: string
+    stops: Array<() => Promise<void> | void>
+  }) {
+    this.node = parts.node
+    this.host = parts.host
+    this.network = parts.network
+    this.api = parts.api
+    this.apiUrl = parts.apiUrl
+    this.#stops = parts.stops
+  }
+
+  static async start(options: FullNodeOptions): Promise<FullNode> {
+    const { config, genesis, key } = options
+    const logger = options.logger ?? silentLogger()
+    const stops: Array<() => Promise<void> | void> = []
+    const unwind = async (): Promise<void> => {
+      for (const stop of stops.splice(0).reverse()) await stop()
+    }
+    try {
+      await mkdir(join(options.dataDir, 'p2p'), { recursive: true })
+      const host = await createHost({
+        key,
+        host: config.listenHost,
+        port: config.p2pPort,
+        bootstrap: config.bootstrap,
+        mdns: config.mdns,
+        announce: options.announce ?? [],
+        datastorePath: join(options.dataDir, 'p2p'),
+      })
+      await host.start()
+      stops.push(() => host.stop())
+      const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId, logger })
+      transport.start()
+      stops.push(() => transport.stop())
+      const node = await DonghaeNode.create({
+        dataDir: options.dataDir,
+        genesis,
+        key,
+        transport,
+        moniker: config.moniker,
+        logger,
+        ...(options.onCommit === undefined ? {} : { onCommit: options.onCommit }),
+      })
+      stops.push(() => node.stop())
+      const apiUrl = `http://${config.apiHost}:${config.apiPort}`
+      const network = new NetworkService({
+        host,
+        key,
+        bootstrap: config.bootstrap,
+        logger,
+        services: () => [{ id: `${node.did}#api`, type: 'DonghaeNodeApi', serviceEndpoint: apiUrl }],
+      })
+      const net: NetApi = {
+        peerId: () => host.peerId.toString(),
+        addresses: () => host.getMultiaddrs().map(String),
+        peers: () =>
+          host.getConnections().map((c) => {
+            let did = ''
+            try {
+              did = didFromPeerId(c.remotePeer)
+            } catch {
+              // not an Ed25519 peer
+            }
+            return { did, peerId: c.remotePeer.toString(), addresses: [c.remoteAddr.toString()] }
+          }),
+        nat: options.nat ?? (() => ({ method: 'off', reason: 'port mapping is not enabled' })),
+        resolveDid: (did) => network.resolveDid(did),
+      }
+      const api = createApiServer({ chain: node.chainApi, net, logger })
+      stops.push(() => api.close())
+      await api.listen({ host: config.apiHost, port: config.apiPort })
+      node.start()
+      network.start()
+      stops.push(() => network.stop())
+      return new FullNode({ node, host, network, api, apiUrl, stops })
+    } catch (err) {
+      await unwind()
+      throw err
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const stop of this.#stops.splice(0).reverse()) await stop()
   }
 }

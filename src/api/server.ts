@@ -25,6 +25,8 @@ import type { Logger } from '../core/logger.ts'
 import { MempoolError, TxError } from '../chain/errors.ts'
 import { DidKeyError } from '../identity/errors.ts'
 import type { ChainApi } from './chain-api.ts'
+import type { NetApi } from './net-api.ts'
+import { netRoutes } from './routes/net.ts'
 import { DEFAULT_RATE_LIMIT, MAX_BODY_BYTES } from './constants.ts'
 import { NotFoundError } from './errors.ts'
 import { chainRoutes } from './routes/chain.ts'
@@ -32,6 +34,8 @@ import type { ErrorJson } from './schemas.ts'
 
 export interface ApiServerOptions {
   chain: ChainApi
+  /** Network routes (/v1/net, /v1/did) when the node runs on libp2p. */
+  net?: NetApi
   /** Request and error logs go here (component donghae:api). @default no logging */
   logger?: Logger
   /** Origins allowed to call the API from a browser (e.g. 'http://localhost:5173'). @default none */
@@ -121,5 +125,6 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   })
   app.register(swaggerUi, { routePrefix: '/docs' })
   app.register(chainRoutes, { chain: options.chain })
+  if (options.net !== undefined) app.register(netRoutes, { net: options.net })
   return app
 }

@@ -14,6 +14,8 @@ import { registerInit } from './commands/init.ts'
 import { registerKeys } from './commands/keys.ts'
 import { registerGenesis } from './commands/genesis.ts'
 import { registerLocalnet } from './commands/localnet.ts'
+import { registerNode } from './commands/node.ts'
+import { registerDevnet } from './commands/devnet.ts'
 import { registerSim } from './commands/sim.ts'
 import { VERSION } from './version.ts'
 
@@ -63,6 +65,8 @@ Docs: README.md and docs/architecture.md`,
   registerChain(program, io)
   registerGenesis(program, io)
   registerLocalnet(program, io)
+  registerNode(program, io)
+  registerDevnet(program, io)
   registerSim(program, io)
   for (const command of program.commands) command.exitOverride()
   return program

@@ -25,6 +25,19 @@ interface KeySpec<T> {
 export interface DonghaeConfig {
   logLevel: LogLevel
   moniker: string
+  /** TCP and QUIC port of the p2p host (WebSockets on the next port). */
+  p2pPort: number
+  /** Address the p2p host listens on. */
+  listenHost: string
+  /** HTTP API port and address. */
+  apiPort: number
+  apiHost: string
+  /** Multiaddrs (with /p2p/<id>) dialled at start and when alone. */
+  bootstrap: string[]
+  /** LAN discovery by multicast DNS. */
+  mdns: boolean
+  /** Port mapping through the home router. */
+  nat: 'auto' | 'pmp' | 'upnp' | 'off'
 }
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
@@ -41,6 +54,31 @@ function text(pattern: RegExp, hint: string): (raw: unknown) => string {
   }
 }
 
+function port(raw: unknown): number {
+  const value = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : raw
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 65_535) return value
+  throw 'expected a port number 0-65535'
+}
+
+function bool(raw: unknown): boolean {
+  if (raw === true || raw === 'true' || raw === '1' || raw === 'yes') return true
+  if (raw === false || raw === 'false' || raw === '0' || raw === 'no') return false
+  throw 'expected true or false'
+}
+
+function multiaddrList(raw: unknown): string[] {
+  const list =
+    typeof raw === 'string'
+      ? raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : raw
+  if (Array.isArray(list) && list.every((a) => typeof a === 'string' && a.startsWith('/') && a.includes('/p2p/')))
+    return list as string[]
+  throw 'expected multiaddrs with /p2p/<peer id>, comma-separated in the environment'
+}
+
 export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<DonghaeConfig[K]> } = {
   logLevel: {
     description: 'log verbosity',
@@ -53,6 +91,38 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_MONIKER',
     default: () => hostname().slice(0, 64) || 'donghae',
     parse: text(/^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,63}$/u, '1-64 letters, digits, spaces, ".", "_" or "-"'),
+  },
+  p2pPort: {
+    description: 'p2p TCP/QUIC port (WebSockets: +1)',
+    env: 'DONGHAE_P2P_PORT',
+    default: () => 26656,
+    parse: port,
+  },
+  listenHost: {
+    description: 'address the p2p host listens on',
+    env: 'DONGHAE_LISTEN_HOST',
+    default: () => '0.0.0.0',
+    parse: text(/^[0-9.]{7,15}$/, 'an IPv4 address such as 0.0.0.0'),
+  },
+  apiPort: { description: 'HTTP API port', env: 'DONGHAE_API_PORT', default: () => 26657, parse: port },
+  apiHost: {
+    description: 'address the HTTP API listens on',
+    env: 'DONGHAE_API_HOST',
+    default: () => '127.0.0.1',
+    parse: text(/^[0-9.]{7,15}$/, 'an IPv4 address such as 127.0.0.1'),
+  },
+  bootstrap: {
+    description: 'bootstrap peers (multiaddrs with /p2p/<id>)',
+    env: 'DONGHAE_BOOTSTRAP',
+    default: () => [],
+    parse: multiaddrList,
+  },
+  mdns: { description: 'LAN discovery by multicast DNS', env: 'DONGHAE_MDNS', default: () => true, parse: bool },
+  nat: {
+    description: 'port mapping: auto (NAT-PMP, then UPnP), pmp, upnp or off',
+    env: 'DONGHAE_NAT',
+    default: () => 'auto',
+    parse: oneOf(['auto', 'pmp', 'upnp', 'off'] as const),
   },
 }
 

@@ -1,0 +1,199 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+import { mkdir, writeFile, copyFile, access } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Command } from 'commander'
+import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
+import { peerIdFromDid } from '../../identity/peer-id.ts'
+import { createContext, type CliIo } from '../context.ts'
+import { CliError } from '../errors.ts'
+import { HOME_ENV } from '../home.ts'
+import { LOCALNET_PASSWORD, loadOrCreateGenesis, loadOrCreateKeys } from '../local-network.ts'
+
+const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
+
+interface DevnetOptions {
+  nodes: string
+  basePort: string
+  fund: string[]
+  json?: boolean
+}
+
+interface DevnetNode {
+  node: string
+  did: string
+  home: string
+  api: string
+  p2p: string
+  log: string
+  pid?: number
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value]
+
+/** p2p ports leave room for the APIs (base + i) and each node's WebSockets port (+1). */
+function p2pPort(base: number, i: number): number {
+  return base + 100 + 2 * i
+}
+
+function waitForLine(child: ChildProcess, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let buffer = ''
+    const timer = setTimeout(
+      () => reject(new CliError(`${what} did not start within ${timeoutMs / 1000} s; see its log`)),
+      timeoutMs,
+    )
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk
+      const line = buffer.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) {
+        clearTimeout(timer)
+        resolve(JSON.parse(line) as Record<string, unknown>)
+      }
+    })
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      reject(new CliError(`${what} exited during start (${signal ?? `code ${String(code)}`}); see its log`))
+    })
+  })
+}
+
+export function registerDevnet(program: Command, io: CliIo): void {
+  program
+    .command('devnet')
+    .description('run a local network of N validator processes on loopback over real libp2p sockets')
+    .option('--nodes <n>', 'number of validator processes', '4')
+    .option('--base-port <port>', 'node i serves its API on base-port + i and p2p on base-port + 100 + 2i', '26657')
+    .option('--fund <did:amount>', 'also give this DID a balance in a new genesis (repeatable)', collect, [])
+    .option('--json', 'print one JSON line with the node table once every node runs')
+    .addHelpText(
+      'after',
+      `
+The network lives in --home (default ~/.donghae/devnet): node i's home is <home>/node<i>, with
+its keystore (a well-known password: play money only), config, genesis and log (node.log).
+Ctrl-C stops every node; running the command again with the same --home resumes the chain.
+A node killed on its own can be restarted with the command printed for it.
+
+Examples:
+  $ donghae devnet --nodes 4
+  $ donghae devnet --nodes 4 --home /tmp/devnet --base-port 27000
+  $ donghae chain status --node http://127.0.0.1:26658`,
+    )
+    .action(async (options: DevnetOptions, command: Command) => {
+      const ctx = createContext(command, io)
+      const count = Number(options.nodes)
+      const base = Number(options.basePort)
+      if (!Number.isInteger(count) || count < 1 || count > 16) throw new CliError('--nodes must be 1-16')
+      if (!Number.isInteger(base) || base < 1024 || p2pPort(base, count) > 65_534)
+        throw new CliError('--base-port must be 1024 or more and leave room for every node')
+      const explicitHome = command.optsWithGlobals<{ home?: string }>().home ?? io.env[HOME_ENV]
+      const dir = explicitHome === undefined ? join(homedir(), '.donghae', 'devnet') : ctx.home.dir
+      const progress = (line: string): void => void io.stderr.write(`${line}\n`)
+      progress(`devnet: ${count} validators in ${dir}`)
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+      const keys = await loadOrCreateKeys(dir, count, progress)
+      const genesis = await loadOrCreateGenesis(dir, keys, options.fund, 'donghae-devnet')
+      const passwordFile = join(dir, 'password')
+      await writeFile(passwordFile, LOCALNET_PASSWORD, { mode: 0o600 })
+      const dids = keys.map((k) => didFromEd25519PublicKey(k.publicKey))
+      const p2pAddress = (i: number): string =>
+        `/ip4/127.0.0.1/tcp/${p2pPort(base, i)}/p2p/${peerIdFromDid(dids[i] as string).toString()}`
+      const table: DevnetNode[] = dids.map((did, i) => ({
+        node: `node${i}`,
+        did,
+        home: join(dir, `node${i}`),
+        api: `http://127.0.0.1:${base + i}`,
+        p2p: p2pAddress(i),
+        log: join(dir, `node${i}`, 'node.log'),
+      }))
+      for (const [i, row] of table.entries()) {
+        const config = {
+          moniker: row.node,
+          apiHost: '127.0.0.1',
+          apiPort: base + i,
+          listenHost: '127.0.0.1',
+          p2pPort: p2pPort(base, i),
+          bootstrap: count === 1 ? [] : [i === 0 ? p2pAddress(1) : p2pAddress(0)],
+          mdns: false,
+          nat: 'off',
+          logLevel: 'info',
+        }
+        await writeFile(join(row.home, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+        try {
+          await access(join(row.home, 'genesis.json'))
+        } catch {
+          await copyFile(join(dir, 'genesis.json'), join(row.home, 'genesis.json'))
+        }
+      }
+      const children = new Map<string, ChildProcess>()
+      let stopping = false
+      const startNode = async (row: DevnetNode): Promise<void> => {
+        const log = createWriteStream(row.log, { flags: 'a' })
+        const child = spawn(
+          process.execPath,
+          [BIN, '--home', row.home, 'node', '--password-file', passwordFile, '--json'],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...io.env, DONGHAE_PASSWORD: undefined },
+          },
+        )
+        child.stderr?.pipe(log)
+        children.set(row.node, child)
+        row.pid = child.pid
+        child.once('exit', (code, signal) => {
+          children.delete(row.node)
+          if (!stopping) {
+            progress(`devnet: ${row.node} exited (${signal ?? `code ${String(code)}`}); restart it with:`)
+            progress(`  ${process.execPath} ${BIN} --home ${row.home} node --password-file ${passwordFile}`)
+          }
+        })
+        await waitForLine(child, row.node, 60_000)
+        child.stdout?.resume()
+      }
+      const stopAll = async (): Promise<void> => {
+        stopping = true
+        const exits = [...children.values()].map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+              child.once('exit', () => {
+                clearTimeout(timer)
+                resolve()
+              })
+              child.kill('SIGTERM')
+            }),
+        )
+        await Promise.all(exits)
+      }
+      try {
+        for (const row of table) {
+          progress(`devnet: starting ${row.node} (API ${row.api})`)
+          await startNode(row)
+        }
+      } catch (err) {
+        await stopAll()
+        throw err
+      }
+      if (options.json === true)
+        io.stdout.write(`${JSON.stringify({ chainId: genesis.chainId, dir, password: passwordFile, nodes: table })}\n`)
+      else {
+        ctx.out(`devnet ${genesis.chainId} running — Ctrl-C to stop`)
+        for (const row of table) ctx.out(`  ${row.node}  ${row.api}  pid ${row.pid ?? '?'}  ${row.did}`)
+        ctx.out(`  logs: ${join(dir, 'node<i>', 'node.log')}`)
+      }
+      await new Promise<void>((resolve) => {
+        const onSignal = (): void => {
+          process.off('SIGINT', onSignal)
+          process.off('SIGTERM', onSignal)
+          resolve()
+        }
+        process.on('SIGINT', onSignal)
+        process.on('SIGTERM', onSignal)
+      })
+      progress('devnet: stopping…')
+      await stopAll()
+      progress('devnet: stopped; run the same command to resume')
+    })
+}

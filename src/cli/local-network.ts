@@ -1,0 +1,76 @@
+/**
+ * Keys and genesis of a development network kept in one directory (`localnet`, `devnet`):
+ * node i's home is `<dir>/node<i>` with its keystore; `<dir>/genesis.json` is shared. The
+ * keystores use a well-known password: these networks hold play money only.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Ed25519KeyPair } from '../identity/keys.ts'
+import { didFromEd25519PublicKey } from '../identity/did-key.ts'
+import { encryptKeystore, loadKeystore, writeKeystoreFile } from '../identity/keystore.ts'
+import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type GenesisDoc } from '../chain/genesis.ts'
+import { parseUint64 } from '../core/uint.ts'
+import { CliError } from './errors.ts'
+
+/** Development-network keystores are encrypted with this well-known password. */
+export const LOCALNET_PASSWORD = 'donghae-localnet-insecure'
+const VALIDATOR_BALANCE = 1_000_000_000n
+const VALIDATOR_STAKE = 100_000n
+
+export async function loadOrCreateKeys(
+  dir: string,
+  count: number,
+  progress: (line: string) => void,
+): Promise<Ed25519KeyPair[]> {
+  const keys: Ed25519KeyPair[] = []
+  for (let i = 0; i < count; i++) {
+    const nodeDir = join(dir, `node${i}`)
+    const path = join(nodeDir, 'keystore.json')
+    await mkdir(nodeDir, { recursive: true, mode: 0o700 })
+    try {
+      keys.push(await loadKeystore(path, LOCALNET_PASSWORD))
+      progress(`  node${i}: key loaded`)
+    } catch (err) {
+      if (!/no keystore/.test((err as Error).message)) throw err
+      const key = Ed25519KeyPair.generate()
+      await writeKeystoreFile(path, await encryptKeystore(key, LOCALNET_PASSWORD))
+      keys.push(key)
+      progress(`  node${i}: new key ${didFromEd25519PublicKey(key.publicKey)}`)
+    }
+  }
+  return keys
+}
+
+export async function loadOrCreateGenesis(
+  dir: string,
+  keys: Ed25519KeyPair[],
+  fund: string[],
+  chainId = 'donghae-localnet',
+): Promise<GenesisDoc> {
+  const path = join(dir, 'genesis.json')
+  try {
+    await readFile(path)
+    return await readGenesisFile(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const dids = keys.map((k) => didFromEd25519PublicKey(k.publicKey))
+  const funded = fund.map((spec) => {
+    const at = spec.lastIndexOf(':')
+    if (at < 1) throw new CliError(`--fund ${JSON.stringify(spec)} must be DID:AMOUNT`)
+    return { did: spec.slice(0, at), balance: parseUint64(spec.slice(at + 1), '--fund amount').toString() }
+  })
+  const doc = parseGenesis({
+    chainId,
+    genesisTime: Date.now(),
+    params: (
+      genesisToJson({ chainId: 'x', genesisTime: 0, params: DEFAULT_PARAMS, accounts: [], validators: [] }) as {
+        params: unknown
+      }
+    ).params,
+    accounts: [...dids.map((did) => ({ did, balance: VALIDATOR_BALANCE.toString() })), ...funded],
+    validators: dids.map((did) => ({ did, stake: VALIDATOR_STAKE.toString() })),
+  })
+  await writeFile(path, `${JSON.stringify(genesisToJson(doc), null, 2)}\n`, { flag: 'wx' })
+  return doc
+}

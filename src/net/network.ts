@@ -1,0 +1,165 @@
+/**
+ * Keeping a node connected and findable: reconnects to peers remembered in the persisted peer
+ * store, dials bootstrap peers whenever it has too few connections, walks the DHT from random
+ * keys to meet new peers (and so learns of peers its peers know: peer exchange through the DHT),
+ * and publishes its signed DID record (addresses and service endpoints) in the DHT, refreshing it
+ * before it expires.
+ */
+import { randomBytes } from 'node:crypto'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
+import { describeError } from '../core/errors.ts'
+import { systemClock, type Clock } from '../core/clock.ts'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import type { Ed25519KeyPair } from '../identity/keys.ts'
+import {
+  decodeDidRecord,
+  didRecordKey,
+  encodeDidRecord,
+  signDidRecord,
+  type ServiceEndpoint,
+  type SignedDidRecord,
+} from './did-records.ts'
+import type { DonghaeHost } from './host.ts'
+
+export interface NetworkServiceOptions {
+  host: DonghaeHost
+  key: Ed25519KeyPair
+  bootstrap?: string[]
+  /** Keep at least this many connections. @default 8 */
+  targetPeers?: number
+  /** Discovery pulse. @default 10 s */
+  intervalMs?: number
+  /** Service endpoints published in the DID record (e.g. the HTTP API). */
+  services?: () => ServiceEndpoint[]
+  /** DID records live this long; they are refreshed at half-life. @default 1 hour */
+  recordTtlMs?: number
+  clock?: Clock
+  logger?: Logger
+}
+
+export class NetworkService {
+  readonly #opts: NetworkServiceOptions
+  readonly #host: DonghaeHost
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #abort = new AbortController()
+  #timer: (() => void) | undefined
+  #lastPublish = 0
+  #seq = 0
+
+  constructor(options: NetworkServiceOptions) {
+    this.#opts = options
+    this.#host = options.host
+    this.#clock = options.clock ?? systemClock
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:net:discovery')
+  }
+
+  start(): void {
+    void this.#pulse()
+  }
+
+  stop(): void {
+    this.#abort.abort()
+    this.#timer?.()
+    this.#timer = undefined
+  }
+
+  async #pulse(): Promise<void> {
+    try {
+      await this.#connect()
+      const ttl = this.#opts.recordTtlMs ?? 3_600_000
+      if (this.#clock.now() - this.#lastPublish > ttl / 2 || this.#lastPublish === 0) await this.publishDid()
+    } catch (err) {
+      if (!this.#abort.signal.aborted) this.#log.debug({ err: describeError(err) }, 'discovery pulse failed')
+    }
+    if (this.#abort.signal.aborted) return
+    this.#timer = this.#clock.setTimer(this.#opts.intervalMs ?? 10_000, () => void this.#pulse())
+  }
+
+  /** Known peers first, then bootstrap, then a random DHT walk, until the target is reached. */
+  async #connect(): Promise<void> {
+    const target = this.#opts.targetPeers ?? 8
+    const signal = this.#abort.signal
+    const connected = (): number => this.#host.getPeers().length
+    if (connected() >= target) return
+    for (const peer of await this.#host.peerStore.all()) {
+      if (connected() >= target || signal.aborted) return
+      if (peer.id.equals(this.#host.peerId) || peer.addresses.length === 0 || this.#isConnected(peer.id)) continue
+      await this.#dial(peer.id)
+    }
+    for (const address of this.#opts.bootstrap ?? []) {
+      if (connected() >= target || signal.aborted) return
+      try {
+        await this.#host.dial(multiaddr(address), { signal: AbortSignal.any([signal, AbortSignal.timeout(5_000)]) })
+      } catch (err) {
+        this.#log.debug({ address, err: describeError(err) }, 'bootstrap dial failed')
+      }
+    }
+    if (connected() === 0 || signal.aborted) return
+    // Random walk: the peers closest to a random key are spread over the whole network.
+    for await (const event of this.#host.services.dht.getClosestPeers(randomBytes(32), {
+      signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]),
+    })) {
+      if (connected() >= target) break
+      if (event.name === 'FINAL_PEER' && !this.#isConnected(event.peer.id) && !event.peer.id.equals(this.#host.peerId))
+        await this.#dial(event.peer.id)
+    }
+  }
+
+  #isConnected(peer: PeerId): boolean {
+    return this.#host.getConnections(peer).length > 0
+  }
+
+  async #dial(peer: PeerId): Promise<void> {
+    try {
+      await this.#host.dial(peer, { signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(5_000)]) })
+    } catch (err) {
+      this.#log.debug({ peer: peer.toString(), err: describeError(err) }, 'dial failed')
+    }
+  }
+
+  /** Signs and stores this node's DID record in the DHT. */
+  async publishDid(): Promise<SignedDidRecord> {
+    const now = this.#clock.now()
+    this.#seq = Math.max(this.#seq + 1, now)
+    const record = signDidRecord(this.#opts.key, {
+      addresses: this.#host.getMultiaddrs().map(String),
+      services: this.#opts.services?.() ?? [],
+      seq: this.#seq,
+      expires: now + (this.#opts.recordTtlMs ?? 3_600_000),
+    })
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)])
+    for await (const event of this.#host.services.dht.put(didRecordKey(record.did), encodeDidRecord(record), {
+      signal,
+    })) {
+      if (event.name === 'QUERY_ERROR') this.#log.debug({ err: event.error.message }, 'DID record put: a peer failed')
+    }
+    this.#lastPublish = now
+    return record
+  }
+
+  /** The newest valid DID record of `did` found in the DHT, or undefined. */
+  async resolveDid(did: string, options: { signal?: AbortSignal } = {}): Promise<SignedDidRecord | undefined> {
+    const signal = AbortSignal.any([
+      this.#abort.signal,
+      AbortSignal.timeout(10_000),
+      ...(options.signal === undefined ? [] : [options.signal]),
+    ])
+    let best: SignedDidRecord | undefined
+    try {
+      for await (const event of this.#host.services.dht.get(didRecordKey(did), { signal })) {
+        if (event.name !== 'VALUE') continue
+        try {
+          const record = decodeDidRecord(event.value)
+          if (record.did === did && (best === undefined || record.seq > best.seq)) best = record
+        } catch {
+          // invalid records are ignored (the DHT's validator should already have refused them)
+        }
+      }
+    } catch (err) {
+      if (best === undefined) this.#log.debug({ did, err: describeError(err) }, 'DID lookup failed')
+    }
+    return best
+  }
+}

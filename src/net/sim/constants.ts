@@ -1,0 +1,46 @@
+/** Defaults of the network scale simulations. */
+
+/**
+ * Donghae's libp2p protocol prefix: the DHT speaks `/donghae/kad/1.0.0`, apart from IPFS's Amino
+ * DHT. The same value as `PROTOCOL_PREFIX` in `src/net/constants.ts`.
+ */
+export const DEFAULT_PROTOCOL_PREFIX = '/donghae'
+
+/** Kademlia bucket size k (the libp2p spec's and js-libp2p's value). @default 20 */
+export const SIM_K = 20
+
+/**
+ * Lookup concurrency α. The Kademlia paper's 3; js-libp2p's own default is 10, so the libp2p run
+ * sets it explicitly, and the model uses the same value. @default 3
+ */
+export const SIM_ALPHA = 3
+
+/** Nodes that every joining node may pick as its bootstrap peer. @default 3 */
+export const SIM_BOOTSTRAP_NODES = 3
+
+/** Peers a joining node dials: one bootstrap node and the rest among the nodes already up. @default 3 */
+export const SIM_INITIAL_PEERS = 3
+
+/** Random-walk lookups each node makes after everyone has joined (besides its self-lookup). @default 1 */
+export const SIM_WARMUP_WALKS = 1
+
+/** Warm-up lookups running at once across the whole network. @default 8 */
+export const SIM_WARMUP_CONCURRENCY = 8
+
+/** Connection manager bound per node: Donghae's host default (`MAX_CONNECTIONS`). @default 100 */
+export const SIM_MAX_CONNECTIONS = 100
+
+/** Gossip payload size in bytes. @default 256 */
+export const SIM_MESSAGE_BYTES = 256
+
+/** A lookup that takes longer than this fails. @default 30 s */
+export const SIM_LOOKUP_TIMEOUT_MS = 30_000
+
+/** How long to wait for a gossip message to reach every node before counting the rest as lost. @default 10 s */
+export const SIM_DELIVERY_TIMEOUT_MS = 10_000
+
+/** How long to wait for every node to have a gossip mesh before publishing. @default 20 s */
+export const SIM_MESH_TIMEOUT_MS = 20_000
+
+/** The record namespace of the values the simulation puts (`/donghae-sim/<seed>/<n>`). */
+export const SIM_RECORD_NAMESPACE = 'donghae-sim'

@@ -1,0 +1,8 @@
+/** Errors of the network simulations. */
+import { DonghaeError } from '../../core/errors.ts'
+
+/** Simulation options out of range; `details.option` names the option. */
+export class SimulationOptionsError extends DonghaeError {
+  static override readonly code: string = 'SIM_OPTIONS_INVALID'
+  override name = 'SimulationOptionsError'
+}

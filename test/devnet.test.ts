@@ -1,0 +1,109 @@
+// A devnet of four validator processes on loopback over real libp2p sockets: blocks commit; one
+// validator killed with SIGKILL does not stop the chain; restarted, it catches up; every node
+// has the same blocks and state roots.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BIN } from './helpers/cli.ts'
+import { createRng, testSeed } from './helpers/random.ts'
+import { waitFor } from './helpers/chain-net.ts'
+
+interface DevnetInfo {
+  dir: string
+  password: string
+  nodes: Array<{ node: string; api: string; home: string; pid: number }>
+}
+
+async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const res = await fetch(url)
+    return res.ok ? ((await res.json()) as T) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function height(api: string): Promise<number> {
+  return (await getJson<{ height: number }>(`${api}/v1/status`))?.height ?? -1
+}
+
+function firstJsonLine(child: ChildProcess): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let buffer = ''
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk
+      const line = buffer.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) resolve(JSON.parse(line))
+    })
+    child.once('exit', (code) => reject(new Error(`exited with ${String(code)} before printing its JSON line`)))
+  })
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) =>
+    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
+  )
+}
+
+test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; restarted, it catches up; all agree', async (t) => {
+  const rng = createRng(testSeed())
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-devnet-'))
+  const base = 30_000 + rng.int(0, 400) * 8
+  const devnet = spawn(
+    process.execPath,
+    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let restarted: ChildProcess | undefined
+  let stderr = ''
+  devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  try {
+    const info = (await firstJsonLine(devnet)) as DevnetInfo
+    const apis = info.nodes.map((n) => n.api)
+    await waitFor(
+      'every node past height 3',
+      async () => (await Promise.all(apis.map(height))).every((h) => h >= 3),
+      60_000,
+    )
+
+    const victim = info.nodes[3] as DevnetInfo['nodes'][number]
+    process.kill(victim.pid, 'SIGKILL')
+    const atKill = Math.max(...(await Promise.all(apis.slice(0, 3).map(height))))
+    await waitFor(
+      'the other three to commit 5 more blocks',
+      async () => (await Promise.all(apis.slice(0, 3).map(height))).every((h) => h >= atKill + 5),
+      60_000,
+    )
+    assert.equal(await height(victim.api), -1, 'the killed node is gone')
+
+    restarted = spawn(
+      process.execPath,
+      [BIN, '--home', victim.home, 'node', '--password-file', info.password, '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    await firstJsonLine(restarted)
+    const goal = Math.max(...(await Promise.all(apis.slice(0, 3).map(height))))
+    await waitFor('the restarted node to catch up', async () => (await height(victim.api)) >= goal, 60_000)
+
+    const top = Math.min(...(await Promise.all(apis.map(height))))
+    for (const h of [1, Math.floor(top / 2), atKill, top]) {
+      const blocks = await Promise.all(
+        apis.map((api) => getJson<{ hash: string; header: { stateRoot: string } }>(`${api}/v1/chain/blocks/${h}`)),
+      )
+      assert.equal(new Set(blocks.map((b) => b?.hash)).size, 1, `nodes disagree on block ${h}`)
+      assert.equal(new Set(blocks.map((b) => b?.header.stateRoot)).size, 1, `nodes disagree on the state root at ${h}`)
+    }
+    t.diagnostic(`height ${top} reached; killed at ${atKill}`)
+  } catch (err) {
+    t.diagnostic(stderr.slice(-2000))
+    throw err
+  } finally {
+    restarted?.kill('SIGTERM')
+    devnet.kill('SIGINT')
+    await Promise.all([exited(devnet), ...(restarted === undefined ? [] : [exited(restarted)])])
+    await rm(dir, { recursive: true, force: true })
+  }
+})
