@@ -7,14 +7,14 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BIN } from './helpers/cli.ts'
+import { BIN, runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
 
 interface DevnetInfo {
   dir: string
   password: string
-  nodes: Array<{ node: string; api: string; home: string; pid: number }>
+  nodes: Array<{ node: string; did: string; api: string; home: string; pid: number }>
 }
 
 async function getJson<T>(url: string): Promise<T | undefined> {
@@ -96,6 +96,13 @@ test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; re
       assert.equal(new Set(blocks.map((b) => b?.hash)).size, 1, `nodes disagree on block ${h}`)
       assert.equal(new Set(blocks.map((b) => b?.header.stateRoot)).size, 1, `nodes disagree on the state root at ${h}`)
     }
+    // DID records in the DHT: node1's record, asked through node3, carries node1's API endpoint.
+    const node1 = info.nodes[1] as DevnetInfo['nodes'][number]
+    await waitFor('node1 record in the DHT', async () => {
+      const resolved = await runCli(['did', 'resolve', node1.did, '--node', victim.api])
+      const doc = JSON.parse(resolved.stdout || '{}') as { service?: Array<{ serviceEndpoint: string }> }
+      return doc.service?.some((s) => s.serviceEndpoint === node1.api) === true
+    }, 30_000)
     t.diagnostic(`height ${top} reached; killed at ${atKill}`)
   } catch (err) {
     t.diagnostic(stderr.slice(-2000))

@@ -8,6 +8,7 @@ import { toHex } from '../core/bytes.ts'
 import { AbortError, InvalidInputError } from '../core/errors.ts'
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './constants.ts'
 import { ApiError } from './errors.ts'
+import type { DidRecordView, NatView, PeerView } from './net-api.ts'
 import type { AccountJson, BlockJson, ProofJson, StatusJson, SubmitTxJson, TxStatusJson } from './schemas.ts'
 
 export interface CallOptions {
@@ -65,6 +66,16 @@ export class DonghaeClient {
 
   proof(keyHex: string, options: CallOptions = {}): Promise<ProofJson> {
     return this.#request('GET', `/v1/state/proof?key=${encodeURIComponent(keyHex)}`, undefined, options)
+  }
+
+  /** This node's addresses, peers and NAT state. */
+  net(options: CallOptions = {}): Promise<{ peerId: string; addresses: string[]; peers: PeerView[]; nat: NatView }> {
+    return this.#request('GET', '/v1/net', undefined, options)
+  }
+
+  /** A DID's record in the DHT, as the node finds it. */
+  didRecord(did: string, options: CallOptions = {}): Promise<DidRecordView> {
+    return this.#request('GET', `/v1/did/${encodeURIComponent(did)}`, undefined, options)
   }
 
   async #request<T>(method: 'GET' | 'POST', path: string, body: unknown, options: CallOptions): Promise<T> {

@@ -17,6 +17,7 @@ import { registerLocalnet } from './commands/localnet.ts'
 import { registerNode } from './commands/node.ts'
 import { registerDevnet } from './commands/devnet.ts'
 import { registerSim } from './commands/sim.ts'
+import { registerNat } from './commands/nat.ts'
 import { VERSION } from './version.ts'
 
 export function buildProgram(io: CliIo): Command {
@@ -68,6 +69,7 @@ Docs: README.md and docs/architecture.md`,
   registerNode(program, io)
   registerDevnet(program, io)
   registerSim(program, io)
+  registerNat(program, io)
   for (const command of program.commands) command.exitOverride()
   return program
 }

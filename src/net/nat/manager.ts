@@ -87,7 +87,13 @@ export interface MappingStatus {
   internalAddress?: string
   internalPort: number
   protocol: TransportProtocol
-  mapping?: MappedChange & { renewAt?: number; expiresAt?: number }
+  mapping?: MappedChange & {
+    renewAt?: number
+    expiresAt?: number
+    /** UPnP: the service type used (WANIPConnection:1/2, WANPPPConnection:1) and its control URL. */
+    upnpService?: string
+    upnpControlUrl?: string
+  }
   /** Why the last attempt gave no mapping. */
   reason?: string
   /** The last answer (or failure) of each method. */
@@ -189,19 +195,25 @@ export class PortMappingManager {
               ...this.#change(a),
               renewAt: a.leaseSeconds > 0 ? a.grantedAt + (a.leaseSeconds * 1000) / 2 : undefined,
               expiresAt: a.leaseSeconds > 0 ? a.grantedAt + a.leaseSeconds * 1000 : undefined,
+              upnpService: a.upnp?.service.serviceType,
+              upnpControlUrl: a.upnp?.service.controlUrl,
             },
       reason: this.#reason,
       attempts: { ...this.#attempts },
     }
   }
 
+  #stopped(): boolean {
+    return this.#state === 'stopped'
+  }
+
   #enqueue(task: () => Promise<void>): Promise<void> {
     const run = async (): Promise<void> => {
-      if (this.#state === 'stopped') return
+      if (this.#stopped()) return
       try {
         await task()
       } catch (err) {
-        if (err instanceof AbortError && this.#state === 'stopped') return
+        if (err instanceof AbortError && this.#stopped()) return
         this.#log.error({ error: describeError(err) }, 'port mapping task failed')
       }
     }
