@@ -38,7 +38,11 @@ async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> 
 export async function devnetBenches(_options: MeasureOptions, quick = false): Promise<BenchLine[]> {
   const dir = await mkdtemp(join(tmpdir(), 'donghae-bench-devnet-'))
   const base = 31_000 + Math.floor(Math.random() * 400) * 8
-  const devnet: ChildProcess = spawn(process.execPath, [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  const devnet: ChildProcess = spawn(
+    process.execPath,
+    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  )
   try {
     const info = await new Promise<{ nodes: Array<{ api: string; home: string }> }>((resolve, reject) => {
       let buffer = ''
@@ -50,7 +54,8 @@ export async function devnetBenches(_options: MeasureOptions, quick = false): Pr
       devnet.once('exit', () => reject(new Error('devnet exited before it ran')))
     })
     const apis = info.nodes.map((n) => n.api)
-    const heightOf = async (api: string): Promise<number> => (await json<{ height: number }>(`${api}/v1/status`))?.height ?? -1
+    const heightOf = async (api: string): Promise<number> =>
+      (await json<{ height: number }>(`${api}/v1/status`))?.height ?? -1
     while (Math.min(...(await Promise.all(apis.map(heightOf)))) < 3) await new Promise((r) => setTimeout(r, 100))
     // Propagation: watch heights on every node.
     const seen = new Map<number, number[]>()
@@ -67,18 +72,34 @@ export async function devnetBenches(_options: MeasureOptions, quick = false): Pr
       await new Promise((r) => setTimeout(r, 20))
     }
     const spreads: number[] = []
-    for (const times of seen.values()) if (times.length >= apis.length) spreads.push(Math.max(...times.slice(0, apis.length)) - Math.min(...times.slice(0, apis.length)))
+    for (const times of seen.values())
+      if (times.length >= apis.length)
+        spreads.push(Math.max(...times.slice(0, apis.length)) - Math.min(...times.slice(0, apis.length)))
     // Finality: transfers from node0's key, each to its own node, one at a time.
     const key = await loadKeystore(join(info.nodes[0]?.home as string, 'keystore.json'), PASSWORD)
     const status = (await json<{ chainId: string }>(`${apis[0]}/v1/status`)) as { chainId: string }
-    const account = (await json<{ nonce: string }>(`${apis[0]}/v1/accounts/${didFromEd25519PublicKey(key.publicKey)}`)) as { nonce: string }
+    const account = (await json<{ nonce: string }>(
+      `${apis[0]}/v1/accounts/${didFromEd25519PublicKey(key.publicKey)}`,
+    )) as { nonce: string }
     const finality: number[] = []
     const count = quick ? 3 : 20
     for (let i = 0; i < count; i++) {
-      const tx = encodeTx(signTx(key, { chainId: status.chainId, nonce: BigInt(account.nonce) + BigInt(i), fee: 1n, kind: 'bank.transfer', body: { to: didFromEd25519PublicKey(key.publicKey), amount: 1n } }))
+      const tx = encodeTx(
+        signTx(key, {
+          chainId: status.chainId,
+          nonce: BigInt(account.nonce) + BigInt(i),
+          fee: 1n,
+          kind: 'bank.transfer',
+          body: { to: didFromEd25519PublicKey(key.publicKey), amount: 1n },
+        }),
+      )
       const api = apis[i % apis.length] as string
       const start = performance.now()
-      const submitted = await json<{ hash: string }>(`${api}/v1/tx`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tx: toHex(tx) }) })
+      const submitted = await json<{ hash: string }>(`${api}/v1/tx`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tx: toHex(tx) }),
+      })
       if (submitted === undefined) throw new Error('submission failed')
       while ((await json(`${api}/v1/tx/${submitted.hash}`)) === undefined) await new Promise((r) => setTimeout(r, 10))
       finality.push(performance.now() - start)
@@ -89,14 +110,49 @@ export async function devnetBenches(_options: MeasureOptions, quick = false): Pr
       const block = await json<{ header: { time: number } }>(`${apis[0]}/v1/chain/blocks/${h}`)
       if (block !== undefined) times.push(block.header.time)
     }
-    const intervals = times.slice(1).map((t, i) => t - (times[i] as number)).sort((a, b) => a - b)
+    const intervals = times
+      .slice(1)
+      .map((t, i) => t - (times[i] as number))
+      .sort((a, b) => a - b)
     spreads.sort((a, b) => a - b)
     finality.sort((a, b) => a - b)
-    const extra = (values: number[]): Record<string, number> => ({ p50: Math.round(percentile(values, 50)), p99: Math.round(percentile(values, 99)), samples: values.length })
+    const extra = (values: number[]): Record<string, number> => ({
+      p50: Math.round(percentile(values, 50)),
+      p99: Math.round(percentile(values, 99)),
+      samples: values.length,
+    })
     return [
-      { ...line({ bench: 'devnet-propagation', impl: '4 processes, libp2p gossipsub on loopback; first→last node to report a height, p50', value: percentile(spreads, 50), unit: 'ms', rounds: [percentile(spreads, 50)] }), ...extra(spreads) } as BenchLine,
-      { ...line({ bench: 'devnet-finality', impl: '4 processes; POST /v1/tx → committed on that node, p50', value: percentile(finality, 50), unit: 'ms', target: { value: 1000, met: percentile(finality, 50) <= 1000, note: 'finality p50 ≤ 1 s' }, rounds: [percentile(finality, 50)] }), ...extra(finality) } as BenchLine,
-      { ...line({ bench: 'devnet-block-interval', impl: '4 processes; header time deltas, p50', value: percentile(intervals, 50), unit: 'ms', rounds: [percentile(intervals, 50)] }), ...extra(intervals) } as BenchLine,
+      {
+        ...line({
+          bench: 'devnet-propagation',
+          impl: '4 processes, libp2p gossipsub on loopback; first→last node to report a height, p50',
+          value: percentile(spreads, 50),
+          unit: 'ms',
+          rounds: [percentile(spreads, 50)],
+        }),
+        ...extra(spreads),
+      } as BenchLine,
+      {
+        ...line({
+          bench: 'devnet-finality',
+          impl: '4 processes; POST /v1/tx → committed on that node, p50',
+          value: percentile(finality, 50),
+          unit: 'ms',
+          target: { value: 1000, met: percentile(finality, 50) <= 1000, note: 'finality p50 ≤ 1 s' },
+          rounds: [percentile(finality, 50)],
+        }),
+        ...extra(finality),
+      } as BenchLine,
+      {
+        ...line({
+          bench: 'devnet-block-interval',
+          impl: '4 processes; header time deltas, p50',
+          value: percentile(intervals, 50),
+          unit: 'ms',
+          rounds: [percentile(intervals, 50)],
+        }),
+        ...extra(intervals),
+      } as BenchLine,
     ]
   } finally {
     devnet.kill('SIGINT')
@@ -106,5 +162,6 @@ export async function devnetBenches(_options: MeasureOptions, quick = false): Pr
 }
 
 if (import.meta.main === true) {
-  for (const l of await devnetBenches({}, process.argv.includes('--quick'))) process.stdout.write(`${JSON.stringify(l)}\n`)
+  for (const l of await devnetBenches({}, process.argv.includes('--quick')))
+    process.stdout.write(`${JSON.stringify(l)}\n`)
 }

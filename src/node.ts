@@ -38,6 +38,7 @@ import { didFromPeerId } from './identity/peer-id.ts'
 import { createHost, type DonghaeHost } from './net/host.ts'
 import { Libp2pChainTransport } from './net/chain-transport.ts'
 import { NetworkService } from './net/network.ts'
+import type { MappingStatus } from './net/nat/manager.ts'
 
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
@@ -246,14 +247,33 @@ export class DonghaeNode {
 
 // ---- a node on the real network ---------------------------------------------------------------
 
+/** The API's view of the port-mapping state. */
+function natView(mode: DonghaeConfig['nat'], status: MappingStatus | undefined): NatView {
+  if (mode === 'off') return { method: 'off', reason: 'port mapping is off (config nat = off)' }
+  const mapping = status?.mapping
+  if (mapping !== undefined) {
+    return {
+      method: mapping.method,
+      externalAddress: `${mapping.externalAddress}:${mapping.externalPort}`,
+      leaseSeconds: mapping.leaseSeconds,
+    }
+  }
+  const reason = status?.reason ?? (status === undefined ? 'waiting for the p2p listener' : `state ${status.state}`)
+  return {
+    method: 'none',
+    reason: `no port mapping available: ${reason}; peers outside this network cannot dial this node (it can still dial out, and relay through peers)`,
+  }
+}
+
 export interface FullNodeOptions {
   /** Data directory: chain database in `chain/`, peer store in `p2p/`. */
   dataDir: string
   genesis: GenesisDoc
   key: Ed25519KeyPair
-  config: Pick<DonghaeConfig, 'p2pPort' | 'listenHost' | 'apiPort' | 'apiHost' | 'bootstrap' | 'mdns' | 'moniker'>
-  /** What the port-mapping manager reports (NAT), for the API. */
-  nat?: () => NatView
+  config: Pick<
+    DonghaeConfig,
+    'p2pPort' | 'listenHost' | 'apiPort' | 'apiHost' | 'bootstrap' | 'mdns' | 'moniker' | 'nat'
+  >
   /** Extra multiaddrs to announce (the router's external address). */
   announce?: string[]
   logger?: Logger
@@ -306,6 +326,9 @@ export class FullNode {
         mdns: config.mdns,
         announce: options.announce ?? [],
         datastorePath: join(options.dataDir, 'p2p'),
+        nat: config.nat,
+        relayServer: true,
+        logger,
       })
       await host.start()
       stops.push(() => host.stop())
@@ -343,7 +366,7 @@ export class FullNode {
             }
             return { did, peerId: c.remotePeer.toString(), addresses: [c.remoteAddr.toString()] }
           }),
-        nat: options.nat ?? (() => ({ method: 'off', reason: 'port mapping is not enabled' })),
+        nat: () => natView(config.nat, host.services.nat?.status()),
         resolveDid: (did) => network.resolveDid(did),
       }
       const api = createApiServer({ chain: node.chainApi, net, logger })

@@ -98,11 +98,15 @@ test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; re
     }
     // DID records in the DHT: node1's record, asked through node3, carries node1's API endpoint.
     const node1 = info.nodes[1] as DevnetInfo['nodes'][number]
-    await waitFor('node1 record in the DHT', async () => {
-      const resolved = await runCli(['did', 'resolve', node1.did, '--node', victim.api])
-      const doc = JSON.parse(resolved.stdout || '{}') as { service?: Array<{ serviceEndpoint: string }> }
-      return doc.service?.some((s) => s.serviceEndpoint === node1.api) === true
-    }, 30_000)
+    await waitFor(
+      'node1 record in the DHT',
+      async () => {
+        const resolved = await runCli(['did', 'resolve', node1.did, '--node', victim.api])
+        const doc = JSON.parse(resolved.stdout || '{}') as { service?: Array<{ serviceEndpoint: string }> }
+        return doc.service?.some((s) => s.serviceEndpoint === node1.api) === true
+      },
+      30_000,
+    )
     t.diagnostic(`height ${top} reached; killed at ${atKill}`)
   } catch (err) {
     t.diagnostic(stderr.slice(-2000))

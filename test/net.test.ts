@@ -12,7 +12,13 @@ import { createHost, type DonghaeHost } from '../src/net/host.ts'
 import { Libp2pChainTransport } from '../src/net/chain-transport.ts'
 import { NetworkService } from '../src/net/network.ts'
 import { chainTopic } from '../src/net/constants.ts'
-import { didRecordKey, encodeDidRecord, signDidRecord, decodeDidRecord, DidRecordError } from '../src/net/did-records.ts'
+import {
+  didRecordKey,
+  encodeDidRecord,
+  signDidRecord,
+  decodeDidRecord,
+  DidRecordError,
+} from '../src/net/did-records.ts'
 import { DonghaeNode } from '../src/node.ts'
 import { SYNC_PROTOCOL } from '../src/chain/runtime.ts'
 import { encodeConsensusMessage, signVote } from '../src/chain/bft/messages.ts'
@@ -29,7 +35,11 @@ interface Net {
 
 async function start(validators: Actor[]): Promise<Net> {
   const dir = await mkdtemp(join(tmpdir(), 'donghae-p2p-'))
-  const genesis = makeGenesis(validators, validators.map((v) => [v, 1_000_000n]), FAST_PARAMS)
+  const genesis = makeGenesis(
+    validators,
+    validators.map((v) => [v, 1_000_000n]),
+    FAST_PARAMS,
+  )
   const hosts: DonghaeHost[] = []
   const nodes: DonghaeNode[] = []
   const networks: NetworkService[] = []
@@ -40,7 +50,13 @@ async function start(validators: Actor[]): Promise<Net> {
     hosts.push(host)
     const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId })
     transport.start()
-    const node = await DonghaeNode.create({ dataDir: join(dir, `n${i}`), genesis, key: v.key, transport, poh: 'inline' })
+    const node = await DonghaeNode.create({
+      dataDir: join(dir, `n${i}`),
+      genesis,
+      key: v.key,
+      transport,
+      poh: 'inline',
+    })
     node.start()
     nodes.push(node)
     const network = new NetworkService({ host, key: v.key, bootstrap, intervalMs: 1_000 })
@@ -68,24 +84,42 @@ test('DID records: published records resolve across the DHT; forged, foreign and
     const [na, , nc] = net.networks as [NetworkService, NetworkService, NetworkService]
     await waitFor('peers', () => net.hosts.every((h) => h.getPeers().length >= 1))
     const published = await na.publishDid()
-    await waitFor('the record to be found by another node', async () => (await nc.resolveDid(a.did))?.seq === published.seq, 20_000)
+    await waitFor(
+      'the record to be found by another node',
+      async () => (await nc.resolveDid(a.did))?.seq === published.seq,
+      20_000,
+    )
     const found = await nc.resolveDid(a.did)
     assert.deepEqual(found?.addresses, published.addresses)
 
     // b signs a record but stores it under a's key, with a higher sequence number: refused.
-    const forged = signDidRecord(b.key, { addresses: ['/ip4/6.6.6.6/tcp/1'], services: [], seq: published.seq + 100, expires: Date.now() + 60_000 })
+    const forged = signDidRecord(b.key, {
+      addresses: ['/ip4/6.6.6.6/tcp/1'],
+      services: [],
+      seq: published.seq + 100,
+      expires: Date.now() + 60_000,
+    })
     const dht = (net.hosts[1] as DonghaeHost).services.dht
     const errors: string[] = []
     try {
-      for await (const event of dht.put(didRecordKey(a.did), encodeDidRecord(forged))) if (event.name === 'QUERY_ERROR') errors.push(event.error.message)
+      for await (const event of dht.put(didRecordKey(a.did), encodeDidRecord(forged)))
+        if (event.name === 'QUERY_ERROR') errors.push(event.error.message)
     } catch (err) {
       errors.push((err as Error).message)
     }
     assert.ok(errors.length > 0, 'peers refused the forged record')
     // A record whose signature was altered is refused by the decoder and the DHT validator.
-    const altered = { ...signDidRecord(a.key, { addresses: [], services: [], seq: published.seq + 1, expires: Date.now() + 60_000 }), addresses: ['/ip4/6.6.6.6/tcp/1'] }
+    const altered = {
+      ...signDidRecord(a.key, { addresses: [], services: [], seq: published.seq + 1, expires: Date.now() + 60_000 }),
+      addresses: ['/ip4/6.6.6.6/tcp/1'],
+    }
     assert.throws(() => decodeDidRecord(encodeDidRecord(altered)), DidRecordError)
-    const expired = signDidRecord(a.key, { addresses: [], services: [], seq: published.seq + 2, expires: Date.now() - 1 })
+    const expired = signDidRecord(a.key, {
+      addresses: [],
+      services: [],
+      seq: published.seq + 2,
+      expires: Date.now() - 1,
+    })
     assert.throws(() => decodeDidRecord(encodeDidRecord(expired)), /expired/)
     assert.throws(() => decodeDidRecord(randomBytes(200)), DidRecordError)
     const after = await nc.resolveDid(a.did)
@@ -133,12 +167,25 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
       await attacker.services.pubsub.publish(chainTopic(chainId, 'consensus'), randomBytes(64)).catch(() => {})
       const status = node.runtime.consensus
       if (status !== undefined) {
-        const vote = signVote(attackerKey.key, { chainId, height: status.height, round: status.round, type: 'prevote', blockId: randomBytes(32), validator: attackerKey.did })
-        await attacker.services.pubsub.publish(chainTopic(chainId, 'consensus'), encodeConsensusMessage({ kind: 'vote', vote })).catch(() => {})
+        const vote = signVote(attackerKey.key, {
+          chainId,
+          height: status.height,
+          round: status.round,
+          type: 'prevote',
+          blockId: randomBytes(32),
+          validator: attackerKey.did,
+        })
+        await attacker.services.pubsub
+          .publish(chainTopic(chainId, 'consensus'), encodeConsensusMessage({ kind: 'vote', vote }))
+          .catch(() => {})
       }
     }
     await waitFor('5 more blocks despite the attacker', () => node.app.head.height >= before + 5, 30_000)
-    await waitFor('the attacker to be disconnected', () => target.getConnections(peerIdFromDid(attackerKey.did)).length === 0, 20_000)
+    await waitFor(
+      'the attacker to be disconnected',
+      () => target.getConnections(peerIdFromDid(attackerKey.did)).length === 0,
+      20_000,
+    )
     assert.ok(node.runtime.stats.rejectedMessages > 0)
   } finally {
     await attacker.stop()
@@ -150,20 +197,48 @@ test('the peer book is persisted: a restarted node with no bootstrap list reconn
   const dir = await mkdtemp(join(tmpdir(), 'donghae-peerbook-'))
   const a = actor()
   const b = actor()
-  const hostA = await createHost({ key: a.key, host: '127.0.0.1', port: 0, mdns: false, quic: false, webSockets: false })
+  const hostA = await createHost({
+    key: a.key,
+    host: '127.0.0.1',
+    port: 0,
+    mdns: false,
+    quic: false,
+    webSockets: false,
+  })
   await hostA.start()
   try {
     const bootstrap = [String(hostA.getMultiaddrs()[0])]
-    let hostB = await createHost({ key: b.key, host: '127.0.0.1', port: 0, mdns: false, quic: false, webSockets: false, datastorePath: join(dir, 'p2p'), bootstrap })
+    let hostB = await createHost({
+      key: b.key,
+      host: '127.0.0.1',
+      port: 0,
+      mdns: false,
+      quic: false,
+      webSockets: false,
+      datastorePath: join(dir, 'p2p'),
+      bootstrap,
+    })
     await hostB.start()
     await waitFor('B to meet A', () => hostB.getPeers().length > 0)
     await hostB.stop()
-    hostB = await createHost({ key: b.key, host: '127.0.0.1', port: 0, mdns: false, quic: false, webSockets: false, datastorePath: join(dir, 'p2p') })
+    hostB = await createHost({
+      key: b.key,
+      host: '127.0.0.1',
+      port: 0,
+      mdns: false,
+      quic: false,
+      webSockets: false,
+      datastorePath: join(dir, 'p2p'),
+    })
     await hostB.start()
     const network = new NetworkService({ host: hostB, key: b.key, intervalMs: 500 })
     network.start()
     try {
-      await waitFor('B to reconnect from its peer book alone', () => hostB.getPeers().some((p) => p.equals(hostA.peerId)), 15_000)
+      await waitFor(
+        'B to reconnect from its peer book alone',
+        () => hostB.getPeers().some((p) => p.equals(hostA.peerId)),
+        15_000,
+      )
     } finally {
       network.stop()
       await hostB.stop()

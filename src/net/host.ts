@@ -24,10 +24,15 @@ import type { Identify } from '@libp2p/identify'
 import type { Ping } from '@libp2p/ping'
 import type { PeerDiscovery } from '@libp2p/interface'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
+import type { Logger } from '../core/logger.ts'
+import { natPortMapping, type NatPortMappingService } from './nat/libp2p.ts'
+import type { NatMode } from './nat/manager.ts'
 import { DID_RECORD_PREFIX, selectDidRecord, validateDidRecord } from './did-records.ts'
 import { MAX_CONNECTIONS, MAX_GOSSIP_BYTES, PROTOCOL_PREFIX } from './constants.ts'
 
 export interface HostServices {
+  /** Present when the node maps its port through the router. */
+  nat?: NatPortMappingService
   identify: Identify
   ping: Ping
   dht: KadDHT
@@ -59,11 +64,17 @@ export interface HostOptions {
   relayServer?: boolean
   /** Connection manager upper bound. @default MAX_CONNECTIONS */
   maxConnections?: number
+  /** Port mapping through the home router. @default 'off' */
+  nat?: NatMode
+  logger?: Logger
 }
 
 export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   const host = options.host ?? '0.0.0.0'
   const listen = [`/ip4/${host}/tcp/${options.port}`]
+  // Not listening on '/p2p-circuit' yet: with libp2p 3 that listener holds start() until a relay
+  // reservation is made. Relayed addresses can be dialled (circuitRelayTransport) and every full
+  // node serves as a relay (relayServer), but automatic reservations for unmapped nodes are open work.
   if (options.quic !== false) listen.push(`/ip4/${host}/udp/${options.port}/quic-v1`)
   if (options.webSockets !== false) listen.push(`/ip4/${host}/tcp/${options.port === 0 ? 0 : options.port + 1}/ws`)
   const discovery: Array<(components: never) => PeerDiscovery> = []
@@ -91,6 +102,14 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
       asyncValidation: false,
     }),
     ...(options.relayServer === true ? { relay: circuitRelayServer() } : {}),
+    ...(options.nat !== undefined && options.nat !== 'off'
+      ? {
+          nat: natPortMapping({
+            mode: options.nat,
+            ...(options.logger === undefined ? {} : { logger: options.logger }),
+          }),
+        }
+      : {}),
   }
   const node = await createLibp2p({
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),

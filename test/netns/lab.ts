@@ -40,6 +40,7 @@ function run(cmd: string, args: readonly string[], input?: string): Promise<Exec
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1
       resolve({ code, stdout, stderr: stderr || (err?.message ?? '') })
     })
+    child.stdin?.on('error', () => {}) // a command that exits without reading its input
     child.stdin?.end(input ?? '')
   })
 }
@@ -152,20 +153,28 @@ export class NodeProcess {
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr += chunk
     })
-    this.exited = new Promise((resolve) => child.on('close', (code) => {
-      resolve(code)
-      for (const w of this.#waiters.splice(0)) w()
-    }))
+    this.exited = new Promise((resolve) =>
+      child.on('close', (code) => {
+        resolve(code)
+        for (const w of this.#waiters.splice(0)) w()
+      }),
+    )
   }
 
   /** Waits for a JSON line matching `predicate` (already printed or still to come). */
-  async waitFor<T = Record<string, unknown>>(predicate: (line: T) => boolean, timeoutMs = 20_000, what = 'a line'): Promise<T> {
+  async waitFor<T = Record<string, unknown>>(
+    predicate: (line: T) => boolean,
+    timeoutMs = 20_000,
+    what = 'a line',
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       const hit = (this.lines as T[]).find(predicate)
       if (hit !== undefined) return hit
       if (this.child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`no ${what} within ${timeoutMs} ms; stdout: ${JSON.stringify(this.lines)} stderr: ${this.stderr.slice(-3000)}`)
+        throw new Error(
+          `no ${what} within ${timeoutMs} ms; stdout: ${JSON.stringify(this.lines)} stderr: ${this.stderr.slice(-3000)}`,
+        )
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(10, Math.min(500, deadline - Date.now())))
@@ -241,7 +250,11 @@ export class NatLab {
     await must('ip', ['-n', wan, 'addr', 'add', `${PEER_WAN}/24`, 'dev', 'wan0'])
     await must('ip', ['-n', wan, 'link', 'set', 'wan0', 'up'])
     await must('ip', ['netns', 'exec', rtr, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
-    await must('ip', ['netns', 'exec', rtr, 'nft', '-f', '-'], FILTER('oifname "rwan" ip saddr 10.77.0.0/24 masquerade'))
+    await must(
+      'ip',
+      ['netns', 'exec', rtr, 'nft', '-f', '-'],
+      FILTER('oifname "rwan" ip saddr 10.77.0.0/24 masquerade'),
+    )
   }
 
   /** Runs a command inside a namespace. */
@@ -272,9 +285,13 @@ export class NatLab {
     const conf = join(this.dir, `miniupnpd-${variant}.conf`)
     await writeFile(conf, routerConfig(variant, randomUUID()))
     const log = createWriteStream(join(this.dir, 'miniupnpd.log'), { flags: 'a' })
-    const daemon = spawn('ip', ['netns', 'exec', this.ns.rtr, 'miniupnpd', '-d', '-f', conf, '-P', join(this.dir, 'miniupnpd.pid')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const daemon = spawn(
+      'ip',
+      ['netns', 'exec', this.ns.rtr, 'miniupnpd', '-d', '-f', conf, '-P', join(this.dir, 'miniupnpd.pid')],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     daemon.stdout.pipe(log)
     daemon.stderr.pipe(log)
     this.#daemon = daemon
@@ -320,11 +337,22 @@ export class NatLab {
 
   /** The port forwards the router holds right now, read from its nftables DNAT chain. */
   async routerMappings(): Promise<RouterMapping[]> {
-    const out = await must('ip', ['netns', 'exec', this.ns.rtr, 'nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
+    const out = await must('ip', [
+      'netns',
+      'exec',
+      this.ns.rtr,
+      'nft',
+      'list',
+      'chain',
+      'inet',
+      'filter',
+      'prerouting_miniupnpd',
+    ])
     const found: RouterMapping[] = []
     // nft prints miniupnpd's rules as `@nh,72,8 0x6 th dport 4011 dnat ip to 10.77.0.2:4011`
     // (older and newer versions may say `ip protocol tcp` or `meta l4proto tcp` instead)
-    const rule = /(?:@nh,72,8 0x(6|11)|(?:ip protocol|meta l4proto) (tcp|udp)) .*?dport (\d+) dnat ip to ([\d.]+):(\d+)/g
+    const rule =
+      /(?:@nh,72,8 0x(6|11)|(?:ip protocol|meta l4proto) (tcp|udp)) .*?dport (\d+) dnat ip to ([\d.]+):(\d+)/g
     for (const m of out.matchAll(rule)) {
       const tcp = m[1] === '6' || m[2] === 'tcp'
       found.push({
@@ -338,7 +366,10 @@ export class NatLab {
   }
 
   async routerLog(): Promise<string> {
-    return readFile(join(this.dir, 'miniupnpd.log'), 'utf8').then((t) => t.slice(-4000), () => '(no log)')
+    return readFile(join(this.dir, 'miniupnpd.log'), 'utf8').then(
+      (t) => t.slice(-4000),
+      () => '(no log)',
+    )
   }
 
   /** Stops every process and the daemon, deletes the namespaces and the temp dir. Idempotent. */

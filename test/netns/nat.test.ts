@@ -56,7 +56,11 @@ async function mappedProbe(lab: NatLab, ns: string, args: string[]) {
 
 const has = (mappings: RouterMapping[], externalPort: number, internalAddress: string, internalPort: number): boolean =>
   mappings.some(
-    (m) => m.protocol === 'tcp' && m.externalPort === externalPort && m.internalAddress === internalAddress && m.internalPort === internalPort,
+    (m) =>
+      m.protocol === 'tcp' &&
+      m.externalPort === externalPort &&
+      m.internalAddress === internalAddress &&
+      m.internalPort === internalPort,
   )
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
@@ -114,55 +118,75 @@ labTest('no port-mapping daemon: one clear line, exit 1, relay fallback signalle
   assert.equal(code, 1)
   const lines = proc.stderr.trim().split('\n')
   assert.equal(lines.length, 1, proc.stderr)
-  assert.match(lines[0] ?? '', /^donghae: no port mapping available: NAT-PMP: .*10\.77\.0\.1:5351.*; UPnP: .*SSDP.*circuit relay$/)
+  assert.match(
+    lines[0] ?? '',
+    /^donghae: no port mapping available: NAT-PMP: .*10\.77\.0\.1:5351.*; UPnP: .*SSDP.*circuit relay$/,
+  )
   const json = proc.lines[0] as ProbeResult
   assert.equal(json.method, 'none')
   assert.equal(json.fallback, 'circuit-relay')
   assert.ok(took < 15_000, `answered in ${took} ms`)
 })
 
-labTest('two nodes behind one NAT ask for the same port: the second gets another, and each removes only its own', async (lab, t) => {
-  for (const [variant, mode] of [
-    ['both', 'pmp'],
-    ['upnp-igd2', 'upnp'],
-    ['upnp-igd1', 'upnp'],
-  ] as const) {
-    await lab.startRouter(variant)
-    const a = await mappedProbe(lab, lab.ns.lan1, ['--nat', mode, '--port', '4011'])
-    const b = await mappedProbe(lab, lab.ns.lan2, ['--nat', mode, '--port', '4011'])
-    assert.equal(a.result.externalAddress, `${ROUTER_WAN}:4011`)
-    const bPort = Number(b.result.externalAddress?.split(':')[1])
-    assert.notEqual(bPort, 4011, `${variant}: B must not take A's port`)
-    t.diagnostic(`${variant}/${mode}: A got 4011, B got ${bPort}`)
-    let mappings = await lab.routerMappings()
-    assert.ok(has(mappings, 4011, LAN1, 4011) && has(mappings, bPort, LAN2, 4011), JSON.stringify(mappings))
-    assert.equal(await b.proc.stop('SIGINT'), 0, b.proc.stderr)
-    mappings = await lab.routerMappings()
-    assert.ok(has(mappings, 4011, LAN1, 4011), `${variant}: A's mapping survives B's exit: ${JSON.stringify(mappings)}`)
-    assert.ok(!mappings.some((m) => m.externalPort === bPort), `${variant}: B's mapping is gone`)
-    assert.equal(await a.proc.stop('SIGINT'), 0, a.proc.stderr)
-    assert.deepEqual(await lab.routerMappings(), [])
-  }
-})
+labTest(
+  'two nodes behind one NAT ask for the same port: the second gets another, and each removes only its own',
+  async (lab, t) => {
+    for (const [variant, mode] of [
+      ['both', 'pmp'],
+      ['upnp-igd2', 'upnp'],
+      ['upnp-igd1', 'upnp'],
+    ] as const) {
+      await lab.startRouter(variant)
+      const a = await mappedProbe(lab, lab.ns.lan1, ['--nat', mode, '--port', '4011'])
+      const b = await mappedProbe(lab, lab.ns.lan2, ['--nat', mode, '--port', '4011'])
+      assert.equal(a.result.externalAddress, `${ROUTER_WAN}:4011`)
+      const bPort = Number(b.result.externalAddress?.split(':')[1])
+      assert.notEqual(bPort, 4011, `${variant}: B must not take A's port`)
+      t.diagnostic(`${variant}/${mode}: A got 4011, B got ${bPort}`)
+      let mappings = await lab.routerMappings()
+      assert.ok(has(mappings, 4011, LAN1, 4011) && has(mappings, bPort, LAN2, 4011), JSON.stringify(mappings))
+      assert.equal(await b.proc.stop('SIGINT'), 0, b.proc.stderr)
+      mappings = await lab.routerMappings()
+      assert.ok(
+        has(mappings, 4011, LAN1, 4011),
+        `${variant}: A's mapping survives B's exit: ${JSON.stringify(mappings)}`,
+      )
+      assert.ok(!mappings.some((m) => m.externalPort === bPort), `${variant}: B's mapping is gone`)
+      assert.equal(await a.proc.stop('SIGINT'), 0, a.proc.stderr)
+      assert.deepEqual(await lab.routerMappings(), [])
+    }
+  },
+)
 
-labTest('lease renewal: a 4 s lease is renewed at half-life and outlives several leases; unrenewed, the router drops it', async (lab, t) => {
-  await lab.startRouter('short-lease')
-  const node = lab.node(lab.ns.lan1, join(FIXTURES, 'manager.ts'), [
-    JSON.stringify({ mode: 'pmp', internalPort: 4011, leaseSeconds: 4, checkIntervalSeconds: 60 }),
-  ])
-  const mapped = await node.waitFor((l) => l.event === 'change' && l.method === 'pmp', 15_000, 'mapping')
-  assert.equal(mapped.leaseSeconds, 4)
-  const since = Date.now()
-  await node.waitFor(() => node.lines.filter((x) => (x as { event?: string }).event === 'renewed').length >= 4, 15_000, '4 renewals')
-  const elapsed = Date.now() - since
-  t.diagnostic(`4 renewals in ${elapsed} ms`)
-  assert.ok(elapsed >= 5500 && elapsed < 12_000, `renewed every ~2 s (4 renewals took ${elapsed} ms)`)
-  assert.ok(has(await lab.routerMappings(), 4011, LAN1, 4011), 'still mapped after more than two leases')
-  // control: a node that dies without renewing loses the mapping when the router's lease runs out
-  await node.stop('SIGKILL')
-  const gone = await until('router drops the expired lease', async () => !has(await lab.routerMappings(), 4011, LAN1, 4011), 15_000)
-  t.diagnostic(`router dropped the unrenewed mapping after ${gone} ms`)
-})
+labTest(
+  'lease renewal: a 4 s lease is renewed at half-life and outlives several leases; unrenewed, the router drops it',
+  async (lab, t) => {
+    await lab.startRouter('short-lease')
+    const node = lab.node(lab.ns.lan1, join(FIXTURES, 'manager.ts'), [
+      JSON.stringify({ mode: 'pmp', internalPort: 4011, leaseSeconds: 4, checkIntervalSeconds: 60 }),
+    ])
+    const mapped = await node.waitFor((l) => l.event === 'change' && l.method === 'pmp', 15_000, 'mapping')
+    assert.equal(mapped.leaseSeconds, 4)
+    const since = Date.now()
+    await node.waitFor(
+      () => node.lines.filter((x) => (x as { event?: string }).event === 'renewed').length >= 4,
+      15_000,
+      '4 renewals',
+    )
+    const elapsed = Date.now() - since
+    t.diagnostic(`4 renewals in ${elapsed} ms`)
+    assert.ok(elapsed >= 5500 && elapsed < 12_000, `renewed every ~2 s (4 renewals took ${elapsed} ms)`)
+    assert.ok(has(await lab.routerMappings(), 4011, LAN1, 4011), 'still mapped after more than two leases')
+    // control: a node that dies without renewing loses the mapping when the router's lease runs out
+    await node.stop('SIGKILL')
+    const gone = await until(
+      'router drops the expired lease',
+      async () => !has(await lab.routerMappings(), 4011, LAN1, 4011),
+      15_000,
+    )
+    t.diagnostic(`router dropped the unrenewed mapping after ${gone} ms`)
+  },
+)
 
 labTest('removal on stop: NAT-PMP and UPnP mappings are gone from the router after stop()', async (lab) => {
   await lab.startRouter('both')
@@ -179,60 +203,82 @@ labTest('removal on stop: NAT-PMP and UPnP mappings are gone from the router aft
   }
 })
 
-labTest('router restart: the forgotten mapping is noticed and restored (NAT-PMP epoch, UPnP existence check)', async (lab, t) => {
-  await lab.startRouter('both')
-  const opts = { checkIntervalSeconds: 1, retryInitialSeconds: 1 }
-  const pmp = lab.node(lab.ns.lan1, join(FIXTURES, 'manager.ts'), [JSON.stringify({ mode: 'pmp', internalPort: 4011, ...opts })])
-  const upnp = lab.node(lab.ns.lan2, join(FIXTURES, 'manager.ts'), [JSON.stringify({ mode: 'upnp', internalPort: 4022, ...opts })])
-  await pmp.waitFor((l) => l.event === 'change' && l.method === 'pmp', 15_000, 'pmp mapping')
-  await upnp.waitFor((l) => l.event === 'change' && l.method === 'upnp', 15_000, 'upnp mapping')
-  await lab.restartRouter()
-  assert.deepEqual(await lab.routerMappings(), [], 'the restarted router has forgotten every mapping')
-  const took = await until(
-    'both mappings restored',
-    async () => {
-      const m = await lab.routerMappings()
-      return has(m, 4011, LAN1, 4011) && has(m, 4022, LAN2, 4022)
-    },
-    15_000,
-  )
-  t.diagnostic(`mappings restored ${took} ms after the restart`)
-  assert.match(pmp.stderr, /router restarted/)
-  assert.match(upnp.stderr, /no longer has port 4022/)
-  await pmp.stop('SIGTERM')
-  await upnp.stop('SIGTERM')
-  assert.deepEqual(await lab.routerMappings(), [])
-})
-
-labTest('libp2p: a peer outside dials the node behind the NAT at its announced external address and pings it', async (lab, t) => {
-  await lab.startRouter('both')
-  const dial = (addr: string) =>
-    lab.node(lab.ns.wan, join(FIXTURES, 'libp2p-dial.ts'), [addr]).waitFor<{ ok: boolean; rtt?: number; error?: string; remoteAddrs?: string[] }>(
-      (l) => typeof l.ok === 'boolean',
-      20_000,
-      'dial result',
+labTest(
+  'router restart: the forgotten mapping is noticed and restored (NAT-PMP epoch, UPnP existence check)',
+  async (lab, t) => {
+    await lab.startRouter('both')
+    const opts = { checkIntervalSeconds: 1, retryInitialSeconds: 1 }
+    const pmp = lab.node(lab.ns.lan1, join(FIXTURES, 'manager.ts'), [
+      JSON.stringify({ mode: 'pmp', internalPort: 4011, ...opts }),
+    ])
+    const upnp = lab.node(lab.ns.lan2, join(FIXTURES, 'manager.ts'), [
+      JSON.stringify({ mode: 'upnp', internalPort: 4022, ...opts }),
+    ])
+    await pmp.waitFor((l) => l.event === 'change' && l.method === 'pmp', 15_000, 'pmp mapping')
+    await upnp.waitFor((l) => l.event === 'change' && l.method === 'upnp', 15_000, 'upnp mapping')
+    // RFC 6886 §3.6 detects a reboot by the epoch falling short of the time that passed (with 2 s
+    // of slack), so the router must have been up a few seconds for its restart to be visible.
+    await sleep(4000)
+    await lab.restartRouter()
+    assert.deepEqual(await lab.routerMappings(), [], 'the restarted router has forgotten every mapping')
+    const took = await until(
+      'both mappings restored',
+      async () => {
+        const m = await lab.routerMappings()
+        return has(m, 4011, LAN1, 4011) && has(m, 4022, LAN2, 4022)
+      },
+      15_000,
     )
+    t.diagnostic(`mappings restored ${took} ms after the restart`)
+    assert.match(pmp.stderr, /router restarted/)
+    assert.match(upnp.stderr, /no longer has port 4022/)
+    await pmp.stop('SIGTERM')
+    await upnp.stop('SIGTERM')
+    assert.deepEqual(await lab.routerMappings(), [])
+  },
+)
 
-  // before any mapping: the router has nothing on 4011, so the dial fails
-  const unmapped = lab.node(lab.ns.lan1, join(FIXTURES, 'libp2p-node.ts'), ['off', '4011'])
-  const first = await unmapped.waitFor<{ event: string; peerId: string }>((l) => l.event === 'listening', 20_000, 'listening')
-  const before = await dial(`/ip4/${ROUTER_WAN}/tcp/4011/p2p/${first.peerId}`)
-  assert.equal(before.ok, false, 'no dial through the NAT before the port is mapped')
-  t.diagnostic(`before mapping: ${before.error}`)
-  await unmapped.stop('SIGTERM')
+labTest(
+  'libp2p: a peer outside dials the node behind the NAT at its announced external address and pings it',
+  async (lab, t) => {
+    await lab.startRouter('both')
+    const dial = (addr: string) =>
+      lab
+        .node(lab.ns.wan, join(FIXTURES, 'libp2p-dial.ts'), [addr])
+        .waitFor<{ ok: boolean; rtt?: number; error?: string; remoteAddrs?: string[] }>(
+          (l) => typeof l.ok === 'boolean',
+          20_000,
+          'dial result',
+        )
 
-  const node = lab.node(lab.ns.lan1, join(FIXTURES, 'libp2p-node.ts'), ['auto', '4011'])
-  const change = await node.waitFor<{ event: string; addrs: string[]; change: { method: string } }>(
-    (l) => l.event === 'change' && l.change.method !== 'none',
-    20_000,
-    'mapping',
-  )
-  const announced = change.addrs.find((a) => a.startsWith(`/ip4/${ROUTER_WAN}/tcp/4011/p2p/`))
-  assert.ok(announced, `libp2p announces the external address: ${JSON.stringify(change.addrs)}`)
-  const after = await dial(announced)
-  assert.equal(after.ok, true, after.error)
-  t.diagnostic(`after mapping: ping ${after.rtt} ms via ${announced}`)
-  assert.ok(after.remoteAddrs?.some((a) => a.startsWith(`/ip4/${ROUTER_WAN}/tcp/4011`)), `identify carried it: ${JSON.stringify(after.remoteAddrs)}`)
-  assert.equal(await node.stop('SIGTERM'), 0)
-  assert.deepEqual(await lab.routerMappings(), [])
-})
+    // before any mapping: the router has nothing on 4011, so the dial fails
+    const unmapped = lab.node(lab.ns.lan1, join(FIXTURES, 'libp2p-node.ts'), ['off', '4011'])
+    const first = await unmapped.waitFor<{ event: string; peerId: string }>(
+      (l) => l.event === 'listening',
+      20_000,
+      'listening',
+    )
+    const before = await dial(`/ip4/${ROUTER_WAN}/tcp/4011/p2p/${first.peerId}`)
+    assert.equal(before.ok, false, 'no dial through the NAT before the port is mapped')
+    t.diagnostic(`before mapping: ${before.error}`)
+    await unmapped.stop('SIGTERM')
+
+    const node = lab.node(lab.ns.lan1, join(FIXTURES, 'libp2p-node.ts'), ['auto', '4011'])
+    const change = await node.waitFor<{ event: string; addrs: string[]; change: { method: string } }>(
+      (l) => l.event === 'change' && l.change.method !== 'none',
+      20_000,
+      'mapping',
+    )
+    const announced = change.addrs.find((a) => a.startsWith(`/ip4/${ROUTER_WAN}/tcp/4011/p2p/`))
+    assert.ok(announced, `libp2p announces the external address: ${JSON.stringify(change.addrs)}`)
+    const after = await dial(announced)
+    assert.equal(after.ok, true, after.error)
+    t.diagnostic(`after mapping: ping ${after.rtt} ms via ${announced}`)
+    assert.ok(
+      after.remoteAddrs?.some((a) => a.startsWith(`/ip4/${ROUTER_WAN}/tcp/4011`)),
+      `identify carried it: ${JSON.stringify(after.remoteAddrs)}`,
+    )
+    assert.equal(await node.stop('SIGTERM'), 0)
+    assert.deepEqual(await lab.routerMappings(), [])
+  },
+)

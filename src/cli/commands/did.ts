@@ -41,7 +41,7 @@ Examples:
   $ donghae did resolve did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp
   $ donghae did resolve did:key:z6Mk… --format Multikey`,
     )
-    .option('--no-dht', 'do not ask a running node for the DID\'s record in the DHT')
+    .option('--no-dht', "do not ask a running node for the DID's record in the DHT")
     .action(async (value: string, options: { format: DidDocumentFormat; dht: boolean }, command: Command) => {
       const ctx = createContext(command, io)
       const doc: DidDocument & { service?: ServiceEntry[] } = resolveDidKey(value, { format: options.format })
@@ -52,11 +52,16 @@ Examples:
           const record = await client.didRecord(value)
           doc.service = [
             ...record.services,
-            ...record.addresses.map((address, i) => ({ id: `${value}#p2p-${i}`, type: 'LibP2PNode', serviceEndpoint: address })),
+            ...record.addresses.map((address, i) => ({
+              id: `${value}#p2p-${i}`,
+              type: 'LibP2PNode',
+              serviceEndpoint: address,
+            })),
           ]
         } catch (err) {
           // No node running, or no record: the document derived from the key stands alone.
-          if (explicit !== undefined && err instanceof ApiError && err.code === 'UNREACHABLE') io.stderr.write(`note: ${err.message}; showing the key's document only\n`)
+          if (explicit !== undefined && err instanceof ApiError && err.code === 'UNREACHABLE')
+            io.stderr.write(`note: ${err.message}; showing the key's document only\n`)
         }
       }
       ctx.json(doc)

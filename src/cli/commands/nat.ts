@@ -1,4 +1,7 @@
 import type { Command } from 'commander'
+import { DonghaeClient } from '../../api/client.ts'
+import { ApiError } from '../../api/errors.ts'
+import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import { isIPv4 } from 'node:net'
 import { createLogger } from '../../core/logger.ts'
 import { PortMappingManager, NAT_MODES, type NatMode } from '../../net/nat/manager.ts'
@@ -102,7 +105,9 @@ Examples:
       if (options.json === true) io.stdout.write(`${JSON.stringify(result)}\n`)
       else {
         ctx.out(`mapped     ${result.externalAddress} → ${result.internalAddress} (${m.protocol})`)
-        ctx.out(`method     ${m.method === 'pmp' ? 'NAT-PMP' : `UPnP (${m.upnpService ?? ''})`} via ${status.gateway ?? '?'}`)
+        ctx.out(
+          `method     ${m.method === 'pmp' ? 'NAT-PMP' : `UPnP (${m.upnpService ?? ''})`} via ${status.gateway ?? '?'}`,
+        )
         ctx.out(`lease      ${m.leaseSeconds === 0 ? 'permanent' : `${m.leaseSeconds} s`}`)
       }
       if (!isPublicAddress(m.externalAddress)) {
@@ -113,5 +118,30 @@ Examples:
       if (o.hold > 0) await holdFor(o.hold)
       await manager.stop()
       if (options.json !== true) ctx.out(`removed    ${result.externalAddress}`)
+    })
+
+  nat
+    .command('status')
+    .description('the live port-mapping state of a running node (its API: --node, env DONGHAE_NODE)')
+    .option('--json', 'print as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ donghae nat status\n  $ donghae nat status --node http://127.0.0.1:26658 --json',
+    )
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const ctx = createContext(command, io)
+      const url = command.optsWithGlobals<{ node?: string }>().node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
+      const client = new DonghaeClient(url)
+      let nat
+      try {
+        nat = (await client.net()).nat
+      } catch (err) {
+        if (err instanceof ApiError) throw new CliError(`cannot read the NAT state from ${url}: ${err.message}`)
+        throw err
+      }
+      if (options.json === true) ctx.json(nat)
+      else if ('externalAddress' in nat)
+        ctx.out(`${nat.method === 'pmp' ? 'NAT-PMP' : 'UPnP'}: ${nat.externalAddress}, lease ${nat.leaseSeconds} s`)
+      else ctx.out(`${nat.method}: ${nat.reason}`)
     })
 }

@@ -8,7 +8,13 @@
  */
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { describeError } from '../../core/errors.ts'
-import { PortMappingManager, type MappedChange, type MappingStatus, type NatChange, type PortMappingOptions } from './manager.ts'
+import {
+  PortMappingManager,
+  type MappedChange,
+  type MappingStatus,
+  type NatChange,
+  type PortMappingOptions,
+} from './manager.ts'
 import { isPublicAddress } from './netinfo.ts'
 
 /** What this service needs from libp2p (a structural subset of its components). */
@@ -48,7 +54,9 @@ export function tcpListenPort(addrs: readonly Multiaddr[]): number | undefined {
 }
 
 /** `/ip4/<external address>/tcp/<external port>` of a mapping. */
-export function externalMultiaddr(change: Pick<MappedChange, 'externalAddress' | 'externalPort' | 'protocol'>): Multiaddr {
+export function externalMultiaddr(
+  change: Pick<MappedChange, 'externalAddress' | 'externalPort' | 'protocol'>,
+): Multiaddr {
   return multiaddr(`/ip4/${change.externalAddress}/${change.protocol}/${change.externalPort}`)
 }
 
@@ -58,6 +66,7 @@ export class NatPortMappingService {
   readonly #init: NatServiceInit
   #manager: PortMappingManager | undefined
   #applied: MappedChange | undefined
+  #waitTimer: NodeJS.Timeout | undefined
 
   constructor(components: NatServiceComponents, init: NatServiceInit) {
     this.#components = components
@@ -66,14 +75,25 @@ export class NatPortMappingService {
 
   start(): void {}
 
-  /** Runs after libp2p listens; mapping goes on in the background and never delays startup. */
+  /**
+   * Called once libp2p has started; the transports may still be opening their listeners, so the
+   * TCP port is awaited (briefly) before mapping starts. Mapping never delays libp2p's startup.
+   */
   afterStart(): void {
-    const port = this.#init.internalPort ?? tcpListenPort(this.#components.transportManager.getAddrs())
     const log = this.#init.logger?.forComponent('donghae:net:nat')
-    if (port === undefined) {
-      log?.warn('no IPv4 TCP listen address: nothing to map')
-      return
+    const deadline = Date.now() + 10_000
+    const tryStart = (): void => {
+      this.#waitTimer = undefined
+      const port = this.#init.internalPort ?? tcpListenPort(this.#components.transportManager.getAddrs())
+      if (port !== undefined) return this.#startManager(port)
+      if (Date.now() < deadline) this.#waitTimer = setTimeout(tryStart, 50)
+      else log?.warn('no IPv4 TCP listen address: nothing to map')
     }
+    tryStart()
+  }
+
+  #startManager(port: number): void {
+    const log = this.#init.logger?.forComponent('donghae:net:nat')
     this.#manager = new PortMappingManager({
       ...this.#init,
       internalPort: port,
@@ -87,6 +107,7 @@ export class NatPortMappingService {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.#waitTimer)
     await this.#manager?.stop()
     this.#manager = undefined
     this.#unapply()
@@ -100,7 +121,13 @@ export class NatPortMappingService {
     this.#unapply()
     if (change.method === 'none') return
     const am = this.#components.addressManager
-    am.addPublicAddressMapping(change.internalAddress, change.internalPort, change.externalAddress, change.externalPort, change.protocol)
+    am.addPublicAddressMapping(
+      change.internalAddress,
+      change.internalPort,
+      change.externalAddress,
+      change.externalPort,
+      change.protocol,
+    )
     this.#applied = change
     if (isPublicAddress(change.externalAddress)) {
       const ttl = change.leaseSeconds > 0 ? change.leaseSeconds * 1000 : 24 * 3600 * 1000

@@ -13,7 +13,7 @@ import { silentLogger, type Logger } from '../../core/logger.ts'
 import { NatPmpClient, EpochTracker, type TransportProtocol } from './natpmp.ts'
 import { findGateway, mapUpnpPort, type UpnpGateway } from './upnp.ts'
 import { chooseLanAddress, defaultRoute, type RouteSources } from './netinfo.ts'
-import { GatewayNotFoundError, NatError, UpnpSoapError } from './errors.ts'
+import { GatewayNotFoundError, NatError } from './errors.ts'
 
 export type NatMode = 'auto' | 'pmp' | 'upnp' | 'off'
 export const NAT_MODES: readonly NatMode[] = ['auto', 'pmp', 'upnp', 'off']
@@ -90,12 +90,16 @@ export interface MappingStatus {
   mapping?: MappedChange & {
     renewAt?: number
     expiresAt?: number
+    /** Clock time of the next check that the router still has the mapping. */
+    checkAt?: number
     /** UPnP: the service type used (WANIPConnection:1/2, WANPPPConnection:1) and its control URL. */
     upnpService?: string
     upnpControlUrl?: string
   }
   /** Why the last attempt gave no mapping. */
   reason?: string
+  /** When unmapped: the clock time of the next attempt. */
+  nextAttemptAt?: number
   /** The last answer (or failure) of each method. */
   attempts: Partial<Record<MappingMethod, string>>
 }
@@ -141,6 +145,8 @@ export class PortMappingManager {
   #abort = new AbortController()
   #timers = new Map<'retry' | 'renew' | 'check', () => void>()
   #lastEmitted = ''
+  #nextAttemptAt: number | undefined
+  #checkAt: number | undefined
 
   constructor(options: PortMappingOptions) {
     checkOptions(options)
@@ -195,10 +201,12 @@ export class PortMappingManager {
               ...this.#change(a),
               renewAt: a.leaseSeconds > 0 ? a.grantedAt + (a.leaseSeconds * 1000) / 2 : undefined,
               expiresAt: a.leaseSeconds > 0 ? a.grantedAt + a.leaseSeconds * 1000 : undefined,
+              checkAt: this.#checkAt,
               upnpService: a.upnp?.service.serviceType,
               upnpControlUrl: a.upnp?.service.controlUrl,
             },
       reason: this.#reason,
+      nextAttemptAt: this.#state === 'unmapped' ? this.#nextAttemptAt : undefined,
       attempts: { ...this.#attempts },
     }
   }
@@ -224,6 +232,7 @@ export class PortMappingManager {
   #schedule(name: 'retry' | 'renew' | 'check', seconds: number, task: () => Promise<void>): void {
     this.#timers.get(name)?.()
     if (this.#state === 'stopped') return
+    if (name === 'check') this.#checkAt = this.#clock.now() + Math.max(0, seconds * 1000)
     const cancel = this.#clock.setTimer(Math.max(0, seconds * 1000), () => {
       this.#timers.delete(name)
       void this.#enqueue(task)
@@ -287,6 +296,7 @@ export class PortMappingManager {
     this.#state = 'unmapped'
     this.#reason = failures.join('; ')
     this.#log.warn({ reason: this.#reason, retryInSeconds: delay }, 'no port mapping available')
+    this.#nextAttemptAt = this.#clock.now() + delay * 1000
     this.#emit({ method: 'none', reason: this.#reason, fallback: 'circuit-relay' })
     this.#schedule('retry', delay, () => this.#attempt())
   }
@@ -479,8 +489,8 @@ export class PortMappingManager {
       this.#mapped(again)
     } catch (err) {
       if (err instanceof AbortError) throw err
-      if (err instanceof UpnpSoapError || err instanceof NatError)
-        this.#log.debug({ error: describeError(err) }, 'remap failed')
+      // the same method failed: start over with every allowed method, in order
+      this.#log.debug({ method: active.method, error: describeError(err) }, 'remap failed')
       await this.#attempt(active.externalPort)
     }
   }

@@ -126,6 +126,8 @@ export interface ScaleResult {
   dht: { protocol: string; k: number; alpha: number; disjointPaths: number; mode: 'server' }
   setup: {
     joinMs: number
+    /** Join dials refused (the peer was at its connection limit) and replaced by another node. */
+    joinDialFailures: number
     warmupMs: number
     connectionsPerNode: Summary
     routingTablePerNode: Summary
@@ -167,6 +169,7 @@ interface SimServices {
   ping: Ping
   dht: KadDHT
   pubsub: GossipSub
+  [key: string]: unknown
 }
 type SimNode = Libp2p<SimServices>
 
@@ -288,11 +291,17 @@ export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleRe
     phase('join')
     const joinStart = performance.now()
     const keySeeds = createRng(r.seed).fork('keys')
+    const fallback = createRng(r.seed).fork('join-fallback')
+    let joinDialFailures = 0
     for (let i = 0; i < r.nodes; i++) {
       options.signal?.throwIfAborted()
       const node = await createSimNode(r, keySeeds.bytes(32), `/memory/donghae-sim-${process.pid}-${run}-${i}`)
       nodes.push(node)
-      for (const j of plan.joins[i] ?? []) await dialPeer(node, nodes[j] as SimNode, options.signal)
+      ;(globalThis as any).__opened ??= 0
+      ;(globalThis as any).__closed ??= 0
+      node.addEventListener('connection:open', () => (globalThis as any).__opened++)
+      node.addEventListener('connection:close', () => (globalThis as any).__closed++)
+      joinDialFailures += await join(node, i, plan.joins[i] ?? [], nodes, fallback, options.signal)
     }
     const joinMs = performance.now() - joinStart
 
@@ -304,6 +313,7 @@ export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleRe
     const rssAfterWarmupBytes = process.memoryUsage().rss
     const setup = {
       joinMs: Math.round(joinMs),
+      joinDialFailures,
       warmupMs: Math.round(warmupMs),
       connectionsPerNode: summarize(nodes.map((node) => node.getConnections().length)),
       routingTablePerNode: summarize(nodes.map((node) => routingTableOf(node)?.size ?? 0)),
@@ -396,6 +406,40 @@ async function createSimNode(r: Resolved, keySeed: Uint8Array, listen: string): 
     },
   })
   return node as unknown as SimNode
+}
+
+/**
+ * Dials the planned peers of node `index`. A refused dial (the peer is at `maxConnections`, which
+ * happens to popular bootstrap nodes) is replaced by a dial to another node already up, drawn
+ * from `fallback`, so each node still starts with as many peers as planned. Returns the refusals.
+ */
+async function join(
+  node: SimNode,
+  index: number,
+  planned: readonly number[],
+  nodes: readonly SimNode[],
+  fallback: Rng,
+  signal?: AbortSignal,
+): Promise<number> {
+  let failures = 0
+  const tried = new Set<number>()
+  for (const first of planned) {
+    let peer = first
+    for (let attempt = 0; ; attempt++) {
+      tried.add(peer)
+      try {
+        await dialPeer(node, nodes[peer] as SimNode, signal)
+        break
+      } catch (err) {
+        signal?.throwIfAborted()
+        failures++
+        if (attempt >= 10 || tried.size >= index) throw err
+        do peer = fallback.int(0, index - 1)
+        while (tried.has(peer))
+      }
+    }
+  }
+  return failures
 }
 
 async function dialPeer(node: SimNode, peer: SimNode, signal?: AbortSignal): Promise<void> {
@@ -622,7 +666,10 @@ async function measureGossip(
   phase('mesh')
   const meshStart = performance.now()
   for (const node of nodes) node.services.pubsub.subscribe(topic)
-  const meshSizes = (): number[] => nodes.map((node) => node.services.pubsub.getMeshPeers(topic).length)
+  // getMeshPeers is public on gossipsub's class, not on its exported interface
+  const meshOf = (node: SimNode): string[] =>
+    (node.services.pubsub as unknown as { getMeshPeers(topic: string): string[] }).getMeshPeers(topic)
+  const meshSizes = (): number[] => nodes.map((node) => meshOf(node).length)
   const meshTarget = Math.min(4, nodes.length - 1) // gossipsub's D_lo
   while (performance.now() - meshStart < SIM_MESH_TIMEOUT_MS && Math.min(...meshSizes()) < meshTarget) {
     await sleep(250, signal)

@@ -1,0 +1,106 @@
+// Scale simulation: a small network of real js-libp2p nodes over the memory transport must answer
+// every DHT lookup and deliver every gossip message, and the seeded choices must depend on the
+// seed alone. The Kademlia model (not libp2p) is checked on the same properties at 500 nodes.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { planScaleSimulation, runScaleSimulation, type ScaleOptions } from './scale.ts'
+import { runKademliaModel } from './kademlia-model.ts'
+import { QueryTrace } from './trace.ts'
+import { SimulationOptionsError } from './errors.ts'
+import { percentile, summarize } from './stats.ts'
+
+const SEED = Number(process.env.DONGHAE_SIM_SEED ?? 11)
+const SMALL: ScaleOptions = { nodes: 30, seed: SEED, lookups: 8, messages: 3, warmupWalks: 0 }
+
+test(`30 libp2p nodes (seed ${SEED}): every lookup succeeds, hops ≥ 1, gossip reaches every node`, async (t) => {
+  const result = await runScaleSimulation(SMALL)
+  t.diagnostic(
+    `join ${result.setup.joinMs} ms, warm-up ${result.setup.warmupMs} ms, findPeer p50 ${result.findPeer.latencyMs.p50} ms, ` +
+      `get p50 ${result.getValue.latencyMs.p50} ms, gossip p99 ${result.gossip.latencyMs.p99} ms, ` +
+      `RSS peak ${Math.round(result.memory.rssPeakBytes / 2 ** 20)} MiB, total ${result.durationMs} ms`,
+  )
+  assert.equal(result.kind, 'libp2p')
+  assert.equal(result.dht.protocol, '/donghae/kad/1.0.0')
+  assert.equal(result.nodes, 30)
+  for (const stats of [result.findPeer, result.getValue]) {
+    assert.equal(stats.attempted, SMALL.lookups)
+    assert.equal(stats.succeeded, stats.attempted, `seed ${SEED}: ${JSON.stringify(stats)}`)
+    assert.equal(stats.successRate, 1)
+    assert.ok(stats.latencyMs.p50 > 0)
+    assert.ok(stats.queried.min >= 1)
+  }
+  assert.ok(result.findPeer.hops.min >= 1)
+  assert.ok(result.getValue.hops.count + result.getValue.localOnly === SMALL.lookups)
+  if (result.getValue.hops.count > 0) assert.ok(result.getValue.hops.min >= 1)
+  assert.equal(result.put.succeeded, SMALL.lookups)
+  assert.equal(result.gossip.expected, 3 * 29)
+  assert.equal(result.gossip.deliveryRatio, 1, `seed ${SEED}: ${JSON.stringify(result.gossip)}`)
+  assert.ok(result.gossip.latencyMs.p99 >= result.gossip.latencyMs.p50)
+  assert.ok(result.memory.rssPeakBytes >= result.memory.rssBeforeBytes)
+  assert.deepEqual(result.plan, planScaleSimulation(SMALL), 'the run used the seeded plan')
+})
+
+test('the seeded plan depends only on the seed and the counts', () => {
+  const plan = planScaleSimulation(SMALL)
+  assert.deepEqual(planScaleSimulation({ ...SMALL }), plan)
+  assert.notDeepEqual(planScaleSimulation({ ...SMALL, seed: SEED + 1 }), plan)
+  assert.deepEqual(planScaleSimulation({ ...SMALL, latencyMs: 5 }), plan, 'latency does not move node choices')
+  for (const [i, peers] of plan.joins.entries()) {
+    assert.ok(peers.every((p) => p < i))
+    assert.equal(new Set(peers).size, peers.length)
+    if (i >= 3)
+      assert.ok(
+        peers.some((p) => p < 3),
+        'every joining node knows a bootstrap node',
+      )
+  }
+  for (const [a, b] of [...plan.findPeer, ...plan.getValue]) assert.notEqual(a, b)
+  assert.equal(plan.publishers.length, SMALL.messages)
+})
+
+test('options are checked before any node starts', async () => {
+  await assert.rejects(runScaleSimulation({ ...SMALL, nodes: 1 }), SimulationOptionsError)
+  await assert.rejects(runScaleSimulation({ ...SMALL, latencyMs: -1 }), SimulationOptionsError)
+  await assert.rejects(runScaleSimulation({ ...SMALL, dhtProtocolPrefix: 'donghae' }), SimulationOptionsError)
+})
+
+test('Kademlia model (not libp2p), 500 nodes: lookups succeed in few hops, deterministically', () => {
+  const options = { nodes: 500, seed: SEED, lookups: 60 }
+  const result = runKademliaModel(options)
+  assert.equal(result.kind, 'kademlia-model')
+  assert.match(result.label, /not libp2p/)
+  assert.equal(result.findPeer.successRate, 1)
+  assert.equal(result.getValue.successRate, 1)
+  assert.ok(result.findPeer.hops.min >= 1 && result.findPeer.hops.max <= 6)
+  assert.ok(result.findPeer.latencyMs.min >= 25, 'at least one round trip of ≥ 2 × 12.5 ms')
+  assert.ok(result.routingTablePerNode.max <= 256 * 20)
+  const again = runKademliaModel(options)
+  assert.deepEqual({ ...again, durationMs: 0 }, { ...result, durationMs: 0 })
+})
+
+test('hops: shortest referral chain to the answering peer', () => {
+  const peer = (id: string) => ({ toString: () => id }) as never
+  const trace = new QueryTrace(['a', 'b'])
+  const send = (to: string) => ({ name: 'SEND_QUERY', to: peer(to) }) as never
+  const answer = (from: string, closer: string[]) =>
+    ({ name: 'PEER_RESPONSE', from: peer(from), closer: closer.map((id) => ({ id: peer(id) })) }) as never
+  trace.record(send('a'))
+  trace.record(send('b'))
+  trace.record(answer('a', ['c']))
+  trace.record(send('c'))
+  trace.record(answer('c', ['d', 'b']))
+  trace.record(send('d'))
+  assert.equal(trace.hopsTo('a'), 1)
+  assert.equal(trace.hopsTo('b'), 1, 'a starting peer stays at 1 even when named later')
+  assert.equal(trace.hopsTo('c'), 2)
+  assert.equal(trace.hopsTo('d'), 3)
+  assert.equal(trace.queried, 4)
+})
+
+test('percentiles are nearest-rank', () => {
+  const values = Array.from({ length: 100 }, (_, i) => i + 1)
+  assert.equal(percentile(values, 0.5), 50)
+  assert.equal(percentile(values, 0.99), 99)
+  assert.equal(summarize([3, 1, 2]).p50, 2)
+  assert.ok(Number.isNaN(summarize([]).p50))
+})
