@@ -7,6 +7,7 @@ import { cryptoBenches } from './crypto.bench.ts'
 import { verifyPoolBenches, VERIFY_POOL_BENCH_NAMES } from './verify-pool.bench.ts'
 import { chainBenches, CHAIN_BENCH_NAMES } from './chain.bench.ts'
 import { devnetBenches, DEVNET_BENCH_NAMES } from './devnet.bench.ts'
+import { netBenches, NET_BENCH_NAMES } from './net.bench.ts'
 import type { BenchLine } from './harness.ts'
 import { pohBenches, POH_BENCH_NAMES } from './poh.bench.ts'
 import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
@@ -45,6 +46,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: POH_BENCH_NAMES, run: () => pohBenches(options) },
   { names: CHAIN_BENCH_NAMES, run: () => chainBenches(options, quick ? 0.2 : 1) },
   { names: DEVNET_BENCH_NAMES, run: () => devnetBenches(options, quick) },
+  { names: NET_BENCH_NAMES, run: () => netBenches(options, quick) },
 ]
 
 const only = values.only

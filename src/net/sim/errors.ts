@@ -6,3 +6,9 @@ export class SimulationOptionsError extends DonghaeError {
   static override readonly code: string = 'SIM_OPTIONS_INVALID'
   override name = 'SimulationOptionsError'
 }
+
+/** The simulated network could not be built (a node without an address, a join that found no peer). */
+export class SimulationError extends DonghaeError {
+  static override readonly code: string = 'SIM_FAILED'
+  override name = 'SimulationError'
+}

@@ -13,8 +13,8 @@
  *    js-libp2p kad-dht 16's trie once split: up to 2^prefixLength × k contacts);
  *  - a node adds every peer that answers it and every peer that queries it;
  *  - joining as in the libp2p run (`planScaleSimulation`): node i knows one bootstrap node and a few
- *    earlier nodes, then looks itself up; after everyone has joined, each node makes `warmupWalks`
- *    lookups of random ids;
+ *    earlier nodes, then looks itself up; after everyone has joined, each node looks itself up
+ *    again and makes `warmupWalks` lookups of random ids;
  *  - iterative lookups: the querier starts from its k closest contacts and keeps α requests in
  *    flight to the closest contacts it has not asked yet, among the k closest it knows; it stops
  *    when those k have all answered. A `findPeer` ends when the target is named in an answer (or
@@ -54,7 +54,7 @@ export interface KademliaModelOptions {
   bootstrapNodes?: number
   /** @default 3 */
   initialPeers?: number
-  /** @default 1 */
+  /** @default 0 */
   warmupWalks?: number
 }
 
@@ -164,6 +164,7 @@ export function runKademliaModel(options: KademliaModelOptions): KademliaModelRe
   }
   const walks = rng.fork('warmup')
   for (let i = 0; i < net.nodes.length; i++) {
+    lookup(net, i, (net.nodes[i] as ModelNode).id, {})
     for (let w = 0; w < warmupWalks; w++) lookup(net, i, idOf(walks.bytes(32)), {})
   }
 

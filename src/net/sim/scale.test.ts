@@ -10,7 +10,7 @@ import { SimulationOptionsError } from './errors.ts'
 import { percentile, summarize } from './stats.ts'
 
 const SEED = Number(process.env.DONGHAE_SIM_SEED ?? 11)
-const SMALL: ScaleOptions = { nodes: 30, seed: SEED, lookups: 8, messages: 3, warmupWalks: 0 }
+const SMALL: ScaleOptions = { nodes: 30, seed: SEED, lookups: 8, messages: 3, warmup: false }
 
 test(`30 libp2p nodes (seed ${SEED}): every lookup succeeds, hops ≥ 1, gossip reaches every node`, async (t) => {
   const result = await runScaleSimulation(SMALL)

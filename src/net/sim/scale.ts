@@ -8,8 +8,8 @@
  * Phases:
  *  1. join: node i starts and dials one of the first `bootstrapNodes` nodes and `initialPeers - 1`
  *     random nodes already up, so every node knows a handful of peers at start;
- *  2. warm-up: every node makes a self-lookup and `warmupWalks` random-walk lookups
- *     (`getClosestPeers`), then the routing tables are left to settle;
+ *  2. warm-up (unless `warmup: false`): every node makes a self-lookup and `warmupWalks` random-walk
+ *     lookups (`getClosestPeers`), then the routing tables are left to settle;
  *  3. DHT: `lookups` × `findPeer` of a random node from another random node, bypassing the local
  *     peer store (`useCache: false`) so every lookup crosses the network, then `lookups` values put
  *     by random nodes and read back by other random nodes (`get`), one lookup at a time;
@@ -49,7 +49,7 @@ import {
   SIM_WARMUP_CONCURRENCY,
   SIM_WARMUP_WALKS,
 } from './constants.ts'
-import { SimulationOptionsError } from './errors.ts'
+import { SimulationError, SimulationOptionsError } from './errors.ts'
 import { summarize, type Summary } from './stats.ts'
 import { QueryTrace } from './trace.ts'
 
@@ -74,7 +74,13 @@ export interface ScaleOptions {
   bootstrapNodes?: number
   /** @default 3 */
   initialPeers?: number
-  /** @default 1 */
+  /**
+   * Whether every node looks itself up again once all have joined. Off, the routing tables hold
+   * what the DHT learned by itself while the nodes joined (its self-query one second after start,
+   * and the peers that queried each node). @default true
+   */
+  warmup?: boolean
+  /** Random-walk lookups per node after the self-lookups of the warm-up. @default 0 */
   warmupWalks?: number
   /** @default 100 */
   maxConnections?: number
@@ -129,6 +135,8 @@ export interface ScaleResult {
     /** Join dials refused (the peer was at its connection limit) and replaced by another node. */
     joinDialFailures: number
     warmupMs: number
+    /** Connections opened during join and warm-up (pings of new contacts and lookups open them). */
+    connectionsOpened: number
     connectionsPerNode: Summary
     routingTablePerNode: Summary
   }
@@ -190,6 +198,7 @@ interface Resolved {
   k: number
   bootstrapNodes: number
   initialPeers: number
+  warmup: boolean
   warmupWalks: number
   maxConnections: number
   messageBytes: number
@@ -211,6 +220,7 @@ function resolve(options: ScaleOptions): Resolved {
     k: options.kBucketSize ?? SIM_K,
     bootstrapNodes: options.bootstrapNodes ?? SIM_BOOTSTRAP_NODES,
     initialPeers: options.initialPeers ?? SIM_INITIAL_PEERS,
+    warmup: options.warmup ?? true,
     warmupWalks: options.warmupWalks ?? SIM_WARMUP_WALKS,
     maxConnections: options.maxConnections ?? SIM_MAX_CONNECTIONS,
     messageBytes: options.messageBytes ?? SIM_MESSAGE_BYTES,
@@ -227,6 +237,7 @@ function resolve(options: ScaleOptions): Resolved {
   }
   integer('nodes', 2)
   integer('seed', 0)
+  if (r.seed > 0xffffffff) throw new SimulationOptionsError('seed must fit in 32 bits', { details: { option: 'seed' } })
   for (const name of ['lookups', 'messages', 'latencyMs', 'warmupWalks'] as const) integer(name, 0)
   for (const name of ['alpha', 'k', 'bootstrapNodes', 'initialPeers', 'maxConnections', 'messageBytes'] as const) {
     integer(name, 1)
@@ -284,85 +295,95 @@ export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleRe
   const plan = planScaleSimulation(options)
   const began = performance.now()
   const phase = (name: ScalePhase): void => options.onPhase?.(name, performance.now() - began)
+  const signal = options.signal
   const sampler = startMemorySampler()
   const nodes: SimNode[] = []
-  const run = ++runCounter
   try {
-    phase('join')
-    const joinStart = performance.now()
-    const keySeeds = createRng(r.seed).fork('keys')
-    const fallback = createRng(r.seed).fork('join-fallback')
-    let joinDialFailures = 0
-    for (let i = 0; i < r.nodes; i++) {
-      options.signal?.throwIfAborted()
-      const node = await createSimNode(r, keySeeds.bytes(32), `/memory/donghae-sim-${process.pid}-${run}-${i}`)
-      nodes.push(node)
-      ;(globalThis as any).__opened ??= 0
-      ;(globalThis as any).__closed ??= 0
-      node.addEventListener('connection:open', () => (globalThis as any).__opened++)
-      node.addEventListener('connection:close', () => (globalThis as any).__closed++)
-      joinDialFailures += await join(node, i, plan.joins[i] ?? [], nodes, fallback, options.signal)
-    }
-    const joinMs = performance.now() - joinStart
-
-    phase('warmup')
-    const warmupStart = performance.now()
-    await warmUp(nodes, r, options.signal)
-    await settleRoutingTables(nodes, options.signal)
-    const warmupMs = performance.now() - warmupStart
+    const setup = await buildNetwork(nodes, plan, r, phase, signal)
     const rssAfterWarmupBytes = process.memoryUsage().rss
-    const setup = {
-      joinMs: Math.round(joinMs),
-      joinDialFailures,
-      warmupMs: Math.round(warmupMs),
-      connectionsPerNode: summarize(nodes.map((node) => node.getConnections().length)),
-      routingTablePerNode: summarize(nodes.map((node) => routingTableOf(node)?.size ?? 0)),
-    }
-
     phase('find-peer')
-    const findPeer = await measureFindPeer(nodes, plan, r, options.signal)
+    const findPeer = await measureFindPeer(nodes, plan, r, signal)
     phase('put')
-    const { put, keys } = await putValues(nodes, plan, r, options.signal)
+    const { put, keys } = await putValues(nodes, plan, r, signal)
     phase('get')
-    const getValue = await measureGetValue(nodes, plan, keys, r, options.signal)
-    const gossip = await measureGossip(nodes, plan, r, phase, options.signal)
-
+    const getValue = await measureGetValue(nodes, plan, keys, r, signal)
+    const gossip = await measureGossip(nodes, plan, r, phase, signal)
     const peak = sampler.peak()
-    return {
-      kind: 'libp2p',
-      label: `${r.nodes} js-libp2p nodes in one process over @libp2p/memory (noise, yamux, kad-dht, gossipsub)`,
-      nodes: r.nodes,
-      seed: r.seed,
-      transport: {
-        name: '@libp2p/memory',
-        latencyMs: r.latencyMs,
-        note:
-          r.latencyMs === 0
-            ? 'no added latency: buffers are handed over in the same process'
-            : 'each buffer is delayed by latencyMs, one after another per connection (a burst of b buffers takes b × latencyMs), and so is each dial',
-      },
-      encryption: 'noise',
-      muxer: 'yamux',
-      dht: { protocol: `${r.prefix}/kad/1.0.0`, k: r.k, alpha: r.alpha, disjointPaths: r.alpha, mode: 'server' },
-      setup,
-      findPeer,
-      getValue,
-      put,
-      gossip,
-      memory: {
-        rssBeforeBytes: sampler.before,
-        rssAfterWarmupBytes,
-        rssPeakBytes: peak.rss,
-        heapUsedPeakBytes: peak.heapUsed,
-        perNodeBytes: Math.round((rssAfterWarmupBytes - sampler.before) / r.nodes),
-      },
-      plan,
-      durationMs: Math.round(performance.now() - began),
+    const memory = {
+      rssBeforeBytes: sampler.before,
+      rssAfterWarmupBytes,
+      rssPeakBytes: peak.rss,
+      heapUsedPeakBytes: peak.heapUsed,
+      perNodeBytes: Math.round((rssAfterWarmupBytes - sampler.before) / r.nodes),
     }
+    const durationMs = Math.round(performance.now() - began)
+    return { ...describe(r), setup, findPeer, getValue, put, gossip, memory, plan, durationMs }
   } finally {
     phase('stop')
     sampler.stop()
     await Promise.allSettled(nodes.map((node) => node.stop()))
+  }
+}
+
+/** The fixed description of a run: what ran, over what. */
+function describe(
+  r: Resolved,
+): Pick<ScaleResult, 'kind' | 'label' | 'nodes' | 'seed' | 'transport' | 'encryption' | 'muxer' | 'dht'> {
+  return {
+    kind: 'libp2p',
+    label: `${r.nodes} js-libp2p nodes in one process over @libp2p/memory (noise, yamux, kad-dht, gossipsub)`,
+    nodes: r.nodes,
+    seed: r.seed,
+    transport: {
+      name: '@libp2p/memory',
+      latencyMs: r.latencyMs,
+      note:
+        r.latencyMs === 0
+          ? 'no added latency: buffers are handed over in the same process'
+          : 'each buffer is delayed by latencyMs after the previous one on its connection (a burst of b buffers takes b × latencyMs), and each dial by latencyMs',
+    },
+    encryption: 'noise',
+    muxer: 'yamux',
+    dht: { protocol: `${r.prefix}/kad/1.0.0`, k: r.k, alpha: r.alpha, disjointPaths: r.alpha, mode: 'server' },
+  }
+}
+
+/** Phases 1 and 2: starts and joins the nodes (pushed onto `nodes` as they start), then warms up. */
+async function buildNetwork(
+  nodes: SimNode[],
+  plan: ScalePlan,
+  r: Resolved,
+  phase: (name: ScalePhase) => void,
+  signal?: AbortSignal,
+): Promise<ScaleResult['setup']> {
+  phase('join')
+  const joinStart = performance.now()
+  const keySeeds = createRng(r.seed).fork('keys')
+  const fallback = createRng(r.seed).fork('join-fallback')
+  const run = ++runCounter
+  let joinDialFailures = 0
+  let connectionsOpened = 0
+  const countOpen = (): void => void connectionsOpened++
+  for (let i = 0; i < r.nodes; i++) {
+    signal?.throwIfAborted()
+    const node = await createSimNode(r, keySeeds.bytes(32), `/memory/donghae-sim-${process.pid}-${run}-${i}`)
+    nodes.push(node)
+    node.addEventListener('connection:open', countOpen)
+    joinDialFailures += await join(node, i, plan.joins[i] ?? [], nodes, fallback, signal)
+  }
+  const joinMs = Math.round(performance.now() - joinStart)
+  phase('warmup')
+  const warmupStart = performance.now()
+  if (r.warmup) await warmUp(nodes, r, signal)
+  await settleRoutingTables(nodes, signal)
+  return {
+    joinMs,
+    joinDialFailures,
+    warmupMs: Math.round(performance.now() - warmupStart),
+    // each connection opens at both ends
+    connectionsOpened: Math.round(connectionsOpened / 2),
+    connectionsPerNode: summarize(nodes.map((node) => node.getConnections().length)),
+    routingTablePerNode: summarize(nodes.map((node) => routingTableOf(node)?.size ?? 0)),
   }
 }
 
@@ -445,7 +466,7 @@ async function join(
 async function dialPeer(node: SimNode, peer: SimNode, signal?: AbortSignal): Promise<void> {
   const timeout = AbortSignal.timeout(10_000)
   const address = peer.getMultiaddrs()[0]
-  if (address === undefined) throw new SimulationOptionsError('a simulated node has no listen address')
+  if (address === undefined) throw new SimulationError(`node ${peer.peerId.toString()} has no listen address`)
   await node.dial(address, {
     signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
   })
@@ -479,10 +500,9 @@ async function runLimited<T>(items: readonly T[], limit: number, work: (item: T)
   await Promise.all(lanes)
 }
 
+/** Runs a query to its end; its events are the DHT's own progress (it fills routing tables as it goes). */
 async function drainQuery(events: AsyncIterable<QueryEvent>): Promise<void> {
-  for await (const _ of events) {
-    // each event is the DHT's own progress; the lookups fill the routing tables as they go
-  }
+  for await (const event of events) void event
 }
 
 async function warmUp(nodes: readonly SimNode[], r: Resolved, signal?: AbortSignal): Promise<void> {
@@ -495,9 +515,9 @@ async function warmUp(nodes: readonly SimNode[], r: Resolved, signal?: AbortSign
   await runLimited(jobs, SIM_WARMUP_CONCURRENCY, async ({ node, key }) => {
     try {
       await drainQuery(node.services.dht.getClosestPeers(key, { signal: lookupSignal(r, signal) }))
-    } catch (err) {
+    } catch {
+      // a failed warm-up lookup leaves that node's table a little emptier; the lookups will show it
       signal?.throwIfAborted()
-      void err // a failed warm-up walk leaves that node's table a little emptier; the lookups will show it
     }
   })
 }
