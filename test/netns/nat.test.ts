@@ -19,6 +19,8 @@ const unavailable = await labUnavailable()
 function labTest(name: string, fn: (lab: NatLab, t: TestContext) => Promise<void>, timeout = 60_000): void {
   test(name, { timeout }, async (t) => {
     if (unavailable !== undefined) {
+      // Justified skip: only when not root, network namespaces cannot be created, or miniupnpd is
+      // missing; the reason is printed. CI runs as root and installs miniupnpd, so it never skips there.
       t.skip(unavailable)
       return
     }
