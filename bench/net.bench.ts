@@ -70,6 +70,7 @@ function libp2pLines(result: ScaleResult): NetBenchLine[] {
       ...common,
       ...lookupFields(get),
       firstValueP50: get.firstValueMs.p50,
+      unstored: get.unstored,
       anchor: { ...HIVEMIND, ratioOfMeans: Number((get.latencyMs.mean / HIVEMIND.hivemindMeanMs).toFixed(2)) },
     },
     {

@@ -33,6 +33,7 @@ test(`30 libp2p nodes (seed ${SEED}): every lookup succeeds, hops ≥ 1, gossip 
   assert.ok(result.getValue.hops.count + result.getValue.localOnly === SMALL.lookups)
   if (result.getValue.hops.count > 0) assert.ok(result.getValue.hops.min >= 1)
   assert.equal(result.put.succeeded, SMALL.lookups)
+  assert.equal(result.getValue.unstored, 0)
   assert.equal(result.gossip.expected, 3 * 29)
   assert.equal(result.gossip.deliveryRatio, 1, `seed ${SEED}: ${JSON.stringify(result.gossip)}`)
   assert.ok(result.gossip.latencyMs.p99 >= result.gossip.latencyMs.p50)

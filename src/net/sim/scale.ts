@@ -145,9 +145,11 @@ export interface ScaleResult {
   /**
    * `get` of values put by other nodes; the call returns when the query has finished (js-libp2p
    * collects every record before choosing the best). `firstValueMs`: until the first network
-   * answer carrying the record, where `hops` is measured.
+   * answer carrying the record, where `hops` is measured. Only values whose put reached at least
+   * one peer are looked up (`attempted`); `unstored` counts the others. `localOnly`: found only in
+   * the getter's own store (it was one of the peers the value was put at).
    */
-  getValue: LookupStats & { firstValueMs: Summary; localOnly: number }
+  getValue: LookupStats & { firstValueMs: Summary; localOnly: number; unstored: number }
   put: { attempted: number; succeeded: number; latencyMs: Summary }
   gossip: {
     topic: string
@@ -590,17 +592,24 @@ function recordKey(r: Resolved, n: number): Uint8Array {
   return new TextEncoder().encode(`/${SIM_RECORD_NAMESPACE}/${r.seed}/${n}`)
 }
 
+interface StoredValue {
+  key: Uint8Array
+  value: Uint8Array
+  /** At least one peer acknowledged the put. */
+  stored: boolean
+}
+
 async function putValues(
   nodes: readonly SimNode[],
   plan: ScalePlan,
   r: Resolved,
   signal?: AbortSignal,
-): Promise<{ put: ScaleResult['put']; keys: Array<{ key: Uint8Array; value: Uint8Array }> }> {
+): Promise<{ put: ScaleResult['put']; keys: StoredValue[] }> {
   const rng = createRng(r.seed).fork('values')
-  const keys: Array<{ key: Uint8Array; value: Uint8Array }> = []
+  const keys: StoredValue[] = []
   const latency: number[] = []
   for (const [n, [p]] of plan.getValue.entries()) {
-    const entry = { key: recordKey(r, n), value: rng.bytes(32) }
+    const entry = { key: recordKey(r, n), value: rng.bytes(32), stored: false }
     keys.push(entry)
     const start = performance.now()
     let stored = 0
@@ -613,7 +622,9 @@ async function putValues(
     } catch {
       signal?.throwIfAborted()
     }
-    if (stored > 0) latency.push(performance.now() - start)
+    if (stored === 0) continue
+    entry.stored = true
+    latency.push(performance.now() - start)
   }
   return {
     put: { attempted: plan.getValue.length, succeeded: latency.length, latencyMs: summarize(latency) },
@@ -624,7 +635,7 @@ async function putValues(
 async function measureGetValue(
   nodes: readonly SimNode[],
   plan: ScalePlan,
-  keys: ReadonlyArray<{ key: Uint8Array; value: Uint8Array }>,
+  keys: readonly StoredValue[],
   r: Resolved,
   signal?: AbortSignal,
 ): Promise<ScaleResult['getValue']> {
@@ -634,7 +645,8 @@ async function measureGetValue(
   const queried: number[] = []
   let localOnly = 0
   for (const [n, [, g]] of plan.getValue.entries()) {
-    const { key, value } = keys[n] as { key: Uint8Array; value: Uint8Array }
+    const { key, value, stored } = keys[n] as StoredValue
+    if (!stored) continue
     const getter = nodes[g] as SimNode
     const trace = new QueryTrace(startingPeers(getter, key, r.k))
     const start = performance.now()
@@ -664,10 +676,12 @@ async function measureGetValue(
     firstValue.push(first.at - start)
     hops.push(trace.hopsTo(first.from))
   }
+  const unstored = keys.filter((entry) => !entry.stored).length
   return {
-    ...lookupStats(plan.getValue.length, latency, hops, queried),
+    ...lookupStats(keys.length - unstored, latency, hops, queried),
     firstValueMs: summarize(firstValue),
     localOnly,
+    unstored,
   }
 }
 
