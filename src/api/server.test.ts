@@ -446,7 +446,11 @@ test('against a real single-validator DonghaeNode (consensus, LevelDB, PoH): sub
       body: { to: bob.did, amount: 77n },
     })
     const { hash } = await client.submitTx(encodeTx(tx))
-    await assert.rejects(client.submitTx(encodeTx(tx)), (err) => err instanceof ApiError && err.reason === 'duplicate')
+    // A replay is refused: as a duplicate while pending, or as a stale nonce if a block already took it.
+    await assert.rejects(
+      client.submitTx(encodeTx(tx)),
+      (err) => err instanceof ApiError && (err.reason === 'duplicate' || err.reason === 'stale-nonce'),
+    )
     let height: number | undefined
     await waitFor('the transfer to commit', async () => {
       height = await client.tx(hash).then(
