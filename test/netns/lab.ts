@@ -324,15 +324,21 @@ export class NatLab {
     clearTimeout(timer)
   }
 
-  /** A router reboot: the daemon stops, its port-forwarding table is lost, and it starts again. */
-  async restartRouter(): Promise<void> {
+  /**
+   * A router reboot: the daemon stops, its port-forwarding table is lost, and it starts again.
+   * Returns the table as it stood while the router was down (read before the daemon is back, since
+   * a node checking every second may restore its mapping before a caller could look).
+   */
+  async restartRouter(): Promise<RouterMapping[]> {
     const variant = this.#variant
     if (variant === undefined) throw new Error('no router running')
     await this.stopRouter()
     for (const chain of ['miniupnpd', 'prerouting_miniupnpd', 'postrouting_miniupnpd']) {
       await must('ip', ['netns', 'exec', this.ns.rtr, 'nft', 'flush', 'chain', 'inet', 'filter', chain])
     }
+    const whileDown = await this.routerMappings()
     await this.startRouter(variant)
+    return whileDown
   }
 
   /** The port forwards the router holds right now, read from its nftables DNAT chain. */
