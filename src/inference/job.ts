@@ -1,0 +1,341 @@
+/**
+ * Jobs and receipts: the two signed objects of the inference market.
+ *
+ * A client signs a job (which model, the hash of its inputs, the most it will pay, a deadline);
+ * a worker that runs it signs a receipt (the job, the hash of its outputs, who, how, how long).
+ * Both are canonical dag-cbor, signed over `sha256("donghae/<kind>/v1" ‖ bytes)`:
+ *
+ *   job      { chainId, client, model (CID string), inputsHash (32 B), maxFee, deadline (unix ms), salt (16 B) }
+ *   receipt  { job (signed job), worker, outputHash (32 B), fee, ep, runtime, startedAt, finishedAt, computeMicros }
+ *
+ * `jobId` = sha256(job bytes without signature); `receiptId` = sha256(receipt bytes without
+ * signature). The chain settles each job id once, so a replayed job is never charged twice.
+ * Audit re-runs are ordinary receipts for the same job by another worker.
+ */
+import { decode, encode } from '../core/codec.ts'
+import { sha256 } from '../core/hash.ts'
+import { toHex } from '../core/bytes.ts'
+import { InvalidInputError } from '../core/errors.ts'
+import { asUint64 } from '../core/uint.ts'
+import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { verifySignature } from '../identity/keys.ts'
+import { didFromEd25519PublicKey, ed25519PublicKeyFromDid } from '../identity/did-key.ts'
+
+export const JOB_SIGNING_KIND = 'inference.job'
+export const RECEIPT_SIGNING_KIND = 'inference.receipt'
+/** Execution providers a receipt may name. */
+export const EXECUTION_PROVIDERS = ['cpu', 'coreml', 'cuda', 'webgpu'] as const
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number]
+
+export interface Job {
+  chainId: string
+  /** did:key of the client who pays. */
+  client: string
+  /** CID (string) of the model's ONNX file. */
+  model: string
+  /** sha256 of the canonical encoding of the input tensors (see `hashTensorMap`). */
+  inputsHash: Uint8Array
+  /** Most the client will pay, in base units. */
+  maxFee: bigint
+  /** Unix milliseconds after which no worker may start the job. */
+  deadline: number
+  /** 16 random bytes, so two identical requests are two jobs. */
+  salt: Uint8Array
+}
+
+export interface SignedJob extends Job {
+  signature: Uint8Array
+}
+
+export interface ReceiptBody {
+  job: SignedJob
+  /** did:key of the worker who ran it. */
+  worker: string
+  /** sha256 of the canonical encoding of the output tensors. */
+  outputHash: Uint8Array
+  /** What the worker charges: the model's registered price (≤ job.maxFee). */
+  fee: bigint
+  ep: ExecutionProvider
+  /** e.g. "onnxruntime-node/1.30.0". */
+  runtime: string
+  startedAt: number
+  finishedAt: number
+  /** Time spent in the ONNX Runtime session, microseconds. */
+  computeMicros: number
+}
+
+export interface Receipt extends ReceiptBody {
+  signature: Uint8Array
+}
+
+function jobFields(job: Job): Record<string, unknown> {
+  return {
+    chainId: job.chainId,
+    client: job.client,
+    model: job.model,
+    inputsHash: job.inputsHash,
+    maxFee: job.maxFee,
+    deadline: job.deadline,
+    salt: job.salt,
+  }
+}
+
+function jobValue(job: SignedJob): Record<string, unknown> {
+  return { ...jobFields(job), signature: job.signature }
+}
+
+export function jobSignBytes(job: Job): Uint8Array {
+  return encode(jobFields(job))
+}
+
+export function jobId(job: Job): Uint8Array {
+  return sha256(jobSignBytes(job))
+}
+
+export function jobIdHex(job: Job): string {
+  return toHex(jobId(job))
+}
+
+export function signJob(key: Ed25519KeyPair, job: Omit<Job, 'client'>): SignedJob {
+  const unsigned: Job = { ...job, client: didFromEd25519PublicKey(key.publicKey) }
+  return { ...unsigned, signature: key.sign(JOB_SIGNING_KIND, jobSignBytes(unsigned)) }
+}
+
+function verifyBy(did: string, kind: string, bytes: Uint8Array, signature: Uint8Array): boolean {
+  let publicKey: Uint8Array
+  try {
+    publicKey = ed25519PublicKeyFromDid(did)
+  } catch {
+    return false
+  }
+  return verifySignature(publicKey, kind, bytes, signature)
+}
+
+/** True when the client's key signed this job. Never throws. */
+export function verifyJob(job: SignedJob): boolean {
+  return verifyBy(job.client, JOB_SIGNING_KIND, jobSignBytes(job), job.signature)
+}
+
+function receiptFields(r: ReceiptBody): Record<string, unknown> {
+  return {
+    job: jobValue(r.job),
+    worker: r.worker,
+    outputHash: r.outputHash,
+    fee: r.fee,
+    ep: r.ep,
+    runtime: r.runtime,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    computeMicros: r.computeMicros,
+  }
+}
+
+export function receiptSignBytes(r: ReceiptBody): Uint8Array {
+  return encode(receiptFields(r))
+}
+
+export function receiptId(r: ReceiptBody): Uint8Array {
+  return sha256(receiptSignBytes(r))
+}
+
+export function signReceipt(key: Ed25519KeyPair, body: Omit<ReceiptBody, 'worker'>): Receipt {
+  const unsigned: ReceiptBody = { ...body, worker: didFromEd25519PublicKey(key.publicKey) }
+  return { ...unsigned, signature: key.sign(RECEIPT_SIGNING_KIND, receiptSignBytes(unsigned)) }
+}
+
+/** True when the worker signed the receipt and the client signed its job. Never throws. */
+export function verifyReceipt(r: Receipt): boolean {
+  return verifyBy(r.worker, RECEIPT_SIGNING_KIND, receiptSignBytes(r), r.signature) && verifyJob(r.job)
+}
+
+/** The receipt as a dag-cbor value (for transaction bodies and the wire). */
+export function receiptValue(r: Receipt): Record<string, unknown> {
+  return { ...receiptFields(r), signature: r.signature }
+}
+
+export function encodeReceipt(r: Receipt): Uint8Array {
+  return encode(receiptValue(r))
+}
+
+const bytesOf = (v: unknown, name: string, length: number): Uint8Array => {
+  if (!(v instanceof Uint8Array) || v.length !== length) throw new InvalidInputError(`${name} must be ${length} bytes`)
+  return v
+}
+const stringOf = (v: unknown, name: string, max: number): string => {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max)
+    throw new InvalidInputError(`${name} must be a string of 1-${max} characters`)
+  return v
+}
+const timeOf = (v: unknown, name: string): number => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw new InvalidInputError(`${name} must be a non-negative integer`)
+  return v
+}
+
+function exactKeys(raw: unknown, expected: string[], what: string): Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || raw instanceof Uint8Array)
+    throw new InvalidInputError(`${what} must be a map`)
+  const keys = Object.keys(raw).sort()
+  const want = [...expected].sort()
+  if (keys.length !== want.length || keys.some((k, i) => k !== want[i]))
+    throw new InvalidInputError(`${what} fields must be exactly ${want.join(', ')}`)
+  return raw as Record<string, unknown>
+}
+
+/** Types a decoded dag-cbor value as a signed job (shape only; see `verifyJob`). Throws InvalidInputError. */
+export function parseSignedJob(raw: unknown): SignedJob {
+  const f = exactKeys(
+    raw,
+    ['chainId', 'client', 'model', 'inputsHash', 'maxFee', 'deadline', 'salt', 'signature'],
+    'job',
+  )
+  return {
+    chainId: stringOf(f.chainId, 'job.chainId', 64),
+    client: stringOf(f.client, 'job.client', 128),
+    model: stringOf(f.model, 'job.model', 128),
+    inputsHash: bytesOf(f.inputsHash, 'job.inputsHash', 32),
+    maxFee: asUint64(f.maxFee, 'job.maxFee'),
+    deadline: timeOf(f.deadline, 'job.deadline'),
+    salt: bytesOf(f.salt, 'job.salt', 16),
+    signature: bytesOf(f.signature, 'job.signature', 64),
+  }
+}
+
+/** Types a decoded dag-cbor value as a receipt (shape only; see `verifyReceipt`). Throws InvalidInputError. */
+export function parseReceipt(raw: unknown): Receipt {
+  const f = exactKeys(
+    raw,
+    [
+      'job',
+      'worker',
+      'outputHash',
+      'fee',
+      'ep',
+      'runtime',
+      'startedAt',
+      'finishedAt',
+      'computeMicros',
+      'signature',
+    ],
+    'receipt',
+  )
+  if (typeof f.ep !== 'string' || !(EXECUTION_PROVIDERS as readonly string[]).includes(f.ep))
+    throw new InvalidInputError(`receipt.ep must be one of ${EXECUTION_PROVIDERS.join(', ')}`)
+  const startedAt = timeOf(f.startedAt, 'receipt.startedAt')
+  const finishedAt = timeOf(f.finishedAt, 'receipt.finishedAt')
+  if (finishedAt < startedAt) throw new InvalidInputError('receipt.finishedAt is before receipt.startedAt')
+  return {
+    job: parseSignedJob(f.job),
+    worker: stringOf(f.worker, 'receipt.worker', 128),
+    outputHash: bytesOf(f.outputHash, 'receipt.outputHash', 32),
+    fee: asUint64(f.fee, 'receipt.fee'),
+    ep: f.ep as ExecutionProvider,
+    runtime: stringOf(f.runtime, 'receipt.runtime', 64),
+    startedAt,
+    finishedAt,
+    computeMicros: timeOf(f.computeMicros, 'receipt.computeMicros'),
+    signature: bytesOf(f.signature, 'receipt.signature', 64),
+  }
+}
+
+export function decodeReceipt(bytes: Uint8Array): Receipt {
+  return parseReceipt(decode(bytes))
+}
+
+/** JSON form for HTTP (bytes as hex, bigints as decimal strings). */
+export interface ReceiptJson {
+  id: string
+  jobId: string
+  job: {
+    chainId: string
+    client: string
+    model: string
+    inputsHash: string
+    maxFee: string
+    deadline: number
+    salt: string
+    signature: string
+  }
+  worker: string
+  outputHash: string
+  fee: string
+  ep: string
+  runtime: string
+  startedAt: number
+  finishedAt: number
+  computeMicros: number
+  signature: string
+}
+
+export function jobToJson(job: SignedJob): ReceiptJson['job'] {
+  return {
+    chainId: job.chainId,
+    client: job.client,
+    model: job.model,
+    inputsHash: toHex(job.inputsHash),
+    maxFee: job.maxFee.toString(),
+    deadline: job.deadline,
+    salt: toHex(job.salt),
+    signature: toHex(job.signature),
+  }
+}
+
+export function receiptToJson(r: Receipt): ReceiptJson {
+  return {
+    id: toHex(receiptId(r)),
+    jobId: jobIdHex(r.job),
+    job: jobToJson(r.job),
+    worker: r.worker,
+    outputHash: toHex(r.outputHash),
+    fee: r.fee.toString(),
+    ep: r.ep,
+    runtime: r.runtime,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    computeMicros: r.computeMicros,
+    signature: toHex(r.signature),
+  }
+}
+
+const hexBytes = (v: unknown, name: string): Uint8Array => {
+  if (typeof v !== 'string' || !/^([0-9a-f]{2})*$/.test(v)) throw new InvalidInputError(`${name} must be lowercase hex`)
+  return Uint8Array.from(Buffer.from(v, 'hex'))
+}
+
+export function jobFromJson(raw: unknown): SignedJob {
+  if (raw === null || typeof raw !== 'object') throw new InvalidInputError('job must be an object')
+  const j = raw as Record<string, unknown>
+  return parseSignedJob({
+    chainId: j.chainId,
+    client: j.client,
+    model: j.model,
+    inputsHash: hexBytes(j.inputsHash, 'job.inputsHash'),
+    maxFee: typeof j.maxFee === 'string' && /^\d+$/.test(j.maxFee) ? BigInt(j.maxFee) : j.maxFee,
+    deadline: j.deadline,
+    salt: hexBytes(j.salt, 'job.salt'),
+    signature: hexBytes(j.signature, 'job.signature'),
+  })
+}
+
+/** Parses the JSON form back into a receipt; the `id` and `jobId` fields, if present, must match. */
+export function receiptFromJson(raw: unknown): Receipt {
+  if (raw === null || typeof raw !== 'object') throw new InvalidInputError('receipt must be an object')
+  const r = raw as Record<string, unknown>
+  const receipt = parseReceipt({
+    job: jobFromJson(r.job),
+    worker: r.worker,
+    outputHash: hexBytes(r.outputHash, 'receipt.outputHash'),
+    fee: typeof r.fee === 'string' && /^\d+$/.test(r.fee) ? BigInt(r.fee) : r.fee,
+    ep: r.ep,
+    runtime: r.runtime,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    computeMicros: r.computeMicros,
+    signature: hexBytes(r.signature, 'receipt.signature'),
+  })
+  const sigJob = receipt.job
+  if (r.id !== undefined && r.id !== toHex(receiptId(receipt)))
+    throw new InvalidInputError('receipt.id does not match the receipt')
+  if (r.jobId !== undefined && r.jobId !== jobIdHex(sigJob)) throw new InvalidInputError('receipt.jobId does not match')
+  return receipt
+}
