@@ -10,7 +10,8 @@
  *  - `dht-lookup-model`: the Kademlia routing model (NOT libp2p: simulated tables and a 25 ms mean
  *    one-way latency) at 500 and 1,000 nodes: 500 real nodes do run here, but take about 25 minutes.
  * One run each (a network this size is too slow to repeat), so `rounds` holds the one figure.
- * Quick mode (the smoke test) runs 10 libp2p nodes and the model at 500.
+ * Quick mode (the smoke test) runs 10 libp2p nodes and the model at 500. `--nodes N` sets the
+ * libp2p network's size: `node bench/run.ts --only dht --nodes 500` is the 500-node run.
  */
 import {
   runKademliaModel,
@@ -25,8 +26,8 @@ export const NET_BENCH_NAMES = ['dht-lookup', 'dht-find-peer', 'gossip-propagati
 
 /**
  * Largest libp2p network the full bench runs in a few minutes: on the 2-core development machine
- * 150 nodes take about 4 minutes (joining and warm-up dominate); src/net/sim/README.md has the
- * 500-node run.
+ * 150 nodes take about 4 minutes (joining and warm-up dominate); `--nodes 500` runs the 500-node
+ * network of src/net/sim/README.md (about 28 minutes).
  */
 export const NET_BENCH_NODES = 150
 
@@ -123,11 +124,12 @@ function modelLine(result: KademliaModelResult): NetBenchLine {
   }
 }
 
-export async function netBenches(_options: MeasureOptions, quick: boolean): Promise<NetBenchLine[]> {
+/** `nodes` (`--nodes`) sizes the libp2p run, in quick mode too; the model keeps its sizes. */
+export async function netBenches(_options: MeasureOptions, quick: boolean, nodes?: number): Promise<NetBenchLine[]> {
   const result = await runScaleSimulation(
     quick
-      ? { nodes: 10, seed: SEED, lookups: 5, messages: 3, warmup: false }
-      : { nodes: NET_BENCH_NODES, seed: SEED, lookups: 50, messages: 20 },
+      ? { nodes: nodes ?? 10, seed: SEED, lookups: 5, messages: 3, warmup: false }
+      : { nodes: nodes ?? NET_BENCH_NODES, seed: SEED, lookups: 50, messages: 20 },
   )
   const models = (quick ? [500] : [500, 1000]).map((nodes) =>
     runKademliaModel({ nodes, seed: SEED, lookups: quick ? 50 : 200 }),

@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: runs every benchmark and prints one JSON object per line.
- * Options: --round-ms N (default 300), --rounds N (default 5), --only NAME (substring of a bench name).
+ * Options: --round-ms N (default 300), --rounds N (default 5), --only NAME (substring of a bench name),
+ * --nodes N (libp2p nodes of the network-scale run, default NET_BENCH_NODES = 150; see bench/README.md).
  */
 import { parseArgs } from 'node:util'
 import { cryptoBenches } from './crypto.bench.ts'
 import { verifyPoolBenches, VERIFY_POOL_BENCH_NAMES } from './verify-pool.bench.ts'
 import { chainBenches, CHAIN_BENCH_NAMES } from './chain.bench.ts'
 import { devnetBenches, DEVNET_BENCH_NAMES } from './devnet.bench.ts'
-import { netBenches, NET_BENCH_NAMES } from './net.bench.ts'
+import { netBenches, NET_BENCH_NAMES, NET_BENCH_NODES } from './net.bench.ts'
 import type { BenchLine } from './harness.ts'
 import { pohBenches, POH_BENCH_NAMES } from './poh.bench.ts'
 import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
@@ -17,14 +18,31 @@ const { values } = parseArgs({
     'round-ms': { type: 'string', default: '300' },
     rounds: { type: 'string', default: '5' },
     only: { type: 'string' },
+    nodes: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help === true) {
-  process.stdout.write('usage: npm run bench -- [--round-ms N] [--rounds N] [--only NAME]\n')
+  process.stdout.write(
+    [
+      'usage: npm run bench -- [--round-ms N] [--rounds N] [--only NAME] [--nodes N]',
+      '  --round-ms N  milliseconds per timed round (default 300; under 50 is the quick smoke mode)',
+      '  --rounds N    timed rounds per bench (default 5)',
+      '  --only NAME   run the benches whose name contains NAME (e.g. dht, gossip, ed25519)',
+      `  --nodes N     real libp2p nodes in the network-scale run (dht-lookup, dht-find-peer,`,
+      `                gossip-propagation; default ${NET_BENCH_NODES}). 500 nodes take about 28 minutes`,
+      '                and 5 GiB of memory on 2 cores:  node bench/run.ts --only dht --nodes 500',
+      '',
+    ].join('\n'),
+  )
   process.exit(0)
 }
 const options = { roundMs: Number(values['round-ms']), rounds: Number(values.rounds) }
+const nodes = values.nodes === undefined ? undefined : Number(values.nodes)
+if (nodes !== undefined && !(Number.isInteger(nodes) && nodes >= 4 && nodes <= 5000)) {
+  process.stderr.write('bench: --nodes must be an integer 4-5000\n')
+  process.exit(2)
+}
 /** Very short rounds (the smoke test) also shrink the chain bench's load. */
 const quick = options.roundMs < 50
 if (!(options.roundMs > 0) || !(options.rounds > 0)) {
@@ -46,7 +64,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: POH_BENCH_NAMES, run: () => pohBenches(options) },
   { names: CHAIN_BENCH_NAMES, run: () => chainBenches(options, quick ? 0.2 : 1) },
   { names: DEVNET_BENCH_NAMES, run: () => devnetBenches(options, quick) },
-  { names: NET_BENCH_NAMES, run: () => netBenches(options, quick) },
+  { names: NET_BENCH_NAMES, run: () => netBenches(options, quick, nodes) },
 ]
 
 const only = values.only

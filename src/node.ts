@@ -28,7 +28,9 @@ import type { ChainEvent } from './chain/host.ts'
 import type { Block } from './chain/block.ts'
 import { bankModule, feeCollector, balanceOf } from './bank/bank.ts'
 import { stakingModule, validatorSetAt, validatorRecord, unbondingOf } from './staking/staking.ts'
+import { inferenceModule } from './inference/module.ts'
 import { accountNonce } from './chain/host.ts'
+import { encodeTx, signTx } from './chain/tx.ts'
 import type { AccountView, ChainApi, NodeStatus } from './api/chain-api.ts'
 import type { NatView, NetApi } from './api/net-api.ts'
 import { createApiServer } from './api/server.ts'
@@ -39,6 +41,13 @@ import { createHost, type DonghaeHost } from './net/host.ts'
 import { Libp2pChainTransport } from './net/chain-transport.ts'
 import { NetworkService } from './net/network.ts'
 import type { MappingStatus } from './net/nat/manager.ts'
+import { EventBus } from './api/events.ts'
+import { NodeMetrics } from './api/metrics.ts'
+import { publishCommit, watchNat, watchPeers } from './api/node-events.ts'
+import type { OperatorApi } from './api/operator-api.ts'
+import { DASHBOARD_DIR } from './api/server.ts'
+import { NodeInference } from './inference/node-inference.ts'
+import type { AdvertBus, WorkerBehaviour } from './inference/service.ts'
 
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
@@ -71,6 +80,9 @@ export class DonghaeNode {
   readonly #stops: Array<() => Promise<void> | void>
   readonly #moniker: string
   readonly #transport: ChainTransport
+  readonly #key: Ed25519KeyPair
+  #ownNonce = 0n
+  #ownQueue: Promise<unknown> = Promise.resolve()
 
   private constructor(parts: {
     did: string
@@ -81,6 +93,7 @@ export class DonghaeNode {
     stops: Array<() => Promise<void> | void>
     moniker: string
     transport: ChainTransport
+    key: Ed25519KeyPair
   }) {
     this.did = parts.did
     this.store = parts.store
@@ -90,6 +103,7 @@ export class DonghaeNode {
     this.#stops = parts.stops
     this.#moniker = parts.moniker
     this.#transport = parts.transport
+    this.#key = parts.key
   }
 
   static async create(options: NodeOptions): Promise<DonghaeNode> {
@@ -104,7 +118,7 @@ export class DonghaeNode {
     try {
       const machine = new StateMachine({
         chainId: genesis.chainId,
-        modules: [bankModule, stakingModule(genesis.params)],
+        modules: [bankModule, stakingModule(genesis.params), inferenceModule(genesis.params)],
         fees: feeCollector,
         minFee: genesis.params.minFee,
       })
@@ -172,6 +186,7 @@ export class DonghaeNode {
         stops,
         moniker: options.moniker ?? did.slice(-8),
         transport: options.transport,
+        key,
       })
     } catch (err) {
       for (const stop of stops.reverse()) await stop()
@@ -181,6 +196,27 @@ export class DonghaeNode {
 
   start(): void {
     this.runtime.start()
+  }
+
+  /**
+   * Signs a transaction with the node's own key and submits it. Callers are served one at a
+   * time and nonces follow on from the ones still pending, so concurrent callers (settlement,
+   * operator transfers, audits) never collide; with nothing pending the next nonce comes from
+   * state, so a transaction that was dropped leaves no gap behind.
+   */
+  submitOwnTx(kind: string, body: unknown, fee?: bigint): Promise<{ hash: Uint8Array; nonce: bigint }> {
+    const run = async (): Promise<{ hash: Uint8Array; nonce: bigint }> => {
+      const fromState = accountNonce(this.app.state, this.did)
+      const pending = this.mempool.pendingFrom(this.did) > 0
+      const nonce = pending && this.#ownNonce > fromState ? this.#ownNonce : fromState
+      const tx = signTx(this.#key, { chainId: this.app.chainId, nonce, fee: fee ?? this.app.genesis.params.minFee, kind, body })
+      const hash = await this.runtime.submitTx(encodeTx(tx))
+      this.#ownNonce = nonce + 1n
+      return { hash, nonce }
+    }
+    const result = this.#ownQueue.then(run, run)
+    this.#ownQueue = result.catch(() => undefined)
+    return result
   }
 
   /** Stops consensus first, then PoH workers, then closes the database. */
@@ -279,6 +315,57 @@ export interface FullNodeOptions {
   logger?: Logger
   /** Called on every commit. */
   onCommit?(block: Block, events: ChainEvent[]): void
+  /** The inference market: serve models as a worker, extra model folders, worker slots. */
+  inference?: {
+    /** Serve models to the network (a worker must also be bonded on chain). @default true */
+    worker?: boolean
+    slots?: number
+    /** Folders whose `*.onnx` files are imported into the blob store (e.g. `<home>/models`). */
+    modelDirs?: string[]
+    /** Misbehave on purpose (tests of the audit system only). */
+    behaviour?: WorkerBehaviour
+    /** Share of gateway jobs followed by a canary, ppm. */
+    canaryPpm?: number
+  }
+  /** The API's operator token (`<home>/api-token`); without it operator routes answer 401. */
+  apiToken?: string
+  /** The built dashboard, served at `/`. @default DASHBOARD_DIR (web/dist of the checkout) */
+  dashboardDir?: string
+}
+
+/** Slot adverts over the node's gossipsub (the sender is the message's signed origin). */
+function pubsubBus(host: DonghaeHost): AdvertBus {
+  const pubsub = host.services.pubsub
+  return {
+    publish: (topic, data) => {
+      pubsub.publish(topic, data).catch(() => {
+        // no peer subscribed yet: the next advert goes out a second later
+      })
+    },
+    subscribe: (topic, handler) => {
+      pubsub.subscribe(topic)
+      const listener = (evt: CustomEvent): void => {
+        const msg = evt.detail as { topic: string; data: Uint8Array; from?: unknown }
+        if (msg.topic !== topic || msg.from === undefined) return
+        const from = peerDid(msg.from)
+        if (from !== '') handler(msg.data, from)
+      }
+      pubsub.addEventListener('message', listener)
+      return () => {
+        pubsub.removeEventListener('message', listener)
+        pubsub.unsubscribe(topic)
+      }
+    },
+  }
+}
+
+/** The DID of a libp2p peer ('' for a peer whose key is not Ed25519). */
+function peerDid(peerId: unknown): string {
+  try {
+    return didFromPeerId(peerId as Parameters<typeof didFromPeerId>[0])
+  } catch {
+    return ''
+  }
 }
 
 /**
@@ -291,6 +378,12 @@ export class FullNode {
   readonly network: NetworkService
   readonly api: FastifyInstance
   readonly apiUrl: string
+  /** What happens on this node (blocks, finality, jobs, peers, NAT, slashes): the SSE stream's source. */
+  readonly events: EventBus
+  /** The inference market on this node (worker, gateway, settlement, audits). */
+  readonly inference: NodeInference
+  /** This node's Prometheus metrics (GET /metrics). */
+  readonly metrics: NodeMetrics
   readonly #stops: Array<() => Promise<void> | void>
 
   private constructor(parts: {
@@ -299,6 +392,9 @@ export class FullNode {
     network: NetworkService
     api: FastifyInstance
     apiUrl: string
+    events: EventBus
+    metrics: NodeMetrics
+    inference: NodeInference
     stops: Array<() => Promise<void> | void>
   }) {
     this.node = parts.node
@@ -306,6 +402,9 @@ export class FullNode {
     this.network = parts.network
     this.api = parts.api
     this.apiUrl = parts.apiUrl
+    this.events = parts.events
+    this.inference = parts.inference
+    this.metrics = parts.metrics
     this.#stops = parts.stops
   }
 
@@ -316,6 +415,9 @@ export class FullNode {
     const unwind = async (): Promise<void> => {
       for (const stop of stops.splice(0).reverse()) await stop()
     }
+    const events = new EventBus()
+    const metrics = new NodeMetrics()
+    stops.push(metrics.attach(events))
     try {
       await mkdir(join(options.dataDir, 'p2p'), { recursive: true })
       const host = await createHost({
@@ -332,6 +434,7 @@ export class FullNode {
       })
       await host.start()
       stops.push(() => host.stop())
+      stops.push(watchPeers(events, host, peerDid))
       const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId, logger })
       transport.start()
       stops.push(() => transport.stop())
@@ -342,7 +445,10 @@ export class FullNode {
         transport,
         moniker: config.moniker,
         logger,
-        ...(options.onCommit === undefined ? {} : { onCommit: options.onCommit }),
+        onCommit: (block, chainEvents) => {
+          publishCommit(events, block, chainEvents, Date.now())
+          options.onCommit?.(block, chainEvents)
+        },
       })
       stops.push(() => node.stop())
       const apiUrl = `http://${config.apiHost}:${config.apiPort}`
@@ -366,16 +472,64 @@ export class FullNode {
             }
             return { did, peerId: c.remotePeer.toString(), addresses: [c.remoteAddr.toString()] }
           }),
-        nat: () => natView(config.nat, host.services.nat?.status()),
+        nat: () => {
+          const relay = host.services.relayFallback?.status().relay
+          return { ...natView(config.nat, host.services.nat?.status()), ...(relay === undefined ? {} : { relay }) }
+        },
         resolveDid: (did) => network.resolveDid(did),
       }
-      const api = createApiServer({ chain: node.chainApi, net, logger })
+      stops.push(watchNat(events, net.nat))
+      const inference = await NodeInference.create({
+        node,
+        key,
+        transport,
+        adverts: pubsubBus(host),
+        dataDir: options.dataDir,
+        ...(options.inference?.modelDirs === undefined ? {} : { modelDirs: options.inference.modelDirs }),
+        ...(options.inference?.worker === undefined ? {} : { worker: options.inference.worker }),
+        ...(options.inference?.slots === undefined ? {} : { slots: options.inference.slots }),
+        ...(options.inference?.behaviour === undefined ? {} : { behaviour: options.inference.behaviour }),
+        ...(options.inference?.canaryPpm === undefined ? {} : { canaryPpm: options.inference.canaryPpm }),
+        logger,
+        onJob: (job) => {
+          metrics.jobCompleted({ model: job.model, latencySeconds: job.latencyMs / 1000, ok: job.ok, role: job.role })
+          if (job.role === 'gateway')
+            events.publish('job', {
+              id: job.id,
+              model: job.model,
+              worker: job.worker,
+              latencyMs: job.latencyMs,
+              ok: job.ok,
+              fee: job.fee,
+            })
+        },
+        onAudit: (audit) => metrics.audit({ result: audit.result }),
+      })
+      stops.push(() => inference.stop())
+      const operator: OperatorApi = {
+        did: node.did,
+        transfer: ({ to, amount, memo, fee }) =>
+          node.submitOwnTx('bank.transfer', memo === undefined ? { to, amount } : { to, amount, memo }, fee),
+      }
+      const api = createApiServer({
+        chain: node.chainApi,
+        net,
+        logger,
+        events,
+        metrics,
+        operator,
+        inference,
+        dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
+        ...(options.apiToken === undefined ? {} : { operatorToken: options.apiToken }),
+      })
       stops.push(() => api.close())
       await api.listen({ host: config.apiHost, port: config.apiPort })
       node.start()
       network.start()
       stops.push(() => network.stop())
-      return new FullNode({ node, host, network, api, apiUrl, stops })
+      inference.start()
+      metrics.blockCommitted({ height: node.app.head.height, txs: 0 })
+      return new FullNode({ node, host, network, api, apiUrl, events, metrics, inference, stops })
     } catch (err) {
       await unwind()
       throw err

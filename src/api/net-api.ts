@@ -1,9 +1,16 @@
 /** What the HTTP API needs from a node's network layer (present when the node runs on libp2p). */
 
-export type NatView =
+/** A circuit-relay reservation: peers outside reach this node through `peer` at `address`. */
+export interface RelayView {
+  peer: string
+  address: string
+}
+
+export type NatView = (
   | { method: 'pmp' | 'upnp'; externalAddress: string; leaseSeconds: number }
   | { method: 'none'; reason: string }
   | { method: 'off'; reason: string }
+) & { relay?: RelayView }
 
 export interface PeerView {
   did: string

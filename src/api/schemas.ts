@@ -6,6 +6,7 @@
 import Type from 'typebox'
 import { MAX_TX_BYTES } from '../chain/tx.ts'
 import { MAX_PROOF_KEY_BYTES } from './constants.ts'
+import { EVENT_TYPES } from './events.ts'
 
 const Hex = (description: string) => Type.String({ pattern: '^([0-9a-f]{2})*$', description })
 const Hash = (description: string) => Type.String({ pattern: '^[0-9a-f]{64}$', description })
@@ -172,3 +173,46 @@ export type AccountJson = Type.Static<typeof AccountResponse>
 export type SubmitTxJson = Type.Static<typeof SubmitTxResponse>
 export type TxStatusJson = Type.Static<typeof TxResponse>
 export type ProofJson = Type.Static<typeof ProofResponse>
+
+// ---- operator --------------------------------------------------------------------------------
+
+export const OperatorResponse = Type.Object({ did: Type.String({ description: "the node's own account" }) })
+
+export const OperatorTransferBody = Type.Object(
+  {
+    to: Type.String({ minLength: 1, maxLength: 256, description: 'the recipient, a did:key' }),
+    amount: Type.String({ pattern: '^[1-9][0-9]*$', maxLength: 20, description: 'base units, a positive decimal string' }),
+    memo: Type.Optional(Type.String({ maxLength: 1024, description: 'a note stored with the transfer (UTF-8)' })),
+    fee: Type.Optional(Amount('fee in base units (default: the chain minimum)')),
+  },
+  { additionalProperties: false },
+)
+
+export const OperatorTransferResponse = Type.Object({
+  hash: Hash('transaction hash: poll GET /v1/tx/{hash} for its height'),
+  from: Type.String({ description: "the node's account that pays" }),
+  nonce: Amount('the nonce the transfer was signed with'),
+})
+
+// ---- events and metrics ----------------------------------------------------------------------
+
+export const EventsQuery = Type.Object({
+  types: Type.Optional(
+    Type.String({
+      maxLength: 200,
+      description: `comma-separated event types to receive (default: all): ${EVENT_TYPES.join(', ')}`,
+    }),
+  ),
+})
+
+export const NodeInfoResponse = Type.Object({
+  version: Type.String({ description: 'Donghae version' }),
+  node: Type.String({ description: 'Node.js version' }),
+  platform: Type.String({ description: 'os-arch, e.g. darwin-arm64' }),
+  uptimeSeconds: Type.Integer({ minimum: 0, description: 'seconds since the API started' }),
+})
+
+export type NodeInfoJson = Type.Static<typeof NodeInfoResponse>
+export type OperatorJson = Type.Static<typeof OperatorResponse>
+export type OperatorTransferJson = Type.Static<typeof OperatorTransferResponse>
+export type OperatorTransferRequestJson = Type.Static<typeof OperatorTransferBody>

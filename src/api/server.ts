@@ -5,10 +5,19 @@
  *   { "error": { "code": "TX_REJECTED", "message": "...", "reason": "stale-nonce" } }
  *
  * with 400 (validation, with Fastify's message; bad DID; invalid transaction), 404, 409/503
- * (mempool conflicts, see routes/chain.ts), 413 (body too large), 429 (rate limit) or 500 (no
- * internals: the error goes to the log). The caller owns the instance: `listen()` and `close()`.
+ * (mempool conflicts, see routes/chain.ts), 401 (operator route without the token, auth.ts), 413
+ * (body too large), 429 (rate limit) or 500 (no internals: the error goes to the log). The caller
+ * owns the instance: `listen()` and `close()`.
+ *
+ * Besides /v1 it serves the event stream (GET /v1/events), Prometheus metrics (GET /metrics), the
+ * OpenAPI document (/docs/json) and explorer (/docs), and the dashboard (the Vite build of web/)
+ * at `/`, with index.html for any other page a browser asks for.
  */
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import cors from '@fastify/cors'
+import fastifyStatic from '@fastify/static'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -30,10 +39,23 @@ import { netRoutes } from './routes/net.ts'
 import { DEFAULT_RATE_LIMIT, MAX_BODY_BYTES } from './constants.ts'
 import { NotFoundError } from './errors.ts'
 import { chainRoutes } from './routes/chain.ts'
+import { inferenceRoutes } from './routes/inference.ts'
+import type { InferenceApi } from './inference-api.ts'
+import { InferenceError } from '../inference/errors.ts'
 import type { ErrorJson } from './schemas.ts'
+import { OPERATOR_SCHEME, UnauthorizedError, setOperatorToken } from './auth.ts'
+import type { EventBus } from './events.ts'
+import type { NodeMetrics } from './metrics.ts'
+import type { OperatorApi } from './operator-api.ts'
+import { eventRoutes } from './routes/events.ts'
+import { infoRoutes } from './routes/info.ts'
+import { metricsRoutes } from './routes/metrics.ts'
+import { operatorRoutes } from './routes/operator.ts'
 
 export interface ApiServerOptions {
   chain: ChainApi
+  /** Inference routes (/v1/models, /v1/infer, completions, settlements, workers). */
+  inference?: InferenceApi
   /** Network routes (/v1/net, /v1/did) when the node runs on libp2p. */
   net?: NetApi
   /** Request and error logs go here (component donghae:api). @default no logging */
@@ -44,6 +66,37 @@ export interface ApiServerOptions {
   rateLimit?: { max: number; timeWindowMs: number }
   /** Largest request body in bytes. @default MAX_BODY_BYTES */
   bodyLimit?: number
+  /** The node's event bus, served at GET /v1/events. */
+  events?: EventBus
+  /** SSE heartbeat interval. @default SSE_HEARTBEAT_MS */
+  eventHeartbeatMs?: number
+  /** The node's metrics, served at GET /metrics. */
+  metrics?: NodeMetrics
+  /** Operator token (auth.ts): without it every operator route answers 401. */
+  operatorToken?: string
+  /** Operator routes (/v1/operator/…), which act with the node's key. */
+  operator?: OperatorApi
+  /** Directory of the built dashboard (web/dist), served at `/`. */
+  dashboardDir?: string
+}
+
+/** The dashboard's build output in a checkout (`vite build` of web/; scripts/build-web.ts). */
+export const DASHBOARD_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url))
+
+/** Path prefixes that are never the dashboard: unknown paths under them are 404 JSON. */
+const API_PREFIXES = ['/v1', '/docs', '/metrics']
+
+/** A browser asking for a page the dashboard routes itself (SPA fallback to index.html). */
+function isPageRequest(request: FastifyRequest): boolean {
+  const path = request.url.split('?')[0] ?? '/'
+  if (request.method !== 'GET' && request.method !== 'HEAD') return false
+  if (API_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return false
+  return (request.headers.accept ?? '').includes('text/html')
+}
+
+/** True when `dir` holds a built dashboard. */
+export function dashboardBuilt(dir: string): boolean {
+  return existsSync(join(dir, 'index.html'))
 }
 
 /** Mempool reasons that mean "conflicts with what is pending" (409) or "try later" (503). */
@@ -52,6 +105,7 @@ const MEMPOOL_STATUS: Readonly<Record<string, number>> = { duplicate: 409, 'nonc
 /** Error codes for Fastify's and plugins' own HTTP errors, by status. */
 const STATUS_CODES: Readonly<Record<number, string>> = {
   400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
   404: 'NOT_FOUND',
   413: 'PAYLOAD_TOO_LARGE',
   415: 'UNSUPPORTED_MEDIA_TYPE',
@@ -73,8 +127,15 @@ export function toHttpError(err: unknown): HttpError {
     const status = err instanceof MempoolError ? (MEMPOOL_STATUS[err.reason] ?? 400) : 400
     return { status, body: errorBody('TX_REJECTED', err.message, err.reason) }
   }
+  if (err instanceof InferenceError) {
+    const code = err.status >= 500 ? 'INFERENCE_UNAVAILABLE' : err.status === 404 ? 'NOT_FOUND' : 'INFERENCE_REJECTED'
+    return { status: err.status, body: errorBody(code, err.message, err.reason) }
+  }
+  if (err instanceof InvalidInputError && err.name === 'TensorLimitError')
+    return { status: 413, body: errorBody('PAYLOAD_TOO_LARGE', err.message) }
   if (err instanceof DidKeyError) return { status: 400, body: errorBody('INVALID_DID', err.message, err.reason) }
   if (err instanceof NotFoundError) return { status: 404, body: errorBody('NOT_FOUND', err.message) }
+  if (err instanceof UnauthorizedError) return { status: 401, body: errorBody('UNAUTHORIZED', err.message) }
   if (err instanceof InvalidInputError) return { status: 400, body: errorBody('BAD_REQUEST', err.message) }
   const status = (err as Partial<FastifyError>).statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -108,9 +169,18 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       'request',
     )
   })
+  const dashboard = options.dashboardDir !== undefined && dashboardBuilt(options.dashboardDir)
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(errorBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`))
+    if (dashboard && isPageRequest(request)) return reply.sendFile('index.html', { maxAge: 0 })
+    if (options.dashboardDir !== undefined && !dashboard && isPageRequest(request))
+      return reply
+        .code(404)
+        .send(errorBody('NOT_FOUND', 'the dashboard is not built: run `npm run build:web` in the checkout'))
+    return reply
+      .code(404)
+      .send(errorBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`))
   })
+  setOperatorToken(app, options.operatorToken)
   const limit = options.rateLimit ?? DEFAULT_RATE_LIMIT
   app.register(rateLimit, { max: limit.max, timeWindow: limit.timeWindowMs })
   app.register(cors, { origin: options.cors ?? false })
@@ -119,12 +189,32 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       info: {
         title: 'Donghae node API',
         version: '1.0.0',
-        description: 'Amounts are decimal strings of base units; bytes are hex.',
+        description:
+          'Amounts are decimal strings of base units; bytes are hex. Operator routes need `Authorization: Bearer <token>` (the token in <home>/api-token).',
+      },
+      components: {
+        securitySchemes: {
+          [OPERATOR_SCHEME]: {
+            type: 'http',
+            scheme: 'bearer',
+            description: "The node's operator token, in <home>/api-token (mode 0600)",
+          },
+        },
       },
     },
   })
   app.register(swaggerUi, { routePrefix: '/docs' })
   app.register(chainRoutes, { chain: options.chain })
+  app.register(infoRoutes)
   if (options.net !== undefined) app.register(netRoutes, { net: options.net })
+  if (options.events !== undefined)
+    app.register(eventRoutes, {
+      events: options.events,
+      ...(options.eventHeartbeatMs === undefined ? {} : { heartbeatMs: options.eventHeartbeatMs }),
+    })
+  if (options.metrics !== undefined) app.register(metricsRoutes, { metrics: options.metrics })
+  if (options.operator !== undefined) app.register(operatorRoutes, { operator: options.operator })
+  if (options.inference !== undefined) app.register(inferenceRoutes, { inference: options.inference })
+  if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
   return app
 }

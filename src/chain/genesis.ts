@@ -1,6 +1,11 @@
 /**
- * The genesis document: chain id, start time, parameters, initial balances and validators.
+ * The genesis document: chain id, start time, parameters, initial balances and validators, and
+ * optionally the inference market's initial models and workers.
  * JSON on disk (amounts as decimal strings, since JSON numbers cannot hold 64-bit integers).
+ *
+ * The inference parameters (`INFERENCE_PARAM_KEYS`) came after the first chains: they are
+ * optional in the JSON (missing → default) and `genesisToJson` leaves out those equal to their
+ * default, so a genesis written before them parses and hashes exactly as it did.
  */
 import { readFile } from 'node:fs/promises'
 import { parseUint64 } from '../core/uint.ts'
@@ -48,6 +53,58 @@ export interface ChainParams {
   timeoutCommitMs: number
   /** Largest number of transactions in a block. */
   maxBlockTxs: number
+  // ---- inference market (src/inference/module.ts); unbonding reuses `unbondingBlocks` ----
+  /** Bond below which a worker is not scheduled. */
+  minWorkerBond: bigint
+  /** Most receipts in one `inference.settle` (a typical receipt is ~620 bytes; a transaction ≤ 64 KiB). */
+  maxReceiptsPerSettle: number
+  /** A receipt settles only while block time ≤ job.deadline + this, milliseconds. */
+  settleWindowMs: number
+  /** Share of each fee kept by the protocol (the inference treasury), basis points. */
+  protocolShareBps: number
+  /** Results always audited while a worker's streak is below this; then with probability 1/streak. */
+  auditThreshold: number
+  /** Smallest quorum that resolves a dispute. */
+  quorumSize: number
+  /** Fraction of bonded and unbonding stake slashed from the loser of a dispute, basis points. */
+  workerSlashBps: number
+  /** Share of a dispute's slash paid to the winning side, basis points (the rest is burned). */
+  challengerRewardBps: number
+  /** Blocks a slashed worker is not scheduled. */
+  quarantineBlocks: number
+  /** Paid from the treasury to the first auditor who confirms a result (at most the job's protocol share). */
+  auditReward: bigint
+  /** New tokens per epoch, split among the workers who served jobs pro rata to their score. */
+  workerRewardPerEpoch: bigint
+  /** A worker active within this many blocks counts as recent (seed 001's "last hour"). */
+  recencyBlocks: number
+}
+
+/** A model registered at genesis: an `inference.registerModel` body plus its owner. */
+export interface GenesisModel {
+  owner: string
+  cid: string
+  name: string
+  version: string
+  price: bigint
+  /** The rest is checked by the inference module when it loads the genesis. */
+  kind: string
+  inputs: unknown
+  outputs: unknown
+  tolerance: unknown
+  size: number
+}
+
+/** A worker bonded at genesis (the bond is minted, not taken from a balance). */
+export interface GenesisWorker {
+  did: string
+  bond: bigint
+  ep: string
+}
+
+export interface GenesisInference {
+  models: GenesisModel[]
+  workers: GenesisWorker[]
 }
 
 export interface GenesisDoc {
@@ -57,6 +114,8 @@ export interface GenesisDoc {
   params: ChainParams
   accounts: Array<{ did: string; balance: bigint }>
   validators: Array<{ did: string; stake: bigint }>
+  /** Initial models and workers of the inference market. */
+  inference?: GenesisInference
 }
 
 export const DEFAULT_PARAMS: ChainParams = {
@@ -83,20 +142,67 @@ export const DEFAULT_PARAMS: ChainParams = {
   timeoutPrecommitDeltaMs: 250,
   timeoutCommitMs: 200,
   maxBlockTxs: 5_000,
+  minWorkerBond: 1_000n,
+  maxReceiptsPerSettle: 96,
+  settleWindowMs: 3_600_000,
+  protocolShareBps: 500,
+  auditThreshold: 10,
+  quorumSize: 3,
+  workerSlashBps: 1_000,
+  challengerRewardBps: 5_000,
+  quarantineBlocks: 600,
+  auditReward: 10n,
+  workerRewardPerEpoch: 1_000n,
+  recencyBlocks: 3_600,
 }
 
-const BIGINT_PARAMS = ['minFee', 'minValidatorStake', 'blockReward'] as const
+const BIGINT_PARAMS = [
+  'minFee',
+  'minValidatorStake',
+  'blockReward',
+  'minWorkerBond',
+  'auditReward',
+  'workerRewardPerEpoch',
+] as const
+
+/** Parameters that may be missing from the JSON (default) and are written only when not the default. */
+export const INFERENCE_PARAM_KEYS = [
+  'minWorkerBond',
+  'maxReceiptsPerSettle',
+  'settleWindowMs',
+  'protocolShareBps',
+  'auditThreshold',
+  'quorumSize',
+  'workerSlashBps',
+  'challengerRewardBps',
+  'quarantineBlocks',
+  'auditReward',
+  'workerRewardPerEpoch',
+  'recencyBlocks',
+] as const satisfies ReadonlyArray<keyof ChainParams>
+
+const isOptionalParam = (key: string): boolean => (INFERENCE_PARAM_KEYS as readonly string[]).includes(key)
 
 /** The genesis as JSON-safe values (bigints as decimal strings). */
 export function genesisToJson(doc: GenesisDoc): unknown {
   const params: Record<string, unknown> = { ...doc.params }
-  for (const key of BIGINT_PARAMS) params[key] = doc.params[key].toString()
-  return {
+  for (const key of INFERENCE_PARAM_KEYS) if (doc.params[key] === DEFAULT_PARAMS[key]) delete params[key]
+  for (const key of BIGINT_PARAMS) if (key in params) params[key] = doc.params[key].toString()
+  const json: Record<string, unknown> = {
     chainId: doc.chainId,
     genesisTime: doc.genesisTime,
     params,
     accounts: doc.accounts.map((a) => ({ did: a.did, balance: a.balance.toString() })),
     validators: doc.validators.map((v) => ({ did: v.did, stake: v.stake.toString() })),
+  }
+  if (doc.inference !== undefined) json.inference = inferenceToJson(doc.inference)
+  return json
+}
+
+function inferenceToJson(section: GenesisInference): unknown {
+  return {
+    models: section.models.map((m) => ({ ...m, price: m.price.toString() })),
+    workers: section.workers.map((w) => ({ did: w.did, bond: w.bond.toString(), ep: w.ep })),
   }
 }
 
@@ -131,7 +237,7 @@ function did(value: unknown, field: string): string {
 /** Parses and validates a genesis document from its JSON value. */
 export function parseGenesis(json: unknown): GenesisDoc {
   if (!isRecord(json)) fail('the document must be a JSON object')
-  const { chainId, genesisTime, params, accounts, validators } = json
+  const { chainId, genesisTime, params, accounts, validators, inference } = json
   if (typeof chainId !== 'string' || !/^[a-z0-9][a-z0-9-]{0,48}$/.test(chainId))
     fail('chainId must be 1-49 lowercase letters, digits or "-"')
   if (typeof genesisTime !== 'number' || !Number.isSafeInteger(genesisTime) || genesisTime < 0)
@@ -139,7 +245,7 @@ export function parseGenesis(json: unknown): GenesisDoc {
   if (!isRecord(params)) fail('params must be an object')
   const merged: Record<string, unknown> = {}
   for (const key of Object.keys(DEFAULT_PARAMS) as Array<keyof ChainParams>) {
-    const value = params[key]
+    const value = params[key] === undefined && isOptionalParam(key) ? jsonDefault(key) : params[key]
     if (value === undefined) fail(`params.${key} is missing`)
     if ((BIGINT_PARAMS as readonly string[]).includes(key)) merged[key] = amount(value, `params.${key}`)
     else if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
@@ -156,10 +262,21 @@ export function parseGenesis(json: unknown): GenesisDoc {
     'downtimeWindow',
     'maxBlockTxs',
     'maxValidators',
+    'maxReceiptsPerSettle',
+    'auditThreshold',
+    'quorumSize',
   ] as const) {
     if (p[key] < 1) fail(`params.${key} must be at least 1`)
   }
-  for (const key of ['slashDoubleSignBps', 'slashDowntimeBps', 'minSignedBps', 'reporterRewardBps'] as const) {
+  for (const key of [
+    'slashDoubleSignBps',
+    'slashDowntimeBps',
+    'minSignedBps',
+    'reporterRewardBps',
+    'protocolShareBps',
+    'workerSlashBps',
+    'challengerRewardBps',
+  ] as const) {
     if (p[key] > 10_000) fail(`params.${key} is in basis points (0-10000)`)
   }
   if (!Array.isArray(accounts) || !Array.isArray(validators)) fail('accounts and validators must be arrays')
@@ -182,7 +299,64 @@ export function parseGenesis(json: unknown): GenesisDoc {
     return { did: d, stake }
   })
   if (parsedValidators.length === 0) fail('at least one validator is needed')
-  return { chainId, genesisTime, params: p, accounts: parsedAccounts, validators: parsedValidators }
+  const doc: GenesisDoc = { chainId, genesisTime, params: p, accounts: parsedAccounts, validators: parsedValidators }
+  if (inference !== undefined) doc.inference = parseInference(inference)
+  return doc
+}
+
+function jsonDefault(key: keyof ChainParams): unknown {
+  const value = DEFAULT_PARAMS[key]
+  return typeof value === 'bigint' ? value.toString() : value
+}
+
+/**
+ * The inference section's outline: owners, DIDs, amounts and uniqueness. The model schema
+ * (kind, inputs, outputs, tolerance) is checked by the inference module when it loads the
+ * genesis, since this layer sits below it.
+ */
+const MODEL_FIELDS = ['owner', 'cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size']
+
+function parseInference(json: unknown): GenesisInference {
+  if (!isRecord(json) || !Array.isArray(json.models) || !Array.isArray(json.workers))
+    fail('inference must be an object with models and workers arrays')
+  const extra = Object.keys(json).filter((k) => k !== 'models' && k !== 'workers')
+  if (extra.length > 0) fail(`unknown field inference.${extra[0] ?? ''}`)
+  const cids = new Set<string>()
+  const models = json.models.map((m: unknown, i): GenesisModel => {
+    const at = `inference.models[${i}]`
+    if (!isRecord(m)) fail(`${at} must be an object`)
+    const unknownField = Object.keys(m).find((k) => !MODEL_FIELDS.includes(k))
+    if (unknownField !== undefined) fail(`unknown field ${at}.${unknownField}`)
+    const { owner, cid, name, version, price, kind, inputs, outputs, tolerance, size } = m
+    if (typeof cid !== 'string' || cids.has(cid)) fail(`${at}.cid must be a CID string, once`)
+    cids.add(cid)
+    if (typeof name !== 'string' || typeof version !== 'string') fail(`${at}.name and .version must be strings`)
+    if (typeof kind !== 'string') fail(`${at}.kind must be a string`)
+    if (typeof size !== 'number' || !Number.isSafeInteger(size)) fail(`${at}.size must be an integer`)
+    return {
+      owner: did(owner, `${at}.owner`),
+      cid,
+      name,
+      version,
+      price: amount(price, `${at}.price`),
+      kind,
+      inputs,
+      outputs,
+      tolerance,
+      size,
+    }
+  })
+  const seen = new Set<string>()
+  const workers = json.workers.map((w: unknown, i): GenesisWorker => {
+    const at = `inference.workers[${i}]`
+    if (!isRecord(w)) fail(`${at} must be an object`)
+    const d = did(w.did, `${at}.did`)
+    if (seen.has(d)) fail(`${at} repeats ${d}`)
+    seen.add(d)
+    if (typeof w.ep !== 'string') fail(`${at}.ep must be an execution provider name`)
+    return { did: d, bond: amount(w.bond, `${at}.bond`), ep: w.ep }
+  })
+  return { models, workers }
 }
 
 export async function readGenesisFile(path: string): Promise<GenesisDoc> {

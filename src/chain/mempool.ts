@@ -52,6 +52,11 @@ export class Mempool {
     return this.#bytes
   }
 
+  /** How many transactions from `sender` are pending. */
+  pendingFrom(sender: string): number {
+    return this.#bySender.get(sender)?.size ?? 0
+  }
+
   has(hash: Uint8Array): boolean {
     return this.#byId.has(toHex(hash))
   }

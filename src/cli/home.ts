@@ -2,6 +2,7 @@
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { CONFIG_FILE_NAME } from '../core/config.ts'
+import { API_TOKEN_FILE } from '../api/auth.ts'
 
 export const HOME_ENV = 'DONGHAE_HOME'
 
@@ -10,10 +11,18 @@ export interface HomeLayout {
   keystore: string
   config: string
   data: string
+  /** The HTTP API's operator token (mode 0600). */
+  apiToken: string
 }
 
 /** `--home` flag > `DONGHAE_HOME` > `~/.donghae`. */
 export function resolveHome(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): HomeLayout {
   const dir = resolve(flag ?? env[HOME_ENV] ?? join(homedir(), '.donghae'))
-  return { dir, keystore: join(dir, 'keystore.json'), config: join(dir, CONFIG_FILE_NAME), data: join(dir, 'data') }
+  return {
+    dir,
+    keystore: join(dir, 'keystore.json'),
+    config: join(dir, CONFIG_FILE_NAME),
+    data: join(dir, 'data'),
+    apiToken: join(dir, API_TOKEN_FILE),
+  }
 }

@@ -11,11 +11,16 @@ import { encryptKeystore, loadKeystore, writeKeystoreFile } from '../identity/ke
 import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type GenesisDoc } from '../chain/genesis.ts'
 import { parseUint64 } from '../core/uint.ts'
 import { CliError } from './errors.ts'
+import { demoModels } from '../inference/demo-models.ts'
 
 /** Development-network keystores are encrypted with this well-known password. */
 export const LOCALNET_PASSWORD = 'donghae-localnet-insecure'
 const VALIDATOR_BALANCE = 1_000_000_000n
 const VALIDATOR_STAKE = 100_000n
+/** Every development node is also a worker with this bond, serving the demo models. */
+const WORKER_BOND = 100_000n
+/** Price per call of the demo models, base units. */
+const DEMO_MODEL_PRICE = 10n
 
 export async function loadOrCreateKeys(
   dir: string,
@@ -60,14 +65,32 @@ export async function loadOrCreateGenesis(
     if (at < 1) throw new CliError(`--fund ${JSON.stringify(spec)} must be DID:AMOUNT`)
     return { did: spec.slice(0, at), balance: parseUint64(spec.slice(at + 1), '--fund amount').toString() }
   })
+  const models = await demoModels()
+  // A small network has few workers: a dispute's quorum is the other two of four nodes.
+  const params = { ...DEFAULT_PARAMS, quorumSize: Math.max(1, Math.min(DEFAULT_PARAMS.quorumSize, keys.length - 2)) }
   const doc = parseGenesis({
     chainId,
     genesisTime: Date.now(),
     params: (
-      genesisToJson({ chainId: 'x', genesisTime: 0, params: DEFAULT_PARAMS, accounts: [], validators: [] }) as {
+      genesisToJson({ chainId: 'x', genesisTime: 0, params, accounts: [], validators: [] }) as {
         params: unknown
       }
     ).params,
+    inference: {
+      models: models.map((m) => ({
+        owner: dids[0],
+        cid: m.cid,
+        name: m.name,
+        version: m.version,
+        price: DEMO_MODEL_PRICE.toString(),
+        kind: m.kind,
+        inputs: m.inputs,
+        outputs: m.outputs,
+        tolerance: m.tolerance,
+        size: m.size,
+      })),
+      workers: dids.map((did) => ({ did, bond: WORKER_BOND.toString(), ep: 'cpu' })),
+    },
     accounts: [...dids.map((did) => ({ did, balance: VALIDATOR_BALANCE.toString() })), ...funded],
     validators: dids.map((did) => ({ did, stake: VALIDATOR_STAKE.toString() })),
   })

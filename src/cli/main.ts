@@ -18,6 +18,7 @@ import { registerNode } from './commands/node.ts'
 import { registerDevnet } from './commands/devnet.ts'
 import { registerSim } from './commands/sim.ts'
 import { registerNat } from './commands/nat.ts'
+import { registerService } from './commands/service.ts'
 import { VERSION } from './version.ts'
 
 export function buildProgram(io: CliIo): Command {
@@ -70,6 +71,7 @@ Docs: README.md and docs/architecture.md`,
   registerDevnet(program, io)
   registerSim(program, io)
   registerNat(program, io)
+  registerService(program, io)
   for (const command of program.commands) command.exitOverride()
   return program
 }

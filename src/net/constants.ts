@@ -27,3 +27,21 @@ export const MAX_CONNECTIONS = 100
 export function chainTopic(chainId: string, topic: 'consensus' | 'txs'): string {
   return `${PROTOCOL_PREFIX}/${chainId}/${topic}/1`
 }
+
+/**
+ * Longest wait for one relay's circuit reservation (libp2p's own dial and reservation timeouts
+ * are 5 s each). @default 20 s
+ */
+export const RELAY_RESERVATION_TIMEOUT_MS = 20_000
+/** First delay before a relay that refused or failed is asked again, doubling. @default 5 s */
+export const RELAY_RETRY_INITIAL_MS = 5_000
+/** @default 10 minutes */
+export const RELAY_RETRY_MAX_MS = 10 * 60_000
+
+/**
+ * Reservations a full node holds for unreachable peers. Relayed connections carry no data or
+ * duration limit (libp2p's default of 128 KiB and 2 minutes would mark them "limited", and neither
+ * gossip nor the DHT runs on a limited connection), so this bound is what a relay gives away.
+ * @default 15
+ */
+export const RELAY_MAX_RESERVATIONS = 15

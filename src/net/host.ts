@@ -2,8 +2,9 @@
  * The libp2p host. The node's Ed25519 identity key is its libp2p key, so its PeerId and its DID
  * name the same key. TCP, QUIC and WebSockets; Noise; Yamux; identify; ping; a Kademlia DHT under
  * Donghae's own protocol (/donghae/kad/1.0.0) in server mode even on private networks; gossipsub;
- * bootstrap peers and LAN discovery (mDNS); the circuit-relay transport as the last resort for
- * unreachable nodes; and a peer store persisted in LevelDB so a restarted node reconnects at once.
+ * bootstrap peers and LAN discovery (mDNS); port mapping through the home router and, when it gives
+ * nothing, a circuit-relay reservation on a peer as the last resort (relay.ts); and a peer store
+ * persisted in LevelDB so a restarted node reconnects at once.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -27,12 +28,15 @@ import type { Ed25519KeyPair } from '../identity/keys.ts'
 import type { Logger } from '../core/logger.ts'
 import { natPortMapping, type NatPortMappingService } from './nat/libp2p.ts'
 import type { NatMode } from './nat/manager.ts'
+import { NO_RELAY_DISCOVERY, RelayFallbackService, type RelayFallbackComponents } from './relay.ts'
 import { DID_RECORD_PREFIX, selectDidRecord, validateDidRecord } from './did-records.ts'
-import { MAX_CONNECTIONS, MAX_GOSSIP_BYTES, PROTOCOL_PREFIX } from './constants.ts'
+import { MAX_CONNECTIONS, MAX_GOSSIP_BYTES, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
 
 export interface HostServices {
   /** Present when the node maps its port through the router. */
   nat?: NatPortMappingService
+  /** Present when the node may reserve a slot on a circuit relay (see `HostOptions.relay`). */
+  relayFallback?: RelayFallbackService
   identify: Identify
   ping: Ping
   dht: KadDHT
@@ -66,15 +70,39 @@ export interface HostOptions {
   maxConnections?: number
   /** Port mapping through the home router. @default 'off' */
   nat?: NatMode
+  /**
+   * Circuit-relay reservation on a connected relay peer: `fallback` when port mapping (`nat`
+   * other than off) gives no public address, `always` from the start, `off` never.
+   * @default 'fallback'
+   */
+  relay?: 'fallback' | 'always' | 'off'
   logger?: Logger
+}
+
+/** The port-mapping service and the relay fallback it drives (an unmapped node reserves a relay slot). */
+function relayAndNat(options: HostOptions): Record<string, unknown> {
+  const nat = options.nat !== undefined && options.nat !== 'off' ? options.nat : undefined
+  const relay = options.relay ?? 'fallback'
+  const logger = options.logger === undefined ? {} : { logger: options.logger }
+  let fallback: RelayFallbackService | undefined
+  return {
+    ...(relay === 'always' || (relay === 'fallback' && nat !== undefined)
+      ? {
+          relayFallback: (components: RelayFallbackComponents) =>
+            (fallback = new RelayFallbackService(components, { always: relay === 'always', ...logger })),
+        }
+      : {}),
+    ...(nat === undefined
+      ? {}
+      : { nat: natPortMapping({ mode: nat, ...logger, onChange: (change) => fallback?.natChanged(change) }) }),
+  }
 }
 
 export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   const host = options.host ?? '0.0.0.0'
   const listen = [`/ip4/${host}/tcp/${options.port}`]
-  // Not listening on '/p2p-circuit' yet: with libp2p 3 that listener holds start() until a relay
-  // reservation is made. Relayed addresses can be dialled (circuitRelayTransport) and every full
-  // node serves as a relay (relayServer), but automatic reservations for unmapped nodes are open work.
+  // No '/p2p-circuit' here: with libp2p 3 that listener holds start() until a relay reservation
+  // is made. The relay fallback service listens on a chosen relay once started and needed.
   if (options.quic !== false) listen.push(`/ip4/${host}/udp/${options.port}/quic-v1`)
   if (options.webSockets !== false) listen.push(`/ip4/${host}/tcp/${options.port === 0 ? 0 : options.port + 1}/ws`)
   const discovery: Array<(components: never) => PeerDiscovery> = []
@@ -101,20 +129,24 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
       // Validation happens in our topic validators; invalid messages lower the sender's score.
       asyncValidation: false,
     }),
-    ...(options.relayServer === true ? { relay: circuitRelayServer() } : {}),
-    ...(options.nat !== undefined && options.nat !== 'off'
+    ...(options.relayServer === true
       ? {
-          nat: natPortMapping({
-            mode: options.nat,
-            ...(options.logger === undefined ? {} : { logger: options.logger }),
+          relay: circuitRelayServer({
+            reservations: { maxReservations: RELAY_MAX_RESERVATIONS, applyDefaultLimit: false },
           }),
         }
       : {}),
+    ...relayAndNat(options),
   }
   const node = await createLibp2p({
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },
-    transports: [tcp(), ...(options.quic !== false ? [quic()] : []), webSockets(), circuitRelayTransport()],
+    transports: [
+      tcp(),
+      ...(options.quic !== false ? [quic()] : []),
+      webSockets(),
+      circuitRelayTransport({ discoveryFilter: NO_RELAY_DISCOVERY }),
+    ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: discovery as never,

@@ -9,6 +9,8 @@
  * 11.0.0.0/24 stands for the internet (miniupnpd and libp2p refuse a private WAN address); it
  * exists only inside these namespaces. Nothing touches the host's own network. Needs root, iproute2,
  * nftables and miniupnpd (Debian: miniupnpd-nftables); `labUnavailable()` says why not.
+ *
+ * `LinkLab` is the smaller setup for LAN discovery: two namespaces on one link, multicast on.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
@@ -56,18 +58,35 @@ function onPath(binary: string): boolean {
   return dirs.some((d) => d !== '' && existsSync(join(d, binary)))
 }
 
-/** Why the lab cannot run here, or undefined when it can. */
-export async function labUnavailable(): Promise<string | undefined> {
+/** Why network namespaces cannot be made here (not Linux, not root, no iproute2), or undefined. */
+export async function namespacesUnavailable(): Promise<string | undefined> {
   if (process.platform !== 'linux') return 'network namespaces need Linux'
   if (process.getuid?.() !== 0) return 'not root: network namespaces need root (CI runs as root)'
-  for (const bin of ['ip', 'nft', 'miniupnpd']) {
-    if (!onPath(bin)) return `${bin} is not installed (apt-get install miniupnpd-nftables nftables iproute2)`
-  }
+  if (!onPath('ip')) return 'ip is not installed (apt-get install iproute2)'
   const probe = `dhnat-probe-${randomBytes(3).toString('hex')}`
   const r = await run('ip', ['netns', 'add', probe])
   if (r.code !== 0) return `ip netns add failed: ${r.stderr.trim()}`
   await run('ip', ['netns', 'del', probe])
   return undefined
+}
+
+/** Why the lab cannot run here, or undefined when it can. */
+export async function labUnavailable(): Promise<string | undefined> {
+  const why = await namespacesUnavailable()
+  if (why !== undefined) return why
+  for (const bin of ['nft', 'miniupnpd']) {
+    if (!onPath(bin)) return `${bin} is not installed (apt-get install miniupnpd-nftables nftables iproute2)`
+  }
+  return undefined
+}
+
+/** Starts a Node.js script inside a namespace (`process.execPath`), reading JSON lines from it. */
+function spawnIn(ns: string, script: string, args: readonly string[], env: NodeJS.ProcessEnv): NodeProcess {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  return new NodeProcess(child)
 }
 
 const FILTER = (masq: string): string => `
@@ -264,11 +283,7 @@ export class NatLab {
 
   /** Starts a Node.js script inside a namespace (`process.execPath`), reading JSON lines from it. */
   node(ns: string, script: string, args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): NodeProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    const proc = new NodeProcess(child)
+    const proc = spawnIn(ns, script, args, env)
     this.#children.add(proc)
     return proc
   }
@@ -386,5 +401,61 @@ export class NatLab {
     await this.stopRouter().catch(() => {})
     for (const ns of Object.values(this.ns)) await run('ip', ['netns', 'del', ns])
     await rm(this.dir, { recursive: true, force: true })
+  }
+}
+
+export const LINK_A = '10.78.0.1'
+export const LINK_B = '10.78.0.2'
+
+/**
+ * Two hosts on one Ethernet link, for LAN discovery: namespaces `a` (10.78.0.1) and `b`
+ * (10.78.0.2) joined by a veth pair, with multicast (224.0.0.0/4) routed onto the link. Made fresh
+ * (random names) and torn down in `finally`; needs root and iproute2 only (`namespacesUnavailable`).
+ */
+export class LinkLab {
+  readonly ns: { a: string; b: string }
+  #children = new Set<NodeProcess>()
+  #torn = false
+
+  private constructor(id: string) {
+    this.ns = { a: `dhlink-${id}-a`, b: `dhlink-${id}-b` }
+  }
+
+  static async create(): Promise<LinkLab> {
+    const lab = new LinkLab(randomBytes(3).toString('hex'))
+    try {
+      const { a, b } = lab.ns
+      for (const ns of [a, b]) {
+        await must('ip', ['netns', 'add', ns])
+        await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+      }
+      await must('ip', ['link', 'add', 'link0', 'netns', a, 'type', 'veth', 'peer', 'name', 'link0', 'netns', b])
+      for (const [ns, addr] of [
+        [a, LINK_A],
+        [b, LINK_B],
+      ] as const) {
+        await must('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'link0'])
+        await must('ip', ['-n', ns, 'link', 'set', 'link0', 'up', 'multicast', 'on'])
+        await must('ip', ['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'link0'])
+      }
+    } catch (err) {
+      await lab.teardown()
+      throw err
+    }
+    return lab
+  }
+
+  node(ns: string, script: string, args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): NodeProcess {
+    const proc = spawnIn(ns, script, args, env)
+    this.#children.add(proc)
+    return proc
+  }
+
+  /** Stops every process and deletes the namespaces. Idempotent. */
+  async teardown(): Promise<void> {
+    if (this.#torn) return
+    this.#torn = true
+    await Promise.all([...this.#children].map((c) => c.stop('SIGKILL', 3000).catch(() => null)))
+    for (const ns of Object.values(this.ns)) await run('ip', ['netns', 'del', ns])
   }
 }

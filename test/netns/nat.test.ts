@@ -10,7 +10,16 @@ import assert from 'node:assert/strict'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { NatLab, labUnavailable, LAN1, LAN2, ROUTER_WAN, type RouterMapping, type RouterVariant } from './lab.ts'
+import {
+  NatLab,
+  labUnavailable,
+  LAN1,
+  LAN2,
+  PEER_WAN,
+  ROUTER_WAN,
+  type RouterMapping,
+  type RouterVariant,
+} from './lab.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/donghae.js', import.meta.url))
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url))
@@ -281,5 +290,65 @@ labTest(
     )
     assert.equal(await node.stop('SIGTERM'), 0)
     assert.deepEqual(await lab.routerMappings(), [])
+  },
+)
+
+labTest(
+  'circuit relay: with nothing to map, the node reserves a slot on a relay outside and a peer outside pings it through the relay',
+  async (lab, t) => {
+    await lab.startRouter('none')
+    const host = (ns: string, options: Record<string, unknown>) =>
+      lab.node(ns, join(FIXTURES, 'donghae-host.ts'), [JSON.stringify(options)])
+    const relay = host(lab.ns.wan, { port: 4100, relayServer: true, relay: 'off' })
+    const relayUp = await relay.waitFor<{ event: string; peerId: string }>(
+      (l) => l.event === 'listening',
+      20_000,
+      'relay listening',
+    )
+    const relayAddr = `/ip4/${PEER_WAN}/tcp/4100/p2p/${relayUp.peerId}`
+    const started = Date.now()
+    const node = host(lab.ns.lan1, { port: 4011, nat: 'auto', bootstrap: [relayAddr] })
+    const self = await node.waitFor<{ event: string; peerId: string }>(
+      (l) => l.event === 'listening',
+      20_000,
+      'node listening',
+    )
+    interface RelayLine {
+      event: string
+      relay: { state: string; reason?: string; relay?: { peer: string; address: string } }
+      nat?: { state: string; reason?: string }
+      addrs: string[]
+    }
+    const reserved = await node.waitFor<RelayLine>(
+      (l) => l.event === 'relay' && l.relay.state === 'reserved',
+      30_000,
+      'a relay reservation',
+    )
+    t.diagnostic(`reserved ${Date.now() - started} ms after start; ${reserved.relay.reason}`)
+    assert.equal(reserved.nat?.state, 'unmapped', 'only after port mapping failed')
+    assert.match(reserved.relay.reason ?? '', /^no port mapping available: NAT-PMP: .*; UPnP: /)
+    const expected = `${relayAddr}/p2p-circuit/p2p/${self.peerId}`
+    assert.deepEqual(reserved.relay.relay, { peer: relayUp.peerId, address: expected })
+    assert.ok(reserved.addrs.includes(expected), `announced: ${JSON.stringify(reserved.addrs)}`)
+    assert.match(node.stderr, /circuit relay reservation made/)
+
+    const dial = (addr: string) =>
+      lab
+        .node(lab.ns.wan, join(FIXTURES, 'libp2p-dial.ts'), [addr])
+        .waitFor<{ ok: boolean; rtt?: number; error?: string; via?: string; limited?: boolean }>(
+          (l) => typeof l.ok === 'boolean',
+          20_000,
+          'dial result',
+        )
+    // control: the router forwards nothing, so the node's own port is closed from outside
+    const direct = await dial(`/ip4/${ROUTER_WAN}/tcp/4011/p2p/${self.peerId}`)
+    assert.equal(direct.ok, false, 'no direct dial through the NAT')
+    const dialed = await dial(expected)
+    assert.equal(dialed.ok, true, dialed.error)
+    assert.equal(dialed.via, expected, 'the connection runs through the relay')
+    assert.equal(dialed.limited, false, 'without data or time limits')
+    t.diagnostic(`ping through the relay: ${dialed.rtt} ms via ${expected}`)
+    assert.equal(await node.stop('SIGTERM'), 0, node.stderr)
+    assert.equal(await relay.stop('SIGTERM'), 0, relay.stderr)
   },
 )

@@ -11,6 +11,8 @@ const NatResponse = Type.Object({
   externalAddress: Type.Optional(Type.String()),
   leaseSeconds: Type.Optional(Type.Integer()),
   reason: Type.Optional(Type.String()),
+  /** Present while the node holds a circuit-relay reservation (no port could be mapped). */
+  relay: Type.Optional(Type.Object({ peer: Type.String(), address: Type.String() })),
 })
 
 const NetResponse = Type.Object({
@@ -44,7 +46,7 @@ function netRouteTable(net: NetApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/net/nat',
       schema: {
-        summary: 'Port mapping: method, external address and lease, or why there is none',
+        summary: 'Port mapping: method, external address and lease, or why there is none (and the circuit relay used)',
         tags: ['net'],
         response: { 200: NatResponse, ...ERROR_RESPONSES },
       },

@@ -11,6 +11,8 @@ import { createContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
 import { HOME_ENV } from '../home.ts'
 import { LOCALNET_PASSWORD, loadOrCreateGenesis, loadOrCreateKeys } from '../local-network.ts'
+import { API_TOKEN_FILE, loadOrCreateApiToken } from '../../api/auth.ts'
+import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 
 const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
 
@@ -28,6 +30,8 @@ interface DevnetNode {
   api: string
   p2p: string
   log: string
+  /** The node's dashboard, with its operator token in the fragment. */
+  dashboard: string
   pid?: number
 }
 
@@ -107,6 +111,7 @@ Examples:
         api: `http://127.0.0.1:${base + i}`,
         p2p: p2pAddress(i),
         log: join(dir, `node${i}`, 'node.log'),
+        dashboard: `http://127.0.0.1:${base + i}/`,
       }))
       for (const [i, row] of table.entries()) {
         const config = {
@@ -121,6 +126,8 @@ Examples:
           logLevel: 'info',
         }
         await writeFile(join(row.home, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
+        const { token } = await loadOrCreateApiToken(join(row.home, API_TOKEN_FILE))
+        row.dashboard = `${row.api}/#token=${token}`
         try {
           await access(join(row.home, 'genesis.json'))
         } catch {
@@ -167,9 +174,11 @@ Examples:
         )
         await Promise.all(exits)
       }
+      if (!dashboardBuilt(DASHBOARD_DIR))
+        progress(`devnet: the dashboard is not built (${DASHBOARD_DIR} is missing); run \`npm run build:web\``)
       try {
-        for (const row of table) {
-          progress(`devnet: starting ${row.node} (API ${row.api})`)
+        for (const [i, row] of table.entries()) {
+          progress(`devnet: [${i + 1}/${count}] starting ${row.node} (API ${row.api})`)
           await startNode(row)
         }
       } catch (err) {
@@ -177,11 +186,15 @@ Examples:
         throw err
       }
       if (options.json === true)
-        io.stdout.write(`${JSON.stringify({ chainId: genesis.chainId, dir, password: passwordFile, nodes: table })}\n`)
+        io.stdout.write(
+          `${JSON.stringify({ chainId: genesis.chainId, dir, password: passwordFile, dashboard: table[0]?.dashboard, nodes: table })}\n`,
+        )
       else {
         ctx.out(`devnet ${genesis.chainId} running — Ctrl-C to stop`)
         for (const row of table) ctx.out(`  ${row.node}  ${row.api}  pid ${row.pid ?? '?'}  ${row.did}`)
         ctx.out(`  logs: ${join(dir, 'node<i>', 'node.log')}`)
+        ctx.out('')
+        ctx.out(`open the dashboard: ${table[0]?.dashboard ?? ''}`)
       }
       await new Promise<void>((resolve) => {
         const onSignal = (): void => {

@@ -5,6 +5,7 @@ import { Ed25519KeyPair } from '../../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
 import { peerIdFromDid } from '../../identity/peer-id.ts'
 import { encryptKeystore, writeKeystoreFile } from '../../identity/keystore.ts'
+import { loadOrCreateApiToken } from '../../api/auth.ts'
 import { createContext, type CliIo } from '../context.ts'
 import { HomeStateError } from '../errors.ts'
 import { obtainPassword } from '../password.ts'
@@ -28,7 +29,9 @@ async function isNonEmptyDir(dir: string): Promise<boolean> {
 export function registerInit(program: Command, io: CliIo): void {
   program
     .command('init')
-    .description('create a home directory with a new identity key (encrypted keystore) and a config file')
+    .description(
+      'create a home directory with a new identity key (encrypted keystore), a config file and the API operator token',
+    )
     .option('--json', 'print the result as JSON')
     .option('--if-missing', 'do nothing (and succeed) when the home is already initialized')
     .option('--password-file <file>', 'read the keystore password from a file instead of DONGHAE_PASSWORD or a prompt')
@@ -36,6 +39,8 @@ export function registerInit(program: Command, io: CliIo): void {
       'after',
       `
 The password comes from --password-file, else DONGHAE_PASSWORD, else a prompt.
+The operator token of the node's HTTP API goes to <home>/api-token (mode 0600): send it as
+"Authorization: Bearer <token>" to operator routes, or open the dashboard with #token=<token>.
 init never overwrites an existing home.
 
 Examples:
@@ -68,18 +73,27 @@ Examples:
         const config = { ...defaultConfig(), moniker: flagged.moniker }
         await writeFile(home.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: 'wx' })
         loadConfig({ file: home.config, env: {} })
+        await loadOrCreateApiToken(home.apiToken)
       } catch (err) {
         await rm(home.keystore, { force: true })
         await rm(home.config, { force: true })
+        await rm(home.apiToken, { force: true })
         throw err
       }
       const did = didFromEd25519PublicKey(keyPair.publicKey)
-      const result = { home: home.dir, did, peerId: peerIdFromDid(did).toString(), keystore: home.keystore }
+      const result = {
+        home: home.dir,
+        did,
+        peerId: peerIdFromDid(did).toString(),
+        keystore: home.keystore,
+        apiToken: home.apiToken,
+      }
       if (options.json === true) ctx.json(result)
       else {
         ctx.out(`initialized ${home.dir}`)
         ctx.out(`  did     ${result.did}`)
         ctx.out(`  peer id ${result.peerId}`)
+        ctx.out(`  api token ${result.apiToken} (operator routes and the dashboard)`)
         ctx.out(`keep your password safe: the keystore cannot be opened without it`)
       }
     })

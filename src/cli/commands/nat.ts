@@ -143,5 +143,7 @@ Examples:
       else if ('externalAddress' in nat)
         ctx.out(`${nat.method === 'pmp' ? 'NAT-PMP' : 'UPnP'}: ${nat.externalAddress}, lease ${nat.leaseSeconds} s`)
       else ctx.out(`${nat.method}: ${nat.reason}`)
+      if (options.json !== true && nat.relay !== undefined)
+        ctx.out(`relay: reachable through ${nat.relay.peer} at ${nat.relay.address}`)
     })
 }

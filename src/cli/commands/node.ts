@@ -3,6 +3,11 @@ import type { Command } from 'commander'
 import { readGenesisFile } from '../../chain/genesis.ts'
 import { loadKeystore } from '../../identity/keystore.ts'
 import { FullNode } from '../../node.ts'
+import { behaviourFromEnv } from '../../inference/node-inference.ts'
+import { loadOrCreateApiToken } from '../../api/auth.ts'
+import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
+import { createLogger } from '../../core/logger.ts'
+import { DEFAULT_LOG_KEEP, RotatingLogFile } from '../log-file.ts'
 import { createContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
 import { obtainPassword } from '../password.ts'
@@ -11,6 +16,8 @@ interface NodeOptions {
   genesis?: string
   passwordFile?: string
   json?: boolean
+  logFile?: string
+  logMaxMb: string
 }
 
 export function registerNode(program: Command, io: CliIo): void {
@@ -20,15 +27,19 @@ export function registerNode(program: Command, io: CliIo): void {
     .option('--genesis <file>', 'genesis file (default <home>/genesis.json)')
     .option('--password-file <file>', 'read the keystore password from a file')
     .option('--json', "print one JSON line with the node's addresses once it runs")
+    .option('--log-file <file>', `write logs to this file instead of stderr, rotated by size (${DEFAULT_LOG_KEEP} old files kept)`)
+    .option('--log-max-mb <n>', 'rotate the --log-file past this many MiB', '10')
     .addHelpText(
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, bootstrap, mdns, nat — see \`donghae config show\`.
+apiHost, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
+<home>/api-token (made on first start if missing); the dashboard is at the API's address.
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
   $ donghae node
+  $ donghae node --password-file ~/.donghae/password --log-file ~/.donghae/logs/node.log
   $ DONGHAE_BOOTSTRAP=/ip4/192.168.1.10/tcp/26656/p2p/12D3KooW… donghae node`,
     )
     .action(async (options: NodeOptions, command: Command) => {
@@ -40,9 +51,33 @@ Examples:
         { passwordFile: options.passwordFile, env: io.env, stdin: io.stdin, stderr: io.stderr },
       )
       const key = await loadKeystore(ctx.home.keystore, password)
+      const maxMb = Number(options.logMaxMb)
+      if (!Number.isFinite(maxMb) || maxMb < 0.01) throw new CliError('--log-max-mb must be a positive number, e.g. 10')
+      const logFile =
+        options.logFile === undefined
+          ? undefined
+          : new RotatingLogFile(options.logFile, { maxBytes: Math.round(maxMb * 1024 * 1024) })
+      const logger = logFile === undefined ? ctx.logger : createLogger({ level: config.logLevel, destination: logFile })
+      const apiToken = await loadOrCreateApiToken(ctx.home.apiToken)
+      if (apiToken.created) io.stderr.write(`created the API operator token ${ctx.home.apiToken}\n`)
+      if (!dashboardBuilt(DASHBOARD_DIR))
+        io.stderr.write(
+          `dashboard: not built (${DASHBOARD_DIR} is missing); run \`npm run build:web\` in the checkout — the API works without it\n`,
+        )
       let node: FullNode
       try {
-        node = await FullNode.start({ dataDir: ctx.home.data, genesis, key, config, logger: ctx.logger })
+        node = await FullNode.start({
+          dataDir: ctx.home.data,
+          genesis,
+          key,
+          config,
+          logger,
+          apiToken: apiToken.token,
+          inference: {
+            modelDirs: [join(ctx.home.dir, 'models')],
+            behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
+          },
+        })
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'EADDRINUSE')
@@ -56,6 +91,8 @@ Examples:
         peerId: node.host.peerId.toString(),
         addresses: node.host.getMultiaddrs().map(String),
         api: node.apiUrl,
+        dashboard: `${node.apiUrl}/`,
+        apiToken: ctx.home.apiToken,
         height: node.node.app.head.height,
       }
       if (options.json === true) io.stdout.write(`${JSON.stringify(info)}\n`)
@@ -63,6 +100,7 @@ Examples:
         ctx.out(`node ${config.moniker} running on chain ${genesis.chainId} at height ${info.height}`)
         ctx.out(`  did      ${info.did}`)
         ctx.out(`  api      ${info.api}`)
+        ctx.out(`  dashboard ${info.dashboard}#token=… (token in ${info.apiToken})`)
         for (const address of info.addresses) ctx.out(`  listen   ${address}`)
       }
       await new Promise<void>((resolve) => {
@@ -76,6 +114,7 @@ Examples:
       })
       io.stderr.write('stopping…\n')
       await node.stop()
+      logFile?.close()
       io.stderr.write('stopped\n')
     })
 }

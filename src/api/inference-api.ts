@@ -1,0 +1,98 @@
+/**
+ * What the inference routes need from a node: the registry, the gateway, settlements and the
+ * live view of workers. The node implements it over its InferenceService (src/inference).
+ */
+import type { Tensor } from '../inference/tensor.ts'
+import type { Receipt, SignedJob } from '../inference/job.ts'
+
+export interface ModelView {
+  name: string
+  cid: string
+  owner: string
+  version: string
+  price: bigint
+  kind: 'tensor' | 'text'
+  inputs: Array<{ name: string; type: string; dims: Array<number | null> }>
+  outputs: Array<{ name: string; type: string; dims: Array<number | null> }>
+  /** Workers advertising it right now. */
+  workers: number
+  registeredAt: number
+}
+
+export interface WorkerView {
+  did: string
+  bonded: bigint
+  ep: string
+  streak: number
+  quarantined: boolean
+  schedulable: boolean
+  jobs: number
+  /** Advertised throughput summed over its models, jobs per second (0 when not advertising). */
+  throughput: number
+  /** Reputation score, parts per million (seed 001's formula for the current epoch). */
+  reputation: number
+  auditsPassed: number
+  auditsFailed: number
+  slashes: number
+  live: boolean
+}
+
+export interface SettlementView {
+  jobId: string
+  receiptId: string
+  worker: string
+  height: number
+  batchKey: string
+  root: string
+  index: number
+  /** Leaves in the batch. */
+  count: number
+  proof: Array<{ hash: string; right: boolean }>
+}
+
+export interface InferOutcome {
+  outputs: Record<string, Tensor>
+  receipt: Receipt
+  worker: string
+  gateway: string
+  latencyMs: number
+  attempts: number
+}
+
+export interface CompletionOutcome {
+  text: string
+  receipts: Receipt[]
+  finishReason: 'length' | 'stop'
+  promptTokens: number
+}
+
+export interface InferenceApi {
+  models(): ModelView[]
+  infer(request: { model: string; inputs: Record<string, Tensor>; job?: SignedJob }): Promise<InferOutcome>
+  /** Greedy text generation on a text model; `onToken` streams each piece as it comes. */
+  complete(
+    request: { model: string; prompt: string; maxTokens: number },
+    onToken?: (piece: string) => void,
+  ): Promise<CompletionOutcome>
+  settlement(jobId: string): SettlementView | undefined
+  workers(): WorkerView[]
+  stats(): {
+    jobs: number
+    failures: number
+    jobsPerSecond: number
+    latencyMs: { p50: number; p99: number }
+    audits: number
+    auditsFailed: number
+    canaries: number
+    slashes: number
+    pendingSettlement: number
+  }
+  /** Stores an ONNX file, registers it on chain under the node's key, returns its CID. */
+  publishModel(request: {
+    name: string
+    price: bigint
+    version: string
+    kind: 'tensor' | 'text'
+    file: Uint8Array
+  }): Promise<{ cid: string; txHash: Uint8Array }>
+}

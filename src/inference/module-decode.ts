@@ -1,0 +1,146 @@
+/**
+ * Strict decoders for the inference module's transaction bodies: every field typed and
+ * bounded, unknown fields refused. Each throws TxError('malformed', …) naming the field.
+ */
+import { asUint64 } from '../core/uint.ts'
+import { parseCid } from '../core/cid.ts'
+import { TxError } from '../chain/errors.ts'
+import { EXECUTION_PROVIDERS, parseReceipt, type ExecutionProvider, type Receipt } from './job.ts'
+import type { ModelSpec, TensorSpec, Tolerance } from './module-state.ts'
+
+/** Element types a model's tensors may declare (ONNX's names, lower case). */
+export const TENSOR_TYPES = [
+  'float32',
+  'float16',
+  'bfloat16',
+  'float64',
+  'int8',
+  'uint8',
+  'int16',
+  'uint16',
+  'int32',
+  'uint32',
+  'int64',
+  'uint64',
+  'bool',
+  'string',
+] as const
+export const MAX_TENSORS = 32
+export const MAX_DIMS = 8
+/** Largest quorum one `inference.resolve` may carry. */
+export const MAX_QUORUM = 32
+const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+
+function malformed(message: string, cause?: unknown): never {
+  throw new TxError('malformed', message, { cause })
+}
+
+export function fields(body: unknown, what: string, allowed: readonly string[]): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof Uint8Array)
+    malformed(`${what} must be a map`)
+  const extra = Object.keys(body).find((k) => !allowed.includes(k))
+  if (extra !== undefined) malformed(`${what} has unknown field ${extra}`)
+  return body as Record<string, unknown>
+}
+
+export function amountOf(value: unknown, field: string, { positive = false } = {}): bigint {
+  let amount: bigint
+  try {
+    amount = asUint64(value, field)
+  } catch (err) {
+    return malformed((err as Error).message, err)
+  }
+  if (positive && amount === 0n) malformed(`${field} must be positive`)
+  return amount
+}
+
+function text(value: unknown, field: string, max: number): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > max)
+    malformed(`${field} must be a string of 1-${max} characters`)
+  return value
+}
+
+function uint(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    malformed(`${field} must be a non-negative integer`)
+  return value
+}
+
+export function epOf(value: unknown, field: string): ExecutionProvider {
+  if (typeof value !== 'string' || !(EXECUTION_PROVIDERS as readonly string[]).includes(value))
+    malformed(`${field} must be one of ${EXECUTION_PROVIDERS.join(', ')}`)
+  return value as ExecutionProvider
+}
+
+function tensorSpecs(value: unknown, field: string): TensorSpec[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_TENSORS)
+    malformed(`${field} must list 1-${MAX_TENSORS} tensors`)
+  const names = new Set<string>()
+  return value.map((raw: unknown, i) => {
+    const at = `${field}[${i}]`
+    const t = fields(raw, at, ['name', 'type', 'dims'])
+    const name = text(t.name, `${at}.name`, 128)
+    if (names.has(name)) malformed(`${at}.name repeats ${JSON.stringify(name)}`)
+    names.add(name)
+    if (typeof t.type !== 'string' || !(TENSOR_TYPES as readonly string[]).includes(t.type))
+      malformed(`${at}.type must be one of ${TENSOR_TYPES.join(', ')}`)
+    if (!Array.isArray(t.dims) || t.dims.length > MAX_DIMS) malformed(`${at}.dims must list at most ${MAX_DIMS} sizes`)
+    const dims = t.dims.map((d: unknown, j) => (d === null ? null : uint(d, `${at}.dims[${j}]`)))
+    return { name, type: t.type, dims }
+  })
+}
+
+function tolerance(value: unknown): Tolerance {
+  const t = fields(value, 'tolerance', ['maxAbsPpm', 'top1'])
+  if (typeof t.top1 !== 'boolean') malformed('tolerance.top1 must be a boolean')
+  return { maxAbsPpm: uint(t.maxAbsPpm, 'tolerance.maxAbsPpm'), top1: t.top1 }
+}
+
+const MODEL_FIELDS = ['cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size']
+
+/** An `inference.registerModel` body. */
+export function decodeModelSpec(body: unknown): ModelSpec {
+  const b = fields(body, 'inference.registerModel', MODEL_FIELDS)
+  const cid = text(b.cid, 'cid', 128)
+  try {
+    if (parseCid(cid).toString() !== cid) malformed('cid must be in its canonical (base32) form')
+  } catch (err) {
+    if (err instanceof TxError) throw err
+    malformed(`cid is not a CIDv1 sha2-256: ${(err as Error).message}`, err)
+  }
+  if (typeof b.name !== 'string' || !NAME_PATTERN.test(b.name))
+    malformed('name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit')
+  if (b.kind !== 'tensor' && b.kind !== 'text') malformed('kind must be "tensor" or "text"')
+  const size = uint(b.size, 'size')
+  if (size === 0) malformed('size must be positive')
+  return {
+    cid,
+    name: b.name,
+    version: text(b.version, 'version', 32),
+    price: amountOf(b.price, 'price'),
+    kind: b.kind,
+    inputs: tensorSpecs(b.inputs, 'inputs'),
+    outputs: tensorSpecs(b.outputs, 'outputs'),
+    tolerance: tolerance(b.tolerance),
+    size,
+  }
+}
+
+export function receiptOf(value: unknown, field: string): Receipt {
+  try {
+    return parseReceipt(value)
+  } catch (err) {
+    return malformed(`${field}: ${(err as Error).message}`, err)
+  }
+}
+
+export function receiptList(value: unknown, field: string, max: number): Receipt[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > max)
+    malformed(`${field} must list 1-${max} receipts`)
+  return value.map((r: unknown, i) => receiptOf(r, `${field}[${i}]`))
+}
+
+export function bytes32(value: unknown, field: string): Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length !== 32) malformed(`${field} must be 32 bytes`)
+  return value
+}

@@ -1,0 +1,109 @@
+/**
+ * Worker rewards and reputation: seed 001's formula in fixed point, with no floating point.
+ *
+ *   total = base × usage × speed × quality × recency
+ *   usage   = min(calls / 100, 2.0)                 calls served in the epoch
+ *   speed   = max(0.5, 2.0 − response_time_s)       mean latency (finishedAt − startedAt) over the epoch
+ *   quality = 1.0 + auditsPassed / (auditsPassed + auditsFailed)   (0 when never audited)
+ *   recency = 1.0 if active within `recencyBlocks` blocks, else 0.8
+ *
+ * Every factor is an integer in parts per million (1.0 = 1 000 000); the product is taken left
+ * to right, rounding down after each multiplication, so every node computes the same score.
+ *
+ * Worked example (checked in rewards.test.ts): a worker served 150 calls in the epoch with a
+ * total latency of 120 000 ms (mean 800 ms), passed 9 audits and failed 1, last active 10 blocks
+ * ago with recencyBlocks = 3600, base = 1000:
+ *   usage   = min(150 × 10 000, 2 000 000)            = 1 500 000   (1.5)
+ *   speed   = max(500 000, 2 000 000 − 800 000)        = 1 200 000   (1.2)
+ *   quality = 1 000 000 + 9 × 1 000 000 / 10           = 1 900 000   (1.9)
+ *   recency                                            = 1 000 000   (1.0)
+ *   score   = 1.5 × 1.2 = 1 800 000; × 1.9 = 3 420 000; × 1.0 = 3 420 000 ppm
+ *   reward  = 1000 × 3 420 000 / 1 000 000             = 3420
+ * A slow honest worker (mean latency ≥ 1.5 s) keeps speed = 0.5: it earns less, never nothing.
+ *
+ * At an epoch edge the epoch's reward is split pro rata to score (`splitProRata`): each share
+ * is ⌊total × score / Σscore⌋ in DID order and the leftover (< number of workers) is returned
+ * for the caller to put away, so the parts always add up to the total exactly.
+ */
+
+export const PPM = 1_000_000n
+const MAX_USAGE = 2_000_000n
+const MAX_SPEED = 2_000_000n
+const MIN_SPEED = 500_000n
+const STALE_RECENCY = 800_000n
+
+/** What the score is computed from: one worker's counters at an epoch edge. */
+export interface ScoreInputs {
+  /** Jobs settled in the epoch. */
+  calls: number
+  /** Sum of finishedAt − startedAt over those jobs, milliseconds. */
+  latencyMsTotal: bigint
+  auditsPassed: number
+  auditsFailed: number
+  /** Height of the worker's last settled job. */
+  lastActiveHeight: number
+}
+
+/** min(calls / 100, 2.0) in ppm. */
+export function usagePpm(calls: number): bigint {
+  const usage = (BigInt(calls) * PPM) / 100n
+  return usage > MAX_USAGE ? MAX_USAGE : usage
+}
+
+/** max(0.5, 2.0 − mean latency in seconds) in ppm; the mean is total ms / calls. */
+export function speedPpm(latencyMsTotal: bigint, calls: number): bigint {
+  if (calls <= 0) return MIN_SPEED
+  const meanMicros = (latencyMsTotal * 1_000n) / BigInt(calls)
+  const speed = MAX_SPEED - meanMicros
+  return speed < MIN_SPEED ? MIN_SPEED : speed
+}
+
+/** 1.0 + passed / (passed + failed) in ppm; 1.0 for a worker never audited. */
+export function qualityPpm(auditsPassed: number, auditsFailed: number): bigint {
+  const audits = BigInt(auditsPassed + auditsFailed)
+  if (audits === 0n) return PPM
+  return PPM + (BigInt(auditsPassed) * PPM) / audits
+}
+
+/** 1.0 when the worker was active within the last `recencyBlocks` blocks, else 0.8, in ppm. */
+export function recencyPpm(lastActiveHeight: number, height: number, recencyBlocks: number): bigint {
+  return height - lastActiveHeight <= recencyBlocks ? PPM : STALE_RECENCY
+}
+
+/** usage × speed × quality × recency in ppm (the multiplier of the base reward). */
+export function workerScore(inputs: ScoreInputs, height: number, recencyBlocks: number): bigint {
+  const factors = [
+    usagePpm(inputs.calls),
+    speedPpm(inputs.latencyMsTotal, inputs.calls),
+    qualityPpm(inputs.auditsPassed, inputs.auditsFailed),
+    recencyPpm(inputs.lastActiveHeight, height, recencyBlocks),
+  ]
+  return factors.reduce((score, factor) => (score * factor) / PPM, PPM)
+}
+
+/** base × score (ppm), rounded down: the formula's `total` for one worker. */
+export function rewardFor(base: bigint, scorePpm: bigint): bigint {
+  return (base * scorePpm) / PPM
+}
+
+export interface Share {
+  did: string
+  amount: bigint
+}
+
+/**
+ * Splits `total` pro rata to `scores`, in DID order, rounding each share down. Returns the shares
+ * (zero shares included) and the leftover, with Σshares + leftover = total. With no positive
+ * score, everything is leftover.
+ */
+export function splitProRata(
+  total: bigint,
+  scores: ReadonlyArray<{ did: string; score: bigint }>,
+): { shares: Share[]; leftover: bigint } {
+  const sorted = [...scores].sort((a, b) => (a.did < b.did ? -1 : a.did > b.did ? 1 : 0))
+  const sum = sorted.reduce((acc, s) => acc + (s.score > 0n ? s.score : 0n), 0n)
+  if (sum === 0n) return { shares: sorted.map((s) => ({ did: s.did, amount: 0n })), leftover: total }
+  const shares = sorted.map((s) => ({ did: s.did, amount: s.score > 0n ? (total * s.score) / sum : 0n }))
+  const paid = shares.reduce((acc, s) => acc + s.amount, 0n)
+  return { shares, leftover: total - paid }
+}

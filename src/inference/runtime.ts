@@ -1,0 +1,446 @@
+/**
+ * The ONNX Runtime layer: verified model loading, a bounded session cache, runs timed for
+ * receipts, and calibration.
+ *
+ * A model is addressed by the CID of its ONNX file; `load` refuses bytes that do not hash to the
+ * CID before ONNX Runtime ever parses them. Sessions use a fixed number of intra-op threads
+ * (default 1) so results do not depend on scheduling and several workers on one machine do not
+ * fight over cores. The execution provider is chosen once per runtime (`chooseExecutionProvider`)
+ * and reported with every run, because it goes into the receipt; if a session cannot be created
+ * with it, the runtime falls back to the CPU for that model and every later one, and logs it.
+ *
+ * `session.run` computes on the calling thread inside a `setImmediate`: fine for the demo models
+ * (tens of microseconds); larger models belong in a worker thread behind the same interface.
+ */
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { createRequire } from 'node:module'
+import * as ort from 'onnxruntime-node'
+import { parseCid, verifyCid } from '../core/cid.ts'
+import { AbortError, DonghaeError, InvalidInputError, describeError, type ErrorAction } from '../core/errors.ts'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import type { ExecutionProvider } from './job.ts'
+import { checkAgainstSchema, type Tensor, type TensorMap, type TensorSpec, TENSOR_TYPES } from './tensor.ts'
+
+/** The version of the ONNX Runtime binding in use, e.g. "1.30.0". */
+export const ONNXRUNTIME_VERSION: string = ort.env.versions.node ?? ort.env.versions.common
+/** What receipts name as the runtime: "onnxruntime-node/<version>". */
+export const RUNTIME_NAME = `onnxruntime-node/${ONNXRUNTIME_VERSION}`
+
+export type ExecutionProviderChoice = 'auto' | 'cpu' | 'coreml' | 'cuda'
+export const EXECUTION_PROVIDER_CHOICES: readonly ExecutionProviderChoice[] = ['auto', 'cpu', 'coreml', 'cuda']
+
+/** Defaults of `OnnxRuntimeOptions`. */
+export const RUNTIME_DEFAULTS = Object.freeze({
+  executionProvider: 'auto' as ExecutionProviderChoice,
+  intraOpThreads: 1,
+  maxSessions: 8,
+})
+
+// ---- errors ----
+
+/** Model bytes that do not hash to the CID they were offered under. Nothing is cached. */
+export class ModelCidMismatchError extends InvalidInputError {
+  static override readonly code: string = 'MODEL_CID_MISMATCH'
+  override name = 'ModelCidMismatchError'
+  readonly action: ErrorAction = 'reject'
+}
+
+/** `run` or `calibrate` for a CID that is not loaded (never loaded, evicted, or closed). */
+export class ModelNotLoadedError extends DonghaeError {
+  static override readonly code: string = 'MODEL_NOT_LOADED'
+  override name = 'ModelNotLoadedError'
+}
+
+/** Verified bytes that ONNX Runtime cannot turn into a session, even on the CPU. */
+export class ModelLoadError extends DonghaeError {
+  static override readonly code: string = 'MODEL_LOAD_FAILED'
+  override name = 'ModelLoadError'
+}
+
+/** ONNX Runtime failed while running a model on inputs that matched its schema. */
+export class ModelRunError extends DonghaeError {
+  static override readonly code: string = 'MODEL_RUN_FAILED'
+  override name = 'ModelRunError'
+}
+
+/** The runtime was closed. */
+export class RuntimeClosedError extends DonghaeError {
+  static override readonly code: string = 'RUNTIME_CLOSED'
+  override name = 'RuntimeClosedError'
+}
+
+// ---- execution provider choice ----
+
+export interface BackendInfo {
+  name: string
+  bundled: boolean
+}
+
+export interface ExecutionProviderFacts {
+  platform: string
+  /** @default 'auto' */
+  requested?: ExecutionProviderChoice
+  /** What the binding offers. @default ort.listSupportedBackends() */
+  backends?: readonly BackendInfo[]
+  /** Whether the CUDA provider library (not bundled with the npm package) is installed. @default probed on disk */
+  cudaLibraryPresent?: boolean
+}
+
+const CUDA_LIBRARY: Partial<Record<string, string>> = {
+  linux: 'libonnxruntime_providers_cuda.so',
+  win32: 'onnxruntime_providers_cuda.dll',
+}
+
+/** Whether onnxruntime-node's CUDA provider library sits next to its binding (installed with `--onnxruntime-node-install=cuda12`). */
+export function cudaLibraryInstalled(platform: string = process.platform, arch: string = process.arch): boolean {
+  const file = CUDA_LIBRARY[platform]
+  if (file === undefined) return false
+  const main = createRequire(import.meta.url).resolve('onnxruntime-node')
+  return existsSync(join(dirname(main), '..', 'bin', 'napi-v6', platform, arch, file))
+}
+
+/**
+ * The execution provider a runtime starts with. An explicit request wins (if it fails at session
+ * creation the runtime falls back to the CPU). `auto`: CoreML on macOS; CUDA when the binding
+ * lists it and its provider library is bundled or installed; otherwise the CPU.
+ */
+export function chooseExecutionProvider(facts: ExecutionProviderFacts): Exclude<ExecutionProvider, 'webgpu'> {
+  const requested = facts.requested ?? 'auto'
+  if (requested !== 'auto') return requested
+  if (facts.platform === 'darwin') return 'coreml'
+  const backends = facts.backends ?? ort.listSupportedBackends()
+  const cuda = backends.find((b) => b.name === 'cuda')
+  if (cuda && (cuda.bundled || (facts.cudaLibraryPresent ?? cudaLibraryInstalled(facts.platform)))) return 'cuda'
+  return 'cpu'
+}
+
+// ---- tensors to and from ONNX Runtime ----
+
+function toOrt(t: Tensor): ort.Tensor {
+  return new ort.Tensor(t.type, t.data, [...t.dims])
+}
+
+function fromOrt(name: string, t: ort.Tensor): Tensor {
+  const type = t.type as string
+  if (!(TENSOR_TYPES as readonly string[]).includes(type))
+    throw new ModelRunError(`output ${JSON.stringify(name)} has type ${type}, which Donghae does not carry`)
+  const data = (t.data as Float32Array | Int32Array | BigInt64Array | Uint8Array).slice()
+  return { type, dims: [...t.dims], data } as Tensor
+}
+
+function specsOf(metadata: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
+  return metadata.map((m) =>
+    m.isTensor
+      ? { name: m.name, type: m.type, dims: m.shape.map((d) => (typeof d === 'number' ? d : null)) }
+      : { name: m.name, type: 'non-tensor', dims: [] },
+  )
+}
+
+// ---- the runtime ----
+
+export interface OnnxRuntimeOptions {
+  /** @default 'auto' */
+  executionProvider?: ExecutionProviderChoice
+  /** Threads ONNX Runtime may use inside one operator. @default 1 */
+  intraOpThreads?: number
+  /** Sessions kept open; the least recently used is closed beyond this. @default 8 */
+  maxSessions?: number
+  /** @default process.platform */
+  platform?: string
+  logger?: Logger
+  /** A monotonic clock in microseconds, for `computeMicros` and calibration. @default process.hrtime */
+  micros?: () => number
+}
+
+/** A model the runtime has a session for. */
+export interface LoadedModel {
+  cid: string
+  /** The provider its session runs on (after any fallback). */
+  ep: ExecutionProvider
+  inputs: TensorSpec[]
+  outputs: TensorSpec[]
+  /** ONNX file size, bytes. */
+  size: number
+}
+
+export interface RunResult {
+  outputs: TensorMap
+  /** Time inside `session.run`, microseconds (what the receipt's `computeMicros` carries). */
+  computeMicros: number
+  /** The provider that ran it (what the receipt's `ep` carries). */
+  ep: ExecutionProvider
+}
+
+export interface CalibrateOptions {
+  /** How long to keep running the sample. */
+  durationMs: number
+  /** Run at least this many times whatever the duration. @default 3 */
+  minRuns?: number
+  signal?: AbortSignal
+}
+
+export interface Calibration {
+  /** Runs of the sample (one job each) completed per second of wall time. */
+  jobsPerSecond: number
+  /** Median time inside `session.run`, microseconds. */
+  p50Micros: number
+  /** Rows per job: the leading dim of the sample's first input. */
+  batch: number
+  runs: number
+}
+
+interface Entry {
+  info: LoadedModel
+  session: ort.InferenceSession
+  busy: number
+  evicted: boolean
+}
+
+const hrMicros = (): number => Number(process.hrtime.bigint() / 1000n)
+
+export class OnnxRuntime {
+  readonly runtime: string = RUNTIME_NAME
+  readonly #threads: number
+  readonly #maxSessions: number
+  readonly #log: Logger
+  readonly #micros: () => number
+  readonly #sessions = new Map<string, Entry>()
+  readonly #loading = new Map<string, Promise<void>>()
+  #ep: ExecutionProvider
+  #closed = false
+
+  constructor(options: OnnxRuntimeOptions = {}) {
+    this.#threads = options.intraOpThreads ?? RUNTIME_DEFAULTS.intraOpThreads
+    this.#maxSessions = options.maxSessions ?? RUNTIME_DEFAULTS.maxSessions
+    if (!Number.isSafeInteger(this.#threads) || this.#threads < 1)
+      throw new InvalidInputError('intraOpThreads must be a positive integer')
+    if (!Number.isSafeInteger(this.#maxSessions) || this.#maxSessions < 1)
+      throw new InvalidInputError('maxSessions must be a positive integer')
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference:runtime')
+    this.#micros = options.micros ?? hrMicros
+    this.#ep = chooseExecutionProvider({
+      platform: options.platform ?? process.platform,
+      requested: options.executionProvider ?? RUNTIME_DEFAULTS.executionProvider,
+    })
+  }
+
+  /** The provider new sessions are created with (CPU after a fallback). Each run reports its own. */
+  get ep(): ExecutionProvider {
+    return this.#ep
+  }
+
+  has(cid: string): boolean {
+    return this.#sessions.has(cid)
+  }
+
+  /** What the runtime knows about a loaded model: provider, input and output schema. */
+  model(cid: string): LoadedModel | undefined {
+    return this.#sessions.get(cid)?.info
+  }
+
+  /**
+   * Verifies that `bytes` hash to `cid`, then opens a session (once per CID; concurrent loads
+   * share it). Throws `ModelCidMismatchError` (nothing cached), `InvalidInputError` for a bad
+   * CID, `ModelLoadError` when the file is not a model ONNX Runtime can run.
+   */
+  async load(cid: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#checkOpen()
+    if (!verifyCid(parseCid(cid), bytes))
+      throw new ModelCidMismatchError(`the model bytes do not hash to ${cid}`, { details: { cid, size: bytes.length } })
+    if (this.#touch(cid)) return
+    const pending = this.#loading.get(cid)
+    if (pending) return pending
+    if (options.signal?.aborted) throw new AbortError('model load was cancelled')
+    const loading = this.#open(cid, bytes).finally(() => this.#loading.delete(cid))
+    this.#loading.set(cid, loading)
+    return loading
+  }
+
+  async #open(cid: string, bytes: Uint8Array): Promise<void> {
+    const started = this.#micros()
+    const { session, ep } = await this.#createSession(cid, bytes)
+    if (this.#closed) {
+      await session.release()
+      throw new RuntimeClosedError('the runtime was closed while the model loaded')
+    }
+    const info: LoadedModel = {
+      cid,
+      ep,
+      inputs: specsOf(session.inputMetadata),
+      outputs: specsOf(session.outputMetadata),
+      size: bytes.length,
+    }
+    this.#sessions.set(cid, { info, session, busy: 0, evicted: false })
+    this.#log.info({ cid, ep, micros: this.#micros() - started }, 'model loaded')
+    this.#evictBeyondLimit()
+  }
+
+  #sessionOptions(ep: ExecutionProvider): ort.InferenceSession.SessionOptions {
+    return {
+      executionProviders: [ep],
+      intraOpNumThreads: this.#threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    }
+  }
+
+  async #createSession(
+    cid: string,
+    bytes: Uint8Array,
+  ): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
+    const ep = this.#ep
+    try {
+      return { session: await ort.InferenceSession.create(bytes, this.#sessionOptions(ep)), ep }
+    } catch (err) {
+      if (ep === 'cpu')
+        throw new ModelLoadError(`ONNX Runtime cannot load ${cid}: ${describeError(err)}`, { cause: err })
+      this.#log.warn({ cid, ep, err: describeError(err) }, 'execution provider failed; falling back to cpu')
+    }
+    try {
+      const session = await ort.InferenceSession.create(bytes, this.#sessionOptions('cpu'))
+      this.#ep = 'cpu' // the provider is unusable here; don't pay for the failure again
+      return { session, ep: 'cpu' }
+    } catch (err) {
+      throw new ModelLoadError(`ONNX Runtime cannot load ${cid}: ${describeError(err)}`, { cause: err })
+    }
+  }
+
+  /**
+   * Reads a model file's declared inputs and outputs without keeping a session (publishing a
+   * model: its registry entry carries this schema). Opens a CPU session and closes it again.
+   * Throws `ModelLoadError` when ONNX Runtime cannot load the file.
+   */
+  async inspect(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+    this.#checkOpen()
+    let session: ort.InferenceSession
+    try {
+      session = await ort.InferenceSession.create(bytes, this.#sessionOptions('cpu'))
+    } catch (err) {
+      throw new ModelLoadError(`ONNX Runtime cannot load the file: ${describeError(err)}`, { cause: err })
+    }
+    try {
+      return { inputs: specsOf(session.inputMetadata), outputs: specsOf(session.outputMetadata) }
+    } finally {
+      await session.release()
+    }
+  }
+
+  /** Marks `cid` most recently used; false when it is not loaded. */
+  #touch(cid: string): boolean {
+    const entry = this.#sessions.get(cid)
+    if (!entry) return false
+    this.#sessions.delete(cid)
+    this.#sessions.set(cid, entry)
+    return true
+  }
+
+  #evictBeyondLimit(): void {
+    for (const [cid, entry] of this.#sessions) {
+      if (this.#sessions.size <= this.#maxSessions) break
+      this.#sessions.delete(cid)
+      entry.evicted = true
+      this.#log.debug({ cid }, 'session evicted')
+      if (entry.busy === 0) void this.#release(entry)
+    }
+  }
+
+  async #release(entry: Entry): Promise<void> {
+    try {
+      await entry.session.release()
+    } catch (err) {
+      this.#log.warn({ cid: entry.info.cid, err: describeError(err) }, 'session release failed')
+    }
+  }
+
+  /**
+   * Runs a loaded model. Inputs must match its schema exactly (names, types, fixed dims):
+   * `TensorSchemaError` otherwise, before ONNX Runtime sees them.
+   */
+  async run(cid: string, inputs: TensorMap, options: { signal?: AbortSignal } = {}): Promise<RunResult> {
+    this.#checkOpen()
+    const entry = this.#sessions.get(cid)
+    if (!entry) throw new ModelNotLoadedError(`model ${cid} is not loaded; load it first`, { details: { cid } })
+    this.#touch(cid)
+    checkAgainstSchema(inputs, entry.info.inputs, 'input')
+    if (options.signal?.aborted) throw new AbortError('inference was cancelled')
+    const feeds = Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, toOrt(t)]))
+    entry.busy++
+    const started = this.#micros()
+    let results: ort.InferenceSession.ReturnType
+    try {
+      results = await entry.session.run(feeds)
+    } catch (err) {
+      throw new ModelRunError(`ONNX Runtime failed to run ${cid}: ${describeError(err)}`, { cause: err })
+    } finally {
+      entry.busy--
+      if (entry.evicted && entry.busy === 0) void this.#release(entry)
+    }
+    const computeMicros = Math.max(0, Math.round(this.#micros() - started))
+    const outputs: TensorMap = {}
+    for (const spec of entry.info.outputs) {
+      const t = results[spec.name]
+      if (t === undefined) throw new ModelRunError(`model ${cid} produced no output ${JSON.stringify(spec.name)}`)
+      outputs[spec.name] = fromOrt(spec.name, t)
+    }
+    return { outputs, computeMicros, ep: entry.info.ep }
+  }
+
+  /** Measures throughput on `sampleInputs` (see `calibrate`). */
+  calibrate(cid: string, sampleInputs: TensorMap, options: CalibrateOptions): Promise<Calibration> {
+    return calibrate(this, cid, sampleInputs, options)
+  }
+
+  /** Releases every session; later calls fail with `RuntimeClosedError`. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.allSettled([...this.#loading.values()])
+    const entries = [...this.#sessions.values()]
+    this.#sessions.clear()
+    await Promise.all(entries.map((e) => this.#release(e)))
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new RuntimeClosedError('the ONNX runtime is closed')
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : Math.round((sorted[mid - 1]! + sorted[mid]!) / 2)
+}
+
+/**
+ * Calibration (seed 000): runs the sample repeatedly for `durationMs` after one warm-up run and
+ * reports jobs per second of wall time and the median compute time. A node runs it at start and
+ * periodically, and advertises the result; it needs only `run`.
+ */
+export async function calibrate(
+  runner: Pick<OnnxRuntime, 'run'>,
+  cid: string,
+  sampleInputs: TensorMap,
+  options: CalibrateOptions,
+): Promise<Calibration> {
+  if (!(options.durationMs >= 0)) throw new InvalidInputError('durationMs must be ≥ 0')
+  const minRuns = options.minRuns ?? 3
+  await runner.run(cid, sampleInputs, options) // warm-up: first runs allocate
+  const times: number[] = []
+  const started = performance.now()
+  let elapsed = 0
+  while (times.length < minRuns || elapsed < options.durationMs) {
+    if (options.signal?.aborted) throw new AbortError('calibration was cancelled')
+    times.push((await runner.run(cid, sampleInputs, options)).computeMicros)
+    elapsed = performance.now() - started
+  }
+  const first = Object.values(sampleInputs)[0]
+  return {
+    jobsPerSecond: times.length / (Math.max(elapsed, 0.001) / 1000),
+    p50Micros: median(times),
+    batch: first?.dims[0] ?? 1,
+    runs: times.length,
+  }
+}

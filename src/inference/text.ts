@@ -1,0 +1,54 @@
+/**
+ * Text models at the gateway: the tokenizer of a text model (a `CharsModelSpec`, see chars.ts)
+ * comes from the JSON file that accompanies its ONNX file (`<name>.json` with the model's `cid`),
+ * found in the demo models or `<home>/models/`. Generation is greedy, one job per character, so
+ * every generated character is computed by some worker and carries its receipt.
+ */
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { charsInput, greedyChar, normalizeText, parseCharsSpec, type CharsModelSpec } from './chars.ts'
+import type { TensorMap } from './tensor.ts'
+
+export class TextCodec {
+  readonly spec: CharsModelSpec
+
+  constructor(spec: CharsModelSpec) {
+    this.spec = spec
+  }
+
+  /** The codec of the model with this CID, from a `*.json` sidecar in `dirs`, or undefined. */
+  static async forModel(cid: string, dirs: readonly string[]): Promise<TextCodec | undefined> {
+    for (const dir of dirs) {
+      let names: string[]
+      try {
+        names = await readdir(dir)
+      } catch {
+        continue
+      }
+      for (const name of names.filter((n) => n.endsWith('.json'))) {
+        try {
+          const raw = JSON.parse(await readFile(join(dir, name), 'utf8')) as { cid?: unknown }
+          if (raw.cid === cid) return new TextCodec(parseCharsSpec(raw))
+        } catch {
+          // not a tokenizer file
+        }
+      }
+    }
+    return undefined
+  }
+
+  /** How many characters of `text` the model reads (after normalization). */
+  tokens(text: string): number {
+    return [...normalizeText(this.spec, text)].length
+  }
+
+  encode(context: string): TensorMap {
+    return charsInput(this.spec, [context])
+  }
+
+  decode(outputs: TensorMap): string {
+    const out = outputs[this.spec.outputName]
+    if (out === undefined || out.type !== 'float32') throw new Error(`the model gave no ${this.spec.outputName}`)
+    return greedyChar(this.spec, out.data)
+  }
+}

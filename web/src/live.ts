@@ -1,0 +1,248 @@
+// The dashboard's live view of one node: the event stream (GET /v1/events through the typed
+// client) folded into state, plus a few polled reads (status, network, node info). Components
+// read it with useLive(); everything updates as events arrive.
+import { useEffect, useState } from 'preact/hooks'
+import {
+  ApiError,
+  DonghaeClient,
+  type EventMap,
+  type NetJson,
+  type NodeEvent,
+  type NodeInfoJson,
+  type StatusJson,
+} from '../../src/api/client.ts'
+import { loadToken, saveToken } from './token.ts'
+
+export type Health = 'connecting' | 'live' | 'stale' | 'offline'
+
+/** Per-second job counts and mean latency over the last JOB_WINDOW_S seconds. */
+export interface JobSeries {
+  t: number[]
+  perSecond: number[]
+  latencyMs: Array<number | null>
+}
+
+export interface LiveState {
+  health: Health
+  info: NodeInfoJson | undefined
+  status: StatusJson | undefined
+  net: NetJson | undefined
+  nat: EventMap['nat'] | undefined
+  height: number
+  lastBlockAt: number | undefined
+  /** Newest first. */
+  blocks: Array<EventMap['block']>
+  finality: { heights: number[]; seconds: number[] }
+  jobs: Array<EventMap['job']>
+  jobSeries: JobSeries
+  slashes: Array<EventMap['slash']>
+  peerLog: Array<EventMap['peer'] & { at: number }>
+  /** Every event, newest first. */
+  feed: Array<NodeEvent & { at: number }>
+  token: string | undefined
+  /** Whether the node accepted the token (GET /v1/operator). */
+  operator: 'none' | 'checking' | 'ok' | 'rejected'
+  error: string | undefined
+}
+
+const KEEP_BLOCKS = 30
+const KEEP_FINALITY = 120
+const KEEP_FEED = 40
+const JOB_WINDOW_S = 120
+/** No block for this long: the node is 'stale'. */
+const STALE_MS = 30_000
+const POLL_MS = 5_000
+
+/** The /v1/net answer's NAT state in the shape of a `nat` event. */
+function natFromView(view: NetJson['nat']): EventMap['nat'] {
+  return 'reason' in view
+    ? { method: view.method, reason: view.reason, ...(view.relay === undefined ? {} : { relay: view.relay }) }
+    : { method: view.method, externalAddress: view.externalAddress }
+}
+
+const emptySeries = (): JobSeries => ({ t: [], perSecond: [], latencyMs: [] })
+
+export class NodeLive {
+  readonly client: DonghaeClient
+  #state: LiveState
+  readonly #listeners = new Set<() => void>()
+  readonly #abort = new AbortController()
+  readonly #jobBuckets = new Map<number, { count: number; latency: number }>()
+  readonly #timers: Array<ReturnType<typeof setInterval>> = []
+
+  constructor(baseUrl: string) {
+    const token = loadToken()
+    this.client = new DonghaeClient(baseUrl, { token, timeoutMs: 60_000 })
+    this.#state = {
+      health: 'connecting',
+      info: undefined,
+      status: undefined,
+      net: undefined,
+      nat: undefined,
+      height: 0,
+      lastBlockAt: undefined,
+      blocks: [],
+      finality: { heights: [], seconds: [] },
+      jobs: [],
+      jobSeries: emptySeries(),
+      slashes: [],
+      peerLog: [],
+      feed: [],
+      token,
+      operator: token === undefined ? 'none' : 'checking',
+      error: undefined,
+    }
+  }
+
+  get state(): LiveState {
+    return this.#state
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener)
+    return () => void this.#listeners.delete(listener)
+  }
+
+  #set(patch: Partial<LiveState>): void {
+    this.#state = { ...this.#state, ...patch }
+    for (const listener of this.#listeners) listener()
+  }
+
+  start(): void {
+    void this.#stream()
+    void this.refresh()
+    void this.#checkToken()
+    this.#timers.push(setInterval(() => void this.refresh(), POLL_MS))
+    this.#timers.push(setInterval(() => this.#tick(), 1000))
+  }
+
+  stop(): void {
+    this.#abort.abort()
+    for (const timer of this.#timers) clearInterval(timer)
+  }
+
+  setToken(token: string | undefined): void {
+    saveToken(token)
+    this.client.setToken(token)
+    this.#set({ token, operator: token === undefined ? 'none' : 'checking' })
+    void this.#checkToken()
+  }
+
+  async #checkToken(): Promise<void> {
+    if (this.#state.token === undefined) return
+    try {
+      await this.client.operator()
+      this.#set({ operator: 'ok' })
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this.#set({ operator: 'rejected' })
+    }
+  }
+
+  /** Re-reads status, network and node info. */
+  async refresh(): Promise<void> {
+    try {
+      const [status, net, info] = await Promise.all([
+        this.client.status(),
+        this.client.net().catch(() => undefined),
+        this.#state.info === undefined ? this.client.info().catch(() => undefined) : Promise.resolve(this.#state.info),
+      ])
+      const height = Math.max(this.#state.height, status.height)
+      const nat = this.#state.nat ?? (net === undefined ? undefined : natFromView(net.nat))
+      this.#set({ status, net, info, height, nat, error: undefined })
+    } catch (err) {
+      this.#set({ error: err instanceof Error ? err.message : String(err) })
+    }
+  }
+
+  async #stream(): Promise<void> {
+    const events = this.client.events({
+      signal: this.#abort.signal,
+      onStatus: (status) => {
+        this.#set({ health: status === 'open' ? 'live' : 'offline' })
+        if (status === 'open') void this.refresh()
+      },
+    })
+    try {
+      for await (const event of events) this.#onEvent(event)
+    } catch (err) {
+      this.#set({ health: 'offline', error: err instanceof Error ? err.message : String(err) })
+    }
+  }
+
+  #onEvent(event: NodeEvent): void {
+    const at = Date.now()
+    const feed = [{ ...event, at }, ...this.#state.feed].slice(0, KEEP_FEED)
+    switch (event.type) {
+      case 'block': {
+        const b = event.data
+        if (this.#state.blocks.some((x) => x.height === b.height)) return
+        this.#set({
+          feed,
+          height: Math.max(this.#state.height, b.height),
+          lastBlockAt: at,
+          health: 'live',
+          blocks: [b, ...this.#state.blocks].slice(0, KEEP_BLOCKS),
+        })
+        return
+      }
+      case 'finality': {
+        const { heights, seconds } = this.#state.finality
+        this.#set({
+          feed,
+          finality: {
+            heights: [...heights, event.data.height].slice(-KEEP_FINALITY),
+            seconds: [...seconds, event.data.seconds].slice(-KEEP_FINALITY),
+          },
+        })
+        return
+      }
+      case 'job': {
+        const second = Math.floor(at / 1000)
+        const bucket = this.#jobBuckets.get(second) ?? { count: 0, latency: 0 }
+        bucket.count += 1
+        bucket.latency += event.data.latencyMs
+        this.#jobBuckets.set(second, bucket)
+        this.#set({ feed, jobs: [event.data, ...this.#state.jobs].slice(0, 50), jobSeries: this.#series() })
+        return
+      }
+      case 'peer':
+        this.#set({ feed, peerLog: [{ ...event.data, at }, ...this.#state.peerLog].slice(0, 30) })
+        void this.refresh()
+        return
+      case 'nat':
+        this.#set({ feed, nat: event.data })
+        return
+      case 'slash':
+        this.#set({ feed, slashes: [event.data, ...this.#state.slashes].slice(0, 30) })
+        return
+    }
+  }
+
+  #series(): JobSeries {
+    const now = Math.floor(Date.now() / 1000)
+    const series = emptySeries()
+    for (let s = now - JOB_WINDOW_S + 1; s <= now; s++) {
+      const bucket = this.#jobBuckets.get(s)
+      series.t.push(s)
+      series.perSecond.push(bucket?.count ?? 0)
+      series.latencyMs.push(bucket === undefined ? null : bucket.latency / bucket.count)
+    }
+    for (const key of this.#jobBuckets.keys()) if (key <= now - JOB_WINDOW_S) this.#jobBuckets.delete(key)
+    return series
+  }
+
+  #tick(): void {
+    const patch: Partial<LiveState> = {}
+    if (this.#jobBuckets.size > 0 || this.#state.jobSeries.t.length > 0) patch.jobSeries = this.#series()
+    const last = this.#state.lastBlockAt
+    if (this.#state.health === 'live' && last !== undefined && Date.now() - last > STALE_MS) patch.health = 'stale'
+    if (Object.keys(patch).length > 0) this.#set(patch)
+  }
+}
+
+/** The live state; re-renders the component on every change. */
+export function useLive(live: NodeLive): LiveState {
+  const [state, setState] = useState(live.state)
+  useEffect(() => live.subscribe(() => setState(live.state)), [live])
+  return state
+}

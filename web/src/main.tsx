@@ -1,0 +1,83 @@
+// The node dashboard: one page per area, live through the node's event stream. Served by every
+// node at `/`; it talks to the node that served it (same origin).
+import { render } from 'preact'
+import { useEffect, useState } from 'preact/hooks'
+import { Accounts } from './accounts.tsx'
+import { Chain } from './chain.tsx'
+import { Inference } from './inference.tsx'
+import { NodeLive, useLive } from './live.ts'
+import { Network } from './network.tsx'
+import { Overview } from './overview.tsx'
+import { takeTokenFromLocation } from './token.ts'
+import { Badge } from './ui.tsx'
+import './styles.css'
+
+const PAGES = [
+  { id: 'overview', label: 'Overview', view: Overview },
+  { id: 'network', label: 'Network', view: Network },
+  { id: 'chain', label: 'Chain', view: Chain },
+  { id: 'inference', label: 'Inference', view: Inference },
+  { id: 'accounts', label: 'Accounts', view: Accounts },
+] as const
+
+type PageId = (typeof PAGES)[number]['id']
+
+function pageFromHash(): PageId {
+  const id = window.location.hash.replace(/^#/, '')
+  return PAGES.find((p) => p.id === id)?.id ?? 'overview'
+}
+
+function App(props: { live: NodeLive }) {
+  const s = useLive(props.live)
+  const [page, setPage] = useState<PageId>(pageFromHash())
+  useEffect(() => {
+    const onHash = (): void => setPage(pageFromHash())
+    window.addEventListener('hashchange', onHash)
+    return () => window.removeEventListener('hashchange', onHash)
+  }, [])
+  const View = PAGES.find((p) => p.id === page)?.view ?? Overview
+  const tone = s.health === 'live' ? 'ok' : s.health === 'stale' ? 'warn' : s.health === 'offline' ? 'bad' : 'neutral'
+  return (
+    <>
+      <header class="top">
+        <div class="brand">
+          <span class="logo" aria-hidden="true" />
+          <strong>Donghae</strong>
+          <span class="muted">{s.status?.moniker ?? ''}</span>
+        </div>
+        <div class="top-stats">
+          <Badge tone={tone}>{s.health}</Badge>
+          <span>
+            height <strong data-testid="height">{s.height}</strong>
+          </span>
+          <span class="hide-narrow">{s.status?.peers ?? 0} peers</span>
+        </div>
+        <nav class="tabs" role="tablist">
+          {PAGES.map((p) => (
+            <a
+              key={p.id}
+              href={`#${p.id}`}
+              role="tab"
+              aria-selected={p.id === page}
+              class={p.id === page ? 'tab active' : 'tab'}
+            >
+              {p.label}
+            </a>
+          ))}
+        </nav>
+      </header>
+      <main>
+        {s.error !== undefined && s.status === undefined ? <p class="notice bad">{s.error}</p> : null}
+        <View live={props.live} />
+      </main>
+      <footer class="muted">
+        API explorer: <a href="/docs">/docs</a> · metrics: <a href="/metrics">/metrics</a>
+      </footer>
+    </>
+  )
+}
+
+takeTokenFromLocation()
+const live = new NodeLive(window.location.origin)
+live.start()
+render(<App live={live} />, document.getElementById('app') as HTMLElement)
