@@ -209,7 +209,13 @@ export class DonghaeNode {
       const fromState = accountNonce(this.app.state, this.did)
       const pending = this.mempool.pendingFrom(this.did) > 0
       const nonce = pending && this.#ownNonce > fromState ? this.#ownNonce : fromState
-      const tx = signTx(this.#key, { chainId: this.app.chainId, nonce, fee: fee ?? this.app.genesis.params.minFee, kind, body })
+      const tx = signTx(this.#key, {
+        chainId: this.app.chainId,
+        nonce,
+        fee: fee ?? this.app.genesis.params.minFee,
+        kind,
+        body,
+      })
       const hash = await this.runtime.submitTx(encodeTx(tx))
       this.#ownNonce = nonce + 1n
       return { hash, nonce }

@@ -81,13 +81,11 @@ test('operator routes without the token, or with a wrong one: 401 UNAUTHORIZED, 
       assert.ok(!error.message.includes(TOKEN), 'the token never appears in a message')
       assert.match(String(res.headers['www-authenticate']), /^Bearer/)
     }
-    // A wrong token with a malformed body is still 401: the token is checked first... unless the
-    // body fails its schema, which Fastify checks before preHandlers; either way nothing runs.
-    const malformed = await transfer(app, { to: bob.did }, undefined)
-    assert.ok([400, 401].includes(malformed.statusCode))
+    // The token is checked before the body is read: a malformed body without it is 401 too.
+    assert.equal((await transfer(app, { to: bob.did }, undefined)).statusCode, 401)
     assert.equal((await app.inject('/v1/operator')).statusCode, 401)
-    chain.commitPending()
     assert.deepEqual(await snapshot(app), before, 'no transaction was signed or admitted')
+    assert.equal(chain.mempool.size, 0)
   })
 })
 
@@ -109,7 +107,7 @@ test('operator transfer with the token: 202, signed with the node key, committed
     const block = (await app.inject('/v1/chain/blocks/1')).json<{ txs: Array<{ sender: string; body: unknown }> }>()
     assert.equal(block.txs[0]?.sender, node.did)
     assert.deepEqual(block.txs[0]?.body, { to: bob.did, amount: '500', memo: toHex(Buffer.from('lunch')) })
-    assert.equal((await app.inject(`/v1/accounts/${node.did}`)).json<AccountJson>().balance, String(1_000_000 - 525 - 1 - 3))
+    assert.equal((await app.inject(`/v1/accounts/${node.did}`)).json<AccountJson>().nonce, '2')
   })
 })
 
@@ -122,12 +120,11 @@ test('operator transfer: malformed bodies are 400 with a useful message; refused
       [{ to: bob.did, amount: '0' }, 400, 'BAD_REQUEST', /amount/],
       [{ to: bob.did, amount: '-1' }, 400, 'BAD_REQUEST', /amount/],
       [{ to: bob.did, amount: '1.5' }, 400, 'BAD_REQUEST', /amount/],
-      [{ to: bob.did, amount: 5 }, 400, 'BAD_REQUEST', /amount/],
       [{ to: bob.did, amount: '99999999999999999999' }, 400, 'BAD_REQUEST', /amount/],
       [{ to: bob.did, amount: '5', extra: true }, 400, 'BAD_REQUEST', /additional properties/],
       [{ to: 'did:key:nope', amount: '5' }, 400, 'INVALID_DID', /did/i],
       [{ to: bob.did, amount: '5', memo: '한'.repeat(400) }, 400, 'BAD_REQUEST', /memo is 1200 bytes/],
-      [{ to: bob.did, amount: '2000000' }, 400, 'TX_REJECTED', /balance|funds/i],
+      [{ to: bob.did, amount: '2000000' }, 400, 'TX_REJECTED', /holds 1000000 and this transfer needs 2000000/],
     ]
     for (const [body, status, code, message] of cases) {
       const res = await transfer(app, body, auth)
@@ -172,7 +169,11 @@ test('requireOperator guards any route a plugin adds; the OpenAPI document decla
     app.register(plugin)
     assert.equal((await app.inject({ method: 'POST', url: '/v1/infer-like' })).statusCode, 401)
     assert.deepEqual(charged, [], 'the handler never ran')
-    const ok = await app.inject({ method: 'POST', url: '/v1/infer-like', headers: { authorization: `Bearer ${TOKEN}` } })
+    const ok = await app.inject({
+      method: 'POST',
+      url: '/v1/infer-like',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })
     assert.equal(ok.statusCode, 200)
     assert.deepEqual(charged, ['run'])
     const doc = (await app.inject('/docs/json')).json<{
@@ -180,7 +181,10 @@ test('requireOperator guards any route a plugin adds; the OpenAPI document decla
       paths: Record<string, Record<string, { security?: unknown }>>
     }>()
     assert.deepEqual(
-      { type: doc.components.securitySchemes.operatorToken?.type, scheme: doc.components.securitySchemes.operatorToken?.scheme },
+      {
+        type: doc.components.securitySchemes.operatorToken?.type,
+        scheme: doc.components.securitySchemes.operatorToken?.scheme,
+      },
       { type: 'http', scheme: 'bearer' },
     )
     assert.deepEqual(doc.paths['/v1/operator/transfer']?.post?.security, [{ operatorToken: [] }])

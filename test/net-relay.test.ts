@@ -12,6 +12,9 @@ import { identify } from '@libp2p/identify'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { multiaddr } from '@multiformats/multiaddr'
 import Fastify from 'fastify'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createHost, type DonghaeHost, type HostOptions } from '../src/net/host.ts'
 import { PROTOCOL_PREFIX } from '../src/net/constants.ts'
 import type { RelayStatus } from '../src/net/relay.ts'
@@ -19,6 +22,7 @@ import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { netRoutes } from '../src/api/routes/net.ts'
 import type { NatView, NetApi } from '../src/api/net-api.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { runCli } from './helpers/cli.ts'
 
 function host(options: Partial<HostOptions> = {}): Promise<DonghaeHost> {
   return createHost({
@@ -49,8 +53,11 @@ const relayStatus = (node: DonghaeHost): RelayStatus => {
   return status
 }
 
-/** GET /v1/net/nat for a node whose port mapping failed, as FullNode serves it. */
-async function natOverHttp(node: DonghaeHost): Promise<NatView> {
+/**
+ * What a node whose port mapping failed serves, as FullNode does: GET /v1/net/nat, and the text of
+ * `donghae nat status` (the real CLI, reading GET /v1/net).
+ */
+async function natOverHttp(node: DonghaeHost): Promise<{ nat: NatView; cli: string }> {
   const net: NetApi = {
     peerId: () => node.peerId.toString(),
     addresses: () => node.getMultiaddrs().map(String),
@@ -63,12 +70,17 @@ async function natOverHttp(node: DonghaeHost): Promise<NatView> {
   }
   const app = Fastify()
   await app.register(netRoutes, { net })
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const home = await mkdtemp(join(tmpdir(), 'donghae-relay-cli-'))
   try {
     const res = await app.inject({ method: 'GET', url: '/v1/net/nat' })
     assert.equal(res.statusCode, 200, res.body)
-    return res.json<NatView>()
+    const cli = await runCli(['nat', 'status', '--node', url], { DONGHAE_HOME: home })
+    assert.equal(cli.code, 0, cli.stderr)
+    return { nat: res.json<NatView>(), cli: cli.stdout }
   } finally {
     await app.close()
+    await rm(home, { recursive: true, force: true })
   }
 }
 
@@ -110,7 +122,9 @@ test('relay fallback: reserves on a relay after one refuses, is dialled and ping
       node.getMultiaddrs().some((a) => a.toString() === reserved?.address),
       'libp2p announces it',
     )
-    assert.deepEqual(await natOverHttp(node), { method: 'none', reason: 'no port mapping available', relay: reserved })
+    const served = await natOverHttp(node)
+    assert.deepEqual(served.nat, { method: 'none', reason: 'no port mapping available', relay: reserved })
+    assert.match(served.cli, new RegExp(`^relay: reachable through ${relayA.peerId} at ${reserved?.address}$`, 'm'))
 
     // A third peer, which knows nothing but that address, dials the node through relay A.
     const outsider = await start(await host())

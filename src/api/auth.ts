@@ -4,8 +4,11 @@
  * written by `donghae init`, or by the first `donghae node` of an older home). Read-only routes
  * stay open.
  *
- *   app.route({ method: 'POST', url: '/v1/infer', preHandler: requireOperator,
+ *   app.route({ method: 'POST', url: '/v1/infer', onRequest: requireOperator,
  *               schema: { security: OPERATOR_SECURITY, … }, handler })
+ *
+ * It works as `onRequest` (checked before the body is even read: a stranger's 20 MB upload is
+ * refused unparsed, and a malformed body without the token is 401, not 400) or as `preHandler`.
  *
  * Tokens are compared in constant time (both sides hashed first, so lengths leak nothing). A
  * missing or wrong token is 401 `UNAUTHORIZED` before the handler runs, so nothing changes.
@@ -62,8 +65,8 @@ function presentedToken(request: FastifyRequest): string | undefined {
 }
 
 /**
- * Fastify preHandler for operator routes: 401 `UNAUTHORIZED` (with `WWW-Authenticate: Bearer`)
- * unless the request carries the node's operator token.
+ * Fastify hook (onRequest or preHandler) for operator routes: 401 `UNAUTHORIZED` (with
+ * `WWW-Authenticate: Bearer`) unless the request carries the node's operator token.
  */
 export async function requireOperator(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const expected = request.server.donghaeOperatorDigest

@@ -126,6 +126,29 @@ export interface InferenceStatsJson {
   [more: string]: unknown
 }
 
+export interface SettlementJson {
+  jobId: string
+  receiptId: string
+  worker: string
+  height: number
+  /** State key of the batch record (prove it with GET /v1/state/proof). */
+  batchKey: string
+  root: string
+  index: number
+  count: number
+  proof: Array<{ hash: string; right: boolean }>
+}
+
+export interface CompletionJson {
+  id: string
+  object: 'text_completion'
+  created: number
+  model: string
+  choices: Array<{ index: number; text: string; finish_reason: string }>
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+  donghae: { receipts: string[]; workers: string[]; fee: string }
+}
+
 export interface NetJson {
   peerId: string
   addresses: string[]
@@ -287,6 +310,27 @@ export class DonghaeClient {
     return this.#request('POST', '/v1/infer', request, options, this.#auth(options))
   }
 
+  /** Where a job's receipt was settled on chain, with its Merkle proof in the batch (404 until then). */
+  settlement(jobId: string, options: CallOptions = {}): Promise<SettlementJson> {
+    return this.#request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/settlement`, undefined, options)
+  }
+
+  /** OpenAI-compatible text completion (the node pays: operator token). */
+  completions(
+    request: { model: string; prompt: string; max_tokens?: number },
+    options: OperatorCallOptions = {},
+  ): Promise<CompletionJson> {
+    return this.#request('POST', '/v1/completions', request, options, this.#auth(options))
+  }
+
+  /** Stores an ONNX file on the node and registers it on chain under the node's key (operator token). */
+  publishModel(
+    request: { name: string; price: string; version?: string; kind?: 'tensor' | 'text'; file: string },
+    options: OperatorCallOptions = {},
+  ): Promise<{ cid: string; txHash: string }> {
+    return this.#request('POST', '/v1/operator/models', request, options, this.#auth(options))
+  }
+
   // ---- operator ----
 
   /** Checks the operator token; answers the node's own account. */
@@ -326,7 +370,10 @@ export class DonghaeClient {
       try {
         const response = await fetch(`${this.baseUrl}/v1/events${query}`, {
           signal,
-          headers: { accept: 'text/event-stream', ...(lastId === undefined ? {} : { 'last-event-id': String(lastId) }) },
+          headers: {
+            accept: 'text/event-stream',
+            ...(lastId === undefined ? {} : { 'last-event-id': String(lastId) }),
+          },
         })
         if (!response.ok) this.#parse(response.status, await response.text(), `${this.baseUrl}/v1/events`)
         if (response.body === null) throw new Error('the event stream has no body')

@@ -24,7 +24,9 @@ test('EventBus: subscribers get what they asked for, in order, with growing seq'
     'the filter skips the peer event',
   )
   assert.equal(bus.seq, 3)
+  assert.equal(bus.subscriberCount, 2)
   all.close()
+  assert.equal(bus.subscriberCount, 1)
   assert.equal((await all.next()).done, true)
 })
 
@@ -87,11 +89,14 @@ test('parseEventTypes: a list of known types, or InvalidInputError naming the al
   assert.equal(parseEventTypes(undefined), undefined)
   assert.equal(parseEventTypes(' '), undefined)
   assert.deepEqual(parseEventTypes('block, job'), ['block', 'job'])
-  assert.throws(() => parseEventTypes('block,blocks'), (err) => {
-    assert.ok(err instanceof InvalidInputError)
-    assert.match(err.message, /"blocks".*block, finality, job, peer, nat, slash/)
-    return true
-  })
+  assert.throws(
+    () => parseEventTypes('block,blocks'),
+    (err) => {
+      assert.ok(err instanceof InvalidInputError)
+      assert.match(err.message, /"blocks".*block, finality, job, peer, nat, slash/)
+      return true
+    },
+  )
 })
 
 test('SseParser: the messages formatEvent writes come back whole, however the stream is cut', () => {
@@ -109,9 +114,7 @@ test('SseParser: the messages formatEvent writes come back whole, however the st
         const text =
           ': hello\n\n' +
           events
-            .map((e) =>
-              formatEvent({ seq: e.seq, type: 'block', data: { ...block(e.height), proposer: e.proposer } }),
-            )
+            .map((e) => formatEvent({ seq: e.seq, type: 'block', data: { ...block(e.height), proposer: e.proposer } }))
             .join(': heartbeat\n\n')
             .replace(/\n/g, eol)
         const parser = new SseParser()

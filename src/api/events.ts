@@ -137,9 +137,20 @@ export class EventBus {
   readonly #history: NodeEvent[] = []
   readonly #historySize: number
   #seq = 0
+  #subscriptions = 0
 
   constructor(options: { history?: number } = {}) {
     this.#historySize = options.history ?? DEFAULT_HISTORY
+  }
+
+  /** Listeners and subscriptions now attached (an open SSE stream is one). */
+  get listenerCount(): number {
+    return this.#listeners.size
+  }
+
+  /** Subscriptions open now (each SSE client holds one). */
+  get subscriberCount(): number {
+    return this.#subscriptions
   }
 
   /** The seq of the latest event (0 before any). */
@@ -168,7 +179,9 @@ export class EventBus {
 
   subscribe(options: SubscribeOptions = {}): Subscription {
     let stop = (): void => {}
+    this.#subscriptions += 1
     const subscription = new Subscription(options.types, options.bufferSize ?? DEFAULT_SUBSCRIBER_BUFFER, () => {
+      this.#subscriptions -= 1
       stop()
       options.signal?.removeEventListener('abort', onAbort)
     })

@@ -31,7 +31,11 @@ test('NodeMetrics follows the bus: height, txs, finality, peers, NAT state, slas
   assert.equal(value(text, 'donghae_nat_state{method="off"}'), 0)
   assert.equal(value(text, 'donghae_slashes_total{module="staking",reason="downtime"}'), 1)
   assert.equal(value(text, 'donghae_slashes_total{module="inference",reason="wrong-output"}'), 1)
-  assert.equal(value(text, 'donghae_jobs_total{model="m",role="gateway",result="ok"}'), undefined, 'jobs come from jobCompleted, not the bus')
+  assert.equal(
+    value(text, 'donghae_jobs_total{model="m",role="gateway",result="ok"}'),
+    undefined,
+    'jobs come from jobCompleted, not the bus',
+  )
   detach()
   bus.publish('peer', { peerId: 'p', did: '', connected: false, peers: 1 })
   assert.equal(value(await metrics.text(), 'donghae_peers'), 2, 'detached')
@@ -57,7 +61,7 @@ test('NodeMetrics: jobs, latency histogram and audits from the inference service
   const other = await b.text()
   assert.equal(value(other, 'donghae_audits_total{result="pass"}'), undefined, 'b shares nothing with a')
   // Every metric name is prefixed; counters end in _total; units are in the names.
-  const names = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1] ?? '', m[2] ?? ''])
+  const names = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m): [string, string] => [m[1] ?? '', m[2] ?? ''])
   for (const [name, type] of names) {
     assert.match(name, /^donghae_/)
     if (type === 'counter') assert.match(name, /_total$/, name)

@@ -35,6 +35,7 @@ export class NodeMetrics {
   readonly #audits: Counter<'result'>
   readonly #slashes: Counter<'module' | 'reason'>
   readonly #nat: Gauge<'method'>
+  #bus: EventBus | undefined
 
   constructor(options: NodeMetricsOptions = {}) {
     const registers = [this.registry]
@@ -83,6 +84,15 @@ export class NodeMetrics {
       labelNames: ['method'] as const,
       registers,
     })
+    const streams = (): number => this.#bus?.subscriberCount ?? 0
+    new Gauge({
+      name: 'donghae_event_streams',
+      help: 'Open event-stream subscriptions (GET /v1/events clients)',
+      registers,
+      collect() {
+        this.set(streams())
+      },
+    })
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'donghae_' })
   }
 
@@ -120,7 +130,12 @@ export class NodeMetrics {
 
   /** Follows the bus: blocks, finality, peers, NAT and slashes (jobs are recorded by `jobCompleted`). */
   attach(bus: EventBus): () => void {
-    return bus.on((event) => this.#onEvent(event))
+    this.#bus = bus
+    const stop = bus.on((event) => this.#onEvent(event))
+    return () => {
+      stop()
+      if (this.#bus === bus) this.#bus = undefined
+    }
   }
 
   #onEvent(event: NodeEvent): void {

@@ -76,7 +76,9 @@ type Key = Awaited<ReturnType<Subtle['importKey']>>
 function subtle(): Subtle {
   const s = globalThis.crypto?.subtle
   if (s === undefined)
-    throw new ReceiptCheckUnsupportedError('WebCrypto is not available here (browsers offer it only on https or localhost)')
+    throw new ReceiptCheckUnsupportedError(
+      'WebCrypto is not available here (browsers offer it only on https or localhost)',
+    )
   return s
 }
 

@@ -181,7 +181,11 @@ export const OperatorResponse = Type.Object({ did: Type.String({ description: "t
 export const OperatorTransferBody = Type.Object(
   {
     to: Type.String({ minLength: 1, maxLength: 256, description: 'the recipient, a did:key' }),
-    amount: Type.String({ pattern: '^[1-9][0-9]*$', maxLength: 20, description: 'base units, a positive decimal string' }),
+    amount: Type.String({
+      pattern: '^[1-9][0-9]*$',
+      maxLength: 20,
+      description: 'base units, a positive decimal string',
+    }),
     memo: Type.Optional(Type.String({ maxLength: 1024, description: 'a note stored with the transfer (UTF-8)' })),
     fee: Type.Optional(Amount('fee in base units (default: the chain minimum)')),
   },

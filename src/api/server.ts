@@ -176,9 +176,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       return reply
         .code(404)
         .send(errorBody('NOT_FOUND', 'the dashboard is not built: run `npm run build:web` in the checkout'))
-    return reply
-      .code(404)
-      .send(errorBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`))
+    return reply.code(404).send(errorBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`))
   })
   setOperatorToken(app, options.operatorToken)
   const limit = options.rateLimit ?? DEFAULT_RATE_LIMIT
@@ -213,7 +211,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
       ...(options.eventHeartbeatMs === undefined ? {} : { heartbeatMs: options.eventHeartbeatMs }),
     })
   if (options.metrics !== undefined) app.register(metricsRoutes, { metrics: options.metrics })
-  if (options.operator !== undefined) app.register(operatorRoutes, { operator: options.operator })
+  if (options.operator !== undefined) app.register(operatorRoutes, { operator: options.operator, chain: options.chain })
   if (options.inference !== undefined) app.register(inferenceRoutes, { inference: options.inference })
   if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
   return app

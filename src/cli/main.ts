@@ -18,7 +18,9 @@ import { registerNode } from './commands/node.ts'
 import { registerDevnet } from './commands/devnet.ts'
 import { registerSim } from './commands/sim.ts'
 import { registerNat } from './commands/nat.ts'
+import { registerInference } from './commands/inference.ts'
 import { registerService } from './commands/service.ts'
+import { addGroupExamples } from './help.ts'
 import { VERSION } from './version.ts'
 
 export function buildProgram(io: CliIo): Command {
@@ -71,7 +73,9 @@ Docs: README.md and docs/architecture.md`,
   registerDevnet(program, io)
   registerSim(program, io)
   registerNat(program, io)
+  registerInference(program, io)
   registerService(program, io)
+  addGroupExamples(program)
   for (const command of program.commands) command.exitOverride()
   return program
 }

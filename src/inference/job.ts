@@ -205,18 +205,7 @@ export function parseSignedJob(raw: unknown): SignedJob {
 export function parseReceipt(raw: unknown): Receipt {
   const f = exactKeys(
     raw,
-    [
-      'job',
-      'worker',
-      'outputHash',
-      'fee',
-      'ep',
-      'runtime',
-      'startedAt',
-      'finishedAt',
-      'computeMicros',
-      'signature',
-    ],
+    ['job', 'worker', 'outputHash', 'fee', 'ep', 'runtime', 'startedAt', 'finishedAt', 'computeMicros', 'signature'],
     'receipt',
   )
   if (typeof f.ep !== 'string' || !(EXECUTION_PROVIDERS as readonly string[]).includes(f.ep))

@@ -21,14 +21,7 @@ import { BlobStore, blobCid } from './blobs.ts'
 import { InferenceError } from './errors.ts'
 import { InferenceService, type AdvertBus, type JobEvent, type WorkerBehaviour } from './service.ts'
 import { OnnxRuntime } from './runtime.ts'
-import {
-  batchKey,
-  inclusionProof,
-  isSchedulable,
-  listWorkers,
-  workerScore,
-  decodeModelSpec,
-} from './module.ts'
+import { batchKey, inclusionProof, isSchedulable, listWorkers, workerScore, decodeModelSpec } from './module.ts'
 import { TextCodec } from './text.ts'
 
 /** The demo models shipped with the package. */
@@ -51,13 +44,17 @@ export interface NodeInferenceOptions {
   onAudit?(event: { result: 'pass' | 'fail' | 'dispute'; worker: string; jobId: string }): void
 }
 
-/** Reads `DONGHAE_UNSAFE_WORKER` (tests and demos of the audit system only): `cheat:0.1` or `lazy`. */
+/** Reads `DONGHAE_UNSAFE_WORKER` (tests and demos of the audit system only): `cheat:0.1`, `lazy` or `slow:<ms>`. */
 export function behaviourFromEnv(value: string | undefined): WorkerBehaviour {
   if (value === undefined || value === '' || value === 'honest') return { kind: 'honest' }
   if (value === 'lazy') return { kind: 'lazy' }
   const m = /^cheat:(0(\.\d+)?|1(\.0+)?)$/.exec(value)
   if (m !== null) return { kind: 'cheat', rate: Number(m[1]) }
-  throw new InvalidInputError(`DONGHAE_UNSAFE_WORKER must be honest, lazy or cheat:<rate 0..1>, not ${value}`)
+  const slow = /^slow:(\d{1,6})$/.exec(value)
+  if (slow !== null) return { kind: 'slow', ms: Number(slow[1]) }
+  throw new InvalidInputError(
+    `DONGHAE_UNSAFE_WORKER must be honest, lazy, cheat:<rate 0..1> or slow:<ms>, not ${value}`,
+  )
 }
 
 export class NodeInference implements InferenceApi {
@@ -69,7 +66,12 @@ export class NodeInference implements InferenceApi {
   readonly #codecs = new Map<string, TextCodec>()
   readonly #started = Date.now()
 
-  private constructor(options: NodeInferenceOptions, blobs: BlobStore, runtime: OnnxRuntime, service: InferenceService) {
+  private constructor(
+    options: NodeInferenceOptions,
+    blobs: BlobStore,
+    runtime: OnnxRuntime,
+    service: InferenceService,
+  ) {
     this.#o = options
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference')
     this.blobs = blobs
@@ -78,7 +80,10 @@ export class NodeInference implements InferenceApi {
   }
 
   static async create(options: NodeInferenceOptions): Promise<NodeInference> {
-    const blobs = new BlobStore(join(options.dataDir, 'blobs'), options.logger === undefined ? {} : { logger: options.logger })
+    const blobs = new BlobStore(
+      join(options.dataDir, 'blobs'),
+      options.logger === undefined ? {} : { logger: options.logger },
+    )
     await blobs.init()
     const log = (options.logger ?? silentLogger()).forComponent('donghae:inference')
     for (const dir of [BUILTIN_MODELS_DIR, ...(options.modelDirs ?? [])]) {
@@ -179,8 +184,7 @@ export class NodeInference implements InferenceApi {
     const cached = this.#codecs.get(cid)
     if (cached !== undefined) return cached
     const found = await TextCodec.forModel(cid, [BUILTIN_MODELS_DIR, ...(this.#o.modelDirs ?? [])])
-    if (found === undefined)
-      throw new InferenceError('not-text-model', `no tokenizer is known for text model ${cid}`)
+    if (found === undefined) throw new InferenceError('not-text-model', `no tokenizer is known for text model ${cid}`)
     this.#codecs.set(cid, found)
     return found
   }

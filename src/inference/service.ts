@@ -86,9 +86,11 @@ export interface AdvertBus {
 
 /**
  * Worker misbehaviour, for tests and demonstrations of the audit system only: 'cheat' returns
- * wrong outputs on a `rate` share of jobs; 'lazy' never runs the model and returns random outputs.
+ * wrong outputs on a `rate` share of jobs; 'lazy' never runs the model and returns random outputs;
+ * 'slow' answers correctly but only after `ms` (to be killed mid-job).
  */
-export type WorkerBehaviour = { kind: 'honest' } | { kind: 'cheat'; rate: number } | { kind: 'lazy' }
+export type WorkerBehaviour =
+  { kind: 'honest' } | { kind: 'cheat'; rate: number } | { kind: 'lazy' } | { kind: 'slow'; ms: number }
 
 export interface JobEvent {
   id: string
@@ -175,6 +177,7 @@ const SETTLE_BATCH = 64
 const AUDIT_DELAY_BLOCKS = 2
 const KEEP_FOR_AUDIT = 4_096
 const MAX_QUEUE_PER_SLOT = 8
+const SLOT_POLL_MS = 5
 
 export class InferenceService {
   readonly did: string
@@ -227,9 +230,15 @@ export class InferenceService {
         this.#o.transport.penalize(from, `bad slot advert: ${describeError(err)}`)
       }
     })
+    // Periodic tasks never overlap: a run that is still going skips the next tick.
     const every = (ms: number, fn: () => Promise<void> | void): void => {
+      let running = false
       const timer = setInterval(() => {
-        void (async () => fn())().catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'task failed'))
+        if (running) return
+        running = true
+        void (async () => fn())()
+          .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'task failed'))
+          .finally(() => (running = false))
       }, ms)
       timer.unref()
       this.#timers.push(timer)
@@ -261,7 +270,10 @@ export class InferenceService {
     const state = this.#o.state()
     const model = modelByName(state, nameOrCid) ?? modelByCid(state, nameOrCid)
     if (model === undefined)
-      throw new InferenceError('unknown-model', `unknown model ${JSON.stringify(nameOrCid)}; list them with GET /v1/models`)
+      throw new InferenceError(
+        'unknown-model',
+        `unknown model ${JSON.stringify(nameOrCid)}; list them with GET /v1/models`,
+      )
     return model
   }
 
@@ -390,6 +402,7 @@ export class InferenceService {
         computeMicros = 10
       } else {
         ;({ outputs, computeMicros } = await this.#o.runner.run(model.cid, inputs))
+        if (this.#behaviour.kind === 'slow') await sleep(this.#behaviour.ms)
         if (this.#behaviour.kind === 'cheat' && Math.random() < this.#behaviour.rate) outputs = corrupt(outputs)
       }
       const receipt = signReceipt(this.#o.key, {
@@ -548,7 +561,10 @@ export class InferenceService {
   ): Promise<{ receipt: Receipt; outputs: TensorMap; attempts: number }> {
     const errors: string[] = []
     if (this.#o.remoteOnly === true) exclude.add(this.did)
-    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    // Waiting for a free slot is not an attempt; it ends at the job's deadline (or the timeout).
+    const waitUntil = Math.min(job.deadline, Date.now() + JOB_TIMEOUT_MS)
+    let attempt = 0
+    while (attempt < ATTEMPTS) {
       const state = this.#o.state()
       const height = this.#o.height() + 1
       const choice =
@@ -556,13 +572,18 @@ export class InferenceService {
           ? { worker: options.only, expectedMs: 0 }
           : this.#table.pick(model.cid, exclude, (w) => isSchedulable(state, w, height, this.#params))
       if (choice === undefined) {
-        if (attempt === 1 && this.#table.serving(model.cid).length === 0)
-          throw new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
-        // everyone is busy or failed: wait for fresh adverts once, then give up
-        if (errors.length === 0 || attempt === ATTEMPTS) break
-        await sleep(250)
+        const serving = this.#table.serving(model.cid).filter((w) => !exclude.has(w))
+        if (serving.length === 0) {
+          if (errors.length === 0)
+            throw new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
+          break
+        }
+        // every worker that serves it is busy: wait for a slot to free up
+        if (Date.now() >= waitUntil) break
+        await sleep(SLOT_POLL_MS)
         continue
       }
+      attempt++
       const worker = choice.worker
       this.#table.assigned(worker)
       const sent = performance.now()
@@ -582,8 +603,10 @@ export class InferenceService {
       }
     }
     throw new InferenceError(
-      'failed',
-      `no worker completed the job after ${errors.length} attempt(s)${errors.length > 0 ? `: ${errors.join('; ')}` : ''}`,
+      errors.length === 0 ? 'busy' : 'failed',
+      errors.length === 0
+        ? `every worker serving ${model.name} stayed busy for ${JOB_TIMEOUT_MS / 1000} s; try again later`
+        : `no worker completed the job after ${errors.length} attempt(s): ${errors.join('; ')}`,
     )
   }
 
@@ -617,7 +640,8 @@ export class InferenceService {
     }
     if (receipt.worker !== worker) throw new InferenceError('failed', 'the receipt is signed by another worker')
     if (!verifyReceipt(receipt)) throw new InferenceError('failed', 'the receipt signature does not verify')
-    if (toHex(jobId(receipt.job)) !== toHex(jobId(job))) throw new InferenceError('failed', 'the receipt is for another job')
+    if (toHex(jobId(receipt.job)) !== toHex(jobId(job)))
+      throw new InferenceError('failed', 'the receipt is for another job')
     if (toHex(hashTensorMap(outputs)) !== toHex(receipt.outputHash))
       throw new InferenceError('failed', 'the outputs do not match the receipt’s output hash')
     if (receipt.fee !== model.price) throw new InferenceError('failed', 'the receipt charges another fee')
@@ -660,7 +684,9 @@ export class InferenceService {
     while (this.#toSettle.length > 0) {
       const items = this.#toSettle.splice(0, Math.min(SETTLE_BATCH, this.#params.maxReceiptsPerSettle))
       try {
-        const { hash } = await this.#o.submitTx('inference.settle', { receipts: items.map((i) => receiptValue(i.receipt)) })
+        const { hash } = await this.#o.submitTx('inference.settle', {
+          receipts: items.map((i) => receiptValue(i.receipt)),
+        })
         this.#inFlightSettle.push({ hash, items, sentAt: Date.now() })
       } catch (err) {
         this.#log.warn({ err: describeError(err), receipts: items.length }, 'settlement not submitted; will retry')
@@ -703,9 +729,9 @@ export class InferenceService {
       const later = await this.#o.blockId(item.height + AUDIT_DELAY_BLOCKS)
       if (later === undefined) continue
       const state = this.#o.state()
-      const canaryFailed =
-        item.canaryHash !== undefined && toHex(item.canaryHash) !== toHex(item.receipt.outputHash)
-      const chosen = canaryFailed || auditDecision(state, receiptId(item.receipt), item.receipt.worker, later, this.#params)
+      const canaryFailed = item.canaryHash !== undefined && toHex(item.canaryHash) !== toHex(item.receipt.outputHash)
+      const chosen =
+        canaryFailed || auditDecision(state, receiptId(item.receipt), item.receipt.worker, later, this.#params)
       if (!chosen) continue
       await this.#reRun(id, item, later).catch((err: unknown) =>
         this.#log.info({ job: id, err: describeError(err) }, 'audit could not run'),
@@ -726,9 +752,7 @@ export class InferenceService {
     })
     this.#stats.audits++
     const same = toHex(audit.outputHash) === toHex(original.outputHash)
-    const close =
-      same ||
-      (audit.ep !== original.ep && tensorsAgree(item.outputs, outputs, model.tolerance))
+    const close = same || (audit.ep !== original.ep && tensorsAgree(item.outputs, outputs, model.tolerance))
     await this.#o.submitTx('inference.audit', { original: receiptValue(original), audit: receiptValue(audit) })
     if (same || close) {
       this.#o.onAudit?.({ result: 'pass', worker: original.worker, jobId: id })
@@ -839,13 +863,29 @@ function tensorOf(type: string, dims: number[], data: number[]): Tensor {
     case 'float32':
       return createTensor('float32', dims, Float32Array.from(data))
     case 'int32':
-      return createTensor('int32', dims, Int32Array.from(data, (v) => Math.trunc(v)))
+      return createTensor(
+        'int32',
+        dims,
+        Int32Array.from(data, (v) => Math.trunc(v)),
+      )
     case 'int64':
-      return createTensor('int64', dims, BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))))
+      return createTensor(
+        'int64',
+        dims,
+        BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))),
+      )
     case 'uint8':
-      return createTensor('uint8', dims, Uint8Array.from(data, (v) => Math.trunc(v) & 0xff))
+      return createTensor(
+        'uint8',
+        dims,
+        Uint8Array.from(data, (v) => Math.trunc(v) & 0xff),
+      )
     case 'bool':
-      return createTensor('bool', dims, Uint8Array.from(data, (v) => (v > 0 ? 1 : 0)))
+      return createTensor(
+        'bool',
+        dims,
+        Uint8Array.from(data, (v) => (v > 0 ? 1 : 0)),
+      )
     default:
       throw new InvalidInputError(`unsupported tensor type ${type}`)
   }
@@ -857,7 +897,11 @@ function randomOutputs(model: ModelRecord, inputs: TensorMap): TensorMap {
   for (const spec of model.outputs) {
     const dims = spec.dims.map((d) => (d === null ? batch : d))
     const size = dims.reduce((a, b) => a * b, 1)
-    map[spec.name] = tensorOf(spec.type, dims, Array.from({ length: size }, () => Math.random()))
+    map[spec.name] = tensorOf(
+      spec.type,
+      dims,
+      Array.from({ length: size }, () => Math.random()),
+    )
   }
   return map
 }

@@ -23,11 +23,14 @@ function TokenCard(props: { live: NodeLive }) {
   return (
     <Card title="Operator token">
       <p>
-        Token: <Badge tone={tone} testId="token-state">{label}</Badge>
+        Token:{' '}
+        <Badge tone={tone} testId="token-state">
+          {label}
+        </Badge>
       </p>
       <p class="muted">
-        Actions that spend this node’s funds need the token in <code>&lt;home&gt;/api-token</code>. It is kept in
-        this browser only. <code>donghae devnet</code> prints a link that carries it.
+        Actions that spend this node’s funds need the token in <code>&lt;home&gt;/api-token</code>. It is kept in this
+        browser only. <code>donghae devnet</code> prints a link that carries it.
       </p>
       <form
         class="row"
@@ -89,7 +92,9 @@ function SendCard(props: { live: NodeLive; onSent(): void }) {
   }
   return (
     <Card title="Send">
-      {s.token === undefined ? <Notice tone="warn">Set the operator token first: sending spends this node’s funds.</Notice> : null}
+      {s.token === undefined ? (
+        <Notice tone="warn">Set the operator token first: sending spends this node’s funds.</Notice>
+      ) : null}
       <form
         class="stack"
         onSubmit={(e) => {
@@ -120,9 +125,19 @@ function SendCard(props: { live: NodeLive; onSent(): void }) {
           />
         </Field>
         <Field label="Memo" hint="optional">
-          <input name="memo" value={memo} maxLength={200} onInput={(e) => setMemo((e.target as HTMLInputElement).value)} />
+          <input
+            name="memo"
+            value={memo}
+            maxLength={200}
+            onInput={(e) => setMemo((e.target as HTMLInputElement).value)}
+          />
         </Field>
-        <button type="submit" class="button" data-testid="send" disabled={state.phase === 'sending' || state.phase === 'pending'}>
+        <button
+          type="submit"
+          class="button"
+          data-testid="send"
+          disabled={state.phase === 'sending' || state.phase === 'pending'}
+        >
           Send
         </button>
       </form>

@@ -44,10 +44,7 @@ export function Chain(props: { live: NodeLive }) {
   const s = useLive(props.live)
   const status = s.status
   const validators = useValidators(props.live, status?.validators ?? [], s.height)
-  const finalityData = useMemo(
-    () => [s.finality.heights, s.finality.seconds] as [number[], number[]],
-    [s.finality],
-  )
+  const finalityData = useMemo(() => [s.finality.heights, s.finality.seconds] as [number[], number[]], [s.finality])
   const last = s.finality.seconds.at(-1)
   return (
     <div class="grid">
@@ -70,9 +67,7 @@ export function Chain(props: { live: NodeLive }) {
         </dl>
       </Card>
       <Card title="Finality time">
-        {s.finality.heights.length < 2 ? (
-          <p class="empty">collecting… (one point per committed block)</p>
-        ) : null}
+        {s.finality.heights.length < 2 ? <p class="empty">collecting… (one point per committed block)</p> : null}
         <Chart
           data={finalityData}
           xLabel="height"

@@ -204,7 +204,9 @@ function RunModel(props: { live: NodeLive; models: ModelJson[]; token: boolean }
           </button>
         </div>
         <p class="muted">Pick a sample or draw: tap or drag on the pad (drag over ink to erase).</p>
-        {props.token ? null : <Notice tone="warn">Runs are paid by this node: set the operator token on the Accounts page.</Notice>}
+        {props.token ? null : (
+          <Notice tone="warn">Runs are paid by this node: set the operator token on the Accounts page.</Notice>
+        )}
         <Button onClick={() => void run()} busy={busy} data-testid="run-model">
           Run {model.id}
         </Button>

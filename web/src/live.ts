@@ -232,11 +232,11 @@ export class NodeLive {
   }
 
   #tick(): void {
-    const patch: Partial<LiveState> = {}
-    if (this.#jobBuckets.size > 0 || this.#state.jobSeries.t.length > 0) patch.jobSeries = this.#series()
+    // The jobs chart scrolls every second, with or without jobs.
+    const patch: Partial<LiveState> = { jobSeries: this.#series() }
     const last = this.#state.lastBlockAt
     if (this.#state.health === 'live' && last !== undefined && Date.now() - last > STALE_MS) patch.health = 'stale'
-    if (Object.keys(patch).length > 0) this.#set(patch)
+    this.#set(patch)
   }
 }
 

@@ -57,7 +57,9 @@ export function Network(props: { live: NodeLive }) {
             { label: 'time', render: (p) => new Date(p.at).toLocaleTimeString() },
             {
               label: 'change',
-              render: (p) => <Badge tone={p.connected ? 'ok' : 'warn'}>{p.connected ? 'connected' : 'disconnected'}</Badge>,
+              render: (p) => (
+                <Badge tone={p.connected ? 'ok' : 'warn'}>{p.connected ? 'connected' : 'disconnected'}</Badge>
+              ),
             },
             { label: 'peer', render: (p) => <Short text={p.did || p.peerId} /> },
             { label: 'peers', render: (p) => p.peers, numeric: true },

@@ -33,7 +33,14 @@ export function Overview(props: { live: NodeLive }) {
     <div class="grid">
       <Card title="Node">
         <div class="stats">
-          <Stat label="health" value={<Badge tone={HEALTH_TONE[s.health]} testId="health">{s.health}</Badge>} />
+          <Stat
+            label="health"
+            value={
+              <Badge tone={HEALTH_TONE[s.health]} testId="health">
+                {s.health}
+              </Badge>
+            }
+          />
           <Stat label="moniker" value={status?.moniker ?? '–'} />
           <Stat label="height" value={s.height} testId="overview-height" />
           <Stat label="last block" value={ago(s.lastBlockAt)} />

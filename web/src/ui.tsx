@@ -5,7 +5,12 @@ import { useEffect, useRef, useState } from 'preact/hooks'
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
 
-export function Card(props: { title: string; actions?: ComponentChildren; children: ComponentChildren; wide?: boolean }) {
+export function Card(props: {
+  title: string
+  actions?: ComponentChildren
+  children: ComponentChildren
+  wide?: boolean
+}) {
   return (
     <section class={props.wide === true ? 'card wide' : 'card'}>
       <header class="card-head">

@@ -247,7 +247,10 @@ async function completionRoute(
   }
   // Validate the model before the stream starts, so a bad name is still a plain 4xx.
   if (!api.models().some((m) => m.name === input.model || m.cid === input.model))
-    throw new InferenceError('unknown-model', `unknown model ${JSON.stringify(input.model)}; list them with GET /v1/models`)
+    throw new InferenceError(
+      'unknown-model',
+      `unknown model ${JSON.stringify(input.model)}; list them with GET /v1/models`,
+    )
   const chunkObject = input.chat ? 'chat.completion.chunk' : 'text_completion'
   const stream = sse(reply)
   const chunk = (text: string | undefined, finish: string | null): unknown => ({
@@ -261,7 +264,11 @@ async function completionRoute(
         : { index: 0, text: text ?? '', logprobs: null, finish_reason: finish },
     ],
   })
-  if (input.chat) stream.send({ ...(chunk(undefined, null) as object), choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] })
+  if (input.chat)
+    stream.send({
+      ...(chunk(undefined, null) as object),
+      choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }],
+    })
   try {
     const out = await api.complete({ model: input.model, prompt: input.prompt, maxTokens: input.maxTokens }, (piece) =>
       stream.send(chunk(piece, null)),
@@ -284,7 +291,10 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       schema: {
         summary: 'Registered models, in OpenAI’s list format (with Donghae’s registry fields)',
         tags: ['inference'],
-        response: { 200: Type.Object({ object: Type.Literal('list'), data: Type.Array(ModelJson) }), ...ERROR_RESPONSES },
+        response: {
+          200: Type.Object({ object: Type.Literal('list'), data: Type.Array(ModelJson) }),
+          ...ERROR_RESPONSES,
+        },
       },
       handler: async () => ({ object: 'list', data: api.models().map(modelJson) }),
     },
@@ -384,7 +394,8 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       ...operatorText,
       schema: {
         summary: 'AI-Block’s chat route, answered by the text model through the completion path',
-        description: 'use_moe, use_distributed and top_k_experts are accepted for compatibility; inference is always distributed.',
+        description:
+          'use_moe, use_distributed and top_k_experts are accepted for compatibility; inference is always distributed.',
         tags: ['inference'],
         security: OPERATOR_SECURITY,
         body: AiBlockChatBody,

@@ -10,6 +10,8 @@ import { InvalidInputError } from '../../core/errors.ts'
 import { parseUint64 } from '../../core/uint.ts'
 import { MAX_MEMO_BYTES } from '../../bank/bank.ts'
 import { parseDidKey } from '../../identity/did-key.ts'
+import { TxError } from '../../chain/errors.ts'
+import type { ChainApi } from '../chain-api.ts'
 import { OPERATOR_SECURITY, requireOperator } from '../auth.ts'
 import type { OperatorApi, OperatorTransfer } from '../operator-api.ts'
 import { ERROR_RESPONSES, OperatorResponse, OperatorTransferBody, OperatorTransferResponse } from '../schemas.ts'
@@ -29,12 +31,26 @@ function transferRequest(body: Type.Static<typeof OperatorTransferBody>): Operat
   return request
 }
 
-function operatorRouteTable(operator: OperatorApi): RouteOptions[] {
+/**
+ * The mempool admits a transfer without executing it, so an overdraft would be accepted and then
+ * silently dropped from the block: refuse it here, where the operator can read why.
+ */
+function checkFunds(chain: ChainApi, did: string, transfer: OperatorTransfer): void {
+  const { balance } = chain.account(did)
+  const needed = transfer.amount + (transfer.fee ?? 0n)
+  if (balance < needed)
+    throw new TxError(
+      'insufficient-funds',
+      `the node's account holds ${balance} and this transfer needs ${needed} plus the fee`,
+    )
+}
+
+function operatorRouteTable(operator: OperatorApi, chain: ChainApi): RouteOptions[] {
   return [
     {
       method: 'GET',
       url: '/v1/operator',
-      preHandler: requireOperator,
+      onRequest: requireOperator,
       schema: {
         summary: "Checks the operator token; answers the node's own account",
         tags: ['operator'],
@@ -46,7 +62,7 @@ function operatorRouteTable(operator: OperatorApi): RouteOptions[] {
     {
       method: 'POST',
       url: '/v1/operator/transfer',
-      preHandler: requireOperator,
+      onRequest: requireOperator,
       schema: {
         summary: "Sends tokens from the node's own account (signed with its key)",
         description:
@@ -58,6 +74,7 @@ function operatorRouteTable(operator: OperatorApi): RouteOptions[] {
       },
       handler: async (request, reply) => {
         const transfer = transferRequest(request.body as Type.Static<typeof OperatorTransferBody>)
+        checkFunds(chain, operator.did, transfer)
         const { hash, nonce } = await operator.transfer(transfer)
         return reply.code(202).send({ hash: toHex(hash), from: operator.did, nonce: nonce.toString() })
       },
@@ -65,6 +82,9 @@ function operatorRouteTable(operator: OperatorApi): RouteOptions[] {
   ]
 }
 
-export const operatorRoutes: FastifyPluginAsync<{ operator: OperatorApi }> = async (app, { operator }) => {
-  for (const route of operatorRouteTable(operator)) app.route(route)
+export const operatorRoutes: FastifyPluginAsync<{ operator: OperatorApi; chain: ChainApi }> = async (
+  app,
+  { operator, chain },
+) => {
+  for (const route of operatorRouteTable(operator, chain)) app.route(route)
 }

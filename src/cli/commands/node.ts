@@ -27,7 +27,10 @@ export function registerNode(program: Command, io: CliIo): void {
     .option('--genesis <file>', 'genesis file (default <home>/genesis.json)')
     .option('--password-file <file>', 'read the keystore password from a file')
     .option('--json', "print one JSON line with the node's addresses once it runs")
-    .option('--log-file <file>', `write logs to this file instead of stderr, rotated by size (${DEFAULT_LOG_KEEP} old files kept)`)
+    .option(
+      '--log-file <file>',
+      `write logs to this file instead of stderr, rotated by size (${DEFAULT_LOG_KEEP} old files kept)`,
+    )
     .option('--log-max-mb <n>', 'rotate the --log-file past this many MiB', '10')
     .addHelpText(
       'after',

@@ -132,10 +132,11 @@ async function installSpec(ctx: CliContext, options: InstallOptions): Promise<Se
   try {
     mode = (await stat(passwordFile)).mode
   } catch {
-    throw new CliError(`--password-file ${passwordFile} does not exist; create it (mode 0600) with the keystore password`)
+    throw new CliError(
+      `--password-file ${passwordFile} does not exist; create it (mode 0600) with the keystore password`,
+    )
   }
-  if ((mode & 0o077) !== 0)
-    ctx.stderr.write(`warning: ${passwordFile} is readable by others; chmod 600 it\n`)
+  if ((mode & 0o077) !== 0) ctx.stderr.write(`warning: ${passwordFile} is readable by others; chmod 600 it\n`)
   return {
     node: process.execPath,
     bin: BIN,
@@ -157,14 +158,17 @@ function uid(): number {
 function sharedOptions(command: Command): Command {
   return command
     .option('--platform <os>', `service manager to target: ${SERVICE_PLATFORMS.join(' or ')} (default: this machine's)`)
-    .option('--dry-run', 'write or remove the file only; print the systemctl/launchctl commands instead of running them')
+    .option(
+      '--dry-run',
+      'write or remove the file only; print the systemctl/launchctl commands instead of running them',
+    )
     .option('--json', 'print the result as JSON')
 }
 
 export function registerService(program: Command, io: CliIo): void {
   const service = program
     .command('service')
-    .description('run this home\'s node as a background service (systemd user unit on Linux, launchd agent on macOS)')
+    .description("run this home's node as a background service (systemd user unit on Linux, launchd agent on macOS)")
     .addHelpText(
       'after',
       `
@@ -211,7 +215,7 @@ Examples:
       const state = before === undefined ? 'installed' : changed ? 'updated' : 'unchanged'
       report(ctx, options.json === true, { platform, file, state, ...activation, command: spec }, [
         `${state} ${file}`,
-        activation.ran ? `started with ${manager.tool}` : activation.skipped ?? '',
+        activation.ran ? `started with ${manager.tool}` : (activation.skipped ?? ''),
         `logs: ${spec.logFile}`,
       ])
     })
@@ -235,13 +239,23 @@ Examples:
       report(
         ctx,
         options.json === true,
-        { platform, file, state: 'removed', ran: stop.ran, ...(stop.skipped === undefined ? {} : { skipped: stop.skipped }), steps: [...stop.steps, ...(stop.ran ? after.steps : [])] },
-        [`removed ${file}`, stop.ran ? `stopped with ${manager.tool}` : stop.skipped ?? ''],
+        {
+          platform,
+          file,
+          state: 'removed',
+          ran: stop.ran,
+          ...(stop.skipped === undefined ? {} : { skipped: stop.skipped }),
+          steps: [...stop.steps, ...(stop.ran ? after.steps : [])],
+        },
+        [`removed ${file}`, stop.ran ? `stopped with ${manager.tool}` : (stop.skipped ?? '')],
       )
     })
 
   sharedOptions(service.command('status').description('say whether the service is installed and running'))
-    .addHelpText('after', '\nExits 0 either way; see "installed" and "running".\n\nExamples:\n  $ donghae service status --json')
+    .addHelpText(
+      'after',
+      '\nExits 0 either way; see "installed" and "running".\n\nExamples:\n  $ donghae service status --json',
+    )
     .action(async (options: ServiceOptions, command: Command) => {
       const ctx = createContext(command, io)
       const platform = platformOf(options.platform)

@@ -1,0 +1,342 @@
+/**
+ * The inference market from the command line: `infer`, `model list|publish`, `receipt verify`.
+ * They talk to a node's HTTP API (`--node` > DONGHAE_NODE > http://127.0.0.1:26657); calls that
+ * spend the node's funds send its operator token (`--token` > DONGHAE_API_TOKEN >
+ * `<home>/api-token`).
+ */
+import { readFile } from 'node:fs/promises'
+import type { Command } from 'commander'
+import { fromHex, toHex, utf8 } from '../../core/bytes.ts'
+import { decode } from '../../core/codec.ts'
+import { describeError } from '../../core/errors.ts'
+import { parseUint64 } from '../../core/uint.ts'
+import { verifyMerkleProof } from '../../core/merkle.ts'
+import { decodeProof, verifyProof } from '../../chain/state/proof.ts'
+import { DonghaeClient } from '../../api/client.ts'
+import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
+import { ApiError } from '../../api/errors.ts'
+import { receiptFromJson, receiptId, verifyReceipt, type ReceiptJson } from '../../inference/job.ts'
+import { tensorFromJson } from '../../inference/tensor.ts'
+import { createContext, type CliContext, type CliIo } from '../context.ts'
+import { CliError } from '../errors.ts'
+
+export const TOKEN_ENV = 'DONGHAE_API_TOKEN'
+
+function nodeUrl(command: Command, io: CliIo): string {
+  return command.optsWithGlobals<{ node?: string }>().node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
+}
+
+async function operatorToken(ctx: CliContext, flag: string | undefined): Promise<string> {
+  const token = flag ?? ctx.env[TOKEN_ENV]
+  if (token !== undefined && token !== '') return token
+  try {
+    return (await readFile(ctx.home.apiToken, 'utf8')).trim()
+  } catch {
+    throw new CliError(
+      `this command spends the node's funds and needs its operator token: pass --token, set ${TOKEN_ENV}, or run it with the node's --home (${ctx.home.apiToken} was not found)`,
+    )
+  }
+}
+
+function explain(err: ApiError, url: string): string {
+  if (err.code === 'UNREACHABLE') return `${err.message}; start the node, or point --node or ${NODE_URL_ENV} at one`
+  if (err.code === 'UNAUTHORIZED') return `${url}: ${err.message}`
+  return `${url}: ${err.message}${err.reason === undefined ? '' : ` (${err.reason})`}`
+}
+
+async function withClient(
+  command: Command,
+  io: CliIo,
+  action: (ctx: CliContext, client: DonghaeClient) => Promise<void>,
+): Promise<void> {
+  const ctx = createContext(command, io)
+  const client = new DonghaeClient(nodeUrl(command, io), { timeoutMs: 60_000 })
+  try {
+    await action(ctx, client)
+  } catch (err) {
+    if (err instanceof ApiError) throw new CliError(explain(err, client.baseUrl), { cause: err })
+    throw err
+  }
+}
+
+async function readJson(path: string, what: string): Promise<unknown> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new CliError(`cannot read ${what} ${path}: ${describeError(err)}`)
+  }
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    throw new CliError(`${path} is not JSON`)
+  }
+}
+
+/** `{ "input": tensor }`, a bare tensor (for a one-input model), or `{ "inputs": {...} }`. */
+function inputsOf(raw: unknown, firstInput: string): Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object') throw new CliError('the input file must hold a JSON object')
+  const obj = raw as Record<string, unknown>
+  if ('inputs' in obj && typeof obj.inputs === 'object') return obj.inputs as Record<string, unknown>
+  if ('dims' in obj && 'data' in obj) return { [firstInput]: obj }
+  return obj
+}
+
+function argmaxRows(tensor: { dims: number[]; data: unknown[] }): number[] {
+  const cols = tensor.dims[tensor.dims.length - 1] ?? 1
+  const rows: number[] = []
+  for (let r = 0; r * cols < tensor.data.length; r++) {
+    let best = 0
+    for (let c = 1; c < cols; c++)
+      if (Number(tensor.data[r * cols + c]) > Number(tensor.data[r * cols + best])) best = c
+    rows.push(best)
+  }
+  return rows
+}
+
+export interface ReceiptVerification {
+  valid: boolean
+  receiptId: string
+  jobId: string
+  worker: string
+  client: string
+  fee: string
+  signatures: 'valid' | 'invalid'
+  settlement?: {
+    height: number
+    batchKey: string
+    root: string
+    inBatch: boolean
+    inState: boolean
+    stateHeight: number
+  }
+  reason?: string
+}
+
+/** Checks a receipt's signatures and, with a client, that it is settled on chain. */
+export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): Promise<ReceiptVerification> {
+  const body = raw !== null && typeof raw === 'object' && 'receipt' in raw ? (raw as { receipt: unknown }).receipt : raw
+  let receipt
+  try {
+    receipt = receiptFromJson(body)
+  } catch (err) {
+    throw new CliError(`not a receipt: ${describeError(err)}`)
+  }
+  const json = body as ReceiptJson
+  const result: ReceiptVerification = {
+    valid: false,
+    receiptId: toHex(receiptId(receipt)),
+    jobId: json.jobId ?? '',
+    worker: receipt.worker,
+    client: receipt.job.client,
+    fee: receipt.fee.toString(),
+    signatures: verifyReceipt(receipt) ? 'valid' : 'invalid',
+  }
+  if (result.signatures === 'invalid') return { ...result, reason: 'a signature does not verify' }
+  if (client === undefined) return { ...result, valid: true }
+  const { jobIdHex } = await import('../../inference/job.ts')
+  result.jobId = jobIdHex(receipt.job)
+  let settled
+  try {
+    settled = await client.settlement(result.jobId)
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 'NOT_FOUND')
+      return { ...result, reason: 'the job is not settled on chain (yet)' }
+    throw err
+  }
+  if (settled.receiptId !== result.receiptId)
+    return { ...result, reason: `the chain settled another receipt for this job (${settled.receiptId})` }
+  const inBatch = verifyMerkleProof(fromHex(settled.root), fromHex(result.receiptId), {
+    index: settled.index,
+    count: settled.count,
+    siblings: settled.proof.map((s) => ({ hash: fromHex(s.hash), right: s.right })),
+  })
+  // The batch record, proven against the node's state root: its root must be the one above.
+  const proof = await client.proof(toHex(utf8(settled.batchKey)))
+  let inState = false
+  if (proof.value !== null) {
+    const value = fromHex(proof.value)
+    const record = decode(value) as { root?: unknown }
+    inState =
+      record.root instanceof Uint8Array &&
+      toHex(record.root) === settled.root &&
+      verifyProof(fromHex(proof.root), utf8(settled.batchKey), value, decodeProof(fromHex(proof.proof)))
+  }
+  result.settlement = {
+    height: settled.height,
+    batchKey: settled.batchKey,
+    root: settled.root,
+    inBatch,
+    inState,
+    stateHeight: proof.height,
+  }
+  if (!inBatch) return { ...result, reason: 'the Merkle proof does not lead to the batch root' }
+  if (!inState) return { ...result, reason: 'the batch record is not proven in the chain state' }
+  return { ...result, valid: true }
+}
+
+export function registerInference(program: Command, io: CliIo): void {
+  program
+    .command('infer')
+    .description('run a model on the network through a node and print the output and its receipt')
+    .requiredOption('--model <name>', 'registered model name or CID (see `donghae model list`)')
+    .requiredOption('--input <file>', 'JSON file: { "<input name>": { "dims", "type", "data" } } or one bare tensor')
+    .option('--node <url>', `the node's API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`)
+    .option('--token <token>', `the node's operator token (env ${TOKEN_ENV}, default <home>/api-token)`)
+    .option('--receipt-out <file>', 'also write the receipt to this file (for `donghae receipt verify`)')
+    .option('--json', 'print the whole answer as JSON')
+    .addHelpText(
+      'after',
+      `
+The node signs the job and pays the model's price from its own account, so the call needs the
+node's operator token. The answer names the worker that computed it and carries its receipt.
+
+Examples:
+  $ donghae infer --model digits-mlp --input digit.json
+  $ donghae infer --model digits-mlp --input digit.json --receipt-out receipt.json --json`,
+    )
+    .action(
+      async (
+        options: { model: string; input: string; token?: string; receiptOut?: string; json?: boolean },
+        command: Command,
+      ) =>
+        withClient(command, io, async (ctx, client) => {
+          const token = await operatorToken(ctx, options.token)
+          const models = await client.models()
+          const model = models.data.find((m) => m.id === options.model || m.cid === options.model)
+          if (model === undefined)
+            throw new CliError(
+              `unknown model ${options.model}; known: ${models.data.map((m) => m.id).join(', ') || 'none'}`,
+            )
+          const raw = inputsOf(await readJson(options.input, 'input file'), model.inputs[0]?.name ?? 'input')
+          for (const [name, t] of Object.entries(raw)) {
+            try {
+              tensorFromJson(t, name)
+            } catch (err) {
+              throw new CliError(`${options.input}: ${describeError(err)}`)
+            }
+          }
+          const answer = await client.infer({ model: options.model, inputs: raw as never }, { token })
+          if (options.receiptOut !== undefined) {
+            const { writeFile } = await import('node:fs/promises')
+            await writeFile(options.receiptOut, `${JSON.stringify(answer.receipt, null, 2)}\n`)
+          }
+          if (options.json === true) return ctx.json(answer)
+          for (const [name, t] of Object.entries(answer.outputs)) {
+            const tensor = t as { dims: number[]; data: unknown[] }
+            ctx.out(`${name} [${tensor.dims.join(',')}]`)
+            if (model.kind === 'tensor' && tensor.dims.length === 2)
+              ctx.out(`  argmax per row: ${argmaxRows(tensor).join(', ')}`)
+            ctx.out(`  ${JSON.stringify(tensor.data.slice(0, 10))}${tensor.data.length > 10 ? ' …' : ''}`)
+          }
+          ctx.out(`worker   ${answer.worker}`)
+          ctx.out(
+            `receipt  ${answer.receipt.id} (fee ${answer.receipt.fee}, ${answer.receipt.ep}, ${answer.latencyMs} ms)`,
+          )
+        }),
+    )
+
+  const model = program.command('model').description('the on-chain model registry')
+  model
+    .command('list')
+    .description('list registered models and how many workers serve each')
+    .option('--node <url>', `the node's API (env ${NODE_URL_ENV})`)
+    .option('--json', 'print as JSON')
+    .action(async (options: { json?: boolean }, command: Command) =>
+      withClient(command, io, async (ctx, client) => {
+        const { data } = await client.models()
+        if (options.json === true) return ctx.json(data)
+        if (data.length === 0) return ctx.out('no models registered')
+        for (const m of data)
+          ctx.out(
+            `${m.id.padEnd(16)} v${m.version}  ${m.kind.padEnd(6)}  price ${m.price.padStart(6)}  workers ${m.workers}  ${m.cid}`,
+          )
+      }),
+    )
+  model
+    .command('publish <file>')
+    .description('store an ONNX model on the node and register it on chain under the node’s key')
+    .requiredOption('--name <name>', 'registry name (lowercase letters, digits, . _ -)')
+    .requiredOption('--price <n>', 'fee per call, base units')
+    .option('--version <v>', 'version label', '1')
+    .option('--kind <kind>', 'tensor or text', 'tensor')
+    .option('--node <url>', `the node's API (env ${NODE_URL_ENV})`)
+    .option('--token <token>', `the node's operator token (env ${TOKEN_ENV})`)
+    .option('--json', 'print as JSON')
+    .addHelpText(
+      'after',
+      `
+The node reads the model's input and output schema with ONNX Runtime, keeps the file in its blob
+store (other workers fetch it from there and check it against the CID) and registers it.
+
+Example:
+  $ donghae model publish models/digits-mlp.onnx --name my-digits --price 5`,
+    )
+    .action(
+      async (
+        file: string,
+        options: { name: string; price: string; version: string; kind: string; token?: string; json?: boolean },
+        command: Command,
+      ) =>
+        withClient(command, io, async (ctx, client) => {
+          if (options.kind !== 'tensor' && options.kind !== 'text') throw new CliError('--kind must be tensor or text')
+          const price = parseUint64(options.price, '--price')
+          const token = await operatorToken(ctx, options.token)
+          let bytes: Buffer
+          try {
+            bytes = await readFile(file)
+          } catch (err) {
+            throw new CliError(`cannot read ${file}: ${describeError(err)}`)
+          }
+          const out = await client.publishModel(
+            {
+              name: options.name,
+              price: price.toString(),
+              version: options.version,
+              kind: options.kind,
+              file: bytes.toString('base64'),
+            },
+            { token },
+          )
+          if (options.json === true) return ctx.json(out)
+          ctx.out(`published ${options.name} as ${out.cid} (transaction ${out.txHash})`)
+        }),
+    )
+
+  program
+    .command('receipt')
+    .description('inference receipts')
+    .command('verify <file>')
+    .description("check a receipt's signatures and, with --node, its settlement on chain")
+    .option('--node <url>', 'also check the settlement proof against this node’s chain state')
+    .option('--json', 'print the verdict as JSON')
+    .addHelpText(
+      'after',
+      `
+Exit code 0 when the receipt is valid (and settled, with --node), 1 otherwise. The file holds a
+receipt as POST /v1/infer answers it (or the whole answer).
+
+Examples:
+  $ donghae receipt verify receipt.json
+  $ donghae receipt verify receipt.json --node http://127.0.0.1:26657 --json`,
+    )
+    .action(async (file: string, options: { node?: string; json?: boolean }, command: Command) => {
+      const ctx = createContext(command, io)
+      const raw = await readJson(file, 'receipt')
+      const url = options.node ?? io.env[NODE_URL_ENV]
+      let verdict: ReceiptVerification
+      try {
+        verdict = await verifyReceiptFile(raw, url === undefined ? undefined : new DonghaeClient(url))
+      } catch (err) {
+        if (err instanceof ApiError) throw new CliError(explain(err, url ?? ''), { cause: err })
+        throw err
+      }
+      if (options.json === true) ctx.json(verdict)
+      else if (verdict.valid)
+        ctx.out(
+          `valid: receipt ${verdict.receiptId} by ${verdict.worker}${verdict.settlement === undefined ? ' (signatures only; add --node to check its settlement)' : `, settled at height ${verdict.settlement.height}`}`,
+        )
+      if (!verdict.valid)
+        throw new CliError(`receipt ${verdict.receiptId} is not valid: ${verdict.reason ?? 'unknown'}`)
+    })
+}

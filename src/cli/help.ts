@@ -1,0 +1,31 @@
+/**
+ * Examples for the command groups (`donghae tx --help`, `donghae keys --help`…), whose own
+ * registration only gives their subcommands examples. Every command's --help then ends with
+ * runnable examples (test/cli-help.test.ts checks).
+ */
+import type { Command } from 'commander'
+
+const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
+  version: ['donghae version', 'donghae version --json'],
+  did: ['donghae did resolve did:key:z6Mk…', 'donghae did resolve did:key:z6Mk… --format Multikey'],
+  keys: ['donghae keys export --out backup.json', 'donghae keys import backup.json'],
+  config: ['donghae config show', 'donghae config show --json'],
+  chain: ['donghae chain status', 'donghae --node http://127.0.0.1:26658 chain status --json'],
+  tx: ['donghae tx transfer --to did:key:z6Mk… --amount 1000 --wait', 'donghae tx show 3f2a…'],
+  stake: ['donghae stake bond --amount 5000 --wait', 'donghae stake unbond --amount 1000', 'donghae stake withdraw'],
+  sim: ['donghae sim consensus --nodes 4 --byzantine 1 --seed 7 --count 100 --json'],
+  nat: ['donghae nat probe --json', 'donghae nat status'],
+  model: ['donghae model list --json', 'donghae model publish models/digits-mlp.onnx --name my-digits --price 5'],
+  receipt: [
+    'donghae receipt verify receipt.json',
+    'donghae receipt verify receipt.json --node http://127.0.0.1:26657 --json',
+  ],
+}
+
+export function addGroupExamples(program: Command): void {
+  for (const command of program.commands) {
+    const examples = GROUP_EXAMPLES[command.name()]
+    if (examples === undefined) continue
+    command.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}`)
+  }
+}

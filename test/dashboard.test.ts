@@ -1,0 +1,229 @@
+// The dashboard end to end: a real devnet (`donghae devnet --nodes 2`, separate processes over
+// libp2p), a real Chromium (Debian's, driven by playwright-core) on a phone-sized screen
+// (390×844, touch), then a desktop one. The chain height rises on screen, the digits model
+// answers the form with a receipt whose signatures the browser checks, and a transfer sent from
+// the UI arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { DonghaeClient } from '../src/api/client.ts'
+import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
+import { BIN } from './helpers/cli.ts'
+import { waitFor } from './helpers/chain-net.ts'
+import { createRng, testSeed } from './helpers/random.ts'
+
+// Functions given to page.evaluate/waitForFunction run in the page; these are the browser
+// globals they use (the tests' tsconfig has no DOM library).
+declare const window: { location: { hash: string }; innerWidth: number; scrollTo(x: number, y: number): void }
+declare const document: {
+  documentElement: { scrollWidth: number }
+  querySelector(selector: string): { textContent: string | null } | null
+}
+declare const localStorage: { getItem(key: string): string | null }
+
+const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+]
+const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url))
+const PAGES = ['overview', 'network', 'chain', 'inference', 'accounts'] as const
+const SKIP = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) to run the dashboard's browser tests`
+
+interface DevnetInfo {
+  dashboard: string
+  nodes: Array<{ node: string; did: string; api: string; home: string }>
+}
+
+function firstJsonLine(child: ChildProcess): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let buffer = ''
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk
+      const line = buffer.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) resolve(JSON.parse(line))
+    })
+    child.once('exit', (code) => reject(new Error(`devnet exited with ${String(code)} before printing its JSON line`)))
+  })
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) =>
+    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
+  )
+}
+
+async function shoot(t: TestContext, page: Page, name: string): Promise<void> {
+  const path = join(ARTIFACTS, `${name}.png`)
+  await page.evaluate(() => window.scrollTo(0, 0))
+  await page.screenshot({ path, fullPage: true })
+  t.diagnostic(`screenshot: ${path}`)
+}
+
+async function open(page: Page, id: (typeof PAGES)[number]): Promise<void> {
+  await page.click(`a[href="#${id}"]`)
+  await page.waitForFunction((want) => window.location.hash === `#${want}`, id)
+}
+
+/** Nothing wider than the screen: no sideways scrolling on a phone. */
+async function assertFitsWidth(page: Page, what: string): Promise<void> {
+  const { scroll, inner } = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    inner: window.innerWidth,
+  }))
+  assert.ok(scroll <= inner + 1, `${what}: the page is ${scroll} px wide on a ${inner} px screen`)
+}
+
+const height = async (page: Page): Promise<number> => Number(await page.textContent('[data-testid=height]'))
+const digitsOnly = (text: string | null): string => (text ?? '').replace(/[^0-9]/g, '')
+
+test(
+  'dashboard on a devnet in Chromium: live height, digits inference with a receipt, a transfer from the UI',
+  { skip: SKIP, timeout: 300_000 },
+  async (t) => {
+    const rng = createRng(testSeed())
+    const dir = await mkdtemp(join(tmpdir(), 'donghae-dashboard-'))
+    const base = 36_000 + rng.int(0, 200) * 8
+    await mkdir(ARTIFACTS, { recursive: true })
+    const devnet = spawn(
+      process.execPath,
+      [BIN, '--home', dir, 'devnet', '--nodes', '2', '--base-port', String(base), '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    let stderr = ''
+    devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+    let browser: Browser | undefined
+    const pageErrors: string[] = []
+    try {
+      const info = (await firstJsonLine(devnet)) as DevnetInfo
+      const [n0] = info.nodes as [DevnetInfo['nodes'][number]]
+      const api = new DonghaeClient(n0.api)
+      assert.match(info.dashboard, /^http:\/\/127\.0\.0\.1:\d+\/#token=[A-Za-z0-9_-]{20,}$/)
+      await waitFor(
+        'the chain to start',
+        async () =>
+          (await api.status().catch(() => undefined))?.height !== undefined && (await api.status()).height >= 2,
+        60_000,
+      )
+      await waitFor(
+        'a worker serving digits-mlp',
+        async () => {
+          const models = await api.models().catch(() => undefined)
+          return models?.data.some((m) => m.id === 'digits-mlp' && m.workers > 0) === true
+        },
+        90_000,
+      )
+
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
+      const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
+      const page = await phone.newPage()
+      page.on('pageerror', (err) => pageErrors.push(err.message))
+      await page.goto(info.dashboard)
+
+      // The token moves from the URL fragment to localStorage, and out of the address bar.
+      await page.waitForFunction(() => !window.location.hash.includes('token='))
+      assert.match(
+        String(await page.evaluate(() => localStorage.getItem('donghae.operatorToken'))),
+        /^[A-Za-z0-9_-]{20,}$/,
+      )
+
+      // The height rises on screen, pushed by the event stream.
+      await page.waitForFunction(() => Number(document.querySelector('[data-testid=height]')?.textContent) > 0)
+      const first = await height(page)
+      await page.waitForFunction(
+        (h) => Number(document.querySelector('[data-testid=height]')?.textContent) >= h + 3,
+        first,
+        { timeout: 60_000 },
+      )
+      assert.equal(await page.textContent('[data-testid=health]'), 'live')
+      await shoot(t, page, 'phone-overview')
+      await assertFitsWidth(page, 'overview')
+
+      await open(page, 'network')
+      await page.waitForFunction(() => Number(document.querySelector('[data-testid=peer-count]')?.textContent) >= 1)
+      await shoot(t, page, 'phone-network')
+      await assertFitsWidth(page, 'network')
+
+      await open(page, 'chain')
+      await page.waitForSelector('[data-testid=blocks] tbody tr')
+      await page.waitForSelector('[data-testid=validators] tbody tr')
+      await page.waitForSelector('[data-testid=finality-chart] canvas')
+      await shoot(t, page, 'phone-chain')
+      await assertFitsWidth(page, 'chain')
+
+      // Inference: a sample digit, run by the network, answered with a signed receipt.
+      await open(page, 'inference')
+      await page.click('[data-testid=digit-sample-3]')
+      await page.click('[data-testid=run-model]')
+      await page.waitForSelector('[data-testid=prediction], [data-testid=run-error]', { timeout: 90_000 })
+      const runError = await page.$('[data-testid=run-error]')
+      assert.equal(runError, null, `the run failed: ${(await runError?.textContent()) ?? ''}`)
+      const predicted = digitsOnly(await page.textContent('[data-testid=prediction]'))
+      assert.match(predicted, /^[0-9]$/)
+      assert.match((await page.textContent('[data-testid=receipt-worker]')) ?? '', /^did:key:z6Mk/)
+      assert.match(digitsOnly(await page.textContent('[data-testid=receipt-fee]')), /^[0-9]+$/)
+      await page.waitForSelector('[data-testid=receipt-valid]', { timeout: 10_000 })
+      await page.locator('[data-testid=receipt]').scrollIntoViewIfNeeded()
+      t.diagnostic(`sample 3 predicted as ${predicted}`)
+      await shoot(t, page, 'phone-inference')
+      await assertFitsWidth(page, 'inference')
+
+      // A transfer from the UI to a fresh account shows up in its balance.
+      const recipient = didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey)
+      await open(page, 'accounts')
+      await page.fill('input[name=to]', recipient)
+      await page.fill('input[name=amount]', '12345')
+      await page.fill('input[name=memo]', 'from the dashboard test')
+      await page.click('[data-testid=send]')
+      await page.waitForFunction(
+        () => /committed at height/.test(document.querySelector('[data-testid=transfer-status]')?.textContent ?? ''),
+        undefined,
+        { timeout: 90_000 },
+      )
+      await page.fill('[data-testid=lookup-did]', recipient)
+      await page.click('[data-testid=lookup]')
+      await page.waitForSelector('[data-testid=lookup-balance]')
+      assert.equal(digitsOnly(await page.textContent('[data-testid=lookup-balance]')), '12345')
+      assert.equal((await api.account(recipient)).balance, '12345')
+      await shoot(t, page, 'phone-accounts')
+      await assertFitsWidth(page, 'accounts')
+      await phone.close()
+
+      // The same pages on a desktop screen.
+      const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+      const wide = await desktop.newPage()
+      wide.on('pageerror', (err) => pageErrors.push(err.message))
+      await wide.goto(info.dashboard)
+      await wide.waitForFunction(() => Number(document.querySelector('[data-testid=height]')?.textContent) > 0)
+      for (const id of PAGES) {
+        await open(wide, id)
+        await wide.waitForTimeout(1_000)
+        await shoot(t, wide, `desktop-${id}`)
+      }
+      await desktop.close()
+      assert.deepEqual(pageErrors, [], 'no uncaught errors in the page')
+    } catch (err) {
+      t.diagnostic(`devnet stderr: ${stderr.slice(-2000)}`)
+      if (pageErrors.length > 0) t.diagnostic(`page errors: ${pageErrors.join(' | ')}`)
+      throw err
+    } finally {
+      await browser?.close()
+      devnet.kill('SIGINT')
+      await exited(devnet)
+      await rm(dir, { recursive: true, force: true })
+    }
+  },
+)

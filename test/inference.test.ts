@@ -1,0 +1,404 @@
+// The inference market on a devnet of four node processes over real libp2p sockets:
+//  - jobs sent to one node run on workers in other processes; outputs equal a direct ONNX Runtime
+//    call on the same file; receipts verify; settlement is on chain and the client paid exactly;
+//  - bad requests (unknown model, wrong shape, replay, expiry, no funds, no token) are refused
+//    with 4xx and charge nothing;
+//  - a worker killed mid-job: every client still gets a correct answer;
+//  - a worker that cheats is audited, out-voted by a quorum and slashed; honest ones are not.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { gunzipSync } from 'node:zlib'
+import { BIN, runCli } from './helpers/cli.ts'
+import { createRng, testSeed } from './helpers/random.ts'
+import { waitFor } from './helpers/chain-net.ts'
+import { toHex } from '../src/core/bytes.ts'
+import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
+import { jobToJson, signJob } from '../src/inference/job.ts'
+import { createTensor, hashTensorMap, tensorToJson } from '../src/inference/tensor.ts'
+import { OnnxRuntime } from '../src/inference/runtime.ts'
+import { DEMO_MODELS_DIR, modelCid } from '../src/inference/demo-models.ts'
+
+interface DevnetInfo {
+  dir: string
+  password: string
+  nodes: Array<{ node: string; did: string; api: string; home: string; pid: number }>
+}
+type Node = DevnetInfo['nodes'][number]
+
+interface Answer {
+  status: number
+  body: Record<string, unknown>
+}
+
+async function call(method: string, url: string, body?: unknown, token?: string): Promise<Answer> {
+  const headers: Record<string, string> = {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  if (token !== undefined) headers.authorization = `Bearer ${token}`
+  const res = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+}
+
+async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const res = await fetch(url)
+    return res.ok ? ((await res.json()) as T) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function firstJsonLine(child: ChildProcess): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let buffer = ''
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk
+      const line = buffer.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) resolve(JSON.parse(line))
+    })
+    child.once('exit', (code) => reject(new Error(`exited with ${String(code)} before printing its JSON line`)))
+  })
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) =>
+    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
+  )
+}
+
+/** The digits data set: 64 pixel values and a label per row. */
+async function digits(): Promise<Array<{ pixels: number[]; label: number }>> {
+  const text = gunzipSync(await readFile(join(DEMO_MODELS_DIR, 'data', 'digits.csv.gz'))).toString('utf8')
+  return text
+    .trim()
+    .split('\n')
+    .map((line) => line.split(',').map(Number))
+    .filter((v) => v.length === 65)
+    .map((v) => ({ pixels: v.slice(0, 64), label: v[64] as number }))
+}
+
+const inputOf = (pixels: number[]) => ({ input: createTensor('float32', [1, 64], Float32Array.from(pixels)) })
+const jsonInput = (pixels: number[]) => ({ input: tensorToJson(inputOf(pixels).input) })
+
+async function balance(api: string, did: string): Promise<bigint> {
+  const account = await getJson<{ balance: string }>(`${api}/v1/accounts/${did}`)
+  return BigInt(account?.balance ?? '0')
+}
+
+interface WorkerJson {
+  did: string
+  bonded: string
+  streak: number
+  slashes: number
+  quarantined: boolean
+}
+
+async function workers(api: string): Promise<WorkerJson[]> {
+  return (await getJson<{ workers: WorkerJson[] }>(`${api}/v1/inference/workers`))?.workers ?? []
+}
+
+test('inference market on a 4-process devnet: correct, receipted, settled; failures retried; cheaters slashed', async (t) => {
+  const rng = createRng(testSeed())
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-infer-'))
+  const base = 33_000 + rng.int(0, 300) * 8
+  const devnet = spawn(
+    process.execPath,
+    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  const extra: ChildProcess[] = []
+  let stderr = ''
+  devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-20_000)))
+  const runtime = new OnnxRuntime()
+  try {
+    const info = (await firstJsonLine(devnet)) as DevnetInfo
+    const [n0, n1, n2, n3] = info.nodes as [Node, Node, Node, Node]
+    const tokens = await Promise.all(
+      info.nodes.map(async (n) => (await readFile(join(n.home, 'api-token'), 'utf8')).trim()),
+    )
+    await waitFor(
+      'every node serving digits-mlp on 4 workers',
+      async () => {
+        const lists = await Promise.all(
+          info.nodes.map((n) => getJson<{ data: Array<{ id: string; workers: number }> }>(`${n.api}/v1/models`)),
+        )
+        return lists.every((l) => l?.data.find((m) => m.id === 'digits-mlp')?.workers === 4)
+      },
+      90_000,
+    )
+    const rows = await digits()
+    const modelBytes = new Uint8Array(await readFile(join(DEMO_MODELS_DIR, 'digits-mlp.onnx')))
+    const cid = modelCid(modelBytes)
+    await runtime.load(cid, modelBytes)
+
+    // ---- a client with its own key, funded by node0's operator --------------------------------
+    const client = Ed25519KeyPair.generate()
+    const clientDid = didFromEd25519PublicKey(client.publicKey)
+    const funded = await call('POST', `${n0.api}/v1/operator/transfer`, { to: clientDid, amount: '1000' }, tokens[0])
+    assert.equal(funded.status, 202, JSON.stringify(funded.body))
+    await waitFor('client funded', async () => (await balance(n1.api, clientDid)) === 1000n, 30_000)
+    const price = 10n
+    const signedJob = (pixels: number[], deadline = Date.now() + 30_000) =>
+      jobToJson(
+        signJob(client, {
+          chainId: 'donghae-devnet',
+          model: cid,
+          inputsHash: hashTensorMap(inputOf(pixels)),
+          maxFee: price,
+          deadline,
+          salt: randomBytes(16),
+        }),
+      )
+
+    // ---- correct results, computed in other processes, each with a receipt -----------------------
+    const jobs = 12
+    const sample = Array.from({ length: jobs }, () => rows[rng.int(0, rows.length - 1)] as (typeof rows)[number])
+    const answers: Answer[] = []
+    for (const row of sample) {
+      const answer = await call('POST', `${n1.api}/v1/infer`, {
+        model: 'digits-mlp',
+        inputs: jsonInput(row.pixels),
+        job: signedJob(row.pixels),
+      })
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      const direct = await runtime.run(cid, inputOf(row.pixels))
+      const got = answer.body.outputs as { probabilities: { data: number[] } }
+      assert.deepEqual(
+        Float32Array.from(got.probabilities.data),
+        direct.outputs.probabilities?.data,
+        'the network answered what ONNX Runtime computes on the same file',
+      )
+      const receipt = answer.body.receipt as { outputHash: string; worker: string; fee: string }
+      assert.equal(receipt.outputHash, toHex(hashTensorMap(direct.outputs)))
+      assert.equal(receipt.fee, price.toString())
+      answers.push(answer)
+    }
+    const remote = answers.filter((a) => a.body.worker !== n1.did).length
+    t.diagnostic(`${remote} of ${jobs} jobs sent to node1 ran in another process`)
+    assert.ok(remote > 0, 'some jobs ran on another node')
+
+    // the receipt verifies, and its settlement is proven on chain
+    const receiptFile = join(dir, 'receipt.json')
+    await writeFile(receiptFile, JSON.stringify(answers[0]?.body.receipt))
+    await waitFor(
+      'the receipt settled and verified by `donghae receipt verify --node`',
+      async () => (await runCli(['receipt', 'verify', receiptFile, '--node', n2.api, '--json'])).code === 0,
+      30_000,
+    )
+    const tampered = { ...(answers[0]?.body.receipt as Record<string, unknown>), fee: '9' }
+    await writeFile(receiptFile, JSON.stringify(tampered))
+    const bad = await runCli(['receipt', 'verify', receiptFile])
+    assert.notEqual(bad.code, 0, 'a tampered receipt does not verify')
+    await waitFor(
+      'every job settled: the client paid exactly price × jobs',
+      async () => (await balance(n2.api, clientDid)) === 1000n - price * BigInt(jobs),
+      30_000,
+    )
+
+    // ---- bad input: 4xx, nothing charged ----------------------------------------------------------
+    const before = await balance(n1.api, clientDid)
+    const row = rows[0] as (typeof rows)[number]
+    const replayJob = signedJob(row.pixels)
+    const first = await call('POST', `${n1.api}/v1/infer`, {
+      model: 'digits-mlp',
+      inputs: jsonInput(row.pixels),
+      job: replayJob,
+    })
+    assert.equal(first.status, 200)
+    const cases: Array<[string, Answer, number]> = [
+      [
+        'replayed job',
+        await call('POST', `${n1.api}/v1/infer`, {
+          model: 'digits-mlp',
+          inputs: jsonInput(row.pixels),
+          job: replayJob,
+        }),
+        409,
+      ],
+      [
+        'expired job',
+        await call('POST', `${n1.api}/v1/infer`, {
+          model: 'digits-mlp',
+          inputs: jsonInput(row.pixels),
+          job: signedJob(row.pixels, Date.now() - 1),
+        }),
+        400,
+      ],
+      [
+        'unknown model',
+        await call('POST', `${n1.api}/v1/infer`, { model: 'no-such-model', inputs: jsonInput(row.pixels) }, tokens[1]),
+        404,
+      ],
+      [
+        'wrong shape',
+        await call(
+          'POST',
+          `${n1.api}/v1/infer`,
+          { model: 'digits-mlp', inputs: { input: { dims: [1, 63], type: 'float32', data: row.pixels.slice(0, 63) } } },
+          tokens[1],
+        ),
+        400,
+      ],
+      [
+        'wrong type',
+        await call(
+          'POST',
+          `${n1.api}/v1/infer`,
+          { model: 'digits-mlp', inputs: { input: { dims: [1, 64], type: 'int32', data: row.pixels } } },
+          tokens[1],
+        ),
+        400,
+      ],
+      [
+        'inputs not matching the job',
+        await call('POST', `${n1.api}/v1/infer`, {
+          model: 'digits-mlp',
+          inputs: jsonInput((rows[1] as (typeof rows)[number]).pixels),
+          job: signedJob(row.pixels),
+        }),
+        400,
+      ],
+      [
+        'no operator token',
+        await call('POST', `${n1.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(row.pixels) }),
+        401,
+      ],
+    ]
+    const broke = Ed25519KeyPair.generate()
+    const brokeJob = jobToJson(
+      signJob(broke, {
+        chainId: 'donghae-devnet',
+        model: cid,
+        inputsHash: hashTensorMap(inputOf(row.pixels)),
+        maxFee: price,
+        deadline: Date.now() + 30_000,
+        salt: randomBytes(16),
+      }),
+    )
+    cases.push([
+      'insufficient balance',
+      await call('POST', `${n1.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(row.pixels), job: brokeJob }),
+      402,
+    ])
+    for (const [what, answer, status] of cases) {
+      assert.equal(answer.status, status, `${what}: ${JSON.stringify(answer.body)}`)
+      assert.equal(
+        typeof (answer.body.error as { message?: unknown } | undefined)?.message,
+        'string',
+        `${what}: error body`,
+      )
+    }
+    await waitFor(
+      'only the one good job charged',
+      async () => (await balance(n2.api, clientDid)) === before - price,
+      30_000,
+    )
+    // once settled, the job is refused by every gateway, not only the one that saw it
+    const elsewhere = await call('POST', `${n2.api}/v1/infer`, {
+      model: 'digits-mlp',
+      inputs: jsonInput(row.pixels),
+      job: replayJob,
+    })
+    assert.equal(elsewhere.status, 409, `replay at another gateway: ${JSON.stringify(elsewhere.body)}`)
+    await new Promise((r) => setTimeout(r, 2_000))
+    assert.equal(await balance(n2.api, clientDid), before - price, 'the refused requests charged nothing')
+
+    // ---- a worker killed mid-job: the clients never notice ------------------------------------------
+    process.kill(n3.pid, 'SIGKILL')
+    const slow = spawn(process.execPath, [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'slow:3000' },
+    })
+    extra.push(slow)
+    await firstJsonLine(slow)
+    await waitFor(
+      'the slow node3 advertising again',
+      async () =>
+        (await workers(n0.api)).length === 4 &&
+        (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${n0.api}/v1/models`))?.data.find(
+          (m) => m.id === 'digits-mlp',
+        )?.workers === 4,
+      60_000,
+    )
+    const burst = Array.from({ length: 12 }, (_, i) => rows[(i * 37) % rows.length] as (typeof rows)[number])
+    const inFlight = burst.map((r) =>
+      call('POST', `${n0.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(r.pixels) }, tokens[0]),
+    )
+    await new Promise((r) => setTimeout(r, 1_000))
+    slow.kill('SIGKILL')
+    const results = await Promise.all(inFlight)
+    let retried = 0
+    for (const [i, answer] of results.entries()) {
+      assert.equal(answer.status, 200, `job ${i}: ${JSON.stringify(answer.body)}`)
+      const direct = await runtime.run(cid, inputOf((burst[i] as (typeof burst)[number]).pixels))
+      assert.equal((answer.body.receipt as { outputHash: string }).outputHash, toHex(hashTensorMap(direct.outputs)))
+      assert.notEqual(answer.body.worker, n3.did, 'no answer came from the killed worker')
+      if ((answer.body.attempts as number) > 1) retried++
+    }
+    t.diagnostic(`${retried} of ${burst.length} jobs were retried on another worker after node3 died`)
+    assert.ok(retried > 0, 'some jobs were on node3 when it died, and were retried')
+    await exited(slow)
+
+    // ---- a cheating worker is audited, out-voted and slashed ----------------------------------------
+    const cheater = spawn(
+      process.execPath,
+      [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'cheat:0.5' },
+      },
+    )
+    extra.push(cheater)
+    await firstJsonLine(cheater)
+    const bondBefore = BigInt((await workers(n0.api)).find((w) => w.did === n3.did)?.bonded ?? '0')
+    let sent = 0
+    let servedByCheater = 0
+    await waitFor(
+      'the cheater slashed',
+      async () => {
+        const batch = await Promise.all(
+          // 16 at once: more than the gateway's own two slots, so every worker gets jobs
+          Array.from({ length: 16 }, (_, i) => {
+            const r = rows[(sent + i) % rows.length] as (typeof rows)[number]
+            return call('POST', `${n0.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(r.pixels) }, tokens[0])
+          }),
+        )
+        sent += batch.length
+        servedByCheater += batch.filter((a) => a.body.worker === n3.did).length
+        const w = (await workers(n0.api)).find((x) => x.did === n3.did)
+        return (w?.slashes ?? 0) > 0
+      },
+      120_000,
+    )
+    const after = await workers(n0.api)
+    const slashed = after.find((w) => w.did === n3.did) as WorkerJson
+    t.diagnostic(
+      `cheater slashed after serving ${servedByCheater} of ${sent} jobs; bond ${bondBefore} → ${slashed.bonded}`,
+    )
+    assert.ok(BigInt(slashed.bonded) < bondBefore, 'the bond was cut')
+    assert.equal(slashed.streak, 0)
+    assert.equal(slashed.quarantined, true)
+    for (const honest of [n0, n1, n2]) {
+      const w = after.find((x) => x.did === honest.did) as WorkerJson
+      assert.equal(w.slashes, 0, `honest ${honest.node} was never slashed`)
+    }
+    const metrics = await (await fetch(`${n0.api}/metrics`)).text()
+    assert.match(metrics, /donghae_audits_total\{result="(dispute|fail)"\} [1-9]/)
+  } catch (err) {
+    t.diagnostic(stderr.slice(-3000))
+    throw err
+  } finally {
+    await runtime.close()
+    for (const child of extra) child.kill('SIGTERM')
+    devnet.kill('SIGINT')
+    await Promise.all([exited(devnet), ...extra.map(exited)])
+    await rm(dir, { recursive: true, force: true })
+  }
+})
