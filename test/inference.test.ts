@@ -23,6 +23,7 @@ import { jobToJson, signJob } from '../src/inference/job.ts'
 import { createTensor, hashTensorMap, tensorToJson } from '../src/inference/tensor.ts'
 import { OnnxRuntime } from '../src/inference/runtime.ts'
 import { DEMO_MODELS_DIR, modelCid } from '../src/inference/demo-models.ts'
+import { buildOnnxModel } from '../src/inference/onnx-export.ts'
 
 interface DevnetInfo {
   dir: string
@@ -309,6 +310,66 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     assert.equal(elsewhere.status, 409, `replay at another gateway: ${JSON.stringify(elsewhere.body)}`)
     await new Promise((r) => setTimeout(r, 2_000))
     assert.equal(await balance(n2.api, clientDid), before - price, 'the refused requests charged nothing')
+
+    // ---- a new model published on node0 is fetched by the other workers and verified by CID --------
+    const weights = Float32Array.from({ length: 8 }, () => rng.int(-100, 100) / 50)
+    const tiny = buildOnnxModel({
+      name: 'tiny',
+      inputs: [{ name: 'x', dims: ['N', 4] }],
+      outputs: [{ name: 'y', dims: ['N', 2] }],
+      initializers: [{ name: 'w', dims: [4, 2], data: weights }],
+      nodes: [
+        { op: 'MatMul', inputs: ['x', 'w'], outputs: ['logits'] },
+        { op: 'Softmax', inputs: ['logits'], outputs: ['y'], attributes: { axis: 1 } },
+      ],
+    })
+    const tinyFile = join(dir, 'tiny.onnx')
+    await writeFile(tinyFile, tiny)
+    const published = await runCli([
+      'model',
+      'publish',
+      tinyFile,
+      '--name',
+      'tiny',
+      '--price',
+      '3',
+      '--node',
+      n0.api,
+      '--token',
+      tokens[0] as string,
+      '--json',
+    ])
+    assert.equal(published.code, 0, published.stderr)
+    assert.equal((JSON.parse(published.stdout) as { cid: string }).cid, modelCid(tiny))
+    await waitFor(
+      'the new model fetched from node0 and served by every worker',
+      async () =>
+        (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${n2.api}/v1/models`))?.data.find(
+          (m) => m.id === 'tiny',
+        )?.workers === 4,
+      60_000,
+    )
+    const tinyAnswer = await call(
+      'POST',
+      `${n2.api}/v1/infer`,
+      { model: 'tiny', inputs: { x: { dims: [1, 4], type: 'float32', data: [1, 0, 0, 1] } } },
+      tokens[2],
+    )
+    assert.equal(tinyAnswer.status, 200, JSON.stringify(tinyAnswer.body))
+    const y = (tinyAnswer.body.outputs as { y: { data: number[] } }).y.data
+    assert.ok(Math.abs((y[0] ?? 0) + (y[1] ?? 0) - 1) < 1e-5, 'softmax output')
+
+    // ---- text: an OpenAI-style completion through the network ----------------------------------------
+    const completion = await call(
+      'POST',
+      `${n2.api}/v1/completions`,
+      { model: 'chars-mlp', prompt: 'the sea', max_tokens: 6 },
+      tokens[2],
+    )
+    assert.equal(completion.status, 200, JSON.stringify(completion.body))
+    const choice = (completion.body.choices as Array<{ text: string }>)[0]
+    assert.equal(choice?.text.length, 6)
+    assert.match(choice?.text ?? '', /^[a-z ,.:]+$/)
 
     // ---- a worker killed mid-job: the clients never notice ------------------------------------------
     process.kill(n3.pid, 'SIGKILL')
