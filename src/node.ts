@@ -46,7 +46,7 @@ import { NodeMetrics } from './api/metrics.ts'
 import { publishCommit, watchNat, watchPeers } from './api/node-events.ts'
 import type { OperatorApi } from './api/operator-api.ts'
 import { DASHBOARD_DIR } from './api/server.ts'
-import { NodeInference } from './inference/node-inference.ts'
+import { NodeInference } from './node-inference.ts'
 import type { AdvertBus, WorkerBehaviour } from './inference/service.ts'
 
 export interface NodeOptions {

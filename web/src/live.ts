@@ -156,6 +156,9 @@ export class NodeLive {
 
   async #stream(): Promise<void> {
     const events = this.client.events({
+      // 0: replay what the node still remembers (recent blocks, finality, jobs), so the charts
+      // and tables are not empty when the page opens.
+      lastEventId: 0,
       signal: this.#abort.signal,
       onStatus: (status) => {
         this.#set({ health: status === 'open' ? 'live' : 'offline' })
@@ -179,7 +182,7 @@ export class NodeLive {
         this.#set({
           feed,
           height: Math.max(this.#state.height, b.height),
-          lastBlockAt: at,
+          lastBlockAt: Math.max(this.#state.lastBlockAt ?? 0, b.time),
           health: 'live',
           blocks: [b, ...this.#state.blocks].slice(0, KEEP_BLOCKS),
         })

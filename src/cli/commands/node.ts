@@ -3,7 +3,7 @@ import type { Command } from 'commander'
 import { readGenesisFile } from '../../chain/genesis.ts'
 import { loadKeystore } from '../../identity/keystore.ts'
 import { FullNode } from '../../node.ts'
-import { behaviourFromEnv } from '../../inference/node-inference.ts'
+import { behaviourFromEnv } from '../../node-inference.ts'
 import { loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 import { createLogger } from '../../core/logger.ts'
@@ -38,6 +38,7 @@ export function registerNode(program: Command, io: CliIo): void {
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
 apiHost, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address.
+DONGHAE_WORKER=0 runs the node without serving models (a gateway only; default 1: a worker).
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
@@ -79,6 +80,7 @@ Examples:
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
+            worker: workerFromEnv(io.env.DONGHAE_WORKER),
           },
         })
       } catch (err) {
@@ -120,4 +122,11 @@ Examples:
       logFile?.close()
       io.stderr.write('stopped\n')
     })
+}
+
+/** `DONGHAE_WORKER`: 0/false/no runs the node as a gateway only; unset, 1/true/yes as a worker too. */
+function workerFromEnv(value: string | undefined): boolean {
+  if (value === undefined || value === '' || /^(1|true|yes)$/i.test(value)) return true
+  if (/^(0|false|no)$/i.test(value)) return false
+  throw new CliError(`DONGHAE_WORKER must be 1 (serve models) or 0 (gateway only), not ${JSON.stringify(value)}`)
 }

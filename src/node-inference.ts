@@ -9,23 +9,30 @@
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { toHex } from '../core/bytes.ts'
-import { describeError, InvalidInputError } from '../core/errors.ts'
-import { silentLogger, type Logger } from '../core/logger.ts'
-import type { Ed25519KeyPair } from '../identity/keys.ts'
-import type { ChainTransport } from '../chain/transport.ts'
-import type { DonghaeNode } from '../node.ts'
-import type { CompletionOutcome, InferenceApi, ModelView, SettlementView, WorkerView } from '../api/inference-api.ts'
-import { BlobStore, blobCid } from './blobs.ts'
-import { InferenceError } from './errors.ts'
-import { InferenceService, type AdvertBus, type JobEvent, type WorkerBehaviour } from './service.ts'
-import { OnnxRuntime } from './runtime.ts'
-import { batchKey, inclusionProof, isSchedulable, listWorkers, workerScore, decodeModelSpec } from './module.ts'
-import { TextCodec } from './text.ts'
+import { toHex } from './core/bytes.ts'
+import { describeError, InvalidInputError } from './core/errors.ts'
+import { silentLogger, type Logger } from './core/logger.ts'
+import type { Ed25519KeyPair } from './identity/keys.ts'
+import type { ChainTransport } from './chain/transport.ts'
+import type { DonghaeNode } from './node.ts'
+import type { CompletionOutcome, InferenceApi, ModelView, SettlementView, WorkerView } from './api/inference-api.ts'
+import { BlobStore, blobCid } from './inference/blobs.ts'
+import { InferenceError } from './inference/errors.ts'
+import { InferenceService, type AdvertBus, type JobEvent, type WorkerBehaviour } from './inference/service.ts'
+import { OnnxRuntime } from './inference/runtime.ts'
+import {
+  batchKey,
+  inclusionProof,
+  isSchedulable,
+  listWorkers,
+  workerScore,
+  decodeModelSpec,
+} from './inference/module.ts'
+import { TextCodec } from './inference/text.ts'
+import { DEMO_MODELS_DIR } from './inference/demo-models.ts'
 
 /** The demo models shipped with the package. */
-export const BUILTIN_MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url))
+export const BUILTIN_MODELS_DIR = DEMO_MODELS_DIR
 
 export interface NodeInferenceOptions {
   node: DonghaeNode
