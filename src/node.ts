@@ -337,6 +337,8 @@ export interface FullNodeOptions {
   apiToken?: string
   /** The built dashboard, served at `/`. @default DASHBOARD_DIR (web/dist of the checkout) */
   dashboardDir?: string
+  /** Browser origins allowed to call the API (CORS; config apiCors). @default none */
+  cors?: string[]
 }
 
 /** Slot adverts over the node's gossipsub (the sender is the message's signed origin). */
@@ -526,6 +528,7 @@ export class FullNode {
         operator,
         inference,
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
+        ...(options.cors === undefined ? {} : { cors: options.cors }),
         ...(options.apiToken === undefined ? {} : { operatorToken: options.apiToken }),
       })
       stops.push(() => api.close())

@@ -169,6 +169,8 @@ export interface EventStreamOptions extends CallOptions {
   idleTimeoutMs?: number
   /** Called whenever the stream (re)connects or loses its connection. */
   onStatus?(status: 'open' | 'closed', error?: unknown): void
+  /** Called on each (re)connection with the seq of the node's latest event then: events up to it are replayed history. */
+  onOpen?(info: { latestSeq: number }): void
 }
 
 /** Delay before reconnecting a dropped event stream, unless the server asked for another. */
@@ -377,6 +379,7 @@ export class DonghaeClient {
         })
         if (!response.ok) this.#parse(response.status, await response.text(), `${this.baseUrl}/v1/events`)
         if (response.body === null) throw new Error('the event stream has no body')
+        options.onOpen?.({ latestSeq: Number(response.headers.get('x-donghae-latest-event') ?? 0) })
         options.onStatus?.('open')
         for await (const event of this.#read(response.body, connection, options, parser)) {
           lastId = event.seq

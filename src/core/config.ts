@@ -32,6 +32,8 @@ export interface DonghaeConfig {
   /** HTTP API port and address. */
   apiPort: number
   apiHost: string
+  /** Browser origins allowed to call the HTTP API from other pages (CORS); the dashboard needs none. */
+  apiCors: string[]
   /** Multiaddrs (with /p2p/<id>) dialled at start and when alone. */
   bootstrap: string[]
   /** LAN discovery by multicast DNS. */
@@ -79,6 +81,19 @@ function multiaddrList(raw: unknown): string[] {
   throw 'expected multiaddrs with /p2p/<peer id>, comma-separated in the environment'
 }
 
+function originList(raw: unknown): string[] {
+  const list =
+    typeof raw === 'string'
+      ? raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : raw
+  if (Array.isArray(list) && list.every((o) => typeof o === 'string' && /^https?:\/\/[^/\s]+$/.test(o)))
+    return list as string[]
+  throw 'expected origins such as http://localhost:5173 (scheme://host[:port], no path), comma-separated in the environment'
+}
+
 export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<DonghaeConfig[K]> } = {
   logLevel: {
     description: 'log verbosity',
@@ -110,6 +125,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_API_HOST',
     default: () => '127.0.0.1',
     parse: text(/^[0-9.]{7,15}$/, 'an IPv4 address such as 127.0.0.1'),
+  },
+  apiCors: {
+    description:
+      'origins allowed to call the HTTP API from a browser page they serve (CORS), e.g. http://localhost:5173',
+    env: 'DONGHAE_API_CORS',
+    default: () => [],
+    parse: originList,
   },
   bootstrap: {
     description: 'bootstrap peers (multiaddrs with /p2p/<id>)',

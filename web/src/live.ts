@@ -52,6 +52,7 @@ const JOB_WINDOW_S = 120
 /** No block for this long: the node is 'stale'. */
 const STALE_MS = 30_000
 const POLL_MS = 5_000
+const REFRESH_ON_BLOCK_MS = 2_000
 
 /** The /v1/net answer's NAT state in the shape of a `nat` event. */
 function natFromView(view: NetJson['nat']): EventMap['nat'] {
@@ -69,6 +70,9 @@ export class NodeLive {
   readonly #abort = new AbortController()
   readonly #jobBuckets = new Map<number, { count: number; latency: number }>()
   readonly #timers: Array<ReturnType<typeof setInterval>> = []
+  /** Events up to this seq are history the node replayed, not news. */
+  #replayedUpTo = 0
+  #refreshedAt = 0
 
   constructor(baseUrl: string) {
     const token = loadToken()
@@ -140,6 +144,7 @@ export class NodeLive {
 
   /** Re-reads status, network and node info. */
   async refresh(): Promise<void> {
+    this.#refreshedAt = Date.now()
     try {
       const [status, net, info] = await Promise.all([
         this.client.status(),
@@ -159,6 +164,7 @@ export class NodeLive {
       // 0: replay what the node still remembers (recent blocks, finality, jobs), so the charts
       // and tables are not empty when the page opens.
       lastEventId: 0,
+      onOpen: ({ latestSeq }) => (this.#replayedUpTo = latestSeq),
       signal: this.#abort.signal,
       onStatus: (status) => {
         this.#set({ health: status === 'open' ? 'live' : 'offline' })
@@ -179,6 +185,8 @@ export class NodeLive {
       case 'block': {
         const b = event.data
         if (this.#state.blocks.some((x) => x.height === b.height)) return
+        // Consensus position and mempool follow the blocks, at most every REFRESH_ON_BLOCK_MS.
+        if (event.seq > this.#replayedUpTo && at - this.#refreshedAt > REFRESH_ON_BLOCK_MS) void this.refresh()
         this.#set({
           feed,
           height: Math.max(this.#state.height, b.height),
@@ -200,17 +208,20 @@ export class NodeLive {
         return
       }
       case 'job': {
-        const second = Math.floor(at / 1000)
-        const bucket = this.#jobBuckets.get(second) ?? { count: 0, latency: 0 }
-        bucket.count += 1
-        bucket.latency += event.data.latencyMs
-        this.#jobBuckets.set(second, bucket)
+        // Replayed jobs happened at unknown earlier times: they go in the list, not the rate.
+        if (event.seq > this.#replayedUpTo) {
+          const second = Math.floor(at / 1000)
+          const bucket = this.#jobBuckets.get(second) ?? { count: 0, latency: 0 }
+          bucket.count += 1
+          bucket.latency += event.data.latencyMs
+          this.#jobBuckets.set(second, bucket)
+        }
         this.#set({ feed, jobs: [event.data, ...this.#state.jobs].slice(0, 50), jobSeries: this.#series() })
         return
       }
       case 'peer':
         this.#set({ feed, peerLog: [{ ...event.data, at }, ...this.#state.peerLog].slice(0, 30) })
-        void this.refresh()
+        if (event.seq > this.#replayedUpTo) void this.refresh()
         return
       case 'nat':
         this.#set({ feed, nat: event.data })

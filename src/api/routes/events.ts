@@ -22,6 +22,9 @@ import { ERROR_RESPONSES, EventsQuery } from '../schemas.ts'
  */
 export const SSE_HEARTBEAT_MS = 15_000
 
+/** Response header with the seq of the bus's latest event when the stream opened: events up to it are replayed history. */
+export const LATEST_EVENT_HEADER = 'x-donghae-latest-event'
+
 /** Client reconnection delay the stream asks for (the SSE `retry:` field), ms. */
 const SSE_RETRY_MS = 2_000
 
@@ -80,6 +83,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
         'cache-control': 'no-cache, no-transform',
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
+        [LATEST_EVENT_HEADER]: String(options.events.seq),
       })
       raw.write(`retry: ${SSE_RETRY_MS}\n: connected to ${options.events.seq}\n\n`)
       const stream = new AbortController()

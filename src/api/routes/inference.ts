@@ -475,7 +475,8 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
     {
       method: 'POST',
       url: '/v1/operator/models',
-      preHandler: requireOperator,
+      // checked before the body is read, so a stranger's 20 MiB upload is refused unread
+      onRequest: requireOperator,
       bodyLimit: 20 * 1024 * 1024,
       schema: {
         summary: 'Publish an ONNX model: store it, register it on chain under the node’s key',

@@ -242,6 +242,13 @@ Examples:
     .description('list registered models and how many workers serve each')
     .option('--node <url>', `the node's API (env ${NODE_URL_ENV})`)
     .option('--json', 'print as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ donghae model list
+  $ donghae model list --node http://127.0.0.1:26658 --json`,
+    )
     .action(async (options: { json?: boolean }, command: Command) =>
       withClient(command, io, async (ctx, client) => {
         const { data } = await client.models()

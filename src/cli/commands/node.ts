@@ -36,7 +36,7 @@ export function registerNode(program: Command, io: CliIo): void {
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
+apiHost, apiCors, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address.
 DONGHAE_WORKER=0 runs the node without serving models (a gateway only; default 1: a worker).
 
@@ -77,6 +77,7 @@ Examples:
           config,
           logger,
           apiToken: apiToken.token,
+          cors: config.apiCors,
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
