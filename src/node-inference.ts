@@ -231,8 +231,9 @@ export class NodeInference implements InferenceApi {
         reputation: Number(
           workerScore(
             {
-              calls: w.epochJobs,
-              latencyMsTotal: w.epochLatencyMs,
+              // reputation over the worker's whole record (the epoch's own score decides its pay)
+              calls: w.jobs,
+              latencyMsTotal: w.latencyMsTotal,
               auditsPassed: w.auditsPassed,
               auditsFailed: w.auditsFailed,
               lastActiveHeight: w.lastActiveHeight,

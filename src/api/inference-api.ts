@@ -29,7 +29,7 @@ export interface WorkerView {
   jobs: number
   /** Advertised throughput summed over its models, jobs per second (0 when not advertising). */
   throughput: number
-  /** Reputation score, parts per million (seed 001's formula for the current epoch). */
+  /** Reputation, parts per million: seed 001 formula over the worker record (the epoch score decides pay). */
   reputation: number
   auditsPassed: number
   auditsFailed: number

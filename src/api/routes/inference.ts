@@ -159,7 +159,9 @@ const WorkerJson = Type.Object({
   schedulable: Type.Boolean(),
   jobs: Type.Integer(),
   throughput: Type.Number({ description: 'advertised jobs per second' }),
-  reputation: Type.Number({ description: 'seed 001 score for the current epoch, 1.0 = base' }),
+  reputation: Type.Number({
+    description: 'seed 001 score (usage × speed × quality × recency) over its whole record, 1.0 = base',
+  }),
   auditsPassed: Type.Integer(),
   auditsFailed: Type.Integer(),
   slashes: Type.Integer(),
