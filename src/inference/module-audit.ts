@@ -22,8 +22,9 @@
  *                       cannot drain the treasury);
  *     different       → inference/dispute/<jobId> and an `inference.dispute` event.
  *   inference.resolve { jobId, quorum }     ≥ quorumSize receipts of distinct schedulable workers,
- *     neither side of the dispute; a strict majority of output hashes decides. Each side that
- *     differs from it is slashed `workerSlashBps` of its bonded and unbonding stake, its streak
+ *     neither side of the dispute; a strict majority of output hashes decides. Only a side that
+ *     ran on the majority's execution provider and runtime is judged (exact hashes mean nothing
+ *     across providers); each judged side that differs from it is slashed `workerSlashBps` of its bonded and unbonding stake, its streak
  *     reset, auditsFailed += 1, quarantined for `quarantineBlocks`; the other side gets
  *     `challengerRewardBps` of the slash and the rest is burned. Quorum members who agree with
  *     the majority get streak += 1. (If both sides lose, all of the slash is burned.)
@@ -272,7 +273,12 @@ function settleDispute(
   params: InferenceParams,
 ): string[] {
   const id = toHex(body.jobId)
-  const sides = [dispute.original, dispute.audit]
+  // Exact hashes are comparable only between runs on the same execution provider and runtime,
+  // so a side is judged only when it ran where the majority ran; a side on another provider
+  // (whose honest output may differ in the last bits) is neither slashed nor rewarded.
+  const reference = body.quorum.find((r) => equals(r.outputHash, majority)) as Receipt
+  const comparable = (r: Receipt): boolean => r.ep === reference.ep && r.runtime === reference.runtime
+  const sides = [dispute.original, dispute.audit].filter(comparable)
   const losers = sides.filter((r) => !equals(r.outputHash, majority)).map((r) => r.worker)
   // The two sides' hashes differ, so at most one matches the majority.
   const winner = sides.find((r) => equals(r.outputHash, majority))?.worker ?? null
