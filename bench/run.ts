@@ -12,6 +12,8 @@ import { netBenches, NET_BENCH_NAMES, NET_BENCH_NODES } from './net.bench.ts'
 import type { BenchLine } from './harness.ts'
 import { pohBenches, POH_BENCH_NAMES } from './poh.bench.ts'
 import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
+import { auditBenches, AUDIT_BENCH_NAMES } from './audit.bench.ts'
+import { inferenceBenches, INFERENCE_BENCH_NAMES } from './inference.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -65,6 +67,8 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: CHAIN_BENCH_NAMES, run: () => chainBenches(options, quick ? 0.2 : 1) },
   { names: DEVNET_BENCH_NAMES, run: () => devnetBenches(options, quick) },
   { names: NET_BENCH_NAMES, run: () => netBenches(options, quick, nodes) },
+  { names: AUDIT_BENCH_NAMES, run: () => auditBenches(options, quick) },
+  { names: INFERENCE_BENCH_NAMES, run: () => inferenceBenches(options, quick) },
 ]
 
 const only = values.only

@@ -49,6 +49,7 @@ Examples:
     .action(async (options: NodeOptions, command: Command) => {
       const ctx = createContext(command, io)
       const { config } = ctx.config()
+      const worker = workerFromEnv(io.env.DONGHAE_WORKER)
       const genesis = await readGenesisFile(options.genesis ?? join(ctx.home.dir, 'genesis.json'))
       const password = await obtainPassword(
         { prompt: 'Keystore password' },
@@ -81,7 +82,7 @@ Examples:
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
-            worker: workerFromEnv(io.env.DONGHAE_WORKER),
+            worker,
           },
         })
       } catch (err) {
