@@ -102,11 +102,22 @@ export function decodeAdvert(bytes: Uint8Array): SignedAdvert {
 interface Entry {
   advert: SlotAdvert
   receivedAt: number
-  /** Jobs this gateway sent since the advert, not yet answered. */
-  inflight: number
+  /** When this gateway sent each job it is still waiting for (oldest first). */
+  outstanding: number[]
   /** Round-trip estimate, ms (EWMA of request time minus compute time). */
   rttMs: number
   cooldownUntil: number
+}
+
+/**
+ * Jobs this gateway sent that the worker's latest advert cannot yet count: those sent after
+ * the advert left the worker (its arrival minus the round-trip estimate).
+ */
+function unseen(e: Entry): number {
+  const since = e.receivedAt - e.rttMs
+  let n = 0
+  for (const t of e.outstanding) if (t > since) n++
+  return n
 }
 
 export interface WorkerChoice {
@@ -130,7 +141,7 @@ export class WorkerTable {
     this.#entries.set(advert.worker, {
       advert,
       receivedAt: this.#now(),
-      inflight: 0,
+      outstanding: prev?.outstanding ?? [],
       rttMs: prev?.rttMs ?? 2,
       cooldownUntil: prev?.cooldownUntil ?? 0,
     })
@@ -161,9 +172,10 @@ export class WorkerTable {
       if (exclude.has(worker) || now - e.receivedAt > ADVERT_TTL_MS || e.cooldownUntil > now) continue
       const model = e.advert.models.find((m) => m.cid === cid)
       if (model === undefined || model.mjps === 0) continue
-      if (e.advert.free - e.inflight <= 0) continue
+      const inflight = unseen(e)
+      if (e.advert.free - inflight <= 0) continue
       if (!eligible(worker)) continue
-      const expectedMs = ((e.advert.queue + e.inflight + 1) * 1_000_000) / model.mjps + e.rttMs
+      const expectedMs = ((e.advert.queue + inflight + 1) * 1_000_000) / model.mjps + e.rttMs
       if (best === undefined || expectedMs < best.expectedMs) best = { worker, expectedMs }
     }
     return best
@@ -171,15 +183,14 @@ export class WorkerTable {
 
   /** A job was sent to `worker`: one slot fewer until it answers or a new advert comes. */
   assigned(worker: string): void {
-    const e = this.#entries.get(worker)
-    if (e !== undefined) e.inflight++
+    this.#entries.get(worker)?.outstanding.push(this.#now())
   }
 
   /** The job came back (or failed); `rttMs` updates the round-trip estimate. */
   finished(worker: string, result: { ok: boolean; rttMs?: number }): void {
     const e = this.#entries.get(worker)
     if (e === undefined) return
-    e.inflight = Math.max(0, e.inflight - 1)
+    e.outstanding.shift()
     if (result.rttMs !== undefined) e.rttMs = e.rttMs * 0.8 + Math.max(0, result.rttMs) * 0.2
     if (!result.ok) e.cooldownUntil = this.#now() + 3_000
   }

@@ -178,6 +178,7 @@ const AUDIT_DELAY_BLOCKS = 2
 const KEEP_FOR_AUDIT = 4_096
 const MAX_QUEUE_PER_SLOT = 8
 const SLOT_POLL_MS = 5
+const ADVERT_COALESCE_MS = 100
 
 export class InferenceService {
   readonly did: string
@@ -192,6 +193,7 @@ export class InferenceService {
   #running = 0
   readonly #waiting: Array<() => void> = []
   #seq = 0
+  #advertTimer: NodeJS.Timeout | undefined
   #timers: NodeJS.Timeout[] = []
   #unsubscribe: (() => void) | undefined
   #stopped = false
@@ -257,6 +259,7 @@ export class InferenceService {
   async stop(): Promise<void> {
     this.#stopped = true
     for (const t of this.#timers) clearInterval(t)
+    if (this.#advertTimer !== undefined) clearTimeout(this.#advertTimer)
     this.#timers = []
     this.#unsubscribe?.()
     // settle what was served, so workers are paid even across a restart of this gateway
@@ -331,10 +334,8 @@ export class InferenceService {
     }
   }
 
-  #advertise(): void {
-    if (this.#stopped || this.#served.size === 0) return
-    if (!isSchedulable(this.#o.state(), this.did, this.#o.height() + 1, this.#params)) return
-    const bytes = signAdvert(this.#o.key, {
+  #capacity(): Omit<SlotAdvert, 'worker'> {
+    return {
       ep: this.#o.runner.ep,
       runtime: this.#o.runner.runtime,
       models: [...this.#served].map(([cid, s]) => ({ cid, mjps: s.mjps })),
@@ -342,9 +343,31 @@ export class InferenceService {
       queue: this.#waiting.length,
       seq: ++this.#seq,
       time: Date.now(),
-    })
+    }
+  }
+
+  /** Signs and gossips the current capacity (every second, and shortly after it changes). */
+  #advertise(): void {
+    if (this.#stopped || this.#served.size === 0) return
+    if (!isSchedulable(this.#o.state(), this.did, this.#o.height() + 1, this.#params)) return
+    const bytes = signAdvert(this.#o.key, this.#capacity())
     this.#table.update(decodeAdvert(bytes))
     this.#o.adverts.publish(advertTopic(this.#o.chainId), bytes)
+  }
+
+  /**
+   * A job started or ended: this gateway's own table learns it at once; the network hears it in
+   * one advert per ADVERT_COALESCE_MS at most (each advert costs every node two signature checks).
+   */
+  #capacityChanged(): void {
+    if (this.#stopped || this.#served.size === 0) return
+    this.#table.update({ ...this.#capacity(), worker: this.did })
+    if (this.#advertTimer !== undefined) return
+    this.#advertTimer = setTimeout(() => {
+      this.#advertTimer = undefined
+      this.#advertise()
+    }, ADVERT_COALESCE_MS)
+    this.#advertTimer.unref()
   }
 
   // ---- worker ---------------------------------------------------------------------------------
@@ -433,7 +456,7 @@ export class InferenceService {
   #acquire(): Promise<void> {
     if (this.#running < this.#slots) {
       this.#running++
-      void this.#advertise()
+      this.#capacityChanged()
       return Promise.resolve()
     }
     return new Promise((resolve) => this.#waiting.push(resolve))
@@ -443,7 +466,7 @@ export class InferenceService {
     const next = this.#waiting.shift()
     if (next !== undefined) next()
     else this.#running--
-    void this.#advertise()
+    this.#capacityChanged()
   }
 
   // ---- gateway --------------------------------------------------------------------------------
@@ -563,6 +586,8 @@ export class InferenceService {
     if (this.#o.remoteOnly === true) exclude.add(this.did)
     // Waiting for a free slot is not an attempt; it ends at the job's deadline (or the timeout).
     const waitUntil = Math.min(job.deadline, Date.now() + JOB_TIMEOUT_MS)
+    const failed = new Set<string>()
+    let retriedFailed = false
     let attempt = 0
     while (attempt < ATTEMPTS) {
       const state = this.#o.state()
@@ -576,7 +601,13 @@ export class InferenceService {
         if (serving.length === 0) {
           if (errors.length === 0)
             throw new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
-          break
+          if (failed.size === 0) break
+          // every other worker is gone: those that failed (a closed stream, a restart) get one
+          // more chance once their cool-down ends
+          for (const w of failed) exclude.delete(w)
+          failed.clear()
+          retriedFailed = true
+          continue
         }
         // every worker that serves it is busy: wait for a slot to free up
         if (Date.now() >= waitUntil) break
@@ -599,6 +630,7 @@ export class InferenceService {
           throw err
         this.#log.info({ worker, attempt, err: describeError(err) }, 'worker failed; retrying on another')
         exclude.add(worker)
+        if (!retriedFailed) failed.add(worker)
         if (options.only !== undefined) break
       }
     }
