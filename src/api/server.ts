@@ -146,7 +146,10 @@ export function toHttpError(err: unknown): HttpError {
 
 function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const { status, body } = toHttpError(err)
-  if (status >= 500) request.log.error({ err }, 'request failed')
+  // A network that cannot serve right now (no worker, all busy) is news, not a bug in the node.
+  if (status >= 500 && err instanceof InferenceError)
+    request.log.warn({ reason: err.reason }, `inference unavailable: ${err.message}`)
+  else if (status >= 500) request.log.error({ err }, 'request failed')
   else request.log.debug({ code: body.error.code, reason: body.error.reason }, body.error.message)
   return reply.code(status).send(body)
 }
