@@ -19,7 +19,7 @@ import type { CompletionOutcome, InferenceApi, ModelView, SettlementView, Worker
 import { BlobStore, blobCid } from './inference/blobs.ts'
 import { InferenceError } from './inference/errors.ts'
 import { InferenceService, type AdvertBus, type JobEvent, type WorkerBehaviour } from './inference/service.ts'
-import { OnnxRuntime } from './inference/runtime.ts'
+import { OnnxRuntime, type ExecutionProviderChoice } from './inference/runtime.ts'
 import {
   batchKey,
   inclusionProof,
@@ -30,6 +30,7 @@ import {
 } from './inference/module.ts'
 import { TextCodec } from './inference/text.ts'
 import { DEMO_MODELS_DIR } from './inference/demo-models.ts'
+import { balanceOf } from './bank/bank.ts'
 
 /** The demo models shipped with the package. */
 export const BUILTIN_MODELS_DIR = DEMO_MODELS_DIR
@@ -46,9 +47,18 @@ export interface NodeInferenceOptions {
   slots?: number
   behaviour?: WorkerBehaviour
   canaryPpm?: number
+  /** Execution provider: 'auto' (by platform), 'cpu', 'coreml' or 'cuda'. @default 'auto' */
+  executionProvider?: ExecutionProviderChoice
   logger?: Logger
   onJob?(event: JobEvent): void
   onAudit?(event: { result: 'pass' | 'fail' | 'dispute'; worker: string; jobId: string }): void
+}
+
+/** Reads `DONGHAE_EXECUTION_PROVIDER`: auto (default), cpu, coreml or cuda. */
+export function executionProviderFromEnv(value: string | undefined): ExecutionProviderChoice {
+  if (value === undefined || value === '') return 'auto'
+  if (value === 'auto' || value === 'cpu' || value === 'coreml' || value === 'cuda') return value
+  throw new InvalidInputError(`DONGHAE_EXECUTION_PROVIDER must be auto, cpu, coreml or cuda, not ${value}`)
 }
 
 /** Reads `DONGHAE_UNSAFE_WORKER` (tests and demos of the audit system only): `cheat:0.1`, `lazy` or `slow:<ms>`. */
@@ -105,7 +115,10 @@ export class NodeInference implements InferenceApi {
         log.debug({ file: join(dir, name), cid }, 'model file imported')
       }
     }
-    const runtime = new OnnxRuntime(options.logger === undefined ? {} : { logger: options.logger })
+    const runtime = new OnnxRuntime({
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.executionProvider === undefined ? {} : { executionProvider: options.executionProvider }),
+    })
     const node = options.node
     const service = new InferenceService({
       chainId: node.app.chainId,
@@ -172,6 +185,14 @@ export class NodeInference implements InferenceApi {
     if (model.kind !== 'text')
       throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
     const codec = await this.#codec(model.cid)
+    // One paid job per character: refuse up front rather than charge for half an answer.
+    const cost = model.price * BigInt(request.maxTokens)
+    const balance = balanceOf(this.#o.node.app.state, this.#o.node.did)
+    if (balance < cost)
+      throw new InferenceError(
+        'insufficient-balance',
+        `${request.maxTokens} characters cost ${cost}; the node's account has ${balance}`,
+      )
     let context = request.prompt
     let text = ''
     const receipts = []

@@ -48,6 +48,7 @@ import type { OperatorApi } from './api/operator-api.ts'
 import { DASHBOARD_DIR } from './api/server.ts'
 import { NodeInference } from './node-inference.ts'
 import type { AdvertBus, WorkerBehaviour } from './inference/service.ts'
+import type { ExecutionProviderChoice } from './inference/runtime.ts'
 
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
@@ -332,6 +333,8 @@ export interface FullNodeOptions {
     behaviour?: WorkerBehaviour
     /** Share of gateway jobs followed by a canary, ppm. */
     canaryPpm?: number
+    /** ONNX Runtime execution provider. @default 'auto' (CoreML on macOS, CUDA when installed, CPU) */
+    executionProvider?: ExecutionProviderChoice
   }
   /** The API's operator token (`<home>/api-token`); without it operator routes answer 401. */
   apiToken?: string
@@ -498,6 +501,9 @@ export class FullNode {
         ...(options.inference?.slots === undefined ? {} : { slots: options.inference.slots }),
         ...(options.inference?.behaviour === undefined ? {} : { behaviour: options.inference.behaviour }),
         ...(options.inference?.canaryPpm === undefined ? {} : { canaryPpm: options.inference.canaryPpm }),
+        ...(options.inference?.executionProvider === undefined
+          ? {}
+          : { executionProvider: options.inference.executionProvider }),
         logger,
         onJob: (job) => {
           metrics.jobCompleted({ model: job.model, latencySeconds: job.latencyMs / 1000, ok: job.ok, role: job.role })

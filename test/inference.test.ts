@@ -371,6 +371,39 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     assert.equal(choice?.text.length, 6)
     assert.match(choice?.text ?? '', /^[a-z ,.:]+$/)
 
+    const streamed = await fetch(`${n1.api}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[1] as string}` },
+      body: JSON.stringify({
+        model: 'chars-mlp',
+        messages: [{ role: 'user', content: 'the morning' }],
+        max_tokens: 5,
+        stream: true,
+      }),
+    })
+    assert.equal(streamed.status, 200)
+    assert.match(streamed.headers.get('content-type') ?? '', /text\/event-stream/)
+    const events = (await streamed.text())
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => e.slice(6))
+    assert.equal(events.at(-1), '[DONE]')
+    const pieces = events
+      .slice(0, -1)
+      .map((e) => JSON.parse(e) as { choices: Array<{ delta: { content?: string }; finish_reason: string | null }> })
+    assert.equal(pieces.map((p) => p.choices[0]?.delta.content ?? '').join('').length, 5, 'five streamed characters')
+    assert.equal(pieces.at(-1)?.choices[0]?.finish_reason, 'length')
+    const aiBlock = await call('POST', `${n1.api}/chat`, { prompt: 'waves', max_tokens: 4 }, tokens[1])
+    assert.equal(aiBlock.status, 200, JSON.stringify(aiBlock.body))
+    assert.equal((aiBlock.body.response as string).length, 4)
+    const wrongKind = await call(
+      'POST',
+      `${n1.api}/v1/completions`,
+      { model: 'digits-mlp', prompt: 'x', stream: true },
+      tokens[1],
+    )
+    assert.equal(wrongKind.status, 400, 'a tensor model is refused before any stream starts')
+
     // ---- a worker killed mid-job: the clients never notice ------------------------------------------
     process.kill(n3.pid, 'SIGKILL')
     const slow = spawn(process.execPath, [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'], {
@@ -388,9 +421,15 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
         )?.workers === 4,
       60_000,
     )
-    const burst = Array.from({ length: 12 }, (_, i) => rows[(i * 37) % rows.length] as (typeof rows)[number])
-    const inFlight = burst.map((r) =>
-      call('POST', `${n0.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(r.pixels) }, tokens[0]),
+    // 48 jobs at once through three gateways: more than the fast workers' slots, so some wait on node3
+    const burst = Array.from({ length: 48 }, (_, i) => rows[(i * 37) % rows.length] as (typeof rows)[number])
+    const inFlight = burst.map((r, i) =>
+      call(
+        'POST',
+        `${[n0, n1, n2][i % 3]?.api ?? ''}/v1/infer`,
+        { model: 'digits-mlp', inputs: jsonInput(r.pixels) },
+        tokens[i % 3],
+      ),
     )
     await new Promise((r) => setTimeout(r, 1_000))
     slow.kill('SIGKILL')

@@ -13,6 +13,11 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   chain: ['donghae chain status', 'donghae --node http://127.0.0.1:26658 chain status --json'],
   tx: ['donghae tx transfer --to did:key:z6Mk… --amount 1000 --wait', 'donghae tx show 3f2a…'],
   stake: ['donghae stake bond --amount 5000 --wait', 'donghae stake unbond --amount 1000', 'donghae stake withdraw'],
+  worker: [
+    'donghae worker bond --amount 5000 --wait',
+    'donghae worker unbond --amount 1000',
+    'donghae worker withdraw',
+  ],
   sim: ['donghae sim consensus --nodes 4 --byzantine 1 --seed 7 --count 100 --json'],
   nat: ['donghae nat probe --json', 'donghae nat status'],
   model: ['donghae model list --json', 'donghae model publish models/digits-mlp.onnx --name my-digits --price 5'],

@@ -4,7 +4,7 @@
  *   total = base × usage × speed × quality × recency
  *   usage   = min(calls / 100, 2.0)                 calls served in the epoch
  *   speed   = max(0.5, 2.0 − response_time_s)       mean latency (finishedAt − startedAt) over the epoch
- *   quality = 1.0 + auditsPassed / (auditsPassed + auditsFailed)   (0 when never audited)
+ *   quality = 1.0 + auditsPassed / (auditsPassed + auditsFailed)   (1.0 when never audited)
  *   recency = 1.0 if active within `recencyBlocks` blocks, else 0.8
  *
  * Every factor is an integer in parts per million (1.0 = 1 000 000); the product is taken left

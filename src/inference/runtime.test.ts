@@ -74,7 +74,7 @@ test('auto picks CoreML on macOS, CUDA only when its library is there, else the 
 test('runs the digits model and reports what a receipt needs', async () => {
   assert.ok(rt.has(digits.cid))
   assert.equal(rt.runtime, RUNTIME_NAME)
-  assert.match(RUNTIME_NAME, /^onnxruntime-node\/\d+\.\d+\.\d+$/)
+  assert.match(RUNTIME_NAME, /^onnxruntime-node\/\d+\.\d+\.\d+ [a-z0-9]+-[a-z0-9]+$/)
   const info = rt.model(digits.cid)!
   assert.equal(info.ep, 'cpu')
   assert.deepEqual(info.inputs, [{ name: 'input', type: 'float32', dims: [null, 64] }])

@@ -24,8 +24,12 @@ import { checkAgainstSchema, type Tensor, type TensorMap, type TensorSpec, TENSO
 
 /** The version of the ONNX Runtime binding in use, e.g. "1.30.0". */
 export const ONNXRUNTIME_VERSION: string = ort.env.versions.node ?? ort.env.versions.common
-/** What receipts name as the runtime: "onnxruntime-node/<version>". */
-export const RUNTIME_NAME = `onnxruntime-node/${ONNXRUNTIME_VERSION}`
+/**
+ * What receipts name as the runtime: "onnxruntime-node/<version> <platform>-<arch>". Audits
+ * compare output hashes exactly only between receipts with the same provider and runtime, and
+ * different CPU architectures can differ in the last bits, so the architecture is part of it.
+ */
+export const RUNTIME_NAME = `onnxruntime-node/${ONNXRUNTIME_VERSION} ${process.platform}-${process.arch}`
 
 export type ExecutionProviderChoice = 'auto' | 'cpu' | 'coreml' | 'cuda'
 export const EXECUTION_PROVIDER_CHOICES: readonly ExecutionProviderChoice[] = ['auto', 'cpu', 'coreml', 'cuda']

@@ -74,7 +74,8 @@ export interface ModelRunner {
   readonly runtime: string
   load(cid: string, bytes: Uint8Array): Promise<void>
   has(cid: string): boolean
-  run(cid: string, inputs: TensorMap): Promise<{ outputs: TensorMap; computeMicros: number }>
+  /** `ep`: the provider the run actually used (a session may have fallen back to CPU). */
+  run(cid: string, inputs: TensorMap): Promise<{ outputs: TensorMap; computeMicros: number; ep?: ExecutionProvider }>
   calibrate(cid: string, inputs: TensorMap, options: { durationMs: number }): Promise<{ jobsPerSecond: number }>
 }
 
@@ -420,11 +421,14 @@ export class InferenceService {
     try {
       let outputs: TensorMap
       let computeMicros: number
+      let ep: ExecutionProvider = this.#o.runner.ep
       if (this.#behaviour.kind === 'lazy') {
         outputs = randomOutputs(model, inputs)
         computeMicros = 10
       } else {
-        ;({ outputs, computeMicros } = await this.#o.runner.run(model.cid, inputs))
+        const ran = await this.#runLoaded(model.cid, inputs)
+        ;({ outputs, computeMicros } = ran)
+        ep = ran.ep ?? ep
         if (this.#behaviour.kind === 'slow') await sleep(this.#behaviour.ms)
         if (this.#behaviour.kind === 'cheat' && Math.random() < this.#behaviour.rate) outputs = corrupt(outputs)
       }
@@ -432,7 +436,7 @@ export class InferenceService {
         job,
         outputHash: hashTensorMap(outputs),
         fee: model.price,
-        ep: this.#o.runner.ep,
+        ep,
         runtime: this.#o.runner.runtime,
         startedAt,
         finishedAt: Date.now(),
@@ -451,6 +455,22 @@ export class InferenceService {
     } finally {
       this.#release()
     }
+  }
+
+  /** Runs a served model; a session the runtime evicted (LRU) is loaded again from the blob store. */
+  async #runLoaded(
+    cid: string,
+    inputs: TensorMap,
+  ): Promise<{ outputs: TensorMap; computeMicros: number; ep?: ExecutionProvider }> {
+    if (!this.#o.runner.has(cid)) {
+      const bytes = await this.#o.blobs.get(cid)
+      if (bytes === undefined) {
+        this.#served.delete(cid)
+        throw new InferenceError('busy', `this worker no longer has model ${cid}`)
+      }
+      await this.#o.runner.load(cid, bytes)
+    }
+    return this.#o.runner.run(cid, inputs)
   }
 
   #acquire(): Promise<void> {
@@ -704,7 +724,7 @@ export class InferenceService {
       salt: randomBytes(16),
     })
     if (balanceOf(this.#o.state(), this.did) < model.price * 2n) return
-    const known = await this.#o.runner.run(model.cid, inputs)
+    const known = await this.#runLoaded(model.cid, inputs)
     const { receipt, outputs } = await this.#dispatch(model, job, inputs, new Set([this.did]))
     this.#stats.canaries++
     this.#toSettle.push({ receipt, inputs, outputs, canaryHash: hashTensorMap(known.outputs) })

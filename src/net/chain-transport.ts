@@ -67,11 +67,14 @@ export class Libp2pChainTransport implements ChainTransport {
     const pubsub = this.#host.services.pubsub
     for (const topic of TOPICS) {
       const name = chainTopic(this.#chainId, topic)
-      pubsub.topicValidators.set(name, (_peer, message) => {
+      pubsub.topicValidators.set(name, (peer, message) => {
         try {
           VALIDATORS[topic](message.data)
           return TopicValidatorResult.Accept
-        } catch {
+        } catch (err) {
+          // Honest peers validate before forwarding, so junk comes from the peer that sent it.
+          const from = didOf(peer)
+          if (from !== undefined) this.penalize(from, `malformed ${topic} gossip: ${describeError(err)}`)
           return TopicValidatorResult.Reject
         }
       })

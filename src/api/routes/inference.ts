@@ -248,11 +248,14 @@ async function completionRoute(
     }
   }
   // Validate the model before the stream starts, so a bad name is still a plain 4xx.
-  if (!api.models().some((m) => m.name === input.model || m.cid === input.model))
+  const found = api.models().find((m) => m.name === input.model || m.cid === input.model)
+  if (found === undefined)
     throw new InferenceError(
       'unknown-model',
       `unknown model ${JSON.stringify(input.model)}; list them with GET /v1/models`,
     )
+  if (found.kind !== 'text')
+    throw new InferenceError('not-text-model', `${found.name} is a tensor model; use POST /v1/infer`)
   const chunkObject = input.chat ? 'chat.completion.chunk' : 'text_completion'
   const stream = sse(reply)
   const chunk = (text: string | undefined, finish: string | null): unknown => ({

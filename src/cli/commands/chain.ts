@@ -1,6 +1,6 @@
 /**
  * Talking to a running node over its HTTP API: `chain status`, `account`, `tx transfer`,
- * `tx show`, `stake bond|unbond|withdraw`. The node is `--node` > DONGHAE_NODE >
+ * `tx show`, `stake bond|unbond|withdraw`, `worker bond|unbond|withdraw`. The node is `--node` > DONGHAE_NODE >
  * DEFAULT_NODE_URL. Transactions are signed here with the home keystore and posted as bytes;
  * the chain id comes from the node's status and the nonce from the sender's account.
  */
@@ -293,5 +293,46 @@ Examples:
     .addHelpText('after', '\nExamples:\n  $ donghae stake withdraw --wait')
     .action((options: TxOptions, command: Command) =>
       withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'staking.withdraw', body: {} }, options)),
+    )
+
+  // Workers of the inference market bond separately from validators (inference.bond/unbond/withdraw).
+  const worker = program
+    .command('worker')
+    .description('bond, unbond and withdraw a worker bond of the inference market with the home keystore')
+  txOptions(
+    worker
+      .command('bond')
+      .description('bond tokens to serve models (a worker is scheduled once its bond reaches minWorkerBond)')
+      .requiredOption('--amount <n>', 'amount in base units, e.g. 1000')
+      .option('--ep <provider>', 'execution provider this node runs models on: cpu, coreml or cuda', 'cpu'),
+  )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ donghae worker bond --amount 5000 --wait\n  $ donghae worker bond --amount 5000 --ep coreml',
+    )
+    .action((options: TxOptions & { amount: string; ep: string }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        if (!['cpu', 'coreml', 'cuda'].includes(options.ep)) throw new CliError('--ep must be cpu, coreml or cuda')
+        const amount = positiveAmount(options.amount, '--amount')
+        await sendTx(ctx, client, { kind: 'inference.bond', body: { amount, ep: options.ep } }, options)
+      }),
+    )
+  txOptions(
+    worker
+      .command('unbond')
+      .description('start unbonding a worker bond (withdrawable after the unbonding period, slashable until then)')
+      .requiredOption('--amount <n>', 'amount in base units, e.g. 1000'),
+  )
+    .addHelpText('after', '\nExamples:\n  $ donghae worker unbond --amount 5000 --wait')
+    .action((options: TxOptions & { amount: string }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        const amount = positiveAmount(options.amount, '--amount')
+        await sendTx(ctx, client, { kind: 'inference.unbond', body: { amount } }, options)
+      }),
+    )
+  txOptions(worker.command('withdraw').description('withdraw a worker bond whose unbonding period has completed'))
+    .addHelpText('after', '\nExamples:\n  $ donghae worker withdraw --wait')
+    .action((options: TxOptions, command: Command) =>
+      withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'inference.withdraw', body: {} }, options)),
     )
 }

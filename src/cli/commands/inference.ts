@@ -23,7 +23,8 @@ import { CliError } from '../errors.ts'
 export const TOKEN_ENV = 'DONGHAE_API_TOKEN'
 
 function nodeUrl(command: Command, io: CliIo): string {
-  return command.optsWithGlobals<{ node?: string }>().node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
+  const opts = command.optsWithGlobals<{ node?: string; api?: string }>()
+  return opts.api ?? opts.node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
 }
 
 async function operatorToken(ctx: CliContext, flag: string | undefined): Promise<string> {
@@ -182,6 +183,7 @@ export function registerInference(program: Command, io: CliIo): void {
     .requiredOption('--model <name>', 'registered model name or CID (see `donghae model list`)')
     .requiredOption('--input <file>', 'JSON file: { "<input name>": { "dims", "type", "data" } } or one bare tensor')
     .option('--node <url>', `the node's API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`)
+    .option('--api <url>', 'the same as --node')
     .option('--token <token>', `the node's operator token (env ${TOKEN_ENV}, default <home>/api-token)`)
     .option('--receipt-out <file>', 'also write the receipt to this file (for `donghae receipt verify`)')
     .option('--json', 'print the whole answer as JSON')

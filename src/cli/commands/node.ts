@@ -3,7 +3,7 @@ import type { Command } from 'commander'
 import { readGenesisFile } from '../../chain/genesis.ts'
 import { loadKeystore } from '../../identity/keystore.ts'
 import { FullNode } from '../../node.ts'
-import { behaviourFromEnv } from '../../node-inference.ts'
+import { executionProviderFromEnv, behaviourFromEnv } from '../../node-inference.ts'
 import { loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 import { createLogger } from '../../core/logger.ts'
@@ -39,6 +39,9 @@ Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, 
 apiHost, apiCors, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address.
 DONGHAE_WORKER=0 runs the node without serving models (a gateway only; default 1: a worker).
+DONGHAE_EXECUTION_PROVIDER picks ONNX Runtime's provider: auto (default: CoreML on macOS, CUDA
+when its library is installed, else CPU), cpu, coreml or cuda. A worker must also be bonded on
+chain (\`donghae worker bond\`); models are read from <home>/models and fetched from peers.
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
@@ -50,6 +53,7 @@ Examples:
       const ctx = createContext(command, io)
       const { config } = ctx.config()
       const worker = workerFromEnv(io.env.DONGHAE_WORKER)
+      const executionProvider = executionProviderFromEnv(io.env.DONGHAE_EXECUTION_PROVIDER)
       const genesis = await readGenesisFile(options.genesis ?? join(ctx.home.dir, 'genesis.json'))
       const password = await obtainPassword(
         { prompt: 'Keystore password' },
@@ -82,6 +86,7 @@ Examples:
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
+            executionProvider,
             worker,
           },
         })
