@@ -11,29 +11,12 @@ import { ApiError, DonghaeClient, type EventMap, type NodeEvent } from '../src/a
 import { BIN } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { exited, firstJsonLine } from './helpers/processes.ts'
 
 interface DevnetInfo {
   password: string
   dashboard: string
   nodes: Array<{ node: string; did: string; api: string; home: string; pid: number }>
-}
-
-function firstJsonLine(child: ChildProcess): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let buffer = ''
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk
-      const line = buffer.split('\n').find((l) => l.startsWith('{'))
-      if (line !== undefined) resolve(JSON.parse(line))
-    })
-    child.once('exit', (code) => reject(new Error(`exited with ${String(code)} before printing its JSON line`)))
-  })
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) =>
-    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
-  )
 }
 
 /** Event streams open on the node (donghae_event_streams). */

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { BIN, runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { getJson } from './helpers/processes.ts'
 
 const PASSWORD = 'donghae-localnet-insecure'
 
@@ -24,15 +25,6 @@ function startLocalnet(dir: string, basePort: number): ChildProcess {
       env: { PATH: process.env.PATH, HOME: process.env.HOME },
     },
   )
-}
-
-async function getJson<T>(url: string): Promise<T | undefined> {
-  try {
-    const res = await fetch(url)
-    return res.ok ? ((await res.json()) as T) : undefined
-  } catch {
-    return undefined
-  }
 }
 
 async function heightOf(api: string): Promise<number> {

@@ -5,7 +5,7 @@
 // the UI arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -18,6 +18,7 @@ import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { BIN } from './helpers/cli.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { createRng, testSeed } from './helpers/random.ts'
+import { exited, firstJsonLine } from './helpers/processes.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page; these are the browser
 // globals they use (the tests' tsconfig has no DOM library).
@@ -46,24 +47,6 @@ const SKIP = existsSync(CHROMIUM)
 interface DevnetInfo {
   dashboard: string
   nodes: Array<{ node: string; did: string; api: string; home: string }>
-}
-
-function firstJsonLine(child: ChildProcess): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let buffer = ''
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk
-      const line = buffer.split('\n').find((l) => l.startsWith('{'))
-      if (line !== undefined) resolve(JSON.parse(line))
-    })
-    child.once('exit', (code) => reject(new Error(`devnet exited with ${String(code)} before printing its JSON line`)))
-  })
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) =>
-    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
-  )
 }
 
 async function shoot(t: TestContext, page: Page, name: string): Promise<void> {

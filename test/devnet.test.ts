@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { BIN, runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
 
 interface DevnetInfo {
   dir: string
@@ -17,35 +18,8 @@ interface DevnetInfo {
   nodes: Array<{ node: string; did: string; api: string; home: string; pid: number }>
 }
 
-async function getJson<T>(url: string): Promise<T | undefined> {
-  try {
-    const res = await fetch(url)
-    return res.ok ? ((await res.json()) as T) : undefined
-  } catch {
-    return undefined
-  }
-}
-
 async function height(api: string): Promise<number> {
   return (await getJson<{ height: number }>(`${api}/v1/status`))?.height ?? -1
-}
-
-function firstJsonLine(child: ChildProcess): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let buffer = ''
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk
-      const line = buffer.split('\n').find((l) => l.startsWith('{'))
-      if (line !== undefined) resolve(JSON.parse(line))
-    })
-    child.once('exit', (code) => reject(new Error(`exited with ${String(code)} before printing its JSON line`)))
-  })
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) =>
-    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
-  )
 }
 
 test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; restarted, it catches up; all agree', async (t) => {

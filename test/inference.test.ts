@@ -24,6 +24,7 @@ import { createTensor, hashTensorMap, tensorToJson } from '../src/inference/tens
 import { OnnxRuntime } from '../src/inference/runtime.ts'
 import { DEMO_MODELS_DIR, modelCid } from '../src/inference/demo-models.ts'
 import { buildOnnxModel } from '../src/inference/onnx-export.ts'
+import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
 
 interface DevnetInfo {
   dir: string
@@ -43,33 +44,6 @@ async function call(method: string, url: string, body?: unknown, token?: string)
   if (token !== undefined) headers.authorization = `Bearer ${token}`
   const res = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
   return { status: res.status, body: (await res.json()) as Record<string, unknown> }
-}
-
-async function getJson<T>(url: string): Promise<T | undefined> {
-  try {
-    const res = await fetch(url)
-    return res.ok ? ((await res.json()) as T) : undefined
-  } catch {
-    return undefined
-  }
-}
-
-function firstJsonLine(child: ChildProcess): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let buffer = ''
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk
-      const line = buffer.split('\n').find((l) => l.startsWith('{'))
-      if (line !== undefined) resolve(JSON.parse(line))
-    })
-    child.once('exit', (code) => reject(new Error(`exited with ${String(code)} before printing its JSON line`)))
-  })
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) =>
-    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
-  )
 }
 
 /** The digits data set: 64 pixel values and a label per row. */

@@ -7,7 +7,7 @@
  *
  *   const client = new DonghaeClient('http://127.0.0.1:26657', { token })
  *   await client.transfer({ to, amount: '1000' })               // operator route: needs the token
- *   for await (const e of client.events({ types: ['block'] })) console.log(e.data.height)
+ *   for await (const e of client.events({ types: ['block'] })) showHeight(e.data.height)
  *   const { receipt } = await client.infer({ model: 'digits-mlp', inputs })
  *   await verifyReceiptJson(receipt)                            // WebCrypto; browsers and Node
  *

@@ -8,12 +8,13 @@
  * The recipes live here (not in the training scripts) so the scripts and the tests that check
  * the checked-in files use the very same split and settings.
  */
+import { blobCid } from './blobs.ts'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { cidOfBytes, parseCid, RAW_CODE, verifyCid } from '../core/cid.ts'
+import { parseCid, verifyCid } from '../core/cid.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import { parseCharsSpec, type CharsModelSpec } from './chars.ts'
 import type { Dataset, MlpOptions, SplitOptions } from './trainer.ts'
@@ -103,10 +104,8 @@ export interface DemoModel {
   text?: CharsModelSpec
 }
 
-/** The CID Donghae gives a model file: CIDv1, raw codec, sha2-256. */
-export function modelCid(bytes: Uint8Array): string {
-  return cidOfBytes(bytes, RAW_CODE).toString()
-}
+/** The CID Donghae gives a model file: CIDv1, raw codec, sha2-256 (a blob's CID, see blobs.ts). */
+export const modelCid = blobCid
 
 async function entry(
   dir: string,

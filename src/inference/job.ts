@@ -80,7 +80,8 @@ function jobFields(job: Job): Record<string, unknown> {
   }
 }
 
-function jobValue(job: SignedJob): Record<string, unknown> {
+/** The signed job as a dag-cbor value (inside receipts and on the wire). */
+export function jobValue(job: SignedJob): Record<string, unknown> {
   return { ...jobFields(job), signature: job.signature }
 }
 

@@ -24,6 +24,7 @@
  * State layout: module-state.ts. A chain without an `inference` genesis section and without
  * inference transactions writes nothing under `inference/`.
  */
+import { takeMatured } from '../staking/staking.ts'
 import { GenesisError, TxError } from '../chain/errors.ts'
 import type { BlockContext, ChainModule, TxHandler } from '../chain/host.ts'
 import type { ChainParams, GenesisDoc } from '../chain/genesis.ts'
@@ -168,15 +169,8 @@ const withdrawTx: TxHandler<Record<string, never>> = {
     return {}
   },
   apply(state, tx, _body, ctx) {
-    const entries = workerUnbonding(state, tx.sender)
-    const ready = entries.filter((e) => e.completes <= ctx.height)
-    if (ready.length === 0) throw new TxError('nothing-to-withdraw', 'no unbonding stake has completed yet')
-    const amount = ready.reduce((sum, e) => sum + e.amount, 0n)
-    writeUnbonding(
-      state,
-      tx.sender,
-      entries.filter((e) => e.completes > ctx.height),
-    )
+    const { amount, remaining } = takeMatured(workerUnbonding(state, tx.sender), ctx.height)
+    writeUnbonding(state, tx.sender, remaining)
     credit(state, tx.sender, amount)
     ctx.emit({ type: 'inference.withdraw', attributes: { worker: tx.sender, amount: String(amount) } })
   },

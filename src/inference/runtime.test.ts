@@ -161,7 +161,9 @@ test('sessions are cached per CID with an LRU bound', async () => {
 })
 
 test('a provider that cannot start falls back to the CPU, says so, and receipts name the CPU', async (t) => {
-  if (chooseExecutionProvider({ platform: process.platform }) === 'cuda') return t.skip('CUDA works on this machine')
+  // Justified skip: this test needs CUDA to fail to start; on a machine where it works there is
+  // no fallback to observe (here, and in CI, the CUDA provider library is never installed).
+  if (chooseExecutionProvider({ platform: process.platform }) === 'cuda') return t.skip('CUDA works on this machine') // justified above
   const lines: string[] = []
   const logger = createLogger({ level: 'warn', destination: { write: (line: string) => void lines.push(line) } })
   const cuda = new OnnxRuntime({ executionProvider: 'cuda', logger })

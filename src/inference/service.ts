@@ -30,6 +30,7 @@ import { balanceOf } from '../bank/bank.ts'
 import {
   jobId,
   jobIdHex,
+  jobValue,
   parseReceipt,
   parseSignedJob,
   receiptId,
@@ -43,11 +44,11 @@ import {
   type SignedJob,
 } from './job.ts'
 import { InferenceError } from './errors.ts'
-import { ADVERT_TTL_MS, WorkerTable, advertTopic, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
+import { WorkerTable, advertTopic, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { BlobStore } from './blobs.ts'
 import {
   checkAgainstSchema,
-  compareTensors,
+  compareTensorMaps,
   createTensor,
   decodeTensorMap,
   encodeTensorMap,
@@ -674,7 +675,7 @@ export class InferenceService {
     if (worker === this.did) {
       ;({ receipt, outputs } = await this.execute(job, inputs, { audit }))
     } else {
-      const request = encode({ job: jobWire(job), inputs: encodeTensorMap(inputs), audit })
+      const request = encode({ job: jobValue(job), inputs: encodeTensorMap(inputs), audit })
       const bytes = await this.#o.transport.request(worker, INFER_PROTOCOL, request, {
         signal: AbortSignal.timeout(JOB_TIMEOUT_MS),
       })
@@ -812,7 +813,7 @@ export class InferenceService {
       this.#o.onAudit?.({ result: 'pass', worker: original.worker, jobId: id })
       return
     }
-    if (!sameProvider && tensorsAgree(item.outputs, outputs, model.tolerance)) {
+    if (!sameProvider && compareTensorMaps(item.outputs, outputs, model.tolerance).ok) {
       // Honest providers differ in the last bits: nothing for the chain (it compares exactly).
       this.#o.onAudit?.({ result: 'pass', worker: original.worker, jobId: id })
       return
@@ -881,39 +882,6 @@ export class InferenceService {
       pendingSettlement: this.#toSettle.length + this.#inFlightSettle.reduce((n, b) => n + b.items.length, 0),
     }
   }
-
-  /** Models this node serves and their calibrated throughput (jobs/s). */
-  served(): Array<{ cid: string; jobsPerSecond: number }> {
-    return [...this.#served].map(([cid, s]) => ({ cid, jobsPerSecond: s.mjps / 1000 }))
-  }
-
-  /** True when fresh adverts include a worker for `cid` (used by readiness checks). */
-  hasWorkers(cid: string): boolean {
-    return this.#table.serving(cid).length > 0
-  }
-}
-
-function jobWire(job: SignedJob): Record<string, unknown> {
-  return {
-    chainId: job.chainId,
-    client: job.client,
-    model: job.model,
-    inputsHash: job.inputsHash,
-    maxFee: job.maxFee,
-    deadline: job.deadline,
-    salt: job.salt,
-    signature: job.signature,
-  }
-}
-
-function tensorsAgree(a: TensorMap, b: TensorMap, tolerance: { maxAbsPpm: number; top1: boolean }): boolean {
-  const names = Object.keys(a)
-  if (names.length !== Object.keys(b).length) return false
-  return names.every((n) => {
-    const x = a[n]
-    const y = b[n]
-    return x !== undefined && y !== undefined && compareTensors(x, y, tolerance).ok
-  })
 }
 
 /** A deterministic input that fits the model's schema (batch 1), for calibration. */
@@ -990,5 +958,3 @@ function corrupt(outputs: TensorMap): TensorMap {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
-
-export { ADVERT_TTL_MS }

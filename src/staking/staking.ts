@@ -62,6 +62,22 @@ function decodeRecord(raw: Record<string, unknown>): ValidatorRecord {
   }
 }
 
+/**
+ * Splits unbonding entries into what has completed by `height` (summed) and what has not;
+ * throws TxError('nothing-to-withdraw') when nothing has. Shared by validator and worker bonds.
+ */
+export function takeMatured(
+  entries: readonly UnbondingEntry[],
+  height: number,
+): { amount: bigint; remaining: UnbondingEntry[] } {
+  const ready = entries.filter((e) => e.completes <= height)
+  if (ready.length === 0) throw new TxError('nothing-to-withdraw', 'no unbonding stake has completed yet')
+  return {
+    amount: ready.reduce((sum, e) => sum + e.amount, 0n),
+    remaining: entries.filter((e) => e.completes > height),
+  }
+}
+
 export function validatorRecord(state: StateReader, did: string): ValidatorRecord | undefined {
   const raw = readState<Record<string, unknown>>(state, valKey(did))
   return raw === undefined ? undefined : decodeRecord(raw)
@@ -229,15 +245,8 @@ export function stakingModule(params: ChainParams): ChainModule {
       return {}
     },
     apply(state, tx, _body, ctx) {
-      const entries = unbondingOf(state, tx.sender)
-      const ready = entries.filter((e) => e.completes <= ctx.height)
-      if (ready.length === 0) throw new TxError('nothing-to-withdraw', 'no unbonding stake has completed yet')
-      const amount = ready.reduce((sum, e) => sum + e.amount, 0n)
-      writeUnbonding(
-        state,
-        tx.sender,
-        entries.filter((e) => e.completes > ctx.height),
-      )
+      const { amount, remaining } = takeMatured(unbondingOf(state, tx.sender), ctx.height)
+      writeUnbonding(state, tx.sender, remaining)
       credit(state, tx.sender, amount)
       ctx.emit({ type: 'staking.withdraw', attributes: { validator: tx.sender, amount: amount.toString() } })
     },

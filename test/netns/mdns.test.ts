@@ -25,7 +25,7 @@ test(
   async (t) => {
     if (unavailable !== undefined) {
       // Justified skip: only without root or network namespaces; the reason is printed.
-      t.skip(unavailable)
+      t.skip(unavailable) // justified: no root or no network namespaces here (see the comment above)
       return
     }
     const lab = await LinkLab.create()

@@ -30,7 +30,7 @@ function labTest(name: string, fn: (lab: NatLab, t: TestContext) => Promise<void
     if (unavailable !== undefined) {
       // Justified skip: only when not root, network namespaces cannot be created, or miniupnpd is
       // missing; the reason is printed. CI runs as root and installs miniupnpd, so it never skips there.
-      t.skip(unavailable)
+      t.skip(unavailable) // justified: no root or no network namespaces here (see the comment above)
       return
     }
     const lab = await NatLab.create()

@@ -15,7 +15,7 @@ import { decodeProof, verifyProof } from '../../chain/state/proof.ts'
 import { DonghaeClient } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
-import { receiptFromJson, receiptId, verifyReceipt, type ReceiptJson } from '../../inference/job.ts'
+import { jobIdHex, receiptFromJson, receiptId, verifyReceipt, type ReceiptJson } from '../../inference/job.ts'
 import { tensorFromJson } from '../../inference/tensor.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -135,7 +135,6 @@ export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): P
   }
   if (result.signatures === 'invalid') return { ...result, reason: 'a signature does not verify' }
   if (client === undefined) return { ...result, valid: true }
-  const { jobIdHex } = await import('../../inference/job.ts')
   result.jobId = jobIdHex(receipt.job)
   let settled
   try {
