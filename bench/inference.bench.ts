@@ -1,6 +1,6 @@
 /**
  * The inference market's own cost (issue 5), on real node processes over loopback (libp2p TCP,
- * gossipsub slot adverts, `/donghae/infer/1.0.0`), against ONNX Runtime called directly in this
+ * gossipsub slot adverts, `/donghae/infer/2.0.0`), against ONNX Runtime called directly in this
  * process on the same model file and the same input rows:
  *  - infer-direct-onnx: `OnnxRuntime.run` on digits-mlp, batch 1 (the baseline);
  *  - infer-overhead-http: one request at a time, HTTP `POST /v1/infer` from this process to a

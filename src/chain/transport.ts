@@ -10,14 +10,24 @@ export type ChainTopic = 'consensus' | 'txs'
 export type GossipHandler = (data: Uint8Array, from: string) => void
 export type RequestHandler = (data: Uint8Array, from: string) => Promise<Uint8Array>
 
+export interface RequestOptions {
+  signal?: AbortSignal
+  /** Many requests over one long-lived stream (cheaper per request; for small, frequent ones). */
+  session?: boolean
+}
+
 export interface ChainTransport {
   /** This node's DID. */
   readonly self: string
   /** Sends to every connected peer (receivers drop duplicates). */
   publish(topic: ChainTopic, data: Uint8Array): void
   subscribe(topic: ChainTopic, handler: GossipHandler): () => void
-  request(peer: string, protocol: string, data: Uint8Array, options?: { signal?: AbortSignal }): Promise<Uint8Array>
-  handle(protocol: string, handler: RequestHandler): void
+  /**
+   * Asks `peer` and waits for its answer. With `session`, the request travels on a stream kept
+   * open for this peer and protocol (the serving side must `handle` it with `session` too).
+   */
+  request(peer: string, protocol: string, data: Uint8Array, options?: RequestOptions): Promise<Uint8Array>
+  handle(protocol: string, handler: RequestHandler, options?: { session?: boolean }): void
   peers(): string[]
   /** Reports a peer that sent invalid data; transports may lower its score or disconnect it. */
   penalize(peer: string, reason: string): void
@@ -99,12 +109,7 @@ export class MemoryTransport implements ChainTransport {
     return () => set.delete(handler)
   }
 
-  async request(
-    peer: string,
-    protocol: string,
-    data: Uint8Array,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<Uint8Array> {
+  async request(peer: string, protocol: string, data: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
     if (options.signal?.aborted === true) throw new AbortError()
     await new Promise((resolve) => setImmediate(resolve))
     const target = this.#hub.node(peer)

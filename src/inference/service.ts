@@ -3,7 +3,7 @@
  *
  * - **Worker** (when the node serves models): loads every registered model whose weights it
  *   has or can fetch from peers (verified against the CID), calibrates each (seed 000), gossips
- *   slot adverts, and answers `/donghae/infer/1.0.0`: it checks the client's signed job (chain,
+ *   slot adverts, and answers `/donghae/infer/2.0.0`: it checks the client's signed job (chain,
  *   deadline, price ≤ max fee, inputs hash, schema), runs ONNX Runtime and signs a receipt.
  * - **Gateway** (every node): turns an API request into a signed job (or takes the client's),
  *   picks the worker with the earliest expected completion among those offering a free slot,
@@ -65,7 +65,7 @@ import {
   type ModelRecord,
 } from './module.ts'
 
-export const INFER_PROTOCOL = '/donghae/infer/1.0.0'
+export const INFER_PROTOCOL = '/donghae/infer/2.0.0'
 
 export type TensorMap = Record<string, Tensor>
 
@@ -224,7 +224,8 @@ export class InferenceService {
 
   start(): void {
     this.#o.blobs.serve(this.#o.transport)
-    if (this.isWorker) this.#o.transport.handle(INFER_PROTOCOL, (data, from) => this.#serve(data, from))
+    if (this.isWorker)
+      this.#o.transport.handle(INFER_PROTOCOL, (data, from) => this.#serve(data, from), { session: true })
     this.#unsubscribe = this.#o.adverts.subscribe(advertTopic(this.#o.chainId), (data, from) => {
       try {
         const advert = decodeAdvert(data)
@@ -678,6 +679,7 @@ export class InferenceService {
       const request = encode({ job: jobValue(job), inputs: encodeTensorMap(inputs), audit })
       const bytes = await this.#o.transport.request(worker, INFER_PROTOCOL, request, {
         signal: AbortSignal.timeout(JOB_TIMEOUT_MS),
+        session: true,
       })
       const answer = decode(bytes, { maxBytes: 16 * 1024 * 1024 }) as Record<string, unknown>
       if (answer.error !== undefined) {

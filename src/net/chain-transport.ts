@@ -19,9 +19,11 @@ import {
   type ChainTransport,
   type GossipHandler,
   type RequestHandler,
+  type RequestOptions,
 } from '../chain/transport.ts'
 import { BAN_MS, MAX_FRAME_BYTES, PENALTY_LIMIT, REQUEST_TIMEOUT_MS, chainTopic } from './constants.ts'
 import type { DonghaeHost } from './host.ts'
+import { SessionPool, serveSession } from './sessions.ts'
 
 const TOPICS: readonly ChainTopic[] = ['consensus', 'txs']
 
@@ -49,12 +51,14 @@ export class Libp2pChainTransport implements ChainTransport {
   readonly #banned = new Map<string, number>()
   readonly #onMessage: (evt: CustomEvent) => void
   readonly #onConnect: (evt: CustomEvent<PeerId>) => void
+  readonly #sessions: SessionPool
 
   constructor(host: DonghaeHost, options: { chainId: string; logger?: Logger }) {
     this.#host = host
     this.#chainId = options.chainId
     this.self = didFromPeerId(host.peerId)
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:net:chain')
+    this.#sessions = new SessionPool(host)
     this.#onMessage = (evt) => this.#deliver(evt.detail as { topic: string; data: Uint8Array; from?: PeerId })
     this.#onConnect = (evt) => {
       const until = this.#banned.get(evt.detail.toString())
@@ -86,6 +90,7 @@ export class Libp2pChainTransport implements ChainTransport {
 
   stop(): void {
     const pubsub = this.#host.services.pubsub
+    this.#sessions.close()
     pubsub.removeEventListener('message', this.#onMessage as never)
     this.#host.removeEventListener('peer:connect', this.#onConnect as never)
     for (const topic of TOPICS) {
@@ -118,12 +123,7 @@ export class Libp2pChainTransport implements ChainTransport {
     return () => set.delete(handler)
   }
 
-  async request(
-    peer: string,
-    protocol: string,
-    data: Uint8Array,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<Uint8Array> {
+  async request(peer: string, protocol: string, data: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
     const signal =
       options.signal === undefined
         ? AbortSignal.timeout(REQUEST_TIMEOUT_MS)
@@ -135,6 +135,7 @@ export class Libp2pChainTransport implements ChainTransport {
       throw new TransportError(`cannot address ${peer}: ${describeError(err)}`, { cause: err })
     }
     try {
+      if (options.session === true) return await this.#sessions.request(peerId, protocol, data, signal)
       const stream = await this.#host.dialProtocol(peerId, protocol, { signal })
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
       await lp.write(data, { signal })
@@ -146,10 +147,18 @@ export class Libp2pChainTransport implements ChainTransport {
     }
   }
 
-  handle(protocol: string, handler: RequestHandler): void {
+  handle(protocol: string, handler: RequestHandler, options: { session?: boolean } = {}): void {
     void this.#host.handle(
       protocol,
       async (stream, connection) => {
+        if (options.session === true) {
+          const from = didOf(connection.remotePeer) ?? connection.remotePeer.toString()
+          await serveSession(stream, from, handler, {
+            onInvalid: (reason) => this.penalize(from, `bad ${protocol} session: ${reason}`),
+            log: this.#log,
+          })
+          return
+        }
         const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
         const from = didOf(connection.remotePeer) ?? connection.remotePeer.toString()
         try {
