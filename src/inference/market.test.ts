@@ -19,6 +19,7 @@ import {
   signReceipt,
   verifyJob,
   verifyReceipt,
+  verifyWorkerSignature,
 } from './job.ts'
 import { ADVERT_TTL_MS, WorkerTable, decodeAdvert, signAdvert } from './adverts.ts'
 import { BlobStore, blobCid } from './blobs.ts'
@@ -60,6 +61,21 @@ test('receipts: both signatures verify; binary and JSON forms round-trip; any ch
   assert.equal(verifyReceipt({ ...r, fee: 9n }), false, 'fee changed')
   assert.equal(verifyReceipt({ ...r, job: { ...r.job, maxFee: 11n } }), false, 'the job changed under the receipt')
   assert.equal(verifyReceipt({ ...r, worker: r.job.client }), false, 'claimed by another worker')
+  // a worker that signs a receipt over a job with a forged client signature
+  const forgedJob = { ...r.job, signature: new Uint8Array(64).fill(7) }
+  const overForged = signReceipt(worker, {
+    job: forgedJob,
+    outputHash: r.outputHash,
+    fee: r.fee,
+    ep: r.ep,
+    runtime: r.runtime,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    computeMicros: r.computeMicros,
+  })
+  assert.equal(verifyWorkerSignature(overForged), true, 'the worker did sign it')
+  assert.equal(verifyReceipt(overForged), false, 'but the client never signed that job')
+  assert.equal(verifyWorkerSignature({ ...r, fee: 9n }), false)
   assert.throws(() => receiptFromJson({ ...json, id: '00'.repeat(32) }), InvalidInputError, 'id must match')
   assert.throws(() => receiptFromJson({ ...json, ep: 'tpu' }), InvalidInputError)
   assert.throws(() => receiptFromJson({ ...json, finishedAt: json.startedAt - 1 }), InvalidInputError)

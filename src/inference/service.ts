@@ -18,7 +18,7 @@
 import { randomBytes, randomInt } from 'node:crypto'
 import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
-import { toHex } from '../core/bytes.ts'
+import { equals, toHex } from '../core/bytes.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
@@ -38,7 +38,7 @@ import {
   signJob,
   signReceipt,
   verifyJob,
-  verifyReceipt,
+  verifyWorkerSignature,
   type ExecutionProvider,
   type Receipt,
   type SignedJob,
@@ -65,6 +65,8 @@ import {
   type ModelRecord,
 } from './module.ts'
 
+/** Model lookups cached per committed height. */
+const MODEL_CACHE_ENTRIES = 256
 export const INFER_PROTOCOL = '/donghae/infer/2.0.0'
 
 export type TensorMap = Record<string, Tensor>
@@ -206,6 +208,8 @@ export class InferenceService {
   #toSettle: Settled[] = []
   readonly #inFlightSettle: SettleBatchInFlight[] = []
   readonly #awaitingAudit = new Map<string, Settled & { height: number }>()
+  /** Model records read at one committed height (they change only in blocks), by `name:`/`cid:` key. */
+  #models = { height: -1, records: new Map<string, ModelRecord | undefined>() }
   readonly #stats = { jobs: 0, failures: 0, audits: 0, auditsFailed: 0, canaries: 0, latencies: [] as number[] }
 
   constructor(options: InferenceServiceOptions) {
@@ -273,13 +277,29 @@ export class InferenceService {
 
   /** Resolves a model name or CID against the on-chain registry. */
   resolveModel(nameOrCid: string): ModelRecord {
-    const state = this.#o.state()
-    const model = modelByName(state, nameOrCid) ?? modelByCid(state, nameOrCid)
+    const model = this.#model('name', nameOrCid) ?? this.#model('cid', nameOrCid)
     if (model === undefined)
       throw new InferenceError(
         'unknown-model',
         `unknown model ${JSON.stringify(nameOrCid)}; list them with GET /v1/models`,
       )
+    return model
+  }
+
+  /**
+   * A registry record by name or CID, decoded once per committed height: the job path looks its
+   * model up several times per job, and decoding the record is a good part of a job's CPU.
+   * Records are shared between callers and must not be changed.
+   */
+  #model(by: 'name' | 'cid', key: string): ModelRecord | undefined {
+    const height = this.#o.height()
+    if (this.#models.height !== height) this.#models = { height, records: new Map() }
+    const cacheKey = `${by}:${key}`
+    if (this.#models.records.has(cacheKey)) return this.#models.records.get(cacheKey)
+    const state = this.#o.state()
+    const model = by === 'name' ? modelByName(state, key) : modelByCid(state, key)
+    // bounded: unknown names asked for by clients are cached too
+    if (this.#models.records.size < MODEL_CACHE_ENTRIES) this.#models.records.set(cacheKey, model)
     return model
   }
 
@@ -404,7 +424,7 @@ export class InferenceService {
     if (job.chainId !== this.#o.chainId) throw new InferenceError('bad-job', `the job is for chain ${job.chainId}`)
     if (options.audit !== true && job.deadline < Date.now())
       throw new InferenceError('expired', 'the job deadline has passed')
-    const model = modelByCid(this.#o.state(), job.model)
+    const model = this.#model('cid', job.model)
     if (model === undefined) throw new InferenceError('unknown-model', `model ${job.model} is not registered`)
     if (!this.#served.has(model.cid)) throw new InferenceError('busy', `this worker does not serve ${model.name}`)
     if (model.price > job.maxFee)
@@ -694,9 +714,11 @@ export class InferenceService {
       outputs = decodeTensorMap(answer.outputs)
     }
     if (receipt.worker !== worker) throw new InferenceError('failed', 'the receipt is signed by another worker')
-    if (!verifyReceipt(receipt)) throw new InferenceError('failed', 'the receipt signature does not verify')
-    if (toHex(jobId(receipt.job)) !== toHex(jobId(job)))
+    // The job was signed here or verified on arrival: a receipt that carries it unchanged (same
+    // fields, same signature) needs only the worker's signature checked.
+    if (toHex(jobId(receipt.job)) !== toHex(jobId(job)) || !equals(receipt.job.signature, job.signature))
       throw new InferenceError('failed', 'the receipt is for another job')
+    if (!verifyWorkerSignature(receipt)) throw new InferenceError('failed', 'the receipt signature does not verify')
     if (toHex(hashTensorMap(outputs)) !== toHex(receipt.outputHash))
       throw new InferenceError('failed', 'the outputs do not match the receipt’s output hash')
     if (receipt.fee !== model.price) throw new InferenceError('failed', 'the receipt charges another fee')
@@ -795,7 +817,7 @@ export class InferenceService {
   }
 
   async #reRun(id: string, item: Settled, later: Uint8Array): Promise<void> {
-    const model = modelByCid(this.#o.state(), item.receipt.job.model)
+    const model = this.#model('cid', item.receipt.job.model)
     if (model === undefined) return
     const original = item.receipt
     // Drawn per receipt from the later block's hash, so one worker does not audit a whole batch;
