@@ -37,6 +37,7 @@ import { line, type BenchLine, type MeasureOptions } from './harness.ts'
 
 export const INFERENCE_BENCH_NAMES = [
   'infer-direct-onnx',
+  'infer-batch-compute',
   'infer-overhead-http',
   'infer-overhead-gateway',
   'infer-throughput-1-worker',
@@ -46,6 +47,8 @@ export const INFERENCE_BENCH_NAMES = [
 const BIN = fileURLToPath(new URL('../bin/donghae.js', import.meta.url))
 const MODEL = 'digits-mlp'
 const NODES = 4
+/** Rows per call in the batch measurement. */
+const BATCH = 8
 /** Requests in flight during the throughput runs (the workers have 2 slots each). */
 const CONCURRENCY = 16
 /** Fewer than the API's 1,200 requests per minute and client address. */
@@ -253,6 +256,11 @@ class BenchNetwork {
 interface Direct {
   /** Microseconds of one `OnnxRuntime.run` on these pixels. */
   time(pixels: number[]): Promise<number>
+  /**
+   * Rows run one per call and `size` per call: microseconds per row each way (median of rounds),
+   * and how many rows came out of the batched run not bit-identical to their single run.
+   */
+  batch(rows: number[][], size: number): Promise<{ singleUs: number; batchedUs: number; differing: number }>
   close(): Promise<void>
 }
 
@@ -267,6 +275,33 @@ async function openDirect(): Promise<Direct> {
       const start = performance.now()
       await runtime.run(cid, inputs)
       return (performance.now() - start) * 1000
+    },
+    async batch(rows, size) {
+      const single: Float32Array[] = []
+      const singleRounds: number[] = []
+      const batchedRounds: number[] = []
+      let differing = 0
+      for (let round = 0; round < 5; round++) {
+        let start = performance.now()
+        for (const [i, pixels] of rows.entries()) {
+          const { outputs } = await runtime.run(cid, inputOf(pixels))
+          single[i] = outputs.probabilities?.data as Float32Array
+        }
+        singleRounds.push(((performance.now() - start) * 1000) / rows.length)
+        start = performance.now()
+        const batched: Float32Array[] = []
+        for (let at = 0; at + size <= rows.length; at += size) {
+          const data = Float32Array.from(rows.slice(at, at + size).flat())
+          const { outputs } = await runtime.run(cid, { input: createTensor('float32', [size, 64], data) })
+          const out = outputs.probabilities?.data as Float32Array
+          for (let j = 0; j < size; j++) batched.push(out.subarray(j * 10, (j + 1) * 10))
+        }
+        batchedRounds.push(((performance.now() - start) * 1000) / batched.length)
+        if (round === 0)
+          differing = batched.filter((row, i) => row.some((v, k) => !Object.is(v, single[i]?.[k]))).length
+      }
+      const median = (v: number[]): number => percentile([...v].sort((a, b) => a - b), 50)
+      return { singleUs: median(singleRounds), batchedUs: median(batchedRounds), differing }
     },
     close: () => runtime.close(),
   }
@@ -526,6 +561,29 @@ function directLine(direct: number[], interleaved: boolean): BenchLine {
   } as BenchLine
 }
 
+/**
+ * What worker-side batching would save: ONNX Runtime's compute per row at batch 1 and at batch
+ * `BATCH`, and whether batched rows are bit-identical to single runs (audits compare output hashes
+ * exactly, so a batch that changed the last bits would get honest workers slashed).
+ */
+async function batchLine(direct: Direct, rows: number[][]): Promise<BenchLine> {
+  const { singleUs, batchedUs, differing } = await direct.batch(rows.slice(0, 256), BATCH)
+  return {
+    ...line({
+      bench: 'infer-batch-compute',
+      impl: `OnnxRuntime.run in the bench process, ${MODEL}, ${BATCH} rows per call, µs per row (median of 5 rounds of 256 rows)`,
+      value: Math.round(batchedUs),
+      unit: 'µs/row',
+      baseline: { impl: 'the same rows one per call', value: Math.round(singleUs) },
+      rounds: [Math.round(batchedUs)],
+    }),
+    ratio: Number((singleUs / batchedUs).toFixed(2)),
+    rowsNotBitIdentical: differing,
+    rows: 256,
+    note: 'compute only: a job also costs two signatures, a verification, encoding and transport on the worker (see cpuMsPerJob in the throughput lines)',
+  } as BenchLine
+}
+
 // ---- the suite ---------------------------------------------------------------------------------
 
 const HTTP_PATH =
@@ -539,8 +597,9 @@ export async function inferenceBenches(_options: MeasureOptions, quick = false):
   const rows = await digitRows()
   const direct = await openDirect()
   try {
-    if (quick) return [await quickLine(direct, rows)]
-    return await networkBenches(direct, rows)
+    const batch = await batchLine(direct, rows)
+    if (quick) return [await quickLine(direct, rows), batch]
+    return [batch, ...(await networkBenches(direct, rows))]
   } finally {
     await direct.close()
   }
@@ -550,7 +609,7 @@ export async function inferenceBenches(_options: MeasureOptions, quick = false):
 async function quickLine(direct: Direct, rows: number[][]): Promise<BenchLine> {
   const times: number[] = []
   for (let i = 0; i < 200; i++) times.push(await direct.time(rows[i % rows.length] as number[]))
-  const skipped = { benches: INFERENCE_BENCH_NAMES.slice(1), reason: SKIPPED }
+  const skipped = { benches: INFERENCE_BENCH_NAMES.slice(2), reason: SKIPPED }
   return {
     ...directLine(
       times.slice(20).sort((a, b) => a - b),

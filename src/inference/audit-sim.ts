@@ -17,8 +17,9 @@
  *    tolerance → nothing is submitted; otherwise `inference.audit` (a dispute) and a quorum of
  *    `quorumSize` more workers, drawn the same way from sha256(seed ‖ seed) (same provider
  *    first), re-runs the job, and `inference.resolve` follows in the same block;
- *  - 0.5% of client jobs are followed by a canary: a new job on the same inputs, sent to a worker
- *    drawn the same way, whose answer the gateway computed itself; a wrong one forces the audit.
+ *  - 0.5% of client jobs are followed by a canary: a new job on the inputs of one of the last 64
+ *    client jobs, sent to a worker other than the one that ran them (drawn the same way), whose
+ *    answer the gateway computed itself; a wrong one forces the audit.
  * `auditorDraw: 'block'` seeds the auditor draw with the block hash alone (the earlier rule), to compare.
  *
  * Worker behaviours are those of service.ts: 'cheat' rotates the probability vector on a share of
@@ -41,6 +42,7 @@ import { SparseMerkleTree } from '../chain/state/smt.ts'
 import { TxError } from '../chain/errors.ts'
 import { decodeTx, encodeTx, signTx } from '../chain/tx.ts'
 import { createRng, type Rng } from '../chain/sim/rng.ts'
+import { CanaryPool, type CanaryDraw } from './canaries.ts'
 import { bankModule, feeCollector } from '../bank/bank.ts'
 import { stakingModule, validatorSetAt } from '../staking/staking.ts'
 import { jobId, jobIdHex, receiptId, receiptValue, signJob, signReceipt, type Receipt, type SignedJob } from './job.ts'
@@ -171,6 +173,8 @@ interface Market {
   nonce: bigint
   jobsPerBlock: number
   toSettle: Map<string, Served>
+  /** service.ts's canary material (canaries.ts), drawn with the run's seeded stream. */
+  canaries: CanaryPool
   awaiting: Array<Served & { height: number }>
   extra: Record<Extra, Map<number, number>>
   canaryPpm: number
@@ -284,6 +288,12 @@ export class AuditSim {
       toSettle: new Map(),
       awaiting: [],
       extra: { audit: new Map(), canary: new Map() },
+      canaries: new CanaryPool({
+        random: (
+          (r) => (n: number) =>
+            r.int(0, n - 1)
+        )(rng.fork('canaries')),
+      }),
       digest: createHash('sha256'),
       stats: emptyStats(),
     }
@@ -324,10 +334,13 @@ export class AuditSim {
     const served = await this.#dispatch(m, height, inputs)
     if (served === undefined) return false
     m.stats.jobs++
-    // service.ts `#maybeCanary`: the same kind of job, with an answer the gateway computes itself
+    // service.ts `#rememberInputs` and `#maybeCanary`: a job with an answer the gateway computes
+    // itself, on a recent client's inputs, sent to a worker other than the one that ran them
+    m.canaries.remember(this.#model.cid, inputs, served.receipt.worker)
     if (m.rng.int(0, 999_999) >= m.canaryPpm) return true
-    const known = await this.#runtime.run(this.#model.cid, inputs)
-    const canary = await this.#dispatch(m, height, inputs, served.seq)
+    const from = m.canaries.draw(this.#model.cid) as CanaryDraw
+    const known = await this.#runtime.run(this.#model.cid, from.inputs)
+    const canary = await this.#dispatch(m, height, from.inputs, served.seq, from.ranBy)
     if (canary === undefined) return true
     canary.canaryHash = hashTensorMap(known.outputs)
     addExtra(m, 'canary', served.seq, 2)
@@ -336,8 +349,14 @@ export class AuditSim {
   }
 
   /** A freshly signed job on `inputs`, run by a uniformly drawn schedulable worker and queued for settlement. */
-  async #dispatch(m: Market, height: number, inputs: TensorMap, seq = m.stats.jobs): Promise<Served | undefined> {
-    const schedulable = m.workers.filter((w) => isSchedulable(m.state, w.did, height, m.params))
+  async #dispatch(
+    m: Market,
+    height: number,
+    inputs: TensorMap,
+    seq = m.stats.jobs,
+    exclude?: string,
+  ): Promise<Served | undefined> {
+    const schedulable = m.workers.filter((w) => w.did !== exclude && isSchedulable(m.state, w.did, height, m.params))
     if (schedulable.length === 0) return undefined
     const worker = m.rng.pick(schedulable)
     const time = T0 + (height - 1) * BLOCK_MS + 1

@@ -44,6 +44,7 @@ import {
   type SignedJob,
 } from './job.ts'
 import { InferenceError } from './errors.ts'
+import { CanaryPool, type CanaryDraw } from './canaries.ts'
 import { WorkerTable, advertTopic, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { BlobStore } from './blobs.ts'
 import {
@@ -208,6 +209,7 @@ export class InferenceService {
   #toSettle: Settled[] = []
   readonly #inFlightSettle: SettleBatchInFlight[] = []
   readonly #awaitingAudit = new Map<string, Settled & { height: number }>()
+  readonly #canaries = new CanaryPool()
   /** Model records read at one committed height (they change only in blocks), by `name:`/`cid:` key. */
   #models = { height: -1, records: new Map<string, ModelRecord | undefined>() }
   readonly #stats = { jobs: 0, failures: 0, audits: 0, auditsFailed: 0, canaries: 0, latencies: [] as number[] }
@@ -590,7 +592,8 @@ export class InferenceService {
         fee: receipt.fee.toString(),
         role: 'gateway',
       })
-      if (request.job === undefined) this.#maybeCanary(model, request.inputs)
+      this.#canaries.remember(model.cid, request.inputs, receipt.worker)
+      if (request.job === undefined) this.#maybeCanary(model)
       return { outputs, receipt, worker: receipt.worker, gateway: this.did, latencyMs, attempts }
     } catch (err) {
       release()
@@ -730,16 +733,25 @@ export class InferenceService {
     return { receipt, outputs }
   }
 
-  /** After a gateway job, now and then: the same kind of job with an answer this node knows. */
-  #maybeCanary(model: ModelRecord, inputs: TensorMap): void {
+  /**
+   * After a gateway job, now and then, a canary: a job with an answer this node computes itself.
+   * It is made of a recent client's inputs and goes to a worker that has not seen them (see
+   * canaries.ts).
+   */
+  #maybeCanary(model: ModelRecord): void {
     const ppm = this.#o.canaryPpm ?? 5_000
     if (ppm <= 0 || !this.#served.has(model.cid) || randomInt(1_000_000) >= ppm) return
-    void this.#canary(model, inputs).catch((err: unknown) =>
+    const from = this.#canaries.draw(model.cid)
+    if (from === undefined) return
+    void this.#canary(model, from).catch((err: unknown) =>
       this.#log.debug({ err: describeError(err) }, 'canary not run'),
     )
   }
 
-  async #canary(model: ModelRecord, inputs: TensorMap): Promise<void> {
+  async #canary(model: ModelRecord, from: CanaryDraw): Promise<void> {
+    const { inputs } = from
+    const exclude = new Set([this.did, from.ranBy])
+    if (this.#table.serving(model.cid).every((w) => exclude.has(w))) return
     const job = signJob(this.#o.key, {
       chainId: this.#o.chainId,
       model: model.cid,
@@ -750,7 +762,7 @@ export class InferenceService {
     })
     if (balanceOf(this.#o.state(), this.did) < model.price * 2n) return
     const known = await this.#runLoaded(model.cid, inputs)
-    const { receipt, outputs } = await this.#dispatch(model, job, inputs, new Set([this.did]))
+    const { receipt, outputs } = await this.#dispatch(model, job, inputs, exclude)
     this.#stats.canaries++
     this.#toSettle.push({ receipt, inputs, outputs, canaryHash: hashTensorMap(known.outputs) })
   }
