@@ -300,7 +300,11 @@ async function openDirect(): Promise<Direct> {
         if (round === 0)
           differing = batched.filter((row, i) => row.some((v, k) => !Object.is(v, single[i]?.[k]))).length
       }
-      const median = (v: number[]): number => percentile([...v].sort((a, b) => a - b), 50)
+      const median = (v: number[]): number =>
+        percentile(
+          [...v].sort((a, b) => a - b),
+          50,
+        )
       return { singleUs: median(singleRounds), batchedUs: median(batchedRounds), differing }
     },
     close: () => runtime.close(),
