@@ -37,7 +37,7 @@ async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> 
 
 export async function devnetBenches(_options: MeasureOptions, quick = false): Promise<BenchLine[]> {
   const dir = await mkdtemp(join(tmpdir(), 'donghae-bench-devnet-'))
-  const base = 31_000 + Math.floor(Math.random() * 400) * 8
+  const base = 10_000 + Math.floor(Math.random() * 400) * 8 // below the ephemeral range (32768+)
   const devnet: ChildProcess = spawn(
     process.execPath,
     [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],

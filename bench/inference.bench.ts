@@ -168,7 +168,7 @@ class BenchNetwork {
   }
 
   static async create(dir: string): Promise<BenchNetwork> {
-    const base = 38_000 + Math.floor(Math.random() * 400) * 8
+    const base = 14_000 + Math.floor(Math.random() * 400) * 8 // below the ephemeral range (32768+)
     const keys = await loadOrCreateKeys(dir, NODES, () => {})
     await loadOrCreateGenesis(dir, keys, [], 'donghae-bench')
     await writeFile(join(dir, 'password'), LOCALNET_PASSWORD, { mode: 0o600 })

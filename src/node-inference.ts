@@ -79,6 +79,7 @@ export class NodeInference implements InferenceApi {
   readonly blobs: BlobStore
   readonly runtime: OnnxRuntime
   readonly #o: NodeInferenceOptions
+  readonly #blockTimes = new Map<number, number>()
   readonly #log: Logger
   readonly #codecs = new Map<string, TextCodec>()
   readonly #started = Date.now()
@@ -158,8 +159,10 @@ export class NodeInference implements InferenceApi {
 
   // ---- InferenceApi ----------------------------------------------------------------------------
 
-  models(): ModelView[] {
-    return this.service.models().map((m) => ({
+  async models(): Promise<ModelView[]> {
+    const models = this.service.models()
+    const times = await Promise.all(models.map((m) => this.#blockTime(m.registeredAt)))
+    return models.map((m, i) => ({
       name: m.name,
       cid: m.cid,
       owner: m.owner,
@@ -170,7 +173,19 @@ export class NodeInference implements InferenceApi {
       outputs: m.outputs,
       workers: m.workers,
       registeredAt: m.registeredAt,
+      registeredTime: times[i] as number,
     }))
+  }
+
+  /** A committed block's time (the genesis time for height 0), cached: it never changes. */
+  async #blockTime(height: number): Promise<number> {
+    const known = this.#blockTimes.get(height)
+    if (known !== undefined) return known
+    const app = this.#o.node.app
+    const time = height === 0 ? app.genesis.genesisTime : (await app.getBlock(height))?.header.time
+    if (time === undefined) return app.genesis.genesisTime // pruned or not yet stored here
+    if (this.#blockTimes.size < 4_096) this.#blockTimes.set(height, time)
+    return time
   }
 
   infer(request: Parameters<InferenceApi['infer']>[0]): ReturnType<InferenceApi['infer']> {

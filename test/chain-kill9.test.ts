@@ -43,7 +43,7 @@ test('SIGKILL during consensus: committed transactions survive, no double sign, 
   t.diagnostic(`seed ${seed}`)
   const rng = createRng(seed)
   const dir = await mkdtemp(join(tmpdir(), 'donghae-kill9-'))
-  const basePort = 28_000 + rng.int(0, 900) * 4
+  const basePort = 30_000 + rng.int(0, 600) * 4 // below the ephemeral range (32768+)
   const apis = [0, 1, 2, 3].map((i) => `http://127.0.0.1:${basePort + i}`)
   let child = startLocalnet(dir, basePort)
   try {

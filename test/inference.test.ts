@@ -80,7 +80,7 @@ async function workers(api: string): Promise<WorkerJson[]> {
 test('inference market on a 4-process devnet: correct, receipted, settled; failures retried; cheaters slashed', async (t) => {
   const rng = createRng(testSeed())
   const dir = await mkdtemp(join(tmpdir(), 'donghae-infer-'))
-  const base = 33_000 + rng.int(0, 300) * 8
+  const base = 25_000 + rng.int(0, 300) * 8 // below the ephemeral range (32768+)
   const devnet = spawn(
     process.execPath,
     [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
@@ -323,6 +323,20 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
         )?.workers === 4,
       60_000,
     )
+    // OpenAI's `created` is Unix seconds: the time of the block that registered the model
+    const listed = (
+      await getJson<{ data: Array<{ id: string; created: number; height: number }> }>(`${n2.api}/v1/models`)
+    )?.data
+    const tinyListed = listed?.find((m) => m.id === 'tiny')
+    const nowSeconds = Math.floor(Date.now() / 1000)
+    assert.ok(
+      tinyListed !== undefined &&
+        tinyListed.height > 0 &&
+        tinyListed.created > nowSeconds - 120 &&
+        tinyListed.created <= nowSeconds + 5,
+      `tiny is listed with its block's time: ${JSON.stringify(tinyListed)}`,
+    )
+    assert.equal(listed?.find((m) => m.id === 'digits-mlp')?.height, 0, 'the demo models come with the genesis')
     const tinyAnswer = await call(
       'POST',
       `${n2.api}/v1/infer`,

@@ -162,9 +162,25 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
       () => {},
     )
 
-    // Flood: malformed gossip and well-formed votes signed by a non-validator.
+    // The oversized frame may have cost the attacker its connection (a muxer error): be connected
+    // and know that the target takes consensus gossip before the flood, or nothing would arrive.
+    const topic = chainTopic(chainId, 'consensus')
+    await waitFor(
+      'the attacker connected and subscribed-to',
+      async () => {
+        if (target.getConnections(attacker.peerId).length === 0)
+          await attacker.dial(target.getMultiaddrs()[0] as never).catch(() => {})
+        return attacker.services.pubsub.getSubscribers(topic).some((p) => p.equals(target.peerId))
+      },
+      10_000,
+    )
+    // Well-formed votes signed by a non-validator: they pass gossip validation and are refused by
+    // consensus. Sent before the malformed flood: invalid gossip lowers the attacker's gossipsub
+    // score until its messages are ignored, and gets it disconnected.
+    // Spread over about three seconds: a vote that arrives after its height has passed is
+    // dropped without a verdict, and a burst can arrive late all at once.
     for (let i = 0; i < 300; i++) {
-      await attacker.services.pubsub.publish(chainTopic(chainId, 'consensus'), randomBytes(64)).catch(() => {})
+      await new Promise((resolve) => setTimeout(resolve, 10))
       const status = node.runtime.consensus
       if (status !== undefined) {
         const vote = signVote(attackerKey.key, {
@@ -180,13 +196,20 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
           .catch(() => {})
       }
     }
+    await waitFor(
+      'consensus to refuse votes from a non-validator',
+      () => node.runtime.stats.rejectedMessages > 0,
+      10_000,
+    )
+    // Flood: malformed gossip, rejected before forwarding; each one counts against the sender.
+    for (let i = 0; i < 300; i++)
+      await attacker.services.pubsub.publish(chainTopic(chainId, 'consensus'), randomBytes(64)).catch(() => {})
     await waitFor('5 more blocks despite the attacker', () => node.app.head.height >= before + 5, 30_000)
     await waitFor(
       'the attacker to be disconnected',
       () => target.getConnections(peerIdFromDid(attackerKey.did)).length === 0,
       20_000,
     )
-    assert.ok(node.runtime.stats.rejectedMessages > 0)
   } finally {
     await attacker.stop()
     await net.close()

@@ -74,7 +74,10 @@ export interface TensorSpecJson {
 export interface ModelJson {
   id: string
   object: 'model'
+  /** Registration time, Unix seconds. */
   created: number
+  /** Height of the block that registered it (0: the genesis). */
+  height: number
   owned_by: string
   cid: string
   version: string

@@ -16,7 +16,10 @@ export interface ModelView {
   outputs: Array<{ name: string; type: string; dims: Array<number | null> }>
   /** Workers advertising it right now. */
   workers: number
+  /** Height of the block that registered it (0: the genesis). */
   registeredAt: number
+  /** That block's time (the genesis time for height 0), milliseconds since the epoch. */
+  registeredTime: number
 }
 
 export interface WorkerView {
@@ -67,7 +70,7 @@ export interface CompletionOutcome {
 }
 
 export interface InferenceApi {
-  models(): ModelView[]
+  models(): Promise<ModelView[]>
   infer(request: { model: string; inputs: Record<string, Tensor>; job?: SignedJob }): Promise<InferOutcome>
   /** Greedy text generation on a text model; `onToken` streams each piece as it comes. */
   complete(

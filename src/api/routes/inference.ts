@@ -43,7 +43,8 @@ const TensorJson = Type.Object(
 const ModelJson = Type.Object({
   id: Type.String({ description: 'the registered name' }),
   object: Type.Literal('model'),
-  created: Type.Integer({ description: 'registration height' }),
+  created: Type.Integer({ description: 'registration time, Unix seconds (the block that registered it)' }),
+  height: Type.Integer({ description: 'height of the block that registered it (0: the genesis)' }),
   owned_by: Type.String({ description: "owner's DID" }),
   cid: Type.String(),
   version: Type.String(),
@@ -172,7 +173,8 @@ function modelJson(m: ModelView): Static<typeof ModelJson> {
   return {
     id: m.name,
     object: 'model',
-    created: m.registeredAt,
+    created: Math.floor(m.registeredTime / 1000),
+    height: m.registeredAt,
     owned_by: m.owner,
     cid: m.cid,
     version: m.version,
@@ -248,7 +250,7 @@ async function completionRoute(
     }
   }
   // Validate the model before the stream starts, so a bad name is still a plain 4xx.
-  const found = api.models().find((m) => m.name === input.model || m.cid === input.model)
+  const found = (await api.models()).find((m) => m.name === input.model || m.cid === input.model)
   if (found === undefined)
     throw new InferenceError(
       'unknown-model',
@@ -301,7 +303,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
           ...ERROR_RESPONSES,
         },
       },
-      handler: async () => ({ object: 'list', data: api.models().map(modelJson) }),
+      handler: async () => ({ object: 'list', data: (await api.models()).map(modelJson) }),
     },
     {
       method: 'GET',
@@ -314,7 +316,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       },
       handler: async (request) => {
         const { model } = request.params as { model: string }
-        const found = api.models().find((m) => m.name === model || m.cid === model)
+        const found = (await api.models()).find((m) => m.name === model || m.cid === model)
         if (found === undefined) throw new NotFoundError(`unknown model ${JSON.stringify(model)}`)
         return modelJson(found)
       },
@@ -407,7 +409,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       },
       handler: async (request) => {
         const body = request.body as Static<typeof AiBlockChatBody>
-        const model = body.model ?? api.models().find((m) => m.kind === 'text')?.name
+        const model = body.model ?? (await api.models()).find((m) => m.kind === 'text')?.name
         if (model === undefined) throw new InferenceError('unknown-model', 'no text model is registered')
         const out = await api.complete({ model, prompt: body.prompt, maxTokens: body.max_tokens ?? 32 })
         return { response: out.text, model, distributed: true, donghae: donghaeExtra(out.receipts) }
