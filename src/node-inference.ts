@@ -111,7 +111,8 @@ export class NodeInference implements InferenceApi {
       } catch {
         continue
       }
-      for (const name of names.filter((n) => n.endsWith('.onnx'))) {
+      // weights, and the JSON beside them (a text model's tokenizer is registered by CID)
+      for (const name of names.filter((n) => n.endsWith('.onnx') || n.endsWith('.json'))) {
         const cid = await blobs.put(new Uint8Array(await readFile(join(dir, name))))
         log.debug({ file: join(dir, name), cid }, 'model file imported')
       }
@@ -199,7 +200,7 @@ export class NodeInference implements InferenceApi {
     const model = this.service.resolveModel(request.model)
     if (model.kind !== 'text')
       throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
-    const codec = await this.#codec(model.cid)
+    const codec = await this.#codec(model)
     // One paid job per character: refuse up front rather than charge for half an answer.
     const cost = model.price * BigInt(request.maxTokens)
     const balance = balanceOf(this.#o.node.app.state, this.#o.node.did)
@@ -223,11 +224,31 @@ export class NodeInference implements InferenceApi {
   }
 
   /** The text codec of a text model: the JSON beside its ONNX file that names its CID. */
-  async #codec(cid: string): Promise<TextCodec> {
+  async #codec(model: { cid: string; name: string; codec?: string }): Promise<TextCodec> {
+    const { cid } = model
     const cached = this.#codecs.get(cid)
     if (cached !== undefined) return cached
-    const found = await TextCodec.forModel(cid, [BUILTIN_MODELS_DIR, ...(this.#o.modelDirs ?? [])])
-    if (found === undefined) throw new InferenceError('not-text-model', `no tokenizer is known for text model ${cid}`)
+    let found: TextCodec | undefined
+    if (model.codec !== undefined) {
+      let bytes: Uint8Array
+      try {
+        bytes = await this.service.blob(model.codec, cid)
+      } catch (err) {
+        throw new InferenceError('no-worker', `the tokenizer of ${model.name} is not here yet: ${describeError(err)}`)
+      }
+      try {
+        found = TextCodec.fromJson(bytes, cid)
+      } catch (err) {
+        throw new InferenceError(
+          'not-text-model',
+          `the registered tokenizer of ${model.name} is unusable: ${describeError(err)}`,
+        )
+      }
+    } else {
+      found = await TextCodec.forModel(cid, [BUILTIN_MODELS_DIR, ...(this.#o.modelDirs ?? [])])
+    }
+    if (found === undefined)
+      throw new InferenceError('not-text-model', `no tokenizer is known for text model ${model.name}`)
     this.#codecs.set(cid, found)
     return found
   }
@@ -309,6 +330,8 @@ export class NodeInference implements InferenceApi {
     version: string
     kind: 'tensor' | 'text'
     file: Uint8Array
+    /** Text models: the tokenizer JSON (chars.ts), registered by CID and served like the weights. */
+    codec?: Uint8Array
   }): Promise<{ cid: string; txHash: Uint8Array }> {
     let schema
     try {
@@ -317,6 +340,10 @@ export class NodeInference implements InferenceApi {
       throw new InvalidInputError(`the file is not a model ONNX Runtime can load: ${describeError(err)}`)
     }
     const cid = blobCid(request.file)
+    if (request.codec !== undefined) {
+      if (request.kind !== 'text') throw new InvalidInputError('a tokenizer (codec) is for text models only')
+      TextCodec.fromJson(request.codec, cid) // refuses what a gateway could not use
+    }
     const body = {
       cid,
       name: request.name,
@@ -327,9 +354,11 @@ export class NodeInference implements InferenceApi {
       outputs: schema.outputs,
       tolerance: { maxAbsPpm: 1_000, top1: true },
       size: request.file.length,
+      ...(request.codec === undefined ? {} : { codec: blobCid(request.codec) }),
     }
     decodeModelSpec(body)
     await this.blobs.put(request.file)
+    if (request.codec !== undefined) await this.blobs.put(request.codec)
     const { hash } = await this.#o.node.submitOwnTx('inference.registerModel', body)
     this.#log.info({ name: request.name, cid }, 'model published')
     return { cid, txHash: hash }

@@ -347,6 +347,55 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const y = (tinyAnswer.body.outputs as { y: { data: number[] } }).y.data
     assert.ok(Math.abs((y[0] ?? 0) + (y[1] ?? 0) - 1) < 1e-5, 'softmax output')
 
+    // ---- a text model published with its tokenizer: completions from a gateway that never saw it ----
+    // vocab "a", "b", one character of context: after "a" comes "b", after "b" comes "a"
+    const flip = buildOnnxModel({
+      name: 'flip',
+      inputs: [{ name: 'input', dims: ['N', 2] }],
+      outputs: [{ name: 'probabilities', dims: ['N', 2] }],
+      initializers: [{ name: 'w', dims: [2, 2], data: Float32Array.from([0, 10, 10, 0]) }],
+      nodes: [
+        { op: 'MatMul', inputs: ['input', 'w'], outputs: ['logits'] },
+        { op: 'Softmax', inputs: ['logits'], outputs: ['probabilities'], attributes: { axis: 1 } },
+      ],
+    })
+    await writeFile(join(dir, 'flip.onnx'), flip)
+    const tokenizer = { cid: modelCid(flip), vocab: ['a', 'b'], context: 1, padding: 'a' }
+    await writeFile(join(dir, 'flip.json'), JSON.stringify(tokenizer))
+    const flipPublished = await runCli([
+      'model',
+      'publish',
+      join(dir, 'flip.onnx'), // flip.json beside it is the tokenizer
+      '--kind',
+      'text',
+      '--name',
+      'flip',
+      '--price',
+      '1',
+      '--node',
+      n0.api,
+      '--token',
+      tokens[0] as string,
+      '--json',
+    ])
+    assert.equal(flipPublished.code, 0, flipPublished.stderr)
+    await waitFor(
+      'flip served by every worker',
+      async () =>
+        (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${n2.api}/v1/models`))?.data.find(
+          (m) => m.id === 'flip',
+        )?.workers === 4,
+      60_000,
+    )
+    const flipped = await call(
+      'POST',
+      `${n2.api}/v1/completions`,
+      { model: 'flip', prompt: 'A', max_tokens: 5 },
+      tokens[2],
+    )
+    assert.equal(flipped.status, 200, JSON.stringify(flipped.body))
+    assert.equal((flipped.body.choices as Array<{ text: string }>)[0]?.text, 'babab')
+
     // ---- text: an OpenAI-style completion through the network ----------------------------------------
     const completion = await call(
       'POST',

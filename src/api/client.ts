@@ -330,7 +330,16 @@ export class DonghaeClient {
 
   /** Stores an ONNX file on the node and registers it on chain under the node's key (operator token). */
   publishModel(
-    request: { name: string; price: string; version?: string; kind?: 'tensor' | 'text'; file: string },
+    request: {
+      name: string
+      price: string
+      version?: string
+      kind?: 'tensor' | 'text'
+      /** The ONNX file, base64. */
+      file: string
+      /** Text models: the tokenizer JSON, base64. */
+      codec?: string
+    },
     options: OperatorCallOptions = {},
   ): Promise<{ cid: string; txHash: string }> {
     return this.#request('POST', '/v1/operator/models', request, options, this.#auth(options))

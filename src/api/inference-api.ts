@@ -97,5 +97,7 @@ export interface InferenceApi {
     version: string
     kind: 'tensor' | 'text'
     file: Uint8Array
+    /** Text models: the tokenizer JSON, registered by CID. */
+    codec?: Uint8Array
   }): Promise<{ cid: string; txHash: Uint8Array }>
 }

@@ -93,6 +93,8 @@ export interface GenesisModel {
   outputs: unknown
   tolerance: unknown
   size: number
+  /** Text models: CID of the tokenizer JSON (checked by the module like the rest). */
+  codec?: unknown
 }
 
 /** A worker bonded at genesis (the bond is minted, not taken from a balance). */
@@ -314,7 +316,19 @@ function jsonDefault(key: keyof ChainParams): unknown {
  * (kind, inputs, outputs, tolerance) is checked by the inference module when it loads the
  * genesis, since this layer sits below it.
  */
-const MODEL_FIELDS = ['owner', 'cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size']
+const MODEL_FIELDS = [
+  'owner',
+  'cid',
+  'name',
+  'version',
+  'price',
+  'kind',
+  'inputs',
+  'outputs',
+  'tolerance',
+  'size',
+  'codec',
+]
 
 function parseInference(json: unknown): GenesisInference {
   if (!isRecord(json) || !Array.isArray(json.models) || !Array.isArray(json.workers))
@@ -327,7 +341,7 @@ function parseInference(json: unknown): GenesisInference {
     if (!isRecord(m)) fail(`${at} must be an object`)
     const unknownField = Object.keys(m).find((k) => !MODEL_FIELDS.includes(k))
     if (unknownField !== undefined) fail(`unknown field ${at}.${unknownField}`)
-    const { owner, cid, name, version, price, kind, inputs, outputs, tolerance, size } = m
+    const { owner, cid, name, version, price, kind, inputs, outputs, tolerance, size, codec } = m
     if (typeof cid !== 'string' || cids.has(cid)) fail(`${at}.cid must be a CID string, once`)
     cids.add(cid)
     if (typeof name !== 'string' || typeof version !== 'string') fail(`${at}.name and .version must be strings`)
@@ -344,6 +358,7 @@ function parseInference(json: unknown): GenesisInference {
       outputs,
       tolerance,
       size,
+      ...(codec === undefined ? {} : { codec }),
     }
   })
   const seen = new Set<string>()

@@ -88,6 +88,7 @@ export async function loadOrCreateGenesis(
         outputs: m.outputs,
         tolerance: m.tolerance,
         size: m.size,
+        ...(m.codec === undefined ? {} : { codec: m.codec }),
       })),
       workers: dids.map((did) => ({ did, bond: WORKER_BOND.toString(), ep: 'cpu' })),
     },

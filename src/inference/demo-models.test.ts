@@ -16,6 +16,8 @@ import {
   type DemoModel,
 } from './demo-models.ts'
 import { OnnxRuntime } from './runtime.ts'
+import { blobCid } from './blobs.ts'
+import { TextCodec } from './text.ts'
 import { createTensor } from './tensor.ts'
 import { datasetSize, splitDataset } from './trainer.ts'
 
@@ -109,4 +111,16 @@ test('chars encoding: one-hot, oldest character first, left-padded', async () =>
 test('readDemoModel refuses a file that no longer matches its CID', async () => {
   const digits = byName('digits-mlp')
   await assert.rejects(readDemoModel({ ...digits, cid: byName('chars-mlp').cid }), /does not hash to/)
+})
+
+test('chars-mlp registers its tokenizer by CID; the codec reads it back and refuses one for another model', async () => {
+  const chars = byName('chars-mlp')
+  const json = new Uint8Array(await readFile(join(DEMO_MODELS_DIR, 'chars-mlp.json')))
+  assert.equal(chars.codec, blobCid(json))
+  assert.equal(byName('digits-mlp').codec, undefined)
+  const codec = TextCodec.fromJson(json, chars.cid)
+  assert.deepEqual(codec.spec, await readCharsSpec())
+  assert.throws(() => TextCodec.fromJson(json, byName('digits-mlp').cid), /names model/)
+  assert.throws(() => TextCodec.fromJson(new TextEncoder().encode('{"vocab":'), chars.cid), /not JSON/)
+  assert.throws(() => TextCodec.fromJson(new TextEncoder().encode('{"vocab":["a"]}'), chars.cid), /vocab/)
 })

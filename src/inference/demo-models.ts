@@ -102,6 +102,8 @@ export interface DemoModel {
   description: string
   /** Text models only: the tokenizer (see chars.ts). */
   text?: CharsModelSpec
+  /** Text models only: CID of the tokenizer's JSON file (`<name>.json`), registered with the model. */
+  codec?: string
 }
 
 /** The CID Donghae gives a model file: CIDv1, raw codec, sha2-256 (a blob's CID, see blobs.ts). */
@@ -149,6 +151,7 @@ export async function demoModels(options: { dir?: string; signal?: AbortSignal }
       tolerance: { ...DEMO_TOLERANCE },
       description: `Character-level text model: one-hot of the last ${text.context} characters → next-character probabilities`,
       text,
+      codec: blobCid(new Uint8Array(await readFile(join(dir, 'chars-mlp.json'), { signal: options.signal }))),
     },
     options.signal,
   )

@@ -96,23 +96,30 @@ function tolerance(value: unknown): Tolerance {
   return { maxAbsPpm: uint(t.maxAbsPpm, 'tolerance.maxAbsPpm'), top1: t.top1 }
 }
 
-const MODEL_FIELDS = ['cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size']
+const MODEL_FIELDS = ['cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size', 'codec']
+
+function canonicalCid(value: unknown, field: string): string {
+  const cid = text(value, field, 128)
+  try {
+    if (parseCid(cid).toString() !== cid) malformed(`${field} must be in its canonical (base32) form`)
+  } catch (err) {
+    if (err instanceof TxError) throw err
+    malformed(`${field} is not a CIDv1 sha2-256: ${(err as Error).message}`, err)
+  }
+  return cid
+}
 
 /** An `inference.registerModel` body. */
 export function decodeModelSpec(body: unknown): ModelSpec {
   const b = fields(body, 'inference.registerModel', MODEL_FIELDS)
-  const cid = text(b.cid, 'cid', 128)
-  try {
-    if (parseCid(cid).toString() !== cid) malformed('cid must be in its canonical (base32) form')
-  } catch (err) {
-    if (err instanceof TxError) throw err
-    malformed(`cid is not a CIDv1 sha2-256: ${(err as Error).message}`, err)
-  }
+  const cid = canonicalCid(b.cid, 'cid')
   if (typeof b.name !== 'string' || !NAME_PATTERN.test(b.name))
     malformed('name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit')
   if (b.kind !== 'tensor' && b.kind !== 'text') malformed('kind must be "tensor" or "text"')
   const size = uint(b.size, 'size')
   if (size === 0) malformed('size must be positive')
+  const codec = b.codec === undefined ? undefined : canonicalCid(b.codec, 'codec')
+  if (codec !== undefined && b.kind !== 'text') malformed('codec (a tokenizer) is for text models only')
   return {
     cid,
     name: b.name,
@@ -123,6 +130,7 @@ export function decodeModelSpec(body: unknown): ModelSpec {
     outputs: tensorSpecs(b.outputs, 'outputs'),
     tolerance: tolerance(b.tolerance),
     size,
+    ...(codec === undefined ? {} : { codec }),
   }
 }
 

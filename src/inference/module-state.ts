@@ -85,6 +85,11 @@ export interface ModelSpec {
   tolerance: Tolerance
   /** Size of the ONNX file, bytes. */
   size: number
+  /**
+   * Text models: CID of the tokenizer (the chars.ts JSON naming this model's CID), a blob served
+   * like the weights, so any gateway can encode prompts and decode outputs.
+   */
+  codec?: string
 }
 
 export interface ModelRecord extends ModelSpec {

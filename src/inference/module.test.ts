@@ -268,7 +268,20 @@ test('registerModel: the owner is the sender, names are unique, the owner may pu
     listModels(s.state).map((m) => m.cid),
     [MODEL, v2, other].sort(),
   )
+  // a text model may name its tokenizer by CID; the record keeps it
+  const tokenizer = cid('resnet-tokenizer')
+  send(
+    s,
+    outsider,
+    'inference.registerModel',
+    modelBody({ cid: cid('t1'), name: 'talk', kind: 'text', codec: tokenizer }),
+    2,
+  )
+  assert.equal(modelByName(s.state, 'talk')?.codec, tokenizer)
+  assert.equal(modelByName(s.state, 'resnet')?.codec, undefined)
   for (const bad of [
+    modelBody({ cid: cid('x6'), name: 'x6', codec: tokenizer }), // a tensor model has no tokenizer
+    modelBody({ cid: cid('x7'), name: 'x7', kind: 'text', codec: 'not-a-cid' }),
     modelBody({ cid: 'bafy-not-a-cid', name: 'x1' }),
     modelBody({ cid: cid('x2'), name: 'Bad Name' }),
     modelBody({ cid: cid('x3'), name: 'x3', inputs: [{ name: 'x', type: 'float31', dims: [1] }] }),

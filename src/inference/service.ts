@@ -318,6 +318,18 @@ export class InferenceService {
     return this.#table.live()
   }
 
+  /**
+   * A blob (a text model's tokenizer, say) from this node's store, or else fetched and verified
+   * from the peers serving `model`, then any connected peer.
+   */
+  async blob(cid: string, model: string): Promise<Uint8Array> {
+    const have = await this.#o.blobs.get(cid)
+    if (have !== undefined) return have
+    const serving = this.#table.serving(model).filter((p) => p !== this.did)
+    const others = this.#o.transport.peers().filter((p) => p !== this.did && !serving.includes(p))
+    return this.#o.blobs.fetch(cid, [...serving, ...others], this.#o.transport)
+  }
+
   /** Loads every registered model whose weights are here or on a peer that serves it. */
   async syncModels(): Promise<void> {
     if (this.#stopped) return
@@ -332,6 +344,11 @@ export class InferenceService {
           bytes = await this.#o.blobs.fetch(model.cid, peers, this.#o.transport)
         }
         await this.#o.runner.load(model.cid, bytes)
+        // A text model's tokenizer travels with its weights, so every node serving it can hand it on.
+        if (model.codec !== undefined)
+          await this.blob(model.codec, model.cid).catch((err: unknown) =>
+            this.#log.warn({ model: model.name, err: describeError(err) }, 'tokenizer not fetched yet'),
+          )
         const { jobsPerSecond } = await this.#calibrate(model)
         this.#served.set(model.cid, { mjps: Math.max(1, Math.round(jobsPerSecond * 1000)) })
         this.#log.info({ model: model.name, cid: model.cid, jobsPerSecond: Math.round(jobsPerSecond) }, 'serving model')

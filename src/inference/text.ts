@@ -1,19 +1,38 @@
 /**
  * Text models at the gateway: the tokenizer of a text model (a `CharsModelSpec`, see chars.ts)
- * comes from the JSON file that accompanies its ONNX file (`<name>.json` with the model's `cid`),
- * found in the demo models or `<home>/models/`. Generation is greedy, one job per character, so
+ * is the JSON file that accompanies its ONNX file (`<name>.json`, naming the model's `cid`). The
+ * registry records its CID (`codec`) and nodes pass it around as a blob like the weights; a model
+ * registered without one is looked up in the demo models and `<home>/models/`. Generation is greedy, one job per character, so
  * every generated character is computed by some worker and carries its receipt.
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { charsInput, greedyChar, normalizeText, parseCharsSpec, type CharsModelSpec } from './chars.ts'
 import type { TensorMap } from './tensor.ts'
+import { InvalidInputError, describeError } from '../core/errors.ts'
 
 export class TextCodec {
   readonly spec: CharsModelSpec
 
   constructor(spec: CharsModelSpec) {
     this.spec = spec
+  }
+
+  /**
+   * The codec in a tokenizer file's bytes, for the model `cid`: a file that names another model
+   * is refused (InvalidInputError), as is anything chars.ts cannot read.
+   */
+  static fromJson(bytes: Uint8Array, cid: string): TextCodec {
+    let raw: unknown
+    try {
+      raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+    } catch (err) {
+      throw new InvalidInputError(`the tokenizer is not JSON: ${describeError(err)}`)
+    }
+    const named = (raw as { cid?: unknown } | null)?.cid
+    if (named !== undefined && named !== cid)
+      throw new InvalidInputError(`the tokenizer names model ${String(named)}, not ${cid}`)
+    return new TextCodec(parseCharsSpec(raw))
   }
 
   /** The codec of the model with this CID, from a `*.json` sidecar in `dirs`, or undefined. */

@@ -148,6 +148,9 @@ const PublishBody = Type.Object(
     version: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
     kind: Type.Optional(Type.Union([Type.Literal('tensor'), Type.Literal('text')])),
     file: Type.String({ description: 'the ONNX file, base64' }),
+    codec: Type.Optional(
+      Type.String({ description: 'text models: the tokenizer JSON (models/chars-mlp.json is one), base64' }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -502,6 +505,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
           version: body.version ?? '1',
           kind: body.kind ?? 'tensor',
           file: new Uint8Array(file),
+          ...(body.codec === undefined ? {} : { codec: new Uint8Array(Buffer.from(body.codec, 'base64')) }),
         })
         return reply.code(202).send({ cid: out.cid, txHash: toHex(out.txHash) })
       },

@@ -268,6 +268,7 @@ Examples:
     .requiredOption('--price <n>', 'fee per call, base units')
     .option('--version <v>', 'version label', '1')
     .option('--kind <kind>', 'tensor or text', 'tensor')
+    .option('--codec <file>', 'text models: the tokenizer JSON (default: the .json beside the .onnx file, if any)')
     .option('--node <url>', `the node's API (env ${NODE_URL_ENV})`)
     .option('--token <token>', `the node's operator token (env ${TOKEN_ENV})`)
     .option('--json', 'print as JSON')
@@ -275,15 +276,26 @@ Examples:
       'after',
       `
 The node reads the model's input and output schema with ONNX Runtime, keeps the file in its blob
-store (other workers fetch it from there and check it against the CID) and registers it.
+store (other workers fetch it from there and check it against the CID) and registers it. A text
+model's tokenizer (a JSON file like models/chars-mlp.json) is registered by CID with it and
+travels with the weights, so every gateway can serve completions from it.
 
-Example:
-  $ donghae model publish models/digits-mlp.onnx --name my-digits --price 5`,
+Examples:
+  $ donghae model publish models/digits-mlp.onnx --name my-digits --price 5
+  $ donghae model publish my-chars.onnx --kind text --codec my-chars.json --name my-chars --price 2`,
     )
     .action(
       async (
         file: string,
-        options: { name: string; price: string; version: string; kind: string; token?: string; json?: boolean },
+        options: {
+          name: string
+          price: string
+          version: string
+          kind: string
+          codec?: string
+          token?: string
+          json?: boolean
+        },
         command: Command,
       ) =>
         withClient(command, io, async (ctx, client) => {
@@ -296,6 +308,20 @@ Example:
           } catch (err) {
             throw new CliError(`cannot read ${file}: ${describeError(err)}`)
           }
+          let codec: Buffer | undefined
+          if (options.codec !== undefined && options.kind !== 'text')
+            throw new CliError('--codec is for text models: add --kind text')
+          if (options.kind === 'text') {
+            const path = options.codec ?? (/\.onnx$/i.test(file) ? file.replace(/\.onnx$/i, '.json') : undefined)
+            if (path !== undefined)
+              try {
+                codec = await readFile(path)
+              } catch (err) {
+                // the sidecar is optional; a tokenizer asked for by name is not
+                if (options.codec !== undefined)
+                  throw new CliError(`cannot read the tokenizer ${path}: ${describeError(err)}`)
+              }
+          }
           const out = await client.publishModel(
             {
               name: options.name,
@@ -303,6 +329,7 @@ Example:
               version: options.version,
               kind: options.kind,
               file: bytes.toString('base64'),
+              ...(codec === undefined ? {} : { codec: codec.toString('base64') }),
             },
             { token },
           )
