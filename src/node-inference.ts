@@ -321,6 +321,7 @@ export class NodeInference implements InferenceApi {
       canaries: s.canaries,
       slashes,
       pendingSettlement: s.pendingSettlement,
+      worker: s.worker,
     }
   }
 

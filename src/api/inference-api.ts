@@ -89,6 +89,8 @@ export interface InferenceApi {
     canaries: number
     slashes: number
     pendingSettlement: number
+    /** This node's worker: jobs running now, and jobs waiting for a slot. */
+    worker: { running: number; queued: number }
   }
   /** Stores an ONNX file, registers it on chain under the node's key, returns its CID. */
   publishModel(request: {

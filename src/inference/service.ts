@@ -344,9 +344,10 @@ export class InferenceService {
           bytes = await this.#o.blobs.fetch(model.cid, peers, this.#o.transport)
         }
         await this.#o.runner.load(model.cid, bytes)
-        // A text model's tokenizer travels with its weights, so every node serving it can hand it on.
+        // A text model's tokenizer travels with its weights, so every node serving it can hand it
+        // on; fetched on the side, serving the model does not wait for it.
         if (model.codec !== undefined)
-          await this.blob(model.codec, model.cid).catch((err: unknown) =>
+          void this.blob(model.codec, model.cid).catch((err: unknown) =>
             this.#log.warn({ model: model.name, err: describeError(err) }, 'tokenizer not fetched yet'),
           )
         const { jobsPerSecond } = await this.#calibrate(model)
@@ -922,6 +923,7 @@ export class InferenceService {
     canaries: number
     latencyMs: { p50: number; p99: number }
     pendingSettlement: number
+    worker: { running: number; queued: number }
   } {
     const sorted = [...this.#stats.latencies].sort((a, b) => a - b)
     const q = (p: number): number => (sorted.length === 0 ? 0 : (sorted[Math.floor((sorted.length - 1) * p)] ?? 0))
@@ -933,6 +935,7 @@ export class InferenceService {
       canaries: this.#stats.canaries,
       latencyMs: { p50: q(0.5), p99: q(0.99) },
       pendingSettlement: this.#toSettle.length + this.#inFlightSettle.reduce((n, b) => n + b.items.length, 0),
+      worker: { running: this.#running, queued: this.#waiting.length },
     }
   }
 }

@@ -463,7 +463,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/inference/stats',
       schema: {
-        summary: 'This gateway’s job counters and latency',
+        summary: 'This gateway’s job counters and latency, and its worker’s load',
         tags: ['inference'],
         response: {
           200: Type.Object({
@@ -476,6 +476,10 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
             canaries: Type.Integer(),
             slashes: Type.Integer(),
             pendingSettlement: Type.Integer(),
+            worker: Type.Object(
+              { running: Type.Integer(), queued: Type.Integer() },
+              { description: 'this node’s worker: jobs running now and jobs waiting for a slot' },
+            ),
           }),
           ...ERROR_RESPONSES,
         },
