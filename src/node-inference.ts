@@ -15,7 +15,14 @@ import { silentLogger, type Logger } from './core/logger.ts'
 import type { Ed25519KeyPair } from './identity/keys.ts'
 import type { ChainTransport } from './chain/transport.ts'
 import type { DonghaeNode } from './node.ts'
-import type { CompletionOutcome, InferenceApi, ModelView, SettlementView, WorkerView } from './api/inference-api.ts'
+import type {
+  CompletionOutcome,
+  InferenceApi,
+  ModelView,
+  PublishModelRequest,
+  SettlementView,
+  WorkerView,
+} from './api/inference-api.ts'
 import { BlobStore, blobCid } from './inference/blobs.ts'
 import { InferenceError } from './inference/errors.ts'
 import { InferenceService, type AdvertBus, type JobEvent, type WorkerBehaviour } from './inference/service.ts'
@@ -325,15 +332,7 @@ export class NodeInference implements InferenceApi {
     }
   }
 
-  async publishModel(request: {
-    name: string
-    price: bigint
-    version: string
-    kind: 'tensor' | 'text'
-    file: Uint8Array
-    /** Text models: the tokenizer JSON (chars.ts), registered by CID and served like the weights. */
-    codec?: Uint8Array
-  }): Promise<{ cid: string; txHash: Uint8Array }> {
+  async publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }> {
     let schema
     try {
       schema = await this.runtime.inspect(request.file)

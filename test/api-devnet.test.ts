@@ -11,7 +11,7 @@ import { ApiError, DonghaeClient, type EventMap, type NodeEvent } from '../src/a
 import { BIN } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
-import { exited, firstJsonLine } from './helpers/processes.ts'
+import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
 
 interface DevnetInfo {
   password: string
@@ -35,14 +35,8 @@ async function peersMetric(client: DonghaeClient): Promise<number> {
 test('devnet: killing a node drops donghae_peers and sends a peer event; its restart brings both back', async (t) => {
   const rng = createRng(testSeed())
   const dir = await mkdtemp(join(tmpdir(), 'donghae-api-devnet-'))
-  const base = 23_000 + rng.int(0, 200) * 8 // below the ephemeral range (32768+)
-  const devnet = spawn(
-    process.execPath,
-    [BIN, '--home', dir, 'devnet', '--nodes', '2', '--base-port', String(base), '--json'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  let stderr = ''
-  devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const base = 23_000 + rng.int(0, 200) * 8
+  const { child: devnet, stderr } = spawnDevnet(dir, 2, base)
   let restarted: ChildProcess | undefined
   let reading: Promise<void> | undefined
   const abort = new AbortController()
@@ -93,7 +87,7 @@ test('devnet: killing a node drops donghae_peers and sends a peer event; its res
     assert.ok(BigInt((await client.account(n1.did)).balance) >= receiverBefore + 7n)
     t.diagnostic(`peer events seen: ${peerEvents.map((e) => (e.connected ? '+' : '-')).join('')}`)
   } catch (err) {
-    t.diagnostic(stderr.slice(-2000))
+    t.diagnostic(stderr().slice(-2000))
     throw err
   } finally {
     abort.abort()

@@ -5,7 +5,6 @@
 // the UI arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -15,10 +14,9 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import { DonghaeClient } from '../src/api/client.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
-import { BIN } from './helpers/cli.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { createRng, testSeed } from './helpers/random.ts'
-import { exited, firstJsonLine } from './helpers/processes.ts'
+import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page; these are the browser
 // globals they use (the tests' tsconfig has no DOM library).
@@ -79,15 +77,9 @@ test(
   async (t) => {
     const rng = createRng(testSeed())
     const dir = await mkdtemp(join(tmpdir(), 'donghae-dashboard-'))
-    const base = 28_000 + rng.int(0, 200) * 8 // below the ephemeral range (32768+)
+    const base = 28_000 + rng.int(0, 200) * 8
     await mkdir(ARTIFACTS, { recursive: true })
-    const devnet = spawn(
-      process.execPath,
-      [BIN, '--home', dir, 'devnet', '--nodes', '2', '--base-port', String(base), '--json'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    )
-    let stderr = ''
-    devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+    const { child: devnet, stderr } = spawnDevnet(dir, 2, base)
     let browser: Browser | undefined
     const pageErrors: string[] = []
     try {
@@ -199,7 +191,7 @@ test(
       await desktop.close()
       assert.deepEqual(pageErrors, [], 'no uncaught errors in the page')
     } catch (err) {
-      t.diagnostic(`devnet stderr: ${stderr.slice(-2000)}`)
+      t.diagnostic(`devnet stderr: ${stderr().slice(-2000)}`)
       if (pageErrors.length > 0) t.diagnostic(`page errors: ${pageErrors.join(' | ')}`)
       throw err
     } finally {

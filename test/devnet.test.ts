@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { BIN, runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
-import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
+import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
 
 interface DevnetInfo {
   dir: string
@@ -25,15 +25,9 @@ async function height(api: string): Promise<number> {
 test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; restarted, it catches up; all agree', async (t) => {
   const rng = createRng(testSeed())
   const dir = await mkdtemp(join(tmpdir(), 'donghae-devnet-'))
-  const base = 20_000 + rng.int(0, 300) * 8 // below the ephemeral range (32768+)
-  const devnet = spawn(
-    process.execPath,
-    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  )
+  const base = 20_000 + rng.int(0, 300) * 8
+  const { child: devnet, stderr } = spawnDevnet(dir, 4, base)
   let restarted: ChildProcess | undefined
-  let stderr = ''
-  devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c))
   try {
     const info = (await firstJsonLine(devnet)) as DevnetInfo
     const apis = info.nodes.map((n) => n.api)
@@ -83,7 +77,7 @@ test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; re
     )
     t.diagnostic(`height ${top} reached; killed at ${atKill}`)
   } catch (err) {
-    t.diagnostic(stderr.slice(-2000))
+    t.diagnostic(stderr().slice(-2000))
     throw err
   } finally {
     restarted?.kill('SIGTERM')

@@ -24,7 +24,7 @@ import { createTensor, hashTensorMap, tensorToJson } from '../src/inference/tens
 import { OnnxRuntime } from '../src/inference/runtime.ts'
 import { DEMO_MODELS_DIR, modelCid } from '../src/inference/demo-models.ts'
 import { buildOnnxModel } from '../src/inference/onnx-export.ts'
-import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
+import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
 
 interface DevnetInfo {
   dir: string
@@ -73,6 +73,13 @@ interface WorkerJson {
   quarantined: boolean
 }
 
+/** How many workers `api`'s gateway sees advertising `model` (undefined: unreachable or unknown). */
+async function modelWorkers(api: string, model: string): Promise<number | undefined> {
+  return (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${api}/v1/models`))?.data.find(
+    (m) => m.id === model,
+  )?.workers
+}
+
 async function workers(api: string): Promise<WorkerJson[]> {
   return (await getJson<{ workers: WorkerJson[] }>(`${api}/v1/inference/workers`))?.workers ?? []
 }
@@ -80,17 +87,9 @@ async function workers(api: string): Promise<WorkerJson[]> {
 test('inference market on a 4-process devnet: correct, receipted, settled; failures retried; cheaters slashed', async (t) => {
   const rng = createRng(testSeed())
   const dir = await mkdtemp(join(tmpdir(), 'donghae-infer-'))
-  const base = 25_000 + rng.int(0, 300) * 8 // below the ephemeral range (32768+)
-  const devnet = spawn(
-    process.execPath,
-    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
+  const base = 25_000 + rng.int(0, 300) * 8
+  const { child: devnet, stderr } = spawnDevnet(dir, 4, base)
   const extra: ChildProcess[] = []
-  let stderr = ''
-  devnet.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-20_000)))
   const runtime = new OnnxRuntime()
   try {
     const info = (await firstJsonLine(devnet)) as DevnetInfo
@@ -100,12 +99,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     )
     await waitFor(
       'every node serving digits-mlp on 4 workers',
-      async () => {
-        const lists = await Promise.all(
-          info.nodes.map((n) => getJson<{ data: Array<{ id: string; workers: number }> }>(`${n.api}/v1/models`)),
-        )
-        return lists.every((l) => l?.data.find((m) => m.id === 'digits-mlp')?.workers === 4)
-      },
+      async () => (await Promise.all(info.nodes.map((n) => modelWorkers(n.api, 'digits-mlp')))).every((w) => w === 4),
       90_000,
     )
     const rows = await digits()
@@ -317,10 +311,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     assert.equal((JSON.parse(published.stdout) as { cid: string }).cid, modelCid(tiny))
     await waitFor(
       'the new model fetched from node0 and served by every worker',
-      async () =>
-        (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${n2.api}/v1/models`))?.data.find(
-          (m) => m.id === 'tiny',
-        )?.workers === 4,
+      async () => (await modelWorkers(n2.api, 'tiny')) === 4,
       60_000,
     )
     // OpenAI's `created` is Unix seconds: the time of the block that registered the model
@@ -379,14 +370,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       '--json',
     ])
     assert.equal(flipPublished.code, 0, flipPublished.stderr)
-    await waitFor(
-      'flip served by every worker',
-      async () =>
-        (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${n2.api}/v1/models`))?.data.find(
-          (m) => m.id === 'flip',
-        )?.workers === 4,
-      60_000,
-    )
+    await waitFor('flip served by every worker', async () => (await modelWorkers(n2.api, 'flip')) === 4, 60_000)
     const flipped = await call(
       'POST',
       `${n2.api}/v1/completions`,
@@ -451,11 +435,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     await firstJsonLine(slow)
     await waitFor(
       'the slow node3 advertising again',
-      async () =>
-        (await workers(n0.api)).length === 4 &&
-        (await getJson<{ data: Array<{ id: string; workers: number }> }>(`${n0.api}/v1/models`))?.data.find(
-          (m) => m.id === 'digits-mlp',
-        )?.workers === 4,
+      async () => (await workers(n0.api)).length === 4 && (await modelWorkers(n0.api, 'digits-mlp')) === 4,
       60_000,
     )
     // 48 jobs at once through three gateways: more than the fast workers' slots, so some wait on node3
@@ -572,7 +552,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       'a gateway counted the failed audit in donghae_audits_total',
     )
   } catch (err) {
-    t.diagnostic(stderr.slice(-3000))
+    t.diagnostic(stderr().slice(-3000))
     throw err
   } finally {
     await runtime.close()

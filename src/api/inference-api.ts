@@ -93,13 +93,16 @@ export interface InferenceApi {
     worker: { running: number; queued: number }
   }
   /** Stores an ONNX file, registers it on chain under the node's key, returns its CID. */
-  publishModel(request: {
-    name: string
-    price: bigint
-    version: string
-    kind: 'tensor' | 'text'
-    file: Uint8Array
-    /** Text models: the tokenizer JSON, registered by CID. */
-    codec?: Uint8Array
-  }): Promise<{ cid: string; txHash: Uint8Array }>
+  publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }>
+}
+
+export interface PublishModelRequest {
+  name: string
+  price: bigint
+  version: string
+  kind: 'tensor' | 'text'
+  /** The ONNX file. */
+  file: Uint8Array
+  /** Text models: the tokenizer JSON (chars.ts), registered by CID and served like the weights. */
+  codec?: Uint8Array
 }

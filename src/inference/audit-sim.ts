@@ -260,6 +260,7 @@ export class AuditSim {
   #market(options: AuditSimOptions): Market {
     const params: ChainParams = { ...DEFAULT_PARAMS, ...options.params }
     const rng = createRng(options.seed)
+    const canaryRng = rng.fork('canaries')
     const workers = simWorkers(options, rng)
     const gateway = seedKey(options.seed, 'gateway')
     const validator = didFromEd25519PublicKey(seedKey(options.seed, 'validator').publicKey)
@@ -288,12 +289,7 @@ export class AuditSim {
       toSettle: new Map(),
       awaiting: [],
       extra: { audit: new Map(), canary: new Map() },
-      canaries: new CanaryPool({
-        random: (
-          (r) => (n: number) =>
-            r.int(0, n - 1)
-        )(rng.fork('canaries')),
-      }),
+      canaries: new CanaryPool({ random: (n) => canaryRng.int(0, n - 1) }),
       digest: createHash('sha256'),
       stats: emptyStats(),
     }

@@ -20,6 +20,7 @@ import {
   verifyJob,
   verifyReceipt,
   verifyWorkerSignature,
+  type SignedJob,
 } from './job.ts'
 import { ADVERT_TTL_MS, WorkerTable, decodeAdvert, signAdvert } from './adverts.ts'
 import { BlobStore, blobCid } from './blobs.ts'
@@ -28,8 +29,9 @@ const bytes = (n: number): Uint8Array => new Uint8Array(randomBytes(n))
 const client = Ed25519KeyPair.generate()
 const worker = Ed25519KeyPair.generate()
 
-function aReceipt() {
-  const job = signJob(client, {
+/** A receipt signed by `worker`; over a fresh job signed by `client` unless `overJob` is given. */
+function aReceipt(overJob?: (job: SignedJob) => SignedJob) {
+  const signed = signJob(client, {
     chainId: 'test',
     model: 'bafkreihcutuulavvi77jnsjg7a3vqsh5ki7spllhiterurxlnonkseoggu',
     inputsHash: bytes(32),
@@ -37,6 +39,7 @@ function aReceipt() {
     deadline: 1_800_000_000_000,
     salt: bytes(16),
   })
+  const job = overJob === undefined ? signed : overJob(signed)
   return signReceipt(worker, {
     job,
     outputHash: bytes(32),
@@ -62,17 +65,7 @@ test('receipts: both signatures verify; binary and JSON forms round-trip; any ch
   assert.equal(verifyReceipt({ ...r, job: { ...r.job, maxFee: 11n } }), false, 'the job changed under the receipt')
   assert.equal(verifyReceipt({ ...r, worker: r.job.client }), false, 'claimed by another worker')
   // a worker that signs a receipt over a job with a forged client signature
-  const forgedJob = { ...r.job, signature: new Uint8Array(64).fill(7) }
-  const overForged = signReceipt(worker, {
-    job: forgedJob,
-    outputHash: r.outputHash,
-    fee: r.fee,
-    ep: r.ep,
-    runtime: r.runtime,
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-    computeMicros: r.computeMicros,
-  })
+  const overForged = aReceipt((job) => ({ ...job, signature: new Uint8Array(64).fill(7) }))
   assert.equal(verifyWorkerSignature(overForged), true, 'the worker did sign it')
   assert.equal(verifyReceipt(overForged), false, 'but the client never signed that job')
   assert.equal(verifyWorkerSignature({ ...r, fee: 9n }), false)

@@ -1,5 +1,6 @@
 /** Helpers for tests that run Donghae as child processes and talk to their HTTP APIs. */
-import type { ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { BIN } from './cli.ts'
 
 /** The JSON body of a GET, or undefined when the node is unreachable or answers non-2xx. */
 export async function getJson<T>(url: string): Promise<T | undefined> {
@@ -29,4 +30,20 @@ export function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) =>
     child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
   )
+}
+
+/**
+ * `donghae devnet --nodes N --base-port P --json` in `home`, as a child process, with the tail of
+ * its stderr kept for failure reports. Tests pick `basePort` below 32768, outside Linux's
+ * ephemeral range, where an outgoing socket could take a node's port.
+ */
+export function spawnDevnet(home: string, nodes: number, basePort: number): { child: ChildProcess; stderr(): string } {
+  const child = spawn(
+    process.execPath,
+    [BIN, '--home', home, 'devnet', '--nodes', String(nodes), '--base-port', String(basePort), '--json'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let stderr = ''
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-20_000)))
+  return { child, stderr: () => stderr }
 }
