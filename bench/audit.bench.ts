@@ -1,6 +1,6 @@
 /**
  * The audit system's figures (verification.md "What to measure"), from seeded runs of
- * src/inference/audit-sim.ts: real keys, signed jobs and receipts, ONNX Runtime on digits-mlp, the
+ * src/inference/sim/audit-sim.ts: real keys, signed jobs and receipts, ONNX Runtime on digits-mlp, the
  * inference chain module settling, auditing and resolving block after block, service.ts's rules.
  * 8 workers bonded at genesis, 16 jobs settled per block, 2% canaries (service.ts's default),
  * DEFAULT_PARAMS (audit threshold 10, quorum 3).
@@ -15,7 +15,7 @@
  *  - audit-false-positive-mixed-ep: cheat10 runs where 2 of the 7 honest workers are an emulated
  *    fp16 provider (CoreML-like): honest jobs per honest slash, and honest-vs-honest disputes.
  */
-import { AuditSim, type AuditSimResult, type SimBehaviour, type SimWorkerSpec } from '../src/inference/audit-sim.ts'
+import { AuditSim, type AuditSimResult, type SimBehaviour, type SimWorkerSpec } from '../src/inference/sim/audit-sim.ts'
 import { line, type BenchLine, type MeasureOptions } from './harness.ts'
 
 export const AUDIT_BENCH_NAMES = [

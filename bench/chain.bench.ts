@@ -15,7 +15,7 @@ import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { DEFAULT_PARAMS, type GenesisDoc } from '../src/chain/genesis.ts'
 import { MemoryHub } from '../src/chain/transport.ts'
 import { encodeTx, signTx, txHash } from '../src/chain/tx.ts'
-import { DonghaeNode } from '../src/node.ts'
+import { DonghaeNode } from '../src/node/index.ts'
 import { VerifyPool } from '../src/identity/verify-pool.ts'
 import { line, measure, type BenchLine, type MeasureOptions } from './harness.ts'
 

@@ -12,7 +12,7 @@ import { actor, makeGenesis } from './helpers/chain.ts'
 import { runCli } from './helpers/cli.ts'
 import { MemoryChain } from './helpers/memory-chain.ts'
 import { FAST_PARAMS, testNet } from './helpers/chain-net.ts'
-import type { DonghaeNode } from '../src/node.ts'
+import type { DonghaeNode } from '../src/node/index.ts'
 
 const PASSWORD = 'correct horse battery'
 const FUNDS = 1_000_000n

@@ -10,7 +10,7 @@ import { encodeTx, signTx } from '../src/chain/tx.ts'
 import { encodeConsensusMessage, signVote } from '../src/chain/bft/messages.ts'
 import { balanceOf } from '../src/bank/bank.ts'
 import { validatorRecord } from '../src/staking/staking.ts'
-import type { DonghaeNode } from '../src/node.ts'
+import type { DonghaeNode } from '../src/node/index.ts'
 import { actor, makeGenesis, type Actor } from './helpers/chain.ts'
 import { FAST_PARAMS, testNet, waitFor, type TestNet } from './helpers/chain-net.ts'
 

@@ -19,7 +19,7 @@ import {
   decodeDidRecord,
   DidRecordError,
 } from '../src/net/did-records.ts'
-import { DonghaeNode } from '../src/node.ts'
+import { DonghaeNode } from '../src/node/index.ts'
 import { SYNC_PROTOCOL } from '../src/chain/runtime.ts'
 import { encodeConsensusMessage, signVote } from '../src/chain/bft/messages.ts'
 import { peerIdFromDid } from '../src/identity/peer-id.ts'

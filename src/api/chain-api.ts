@@ -1,5 +1,5 @@
 /**
- * What the HTTP API needs from a running chain node. The node (src/node.ts) implements it over
+ * What the HTTP API needs from a running chain node. The node (src/node/chain-node.ts) implements it over
  * its ChainApp, Mempool and consensus engine; the API layer depends only on this interface.
  */
 import type { Block } from '../chain/block.ts'

@@ -26,6 +26,8 @@ export interface WorkerView {
   did: string
   bonded: bigint
   ep: string
+  /** The runtime its bond declares (its receipts must name it). */
+  runtime: string
   streak: number
   quarantined: boolean
   schedulable: boolean
@@ -91,7 +93,11 @@ export interface InferenceApi {
     pendingSettlement: number
     /** This node's worker: jobs running now, and jobs waiting for a slot. */
     worker: { running: number; queued: number }
+    /** Models this node's worker could not load, why, and when it tries again (ms since the epoch). */
+    failedModels: Array<{ cid: string; reason: string; failures: number; retryAt: number }>
   }
+  /** What `client` has deposited with this node as gateway, and what its jobs in flight hold. */
+  deposit(client: string): { amount: bigint; unlocking: Array<{ amount: bigint; at: number }>; reserved: bigint }
   /** Stores an ONNX file, registers it on chain under the node's key, returns its CID. */
   publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }>
 }

@@ -1,6 +1,6 @@
 /**
  * What the operator routes need from the node: its account and a way to sign with its key.
- * The node (src/node.ts) implements it over `DonghaeNode.submitOwnTx`.
+ * The node (src/node/chain-node.ts) implements it over `DonghaeNode.submitOwnTx`.
  */
 
 export interface OperatorTransfer {

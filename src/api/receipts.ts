@@ -18,6 +18,7 @@ export type ReceiptCheck = { valid: true } | { valid: false; reason: string }
 
 const RECEIPT_KIND = 'inference.receipt'
 const JOB_KIND = 'inference.job'
+const DISPATCH_KIND = 'inference.dispatch'
 const ED25519_MULTICODEC = [0xed, 0x01]
 
 /** The environment cannot check Ed25519 signatures (old browser, or an insecure origin). */
@@ -113,13 +114,14 @@ async function verifySigned(did: string, kind: string, payload: Uint8Array, sign
 function signedValues(json: ReceiptJson): {
   job: Record<string, unknown>
   jobSignature: Uint8Array
-  receipt: Record<string, unknown>
+  receipt: Record<string, unknown> & { dispatch: Uint8Array | null }
   signature: Uint8Array
 } {
   const j = json.job
   const job = {
     chainId: text(j.chainId, 'job.chainId'),
     client: text(j.client, 'job.client'),
+    gateway: text(j.gateway, 'job.gateway'),
     model: text(j.model, 'job.model'),
     inputsHash: hexBytes(j.inputsHash, 'job.inputsHash'),
     maxFee: amount(j.maxFee, 'job.maxFee'),
@@ -129,6 +131,7 @@ function signedValues(json: ReceiptJson): {
   const jobSignature = hexBytes(j.signature, 'job.signature')
   const receipt = {
     job: { ...job, signature: jobSignature },
+    dispatch: json.dispatch === null ? null : hexBytes(json.dispatch, 'dispatch'),
     worker: text(json.worker, 'worker'),
     outputHash: hexBytes(json.outputHash, 'outputHash'),
     fee: amount(json.fee, 'fee'),
@@ -165,6 +168,12 @@ export async function verifyReceiptJson(json: ReceiptJson): Promise<ReceiptCheck
       return { valid: false, reason: "the worker's signature does not verify" }
     if (!(await verifySigned(json.job.client, JOB_KIND, jobBytes, values.jobSignature)))
       return { valid: false, reason: "the client's signature on the job does not verify" }
+    const dispatch = values.receipt.dispatch
+    if (dispatch !== null) {
+      const dispatchBytes = dagCbor.encode({ jobId: await sha256(jobBytes), worker: json.worker })
+      if (!(await verifySigned(json.job.gateway, DISPATCH_KIND, dispatchBytes, dispatch)))
+        return { valid: false, reason: "the gateway's dispatch to this worker does not verify" }
+    }
   } catch (err) {
     if (err instanceof Malformed) return { valid: false, reason: `malformed receipt: ${err.message}` }
     throw err

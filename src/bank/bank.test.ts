@@ -18,6 +18,7 @@ const ctx = {
   height: 1,
   time: 0,
   proposer: val.did,
+  parentId: new Uint8Array(32),
   validators: noValidators,
   lastCommitSigners: null,
   txHash: new Uint8Array(32),

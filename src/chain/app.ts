@@ -231,6 +231,7 @@ export class ChainApp {
       height: header.height,
       time: header.time,
       proposer: header.proposer,
+      parentId: this.#head.blockId,
       validators: this.validatorSet(header.height),
       lastCommitSigners: signers,
     }

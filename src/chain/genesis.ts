@@ -53,7 +53,7 @@ export interface ChainParams {
   timeoutCommitMs: number
   /** Largest number of transactions in a block. */
   maxBlockTxs: number
-  // ---- inference market (src/inference/module.ts); unbonding reuses `unbondingBlocks` ----
+  // ---- inference market (src/inference/chain/module.ts); unbonding reuses `unbondingBlocks` ----
   /** Bond below which a worker is not scheduled. */
   minWorkerBond: bigint
   /** Most receipts in one `inference.settle` (a typical receipt is ~620 bytes; a transaction ≤ 64 KiB). */
@@ -78,6 +78,33 @@ export interface ChainParams {
   workerRewardPerEpoch: bigint
   /** A worker active within this many blocks counts as recent (seed 001's "last hour"). */
   recencyBlocks: number
+  /** Lowest price a model may be registered with (no free jobs to wash usage with). */
+  minModelPrice: bigint
+  /** Locked from a model's publisher while it is registered; lost if a quorum of workers finds it bad. */
+  modelDeposit: bigint
+  /** Smallest client deposit for a gateway, base units. */
+  minDeposit: bigint
+  /** A deposit asked back stays spendable by settlements this long (block time, ms) before it can be reclaimed. */
+  depositUnlockMs: number
+  /** Longest a job may run before its deadline, ms: workers refuse jobs whose deadline is further away. */
+  maxJobTtlMs: number
+  /** After a job's deadline, its gateway alone may settle it for this long (ms); then its worker may too. */
+  gatewayGraceMs: number
+  /** Least chance a settled result is audited once the worker's streak is past `auditThreshold`, ppm. */
+  auditFloorPpm: number
+  /** Drawn auditors per audited job; the i-th may answer from `i × auditSlotBlocks` blocks after the first. */
+  auditCandidates: number
+  auditSlotBlocks: number
+  /** Blocks after a dispute within which the drawn quorum's receipts must be submitted. */
+  disputeWindowBlocks: number
+  /** What a client pays to have one of its own settled jobs audited (refunded if the worker loses). */
+  challengeFee: bigint
+  /** A worker's rewards never exceed this share of the fees outside clients paid it, basis points. */
+  rewardCapBps: number
+  /** Share of a worker's usage kept from one epoch to the next, basis points. */
+  usageKeepBps: number
+  /** Blocks during which workers refuse a gateway that dispatched more than a deposit held. */
+  overdraftBanBlocks: number
 }
 
 /** A model registered at genesis: an `inference.registerModel` body plus its owner. */
@@ -102,6 +129,10 @@ export interface GenesisWorker {
   did: string
   bond: bigint
   ep: string
+  /** The runtime its receipts will name (e.g. `onnxruntime-node/1.30.0 linux-x64`); declared later if absent. */
+  runtime?: string
+  /** CIDs of the genesis models it serves from the start. */
+  models?: string[]
 }
 
 export interface GenesisInference {
@@ -148,14 +179,28 @@ export const DEFAULT_PARAMS: ChainParams = {
   maxReceiptsPerSettle: 96,
   settleWindowMs: 3_600_000,
   protocolShareBps: 500,
-  auditThreshold: 10,
+  auditThreshold: 30,
   quorumSize: 3,
   workerSlashBps: 1_000,
   challengerRewardBps: 5_000,
   quarantineBlocks: 600,
   auditReward: 10n,
   workerRewardPerEpoch: 1_000n,
-  recencyBlocks: 3_600,
+  recencyBlocks: 60,
+  minModelPrice: 1n,
+  modelDeposit: 1_000n,
+  minDeposit: 100n,
+  depositUnlockMs: 7_200_000,
+  maxJobTtlMs: 300_000,
+  gatewayGraceMs: 60_000,
+  auditFloorPpm: 35_000,
+  auditCandidates: 3,
+  auditSlotBlocks: 3,
+  disputeWindowBlocks: 20,
+  challengeFee: 20n,
+  rewardCapBps: 400,
+  usageKeepBps: 7_500,
+  overdraftBanBlocks: 17_280,
 }
 
 const BIGINT_PARAMS = [
@@ -165,6 +210,10 @@ const BIGINT_PARAMS = [
   'minWorkerBond',
   'auditReward',
   'workerRewardPerEpoch',
+  'minModelPrice',
+  'modelDeposit',
+  'minDeposit',
+  'challengeFee',
 ] as const
 
 /** Parameters that may be missing from the JSON (default) and are written only when not the default. */
@@ -181,6 +230,20 @@ export const INFERENCE_PARAM_KEYS = [
   'auditReward',
   'workerRewardPerEpoch',
   'recencyBlocks',
+  'minModelPrice',
+  'modelDeposit',
+  'minDeposit',
+  'depositUnlockMs',
+  'maxJobTtlMs',
+  'gatewayGraceMs',
+  'auditFloorPpm',
+  'auditCandidates',
+  'auditSlotBlocks',
+  'disputeWindowBlocks',
+  'challengeFee',
+  'rewardCapBps',
+  'usageKeepBps',
+  'overdraftBanBlocks',
 ] as const satisfies ReadonlyArray<keyof ChainParams>
 
 const isOptionalParam = (key: string): boolean => (INFERENCE_PARAM_KEYS as readonly string[]).includes(key)
@@ -204,7 +267,7 @@ export function genesisToJson(doc: GenesisDoc): unknown {
 function inferenceToJson(section: GenesisInference): unknown {
   return {
     models: section.models.map((m) => ({ ...m, price: m.price.toString() })),
-    workers: section.workers.map((w) => ({ did: w.did, bond: w.bond.toString(), ep: w.ep })),
+    workers: section.workers.map((w) => ({ ...w, bond: w.bond.toString() })),
   }
 }
 
@@ -267,9 +330,16 @@ export function parseGenesis(json: unknown): GenesisDoc {
     'maxReceiptsPerSettle',
     'auditThreshold',
     'quorumSize',
+    'auditCandidates',
+    'auditSlotBlocks',
+    'disputeWindowBlocks',
   ] as const) {
     if (p[key] < 1) fail(`params.${key} must be at least 1`)
   }
+  if (p.minModelPrice < 1n) fail('params.minModelPrice must be at least 1 (free jobs would wash usage)')
+  if (p.auditFloorPpm > 1_000_000) fail('params.auditFloorPpm is in parts per million (0-1000000)')
+  if (p.rewardCapBps >= p.protocolShareBps && p.rewardCapBps > 0)
+    fail('params.rewardCapBps must be below params.protocolShareBps, or washed fees would pay')
   for (const key of [
     'slashDoubleSignBps',
     'slashDowntimeBps',
@@ -278,6 +348,8 @@ export function parseGenesis(json: unknown): GenesisDoc {
     'protocolShareBps',
     'workerSlashBps',
     'challengerRewardBps',
+    'rewardCapBps',
+    'usageKeepBps',
   ] as const) {
     if (p[key] > 10_000) fail(`params.${key} is in basis points (0-10000)`)
   }
@@ -369,7 +441,19 @@ function parseInference(json: unknown): GenesisInference {
     if (seen.has(d)) fail(`${at} repeats ${d}`)
     seen.add(d)
     if (typeof w.ep !== 'string') fail(`${at}.ep must be an execution provider name`)
-    return { did: d, bond: amount(w.bond, `${at}.bond`), ep: w.ep }
+    const extraField = Object.keys(w).find((k) => !['did', 'bond', 'ep', 'runtime', 'models'].includes(k))
+    if (extraField !== undefined) fail(`unknown field ${at}.${extraField}`)
+    if (w.runtime !== undefined && (typeof w.runtime !== 'string' || w.runtime.length === 0 || w.runtime.length > 64))
+      fail(`${at}.runtime must be a string of 1-64 characters`)
+    if (w.models !== undefined && (!Array.isArray(w.models) || w.models.some((m) => typeof m !== 'string')))
+      fail(`${at}.models must be a list of model CIDs`)
+    return {
+      did: d,
+      bond: amount(w.bond, `${at}.bond`),
+      ep: w.ep,
+      ...(w.runtime === undefined ? {} : { runtime: w.runtime as string }),
+      ...(w.models === undefined ? {} : { models: w.models as string[] }),
+    }
   })
   return { models, workers }
 }

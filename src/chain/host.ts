@@ -24,6 +24,8 @@ export interface BlockInfo {
   height: number
   time: number
   proposer: string
+  /** The id of the previous block (the parent this block extends). */
+  parentId: Uint8Array
   /** The validator set that decides this height. */
   validators: ValidatorSet
   /** Validators whose precommit for the previous height is in this block's certificate (null at height 1). */

@@ -106,6 +106,7 @@ test('reap returns each sender in nonce order, highest fee first across senders;
       height: 1,
       time: 0,
       proposer: val.did,
+      parentId: new Uint8Array(32),
       validators: noSet,
       lastCommitSigners: null,
       txHash: first.hash,

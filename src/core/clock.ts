@@ -98,3 +98,30 @@ export class ManualClock implements Clock {
     return best
   }
 }
+
+/**
+ * Runs `task` every `ms` on `clock` until `signal` aborts. Runs never overlap: a run still going
+ * when the next is due skips it. Errors go to `onError` and the schedule goes on.
+ */
+export function repeat(
+  clock: Pick<Clock, 'setTimer'>,
+  ms: number,
+  task: () => Promise<void> | void,
+  options: { signal: AbortSignal; onError: (err: unknown) => void },
+): void {
+  let running = false
+  const schedule = (): void => {
+    if (options.signal.aborted) return
+    const cancel = clock.setTimer(ms, () => {
+      options.signal.removeEventListener('abort', cancel)
+      schedule()
+      if (running) return
+      running = true
+      void (async () => task())()
+        .catch(options.onError)
+        .finally(() => (running = false))
+    })
+    options.signal.addEventListener('abort', cancel, { once: true })
+  }
+  schedule()
+}

@@ -40,6 +40,19 @@ export interface DonghaeConfig {
   mdns: boolean
   /** Port mapping through the home router. */
   nat: 'auto' | 'pmp' | 'upnp' | 'off'
+  /** Serve models to the network (a worker must also be bonded on chain); false: a gateway only. */
+  worker: boolean
+  /** Jobs the worker runs at once. */
+  workerSlots: number
+  /** ONNX Runtime's execution provider. */
+  executionProvider: 'auto' | 'cpu' | 'coreml' | 'cuda'
+  /**
+   * Which registered models the worker serves: `all`, `models:<name or CID>,…` or
+   * `publishers:<did>,…` (models registered by those accounts).
+   */
+  serve: string
+  /** Share of the gateway's own jobs followed by a canary, parts per million. */
+  canaryPpm: number
 }
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
@@ -66,6 +79,14 @@ function bool(raw: unknown): boolean {
   if (raw === true || raw === 'true' || raw === '1' || raw === 'yes') return true
   if (raw === false || raw === 'false' || raw === '0' || raw === 'no') return false
   throw 'expected true or false'
+}
+
+function integer(min: number, max: number): (raw: unknown) => number {
+  return (raw) => {
+    const value = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : raw
+    if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) return value
+    throw `expected a whole number ${min}-${max}`
+  }
 }
 
 function multiaddrList(raw: unknown): string[] {
@@ -145,6 +166,36 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_NAT',
     default: () => 'auto',
     parse: oneOf(['auto', 'pmp', 'upnp', 'off'] as const),
+  },
+  worker: {
+    description: 'serve models to the network (also needs a worker bond on chain); false runs a gateway only',
+    env: 'DONGHAE_WORKER',
+    default: () => true,
+    parse: bool,
+  },
+  workerSlots: {
+    description: 'jobs the worker runs at once',
+    env: 'DONGHAE_WORKER_SLOTS',
+    default: () => 2,
+    parse: integer(1, 64),
+  },
+  executionProvider: {
+    description: "ONNX Runtime's provider: auto (CoreML on macOS, CUDA when installed, else CPU), cpu, coreml, cuda",
+    env: 'DONGHAE_EXECUTION_PROVIDER',
+    default: () => 'auto',
+    parse: oneOf(['auto', 'cpu', 'coreml', 'cuda'] as const),
+  },
+  serve: {
+    description: 'models the worker serves: all, models:<name or CID>,… or publishers:<did>,…',
+    env: 'DONGHAE_SERVE',
+    default: () => 'all',
+    parse: text(/^(all|models:[^\s,]+(,[^\s,]+)*|publishers:did:key:z[1-9A-HJ-NP-Za-km-z]+(,did:key:z[1-9A-HJ-NP-Za-km-z]+)*)$/, 'all, models:<name or CID>,… or publishers:<did:key>,…'),
+  },
+  canaryPpm: {
+    description: "share of the gateway's own jobs followed by a canary, parts per million",
+    env: 'DONGHAE_CANARY_PPM',
+    default: () => 5_000,
+    parse: integer(0, 1_000_000),
   },
 }
 

@@ -15,6 +15,7 @@ import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid } from '../identity/did-key.ts'
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './job.ts'
+import type { WorkerOption } from './policy/worker-draw.ts'
 
 export const ADVERT_SIGNING_KIND = 'inference.slots'
 /** Adverts older than this are ignored. @default 5 s */
@@ -179,6 +180,24 @@ export class WorkerTable {
       if (best === undefined || expectedMs < best.expectedMs) best = { worker, expectedMs }
     }
     return best
+  }
+
+  /**
+   * Workers that could take a job on `cid` now, with what the gateway's draw weighs them by
+   * (policy/worker-draw.ts): advertised throughput and free slots less jobs sent since.
+   */
+  options(cid: string, exclude: ReadonlySet<string>, eligible: (worker: string) => boolean): WorkerOption[] {
+    const now = this.#now()
+    const out: WorkerOption[] = []
+    for (const [worker, e] of this.#entries) {
+      if (exclude.has(worker) || now - e.receivedAt > ADVERT_TTL_MS || e.cooldownUntil > now) continue
+      const model = e.advert.models.find((m) => m.cid === cid)
+      if (model === undefined || model.mjps === 0) continue
+      const free = e.advert.free - unseen(e)
+      if (free <= 0 || !eligible(worker)) continue
+      out.push({ worker, jobsPerSecond: model.mjps / 1000, free })
+    }
+    return out
   }
 
   /** A job was sent to `worker`: one slot fewer until it answers or a new advert comes. */

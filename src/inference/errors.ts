@@ -9,6 +9,8 @@ export type InferenceReason =
   | 'bad-input'
   | 'oversized'
   | 'insufficient-balance'
+  | 'insufficient-deposit'
+  | 'not-drawn'
   | 'expired'
   | 'replayed'
   | 'bad-job'
@@ -23,6 +25,8 @@ const STATUS: Readonly<Record<InferenceReason, number>> = {
   'bad-input': 400,
   oversized: 413,
   'insufficient-balance': 402,
+  'insufficient-deposit': 402,
+  'not-drawn': 403,
   expired: 400,
   replayed: 409,
   'bad-job': 400,
@@ -47,4 +51,9 @@ export class InferenceError extends DonghaeError {
   get status(): number {
     return STATUS[this.reason]
   }
+}
+
+/** True for a reason this version knows (a peer's answer may carry anything). */
+export function isInferenceReason(value: unknown): value is InferenceReason {
+  return typeof value === 'string' && Object.hasOwn(STATUS, value)
 }

@@ -1,20 +1,28 @@
 /**
- * Jobs and receipts: the two signed objects of the inference market.
+ * Jobs, dispatches and receipts: the signed objects of the inference market.
  *
- * A client signs a job (which model, the hash of its inputs, the most it will pay, a deadline);
- * a worker that runs it signs a receipt (the job, the hash of its outputs, who, how, how long).
- * Both are canonical dag-cbor, signed over `sha256("donghae/<kind>/v1" ‖ bytes)`:
+ * A client signs a job (which model, which gateway may spend its deposit, a salted commitment to
+ * its inputs, the most it will pay, a deadline); the gateway signs a dispatch naming the one
+ * worker it sends the job to; that worker signs a receipt (the job, the dispatch, the hash of its
+ * outputs, who, how). All are canonical dag-cbor, signed over `sha256("donghae/<kind>/v1" ‖ bytes)`:
  *
- *   job      { chainId, client, model (CID string), inputsHash (32 B), maxFee, deadline (unix ms), salt (16 B) }
- *   receipt  { job (signed job), worker, outputHash (32 B), fee, ep, runtime, startedAt, finishedAt, computeMicros }
+ *   job       { chainId, client, gateway, model (CID), inputsHash (32 B), maxFee, deadline (unix ms), salt (16 B) }
+ *   dispatch  { jobId (32 B), worker }                                        signed by job.gateway
+ *   receipt   { job (signed), dispatch (64 B signature, or null for an audit run), worker,
+ *               outputHash (32 B), fee, ep, runtime, startedAt, finishedAt, computeMicros }
+ *
+ * `inputsHash` is a commitment, sha256("donghae/inputs/v1" ‖ salt ‖ hashTensorMap(inputs)): the
+ * chain sees only commitments, so two jobs with the same inputs cannot be linked from on-chain
+ * data (a canary made of a recent client's inputs looks like any other job there).
  *
  * `jobId` = sha256(job bytes without signature); `receiptId` = sha256(receipt bytes without
- * signature). The chain settles each job id once, so a replayed job is never charged twice.
- * Audit re-runs are ordinary receipts for the same job by another worker.
+ * signature). The chain settles each job id once, and only with a receipt by the worker the
+ * gateway dispatched it to (src/inference/chain/settle.ts). Audit re-runs are receipts for the
+ * same job by another worker, with no dispatch: they can never be settled as payment.
  */
 import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
-import { toHex } from '../core/bytes.ts'
+import { concat, toHex, utf8 } from '../core/bytes.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import { asUint64 } from '../core/uint.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
@@ -22,7 +30,9 @@ import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid } from '../identity/did-key.ts'
 
 export const JOB_SIGNING_KIND = 'inference.job'
+export const DISPATCH_SIGNING_KIND = 'inference.dispatch'
 export const RECEIPT_SIGNING_KIND = 'inference.receipt'
+const INPUTS_TAG = utf8('donghae/inputs/v1')
 /** Execution providers a receipt may name. */
 export const EXECUTION_PROVIDERS = ['cpu', 'coreml', 'cuda', 'webgpu'] as const
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number]
@@ -31,15 +41,17 @@ export interface Job {
   chainId: string
   /** did:key of the client who pays. */
   client: string
+  /** did:key of the gateway whose deposit from this client pays, and who dispatches the job. */
+  gateway: string
   /** CID (string) of the model's ONNX file. */
   model: string
-  /** sha256 of the canonical encoding of the input tensors (see `hashTensorMap`). */
+  /** Salted commitment to the inputs: `inputsCommitment(salt, hashTensorMap(inputs))`. */
   inputsHash: Uint8Array
   /** Most the client will pay, in base units. */
   maxFee: bigint
   /** Unix milliseconds after which no worker may start the job. */
   deadline: number
-  /** 16 random bytes, so two identical requests are two jobs. */
+  /** 16 random bytes: two identical requests are two jobs, and their commitments differ. */
   salt: Uint8Array
 }
 
@@ -49,6 +61,8 @@ export interface SignedJob extends Job {
 
 export interface ReceiptBody {
   job: SignedJob
+  /** The gateway's signature over `{ jobId, worker }`; null for an audit or quorum re-run. */
+  dispatch: Uint8Array | null
   /** did:key of the worker who ran it. */
   worker: string
   /** sha256 of the canonical encoding of the output tensors. */
@@ -72,6 +86,7 @@ function jobFields(job: Job): Record<string, unknown> {
   return {
     chainId: job.chainId,
     client: job.client,
+    gateway: job.gateway,
     model: job.model,
     inputsHash: job.inputsHash,
     maxFee: job.maxFee,
@@ -97,6 +112,11 @@ export function jobIdHex(job: Job): string {
   return toHex(jobId(job))
 }
 
+/** The commitment a job carries: sha256("donghae/inputs/v1" ‖ salt ‖ tensorsHash). */
+export function inputsCommitment(salt: Uint8Array, tensorsHash: Uint8Array): Uint8Array {
+  return sha256(concat(INPUTS_TAG, salt, tensorsHash))
+}
+
 export function signJob(key: Ed25519KeyPair, job: Omit<Job, 'client'>): SignedJob {
   const unsigned: Job = { ...job, client: didFromEd25519PublicKey(key.publicKey) }
   return { ...unsigned, signature: key.sign(JOB_SIGNING_KIND, jobSignBytes(unsigned)) }
@@ -117,9 +137,26 @@ export function verifyJob(job: SignedJob): boolean {
   return verifyBy(job.client, JOB_SIGNING_KIND, jobSignBytes(job), job.signature)
 }
 
+/** The bytes a gateway signs to dispatch job `jobIdBytes` to `worker`. */
+export function dispatchSignBytes(jobIdBytes: Uint8Array, worker: string): Uint8Array {
+  return encode({ jobId: jobIdBytes, worker })
+}
+
+/** The gateway's dispatch of `job` to `worker` (the signature a paid receipt carries). */
+export function signDispatch(key: Ed25519KeyPair, job: Job, worker: string): Uint8Array {
+  return key.sign(DISPATCH_SIGNING_KIND, dispatchSignBytes(jobId(job), worker))
+}
+
+/** True when the receipt carries the job's gateway's dispatch to the receipt's worker. Never throws. */
+export function verifyDispatch(r: ReceiptBody): boolean {
+  if (r.dispatch === null) return false
+  return verifyBy(r.job.gateway, DISPATCH_SIGNING_KIND, dispatchSignBytes(jobId(r.job), r.worker), r.dispatch)
+}
+
 function receiptFields(r: ReceiptBody): Record<string, unknown> {
   return {
     job: jobValue(r.job),
+    dispatch: r.dispatch,
     worker: r.worker,
     outputHash: r.outputHash,
     fee: r.fee,
@@ -195,12 +232,13 @@ function exactKeys(raw: unknown, expected: string[], what: string): Record<strin
 export function parseSignedJob(raw: unknown): SignedJob {
   const f = exactKeys(
     raw,
-    ['chainId', 'client', 'model', 'inputsHash', 'maxFee', 'deadline', 'salt', 'signature'],
+    ['chainId', 'client', 'gateway', 'model', 'inputsHash', 'maxFee', 'deadline', 'salt', 'signature'],
     'job',
   )
   return {
     chainId: stringOf(f.chainId, 'job.chainId', 64),
     client: stringOf(f.client, 'job.client', 128),
+    gateway: stringOf(f.gateway, 'job.gateway', 128),
     model: stringOf(f.model, 'job.model', 128),
     inputsHash: bytesOf(f.inputsHash, 'job.inputsHash', 32),
     maxFee: asUint64(f.maxFee, 'job.maxFee'),
@@ -214,7 +252,19 @@ export function parseSignedJob(raw: unknown): SignedJob {
 export function parseReceipt(raw: unknown): Receipt {
   const f = exactKeys(
     raw,
-    ['job', 'worker', 'outputHash', 'fee', 'ep', 'runtime', 'startedAt', 'finishedAt', 'computeMicros', 'signature'],
+    [
+      'job',
+      'dispatch',
+      'worker',
+      'outputHash',
+      'fee',
+      'ep',
+      'runtime',
+      'startedAt',
+      'finishedAt',
+      'computeMicros',
+      'signature',
+    ],
     'receipt',
   )
   if (typeof f.ep !== 'string' || !(EXECUTION_PROVIDERS as readonly string[]).includes(f.ep))
@@ -224,6 +274,7 @@ export function parseReceipt(raw: unknown): Receipt {
   if (finishedAt < startedAt) throw new InvalidInputError('receipt.finishedAt is before receipt.startedAt')
   return {
     job: parseSignedJob(f.job),
+    dispatch: f.dispatch === null ? null : bytesOf(f.dispatch, 'receipt.dispatch', 64),
     worker: stringOf(f.worker, 'receipt.worker', 128),
     outputHash: bytesOf(f.outputHash, 'receipt.outputHash', 32),
     fee: asUint64(f.fee, 'receipt.fee'),
@@ -247,6 +298,7 @@ export interface ReceiptJson {
   job: {
     chainId: string
     client: string
+    gateway: string
     model: string
     inputsHash: string
     maxFee: string
@@ -254,6 +306,8 @@ export interface ReceiptJson {
     salt: string
     signature: string
   }
+  /** The gateway's dispatch signature, hex; null for an audit re-run. */
+  dispatch: string | null
   worker: string
   outputHash: string
   fee: string
@@ -269,6 +323,7 @@ export function jobToJson(job: SignedJob): ReceiptJson['job'] {
   return {
     chainId: job.chainId,
     client: job.client,
+    gateway: job.gateway,
     model: job.model,
     inputsHash: toHex(job.inputsHash),
     maxFee: job.maxFee.toString(),
@@ -283,6 +338,7 @@ export function receiptToJson(r: Receipt): ReceiptJson {
     id: toHex(receiptId(r)),
     jobId: jobIdHex(r.job),
     job: jobToJson(r.job),
+    dispatch: r.dispatch === null ? null : toHex(r.dispatch),
     worker: r.worker,
     outputHash: toHex(r.outputHash),
     fee: r.fee.toString(),
@@ -306,6 +362,7 @@ export function jobFromJson(raw: unknown): SignedJob {
   return parseSignedJob({
     chainId: j.chainId,
     client: j.client,
+    gateway: j.gateway,
     model: j.model,
     inputsHash: hexBytes(j.inputsHash, 'job.inputsHash'),
     maxFee: typeof j.maxFee === 'string' && /^\d+$/.test(j.maxFee) ? BigInt(j.maxFee) : j.maxFee,
@@ -321,6 +378,7 @@ export function receiptFromJson(raw: unknown): Receipt {
   const r = raw as Record<string, unknown>
   const receipt = parseReceipt({
     job: jobFromJson(r.job),
+    dispatch: r.dispatch === null ? null : hexBytes(r.dispatch, 'receipt.dispatch'),
     worker: r.worker,
     outputHash: hexBytes(r.outputHash, 'receipt.outputHash'),
     fee: typeof r.fee === 'string' && /^\d+$/.test(r.fee) ? BigInt(r.fee) : r.fee,

@@ -42,6 +42,7 @@ function info(state: StateOverlay, height: number, signers: Actor[] | null = nul
     height,
     time: height * 1000,
     proposer: v1.did,
+    parentId: new Uint8Array(32),
     validators: validatorSetAt(state, height, genesis.params),
     lastCommitSigners: signers === null ? null : new Set(signers.map((s) => s.did)),
   }

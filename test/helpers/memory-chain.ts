@@ -150,6 +150,7 @@ export class MemoryChain implements ChainApi {
       height,
       time: this.#head.time + 1_000,
       proposer: (this.#validators[0] as Actor).did,
+      parentId: this.#head.id,
       validators: validatorSetAt(this.#tree, height, this.genesis.params),
       lastCommitSigners: lastCommit === null ? null : new Set(lastCommit.precommits.map((v) => v.validator)),
     }

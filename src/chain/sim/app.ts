@@ -16,7 +16,7 @@ import { selectProposer } from '../bft/proposer.ts'
 import type { CommitCertificate, ValidatorSet } from '../bft/types.ts'
 import { POH_HASH_LENGTH, PohChain, verifyPohEntries, type PohCheck, type PohEntry } from '../poh/entries.ts'
 import { coversRound, ticksRequiredForRound } from '../poh/round-proof.ts'
-import type { Rng } from './rng.ts'
+import type { Rng } from '../../core/rng.ts'
 
 export interface SimBlock {
   height: number

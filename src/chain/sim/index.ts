@@ -16,7 +16,7 @@ export {
   type ViolationKind,
 } from './simulator.ts'
 export { SimClock } from './scheduler.ts'
-export { createRng, type Rng } from './rng.ts'
+export { createRng, type Rng } from '../../core/rng.ts'
 export {
   SimChainApp,
   encodeSimBlock,

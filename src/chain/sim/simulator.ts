@@ -67,7 +67,7 @@ import {
   type SimBlock,
   type SimChainParams,
 } from './app.ts'
-import { createRng, type Rng } from './rng.ts'
+import { createRng, type Rng } from '../../core/rng.ts'
 import { SimClock } from './scheduler.ts'
 
 export const BYZANTINE_BEHAVIOURS = ['equivocate', 'double-vote', 'twins', 'invalid-blocks', 'silent'] as const

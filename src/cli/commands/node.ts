@@ -2,8 +2,8 @@ import { join } from 'node:path'
 import type { Command } from 'commander'
 import { readGenesisFile } from '../../chain/genesis.ts'
 import { loadKeystore } from '../../identity/keystore.ts'
-import { FullNode } from '../../node.ts'
-import { executionProviderFromEnv, behaviourFromEnv } from '../../node-inference.ts'
+import { FullNode } from '../../node/full-node.ts'
+import { behaviourFromEnv } from '../../node/inference.ts'
 import { loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 import { createLogger } from '../../core/logger.ts'
@@ -36,12 +36,15 @@ export function registerNode(program: Command, io: CliIo): void {
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, apiCors, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
-<home>/api-token (made on first start if missing); the dashboard is at the API's address.
-DONGHAE_WORKER=0 runs the node without serving models (a gateway only; default 1: a worker).
-DONGHAE_EXECUTION_PROVIDER picks ONNX Runtime's provider: auto (default: CoreML on macOS, CUDA
-when its library is installed, else CPU), cpu, coreml or cuda. A worker must also be bonded on
-chain (\`donghae worker bond\`); models are read from <home>/models and fetched from peers.
+apiHost, apiCors, bootstrap, mdns, nat, worker, workerSlots, executionProvider, serve, canaryPpm
+— see \`donghae config show\`. The API's operator token is <home>/api-token (made on first start
+if missing); the dashboard is at the API's address. worker=false (DONGHAE_WORKER=0) runs a gateway
+only. executionProvider (DONGHAE_EXECUTION_PROVIDER): auto (CoreML on macOS, CUDA when its library
+is installed, else CPU), cpu, coreml or cuda. serve (DONGHAE_SERVE): which registered models to
+serve — all, models:<name or CID>,… or publishers:<did>,…. A worker must also be bonded on chain
+(\`donghae worker bond\`); models are read from <home>/models and fetched from peers. The node
+pays for the jobs it signs itself (operator requests) from its own deposit with itself, which it
+tops up from its balance (\`donghae deposit\`).
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
@@ -52,8 +55,6 @@ Examples:
     .action(async (options: NodeOptions, command: Command) => {
       const ctx = createContext(command, io)
       const { config } = ctx.config()
-      const worker = workerFromEnv(io.env.DONGHAE_WORKER)
-      const executionProvider = executionProviderFromEnv(io.env.DONGHAE_EXECUTION_PROVIDER)
       const genesis = await readGenesisFile(options.genesis ?? join(ctx.home.dir, 'genesis.json'))
       const password = await obtainPassword(
         { prompt: 'Keystore password' },
@@ -86,8 +87,6 @@ Examples:
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
-            executionProvider,
-            worker,
           },
         })
       } catch (err) {
@@ -129,11 +128,4 @@ Examples:
       logFile?.close()
       io.stderr.write('stopped\n')
     })
-}
-
-/** `DONGHAE_WORKER`: 0/false/no runs the node as a gateway only; unset, 1/true/yes as a worker too. */
-function workerFromEnv(value: string | undefined): boolean {
-  if (value === undefined || value === '' || /^(1|true|yes)$/i.test(value)) return true
-  if (/^(0|false|no)$/i.test(value)) return false
-  throw new CliError(`DONGHAE_WORKER must be 1 (serve models) or 0 (gateway only), not ${JSON.stringify(value)}`)
 }

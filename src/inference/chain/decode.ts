@@ -2,11 +2,12 @@
  * Strict decoders for the inference module's transaction bodies: every field typed and
  * bounded, unknown fields refused. Each throws TxError('malformed', …) naming the field.
  */
-import { asUint64 } from '../core/uint.ts'
-import { parseCid } from '../core/cid.ts'
-import { TxError } from '../chain/errors.ts'
-import { EXECUTION_PROVIDERS, parseReceipt, type ExecutionProvider, type Receipt } from './job.ts'
-import type { ModelSpec, TensorSpec, Tolerance } from './module-state.ts'
+import { asUint64 } from '../../core/uint.ts'
+import { parseCid } from '../../core/cid.ts'
+import { TxError } from '../../chain/errors.ts'
+import { parseDidKey } from '../../identity/did-key.ts'
+import { EXECUTION_PROVIDERS, parseReceipt, type ExecutionProvider, type Receipt } from '../job.ts'
+import type { ModelSpec, TensorSpec, Tolerance } from './state.ts'
 
 /** Element types a model's tensors may declare (ONNX's names, lower case). */
 export const TENSOR_TYPES = [
@@ -29,9 +30,13 @@ export const MAX_TENSORS = 32
 export const MAX_DIMS = 8
 /** Largest quorum one `inference.resolve` may carry. */
 export const MAX_QUORUM = 32
+/** Most models one `inference.serve` adds or removes. */
+export const MAX_SERVE_CHANGES = 64
+/** Largest encoded output map an audit or a resolution may carry (tolerance judgements). */
+export const MAX_OUTPUT_BYTES = 24 * 1024
 const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
-function malformed(message: string, cause?: unknown): never {
+export function malformed(message: string, cause?: unknown): never {
   throw new TxError('malformed', message, { cause })
 }
 
@@ -54,13 +59,13 @@ export function amountOf(value: unknown, field: string, { positive = false } = {
   return amount
 }
 
-function text(value: unknown, field: string, max: number): string {
+export function text(value: unknown, field: string, max: number): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > max)
     malformed(`${field} must be a string of 1-${max} characters`)
   return value
 }
 
-function uint(value: unknown, field: string): number {
+export function uint(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
     malformed(`${field} must be a non-negative integer`)
   return value
@@ -98,7 +103,7 @@ function tolerance(value: unknown): Tolerance {
 
 const MODEL_FIELDS = ['cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size', 'codec']
 
-function canonicalCid(value: unknown, field: string): string {
+export function canonicalCid(value: unknown, field: string): string {
   const cid = text(value, field, 128)
   try {
     if (parseCid(cid).toString() !== cid) malformed(`${field} must be in its canonical (base32) form`)
@@ -151,4 +156,43 @@ export function receiptList(value: unknown, field: string, max: number): Receipt
 export function bytes32(value: unknown, field: string): Uint8Array {
   if (!(value instanceof Uint8Array) || value.length !== 32) malformed(`${field} must be 32 bytes`)
   return value
+}
+
+/** An Ed25519 did:key. */
+export function didOf(value: unknown, field: string): string {
+  const did = text(value, field, 128)
+  try {
+    if (parseDidKey(did).type !== 'Ed25519') malformed(`${field} must be an Ed25519 did:key`)
+  } catch (err) {
+    if (err instanceof TxError) throw err
+    malformed(`${field} is not a did:key: ${(err as Error).message}`, err)
+  }
+  return did
+}
+
+/** A runtime name as receipts carry it (`onnxruntime-node/1.30.0 linux-x64`). */
+export function runtimeOf(value: unknown, field: string): string {
+  return text(value, field, 64)
+}
+
+export function cidList(value: unknown, field: string, max: number): string[] {
+  if (!Array.isArray(value) || value.length > max) malformed(`${field} must list at most ${max} model CIDs`)
+  const out = value.map((v: unknown, i) => canonicalCid(v, `${field}[${i}]`))
+  if (new Set(out).size !== out.length) malformed(`${field} repeats a CID`)
+  return out
+}
+
+export function uintList(value: unknown, field: string, max: number): number[] {
+  if (!Array.isArray(value) || value.length > max) malformed(`${field} must list at most ${max} integers`)
+  return value.map((v: unknown, i) => uint(v, `${field}[${i}]`))
+}
+
+/** Encoded tensor maps (checked against hashes by the handler), each at most MAX_OUTPUT_BYTES. */
+export function outputList(value: unknown, field: string, max: number): Uint8Array[] {
+  if (!Array.isArray(value) || value.length > max) malformed(`${field} must list at most ${max} output maps`)
+  return value.map((v: unknown, i) => {
+    if (!(v instanceof Uint8Array) || v.length === 0 || v.length > MAX_OUTPUT_BYTES)
+      malformed(`${field}[${i}] must be 1-${MAX_OUTPUT_BYTES} bytes of an encoded tensor map`)
+    return v
+  })
 }

@@ -1,8 +1,10 @@
 /**
- * A small seeded PRNG (sfc32 seeded through splitmix32) for the simulator: every schedule is a
- * pure function of its seed. `fork(label)` derives an independent stream, so adding a draw in one
- * part of the simulator does not shift every other part's draws.
+ * Randomness behind one interface: a small seeded PRNG (sfc32 seeded through splitmix32) for
+ * simulations and tests, where every schedule is a pure function of its seed, and `cryptoRng()`
+ * over the operating system's randomness for production. `fork(label)` derives an independent
+ * stream, so adding a draw in one part of a simulation does not shift every other part's draws.
  */
+import { randomBytes, randomInt } from 'node:crypto'
 
 export interface Rng {
   readonly seed: number
@@ -75,6 +77,34 @@ export function createRng(seed: number): Rng {
       return out
     },
     fork: (label) => createRng(hashLabel(seed, label)),
+  }
+  return rng
+}
+
+/**
+ * The same interface over the operating system's randomness, for production: salts and draws
+ * that nobody may predict. (The seeded generator above is for simulations and tests only.)
+ */
+export function cryptoRng(): Rng {
+  const next = (): number => randomInt(0, 2 ** 48) / 2 ** 48
+  const rng: Rng = {
+    seed: 0,
+    next,
+    int: (min, max) => randomInt(min, max + 1),
+    chance: (p) => next() < p,
+    pick<T>(items: readonly T[]): T {
+      return items[randomInt(0, items.length)] as T
+    },
+    bytes: (length) => new Uint8Array(randomBytes(length)),
+    shuffle<T>(items: readonly T[]): T[] {
+      const out = [...items]
+      for (let i = out.length - 1; i > 0; i--) {
+        const j = randomInt(0, i + 1)
+        ;[out[i], out[j]] = [out[j] as T, out[i] as T]
+      }
+      return out
+    },
+    fork: () => cryptoRng(),
   }
   return rng
 }

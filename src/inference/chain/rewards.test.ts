@@ -12,28 +12,32 @@ import {
   type ScoreInputs,
 } from './rewards.ts'
 
-test('the worked example of the header: 150 calls, 0.8 s, 9/10 audits, recent → 3420 of a base of 1000', () => {
+const PARAMS = { recencyBlocks: 60, minModelPrice: 1n }
+
+test('the worked example of the header: fees 150, 0.8 s, 9/10 audits, recent → 3420 of a base of 1000', () => {
   const inputs: ScoreInputs = {
-    calls: 150,
+    usageFees: 150n,
     latencyMsTotal: 120_000n,
+    latencyJobs: 150,
     auditsPassed: 9,
     auditsFailed: 1,
     lastActiveHeight: 990,
   }
-  assert.equal(usagePpm(inputs.calls), 1_500_000n)
-  assert.equal(speedPpm(inputs.latencyMsTotal, inputs.calls), 1_200_000n)
+  assert.equal(usagePpm(inputs.usageFees, 1n), 1_500_000n)
+  assert.equal(speedPpm(inputs.latencyMsTotal, inputs.latencyJobs), 1_200_000n)
   assert.equal(qualityPpm(9, 1), 1_900_000n)
-  assert.equal(recencyPpm(990, 1_000, 3_600), PPM)
-  const score = workerScore(inputs, 1_000, 3_600)
+  assert.equal(recencyPpm(990, 1_000, 60), PPM)
+  const score = workerScore(inputs, 1_000, PARAMS)
   assert.equal(score, 3_420_000n)
   assert.equal(rewardFor(1_000n, score), 3_420n)
 })
 
 test('each factor keeps to its bounds: usage ≤ 2, speed ≥ 0.5, quality 1 without audits, recency 0.8 when stale', () => {
-  assert.equal(usagePpm(0), 0n)
-  assert.equal(usagePpm(1), 10_000n)
-  assert.equal(usagePpm(200), 2_000_000n)
-  assert.equal(usagePpm(1_000_000), 2_000_000n)
+  assert.equal(usagePpm(0n, 1n), 0n)
+  assert.equal(usagePpm(1n, 1n), 10_000n)
+  assert.equal(usagePpm(200n, 1n), 2_000_000n)
+  assert.equal(usagePpm(1_000_000n, 1n), 2_000_000n)
+  assert.equal(usagePpm(1_000n, 10n), 1_000_000n, 'counted in units of 100 × the minimum price')
   assert.equal(speedPpm(0n, 10), 2_000_000n, 'instant answers: 2.0')
   assert.equal(speedPpm(15_000n, 10), 500_000n, 'mean 1.5 s: exactly the floor')
   assert.equal(speedPpm(600_000n, 10), 500_000n, 'mean 60 s: still 0.5, a slow honest worker is paid')
@@ -48,9 +52,9 @@ test('each factor keeps to its bounds: usage ≤ 2, speed ≥ 0.5, quality 1 wit
 })
 
 test('a slow honest worker earns less than a fast one but never nothing', () => {
-  const base = { calls: 100, auditsPassed: 5, auditsFailed: 0, lastActiveHeight: 10 }
-  const fast = workerScore({ ...base, latencyMsTotal: 10_000n }, 10, 100)
-  const slow = workerScore({ ...base, latencyMsTotal: 3_000_000n }, 10, 100)
+  const base = { usageFees: 100n, latencyJobs: 100, auditsPassed: 5, auditsFailed: 0, lastActiveHeight: 10 }
+  const fast = workerScore({ ...base, latencyMsTotal: 10_000n }, 10, PARAMS)
+  const slow = workerScore({ ...base, latencyMsTotal: 3_000_000n }, 10, PARAMS)
   assert.equal(fast, 1_900_000n * 2n)
   assert.equal(slow, 500_000n * 2n)
   assert.ok(slow > 0n && slow < fast)

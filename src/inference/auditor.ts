@@ -1,0 +1,233 @@
+/**
+ * The auditor role of a gateway: it holds the inputs of the jobs it served (only the gateway and
+ * the worker ever see them) and, once a job settles, does what the chain's draw says
+ * (chain/draws.ts, policy/audits.ts):
+ *
+ *   settled at b ──(block b+2 decides)──▶ audited? ── no ─▶ forget
+ *                                            │ yes
+ *                                            ▼
+ *        ask the drawn auditor whose slot is open ─▶ inference.audit ─▶ passed ─▶ forget
+ *                                                                      │ mismatch
+ *                                                                      ▼
+ *                          ask the drawn quorum (same seed) ─▶ inference.resolve (slash)
+ *
+ * A canary (a job whose answer this node computed itself) that came back wrong is challenged
+ * first (`inference.challenge`), which makes the chain audit it whatever the streak. Nothing here
+ * picks anyone: every choice is the chain's, so a gateway that favoured or framed a worker would
+ * only see its transactions refused.
+ */
+import { equals, toHex } from '../core/bytes.ts'
+import { describeError } from '../core/errors.ts'
+import type { Logger } from '../core/logger.ts'
+import type { ChainEvent } from '../chain/host.ts'
+import type { AuditEvent, InferenceComponents } from './components.ts'
+import { KEEP_FOR_AUDIT } from './constants.ts'
+import { jobId, jobIdHex, receiptValue, type Receipt } from './job.ts'
+import type { Purpose, WorkRequest } from './worker.ts'
+import { auditorMayAnswer, auditWindowEnd, type Candidate } from './policy/audits.ts'
+import { auditOpensAt, auditorsOf, isAudited, quorumOf } from './chain/draws.ts'
+import { auditOf, disputeOf, settlementOf, type JobSettlement } from './chain/state.ts'
+import { majorityHash } from './chain/audit.ts'
+import { encodeTensorMap, hashTensorMap, type TensorMap } from './tensor.ts'
+
+export interface AuditItem {
+  receipt: Receipt
+  inputs: TensorMap
+  outputs: TensorMap
+  /** The answer this node computed itself, when the job was a canary. */
+  canaryHash?: Uint8Array
+}
+
+/** Runs a re-run on a worker (this node's own, or a peer's) and returns its verified answer. */
+export type Rerun = (worker: string, request: WorkRequest) => Promise<{ receipt: Receipt; outputs: TensorMap }>
+
+export interface AuditorInit {
+  rerun: Rerun
+  onAudit?(event: AuditEvent): void
+}
+
+type Step = 'settling' | 'deciding' | 'challenged' | 'auditing' | 'audit-sent' | 'quorum' | 'resolve-sent'
+
+interface Held extends AuditItem {
+  id: string
+  step: Step
+  settlement?: JobSettlement
+  /** The height at which the current step's transaction was sent. */
+  sentAt?: number
+  busy: boolean
+}
+
+export class Auditor {
+  readonly #c: InferenceComponents
+  readonly #init: AuditorInit
+  readonly #log: Logger
+  readonly #held = new Map<string, Held>()
+  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0 }
+  #unsubscribe: (() => void) | undefined
+
+  constructor(components: InferenceComponents, init: AuditorInit) {
+    this.#c = components
+    this.#init = init
+    this.#log = components.logger.forComponent('donghae:inference:auditor')
+  }
+
+  start(): void {
+    this.#unsubscribe = this.#c.chain.onCommit((height, events) => this.#onCommit(height, events))
+  }
+
+  stop(): void {
+    this.#unsubscribe?.()
+  }
+
+  /** Jobs held for a possible audit. */
+  get held(): number {
+    return this.#held.size
+  }
+
+  /** Keeps a served job's inputs and outputs until its audit question is settled. */
+  hold(item: AuditItem): void {
+    if (this.#held.size >= KEEP_FOR_AUDIT) return
+    const id = jobIdHex(item.receipt.job)
+    this.#held.set(id, { ...item, id, step: 'settling', busy: false })
+  }
+
+  /** The settler's word on a held job: settled at `height`, or never (forget it). */
+  settled(id: string, height: number | undefined): void {
+    const held = this.#held.get(id)
+    if (held === undefined) return
+    if (height === undefined) this.#held.delete(id)
+    else held.step = 'deciding'
+  }
+
+  #onCommit(height: number, _events: readonly ChainEvent[]): void {
+    for (const held of [...this.#held.values()]) {
+      if (held.busy || held.step === 'settling') continue
+      held.busy = true
+      void this.#advance(held, height)
+        .catch((err: unknown) => {
+          this.#log.info({ job: held.id, step: held.step, err: describeError(err) }, 'audit step failed; will retry')
+        })
+        .finally(() => (held.busy = false))
+    }
+  }
+
+  /** Moves one held job along the diagram in the file header, as far as the chain allows now. */
+  async #advance(held: Held, height: number): Promise<void> {
+    const c = this.#c
+    const state = c.chain.state()
+    const params = c.chain.params
+    const settlement = settlementOf(state, held.id)
+    if (settlement === undefined) return
+    held.settlement = settlement
+    const dispute = disputeOf(state, held.id)
+    const audit = auditOf(state, held.id)
+    if (dispute?.resolved != null || (audit !== undefined && audit.passed)) {
+      if (audit?.passed === true) this.#init.onAudit?.({ result: 'pass', worker: settlement.worker, jobId: held.id })
+      this.#held.delete(held.id)
+      return
+    }
+    if (dispute !== undefined) {
+      if (height > dispute.height + params.disputeWindowBlocks) return void this.#held.delete(held.id)
+      if (held.step === 'resolve-sent' && held.sentAt !== undefined && height <= held.sentAt + 3) return
+      held.step = 'quorum'
+      await this.#quorum(held, settlement, { did: dispute.audit.worker, ep: dispute.auditEp, runtime: dispute.auditRuntime }, dispute.audit)
+      return
+    }
+    const canaryFailed = held.canaryHash !== undefined && !equals(held.canaryHash, settlement.outputHash)
+    if (canaryFailed && settlement.challenged === null) {
+      if (held.step === 'challenged' && held.sentAt !== undefined && height <= held.sentAt + 3) return
+      if (height > settlement.height + params.disputeWindowBlocks) return void this.#held.delete(held.id)
+      held.step = 'challenged'
+      held.sentAt = height
+      this.stats.challenges++
+      await c.submitTx('inference.challenge', { jobId: jobId(held.receipt.job) })
+      return
+    }
+    const audited = isAudited(state, settlement, params)
+    if (audited === undefined) return // the deciding block is not in state yet
+    if (!audited) return void this.#held.delete(held.id)
+    const opensAt = auditOpensAt(settlement)
+    const next = height + 1
+    if (next >= auditWindowEnd(opensAt, params)) return void this.#held.delete(held.id)
+    if (held.step === 'audit-sent' && held.sentAt !== undefined && height <= held.sentAt + 2) return
+    const drawn = auditorsOf(state, settlement, next, params)
+    const open = drawn.filter((_, i) => auditorMayAnswer(i, next, opensAt, params))
+    held.step = 'auditing'
+    for (const auditor of open.reverse()) {
+      // the latest slot first: earlier auditors had their chance and did not answer
+      const done = await this.#audit(held, settlement, auditor)
+      if (done) return
+    }
+  }
+
+  /** Asks one drawn auditor and submits its receipt; false if it could not answer. */
+  async #audit(held: Held, settlement: JobSettlement, auditor: Candidate): Promise<boolean> {
+    let answer: { receipt: Receipt; outputs: TensorMap }
+    try {
+      answer = await this.#rerun(auditor.did, held, 'audit')
+    } catch (err) {
+      this.#log.info({ job: held.id, auditor: auditor.did, err: describeError(err) }, 'drawn auditor did not answer')
+      return false
+    }
+    this.stats.audits++
+    const sameGroup = auditor.ep === settlement.ep && auditor.runtime === settlement.runtime
+    const agree = equals(answer.receipt.outputHash, settlement.outputHash)
+    const outputs = sameGroup || agree ? [] : [encodeTensorMap(held.outputs), encodeTensorMap(answer.outputs)]
+    if (!agree) {
+      this.stats.auditsFailed++
+      this.#init.onAudit?.({ result: 'dispute', worker: settlement.worker, jobId: held.id })
+      this.#log.warn({ job: held.id, worker: settlement.worker, auditor: auditor.did }, 'audit mismatch: the quorum will judge')
+    }
+    await this.#c.submitTx('inference.audit', { jobId: jobId(held.receipt.job), audit: receiptValue(answer.receipt), outputs })
+    held.step = 'audit-sent'
+    held.sentAt = this.#c.chain.height()
+    return true
+  }
+
+  /** Asks every drawn quorum member at once and submits the resolution when enough answered. */
+  async #quorum(held: Held, settlement: JobSettlement, auditor: Candidate, auditReceipt: Receipt): Promise<void> {
+    const c = this.#c
+    const members = quorumOf(c.chain.state(), settlement, auditor, c.chain.height() + 1, c.chain.params)
+    if (members.length === 0) {
+      this.#log.warn({ job: held.id }, 'no quorum can be drawn for this dispute')
+      this.#held.delete(held.id)
+      return
+    }
+    const answers = await Promise.allSettled(members.map((m) => this.#rerun(m.did, held, 'quorum')))
+    const ok = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []))
+    this.stats.quorums++
+    if (ok.length < c.chain.params.quorumSize) {
+      this.#log.info({ job: held.id, answered: ok.length }, 'not enough quorum members answered yet')
+      return
+    }
+    const quorum = ok.map((a) => a.receipt)
+    const majority = majorityHash(quorum)
+    const reference = ok.find((a) => majority !== null && equals(a.receipt.outputHash, majority))
+    const maps = new Map<string, Uint8Array>()
+    const addMap = (map: TensorMap): void => {
+      const bytes = encodeTensorMap(map)
+      maps.set(toHex(hashTensorMap(map)), bytes)
+    }
+    const group = `${members[0]?.ep}\u0000${members[0]?.runtime}`
+    const crossGroup =
+      `${settlement.ep}\u0000${settlement.runtime}` !== group || `${auditor.ep}\u0000${auditor.runtime}` !== group
+    if (crossGroup && reference !== undefined) {
+      addMap(reference.outputs)
+      addMap(held.outputs)
+      const auditAnswer = ok.find((a) => equals(a.receipt.outputHash, auditReceipt.outputHash))
+      if (auditAnswer !== undefined) addMap(auditAnswer.outputs)
+    }
+    await c.submitTx('inference.resolve', {
+      jobId: jobId(held.receipt.job),
+      quorum: quorum.map(receiptValue),
+      outputs: [...maps.values()].slice(0, 3),
+    })
+    held.step = 'resolve-sent'
+    held.sentAt = c.chain.height()
+    this.#init.onAudit?.({ result: 'fail', worker: settlement.worker, jobId: held.id })
+  }
+
+  #rerun(worker: string, held: Held, purpose: Purpose): Promise<{ receipt: Receipt; outputs: TensorMap }> {
+    return this.#init.rerun(worker, { job: held.receipt.job, inputs: held.inputs, dispatch: null, purpose })
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The chain's draws over its own state: who may audit a settled job and who sits on the quorum of
+ * its dispute (the rules are in policy/audits.ts). The chain module checks audits and
+ * resolutions against these; the auditor component calls the same functions to know whom to ask.
+ *
+ * A worker is a candidate when it declared the model BEFORE the job settled (declarations made
+ * once the deciding block id is known cannot steer the draw), is schedulable now, and is not a
+ * side of the audit.
+ */
+import type { StateReader } from '../../chain/state-view.ts'
+import {
+  AUDIT_DELAY_BLOCKS,
+  auditSeed,
+  drawAuditors,
+  drawQuorum,
+  shouldAudit,
+  type AuditParams,
+  type Candidate,
+} from '../policy/audits.ts'
+import {
+  blockHashAt,
+  isSchedulable,
+  servingSince,
+  servingWorkers,
+  workerRecord,
+  type InferenceParams,
+  type JobSettlement,
+} from './state.ts'
+
+type DrawParams = AuditParams & Pick<InferenceParams, 'minWorkerBond'>
+
+/** The seed of a settled job's draws, once block `height + AUDIT_DELAY_BLOCKS` is in state. */
+export function settlementSeed(state: StateReader, settlement: JobSettlement): Uint8Array | undefined {
+  const later = blockHashAt(state, settlement.height + AUDIT_DELAY_BLOCKS)
+  return later === undefined ? undefined : auditSeed(later, settlement.receiptId)
+}
+
+/** First height at which the drawn auditors may answer (a challenge opens it after itself). */
+export function auditOpensAt(settlement: JobSettlement): number {
+  const first = settlement.height + AUDIT_DELAY_BLOCKS + 1
+  return settlement.challenged === null ? first : Math.max(first, settlement.challenged + 1)
+}
+
+/** Whether the settled job is to be audited: challenged, or drawn by the streak rule. */
+export function isAudited(state: StateReader, settlement: JobSettlement, params: DrawParams): boolean | undefined {
+  if (settlement.challenged !== null) return true
+  const seed = settlementSeed(state, settlement)
+  return seed === undefined ? undefined : shouldAudit(settlement.streak, seed, params)
+}
+
+function candidates(
+  state: StateReader,
+  settlement: JobSettlement,
+  height: number,
+  exclude: ReadonlySet<string>,
+  params: DrawParams,
+): Candidate[] {
+  return servingWorkers(state, settlement.model).flatMap((did) => {
+    if (exclude.has(did)) return []
+    const since = servingSince(state, settlement.model, did)
+    if (since === undefined || since >= settlement.height) return []
+    if (!isSchedulable(state, did, height, params)) return []
+    const record = workerRecord(state, did)
+    return record === undefined ? [] : [{ did, ep: record.ep, runtime: record.runtime }]
+  })
+}
+
+/** The drawn auditors of a settled job, in slot order (empty until the seed is known). */
+export function auditorsOf(
+  state: StateReader,
+  settlement: JobSettlement,
+  height: number,
+  params: DrawParams,
+): Candidate[] {
+  const seed = settlementSeed(state, settlement)
+  if (seed === undefined) return []
+  const pool = candidates(state, settlement, height, new Set([settlement.worker]), params)
+  return drawAuditors(seed, pool, settlement, params)
+}
+
+/** The drawn quorum of the dispute between the settled worker and `auditor` (empty: none can be drawn). */
+export function quorumOf(
+  state: StateReader,
+  settlement: JobSettlement,
+  auditor: Candidate,
+  height: number,
+  params: DrawParams,
+): Candidate[] {
+  const seed = settlementSeed(state, settlement)
+  if (seed === undefined) return []
+  const pool = candidates(state, settlement, height, new Set([settlement.worker, auditor.did]), params)
+  return drawQuorum(seed, pool, settlement, auditor, params)
+}

@@ -1,0 +1,285 @@
+/**
+ * `inference.settle { receipts, latencies }`: receipts paid at once, and the Merkle proofs that
+ * show a receipt was settled.
+ *
+ * Who may settle a receipt: the job's gateway, at any time within `settleWindowMs` after the
+ * deadline, reporting the latency it measured (`latencies[i]`, ms: what speed rewards use); or
+ * the worker itself once `gatewayGraceMs` have passed after the deadline (its gateway vanished),
+ * with the gateway's dispatch signature as proof that the job was sent to it. Nobody else. A
+ * receipt settles only with the dispatch to its own worker, so a worker that was sent a job and
+ * answered "busy" cannot settle a made-up result for the job another worker then ran.
+ *
+ * Each receipt is checked in order; one that fails is skipped with an
+ * `inference.receipt_rejected` event and the others settle (a batch with no valid receipt is
+ * refused). Cheap state checks run before signature checks, so a batch of junk costs little, and
+ * signatures the transaction already proves are not checked again (the job's when the sender is
+ * its client; the dispatch when the sender is the gateway).
+ *
+ * A settled receipt takes `fee` from the client's deposit for the gateway:
+ * `fee × protocolShareBps / 10 000` (rounded down) to the inference treasury, the rest to the
+ * worker. A properly dispatched receipt that the deposit cannot pay proves the gateway dispatched
+ * more than the deposit held: the gateway is recorded as overdrawn, and workers refuse it for
+ * `overdraftBanBlocks`.
+ */
+import { toHex } from '../../core/bytes.ts'
+import { merkleProof, merkleRoot, verifyMerkleProof, type MerkleProof } from '../../core/merkle.ts'
+import { TxError } from '../../chain/errors.ts'
+import type { TxContext, TxHandler } from '../../chain/host.ts'
+import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
+import { credit } from '../../bank/bank.ts'
+import { jobId, receiptId, verifyDispatch, verifyJob, verifyWorkerSignature, type Receipt } from '../job.ts'
+import { fields, receiptList, uintList } from './decode.ts'
+import { spendDeposit } from './deposits.ts'
+import {
+  BPS,
+  TREASURY_KEY,
+  addSaturating,
+  batchCount,
+  batchCountKey,
+  batchKey,
+  depositOf,
+  depositTotal,
+  jobKey,
+  modelByCid,
+  overdrawnKey,
+  readAmount,
+  servingSet,
+  settleBatch,
+  settlementOf,
+  workerRecord,
+  writeAmount,
+  writeModel,
+  writeWorker,
+  type InferenceParams,
+  type JobSettlement,
+  type SettleBatch,
+} from './state.ts'
+
+/** Why a receipt in a batch was skipped (the `reason` of `inference.receipt_rejected`). */
+export type RejectReason =
+  | 'wrong-chain'
+  | 'already-settled'
+  | 'unknown-model'
+  | 'model-inactive'
+  | 'wrong-fee'
+  | 'fee-above-max'
+  | 'expired'
+  | 'started-late'
+  | 'not-yours'
+  | 'too-early'
+  | 'not-dispatched'
+  | 'not-bonded'
+  | 'not-serving'
+  | 'ep-mismatch'
+  | 'deposit-exhausted'
+  | 'bad-signature'
+
+/** Who submits the settlement, as far as one receipt is concerned. */
+export type Settler = 'gateway' | 'worker'
+
+/** The signatures of `r` that the transaction does not already prove. */
+function signaturesHold(r: Receipt, sender: string): boolean {
+  if (!verifyWorkerSignature(r)) return false
+  if (r.job.client !== sender && !verifyJob(r.job)) return false
+  return r.job.gateway === sender || verifyDispatch(r)
+}
+
+/**
+ * The first rule receipt `r` breaks when `sender` settles it, or null when it can settle now.
+ * Pure reads; `overdrawn` is set when the refusal proves the gateway over-dispatched.
+ */
+export function rejectReason(
+  state: StateReader,
+  r: Receipt,
+  sender: string,
+  ctx: Pick<TxContext, 'chainId' | 'time'>,
+  params: Pick<InferenceParams, 'settleWindowMs' | 'gatewayGraceMs'>,
+): { reason: RejectReason; overdrawn?: boolean } | null {
+  const job = r.job
+  if (job.chainId !== ctx.chainId) return { reason: 'wrong-chain' }
+  if (settlementOf(state, toHex(jobId(job))) !== undefined) return { reason: 'already-settled' }
+  const model = modelByCid(state, job.model)
+  if (model === undefined) return { reason: 'unknown-model' }
+  if (model.status !== 'active') return { reason: 'model-inactive' }
+  if (r.fee !== model.price) return { reason: 'wrong-fee' }
+  if (r.fee > job.maxFee) return { reason: 'fee-above-max' }
+  if (ctx.time > job.deadline + params.settleWindowMs) return { reason: 'expired' }
+  if (r.startedAt > job.deadline) return { reason: 'started-late' }
+  if (sender !== job.gateway && sender !== r.worker) return { reason: 'not-yours' }
+  if (sender !== job.gateway && ctx.time <= job.deadline + params.gatewayGraceMs) return { reason: 'too-early' }
+  if (r.dispatch === null) return { reason: 'not-dispatched' }
+  const worker = workerRecord(state, r.worker)
+  if (worker === undefined || worker.bonded === 0n) return { reason: 'not-bonded' }
+  if (!servingSet(job.model).has(state, r.worker)) return { reason: 'not-serving' }
+  if (r.ep !== worker.ep || r.runtime !== worker.runtime) return { reason: 'ep-mismatch' }
+  const covered = depositTotal(depositOf(state, job.client, job.gateway)) >= r.fee
+  if (!signaturesHold(r, sender)) return { reason: 'bad-signature' }
+  if (!covered) return { reason: 'deposit-exhausted', overdrawn: true }
+  return null
+}
+
+/** Moves the fee and records the job. */
+function settleOne(
+  state: StateOverlay,
+  r: Receipt,
+  at: { height: number; batch: number; leaf: number; id: Uint8Array; latencyMs: number | null },
+  params: InferenceParams,
+): JobSettlement {
+  const share = (r.fee * BigInt(params.protocolShareBps)) / BPS
+  spendDeposit(state, r.job.client, r.job.gateway, r.fee)
+  credit(state, r.worker, r.fee - share)
+  writeAmount(state, TREASURY_KEY, readAmount(state, TREASURY_KEY) + share)
+  const worker = workerRecord(state, r.worker)
+  const settlement: JobSettlement = {
+    receiptId: at.id,
+    height: at.height,
+    batch: at.batch,
+    leaf: at.leaf,
+    worker: r.worker,
+    client: r.job.client,
+    gateway: r.job.gateway,
+    model: r.job.model,
+    fee: r.fee,
+    share,
+    outputHash: r.outputHash,
+    ep: r.ep,
+    runtime: r.runtime,
+    streak: worker?.streak ?? 0,
+    challenged: null,
+  }
+  state.write(jobKey(toHex(jobId(r.job))), settlement)
+  recordWork(state, r, at.height, at.latencyMs)
+  return settlement
+}
+
+/**
+ * Worker and model counters for one settled receipt. Usage counts only fees from clients other
+ * than the worker; latency only what a gateway measured.
+ */
+function recordWork(state: StateOverlay, r: Receipt, height: number, latencyMs: number | null): void {
+  const worker = workerRecord(state, r.worker)
+  if (worker === undefined) return
+  worker.jobs += 1
+  worker.lastActiveHeight = height
+  if (r.job.client !== r.worker) worker.epochFees = addSaturating(worker.epochFees, r.fee)
+  if (latencyMs !== null) {
+    worker.latencyMsTotal = addSaturating(worker.latencyMsTotal, BigInt(latencyMs))
+    worker.latencyJobs += 1
+    worker.epochLatencyMs = addSaturating(worker.epochLatencyMs, BigInt(latencyMs))
+    worker.epochLatencyJobs += 1
+  }
+  writeWorker(state, r.worker, worker)
+  const model = modelByCid(state, r.job.model)
+  if (model === undefined) return
+  model.calls += 1
+  model.feesTotal = addSaturating(model.feesTotal, r.fee)
+  writeModel(state, model)
+}
+
+interface SettleBody {
+  receipts: Receipt[]
+  latencies: number[]
+}
+
+export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
+  return {
+    decodeBody(body) {
+      const b = fields(body, 'inference.settle', ['receipts', 'latencies'])
+      const receipts = receiptList(b.receipts, 'receipts', params.maxReceiptsPerSettle)
+      const latencies = uintList(b.latencies, 'latencies', params.maxReceiptsPerSettle)
+      if (latencies.length !== receipts.length)
+        throw new TxError('malformed', `latencies must have one entry per receipt (${receipts.length})`)
+      return { receipts, latencies }
+    },
+    apply(state, tx, body, ctx) {
+      const batch = batchCount(state, ctx.height)
+      const ids: Uint8Array[] = []
+      const rejected: string[] = []
+      let overdrafts = 0
+      body.receipts.forEach((r, i) => {
+        const id = receiptId(r)
+        const verdict = rejectReason(state, r, tx.sender, ctx, params)
+        if (verdict !== null) {
+          rejected.push(verdict.reason)
+          if (verdict.overdrawn === true) {
+            overdrafts++
+            state.write(overdrawnKey(r.job.gateway), ctx.height)
+            ctx.emit({
+              type: 'inference.overdrawn',
+              attributes: { gateway: r.job.gateway, client: r.job.client, worker: r.worker, jobId: toHex(jobId(r.job)) },
+            })
+          }
+          ctx.emit({ type: 'inference.receipt_rejected', attributes: { receiptId: toHex(id), reason: verdict.reason } })
+          return
+        }
+        const latencyMs =
+          tx.sender === r.job.gateway ? Math.min(body.latencies[i] as number, params.maxJobTtlMs) : null
+        const s = settleOne(state, r, { height: ctx.height, batch, leaf: ids.length, id, latencyMs }, params)
+        ids.push(id)
+        ctx.emit({ type: 'inference.settled', attributes: settledAttributes(s, toHex(jobId(r.job))) })
+      })
+      // A batch that settles nothing fails, unless it proved an overdraft (that record must stay).
+      if (ids.length === 0 && overdrafts > 0) return
+      if (ids.length === 0)
+        throw new TxError(
+          'no-valid-receipts',
+          `none of the ${body.receipts.length} receipts can settle (first reason: ${rejected[0] ?? 'none'})`,
+        )
+      const record: SettleBatch = { root: merkleRoot(ids), count: ids.length, receiptIds: ids }
+      state.write(batchKey(ctx.height, batch), record)
+      state.write(batchCountKey(ctx.height), batch + 1)
+      ctx.emit({
+        type: 'inference.batch',
+        attributes: {
+          height: String(ctx.height),
+          batch: String(batch),
+          root: toHex(record.root),
+          count: String(ids.length),
+          rejected: String(rejected.length),
+        },
+      })
+    },
+  }
+}
+
+function settledAttributes(s: JobSettlement, jobIdHex: string): Record<string, string> {
+  return {
+    jobId: jobIdHex,
+    receiptId: toHex(s.receiptId),
+    worker: s.worker,
+    client: s.client,
+    gateway: s.gateway,
+    model: s.model,
+    fee: s.fee.toString(),
+    share: s.share.toString(),
+    batch: String(s.batch),
+    leaf: String(s.leaf),
+  }
+}
+
+// ---- inclusion proofs ------------------------------------------------------------------------
+
+/** The Merkle proof that `receiptIds[index]` is in a batch with those ids (what the chain stored). */
+export function buildInclusionProof(receiptIds: readonly Uint8Array[], index: number): MerkleProof {
+  return merkleProof(receiptIds, index)
+}
+
+/** True when `receiptIdBytes` is leaf `proof.index` under `root`. */
+export function verifyInclusion(root: Uint8Array, receiptIdBytes: Uint8Array, proof: MerkleProof): boolean {
+  return verifyMerkleProof(root, receiptIdBytes, proof)
+}
+
+export interface InclusionProof {
+  settlement: JobSettlement
+  root: Uint8Array
+  proof: MerkleProof
+}
+
+/** Proof, from state alone, that a job's receipt was settled in its batch. */
+export function inclusionProof(state: StateReader, jobIdHex: string): InclusionProof | undefined {
+  const settlement = settlementOf(state, jobIdHex)
+  if (settlement === undefined) return undefined
+  const batch = settleBatch(state, settlement.height, settlement.batch)
+  if (batch === undefined) return undefined
+  return { settlement, root: batch.root, proof: buildInclusionProof(batch.receiptIds, settlement.leaf) }
+}

@@ -1,0 +1,47 @@
+/**
+ * Tunables of the inference components, with their defaults. The node's config table
+ * (src/core/config.ts) exposes the ones an operator may want to change; chain-wide rules are
+ * chain parameters (src/chain/genesis.ts), not these.
+ */
+
+/** The worker protocol: one request session per worker (see src/net/sessions.ts). */
+export const INFER_PROTOCOL = '/donghae/infer/3.0.0'
+
+/** Jobs a worker runs at once. @default 2 */
+export const DEFAULT_SLOTS = 2
+/** Jobs a worker queues per slot before it answers "busy". @default 8 */
+export const MAX_QUEUE_PER_SLOT = 8
+/** Attempts a gateway makes on different workers before it gives up. @default 4 */
+export const ATTEMPTS = 4
+/** How long a gateway waits for one worker's answer. @default 8 000 ms */
+export const JOB_TIMEOUT_MS = 8_000
+/** Deadline a gateway gives the jobs it signs. @default 30 000 ms */
+export const DEFAULT_DEADLINE_MS = 30_000
+/** A gateway polls for a free slot this often while every worker is busy. @default 5 ms */
+export const SLOT_POLL_MS = 5
+/** Receipts per `inference.settle` (at most the chain's `maxReceiptsPerSettle`). @default 64 */
+export const SETTLE_BATCH = 64
+/** A settler flushes its queue this often. @default 500 ms */
+export const SETTLE_INTERVAL_MS = 500
+/** A submitted settlement not seen committed after this long is sent again. @default 60 000 ms */
+export const SETTLE_TIMEOUT_MS = 60_000
+/** Jobs a gateway keeps (with their inputs) for audits. @default 4 096 */
+export const KEEP_FOR_AUDIT = 4_096
+/** Share of gateway jobs followed by a canary, parts per million. @default 5 000 (0.5 %) */
+export const DEFAULT_CANARY_PPM = 5_000
+/** A worker advertises its capacity this often, and at most this often more when it changes. */
+export const ADVERT_INTERVAL_MS = 1_000
+export const ADVERT_COALESCE_MS = 100
+/** A worker looks for registered models to load this often. @default 2 000 ms */
+export const MODEL_SYNC_MS = 2_000
+/** And re-calibrates the ones it serves this often. @default 5 min */
+export const CALIBRATE_MS = 5 * 60_000
+/** A worker keeps the receipts it signed (to settle them itself) at most this many. @default 16 384 */
+export const MAX_KEPT_RECEIPTS = 16_384
+/** Largest request or answer on the worker protocol. @default 16 MiB */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+/**
+ * A gateway keeps its own deposit (for the jobs it pays for itself: operator requests, canaries)
+ * topped up to this many calls of the model it serves at the highest price, when its balance allows.
+ */
+export const SELF_DEPOSIT_CALLS = 1_000n

@@ -1,0 +1,279 @@
+/**
+ * The models a worker serves: it loads every active registered model its operator's policy
+ * allows and whose weights it has or can fetch from a peer serving it (verified against the
+ * CID), calibrates each (seed 000's benchmark), and declares on chain what it serves and on which
+ * provider and runtime (`inference.serve`), because only declared workers settle jobs on a model
+ * and are drawn to audit it. A model that fails to load is tried again only after a back-off, and
+ * is reported on chain (`inference.reportModel`) so that a quorum of workers can retire it.
+ */
+import { describeError } from '../core/errors.ts'
+import type { Logger } from '../core/logger.ts'
+import { InferenceError } from './errors.ts'
+import type { InferenceComponents, ModelRunner } from './components.ts'
+import { isSchedulable, listModels, modelByCid, servingSet, workerRecord, type ModelRecord } from './chain/state.ts'
+import { createTensor, type Tensor, type TensorMap } from './tensor.ts'
+
+/** Where a worker gets weights: its own store, else peers (verified against the CID). */
+export interface BlobSource {
+  get(cid: string): Promise<Uint8Array | undefined>
+  fetch(cid: string, peers: readonly string[]): Promise<Uint8Array>
+}
+
+export interface ModelsInit {
+  runner: ModelRunner
+  blobs: BlobSource
+  /** Peers that serve a model now (the gateway's worker table). */
+  servingPeers(cid: string): string[]
+  /** The operator's policy. @default every model */
+  allows?(model: ModelRecord): boolean
+  /** Calibration length per model. @default 200 ms */
+  calibrateMs?: number
+  /** Called when the served set or a throughput changes (the worker re-advertises). */
+  onChange?(): void
+}
+
+interface Served {
+  /** Calibrated throughput, milli-jobs per second. */
+  mjps: number
+}
+
+const FIRST_BACKOFF_MS = 60_000
+const MAX_BACKOFF_MS = 24 * 3_600_000
+
+export class WorkerModels {
+  readonly #c: InferenceComponents
+  readonly #init: ModelsInit
+  readonly #log: Logger
+  readonly #served = new Map<string, Served>()
+  readonly #loading = new Set<string>()
+  readonly #failed = new Map<string, { failures: number; retryAt: number; reason: string; reported: boolean }>()
+  #declaring = false
+
+  constructor(components: InferenceComponents, init: ModelsInit) {
+    this.#c = components
+    this.#init = init
+    this.#log = components.logger.forComponent('donghae:inference:models')
+  }
+
+  get runner(): ModelRunner {
+    return this.#init.runner
+  }
+
+  serves(cid: string): boolean {
+    return this.#served.has(cid)
+  }
+
+  /** Served models with their calibrated throughput (milli-jobs per second). */
+  served(): Array<{ cid: string; mjps: number }> {
+    return [...this.#served].map(([cid, s]) => ({ cid, mjps: s.mjps })).sort((a, b) => (a.cid < b.cid ? -1 : 1))
+  }
+
+  /** Models that failed to load here, and when they will be tried again. */
+  failed(): Array<{ cid: string; reason: string; failures: number; retryAt: number }> {
+    return [...this.#failed].map(([cid, f]) => ({ cid, reason: f.reason, failures: f.failures, retryAt: f.retryAt }))
+  }
+
+  /** Loads what is missing, drops what left the market, declares the difference on chain. */
+  async sync(): Promise<void> {
+    if (this.#c.signal.aborted) return
+    const state = this.#c.chain.state()
+    const now = this.#c.clock.now()
+    for (const model of listModels(state)) {
+      if (model.status !== 'active') {
+        if (this.#served.delete(model.cid)) this.#init.onChange?.()
+        continue
+      }
+      if (this.#served.has(model.cid) || this.#loading.has(model.cid)) continue
+      if (this.#init.allows !== undefined && !this.#init.allows(model)) continue
+      const failed = this.#failed.get(model.cid)
+      if (failed !== undefined && failed.retryAt > now) continue
+      await this.#load(model)
+    }
+    await this.#declare()
+  }
+
+  async #load(model: ModelRecord): Promise<void> {
+    this.#loading.add(model.cid)
+    try {
+      let bytes = await this.#init.blobs.get(model.cid)
+      if (bytes === undefined) {
+        const peers = this.#init.servingPeers(model.cid).filter((p) => p !== this.#c.transport.self)
+        if (peers.length === 0) return // nobody has it yet: not a failure
+        bytes = await this.#init.blobs.fetch(model.cid, peers)
+      }
+      await this.#init.runner.load(model.cid, bytes)
+      const mjps = await this.#calibrate(model)
+      this.#served.set(model.cid, { mjps })
+      this.#failed.delete(model.cid)
+      this.#log.info({ model: model.name, cid: model.cid, jobsPerSecond: Math.round(mjps / 1000) }, 'serving model')
+      this.#init.onChange?.()
+    } catch (err) {
+      this.#fail(model, err)
+    } finally {
+      this.#loading.delete(model.cid)
+    }
+  }
+
+  #fail(model: ModelRecord, err: unknown): void {
+    const prev = this.#failed.get(model.cid)
+    const failures = (prev?.failures ?? 0) + 1
+    const backoff = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (failures - 1))
+    const reason = describeError(err)
+    this.#failed.set(model.cid, {
+      failures,
+      retryAt: this.#c.clock.now() + backoff,
+      reason,
+      reported: prev?.reported ?? false,
+    })
+    this.#log.warn({ model: model.name, cid: model.cid, failures, retryInMs: backoff, err: reason }, 'model not served')
+    if (isModelFault(err)) void this.#report(model, reason)
+  }
+
+  /** Tells the chain this model breaks the runner's limits (once per model). */
+  async #report(model: ModelRecord, reason: string): Promise<void> {
+    const entry = this.#failed.get(model.cid)
+    if (entry === undefined || entry.reported) return
+    const state = this.#c.chain.state()
+    if (!isSchedulable(state, this.#c.transport.self, this.#c.chain.height() + 1, this.#c.chain.params)) return
+    entry.reported = true
+    await this.#c
+      .submitTx('inference.reportModel', { cid: model.cid, reason: reason.slice(0, 64) })
+      .catch((err: unknown) => this.#log.info({ err: describeError(err) }, 'model report not submitted'))
+  }
+
+  async #calibrate(model: ModelRecord): Promise<number> {
+    const { jobsPerSecond } = await this.#init.runner.calibrate(model.cid, sampleInputs(model), {
+      durationMs: this.#init.calibrateMs ?? 200,
+    })
+    return Math.max(1, Math.round(jobsPerSecond * 1000))
+  }
+
+  /** Re-measures every served model (seed 000: "benchmarks at start and periodically"). */
+  async recalibrate(): Promise<void> {
+    const state = this.#c.chain.state()
+    for (const cid of [...this.#served.keys()]) {
+      const model = modelByCid(state, cid)
+      if (model === undefined) continue
+      const mjps = await this.#calibrate(model)
+      this.#served.set(cid, { mjps })
+    }
+    this.#init.onChange?.()
+  }
+
+  /**
+   * Declares on chain what is served here, and the provider and runtime, when they differ from
+   * the worker's record. Only a bonded worker declares; one declaration at a time.
+   */
+  async #declare(): Promise<void> {
+    if (this.#declaring) return
+    const self = this.#c.transport.self
+    const state = this.#c.chain.state()
+    const record = workerRecord(state, self)
+    if (record === undefined || record.bonded === 0n) return
+    const runner = this.#init.runner
+    const models = listModels(state)
+    const add = models.filter((m) => this.#served.has(m.cid) && !servingSet(m.cid).has(state, self)).map((m) => m.cid)
+    const remove = models
+      .filter((m) => !this.#served.has(m.cid) && servingSet(m.cid).has(state, self) && m.status === 'active')
+      .map((m) => m.cid)
+    const redeclare = record.ep !== runner.ep || record.runtime !== runner.runtime
+    if (add.length === 0 && remove.length === 0 && !redeclare) return
+    this.#declaring = true
+    try {
+      await this.#c.submitTx('inference.serve', {
+        ep: runner.ep,
+        runtime: runner.runtime,
+        add: add.slice(0, 64),
+        remove: remove.slice(0, 64),
+      })
+      await waitForCommit(this.#c)
+    } catch (err) {
+      this.#log.info({ err: describeError(err) }, 'serving declaration not submitted; will retry')
+    } finally {
+      this.#declaring = false
+    }
+  }
+
+  /** Runs a served model; a session the runtime evicted is loaded again from the blob store. */
+  async run(cid: string, inputs: TensorMap): ReturnType<ModelRunner['run']> {
+    const runner = this.#init.runner
+    if (!runner.has(cid)) {
+      const bytes = await this.#init.blobs.get(cid)
+      if (bytes === undefined) {
+        this.#served.delete(cid)
+        this.#init.onChange?.()
+        throw new InferenceError('busy', `this worker no longer has model ${cid}`)
+      }
+      await runner.load(cid, bytes)
+    }
+    return runner.run(cid, inputs)
+  }
+}
+
+/** Errors that are the model's fault (a sandbox limit, an unsafe file), not the machine's. */
+function isModelFault(err: unknown): boolean {
+  const reason = (err as { reason?: unknown; limit?: unknown }).reason ?? (err as { limit?: unknown }).limit
+  return typeof reason === 'string' && ['unsafe-model', 'unsafe', 'load-time', 'run-time', 'memory', 'output-size', 'crashed'].includes(reason)
+}
+
+/** Resolves at the next commit (or when the component stops). */
+function waitForCommit(c: Pick<InferenceComponents, 'chain' | 'signal'>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      off()
+      c.signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const off = c.chain.onCommit(done)
+    c.signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** A deterministic input that fits the model's schema (batch 1), for calibration. */
+export function sampleInputs(model: Pick<ModelRecord, 'inputs'>): TensorMap {
+  const map: TensorMap = {}
+  for (const spec of model.inputs) {
+    const dims = spec.dims.map((d) => (d === null ? 1 : d))
+    const size = dims.reduce((a, b) => a * b, 1)
+    map[spec.name] = tensorOf(
+      spec.type,
+      dims,
+      Array.from({ length: size }, (_, i) => (i * 7) % 5),
+    )
+  }
+  return map
+}
+
+/** A tensor of `type` from plain numbers (truncated for integer types). */
+export function tensorOf(type: string, dims: number[], data: number[]): Tensor {
+  switch (type) {
+    case 'float32':
+      return createTensor('float32', dims, Float32Array.from(data))
+    case 'int32':
+      return createTensor(
+        'int32',
+        dims,
+        Int32Array.from(data, (v) => Math.trunc(v)),
+      )
+    case 'int64':
+      return createTensor(
+        'int64',
+        dims,
+        BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))),
+      )
+    case 'uint8':
+      return createTensor(
+        'uint8',
+        dims,
+        Uint8Array.from(data, (v) => Math.trunc(v) & 0xff),
+      )
+    case 'bool':
+      return createTensor(
+        'bool',
+        dims,
+        Uint8Array.from(data, (v) => (v > 0 ? 1 : 0)),
+      )
+    default:
+      throw new InferenceError('bad-input', `unsupported tensor type ${type}`)
+  }
+}

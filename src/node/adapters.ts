@@ -1,0 +1,83 @@
+/**
+ * Adapters between the node's parts and the narrow interfaces the API and the inference
+ * components ask for: the network view (`NetApi`), the NAT view, and slot adverts over gossipsub.
+ */
+import type { DonghaeConfig } from '../core/config.ts'
+import { didFromPeerId } from '../identity/peer-id.ts'
+import type { NatView, NetApi } from '../api/net-api.ts'
+import type { DonghaeHost } from '../net/host.ts'
+import type { NetworkService } from '../net/network.ts'
+import type { MappingStatus } from '../net/nat/manager.ts'
+import type { AdvertBus } from '../inference/components.ts'
+
+/** The DID of a libp2p peer ('' for a peer whose key is not Ed25519). */
+export function peerDid(peerId: unknown): string {
+  try {
+    return didFromPeerId(peerId as Parameters<typeof didFromPeerId>[0])
+  } catch {
+    return ''
+  }
+}
+
+/** The API's view of the port-mapping state. */
+export function natView(mode: DonghaeConfig['nat'], status: MappingStatus | undefined): NatView {
+  if (mode === 'off') return { method: 'off', reason: 'port mapping is off (config nat = off)' }
+  const mapping = status?.mapping
+  if (mapping !== undefined) {
+    return {
+      method: mapping.method,
+      externalAddress: `${mapping.externalAddress}:${mapping.externalPort}`,
+      leaseSeconds: mapping.leaseSeconds,
+    }
+  }
+  const reason = status?.reason ?? (status === undefined ? 'waiting for the p2p listener' : `state ${status.state}`)
+  return {
+    method: 'none',
+    reason: `no port mapping available: ${reason}; peers outside this network cannot dial this node (it can still dial out, and relay through peers)`,
+  }
+}
+
+/** What `GET /v1/net*` and `/v1/did/:did` serve. */
+export function netApi(host: DonghaeHost, network: NetworkService, nat: DonghaeConfig['nat']): NetApi {
+  return {
+    peerId: () => host.peerId.toString(),
+    addresses: () => host.getMultiaddrs().map(String),
+    peers: () =>
+      host.getConnections().map((c) => ({
+        did: peerDid(c.remotePeer),
+        peerId: c.remotePeer.toString(),
+        addresses: [c.remoteAddr.toString()],
+      })),
+    nat: () => {
+      const relay = host.services.relayFallback?.status().relay
+      return { ...natView(nat, host.services.nat?.status()), ...(relay === undefined ? {} : { relay }) }
+    },
+    resolveDid: (did) => network.resolveDid(did),
+  }
+}
+
+/** Slot adverts over the node's gossipsub (the sender is the message's signed origin). */
+export function pubsubBus(host: DonghaeHost): AdvertBus {
+  const pubsub = host.services.pubsub
+  return {
+    publish: (topic, data) => {
+      pubsub.publish(topic, data).catch(() => {
+        // no peer subscribed yet: the next advert goes out a second later
+      })
+    },
+    subscribe: (topic, handler) => {
+      pubsub.subscribe(topic)
+      const listener = (evt: CustomEvent): void => {
+        const msg = evt.detail as { topic: string; data: Uint8Array; from?: unknown }
+        if (msg.topic !== topic || msg.from === undefined) return
+        const from = peerDid(msg.from)
+        if (from !== '') handler(msg.data, from)
+      }
+      pubsub.addEventListener('message', listener)
+      return () => {
+        pubsub.removeEventListener('message', listener)
+        pubsub.unsubscribe(topic)
+      }
+    },
+  }
+}

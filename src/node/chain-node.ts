@@ -1,0 +1,275 @@
+/**
+ * The chain part of a node: builds it from its parts, starts them in order and stops them in
+ * reverse. Read it as the table of contents of a node's chain:
+ *
+ *   store (LevelDB) → state machine (bank, staking, inference) → mempool → PoH (worker generator
+ *   + verifier) → chain app → private validator → chain runtime (consensus, gossip, sync)
+ *   → own-transaction queue
+ *
+ * `FullNode` (full-node.ts) puts it on libp2p with the inference market and the HTTP API.
+ */
+import { join } from 'node:path'
+import { mkdir } from 'node:fs/promises'
+import { systemClock, type Clock } from '../core/clock.ts'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import { toHex } from '../core/bytes.ts'
+import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { VerifyPool } from '../identity/verify-pool.ts'
+import { didFromEd25519PublicKey } from '../identity/did-key.ts'
+import { Store } from '../store/store.ts'
+import { ChainApp } from '../chain/app.ts'
+import { StateMachine } from '../chain/host.ts'
+import { Mempool } from '../chain/mempool.ts'
+import type { GenesisDoc } from '../chain/genesis.ts'
+import { InlinePohService, WorkerPohService } from '../chain/poh-service.ts'
+import { PohGenerator } from '../chain/poh/generator.ts'
+import { PohVerifier } from '../chain/poh/verifier.ts'
+import { LevelSignStateStore, PrivValidator } from '../chain/bft/privval.ts'
+import { ChainRuntime, proposerFor, ticksRequiredFor } from '../chain/runtime.ts'
+import type { ChainTransport } from '../chain/transport.ts'
+import type { ChainEvent } from '../chain/host.ts'
+import type { Block } from '../chain/block.ts'
+import { bankModule, feeCollector, balanceOf } from '../bank/bank.ts'
+import { stakingModule, validatorSetAt, validatorRecord, unbondingOf } from '../staking/staking.ts'
+import { inferenceModule } from '../inference/chain/module.ts'
+import { OwnTxQueue } from './own-txs.ts'
+import { accountNonce } from '../chain/host.ts'
+import type { AccountView, ChainApi, NodeStatus } from '../api/chain-api.ts'
+
+export interface NodeOptions {
+  /** Directory for this node's database (`<dataDir>/chain`). */
+  dataDir: string
+  genesis: GenesisDoc
+  key: Ed25519KeyPair
+  transport: ChainTransport
+  moniker?: string
+  /** Sign votes and proposals (the key must be in the validator set to matter). @default true */
+  validator?: boolean
+  /** 'worker': PoH on worker threads (production); 'inline': on the main thread (tests). @default 'worker' */
+  poh?: 'worker' | 'inline'
+  /** Shared PoH verifier (several in-process nodes can share one pool). */
+  verifier?: PohVerifier
+  /** Shared signature verification pool; one is started per node without it. */
+  verifyPool?: VerifyPool
+  clock?: Clock
+  logger?: Logger
+  gossipMs?: number
+  /** Called after every commit (events for the API's stream, metrics). */
+  onCommit?(block: Block, events: ChainEvent[]): void
+}
+
+export class DonghaeNode {
+  readonly did: string
+  readonly store: Store
+  readonly app: ChainApp
+  readonly mempool: Mempool
+  readonly runtime: ChainRuntime
+  readonly #stops: Array<() => Promise<void> | void>
+  readonly #moniker: string
+  readonly #transport: ChainTransport
+  /** The one queue for every transaction the node signs with its own key. */
+  readonly ownTxs: OwnTxQueue
+  readonly #commitListeners: Set<(block: Block, events: ChainEvent[]) => void>
+
+  private constructor(parts: {
+    did: string
+    store: Store
+    app: ChainApp
+    mempool: Mempool
+    runtime: ChainRuntime
+    stops: Array<() => Promise<void> | void>
+    moniker: string
+    transport: ChainTransport
+    ownTxs: OwnTxQueue
+    commitListeners: Set<(block: Block, events: ChainEvent[]) => void>
+  }) {
+    this.did = parts.did
+    this.store = parts.store
+    this.app = parts.app
+    this.mempool = parts.mempool
+    this.runtime = parts.runtime
+    this.#stops = parts.stops
+    this.#moniker = parts.moniker
+    this.#transport = parts.transport
+    this.ownTxs = parts.ownTxs
+    this.#commitListeners = parts.commitListeners
+  }
+
+  /** Calls `listener` after every commit, in order; returns a function that stops it. */
+  onCommit(listener: (block: Block, events: ChainEvent[]) => void): () => void {
+    this.#commitListeners.add(listener)
+    return () => this.#commitListeners.delete(listener)
+  }
+
+  static async create(options: NodeOptions): Promise<DonghaeNode> {
+    const { genesis, key } = options
+    const logger = options.logger ?? silentLogger()
+    const clock = options.clock ?? systemClock
+    const did = didFromEd25519PublicKey(key.publicKey)
+    const stops: Array<() => Promise<void> | void> = []
+    const commitListeners = new Set<(block: Block, events: ChainEvent[]) => void>()
+    await mkdir(options.dataDir, { recursive: true })
+    const store = await Store.open(join(options.dataDir, 'chain'), { logger })
+    stops.push(() => store.close())
+    try {
+      const machine = new StateMachine({
+        chainId: genesis.chainId,
+        modules: [bankModule, stakingModule(genesis.params), inferenceModule(genesis.params)],
+        fees: feeCollector,
+        minFee: genesis.params.minFee,
+      })
+      const mempool = new Mempool(machine)
+      let poh
+      if (options.poh === 'inline') {
+        poh = new InlinePohService(genesis.params.hashesPerTick)
+      } else {
+        const generator = new PohGenerator({
+          hashesPerTick: genesis.params.hashesPerTick,
+          ticksPerSecond: genesis.params.ticksPerSecond,
+          logger,
+        })
+        generator.start()
+        stops.push(() => generator.stop())
+        let verifier = options.verifier
+        if (verifier === undefined) {
+          verifier = new PohVerifier({ logger })
+          verifier.start()
+          const own = verifier
+          stops.push(() => own.stop())
+        }
+        poh = new WorkerPohService(generator, verifier)
+      }
+      let verifyPool = options.verifyPool
+      if (verifyPool === undefined) {
+        verifyPool = new VerifyPool({ logger })
+        verifyPool.start()
+        const own = verifyPool
+        stops.push(() => own.stop())
+      }
+      const app = await ChainApp.open({
+        verifyPool,
+        genesis,
+        store,
+        machine,
+        mempool,
+        poh,
+        validatorSet: (state, height) => validatorSetAt(state, height, genesis.params),
+        proposer: proposerFor(genesis),
+        ticksRequired: ticksRequiredFor(genesis),
+        self: did,
+        clock,
+        logger,
+        onCommit: (block, events) => {
+          options.onCommit?.(block, events)
+          for (const listener of [...commitListeners]) listener(block, events)
+        },
+      })
+      const privval = options.validator === false ? undefined : new PrivValidator(key, new LevelSignStateStore(store))
+      const runtime = new ChainRuntime({
+        app,
+        mempool,
+        transport: options.transport,
+        ...(privval === undefined ? {} : { privval }),
+        key,
+        clock,
+        logger,
+        verifyPool,
+        ...(options.gossipMs === undefined ? {} : { gossipMs: options.gossipMs }),
+      })
+      const ownTxs = new OwnTxQueue({
+        key,
+        chainId: genesis.chainId,
+        fee: genesis.params.minFee,
+        state: () => app.state,
+        pendingFrom: (sender) => mempool.pendingFrom(sender),
+        submit: (bytes) => runtime.submitTx(bytes),
+      })
+      return new DonghaeNode({
+        did,
+        store,
+        app,
+        mempool,
+        runtime,
+        stops,
+        moniker: options.moniker ?? did.slice(-8),
+        transport: options.transport,
+        ownTxs,
+        commitListeners,
+      })
+    } catch (err) {
+      for (const stop of stops.reverse()) await stop()
+      throw err
+    }
+  }
+
+  start(): void {
+    this.runtime.start()
+  }
+
+  /** Signs a transaction with the node's own key and submits it (see own-txs.ts). */
+  submitOwnTx(kind: string, body: unknown, fee?: bigint): Promise<{ hash: Uint8Array; nonce: bigint }> {
+    return this.ownTxs.submit(kind, body, fee)
+  }
+
+  /** Stops consensus first, then PoH workers, then closes the database. */
+  async stop(): Promise<void> {
+    await this.runtime.stop()
+    for (const stop of this.#stops.splice(0).reverse()) await stop()
+  }
+
+  /** The read/write surface the HTTP API serves. */
+  readonly chainApi: ChainApi = {
+    status: (): NodeStatus => {
+      const head = this.app.head
+      const consensus = this.runtime.consensus ?? { height: head.height + 1, round: 0, step: 'newHeight' }
+      return {
+        chainId: this.app.chainId,
+        did: this.did,
+        moniker: this.#moniker,
+        height: head.height,
+        latestBlockId: head.blockId,
+        latestBlockTime: head.time,
+        stateRoot: head.stateRoot,
+        consensus: { height: consensus.height, round: consensus.round, step: consensus.step },
+        validators: this.app.validatorSet(head.height + 1).validators.map((v) => ({ did: v.did, power: v.power })),
+        mempool: { size: this.mempool.size, bytes: this.mempool.bytes },
+        peers: this.#transport.peers().length,
+      }
+    },
+    block: async (height) => {
+      const block = await this.app.getBlock(height)
+      if (block === undefined) return undefined
+      return { block, id: this.app.blockId(block), commit: await this.app.getCommit(height) }
+    },
+    account: (did): AccountView => {
+      const state = this.app.state
+      const record = validatorRecord(state, did)
+      return {
+        did,
+        balance: balanceOf(state, did),
+        nonce: accountNonce(state, did),
+        stake:
+          record === undefined
+            ? null
+            : {
+                bonded: record.bonded,
+                jailed: record.jailedUntil !== 0,
+                jailedUntil: record.jailedUntil,
+                tombstoned: record.tombstoned,
+                unbonding: unbondingOf(state, did),
+              },
+      }
+    },
+    submitTx: async (bytes) => ({ hash: await this.runtime.submitTx(bytes) }),
+    txHeight: (hash) => this.app.txHeight(hash),
+    prove: (key) => {
+      const tree = this.app.stateTree
+      return { root: tree.root(), height: this.app.head.height, value: tree.get(key), proof: tree.prove(key) }
+    },
+  }
+
+  toString(): string {
+    return `DonghaeNode(${this.#moniker}, ${toHex(this.app.head.blockId).slice(0, 8)})`
+  }
+}
+

@@ -1,0 +1,238 @@
+/**
+ * The composition root of a node on the real network. `FullNode.start` is the table of contents
+ * of a running node; every part it starts is stopped in reverse order, and one `AbortController`
+ * is the signal every long-running component watches:
+ *
+ *   metrics + event bus → libp2p host → transport → chain node (store, consensus, mempool, own
+ *   transactions) → discovery → inference market (blobs, runtime, worker, gateway, settler,
+ *   auditor) → HTTP API → start consensus, discovery, inference
+ */
+import { join } from 'node:path'
+import { mkdir } from 'node:fs/promises'
+import type { FastifyInstance } from 'fastify'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import type { DonghaeConfig } from '../core/config.ts'
+import type { Ed25519KeyPair } from '../identity/keys.ts'
+import type { ChainEvent } from '../chain/host.ts'
+import type { Block } from '../chain/block.ts'
+import type { GenesisDoc } from '../chain/genesis.ts'
+import { createHost, type DonghaeHost } from '../net/host.ts'
+import { Libp2pChainTransport } from '../net/chain-transport.ts'
+import { NetworkService } from '../net/network.ts'
+import type { WorkerBehaviour } from '../inference/components.ts'
+import type { ExecutionProviderChoice } from '../inference/runtime.ts'
+import { EventBus } from '../api/events.ts'
+import { NodeMetrics } from '../api/metrics.ts'
+import { publishCommit, watchNat, watchPeers } from '../api/node-events.ts'
+import type { OperatorApi } from '../api/operator-api.ts'
+import { createApiServer, DASHBOARD_DIR } from '../api/server.ts'
+import { DonghaeNode } from './chain-node.ts'
+import { NodeInference } from './inference.ts'
+import { netApi, peerDid, pubsubBus } from './adapters.ts'
+
+export interface FullNodeOptions {
+  /** Data directory: chain database in `chain/`, peer store in `p2p/`, blobs in `blobs/`. */
+  dataDir: string
+  genesis: GenesisDoc
+  key: Ed25519KeyPair
+  config: Pick<
+    DonghaeConfig,
+    | 'p2pPort'
+    | 'listenHost'
+    | 'apiPort'
+    | 'apiHost'
+    | 'bootstrap'
+    | 'mdns'
+    | 'moniker'
+    | 'nat'
+    | 'worker'
+    | 'workerSlots'
+    | 'executionProvider'
+    | 'canaryPpm'
+  >
+  /** Extra multiaddrs to announce (the router's external address). */
+  announce?: string[]
+  logger?: Logger
+  /** Called on every commit. */
+  onCommit?(block: Block, events: ChainEvent[]): void
+  /** The inference market beyond the config: model folders, deliberate misbehaviour for tests. */
+  inference?: {
+    /** Folders whose `*.onnx` files are imported into the blob store (e.g. `<home>/models`). */
+    modelDirs?: string[]
+    /** Misbehave on purpose (tests of the audit system only). */
+    behaviour?: WorkerBehaviour
+  }
+  /** The API's operator token (`<home>/api-token`); without it operator routes answer 401. */
+  apiToken?: string
+  /** The built dashboard, served at `/`. @default DASHBOARD_DIR (web/dist of the checkout) */
+  dashboardDir?: string
+  /** Browser origins allowed to call the API (CORS; config apiCors). @default none */
+  cors?: string[]
+}
+
+/** A node on libp2p with the inference market and its HTTP API. `stop()` undoes `start()` in reverse. */
+export class FullNode {
+  readonly node: DonghaeNode
+  readonly host: DonghaeHost
+  readonly network: NetworkService
+  readonly api: FastifyInstance
+  readonly apiUrl: string
+  /** What happens on this node (blocks, finality, jobs, peers, NAT, slashes): the SSE stream's source. */
+  readonly events: EventBus
+  /** The inference market on this node (worker, gateway, settlement, audits). */
+  readonly inference: NodeInference
+  /** This node's Prometheus metrics (GET /metrics). */
+  readonly metrics: NodeMetrics
+  readonly #controller: AbortController
+  readonly #stops: Array<() => Promise<void> | void>
+
+  private constructor(
+    parts: Pick<FullNode, 'node' | 'host' | 'network' | 'api' | 'apiUrl' | 'events' | 'inference' | 'metrics'>,
+    controller: AbortController,
+    stops: Array<() => Promise<void> | void>,
+  ) {
+    this.node = parts.node
+    this.host = parts.host
+    this.network = parts.network
+    this.api = parts.api
+    this.apiUrl = parts.apiUrl
+    this.events = parts.events
+    this.inference = parts.inference
+    this.metrics = parts.metrics
+    this.#controller = controller
+    this.#stops = stops
+  }
+
+  static async start(options: FullNodeOptions): Promise<FullNode> {
+    const { config, genesis, key } = options
+    const logger = options.logger ?? silentLogger()
+    const controller = new AbortController()
+    const stops: Array<() => Promise<void> | void> = []
+    const unwind = async (): Promise<void> => {
+      controller.abort()
+      for (const stop of stops.splice(0).reverse()) await stop()
+    }
+    try {
+      const events = new EventBus()
+      const metrics = new NodeMetrics()
+      stops.push(metrics.attach(events))
+
+      await mkdir(join(options.dataDir, 'p2p'), { recursive: true })
+      const host = await createHost({
+        key,
+        host: config.listenHost,
+        port: config.p2pPort,
+        bootstrap: config.bootstrap,
+        mdns: config.mdns,
+        announce: options.announce ?? [],
+        datastorePath: join(options.dataDir, 'p2p'),
+        nat: config.nat,
+        relayServer: true,
+        logger,
+      })
+      await host.start()
+      stops.push(() => host.stop())
+      stops.push(watchPeers(events, host, peerDid))
+
+      const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId, logger })
+      transport.start()
+      stops.push(() => transport.stop())
+
+      const node = await DonghaeNode.create({
+        dataDir: options.dataDir,
+        genesis,
+        key,
+        transport,
+        moniker: config.moniker,
+        logger,
+        onCommit: (block, chainEvents) => {
+          publishCommit(events, block, chainEvents, Date.now())
+          options.onCommit?.(block, chainEvents)
+        },
+      })
+      stops.push(() => node.stop())
+
+      const apiUrl = `http://${config.apiHost}:${config.apiPort}`
+      const network = new NetworkService({
+        host,
+        key,
+        bootstrap: config.bootstrap,
+        logger,
+        services: () => [{ id: `${node.did}#api`, type: 'DonghaeNodeApi', serviceEndpoint: apiUrl }],
+      })
+      const net = netApi(host, network, config.nat)
+      stops.push(watchNat(events, net.nat))
+
+      const inference = await NodeInference.create({
+        node,
+        key,
+        transport,
+        adverts: pubsubBus(host),
+        dataDir: options.dataDir,
+        signal: controller.signal,
+        worker: config.worker,
+        slots: config.workerSlots,
+        executionProvider: config.executionProvider as ExecutionProviderChoice,
+        canaryPpm: config.canaryPpm,
+        ...(options.inference?.modelDirs === undefined ? {} : { modelDirs: options.inference.modelDirs }),
+        ...(options.inference?.behaviour === undefined ? {} : { behaviour: options.inference.behaviour }),
+        logger,
+        onJob: (job) => {
+          metrics.jobCompleted({ model: job.model, latencySeconds: job.latencyMs / 1000, ok: job.ok, role: job.role })
+          if (job.role === 'gateway')
+            events.publish('job', {
+              id: job.id,
+              model: job.model,
+              worker: job.worker,
+              latencyMs: job.latencyMs,
+              ok: job.ok,
+              fee: job.fee,
+            })
+        },
+        onAudit: (audit) => metrics.audit({ result: audit.result }),
+      })
+      stops.push(() => inference.stop())
+
+      const operator: OperatorApi = {
+        did: node.did,
+        transfer: ({ to, amount, memo, fee }) =>
+          node.submitOwnTx('bank.transfer', memo === undefined ? { to, amount } : { to, amount, memo }, fee),
+      }
+      const api = createApiServer({
+        chain: node.chainApi,
+        net,
+        logger,
+        events,
+        metrics,
+        operator,
+        inference,
+        dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
+        ...(options.cors === undefined ? {} : { cors: options.cors }),
+        ...(options.apiToken === undefined ? {} : { operatorToken: options.apiToken }),
+      })
+      stops.push(() => api.close())
+      await api.listen({ host: config.apiHost, port: config.apiPort })
+
+      node.start()
+      network.start()
+      stops.push(() => network.stop())
+      await inference.start()
+      metrics.blockCommitted({ height: node.app.head.height, txs: 0 })
+      return new FullNode({ node, host, network, api, apiUrl, events, metrics, inference }, controller, stops)
+    } catch (err) {
+      await unwind()
+      throw err
+    }
+  }
+
+  /** Aborts the root signal (timers and loops end), then stops every part in the reverse order of `start`. */
+  async stop(): Promise<void> {
+    this.#controller.abort()
+    for (const stop of this.#stops.splice(0).reverse()) await stop()
+  }
+
+  /** Aborted when the node stops. */
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+}

@@ -1,0 +1,419 @@
+/**
+ * The inference market inside a running node: blob store, ONNX Runtime, the components built by
+ * `createInference` (worker, gateway, settler, auditor) wired to the node's chain, own
+ * transaction queue and transport, and the `InferenceApi` the HTTP routes serve.
+ *
+ * Model files: at start the node imports `*.onnx` (and the `.json` beside them) from the demo
+ * models shipped with Donghae (`models/`) and from `<home>/models/` into its blob store, so a
+ * model registered on chain under one of those CIDs is served without a download; any other
+ * registered model is fetched from a peer that serves it and verified against its CID.
+ *
+ * The gateway's reservations, the settler's queue and the worker's unsettled receipts are
+ * journaled in the node's database (bucket `inference-journal`), so a restart neither loses a
+ * worker's pay nor lets the gateway dispatch more than a deposit holds.
+ */
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { toHex } from '../core/bytes.ts'
+import { decode, encode } from '../core/codec.ts'
+import { systemClock } from '../core/clock.ts'
+import { describeError, InvalidInputError } from '../core/errors.ts'
+import { cryptoRng } from '../core/rng.ts'
+import { silentLogger, type Logger } from '../core/logger.ts'
+import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { bytesCodec, utf8Codec } from '../store/codecs.ts'
+import type { Bucket } from '../store/store.ts'
+import type { ChainTransport } from '../chain/transport.ts'
+import type {
+  CompletionOutcome,
+  InferenceApi,
+  ModelView,
+  PublishModelRequest,
+  SettlementView,
+  WorkerView,
+} from '../api/inference-api.ts'
+import { BlobStore, blobCid } from '../inference/blobs.ts'
+import { InferenceError } from '../inference/errors.ts'
+import { createInference, type Inference } from '../inference/index.ts'
+import type { AdvertBus, AuditEvent, JobEvent, WorkerBehaviour } from '../inference/components.ts'
+import { OnnxRuntime, type ExecutionProviderChoice } from '../inference/runtime.ts'
+import type { Journal } from '../inference/settler.ts'
+import type { ReceiptKeeper } from '../inference/worker.ts'
+import { parseReceipt, receiptValue } from '../inference/job.ts'
+import { decodeModelSpec } from '../inference/chain/decode.ts'
+import { inclusionProof } from '../inference/chain/settle.ts'
+import { batchKey, depositOf, isSchedulable, listWorkers } from '../inference/chain/state.ts'
+import { workerScore } from '../inference/chain/rewards.ts'
+import { TextCodec } from '../inference/text.ts'
+import { DEMO_MODELS_DIR } from '../inference/demo-models.ts'
+import type { DonghaeNode } from './chain-node.ts'
+
+/** The demo models shipped with the package. */
+export const BUILTIN_MODELS_DIR = DEMO_MODELS_DIR
+
+export interface NodeInferenceOptions {
+  node: DonghaeNode
+  key: Ed25519KeyPair
+  transport: ChainTransport
+  adverts: AdvertBus
+  dataDir: string
+  /** Stops the components (the node's root signal). */
+  signal: AbortSignal
+  /** Extra directories whose `*.onnx` files are imported into the blob store. */
+  modelDirs?: string[]
+  worker?: boolean
+  slots?: number
+  behaviour?: WorkerBehaviour
+  canaryPpm?: number
+  /** Execution provider: 'auto' (by platform), 'cpu', 'coreml' or 'cuda'. @default 'auto' */
+  executionProvider?: ExecutionProviderChoice
+  logger?: Logger
+  onJob?(event: JobEvent): void
+  onAudit?(event: AuditEvent): void
+}
+
+/** Reads `DONGHAE_UNSAFE_WORKER` (tests and demos of the audit system only): `cheat:0.1`, `lazy` or `slow:<ms>`. */
+export function behaviourFromEnv(value: string | undefined): WorkerBehaviour {
+  if (value === undefined || value === '' || value === 'honest') return { kind: 'honest' }
+  if (value === 'lazy') return { kind: 'lazy' }
+  const m = /^cheat:(0(\.\d+)?|1(\.0+)?)$/.exec(value)
+  if (m !== null) return { kind: 'cheat', rate: Number(m[1]) }
+  const slow = /^slow:(\d{1,6})$/.exec(value)
+  if (slow !== null) return { kind: 'slow', ms: Number(slow[1]) }
+  throw new InvalidInputError(`DONGHAE_UNSAFE_WORKER must be honest, lazy, cheat:<rate 0..1> or slow:<ms>, not ${value}`)
+}
+
+/** A journal over one key prefix of the node's `inference-journal` bucket. */
+function bucketJournal(bucket: Bucket<string, Uint8Array>, prefix: string): Journal {
+  return {
+    put: (key, value) => bucket.put(`${prefix}${key}`, value),
+    delete: (key) => bucket.delete(`${prefix}${key}`),
+    list: async () => {
+      const out: Array<[string, Uint8Array]> = []
+      for await (const [key, value] of bucket.entries({ prefix: new TextEncoder().encode(prefix) }))
+        out.push([key.slice(prefix.length), value])
+      return out
+    },
+  }
+}
+
+function receiptKeeper(journal: Journal): ReceiptKeeper {
+  return {
+    put: (id, receipt) => journal.put(id, encode(receiptValue(receipt))),
+    delete: (id) => journal.delete(id),
+    list: async () => (await journal.list()).map(([, bytes]) => parseReceipt(decode(bytes))),
+  }
+}
+
+export class NodeInference implements InferenceApi {
+  readonly market: Inference
+  readonly blobs: BlobStore
+  readonly runtime: OnnxRuntime
+  readonly #o: NodeInferenceOptions
+  readonly #blockTimes = new Map<number, number>()
+  readonly #log: Logger
+  readonly #codecs = new Map<string, TextCodec>()
+  readonly #started = Date.now()
+
+  private constructor(options: NodeInferenceOptions, blobs: BlobStore, runtime: OnnxRuntime, market: Inference) {
+    this.#o = options
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference')
+    this.blobs = blobs
+    this.runtime = runtime
+    this.market = market
+  }
+
+  static async create(options: NodeInferenceOptions): Promise<NodeInference> {
+    const logger = options.logger ?? silentLogger()
+    const blobs = new BlobStore(join(options.dataDir, 'blobs'), { logger })
+    await blobs.init()
+    await importModelFiles(blobs, [BUILTIN_MODELS_DIR, ...(options.modelDirs ?? [])], logger)
+    const runtime = new OnnxRuntime({
+      logger,
+      ...(options.executionProvider === undefined ? {} : { executionProvider: options.executionProvider }),
+    })
+    const { node, transport } = options
+    const journal = node.store.bucket('inference-journal', utf8Codec, bytesCodec)
+    blobs.serve(transport)
+    const market = createInference({
+      blobs: { get: (cid) => blobs.get(cid), fetch: (cid, peers) => blobs.fetch(cid, peers, transport) },
+      ...(options.worker === false
+        ? {}
+        : {
+            worker: {
+              runner: runtime,
+              keeper: receiptKeeper(bucketJournal(journal, 'k/')),
+              ...(options.slots === undefined ? {} : { slots: options.slots }),
+              ...(options.behaviour === undefined ? {} : { behaviour: options.behaviour }),
+            },
+          }),
+      journals: { reservations: bucketJournal(journal, 'r/'), settlements: bucketJournal(journal, 's/') },
+      ...(options.canaryPpm === undefined ? {} : { canaryPpm: options.canaryPpm }),
+      ...(options.onJob === undefined ? {} : { onJob: options.onJob }),
+      ...(options.onAudit === undefined ? {} : { onAudit: options.onAudit }),
+    })({
+      key: options.key,
+      chain: {
+        chainId: node.app.chainId,
+        params: node.app.genesis.params,
+        state: () => node.app.state,
+        height: () => node.app.head.height,
+        time: () => node.app.head.time,
+        onCommit: (listener) => node.onCommit((block, events) => listener(block.header.height, events)),
+      },
+      submitTx: (kind, body) => node.submitOwnTx(kind, body),
+      transport,
+      adverts: options.adverts,
+      clock: systemClock,
+      rng: cryptoRng(),
+      logger,
+      signal: options.signal,
+    })
+    return new NodeInference(options, blobs, runtime, market)
+  }
+
+  async start(): Promise<void> {
+    await this.market.start()
+  }
+
+  async stop(): Promise<void> {
+    this.market.stop()
+    // settle what was served, so workers are paid without waiting for the journal's replay
+    await this.market.settler.flush().catch(() => {})
+    await this.runtime.close()
+  }
+
+  // ---- InferenceApi ----------------------------------------------------------------------------
+
+  async models(): Promise<ModelView[]> {
+    const models = this.market.models().filter((m) => m.status === 'active')
+    const times = await Promise.all(models.map((m) => this.#blockTime(m.registeredAt)))
+    return models.map((m, i) => ({
+      name: m.name,
+      cid: m.cid,
+      owner: m.owner,
+      version: m.version,
+      price: m.price,
+      kind: m.kind,
+      inputs: m.inputs,
+      outputs: m.outputs,
+      workers: m.workers,
+      registeredAt: m.registeredAt,
+      registeredTime: times[i] as number,
+    }))
+  }
+
+  /** A committed block's time (the genesis time for height 0), cached: it never changes. */
+  async #blockTime(height: number): Promise<number> {
+    const known = this.#blockTimes.get(height)
+    if (known !== undefined) return known
+    const app = this.#o.node.app
+    const time = height === 0 ? app.genesis.genesisTime : (await app.getBlock(height))?.header.time
+    if (time === undefined) return app.genesis.genesisTime // pruned or not yet stored here
+    if (this.#blockTimes.size < 4_096) this.#blockTimes.set(height, time)
+    return time
+  }
+
+  infer(request: Parameters<InferenceApi['infer']>[0]): ReturnType<InferenceApi['infer']> {
+    return this.market.gateway.infer(request)
+  }
+
+  async complete(
+    request: { model: string; prompt: string; maxTokens: number },
+    onToken?: (piece: string) => void,
+  ): Promise<CompletionOutcome> {
+    const gateway = this.market.gateway
+    const model = gateway.resolveModel(request.model)
+    if (model.kind !== 'text') throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
+    const codec = await this.#codec(model)
+    // One paid job per character: refuse up front rather than charge for half an answer.
+    const cost = model.price * BigInt(request.maxTokens)
+    await gateway.topUpSelfDeposit()
+    const deposit = depositOf(this.#o.node.app.state, this.#o.node.did, this.#o.node.did).amount - gateway.reservedFor(this.#o.node.did)
+    if (deposit < cost)
+      throw new InferenceError(
+        'insufficient-deposit',
+        `${request.maxTokens} characters cost ${cost}; the node's own deposit holds ${deposit < 0n ? 0n : deposit}`,
+      )
+    let context = request.prompt
+    let text = ''
+    const receipts = []
+    for (let i = 0; i < request.maxTokens; i++) {
+      const out = await gateway.infer({ model: model.cid, inputs: codec.encode(context) })
+      receipts.push(out.receipt)
+      const piece = codec.decode(out.outputs)
+      text += piece
+      context += piece
+      onToken?.(piece)
+    }
+    return { text, receipts, finishReason: 'length', promptTokens: codec.tokens(request.prompt) }
+  }
+
+  /** A blob (a text model's tokenizer) from the store, or fetched and verified from the peers serving `model`, then any peer. */
+  async #blob(cid: string, model: string): Promise<Uint8Array> {
+    const have = await this.blobs.get(cid)
+    if (have !== undefined) return have
+    const self = this.#o.node.did
+    const serving = this.market.table.serving(model).filter((p) => p !== self)
+    const others = this.#o.transport.peers().filter((p) => p !== self && !serving.includes(p))
+    return this.blobs.fetch(cid, [...serving, ...others], this.#o.transport)
+  }
+
+  /** The text codec of a text model: its registered tokenizer, else the JSON beside its ONNX file. */
+  async #codec(model: { cid: string; name: string; codec?: string }): Promise<TextCodec> {
+    const { cid } = model
+    const cached = this.#codecs.get(cid)
+    if (cached !== undefined) return cached
+    let found: TextCodec | undefined
+    if (model.codec !== undefined) {
+      let bytes: Uint8Array
+      try {
+        bytes = await this.#blob(model.codec, cid)
+      } catch (err) {
+        throw new InferenceError('no-worker', `the tokenizer of ${model.name} is not here yet: ${describeError(err)}`)
+      }
+      try {
+        found = TextCodec.fromJson(bytes, cid)
+      } catch (err) {
+        throw new InferenceError('not-text-model', `the registered tokenizer of ${model.name} is unusable: ${describeError(err)}`)
+      }
+    } else {
+      found = await TextCodec.forModel(cid, [BUILTIN_MODELS_DIR, ...(this.#o.modelDirs ?? [])])
+    }
+    if (found === undefined) throw new InferenceError('not-text-model', `no tokenizer is known for text model ${model.name}`)
+    this.#codecs.set(cid, found)
+    return found
+  }
+
+  settlement(jobId: string): SettlementView | undefined {
+    const found = inclusionProof(this.#o.node.app.state, jobId)
+    if (found === undefined) return undefined
+    return {
+      jobId,
+      receiptId: toHex(found.settlement.receiptId),
+      worker: found.settlement.worker,
+      height: found.settlement.height,
+      batchKey: batchKey(found.settlement.height, found.settlement.batch),
+      root: toHex(found.root),
+      index: found.proof.index,
+      count: found.proof.count,
+      proof: found.proof.siblings.map((s) => ({ hash: toHex(s.hash), right: s.right })),
+    }
+  }
+
+  workers(): WorkerView[] {
+    const state = this.#o.node.app.state
+    const height = this.#o.node.app.head.height
+    const live = new Map(this.market.liveWorkers().map((a) => [a.worker, a]))
+    const params = this.#o.node.app.genesis.params
+    return listWorkers(state).map((w) => {
+      const advert = live.get(w.did)
+      return {
+        did: w.did,
+        bonded: w.bonded,
+        ep: w.ep,
+        runtime: w.runtime,
+        streak: w.streak,
+        quarantined: w.quarantinedUntil > height + 1,
+        schedulable: isSchedulable(state, w.did, height + 1, params),
+        jobs: w.jobs,
+        throughput: advert === undefined ? 0 : advert.models.reduce((s, m) => s + m.mjps, 0) / 1000,
+        reputation: Number(
+          workerScore(
+            {
+              // reputation over the worker's whole record (the epoch's own score decides its pay)
+              usageFees: w.usage + w.epochFees,
+              latencyMsTotal: w.latencyMsTotal,
+              latencyJobs: w.latencyJobs,
+              auditsPassed: w.auditsPassed,
+              auditsFailed: w.auditsFailed,
+              lastActiveHeight: w.lastActiveHeight,
+            },
+            height,
+            params,
+          ),
+        ),
+        auditsPassed: w.auditsPassed,
+        auditsFailed: w.auditsFailed,
+        slashes: w.slashes,
+        live: advert !== undefined,
+      }
+    })
+  }
+
+  stats(): ReturnType<InferenceApi['stats']> {
+    const { gateway, auditor, settler, worker } = this.market
+    const sorted = [...gateway.stats.latencies].sort((a, b) => a - b)
+    const q = (p: number): number => (sorted.length === 0 ? 0 : (sorted[Math.floor((sorted.length - 1) * p)] ?? 0))
+    const seconds = Math.max(1, (Date.now() - this.#started) / 1000)
+    const slashes = listWorkers(this.#o.node.app.state).reduce((n, w) => n + w.slashes, 0)
+    return {
+      jobs: gateway.stats.jobs,
+      failures: gateway.stats.failures,
+      jobsPerSecond: Math.round((gateway.stats.jobs / seconds) * 1000) / 1000,
+      latencyMs: { p50: q(0.5), p99: q(0.99) },
+      audits: auditor.stats.audits,
+      auditsFailed: auditor.stats.auditsFailed,
+      canaries: gateway.stats.canaries,
+      slashes,
+      pendingSettlement: settler.pending,
+      worker: worker?.load() ?? { running: 0, queued: 0 },
+      failedModels: worker?.models.failed() ?? [],
+    }
+  }
+
+  /** This node's deposit view of a client: what it locked here, and what jobs in flight hold. */
+  deposit(client: string): { amount: bigint; unlocking: Array<{ amount: bigint; at: number }>; reserved: bigint } {
+    const d = depositOf(this.#o.node.app.state, client, this.#o.node.did)
+    return { ...d, reserved: this.market.gateway.reservedFor(client) }
+  }
+
+  async publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }> {
+    let schema
+    try {
+      schema = await this.runtime.inspect(request.file)
+    } catch (err) {
+      throw new InvalidInputError(`the file is not a model ONNX Runtime can load: ${describeError(err)}`)
+    }
+    const cid = blobCid(request.file)
+    if (request.codec !== undefined) {
+      if (request.kind !== 'text') throw new InvalidInputError('a tokenizer (codec) is for text models only')
+      TextCodec.fromJson(request.codec, cid) // refuses what a gateway could not use
+    }
+    const body = {
+      cid,
+      name: request.name,
+      version: request.version,
+      price: request.price,
+      kind: request.kind,
+      inputs: schema.inputs,
+      outputs: schema.outputs,
+      tolerance: { maxAbsPpm: 1_000, top1: true },
+      size: request.file.length,
+      ...(request.codec === undefined ? {} : { codec: blobCid(request.codec) }),
+    }
+    decodeModelSpec(body)
+    await this.blobs.put(request.file)
+    if (request.codec !== undefined) await this.blobs.put(request.codec)
+    const { hash } = await this.#o.node.submitOwnTx('inference.registerModel', body)
+    this.#log.info({ name: request.name, cid }, 'model published')
+    return { cid, txHash: hash }
+  }
+}
+
+/** Imports `*.onnx` files and the `.json` beside them from `dirs` into the blob store. */
+async function importModelFiles(blobs: BlobStore, dirs: readonly string[], logger: Logger): Promise<void> {
+  const log = logger.forComponent('donghae:inference')
+  for (const dir of dirs) {
+    let names: string[]
+    try {
+      names = await readdir(dir)
+    } catch {
+      continue
+    }
+    for (const name of names.filter((n) => n.endsWith('.onnx') || n.endsWith('.json'))) {
+      const cid = await blobs.put(new Uint8Array(await readFile(join(dir, name))))
+      log.debug({ file: join(dir, name), cid }, 'model file imported')
+    }
+  }
+}
