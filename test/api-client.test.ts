@@ -9,11 +9,14 @@ import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
 import { verifyReceiptJson } from '../src/api/client.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import {
   receiptFromJson,
   receiptToJson,
+  signDispatch,
   signJob,
   signReceipt,
+  verifyDispatch,
   verifyReceipt,
   type ReceiptJson,
 } from '../src/inference/job.ts'
@@ -65,8 +68,10 @@ test('donghae/client is browser-safe: no Node built-ins, Buffer or process anywh
 function makeReceipt(): ReceiptJson {
   const client = Ed25519KeyPair.generate()
   const worker = Ed25519KeyPair.generate()
+  const gateway = Ed25519KeyPair.generate()
   const job = signJob(client, {
     chainId: 'donghae-test',
+    gateway: didFromEd25519PublicKey(gateway.publicKey),
     model: 'bafkreihcutuulavvi77jnsjg7a3vqsh5ki7spllhiterurxlnonkseoggu',
     inputsHash: new Uint8Array(32).fill(7),
     maxFee: 1_000n,
@@ -75,6 +80,7 @@ function makeReceipt(): ReceiptJson {
   })
   const receipt = signReceipt(worker, {
     job,
+    dispatch: signDispatch(gateway, job, didFromEd25519PublicKey(worker.publicKey)),
     outputHash: new Uint8Array(32).fill(3),
     fee: 10n,
     ep: 'cpu',
@@ -89,7 +95,8 @@ function makeReceipt(): ReceiptJson {
 /** The node's verdict: job.ts parsing (which checks the ids) plus signatures. */
 function nodeVerdict(json: ReceiptJson): boolean {
   try {
-    return verifyReceipt(receiptFromJson(json))
+    const receipt = receiptFromJson(json)
+    return verifyReceipt(receipt) && (receipt.dispatch === null || verifyDispatch(receipt))
   } catch {
     return false
   }
@@ -113,6 +120,9 @@ test('verifyReceiptJson (WebCrypto) agrees with the node on a real receipt and o
     ['job fee', { ...good, job: { ...good.job, maxFee: '1001' } }],
     ['job signature', { ...good, job: { ...good.job, signature: flip(good.job.signature) } }],
     ['job client', { ...good, job: { ...good.job, client: other.job.client } }],
+    ['job gateway', { ...good, job: { ...good.job, gateway: other.job.gateway } }],
+    ['dispatch', { ...good, dispatch: flip(good.dispatch as string) }],
+    ['another dispatch', { ...good, dispatch: other.dispatch }],
     ['another job', { ...good, job: other.job }],
     ['not hex', { ...good, outputHash: 'zz' }],
   ]

@@ -1,10 +1,12 @@
 // The inference market on a devnet of four node processes over real libp2p sockets:
-//  - jobs sent to one node run on workers in other processes; outputs equal a direct ONNX Runtime
-//    call on the same file; receipts verify; settlement is on chain and the client paid exactly;
-//  - bad requests (unknown model, wrong shape, replay, expiry, no funds, no token) are refused
-//    with 4xx and charge nothing;
+//  - a client deposits with one gateway; its jobs sent there run on workers in other processes;
+//    outputs equal a direct ONNX Runtime call on the same file; receipts verify; settlement is on
+//    chain and the deposit paid exactly;
+//  - bad requests (unknown model, wrong shape, replay, expiry, no deposit, no token) are refused
+//    with 4xx and charge nothing; a client cannot spend at a second gateway, nor beyond its deposit;
 //  - a worker killed mid-job: every client still gets a correct answer;
-//  - a worker that cheats is audited, out-voted by a quorum and slashed; honest ones are not.
+//  - a gateway killed after dispatching: its workers settle their receipts themselves and are paid;
+//  - a worker that cheats is audited, out-voted by the drawn quorum and slashed; honest ones are not.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -19,7 +21,8 @@ import { waitFor } from './helpers/chain-net.ts'
 import { toHex } from '../src/core/bytes.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
-import { jobToJson, signJob } from '../src/inference/job.ts'
+import { inputsCommitment, jobIdHex, jobToJson, signJob, type SignedJob } from '../src/inference/job.ts'
+import { encodeTx, signTx } from '../src/chain/tx.ts'
 import { createTensor, hashTensorMap, tensorToJson } from '../src/inference/tensor.ts'
 import { OnnxRuntime } from '../src/inference/runtime.ts'
 import { DEMO_MODELS_DIR, modelCid } from '../src/inference/demo-models.ts'
@@ -80,6 +83,18 @@ async function modelWorkers(api: string, model: string): Promise<number | undefi
   )?.workers
 }
 
+/** Signs `kind`/`body` with `key` at its next nonce (read from `api`) and submits it there. */
+async function sendTx(api: string, key: Ed25519KeyPair, kind: string, body: unknown): Promise<Answer> {
+  const did = didFromEd25519PublicKey(key.publicKey)
+  const account = await getJson<{ nonce: string }>(`${api}/v1/accounts/${did}`)
+  const tx = signTx(key, { chainId: 'donghae-devnet', nonce: BigInt(account?.nonce ?? '0'), fee: 1n, kind, body })
+  return call('POST', `${api}/v1/tx`, { tx: toHex(encodeTx(tx)) })
+}
+
+async function deposited(api: string, client: string): Promise<bigint> {
+  return BigInt((await getJson<{ amount: string }>(`${api}/v1/inference/deposits/${client}`))?.amount ?? '0')
+}
+
 async function workers(api: string): Promise<WorkerJson[]> {
   return (await getJson<{ workers: WorkerJson[] }>(`${api}/v1/inference/workers`))?.workers ?? []
 }
@@ -107,24 +122,30 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const cid = modelCid(modelBytes)
     await runtime.load(cid, modelBytes)
 
-    // ---- a client with its own key, funded by node0's operator --------------------------------
+    // ---- a client with its own key, funded by node0's operator, deposits 300 with node1 ----------
     const client = Ed25519KeyPair.generate()
     const clientDid = didFromEd25519PublicKey(client.publicKey)
     const funded = await call('POST', `${n0.api}/v1/operator/transfer`, { to: clientDid, amount: '1000' }, tokens[0])
     assert.equal(funded.status, 202, JSON.stringify(funded.body))
     await waitFor('client funded', async () => (await balance(n1.api, clientDid)) === 1000n, 30_000)
+    const deposit = await sendTx(n1.api, client, 'inference.deposit', { gateway: n1.did, amount: 300n })
+    assert.equal(deposit.status, 202, JSON.stringify(deposit.body))
+    await waitFor('the deposit with node1 committed', async () => (await deposited(n1.api, clientDid)) === 300n, 30_000)
     const price = 10n
-    const signedJob = (pixels: number[], deadline = Date.now() + 30_000) =>
-      jobToJson(
-        signJob(client, {
-          chainId: 'donghae-devnet',
-          model: cid,
-          inputsHash: hashTensorMap(inputOf(pixels)),
-          maxFee: price,
-          deadline,
-          salt: randomBytes(16),
-        }),
-      )
+    const signJobOf = (by: Ed25519KeyPair, pixels: number[], gateway: string, deadline = Date.now() + 30_000): SignedJob => {
+      const salt = randomBytes(16)
+      return signJob(by, {
+        chainId: 'donghae-devnet',
+        gateway,
+        model: cid,
+        inputsHash: inputsCommitment(salt, hashTensorMap(inputOf(pixels))),
+        maxFee: price,
+        deadline,
+        salt,
+      })
+    }
+    const signedJob = (pixels: number[], deadline = Date.now() + 30_000, gateway = n1.did) =>
+      jobToJson(signJobOf(client, pixels, gateway, deadline))
 
     // ---- correct results, computed in other processes, each with a receipt -----------------------
     const jobs = 12
@@ -166,13 +187,14 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const bad = await runCli(['receipt', 'verify', receiptFile])
     assert.notEqual(bad.code, 0, 'a tampered receipt does not verify')
     await waitFor(
-      'every job settled: the client paid exactly price × jobs',
-      async () => (await balance(n2.api, clientDid)) === 1000n - price * BigInt(jobs),
+      'every job settled: the deposit paid exactly price × jobs',
+      async () => (await deposited(n1.api, clientDid)) === 300n - price * BigInt(jobs),
       30_000,
     )
+    assert.equal(await balance(n2.api, clientDid), 1000n - 300n - 1n, 'the balance paid only the deposit and its fee')
 
     // ---- bad input: 4xx, nothing charged ----------------------------------------------------------
-    const before = await balance(n1.api, clientDid)
+    const before = await deposited(n1.api, clientDid)
     const row = rows[0] as (typeof rows)[number]
     const replayJob = signedJob(row.pixels)
     const first = await call('POST', `${n1.api}/v1/infer`, {
@@ -241,20 +263,30 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       ],
     ]
     const broke = Ed25519KeyPair.generate()
-    const brokeJob = jobToJson(
-      signJob(broke, {
-        chainId: 'donghae-devnet',
-        model: cid,
-        inputsHash: hashTensorMap(inputOf(row.pixels)),
-        maxFee: price,
-        deadline: Date.now() + 30_000,
-        salt: randomBytes(16),
-      }),
-    )
+    const brokeJob = jobToJson(signJobOf(broke, row.pixels, n1.did))
     cases.push([
-      'insufficient balance',
+      'no deposit',
       await call('POST', `${n1.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(row.pixels), job: brokeJob }),
       402,
+    ])
+    // one deposit cannot pay at two gateways: node2 holds none of this client's
+    cases.push([
+      'a second gateway',
+      await call('POST', `${n2.api}/v1/infer`, {
+        model: 'digits-mlp',
+        inputs: jsonInput(row.pixels),
+        job: signedJob(row.pixels, Date.now() + 30_000, n2.did),
+      }),
+      402,
+    ])
+    cases.push([
+      'a job naming another gateway',
+      await call('POST', `${n2.api}/v1/infer`, {
+        model: 'digits-mlp',
+        inputs: jsonInput(row.pixels),
+        job: signedJob(row.pixels),
+      }),
+      400,
     ])
     for (const [what, answer, status] of cases) {
       assert.equal(answer.status, status, `${what}: ${JSON.stringify(answer.body)}`)
@@ -266,18 +298,36 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     }
     await waitFor(
       'only the one good job charged',
-      async () => (await balance(n2.api, clientDid)) === before - price,
+      async () => (await deposited(n1.api, clientDid)) === before - price,
       30_000,
     )
-    // once settled, the job is refused by every gateway, not only the one that saw it
-    const elsewhere = await call('POST', `${n2.api}/v1/infer`, {
+    // once settled, the job is refused again (the chain settles a job id once)
+    const again = await call('POST', `${n1.api}/v1/infer`, {
       model: 'digits-mlp',
       inputs: jsonInput(row.pixels),
       job: replayJob,
     })
-    assert.equal(elsewhere.status, 409, `replay at another gateway: ${JSON.stringify(elsewhere.body)}`)
+    assert.equal(again.status, 409, `replay after settlement: ${JSON.stringify(again.body)}`)
     await new Promise((r) => setTimeout(r, 2_000))
-    assert.equal(await balance(n2.api, clientDid), before - price, 'the refused requests charged nothing')
+    assert.equal(await deposited(n1.api, clientDid), before - price, 'the refused requests charged nothing')
+
+    // ---- spending the deposit to the end: the gateway refuses the job it could not pay ----------------
+    const left = await deposited(n1.api, clientDid)
+    for (let i = 0n; i < left / price; i++) {
+      const r = rows[Number(i) % rows.length] as (typeof rows)[number]
+      const spent = await call('POST', `${n1.api}/v1/infer`, {
+        model: 'digits-mlp',
+        inputs: jsonInput(r.pixels),
+        job: signedJob(r.pixels),
+      })
+      assert.equal(spent.status, 200, JSON.stringify(spent.body))
+    }
+    const beyond = await call('POST', `${n1.api}/v1/infer`, {
+      model: 'digits-mlp',
+      inputs: jsonInput(row.pixels),
+      job: signedJob(row.pixels),
+    })
+    assert.equal(beyond.status, 402, `a job beyond the deposit: ${JSON.stringify(beyond.body)}`)
 
     // ---- a new model published on node0 is fetched by the other workers and verified by CID --------
     const weights = Float32Array.from({ length: 8 }, () => rng.int(-100, 100) / 50)
@@ -451,8 +501,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     // killed while it holds jobs (each takes it 3 s), however slowly the burst reaches it
     await waitFor(
       'node3 running jobs of the burst',
-      async () =>
-        ((await getJson<{ worker: { running: number } }>(`${n3.api}/v1/inference/stats`))?.worker.running ?? 0) > 0,
+      async () => ((await getJson<{ worker: { paid: number } }>(`${n3.api}/v1/inference/stats`))?.worker.paid ?? 0) > 0,
       30_000,
     )
     slow.kill('SIGKILL')
@@ -468,6 +517,73 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     t.diagnostic(`${retried} of ${burst.length} jobs were retried on another worker after node3 died`)
     assert.ok(retried > 0, 'some jobs were on node3 when it died, and were retried')
     await exited(slow)
+
+    // ---- a gateway killed after dispatching: its workers settle their receipts themselves ----------
+    const patient = Ed25519KeyPair.generate()
+    const patientDid = didFromEd25519PublicKey(patient.publicKey)
+    const topUp = await call('POST', `${n0.api}/v1/operator/transfer`, { to: patientDid, amount: '1000' }, tokens[0])
+    assert.equal(topUp.status, 202, JSON.stringify(topUp.body))
+    await waitFor('the second client funded', async () => (await balance(n2.api, patientDid)) === 1000n, 30_000)
+    const patientDeposit = await sendTx(n2.api, patient, 'inference.deposit', { gateway: n2.did, amount: 900n })
+    assert.equal(patientDeposit.status, 202, JSON.stringify(patientDeposit.body))
+    await waitFor('its deposit with node2', async () => (await deposited(n2.api, patientDid)) === 900n, 30_000)
+    const slowAgain = spawn(process.execPath, [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'slow:3000' },
+    })
+    extra.push(slowAgain)
+    await firstJsonLine(slowAgain)
+    await waitFor('node3 serving again', async () => (await getJson(`${n3.api}/v1/inference/stats`)) !== undefined, 60_000)
+    // waves of jobs through node2 until one is running on the slow node3 (3 s each)
+    const orphans: SignedJob[] = []
+    const orphaned: Array<Promise<unknown>> = []
+    const busyOnNode3 = async (): Promise<boolean> =>
+      ((await getJson<{ worker: { paid: number } }>(`${n3.api}/v1/inference/stats`))?.worker.paid ?? 0) > 0
+    await waitFor(
+      'node3 running jobs dispatched by node2',
+      async () => {
+        for (let i = 0; i < 6; i++) {
+          const r = rows[(orphans.length * 11) % rows.length] as (typeof rows)[number]
+          const job = signJobOf(patient, r.pixels, n2.did, Date.now() + 12_000)
+          orphans.push(job)
+          orphaned.push(
+            call('POST', `${n2.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(r.pixels), job: jobToJson(job) }).catch(
+              () => undefined,
+            ),
+          )
+        }
+        for (let poll = 0; poll < 10; poll++) {
+          if (await busyOnNode3()) return true
+          await new Promise((resolve) => setTimeout(resolve, 150))
+        }
+        return false
+      },
+      40_000,
+    )
+    process.kill(n2.pid, 'SIGKILL')
+    await Promise.all(orphaned)
+    const settledBy = async (job: SignedJob): Promise<string | undefined> =>
+      (await getJson<{ worker: string }>(`${n0.api}/v1/jobs/${jobIdHex(job)}/settlement`))?.worker
+    await waitFor(
+      "node3 settled, itself, the jobs the dead gateway dispatched to it",
+      async () => (await Promise.all(orphans.map(settledBy))).some((w) => w === n3.did),
+      60_000,
+    )
+    const selfSettled = (await Promise.all(orphans.map(settledBy))).filter((w) => w === n3.did).length
+    t.diagnostic(`node3 settled ${selfSettled} receipts whose gateway (node2) was killed after dispatching them`)
+    // node2 comes back: its journal still holds what it had accepted, and it settles those too
+    const n2Again = spawn(process.execPath, [BIN, '--home', n2.home, 'node', '--password-file', info.password, '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    extra.push(n2Again)
+    await firstJsonLine(n2Again)
+    slowAgain.kill('SIGKILL')
+    await exited(slowAgain)
+    await waitFor(
+      'node2 serving again',
+      async () => (await modelWorkers(n2.api, 'digits-mlp')) !== undefined && (await workers(n2.api)).length === 4,
+      60_000,
+    )
 
     // ---- a cheating worker is audited, out-voted and slashed ----------------------------------------
     const cheater = spawn(

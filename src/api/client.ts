@@ -106,6 +106,7 @@ export interface WorkerJson {
   did: string
   bonded: string
   ep: string
+  runtime?: string
   streak: number
   quarantined: boolean
   schedulable: boolean
@@ -127,6 +128,14 @@ export interface InferenceStatsJson {
   audits: number
   slashes: number
   [more: string]: unknown
+}
+
+export interface DepositJson {
+  client: string
+  gateway: string
+  amount: string
+  reserved: string
+  unlocking: Array<{ amount: string; at: number }>
 }
 
 export interface SettlementJson {
@@ -308,6 +317,11 @@ export class DonghaeClient {
 
   inferenceStats(options: CallOptions = {}): Promise<InferenceStatsJson> {
     return this.#request('GET', '/v1/inference/stats', undefined, options)
+  }
+
+  /** What `client` has deposited with this node as gateway, and what its jobs in flight hold. */
+  deposit(client: string, options: CallOptions = {}): Promise<DepositJson> {
+    return this.#request('GET', `/v1/inference/deposits/${encodeURIComponent(client)}`, undefined, options)
   }
 
   /** Runs a model through this node as gateway; the node pays (operator token). */

@@ -72,6 +72,8 @@ export interface CompletionOutcome {
 }
 
 export interface InferenceApi {
+  /** This node's DID (the gateway jobs name). */
+  readonly did: string
   models(): Promise<ModelView[]>
   infer(request: { model: string; inputs: Record<string, Tensor>; job?: SignedJob }): Promise<InferOutcome>
   /** Greedy text generation on a text model; `onToken` streams each piece as it comes. */
@@ -91,8 +93,8 @@ export interface InferenceApi {
     canaries: number
     slashes: number
     pendingSettlement: number
-    /** This node's worker: jobs running now, and jobs waiting for a slot. */
-    worker: { running: number; queued: number }
+    /** This node's worker: jobs running now (`paid` of them for clients, the rest audits), and jobs waiting for a slot. */
+    worker: { running: number; queued: number; paid: number }
     /** Models this node's worker could not load, why, and when it tries again (ms since the epoch). */
     failedModels: Array<{ cid: string; reason: string; failures: number; retryAt: number }>
   }

@@ -12,6 +12,7 @@ import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type Gene
 import { parseUint64 } from '../core/uint.ts'
 import { CliError } from './errors.ts'
 import { demoModels } from '../inference/demo-models.ts'
+import { RUNTIME_NAME } from '../inference/runtime.ts'
 
 /** Development-network keystores are encrypted with this well-known password. */
 export const LOCALNET_PASSWORD = 'donghae-localnet-insecure'
@@ -66,8 +67,14 @@ export async function loadOrCreateGenesis(
     return { did: spec.slice(0, at), balance: parseUint64(spec.slice(at + 1), '--fund amount').toString() }
   })
   const models = await demoModels()
-  // A small network has few workers: a dispute's quorum is the other two of four nodes.
-  const params = { ...DEFAULT_PARAMS, quorumSize: Math.max(1, Math.min(DEFAULT_PARAMS.quorumSize, keys.length - 2)) }
+  // A small network has few workers: a dispute's quorum is the other two of four nodes. A
+  // worker whose gateway vanished settles its own receipts 5 s after their deadline (a minute on
+  // a real network), so a demonstration does not wait.
+  const params = {
+    ...DEFAULT_PARAMS,
+    quorumSize: Math.max(1, Math.min(DEFAULT_PARAMS.quorumSize, keys.length - 2)),
+    gatewayGraceMs: 5_000,
+  }
   const doc = parseGenesis({
     chainId,
     genesisTime: Date.now(),
@@ -90,7 +97,15 @@ export async function loadOrCreateGenesis(
         size: m.size,
         ...(m.codec === undefined ? {} : { codec: m.codec }),
       })),
-      workers: dids.map((did) => ({ did, bond: WORKER_BOND.toString(), ep: 'cpu' })),
+      // every node declares this machine's runtime and the demo models (a node on another
+      // provider re-declares itself with inference.serve when it starts)
+      workers: dids.map((did) => ({
+        did,
+        bond: WORKER_BOND.toString(),
+        ep: 'cpu',
+        runtime: RUNTIME_NAME,
+        models: models.map((m) => m.cid),
+      })),
     },
     accounts: [...dids.map((did) => ({ did, balance: VALIDATOR_BALANCE.toString() })), ...funded],
     validators: dids.map((did) => ({ did, stake: VALIDATOR_STAKE.toString() })),

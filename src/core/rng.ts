@@ -86,7 +86,7 @@ export function createRng(seed: number): Rng {
  * that nobody may predict. (The seeded generator above is for simulations and tests only.)
  */
 export function cryptoRng(): Rng {
-  const next = (): number => randomInt(0, 2 ** 48) / 2 ** 48
+  const next = (): number => randomInt(0, 2 ** 48 - 1) / (2 ** 48 - 1)
   const rng: Rng = {
     seed: 0,
     next,

@@ -42,7 +42,7 @@ import {
   listModels,
   modelByCid,
   modelByName,
-  servingSet,
+  servingWorkers,
   settlementOf,
   type ModelRecord,
 } from './chain/state.ts'
@@ -101,6 +101,8 @@ export class Gateway {
   readonly #reservations = new Map<string, Reservation>()
   readonly #reserved = new Map<string, bigint>()
   #models = { height: -1, records: new Map<string, ModelRecord | undefined>() }
+  /** Workers eligible for jobs on a model (declared, schedulable), per committed height. */
+  #eligible = { height: -1, byModel: new Map<string, ReadonlySet<string>>() }
   #topUp: Promise<void> | undefined
   readonly stats = { jobs: 0, failures: 0, canaries: 0, latencies: [] as number[] }
 
@@ -175,7 +177,9 @@ export class Gateway {
     const id = jobIdHex(job)
     if (this.#reservations.has(id) || settlementOf(c.chain.state(), id) !== undefined)
       throw new InferenceError('replayed', `job ${id.slice(0, 16)}… was already submitted`)
-    await this.#cover(job.client, model.price)
+    await this.#topUpIfOwn(job.client, model.price)
+    // checked and reserved in one synchronous step: parallel requests cannot both see the same funds
+    this.#cover(job.client, model.price)
     const until = job.deadline + c.chain.params.settleWindowMs
     this.#reserve(id, { client: job.client, fee: model.price, until, settling: false }, true)
     try {
@@ -224,23 +228,27 @@ export class Gateway {
     return job
   }
 
-  /**
-   * Throws unless the client's deposit with this gateway covers `fee` more. This node's own
-   * deposit is topped up in the background once half spent, and waited for only when empty.
-   */
-  async #cover(client: string, fee: bigint): Promise<void> {
-    const c = this.#c
-    const available = (): bigint => depositOf(c.chain.state(), client, this.did).amount - this.reservedFor(client)
-    if (client === this.did && this.#init.selfDeposit !== false) {
-      const pending = this.topUpSelfDeposit().catch((err: unknown) =>
-        this.#log.warn({ err: describeError(err) }, 'own deposit not topped up'),
-      )
-      if (available() < fee) await pending
-    }
-    if (available() >= fee) return
+  /** What the client's deposit with this gateway still covers beyond the jobs it has in flight. */
+  #available(client: string): bigint {
+    return depositOf(this.#c.chain.state(), client, this.did).amount - this.reservedFor(client)
+  }
+
+  /** This node's own deposit is topped up in the background once half spent, and waited for only when short. */
+  async #topUpIfOwn(client: string, fee: bigint): Promise<void> {
+    if (client !== this.did || this.#init.selfDeposit === false) return
+    const pending = this.topUpSelfDeposit().catch((err: unknown) =>
+      this.#log.warn({ err: describeError(err) }, 'own deposit not topped up'),
+    )
+    if (this.#available(client) < fee) await pending
+  }
+
+  /** Throws unless the client's deposit with this gateway covers `fee` more (synchronous: reserve right after). */
+  #cover(client: string, fee: bigint): void {
+    const available = this.#available(client)
+    if (available >= fee) return
     throw new InferenceError(
       'insufficient-deposit',
-      `account ${client} has ${available() < 0n ? 0n : available()} deposited with gateway ${this.did} beyond jobs in flight; the job costs ${fee}. ` +
+      `account ${client} has ${available < 0n ? 0n : available} deposited with gateway ${this.did} beyond jobs in flight; the job costs ${fee}. ` +
         `Deposit with: donghae deposit add --gateway ${this.did} --amount N`,
     )
   }
@@ -324,11 +332,8 @@ export class Gateway {
     let retriedFailed = false
     let attempt = 0
     while (attempt < ATTEMPTS) {
-      const state = c.chain.state()
-      const height = c.chain.height() + 1
-      const serving = servingSet(model.cid)
-      const eligible = (w: string): boolean => serving.has(state, w) && isSchedulable(state, w, height, c.chain.params)
-      const worker = drawWorker(this.#init.table.options(model.cid, exclude, eligible), () => c.rng.next())
+      const eligible = this.#eligibleFor(model.cid)
+      const worker = drawWorker(this.#init.table.options(model.cid, exclude, (w) => eligible.has(w)), () => c.rng.next())
       if (worker === undefined) {
         const others = this.#init.table.serving(model.cid).filter((w) => !exclude.has(w))
         if (others.length === 0) {
@@ -372,6 +377,20 @@ export class Gateway {
         ? `every worker serving ${model.name} stayed busy for ${JOB_TIMEOUT_MS / 1000} s; try again later`
         : `no worker completed the job after ${errors.length} attempt(s): ${errors.join('; ')}`,
     )
+  }
+
+  /** The workers that declared `cid` and are schedulable at the next height (computed once per height). */
+  #eligibleFor(cid: string): ReadonlySet<string> {
+    const c = this.#c
+    const height = c.chain.height()
+    if (this.#eligible.height !== height) this.#eligible = { height, byModel: new Map() }
+    let set = this.#eligible.byModel.get(cid)
+    if (set === undefined) {
+      const state = c.chain.state()
+      set = new Set(servingWorkers(state, cid).filter((w) => isSchedulable(state, w, height + 1, c.chain.params)))
+      this.#eligible.byModel.set(cid, set)
+    }
+    return set
   }
 
   /** Runs a request on `worker` (this node's own, or a peer over its session) and checks the receipt. */
@@ -429,9 +448,10 @@ export class Gateway {
     const exclude = new Set([this.did, ranBy])
     if (this.#init.table.serving(model.cid).every((w) => exclude.has(w))) return
     const job = this.#ownJob(model, { model: model.cid, inputs })
-    await this.#cover(job.client, model.price)
-    const id = jobIdHex(job)
     const known = await local.models.run(model.cid, inputs)
+    await this.#topUpIfOwn(job.client, model.price)
+    this.#cover(job.client, model.price)
+    const id = jobIdHex(job)
     this.#reserve(id, { client: job.client, fee: model.price, until: job.deadline + this.#c.chain.params.settleWindowMs, settling: false }, true)
     try {
       const { receipt, outputs, latencyMs } = await this.#dispatch(model, job, inputs, exclude)

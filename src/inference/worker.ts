@@ -122,6 +122,8 @@ export class Worker {
   readonly #slots: number
   readonly #behaviour: WorkerBehaviour
   #running = 0
+  /** Paid jobs among those running (audits and quorum re-runs are the rest). */
+  #paid = 0
   readonly #waiting: Array<() => void> = []
   #seq = 0
   #advertPending = false
@@ -158,9 +160,9 @@ export class Worker {
     for (const off of this.#unsubscribe.splice(0)) off()
   }
 
-  /** Jobs running and waiting for a slot. */
-  load(): { running: number; queued: number } {
-    return { running: this.#running, queued: this.#waiting.length }
+  /** Jobs running (of which paid ones) and waiting for a slot. */
+  load(): { running: number; queued: number; paid: number } {
+    return { running: this.#running, queued: this.#waiting.length, paid: this.#paid }
   }
 
   /** Receipts kept until seen settled. */
@@ -255,6 +257,7 @@ export class Worker {
     let kept = false
     try {
       await this.#acquire()
+      if (purpose === 'job') this.#paid++
       try {
         const result = await this.#run(model, request)
         if (purpose === 'job') {
@@ -263,6 +266,7 @@ export class Worker {
         }
         return result
       } finally {
+        if (purpose === 'job') this.#paid--
         this.#release()
       }
     } finally {
@@ -302,7 +306,9 @@ export class Worker {
       const ran = await this.models.run(model.cid, request.inputs)
       ;({ outputs, computeMicros } = ran)
       ep = ran.ep ?? ep
-      if (this.#behaviour.kind === 'slow') await c.clock.sleep(this.#behaviour.ms, { signal: c.signal })
+      // slow on paid jobs only: audits of others' results go on at full speed
+      if (this.#behaviour.kind === 'slow' && request.purpose === 'job')
+        await c.clock.sleep(this.#behaviour.ms, { signal: c.signal })
       if (this.#behaviour.kind === 'cheat' && c.rng.chance(this.#behaviour.rate)) outputs = corrupt(outputs)
     }
     const receipt = signReceipt(c.key, {

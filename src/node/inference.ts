@@ -115,6 +115,10 @@ export class NodeInference implements InferenceApi {
   readonly #codecs = new Map<string, TextCodec>()
   readonly #started = Date.now()
 
+  get did(): string {
+    return this.#o.node.did
+  }
+
   private constructor(options: NodeInferenceOptions, blobs: BlobStore, runtime: OnnxRuntime, market: Inference) {
     this.#o = options
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference')
@@ -357,7 +361,7 @@ export class NodeInference implements InferenceApi {
       canaries: gateway.stats.canaries,
       slashes,
       pendingSettlement: settler.pending,
-      worker: worker?.load() ?? { running: 0, queued: 0 },
+      worker: worker?.load() ?? { running: 0, queued: 0, paid: 0 },
       failedModels: worker?.models.failed() ?? [],
     }
   }

@@ -7,7 +7,7 @@
  * request the node signs itself (no `job`, and every text route) spends the node's account, so it
  * needs the operator token (`Authorization: Bearer …`, which is also where OpenAI clients put
  * their API key). Client mistakes are 4xx and charge nothing: unknown model 404, bad tensors 400,
- * oversized 413, insufficient balance 402, replayed job 409; no worker available 503.
+ * oversized 413, insufficient balance or deposit 402, not drawn for an audit 403, replayed job 409; no worker available 503.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import Type from 'typebox'
@@ -61,12 +61,16 @@ const ReceiptJsonSchema = Type.Object(
     job: Type.Object({
       chainId: Type.String(),
       client: Type.String(),
+      gateway: Type.String({ description: 'the gateway whose deposit from the client pays' }),
       model: Type.String(),
-      inputsHash: Type.String(),
+      inputsHash: Type.String({ description: 'salted commitment to the inputs' }),
       maxFee: Type.String(),
       deadline: Type.Integer(),
       salt: Type.String(),
       signature: Type.String(),
+    }),
+    dispatch: Type.Union([Type.String(), Type.Null()], {
+      description: "the gateway's signature dispatching the job to this worker (null for an audit re-run)",
     }),
     worker: Type.String(),
     outputHash: Type.String(),
@@ -89,14 +93,18 @@ const InferBody = Type.Object(
         {
           chainId: Type.String(),
           client: Type.String(),
+          gateway: Type.String({ description: "this node's DID: the job is paid from the client's deposit here" }),
           model: Type.String(),
-          inputsHash: Type.String(),
+          inputsHash: Type.String({ description: 'sha256("donghae/inputs/v1" ‖ salt ‖ hash of the inputs)' }),
           maxFee: Type.String(),
           deadline: Type.Integer(),
           salt: Type.String(),
           signature: Type.String(),
         },
-        { description: 'a job signed by the client (then no operator token is needed; the client pays)' },
+        {
+          description:
+            "a job signed by the client, naming this node as gateway (then no operator token is needed; the client's deposit here pays)",
+        },
       ),
     ),
   },
@@ -158,7 +166,8 @@ const WorkerJson = Type.Object({
   did: Type.String(),
   bonded: Amount('bonded stake'),
   ep: Type.String(),
-  streak: Type.Integer({ description: 'consecutive valid audited results (BOINC’s CV)' }),
+  runtime: Type.String({ description: 'the runtime its bond declares; its receipts must name it' }),
+  streak: Type.Integer({ description: 'consecutive audits passed, all drawn by the chain (BOINC’s CV)' }),
   quarantined: Type.Boolean(),
   schedulable: Type.Boolean(),
   jobs: Type.Integer(),
@@ -477,14 +486,57 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
             slashes: Type.Integer(),
             pendingSettlement: Type.Integer(),
             worker: Type.Object(
-              { running: Type.Integer(), queued: Type.Integer() },
+              {
+                running: Type.Integer(),
+                queued: Type.Integer(),
+                paid: Type.Integer({ description: 'of the running jobs, those paid by clients (the rest are audits)' }),
+              },
               { description: 'this node’s worker: jobs running now and jobs waiting for a slot' },
+            ),
+            failedModels: Type.Array(
+              Type.Object({
+                cid: Type.String(),
+                reason: Type.String(),
+                failures: Type.Integer(),
+                retryAt: Type.Integer({ description: 'when the worker tries it again, ms since the epoch' }),
+              }),
+              { description: 'models this node’s worker refused or could not load, backing off' },
             ),
           }),
           ...ERROR_RESPONSES,
         },
       },
       handler: async () => api.stats(),
+    },
+    {
+      method: 'GET',
+      url: '/v1/inference/deposits/:client',
+      schema: {
+        summary: 'What a client has deposited with this node as its gateway, and what its jobs in flight hold',
+        tags: ['inference'],
+        params: Type.Object({ client: Type.String({ pattern: '^did:key:z[1-9A-HJ-NP-Za-km-z]{40,60}$' }) }),
+        response: {
+          200: Type.Object({
+            client: Type.String(),
+            gateway: Type.String(),
+            amount: Amount('spendable by new jobs'),
+            reserved: Amount('held by jobs dispatched and not yet settled'),
+            unlocking: Type.Array(Type.Object({ amount: Amount('asked back'), at: Type.Integer() })),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+      handler: async (request) => {
+        const { client } = request.params as { client: string }
+        const d = api.deposit(client)
+        return {
+          client,
+          gateway: api.did,
+          amount: d.amount.toString(),
+          reserved: d.reserved.toString(),
+          unlocking: d.unlocking.map((u) => ({ amount: u.amount.toString(), at: u.at })),
+        }
+      },
     },
     {
       method: 'POST',

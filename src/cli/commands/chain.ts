@@ -304,17 +304,26 @@ Examples:
       .command('bond')
       .description('bond tokens to serve models (a worker is scheduled once its bond reaches minWorkerBond)')
       .requiredOption('--amount <n>', 'amount in base units, e.g. 1000')
-      .option('--ep <provider>', 'execution provider this node runs models on: cpu, coreml or cuda', 'cpu'),
+      .option('--ep <provider>', 'execution provider this node runs models on: cpu, coreml or cuda', 'cpu')
+      .option('--runtime <name>', 'the runtime its receipts name (default: this machine’s ONNX Runtime)'),
   )
     .addHelpText(
       'after',
-      '\nExamples:\n  $ donghae worker bond --amount 5000 --wait\n  $ donghae worker bond --amount 5000 --ep coreml',
+      `
+The bond declares the provider and runtime every receipt of this worker must name (receipts on
+another are refused at settlement); a running node declares what it really runs by itself with
+inference.serve, so the defaults are fine for a node on this machine.
+
+Examples:
+  $ donghae worker bond --amount 5000 --wait
+  $ donghae worker bond --amount 5000 --ep coreml`,
     )
-    .action((options: TxOptions & { amount: string; ep: string }, command: Command) =>
+    .action((options: TxOptions & { amount: string; ep: string; runtime?: string }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
         if (!['cpu', 'coreml', 'cuda'].includes(options.ep)) throw new CliError('--ep must be cpu, coreml or cuda')
         const amount = positiveAmount(options.amount, '--amount')
-        await sendTx(ctx, client, { kind: 'inference.bond', body: { amount, ep: options.ep } }, options)
+        const runtime = options.runtime ?? (await import('../../inference/runtime.ts')).RUNTIME_NAME
+        await sendTx(ctx, client, { kind: 'inference.bond', body: { amount, ep: options.ep, runtime } }, options)
       }),
     )
   txOptions(
@@ -334,5 +343,79 @@ Examples:
     .addHelpText('after', '\nExamples:\n  $ donghae worker withdraw --wait')
     .action((options: TxOptions, command: Command) =>
       withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'inference.withdraw', body: {} }, options)),
+    )
+
+  registerDeposit(program, io)
+}
+
+/**
+ * `donghae deposit add|withdraw|reclaim|show`: the funds a client locks with one gateway to pay for
+ * its jobs there (inference.deposit/undeposit/reclaim), signed with the home keystore.
+ */
+function registerDeposit(program: Command, io: CliIo): void {
+  const deposit = program
+    .command('deposit')
+    .description('lock funds with a gateway to pay for inference jobs through it, and take them back')
+  const gatewayOption = (c: Command): Command =>
+    c.requiredOption('--gateway <did>', "the gateway's DID (a node's `did` in `donghae chain status`)")
+  txOptions(
+    gatewayOption(deposit.command('add').description('lock funds for jobs through a gateway')).requiredOption(
+      '--amount <n>',
+      'amount in base units',
+    ),
+  )
+    .addHelpText(
+      'after',
+      `
+A worker runs a job only when the client's deposit with the job's gateway covers it, so a balance
+cannot pay at two gateways at once. Jobs you sign yourself name the gateway they go through.
+
+Examples:
+  $ donghae deposit add --gateway did:key:z6Mk… --amount 10000 --wait`,
+    )
+    .action((options: TxOptions & { gateway: string; amount: string }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        parseDidKey(options.gateway)
+        const amount = positiveAmount(options.amount, '--amount')
+        await sendTx(ctx, client, { kind: 'inference.deposit', body: { gateway: options.gateway, amount } }, options)
+      }),
+    )
+  txOptions(
+    gatewayOption(
+      deposit
+        .command('withdraw')
+        .description('ask a deposit back (it stays spendable by settlements until it unlocks, then `reclaim`)'),
+    ).requiredOption('--amount <n>', 'amount in base units'),
+  )
+    .addHelpText('after', '\nExamples:\n  $ donghae deposit withdraw --gateway did:key:z6Mk… --amount 5000')
+    .action((options: TxOptions & { gateway: string; amount: string }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        parseDidKey(options.gateway)
+        const amount = positiveAmount(options.amount, '--amount')
+        await sendTx(ctx, client, { kind: 'inference.undeposit', body: { gateway: options.gateway, amount } }, options)
+      }),
+    )
+  txOptions(gatewayOption(deposit.command('reclaim').description('move unlocked deposits back to the balance')))
+    .addHelpText('after', '\nExamples:\n  $ donghae deposit reclaim --gateway did:key:z6Mk… --wait')
+    .action((options: TxOptions & { gateway: string }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        parseDidKey(options.gateway)
+        await sendTx(ctx, client, { kind: 'inference.reclaim', body: { gateway: options.gateway } }, options)
+      }),
+    )
+  deposit
+    .command('show')
+    .description("what a client has deposited with the node asked (as gateway), and what its jobs in flight hold")
+    .argument('<client>', "the client's DID")
+    .option('--json', 'print as JSON')
+    .addHelpText('after', '\nExamples:\n  $ donghae --node http://127.0.0.1:26657 deposit show did:key:z6Mk…')
+    .action((clientDid: string, options: { json?: boolean }, command: Command) =>
+      withNode(command, io, async (ctx, client) => {
+        parseDidKey(clientDid)
+        const view = await client.deposit(clientDid)
+        if (options.json === true) return ctx.json(view)
+        ctx.out(`deposit of ${clientDid} with ${view.gateway}: ${view.amount} (in flight ${view.reserved})`)
+        for (const u of view.unlocking) ctx.out(`  unlocking ${u.amount} at ${new Date(u.at).toISOString()}`)
+      }),
     )
 }

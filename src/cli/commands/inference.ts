@@ -15,7 +15,14 @@ import { decodeProof, verifyProof } from '../../chain/state/proof.ts'
 import { DonghaeClient } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
-import { jobIdHex, receiptFromJson, receiptId, verifyReceipt, type ReceiptJson } from '../../inference/job.ts'
+import {
+  jobIdHex,
+  receiptFromJson,
+  receiptId,
+  verifyDispatch,
+  verifyReceipt,
+  type ReceiptJson,
+} from '../../inference/job.ts'
 import { tensorFromJson } from '../../inference/tensor.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -131,7 +138,8 @@ export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): P
     worker: receipt.worker,
     client: receipt.job.client,
     fee: receipt.fee.toString(),
-    signatures: verifyReceipt(receipt) ? 'valid' : 'invalid',
+    // the worker's, the client's, and the gateway's dispatch to that worker (a paid run carries one)
+    signatures: verifyReceipt(receipt) && (receipt.dispatch === null || verifyDispatch(receipt)) ? 'valid' : 'invalid',
   }
   if (result.signatures === 'invalid') return { ...result, reason: 'a signature does not verify' }
   if (client === undefined) return { ...result, valid: true }

@@ -52,7 +52,9 @@ import {
   writeWorker,
   type InferenceParams,
   type JobSettlement,
+  type ModelRecord,
   type SettleBatch,
+  type WorkerRecord,
 } from './state.ts'
 
 /** Why a receipt in a batch was skipped (the `reason` of `inference.receipt_rejected`). */
@@ -94,11 +96,15 @@ export function rejectReason(
   sender: string,
   ctx: Pick<TxContext, 'chainId' | 'time'>,
   params: Pick<InferenceParams, 'settleWindowMs' | 'gatewayGraceMs'>,
+  records: Pick<Touched, 'worker' | 'model'> = {
+    worker: (did) => workerRecord(state, did),
+    model: (cid) => modelByCid(state, cid),
+  },
 ): { reason: RejectReason; overdrawn?: boolean } | null {
   const job = r.job
   if (job.chainId !== ctx.chainId) return { reason: 'wrong-chain' }
   if (settlementOf(state, toHex(jobId(job))) !== undefined) return { reason: 'already-settled' }
-  const model = modelByCid(state, job.model)
+  const model = records.model(job.model)
   if (model === undefined) return { reason: 'unknown-model' }
   if (model.status !== 'active') return { reason: 'model-inactive' }
   if (r.fee !== model.price) return { reason: 'wrong-fee' }
@@ -108,7 +114,7 @@ export function rejectReason(
   if (sender !== job.gateway && sender !== r.worker) return { reason: 'not-yours' }
   if (sender !== job.gateway && ctx.time <= job.deadline + params.gatewayGraceMs) return { reason: 'too-early' }
   if (r.dispatch === null) return { reason: 'not-dispatched' }
-  const worker = workerRecord(state, r.worker)
+  const worker = records.worker(r.worker)
   if (worker === undefined || worker.bonded === 0n) return { reason: 'not-bonded' }
   if (!servingSet(job.model).has(state, r.worker)) return { reason: 'not-serving' }
   if (r.ep !== worker.ep || r.runtime !== worker.runtime) return { reason: 'ep-mismatch' }
@@ -118,9 +124,40 @@ export function rejectReason(
   return null
 }
 
+/**
+ * Worker and model records touched by one settle transaction, decoded once and written once at
+ * the end (a batch of 96 receipts from a handful of workers would otherwise decode and re-encode
+ * the same records 96 times).
+ */
+class Touched {
+  readonly workers = new Map<string, WorkerRecord | undefined>()
+  readonly models = new Map<string, ModelRecord | undefined>()
+  readonly #state: StateOverlay
+
+  constructor(state: StateOverlay) {
+    this.#state = state
+  }
+
+  worker(did: string): WorkerRecord | undefined {
+    if (!this.workers.has(did)) this.workers.set(did, workerRecord(this.#state, did))
+    return this.workers.get(did)
+  }
+
+  model(cid: string): ModelRecord | undefined {
+    if (!this.models.has(cid)) this.models.set(cid, modelByCid(this.#state, cid))
+    return this.models.get(cid)
+  }
+
+  flush(): void {
+    for (const [did, record] of this.workers) if (record !== undefined) writeWorker(this.#state, did, record)
+    for (const record of this.models.values()) if (record !== undefined) writeModel(this.#state, record)
+  }
+}
+
 /** Moves the fee and records the job. */
 function settleOne(
   state: StateOverlay,
+  touched: Touched,
   r: Receipt,
   at: { height: number; batch: number; leaf: number; id: Uint8Array; latencyMs: number | null },
   params: InferenceParams,
@@ -129,7 +166,7 @@ function settleOne(
   spendDeposit(state, r.job.client, r.job.gateway, r.fee)
   credit(state, r.worker, r.fee - share)
   writeAmount(state, TREASURY_KEY, readAmount(state, TREASURY_KEY) + share)
-  const worker = workerRecord(state, r.worker)
+  const worker = touched.worker(r.worker)
   const settlement: JobSettlement = {
     receiptId: at.id,
     height: at.height,
@@ -148,7 +185,7 @@ function settleOne(
     challenged: null,
   }
   state.write(jobKey(toHex(jobId(r.job))), settlement)
-  recordWork(state, r, at.height, at.latencyMs)
+  recordWork(touched, r, at.height, at.latencyMs)
   return settlement
 }
 
@@ -156,24 +193,23 @@ function settleOne(
  * Worker and model counters for one settled receipt. Usage counts only fees from clients other
  * than the worker; latency only what a gateway measured.
  */
-function recordWork(state: StateOverlay, r: Receipt, height: number, latencyMs: number | null): void {
-  const worker = workerRecord(state, r.worker)
-  if (worker === undefined) return
-  worker.jobs += 1
-  worker.lastActiveHeight = height
-  if (r.job.client !== r.worker) worker.epochFees = addSaturating(worker.epochFees, r.fee)
-  if (latencyMs !== null) {
-    worker.latencyMsTotal = addSaturating(worker.latencyMsTotal, BigInt(latencyMs))
-    worker.latencyJobs += 1
-    worker.epochLatencyMs = addSaturating(worker.epochLatencyMs, BigInt(latencyMs))
-    worker.epochLatencyJobs += 1
+function recordWork(touched: Touched, r: Receipt, height: number, latencyMs: number | null): void {
+  const worker = touched.worker(r.worker)
+  if (worker !== undefined) {
+    worker.jobs += 1
+    worker.lastActiveHeight = height
+    if (r.job.client !== r.worker) worker.epochFees = addSaturating(worker.epochFees, r.fee)
+    if (latencyMs !== null) {
+      worker.latencyMsTotal = addSaturating(worker.latencyMsTotal, BigInt(latencyMs))
+      worker.latencyJobs += 1
+      worker.epochLatencyMs = addSaturating(worker.epochLatencyMs, BigInt(latencyMs))
+      worker.epochLatencyJobs += 1
+    }
   }
-  writeWorker(state, r.worker, worker)
-  const model = modelByCid(state, r.job.model)
+  const model = touched.model(r.job.model)
   if (model === undefined) return
   model.calls += 1
   model.feesTotal = addSaturating(model.feesTotal, r.fee)
-  writeModel(state, model)
 }
 
 interface SettleBody {
@@ -193,12 +229,13 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
     },
     apply(state, tx, body, ctx) {
       const batch = batchCount(state, ctx.height)
+      const touched = new Touched(state)
       const ids: Uint8Array[] = []
       const rejected: string[] = []
       let overdrafts = 0
       body.receipts.forEach((r, i) => {
         const id = receiptId(r)
-        const verdict = rejectReason(state, r, tx.sender, ctx, params)
+        const verdict = rejectReason(state, r, tx.sender, ctx, params, touched)
         if (verdict !== null) {
           rejected.push(verdict.reason)
           if (verdict.overdrawn === true) {
@@ -214,10 +251,11 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
         }
         const latencyMs =
           tx.sender === r.job.gateway ? Math.min(body.latencies[i] as number, params.maxJobTtlMs) : null
-        const s = settleOne(state, r, { height: ctx.height, batch, leaf: ids.length, id, latencyMs }, params)
+        const s = settleOne(state, touched, r, { height: ctx.height, batch, leaf: ids.length, id, latencyMs }, params)
         ids.push(id)
         ctx.emit({ type: 'inference.settled', attributes: settledAttributes(s, toHex(jobId(r.job))) })
       })
+      touched.flush()
       // A batch that settles nothing fails, unless it proved an overdraft (that record must stay).
       if (ids.length === 0 && overdrafts > 0) return
       if (ids.length === 0)

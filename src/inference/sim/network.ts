@@ -153,6 +153,11 @@ export class SimNetwork {
     return { did, inference: createInference(tracked)(components), components }
   }
 
+  /** Queues a transaction signed by `key` for the next block (clients and attackers outside the components). */
+  submit(key: Ed25519KeyPair, kind: string, body: unknown): void {
+    this.#queue.push({ key, kind, body })
+  }
+
   /** Lets every component finish what it started (requests, model runs, their follow-ups). */
   async quiesce(): Promise<void> {
     let idle = 0
