@@ -182,8 +182,13 @@ export class DonghaeNode {
         fee: genesis.params.minFee,
         state: () => app.state,
         pendingFrom: (sender) => mempool.pendingFrom(sender),
+        inMempool: (hash) => mempool.has(hash),
+        dropFromMempool: (hash) => mempool.drop(hash),
         submit: (bytes) => runtime.submitTx(bytes),
+        onAbandoned: (kind, nonce) =>
+          logger.forComponent('donghae:node').warn({ kind, nonce: nonce.toString() }, 'own transaction dropped by the chain; later ones re-signed'),
       })
+      commitListeners.add(() => void ownTxs.committed())
       return new DonghaeNode({
         did,
         store,

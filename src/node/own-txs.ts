@@ -2,9 +2,14 @@
  * The node's single queue for the transactions it signs with its own key: settlements, audits,
  * deposits, serving declarations, double-sign evidence, operator transfers. Callers are served
  * one at a time and nonces follow on from the ones still pending, so concurrent callers never
- * collide; with nothing pending the next nonce comes from committed state, so a transaction that
- * was dropped leaves no gap behind. Every component submits through this one queue (two code
- * paths signing with one key would race for nonces).
+ * collide; with nothing pending the next nonce comes from committed state. Every component
+ * submits through this one queue (two code paths signing with one key would race for nonces).
+ *
+ * Gaps heal: a transaction the chain will never include (refused while a block was built, so
+ * dropped from the mempool) would leave every later nonce waiting forever. After each commit the
+ * queue looks at the oldest transaction it is still waiting for; if its nonce is the account's
+ * next and the mempool no longer holds it, it is given up and the ones after it are signed again
+ * from that nonce (their old copies are taken out of the mempool first).
  */
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
@@ -21,8 +26,21 @@ export interface OwnTxQueueInit {
   state(): StateReader
   /** Transactions from `did` waiting in the mempool. */
   pendingFrom(did: string): number
+  /** Whether the mempool still holds this transaction, and a way to take one out. */
+  inMempool(hash: Uint8Array): boolean
+  dropFromMempool(hash: Uint8Array): void
   /** Admits to the mempool and gossips; rejects with the reason (TxError). */
   submit(bytes: Uint8Array): Promise<Uint8Array>
+  /** Told when a transaction is given up (it will never be included). */
+  onAbandoned?(kind: string, nonce: bigint): void
+}
+
+interface Unconfirmed {
+  nonce: bigint
+  kind: string
+  body: unknown
+  fee: bigint
+  hash: Uint8Array
 }
 
 export class OwnTxQueue {
@@ -30,26 +48,68 @@ export class OwnTxQueue {
   readonly #init: OwnTxQueueInit
   #next = 0n
   #tail: Promise<unknown> = Promise.resolve()
+  #unconfirmed: Unconfirmed[] = []
 
   constructor(init: OwnTxQueueInit) {
     this.#init = init
     this.did = didFromEd25519PublicKey(init.key.publicKey)
   }
 
+  /** Transactions signed and not yet seen committed. */
+  get waiting(): number {
+    return this.#unconfirmed.length
+  }
+
   /** Signs `kind`/`body` with the node key at the next nonce and submits it. */
   submit(kind: string, body: unknown, fee?: bigint): Promise<{ hash: Uint8Array; nonce: bigint }> {
-    const run = async (): Promise<{ hash: Uint8Array; nonce: bigint }> => {
+    return this.#serial(async () => {
       const init = this.#init
       const fromState = accountNonce(init.state(), this.did)
       const pending = init.pendingFrom(this.did) > 0
       const nonce = pending && this.#next > fromState ? this.#next : fromState
-      const tx = signTx(init.key, { chainId: init.chainId, nonce, fee: fee ?? init.fee, kind, body })
-      const hash = await init.submit(encodeTx(tx))
+      const hash = await this.#send({ nonce, kind, body, fee: fee ?? init.fee })
       this.#next = nonce + 1n
       return { hash, nonce }
-    }
+    })
+  }
+
+  /** After each commit: forget what was included, heal a gap left by a dropped transaction. */
+  committed(): Promise<void> {
+    return this.#serial(async () => {
+      const init = this.#init
+      const next = accountNonce(init.state(), this.did)
+      this.#unconfirmed = this.#unconfirmed.filter((u) => u.nonce >= next)
+      const first = this.#unconfirmed[0]
+      if (first === undefined || first.nonce !== next || init.inMempool(first.hash)) return
+      init.onAbandoned?.(first.kind, first.nonce)
+      const rest = this.#unconfirmed.slice(1)
+      this.#unconfirmed = []
+      for (const u of rest) init.dropFromMempool(u.hash)
+      let nonce = next
+      for (const u of rest) {
+        try {
+          await this.#send({ ...u, nonce })
+          nonce++
+        } catch {
+          init.onAbandoned?.(u.kind, u.nonce)
+        }
+      }
+      this.#next = nonce
+    })
+  }
+
+  async #send(u: Omit<Unconfirmed, 'hash'>): Promise<Uint8Array> {
+    const init = this.#init
+    const bytes = encodeTx(signTx(init.key, { chainId: init.chainId, nonce: u.nonce, fee: u.fee, kind: u.kind, body: u.body }))
+    const hash = await init.submit(bytes)
+    this.#unconfirmed.push({ ...u, hash })
+    return hash
+  }
+
+  #serial<T>(run: () => Promise<T>): Promise<T> {
     const result = this.#tail.then(run, run)
     this.#tail = result.catch(() => undefined)
     return result
   }
 }
+
