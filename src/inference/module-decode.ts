@@ -29,7 +29,8 @@ export const MAX_TENSORS = 32
 export const MAX_DIMS = 8
 /** Largest quorum one `inference.resolve` may carry. */
 export const MAX_QUORUM = 32
-const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+/** A registered model name: 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit. */
+export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 function malformed(message: string, cause?: unknown): never {
   throw new TxError('malformed', message, { cause })
@@ -113,7 +114,7 @@ function canonicalCid(value: unknown, field: string): string {
 export function decodeModelSpec(body: unknown): ModelSpec {
   const b = fields(body, 'inference.registerModel', MODEL_FIELDS)
   const cid = canonicalCid(b.cid, 'cid')
-  if (typeof b.name !== 'string' || !NAME_PATTERN.test(b.name))
+  if (typeof b.name !== 'string' || !MODEL_NAME_PATTERN.test(b.name))
     malformed('name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit')
   if (b.kind !== 'tensor' && b.kind !== 'text') malformed('kind must be "tensor" or "text"')
   const size = uint(b.size, 'size')
