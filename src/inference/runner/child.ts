@@ -9,13 +9,16 @@
  *
  * Usage: node child.ts '<ChildConfig as JSON>'
  */
+import { realpathSync, rmSync } from 'node:fs'
 import { Socket } from 'node:net'
-import { OnnxRuntime, ModelLoadError, ModelRunError, type ExecutionProviderChoice } from '../runtime.ts'
+import { basename } from 'node:path'
+import { OnnxRuntime, ModelLoadError, ModelRunError } from '../runtime.ts'
 import { ModelLimitError } from '../errors.ts'
-import type { ModelCheckLimits } from '../onnx-check.ts'
+import { SANDBOX_DIR_PREFIX } from './constants.ts'
 import {
   FrameReader,
   encodeFrame,
+  type ChildConfig,
   errorToWire,
   packTensors,
   tensorMapBytes,
@@ -23,17 +26,6 @@ import {
   type Frame,
   type Header,
 } from './protocol.ts'
-
-export interface ChildConfig {
-  ep: ExecutionProviderChoice
-  intraOpThreads: number
-  /** Largest frame accepted from the node (a model file or a run's inputs, plus header). */
-  maxFrameBytes: number
-  maxOutputBytes: number
-  modelCheck?: Partial<ModelCheckLimits>
-  /** TESTS ONLY (see OnnxRuntimeOptions). */
-  unsafeSkipModelCheck?: boolean
-}
 
 /** Exit codes of a child that ends itself (anything else, or a signal, is a crash). */
 export const CHILD_EXIT = { closed: 0, badConfig: 96, badFrame: 98 } as const
@@ -134,9 +126,19 @@ function main(): void {
     }
     for (const frame of frames) queue = queue.then(() => handle(runtime, config, frame, channel))
   })
-  // the node closed the pipe (it stopped, or died): nothing more to do
-  channel.on('end', () => process.exit(CHILD_EXIT.closed))
-  channel.on('error', () => process.exit(CHILD_EXIT.closed))
+  // the node closed the pipe (it stopped, or died without removing the directory): clean up, go
+  const leave = (): never => {
+    const dir = config.dir
+    if (
+      dir !== undefined &&
+      basename(dir).startsWith(SANDBOX_DIR_PREFIX) &&
+      realpathSync(dir) === realpathSync(process.cwd())
+    )
+      rmSync(dir, { recursive: true, force: true })
+    process.exit(CHILD_EXIT.closed)
+  }
+  channel.on('end', leave)
+  channel.on('error', leave)
   send(channel, { op: 'ready', pid: process.pid })
 }
 

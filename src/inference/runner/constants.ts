@@ -74,3 +74,6 @@ export const SANDBOX_ENV_KEYS: readonly string[] = [
   'SYSTEMROOT',
   'WINDIR',
 ]
+
+/** Names of the sandbox directories (`mkdtemp` in `process.ts`); a child removes only such a directory. */
+export const SANDBOX_DIR_PREFIX = 'donghae-model-'

@@ -17,17 +17,17 @@ import type { Clock } from '../../core/clock.ts'
 import { AbortError } from '../../core/errors.ts'
 import type { Logger } from '../../core/logger.ts'
 import { ModelLimitError, type ModelLimit } from '../errors.ts'
-import { CHILD_HEAP_MIB, SANDBOX_ENV_KEYS, STDERR_TAIL_BYTES } from './constants.ts'
+import { CHILD_HEAP_MIB, SANDBOX_DIR_PREFIX, SANDBOX_ENV_KEYS, STDERR_TAIL_BYTES } from './constants.ts'
 import {
   FrameError,
   FrameReader,
   encodeFrame,
   errorFromWire,
+  type ChildConfig,
   type Frame,
   type Header,
   type WireError,
 } from './protocol.ts'
-import type { ChildConfig } from './child.ts'
 
 /** A line of a dying process's stderr that says why (V8, the C++ runtime, the kernel's signal). */
 const CAUSE = /FATAL ERROR|terminate called|Assertion|Segmentation fault|out of memory/i
@@ -132,8 +132,8 @@ export class ModelProcess {
 
   /** Makes the directory and starts the child; `ready` resolves once it has loaded ONNX Runtime. */
   static async spawn(init: ProcessInit): Promise<ModelProcess> {
-    const dir = await mkdtemp(join(init.root, 'donghae-model-'))
-    const { file, args } = childCommand(init.config, init.addressSpaceBytes)
+    const dir = await mkdtemp(join(init.root, SANDBOX_DIR_PREFIX))
+    const { file, args } = childCommand({ ...init.config, dir }, init.addressSpaceBytes)
     const child = spawn(file, args, {
       cwd: dir,
       env: sandboxEnv(init.env ?? process.env, dir),

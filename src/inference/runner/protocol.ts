@@ -22,7 +22,9 @@ import {
   ModelNotLoadedError,
   ModelRunError,
   RuntimeClosedError,
+  type ExecutionProviderChoice,
 } from '../runtime.ts'
+import type { ModelCheckLimits } from '../onnx-check.ts'
 import {
   TENSOR_TYPES,
   TensorLimitError,
@@ -34,6 +36,20 @@ import {
 } from '../tensor.ts'
 
 const PREFIX_BYTES = 8
+
+/** What a sandbox process is started with (`child.ts` reads it from its argv as JSON). */
+export interface ChildConfig {
+  ep: ExecutionProviderChoice
+  intraOpThreads: number
+  /** Largest frame accepted from the node (a model file or a run's inputs, plus header). */
+  maxFrameBytes: number
+  maxOutputBytes: number
+  modelCheck?: Partial<ModelCheckLimits>
+  /** TESTS ONLY (see OnnxRuntimeOptions). */
+  unsafeSkipModelCheck?: boolean
+  /** The child's own directory (its working directory), removed when the node goes away. */
+  dir?: string
+}
 
 /** A tensor in a header: its data is `length` bytes of the payload, after the previous tensor's. */
 export interface WireTensor {

@@ -3,7 +3,9 @@
 // typed errors for bad input, eviction, unload and close. The attacks are in test/attacks/.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { access, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { DEMO_MODELS_DIR, modelCid } from '../demo-models.ts'
@@ -151,4 +153,37 @@ test('beyond maxSessions the least recently used model process is closed; unload
   await assert.rejects(one.load(digits.cid, digits.bytes), RuntimeClosedError)
   const left = (await readdir(root)).filter((n) => n.startsWith('donghae-model-'))
   assert.equal(left.length, 1, `only the shared runner's directory remains: ${left.join(', ')}`)
+})
+
+test('a node that dies without closing its runner leaves no process and no directory behind', async () => {
+  const script = [
+    `import { SandboxedRunner } from ${JSON.stringify(new URL('./sandbox.ts', import.meta.url).href)}`,
+    `import { readFile } from 'node:fs/promises'`,
+    `const bytes = new Uint8Array(await readFile(${JSON.stringify(join(DEMO_MODELS_DIR, 'digits-mlp.onnx'))}))`,
+    `const runner = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: ${JSON.stringify(root)} })`,
+    `await runner.load(${JSON.stringify(digits.cid)}, bytes)`,
+    `process.stdout.write(JSON.stringify(runner.processes()[0]) + '\\n')`,
+    `setInterval(() => {}, 1000)`,
+  ].join('\n')
+  const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const line = await new Promise<string>((resolve) => node.stdout.once('data', (d: Buffer) => resolve(d.toString())))
+  const { pid } = JSON.parse(line) as { pid: number }
+  const dir = linux ? await readlink(`/proc/${pid}/cwd`) : undefined
+  node.kill('SIGKILL')
+  const gone = async (): Promise<boolean> => {
+    try {
+      process.kill(pid, 0)
+      return false
+    } catch {
+      return (
+        dir === undefined ||
+        (await access(dir).then(
+          () => false,
+          () => true,
+        ))
+      )
+    }
+  }
+  for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50)
+  assert.ok(await gone(), `the model process ${pid} or its directory ${String(dir)} outlived the node`)
 })

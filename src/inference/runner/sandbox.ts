@@ -39,8 +39,7 @@ import {
 import { TensorLimitError, checkAgainstSchema, type TensorMap, type TensorSpec } from '../tensor.ts'
 import { FRAME_HEADER_ALLOWANCE, RUNNER_LIMITS, type RunnerLimits } from './constants.ts'
 import { ModelProcess, type RequestOptions } from './process.ts'
-import { packTensors, tensorMapBytes, unpackTensors } from './protocol.ts'
-import type { ChildConfig } from './child.ts'
+import { packTensors, tensorMapBytes, unpackTensors, type ChildConfig } from './protocol.ts'
 
 export interface SandboxedRunnerOptions {
   /** @default 'auto' */
