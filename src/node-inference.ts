@@ -27,6 +27,7 @@ import { BlobStore, blobCid } from './inference/blobs.ts'
 import { InferenceError } from './inference/errors.ts'
 import { InferenceService, type AdvertBus, type JobEvent, type WorkerBehaviour } from './inference/service.ts'
 import { OnnxRuntime, type ExecutionProviderChoice } from './inference/runtime.ts'
+import { SandboxedRunner } from './inference/runner/sandbox.ts'
 import {
   batchKey,
   inclusionProof,
@@ -56,6 +57,11 @@ export interface NodeInferenceOptions {
   canaryPpm?: number
   /** Execution provider: 'auto' (by platform), 'cpu', 'coreml' or 'cuda'. @default 'auto' */
   executionProvider?: ExecutionProviderChoice
+  /**
+   * Where models run: 'sandbox', a child process per model in an empty directory with limits
+   * (inference/runner/sandbox.ts), or 'in-process' (no isolation: trusted models only). @default 'sandbox'
+   */
+  runner?: RunnerChoice
   logger?: Logger
   onJob?(event: JobEvent): void
   onAudit?(event: { result: 'pass' | 'fail' | 'dispute'; worker: string; jobId: string }): void
@@ -66,6 +72,15 @@ export function executionProviderFromEnv(value: string | undefined): ExecutionPr
   if (value === undefined || value === '') return 'auto'
   if (value === 'auto' || value === 'cpu' || value === 'coreml' || value === 'cuda') return value
   throw new InvalidInputError(`DONGHAE_EXECUTION_PROVIDER must be auto, cpu, coreml or cuda, not ${value}`)
+}
+
+export type RunnerChoice = 'sandbox' | 'in-process'
+
+/** Reads `DONGHAE_RUNNER`: sandbox (default) or in-process. */
+export function runnerFromEnv(value: string | undefined): RunnerChoice {
+  if (value === undefined || value === '' || value === 'sandbox') return 'sandbox'
+  if (value === 'in-process') return value
+  throw new InvalidInputError(`DONGHAE_RUNNER must be sandbox or in-process, not ${value}`)
 }
 
 /** Reads `DONGHAE_UNSAFE_WORKER` (tests and demos of the audit system only): `cheat:0.1`, `lazy` or `slow:<ms>`. */
@@ -84,7 +99,7 @@ export function behaviourFromEnv(value: string | undefined): WorkerBehaviour {
 export class NodeInference implements InferenceApi {
   readonly service: InferenceService
   readonly blobs: BlobStore
-  readonly runtime: OnnxRuntime
+  readonly runtime: OnnxRuntime | SandboxedRunner
   readonly #o: NodeInferenceOptions
   readonly #blockTimes = new Map<number, number>()
   readonly #log: Logger
@@ -94,7 +109,7 @@ export class NodeInference implements InferenceApi {
   private constructor(
     options: NodeInferenceOptions,
     blobs: BlobStore,
-    runtime: OnnxRuntime,
+    runtime: OnnxRuntime | SandboxedRunner,
     service: InferenceService,
   ) {
     this.#o = options
@@ -124,10 +139,12 @@ export class NodeInference implements InferenceApi {
         log.debug({ file: join(dir, name), cid }, 'model file imported')
       }
     }
-    const runtime = new OnnxRuntime({
+    const runtimeOptions = {
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       ...(options.executionProvider === undefined ? {} : { executionProvider: options.executionProvider }),
-    })
+    }
+    const runtime =
+      options.runner === 'in-process' ? new OnnxRuntime(runtimeOptions) : new SandboxedRunner(runtimeOptions)
     const node = options.node
     const service = new InferenceService({
       chainId: node.app.chainId,

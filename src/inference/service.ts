@@ -21,6 +21,7 @@ import { sha256 } from '../core/hash.ts'
 import { equals, toHex } from '../core/bytes.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
+import { systemClock } from '../core/clock.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import type { ChainTransport } from '../chain/transport.ts'
@@ -43,7 +44,8 @@ import {
   type Receipt,
   type SignedJob,
 } from './job.ts'
-import { InferenceError } from './errors.ts'
+import { InferenceError, ModelLimitError } from './errors.ts'
+import { BadModels } from './bad-models.ts'
 import { CanaryPool, type CanaryDraw } from './canaries.ts'
 import { WorkerTable, advertTopic, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { BlobStore } from './blobs.ts'
@@ -195,6 +197,8 @@ export class InferenceService {
   readonly #behaviour: WorkerBehaviour
   readonly #served = new Map<string, { mjps: number }>()
   readonly #loading = new Set<string>()
+  /** Models that broke a sandbox limit while loading: not retried before their back-off ends. */
+  readonly #bad = new BadModels({ clock: systemClock })
   #running = 0
   readonly #waiting: Array<() => void> = []
   #seq = 0
@@ -334,7 +338,7 @@ export class InferenceService {
   async syncModels(): Promise<void> {
     if (this.#stopped) return
     for (const model of listModels(this.#o.state())) {
-      if (this.#served.has(model.cid) || this.#loading.has(model.cid)) continue
+      if (this.#served.has(model.cid) || this.#loading.has(model.cid) || this.#bad.isBad(model.cid)) continue
       this.#loading.add(model.cid)
       try {
         let bytes = await this.#o.blobs.get(model.cid)
@@ -355,6 +359,7 @@ export class InferenceService {
         this.#log.info({ model: model.name, cid: model.cid, jobsPerSecond: Math.round(jobsPerSecond) }, 'serving model')
         void this.#advertise()
       } catch (err) {
+        if (err instanceof ModelLimitError) this.#bad.mark(model.cid, err.limit)
         this.#log.warn({ model: model.name, err: describeError(err) }, 'cannot serve model yet')
       } finally {
         this.#loading.delete(model.cid)
