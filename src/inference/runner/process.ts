@@ -121,10 +121,21 @@ export class ModelProcess {
       this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL_BYTES)
     })
     this.exited = new Promise<void>((resolve) => {
-      child.once('close', (code, signal) => {
+      let done = false
+      const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
+        if (done) return
+        done = true
+        if (spawnError !== undefined)
+          this.#killedWith ??= new ModelLimitError(
+            'crashed',
+            `the model's process could not start: ${spawnError.message}`,
+          )
         this.#onExit(code, signal)
         void rm(dir, { recursive: true, force: true }).finally(resolve)
-      })
+      }
+      child.once('close', (code, signal) => finish(code, signal))
+      // spawning failed (no /bin/sh, no node binary): there may be no 'close'
+      child.once('error', (err) => finish(null, null, err))
     })
     // a death before `ready` fails whoever waits for it
     this.ready = Promise.race([this.ready, this.exited.then(() => Promise.reject(this.#deathError()))])

@@ -303,8 +303,8 @@ export class SandboxedRunner {
       },
       options.signal,
     )
+    // as OnnxRuntime.run returns them: whatever ONNX Runtime produced, in the model's output order
     const outputs = unpackTensors(reply.header.tensors, reply.payload)
-    checkAgainstSchema(outputs, served.info.outputs, 'output')
     return { outputs, computeMicros: Number(reply.header.computeMicros), ep: reply.header.ep as ExecutionProvider }
   }
 
@@ -406,7 +406,9 @@ export class SandboxedRunner {
     const tick = (): void => {
       this.#stopPoll = this.#clock.setTimer(this.limits.memoryPollMs, () => {
         void this.#pollMemory().finally(() => {
-          if (!this.#closed) tick()
+          // no process, no poll: an idle runner holds no timer
+          if (!this.#closed && this.#procs.size > 0) tick()
+          else this.#stopPoll = undefined
         })
       })
     }
