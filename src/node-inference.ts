@@ -346,6 +346,7 @@ export class NodeInference implements InferenceApi {
       slashes,
       pendingSettlement: s.pendingSettlement,
       worker: s.worker,
+      badModels: s.badModels,
     }
   }
 

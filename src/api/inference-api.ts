@@ -91,6 +91,8 @@ export interface InferenceApi {
     pendingSettlement: number
     /** This node's worker: jobs running now, and jobs waiting for a slot. */
     worker: { running: number; queued: number }
+    /** Models the worker holds back after they broke a sandbox limit (inference/bad-models.ts). */
+    badModels?: Array<{ cid: string; reason: string; failures: number; markedAt: number; retryAt: number }>
   }
   /** Stores an ONNX file, registers it on chain under the node's key, returns its CID. */
   publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }>

@@ -45,7 +45,7 @@ import {
   type SignedJob,
 } from './job.ts'
 import { InferenceError, ModelLimitError } from './errors.ts'
-import { BadModels } from './bad-models.ts'
+import { BadModels, type BadModel } from './bad-models.ts'
 import { CanaryPool, type CanaryDraw } from './canaries.ts'
 import { WorkerTable, advertTopic, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { BlobStore } from './blobs.ts'
@@ -929,6 +929,8 @@ export class InferenceService {
     latencyMs: { p50: number; p99: number }
     pendingSettlement: number
     worker: { running: number; queued: number }
+    /** Models this worker holds back after they broke a sandbox limit. */
+    badModels: BadModel[]
   } {
     const sorted = [...this.#stats.latencies].sort((a, b) => a - b)
     const q = (p: number): number => (sorted.length === 0 ? 0 : (sorted[Math.floor((sorted.length - 1) * p)] ?? 0))
@@ -941,6 +943,7 @@ export class InferenceService {
       latencyMs: { p50: q(0.5), p99: q(0.99) },
       pendingSettlement: this.#toSettle.length + this.#inFlightSettle.reduce((n, b) => n + b.items.length, 0),
       worker: { running: this.#running, queued: this.#waiting.length },
+      badModels: this.#bad.list(),
     }
   }
 }
