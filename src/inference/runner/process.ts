@@ -149,7 +149,9 @@ export class ModelProcess {
       cwd: dir,
       env: sandboxEnv(init.env ?? process.env, dir),
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-      detached: false,
+      // its own process group: a signal to the node's group (Ctrl-C, a supervisor) reaches the node, and the
+      // child, seeing its pipe close, removes its directory and exits
+      detached: true,
       windowsHide: true,
     })
     return new ModelProcess(dir, child, init)
