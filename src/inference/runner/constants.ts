@@ -56,6 +56,9 @@ export const FRAME_HEADER_ALLOWANCE = 1024 * 1024
 /** The last bytes of a child's stderr kept for the error when it dies (ONNX Runtime's or V8's last words). */
 export const STDERR_TAIL_BYTES = 8_192
 
+/** How long a closed child has to remove its directory and exit before it is killed, ms. */
+export const CLOSE_GRACE_MS = 1_000
+
 /** V8 heap of a child, MiB: tensors live outside it (ArrayBuffers); this bounds the JS objects only. */
 export const CHILD_HEAP_MIB = 512
 

@@ -17,7 +17,7 @@ import type { Clock } from '../../core/clock.ts'
 import { AbortError } from '../../core/errors.ts'
 import type { Logger } from '../../core/logger.ts'
 import { ModelLimitError, type ModelLimit } from '../errors.ts'
-import { CHILD_HEAP_MIB, SANDBOX_DIR_PREFIX, SANDBOX_ENV_KEYS, STDERR_TAIL_BYTES } from './constants.ts'
+import { CHILD_HEAP_MIB, CLOSE_GRACE_MS, SANDBOX_DIR_PREFIX, SANDBOX_ENV_KEYS, STDERR_TAIL_BYTES } from './constants.ts'
 import {
   FrameError,
   FrameReader,
@@ -288,10 +288,18 @@ export class ModelProcess {
     return readRss(pid)
   }
 
-  /** Ends the child (if alive) and waits until its directory is gone. */
+  /**
+   * Ends the child and waits until its directory is gone: closes the pipe, so the child removes its
+   * directory itself and exits (done even if the node exits right after), and kills it when it has
+   * not gone within `CLOSE_GRACE_MS` (a run still in ONNX Runtime).
+   */
   async close(): Promise<void> {
-    this.kill(new AbortError('the model process was closed'))
+    if (this.#dead) return this.exited
+    this.#killedWith ??= new AbortError('the model process was closed')
+    this.#channel.end()
+    const cancel = this.#clock.setTimer(CLOSE_GRACE_MS, () => this.kill())
     await this.exited
+    cancel()
   }
 }
 
