@@ -14,6 +14,7 @@ import { pohBenches, POH_BENCH_NAMES } from './poh.bench.ts'
 import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
 import { auditBenches, AUDIT_BENCH_NAMES } from './audit.bench.ts'
 import { inferenceBenches, INFERENCE_BENCH_NAMES } from './inference.bench.ts'
+import { runnerBenches, RUNNER_BENCH_NAMES } from './runner.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -30,7 +31,7 @@ if (values.help === true) {
       'usage: npm run bench -- [--round-ms N] [--rounds N] [--only NAME] [--nodes N]',
       '  --round-ms N  milliseconds per timed round (default 300; under 50 is the quick smoke mode)',
       '  --rounds N    timed rounds per bench (default 5)',
-      '  --only NAME   run the benches whose name contains NAME (e.g. dht, gossip, ed25519)',
+      '  --only NAME   run the benches whose name contains NAME (e.g. dht, gossip, ed25519, runner)',
       `  --nodes N     real libp2p nodes in the network-scale run (dht-lookup, dht-find-peer,`,
       `                gossip-propagation; default ${NET_BENCH_NODES}). 500 nodes take about 28 minutes`,
       '                and 5 GiB of memory on 2 cores:  node bench/run.ts --only dht --nodes 500',
@@ -69,6 +70,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: NET_BENCH_NAMES, run: () => netBenches(options, quick, nodes) },
   { names: AUDIT_BENCH_NAMES, run: () => auditBenches(options, quick) },
   { names: INFERENCE_BENCH_NAMES, run: () => inferenceBenches(options, quick) },
+  { names: RUNNER_BENCH_NAMES, run: () => runnerBenches(quick) },
 ]
 
 const only = values.only

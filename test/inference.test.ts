@@ -132,7 +132,12 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     assert.equal(deposit.status, 202, JSON.stringify(deposit.body))
     await waitFor('the deposit with node1 committed', async () => (await deposited(n1.api, clientDid)) === 300n, 30_000)
     const price = 10n
-    const signJobOf = (by: Ed25519KeyPair, pixels: number[], gateway: string, deadline = Date.now() + 30_000): SignedJob => {
+    const signJobOf = (
+      by: Ed25519KeyPair,
+      pixels: number[],
+      gateway: string,
+      deadline = Date.now() + 30_000,
+    ): SignedJob => {
       const salt = randomBytes(16)
       return signJob(by, {
         chainId: 'donghae-devnet',
@@ -527,13 +532,21 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const patientDeposit = await sendTx(n2.api, patient, 'inference.deposit', { gateway: n2.did, amount: 900n })
     assert.equal(patientDeposit.status, 202, JSON.stringify(patientDeposit.body))
     await waitFor('its deposit with node2', async () => (await deposited(n2.api, patientDid)) === 900n, 30_000)
-    const slowAgain = spawn(process.execPath, [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'slow:3000' },
-    })
+    const slowAgain = spawn(
+      process.execPath,
+      [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'slow:3000' },
+      },
+    )
     extra.push(slowAgain)
     await firstJsonLine(slowAgain)
-    await waitFor('node3 serving again', async () => (await getJson(`${n3.api}/v1/inference/stats`)) !== undefined, 60_000)
+    await waitFor(
+      'node3 serving again',
+      async () => (await getJson(`${n3.api}/v1/inference/stats`)) !== undefined,
+      60_000,
+    )
     // waves of jobs through node2 until one is running on the slow node3 (3 s each)
     const orphans: SignedJob[] = []
     const orphaned: Array<Promise<unknown>> = []
@@ -547,9 +560,11 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
           const job = signJobOf(patient, r.pixels, n2.did, Date.now() + 12_000)
           orphans.push(job)
           orphaned.push(
-            call('POST', `${n2.api}/v1/infer`, { model: 'digits-mlp', inputs: jsonInput(r.pixels), job: jobToJson(job) }).catch(
-              () => undefined,
-            ),
+            call('POST', `${n2.api}/v1/infer`, {
+              model: 'digits-mlp',
+              inputs: jsonInput(r.pixels),
+              job: jobToJson(job),
+            }).catch(() => undefined),
           )
         }
         for (let poll = 0; poll < 10; poll++) {
@@ -565,16 +580,20 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const settledBy = async (job: SignedJob): Promise<string | undefined> =>
       (await getJson<{ worker: string }>(`${n0.api}/v1/jobs/${jobIdHex(job)}/settlement`))?.worker
     await waitFor(
-      "node3 settled, itself, the jobs the dead gateway dispatched to it",
+      'node3 settled, itself, the jobs the dead gateway dispatched to it',
       async () => (await Promise.all(orphans.map(settledBy))).some((w) => w === n3.did),
       60_000,
     )
     const selfSettled = (await Promise.all(orphans.map(settledBy))).filter((w) => w === n3.did).length
     t.diagnostic(`node3 settled ${selfSettled} receipts whose gateway (node2) was killed after dispatching them`)
     // node2 comes back: its journal still holds what it had accepted, and it settles those too
-    const n2Again = spawn(process.execPath, [BIN, '--home', n2.home, 'node', '--password-file', info.password, '--json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const n2Again = spawn(
+      process.execPath,
+      [BIN, '--home', n2.home, 'node', '--password-file', info.password, '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     extra.push(n2Again)
     await firstJsonLine(n2Again)
     slowAgain.kill('SIGKILL')

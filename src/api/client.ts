@@ -127,6 +127,8 @@ export interface InferenceStatsJson {
   latencyMs: { p50: number; p99: number }
   audits: number
   slashes: number
+  /** Models the worker holds back after they broke a sandbox limit. */
+  badModels?: Array<{ cid: string; reason: string; failures: number; markedAt: number; retryAt: number }>
   [more: string]: unknown
 }
 

@@ -95,8 +95,8 @@ export interface InferenceApi {
     pendingSettlement: number
     /** This node's worker: jobs running now (`paid` of them for clients, the rest audits), and jobs waiting for a slot. */
     worker: { running: number; queued: number; paid: number }
-    /** Models this node's worker could not load, why, and when it tries again (ms since the epoch). */
-    failedModels: Array<{ cid: string; reason: string; failures: number; retryAt: number }>
+    /** Models the worker holds back after they failed to load or broke a sandbox limit (inference/bad-models.ts). */
+    badModels: Array<{ cid: string; reason: string; failures: number; markedAt: number; retryAt: number }>
   }
   /** What `client` has deposited with this node as gateway, and what its jobs in flight hold. */
   deposit(client: string): { amount: bigint; unlocking: Array<{ amount: bigint; at: number }>; reserved: bigint }

@@ -13,7 +13,6 @@ import { decodeProof, verifyProof } from '../chain/state/proof.ts'
 import { actor, makeGenesis, type Actor } from '../../test/helpers/chain.ts'
 import { MemoryChain } from '../../test/helpers/memory-chain.ts'
 import { FAST_PARAMS, testNet, waitFor } from '../../test/helpers/chain-net.ts'
-import type { DonghaeNode } from '../node/index.ts'
 import type { ChainApi } from './chain-api.ts'
 import { DonghaeClient } from './client.ts'
 import { ApiError } from './errors.ts'
@@ -431,7 +430,8 @@ test('against a real single-validator DonghaeNode (consensus, LevelDB, PoH): sub
   const v = actor()
   const genesis = makeGenesis([v], [[alice, 1_000_000n]], FAST_PARAMS)
   const net = await testNet([v], genesis)
-  const node = net.nodes.get(v.did) as DonghaeNode
+  const node = net.nodes.get(v.did)
+  assert.ok(node !== undefined)
   const app = createApiServer({ chain: node.chainApi })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const client = new DonghaeClient(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)

@@ -53,6 +53,8 @@ export interface DonghaeConfig {
   serve: string
   /** Share of the gateway's own jobs followed by a canary, parts per million. */
   canaryPpm: number
+  /** Where models run: a sandboxed child process per model, or inside the node (trusted models only). */
+  runner: 'sandbox' | 'in-process'
 }
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
@@ -189,7 +191,17 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     description: 'models the worker serves: all, models:<name or CID>,… or publishers:<did>,…',
     env: 'DONGHAE_SERVE',
     default: () => 'all',
-    parse: text(/^(all|models:[^\s,]+(,[^\s,]+)*|publishers:did:key:z[1-9A-HJ-NP-Za-km-z]+(,did:key:z[1-9A-HJ-NP-Za-km-z]+)*)$/, 'all, models:<name or CID>,… or publishers:<did:key>,…'),
+    parse: text(
+      /^(all|models:[^\s,]+(,[^\s,]+)*|publishers:did:key:z[1-9A-HJ-NP-Za-km-z]+(,did:key:z[1-9A-HJ-NP-Za-km-z]+)*)$/,
+      'all, models:<name or CID>,… or publishers:<did:key>,…',
+    ),
+  },
+  runner: {
+    description:
+      'where models run: sandbox (a child process per model, empty directory, limits) or in-process (trusted models only)',
+    env: 'DONGHAE_RUNNER',
+    default: () => 'sandbox',
+    parse: oneOf(['sandbox', 'in-process'] as const),
   },
   canaryPpm: {
     description: "share of the gateway's own jobs followed by a canary, parts per million",

@@ -121,7 +121,7 @@ export class Auditor {
     held.settlement = settlement
     const dispute = disputeOf(state, held.id)
     const audit = auditOf(state, held.id)
-    if (dispute?.resolved != null || (audit !== undefined && audit.passed)) {
+    if ((dispute !== undefined && dispute.resolved !== null) || (audit !== undefined && audit.passed)) {
       if (audit?.passed === true) this.#init.onAudit?.({ result: 'pass', worker: settlement.worker, jobId: held.id })
       this.#held.delete(held.id)
       return
@@ -130,7 +130,12 @@ export class Auditor {
       if (height > dispute.height + params.disputeWindowBlocks) return void this.#held.delete(held.id)
       if (held.step === 'resolve-sent' && held.sentAt !== undefined && height <= held.sentAt + 3) return
       held.step = 'quorum'
-      await this.#quorum(held, settlement, { did: dispute.audit.worker, ep: dispute.auditEp, runtime: dispute.auditRuntime }, dispute.audit)
+      await this.#quorum(
+        held,
+        settlement,
+        { did: dispute.audit.worker, ep: dispute.auditEp, runtime: dispute.auditRuntime },
+        dispute.audit,
+      )
       return
     }
     const canaryFailed = held.canaryHash !== undefined && !equals(held.canaryHash, settlement.outputHash)
@@ -176,9 +181,16 @@ export class Auditor {
     if (!agree) {
       this.stats.auditsFailed++
       this.#init.onAudit?.({ result: 'dispute', worker: settlement.worker, jobId: held.id })
-      this.#log.warn({ job: held.id, worker: settlement.worker, auditor: auditor.did }, 'audit mismatch: the quorum will judge')
+      this.#log.warn(
+        { job: held.id, worker: settlement.worker, auditor: auditor.did },
+        'audit mismatch: the quorum will judge',
+      )
     }
-    await this.#c.submitTx('inference.audit', { jobId: jobId(held.receipt.job), audit: receiptValue(answer.receipt), outputs })
+    await this.#c.submitTx('inference.audit', {
+      jobId: jobId(held.receipt.job),
+      audit: receiptValue(answer.receipt),
+      outputs,
+    })
     held.step = 'audit-sent'
     held.sentAt = this.#c.chain.height()
     return true

@@ -69,10 +69,7 @@ export interface ModelRunner {
  * 'slow' answers correctly but only after `ms` (to be killed mid-job).
  */
 export type WorkerBehaviour =
-  | { kind: 'honest' }
-  | { kind: 'cheat'; rate: number }
-  | { kind: 'lazy' }
-  | { kind: 'slow'; ms: number }
+  { kind: 'honest' } | { kind: 'cheat'; rate: number } | { kind: 'lazy' } | { kind: 'slow'; ms: number }
 
 export interface JobEvent {
   id: string

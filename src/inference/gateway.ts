@@ -140,7 +140,10 @@ export class Gateway {
   resolveModel(nameOrCid: string): ModelRecord {
     const model = this.#model('name', nameOrCid) ?? this.#model('cid', nameOrCid)
     if (model === undefined)
-      throw new InferenceError('unknown-model', `unknown model ${JSON.stringify(nameOrCid)}; list them with GET /v1/models`)
+      throw new InferenceError(
+        'unknown-model',
+        `unknown model ${JSON.stringify(nameOrCid)}; list them with GET /v1/models`,
+      )
     return model
   }
 
@@ -173,7 +176,8 @@ export class Gateway {
     } catch (err) {
       throw new InferenceError('bad-input', describeError(err), { cause: err })
     }
-    const job = request.job === undefined ? this.#ownJob(model, request) : this.#clientJob(model, request.job, request.inputs)
+    const job =
+      request.job === undefined ? this.#ownJob(model, request) : this.#clientJob(model, request.job, request.inputs)
     const id = jobIdHex(job)
     if (this.#reservations.has(id) || settlementOf(c.chain.state(), id) !== undefined)
       throw new InferenceError('replayed', `job ${id.slice(0, 16)}… was already submitted`)
@@ -189,7 +193,15 @@ export class Gateway {
       this.#init.auditor.hold({ receipt, inputs: request.inputs, outputs })
       const total = performance.now() - started
       this.#record(total)
-      this.#init.onJob?.({ id, model: model.name, worker: receipt.worker, latencyMs: total, ok: true, fee: receipt.fee.toString(), role: 'gateway' })
+      this.#init.onJob?.({
+        id,
+        model: model.name,
+        worker: receipt.worker,
+        latencyMs: total,
+        ok: true,
+        fee: receipt.fee.toString(),
+        role: 'gateway',
+      })
       this.#canaries.remember(model.cid, request.inputs, receipt.worker)
       if (request.job === undefined) this.#maybeCanary(model)
       return { outputs, receipt, worker: receipt.worker, gateway: this.did, latencyMs: total, attempts }
@@ -197,7 +209,16 @@ export class Gateway {
       // A dispatch that left may still be settled by its worker: keep the reservation until `until`.
       this.#reservations.get(id)!.settling = true
       this.stats.failures++
-      this.#init.onJob?.({ id, model: model.name, worker: '', latencyMs: performance.now() - started, ok: false, fee: '0', role: 'gateway', error: describeError(err) })
+      this.#init.onJob?.({
+        id,
+        model: model.name,
+        worker: '',
+        latencyMs: performance.now() - started,
+        ok: false,
+        fee: '0',
+        role: 'gateway',
+        error: describeError(err),
+      })
       throw err
     }
   }
@@ -205,7 +226,8 @@ export class Gateway {
   #ownJob(model: ModelRecord, request: InferRequest): SignedJob {
     const c = this.#c
     const maxFee = request.maxFee ?? model.price
-    if (maxFee < model.price) throw new InferenceError('fee-too-low', `max fee ${maxFee} is below the model's price ${model.price}`)
+    if (maxFee < model.price)
+      throw new InferenceError('fee-too-low', `max fee ${maxFee} is below the model's price ${model.price}`)
     const salt = c.rng.bytes(16)
     return signJob(c.key, {
       chainId: c.chain.chainId,
@@ -221,7 +243,10 @@ export class Gateway {
   #clientJob(model: ModelRecord, job: SignedJob, inputs: TensorMap): SignedJob {
     const c = this.#c
     if (job.gateway !== this.did)
-      throw new InferenceError('bad-job', `the job names gateway ${job.gateway}; this gateway is ${this.did}: send it there`)
+      throw new InferenceError(
+        'bad-job',
+        `the job names gateway ${job.gateway}; this gateway is ${this.did}: send it there`,
+      )
     if (job.model !== model.cid) throw new InferenceError('bad-job', `the job names model ${job.model}`)
     checkJob(job, inputs, { chainId: c.chain.chainId, now: c.clock.now(), params: c.chain.params, model })
     checkDeadline(job, { now: c.clock.now(), params: c.chain.params })
@@ -333,11 +358,15 @@ export class Gateway {
     let attempt = 0
     while (attempt < ATTEMPTS) {
       const eligible = this.#eligibleFor(model.cid)
-      const worker = drawWorker(this.#init.table.options(model.cid, exclude, (w) => eligible.has(w)), () => c.rng.next())
+      const worker = drawWorker(
+        this.#init.table.options(model.cid, exclude, (w) => eligible.has(w)),
+        () => c.rng.next(),
+      )
       if (worker === undefined) {
         const others = this.#init.table.serving(model.cid).filter((w) => !exclude.has(w))
         if (others.length === 0) {
-          if (errors.length === 0) throw new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
+          if (errors.length === 0)
+            throw new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
           if (failed.size === 0) break
           // every other worker is gone: those that failed (a closed stream, a restart) get one more chance
           for (const w of failed) exclude.delete(w)
@@ -364,7 +393,11 @@ export class Gateway {
       } catch (err) {
         this.#init.table.finished(worker, { ok: false })
         errors.push(`${worker.slice(-8)}: ${describeError(err)}`)
-        if (err instanceof InferenceError && ['bad-input', 'bad-job', 'expired', 'fee-too-low'].includes(err.reason) && worker === this.did)
+        if (
+          err instanceof InferenceError &&
+          ['bad-input', 'bad-job', 'expired', 'fee-too-low'].includes(err.reason) &&
+          worker === this.did
+        )
           throw err
         this.#log.info({ worker, attempt, err: describeError(err) }, 'worker failed; retrying on another')
         exclude.add(worker)
@@ -394,7 +427,11 @@ export class Gateway {
   }
 
   /** Runs a request on `worker` (this node's own, or a peer over its session) and checks the receipt. */
-  async run(worker: string, request: WorkRequest, model?: ModelRecord): Promise<{ receipt: Receipt; outputs: TensorMap }> {
+  async run(
+    worker: string,
+    request: WorkRequest,
+    model?: ModelRecord,
+  ): Promise<{ receipt: Receipt; outputs: TensorMap }> {
     const c = this.#c
     const record = model ?? this.resolveModel(request.job.model)
     let answer: { receipt: Receipt; outputs: TensorMap }
@@ -452,7 +489,16 @@ export class Gateway {
     await this.#topUpIfOwn(job.client, model.price)
     this.#cover(job.client, model.price)
     const id = jobIdHex(job)
-    this.#reserve(id, { client: job.client, fee: model.price, until: job.deadline + this.#c.chain.params.settleWindowMs, settling: false }, true)
+    this.#reserve(
+      id,
+      {
+        client: job.client,
+        fee: model.price,
+        until: job.deadline + this.#c.chain.params.settleWindowMs,
+        settling: false,
+      },
+      true,
+    )
     try {
       const { receipt, outputs, latencyMs } = await this.#dispatch(model, job, inputs, exclude)
       this.stats.canaries++

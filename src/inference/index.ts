@@ -26,7 +26,13 @@ import { listModels, type ModelRecord } from './chain/state.ts'
 
 export interface InferenceInit {
   /** Serve models (needs `runner` and a bond on chain). */
-  worker?: { runner: ModelRunner; slots?: number; behaviour?: WorkerBehaviour; allows?(model: ModelRecord): boolean; keeper?: ReceiptKeeper }
+  worker?: {
+    runner: ModelRunner
+    slots?: number
+    behaviour?: WorkerBehaviour
+    allows?(model: ModelRecord): boolean
+    keeper?: ReceiptKeeper
+  }
   /** Where weights come from (the node's blob store, verified against CIDs). */
   blobs: BlobSource
   /** Journals of the gateway's reservations and the settler's queue (LevelDB in a node). */
@@ -76,19 +82,19 @@ export function createInference(init: InferenceInit): (components: InferenceComp
         onCapacity: (advert) => table.update(advert),
       })
     }
-    let gateway: Gateway | undefined
+    const gatewayRef: { current?: Gateway } = {}
     const auditor = new Auditor(c, {
-      rerun: (w, request) => (gateway as Gateway).run(w, request),
+      rerun: (w, request) => (gatewayRef.current as Gateway).run(w, request),
       ...(init.onAudit === undefined ? {} : { onAudit: init.onAudit }),
     })
     const settler = new Settler(c, {
       ...(init.journals?.settlements === undefined ? {} : { journal: init.journals.settlements }),
       onOutcome: (id, height) => {
-        gateway?.released(id)
+        gatewayRef.current?.released(id)
         auditor.settled(id, height)
       },
     })
-    gateway = new Gateway(c, {
+    const gateway = new Gateway(c, {
       table,
       settler,
       auditor,
@@ -99,6 +105,7 @@ export function createInference(init: InferenceInit): (components: InferenceComp
       ...(init.selfDeposit === undefined ? {} : { selfDeposit: init.selfDeposit }),
       ...(init.onJob === undefined ? {} : { onJob: init.onJob }),
     })
+    gatewayRef.current = gateway
     const unsubscribe: Array<() => void> = []
     return {
       gateway,
@@ -109,18 +116,18 @@ export function createInference(init: InferenceInit): (components: InferenceComp
       async start() {
         if (init.gateway !== false)
           unsubscribe.push(
-          c.adverts.subscribe(advertTopic(c.chain.chainId), (data, from) => {
-            try {
-              const advert = decodeAdvert(data)
-              if (advert.worker !== from) return
-              table.update(advert)
-            } catch (err) {
-              c.transport.penalize(from, `bad slot advert: ${describeError(err)}`)
-            }
-          }),
-        )
-        unsubscribe.push(c.chain.onCommit(() => (gateway as Gateway).sweep()))
-        await (gateway as Gateway).start()
+            c.adverts.subscribe(advertTopic(c.chain.chainId), (data, from) => {
+              try {
+                const advert = decodeAdvert(data)
+                if (advert.worker !== from) return
+                table.update(advert)
+              } catch (err) {
+                c.transport.penalize(from, `bad slot advert: ${describeError(err)}`)
+              }
+            }),
+          )
+        unsubscribe.push(c.chain.onCommit(() => gateway.sweep()))
+        await gateway.start()
         await settler.start()
         auditor.start()
         await worker?.start()

@@ -1,14 +1,17 @@
 /**
  * The models a worker serves: it loads every active registered model its operator's policy
- * allows and whose weights it has or can fetch from a peer serving it (verified against the
- * CID), calibrates each (seed 000's benchmark), and declares on chain what it serves and on which
- * provider and runtime (`inference.serve`), because only declared workers settle jobs on a model
- * and are drawn to audit it. A model that fails to load is tried again only after a back-off, and
- * is reported on chain (`inference.reportModel`) so that a quorum of workers can retire it.
+ * allows (serve-policy.ts) and whose weights it has or can fetch from a peer serving it
+ * (verified against the CID), calibrates each (seed 000's benchmark), and declares on chain what
+ * it serves and on which provider and runtime (`inference.serve`), because only declared workers
+ * settle jobs on a model and are drawn to audit it. Served weights are pinned in the blob store.
+ * A model that fails to load or breaks a runner limit (runner/sandbox.ts) is held back with a
+ * growing back-off (bad-models.ts), not fetched again every sync; one that breaks a limit is
+ * also reported on chain (`inference.reportModel`) so that a quorum of workers retires it.
  */
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
-import { InferenceError } from './errors.ts'
+import { InferenceError, ModelLimitError } from './errors.ts'
+import { BadModels, type BadModel } from './bad-models.ts'
 import type { InferenceComponents, ModelRunner } from './components.ts'
 import { isSchedulable, listModels, modelByCid, servingSet, workerRecord, type ModelRecord } from './chain/state.ts'
 import { createTensor, type Tensor, type TensorMap } from './tensor.ts'
@@ -17,6 +20,8 @@ import { createTensor, type Tensor, type TensorMap } from './tensor.ts'
 export interface BlobSource {
   get(cid: string): Promise<Uint8Array | undefined>
   fetch(cid: string, peers: readonly string[]): Promise<Uint8Array>
+  /** Keeps a blob from eviction until the returned function is called. */
+  pin?(cid: string): () => void
 }
 
 export interface ModelsInit {
@@ -35,10 +40,9 @@ export interface ModelsInit {
 interface Served {
   /** Calibrated throughput, milli-jobs per second. */
   mjps: number
+  /** Releases the blob store's pin on the weights (and the tokenizer). */
+  unpin: () => void
 }
-
-const FIRST_BACKOFF_MS = 60_000
-const MAX_BACKOFF_MS = 24 * 3_600_000
 
 export class WorkerModels {
   readonly #c: InferenceComponents
@@ -46,13 +50,15 @@ export class WorkerModels {
   readonly #log: Logger
   readonly #served = new Map<string, Served>()
   readonly #loading = new Set<string>()
-  readonly #failed = new Map<string, { failures: number; retryAt: number; reason: string; reported: boolean }>()
+  readonly #bad: BadModels
+  readonly #reported = new Set<string>()
   #declaring = false
 
   constructor(components: InferenceComponents, init: ModelsInit) {
     this.#c = components
     this.#init = init
     this.#log = components.logger.forComponent('donghae:inference:models')
+    this.#bad = new BadModels({ clock: components.clock })
   }
 
   get runner(): ModelRunner {
@@ -68,9 +74,24 @@ export class WorkerModels {
     return [...this.#served].map(([cid, s]) => ({ cid, mjps: s.mjps })).sort((a, b) => (a.cid < b.cid ? -1 : 1))
   }
 
-  /** Models that failed to load here, and when they will be tried again. */
-  failed(): Array<{ cid: string; reason: string; failures: number; retryAt: number }> {
-    return [...this.#failed].map(([cid, f]) => ({ cid, reason: f.reason, failures: f.failures, retryAt: f.retryAt }))
+  /** Models held back here (failed to load, or broke a runner limit), and when they are tried again. */
+  bad(): BadModel[] {
+    return this.#bad.list()
+  }
+
+  /**
+   * A model broke a runner limit while serving (the runner's `onLimit`): stop serving it, hold it
+   * back, report it.
+   */
+  broke(cid: string, err: ModelLimitError): void {
+    const served = this.#served.get(cid)
+    if (served !== undefined) {
+      served.unpin()
+      this.#served.delete(cid)
+      this.#init.onChange?.()
+    }
+    const model = modelByCid(this.#c.chain.state(), cid)
+    if (model !== undefined) this.#fail(model, err)
   }
 
   /** Loads what is missing, drops what left the market, declares the difference on chain. */
@@ -79,14 +100,17 @@ export class WorkerModels {
     const state = this.#c.chain.state()
     const now = this.#c.clock.now()
     for (const model of listModels(state)) {
-      if (model.status !== 'active') {
-        if (this.#served.delete(model.cid)) this.#init.onChange?.()
+      if (model.status !== 'active' || (this.#init.allows !== undefined && !this.#init.allows(model))) {
+        const served = this.#served.get(model.cid)
+        if (served !== undefined) {
+          served.unpin()
+          this.#served.delete(model.cid)
+          this.#init.onChange?.()
+        }
         continue
       }
       if (this.#served.has(model.cid) || this.#loading.has(model.cid)) continue
-      if (this.#init.allows !== undefined && !this.#init.allows(model)) continue
-      const failed = this.#failed.get(model.cid)
-      if (failed !== undefined && failed.retryAt > now) continue
+      if (this.#bad.isBad(model.cid, now)) continue
       await this.#load(model)
     }
     await this.#declare()
@@ -103,8 +127,11 @@ export class WorkerModels {
       }
       await this.#init.runner.load(model.cid, bytes)
       const mjps = await this.#calibrate(model)
-      this.#served.set(model.cid, { mjps })
-      this.#failed.delete(model.cid)
+      const pins = [model.cid, ...(model.codec === undefined ? [] : [model.codec])].map(
+        (cid) => this.#init.blobs.pin?.(cid) ?? (() => {}),
+      )
+      this.#served.set(model.cid, { mjps, unpin: () => pins.forEach((unpin) => unpin()) })
+      this.#bad.forgive(model.cid)
       this.#log.info({ model: model.name, cid: model.cid, jobsPerSecond: Math.round(mjps / 1000) }, 'serving model')
       this.#init.onChange?.()
     } catch (err) {
@@ -115,29 +142,23 @@ export class WorkerModels {
   }
 
   #fail(model: ModelRecord, err: unknown): void {
-    const prev = this.#failed.get(model.cid)
-    const failures = (prev?.failures ?? 0) + 1
-    const backoff = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (failures - 1))
-    const reason = describeError(err)
-    this.#failed.set(model.cid, {
-      failures,
-      retryAt: this.#c.clock.now() + backoff,
-      reason,
-      reported: prev?.reported ?? false,
-    })
-    this.#log.warn({ model: model.name, cid: model.cid, failures, retryInMs: backoff, err: reason }, 'model not served')
-    if (isModelFault(err)) void this.#report(model, reason)
+    const reason = err instanceof ModelLimitError ? `${err.limit}: ${describeError(err)}` : describeError(err)
+    const entry = this.#bad.mark(model.cid, reason.slice(0, 200))
+    this.#log.warn(
+      { model: model.name, cid: model.cid, failures: entry.failures, retryAt: entry.retryAt, err: reason },
+      'model held back',
+    )
+    if (err instanceof ModelLimitError) void this.#report(model, err.limit)
   }
 
   /** Tells the chain this model breaks the runner's limits (once per model). */
   async #report(model: ModelRecord, reason: string): Promise<void> {
-    const entry = this.#failed.get(model.cid)
-    if (entry === undefined || entry.reported) return
+    if (this.#reported.has(model.cid)) return
     const state = this.#c.chain.state()
     if (!isSchedulable(state, this.#c.transport.self, this.#c.chain.height() + 1, this.#c.chain.params)) return
-    entry.reported = true
+    this.#reported.add(model.cid)
     await this.#c
-      .submitTx('inference.reportModel', { cid: model.cid, reason: reason.slice(0, 64) })
+      .submitTx('inference.reportModel', { cid: model.cid, reason })
       .catch((err: unknown) => this.#log.info({ err: describeError(err) }, 'model report not submitted'))
   }
 
@@ -154,8 +175,8 @@ export class WorkerModels {
     for (const cid of [...this.#served.keys()]) {
       const model = modelByCid(state, cid)
       if (model === undefined) continue
-      const mjps = await this.#calibrate(model)
-      this.#served.set(cid, { mjps })
+      const served = this.#served.get(cid)
+      if (served !== undefined) served.mjps = await this.#calibrate(model)
     }
     this.#init.onChange?.()
   }
@@ -200,6 +221,7 @@ export class WorkerModels {
     if (!runner.has(cid)) {
       const bytes = await this.#init.blobs.get(cid)
       if (bytes === undefined) {
+        this.#served.get(cid)?.unpin()
         this.#served.delete(cid)
         this.#init.onChange?.()
         throw new InferenceError('busy', `this worker no longer has model ${cid}`)
@@ -208,12 +230,6 @@ export class WorkerModels {
     }
     return runner.run(cid, inputs)
   }
-}
-
-/** Errors that are the model's fault (a sandbox limit, an unsafe file), not the machine's. */
-function isModelFault(err: unknown): boolean {
-  const reason = (err as { reason?: unknown; limit?: unknown }).reason ?? (err as { limit?: unknown }).limit
-  return typeof reason === 'string' && ['unsafe-model', 'unsafe', 'load-time', 'run-time', 'memory', 'output-size', 'crashed'].includes(reason)
 }
 
 /** Resolves at the next commit (or when the component stops). */

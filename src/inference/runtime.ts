@@ -9,8 +9,12 @@
  * and reported with every run, because it goes into the receipt; if a session cannot be created
  * with it, the runtime falls back to the CPU for that model and every later one, and logs it.
  *
- * `session.run` computes on the calling thread inside a `setImmediate`: fine for the demo models
- * (tens of microseconds); larger models belong in a worker thread behind the same interface.
+ * Every file passes the safety check (`onnx-check.ts`: no external data, bounded structure)
+ * before ONNX Runtime parses it.
+ *
+ * `session.run` computes on the calling thread inside a `setImmediate`: fine for trusted models
+ * and the bench baseline. A node serves models through `SandboxedRunner` (`runner/sandbox.ts`),
+ * which runs this same class in a child process per model, with limits.
  */
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -20,6 +24,8 @@ import { parseCid, verifyCid } from '../core/cid.ts'
 import { AbortError, DonghaeError, InvalidInputError, describeError, type ErrorAction } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { ExecutionProvider } from './job.ts'
+import { checkModel, type ModelCheckLimits } from './onnx-check.ts'
+import { UnsafeModelError } from './errors.ts'
 import { checkAgainstSchema, type Tensor, type TensorMap, type TensorSpec, TENSOR_TYPES } from './tensor.ts'
 
 /** The version of the ONNX Runtime binding in use, e.g. "1.30.0". */
@@ -155,6 +161,13 @@ export interface OnnxRuntimeOptions {
   logger?: Logger
   /** A monotonic clock in microseconds, for `computeMicros` and calibration. @default process.hrtime */
   micros?: () => number
+  /** Bounds of the safety check. @default MODEL_CHECK_DEFAULTS */
+  modelCheck?: Partial<ModelCheckLimits>
+  /**
+   * TESTS ONLY: skip the safety check, to show what the sandbox alone prevents (test/attacks/).
+   * @default false
+   */
+  unsafeSkipModelCheck?: boolean
 }
 
 /** A model the runtime has a session for. */
@@ -201,6 +214,17 @@ interface Entry {
   evicted: boolean
 }
 
+/** The safety check; bytes that are not a protobuf message at all are a load error, as ONNX Runtime would say. */
+function checkedModel(bytes: Uint8Array, limits: Partial<ModelCheckLimits>): void {
+  try {
+    checkModel(bytes, limits)
+  } catch (err) {
+    if (err instanceof UnsafeModelError && err.details.malformed === true)
+      throw new ModelLoadError(`ONNX Runtime cannot load the file: ${err.message}`, { cause: err })
+    throw err
+  }
+}
+
 const hrMicros = (): number => Number(process.hrtime.bigint() / 1000n)
 
 export class OnnxRuntime {
@@ -211,6 +235,7 @@ export class OnnxRuntime {
   readonly #micros: () => number
   readonly #sessions = new Map<string, Entry>()
   readonly #loading = new Map<string, Promise<void>>()
+  readonly #check: ((bytes: Uint8Array) => void) | undefined
   #ep: ExecutionProvider
   #closed = false
 
@@ -223,6 +248,8 @@ export class OnnxRuntime {
       throw new InvalidInputError('maxSessions must be a positive integer')
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference:runtime')
     this.#micros = options.micros ?? hrMicros
+    const limits = options.modelCheck ?? {}
+    this.#check = options.unsafeSkipModelCheck === true ? undefined : (bytes) => checkedModel(bytes, limits)
     this.#ep = chooseExecutionProvider({
       platform: options.platform ?? process.platform,
       requested: options.executionProvider ?? RUNTIME_DEFAULTS.executionProvider,
@@ -246,7 +273,8 @@ export class OnnxRuntime {
   /**
    * Verifies that `bytes` hash to `cid`, then opens a session (once per CID; concurrent loads
    * share it). Throws `ModelCidMismatchError` (nothing cached), `InvalidInputError` for a bad
-   * CID, `ModelLoadError` when the file is not a model ONNX Runtime can run.
+   * CID, `UnsafeModelError` when the safety check refuses the file, `ModelLoadError` when the
+   * file is not a model ONNX Runtime can run.
    */
   async load(cid: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
     this.#checkOpen()
@@ -256,6 +284,7 @@ export class OnnxRuntime {
     const pending = this.#loading.get(cid)
     if (pending) return pending
     if (options.signal?.aborted) throw new AbortError('model load was cancelled')
+    this.#check?.(bytes)
     const loading = this.#open(cid, bytes).finally(() => this.#loading.delete(cid))
     this.#loading.set(cid, loading)
     return loading
@@ -315,10 +344,11 @@ export class OnnxRuntime {
   /**
    * Reads a model file's declared inputs and outputs without keeping a session (publishing a
    * model: its registry entry carries this schema). Opens a CPU session and closes it again.
-   * Throws `ModelLoadError` when ONNX Runtime cannot load the file.
+   * Throws `UnsafeModelError` (safety check) or `ModelLoadError` when ONNX Runtime cannot load it.
    */
   async inspect(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
     this.#checkOpen()
+    this.#check?.(bytes)
     let session: ort.InferenceSession
     try {
       session = await ort.InferenceSession.create(bytes, this.#sessionOptions('cpu'))

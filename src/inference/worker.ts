@@ -193,8 +193,7 @@ export class Worker {
     if (!isSchedulable(c.chain.state(), c.transport.self, c.chain.height() + 1, c.chain.params)) return
     const advert = this.capacity()
     this.#init.onCapacity?.(advert)
-    const { worker: _worker, ...body } = advert
-    c.adverts.publish(advertTopic(c.chain.chainId), signAdvert(c.key, body))
+    c.adverts.publish(advertTopic(c.chain.chainId), signAdvert(c.key, advert))
   }
 
   /** A job started or ended: the local table learns it now, the network within ADVERT_COALESCE_MS. */
@@ -234,7 +233,12 @@ export class Worker {
     const c = this.#c
     const state = c.chain.state()
     const now = c.clock.now()
-    const model = checkJob(job, inputs, { chainId: c.chain.chainId, now, params: c.chain.params, model: modelByCid(state, job.model) })
+    const model = checkJob(job, inputs, {
+      chainId: c.chain.chainId,
+      now,
+      params: c.chain.params,
+      model: modelByCid(state, job.model),
+    })
     if (!this.models.serves(model.cid)) throw new InferenceError('busy', `this worker does not serve ${model.name}`)
     const depositKey = `${job.client} ${job.gateway}`
     if (purpose === 'job') {
@@ -251,7 +255,8 @@ export class Worker {
     } else {
       this.#checkDrawn(job, purpose)
     }
-    if (this.#waiting.length >= this.#slots * MAX_QUEUE_PER_SLOT) throw new InferenceError('busy', 'the worker queue is full')
+    if (this.#waiting.length >= this.#slots * MAX_QUEUE_PER_SLOT)
+      throw new InferenceError('busy', 'the worker queue is full')
     // Reserve the fee against the deposit before waiting, so parallel jobs cannot overdraw it.
     if (purpose === 'job') this.#addUnsettled(depositKey, model.price)
     let kept = false
@@ -290,7 +295,11 @@ export class Worker {
       const auditor = { did: dispute.audit.worker, ep: dispute.auditEp, runtime: dispute.auditRuntime }
       drawn = quorumOf(state, settlement, auditor, height, c.chain.params).some((m) => m.did === self)
     }
-    if (!drawn) throw new InferenceError('not-drawn', `the chain did not draw this worker for an ${purpose} of job ${id.slice(0, 16)}…`)
+    if (!drawn)
+      throw new InferenceError(
+        'not-drawn',
+        `the chain did not draw this worker for an ${purpose} of job ${id.slice(0, 16)}…`,
+      )
   }
 
   async #run(model: ModelRecord, request: WorkRequest): Promise<{ receipt: Receipt; outputs: TensorMap }> {
@@ -368,7 +377,9 @@ export class Worker {
     const deposit = `${receipt.job.client} ${receipt.job.gateway}`
     this.#kept.set(id, { receipt, deposit })
     if (!counted) this.#addUnsettled(deposit, receipt.fee)
-    void this.#init.keeper?.put(id, receipt).catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'receipt not kept on disk'))
+    void this.#init.keeper
+      ?.put(id, receipt)
+      .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'receipt not kept on disk'))
   }
 
   #forget(id: string): void {
@@ -381,7 +392,9 @@ export class Worker {
 
   /** Settled receipts are forgotten; those whose gateway stayed silent are settled here. */
   #onCommit(height: number, events: readonly ChainEvent[]): void {
-    for (const e of events) if (e.type === 'inference.settled' && e.attributes.worker === this.#c.transport.self) this.#forget(e.attributes.jobId as string)
+    for (const e of events)
+      if (e.type === 'inference.settled' && e.attributes.worker === this.#c.transport.self)
+        this.#forget(e.attributes.jobId as string)
     if (this.#kept.size === 0 || height % 5 !== 0) return
     const c = this.#c
     const { gatewayGraceMs, settleWindowMs } = c.chain.params
@@ -447,4 +460,3 @@ export function decodeWorkAnswer(bytes: Uint8Array, worker: string): { receipt: 
   if (!(answer.outputs instanceof Uint8Array)) throw new InferenceError('failed', 'the worker sent no outputs')
   return { receipt: parseReceipt(answer.receipt), outputs: decodeTensorMap(answer.outputs, { allowNonFinite: true }) }
 }
-

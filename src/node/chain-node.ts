@@ -186,7 +186,9 @@ export class DonghaeNode {
         dropFromMempool: (hash) => mempool.drop(hash),
         submit: (bytes) => runtime.submitTx(bytes),
         onAbandoned: (kind, nonce) =>
-          logger.forComponent('donghae:node').warn({ kind, nonce: nonce.toString() }, 'own transaction dropped by the chain; later ones re-signed'),
+          logger
+            .forComponent('donghae:node')
+            .warn({ kind, nonce: nonce.toString() }, 'own transaction dropped by the chain; later ones re-signed'),
       })
       commitListeners.add(() => void ownTxs.committed())
       return new DonghaeNode({
@@ -277,4 +279,3 @@ export class DonghaeNode {
     return `DonghaeNode(${this.#moniker}, ${toHex(this.app.head.blockId).slice(0, 8)})`
   }
 }
-

@@ -21,6 +21,7 @@ import { Libp2pChainTransport } from '../net/chain-transport.ts'
 import { NetworkService } from '../net/network.ts'
 import type { WorkerBehaviour } from '../inference/components.ts'
 import type { ExecutionProviderChoice } from '../inference/runtime.ts'
+import { parseServePolicy } from '../inference/serve-policy.ts'
 import { EventBus } from '../api/events.ts'
 import { NodeMetrics } from '../api/metrics.ts'
 import { publishCommit, watchNat, watchPeers } from '../api/node-events.ts'
@@ -49,6 +50,8 @@ export interface FullNodeOptions {
     | 'workerSlots'
     | 'executionProvider'
     | 'canaryPpm'
+    | 'runner'
+    | 'serve'
   >
   /** Extra multiaddrs to announce (the router's external address). */
   announce?: string[]
@@ -174,6 +177,8 @@ export class FullNode {
         slots: config.workerSlots,
         executionProvider: config.executionProvider as ExecutionProviderChoice,
         canaryPpm: config.canaryPpm,
+        runner: config.runner,
+        serve: parseServePolicy(config.serve),
         ...(options.inference?.modelDirs === undefined ? {} : { modelDirs: options.inference.modelDirs }),
         ...(options.inference?.behaviour === undefined ? {} : { behaviour: options.inference.behaviour }),
         logger,

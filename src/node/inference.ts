@@ -37,6 +37,8 @@ import { InferenceError } from '../inference/errors.ts'
 import { createInference, type Inference } from '../inference/index.ts'
 import type { AdvertBus, AuditEvent, JobEvent, WorkerBehaviour } from '../inference/components.ts'
 import { OnnxRuntime, type ExecutionProviderChoice } from '../inference/runtime.ts'
+import { SandboxedRunner } from '../inference/runner/sandbox.ts'
+import { SERVE_ALL, allows, type ServePolicy } from '../inference/serve-policy.ts'
 import type { Journal } from '../inference/settler.ts'
 import type { ReceiptKeeper } from '../inference/worker.ts'
 import { parseReceipt, receiptValue } from '../inference/job.ts'
@@ -67,10 +69,19 @@ export interface NodeInferenceOptions {
   canaryPpm?: number
   /** Execution provider: 'auto' (by platform), 'cpu', 'coreml' or 'cuda'. @default 'auto' */
   executionProvider?: ExecutionProviderChoice
+  /** Which registered models the worker serves (config `serve`). @default all */
+  serve?: ServePolicy
+  /**
+   * Where models run: 'sandbox', a child process per model in an empty directory with limits
+   * (inference/runner/sandbox.ts), or 'in-process' (no isolation: trusted models only). @default 'sandbox'
+   */
+  runner?: RunnerChoice
   logger?: Logger
   onJob?(event: JobEvent): void
   onAudit?(event: AuditEvent): void
 }
+
+export type RunnerChoice = 'sandbox' | 'in-process'
 
 /** Reads `DONGHAE_UNSAFE_WORKER` (tests and demos of the audit system only): `cheat:0.1`, `lazy` or `slow:<ms>`. */
 export function behaviourFromEnv(value: string | undefined): WorkerBehaviour {
@@ -80,7 +91,9 @@ export function behaviourFromEnv(value: string | undefined): WorkerBehaviour {
   if (m !== null) return { kind: 'cheat', rate: Number(m[1]) }
   const slow = /^slow:(\d{1,6})$/.exec(value)
   if (slow !== null) return { kind: 'slow', ms: Number(slow[1]) }
-  throw new InvalidInputError(`DONGHAE_UNSAFE_WORKER must be honest, lazy, cheat:<rate 0..1> or slow:<ms>, not ${value}`)
+  throw new InvalidInputError(
+    `DONGHAE_UNSAFE_WORKER must be honest, lazy, cheat:<rate 0..1> or slow:<ms>, not ${value}`,
+  )
 }
 
 /** A journal over one key prefix of the node's `inference-journal` bucket. */
@@ -108,7 +121,7 @@ function receiptKeeper(journal: Journal): ReceiptKeeper {
 export class NodeInference implements InferenceApi {
   readonly market: Inference
   readonly blobs: BlobStore
-  readonly runtime: OnnxRuntime
+  readonly runtime: OnnxRuntime | SandboxedRunner
   readonly #o: NodeInferenceOptions
   readonly #blockTimes = new Map<number, number>()
   readonly #log: Logger
@@ -119,7 +132,12 @@ export class NodeInference implements InferenceApi {
     return this.#o.node.did
   }
 
-  private constructor(options: NodeInferenceOptions, blobs: BlobStore, runtime: OnnxRuntime, market: Inference) {
+  private constructor(
+    options: NodeInferenceOptions,
+    blobs: BlobStore,
+    runtime: OnnxRuntime | SandboxedRunner,
+    market: Inference,
+  ) {
     this.#o = options
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference')
     this.blobs = blobs
@@ -132,20 +150,38 @@ export class NodeInference implements InferenceApi {
     const blobs = new BlobStore(join(options.dataDir, 'blobs'), { logger })
     await blobs.init()
     await importModelFiles(blobs, [BUILTIN_MODELS_DIR, ...(options.modelDirs ?? [])], logger)
-    const runtime = new OnnxRuntime({
+    const runtimeOptions = {
       logger,
       ...(options.executionProvider === undefined ? {} : { executionProvider: options.executionProvider }),
-    })
+    }
+    const late: { market?: Inference } = {}
+    // a model that breaks a sandbox limit while serving is held back and reported (models.ts)
+    const runtime: OnnxRuntime | SandboxedRunner =
+      options.runner === 'in-process'
+        ? new OnnxRuntime(runtimeOptions)
+        : new SandboxedRunner({
+            ...runtimeOptions,
+            onLimit: (cid, err) => {
+              late.market?.worker?.models.broke(cid, err)
+              void (runtime as SandboxedRunner).unload(cid).catch(() => {})
+            },
+          })
+    const serve = options.serve ?? SERVE_ALL
     const { node, transport } = options
     const journal = node.store.bucket('inference-journal', utf8Codec, bytesCodec)
     blobs.serve(transport)
     const market = createInference({
-      blobs: { get: (cid) => blobs.get(cid), fetch: (cid, peers) => blobs.fetch(cid, peers, transport) },
+      blobs: {
+        get: (cid) => blobs.get(cid),
+        fetch: (cid, peers) => blobs.fetch(cid, peers, transport),
+        pin: (cid) => blobs.pin(cid),
+      },
       ...(options.worker === false
         ? {}
         : {
             worker: {
               runner: runtime,
+              allows: (model) => allows(serve, model),
               keeper: receiptKeeper(bucketJournal(journal, 'k/')),
               ...(options.slots === undefined ? {} : { slots: options.slots }),
               ...(options.behaviour === undefined ? {} : { behaviour: options.behaviour }),
@@ -173,6 +209,7 @@ export class NodeInference implements InferenceApi {
       logger,
       signal: options.signal,
     })
+    late.market = market
     return new NodeInference(options, blobs, runtime, market)
   }
 
@@ -228,12 +265,15 @@ export class NodeInference implements InferenceApi {
   ): Promise<CompletionOutcome> {
     const gateway = this.market.gateway
     const model = gateway.resolveModel(request.model)
-    if (model.kind !== 'text') throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
+    if (model.kind !== 'text')
+      throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
     const codec = await this.#codec(model)
     // One paid job per character: refuse up front rather than charge for half an answer.
     const cost = model.price * BigInt(request.maxTokens)
     await gateway.topUpSelfDeposit()
-    const deposit = depositOf(this.#o.node.app.state, this.#o.node.did, this.#o.node.did).amount - gateway.reservedFor(this.#o.node.did)
+    const deposit =
+      depositOf(this.#o.node.app.state, this.#o.node.did, this.#o.node.did).amount -
+      gateway.reservedFor(this.#o.node.did)
     if (deposit < cost)
       throw new InferenceError(
         'insufficient-deposit',
@@ -279,12 +319,16 @@ export class NodeInference implements InferenceApi {
       try {
         found = TextCodec.fromJson(bytes, cid)
       } catch (err) {
-        throw new InferenceError('not-text-model', `the registered tokenizer of ${model.name} is unusable: ${describeError(err)}`)
+        throw new InferenceError(
+          'not-text-model',
+          `the registered tokenizer of ${model.name} is unusable: ${describeError(err)}`,
+        )
       }
     } else {
       found = await TextCodec.forModel(cid, [BUILTIN_MODELS_DIR, ...(this.#o.modelDirs ?? [])])
     }
-    if (found === undefined) throw new InferenceError('not-text-model', `no tokenizer is known for text model ${model.name}`)
+    if (found === undefined)
+      throw new InferenceError('not-text-model', `no tokenizer is known for text model ${model.name}`)
     this.#codecs.set(cid, found)
     return found
   }
@@ -362,7 +406,7 @@ export class NodeInference implements InferenceApi {
       slashes,
       pendingSettlement: settler.pending,
       worker: worker?.load() ?? { running: 0, queued: 0, paid: 0 },
-      failedModels: worker?.models.failed() ?? [],
+      badModels: worker?.models.bad() ?? [],
     }
   }
 

@@ -100,7 +100,9 @@ export class OwnTxQueue {
 
   async #send(u: Omit<Unconfirmed, 'hash'>): Promise<Uint8Array> {
     const init = this.#init
-    const bytes = encodeTx(signTx(init.key, { chainId: init.chainId, nonce: u.nonce, fee: u.fee, kind: u.kind, body: u.body }))
+    const bytes = encodeTx(
+      signTx(init.key, { chainId: init.chainId, nonce: u.nonce, fee: u.fee, kind: u.kind, body: u.body }),
+    )
     const hash = await init.submit(bytes)
     this.#unconfirmed.push({ ...u, hash })
     return hash
@@ -112,4 +114,3 @@ export class OwnTxQueue {
     return result
   }
 }
-

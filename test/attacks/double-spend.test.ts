@@ -9,7 +9,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
-import { Ed25519KeyPair } from '../../src/identity/keys.ts'
+import type { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { balanceOf } from '../../src/bank/bank.ts'
 import { InferenceError } from '../../src/inference/errors.ts'
 import { INFER_PROTOCOL } from '../../src/inference/constants.ts'
@@ -66,7 +66,10 @@ test('double spending: one deposit pays at one gateway only; a second gateway re
   // the same client at a second gateway: nothing deposited there
   await assert.rejects(
     g1.inference.gateway.infer({ model: m.model.cid, inputs, job: jobFor(m, client, g1.did, inputs) }),
-    (err: unknown) => err instanceof InferenceError && err.reason === 'insufficient-deposit' && /deposited with gateway/.test(err.message),
+    (err: unknown) =>
+      err instanceof InferenceError &&
+      err.reason === 'insufficient-deposit' &&
+      /deposited with gateway/.test(err.message),
   )
   // nor can it send g1 a job that spends its deposit with g0
   await assert.rejects(
@@ -91,21 +94,27 @@ test('free inference: a worker asked directly runs nothing for a client without 
   const transport = m.net.hub.join(did(rogue))
   const ask = async (job: SignedJob, inputs: TensorMap): Promise<{ receipt: Receipt }> =>
     decodeWorkAnswer(
-      await transport.request(worker.did, INFER_PROTOCOL, encodeWorkRequest({ job, inputs, dispatch: signDispatch(rogue, job, worker.did), purpose: 'job' })),
+      await transport.request(
+        worker.did,
+        INFER_PROTOCOL,
+        encodeWorkRequest({ job, inputs, dispatch: signDispatch(rogue, job, worker.did), purpose: 'job' }),
+      ),
       worker.did,
     )
   const inputs = m.inputs(2)
   // the rogue gateway dispatches a client's job that nobody deposited for
-  await assert.rejects(ask(jobFor(m, client, did(rogue), inputs), inputs), (err: unknown) =>
-    err instanceof InferenceError && err.reason === 'insufficient-deposit',
+  await assert.rejects(
+    ask(jobFor(m, client, did(rogue), inputs), inputs),
+    (err: unknown) => err instanceof InferenceError && err.reason === 'insufficient-deposit',
   )
   // with one job's worth deposited, the worker runs one job and refuses a second it could not be paid for
   m.net.submit(client, 'inference.deposit', { gateway: did(rogue), amount: PRICE })
   await m.block()
   const ran = await ask(jobFor(m, client, did(rogue), inputs), inputs)
   assert.equal(ran.receipt.worker, worker.did)
-  await assert.rejects(ask(jobFor(m, client, did(rogue), inputs), inputs), (err: unknown) =>
-    err instanceof InferenceError && err.reason === 'insufficient-deposit',
+  await assert.rejects(
+    ask(jobFor(m, client, did(rogue), inputs), inputs),
+    (err: unknown) => err instanceof InferenceError && err.reason === 'insufficient-deposit',
   )
 })
 
@@ -116,7 +125,11 @@ test('moving the funds away before settlement: a deposit asked back still pays t
   m.net.submit(client, 'inference.deposit', { gateway: g0.did, amount: PRICE })
   await m.block()
   const inputs = m.inputs(3)
-  const answer = await g0.inference.gateway.infer({ model: m.model.cid, inputs, job: jobFor(m, client, g0.did, inputs) })
+  const answer = await g0.inference.gateway.infer({
+    model: m.model.cid,
+    inputs,
+    job: jobFor(m, client, g0.did, inputs),
+  })
   // the client asks the deposit back in the same block the gateway settles, and tries to take it
   m.net.submit(client, 'inference.undeposit', { gateway: g0.did, amount: PRICE })
   await m.block()
@@ -140,7 +153,11 @@ test('over-dispatching: a gateway that hands one deposit to several workers is r
   // one job's deposit, dispatched to three workers at once: each sees it covered for itself
   for (const worker of m.workers.slice(0, 3)) {
     const job = jobFor(m, client, did(rogue), inputs)
-    const bytes = await transport.request(worker.did, INFER_PROTOCOL, encodeWorkRequest({ job, inputs, dispatch: signDispatch(rogue, job, worker.did), purpose: 'job' }))
+    const bytes = await transport.request(
+      worker.did,
+      INFER_PROTOCOL,
+      encodeWorkRequest({ job, inputs, dispatch: signDispatch(rogue, job, worker.did), purpose: 'job' }),
+    )
     receipts.push(decodeWorkAnswer(bytes, worker.did).receipt)
   }
   m.net.submit(rogue, 'inference.settle', { receipts: receipts.map(receiptValue), latencies: receipts.map(() => 1) })
@@ -154,7 +171,11 @@ test('over-dispatching: a gateway that hands one deposit to several workers is r
     const job = jobFor(m, client, did(rogue), inputs)
     await assert.rejects(
       transport
-        .request(worker.did, INFER_PROTOCOL, encodeWorkRequest({ job, inputs, dispatch: signDispatch(rogue, job, worker.did), purpose: 'job' }))
+        .request(
+          worker.did,
+          INFER_PROTOCOL,
+          encodeWorkRequest({ job, inputs, dispatch: signDispatch(rogue, job, worker.did), purpose: 'job' }),
+        )
         .then((bytes) => decodeWorkAnswer(bytes, worker.did)),
       (err: unknown) => err instanceof InferenceError && /dispatched more than a deposit held/.test(err.message),
     )

@@ -35,7 +35,11 @@ test('framing drain: Sybil auditors and a self-picked quorum cannot slash an hon
   const j = job(m)
   block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, victim, j, { outputHash: OUT_A })])]])
   const settlement = settlementOf(m.state, jobIdHex(j))!
-  const frame = (who: (typeof sybils)[number]) => ({ jobId: jobId(j), audit: receiptValue(rerun(m, who, j, OUT_B)), outputs: [] })
+  const frame = (who: (typeof sybils)[number]) => ({
+    jobId: jobId(j),
+    audit: receiptValue(rerun(m, who, j, OUT_B)),
+    outputs: [],
+  })
 
   // too early: the block that draws the auditor is not committed yet
   inBlock(m, (tx) => refused(() => tx(sybils[0]!, 'inference.audit', frame(sybils[0]!)), 'too-early'))
@@ -51,17 +55,34 @@ test('framing drain: Sybil auditors and a self-picked quorum cannot slash an hon
   // the drawn auditor answers honestly: one audit per job, so no Sybil gets a second try
   const first = workerByDid(m, drawn[0]!)
   const honestFirst = !sybils.some((s) => s.did === first.did)
-  block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, first, j, honestFirst ? OUT_A : OUT_B)), outputs: [] }]])
+  block(m, [
+    [
+      m.outsider,
+      'inference.audit',
+      { jobId: jobId(j), audit: receiptValue(rerun(m, first, j, honestFirst ? OUT_A : OUT_B)), outputs: [] },
+    ],
+  ])
   for (const sybil of sybils)
     inBlock(m, (tx) => refused(() => tx(sybil, 'inference.audit', frame(sybil)), 'already-audited'))
 
   if (!honestFirst) {
     // a Sybil happened to be drawn and disputed: the quorum is the chain's, not theirs
-    const members = quorumOf(m.state, settlement, { did: first.did, ep: 'cpu', runtime: RUNTIME }, m.height + 1, m.genesis.params)
+    const members = quorumOf(
+      m.state,
+      settlement,
+      { did: first.did, ep: 'cpu', runtime: RUNTIME },
+      m.height + 1,
+      m.genesis.params,
+    )
     const picked = sybils.filter((s) => s.did !== first.did).map((s) => receiptValue(rerun(m, s, j, OUT_B)))
     const fromMembers = picked.filter((r) => members.some((x) => x.did === (r as { worker: string }).worker))
     if (fromMembers.length < m.genesis.params.quorumSize)
-      inBlock(m, (tx) => refused(() => tx(sybils[1]!, 'inference.resolve', { jobId: jobId(j), quorum: picked, outputs: [] }), 'quorum-too-small'))
+      inBlock(m, (tx) =>
+        refused(
+          () => tx(sybils[1]!, 'inference.resolve', { jobId: jobId(j), quorum: picked, outputs: [] }),
+          'quorum-too-small',
+        ),
+      )
     assert.equal(disputeOf(m.state, jobIdHex(j))?.resolved, null)
   }
   assert.equal(workerRecord(m.state, victim.did)!.bonded, bond, 'the victim kept its whole bond')
@@ -76,7 +97,11 @@ test('framing drain: an audit of an old job is refused once its window has close
   advanceTo(m, auditWindowEnd(auditOpensAt(settlement), m.genesis.params))
   const drawn = workerByDid(m, auditorsOf(m.state, settlement, m.height + 1, m.genesis.params)[0]!.did)
   inBlock(m, (tx) =>
-    refused(() => tx(drawn, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, drawn, j, OUT_B)), outputs: [] }), 'audit-window-closed'),
+    refused(
+      () =>
+        tx(drawn, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, drawn, j, OUT_B)), outputs: [] }),
+      'audit-window-closed',
+    ),
   )
 })
 
@@ -96,10 +121,18 @@ test('framing drain: two Sybils among eight workers that dispute whenever drawn 
     if (!sybils.has(auditor.did)) continue
     // the Sybil is drawn: it claims the victim's answer was wrong
     framed++
-    block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, workerByDid(m, auditor.did), j, OUT_B)), outputs: [] }]])
+    block(m, [
+      [
+        m.outsider,
+        'inference.audit',
+        { jobId: jobId(j), audit: receiptValue(rerun(m, workerByDid(m, auditor.did), j, OUT_B)), outputs: [] },
+      ],
+    ])
     const members = quorumOf(m.state, settlement, auditor, m.height + 1, m.genesis.params)
     // every drawn member answers: Sybils side with their auditor, honest ones compute the truth
-    const quorum = members.map((x) => receiptValue(rerun(m, workerByDid(m, x.did), j, sybils.has(x.did) ? OUT_B : OUT_A)))
+    const quorum = members.map((x) =>
+      receiptValue(rerun(m, workerByDid(m, x.did), j, sybils.has(x.did) ? OUT_B : OUT_A)),
+    )
     const events = block(m, [[m.outsider, 'inference.resolve', { jobId: jobId(j), quorum, outputs: [] }]])
     const slashed = events.filter((e) => e.type === 'inference.slashed').map((e) => e.attributes.worker)
     assert.deepEqual(slashed, [auditor.did], 'the framing auditor is slashed, the victim is not')

@@ -52,14 +52,29 @@ test('mislabelled receipts: a cheater on a provider nobody else runs is judged b
   assert.equal(auditor.ep, 'cpu')
   const audit = receiptValue(rerun(m, workerByDid(m, auditor.did), j, hashTensorMap(truth)))
   // across providers the audit must carry both output maps, and they disagree beyond tolerance
-  block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [encodeTensorMap(lie), encodeTensorMap(truth)] }]])
+  block(m, [
+    [
+      m.outsider,
+      'inference.audit',
+      { jobId: jobId(j), audit, outputs: [encodeTensorMap(lie), encodeTensorMap(truth)] },
+    ],
+  ])
   const members = quorumOf(m.state, settlement, auditor, m.height + 1, m.genesis.params)
-  assert.ok(members.every((x) => x.ep === 'cpu' && x.runtime === RUNTIME), 'one provider group: CPU')
+  assert.ok(
+    members.every((x) => x.ep === 'cpu' && x.runtime === RUNTIME),
+    'one provider group: CPU',
+  )
   const quorum = members.map((x) => receiptValue(rerun(m, workerByDid(m, x.did), j, hashTensorMap(truth))))
   // without the maps the chain cannot judge the CoreML side, and says so
-  inBlock(m, (tx) => refused(() => tx(m.outsider, 'inference.resolve', { jobId: jobId(j), quorum, outputs: [] }), 'outputs-required'))
+  inBlock(m, (tx) =>
+    refused(() => tx(m.outsider, 'inference.resolve', { jobId: jobId(j), quorum, outputs: [] }), 'outputs-required'),
+  )
   const events = block(m, [
-    [m.outsider, 'inference.resolve', { jobId: jobId(j), quorum, outputs: [encodeTensorMap(lie), encodeTensorMap(truth)] }],
+    [
+      m.outsider,
+      'inference.resolve',
+      { jobId: jobId(j), quorum, outputs: [encodeTensorMap(lie), encodeTensorMap(truth)] },
+    ],
   ])
   const slashed = events.filter((e) => e.type === 'inference.slashed').map((e) => e.attributes.worker)
   assert.deepEqual(slashed, [cheater.did], 'judged, not skipped')
@@ -72,14 +87,24 @@ test('mislabelled receipts: an honest worker on another provider, within toleran
   const cpu = y([0.1, 0.7, 0.2])
   const coreml = y([0.1003, 0.6996, 0.2001])
   const j = job(m)
-  block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, honest, j, { outputHash: hashTensorMap(coreml) })])]])
+  block(m, [
+    [m.gateway, 'inference.settle', settleBody([receipt(m, honest, j, { outputHash: hashTensorMap(coreml) })])],
+  ])
   const settlement = settlementOf(m.state, jobIdHex(j))!
   advanceTo(m, auditOpensAt(settlement))
   const auditor = auditorsOf(m.state, settlement, m.height + 1, m.genesis.params)[0]!
   // a dishonest auditor claims a mismatch without the maps: refused; with them: a pass
   const audit = receiptValue(rerun(m, workerByDid(m, auditor.did), j, hashTensorMap(cpu)))
-  inBlock(m, (tx) => refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [] }), 'outputs-required'))
-  const events = block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [encodeTensorMap(coreml), encodeTensorMap(cpu)] }]])
+  inBlock(m, (tx) =>
+    refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [] }), 'outputs-required'),
+  )
+  const events = block(m, [
+    [
+      m.outsider,
+      'inference.audit',
+      { jobId: jobId(j), audit, outputs: [encodeTensorMap(coreml), encodeTensorMap(cpu)] },
+    ],
+  ])
   assert.ok(events.some((e) => e.type === 'inference.audit_passed'))
   assert.equal(workerRecord(m.state, honest.did)!.slashes, 0)
 })

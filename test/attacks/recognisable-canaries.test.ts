@@ -24,7 +24,10 @@ test('recognisable canaries: the same inputs give unlinkable commitments on chai
   const inputs = m.inputs(5)
   const a = await gateway.infer({ model: m.model.cid, inputs })
   const b = await gateway.infer({ model: m.model.cid, inputs })
-  assert.ok(!equals(a.receipt.job.inputsHash, b.receipt.job.inputsHash), 'two jobs on the same inputs commit differently')
+  assert.ok(
+    !equals(a.receipt.job.inputsHash, b.receipt.job.inputsHash),
+    'two jobs on the same inputs commit differently',
+  )
   assert.ok(!equals(a.receipt.job.inputsHash, hashTensorMap(inputs)), 'the bare inputs hash appears nowhere')
   assert.ok(equals(a.receipt.job.inputsHash, inputsCommitment(a.receipt.job.salt, hashTensorMap(inputs))))
 })
@@ -55,10 +58,16 @@ test('recognisable canaries: a canary looks like the gateway’s paid jobs, and 
     }
     const challenged = events.filter((e) => e.type === 'inference.challenge')
     assert.ok(challenged.length > 0, 'a wrong canary was challenged by its client, the gateway')
-    assert.ok(challenged.every((e) => e.attributes.worker === cheater), 'only the cheater’s canaries were wrong')
+    assert.ok(
+      challenged.every((e) => e.attributes.worker === cheater),
+      'only the cheater’s canaries were wrong',
+    )
     const slashed = events.filter((e) => e.type === 'inference.slashed').map((e) => e.attributes.worker)
     assert.ok(slashed.includes(cheater), 'the cheater was slashed')
-    assert.ok(slashed.every((w) => w === cheater), 'and nobody else')
+    assert.ok(
+      slashed.every((w) => w === cheater),
+      'and nobody else',
+    )
   } finally {
     await m.close()
   }

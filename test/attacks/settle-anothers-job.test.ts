@@ -31,9 +31,13 @@ test('settling another worker’s job: the busy worker’s made-up receipt never
   const madeUp = receipt(m, busy, j, { outputHash: OUT_B })
   const honest = receipt(m, ran, j, { outputHash: OUT_A })
   // the busy worker races to settle before the gateway: too early, its gateway has priority
-  inBlock(m, (tx) => refused(() => tx(busy, 'inference.settle', settleBody([madeUp], [0])), 'no-valid-receipts', /too-early/))
+  inBlock(m, (tx) =>
+    refused(() => tx(busy, 'inference.settle', settleBody([madeUp], [0])), 'no-valid-receipts', /too-early/),
+  )
   // nor can a third party settle it for the worker
-  inBlock(m, (tx) => refused(() => tx(m.outsider, 'inference.settle', settleBody([madeUp])), 'no-valid-receipts', /not-yours/))
+  inBlock(m, (tx) =>
+    refused(() => tx(m.outsider, 'inference.settle', settleBody([madeUp])), 'no-valid-receipts', /not-yours/),
+  )
   const before = balanceOf(m.state, ran.did)
   block(m, [[m.gateway, 'inference.settle', settleBody([honest])]])
   assert.equal(settlementOf(m.state, jobIdHex(j))?.worker, ran.did)
@@ -42,7 +46,9 @@ test('settling another worker’s job: the busy worker’s made-up receipt never
   advanceTo(m, m.height + 20)
   const late = block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, ran, job(m))])]])
   assert.deepEqual(rejections(late), [])
-  inBlock(m, (tx) => refused(() => tx(busy, 'inference.settle', settleBody([madeUp], [0])), 'no-valid-receipts', /already-settled/))
+  inBlock(m, (tx) =>
+    refused(() => tx(busy, 'inference.settle', settleBody([madeUp], [0])), 'no-valid-receipts', /already-settled/),
+  )
 })
 
 test('settling another worker’s job: a receipt without this worker’s dispatch, or with a forged one, never settles', () => {
@@ -57,9 +63,15 @@ test('settling another worker’s job: a receipt without this worker’s dispatc
   const paid = receipt(m, ran, j)
   advanceTo(m, m.height + 15) // past the grace: workers may settle their own receipts now
   for (const bad of [forged, resigned])
-    inBlock(m, (tx) => refused(() => tx(never, 'inference.settle', settleBody([bad], [0])), 'no-valid-receipts', /bad-signature/))
+    inBlock(m, (tx) =>
+      refused(() => tx(never, 'inference.settle', settleBody([bad], [0])), 'no-valid-receipts', /bad-signature/),
+    )
   inBlock(m, (tx) =>
-    refused(() => tx(never, 'inference.settle', settleBody([undispatched], [0])), 'no-valid-receipts', /not-dispatched/),
+    refused(
+      () => tx(never, 'inference.settle', settleBody([undispatched], [0])),
+      'no-valid-receipts',
+      /not-dispatched/,
+    ),
   )
   // the worker it was dispatched to settles its own receipt: the gateway vanished, the work is paid
   block(m, [[ran, 'inference.settle', settleBody([paid], [0])]])

@@ -29,7 +29,14 @@ import {
 test('washed usage: a free model cannot be registered', () => {
   const m = market()
   inBlock(m, (tx) =>
-    refused(() => tx(m.owner, 'inference.registerModel', { ...modelBody({ name: 'free', price: 0n }), cid: MODEL.replace(/.$/, 'q') }), 'price-too-low'),
+    refused(
+      () =>
+        tx(m.owner, 'inference.registerModel', {
+          ...modelBody({ name: 'free', price: 0n }),
+          cid: MODEL.replace(/.$/, 'q'),
+        }),
+      'price-too-low',
+    ),
   )
 })
 
@@ -56,14 +63,27 @@ test('washed usage: a worker paying itself through a second key and its own gate
     )
     jobs += BigInt(receipts.length)
     // the attacker's gateway claims 0 ms latency for its own worker: the best speed there is
-    const events = block(m, [[m.gateway, 'inference.settle', settleBody(receipts, receipts.map(() => 0))]])
+    const events = block(m, [
+      [
+        m.gateway,
+        'inference.settle',
+        settleBody(
+          receipts,
+          receipts.map(() => 0),
+        ),
+      ],
+    ])
     for (const e of events)
-      if (e.type === 'inference.reward' && e.attributes.worker === worker.did) rewards += BigInt(e.attributes.amount ?? 0)
+      if (e.type === 'inference.reward' && e.attributes.worker === worker.did)
+        rewards += BigInt(e.attributes.amount ?? 0)
   }
   const share = (jobs * PRICE * BigInt(m.genesis.params.protocolShareBps)) / 10_000n
   const after = wealth(m, keys)
   assert.ok(rewards > 0n, 'the washer was rewarded something')
-  assert.ok(rewards <= (jobs * PRICE * BigInt(m.genesis.params.rewardCapBps)) / 10_000n, 'at most rewardCapBps of its fees')
+  assert.ok(
+    rewards <= (jobs * PRICE * BigInt(m.genesis.params.rewardCapBps)) / 10_000n,
+    'at most rewardCapBps of its fees',
+  )
   assert.ok(rewards < share, `rewards ${rewards} < the protocol share it paid ${share}`)
   assert.equal(after, before - share - 10n + rewards, 'washing lost the protocol share and the fees, and won back less')
   assert.ok(after < before, `washing cost the attacker ${before - after}`)
@@ -99,7 +119,11 @@ test('recency applies: a worker idle since earlier epochs is still scored, at 0.
   block(m, [[m.gateway, 'inference.settle', fifty(late)]])
   advanceTo(m, 19)
   const edge = block(m) // epoch edge 20
-  const scores = new Map(edge.filter((e) => e.type === 'inference.reward').map((e) => [e.attributes.worker, BigInt(e.attributes.scorePpm ?? 0)]))
+  const scores = new Map(
+    edge
+      .filter((e) => e.type === 'inference.reward')
+      .map((e) => [e.attributes.worker, BigInt(e.attributes.scorePpm ?? 0)]),
+  )
   assert.ok(scores.has(early.did), 'the idle worker is scored (before, only the epoch’s active workers were)')
   assert.equal(recencyPpm(workerRecord(m.state, early.did)!.lastActiveHeight, 20, 5), 800_000n)
   assert.ok((scores.get(early.did) ?? 0n) < (scores.get(late.did) ?? 0n), 'idle usage counts less than recent usage')

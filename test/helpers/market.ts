@@ -138,7 +138,19 @@ export function market(options: MarketOptions = {}): Market {
   })
   const state = new StateOverlay(SparseMerkleTree.empty())
   machine.initGenesis(state, genesis)
-  const m: Market = { genesis, machine, state, height: 0, val, owner, client, gateway, outsider, workers, nonces: new Map() }
+  const m: Market = {
+    genesis,
+    machine,
+    state,
+    height: 0,
+    val,
+    owner,
+    client,
+    gateway,
+    outsider,
+    workers,
+    nonces: new Map(),
+  }
   const deposit = options.deposit ?? 10_000n
   block(m, deposit > 0n ? [[client, 'inference.deposit', { gateway: gateway.did, amount: deposit }]] : [])
   return m
@@ -208,13 +220,18 @@ export function advanceTo(m: Market, height: number): void {
 export function refused(fn: () => unknown, reason: string, message?: RegExp): void {
   assert.throws(
     fn,
-    (err: unknown) => err instanceof TxError && err.reason === reason && (message === undefined || message.test(err.message)),
+    (err: unknown) =>
+      err instanceof TxError && err.reason === reason && (message === undefined || message.test(err.message)),
     `expected a refusal with reason ${reason}`,
   )
 }
 
 /** A job of the client's through the gateway, deadline a minute after the current block. */
-export function job(m: Market, overrides: Partial<Omit<SignedJob, 'client' | 'signature'>> = {}, by: Actor = m.client): SignedJob {
+export function job(
+  m: Market,
+  overrides: Partial<Omit<SignedJob, 'client' | 'signature'>> = {},
+  by: Actor = m.client,
+): SignedJob {
   const salt = randomBytes(16)
   return signJob(by.key, {
     chainId: m.genesis.chainId,

@@ -66,8 +66,11 @@ export class SimMarket {
     const runtime = new OnnxRuntime({ executionProvider: 'cpu' })
     await runtime.load(model.cid, bytes)
     const data = await readDigitsDataset()
-    const rows = Array.from({ length: 64 }, (_, r) => data.features.slice(r * data.featureCount, (r + 1) * data.featureCount))
-    const key = (label: string): Ed25519KeyPair => Ed25519KeyPair.fromSeed(sha256(utf8(`sim-market/${options.seed}/${label}`)))
+    const rows = Array.from({ length: 64 }, (_, r) =>
+      data.features.slice(r * data.featureCount, (r + 1) * data.featureCount),
+    )
+    const key = (label: string): Ed25519KeyPair =>
+      Ed25519KeyPair.fromSeed(sha256(utf8(`sim-market/${options.seed}/${label}`)))
     const behaviours = options.workers ?? Array.from({ length: 6 }, (): WorkerBehaviour => ({ kind: 'honest' }))
     const workerKeys = behaviours.map((_, i) => key(`worker/${i}`))
     const gatewayKeys = Array.from({ length: options.gateways ?? 1 }, (_, i) => key(`gateway/${i}`))
@@ -94,7 +97,13 @@ export class SimMarket {
             tolerance: DEMO_TOLERANCE,
           },
         ],
-        workers: workerKeys.map((k) => ({ did: did(k), bond: 100_000n, ep: 'cpu', runtime: RUNTIME_NAME, models: [model.cid] })),
+        workers: workerKeys.map((k) => ({
+          did: did(k),
+          bond: 100_000n,
+          ep: 'cpu',
+          runtime: RUNTIME_NAME,
+          models: [model.cid],
+        })),
       },
     }
     const net = new SimNetwork({ seed: options.seed, genesis })
@@ -108,10 +117,19 @@ export class SimMarket {
       calibrate: async () => ({ jobsPerSecond: 100 }),
     }
     const workers = workerKeys.map((k, i) =>
-      net.addNode(k, { blobs, worker: { runner, behaviour: behaviours[i] as WorkerBehaviour }, gateway: false, selfDeposit: false }),
+      net.addNode(k, {
+        blobs,
+        worker: { runner, behaviour: behaviours[i] as WorkerBehaviour },
+        gateway: false,
+        selfDeposit: false,
+      }),
     )
     const gateways = gatewayKeys.map((k) =>
-      net.addNode(k, { blobs, worker: { runner }, ...(options.canaryPpm === undefined ? {} : { canaryPpm: options.canaryPpm }) }),
+      net.addNode(k, {
+        blobs,
+        worker: { runner },
+        ...(options.canaryPpm === undefined ? {} : { canaryPpm: options.canaryPpm }),
+      }),
     )
     const keys = new Map([...workerKeys, ...gatewayKeys].map((k) => [did(k), k]))
     const market = new SimMarket({ net, model, workers, gateways, keys, rows, runtime, accounts: accountKeys })

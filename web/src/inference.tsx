@@ -11,7 +11,7 @@ import {
 import type { NodeLive } from './live.ts'
 import { useLive } from './live.ts'
 import { argmax, DIGIT_SAMPLES } from './digits.ts'
-import { amount, errorText } from './format.ts'
+import { amount, clock, errorText } from './format.ts'
 import { usePoll } from './poll.ts'
 import { Badge, Button, Card, Chart, Field, Notice, Short, Stat, Table } from './ui.tsx'
 
@@ -286,6 +286,22 @@ export function Inference(props: { live: NodeLive }) {
           ]}
         />
       </Card>
+      {st?.badModels !== undefined && st.badModels.length > 0 && (
+        <Card title="Models held back" wide>
+          <Table
+            testId="bad-models"
+            rows={st.badModels}
+            rowKey={(b) => b.cid}
+            empty="none"
+            columns={[
+              { label: 'model', render: (b) => <Short text={b.cid} head={10} /> },
+              { label: 'limit broken', render: (b) => <Badge tone="warn">{b.reason}</Badge> },
+              { label: 'failures', render: (b) => b.failures, numeric: true },
+              { label: 'retry at', render: (b) => clock(b.retryAt) },
+            ]}
+          />
+        </Card>
+      )}
       <Card title="Workers" wide>
         <Table
           testId="workers"

@@ -493,14 +493,19 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
               },
               { description: 'this node’s worker: jobs running now and jobs waiting for a slot' },
             ),
-            failedModels: Type.Array(
-              Type.Object({
-                cid: Type.String(),
-                reason: Type.String(),
-                failures: Type.Integer(),
-                retryAt: Type.Integer({ description: 'when the worker tries it again, ms since the epoch' }),
-              }),
-              { description: 'models this node’s worker refused or could not load, backing off' },
+            badModels: Type.Optional(
+              Type.Array(
+                Type.Object({
+                  cid: Type.String(),
+                  reason: Type.String({
+                    description: 'the limit it broke: unsafe, load-time, run-time, memory, output-size, crashed',
+                  }),
+                  failures: Type.Integer(),
+                  markedAt: Type.Integer({ description: 'ms since the Unix epoch' }),
+                  retryAt: Type.Integer({ description: 'not retried before this time, ms since the Unix epoch' }),
+                }),
+                { description: 'models this node’s worker holds back after they broke a sandbox limit' },
+              ),
             ),
           }),
           ...ERROR_RESPONSES,

@@ -405,7 +405,7 @@ Examples:
     )
   deposit
     .command('show')
-    .description("what a client has deposited with the node asked (as gateway), and what its jobs in flight hold")
+    .description('what a client has deposited with the node asked (as gateway), and what its jobs in flight hold')
     .argument('<client>', "the client's DID")
     .option('--json', 'print as JSON')
     .addHelpText('after', '\nExamples:\n  $ donghae --node http://127.0.0.1:26657 deposit show did:key:z6Mk…')

@@ -111,11 +111,16 @@ export function challengeHandler(params: InferenceParams): TxHandler<{ jobId: Ui
     apply(state, tx, body, ctx) {
       const id = toHex(body.jobId)
       const settlement = settled(state, id)
-      if (settlement.client !== tx.sender) refuse('not-client', `only the job's client ${settlement.client} may challenge it`)
-      if (settlement.challenged !== null) refuse('already-challenged', `job ${id} was challenged at ${settlement.challenged}`)
+      if (settlement.client !== tx.sender)
+        refuse('not-client', `only the job's client ${settlement.client} may challenge it`)
+      if (settlement.challenged !== null)
+        refuse('already-challenged', `job ${id} was challenged at ${settlement.challenged}`)
       if (auditOf(state, id) !== undefined) refuse('already-audited', `job ${id} has been audited`)
       if (ctx.height > settlement.height + params.disputeWindowBlocks)
-        refuse('too-late', `job ${id} settled at ${settlement.height}; challenges close after ${params.disputeWindowBlocks} blocks`)
+        refuse(
+          'too-late',
+          `job ${id} settled at ${settlement.height}; challenges close after ${params.disputeWindowBlocks} blocks`,
+        )
       debit(state, tx.sender, params.challengeFee)
       writeAmount(state, TREASURY_KEY, readAmount(state, TREASURY_KEY) + params.challengeFee)
       state.write(jobKey(id), { ...settlement, challenged: ctx.height })
@@ -141,7 +146,8 @@ function checkAuditor(
   params: InferenceParams,
 ): Candidate {
   const audited = isAudited(state, settlement, params)
-  if (audited === undefined) refuse('too-early', `the block that draws job ${toHex(jobId(audit.job))}'s audit is not committed yet`)
+  if (audited === undefined)
+    refuse('too-early', `the block that draws job ${toHex(jobId(audit.job))}'s audit is not committed yet`)
   if (!audited) refuse('not-drawn-for-audit', 'the chain did not draw this job for an audit')
   const drawn = auditorsOf(state, settlement, ctx.height, params)
   const index = drawn.findIndex((c) => c.did === audit.worker)
@@ -183,7 +189,11 @@ export function auditHandler(params: InferenceParams): TxHandler<AuditBody> {
   return {
     decodeBody(body) {
       const b = fields(body, 'inference.audit', ['jobId', 'audit', 'outputs'])
-      return { jobId: bytes32(b.jobId, 'jobId'), audit: receiptOf(b.audit, 'audit'), outputs: outputList(b.outputs, 'outputs', 2) }
+      return {
+        jobId: bytes32(b.jobId, 'jobId'),
+        audit: receiptOf(b.audit, 'audit'),
+        outputs: outputList(b.outputs, 'outputs', 2),
+      }
     },
     apply(state, _tx, body, ctx) {
       const id = toHex(body.jobId)
@@ -193,7 +203,10 @@ export function auditHandler(params: InferenceParams): TxHandler<AuditBody> {
       if (auditOf(state, id) !== undefined) refuse('already-audited', `job ${id} already has its audit`)
       const auditor = checkAuditor(state, settlement, audit, ctx, params)
       if (audit.ep !== auditor.ep || audit.runtime !== auditor.runtime)
-        refuse('ep-mismatch', `the audit receipt names ${audit.ep} ${audit.runtime}; the auditor declared ${auditor.ep} ${auditor.runtime}`)
+        refuse(
+          'ep-mismatch',
+          `the audit receipt names ${audit.ep} ${audit.runtime}; the auditor declared ${auditor.ep} ${auditor.runtime}`,
+        )
       if (!verifyWorkerSignature(audit)) refuse('bad-signature', "the audit receipt's signature does not verify")
       const model = modelByCid(state, settlement.model)
       if (model === undefined) refuse('unknown-model', `model ${settlement.model} is gone`)
@@ -204,7 +217,12 @@ export function auditHandler(params: InferenceParams): TxHandler<AuditBody> {
         model.tolerance,
         'the original',
       )
-      const record: AuditRecord = { auditor: audit.worker, height: ctx.height, receiptId: receiptId(audit), passed: pass }
+      const record: AuditRecord = {
+        auditor: audit.worker,
+        height: ctx.height,
+        receiptId: receiptId(audit),
+        passed: pass,
+      }
       state.write(auditKey(id), record)
       if (pass) {
         passAudit(state, settlement, audit, id, ctx, params)
@@ -375,7 +393,10 @@ export function resolveHandler(params: InferenceParams): TxHandler<ResolveBody> 
       if (dispute.resolved !== null)
         refuse('already-resolved', `the dispute over job ${id} was resolved at height ${dispute.resolved.height}`)
       if (ctx.height > dispute.height + params.disputeWindowBlocks)
-        refuse('dispute-lapsed', `the dispute over job ${id} lapsed at height ${dispute.height + params.disputeWindowBlocks}`)
+        refuse(
+          'dispute-lapsed',
+          `the dispute over job ${id} lapsed at height ${dispute.height + params.disputeWindowBlocks}`,
+        )
       const settlement = settled(state, id)
       const model = modelByCid(state, settlement.model)
       if (model === undefined) refuse('unknown-model', `model ${settlement.model} is gone`)
@@ -387,7 +408,12 @@ export function resolveHandler(params: InferenceParams): TxHandler<ResolveBody> 
       const reference = { hash: majority, group }
       const sides = [
         { did: settlement.worker, hash: settlement.outputHash, group: groupOf(settlement), what: 'the original' },
-        { did: dispute.audit.worker, hash: dispute.audit.outputHash, group: groupOf({ ep: dispute.auditEp, runtime: dispute.auditRuntime }), what: 'the audit' },
+        {
+          did: dispute.audit.worker,
+          hash: dispute.audit.outputHash,
+          group: groupOf({ ep: dispute.auditEp, runtime: dispute.auditRuntime }),
+          what: 'the audit',
+        },
       ].map((s) => ({ ...s, ok: agrees(s, reference, outputs, model.tolerance, s.what) }))
       const losers = sides.filter((s) => !s.ok).map((s) => s.did)
       const winners = sides.filter((s) => s.ok).map((s) => s.did)

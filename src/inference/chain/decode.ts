@@ -34,7 +34,8 @@ export const MAX_QUORUM = 32
 export const MAX_SERVE_CHANGES = 64
 /** Largest encoded output map an audit or a resolution may carry (tolerance judgements). */
 export const MAX_OUTPUT_BYTES = 24 * 1024
-const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+/** A registered model name: 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit. */
+export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
 export function malformed(message: string, cause?: unknown): never {
   throw new TxError('malformed', message, { cause })
@@ -118,7 +119,7 @@ export function canonicalCid(value: unknown, field: string): string {
 export function decodeModelSpec(body: unknown): ModelSpec {
   const b = fields(body, 'inference.registerModel', MODEL_FIELDS)
   const cid = canonicalCid(b.cid, 'cid')
-  if (typeof b.name !== 'string' || !NAME_PATTERN.test(b.name))
+  if (typeof b.name !== 'string' || !MODEL_NAME_PATTERN.test(b.name))
     malformed('name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit')
   if (b.kind !== 'tensor' && b.kind !== 'text') malformed('kind must be "tensor" or "text"')
   const size = uint(b.size, 'size')

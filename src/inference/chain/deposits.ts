@@ -69,11 +69,19 @@ export function depositTx(params: InferenceParams): TxHandler<DepositBody> {
       const deposit = depositOf(state, tx.sender, body.gateway)
       deposit.amount += body.amount
       if (deposit.amount < params.minDeposit)
-        refuse('deposit-too-small', `a deposit must hold at least ${params.minDeposit}; this one would hold ${deposit.amount}`)
+        refuse(
+          'deposit-too-small',
+          `a deposit must hold at least ${params.minDeposit}; this one would hold ${deposit.amount}`,
+        )
       writeDeposit(state, tx.sender, body.gateway, deposit)
       ctx.emit({
         type: 'inference.deposit',
-        attributes: { client: tx.sender, gateway: body.gateway, amount: String(body.amount), total: String(deposit.amount) },
+        attributes: {
+          client: tx.sender,
+          gateway: body.gateway,
+          amount: String(body.amount),
+          total: String(deposit.amount),
+        },
       })
     },
   }
@@ -115,6 +123,9 @@ export const reclaimTx: TxHandler<{ gateway: string }> = {
       unlocking: deposit.unlocking.filter((u) => u.at > ctx.time),
     })
     credit(state, tx.sender, amount)
-    ctx.emit({ type: 'inference.reclaim', attributes: { client: tx.sender, gateway: body.gateway, amount: String(amount) } })
+    ctx.emit({
+      type: 'inference.reclaim',
+      attributes: { client: tx.sender, gateway: body.gateway, amount: String(amount) },
+    })
   },
 }

@@ -83,7 +83,10 @@ test('registering a model locks a deposit, refuses a price below the minimum, an
   assert.equal(balanceOf(m.state, m.owner.did), before - 500n - 1n, 'deposit 500 and the fee')
   assert.equal(modelByCid(m.state, cid)?.deposit, 500n)
   inBlock(m, (tx) =>
-    refused(() => tx(m.owner, 'inference.registerModel', { ...body, cid: MODEL.replace(/.$/, 'a'), name: 'free', price: 0n }), 'price-too-low'),
+    refused(
+      () => tx(m.owner, 'inference.registerModel', { ...body, cid: MODEL.replace(/.$/, 'a'), name: 'free', price: 0n }),
+      'price-too-low',
+    ),
   )
   block(m, [[m.owner, 'inference.retireModel', { cid }]])
   assert.equal(modelByCid(m.state, cid)?.status, 'retired')
@@ -106,22 +109,34 @@ test('a quorum of workers reporting a model makes it bad: its deposit is burned 
     [m.workers[2]!, 'inference.reportModel', { cid, reason: 'crashed' }],
   ])
   assert.equal(modelByCid(m.state, cid)?.status, 'bad')
-  assert.equal(totalSupply(m.state), supply - 500n, 'the deposit is burned (fees stay in the supply, paid to validators)')
+  assert.equal(
+    totalSupply(m.state),
+    supply - 500n,
+    'the deposit is burned (fees stay in the supply, paid to validators)',
+  )
   const j = job(m, { model: cid })
   inBlock(m, (tx) =>
-    refused(() => tx(m.gateway, 'inference.settle', settleBody([receipt(m, m.workers[3]!, j)])), 'no-valid-receipts', /model-inactive/),
+    refused(
+      () => tx(m.gateway, 'inference.settle', settleBody([receipt(m, m.workers[3]!, j)])),
+      'no-valid-receipts',
+      /model-inactive/,
+    ),
   )
 })
 
 test('a bond must reach the minimum; a new runtime declaration resets the streak; serve adds and removes', () => {
   const m = market()
   const w = m.workers[0]!
-  inBlock(m, (tx) => refused(() => tx(m.outsider, 'inference.bond', { amount: 10n, ep: 'cpu', runtime: RUNTIME }), 'bond-too-small'))
+  inBlock(m, (tx) =>
+    refused(() => tx(m.outsider, 'inference.bond', { amount: 10n, ep: 'cpu', runtime: RUNTIME }), 'bond-too-small'),
+  )
   block(m, [[m.outsider, 'inference.bond', { amount: 1_000n, ep: 'cpu', runtime: RUNTIME }]])
   assert.ok(!isSchedulable(m.state, m.outsider.did, m.height + 1, m.genesis.params) || true)
   const streaked = { ...workerRecord(m.state, w.did)! }
   assert.equal(streaked.streak, 0)
-  block(m, [[w, 'inference.serve', { ep: 'cpu', runtime: 'onnxruntime-node/1.31.0 linux-x64', add: [], remove: [MODEL] }]])
+  block(m, [
+    [w, 'inference.serve', { ep: 'cpu', runtime: 'onnxruntime-node/1.31.0 linux-x64', add: [], remove: [MODEL] }],
+  ])
   assert.equal(workerRecord(m.state, w.did)?.runtime, 'onnxruntime-node/1.31.0 linux-x64')
   assert.ok(!servingWorkers(m.state, MODEL).includes(w.did))
   block(m, [[m.outsider, 'inference.serve', { ep: 'cpu', runtime: RUNTIME, add: [MODEL], remove: [] }]])
@@ -145,7 +160,9 @@ test('a deposit asked back stays spendable by settlements until it unlocks, then
   advanceTo(m, m.height + 121)
   block(m, [[m.client, 'inference.reclaim', { gateway: m.gateway.did }]])
   assert.equal(balanceOf(m.state, m.client.did), before + 200n - 1n)
-  inBlock(m, (tx) => refused(() => tx(m.client, 'inference.deposit', { gateway: m.gateway.did, amount: 5n }), 'deposit-too-small'))
+  inBlock(m, (tx) =>
+    refused(() => tx(m.client, 'inference.deposit', { gateway: m.gateway.did, amount: 5n }), 'deposit-too-small'),
+  )
 })
 
 // ---- settlement ----------------------------------------------------------------------------------
@@ -187,7 +204,13 @@ test('receipts are refused with a reason: wrong fee, expired, a sender that is n
     ],
   ])
   assert.deepEqual(rejections(events), ['wrong-fee', 'expired', 'not-dispatched'])
-  inBlock(m, (tx) => refused(() => tx(m.outsider, 'inference.settle', settleBody([receipt(m, w, job(m))])), 'no-valid-receipts', /not-yours/))
+  inBlock(m, (tx) =>
+    refused(
+      () => tx(m.outsider, 'inference.settle', settleBody([receipt(m, w, job(m))])),
+      'no-valid-receipts',
+      /not-yours/,
+    ),
+  )
 })
 
 test('a worker settles its own receipt once the gateway had its grace period, not before', () => {
@@ -218,12 +241,18 @@ test('receipts must name the provider and runtime the worker declared, and the w
     [
       m.gateway,
       'inference.settle',
-      settleBody([receipt(m, w, job(m), { ep: 'coreml' }), receipt(m, w, job(m), { runtime: 'other/1.0' }), receipt(m, w, job(m))]),
+      settleBody([
+        receipt(m, w, job(m), { ep: 'coreml' }),
+        receipt(m, w, job(m), { runtime: 'other/1.0' }),
+        receipt(m, w, job(m)),
+      ]),
     ],
   ])
   assert.deepEqual(rejections(events), ['ep-mismatch', 'ep-mismatch'])
   block(m, [[w, 'inference.serve', { ep: 'cpu', runtime: RUNTIME, add: [], remove: [MODEL] }]])
-  const later = block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, w, job(m)), receipt(m, m.workers[1]!, job(m))])]])
+  const later = block(m, [
+    [m.gateway, 'inference.settle', settleBody([receipt(m, w, job(m)), receipt(m, m.workers[1]!, job(m))])],
+  ])
   assert.deepEqual(rejections(later), ['not-serving'])
 })
 
@@ -243,8 +272,20 @@ test('a young worker is always audited; only the drawn auditor answers, in its s
   const second = workerByDid(m, drawn[1]!.did)
   const outsiderAuditor = m.workers.find((w) => w.did !== m.workers[0]!.did && !drawn.some((d) => d.did === w.did))!
   inBlock(m, (tx) => {
-    refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, outsiderAuditor, j)), outputs: [] }), 'not-drawn-auditor')
-    refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, second, j)), outputs: [] }), 'not-your-slot')
+    refused(
+      () =>
+        tx(m.outsider, 'inference.audit', {
+          jobId: jobId(j),
+          audit: receiptValue(rerun(m, outsiderAuditor, j)),
+          outputs: [],
+        }),
+      'not-drawn-auditor',
+    )
+    refused(
+      () =>
+        tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, second, j)), outputs: [] }),
+      'not-your-slot',
+    )
   })
   const first = workerByDid(m, drawn[0]!.did)
   const paid = balanceOf(m.state, first.did)
@@ -253,7 +294,11 @@ test('a young worker is always audited; only the drawn auditor answers, in its s
   assert.equal(workerRecord(m.state, m.workers[0]!.did)?.streak, 1)
   assert.equal(balanceOf(m.state, first.did), paid + 5n, 'auditReward from the treasury')
   inBlock(m, (tx) =>
-    refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, second, j)), outputs: [] }), 'already-audited'),
+    refused(
+      () =>
+        tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, second, j)), outputs: [] }),
+      'already-audited',
+    ),
   )
 })
 
@@ -262,13 +307,23 @@ test('the second drawn auditor may answer when the first stays silent; nobody af
   const { j, settlement } = settleOne(m, 0)
   advanceTo(m, auditOpensAt(settlement) + m.genesis.params.auditSlotBlocks - 1)
   const second = workerByDid(m, auditorsOf(m.state, settlement, m.height + 1, m.genesis.params)[1]!.did)
-  block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, second, j)), outputs: [] }]])
+  block(m, [
+    [m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, second, j)), outputs: [] }],
+  ])
   assert.equal(auditOf(m.state, jobIdHex(j))?.auditor, second.did)
   const late = settleOne(m, 1)
   advanceTo(m, auditOpensAt(late.settlement) + 3 * m.genesis.params.auditSlotBlocks - 1)
   const first = workerByDid(m, auditorsOf(m.state, late.settlement, m.height + 1, m.genesis.params)[0]!.did)
   inBlock(m, (tx) =>
-    refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(late.j), audit: receiptValue(rerun(m, first, late.j)), outputs: [] }), 'audit-window-closed'),
+    refused(
+      () =>
+        tx(m.outsider, 'inference.audit', {
+          jobId: jobId(late.j),
+          audit: receiptValue(rerun(m, first, late.j)),
+          outputs: [],
+        }),
+      'audit-window-closed',
+    ),
   )
 })
 
@@ -278,9 +333,17 @@ test('a mismatch goes to the quorum the chain drew; the wrong side is slashed, t
   const { j, settlement } = settleOne(m, 0, OUT_B)
   advanceTo(m, auditOpensAt(settlement))
   const auditor = workerByDid(m, auditorsOf(m.state, settlement, m.height + 1, m.genesis.params)[0]!.did)
-  const events = block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, auditor, j, OUT_A)), outputs: [] }]])
+  const events = block(m, [
+    [m.outsider, 'inference.audit', { jobId: jobId(j), audit: receiptValue(rerun(m, auditor, j, OUT_A)), outputs: [] }],
+  ])
   assert.ok(events.some((e) => e.type === 'inference.dispute'))
-  const members = quorumOf(m.state, settlement, { did: auditor.did, ep: 'cpu', runtime: RUNTIME }, m.height + 1, m.genesis.params)
+  const members = quorumOf(
+    m.state,
+    settlement,
+    { did: auditor.did, ep: 'cpu', runtime: RUNTIME },
+    m.height + 1,
+    m.genesis.params,
+  )
   assert.equal(members.length, 4, 'four other workers: quorumSize 3 and one of the two spares')
   assert.ok(members.every((x) => x.did !== cheater.did && x.did !== auditor.did))
   const clientBalance = balanceOf(m.state, m.client.did)
@@ -303,15 +366,28 @@ test('across providers the chain judges by the model tolerance on the output map
   const mine = { y: createTensor('float32', [1, 3], Float32Array.from([0.1, 0.7, 0.2])) }
   const close = { y: createTensor('float32', [1, 3], Float32Array.from([0.1002, 0.6999, 0.2])) }
   const j = job(m)
-  block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, m.workers[0]!, j, { outputHash: hashTensorMap(mine) })])]])
+  block(m, [
+    [m.gateway, 'inference.settle', settleBody([receipt(m, m.workers[0]!, j, { outputHash: hashTensorMap(mine) })])],
+  ])
   const settlement = settlementOf(m.state, jobIdHex(j))!
   advanceTo(m, auditOpensAt(settlement))
   const drawn = auditorsOf(m.state, settlement, m.height + 1, m.genesis.params)
-  assert.ok(drawn.every((d) => d.ep === 'cpu'), 'no other CoreML worker: CPU auditors')
+  assert.ok(
+    drawn.every((d) => d.ep === 'cpu'),
+    'no other CoreML worker: CPU auditors',
+  )
   const auditor = workerByDid(m, drawn[0]!.did)
   const audit = receiptValue(rerun(m, auditor, j, hashTensorMap(close)))
-  inBlock(m, (tx) => refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [] }), 'outputs-required'))
-  block(m, [[m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [encodeTensorMap(mine), encodeTensorMap(close)] }]])
+  inBlock(m, (tx) =>
+    refused(() => tx(m.outsider, 'inference.audit', { jobId: jobId(j), audit, outputs: [] }), 'outputs-required'),
+  )
+  block(m, [
+    [
+      m.outsider,
+      'inference.audit',
+      { jobId: jobId(j), audit, outputs: [encodeTensorMap(mine), encodeTensorMap(close)] },
+    ],
+  ])
   assert.equal(auditOf(m.state, jobIdHex(j))?.passed, true, 'within 1 000 ppm: a pass, and the streak grows')
   assert.equal(workerRecord(m.state, m.workers[0]!.did)?.streak, 1)
 })

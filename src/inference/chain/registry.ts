@@ -69,7 +69,8 @@ export function registerModel(
 ): ModelRecord {
   if (modelByCid(state, spec.cid) !== undefined) refuse('model-exists', `model ${spec.cid} is registered`)
   const current = modelByName(state, spec.name)
-  if (current !== undefined && current.owner !== owner) refuse('name-taken', `the name ${spec.name} belongs to ${current.owner}`)
+  if (current !== undefined && current.owner !== owner)
+    refuse('name-taken', `the name ${spec.name} belongs to ${current.owner}`)
   if (current !== undefined && current.version === spec.version)
     refuse('version-exists', `${spec.name} ${spec.version} is registered; choose a new version`)
   const record: ModelRecord = {
@@ -173,7 +174,10 @@ export function bondTx(params: InferenceParams): TxHandler<{ amount: bigint; ep:
       const record = declare(workerRecord(state, tx.sender) ?? newWorker(body.ep, body.runtime), body.ep, body.runtime)
       record.bonded += body.amount
       if (record.bonded < params.minWorkerBond)
-        refuse('bond-too-small', `a worker's bond must reach ${params.minWorkerBond}; this one would be ${record.bonded}`)
+        refuse(
+          'bond-too-small',
+          `a worker's bond must reach ${params.minWorkerBond}; this one would be ${record.bonded}`,
+        )
       writeWorker(state, tx.sender, record)
       ctx.emit({
         type: 'inference.bond',

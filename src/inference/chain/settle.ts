@@ -243,14 +243,18 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
             state.write(overdrawnKey(r.job.gateway), ctx.height)
             ctx.emit({
               type: 'inference.overdrawn',
-              attributes: { gateway: r.job.gateway, client: r.job.client, worker: r.worker, jobId: toHex(jobId(r.job)) },
+              attributes: {
+                gateway: r.job.gateway,
+                client: r.job.client,
+                worker: r.worker,
+                jobId: toHex(jobId(r.job)),
+              },
             })
           }
           ctx.emit({ type: 'inference.receipt_rejected', attributes: { receiptId: toHex(id), reason: verdict.reason } })
           return
         }
-        const latencyMs =
-          tx.sender === r.job.gateway ? Math.min(body.latencies[i] as number, params.maxJobTtlMs) : null
+        const latencyMs = tx.sender === r.job.gateway ? Math.min(body.latencies[i] as number, params.maxJobTtlMs) : null
         const s = settleOne(state, touched, r, { height: ctx.height, batch, leaf: ids.length, id, latencyMs }, params)
         ids.push(id)
         ctx.emit({ type: 'inference.settled', attributes: settledAttributes(s, toHex(jobId(r.job))) })

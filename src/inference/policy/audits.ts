@@ -53,7 +53,11 @@ export function auditSeed(laterBlockId: Uint8Array, receiptIdBytes: Uint8Array):
 }
 
 /** The audit rule (see the file header) as a function of the streak at settlement. */
-export function shouldAudit(streak: number, seed: Uint8Array, params: Pick<AuditParams, 'auditThreshold' | 'auditFloorPpm'>): boolean {
+export function shouldAudit(
+  streak: number,
+  seed: Uint8Array,
+  params: Pick<AuditParams, 'auditThreshold' | 'auditFloorPpm'>,
+): boolean {
   if (streak < params.auditThreshold || streak <= 0) return true
   const draw = BigInt(`0x${toHex(sha256(seed))}`)
   return draw * BigInt(streak) < TWO_256 || draw * PPM < TWO_256 * BigInt(params.auditFloorPpm)
@@ -110,7 +114,10 @@ export function auditorMayAnswer(
 }
 
 /** The first height at which no drawn auditor may answer any more. */
-export function auditWindowEnd(opensAt: number, params: Pick<AuditParams, 'auditCandidates' | 'auditSlotBlocks'>): number {
+export function auditWindowEnd(
+  opensAt: number,
+  params: Pick<AuditParams, 'auditCandidates' | 'auditSlotBlocks'>,
+): number {
   return opensAt + params.auditCandidates * params.auditSlotBlocks
 }
 

@@ -19,7 +19,15 @@ import { equals } from '../../core/bytes.ts'
 import { describeError } from '../../core/errors.ts'
 import type { ChainParams } from '../../chain/genesis.ts'
 import { InferenceError } from '../errors.ts'
-import { inputsCommitment, jobId, verifyDispatch, verifyJob, verifyWorkerSignature, type Receipt, type SignedJob } from '../job.ts'
+import {
+  inputsCommitment,
+  jobId,
+  verifyDispatch,
+  verifyJob,
+  verifyWorkerSignature,
+  type Receipt,
+  type SignedJob,
+} from '../job.ts'
 import { checkAgainstSchema, hashTensorMap, type TensorMap } from '../tensor.ts'
 import type { Deposit, ModelRecord } from '../chain/state.ts'
 
@@ -34,7 +42,8 @@ export interface JobContext {
 /** What every node checks of a job, whoever runs it: signature, chain, model, price, inputs. */
 export function checkJob(job: SignedJob, inputs: TensorMap, ctx: JobContext): ModelRecord {
   if (!verifyJob(job)) throw new InferenceError('bad-job', 'the job signature does not verify for its client')
-  if (job.chainId !== ctx.chainId) throw new InferenceError('bad-job', `the job is for chain ${job.chainId}, not ${ctx.chainId}`)
+  if (job.chainId !== ctx.chainId)
+    throw new InferenceError('bad-job', `the job is for chain ${job.chainId}, not ${ctx.chainId}`)
   const model = ctx.model
   if (model === undefined) throw new InferenceError('unknown-model', `model ${job.model} is not registered`)
   if (model.status !== 'active') throw new InferenceError('unknown-model', `model ${model.name} is ${model.status}`)
@@ -75,7 +84,10 @@ export interface PaymentContext {
 /** The worker's payment checks (see the file header). */
 export function checkPayment(job: SignedJob, dispatch: Uint8Array | null, fee: bigint, ctx: PaymentContext): void {
   if (dispatch === null || !verifyDispatch({ job, worker: ctx.self, dispatch } as Receipt))
-    throw new InferenceError('bad-job', `the job carries no dispatch to this worker signed by its gateway ${job.gateway}`)
+    throw new InferenceError(
+      'bad-job',
+      `the job carries no dispatch to this worker signed by its gateway ${job.gateway}`,
+    )
   if (ctx.overdrawnAt !== undefined && ctx.height < ctx.overdrawnAt + ctx.params.overdraftBanBlocks)
     throw new InferenceError(
       'bad-job',

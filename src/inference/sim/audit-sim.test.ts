@@ -18,7 +18,11 @@ const honest = (n: number): SimWorkerSpec[] => Array.from({ length: n }, () => (
 
 test('a worker cheating on 10% of its jobs is slashed, and ends with less than honest work earns', async () => {
   for (const seed of [1, 2, 3]) {
-    const r = await sim.run({ seed, maxJobs: 3_000, workers: [{ behaviour: { kind: 'cheat', rate: 0.1 } }, ...honest(7)] })
+    const r = await sim.run({
+      seed,
+      maxJobs: 3_000,
+      workers: [{ behaviour: { kind: 'cheat', rate: 0.1 } }, ...honest(7)],
+    })
     assert.ok(r.caught, `seed ${seed}: the cheater was not slashed in ${r.jobs} jobs`)
     assert.ok(r.dishonestJobs <= 100, `seed ${seed}: the cheater served ${r.dishonestJobs} jobs first`)
     assert.ok(r.netOverHonest < 1, `seed ${seed}: cheating paid ${r.netOverHonest} of honest work`)
@@ -37,7 +41,11 @@ test('a lazy worker (random answers) is slashed within 20 of its jobs', async ()
 })
 
 test('honest workers on two providers are audited, never disputed or slashed, and audits thin out', async () => {
-  const r = await sim.run({ seed: 4, maxJobs: 800, workers: [...honest(5), { provider: 'fp16' }, { provider: 'fp16' }] })
+  const r = await sim.run({
+    seed: 4,
+    maxJobs: 800,
+    workers: [...honest(5), { provider: 'fp16' }, { provider: 'fp16' }],
+  })
   assert.equal(r.jobs, 800)
   assert.equal(r.honestSlashes, 0)
   assert.equal(r.disputes, 0)
@@ -63,6 +71,9 @@ test("seed 000's fairness: three workers of different speeds get jobs in proport
   const shares = r.jobsByWorker.map((n) => n / total)
   const expected = speeds.map((s) => s / 70)
   for (const [i, share] of shares.entries())
-    assert.ok(Math.abs(share - (expected[i] as number)) < 0.05, `worker ${i}: share ${share.toFixed(3)}, expected ${expected[i]?.toFixed(3)}`)
+    assert.ok(
+      Math.abs(share - (expected[i] as number)) < 0.05,
+      `worker ${i}: share ${share.toFixed(3)}, expected ${expected[i]?.toFixed(3)}`,
+    )
   assert.ok((r.jobsByWorker[0] as number) > 0, 'the slowest worker is paid too')
 })

@@ -174,7 +174,11 @@ export class AuditSim {
     const workers: SimNode[] = specs.map((spec, i) =>
       net.addNode(workerKeys[i] as Ed25519KeyPair, {
         blobs,
-        worker: { runner: this.#runner(spec), slots: 4, ...(spec.behaviour === undefined ? {} : { behaviour: spec.behaviour }) },
+        worker: {
+          runner: this.#runner(spec),
+          slots: 4,
+          ...(spec.behaviour === undefined ? {} : { behaviour: spec.behaviour }),
+        },
         gateway: false,
         selfDeposit: false,
         onJob: (e) => {
@@ -267,7 +271,12 @@ export class AuditSim {
     }
   }
 
-  #genesis(params: ChainParams, gateway: Ed25519KeyPair, workers: Ed25519KeyPair[], specs: readonly SimWorkerSpec[]): GenesisDoc {
+  #genesis(
+    params: ChainParams,
+    gateway: Ed25519KeyPair,
+    workers: Ed25519KeyPair[],
+    specs: readonly SimWorkerSpec[],
+  ): GenesisDoc {
     const { cid, name, version, kind, inputs, outputs, size } = this.#model
     const gatewayDid = didFromEd25519PublicKey(gateway.publicKey)
     return {
@@ -277,7 +286,20 @@ export class AuditSim {
       accounts: [{ did: gatewayDid, balance: 10n ** 15n }],
       validators: [{ did: didFromEd25519PublicKey(seedKey(0, 'validator').publicKey), stake: 10_000n }],
       inference: {
-        models: [{ owner: gatewayDid, cid, name, version, kind, inputs, outputs, size, price: PRICE, tolerance: DEMO_TOLERANCE }],
+        models: [
+          {
+            owner: gatewayDid,
+            cid,
+            name,
+            version,
+            kind,
+            inputs,
+            outputs,
+            size,
+            price: PRICE,
+            tolerance: DEMO_TOLERANCE,
+          },
+        ],
         workers: workers.map((k, i) => ({
           did: didFromEd25519PublicKey(k.publicKey),
           bond: BOND,
@@ -345,7 +367,13 @@ function observe(e: ChainEvent, stats: Stats, dishonest: ReadonlySet<string>): v
   }
 }
 
-function result(seed: number, stats: Stats, counters: { all: Counters; lastHalf: Counters }, net: SimNetwork, digest: string): AuditSimResult {
+function result(
+  seed: number,
+  stats: Stats,
+  counters: { all: Counters; lastHalf: Counters },
+  net: SimNetwork,
+  digest: string,
+): AuditSimResult {
   const share = (c: Counters, withCanaries: boolean): number => {
     const extra = c.audit + c.quorum + (withCanaries ? c.canary : 0)
     return extra / Math.max(1, c.client + c.audit + c.quorum + c.canary)
@@ -370,7 +398,12 @@ function result(seed: number, stats: Stats, counters: { all: Counters; lastHalf:
     overheadWithCanariesLastHalf: share(counters.lastHalf, true),
     dishonestEarned: earned,
     dishonestSlashed: stats.dishonestSlashed,
-    netOverHonest: earned === 0n ? (stats.dishonestSlashed > 0n ? -Infinity : 1) : Number(earned - stats.dishonestSlashed) / Number(earned),
+    netOverHonest:
+      earned === 0n
+        ? stats.dishonestSlashed > 0n
+          ? -Infinity
+          : 1
+        : Number(earned - stats.dishonestSlashed) / Number(earned),
     jobsByWorker: stats.jobsByWorker,
     digest,
   }

@@ -149,7 +149,10 @@ export class SimNetwork {
       logger: this.#log,
       signal: this.#controller.signal,
     }
-    const tracked = init.worker === undefined ? init : { ...init, worker: { ...init.worker, runner: trackRunner(init.worker.runner, busy) } }
+    const tracked =
+      init.worker === undefined
+        ? init
+        : { ...init, worker: { ...init.worker, runner: trackRunner(init.worker.runner, busy) } }
     return { did, inference: createInference(tracked)(components), components }
   }
 
@@ -201,12 +204,26 @@ export class SimNetwork {
     return sha256(this.#seedBytes, h)
   }
 
-  #deliver(tx: Queued, info: Omit<Parameters<StateMachine['deliver']>[2], 'txHash'>, emit: (e: ChainEvent) => void): void {
+  #deliver(
+    tx: Queued,
+    info: Omit<Parameters<StateMachine['deliver']>[2], 'txHash'>,
+    emit: (e: ChainEvent) => void,
+  ): void {
     const sender = didFromEd25519PublicKey(tx.key.publicKey)
     const nonce = accountNonce(this.#state, sender)
-    const bytes = encodeTx(signTx(tx.key, { chainId: this.genesis.chainId, nonce, fee: this.genesis.params.minFee, kind: tx.kind, body: tx.body }))
+    const bytes = encodeTx(
+      signTx(tx.key, {
+        chainId: this.genesis.chainId,
+        nonce,
+        fee: this.genesis.params.minFee,
+        kind: tx.kind,
+        body: tx.body,
+      }),
+    )
     try {
-      this.#machine.deliver(this.#state, decodeTx(bytes), { ...info, txHash: txHash(bytes) }, emit, { signatureChecked: true })
+      this.#machine.deliver(this.#state, decodeTx(bytes), { ...info, txHash: txHash(bytes) }, emit, {
+        signatureChecked: true,
+      })
     } catch (err) {
       if (!(err instanceof TxError)) throw err
       const key = `${tx.kind}:${err.reason}`

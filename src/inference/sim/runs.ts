@@ -59,14 +59,20 @@ export function behaviourOf(name: SimBehaviourName): SimBehaviour | undefined {
 export function runWorkers(name: SimBehaviourName): SimWorkerSpec[] {
   const honest: SimWorkerSpec[] = Array.from({ length: 7 }, () => ({ jobsPerSecond: 10 }))
   const behaviour = behaviourOf(name)
-  return [{ jobsPerSecond: behaviour === undefined ? 10 : 100, ...(behaviour === undefined ? {} : { behaviour }) }, ...honest]
+  return [
+    { jobsPerSecond: behaviour === undefined ? 10 : 100, ...(behaviour === undefined ? {} : { behaviour }) },
+    ...honest,
+  ]
 }
 
 const percentile = (sorted: readonly number[], p: number): number | null =>
   sorted.length === 0 ? null : (sorted[Math.min(sorted.length - 1, Math.ceil((sorted.length * p) / 100) - 1)] ?? null)
 
 export function summarise(behaviour: SimBehaviourName, results: readonly AuditSimResult[]): AuditRunsSummary {
-  const caught = results.filter((r) => r.caught).map((r) => r.dishonestJobs).sort((a, b) => a - b)
+  const caught = results
+    .filter((r) => r.caught)
+    .map((r) => r.dishonestJobs)
+    .sort((a, b) => a - b)
   const honest = behaviour === 'honest'
   return {
     behaviour,
@@ -108,11 +114,15 @@ export async function runAuditSims(options: AuditRunsOptions): Promise<AuditRuns
   return summarise(options.behaviour, results)
 }
 
-function ask(worker: Worker, job: { seed: number; behaviour: SimBehaviourName; maxJobs: number }): Promise<AuditSimResult> {
+function ask(
+  worker: Worker,
+  job: { seed: number; behaviour: SimBehaviourName; maxJobs: number },
+): Promise<AuditSimResult> {
   return new Promise((resolve, reject) => {
     const onMessage = (message: { result?: AuditSimResult; error?: string }): void => {
       worker.off('error', onError)
-      if (message.error !== undefined) reject(new InvalidInputError(`simulation seed ${job.seed} failed: ${message.error}`))
+      if (message.error !== undefined)
+        reject(new InvalidInputError(`simulation seed ${job.seed} failed: ${message.error}`))
       else resolve(message.result as AuditSimResult)
     }
     const onError = (err: Error): void => {

@@ -1,0 +1,82 @@
+/**
+ * Limits of the sandboxed model runner (`sandbox.ts`) with their defaults. A model that breaks one
+ * fails the job with a `ModelLimitError` naming the limit; where the limit requires it its process
+ * is killed and replaced.
+ *
+ * What is enforced where:
+ * - load time, run time: a timer in the parent; on expiry the child is killed (SIGKILL) — ONNX
+ *   Runtime's calls are synchronous inside the child and cannot be interrupted otherwise;
+ * - memory: the parent polls each busy child's resident set (`/proc/<pid>/status` on Linux, `ps`
+ *   elsewhere) and kills a child above `maxRssBytes`; on Linux the child also runs under an
+ *   address-space rlimit (`ulimit -v`, CPU provider only: CUDA reserves far more address space
+ *   than it uses), so one huge allocation fails at once (an error, or the child aborts: `crashed`)
+ *   instead of waiting for the next poll. macOS has no working RLIMIT_AS: the poll is the bound;
+ * - output size: the child refuses to send more (an error; the child lives on), and the parent
+ *   refuses a frame longer than that before buffering it (the child is killed);
+ * - input and model size: checked in the parent before anything is sent.
+ */
+import { MAX_BLOB_BYTES } from '../blobs.ts'
+import { DEFAULT_TENSOR_LIMITS } from '../tensor.ts'
+
+export interface RunnerLimits {
+  /** Starting a model's process and opening its session, ms. @default 20_000 */
+  loadTimeMs: number
+  /** One run, ms. Below the gateway's 8 s job timeout (service.ts), so a worker answers first. @default 5_000 */
+  runTimeMs: number
+  /** Resident memory of one model's process, bytes. @default 2 GiB */
+  maxRssBytes: number
+  /** Address-space rlimit of one model's process (Linux, CPU provider), bytes; 0 for none. @default 8 GiB */
+  addressSpaceBytes: number
+  /** Output bytes of one run, all tensors together. @default 16 MiB (DEFAULT_TENSOR_LIMITS.maxBytes) */
+  maxOutputBytes: number
+  /** Input bytes of one run, all tensors together. @default 16 MiB (DEFAULT_TENSOR_LIMITS.maxBytes) */
+  maxInputBytes: number
+  /** Size of a model file. @default 15 MiB (MAX_BLOB_BYTES: what the blob store accepts) */
+  maxModelBytes: number
+  /** How often a busy child's resident memory is read, ms. @default 100 on Linux, 500 elsewhere (a `ps` each) */
+  memoryPollMs: number
+}
+
+const GiB = 1024 ** 3
+
+export const RUNNER_LIMITS: Readonly<RunnerLimits> = Object.freeze({
+  loadTimeMs: 20_000,
+  runTimeMs: 5_000,
+  maxRssBytes: 2 * GiB,
+  addressSpaceBytes: 8 * GiB,
+  maxOutputBytes: DEFAULT_TENSOR_LIMITS.maxBytes,
+  maxInputBytes: DEFAULT_TENSOR_LIMITS.maxBytes,
+  maxModelBytes: MAX_BLOB_BYTES,
+  memoryPollMs: process.platform === 'linux' ? 100 : 500,
+})
+
+/** Room in a frame for its JSON header (names, dims, error messages) besides the tensor bytes. */
+export const FRAME_HEADER_ALLOWANCE = 1024 * 1024
+
+/** The last bytes of a child's stderr kept for the error when it dies (ONNX Runtime's or V8's last words). */
+export const STDERR_TAIL_BYTES = 8_192
+
+/** How long a closed child has to remove its directory and exit before it is killed, ms. */
+export const CLOSE_GRACE_MS = 1_000
+
+/** V8 heap of a child, MiB: tensors live outside it (ArrayBuffers); this bounds the JS objects only. */
+export const CHILD_HEAP_MIB = 512
+
+/**
+ * Environment variables a child keeps: what ONNX Runtime and its providers need to find their
+ * libraries and devices. Everything else (HOME, tokens, DONGHAE_*) is dropped; TMPDIR, TMP and
+ * TEMP point into the child's own empty directory.
+ */
+export const SANDBOX_ENV_KEYS: readonly string[] = [
+  'PATH',
+  'LD_LIBRARY_PATH',
+  'DYLD_LIBRARY_PATH',
+  'CUDA_VISIBLE_DEVICES',
+  'CUDA_PATH',
+  'SystemRoot',
+  'SYSTEMROOT',
+  'WINDIR',
+]
+
+/** Names of the sandbox directories (`mkdtemp` in `process.ts`); a child removes only such a directory. */
+export const SANDBOX_DIR_PREFIX = 'donghae-model-'

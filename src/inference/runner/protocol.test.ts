@@ -1,0 +1,96 @@
+// The sandbox wire: frames split and joined at any byte, bounds enforced before buffering,
+// tensors round-trip, malformed tensors are refused, errors come back as their typed classes.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import { InvalidInputError } from '../../core/errors.ts'
+import { ModelLimitError, UnsafeModelError } from '../errors.ts'
+import { ModelCidMismatchError, ModelRunError } from '../runtime.ts'
+import { TensorSchemaError, createTensor } from '../tensor.ts'
+import {
+  FrameError,
+  FrameReader,
+  encodeFrame,
+  errorFromWire,
+  errorToWire,
+  packTensors,
+  unpackTensors,
+} from './protocol.ts'
+
+const bytesOf = (parts: Buffer[]): Buffer => Buffer.concat(parts)
+
+test('frames survive any split of the byte stream, several per chunk or one byte at a time', () => {
+  const payload = Uint8Array.from({ length: 100_000 }, (_, i) => i % 251)
+  const stream = Buffer.concat([
+    bytesOf(encodeFrame({ op: 'a', id: 1 })),
+    bytesOf(encodeFrame({ op: 'b', id: 2 }, [payload])),
+  ])
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: stream.length - 1 }), { maxLength: 8 }), (cuts) => {
+      const points = [0, ...[...new Set(cuts)].sort((a, b) => a - b), stream.length]
+      const reader = new FrameReader(1 << 20)
+      const frames = points.slice(1).flatMap((end, i) => reader.push(stream.subarray(points[i], end)))
+      assert.deepEqual(
+        frames.map((f) => f.header),
+        [
+          { op: 'a', id: 1 },
+          { op: 'b', id: 2 },
+        ],
+      )
+      assert.deepEqual(new Uint8Array(frames[1]!.payload), payload)
+    }),
+    { numRuns: 200 },
+  )
+})
+
+test('a frame over the bound is refused from its length prefix, before its body arrives', () => {
+  const reader = new FrameReader(1_000)
+  const frame = bytesOf(encodeFrame({ op: 'run' }, [new Uint8Array(2_000)]))
+  assert.throws(
+    () => reader.push(frame.subarray(0, 8)),
+    (err: unknown) => err instanceof FrameError && err.tooLarge,
+  )
+  assert.throws(() => new FrameReader(100).push(Buffer.from([10, 0, 0, 0, 50, 0, 0, 0])), FrameError)
+})
+
+test('tensors of every type round-trip through a frame, unaligned in the buffer', () => {
+  const map = {
+    f: createTensor('float32', [2, 2], Float32Array.of(1.5, -0, Number.NaN, 3)),
+    i: createTensor('int32', [3], Int32Array.of(-1, 0, 7)),
+    l: createTensor('int64', [1], BigInt64Array.of(-(2n ** 62n))),
+    u: createTensor('uint8', [1], Uint8Array.of(255)),
+    b: createTensor('bool', [2], Uint8Array.of(0, 1)),
+  }
+  const { tensors, parts } = packTensors(map)
+  const frame = bytesOf(encodeFrame({ op: 'run', tensors }, parts))
+  const shifted = Buffer.concat([Buffer.from([0]), frame]).subarray(1) // odd byteOffset
+  const [decoded] = new FrameReader(1 << 20).push(shifted)
+  const back = unpackTensors(decoded!.header.tensors, decoded!.payload)
+  assert.deepEqual(back, map)
+})
+
+test('malformed tensors in a frame are a FrameError, never a RangeError', () => {
+  const payload = new Uint8Array(6)
+  assert.throws(() => unpackTensors([{ name: 'x', type: 'float32', dims: [2], length: 6 }], payload), FrameError)
+  assert.throws(() => unpackTensors([{ name: 'x', type: 'float32', dims: [2], length: 8 }], payload), FrameError)
+  assert.throws(() => unpackTensors([{ name: 'x', type: 'complex', dims: [1], length: 4 }], payload), FrameError)
+  assert.throws(() => unpackTensors([{ name: 'x', type: 'uint8', dims: [5], length: 6 }], payload), FrameError)
+  assert.throws(() => unpackTensors('nope', payload), FrameError)
+})
+
+test('errors cross the wire as their typed classes, with limit and path', () => {
+  const unsafe = errorFromWire(errorToWire(new UnsafeModelError('graph.initializer[0] "w"', 'external data')))
+  assert.ok(unsafe instanceof UnsafeModelError)
+  assert.equal(unsafe.path, 'graph.initializer[0] "w"')
+  assert.equal(unsafe.limit, 'unsafe')
+  const limit = errorFromWire(errorToWire(new ModelLimitError('output-size', 'too big', { details: { bytes: 9 } })))
+  assert.ok(limit instanceof ModelLimitError)
+  assert.equal(limit.limit, 'output-size')
+  assert.equal(limit.details.bytes, 9)
+  assert.ok(errorFromWire(errorToWire(new ModelCidMismatchError('x'))) instanceof ModelCidMismatchError)
+  assert.ok(errorFromWire(errorToWire(new TensorSchemaError('x'))) instanceof TensorSchemaError)
+  assert.ok(errorFromWire(errorToWire(new InvalidInputError('x'))) instanceof InvalidInputError)
+  const unknown = errorFromWire({ name: 'Whatever', message: 'm' })
+  assert.ok(unknown instanceof ModelRunError)
+  assert.ok(errorFromWire({ name: 'ModelLimitError', message: 'm', limit: 'bogus' as never }) instanceof ModelRunError)
+})

@@ -1,0 +1,262 @@
+/**
+ * The wire between the node and a model's sandbox process: length-prefixed binary frames over a
+ * private pipe (the child's fd 3; stdout stays out of it, so nothing a library prints can corrupt
+ * it).
+ *
+ *   frame   = u32 bodyLength ‖ body                     (native byte order: both ends are one machine)
+ *   body    = u32 headerLength ‖ header (UTF-8 JSON) ‖ payload
+ *   payload = model bytes (load, inspect), or every tensor's data back to back (run, calibrate)
+ *
+ * The header is small JSON (op, id, tensor names/types/dims/lengths, an error); tensor data never
+ * goes through JSON. A reader refuses a frame whose announced length is over its bound before
+ * buffering it, so a child cannot make the node hold more than `maxOutputBytes` plus the header
+ * allowance, and the node cannot make a child hold more than a model or an input's bound.
+ *
+ * Pure: no I/O; `sandbox.ts` and `process.ts` hold the pipes, `child.ts` is the other end.
+ */
+import { AbortError, DonghaeError, InvalidInputError } from '../../core/errors.ts'
+import { ModelLimitError, UnsafeModelError, MODEL_LIMITS, type ModelLimit } from '../errors.ts'
+import {
+  ModelCidMismatchError,
+  ModelLoadError,
+  ModelNotLoadedError,
+  ModelRunError,
+  RuntimeClosedError,
+  type ExecutionProviderChoice,
+} from '../runtime.ts'
+import type { ModelCheckLimits } from '../onnx-check.ts'
+import {
+  TENSOR_TYPES,
+  TensorLimitError,
+  TensorSchemaError,
+  createTensor,
+  type Tensor,
+  type TensorMap,
+  type TensorType,
+} from '../tensor.ts'
+
+const PREFIX_BYTES = 8
+
+/** What a sandbox process is started with (`child.ts` reads it from its argv as JSON). */
+export interface ChildConfig {
+  ep: ExecutionProviderChoice
+  intraOpThreads: number
+  /** Largest frame accepted from the node (a model file or a run's inputs, plus header). */
+  maxFrameBytes: number
+  maxOutputBytes: number
+  modelCheck?: Partial<ModelCheckLimits>
+  /** TESTS ONLY (see OnnxRuntimeOptions). */
+  unsafeSkipModelCheck?: boolean
+  /** The child's own directory (its working directory), removed when the node goes away. */
+  dir?: string
+}
+
+/** A tensor in a header: its data is `length` bytes of the payload, after the previous tensor's. */
+export interface WireTensor {
+  name: string
+  type: TensorType
+  dims: number[]
+  length: number
+}
+
+/** An error in a header: enough to rebuild the typed error on the other side. */
+export interface WireError {
+  name: string
+  message: string
+  details?: Record<string, unknown>
+  limit?: ModelLimit
+  path?: string
+}
+
+export interface Header {
+  op: string
+  /** Matches a reply to its request. */
+  id?: number
+  [key: string]: unknown
+}
+
+export interface Frame {
+  header: Header
+  payload: Uint8Array
+}
+
+/** A frame over the reader's bound, or one that does not parse. */
+export class FrameError extends DonghaeError {
+  static override readonly code: string = 'RUNNER_FRAME_INVALID'
+  override name = 'FrameError'
+  readonly tooLarge: boolean
+  constructor(message: string, tooLarge: boolean) {
+    super(message)
+    this.tooLarge = tooLarge
+  }
+}
+
+/** The frame as buffers to write in order (the payload is not copied). */
+export function encodeFrame(header: Header, payload: readonly Uint8Array[] = []): Buffer[] {
+  const json = Buffer.from(JSON.stringify(header), 'utf8')
+  const payloadBytes = payload.reduce((n, p) => n + p.length, 0)
+  const head = Buffer.allocUnsafe(PREFIX_BYTES + json.length)
+  head.writeUInt32LE(4 + json.length + payloadBytes, 0)
+  head.writeUInt32LE(json.length, 4)
+  json.copy(head, PREFIX_BYTES)
+  const parts = [head, ...payload.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))]
+  // small frames go out as one write (one syscall, one wake-up on the other side)
+  return payloadBytes <= 64 * 1024 ? [Buffer.concat(parts)] : parts
+}
+
+/** Splits a byte stream into frames; throws `FrameError` on a frame over `maxBodyBytes`. */
+export class FrameReader {
+  readonly #max: number
+  #chunks: Buffer[] = []
+  #size = 0
+
+  constructor(maxBodyBytes: number) {
+    this.#max = maxBodyBytes
+  }
+
+  push(chunk: Buffer): Frame[] {
+    this.#chunks.push(chunk)
+    this.#size += chunk.length
+    const frames: Frame[] = []
+    while (this.#size >= PREFIX_BYTES) {
+      const prefix = this.#peek(PREFIX_BYTES)
+      const body = prefix.readUInt32LE(0)
+      const headerBytes = prefix.readUInt32LE(4)
+      if (body > this.#max) throw new FrameError(`a frame of ${body} bytes exceeds the ${this.#max}-byte bound`, true)
+      if (headerBytes > body - 4) throw new FrameError('a frame header runs past its frame', false)
+      if (this.#size < 4 + body) break
+      frames.push(parseBody(this.#take(4 + body), headerBytes))
+    }
+    return frames
+  }
+
+  #peek(n: number): Buffer {
+    const first = this.#chunks[0] as Buffer
+    if (first.length >= n) return first
+    this.#chunks = [Buffer.concat(this.#chunks)]
+    return this.#chunks[0] as Buffer
+  }
+
+  #take(n: number): Buffer {
+    const whole = this.#peek(n)
+    const out = whole.subarray(0, n)
+    const rest = whole.subarray(n)
+    this.#chunks.shift()
+    if (rest.length > 0) this.#chunks.unshift(rest)
+    this.#size -= n
+    return out
+  }
+}
+
+function parseBody(frame: Buffer, headerBytes: number): Frame {
+  let header: unknown
+  try {
+    header = JSON.parse(frame.toString('utf8', PREFIX_BYTES, PREFIX_BYTES + headerBytes))
+  } catch {
+    throw new FrameError('a frame header is not JSON', false)
+  }
+  if (header === null || typeof header !== 'object' || typeof (header as Header).op !== 'string')
+    throw new FrameError('a frame header has no op', false)
+  return { header: header as Header, payload: frame.subarray(PREFIX_BYTES + headerBytes) }
+}
+
+// ---- tensors ----
+
+/** Header entries and payload parts for `map` (in `order` when given, e.g. a model's outputs). */
+export function packTensors(
+  map: TensorMap,
+  order: readonly string[] = Object.keys(map),
+): { tensors: WireTensor[]; parts: Uint8Array[]; bytes: number } {
+  const tensors: WireTensor[] = []
+  const parts: Uint8Array[] = []
+  let bytes = 0
+  for (const name of order) {
+    const t = map[name]
+    if (t === undefined) continue
+    const data = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+    tensors.push({ name, type: t.type, dims: [...t.dims], length: data.length })
+    parts.push(data)
+    bytes += data.length
+  }
+  return { tensors, parts, bytes }
+}
+
+/** Bytes of a tensor map's data. */
+export function tensorMapBytes(map: TensorMap): number {
+  let bytes = 0
+  for (const t of Object.values(map)) bytes += t.data.byteLength
+  return bytes
+}
+
+function typedArray(type: TensorType, bytes: Uint8Array): Tensor['data'] {
+  // a fresh, aligned copy: the frame's buffer is shared and unaligned (and Buffer#slice would not copy)
+  const copy = new Uint8Array(bytes)
+  switch (type) {
+    case 'float32':
+      return new Float32Array(copy.buffer)
+    case 'int32':
+      return new Int32Array(copy.buffer)
+    case 'int64':
+      return new BigInt64Array(copy.buffer)
+    case 'uint8':
+    case 'bool':
+      return copy
+  }
+}
+
+/** The tensors a header describes, read from `payload`; throws `FrameError` when they do not fit it. */
+export function unpackTensors(raw: unknown, payload: Uint8Array): TensorMap {
+  if (!Array.isArray(raw)) throw new FrameError('tensors missing from a frame', false)
+  const map: TensorMap = {}
+  let offset = 0
+  for (const t of raw as WireTensor[]) {
+    if (!(TENSOR_TYPES as readonly string[]).includes(t.type) || !Number.isSafeInteger(t.length) || t.length < 0)
+      throw new FrameError('a frame carries a malformed tensor', false)
+    if (offset + t.length > payload.length) throw new FrameError('tensor data runs past its frame', false)
+    const bytes = payload.subarray(offset, offset + t.length)
+    offset += t.length
+    try {
+      map[t.name] = createTensor(t.type, t.dims, typedArray(t.type, bytes) as never)
+    } catch (err) {
+      throw new FrameError(`a frame carries a malformed tensor: ${String(err)}`, false)
+    }
+  }
+  return map
+}
+
+// ---- errors ----
+
+export function errorToWire(err: unknown): WireError {
+  if (err instanceof UnsafeModelError)
+    return { name: err.name, message: err.message, details: err.details, path: err.path }
+  if (err instanceof ModelLimitError)
+    return { name: err.name, message: err.message, details: err.details, limit: err.limit }
+  if (err instanceof DonghaeError) return { name: err.name, message: err.message, details: err.details }
+  if (err instanceof Error) return { name: 'Error', message: err.message }
+  return { name: 'Error', message: String(err) }
+}
+
+type Rebuild = (message: string, options: { details?: Record<string, unknown> }) => Error
+
+const REBUILD: Readonly<Record<string, Rebuild>> = {
+  ModelCidMismatchError: (m, o) => new ModelCidMismatchError(m, o),
+  ModelLoadError: (m, o) => new ModelLoadError(m, o),
+  ModelRunError: (m, o) => new ModelRunError(m, o),
+  ModelNotLoadedError: (m, o) => new ModelNotLoadedError(m, o),
+  RuntimeClosedError: (m, o) => new RuntimeClosedError(m, o),
+  TensorSchemaError: (m, o) => new TensorSchemaError(m, o),
+  TensorLimitError: (m, o) => new TensorLimitError(m, o),
+  InvalidInputError: (m, o) => new InvalidInputError(m, o),
+  AbortError: (m, o) => new AbortError(m, o),
+}
+
+/** The typed error a child reported; an unknown kind becomes a `ModelRunError`. */
+export function errorFromWire(w: WireError): Error {
+  const options = w.details === undefined ? {} : { details: w.details }
+  if (w.name === 'UnsafeModelError' && typeof w.path === 'string')
+    return new UnsafeModelError(w.path, w.message, options)
+  if (w.name === 'ModelLimitError' && MODEL_LIMITS.includes(w.limit as ModelLimit))
+    return new ModelLimitError(w.limit as ModelLimit, w.message, options)
+  const rebuild = REBUILD[w.name]
+  return rebuild === undefined ? new ModelRunError(w.message, options) : rebuild(w.message, options)
+}

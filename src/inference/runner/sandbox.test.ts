@@ -1,0 +1,189 @@
+// The sandboxed runner against real child processes and the real ONNX Runtime: same answers as
+// in-process ONNX Runtime, one empty directory and a minimal environment per model process,
+// typed errors for bad input, eviction, unload and close. The attacks are in test/attacks/.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { access, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { DEMO_MODELS_DIR, modelCid } from '../demo-models.ts'
+import { ModelLimitError, UnsafeModelError } from '../errors.ts'
+import { ModelCidMismatchError, ModelNotLoadedError, RuntimeClosedError } from '../runtime.ts'
+import { TensorSchemaError, createTensor } from '../tensor.ts'
+import { SandboxedRunner } from './sandbox.ts'
+import { childCommand, sandboxEnv } from './process.ts'
+import { SANDBOX_ENV_KEYS } from './constants.ts'
+import { digitsModel, type GoodModel } from '../../../test/helpers/sandbox.ts'
+import { encodeModel, expandModel, externalTensor, identityGraph } from '../../../test/helpers/onnx-models.ts'
+
+const linux = process.platform === 'linux'
+let root: string
+let digits: GoodModel
+let runner: SandboxedRunner
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'donghae-sandbox-test-'))
+  digits = await digitsModel()
+  runner = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: root })
+  await runner.load(digits.cid, digits.bytes)
+})
+
+after(async () => {
+  await runner.close()
+  await rm(root, { recursive: true, force: true })
+})
+
+test('runs digits-mlp in a child process with the same answer, bit for bit, as in-process ONNX Runtime', async () => {
+  assert.ok(runner.has(digits.cid))
+  assert.equal(runner.model(digits.cid)?.ep, 'cpu')
+  const [view] = runner.processes()
+  assert.ok(view !== undefined && view.pid !== undefined && view.pid !== process.pid)
+  const result = await runner.run(digits.cid, digits.inputs)
+  assert.deepEqual(result.outputs, digits.expected)
+  assert.equal(result.ep, 'cpu')
+  assert.ok(result.computeMicros > 0)
+  const rows = { input: createTensor('float32', [3, 64], new Float32Array(192).fill(2)) }
+  assert.deepEqual((await runner.run(digits.cid, rows)).outputs.probabilities?.dims, [3, 10])
+})
+
+test(
+  'each model process works in its own empty directory under the sandbox root, with a minimal environment',
+  { skip: !linux && 'reads /proc' },
+  async () => {
+    const pid = runner.processes()[0]?.pid as number
+    const cwd = await readlink(`/proc/${pid}/cwd`)
+    assert.ok(cwd.startsWith(join(root, 'donghae-model-')), cwd)
+    assert.deepEqual(await readdir(cwd), [])
+    const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').filter((e) => e !== '')
+    const keys = environ.map((e) => e.slice(0, e.indexOf('=')))
+    // PWD: set by the shell that applies the address-space rlimit before exec
+    const allowed = [...SANDBOX_ENV_KEYS, 'TMPDIR', 'TMP', 'TEMP', 'ORT_DISABLE_TELEMETRY', 'PWD']
+    for (const key of keys) assert.ok(allowed.includes(key), `unexpected ${key}`)
+    assert.ok(!keys.includes('HOME'))
+  },
+)
+
+test('sandboxEnv keeps only the library paths and points temp directories into the sandbox', () => {
+  const env = sandboxEnv(
+    { HOME: '/home/op', DONGHAE_PASSWORD: 'hunter2', PATH: '/usr/bin', LD_LIBRARY_PATH: '/cuda' },
+    '/tmp/box',
+  )
+  assert.deepEqual(env, {
+    PATH: '/usr/bin',
+    LD_LIBRARY_PATH: '/cuda',
+    TMPDIR: '/tmp/box',
+    TMP: '/tmp/box',
+    TEMP: '/tmp/box',
+    ORT_DISABLE_TELEMETRY: '1',
+  })
+})
+
+test('the child starts under ulimit -v on Linux only, and not when the bound is 0', () => {
+  const config = { ep: 'cpu' as const, intraOpThreads: 1, maxFrameBytes: 1, maxOutputBytes: 1 }
+  const limited = childCommand(config, 2 ** 33, 'linux')
+  assert.equal(limited.file, '/bin/sh')
+  assert.ok(limited.args.includes(String(2 ** 23)))
+  assert.equal(childCommand(config, 0, 'linux').file, process.execPath)
+  assert.equal(childCommand(config, 2 ** 33, 'darwin').file, process.execPath)
+})
+
+test('inputs that do not match the schema are refused before anything is sent', async () => {
+  const wrong = { input: createTensor('float32', [1, 63], new Float32Array(63)) }
+  await assert.rejects(runner.run(digits.cid, wrong), TensorSchemaError)
+  await assert.rejects(runner.run('bafkreih-not-loaded', digits.inputs), ModelNotLoadedError)
+})
+
+test('bytes that do not hash to the CID, and a file with external data, load nothing and leave no process', async () => {
+  const chars = new Uint8Array(await readFile(join(DEMO_MODELS_DIR, 'chars-mlp.onnx')))
+  const before = runner.processes().length
+  await assert.rejects(runner.load(digits.cid.replace(/.$/, 'a'), chars), ModelCidMismatchError)
+  const unsafe = encodeModel({ graph: identityGraph({ initializer: [externalTensor('w', 'keystore.json', 4)] }) })
+  const err = await runner.load(modelCid(unsafe), unsafe).catch((e: unknown) => e)
+  assert.ok(err instanceof UnsafeModelError)
+  assert.equal(err.path, 'graph.initializer[0] "w"')
+  assert.equal(runner.has(modelCid(unsafe)), false)
+  assert.equal(runner.processes().length, before)
+})
+
+test('calibration runs in the model process', async () => {
+  const calibration = await runner.calibrate(digits.cid, digits.inputs, { durationMs: 50 })
+  assert.ok(calibration.runs >= 3 && calibration.jobsPerSecond > 0 && calibration.batch === 1)
+})
+
+test('inspect reads a schema in a one-off process and refuses external data there too', async () => {
+  const chars = new Uint8Array(await readFile(join(DEMO_MODELS_DIR, 'chars-mlp.onnx')))
+  const schema = await runner.inspect(chars)
+  assert.ok(schema.inputs.length === 1 && schema.outputs.length === 1)
+  const unsafe = encodeModel({ graph: identityGraph({ initializer: [externalTensor('w', 'password', 4)] }) })
+  await assert.rejects(runner.inspect(unsafe), UnsafeModelError)
+})
+
+test('an output over the bound is refused by the child, which lives on', async () => {
+  const small = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: root, limits: { maxOutputBytes: 1024 } })
+  try {
+    const big = expandModel(1024) // 4 KiB of output
+    await small.load(modelCid(big), big)
+    const pid = small.processes()[0]?.pid
+    const err = await small
+      .run(modelCid(big), { x: createTensor('float32', [1], Float32Array.of(1)) })
+      .catch((e: unknown) => e)
+    assert.ok(err instanceof ModelLimitError && err.limit === 'output-size', String(err))
+    assert.equal(err.status, 502)
+    assert.deepEqual(
+      small.processes().map((p) => [p.pid, p.restarts]),
+      [[pid, 0]],
+    )
+  } finally {
+    await small.close()
+  }
+})
+
+test('beyond maxSessions the least recently used model process is closed; unload and close end them', async () => {
+  const one = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: root, maxSessions: 1 })
+  const chars = new Uint8Array(await readFile(join(DEMO_MODELS_DIR, 'chars-mlp.onnx')))
+  await one.load(digits.cid, digits.bytes)
+  await one.load(modelCid(chars), chars)
+  assert.equal(one.has(digits.cid), false)
+  assert.equal(one.has(modelCid(chars)), true)
+  await one.unload(modelCid(chars))
+  assert.equal(one.has(modelCid(chars)), false)
+  await one.close()
+  await assert.rejects(one.load(digits.cid, digits.bytes), RuntimeClosedError)
+  const left = (await readdir(root)).filter((n) => n.startsWith('donghae-model-'))
+  assert.equal(left.length, 1, `only the shared runner's directory remains: ${left.join(', ')}`)
+})
+
+test('a node that dies without closing its runner leaves no process and no directory behind', async () => {
+  const script = [
+    `import { SandboxedRunner } from ${JSON.stringify(new URL('./sandbox.ts', import.meta.url).href)}`,
+    `import { readFile } from 'node:fs/promises'`,
+    `const bytes = new Uint8Array(await readFile(${JSON.stringify(join(DEMO_MODELS_DIR, 'digits-mlp.onnx'))}))`,
+    `const runner = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: ${JSON.stringify(root)} })`,
+    `await runner.load(${JSON.stringify(digits.cid)}, bytes)`,
+    `process.stdout.write(JSON.stringify(runner.processes()[0]) + '\\n')`,
+    `setInterval(() => {}, 1000)`,
+  ].join('\n')
+  const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const line = await new Promise<string>((resolve) => node.stdout.once('data', (d: Buffer) => resolve(d.toString())))
+  const { pid } = JSON.parse(line) as { pid: number }
+  const dir = linux ? await readlink(`/proc/${pid}/cwd`) : undefined
+  node.kill('SIGKILL')
+  const gone = async (): Promise<boolean> => {
+    try {
+      process.kill(pid, 0)
+      return false
+    } catch {
+      return (
+        dir === undefined ||
+        (await access(dir).then(
+          () => false,
+          () => true,
+        ))
+      )
+    }
+  }
+  for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50)
+  assert.ok(await gone(), `the model process ${pid} or its directory ${String(dir)} outlived the node`)
+})

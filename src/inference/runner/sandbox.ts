@@ -1,0 +1,465 @@
+/**
+ * `SandboxedRunner`: the `ModelRunner` a node serves models with. Each model runs in its own
+ * child process (`process.ts`, `child.ts`) that holds `OnnxRuntime` for that one model, in an
+ * empty working directory with a minimal environment, under the limits of `constants.ts`. The
+ * node's event loop only writes and reads frames; ONNX Runtime never runs on it.
+ *
+ * One process per model, not a shared pool: a model that crashes, stalls or bloats its process
+ * takes only its own jobs down, and killing it (the only way to stop a synchronous ONNX Runtime
+ * call) never fails another model's job in flight. The cost is a Node process per served model
+ * (about 130 MB resident with ONNX Runtime loaded), bounded by `maxSessions` (8): the least
+ * recently used model's process is closed beyond that, as `OnnxRuntime` closes sessions.
+ *
+ * A process that breaks a run-time, memory or output-frame limit is killed, or one that dies on
+ * its own (`crashed`); the job fails with `ModelLimitError` and the model's process is replaced
+ * at once (the model stays loaded: `has` is true and the next run waits for the new process).
+ * If the replacement cannot load the model, the model is dropped (`has` turns false). Every
+ * limit broken is reported to `onLimit`, so the worker can mark the model bad (`BadModels`) and
+ * `unload` it.
+ */
+import { tmpdir } from 'node:os'
+import { systemClock, type Clock } from '../../core/clock.ts'
+import { AbortError, InvalidInputError, describeError } from '../../core/errors.ts'
+import { silentLogger, type Logger } from '../../core/logger.ts'
+import { ModelLimitError } from '../errors.ts'
+import type { ExecutionProvider } from '../job.ts'
+import type { ModelCheckLimits } from '../onnx-check.ts'
+import {
+  ModelNotLoadedError,
+  RUNTIME_DEFAULTS,
+  RUNTIME_NAME,
+  RuntimeClosedError,
+  chooseExecutionProvider,
+  type CalibrateOptions,
+  type Calibration,
+  type ExecutionProviderChoice,
+  type LoadedModel,
+  type RunResult,
+} from '../runtime.ts'
+import { TensorLimitError, checkAgainstSchema, type TensorMap, type TensorSpec } from '../tensor.ts'
+import { FRAME_HEADER_ALLOWANCE, RUNNER_LIMITS, type RunnerLimits } from './constants.ts'
+import { ModelProcess, type RequestOptions } from './process.ts'
+import { packTensors, tensorMapBytes, unpackTensors, type ChildConfig } from './protocol.ts'
+
+export interface SandboxedRunnerOptions {
+  /** @default 'auto' */
+  executionProvider?: ExecutionProviderChoice
+  /** Threads ONNX Runtime may use inside one operator, per model process. @default 1 */
+  intraOpThreads?: number
+  /** Model processes kept; the least recently used is closed beyond this. @default 8 */
+  maxSessions?: number
+  limits?: Partial<RunnerLimits>
+  /** Bounds of the safety check (run in the child). @default MODEL_CHECK_DEFAULTS */
+  modelCheck?: Partial<ModelCheckLimits>
+  /** Where each process's empty working directory is made. @default os.tmpdir() */
+  sandboxRoot?: string
+  /** Timers for the limits and the memory poll. @default systemClock */
+  clock?: Clock
+  /** @default process.platform */
+  platform?: string
+  logger?: Logger
+  /** Called for every limit a model breaks (after its process was killed or replaced as needed). */
+  onLimit?(cid: string, error: ModelLimitError): void
+  /** TESTS ONLY: skip the safety check in the child, to show what the sandbox alone prevents. @default false */
+  unsafeSkipModelCheck?: boolean
+}
+
+/** A model's process as `/v1/inference/stats` may show it. */
+export interface ModelProcessView {
+  cid: string
+  pid: number | undefined
+  /** Resident memory at the last poll, bytes (0 before the first). */
+  rssBytes: number
+  /** Processes started for this model after the first. */
+  restarts: number
+  busy: boolean
+}
+
+interface Served {
+  cid: string
+  bytes: Uint8Array
+  info: LoadedModel
+  proc: ModelProcess
+  /** The process to use: the current one, or its replacement while it starts. */
+  ready: Promise<ModelProcess>
+  rssBytes: number
+  restarts: number
+  closed: boolean
+}
+
+export class SandboxedRunner {
+  readonly runtime: string = RUNTIME_NAME
+  readonly limits: Readonly<RunnerLimits>
+  readonly #o: SandboxedRunnerOptions
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #maxSessions: number
+  readonly #models = new Map<string, Served>()
+  readonly #loading = new Map<string, Promise<void>>()
+  readonly #procs = new Set<ModelProcess>()
+  #ep: Exclude<ExecutionProvider, 'webgpu'>
+  #stopPoll: (() => void) | undefined
+  #closed = false
+
+  constructor(options: SandboxedRunnerOptions = {}) {
+    this.#o = options
+    this.limits = Object.freeze({ ...RUNNER_LIMITS, ...options.limits })
+    this.#clock = options.clock ?? systemClock
+    this.#log = (options.logger ?? silentLogger()).forComponent('donghae:inference:sandbox')
+    this.#maxSessions = options.maxSessions ?? RUNTIME_DEFAULTS.maxSessions
+    if (!Number.isSafeInteger(this.#maxSessions) || this.#maxSessions < 1)
+      throw new InvalidInputError('maxSessions must be a positive integer')
+    const threads = options.intraOpThreads ?? RUNTIME_DEFAULTS.intraOpThreads
+    if (!Number.isSafeInteger(threads) || threads < 1)
+      throw new InvalidInputError('intraOpThreads must be a positive integer')
+    this.#ep = chooseExecutionProvider({
+      platform: options.platform ?? process.platform,
+      requested: options.executionProvider ?? RUNTIME_DEFAULTS.executionProvider,
+    })
+  }
+
+  /** The provider new processes open sessions with (CPU after a fallback). Each run reports its own. */
+  get ep(): ExecutionProvider {
+    return this.#ep
+  }
+
+  has(cid: string): boolean {
+    return this.#models.has(cid)
+  }
+
+  model(cid: string): LoadedModel | undefined {
+    return this.#models.get(cid)?.info
+  }
+
+  /** Every model's process, for stats. */
+  processes(): ModelProcessView[] {
+    return [...this.#models.values()].map((s) => ({
+      cid: s.cid,
+      pid: s.proc.pid,
+      rssBytes: s.rssBytes,
+      restarts: s.restarts,
+      busy: s.proc.busy,
+    }))
+  }
+
+  // ---- processes ----
+
+  #childConfig(): ChildConfig {
+    return {
+      ep: this.#ep,
+      intraOpThreads: this.#o.intraOpThreads ?? RUNTIME_DEFAULTS.intraOpThreads,
+      maxFrameBytes: Math.max(this.limits.maxModelBytes, this.limits.maxInputBytes) + FRAME_HEADER_ALLOWANCE,
+      maxOutputBytes: this.limits.maxOutputBytes,
+      ...(this.#o.modelCheck === undefined ? {} : { modelCheck: this.#o.modelCheck }),
+      ...(this.#o.unsafeSkipModelCheck === true ? { unsafeSkipModelCheck: true } : {}),
+    }
+  }
+
+  /** A started process that is ready, within the load-time limit (which `then` also runs under). */
+  async #withProcess<T>(then: (proc: ModelProcess) => Promise<T>): Promise<{ proc: ModelProcess; value: T }> {
+    const proc = await ModelProcess.spawn({
+      root: this.#o.sandboxRoot ?? tmpdir(),
+      config: this.#childConfig(),
+      // CUDA maps far more address space than it uses: the rlimit is for the CPU provider
+      addressSpaceBytes: this.#ep === 'cpu' ? this.limits.addressSpaceBytes : 0,
+      maxFrameBytes: this.limits.maxOutputBytes + FRAME_HEADER_ALLOWANCE,
+      clock: this.#clock,
+      logger: this.#log,
+    })
+    this.#procs.add(proc)
+    void proc.exited.then(() => this.#procs.delete(proc))
+    this.#ensurePolling()
+    const ms = this.limits.loadTimeMs
+    const cancel = this.#clock.setTimer(ms, () =>
+      proc.kill(
+        new ModelLimitError('load-time', `the model's process did not load it within ${ms} ms (load-time limit)`, {
+          details: { limitMs: ms },
+        }),
+      ),
+    )
+    try {
+      await proc.ready
+      return { proc, value: await then(proc) }
+    } catch (err) {
+      await proc.close()
+      throw err
+    } finally {
+      cancel()
+    }
+  }
+
+  async #start(cid: string, bytes: Uint8Array): Promise<{ proc: ModelProcess; info: LoadedModel }> {
+    const { proc, value } = await this.#withProcess(
+      async (p) => (await p.request({ op: 'load', cid }, [bytes])).header.model as LoadedModel,
+    )
+    if (value.ep === 'cpu' && this.#ep !== 'cpu') {
+      this.#log.warn({ cid, ep: this.#ep }, 'execution provider failed in the sandbox; falling back to cpu')
+      this.#ep = 'cpu'
+    }
+    return { proc, info: value }
+  }
+
+  // ---- ModelRunner ----
+
+  /**
+   * Starts a process for `cid` and loads `bytes` in it (once per CID; concurrent loads share it).
+   * The child verifies the CID and runs the safety check before ONNX Runtime sees the bytes.
+   * Throws `ModelCidMismatchError`, `UnsafeModelError`, `ModelLoadError`, or `ModelLimitError`
+   * (`load-time`, `memory`, `crashed`); nothing stays loaded then.
+   */
+  async load(cid: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#checkOpen()
+    if (bytes.length > this.limits.maxModelBytes)
+      throw new InvalidInputError(
+        `a model of ${bytes.length} bytes exceeds the ${this.limits.maxModelBytes}-byte limit`,
+      )
+    if (this.#touch(cid)) return
+    const pending = this.#loading.get(cid)
+    if (pending) return pending
+    if (options.signal?.aborted) throw new AbortError('model load was cancelled')
+    const loading = this.#open(cid, bytes).finally(() => this.#loading.delete(cid))
+    this.#loading.set(cid, loading)
+    return loading
+  }
+
+  async #open(cid: string, bytes: Uint8Array): Promise<void> {
+    let started: { proc: ModelProcess; info: LoadedModel }
+    try {
+      started = await this.#start(cid, bytes)
+    } catch (err) {
+      if (err instanceof ModelLimitError) this.#o.onLimit?.(cid, err)
+      throw err
+    }
+    if (this.#closed) {
+      await started.proc.close()
+      throw new RuntimeClosedError('the runner was closed while the model loaded')
+    }
+    const served: Served = {
+      cid,
+      bytes,
+      ...started,
+      ready: Promise.resolve(started.proc),
+      rssBytes: 0,
+      restarts: 0,
+      closed: false,
+    }
+    this.#models.set(cid, served)
+    this.#watch(served, started.proc)
+    this.#log.info({ cid, ep: started.info.ep, pid: started.proc.pid }, 'model loaded in its sandbox')
+    this.#evictBeyondLimit()
+  }
+
+  /** Replaces `proc` when it dies while still serving its model. */
+  #watch(served: Served, proc: ModelProcess): void {
+    void proc.exited.then(() => {
+      if (served.closed || served.proc !== proc || this.#closed) return
+      served.restarts++
+      const next = this.#start(served.cid, served.bytes).then(
+        ({ proc: fresh }) => {
+          if (served.closed || this.#closed) {
+            void fresh.close()
+            throw new RuntimeClosedError(`model ${served.cid} was unloaded`)
+          }
+          served.proc = fresh
+          this.#watch(served, fresh)
+          return fresh
+        },
+        (err: unknown) => {
+          this.#log.warn(
+            { cid: served.cid, err: describeError(err) },
+            'model process could not be replaced; model dropped',
+          )
+          if (this.#models.get(served.cid) === served) this.#models.delete(served.cid)
+          served.closed = true
+          if (err instanceof ModelLimitError) this.#o.onLimit?.(served.cid, err)
+          throw err
+        },
+      )
+      next.catch(() => {}) // awaited by the next run, if any
+      served.ready = next
+    })
+  }
+
+  /**
+   * Runs a loaded model in its process. Inputs must match its schema (`TensorSchemaError` before
+   * anything is sent). Throws `ModelLimitError` (`run-time`, `memory`, `output-size`, `crashed`)
+   * when the model breaks a limit, `ModelRunError` when ONNX Runtime fails, `ModelNotLoadedError`.
+   * A run cannot be interrupted once sent; an aborted `signal` fails the call at once and the
+   * run's result is dropped.
+   */
+  async run(cid: string, inputs: TensorMap, options: { signal?: AbortSignal } = {}): Promise<RunResult> {
+    const served = this.#served(cid, inputs)
+    const packed = packTensors(
+      inputs,
+      served.info.inputs.map((s) => s.name),
+    )
+    const reply = await this.#request(
+      served,
+      { op: 'run', cid, tensors: packed.tensors },
+      packed.parts,
+      {
+        limitMs: this.limits.runTimeMs,
+        limit: 'run-time',
+      },
+      options.signal,
+    )
+    // as OnnxRuntime.run returns them: whatever ONNX Runtime produced, in the model's output order
+    const outputs = unpackTensors(reply.header.tensors, reply.payload)
+    return { outputs, computeMicros: Number(reply.header.computeMicros), ep: reply.header.ep as ExecutionProvider }
+  }
+
+  /** Calibration (see `calibrate` in runtime.ts), run inside the model's process. */
+  async calibrate(cid: string, sampleInputs: TensorMap, options: CalibrateOptions): Promise<Calibration> {
+    if (!(options.durationMs >= 0)) throw new InvalidInputError('durationMs must be ≥ 0')
+    const served = this.#served(cid, sampleInputs)
+    const minRuns = options.minRuns ?? 3
+    const packed = packTensors(
+      sampleInputs,
+      served.info.inputs.map((s) => s.name),
+    )
+    const header = { op: 'calibrate', cid, tensors: packed.tensors, durationMs: options.durationMs, minRuns }
+    // every run may take up to the run-time limit, plus the warm-up run
+    const limitMs = options.durationMs + (minRuns + 1) * this.limits.runTimeMs
+    const reply = await this.#request(served, header, packed.parts, { limitMs, limit: 'run-time' }, options.signal)
+    return reply.header.calibration as Calibration
+  }
+
+  /**
+   * A model file's declared inputs and outputs, read in a one-off sandbox process (the safety
+   * check runs first). Throws `UnsafeModelError`, `ModelLoadError` or `ModelLimitError`.
+   */
+  async inspect(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+    this.#checkOpen()
+    if (bytes.length > this.limits.maxModelBytes)
+      throw new InvalidInputError(
+        `a model of ${bytes.length} bytes exceeds the ${this.limits.maxModelBytes}-byte limit`,
+      )
+    const { proc, value } = await this.#withProcess(
+      async (p) => (await p.request({ op: 'inspect' }, [bytes])).header.schema,
+    )
+    await proc.close()
+    return value as { inputs: TensorSpec[]; outputs: TensorSpec[] }
+  }
+
+  /** Closes a model's process; `has(cid)` is false afterwards. */
+  async unload(cid: string): Promise<void> {
+    const served = this.#models.get(cid)
+    if (served === undefined) return
+    this.#models.delete(cid)
+    served.closed = true
+    await served.proc.close()
+  }
+
+  /** Closes every process; later calls fail with `RuntimeClosedError`. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#stopPoll?.()
+    await Promise.allSettled([...this.#loading.values()])
+    for (const served of this.#models.values()) served.closed = true
+    this.#models.clear()
+    await Promise.all([...this.#procs].map((p) => p.close()))
+  }
+
+  // ---- internals ----
+
+  #served(cid: string, inputs: TensorMap): Served {
+    this.#checkOpen()
+    const served = this.#models.get(cid)
+    if (served === undefined)
+      throw new ModelNotLoadedError(`model ${cid} is not loaded; load it first`, { details: { cid } })
+    this.#touch(cid)
+    checkAgainstSchema(inputs, served.info.inputs, 'input')
+    const bytes = tensorMapBytes(inputs)
+    if (bytes > this.limits.maxInputBytes)
+      throw new TensorLimitError(`inputs of ${bytes} bytes exceed the ${this.limits.maxInputBytes}-byte limit`, {
+        details: { bytes, maxBytes: this.limits.maxInputBytes },
+      })
+    return served
+  }
+
+  async #request(
+    served: Served,
+    header: { op: string; [key: string]: unknown },
+    parts: Uint8Array[],
+    limits: RequestOptions,
+    signal?: AbortSignal,
+  ): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
+    if (signal?.aborted) throw new AbortError('inference was cancelled')
+    const proc = await served.ready
+    const reply = proc.request(header, parts, limits).catch((err: unknown) => {
+      if (err instanceof ModelLimitError) this.#o.onLimit?.(served.cid, err)
+      throw err
+    })
+    if (signal === undefined) return reply
+    reply.catch(() => {})
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(new AbortError('inference was cancelled'))
+      signal.addEventListener('abort', onAbort, { once: true })
+      reply.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    })
+  }
+
+  /** Reads every busy process's resident memory and kills the ones over the limit. */
+  #ensurePolling(): void {
+    if (this.#stopPoll !== undefined || this.#closed) return
+    const tick = (): void => {
+      this.#stopPoll = this.#clock.setTimer(this.limits.memoryPollMs, () => {
+        void this.#pollMemory().finally(() => {
+          // no process, no poll: an idle runner holds no timer
+          if (!this.#closed && this.#procs.size > 0) tick()
+          else this.#stopPoll = undefined
+        })
+      })
+    }
+    tick()
+  }
+
+  async #pollMemory(): Promise<void> {
+    const byProc = new Map([...this.#models.values()].map((s) => [s.proc, s]))
+    await Promise.all(
+      [...this.#procs].map(async (proc) => {
+        if (!proc.busy && byProc.has(proc)) return // an idle model process cannot grow
+        const rss = await proc.rssBytes()
+        if (rss === undefined) return
+        const served = byProc.get(proc)
+        if (served !== undefined) served.rssBytes = rss
+        if (rss <= this.limits.maxRssBytes) return
+        const mib = (n: number): string => `${Math.round(n / 2 ** 20)} MiB`
+        proc.kill(
+          new ModelLimitError(
+            'memory',
+            `the model's process grew to ${mib(rss)}, over the ${mib(this.limits.maxRssBytes)} memory limit; it was stopped`,
+            {
+              details: { rssBytes: rss, maxRssBytes: this.limits.maxRssBytes },
+            },
+          ),
+        )
+      }),
+    )
+  }
+
+  /** Marks `cid` most recently used; false when it is not loaded. */
+  #touch(cid: string): boolean {
+    const served = this.#models.get(cid)
+    if (served === undefined) return false
+    this.#models.delete(cid)
+    this.#models.set(cid, served)
+    return true
+  }
+
+  #evictBeyondLimit(): void {
+    for (const [cid, served] of this.#models) {
+      if (this.#models.size <= this.#maxSessions) break
+      this.#models.delete(cid)
+      served.closed = true
+      this.#log.debug({ cid }, 'model process evicted')
+      // a run in flight finishes first (killing the process would fail it)
+      void served.proc.drained().then(() => served.proc.close())
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new RuntimeClosedError('the sandboxed runner is closed')
+  }
+}
