@@ -342,6 +342,8 @@ export interface FullNodeOptions {
   dashboardDir?: string
   /** Browser origins allowed to call the API (CORS; config apiCors). @default none */
   cors?: string[]
+  /** Host names the API answers for besides loopback and its own address (config apiAllowedHosts). @default none */
+  allowedHosts?: string[]
 }
 
 /** Slot adverts over the node's gossipsub (the sender is the message's signed origin). */
@@ -535,6 +537,7 @@ export class FullNode {
         inference,
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
         ...(options.cors === undefined ? {} : { cors: options.cors }),
+        ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
         ...(options.apiToken === undefined ? {} : { operatorToken: options.apiToken }),
       })
       stops.push(() => api.close())

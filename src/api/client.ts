@@ -14,6 +14,7 @@
  * Published as `donghae/client`.
  */
 import { AbortError, InvalidInputError } from '../core/errors.ts'
+import { untrustedText } from '../core/untrusted-text.ts'
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './constants.ts'
 import { ApiError } from './errors.ts'
 import { EVENT_TYPES, type EventType, type NodeEvent } from './events.ts'
@@ -181,6 +182,9 @@ const RECONNECT_MS = 2_000
 const EVENT_IDLE_TIMEOUT_MS = 45_000
 
 const TX_POLL_MS = 500
+
+/** Longest error message kept from a node's answer. */
+const MAX_REMOTE_MESSAGE = 1_000
 
 function hex(bytes: Uint8Array): string {
   let out = ''
@@ -530,11 +534,13 @@ export class DonghaeClient {
         message: `${url} answered HTTP ${status} without a Donghae error body`,
       })
     }
+    // The node is someone else's program: its words are cut and stripped of control characters
+    // before they reach a terminal or a page.
     throw new ApiError({
       status,
-      code: error.code,
-      message: error.message,
-      reason: typeof error.reason === 'string' ? error.reason : undefined,
+      code: untrustedText(error.code, 64),
+      message: untrustedText(error.message, MAX_REMOTE_MESSAGE),
+      reason: typeof error.reason === 'string' ? untrustedText(error.reason, 64) : undefined,
     })
   }
 }

@@ -20,6 +20,7 @@ import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
 import { equals, toHex } from '../core/bytes.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
+import { untrustedText } from '../core/untrusted-text.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
@@ -727,7 +728,7 @@ export class InferenceService {
         const e = answer.error as { reason?: string; message?: string }
         throw new InferenceError(
           (e.reason as InferenceError['reason'] | undefined) ?? 'failed',
-          `worker ${worker.slice(-8)}: ${e.message ?? 'failed'}`,
+          `worker ${worker.slice(-8)}: ${untrustedText(e.message ?? 'failed')}`,
         )
       }
       if (!(answer.outputs instanceof Uint8Array)) throw new InferenceError('failed', 'worker sent no outputs')

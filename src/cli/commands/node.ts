@@ -36,8 +36,12 @@ export function registerNode(program: Command, io: CliIo): void {
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, apiCors, bootstrap, mdns, nat — see \`donghae config show\`. The API's operator token is
-<home>/api-token (made on first start if missing); the dashboard is at the API's address.
+apiHost, apiCors, apiAllowedHosts, bootstrap, mdns, nat — see \`donghae config show\`. The API's
+operator token is <home>/api-token (made on first start if missing); the dashboard is at the
+API's address. The API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the
+address it listens on (421 otherwise: a web page that rebinds its own name to this node is
+refused); reach it under another name (a LAN name, a reverse proxy) by adding the name to
+apiAllowedHosts, e.g. DONGHAE_API_ALLOWED_HOSTS=node.lan:26657,node.example.org.
 DONGHAE_WORKER=0 runs the node without serving models (a gateway only; default 1: a worker).
 DONGHAE_EXECUTION_PROVIDER picks ONNX Runtime's provider: auto (default: CoreML on macOS, CUDA
 when its library is installed, else CPU), cpu, coreml or cuda. A worker must also be bonded on
@@ -83,6 +87,7 @@ Examples:
           logger,
           apiToken: apiToken.token,
           cors: config.apiCors,
+          allowedHosts: config.apiAllowedHosts,
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
