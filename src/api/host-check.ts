@@ -6,20 +6,23 @@
  * talking to its own origin. The one thing the browser cannot hide is the name it dialled: the
  * request carries `Host: evil.example:26657`. So the API answers only requests whose `Host` is
  *
- *   - localhost, 127.0.0.1 or [::1] (any spelling of the loopback addresses),
+ *   - localhost, 127.0.0.1, [::1] (or another loopback address, or a *.localhost name),
  *   - the address the connection actually reached (the configured `apiHost`, or with 0.0.0.0
  *     the interface a LAN client used),
  *   - or a name in `allowedHosts` (config `apiAllowedHosts`): `name` for any port (a reverse
- *     proxy on 443), `name:port` for one port; `*` turns the check off,
+ *     proxy on 443), `name:port` for that port only; `*` turns the check off.
  *
- * with, for the first two, the port the API listens on. Anything else is 421 `HOST_NOT_ALLOWED`.
- * A request without `Host` (HTTP/1.0; never a browser) passes.
+ * The port of a loopback name or of the connection's own address is not checked: no page can
+ * rebind those names, and an SSH tunnel (`ssh -L 8080:127.0.0.1:26657`) or a development proxy
+ * reaches the node as localhost on another port. Anything else is 421 `HOST_NOT_ALLOWED`. A
+ * request without `Host` (HTTP/1.0; never a browser) passes.
  *
  * Cross-site requests: a page on another origin can still send requests to `127.0.0.1:26657`
  * (a form POST needs no CORS permission; only reading the answer does). Browsers name the page
  * in `Origin` on every cross-origin request and on every POST, so a request whose `Origin` is
- * neither the API's own origin (an allowed host, as above) nor in the CORS list (`apiCors`) is
- * 403 `ORIGIN_NOT_ALLOWED` before any handler runs. Non-browser clients send no `Origin`.
+ * neither the origin it is addressed to (scheme-less: the same host and port as `Host`, as for
+ * the node's own dashboard) nor in the CORS list (`apiCors`) is 403 `ORIGIN_NOT_ALLOWED` before
+ * any handler runs. Non-browser clients send no `Origin`.
  */
 import { isIP } from 'node:net'
 import type { FastifyRequest } from 'fastify'
@@ -93,51 +96,45 @@ export class HostPolicy {
     this.#cors = new Set((options.cors ?? []).map((o) => o.toLowerCase()))
   }
 
-  /** Whether `host` (a Host header, or an origin's host) names this API for a connection to `local`. */
-  allows(host: HostName, local: { address: string | undefined; port: number | undefined }): boolean {
+  /** Whether `host` (from a Host header) names this API, for a connection that reached `localAddress`. */
+  allows(host: HostName, localAddress: string | undefined): boolean {
     if (this.#any) return true
     if (this.#extra.has(host.name)) {
       const ports = this.#extra.get(host.name)
       if (ports === undefined || (host.port !== undefined && ports.has(host.port))) return true
     }
-    const samePort = local.port === undefined || host.port === undefined || host.port === local.port
-    if (!samePort) return false
     if (isLoopback(host.name)) return true
-    return (
-      local.address !== undefined && isIP(host.name) !== 0 && plainAddress(host.name) === plainAddress(local.address)
-    )
+    return localAddress !== undefined && isIP(host.name) !== 0 && plainAddress(host.name) === plainAddress(localAddress)
   }
 
   /** Throws HostNotAllowedError / OriginNotAllowedError for a request the API must not answer. */
   check(request: FastifyRequest): void {
-    const local = { address: request.socket.localAddress, port: request.socket.localPort }
     const header = request.headers.host
-    if (header !== undefined) {
-      const host = parseHostHeader(header)
-      if (host === undefined || !this.allows(host, local))
-        throw new HostNotAllowedError(
-          `this node does not answer for host ${JSON.stringify(untrustedText(header, 100))}: use http://127.0.0.1:<apiPort>, or add the name to the config key apiAllowedHosts (a page that rebinds its own name to this node is refused here)`,
-        )
-    }
+    const host = header === undefined ? undefined : parseHostHeader(header)
+    if (header !== undefined && (host === undefined || !this.allows(host, request.socket.localAddress)))
+      throw new HostNotAllowedError(
+        `this node does not answer for host ${JSON.stringify(untrustedText(header, 100))}: use http://127.0.0.1:<apiPort>, or add the name to the config key apiAllowedHosts (a page that rebinds its own name to this node is refused here)`,
+      )
     const origin = request.headers.origin
     if (origin === undefined || this.#cors.has(origin.toLowerCase())) return
-    if (!this.#sameSite(origin, local))
+    if (host === undefined || !sameAuthority(origin, host))
       throw new OriginNotAllowedError(
-        `requests from pages on ${JSON.stringify(untrustedText(origin, 100))} are refused: the API answers its own dashboard and the origins in the config key apiCors`,
+        `requests from pages on ${JSON.stringify(untrustedText(origin, 100))} are refused: the API answers pages it serves itself and the origins in the config key apiCors`,
       )
   }
+}
 
-  #sameSite(origin: string, local: { address: string | undefined; port: number | undefined }): boolean {
-    let url: URL
-    try {
-      url = new URL(origin)
-    } catch {
-      return false // "null" (sandboxed frames, file: pages) and garbage
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return false
-    const host = parseHostHeader(url.host)
-    if (host === undefined) return false
-    const port = host.port ?? (url.protocol === 'https:' ? 443 : 80)
-    return this.allows({ name: host.name, port }, local)
+/** True when `origin` (scheme://host[:port]) names the same host and port as the Host header. */
+function sameAuthority(origin: string, host: HostName): boolean {
+  let url: URL
+  try {
+    url = new URL(origin)
+  } catch {
+    return false // "null" (sandboxed frames, file: pages) and garbage
   }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false
+  const from = parseHostHeader(url.host)
+  if (from === undefined) return false
+  const defaultPort = url.protocol === 'https:' ? 443 : 80
+  return from.name === host.name && (from.port ?? defaultPort) === (host.port ?? defaultPort)
 }

@@ -71,11 +71,24 @@ test('DNS rebinding: a page on evil.example:<port> whose name resolves to 127.0.
     const { message } = errorOf(await rawRequest(api, { path: '/v1/net', headers: { host: rebound } }))
     t.diagnostic(`the node answers: 421 ${message}`)
     // Names that look local but are not: refused as well.
-    for (const host of [`localhost.evil.example:${port}`, `127.0.0.1.nip.io:${port}`, `[::1]:${port + 1}`]) {
+    for (const host of [
+      `localhost.evil.example:${port}`,
+      `127.0.0.1.nip.io:${port}`,
+      `2130706433:${port}`,
+      'node0.lan.evil',
+    ]) {
       assert.equal((await rawRequest(api, { path: '/v1/status', headers: { host } })).status, 421, host)
     }
-    // What legitimate users send still works: loopback names with the API port, and the configured name.
-    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST.:${port}`, `[::1]:${port}`, EXTRA_HOST]) {
+    // What legitimate users send still works: loopback names (an SSH tunnel's localhost:8080 too)
+    // and the configured name.
+    for (const host of [
+      `127.0.0.1:${port}`,
+      `localhost:${port}`,
+      `LOCALHOST.:${port}`,
+      `[::1]:${port}`,
+      'localhost:8080',
+      EXTRA_HOST,
+    ]) {
       const res = await rawRequest(api, { path: '/v1/net', headers: { host } })
       assert.equal(res.status, 200, `${host}: ${res.body.slice(0, 200)}`)
       assert.match(res.body, /12D3KooW/)
@@ -106,9 +119,15 @@ test('cross-site requests: a page on another origin that posts to the node at 12
     const res = await rawRequest(api, { path: '/v1/status', headers: { host, origin } })
     assert.equal(res.status, 403, origin)
   }
-  // The node's own dashboard (same origin) and the configured name are not cross-site.
-  for (const origin of [`http://127.0.0.1:${port}`, `http://localhost:${port}`, `https://${EXTRA_HOST}`]) {
-    const res = await rawRequest(api, { path: '/v1/status', headers: { host, origin } })
+  // Pages the node serves itself (the dashboard: Origin names the host the request is for) are
+  // not cross-site, whatever name reached it: directly, through an SSH tunnel, under its LAN name.
+  for (const [via, origin] of [
+    [host, `http://${host}`],
+    [`localhost:${port}`, `http://localhost:${port}`],
+    ['localhost:8080', 'http://localhost:8080'],
+    [EXTRA_HOST, `http://${EXTRA_HOST}`],
+  ] as const) {
+    const res = await rawRequest(api, { path: '/v1/status', headers: { host: via, origin } })
     assert.equal(res.status, 200, `${origin}: ${res.body.slice(0, 200)}`)
   }
 })
