@@ -22,6 +22,7 @@ import type { DidRecordView, NatView, PeerView } from './net-api.ts'
 import type {
   AccountJson,
   BlockJson,
+  LightBlockJson,
   NodeInfoJson,
   OperatorJson,
   OperatorTransferJson,
@@ -280,8 +281,20 @@ export class DonghaeClient {
     }
   }
 
-  proof(keyHex: string, options: CallOptions = {}): Promise<ProofJson> {
-    return this.#request('GET', `/v1/state/proof?key=${encodeURIComponent(keyHex)}`, undefined, options)
+  /** A state proof of a raw key (hex) against the latest state root, or that of `height`. */
+  proof(keyHex: string, options: CallOptions & { height?: number } = {}): Promise<ProofJson> {
+    const at = options.height === undefined ? '' : `&height=${options.height}`
+    return this.#request('GET', `/v1/state/proof?key=${encodeURIComponent(keyHex)}${at}`, undefined, options)
+  }
+
+  /** A header with its full commit certificate, for a light client to check (api/light-client.ts). */
+  lightBlock(height: number, options: CallOptions = {}): Promise<LightBlockJson> {
+    return this.#request('GET', `/v1/chain/headers/${height}`, undefined, options)
+  }
+
+  /** The chain's genesis document, as JSON (the genesis file's format). */
+  genesis(options: CallOptions = {}): Promise<unknown> {
+    return this.#request('GET', '/v1/chain/genesis', undefined, options)
   }
 
   // ---- network ----
