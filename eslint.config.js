@@ -25,7 +25,7 @@ function layerRule(layer) {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', 'test-artifacts/', 'web/dist/'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', 'test-artifacts/', 'web/dist/', '.tools/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

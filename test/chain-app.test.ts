@@ -10,7 +10,8 @@ import { proposerFor } from '../src/chain/runtime.ts'
 import { signVote } from '../src/chain/bft/messages.ts'
 import type { Block } from '../src/chain/block.ts'
 import { balanceOf } from '../src/bank/bank.ts'
-import { validatorRecord } from '../src/staking/staking.ts'
+import { retainedProofKeys, validatorRecord, validatorSetFromValue, validatorSetKey } from '../src/staking/staking.ts'
+import { verifyProof } from '../src/chain/state/proof.ts'
 import { actor, makeGenesis, type Actor } from './helpers/chain.ts'
 import { certify, openTestChain, removeDir, type TestChain } from './helpers/chain-app.ts'
 
@@ -202,5 +203,44 @@ test('double-sign evidence submitted in a block slashes and jails the offender o
     }
   } finally {
     await closeAll(nodes)
+  }
+})
+
+test('epoch edges: the next validator set is kept with its proof, served after a restart, and checks against that block’s state root', async () => {
+  const solo = validators[0] as Actor
+  const short = makeGenesis([solo], [[alice, 1_000n]], { epochLength: 2 })
+  let chain = await openTestChain(short, solo)
+  const dir = chain.dir
+  try {
+    for (let height = 1; height <= 5; height++) {
+      chain.clock.advance(1_000)
+      const block = await chain.app.createBlock(height, 0)
+      await chain.app.commit(block, certify(block, chain.app.blockId(block), [solo]))
+    }
+    assert.deepEqual(retainedProofKeys(3, short.params), [], 'only epoch edges')
+    assert.deepEqual(retainedProofKeys(4, short.params), [validatorSetKey(2)])
+    await chain.close()
+    chain = await openTestChain(short, solo, dir)
+    for (const [edge, epoch] of [
+      [2, 1],
+      [4, 2],
+    ] as const) {
+      const kept = await chain.app.provenAt(edge, validatorSetKey(epoch))
+      const header = (await chain.app.getBlock(edge))?.header
+      assert.ok(kept !== undefined && header !== undefined, `height ${edge} kept its proof`)
+      assert.ok(equals(kept.root, header.stateRoot))
+      assert.ok(verifyProof(header.stateRoot, validatorSetKey(epoch), kept.value, kept.proof), `set ${epoch} proven`)
+      assert.deepEqual(
+        validatorSetFromValue(kept.value as Uint8Array).validators.map((v) => v.did),
+        [solo.did],
+      )
+    }
+    assert.equal(await chain.app.provenAt(3, validatorSetKey(2)), undefined, 'nothing kept between edges')
+    const live = await chain.app.provenAt(5, validatorSetKey(3))
+    assert.ok(live !== undefined && equals(live.root, chain.app.head.stateRoot), 'the head proves anything')
+    assert.equal(await chain.app.provenAt(6, validatorSetKey(3)), undefined, 'no future')
+  } finally {
+    await chain.close()
+    await removeDir(dir)
   }
 })

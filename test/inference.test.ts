@@ -183,8 +183,9 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const receiptFile = join(dir, 'receipt.json')
     await writeFile(receiptFile, JSON.stringify(answers[0]?.body.receipt))
     await waitFor(
-      'the receipt settled and verified by `donghae receipt verify --node`',
-      async () => (await runCli(['receipt', 'verify', receiptFile, '--node', n2.api, '--json'])).code === 0,
+      'the receipt settled and verified by `donghae receipt verify --node` (a light client from the home’s genesis)',
+      async () =>
+        (await runCli(['--home', n2.home, 'receipt', 'verify', receiptFile, '--node', n2.api, '--json'])).code === 0,
       30_000,
     )
     const tampered = { ...(answers[0]?.body.receipt as Record<string, unknown>), fee: '9' }

@@ -4,6 +4,7 @@
  */
 import type { Block } from '../chain/block.ts'
 import type { CommitCertificate } from '../chain/bft/types.ts'
+import type { GenesisDoc } from '../chain/genesis.ts'
 import type { StateProof } from '../chain/state/proof.ts'
 
 export interface NodeStatus {
@@ -47,4 +48,15 @@ export interface ChainApi {
   txHeight(hash: Uint8Array): Promise<number | undefined>
   /** A state inclusion proof for a raw state key, against the latest committed state root. */
   prove(key: Uint8Array): { root: Uint8Array; height: number; value: Uint8Array | undefined; proof: StateProof }
+  /**
+   * A proof of `key` against the state root of `height`: the latest height, or one whose proofs
+   * the node kept (validator sets at epoch edges, ChainApp `retainProofs`); undefined otherwise.
+   * Without it, GET /v1/state/proof?height= answers 404.
+   */
+  proveAt?(
+    key: Uint8Array,
+    height: number,
+  ): Promise<{ root: Uint8Array; height: number; value: Uint8Array | undefined; proof: StateProof } | undefined>
+  /** The genesis document (GET /v1/chain/genesis, where light clients start). */
+  genesisDoc?(): GenesisDoc
 }

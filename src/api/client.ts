@@ -14,6 +14,7 @@
  * Published as `donghae/client`.
  */
 import { AbortError, InvalidInputError } from '../core/errors.ts'
+import { untrustedText } from '../core/untrusted-text.ts'
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './constants.ts'
 import { ApiError } from './errors.ts'
 import { EVENT_TYPES, type EventType, type NodeEvent } from './events.ts'
@@ -21,6 +22,7 @@ import type { DidRecordView, NatView, PeerView } from './net-api.ts'
 import type {
   AccountJson,
   BlockJson,
+  LightBlockJson,
   NodeInfoJson,
   OperatorJson,
   OperatorTransferJson,
@@ -193,6 +195,9 @@ const EVENT_IDLE_TIMEOUT_MS = 45_000
 
 const TX_POLL_MS = 500
 
+/** Longest error message kept from a node's answer. */
+const MAX_REMOTE_MESSAGE = 1_000
+
 function hex(bytes: Uint8Array): string {
   let out = ''
   for (const b of bytes) out += b.toString(16).padStart(2, '0')
@@ -287,8 +292,20 @@ export class DonghaeClient {
     }
   }
 
-  proof(keyHex: string, options: CallOptions = {}): Promise<ProofJson> {
-    return this.#request('GET', `/v1/state/proof?key=${encodeURIComponent(keyHex)}`, undefined, options)
+  /** A state proof of a raw key (hex) against the latest state root, or that of `height`. */
+  proof(keyHex: string, options: CallOptions & { height?: number } = {}): Promise<ProofJson> {
+    const at = options.height === undefined ? '' : `&height=${options.height}`
+    return this.#request('GET', `/v1/state/proof?key=${encodeURIComponent(keyHex)}${at}`, undefined, options)
+  }
+
+  /** A header with its full commit certificate, for a light client to check (api/light-client.ts). */
+  lightBlock(height: number, options: CallOptions = {}): Promise<LightBlockJson> {
+    return this.#request('GET', `/v1/chain/headers/${height}`, undefined, options)
+  }
+
+  /** The chain's genesis document, as JSON (the genesis file's format). */
+  genesis(options: CallOptions = {}): Promise<unknown> {
+    return this.#request('GET', '/v1/chain/genesis', undefined, options)
   }
 
   // ---- network ----
@@ -546,11 +563,13 @@ export class DonghaeClient {
         message: `${url} answered HTTP ${status} without a Donghae error body`,
       })
     }
+    // The node is someone else's program: its words are cut and stripped of control characters
+    // before they reach a terminal or a page.
     throw new ApiError({
       status,
-      code: error.code,
-      message: error.message,
-      reason: typeof error.reason === 'string' ? error.reason : undefined,
+      code: untrustedText(error.code, 64),
+      message: untrustedText(error.message, MAX_REMOTE_MESSAGE),
+      reason: typeof error.reason === 'string' ? untrustedText(error.reason, 64) : undefined,
     })
   }
 }

@@ -38,3 +38,43 @@ export const DEFAULT_WAIT_TIMEOUT_MS = 60_000
 
 /** Largest state key a proof may be asked for, in bytes. */
 export const MAX_PROOF_KEY_BYTES = 1024
+
+/**
+ * Event streams (GET /v1/events) open at once, from all clients; one more is 503
+ * TOO_MANY_STREAMS with Retry-After. Each costs a socket and a bounded buffer.
+ * @default 64
+ */
+export const MAX_EVENT_STREAMS = 64
+
+/**
+ * Event streams open at once from one client address (a dashboard tab holds one), so one client
+ * cannot take every slot.
+ * @default 8
+ */
+export const MAX_EVENT_STREAMS_PER_CLIENT = 8
+
+/**
+ * Largest body of POST /v1/operator/models (an ONNX file as base64).
+ * @default 20 MiB
+ */
+export const MAX_MODEL_BODY_BYTES = 20 * 1024 * 1024
+
+/**
+ * Connection and request timeouts of the API's HTTP server (Node's http.Server):
+ *  - `headersMs`: the request line and headers must arrive within this (slowloris); then 408;
+ *  - `requestMs`: the whole request, body included, must arrive within this; then 408 (a 20 MiB
+ *    model upload needs about 3 Mbit/s);
+ *  - `keepAliveMs`: an idle keep-alive connection is closed after this;
+ *  - `idleMs`: a socket with no traffic either way for this long is destroyed (event streams send
+ *    a heartbeat every SSE_HEARTBEAT_MS, well inside it; a completion that computes longer than
+ *    this without streaming is cut, so stream long ones).
+ * @default { headersMs: 10 000, requestMs: 60 000, keepAliveMs: 10 000, idleMs: 120 000 }
+ */
+export const DEFAULT_API_TIMEOUTS = Object.freeze({
+  headersMs: 10_000,
+  requestMs: 60_000,
+  keepAliveMs: 10_000,
+  idleMs: 120_000,
+})
+
+export type ApiTimeouts = { readonly [K in keyof typeof DEFAULT_API_TIMEOUTS]: number }

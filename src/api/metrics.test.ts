@@ -60,11 +60,13 @@ test('NodeMetrics: jobs, latency histogram and audits from the inference service
   assert.match(text, /^donghae_process_cpu_seconds_total /m, 'process metrics under the donghae_ prefix')
   const other = await b.text()
   assert.equal(value(other, 'donghae_audits_total{result="pass"}'), undefined, 'b shares nothing with a')
-  // Every metric name is prefixed; counters end in _total; units are in the names.
+  // Every metric name is prefixed; counters end in _total and nothing else does (promtool's rule).
   const names = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m): [string, string] => [m[1] ?? '', m[2] ?? ''])
   for (const [name, type] of names) {
     assert.match(name, /^donghae_/)
     if (type === 'counter') assert.match(name, /_total$/, name)
+    else assert.doesNotMatch(name, /_total$/, `${name} is a ${type}`)
   }
+  assert.match(text, /^donghae_nodejs_active_handles\{/m, 'the per-type gauges stay')
   assert.match(a.contentType, /^text\/plain/)
 })

@@ -3,7 +3,8 @@
  * nodes in one process never share series). Names carry the `donghae_` prefix and their unit.
  * Chain, peer, NAT and slash metrics follow the event bus (`attach(bus)`); job and audit
  * metrics are recorded by the inference service through `jobCompleted` and `audit`.
- * Served as text at GET /metrics (routes/metrics.ts).
+ * Served as text at GET /metrics (routes/metrics.ts); the text passes `promtool check metrics`
+ * without warnings (test/attacks/node-http.test.ts runs it on a real node).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { EventBus, NodeEvent } from './events.ts'
@@ -16,6 +17,13 @@ export const NAT_METHODS = ['pmp', 'upnp', 'none', 'off'] as const
 const FINALITY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]
 /** Inference latency: milliseconds for the demo models, seconds for large ones. */
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/** prom-client default metrics dropped from the registry (see the constructor). */
+const GAUGES_NAMED_LIKE_COUNTERS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+]
 
 export interface NodeMetricsOptions {
   /** Also export Node.js process metrics (CPU, memory, event loop lag) as donghae_process_…, donghae_nodejs_…. @default true */
@@ -93,7 +101,13 @@ export class NodeMetrics {
         this.set(streams())
       },
     })
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'donghae_' })
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'donghae_' })
+      // prom-client's totals of active handles, requests and resources are gauges named *_total,
+      // which Prometheus reserves for counters (`promtool check metrics` warns). The per-type
+      // gauges stay: sum(donghae_nodejs_active_handles) is the total.
+      for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(`donghae_${name}`)
+    }
   }
 
   blockCommitted(block: { height: number; txs: number }): void {

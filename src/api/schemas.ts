@@ -88,6 +88,34 @@ const CommitSummary = Type.Union([
   Type.Null(),
 ])
 
+const VoteJson = Type.Object({
+  chainId: Type.String(),
+  height: Height('height voted on'),
+  round: Type.Integer({ minimum: 0 }),
+  type: Type.Union([Type.Literal('precommit'), Type.Literal('prevote')]),
+  blockId: Type.Union([Hex('the block voted for'), Type.Null()], { description: 'null: a nil vote' }),
+  validator: Type.String({ description: "the voter's did:key" }),
+  signature: Hex('Ed25519 signature of the vote (kind chain.vote)'),
+})
+
+export const LightBlockResponse = Type.Object(
+  {
+    height: Height('block height'),
+    blockId: Hex('sha256 of the dag-cbor header (recompute it: never trust this field)'),
+    header: BlockHeaderJson,
+    commit: Type.Object(
+      {
+        height: Height('certified height'),
+        round: Type.Integer({ minimum: 0 }),
+        blockId: Hex('the certified block id'),
+        precommits: Type.Array(VoteJson),
+      },
+      { description: 'the commit certificate of this block: precommits of more than 2/3 of its validator set' },
+    ),
+  },
+  { description: 'what a light client checks: a header and the full commit certificate that decided it' },
+)
+
 export const BlockResponse = Type.Object({
   hash: Hex('block id: sha256 of the dag-cbor header'),
   height: Height('block height'),
@@ -155,6 +183,14 @@ export const ProofQuery = Type.Object({
     maxLength: 2 * MAX_PROOF_KEY_BYTES,
     description: 'raw state key, hex',
   }),
+  height: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description:
+        'prove against the state root of this height: the latest, or an epoch edge for the validator-set key (404 otherwise). Default: the latest',
+    }),
+  ),
 })
 
 export const ProofResponse = Type.Object({
@@ -173,6 +209,7 @@ export type AccountJson = Type.Static<typeof AccountResponse>
 export type SubmitTxJson = Type.Static<typeof SubmitTxResponse>
 export type TxStatusJson = Type.Static<typeof TxResponse>
 export type ProofJson = Type.Static<typeof ProofResponse>
+export type LightBlockJson = Type.Static<typeof LightBlockResponse>
 
 // ---- operator --------------------------------------------------------------------------------
 

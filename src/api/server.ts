@@ -6,8 +6,12 @@
  *
  * with 400 (validation, with Fastify's message; bad DID; invalid transaction), 404, 409/503
  * (mempool conflicts, see routes/chain.ts), 401 (operator route without the token, auth.ts), 413
- * (body too large), 429 (rate limit) or 500 (no internals: the error goes to the log). The caller
- * owns the instance: `listen()` and `close()`.
+ * (body too large), 429 (rate limit), 421/403 (a Host or Origin this node does not answer,
+ * host-check.ts), 503 (every event-stream slot taken, with Retry-After) or 500 (no internals: the
+ * error goes to the log). Text that came from a peer (a worker's error) is cut and stripped of
+ * control characters before it reaches an answer or a log (core/untrusted-text.ts). Timeouts and
+ * body limits are in constants.ts (DEFAULT_API_TIMEOUTS, MAX_BODY_BYTES). The caller owns the
+ * instance: `listen()` and `close()`.
  *
  * Besides /v1 it serves the event stream (GET /v1/events), Prometheus metrics (GET /metrics), the
  * OpenAPI document (/docs/json) and explorer (/docs), and the dashboard (the Vite build of web/)
@@ -30,13 +34,15 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify'
 import { InvalidInputError } from '../core/errors.ts'
+import { untrustedText } from '../core/untrusted-text.ts'
 import type { Logger } from '../core/logger.ts'
 import { MempoolError, TxError } from '../chain/errors.ts'
 import { DidKeyError } from '../identity/errors.ts'
 import type { ChainApi } from './chain-api.ts'
 import type { NetApi } from './net-api.ts'
 import { netRoutes } from './routes/net.ts'
-import { DEFAULT_RATE_LIMIT, MAX_BODY_BYTES } from './constants.ts'
+import { DEFAULT_API_TIMEOUTS, DEFAULT_RATE_LIMIT, MAX_BODY_BYTES, type ApiTimeouts } from './constants.ts'
+import { HostNotAllowedError, HostPolicy, OriginNotAllowedError } from './host-check.ts'
 import { NotFoundError } from './errors.ts'
 import { chainRoutes } from './routes/chain.ts'
 import { inferenceRoutes } from './routes/inference.ts'
@@ -47,7 +53,7 @@ import { OPERATOR_SCHEME, UnauthorizedError, setOperatorToken } from './auth.ts'
 import type { EventBus } from './events.ts'
 import type { NodeMetrics } from './metrics.ts'
 import type { OperatorApi } from './operator-api.ts'
-import { eventRoutes } from './routes/events.ts'
+import { eventRoutes, TooManyStreamsError } from './routes/events.ts'
 import { infoRoutes } from './routes/info.ts'
 import { metricsRoutes } from './routes/metrics.ts'
 import { operatorRoutes } from './routes/operator.ts'
@@ -62,6 +68,16 @@ export interface ApiServerOptions {
   logger?: Logger
   /** Origins allowed to call the API from a browser (e.g. 'http://localhost:5173'). @default none */
   cors?: string[]
+  /**
+   * Host names the API answers for besides loopback and the address it listens on (config
+   * apiAllowedHosts; host-check.ts): `name`, `name:port`, or `*` for any. @default none
+   */
+  allowedHosts?: string[]
+  /** Server timeouts. @default DEFAULT_API_TIMEOUTS */
+  timeouts?: Partial<ApiTimeouts>
+  /** Event streams open at once, and per client address. @default MAX_EVENT_STREAMS, MAX_EVENT_STREAMS_PER_CLIENT */
+  maxEventStreams?: number
+  maxEventStreamsPerClient?: number
   /** Requests per client IP per window. @default DEFAULT_RATE_LIMIT */
   rateLimit?: { max: number; timeWindowMs: number }
   /** Largest request body in bytes. @default MAX_BODY_BYTES */
@@ -106,7 +122,9 @@ const MEMPOOL_STATUS: Readonly<Record<string, number>> = { duplicate: 409, 'nonc
 const STATUS_CODES: Readonly<Record<number, string>> = {
   400: 'BAD_REQUEST',
   401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
   404: 'NOT_FOUND',
+  408: 'REQUEST_TIMEOUT',
   413: 'PAYLOAD_TOO_LARGE',
   415: 'UNSUPPORTED_MEDIA_TYPE',
   429: 'RATE_LIMITED',
@@ -121,6 +139,9 @@ function errorBody(code: string, message: string, reason?: string): ErrorJson {
   return { error: reason === undefined ? { code, message } : { code, message, reason } }
 }
 
+/** Longest error message in an answer that may carry a peer's text (several workers' errors). */
+const MAX_ERROR_MESSAGE = 1_000
+
 /** Maps anything a handler or hook throws to a status and an error body. */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof TxError) {
@@ -128,9 +149,17 @@ export function toHttpError(err: unknown): HttpError {
     return { status, body: errorBody('TX_REJECTED', err.message, err.reason) }
   }
   if (err instanceof InferenceError) {
-    const code = err.status >= 500 ? 'INFERENCE_UNAVAILABLE' : err.status === 404 ? 'NOT_FOUND' : 'INFERENCE_REJECTED'
-    return { status: err.status, body: errorBody(code, err.message, err.reason) }
+    // The reason and message may carry a worker's words (inference/service.ts): a reason that is
+    // not one of ours is 'failed', and the text is cut and stripped of control characters.
+    const known = typeof err.status === 'number'
+    const status = known ? err.status : 502
+    const code = status >= 500 ? 'INFERENCE_UNAVAILABLE' : status === 404 ? 'NOT_FOUND' : 'INFERENCE_REJECTED'
+    const message = untrustedText(err.message, MAX_ERROR_MESSAGE)
+    return { status, body: errorBody(code, message, known ? err.reason : 'failed') }
   }
+  if (err instanceof HostNotAllowedError) return { status: 421, body: errorBody('HOST_NOT_ALLOWED', err.message) }
+  if (err instanceof OriginNotAllowedError) return { status: 403, body: errorBody('ORIGIN_NOT_ALLOWED', err.message) }
+  if (err instanceof TooManyStreamsError) return { status: 503, body: errorBody('TOO_MANY_STREAMS', err.message) }
   if (err instanceof InvalidInputError && err.name === 'TensorLimitError')
     return { status: 413, body: errorBody('PAYLOAD_TOO_LARGE', err.message) }
   if (err instanceof DidKeyError) return { status: 400, body: errorBody('INVALID_DID', err.message, err.reason) }
@@ -148,23 +177,40 @@ function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply)
   const { status, body } = toHttpError(err)
   // A network that cannot serve right now (no worker, all busy) is news, not a bug in the node.
   if (status >= 500 && err instanceof InferenceError)
-    request.log.warn({ reason: err.reason }, `inference unavailable: ${err.message}`)
+    request.log.warn({ reason: body.error.reason }, `inference unavailable: ${body.error.message}`)
   else if (status >= 500) request.log.error({ err }, 'request failed')
   else request.log.debug({ code: body.error.code, reason: body.error.reason }, body.error.message)
   return reply.code(status).send(body)
 }
 
 export function createApiServer(options: ApiServerOptions): FastifyInstance {
+  const timeouts = { ...DEFAULT_API_TIMEOUTS, ...options.timeouts }
+  const hosts = new HostPolicy({
+    ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
+    ...(options.cors === undefined ? {} : { cors: options.cors }),
+  })
   const app = Fastify({
     ...(options.logger === undefined
       ? { logger: false }
       : { loggerInstance: options.logger.forComponent('donghae:api') as FastifyBaseLogger }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? MAX_BODY_BYTES,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    requestTimeout: timeouts.requestMs,
+    // Node checks the header and request timeouts on this interval (30 s by default, which would
+    // let a slow client hold a socket for up to 30 s past its limit).
+    http: {
+      headersTimeout: timeouts.headersMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(timeouts.headersMs / 4))),
+    },
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false } },
   })
   app.setErrorHandler(handleError)
+  // First of all hooks: a request for a host this node does not answer (DNS rebinding) or from a
+  // page on a foreign origin reaches neither the rate limiter nor a route.
+  app.addHook('onRequest', async (request) => hosts.check(request))
   // One debug line per request instead of Fastify's two info lines.
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug(
@@ -212,6 +258,10 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     app.register(eventRoutes, {
       events: options.events,
       ...(options.eventHeartbeatMs === undefined ? {} : { heartbeatMs: options.eventHeartbeatMs }),
+      ...(options.maxEventStreams === undefined ? {} : { maxStreams: options.maxEventStreams }),
+      ...(options.maxEventStreamsPerClient === undefined
+        ? {}
+        : { maxStreamsPerClient: options.maxEventStreamsPerClient }),
     })
   if (options.metrics !== undefined) app.register(metricsRoutes, { metrics: options.metrics })
   if (options.operator !== undefined) app.register(operatorRoutes, { operator: options.operator, chain: options.chain })

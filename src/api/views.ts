@@ -3,11 +3,11 @@
  * the response schemas in schemas.ts.
  */
 import { equals, toHex } from '../core/bytes.ts'
-import type { Block } from '../chain/block.ts'
+import type { Block, BlockHeader } from '../chain/block.ts'
 import type { CommitCertificate } from '../chain/bft/types.ts'
 import { decodeTx, txHash } from '../chain/tx.ts'
 import type { AccountView, NodeStatus } from './chain-api.ts'
-import type { AccountJson, BlockJson, StatusJson, TxJsonView } from './schemas.ts'
+import type { AccountJson, BlockJson, LightBlockJson, StatusJson, TxJsonView } from './schemas.ts'
 
 /**
  * A decoded dag-cbor value (a transaction body) made JSON-safe, recursively: bytes → hex, and
@@ -88,26 +88,54 @@ export function commitSummary(cert: CommitCertificate | null | undefined): Block
   }
 }
 
+export function headerJson(h: BlockHeader): BlockJson['header'] {
+  return {
+    chainId: h.chainId,
+    height: h.height,
+    round: h.round,
+    time: h.time,
+    proposer: h.proposer,
+    parentId: toHex(h.parentId),
+    txRoot: toHex(h.txRoot),
+    stateRoot: toHex(h.stateRoot),
+    pohStart: toHex(h.pohStart),
+    pohEnd: toHex(h.pohEnd),
+    pohTicks: h.pohTicks,
+    lastCommitHash: toHex(h.lastCommitHash),
+  }
+}
+
+/** A header and the whole certificate that decided it (GET /v1/chain/headers/:height). */
+export function lightBlockJson(found: { block: Block; id: Uint8Array; commit: CommitCertificate }): LightBlockJson {
+  const { commit } = found
+  return {
+    height: found.block.header.height,
+    blockId: toHex(found.id),
+    header: headerJson(found.block.header),
+    commit: {
+      height: commit.height,
+      round: commit.round,
+      blockId: toHex(commit.blockId),
+      precommits: commit.precommits.map((v) => ({
+        chainId: v.chainId,
+        height: v.height,
+        round: v.round,
+        type: v.type,
+        blockId: v.blockId === null ? null : toHex(v.blockId),
+        validator: v.validator,
+        signature: toHex(v.signature),
+      })),
+    },
+  }
+}
+
 export function blockJson(found: { block: Block; id: Uint8Array; commit: CommitCertificate | undefined }): BlockJson {
   const { block } = found
   const h = block.header
   return {
     hash: toHex(found.id),
     height: h.height,
-    header: {
-      chainId: h.chainId,
-      height: h.height,
-      round: h.round,
-      time: h.time,
-      proposer: h.proposer,
-      parentId: toHex(h.parentId),
-      txRoot: toHex(h.txRoot),
-      stateRoot: toHex(h.stateRoot),
-      pohStart: toHex(h.pohStart),
-      pohEnd: toHex(h.pohEnd),
-      pohTicks: h.pohTicks,
-      lastCommitHash: toHex(h.lastCommitHash),
-    },
+    header: headerJson(h),
     txs: block.txs.map(txJson),
     poh: { entries: block.poh.length, ticks: h.pohTicks },
     lastCommit: commitSummary(block.lastCommit),

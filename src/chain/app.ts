@@ -5,8 +5,10 @@
  * sync feeds with fetched blocks.
  *
  * Store buckets: blocks (height → block), commits (height → certificate of that block),
- * state (key → value, the current state), txs (tx hash → height), meta (head).
- * One committed height = one atomic write batch of all five.
+ * state (key → value, the current state), txs (tx hash → height), meta (head), proofs (height ‖
+ * key → the key's value and state proof against that height's root, for the keys
+ * `retainProofs` names: what a light client needs to follow validator-set changes long after).
+ * One committed height = one atomic write batch of all six.
  */
 import { toHex, equals } from '../core/bytes.ts'
 import { sha256 } from '../core/hash.ts'
@@ -35,6 +37,7 @@ import type { ChainEvent, StateMachine } from './host.ts'
 import type { Mempool } from './mempool.ts'
 import { countTicks, type PohCheck, type PohEntry } from './poh/entries.ts'
 import { SparseMerkleTree } from './state/smt.ts'
+import { encodeProof, decodeProof, type StateProof } from './state/proof.ts'
 import { StateOverlay, type StateReader } from './state-view.ts'
 import { decodeTx, txHash, txVerifyItem, type SignedTx } from './tx.ts'
 import { verifySignatureDigest } from '../identity/keys.ts'
@@ -79,6 +82,32 @@ export interface ChainAppOptions {
   verifyPool?: VerifyPool
   /** Called after each commit with the block and the events it produced. */
   onCommit?(block: Block, events: ChainEvent[]): void
+  /**
+   * State keys whose proofs against the state root of `height` are kept with the block (staking's
+   * validator-set key at each epoch edge), so `provenAt` can serve them for good. @default none
+   */
+  retainProofs?(height: number): Uint8Array[]
+}
+
+/** A value (undefined: absent) and its proof against the state root of a height. */
+export interface ProvenValue {
+  height: number
+  root: Uint8Array
+  value: Uint8Array | undefined
+  proof: StateProof
+}
+
+/** A kept proof: the store key is height (8 bytes, big-endian) ‖ state key. */
+interface KeptProof {
+  value: Uint8Array | null
+  proof: Uint8Array
+}
+
+function keptProofKey(height: number, key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + key.length)
+  new DataView(out.buffer).setBigUint64(0, BigInt(height))
+  out.set(key, 8)
+  return out
 }
 
 interface Execution {
@@ -100,6 +129,7 @@ export class ChainApp {
   readonly #state: Bucket<Uint8Array, Uint8Array>
   readonly #txIndex: Bucket<Uint8Array, number>
   readonly #meta: Bucket<string, ChainHead>
+  readonly #proofs: Bucket<Uint8Array, KeptProof>
   #tree: SparseMerkleTree = SparseMerkleTree.empty()
   #head!: ChainHead
   /** Executions of blocks validated but not yet committed, by block id. */
@@ -117,6 +147,7 @@ export class ChainApp {
     this.#state = store.bucket('state', bytesCodec, bytesCodec)
     this.#txIndex = store.bucket('txs', bytesCodec, dagCborCodec<number>())
     this.#meta = store.bucket('meta', utf8Codec, dagCborCodec<ChainHead>())
+    this.#proofs = store.bucket('proofs', bytesCodec, dagCborCodec<KeptProof>())
   }
 
   /** Opens the chain from the store, initializing genesis state on first start. */
@@ -213,6 +244,22 @@ export class ChainApp {
 
   async txHeight(hash: Uint8Array): Promise<number | undefined> {
     return this.#txIndex.get(hash)
+  }
+
+  /**
+   * `key`'s value and proof against the state root of `height`: from the live tree at the head,
+   * from what `retainProofs` kept at earlier heights; undefined when the node has neither.
+   */
+  async provenAt(height: number, key: Uint8Array): Promise<ProvenValue | undefined> {
+    const head = this.#head
+    if (height === head.height)
+      return { height, root: head.stateRoot, value: this.#tree.get(key), proof: this.#tree.prove(key) }
+    if (height > head.height) return undefined
+    const kept = await this.#proofs.get(keptProofKey(height, key))
+    const block = kept === undefined ? undefined : await this.getBlock(height)
+    if (kept === undefined || block === undefined) return undefined
+    const value = kept.value === null ? undefined : kept.value
+    return { height, root: block.header.stateRoot, value, proof: decodeProof(kept.proof) }
   }
 
   // ---- execution ------------------------------------------------------------------------------
@@ -454,6 +501,13 @@ export class ChainApp {
       else batch.put(this.#state, key, value)
     }
     for (const tx of block.txs) batch.put(this.#txIndex, txHash(tx), height)
+    for (const key of this.#opts.retainProofs?.(height) ?? []) {
+      const value = execution.tree.get(key)
+      batch.put(this.#proofs, keptProofKey(height, key), {
+        value: value ?? null,
+        proof: encodeProof(execution.tree.prove(key)),
+      })
+    }
     batch.put(this.#meta, 'head', head)
     await batch.write({ sync: true })
     this.#tree = execution.tree

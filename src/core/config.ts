@@ -34,6 +34,8 @@ export interface DonghaeConfig {
   apiHost: string
   /** Browser origins allowed to call the HTTP API from other pages (CORS); the dashboard needs none. */
   apiCors: string[]
+  /** Host names the HTTP API answers for besides loopback and its own address (DNS-rebinding guard). */
+  apiAllowedHosts: string[]
   /** Multiaddrs (with /p2p/<id>) dialled at start and when alone. */
   bootstrap: string[]
   /** LAN discovery by multicast DNS. */
@@ -117,6 +119,19 @@ function originList(raw: unknown): string[] {
   throw 'expected origins such as http://localhost:5173 (scheme://host[:port], no path), comma-separated in the environment'
 }
 
+function hostList(raw: unknown): string[] {
+  const list =
+    typeof raw === 'string'
+      ? raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : raw
+  const host = /^(\*|\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?|[A-Za-z0-9._-]+(:[0-9]{1,5})?)$/
+  if (Array.isArray(list) && list.every((h) => typeof h === 'string' && host.test(h))) return list as string[]
+  throw 'expected host names such as node.example.org or node.lan:26657 (name[:port], [IPv6]:port, or * for any), comma-separated in the environment'
+}
+
 export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<DonghaeConfig[K]> } = {
   logLevel: {
     description: 'log verbosity',
@@ -155,6 +170,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_API_CORS',
     default: () => [],
     parse: originList,
+  },
+  apiAllowedHosts: {
+    description:
+      'host names the HTTP API answers for besides localhost, 127.0.0.1, [::1] and the address it listens on (what browsers put in Host; others get 421): name for any port, name:port for one, * for any name',
+    env: 'DONGHAE_API_ALLOWED_HOSTS',
+    default: () => [],
+    parse: hostList,
   },
   bootstrap: {
     description: 'bootstrap peers (multiaddrs with /p2p/<id>)',

@@ -14,6 +14,7 @@
  */
 import { decode, encode } from '../core/codec.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
+import { untrustedText } from '../core/untrusted-text.ts'
 import { repeat } from '../core/clock.ts'
 import type { Logger } from '../core/logger.ts'
 import type { ChainEvent } from '../chain/host.ts'
@@ -454,7 +455,7 @@ export function decodeWorkAnswer(bytes: Uint8Array, worker: string): { receipt: 
     const e = answer.error as { reason?: unknown; message?: unknown }
     // A peer's words: a reason we know or 'failed', and a message cut short.
     const reason = isInferenceReason(e.reason) ? e.reason : 'failed'
-    const message = typeof e.message === 'string' ? e.message.slice(0, 200) : 'failed'
+    const message = untrustedText(typeof e.message === 'string' ? e.message : 'failed')
     throw new InferenceError(reason, `worker ${worker.slice(-8)}: ${message}`)
   }
   if (!(answer.outputs instanceof Uint8Array)) throw new InferenceError('failed', 'the worker sent no outputs')

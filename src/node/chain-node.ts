@@ -30,7 +30,7 @@ import type { ChainTransport } from '../chain/transport.ts'
 import type { ChainEvent } from '../chain/host.ts'
 import type { Block } from '../chain/block.ts'
 import { bankModule, feeCollector, balanceOf } from '../bank/bank.ts'
-import { stakingModule, validatorSetAt, validatorRecord, unbondingOf } from '../staking/staking.ts'
+import { stakingModule, validatorSetAt, validatorRecord, unbondingOf, retainedProofKeys } from '../staking/staking.ts'
 import { inferenceModule } from '../inference/chain/module.ts'
 import { OwnTxQueue } from './own-txs.ts'
 import { accountNonce } from '../chain/host.ts'
@@ -154,6 +154,7 @@ export class DonghaeNode {
         mempool,
         poh,
         validatorSet: (state, height) => validatorSetAt(state, height, genesis.params),
+        retainProofs: (height) => retainedProofKeys(height, genesis.params),
         proposer: proposerFor(genesis),
         ticksRequired: ticksRequiredFor(genesis),
         self: did,
@@ -273,6 +274,8 @@ export class DonghaeNode {
       const tree = this.app.stateTree
       return { root: tree.root(), height: this.app.head.height, value: tree.get(key), proof: tree.prove(key) }
     },
+    proveAt: (key, height) => this.app.provenAt(height, key),
+    genesisDoc: () => this.app.genesis,
   }
 
   toString(): string {

@@ -71,6 +71,8 @@ export interface FullNodeOptions {
   dashboardDir?: string
   /** Browser origins allowed to call the API (CORS; config apiCors). @default none */
   cors?: string[]
+  /** Host names the API answers for besides loopback and its own address (config apiAllowedHosts). @default none */
+  allowedHosts?: string[]
 }
 
 /** A node on libp2p with the inference market and its HTTP API. `stop()` undoes `start()` in reverse. */
@@ -213,6 +215,7 @@ export class FullNode {
         inference,
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
         ...(options.cors === undefined ? {} : { cors: options.cors }),
+        ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
         ...(options.apiToken === undefined ? {} : { operatorToken: options.apiToken }),
       })
       stops.push(() => api.close())

@@ -7,7 +7,16 @@ import type { StateOverlay } from '../chain/state-view.ts'
 import { signVote } from '../chain/bft/messages.ts'
 import { actor, genesisState, makeGenesis, makeMachine, type Actor } from '../../test/helpers/chain.ts'
 import { balanceOf, totalSupply } from '../bank/bank.ts'
-import { validatorRecord, validatorSetAt, unbondingOf, epochSet } from './staking.ts'
+import {
+  validatorRecord,
+  validatorSetAt,
+  unbondingOf,
+  epochSet,
+  genesisValidatorSet,
+  validatorSetFromValue,
+  validatorSetKey,
+} from './staking.ts'
+import { encode } from '../core/codec.ts'
 
 const [v1, v2, v3, v4] = [actor(), actor(), actor(), actor()] as [Actor, Actor, Actor, Actor]
 const user = actor()
@@ -212,4 +221,24 @@ test('downtime: missing more than half the precommits of a window slashes 1% and
   )
   unjail(jailedUntil, 0n)
   assert.equal(validatorRecord(s.state, v4.did)?.jailedUntil, 0)
+})
+
+test('light-client helpers: the genesis set is the stored set of epoch 0; a stored set decodes from its value, and junk does not', () => {
+  const { state } = setup()
+  assert.deepEqual(genesisValidatorSet(genesis), validatorSetAt(state, 1, genesis.params))
+  const stored = state.get(validatorSetKey(0))
+  assert.ok(stored !== undefined)
+  assert.deepEqual(validatorSetFromValue(stored), genesisValidatorSet(genesis))
+  for (const junk of [
+    encode({ did: v1.did }),
+    encode([{ did: v1.did, power: 0 }]),
+    encode([{ did: 'did:key:nope', power: 5 }]),
+    encode([
+      { did: v1.did, power: 5 },
+      { did: v1.did, power: 5 },
+    ]),
+    encode([]),
+    new Uint8Array([0xff]),
+  ])
+    assert.throws(() => validatorSetFromValue(junk), Error, String(junk))
 })

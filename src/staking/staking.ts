@@ -11,9 +11,9 @@
  * so it changes only at epoch edges. Jailing removes a validator from the next epoch's set and
  * stops its rewards at once. All arithmetic is bigint; basis points for fractions.
  */
-import { encode } from '../core/codec.ts'
+import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
-import { toHex } from '../core/bytes.ts'
+import { toHex, utf8 } from '../core/bytes.ts'
 import { asUint64 } from '../core/uint.ts'
 import { ed25519PublicKeyFromDid } from '../identity/did-key.ts'
 import { TxError } from '../chain/errors.ts'
@@ -97,6 +97,49 @@ function writeUnbonding(state: StateOverlay, did: string, entries: UnbondingEntr
   else state.write(unbKey(did), entries)
 }
 
+/** The state key of the validator set of `epoch` (what a light client asks a proof of). */
+export function validatorSetKey(epoch: number): Uint8Array {
+  return utf8(setKey(epoch))
+}
+
+/**
+ * The keys whose proofs a node keeps at `height` (ChainApp `retainProofs`): at the last block of
+ * each epoch, the next epoch's set, which that block writes. A light client that trusts the set
+ * of epoch e checks the header of height (e+1)·E with it, then the set of e+1 against that
+ * header's state root.
+ */
+export function retainedProofKeys(height: number, params: Pick<ChainParams, 'epochLength'>): Uint8Array[] {
+  return height > 0 && height % params.epochLength === 0 ? [validatorSetKey(epochOf(height + 1, params))] : []
+}
+
+function toValidatorSet(entries: ReadonlyArray<{ did: string; power: bigint }>): ValidatorSet {
+  return makeValidatorSet(
+    entries.map((v) => ({ did: v.did, publicKey: ed25519PublicKeyFromDid(v.did), power: v.power })),
+  )
+}
+
+/** The set of epoch 0, as initGenesis writes it: every genesis validator with its stake. */
+export function genesisValidatorSet(genesis: Pick<GenesisDoc, 'validators'>): ValidatorSet {
+  return toValidatorSet(genesis.validators.map((v) => ({ did: v.did, power: v.stake })))
+}
+
+/**
+ * A validator set from the stored value of `validatorSetKey(epoch)` (bytes a light client got
+ * with a proof). Throws (DecodeError, InvalidValidatorSetError, DidKeyError…) on anything else.
+ */
+export function validatorSetFromValue(value: Uint8Array): ValidatorSet {
+  const raw = decode<unknown>(value)
+  if (!Array.isArray(raw)) throw new TxError('malformed', 'a stored validator set must be a list')
+  return toValidatorSet(
+    raw.map((v: unknown, i) => {
+      const entry = v as { did?: unknown; power?: unknown } | null
+      if (entry === null || typeof entry !== 'object' || typeof entry.did !== 'string')
+        throw new TxError('malformed', `validator ${i} of a stored set has no did`)
+      return { did: entry.did, power: asUint64(entry.power, `validators[${i}].power`) }
+    }),
+  )
+}
+
 /** The stored set of an epoch as [did, power] pairs. */
 export function epochSet(state: StateReader, epoch: number): Array<{ did: string; power: bigint }> | undefined {
   const raw = readState<Array<{ did: string; power: unknown }>>(state, setKey(epoch))
@@ -115,7 +158,7 @@ export function validatorSetAt(
     throw new TxError('no-validator-set', `no validator set stored for epoch ${epoch} (height ${height})`, {
       action: 'ignore',
     })
-  return makeValidatorSet(set.map((v) => ({ did: v.did, publicKey: ed25519PublicKeyFromDid(v.did), power: v.power })))
+  return toValidatorSet(set)
 }
 
 const REGISTRY_KEY = 'staking/registry'

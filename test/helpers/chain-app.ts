@@ -11,7 +11,7 @@ import { signVote } from '../../src/chain/bft/messages.ts'
 import type { CommitCertificate } from '../../src/chain/bft/types.ts'
 import type { Block } from '../../src/chain/block.ts'
 import type { GenesisDoc } from '../../src/chain/genesis.ts'
-import { validatorSetAt } from '../../src/staking/staking.ts'
+import { retainedProofKeys, validatorSetAt } from '../../src/staking/staking.ts'
 import { makeMachine, type Actor } from './chain.ts'
 import { ManualClock } from '../../src/core/clock.ts'
 
@@ -41,6 +41,7 @@ export async function openTestChain(
     mempool,
     poh: new InlinePohService(genesis.params.hashesPerTick),
     validatorSet: (state, height) => validatorSetAt(state, height, genesis.params),
+    retainProofs: (height) => retainedProofKeys(height, genesis.params),
     proposer: proposerFor(genesis),
     ticksRequired: () => 1,
     ...(self === undefined ? {} : { self: self.did }),

@@ -5,8 +5,9 @@
  *
  * `commitPending()` stands in for consensus (the BFT engine and ChainApp are tested elsewhere):
  * it executes what the mempool reaps as the next block (begin-block, `machine.deliver` per
- * transaction, end-block), records the block, its certificate and the transaction index, and
- * lets the mempool drop what was included.
+ * transaction, end-block), records the block, its certificate (precommits of the members of the
+ * height's validator set that are among `validators`) and the transaction index, and lets the
+ * mempool drop what was included. Every height's state is kept, so `proveAt` answers any height.
  */
 import { toHex } from '../../src/core/bytes.ts'
 import { sha256 } from '../../src/core/hash.ts'
@@ -23,6 +24,7 @@ import { StateOverlay } from '../../src/chain/state-view.ts'
 import { SparseMerkleTree } from '../../src/chain/state/smt.ts'
 import { balanceOf } from '../../src/bank/bank.ts'
 import { unbondingOf, validatorRecord, validatorSetAt } from '../../src/staking/staking.ts'
+import type { ValidatorSet } from '../../src/chain/bft/types.ts'
 import type { AccountView, ChainApi, NodeStatus } from '../../src/api/chain-api.ts'
 import { genesisState, makeMachine, type Actor } from './chain.ts'
 
@@ -41,9 +43,11 @@ interface Head {
 
 export interface MemoryChainOptions {
   genesis: GenesisDoc
-  /** The genesis validators with their keys: they sign every commit; the first is "this node". */
+  /** Validators with their keys (the genesis ones, and any that bond later); the first is "this node". */
   validators: Actor[]
   moniker?: string
+  /** The state machine. @default bank + staking (helpers/chain.ts makeMachine) */
+  machine?: StateMachine
 }
 
 export class MemoryChain implements ChainApi {
@@ -54,17 +58,20 @@ export class MemoryChain implements ChainApi {
   readonly #moniker: string
   readonly #blocks: StoredBlock[] = []
   readonly #txIndex = new Map<string, number>()
+  /** The state after each height (0: the genesis). */
+  readonly #trees: SparseMerkleTree[] = []
   #tree: SparseMerkleTree
   #head: Head
 
   constructor(options: MemoryChainOptions) {
     if (options.validators.length === 0) throw new Error('MemoryChain needs at least one validator')
     this.genesis = options.genesis
-    this.machine = makeMachine(options.genesis)
+    this.machine = options.machine ?? makeMachine(options.genesis)
     this.mempool = new Mempool(this.machine)
     this.#validators = options.validators
     this.#moniker = options.moniker ?? 'memory-node'
     this.#tree = SparseMerkleTree.empty().apply(genesisState(options.genesis, this.machine).changes())
+    this.#trees.push(this.#tree)
     const gHash = genesisHash(options.genesis)
     this.#head = { height: 0, id: gHash, pohEnd: sha256(gHash), time: options.genesis.genesisTime }
   }
@@ -141,6 +148,21 @@ export class MemoryChain implements ChainApi {
     }
   }
 
+  async proveAt(key: Uint8Array, height: number): ReturnType<NonNullable<ChainApi['proveAt']>> {
+    const tree = this.#trees[height]
+    if (tree === undefined) return undefined
+    return { root: tree.root(), height, value: tree.get(key), proof: tree.prove(key) }
+  }
+
+  /** The state after `height` (0: the genesis). */
+  stateAt(height: number): SparseMerkleTree | undefined {
+    return this.#trees[height]
+  }
+
+  genesisDoc(): GenesisDoc {
+    return this.genesis
+  }
+
   /** Executes the pending transactions as the next block (consensus stand-in) and returns it. */
   commitPending(): Block {
     const height = this.#head.height + 1
@@ -162,9 +184,10 @@ export class MemoryChain implements ChainApi {
     const tree = this.#tree.apply(overlay.changes())
     const block = this.#buildBlock(info, included, tree.root(), lastCommit)
     const id = blockId(block.header)
-    this.#blocks.push({ block, id, commit: this.#certify(height, id) })
+    this.#blocks.push({ block, id, commit: this.#certify(height, id, info.validators) })
     for (const entry of included) this.#txIndex.set(entry.id, height)
     this.#tree = tree
+    this.#trees.push(tree)
     this.#head = { height, id, pohEnd: block.header.pohEnd, time: info.time }
     this.mempool.update(tree)
     return block
@@ -223,17 +246,20 @@ export class MemoryChain implements ChainApi {
     return block
   }
 
-  #certify(height: number, id: Uint8Array): CommitCertificate {
-    const precommits = this.#validators.map((v) =>
-      signVote(v.key, {
-        chainId: this.genesis.chainId,
-        height,
-        round: 0,
-        type: 'precommit',
-        blockId: id,
-        validator: v.did,
-      }),
-    )
+  #certify(height: number, id: Uint8Array, set: ValidatorSet): CommitCertificate {
+    const members = new Set(set.validators.map((v) => v.did))
+    const precommits = this.#validators
+      .filter((v) => members.has(v.did))
+      .map((v) =>
+        signVote(v.key, {
+          chainId: this.genesis.chainId,
+          height,
+          round: 0,
+          type: 'precommit',
+          blockId: id,
+          validator: v.did,
+        }),
+      )
     return { height, round: 0, blockId: id, precommits }
   }
 }

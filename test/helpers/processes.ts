@@ -34,14 +34,20 @@ export function exited(child: ChildProcess): Promise<void> {
 
 /**
  * `donghae devnet --nodes N --base-port P --json` in `home`, as a child process, with the tail of
- * its stderr kept for failure reports. Tests pick `basePort` below 32768, outside Linux's
+ * its stderr kept for failure reports (`env` reaches every node: config keys such as
+ * DONGHAE_API_ALLOWED_HOSTS). Tests pick `basePort` below 32768, outside Linux's
  * ephemeral range, where an outgoing socket could take a node's port.
  */
-export function spawnDevnet(home: string, nodes: number, basePort: number): { child: ChildProcess; stderr(): string } {
+export function spawnDevnet(
+  home: string,
+  nodes: number,
+  basePort: number,
+  env: NodeJS.ProcessEnv = process.env,
+): { child: ChildProcess; stderr(): string } {
   const child = spawn(
     process.execPath,
     [BIN, '--home', home, 'devnet', '--nodes', String(nodes), '--base-port', String(basePort), '--json'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env },
   )
   let stderr = ''
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-20_000)))

@@ -10,10 +10,11 @@
  * the fee). Every TX_REJECTED answer carries the chain's `reason` tag.
  */
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
-import type Type from 'typebox'
 import { fromHex, toHex } from '../../core/bytes.ts'
 import { InvalidInputError } from '../../core/errors.ts'
 import { encodeProof } from '../../chain/state/proof.ts'
+import { genesisToJson } from '../../chain/genesis.ts'
+import Type from 'typebox'
 import { parseDidKey } from '../../identity/did-key.ts'
 import type { ChainApi } from '../chain-api.ts'
 import { NotFoundError } from '../errors.ts'
@@ -24,6 +25,7 @@ import {
   ERROR_RESPONSES,
   HashParams,
   HeightParams,
+  LightBlockResponse,
   ProofQuery,
   ProofResponse,
   StatusResponse,
@@ -31,7 +33,7 @@ import {
   SubmitTxResponse,
   TxResponse,
 } from '../schemas.ts'
-import { accountJson, blockJson, statusJson } from '../views.ts'
+import { accountJson, blockJson, lightBlockJson, statusJson } from '../views.ts'
 
 export interface ChainRoutesOptions {
   chain: ChainApi
@@ -79,6 +81,40 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
         const found = await chain.block(height)
         if (found === undefined) throw new NotFoundError(`no committed block at height ${height}`)
         return blockJson(found)
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/chain/headers/:height',
+      schema: {
+        summary: 'A block header with its full commit certificate (what a light client checks)',
+        description:
+          'Check it: blockId = sha256(dag-cbor(header)) = commit.blockId, and the precommits carry more than 2/3 of the power of the validator set of the header’s epoch (`donghae receipt verify --node` does, from the genesis).',
+        tags: ['chain'],
+        params: HeightParams,
+        response: { 200: LightBlockResponse, ...ERROR_RESPONSES },
+      },
+      handler: async (request) => {
+        const { height } = request.params as Params<typeof HeightParams>
+        const found = await chain.block(height)
+        if (found === undefined || found.commit === undefined)
+          throw new NotFoundError(`no committed block with its certificate at height ${height}`)
+        return lightBlockJson({ block: found.block, id: found.id, commit: found.commit })
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/chain/genesis',
+      schema: {
+        summary: 'The genesis document this chain started from (the file `donghae genesis` writes)',
+        description: 'A light client trusts it by its hash (sha256 of its dag-cbor) or by a copy of the file.',
+        tags: ['chain'],
+        response: { 200: Type.Unknown(), ...ERROR_RESPONSES },
+      },
+      handler: async () => {
+        const doc = chain.genesisDoc?.()
+        if (doc === undefined) throw new NotFoundError('this node does not serve its genesis document')
+        return genesisToJson(doc)
       },
     },
     {
@@ -133,14 +169,25 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/state/proof',
       schema: {
-        summary: 'A Merkle proof of a raw state key (present or absent) against the latest state root',
+        summary:
+          'A Merkle proof of a raw state key (present or absent) against the state root of a height (default: the latest)',
         tags: ['state'],
         querystring: ProofQuery,
         response: { 200: ProofResponse, ...ERROR_RESPONSES },
       },
       handler: async (request) => {
-        const key = fromHex((request.query as Params<typeof ProofQuery>).key)
-        const { height, root, value, proof } = chain.prove(key)
+        const query = request.query as Params<typeof ProofQuery>
+        const key = fromHex(query.key)
+        const latest = chain.prove(key)
+        const found =
+          query.height === undefined || query.height === latest.height
+            ? latest
+            : await chain.proveAt?.(key, query.height)
+        if (found === undefined)
+          throw new NotFoundError(
+            `no proof of this key at height ${query.height}: the node proves against its latest state (height ${latest.height}) and keeps proofs of validator sets at epoch edges`,
+          )
+        const { height, root, value, proof } = found
         return {
           height,
           root: toHex(root),

@@ -14,6 +14,7 @@ import Type from 'typebox'
 import { randomBytes } from 'node:crypto'
 import { toHex } from '../../core/bytes.ts'
 import { describeError, InvalidInputError } from '../../core/errors.ts'
+import { untrustedText } from '../../core/untrusted-text.ts'
 import { jobFromJson, receiptToJson, type Receipt } from '../../inference/job.ts'
 import { tensorFromJson, tensorToJson, type Tensor } from '../../inference/tensor.ts'
 import { InferenceError } from '../../inference/errors.ts'
@@ -21,6 +22,7 @@ import type { InferenceApi, ModelView } from '../inference-api.ts'
 import { NotFoundError } from '../errors.ts'
 import { OPERATOR_SECURITY, requireOperator } from '../auth.ts'
 import { ERROR_RESPONSES } from '../schemas.ts'
+import { MAX_MODEL_BODY_BYTES } from '../constants.ts'
 
 type Static<T extends Type.TSchema> = Type.Static<T>
 
@@ -204,8 +206,21 @@ function tensorsFromJson(raw: Record<string, unknown>): Record<string, Tensor> {
   return map
 }
 
-/** Text routes spend the node's funds on every call: operator only. */
-const operatorText = { preHandler: requireOperator }
+/** Text routes spend the node's funds on every call: operator only, checked before the body is read. */
+const operatorText = { onRequest: requireOperator }
+
+/**
+ * POST /v1/infer is public with a client-signed `job` and an operator route without one: a body
+ * with no `job` needs the token, checked before the body is validated (so a stranger learns
+ * nothing from validation errors). The body must be parsed first to see whether it has a job, so a
+ * body that is not JSON at all is 400 (capped at MAX_BODY_BYTES, like every public route).
+ */
+const inferAuth = {
+  preValidation: async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const body = request.body
+    if (body === null || typeof body !== 'object' || !('job' in body)) await requireOperator(request, reply)
+  },
+}
 
 function promptOf(prompt: string | string[]): string {
   return Array.isArray(prompt) ? (prompt[0] ?? '') : prompt
@@ -294,8 +309,10 @@ async function completionRoute(
     )
     stream.send({ ...(chunk(undefined, out.finishReason) as object), donghae: donghaeExtra(out.receipts) })
   } catch (err) {
-    request.log.info({ err: describeError(err) }, 'completion stream failed')
-    stream.send({ error: { code: 'INFERENCE_FAILED', message: describeError(err) } })
+    // a worker's words may be in it: cut, and stripped of control characters
+    const message = untrustedText(describeError(err), 1_000)
+    request.log.info({ err: message }, 'completion stream failed')
+    stream.send({ error: { code: 'INFERENCE_FAILED', message } })
   }
   stream.send('[DONE]')
   stream.end()
@@ -345,9 +362,9 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
         body: InferBody,
         response: { 200: InferResponse, ...ERROR_RESPONSES },
       },
-      handler: async (request, reply) => {
+      ...inferAuth,
+      handler: async (request) => {
         const body = request.body as Static<typeof InferBody>
-        if (body.job === undefined) await requireOperator(request, reply)
         const inputs = tensorsFromJson(body.inputs)
         const job = body.job === undefined ? undefined : jobFromJson(body.job)
         const out = await api.infer({ model: body.model, inputs, ...(job === undefined ? {} : { job }) })
@@ -548,7 +565,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       url: '/v1/operator/models',
       // checked before the body is read, so a stranger's 20 MiB upload is refused unread
       onRequest: requireOperator,
-      bodyLimit: 20 * 1024 * 1024,
+      bodyLimit: MAX_MODEL_BODY_BYTES,
       schema: {
         summary: 'Publish an ONNX model: store it, register it on chain under the node’s key',
         tags: ['operator'],

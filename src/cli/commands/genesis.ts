@@ -1,6 +1,14 @@
 import { writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type GenesisDoc } from '../../chain/genesis.ts'
+import { toHex } from '../../core/bytes.ts'
+import {
+  DEFAULT_PARAMS,
+  genesisHash,
+  genesisToJson,
+  parseGenesis,
+  readGenesisFile,
+  type GenesisDoc,
+} from '../../chain/genesis.ts'
 import { readKeystoreFile } from '../../identity/keystore.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -50,14 +58,14 @@ Validators without a stake get 10000 base units. Amounts are decimal base units.
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out genesis.json
   $ donghae genesis --chain-id demo --validator did:key:z6Mk…:50000 --param epochLength=100
-  $ donghae genesis --check genesis.json`,
+  $ donghae genesis --check genesis.json     # prints its hash, for \`receipt verify --trust-hash\``,
     )
     .action(async (options: GenesisOptions, command: Command) => {
       const ctx = createContext(command, io)
       if (options.check !== undefined) {
         const doc = await readGenesisFile(options.check)
         ctx.out(
-          `${options.check}: chain ${doc.chainId}, ${doc.validators.length} validators, ${doc.accounts.length} accounts — valid`,
+          `${options.check}: chain ${doc.chainId}, ${doc.validators.length} validators, ${doc.accounts.length} accounts, hash ${toHex(genesisHash(doc))} — valid`,
         )
         return
       }

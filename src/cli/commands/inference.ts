@@ -4,17 +4,20 @@
  * spend the node's funds send its operator token (`--token` > DONGHAE_API_TOKEN >
  * `<home>/api-token`).
  */
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Command } from 'commander'
 import { fromHex, toHex, utf8 } from '../../core/bytes.ts'
 import { decode } from '../../core/codec.ts'
 import { describeError } from '../../core/errors.ts'
 import { parseUint64 } from '../../core/uint.ts'
 import { verifyMerkleProof } from '../../core/merkle.ts'
-import { decodeProof, verifyProof } from '../../chain/state/proof.ts'
+import { genesisHash, parseGenesis, readGenesisFile, type GenesisDoc } from '../../chain/genesis.ts'
 import { DonghaeClient } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
+import { LightClient, LightClientError } from '../../api/light-client.ts'
 import {
   jobIdHex,
   receiptFromJson,
@@ -102,6 +105,12 @@ function argmaxRows(tensor: { dims: number[]; data: unknown[] }): number[] {
   return rows
 }
 
+/** A node to check a settlement on, and the light client that checks the node's answers. */
+export interface SettlementCheck {
+  client: DonghaeClient
+  light: LightClient
+}
+
 export interface ReceiptVerification {
   valid: boolean
   receiptId: string
@@ -116,13 +125,19 @@ export interface ReceiptVerification {
     root: string
     inBatch: boolean
     inState: boolean
+    /** The height of the certified header whose state root the batch record is proven against. */
     stateHeight: number
+    stateRoot: string
   }
   reason?: string
 }
 
-/** Checks a receipt's signatures and, with a client, that it is settled on chain. */
-export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): Promise<ReceiptVerification> {
+/**
+ * Checks a receipt's signatures and, with a node, that it is settled on chain: the Merkle path to
+ * its batch root, and the batch record in the chain state, proven against the state root of a
+ * header the light client certified (api/light-client.ts) — not the root the node reports.
+ */
+export async function verifyReceiptFile(raw: unknown, node?: SettlementCheck): Promise<ReceiptVerification> {
   const body = raw !== null && typeof raw === 'object' && 'receipt' in raw ? (raw as { receipt: unknown }).receipt : raw
   let receipt
   try {
@@ -142,11 +157,11 @@ export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): P
     signatures: verifyReceipt(receipt) && (receipt.dispatch === null || verifyDispatch(receipt)) ? 'valid' : 'invalid',
   }
   if (result.signatures === 'invalid') return { ...result, reason: 'a signature does not verify' }
-  if (client === undefined) return { ...result, valid: true }
+  if (node === undefined) return { ...result, valid: true }
   result.jobId = jobIdHex(receipt.job)
   let settled
   try {
-    settled = await client.settlement(result.jobId)
+    settled = await node.client.settlement(result.jobId)
   } catch (err) {
     if (err instanceof ApiError && err.code === 'NOT_FOUND')
       return { ...result, reason: 'the job is not settled on chain (yet)' }
@@ -159,16 +174,24 @@ export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): P
     count: settled.count,
     siblings: settled.proof.map((s) => ({ hash: fromHex(s.hash), right: s.right })),
   })
-  // The batch record, proven against the node's state root: its root must be the one above.
-  const proof = await client.proof(toHex(utf8(settled.batchKey)))
+  if (!inBatch) return { ...result, reason: 'the Merkle proof does not lead to the batch root' }
+  // The batch record, proven against a certified state root: its root must be the one above.
+  const key = utf8(settled.batchKey)
+  let proven
+  try {
+    proven = await node.light.checkProof(key, await node.client.proof(toHex(key)))
+  } catch (err) {
+    if (err instanceof LightClientError)
+      return {
+        ...result,
+        reason: `the node's answer does not check out against the chain (${err.reason}): ${err.message}`,
+      }
+    throw err
+  }
   let inState = false
-  if (proof.value !== null) {
-    const value = fromHex(proof.value)
-    const record = decode(value) as { root?: unknown }
-    inState =
-      record.root instanceof Uint8Array &&
-      toHex(record.root) === settled.root &&
-      verifyProof(fromHex(proof.root), utf8(settled.batchKey), value, decodeProof(fromHex(proof.proof)))
+  if (proven.value !== undefined) {
+    const record = decode(proven.value) as { root?: unknown }
+    inState = record.root instanceof Uint8Array && toHex(record.root) === settled.root
   }
   result.settlement = {
     height: settled.height,
@@ -176,11 +199,53 @@ export async function verifyReceiptFile(raw: unknown, client?: DonghaeClient): P
     root: settled.root,
     inBatch,
     inState,
-    stateHeight: proof.height,
+    stateHeight: proven.height,
+    stateRoot: toHex(proven.header.header.stateRoot),
   }
-  if (!inBatch) return { ...result, reason: 'the Merkle proof does not lead to the batch root' }
-  if (!inState) return { ...result, reason: 'the batch record is not proven in the chain state' }
+  if (!inState)
+    return { ...result, reason: `the certified state of height ${proven.height} holds no such batch record` }
   return { ...result, valid: true }
+}
+
+/**
+ * The genesis the light client starts from: --genesis FILE, or the node's genesis if it hashes to
+ * --trust-hash, or <home>/genesis.json.
+ */
+async function trustedGenesis(
+  ctx: CliContext,
+  client: DonghaeClient,
+  options: { genesis?: string; trustHash?: string },
+): Promise<GenesisDoc> {
+  const read = async (path: string): Promise<GenesisDoc> => {
+    try {
+      return await readGenesisFile(path)
+    } catch (err) {
+      throw new CliError(describeError(err), { cause: err })
+    }
+  }
+  if (options.genesis !== undefined) return read(options.genesis)
+  if (options.trustHash !== undefined) {
+    const want = options.trustHash.toLowerCase().replace(/^0x/, '')
+    if (!/^[0-9a-f]{64}$/.test(want)) throw new CliError('--trust-hash must be the genesis hash: 64 hex digits')
+    let doc: GenesisDoc
+    try {
+      doc = parseGenesis(await client.genesis())
+    } catch (err) {
+      if (err instanceof ApiError) throw err
+      throw new CliError(`the node's genesis document is not valid: ${describeError(err)}`, { cause: err })
+    }
+    const got = toHex(genesisHash(doc))
+    if (got !== want)
+      throw new CliError(
+        `the node's genesis hashes to ${got}, not the trusted ${want}: it is another chain, or it lies`,
+      )
+    return doc
+  }
+  const inHome = join(ctx.home.dir, 'genesis.json')
+  if (existsSync(inHome)) return read(inHome)
+  throw new CliError(
+    `checking a settlement needs the chain's genesis, to check the node's answers against: pass --genesis FILE or --trust-hash HASH (\`donghae genesis --check FILE\` prints it), or use a home that has genesis.json (${inHome} does not exist)`,
+  )
 }
 
 export function registerInference(program: Command, io: CliIo): void {
@@ -351,7 +416,12 @@ Examples:
     .description('inference receipts')
     .command('verify <file>')
     .description("check a receipt's signatures and, with --node, its settlement on chain")
-    .option('--node <url>', 'also check the settlement proof against this node’s chain state')
+    .option('--node <url>', 'also check its settlement on chain, through this node')
+    .option(
+      '--genesis <file>',
+      "the chain's genesis, where the check of the node's answers starts (default <home>/genesis.json)",
+    )
+    .option('--trust-hash <hex>', "instead of a file: the genesis hash; the node's genesis is used if it has this hash")
     .option('--json', 'print the verdict as JSON')
     .addHelpText(
       'after',
@@ -359,27 +429,48 @@ Examples:
 Exit code 0 when the receipt is valid (and settled, with --node), 1 otherwise. The file holds a
 receipt as POST /v1/infer answers it (or the whole answer).
 
+With --node the node is not trusted: the batch record is proven against the state root of a block
+header whose commit certificate carries more than 2/3 of the validator set's power, the set being
+followed from the genesis across every epoch (each change proven in a certified state). A node
+that forges a state root, a header, a certificate or a validator-set change is caught, and the
+reason printed. The genesis comes from --genesis, --trust-hash (its hash, as
+\`donghae genesis --check FILE\` prints it) or the home's genesis.json.
+
 Examples:
   $ donghae receipt verify receipt.json
-  $ donghae receipt verify receipt.json --node http://127.0.0.1:26657 --json`,
+  $ donghae receipt verify receipt.json --node http://127.0.0.1:26657 --genesis genesis.json --json
+  $ donghae receipt verify receipt.json --node http://node.lan:26657 --trust-hash 5f0c…e1`,
     )
-    .action(async (file: string, options: { node?: string; json?: boolean }, command: Command) => {
-      const ctx = createContext(command, io)
-      const raw = await readJson(file, 'receipt')
-      const url = options.node ?? io.env[NODE_URL_ENV]
-      let verdict: ReceiptVerification
-      try {
-        verdict = await verifyReceiptFile(raw, url === undefined ? undefined : new DonghaeClient(url))
-      } catch (err) {
-        if (err instanceof ApiError) throw new CliError(explain(err, url ?? ''), { cause: err })
-        throw err
-      }
-      if (options.json === true) ctx.json(verdict)
-      else if (verdict.valid)
-        ctx.out(
-          `valid: receipt ${verdict.receiptId} by ${verdict.worker}${verdict.settlement === undefined ? ' (signatures only; add --node to check its settlement)' : `, settled at height ${verdict.settlement.height}`}`,
-        )
-      if (!verdict.valid)
-        throw new CliError(`receipt ${verdict.receiptId} is not valid: ${verdict.reason ?? 'unknown'}`)
-    })
+    .action(
+      async (
+        file: string,
+        options: { node?: string; genesis?: string; trustHash?: string; json?: boolean },
+        command: Command,
+      ) => {
+        const ctx = createContext(command, io)
+        const raw = await readJson(file, 'receipt')
+        // --node is also a program-wide option (commands/chain.ts), which takes the value when
+        // both are defined: read it with the globals, or it is silently ignored.
+        const url = command.optsWithGlobals<{ node?: string }>().node ?? options.node ?? io.env[NODE_URL_ENV]
+        let verdict: ReceiptVerification
+        try {
+          let node: SettlementCheck | undefined
+          if (url !== undefined) {
+            const client = new DonghaeClient(url, { timeoutMs: 60_000 })
+            node = { client, light: new LightClient(await trustedGenesis(ctx, client, options), client) }
+          }
+          verdict = await verifyReceiptFile(raw, node)
+        } catch (err) {
+          if (err instanceof ApiError) throw new CliError(explain(err, url ?? ''), { cause: err })
+          throw err
+        }
+        if (options.json === true) ctx.json(verdict)
+        else if (verdict.valid)
+          ctx.out(
+            `valid: receipt ${verdict.receiptId} by ${verdict.worker}${verdict.settlement === undefined ? ' (signatures only; add --node to check its settlement)' : `, settled at height ${verdict.settlement.height} (proven in the certified state of height ${verdict.settlement.stateHeight})`}`,
+          )
+        if (!verdict.valid)
+          throw new CliError(`receipt ${verdict.receiptId} is not valid: ${verdict.reason ?? 'unknown'}`)
+      },
+    )
 }

@@ -36,15 +36,20 @@ export function registerNode(program: Command, io: CliIo): void {
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, apiCors, bootstrap, mdns, nat, worker, workerSlots, executionProvider, serve, canaryPpm
-— see \`donghae config show\`. The API's operator token is <home>/api-token (made on first start
-if missing); the dashboard is at the API's address. worker=false (DONGHAE_WORKER=0) runs a gateway
-only. executionProvider (DONGHAE_EXECUTION_PROVIDER): auto (CoreML on macOS, CUDA when its library
-is installed, else CPU), cpu, coreml or cuda. serve (DONGHAE_SERVE): which registered models to
-serve — all, models:<name or CID>,… or publishers:<did>,…. A worker must also be bonded on chain
-(\`donghae worker bond\`); models are read from <home>/models and fetched from peers. The node
-pays for the jobs it signs itself (operator requests) from its own deposit with itself, which it
-tops up from its balance (\`donghae deposit\`).
+apiHost, apiCors, apiAllowedHosts, bootstrap, mdns, nat, worker, workerSlots, executionProvider,
+serve, runner, canaryPpm — see \`donghae config show\`. The API's operator token is
+<home>/api-token (made on first start if missing); the dashboard is at the API's address. The
+API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the address it listens on
+(421 otherwise: a web page that rebinds its own name to this node is refused); reach it under
+another name (a LAN name, a reverse proxy) by adding the name to apiAllowedHosts, e.g.
+DONGHAE_API_ALLOWED_HOSTS=node.lan:26657,node.example.org. worker=false (DONGHAE_WORKER=0) runs a
+gateway only. executionProvider (DONGHAE_EXECUTION_PROVIDER): auto (CoreML on macOS, CUDA when its
+library is installed, else CPU), cpu, coreml or cuda. serve (DONGHAE_SERVE): which registered
+models to serve — all, models:<name or CID>,… or publishers:<did>,…. runner (DONGHAE_RUNNER):
+sandbox (default: a child process per model, empty directory, limits) or in-process. A worker
+must also be bonded on chain (\`donghae worker bond\`); models are read from <home>/models and
+fetched from peers. The node pays for the jobs it signs itself (operator requests) from its own
+deposit with itself, which it tops up from its balance (\`donghae deposit\`).
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
@@ -84,6 +89,7 @@ Examples:
           logger,
           apiToken: apiToken.token,
           cors: config.apiCors,
+          allowedHosts: config.apiAllowedHosts,
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),

@@ -156,6 +156,11 @@ export class SimNetwork {
     return { did, inference: createInference(tracked)(components), components }
   }
 
+  /** Gossips an advert as `from` (a peer outside the components, in tests). */
+  publishAdvert(from: string, topic: string, data: Uint8Array): void {
+    for (const handler of this.#adverts.get(topic) ?? []) handler(data, from)
+  }
+
   /** Queues a transaction signed by `key` for the next block (clients and attackers outside the components). */
   submit(key: Ed25519KeyPair, kind: string, body: unknown): void {
     this.#queue.push({ key, kind, body })
