@@ -148,14 +148,15 @@ export class Auditor {
       await c.submitTx('inference.challenge', { jobId: jobId(held.receipt.job) })
       return
     }
-    const audited = isAudited(state, settlement, params)
+    const recent = (h: number): Uint8Array | undefined => c.chain.blockId(h)
+    const audited = isAudited(state, settlement, params, recent)
     if (audited === undefined) return // the deciding block is not in state yet
     if (!audited) return void this.#held.delete(held.id)
     const opensAt = auditOpensAt(settlement)
     const next = height + 1
     if (next >= auditWindowEnd(opensAt, params)) return void this.#held.delete(held.id)
     if (held.step === 'audit-sent' && held.sentAt !== undefined && height <= held.sentAt + 2) return
-    const drawn = auditorsOf(state, settlement, next, params)
+    const drawn = auditorsOf(state, settlement, next, params, recent)
     const open = drawn.filter((_, i) => auditorMayAnswer(i, next, opensAt, params))
     held.step = 'auditing'
     for (const auditor of open.reverse()) {
@@ -199,7 +200,9 @@ export class Auditor {
   /** Asks every drawn quorum member at once and submits the resolution when enough answered. */
   async #quorum(held: Held, settlement: JobSettlement, auditor: Candidate, auditReceipt: Receipt): Promise<void> {
     const c = this.#c
-    const members = quorumOf(c.chain.state(), settlement, auditor, c.chain.height() + 1, c.chain.params)
+    const members = quorumOf(c.chain.state(), settlement, auditor, c.chain.height() + 1, c.chain.params, (h) =>
+      c.chain.blockId(h),
+    )
     if (members.length === 0) {
       this.#log.warn({ job: held.id }, 'no quorum can be drawn for this dispute')
       this.#held.delete(held.id)

@@ -26,6 +26,8 @@ export interface ChainView {
   time(): number
   /** Called after every commit, in order. Returns an unsubscribe function. */
   onCommit(listener: (height: number, events: readonly ChainEvent[]) => void): () => void
+  /** Ids of recently committed blocks (before the chain records them in state; see chain/draws.ts). */
+  blockId(height: number): Uint8Array | undefined
 }
 
 /** Signs with the node key and submits (the node's single own-transaction queue). */

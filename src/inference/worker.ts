@@ -289,12 +289,13 @@ export class Worker {
     const self = c.transport.self
     const height = c.chain.height() + 1
     let drawn = false
+    const recent = (h: number): Uint8Array | undefined => c.chain.blockId(h)
     if (settlement !== undefined && purpose === 'audit')
-      drawn = auditorsOf(state, settlement, height, c.chain.params).some((a) => a.did === self)
+      drawn = auditorsOf(state, settlement, height, c.chain.params, recent).some((a) => a.did === self)
     const dispute = disputeOf(state, id)
     if (settlement !== undefined && dispute !== undefined && purpose === 'quorum') {
       const auditor = { did: dispute.audit.worker, ep: dispute.auditEp, runtime: dispute.auditRuntime }
-      drawn = quorumOf(state, settlement, auditor, height, c.chain.params).some((m) => m.did === self)
+      drawn = quorumOf(state, settlement, auditor, height, c.chain.params, recent).some((m) => m.did === self)
     }
     if (!drawn)
       throw new InferenceError(

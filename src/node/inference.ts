@@ -169,6 +169,12 @@ export class NodeInference implements InferenceApi {
     const serve = options.serve ?? SERVE_ALL
     const { node, transport } = options
     const journal = node.store.bucket('inference-journal', utf8Codec, bytesCodec)
+    // ids of the last blocks, for the audit draws one block before the chain records them
+    const recentIds = new Map<number, Uint8Array>()
+    node.onCommit((block) => {
+      recentIds.set(block.header.height, node.app.blockId(block))
+      recentIds.delete(block.header.height - 64)
+    })
     blobs.serve(transport)
     const market = createInference({
       blobs: {
@@ -200,6 +206,7 @@ export class NodeInference implements InferenceApi {
         height: () => node.app.head.height,
         time: () => node.app.head.time,
         onCommit: (listener) => node.onCommit((block, events) => listener(block.header.height, events)),
+        blockId: (height) => recentIds.get(height),
       },
       submitTx: (kind, body) => node.submitOwnTx(kind, body),
       transport,

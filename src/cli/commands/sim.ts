@@ -7,6 +7,7 @@ import {
   type ByzantineBehaviour,
   type Summary,
 } from '../../chain/sim/index.ts'
+import { SIM_BEHAVIOURS, runAuditSims, type SimBehaviourName } from '../../inference/sim/runs.ts'
 import type { CliIo } from '../context.ts'
 import { createContext } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -43,6 +44,7 @@ function parseBehaviours(value: string | undefined): ByzantineBehaviour[] | unde
 
 export function registerSim(program: Command, io: CliIo): void {
   const sim = program.command('sim').description('simulations of Donghae components (nothing leaves this process)')
+  registerSimAudit(sim, io)
   sim
     .command('consensus')
     .description(
@@ -128,4 +130,98 @@ function printSummary(out: (line: string) => void, s: Summary): void {
     if (s.firstFailure?.livenessFailure !== undefined) out(`    liveness: ${s.firstFailure.livenessFailure}`)
   }
   out(`result: ${s.failingSeeds.length === 0 ? 'OK' : 'FAILED'}`)
+}
+
+interface SimAuditOptions {
+  behaviour: string
+  seed?: string
+  count: string
+  jobs?: string
+  parallel?: string
+  json?: boolean
+}
+
+/** `donghae sim audit`: seeded runs of the market's audit loop with the production components. */
+function registerSimAudit(sim: Command, io: CliIo): void {
+  sim
+    .command('audit')
+    .description(
+      'run seeded simulations of the inference market (the real gateway, workers, settler, auditor and chain module) with one dishonest worker, and measure how fast it is slashed and whether cheating paid',
+    )
+    .option(
+      '--behaviour <b>',
+      `the worker under test: ${SIM_BEHAVIOURS.join(', ')} (cheatN: wrong on N % of its jobs)`,
+      'cheat10',
+    )
+    .option('--seed <s>', 'first seed; run i uses seed + i (default: random, printed)')
+    .option('--count <c>', 'number of seeded runs', '20')
+    .option('--jobs <n>', 'client jobs after which a run stops if nobody was slashed (default 60000; honest: 10000)')
+    .option('--parallel <p>', 'worker threads (default: the cores available)')
+    .option('--json', 'print one JSON line with the summary')
+    .addHelpText(
+      'after',
+      `
+Each run: 8 workers bonded on a simulated chain (the worker under test and 7 honest ones), one
+gateway sending digits-mlp jobs (real ONNX Runtime, real signatures), its settler and auditor
+following the chain's own audit draws, quorums and slashes. Printed: jobs the worker under test
+served until its first slash (median, 95th percentile, worst), runs where it was never slashed,
+slashes of honest workers, the share of compute spent on audits and canaries (second half of
+each run), and cheaterNetOverHonest: the largest over the runs of (earnings − slashes) ÷ what the
+same jobs earn honestly (below 1: cheating cost more than it paid). Exit status 1 if an honest
+worker was slashed or a dishonest one got away.
+
+Examples:
+  $ donghae sim audit --behaviour cheat10 --seed 1 --count 200 --json
+  $ donghae sim audit --behaviour lazy --seed 1 --count 200
+  $ donghae sim audit --behaviour honest --seed 1 --count 10 --jobs 10000   # 100,000 honest jobs`,
+    )
+    .action(async (options: SimAuditOptions, command: Command) => {
+      const ctx = createContext(command, io)
+      if (!(SIM_BEHAVIOURS as readonly string[]).includes(options.behaviour))
+        throw new CliError(`--behaviour must be one of ${SIM_BEHAVIOURS.join(', ')}`)
+      const behaviour = options.behaviour as SimBehaviourName
+      const count = integer(options.count, '--count', 1, 100_000)
+      const seed = options.seed === undefined ? randomInt(0, 2 ** 31) : integer(options.seed, '--seed', 0, 2 ** 31)
+      const maxJobs = options.jobs === undefined ? undefined : integer(options.jobs, '--jobs', 10, 10_000_000)
+      const parallel = options.parallel === undefined ? undefined : integer(options.parallel, '--parallel', 1, 256)
+      if (options.json !== true) io.stderr.write(`sim audit: ${behaviour}, seeds ${seed}..${seed + count - 1}\n`)
+      let lastReport = Date.now()
+      const summary = await runAuditSims({
+        behaviour,
+        seed,
+        count,
+        ...(maxJobs === undefined ? {} : { maxJobs }),
+        ...(parallel === undefined ? {} : { parallel }),
+        onRun: (r, done) => {
+          if (r.honestSlashes > 0) io.stderr.write(`sim: seed ${r.seed}: an honest worker was slashed\n`)
+          if (Date.now() - lastReport < PROGRESS_EVERY_MS && done !== count) return
+          lastReport = Date.now()
+          io.stderr.write(`sim: ${done}/${count} runs\n`)
+        },
+      })
+      const line = { ...summary, seed }
+      if (options.json === true) ctx.out(JSON.stringify(line))
+      else {
+        ctx.out(
+          `audit simulation: ${summary.runs} runs of ${behaviour}, seeds ${seed}..${seed + count - 1}, ${summary.jobs} jobs`,
+        )
+        if (behaviour !== 'honest') {
+          ctx.out(
+            `  jobs until slashed    median ${summary.medianJobsToSlash}, p95 ${summary.p95JobsToSlash}, worst ${summary.worstJobsToSlash}`,
+          )
+          ctx.out(`  never slashed         ${summary.uncaught}`)
+          ctx.out(
+            `  net over honest       at most ${summary.cheaterNetOverHonest?.toFixed(3)} (below 1: cheating did not pay)`,
+          )
+        }
+        ctx.out(`  honest slashes        ${summary.honestSlashes}`)
+        ctx.out(`  audit compute         ${(summary.auditComputeShare * 100).toFixed(2)} % (audits, quorums, canaries)`)
+      }
+      if (summary.honestSlashes > 0 || summary.uncaught > 0)
+        throw new CliError(
+          summary.honestSlashes > 0
+            ? `${summary.honestSlashes} honest slashes`
+            : `${summary.uncaught} of ${summary.runs} runs ended with the dishonest worker unslashed; raise --jobs`,
+        )
+    })
 }

@@ -29,9 +29,21 @@ import {
 
 type DrawParams = AuditParams & Pick<InferenceParams, 'minWorkerBond'>
 
-/** The seed of a settled job's draws, once block `height + AUDIT_DELAY_BLOCKS` is in state. */
-export function settlementSeed(state: StateReader, settlement: JobSettlement): Uint8Array | undefined {
-  const later = blockHashAt(state, settlement.height + AUDIT_DELAY_BLOCKS)
+/**
+ * Block ids a node knows before they are in state: the chain records block h's id when block
+ * h + 1 begins, but a node that has committed block h knows it already, so its auditor and
+ * workers can act one block sooner. The chain module itself never uses it.
+ */
+export type RecentBlockIds = (height: number) => Uint8Array | undefined
+
+/** The seed of a settled job's draws, once block `height + AUDIT_DELAY_BLOCKS` is known. */
+export function settlementSeed(
+  state: StateReader,
+  settlement: JobSettlement,
+  recent?: RecentBlockIds,
+): Uint8Array | undefined {
+  const height = settlement.height + AUDIT_DELAY_BLOCKS
+  const later = blockHashAt(state, height) ?? recent?.(height)
   return later === undefined ? undefined : auditSeed(later, settlement.receiptId)
 }
 
@@ -42,9 +54,14 @@ export function auditOpensAt(settlement: JobSettlement): number {
 }
 
 /** Whether the settled job is to be audited: challenged, or drawn by the streak rule. */
-export function isAudited(state: StateReader, settlement: JobSettlement, params: DrawParams): boolean | undefined {
+export function isAudited(
+  state: StateReader,
+  settlement: JobSettlement,
+  params: DrawParams,
+  recent?: RecentBlockIds,
+): boolean | undefined {
   if (settlement.challenged !== null) return true
-  const seed = settlementSeed(state, settlement)
+  const seed = settlementSeed(state, settlement, recent)
   return seed === undefined ? undefined : shouldAudit(settlement.streak, seed, params)
 }
 
@@ -71,8 +88,9 @@ export function auditorsOf(
   settlement: JobSettlement,
   height: number,
   params: DrawParams,
+  recent?: RecentBlockIds,
 ): Candidate[] {
-  const seed = settlementSeed(state, settlement)
+  const seed = settlementSeed(state, settlement, recent)
   if (seed === undefined) return []
   const pool = candidates(state, settlement, height, new Set([settlement.worker]), params)
   return drawAuditors(seed, pool, settlement, params)
@@ -85,8 +103,9 @@ export function quorumOf(
   auditor: Candidate,
   height: number,
   params: DrawParams,
+  recent?: RecentBlockIds,
 ): Candidate[] {
-  const seed = settlementSeed(state, settlement)
+  const seed = settlementSeed(state, settlement, recent)
   if (seed === undefined) return []
   const pool = candidates(state, settlement, height, new Set([settlement.worker, auditor.did]), params)
   return drawQuorum(seed, pool, settlement, auditor, params)

@@ -114,6 +114,7 @@ export class SimNetwork {
       height: () => this.#height,
       time: () => this.#time,
       onCommit: (listener) => this.onCommit(listener),
+      blockId: (height) => (height <= this.#height ? this.blockId(height) : undefined),
     }
     const adverts: AdvertBus = {
       publish: (topic, data) => {
