@@ -95,6 +95,16 @@ async function deposited(api: string, client: string): Promise<bigint> {
   return BigInt((await getJson<{ amount: string }>(`${api}/v1/inference/deposits/${client}`))?.amount ?? '0')
 }
 
+/** Whether the node at `api` serves models itself now: its own advert, with a throughput, in its own table. */
+async function servingItself(node: { api: string; did: string }): Promise<boolean> {
+  const self = (
+    await getJson<{ workers: Array<WorkerJson & { live: boolean; throughput: number }> }>(
+      `${node.api}/v1/inference/workers`,
+    )
+  )?.workers.find((w) => w.did === node.did)
+  return self !== undefined && self.live && self.throughput > 0
+}
+
 async function workers(api: string): Promise<WorkerJson[]> {
   return (await getJson<{ workers: WorkerJson[] }>(`${api}/v1/inference/workers`))?.workers ?? []
 }
@@ -489,6 +499,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     })
     extra.push(slow)
     await firstJsonLine(slow)
+    await waitFor('the slow node3 serving models again', () => servingItself(n3), 60_000)
     await waitFor(
       'the slow node3 advertising again',
       async () => (await workers(n0.api)).length === 4 && (await modelWorkers(n0.api, 'digits-mlp')) === 4,
@@ -542,7 +553,10 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       },
     )
     extra.push(slowAgain)
+    let slowLog = ''
+    slowAgain.stderr?.setEncoding('utf8').on('data', (c: string) => (slowLog = (slowLog + c).slice(-30_000)))
     await firstJsonLine(slowAgain)
+    await waitFor('node3 serving models again', () => servingItself(n3), 60_000)
     await waitFor(
       'node3 serving again',
       async () => (await getJson(`${n3.api}/v1/inference/stats`)) !== undefined,
@@ -616,6 +630,7 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     )
     extra.push(cheater)
     await firstJsonLine(cheater)
+    await waitFor('the cheater serving models', () => servingItself(n3), 60_000)
     const bondBefore = BigInt((await workers(n0.api)).find((w) => w.did === n3.did)?.bonded ?? '0')
     let sent = 0
     let servedByCheater = 0

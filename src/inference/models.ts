@@ -121,9 +121,13 @@ export class WorkerModels {
     try {
       let bytes = await this.#init.blobs.get(model.cid)
       if (bytes === undefined) {
-        const peers = this.#init.servingPeers(model.cid).filter((p) => p !== this.#c.transport.self)
-        if (peers.length === 0) return // nobody has it yet: not a failure
-        bytes = await this.#init.blobs.fetch(model.cid, peers)
+        // peers that serve it first, then any peer (the publisher's node holds it before anyone
+        // serves it); a fetch that finds it nowhere is held back like any failure
+        const self = this.#c.transport.self
+        const serving = this.#init.servingPeers(model.cid).filter((p) => p !== self)
+        const others = this.#c.transport.peers().filter((p) => p !== self && !serving.includes(p))
+        if (serving.length + others.length === 0) return // alone: nothing to fetch from yet
+        bytes = await this.#init.blobs.fetch(model.cid, [...serving, ...others])
       }
       await this.#init.runner.load(model.cid, bytes)
       const mjps = await this.#calibrate(model)

@@ -80,3 +80,9 @@ export const SANDBOX_ENV_KEYS: readonly string[] = [
 
 /** Names of the sandbox directories (`mkdtemp` in `process.ts`); a child removes only such a directory. */
 export const SANDBOX_DIR_PREFIX = 'donghae-model-'
+
+/**
+ * Niceness of model processes (0 is the node's own, 19 the lowest): a model that spins keeps a
+ * core busy at the lowest priority, and consensus, in the node's process, comes first. @default 19
+ */
+export const MODEL_PROCESS_NICE = 19

@@ -8,6 +8,7 @@
  * carrying the exit code or signal and the tail of its stderr.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { setPriority } from 'node:os'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,7 +18,14 @@ import type { Clock } from '../../core/clock.ts'
 import { AbortError } from '../../core/errors.ts'
 import type { Logger } from '../../core/logger.ts'
 import { ModelLimitError, type ModelLimit } from '../errors.ts'
-import { CHILD_HEAP_MIB, CLOSE_GRACE_MS, SANDBOX_DIR_PREFIX, SANDBOX_ENV_KEYS, STDERR_TAIL_BYTES } from './constants.ts'
+import {
+  CHILD_HEAP_MIB,
+  CLOSE_GRACE_MS,
+  MODEL_PROCESS_NICE,
+  SANDBOX_DIR_PREFIX,
+  SANDBOX_ENV_KEYS,
+  STDERR_TAIL_BYTES,
+} from './constants.ts'
 import {
   FrameError,
   FrameReader,
@@ -154,6 +162,13 @@ export class ModelProcess {
       detached: true,
       windowsHide: true,
     })
+    // below the node's priority: a model that spins keeps its own core busy, not consensus
+    if (child.pid !== undefined)
+      try {
+        setPriority(child.pid, MODEL_PROCESS_NICE)
+      } catch {
+        // not permitted here (some containers): the limits still hold
+      }
     return new ModelProcess(dir, child, init)
   }
 
