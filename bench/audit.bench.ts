@@ -1,188 +1,119 @@
 /**
- * The audit system's figures (verification.md "What to measure"), from seeded runs of
- * src/inference/sim/audit-sim.ts: real keys, signed jobs and receipts, ONNX Runtime on digits-mlp, the
- * inference chain module settling, auditing and resolving block after block, service.ts's rules.
- * 8 workers bonded at genesis, 16 jobs settled per block, 2% canaries (service.ts's default),
- * DEFAULT_PARAMS (audit threshold 10, quorum 3).
- *  - audit-detect-cheat10: a worker that rotates its answer on 10% of jobs: its jobs until its
- *    first slash, median (value) and worst over N seeds. Goal ≤ 100.
- *  - audit-detect-lazy: a worker that never runs the model. Goal ≤ 20.
- *  - audit-false-positive: 8 honest CPU workers over ≥ 10,000 jobs; honest jobs per honest slash
- *    (a lower bound: the run's honest jobs when none is slashed). Goal: 0 slashed.
- *  - audit-overhead: in that run, (audit + quorum re-runs) ÷ all runs over its second half, in
- *    basis points; beside it the whole run, and both with the canary runs (the gateway's own run and
- *    the worker's) counted as extra. Goal ≤ 5%; BOINC's adaptive replication runs at 5–10%.
- *  - audit-false-positive-mixed-ep: cheat10 runs where 2 of the 7 honest workers are an emulated
- *    fp16 provider (CoreML-like): honest jobs per honest slash, and honest-vs-honest disputes.
+ * The audit system's figures (docs/verification.md, "What is measured"), from seeded runs of the
+ * market with its production components (src/inference/sim/runs.ts: the real gateway, workers,
+ * settler, auditor and chain module, real signatures and ONNX Runtime on digits-mlp), on worker
+ * threads. 8 workers: the one under test and 7 honest ones.
+ *  - audit-detect-cheat10: a worker wrong on 10 % of its jobs: its jobs until its first slash,
+ *    median (value), p95 and worst; goal ≤ 100 in ≥ 95 % of seeds, median ≤ 20.
+ *  - audit-detect-lazy: a worker that never runs the model; goal ≤ 20 in every seed.
+ *  - audit-cheating-pays-cheat1|cheat10|cheat50|cheat100: the largest over the seeds of
+ *    (earnings − slashes) ÷ honest earnings for the same jobs; goal < 1 in every seed (the run goes
+ *    on until the cheater is slashed, up to its job cap).
+ *  - audit-false-positive: honest runs: honest jobs per honest slash; goal 0 slashed over ≥ 100,000.
+ *  - audit-overhead: in those runs, audit, quorum and canary runs ÷ all runs over the second half
+ *    of each run, in basis points; goal ≤ 500 (BOINC's adaptive replication runs at 500–1,000).
+ * `--quick` runs a handful of seeds (the bench smoke test); the full sizes take tens of minutes.
  */
-import { AuditSim, type AuditSimResult, type SimBehaviour, type SimWorkerSpec } from '../src/inference/sim/audit-sim.ts'
+import { runAuditSims, type AuditRunsSummary, type SimBehaviourName } from '../src/inference/sim/runs.ts'
 import { line, type BenchLine, type MeasureOptions } from './harness.ts'
 
 export const AUDIT_BENCH_NAMES = [
   'audit-detect-cheat10',
   'audit-detect-lazy',
+  'audit-cheating-pays',
   'audit-false-positive',
   'audit-overhead',
-  'audit-false-positive-mixed-ep',
 ]
 
 interface Sizes {
-  /** Seeded runs per detection figure. */
+  /** Seeds per dishonest behaviour. */
   seeds: number
-  /** Job cap of a run with a dishonest worker (it gets an eighth of them). */
-  cap: number
-  /** Jobs of the honest run (false positives and overhead). */
+  /** Honest runs, and the jobs of each. */
+  honestRuns: number
   honestJobs: number
-  /** Seeded runs across providers. */
-  mixedSeeds: number
 }
 
-const FULL: Sizes = { seeds: 50, cap: 20_000, honestJobs: 10_000, mixedSeeds: 30 }
-const QUICK: Sizes = { seeds: 3, cap: 2_000, honestJobs: 400, mixedSeeds: 2 }
-const WORKERS = 8
-const HONEST: SimWorkerSpec = {}
-const FP16: SimWorkerSpec = { provider: 'fp16' }
+const FULL: Sizes = { seeds: 200, honestRuns: 10, honestJobs: 10_000 }
+const QUICK: Sizes = { seeds: 2, honestRuns: 1, honestJobs: 300 }
 
 /** Extra figures beside the line's value. */
 type AuditLine = BenchLine & { [extra: string]: unknown }
 
-const percentile = (sorted: readonly number[], p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0
-
-const sum = (results: readonly AuditSimResult[], f: (r: AuditSimResult) => number): number =>
-  results.reduce((n, r) => n + f(r), 0)
-
-async function seeded(seeds: number, run: (seed: number) => Promise<AuditSimResult>): Promise<AuditSimResult[]> {
-  const results: AuditSimResult[] = []
-  for (let seed = 1; seed <= seeds; seed++) results.push(await run(seed))
-  return results
-}
-
-function withOne(behaviour: SimBehaviour, others: readonly SimWorkerSpec[]): SimWorkerSpec[] {
-  return [{ behaviour }, ...others]
-}
-
-/** Jobs served by the dishonest worker until its first slash, over `sizes.seeds` seeds. */
-async function detection(
-  sim: AuditSim,
-  bench: string,
-  behaviour: SimBehaviour,
-  goal: number,
-  sizes: Sizes,
-): Promise<AuditLine> {
-  const workers = withOne(
-    behaviour,
-    Array.from({ length: WORKERS - 1 }, () => HONEST),
-  )
-  const results = await seeded(sizes.seeds, (seed) => sim.run({ seed, maxJobs: sizes.cap, workers }))
-  const jobs = results.map((r) => r.dishonestJobs).sort((a, b) => a - b)
-  const uncaught = results.filter((r) => !r.caught).length
-  const worst = jobs.at(-1) ?? 0
+function detection(bench: string, s: AuditRunsSummary, goal: number, seeds: number): AuditLine {
+  const p95 = s.p95JobsToSlash ?? Infinity
   return {
     ...line({
       bench,
-      impl: `${WORKERS} workers (1 ${behaviour.kind}), ${sizes.seeds} seeds, median of its jobs until slashed`,
-      value: percentile(jobs, 50),
-      unit: 'jobs',
-      target: { value: goal, met: uncaught === 0 && worst <= goal, note: `worst of ${sizes.seeds} seeds ≤ ${goal}` },
-      rounds: jobs,
-    }),
-    p90: percentile(jobs, 90),
-    worst,
-    uncaught,
-    totalJobsMedian: percentile(
-      results.map((r) => r.jobs).sort((a, b) => a - b),
-      50,
-    ),
-    auditRuns: sum(results, (r) => r.auditRuns),
-    quorumRuns: sum(results, (r) => r.quorumRuns),
-    honestSlashes: sum(results, (r) => r.honestSlashes),
-  }
-}
-
-/** One long honest run: false positives, and the audit overhead as it settles. */
-async function honestRun(sim: AuditSim, sizes: Sizes): Promise<AuditLine[]> {
-  const r = await sim.run({
-    seed: 1,
-    maxJobs: sizes.honestJobs,
-    workers: Array.from({ length: WORKERS }, () => HONEST),
-  })
-  const bps = (share: number): number => Math.round(share * 10_000)
-  return [
-    {
-      ...line({
-        bench: 'audit-false-positive',
-        impl: `${WORKERS} honest CPU workers, ${r.jobs} jobs: honest jobs per honest slash (≥ when none)`,
-        value: r.jobs / Math.max(1, r.honestSlashes),
-        unit: 'jobs',
-        target: { value: 10_000, met: r.honestSlashes === 0 && r.jobs >= 10_000, note: '0 slashed over ≥ 10,000 jobs' },
-        rounds: [r.jobs],
-      }),
-      honestSlashes: r.honestSlashes,
-      disputes: r.disputes,
-      auditRuns: r.auditRuns,
-    },
-    {
-      ...line({
-        bench: 'audit-overhead',
-        impl: `(audit + quorum re-runs) ÷ all runs, second half of ${r.jobs} honest jobs`,
-        value: bps(r.overheadLastHalf),
-        unit: 'bps',
-        target: { value: 500, met: r.overheadLastHalf <= 0.05, note: 'verification.md ≤ 5% at steady state' },
-        rounds: [bps(r.overhead), bps(r.overheadLastHalf)],
-      }),
-      wholeRunBps: bps(r.overhead),
-      withCanariesBps: bps(r.overheadWithCanariesLastHalf),
-      withCanariesWholeRunBps: bps(r.overheadWithCanaries),
-      auditRuns: r.auditRuns,
-      quorumRuns: r.quorumRuns,
-      canaryRuns: r.canaryRuns,
-      anchor: "BOINC's adaptive replication: 500–1,000 bps",
-    },
-  ]
-}
-
-/** Cheat10 runs with two honest workers on an emulated fp16 provider. */
-async function acrossProviders(sim: AuditSim, sizes: Sizes): Promise<AuditLine> {
-  const others = [...Array.from({ length: WORKERS - 3 }, () => HONEST), FP16, FP16]
-  const workers = withOne({ kind: 'cheat', rate: 0.1 }, others)
-  const results = await seeded(sizes.mixedSeeds, (seed) => sim.run({ seed, maxJobs: sizes.cap, workers }))
-  const honestJobs = sum(results, (r) => r.jobs - r.dishonestJobs)
-  const honestSlashes = sum(results, (r) => r.honestSlashes)
-  return {
-    ...line({
-      bench: 'audit-false-positive-mixed-ep',
-      impl: `${WORKERS} workers (5 CPU, 2 fp16-emulated, 1 cheat10), ${sizes.mixedSeeds} seeds: honest jobs per honest slash`,
-      value: honestJobs / Math.max(1, honestSlashes),
+      impl: `8 workers (1 ${s.behaviour}), ${s.runs} seeds: median of its jobs until slashed`,
+      value: s.medianJobsToSlash ?? 0,
       unit: 'jobs',
       target: {
-        value: 10_000,
-        met: honestSlashes === 0 && honestJobs >= 10_000,
-        note: '0 slashed over ≥ 10,000 honest jobs across providers',
+        value: goal,
+        met: s.uncaught === 0 && (bench === 'audit-detect-lazy' ? (s.worstJobsToSlash ?? Infinity) <= goal : p95 <= 100 && (s.medianJobsToSlash ?? Infinity) <= 20),
+        note: bench === 'audit-detect-lazy' ? `worst of ${seeds} seeds ≤ ${goal}` : '≤ 100 in ≥ 95 % of seeds, median ≤ 20',
       },
-      rounds: results.map((r) => r.honestSlashes),
+      rounds: [s.medianJobsToSlash ?? 0, s.p95JobsToSlash ?? 0, s.worstJobsToSlash ?? 0],
     }),
-    honestSlashes,
-    honestJobs,
-    honestDisputes: sum(results, (r) => r.honestDisputes),
-    auditRuns: sum(results, (r) => r.auditRuns),
-    caught: results.filter((r) => r.caught).length,
+    p95: s.p95JobsToSlash,
+    worst: s.worstJobsToSlash,
+    uncaught: s.uncaught,
+    honestSlashes: s.honestSlashes,
+    cheaterNetOverHonest: s.cheaterNetOverHonest,
   }
 }
 
 export async function auditBenches(_options: MeasureOptions, quick = false): Promise<BenchLine[]> {
   const sizes = quick ? QUICK : FULL
-  const sim = await AuditSim.open()
-  try {
-    return [
-      await detection(sim, 'audit-detect-cheat10', { kind: 'cheat', rate: 0.1 }, 100, sizes),
-      await detection(sim, 'audit-detect-lazy', { kind: 'lazy' }, 20, sizes),
-      ...(await honestRun(sim, sizes)),
-      await acrossProviders(sim, sizes),
-    ]
-  } finally {
-    await sim.close()
-  }
+  const run = (behaviour: SimBehaviourName, count: number, maxJobs?: number): Promise<AuditRunsSummary> =>
+    runAuditSims({ behaviour, seed: 1, count, ...(maxJobs === undefined ? {} : { maxJobs }) })
+  const cheat10 = await run('cheat10', sizes.seeds)
+  const lazy = await run('lazy', sizes.seeds)
+  const pays: AuditRunsSummary[] = [await run('cheat1', sizes.seeds), cheat10, await run('cheat50', sizes.seeds), await run('cheat100', sizes.seeds)]
+  const honest = await run('honest', sizes.honestRuns, sizes.honestJobs)
+  const worstNet = Math.max(...pays.map((s) => s.cheaterNetOverHonest ?? 1))
+  return [
+    detection('audit-detect-cheat10', cheat10, 100, sizes.seeds),
+    detection('audit-detect-lazy', lazy, 20, sizes.seeds),
+    {
+      ...line({
+        bench: 'audit-cheating-pays',
+        impl: `cheat1, cheat10, cheat50, cheat100 × ${sizes.seeds} seeds: largest (earnings − slashes) ÷ honest earnings`,
+        value: Math.round(worstNet * 1_000) / 1_000,
+        unit: 'ratio',
+        target: { value: 1, met: worstNet < 1 && pays.every((s) => s.uncaught === 0), note: 'below 1 in every seed' },
+        rounds: pays.map((s) => Math.round((s.cheaterNetOverHonest ?? 1) * 1_000) / 1_000),
+      }),
+      byBehaviour: Object.fromEntries(
+        pays.map((s) => [s.behaviour, { net: s.cheaterNetOverHonest, uncaught: s.uncaught, median: s.medianJobsToSlash, worst: s.worstJobsToSlash }]),
+      ),
+    },
+    {
+      ...line({
+        bench: 'audit-false-positive',
+        impl: `${honest.runs} runs of 8 honest CPU workers, ${honest.jobs} jobs: honest jobs per honest slash (≥ when none)`,
+        value: honest.jobs / Math.max(1, honest.honestSlashes),
+        unit: 'jobs',
+        target: {
+          value: 100_000,
+          met: honest.honestSlashes === 0 && honest.jobs >= 100_000,
+          note: '0 slashed over ≥ 100,000 jobs',
+        },
+        rounds: [honest.jobs],
+      }),
+      honestSlashes: honest.honestSlashes + pays.reduce((n, s) => n + s.honestSlashes, 0) + lazy.honestSlashes,
+    },
+    {
+      ...line({
+        bench: 'audit-overhead',
+        impl: '(audit + quorum + canary runs) ÷ all runs, second half of each honest run',
+        value: Math.round(honest.auditComputeShare * 10_000),
+        unit: 'bps',
+        target: { value: 500, met: honest.auditComputeShare <= 0.05, note: '≤ 5 % at steady state' },
+        rounds: [Math.round(honest.auditComputeShare * 10_000)],
+      }),
+      anchor: "BOINC's adaptive replication: 500–1,000 bps",
+    },
+  ]
 }
 
 if (import.meta.main === true) {

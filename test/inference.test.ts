@@ -45,7 +45,17 @@ async function call(method: string, url: string, body?: unknown, token?: string)
   const headers: Record<string, string> = {}
   if (body !== undefined) headers['content-type'] = 'application/json'
   if (token !== undefined) headers.authorization = `Bearer ${token}`
-  const res = await fetch(url, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  const init = { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }
+  let res: Response
+  try {
+    res = await fetch(url, init)
+  } catch (err) {
+    // a kept-alive connection the server closed after its idle timeout just as fetch reused it
+    // (timers run late on a loaded machine): send it once more, on a new connection
+    const cause = (err as { cause?: { code?: string } }).cause
+    if (cause?.code !== 'UND_ERR_SOCKET') throw err
+    res = await fetch(url, init)
+  }
   return { status: res.status, body: (await res.json()) as Record<string, unknown> }
 }
 
@@ -598,7 +608,10 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       'node3 settled, itself, the jobs the dead gateway dispatched to it',
       async () => (await Promise.all(orphans.map(settledBy))).some((w) => w === n3.did),
       60_000,
-    )
+    ).catch((err: unknown) => {
+      t.diagnostic(`node3's log: ${slowLog.slice(-8_000)}`)
+      throw err
+    })
     const selfSettled = (await Promise.all(orphans.map(settledBy))).filter((w) => w === n3.did).length
     t.diagnostic(`node3 settled ${selfSettled} receipts whose gateway (node2) was killed after dispatching them`)
     // node2 comes back: its journal still holds what it had accepted, and it settles those too

@@ -1,6 +1,6 @@
 /**
  * The Tendermint consensus engine (Buchman, Kwon, Milosevic, arXiv 1807.04938, Algorithm 1),
- * rules 1–10 of shared/notes/consensus.md, independent of the block format.
+ * rules 1–10 of docs/consensus.md, independent of the block format.
  *
  * Everything that happens to the engine (a peer's message, a timeout, a synced commit) is an
  * event in one internal queue, handled one at a time to completion (including the application's
