@@ -13,7 +13,7 @@ import { toHex } from './core/bytes.ts'
 import { describeError, InvalidInputError } from './core/errors.ts'
 import { silentLogger, type Logger } from './core/logger.ts'
 import type { Ed25519KeyPair } from './identity/keys.ts'
-import type { ChainTransport } from './chain/transport.ts'
+import type { PeerTransport } from './core/transport.ts'
 import type { DonghaeNode } from './node.ts'
 import type {
   CompletionOutcome,
@@ -45,7 +45,7 @@ export const BUILTIN_MODELS_DIR = DEMO_MODELS_DIR
 export interface NodeInferenceOptions {
   node: DonghaeNode
   key: Ed25519KeyPair
-  transport: ChainTransport
+  transport: PeerTransport
   adverts: AdvertBus
   dataDir: string
   /** Extra directories whose `*.onnx` files are imported into the blob store. */

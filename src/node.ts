@@ -23,7 +23,7 @@ import { PohGenerator } from './chain/poh/generator.ts'
 import { PohVerifier } from './chain/poh/verifier.ts'
 import { LevelSignStateStore, PrivValidator } from './chain/bft/privval.ts'
 import { ChainRuntime, proposerFor, ticksRequiredFor } from './chain/runtime.ts'
-import type { ChainTransport } from './chain/transport.ts'
+import type { PeerTransport } from './core/transport.ts'
 import type { ChainEvent } from './chain/host.ts'
 import type { Block } from './chain/block.ts'
 import { bankModule, feeCollector, balanceOf } from './bank/bank.ts'
@@ -38,7 +38,7 @@ import type { FastifyInstance } from 'fastify'
 import type { DonghaeConfig } from './core/config.ts'
 import { didFromPeerId } from './identity/peer-id.ts'
 import { createHost, type DonghaeHost } from './net/host.ts'
-import { Libp2pChainTransport } from './net/chain-transport.ts'
+import { Libp2pTransport } from './net/libp2p-transport.ts'
 import { NetworkService } from './net/network.ts'
 import type { MappingStatus } from './net/nat/manager.ts'
 import { EventBus } from './api/events.ts'
@@ -47,7 +47,7 @@ import { publishCommit, watchNat, watchPeers } from './api/node-events.ts'
 import type { OperatorApi } from './api/operator-api.ts'
 import { DASHBOARD_DIR } from './api/server.ts'
 import { NodeInference } from './node-inference.ts'
-import type { AdvertBus, WorkerBehaviour } from './inference/service.ts'
+import type { WorkerBehaviour } from './inference/service.ts'
 import type { ExecutionProviderChoice } from './inference/runtime.ts'
 
 export interface NodeOptions {
@@ -55,7 +55,7 @@ export interface NodeOptions {
   dataDir: string
   genesis: GenesisDoc
   key: Ed25519KeyPair
-  transport: ChainTransport
+  transport: PeerTransport
   moniker?: string
   /** Sign votes and proposals (the key must be in the validator set to matter). @default true */
   validator?: boolean
@@ -80,7 +80,7 @@ export class DonghaeNode {
   readonly runtime: ChainRuntime
   readonly #stops: Array<() => Promise<void> | void>
   readonly #moniker: string
-  readonly #transport: ChainTransport
+  readonly #transport: PeerTransport
   readonly #key: Ed25519KeyPair
   #ownNonce = 0n
   #ownQueue: Promise<unknown> = Promise.resolve()
@@ -93,7 +93,7 @@ export class DonghaeNode {
     runtime: ChainRuntime
     stops: Array<() => Promise<void> | void>
     moniker: string
-    transport: ChainTransport
+    transport: PeerTransport
     key: Ed25519KeyPair
   }) {
     this.did = parts.did
@@ -344,32 +344,6 @@ export interface FullNodeOptions {
   cors?: string[]
 }
 
-/** Slot adverts over the node's gossipsub (the sender is the message's signed origin). */
-function pubsubBus(host: DonghaeHost): AdvertBus {
-  const pubsub = host.services.pubsub
-  return {
-    publish: (topic, data) => {
-      pubsub.publish(topic, data).catch(() => {
-        // no peer subscribed yet: the next advert goes out a second later
-      })
-    },
-    subscribe: (topic, handler) => {
-      pubsub.subscribe(topic)
-      const listener = (evt: CustomEvent): void => {
-        const msg = evt.detail as { topic: string; data: Uint8Array; from?: unknown }
-        if (msg.topic !== topic || msg.from === undefined) return
-        const from = peerDid(msg.from)
-        if (from !== '') handler(msg.data, from)
-      }
-      pubsub.addEventListener('message', listener)
-      return () => {
-        pubsub.removeEventListener('message', listener)
-        pubsub.unsubscribe(topic)
-      }
-    },
-  }
-}
-
 /** The DID of a libp2p peer ('' for a peer whose key is not Ed25519). */
 function peerDid(peerId: unknown): string {
   try {
@@ -446,7 +420,7 @@ export class FullNode {
       await host.start()
       stops.push(() => host.stop())
       stops.push(watchPeers(events, host, peerDid))
-      const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId, logger })
+      const transport = new Libp2pTransport(host, { chainId: genesis.chainId, logger })
       transport.start()
       stops.push(() => transport.stop())
       const node = await DonghaeNode.create({
@@ -494,7 +468,7 @@ export class FullNode {
         node,
         key,
         transport,
-        adverts: pubsubBus(host),
+        adverts: transport,
         dataDir: options.dataDir,
         ...(options.inference?.modelDirs === undefined ? {} : { modelDirs: options.inference.modelDirs }),
         ...(options.inference?.worker === undefined ? {} : { worker: options.inference.worker }),

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { lpStream } from '@libp2p/utils'
 import { createHost, type DonghaeHost } from '../src/net/host.ts'
-import { Libp2pChainTransport } from '../src/net/chain-transport.ts'
-import { TransportError } from '../src/chain/transport.ts'
+import { Libp2pTransport } from '../src/net/libp2p-transport.ts'
+import { TransportError } from '../src/core/transport.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 
 const PROTOCOL = '/donghae-test/echo/1.0.0'
@@ -16,8 +16,8 @@ const PROTOCOL = '/donghae-test/echo/1.0.0'
 async function pair(): Promise<{
   a: DonghaeHost
   b: DonghaeHost
-  ta: Libp2pChainTransport
-  tb: Libp2pChainTransport
+  ta: Libp2pTransport
+  tb: Libp2pTransport
   penalties: string[]
   close(): Promise<void>
 }> {
@@ -26,8 +26,8 @@ async function pair(): Promise<{
   const b = await createHost({ key: Ed25519KeyPair.generate(), ...options })
   await a.start()
   await b.start()
-  const ta = new Libp2pChainTransport(a, { chainId: 'sessions' })
-  const tb = new Libp2pChainTransport(b, { chainId: 'sessions' })
+  const ta = new Libp2pTransport(a, { chainId: 'sessions' })
+  const tb = new Libp2pTransport(b, { chainId: 'sessions' })
   const penalties: string[] = []
   const penalize = tb.penalize.bind(tb)
   tb.penalize = (peer, reason) => {

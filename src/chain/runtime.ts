@@ -28,18 +28,24 @@ import { TxError } from './errors.ts'
 import type { GenesisDoc } from './genesis.ts'
 import { accountNonce } from './host.ts'
 import type { Mempool } from './mempool.ts'
-import type { ChainTransport } from './transport.ts'
+import type { GossipVerdict, PeerTransport } from '../core/transport.ts'
 import { decodeTx, encodeTx, signTx, txVerifyItem } from './tx.ts'
 
+/** Gossip topics of the chain (on the wire: `/donghae/<chainId>/<topic>/1`). */
+export const CONSENSUS_TOPIC = 'consensus'
+export const TX_TOPIC = 'txs'
 export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
 const SYNC_BATCH = 32
 const SYNC_INTERVAL_MS = 2_000
 
+/** What the chain needs from the node's transport. */
+export type ChainNetwork = Pick<PeerTransport, 'publish' | 'subscribe' | 'request' | 'handle' | 'peers' | 'penalize'>
+
 export interface ChainRuntimeOptions {
   app: ChainApp
   mempool: Mempool
-  transport: ChainTransport
+  transport: ChainNetwork
   /** Present for a validator; absent for a full node that only follows. */
   privval?: PrivValidator
   /** The node's key, used to report evidence (pays the fee). */
@@ -108,8 +114,8 @@ export class ChainRuntime {
 
   start(): void {
     const { transport } = this.#opts
-    this.#unsubscribe.push(transport.subscribe('consensus', (data, from) => this.#onConsensus(data, from)))
-    this.#unsubscribe.push(transport.subscribe('txs', (data, from) => this.#onTx(data, from)))
+    this.#unsubscribe.push(transport.subscribe(CONSENSUS_TOPIC, (data, from) => this.#onConsensus(data, from)))
+    this.#unsubscribe.push(transport.subscribe(TX_TOPIC, (data, from) => this.#onTx(data, from)))
     transport.handle(SYNC_PROTOCOL, async (data) => this.#serveBlocks(data))
     transport.handle(STATUS_PROTOCOL, async () => encode({ height: this.#app.head.height }))
     this.#startEngine()
@@ -133,7 +139,7 @@ export class ChainRuntime {
   /** Admits a transaction to the local mempool and gossips it. Rejects with TxError and the reason. */
   async submitTx(bytes: Uint8Array): Promise<Uint8Array> {
     const entry = await this.#admit(bytes)
-    this.#opts.transport.publish('txs', bytes)
+    this.#opts.transport.publish(TX_TOPIC, bytes)
     return entry.hash
   }
 
@@ -167,7 +173,7 @@ export class ChainRuntime {
       },
       ...(this.#opts.privval === undefined ? {} : { privval: this.#opts.privval }),
       clock: this.#clock,
-      send: (msg) => this.#opts.transport.publish('consensus', encodeConsensusMessage(msg)),
+      send: (msg) => this.#opts.transport.publish(CONSENSUS_TOPIC, encodeConsensusMessage(msg)),
       timeouts: {
         ...timeoutsOf(genesis),
         ...(this.#opts.gossipMs === undefined ? {} : { gossipMs: this.#opts.gossipMs }),
@@ -186,27 +192,34 @@ export class ChainRuntime {
     engine.start()
   }
 
-  #onConsensus(data: Uint8Array, from: string): void {
+  /** Gossip validation of a consensus message (the transport penalizes the sender of a reject). */
+  #onConsensus(data: Uint8Array, from: string): GossipVerdict {
     let msg
     try {
       msg = decodeConsensusMessage(data)
     } catch (err) {
       this.stats.rejectedMessages++
-      this.#opts.transport.penalize(from, describeError(err))
-      return
+      this.#log.debug({ peer: from, err: describeError(err) }, 'malformed consensus message')
+      return 'reject'
     }
     this.#engine?.receive(msg, from)
+    return 'accept'
   }
 
-  #onTx(data: Uint8Array, from: string): void {
-    this.#admit(data).catch((err: unknown) => {
+  /** Gossip validation of a transaction: mempool admission decides whether it is relayed. */
+  async #onTx(data: Uint8Array, from: string): Promise<GossipVerdict> {
+    try {
+      await this.#admit(data)
+      return 'accept'
+    } catch (err) {
       if (!(err instanceof TxError)) {
         this.#log.error({ err: describeError(err) }, 'unexpected error admitting a gossiped transaction')
-        return
+        return 'ignore'
       }
       this.stats.rejectedTxs++
-      if (err.action === 'reject') this.#opts.transport.penalize(from, err.message)
-    })
+      if (err.action === 'reject') this.#log.debug({ peer: from, reason: err.reason }, 'invalid transaction gossip')
+      return err.action
+    }
   }
 
   /** Reports a double sign seen by consensus as a staking.evidence transaction from this node. */

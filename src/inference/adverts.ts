@@ -21,9 +21,8 @@ export const ADVERT_SIGNING_KIND = 'inference.slots'
 export const ADVERT_TTL_MS = 5_000
 const MAX_MODELS = 64
 
-export function advertTopic(chainId: string): string {
-  return `/donghae/${chainId}/inference-slots/1`
-}
+/** The adverts' gossip topic (on the wire: `/donghae/<chainId>/inference-slots/1`). */
+export const ADVERT_TOPIC = 'inference-slots'
 
 export interface SlotAdvert {
   worker: string

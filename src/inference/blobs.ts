@@ -17,7 +17,7 @@ import { RAW_CODE, cidOfBytes, parseCid, verifyCid } from '../core/cid.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
 import { fromUtf8, utf8 } from '../core/bytes.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import type { ChainTransport } from '../chain/transport.ts'
+import type { PeerTransport } from '../core/transport.ts'
 
 export const BLOB_PROTOCOL = '/donghae/blob/1.0.0'
 /** Largest blob served or fetched. @default 15 MiB (below the 16 MiB frame limit) */
@@ -82,7 +82,7 @@ export class BlobStore {
   }
 
   /** Serves this store's blobs to peers. */
-  serve(transport: ChainTransport): void {
+  serve(transport: Pick<PeerTransport, 'handle'>): void {
     transport.handle(BLOB_PROTOCOL, async (data) => {
       let cid: string
       try {
@@ -99,7 +99,11 @@ export class BlobStore {
    * Fetches a blob from the first peer in `peers` that has it and whose bytes match the CID,
    * and stores it. Throws when none does.
    */
-  async fetch(cid: string, peers: readonly string[], transport: ChainTransport): Promise<Uint8Array> {
+  async fetch(
+    cid: string,
+    peers: readonly string[],
+    transport: Pick<PeerTransport, 'request' | 'penalize'>,
+  ): Promise<Uint8Array> {
     const have = await this.get(cid)
     if (have !== undefined) return have
     const parsed = parseCid(cid)

@@ -23,7 +23,7 @@ import { describeError, InvalidInputError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
-import type { ChainTransport } from '../chain/transport.ts'
+import type { PeerTransport } from '../core/transport.ts'
 import type { StateReader } from '../chain/state-view.ts'
 import type { ChainParams } from '../chain/genesis.ts'
 import { balanceOf } from '../bank/bank.ts'
@@ -45,7 +45,7 @@ import {
 } from './job.ts'
 import { InferenceError } from './errors.ts'
 import { CanaryPool, type CanaryDraw } from './canaries.ts'
-import { WorkerTable, advertTopic, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
+import { ADVERT_TOPIC, WorkerTable, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { BlobStore } from './blobs.ts'
 import {
   checkAgainstSchema,
@@ -83,11 +83,8 @@ export interface ModelRunner {
   calibrate(cid: string, inputs: TensorMap, options: { durationMs: number }): Promise<{ jobsPerSecond: number }>
 }
 
-/** Gossip for slot adverts (the node's gossipsub). */
-export interface AdvertBus {
-  publish(topic: string, data: Uint8Array): void
-  subscribe(topic: string, handler: (data: Uint8Array, from: string) => void): () => void
-}
+/** Gossip for slot adverts (the node's transport). */
+export type AdvertBus = Pick<PeerTransport, 'publish' | 'subscribe'>
 
 /**
  * Worker misbehaviour, for tests and demonstrations of the audit system only: 'cheat' returns
@@ -113,7 +110,7 @@ export interface InferenceServiceOptions {
   /** The chain's parameters (quorum size, audit threshold, minimum worker bond). */
   params: ChainParams
   key: Ed25519KeyPair
-  transport: ChainTransport
+  transport: PeerTransport
   adverts: AdvertBus
   /** The node's committed state and height. */
   state: () => StateReader
@@ -232,13 +229,15 @@ export class InferenceService {
     this.#o.blobs.serve(this.#o.transport)
     if (this.isWorker)
       this.#o.transport.handle(INFER_PROTOCOL, (data, from) => this.#serve(data, from), { session: true })
-    this.#unsubscribe = this.#o.adverts.subscribe(advertTopic(this.#o.chainId), (data, from) => {
+    this.#unsubscribe = this.#o.adverts.subscribe(ADVERT_TOPIC, (data, _from, origin) => {
       try {
         const advert = decodeAdvert(data)
-        if (advert.worker !== from) return
+        if (advert.worker !== origin) return 'ignore'
         this.#table.update(advert)
+        return 'accept'
       } catch (err) {
-        this.#o.transport.penalize(from, `bad slot advert: ${describeError(err)}`)
+        this.#log.debug({ err: describeError(err) }, 'bad slot advert')
+        return 'reject'
       }
     })
     // Periodic tasks never overlap: a run that is still going skips the next tick.
@@ -395,7 +394,7 @@ export class InferenceService {
     if (!isSchedulable(this.#o.state(), this.did, this.#o.height() + 1, this.#params)) return
     const bytes = signAdvert(this.#o.key, this.#capacity())
     this.#table.update(decodeAdvert(bytes))
-    this.#o.adverts.publish(advertTopic(this.#o.chainId), bytes)
+    this.#o.adverts.publish(ADVERT_TOPIC, bytes)
   }
 
   /**

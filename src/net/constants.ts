@@ -23,8 +23,8 @@ export const BAN_MS = 10 * 60_000
 /** Connection manager bounds. @default 100 */
 export const MAX_CONNECTIONS = 100
 
-/** Gossip topic names, one set per chain. */
-export function chainTopic(chainId: string, topic: 'consensus' | 'txs'): string {
+/** A gossip topic's name on the wire, one set per chain: `/donghae/<chainId>/<topic>/1`. */
+export function gossipTopic(chainId: string, topic: string): string {
   return `${PROTOCOL_PREFIX}/${chainId}/${topic}/1`
 }
 

@@ -10,7 +10,8 @@
  *
  * Every frame is length-prefixed: `id` (u32, big-endian) ‖ `kind` (u8) ‖ payload, where kind is
  * 0 for a request, 1 for its answer and 2 for an error (UTF-8 message). Answers come back in any
- * order; a side that serves a session runs up to `MAX_IN_FLIGHT` requests at once and stops
+ * order; an error's payload is `encodeRefusal` (the error's code, a newline, its message). A side
+ * that serves a session runs up to `MAX_IN_FLIGHT` requests at once and stops
  * reading until one finishes. A broken stream fails the requests waiting on it, and the next
  * request opens a new one.
  */
@@ -18,7 +19,8 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
-import { TransportError, type RequestHandler } from '../chain/transport.ts'
+import { OverBudgetError, TransportError, type RequestHandler } from '../core/transport.ts'
+import type { ByteBudgets } from './budget.ts'
 import type { DonghaeHost } from './host.ts'
 import { MAX_FRAME_BYTES } from './constants.ts'
 
@@ -46,6 +48,21 @@ function parseFrame(bytes: Uint8Array): { id: number; kind: number; payload: Uin
   const kind = bytes[4] as number
   if (kind > ERROR) throw new TransportError(`unknown session frame kind ${kind}`)
   return { id, kind, payload: bytes.subarray(HEADER_BYTES) }
+}
+
+/** A refusal on the wire: the error's stable code, a newline, its message (UTF-8). */
+export function encodeRefusal(err: unknown): Uint8Array {
+  const code = err instanceof TransportError ? err.code : TransportError.code
+  return new TextEncoder().encode(`${code}\n${describeError(err)}`)
+}
+
+/** The typed error a refusal stands for (`OverBudgetError` for OVER_BUDGET, else TransportError). */
+export function decodeRefusal(payload: Uint8Array): TransportError {
+  const text = new TextDecoder().decode(payload)
+  const newline = text.indexOf('\n')
+  const code = newline === -1 ? '' : text.slice(0, newline)
+  const message = `the peer refused the request: ${newline === -1 ? text : text.slice(newline + 1)}`
+  return code === OverBudgetError.code ? new OverBudgetError(message) : new TransportError(message)
 }
 
 interface Pending {
@@ -133,7 +150,7 @@ class Session {
         // An answer to a request already given up (timed out) is dropped.
         const pending = this.#settle(id)
         if (kind === ANSWER) pending?.resolve(payload)
-        else pending?.reject(new TransportError(`the peer refused the request: ${new TextDecoder().decode(payload)}`))
+        else pending?.reject(decodeRefusal(payload))
       }
     } catch (err) {
       this.close(err instanceof TransportError ? err : new TransportError(`session ended: ${describeError(err)}`))
@@ -195,18 +212,26 @@ export async function serveSession(
   stream: Stream,
   from: string,
   handler: RequestHandler,
-  options: { onInvalid(reason: string): void; log: Logger },
+  options: { onInvalid(reason: string): void; log: Logger; budgets?: ByteBudgets },
 ): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
   let inFlight = 0
   let freed: (() => void) | undefined
+  const { budgets } = options
   const answer = async (id: number, payload: Uint8Array): Promise<void> => {
     let reply: Uint8Array
-    try {
-      reply = frame(id, ANSWER, await handler(payload, from))
-    } catch (err) {
-      options.onInvalid(`request refused: ${describeError(err)}`)
-      reply = frame(id, ERROR, new TextEncoder().encode(describeError(err)))
+    if (budgets !== undefined && budgets.available(from) <= 0) {
+      const refusal = new OverBudgetError(`over the session's byte budget; retry in ${budgets.waitMs(from)} ms`)
+      reply = frame(id, ERROR, encodeRefusal(refusal))
+    } else {
+      try {
+        const answer = await handler(payload, from)
+        budgets?.charge(from, answer.byteLength)
+        reply = frame(id, ANSWER, answer)
+      } catch (err) {
+        options.onInvalid(`request refused: ${describeError(err)}`)
+        reply = frame(id, ERROR, encodeRefusal(err))
+      }
     }
     await lp.write(reply).catch((err: unknown) => options.log.debug({ err: describeError(err) }, 'answer not sent'))
   }
