@@ -10,6 +10,7 @@ import { mkdir } from 'node:fs/promises'
 import { systemClock, type Clock } from './core/clock.ts'
 import { silentLogger, type Logger } from './core/logger.ts'
 import { toHex } from './core/bytes.ts'
+import { InvalidInputError } from './core/errors.ts'
 import type { Ed25519KeyPair } from './identity/keys.ts'
 import { VerifyPool } from './identity/verify-pool.ts'
 import { didFromEd25519PublicKey } from './identity/did-key.ts'
@@ -167,18 +168,23 @@ export class DonghaeNode {
         ...(options.onCommit === undefined ? {} : { onCommit: options.onCommit }),
       })
       const privval = options.validator === false ? undefined : new PrivValidator(key, new LevelSignStateStore(store))
+      // The runtime reports evidence through the node's own-transaction queue, made just below.
+      const built: { node?: DonghaeNode } = {}
       const runtime = new ChainRuntime({
         app,
         mempool,
         transport: options.transport,
         ...(privval === undefined ? {} : { privval }),
-        key,
+        submitOwnTx: async (kind, body) => {
+          if (built.node === undefined) throw new InvalidInputError('the node is not built yet')
+          return built.node.submitOwnTx(kind, body)
+        },
         clock,
         logger,
         verifyPool,
         ...(options.gossipMs === undefined ? {} : { gossipMs: options.gossipMs }),
       })
-      return new DonghaeNode({
+      built.node = new DonghaeNode({
         did,
         store,
         app,
@@ -189,6 +195,7 @@ export class DonghaeNode {
         transport: options.transport,
         key,
       })
+      return built.node
     } catch (err) {
       for (const stop of stops.reverse()) await stop()
       throw err
@@ -276,7 +283,7 @@ export class DonghaeNode {
       }
     },
     submitTx: async (bytes) => ({ hash: await this.runtime.submitTx(bytes) }),
-    txHeight: (hash) => this.app.txHeight(hash),
+    txOutcome: (hash) => this.app.txOutcome(hash),
     prove: (key) => {
       const tree = this.app.stateTree
       return { root: tree.root(), height: this.app.head.height, value: tree.get(key), proof: tree.prove(key) }

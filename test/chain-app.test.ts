@@ -4,8 +4,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { equals } from '../src/core/bytes.ts'
-import { encodeTx, signTx } from '../src/chain/tx.ts'
+import { merkleRoot } from '../src/core/merkle.ts'
+import { toHex } from '../src/core/bytes.ts'
+import { encodeTx, signTx, txHash } from '../src/chain/tx.ts'
 import { BlockError } from '../src/chain/errors.ts'
+import { InlinePohService } from '../src/chain/poh-service.ts'
+import { countTicks } from '../src/chain/poh/entries.ts'
 import { proposerFor } from '../src/chain/runtime.ts'
 import { signVote } from '../src/chain/bft/messages.ts'
 import type { Block } from '../src/chain/block.ts'
@@ -131,6 +135,101 @@ test('tampered proposals are refused with the reason, and nothing is committed',
     // A certificate signed by too few validators cannot commit a block either.
     const id = proposer.chain.app.blockId(good)
     await assert.rejects(validator.chain.app.applySynced(good, certify(good, id, validators.slice(0, 2))), BlockError)
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('a transaction whose body fails is committed as failed on every node: fee charged, reason indexed, effects discarded', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    // Ante checks pass (signature, nonce, fee, payable); the body fails: alice has no stake to unbond.
+    const unbond = encodeTx(
+      signTx(alice.key, { chainId: genesis.chainId, nonce: 0n, fee: 5n, kind: 'staking.unbond', body: { amount: 1n } }),
+    )
+    for (const n of nodes) n.chain.mempool.add(unbond, n.chain.app.state)
+    const balance = balanceOf((nodes[0] as { chain: TestChain }).chain.app.state, alice.did)
+    const block = await step(nodes)
+    assert.equal(block.txs.length, 1, 'the proposer included it')
+    for (const n of nodes) {
+      assert.deepEqual(await n.chain.app.txOutcome(txHash(unbond)), {
+        height: 2,
+        ok: false,
+        reason: 'insufficient-stake',
+      })
+      assert.equal(balanceOf(n.chain.app.state, alice.did), balance - 5n)
+      assert.equal(validatorRecord(n.chain.app.state, alice.did), undefined)
+      assert.equal(n.chain.mempool.size, 0)
+    }
+    // A node syncing the chain replays the failure the same way.
+    const fresh = await openTestChain(genesis, undefined)
+    try {
+      const source = (nodes[0] as { chain: TestChain }).chain.app
+      fresh.clock.advance(10_000)
+      for (let h = 1; h <= 2; h++) {
+        const cert = await source.getCommit(h)
+        assert.ok(cert)
+        await fresh.app.applySynced((await source.getBlock(h)) as Block, cert)
+      }
+      assert.deepEqual(await fresh.app.txOutcome(txHash(unbond)), {
+        height: 2,
+        ok: false,
+        reason: 'insufficient-stake',
+      })
+      assert.ok(equals(fresh.app.head.stateRoot, source.head.stateRoot))
+    } finally {
+      await fresh.close()
+      await removeDir(fresh.dir)
+    }
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('a block carrying a transaction that fails its ante checks (an unfunded sender) is invalid', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    const height = 2
+    const first = (nodes[0] as { chain: TestChain }).chain
+    const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
+    const proposer = nodes.find((n) => n.who.did === proposerDid) as { chain: TestChain }
+    const validator = nodes.find((n) => n !== proposer) as { chain: TestChain }
+    for (const n of nodes) n.chain.clock.advance(1_000)
+    const good = await proposer.chain.app.createBlock(height, 0)
+    // A Byzantine proposer puts in a well-signed transaction from an account that cannot pay its fee.
+    const unfunded = actor()
+    const junk = encodeTx(
+      signTx(unfunded.key, {
+        chainId: genesis.chainId,
+        nonce: 0n,
+        fee: 2n ** 64n - 1n,
+        kind: 'bank.transfer',
+        body: { to: bob.did, amount: 1n },
+      }),
+    )
+    const root = merkleRoot([txHash(junk)])
+    const poh = await new InlinePohService(genesis.params.hashesPerTick).produce(good.header.pohStart, 1, [root])
+    const forged: Block = {
+      ...good,
+      txs: [junk],
+      batches: [1],
+      poh,
+      header: {
+        ...good.header,
+        txRoot: root,
+        pohEnd: (poh.at(-1) as { hash: Uint8Array }).hash,
+        pohTicks: countTicks(poh),
+      },
+    }
+    await assert.rejects(
+      validator.chain.app.checkBlock(forged, height, 0),
+      (err: unknown) =>
+        err instanceof BlockError && /transaction 0 is invalid \(insufficient-funds\)/.test(err.message),
+    )
+    assert.equal(validator.chain.app.head.height, 1)
+    assert.notEqual(toHex(validator.chain.app.blockId(forged)), toHex(validator.chain.app.blockId(good)))
   } finally {
     await closeAll(nodes)
   }

@@ -3,16 +3,19 @@
  * transactions over the transport's gossip topics, block sync over request/response, and
  * automatic reporting of double-sign evidence. Everything network-facing is validated before it
  * touches the engine or the mempool; senders of invalid data are penalized.
+ *
+ * Evidence goes through the node's single own-transaction queue (`submitOwnTx`), so its nonce
+ * follows the node's other pending transactions. It is retried after commits, with a back-off
+ * in blocks (1, 2, 4 … 32), until it is in a block or older than `maxEvidenceAge`.
  */
 import { encode, decode } from '../core/codec.ts'
 import { utf8 } from '../core/bytes.ts'
 import { DonghaeError, describeError } from '../core/errors.ts'
 import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { toHex } from '../core/bytes.ts'
 import { verifySignatureDigest } from '../identity/keys.ts'
 import type { VerifyPool } from '../identity/verify-pool.ts'
-import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import type { ChainApp } from './app.ts'
 import type { Block } from './block.ts'
 import { encodeCommit } from './block.ts'
@@ -26,10 +29,9 @@ import { ticksRequiredForRound } from './poh/round-proof.ts'
 import { decodeBlock, decodeCommit } from './block.ts'
 import { TxError } from './errors.ts'
 import type { GenesisDoc } from './genesis.ts'
-import { accountNonce } from './host.ts'
 import type { Mempool } from './mempool.ts'
 import type { GossipVerdict, PeerTransport } from '../core/transport.ts'
-import { decodeTx, encodeTx, signTx, txVerifyItem } from './tx.ts'
+import { decodeTx, txVerifyItem } from './tx.ts'
 
 /** Gossip topics of the chain (on the wire: `/donghae/<chainId>/<topic>/1`). */
 export const CONSENSUS_TOPIC = 'consensus'
@@ -38,6 +40,20 @@ export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
 const SYNC_BATCH = 32
 const SYNC_INTERVAL_MS = 2_000
+/** Longest wait, in blocks, before evidence that is neither pending nor included is submitted again. */
+const EVIDENCE_MAX_BACKOFF = 32
+
+/** Signs a transaction with the node's key and submits it, in the node's one own-transaction queue. */
+export type SubmitOwnTx = (kind: string, body: unknown) => Promise<{ hash: Uint8Array }>
+
+interface PendingEvidence {
+  evidence: DuplicateVoteEvidence
+  /** The last submitted transaction carrying it. */
+  hash?: Uint8Array
+  /** Height from which it may be submitted again. */
+  nextTry: number
+  backoff: number
+}
 
 /** What the chain needs from the node's transport. */
 export type ChainNetwork = Pick<PeerTransport, 'publish' | 'subscribe' | 'request' | 'handle' | 'peers' | 'penalize'>
@@ -48,8 +64,8 @@ export interface ChainRuntimeOptions {
   transport: ChainNetwork
   /** Present for a validator; absent for a full node that only follows. */
   privval?: PrivValidator
-  /** The node's key, used to report evidence (pays the fee). */
-  key?: Ed25519KeyPair
+  /** The node's own-transaction queue; evidence of double signing is reported through it (pays the fee). */
+  submitOwnTx?: SubmitOwnTx
   clock?: Clock
   logger?: Logger
   /** Re-send own messages after this long without progress. */
@@ -93,9 +109,19 @@ export class ChainRuntime {
   readonly #unsubscribe: Array<() => void> = []
   #syncTimer: (() => void) | undefined
   #syncing = false
-  #reported = new Set<string>()
+  /** Evidence seen, by offence, and the height of the offence (forgotten once too old to matter). */
+  readonly #reported = new Map<string, number>()
+  readonly #evidence = new Map<string, PendingEvidence>()
+  #retrying = false
   /** Counters for status and metrics. */
-  readonly stats = { rejectedMessages: 0, rejectedTxs: 0, evidenceSeen: 0, synced: 0 }
+  readonly stats = {
+    rejectedMessages: 0,
+    rejectedTxs: 0,
+    evidenceSeen: 0,
+    evidenceSubmitted: 0,
+    evidenceIncluded: 0,
+    synced: 0,
+  }
 
   constructor(options: ChainRuntimeOptions) {
     this.#opts = options
@@ -168,7 +194,10 @@ export class ChainRuntime {
         blockId: (b) => app.blockId(b),
         createBlock: (h, r) => app.createBlock(h, r, engine.lastCommit() ?? null),
         validateBlock: (b, h, r) => app.validateBlock(b, h, r),
-        commit: (b, cert) => app.commit(b, cert),
+        commit: async (b, cert) => {
+          await app.commit(b, cert)
+          void this.#retryEvidence()
+        },
         proposerSeed: () => utf8(genesis.chainId),
       },
       ...(this.#opts.privval === undefined ? {} : { privval: this.#opts.privval }),
@@ -225,26 +254,63 @@ export class ChainRuntime {
   /** Reports a double sign seen by consensus as a staking.evidence transaction from this node. */
   #report(evidence: DuplicateVoteEvidence): void {
     this.stats.evidenceSeen++
-    const key = this.#opts.key
     const id = `${evidence.a.validator}/${evidence.a.height}/${evidence.a.round}/${evidence.a.type}`
     this.#log.warn(
       { validator: evidence.a.validator, height: evidence.a.height, round: evidence.a.round },
       'double sign detected',
     )
-    if (key === undefined || this.#reported.has(id)) return
-    this.#reported.add(id)
-    const did = didFromEd25519PublicKey(key.publicKey)
-    const nonce = accountNonce(this.#app.state, did)
-    const tx = signTx(key, {
-      chainId: this.#app.chainId,
-      nonce,
-      fee: this.#app.genesis.params.minFee,
-      kind: 'staking.evidence',
-      body: evidence,
-    })
-    this.submitTx(encodeTx(tx)).catch((err: unknown) =>
-      this.#log.warn({ err: describeError(err) }, 'could not submit evidence'),
-    )
+    if (this.#opts.submitOwnTx === undefined || this.#reported.has(id)) return
+    this.#reported.set(id, evidence.a.height)
+    this.#evidence.set(id, { evidence, nextTry: 0, backoff: 1 })
+    void this.#retryEvidence()
+  }
+
+  /** Pending evidence still the node's to report. */
+  get pendingEvidence(): number {
+    return this.#evidence.size
+  }
+
+  /**
+   * Submits each piece of evidence that is neither pending in the mempool nor in a block, once
+   * its back-off has passed; forgets evidence that is included (whatever its outcome: another
+   * node's report may have been first) or older than `maxEvidenceAge`.
+   */
+  async #retryEvidence(): Promise<void> {
+    const submit = this.#opts.submitOwnTx
+    if (this.#retrying || submit === undefined) return
+    this.#retrying = true
+    try {
+      const head = this.#app.head.height
+      const maxAge = this.#app.genesis.params.maxEvidenceAge
+      for (const [id, height] of this.#reported) if (height + maxAge < head) this.#reported.delete(id)
+      for (const [id, pending] of [...this.#evidence]) {
+        if (pending.evidence.a.height + maxAge < head) {
+          this.#evidence.delete(id)
+          this.#log.warn({ id }, 'evidence expired before it was included')
+          continue
+        }
+        if (pending.hash !== undefined) {
+          if ((await this.#app.txOutcome(pending.hash)) !== undefined) {
+            this.#evidence.delete(id)
+            this.stats.evidenceIncluded++
+            continue
+          }
+          if (this.#opts.mempool.has(pending.hash)) continue
+        }
+        if (head < pending.nextTry) continue
+        pending.nextTry = head + pending.backoff
+        pending.backoff = Math.min(EVIDENCE_MAX_BACKOFF, pending.backoff * 2)
+        try {
+          pending.hash = (await submit('staking.evidence', pending.evidence)).hash
+          this.stats.evidenceSubmitted++
+          this.#log.info({ id, tx: toHex(pending.hash) }, 'evidence submitted')
+        } catch (err) {
+          this.#log.warn({ id, err: describeError(err), retryAt: pending.nextTry }, 'could not submit evidence')
+        }
+      }
+    } finally {
+      this.#retrying = false
+    }
   }
 
   // ---- block sync -------------------------------------------------------------------------------

@@ -509,8 +509,10 @@ function deliver(
   const signed = signTx(m.gateway, { chainId: CHAIN_ID, nonce: m.nonce, fee: 1n, kind: tx.kind, body: tx.body })
   const encoded = encodeTx(signed)
   try {
-    m.machine.deliver(m.state, decodeTx(encoded), { ...info, txHash: sha256(encoded) }, emit)
+    // A body that fails is included as failed: the nonce is used and the fee paid all the same.
+    const result = m.machine.deliver(m.state, decodeTx(encoded), { ...info, txHash: sha256(encoded) }, emit)
     m.nonce++
+    if (!result.ok) throw result.error
   } catch (err) {
     if (!(err instanceof TxError)) throw err
     const kind = `${tx.kind}:${err.reason}`

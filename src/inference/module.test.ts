@@ -134,13 +134,19 @@ function info(s: Setup, height: number) {
   }
 }
 
-/** Signs, encodes and decodes (as a block would carry it) and delivers a transaction; returns its events. */
+/**
+ * Signs, encodes and decodes (as a block would carry it) and delivers a transaction; returns its
+ * events. A body that fails is included as failed (nonce used, fee of 1 charged): its TxError is thrown.
+ */
 function send(s: Setup, who: Actor, kind: string, body: unknown, height: number): ChainEvent[] {
   const nonce = s.nonces.get(who.did) ?? 0n
   const tx = decodeTx(encodeTx(signTx(who.key, { chainId: genesis.chainId, nonce, fee: 1n, kind, body })))
   const events: ChainEvent[] = []
-  s.machine.deliver(s.state, tx, { ...info(s, height), txHash: new Uint8Array(32) }, (e) => events.push(e))
+  const result = s.machine.deliver(s.state, tx, { ...info(s, height), txHash: new Uint8Array(32) }, (e) =>
+    events.push(e),
+  )
   s.nonces.set(who.did, nonce + 1n)
+  if (!result.ok) throw result.error
   return events
 }
 
@@ -303,7 +309,8 @@ test('bond, unbond (slashable, not schedulable below the minimum), withdraw afte
   send(s, outsider, 'bank.transfer', { to: w6.did, amount: 1_000n }, 1)
   send(s, w6, 'inference.bond', { amount: 1_000n, ep: 'cpu' }, 1)
   assert.equal(isSchedulable(s.state, w6.did, 1, genesis.params), true)
-  assert.equal(balanceOf(s.state, w6.did), 1_000n - 900n - 1_000n + 1_000n - 2n)
+  // Three fees: the two bonds and the one that failed for lack of funds (a failed body pays its fee).
+  assert.equal(balanceOf(s.state, w6.did), 1_000n - 900n - 1_000n + 1_000n - 3n)
   send(s, w6, 'inference.unbond', { amount: 1_500n }, 2)
   assert.equal(workerRecord(s.state, w6.did)?.bonded, 400n)
   assert.deepEqual(workerUnbonding(s.state, w6.did), [{ amount: 1_500n, completes: 7 }])
