@@ -306,7 +306,8 @@ export class ChainApp {
     const header0 = { height, time, proposer }
     // One pass: each mempool transaction that passes its ante checks on top of the ones before
     // it is included (its body may fail: it pays its fee anyway); one that does not is dropped
-    // from the mempool, and the rest of its sender's queue waits for a later block.
+    // from the mempool with the rest of its sender's run (their nonces now follow a gap), so the
+    // sender (and the node's own-transaction queue) starts again from its state nonce.
     const info = this.#blockInfo(header0, commit)
     const overlay = new StateOverlay(this.#tree)
     const events: ChainEvent[] = []
@@ -318,7 +319,10 @@ export class ChainApp {
     const failures: Array<string | undefined> = []
     const blocked = new Set<string>()
     for (const entry of this.#opts.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
-      if (blocked.has(entry.tx.sender)) continue
+      if (blocked.has(entry.tx.sender)) {
+        this.#opts.mempool.drop(entry.hash)
+        continue
+      }
       try {
         const result = this.#opts.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, emit, {
           signatureChecked: true,

@@ -181,12 +181,17 @@ test('recheck after a block: every sender is re-checked, and each keeps only the
   pool.add(tx(carol, 0n, 1n, 300_000n), state)
   pool.add(tx(carol, 1n, 1n, 300_000n), state)
   pool.add(tx(carol, 2n, 1n, 300_000n), state)
+  pool.add(tx(carol, 3n, 1n, 1n), state)
   pool.add(tx(alice, 0n, 1n), state)
   // Something in a block took money from carol without a transaction of hers (e.g. an inference
   // settlement charging a client): her balance is now 650 000.
   state.write(`bank/bal/${carol.did}`, 650_000n)
   pool.update(state)
-  assert.equal(pool.pendingFrom(carol.did), 2, 'the third no longer fits and leaves')
+  assert.equal(
+    pool.pendingFrom(carol.did),
+    2,
+    'the third no longer fits; it leaves, and the fourth (which could not run before it) too',
+  )
   assert.equal(pool.pendingCost(carol.did), 600_002n)
   assert.equal(pool.pendingFrom(alice.did), 1)
 })

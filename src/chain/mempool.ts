@@ -230,12 +230,16 @@ export class Mempool {
       const next = accountNonce(state, sender)
       const balance = this.#machine.balanceOf(state, sender)
       let spent = 0n
+      let broke = false
       for (const entry of [...queue.byNonce.values()].sort((a, b) => (a.tx.nonce < b.tx.nonce ? -1 : 1))) {
-        if (entry.tx.nonce < next || spent + entry.cost > balance) {
+        if (entry.tx.nonce < next) {
           this.#remove(entry)
           continue
         }
-        spent += entry.cost
+        // Once one is unpayable, so is what follows it (it could never run before it).
+        broke ||= spent + entry.cost > balance
+        if (broke) this.#remove(entry)
+        else spent += entry.cost
       }
     }
   }

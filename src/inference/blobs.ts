@@ -22,6 +22,8 @@ import type { PeerTransport } from '../core/transport.ts'
 export const BLOB_PROTOCOL = '/donghae/blob/1.0.0'
 /** Largest blob served or fetched. @default 15 MiB (below the 16 MiB frame limit) */
 export const MAX_BLOB_BYTES = 15 * 1024 * 1024
+/** Bytes of blobs one peer may fetch from this node: 64 MiB a minute (four of the largest). */
+export const BLOB_BUDGET = { bytes: 64 * 1024 * 1024, perMs: 60_000 }
 
 /** The CID (string) of a blob. */
 export function blobCid(bytes: Uint8Array): string {
@@ -83,16 +85,20 @@ export class BlobStore {
 
   /** Serves this store's blobs to peers. */
   serve(transport: Pick<PeerTransport, 'handle'>): void {
-    transport.handle(BLOB_PROTOCOL, async (data) => {
-      let cid: string
-      try {
-        cid = parseCid(fromUtf8(data)).toString()
-      } catch (err) {
-        return encode({ error: describeError(err) })
-      }
-      const bytes = await this.get(cid)
-      return encode(bytes === undefined ? { error: 'not found' } : { bytes })
-    })
+    transport.handle(
+      BLOB_PROTOCOL,
+      async (data) => {
+        let cid: string
+        try {
+          cid = parseCid(fromUtf8(data)).toString()
+        } catch (err) {
+          return encode({ error: describeError(err) })
+        }
+        const bytes = await this.get(cid)
+        return encode(bytes === undefined ? { error: 'not found' } : { bytes })
+      },
+      { budget: BLOB_BUDGET },
+    )
   }
 
   /**

@@ -77,6 +77,7 @@ test('receipts: both signatures verify; binary and JSON forms round-trip; any ch
 
 test('adverts: signed by the worker; forged or altered adverts are refused', () => {
   const bytes = signAdvert(worker, {
+    chainId: 'donghae-test',
     ep: 'cpu',
     runtime: 'onnxruntime-node/1.30.0',
     models: [{ cid: 'm', mjps: 5_000 }],

@@ -45,7 +45,7 @@ import {
 } from './job.ts'
 import { InferenceError } from './errors.ts'
 import { CanaryPool, type CanaryDraw } from './canaries.ts'
-import { ADVERT_TOPIC, WorkerTable, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
+import { ADVERT_TOPIC, WorkerTable, advertValidator, decodeAdvert, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { BlobStore } from './blobs.ts'
 import {
   checkAgainstSchema,
@@ -229,17 +229,14 @@ export class InferenceService {
     this.#o.blobs.serve(this.#o.transport)
     if (this.isWorker)
       this.#o.transport.handle(INFER_PROTOCOL, (data, from) => this.#serve(data, from), { session: true })
-    this.#unsubscribe = this.#o.adverts.subscribe(ADVERT_TOPIC, (data, _from, origin) => {
-      try {
-        const advert = decodeAdvert(data)
-        if (advert.worker !== origin) return 'ignore'
-        this.#table.update(advert)
-        return 'accept'
-      } catch (err) {
-        this.#log.debug({ err: describeError(err) }, 'bad slot advert')
-        return 'reject'
-      }
-    })
+    this.#unsubscribe = this.#o.adverts.subscribe(
+      ADVERT_TOPIC,
+      advertValidator({
+        chainId: this.#o.chainId,
+        table: this.#table,
+        isBonded: (did) => isSchedulable(this.#o.state(), did, this.#o.height() + 1, this.#params),
+      }),
+    )
     // Periodic tasks never overlap: a run that is still going skips the next tick.
     const every = (ms: number, fn: () => Promise<void> | void): void => {
       let running = false
@@ -392,7 +389,7 @@ export class InferenceService {
   #advertise(): void {
     if (this.#stopped || this.#served.size === 0) return
     if (!isSchedulable(this.#o.state(), this.did, this.#o.height() + 1, this.#params)) return
-    const bytes = signAdvert(this.#o.key, this.#capacity())
+    const bytes = signAdvert(this.#o.key, { ...this.#capacity(), chainId: this.#o.chainId })
     this.#table.update(decodeAdvert(bytes))
     this.#o.adverts.publish(ADVERT_TOPIC, bytes)
   }

@@ -5,7 +5,13 @@
  * the sender's gossipsub score and counts as a penalty here). Request/response protocols run on
  * length-prefixed streams with size limits and timeouts, one stream per request or, with
  * `session`, many requests over one stream (sessions.ts). Peers are named by DID (the did:key of
- * their libp2p key). A peer that keeps sending invalid data is disconnected and refused for a while.
+ * their libp2p key).
+ *
+ * Penalties are leaky scores (penalties.ts): a peer whose score reaches `PENALTY_LIMIT` is
+ * disconnected and refused for `BAN_MS`. Only invalid data is penalized — a gossip `reject`, a
+ * frame over the size limit or not in the protocol's format, a request its handler refuses as
+ * malformed (an error with `action: 'reject'`). A request that times out on this side, that the
+ * peer cancels, or that the handler cannot serve for its own reasons is not the peer's fault.
  *
  * Answers on a stream per request are one frame; a refusal is an empty frame followed by a frame
  * holding the refusal (sessions.ts: `encodeRefusal`), so the requester gets a typed error
@@ -13,8 +19,9 @@
  */
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { lpStream } from '@libp2p/utils'
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, Stream } from '@libp2p/interface'
 import { describeError } from '../core/errors.ts'
+import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import {
   combineVerdicts,
@@ -28,10 +35,11 @@ import {
   type RequestOptions,
 } from '../core/transport.ts'
 import { didFromPeerId, peerIdFromDid } from '../identity/peer-id.ts'
-import { ByteBudgets } from './budget.ts'
+import { PeerBudgets } from '../core/budget.ts'
 import { BAN_MS, MAX_FRAME_BYTES, PENALTY_LIMIT, REQUEST_TIMEOUT_MS, gossipTopic } from './constants.ts'
 import type { DonghaeHost } from './host.ts'
-import { SessionPool, decodeRefusal, encodeRefusal, serveSession } from './sessions.ts'
+import { PenaltyScores } from './penalties.ts'
+import { SessionPool, blamesRequest, decodeRefusal, encodeRefusal, isPeerFault, serveSession } from './sessions.ts'
 
 const RESULT: Record<GossipVerdict, TopicValidatorResult> = {
   accept: TopicValidatorResult.Accept,
@@ -53,20 +61,23 @@ export class Libp2pTransport implements PeerTransport {
   readonly #chainId: string
   readonly #log: Logger
   readonly #handlers = new Map<string, Set<GossipHandler>>()
-  readonly #penalties = new Map<string, number>()
+  readonly #clock: Clock
+  readonly #penalties: PenaltyScores
   readonly #banned = new Map<string, number>()
   readonly #onConnect: (evt: CustomEvent<PeerId>) => void
   readonly #sessions: SessionPool
 
-  constructor(host: DonghaeHost, options: { chainId: string; logger?: Logger }) {
+  constructor(host: DonghaeHost, options: { chainId: string; logger?: Logger; clock?: Clock }) {
     this.#host = host
     this.#chainId = options.chainId
+    this.#clock = options.clock ?? systemClock
+    this.#penalties = new PenaltyScores({ now: () => this.#clock.now() })
     this.self = didFromPeerId(host.peerId)
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:net:transport')
     this.#sessions = new SessionPool(host)
     this.#onConnect = (evt) => {
       const until = this.#banned.get(evt.detail.toString())
-      if (until !== undefined && until > Date.now()) void this.#host.hangUp(evt.detail).catch(() => {})
+      if (until !== undefined && until > this.#clock.now()) void this.#host.hangUp(evt.detail).catch(() => {})
     }
   }
 
@@ -145,9 +156,10 @@ export class Libp2pTransport implements PeerTransport {
     } catch (err) {
       throw new TransportError(`cannot address ${peer}: ${describeError(err)}`, { cause: err })
     }
+    let stream: Stream | undefined
     try {
       if (options.session === true) return await this.#sessions.request(peerId, protocol, data, signal)
-      const stream = await this.#host.dialProtocol(peerId, protocol, { signal })
+      stream = await this.#host.dialProtocol(peerId, protocol, { signal })
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
       await lp.write(data, { signal })
       const answer = (await lp.read({ signal })).subarray()
@@ -155,13 +167,18 @@ export class Libp2pTransport implements PeerTransport {
       await stream.close({ signal }).catch(() => {})
       return answer
     } catch (err) {
+      // Given up (timeout, cancel) or failed: reset the stream so the serving side stops at once.
+      stream?.abort(err instanceof Error ? err : new Error(String(err)))
       if (err instanceof TransportError) throw err
       throw new TransportError(`request ${protocol} to ${peer} failed: ${describeError(err)}`, { cause: err })
     }
   }
 
   handle(protocol: string, handler: RequestHandler, options: HandleOptions = {}): void {
-    const budgets = options.budget === undefined ? undefined : new ByteBudgets(options.budget)
+    const budgets =
+      options.budget === undefined
+        ? undefined
+        : new PeerBudgets({ amount: options.budget.bytes, perMs: options.budget.perMs })
     void this.#host.handle(
       protocol,
       async (stream, connection) => {
@@ -175,24 +192,34 @@ export class Libp2pTransport implements PeerTransport {
           return
         }
         const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+        const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+        const refuse = async (err: unknown): Promise<void> => {
+          await lp.write(new Uint8Array(0), { signal })
+          await lp.write(encodeRefusal(err), { signal })
+          await stream.close({ signal })
+        }
         try {
-          const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
           const request = await lp.read({ signal })
           if (budgets !== undefined && budgets.available(from) <= 0) {
-            const refusal = new OverBudgetError(
-              `over the byte budget of ${protocol}; retry in ${budgets.waitMs(from)} ms`,
+            await refuse(
+              new OverBudgetError(`over the byte budget of ${protocol}; retry in ${budgets.waitMs(from)} ms`),
             )
-            await lp.write(new Uint8Array(0), { signal })
-            await lp.write(encodeRefusal(refusal), { signal })
-            await stream.close({ signal })
             return
           }
-          const answer = await handler(request.subarray(), from)
+          let answer: Uint8Array
+          try {
+            answer = await handler(request.subarray(), from)
+          } catch (err) {
+            if (blamesRequest(err)) throw err
+            await refuse(err) // this node could not serve it: not the peer's fault
+            return
+          }
           budgets?.charge(from, answer.byteLength)
           await lp.write(answer, { signal })
           await stream.close({ signal })
         } catch (err) {
-          this.penalize(from, `bad ${protocol} request: ${describeError(err)}`)
+          // Timeouts on this side, and a peer that gave up or went away, are not penalized.
+          if (isPeerFault(err)) this.penalize(from, `bad ${protocol} request: ${describeError(err)}`)
           stream.abort(err instanceof Error ? err : new Error(String(err)))
         }
       },
@@ -207,19 +234,24 @@ export class Libp2pTransport implements PeerTransport {
       .filter((d): d is string => d !== undefined)
   }
 
+  /** A peer's current penalty score (it leaks away over time). */
+  penaltyScore(peer: string): number {
+    return this.#penalties.score(peer)
+  }
+
   penalize(peer: string, reason: string): void {
-    const count = (this.#penalties.get(peer) ?? 0) + 1
-    this.#penalties.set(peer, count)
-    this.#log.debug({ peer, reason, count }, 'peer penalized')
-    if (count < PENALTY_LIMIT) return
-    this.#penalties.delete(peer)
+    const score = this.#penalties.add(peer)
+    this.#log.debug({ peer, reason, score }, 'peer penalized')
+    if (score < PENALTY_LIMIT) return
+    this.#penalties.clear(peer)
     let peerId: PeerId
     try {
       peerId = peerIdFromDid(peer)
     } catch {
       return
     }
-    this.#banned.set(peerId.toString(), Date.now() + BAN_MS)
+    for (const [id, until] of this.#banned) if (until <= this.#clock.now()) this.#banned.delete(id)
+    this.#banned.set(peerId.toString(), this.#clock.now() + BAN_MS)
     this.#log.warn({ peer, reason }, 'peer disconnected for repeated invalid data')
     void this.#host.hangUp(peerId).catch(() => {})
   }

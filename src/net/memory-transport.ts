@@ -16,7 +16,7 @@ import {
   type RequestHandler,
   type RequestOptions,
 } from '../core/transport.ts'
-import { ByteBudgets } from './budget.ts'
+import { PeerBudgets } from '../core/budget.ts'
 
 export class MemoryHub {
   readonly #nodes = new Map<string, MemoryTransport>()
@@ -53,7 +53,7 @@ export class MemoryHub {
 
 interface Served {
   handler: RequestHandler
-  budgets?: ByteBudgets
+  budgets?: PeerBudgets
 }
 
 export class MemoryTransport implements PeerTransport {
@@ -129,7 +129,9 @@ export class MemoryTransport implements PeerTransport {
   handle(protocol: string, handler: RequestHandler, options: HandleOptions = {}): void {
     this.#handlers.set(
       protocol,
-      options.budget === undefined ? { handler } : { handler, budgets: new ByteBudgets(options.budget) },
+      options.budget === undefined
+        ? { handler }
+        : { handler, budgets: new PeerBudgets({ amount: options.budget.bytes, perMs: options.budget.perMs }) },
     )
   }
 

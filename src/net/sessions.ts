@@ -20,7 +20,7 @@ import type { PeerId, Stream } from '@libp2p/interface'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { OverBudgetError, TransportError, type RequestHandler } from '../core/transport.ts'
-import type { ByteBudgets } from './budget.ts'
+import type { PeerBudgets } from '../core/budget.ts'
 import type { DonghaeHost } from './host.ts'
 import { MAX_FRAME_BYTES } from './constants.ts'
 
@@ -48,6 +48,21 @@ function parseFrame(bytes: Uint8Array): { id: number; kind: number; payload: Uin
   const kind = bytes[4] as number
   if (kind > ERROR) throw new TransportError(`unknown session frame kind ${kind}`)
   return { id, kind, payload: bytes.subarray(HEADER_BYTES) }
+}
+
+/** Whether a handler's error blames the request (to be penalized): it is marked `action: 'reject'` (DecodeError…). */
+export function blamesRequest(err: unknown): boolean {
+  return err instanceof Error && (err as { action?: unknown }).action === 'reject'
+}
+
+/**
+ * Whether a stream's error means the peer sent invalid data: a frame over the size limit, a
+ * broken session frame, or a request its handler refused as malformed. Timeouts, aborts,
+ * resets and a handler's own failures are not.
+ */
+export function isPeerFault(err: unknown): boolean {
+  if (err instanceof TransportError || blamesRequest(err)) return true
+  return err instanceof Error && err.name === 'InvalidDataLengthError'
 }
 
 /** A refusal on the wire: the error's stable code, a newline, its message (UTF-8). */
@@ -205,14 +220,14 @@ export class SessionPool {
 /**
  * Serves one incoming session stream until it closes: each request runs `handler` and its answer
  * (or error) goes back with the request's id. A frame that breaks the format ends the session
- * and is reported through `onInvalid`; a request the handler rejects is answered with an error
- * frame and also reported.
+ * and is reported through `onInvalid`; a request the handler refuses is answered with an error
+ * frame, and reported only when the refusal blames the request (`isPeerFault`).
  */
 export async function serveSession(
   stream: Stream,
   from: string,
   handler: RequestHandler,
-  options: { onInvalid(reason: string): void; log: Logger; budgets?: ByteBudgets },
+  options: { onInvalid(reason: string): void; log: Logger; budgets?: PeerBudgets },
 ): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
   let inFlight = 0
@@ -229,7 +244,7 @@ export async function serveSession(
         budgets?.charge(from, answer.byteLength)
         reply = frame(id, ANSWER, answer)
       } catch (err) {
-        options.onInvalid(`request refused: ${describeError(err)}`)
+        if (blamesRequest(err)) options.onInvalid(`request refused: ${describeError(err)}`)
         reply = frame(id, ERROR, encodeRefusal(err))
       }
     }
@@ -248,8 +263,7 @@ export async function serveSession(
       })
     }
   } catch (err) {
-    const invalid = err instanceof TransportError || (err instanceof Error && err.name === 'InvalidDataLengthError')
-    if (invalid) {
+    if (isPeerFault(err)) {
       options.onInvalid(describeError(err))
       stream.abort(err as Error)
       return
