@@ -76,18 +76,23 @@ export class Libp2pTransport implements PeerTransport {
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:net:transport')
     this.#sessions = new SessionPool(host)
     this.#onConnect = (evt) => {
-      const until = this.#banned.get(evt.detail.toString())
-      if (until !== undefined && until > this.#clock.now()) void this.#host.hangUp(evt.detail).catch(() => {})
+      if (this.#isBanned(evt.detail.toString())) void this.#host.hangUp(evt.detail).catch(() => {})
     }
   }
 
-  /** Starts refusing banned peers. Topics are joined as they are subscribed to. */
+  /**
+   * Starts refusing banned peers: the host's connection gate refuses their connections both
+   * ways, and one that still gets through (a host without a gate) is hung up on. Topics are
+   * joined as they are subscribed to.
+   */
   start(): void {
+    if (this.#host.gate !== undefined) this.#host.gate.deny = (peerId) => this.#isBanned(peerId)
     this.#host.addEventListener('peer:connect', this.#onConnect as never)
   }
 
   stop(): void {
     this.#sessions.close()
+    if (this.#host.gate !== undefined) this.#host.gate.deny = () => false
     this.#host.removeEventListener('peer:connect', this.#onConnect as never)
     for (const topic of [...this.#handlers.keys()]) this.#leave(topic)
   }
@@ -232,6 +237,20 @@ export class Libp2pTransport implements PeerTransport {
       .getPeers()
       .map(didOf)
       .filter((d): d is string => d !== undefined)
+  }
+
+  #isBanned(peerId: string): boolean {
+    const until = this.#banned.get(peerId)
+    return until !== undefined && until > this.#clock.now()
+  }
+
+  /** Whether `peer` (a DID) is banned now. */
+  isBanned(peer: string): boolean {
+    try {
+      return this.#isBanned(peerIdFromDid(peer).toString())
+    } catch {
+      return false
+    }
   }
 
   /** A peer's current penalty score (it leaks away over time). */

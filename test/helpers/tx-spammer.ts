@@ -1,6 +1,7 @@
 /**
  * An attacker host for the spam tests, run as a child process (so its CPU is not counted as the
- * validators'): a real libp2p host that dials one validator and publishes well-formed,
+ * validators'): a bare libp2p host (bare-host.ts: it talks only to the validator it dials, so
+ * every message it publishes goes to that validator) that publishes well-formed,
  * well-signed transactions from fresh keys with no money, offering the largest fee there is,
  * on the chain's transaction topic.
  *
@@ -12,8 +13,8 @@ import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { encodeTx, signTx } from '../../src/chain/tx.ts'
 import { TX_TOPIC } from '../../src/chain/runtime.ts'
-import { createHost } from '../../src/net/host.ts'
 import { gossipTopic } from '../../src/net/constants.ts'
+import { bareHost } from './bare-host.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 
 interface Config {
@@ -40,14 +41,7 @@ const junk = Array.from({ length: config.count }, () =>
   ),
 )
 
-const host = await createHost({
-  key: Ed25519KeyPair.generate(),
-  host: '127.0.0.1',
-  port: config.port,
-  quic: false,
-  webSockets: false,
-  mdns: false,
-})
+const host = await bareHost(Ed25519KeyPair.generate(), config.port)
 await host.start()
 const topic = gossipTopic(config.chainId, TX_TOPIC)
 const pubsub = host.services.pubsub
