@@ -49,8 +49,13 @@ function detection(bench: string, s: AuditRunsSummary, goal: number, seeds: numb
       unit: 'jobs',
       target: {
         value: goal,
-        met: s.uncaught === 0 && (bench === 'audit-detect-lazy' ? (s.worstJobsToSlash ?? Infinity) <= goal : p95 <= 100 && (s.medianJobsToSlash ?? Infinity) <= 20),
-        note: bench === 'audit-detect-lazy' ? `worst of ${seeds} seeds ≤ ${goal}` : '≤ 100 in ≥ 95 % of seeds, median ≤ 20',
+        met:
+          s.uncaught === 0 &&
+          (bench === 'audit-detect-lazy'
+            ? (s.worstJobsToSlash ?? Infinity) <= goal
+            : p95 <= 100 && (s.medianJobsToSlash ?? Infinity) <= 20),
+        note:
+          bench === 'audit-detect-lazy' ? `worst of ${seeds} seeds ≤ ${goal}` : '≤ 100 in ≥ 95 % of seeds, median ≤ 20',
       },
       rounds: [s.medianJobsToSlash ?? 0, s.p95JobsToSlash ?? 0, s.worstJobsToSlash ?? 0],
     }),
@@ -68,7 +73,12 @@ export async function auditBenches(_options: MeasureOptions, quick = false): Pro
     runAuditSims({ behaviour, seed: 1, count, ...(maxJobs === undefined ? {} : { maxJobs }) })
   const cheat10 = await run('cheat10', sizes.seeds)
   const lazy = await run('lazy', sizes.seeds)
-  const pays: AuditRunsSummary[] = [await run('cheat1', sizes.seeds), cheat10, await run('cheat50', sizes.seeds), await run('cheat100', sizes.seeds)]
+  const pays: AuditRunsSummary[] = [
+    await run('cheat1', sizes.seeds),
+    cheat10,
+    await run('cheat50', sizes.seeds),
+    await run('cheat100', sizes.seeds),
+  ]
   const honest = await run('honest', sizes.honestRuns, sizes.honestJobs)
   const worstNet = Math.max(...pays.map((s) => s.cheaterNetOverHonest ?? 1))
   return [
@@ -84,7 +94,10 @@ export async function auditBenches(_options: MeasureOptions, quick = false): Pro
         rounds: pays.map((s) => Math.round((s.cheaterNetOverHonest ?? 1) * 1_000) / 1_000),
       }),
       byBehaviour: Object.fromEntries(
-        pays.map((s) => [s.behaviour, { net: s.cheaterNetOverHonest, uncaught: s.uncaught, median: s.medianJobsToSlash, worst: s.worstJobsToSlash }]),
+        pays.map((s) => [
+          s.behaviour,
+          { net: s.cheaterNetOverHonest, uncaught: s.uncaught, median: s.medianJobsToSlash, worst: s.worstJobsToSlash },
+        ]),
       ),
     },
     {

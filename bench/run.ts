@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util'
 import { cryptoBenches } from './crypto.bench.ts'
 import { verifyPoolBenches, VERIFY_POOL_BENCH_NAMES } from './verify-pool.bench.ts'
 import { chainBenches, CHAIN_BENCH_NAMES } from './chain.bench.ts'
+import { mempoolBenches, MEMPOOL_BENCH_NAMES } from './mempool.bench.ts'
 import { devnetBenches, DEVNET_BENCH_NAMES } from './devnet.bench.ts'
 import { netBenches, NET_BENCH_NAMES, NET_BENCH_NODES } from './net.bench.ts'
 import type { BenchLine } from './harness.ts'
@@ -66,6 +67,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: STATE_BENCH_NAMES, run: () => stateBenches(options) },
   { names: POH_BENCH_NAMES, run: () => pohBenches(options) },
   { names: CHAIN_BENCH_NAMES, run: () => chainBenches(options, quick ? 0.2 : 1) },
+  { names: MEMPOOL_BENCH_NAMES, run: () => mempoolBenches(options, quick) },
   { names: DEVNET_BENCH_NAMES, run: () => devnetBenches(options, quick) },
   { names: NET_BENCH_NAMES, run: () => netBenches(options, quick, nodes) },
   { names: AUDIT_BENCH_NAMES, run: () => auditBenches(options, quick) },

@@ -4,9 +4,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { equals } from '../src/core/bytes.ts'
-import { encodeTx, signTx } from '../src/chain/tx.ts'
+import { merkleRoot } from '../src/core/merkle.ts'
+import { toHex } from '../src/core/bytes.ts'
+import { encodeTx, signTx, txHash } from '../src/chain/tx.ts'
 import { BlockError } from '../src/chain/errors.ts'
-import { proposerFor } from '../src/chain/runtime.ts'
+import { InlinePohService } from '../src/chain/poh-service.ts'
+import { countTicks } from '../src/chain/poh/entries.ts'
+import { proposerFor, ticksRequiredFor } from '../src/chain/runtime.ts'
 import { signVote } from '../src/chain/bft/messages.ts'
 import type { Block } from '../src/chain/block.ts'
 import { balanceOf } from '../src/bank/bank.ts'
@@ -132,6 +136,137 @@ test('tampered proposals are refused with the reason, and nothing is committed',
     // A certificate signed by too few validators cannot commit a block either.
     const id = proposer.chain.app.blockId(good)
     await assert.rejects(validator.chain.app.applySynced(good, certify(good, id, validators.slice(0, 2))), BlockError)
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('a transaction whose body fails is committed as failed on every node: fee charged, reason indexed, effects discarded', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    // Ante checks pass (signature, nonce, fee, payable); the body fails: alice has no stake to unbond.
+    const unbond = encodeTx(
+      signTx(alice.key, { chainId: genesis.chainId, nonce: 0n, fee: 5n, kind: 'staking.unbond', body: { amount: 1n } }),
+    )
+    for (const n of nodes) n.chain.mempool.add(unbond, n.chain.app.state)
+    const balance = balanceOf((nodes[0] as { chain: TestChain }).chain.app.state, alice.did)
+    const block = await step(nodes)
+    assert.equal(block.txs.length, 1, 'the proposer included it')
+    for (const n of nodes) {
+      assert.deepEqual(await n.chain.app.txOutcome(txHash(unbond)), {
+        height: 2,
+        ok: false,
+        reason: 'insufficient-stake',
+      })
+      assert.equal(balanceOf(n.chain.app.state, alice.did), balance - 5n)
+      assert.equal(validatorRecord(n.chain.app.state, alice.did), undefined)
+      assert.equal(n.chain.mempool.size, 0)
+    }
+    // A node syncing the chain replays the failure the same way.
+    const fresh = await openTestChain(genesis, undefined)
+    try {
+      const source = (nodes[0] as { chain: TestChain }).chain.app
+      fresh.clock.advance(10_000)
+      for (let h = 1; h <= 2; h++) {
+        const cert = await source.getCommit(h)
+        assert.ok(cert)
+        await fresh.app.applySynced((await source.getBlock(h)) as Block, cert)
+      }
+      assert.deepEqual(await fresh.app.txOutcome(txHash(unbond)), {
+        height: 2,
+        ok: false,
+        reason: 'insufficient-stake',
+      })
+      assert.ok(equals(fresh.app.head.stateRoot, source.head.stateRoot))
+    } finally {
+      await fresh.close()
+      await removeDir(fresh.dir)
+    }
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('a block carrying a transaction that fails its ante checks (an unfunded sender) is invalid', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    const height = 2
+    const first = (nodes[0] as { chain: TestChain }).chain
+    const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
+    const proposer = nodes.find((n) => n.who.did === proposerDid) as { chain: TestChain }
+    const validator = nodes.find((n) => n !== proposer) as { chain: TestChain }
+    for (const n of nodes) n.chain.clock.advance(1_000)
+    const good = await proposer.chain.app.createBlock(height, 0)
+    // A Byzantine proposer puts in a well-signed transaction from an account that cannot pay its fee.
+    const unfunded = actor()
+    const junk = encodeTx(
+      signTx(unfunded.key, {
+        chainId: genesis.chainId,
+        nonce: 0n,
+        fee: 2n ** 64n - 1n,
+        kind: 'bank.transfer',
+        body: { to: bob.did, amount: 1n },
+      }),
+    )
+    const root = merkleRoot([txHash(junk)])
+    const poh = await new InlinePohService(genesis.params.hashesPerTick).produce(good.header.pohStart, 1, [root])
+    const forged: Block = {
+      ...good,
+      txs: [junk],
+      batches: [1],
+      poh,
+      header: {
+        ...good.header,
+        txRoot: root,
+        pohEnd: (poh.at(-1) as { hash: Uint8Array }).hash,
+        pohTicks: countTicks(poh),
+      },
+    }
+    await assert.rejects(
+      validator.chain.app.checkBlock(forged, height, 0),
+      (err: unknown) =>
+        err instanceof BlockError && /transaction 0 is invalid \(insufficient-funds\)/.test(err.message),
+    )
+    assert.equal(validator.chain.app.head.height, 1)
+    assert.notEqual(toHex(validator.chain.app.blockId(forged)), toHex(validator.chain.app.blockId(good)))
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+test('a proposal at a late round reached sooner than its nominal timeouts (PoH extended flat out) is valid everywhere', async () => {
+  // Rounds can end before their timeouts add up (a nil prevote quorum, f+1 messages from a later
+  // round); the proposer then extends its PoH to the ticks the round requires. Its block must
+  // claim the time those ticks prove, or every validator refuses it, and every later round too.
+  const ticksRequired = ticksRequiredFor(genesis)
+  const nodes = await Promise.all(
+    validators.map(async (who) => ({
+      who,
+      chain: await openTestChain(genesis, who, undefined, undefined, ticksRequired),
+    })),
+  )
+  try {
+    await step(nodes)
+    const first = (nodes[0] as { chain: TestChain }).chain
+    const height = first.app.head.height + 1
+    const round = 4
+    const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, round)
+    const proposer = nodes.find((n) => n.who.did === proposerDid) as { chain: TestChain }
+    // only 2 s of wall time since the parent, far less than rounds 0–3's timeouts
+    for (const n of nodes) n.chain.clock.advance(2_000)
+    const parentTime = first.app.head.time
+    const block = await proposer.chain.app.createBlock(height, round)
+    const proven = (block.header.pohTicks * 1000) / genesis.params.ticksPerSecond
+    assert.ok(proven > 2_000 + 1_000, `the PoH proves ${proven} ms, more than the 2 s that passed (plus the slack)`)
+    const bytes = proposer.chain.app.encodeBlock(block)
+    for (const n of nodes) {
+      assert.ok(
+        await n.chain.app.validateBlock(n.chain.app.decodeBlock(bytes), height, round),
+        `node ${n.who.did.slice(-6)} accepts the round-${round} proposal (time +${block.header.time - parentTime} ms)`,
+      )
+    }
   } finally {
     await closeAll(nodes)
   }

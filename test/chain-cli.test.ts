@@ -93,7 +93,7 @@ test('tx transfer --json returns a hash; after the block, account shows the new 
   assert.equal(theirs.code, 0, theirs.stderr)
   assert.match(theirs.stdout, /^balance\s+1500$/m)
   const shown = await cli(['tx', 'show', result.hash, '--json'])
-  assert.deepEqual(JSON.parse(shown.stdout), { hash: result.hash, height: chain.height })
+  assert.deepEqual(JSON.parse(shown.stdout), { hash: result.hash, height: chain.height, ok: true })
 })
 
 test('--wait polls until the transaction is committed and prints its height; stake bond shows up', async () => {

@@ -1,23 +1,24 @@
 // Request sessions over real libp2p sockets on loopback: many requests share one stream, answers
 // find their requests out of order, refusals and timeouts fail only their own request, a dropped
 // connection fails what was waiting and the next request opens a new session, and a peer that
-// breaks the frame format is penalized.
+// breaks the frame format or sends a malformed request is penalized (nobody else is).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { lpStream } from '@libp2p/utils'
 import { createHost, type DonghaeHost } from '../src/net/host.ts'
-import { Libp2pChainTransport } from '../src/net/chain-transport.ts'
-import { TransportError } from '../src/chain/transport.ts'
+import { Libp2pTransport } from '../src/net/libp2p-transport.ts'
+import { TransportError } from '../src/core/transport.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { DecodeError } from '../src/core/errors.ts'
 
 const PROTOCOL = '/donghae-test/echo/1.0.0'
 
 async function pair(): Promise<{
   a: DonghaeHost
   b: DonghaeHost
-  ta: Libp2pChainTransport
-  tb: Libp2pChainTransport
+  ta: Libp2pTransport
+  tb: Libp2pTransport
   penalties: string[]
   close(): Promise<void>
 }> {
@@ -26,8 +27,8 @@ async function pair(): Promise<{
   const b = await createHost({ key: Ed25519KeyPair.generate(), ...options })
   await a.start()
   await b.start()
-  const ta = new Libp2pChainTransport(a, { chainId: 'sessions' })
-  const tb = new Libp2pChainTransport(b, { chainId: 'sessions' })
+  const ta = new Libp2pTransport(a, { chainId: 'sessions' })
+  const tb = new Libp2pTransport(b, { chainId: 'sessions' })
   const penalties: string[] = []
   const penalize = tb.penalize.bind(tb)
   tb.penalize = (peer, reason) => {
@@ -94,7 +95,8 @@ test('a refused request and a timed-out request fail alone; the session goes on'
       PROTOCOL,
       async (data) => {
         const word = text(data)
-        if (word === 'refuse') throw new Error('no thank you')
+        if (word === 'refuse') throw new DecodeError('no thank you') // blames the request
+        if (word === 'busy') throw new Error('cannot serve now') // this node's own trouble
         if (word === 'hang') await sleep(2_000)
         return bytes(word.toUpperCase())
       },
@@ -103,14 +105,16 @@ test('a refused request and a timed-out request fail alone; the session goes on'
     const request = (word: string, signal?: AbortSignal): Promise<Uint8Array> =>
       net.ta.request(net.tb.self, PROTOCOL, bytes(word), { session: true, ...(signal ? { signal } : {}) })
     const refused = request('refuse')
+    const busy = request('busy')
     const hung = request('hang', AbortSignal.timeout(200))
     const fine = request('fine')
     await assert.rejects(refused, (err: Error) => err instanceof TransportError && /no thank you/.test(err.message))
+    await assert.rejects(busy, (err: Error) => err instanceof TransportError && /cannot serve now/.test(err.message))
     await assert.rejects(hung, (err: Error) => err instanceof TransportError)
     assert.equal(text(await fine), 'FINE')
     assert.equal(text(await request('again')), 'AGAIN', 'the session still works after both')
     assert.equal(streamsFor(net.a, PROTOCOL), 1)
-    assert.equal(net.penalties.length, 1, 'the refused request counts against its sender')
+    assert.equal(net.penalties.length, 1, 'only the request refused as malformed counts against its sender')
   } finally {
     await net.close()
   }

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { lpStream } from '@libp2p/utils'
 import { createHost, type DonghaeHost } from '../src/net/host.ts'
-import { Libp2pChainTransport } from '../src/net/chain-transport.ts'
+import { Libp2pTransport } from '../src/net/libp2p-transport.ts'
 import { NetworkService } from '../src/net/network.ts'
-import { chainTopic } from '../src/net/constants.ts'
+import { gossipTopic } from '../src/net/constants.ts'
 import {
   didRecordKey,
   encodeDidRecord,
@@ -48,7 +48,7 @@ async function start(validators: Actor[]): Promise<Net> {
     const host = await createHost({ key: v.key, host: '127.0.0.1', port: 0, mdns: false, quic: false, bootstrap })
     await host.start()
     hosts.push(host)
-    const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId })
+    const transport = new Libp2pTransport(host, { chainId: genesis.chainId })
     transport.start()
     const node = await DonghaeNode.create({
       dataDir: join(dir, `n${i}`),
@@ -141,7 +141,7 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
     const node = net.nodes[0] as DonghaeNode
     await attacker.dial(target.getMultiaddrs()[0] as never)
     const chainId = node.app.chainId
-    attacker.services.pubsub.subscribe(chainTopic(chainId, 'consensus'))
+    attacker.services.pubsub.subscribe(gossipTopic(chainId, 'consensus'))
     await waitFor('height 2', () => node.app.head.height >= 2, 20_000)
     const before = node.app.head.height
 
@@ -164,7 +164,7 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
 
     // The oversized frame may have cost the attacker its connection (a muxer error): be connected
     // and know that the target takes consensus gossip before the flood, or nothing would arrive.
-    const topic = chainTopic(chainId, 'consensus')
+    const topic = gossipTopic(chainId, 'consensus')
     await waitFor(
       'the attacker connected and subscribed-to',
       async () => {
@@ -192,7 +192,7 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
           validator: attackerKey.did,
         })
         await attacker.services.pubsub
-          .publish(chainTopic(chainId, 'consensus'), encodeConsensusMessage({ kind: 'vote', vote }))
+          .publish(gossipTopic(chainId, 'consensus'), encodeConsensusMessage({ kind: 'vote', vote }))
           .catch(() => {})
       }
     }
@@ -203,7 +203,7 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
     )
     // Flood: malformed gossip, rejected before forwarding; each one counts against the sender.
     for (let i = 0; i < 300; i++)
-      await attacker.services.pubsub.publish(chainTopic(chainId, 'consensus'), randomBytes(64)).catch(() => {})
+      await attacker.services.pubsub.publish(gossipTopic(chainId, 'consensus'), randomBytes(64)).catch(() => {})
     await waitFor('5 more blocks despite the attacker', () => node.app.head.height >= before + 5, 30_000)
     await waitFor(
       'the attacker to be disconnected',

@@ -6,6 +6,7 @@ import type { Block } from '../chain/block.ts'
 import type { CommitCertificate } from '../chain/bft/types.ts'
 import type { GenesisDoc } from '../chain/genesis.ts'
 import type { StateProof } from '../chain/state/proof.ts'
+import type { TxOutcome } from '../chain/app.ts'
 
 export interface NodeStatus {
   chainId: string
@@ -44,8 +45,11 @@ export interface ChainApi {
   account(did: string): AccountView
   /** Admits an encoded signed transaction to the mempool (and gossips it); throws TxError with a reason. */
   submitTx(bytes: Uint8Array): Promise<{ hash: Uint8Array }>
-  /** Height at which a transaction was committed, if it was. */
-  txHeight(hash: Uint8Array): Promise<number | undefined>
+  /**
+   * Where a transaction was committed, if it was, and whether its body succeeded (a failed one
+   * is in its block with its fee charged; `reason` is the TxError reason).
+   */
+  txOutcome(hash: Uint8Array): Promise<TxOutcome | undefined>
   /** A state inclusion proof for a raw state key, against the latest committed state root. */
   prove(key: Uint8Array): { root: Uint8Array; height: number; value: Uint8Array | undefined; proof: StateProof }
   /**

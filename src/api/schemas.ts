@@ -173,6 +173,12 @@ export const HashParams = Type.Object({
 export const TxResponse = Type.Object({
   hash: Hash('transaction hash'),
   height: Height('height of the block that includes it'),
+  ok: Type.Boolean({
+    description: 'false when the body failed: the transaction is in the block, its fee charged, its effects discarded',
+  }),
+  reason: Type.Optional(
+    Type.String({ description: "why the body failed (a TxError reason, e.g. 'insufficient-funds')" }),
+  ),
 })
 
 // ---- state proofs ----------------------------------------------------------------------------

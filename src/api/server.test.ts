@@ -112,6 +112,7 @@ test('POST /v1/tx: accepted (202), then committed, then visible in the block, th
     assert.deepEqual((await get(app, `/v1/tx/${submitted.body.hash.toUpperCase()}`)).body, {
       hash: submitted.body.hash,
       height: 1,
+      ok: true,
     })
     assert.deepEqual((await get<AccountJson>(app, `/v1/accounts/${alice.did}`)).body, {
       did: alice.did,
@@ -145,6 +146,30 @@ test('POST /v1/tx: accepted (202), then committed, then visible in the block, th
       signers: [validator.did],
     })
     assert.equal((await get<StatusJson>(app, '/v1/status')).body.height, 1)
+  })
+})
+
+test('GET /v1/tx: a transaction whose body fails is committed as failed, with its reason, and pays its fee', async () => {
+  await withApp({}, async (app, chain) => {
+    // Unbonding stake alice never bonded: the ante checks pass (signature, nonce, fee), the body fails.
+    const unbond = signTx(alice.key, {
+      chainId: genesis.chainId,
+      nonce: 0n,
+      fee: 7n,
+      kind: 'staking.unbond',
+      body: { amount: 5n },
+    })
+    const submitted = await post<{ hash: string }>(app, { tx: toHex(encodeTx(unbond)) })
+    assert.equal(submitted.status, 202)
+    chain.commitPending()
+    assert.deepEqual((await get(app, `/v1/tx/${submitted.body.hash}`)).body, {
+      hash: submitted.body.hash,
+      height: 1,
+      ok: false,
+      reason: 'insufficient-stake',
+    })
+    const account = (await get<AccountJson>(app, `/v1/accounts/${alice.did}`)).body
+    assert.deepEqual([account.balance, account.nonce], ['999993', '1'], 'the fee is charged and the nonce used')
   })
 })
 
@@ -203,7 +228,8 @@ test('wrongly signed, wrong-chain and replayed transactions are 400 with the rea
     assert.deepEqual([dup.status, dup.body.error.code, dup.body.error.reason], [409, 'TX_REJECTED', 'duplicate'])
     chain.commitPending()
     const root = toHex(chain.state.root())
-    const forged = { ...transfer(alice, 1n), sender: bob.did }
+    // Bob signs as alice (who can pay, so admission gets as far as the signature).
+    const forged = { ...transfer(bob, 1n), sender: alice.did }
     const wrongChain = transfer(alice, 1n, 100n, { chainId: 'other-chain' })
     const cases: Array<[Uint8Array, string]> = [
       [encodeTx(forged), 'bad-signature'],
@@ -302,7 +328,7 @@ test('a failure inside the chain is 500 without internals', async () => {
   const chain = newChain()
   const broken: ChainApi = {
     ...Object.fromEntries(
-      ['block', 'account', 'submitTx', 'txHeight', 'prove'].map((m) => [
+      ['block', 'account', 'submitTx', 'txOutcome', 'prove'].map((m) => [
         m,
         (chain as unknown as Record<string, unknown>)[m],
       ]),
@@ -392,7 +418,7 @@ test('DonghaeClient over a real socket: status, account, submit, commit, block, 
       (err) => err instanceof ApiError && err.status === 404 && err.code === 'NOT_FOUND',
     )
     chain.commitPending()
-    assert.deepEqual(await client.tx(hash), { hash, height: 1 })
+    assert.deepEqual(await client.tx(hash), { hash, height: 1, ok: true })
     const block = await client.block(1)
     assert.equal(block.txs[0]?.hash, hash)
     assert.equal((await client.account(bob.did)).balance, '42')

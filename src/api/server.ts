@@ -149,7 +149,7 @@ export function toHttpError(err: unknown): HttpError {
     return { status, body: errorBody('TX_REJECTED', err.message, err.reason) }
   }
   if (err instanceof InferenceError) {
-    // The reason and message may carry a worker's words (inference/service.ts): a reason that is
+    // The reason and message may carry a worker's words (inference/gateway.ts): a reason that is
     // not one of ours is 'failed', and the text is cut and stripped of control characters.
     const known = typeof err.status === 'number'
     const status = known ? err.status : 502

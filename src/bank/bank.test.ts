@@ -50,7 +50,7 @@ test('a transfer moves funds, charges the fee into the pool and advances the non
   assert.equal(totalSupply(state), 11_000n, 'transfers and fees conserve supply')
 })
 
-test('refused transactions change nothing: replay, wrong nonce, wrong chain, bad signature, overspend, low fee', () => {
+test('invalid transactions change nothing: replay, wrong nonce, wrong chain, bad signature, unpayable fee, low fee', () => {
   const state = genesisState(genesis, machine)
   machine.deliver(state, transfer(0n, 100n), ctx, () => {})
   const before = state.changes().length
@@ -67,7 +67,7 @@ test('refused transactions change nothing: replay, wrong nonce, wrong chain, bad
     () => machine.deliver(state, { ...transfer(1n, 100n), body: { to: bob.did, amount: 999n } }, ctx, () => {}),
     'bad-signature',
   )
-  rejects(() => machine.deliver(state, transfer(1n, 5_000n), ctx, () => {}), 'insufficient-funds')
+  rejects(() => machine.deliver(state, transfer(1n, 1n, 5_000n), ctx, () => {}), 'insufficient-funds')
   rejects(() => machine.deliver(state, transfer(1n, 1n, 0n), ctx, () => {}), 'fee-too-low')
   rejects(
     () =>
@@ -100,4 +100,18 @@ test('refused transactions change nothing: replay, wrong nonce, wrong chain, bad
     snapshot,
   )
   assert.equal(state.changes().length, before)
+})
+
+test('a transfer that overspends is included as failed: the fee is charged, the nonce used, nothing moves', () => {
+  const state = genesisState(genesis, machine)
+  const events: Array<{ type: string; attributes: Record<string, string> }> = []
+  const hash = new Uint8Array(32).fill(7)
+  const result = machine.deliver(state, transfer(0n, 5_000n, 3n), { ...ctx, txHash: hash }, (e) => events.push(e))
+  assert.ok(!result.ok && result.error instanceof TxError && result.error.reason === 'insufficient-funds')
+  assert.equal(balanceOf(state, alice.did), 997n, 'only the fee left')
+  assert.equal(balanceOf(state, bob.did), 0n)
+  assert.equal(feePool(state), 3n)
+  assert.equal(accountNonce(state, alice.did), 1n)
+  assert.deepEqual(events, [{ type: 'tx.failed', attributes: { hash: '07'.repeat(32), reason: 'insufficient-funds' } }])
+  assert.equal(totalSupply(state), 11_000n)
 })

@@ -76,6 +76,7 @@ export const feeCollector: FeeCollector = {
     debit(state, payer, fee)
     setAmount(state, FEE_POOL_KEY, feePool(state) + fee)
   },
+  balanceOf,
 }
 
 export interface TransferBody {
@@ -111,6 +112,7 @@ const transfer: TxHandler<TransferBody> = {
     }
     return body.memo === undefined ? { to: body.to, amount } : { to: body.to, amount, memo: body.memo }
   },
+  spends: (body) => body.amount,
   apply(state, tx, body, ctx) {
     debit(state, tx.sender, body.amount)
     credit(state, body.to, body.amount)

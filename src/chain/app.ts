@@ -4,11 +4,14 @@
  * commits atomically to the store. It is the `ConsensusApp` the BFT engine drives, and what
  * sync feeds with fetched blocks.
  *
+ * A block's transactions must all pass the ante checks (host.ts); a transaction whose body
+ * fails is included as failed, its fee charged, and the tx index records its reason.
+ *
  * Store buckets: blocks (height → block), commits (height → certificate of that block),
- * state (key → value, the current state), txs (tx hash → height), meta (head), proofs (height ‖
- * key → the key's value and state proof against that height's root, for the keys
- * `retainProofs` names: what a light client needs to follow validator-set changes long after).
- * One committed height = one atomic write batch of all six.
+ * state (key → value, the current state), txs (tx hash → height, or { height, reason } for a
+ * failed one), meta (head), proofs (height ‖ key → the key's value and state proof against that
+ * height's root, for the keys `retainProofs` names: what a light client needs to follow
+ * validator-set changes long after). One committed height = one atomic write batch of all six.
  */
 import { toHex, equals } from '../core/bytes.ts'
 import { sha256 } from '../core/hash.ts'
@@ -33,7 +36,7 @@ import {
 } from './block.ts'
 import { BlockError, TxError } from './errors.ts'
 import { genesisHash, type GenesisDoc } from './genesis.ts'
-import type { ChainEvent, StateMachine } from './host.ts'
+import type { ChainEvent, StateMachine, TxResult } from './host.ts'
 import type { Mempool } from './mempool.ts'
 import { countTicks, type PohCheck, type PohEntry } from './poh/entries.ts'
 import { SparseMerkleTree } from './state/smt.ts'
@@ -114,9 +117,31 @@ interface Execution {
   overlay: StateOverlay
   events: ChainEvent[]
   tree: SparseMerkleTree
+  /** Each transaction's failure reason, in block order (undefined: it succeeded). */
+  failures: Array<string | undefined>
 }
 
+/** Where and how a transaction was committed. */
+export interface TxOutcome {
+  height: number
+  ok: boolean
+  /** The failed body's TxError reason. */
+  reason?: string
+}
+
+/** The tx index holds a height for a success (the format before failed transactions existed). */
+type TxIndexValue = number | { height: number; reason: string }
+
+const failureOf = (result: TxResult): string | undefined => (result.ok ? undefined : result.error.reason)
+
 const TX_BATCH = 64
+
+/** How much earlier than its PoH ticks prove a block's time may be (clock skew between validators). */
+const POH_TIME_SLACK_MS = 1_000
+
+/** The time `ticks` PoH ticks prove, at the chain's tick rate. */
+const provenMsOf = (ticks: number, params: Pick<GenesisDoc['params'], 'ticksPerSecond'>): number =>
+  Math.floor((ticks * 1000) / params.ticksPerSecond)
 
 export class ChainApp {
   readonly genesis: GenesisDoc
@@ -127,7 +152,7 @@ export class ChainApp {
   readonly #blocks: Bucket<bigint, Uint8Array>
   readonly #commits: Bucket<bigint, Uint8Array>
   readonly #state: Bucket<Uint8Array, Uint8Array>
-  readonly #txIndex: Bucket<Uint8Array, number>
+  readonly #txIndex: Bucket<Uint8Array, TxIndexValue>
   readonly #meta: Bucket<string, ChainHead>
   readonly #proofs: Bucket<Uint8Array, KeptProof>
   #tree: SparseMerkleTree = SparseMerkleTree.empty()
@@ -145,7 +170,7 @@ export class ChainApp {
     this.#blocks = store.bucket('blocks', uint64Codec, bytesCodec)
     this.#commits = store.bucket('commits', uint64Codec, bytesCodec)
     this.#state = store.bucket('state', bytesCodec, bytesCodec)
-    this.#txIndex = store.bucket('txs', bytesCodec, dagCborCodec<number>())
+    this.#txIndex = store.bucket('txs', bytesCodec, dagCborCodec<TxIndexValue>())
     this.#meta = store.bucket('meta', utf8Codec, dagCborCodec<ChainHead>())
     this.#proofs = store.bucket('proofs', bytesCodec, dagCborCodec<KeptProof>())
   }
@@ -243,7 +268,16 @@ export class ChainApp {
   }
 
   async txHeight(hash: Uint8Array): Promise<number | undefined> {
-    return this.#txIndex.get(hash)
+    return (await this.txOutcome(hash))?.height
+  }
+
+  /** The height a transaction was committed at and whether its body succeeded. */
+  async txOutcome(hash: Uint8Array): Promise<TxOutcome | undefined> {
+    const value = await this.#txIndex.get(hash)
+    if (value === undefined) return undefined
+    return typeof value === 'number'
+      ? { height: value, ok: true }
+      : { height: value.height, ok: false, reason: value.reason }
   }
 
   /**
@@ -284,7 +318,7 @@ export class ChainApp {
     }
   }
 
-  /** Runs begin-block, the transactions (all must succeed), end-block. */
+  /** Runs begin-block, the transactions (each must pass its ante checks; bodies may fail), end-block. */
   #execute(
     header: Pick<BlockHeader, 'height' | 'time' | 'proposer'>,
     txs: readonly SignedTx[],
@@ -299,20 +333,22 @@ export class ChainApp {
       events.push(e)
     }
     this.#opts.machine.beginBlock(overlay, { ...info, emit })
-    txs.forEach((tx, i) => {
+    const failures = txs.map((tx, i) => {
       try {
         // A transaction admitted to our mempool had its signature checked then: do not pay twice.
         const txHash = hashes[i] as Uint8Array
-        this.#opts.machine.deliver(overlay, tx, { ...info, txHash }, emit, {
+        const result = this.#opts.machine.deliver(overlay, tx, { ...info, txHash }, emit, {
           signatureChecked: signaturesChecked || this.#opts.mempool.has(txHash),
         })
+        return failureOf(result)
       } catch (err) {
-        if (err instanceof TxError) throw new BlockError(`transaction ${i} fails: ${err.message}`, { cause: err })
+        if (err instanceof TxError)
+          throw new BlockError(`transaction ${i} is invalid (${err.reason}): ${err.message}`, { cause: err })
         throw err
       }
     })
     this.#opts.machine.endBlock(overlay, { ...info, emit })
-    return { overlay, events, tree: this.#tree.apply(overlay.changes()) }
+    return { overlay, events, tree: this.#tree.apply(overlay.changes()), failures }
   }
 
   async createBlock(height: number, round: number, lastCommit?: CommitCertificate | null): Promise<Block> {
@@ -321,10 +357,24 @@ export class ChainApp {
     const proposer = this.#opts.self
     if (proposer === undefined) throw new BlockError('this node has no key to propose with')
     const commit = lastCommit ?? (height === 1 ? null : ((await this.getCommit(parent.height)) ?? null))
-    const time = Math.max(this.#clock.now(), parent.time + 1)
+    // The block's PoH must cover the rounds skipped before `round` (ticksRequired), and a block's
+    // time may not be earlier than its ticks prove (validateBlock, 1 s slack). Rounds can end
+    // sooner than their nominal timeouts (a nil prevote quorum needs no prevote timeout; f+1
+    // messages skip ahead), and then the PoH segment is extended flat out to the required count,
+    // so it can run ahead of this clock: the block then claims the time its ticks prove, as far
+    // as the slack allows, or an honest proposal would be refused and every later round, needing
+    // still more ticks, with it.
+    const ticks = Math.max(1, this.#opts.ticksRequired(round))
+    const time = Math.max(
+      this.#clock.now(),
+      parent.time + 1,
+      parent.time + provenMsOf(ticks, this.genesis.params) - POH_TIME_SLACK_MS,
+    )
     const header0 = { height, time, proposer }
-    // One pass: each mempool transaction is applied if it succeeds on top of the ones before it
-    // (deliver is all-or-nothing), and dropped from the mempool if it fails.
+    // One pass: each mempool transaction that passes its ante checks on top of the ones before
+    // it is included (its body may fail: it pays its fee anyway); one that does not is dropped
+    // from the mempool with the rest of its sender's run (their nonces now follow a gap), so the
+    // sender (and the node's own-transaction queue) starts again from its state nonce.
     const info = this.#blockInfo(header0, commit)
     const overlay = new StateOverlay(this.#tree)
     const events: ChainEvent[] = []
@@ -333,17 +383,27 @@ export class ChainApp {
     }
     this.#opts.machine.beginBlock(overlay, { ...info, emit })
     const chosen: Array<{ tx: SignedTx; bytes: Uint8Array; hash: Uint8Array }> = []
+    const failures: Array<string | undefined> = []
+    const blocked = new Set<string>()
     for (const entry of this.#opts.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
+      if (blocked.has(entry.tx.sender)) {
+        this.#opts.mempool.drop(entry.hash)
+        continue
+      }
       try {
-        this.#opts.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, emit, { signatureChecked: true })
+        const result = this.#opts.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, emit, {
+          signatureChecked: true,
+        })
         chosen.push({ tx: entry.tx, bytes: entry.bytes, hash: entry.hash })
+        failures.push(failureOf(result))
       } catch (err) {
         if (!(err instanceof TxError)) throw err
         this.#opts.mempool.drop(entry.hash)
+        blocked.add(entry.tx.sender)
       }
     }
     this.#opts.machine.endBlock(overlay, { ...info, emit })
-    const execution: Execution = { overlay, events, tree: this.#tree.apply(overlay.changes()) }
+    const execution: Execution = { overlay, events, tree: this.#tree.apply(overlay.changes()), failures }
     const batches: number[] = []
     const mixins: Uint8Array[] = []
     for (let i = 0; i < chosen.length; i += TX_BATCH) {
@@ -351,7 +411,6 @@ export class ChainApp {
       batches.push(slice.length)
       mixins.push(merkleRoot(slice.map((c) => c.hash)))
     }
-    const ticks = Math.max(1, this.#opts.ticksRequired(round))
     const poh = await this.#opts.poh.produce(parent.pohEnd, ticks, mixins)
     const header: BlockHeader = {
       chainId: this.chainId,
@@ -418,8 +477,7 @@ export class ChainApp {
     if (header.pohTicks < required)
       throw new BlockError(`PoH has ${header.pohTicks} ticks; round ${header.round} needs ${required}`)
     // The claimed time must not be earlier than the PoH ticks prove has elapsed (1 s slack).
-    const provenMs = Math.floor((header.pohTicks * 1000) / params.ticksPerSecond)
-    if (header.time - parent.time + 1_000 < provenMs)
+    if (header.time - parent.time + POH_TIME_SLACK_MS < provenMsOf(header.pohTicks, params))
       throw new BlockError('block time is earlier than its PoH ticks allow')
     if (height === 1) {
       if (block.lastCommit !== null) throw new BlockError('the first block has no previous commit')
@@ -500,7 +558,10 @@ export class ChainApp {
       if (value === undefined) batch.delete(this.#state, key)
       else batch.put(this.#state, key, value)
     }
-    for (const tx of block.txs) batch.put(this.#txIndex, txHash(tx), height)
+    block.txs.forEach((tx, i) => {
+      const reason = execution.failures[i]
+      batch.put(this.#txIndex, txHash(tx), reason === undefined ? height : { height, reason })
+    })
     for (const key of this.#opts.retainProofs?.(height) ?? []) {
       const value = execution.tree.get(key)
       batch.put(this.#proofs, keptProofKey(height, key), {
@@ -514,15 +575,9 @@ export class ChainApp {
     this.#head = head
     this.#pending.clear()
     this.#opts.poh.follow?.(head.pohEnd)
-    // Senders in this block may now hold stale nonces or less money; everyone else only gained.
-    const senders = new Set<string>()
-    for (const bytes of block.txs) {
-      const hash = txHash(bytes)
-      const pending = this.#opts.mempool.get(hash)
-      if (pending !== undefined) senders.add(pending.tx.sender)
-      else senders.add(decodeTx(bytes).sender)
-    }
-    this.#opts.mempool.update(this.#tree, senders)
+    // Recheck: every pending transaction against the new state (balances can fall outside
+    // transactions too: slashing, a failed transaction's fee).
+    this.#opts.mempool.update(this.#tree)
     this.#log.debug({ height, txs: block.txs.length }, 'committed')
     this.#opts.onCommit?.(block, execution.events)
   }

@@ -3,9 +3,9 @@
  * optionally the inference market's initial models and workers.
  * JSON on disk (amounts as decimal strings, since JSON numbers cannot hold 64-bit integers).
  *
- * The inference parameters (`INFERENCE_PARAM_KEYS`) came after the first chains: they are
- * optional in the JSON (missing → default) and `genesisToJson` leaves out those equal to their
- * default, so a genesis written before them parses and hashes exactly as it did.
+ * The parameters that came after the first chains (`OPTIONAL_PARAM_KEYS`: the inference ones and
+ * `minBond`) are optional in the JSON (missing → default) and `genesisToJson` leaves out those
+ * equal to their default, so a genesis written before them parses and hashes exactly as it did.
  */
 import { readFile } from 'node:fs/promises'
 import { parseUint64 } from '../core/uint.ts'
@@ -23,6 +23,11 @@ export interface ChainParams {
   unbondingBlocks: number
   /** Stake below which a validator is not in the set. */
   minValidatorStake: bigint
+  /**
+   * Smallest amount one `staking.bond` may add: each bonding account is an entry in the staking
+   * registry that every epoch edge reads, so entries must cost locked stake.
+   */
+  minBond: bigint
   maxValidators: number
   /** Fraction of stake slashed for double signing, in basis points (500 = 5%). */
   slashDoubleSignBps: number
@@ -156,6 +161,7 @@ export const DEFAULT_PARAMS: ChainParams = {
   epochLength: 20,
   unbondingBlocks: 100,
   minValidatorStake: 1_000n,
+  minBond: 1_000n,
   maxValidators: 100,
   slashDoubleSignBps: 500,
   slashDowntimeBps: 100,
@@ -206,6 +212,7 @@ export const DEFAULT_PARAMS: ChainParams = {
 const BIGINT_PARAMS = [
   'minFee',
   'minValidatorStake',
+  'minBond',
   'blockReward',
   'minWorkerBond',
   'auditReward',
@@ -246,12 +253,17 @@ export const INFERENCE_PARAM_KEYS = [
   'overdraftBanBlocks',
 ] as const satisfies ReadonlyArray<keyof ChainParams>
 
-const isOptionalParam = (key: string): boolean => (INFERENCE_PARAM_KEYS as readonly string[]).includes(key)
+/** Parameters that may be missing from the JSON: the inference ones and those added since. */
+export const OPTIONAL_PARAM_KEYS = [...INFERENCE_PARAM_KEYS, 'minBond'] as const satisfies ReadonlyArray<
+  keyof ChainParams
+>
+
+const isOptionalParam = (key: string): boolean => (OPTIONAL_PARAM_KEYS as readonly string[]).includes(key)
 
 /** The genesis as JSON-safe values (bigints as decimal strings). */
 export function genesisToJson(doc: GenesisDoc): unknown {
   const params: Record<string, unknown> = { ...doc.params }
-  for (const key of INFERENCE_PARAM_KEYS) if (doc.params[key] === DEFAULT_PARAMS[key]) delete params[key]
+  for (const key of OPTIONAL_PARAM_KEYS) if (doc.params[key] === DEFAULT_PARAMS[key]) delete params[key]
   for (const key of BIGINT_PARAMS) if (key in params) params[key] = doc.params[key].toString()
   const json: Record<string, unknown> = {
     chainId: doc.chainId,

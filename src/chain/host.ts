@@ -1,10 +1,18 @@
 /**
  * The state-machine host. Modules register transaction kinds with handlers; the host checks
  * what every transaction shares (chain, signature, nonce, fee), charges the fee, routes the
- * body to its module, and runs the modules' begin/end-block hooks. Handlers only touch the
- * overlay they are given and report events; a handler that throws `TxError` leaves no trace
- * except that the transaction is refused.
+ * body to its module, and runs the modules' begin/end-block hooks.
+ *
+ * Delivery follows the Cosmos SDK's split between the ante handler and the message:
+ * - **ante** (chain, kind, body shape, signature, fee floor, exact nonce, fee paid from the
+ *   balance): if it fails the transaction is invalid — a proposer must not include it and a block
+ *   that does is invalid. `deliver` throws the `TxError`.
+ * - **body** (the module's `apply`): it runs after the fee is charged and the nonce bumped, in a
+ *   child overlay. If it throws `TxError` its writes and events are discarded, the fee and nonce
+ *   stay, and the transaction is included as failed (event `tx.failed { hash, reason }`). So a
+ *   failing transaction is never free.
  */
+import { toHex } from '../core/bytes.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import { asUint64 } from '../core/uint.ts'
 import type { ValidatorSet } from './bft/types.ts'
@@ -44,6 +52,12 @@ export interface BlockContext extends BlockInfo {
 export interface TxHandler<B> {
   /** Validates and types the body; throws TxError('malformed', …) for bad input. */
   decodeBody(body: unknown): B
+  /**
+   * What the body takes from the sender's balance when it succeeds, besides the fee (a
+   * transfer's amount, a bond). Mempool admission counts it with the fee, so all of a sender's
+   * pending transactions are payable together. @default 0
+   */
+  spends?(body: B): bigint
   apply(state: StateOverlay, tx: SignedTx, body: B, ctx: TxContext): void
 }
 
@@ -58,8 +72,17 @@ export interface ChainModule {
 
 /** Charges transaction fees; provided by the bank module (the host sits below it). */
 export interface FeeCollector {
+  /** Takes `fee` from `payer`; throws TxError('insufficient-funds') and writes nothing if it cannot. */
   chargeFee(state: StateOverlay, payer: string, fee: bigint): void
+  /** What `payer` can spend (mempool admission checks pending fees and spends against it). */
+  balanceOf(state: StateReader, payer: string): bigint
 }
+
+/** How a delivered transaction ended: its body succeeded, or failed after the fee was charged. */
+export type TxResult = { ok: true } | { ok: false; error: TxError }
+
+/** The event of a transaction included as failed. */
+export const TX_FAILED_EVENT = 'tx.failed'
 
 export interface HostOptions {
   chainId: string
@@ -102,10 +125,10 @@ export class StateMachine {
   }
 
   /**
-   * Stateless checks plus the stateful ones that do not execute the body: chain, signature,
-   * kind, body shape, fee floor, and nonce ≥ the account's next nonce (`exactNonce` demands equality).
+   * The checks that need no state and no signature: chain, kind, fee floor, body shape. Returns
+   * what the transaction takes from its sender's balance if it succeeds (fee + `spends`).
    */
-  check(state: StateReader, tx: SignedTx, options: { exactNonce: boolean; signatureChecked?: boolean }): void {
+  precheck(tx: SignedTx): { cost: bigint } {
     if (tx.chainId !== this.chainId)
       throw new TxError(
         'wrong-chain',
@@ -114,10 +137,24 @@ export class StateMachine {
     const handler = this.#handlers.get(tx.kind)
     if (handler === undefined)
       throw new TxError('unknown-kind', `unknown transaction kind ${tx.kind}; known: ${this.txKinds.join(', ')}`)
+    if (tx.fee < this.minFee) throw new TxError('fee-too-low', `fee ${tx.fee} is below the minimum ${this.minFee}`)
+    const body = handler.decodeBody(tx.body)
+    return { cost: tx.fee + (handler.spends?.(body) ?? 0n) }
+  }
+
+  /** What `did` can spend (the fee collector's balance). */
+  balanceOf(state: StateReader, did: string): bigint {
+    return this.#fees.balanceOf(state, did)
+  }
+
+  /**
+   * Stateless checks plus the stateful ones that do not execute the body: chain, signature,
+   * kind, body shape, fee floor, and nonce ≥ the account's next nonce (`exactNonce` demands equality).
+   */
+  check(state: StateReader, tx: SignedTx, options: { exactNonce: boolean; signatureChecked?: boolean }): void {
+    this.precheck(tx)
     if (options.signatureChecked !== true && !verifyTxSignature(tx))
       throw new TxError('bad-signature', 'the signature does not verify for the sender')
-    if (tx.fee < this.minFee) throw new TxError('fee-too-low', `fee ${tx.fee} is below the minimum ${this.minFee}`)
-    handler.decodeBody(tx.body)
     const expected = accountNonce(state, tx.sender)
     if (tx.nonce < expected)
       throw new TxError('stale-nonce', `nonce ${tx.nonce} was already used (next is ${expected})`)
@@ -126,8 +163,10 @@ export class StateMachine {
   }
 
   /**
-   * Applies one transaction to `state` all-or-nothing: checks, fee, nonce, module handler.
-   * Throws TxError (and leaves `state` unchanged) if anything fails.
+   * Delivers one transaction (see the file comment). The ante part — checks, fee, nonce — failing
+   * throws TxError and leaves `state` unchanged: the transaction is invalid. Once the fee is
+   * charged, a body that throws TxError is a failed result (its writes and events discarded,
+   * `tx.failed` emitted); fee and nonce stay.
    */
   deliver(
     state: StateOverlay,
@@ -135,17 +174,28 @@ export class StateMachine {
     ctx: Omit<TxContext, 'emit'>,
     emit: (e: ChainEvent) => void,
     options: { signatureChecked?: boolean } = {},
-  ): void {
+  ): TxResult {
     this.check(state, tx, { exactNonce: true, signatureChecked: options.signatureChecked ?? false })
     const handler = this.#handlers.get(tx.kind) as TxHandler<unknown>
     const body = handler.decodeBody(tx.body)
-    const scratch = state.fork()
+    const ante = state.fork()
+    this.#fees.chargeFee(ante, tx.sender, tx.fee)
+    ante.write(nonceKey(tx.sender), tx.nonce + 1n)
+    const scratch = ante.fork()
     const events: ChainEvent[] = []
-    this.#fees.chargeFee(scratch, tx.sender, tx.fee)
-    scratch.write(nonceKey(tx.sender), tx.nonce + 1n)
-    handler.apply(scratch, tx, body, { ...ctx, emit: (e) => events.push(e) })
-    scratch.merge()
+    let result: TxResult = { ok: true }
+    try {
+      handler.apply(scratch, tx, body, { ...ctx, emit: (e) => events.push(e) })
+      scratch.merge()
+    } catch (err) {
+      if (!(err instanceof TxError)) throw err
+      result = { ok: false, error: err }
+      events.length = 0
+      events.push({ type: TX_FAILED_EVENT, attributes: { hash: toHex(ctx.txHash), reason: err.reason } })
+    }
+    ante.merge()
     for (const event of events) emit(event)
+    return result
   }
 
   initGenesis(state: StateOverlay, genesis: GenesisDoc): void {

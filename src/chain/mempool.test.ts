@@ -121,3 +121,78 @@ test('reap returns each sender in nonce order, highest fee first across senders;
     (err: unknown) => err instanceof TxError && !(err instanceof MempoolError) && err.reason === 'stale-nonce',
   )
 })
+
+test('payable: a sender’s pending fees and transfer amounts together must fit its balance; the unfunded place nothing', () => {
+  const state = genesisState(genesis, machine)
+  const pool = new Mempool(machine)
+  const err = (fn: () => unknown): TxError => {
+    try {
+      fn()
+    } catch (e) {
+      assert.ok(e instanceof TxError)
+      return e
+    }
+    throw new Error('accepted')
+  }
+  const unfunded = err(() => pool.add(tx(bob, 0n, 2n ** 64n - 1n), state))
+  assert.deepEqual([unfunded.reason, unfunded.action], ['insufficient-funds', 'ignore'])
+  // alice holds 1 000 000: 600 000 + 1 pending, then 399 998 + 1 fits exactly, then nothing more.
+  pool.add(tx(alice, 0n, 1n, 600_000n), state)
+  pool.add(tx(alice, 1n, 1n, 399_998n), state)
+  assert.equal(pool.pendingCost(alice.did), 1_000_000n)
+  assert.equal(
+    reason(() => pool.add(tx(alice, 2n, 1n, 1n), state)),
+    'insufficient-funds',
+  )
+  // Replacing a pending transaction counts the new cost instead of the old one.
+  assert.equal(
+    reason(() => pool.add(tx(alice, 1n, 2n, 399_998n), state)),
+    'insufficient-funds',
+  )
+  pool.add(tx(alice, 1n, 2n, 399_997n), state)
+  assert.equal(pool.pendingCost(alice.did), 1_000_000n)
+  assert.equal(pool.size, 2)
+})
+
+test('eviction: only an admitted transaction evicts, only at the tail of another sender’s queue, only for a higher fee', () => {
+  const state = genesisState(genesis, machine)
+  const pool = new Mempool(machine, { maxTxs: 3 })
+  const a0 = pool.add(tx(alice, 0n, 1n), state)
+  const a1 = pool.add(tx(alice, 1n, 1n), state)
+  const c0 = pool.add(tx(carol, 0n, 5n), state)
+  // An unfunded sender offering the largest fee there is is refused before it can evict anything.
+  assert.equal(
+    reason(() => pool.add(tx(bob, 0n, 2n ** 64n - 1n), state)),
+    'insufficient-funds',
+  )
+  assert.equal(pool.size, 3)
+  // carol's second transaction (fee 3) evicts alice's tail (fee 1), not alice's head.
+  pool.add(tx(carol, 1n, 3n), state)
+  assert.ok(pool.has(a0.hash) && !pool.has(a1.hash) && pool.has(c0.hash))
+  // alice at fee 2 may not evict carol's tail (fee 3), and never her own queue: the pool is full for her.
+  assert.equal(
+    reason(() => pool.add(tx(alice, 1n, 2n), state)),
+    'full',
+  )
+})
+
+test('recheck after a block: every sender is re-checked, and each keeps only the prefix its balance still pays for', () => {
+  const state = genesisState(genesis, machine)
+  const pool = new Mempool(machine)
+  pool.add(tx(carol, 0n, 1n, 300_000n), state)
+  pool.add(tx(carol, 1n, 1n, 300_000n), state)
+  pool.add(tx(carol, 2n, 1n, 300_000n), state)
+  pool.add(tx(carol, 3n, 1n, 1n), state)
+  pool.add(tx(alice, 0n, 1n), state)
+  // Something in a block took money from carol without a transaction of hers (e.g. an inference
+  // settlement charging a client): her balance is now 650 000.
+  state.write(`bank/bal/${carol.did}`, 650_000n)
+  pool.update(state)
+  assert.equal(
+    pool.pendingFrom(carol.did),
+    2,
+    'the third no longer fits; it leaves, and the fourth (which could not run before it) too',
+  )
+  assert.equal(pool.pendingCost(carol.did), 600_002n)
+  assert.equal(pool.pendingFrom(alice.did), 1)
+})

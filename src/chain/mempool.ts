@@ -1,15 +1,28 @@
 /**
- * The mempool: transactions waiting for a block. Admission runs every check that does not
- * execute the body (shape, chain, signature, fee floor, nonce not stale), rejects duplicates,
- * bounds total size and each sender's share, and evicts the lowest fee when full. Transactions
- * leave in per-sender nonce order; after each block the pool drops what was included and
- * re-checks the rest against the new state.
+ * The mempool: transactions waiting for a block. Admission is CheckTx (CometBFT) with the
+ * Cosmos SDK ante handler's order, cheapest checks first so junk costs little:
+ *
+ *   duplicate → shape (decode) → chain, kind, fee floor, body → nonce window (not stale, fewer
+ *   than `maxPerSender` ahead) → per-sender limit → payable → signature → room (eviction)
+ *
+ * Payable: the sender's balance covers the cost (fee + what the body spends, `TxHandler.spends`)
+ * of all its pending transactions plus this one. So an account with no money cannot place
+ * anything, and whatever is pending can pay for itself when it is included. The signature comes
+ * after the stateful checks (as the SDK's ante handler deducts the fee before verifying
+ * signatures): an unfunded sender costs a state read, not an Ed25519 verification.
+ *
+ * When the pool is full, a new transaction that passed every check may evict the cheapest
+ * transaction at the end of another sender's queue (never one in the middle, which would strand
+ * the ones after it), and only if it pays a strictly higher fee. Transactions leave in
+ * per-sender nonce order; after every block all pending transactions are re-checked against
+ * the new state (CometBFT's recheck): stale nonces leave, and each sender's queue keeps only the
+ * prefix its balance still pays for.
  */
 import { toHex } from '../core/bytes.ts'
 import { MempoolError, TxError } from './errors.ts'
 import { accountNonce, type StateMachine } from './host.ts'
 import type { StateReader } from './state-view.ts'
-import { decodeTx, txHash, type SignedTx } from './tx.ts'
+import { decodeTx, txHash, verifyTxSignature, type SignedTx } from './tx.ts'
 
 export interface MempoolOptions {
   /** @default 10 000 */
@@ -25,6 +38,21 @@ export interface PoolEntry {
   bytes: Uint8Array
   hash: Uint8Array
   id: string
+  /** Fee + what the body spends: what the sender's balance must cover. */
+  cost: bigint
+}
+
+/** What admission found before the signature check (`Mempool.precheck`). */
+export interface Prechecked {
+  tx: SignedTx
+  hash: Uint8Array
+  cost: bigint
+}
+
+interface SenderQueue {
+  byNonce: Map<bigint, PoolEntry>
+  /** Sum of the entries' costs. */
+  cost: bigint
 }
 
 export class Mempool {
@@ -33,8 +61,7 @@ export class Mempool {
   readonly #maxBytes: number
   readonly #maxPerSender: number
   readonly #byId = new Map<string, PoolEntry>()
-  /** sender → nonce → entry */
-  readonly #bySender = new Map<string, Map<bigint, PoolEntry>>()
+  readonly #bySender = new Map<string, SenderQueue>()
   #bytes = 0
 
   constructor(machine: StateMachine, options: MempoolOptions = {}) {
@@ -54,7 +81,12 @@ export class Mempool {
 
   /** How many transactions from `sender` are pending. */
   pendingFrom(sender: string): number {
-    return this.#bySender.get(sender)?.size ?? 0
+    return this.#bySender.get(sender)?.byNonce.size ?? 0
+  }
+
+  /** What `sender`'s pending transactions cost together (fees + spends). */
+  pendingCost(sender: string): bigint {
+    return this.#bySender.get(sender)?.cost ?? 0n
   }
 
   has(hash: Uint8Array): boolean {
@@ -66,51 +98,85 @@ export class Mempool {
     return this.#byId.get(toHex(hash))
   }
 
-  /** Admits an encoded transaction or throws a TxError/MempoolError saying why not. */
+  /**
+   * Every admission check but the signature and the room in the pool. Throws TxError (or
+   * MempoolError) with the reason and whether the sender of the gossip is to blame (`action`).
+   */
+  precheck(bytes: Uint8Array, state: StateReader, decoded?: SignedTx): Prechecked {
+    const hash = txHash(bytes)
+    if (this.#byId.has(toHex(hash)))
+      throw new MempoolError('duplicate', 'this transaction is already pending', { action: 'ignore' })
+    const tx = decoded ?? decodeTx(bytes)
+    const { cost } = this.#machine.precheck(tx)
+    const next = accountNonce(state, tx.sender)
+    if (tx.nonce < next)
+      throw new TxError('stale-nonce', `nonce ${tx.nonce} was already used (next is ${next})`, { action: 'ignore' })
+    if (tx.nonce - next >= BigInt(this.#maxPerSender))
+      throw new MempoolError('nonce-too-far', `nonce ${tx.nonce} is too far ahead of the next one (${next})`, {
+        action: 'ignore',
+      })
+    const queue = this.#bySender.get(tx.sender)
+    const existing = queue?.byNonce.get(tx.nonce)
+    if (existing !== undefined && tx.fee <= existing.tx.fee)
+      throw new MempoolError('nonce-in-use', `nonce ${tx.nonce} is already pending; replace it with a higher fee`, {
+        action: 'ignore',
+      })
+    if (existing === undefined && (queue?.byNonce.size ?? 0) >= this.#maxPerSender)
+      throw new MempoolError('sender-limit', `at most ${this.#maxPerSender} pending transactions per sender`, {
+        action: 'ignore',
+      })
+    const balance = this.#machine.balanceOf(state, tx.sender)
+    const needed = (queue?.cost ?? 0n) - (existing?.cost ?? 0n) + cost
+    // Not the sender's fault alone: a peer that has seen a later block may know a larger balance.
+    if (needed > balance)
+      throw new TxError(
+        'insufficient-funds',
+        `${tx.sender} has ${balance}, and its pending transactions with this one cost ${needed}`,
+        { action: 'ignore' },
+      )
+    return { tx, hash, cost }
+  }
+
+  /**
+   * Admits an encoded transaction or throws a TxError/MempoolError saying why not. With
+   * `signatureChecked` the caller has verified the signature (on the worker pool).
+   */
   add(
     bytes: Uint8Array,
     state: StateReader,
     options: { signatureChecked?: boolean; decoded?: SignedTx } = {},
   ): PoolEntry {
-    const hash = txHash(bytes)
-    const id = toHex(hash)
-    if (this.#byId.has(id))
-      throw new MempoolError('duplicate', 'this transaction is already pending', { action: 'ignore' })
-    const tx = options.decoded ?? decodeTx(bytes)
-    this.#machine.check(state, tx, { exactNonce: false, signatureChecked: options.signatureChecked ?? false })
-    const next = accountNonce(state, tx.sender)
-    if (tx.nonce - next >= BigInt(this.#maxPerSender)) {
-      throw new MempoolError('nonce-too-far', `nonce ${tx.nonce} is too far ahead of the next one (${next})`, {
-        action: 'ignore',
-      })
+    const { tx, hash, cost } = this.precheck(bytes, state, options.decoded)
+    if (options.signatureChecked !== true && !verifyTxSignature(tx))
+      throw new TxError('bad-signature', 'the signature does not verify for the sender')
+    const existing = this.#bySender.get(tx.sender)?.byNonce.get(tx.nonce)
+    const freed = existing === undefined ? 0 : 1
+    const freedBytes = existing?.bytes.length ?? 0
+    const victims: PoolEntry[] = []
+    let count = this.#byId.size - freed
+    let size = this.#bytes - freedBytes
+    if (count + 1 > this.#maxTxs || size + bytes.length > this.#maxBytes) {
+      const tails = this.#evictionOrder(tx.sender)
+      while (count + 1 > this.#maxTxs || size + bytes.length > this.#maxBytes) {
+        const victim = tails.shift()
+        if (victim === undefined || victim.tx.fee >= tx.fee)
+          throw new MempoolError('full', 'the mempool is full; raise the fee', { action: 'ignore' })
+        victims.push(victim)
+        count--
+        size -= victim.bytes.length
+      }
     }
-    const pending = this.#bySender.get(tx.sender)
-    const existing = pending?.get(tx.nonce)
-    if (existing !== undefined) {
-      if (tx.fee <= existing.tx.fee)
-        throw new MempoolError('nonce-in-use', `nonce ${tx.nonce} is already pending; replace it with a higher fee`, {
-          action: 'ignore',
-        })
-      this.#remove(existing)
-    } else if ((pending?.size ?? 0) >= this.#maxPerSender) {
-      throw new MempoolError('sender-limit', `at most ${this.#maxPerSender} pending transactions per sender`, {
-        action: 'ignore',
-      })
+    if (existing !== undefined) this.#remove(existing)
+    for (const victim of victims) this.#remove(victim)
+    const entry: PoolEntry = { tx, bytes, hash, id: toHex(hash), cost }
+    this.#byId.set(entry.id, entry)
+    let queue = this.#bySender.get(tx.sender)
+    if (queue === undefined) {
+      queue = { byNonce: new Map(), cost: 0n }
+      this.#bySender.set(tx.sender, queue)
     }
-    while (this.#byId.size >= this.#maxTxs || this.#bytes + bytes.length > this.#maxBytes) {
-      const cheapest = this.#cheapest()
-      if (cheapest === undefined || cheapest.tx.fee >= tx.fee)
-        throw new MempoolError('full', 'the mempool is full; raise the fee', { action: 'ignore' })
-      this.#remove(cheapest)
-    }
-    const entry: PoolEntry = { tx, bytes, hash, id }
-    this.#byId.set(id, entry)
-    let senderMap = this.#bySender.get(tx.sender)
-    if (senderMap === undefined) {
-      senderMap = new Map()
-      this.#bySender.set(tx.sender, senderMap)
-    }
-    senderMap.set(tx.nonce, entry)
+    queue.byNonce.set(tx.nonce, entry)
+    queue.cost += cost
     this.#bytes += bytes.length
     return entry
   }
@@ -121,7 +187,7 @@ export class Mempool {
    */
   reap(state: StateReader, max: number): PoolEntry[] {
     const queues: PoolEntry[][] = []
-    for (const [sender, byNonce] of this.#bySender) {
+    for (const [sender, { byNonce }] of this.#bySender) {
       const queue: PoolEntry[] = []
       for (let nonce = accountNonce(state, sender); ; nonce++) {
         const entry = byNonce.get(nonce)
@@ -153,21 +219,27 @@ export class Mempool {
   }
 
   /**
-   * After a block: drop included transactions and those the new state makes invalid. With
-   * `senders`, only those senders' transactions are re-checked (the others' nonces and balances
-   * can only have grown, through rewards and transfers, so they stay admissible).
+   * After a block, re-checks every pending transaction against the new state (CometBFT's
+   * recheck): those with used nonces leave (included ones among them), and each sender keeps,
+   * in nonce order, only the transactions its balance still pays for. Bodies and signatures
+   * were checked at admission and do not depend on state, so this costs a few state reads per
+   * sender.
    */
-  update(state: StateReader, senders?: ReadonlySet<string>): void {
-    const entries =
-      senders === undefined
-        ? [...this.#byId.values()]
-        : [...senders].flatMap((s) => [...(this.#bySender.get(s)?.values() ?? [])])
-    for (const entry of entries) {
-      try {
-        this.#machine.check(state, entry.tx, { exactNonce: false, signatureChecked: true })
-      } catch (err) {
-        if (err instanceof TxError) this.#remove(entry)
-        else throw err
+  update(state: StateReader): void {
+    for (const [sender, queue] of [...this.#bySender]) {
+      const next = accountNonce(state, sender)
+      const balance = this.#machine.balanceOf(state, sender)
+      let spent = 0n
+      let broke = false
+      for (const entry of [...queue.byNonce.values()].sort((a, b) => (a.tx.nonce < b.tx.nonce ? -1 : 1))) {
+        if (entry.tx.nonce < next) {
+          this.#remove(entry)
+          continue
+        }
+        // Once one is unpayable, so is what follows it (it could never run before it).
+        broke ||= spent + entry.cost > balance
+        if (broke) this.#remove(entry)
+        else spent += entry.cost
       }
     }
   }
@@ -178,18 +250,26 @@ export class Mempool {
     if (entry !== undefined) this.#remove(entry)
   }
 
-  #cheapest(): PoolEntry | undefined {
-    let cheapest: PoolEntry | undefined
-    for (const entry of this.#byId.values())
-      if (cheapest === undefined || entry.tx.fee < cheapest.tx.fee) cheapest = entry
-    return cheapest
+  /** Candidates for eviction: the last transaction of every other sender, cheapest first. */
+  #evictionOrder(except: string): PoolEntry[] {
+    const tails: PoolEntry[] = []
+    for (const [sender, { byNonce }] of this.#bySender) {
+      if (sender === except) continue
+      let tail: PoolEntry | undefined
+      for (const entry of byNonce.values()) if (tail === undefined || entry.tx.nonce > tail.tx.nonce) tail = entry
+      if (tail !== undefined) tails.push(tail)
+    }
+    return tails.sort((a, b) => (a.tx.fee < b.tx.fee ? -1 : a.tx.fee > b.tx.fee ? 1 : 0))
   }
 
   #remove(entry: PoolEntry): void {
     this.#byId.delete(entry.id)
-    const senderMap = this.#bySender.get(entry.tx.sender)
-    senderMap?.delete(entry.tx.nonce)
-    if (senderMap?.size === 0) this.#bySender.delete(entry.tx.sender)
+    const queue = this.#bySender.get(entry.tx.sender)
+    if (queue !== undefined && queue.byNonce.get(entry.tx.nonce) === entry) {
+      queue.byNonce.delete(entry.tx.nonce)
+      queue.cost -= entry.cost
+      if (queue.byNonce.size === 0) this.#bySender.delete(entry.tx.sender)
+    }
     this.#bytes -= entry.bytes.length
   }
 }

@@ -3,47 +3,125 @@
  * transactions over the transport's gossip topics, block sync over request/response, and
  * automatic reporting of double-sign evidence. Everything network-facing is validated before it
  * touches the engine or the mempool; senders of invalid data are penalized.
+ *
+ * Gossip is validated before it is relayed (the handlers' verdicts; see core/transport.ts):
+ * - transactions: mempool admission decides (decode, chain, kind, fee floor, body, nonce window,
+ *   payable, then the signature on the worker pool); refusals carry their verdict (TxError.action).
+ *   A peer whose relayed transactions keep being ignored (`TX_IGNORE_BUDGET`) is flooding: the
+ *   rest are rejected unread, which penalizes it until the transport disconnects it;
+ * - proposals: only for the height being decided (other heights: handed to the engine, which
+ *   helps laggards or starts a sync, but not relayed), only from the proposer of their
+ *   (height, round), correctly signed, and no larger than the block limit allows;
+ * - votes: for the height being decided, only from its validators, correctly signed (other
+ *   heights: to the engine, not relayed).
+ * Signatures checked here are not checked again by the engine (it is handed the same objects).
+ *
+ * Evidence goes through the node's single own-transaction queue (`submitOwnTx`), so its nonce
+ * follows the node's other pending transactions. It is retried after commits, with a back-off
+ * in blocks (1, 2, 4 … 32), until it is in a block or older than `maxEvidenceAge`.
  */
 import { encode, decode } from '../core/codec.ts'
 import { utf8 } from '../core/bytes.ts'
 import { DonghaeError, describeError } from '../core/errors.ts'
 import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import type { Ed25519KeyPair } from '../identity/keys.ts'
+import { toHex } from '../core/bytes.ts'
+import { PeerBudgets } from '../core/budget.ts'
 import { verifySignatureDigest } from '../identity/keys.ts'
 import type { VerifyPool } from '../identity/verify-pool.ts'
-import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import type { ChainApp } from './app.ts'
 import type { Block } from './block.ts'
 import { encodeCommit } from './block.ts'
 import { ConsensusEngine, type EngineStatus } from './bft/engine.ts'
-import { decodeConsensusMessage, encodeConsensusMessage } from './bft/messages.ts'
+import { decodeConsensusMessage, encodeConsensusMessage, verifyProposal, verifyVote } from './bft/messages.ts'
 import type { PrivValidator } from './bft/privval.ts'
 import { selectProposer } from './bft/proposer.ts'
-import type { DuplicateVoteEvidence, ValidatorSet } from './bft/types.ts'
-import { DEFAULT_TIMEOUTS, roundTimeoutMs, type TimeoutConfig } from './bft/constants.ts'
+import {
+  findValidator,
+  type ConsensusMessage,
+  type DuplicateVoteEvidence,
+  type Proposal,
+  type ValidatorSet,
+  type Vote,
+} from './bft/types.ts'
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_TIMEOUTS,
+  MAX_ROUNDS_AHEAD,
+  minRoundMs,
+  type TimeoutConfig,
+} from './bft/constants.ts'
 import { ticksRequiredForRound } from './poh/round-proof.ts'
 import { decodeBlock, decodeCommit } from './block.ts'
 import { TxError } from './errors.ts'
 import type { GenesisDoc } from './genesis.ts'
-import { accountNonce } from './host.ts'
 import type { Mempool } from './mempool.ts'
-import type { ChainTransport } from './transport.ts'
-import { decodeTx, encodeTx, signTx, txVerifyItem } from './tx.ts'
+import type { GossipVerdict, PeerTransport } from '../core/transport.ts'
+import { decodeTx, MAX_TX_BYTES, txVerifyItem } from './tx.ts'
 
+/** Gossip topics of the chain (on the wire: `/donghae/<chainId>/<topic>/1`). */
+export const CONSENSUS_TOPIC = 'consensus'
+export const TX_TOPIC = 'txs'
 export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
 const SYNC_BATCH = 32
 const SYNC_INTERVAL_MS = 2_000
+/** Longest wait, in blocks, before evidence that is neither pending nor included is submitted again. */
+const EVIDENCE_MAX_BACKOFF = 32
+
+/**
+ * What a proposal may weigh besides its transactions: header, the previous certificate, PoH
+ * entries (the round's required ticks plus one mixin per 64 transactions), encoding. @default 1 MiB
+ */
+const PROPOSAL_OVERHEAD_BYTES = 1024 * 1024
+/** Bytes per PoH entry on the wire (a hash, a count, an optional mixin, dag-cbor framing). */
+const POH_ENTRY_BYTES = 96
+
+/**
+ * The largest consensus message a proposal at `round` may be: `maxBlockTxs` transactions of at
+ * most 64 KiB each, the PoH ticks its round requires, and the overhead — never above the
+ * consensus decoder's bound.
+ */
+export function maxProposalBytes(genesis: GenesisDoc, round: number): number {
+  const txs = genesis.params.maxBlockTxs * (MAX_TX_BYTES + 16)
+  const poh = (ticksRequiredFor(genesis)(round) + Math.ceil(genesis.params.maxBlockTxs / 64)) * POH_ENTRY_BYTES
+  return Math.min(DEFAULT_MAX_MESSAGE_BYTES, txs + poh + PROPOSAL_OVERHEAD_BYTES)
+}
+
+/**
+ * Transactions one peer may relay that this node ignores (unpayable, stale, duplicate, too far
+ * ahead) before the next ones count as flooding and are rejected unread (each a penalty): a
+ * burst of 500, refilled at 10 a second. Honest peers relay only what their own mempool
+ * admitted, so they come near it only in races with blocks. With the transport's ban at 20
+ * penalty points, one peer costs this node at most about 520 junk transactions, plus 10 a second
+ * if it sends slower than that — each an admission check that stops before the signature
+ * (see mempool.ts).
+ */
+export const TX_IGNORE_BUDGET = { amount: 500, perMs: 50_000 }
+
+/** Signs a transaction with the node's key and submits it, in the node's one own-transaction queue. */
+export type SubmitOwnTx = (kind: string, body: unknown) => Promise<{ hash: Uint8Array }>
+
+interface PendingEvidence {
+  evidence: DuplicateVoteEvidence
+  /** The last submitted transaction carrying it. */
+  hash?: Uint8Array
+  /** Height from which it may be submitted again. */
+  nextTry: number
+  backoff: number
+}
+
+/** What the chain needs from the node's transport. */
+export type ChainNetwork = Pick<PeerTransport, 'publish' | 'subscribe' | 'request' | 'handle' | 'peers' | 'penalize'>
 
 export interface ChainRuntimeOptions {
   app: ChainApp
   mempool: Mempool
-  transport: ChainTransport
+  transport: ChainNetwork
   /** Present for a validator; absent for a full node that only follows. */
   privval?: PrivValidator
-  /** The node's key, used to report evidence (pays the fee). */
-  key?: Ed25519KeyPair
+  /** The node's own-transaction queue; evidence of double signing is reported through it (pays the fee). */
+  submitOwnTx?: SubmitOwnTx
   clock?: Clock
   logger?: Logger
   /** Re-send own messages after this long without progress. */
@@ -69,7 +147,7 @@ export function timeoutsOf(genesis: GenesisDoc): Partial<TimeoutConfig> {
 /** PoH ticks a proposal in `round` must carry: the timeouts of rounds 0..round−1 at the chain's tick rate. */
 export function ticksRequiredFor(genesis: GenesisDoc): (round: number) => number {
   const config: TimeoutConfig = { ...DEFAULT_TIMEOUTS, ...timeoutsOf(genesis) }
-  return (round) => ticksRequiredForRound(round, (r) => roundTimeoutMs(config, r), genesis.params.ticksPerSecond)
+  return (round) => ticksRequiredForRound(round, (r) => minRoundMs(config, r), genesis.params.ticksPerSecond)
 }
 
 /** The proposer rule shared by the engine and block validation: seed = the chain id. */
@@ -87,15 +165,36 @@ export class ChainRuntime {
   readonly #unsubscribe: Array<() => void> = []
   #syncTimer: (() => void) | undefined
   #syncing = false
-  #reported = new Set<string>()
+  /** Evidence seen, by offence, and the height of the offence (forgotten once too old to matter). */
+  readonly #reported = new Map<string, number>()
+  readonly #evidence = new Map<string, PendingEvidence>()
+  #retrying = false
+  /** Votes and proposals whose signatures gossip validation checked (the engine gets these very objects). */
+  readonly #verified = new WeakSet<Vote | Proposal>()
+  /** Validator sets by height, for gossip validation (a few recent heights). */
+  readonly #sets = new Map<number, ValidatorSet>()
+  readonly #proposer: (set: ValidatorSet, height: number, round: number) => string
+  /** What each peer may still relay that gets ignored (see TX_IGNORE_BUDGET). */
+  readonly #ignoredTxs: PeerBudgets
   /** Counters for status and metrics. */
-  readonly stats = { rejectedMessages: 0, rejectedTxs: 0, evidenceSeen: 0, synced: 0 }
+  readonly stats = {
+    rejectedMessages: 0,
+    rejectedTxs: 0,
+    evidenceSeen: 0,
+    evidenceSubmitted: 0,
+    evidenceIncluded: 0,
+    /** Transactions rejected unread because their peer was over its ignore budget. */
+    floodedTxs: 0,
+    synced: 0,
+  }
 
   constructor(options: ChainRuntimeOptions) {
     this.#opts = options
     this.#app = options.app
     this.#clock = options.clock ?? systemClock
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain')
+    this.#proposer = proposerFor(options.app.genesis)
+    this.#ignoredTxs = new PeerBudgets(TX_IGNORE_BUDGET, () => this.#clock.now())
   }
 
   get app(): ChainApp {
@@ -108,8 +207,8 @@ export class ChainRuntime {
 
   start(): void {
     const { transport } = this.#opts
-    this.#unsubscribe.push(transport.subscribe('consensus', (data, from) => this.#onConsensus(data, from)))
-    this.#unsubscribe.push(transport.subscribe('txs', (data, from) => this.#onTx(data, from)))
+    this.#unsubscribe.push(transport.subscribe(CONSENSUS_TOPIC, (data, from) => this.#onConsensus(data, from)))
+    this.#unsubscribe.push(transport.subscribe(TX_TOPIC, (data, from) => this.#onTx(data, from)))
     transport.handle(SYNC_PROTOCOL, async (data) => this.#serveBlocks(data))
     transport.handle(STATUS_PROTOCOL, async () => encode({ height: this.#app.head.height }))
     this.#startEngine()
@@ -133,13 +232,18 @@ export class ChainRuntime {
   /** Admits a transaction to the local mempool and gossips it. Rejects with TxError and the reason. */
   async submitTx(bytes: Uint8Array): Promise<Uint8Array> {
     const entry = await this.#admit(bytes)
-    this.#opts.transport.publish('txs', bytes)
+    this.#opts.transport.publish(TX_TOPIC, bytes)
     return entry.hash
   }
 
-  /** Decodes, checks the signature (on the worker pool when there is one), then adds to the mempool. */
+  /**
+   * Mempool admission: every cheap check first (decode, chain, kind, fee, body, nonce window,
+   * payable), then the signature on the worker pool, then the pool re-checks against the state
+   * of that moment and adds it.
+   */
   async #admit(bytes: Uint8Array): Promise<{ hash: Uint8Array }> {
     const tx = decodeTx(bytes)
+    this.#opts.mempool.precheck(bytes, this.#app.state, tx)
     const item = txVerifyItem(tx)
     if (item === undefined) throw new TxError('bad-signature', 'the sender is not a valid did:key')
     const pool = this.#opts.verifyPool
@@ -162,12 +266,17 @@ export class ChainRuntime {
         blockId: (b) => app.blockId(b),
         createBlock: (h, r) => app.createBlock(h, r, engine.lastCommit() ?? null),
         validateBlock: (b, h, r) => app.validateBlock(b, h, r),
-        commit: (b, cert) => app.commit(b, cert),
+        commit: async (b, cert) => {
+          await app.commit(b, cert)
+          void this.#retryEvidence()
+        },
         proposerSeed: () => utf8(genesis.chainId),
       },
       ...(this.#opts.privval === undefined ? {} : { privval: this.#opts.privval }),
+      verifyVote: (vote, key) => this.#verified.has(vote) || verifyVote(vote, key),
+      verifyProposal: (proposal, key) => this.#verified.has(proposal) || verifyProposal(proposal, key),
       clock: this.#clock,
-      send: (msg) => this.#opts.transport.publish('consensus', encodeConsensusMessage(msg)),
+      send: (msg) => this.#opts.transport.publish(CONSENSUS_TOPIC, encodeConsensusMessage(msg)),
       timeouts: {
         ...timeoutsOf(genesis),
         ...(this.#opts.gossipMs === undefined ? {} : { gossipMs: this.#opts.gossipMs }),
@@ -186,52 +295,160 @@ export class ChainRuntime {
     engine.start()
   }
 
-  #onConsensus(data: Uint8Array, from: string): void {
-    let msg
+  /** Gossip validation of a consensus message (the transport penalizes the sender of a reject). */
+  #onConsensus(data: Uint8Array, from: string): GossipVerdict {
+    const engine = this.#engine
+    if (engine === undefined) return 'ignore'
+    let msg: ConsensusMessage
     try {
       msg = decodeConsensusMessage(data)
     } catch (err) {
-      this.stats.rejectedMessages++
-      this.#opts.transport.penalize(from, describeError(err))
-      return
+      return this.#refuse(from, describeError(err))
     }
-    this.#engine?.receive(msg, from)
+    const height = engine.status().height
+    const about = msg.kind === 'vote' ? msg.vote : msg.proposal
+    if (about.chainId !== this.#app.chainId) return this.#refuse(from, 'consensus message for another chain')
+    if (about.height !== height || about.round > engine.status().round + MAX_ROUNDS_AHEAD) {
+      // Another height: the engine may help a laggard or start a sync, but it is not relayed.
+      engine.receive(msg, from)
+      return 'ignore'
+    }
+    const set = this.#validatorSet(height)
+    if (set === undefined) return 'ignore'
+    const refusal = msg.kind === 'vote' ? this.#checkVote(msg.vote, set) : this.#checkProposal(msg, data, set)
+    if (refusal !== undefined) return this.#refuse(from, refusal)
+    engine.receive(msg, from)
+    return 'accept'
   }
 
-  #onTx(data: Uint8Array, from: string): void {
-    this.#admit(data).catch((err: unknown) => {
+  /** Why a vote for the height being decided is invalid, or undefined. */
+  #checkVote(vote: Vote, set: ValidatorSet): string | undefined {
+    const member = findValidator(set, vote.validator)
+    if (member === undefined) return 'vote from a validator outside the set'
+    if (!verifyVote(vote, member.publicKey)) return 'vote signature is invalid'
+    this.#verified.add(vote)
+    return undefined
+  }
+
+  /** Why a proposal for the height being decided is invalid, or undefined. */
+  #checkProposal(
+    msg: ConsensusMessage & { kind: 'proposal' },
+    data: Uint8Array,
+    set: ValidatorSet,
+  ): string | undefined {
+    const p = msg.proposal
+    if (!Number.isSafeInteger(p.round) || p.round < 0) return 'proposal round is invalid'
+    if (p.proposer !== this.#proposer(set, p.height, p.round))
+      return `${p.proposer} is not the proposer of height ${p.height} round ${p.round}`
+    const limit = maxProposalBytes(this.#app.genesis, p.round)
+    if (data.byteLength > limit) return `proposal of ${data.byteLength} bytes is over the block limit of ${limit}`
+    const member = findValidator(set, p.proposer)
+    if (member === undefined || !verifyProposal(p, member.publicKey)) return 'proposal signature is invalid'
+    this.#verified.add(p)
+    return undefined
+  }
+
+  #refuse(from: string, reason: string): GossipVerdict {
+    this.stats.rejectedMessages++
+    this.#log.debug({ peer: from, reason }, 'invalid consensus gossip')
+    return 'reject'
+  }
+
+  /** The validator set deciding `height` (cached for a few heights; undefined if state cannot say). */
+  #validatorSet(height: number): ValidatorSet | undefined {
+    let set = this.#sets.get(height)
+    if (set !== undefined) return set
+    try {
+      set = this.#app.validatorSet(height)
+    } catch {
+      return undefined
+    }
+    this.#sets.set(height, set)
+    for (const h of this.#sets.keys()) if (h < height - 2) this.#sets.delete(h)
+    return set
+  }
+
+  /** Gossip validation of a transaction: mempool admission decides whether it is relayed. */
+  async #onTx(data: Uint8Array, from: string): Promise<GossipVerdict> {
+    if (this.#ignoredTxs.available(from) <= 0) {
+      this.stats.floodedTxs++
+      return 'reject'
+    }
+    try {
+      await this.#admit(data)
+      return 'accept'
+    } catch (err) {
       if (!(err instanceof TxError)) {
         this.#log.error({ err: describeError(err) }, 'unexpected error admitting a gossiped transaction')
-        return
+        return 'ignore'
       }
       this.stats.rejectedTxs++
-      if (err.action === 'reject') this.#opts.transport.penalize(from, err.message)
-    })
+      if (err.action === 'ignore') this.#ignoredTxs.charge(from, 1)
+      else this.#log.debug({ peer: from, reason: err.reason }, 'invalid transaction gossip')
+      return err.action
+    }
   }
 
   /** Reports a double sign seen by consensus as a staking.evidence transaction from this node. */
   #report(evidence: DuplicateVoteEvidence): void {
     this.stats.evidenceSeen++
-    const key = this.#opts.key
     const id = `${evidence.a.validator}/${evidence.a.height}/${evidence.a.round}/${evidence.a.type}`
     this.#log.warn(
       { validator: evidence.a.validator, height: evidence.a.height, round: evidence.a.round },
       'double sign detected',
     )
-    if (key === undefined || this.#reported.has(id)) return
-    this.#reported.add(id)
-    const did = didFromEd25519PublicKey(key.publicKey)
-    const nonce = accountNonce(this.#app.state, did)
-    const tx = signTx(key, {
-      chainId: this.#app.chainId,
-      nonce,
-      fee: this.#app.genesis.params.minFee,
-      kind: 'staking.evidence',
-      body: evidence,
-    })
-    this.submitTx(encodeTx(tx)).catch((err: unknown) =>
-      this.#log.warn({ err: describeError(err) }, 'could not submit evidence'),
-    )
+    if (this.#opts.submitOwnTx === undefined || this.#reported.has(id)) return
+    this.#reported.set(id, evidence.a.height)
+    this.#evidence.set(id, { evidence, nextTry: 0, backoff: 1 })
+    void this.#retryEvidence()
+  }
+
+  /** Pending evidence still the node's to report. */
+  get pendingEvidence(): number {
+    return this.#evidence.size
+  }
+
+  /**
+   * Submits each piece of evidence that is neither pending in the mempool nor in a block, once
+   * its back-off has passed; forgets evidence that is included (whatever its outcome: another
+   * node's report may have been first) or older than `maxEvidenceAge`.
+   */
+  async #retryEvidence(): Promise<void> {
+    const submit = this.#opts.submitOwnTx
+    if (this.#retrying || submit === undefined) return
+    this.#retrying = true
+    try {
+      const head = this.#app.head.height
+      const maxAge = this.#app.genesis.params.maxEvidenceAge
+      for (const [id, height] of this.#reported) if (height + maxAge < head) this.#reported.delete(id)
+      for (const [id, pending] of [...this.#evidence]) {
+        if (pending.evidence.a.height + maxAge < head) {
+          this.#evidence.delete(id)
+          this.#log.warn({ id }, 'evidence expired before it was included')
+          continue
+        }
+        if (pending.hash !== undefined) {
+          if ((await this.#app.txOutcome(pending.hash)) !== undefined) {
+            this.#evidence.delete(id)
+            this.stats.evidenceIncluded++
+            continue
+          }
+          if (this.#opts.mempool.has(pending.hash)) continue
+        }
+        if (head < pending.nextTry) continue
+        pending.nextTry = head + pending.backoff
+        pending.backoff = Math.min(EVIDENCE_MAX_BACKOFF, pending.backoff * 2)
+        try {
+          pending.hash = (await submit('staking.evidence', pending.evidence)).hash
+          this.stats.evidenceSubmitted++
+          this.#log.info({ id, tx: toHex(pending.hash) }, 'evidence submitted')
+        } catch (err) {
+          this.#log.warn({ id, err: describeError(err), retryAt: pending.nextTry }, 'could not submit evidence')
+        }
+      }
+    } finally {
+      this.#retrying = false
+    }
   }
 
   // ---- block sync -------------------------------------------------------------------------------

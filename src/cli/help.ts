@@ -18,7 +18,16 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'donghae worker unbond --amount 1000',
     'donghae worker withdraw',
   ],
-  sim: ['donghae sim consensus --nodes 4 --byzantine 1 --seed 7 --count 100 --json'],
+  deposit: [
+    'donghae deposit add --gateway did:key:z6Mk… --amount 10000 --wait',
+    'donghae deposit show did:key:z6Mk…',
+    'donghae deposit withdraw --gateway did:key:z6Mk… --amount 5000',
+    'donghae deposit reclaim --gateway did:key:z6Mk…',
+  ],
+  sim: [
+    'donghae sim consensus --nodes 4 --byzantine 1 --seed 7 --count 100 --json',
+    'donghae sim audit --behaviour cheat10 --seed 1 --count 20 --json',
+  ],
   nat: ['donghae nat probe --json', 'donghae nat status'],
   model: ['donghae model list --json', 'donghae model publish models/digits-mlp.onnx --name my-digits --price 5'],
   receipt: [

@@ -5,26 +5,42 @@
  * send a worker more jobs than it has offered slots (pull-based: a worker's own adverts set its
  * pace, so a fast worker takes more jobs and a slow one still gets work at its own pace).
  *
- *   { worker, ep, runtime, models: [{ cid, mjps }], free, queue, seq, time, signature }
+ *   { chainId, worker, ep, runtime, models: [{ cid, mjps }], free, queue, seq, time, signature }
  *
- * `mjps` is throughput in thousandths of a job per second (integers on the wire).
+ * `mjps` is throughput in thousandths of a job per second (integers on the wire). The chain id
+ * is inside the signed bytes, so an advert cannot be replayed on another chain.
+ *
+ * Gossip validation (`advertValidator`, before an advert is relayed): it decodes, is for this
+ * chain and signed by its worker, was published by that worker, is fresh (its time within
+ * `ADVERT_FRESH_MS` of this node's clock), and the worker is bonded and schedulable on chain.
+ * The gateway's `WorkerTable` is bounded and forgets workers that stop advertising.
  */
 import { decode, encode } from '../core/codec.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid } from '../identity/did-key.ts'
+import type { GossipVerdict } from '../core/transport.ts'
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './job.ts'
 import type { WorkerOption } from './policy/worker-draw.ts'
 
 export const ADVERT_SIGNING_KIND = 'inference.slots'
 /** Adverts older than this are ignored. @default 5 s */
 export const ADVERT_TTL_MS = 5_000
+/**
+ * Gossip validation ignores an advert whose own time is further than this from the node's
+ * clock: the TTL plus 10 s for clocks that disagree (workers and gateways are home machines).
+ * @default 15 s
+ */
+export const ADVERT_FRESH_MS = 15_000
+/** Workers the gateway's table holds at most. @default 1024 */
+export const MAX_TABLE_WORKERS = 1_024
+/** A worker not heard from for this long is forgotten (its round-trip estimate with it). @default 60 s */
+export const FORGET_WORKER_MS = 60_000
 const MAX_MODELS = 64
 
-export function advertTopic(chainId: string): string {
-  return `/donghae/${chainId}/inference-slots/1`
-}
+/** The adverts' gossip topic (on the wire: `/donghae/<chainId>/inference-slots/1`). */
+export const ADVERT_TOPIC = 'inference-slots'
 
 export interface SlotAdvert {
   worker: string
@@ -38,11 +54,14 @@ export interface SlotAdvert {
 }
 
 export interface SignedAdvert extends SlotAdvert {
+  /** The chain it is for (signed). */
+  chainId: string
   signature: Uint8Array
 }
 
-function fields(a: SlotAdvert): Record<string, unknown> {
+function fields(a: SlotAdvert & { chainId: string }): Record<string, unknown> {
   return {
+    chainId: a.chainId,
     worker: a.worker,
     ep: a.ep,
     runtime: a.runtime,
@@ -54,8 +73,8 @@ function fields(a: SlotAdvert): Record<string, unknown> {
   }
 }
 
-export function signAdvert(key: Ed25519KeyPair, advert: Omit<SlotAdvert, 'worker'>): Uint8Array {
-  const full: SlotAdvert = { ...advert, worker: didFromEd25519PublicKey(key.publicKey) }
+export function signAdvert(key: Ed25519KeyPair, advert: Omit<SlotAdvert, 'worker'> & { chainId: string }): Uint8Array {
+  const full = { ...advert, worker: didFromEd25519PublicKey(key.publicKey) }
   return encode({ ...fields(full), signature: key.sign(ADVERT_SIGNING_KIND, encode(fields(full))) })
 }
 
@@ -68,7 +87,9 @@ const count = (v: unknown, name: string): number => {
 export function decodeAdvert(bytes: Uint8Array): SignedAdvert {
   const raw = decode(bytes, { maxBytes: 16 * 1024 }) as Record<string, unknown>
   if (raw === null || typeof raw !== 'object') throw new InvalidInputError('advert must be a map')
-  const { worker, ep, runtime, models, signature } = raw
+  const { chainId, worker, ep, runtime, models, signature } = raw
+  if (typeof chainId !== 'string' || chainId.length > 64)
+    throw new InvalidInputError('advert.chainId must be a chain id')
   if (typeof worker !== 'string') throw new InvalidInputError('advert.worker must be a DID')
   if (typeof ep !== 'string' || !(EXECUTION_PROVIDERS as readonly string[]).includes(ep))
     throw new InvalidInputError('advert.ep is not a known execution provider')
@@ -76,7 +97,8 @@ export function decodeAdvert(bytes: Uint8Array): SignedAdvert {
   if (!Array.isArray(models) || models.length > MAX_MODELS) throw new InvalidInputError('advert.models must be a list')
   if (!(signature instanceof Uint8Array) || signature.length !== 64)
     throw new InvalidInputError('advert.signature must be 64 bytes')
-  const advert: SlotAdvert = {
+  const advert = {
+    chainId,
     worker,
     ep: ep as ExecutionProvider,
     runtime,
@@ -126,19 +148,68 @@ export interface WorkerChoice {
   expectedMs: number
 }
 
+export interface AdvertValidatorOptions {
+  chainId: string
+  /** Where accepted adverts go. */
+  table: Pick<WorkerTable, 'update'>
+  /** Whether `did` is a bonded worker that may be scheduled now (committed state). */
+  isBonded(did: string): boolean
+  now?: () => number
+}
+
+/**
+ * The slot-advert topic's gossip validator: `reject` (the relaying peer is penalized) for what is
+ * provably invalid — undecodable, badly signed, for another chain, published by someone other
+ * than its worker; `ignore` for what may be honest but is not useful — stale or ahead of this
+ * node's clock, from a worker not bonded in this node's view of the chain, older than what the
+ * table holds; `accept` (the table is updated and the advert relayed) otherwise.
+ */
+export function advertValidator(
+  options: AdvertValidatorOptions,
+): (data: Uint8Array, from: string, origin: string) => GossipVerdict {
+  const now = options.now ?? Date.now
+  return (data, _from, origin) => {
+    let advert: SignedAdvert
+    try {
+      advert = decodeAdvert(data)
+    } catch {
+      return 'reject'
+    }
+    if (advert.chainId !== options.chainId || advert.worker !== origin) return 'reject'
+    if (Math.abs(now() - advert.time) > ADVERT_FRESH_MS) return 'ignore'
+    if (!options.isBonded(advert.worker)) return 'ignore'
+    return options.table.update(advert) ? 'accept' : 'ignore'
+  }
+}
+
 /** The gateway's view of who can take jobs, from the adverts it has heard. */
 export class WorkerTable {
   readonly #entries = new Map<string, Entry>()
   readonly #now: () => number
+  readonly #maxEntries: number
+  readonly #forgetAfterMs: number
+  #updates = 0
 
-  constructor(now: () => number = Date.now) {
+  constructor(now: () => number = Date.now, options: { maxEntries?: number; forgetAfterMs?: number } = {}) {
     this.#now = now
+    this.#maxEntries = options.maxEntries ?? MAX_TABLE_WORKERS
+    this.#forgetAfterMs = options.forgetAfterMs ?? FORGET_WORKER_MS
   }
 
-  /** Records an advert (older sequence numbers from the same worker are ignored). */
-  update(advert: SlotAdvert): void {
+  /** Workers currently held. */
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /**
+   * Records an advert; false when it was not taken: older than the worker's last one (sequence
+   * and time), or a new worker while the table is full of workers heard from recently.
+   */
+  update(advert: SlotAdvert): boolean {
     const prev = this.#entries.get(advert.worker)
-    if (prev !== undefined && advert.seq <= prev.advert.seq && advert.time <= prev.advert.time) return
+    if (prev !== undefined && advert.seq <= prev.advert.seq && advert.time <= prev.advert.time) return false
+    if (prev === undefined && (++this.#updates % 64 === 0 || this.#entries.size >= this.#maxEntries)) this.#forget()
+    if (prev === undefined && this.#entries.size >= this.#maxEntries) return false
     this.#entries.set(advert.worker, {
       advert,
       receivedAt: this.#now(),
@@ -146,6 +217,15 @@ export class WorkerTable {
       rttMs: prev?.rttMs ?? 2,
       cooldownUntil: prev?.cooldownUntil ?? 0,
     })
+    return true
+  }
+
+  /** Drops workers not heard from within `forgetAfterMs`; when still full, those whose adverts are stale. */
+  #forget(): void {
+    const now = this.#now()
+    for (const [worker, e] of this.#entries) if (now - e.receivedAt > this.#forgetAfterMs) this.#entries.delete(worker)
+    if (this.#entries.size < this.#maxEntries) return
+    for (const [worker, e] of this.#entries) if (now - e.receivedAt > ADVERT_TTL_MS) this.#entries.delete(worker)
   }
 
   /** Fresh adverts (within the TTL). */

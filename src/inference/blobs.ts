@@ -24,11 +24,13 @@ import { RAW_CODE, cidOfBytes, parseCid, verifyCid } from '../core/cid.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
 import { fromUtf8, utf8 } from '../core/bytes.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import type { ChainTransport } from '../chain/transport.ts'
+import type { PeerTransport } from '../core/transport.ts'
 
 export const BLOB_PROTOCOL = '/donghae/blob/1.0.0'
 /** Largest blob served or fetched. @default 15 MiB (below the 16 MiB frame limit) */
 export const MAX_BLOB_BYTES = 15 * 1024 * 1024
+/** Bytes of blobs one peer may fetch from this node: 64 MiB a minute (four of the largest). */
+export const BLOB_BUDGET = { bytes: 64 * 1024 * 1024, perMs: 60_000 }
 
 /** The CID (string) of a blob. */
 export function blobCid(bytes: Uint8Array): string {
@@ -216,24 +218,32 @@ export class BlobStore {
   }
 
   /** Serves this store's blobs to peers. */
-  serve(transport: ChainTransport): void {
-    transport.handle(BLOB_PROTOCOL, async (data) => {
-      let cid: string
-      try {
-        cid = parseCid(fromUtf8(data)).toString()
-      } catch (err) {
-        return encode({ error: describeError(err) })
-      }
-      const bytes = await this.get(cid)
-      return encode(bytes === undefined ? { error: 'not found' } : { bytes })
-    })
+  serve(transport: Pick<PeerTransport, 'handle'>): void {
+    transport.handle(
+      BLOB_PROTOCOL,
+      async (data) => {
+        let cid: string
+        try {
+          cid = parseCid(fromUtf8(data)).toString()
+        } catch (err) {
+          return encode({ error: describeError(err) })
+        }
+        const bytes = await this.get(cid)
+        return encode(bytes === undefined ? { error: 'not found' } : { bytes })
+      },
+      { budget: BLOB_BUDGET },
+    )
   }
 
   /**
    * Fetches a blob from the first peer in `peers` that has it and whose bytes match the CID,
    * and stores it. Throws when none does.
    */
-  async fetch(cid: string, peers: readonly string[], transport: ChainTransport): Promise<Uint8Array> {
+  async fetch(
+    cid: string,
+    peers: readonly string[],
+    transport: Pick<PeerTransport, 'request' | 'penalize'>,
+  ): Promise<Uint8Array> {
     const have = await this.get(cid)
     if (have !== undefined) return have
     const parsed = parseCid(cid)

@@ -11,7 +11,7 @@ import type { Ed25519KeyPair } from '../identity/keys.ts'
 import type { ChainEvent } from '../chain/host.ts'
 import type { ChainParams } from '../chain/genesis.ts'
 import type { StateReader } from '../chain/state-view.ts'
-import type { ChainTransport } from '../chain/transport.ts'
+import type { PeerTransport } from '../core/transport.ts'
 import type { ExecutionProvider } from './job.ts'
 import type { TensorMap } from './tensor.ts'
 
@@ -34,13 +34,10 @@ export interface ChainView {
 export type SubmitTx = (kind: string, body: unknown) => Promise<{ hash: Uint8Array }>
 
 /** Request/response between nodes named by DID (a `Pick` of the node's transport). */
-export type InferenceTransport = Pick<ChainTransport, 'self' | 'request' | 'handle' | 'peers' | 'penalize'>
+export type InferenceTransport = Pick<PeerTransport, 'self' | 'request' | 'handle' | 'peers' | 'penalize'>
 
-/** Gossip for slot adverts. */
-export interface AdvertBus {
-  publish(topic: string, data: Uint8Array): void
-  subscribe(topic: string, handler: (data: Uint8Array, from: string) => void): () => void
-}
+/** Gossip for slot adverts (validated before they are relayed: see `advertValidator`). */
+export type AdvertBus = Pick<PeerTransport, 'publish' | 'subscribe'>
 
 export interface InferenceComponents {
   key: Ed25519KeyPair

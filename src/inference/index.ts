@@ -14,15 +14,14 @@
  * ones; the audit simulation (sim/audit-sim.ts) wires a manual clock, a seeded generator and the
  * in-memory transport to the same classes.
  */
-import { describeError } from '../core/errors.ts'
-import { WorkerTable, advertTopic, decodeAdvert, type SlotAdvert } from './adverts.ts'
+import { ADVERT_TOPIC, WorkerTable, advertValidator, type SlotAdvert } from './adverts.ts'
 import type { AuditEvent, InferenceComponents, JobEvent, ModelRunner, WorkerBehaviour } from './components.ts'
 import { Auditor } from './auditor.ts'
 import { Gateway } from './gateway.ts'
 import { WorkerModels, type BlobSource } from './models.ts'
 import { Settler, type Journal } from './settler.ts'
 import { Worker, type ReceiptKeeper } from './worker.ts'
-import { listModels, type ModelRecord } from './chain/state.ts'
+import { isSchedulable, listModels, type ModelRecord } from './chain/state.ts'
 
 export interface InferenceInit {
   /** Serve models (needs `runner` and a bond on chain). */
@@ -116,15 +115,15 @@ export function createInference(init: InferenceInit): (components: InferenceComp
       async start() {
         if (init.gateway !== false)
           unsubscribe.push(
-            c.adverts.subscribe(advertTopic(c.chain.chainId), (data, from) => {
-              try {
-                const advert = decodeAdvert(data)
-                if (advert.worker !== from) return
-                table.update(advert)
-              } catch (err) {
-                c.transport.penalize(from, `bad slot advert: ${describeError(err)}`)
-              }
-            }),
+            c.adverts.subscribe(
+              ADVERT_TOPIC,
+              advertValidator({
+                chainId: c.chain.chainId,
+                table,
+                isBonded: (did) => isSchedulable(c.chain.state(), did, c.chain.height() + 1, c.chain.params),
+                now: () => c.clock.now(),
+              }),
+            ),
           )
         unsubscribe.push(c.chain.onCommit(() => gateway.sweep()))
         await gateway.start()

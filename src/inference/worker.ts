@@ -18,7 +18,7 @@ import { untrustedText } from '../core/untrusted-text.ts'
 import { repeat } from '../core/clock.ts'
 import type { Logger } from '../core/logger.ts'
 import type { ChainEvent } from '../chain/host.ts'
-import { advertTopic, signAdvert, type SlotAdvert } from './adverts.ts'
+import { ADVERT_TOPIC, signAdvert, type SlotAdvert } from './adverts.ts'
 import type { InferenceComponents, JobEvent, WorkerBehaviour } from './components.ts'
 import {
   ADVERT_COALESCE_MS,
@@ -194,7 +194,7 @@ export class Worker {
     if (!isSchedulable(c.chain.state(), c.transport.self, c.chain.height() + 1, c.chain.params)) return
     const advert = this.capacity()
     this.#init.onCapacity?.(advert)
-    c.adverts.publish(advertTopic(c.chain.chainId), signAdvert(c.key, advert))
+    c.adverts.publish(ADVERT_TOPIC, signAdvert(c.key, { ...advert, chainId: c.chain.chainId }))
   }
 
   /** A job started or ended: the local table learns it now, the network within ADVERT_COALESCE_MS. */

@@ -15,16 +15,18 @@ export const MAX_FRAME_BYTES = 16 * 1024 * 1024
 /** How long a request may take before it fails with a timeout. @default 10 s */
 export const REQUEST_TIMEOUT_MS = 10_000
 
-/** Penalties after which a peer is disconnected and refused for BAN_MS. @default 20 */
+/** Penalty points at which a peer is disconnected and refused for BAN_MS (penalties.ts). @default 20 */
 export const PENALTY_LIMIT = 20
+/** A peer's penalty points halve every this long, so old penalties are forgiven. @default 5 minutes */
+export const PENALTY_HALF_LIFE_MS = 5 * 60_000
 /** @default 10 minutes */
 export const BAN_MS = 10 * 60_000
 
 /** Connection manager bounds. @default 100 */
 export const MAX_CONNECTIONS = 100
 
-/** Gossip topic names, one set per chain. */
-export function chainTopic(chainId: string, topic: 'consensus' | 'txs'): string {
+/** A gossip topic's name on the wire, one set per chain: `/donghae/<chainId>/<topic>/1`. */
+export function gossipTopic(chainId: string, topic: string): string {
   return `${PROTOCOL_PREFIX}/${chainId}/${topic}/1`
 }
 

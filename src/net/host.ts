@@ -44,7 +44,15 @@ export interface HostServices {
   [key: string]: unknown
 }
 
-export type DonghaeHost = Libp2p<HostServices>
+/**
+ * Who the host refuses to connect with, in both directions, before any protocol runs (libp2p's
+ * connection gater). The transport fills in `deny` with its bans (libp2p-transport.ts).
+ */
+export interface PeerGate {
+  deny(peerId: string): boolean
+}
+
+export type DonghaeHost = Libp2p<HostServices> & { readonly gate?: PeerGate }
 
 export interface HostOptions {
   key: Ed25519KeyPair
@@ -138,6 +146,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
       : {}),
     ...relayAndNat(options),
   }
+  const gate: PeerGate = { deny: () => false }
   const node = await createLibp2p({
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },
@@ -151,6 +160,11 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     streamMuxers: [yamux()],
     peerDiscovery: discovery as never,
     connectionManager: { maxConnections: options.maxConnections ?? MAX_CONNECTIONS },
+    connectionGater: {
+      denyDialPeer: (peerId) => gate.deny(peerId.toString()),
+      denyInboundEncryptedConnection: (peerId) => gate.deny(peerId.toString()),
+      denyOutboundEncryptedConnection: (peerId) => gate.deny(peerId.toString()),
+    },
     ...(datastore === undefined ? {} : { datastore }),
     services: services as never,
     start: false,
@@ -160,5 +174,5 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     await stop()
     await datastore?.close()
   }
-  return node as unknown as DonghaeHost
+  return Object.assign(node, { gate }) as unknown as DonghaeHost
 }

@@ -10,7 +10,8 @@
  *
  * Every frame is length-prefixed: `id` (u32, big-endian) ‖ `kind` (u8) ‖ payload, where kind is
  * 0 for a request, 1 for its answer and 2 for an error (UTF-8 message). Answers come back in any
- * order; a side that serves a session runs up to `MAX_IN_FLIGHT` requests at once and stops
+ * order; an error's payload is `encodeRefusal` (the error's code, a newline, its message). A side
+ * that serves a session runs up to `MAX_IN_FLIGHT` requests at once and stops
  * reading until one finishes. A broken stream fails the requests waiting on it, and the next
  * request opens a new one.
  */
@@ -18,7 +19,8 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
-import { TransportError, type RequestHandler } from '../chain/transport.ts'
+import { OverBudgetError, TransportError, type RequestHandler } from '../core/transport.ts'
+import type { PeerBudgets } from '../core/budget.ts'
 import type { DonghaeHost } from './host.ts'
 import { MAX_FRAME_BYTES } from './constants.ts'
 
@@ -46,6 +48,36 @@ function parseFrame(bytes: Uint8Array): { id: number; kind: number; payload: Uin
   const kind = bytes[4] as number
   if (kind > ERROR) throw new TransportError(`unknown session frame kind ${kind}`)
   return { id, kind, payload: bytes.subarray(HEADER_BYTES) }
+}
+
+/** Whether a handler's error blames the request (to be penalized): it is marked `action: 'reject'` (DecodeError…). */
+export function blamesRequest(err: unknown): boolean {
+  return err instanceof Error && (err as { action?: unknown }).action === 'reject'
+}
+
+/**
+ * Whether a stream's error means the peer sent invalid data: a frame over the size limit, a
+ * broken session frame, or a request its handler refused as malformed. Timeouts, aborts,
+ * resets and a handler's own failures are not.
+ */
+export function isPeerFault(err: unknown): boolean {
+  if (err instanceof TransportError || blamesRequest(err)) return true
+  return err instanceof Error && err.name === 'InvalidDataLengthError'
+}
+
+/** A refusal on the wire: the error's stable code, a newline, its message (UTF-8). */
+export function encodeRefusal(err: unknown): Uint8Array {
+  const code = err instanceof TransportError ? err.code : TransportError.code
+  return new TextEncoder().encode(`${code}\n${describeError(err)}`)
+}
+
+/** The typed error a refusal stands for (`OverBudgetError` for OVER_BUDGET, else TransportError). */
+export function decodeRefusal(payload: Uint8Array): TransportError {
+  const text = new TextDecoder().decode(payload)
+  const newline = text.indexOf('\n')
+  const code = newline === -1 ? '' : text.slice(0, newline)
+  const message = `the peer refused the request: ${newline === -1 ? text : text.slice(newline + 1)}`
+  return code === OverBudgetError.code ? new OverBudgetError(message) : new TransportError(message)
 }
 
 interface Pending {
@@ -133,7 +165,7 @@ class Session {
         // An answer to a request already given up (timed out) is dropped.
         const pending = this.#settle(id)
         if (kind === ANSWER) pending?.resolve(payload)
-        else pending?.reject(new TransportError(`the peer refused the request: ${new TextDecoder().decode(payload)}`))
+        else pending?.reject(decodeRefusal(payload))
       }
     } catch (err) {
       this.close(err instanceof TransportError ? err : new TransportError(`session ended: ${describeError(err)}`))
@@ -188,25 +220,33 @@ export class SessionPool {
 /**
  * Serves one incoming session stream until it closes: each request runs `handler` and its answer
  * (or error) goes back with the request's id. A frame that breaks the format ends the session
- * and is reported through `onInvalid`; a request the handler rejects is answered with an error
- * frame and also reported.
+ * and is reported through `onInvalid`; a request the handler refuses is answered with an error
+ * frame, and reported only when the refusal blames the request (`isPeerFault`).
  */
 export async function serveSession(
   stream: Stream,
   from: string,
   handler: RequestHandler,
-  options: { onInvalid(reason: string): void; log: Logger },
+  options: { onInvalid(reason: string): void; log: Logger; budgets?: PeerBudgets },
 ): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
   let inFlight = 0
   let freed: (() => void) | undefined
+  const { budgets } = options
   const answer = async (id: number, payload: Uint8Array): Promise<void> => {
     let reply: Uint8Array
-    try {
-      reply = frame(id, ANSWER, await handler(payload, from))
-    } catch (err) {
-      options.onInvalid(`request refused: ${describeError(err)}`)
-      reply = frame(id, ERROR, new TextEncoder().encode(describeError(err)))
+    if (budgets !== undefined && budgets.available(from) <= 0) {
+      const refusal = new OverBudgetError(`over the session's byte budget; retry in ${budgets.waitMs(from)} ms`)
+      reply = frame(id, ERROR, encodeRefusal(refusal))
+    } else {
+      try {
+        const answer = await handler(payload, from)
+        budgets?.charge(from, answer.byteLength)
+        reply = frame(id, ANSWER, answer)
+      } catch (err) {
+        if (blamesRequest(err)) options.onInvalid(`request refused: ${describeError(err)}`)
+        reply = frame(id, ERROR, encodeRefusal(err))
+      }
     }
     await lp.write(reply).catch((err: unknown) => options.log.debug({ err: describeError(err) }, 'answer not sent'))
   }
@@ -223,8 +263,7 @@ export async function serveSession(
       })
     }
   } catch (err) {
-    const invalid = err instanceof TransportError || (err instanceof Error && err.name === 'InvalidDataLengthError')
-    if (invalid) {
+    if (isPeerFault(err)) {
       options.onInvalid(describeError(err))
       stream.abort(err as Error)
       return

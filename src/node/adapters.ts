@@ -1,6 +1,6 @@
 /**
  * Adapters between the node's parts and the narrow interfaces the API and the inference
- * components ask for: the network view (`NetApi`), the NAT view, and slot adverts over gossipsub.
+ * components ask for: the network view (`NetApi`) and the NAT view.
  */
 import type { DonghaeConfig } from '../core/config.ts'
 import { didFromPeerId } from '../identity/peer-id.ts'
@@ -8,7 +8,6 @@ import type { NatView, NetApi } from '../api/net-api.ts'
 import type { DonghaeHost } from '../net/host.ts'
 import type { NetworkService } from '../net/network.ts'
 import type { MappingStatus } from '../net/nat/manager.ts'
-import type { AdvertBus } from '../inference/components.ts'
 
 /** The DID of a libp2p peer ('' for a peer whose key is not Ed25519). */
 export function peerDid(peerId: unknown): string {
@@ -53,31 +52,5 @@ export function netApi(host: DonghaeHost, network: NetworkService, nat: DonghaeC
       return { ...natView(nat, host.services.nat?.status()), ...(relay === undefined ? {} : { relay }) }
     },
     resolveDid: (did) => network.resolveDid(did),
-  }
-}
-
-/** Slot adverts over the node's gossipsub (the sender is the message's signed origin). */
-export function pubsubBus(host: DonghaeHost): AdvertBus {
-  const pubsub = host.services.pubsub
-  return {
-    publish: (topic, data) => {
-      pubsub.publish(topic, data).catch(() => {
-        // no peer subscribed yet: the next advert goes out a second later
-      })
-    },
-    subscribe: (topic, handler) => {
-      pubsub.subscribe(topic)
-      const listener = (evt: CustomEvent): void => {
-        const msg = evt.detail as { topic: string; data: Uint8Array; from?: unknown }
-        if (msg.topic !== topic || msg.from === undefined) return
-        const from = peerDid(msg.from)
-        if (from !== '') handler(msg.data, from)
-      }
-      pubsub.addEventListener('message', listener)
-      return () => {
-        pubsub.removeEventListener('message', listener)
-        pubsub.unsubscribe(topic)
-      }
-    },
   }
 }

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
+import { InvalidInputError } from '../core/errors.ts'
 import { toHex } from '../core/bytes.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { VerifyPool } from '../identity/verify-pool.ts'
@@ -26,7 +27,7 @@ import { PohGenerator } from '../chain/poh/generator.ts'
 import { PohVerifier } from '../chain/poh/verifier.ts'
 import { LevelSignStateStore, PrivValidator } from '../chain/bft/privval.ts'
 import { ChainRuntime, proposerFor, ticksRequiredFor } from '../chain/runtime.ts'
-import type { ChainTransport } from '../chain/transport.ts'
+import type { PeerTransport } from '../core/transport.ts'
 import type { ChainEvent } from '../chain/host.ts'
 import type { Block } from '../chain/block.ts'
 import { bankModule, feeCollector, balanceOf } from '../bank/bank.ts'
@@ -41,7 +42,7 @@ export interface NodeOptions {
   dataDir: string
   genesis: GenesisDoc
   key: Ed25519KeyPair
-  transport: ChainTransport
+  transport: PeerTransport
   moniker?: string
   /** Sign votes and proposals (the key must be in the validator set to matter). @default true */
   validator?: boolean
@@ -66,7 +67,7 @@ export class DonghaeNode {
   readonly runtime: ChainRuntime
   readonly #stops: Array<() => Promise<void> | void>
   readonly #moniker: string
-  readonly #transport: ChainTransport
+  readonly #transport: PeerTransport
   /** The one queue for every transaction the node signs with its own key. */
   readonly ownTxs: OwnTxQueue
   readonly #commitListeners: Set<(block: Block, events: ChainEvent[]) => void>
@@ -79,7 +80,7 @@ export class DonghaeNode {
     runtime: ChainRuntime
     stops: Array<() => Promise<void> | void>
     moniker: string
-    transport: ChainTransport
+    transport: PeerTransport
     ownTxs: OwnTxQueue
     commitListeners: Set<(block: Block, events: ChainEvent[]) => void>
   }) {
@@ -166,12 +167,17 @@ export class DonghaeNode {
         },
       })
       const privval = options.validator === false ? undefined : new PrivValidator(key, new LevelSignStateStore(store))
+      // The runtime reports evidence through the node's own-transaction queue, made just below.
+      const built: { node?: DonghaeNode } = {}
       const runtime = new ChainRuntime({
         app,
         mempool,
         transport: options.transport,
         ...(privval === undefined ? {} : { privval }),
-        key,
+        submitOwnTx: async (kind, body) => {
+          if (built.node === undefined) throw new InvalidInputError('the node is not built yet')
+          return built.node.submitOwnTx(kind, body)
+        },
         clock,
         logger,
         verifyPool,
@@ -192,7 +198,7 @@ export class DonghaeNode {
             .warn({ kind, nonce: nonce.toString() }, 'own transaction dropped by the chain; later ones re-signed'),
       })
       commitListeners.add(() => void ownTxs.committed())
-      return new DonghaeNode({
+      built.node = new DonghaeNode({
         did,
         store,
         app,
@@ -204,6 +210,7 @@ export class DonghaeNode {
         ownTxs,
         commitListeners,
       })
+      return built.node
     } catch (err) {
       for (const stop of stops.reverse()) await stop()
       throw err
@@ -269,7 +276,7 @@ export class DonghaeNode {
       }
     },
     submitTx: async (bytes) => ({ hash: await this.runtime.submitTx(bytes) }),
-    txHeight: (hash) => this.app.txHeight(hash),
+    txOutcome: (hash) => this.app.txOutcome(hash),
     prove: (key) => {
       const tree = this.app.stateTree
       return { root: tree.root(), height: this.app.head.height, value: tree.get(key), proof: tree.prove(key) }

@@ -17,7 +17,7 @@ import type { ChainEvent } from '../chain/host.ts'
 import type { Block } from '../chain/block.ts'
 import type { GenesisDoc } from '../chain/genesis.ts'
 import { createHost, type DonghaeHost } from '../net/host.ts'
-import { Libp2pChainTransport } from '../net/chain-transport.ts'
+import { Libp2pTransport } from '../net/libp2p-transport.ts'
 import { NetworkService } from '../net/network.ts'
 import type { WorkerBehaviour } from '../inference/components.ts'
 import type { ExecutionProviderChoice } from '../inference/runtime.ts'
@@ -29,7 +29,7 @@ import type { OperatorApi } from '../api/operator-api.ts'
 import { createApiServer, DASHBOARD_DIR } from '../api/server.ts'
 import { DonghaeNode } from './chain-node.ts'
 import { NodeInference } from './inference.ts'
-import { netApi, peerDid, pubsubBus } from './adapters.ts'
+import { netApi, peerDid } from './adapters.ts'
 
 export interface FullNodeOptions {
   /** Data directory: chain database in `chain/`, peer store in `p2p/`, blobs in `blobs/`. */
@@ -139,7 +139,7 @@ export class FullNode {
       stops.push(() => host.stop())
       stops.push(watchPeers(events, host, peerDid))
 
-      const transport = new Libp2pChainTransport(host, { chainId: genesis.chainId, logger })
+      const transport = new Libp2pTransport(host, { chainId: genesis.chainId, logger })
       transport.start()
       stops.push(() => transport.stop())
 
@@ -172,7 +172,7 @@ export class FullNode {
         node,
         key,
         transport,
-        adverts: pubsubBus(host),
+        adverts: transport,
         dataDir: options.dataDir,
         signal: controller.signal,
         worker: config.worker,

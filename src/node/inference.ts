@@ -23,7 +23,7 @@ import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { bytesCodec, utf8Codec } from '../store/codecs.ts'
 import type { Bucket } from '../store/store.ts'
-import type { ChainTransport } from '../chain/transport.ts'
+import type { PeerTransport } from '../core/transport.ts'
 import type {
   CompletionOutcome,
   InferenceApi,
@@ -56,7 +56,7 @@ export const BUILTIN_MODELS_DIR = DEMO_MODELS_DIR
 export interface NodeInferenceOptions {
   node: DonghaeNode
   key: Ed25519KeyPair
-  transport: ChainTransport
+  transport: PeerTransport
   adverts: AdvertBus
   dataDir: string
   /** Stops the components (the node's root signal). */

@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { signTx, type SignedTx } from '../chain/tx.ts'
+import { signTx } from '../chain/tx.ts'
 import { TxError } from '../chain/errors.ts'
-import type { StateMachine, BlockInfo } from '../chain/host.ts'
+import type { StateMachine, BlockInfo, TxResult } from '../chain/host.ts'
 import type { StateOverlay } from '../chain/state-view.ts'
 import { signVote } from '../chain/bft/messages.ts'
 import { actor, genesisState, makeGenesis, makeMachine, type Actor } from '../../test/helpers/chain.ts'
@@ -13,6 +13,7 @@ import {
   unbondingOf,
   epochSet,
   genesisValidatorSet,
+  registeredValidators,
   validatorSetFromValue,
   validatorSetKey,
 } from './staking.ts'
@@ -57,12 +58,18 @@ function info(state: StateOverlay, height: number, signers: Actor[] | null = nul
   }
 }
 
-function send(s: ReturnType<typeof setup>, who: Actor, kind: string, body: unknown, height: number): SignedTx {
+/** Delivers a transaction (fee 1); a body that fails still uses the nonce and pays the fee. */
+function send(s: ReturnType<typeof setup>, who: Actor, kind: string, body: unknown, height: number): TxResult {
   const nonce = s.nonces.get(who.did) ?? 0n
   const tx = signTx(who.key, { chainId: genesis.chainId, nonce, fee: 1n, kind, body })
-  s.machine.deliver(s.state, tx, { ...info(s.state, height), txHash: new Uint8Array(32) }, () => {})
+  const result = s.machine.deliver(s.state, tx, { ...info(s.state, height), txHash: new Uint8Array(32) }, () => {})
   s.nonces.set(who.did, nonce + 1n)
-  return tx
+  return result
+}
+
+/** Why a delivered transaction's body failed (undefined when it succeeded). */
+function failure(result: TxResult): string | undefined {
+  return result.ok ? undefined : result.error.reason
 }
 
 /** Runs begin and end block for `height` with the given precommit signers of height−1. */
@@ -90,16 +97,34 @@ test('bond, unbond with an unbonding period, withdraw after it completes', () =>
   assert.equal(balanceOf(s.state, user.did), 100_000n - 5_000n - 1n)
   send(s, user, 'staking.unbond', { amount: 2_000n }, 2)
   assert.deepEqual(unbondingOf(s.state, user.did), [{ amount: 2_000n, completes: 7 }])
-  assert.throws(
-    () => send(s, user, 'staking.withdraw', {}, 6),
-    (e: unknown) => e instanceof TxError && e.reason === 'nothing-to-withdraw',
-  )
+  assert.equal(failure(send(s, user, 'staking.withdraw', {}, 6)), 'nothing-to-withdraw')
   send(s, user, 'staking.withdraw', {}, 7)
-  assert.equal(balanceOf(s.state, user.did), 100_000n - 5_000n + 2_000n - 3n, 'the refused withdraw cost nothing')
+  assert.equal(balanceOf(s.state, user.did), 100_000n - 5_000n + 2_000n - 4n, 'the failed withdraw paid its fee')
+  assert.equal(failure(send(s, user, 'staking.unbond', { amount: 9_999n }, 8)), 'insufficient-stake')
+  assert.equal(validatorRecord(s.state, user.did)?.bonded, 3_000n)
+})
+
+test('a bond below minBond is malformed (never admitted, never in a block); withdrawing everything leaves the registry', () => {
+  const s = setup()
+  const small = signTx(user.key, {
+    chainId: genesis.chainId,
+    nonce: 0n,
+    fee: 1n,
+    kind: 'staking.bond',
+    body: { amount: genesis.params.minBond - 1n },
+  })
   assert.throws(
-    () => send(s, user, 'staking.unbond', { amount: 9_999n }, 8),
-    (e: unknown) => e instanceof TxError && e.reason === 'insufficient-stake',
+    () => s.machine.deliver(s.state, small, { ...info(s.state, 1), txHash: new Uint8Array(32) }, () => {}),
+    (e: unknown) => e instanceof TxError && e.reason === 'bond-too-small',
   )
+  assert.equal(s.machine.precheck({ ...small, body: { amount: 5_000n } }).cost, 5_001n, 'fee + bond')
+  assert.ok(!registeredValidators(s.state).includes(user.did))
+  send(s, user, 'staking.bond', { amount: 5_000n }, 1)
+  assert.ok(registeredValidators(s.state).includes(user.did))
+  send(s, user, 'staking.unbond', { amount: 5_000n }, 2)
+  assert.ok(registeredValidators(s.state).includes(user.did), 'unbonding stake is still slashable')
+  send(s, user, 'staking.withdraw', {}, 7)
+  assert.deepEqual(registeredValidators(s.state), [v1, v2, v3, v4].map((v) => v.did).sort())
 })
 
 test('the validator set changes only at epoch edges: a new bonder joins at the next epoch', () => {
@@ -144,9 +169,10 @@ test('double-sign evidence slashes 5% of bonded and unbonding stake, tombstones,
     kind: 'staking.evidence',
     body: { a, b },
   })
-  s.machine.deliver(s.state, tx, { ...info(s.state, 3), txHash: new Uint8Array(32) }, (e) =>
+  const result = s.machine.deliver(s.state, tx, { ...info(s.state, 3), txHash: new Uint8Array(32) }, (e) =>
     events.push(`${e.type}:${e.attributes.reason}`),
   )
+  assert.ok(result.ok)
   assert.deepEqual(events, ['staking.slash:double-sign'])
   const record = validatorRecord(s.state, v3.did)
   assert.equal(record?.bonded, 7_600n, '5% of the 8 000 still bonded')
@@ -163,14 +189,14 @@ test('double-sign evidence slashes 5% of bonded and unbonding stake, tombstones,
     kind: 'staking.evidence',
     body: { a, b },
   })
-  assert.throws(
-    () => s.machine.deliver(s.state, again, { ...info(s.state, 3), txHash: new Uint8Array(32) }, () => {}),
-    (e: unknown) => e instanceof TxError && e.reason === 'evidence-duplicate',
+  assert.equal(
+    failure(s.machine.deliver(s.state, again, { ...info(s.state, 3), txHash: new Uint8Array(32) }, () => {})),
+    'evidence-duplicate',
   )
   const unjail = signTx(v3.key, { chainId: genesis.chainId, nonce: 1n, fee: 1n, kind: 'staking.unjail', body: {} })
-  assert.throws(
-    () => s.machine.deliver(s.state, unjail, { ...info(s.state, 4), txHash: new Uint8Array(32) }, () => {}),
-    (e: unknown) => e instanceof TxError && e.reason === 'tombstoned',
+  assert.equal(
+    failure(s.machine.deliver(s.state, unjail, { ...info(s.state, 4), txHash: new Uint8Array(32) }, () => {})),
+    'tombstoned',
   )
   // At the next epoch edge the offender leaves the set.
   for (let h = 4; h <= 10; h++) block(s, h, [v1, v2, v3, v4])
@@ -180,25 +206,18 @@ test('double-sign evidence slashes 5% of bonded and unbonding stake, tombstones,
   )
 })
 
-test('evidence that proves nothing is refused and changes nothing', () => {
+test('evidence that proves nothing fails (its fee charged) and slashes nobody', () => {
   const s = setup()
   const vote = { chainId: genesis.chainId, height: 2, round: 0, type: 'prevote' as const, validator: v2.did }
   const a = signVote(v2.key, { ...vote, blockId: new Uint8Array(32).fill(1) })
   const same = signVote(v2.key, { ...vote, blockId: new Uint8Array(32).fill(1) })
   const forged = { ...signVote(v1.key, { ...vote, blockId: new Uint8Array(32).fill(2) }), validator: v2.did }
   const otherChain = signVote(v2.key, { ...vote, chainId: 'elsewhere', blockId: new Uint8Array(32).fill(3) })
-  for (const [b, nonce] of [
-    [same, 0n],
-    [forged, 0n],
-    [otherChain, 0n],
-  ] as const) {
-    const tx = signTx(user.key, { chainId: genesis.chainId, nonce, fee: 1n, kind: 'staking.evidence', body: { a, b } })
-    assert.throws(
-      () => s.machine.deliver(s.state, tx, { ...info(s.state, 3), txHash: new Uint8Array(32) }, () => {}),
-      (e: unknown) => e instanceof TxError && e.reason === 'evidence-invalid',
-    )
-  }
+  const balance = balanceOf(s.state, user.did)
+  for (const b of [same, forged, otherChain])
+    assert.equal(failure(send(s, user, 'staking.evidence', { a, b }, 3)), 'evidence-invalid')
   assert.equal(validatorRecord(s.state, v2.did)?.bonded, 10_000n)
+  assert.equal(balanceOf(s.state, user.did), balance - 3n, 'three fees')
 })
 
 test('downtime: missing more than half the precommits of a window slashes 1% and jails; unjail after the wait', () => {
@@ -211,15 +230,8 @@ test('downtime: missing more than half the precommits of a window slashes 1% and
   assert.equal(record?.bonded, 9_900n)
   assert.ok((record?.jailedUntil ?? 0) > 0)
   const jailedUntil = record?.jailedUntil ?? 0
-  const unjail = (height: number, nonce: bigint): void => {
-    const tx = signTx(v4.key, { chainId: genesis.chainId, nonce, fee: 1n, kind: 'staking.unjail', body: {} })
-    s.machine.deliver(s.state, tx, { ...info(s.state, height), txHash: new Uint8Array(32) }, () => {})
-  }
-  assert.throws(
-    () => unjail(jailedUntil - 1, 0n),
-    (e: unknown) => e instanceof TxError && e.reason === 'still-jailed',
-  )
-  unjail(jailedUntil, 0n)
+  assert.equal(failure(send(s, v4, 'staking.unjail', {}, jailedUntil - 1)), 'still-jailed')
+  assert.equal(failure(send(s, v4, 'staking.unjail', {}, jailedUntil)), undefined)
   assert.equal(validatorRecord(s.state, v4.did)?.jailedUntil, 0)
 })
 

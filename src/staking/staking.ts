@@ -7,6 +7,8 @@
  *   staking/unb/<did>     [{ amount, completes }]   unbonding stake, slashable until it completes
  *   staking/set/<epoch>   [{ did, power }]          the validator set of an epoch
  *   staking/ev/<id>       height                    evidence already used
+ *   staking/registry/…    an IndexedSet (chain/indexed-set.ts) of every DID with stake bonded or
+ *                         unbonding: one key per entry, so a bond does not rewrite a list
  * The set of epoch e+1 is computed at the end of the last block of epoch e (height (e+1)·E),
  * so it changes only at epoch edges. Jailing removes a validator from the next epoch's set and
  * stops its rewards at once. All arithmetic is bigint; basis points for fractions.
@@ -20,6 +22,7 @@ import { TxError } from '../chain/errors.ts'
 import type { BlockContext, ChainModule, TxHandler } from '../chain/host.ts'
 import type { ChainParams, GenesisDoc } from '../chain/genesis.ts'
 import { readState, type StateOverlay, type StateReader } from '../chain/state-view.ts'
+import { IndexedSet } from '../chain/indexed-set.ts'
 import { makeValidatorSet } from '../chain/bft/types.ts'
 import type { DuplicateVoteEvidence, ValidatorSet, Vote } from '../chain/bft/types.ts'
 import { checkDuplicateVoteEvidence } from '../chain/bft/messages.ts'
@@ -161,17 +164,17 @@ export function validatorSetAt(
   return toValidatorSet(set)
 }
 
-const REGISTRY_KEY = 'staking/registry'
+const registry = new IndexedSet('staking/registry')
 
-/** Every DID that has ever bonded, sorted. */
+/** Every DID with stake bonded or unbonding (genesis validators included), sorted. */
 export function registeredValidators(state: StateReader): string[] {
-  return readState<string[]>(state, REGISTRY_KEY) ?? []
+  return registry.list(state).sort()
 }
 
-function register(state: StateOverlay, did: string): void {
-  const registry = registeredValidators(state)
-  if (registry.includes(did)) return
-  state.write(REGISTRY_KEY, [...registry, did].sort())
+/** A DID whose stake is all withdrawn leaves the registry (its record stays, with its history). */
+function unregisterIfEmpty(state: StateOverlay, did: string): void {
+  const record = validatorRecord(state, did)
+  if (record !== undefined && record.bonded === 0n && unbondingOf(state, did).length === 0) registry.delete(state, did)
 }
 
 /** Every validator record, in DID order (queries, the dashboard). */
@@ -241,7 +244,12 @@ function decodeVote(value: unknown, field: string): Vote {
 /** Creates the staking module for a chain's parameters. */
 export function stakingModule(params: ChainParams): ChainModule {
   const bond: TxHandler<{ amount: bigint }> = {
-    decodeBody: (body) => ({ amount: positiveAmount(asRecord(body, 'staking.bond', ['amount']).amount) }),
+    decodeBody: (body) => {
+      const amount = positiveAmount(asRecord(body, 'staking.bond', ['amount']).amount)
+      if (amount < params.minBond) throw new TxError('bond-too-small', `a bond must be at least ${params.minBond}`)
+      return { amount }
+    },
+    spends: (body) => body.amount,
     apply(state, tx, body, ctx) {
       debit(state, tx.sender, body.amount)
       const record = validatorRecord(state, tx.sender) ?? {
@@ -253,7 +261,7 @@ export function stakingModule(params: ChainParams): ChainModule {
       }
       record.bonded += body.amount
       writeRecord(state, tx.sender, record)
-      register(state, tx.sender)
+      registry.add(state, tx.sender)
       ctx.emit({
         type: 'staking.bond',
         attributes: { validator: tx.sender, amount: body.amount.toString(), bonded: record.bonded.toString() },
@@ -291,6 +299,7 @@ export function stakingModule(params: ChainParams): ChainModule {
       const { amount, remaining } = takeMatured(unbondingOf(state, tx.sender), ctx.height)
       writeUnbonding(state, tx.sender, remaining)
       credit(state, tx.sender, amount)
+      unregisterIfEmpty(state, tx.sender)
       ctx.emit({ type: 'staking.withdraw', attributes: { validator: tx.sender, amount: amount.toString() } })
     },
   }
@@ -471,7 +480,7 @@ export function stakingModule(params: ChainParams): ChainModule {
         .map((v) => ({ did: v.did, power: v.stake }))
         .sort((a, b) => (a.did < b.did ? -1 : 1))
       state.write(setKey(0), set)
-      for (const v of set) register(state, v.did)
+      for (const v of set) registry.add(state, v.did)
     },
     beginBlock(state, ctx) {
       trackDowntime(state, ctx)

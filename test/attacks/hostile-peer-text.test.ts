@@ -11,7 +11,7 @@ import { encode } from '../../src/core/codec.ts'
 import { cidOfBytes, RAW_CODE } from '../../src/core/cid.ts'
 import { createLogger } from '../../src/core/logger.ts'
 import type { GenesisDoc, GenesisModel } from '../../src/chain/genesis.ts'
-import { advertTopic, signAdvert } from '../../src/inference/adverts.ts'
+import { ADVERT_TOPIC, signAdvert } from '../../src/inference/adverts.ts'
 import { INFER_PROTOCOL } from '../../src/inference/constants.ts'
 import { SimNetwork, SIM_BLOCK_MS } from '../../src/inference/sim/network.ts'
 import { createApiServer } from '../../src/api/server.ts'
@@ -81,10 +81,11 @@ test('hostile worker error text: 1 MiB of terminal escapes, forged log lines and
     await net.quiesce()
   }
   await deposit
-  net.publishAdvert(
+  const verdict = await net.publishAdvert(
     hostile.did,
-    advertTopic(genesis.chainId),
+    ADVERT_TOPIC,
     signAdvert(hostile.key, {
+      chainId: genesis.chainId,
       ep: 'cpu',
       runtime: RUNTIME,
       models: [{ cid: MODEL, mjps: 100_000 }],
@@ -94,6 +95,7 @@ test('hostile worker error text: 1 MiB of terminal escapes, forged log lines and
       time: net.clock.now(),
     }),
   )
+  assert.equal(verdict, 'accept', 'the hostile worker is bonded and its advert valid: the gateway takes it')
   const inference = { infer: (request) => node.inference.gateway.infer(request) } as Pick<
     InferenceApi,
     'infer'

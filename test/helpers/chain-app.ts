@@ -29,6 +29,8 @@ export async function openTestChain(
   self: Actor | undefined,
   dir?: string,
   clock = new ManualClock(genesis.genesisTime + 1_000),
+  /** PoH ticks a proposal at a round needs. @default 1 at every round */
+  ticksRequired: (round: number) => number = () => 1,
 ): Promise<TestChain> {
   const home = dir ?? (await mkdtemp(join(tmpdir(), 'donghae-chain-')))
   const store = await Store.open(join(home, 'db'))
@@ -43,7 +45,7 @@ export async function openTestChain(
     validatorSet: (state, height) => validatorSetAt(state, height, genesis.params),
     retainProofs: (height) => retainedProofKeys(height, genesis.params),
     proposer: proposerFor(genesis),
-    ticksRequired: () => 1,
+    ticksRequired,
     ...(self === undefined ? {} : { self: self.did }),
     clock,
   })

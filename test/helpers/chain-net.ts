@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DonghaeNode } from '../../src/node/index.ts'
-import { MemoryHub } from '../../src/chain/transport.ts'
+import { MemoryHub } from '../../src/net/memory-transport.ts'
 import type { GenesisDoc } from '../../src/chain/genesis.ts'
 import { makeGenesis, type Actor } from './chain.ts'
 

@@ -208,8 +208,13 @@ export function inBlock<T>(m: Market, fn: (tx: (who: Actor, kind: string, body: 
 function deliver(m: Market, who: Actor, kind: string, body: unknown, height: number, events: ChainEvent[]): void {
   const nonce = m.nonces.get(who.did) ?? 0n
   const tx = decodeTx(encodeTx(signTx(who.key, { chainId: m.genesis.chainId, nonce, fee: 1n, kind, body })))
-  m.machine.deliver(m.state, tx, { ...info(m, height), txHash: new Uint8Array(32) }, (e) => events.push(e))
+  // Ante failures throw and use no nonce; a failed body is included (its fee paid, its nonce used)
+  // and thrown here as the TxError it failed with, so `refused(...)` reads the same either way.
+  const result = m.machine.deliver(m.state, tx, { ...info(m, height), txHash: new Uint8Array(32) }, (e) =>
+    events.push(e),
+  )
   m.nonces.set(who.did, nonce + 1n)
+  if (!result.ok) throw result.error
 }
 
 /** Runs empty blocks until `height`. */

@@ -5,9 +5,10 @@
  *
  * `commitPending()` stands in for consensus (the BFT engine and ChainApp are tested elsewhere):
  * it executes what the mempool reaps as the next block (begin-block, `machine.deliver` per
- * transaction, end-block), records the block, its certificate (precommits of the members of the
- * height's validator set that are among `validators`) and the transaction index, and lets the
- * mempool drop what was included. Every height's state is kept, so `proveAt` answers any height.
+ * transaction — failed bodies included with their fee, as ChainApp does — end-block), records the
+ * block, its certificate (precommits of the members of the height's validator set that are among
+ * `validators`) and the transaction index, and lets the mempool drop what was included. Every
+ * height's state is kept, so `proveAt` answers any height.
  */
 import { toHex } from '../../src/core/bytes.ts'
 import { sha256 } from '../../src/core/hash.ts'
@@ -18,6 +19,7 @@ import { blockId, checkBlockConsistency, commitHash, type Block, type BlockHeade
 import { TxError } from '../../src/chain/errors.ts'
 import { genesisHash, type GenesisDoc } from '../../src/chain/genesis.ts'
 import { accountNonce, type BlockInfo, type StateMachine } from '../../src/chain/host.ts'
+import type { TxOutcome } from '../../src/chain/app.ts'
 import { Mempool, type PoolEntry } from '../../src/chain/mempool.ts'
 import { PohChain } from '../../src/chain/poh/entries.ts'
 import { StateOverlay } from '../../src/chain/state-view.ts'
@@ -57,7 +59,7 @@ export class MemoryChain implements ChainApi {
   readonly #validators: Actor[]
   readonly #moniker: string
   readonly #blocks: StoredBlock[] = []
-  readonly #txIndex = new Map<string, number>()
+  readonly #txIndex = new Map<string, TxOutcome>()
   /** The state after each height (0: the genesis). */
   readonly #trees: SparseMerkleTree[] = []
   #tree: SparseMerkleTree
@@ -135,7 +137,7 @@ export class MemoryChain implements ChainApi {
     return { hash: this.mempool.add(bytes, this.#tree).hash }
   }
 
-  async txHeight(hash: Uint8Array): Promise<number | undefined> {
+  async txOutcome(hash: Uint8Array): Promise<TxOutcome | undefined> {
     return this.#txIndex.get(toHex(hash))
   }
 
@@ -182,10 +184,16 @@ export class MemoryChain implements ChainApi {
     const included = this.#deliverPending(overlay, info)
     this.machine.endBlock(overlay, { ...info, emit: ignore })
     const tree = this.#tree.apply(overlay.changes())
-    const block = this.#buildBlock(info, included, tree.root(), lastCommit)
+    const block = this.#buildBlock(
+      info,
+      included.map((i) => i.entry),
+      tree.root(),
+      lastCommit,
+    )
     const id = blockId(block.header)
     this.#blocks.push({ block, id, commit: this.#certify(height, id, info.validators) })
-    for (const entry of included) this.#txIndex.set(entry.id, height)
+    for (const { entry, reason } of included)
+      this.#txIndex.set(entry.id, reason === undefined ? { height, ok: true } : { height, ok: false, reason })
     this.#tree = tree
     this.#trees.push(tree)
     this.#head = { height, id, pohEnd: block.header.pohEnd, time: info.time }
@@ -193,15 +201,15 @@ export class MemoryChain implements ChainApi {
     return block
   }
 
-  /** Each reaped transaction that succeeds on top of the ones before it; failures leave the pool. */
-  #deliverPending(overlay: StateOverlay, info: BlockInfo): PoolEntry[] {
-    const included: PoolEntry[] = []
+  /** Each reaped transaction that passes its ante checks on top of the ones before it; the others leave the pool. */
+  #deliverPending(overlay: StateOverlay, info: BlockInfo): Array<{ entry: PoolEntry; reason?: string }> {
+    const included: Array<{ entry: PoolEntry; reason?: string }> = []
     for (const entry of this.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
-      const attempt = overlay.fork()
       try {
-        this.machine.deliver(attempt, entry.tx, { ...info, txHash: entry.hash }, () => {}, { signatureChecked: true })
-        attempt.merge()
-        included.push(entry)
+        const result = this.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, () => {}, {
+          signatureChecked: true,
+        })
+        included.push(result.ok ? { entry } : { entry, reason: result.error.reason })
       } catch (err) {
         if (!(err instanceof TxError)) throw err
         this.mempool.drop(entry.hash)

@@ -152,17 +152,18 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/tx/:hash',
       schema: {
-        summary: 'The height at which a transaction was committed (404 while pending or unknown)',
+        summary:
+          'The height at which a transaction was committed and whether its body succeeded (404 while pending or unknown)',
         tags: ['transactions'],
         params: HashParams,
         response: { 200: TxResponse, ...ERROR_RESPONSES },
       },
       handler: async (request) => {
         const hash = (request.params as Params<typeof HashParams>).hash.toLowerCase()
-        const height = await chain.txHeight(fromHex(hash))
-        if (height === undefined)
+        const outcome = await chain.txOutcome(fromHex(hash))
+        if (outcome === undefined)
           throw new NotFoundError(`transaction ${hash} is not committed (it may still be pending)`)
-        return { hash, height }
+        return { hash, ...outcome }
       },
     },
     {

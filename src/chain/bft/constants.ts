@@ -51,10 +51,26 @@ export function roundTimeoutMs(config: TimeoutConfig, round: number): number {
   )
 }
 
-/** Sum of the timeouts of rounds 0..round−1: what a proposal at `round` must show PoH for. */
+/**
+ * The least time round `round` lasts before the first honest validator enters the next one. A
+ * validator leaves a round only on OnTimeoutPrecommit (started once it saw +2/3 precommits) or
+ * on f+1 messages from a later round, which means an honest validator is already there; so the
+ * first honest one to reach round r+1 waited out round r's precommit timeout. Its propose and
+ * prevote steps can end at once (an invalid proposal is prevoted nil on arrival; a nil prevote
+ * quorum needs no prevote timeout), so they do not count.
+ */
+export function minRoundMs(config: TimeoutConfig, round: number): number {
+  return timeoutMs(config, 'precommit', round)
+}
+
+/**
+ * Sum of `minRoundMs` over rounds 0..round−1: what a proposal at `round` must show PoH for. Any
+ * more (the sum of all three timeouts, say) would ask honest proposers for ticks that no time
+ * elapsed for, and their blocks' times could not match their PoH.
+ */
 export function skippedRoundsMs(config: TimeoutConfig, round: number): number {
   let total = 0
-  for (let r = 0; r < round; r++) total += roundTimeoutMs(config, r)
+  for (let r = 0; r < round; r++) total += minRoundMs(config, r)
   return total
 }
 

@@ -57,6 +57,7 @@ export {
   DEFAULT_TIMEOUTS,
   timeoutMs,
   roundTimeoutMs,
+  minRoundMs,
   skippedRoundsMs,
   DEFAULT_MAX_MESSAGE_BYTES,
   type TimeoutConfig,

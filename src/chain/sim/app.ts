@@ -3,14 +3,14 @@
  *
  * A block is { height, round, parentId, proposer, payload, poh: { start, entries } }. Its PoH
  * starts where the parent's ended and carries at least ticksRequiredForRound(round) ticks (the
- * timeouts of rounds 0..round−1 at the chain's tick rate), then one entry mixing in the payload's
+ * least time rounds 0..round−1 last, `minRoundMs`, at the chain's tick rate), then one entry mixing in the payload's
  * hash. `checkSimBlock` is the one validity rule: honest nodes use it in validateBlock, and the
  * simulator's checker re-applies it to every committed block against the canonical chain.
  */
 import { asUint8Array, equals } from '../../core/bytes.ts'
 import { decode, encode } from '../../core/codec.ts'
 import { sha256 } from '../../core/hash.ts'
-import { roundTimeoutMs, type TimeoutConfig } from '../bft/constants.ts'
+import { minRoundMs, type TimeoutConfig } from '../bft/constants.ts'
 import type { ConsensusApp } from '../bft/engine.ts'
 import { selectProposer } from '../bft/proposer.ts'
 import type { CommitCertificate, ValidatorSet } from '../bft/types.ts'
@@ -150,7 +150,7 @@ function pohCheckOf(block: SimBlock, hashesPerTick: number): PohCheck {
 
 /** Ticks a block created for `round` must carry since its parent. */
 export function ticksRequired(params: SimChainParams, round: number): number {
-  return ticksRequiredForRound(round, (r) => roundTimeoutMs(params.timeouts, r), params.ticksPerSecond)
+  return ticksRequiredForRound(round, (r) => minRoundMs(params.timeouts, r), params.ticksPerSecond)
 }
 
 /**
@@ -174,7 +174,7 @@ export function checkSimBlock(
   if (!equals(block.poh.start, parent.pohEnd)) return "PoH does not start at the parent's PoH end"
   const check = pohCheckOf(block, params.hashesPerTick)
   if (!check.ok) return `PoH entry ${check.index}: ${check.reason}`
-  if (!coversRound(check.ticks, block.round, (r) => roundTimeoutMs(params.timeouts, r), params.ticksPerSecond)) {
+  if (!coversRound(check.ticks, block.round, (r) => minRoundMs(params.timeouts, r), params.ticksPerSecond)) {
     return 'PoH does not cover the timeouts of the skipped rounds'
   }
   const last = block.poh.entries[block.poh.entries.length - 1]

@@ -121,7 +121,7 @@ test('the block rule: parent, PoH continuity, ticks for skipped rounds, proposer
   assert.equal(checkSimBlock(params, good, params.genesis, 1, 2), undefined)
   assert.equal(checkSimBlock(params, good, params.genesis, 1, 5), undefined, 're-proposed in a later round')
   assert.match(checkSimBlock(params, good, params.genesis, 1, 1) ?? '', /later round/)
-  assert.equal(ticksRequired(params, 2), 115, '(5 s + 6.5 s) at 10 ticks/s')
+  assert.equal(ticksRequired(params, 2), 25, 'the precommit timeouts of rounds 0 and 1 (1 s + 1.5 s) at 10 ticks/s')
   for (const defect of BLOCK_DEFECTS) {
     const bad = makeSimBlock(params, params.genesis, 1, 2, proposer(2), payload, defect)
     assert.notEqual(checkSimBlock(params, bad, params.genesis, 1, 2), undefined, defect)

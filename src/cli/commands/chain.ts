@@ -15,7 +15,7 @@ import { decryptKeystore, readKeystoreFile } from '../../identity/keystore.ts'
 import { DonghaeClient } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, DEFAULT_WAIT_TIMEOUT_MS, NODE_URL_ENV, WAIT_POLL_INTERVAL_MS } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
-import type { AccountJson, StatusJson } from '../../api/schemas.ts'
+import type { AccountJson, StatusJson, TxStatusJson } from '../../api/schemas.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
 import { obtainPassword } from '../password.ts'
@@ -85,13 +85,18 @@ function waitTimeoutMs(text: string): number {
 }
 
 /** Polls until the transaction is in a block; progress goes to stderr. */
-async function waitForCommit(ctx: CliContext, client: DonghaeClient, hash: string, timeoutMs: number): Promise<number> {
+async function waitForCommit(
+  ctx: CliContext,
+  client: DonghaeClient,
+  hash: string,
+  timeoutMs: number,
+): Promise<TxStatusJson> {
   const started = Date.now()
   let reported = started
   ctx.stderr.write(`waiting for ${hash} to be committed...\n`)
   for (;;) {
     try {
-      return (await client.tx(hash)).height
+      return await client.tx(hash)
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err
     }
@@ -132,11 +137,20 @@ async function sendTx(ctx: CliContext, client: DonghaeClient, request: TxRequest
     fee: fee.toString(),
   }
   if (options.json !== true) ctx.out(`submitted ${request.kind} ${hash}`)
+  let failed: TxStatusJson | undefined
   if (options.wait === true) {
-    result.height = await waitForCommit(ctx, client, hash, timeoutMs)
-    if (options.json !== true) ctx.out(`committed at height ${String(result.height)}`)
+    const committed = await waitForCommit(ctx, client, hash, timeoutMs)
+    result.height = committed.height
+    result.ok = committed.ok
+    if (committed.reason !== undefined) result.reason = committed.reason
+    if (!committed.ok) failed = committed
+    else if (options.json !== true) ctx.out(`committed at height ${committed.height}`)
   }
   if (options.json === true) ctx.json(result)
+  if (failed !== undefined)
+    throw new CliError(
+      `${request.kind} ${hash} was committed at height ${failed.height} but failed (${failed.reason ?? 'unknown'}); its fee was charged`,
+    )
 }
 
 /** Adds the options every transaction command shares (after the command's own). */
@@ -265,7 +279,11 @@ Examples:
         if (!/^[0-9a-fA-F]{64}$/.test(hash)) throw new CliError(`${hash} is not a transaction hash (64 hex characters)`)
         const found = await client.tx(hash)
         if (options.json === true) ctx.json(found)
-        else ctx.out(`${found.hash} committed at height ${found.height}`)
+        else if (found.ok) ctx.out(`${found.hash} committed at height ${found.height}`)
+        else
+          ctx.out(
+            `${found.hash} committed at height ${found.height} and failed (${found.reason ?? 'unknown'}); its fee was charged`,
+          )
       }),
     )
 

@@ -108,6 +108,7 @@ const groupOf = (x: { ep: string; runtime: string }): string => `${x.ep}\u0000${
 export function challengeHandler(params: InferenceParams): TxHandler<{ jobId: Uint8Array }> {
   return {
     decodeBody: (body) => ({ jobId: bytes32(fields(body, 'inference.challenge', ['jobId']).jobId, 'jobId') }),
+    spends: () => params.challengeFee,
     apply(state, tx, body, ctx) {
       const id = toHex(body.jobId)
       const settlement = settled(state, id)

@@ -64,6 +64,7 @@ export function depositTx(params: InferenceParams): TxHandler<DepositBody> {
       const b = fields(body, 'inference.deposit', ['gateway', 'amount'])
       return { gateway: didOf(b.gateway, 'gateway'), amount: amountOf(b.amount, 'amount', { positive: true }) }
     },
+    spends: (body) => body.amount,
     apply(state, tx, body, ctx) {
       debit(state, tx.sender, body.amount)
       const deposit = depositOf(state, tx.sender, body.gateway)

@@ -90,7 +90,11 @@ test('registering a model locks a deposit, refuses a price below the minimum, an
   )
   block(m, [[m.owner, 'inference.retireModel', { cid }]])
   assert.equal(modelByCid(m.state, cid)?.status, 'retired')
-  assert.equal(balanceOf(m.state, m.owner.did), before - 2n, 'the deposit came back; the two fees stay paid')
+  assert.equal(
+    balanceOf(m.state, m.owner.did),
+    before - 3n,
+    'the deposit came back; the three fees stay paid (the refused registration was included as failed)',
+  )
   assert.equal(listModels(m.state).length, 2)
 })
 

@@ -91,6 +91,7 @@ export function registerModel(
 export function registerModelTx(params: InferenceParams): TxHandler<ModelSpec> {
   return {
     decodeBody: decodeModelSpec,
+    spends: () => params.modelDeposit,
     apply(state, tx, spec, ctx) {
       if (spec.price < params.minModelPrice)
         refuse('price-too-low', `price ${spec.price} is below the minimum ${params.minModelPrice}`)
@@ -169,6 +170,7 @@ export function bondTx(params: InferenceParams): TxHandler<{ amount: bigint; ep:
         runtime: runtimeOf(b.runtime, 'runtime'),
       }
     },
+    spends: (body) => body.amount,
     apply(state, tx, body, ctx) {
       debit(state, tx.sender, body.amount)
       const record = declare(workerRecord(state, tx.sender) ?? newWorker(body.ep, body.runtime), body.ep, body.runtime)
@@ -255,7 +257,7 @@ export const serveTx: TxHandler<ServeBody> = {
       activeModel(state, cid)
       if (servingSet(cid).add(state, tx.sender)) state.write(sinceKey(cid, tx.sender), ctx.height)
     }
-    for (const cid of body.remove) if (servingSet(cid).remove(state, tx.sender)) state.remove(sinceKey(cid, tx.sender))
+    for (const cid of body.remove) if (servingSet(cid).delete(state, tx.sender)) state.remove(sinceKey(cid, tx.sender))
     ctx.emit({
       type: 'inference.serve',
       attributes: {

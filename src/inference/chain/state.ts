@@ -1,16 +1,16 @@
 /**
  * The inference module's state: keys, records and the reads that queries share with the
  * handlers. Every key is under `inference/`; values are dag-cbor; money is bigint. Sets use one
- * key per member (`EntrySet`), so no transaction rewrites a list that grows with the network.
+ * key per member (`IndexedSet`, src/chain/indexed-set.ts), so no transaction rewrites a list that grows with the network.
  *
  *   model/<cid>                 ModelRecord
  *   name/<name>                 cid of the name's current version
- *   models/…                    EntrySet of every registered model
- *   reports/<cid>/…             EntrySet of workers that found the model bad
+ *   models/…                    IndexedSet of every registered model
+ *   reports/<cid>/…             IndexedSet of workers that found the model bad
  *   worker/<did>                WorkerRecord (bond, declared provider and runtime, audit streak, usage)
- *   workers/…                   EntrySet of every worker that ever bonded
+ *   workers/…                   IndexedSet of every worker that ever bonded
  *   unb/<did>                   [{ amount, completes }]   unbonding, slashable until withdrawn
- *   serving/<cid>/…             EntrySet of the workers that declared they serve the model
+ *   serving/<cid>/…             IndexedSet of the workers that declared they serve the model
  *   since/<cid>/<did>           height of that declaration (draws use only earlier declarations)
  *   dep/<client>/<gateway>      Deposit: what `client` locked for jobs through `gateway`
  *   overdrawn/<gateway>         height at which the gateway dispatched more than a deposit held
@@ -26,7 +26,7 @@ import { asSafeUint, asUint64, MAX_UINT64 } from '../../core/uint.ts'
 import { readState, type StateOverlay, type StateReader } from '../../chain/state-view.ts'
 import type { ChainParams } from '../../chain/genesis.ts'
 import { parseReceipt, type ExecutionProvider, type Receipt } from '../job.ts'
-import { EntrySet } from './entry-set.ts'
+import { IndexedSet } from '../../chain/indexed-set.ts'
 
 export const BPS = 10_000n
 export const MAX_UNBONDING_ENTRIES = 16
@@ -49,10 +49,10 @@ export const batchKey = (height: number, n: number): string => `inference/batch/
 export const auditKey = (jobIdHex: string): string => `inference/audit/${jobIdHex}`
 export const disputeKey = (jobIdHex: string): string => `inference/dispute/${jobIdHex}`
 
-export const MODELS = new EntrySet('inference/models')
-export const WORKERS = new EntrySet('inference/workers')
-export const servingSet = (cid: string): EntrySet => new EntrySet(`inference/serving/${cid}`)
-export const reportSet = (cid: string): EntrySet => new EntrySet(`inference/reports/${cid}`)
+export const MODELS = new IndexedSet('inference/models')
+export const WORKERS = new IndexedSet('inference/workers')
+export const servingSet = (cid: string): IndexedSet => new IndexedSet(`inference/serving/${cid}`)
+export const reportSet = (cid: string): IndexedSet => new IndexedSet(`inference/reports/${cid}`)
 
 /** The parameters the module reads (all in ChainParams). */
 export type InferenceParams = Pick<
@@ -274,7 +274,7 @@ export function modelByName(state: StateReader, name: string): ModelRecord | und
 
 /** Every registered model (old versions, retired and bad ones included), in CID order. */
 export function listModels(state: StateReader): ModelRecord[] {
-  return MODELS.members(state)
+  return MODELS.list(state)
     .sort()
     .map((cid) => modelByCid(state, cid))
     .filter((m): m is ModelRecord => m !== undefined)
@@ -342,7 +342,7 @@ export function writeWorker(state: StateOverlay, did: string, record: WorkerReco
 
 /** Every worker that ever bonded, in DID order (queries, the dashboard, epoch rewards). */
 export function listWorkers(state: StateReader): Array<{ did: string } & WorkerRecord> {
-  return WORKERS.members(state)
+  return WORKERS.list(state)
     .sort()
     .flatMap((did) => {
       const record = workerRecord(state, did)
@@ -371,7 +371,7 @@ export function isSchedulable(
 
 /** The workers that declared they serve `cid`, in DID order. */
 export function servingWorkers(state: StateReader, cid: string): string[] {
-  return servingSet(cid).members(state).sort()
+  return servingSet(cid).list(state).sort()
 }
 
 /** Height at which `did` declared it serves `cid` (undefined if it does not). */

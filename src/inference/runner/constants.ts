@@ -21,7 +21,7 @@ import { DEFAULT_TENSOR_LIMITS } from '../tensor.ts'
 export interface RunnerLimits {
   /** Starting a model's process and opening its session, ms. @default 20_000 */
   loadTimeMs: number
-  /** One run, ms. Below the gateway's 8 s job timeout (service.ts), so a worker answers first. @default 5_000 */
+  /** One run, ms. Below the gateway's 8 s job timeout (gateway.ts), so a worker answers first. @default 5_000 */
   runTimeMs: number
   /** Resident memory of one model's process, bytes. @default 2 GiB */
   maxRssBytes: number

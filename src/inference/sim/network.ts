@@ -21,7 +21,8 @@ import { accountNonce, StateMachine, type ChainEvent } from '../../chain/host.ts
 import { StateOverlay } from '../../chain/state-view.ts'
 import { SparseMerkleTree } from '../../chain/state/smt.ts'
 import { TxError } from '../../chain/errors.ts'
-import { MemoryHub } from '../../chain/transport.ts'
+import { combineVerdicts, type GossipHandler, type GossipVerdict } from '../../core/transport.ts'
+import { MemoryHub } from '../../net/memory-transport.ts'
 import { decodeTx, encodeTx, signTx, txHash } from '../../chain/tx.ts'
 import { bankModule, feeCollector } from '../../bank/bank.ts'
 import { stakingModule, validatorSetAt } from '../../staking/staking.ts'
@@ -61,7 +62,7 @@ export class SimNetwork {
   readonly #rng: Rng
   readonly #seedBytes: Uint8Array
   readonly #listeners = new Set<(height: number, events: readonly ChainEvent[]) => void>()
-  readonly #adverts = new Map<string, Set<(data: Uint8Array, from: string) => void>>()
+  readonly #adverts = new Map<string, Set<GossipHandler>>()
   readonly #busy = new Busy()
   readonly #controller = new AbortController()
   readonly #log: Logger
@@ -117,15 +118,11 @@ export class SimNetwork {
       blockId: (height) => (height <= this.#height ? this.blockId(height) : undefined),
     }
     const adverts: AdvertBus = {
-      publish: (topic, data) => {
-        for (const handler of this.#adverts.get(topic) ?? []) handler(data, did)
-      },
+      publish: (topic, data) => void this.publishAdvert(did, topic, data),
       subscribe: (topic, handler) => {
         const set = this.#adverts.get(topic) ?? new Set()
         this.#adverts.set(topic, set)
-        const own = (data: Uint8Array, from: string): void => {
-          if (from !== did) handler(data, from)
-        }
+        const own: GossipHandler = (data, from, origin) => (from === did ? 'ignore' : handler(data, from, origin))
         set.add(own)
         return () => set.delete(own)
       },
@@ -157,9 +154,15 @@ export class SimNetwork {
     return { did, inference: createInference(tracked)(components), components }
   }
 
-  /** Gossips an advert as `from` (a peer outside the components, in tests). */
-  publishAdvert(from: string, topic: string, data: Uint8Array): void {
-    for (const handler of this.#adverts.get(topic) ?? []) handler(data, from)
+  /**
+   * Gossips an advert as `from` to every node at once (the in-memory network reaches everyone, so
+   * nothing is relayed); the verdicts combined as one node's transport would combine them.
+   */
+  async publishAdvert(from: string, topic: string, data: Uint8Array): Promise<GossipVerdict> {
+    const verdicts = await Promise.all(
+      [...(this.#adverts.get(topic) ?? [])].map((handler) => handler(data, from, from)),
+    )
+    return combineVerdicts(verdicts)
   }
 
   /** Queues a transaction signed by `key` for the next block (clients and attackers outside the components). */
@@ -226,15 +229,20 @@ export class SimNetwork {
         body: tx.body,
       }),
     )
+    let reason: string
     try {
-      this.#machine.deliver(this.#state, decodeTx(bytes), { ...info, txHash: txHash(bytes) }, emit, {
+      const result = this.#machine.deliver(this.#state, decodeTx(bytes), { ...info, txHash: txHash(bytes) }, emit, {
         signatureChecked: true,
       })
+      if (result.ok) return
+      // Included as failed: the fee is paid, the body changed nothing.
+      reason = result.error.reason
     } catch (err) {
       if (!(err instanceof TxError)) throw err
-      const key = `${tx.kind}:${err.reason}`
-      this.refused[key] = (this.refused[key] ?? 0) + 1
+      reason = err.reason
     }
+    const key = `${tx.kind}:${reason}`
+    this.refused[key] = (this.refused[key] ?? 0) + 1
   }
 
   /** Stops every node's timers and listeners. */
