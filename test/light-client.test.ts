@@ -27,7 +27,7 @@ import { genesisHash, genesisToJson, type GenesisDoc, type GenesisModel } from '
 import { bankModule, feeCollector } from '../src/bank/bank.ts'
 import { genesisValidatorSet, stakingModule, validatorSetKey } from '../src/staking/staking.ts'
 import { inferenceModule } from '../src/inference/chain/module.ts'
-import { inclusionProof } from '../src/inference/chain/settle.ts'
+import { settlementView } from '../src/node/adapters.ts'
 import { batchKey } from '../src/inference/chain/state.ts'
 import {
   jobIdHex,
@@ -119,23 +119,9 @@ async function send(chain: MemoryChain, who: Actor, kind: string, body: unknown)
   await chain.submitTx(encodeTx(signTx(who.key, { chainId: genesis.chainId, nonce, fee: 1n, kind, body })))
 }
 
-/** The settlement route as a node serves it (src/node/inference.ts), read from the chain's state. */
+/** The settlement route as a node serves it (settlementView), read from the chain's state. */
 function settlements(chain: MemoryChain): InferenceApi {
-  const settlement: InferenceApi['settlement'] = (jobId) => {
-    const found = inclusionProof(chain.state, jobId)
-    if (found === undefined) return undefined
-    return {
-      jobId,
-      receiptId: toHex(found.settlement.receiptId),
-      worker: found.settlement.worker,
-      height: found.settlement.height,
-      batchKey: batchKey(found.settlement.height, found.settlement.batch),
-      root: toHex(found.root),
-      index: found.proof.index,
-      count: found.proof.count,
-      proof: found.proof.siblings.map((s) => ({ hash: toHex(s.hash), right: s.right })),
-    }
-  }
+  const settlement: InferenceApi['settlement'] = (jobId) => settlementView(chain.state, jobId)
   return { settlement } as Pick<InferenceApi, 'settlement'> as InferenceApi
 }
 

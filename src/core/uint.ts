@@ -32,3 +32,26 @@ export function asSafeUint(value: unknown, field: string): number {
   }
   return value
 }
+
+/** `amount × bps / 10 000`, rounded down: a share in basis points. */
+export function shareOf(amount: bigint, bps: number): bigint {
+  return (amount * BigInt(bps)) / 10_000n
+}
+
+/**
+ * Cuts `bps` basis points from each entry's amount (a slash of stake that is unbonding); entries
+ * left at zero are dropped. Returns what remains and the total cut.
+ */
+export function cutEntries<T extends { amount: bigint }>(
+  entries: readonly T[],
+  bps: number,
+): { kept: T[]; cut: bigint } {
+  let cut = 0n
+  const kept: T[] = []
+  for (const e of entries) {
+    const part = shareOf(e.amount, bps)
+    cut += part
+    if (e.amount - part > 0n) kept.push({ ...e, amount: e.amount - part })
+  }
+  return { kept, cut }
+}

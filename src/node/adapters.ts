@@ -1,8 +1,13 @@
 /**
  * Adapters between the node's parts and the narrow interfaces the API and the inference
- * components ask for: the network view (`NetApi`) and the NAT view.
+ * components ask for: the network view (`NetApi`), the NAT view, a settlement's proof.
  */
 import type { DonghaeConfig } from '../core/config.ts'
+import { toHex } from '../core/bytes.ts'
+import type { StateReader } from '../chain/state-view.ts'
+import { inclusionProof } from '../inference/chain/settle.ts'
+import { batchKey } from '../inference/chain/state.ts'
+import type { SettlementView } from '../api/inference-api.ts'
 import { didFromPeerId } from '../identity/peer-id.ts'
 import type { NatView, NetApi } from '../api/net-api.ts'
 import type { DonghaeHost } from '../net/host.ts'
@@ -52,5 +57,22 @@ export function netApi(host: DonghaeHost, network: NetworkService, nat: DonghaeC
       return { ...natView(nat, host.services.nat?.status()), ...(relay === undefined ? {} : { relay }) }
     },
     resolveDid: (did) => network.resolveDid(did),
+  }
+}
+
+/** A settled job's receipt with its Merkle path in its settle batch, as `GET /v1/jobs/:jobId/settlement` serves it. */
+export function settlementView(state: StateReader, jobId: string): SettlementView | undefined {
+  const found = inclusionProof(state, jobId)
+  if (found === undefined) return undefined
+  return {
+    jobId,
+    receiptId: toHex(found.settlement.receiptId),
+    worker: found.settlement.worker,
+    height: found.settlement.height,
+    batchKey: batchKey(found.settlement.height, found.settlement.batch),
+    root: toHex(found.root),
+    index: found.proof.index,
+    count: found.proof.count,
+    proof: found.proof.siblings.map((s) => ({ hash: toHex(s.hash), right: s.right })),
   }
 }

@@ -14,7 +14,6 @@
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { toHex } from '../core/bytes.ts'
 import { decode, encode } from '../core/codec.ts'
 import { systemClock } from '../core/clock.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
@@ -43,8 +42,8 @@ import type { Journal } from '../inference/settler.ts'
 import type { ReceiptKeeper } from '../inference/worker.ts'
 import { parseReceipt, receiptValue } from '../inference/job.ts'
 import { decodeModelSpec } from '../inference/chain/decode.ts'
-import { inclusionProof } from '../inference/chain/settle.ts'
-import { batchKey, depositOf, isSchedulable, listWorkers } from '../inference/chain/state.ts'
+import { settlementView } from './adapters.ts'
+import { depositOf, isSchedulable, listWorkers } from '../inference/chain/state.ts'
 import { workerScore } from '../inference/chain/rewards.ts'
 import { TextCodec } from '../inference/text.ts'
 import { DEMO_MODELS_DIR } from '../inference/demo-models.ts'
@@ -341,19 +340,7 @@ export class NodeInference implements InferenceApi {
   }
 
   settlement(jobId: string): SettlementView | undefined {
-    const found = inclusionProof(this.#o.node.app.state, jobId)
-    if (found === undefined) return undefined
-    return {
-      jobId,
-      receiptId: toHex(found.settlement.receiptId),
-      worker: found.settlement.worker,
-      height: found.settlement.height,
-      batchKey: batchKey(found.settlement.height, found.settlement.batch),
-      root: toHex(found.root),
-      index: found.proof.index,
-      count: found.proof.count,
-      proof: found.proof.siblings.map((s) => ({ hash: toHex(s.hash), right: s.right })),
-    }
+    return settlementView(this.#o.node.app.state, jobId)
   }
 
   workers(): WorkerView[] {

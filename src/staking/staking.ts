@@ -16,7 +16,7 @@
 import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
 import { toHex, utf8 } from '../core/bytes.ts'
-import { asUint64 } from '../core/uint.ts'
+import { asUint64, cutEntries, shareOf } from '../core/uint.ts'
 import { ed25519PublicKeyFromDid } from '../identity/did-key.ts'
 import { TxError } from '../chain/errors.ts'
 import type { BlockContext, ChainModule, TxHandler } from '../chain/host.ts'
@@ -190,22 +190,12 @@ export function listValidators(state: StateReader): Array<{ did: string } & Vali
 function slash(state: StateOverlay, did: string, bps: number): bigint {
   const record = validatorRecord(state, did)
   if (record === undefined) return 0n
-  const fraction = BigInt(bps)
-  const fromBonded = (record.bonded * fraction) / BPS
+  const fromBonded = shareOf(record.bonded, bps)
   record.bonded -= fromBonded
   writeRecord(state, did, record)
-  let fromUnbonding = 0n
-  const entries = unbondingOf(state, did).map((e) => {
-    const cut = (e.amount * fraction) / BPS
-    fromUnbonding += cut
-    return { amount: e.amount - cut, completes: e.completes }
-  })
-  writeUnbonding(
-    state,
-    did,
-    entries.filter((e) => e.amount > 0n),
-  )
-  return fromBonded + fromUnbonding
+  const unbonding = cutEntries(unbondingOf(state, did), bps)
+  writeUnbonding(state, did, unbonding.kept)
+  return fromBonded + unbonding.cut
 }
 
 function asRecord(body: unknown, kind: string, fields: string[]): Record<string, unknown> {

@@ -25,6 +25,7 @@
  *       of the rest, and the remainder is burned. Quorum members who agree with the majority get
  *       streak += 1 (a chain-drawn audit of them too).
  */
+import { cutEntries, shareOf } from '../../core/uint.ts'
 import { equals, toHex } from '../../core/bytes.ts'
 import { sha256 } from '../../core/hash.ts'
 import { TxError } from '../../chain/errors.ts'
@@ -295,26 +296,16 @@ function memberReceipts(
 function slashWorker(state: StateOverlay, did: string, params: InferenceParams, height: number): bigint {
   const record = workerRecord(state, did)
   if (record === undefined) return 0n
-  const fraction = BigInt(params.workerSlashBps)
-  const fromBonded = (record.bonded * fraction) / BPS
-  let fromUnbonding = 0n
-  const entries = workerUnbonding(state, did).map((e) => {
-    const cut = (e.amount * fraction) / BPS
-    fromUnbonding += cut
-    return { amount: e.amount - cut, completes: e.completes }
-  })
-  writeUnbonding(
-    state,
-    did,
-    entries.filter((e) => e.amount > 0n),
-  )
+  const fromBonded = shareOf(record.bonded, params.workerSlashBps)
+  const unbonding = cutEntries(workerUnbonding(state, did), params.workerSlashBps)
+  writeUnbonding(state, did, unbonding.kept)
   record.bonded -= fromBonded
   record.streak = 0
   record.auditsFailed += 1
   record.slashes += 1
   record.quarantinedUntil = Math.max(record.quarantinedUntil, height + params.quarantineBlocks)
   writeWorker(state, did, record)
-  return fromBonded + fromUnbonding
+  return fromBonded + unbonding.cut
 }
 
 function credited(state: StateOverlay, did: string, change: (r: WorkerRecord) => void): void {

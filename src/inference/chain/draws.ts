@@ -62,7 +62,7 @@ export function isAudited(
 ): boolean | undefined {
   if (settlement.challenged !== null) return true
   const seed = settlementSeed(state, settlement, recent)
-  return seed === undefined ? undefined : shouldAudit(settlement.streak, seed, params)
+  return seed === undefined ? undefined : shouldAudit(settlement, seed, params)
 }
 
 function candidates(

@@ -182,6 +182,7 @@ function settleOne(
     ep: r.ep,
     runtime: r.runtime,
     streak: worker?.streak ?? 0,
+    bonded: worker?.bonded ?? 0n,
     challenged: null,
   }
   state.write(jobKey(toHex(jobId(r.job))), settlement)

@@ -190,10 +190,11 @@ export interface JobSettlement {
   /** Part of the fee kept by the protocol (the treasury). */
   share: bigint
   outputHash: Uint8Array
-  /** The worker's declared provider, runtime and audit streak when it settled. */
+  /** The worker's declared provider, runtime, audit streak and bond when it settled. */
   ep: ExecutionProvider
   runtime: string
   streak: number
+  bonded: bigint
   /** Height of the client's challenge (a forced audit), if any. */
   challenged: number | null
 }
@@ -434,6 +435,7 @@ export function settlementOf(state: StateReader, jobIdHex: string): JobSettlemen
     ...(raw as unknown as JobSettlement),
     fee: asUint64(raw.fee, 'fee'),
     share: asUint64(raw.share, 'share'),
+    bonded: asUint64(raw.bonded, 'bonded'),
   }
 }
 

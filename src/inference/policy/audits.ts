@@ -8,10 +8,13 @@
  * checks every draw itself; nobody who submits an audit can choose the auditor or the quorum.
  *
  * - **Whether**: always while the worker's streak (consecutive passed audits, BOINC's CV) is
- *   below `auditThreshold`; after that with probability max(1/streak, auditFloorPpm): BOINC's
- *   1/CV keeps overhead low, the floor keeps a worker that cheats rarely within reach. A client
- *   may also challenge one of its own settled jobs (a canary's gateway does so when the answer is
- *   wrong), which forces the audit.
+ *   below `auditThreshold`; after that with probability max(1/streak, auditFloorPpm, stake
+ *   floor): BOINC's 1/CV keeps overhead low, the floor keeps a worker that cheats rarely within
+ *   reach, and the stake floor (`stakeFloorPpm`) makes cheating a losing bet whatever the ratio
+ *   of fee to bond: a cheated job is audited often enough that its expected slash is at least
+ *   `AUDIT_LOSS_MARGIN` times its fee, the most a worker can gain by not doing the work. A
+ *   client may also challenge one of its own settled jobs (a canary's gateway does so when the
+ *   answer is wrong), which forces the audit.
  * - **Auditors**: the workers that declared they serve the model, are schedulable, and are not
  *   the original worker, ranked by sha256(seed ‖ "auditor" ‖ did), those whose declared provider
  *   and runtime equal the original's first (exact comparison possible). The i-th of the first
@@ -28,17 +31,20 @@ import type { ChainParams } from '../../chain/genesis.ts'
 
 /** A receipt settled at height b is judged by the id of block b + this. */
 export const AUDIT_DELAY_BLOCKS = 2
+/** A cheated job's expected slash is at least this many times its fee (see `stakeFloorPpm`). */
+export const AUDIT_LOSS_MARGIN = 2n
 /** Quorum members drawn beyond `quorumSize`, so that one offline member does not stall a dispute. */
 export const QUORUM_SPARES = 2
 
 const TWO_256 = 1n << 256n
 const PPM = 1_000_000n
+const BPS = 10_000n
 const AUDITOR = utf8('auditor')
 const QUORUM = utf8('quorum')
 
 export type AuditParams = Pick<
   ChainParams,
-  'auditThreshold' | 'auditFloorPpm' | 'auditCandidates' | 'auditSlotBlocks' | 'quorumSize'
+  'auditThreshold' | 'auditFloorPpm' | 'auditCandidates' | 'auditSlotBlocks' | 'quorumSize' | 'workerSlashBps'
 >
 
 export interface Candidate {
@@ -52,21 +58,52 @@ export function auditSeed(laterBlockId: Uint8Array, receiptIdBytes: Uint8Array):
   return sha256(concat(laterBlockId, receiptIdBytes))
 }
 
-/** The audit rule (see the file header) as a function of the streak at settlement. */
-export function shouldAudit(
-  streak: number,
-  seed: Uint8Array,
-  params: Pick<AuditParams, 'auditThreshold' | 'auditFloorPpm'>,
-): boolean {
-  if (streak < params.auditThreshold || streak <= 0) return true
-  const draw = BigInt(`0x${toHex(sha256(seed))}`)
-  return draw * BigInt(streak) < TWO_256 || draw * PPM < TWO_256 * BigInt(params.auditFloorPpm)
+/** What the audit rule weighs about one settled job. */
+export interface AuditOdds {
+  /** The worker's audit streak when the job settled. */
+  streak: number
+  /** The job's fee: the most the worker gains by not doing the work. */
+  fee: bigint
+  /** The worker's bond when the job settled. */
+  bonded: bigint
 }
 
-/** The audit probability the rule gives at `streak`, parts per million (for reports). */
-export function auditRatePpm(streak: number, params: Pick<AuditParams, 'auditThreshold' | 'auditFloorPpm'>): number {
+/**
+ * The least audit probability, parts per million, at which a cheated job costs its worker more
+ * than it gains: p × slash ≥ AUDIT_LOSS_MARGIN × fee, where slash = bonded × workerSlashBps /
+ * 10 000 is what one lost dispute takes. The gain of a job not run is at most its fee (a worker
+ * saves its compute, which it would not sell below cost); the loss of one caught is the slash
+ * plus the fee refunded, the streak (audited always again for `auditThreshold` jobs) and the
+ * quarantine's lost jobs, so counting the slash alone understates it. A worker whose bond is large
+ * beside its fees (the usual case) gets a tiny figure and the other floors decide; one whose bond
+ * is small, or shrinks by slashes, is audited more, up to always.
+ */
+export function stakeFloorPpm(fee: bigint, bonded: bigint, workerSlashBps: number): number {
+  const slashTimesBps = bonded * BigInt(workerSlashBps)
+  if (fee <= 0n) return 0
+  if (slashTimesBps <= 0n) return 1_000_000
+  // ppm = ceil(margin × fee × 10^6 / (bonded × bps / 10^4))
+  const ppm = (AUDIT_LOSS_MARGIN * fee * PPM * BPS + slashTimesBps - 1n) / slashTimesBps
+  return ppm >= PPM ? 1_000_000 : Number(ppm)
+}
+
+type RuleParams = Pick<AuditParams, 'auditThreshold' | 'auditFloorPpm' | 'workerSlashBps'>
+
+/** The audit rule (see the file header) for one settled job, drawn from `seed`. */
+export function shouldAudit(odds: AuditOdds, seed: Uint8Array, params: RuleParams): boolean {
+  const { streak } = odds
+  if (streak < params.auditThreshold || streak <= 0) return true
+  const draw = BigInt(`0x${toHex(sha256(seed))}`)
+  const floor = Math.max(params.auditFloorPpm, stakeFloorPpm(odds.fee, odds.bonded, params.workerSlashBps))
+  return draw * BigInt(streak) < TWO_256 || draw * PPM < TWO_256 * BigInt(floor)
+}
+
+/** The audit probability the rule gives, parts per million (for reports). */
+export function auditRatePpm(odds: AuditOdds, params: RuleParams): number {
+  const { streak } = odds
   if (streak < params.auditThreshold || streak <= 0) return 1_000_000
-  return Math.max(Math.floor(1_000_000 / streak), params.auditFloorPpm)
+  const floor = Math.max(params.auditFloorPpm, stakeFloorPpm(odds.fee, odds.bonded, params.workerSlashBps))
+  return Math.min(1_000_000, Math.max(Math.floor(1_000_000 / streak), floor))
 }
 
 function rank(seed: Uint8Array, label: Uint8Array, did: string): string {

@@ -63,13 +63,16 @@ test('a run is a pure function of its seed', async () => {
   assert.notEqual(a.digest, c.digest)
 })
 
-test("seed 000's fairness: three workers of different speeds get jobs in proportion to their throughput", async () => {
+test("seed 000's fairness: three workers of different speeds get jobs in proportion to their throughput", async (t) => {
   const speeds = [10, 20, 40]
   const workers = [...speeds.map((jobsPerSecond) => ({ jobsPerSecond })), ...honest(0)]
   const r = await sim.run({ seed: 5, maxJobs: 700, workers, params: { quorumSize: 1 } })
   const total = r.jobsByWorker.reduce((a, b) => a + b, 0)
   const shares = r.jobsByWorker.map((n) => n / total)
   const expected = speeds.map((s) => s / 70)
+  t.diagnostic(
+    `throughput 10 / 20 / 40: ${r.jobsByWorker.join(' / ')} jobs, shares ${shares.map((x) => x.toFixed(3)).join(' / ')} (expected 0.143 / 0.286 / 0.571)`,
+  )
   for (const [i, share] of shares.entries())
     assert.ok(
       Math.abs(share - (expected[i] as number)) < 0.05,

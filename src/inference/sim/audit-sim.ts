@@ -97,6 +97,11 @@ export interface AuditSimResult {
   overheadLastHalf: number
   overheadWithCanaries: number
   overheadWithCanariesLastHalf: number
+  /**
+   * The steady-state share: `overheadWithCanariesLastHalf` when the run reached the second half of
+   * its job cap, else (a run that ended at a slash) `overheadWithCanaries` over the whole run.
+   */
+  overheadSteady: number
   /** What the dishonest workers were paid (fees, audit rewards) and lost to slashes, base units. */
   dishonestEarned: bigint
   dishonestSlashed: bigint
@@ -396,6 +401,7 @@ function result(
     overheadLastHalf: share(counters.lastHalf, false),
     overheadWithCanaries: share(counters.all, true),
     overheadWithCanariesLastHalf: share(counters.lastHalf, true),
+    overheadSteady: counters.lastHalf.client > 0 ? share(counters.lastHalf, true) : share(counters.all, true),
     dishonestEarned: earned,
     dishonestSlashed: stats.dishonestSlashed,
     netOverHonest:

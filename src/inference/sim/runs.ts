@@ -42,7 +42,11 @@ export interface AuditRunsSummary {
   honestSlashes: number
   /** Client jobs served over all runs. */
   jobs: number
-  /** Extra compute (audits, quorums, canaries) ÷ all compute over the second half of each run, mean. */
+  /**
+   * Extra compute (audits, quorums, canaries) ÷ all compute, mean over the runs: over the second
+   * half of a run that reached it, over the whole of one that ended at a slash (a young worker
+   * is audited on every job, so such runs show the start-up cost, not the steady state).
+   */
   auditComputeShare: number
   /** Largest over the runs of (earnings − slashes) ÷ what honest work earned for the same jobs. */
   cheaterNetOverHonest: number | null
@@ -83,7 +87,7 @@ export function summarise(behaviour: SimBehaviourName, results: readonly AuditSi
     uncaught: honest ? 0 : results.filter((r) => !r.caught).length,
     honestSlashes: results.reduce((n, r) => n + r.honestSlashes, 0),
     jobs: results.reduce((n, r) => n + r.jobs, 0),
-    auditComputeShare: results.reduce((s, r) => s + r.overheadWithCanariesLastHalf, 0) / Math.max(1, results.length),
+    auditComputeShare: results.reduce((s, r) => s + r.overheadSteady, 0) / Math.max(1, results.length),
     cheaterNetOverHonest: honest ? null : Math.max(...results.map((r) => r.netOverHonest)),
   }
 }
