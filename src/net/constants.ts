@@ -12,6 +12,16 @@ export const MAX_GOSSIP_BYTES = 10 * 1024 * 1024
 /** Largest request or response frame on Donghae's request/response protocols. @default 16 MiB */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024
 
+/**
+ * What one stream's reader may hold before it is read: a whole frame and its length prefix, with
+ * room for the start of the next. libp2p's default (4 MiB) failed every answer above that size,
+ * model files included.
+ */
+export const FRAME_READ_OPTIONS = Object.freeze({
+  maxDataLength: MAX_FRAME_BYTES,
+  maxBufferSize: MAX_FRAME_BYTES + 64 * 1024,
+})
+
 /** How long a request may take before it fails with a timeout. @default 10 s */
 export const REQUEST_TIMEOUT_MS = 10_000
 

@@ -36,7 +36,7 @@ import {
 } from '../core/transport.ts'
 import { didFromPeerId, peerIdFromDid } from '../identity/peer-id.ts'
 import { PeerBudgets } from '../core/budget.ts'
-import { BAN_MS, MAX_FRAME_BYTES, PENALTY_LIMIT, REQUEST_TIMEOUT_MS, gossipTopic } from './constants.ts'
+import { BAN_MS, FRAME_READ_OPTIONS, PENALTY_LIMIT, REQUEST_TIMEOUT_MS, gossipTopic } from './constants.ts'
 import type { DonghaeHost } from './host.ts'
 import { PenaltyScores } from './penalties.ts'
 import { SessionPool, blamesRequest, decodeRefusal, encodeRefusal, isPeerFault, serveSession } from './sessions.ts'
@@ -165,7 +165,7 @@ export class Libp2pTransport implements PeerTransport {
     try {
       if (options.session === true) return await this.#sessions.request(peerId, protocol, data, signal)
       stream = await this.#host.dialProtocol(peerId, protocol, { signal })
-      const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+      const lp = lpStream(stream, { ...FRAME_READ_OPTIONS })
       await lp.write(data, { signal })
       const answer = (await lp.read({ signal })).subarray()
       if (answer.byteLength === 0) throw decodeRefusal((await lp.read({ signal })).subarray())
@@ -197,7 +197,7 @@ export class Libp2pTransport implements PeerTransport {
           return
         }
         const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
-        const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+        const lp = lpStream(stream, { ...FRAME_READ_OPTIONS })
         const refuse = async (err: unknown): Promise<void> => {
           await lp.write(new Uint8Array(0), { signal })
           await lp.write(encodeRefusal(err), { signal })

@@ -22,7 +22,7 @@ import type { Logger } from '../core/logger.ts'
 import { OverBudgetError, TransportError, type RequestHandler } from '../core/transport.ts'
 import type { PeerBudgets } from '../core/budget.ts'
 import type { DonghaeHost } from './host.ts'
-import { MAX_FRAME_BYTES } from './constants.ts'
+import { FRAME_READ_OPTIONS } from './constants.ts'
 
 const REQUEST = 0
 const ANSWER = 1
@@ -97,7 +97,7 @@ class Session {
 
   constructor(stream: Stream, onClosed: () => void) {
     this.#stream = stream
-    this.#lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+    this.#lp = lpStream(stream, { ...FRAME_READ_OPTIONS })
     this.#onClosed = onClosed
     void this.#readLoop()
     this.#armIdle()
@@ -229,7 +229,7 @@ export async function serveSession(
   handler: RequestHandler,
   options: { onInvalid(reason: string): void; log: Logger; budgets?: PeerBudgets },
 ): Promise<void> {
-  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+  const lp = lpStream(stream, { ...FRAME_READ_OPTIONS })
   let inFlight = 0
   let freed: (() => void) | undefined
   const { budgets } = options

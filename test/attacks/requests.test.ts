@@ -16,7 +16,7 @@ import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { createHost, type DonghaeHost } from '../../src/net/host.ts'
 import { BAN_MS, PENALTY_HALF_LIFE_MS, PENALTY_LIMIT } from '../../src/net/constants.ts'
 import { Libp2pTransport } from '../../src/net/libp2p-transport.ts'
-import { BLOB_BUDGET, BLOB_PROTOCOL, BlobStore } from '../../src/inference/blobs.ts'
+import { BLOB_BUDGET, BLOB_PROTOCOL, BlobStore, MAX_BLOB_BYTES } from '../../src/inference/blobs.ts'
 import { waitFor } from '../helpers/chain-net.ts'
 import { createRng, testSeed } from '../helpers/random.ts'
 
@@ -169,6 +169,29 @@ test('attack: a peer downloads the same model file again and again to use up the
     await assert.rejects(mine.fetch(cid, [server.transport.self], greedy.transport), /byte budget/)
   } finally {
     await close(server, greedy, other)
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('a model file of 12 MiB (under MAX_BLOB_BYTES, over libp2p’s default 4 MiB read buffer) is fetched whole and checked against its CID', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-blob-large-'))
+  const [server, client] = [await peer(), await peer()]
+  try {
+    const store = new BlobStore(join(dir, 'served'))
+    await store.init()
+    const blob = randomBytes(12 * 1024 * 1024)
+    assert.ok(blob.length < MAX_BLOB_BYTES)
+    const cid = await store.put(blob)
+    store.serve(server.transport)
+    await client.host.dial(server.host.getMultiaddrs()[0] as never)
+    const mine = new BlobStore(join(dir, 'fetched'))
+    await mine.init()
+    const fetched = await mine.fetch(cid, [server.transport.self], client.transport)
+    assert.equal(fetched.length, blob.length)
+    assert.ok(Buffer.from(fetched).equals(blob), 'the same bytes')
+    assert.ok(Buffer.from((await mine.get(cid)) as Uint8Array).equals(blob), 'and stored under its CID')
+  } finally {
+    await close(server, client)
     await rm(dir, { recursive: true, force: true })
   }
 })
