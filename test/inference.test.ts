@@ -515,22 +515,43 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       async () => (await workers(n0.api)).length === 4 && (await modelWorkers(n0.api, 'digits-mlp')) === 4,
       60_000,
     )
-    // 48 jobs at once through three gateways: more than the fast workers' slots, so some wait on node3
-    const burst = Array.from({ length: 48 }, (_, i) => rows[(i * 37) % rows.length] as (typeof rows)[number])
-    const inFlight = burst.map((r, i) =>
-      call(
-        'POST',
-        `${[n0, n1, n2][i % 3]?.api ?? ''}/v1/infer`,
-        { model: 'digits-mlp', inputs: jsonInput(r.pixels) },
-        tokens[i % 3],
-      ),
-    )
-    // killed while it holds jobs (each takes it 3 s), however slowly the burst reaches it
+    let slowLog0 = ''
+    slow.stderr?.setEncoding('utf8').on('data', (c: string) => (slowLog0 = (slowLog0 + c).slice(-30_000)))
+    // waves of 12 jobs through three gateways (more than the fast workers' slots, so some wait on
+    // node3) until node3 holds some: killed while it holds jobs (each takes it 3 s)
+    const burst: Array<(typeof rows)[number]> = []
+    const inFlight: Array<Promise<Answer>> = []
+    const busyOnSlow = async (): Promise<boolean> =>
+      ((await getJson<{ worker: { paid: number } }>(`${n3.api}/v1/inference/stats`))?.worker.paid ?? 0) > 0
     await waitFor(
       'node3 running jobs of the burst',
-      async () => ((await getJson<{ worker: { paid: number } }>(`${n3.api}/v1/inference/stats`))?.worker.paid ?? 0) > 0,
-      30_000,
-    )
+      async () => {
+        for (let i = 0; i < 12; i++) {
+          const k = burst.length
+          const r = rows[(k * 37) % rows.length] as (typeof rows)[number]
+          burst.push(r)
+          inFlight.push(
+            call(
+              'POST',
+              `${[n0, n1, n2][k % 3]?.api ?? ''}/v1/infer`,
+              { model: 'digits-mlp', inputs: jsonInput(r.pixels) },
+              tokens[k % 3],
+            ),
+          )
+        }
+        for (let poll = 0; poll < 10; poll++) {
+          if (await busyOnSlow()) return true
+          await new Promise((resolve) => setTimeout(resolve, 150))
+        }
+        return false
+      },
+      40_000,
+    ).catch(async (err: unknown) => {
+      const stats = await Promise.all([n0, n1, n2].map((n) => getJson(`${n.api}/v1/inference/stats`)))
+      t.diagnostic(`gateways' stats: ${JSON.stringify(stats).slice(0, 4_000)}`)
+      t.diagnostic(`node3's log: ${slowLog0.slice(-8_000)}`)
+      throw err
+    })
     slow.kill('SIGKILL')
     const results = await Promise.all(inFlight)
     let retried = 0
