@@ -36,6 +36,11 @@ interface DevnetInfo {
 }
 type Node = DevnetInfo['nodes'][number]
 
+// This test drives its nodes far harder than a client would (hundreds of jobs and polls a minute
+// from one address): every node it starts, devnet and restarts alike, lifts the per-address
+// rate limit (config apiRateLimit), or the API would answer 429 and jobs would never reach workers.
+process.env.DONGHAE_API_RATE_LIMIT = '1000000'
+
 interface Answer {
   status: number
   body: Record<string, unknown>

@@ -67,3 +67,14 @@ test('bad config files are rejected clearly: not JSON, not an object, unknown ke
   )
   withFile('{"moniker": 42}', (file) => assert.throws(() => loadConfig({ file, env: {} }), /config file/))
 })
+
+test('apiRateLimit: 1200 a minute by default, raised from the environment, refused when not a positive count', () => {
+  assert.equal(loadConfig({ env: {} }).config.apiRateLimit, 1_200)
+  assert.equal(loadConfig({ env: { DONGHAE_API_RATE_LIMIT: '50000' } }).config.apiRateLimit, 50_000)
+  for (const bad of ['0', '-5', 'lots', '1.5'])
+    assert.throws(
+      () => loadConfig({ env: { DONGHAE_API_RATE_LIMIT: bad } }),
+      (err: unknown) => err instanceof ConfigError && err.message.includes('apiRateLimit'),
+      bad,
+    )
+})

@@ -36,6 +36,8 @@ export interface DonghaeConfig {
   apiCors: string[]
   /** Host names the HTTP API answers for besides loopback and its own address (DNS-rebinding guard). */
   apiAllowedHosts: string[]
+  /** Requests one client address may make to the HTTP API per minute (beyond it: 429). */
+  apiRateLimit: number
   /** Multiaddrs (with /p2p/<id>) dialled at start and when alone. */
   bootstrap: string[]
   /** LAN discovery by multicast DNS. */
@@ -177,6 +179,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_API_ALLOWED_HOSTS',
     default: () => [],
     parse: hostList,
+  },
+  apiRateLimit: {
+    description:
+      'requests one client address may make to the HTTP API per minute (429 RATE_LIMITED beyond); raise it for a gateway that many clients reach through one proxy address',
+    env: 'DONGHAE_API_RATE_LIMIT',
+    default: () => 1_200, // DEFAULT_RATE_LIMIT.max in api/constants.ts (the API is a layer above)
+    parse: integer(1, 10_000_000),
   },
   bootstrap: {
     description: 'bootstrap peers (multiaddrs with /p2p/<id>)',

@@ -73,6 +73,8 @@ export interface FullNodeOptions {
   cors?: string[]
   /** Host names the API answers for besides loopback and its own address (config apiAllowedHosts). @default none */
   allowedHosts?: string[]
+  /** Requests per client address per minute (config apiRateLimit). @default DEFAULT_RATE_LIMIT.max */
+  rateLimitPerMinute?: number
 }
 
 /** A node on libp2p with the inference market and its HTTP API. `stop()` undoes `start()` in reverse. */
@@ -216,6 +218,9 @@ export class FullNode {
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
         ...(options.cors === undefined ? {} : { cors: options.cors }),
         ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
+        ...(options.rateLimitPerMinute === undefined
+          ? {}
+          : { rateLimit: { max: options.rateLimitPerMinute, timeWindowMs: 60_000 } }),
         ...(options.apiToken === undefined ? {} : { operatorToken: options.apiToken }),
       })
       stops.push(() => api.close())

@@ -36,7 +36,7 @@ export function registerNode(program: Command, io: CliIo): void {
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, apiCors, apiAllowedHosts, bootstrap, mdns, nat, worker, workerSlots, executionProvider,
+apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, executionProvider,
 serve, runner, canaryPpm — see \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address. The
 API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the address it listens on
@@ -90,6 +90,7 @@ Examples:
           apiToken: apiToken.token,
           cors: config.apiCors,
           allowedHosts: config.apiAllowedHosts,
+          rateLimitPerMinute: config.apiRateLimit,
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
