@@ -8,7 +8,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir, availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { createPrivateKey, createPublicKey, sign, verify, randomBytes } from 'node:crypto'
 import { toHex } from '../src/core/bytes.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
@@ -17,7 +16,7 @@ import { MemoryHub } from '../src/net/memory-transport.ts'
 import { encodeTx, signTx, txHash } from '../src/chain/tx.ts'
 import { DonghaeNode } from '../src/node/index.ts'
 import { VerifyPool } from '../src/identity/verify-pool.ts'
-import { line, measure, type BenchLine, type MeasureOptions } from './harness.ts'
+import { ed25519VerifyRate, line, type BenchLine, type MeasureOptions } from './harness.ts'
 
 export const CHAIN_BENCH_NAMES = ['ed25519-verify-ceiling', 'chain-finalized-transfers', 'chain-finality']
 
@@ -31,18 +30,7 @@ function percentile(sorted: number[], p: number): number {
 }
 
 function verifyCeiling(options: MeasureOptions): { perCore: number; ceiling: number; rounds: number[] } {
-  const seed = randomBytes(32)
-  const privateKey = createPrivateKey({
-    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
-    format: 'der',
-    type: 'pkcs8',
-  })
-  const publicKey = createPublicKey(privateKey)
-  const message = randomBytes(32)
-  const signature = sign(null, message, privateKey)
-  const m = measure((n) => {
-    for (let i = 0; i < n; i++) verify(null, message, publicKey, signature)
-  }, options)
+  const m = ed25519VerifyRate(options)
   return { perCore: m.perSecond, ceiling: (m.perSecond * availableParallelism()) / VALIDATORS, rounds: m.rounds }
 }
 

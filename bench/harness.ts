@@ -2,6 +2,7 @@
  * A tiny benchmark harness: runs an operation in timed rounds after a warm-up and reports the
  * best round's rate (the least disturbed by other load on a shared machine), with all rounds kept.
  */
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 
 export interface Measurement {
@@ -62,4 +63,22 @@ export function line(fields: Omit<BenchLine, 'ratio'>): BenchLine {
   }
   out.rounds = fields.rounds.map(Math.round)
   return out
+}
+
+/**
+ * Raw Ed25519 verifications per second on one core (node:crypto, one key and message): the
+ * ceiling that signature-bound figures (finalized transfers, mempool admission) are compared to.
+ */
+export function ed25519VerifyRate(options: MeasureOptions): Measurement {
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), randomBytes(32)]),
+    format: 'der',
+    type: 'pkcs8',
+  })
+  const publicKey = createPublicKey(privateKey)
+  const message = randomBytes(32)
+  const signature = sign(null, message, privateKey)
+  return measure((n) => {
+    for (let i = 0; i < n; i++) verify(null, message, publicKey, signature)
+  }, options)
 }

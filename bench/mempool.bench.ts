@@ -8,7 +8,6 @@
  * junk per core than it can verify signatures. A second line is the whole admission of payable
  * transactions (signature included, inline), for comparison.
  */
-import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { DEFAULT_PARAMS, type GenesisDoc } from '../src/chain/genesis.ts'
@@ -20,29 +19,14 @@ import { TxError } from '../src/chain/errors.ts'
 import { decodeTx, encodeTx, signTx } from '../src/chain/tx.ts'
 import { bankModule, feeCollector } from '../src/bank/bank.ts'
 import { stakingModule } from '../src/staking/staking.ts'
-import { line, measure, type BenchLine, type MeasureOptions } from './harness.ts'
+import { ed25519VerifyRate, line, measure, type BenchLine, type MeasureOptions } from './harness.ts'
 
 export const MEMPOOL_BENCH_NAMES = ['mempool-admission-spam', 'mempool-admission-valid']
 
 const did = (k: Ed25519KeyPair): string => didFromEd25519PublicKey(k.publicKey)
 
-function verifyPerCore(options: MeasureOptions): { perSecond: number; rounds: number[] } {
-  const seed = randomBytes(32)
-  const privateKey = createPrivateKey({
-    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
-    format: 'der',
-    type: 'pkcs8',
-  })
-  const publicKey = createPublicKey(privateKey)
-  const message = randomBytes(32)
-  const signature = sign(null, message, privateKey)
-  return measure((n) => {
-    for (let i = 0; i < n; i++) verify(null, message, publicKey, signature)
-  }, options)
-}
-
 export function mempoolBenches(options: MeasureOptions, quick = false): BenchLine[] {
-  const ceiling = verifyPerCore(options)
+  const ceiling = ed25519VerifyRate(options)
   const funded = Array.from({ length: quick ? 20 : 200 }, () => Ed25519KeyPair.generate())
   const validator = Ed25519KeyPair.generate()
   const genesis: GenesisDoc = {

@@ -28,14 +28,13 @@
 import { cutEntries, shareOf } from '../../core/uint.ts'
 import { equals, toHex } from '../../core/bytes.ts'
 import { sha256 } from '../../core/hash.ts'
-import { TxError } from '../../chain/errors.ts'
 import type { TxContext, TxHandler } from '../../chain/host.ts'
 import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
 import { burn, credit, debit } from '../../bank/bank.ts'
 import { jobId, receiptId, receiptValue, verifyWorkerSignature, type Receipt } from '../job.ts'
 import { compareTensorMaps, decodeTensorMap, type TensorMap } from '../tensor.ts'
 import { auditorMayAnswer, auditWindowEnd, type Candidate } from '../policy/audits.ts'
-import { MAX_QUORUM, bytes32, fields, outputList, receiptList, receiptOf } from './decode.ts'
+import { bytes32, fields, MAX_QUORUM, outputList, receiptList, receiptOf, refuse } from './decode.ts'
 import { auditOpensAt, auditorsOf, isAudited, quorumOf } from './draws.ts'
 import {
   BPS,
@@ -61,10 +60,6 @@ import {
   type Tolerance,
   type WorkerRecord,
 } from './state.ts'
-
-function refuse(reason: string, message: string): never {
-  throw new TxError(reason, message)
-}
 
 function settled(state: StateReader, id: string): JobSettlement {
   const settlement = settlementOf(state, id)

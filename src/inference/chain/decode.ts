@@ -37,6 +37,11 @@ export const MAX_OUTPUT_BYTES = 24 * 1024
 /** A registered model name: 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit. */
 export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
+/** Refuses a transaction whose body breaks a rule, with the rule's reason. */
+export function refuse(reason: string, message: string): never {
+  throw new TxError(reason, message)
+}
+
 export function malformed(message: string, cause?: unknown): never {
   throw new TxError('malformed', message, { cause })
 }

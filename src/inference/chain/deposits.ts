@@ -17,11 +17,10 @@
  * per client and worker; a deposit per client and gateway needs one per pair that actually
  * trade, and the gateway is the one party that sees every job the deposit pays for.
  */
-import { TxError } from '../../chain/errors.ts'
 import type { TxHandler } from '../../chain/host.ts'
 import type { StateOverlay } from '../../chain/state-view.ts'
 import { credit, debit } from '../../bank/bank.ts'
-import { amountOf, didOf, fields } from './decode.ts'
+import { amountOf, didOf, fields, refuse } from './decode.ts'
 import {
   MAX_DEPOSIT_UNLOCKS,
   depositOf,
@@ -30,10 +29,6 @@ import {
   type Deposit,
   type InferenceParams,
 } from './state.ts'
-
-function refuse(reason: string, message: string): never {
-  throw new TxError(reason, message)
-}
 
 /** Takes `fee` from the deposit (then from its unlocking amounts); false if it holds less. */
 export function spendDeposit(state: StateOverlay, client: string, gateway: string, fee: bigint): boolean {

@@ -16,20 +16,20 @@
  *   serve         { ep, runtime, add, remove }   declares provider/runtime and which models the
  *       worker serves; only declared workers settle jobs on a model and are drawn to audit it.
  */
-import { TxError } from '../../chain/errors.ts'
 import type { TxHandler } from '../../chain/host.ts'
 import type { StateOverlay } from '../../chain/state-view.ts'
 import { burn, credit, debit } from '../../bank/bank.ts'
 import { takeMatured } from '../../staking/staking.ts'
 import type { ExecutionProvider } from '../job.ts'
 import {
-  MAX_SERVE_CHANGES,
   amountOf,
   canonicalCid,
   cidList,
   decodeModelSpec,
   epOf,
   fields,
+  MAX_SERVE_CHANGES,
+  refuse,
   runtimeOf,
   text,
 } from './decode.ts'
@@ -54,10 +54,6 @@ import {
   type ModelSpec,
   type WorkerRecord,
 } from './state.ts'
-
-function refuse(reason: string, message: string): never {
-  throw new TxError(reason, message)
-}
 
 /** Registers a model for `owner` with `deposit` already taken; the name's pointer moves to it. */
 export function registerModel(

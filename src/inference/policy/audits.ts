@@ -98,14 +98,6 @@ export function shouldAudit(odds: AuditOdds, seed: Uint8Array, params: RuleParam
   return draw * BigInt(streak) < TWO_256 || draw * PPM < TWO_256 * BigInt(floor)
 }
 
-/** The audit probability the rule gives, parts per million (for reports). */
-export function auditRatePpm(odds: AuditOdds, params: RuleParams): number {
-  const { streak } = odds
-  if (streak < params.auditThreshold || streak <= 0) return 1_000_000
-  const floor = Math.max(params.auditFloorPpm, stakeFloorPpm(odds.fee, odds.bonded, params.workerSlashBps))
-  return Math.min(1_000_000, Math.max(Math.floor(1_000_000 / streak), floor))
-}
-
 function rank(seed: Uint8Array, label: Uint8Array, did: string): string {
   return toHex(sha256(concat(seed, label, utf8(did))))
 }
