@@ -50,6 +50,8 @@ test('runs digits-mlp in a child process with the same answer, bit for bit, as i
 
 test(
   'each model process works in its own empty directory under the sandbox root, with a minimal environment',
+  // Justified: the child's directory and environment are read from /proc, which only Linux has;
+  // on Linux (CI included) the test always runs.
   { skip: !linux && 'reads /proc' },
   async () => {
     const pid = runner.processes()[0]?.pid as number
