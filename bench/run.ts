@@ -16,6 +16,7 @@ import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
 import { auditBenches, AUDIT_BENCH_NAMES } from './audit.bench.ts'
 import { inferenceBenches, INFERENCE_BENCH_NAMES } from './inference.bench.ts'
 import { runnerBenches, RUNNER_BENCH_NAMES } from './runner.bench.ts'
+import { lmBenches, LM_BENCH_NAMES } from './lm.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -73,6 +74,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: AUDIT_BENCH_NAMES, run: () => auditBenches(options, quick) },
   { names: INFERENCE_BENCH_NAMES, run: () => inferenceBenches(options, quick) },
   { names: RUNNER_BENCH_NAMES, run: () => runnerBenches(quick) },
+  { names: LM_BENCH_NAMES, run: () => lmBenches(quick) },
 ]
 
 const only = values.only

@@ -10,12 +10,16 @@
  *   for await (const e of client.events({ types: ['block'] })) showHeight(e.data.height)
  *   const { receipt } = await client.infer({ model: 'digits-mlp', inputs })
  *   await verifyReceiptJson(receipt)                            // WebCrypto; browsers and Node
+ *   const image = { dims: [1, 3, 640, 640], type: 'float32', data: pixels }    // a Float32Array
+ *   const { outputs } = await client.inferBinary({ model: 'yolo', inputs: { images: image } })  // CBOR
+ *   await client.inferRaw('yolo', image)                        // application/octet-stream
  *
  * Published as `donghae/client`.
  */
 import { AbortError, InvalidInputError } from '../core/errors.ts'
 import { untrustedText } from '../core/untrusted-text.ts'
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './constants.ts'
+import { CBOR_MEDIA_TYPE, decodeCbor, encodeCbor } from './cbor.ts'
 import { ApiError } from './errors.ts'
 import { EVENT_TYPES, type EventType, type NodeEvent } from './events.ts'
 import type { DidRecordView, NatView, PeerView } from './net-api.ts'
@@ -66,6 +70,75 @@ export interface TensorJson {
   data: Array<number | string | boolean>
 }
 
+/** A tensor's values as base64 of their little-endian bytes (`tensorToB64`). */
+export interface TensorB64Json {
+  dims: number[]
+  type: string
+  data_b64: string
+}
+
+export type TensorTypeName = 'float32' | 'int32' | 'int64' | 'uint8' | 'bool'
+
+/** A tensor as typed-array values (bool: a Uint8Array of 0 and 1), for the binary forms. */
+export interface BinaryTensor {
+  dims: number[]
+  type: TensorTypeName
+  data: Float32Array | Int32Array | BigInt64Array | Uint8Array
+}
+
+const TYPE_SIZES: Readonly<Record<TensorTypeName, number>> = { float32: 4, int32: 4, int64: 8, uint8: 1, bool: 1 }
+
+/** The little-endian bytes of a tensor's values (a view, on the little-endian machines browsers and Node run on). */
+export function tensorBytesOf(t: BinaryTensor): Uint8Array {
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+}
+
+/** A tensor from little-endian bytes (copied); throws InvalidInputError when they do not fill `dims`. */
+export function tensorFromBytes(type: string, dims: number[], bytes: Uint8Array): BinaryTensor {
+  if (!Object.hasOwn(TYPE_SIZES, type)) throw new InvalidInputError(`unknown tensor type ${JSON.stringify(type)}`)
+  if (!Array.isArray(dims) || !dims.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw new InvalidInputError('dims must be an array of non-negative integers')
+  if (!(bytes instanceof Uint8Array)) throw new InvalidInputError('tensor data must be bytes')
+  const size = TYPE_SIZES[type as TensorTypeName]
+  const count = dims.reduce((n, d) => n * d, 1)
+  if (bytes.length !== count * size)
+    throw new InvalidInputError(`${bytes.length} bytes do not fill ${type} [${dims.join(',')}] (${count * size} bytes)`)
+  const copy = new Uint8Array(bytes) // aligned and owned (a Node Buffer may be a view into a larger one)
+  const data =
+    type === 'float32'
+      ? new Float32Array(copy.buffer)
+      : type === 'int32'
+        ? new Int32Array(copy.buffer)
+        : type === 'int64'
+          ? new BigInt64Array(copy.buffer)
+          : copy
+  return { dims: [...dims], type: type as TensorTypeName, data }
+}
+
+function base64Of(bytes: Uint8Array): string {
+  let binary = ''
+  for (let i = 0; i < bytes.length; i += 0x8000)
+    binary += String.fromCharCode(...bytes.subarray(i, Math.min(i + 0x8000, bytes.length)))
+  return btoa(binary)
+}
+
+function bytesOfBase64(text: string): Uint8Array {
+  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
+  const out = new Uint8Array(binary.length)
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i)
+  return out
+}
+
+/** The base64 JSON form of a tensor (POST /v1/infer accepts it wherever it takes a tensor). */
+export function tensorToB64(t: BinaryTensor): TensorB64Json {
+  return { dims: [...t.dims], type: t.type, data_b64: base64Of(tensorBytesOf(t)) }
+}
+
+/** A tensor from its base64 JSON form (as answers with `output_encoding: 'b64'` carry). */
+export function tensorFromB64(t: TensorB64Json): BinaryTensor {
+  return tensorFromBytes(t.type, t.dims, bytesOfBase64(t.data_b64))
+}
+
 export interface TensorSpecJson {
   name: string
   type: string
@@ -83,8 +156,13 @@ export interface ModelJson {
   owned_by: string
   cid: string
   version: string
+  /** Per call; language models: per output token. */
   price: string
-  kind: 'tensor' | 'text'
+  /** Language models: fee per prompt token. */
+  promptPrice?: string
+  /** Language models: the context window, tokens. */
+  contextLength?: number
+  kind: 'tensor' | 'text' | 'lm'
   inputs: TensorSpecJson[]
   outputs: TensorSpecJson[]
   workers: number
@@ -92,7 +170,20 @@ export interface ModelJson {
 
 export interface InferRequestJson {
   model: string
-  inputs: Record<string, TensorJson>
+  inputs: Record<string, TensorJson | TensorB64Json>
+  /** A job signed by the client (then the client pays, and no token is needed). */
+  job?: ReceiptJson['job']
+}
+
+export interface InferBinaryRequest {
+  model: string
+  inputs: Record<string, BinaryTensor>
+  job?: ReceiptJson['job']
+}
+
+/** An inference answer with the outputs as typed arrays. */
+export interface InferBinaryResponse extends Omit<InferResponseJson, 'outputs'> {
+  outputs: Record<string, BinaryTensor>
 }
 
 export interface InferResponseJson {
@@ -160,9 +251,22 @@ export interface CompletionJson {
   object: 'text_completion'
   created: number
   model: string
-  choices: Array<{ index: number; text: string; finish_reason: string }>
+  system_fingerprint?: string
+  choices: Array<{ index: number; text: string; finish_reason: 'stop' | 'length' }>
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number }
-  donghae: { receipts: string[]; workers: string[]; fee: string }
+  donghae: { receipts: string[]; workers: string[]; worker?: string; fee: string; ttftMs?: number }
+}
+
+/** POST /v1/completions parameters (OpenAI's, plus top_k). */
+export interface CompletionRequestJson {
+  model: string
+  prompt: string
+  max_tokens?: number
+  temperature?: number
+  top_p?: number
+  top_k?: number
+  seed?: number
+  stop?: string | string[]
 }
 
 export interface NetJson {
@@ -343,9 +447,97 @@ export class DonghaeClient {
     return this.#request('GET', `/v1/inference/deposits/${encodeURIComponent(client)}`, undefined, options)
   }
 
-  /** Runs a model through this node as gateway; the node pays (operator token). */
+  /** Runs a model through this node as gateway; the node pays (operator token) unless `job` is given. */
   infer(request: InferRequestJson, options: OperatorCallOptions = {}): Promise<InferResponseJson> {
     return this.#request('POST', '/v1/infer', request, options, this.#auth(options))
+  }
+
+  /**
+   * `infer` with the tensors as bytes: a CBOR body answered in CBOR (up to 16 MiB of tensor data),
+   * or with `encoding: 'b64'` JSON with `data_b64` both ways (up to 8 MiB of JSON).
+   */
+  async inferBinary(
+    request: InferBinaryRequest,
+    options: OperatorCallOptions & { encoding?: 'cbor' | 'b64' } = {},
+  ): Promise<InferBinaryResponse> {
+    const job = request.job === undefined ? {} : { job: request.job }
+    if (options.encoding === 'b64') {
+      const inputs = Object.fromEntries(Object.entries(request.inputs).map(([k, t]) => [k, tensorToB64(t)]))
+      const answer = await this.#request<
+        Omit<InferResponseJson, 'outputs'> & { outputs: Record<string, TensorB64Json> }
+      >(
+        'POST',
+        '/v1/infer',
+        { model: request.model, inputs, output_encoding: 'b64', ...job },
+        options,
+        this.#auth(options),
+      )
+      return { ...answer, outputs: mapValues(answer.outputs, tensorFromB64) }
+    }
+    const inputs = mapValues(request.inputs, (t) => ({ dims: t.dims, type: t.type, data: tensorBytesOf(t) }))
+    const body = encodeCbor({ model: request.model, inputs, ...job })
+    return this.#binaryAnswer('/v1/infer', body, CBOR_MEDIA_TYPE, options, this.#auth(options))
+  }
+
+  /**
+   * Runs a single-input model on one tensor sent as raw bytes (POST /v1/infer/{model},
+   * application/octet-stream); the node pays (operator token). The answer comes back in CBOR.
+   */
+  inferRaw(
+    model: string,
+    tensor: BinaryTensor,
+    options: OperatorCallOptions & { name?: string } = {},
+  ): Promise<InferBinaryResponse> {
+    const headers = {
+      ...this.#auth(options),
+      'x-tensor-dims': tensor.dims.join(','),
+      'x-tensor-type': tensor.type,
+      ...(options.name === undefined ? {} : { 'x-tensor-name': options.name }),
+    }
+    return this.#binaryAnswer(
+      `/v1/infer/${encodeURIComponent(model)}`,
+      tensorBytesOf(tensor),
+      'application/octet-stream',
+      options,
+      headers,
+    )
+  }
+
+  async #binaryAnswer(
+    path: string,
+    body: Uint8Array,
+    contentType: string,
+    options: CallOptions,
+    headers: Record<string, string>,
+  ): Promise<InferBinaryResponse> {
+    const url = `${this.baseUrl}${path}`
+    const response = await this.#send('POST', path, options, {
+      headers: { ...headers, 'content-type': contentType, accept: `${CBOR_MEDIA_TYPE}, application/json;q=0.5` },
+      body,
+    })
+    if (!response.contentType.startsWith(CBOR_MEDIA_TYPE)) {
+      if (response.status >= 200 && response.status < 300)
+        throw new ApiError({
+          status: response.status,
+          code: 'BAD_RESPONSE',
+          message: `${url} did not answer in CBOR; does the node take binary tensors?`,
+        })
+      return this.#parse(response.status, new TextDecoder().decode(response.bytes), url) // throws the API's error
+    }
+    let answer: Omit<InferResponseJson, 'outputs'> & {
+      outputs: Record<string, { dims: number[]; type: string; data: Uint8Array }>
+    }
+    try {
+      answer = decodeCbor(response.bytes) as typeof answer
+      return { ...answer, outputs: mapValues(answer.outputs, (t) => tensorFromBytes(t.type, t.dims, t.data)) }
+    } catch (err) {
+      throw new ApiError({
+        status: response.status,
+        code: 'BAD_RESPONSE',
+        message: `${url} answered with CBOR that is not an inference answer (${untrustedText(String((err as Error).message), 200)})`,
+        cause: err,
+      })
+    }
   }
 
   /** Where a job's receipt was settled on chain, with its Merkle proof in the batch (404 until then). */
@@ -354,10 +546,7 @@ export class DonghaeClient {
   }
 
   /** OpenAI-compatible text completion (the node pays: operator token). */
-  completions(
-    request: { model: string; prompt: string; max_tokens?: number },
-    options: OperatorCallOptions = {},
-  ): Promise<CompletionJson> {
+  completions(request: CompletionRequestJson, options: OperatorCallOptions = {}): Promise<CompletionJson> {
     return this.#request('POST', '/v1/completions', request, options, this.#auth(options))
   }
 
@@ -367,11 +556,17 @@ export class DonghaeClient {
       name: string
       price: string
       version?: string
-      kind?: 'tensor' | 'text'
-      /** The ONNX file, base64. */
-      file: string
+      kind?: 'tensor' | 'text' | 'lm'
+      /** Language models: fee per prompt token. */
+      promptPrice?: string
+      /** The ONNX file, base64 (tensor and text models; a language model may send it with `files`). */
+      file?: string
       /** Text models: the tokenizer JSON, base64. */
       codec?: string
+      /** Language models: the folder's other files by name, base64. */
+      files?: Record<string, string>
+      /** Language models: a folder on the node's own disk (absolute path) to publish instead. */
+      dir?: string
     },
     options: OperatorCallOptions = {},
   ): Promise<{ cid: string; txHash: string }> {
@@ -499,6 +694,20 @@ export class DonghaeClient {
     options: CallOptions,
     headers: Record<string, string>,
   ): Promise<{ status: number; body: string }> {
+    const response = await this.#send(method, path, options, {
+      headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    return { status: response.status, body: new TextDecoder().decode(response.bytes) }
+  }
+
+  /** One HTTP exchange, the whole answer read within the client's timeout. */
+  async #send(
+    method: 'GET' | 'POST',
+    path: string,
+    options: CallOptions,
+    init: { headers: Record<string, string>; body?: string | Uint8Array },
+  ): Promise<{ status: number; contentType: string; bytes: Uint8Array }> {
     if (options.signal?.aborted === true) throw new AbortError()
     const timeout = new AbortController()
     const timer = setTimeout(() => timeout.abort(), this.#timeoutMs)
@@ -507,10 +716,14 @@ export class DonghaeClient {
       const response = await fetch(`${this.baseUrl}${path}`, {
         method,
         signal,
-        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        headers: init.headers,
+        ...(init.body === undefined ? {} : { body: init.body as NonNullable<RequestInit['body']> }),
       })
-      return { status: response.status, body: await response.text() }
+      return {
+        status: response.status,
+        contentType: (response.headers.get('content-type') ?? '').toLowerCase(),
+        bytes: new Uint8Array(await response.arrayBuffer()),
+      }
     } catch (err) {
       if (timeout.signal.aborted) {
         throw new ApiError({
@@ -572,6 +785,10 @@ export class DonghaeClient {
       reason: typeof error.reason === 'string' ? untrustedText(error.reason, 64) : undefined,
     })
   }
+}
+
+function mapValues<A, B>(record: Record<string, A>, fn: (value: A) => B): Record<string, B> {
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, fn(v)]))
 }
 
 /** The most useful line of a fetch failure: undici puts the system error in `cause`. */

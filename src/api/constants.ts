@@ -60,6 +60,38 @@ export const MAX_EVENT_STREAMS_PER_CLIENT = 8
 export const MAX_MODEL_BODY_BYTES = 20 * 1024 * 1024
 
 /**
+ * Largest JSON body of POST /v1/infer. Enough for a 640×640 RGB float32 image as `data_b64`
+ * (4.9 MB raw, 6.6 MB as base64) or ~1-4 M values as a JSON number array (a 1×3×64×96 float
+ * tensor is ~0.4 MB); bigger tensors go as CBOR or application/octet-stream.
+ * @default 8 MiB
+ */
+export const MAX_INFER_JSON_BYTES = 8 * 1024 * 1024
+
+/**
+ * Largest CBOR body of POST /v1/infer and raw body of POST /v1/infer/{model}: the tensor limit
+ * (inference/tensor.ts DEFAULT_TENSOR_LIMITS.maxBytes, 16 MiB, itself bounded by the worker
+ * protocol's message size) plus 64 KiB for names, dims, the job and CBOR heads. Checked before the
+ * body is read when it declares its length, and while it arrives when it does not.
+ * @default 16 MiB + 64 KiB
+ */
+export const MAX_INFER_BINARY_BYTES = 16 * 1024 * 1024 + 64 * 1024
+
+/**
+ * Largest body of POST /v1/completions and /v1/chat/completions (a long chat history).
+ * @default 1 MiB
+ */
+export const MAX_COMPLETION_BODY_BYTES = 1024 * 1024
+
+/**
+ * A streamed completion sends its SSE head with its first piece, so that a request the network
+ * refuses at once (no worker, no deposit) is still a plain HTTP error; after this long without a
+ * piece (a long prompt, a model loading) the stream opens anyway and sends a comment line every
+ * SSE_HEARTBEAT_MS (routes/events.ts) until the first piece, so idle timeouts do not cut it.
+ * @default 2 000 ms
+ */
+export const COMPLETION_STREAM_OPEN_MS = 2_000
+
+/**
  * Connection and request timeouts of the API's HTTP server (Node's http.Server):
  *  - `headersMs`: the request line and headers must arrive within this (slowloris); then 408;
  *  - `requestMs`: the whole request, body included, must arrive within this; then 408 (a 20 MiB

@@ -10,8 +10,12 @@ export interface ModelView {
   cid: string
   owner: string
   version: string
+  /** Per call; for a language model, per output token. */
   price: bigint
-  kind: 'tensor' | 'text'
+  kind: 'tensor' | 'text' | 'lm'
+  /** Language models: fee per prompt token, and the context window in tokens. */
+  promptPrice?: bigint
+  contextLength?: number
   inputs: Array<{ name: string; type: string; dims: Array<number | null> }>
   outputs: Array<{ name: string; type: string; dims: Array<number | null> }>
   /** Workers advertising it right now. */
@@ -64,11 +68,41 @@ export interface InferOutcome {
   attempts: number
 }
 
+export interface ChatMessage {
+  role: string
+  content: string
+}
+
+/** A completion: a plain `prompt`, or chat `messages` (the model's chat template renders them). */
+export interface CompletionRequest {
+  /** Registered name or CID. */
+  model: string
+  prompt?: string
+  messages?: ChatMessage[]
+  /** @default the model's generation_config max_new_tokens, else 64 */
+  maxTokens?: number
+  /** 0 (greedy) to 5, rounded to thousandths. @default the model's generation_config, else 1 */
+  temperature?: number
+  /** (0, 1], rounded to thousandths. @default 1 */
+  topP?: number
+  /** 0: no cut. @default 0 */
+  topK?: number
+  /** Omitted: the sampler is seeded from the job id (the answer is still reproducible from the job). */
+  seed?: bigint
+  stop?: string[]
+}
+
 export interface CompletionOutcome {
   text: string
   receipts: Receipt[]
+  /** 'stop': an end-of-sequence token or a stop string; 'length': max_tokens or the context window. */
   finishReason: 'length' | 'stop'
   promptTokens: number
+  completionTokens: number
+  /** The worker that generated it (language models: one job, one worker). */
+  worker?: string
+  /** Milliseconds from the request to the first generated token, as the gateway saw it. */
+  ttftMs?: number
 }
 
 export interface InferenceApi {
@@ -76,11 +110,12 @@ export interface InferenceApi {
   readonly did: string
   models(): Promise<ModelView[]>
   infer(request: { model: string; inputs: Record<string, Tensor>; job?: SignedJob }): Promise<InferOutcome>
-  /** Greedy text generation on a text model; `onToken` streams each piece as it comes. */
-  complete(
-    request: { model: string; prompt: string; maxTokens: number },
-    onToken?: (piece: string) => void,
-  ): Promise<CompletionOutcome>
+  /**
+   * Text generation. A language model (`kind: 'lm'`) runs the whole completion as one job on one
+   * worker; the demo character model (`kind: 'text'`) runs greedily, one job per character, and
+   * refuses sampling parameters. `onToken` streams each piece of text as it comes.
+   */
+  complete(request: CompletionRequest, onToken?: (piece: string) => void): Promise<CompletionOutcome>
   settlement(jobId: string): SettlementView | undefined
   workers(): WorkerView[]
   stats(): {
@@ -108,9 +143,18 @@ export interface PublishModelRequest {
   name: string
   price: bigint
   version: string
-  kind: 'tensor' | 'text'
-  /** The ONNX file. */
+  kind: 'tensor' | 'text' | 'lm'
+  /** Language models: fee per prompt token (`price` is per output token). */
+  promptPrice?: bigint
+  /** The ONNX file (empty when `dir` is given). */
   file: Uint8Array
   /** Text models: the tokenizer JSON (chars.ts), registered by CID and served like the weights. */
   codec?: Uint8Array
+  /** Language models: the folder's other files by name (tokenizer.json, tokenizer_config.json, …). */
+  files?: Record<string, Uint8Array>
+  /**
+   * Language models: a folder on the node's own disk to publish instead of `file` and `files`
+   * (a model of any size, without sending it through HTTP; operator only, like every publish).
+   */
+  dir?: string
 }

@@ -140,6 +140,15 @@ function signedValues(json: ReceiptJson): {
     startedAt: integer(json.startedAt, 'startedAt'),
     finishedAt: integer(json.finishedAt, 'finishedAt'),
     computeMicros: integer(json.computeMicros, 'computeMicros'),
+    // language models: the tokens charged, signed with the rest (absent on other receipts)
+    ...(json.usage === undefined || json.usage === null
+      ? {}
+      : {
+          usage: {
+            prompt: integer((json.usage as { prompt?: unknown }).prompt, 'usage.prompt'),
+            output: integer((json.usage as { output?: unknown }).output, 'usage.output'),
+          },
+        }),
   }
   return { job, jobSignature, receipt, signature: hexBytes(json.signature, 'signature') }
 }

@@ -21,6 +21,17 @@ export const ErrorBody = Type.Object(
       reason: Type.Optional(
         Type.String({ description: 'machine-readable detail: the transaction or did:key error name' }),
       ),
+      type: Type.Optional(
+        Type.String({
+          description:
+            "OpenAI-compatible routes only: OpenAI's error type (invalid_request_error, authentication_error, server_error...)",
+        }),
+      ),
+      param: Type.Optional(
+        Type.Union([Type.String(), Type.Null()], {
+          description: 'OpenAI-compatible routes only: the parameter at fault, e.g. temperature or messages[1].content',
+        }),
+      ),
     }),
   },
   { description: 'every error answer has this shape' },

@@ -127,6 +127,10 @@ export interface GenesisModel {
   size: number
   /** Text models: CID of the tokenizer JSON (checked by the module like the rest). */
   codec?: unknown
+  /** Language models: files by name → CID, fee per prompt token, context window (checked by the module). */
+  files?: unknown
+  promptPrice?: unknown
+  contextLength?: unknown
 }
 
 /** A worker bonded at genesis (the bond is minted, not taken from a balance). */
@@ -278,7 +282,11 @@ export function genesisToJson(doc: GenesisDoc): unknown {
 
 function inferenceToJson(section: GenesisInference): unknown {
   return {
-    models: section.models.map((m) => ({ ...m, price: m.price.toString() })),
+    models: section.models.map((m) => ({
+      ...m,
+      price: m.price.toString(),
+      ...(typeof m.promptPrice === 'bigint' ? { promptPrice: m.promptPrice.toString() } : {}),
+    })),
     workers: section.workers.map((w) => ({ ...w, bond: w.bond.toString() })),
   }
 }
@@ -412,6 +420,9 @@ const MODEL_FIELDS = [
   'tolerance',
   'size',
   'codec',
+  'files',
+  'promptPrice',
+  'contextLength',
 ]
 
 function parseInference(json: unknown): GenesisInference {
@@ -425,7 +436,7 @@ function parseInference(json: unknown): GenesisInference {
     if (!isRecord(m)) fail(`${at} must be an object`)
     const unknownField = Object.keys(m).find((k) => !MODEL_FIELDS.includes(k))
     if (unknownField !== undefined) fail(`unknown field ${at}.${unknownField}`)
-    const { owner, cid, name, version, price, kind, inputs, outputs, tolerance, size, codec } = m
+    const { owner, cid, name, version, price, kind, inputs, outputs, tolerance, size, codec, files, contextLength } = m
     if (typeof cid !== 'string' || cids.has(cid)) fail(`${at}.cid must be a CID string, once`)
     cids.add(cid)
     if (typeof name !== 'string' || typeof version !== 'string') fail(`${at}.name and .version must be strings`)
@@ -443,6 +454,9 @@ function parseInference(json: unknown): GenesisInference {
       tolerance,
       size,
       ...(codec === undefined ? {} : { codec }),
+      ...(files === undefined ? {} : { files }),
+      ...(m.promptPrice === undefined ? {} : { promptPrice: amount(m.promptPrice, `${at}.promptPrice`) }),
+      ...(contextLength === undefined ? {} : { contextLength }),
     }
   })
   const seen = new Set<string>()

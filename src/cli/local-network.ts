@@ -22,6 +22,9 @@ const VALIDATOR_STAKE = 100_000n
 const WORKER_BOND = 100_000n
 /** Price per call of the demo models, base units. */
 const DEMO_MODEL_PRICE = 10n
+/** The demo language model's prices, per output token and per prompt token. */
+const DEMO_LM_OUTPUT_PRICE = 2n
+const DEMO_LM_PROMPT_PRICE = 1n
 
 export async function loadOrCreateKeys(
   dir: string,
@@ -89,7 +92,11 @@ export async function loadOrCreateGenesis(
         cid: m.cid,
         name: m.name,
         version: m.version,
-        price: DEMO_MODEL_PRICE.toString(),
+        // a language model is priced per token: output tokens cost more than prompt tokens
+        price: (m.kind === 'lm' ? DEMO_LM_OUTPUT_PRICE : DEMO_MODEL_PRICE).toString(),
+        ...(m.kind === 'lm'
+          ? { promptPrice: DEMO_LM_PROMPT_PRICE.toString(), files: m.files, contextLength: m.contextLength }
+          : {}),
         kind: m.kind,
         inputs: m.inputs,
         outputs: m.outputs,

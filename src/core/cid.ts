@@ -1,6 +1,12 @@
-/** Content identifiers: CIDv1, dag-cbor (0x71) or raw (0x55), sha2-256. */
+/**
+ * Content identifiers: CIDv1, sha2-256; dag-cbor (0x71) for values, raw (0x55) for a blob's
+ * bytes, and UnixFS (dag-pb 0x70 roots over raw leaves) for files of any size (`unixfsCid`).
+ */
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
+import { importBytes, type ImporterOptions } from 'ipfs-unixfs-importer'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
 import { DAG_CBOR_CODE, encode } from './codec.ts'
 import { sha256 } from './hash.ts'
 import { InvalidInputError } from './errors.ts'
@@ -37,4 +43,58 @@ export function parseCid(text: string): CID {
 /** True when `bytes` hash to `cid` (same codec, same digest). */
 export function verifyCid(cid: CID, bytes: Uint8Array): boolean {
   return cidOfBytes(bytes, cid.code).equals(cid)
+}
+
+/** The dag-pb codec (UnixFS nodes). */
+export const DAG_PB_CODE = 0x70
+
+/**
+ * How a file is cut into a UnixFS DAG: `ipfs add --cid-version 1 --raw-leaves` with kubo's
+ * defaults — fixed 256 KiB chunks, balanced layout of at most 174 links per node, raw leaves,
+ * CIDv1. A file of at most one chunk is a single raw block: its CID is the raw CID of its bytes.
+ */
+export interface UnixfsLayout {
+  /** @default 262144 */
+  chunkSize: number
+  /** @default 174 */
+  maxLinksPerNode: number
+}
+
+export const KUBO_LAYOUT: Readonly<UnixfsLayout> = Object.freeze({ chunkSize: 262_144, maxLinksPerNode: 174 })
+
+/** Importer options for `layout` (ipfs-unixfs-importer, which builds the same DAG as kubo). */
+export function unixfsImportOptions(layout: UnixfsLayout = KUBO_LAYOUT): ImporterOptions {
+  return {
+    cidVersion: 1,
+    rawLeaves: true,
+    reduceSingleLeafToSelf: true,
+    wrapWithDirectory: false,
+    chunker: fixedSize({ chunkSize: layout.chunkSize }),
+    layout: balanced({ maxChildrenPerNode: layout.maxLinksPerNode }),
+  }
+}
+
+/**
+ * The UnixFS CID of a file's bytes (a byte array, or chunks in order), as `ipfs add
+ * --cid-version 1 --raw-leaves` gives it: `bafkrei…` (raw) for a file of at most one chunk,
+ * else the `bafybei…` (dag-pb) root of the DAG. Blocks are hashed and dropped, not kept.
+ */
+export async function unixfsCid(
+  content: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  layout: UnixfsLayout = KUBO_LAYOUT,
+): Promise<CID> {
+  const discard = { put: (cid: CID) => cid }
+  const result = await importBytes(content, discard, unixfsImportOptions(layout))
+  return result.cid
+}
+
+/**
+ * True when `bytes` are the file `cid` names: for a raw CID, the bytes hash to it; for a dag-pb
+ * CID, the file's UnixFS DAG (kubo's layout, see `unixfsCid`) has it as its root. A file
+ * chunked another way does not verify: it is refused, never mistaken for another file.
+ */
+export async function verifyFileCid(cid: CID, bytes: Uint8Array): Promise<boolean> {
+  if (cid.code === RAW_CODE) return verifyCid(cid, bytes)
+  if (cid.code !== DAG_PB_CODE) return false
+  return (await unixfsCid(bytes)).equals(cid)
 }

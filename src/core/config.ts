@@ -48,6 +48,8 @@ export interface DonghaeConfig {
   worker: boolean
   /** Jobs the worker runs at once. */
   workerSlots: number
+  /** Memory for the worker's loaded models, MiB; 0: half the machine's memory. */
+  workerMemory: number
   /** ONNX Runtime's execution provider. */
   executionProvider: 'auto' | 'cpu' | 'coreml' | 'cuda'
   /**
@@ -211,6 +213,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_WORKER_SLOTS',
     default: () => 2,
     parse: integer(1, 64),
+  },
+  workerMemory: {
+    description:
+      "memory for the worker's loaded models, MiB (the least recently used is unloaded to make room; larger models are not served); 0: half the machine's memory",
+    env: 'DONGHAE_WORKER_MEMORY',
+    default: () => 0,
+    parse: integer(0, 16 * 1024 * 1024),
   },
   executionProvider: {
     description: "ONNX Runtime's provider: auto (CoreML on macOS, CUDA when installed, else CPU), cpu, coreml, cuda",

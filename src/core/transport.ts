@@ -24,12 +24,23 @@ export type GossipVerdict = 'accept' | 'ignore' | 'reject'
  */
 export type GossipHandler = (data: Uint8Array, from: string, origin: string) => GossipVerdict | Promise<GossipVerdict>
 
-export type RequestHandler = (data: Uint8Array, from: string) => Promise<Uint8Array>
+/**
+ * Answers one request. `progress` sends a partial answer ahead of the final one (a generation's
+ * tokens as they come); it is only given over sessions and in memory, and the requester sees
+ * the chunks through `RequestOptions.onProgress`, in order, before the answer.
+ */
+export type RequestHandler = (
+  data: Uint8Array,
+  from: string,
+  progress?: (chunk: Uint8Array) => void,
+) => Promise<Uint8Array>
 
 export interface RequestOptions {
   signal?: AbortSignal
   /** Many requests over one long-lived stream (cheaper per request; for small, frequent ones). */
   session?: boolean
+  /** Partial answers the handler sends before its answer (sessions and memory only). */
+  onProgress?(chunk: Uint8Array): void
 }
 
 /** Bytes a peer may make this node send on one protocol: `bytes` per `perMs`, refilled continuously. */

@@ -5,9 +5,15 @@
  * send a worker more jobs than it has offered slots (pull-based: a worker's own adverts set its
  * pace, so a fast worker takes more jobs and a slow one still gets work at its own pace).
  *
- *   { chainId, worker, ep, runtime, models: [{ cid, mjps }], free, queue, seq, time, signature }
+ *   { chainId, worker, ep, runtime, models: [{ cid, mjps, loaded?, ttftMs?, tpsMilli? }], free, queue,
+ *     memoryMiB?, seq, time, signature }
  *
- * `mjps` is throughput in thousandths of a job per second (integers on the wire). The chain id
+ * `mjps` is throughput in thousandths of a job per second (integers on the wire). `loaded` says
+ * whether the model is in memory now (a worker loads lazily and evicts the least recently used
+ * model when its memory budget, `memoryMiB`, is full; gateways prefer workers that hold the
+ * model). A language model's entry carries the worker's measured time to first token and tokens
+ * per second (thousandths). The optional fields are left out when unknown, so older adverts
+ * still verify. The chain id
  * is inside the signed bytes, so an advert cannot be replayed on another chain.
  *
  * Gossip validation (`advertValidator`, before an advert is relayed): it decodes, is for this
@@ -46,11 +52,33 @@ export interface SlotAdvert {
   worker: string
   ep: ExecutionProvider
   runtime: string
-  models: Array<{ cid: string; mjps: number }>
+  models: AdvertModel[]
   free: number
   queue: number
+  /** The worker's memory budget for models, MiB. */
+  memoryMiB?: number
   seq: number
   time: number
+}
+
+export interface AdvertModel {
+  cid: string
+  mjps: number
+  /** In memory now (no load before the first token). */
+  loaded?: boolean
+  /** Language models: measured time to first token, ms, and tokens per second in thousandths. */
+  ttftMs?: number
+  tpsMilli?: number
+}
+
+function modelFields(m: AdvertModel): Record<string, unknown> {
+  return {
+    cid: m.cid,
+    mjps: m.mjps,
+    ...(m.loaded === undefined ? {} : { loaded: m.loaded }),
+    ...(m.ttftMs === undefined ? {} : { ttftMs: m.ttftMs }),
+    ...(m.tpsMilli === undefined ? {} : { tpsMilli: m.tpsMilli }),
+  }
 }
 
 export interface SignedAdvert extends SlotAdvert {
@@ -65,9 +93,10 @@ function fields(a: SlotAdvert & { chainId: string }): Record<string, unknown> {
     worker: a.worker,
     ep: a.ep,
     runtime: a.runtime,
-    models: a.models.map((m) => ({ cid: m.cid, mjps: m.mjps })),
+    models: a.models.map(modelFields),
     free: a.free,
     queue: a.queue,
+    ...(a.memoryMiB === undefined ? {} : { memoryMiB: a.memoryMiB }),
     seq: a.seq,
     time: a.time,
   }
@@ -104,10 +133,18 @@ export function decodeAdvert(bytes: Uint8Array): SignedAdvert {
     runtime,
     models: models.map((m: Record<string, unknown>) => {
       if (typeof m?.cid !== 'string' || m.cid.length > 128) throw new InvalidInputError('advert model cid')
-      return { cid: m.cid, mjps: count(m.mjps, 'mjps') }
+      if (m.loaded !== undefined && typeof m.loaded !== 'boolean') throw new InvalidInputError('advert model loaded')
+      return {
+        cid: m.cid,
+        mjps: count(m.mjps, 'mjps'),
+        ...(m.loaded === undefined ? {} : { loaded: m.loaded }),
+        ...(m.ttftMs === undefined ? {} : { ttftMs: count(m.ttftMs, 'ttftMs') }),
+        ...(m.tpsMilli === undefined ? {} : { tpsMilli: count(m.tpsMilli, 'tpsMilli') }),
+      }
     }),
     free: count(raw.free, 'free'),
     queue: count(raw.queue, 'queue'),
+    ...(raw.memoryMiB === undefined ? {} : { memoryMiB: count(raw.memoryMiB, 'memoryMiB') }),
     seq: count(raw.seq, 'seq'),
     time: count(raw.time, 'time'),
   }
@@ -269,15 +306,26 @@ export class WorkerTable {
   options(cid: string, exclude: ReadonlySet<string>, eligible: (worker: string) => boolean): WorkerOption[] {
     const now = this.#now()
     const out: WorkerOption[] = []
+    const loaded: WorkerOption[] = []
     for (const [worker, e] of this.#entries) {
       if (exclude.has(worker) || now - e.receivedAt > ADVERT_TTL_MS || e.cooldownUntil > now) continue
       const model = e.advert.models.find((m) => m.cid === cid)
       if (model === undefined || model.mjps === 0) continue
       const free = e.advert.free - unseen(e)
       if (free <= 0 || !eligible(worker)) continue
-      out.push({ worker, jobsPerSecond: model.mjps / 1000, free })
+      const option = { worker, jobsPerSecond: model.mjps / 1000, free }
+      out.push(option)
+      if (model.loaded !== false) loaded.push(option)
     }
-    return out
+    // a worker that holds the model answers without loading it first (seconds for a large one)
+    return loaded.length > 0 ? loaded : out
+  }
+
+  /** The largest memory budget among live adverts, MiB (undefined when none says). */
+  largestMemoryMiB(): number | undefined {
+    let most: number | undefined
+    for (const a of this.live()) if (a.memoryMiB !== undefined && (most === undefined || a.memoryMiB > most)) most = a.memoryMiB
+    return most
   }
 
   /** A job was sent to `worker`: one slot fewer until it answers or a new advert comes. */

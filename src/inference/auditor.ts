@@ -26,7 +26,7 @@ import { jobId, jobIdHex, receiptValue, type Receipt } from './job.ts'
 import type { Purpose, WorkRequest } from './worker.ts'
 import { auditorMayAnswer, auditWindowEnd, type Candidate } from './policy/audits.ts'
 import { auditOpensAt, auditorsOf, isAudited, quorumOf } from './chain/draws.ts'
-import { auditOf, disputeOf, settlementOf, type JobSettlement } from './chain/state.ts'
+import { auditOf, disputeOf, modelByCid, settlementOf, type JobSettlement } from './chain/state.ts'
 import { majorityHash } from './chain/audit.ts'
 import { encodeTensorMap, hashTensorMap, type TensorMap } from './tensor.ts'
 
@@ -243,6 +243,14 @@ export class Auditor {
   }
 
   #rerun(worker: string, held: Held, purpose: Purpose): Promise<{ receipt: Receipt; outputs: TensorMap }> {
-    return this.#init.rerun(worker, { job: held.receipt.job, inputs: held.inputs, dispatch: null, purpose })
+    // a language model's output is checked by teacher forcing: the re-run is given the claimed tokens
+    const lm = modelByCid(this.#c.chain.state(), held.receipt.job.model)?.kind === 'lm'
+    return this.#init.rerun(worker, {
+      job: held.receipt.job,
+      inputs: held.inputs,
+      dispatch: null,
+      purpose,
+      ...(lm ? { claimed: held.outputs } : {}),
+    })
   }
 }

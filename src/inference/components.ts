@@ -14,6 +14,7 @@ import type { StateReader } from '../chain/state-view.ts'
 import type { PeerTransport } from '../core/transport.ts'
 import type { ExecutionProvider } from './job.ts'
 import type { TensorMap } from './tensor.ts'
+import type { LmFiles } from './lm/types.ts'
 
 /** The committed chain as the components read it. */
 export interface ChainView {
@@ -52,13 +53,49 @@ export interface InferenceComponents {
 }
 
 /** What the worker needs from an ONNX Runtime (in-process `OnnxRuntime`, or a sandboxed runner). */
+/** Options of a run of a language model (ignored by other models). */
+export interface RunOptions {
+  /** Called with each batch of new token ids as they are generated. */
+  onTokens?(ids: readonly number[]): void
+  /**
+   * An audit: the outputs another worker claimed. The runner checks every claimed token in one
+   * forward pass over prompt + claimed tokens (teacher forcing) against the seeded sampler within
+   * the model's tolerance; it returns the claimed outputs when all pass, otherwise the correct
+   * generation (the claimed prefix up to the first wrong token, then its own tokens).
+   */
+  claimed?: TensorMap
+  /** Tolerance of the teacher-forcing check (the model's registry tolerance). */
+  tolerance?: { maxAbsPpm: number }
+}
+
+/** What a language-model run measured. */
+export interface LmRunStats {
+  promptTokens: number
+  outputTokens: number
+  /** Microseconds from the start of the run to the first generated token (0 for an audit). */
+  ttftMicros: number
+  /** Audits: the index of the first claimed token that failed the check, or -1 when all passed. */
+  firstMismatch?: number
+}
+
 export interface ModelRunner {
   readonly ep: ExecutionProvider
   readonly runtime: string
-  load(cid: string, bytes: Uint8Array): Promise<void>
+  /** `files`: a language model's tokenizer and configuration (`lm/types.ts`), absent for other models. */
+  load(cid: string, bytes: Uint8Array, options?: { files?: LmFiles }): Promise<void>
   has(cid: string): boolean
-  /** `ep`: the provider the run actually used (a session may have fallen back to CPU). */
-  run(cid: string, inputs: TensorMap): Promise<{ outputs: TensorMap; computeMicros: number; ep?: ExecutionProvider }>
+  /** Frees a loaded model (to make room for another); it can be loaded again. */
+  unload?(cid: string): Promise<void>
+  /**
+   * `ep`: the provider the run actually used (a session may have fallen back to CPU). For a
+   * language model `inputs` are a generation's (`lm/types.ts`, seed resolved by the caller with
+   * `has_seed = 1`); see `RunOptions` for streaming and audits by teacher forcing.
+   */
+  run(
+    cid: string,
+    inputs: TensorMap,
+    options?: RunOptions,
+  ): Promise<{ outputs: TensorMap; computeMicros: number; ep?: ExecutionProvider; lm?: LmRunStats }>
   calibrate(cid: string, inputs: TensorMap, options: { durationMs: number }): Promise<{ jobsPerSecond: number }>
 }
 

@@ -45,3 +45,6 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024
  * topped up to this many calls of the model it serves at the highest price, when its balance allows.
  */
 export const SELF_DEPOSIT_CALLS = 1_000n
+/** A typical generation, for sizing the node's own deposit by a language model's token prices. */
+export const TYPICAL_PROMPT_TOKENS = 128
+export const TYPICAL_OUTPUT_TOKENS = 128

@@ -14,7 +14,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { parseCid, verifyCid } from '../core/cid.ts'
+import { parseCid, unixfsCid, verifyFileCid } from '../core/cid.ts'
+import { LM_FILES, LM_INPUTS, LM_OUTPUTS, type LmFiles } from './lm/types.ts'
+import { LM_TOLERANCE, contextLengthOf } from './lm/tokenizer.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import { parseCharsSpec, type CharsModelSpec } from './chars.ts'
 import type { Dataset, MlpOptions, SplitOptions } from './trainer.ts'
@@ -89,7 +91,7 @@ export async function readCharsSpec(options: { path?: string; signal?: AbortSign
 export interface DemoModel {
   name: string
   version: string
-  kind: 'tensor' | 'text'
+  kind: 'tensor' | 'text' | 'lm'
   /** Absolute path of the ONNX file. */
   file: string
   /** CIDv1, raw codec, sha2-256 of the file bytes. */
@@ -104,6 +106,53 @@ export interface DemoModel {
   text?: CharsModelSpec
   /** Text models only: CID of the tokenizer's JSON file (`<name>.json`), registered with the model. */
   codec?: string
+  /** Language models only: the folder's tokenizer and config files by name → CID, and the context window. */
+  files?: Record<string, string>
+  contextLength?: number
+}
+
+/** The demo language model's folder (models/lm, trained by models/train-lm.py). */
+export const DEMO_LM_DIR = 'lm'
+/** Its registry name. */
+export const DEMO_LM_NAME = 'moby-lm'
+
+/** The demo language model's entry; undefined when its folder is absent. */
+async function lmEntry(dir: string, signal?: AbortSignal): Promise<DemoModel | undefined> {
+  const folder = join(dir, DEMO_LM_DIR)
+  let graph: Uint8Array
+  try {
+    graph = new Uint8Array(await readFile(join(folder, 'model.onnx'), { signal }))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  const files: Record<string, string> = {}
+  const contents: LmFiles = {}
+  for (const name of LM_FILES) {
+    let bytes: Uint8Array
+    try {
+      bytes = new Uint8Array(await readFile(join(folder, name), { signal }))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw err
+    }
+    contents[name] = bytes
+    files[name] = (await unixfsCid(bytes)).toString()
+  }
+  return {
+    name: DEMO_LM_NAME,
+    version: '1',
+    kind: 'lm',
+    file: join(folder, 'model.onnx'),
+    cid: (await unixfsCid(graph)).toString(),
+    size: graph.length,
+    inputs: LM_INPUTS.map((t) => ({ ...t, dims: [...t.dims] })),
+    outputs: LM_OUTPUTS.map((t) => ({ ...t, dims: [...t.dims] })),
+    tolerance: { ...LM_TOLERANCE },
+    description: 'Small GPT-style language model trained on Moby-Dick (models/README.md), with a chat template',
+    files,
+    contextLength: contextLengthOf(contents),
+  }
 }
 
 /** The CID Donghae gives a model file: CIDv1, raw codec, sha2-256 (a blob's CID, see blobs.ts). */
@@ -155,7 +204,8 @@ export async function demoModels(options: { dir?: string; signal?: AbortSignal }
     },
     options.signal,
   )
-  return [digits, chars]
+  const lm = await lmEntry(dir, options.signal)
+  return lm === undefined ? [digits, chars] : [digits, chars, lm]
 }
 
 /** Reads a demo model's file and checks it still hashes to its CID. */
@@ -164,7 +214,7 @@ export async function readDemoModel(
   options: { signal?: AbortSignal } = {},
 ): Promise<Uint8Array> {
   const bytes = new Uint8Array(await readFile(model.file, { signal: options.signal }))
-  if (!verifyCid(parseCid(model.cid), bytes))
+  if (!(await verifyFileCid(parseCid(model.cid), bytes)))
     throw new InvalidInputError(`${model.file} does not hash to ${model.cid}; retrain or refresh the manifest`)
   return bytes
 }

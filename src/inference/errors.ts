@@ -16,6 +16,7 @@ export type InferenceReason =
   | 'bad-job'
   | 'fee-too-low'
   | 'no-worker'
+  | 'too-large'
   | 'busy'
   | 'failed'
   | 'not-text-model'
@@ -34,6 +35,7 @@ const STATUS: Readonly<Record<InferenceReason, number>> = {
   'bad-job': 400,
   'fee-too-low': 400,
   'no-worker': 503,
+  'too-large': 503,
   busy: 503,
   failed: 502,
   'not-text-model': 400,

@@ -27,19 +27,24 @@ import {
   JOB_TIMEOUT_MS,
   SELF_DEPOSIT_CALLS,
   SLOT_POLL_MS,
+  TYPICAL_OUTPUT_TOKENS,
+  TYPICAL_PROMPT_TOKENS,
 } from './constants.ts'
 import { InferenceError } from './errors.ts'
-import { inputsCommitment, jobIdHex, signDispatch, signJob, type Receipt, type SignedJob } from './job.ts'
+import { inputsCommitment, jobId, jobIdHex, signDispatch, signJob, type Receipt, type SignedJob } from './job.ts'
+import { withResolvedSeed } from './lm/types.ts'
 import { CanaryPool } from './canaries.ts'
 import type { Auditor } from './auditor.ts'
+import { MODEL_MEMORY_FACTOR } from './models.ts'
 import type { Journal, Settler } from './settler.ts'
-import { decodeWorkAnswer, encodeWorkRequest, type WorkRequest, type Worker } from './worker.ts'
-import { checkDeadline, checkJob, checkReceipt } from './policy/jobs.ts'
+import { decodeTokensChunk, decodeWorkAnswer, encodeWorkRequest, type WorkRequest, type Worker } from './worker.ts'
+import { checkDeadline, checkJob, checkReceipt, reservedFee } from './policy/jobs.ts'
 import { drawWorker } from './policy/worker-draw.ts'
 import {
   depositOf,
   isSchedulable,
   listModels,
+  maxFeeFor,
   modelByCid,
   modelByName,
   servingWorkers,
@@ -54,8 +59,10 @@ export interface InferRequest {
   inputs: TensorMap
   /** A job signed by the client (naming this gateway); without it the node signs and pays. */
   job?: SignedJob
-  /** Most the node's own account pays (when it signs). @default the model's price */
+  /** Most the node's own account pays (when it signs). @default the model's price (a generation: prompt plus max_tokens) */
   maxFee?: bigint
+  /** A language model's tokens as the worker generates them (the whole output still comes back verified). */
+  onTokens?(ids: readonly number[]): void
 }
 
 export interface InferResult {
@@ -181,14 +188,21 @@ export class Gateway {
     const id = jobIdHex(job)
     if (this.#reservations.has(id) || settlementOf(c.chain.state(), id) !== undefined)
       throw new InferenceError('replayed', `job ${id.slice(0, 16)}… was already submitted`)
-    await this.#topUpIfOwn(job.client, model.price)
+    const reserved = reservedFee(model, request.inputs)
+    await this.#topUpIfOwn(job.client, reserved)
     // checked and reserved in one synchronous step: parallel requests cannot both see the same funds
-    this.#cover(job.client, model.price)
+    this.#cover(job.client, reserved)
     const until = job.deadline + c.chain.params.settleWindowMs
-    this.#reserve(id, { client: job.client, fee: model.price, until, settling: false }, true)
+    this.#reserve(id, { client: job.client, fee: reserved, until, settling: false }, true)
     try {
-      const { receipt, outputs, attempts, latencyMs } = await this.#dispatch(model, job, request.inputs, new Set())
-      this.#reservations.get(id)!.settling = true
+      const { receipt, outputs, attempts, latencyMs } = await this.#dispatch(
+        model,
+        job,
+        request.inputs,
+        new Set(),
+        request.onTokens,
+      )
+      this.#settleAt(id, receipt.fee)
       this.#init.settler.add({ receipt, latencyMs })
       this.#init.auditor.hold({ receipt, inputs: request.inputs, outputs })
       const total = performance.now() - started
@@ -223,11 +237,11 @@ export class Gateway {
     }
   }
 
-  #ownJob(model: ModelRecord, request: InferRequest): SignedJob {
+  #ownJob(model: ModelRecord, request: Pick<InferRequest, 'inputs' | 'maxFee'>): SignedJob {
     const c = this.#c
-    const maxFee = request.maxFee ?? model.price
-    if (maxFee < model.price)
-      throw new InferenceError('fee-too-low', `max fee ${maxFee} is below the model's price ${model.price}`)
+    const cost = reservedFee(model, request.inputs)
+    const maxFee = request.maxFee ?? cost
+    if (maxFee < cost) throw new InferenceError('fee-too-low', `max fee ${maxFee} is below the job's cost ${cost}`)
     const salt = c.rng.bytes(16)
     return signJob(c.key, {
       chainId: c.chain.chainId,
@@ -287,7 +301,10 @@ export class Gateway {
     if (this.#topUp !== undefined) return this.#topUp
     const c = this.#c
     const state = c.chain.state()
-    const price = listModels(state).reduce((max, m) => (m.status === 'active' && m.price > max ? m.price : max), 1n)
+    const price = listModels(state).reduce((max, m) => {
+      const cost = m.kind === 'lm' ? maxFeeFor(m, TYPICAL_PROMPT_TOKENS, TYPICAL_OUTPUT_TOKENS) : m.price
+      return m.status === 'active' && cost > max ? cost : max
+    }, 1n)
     const target = price * SELF_DEPOSIT_CALLS
     const have = depositOf(state, this.did, this.did).amount - this.reservedFor(this.did)
     if (have >= target / 2n) return Promise.resolve()
@@ -305,6 +322,20 @@ export class Gateway {
       }
     })()
     return this.#topUp
+  }
+
+  /** The job came back: its reservation shrinks to what the receipt charges (a generation's tokens used). */
+  #settleAt(id: string, fee: bigint): void {
+    const r = this.#reservations.get(id)!
+    r.settling = true
+    if (fee >= r.fee) return
+    const left = this.reservedFor(r.client) - (r.fee - fee)
+    if (left > 0n) this.#reserved.set(r.client, left)
+    else this.#reserved.delete(r.client)
+    r.fee = fee
+    void this.#init.journal
+      ?.put(id, encode({ client: r.client, fee: r.fee, until: r.until }))
+      .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'reservation not journaled'))
   }
 
   #reserve(id: string, r: Reservation, journal: boolean): void {
@@ -347,6 +378,7 @@ export class Gateway {
     job: SignedJob,
     inputs: TensorMap,
     exclude: Set<string>,
+    onTokens?: (ids: readonly number[]) => void,
   ): Promise<{ receipt: Receipt; outputs: TensorMap; attempts: number; latencyMs: number }> {
     const c = this.#c
     const errors: string[] = []
@@ -356,6 +388,7 @@ export class Gateway {
     const failed = new Set<string>()
     let retriedFailed = false
     let attempt = 0
+    let streamed = 0
     while (attempt < ATTEMPTS) {
       const eligible = this.#eligibleFor(model.cid)
       const worker = drawWorker(
@@ -365,8 +398,7 @@ export class Gateway {
       if (worker === undefined) {
         const others = this.#init.table.serving(model.cid).filter((w) => !exclude.has(w))
         if (others.length === 0) {
-          if (errors.length === 0)
-            throw new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
+          if (errors.length === 0) throw this.#noWorker(model)
           if (failed.size === 0) break
           // every other worker is gone: those that failed (a closed stream, a restart) get one more chance
           for (const w of failed) exclude.delete(w)
@@ -386,13 +418,26 @@ export class Gateway {
       const sentPrecise = performance.now()
       try {
         const request: WorkRequest = { job, inputs, dispatch: signDispatch(c.key, job, worker), purpose: 'job' }
-        const answer = await this.run(worker, request, model)
+        streamed = 0
+        const answer = await this.run(
+          worker,
+          request,
+          model,
+          onTokens === undefined
+            ? undefined
+            : (ids) => {
+                streamed += ids.length
+                onTokens(ids)
+              },
+        )
         const rttMs = performance.now() - sentPrecise - answer.receipt.computeMicros / 1000
         this.#init.table.finished(worker, { ok: true, rttMs })
         return { ...answer, attempts: attempt, latencyMs: c.clock.now() - sent }
       } catch (err) {
         this.#init.table.finished(worker, { ok: false })
         errors.push(`${worker.slice(-8)}: ${describeError(err)}`)
+        // tokens already streamed to the client: a retry would stream a second, different answer
+        if (streamed > 0) throw err
         if (
           err instanceof InferenceError &&
           ['bad-input', 'bad-job', 'expired', 'fee-too-low'].includes(err.reason) &&
@@ -410,6 +455,18 @@ export class Gateway {
         ? `every worker serving ${model.name} stayed busy for ${JOB_TIMEOUT_MS / 1000} s; try again later`
         : `no worker completed the job after ${errors.length} attempt(s): ${errors.join('; ')}`,
     )
+  }
+
+  /** Why no worker serves a model: none can hold it in memory, or none has it right now. */
+  #noWorker(model: ModelRecord): InferenceError {
+    const needMiB = Math.ceil((model.size * MODEL_MEMORY_FACTOR) / 2 ** 20)
+    const most = this.#init.table.largestMemoryMiB()
+    if (most !== undefined && needMiB > most)
+      return new InferenceError(
+        'too-large',
+        `no worker can hold ${model.name} in memory: it needs about ${needMiB} MiB, the largest budget advertised is ${most} MiB`,
+      )
+    return new InferenceError('no-worker', `no worker serves ${model.name} right now; try again shortly`)
   }
 
   /** The workers that declared `cid` and are schedulable at the next height (computed once per height). */
@@ -431,12 +488,13 @@ export class Gateway {
     worker: string,
     request: WorkRequest,
     model?: ModelRecord,
+    onTokens?: (ids: readonly number[]) => void,
   ): Promise<{ receipt: Receipt; outputs: TensorMap }> {
     const c = this.#c
     const record = model ?? this.resolveModel(request.job.model)
     let answer: { receipt: Receipt; outputs: TensorMap }
     if (worker === this.did && this.#init.worker !== undefined) {
-      answer = await this.#init.worker.execute(request)
+      answer = await this.#init.worker.execute(request, onTokens)
     } else {
       const timeout = new AbortController()
       const cancel = c.clock.setTimer(JOB_TIMEOUT_MS, () =>
@@ -446,6 +504,7 @@ export class Gateway {
         const bytes = await c.transport.request(worker, INFER_PROTOCOL, encodeWorkRequest(request), {
           signal: AbortSignal.any([c.signal, timeout.signal]),
           session: true,
+          ...(onTokens === undefined ? {} : { onProgress: (chunk) => onTokens(decodeTokensChunk(chunk)) }),
         })
         answer = decodeWorkAnswer(bytes, worker)
       } finally {
@@ -455,6 +514,7 @@ export class Gateway {
     checkReceipt(answer.receipt, {
       job: request.job,
       worker,
+      inputs: request.inputs,
       outputs: answer.outputs,
       model: record,
       outputHash: hashTensorMap(answer.outputs),
@@ -484,16 +544,20 @@ export class Gateway {
   async #canary(model: ModelRecord, inputs: TensorMap, ranBy: string, local: Worker): Promise<void> {
     const exclude = new Set([this.did, ranBy])
     if (this.#init.table.serving(model.cid).every((w) => exclude.has(w))) return
-    const job = this.#ownJob(model, { model: model.cid, inputs })
-    const known = await local.models.run(model.cid, inputs)
-    await this.#topUpIfOwn(job.client, model.price)
-    this.#cover(job.client, model.price)
+    const job = this.#ownJob(model, { inputs })
+    const known = await local.models.run(
+      model.cid,
+      model.kind === 'lm' ? withResolvedSeed(inputs, jobId(job)) : inputs,
+    )
+    const reserved = reservedFee(model, inputs)
+    await this.#topUpIfOwn(job.client, reserved)
+    this.#cover(job.client, reserved)
     const id = jobIdHex(job)
     this.#reserve(
       id,
       {
         client: job.client,
-        fee: model.price,
+        fee: reserved,
         until: job.deadline + this.#c.chain.params.settleWindowMs,
         settling: false,
       },
@@ -501,6 +565,7 @@ export class Gateway {
     )
     try {
       const { receipt, outputs, latencyMs } = await this.#dispatch(model, job, inputs, exclude)
+      this.#settleAt(id, receipt.fee)
       this.stats.canaries++
       this.#init.settler.add({ receipt, latencyMs })
       this.#init.auditor.hold({ receipt, inputs, outputs, canaryHash: hashTensorMap(known.outputs) })

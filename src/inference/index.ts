@@ -28,6 +28,8 @@ export interface InferenceInit {
   worker?: {
     runner: ModelRunner
     slots?: number
+    /** Memory for loaded models, bytes (models.ts). */
+    memoryBudget?: number
     behaviour?: WorkerBehaviour
     allows?(model: ModelRecord): boolean
     keeper?: ReceiptKeeper
@@ -71,6 +73,7 @@ export function createInference(init: InferenceInit): (components: InferenceComp
         blobs: init.blobs,
         servingPeers: (cid) => table.serving(cid),
         ...(init.worker.allows === undefined ? {} : { allows: init.worker.allows }),
+        ...(init.worker.memoryBudget === undefined ? {} : { memoryBudget: init.worker.memoryBudget }),
       })
       worker = new Worker(c, {
         models,

@@ -59,6 +59,12 @@ export interface SignedJob extends Job {
   signature: Uint8Array
 }
 
+/** Tokens a language-model receipt charges for (prompt and output are priced separately). */
+export interface TokenUsage {
+  prompt: number
+  output: number
+}
+
 export interface ReceiptBody {
   job: SignedJob
   /** The gateway's signature over `{ jobId, worker }`; null for an audit or quorum re-run. */
@@ -76,6 +82,8 @@ export interface ReceiptBody {
   finishedAt: number
   /** Time spent in the ONNX Runtime session, microseconds. */
   computeMicros: number
+  /** Language models only: the tokens charged (the fee is computed from them, chain/state.ts `feeFor`). */
+  usage?: TokenUsage
 }
 
 export interface Receipt extends ReceiptBody {
@@ -165,6 +173,8 @@ function receiptFields(r: ReceiptBody): Record<string, unknown> {
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
     computeMicros: r.computeMicros,
+    // absent for tensor models, so their receipts encode as before
+    ...(r.usage === undefined ? {} : { usage: { prompt: r.usage.prompt, output: r.usage.output } }),
   }
 }
 
@@ -218,11 +228,11 @@ const timeOf = (v: unknown, name: string): number => {
   return v
 }
 
-function exactKeys(raw: unknown, expected: string[], what: string): Record<string, unknown> {
+function exactKeys(raw: unknown, expected: string[], what: string, optional: string[] = []): Record<string, unknown> {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || raw instanceof Uint8Array)
     throw new InvalidInputError(`${what} must be a map`)
   const keys = Object.keys(raw).sort()
-  const want = [...expected].sort()
+  const want = [...expected, ...optional.filter((k) => k in raw)].sort()
   if (keys.length !== want.length || keys.some((k, i) => k !== want[i]))
     throw new InvalidInputError(`${what} fields must be exactly ${want.join(', ')}`)
   return raw as Record<string, unknown>
@@ -266,6 +276,7 @@ export function parseReceipt(raw: unknown): Receipt {
       'signature',
     ],
     'receipt',
+    ['usage'],
   )
   if (typeof f.ep !== 'string' || !(EXECUTION_PROVIDERS as readonly string[]).includes(f.ep))
     throw new InvalidInputError(`receipt.ep must be one of ${EXECUTION_PROVIDERS.join(', ')}`)
@@ -283,8 +294,14 @@ export function parseReceipt(raw: unknown): Receipt {
     startedAt,
     finishedAt,
     computeMicros: timeOf(f.computeMicros, 'receipt.computeMicros'),
+    ...(f.usage === undefined ? {} : { usage: usageOf(f.usage) }),
     signature: bytesOf(f.signature, 'receipt.signature', 64),
   }
+}
+
+function usageOf(raw: unknown): TokenUsage {
+  const u = exactKeys(raw, ['prompt', 'output'], 'receipt.usage')
+  return { prompt: timeOf(u.prompt, 'receipt.usage.prompt'), output: timeOf(u.output, 'receipt.usage.output') }
 }
 
 export function decodeReceipt(bytes: Uint8Array): Receipt {
@@ -316,6 +333,8 @@ export interface ReceiptJson {
   startedAt: number
   finishedAt: number
   computeMicros: number
+  /** Language models: tokens charged. */
+  usage?: TokenUsage
   signature: string
 }
 
@@ -347,6 +366,7 @@ export function receiptToJson(r: Receipt): ReceiptJson {
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
     computeMicros: r.computeMicros,
+    ...(r.usage === undefined ? {} : { usage: { ...r.usage } }),
     signature: toHex(r.signature),
   }
 }
@@ -387,6 +407,7 @@ export function receiptFromJson(raw: unknown): Receipt {
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
     computeMicros: r.computeMicros,
+    ...(r.usage === undefined ? {} : { usage: r.usage }),
     signature: hexBytes(r.signature, 'receipt.signature'),
   })
   const sigJob = receipt.job

@@ -12,7 +12,10 @@ import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { InferenceError, ModelLimitError } from './errors.ts'
 import { BadModels, type BadModel } from './bad-models.ts'
-import type { InferenceComponents, ModelRunner } from './components.ts'
+import type { InferenceComponents, ModelRunner, RunOptions } from './components.ts'
+import { LM_FILES, type LmFiles } from './lm/types.ts'
+import type { AdvertModel } from './adverts.ts'
+import { totalmem } from 'node:os'
 import { isSchedulable, listModels, modelByCid, servingSet, workerRecord, type ModelRecord } from './chain/state.ts'
 import { createTensor, type Tensor, type TensorMap } from './tensor.ts'
 
@@ -33,6 +36,8 @@ export interface ModelsInit {
   allows?(model: ModelRecord): boolean
   /** Calibration length per model. @default 200 ms */
   calibrateMs?: number
+  /** Memory for loaded models, bytes; the least recently used is unloaded to make room. @default defaultMemoryBudget() */
+  memoryBudget?: number
   /** Called when the served set or a throughput changes (the worker re-advertises). */
   onChange?(): void
 }
@@ -42,6 +47,30 @@ interface Served {
   mjps: number
   /** Releases the blob store's pin on the weights (and the tokenizer). */
   unpin: () => void
+  /** Memory the model is expected to take once loaded, bytes (`MODEL_MEMORY_FACTOR` × file size). */
+  need: number
+  /** When a job last ran on it (the LRU order of eviction). */
+  lastUsed: number
+  /** Language models: time to first token, ms, and tokens per second (moving averages). */
+  ttftMs?: number
+  tokensPerSecond?: number
+}
+
+/**
+ * Memory a loaded model takes per byte of its file, as budgeted: ONNX Runtime holds the weights
+ * once plus its arenas and, for a language model, the KV cache (bench/lm.bench.ts measures it).
+ */
+export const MODEL_MEMORY_FACTOR = 2
+/** Budget of model memory when the operator sets none: half the machine's memory. */
+export function defaultMemoryBudget(): number {
+  return Math.floor(totalmem() / 2)
+}
+
+/** A model larger than this worker's memory budget: not served here. */
+export interface TooLarge {
+  cid: string
+  need: number
+  budget: number
 }
 
 export class WorkerModels {
@@ -52,6 +81,8 @@ export class WorkerModels {
   readonly #loading = new Set<string>()
   readonly #bad: BadModels
   readonly #reported = new Set<string>()
+  readonly #tooLarge = new Map<string, TooLarge>()
+  readonly #budget: number
   #declaring = false
 
   constructor(components: InferenceComponents, init: ModelsInit) {
@@ -59,6 +90,39 @@ export class WorkerModels {
     this.#init = init
     this.#log = components.logger.forComponent('donghae:inference:models')
     this.#bad = new BadModels({ clock: components.clock })
+    this.#budget = init.memoryBudget ?? defaultMemoryBudget()
+  }
+
+  /** The memory budget for loaded models, bytes. */
+  get memoryBudget(): number {
+    return this.#budget
+  }
+
+  /** Registered models this worker cannot hold in its memory budget. */
+  tooLarge(): TooLarge[] {
+    return [...this.#tooLarge.values()]
+  }
+
+  /** Memory the loaded models are expected to take, bytes. */
+  #loadedBytes(except?: string): number {
+    let sum = 0
+    for (const [cid, s] of this.#served) if (cid !== except && this.#init.runner.has(cid)) sum += s.need
+    return sum
+  }
+
+  /** Unloads the least recently used models until `need` more bytes fit the budget. */
+  async #makeRoom(cid: string, need: number): Promise<void> {
+    const runner = this.#init.runner
+    while (this.#loadedBytes(cid) + need > this.#budget) {
+      let victim: [string, Served] | undefined
+      for (const entry of this.#served)
+        if (entry[0] !== cid && runner.has(entry[0]) && (victim === undefined || entry[1].lastUsed < victim[1].lastUsed))
+          victim = entry
+      if (victim === undefined || runner.unload === undefined) return
+      this.#log.info({ cid: victim[0] }, 'model unloaded to make room (least recently used)')
+      await runner.unload(victim[0])
+      this.#init.onChange?.()
+    }
   }
 
   get runner(): ModelRunner {
@@ -69,9 +133,18 @@ export class WorkerModels {
     return this.#served.has(cid)
   }
 
-  /** Served models with their calibrated throughput (milli-jobs per second). */
-  served(): Array<{ cid: string; mjps: number }> {
-    return [...this.#served].map(([cid, s]) => ({ cid, mjps: s.mjps })).sort((a, b) => (a.cid < b.cid ? -1 : 1))
+  /** Served models with their calibrated throughput (milli-jobs per second), whether loaded, and generation speed. */
+  served(): AdvertModel[] {
+    const runner = this.#init.runner
+    return [...this.#served]
+      .map(([cid, s]) => ({
+        cid,
+        mjps: s.mjps,
+        loaded: runner.has(cid),
+        ...(s.ttftMs === undefined ? {} : { ttftMs: Math.round(s.ttftMs) }),
+        ...(s.tokensPerSecond === undefined ? {} : { tpsMilli: Math.round(s.tokensPerSecond * 1000) }),
+      }))
+      .sort((a, b) => (a.cid < b.cid ? -1 : 1))
   }
 
   /** Models held back here (failed to load, or broke a runner limit), and when they are tried again. */
@@ -117,6 +190,18 @@ export class WorkerModels {
   }
 
   async #load(model: ModelRecord): Promise<void> {
+    const need = model.size * MODEL_MEMORY_FACTOR
+    if (need > this.#budget) {
+      if (!this.#tooLarge.has(model.cid)) {
+        this.#tooLarge.set(model.cid, { cid: model.cid, need, budget: this.#budget })
+        this.#log.warn(
+          { model: model.name, cid: model.cid, needMiB: Math.ceil(need / 2 ** 20), budgetMiB: Math.floor(this.#budget / 2 ** 20) },
+          'model not served: larger than the memory budget',
+        )
+      }
+      return
+    }
+    this.#tooLarge.delete(model.cid)
     this.#loading.add(model.cid)
     try {
       let bytes = await this.#init.blobs.get(model.cid)
@@ -129,12 +214,21 @@ export class WorkerModels {
         if (serving.length + others.length === 0) return // alone: nothing to fetch from yet
         bytes = await this.#init.blobs.fetch(model.cid, [...serving, ...others])
       }
-      await this.#init.runner.load(model.cid, bytes)
+      const files = await this.#files(model)
+      await this.#makeRoom(model.cid, need)
+      await this.#init.runner.load(model.cid, bytes, files === undefined ? {} : { files })
       const mjps = await this.#calibrate(model)
-      const pins = [model.cid, ...(model.codec === undefined ? [] : [model.codec])].map(
-        (cid) => this.#init.blobs.pin?.(cid) ?? (() => {}),
-      )
-      this.#served.set(model.cid, { mjps, unpin: () => pins.forEach((unpin) => unpin()) })
+      const pins = [
+        model.cid,
+        ...(model.codec === undefined ? [] : [model.codec]),
+        ...Object.values(model.files ?? {}),
+      ].map((cid) => this.#init.blobs.pin?.(cid) ?? (() => {}))
+      this.#served.set(model.cid, {
+        mjps,
+        unpin: () => pins.forEach((unpin) => unpin()),
+        need,
+        lastUsed: this.#c.clock.now(),
+      })
       this.#bad.forgive(model.cid)
       this.#log.info({ model: model.name, cid: model.cid, jobsPerSecond: Math.round(mjps / 1000) }, 'serving model')
       this.#init.onChange?.()
@@ -143,6 +237,24 @@ export class WorkerModels {
     } finally {
       this.#loading.delete(model.cid)
     }
+  }
+
+  /** A language model's tokenizer and configuration files, from the store or peers (verified by CID). */
+  async #files(model: ModelRecord): Promise<LmFiles | undefined> {
+    if (model.kind !== 'lm' || model.files === undefined) return undefined
+    const files: LmFiles = {}
+    const self = this.#c.transport.self
+    for (const name of LM_FILES) {
+      const cid = model.files[name]
+      if (cid === undefined) continue
+      files[name] =
+        (await this.#init.blobs.get(cid)) ??
+        (await this.#init.blobs.fetch(cid, [
+          ...this.#init.servingPeers(model.cid).filter((p) => p !== self),
+          ...this.#c.transport.peers().filter((p) => p !== self),
+        ]))
+    }
+    return files
   }
 
   #fail(model: ModelRecord, err: unknown): void {
@@ -220,19 +332,35 @@ export class WorkerModels {
   }
 
   /** Runs a served model; a session the runtime evicted is loaded again from the blob store. */
-  async run(cid: string, inputs: TensorMap): ReturnType<ModelRunner['run']> {
+  async run(cid: string, inputs: TensorMap, options: RunOptions = {}): ReturnType<ModelRunner['run']> {
     const runner = this.#init.runner
+    const served = this.#served.get(cid)
+    if (served !== undefined) served.lastUsed = this.#c.clock.now()
     if (!runner.has(cid)) {
       const bytes = await this.#init.blobs.get(cid)
-      if (bytes === undefined) {
+      const model = modelByCid(this.#c.chain.state(), cid)
+      if (bytes === undefined || model === undefined) {
         this.#served.get(cid)?.unpin()
         this.#served.delete(cid)
         this.#init.onChange?.()
         throw new InferenceError('busy', `this worker no longer has model ${cid}`)
       }
-      await runner.load(cid, bytes)
+      const files = await this.#files(model)
+      await this.#makeRoom(cid, model.size * MODEL_MEMORY_FACTOR)
+      await runner.load(cid, bytes, files === undefined ? {} : { files })
+      this.#init.onChange?.()
     }
-    return runner.run(cid, inputs)
+    const result = await runner.run(cid, inputs, options)
+    if (served !== undefined && result.lm !== undefined && options.claimed === undefined) {
+      // moving averages of what clients see: time to first token and generation speed
+      const { ttftMicros, outputTokens } = result.lm
+      const seconds = Math.max(1e-6, (result.computeMicros - ttftMicros) / 1e6)
+      const tps = outputTokens > 1 ? (outputTokens - 1) / seconds : undefined
+      served.ttftMs = served.ttftMs === undefined ? ttftMicros / 1000 : served.ttftMs * 0.8 + (ttftMicros / 1000) * 0.2
+      if (tps !== undefined)
+        served.tokensPerSecond = served.tokensPerSecond === undefined ? tps : served.tokensPerSecond * 0.8 + tps * 0.2
+    }
+    return result
   }
 }
 

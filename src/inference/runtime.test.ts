@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { toHex } from '../core/bytes.ts'
 import { InvalidInputError } from '../core/errors.ts'
@@ -29,6 +29,7 @@ import {
 } from './runtime.ts'
 import { createTensor, hashTensorMap, TensorSchemaError, type TensorMap } from './tensor.ts'
 import { splitDataset } from './trainer.ts'
+import { readLmFolder } from './lm/model-files.ts'
 
 let digits: { bytes: Uint8Array; cid: string }
 let chars: { bytes: Uint8Array; cid: string }
@@ -199,7 +200,9 @@ test('the demo manifest matches what ONNX Runtime reads from the files', async (
   const probe = new OnnxRuntime({ executionProvider: 'cpu' })
   try {
     for (const m of models) {
-      await probe.load(m.cid, new Uint8Array(await readFile(m.file)))
+      // a language model is loaded with its folder's tokenizer and configs; its jobs are generations
+      const files = m.kind === 'lm' ? await readLmFolder(dirname(m.file)) : undefined
+      await probe.load(m.cid, new Uint8Array(await readFile(m.file)), files === undefined ? {} : { files })
       const info = probe.model(m.cid)!
       assert.deepEqual(info.inputs, m.inputs, m.name)
       assert.deepEqual(info.outputs, m.outputs, m.name)

@@ -12,6 +12,10 @@
  * Every file passes the safety check (`onnx-check.ts`: no external data, bounded structure)
  * before ONNX Runtime parses it.
  *
+ * A language model (`load` with `files`: its tokenizer and configs, `lm/types.ts`) is driven by an
+ * `LmEngine` (`lm/engine.ts`): its runs take a generation's tensors (`LM_INPUTS`) and return its
+ * outputs (`LM_OUTPUTS`), stream tokens, and audit another worker's output by teacher forcing.
+ *
  * `session.run` computes on the calling thread inside a `setImmediate`: fine for trusted models
  * and the bench baseline. A node serves models through `SandboxedRunner` (`runner/sandbox.ts`),
  * which runs this same class in a child process per model, with limits.
@@ -20,13 +24,26 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createRequire } from 'node:module'
 import * as ort from 'onnxruntime-node'
-import { parseCid, verifyCid } from '../core/cid.ts'
+import { parseCid, verifyFileCid } from '../core/cid.ts'
 import { AbortError, DonghaeError, InvalidInputError, describeError, type ErrorAction } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { ExecutionProvider } from './job.ts'
 import { checkModel, type ModelCheckLimits } from './onnx-check.ts'
 import { UnsafeModelError } from './errors.ts'
 import { checkAgainstSchema, type Tensor, type TensorMap, type TensorSpec, TENSOR_TYPES } from './tensor.ts'
+import type { LmRunStats, RunOptions } from './components.ts'
+import { LmEngine } from './lm/engine.ts'
+import { parseLmFiles, type LmModelFiles } from './lm/model-files.ts'
+import {
+  LM_INPUTS,
+  LM_OUTPUTS,
+  generationTensors,
+  outputTensors,
+  parseGenerationTensors,
+  parseOutputTensors,
+  type GenerationInput,
+  type LmFiles,
+} from './lm/types.ts'
 
 /** The version of the ONNX Runtime binding in use, e.g. "1.30.0". */
 export const ONNXRUNTIME_VERSION: string = ort.env.versions.node ?? ort.env.versions.common
@@ -179,6 +196,8 @@ export interface LoadedModel {
   outputs: TensorSpec[]
   /** ONNX file size, bytes. */
   size: number
+  /** A language model's context window, tokens (absent for other models). */
+  contextLength?: number
 }
 
 export interface RunResult {
@@ -187,6 +206,20 @@ export interface RunResult {
   computeMicros: number
   /** The provider that ran it (what the receipt's `ep` carries). */
   ep: ExecutionProvider
+  /** A language model's run. */
+  lm?: LmRunStats
+}
+
+/** Options of `run`: a language model's (`RunOptions`), and cancellation before the run starts. */
+export interface RunCallOptions extends RunOptions {
+  signal?: AbortSignal
+}
+
+/** Options of `load`. */
+export interface LoadOptions {
+  signal?: AbortSignal
+  /** A language model's tokenizer and configs (`LM_FILES`); a model loaded with them is a language model. */
+  files?: LmFiles
 }
 
 export interface CalibrateOptions {
@@ -210,9 +243,22 @@ export interface Calibration {
 interface Entry {
   info: LoadedModel
   session: ort.InferenceSession
+  /** A language model's engine. */
+  lm?: LmEngine
   busy: number
   evicted: boolean
 }
+
+/**
+ * Whether `files` make a model a language model: any of `LM_FILES` given (one without its
+ * tokenizer then fails to load with `LmModelError('missing-file')`, not as a tensor model).
+ */
+export function isLmFiles(files: LmFiles | undefined): files is LmFiles {
+  return files !== undefined && Object.values(files).some((b) => b !== undefined)
+}
+
+/** What calibration runs on a language model: a short greedy generation from a fixed prompt. */
+export const LM_CALIBRATION = Object.freeze({ prompt: 'The', promptTokens: 8, outputTokens: 8 })
 
 /** The safety check; bytes that are not a protobuf message at all are a load error, as ONNX Runtime would say. */
 function checkedModel(bytes: Uint8Array, limits: Partial<ModelCheckLimits>): void {
@@ -274,37 +320,49 @@ export class OnnxRuntime {
    * Verifies that `bytes` hash to `cid`, then opens a session (once per CID; concurrent loads
    * share it). Throws `ModelCidMismatchError` (nothing cached), `InvalidInputError` for a bad
    * CID, `UnsafeModelError` when the safety check refuses the file, `ModelLoadError` when the
-   * file is not a model ONNX Runtime can run.
+   * file is not a model ONNX Runtime can run. With `files` (`LM_FILES`) the model is a language
+   * model: `LmModelError` when its files or graph cannot be served.
    */
-  async load(cid: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async load(cid: string, bytes: Uint8Array, options: LoadOptions = {}): Promise<void> {
     this.#checkOpen()
-    if (!verifyCid(parseCid(cid), bytes))
+    if (!(await verifyFileCid(parseCid(cid), bytes)))
       throw new ModelCidMismatchError(`the model bytes do not hash to ${cid}`, { details: { cid, size: bytes.length } })
     if (this.#touch(cid)) return
     const pending = this.#loading.get(cid)
     if (pending) return pending
     if (options.signal?.aborted) throw new AbortError('model load was cancelled')
     this.#check?.(bytes)
-    const loading = this.#open(cid, bytes).finally(() => this.#loading.delete(cid))
+    // the files are checked before ONNX Runtime parses anything
+    const lmFiles = isLmFiles(options.files) ? parseLmFiles(options.files) : undefined
+    const loading = this.#open(cid, bytes, lmFiles).finally(() => this.#loading.delete(cid))
     this.#loading.set(cid, loading)
     return loading
   }
 
-  async #open(cid: string, bytes: Uint8Array): Promise<void> {
+  async #open(cid: string, bytes: Uint8Array, lmFiles: LmModelFiles | undefined): Promise<void> {
     const started = this.#micros()
     const { session, ep } = await this.#createSession(cid, bytes)
     if (this.#closed) {
       await session.release()
       throw new RuntimeClosedError('the runtime was closed while the model loaded')
     }
+    let lm: LmEngine | undefined
+    try {
+      lm = lmFiles === undefined ? undefined : new LmEngine(session, lmFiles, { micros: this.#micros })
+    } catch (err) {
+      await session.release()
+      throw err
+    }
     const info: LoadedModel = {
       cid,
       ep,
-      inputs: specsOf(session.inputMetadata),
-      outputs: specsOf(session.outputMetadata),
+      // a language model's jobs are generations, whatever its graph's own inputs
+      inputs: lm ? [...LM_INPUTS] : specsOf(session.inputMetadata),
+      outputs: lm ? [...LM_OUTPUTS] : specsOf(session.outputMetadata),
       size: bytes.length,
+      ...(lm ? { contextLength: lm.contextLength } : {}),
     }
-    this.#sessions.set(cid, { info, session, busy: 0, evicted: false })
+    this.#sessions.set(cid, { info, session, ...(lm ? { lm } : {}), busy: 0, evicted: false })
     this.#log.info({ cid, ep, micros: this.#micros() - started }, 'model loaded')
     this.#evictBeyondLimit()
   }
@@ -392,14 +450,21 @@ export class OnnxRuntime {
   /**
    * Runs a loaded model. Inputs must match its schema exactly (names, types, fixed dims):
    * `TensorSchemaError` otherwise, before ONNX Runtime sees them.
+   *
+   * A language model's inputs are a generation's (`LM_INPUTS`, `has_seed` = 1: the caller
+   * resolves the seed) and its outputs `LM_OUTPUTS`; `options.onTokens` gets each token as it is
+   * drawn, and `options.claimed` makes the run an audit (see `RunOptions`, `LmEngine.verify`).
+   * `computeMicros` is then the whole generation's time. Throws `InvalidInputError`
+   * (`ContextLengthError` for a prompt that fills the context window) for a bad job.
    */
-  async run(cid: string, inputs: TensorMap, options: { signal?: AbortSignal } = {}): Promise<RunResult> {
+  async run(cid: string, inputs: TensorMap, options: RunCallOptions = {}): Promise<RunResult> {
     this.#checkOpen()
     const entry = this.#sessions.get(cid)
     if (!entry) throw new ModelNotLoadedError(`model ${cid} is not loaded; load it first`, { details: { cid } })
     this.#touch(cid)
     checkAgainstSchema(inputs, entry.info.inputs, 'input')
     if (options.signal?.aborted) throw new AbortError('inference was cancelled')
+    if (entry.lm !== undefined) return this.#runLm(entry, entry.lm, inputs, options)
     const feeds = Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, toOrt(t)]))
     entry.busy++
     const started = this.#micros()
@@ -422,9 +487,52 @@ export class OnnxRuntime {
     return { outputs, computeMicros, ep: entry.info.ep }
   }
 
-  /** Measures throughput on `sampleInputs` (see `calibrate`). */
+  async #runLm(entry: Entry, lm: LmEngine, inputs: TensorMap, options: RunCallOptions): Promise<RunResult> {
+    const input = lmInput(inputs)
+    const claimed = options.claimed === undefined ? undefined : parseOutputTensors(options.claimed)
+    entry.busy++
+    try {
+      if (claimed !== undefined) {
+        const tolerance = options.tolerance ?? { maxAbsPpm: 0 }
+        const v = await lm.verify(input, claimed, tolerance)
+        return {
+          outputs: outputTensors(v),
+          computeMicros: v.stats.computeMicros,
+          ep: entry.info.ep,
+          lm: { ...lmStats(v.stats), firstMismatch: v.firstMismatch },
+        }
+      }
+      const g = await lm.generate(input, options.onTokens === undefined ? {} : { onTokens: options.onTokens })
+      return {
+        outputs: outputTensors(g),
+        computeMicros: g.stats.computeMicros,
+        ep: entry.info.ep,
+        lm: lmStats(g.stats),
+      }
+    } finally {
+      entry.busy--
+      if (entry.evicted && entry.busy === 0) void this.#release(entry)
+    }
+  }
+
+  /**
+   * Measures throughput on `sampleInputs` (see `calibrate`). A language model ignores them (a
+   * registry schema's sample is no valid generation) and measures generations of
+   * `LM_CALIBRATION`: greedy, fixed length, end-of-sequence tokens ignored; `jobsPerSecond` is
+   * such generations per second.
+   */
   calibrate(cid: string, sampleInputs: TensorMap, options: CalibrateOptions): Promise<Calibration> {
-    return calibrate(this, cid, sampleInputs, options)
+    const lm = this.#sessions.get(cid)?.lm
+    if (lm === undefined) return calibrate(this, cid, sampleInputs, options)
+    const input = lmCalibrationInput(lm.files)
+    const runner = {
+      run: async (): Promise<{ computeMicros: number }> => {
+        this.#checkOpen()
+        const g = await lm.generate(input, { ignoreEos: true })
+        return { computeMicros: g.stats.computeMicros }
+      },
+    }
+    return calibrate(runner, cid, generationTensors(input.promptIds, input), options)
   }
 
   /** Releases every session; later calls fail with `RuntimeClosedError`. */
@@ -442,6 +550,37 @@ export class OnnxRuntime {
   }
 }
 
+/** A generation's input from its job tensors; the seed must be resolved (`has_seed` = 1). */
+export function lmInput(inputs: TensorMap): GenerationInput {
+  const { promptIds, params } = parseGenerationTensors(inputs)
+  if (params.seed === null)
+    throw new InvalidInputError(
+      'a generation reaches the runner with its seed resolved (has_seed = 1): the worker seeds it from the job id',
+    )
+  return { ...params, promptIds, seed: params.seed }
+}
+
+function lmStats(s: { promptTokens: number; outputTokens: number; ttftMicros: number }): LmRunStats {
+  return { promptTokens: s.promptTokens, outputTokens: s.outputTokens, ttftMicros: s.ttftMicros }
+}
+
+/** The calibration job of a language model (`LM_CALIBRATION`). */
+export function lmCalibrationInput(files: LmModelFiles): GenerationInput {
+  const encoded = files.tokenizer.encode(LM_CALIBRATION.prompt)
+  const context = files.config.contextLength
+  // a fixed length whatever the tokenizer: the text's tokens, repeated
+  const n = Math.max(1, Math.min(LM_CALIBRATION.promptTokens, context - 1))
+  return {
+    promptIds: Array.from({ length: n }, (_, i) => encoded[i % encoded.length] ?? 0),
+    maxTokens: Math.max(1, Math.min(LM_CALIBRATION.outputTokens, context - n)),
+    temperatureMilli: 0,
+    topPMilli: 1000,
+    topK: 0,
+    seed: 0n,
+    stop: [],
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -454,7 +593,9 @@ function median(values: number[]): number {
  * periodically, and advertises the result; it needs only `run`.
  */
 export async function calibrate(
-  runner: Pick<OnnxRuntime, 'run'>,
+  runner: {
+    run(cid: string, inputs: TensorMap, options?: { signal?: AbortSignal }): Promise<{ computeMicros: number }>
+  },
   cid: string,
   sampleInputs: TensorMap,
   options: CalibrateOptions,

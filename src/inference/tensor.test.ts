@@ -13,9 +13,12 @@ import {
   decodeTensorMap,
   encodeTensorMap,
   hashTensorMap,
+  tensorFromBytes,
   tensorFromJson,
   tensorMapFromJson,
   tensorMapToJson,
+  tensorToB64Json,
+  tensorToBinaryJson,
   tensorToJson,
   TensorLimitError,
   TensorSchemaError,
@@ -128,6 +131,79 @@ test('tensorFromJson rejects malformed tensors with messages naming the tensor',
   for (const [raw] of bad) assert.throws(() => tensorFromJson(raw, 'x'), InvalidInputError)
   const ok = tensorFromJson({ dims: [3], type: 'int64', data: [5, '-7', '9223372036854775807'] }, 'x')
   assert.deepEqual([...ok.data], [5n, -7n, 2n ** 63n - 1n])
+})
+
+test('data_b64 and byte-string data: every type round-trips, and the hash is that of the array form', () => {
+  const map: TensorMap = {
+    f: f32([2, 2], [1.5, -2.25, 0, 3.4028234663852886e38]),
+    i: createTensor('int32', [3], Int32Array.of(-(2 ** 31), 0, 2 ** 31 - 1)),
+    l: createTensor('int64', [2], BigInt64Array.of(-(2n ** 63n), 2n ** 63n - 1n)),
+    u: createTensor('uint8', [1, 2], Uint8Array.of(0, 255)),
+    b: createTensor('bool', [2], Uint8Array.of(1, 0)),
+    e: createTensor('float32', [0, 4], new Float32Array(0)),
+  }
+  for (const [name, t] of Object.entries(map)) {
+    const b64 = JSON.parse(JSON.stringify(tensorToB64Json(t))) as { data_b64: string }
+    assert.deepEqual(tensorFromJson(b64, name), t, name)
+    assert.deepEqual(tensorFromJson(tensorToBinaryJson(t), name), t, name)
+    // URL-safe, unpadded base64 reads the same
+    const url = Buffer.from(b64.data_b64, 'base64').toString('base64url')
+    assert.deepEqual(tensorFromJson({ ...b64, data_b64: url }, name), t, name)
+    assert.equal(
+      toHex(hashTensorMap({ [name]: tensorFromJson(b64, name) })),
+      toHex(hashTensorMap({ [name]: tensorFromJson(tensorToJson(t), name) })),
+    )
+  }
+  // the bytes are little-endian: float32 1.0 is 00 00 80 3f
+  assert.equal(tensorToB64Json(f32([1], [1])).data_b64, Buffer.from([0, 0, 0x80, 0x3f]).toString('base64'))
+  // any spelling of a float is accepted from a client (-0, a NaN payload in outputs); hashes are canonical
+  const negZero = tensorFromJson(
+    { dims: [1], type: 'float32', data_b64: Buffer.from([0, 0, 0, 0x80]).toString('base64') },
+    'z',
+  )
+  assert.equal(toHex(hashTensorMap({ z: negZero })), toHex(hashTensorMap({ z: f32([1], [0]) })))
+  const nanBytes = Buffer.from([1, 0, 0xc0, 0x7f]).toString('base64')
+  assert.throws(
+    () => tensorFromJson({ dims: [1], type: 'float32', data_b64: nanBytes }, 'n'),
+    /data\[0\] = NaN is not a finite/,
+  )
+  const nan = tensorFromJson({ dims: [1], type: 'float32', data_b64: nanBytes }, 'n', { allowNonFinite: true })
+  assert.ok(Number.isNaN(nan.data[0]))
+  // a Node Buffer that is a view into a larger one (as CBOR decoders return) is read at its offset
+  const backing = Buffer.from([9, 9, 9, 0, 0, 0x80, 0x3f, 9])
+  assert.deepEqual([...tensorFromBytes('float32', [1], backing.subarray(3, 7), 'v').data], [1])
+})
+
+test('data_b64 and byte strings are refused with messages naming the tensor, before decoding when the length is wrong', () => {
+  const x = (extra: Record<string, unknown>): Record<string, unknown> => ({ dims: [1, 2], type: 'float32', ...extra })
+  const bad: [unknown, RegExp][] = [
+    [
+      x({ data_b64: 'AAAA' }),
+      /tensor "x": data_b64 holds 3 bytes but float32 \[1,2\] needs 8 \(2 values of 4 bytes, little-endian\)/,
+    ],
+    [x({ data_b64: 'A'.repeat(1_000_000) }), /data_b64 holds 750000 bytes but float32 \[1,2\] needs 8/],
+    [x({ data_b64: 'AAAAA' }), /not base64: a length of 5 characters is impossible/],
+    [x({ data_b64: 'AAAAAA=' }), /not base64: a length of 7/],
+    [x({ data_b64: 'AAAA.AAAAAA=' }), /not base64: it has characters outside/],
+    [x({ data_b64: 'AAA+AAA_AAA=' }), /not base64/], // two alphabets mixed
+    [x({ data_b64: 'AAAA=AAAAAA=' }), /not base64/],
+    [x({ data_b64: 7 }), /data_b64 must be a base64 string/],
+    [x({ data: [1, 2], data_b64: 'AAAAAAAAAAA=' }), /exactly one of data \(an array\) or data_b64/],
+    [x({}), /exactly one of data/],
+    [x({ data: new Uint8Array(9) }), /tensor "x": 9 bytes, but float32 \[1,2\] needs 8/],
+    [{ dims: [2], type: 'bool', data: Uint8Array.of(1, 2) }, /data\[1\] = 2 is not a bool/],
+    [{ dims: [2], type: 'bool', data_b64: 'AQI=' }, /data\[1\] = 2 is not a bool/],
+  ]
+  for (const [raw, message] of bad)
+    assert.throws(() => tensorFromJson(raw, 'x'), message, JSON.stringify(raw).slice(0, 80))
+  for (const [raw] of bad) assert.throws(() => tensorFromJson(raw, 'x'), InvalidInputError)
+  // the limits apply to the dims before the string is read
+  assert.throws(
+    () => tensorFromJson({ dims: [300], type: 'int64', data_b64: 'AAAA' }, 'x', { limits: { maxBytes: 1000 } }),
+    TensorLimitError,
+  )
+  assert.throws(() => tensorFromBytes('float32', [65536, 65536], new Uint8Array(4), 'x'), TensorLimitError)
+  assert.throws(() => tensorFromBytes('complex64', [1], new Uint8Array(8), 'x'), /type must be one of/)
 })
 
 test('size limits reject oversized tensors with TensorLimitError before reading the data', () => {

@@ -2,6 +2,8 @@
  * Tensors as Donghae exchanges, hashes and compares them.
  *
  * JSON form (HTTP):   { "dims": [1, 64], "type": "float32", "data": [0, 3.5, ...] }
+ *                     { "dims": [1, 64], "type": "float32", "data_b64": "<base64 of the little-endian bytes>" }
+ *                     (CBOR bodies: `data` may also be a byte string of the little-endian values)
  * Binary form (wire): canonical dag-cbor map { <name>: { data: <little-endian bytes>, dims, type } }
  *
  * `hashTensorMap` = sha256(binary form) is THE definition of a job's `inputsHash` and a receipt's
@@ -52,6 +54,11 @@ export interface TensorLimits {
   maxTensors: number
 }
 
+/**
+ * Big enough for real inputs (a 640×640 RGB float32 image is 1.2 M values, 4.9 MB) and bounded
+ * by what reaches a worker: a job's inputs travel in one worker-protocol message of at most
+ * 16 MiB (inference/constants.ts MAX_MESSAGE_BYTES), so larger tensors could never run.
+ */
 export const DEFAULT_TENSOR_LIMITS: Readonly<TensorLimits> = Object.freeze({
   maxElements: 1 << 22,
   maxBytes: 16 * 1024 * 1024,
@@ -220,24 +227,143 @@ function dataFromJson(type: TensorType, values: unknown[], name: string, allowNo
   }
 }
 
+// ---- raw little-endian values (data_b64, CBOR byte strings) ----
+
+/** The number of bytes `base64` decodes to, or -1 when no base64 string has that length. */
+function base64DecodedLength(text: string): number {
+  let end = text.length
+  while (end > 0 && end > text.length - 2 && text.charCodeAt(end - 1) === 0x3d /* = */) end--
+  if (end !== text.length && text.length % 4 !== 0) return -1 // padding, but not to a multiple of 4
+  if (end % 4 === 1) return -1
+  return Math.floor((end * 3) / 4)
+}
+
+const BASE64_STANDARD = /^[A-Za-z0-9+/]*={0,2}$/
+const BASE64_URL = /^[A-Za-z0-9_-]*={0,2}$/
+
 /**
- * Parses and validates the JSON form of one tensor. float32 values are rounded to float32 here,
- * so the tensor (and its hash) is what the model will actually see. Throws `InvalidInputError`
- * (or `TensorLimitError`) naming the tensor.
+ * Decodes strict base64 (standard or URL-safe alphabet, padding optional) of exactly `expected`
+ * bytes. The length is checked before anything is decoded, so a string that would decode to more
+ * than the dims say costs nothing.
+ */
+function bytesFromBase64(text: string, name: string, expected: number, type: TensorType, dims: number[]): Uint8Array {
+  const length = base64DecodedLength(text)
+  if (length === -1) fail(name, `data_b64 is not base64: a length of ${text.length} characters is impossible`)
+  if (length !== expected)
+    fail(
+      name,
+      `data_b64 holds ${length} bytes but ${type} [${dims.join(',')}] needs ${expected} (${expected / BYTES_PER_ELEMENT[type]} values of ${BYTES_PER_ELEMENT[type]} bytes, little-endian)`,
+      { details: { name, bytes: length, expected } },
+    )
+  if (!BASE64_STANDARD.test(text) && !BASE64_URL.test(text))
+    fail(name, 'data_b64 is not base64: it has characters outside A-Z a-z 0-9 + / (or - _) and = padding')
+  const buffer = Buffer.from(text, 'base64')
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+}
+
+/** Base64 (standard alphabet, padded) of `bytes`. */
+function base64Of(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
+}
+
+/**
+ * Values from little-endian bytes a client sent (data_b64, a CBOR byte string). Unlike the wire
+ * form, any spelling of a float is accepted (-0 and every NaN; the canonical bytes are made when
+ * the tensor is hashed), but inputs must be finite, and bools 0 or 1.
+ */
+function dataFromLittleEndian(type: TensorType, bytes: Uint8Array, name: string, allowNonFinite: boolean): TensorData {
+  const copy = new Uint8Array(bytes.length) // aligned and owned (a Buffer's slice() would be a view)
+  copy.set(bytes)
+  const count = copy.length / BYTES_PER_ELEMENT[type]
+  const view = new DataView(copy.buffer)
+  switch (type) {
+    case 'float32': {
+      const out = LITTLE_ENDIAN
+        ? new Float32Array(copy.buffer)
+        : Float32Array.from({ length: count }, (_, i) => view.getFloat32(i * 4, true))
+      if (!allowNonFinite)
+        for (let i = 0; i < count; i++)
+          if (!Number.isFinite(out[i])) fail(name, `data[${i}] = ${String(out[i])} is not a finite float32`)
+      return out
+    }
+    case 'int32':
+      return LITTLE_ENDIAN
+        ? new Int32Array(copy.buffer)
+        : Int32Array.from({ length: count }, (_, i) => view.getInt32(i * 4, true))
+    case 'int64':
+      return LITTLE_ENDIAN
+        ? new BigInt64Array(copy.buffer)
+        : BigInt64Array.from({ length: count }, (_, i) => view.getBigInt64(i * 8, true))
+    case 'uint8':
+      return copy
+    case 'bool': {
+      const bad = copy.findIndex((b) => b > 1)
+      if (bad !== -1) fail(name, `data[${bad}] = ${copy[bad]} is not a bool (0 or 1)`)
+      return copy
+    }
+  }
+}
+
+/**
+ * A tensor from raw little-endian values (e.g. the body of `POST /v1/infer/{model}`), checked
+ * like the JSON form: the limits, and exactly `product(dims) × size of type` bytes.
+ */
+export function tensorFromBytes(
+  type: string,
+  dims: readonly number[],
+  bytes: Uint8Array,
+  name: string,
+  options: TensorParseOptions = {},
+): Tensor {
+  const checkedType = checkType(type, name)
+  const checkedDims = checkDims(dims, name)
+  const count = checkSize(name, checkedType, checkedDims, limitsOf(options))
+  const expected = count * BYTES_PER_ELEMENT[checkedType]
+  if (bytes.length !== expected)
+    fail(
+      name,
+      `${bytes.length} bytes, but ${checkedType} [${checkedDims.join(',')}] needs ${expected} (${count} values of ${BYTES_PER_ELEMENT[checkedType]} bytes, little-endian)`,
+      { details: { name, bytes: bytes.length, expected } },
+    )
+  return {
+    type: checkedType,
+    dims: checkedDims,
+    data: dataFromLittleEndian(checkedType, bytes, name, options.allowNonFinite ?? false),
+  } as Tensor
+}
+
+const JSON_FIELDS = ['dims', 'type', 'data', 'data_b64']
+
+/**
+ * Parses and validates the JSON form of one tensor: `{ dims, type, data: [...] }`, or
+ * `{ dims, type, data_b64 }` with the little-endian bytes in base64 (standard or URL-safe), or
+ * (from a CBOR body) `{ dims, type, data: <byte string> }`. float32 values are rounded to float32
+ * here, so the tensor (and its hash) is what the model will actually see. Throws
+ * `InvalidInputError` (or `TensorLimitError`) naming the tensor.
  */
 export function tensorFromJson(raw: unknown, name: string, options: TensorParseOptions = {}): Tensor {
-  if (!isRecord(raw)) fail(name, 'must be an object { dims, type, data }')
-  const extra = Object.keys(raw).filter((k) => k !== 'dims' && k !== 'type' && k !== 'data')
-  if (extra.length > 0) fail(name, `unknown field ${JSON.stringify(extra[0])}; expected dims, type, data`)
+  if (!isRecord(raw)) fail(name, 'must be an object { dims, type, data } or { dims, type, data_b64 }')
+  const extra = Object.keys(raw).filter((k) => !JSON_FIELDS.includes(k))
+  if (extra.length > 0)
+    fail(name, `unknown field ${JSON.stringify(extra[0])}; expected dims, type, and data or data_b64`)
   const type = checkType(raw.type, name)
   const dims = checkDims(raw.dims, name)
   const count = checkSize(name, type, dims, limitsOf(options))
+  const allowNonFinite = options.allowNonFinite ?? false
+  if ((raw.data === undefined) === (raw.data_b64 === undefined))
+    fail(name, 'give the values in exactly one of data (an array) or data_b64 (base64 of the little-endian bytes)')
+  if (raw.data_b64 !== undefined) {
+    if (typeof raw.data_b64 !== 'string') fail(name, 'data_b64 must be a base64 string')
+    const bytes = bytesFromBase64(raw.data_b64, name, count * BYTES_PER_ELEMENT[type], type, dims)
+    return { type, dims, data: dataFromLittleEndian(type, bytes, name, allowNonFinite) } as Tensor
+  }
+  if (raw.data instanceof Uint8Array) return tensorFromBytes(type, dims, raw.data, name, options)
   if (!Array.isArray(raw.data)) fail(name, 'data must be a flat array of values')
   if (raw.data.length !== count)
     fail(name, `has ${raw.data.length} values but dims [${dims.join(',')}] need ${count}`, {
       details: { name, dims, values: raw.data.length },
     })
-  return { type, dims, data: dataFromJson(type, raw.data, name, options.allowNonFinite ?? false) } as Tensor
+  return { type, dims, data: dataFromJson(type, raw.data, name, allowNonFinite) } as Tensor
 }
 
 /** The shortest decimal (≤ 9 significant digits) that reads back to the same float32. */
@@ -272,6 +398,16 @@ export function tensorToJson(t: Tensor): { dims: number[]; type: TensorType; dat
   return { dims: [...t.dims], type: t.type, data }
 }
 
+/** The base64 JSON form: `{ dims, type, data_b64 }`, the canonical little-endian bytes (`tensorBytes`). */
+export function tensorToB64Json(t: Tensor): { dims: number[]; type: TensorType; data_b64: string } {
+  return { dims: [...t.dims], type: t.type, data_b64: base64Of(tensorBytes(t)) }
+}
+
+/** The form CBOR bodies carry: `{ dims, type, data }` with `data` the canonical little-endian bytes. */
+export function tensorToBinaryJson(t: Tensor): { dims: number[]; type: TensorType; data: Uint8Array } {
+  return { dims: [...t.dims], type: t.type, data: tensorBytes(t) }
+}
+
 function checkMapSize(names: string[], limits: TensorLimits): void {
   if (names.length > limits.maxTensors)
     throw new TensorLimitError(`${names.length} tensors exceed the limit of ${limits.maxTensors}`, {
@@ -295,7 +431,8 @@ function checkTotals(map: TensorMap, limits: TensorLimits): void {
 
 /** Parses `{ <name>: <tensor JSON>, ... }`, applying the limits to each tensor and to the whole map. */
 export function tensorMapFromJson(raw: unknown, options: TensorParseOptions = {}): TensorMap {
-  if (!isRecord(raw)) throw new InvalidInputError('tensors must be an object { <name>: { dims, type, data } }')
+  if (!isRecord(raw))
+    throw new InvalidInputError('tensors must be an object { <name>: { dims, type, data | data_b64 } }')
   const limits = limitsOf(options)
   const names = Object.keys(raw)
   checkMapSize(names, limits)

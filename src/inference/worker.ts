@@ -35,6 +35,7 @@ import {
 } from './constants.ts'
 import { InferenceError, isInferenceReason } from './errors.ts'
 import {
+  jobId,
   jobIdHex,
   jobValue,
   parseReceipt,
@@ -47,18 +48,20 @@ import {
 } from './job.ts'
 import type { WorkerModels } from './models.ts'
 import { tensorOf } from './models.ts'
-import { checkDeadline, checkJob, checkPayment } from './policy/jobs.ts'
+import { checkDeadline, checkJob, checkPayment, reservedFee, usageOf } from './policy/jobs.ts'
+import { withResolvedSeed } from './lm/types.ts'
 import { auditorsOf, quorumOf } from './chain/draws.ts'
 import {
   depositOf,
   disputeOf,
+  feeFor,
   isSchedulable,
   modelByCid,
   overdrawnAt,
   settlementOf,
   type ModelRecord,
 } from './chain/state.ts'
-import { decodeTensorMap, encodeTensorMap, hashTensorMap, type TensorMap } from './tensor.ts'
+import { createTensor, decodeTensorMap, encodeTensorMap, hashTensorMap, type TensorMap } from './tensor.ts'
 
 export type Purpose = 'job' | 'audit' | 'quorum'
 
@@ -68,11 +71,35 @@ export interface WorkRequest {
   /** The gateway's dispatch signature (paid runs). */
   dispatch: Uint8Array | null
   purpose: Purpose
+  /**
+   * Audits and quorum runs of a language-model job: the outputs the audited worker claimed, checked
+   * by teacher forcing (one forward pass) instead of generating again (components.ts `RunOptions`).
+   */
+  claimed?: TensorMap
 }
 
 /** Encodes a request for the worker protocol. */
 export function encodeWorkRequest(r: WorkRequest): Uint8Array {
-  return encode({ job: jobValue(r.job), inputs: encodeTensorMap(r.inputs), dispatch: r.dispatch, purpose: r.purpose })
+  return encode({
+    job: jobValue(r.job),
+    inputs: encodeTensorMap(r.inputs),
+    dispatch: r.dispatch,
+    purpose: r.purpose,
+    ...(r.claimed === undefined ? {} : { claimed: encodeTensorMap(r.claimed) }),
+  })
+}
+
+/** A partial answer of the worker protocol: token ids generated so far (after the previous chunk). */
+export function decodeTokensChunk(bytes: Uint8Array): number[] {
+  const raw = decode(bytes, { maxBytes: MAX_MESSAGE_BYTES }) as { tokens?: unknown }
+  if (
+    raw === null ||
+    typeof raw !== 'object' ||
+    !Array.isArray(raw.tokens) ||
+    !raw.tokens.every((t) => Number.isSafeInteger(t) && (t as number) >= 0)
+  )
+    throw new InferenceError('failed', 'the worker sent a malformed token chunk')
+  return raw.tokens as number[]
 }
 
 export function decodeWorkRequest(bytes: Uint8Array): WorkRequest {
@@ -83,11 +110,14 @@ export function decodeWorkRequest(bytes: Uint8Array): WorkRequest {
     throw new InvalidInputError('purpose must be job, audit or quorum')
   if (raw.dispatch !== null && !(raw.dispatch instanceof Uint8Array && raw.dispatch.length === 64))
     throw new InvalidInputError('dispatch must be a 64-byte signature or null')
+  if (raw.claimed !== undefined && (!(raw.claimed instanceof Uint8Array) || raw.purpose === 'job'))
+    throw new InvalidInputError('claimed outputs are bytes, and only for audit and quorum runs')
   return {
     job: parseSignedJob(raw.job),
     inputs: decodeTensorMap(raw.inputs),
     dispatch: raw.dispatch as Uint8Array | null,
     purpose: raw.purpose,
+    ...(raw.claimed === undefined ? {} : { claimed: decodeTensorMap(raw.claimed as Uint8Array) }),
   }
 }
 
@@ -148,7 +178,7 @@ export class Worker {
   async start(): Promise<void> {
     const c = this.#c
     for (const receipt of (await this.#init.keeper?.list()) ?? []) this.#keep(receipt, false)
-    c.transport.handle(INFER_PROTOCOL, (data, from) => this.#serve(data, from), { session: true })
+    c.transport.handle(INFER_PROTOCOL, (data, from, progress) => this.#serve(data, from, progress), { session: true })
     this.#unsubscribe.push(c.chain.onCommit((height, events) => this.#onCommit(height, events)))
     const onError = (err: unknown): void => this.#log.warn({ err: describeError(err) }, 'worker task failed')
     repeat(c.clock, ADVERT_INTERVAL_MS, () => this.#advertise(), { signal: c.signal, onError })
@@ -182,6 +212,7 @@ export class Worker {
       models: this.models.served(),
       free: Math.max(0, this.#slots - this.#running),
       queue: this.#waiting.length,
+      memoryMiB: Math.floor(this.models.memoryBudget / 2 ** 20),
       seq: ++this.#seq,
       time: this.#c.clock.now(),
     }
@@ -211,7 +242,7 @@ export class Worker {
 
   // ---- serving ------------------------------------------------------------------------------------
 
-  async #serve(data: Uint8Array, from: string): Promise<Uint8Array> {
+  async #serve(data: Uint8Array, from: string, progress?: (chunk: Uint8Array) => void): Promise<Uint8Array> {
     let request: WorkRequest
     try {
       request = decodeWorkRequest(data)
@@ -220,7 +251,9 @@ export class Worker {
       return encode({ error: { reason: 'bad-job', message: describeError(err) } })
     }
     try {
-      const { receipt, outputs } = await this.execute(request)
+      const onTokens =
+        progress === undefined ? undefined : (ids: readonly number[]) => progress(encode({ tokens: [...ids] }))
+      const { receipt, outputs } = await this.execute(request, onTokens)
       return encode({ receipt: receiptValue(receipt), outputs: encodeTensorMap(outputs) })
     } catch (err) {
       const reason = err instanceof InferenceError ? err.reason : 'failed'
@@ -228,8 +261,14 @@ export class Worker {
     }
   }
 
-  /** Checks a request, runs it and signs the receipt: the worker's whole job. */
-  async execute(request: WorkRequest): Promise<{ receipt: Receipt; outputs: TensorMap }> {
+  /**
+   * Checks a request, runs it and signs the receipt: the worker's whole job. `onTokens` streams a
+   * language model's tokens as they are generated.
+   */
+  async execute(
+    request: WorkRequest,
+    onTokens?: (ids: readonly number[]) => void,
+  ): Promise<{ receipt: Receipt; outputs: TensorMap }> {
     const { job, inputs, purpose } = request
     const c = this.#c
     const state = c.chain.state()
@@ -241,11 +280,15 @@ export class Worker {
       model: modelByCid(state, job.model),
     })
     if (!this.models.serves(model.cid)) throw new InferenceError('busy', `this worker does not serve ${model.name}`)
+    if (request.claimed !== undefined && model.kind !== 'lm')
+      throw new InferenceError('bad-job', 'claimed outputs come with audits of language models only')
     const depositKey = `${job.client} ${job.gateway}`
+    // a language model's job reserves its prompt and max_tokens; the receipt charges what it used
+    const reserved = reservedFee(model, inputs)
     if (purpose === 'job') {
       checkDeadline(job, { now, params: c.chain.params })
       if (this.#kept.has(jobIdHex(job))) throw new InferenceError('replayed', 'this worker already ran the job')
-      checkPayment(job, request.dispatch, model.price, {
+      checkPayment(job, request.dispatch, reserved, {
         self: c.transport.self,
         height: c.chain.height(),
         params: c.chain.params,
@@ -259,14 +302,15 @@ export class Worker {
     if (this.#waiting.length >= this.#slots * MAX_QUEUE_PER_SLOT)
       throw new InferenceError('busy', 'the worker queue is full')
     // Reserve the fee against the deposit before waiting, so parallel jobs cannot overdraw it.
-    if (purpose === 'job') this.#addUnsettled(depositKey, model.price)
+    if (purpose === 'job') this.#addUnsettled(depositKey, reserved)
     let kept = false
     try {
       await this.#acquire()
       if (purpose === 'job') this.#paid++
       try {
-        const result = await this.#run(model, request)
+        const result = await this.#run(model, request, onTokens)
         if (purpose === 'job') {
+          this.#addUnsettled(depositKey, result.receipt.fee - reserved)
           this.#keep(result.receipt, true)
           kept = true
         }
@@ -276,7 +320,7 @@ export class Worker {
         this.#release()
       }
     } finally {
-      if (purpose === 'job' && !kept) this.#addUnsettled(depositKey, -model.price)
+      if (purpose === 'job' && !kept) this.#addUnsettled(depositKey, -reserved)
     }
   }
 
@@ -304,34 +348,52 @@ export class Worker {
       )
   }
 
-  async #run(model: ModelRecord, request: WorkRequest): Promise<{ receipt: Receipt; outputs: TensorMap }> {
+  async #run(
+    model: ModelRecord,
+    request: WorkRequest,
+    onTokens?: (ids: readonly number[]) => void,
+  ): Promise<{ receipt: Receipt; outputs: TensorMap }> {
     const c = this.#c
     const startedAt = c.clock.now()
     let outputs: TensorMap
     let computeMicros: number
     let ep: ExecutionProvider = this.models.runner.ep
+    const cheats = this.#behaviour.kind === 'cheat' && c.rng.chance(this.#behaviour.rate)
     if (this.#behaviour.kind === 'lazy') {
       outputs = randomOutputs(model, request.inputs, () => c.rng.next())
       computeMicros = 10
     } else {
-      const ran = await this.models.run(model.cid, request.inputs)
+      // a language model samples with the job's seed, or one drawn from the job id
+      const inputs = model.kind === 'lm' ? withResolvedSeed(request.inputs, jobId(request.job)) : request.inputs
+      const ran = await this.models.run(model.cid, inputs, {
+        // a cheat streams what it will claim, so its client sees nothing odd
+        ...(onTokens === undefined || cheats ? {} : { onTokens }),
+        ...(request.claimed === undefined ? {} : { claimed: request.claimed, tolerance: model.tolerance }),
+      })
       ;({ outputs, computeMicros } = ran)
       ep = ran.ep ?? ep
       // slow on paid jobs only: audits of others' results go on at full speed
       if (this.#behaviour.kind === 'slow' && request.purpose === 'job')
         await c.clock.sleep(this.#behaviour.ms, { signal: c.signal })
-      if (this.#behaviour.kind === 'cheat' && c.rng.chance(this.#behaviour.rate)) outputs = corrupt(outputs)
+      if (cheats) {
+        outputs = model.kind === 'lm' ? swapOneToken(outputs) : corrupt(outputs)
+        if (onTokens !== undefined) onTokens(Array.from(outputs.output_ids?.data ?? [], Number))
+      }
     }
+    const usage = usageOf(model, request.inputs, outputs)
+    const fee = feeFor(model, usage)
+    if (fee === undefined) throw new InferenceError('failed', `the run's ${usage?.output} tokens do not fit the model`)
     const receipt = signReceipt(c.key, {
       job: request.job,
       dispatch: request.purpose === 'job' ? request.dispatch : null,
       outputHash: hashTensorMap(outputs),
-      fee: model.price,
+      fee,
       ep,
       runtime: this.models.runner.runtime,
       startedAt,
       finishedAt: c.clock.now(),
       computeMicros: Math.round(computeMicros),
+      ...(usage === undefined ? {} : { usage }),
     })
     this.#init.onJob?.({
       id: jobIdHex(request.job),
@@ -339,7 +401,7 @@ export class Worker {
       worker: c.transport.self,
       latencyMs: c.clock.now() - startedAt,
       ok: true,
-      fee: model.price.toString(),
+      fee: fee.toString(),
       role: 'worker',
       purpose: request.purpose,
     })
@@ -446,6 +508,16 @@ function corrupt(outputs: TensorMap): TensorMap {
     map[name] = tensorOf(t.type, [...t.dims], data)
   }
   return map
+}
+
+/** One generated token changed (the 'cheat' behaviour on a language model): the smallest lie there is. */
+function swapOneToken(outputs: TensorMap): TensorMap {
+  const ids = outputs.output_ids
+  if (ids?.type !== 'int64' || ids.data.length === 0) return corrupt(outputs)
+  const data = BigInt64Array.from(ids.data)
+  const at = Math.floor(data.length / 2)
+  data[at] = data[at]! > 0n ? data[at]! - 1n : data[at]! + 1n
+  return { ...outputs, output_ids: createTensor('int64', [...ids.dims], data) }
 }
 
 /** Parses a worker's answer (receipt and outputs, or its error). */

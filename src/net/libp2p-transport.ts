@@ -163,7 +163,8 @@ export class Libp2pTransport implements PeerTransport {
     }
     let stream: Stream | undefined
     try {
-      if (options.session === true) return await this.#sessions.request(peerId, protocol, data, signal)
+      if (options.session === true)
+        return await this.#sessions.request(peerId, protocol, data, signal, options.onProgress)
       stream = await this.#host.dialProtocol(peerId, protocol, { signal })
       const lp = lpStream(stream, { ...FRAME_READ_OPTIONS })
       await lp.write(data, { signal })

@@ -113,7 +113,12 @@ export class MemoryTransport implements PeerTransport {
       )
     let answer: Uint8Array
     try {
-      answer = await served.handler(data, this.self)
+      const onProgress = options.onProgress
+      answer = await served.handler(
+        data,
+        this.self,
+        onProgress === undefined ? undefined : (chunk) => onProgress(Uint8Array.from(chunk)),
+      )
     } catch (err) {
       throw new TransportError(`peer ${peer} failed to answer ${protocol}: ${(err as Error).message}`, { cause: err })
     }

@@ -9,7 +9,8 @@
  * a stream per request.
  *
  * Every frame is length-prefixed: `id` (u32, big-endian) ‖ `kind` (u8) ‖ payload, where kind is
- * 0 for a request, 1 for its answer and 2 for an error (UTF-8 message). Answers come back in any
+ * 0 for a request, 1 for its answer, 2 for an error (UTF-8 message) and 3 for a partial answer
+ * (any number of them, in order, before the answer: a generation's tokens as they come). Answers come back in any
  * order; an error's payload is `encodeRefusal` (the error's code, a newline, its message). A side
  * that serves a session runs up to `MAX_IN_FLIGHT` requests at once and stops
  * reading until one finishes. A broken stream fails the requests waiting on it, and the next
@@ -27,6 +28,7 @@ import { FRAME_READ_OPTIONS } from './constants.ts'
 const REQUEST = 0
 const ANSWER = 1
 const ERROR = 2
+const PROGRESS = 3
 const HEADER_BYTES = 5
 /** Requests one session serves at once before it stops reading new ones. */
 export const MAX_IN_FLIGHT = 64
@@ -46,7 +48,7 @@ function parseFrame(bytes: Uint8Array): { id: number; kind: number; payload: Uin
     throw new TransportError(`a session frame of ${bytes.byteLength} bytes is shorter than its header`)
   const id = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0)
   const kind = bytes[4] as number
-  if (kind > ERROR) throw new TransportError(`unknown session frame kind ${kind}`)
+  if (kind > PROGRESS) throw new TransportError(`unknown session frame kind ${kind}`)
   return { id, kind, payload: bytes.subarray(HEADER_BYTES) }
 }
 
@@ -83,6 +85,7 @@ export function decodeRefusal(payload: Uint8Array): TransportError {
 interface Pending {
   resolve(answer: Uint8Array): void
   reject(err: Error): void
+  progress?(chunk: Uint8Array): void
 }
 
 /** The requesting side of one stream. */
@@ -107,13 +110,13 @@ class Session {
     return this.#closed
   }
 
-  async request(data: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  async request(data: Uint8Array, signal: AbortSignal, onProgress?: (chunk: Uint8Array) => void): Promise<Uint8Array> {
     if (this.#closed) throw new TransportError('the session is closed')
     const id = this.#nextId
     this.#nextId = (this.#nextId + 1) >>> 0
     clearTimeout(this.#idle)
     const answer = new Promise<Uint8Array>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject })
+      this.#pending.set(id, { resolve, reject, ...(onProgress === undefined ? {} : { progress: onProgress }) })
     })
     answer.catch(() => {}) // it may be rejected (abort, closed) while the write is still pending
     const onAbort = (): void => this.#settle(id)?.reject(signal.reason as Error)
@@ -162,6 +165,10 @@ class Session {
       for (;;) {
         const { id, kind, payload } = parseFrame((await this.#lp.read()).subarray())
         if (kind === REQUEST) throw new TransportError('the serving side sent a request')
+        if (kind === PROGRESS) {
+          this.#pending.get(id)?.progress?.(payload)
+          continue
+        }
         // An answer to a request already given up (timed out) is dropped.
         const pending = this.#settle(id)
         if (kind === ANSWER) pending?.resolve(payload)
@@ -182,9 +189,15 @@ export class SessionPool {
     this.#host = host
   }
 
-  async request(peer: PeerId, protocol: string, data: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  async request(
+    peer: PeerId,
+    protocol: string,
+    data: Uint8Array,
+    signal: AbortSignal,
+    onProgress?: (chunk: Uint8Array) => void,
+  ): Promise<Uint8Array> {
     const session = await this.#open(peer, protocol, signal)
-    return session.request(data, signal)
+    return session.request(data, signal, onProgress)
   }
 
   /** Closes every session (the node is stopping). */
@@ -240,7 +253,11 @@ export async function serveSession(
       reply = frame(id, ERROR, encodeRefusal(refusal))
     } else {
       try {
-        const answer = await handler(payload, from)
+        const progress = (chunk: Uint8Array): void => {
+          budgets?.charge(from, chunk.byteLength)
+          lp.write(frame(id, PROGRESS, chunk)).catch(() => {})
+        }
+        const answer = await handler(payload, from, progress)
         budgets?.charge(from, answer.byteLength)
         reply = frame(id, ANSWER, answer)
       } catch (err) {

@@ -48,6 +48,7 @@ export interface FullNodeOptions {
     | 'nat'
     | 'worker'
     | 'workerSlots'
+    | 'workerMemory'
     | 'executionProvider'
     | 'canaryPpm'
     | 'runner'
@@ -179,6 +180,7 @@ export class FullNode {
         signal: controller.signal,
         worker: config.worker,
         slots: config.workerSlots,
+        ...(config.workerMemory > 0 ? { memoryBudget: config.workerMemory * 2 ** 20 } : {}),
         executionProvider: config.executionProvider as ExecutionProviderChoice,
         canaryPpm: config.canaryPpm,
         runner: config.runner,

@@ -25,6 +25,7 @@ import type { Bucket } from '../store/store.ts'
 import type { PeerTransport } from '../core/transport.ts'
 import type {
   CompletionOutcome,
+  CompletionRequest,
   InferenceApi,
   ModelView,
   PublishModelRequest,
@@ -43,9 +44,13 @@ import type { ReceiptKeeper } from '../inference/worker.ts'
 import { parseReceipt, receiptValue } from '../inference/job.ts'
 import { decodeModelSpec } from '../inference/chain/decode.ts'
 import { settlementView } from './adapters.ts'
-import { depositOf, isSchedulable, listWorkers } from '../inference/chain/state.ts'
+import { depositOf, isSchedulable, listWorkers, type ModelRecord } from '../inference/chain/state.ts'
 import { workerScore } from '../inference/chain/rewards.ts'
 import { TextCodec } from '../inference/text.ts'
+import { complete as completeLm, type CompletionTokenizer } from '../inference/lm/completion.ts'
+import { checkDecoderLayout, completionTokenizer, contextLengthOf, LM_TOLERANCE } from '../inference/lm/tokenizer.ts'
+import { LM_FILES, LM_INPUTS, LM_OUTPUTS, LM_REQUIRED_FILES, type LmFiles } from '../inference/lm/types.ts'
+import { ModelFolderError, readModelFolder } from '../inference/lm/folder.ts'
 import { DEMO_MODELS_DIR } from '../inference/demo-models.ts'
 import type { DonghaeNode } from './chain-node.ts'
 
@@ -64,6 +69,8 @@ export interface NodeInferenceOptions {
   modelDirs?: string[]
   worker?: boolean
   slots?: number
+  /** Memory for the worker's loaded models, bytes. @default half the machine's memory */
+  memoryBudget?: number
   behaviour?: WorkerBehaviour
   canaryPpm?: number
   /** Execution provider: 'auto' (by platform), 'cpu', 'coreml' or 'cuda'. @default 'auto' */
@@ -125,6 +132,7 @@ export class NodeInference implements InferenceApi {
   readonly #blockTimes = new Map<number, number>()
   readonly #log: Logger
   readonly #codecs = new Map<string, TextCodec>()
+  readonly #tokenizers = new Map<string, CompletionTokenizer>()
   readonly #started = Date.now()
 
   get did(): string {
@@ -189,6 +197,7 @@ export class NodeInference implements InferenceApi {
               allows: (model) => allows(serve, model),
               keeper: receiptKeeper(bucketJournal(journal, 'k/')),
               ...(options.slots === undefined ? {} : { slots: options.slots }),
+              ...(options.memoryBudget === undefined ? {} : { memoryBudget: options.memoryBudget }),
               ...(options.behaviour === undefined ? {} : { behaviour: options.behaviour }),
             },
           }),
@@ -242,6 +251,7 @@ export class NodeInference implements InferenceApi {
       version: m.version,
       price: m.price,
       kind: m.kind,
+      ...(m.kind === 'lm' ? { promptPrice: m.promptPrice ?? 0n, contextLength: m.contextLength ?? 0 } : {}),
       inputs: m.inputs,
       outputs: m.outputs,
       workers: m.workers,
@@ -265,14 +275,49 @@ export class NodeInference implements InferenceApi {
     return this.market.gateway.infer(request)
   }
 
-  async complete(
-    request: { model: string; prompt: string; maxTokens: number },
+  async complete(request: CompletionRequest, onToken?: (piece: string) => void): Promise<CompletionOutcome> {
+    const gateway = this.market.gateway
+    const model = gateway.resolveModel(request.model)
+    if (model.status !== 'active') throw new InferenceError('unknown-model', `model ${model.name} is ${model.status}`)
+    if (model.kind === 'lm') {
+      const tokenizer = await this.#lmTokenizer(model)
+      const out = await completeLm(gateway, model, tokenizer, request, onToken)
+      return {
+        text: out.text,
+        receipts: [out.receipt],
+        finishReason: out.finishReason,
+        promptTokens: out.promptTokens,
+        completionTokens: out.completionTokens,
+        worker: out.worker,
+        ttftMs: out.ttftMs,
+      }
+    }
+    if (model.kind !== 'text')
+      throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
+    if (
+      request.temperature !== undefined ||
+      request.topP !== undefined ||
+      request.topK !== undefined ||
+      request.seed !== undefined ||
+      (request.stop?.length ?? 0) > 0
+    )
+      throw new InferenceError(
+        'bad-input',
+        `${model.name} is a character model decoded greedily; temperature, top_p, top_k, seed and stop are for language models`,
+      )
+    return this.#completeChars(model, {
+      prompt: request.prompt ?? request.messages?.at(-1)?.content ?? '',
+      maxTokens: request.maxTokens ?? 16,
+    }, onToken)
+  }
+
+  /** The demo character model: greedy, one job per character. */
+  async #completeChars(
+    model: ModelRecord,
+    request: { prompt: string; maxTokens: number },
     onToken?: (piece: string) => void,
   ): Promise<CompletionOutcome> {
     const gateway = this.market.gateway
-    const model = gateway.resolveModel(request.model)
-    if (model.kind !== 'text')
-      throw new InferenceError('not-text-model', `${model.name} is a tensor model; use POST /v1/infer`)
     const codec = await this.#codec(model)
     // One paid job per character: refuse up front rather than charge for half an answer.
     const cost = model.price * BigInt(request.maxTokens)
@@ -296,7 +341,78 @@ export class NodeInference implements InferenceApi {
       context += piece
       onToken?.(piece)
     }
-    return { text, receipts, finishReason: 'length', promptTokens: codec.tokens(request.prompt) }
+    return {
+      text,
+      receipts,
+      finishReason: 'length',
+      promptTokens: codec.tokens(request.prompt),
+      completionTokens: receipts.length,
+    }
+  }
+
+  /** Publishes a language model: its graph and files stored by CID, registered as one `lm` model. */
+  async #publishLm(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }> {
+    let graph: Uint8Array
+    let files: LmFiles
+    if (request.dir !== undefined) {
+      const folder = await readModelFolder(request.dir)
+      graph = new Uint8Array(await readFile(join(request.dir, folder.graph)))
+      files = folder.files
+    } else {
+      graph = request.file
+      files = {}
+      for (const name of LM_FILES) if (request.files?.[name] !== undefined) files[name] = request.files[name]
+      const missing = LM_REQUIRED_FILES.filter((name) => files[name] === undefined)
+      if (missing.length > 0)
+        throw new ModelFolderError(`a language model needs its tokenizer: ${missing.join(' and ')} missing`)
+    }
+    const { contextLength } = await lmSpecOf(this.runtime, graph, files)
+    const fileCids: Record<string, string> = {}
+    for (const [name, bytes] of Object.entries(files)) fileCids[name] = await this.blobs.put(bytes)
+    const cid = await this.blobs.put(graph)
+    const body = {
+      cid,
+      name: request.name,
+      version: request.version,
+      price: request.price,
+      kind: 'lm',
+      inputs: LM_INPUTS,
+      outputs: LM_OUTPUTS,
+      tolerance: LM_TOLERANCE,
+      size: graph.length,
+      files: fileCids,
+      promptPrice: request.promptPrice ?? 0n,
+      contextLength,
+    }
+    decodeModelSpec(body)
+    const { hash } = await this.#o.node.submitOwnTx('inference.registerModel', body)
+    this.#log.info({ name: request.name, cid, contextLength }, 'language model published')
+    return { cid, txHash: hash }
+  }
+
+  /** A language model's tokenizer and chat template, from its registered files (cached per model). */
+  async #lmTokenizer(model: ModelRecord): Promise<CompletionTokenizer> {
+    const cached = this.#tokenizers.get(model.cid)
+    if (cached !== undefined) return cached
+    const files: LmFiles = {}
+    for (const name of LM_FILES) {
+      const cid = model.files?.[name]
+      if (cid === undefined) continue
+      try {
+        files[name] = await this.#blob(cid, model.cid)
+      } catch (err) {
+        throw new InferenceError('no-worker', `the ${name} of ${model.name} is not here yet: ${describeError(err)}`)
+      }
+    }
+    let tokenizer: CompletionTokenizer
+    try {
+      tokenizer = completionTokenizer(files)
+    } catch (err) {
+      throw new InferenceError('not-text-model', `the tokenizer of ${model.name} is unusable: ${describeError(err)}`)
+    }
+    if (this.#tokenizers.size >= 16) this.#tokenizers.delete(this.#tokenizers.keys().next().value as string)
+    this.#tokenizers.set(model.cid, tokenizer)
+    return tokenizer
   }
 
   /** A blob (a text model's tokenizer) from the store, or fetched and verified from the peers serving `model`, then any peer. */
@@ -411,6 +527,9 @@ export class NodeInference implements InferenceApi {
   }
 
   async publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }> {
+    if (request.kind === 'lm') return this.#publishLm(request)
+    if (request.dir !== undefined || request.files !== undefined)
+      throw new InvalidInputError('a folder (dir, files) is for language models: use kind "lm"')
     let schema
     try {
       schema = await this.runtime.inspect(request.file)
@@ -441,6 +560,27 @@ export class NodeInference implements InferenceApi {
     this.#log.info({ name: request.name, cid }, 'model published')
     return { cid, txHash: hash }
   }
+}
+
+/** The model-level checks of a language model's files: a decoder graph with a KV cache, a usable tokenizer. */
+async function lmSpecOf(
+  runtime: OnnxRuntime | SandboxedRunner,
+  graph: Uint8Array,
+  files: LmFiles,
+): Promise<{ contextLength: number }> {
+  let schema
+  try {
+    schema = await runtime.inspect(graph)
+  } catch (err) {
+    throw new ModelFolderError(`the graph is not a model ONNX Runtime can load: ${describeError(err)}`)
+  }
+  checkDecoderLayout(schema)
+  try {
+    completionTokenizer(files)
+  } catch (err) {
+    throw new ModelFolderError(`the tokenizer files are unusable: ${describeError(err)}`)
+  }
+  return { contextLength: contextLengthOf(files) }
 }
 
 /** Imports `*.onnx` files and the `.json` beside them from `dirs` into the blob store. */

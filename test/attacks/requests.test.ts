@@ -1,6 +1,8 @@
 // Request/response protocols between real libp2p hosts on loopback: who gets penalized (only
 // peers that send invalid data, never a requester that gave up), penalties that leak away over
-// time, and a per-peer byte budget on the blob protocol.
+// time, and a per-peer byte budget on the blob protocol. Then hostile HTTP request bodies on the
+// inference routes (CBOR with huge declared lengths or deep nesting, base64 that decodes larger
+// than its dims, lying or missing content lengths) against the real API server over a socket.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -17,7 +19,18 @@ import { createHost, type DonghaeHost } from '../../src/net/host.ts'
 import { BAN_MS, PENALTY_HALF_LIFE_MS, PENALTY_LIMIT } from '../../src/net/constants.ts'
 import { Libp2pTransport } from '../../src/net/libp2p-transport.ts'
 import { BLOB_BUDGET, BLOB_PROTOCOL, BlobStore, MAX_BLOB_BYTES } from '../../src/inference/blobs.ts'
+import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { createApiServer } from '../../src/api/server.ts'
+import { generateApiToken } from '../../src/api/auth.ts'
+import { fakeInference, type FakeInference } from '../../src/api/fake-inference.ts'
+import { MAX_INFER_BINARY_BYTES, MAX_INFER_JSON_BYTES } from '../../src/api/constants.ts'
+import { encodeCbor } from '../../src/api/cbor.ts'
 import { waitFor } from '../helpers/chain-net.ts'
+import { actor, makeGenesis } from '../helpers/chain.ts'
+import { MemoryChain } from '../helpers/memory-chain.ts'
 import { createRng, testSeed } from '../helpers/random.ts'
 
 const SLOW = '/donghae-test/slow/1.0.0'
@@ -193,5 +206,249 @@ test('a model file of 12 MiB (under MAX_BLOB_BYTES, over libp2p’s default 4 Mi
   } finally {
     await close(server, client)
     await rm(dir, { recursive: true, force: true })
+  }
+})
+
+// ---- hostile HTTP bodies on the inference routes ----------------------------------------------
+
+const API_TOKEN = generateApiToken()
+const apiNode = actor()
+
+async function inferenceServer(): Promise<{ app: FastifyInstance; port: number; api: FakeInference }> {
+  const api = fakeInference()
+  const app = createApiServer({
+    chain: new MemoryChain({ genesis: makeGenesis([apiNode], []), validators: [apiNode] }),
+    inference: api,
+    operatorToken: API_TOKEN,
+  })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, port: (app.server.address() as AddressInfo).port, api }
+}
+
+interface Answer {
+  status: number
+  body: string
+  ms: number
+}
+
+/**
+ * One request with a binary body: whole (with content-length), or as `chunks` with chunked
+ * transfer encoding (no length). A server that answers and closes before the body is sent ends
+ * the upload; the answer still counts.
+ */
+function send(
+  port: number,
+  req: { path: string; headers: Record<string, string>; body?: Uint8Array; chunks?: Iterable<Uint8Array> },
+): Promise<Answer> {
+  const started = performance.now()
+  return new Promise((resolve, reject) => {
+    const r = httpRequest(
+      { host: '127.0.0.1', port, method: 'POST', path: req.path, headers: req.headers, agent: false },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - started }))
+        res.on('error', reject)
+      },
+    )
+    r.on('error', (err: NodeJS.ErrnoException) => {
+      // the server may close while we still write: its answer (if any) has been handled above
+      if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err)
+    })
+    if (req.chunks === undefined) {
+      r.end(req.body)
+      return
+    }
+    const chunks = req.chunks[Symbol.iterator]()
+    const next = (): void => {
+      const { value, done } = chunks.next()
+      if (done === true || r.destroyed) r.end()
+      else if (r.write(value)) setImmediate(next)
+      else r.once('drain', next)
+    }
+    next()
+  })
+}
+
+const messageOf = (a: Answer): string => (JSON.parse(a.body) as { error: { message: string } }).error.message
+const cbor = { 'content-type': 'application/cbor' }
+
+/** A client-signed job's shape (the route is public with one, so a stranger reaches the parser). */
+const JOB_PREFIX = encodeCbor({ model: 'tiny', job: {} })
+
+test('attack: CBOR bodies declaring a 4 GiB string, a 2^32-item array or 16 M items are refused before anything is built, without a token', async (t) => {
+  const { app, port, api } = await inferenceServer()
+  try {
+    const heapBefore = process.memoryUsage().heapUsed
+    const cases: Array<[string, Uint8Array, RegExp]> = [
+      [
+        'a byte string claiming 4 GiB',
+        Buffer.from('5affffffff00', 'hex'),
+        /a string of 4294967295 bytes, but only 1 bytes follow/,
+      ],
+      ['an array claiming 2^32 items', Buffer.from('9b00000001000000007f', 'hex'), /an array of 4294967296 items/],
+      ['a map claiming 2^53 entries', Buffer.from('bb001fffffffffffff00', 'hex'), /a map of 9007199254740991 items/],
+      ['a length beyond 2^53', Buffer.from('5b00ffffffffffffff', 'hex'), /beyond 2\^53/],
+      // a real array of 16 M one-byte zeros: 16 MiB of body, 128 MiB as a JS array
+      [
+        '16 M items',
+        Buffer.concat([Buffer.from('9a00f42400', 'hex'), Buffer.alloc(16_000_000)]),
+        /more than 4259840 items/,
+      ],
+      [
+        'a map key claiming to be 4 GiB of text',
+        Buffer.concat([JOB_PREFIX.subarray(0, 1), Buffer.from('7affffffff', 'hex')]),
+        /a string of 4294967295 bytes/,
+      ],
+    ]
+    for (const [what, body, pattern] of cases) {
+      const answer = await send(port, { path: '/v1/infer', headers: cbor, body })
+      t.diagnostic(`${what}: ${answer.status} in ${answer.ms.toFixed(0)} ms: ${messageOf(answer)}`)
+      assert.equal(answer.status, 400, `${what}: ${answer.body}`)
+      assert.match(messageOf(answer), pattern, what)
+    }
+    const grown = (process.memoryUsage().heapUsed - heapBefore) / 1024 / 1024
+    t.diagnostic(`heap grew ${grown.toFixed(1)} MiB`)
+    assert.ok(grown < 100, `the heap grew ${grown.toFixed(0)} MiB`)
+    assert.equal(api.calls.infer.length, 0)
+  } finally {
+    await app.close()
+  }
+})
+
+test('attack: deeply nested CBOR (a million levels) and deeply nested JSON are 400, not a stack overflow; the server keeps serving', async (t) => {
+  const { app, port } = await inferenceServer()
+  try {
+    const deepCbor = Buffer.concat([Buffer.alloc(1_000_000, 0x81), Buffer.from([0x00])])
+    const cborAnswer = await send(port, { path: '/v1/infer', headers: cbor, body: deepCbor })
+    assert.equal(cborAnswer.status, 400, cborAnswer.body)
+    assert.match(messageOf(cborAnswer), /nested deeper than 16 levels/)
+    const tagged = await send(port, { path: '/v1/infer', headers: cbor, body: Buffer.from('d81c81d81d00', 'hex') })
+    assert.equal(tagged.status, 400)
+    assert.match(messageOf(tagged), /tags are not accepted \(tag 28\)/, 'no shared references, records or typed arrays')
+    const depth = 3_000_000
+    const deepJson = `{"model":"tiny","job":{},"inputs":${'['.repeat(depth)}${']'.repeat(depth)}}`
+    assert.ok(deepJson.length < MAX_INFER_JSON_BYTES)
+    const jsonAnswer = await send(port, {
+      path: '/v1/infer',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(deepJson),
+    })
+    t.diagnostic(`JSON nested ${depth} deep: ${jsonAnswer.status} ${jsonAnswer.body.slice(0, 120)}`)
+    assert.equal(jsonAnswer.status, 400)
+    const alive = await send(port, {
+      path: '/v1/infer',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_TOKEN}` },
+      body: Buffer.from(
+        JSON.stringify({ model: 'tiny', inputs: { x: { dims: [1, 2], type: 'float32', data: [1, 2] } } }),
+      ),
+    })
+    assert.equal(alive.status, 200, alive.body)
+  } finally {
+    await app.close()
+  }
+})
+
+test('attack: base64 that decodes to far more than the dims say (7 MB for 8 bytes) is refused by its length, before it is decoded', async (t) => {
+  const { app, port, api } = await inferenceServer()
+  try {
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${API_TOKEN}` }
+    const big = 'QUFB'.repeat(1_750_000) // 7 MB of base64: 5.25 MB of bytes
+    const answer = await send(port, {
+      path: '/v1/infer',
+      headers,
+      body: Buffer.from(
+        JSON.stringify({ model: 'tiny', inputs: { x: { dims: [1, 2], type: 'float32', data_b64: big } } }),
+      ),
+    })
+    t.diagnostic(`${answer.status} in ${answer.ms.toFixed(0)} ms: ${messageOf(answer)}`)
+    assert.equal(answer.status, 400)
+    assert.match(messageOf(answer), /data_b64 holds 5250000 bytes but float32 \[1,2\] needs 8/)
+    // dims that ask for more than the tensor limit are refused before the string is looked at
+    const huge = await send(port, {
+      path: '/v1/infer',
+      headers,
+      body: Buffer.from(
+        JSON.stringify({ model: 'tiny', inputs: { x: { dims: [65536, 65536], type: 'float32', data_b64: 'AAAA' } } }),
+      ),
+    })
+    assert.equal(huge.status, 413)
+    assert.match(messageOf(huge), /exceed the limit of 4194304 values/)
+    // the right length, but padding in the middle and characters outside the alphabet
+    for (const text of ['AAAA=AAAAAA=', 'AAAA AAAAAA=', 'AAAA\u0000AAAAAA']) {
+      const bad = await send(port, {
+        path: '/v1/infer',
+        headers,
+        body: Buffer.from(
+          JSON.stringify({ model: 'tiny', inputs: { x: { dims: [1, 2], type: 'float32', data_b64: text } } }),
+        ),
+      })
+      assert.equal(bad.status, 400, JSON.stringify(text))
+      assert.match(messageOf(bad), /not base64/)
+    }
+    assert.equal(api.calls.infer.length, 0)
+  } finally {
+    await app.close()
+  }
+})
+
+test('attack: a body claiming 100 GiB is 413 before a byte of it is read; a chunked body with no length is cut at the limit; a stranger’s raw upload is 401 unread', async (t) => {
+  const { app, port, api } = await inferenceServer()
+  try {
+    // only the head is sent: the answer must not wait for the body
+    const head = async (path: string, headers: string): Promise<string> => {
+      const socket = connect(port, '127.0.0.1')
+      socket.setEncoding('utf8')
+      socket.write(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n${headers}content-length: 107374182400\r\n\r\n`)
+      let text = ''
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer; got ${JSON.stringify(text)}`)), 5_000)
+        socket.on('data', (c: string) => {
+          text += c
+          if (text.includes('\r\n\r\n') && text.includes('}')) {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        socket.on('error', reject)
+      })
+      socket.destroy()
+      return text
+    }
+    const cborHead = await head('/v1/infer', 'content-type: application/cbor\r\n')
+    assert.match(cborHead, /^HTTP\/1\.1 413/)
+    assert.match(cborHead, /16\.06 MiB limit of POST \/v1\/infer/)
+    const jsonHead = await head('/v1/infer', 'content-type: application/json\r\n')
+    assert.match(jsonHead, /^HTTP\/1\.1 413/)
+    assert.match(jsonHead, /8 MiB limit/)
+    const rawHead = await head('/v1/infer/yolo', 'content-type: application/octet-stream\r\n')
+    assert.match(rawHead, /^HTTP\/1\.1 401/, 'the token is checked before the body')
+
+    // chunked: 1 MiB pieces, 40 of them; refused once past the limit
+    let sent = 0
+    const piece = Buffer.alloc(1024 * 1024)
+    const chunks = {
+      *[Symbol.iterator]() {
+        for (let i = 0; i < 40; i++) {
+          sent += piece.length
+          yield piece
+        }
+      },
+    }
+    const chunked = await send(port, { path: '/v1/infer', headers: cbor, chunks })
+    t.diagnostic(`chunked: ${chunked.status} after ${(sent / 1024 / 1024).toFixed(0)} MiB sent: ${messageOf(chunked)}`)
+    assert.equal(chunked.status, 413)
+    assert.ok(sent < 40 * piece.length, `the server stopped reading (${sent} bytes sent)`)
+    const chunkedRaw = await send(port, {
+      path: '/v1/infer/yolo',
+      headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${API_TOKEN}` },
+      chunks: Array.from({ length: Math.ceil(MAX_INFER_BINARY_BYTES / piece.length) + 1 }, () => piece),
+    })
+    assert.equal(chunked.status, 413)
+    assert.equal(chunkedRaw.status, 413, chunkedRaw.body)
+    assert.equal(api.calls.infer.length, 0)
+  } finally {
+    await app.close()
   }
 })

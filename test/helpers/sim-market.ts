@@ -4,18 +4,29 @@
  * Runtime, workers bonded at genesis, gateways funded, blocks committed on demand.
  */
 import { readFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { LmFiles } from '../../src/inference/lm/types.ts'
 import { sha256 } from '../../src/core/hash.ts'
 import { utf8 } from '../../src/core/bytes.ts'
 import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc } from '../../src/chain/genesis.ts'
 import type { ModelRunner, WorkerBehaviour } from '../../src/inference/components.ts'
-import { DEMO_TOLERANCE, demoModels, readDigitsDataset, type DemoModel } from '../../src/inference/demo-models.ts'
+import {
+  DEMO_LM_NAME,
+  DEMO_TOLERANCE,
+  demoModels,
+  readDigitsDataset,
+  type DemoModel,
+} from '../../src/inference/demo-models.ts'
 import { OnnxRuntime, RUNTIME_NAME } from '../../src/inference/runtime.ts'
 import { createTensor, type TensorMap } from '../../src/inference/tensor.ts'
 import { SimNetwork, SIM_BLOCK_MS, type SimNode } from '../../src/inference/sim/network.ts'
 
 export const PRICE = 100n
+/** The language model's prices in the simulated market: per output token, per prompt token. */
+export const LM_PRICE = 3n
+export const LM_PROMPT_PRICE = 1n
 
 export interface SimMarketOptions {
   seed: number
@@ -27,6 +38,8 @@ export interface SimMarketOptions {
   accounts?: number
   params?: Partial<ChainParams>
   canaryPpm?: number
+  /** The model the market trades. @default 'digits-mlp' */
+  model?: 'digits-mlp' | typeof DEMO_LM_NAME
 }
 
 export class SimMarket {
@@ -39,6 +52,7 @@ export class SimMarket {
   readonly accounts: Ed25519KeyPair[]
   readonly #rows: Float32Array[]
   readonly #runtime: OnnxRuntime
+  #teacherForced = { count: 0 }
 
   private constructor(parts: {
     net: SimNetwork
@@ -61,10 +75,18 @@ export class SimMarket {
   }
 
   static async open(options: SimMarketOptions): Promise<SimMarket> {
-    const model = (await demoModels()).find((m) => m.name === 'digits-mlp') as DemoModel
+    const model = (await demoModels()).find((m) => m.name === (options.model ?? 'digits-mlp')) as DemoModel
     const bytes = new Uint8Array(await readFile(model.file))
+    // a language model's tokenizer and configs travel by CID beside the graph
+    const byCid = new Map<string, Uint8Array>([[model.cid, bytes]])
+    const files: LmFiles = {}
+    for (const [name, cid] of Object.entries(model.files ?? {})) {
+      const file = new Uint8Array(await readFile(join(dirname(model.file), name)))
+      files[name as keyof LmFiles] = file
+      byCid.set(cid, file)
+    }
     const runtime = new OnnxRuntime({ executionProvider: 'cpu' })
-    await runtime.load(model.cid, bytes)
+    await runtime.load(model.cid, bytes, model.kind === 'lm' ? { files } : {})
     const data = await readDigitsDataset()
     const rows = Array.from({ length: 64 }, (_, r) =>
       data.features.slice(r * data.featureCount, (r + 1) * data.featureCount),
@@ -93,8 +115,11 @@ export class SimMarket {
             inputs: model.inputs,
             outputs: model.outputs,
             size: model.size,
-            price: PRICE,
-            tolerance: DEMO_TOLERANCE,
+            price: model.kind === 'lm' ? LM_PRICE : PRICE,
+            tolerance: model.kind === 'lm' ? model.tolerance : DEMO_TOLERANCE,
+            ...(model.kind === 'lm'
+              ? { files: model.files, contextLength: model.contextLength, promptPrice: LM_PROMPT_PRICE }
+              : {}),
           },
         ],
         workers: workerKeys.map((k) => ({
@@ -107,13 +132,26 @@ export class SimMarket {
       },
     }
     const net = new SimNetwork({ seed: options.seed, genesis })
-    const blobs = { get: async () => bytes, fetch: async () => bytes }
+    const teacherForced = { count: 0 }
+    const blobs = {
+      get: async (cid: string) => byCid.get(cid),
+      fetch: async (cid: string) => {
+        const found = byCid.get(cid)
+        if (found === undefined) throw new Error(`no blob ${cid}`)
+        return found
+      },
+    }
+    // one real ONNX Runtime shared by every simulated worker; compute time fixed so the
+    // simulation's clock, not the machine, decides latencies
     const runner: ModelRunner = {
       ep: 'cpu',
       runtime: RUNTIME_NAME,
       has: () => true,
       load: async () => {},
-      run: async (cid, inputs) => ({ ...(await runtime.run(cid, inputs)), computeMicros: 60 }),
+      run: async (cid, inputs, runOptions) => {
+        if (runOptions?.claimed !== undefined) teacherForced.count++
+        return { ...(await runtime.run(cid, inputs, runOptions)), computeMicros: 60 }
+      },
       calibrate: async () => ({ jobsPerSecond: 100 }),
     }
     const workers = workerKeys.map((k, i) =>
@@ -133,12 +171,18 @@ export class SimMarket {
     )
     const keys = new Map([...workerKeys, ...gatewayKeys].map((k) => [did(k), k]))
     const market = new SimMarket({ net, model, workers, gateways, keys, rows, runtime, accounts: accountKeys })
+    market.#teacherForced = teacherForced
     for (const node of [...workers, ...gateways]) await node.inference.start()
     // the gateways lock their own deposits (they pay for the jobs they sign) while adverts spread
     const deposits = gateways.map((g) => g.inference.gateway.topUpSelfDeposit())
     for (let i = 0; i < 4; i++) await market.block()
     await Promise.all(deposits)
     return market
+  }
+
+  /** Re-runs given a worker's claimed outputs (audits of language models, by teacher forcing). */
+  get teacherForcedRuns(): number {
+    return this.#teacherForced.count
   }
 
   /** Inputs for the model: row `i` of the digits data set. */

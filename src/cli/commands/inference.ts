@@ -5,8 +5,8 @@
  * `<home>/api-token`).
  */
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readFile, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { fromHex, toHex, utf8 } from '../../core/bytes.ts'
 import { decode } from '../../core/codec.ts'
@@ -335,12 +335,15 @@ Examples:
       }),
     )
   model
-    .command('publish <file>')
-    .description('store an ONNX model on the node and register it on chain under the node’s key')
+    .command('publish <path>')
+    .description(
+      'store a model on the node and register it on chain under the node’s key: an ONNX file, or a language model’s folder',
+    )
     .requiredOption('--name <name>', 'registry name (lowercase letters, digits, . _ -)')
-    .requiredOption('--price <n>', 'fee per call, base units')
+    .requiredOption('--price <n>', 'fee per call, base units (a language model: per output token)')
+    .option('--prompt-price <n>', 'language models: fee per prompt token, base units', '0')
     .option('--version <v>', 'version label', '1')
-    .option('--kind <kind>', 'tensor or text', 'tensor')
+    .option('--kind <kind>', 'tensor or text (a folder is always a language model, lm)', 'tensor')
     .option('--codec <file>', 'text models: the tokenizer JSON (default: the .json beside the .onnx file, if any)')
     .option('--node <url>', `the node's API (env ${NODE_URL_ENV})`)
     .option('--token <token>', `the node's operator token (env ${TOKEN_ENV})`)
@@ -348,14 +351,21 @@ Examples:
     .addHelpText(
       'after',
       `
-The node reads the model's input and output schema with ONNX Runtime, keeps the file in its blob
-store (other workers fetch it from there and check it against the CID) and registers it. A text
-model's tokenizer (a JSON file like models/chars-mlp.json) is registered by CID with it and
-travels with the weights, so every gateway can serve completions from it.
+The node reads the model's input and output schema with ONNX Runtime, keeps the file in its
+content store (UnixFS, the CID \`ipfs add --cid-version 1 --raw-leaves\` gives; other workers fetch
+it block by block from every peer that has it) and registers it. A text model's tokenizer (a
+JSON file like models/chars-mlp.json) is registered by CID with it.
+
+A folder is a decoder-only language model exported the Hugging Face way (Optimum's layout:
+model.onnx or decoder_model_merged.onnx, at the top or under onnx/, with tokenizer.json,
+tokenizer_config.json and optionally generation_config.json and config.json). The node reads the
+folder from its own disk (the CLI sends its absolute path), so the model may be of any size; run
+the command on the node's machine. Each file is registered by CID.
 
 Examples:
   $ donghae model publish models/digits-mlp.onnx --name my-digits --price 5
-  $ donghae model publish my-chars.onnx --kind text --codec my-chars.json --name my-chars --price 2`,
+  $ donghae model publish my-chars.onnx --kind text --codec my-chars.json --name my-chars --price 2
+  $ donghae model publish ./Qwen2.5-0.5B-Instruct-onnx --name qwen-0.5b --price 2 --prompt-price 1`,
     )
     .action(
       async (
@@ -363,6 +373,7 @@ Examples:
         options: {
           name: string
           price: string
+          promptPrice: string
           version: string
           kind: string
           codec?: string
@@ -372,9 +383,27 @@ Examples:
         command: Command,
       ) =>
         withClient(command, io, async (ctx, client) => {
-          if (options.kind !== 'tensor' && options.kind !== 'text') throw new CliError('--kind must be tensor or text')
           const price = parseUint64(options.price, '--price')
           const token = await operatorToken(ctx, options.token)
+          if ((await stat(file).catch(() => undefined))?.isDirectory() === true) {
+            if (options.codec !== undefined) throw new CliError('--codec is for text models; a folder carries its tokenizer')
+            const promptPrice = parseUint64(options.promptPrice, '--prompt-price')
+            const out = await client.publishModel(
+              {
+                name: options.name,
+                price: price.toString(),
+                promptPrice: promptPrice.toString(),
+                version: options.version,
+                kind: 'lm',
+                dir: resolve(file),
+              },
+              { token },
+            )
+            if (options.json === true) return ctx.json(out)
+            return ctx.out(`published language model ${options.name} as ${out.cid} (transaction ${out.txHash})`)
+          }
+          if (options.kind !== 'tensor' && options.kind !== 'text')
+            throw new CliError('--kind must be tensor or text for a file (a language model is published as its folder)')
           let bytes: Buffer
           try {
             bytes = await readFile(file)

@@ -8,6 +8,7 @@ import { TxError } from '../../chain/errors.ts'
 import { parseDidKey } from '../../identity/did-key.ts'
 import { EXECUTION_PROVIDERS, parseReceipt, type ExecutionProvider, type Receipt } from '../job.ts'
 import type { ModelSpec, TensorSpec, Tolerance } from './state.ts'
+import { LM_INPUTS, LM_OUTPUTS, LM_REQUIRED_FILES } from '../lm/types.ts'
 
 /** Element types a model's tensors may declare (ONNX's names, lower case). */
 export const TENSOR_TYPES = [
@@ -107,7 +108,49 @@ function tolerance(value: unknown): Tolerance {
   return { maxAbsPpm: uint(t.maxAbsPpm, 'tolerance.maxAbsPpm'), top1: t.top1 }
 }
 
-const MODEL_FIELDS = ['cid', 'name', 'version', 'price', 'kind', 'inputs', 'outputs', 'tolerance', 'size', 'codec']
+const MODEL_FIELDS = [
+  'cid',
+  'name',
+  'version',
+  'price',
+  'kind',
+  'inputs',
+  'outputs',
+  'tolerance',
+  'size',
+  'codec',
+  'files',
+  'promptPrice',
+  'contextLength',
+]
+/** Most files a language model names besides its graph. */
+export const MAX_MODEL_FILES = 8
+const FILE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** Largest context window a registration may declare, tokens. */
+export const MAX_CONTEXT_LENGTH = 1 << 20
+
+function sameSchema(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** A language model's extra fields: its files (tokenizer and configs by CID), prompt price, context. */
+function lmFields(b: Record<string, unknown>): Pick<ModelSpec, 'files' | 'promptPrice' | 'contextLength'> {
+  if (b.files === null || typeof b.files !== 'object' || Array.isArray(b.files) || b.files instanceof Uint8Array)
+    malformed('files must map file names to CIDs')
+  const entries = Object.entries(b.files as Record<string, unknown>)
+  if (entries.length > MAX_MODEL_FILES) malformed(`files may name at most ${MAX_MODEL_FILES} files`)
+  const files: Record<string, string> = {}
+  for (const [name, cid] of entries) {
+    if (!FILE_NAME_PATTERN.test(name)) malformed(`files: ${JSON.stringify(name.slice(0, 80))} is not a file name`)
+    files[name] = canonicalCid(cid, `files.${name}`)
+  }
+  for (const name of LM_REQUIRED_FILES)
+    if (files[name] === undefined) malformed(`a language model needs ${name} among its files`)
+  const contextLength = uint(b.contextLength, 'contextLength')
+  if (contextLength < 2 || contextLength > MAX_CONTEXT_LENGTH)
+    malformed(`contextLength must be 2-${MAX_CONTEXT_LENGTH} tokens`)
+  return { files, promptPrice: amountOf(b.promptPrice ?? 0n, 'promptPrice'), contextLength }
+}
 
 export function canonicalCid(value: unknown, field: string): string {
   const cid = text(value, field, 128)
@@ -126,22 +169,29 @@ export function decodeModelSpec(body: unknown): ModelSpec {
   const cid = canonicalCid(b.cid, 'cid')
   if (typeof b.name !== 'string' || !MODEL_NAME_PATTERN.test(b.name))
     malformed('name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit')
-  if (b.kind !== 'tensor' && b.kind !== 'text') malformed('kind must be "tensor" or "text"')
+  if (b.kind !== 'tensor' && b.kind !== 'text' && b.kind !== 'lm') malformed('kind must be "tensor", "text" or "lm"')
+  if (b.kind !== 'lm' && (b.files !== undefined || b.promptPrice !== undefined || b.contextLength !== undefined))
+    malformed('files, promptPrice and contextLength are for language models (kind "lm") only')
   const size = uint(b.size, 'size')
   if (size === 0) malformed('size must be positive')
   const codec = b.codec === undefined ? undefined : canonicalCid(b.codec, 'codec')
   if (codec !== undefined && b.kind !== 'text') malformed('codec (a tokenizer) is for text models only')
+  const inputs = tensorSpecs(b.inputs, 'inputs')
+  const outputs = tensorSpecs(b.outputs, 'outputs')
+  if (b.kind === 'lm' && (!sameSchema(inputs, LM_INPUTS) || !sameSchema(outputs, LM_OUTPUTS)))
+    malformed('a language model takes and gives the generation tensors of inference/lm/types.ts')
   return {
     cid,
     name: b.name,
     version: text(b.version, 'version', 32),
     price: amountOf(b.price, 'price'),
     kind: b.kind,
-    inputs: tensorSpecs(b.inputs, 'inputs'),
-    outputs: tensorSpecs(b.outputs, 'outputs'),
+    inputs,
+    outputs,
     tolerance: tolerance(b.tolerance),
     size,
     ...(codec === undefined ? {} : { codec }),
+    ...(b.kind === 'lm' ? lmFields(b) : {}),
   }
 }
 

@@ -39,6 +39,7 @@ import {
   batchKey,
   depositOf,
   depositTotal,
+  feeFor,
   jobKey,
   modelByCid,
   overdrawnKey,
@@ -107,7 +108,7 @@ export function rejectReason(
   const model = records.model(job.model)
   if (model === undefined) return { reason: 'unknown-model' }
   if (model.status !== 'active') return { reason: 'model-inactive' }
-  if (r.fee !== model.price) return { reason: 'wrong-fee' }
+  if (r.fee !== feeFor(model, r.usage)) return { reason: 'wrong-fee' }
   if (r.fee > job.maxFee) return { reason: 'fee-above-max' }
   if (ctx.time > job.deadline + params.settleWindowMs) return { reason: 'expired' }
   if (r.startedAt > job.deadline) return { reason: 'started-late' }

@@ -25,7 +25,7 @@
 import { asSafeUint, asUint64, MAX_UINT64 } from '../../core/uint.ts'
 import { readState, type StateOverlay, type StateReader } from '../../chain/state-view.ts'
 import type { ChainParams } from '../../chain/genesis.ts'
-import { parseReceipt, type ExecutionProvider, type Receipt } from '../job.ts'
+import { parseReceipt, type ExecutionProvider, type Receipt, type TokenUsage } from '../job.ts'
 import { IndexedSet } from '../../chain/indexed-set.ts'
 
 export const BPS = 10_000n
@@ -109,7 +109,11 @@ export interface ModelSpec {
   version: string
   /** Fee per call, base units (at least `minModelPrice`). */
   price: bigint
-  kind: 'tensor' | 'text'
+  /**
+   * `tensor`: tensors in, tensors out. `text`: the character model of chars.ts. `lm`: a
+   * decoder-only language model; a job is a whole generation (`inference/lm/types.ts`).
+   */
+  kind: 'tensor' | 'text' | 'lm'
   inputs: TensorSpec[]
   outputs: TensorSpec[]
   tolerance: Tolerance
@@ -120,6 +124,32 @@ export interface ModelSpec {
    * like the weights, so any gateway can encode prompts and decode outputs.
    */
   codec?: string
+  /** Language models: the folder's other files (tokenizer.json, tokenizer_config.json, …) by name → CID. */
+  files?: Record<string, string>
+  /** Language models: fee per prompt token (`price` is per output token). */
+  promptPrice?: bigint
+  /** Language models: the context window, tokens (prompt + output). */
+  contextLength?: number
+}
+
+/**
+ * The fee a receipt must charge: the price for tensor and text models (which carry no usage);
+ * for a language model, prompt tokens × promptPrice + output tokens × price, the usage within
+ * the context window. Undefined when the usage does not fit the model (absent, present on a
+ * model without tokens, or beyond the context).
+ */
+export function feeFor(model: ModelSpec, usage: TokenUsage | undefined): bigint | undefined {
+  if (model.kind !== 'lm') return usage === undefined ? model.price : undefined
+  if (usage === undefined || usage.prompt < 1 || usage.output < 0) return undefined
+  if (usage.prompt + usage.output > (model.contextLength ?? 0)) return undefined
+  return BigInt(usage.prompt) * (model.promptPrice ?? 0n) + BigInt(usage.output) * model.price
+}
+
+/** The most one job can cost: the price, or a language model's prompt plus `maxTokens` outputs. */
+export function maxFeeFor(model: ModelSpec, promptTokens = 0, maxTokens = 0): bigint {
+  if (model.kind !== 'lm') return model.price
+  const output = Math.max(0, Math.min(maxTokens, (model.contextLength ?? 0) - promptTokens))
+  return BigInt(promptTokens) * (model.promptPrice ?? 0n) + BigInt(output) * model.price
 }
 
 export type ModelStatus = 'active' | 'retired' | 'bad'
@@ -256,6 +286,7 @@ function decodeModel(raw: Record<string, unknown>): ModelRecord {
   return {
     ...(raw as unknown as ModelRecord),
     price: asUint64(raw.price, 'price'),
+    ...(raw.promptPrice === undefined ? {} : { promptPrice: asUint64(raw.promptPrice, 'promptPrice') }),
     feesTotal: asUint64(raw.feesTotal, 'feesTotal'),
     deposit: asUint64(raw.deposit ?? 0, 'deposit'),
     status: (raw.status as ModelStatus | undefined) ?? 'active',

@@ -27,9 +27,11 @@ import {
   verifyWorkerSignature,
   type Receipt,
   type SignedJob,
+  type TokenUsage,
 } from '../job.ts'
+import { parseGenerationTensors } from '../lm/types.ts'
 import { checkAgainstSchema, hashTensorMap, type TensorMap } from '../tensor.ts'
-import type { Deposit, ModelRecord } from '../chain/state.ts'
+import { feeFor, maxFeeFor, type Deposit, type ModelRecord } from '../chain/state.ts'
 
 export interface JobContext {
   chainId: string
@@ -47,16 +49,55 @@ export function checkJob(job: SignedJob, inputs: TensorMap, ctx: JobContext): Mo
   const model = ctx.model
   if (model === undefined) throw new InferenceError('unknown-model', `model ${job.model} is not registered`)
   if (model.status !== 'active') throw new InferenceError('unknown-model', `model ${model.name} is ${model.status}`)
-  if (model.price > job.maxFee)
-    throw new InferenceError('fee-too-low', `the job offers ${job.maxFee}, the model costs ${model.price}`)
   try {
     checkAgainstSchema(inputs, model.inputs)
   } catch (err) {
     throw new InferenceError('bad-input', describeError(err), { cause: err })
   }
+  const fee = reservedFee(model, inputs)
+  if (fee > job.maxFee)
+    throw new InferenceError(
+      'fee-too-low',
+      `the job offers ${job.maxFee}, the model costs ${fee}${model.kind === 'lm' ? ' (prompt plus max_tokens)' : ''}`,
+    )
   if (!equals(inputsCommitment(job.salt, hashTensorMap(inputs)), job.inputsHash))
     throw new InferenceError('bad-job', 'the inputs do not match the job’s inputs commitment')
   return model
+}
+
+/**
+ * The most a job can cost, which gateway and worker reserve against the client's deposit: the
+ * price; for a language model its prompt and `max_tokens` (within the context window) at the
+ * model's token prices. Throws 'bad-input' for a generation that cannot run: unreadable sampling
+ * parameters, or a prompt that leaves no room in the context window.
+ */
+export function reservedFee(model: ModelRecord, inputs: TensorMap): bigint {
+  if (model.kind !== 'lm') return model.price
+  let prompt: number
+  let maxTokens: number
+  try {
+    const g = parseGenerationTensors(inputs)
+    prompt = g.promptIds.length
+    maxTokens = g.params.maxTokens
+  } catch (err) {
+    throw new InferenceError('bad-input', describeError(err), { cause: err })
+  }
+  const context = model.contextLength ?? 0
+  if (prompt < 1) throw new InferenceError('bad-input', 'the prompt is empty')
+  if (prompt >= context)
+    throw new InferenceError(
+      'bad-input',
+      `the prompt is ${prompt} tokens; ${model.name}'s context window is ${context} tokens (prompt plus output)`,
+    )
+  return maxFeeFor(model, prompt, maxTokens)
+}
+
+/** The tokens a language-model job used, read from its inputs and outputs (undefined for other models). */
+export function usageOf(model: ModelRecord, inputs: TensorMap, outputs: TensorMap): TokenUsage | undefined {
+  if (model.kind !== 'lm') return undefined
+  const prompt = inputs.prompt_ids?.data.length ?? 0
+  const output = outputs.output_ids?.data.length ?? 0
+  return { prompt, output }
 }
 
 /** A job's deadline: not passed, and not beyond `maxJobTtlMs`. */
@@ -103,7 +144,14 @@ export function checkPayment(job: SignedJob, dispatch: Uint8Array | null, fee: b
 /** What a gateway checks of the receipt a worker returns before it answers the client. */
 export function checkReceipt(
   receipt: Receipt,
-  sent: { job: SignedJob; worker: string; outputs: TensorMap; model: ModelRecord; outputHash: Uint8Array },
+  sent: {
+    job: SignedJob
+    worker: string
+    inputs: TensorMap
+    outputs: TensorMap
+    model: ModelRecord
+    outputHash: Uint8Array
+  },
 ): void {
   if (receipt.worker !== sent.worker) throw new InferenceError('failed', 'the receipt is signed by another worker')
   // The job was signed or verified here: a receipt carrying it unchanged needs only the worker's signature.
@@ -112,10 +160,14 @@ export function checkReceipt(
   if (!verifyWorkerSignature(receipt)) throw new InferenceError('failed', 'the receipt signature does not verify')
   if (!equals(sent.outputHash, receipt.outputHash))
     throw new InferenceError('failed', 'the outputs do not match the receipt’s output hash')
-  if (receipt.fee !== sent.model.price) throw new InferenceError('failed', 'the receipt charges another fee')
   try {
     checkAgainstSchema(sent.outputs, sent.model.outputs, 'output')
   } catch (err) {
     throw new InferenceError('failed', `worker outputs do not fit the model: ${describeError(err)}`)
   }
+  const usage = usageOf(sent.model, sent.inputs, sent.outputs)
+  if (usage?.prompt !== receipt.usage?.prompt || usage?.output !== receipt.usage?.output)
+    throw new InferenceError('failed', 'the receipt charges for tokens the job did not use')
+  if (receipt.fee !== feeFor(sent.model, usage)) throw new InferenceError('failed', 'the receipt charges another fee')
+  if (receipt.fee > sent.job.maxFee) throw new InferenceError('failed', 'the receipt charges more than the job allows')
 }

@@ -14,6 +14,7 @@ import { Socket } from 'node:net'
 import { basename } from 'node:path'
 import { OnnxRuntime, ModelLoadError, ModelRunError } from '../runtime.ts'
 import { ModelLimitError } from '../errors.ts'
+import { LM_FILES, type LmFiles } from '../lm/types.ts'
 import { SANDBOX_DIR_PREFIX } from './constants.ts'
 import {
   FrameReader,
@@ -25,6 +26,7 @@ import {
   unpackTensors,
   type Frame,
   type Header,
+  type WireTensor,
 } from './protocol.ts'
 
 /** Exit codes of a child that ends itself (anything else, or a signal, is a crash). */
@@ -56,18 +58,55 @@ function send(channel: Socket, header: Header, payload: readonly Uint8Array[] = 
   channel.uncork()
 }
 
+/** A load frame's payload: the model file, then each named file (a language model's tokenizer and configs). */
+function splitLoad(header: Header, payload: Uint8Array): { model: Uint8Array; files?: LmFiles } {
+  const raw = header.files
+  if (!Array.isArray(raw)) return { model: payload }
+  const entries = raw as { name: string; length: number }[]
+  const fileBytes = entries.reduce((n, f) => n + f.length, 0)
+  let offset = payload.length - fileBytes
+  if (!(offset >= 0)) throw new ModelLoadError('a load frame is shorter than its files')
+  const model = payload.subarray(0, offset)
+  const files: LmFiles = {}
+  for (const f of entries) {
+    const name = LM_FILES.find((n) => n === f.name)
+    if (name !== undefined) files[name] = payload.subarray(offset, offset + f.length)
+    offset += f.length
+  }
+  return { model, files }
+}
+
+/** Bytes of the tensors a header lists (where the next group of tensors starts in the payload). */
+const wireBytes = (raw: unknown): number =>
+  (Array.isArray(raw) ? (raw as WireTensor[]) : []).reduce((n, t) => n + t.length, 0)
+
 async function handle(runtime: OnnxRuntime, config: ChildConfig, frame: Frame, channel: Socket): Promise<void> {
   const { header, payload } = frame
   const cid = String(header.cid)
   try {
     switch (header.op) {
-      case 'load':
-        await runtime.load(cid, payload)
+      case 'load': {
+        const { model, files } = splitLoad(header, payload)
+        await runtime.load(cid, model, files === undefined ? {} : { files })
         return send(channel, { op: 'ok', id: header.id, model: runtime.model(cid) })
+      }
       case 'inspect':
         return send(channel, { op: 'ok', id: header.id, schema: await runtime.inspect(payload) })
       case 'run': {
-        const result = await runtime.run(cid, unpackTensors(header.tensors, payload))
+        const inputs = unpackTensors(header.tensors, payload)
+        const claimed =
+          header.claimed === undefined
+            ? undefined
+            : unpackTensors(header.claimed, payload.subarray(wireBytes(header.tensors)))
+        const tolerance = header.tolerance as { maxAbsPpm: number } | undefined
+        const result = await runtime.run(cid, inputs, {
+          ...(claimed === undefined ? {} : { claimed }),
+          ...(tolerance === undefined ? {} : { tolerance }),
+          // each token goes to the node as soon as it is drawn (the pipe is written between runs)
+          ...(header.stream === true
+            ? { onTokens: (ids: readonly number[]) => send(channel, { op: 'tokens', id: header.id, ids: [...ids] }) }
+            : {}),
+        })
         const bytes = tensorMapBytes(result.outputs)
         if (bytes > config.maxOutputBytes)
           throw new ModelLimitError(
@@ -84,6 +123,7 @@ async function handle(runtime: OnnxRuntime, config: ChildConfig, frame: Frame, c
           computeMicros: result.computeMicros,
           ep: result.ep,
           tensors: packed.tensors,
+          ...(result.lm === undefined ? {} : { lm: result.lm }),
         }
         return send(channel, reply, packed.parts)
       }

@@ -14,6 +14,17 @@
  * - output size: the child refuses to send more (an error; the child lives on), and the parent
  *   refuses a frame longer than that before buffering it (the child is killed);
  * - input and model size: checked in the parent before anything is sent.
+ *
+ * A language model (loaded with its tokenizer files) gets room to match: its file may be up to
+ * `maxLmModelBytes`, its process may hold `lmMemoryPerModelByte` × its file size more than
+ * `maxRssBytes` (and as much more address space), and a run may take `lmTokenTimeMs` more per
+ * token it may process (prompt, claimed and generated tokens) on top of `runTimeMs`. A
+ * generation's tokens stream to the node as they come; the other limits apply unchanged.
+ *
+ * Model files travel over the pipe like everything else (the child verifies the CID and runs the
+ * safety check on the bytes it received, never on a path the node names): a frame's length is a
+ * u32, and an ONNX file without external data (which the safety check refuses) is a protobuf
+ * message, at most 2 GiB, so every servable file fits one frame.
  */
 import { MAX_BLOB_BYTES } from '../blobs.ts'
 import { DEFAULT_TENSOR_LIMITS } from '../tensor.ts'
@@ -35,6 +46,19 @@ export interface RunnerLimits {
   maxModelBytes: number
   /** How often a busy child's resident memory is read, ms. @default 100 on Linux, 500 elsewhere (a `ps` each) */
   memoryPollMs: number
+  /** Size of a language model's file (protobuf's 2 GiB bound). @default 2 GiB − 1 */
+  maxLmModelBytes: number
+  /** A language model's tokenizer and config files, together. @default 64 MiB */
+  maxLmFileBytes: number
+  /**
+   * Resident memory (and address space) a language model's process may use per byte of its file,
+   * beyond `maxRssBytes`: ONNX Runtime keeps the weights and their pre-packed copies, the load frame
+   * holds the file until it is collected (bench/lm.bench.ts measures 2.4–4× on the demo model, the
+   * process's own noise included). @default 4
+   */
+  lmMemoryPerModelByte: number
+  /** Run time a language model's run may use per token (prompt, claimed, max_tokens), beyond `runTimeMs`, ms. @default 250 */
+  lmTokenTimeMs: number
 }
 
 const GiB = 1024 ** 3
@@ -48,6 +72,10 @@ export const RUNNER_LIMITS: Readonly<RunnerLimits> = Object.freeze({
   maxInputBytes: DEFAULT_TENSOR_LIMITS.maxBytes,
   maxModelBytes: MAX_BLOB_BYTES,
   memoryPollMs: process.platform === 'linux' ? 100 : 500,
+  maxLmModelBytes: 2 * GiB - 1,
+  maxLmFileBytes: 64 * 1024 ** 2,
+  lmMemoryPerModelByte: 4,
+  lmTokenTimeMs: 250,
 })
 
 /** Room in a frame for its JSON header (names, dims, error messages) besides the tensor bytes. */

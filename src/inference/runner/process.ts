@@ -3,7 +3,8 @@
  * removed when it ends) with a minimal environment, spoken to over fd 3 with `protocol.ts` frames.
  *
  * Requests go one at a time (a child runs ONNX Runtime synchronously anyway), so a request's time
- * limit starts when it is written. `kill(error)` ends the child with SIGKILL and fails what is
+ * limit starts when it is written. A request may get progress frames (a generation's `tokens`)
+ * before its reply; they go to its `onProgress`. `kill(error)` ends the child with SIGKILL and fails what is
  * pending with that error; a child that dies on its own fails it with `ModelLimitError('crashed')`
  * carrying the exit code or signal and the tail of its stderr.
  */
@@ -88,12 +89,18 @@ export interface ProcessInit {
 interface Pending {
   resolve(frame: Frame): void
   reject(err: Error): void
+  progress?(header: Header): void
 }
+
+/** Ops of the frames a child sends while a request runs, before its reply. */
+export const PROGRESS_OPS: ReadonlySet<string> = new Set(['tokens'])
 
 export interface RequestOptions {
   /** Kill the child when the reply takes longer, failing the request with `limit`. */
   limitMs?: number
   limit?: Extract<ModelLimit, 'load-time' | 'run-time'>
+  /** Called with each progress frame (`PROGRESS_OPS`) of this request; what it throws is dropped. */
+  onProgress?(header: Header): void
 }
 
 export class ModelProcess {
@@ -211,6 +218,7 @@ export class ModelProcess {
           settle()
           reject(err)
         },
+        ...(options.onProgress === undefined ? {} : { progress: options.onProgress }),
       })
       if (options.limitMs !== undefined) {
         const limit = options.limit ?? 'run-time'
@@ -252,6 +260,15 @@ export class ModelProcess {
       const id = header.op === 'ready' ? 0 : Number(header.id)
       const pending = this.#pending.get(id)
       if (pending === undefined) continue
+      if (PROGRESS_OPS.has(header.op)) {
+        try {
+          pending.progress?.(header)
+        } catch (err) {
+          // a listener's failure must not fail the run, nor escape the pipe's 'data' handler
+          this.#log.warn({ pid: this.#child.pid, err: (err as Error).message }, 'progress listener failed')
+        }
+        continue
+      }
       if (header.op === 'error') pending.reject(errorFromWire(header.error as WireError))
       else pending.resolve({ header, payload })
     }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { InvalidInputError } from '../../core/errors.ts'
 import { ModelLimitError, UnsafeModelError } from '../errors.ts'
+import { ContextLengthError, LmModelError } from '../lm/errors.ts'
 import { ModelCidMismatchError, ModelRunError } from '../runtime.ts'
 import { TensorSchemaError, createTensor } from '../tensor.ts'
 import {
@@ -40,6 +41,31 @@ test('frames survive any split of the byte stream, several per chunk or one byte
       assert.deepEqual(new Uint8Array(frames[1]!.payload), payload)
     }),
     { numRuns: 200 },
+  )
+})
+
+test('a large frame (a model file) is filled in one buffer as it arrives, between small frames', () => {
+  const model = Uint8Array.from({ length: 3 * 1024 * 1024 + 17 }, (_, i) => (i * 7) % 256)
+  const stream = Buffer.concat([
+    bytesOf(encodeFrame({ op: 'a', id: 1 })),
+    bytesOf(encodeFrame({ op: 'load', id: 2 }, [model, Uint8Array.from([1, 2, 3])])),
+    bytesOf(encodeFrame({ op: 'tokens', id: 3, ids: [5] })),
+  ])
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: stream.length - 1 }), { maxLength: 12 }), (cuts) => {
+      const points = [0, ...[...new Set(cuts)].sort((a, b) => a - b), stream.length]
+      const reader = new FrameReader(8 << 20)
+      const frames = points.slice(1).flatMap((end, i) => reader.push(stream.subarray(points[i], end)))
+      assert.deepEqual(
+        frames.map((f) => f.header.op),
+        ['a', 'load', 'tokens'],
+      )
+      assert.equal(frames[1]!.payload.length, model.length + 3)
+      assert.ok(Buffer.from(frames[1]!.payload.subarray(0, model.length)).equals(Buffer.from(model)))
+      assert.deepEqual([...frames[1]!.payload.subarray(model.length)], [1, 2, 3])
+      assert.deepEqual(frames[2]!.header.ids, [5])
+    }),
+    { numRuns: 30 },
   )
 })
 
@@ -90,6 +116,14 @@ test('errors cross the wire as their typed classes, with limit and path', () => 
   assert.ok(errorFromWire(errorToWire(new ModelCidMismatchError('x'))) instanceof ModelCidMismatchError)
   assert.ok(errorFromWire(errorToWire(new TensorSchemaError('x'))) instanceof TensorSchemaError)
   assert.ok(errorFromWire(errorToWire(new InvalidInputError('x'))) instanceof InvalidInputError)
+  const lm = errorFromWire(
+    errorToWire(new LmModelError('missing-file', 'no tokenizer', { details: { file: 'tokenizer.json' } })),
+  )
+  assert.ok(lm instanceof LmModelError)
+  assert.deepEqual([lm.problem, lm.details.file], ['missing-file', 'tokenizer.json'])
+  const context = errorFromWire(errorToWire(new ContextLengthError('long', { details: { contextLength: 256 } })))
+  assert.ok(context instanceof ContextLengthError && context instanceof InvalidInputError)
+  assert.equal(context.details.contextLength, 256)
   const unknown = errorFromWire({ name: 'Whatever', message: 'm' })
   assert.ok(unknown instanceof ModelRunError)
   assert.ok(errorFromWire({ name: 'ModelLimitError', message: 'm', limit: 'bogus' as never }) instanceof ModelRunError)

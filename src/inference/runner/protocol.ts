@@ -5,7 +5,11 @@
  *
  *   frame   = u32 bodyLength ‖ body                     (native byte order: both ends are one machine)
  *   body    = u32 headerLength ‖ header (UTF-8 JSON) ‖ payload
- *   payload = model bytes (load, inspect), or every tensor's data back to back (run, calibrate)
+ *   payload = model bytes (load, inspect) then a language model's files (load), or every
+ *             tensor's data back to back (run, calibrate: inputs, then an audit's claimed outputs)
+ *
+ * A generation's run sends `tokens` frames ({ op: 'tokens', id, ids }) as tokens are drawn, before
+ * its reply.
  *
  * The header is small JSON (op, id, tensor names/types/dims/lengths, an error); tensor data never
  * goes through JSON. A reader refuses a frame whose announced length is over its bound before
@@ -25,6 +29,7 @@ import {
   type ExecutionProviderChoice,
 } from '../runtime.ts'
 import type { ModelCheckLimits } from '../onnx-check.ts'
+import { ContextLengthError, LmModelError, type LmModelProblem } from '../lm/errors.ts'
 import {
   TENSOR_TYPES,
   TensorLimitError,
@@ -104,28 +109,63 @@ export function encodeFrame(header: Header, payload: readonly Uint8Array[] = [])
   return payloadBytes <= 64 * 1024 ? [Buffer.concat(parts)] : parts
 }
 
+/** Frames at least this long are copied into one buffer as they arrive (a model file: no second copy). */
+const LARGE_FRAME_BYTES = 1024 * 1024
+
 /** Splits a byte stream into frames; throws `FrameError` on a frame over `maxBodyBytes`. */
 export class FrameReader {
   readonly #max: number
   #chunks: Buffer[] = []
   #size = 0
+  /** A large frame being filled in place: its whole buffer (prefix included), bytes filled so far. */
+  #large: { frame: Buffer; filled: number; headerBytes: number } | undefined
 
   constructor(maxBodyBytes: number) {
     this.#max = maxBodyBytes
   }
 
   push(chunk: Buffer): Frame[] {
-    this.#chunks.push(chunk)
-    this.#size += chunk.length
     const frames: Frame[] = []
-    while (this.#size >= PREFIX_BYTES) {
-      const prefix = this.#peek(PREFIX_BYTES)
-      const body = prefix.readUInt32LE(0)
-      const headerBytes = prefix.readUInt32LE(4)
-      if (body > this.#max) throw new FrameError(`a frame of ${body} bytes exceeds the ${this.#max}-byte bound`, true)
-      if (headerBytes > body - 4) throw new FrameError('a frame header runs past its frame', false)
-      if (this.#size < 4 + body) break
-      frames.push(parseBody(this.#take(4 + body), headerBytes))
+    let rest: Buffer | undefined = chunk
+    while (rest !== undefined && rest.length > 0) {
+      if (this.#large !== undefined) {
+        const large = this.#large
+        const n = Math.min(rest.length, large.frame.length - large.filled)
+        rest.copy(large.frame, large.filled, 0, n)
+        large.filled += n
+        rest = rest.subarray(n)
+        if (large.filled < large.frame.length) break
+        this.#large = undefined
+        frames.push(parseBody(large.frame, large.headerBytes))
+        continue
+      }
+      this.#chunks.push(rest)
+      this.#size += rest.length
+      rest = undefined
+      while (this.#size >= PREFIX_BYTES) {
+        const prefix = this.#peek(PREFIX_BYTES)
+        const body = prefix.readUInt32LE(0)
+        const headerBytes = prefix.readUInt32LE(4)
+        if (body > this.#max) throw new FrameError(`a frame of ${body} bytes exceeds the ${this.#max}-byte bound`, true)
+        if (headerBytes > body - 4) throw new FrameError('a frame header runs past its frame', false)
+        if (this.#size >= 4 + body) {
+          frames.push(parseBody(this.#take(4 + body), headerBytes))
+          continue
+        }
+        if (4 + body >= LARGE_FRAME_BYTES) {
+          // a large frame still arriving: one buffer of its size, filled as the bytes come
+          const frame = Buffer.allocUnsafe(4 + body)
+          let filled = 0
+          for (const c of this.#chunks) {
+            c.copy(frame, filled)
+            filled += c.length
+          }
+          this.#chunks = []
+          this.#size = 0
+          this.#large = { frame, filled, headerBytes }
+        }
+        break
+      }
     }
     return frames
   }
@@ -248,6 +288,8 @@ const REBUILD: Readonly<Record<string, Rebuild>> = {
   TensorLimitError: (m, o) => new TensorLimitError(m, o),
   InvalidInputError: (m, o) => new InvalidInputError(m, o),
   AbortError: (m, o) => new AbortError(m, o),
+  ContextLengthError: (m, o) => new ContextLengthError(m, o),
+  LmModelError: (m, o) => new LmModelError((o.details?.problem as LmModelProblem | undefined) ?? 'bad-graph', m, o),
 }
 
 /** The typed error a child reported; an unknown kind becomes a `ModelRunError`. */

@@ -16,6 +16,11 @@
  * If the replacement cannot load the model, the model is dropped (`has` turns false). Every
  * limit broken is reported to `onLimit`, so the worker can mark the model bad (`BadModels`) and
  * `unload` it.
+ *
+ * A language model (`load` with its tokenizer files) runs its whole generation in its process:
+ * the KV cache never leaves it, and each token comes back in a `tokens` frame as it is drawn, so
+ * `onTokens` fires in the node while the run goes on. Its limits scale with the model's size and
+ * the job's tokens (`constants.ts`).
  */
 import { tmpdir } from 'node:os'
 import { systemClock, type Clock } from '../../core/clock.ts'
@@ -30,12 +35,18 @@ import {
   RUNTIME_NAME,
   RuntimeClosedError,
   chooseExecutionProvider,
+  LM_CALIBRATION,
+  isLmFiles,
   type CalibrateOptions,
   type Calibration,
   type ExecutionProviderChoice,
+  type LoadOptions,
   type LoadedModel,
+  type RunCallOptions,
   type RunResult,
 } from '../runtime.ts'
+import type { LmRunStats } from '../components.ts'
+import { LM_OUTPUTS, type LmFiles } from '../lm/types.ts'
 import { TensorLimitError, checkAgainstSchema, type TensorMap, type TensorSpec } from '../tensor.ts'
 import { FRAME_HEADER_ALLOWANCE, RUNNER_LIMITS, type RunnerLimits } from './constants.ts'
 import { ModelProcess, type RequestOptions } from './process.ts'
@@ -75,9 +86,17 @@ export interface ModelProcessView {
   busy: boolean
 }
 
+/** What a model's process may use: resident memory and address space (0: no rlimit). */
+interface MemoryBounds {
+  rssBytes: number
+  addressSpaceBytes: number
+}
+
 interface Served {
   cid: string
   bytes: Uint8Array
+  /** A language model's files (sent again to a replacement process). */
+  files: LmFiles | undefined
   info: LoadedModel
   proc: ModelProcess
   /** The process to use: the current one, or its replacement while it starts. */
@@ -97,6 +116,8 @@ export class SandboxedRunner {
   readonly #models = new Map<string, Served>()
   readonly #loading = new Map<string, Promise<void>>()
   readonly #procs = new Set<ModelProcess>()
+  /** Each process's resident-memory bound (a language model's grows with its size). */
+  readonly #rssLimits = new WeakMap<ModelProcess, number>()
   #ep: Exclude<ExecutionProvider, 'webgpu'>
   #stopPoll: (() => void) | undefined
   #closed = false
@@ -148,24 +169,44 @@ export class SandboxedRunner {
     return {
       ep: this.#ep,
       intraOpThreads: this.#o.intraOpThreads ?? RUNTIME_DEFAULTS.intraOpThreads,
-      maxFrameBytes: Math.max(this.limits.maxModelBytes, this.limits.maxInputBytes) + FRAME_HEADER_ALLOWANCE,
+      // a model file (a language model's with its files), or a run's inputs with an audit's claimed outputs
+      maxFrameBytes:
+        Math.max(
+          this.limits.maxModelBytes,
+          this.limits.maxLmModelBytes + this.limits.maxLmFileBytes,
+          this.limits.maxInputBytes + this.limits.maxOutputBytes,
+        ) + FRAME_HEADER_ALLOWANCE,
       maxOutputBytes: this.limits.maxOutputBytes,
       ...(this.#o.modelCheck === undefined ? {} : { modelCheck: this.#o.modelCheck }),
       ...(this.#o.unsafeSkipModelCheck === true ? { unsafeSkipModelCheck: true } : {}),
     }
   }
 
+  /** Memory bounds of a model's process: a language model's grow with its file (`lmMemoryPerModelByte`). */
+  #memoryBounds(modelBytes: number, lm: boolean): MemoryBounds {
+    const extra = lm ? Math.ceil(modelBytes * this.limits.lmMemoryPerModelByte) : 0
+    return {
+      rssBytes: this.limits.maxRssBytes + extra,
+      // CUDA maps far more address space than it uses: the rlimit is for the CPU provider
+      addressSpaceBytes:
+        this.#ep === 'cpu' && this.limits.addressSpaceBytes > 0 ? this.limits.addressSpaceBytes + extra : 0,
+    }
+  }
+
   /** A started process that is ready, within the load-time limit (which `then` also runs under). */
-  async #withProcess<T>(then: (proc: ModelProcess) => Promise<T>): Promise<{ proc: ModelProcess; value: T }> {
+  async #withProcess<T>(
+    then: (proc: ModelProcess) => Promise<T>,
+    bounds: MemoryBounds = this.#memoryBounds(0, false),
+  ): Promise<{ proc: ModelProcess; value: T }> {
     const proc = await ModelProcess.spawn({
       root: this.#o.sandboxRoot ?? tmpdir(),
       config: this.#childConfig(),
-      // CUDA maps far more address space than it uses: the rlimit is for the CPU provider
-      addressSpaceBytes: this.#ep === 'cpu' ? this.limits.addressSpaceBytes : 0,
+      addressSpaceBytes: bounds.addressSpaceBytes,
       maxFrameBytes: this.limits.maxOutputBytes + FRAME_HEADER_ALLOWANCE,
       clock: this.#clock,
       logger: this.#log,
     })
+    this.#rssLimits.set(proc, bounds.rssBytes)
     this.#procs.add(proc)
     void proc.exited.then(() => this.#procs.delete(proc))
     this.#ensurePolling()
@@ -188,9 +229,20 @@ export class SandboxedRunner {
     }
   }
 
-  async #start(cid: string, bytes: Uint8Array): Promise<{ proc: ModelProcess; info: LoadedModel }> {
+  async #start(
+    cid: string,
+    bytes: Uint8Array,
+    files: LmFiles | undefined,
+  ): Promise<{ proc: ModelProcess; info: LoadedModel }> {
+    const named = Object.entries(files ?? {}).filter((e): e is [string, Uint8Array] => e[1] !== undefined)
+    const header = {
+      op: 'load',
+      cid,
+      ...(files === undefined ? {} : { files: named.map(([name, b]) => ({ name, length: b.length })) }),
+    }
     const { proc, value } = await this.#withProcess(
-      async (p) => (await p.request({ op: 'load', cid }, [bytes])).header.model as LoadedModel,
+      async (p) => (await p.request(header, [bytes, ...named.map(([, b]) => b)])).header.model as LoadedModel,
+      this.#memoryBounds(bytes.length, files !== undefined),
     )
     if (value.ep === 'cpu' && this.#ep !== 'cpu') {
       this.#log.warn({ cid, ep: this.#ep }, 'execution provider failed in the sandbox; falling back to cpu')
@@ -205,27 +257,33 @@ export class SandboxedRunner {
    * Starts a process for `cid` and loads `bytes` in it (once per CID; concurrent loads share it).
    * The child verifies the CID and runs the safety check before ONNX Runtime sees the bytes.
    * Throws `ModelCidMismatchError`, `UnsafeModelError`, `ModelLoadError`, or `ModelLimitError`
-   * (`load-time`, `memory`, `crashed`); nothing stays loaded then.
+   * (`load-time`, `memory`, `crashed`); nothing stays loaded then. With `files` (`LM_FILES`)
+   * the model is a language model (`LmModelError` when it cannot be served).
    */
-  async load(cid: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async load(cid: string, bytes: Uint8Array, options: LoadOptions = {}): Promise<void> {
     this.#checkOpen()
-    if (bytes.length > this.limits.maxModelBytes)
+    const files = isLmFiles(options.files) ? options.files : undefined
+    const maxBytes = files === undefined ? this.limits.maxModelBytes : this.limits.maxLmModelBytes
+    if (bytes.length > maxBytes)
+      throw new InvalidInputError(`a model of ${bytes.length} bytes exceeds the ${maxBytes}-byte limit`)
+    const fileBytes = Object.values(files ?? {}).reduce((n, b) => n + (b?.length ?? 0), 0)
+    if (fileBytes > this.limits.maxLmFileBytes)
       throw new InvalidInputError(
-        `a model of ${bytes.length} bytes exceeds the ${this.limits.maxModelBytes}-byte limit`,
+        `a language model's files of ${fileBytes} bytes exceed the ${this.limits.maxLmFileBytes}-byte limit`,
       )
     if (this.#touch(cid)) return
     const pending = this.#loading.get(cid)
     if (pending) return pending
     if (options.signal?.aborted) throw new AbortError('model load was cancelled')
-    const loading = this.#open(cid, bytes).finally(() => this.#loading.delete(cid))
+    const loading = this.#open(cid, bytes, files).finally(() => this.#loading.delete(cid))
     this.#loading.set(cid, loading)
     return loading
   }
 
-  async #open(cid: string, bytes: Uint8Array): Promise<void> {
+  async #open(cid: string, bytes: Uint8Array, files: LmFiles | undefined): Promise<void> {
     let started: { proc: ModelProcess; info: LoadedModel }
     try {
-      started = await this.#start(cid, bytes)
+      started = await this.#start(cid, bytes, files)
     } catch (err) {
       if (err instanceof ModelLimitError) this.#o.onLimit?.(cid, err)
       throw err
@@ -237,6 +295,7 @@ export class SandboxedRunner {
     const served: Served = {
       cid,
       bytes,
+      files,
       ...started,
       ready: Promise.resolve(started.proc),
       rssBytes: 0,
@@ -254,7 +313,7 @@ export class SandboxedRunner {
     void proc.exited.then(() => {
       if (served.closed || served.proc !== proc || this.#closed) return
       served.restarts++
-      const next = this.#start(served.cid, served.bytes).then(
+      const next = this.#start(served.cid, served.bytes, served.files).then(
         ({ proc: fresh }) => {
           if (served.closed || this.#closed) {
             void fresh.close()
@@ -286,26 +345,66 @@ export class SandboxedRunner {
    * when the model breaks a limit, `ModelRunError` when ONNX Runtime fails, `ModelNotLoadedError`.
    * A run cannot be interrupted once sent; an aborted `signal` fails the call at once and the
    * run's result is dropped.
+   *
+   * A language model's run (see `OnnxRuntime.run`) generates in the model's process; `onTokens`
+   * is called here with each token as the process streams it, before the run resolves. Its
+   * run-time limit grows with the tokens it may process (`lmTokenTimeMs`).
    */
-  async run(cid: string, inputs: TensorMap, options: { signal?: AbortSignal } = {}): Promise<RunResult> {
+  async run(cid: string, inputs: TensorMap, options: RunCallOptions = {}): Promise<RunResult> {
     const served = this.#served(cid, inputs)
+    const lm = served.info.contextLength !== undefined
     const packed = packTensors(
       inputs,
       served.info.inputs.map((s) => s.name),
     )
+    const claimed =
+      lm && options.claimed !== undefined
+        ? packTensors(
+            options.claimed,
+            LM_OUTPUTS.map((s) => s.name),
+          )
+        : undefined
+    if (claimed !== undefined && claimed.bytes > this.limits.maxOutputBytes)
+      throw new TensorLimitError(
+        `claimed outputs of ${claimed.bytes} bytes exceed the ${this.limits.maxOutputBytes}-byte limit`,
+      )
+    const onTokens = lm ? options.onTokens : undefined
+    const header = {
+      op: 'run',
+      cid,
+      tensors: packed.tensors,
+      ...(claimed === undefined ? {} : { claimed: claimed.tensors, tolerance: options.tolerance ?? { maxAbsPpm: 0 } }),
+      ...(onTokens === undefined ? {} : { stream: true }),
+    }
+    const limitMs = lm ? this.#lmRunTimeMs(inputs, options.claimed) : this.limits.runTimeMs
     const reply = await this.#request(
       served,
-      { op: 'run', cid, tensors: packed.tensors },
-      packed.parts,
+      header,
+      [...packed.parts, ...(claimed?.parts ?? [])],
       {
-        limitMs: this.limits.runTimeMs,
+        limitMs,
         limit: 'run-time',
+        ...(onTokens === undefined ? {} : { onProgress: (h) => onTokens(h.ids as number[]) }),
       },
       options.signal,
     )
     // as OnnxRuntime.run returns them: whatever ONNX Runtime produced, in the model's output order
     const outputs = unpackTensors(reply.header.tensors, reply.payload)
-    return { outputs, computeMicros: Number(reply.header.computeMicros), ep: reply.header.ep as ExecutionProvider }
+    return {
+      outputs,
+      computeMicros: Number(reply.header.computeMicros),
+      ep: reply.header.ep as ExecutionProvider,
+      ...(reply.header.lm === undefined ? {} : { lm: reply.header.lm as LmRunStats }),
+    }
+  }
+
+  /** The run-time limit of a language model's run: `runTimeMs` plus `lmTokenTimeMs` per token it may process. */
+  #lmRunTimeMs(inputs: TensorMap, claimed: TensorMap | undefined): number {
+    const prompt = inputs.prompt_ids?.data.length ?? 0
+    const maxTokens = Number(inputs.sampling?.data[0] ?? 0n)
+    const claimedTokens = claimed?.output_ids?.data.length ?? 0
+    const tokens = prompt + Math.min(maxTokens, 2 ** 20) + claimedTokens
+    return this.limits.runTimeMs + tokens * this.limits.lmTokenTimeMs
   }
 
   /** Calibration (see `calibrate` in runtime.ts), run inside the model's process. */
@@ -319,7 +418,10 @@ export class SandboxedRunner {
     )
     const header = { op: 'calibrate', cid, tensors: packed.tensors, durationMs: options.durationMs, minRuns }
     // every run may take up to the run-time limit, plus the warm-up run
-    const limitMs = options.durationMs + (minRuns + 1) * this.limits.runTimeMs
+    const lmTokens = LM_CALIBRATION.promptTokens + LM_CALIBRATION.outputTokens
+    const perRun =
+      this.limits.runTimeMs + (served.info.contextLength === undefined ? 0 : lmTokens * this.limits.lmTokenTimeMs)
+    const limitMs = options.durationMs + (minRuns + 1) * perRun
     const reply = await this.#request(served, header, packed.parts, { limitMs, limit: 'run-time' }, options.signal)
     return reply.header.calibration as Calibration
   }
@@ -424,14 +526,15 @@ export class SandboxedRunner {
         if (rss === undefined) return
         const served = byProc.get(proc)
         if (served !== undefined) served.rssBytes = rss
-        if (rss <= this.limits.maxRssBytes) return
+        const limit = this.#rssLimits.get(proc) ?? this.limits.maxRssBytes
+        if (rss <= limit) return
         const mib = (n: number): string => `${Math.round(n / 2 ** 20)} MiB`
         proc.kill(
           new ModelLimitError(
             'memory',
-            `the model's process grew to ${mib(rss)}, over the ${mib(this.limits.maxRssBytes)} memory limit; it was stopped`,
+            `the model's process grew to ${mib(rss)}, over the ${mib(limit)} memory limit; it was stopped`,
             {
-              details: { rssBytes: rss, maxRssBytes: this.limits.maxRssBytes },
+              details: { rssBytes: rss, maxRssBytes: limit },
             },
           ),
         )

@@ -262,8 +262,9 @@ function trackRunner(runner: ModelRunner, busy: Busy): ModelRunner {
       return runner.runtime
     },
     has: (cid) => runner.has(cid),
-    load: (cid, bytes) => busy.track(runner.load(cid, bytes)),
-    run: (cid, inputs) => busy.track(runner.run(cid, inputs)),
+    load: (cid, bytes, options) => busy.track(runner.load(cid, bytes, options)),
+    run: (cid, inputs, options) => busy.track(runner.run(cid, inputs, options)),
     calibrate: (cid, inputs, options) => busy.track(runner.calibrate(cid, inputs, options)),
+    ...(runner.unload === undefined ? {} : { unload: (cid: string) => busy.track(runner.unload!(cid)) }),
   }
 }
