@@ -61,7 +61,7 @@ const WARMUP_REQUESTS = 100
 /** Seconds of closed-loop load per throughput run (after one second of warm-up). */
 const LOAD_SECONDS = 10
 
-function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0
 }
 
@@ -129,7 +129,7 @@ function parseBody(bytes: Buffer): Record<string, unknown> {
   }
 }
 
-async function getJson<T>(url: string): Promise<T | undefined> {
+export async function getJson<T>(url: string): Promise<T | undefined> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(5_000) })
     return res.ok ? ((await res.json()) as T) : undefined
@@ -138,7 +138,7 @@ async function getJson<T>(url: string): Promise<T | undefined> {
   }
 }
 
-async function waitUntil(what: string, check: () => Promise<boolean>, ms = START_TIMEOUT_MS): Promise<void> {
+export async function waitUntil(what: string, check: () => Promise<boolean>, ms = START_TIMEOUT_MS): Promise<void> {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
     if (await check()) return
@@ -149,7 +149,7 @@ async function waitUntil(what: string, check: () => Promise<boolean>, ms = START
 
 // ---- the network ------------------------------------------------------------------------------
 
-interface NodeProcess {
+export interface NodeProcess {
   home: string
   api: string
   child?: ChildProcess
@@ -158,7 +158,7 @@ interface NodeProcess {
 }
 
 /** `NODES` validator processes on loopback; each can be (re)started as a worker or not. */
-class BenchNetwork {
+export class BenchNetwork {
   readonly nodes: NodeProcess[]
   readonly #dir: string
 
@@ -243,10 +243,10 @@ class BenchNetwork {
     await sleep(1_000)
   }
 
-  /** Workers serving `MODEL` that `node`'s gateway currently knows. */
-  async workersSeenBy(node: NodeProcess): Promise<number> {
+  /** Workers serving `model` (by name) that `node`'s gateway currently knows. */
+  async workersSeenBy(node: NodeProcess, model = MODEL): Promise<number> {
     const models = await getJson<{ data: Array<{ id: string; workers: number }> }>(`${node.api}/v1/models`)
-    return models?.data.find((m) => m.id === MODEL)?.workers ?? -1
+    return models?.data.find((m) => m.id === model)?.workers ?? -1
   }
 }
 

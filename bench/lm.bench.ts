@@ -2,7 +2,8 @@
  * Language models (src/inference/lm/), on the demo model (models/lm, models/train-lm.py):
  *  - lm-audit-ratio: an audit by teacher forcing (`LmEngine.verify`: one forward pass over prompt +
  *    claimed tokens) ÷ generating the same output (`LmEngine.generate`: prefill, then one pass
- *    per token), median wall time of each; goal ≤ 0.1. The output is as long as the context
+ *    per token), fastest round of each (as harness.ts: the least disturbed by other load), medians
+ *    beside; goal ≤ 0.1. The output is as long as the context
  *    window allows up to 256 tokens (the demo's window is 256, prompt included); end-of-sequence
  *    ids are switched off so every round has the same length.
  *  - lm-memory-ratio: resident memory a loaded language model adds to its sandbox process ÷ its
@@ -131,15 +132,18 @@ export async function lmBenches(quick = false): Promise<BenchLine[]> {
       generateMs.push(g.ms)
       verifyMs.push(v.ms)
     }
-    const gen = median(generateMs) * 1000
-    const ver = median(verifyMs) * 1000
+    const gen = Math.min(...generateMs) * 1000
+    const ver = Math.min(...verifyMs) * 1000
     out.push({
       ...line({
         bench: 'lm-audit-ratio',
-        impl: `LmEngine.verify (teacher forcing, ${passes} forward pass) of a ${outputTokens}-token output after a ${promptIds.length}-token prompt, median wall time`,
+        impl: `LmEngine.verify (teacher forcing, ${passes} forward pass) of a ${outputTokens}-token output after a ${promptIds.length}-token prompt, fastest round`,
         value: ver,
         unit: 'µs',
-        baseline: { impl: 'LmEngine.generate of the same job (prefill + one pass per token), median', value: gen },
+        baseline: {
+          impl: 'LmEngine.generate of the same job (prefill + one pass per token), fastest round',
+          value: gen,
+        },
         target: {
           value: AUDIT_TARGET,
           met: ver / gen <= AUDIT_TARGET,
@@ -148,6 +152,7 @@ export async function lmBenches(quick = false): Promise<BenchLine[]> {
         rounds: verifyMs.map((ms) => ms * 1000),
       }),
       generateRounds: generateMs.map((ms) => Math.round(ms * 1000)),
+      medianRatio: Number((median(verifyMs) / median(generateMs)).toFixed(3)),
     } as BenchLine)
 
     // (c) tokens per second: plain ONNX Runtime, LmEngine, the sandbox

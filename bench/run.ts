@@ -16,7 +16,9 @@ import { stateBenches, STATE_BENCH_NAMES } from './state.bench.ts'
 import { auditBenches, AUDIT_BENCH_NAMES } from './audit.bench.ts'
 import { inferenceBenches, INFERENCE_BENCH_NAMES } from './inference.bench.ts'
 import { runnerBenches, RUNNER_BENCH_NAMES } from './runner.bench.ts'
+import { fetchBenches, FETCH_BENCH_NAMES } from './fetch.bench.ts'
 import { lmBenches, LM_BENCH_NAMES } from './lm.bench.ts'
+import { lmGatewayBenches, LM_GATEWAY_BENCH_NAMES } from './lm-gateway.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -74,7 +76,9 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: AUDIT_BENCH_NAMES, run: () => auditBenches(options, quick) },
   { names: INFERENCE_BENCH_NAMES, run: () => inferenceBenches(options, quick) },
   { names: RUNNER_BENCH_NAMES, run: () => runnerBenches(quick) },
+  { names: FETCH_BENCH_NAMES, run: () => fetchBenches(quick) },
   { names: LM_BENCH_NAMES, run: () => lmBenches(quick) },
+  { names: LM_GATEWAY_BENCH_NAMES, run: () => lmGatewayBenches(quick) },
 ]
 
 const only = values.only

@@ -48,14 +48,14 @@ RECIPE = {
     'special_tokens': ['<|endoftext|>', '<|user|>', '<|assistant|>', '<|end|>'],
     'n_layer': 4,
     'n_head': 4,
-    'n_embd': 192,
-    'n_inner': 768,
+    'n_embd': 128,
+    'n_inner': 512,
     'n_positions': 256,
     'tie_word_embeddings': True,
     'dropout': 0.1,
-    'batch_size': 16,
+    'batch_size': 8,
     'seq_len': 256,
-    'steps': 1700,
+    'steps': 1500,
     'lr': 3e-3,
     'min_lr': 3e-4,
     'warmup_steps': 100,
@@ -64,7 +64,7 @@ RECIPE = {
     'grad_clip': 1.0,
     'chat_fraction': 0.25,              # share of training sequences made of chat exchanges
     'chat_max_turns': 2,
-    'chat_max_chars': [320, 400],       # longest user / assistant sentence used
+    'chat_max_chars': [240, 240],       # longest user / assistant sentence used
     'eval_sequences': 64,
     'opset': 17,
 }

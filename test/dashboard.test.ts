@@ -1,8 +1,10 @@
 // The dashboard end to end: a real devnet (`donghae devnet --nodes 2`, separate processes over
 // libp2p), a real Chromium (Debian's, driven by playwright-core) on a phone-sized screen
 // (390×844, touch), then a desktop one. The chain height rises on screen, the digits model
-// answers the form with a receipt whose signatures the browser checks, and a transfer sent from
-// the UI arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
+// answers the form with a receipt whose signatures the browser checks, the demo language model
+// (moby-lm) streams an answer into the chat panel and names its worker and token usage, a model
+// fetch started through the API shows in the fetches table, and a transfer sent from the UI
+// arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -24,6 +26,12 @@ declare const window: { location: { hash: string }; innerWidth: number; scrollTo
 declare const document: {
   documentElement: { scrollWidth: number }
   querySelector(selector: string): { textContent: string | null } | null
+  querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }>
+}
+declare class MutationObserver {
+  constructor(callback: () => void)
+  observe(target: unknown, options: { subtree: boolean; childList: boolean; characterData: boolean }): void
+  disconnect(): void
 }
 declare const localStorage: { getItem(key: string): string | null }
 
@@ -72,7 +80,7 @@ const height = async (page: Page): Promise<number> => Number(await page.textCont
 const digitsOnly = (text: string | null): string => (text ?? '').replace(/[^0-9]/g, '')
 
 test(
-  'dashboard on a devnet in Chromium: live height, digits inference with a receipt, a transfer from the UI',
+  'dashboard on a devnet in Chromium: live height, digits inference with a receipt, a chat with moby-lm, model fetches, a transfer from the UI',
   { skip: SKIP, timeout: 300_000 },
   async (t) => {
     const rng = createRng(testSeed())
@@ -155,6 +163,65 @@ test(
       t.diagnostic(`sample 3 predicted as ${predicted}`)
       await shoot(t, page, 'phone-inference')
       await assertFitsWidth(page, 'inference')
+
+      // Chat: the demo language model streams an answer, then the worker, the usage and the fee.
+      await waitFor(
+        'a worker serving moby-lm',
+        async () => {
+          const models = await api.models().catch(() => undefined)
+          return models?.data.some((m) => m.id === 'moby-lm' && m.workers > 0) === true
+        },
+        120_000,
+      )
+      await page.waitForSelector('[data-testid=chat-prompt]', { timeout: 30_000 })
+      await page.fill('[data-testid=chat-prompt]', 'Call me Ishmael.')
+      await page.fill('input[name=max_tokens]', '24')
+      // whether text showed while the answer was still coming (a diagnostic: a fast worker may
+      // deliver it in one piece)
+      await page.evaluate(() => {
+        const w = window as unknown as { streamedWhileBusy: boolean }
+        w.streamedWhileBusy = false
+        new MutationObserver(() => {
+          const answer = document.querySelector('[data-testid=chat-answer]')
+          if (document.querySelector('[data-testid=chat-answer] .caret') !== null && (answer?.textContent ?? '') !== '')
+            w.streamedWhileBusy = true
+        }).observe(document, { subtree: true, childList: true, characterData: true })
+      })
+      await page.click('[data-testid=chat-send]')
+      await page.waitForSelector('[data-testid=chat-worker], [data-testid=chat-error]', { timeout: 120_000 })
+      const chatError = await page.$('[data-testid=chat-error]')
+      assert.equal(chatError, null, `the chat failed: ${(await chatError?.textContent()) ?? ''}`)
+      const answer = (await page.textContent('[data-testid=chat-answer]')) ?? ''
+      assert.ok(answer.length > 0, 'a non-empty answer (a small model may begin with blank lines)')
+      assert.match((await page.textContent('[data-testid=chat-worker]')) ?? '', /^did:key:z6Mk/)
+      const usage = (await page.textContent('[data-testid=chat-usage]')) ?? ''
+      const tokens = /^([0-9]+) prompt \+ ([0-9]+) completion = ([0-9]+)/.exec(usage)
+      assert.ok(tokens !== null, `usage shown: ${usage}`)
+      assert.ok(Number(tokens[2]) > 0 && Number(tokens[2]) <= 24, `completion tokens: ${usage}`)
+      assert.match(digitsOnly(await page.textContent('[data-testid=chat-fee]')), /^[0-9]+$/)
+      t.diagnostic(
+        `moby-lm answered ${JSON.stringify(answer.slice(0, 80))} (${usage}); streamed while busy: ${String(
+          await page.evaluate(() => (window as unknown as { streamedWhileBusy: boolean }).streamedWhileBusy),
+        )}`,
+      )
+      await page.locator('[data-testid=chat-result]').scrollIntoViewIfNeeded()
+      await shoot(t, page, 'phone-chat')
+      await assertFitsWidth(page, 'chat')
+
+      // A model fetch started through the API (moby-lm: its files are here already, so it ends at
+      // once) shows in the fetches table.
+      const token = new URL(info.dashboard).hash.replace(/^#token=/, '')
+      const fetched = await new DonghaeClient(n0.api, { token }).fetchModel('moby-lm')
+      assert.equal(fetched.state, 'done')
+      await page.waitForFunction(
+        () =>
+          Array.from(document.querySelectorAll('[data-testid=fetches] tbody tr')).some((row) =>
+            /moby-lm[\s\S]*done/.test(row.textContent ?? ''),
+          ),
+        undefined,
+        { timeout: 30_000 },
+      )
+      await assertFitsWidth(page, 'fetches')
 
       // A transfer from the UI to a fresh account shows up in its balance.
       const recipient = didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey)

@@ -10,7 +10,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
@@ -20,7 +20,10 @@ import { waitFor } from './helpers/chain-net.ts'
 import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
 import { verifyReceiptJson } from '../src/api/receipts.ts'
 import type { ReceiptJson } from '../src/inference/job.ts'
-import { DEMO_LM_NAME } from '../src/inference/demo-models.ts'
+import { DEMO_LM_DIR, DEMO_LM_NAME, DEMO_MODELS_DIR } from '../src/inference/demo-models.ts'
+import { buildOnnxModel } from '../src/inference/onnx-export.ts'
+import { MODEL_MEMORY_FACTOR } from '../src/inference/models.ts'
+import { unixfsCid } from '../src/core/cid.ts'
 
 process.env.DONGHAE_API_RATE_LIMIT = '1000000'
 
@@ -48,6 +51,18 @@ async function modelWorkers(api: string, model: string): Promise<number> {
       (m) => m.id === model,
     )?.workers ?? 0
   )
+}
+
+/** A linear model of `weights` float32 weights ([1000] → [weights / 1000]), for memory bounds. */
+function bigModel(weights: number): Uint8Array {
+  const out = weights / 1000
+  return buildOnnxModel({
+    name: 'big-linear',
+    inputs: [{ name: 'input', dims: [1, 1000] }],
+    outputs: [{ name: 'output', dims: [1, out] }],
+    initializers: [{ name: 'w', dims: [1000, out], data: new Float32Array(weights).fill(0.001) }],
+    nodes: [{ op: 'MatMul', inputs: ['input', 'w'], outputs: ['output'] }],
+  })
 }
 
 interface Donghae {
@@ -94,7 +109,14 @@ test('the demo language model on a 4-process devnet: openai client streaming, se
   const rng = createRng(testSeed())
   const dir = await mkdtemp(join(tmpdir(), 'donghae-lm-'))
   const base = 27_500 + rng.int(0, 200) * 8
-  const { child: devnet, stderr } = spawnDevnet(dir, 4, base)
+  // each worker holds just the demo models (the language model's graph × MODEL_MEMORY_FACTOR and
+  // some room): a model of more than half that budget cannot be held by anyone
+  const lmBytes = (await stat(join(DEMO_MODELS_DIR, DEMO_LM_DIR, 'model.onnx'))).size
+  const budgetMiB = Math.ceil((lmBytes * MODEL_MEMORY_FACTOR) / 2 ** 20) + 2
+  const { child: devnet, stderr } = spawnDevnet(dir, 4, base, {
+    ...process.env,
+    DONGHAE_WORKER_MEMORY: String(budgetMiB),
+  })
   const extra: ChildProcess[] = []
   try {
     const info = (await firstJsonLine(devnet)) as DevnetInfo
@@ -110,14 +132,14 @@ test('the demo language model on a 4-process devnet: openai client streaming, se
     // ---- streaming from a remote worker; the same seed twice gives the same text -------------------
     let remote: Awaited<ReturnType<typeof streamChat>> | undefined
     for (let i = 0; i < 12 && remote === undefined; i++) {
-      const answer = await streamChat(client, { content: 'Tell me of the white whale.', seed: 42 })
+      const answer = await streamChat(client, { content: 'Tell me of the white whale.', seed: 42, maxTokens: 120 })
       if (answer.donghae.worker !== undefined && answer.donghae.worker !== n0.did) remote = answer
     }
     assert.ok(remote !== undefined, 'a generation ran on another process than the gateway')
     assert.ok(remote.chunks > 1, `tokens streamed as they came (${remote.chunks} chunks)`)
     assert.ok(remote.text.length > 0)
     t.diagnostic(`remote generation: ${JSON.stringify(remote.text)} by ${remote.donghae.worker?.slice(-8)}`)
-    const again = await streamChat(client, { content: 'Tell me of the white whale.', seed: 42 })
+    const again = await streamChat(client, { content: 'Tell me of the white whale.', seed: 42, maxTokens: 120 })
     assert.equal(again.text, remote.text, 'the same request with the same seed gives the same text')
     assert.ok(remote.usage !== undefined && remote.usage.completion_tokens > 0 && remote.usage.prompt_tokens > 0)
 
@@ -167,6 +189,48 @@ test('the demo language model on a 4-process devnet: openai client streaming, se
       /context window/,
     )
     assert.deepEqual(await stats(), before, 'no job was run or charged for a refused request')
+
+    // a model folder without a tokenizer is refused at publishing, naming what is missing
+    const bare = join(dir, 'no-tokenizer')
+    await mkdir(bare)
+    await copyFile(join(DEMO_MODELS_DIR, DEMO_LM_DIR, 'model.onnx'), join(bare, 'model.onnx'))
+    const publish = async (body: Record<string, unknown>): Promise<{ status: number; body: { error?: { message?: string } } }> => {
+      const res = await fetch(`${n0.api}/v1/operator/models`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      })
+      return { status: res.status, body: (await res.json()) as { error?: { message?: string } } }
+    }
+    const noTokenizer = await publish({ name: 'bare-lm', price: '1', kind: 'lm', dir: bare })
+    assert.equal(noTokenizer.status, 400, JSON.stringify(noTokenizer.body))
+    assert.match(noTokenizer.body.error?.message ?? '', /tokenizer\.json/)
+
+    // a model no worker can hold in memory: refused with a clear error, nothing charged
+    const big = bigModel(Math.ceil((budgetMiB * 2 ** 20) / MODEL_MEMORY_FACTOR / 4 / 1000 + 1) * 1000)
+    const bigCid = (await unixfsCid(big)).toString()
+    const published = await publish({ name: 'big-linear', price: '3', file: Buffer.from(big).toString('base64') })
+    assert.equal(published.status, 202, JSON.stringify(published.body))
+    await waitFor(
+      'big-linear registered',
+      async () =>
+        (await getJson<{ data: Array<{ cid: string }> }>(`${n0.api}/v1/models`))?.data.some((m) => m.cid === bigCid) ===
+        true,
+      30_000,
+    )
+    const before2 = await stats()
+    const tooLarge = await fetch(`${n0.api}/v1/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({
+        model: 'big-linear',
+        inputs: { input: { dims: [1, 1000], type: 'float32', data: Array.from({ length: 1000 }, () => 0.5) } },
+      }),
+    })
+    const tooLargeBody = (await tooLarge.json()) as { error?: { message?: string; reason?: string } }
+    assert.equal(tooLarge.status, 503, JSON.stringify(tooLargeBody))
+    assert.match(tooLargeBody.error?.message ?? '', /no worker can hold big-linear in memory/)
+    assert.equal((await stats()).jobs, before2.jobs, 'no job ran')
 
     // ---- a worker that swaps one output token is caught and slashed ------------------------------
     process.kill(n3.pid, 'SIGKILL')

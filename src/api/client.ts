@@ -38,6 +38,7 @@ import type {
 } from './schemas.ts'
 import { SseParser } from './sse.ts'
 import type { ReceiptJson } from '../inference/job.ts'
+import type { FetchView } from './inference-api.ts'
 
 export { ApiError } from './errors.ts'
 export { verifyReceiptJson, ReceiptCheckUnsupportedError, type ReceiptCheck } from './receipts.ts'
@@ -267,6 +268,59 @@ export interface CompletionRequestJson {
   top_k?: number
   seed?: number
   stop?: string | string[]
+}
+
+/** One message of a chat (POST /v1/chat/completions). */
+export interface ChatMessageJson {
+  role: 'system' | 'developer' | 'user' | 'assistant'
+  content: string
+}
+
+/** POST /v1/chat/completions parameters (OpenAI's, plus top_k); `stream` is set by `chatStream`. */
+export interface ChatRequestJson {
+  model: string
+  messages: ChatMessageJson[]
+  max_tokens?: number
+  temperature?: number
+  top_p?: number
+  top_k?: number
+  seed?: number
+  stop?: string | string[]
+}
+
+/** Donghae's part of a completion answer: receipts, worker, fee, time to first token. */
+export interface CompletionExtraJson {
+  receipts: string[]
+  /** A language model's completion is one job: its whole receipt. */
+  receipt?: ReceiptJson
+  workers: string[]
+  worker?: string
+  /** Base units, a decimal string. */
+  fee: string
+  /** Milliseconds from the request to the first generated token, as the gateway saw it. */
+  ttftMs?: number
+}
+
+/** What `chatStream` resolves with once the stream ends. */
+export interface ChatStreamResult {
+  id: string
+  model: string
+  /** The whole answer (the pieces `onText` was given, joined). */
+  text: string
+  finishReason: 'stop' | 'length' | undefined
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | undefined
+  donghae: CompletionExtraJson | undefined
+}
+
+/**
+ * A model's files being fetched into a node's content store, block by block from several peers
+ * (GET /v1/inference/fetches, POST /v1/operator/models/{model}/fetch, the `model.fetch` event).
+ */
+export type FetchJson = FetchView
+
+export interface StreamCallOptions extends OperatorCallOptions {
+  /** No bytes (not even a heartbeat) for this long ends the call with TIMEOUT. @default 45 000 ms */
+  idleTimeoutMs?: number
 }
 
 export interface NetJson {
@@ -550,6 +604,80 @@ export class DonghaeClient {
     return this.#request('POST', '/v1/completions', request, options, this.#auth(options))
   }
 
+  /**
+   * OpenAI-compatible chat completion, streamed (the node pays: operator token): `onText` gets
+   * each piece as the worker generates it; resolves with the whole text, the usage, and
+   * Donghae's receipts, worker, fee and time to first token. A failure before the stream opens is
+   * the API's error; one after is an ApiError with the stream's error code.
+   */
+  async chatStream(
+    request: ChatRequestJson,
+    options: StreamCallOptions & { onText?: (piece: string) => void } = {},
+  ): Promise<ChatStreamResult> {
+    const result: ChatStreamResult = {
+      id: '',
+      model: request.model,
+      text: '',
+      finishReason: undefined,
+      usage: undefined,
+      donghae: undefined,
+    }
+    const body = { ...request, stream: true, stream_options: { include_usage: true } }
+    await this.#stream('/v1/chat/completions', body, options, (data) => {
+      const chunk = data as {
+        id?: string
+        model?: string
+        choices?: Array<{ delta?: { content?: string }; finish_reason?: string | null }>
+        usage?: ChatStreamResult['usage'] | null
+        donghae?: CompletionExtraJson
+      }
+      if (typeof chunk.id === 'string') result.id = chunk.id
+      if (typeof chunk.model === 'string') result.model = chunk.model
+      for (const choice of chunk.choices ?? []) {
+        const piece = choice.delta?.content
+        if (typeof piece === 'string' && piece !== '') {
+          result.text += piece
+          options.onText?.(piece)
+        }
+        if (choice.finish_reason === 'stop' || choice.finish_reason === 'length')
+          result.finishReason = choice.finish_reason
+      }
+      if (chunk.usage !== undefined && chunk.usage !== null) result.usage = chunk.usage
+      if (chunk.donghae !== undefined) result.donghae = chunk.donghae
+    })
+    return result
+  }
+
+  /** Model files the node is fetching from its peers, or fetched recently (newest first). */
+  fetches(options: CallOptions = {}): Promise<{ fetches: FetchJson[] }> {
+    return this.#request('GET', '/v1/inference/fetches', undefined, options)
+  }
+
+  /**
+   * Has the node fetch a registered model's files (by name or CID) into its content store from
+   * its peers, or join the fetch running (operator token). `onProgress` follows it (at most 10
+   * times a second); resolves with the finished fetch. A failed fetch is an ApiError with code
+   * FETCH_FAILED (the files fetched so far stay: calling again resumes); an unknown model is
+   * NOT_FOUND.
+   */
+  async fetchModel(
+    model: string,
+    options: StreamCallOptions & { onProgress?: (progress: FetchJson) => void } = {},
+  ): Promise<FetchJson> {
+    let last: FetchJson | undefined
+    await this.#stream(`/v1/operator/models/${encodeURIComponent(model)}/fetch`, undefined, options, (data) => {
+      last = data as FetchJson
+      options.onProgress?.(last)
+    })
+    if (last?.state !== 'done')
+      throw new ApiError({
+        status: 200,
+        code: 'BAD_RESPONSE',
+        message: `the fetch stream of ${this.baseUrl} ended without the finished fetch`,
+      })
+    return last
+  }
+
   /** Stores an ONNX file on the node and registers it on chain under the node's key (operator token). */
   publishModel(
     request: {
@@ -682,6 +810,126 @@ export class DonghaeClient {
 
   // ---- transport ----
 
+  /**
+   * POST to an operator route that answers server-sent events (completions, model fetches):
+   * `onData` gets each `data:` message's JSON until `data: [DONE]`; an `event: error` message
+   * throws its error as an ApiError. The answer's head must come within the client's timeout,
+   * then some bytes (a heartbeat will do) every `idleTimeoutMs`.
+   */
+  async #stream(
+    path: string,
+    body: unknown,
+    options: StreamCallOptions,
+    onData: (data: unknown) => void,
+  ): Promise<void> {
+    const aborted = (): boolean => options.signal?.aborted === true
+    if (aborted()) throw new AbortError()
+    const url = `${this.baseUrl}${path}`
+    const connection = new AbortController()
+    const signal =
+      options.signal === undefined ? connection.signal : AbortSignal.any([options.signal, connection.signal])
+    let timedOut: string | undefined
+    const expire = (why: string) => (): void => {
+      timedOut = why
+      connection.abort()
+    }
+    let timer = setTimeout(expire(`did not answer POST ${path} within ${this.#timeoutMs} ms`), this.#timeoutMs)
+    const idleMs = options.idleTimeoutMs ?? EVENT_IDLE_TIMEOUT_MS
+    /** What `onData` threw (a caller's own error, passed on as it is). */
+    let thrown: unknown
+    const failure = (err: unknown): unknown => {
+      if (err instanceof ApiError || (thrown !== undefined && err === thrown)) return err
+      if (timedOut !== undefined)
+        return new ApiError({
+          status: 0,
+          code: 'TIMEOUT',
+          message: `the node at ${this.baseUrl} ${timedOut}`,
+          cause: err,
+        })
+      if (aborted()) return new AbortError(undefined, { cause: err })
+      return new ApiError({
+        status: 0,
+        code: 'UNREACHABLE',
+        message: `lost the answer of ${url} (${networkDetail(err)})`,
+        cause: err,
+      })
+    }
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
+    try {
+      let response: Response
+      try {
+        response = await fetch(url, {
+          method: 'POST',
+          signal,
+          headers: {
+            accept: 'text/event-stream',
+            ...this.#auth(options),
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        })
+      } catch (err) {
+        if (timedOut === undefined && !aborted())
+          throw new ApiError({
+            status: 0,
+            code: 'UNREACHABLE',
+            message: `cannot reach the node at ${this.baseUrl} (${networkDetail(err)})`,
+            cause: err,
+          })
+        throw err
+      }
+      const type = (response.headers.get('content-type') ?? '').toLowerCase()
+      if (!response.ok || !type.startsWith('text/event-stream')) {
+        const text = await response.text()
+        this.#parse(response.status, text, url) // throws the API's error
+        throw new ApiError({ status: response.status, code: 'BAD_RESPONSE', message: `${url} did not answer a stream` })
+      }
+      if (response.body === null)
+        throw new ApiError({ status: response.status, code: 'BAD_RESPONSE', message: `${url} answered no stream` })
+      const parser = new SseParser()
+      const decoder = new TextDecoder()
+      reader = response.body.getReader()
+      for (;;) {
+        clearTimeout(timer)
+        timer = setTimeout(expire(`sent nothing for ${idleMs} ms on ${path}`), idleMs)
+        const { value, done } = await reader.read()
+        if (done) break
+        for (const message of parser.push(decoder.decode(value, { stream: true }))) {
+          if (message.event === 'error') throw streamError(response.status, message.data, url)
+          if (message.data === '[DONE]') return
+          let data: unknown
+          try {
+            data = JSON.parse(message.data)
+          } catch (err) {
+            throw new ApiError({
+              status: response.status,
+              code: 'BAD_RESPONSE',
+              message: `${url} sent a message that is not JSON`,
+              cause: err,
+            })
+          }
+          try {
+            onData(data)
+          } catch (err) {
+            thrown = err
+            throw err
+          }
+        }
+      }
+      throw new ApiError({
+        status: response.status,
+        code: 'UNREACHABLE',
+        message: `the answer of ${url} ended before its end ([DONE])`,
+      })
+    } catch (err) {
+      throw failure(err)
+    } finally {
+      clearTimeout(timer)
+      await reader?.cancel().catch(() => undefined)
+      connection.abort()
+    }
+  }
+
   #auth(options: OperatorCallOptions): Record<string, string> {
     const token = options.token ?? this.#token
     return token === undefined ? {} : { authorization: `Bearer ${token}` }
@@ -785,6 +1033,24 @@ export class DonghaeClient {
       reason: typeof error.reason === 'string' ? untrustedText(error.reason, 64) : undefined,
     })
   }
+}
+
+/** The ApiError an `event: error` message of a stream carries (`{ "error": { code, message, reason? } }`). */
+function streamError(status: number, data: string, url: string): ApiError {
+  let error: { code?: unknown; message?: unknown; reason?: unknown } | undefined
+  try {
+    error = (JSON.parse(data) as { error?: typeof error } | null)?.error
+  } catch {
+    error = undefined
+  }
+  if (typeof error?.code !== 'string' || typeof error.message !== 'string')
+    return new ApiError({ status, code: 'BAD_RESPONSE', message: `${url} ended its stream with an unreadable error` })
+  return new ApiError({
+    status,
+    code: untrustedText(error.code, 64),
+    message: untrustedText(error.message, MAX_REMOTE_MESSAGE),
+    reason: typeof error.reason === 'string' ? untrustedText(error.reason, 64) : undefined,
+  })
 }
 
 function mapValues<A, B>(record: Record<string, A>, fn: (value: A) => B): Record<string, B> {

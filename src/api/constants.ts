@@ -55,9 +55,9 @@ export const MAX_EVENT_STREAMS_PER_CLIENT = 8
 
 /**
  * Largest body of POST /v1/operator/models (an ONNX file as base64).
- * @default 20 MiB
+ * @default 64 MiB (operator only; a larger model is published from a folder on the node, `dir`)
  */
-export const MAX_MODEL_BODY_BYTES = 20 * 1024 * 1024
+export const MAX_MODEL_BODY_BYTES = 64 * 1024 * 1024
 
 /**
  * Largest JSON body of POST /v1/infer. Enough for a 640×640 RGB float32 image as `data_b64`

@@ -1,15 +1,16 @@
 /**
- * The node's event bus: what happened (a block, finality, a job, a peer, a NAT change, a slash),
- * published once and fanned out to in-process listeners (metrics) and to subscribers (the SSE
- * stream at GET /v1/events). Each subscriber has a bounded buffer: a subscriber that does not
- * keep up loses its oldest events (and is told how many), so a slow HTTP client never grows the
- * node's memory. No Node-only imports: the dashboard and the client use these types too.
+ * The node's event bus: what happened (a block, finality, a job, a peer, a NAT change, a slash,
+ * a model fetch's progress), published once and fanned out to in-process listeners (metrics)
+ * and to subscribers (the SSE stream at GET /v1/events). Each subscriber has a bounded buffer: a
+ * subscriber that does not keep up loses its oldest events (and is told how many), so a slow
+ * HTTP client never grows the node's memory. No Node-only imports: the dashboard and the client use these types too.
  *
  *   const bus = new EventBus()
  *   bus.publish('block', { height, id, time, txs, proposer })
  *   for await (const event of bus.subscribe({ types: ['block'], signal })) …
  */
 import { InvalidInputError } from '../core/errors.ts'
+import type { FetchView } from './inference-api.ts'
 
 /** Every event type and its payload (the `data` of an SSE message). */
 export interface EventMap {
@@ -30,11 +31,17 @@ export interface EventMap {
   }
   /** A validator (staking) or worker (inference) was slashed; `amount` is a decimal string. */
   slash: { module: string; validator?: string; worker?: string; amount: string; reason: string }
+  /**
+   * A model's files being fetched into this node's content store (GET /v1/inference/fetches has
+   * the same views): published as the fetch progresses, a few times a second at most, and once
+   * when it ends (`state` done or failed).
+   */
+  'model.fetch': FetchView
 }
 
 export type EventType = keyof EventMap
 
-export const EVENT_TYPES: readonly EventType[] = ['block', 'finality', 'job', 'peer', 'nat', 'slash']
+export const EVENT_TYPES: readonly EventType[] = ['block', 'finality', 'job', 'peer', 'nat', 'slash', 'model.fetch']
 
 /** One published event. `seq` grows by one per event on this bus (the SSE `id`). */
 export type NodeEvent<T extends EventType = EventType> = {

@@ -1,15 +1,22 @@
 /**
  * A test double of `InferenceApi` (the narrow seam the inference routes use), for route tests
  * that need no network: a fixed registry, `infer` that checks inputs against the model's schema
- * like the gateway and answers with signed receipts, and a scriptable `complete`. Every call is
- * recorded, so a test can assert that a refused request charged nothing (reached no call).
+ * like the gateway and answers with signed receipts, a scriptable `complete`, and model fetches
+ * that report a few steps of progress (scriptable too). Every call is recorded, so a test can assert that a refused request charged nothing (reached no call).
  */
 import { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { signJob, signReceipt, type Receipt } from '../inference/job.ts'
 import { checkAgainstSchema, createTensor, hashTensorMap, type TensorMap } from '../inference/tensor.ts'
 import { InferenceError } from '../inference/errors.ts'
-import type { CompletionOutcome, CompletionRequest, InferenceApi, InferOutcome, ModelView } from './inference-api.ts'
+import type {
+  CompletionOutcome,
+  CompletionRequest,
+  FetchView,
+  InferenceApi,
+  InferOutcome,
+  ModelView,
+} from './inference-api.ts'
 
 const model = (m: Partial<ModelView> & Pick<ModelView, 'name' | 'kind' | 'inputs' | 'outputs'>): ModelView => ({
   cid: `bafkreifake${m.name.replace(/[^a-z0-9]/g, '')}`.padEnd(59, 'q'),
@@ -77,13 +84,29 @@ export const FAKE_MODELS: readonly ModelView[] = [
 
 export type CompleteFn = (request: CompletionRequest, onToken?: (piece: string) => void) => Promise<CompletionOutcome>
 
+/**
+ * What a fake fetch does: reports progress through `onProgress` (each view is copied into
+ * `fetches()`) and resolves with the finished view, or throws.
+ */
+export type FetchFn = (model: ModelView, onProgress: (progress: FetchView) => void) => Promise<FetchView>
+
+/** The peers the default fetch takes blocks from. */
+export const FAKE_PEERS: readonly string[] = ['did:key:z6MkfakePeerA', 'did:key:z6MkfakePeerB']
+
+/** The size the default fetch reports, in 4 steps of a quarter, 5 ms apart. */
+export const FAKE_FETCH_BYTES = 4_000_000
+
 export interface FakeInference extends InferenceApi {
   readonly calls: {
     infer: Array<Parameters<InferenceApi['infer']>[0]>
     complete: CompletionRequest[]
+    /** The model each `fetchModel` call named (joined fetches too). */
+    fetchModel: string[]
   }
   /** Replaces what `complete` does (after the call is recorded). */
   completeWith(fn: CompleteFn): void
+  /** Replaces what a new fetch does (a call that joins a running fetch does not run it again). */
+  fetchWith(fn: FetchFn): void
   /** A receipt signed by the fake worker, as `infer` and the default `complete` answer. */
   receipt(modelCid: string, outputs: TensorMap, fee: bigint): Receipt
   readonly workerDid: string
@@ -91,7 +114,9 @@ export interface FakeInference extends InferenceApi {
 
 /**
  * `infer` answers `{ echo: <the first input>, sum: float32 [1] }`; the default `complete` streams
- * "Hello" and " world" and finishes with 'stop', 7 prompt and 2 completion tokens.
+ * "Hello" and " world" and finishes with 'stop', 7 prompt and 2 completion tokens; the default
+ * fetch reports FAKE_FETCH_BYTES in four steps from the two FAKE_PEERS and finishes done. A
+ * second `fetchModel` of a model being fetched joins the running fetch, as the node's does.
  */
 export function fakeInference(): FakeInference {
   const gatewayKey = Ed25519KeyPair.generate()
@@ -99,7 +124,7 @@ export function fakeInference(): FakeInference {
   const clientKey = Ed25519KeyPair.generate()
   const gateway = didFromEd25519PublicKey(gatewayKey.publicKey)
   const worker = didFromEd25519PublicKey(workerKey.publicKey)
-  const calls: FakeInference['calls'] = { infer: [], complete: [] }
+  const calls: FakeInference['calls'] = { infer: [], complete: [], fetchModel: [] }
   const find = (name: string): ModelView => {
     const found = FAKE_MODELS.find((m) => m.name === name || m.cid === name)
     if (found === undefined) throw new InferenceError('unknown-model', `unknown model ${JSON.stringify(name)}`)
@@ -140,6 +165,75 @@ export function fakeInference(): FakeInference {
     }
   }
   let complete = defaultComplete
+  const defaultFetch: FetchFn = async (m, onProgress) => {
+    const view: FetchView = {
+      model: m.cid,
+      name: m.name,
+      bytes: 0,
+      totalBytes: FAKE_FETCH_BYTES,
+      fromPeers: {},
+      startedAt: Date.now(),
+      state: 'fetching',
+    }
+    onProgress({ ...view, fromPeers: {} })
+    for (let step = 1; step <= 4; step++) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      const peer = FAKE_PEERS[step % FAKE_PEERS.length] as string
+      view.fromPeers[peer] = (view.fromPeers[peer] ?? 0) + 4
+      view.bytes = (FAKE_FETCH_BYTES / 4) * step
+      onProgress({ ...view, fromPeers: { ...view.fromPeers } })
+    }
+    return { ...view, fromPeers: { ...view.fromPeers }, state: 'done', finishedAt: Date.now() }
+  }
+  let runFetch = defaultFetch
+  /** Newest first, one per model. */
+  const fetchList: FetchView[] = []
+  const running = new Map<string, { done: Promise<FetchView>; listeners: Set<(p: FetchView) => void> }>()
+  const record = (view: FetchView): void => {
+    const at = fetchList.findIndex((f) => f.model === view.model)
+    if (at >= 0) fetchList.splice(at, 1)
+    fetchList.unshift({ ...view, fromPeers: { ...view.fromPeers } })
+  }
+  const fetchModel = (name: string, onProgress?: (p: FetchView) => void): Promise<FetchView> => {
+    calls.fetchModel.push(name)
+    let m: ModelView
+    try {
+      m = find(name)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const joined = running.get(m.cid)
+    if (joined !== undefined) {
+      if (onProgress !== undefined) joined.listeners.add(onProgress)
+      return joined.done
+    }
+    const listeners = new Set<(p: FetchView) => void>(onProgress === undefined ? [] : [onProgress])
+    const progress = (view: FetchView): void => {
+      record(view)
+      for (const listener of listeners) listener({ ...view, fromPeers: { ...view.fromPeers } })
+    }
+    const done = runFetch(m, progress).then(
+      (view) => {
+        running.delete(m.cid)
+        record(view)
+        return view
+      },
+      (err: unknown) => {
+        running.delete(m.cid)
+        const last = fetchList.find((f) => f.model === m.cid)
+        if (last !== undefined)
+          record({
+            ...last,
+            state: 'failed',
+            finishedAt: Date.now(),
+            error: err instanceof Error ? err.message : String(err),
+          })
+        throw err
+      },
+    )
+    running.set(m.cid, { done, listeners })
+    return done
+  }
   return {
     did: gateway,
     workerDid: worker,
@@ -147,6 +241,9 @@ export function fakeInference(): FakeInference {
     receipt,
     completeWith: (fn) => {
       complete = fn
+    },
+    fetchWith: (fn) => {
+      runFetch = fn
     },
     models: async () => [...FAKE_MODELS],
     infer: async (request): Promise<InferOutcome> => {
@@ -192,5 +289,7 @@ export function fakeInference(): FakeInference {
     publishModel: async () => {
       throw new InferenceError('bad-input', 'the fake does not publish')
     },
+    fetches: () => fetchList.map((f) => ({ ...f, fromPeers: { ...f.fromPeers } })),
+    fetchModel,
   }
 }

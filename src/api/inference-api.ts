@@ -137,6 +137,31 @@ export interface InferenceApi {
   deposit(client: string): { amount: bigint; unlocking: Array<{ amount: bigint; at: number }>; reserved: bigint }
   /** Stores an ONNX file, registers it on chain under the node's key, returns its CID. */
   publishModel(request: PublishModelRequest): Promise<{ cid: string; txHash: Uint8Array }>
+  /** Model files this node is fetching now, or fetched recently (newest first). */
+  fetches(): FetchView[]
+  /**
+   * Fetches a registered model's files (graph, tokenizer, configs) into this node's content
+   * store from its peers, or joins the fetch already running; `onProgress` follows it. Resolves
+   * with the finished fetch; throws when it fails (the files fetched so far stay: a later fetch
+   * resumes).
+   */
+  fetchModel(model: string, onProgress?: (progress: FetchView) => void): Promise<FetchView>
+}
+
+/** A model's files being fetched into the content store, block by block from several peers. */
+export interface FetchView {
+  /** The model's CID (its graph) and registry name. */
+  model: string
+  name: string
+  /** Bytes of the model's files here so far, of `totalBytes` (unknown until each file's root is read). */
+  bytes: number
+  totalBytes?: number
+  /** Blocks each peer delivered, by DID. */
+  fromPeers: Record<string, number>
+  startedAt: number
+  finishedAt?: number
+  state: 'fetching' | 'done' | 'failed'
+  error?: string
 }
 
 export interface PublishModelRequest {

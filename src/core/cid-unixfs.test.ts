@@ -7,7 +7,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { importBytes } from 'ipfs-unixfs-importer'
 import {
-  CID,
+  type CID,
   DAG_PB_CODE,
   KUBO_LAYOUT,
   RAW_CODE,
@@ -80,10 +80,7 @@ test('kubo vectors with raw leaves and CIDv1: 1 MiB chunks (unixfs-v1-2025) at a
   const at = concat(deterministicBytes(MiB, 'chunk-v1-seed'))
   assert.equal((await unixfsCid(at, v1)).toString(), 'bafkreiacndfy443ter6qr2tmbbdhadvxxheowwf75s6zehscklu6ezxmta')
   const over = concat(deterministicBytes(MiB + 1, 'chunk-v1-seed'))
-  assert.equal(
-    (await unixfsCid(over, v1)).toString(),
-    'bafybeigmix7t42i6jacydtquhet7srwvgpizfg7gjbq7627d35mjomtu64',
-  )
+  assert.equal((await unixfsCid(over, v1)).toString(), 'bafybeigmix7t42i6jacydtquhet7srwvgpizfg7gjbq7627d35mjomtu64')
 })
 
 test('kubo vectors with raw leaves, CIDv1 and 174 links per node (test-cid-v1): 174 MiB, and 175 MiB rebalanced', async () => {
@@ -103,7 +100,7 @@ test('kubo’s layout: 256 KiB raw leaves under a dag-pb root, 174 links per nod
   const chunk = KUBO_LAYOUT.chunkSize
   // one byte over a chunk: a root with two raw leaves of 262144 and 1 bytes
   const small = memoryBlocks()
-  const two = await importBytes(concat(deterministicBytes(chunk + 1, 'two')), small, unixfsImportOptions())
+  const two = await importBytes(concat(deterministicBytes(chunk + 1, 'two')), small, await unixfsImportOptions())
   assert.equal(two.cid.code, DAG_PB_CODE)
   assert.ok(two.cid.toString().startsWith('bafybei'))
   const root = dagPb.decode(small.get(two.cid))
@@ -120,10 +117,10 @@ test('kubo’s layout: 256 KiB raw leaves under a dag-pb root, 174 links per nod
   )
   // 174 chunks fit one node; 175 split into a second level: a root of 2 links, the first with 174
   const wide = memoryBlocks()
-  const full = await importBytes(deterministicBytes(174 * chunk, 'wide'), wide, unixfsImportOptions())
+  const full = await importBytes(deterministicBytes(174 * chunk, 'wide'), wide, await unixfsImportOptions())
   assert.equal(dagPb.decode(wide.get(full.cid)).Links.length, 174)
   const deep = memoryBlocks()
-  const over = await importBytes(deterministicBytes(175 * chunk, 'wide'), deep, unixfsImportOptions())
+  const over = await importBytes(deterministicBytes(175 * chunk, 'wide'), deep, await unixfsImportOptions())
   const top = dagPb.decode(deep.get(over.cid))
   assert.equal(top.Links.length, 2)
   const [first, second] = top.Links.map((l) => dagPb.decode(deep.get(l.Hash)))

@@ -4,9 +4,7 @@
  */
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { importBytes, type ImporterOptions } from 'ipfs-unixfs-importer'
-import { fixedSize } from 'ipfs-unixfs-importer/chunker'
-import { balanced } from 'ipfs-unixfs-importer/layout'
+import type { ImporterOptions } from 'ipfs-unixfs-importer'
 import { DAG_CBOR_CODE, encode } from './codec.ts'
 import { sha256 } from './hash.ts'
 import { InvalidInputError } from './errors.ts'
@@ -62,8 +60,24 @@ export interface UnixfsLayout {
 
 export const KUBO_LAYOUT: Readonly<UnixfsLayout> = Object.freeze({ chunkSize: 262_144, maxLinksPerNode: 174 })
 
+// ipfs-unixfs-importer is loaded on first use: not everything that imports core needs it
+function importModules() {
+  return Promise.all([
+    import('ipfs-unixfs-importer'),
+    import('ipfs-unixfs-importer/chunker'),
+    import('ipfs-unixfs-importer/layout'),
+  ])
+}
+let importer: ReturnType<typeof importModules> | undefined
+
+function loadImporter(): ReturnType<typeof importModules> {
+  importer ??= importModules()
+  return importer
+}
+
 /** Importer options for `layout` (ipfs-unixfs-importer, which builds the same DAG as kubo). */
-export function unixfsImportOptions(layout: UnixfsLayout = KUBO_LAYOUT): ImporterOptions {
+export async function unixfsImportOptions(layout: UnixfsLayout = KUBO_LAYOUT): Promise<ImporterOptions> {
+  const [, { fixedSize }, { balanced }] = await loadImporter()
   return {
     cidVersion: 1,
     rawLeaves: true,
@@ -83,8 +97,9 @@ export async function unixfsCid(
   content: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   layout: UnixfsLayout = KUBO_LAYOUT,
 ): Promise<CID> {
+  const [{ importBytes }] = await loadImporter()
   const discard = { put: (cid: CID) => cid }
-  const result = await importBytes(content, discard, unixfsImportOptions(layout))
+  const result = await importBytes(content, discard, await unixfsImportOptions(layout))
   return result.cid
 }
 

@@ -61,6 +61,8 @@ export interface DonghaeConfig {
   canaryPpm: number
   /** Where models run: a sandboxed child process per model, or inside the node (trusted models only). */
   runner: 'sandbox' | 'in-process'
+  /** Disk budget of model files (the content store), bytes; unpinned files are evicted, least recently used first. */
+  modelStorage: number
 }
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
@@ -95,6 +97,26 @@ function integer(min: number, max: number): (raw: unknown) => number {
     if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) return value
     throw `expected a whole number ${min}-${max}`
   }
+}
+
+const BYTE_UNITS: Readonly<Record<string, bigint>> = {
+  '': 1n,
+  B: 1n,
+  KiB: 1n << 10n,
+  MiB: 1n << 20n,
+  GiB: 1n << 30n,
+  TiB: 1n << 40n,
+}
+
+/** A size in bytes: a whole number, or one with a binary unit (`16GiB`, `512 MiB`). */
+function byteSize(raw: unknown): number {
+  const text = typeof raw === 'number' && Number.isSafeInteger(raw) ? String(raw) : raw
+  const m = typeof text === 'string' ? /^\s*([0-9]{1,16})\s*(B|KiB|MiB|GiB|TiB)?\s*$/.exec(text) : null
+  if (m !== null) {
+    const bytes = BigInt(m[1] as string) * (BYTE_UNITS[m[2] ?? ''] as bigint)
+    if (bytes <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(bytes)
+  }
+  throw 'expected a size in bytes: a whole number, or with a unit B, KiB, MiB, GiB or TiB (e.g. 16GiB)'
 }
 
 function multiaddrList(raw: unknown): string[] {
@@ -248,6 +270,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_CANARY_PPM',
     default: () => 5_000,
     parse: integer(0, 1_000_000),
+  },
+  modelStorage: {
+    description:
+      'disk budget of model files, bytes (e.g. 16GiB): beyond it the least recently used unpinned files are evicted, and a model that still does not fit is refused before it is fetched',
+    env: 'DONGHAE_MODEL_STORAGE',
+    default: () => 16 * 1024 ** 3, // CONTENT_STORE_DEFAULTS.budgetBytes in net/content-store.ts (a layer above)
+    parse: byteSize,
   },
 }
 

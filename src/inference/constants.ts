@@ -15,6 +15,11 @@ export const MAX_QUEUE_PER_SLOT = 8
 export const ATTEMPTS = 4
 /** How long a gateway waits for one worker's answer. @default 8 000 ms */
 export const JOB_TIMEOUT_MS = 8_000
+/**
+ * What a gateway adds to `JOB_TIMEOUT_MS` per token of a generation (prompt and max_tokens): a
+ * long answer streams for a while. @default 250 ms (4 tokens a second on the slowest worker)
+ */
+export const TOKEN_TIMEOUT_MS = 250
 /** Deadline a gateway gives the jobs it signs. @default 30 000 ms */
 export const DEFAULT_DEADLINE_MS = 30_000
 /** A gateway polls for a free slot this often while every worker is busy. @default 5 ms */

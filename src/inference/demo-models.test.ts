@@ -3,10 +3,11 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parseCid, RAW_CODE } from '../core/cid.ts'
+import { DAG_PB_CODE, parseCid, RAW_CODE, unixfsCid } from '../core/cid.ts'
 import { charsDataset, charsInput, generateText, normalizeText } from './chars.ts'
 import {
   CHARS_RECIPE,
+  DEMO_LM_NAME,
   DEMO_MODELS_DIR,
   DIGITS_RECIPE,
   demoModels,
@@ -16,6 +17,7 @@ import {
   type DemoModel,
 } from './demo-models.ts'
 import { OnnxRuntime } from './runtime.ts'
+import { LM_TOLERANCE } from './lm/tokenizer.ts'
 import { blobCid } from './blobs.ts'
 import { TextCodec } from './text.ts'
 import { createTensor } from './tensor.ts'
@@ -34,18 +36,28 @@ before(async () => {
 
 after(() => rt.close())
 
-test('the manifest lists both models with raw-codec CIDs of their files', async () => {
+test('the manifest lists the three models with the UnixFS CIDs of their files', async () => {
   assert.deepEqual(
     models.map((m) => [m.name, m.kind, m.version]),
     [
       ['digits-mlp', 'tensor', '1'],
       ['chars-mlp', 'text', '1'],
+      [DEMO_LM_NAME, 'lm', '1'],
     ],
   )
   for (const m of models) {
-    const cid = parseCid(m.cid)
-    assert.equal(cid.code, RAW_CODE)
-    assert.equal(m.size, (await readFile(m.file)).length)
+    const bytes = new Uint8Array(await readFile(m.file))
+    assert.equal(m.size, bytes.length)
+    assert.equal(m.cid, (await unixfsCid(bytes)).toString(), `${m.name}: the CID ipfs add --raw-leaves gives`)
+    if (m.kind === 'lm') {
+      assert.equal(parseCid(m.cid).code, DAG_PB_CODE, 'a file over one chunk has a dag-pb root')
+      assert.deepEqual(m.tolerance, { ...LM_TOLERANCE })
+      assert.ok(m.files?.['tokenizer.json'] !== undefined && m.files['tokenizer_config.json'] !== undefined)
+      assert.equal(m.contextLength, 256)
+      continue
+    }
+    // files of one chunk keep the raw CID of their bytes
+    assert.equal(parseCid(m.cid).code, RAW_CODE)
     assert.deepEqual(m.tolerance, { maxAbsPpm: 10_000, top1: true })
     // The training reports name the same file.
     const report = JSON.parse(await readFile(join(DEMO_MODELS_DIR, `${m.name}.json`), 'utf8'))

@@ -27,6 +27,7 @@ import {
   JOB_TIMEOUT_MS,
   SELF_DEPOSIT_CALLS,
   SLOT_POLL_MS,
+  TOKEN_TIMEOUT_MS,
   TYPICAL_OUTPUT_TOKENS,
   TYPICAL_PROMPT_TOKENS,
 } from './constants.ts'
@@ -497,8 +498,9 @@ export class Gateway {
       answer = await this.#init.worker.execute(request, onTokens)
     } else {
       const timeout = new AbortController()
-      const cancel = c.clock.setTimer(JOB_TIMEOUT_MS, () =>
-        timeout.abort(new InferenceError('failed', `no answer within ${JOB_TIMEOUT_MS / 1000} s`)),
+      const limitMs = answerTimeoutMs(record, request.inputs)
+      const cancel = c.clock.setTimer(limitMs, () =>
+        timeout.abort(new InferenceError('failed', `no answer within ${limitMs / 1000} s`)),
       )
       try {
         const bytes = await c.transport.request(worker, INFER_PROTOCOL, encodeWorkRequest(request), {
@@ -573,6 +575,16 @@ export class Gateway {
       this.#reservations.get(id)!.settling = true
     }
   }
+}
+
+/** How long a gateway waits for a worker's answer: a generation gets time per token on top. */
+function answerTimeoutMs(model: ModelRecord, inputs: TensorMap): number {
+  if (model.kind !== 'lm') return JOB_TIMEOUT_MS
+  const prompt = inputs.prompt_ids?.data.length ?? 0
+  const sampling = inputs.sampling
+  const maxTokens = sampling?.type === 'int64' ? Number(sampling.data[0] ?? 0n) : 0
+  const tokens = Math.min(prompt + Math.max(0, maxTokens), model.contextLength ?? prompt + maxTokens)
+  return JOB_TIMEOUT_MS + tokens * TOKEN_TIMEOUT_MS
 }
 
 /** Resolves after `n` commits (or when the component stops). */

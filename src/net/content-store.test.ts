@@ -23,6 +23,7 @@ import { didFromPeerId } from '../identity/peer-id.ts'
 import { createHost, type DonghaeHost } from './host.ts'
 import {
   ContentBudgetError,
+  ContentNotFoundError,
   ContentStore,
   ContentUnavailableError,
   type ContentStoreOptions,
@@ -49,8 +50,7 @@ interface Node {
 
 async function node(dir: string, options: Partial<ContentStoreOptions> = {}, host?: DonghaeHost): Promise<Node> {
   const key = Ed25519KeyPair.generate()
-  const h =
-    host ?? (await createHost({ key, host: '127.0.0.1', port: 0, quic: false, webSockets: false, mdns: false }))
+  const h = host ?? (await createHost({ key, host: '127.0.0.1', port: 0, quic: false, webSockets: false, mdns: false }))
   if (host === undefined) await h.start()
   const store = await ContentStore.open({ libp2p: h, dir, ...options })
   return {
@@ -185,9 +185,7 @@ test('a peer serving a block that does not match its CID is dropped and the bloc
       await fetcher.host.dial(evil.libp2p.getMultiaddrs()[0] as never)
       const evilDid = didFromPeerId(evil.libp2p.peerId)
       // from the corrupt peer alone: the fetch stalls on that block and fails, naming the peer
-      const err = await fetcher.store
-        .fetch(cid, { stallMs: 1_500, blockTimeoutMs: 1_000 })
-        .catch((e: unknown) => e)
+      const err = await fetcher.store.fetch(cid, { stallMs: 1_500, blockTimeoutMs: 1_000 }).catch((e: unknown) => e)
       assert.ok(err instanceof ContentUnavailableError, String(err))
       assert.deepEqual((err.details as { invalidFrom?: unknown }).invalidFrom, { [evilDid]: 1 })
       const stored = new FsBlockstore(join(fetcher.dir, 'blocks'))
@@ -306,8 +304,41 @@ test('a directory is added as a UnixFS directory whose files are fetched by thei
       await connect(b, a)
       await b.store.fetch(added.cid)
       assert.deepEqual(await b.store.read(added.files['weights.onnx']?.cid ?? ''), weights)
-      assert.equal(new TextDecoder().decode(await b.store.read(added.files['tokenizer.json']?.cid ?? '')), '{"vocab":[]}')
+      assert.equal(
+        new TextDecoder().decode(await b.store.read(added.files['tokenizer.json']?.cid ?? '')),
+        '{"vocab":[]}',
+      )
     } finally {
+      await b.stop()
+      await a.stop()
+    }
+  })
+})
+
+test('a block damaged on disk is neither served nor read back: peers get DONT_HAVE, and fetching again repairs it', async () => {
+  await withDir(async (dir) => {
+    const a = await node(join(dir, 'a'))
+    const b = await node(join(dir, 'b'))
+    const c = await node(join(dir, 'c'))
+    try {
+      const file = bytesOf(MiB + 5, 'damaged')
+      const { cid } = await a.store.addFile(file)
+      const plain = new FsBlockstore(join(a.dir, 'blocks'))
+      const leaf = dagPb.decode(await concat(plain.get(parseCid(cid)))).Links[2]?.Hash as CID
+      await plain.put(leaf, bytesOf(256 * KiB, 'garbage'))
+      await connect(b, a)
+      const err = await b.store.fetch(cid, { stallMs: 1_500 }).catch((e: unknown) => e)
+      assert.ok(err instanceof ContentUnavailableError, String(err))
+      assert.deepEqual((err.details as { invalidFrom?: unknown }).invalidFrom, {}) // a DONT_HAVE, not a lie
+      await assert.rejects(a.store.read(cid), ContentNotFoundError)
+      assert.equal(await a.store.has(cid), false) // the damaged block was dropped
+      await c.store.addFile(file)
+      await connect(a, c)
+      const repaired = await a.store.fetch(cid)
+      assert.equal(repaired.fetchedBlocks, 1)
+      assert.deepEqual(await a.store.read(cid), file)
+    } finally {
+      await c.stop()
       await b.stop()
       await a.stop()
     }

@@ -27,11 +27,12 @@ import { importBytes, importer, type ImportCandidate } from 'ipfs-unixfs-importe
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Helia } from 'helia'
-import { CID, DAG_PB_CODE, KUBO_LAYOUT, RAW_CODE, parseCid, unixfsImportOptions } from '../core/cid.ts'
 import { base32upper } from 'multiformats/bases/base32'
 import * as Digest from 'multiformats/hashes/digest'
+import { CID, DAG_PB_CODE, KUBO_LAYOUT, RAW_CODE, parseCid, unixfsCid, unixfsImportOptions } from '../core/cid.ts'
 import { DonghaeError, InvalidInputError, describeError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
+import { PeerBudgets } from '../core/budget.ts'
 import { didFromPeerId, peerIdFromDid } from '../identity/peer-id.ts'
 import { assertStorable, blockMatches, decodeFile, decodeNode, isInline, type DagLink } from './content/dag.ts'
 import {
@@ -40,16 +41,54 @@ import {
   ContentNotFoundError,
   ContentUnavailableError,
 } from './content/errors.ts'
-import { BlockExchange, BlockSession, isBitswapParts, blockKey, type SessionOptions } from './content/exchange.ts'
+import { BlockExchange, isBitswapParts, blockKey, type BlockSession, type SessionOptions } from './content/exchange.ts'
 import { DagRecords, type DagRecord } from './content/records.ts'
 
 export { ContentBudgetError, ContentFormatError, ContentNotFoundError, ContentUnavailableError }
+
+/**
+ * Bounds what each peer can make this node send: @helia/bitswap 4 answers every want of every
+ * connected peer, so a peer asking for the same blocks again and again would have this node
+ * upload for ever. Its message handler (`peerWantLists.receiveMessage`, where wants become sends)
+ * is wrapped: block wants are charged to the peer's bucket, and a message arriving while the
+ * bucket is empty is dropped whole (cancels included: the peer is over budget either way).
+ */
+function limitServing(bitswap: unknown, budget: { bytes: number; perMs: number }, log: Logger): void {
+  const lists = (bitswap as { peerWantLists?: { receiveMessage?: unknown } }).peerWantLists
+  if (typeof lists?.receiveMessage !== 'function')
+    throw new DonghaeError('this version of @helia/bitswap has no want-list handler where the content store expects it')
+  const budgets = new PeerBudgets({ amount: budget.bytes, perMs: budget.perMs })
+  const receive = (lists.receiveMessage as (peer: PeerId, message: unknown) => void).bind(lists)
+  let dropped = 0
+  lists.receiveMessage = (peer: PeerId, message: unknown): void => {
+    const entries = (message as { wantlist?: { entries?: Array<{ cancel?: boolean; wantType?: string }> } }).wantlist
+      ?.entries
+    // a HAVE is answered with a few bytes (or the block, when it is tiny); a block want with a chunk
+    const wants = entries?.filter((e) => e.cancel !== true && e.wantType !== 'WantHave').length ?? 0
+    const key = peer.toString()
+    if (wants > 0 && budgets.available(key) <= 0) {
+      if (dropped++ % 100 === 0) log.info({ peer: key, retryMs: budgets.waitMs(key) }, 'peer over its serving budget')
+      return
+    }
+    if (wants > 0) budgets.charge(key, wants * WANT_CHARGE_BYTES)
+    receive(peer, message)
+  }
+}
 
 /** Defaults of `ContentStoreOptions`. */
 export const CONTENT_STORE_DEFAULTS = Object.freeze({
   /** 16 GiB: a 7B-parameter model in 16-bit floats, and change. */
   budgetBytes: 16 * 1024 ** 3,
+  /**
+   * Bytes one peer may make this node serve over bitswap: 2 GiB a minute (34 MB/s; a fetch from
+   * several peers gets that from each). Each block a peer wants is charged at a full chunk when
+   * its want arrives; wants beyond the budget are dropped (the peer's fetch asks elsewhere).
+   */
+  serveBudget: Object.freeze({ bytes: 2 * 1024 ** 3, perMs: 60_000 }),
 })
+
+/** What one wanted block is charged against a peer's serving budget: a whole chunk and its framing. */
+const WANT_CHARGE_BYTES = 262_144 + 1_024
 
 export interface ContentStoreOptions {
   /** The node's libp2p host: bitswap is served and spoken over it (it is not started or stopped here). */
@@ -58,6 +97,8 @@ export interface ContentStoreOptions {
   dir: string
   /** Disk budget of the blocks, bytes. @default CONTENT_STORE_DEFAULTS.budgetBytes */
   budgetBytes?: number
+  /** Bytes one peer may make this node serve, per `perMs`. @default CONTENT_STORE_DEFAULTS.serveBudget */
+  serveBudget?: { bytes: number; perMs: number }
   /** Tuning of fetches (blocks in flight, timeouts: see content/exchange.ts). */
   fetch?: Omit<SessionOptions, 'peers' | 'signal'>
   logger?: Logger
@@ -164,19 +205,24 @@ function blockPath(cid: CID): string {
   return join(dir, file)
 }
 
-/** blockstore-fs reading a block in one piece (bitswap serves blocks whole). */
+/**
+ * blockstore-fs reading a block in one piece (bitswap serves blocks whole) and checking it against
+ * its CID: a block damaged on disk is not found, so bitswap answers DONT_HAVE rather than serve it.
+ */
 class BlockFiles extends FsBlockstore {
   constructor(path: string) {
     super(path, { shardingStrategy: NEXT_TO_LAST })
   }
 
   override async *get(cid: CID): AsyncGenerator<Uint8Array> {
-    let bytes: Uint8Array
+    let bytes: Uint8Array | undefined
     try {
       bytes = await readFile(join(this.path, blockPath(cid)))
-    } catch (err) {
-      throw Object.assign(new Error(`block ${cid.toString()} not found`, { cause: err }), { name: 'NotFoundError' })
+    } catch {
+      bytes = undefined
     }
+    if (bytes === undefined || !blockMatches(cid, bytes))
+      throw Object.assign(new Error(`block ${cid.toString()} is not here`), { name: 'NotFoundError' })
     yield bytes
   }
 }
@@ -207,13 +253,21 @@ export class ContentStore {
   readonly #fetchDefaults: Omit<SessionOptions, 'peers' | 'signal'>
   readonly #leases = new Map<string, number>()
   readonly #active = new Map<string, Promise<FetchResult>>()
-  /** Bytes promised to imports and fetches under way, beyond their records. */
+  /** Bytes promised to files being added (they have no record yet). */
   #reserved = 0
+  /** The budget's queue: room is found and claimed one caller at a time. */
+  #budgetTurn: Promise<void> = Promise.resolve()
   #closed = false
 
   private constructor(
     options: ContentStoreOptions,
-    parts: { blocks: BlockFiles; datastore: LevelDatastore; helia: Helia; exchange: BlockExchange; records: DagRecords },
+    parts: {
+      blocks: BlockFiles
+      datastore: LevelDatastore
+      helia: Helia
+      exchange: BlockExchange
+      records: DagRecords
+    },
     log: Logger,
   ) {
     this.dir = options.dir
@@ -251,6 +305,7 @@ export class ContentStore {
       const bitswap = brokers?.find((b) => b.name === 'bitswap')?.bitswap
       if (!isBitswapParts(bitswap))
         throw new DonghaeError('this version of @helia/bitswap has no network layer where the content store expects it')
+      limitServing(bitswap, options.serveBudget ?? CONTENT_STORE_DEFAULTS.serveBudget, log)
       const exchange = new BlockExchange(bitswap, options.libp2p, log)
       const records = await DagRecords.load(datastore)
       return new ContentStore(options, { blocks, datastore, helia, exchange, records }, log)
@@ -272,7 +327,7 @@ export class ContentStore {
     await this.#blocks.close()
   }
 
-  /** Bytes the files take (fetches under way: what they reserved), of the budget. */
+  /** Bytes the files take (a file being fetched or one left half-fetched: what its root declares), of the budget. */
   usage(): { bytes: number; budgetBytes: number; files: number; pinned: number } {
     const entries = this.#records.entries()
     return {
@@ -291,16 +346,25 @@ export class ContentStore {
    */
   async addFile(input: Uint8Array | string, options: { pin?: boolean } = {}): Promise<AddResult> {
     this.#assertOpen()
+    const pin = options.pin ?? true
     const size = typeof input === 'string' ? (await stat(input)).size : input.byteLength
+    const content = (): Uint8Array | AsyncIterable<Uint8Array> =>
+      typeof input === 'string' ? createReadStream(input) : input
+    // a file that is here already (a model imported again at every start) is hashed, not written again
+    const cid = (await unixfsCid(content())).toString()
+    const record = this.#records.get(cid)
+    if (record?.complete === true && (await this.has(cid))) {
+      await this.#records.put(cid, { ...record, pinned: record.pinned || pin, lastUsed: Date.now() })
+      return { cid, size }
+    }
     const estimate = blockBytesOf(size)
-    await this.#makeRoom(estimate)
-    this.#reserved += estimate
+    await this.#makeRoom(Math.max(0, estimate - (record?.bytes ?? 0)), cid, () => void (this.#reserved += estimate))
     try {
       const counter = this.#countingSink()
-      const content = typeof input === 'string' ? createReadStream(input) : input
-      const result = await importBytes(content, counter, unixfsImportOptions())
-      const cid = result.cid.toString()
-      await this.#record(cid, { bytes: counter.bytes, fileSize: size, complete: true }, options.pin ?? true)
+      const result = await importBytes(content(), counter, await unixfsImportOptions())
+      if (result.cid.toString() !== cid)
+        throw new ContentFormatError(`${String(input).slice(0, 80)} changed while it was added`)
+      await this.#record(cid, { bytes: counter.bytes, fileSize: size, complete: true }, pin)
       this.#log.debug({ cid, size }, 'file added')
       return { cid, size }
     } finally {
@@ -326,8 +390,7 @@ export class ContentStore {
     }
     const total = [...sizes.values()].reduce((a, b) => a + b, 0)
     const estimate = blockBytesOf(total) + names.length * 4_096
-    await this.#makeRoom(estimate)
-    this.#reserved += estimate
+    await this.#makeRoom(estimate, undefined, () => void (this.#reserved += estimate))
     try {
       const counter = this.#countingSink()
       const source: ImportCandidate[] =
@@ -336,7 +399,7 @@ export class ContentStore {
           : names.map((name) => ({ path: `dir/${name}`, content: createReadStream(join(dir, name)) }))
       const files: Record<string, AddResult> = {}
       let root: string | undefined
-      for await (const entry of importer(source, counter, unixfsImportOptions())) {
+      for await (const entry of importer(source, counter, await unixfsImportOptions())) {
         if (entry.path === 'dir') root = entry.cid.toString()
         else if (entry.path?.startsWith('dir/') === true) {
           const name = entry.path.slice(4)
@@ -514,8 +577,10 @@ export class ContentStore {
           return undefined
         })
       },
-      fetch: async (cid, peers) => {
-        await this.fetch(cid, peers.length === 0 ? {} : { peers })
+      // the peers the worker names are the transport's connected peers: the fetch asks every
+      // connected bitswap peer instead, including those that connect while it runs
+      fetch: async (cid) => {
+        await this.fetch(cid)
         return this.read(cid)
       },
       pin: (cid) => this.lease(cid),
@@ -526,9 +591,19 @@ export class ContentStore {
 
   /**
    * Makes `extra` bytes fit the budget, evicting the least recently used files nobody holds, or
-   * throws `ContentBudgetError` (evicting nothing) when even that is not enough.
+   * throws `ContentBudgetError` (evicting nothing) when even that is not enough; then `claim`s the
+   * room (a record, a reservation). One at a time, so two claims never count the same free bytes.
    */
-  async #makeRoom(extra: number, keep?: string): Promise<void> {
+  async #makeRoom(extra: number, keep: string | undefined, claim: () => Promise<void> | void): Promise<void> {
+    const turn = this.#budgetTurn.then(async () => {
+      await this.#fit(extra, keep)
+      await claim()
+    })
+    this.#budgetTurn = turn.catch(() => {})
+    await turn
+  }
+
+  async #fit(extra: number, keep: string | undefined): Promise<void> {
     const used = this.#records.bytes() + this.#reserved
     if (used + extra <= this.budgetBytes) return
     const evictable = this.#records
@@ -539,8 +614,14 @@ export class ContentStore {
     if (used - freeable + extra > this.budgetBytes)
       throw new ContentBudgetError(
         `${extra} more bytes do not fit the content store's budget of ${this.budgetBytes} bytes ` +
-          `(${used} used, ${freeable} evictable); raise modelStorageBytes or unpin files`,
-        { details: { needed: extra, available: Math.max(0, this.budgetBytes - used + freeable), budget: this.budgetBytes } },
+          `(${used} used, ${freeable} evictable); raise the modelStorage budget or unpin files`,
+        {
+          details: {
+            needed: extra,
+            available: Math.max(0, this.budgetBytes - used + freeable),
+            budget: this.budgetBytes,
+          },
+        },
       )
     const victims: string[] = []
     let left = used + extra
@@ -606,33 +687,34 @@ export class ContentStore {
     const started = performance.now()
     const key = root.toString()
     const given = options.peers?.map(peerFromText)
-    let candidates: PeerId[] = given ?? (await this.#exchange.bitswapPeers())
-    const refresh =
-      given === undefined
-        ? setInterval(() => {
-            void this.#exchange.bitswapPeers().then((peers) => (candidates = peers))
-          }, 500)
-        : undefined
     const session = this.#exchange.session({
       ...this.#fetchDefaults,
       ...pickSession(options),
-      peers: () => candidates,
+      peers: given === undefined ? () => this.#exchange.bitswapPeers() : () => given,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     })
     const state: WalkState = { blocks: 0, bytes: 0, fetchedBlocks: 0, fetchedBytes: 0, named: 1, nodesLeft: 0 }
-    let reserved = 0
     try {
       // the root first, held in memory until the file is known to fit
       let rootBytes = await this.#readBlock(root)
       const rootLocal = rootBytes !== undefined
       if (rootBytes === undefined) rootBytes = (await session.get(root, { first: true })).bytes
+      if (!blockMatches(root, rootBytes)) throw new ContentFormatError(`block ${key} does not match its CID`)
       const node = decodeNode(root, rootBytes)
       const declared = node.declaredBytes ?? blockBytesOf(node.fileSize ?? rootBytes.byteLength)
+      // the record reserves what the root declares, before anything is written (and across a crash)
       const previous = this.#records.get(key)
-      const extra = Math.max(0, declared - (previous?.bytes ?? 0))
-      await this.#makeRoom(extra, key)
-      this.#reserved += extra
-      reserved = extra
+      await this.#makeRoom(Math.max(0, declared - (previous?.bytes ?? 0)), key, async () => {
+        const now = this.#records.get(key) // pinned meanwhile?
+        if (now?.complete !== true)
+          await this.#records.put(key, {
+            bytes: Math.max(declared, now?.bytes ?? 0),
+            ...(node.fileSize === undefined ? {} : { fileSize: node.fileSize }),
+            complete: false,
+            pinned: now?.pinned === true,
+            lastUsed: Date.now(),
+          })
+      })
       if (!rootLocal) {
         await this.#helia.blockstore.put(root, rootBytes)
         state.fetchedBlocks++
@@ -684,39 +766,41 @@ export class ContentStore {
       )
       return result
     } catch (err) {
+      // what was fetched stays, and its record keeps the room: fetching again resumes
       if (err instanceof ContentUnavailableError)
         Object.assign(err.details, { cid: key, fetchedBlocks: state.fetchedBlocks, invalidFrom: invalidOf(session) })
-      // what was fetched stays (a later fetch resumes); the record reserves what the root declared
-      if (reserved > 0 && !(err instanceof ContentBudgetError)) {
-        const record = this.#records.get(key)
-        await this.#records
-          .put(key, {
-            bytes: Math.max(record?.bytes ?? 0, state.bytes + reserved),
-            complete: false,
-            pinned: record?.pinned === true,
-            lastUsed: Date.now(),
-          })
-          .catch(() => {})
-      }
       throw err
     } finally {
-      this.#reserved -= reserved
-      clearInterval(refresh)
       session.close()
     }
   }
 
-  /** Queues links to visit: dag-pb nodes first (they name the rest), leaves after. */
+  /**
+   * Queues links to visit: dag-pb nodes first (they name the rest), then leaves in a shuffled
+   * order, so that nodes fetching the same file at once hold different blocks and can serve each
+   * other rather than all waiting on the same ones.
+   */
   #expand(links: DagLink[], pending: DagLink[], state: WalkState): void {
     const nodes = links.filter((l) => l.cid.code === DAG_PB_CODE)
+    const leaves = links.filter((l) => l.cid.code !== DAG_PB_CODE)
+    for (let i = leaves.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      ;[leaves[i], leaves[j]] = [leaves[j] as DagLink, leaves[i] as DagLink]
+    }
     state.named += links.length
     state.nodesLeft += nodes.length
     pending.unshift(...nodes)
-    for (const l of links) if (l.cid.code !== DAG_PB_CODE) pending.push(l)
+    pending.push(...leaves)
   }
 
   /** One block: found on disk, else fetched and stored; a dag-pb node's links are queued. */
-  async #visit(link: DagLink, session: BlockSession, state: WalkState, pending: DagLink[], declared: number): Promise<void> {
+  async #visit(
+    link: DagLink,
+    session: BlockSession,
+    state: WalkState,
+    pending: DagLink[],
+    declared: number,
+  ): Promise<void> {
     const { cid } = link
     const isNode = cid.code === DAG_PB_CODE
     let bytes: Uint8Array | undefined
@@ -729,6 +813,7 @@ export class ContentStore {
     }
     if (bytes === undefined) {
       bytes = (await session.get(cid, { first: isNode })).bytes
+      if (!blockMatches(cid, bytes)) throw new ContentFormatError(`block ${cid.toString()} does not match its CID`)
       await this.#helia.blockstore.put(cid, bytes)
       state.fetchedBlocks++
       state.fetchedBytes += bytes.byteLength

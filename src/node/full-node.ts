@@ -49,6 +49,7 @@ export interface FullNodeOptions {
     | 'worker'
     | 'workerSlots'
     | 'workerMemory'
+    | 'modelStorage'
     | 'executionProvider'
     | 'canaryPpm'
     | 'runner'
@@ -178,6 +179,10 @@ export class FullNode {
         adverts: transport,
         dataDir: options.dataDir,
         signal: controller.signal,
+        // model files in the content store: UnixFS blocks over bitswap on this host
+        libp2p: host,
+        modelStorageBytes: config.modelStorage,
+        onFetch: (view) => events.publish('model.fetch', view),
         worker: config.worker,
         slots: config.workerSlots,
         ...(config.workerMemory > 0 ? { memoryBudget: config.workerMemory * 2 ** 20 } : {}),

@@ -1,18 +1,22 @@
 /**
- * The inference market inside a running node: blob store, ONNX Runtime, the components built by
+ * The inference market inside a running node: model files, ONNX Runtime, the components built by
  * `createInference` (worker, gateway, settler, auditor) wired to the node's chain, own
  * transaction queue and transport, and the `InferenceApi` the HTTP routes serve.
  *
  * Model files: at start the node imports `*.onnx` (and the `.json` beside them) from the demo
- * models shipped with Donghae (`models/`) and from `<home>/models/` into its blob store, so a
+ * models shipped with Donghae (`models/`) and from `<home>/models/` into its model files, so a
  * model registered on chain under one of those CIDs is served without a download; any other
- * registered model is fetched from a peer that serves it and verified against its CID.
+ * registered model is fetched from the peers that have it and verified against its CID. On a
+ * libp2p node (`libp2p` given) model files live in the content store (net/content-store.ts:
+ * UnixFS over bitswap, any size, several peers at once, bounded by config `modelStorage`), else in
+ * the blob store (model-files.ts).
  *
  * The gateway's reservations, the settler's queue and the worker's unsettled receipts are
  * journaled in the node's database (bucket `inference-journal`), so a restart neither loses a
  * worker's pay nor lets the gateway dispatch more than a deposit holds.
  */
 import { readdir, readFile } from 'node:fs/promises'
+import type { Dirent } from 'node:fs'
 import { join } from 'node:path'
 import { decode, encode } from '../core/codec.ts'
 import { systemClock } from '../core/clock.ts'
@@ -26,13 +30,16 @@ import type { PeerTransport } from '../core/transport.ts'
 import type {
   CompletionOutcome,
   CompletionRequest,
+  FetchView,
   InferenceApi,
   ModelView,
   PublishModelRequest,
   SettlementView,
   WorkerView,
 } from '../api/inference-api.ts'
-import { BlobStore, blobCid } from '../inference/blobs.ts'
+import type { Libp2p } from '@libp2p/interface'
+import type { BlobSource } from '../inference/models.ts'
+import { ModelFetches, openModelFiles, type ModelFiles } from './model-files.ts'
 import { InferenceError } from '../inference/errors.ts'
 import { createInference, type Inference } from '../inference/index.ts'
 import type { AdvertBus, AuditEvent, JobEvent, WorkerBehaviour } from '../inference/components.ts'
@@ -44,7 +51,7 @@ import type { ReceiptKeeper } from '../inference/worker.ts'
 import { parseReceipt, receiptValue } from '../inference/job.ts'
 import { decodeModelSpec } from '../inference/chain/decode.ts'
 import { settlementView } from './adapters.ts'
-import { depositOf, isSchedulable, listWorkers, type ModelRecord } from '../inference/chain/state.ts'
+import { depositOf, isSchedulable, listModels, listWorkers, type ModelRecord } from '../inference/chain/state.ts'
 import { workerScore } from '../inference/chain/rewards.ts'
 import { TextCodec } from '../inference/text.ts'
 import { complete as completeLm, type CompletionTokenizer } from '../inference/lm/completion.ts'
@@ -65,8 +72,14 @@ export interface NodeInferenceOptions {
   dataDir: string
   /** Stops the components (the node's root signal). */
   signal: AbortSignal
-  /** Extra directories whose `*.onnx` files are imported into the blob store. */
+  /** Each model fetch's progress (the node's `model.fetch` events). */
+  onFetch?(view: FetchView): void
+  /** Extra directories whose `*.onnx` files are imported into the model files. */
   modelDirs?: string[]
+  /** The node's libp2p host: model files then live in the content store (bitswap). @default the blob store */
+  libp2p?: Libp2p
+  /** Disk budget of the content store, bytes (config modelStorage). @default CONTENT_STORE_DEFAULTS.budgetBytes */
+  modelStorageBytes?: number
   worker?: boolean
   slots?: number
   /** Memory for the worker's loaded models, bytes. @default half the machine's memory */
@@ -126,7 +139,8 @@ function receiptKeeper(journal: Journal): ReceiptKeeper {
 
 export class NodeInference implements InferenceApi {
   readonly market: Inference
-  readonly blobs: BlobStore
+  /** Model files: the content store on a libp2p node, else the blob store (model-files.ts). */
+  readonly blobs: ModelFiles
   readonly runtime: OnnxRuntime | SandboxedRunner
   readonly #o: NodeInferenceOptions
   readonly #blockTimes = new Map<number, number>()
@@ -134,6 +148,7 @@ export class NodeInference implements InferenceApi {
   readonly #codecs = new Map<string, TextCodec>()
   readonly #tokenizers = new Map<string, CompletionTokenizer>()
   readonly #started = Date.now()
+  readonly #fetches: ModelFetches
 
   get did(): string {
     return this.#o.node.did
@@ -141,7 +156,7 @@ export class NodeInference implements InferenceApi {
 
   private constructor(
     options: NodeInferenceOptions,
-    blobs: BlobStore,
+    blobs: ModelFiles,
     runtime: OnnxRuntime | SandboxedRunner,
     market: Inference,
   ) {
@@ -150,18 +165,28 @@ export class NodeInference implements InferenceApi {
     this.blobs = blobs
     this.runtime = runtime
     this.market = market
+    this.#fetches = new ModelFetches(
+      blobs,
+      () => options.transport.peers().filter((p) => p !== options.node.did),
+      options.onFetch,
+    )
   }
 
   static async create(options: NodeInferenceOptions): Promise<NodeInference> {
     const logger = options.logger ?? silentLogger()
-    const blobs = new BlobStore(join(options.dataDir, 'blobs'), { logger })
-    await blobs.init()
+    const blobs = await openModelFiles({
+      dataDir: options.dataDir,
+      transport: options.transport,
+      logger,
+      ...(options.libp2p === undefined ? {} : { libp2p: options.libp2p }),
+      ...(options.modelStorageBytes === undefined ? {} : { budgetBytes: options.modelStorageBytes }),
+    })
     await importModelFiles(blobs, [BUILTIN_MODELS_DIR, ...(options.modelDirs ?? [])], logger)
     const runtimeOptions = {
       logger,
       ...(options.executionProvider === undefined ? {} : { executionProvider: options.executionProvider }),
     }
-    const late: { market?: Inference } = {}
+    const late: { market?: Inference; node?: NodeInference } = {}
     // a model that breaks a sandbox limit while serving is held back and reported (models.ts)
     const runtime: OnnxRuntime | SandboxedRunner =
       options.runner === 'in-process'
@@ -182,13 +207,23 @@ export class NodeInference implements InferenceApi {
       recentIds.set(block.header.height, node.app.blockId(block))
       recentIds.delete(block.header.height - 64)
     })
-    blobs.serve(transport)
-    const market = createInference({
-      blobs: {
-        get: (cid) => blobs.get(cid),
-        fetch: (cid, peers) => blobs.fetch(cid, peers, transport),
-        pin: (cid) => blobs.pin(cid),
+    // a registered model's graph the worker fetches goes through the node's fetches (progress,
+    // events, the dashboard's row); everything else straight to the store
+    const source: BlobSource = {
+      get: (cid) => blobs.get(cid),
+      ...(blobs.pin === undefined ? {} : { pin: (cid: string) => blobs.pin!(cid) }),
+      fetch: async (cid, peers) => {
+        const model = listModels(node.app.state).find((m) => m.cid === cid)
+        if (model !== undefined && late.node !== undefined && blobs.content !== undefined) {
+          await late.node.fetchModel(model.cid)
+          const have = await blobs.get(cid)
+          if (have !== undefined) return have
+        }
+        return blobs.fetch(cid, peers)
       },
+    }
+    const market = createInference({
+      blobs: source,
       ...(options.worker === false
         ? {}
         : {
@@ -225,7 +260,8 @@ export class NodeInference implements InferenceApi {
       signal: options.signal,
     })
     late.market = market
-    return new NodeInference(options, blobs, runtime, market)
+    late.node = new NodeInference(options, blobs, runtime, market)
+    return late.node
   }
 
   async start(): Promise<void> {
@@ -237,6 +273,7 @@ export class NodeInference implements InferenceApi {
     // settle what was served, so workers are paid without waiting for the journal's replay
     await this.market.settler.flush().catch(() => {})
     await this.runtime.close()
+    await this.blobs.close()
   }
 
   // ---- InferenceApi ----------------------------------------------------------------------------
@@ -422,7 +459,7 @@ export class NodeInference implements InferenceApi {
     const self = this.#o.node.did
     const serving = this.market.table.serving(model).filter((p) => p !== self)
     const others = this.#o.transport.peers().filter((p) => p !== self && !serving.includes(p))
-    return this.blobs.fetch(cid, [...serving, ...others], this.#o.transport)
+    return this.blobs.fetch(cid, [...serving, ...others])
   }
 
   /** The text codec of a text model: its registered tokenizer, else the JSON beside its ONNX file. */
@@ -536,7 +573,7 @@ export class NodeInference implements InferenceApi {
     } catch (err) {
       throw new InvalidInputError(`the file is not a model ONNX Runtime can load: ${describeError(err)}`)
     }
-    const cid = blobCid(request.file)
+    const cid = await this.blobs.cidOf(request.file)
     if (request.codec !== undefined) {
       if (request.kind !== 'text') throw new InvalidInputError('a tokenizer (codec) is for text models only')
       TextCodec.fromJson(request.codec, cid) // refuses what a gateway could not use
@@ -551,7 +588,7 @@ export class NodeInference implements InferenceApi {
       outputs: schema.outputs,
       tolerance: { maxAbsPpm: 1_000, top1: true },
       size: request.file.length,
-      ...(request.codec === undefined ? {} : { codec: blobCid(request.codec) }),
+      ...(request.codec === undefined ? {} : { codec: await this.blobs.cidOf(request.codec) }),
     }
     decodeModelSpec(body)
     await this.blobs.put(request.file)
@@ -559,6 +596,21 @@ export class NodeInference implements InferenceApi {
     const { hash } = await this.#o.node.submitOwnTx('inference.registerModel', body)
     this.#log.info({ name: request.name, cid }, 'model published')
     return { cid, txHash: hash }
+  }
+
+  fetches(): FetchView[] {
+    return this.#fetches.list()
+  }
+
+  /** Fetches a registered model's files into the content store (model-files.ts `ModelFetches`). */
+  fetchModel(model: string, onProgress?: (progress: FetchView) => void): Promise<FetchView> {
+    let record: ModelRecord
+    try {
+      record = this.market.gateway.resolveModel(model)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.#fetches.fetch(record, onProgress)
   }
 }
 
@@ -574,7 +626,7 @@ async function lmSpecOf(
   } catch (err) {
     throw new ModelFolderError(`the graph is not a model ONNX Runtime can load: ${describeError(err)}`)
   }
-  checkDecoderLayout(schema)
+  checkDecoderLayout(schema, files)
   try {
     completionTokenizer(files)
   } catch (err) {
@@ -584,18 +636,29 @@ async function lmSpecOf(
 }
 
 /** Imports `*.onnx` files and the `.json` beside them from `dirs` into the blob store. */
-async function importModelFiles(blobs: BlobStore, dirs: readonly string[], logger: Logger): Promise<void> {
+async function importModelFiles(blobs: ModelFiles, dirs: readonly string[], logger: Logger): Promise<void> {
   const log = logger.forComponent('donghae:inference')
   for (const dir of dirs) {
-    let names: string[]
+    let entries: Dirent[]
     try {
-      names = await readdir(dir)
+      entries = await readdir(dir, { withFileTypes: true })
     } catch {
       continue
     }
-    for (const name of names.filter((n) => n.endsWith('.onnx') || n.endsWith('.json'))) {
-      const cid = await blobs.put(new Uint8Array(await readFile(join(dir, name))))
-      log.debug({ file: join(dir, name), cid }, 'model file imported')
+    const files = entries.filter((e) => e.isFile() && (e.name.endsWith('.onnx') || e.name.endsWith('.json')))
+    for (const e of files) {
+      const cid = await blobs.putFile(join(dir, e.name))
+      log.debug({ file: join(dir, e.name), cid }, 'model file imported')
+    }
+    // a language model is a folder (models/lm): its graph, tokenizer and configs, one level down
+    for (const e of entries.filter((d) => d.isDirectory() && d.name !== 'data')) {
+      const sub = join(dir, e.name)
+      const names = await readdir(sub).catch((): string[] => [])
+      if (!names.includes('tokenizer.json')) continue
+      for (const name of names.filter((n) => n.endsWith('.onnx') || n.endsWith('.json'))) {
+        const cid = await blobs.putFile(join(sub, name))
+        log.debug({ file: join(sub, name), cid }, 'model file imported')
+      }
     }
   }
 }

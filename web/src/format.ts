@@ -1,4 +1,4 @@
-// Formatting for people: amounts with thousands separators (exact: bigint), durations, times.
+// Formatting for people: amounts with thousands separators (exact: bigint), sizes, durations, times.
 
 export function amount(text: string | undefined): string {
   if (text === undefined) return '–'
@@ -7,6 +7,18 @@ export function amount(text: string | undefined): string {
   } catch {
     return text
   }
+}
+
+/** Bytes in the unit that suits them (decimal: 84.0 MB), as the CLI's progress bar shows them. */
+export function size(bytes: number): string {
+  for (const [unit, name] of [
+    [1e12, 'TB'],
+    [1e9, 'GB'],
+    [1e6, 'MB'],
+    [1e3, 'kB'],
+  ] as const)
+    if (bytes >= unit) return `${(bytes / unit).toFixed(1)} ${name}`
+  return `${bytes} B`
 }
 
 export function seconds(value: number): string {

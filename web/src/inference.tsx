@@ -1,9 +1,12 @@
-// Inference: models, throughput and latency, workers, and a form that runs the digits model on
-// an 8×8 drawing and shows the answer with the worker's signed receipt (checked in the browser).
+// Inference: models, throughput and latency, workers, model fetches, a form that runs the digits
+// model on an 8×8 drawing and shows the answer with the worker's signed receipt (checked in the
+// browser), and a chat with a language model whose answer streams in as the worker writes it.
 import { useMemo, useRef, useState } from 'preact/hooks'
 import {
   ApiError,
   verifyReceiptJson,
+  type ChatStreamResult,
+  type FetchJson,
   type InferResponseJson,
   type ModelJson,
   type ReceiptCheck,
@@ -11,7 +14,7 @@ import {
 import type { NodeLive } from './live.ts'
 import { useLive } from './live.ts'
 import { argmax, DIGIT_SAMPLES } from './digits.ts'
-import { amount, clock, errorText } from './format.ts'
+import { amount, clock, errorText, seconds, size } from './format.ts'
 import { usePoll } from './poll.ts'
 import { Badge, Button, Card, Chart, Field, Notice, Short, Stat, Table } from './ui.tsx'
 
@@ -234,6 +237,290 @@ function RunModel(props: { live: NodeLive; models: ModelJson[]; token: boolean }
   )
 }
 
+const TOKEN_REFUSED =
+  'The node refused the operator token: set it on the Accounts page (this form spends the node’s funds).'
+
+/** A checked number field: undefined when empty, a message when out of range. */
+function numberField(text: string, label: string, min: number, max: number, integer: boolean): number | undefined {
+  if (text.trim() === '') return undefined
+  const value = Number(text)
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value)))
+    throw new Error(`${label} must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max}`)
+  return value
+}
+
+function Chat(props: { live: NodeLive; models: ModelJson[]; token: boolean }) {
+  const lms = props.models.filter((m) => m.kind === 'lm')
+  const [modelId, setModelId] = useState<string | undefined>(undefined)
+  const model = lms.find((m) => m.id === modelId) ?? lms[0]
+  const [prompt, setPrompt] = useState('')
+  const [temperature, setTemperature] = useState('0.7')
+  const [maxTokens, setMaxTokens] = useState('64')
+  const [answer, setAnswer] = useState('')
+  const [result, setResult] = useState<(ChatStreamResult & { ms: number }) | undefined>(undefined)
+  const [check, setCheck] = useState<ReceiptCheck | 'unsupported' | undefined>(undefined)
+  const [error, setError] = useState<string | undefined>(undefined)
+  const running = useRef<AbortController | null>(null)
+  const [busy, setBusy] = useState(false)
+  if (model === undefined) return <p class="empty">No language model is registered on this network.</p>
+  const send = async (): Promise<void> => {
+    setError(undefined)
+    setResult(undefined)
+    setCheck(undefined)
+    let request
+    try {
+      if (prompt.trim() === '') throw new Error('Write a message first.')
+      const temp = numberField(temperature, 'temperature', 0, 5, false)
+      const max = numberField(maxTokens, 'max tokens', 1, model.contextLength ?? 4096, true)
+      request = {
+        model: model.id,
+        messages: [{ role: 'user' as const, content: prompt }],
+        ...(temp === undefined ? {} : { temperature: temp }),
+        ...(max === undefined ? {} : { max_tokens: max }),
+      }
+    } catch (err) {
+      setError(errorText(err))
+      return
+    }
+    const abort = new AbortController()
+    running.current = abort
+    setBusy(true)
+    setAnswer('')
+    const started = performance.now()
+    let text = ''
+    try {
+      const out = await props.live.client.chatStream(request, {
+        signal: abort.signal,
+        onText: (piece) => {
+          text += piece
+          setAnswer(text)
+        },
+      })
+      setAnswer(out.text)
+      setResult({ ...out, ms: performance.now() - started })
+      const receipt = out.donghae?.receipt
+      if (receipt !== undefined) verifyReceiptJson(receipt).then(setCheck, () => setCheck('unsupported'))
+    } catch (err) {
+      if (!abort.signal.aborted)
+        setError(err instanceof ApiError && err.status === 401 ? TOKEN_REFUSED : errorText(err))
+    } finally {
+      running.current = null
+      setBusy(false)
+    }
+  }
+  const extra = result?.donghae
+  const usage = result?.usage
+  return (
+    <div class="run">
+      <div class="run-input">
+        <Field label="Model">
+          <select value={model.id} onChange={(e) => setModelId((e.target as HTMLSelectElement).value)}>
+            {lms.map((m) => (
+              <option key={m.id} value={m.id}>
+                {m.id} ({amount(m.price)} per token)
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Message">
+          <textarea
+            name="prompt"
+            data-testid="chat-prompt"
+            rows={3}
+            placeholder="Call me Ishmael."
+            value={prompt}
+            onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)}
+          />
+        </Field>
+        <div class="row">
+          <Field label="Temperature">
+            <input
+              name="temperature"
+              inputMode="decimal"
+              value={temperature}
+              onInput={(e) => setTemperature((e.target as HTMLInputElement).value)}
+            />
+          </Field>
+          <Field label="Max tokens">
+            <input
+              name="max_tokens"
+              inputMode="numeric"
+              value={maxTokens}
+              onInput={(e) => setMaxTokens((e.target as HTMLInputElement).value)}
+            />
+          </Field>
+        </div>
+        {props.token ? null : (
+          <Notice tone="warn">Answers are paid by this node: set the operator token on the Accounts page.</Notice>
+        )}
+        <div class="row">
+          <Button onClick={() => void send()} busy={busy} data-testid="chat-send">
+            Send
+          </Button>
+          {busy ? (
+            <button type="button" class="button secondary" onClick={() => running.current?.abort()}>
+              Stop
+            </button>
+          ) : null}
+        </div>
+      </div>
+      <div class="run-output">
+        {error === undefined ? null : (
+          <Notice tone="bad" testId="chat-error">
+            {error}
+          </Notice>
+        )}
+        {answer === '' && !busy ? (
+          <p class="empty">The answer streams in here as the worker writes it.</p>
+        ) : (
+          <p class="chat-answer" data-testid="chat-answer" aria-live="polite">
+            {answer}
+            {busy ? <span class="caret" aria-hidden="true" /> : null}
+          </p>
+        )}
+        {result === undefined ? null : (
+          <dl class="facts" data-testid="chat-result">
+            <dt>worker</dt>
+            <dd data-testid="chat-worker">
+              {extra?.worker === undefined ? '–' : <Short text={extra.worker} head={20} />}
+            </dd>
+            <dt>tokens</dt>
+            <dd data-testid="chat-usage">
+              {usage === undefined
+                ? '–'
+                : `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion = ${usage.total_tokens}`}
+              {result.finishReason === undefined ? '' : ` (${result.finishReason})`}
+            </dd>
+            <dt>fee</dt>
+            <dd data-testid="chat-fee">{amount(extra?.fee)}</dd>
+            <dt>time</dt>
+            <dd>
+              {extra?.ttftMs === undefined ? '' : `first token ${Math.round(extra.ttftMs)} ms · `}
+              {Math.round(result.ms)} ms in all
+            </dd>
+            <dt>receipt</dt>
+            <dd data-testid="chat-receipt">
+              {extra?.receipts[0] === undefined ? '–' : <Short text={extra.receipts[0]} />}{' '}
+              {extra?.receipt === undefined || check === undefined ? null : check === 'unsupported' ? (
+                <Badge tone="warn">not checked</Badge>
+              ) : check.valid ? (
+                <Badge tone="ok" testId="chat-receipt-valid">
+                  signatures valid
+                </Badge>
+              ) : (
+                <Badge tone="bad">invalid: {check.reason}</Badge>
+              )}
+            </dd>
+          </dl>
+        )}
+      </div>
+    </div>
+  )
+}
+
+const FETCH_TONE = { fetching: 'neutral', done: 'ok', failed: 'bad' } as const
+
+/** The newer of two views of one model's fetch: a later start, then an end, then more bytes. */
+function newer(a: FetchJson, b: FetchJson): FetchJson {
+  if (a.startedAt !== b.startedAt) return a.startedAt > b.startedAt ? a : b
+  if ((a.state === 'fetching') !== (b.state === 'fetching')) return a.state === 'fetching' ? b : a
+  return a.bytes >= b.bytes ? a : b
+}
+
+function FetchProgress(props: { fetch: FetchJson }) {
+  const { bytes, totalBytes } = props.fetch
+  if (totalBytes === undefined || totalBytes <= 0) return <span>{size(bytes)}</span>
+  const share = Math.min(1, bytes / totalBytes)
+  return (
+    <span class="meter-line">
+      <span
+        class="meter"
+        role="progressbar"
+        aria-valuemin={0}
+        aria-valuemax={totalBytes}
+        aria-valuenow={bytes}
+        aria-label={`${props.fetch.name}: ${Math.floor(share * 100)}%`}
+      >
+        <span style={{ width: `${share * 100}%` }} />
+      </span>
+      <span class="meter-text">
+        {Math.floor(share * 100)}% {size(bytes)} / {size(totalBytes)}
+      </span>
+    </span>
+  )
+}
+
+/** Model files this node fetches from its peers: live from `model.fetch` events, polled each second while one runs. */
+function ModelFetches(props: { live: NodeLive; fromEvents: FetchJson[] }) {
+  const [active, setActive] = useState(false)
+  const polled = usePoll(
+    async (signal) => {
+      const { fetches } = await props.live.client.fetches({ signal })
+      setActive(fetches.some((f) => f.state === 'fetching'))
+      return fetches
+    },
+    active || props.fromEvents.some((f) => f.state === 'fetching') ? 1_000 : 10_000,
+  )
+  const byModel = new Map<string, FetchJson>()
+  for (const f of [...(polled.value ?? []), ...props.fromEvents]) {
+    const known = byModel.get(f.model)
+    byModel.set(f.model, known === undefined ? f : newer(known, f))
+  }
+  const rows = [...byModel.values()].sort((a, b) => b.startedAt - a.startedAt)
+  const now = Date.now()
+  return (
+    <Table
+      testId="fetches"
+      rows={rows}
+      rowKey={(f) => f.model}
+      empty={
+        polled.value === undefined && polled.error === undefined
+          ? 'loading…'
+          : 'no model fetched since the node started'
+      }
+      columns={[
+        {
+          label: 'model',
+          render: (f) => (
+            <span title={f.model}>
+              <strong>{f.name}</strong>
+            </span>
+          ),
+        },
+        { label: 'progress', render: (f) => <FetchProgress fetch={f} /> },
+        {
+          label: 'peers',
+          numeric: true,
+          render: (f) => {
+            const peers = Object.entries(f.fromPeers).sort(([, a], [, b]) => b - a)
+            return (
+              <span
+                data-testid="fetch-peers"
+                title={
+                  peers.length === 0
+                    ? 'no blocks from peers yet'
+                    : peers.map(([did, n]) => `${did}: ${n} blocks`).join('\n')
+                }
+              >
+                {peers.length}
+              </span>
+            )
+          },
+        },
+        {
+          label: 'state',
+          render: (f) => (
+            <span title={f.error}>
+              <Badge tone={FETCH_TONE[f.state]}>{f.state}</Badge>{' '}
+              <span class="muted">{seconds(Math.max(0, (f.finishedAt ?? now) - f.startedAt) / 1000)}</span>
+            </span>
+          ),
+        },
+      ]}
+    />
+  )
+}
+
 export function Inference(props: { live: NodeLive }) {
   const s = useLive(props.live)
   const models = usePoll((signal) => props.live.client.models({ signal }), 15_000)
@@ -249,6 +536,9 @@ export function Inference(props: { live: NodeLive }) {
     <div class="grid">
       <Card title="Run a model" wide>
         <RunModel live={props.live} models={models.value?.data ?? []} token={s.token !== undefined} />
+      </Card>
+      <Card title="Chat with a language model" wide>
+        <Chat live={props.live} models={models.value?.data ?? []} token={s.token !== undefined} />
       </Card>
       <Card title="Jobs">
         <div class="stats">
@@ -285,6 +575,9 @@ export function Inference(props: { live: NodeLive }) {
             { label: 'cid', render: (m) => <Short text={m.cid} head={10} /> },
           ]}
         />
+      </Card>
+      <Card title="Model fetches">
+        <ModelFetches live={props.live} fromEvents={s.fetches} />
       </Card>
       {st?.badModels !== undefined && st.badModels.length > 0 && (
         <Card title="Models held back" wide>

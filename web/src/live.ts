@@ -6,6 +6,7 @@ import {
   ApiError,
   DonghaeClient,
   type EventMap,
+  type FetchJson,
   type NetJson,
   type NodeEvent,
   type NodeInfoJson,
@@ -37,7 +38,9 @@ export interface LiveState {
   jobSeries: JobSeries
   slashes: Array<EventMap['slash']>
   peerLog: Array<EventMap['peer'] & { at: number }>
-  /** Every event, newest first. */
+  /** Model fetches the `model.fetch` events told of, one per model, newest first. */
+  fetches: FetchJson[]
+  /** Every event, newest first (a fetch's progress only when it starts and ends). */
   feed: Array<NodeEvent & { at: number }>
   token: string | undefined
   /** Whether the node accepted the token (GET /v1/operator). */
@@ -48,6 +51,7 @@ export interface LiveState {
 const KEEP_BLOCKS = 30
 const KEEP_FINALITY = 120
 const KEEP_FEED = 40
+const KEEP_FETCHES = 20
 const JOB_WINDOW_S = 120
 /** No block for this long: the node is 'stale'. */
 const STALE_MS = 30_000
@@ -91,6 +95,7 @@ export class NodeLive {
       jobSeries: emptySeries(),
       slashes: [],
       peerLog: [],
+      fetches: [],
       feed: [],
       token,
       operator: token === undefined ? 'none' : 'checking',
@@ -229,6 +234,17 @@ export class NodeLive {
       case 'slash':
         this.#set({ feed, slashes: [event.data, ...this.#state.slashes].slice(0, 30) })
         return
+      case 'model.fetch': {
+        const f = event.data
+        const before = this.#state.fetches.find((x) => x.model === f.model)
+        // a fetch's many progress events would crowd the feed: only its start and its end go in
+        const news = before === undefined || before.state !== f.state || before.startedAt !== f.startedAt
+        this.#set({
+          ...(news ? { feed } : {}),
+          fetches: [f, ...this.#state.fetches.filter((x) => x.model !== f.model)].slice(0, KEEP_FETCHES),
+        })
+        return
+      }
     }
   }
 

@@ -21,6 +21,8 @@ function describe(event: { type: string; data: unknown }): string {
       return `NAT: ${String(d.method)} ${String(d.externalAddress ?? d.reason ?? '')}`
     case 'slash':
       return `slash (${String(d.module)}): ${String(d.validator ?? d.worker)} lost ${String(d.amount)} for ${String(d.reason)}`
+    case 'model.fetch':
+      return `fetch of ${String(d.name)}: ${String(d.state)}${typeof d.error === 'string' ? ` (${d.error})` : ''}`
     default:
       return event.type
   }

@@ -16,6 +16,7 @@
  * `application/octet-stream`, for single-input models). Body limits (constants.ts): JSON 8 MiB,
  * CBOR and raw bytes 16 MiB + 64 KiB; completions 1 MiB.
  */
+import { isAbsolute } from 'node:path'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import Type from 'typebox'
 import { randomBytes } from 'node:crypto'
@@ -33,7 +34,14 @@ import {
   type Tensor,
 } from '../../inference/tensor.ts'
 import { InferenceError } from '../../inference/errors.ts'
-import type { CompletionOutcome, CompletionRequest, InferenceApi, InferOutcome, ModelView } from '../inference-api.ts'
+import type {
+  CompletionOutcome,
+  CompletionRequest,
+  FetchView,
+  InferenceApi,
+  InferOutcome,
+  ModelView,
+} from '../inference-api.ts'
 import { NotFoundError } from '../errors.ts'
 import { OPERATOR_SECURITY, requireOperator } from '../auth.ts'
 import { ERROR_RESPONSES } from '../schemas.ts'
@@ -333,12 +341,26 @@ const AiBlockChatBody = Type.Object({
 const PublishBody = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }),
-    price: Amount('fee per call'),
+    price: Amount('fee per call; a language model: per output token'),
+    promptPrice: Type.Optional(Amount('language models: fee per prompt token')),
     version: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
-    kind: Type.Optional(Type.Union([Type.Literal('tensor'), Type.Literal('text')])),
-    file: Type.String({ description: 'the ONNX file, base64' }),
+    kind: Type.Optional(Type.Union([Type.Literal('tensor'), Type.Literal('text'), Type.Literal('lm')])),
+    file: Type.Optional(Type.String({ description: 'the ONNX file, base64 (not with dir)' })),
     codec: Type.Optional(
       Type.String({ description: 'text models: the tokenizer JSON (models/chars-mlp.json is one), base64' }),
+    ),
+    files: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }), Type.String(), {
+        description: 'language models: tokenizer.json, tokenizer_config.json, … by name, base64',
+      }),
+    ),
+    dir: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 4096,
+        description:
+          'language models: an absolute path to the model folder on the node’s own disk (any size; instead of file and files)',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -361,6 +383,40 @@ const WorkerJson = Type.Object({
   slashes: Type.Integer(),
   live: Type.Boolean({ description: 'advertised within the last few seconds' }),
 })
+
+const FetchJson = Type.Object({
+  model: Type.String({ description: 'the model’s CID (its graph)' }),
+  name: Type.String({ description: 'its registry name' }),
+  bytes: Type.Integer({ minimum: 0, description: 'bytes of the model’s files in the content store so far' }),
+  totalBytes: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'bytes in all (absent until the root block of every file is read)' }),
+  ),
+  fromPeers: Type.Record(Type.String(), Type.Integer({ minimum: 0 }), {
+    description: 'blocks each peer delivered, by DID',
+  }),
+  startedAt: Type.Number({ description: 'ms since the Unix epoch' }),
+  finishedAt: Type.Optional(Type.Number({ description: 'ms since the Unix epoch' })),
+  state: Type.Union([Type.Literal('fetching'), Type.Literal('done'), Type.Literal('failed')]),
+  error: Type.Optional(
+    Type.String({ description: 'why it failed (the blocks fetched so far stay: a new fetch resumes)' }),
+  ),
+})
+
+/** A FetchView as JSON: a copy (the node goes on changing its own), the error cut and cleaned. */
+function fetchJson(f: FetchView): Static<typeof FetchJson> {
+  return {
+    model: f.model,
+    name: f.name,
+    bytes: f.bytes,
+    ...(f.totalBytes === undefined ? {} : { totalBytes: f.totalBytes }),
+    fromPeers: { ...f.fromPeers },
+    startedAt: f.startedAt,
+    ...(f.finishedAt === undefined ? {} : { finishedAt: f.finishedAt }),
+    state: f.state,
+    // a peer's words may be in it
+    ...(f.error === undefined ? {} : { error: untrustedText(f.error, 1_000) }),
+  }
+}
 
 function modelJson(m: ModelView): Static<typeof ModelJson> {
   return {
@@ -668,6 +724,67 @@ async function completionRoute(
   return reply
 }
 
+// ---- model fetches ----
+
+/**
+ * Least time between two progress messages of a fetch's SSE answer (at most 10 a second; the
+ * final view is always sent).
+ */
+const FETCH_PROGRESS_MS = 100
+
+/**
+ * POST /v1/operator/models/{model}/fetch: starts (or joins) the fetch and answers SSE: a
+ * `data: {FetchView}` per progress, at most every FETCH_PROGRESS_MS (the latest view; the last
+ * one before a pause is sent when the interval has passed), the finished view (state done), then
+ * `data: [DONE]`. A failure is an `event: error` carrying `{ "error": { code, message } }`, then
+ * `[DONE]`. An unknown model is a plain 404 before the stream opens. A client that goes away does
+ * not stop the fetch.
+ */
+async function fetchRoute(api: InferenceApi, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  const { model } = request.params as { model: string }
+  await findModel(api, model)
+  const stream = sse(reply)
+  const raw = reply.raw
+  const open = (): boolean => !raw.destroyed && !raw.writableEnded
+  const heartbeat = setInterval(() => {
+    if (open()) raw.write(': keep-alive\n\n')
+  }, SSE_HEARTBEAT_MS)
+  let latest: Static<typeof FetchJson> | undefined
+  let sentAt = -Infinity
+  let pending: ReturnType<typeof setTimeout> | undefined
+  const flush = (): void => {
+    pending = undefined
+    if (latest === undefined || !open()) return
+    sentAt = Date.now()
+    stream.send(latest)
+  }
+  const onProgress = (view: FetchView): void => {
+    latest = fetchJson(view)
+    if (pending !== undefined) return
+    const wait = sentAt + FETCH_PROGRESS_MS - Date.now()
+    if (wait <= 0) flush()
+    else pending = setTimeout(flush, wait)
+  }
+  try {
+    const done = await api.fetchModel(model, onProgress)
+    clearTimeout(pending)
+    if (open()) stream.send(fetchJson(done))
+  } catch (err) {
+    clearTimeout(pending)
+    const message = untrustedText(describeError(err), 1_000)
+    request.log.info({ err: message, model }, 'model fetch failed')
+    const reason = err instanceof InferenceError ? { reason: err.reason } : {}
+    if (open()) stream.send({ error: { code: 'FETCH_FAILED', message, ...reason } }, 'error')
+  } finally {
+    clearInterval(heartbeat)
+  }
+  if (open()) {
+    stream.send('[DONE]')
+    stream.end()
+  }
+  return reply
+}
+
 /** The parameter each failed OpenAI-compatible request was about, for its error answer. */
 const errorParams = new WeakMap<FastifyRequest, string | null>()
 
@@ -933,6 +1050,18 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
     },
     {
       method: 'GET',
+      url: '/v1/inference/fetches',
+      schema: {
+        summary: 'Model files this node is fetching from its peers, or fetched recently (newest first)',
+        description:
+          'Each fetch: bytes in the content store so far and in all, the blocks each peer delivered, and its state. POST /v1/operator/models/{model}/fetch starts one; GET /v1/events?types=model.fetch follows them.',
+        tags: ['inference'],
+        response: { 200: Type.Object({ fetches: Type.Array(FetchJson) }), ...ERROR_RESPONSES },
+      },
+      handler: async () => ({ fetches: api.fetches().map(fetchJson) }),
+    },
+    {
+      method: 'GET',
       url: '/v1/inference/deposits/:client',
       schema: {
         summary: 'What a client has deposited with this node as its gateway, and what its jobs in flight hold',
@@ -976,18 +1105,50 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       },
       handler: async (request, reply) => {
         const body = request.body as Static<typeof PublishBody>
-        const file = Buffer.from(body.file, 'base64')
-        if (file.length === 0) throw new InvalidInputError('body/file must be the ONNX file as base64')
+        if (body.dir !== undefined && (body.file !== undefined || body.files !== undefined))
+          throw new InvalidInputError('give either dir (a folder on the node) or file and files, not both')
+        if (body.dir !== undefined && !isAbsolute(body.dir))
+          throw new InvalidInputError('body/dir must be an absolute path on the node')
+        const file = Buffer.from(body.file ?? '', 'base64')
+        if (body.dir === undefined && file.length === 0)
+          throw new InvalidInputError('body/file must be the ONNX file as base64 (or give dir for a language model)')
+        const files =
+          body.files === undefined
+            ? undefined
+            : Object.fromEntries(
+                Object.entries(body.files).map(([name, b64]) => [name, new Uint8Array(Buffer.from(b64, 'base64'))]),
+              )
         const out = await api.publishModel({
           name: body.name,
           price: BigInt(body.price),
           version: body.version ?? '1',
-          kind: body.kind ?? 'tensor',
+          kind: body.kind ?? (body.dir !== undefined || body.files !== undefined ? 'lm' : 'tensor'),
           file: new Uint8Array(file),
+          ...(body.promptPrice === undefined ? {} : { promptPrice: BigInt(body.promptPrice) }),
           ...(body.codec === undefined ? {} : { codec: new Uint8Array(Buffer.from(body.codec, 'base64')) }),
+          ...(files === undefined ? {} : { files }),
+          ...(body.dir === undefined ? {} : { dir: body.dir }),
         })
         return reply.code(202).send({ cid: out.cid, txHash: toHex(out.txHash) })
       },
+    },
+    {
+      method: 'POST',
+      url: '/v1/operator/models/:model/fetch',
+      onRequest: requireOperator,
+      schema: {
+        summary: 'Fetch a registered model’s files into this node’s content store from its peers (SSE progress)',
+        description:
+          'Starts the fetch, or joins the one running (the files fetched so far stay after a failure: a new fetch resumes). The answer is text/event-stream: `data: {fetch}` (as GET /v1/inference/fetches lists them) as it progresses, at most 10 a second, the finished fetch (state done), then `data: [DONE]`; a failure is `event: error` with `{ "error": { code, message } }`, then `[DONE]`. An unknown model is 404 before the stream opens. Closing the stream does not stop the fetch.\n\n    curl -N -X POST -H "authorization: Bearer $TOKEN" $NODE/v1/operator/models/moby-lm/fetch',
+        tags: ['operator'],
+        security: OPERATOR_SECURITY,
+        params: Type.Object({
+          model: Type.String({ minLength: 1, maxLength: 128, description: 'registered name or CID' }),
+        }),
+        produces: ['text/event-stream'],
+        response: ERROR_RESPONSES,
+      },
+      handler: async (request, reply) => fetchRoute(api, request, reply),
     },
   ]
 }

@@ -1,5 +1,5 @@
 /**
- * The inference market from the command line: `infer`, `model list|publish`, `receipt verify`.
+ * The inference market from the command line: `infer`, `model list|publish|fetch`, `receipt verify`.
  * They talk to a node's HTTP API (`--node` > DONGHAE_NODE > http://127.0.0.1:26657); calls that
  * spend the node's funds send its operator token (`--token` > DONGHAE_API_TOKEN >
  * `<home>/api-token`).
@@ -14,7 +14,7 @@ import { describeError } from '../../core/errors.ts'
 import { parseUint64 } from '../../core/uint.ts'
 import { verifyMerkleProof } from '../../core/merkle.ts'
 import { genesisHash, parseGenesis, readGenesisFile, type GenesisDoc } from '../../chain/genesis.ts'
-import { DonghaeClient } from '../../api/client.ts'
+import { DonghaeClient, type FetchJson } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
 import { LightClient, LightClientError } from '../../api/light-client.ts'
@@ -29,6 +29,7 @@ import {
 import { tensorFromJson } from '../../inference/tensor.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
+import { ProgressBar } from '../progress.ts'
 
 export const TOKEN_ENV = 'DONGHAE_API_TOKEN'
 
@@ -103,6 +104,25 @@ function argmaxRows(tensor: { dims: number[]; data: unknown[] }): number[] {
     rows.push(best)
   }
   return rows
+}
+
+/**
+ * One line about a finished fetch: `fetched moby-lm (bafy…): 12.3 MB in 2.1 s, 5.9 MB/s; blocks
+ * from 2 peers: did:key:z6Mk…a1b2 30, did:key:z6Mk…c3d4 18`. The seconds are the node's (from the
+ * fetch's start, which is earlier than `localSeconds` when the command joined a running fetch).
+ */
+export function fetchSummary(f: FetchJson, localSeconds: number): string {
+  const seconds = f.finishedAt === undefined ? localSeconds : Math.max(0, f.finishedAt - f.startedAt) / 1000
+  const mb = f.bytes / 1e6
+  const rate = seconds > 0 ? `${(mb / seconds).toFixed(1)} MB/s` : 'at once'
+  const peers = Object.entries(f.fromPeers).sort(([, a], [, b]) => b - a)
+  const short = (did: string): string => (did.length > 24 ? `${did.slice(0, 14)}…${did.slice(-4)}` : did)
+  const from =
+    peers.length === 0
+      ? 'no blocks from peers (all were here already)'
+      : `blocks from ${peers.length} ${peers.length === 1 ? 'peer' : 'peers'}: ${peers.map(([did, n]) => `${short(did)} ${n}`).join(', ')}`
+  const time = seconds < 10 ? seconds.toFixed(2) : seconds.toFixed(1)
+  return `fetched ${f.name} (${f.model}): ${mb.toFixed(1)} MB in ${time} s, ${rate}; ${from}`
 }
 
 /** A node to check a settlement on, and the light client that checks the node's answers. */
@@ -335,6 +355,49 @@ Examples:
       }),
     )
   model
+    .command('fetch <model>')
+    .description("fetch a registered model's files into the node's content store from its peers, with progress")
+    .option('--node <url>', `the node's API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`)
+    .option('--api <url>', 'the same as --node')
+    .option('--token <token>', `the node's operator token (env ${TOKEN_ENV}, default <home>/api-token)`)
+    .option('--json', 'print the finished fetch as JSON')
+    .addHelpText(
+      'after',
+      `
+The node fetches the model's files (its graph, and a language model's tokenizer and configs)
+block by block from every peer that has them, and keeps them in its content store; a worker does
+this by itself before it serves a model, and this command does it ahead of time. If the node is
+already fetching the model, the command follows that fetch. Progress goes to stderr; at the end
+a summary (bytes, seconds, MB/s, blocks from each peer), or with --json the finished fetch, goes
+to stdout. Interrupting the command does not stop the node's fetch; a failed fetch keeps the
+blocks it got, and running the command again resumes it.
+
+Examples:
+  $ donghae model fetch moby-lm
+  $ donghae model fetch bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi --node http://127.0.0.1:26658
+  $ donghae model fetch moby-lm --json > fetch.json`,
+    )
+    .action(async (name: string, options: { token?: string; json?: boolean }, command: Command) =>
+      withClient(command, io, async (ctx, client) => {
+        const token = await operatorToken(ctx, options.token)
+        const bar = new ProgressBar({ stream: io.stderr, label: name })
+        const state = (p: FetchJson) => ({
+          bytes: p.bytes,
+          ...(p.totalBytes === undefined ? {} : { totalBytes: p.totalBytes }),
+          peers: Object.keys(p.fromPeers).length,
+        })
+        const started = Date.now()
+        let done: FetchJson
+        try {
+          done = await client.fetchModel(name, { token, onProgress: (p) => bar.update(state(p)) })
+        } finally {
+          bar.done()
+        }
+        if (options.json === true) return ctx.json(done)
+        ctx.out(fetchSummary(done, (Date.now() - started) / 1000))
+      }),
+    )
+  model
     .command('publish <path>')
     .description(
       'store a model on the node and register it on chain under the node’s key: an ONNX file, or a language model’s folder',
@@ -386,7 +449,8 @@ Examples:
           const price = parseUint64(options.price, '--price')
           const token = await operatorToken(ctx, options.token)
           if ((await stat(file).catch(() => undefined))?.isDirectory() === true) {
-            if (options.codec !== undefined) throw new CliError('--codec is for text models; a folder carries its tokenizer')
+            if (options.codec !== undefined)
+              throw new CliError('--codec is for text models; a folder carries its tokenizer')
             const promptPrice = parseUint64(options.promptPrice, '--prompt-price')
             const out = await client.publishModel(
               {

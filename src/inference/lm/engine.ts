@@ -74,6 +74,11 @@ export interface LmEngineOptions {
 }
 
 type Session = Pick<ort.InferenceSession, 'run' | 'inputMetadata' | 'outputMetadata'>
+/** One call's clock start and forward passes (calls may overlap on one engine). */
+interface Call {
+  started: number
+  passes: number
+}
 type Cache = ort.Tensor[]
 
 const hrMicros = (): number => Number(process.hrtime.bigint() / 1000n)
@@ -145,7 +150,6 @@ export class LmEngine {
   readonly #micros: () => number
   readonly #eos: ReadonlySet<number>
   readonly #chunk: number
-  #passes = 0
 
   /** Throws `LmModelError('bad-graph')` when the session is not a decoder this engine drives. */
   constructor(session: Session, files: LmModelFiles, options: LmEngineOptions = {}) {
@@ -167,9 +171,7 @@ export class LmEngine {
   async generate(input: GenerationInput, options: GenerateOptions = {}): Promise<Generation> {
     const started = this.#micros()
     this.#checkPrompt(input)
-    const passes = this.#passes
-    const out = await this.#continue(input, [], options, started)
-    return { ...out, stats: { ...out.stats, computeMicros: this.#micros() - started, passes: this.#passes - passes } }
+    return this.#continue(input, [], options, { started, passes: 0 })
   }
 
   /**
@@ -177,9 +179,8 @@ export class LmEngine {
    * comment. `tolerance`: how far the worker's logits may be from these (the registry's).
    */
   async verify(input: GenerationInput, claimed: GenerationOutput, tolerance: TokenTolerance): Promise<Verification> {
-    const started = this.#micros()
+    const call: Call = { started: this.#micros(), passes: 0 }
     this.#checkPrompt(input)
-    const passes = this.#passes
     const n = input.promptIds.length
     const tokens = claimed.tokens
     const rule = this.#rule(input, [], {})
@@ -218,7 +219,7 @@ export class LmEngine {
       let done = false
       for (let from = 0; from < sequence.length && !done; from += this.#chunk) {
         const chunk = sequence.slice(from, from + this.#chunk)
-        const { logits, present } = await this.#forward(chunk, past, from)
+        const { logits, present } = await this.#forward(chunk, past, from, call)
         past = present
         for (let row = 0; row < chunk.length && !done; row++) {
           const i = from + row - (n - 1)
@@ -229,24 +230,24 @@ export class LmEngine {
       if (!done && invalid !== -1) bad = invalid
     }
     if (bad === -1) {
-      const stats = this.#stats(input, tokens.length, 0, started, passes)
+      const stats = this.#stats(input, tokens.length, 0, call)
       return { tokens: [...tokens], finish: claimed.finish, firstMismatch: -1, stats }
     }
     // the claim's tokens before `bad` are right; when the rule ended the output there, that is all
     const correct: GenerationOutput =
       finish !== undefined
         ? { tokens: tokens.slice(0, bad), finish }
-        : await this.#continue(input, tokens.slice(0, bad), {}, started)
-    return { ...correct, firstMismatch: bad, stats: this.#stats(input, correct.tokens.length, 0, started, passes) }
+        : await this.#continue(input, tokens.slice(0, bad), {}, call)
+    return { ...correct, firstMismatch: bad, stats: this.#stats(input, correct.tokens.length, 0, call) }
   }
 
-  #stats(input: GenerationInput, outputTokens: number, ttft: number, started: number, passes: number): LmStats {
+  #stats(input: GenerationInput, outputTokens: number, ttft: number, call: Call): LmStats {
     return {
       promptTokens: input.promptIds.length,
       outputTokens,
       ttftMicros: ttft,
-      computeMicros: this.#micros() - started,
-      passes: this.#passes - passes,
+      computeMicros: this.#micros() - call.started,
+      passes: call.passes,
     }
   }
 
@@ -285,9 +286,8 @@ export class LmEngine {
     input: GenerationInput,
     prefix: readonly number[],
     options: GenerateOptions,
-    started: number,
+    call: Call,
   ): Promise<Generation> {
-    const passes = this.#passes
     const rule = this.#rule(input, prefix, options)
     const tokens = [...prefix]
     const useCache = options.useCache ?? true
@@ -302,7 +302,7 @@ export class LmEngine {
       let rows = 0
       for (let from = 0; from < feed.length; from += this.#chunk) {
         const chunk = feed.slice(from, from + this.#chunk)
-        const out = await this.#forward(chunk, past, pastLength)
+        const out = await this.#forward(chunk, past, pastLength, call)
         past = out.present
         pastLength += chunk.length
         logits = out.logits
@@ -310,7 +310,7 @@ export class LmEngine {
       }
       const step = tokens.length
       const token = sampleToken(this.#row(logits!, rows - 1), input, step)
-      if (ttft === 0) ttft = Math.max(1, this.#micros() - started)
+      if (ttft === 0) ttft = Math.max(1, this.#micros() - call.started)
       tokens.push(token)
       options.onTokens?.([token])
       finish = rule.after(token)
@@ -321,7 +321,7 @@ export class LmEngine {
         pastLength = 0
       }
     }
-    return { tokens, finish, stats: this.#stats(input, tokens.length, ttft, started, passes) }
+    return { tokens, finish, stats: this.#stats(input, tokens.length, ttft, call) }
   }
 
   /** One run of the graph over `ids` after `pastLength` cached positions. */
@@ -329,6 +329,7 @@ export class LmEngine {
     ids: readonly number[],
     past: Cache | undefined,
     pastLength: number,
+    call: Call,
   ): Promise<{ logits: ort.Tensor; present: Cache }> {
     const l = this.layout
     const feeds: Record<string, ort.Tensor> = { input_ids: int64(ids, [1, ids.length]) }
@@ -346,7 +347,7 @@ export class LmEngine {
       feeds[layer.pastValue] = cache[2 * i + 1]!
     })
     let results: ort.InferenceSession.ReturnType
-    this.#passes++
+    call.passes++
     try {
       results = await this.#session.run(feeds)
     } catch (err) {

@@ -11,9 +11,10 @@ import type { LmFiles } from './types.ts'
 
 /**
  * The registry tolerance of `lm` models: how far (absolute, in logits) an honest worker's logits
- * may be from an auditor's when `checkToken` (sampler.ts) checks its tokens. Float32 decoders on
- * CPU differ between a cached one-token pass and a teacher-forced pass by about 10^-5; 0.01 leaves
- * room for other execution providers while a token's interval widens by only about 2%·(1/T).
+ * may be from an auditor's when `checkToken` (sampler.ts) checks its tokens. On the CPU the demo
+ * model's logits differ between cached one-token passes and one teacher-forced pass by about
+ * 3·10^-6; 0.01 leaves room for other execution providers and larger models, while a token's
+ * interval widens by only about 2%/T (T the temperature).
  * `top1` is not used by generation audits.
  */
 export const LM_TOLERANCE: Readonly<Tolerance> = Object.freeze({ maxAbsPpm: 10_000, top1: false })

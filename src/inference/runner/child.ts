@@ -12,12 +12,13 @@
 import { realpathSync, rmSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { basename } from 'node:path'
-import { OnnxRuntime, ModelLoadError, ModelRunError } from '../runtime.ts'
+import { OnnxRuntime, ModelLoadError, ModelRunError, type RunResult } from '../runtime.ts'
 import { ModelLimitError } from '../errors.ts'
 import { LM_FILES, type LmFiles } from '../lm/types.ts'
-import { SANDBOX_DIR_PREFIX } from './constants.ts'
+import { SANDBOX_DIR_PREFIX, TOKEN_FRAME_MS } from './constants.ts'
 import {
   FrameReader,
+  TokenBatcher,
   encodeFrame,
   type ChildConfig,
   errorToWire,
@@ -99,14 +100,22 @@ async function handle(runtime: OnnxRuntime, config: ChildConfig, frame: Frame, c
             ? undefined
             : unpackTensors(header.claimed, payload.subarray(wireBytes(header.tensors)))
         const tolerance = header.tolerance as { maxAbsPpm: number } | undefined
-        const result = await runtime.run(cid, inputs, {
-          ...(claimed === undefined ? {} : { claimed }),
-          ...(tolerance === undefined ? {} : { tolerance }),
-          // each token goes to the node as soon as it is drawn (the pipe is written between runs)
-          ...(header.stream === true
-            ? { onTokens: (ids: readonly number[]) => send(channel, { op: 'tokens', id: header.id, ids: [...ids] }) }
-            : {}),
-        })
+        // tokens go to the node as they are drawn (the pipe is written between forward passes):
+        // the first at once, later ones gathered for up to TOKEN_FRAME_MS (one write per frame)
+        const tokens =
+          header.stream === true
+            ? new TokenBatcher((ids) => send(channel, { op: 'tokens', id: header.id, ids }), TOKEN_FRAME_MS)
+            : undefined
+        let result: RunResult
+        try {
+          result = await runtime.run(cid, inputs, {
+            ...(claimed === undefined ? {} : { claimed }),
+            ...(tolerance === undefined ? {} : { tolerance }),
+            ...(tokens === undefined ? {} : { onTokens: (ids: readonly number[]) => tokens.push(ids) }),
+          })
+        } finally {
+          tokens?.flush() // every token before the reply (or the error)
+        }
         const bytes = tensorMapBytes(result.outputs)
         if (bytes > config.maxOutputBytes)
           throw new ModelLimitError(

@@ -15,9 +15,9 @@
  *   refuses a frame longer than that before buffering it (the child is killed);
  * - input and model size: checked in the parent before anything is sent.
  *
- * A language model (loaded with its tokenizer files) gets room to match: its file may be up to
- * `maxLmModelBytes`, its process may hold `lmMemoryPerModelByte` × its file size more than
- * `maxRssBytes` (and as much more address space), and a run may take `lmTokenTimeMs` more per
+ * A large model gets room to match: its process may hold `lmMemoryPerModelByte` × its file size
+ * more than `maxRssBytes` (and as much more address space). A language model (loaded with its
+ * tokenizer files) may have a file up to `maxLmModelBytes`, and a run may take `lmTokenTimeMs` more per
  * token it may process (prompt, claimed and generated tokens) on top of `runTimeMs`. A
  * generation's tokens stream to the node as they come; the other limits apply unchanged.
  *
@@ -26,7 +26,6 @@
  * u32, and an ONNX file without external data (which the safety check refuses) is a protobuf
  * message, at most 2 GiB, so every servable file fits one frame.
  */
-import { MAX_BLOB_BYTES } from '../blobs.ts'
 import { DEFAULT_TENSOR_LIMITS } from '../tensor.ts'
 
 export interface RunnerLimits {
@@ -42,7 +41,7 @@ export interface RunnerLimits {
   maxOutputBytes: number
   /** Input bytes of one run, all tensors together. @default 16 MiB (DEFAULT_TENSOR_LIMITS.maxBytes) */
   maxInputBytes: number
-  /** Size of a model file. @default 15 MiB (MAX_BLOB_BYTES: what the blob store accepts) */
+  /** Size of a model file (protobuf's 2 GiB bound; the content store holds files of any size). @default 2 GiB − 1 */
   maxModelBytes: number
   /** How often a busy child's resident memory is read, ms. @default 100 on Linux, 500 elsewhere (a `ps` each) */
   memoryPollMs: number
@@ -70,7 +69,7 @@ export const RUNNER_LIMITS: Readonly<RunnerLimits> = Object.freeze({
   addressSpaceBytes: 8 * GiB,
   maxOutputBytes: DEFAULT_TENSOR_LIMITS.maxBytes,
   maxInputBytes: DEFAULT_TENSOR_LIMITS.maxBytes,
-  maxModelBytes: MAX_BLOB_BYTES,
+  maxModelBytes: 2 * GiB - 1,
   memoryPollMs: process.platform === 'linux' ? 100 : 500,
   maxLmModelBytes: 2 * GiB - 1,
   maxLmFileBytes: 64 * 1024 ** 2,
@@ -86,6 +85,15 @@ export const STDERR_TAIL_BYTES = 8_192
 
 /** How long a closed child has to remove its directory and exit before it is killed, ms. */
 export const CLOSE_GRACE_MS = 1_000
+
+/**
+ * A generation's tokens leave the child in one `tokens` frame per this many milliseconds at most:
+ * the first token (and any token after a pause this long) goes at once, those drawn sooner wait
+ * for the next frame. A frame costs a pipe write and a wake-up of the node (about 0.15 ms of the
+ * child's time on a small VM, comparable to a small model's token), then a libp2p frame and an SSE
+ * chunk; 5 ms is far below what a reader of the stream can see.
+ */
+export const TOKEN_FRAME_MS = 5
 
 /** V8 heap of a child, MiB: tensors live outside it (ArrayBuffers); this bounds the JS objects only. */
 export const CHILD_HEAP_MIB = 512

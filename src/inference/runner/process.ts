@@ -4,9 +4,10 @@
  *
  * Requests go one at a time (a child runs ONNX Runtime synchronously anyway), so a request's time
  * limit starts when it is written. A request may get progress frames (a generation's `tokens`)
- * before its reply; they go to its `onProgress`. `kill(error)` ends the child with SIGKILL and fails what is
- * pending with that error; a child that dies on its own fails it with `ModelLimitError('crashed')`
- * carrying the exit code or signal and the tail of its stderr.
+ * before its reply; they go to its `onProgress` (`tokens` frames read together as one frame).
+ * `kill(error)` ends the child with SIGKILL and fails what is pending with that error; a child
+ * that dies on its own fails it with `ModelLimitError('crashed')` carrying the exit code or signal
+ * and the tail of its stderr.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { setPriority } from 'node:os'
@@ -32,6 +33,7 @@ import {
   FrameReader,
   encodeFrame,
   errorFromWire,
+  joinTokenFrames,
   type ChildConfig,
   type Frame,
   type Header,
@@ -256,7 +258,8 @@ export class ModelProcess {
       )
       return
     }
-    for (const { header, payload } of frames) {
+    // `tokens` frames of one run read together go to its listener as one
+    for (const { header, payload } of joinTokenFrames(frames)) {
       const id = header.op === 'ready' ? 0 : Number(header.id)
       const pending = this.#pending.get(id)
       if (pending === undefined) continue

@@ -1,5 +1,6 @@
 // The sandbox wire: frames split and joined at any byte, bounds enforced before buffering,
-// tensors round-trip, malformed tensors are refused, errors come back as their typed classes.
+// tensors round-trip, malformed tensors are refused, errors come back as their typed classes; a
+// generation's tokens are gathered into frames without reordering or losing any.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
@@ -11,9 +12,11 @@ import { TensorSchemaError, createTensor } from '../tensor.ts'
 import {
   FrameError,
   FrameReader,
+  TokenBatcher,
   encodeFrame,
   errorFromWire,
   errorToWire,
+  joinTokenFrames,
   packTensors,
   unpackTensors,
 } from './protocol.ts'
@@ -127,4 +130,62 @@ test('errors cross the wire as their typed classes, with limit and path', () => 
   const unknown = errorFromWire({ name: 'Whatever', message: 'm' })
   assert.ok(unknown instanceof ModelRunError)
   assert.ok(errorFromWire({ name: 'ModelLimitError', message: 'm', limit: 'bogus' as never }) instanceof ModelRunError)
+})
+
+test('a generation’s tokens: the first at once, later ones gathered per frame window, none after flush', async () => {
+  let clock = 0
+  const sent: number[][] = []
+  const batcher = new TokenBatcher(
+    (ids) => sent.push(ids),
+    5,
+    () => clock,
+  )
+  batcher.push([1])
+  assert.deepEqual(sent, [[1]]) // the first token never waits
+  clock = 1
+  batcher.push([2])
+  clock = 3
+  batcher.push([3])
+  assert.deepEqual(sent, [[1]])
+  clock = 5
+  batcher.push([4])
+  assert.deepEqual(sent, [[1], [2, 3, 4]])
+  clock = 20 // a slow token goes at once
+  batcher.push([5])
+  clock = 21
+  batcher.push([6, 7])
+  batcher.flush() // the run ends: what is held goes before the reply
+  batcher.flush()
+  assert.deepEqual(sent, [[1], [2, 3, 4], [5], [6, 7]])
+  // a token held when no other comes goes when its window ends (the timer, between forward passes)
+  clock = 22
+  batcher.push([8])
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  assert.deepEqual(sent.at(-1), [8])
+  assert.deepEqual(sent.flat(), [1, 2, 3, 4, 5, 6, 7, 8])
+})
+
+test('tokens frames of one request read together are joined, in order; other frames are untouched', () => {
+  const frame = (header: Record<string, unknown>) => ({
+    header: { op: 'tokens', ...header },
+    payload: new Uint8Array(),
+  })
+  const joined = joinTokenFrames([
+    frame({ id: 1, ids: [1] }),
+    frame({ id: 1, ids: [2, 3] }),
+    frame({ op: 'ok', id: 1 }),
+    frame({ id: 2, ids: [4] }),
+    frame({ id: 1, ids: [5] }),
+    frame({ id: 1, ids: 'bad' }),
+  ])
+  assert.deepEqual(
+    joined.map((f) => f.header),
+    [
+      { op: 'tokens', id: 1, ids: [1, 2, 3] },
+      { op: 'ok', id: 1 },
+      { op: 'tokens', id: 2, ids: [4] },
+      { op: 'tokens', id: 1, ids: [5] },
+      { op: 'tokens', id: 1, ids: 'bad' },
+    ],
+  )
 })

@@ -9,7 +9,8 @@
  *             tensor's data back to back (run, calibrate: inputs, then an audit's claimed outputs)
  *
  * A generation's run sends `tokens` frames ({ op: 'tokens', id, ids }) as tokens are drawn, before
- * its reply.
+ * its reply: the first token alone, at once; later ones gathered for up to `TOKEN_FRAME_MS`
+ * (`TokenBatcher`).
  *
  * The header is small JSON (op, id, tensor names/types/dims/lengths, an error); tensor data never
  * goes through JSON. A reader refuses a frame whose announced length is over its bound before
@@ -198,6 +199,74 @@ function parseBody(frame: Buffer, headerBytes: number): Frame {
   if (header === null || typeof header !== 'object' || typeof (header as Header).op !== 'string')
     throw new FrameError('a frame header has no op', false)
   return { header: header as Header, payload: frame.subarray(PREFIX_BYTES + headerBytes) }
+}
+
+// ---- a generation's tokens ----
+
+/**
+ * Gathers a generation's tokens into `tokens` frames (`send`): the first token goes at once; a
+ * token drawn within `frameMs` of the last frame waits, and goes with the next token drawn after
+ * that, or when a timer set for the end of the window fires (between forward passes), or at
+ * `flush` — which the run must call before its reply, so every token precedes it.
+ */
+export class TokenBatcher {
+  readonly #send: (ids: number[]) => void
+  readonly #frameMs: number
+  readonly #now: () => number
+  #held: number[] = []
+  #lastSent = -Infinity
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor(send: (ids: number[]) => void, frameMs: number, now: () => number = () => performance.now()) {
+    this.#send = send
+    this.#frameMs = frameMs
+    this.#now = now
+  }
+
+  push(ids: readonly number[]): void {
+    for (const id of ids) this.#held.push(id)
+    const waited = this.#now() - this.#lastSent
+    if (waited >= this.#frameMs) this.flush()
+    else this.#timer ??= setTimeout(() => this.flush(), this.#frameMs - waited)
+  }
+
+  /** Sends the tokens held, if any. */
+  flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    if (this.#held.length === 0) return
+    const ids = this.#held
+    this.#held = []
+    this.#lastSent = this.#now()
+    this.#send(ids)
+  }
+}
+
+/**
+ * `frames` with each run of consecutive `tokens` frames of one request joined into one (their ids
+ * in order): tokens that reached the node together go on as one piece.
+ */
+export function joinTokenFrames(frames: readonly Frame[]): Frame[] {
+  const out: Frame[] = []
+  for (const frame of frames) {
+    const last = out.at(-1)
+    const a = last?.header
+    const b = frame.header
+    if (
+      last !== undefined &&
+      a?.op === 'tokens' &&
+      b.op === 'tokens' &&
+      a.id === b.id &&
+      Array.isArray(a.ids) &&
+      Array.isArray(b.ids)
+    )
+      out[out.length - 1] = {
+        header: { ...a, ids: [...(a.ids as unknown[]), ...(b.ids as unknown[])] },
+        payload: last.payload,
+      }
+    else out.push(frame)
+  }
+  return out
 }
 
 // ---- tensors ----

@@ -182,9 +182,9 @@ export class SandboxedRunner {
     }
   }
 
-  /** Memory bounds of a model's process: a language model's grow with its file (`lmMemoryPerModelByte`). */
-  #memoryBounds(modelBytes: number, lm: boolean): MemoryBounds {
-    const extra = lm ? Math.ceil(modelBytes * this.limits.lmMemoryPerModelByte) : 0
+  /** Memory bounds of a model's process: they grow with its file (`lmMemoryPerModelByte`), whatever the model. */
+  #memoryBounds(modelBytes: number, _lm: boolean): MemoryBounds {
+    const extra = Math.ceil(modelBytes * this.limits.lmMemoryPerModelByte)
     return {
       rssBytes: this.limits.maxRssBytes + extra,
       // CUDA maps far more address space than it uses: the rlimit is for the CPU provider
@@ -428,16 +428,18 @@ export class SandboxedRunner {
 
   /**
    * A model file's declared inputs and outputs, read in a one-off sandbox process (the safety
-   * check runs first). Throws `UnsafeModelError`, `ModelLoadError` or `ModelLimitError`.
+   * check runs first). Throws `UnsafeModelError`, `ModelLoadError` or `ModelLimitError`. A file
+   * larger than `maxModelBytes` can only be a language model's graph (publishing one inspects
+   * it): it may be up to `maxLmModelBytes`, with a language model's memory bounds.
    */
   async inspect(bytes: Uint8Array): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }> {
     this.#checkOpen()
-    if (bytes.length > this.limits.maxModelBytes)
-      throw new InvalidInputError(
-        `a model of ${bytes.length} bytes exceeds the ${this.limits.maxModelBytes}-byte limit`,
-      )
+    const maxBytes = Math.max(this.limits.maxModelBytes, this.limits.maxLmModelBytes)
+    if (bytes.length > maxBytes)
+      throw new InvalidInputError(`a model of ${bytes.length} bytes exceeds the ${maxBytes}-byte limit`)
     const { proc, value } = await this.#withProcess(
       async (p) => (await p.request({ op: 'inspect' }, [bytes])).header.schema,
+      this.#memoryBounds(bytes.length, bytes.length > this.limits.maxModelBytes),
     )
     await proc.close()
     return value as { inputs: TensorSpec[]; outputs: TensorSpec[] }

@@ -10,9 +10,10 @@
  * included, can serve a Donghae fetch, and messages go out and come in through that bitswap
  * instance's network layer (`/ipfs/bitswap/1.2.0`).
  *
- * Every block that arrives is hashed here and accepted only for the want whose digest it matches:
- * bytes that hash to nothing this node asked that peer for are invalid, and that peer is dropped
- * from the fetch (its other blocks are asked of other peers). A peer that says it does not have a
+ * Every block that arrives is hashed (bitswap's want list names it by the CID of its bytes' hash)
+ * and goes only to the want with that digest: bytes that hash to nothing this node asked that
+ * peer for are invalid, and that peer is dropped from the fetch (its other blocks are asked of
+ * other peers). The store checks each block against its CID once more before writing it. A peer that says it does not have a
  * block (DONT_HAVE), does not answer within `blockTimeoutMs`, or disconnects, has the block asked
  * of another; a block no peer has is asked again every `retryMs` until the fetch `stallMs` without
  * a block arriving, and then fails with `ContentUnavailableError`.
@@ -233,7 +234,8 @@ export class BlockSession {
     let total = 0
     for (const set of this.#inFlight.values()) total += set.size
     const batches = new Map<string, { peer: PeerId; wants: Want[] }>()
-    for (let i = 0; i < this.#queue.length && total < this.#o.maxInFlight; ) {
+    for (let i = 0; i < this.#queue.length && total < this.#o.maxInFlight;) {
+      if (peers.every((p) => this.#load(p.toString()) >= this.#o.perPeer)) break
       const want = this.#queue[i] as Want
       let best: PeerId | undefined
       let bestLoad = Infinity
@@ -265,10 +267,15 @@ export class BlockSession {
       batches.set(key, batch)
     }
     for (const { peer, wants } of batches.values()) {
-      this.#exchange.want(peer, wants.map((w) => w.cid)).catch((err: unknown) => {
-        this.#exchange.log.debug({ peer: peer.toString(), err: describeError(err) }, 'bitswap want not sent')
-        this.#drop(peer, 5_000)
-      })
+      this.#exchange
+        .want(
+          peer,
+          wants.map((w) => w.cid),
+        )
+        .catch((err: unknown) => {
+          this.#exchange.log.debug({ peer: peer.toString(), err: describeError(err) }, 'bitswap want not sent')
+          this.#drop(peer, 5_000)
+        })
     }
   }
 
@@ -326,7 +333,7 @@ export class BlockSession {
     if (this.#load(peer.toString()) === 0) return
     this.#count(peer).invalid++
     this.#exchange.log.warn({ peer: peer.toString() }, 'peer sent a block that matches nothing it was asked for')
-    this.#drop(peer, Number.MAX_SAFE_INTEGER)
+    this.#drop(peer, Infinity)
   }
 
   /** `peer` left: its wants go to the others at once. */
@@ -376,6 +383,9 @@ export class BlockExchange {
   readonly #onBlock: (evt: CustomEvent) => void
   readonly #onPresence: (evt: CustomEvent) => void
   readonly #onDisconnect: (evt: CustomEvent<PeerId>) => void
+  readonly #onIdentify: (evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>) => void
+  /** Whether a peer speaks bitswap, as identify said (a peer not identified yet is tried). */
+  readonly #speaks = new Map<string, boolean>()
   #pruned = Date.now()
 
   constructor(bitswap: BitswapParts, libp2p: Libp2p, log: Logger) {
@@ -385,11 +395,23 @@ export class BlockExchange {
     this.#onBlock = (evt) => this.#block(evt.detail as BlockEvent)
     this.#onPresence = (evt) => this.#presence(evt.detail as PresenceEvent)
     this.#onDisconnect = (evt) => {
+      this.#speaks.delete(evt.detail.toString())
       for (const s of this.#sessions) s.onPeerGone(evt.detail)
     }
+    this.#onIdentify = (evt) =>
+      void this.#speaks.set(evt.detail.peerId.toString(), evt.detail.protocols.includes(BITSWAP_PROTOCOL))
     bitswap.wantList.addEventListener('block', this.#onBlock)
     bitswap.wantList.addEventListener('presence', this.#onPresence)
     libp2p.addEventListener('peer:disconnect', this.#onDisconnect)
+    libp2p.addEventListener('peer:identify', this.#onIdentify)
+    // peers identified before this store opened
+    for (const peer of libp2p.getPeers())
+      void libp2p.peerStore
+        .get(peer)
+        .then(
+          (p) => p.protocols.length > 0 && this.#speaks.set(peer.toString(), p.protocols.includes(BITSWAP_PROTOCOL)),
+        )
+        .catch(() => {})
   }
 
   stop(): void {
@@ -397,6 +419,7 @@ export class BlockExchange {
     this.#bitswap.wantList.removeEventListener('block', this.#onBlock)
     this.#bitswap.wantList.removeEventListener('presence', this.#onPresence)
     this.#libp2p.removeEventListener('peer:disconnect', this.#onDisconnect)
+    this.#libp2p.removeEventListener('peer:identify', this.#onIdentify)
   }
 
   session(options: SessionOptions): BlockSession {
@@ -410,18 +433,8 @@ export class BlockExchange {
   }
 
   /** Connected peers that speak bitswap (or have not said yet what they speak). */
-  async bitswapPeers(): Promise<PeerId[]> {
-    const peers = this.#libp2p.getPeers()
-    const speaks = await Promise.all(
-      peers.map(async (p) => {
-        const protocols = await this.#libp2p.peerStore
-          .get(p)
-          .then((peer) => peer.protocols)
-          .catch(() => [] as string[])
-        return protocols.length === 0 || protocols.includes(BITSWAP_PROTOCOL)
-      }),
-    )
-    return peers.filter((_, i) => speaks[i])
+  bitswapPeers(): PeerId[] {
+    return this.#libp2p.getPeers().filter((p) => this.#speaks.get(p.toString()) !== false)
   }
 
   async want(peer: PeerId, cids: CID[]): Promise<void> {
@@ -450,7 +463,13 @@ export class BlockExchange {
     for (const entry of entries) wantlist.set(Buffer.from(entry.cid).toString('base64'), entry)
     await this.#bitswap.network.sendMessage(
       peer,
-      { full: false, pendingBytes: 0, wantlist, blocks: new Map<string, never>(), blockPresences: new Map<string, never>() },
+      {
+        full: false,
+        pendingBytes: 0,
+        wantlist,
+        blocks: new Map<string, never>(),
+        blockPresences: new Map<string, never>(),
+      },
       { signal: AbortSignal.timeout(10_000) },
     )
   }
