@@ -32,6 +32,10 @@ interface Config {
 }
 interface GenerationConfig {
   eos_token_id: number[]
+  temperature: number
+  top_k: number
+  top_p: number
+  repetition_penalty: number
 }
 interface Training {
   special_token_ids: Record<string, number>
@@ -92,12 +96,19 @@ for (let i = 0; i < LAYERS; i++) {
 const inputs = session.inputMetadata.map(describe)
 const outputs = session.outputMetadata.map(describe)
 expect(JSON.stringify(inputs) === JSON.stringify(expectedInputs), 'input layout differs from Optimum decoder-with-past')
-expect(JSON.stringify(outputs) === JSON.stringify(expectedOutputs), 'output layout differs from Optimum decoder-with-past')
+expect(
+  JSON.stringify(outputs) === JSON.stringify(expectedOutputs),
+  'output layout differs from Optimum decoder-with-past',
+)
 
 // ONNX Runtime plumbing.
 type Past = Record<string, ort.Tensor>
 const i64 = (values: number[], dims: number[]): ort.Tensor =>
-  new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims)
+  new ort.Tensor(
+    'int64',
+    BigInt64Array.from(values, (v) => BigInt(v)),
+    dims,
+  )
 function emptyPast(batch: number): Past {
   const past: Past = {}
   for (let i = 0; i < LAYERS; i++)
@@ -136,26 +147,32 @@ const maxDiff = (a: Float32Array, b: Float32Array): number => a.reduce((m, v, i)
 const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
 const ones = (n: number): number[] => new Array<number>(n).fill(1)
 
-/** Greedy decoding with the key/value cache: prefill with an empty past, then one token per step. */
-async function greedyCached(prompt: number[], steps: number, stop: Set<number> = new Set()) {
+type Choose = (logits: Float32Array, seq: readonly number[]) => number
+
+/** Decoding with the key/value cache: prefill with an empty past, then one token per step (greedy by default). */
+async function greedyCached(prompt: number[], steps: number, stop: Set<number> = new Set(), choose: Choose = argmax) {
   const seq = [...prompt]
   let cur = [...prompt]
   let past = emptyPast(1)
   const tokens: number[] = []
   const logits: Float32Array[] = []
   let prefillDims: Record<string, readonly number[]> = {}
+  let stoppedBy: number | undefined
   for (let i = 0; i < steps && seq.length < config.max_position_embeddings; i++) {
     const step = await forward([cur], [ones(seq.length)], [range(seq.length - cur.length, seq.length)], past)
     if (i === 0) prefillDims = step.dims
-    const next = argmax(step.last[0]!)
-    if (stop.has(next)) break
+    const next = choose(step.last[0]!, seq)
+    if (stop.has(next)) {
+      stoppedBy = next
+      break
+    }
     tokens.push(next)
     logits.push(step.last[0]!)
     seq.push(next)
     cur = [next]
     past = step.present
   }
-  return { tokens, logits, prefillDims }
+  return { tokens, logits, prefillDims, stoppedBy }
 }
 
 /** Greedy decoding recomputing the whole sequence at every step (empty past every time). */
@@ -180,7 +197,10 @@ const paragraph = chapter1.split('\n\n')[0]!
 const encoded = tokenizer.encode(paragraph).ids
 const roundTrip = tokenizer.decode(encoded) === paragraph
 expect(roundTrip, 'tokenizer round trip of the first paragraph of chapter 1')
-const dialogue = (await readJson<{ text: string }>(join(BOOK, 'chapter_100.json'))).text.split('\n\n').slice(0, 6).join('\n\n')
+const dialogue = (await readJson<{ text: string }>(join(BOOK, 'chapter_100.json'))).text
+  .split('\n\n')
+  .slice(0, 6)
+  .join('\n\n')
 expect(tokenizer.decode(tokenizer.encode(dialogue).ids) === dialogue, 'tokenizer round trip of chapter 100 (dialogue)')
 const specialIds: Record<string, number[]> = {}
 for (const [token, id] of Object.entries(training.special_token_ids)) {
@@ -218,7 +238,7 @@ const expectedRendered =
 expect(rendered === expectedRendered, 'chat template rendering')
 const renderedIds = tokenizer.encode(rendered).ids
 const sp = training.special_token_ids
-const countOf = (id: number | undefined): number => renderedIds.filter((x) => x === id).length
+const countOf = (id: number | undefined): number => renderedIds.filter((x: number) => x === id).length
 expect(
   countOf(sp['<|endoftext|>']) === 1 &&
     countOf(sp['<|user|>']) === 2 &&
@@ -250,7 +270,12 @@ const padRow = [...new Array<number>(PAD).fill(config.pad_token_id), ...prompt]
 const padMask = [...new Array<number>(PAD).fill(0), ...ones(prompt.length)]
 const padPos = [...new Array<number>(PAD).fill(1), ...range(0, prompt.length)]
 const otherRow = [...prompt, ...cached.tokens.slice(0, PAD)]
-const batched = await forward([padRow, otherRow], [padMask, ones(otherRow.length)], [padPos, range(0, otherRow.length)], emptyPast(2))
+const batched = await forward(
+  [padRow, otherRow],
+  [padMask, ones(otherRow.length)],
+  [padPos, range(0, otherRow.length)],
+  emptyPast(2),
+)
 const padPrefillDiff = maxDiff(batched.last[0]!, cached.logits[0]!)
 const fullOther = await greedyFull(otherRow, 1)
 const otherRowDiff = maxDiff(batched.last[1]!, fullOther.logits[0]!)
@@ -280,6 +305,47 @@ const chatPrompt = tokenizer.encode(
 ).ids
 const answer = await greedyCached(chatPrompt, 80, stop)
 
+/** mulberry32: a seeded uniform [0, 1) generator. */
+function mulberry32(seed: number): () => number {
+  let a = seed
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+/** generation_config.json's sampling: repetition penalty, temperature, top-k, then top-p. */
+function sampler(seed: number): Choose {
+  const random = mulberry32(seed)
+  return (logits, seq) => {
+    const x = Float64Array.from(logits)
+    for (const id of new Set(seq))
+      x[id] = x[id]! > 0 ? x[id]! / generation.repetition_penalty : x[id]! * generation.repetition_penalty
+    const top = Array.from(x.keys())
+      .sort((a, b) => x[b]! - x[a]! || a - b)
+      .slice(0, generation.top_k)
+    const weights = top.map((id) => Math.exp((x[id]! - x[top[0]!]!) / generation.temperature))
+    const total = weights.reduce((a, b) => a + b, 0)
+    let kept = 0
+    let mass = 0
+    while (kept < top.length && mass < generation.top_p * total) mass += weights[kept++]!
+    let r = random() * mass
+    for (let i = 0; i < kept; i++) if ((r -= weights[i]!) <= 0) return top[i]!
+    return top[kept - 1]!
+  }
+}
+const sampled = []
+for (const seed of [1, 2, 3]) {
+  const out = await greedyCached(chatPrompt, 80, stop, sampler(seed))
+  sampled.push({
+    seed,
+    answer: tokenizer.decode(out.tokens),
+    tokens: out.tokens.length,
+    stoppedBy: out.stoppedBy ?? null,
+  })
+}
+
 const report = {
   ok: failures.length === 0,
   failures,
@@ -304,7 +370,13 @@ const report = {
     heldoutMatchesTrainer: heldoutHash === training.data.heldout_ids_sha256,
   },
   chatTemplate: { rendered, tokens: renderedIds.length },
-  chat: { question, answer: tokenizer.decode(answer.tokens), tokens: answer.tokens.length },
+  chat: {
+    question,
+    greedy: tokenizer.decode(answer.tokens),
+    tokens: answer.tokens.length,
+    stoppedBy: answer.stoppedBy ?? null,
+    sampled: { settings: generation, answers: sampled },
+  },
 }
 console.log(JSON.stringify(report, null, 2))
 process.exitCode = report.ok ? 0 : 1

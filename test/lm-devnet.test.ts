@@ -168,8 +168,10 @@ test('the demo language model on a 4-process devnet: openai client streaming, se
     )
 
     // ---- bad requests: 400, nothing charged -------------------------------------------------------
-    const stats = async (): Promise<{ jobs: number; failures: number }> =>
-      (await getJson<{ jobs: number; failures: number }>(`${n0.api}/v1/inference/stats`)) ?? { jobs: -1, failures: -1 }
+    const stats = async (): Promise<{ jobs: number; failures: number }> => {
+      const s = await getJson<{ jobs: number; failures: number }>(`${n0.api}/v1/inference/stats`)
+      return { jobs: s?.jobs ?? -1, failures: s?.failures ?? -1 }
+    }
     const before = await stats()
     const refusedWith = async (body: Record<string, unknown>, pattern: RegExp): Promise<void> => {
       await assert.rejects(
@@ -184,17 +186,16 @@ test('the demo language model on a 4-process devnet: openai client streaming, se
     await refusedWith({ frobnicate: 1 }, /frobnicate/)
     await refusedWith({ n: 2 }, /\bn\b/)
     await refusedWith({ top_p: 7 }, /top_p/)
-    await refusedWith(
-      { messages: [{ role: 'user', content: 'whale '.repeat(2_000) }] },
-      /context window/,
-    )
+    await refusedWith({ messages: [{ role: 'user', content: 'whale '.repeat(2_000) }] }, /context window/)
     assert.deepEqual(await stats(), before, 'no job was run or charged for a refused request')
 
     // a model folder without a tokenizer is refused at publishing, naming what is missing
     const bare = join(dir, 'no-tokenizer')
     await mkdir(bare)
     await copyFile(join(DEMO_MODELS_DIR, DEMO_LM_DIR, 'model.onnx'), join(bare, 'model.onnx'))
-    const publish = async (body: Record<string, unknown>): Promise<{ status: number; body: { error?: { message?: string } } }> => {
+    const publish = async (
+      body: Record<string, unknown>,
+    ): Promise<{ status: number; body: { error?: { message?: string } } }> => {
       const res = await fetch(`${n0.api}/v1/operator/models`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -234,10 +235,14 @@ test('the demo language model on a 4-process devnet: openai client streaming, se
 
     // ---- a worker that swaps one output token is caught and slashed ------------------------------
     process.kill(n3.pid, 'SIGKILL')
-    const cheater = spawn(process.execPath, [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'cheat:1' },
-    })
+    const cheater = spawn(
+      process.execPath,
+      [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'cheat:1' },
+      },
+    )
     extra.push(cheater)
     await firstJsonLine(cheater)
     let byCheater = 0

@@ -33,13 +33,23 @@ async function demoFiles(): Promise<LmFiles> {
 const ask = (text: string) => [{ role: 'user', content: text }]
 
 test('a generation is one job: streamed, reproducible by seed, charged per token, audited by teacher forcing', async () => {
-  const m = await SimMarket.open({ seed: 21, model: DEMO_LM_NAME, workers: Array.from({ length: 4 }, () => ({ kind: 'honest' as const })) })
+  const m = await SimMarket.open({
+    seed: 21,
+    model: DEMO_LM_NAME,
+    workers: Array.from({ length: 4 }, () => ({ kind: 'honest' as const })),
+  })
   try {
     const gateway = m.gateways[0]!.inference.gateway
     const model = modelByCid(m.net.state, m.model.cid)!
     const tokenizer = completionTokenizer(await demoFiles())
     const run = async (seed: bigint, onPiece?: (p: string) => void): Promise<CompletionResult> =>
-      complete(gateway, model, tokenizer, { messages: ask('Call me Ishmael.'), maxTokens: 24, temperature: 0.9, seed }, onPiece)
+      complete(
+        gateway,
+        model,
+        tokenizer,
+        { messages: ask('Call me Ishmael.'), maxTokens: 24, temperature: 0.9, seed },
+        onPiece,
+      )
 
     const pieces: string[] = []
     const first = await run(42n, (p) => pieces.push(p))

@@ -324,7 +324,8 @@ export class WorkerTable {
   /** The largest memory budget among live adverts, MiB (undefined when none says). */
   largestMemoryMiB(): number | undefined {
     let most: number | undefined
-    for (const a of this.live()) if (a.memoryMiB !== undefined && (most === undefined || a.memoryMiB > most)) most = a.memoryMiB
+    for (const a of this.live())
+      if (a.memoryMiB !== undefined && (most === undefined || a.memoryMiB > most)) most = a.memoryMiB
     return most
   }
 

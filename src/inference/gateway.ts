@@ -100,6 +100,8 @@ interface Reservation {
 }
 
 const MODEL_CACHE_ENTRIES = 256
+/** Commits an operator's request waits for the node's own deposit top-up to land. */
+const TOP_UP_WAIT_COMMITS = 10
 
 export class Gateway {
   readonly #c: InferenceComponents
@@ -279,7 +281,11 @@ export class Gateway {
     const pending = this.topUpSelfDeposit().catch((err: unknown) =>
       this.#log.warn({ err: describeError(err) }, 'own deposit not topped up'),
     )
-    if (this.#available(client) < fee) await pending
+    if (this.#available(client) >= fee) return
+    await pending
+    // the top-up may land a few blocks later (a node just started, a busy mempool): wait for it
+    for (let i = 0; i < TOP_UP_WAIT_COMMITS && this.#available(client) < fee && !this.#c.signal.aborted; i++)
+      await nextCommits(this.#c, 1)
   }
 
   /** Throws unless the client's deposit with this gateway covers `fee` more (synchronous: reserve right after). */
@@ -547,10 +553,7 @@ export class Gateway {
     const exclude = new Set([this.did, ranBy])
     if (this.#init.table.serving(model.cid).every((w) => exclude.has(w))) return
     const job = this.#ownJob(model, { inputs })
-    const known = await local.models.run(
-      model.cid,
-      model.kind === 'lm' ? withResolvedSeed(inputs, jobId(job)) : inputs,
-    )
+    const known = await local.models.run(model.cid, model.kind === 'lm' ? withResolvedSeed(inputs, jobId(job)) : inputs)
     const reserved = reservedFee(model, inputs)
     await this.#topUpIfOwn(job.client, reserved)
     this.#cover(job.client, reserved)

@@ -116,7 +116,11 @@ export class WorkerModels {
     while (this.#loadedBytes(cid) + need > this.#budget) {
       let victim: [string, Served] | undefined
       for (const entry of this.#served)
-        if (entry[0] !== cid && runner.has(entry[0]) && (victim === undefined || entry[1].lastUsed < victim[1].lastUsed))
+        if (
+          entry[0] !== cid &&
+          runner.has(entry[0]) &&
+          (victim === undefined || entry[1].lastUsed < victim[1].lastUsed)
+        )
           victim = entry
       if (victim === undefined || runner.unload === undefined) return
       this.#log.info({ cid: victim[0] }, 'model unloaded to make room (least recently used)')
@@ -195,7 +199,12 @@ export class WorkerModels {
       if (!this.#tooLarge.has(model.cid)) {
         this.#tooLarge.set(model.cid, { cid: model.cid, need, budget: this.#budget })
         this.#log.warn(
-          { model: model.name, cid: model.cid, needMiB: Math.ceil(need / 2 ** 20), budgetMiB: Math.floor(this.#budget / 2 ** 20) },
+          {
+            model: model.name,
+            cid: model.cid,
+            needMiB: Math.ceil(need / 2 ** 20),
+            budgetMiB: Math.floor(this.#budget / 2 ** 20),
+          },
           'model not served: larger than the memory budget',
         )
       }

@@ -342,10 +342,14 @@ export class NodeInference implements InferenceApi {
         'bad-input',
         `${model.name} is a character model decoded greedily; temperature, top_p, top_k, seed and stop are for language models`,
       )
-    return this.#completeChars(model, {
-      prompt: request.prompt ?? request.messages?.at(-1)?.content ?? '',
-      maxTokens: request.maxTokens ?? 16,
-    }, onToken)
+    return this.#completeChars(
+      model,
+      {
+        prompt: request.prompt ?? request.messages?.at(-1)?.content ?? '',
+        maxTokens: request.maxTokens ?? 16,
+      },
+      onToken,
+    )
   }
 
   /** The demo character model: greedy, one job per character. */

@@ -12,13 +12,8 @@ import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc } from '../../src/chain/genesis.ts'
 import type { ModelRunner, WorkerBehaviour } from '../../src/inference/components.ts'
-import {
-  DEMO_LM_NAME,
-  DEMO_TOLERANCE,
-  demoModels,
-  readDigitsDataset,
-  type DemoModel,
-} from '../../src/inference/demo-models.ts'
+import type { DEMO_LM_NAME } from '../../src/inference/demo-models.ts'
+import { DEMO_TOLERANCE, demoModels, readDigitsDataset, type DemoModel } from '../../src/inference/demo-models.ts'
 import { OnnxRuntime, RUNTIME_NAME } from '../../src/inference/runtime.ts'
 import { createTensor, type TensorMap } from '../../src/inference/tensor.ts'
 import { SimNetwork, SIM_BLOCK_MS, type SimNode } from '../../src/inference/sim/network.ts'

@@ -38,7 +38,11 @@ function withLm() {
   // the genesis workers declare it
   block(
     m,
-    m.workers.map((w) => [w, 'inference.serve', { ep: w.ep, runtime: 'onnxruntime-node/1.30.0 linux-x64', add: [LM], remove: [] }]),
+    m.workers.map((w) => [
+      w,
+      'inference.serve',
+      { ep: w.ep, runtime: 'onnxruntime-node/1.30.0 linux-x64', add: [LM], remove: [] },
+    ]),
   )
   return m
 }
@@ -71,7 +75,12 @@ test('a language model registers with its files, prompt price and context; witho
 })
 
 test('fees per token: prompt and output priced separately, usage bounded by the context', () => {
-  const model = { ...(lmBody() as never as Parameters<typeof feeFor>[0]), price: 3n, promptPrice: 1n, contextLength: 256 }
+  const model = {
+    ...(lmBody() as never as Parameters<typeof feeFor>[0]),
+    price: 3n,
+    promptPrice: 1n,
+    contextLength: 256,
+  }
   assert.equal(feeFor(model, { prompt: 10, output: 20 }), 10n * 1n + 20n * 3n)
   assert.equal(feeFor(model, undefined), undefined, 'a generation must say what it used')
   assert.equal(feeFor(model, { prompt: 200, output: 57 }), undefined, 'beyond the context window')

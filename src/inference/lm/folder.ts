@@ -65,7 +65,10 @@ export async function readModelFolder(dir: string): Promise<ModelFolder> {
     throw new ModelFolderError(
       `${dir} has no decoder graph with a KV cache: expected one of ${GRAPH_CANDIDATES.join(', ')}`,
     )
-  if ((await isFile(join(dir, `${graph}_data`))) !== undefined || (await isFile(join(dir, `${graph}.data`))) !== undefined)
+  if (
+    (await isFile(join(dir, `${graph}_data`))) !== undefined ||
+    (await isFile(join(dir, `${graph}.data`))) !== undefined
+  )
     throw new ModelFolderError(
       `${graph} keeps its weights in a separate data file; external data is refused (re-save the model with its weights inside)`,
     )
