@@ -1,11 +1,11 @@
 /**
  * A language model's generation through the network, against the same generation run directly in
- * this process (same prompt tokens, same seed and sampling: the same tokens):
+ * this process, on a worker thread (same prompt tokens, same seed and sampling: the same tokens):
  *  - lm-gateway-tokens-per-second: output tokens per second of one streamed chat completion,
  *    HTTP `POST /v1/chat/completions` (`stream: true`, SSE) → a gateway process that is not a
  *    worker → `/donghae/infer/3.0.0` over libp2p → a worker process → its sandboxed model process
  *    (the default runner) and the tokens streamed back, ÷ `LmEngine.generate` on an ONNX Runtime
- *    session in this process. Two rates, p50 of `ROUNDS` interleaved rounds each: tokens ÷ (last
+ *    session in this process (`DirectEngine`). Two rates, p50 of `ROUNDS` interleaved rounds each: tokens ÷ (last
  *    token − first token) (the decode rate, as a client watching the stream sees it: first and
  *    last SSE content chunk), and tokens ÷ the whole request (HTTP sent → `data: [DONE]`;
  *    directly: the `generate` call). Target ratio ≥ 0.9.
@@ -22,10 +22,11 @@
  * directly first, and every HTTP answer is checked to be the direct text and token count.
  *
  * Each round: the HTTP request, then the direct run, which runs in a worker thread of this process
- * (`DirectEngine`: its garbage is collected on that thread, not during a request). Beside the p50s, the lines carry the fastest
- * round of each side (on a shared machine the least disturbed), the SSE chunks per answer, and the
- * CPU time per generation of each process (`cpuMsPerGeneration`, Linux), which other load
- * disturbs far less than wall time.
+ * (`DirectEngine`: its garbage is collected on that thread, not during a request). Beside the
+ * p50s, the lines carry the fastest round of each side (on a shared machine the least disturbed),
+ * the SSE chunks per answer, and the CPU time per generation of each process
+ * (`cpuMsPerGeneration`, Linux), which other load disturbs far less than wall time. A request the
+ * network fails is counted in `failures` and run again; a wrong answer ends the bench.
  *
  *   node bench/run.ts --only lm-gateway
  */
@@ -409,6 +410,9 @@ async function cpuSnapshot(pids: Record<string, number[]>): Promise<CpuUse> {
   return out
 }
 
+/** The network answered other tokens than the direct generation (the bench stops). */
+class WrongAnswerError extends Error {}
+
 /** The bench's network with the LM served, and the streamed request of `job` to its gateway. */
 export interface LmNetwork {
   net: BenchNetwork
@@ -452,7 +456,7 @@ export async function startLmNetwork(job: Job): Promise<LmNetwork> {
     const request = async (): Promise<Streamed> => {
       const s = await streamCompletion(agent, url, token, body)
       if (s.text !== job.text || s.completionTokens !== job.tokens || s.promptTokens !== job.input.promptIds.length)
-        throw new Error(
+        throw new WrongAnswerError(
           `lm-gateway bench: the network's answer (${s.completionTokens} tokens: ${JSON.stringify(s.text.slice(0, 80))}…) is not the direct generation's (${job.tokens} tokens: ${JSON.stringify(job.text.slice(0, 80))}…)`,
         )
       return s
@@ -470,7 +474,9 @@ async function networkBenches(engine: DirectEngine, job: Job): Promise<BenchLine
   try {
     for (let i = 0; i < WARMUP; i++) {
       await engine.run(job.input)
-      await network.request()
+      await network.request().catch((err: unknown) => {
+        if (err instanceof WrongAnswerError) throw err
+      })
     }
     const load1 = loadavg()[0] ?? 0
     const direct: DirectRun[] = []
@@ -488,9 +494,22 @@ async function networkBenches(engine: DirectEngine, job: Job): Promise<BenchLine
       for (const e of list.getEntries()) pauses.push({ start: e.startTime, ms: e.duration })
     })
     gc.observe({ entryTypes: ['gc'] })
+    // a request the network fails (a reset stream, no worker) is counted and the round run again;
+    // a wrong answer ends the bench
+    const failures: Record<string, number> = {}
     for (let r = 0; r < ROUNDS; r++) {
       const before = await cpuSnapshot(roles)
-      http.push(await network.request())
+      try {
+        http.push(await network.request())
+      } catch (err) {
+        if (err instanceof WrongAnswerError) throw err
+        const reason = (err as Error).message.slice(0, 200)
+        failures[reason] = (failures[reason] ?? 0) + 1
+        if (Object.values(failures).reduce((a, b) => a + b, 0) > ROUNDS / 2)
+          throw new Error(`lm-gateway bench: too many failed requests: ${JSON.stringify(failures)}`)
+        r--
+        continue
+      }
       const after = await cpuSnapshot(roles)
       const d = await engine.run(job.input)
       if (d.tokens !== job.tokens)
@@ -505,17 +524,26 @@ async function networkBenches(engine: DirectEngine, job: Job): Promise<BenchLine
     gc.disconnect()
     for (const s of http)
       s.gcMs = pauses.filter((p) => p.start + p.ms > s.sent && p.start < s.done).reduce((ms, p) => ms + p.ms, 0)
-    return resultLines(job, direct, http, cpu, load1)
+    return resultLines(job, direct, http, cpu, load1, failures)
   } finally {
     await network.close()
   }
 }
 
-function resultLines(job: Job, direct: DirectRun[], http: Streamed[], cpu: CpuUse[], load1: number): BenchLine[] {
+function resultLines(
+  job: Job,
+  direct: DirectRun[],
+  http: Streamed[],
+  cpu: CpuUse[],
+  load1: number,
+  failures: Record<string, number>,
+): BenchLine[] {
   const n = job.tokens
   const perSecond = (ms: number): number => n / (ms / 1000)
   const decodeDirect = direct.map((d) => perSecond(d.lastMs - d.firstMs))
-  const decodeHttp = http.map((s) => perSecond(s.lastContent - s.firstContent))
+  // an answer whose tokens all came in one chunk has no decode span (left out, and counted)
+  const spanned = http.filter((s) => s.lastContent > s.firstContent)
+  const decodeHttp = spanned.map((s) => perSecond(s.lastContent - s.firstContent))
   const wholeDirect = direct.map((d) => perSecond(d.totalMs))
   const wholeHttp = http.map((s) => perSecond(s.done - s.sent))
   const ttftDirect = direct.map((d) => d.firstMs * 1000)
@@ -525,6 +553,7 @@ function resultLines(job: Job, direct: DirectRun[], http: Streamed[], cpu: CpuUs
   const added50 = p50(ttftHttp) - p50(ttftDirect)
   const added99 = p99(ttftHttp) - p99(ttftDirect)
   const context = {
+    failures,
     cores: availableParallelism(),
     load1: fixed(load1, 2),
     outputTokens: n,
@@ -539,7 +568,7 @@ function resultLines(job: Job, direct: DirectRun[], http: Streamed[], cpu: CpuUs
     {
       ...line({
         bench: 'lm-gateway-tokens-per-second',
-        impl: `${path}: ${n} output tokens ÷ (last − first SSE content chunk), p50 of ${http.length}`,
+        impl: `${path}: ${n} output tokens ÷ (last − first SSE content chunk), p50 of ${decodeHttp.length}`,
         value: p50(decodeHttp),
         unit: 'tokens/s',
         baseline: {
@@ -567,6 +596,7 @@ function resultLines(job: Job, direct: DirectRun[], http: Streamed[], cpu: CpuUs
         impl: 'fastest round of each (the least disturbed by other load, as harness.ts)',
       },
       sseChunksP50: p50(http.map((s) => s.chunks)),
+      answersInOneChunk: http.length - spanned.length,
       cpuMsPerGeneration: Object.fromEntries(
         Object.keys(cpu[0] ?? {}).map((role) => [role, fixed(p50(cpu.map((c) => c[role] ?? Number.NaN)), 1)]),
       ),

@@ -2,39 +2,19 @@
 // once, progress summed, a second request joining the first (the API's fetchModel and fetches).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createCipheriv, createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FetchView } from '../api/inference-api.ts'
-import { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromPeerId } from '../identity/peer-id.ts'
 import { ContentStore, ContentUnavailableError } from '../net/content-store.ts'
 import { RAW_CODE, cidOfBytes } from '../core/cid.ts'
-import { createHost, type DonghaeHost } from '../net/host.ts'
+import { bytesOf, loopbackHost } from '../../test/helpers/content.ts'
 import { contentFiles, filesOf, ModelFetches } from './model-files.ts'
-
-function bytesOf(size: number, seed: string): Uint8Array {
-  const key = createHash('sha256').update(seed).digest()
-  return new Uint8Array(createCipheriv('chacha20', key, Buffer.alloc(16)).update(Buffer.alloc(size)))
-}
-
-async function host(): Promise<DonghaeHost> {
-  const h = await createHost({
-    key: Ed25519KeyPair.generate(),
-    host: '127.0.0.1',
-    port: 0,
-    quic: false,
-    webSockets: false,
-    mdns: false,
-  })
-  await h.start()
-  return h
-}
 
 test('fetchModel fetches the graph and the tokenizer together, sums their progress, and joins a running fetch', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'donghae-model-files-'))
-  const [ha, hb] = [await host(), await host()]
+  const [ha, hb] = [await loopbackHost(), await loopbackHost()]
   const a = await ContentStore.open({ libp2p: ha, dir: join(dir, 'a') })
   const b = await ContentStore.open({ libp2p: hb, dir: join(dir, 'b'), fetch: { stallMs: 1_000 } })
   try {

@@ -5,40 +5,21 @@
 // stalls, while another peer is still served at full speed.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createCipheriv, createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Ed25519KeyPair } from '../../src/identity/keys.ts'
-import { createHost, type DonghaeHost } from '../../src/net/host.ts'
+import type { DonghaeHost } from '../../src/net/host.ts'
+import { bytesOf, loopbackHost } from '../helpers/content.ts'
 import { ContentStore, ContentUnavailableError, type ContentStoreOptions } from '../../src/net/content-store.ts'
 
 const MiB = 1024 * 1024
-
-function bytesOf(size: number, seed: string): Uint8Array {
-  const key = createHash('sha256').update(seed).digest()
-  return new Uint8Array(createCipheriv('chacha20', key, Buffer.alloc(16)).update(Buffer.alloc(size)))
-}
-
-async function host(): Promise<DonghaeHost> {
-  const h = await createHost({
-    key: Ed25519KeyPair.generate(),
-    host: '127.0.0.1',
-    port: 0,
-    quic: false,
-    webSockets: false,
-    mdns: false,
-  })
-  await h.start()
-  return h
-}
 
 test('a peer that re-fetches a file for ever is cut off at its serving budget; others are still served', async () => {
   const root = await mkdtemp(join(tmpdir(), 'donghae-drain-'))
   const hosts: DonghaeHost[] = []
   const stores: ContentStore[] = []
   const open = async (name: string, options: Partial<ContentStoreOptions> = {}): Promise<ContentStore> => {
-    const h = await host()
+    const h = await loopbackHost()
     hosts.push(h)
     const store = await ContentStore.open({ libp2p: h, dir: join(root, name), ...options })
     stores.push(store)
@@ -49,7 +30,7 @@ test('a peer that re-fetches a file for ever is cut off at its serving budget; o
     const victim = await open('victim', { serveBudget: { bytes: 4 * MiB, perMs: 60_000 } })
     const { cid } = await victim.addFile(bytesOf(MiB, 'model'))
     const victimAddr = hosts[0]!.getMultiaddrs()[0]!
-    const attackerHost = await host()
+    const attackerHost = await loopbackHost()
     hosts.push(attackerHost)
     await attackerHost.dial(victimAddr)
     let served = 0

@@ -160,6 +160,7 @@ test('attack: a peer downloads the same model file again and again to use up the
     await other.host.dial(server.host.getMultiaddrs()[0] as never)
     let served = 0
     let refusal: unknown
+    const started = Date.now()
     for (; served < 100; served++) {
       try {
         await greedy.transport.request(server.transport.self, BLOB_PROTOCOL, utf8(cid))
@@ -171,12 +172,26 @@ test('attack: a peer downloads the same model file again and again to use up the
     assert.ok(refusal instanceof OverBudgetError, String(refusal))
     assert.match((refusal as Error).message, /byte budget/)
     const budgetBlobs = BLOB_BUDGET.bytes / blob.length
-    assert.ok(served >= budgetBlobs && served <= budgetBlobs + 4, `${served} downloads of 1 MiB before the refusal`)
+    // the bucket refills while the downloads run (slowly on a loaded machine): that much more is fair
+    const refilled = Math.ceil(((Date.now() - started) * BLOB_BUDGET.bytes) / BLOB_BUDGET.perMs / blob.length)
+    assert.ok(
+      served >= budgetBlobs && served <= budgetBlobs + refilled + 4,
+      `${served} downloads of 1 MiB before the refusal (budget ${budgetBlobs}, refilled ${refilled})`,
+    )
     assert.equal(server.transport.penaltyScore(greedy.transport.self), 0, 'asking is not misbehaving')
     const answer = decode(await other.transport.request(server.transport.self, BLOB_PROTOCOL, utf8(cid))) as {
       bytes?: Uint8Array
     }
     assert.equal(answer.bytes?.length, blob.length, 'another peer is still served')
+    // the bucket refills as time passes (about 1 MiB a second): spend it again, then fetch at once
+    for (let i = 0; i < 20; i++)
+      if (
+        !(await greedy.transport.request(server.transport.self, BLOB_PROTOCOL, utf8(cid)).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break
     const mine = new BlobStore(join(dir, 'greedy'))
     await mine.init()
     await assert.rejects(mine.fetch(cid, [server.transport.self], greedy.transport), /byte budget/)

@@ -15,7 +15,7 @@ import { basename } from 'node:path'
 import { OnnxRuntime, ModelLoadError, ModelRunError, type RunResult } from '../runtime.ts'
 import { ModelLimitError } from '../errors.ts'
 import { LM_FILES, type LmFiles } from '../lm/types.ts'
-import { SANDBOX_DIR_PREFIX, TOKEN_FRAME_MS } from './constants.ts'
+import { LEADING_TOKENS, SANDBOX_DIR_PREFIX, TOKEN_FRAME_MS } from './constants.ts'
 import {
   FrameReader,
   TokenBatcher,
@@ -101,10 +101,13 @@ async function handle(runtime: OnnxRuntime, config: ChildConfig, frame: Frame, c
             : unpackTensors(header.claimed, payload.subarray(wireBytes(header.tensors)))
         const tolerance = header.tolerance as { maxAbsPpm: number } | undefined
         // tokens go to the node as they are drawn (the pipe is written between forward passes):
-        // the first at once, later ones gathered for up to TOKEN_FRAME_MS (one write per frame)
+        // the first LEADING_TOKENS at once, later ones gathered for up to TOKEN_FRAME_MS (a write each)
         const tokens =
           header.stream === true
-            ? new TokenBatcher((ids) => send(channel, { op: 'tokens', id: header.id, ids }), TOKEN_FRAME_MS)
+            ? new TokenBatcher((ids) => send(channel, { op: 'tokens', id: header.id, ids }), {
+                frameMs: TOKEN_FRAME_MS,
+                leading: LEADING_TOKENS,
+              })
             : undefined
         let result: RunResult
         try {

@@ -88,12 +88,15 @@ export const CLOSE_GRACE_MS = 1_000
 
 /**
  * A generation's tokens leave the child in one `tokens` frame per this many milliseconds at most:
- * the first token (and any token after a pause this long) goes at once, those drawn sooner wait
- * for the next frame. A frame costs a pipe write and a wake-up of the node (about 0.15 ms of the
- * child's time on a small VM, comparable to a small model's token), then a libp2p frame and an SSE
- * chunk; 5 ms is far below what a reader of the stream can see.
+ * the first `LEADING_TOKENS` (and any token after a pause this long) go at once, those drawn
+ * sooner wait for the next frame. A frame costs a pipe write and a wake-up of the node (0.1–0.3 ms
+ * of the child's time on a small VM, comparable to a small model's token), then a libp2p frame
+ * and an SSE chunk; 5 ms is far below what a reader of the stream can see.
  */
 export const TOKEN_FRAME_MS = 5
+
+/** Tokens a generation sends one by one before gathering them (its first text may need 4: one UTF-8 character). */
+export const LEADING_TOKENS = 4
 
 /** V8 heap of a child, MiB: tensors live outside it (ArrayBuffers); this bounds the JS objects only. */
 export const CHILD_HEAP_MIB = 512

@@ -132,37 +132,35 @@ test('errors cross the wire as their typed classes, with limit and path', () => 
   assert.ok(errorFromWire({ name: 'ModelLimitError', message: 'm', limit: 'bogus' as never }) instanceof ModelRunError)
 })
 
-test('a generation’s tokens: the first at once, later ones gathered per frame window, none after flush', async () => {
+test('a generation’s tokens: the leading ones at once, later ones gathered per frame window, none after flush', async () => {
   let clock = 0
   const sent: number[][] = []
-  const batcher = new TokenBatcher(
-    (ids) => sent.push(ids),
-    5,
-    () => clock,
-  )
+  const batcher = new TokenBatcher((ids) => sent.push(ids), { frameMs: 5, leading: 2, now: () => clock })
   batcher.push([1])
-  assert.deepEqual(sent, [[1]]) // the first token never waits
-  clock = 1
+  clock = 0.5
   batcher.push([2])
-  clock = 3
+  assert.deepEqual(sent, [[1], [2]]) // the leading tokens never wait
+  clock = 1
   batcher.push([3])
-  assert.deepEqual(sent, [[1]])
-  clock = 5
+  clock = 3
   batcher.push([4])
-  assert.deepEqual(sent, [[1], [2, 3, 4]])
-  clock = 20 // a slow token goes at once
+  assert.deepEqual(sent, [[1], [2]])
+  clock = 5.5
   batcher.push([5])
+  assert.deepEqual(sent, [[1], [2], [3, 4, 5]])
+  clock = 20 // a slow token goes at once
+  batcher.push([6])
   clock = 21
-  batcher.push([6, 7])
+  batcher.push([7, 8])
   batcher.flush() // the run ends: what is held goes before the reply
   batcher.flush()
-  assert.deepEqual(sent, [[1], [2, 3, 4], [5], [6, 7]])
+  assert.deepEqual(sent, [[1], [2], [3, 4, 5], [6], [7, 8]])
   // a token held when no other comes goes when its window ends (the timer, between forward passes)
   clock = 22
-  batcher.push([8])
+  batcher.push([9])
   await new Promise((resolve) => setTimeout(resolve, 30))
-  assert.deepEqual(sent.at(-1), [8])
-  assert.deepEqual(sent.flat(), [1, 2, 3, 4, 5, 6, 7, 8])
+  assert.deepEqual(sent.at(-1), [9])
+  assert.deepEqual(sent.flat(), [1, 2, 3, 4, 5, 6, 7, 8, 9])
 })
 
 test('tokens frames of one request read together are joined, in order; other frames are untouched', () => {

@@ -9,7 +9,7 @@
  *             tensor's data back to back (run, calibrate: inputs, then an audit's claimed outputs)
  *
  * A generation's run sends `tokens` frames ({ op: 'tokens', id, ids }) as tokens are drawn, before
- * its reply: the first token alone, at once; later ones gathered for up to `TOKEN_FRAME_MS`
+ * its reply: the first `LEADING_TOKENS` at once, later ones gathered for up to `TOKEN_FRAME_MS`
  * (`TokenBatcher`).
  *
  * The header is small JSON (op, id, tensor names/types/dims/lengths, an error); tensor data never
@@ -204,29 +204,34 @@ function parseBody(frame: Buffer, headerBytes: number): Frame {
 // ---- a generation's tokens ----
 
 /**
- * Gathers a generation's tokens into `tokens` frames (`send`): the first token goes at once; a
- * token drawn within `frameMs` of the last frame waits, and goes with the next token drawn after
- * that, or when a timer set for the end of the window fires (between forward passes), or at
- * `flush` — which the run must call before its reply, so every token precedes it.
+ * Gathers a generation's tokens into `tokens` frames (`send`): the first `leading` tokens go at
+ * once, each in its own frame (the first text a client sees may need several tokens: a character
+ * of byte-level BPE takes up to 4); after them, a token drawn within `frameMs` of the last frame
+ * waits, and goes with the next token drawn after that, or when a timer set for the end of the
+ * window fires (between forward passes), or at `flush` — which the run must call before its
+ * reply, so every token precedes it.
  */
 export class TokenBatcher {
   readonly #send: (ids: number[]) => void
   readonly #frameMs: number
+  readonly #leading: number
   readonly #now: () => number
   #held: number[] = []
+  #sent = 0
   #lastSent = -Infinity
   #timer: ReturnType<typeof setTimeout> | undefined
 
-  constructor(send: (ids: number[]) => void, frameMs: number, now: () => number = () => performance.now()) {
+  constructor(send: (ids: number[]) => void, options: { frameMs: number; leading: number; now?: () => number }) {
     this.#send = send
-    this.#frameMs = frameMs
-    this.#now = now
+    this.#frameMs = options.frameMs
+    this.#leading = options.leading
+    this.#now = options.now ?? (() => performance.now())
   }
 
   push(ids: readonly number[]): void {
     for (const id of ids) this.#held.push(id)
     const waited = this.#now() - this.#lastSent
-    if (waited >= this.#frameMs) this.flush()
+    if (this.#sent < this.#leading || waited >= this.#frameMs) this.flush()
     else this.#timer ??= setTimeout(() => this.flush(), this.#frameMs - waited)
   }
 
@@ -237,6 +242,7 @@ export class TokenBatcher {
     if (this.#held.length === 0) return
     const ids = this.#held
     this.#held = []
+    this.#sent += ids.length
     this.#lastSent = this.#now()
     this.#send(ids)
   }
