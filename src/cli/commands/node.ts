@@ -36,8 +36,8 @@ export function registerNode(program: Command, io: CliIo): void {
       'after',
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
-apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, executionProvider,
-serve, runner, canaryPpm — see \`donghae config show\`. The API's operator token is
+apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, workerMemory,
+executionProvider, serve, runner, canaryPpm, modelStorage — see \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address. The
 API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the address it listens on
 (421 otherwise: a web page that rebinds its own name to this node is refused); reach it under
@@ -48,7 +48,9 @@ library is installed, else CPU), cpu, coreml or cuda. serve (DONGHAE_SERVE): whi
 models to serve — all, models:<name or CID>,… or publishers:<did>,…. runner (DONGHAE_RUNNER):
 sandbox (default: a child process per model, empty directory, limits) or in-process. A worker
 must also be bonded on chain (\`donghae worker bond\`); models are read from <home>/models and
-fetched from peers. The node pays for the jobs it signs itself (operator requests) from its own
+fetched from peers, block by block from several at once (UnixFS over bitswap, within modelStorage,
+DONGHAE_MODEL_STORAGE, default 16GiB); workerMemory (DONGHAE_WORKER_MEMORY, MiB, 0 = half the
+machine) bounds the models loaded at once, least recently used unloaded first. The node pays for the jobs it signs itself (operator requests) from its own
 deposit with itself, which it tops up from its balance (\`donghae deposit\`).
 
 Examples:
