@@ -4,6 +4,7 @@
  */
 import type { Tensor } from '../inference/tensor.ts'
 import type { Receipt, SignedJob } from '../inference/job.ts'
+import type { ChatMessage, CompletionRequest as GenerationRequest } from '../inference/lm/completion.ts'
 
 export interface ModelView {
   name: string
@@ -68,28 +69,11 @@ export interface InferOutcome {
   attempts: number
 }
 
-export interface ChatMessage {
-  role: string
-  content: string
-}
+export type { ChatMessage }
 
-/** A completion: a plain `prompt`, or chat `messages` (the model's chat template renders them). */
-export interface CompletionRequest {
-  /** Registered name or CID. */
+/** A completion on a registered model (name or CID); see `GenerationRequest` for the fields. */
+export interface CompletionRequest extends GenerationRequest {
   model: string
-  prompt?: string
-  messages?: ChatMessage[]
-  /** @default the model's generation_config max_new_tokens, else 64 */
-  maxTokens?: number
-  /** 0 (greedy) to 5, rounded to thousandths. @default the model's generation_config, else 1 */
-  temperature?: number
-  /** (0, 1], rounded to thousandths. @default 1 */
-  topP?: number
-  /** 0: no cut. @default 0 */
-  topK?: number
-  /** Omitted: the sampler is seeded from the job id (the answer is still reproducible from the job). */
-  seed?: bigint
-  stop?: string[]
 }
 
 export interface CompletionOutcome {

@@ -11,7 +11,7 @@
  */
 import { InvalidInputError } from '../core/errors.ts'
 import { GENERATION_LIMITS } from '../inference/lm/types.ts'
-import type { ChatMessage } from './inference-api.ts'
+import type { ChatMessage, CompletionRequest } from './inference-api.ts'
 
 /** A client mistake in one parameter; `param` is its path (`temperature`, `messages[2].content`). */
 export class ParamError extends InvalidInputError {
@@ -39,18 +39,7 @@ export const OPENAI_LIMITS = Object.freeze({
 })
 
 /** A checked completion request, before the model is looked up. */
-export interface OpenAiCompletion {
-  model: string
-  /** /v1/completions */
-  prompt?: string
-  /** /v1/chat/completions (`developer` messages become `system`; text parts are joined). */
-  messages?: ChatMessage[]
-  maxTokens?: number
-  temperature?: number
-  topP?: number
-  topK?: number
-  seed?: bigint
-  stop?: string[]
+export interface OpenAiCompletion extends CompletionRequest {
   stream: boolean
   /** `stream_options.include_usage`: a last chunk with the usage and no choices. */
   includeUsage: boolean

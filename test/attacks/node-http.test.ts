@@ -205,7 +205,7 @@ test('/metrics of a running node passes `promtool check metrics` with no warning
       assert.fail('promtool is required here (DONGHAE_REQUIRE_PROMTOOL=1) but was not found')
     // Justified: promtool is an outside binary that a developer's machine may lack; CI unpacks it
     // and sets DONGHAE_REQUIRE_PROMTOOL=1, so there the line above fails instead of skipping.
-    t.skip('promtool not found (set PROMTOOL, or run .ci/run once to unpack the Debian package into .tools/)')
+    t.skip('promtool not found (set PROMTOOL, or run .ci/run once to unpack the Debian package into .tools/)') // justified above
     return
   }
   // Open a stream so the labelled and stream series are not all empty.

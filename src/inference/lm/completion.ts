@@ -15,11 +15,9 @@ import type { Receipt } from '../job.ts'
 import type { TensorMap } from '../tensor.ts'
 import type { ModelRecord } from '../chain/state.ts'
 import { generationTensors, parseOutputTensors, type FinishReason, type SamplingParams } from './types.ts'
+import type { ChatMessage } from './model-files.ts'
 
-export interface ChatMessage {
-  role: string
-  content: string
-}
+export type { ChatMessage }
 
 /** What a completion needs of a model's tokenizer files (`model-files.ts` implements it). */
 export interface CompletionTokenizer {
@@ -33,13 +31,19 @@ export interface CompletionTokenizer {
   defaults: { maxNewTokens?: number; temperature?: number; topP?: number; topK?: number }
 }
 
+/** A completion: a plain `prompt`, or chat `messages` (the model's chat template renders them). */
 export interface CompletionRequest {
   prompt?: string
   messages?: readonly ChatMessage[]
+  /** @default the model's generation_config max_new_tokens, else 64 */
   maxTokens?: number
+  /** 0 (greedy) to 5, rounded to thousandths. @default the model's generation_config, else 1 */
   temperature?: number
+  /** (0, 1], rounded to thousandths. @default 1 */
   topP?: number
+  /** 0: no cut. @default 0 */
   topK?: number
+  /** Omitted: the sampler is seeded from the job id (the answer is still reproducible from the job). */
   seed?: bigint
   stop?: readonly string[]
 }

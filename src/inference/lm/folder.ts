@@ -9,10 +9,11 @@
  * weights sit in a separate `.onnx_data` file is refused: the model safety check refuses external
  * data (onnx-check.ts), so such a model must be re-saved with its weights inside.
  */
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidInputError, type ErrorAction } from '../../core/errors.ts'
-import { LM_FILES, LM_REQUIRED_FILES, type LmFiles } from './types.ts'
+import { LM_REQUIRED_FILES, type LmFiles } from './types.ts'
+import { readLmFolder } from './model-files.ts'
 
 /** A folder that is not a language model this network can serve; says what is missing. */
 export class ModelFolderError extends InvalidInputError {
@@ -72,12 +73,7 @@ export async function readModelFolder(dir: string): Promise<ModelFolder> {
     throw new ModelFolderError(
       `${graph} keeps its weights in a separate data file; external data is refused (re-save the model with its weights inside)`,
     )
-  const files: LmFiles = {}
-  for (const name of LM_FILES) {
-    const path = join(dir, name)
-    if ((await isFile(path)) === undefined) continue
-    files[name] = new Uint8Array(await readFile(path))
-  }
+  const files = await readLmFolder(dir)
   const missing = LM_REQUIRED_FILES.filter((name) => files[name] === undefined)
   if (missing.length > 0)
     throw new ModelFolderError(
