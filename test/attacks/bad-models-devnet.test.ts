@@ -227,7 +227,10 @@ test('bad models from a stranger: file theft, endless, memory bomb and crash; th
       `${during.length} blocks while the bad models were tried; the longest interval ${worst.ms} ms (height ${worst.height})`,
     )
     assert.ok(during.length > 20, `only ${during.length} blocks seen`)
-    assert.ok(worst.ms <= 2_000, `a block interval of ${worst.ms} ms at height ${worst.height}`)
+    // A model run on the node's own thread would stall the chain for its whole run (5–20 s here);
+    // 3 s leaves room for the load of four nodes on two cores, which also load, calibrate and audit
+    // the demo language model meanwhile (a CI run saw 2.09 s).
+    assert.ok(worst.ms <= 3_000, `a block interval of ${worst.ms} ms at height ${worst.height}`)
     // and no operator's token ever left a worker
     for (const [i, n] of info.nodes.entries()) {
       const stats = JSON.stringify(await getJson(`${n.api}/v1/inference/stats`))
