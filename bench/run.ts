@@ -19,6 +19,7 @@ import { runnerBenches, RUNNER_BENCH_NAMES } from './runner.bench.ts'
 import { fetchBenches, FETCH_BENCH_NAMES } from './fetch.bench.ts'
 import { lmBenches, LM_BENCH_NAMES } from './lm.bench.ts'
 import { lmGatewayBenches, LM_GATEWAY_BENCH_NAMES } from './lm-gateway.bench.ts'
+import { expertsBenches, EXPERTS_BENCH_NAMES } from './experts.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -79,6 +80,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: FETCH_BENCH_NAMES, run: () => fetchBenches(quick) },
   { names: LM_BENCH_NAMES, run: () => lmBenches(quick) },
   { names: LM_GATEWAY_BENCH_NAMES, run: () => lmGatewayBenches(quick) },
+  { names: EXPERTS_BENCH_NAMES, run: () => expertsBenches(quick) },
 ]
 
 const only = values.only

@@ -45,7 +45,7 @@ const CHROMIUM_FLAGS = [
   '--no-first-run',
 ]
 const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url))
-const PAGES = ['overview', 'network', 'chain', 'inference', 'accounts'] as const
+const PAGES = ['overview', 'network', 'chain', 'inference', 'experts', 'accounts'] as const
 const SKIP = existsSync(CHROMIUM)
   ? false
   : `${CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) to run the dashboard's browser tests`

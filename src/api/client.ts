@@ -323,6 +323,238 @@ export interface StreamCallOptions extends OperatorCallOptions {
   idleTimeoutMs?: number
 }
 
+// ---- experts JSON (routes/experts.ts): bigint values are decimal strings, bytes hex ----
+
+export interface ScoreJson {
+  lossMicroNats: string
+  accuracyPpm: number
+}
+
+export interface ExpertFamilyJson {
+  family: string
+  version: number
+  owner: string
+  layers: number
+  expertsPerLayer: number
+  topK: number
+  blocks: number
+  score?: ScoreJson
+}
+
+export interface ExpertJson {
+  family: string
+  version: number
+  name: string
+  layer: number
+  expert: number | null
+  block: string
+  miner: string
+  height: number
+  payloadHash: string
+  payloadBytes: number
+  calls: number
+  meanLatencyMs: number
+  lastUsedHeight: number
+  rewards: string
+  hosts: string[]
+  /** The raw state key of its ParamIndex entry: `client.proof(indexKey)`. */
+  indexKey: string
+}
+
+export interface ExpertMetaJson {
+  family: string
+  version: number
+  arch: {
+    vocabSize: number
+    dModel: number
+    nLayers: number
+    nHeads: number
+    nKvHeads: number
+    dFf: number
+    contextLength: number
+    ropeTheta: number
+    normEpsE9: number
+    expertsPerLayer: number
+    topK: number
+    gating: string
+    ffn: string
+    tieEmbeddings: boolean
+  }
+  tokenizer: { json: string; config: string }
+  trunk: string
+  validation: { cid: string; windows: number; windowTokens: number }
+  carry: string[]
+  note: string
+  hash: string
+  owner: string
+  height: number
+}
+
+export type ProposalStatusJson = 'pending' | 'accepted' | 'refused' | 'expired'
+
+export interface ProposalJson {
+  id: string
+  family: string
+  version: number
+  proposer: string
+  blocks: string[]
+  replaces: Record<string, string>
+  claim: ScoreJson
+  bond: string
+  height: number
+  deadline: number
+  status: ProposalStatusJson
+  reason: string
+  score?: ScoreJson
+  baseline?: ScoreJson
+}
+
+export interface ExpertBlockJson {
+  hash: string
+  header: {
+    index: number
+    chainId: string
+    version: number
+    dependsOn: string[]
+    blockType: string
+    expertName: string
+    layerId: number
+    payloadHash: string
+    payloadBytes: number
+    shapes: Record<string, number[]>
+    nonce: string
+    miner: string
+    payloadSig: string
+  }
+  proposal: string
+  height: number
+  status: ProposalStatusJson
+  score?: ScoreJson
+}
+
+export interface ExpertDagJson {
+  family: string
+  version: number
+  meta: ExpertMetaJson
+  blocks: Array<{
+    hash: string
+    name: string
+    layer: number
+    type: 'router' | 'expert'
+    index: number
+    current: boolean
+    dependsOn: string[]
+  }>
+}
+
+export interface ExpertStatsJson {
+  family: string
+  version: number
+  name: string
+  block: string
+  miner: string
+  calls: number
+  meanLatencyMs: number
+  lastUsedHeight: number
+  rewards: string
+  hosts: number
+}
+
+export interface MoeChatRequestJson {
+  prompt?: string
+  messages?: Array<{ role: string; content: string }>
+  family?: string
+  use_distributed?: boolean
+  top_k_experts?: number
+  max_tokens?: number
+  temperature?: number
+  seed?: number
+}
+
+export interface MoeChatJson {
+  family: string
+  version: number
+  text: string
+  promptTokens: number
+  outputTokens: number
+  finish: 'stop' | 'length'
+  layers: Array<{ layer: number; experts: Array<{ name: string; block: string; tokens: number; hosts: string[] }> }>
+  masked: number
+  elapsedMs: number
+}
+
+export interface ExpertHostJson {
+  did: string
+  experts: string[]
+  calls: number
+  failures: number
+  meanLatencyMs: number
+  quarantined: boolean
+  quarantinedUntil: number | null
+  auditsPassed: number
+  auditsFailed: number
+  lastSeen: number | null
+}
+
+export interface ExpertGroupJson {
+  experts: string[]
+  together: number
+  hosts: string[]
+}
+
+export interface ReplicationSuggestionJson {
+  expert: string
+  block: string
+  calls: number
+  replicas: number
+  wanted: number
+}
+
+export interface IntegrityStatusJson {
+  auditPpm: number
+  audits: number
+  auditFailures: number
+  quarantined: string[]
+  masked: number
+  failovers: number
+}
+
+export interface ProposeRequestJson {
+  family?: string
+  /** `layer0.expert3`. */
+  expert: string
+  /** An absolute path to a safetensors file on the node's own disk. */
+  weightsPath?: string
+  train?: { steps: number; dataset?: string }
+}
+
+export interface ProposeResultJson {
+  proposal: string
+  txHash: string
+  block: string
+  claim: ScoreJson
+  powNonce: string
+  powMs: number
+}
+
+export interface ImportResultJson {
+  family: string
+  version: number
+  blocks: number
+  proposal: string
+}
+
+/** Options of the experts' SSE calls: `onProgress` gets each progress line. */
+export type ExpertsStreamOptions = StreamCallOptions & { onProgress?: (line: string) => void }
+
+/** A query string of the defined values. */
+function queryOf(values: Record<string, string | number | undefined>): string {
+  const parts = Object.entries(values)
+    .filter((e): e is [string, string | number] => e[1] !== undefined)
+    .map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`)
+  return parts.length === 0 ? '' : `?${parts.join('&')}`
+}
+
 export interface NetJson {
   peerId: string
   addresses: string[]
@@ -701,6 +933,204 @@ export class DonghaeClient {
     return this.#request('POST', '/v1/operator/models', request, options, this.#auth(options))
   }
 
+  // ---- experts (AI-Block) ----
+
+  /** MoE families on chain. */
+  expertFamilies(options: CallOptions = {}): Promise<{ families: ExpertFamilyJson[] }> {
+    return this.#request('GET', '/v1/experts/families', undefined, options)
+  }
+
+  /** A family's MetaBlock (latest version unless `version`). */
+  expertMeta(family: string, options: CallOptions & { version?: number } = {}): Promise<ExpertMetaJson> {
+    const q = queryOf({ version: options.version })
+    return this.#request('GET', `/v1/experts/meta/${encodeURIComponent(family)}${q}`, undefined, options)
+  }
+
+  /** The current routers and experts of a family's ParamIndex, with usage. */
+  experts(
+    query: { family?: string; layer?: number } = {},
+    options: CallOptions = {},
+  ): Promise<{ experts: ExpertJson[] }> {
+    return this.#request('GET', `/v1/experts${queryOf(query)}`, undefined, options)
+  }
+
+  /** One current router or expert (`layer0.expert3`); its `indexKey` proves with `proof`. */
+  expert(name: string, options: CallOptions & { family?: string } = {}): Promise<ExpertJson> {
+    const q = queryOf({ family: options.family })
+    return this.#request('GET', `/v1/experts/show/${encodeURIComponent(name)}${q}`, undefined, options)
+  }
+
+  /** Every block proposed for one slot, oldest first. */
+  expertHistory(name: string, options: CallOptions & { family?: string } = {}): Promise<{ blocks: ExpertBlockJson[] }> {
+    const q = queryOf({ family: options.family })
+    return this.#request('GET', `/v1/experts/history/${encodeURIComponent(name)}${q}`, undefined, options)
+  }
+
+  /** The accept/reject log, newest first. */
+  expertProposals(
+    query: { status?: ProposalStatusJson; limit?: number } = {},
+    options: CallOptions = {},
+  ): Promise<{ proposals: ProposalJson[] }> {
+    return this.#request('GET', `/v1/experts/proposals${queryOf(query)}`, undefined, options)
+  }
+
+  /** One proposal (NOT_FOUND when unknown). */
+  expertProposal(id: string, options: CallOptions = {}): Promise<ProposalJson> {
+    return this.#request('GET', `/v1/experts/proposals/${encodeURIComponent(id)}`, undefined, options)
+  }
+
+  /**
+   * Polls a proposal until it is decided (accepted, refused or expired); ApiError TIMEOUT after
+   * `timeoutMs`. `onPoll` sees each answer.
+   */
+  async waitForProposal(
+    id: string,
+    options: CallOptions & { timeoutMs?: number; intervalMs?: number; onPoll?: (p: ProposalJson) => void } = {},
+  ): Promise<ProposalJson> {
+    const deadline = Date.now() + (options.timeoutMs ?? 600_000)
+    for (;;) {
+      let found: ProposalJson | undefined
+      try {
+        found = await this.expertProposal(id, options)
+      } catch (err) {
+        // the node may not have seen the proposal's block yet
+        if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err
+      }
+      if (found !== undefined) {
+        options.onPoll?.(found)
+        if (found.status !== 'pending') return found
+      }
+      if (Date.now() >= deadline)
+        throw new ApiError({ status: 0, code: 'TIMEOUT', message: `proposal ${id} was not decided in time` })
+      await sleep(options.intervalMs ?? 2_000, options.signal)
+    }
+  }
+
+  /** The most used experts. */
+  topExperts(
+    query: { family?: string; limit?: number } = {},
+    options: CallOptions = {},
+  ): Promise<{ experts: ExpertJson[] }> {
+    return this.#request('GET', `/v1/experts/top${queryOf(query)}`, undefined, options)
+  }
+
+  /** One expert's usage and rewards. */
+  expertStats(name: string, options: CallOptions & { family?: string } = {}): Promise<ExpertStatsJson> {
+    const q = queryOf({ family: options.family })
+    return this.#request('GET', `/v1/experts/stats/${encodeURIComponent(name)}${q}`, undefined, options)
+  }
+
+  /** A family version's parameter DAG (default: the first family, its current version). */
+  expertDag(query: { family?: string; version?: number } = {}, options: CallOptions = {}): Promise<ExpertDagJson> {
+    return this.#request('GET', `/v1/experts/dag${queryOf(query)}`, undefined, options)
+  }
+
+  /** Chat with a family's MoE model (operator token: the node pays the usage receipts). */
+  moeChat(request: MoeChatRequestJson, options: OperatorCallOptions = {}): Promise<MoeChatJson> {
+    return this.#request('POST', '/v1/experts/chat', request, options, this.#auth(options))
+  }
+
+  /** Nodes hosting experts, as the node sees them. */
+  expertHosts(options: CallOptions = {}): Promise<{ nodes: ExpertHostJson[] }> {
+    return this.#request('GET', '/v1/p2p/nodes', undefined, options)
+  }
+
+  expertGroups(options: CallOptions = {}): Promise<{ groups: ExpertGroupJson[] }> {
+    return this.#request('GET', '/v1/p2p/expert_groups', undefined, options)
+  }
+
+  replicationSuggestions(options: CallOptions = {}): Promise<{ suggestions: ReplicationSuggestionJson[] }> {
+    return this.#request('GET', '/v1/p2p/replication_suggestions', undefined, options)
+  }
+
+  integrityStatus(options: CallOptions = {}): Promise<IntegrityStatusJson> {
+    return this.#request('GET', '/v1/security/integrity_status', undefined, options)
+  }
+
+  expertHost(did: string, options: CallOptions = {}): Promise<ExpertHostJson> {
+    return this.#request('GET', `/v1/security/node_status/${encodeURIComponent(did)}`, undefined, options)
+  }
+
+  /** Quarantines an expert host (operator token). */
+  quarantineNode(did: string, options: OperatorCallOptions = {}): Promise<ExpertHostJson> {
+    const path = `/v1/security/quarantine_node/${encodeURIComponent(did)}`
+    return this.#request('POST', path, undefined, options, this.#auth(options))
+  }
+
+  /** Lifts an expert host's quarantine (operator token). */
+  recoverNode(did: string, options: OperatorCallOptions = {}): Promise<ExpertHostJson> {
+    const path = `/v1/security/recover_node/${encodeURIComponent(did)}`
+    return this.#request('POST', path, undefined, options, this.#auth(options))
+  }
+
+  /** Runs one of the experts' SSE routes: progress lines to `onProgress`, resolves with the result. */
+  async #expertsStream<T>(path: string, body: unknown, options: ExpertsStreamOptions): Promise<T> {
+    let result: { value: T } | undefined
+    await this.#stream(path, body, options, (data) => {
+      const message = data as { progress?: unknown; result?: T }
+      if (typeof message.progress === 'string') options.onProgress?.(message.progress)
+      else if (message.result !== undefined) result = { value: message.result }
+    })
+    if (result === undefined)
+      throw new ApiError({
+        status: 200,
+        code: 'BAD_RESPONSE',
+        message: `${this.baseUrl}${path} ended without a result`,
+      })
+    return result.value
+  }
+
+  /**
+   * Mines a block on the node (operator token): weights from the node's disk (`weightsPath`,
+   * absolute) or its trainer, then score, proof of work, proposal. Resolves with the proposal;
+   * follow its decision with `waitForProposal`.
+   */
+  proposeExpert(request: ProposeRequestJson, options: ExpertsStreamOptions = {}): Promise<ProposeResultJson> {
+    return this.#expertsStream('/v1/operator/experts/propose', request, options)
+  }
+
+  /**
+   * Uploads a safetensors file's bytes in chunks and proposes it (operator token; the seed's
+   * POST /upload_moe_experts): begin, PUT each chunk in order, finish. `onProgress` also gets a
+   * line per chunk sent.
+   */
+  async uploadExpert(
+    request: { family?: string; expert: string; file: Uint8Array },
+    options: ExpertsStreamOptions = {},
+  ): Promise<ProposeResultJson> {
+    const begin = {
+      expert: request.expert,
+      bytes: request.file.length,
+      ...(request.family === undefined ? {} : { family: request.family }),
+    }
+    const { upload, chunkBytes, chunks } = await this.#request<{ upload: string; chunkBytes: number; chunks: number }>(
+      'POST',
+      '/v1/operator/experts/uploads',
+      begin,
+      options,
+      this.#auth(options),
+    )
+    const base = `/v1/operator/experts/uploads/${encodeURIComponent(upload)}`
+    for (let n = 0; n < chunks; n++) {
+      const chunk = request.file.subarray(n * chunkBytes, (n + 1) * chunkBytes)
+      const response = await this.#send('PUT', `${base}/chunks/${n}`, options, {
+        headers: { ...this.#auth(options), accept: 'application/json', 'content-type': 'application/octet-stream' },
+        body: chunk,
+      })
+      this.#parse(response.status, new TextDecoder().decode(response.bytes), `${this.baseUrl}${base}/chunks/${n}`)
+      options.onProgress?.(`sent chunk ${n + 1}/${chunks}`)
+    }
+    return this.#expertsStream(`${base}/finish`, undefined, options)
+  }
+
+  /** Imports a MoE checkpoint folder on the node's disk (`dir`, absolute) as a family (operator token). */
+  importExperts(
+    request: { dir: string; family: string },
+    options: ExpertsStreamOptions = {},
+  ): Promise<ImportResultJson> {
+    return this.#expertsStream('/v1/operator/experts/import', request, options)
+  }
+
   // ---- operator ----
 
   /** Checks the operator token; answers the node's own account. */
@@ -951,7 +1381,7 @@ export class DonghaeClient {
 
   /** One HTTP exchange, the whole answer read within the client's timeout. */
   async #send(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'PUT',
     path: string,
     options: CallOptions,
     init: { headers: Record<string, string>; body?: string | Uint8Array },

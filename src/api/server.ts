@@ -47,6 +47,8 @@ import { NotFoundError } from './errors.ts'
 import { chainRoutes } from './routes/chain.ts'
 import { inferenceRoutes } from './routes/inference.ts'
 import type { InferenceApi } from './inference-api.ts'
+import type { ExpertsApi } from './experts-api.ts'
+import { expertsRoutes, noExpertsRoutes, setExpertsApi } from './routes/experts.ts'
 import { InferenceError } from '../inference/errors.ts'
 import type { ErrorJson } from './schemas.ts'
 import { OPERATOR_SCHEME, UnauthorizedError, setOperatorToken } from './auth.ts'
@@ -62,6 +64,12 @@ export interface ApiServerOptions {
   chain: ChainApi
   /** Inference routes (/v1/models, /v1/infer, completions, settlements, workers). */
   inference?: InferenceApi
+  /**
+   * AI-Block's routes (routes/experts.ts: /v1/experts, /v1/p2p, /v1/security, /v1/operator/experts
+   * and the seed's paths), and MoE answers to POST /chat with use_moe. Without it those paths
+   * answer 404 saying the node runs no experts service.
+   */
+  experts?: ExpertsApi
   /** Network routes (/v1/net, /v1/did) when the node runs on libp2p. */
   net?: NetApi
   /** Request and error logs go here (component donghae:api). @default no logging */
@@ -125,6 +133,7 @@ const STATUS_CODES: Readonly<Record<number, string>> = {
   403: 'FORBIDDEN',
   404: 'NOT_FOUND',
   408: 'REQUEST_TIMEOUT',
+  409: 'CONFLICT',
   413: 'PAYLOAD_TOO_LARGE',
   415: 'UNSUPPORTED_MEDIA_TYPE',
   429: 'RATE_LIMITED',
@@ -228,6 +237,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     return reply.code(404).send(errorBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`))
   })
   setOperatorToken(app, options.operatorToken)
+  setExpertsApi(app, options.experts)
   const limit = options.rateLimit ?? DEFAULT_RATE_LIMIT
   app.register(rateLimit, { max: limit.max, timeWindow: limit.timeWindowMs })
   app.register(cors, { origin: options.cors ?? false })
@@ -266,6 +276,8 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   if (options.metrics !== undefined) app.register(metricsRoutes, { metrics: options.metrics })
   if (options.operator !== undefined) app.register(operatorRoutes, { operator: options.operator, chain: options.chain })
   if (options.inference !== undefined) app.register(inferenceRoutes, { inference: options.inference })
+  if (options.experts !== undefined) app.register(expertsRoutes, { experts: options.experts })
+  else app.register(noExpertsRoutes)
   if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
   return app
 }

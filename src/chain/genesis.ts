@@ -1,6 +1,7 @@
 /**
  * The genesis document: chain id, start time, parameters, initial balances and validators, and
- * optionally the inference market's initial models and workers.
+ * optionally the inference market's initial models and workers and AI-Block's initial families
+ * and parameter blocks (`experts`: nonces as decimal strings, signatures as hex in the JSON).
  * JSON on disk (amounts as decimal strings, since JSON numbers cannot hold 64-bit integers).
  *
  * The parameters that came after the first chains (`OPTIONAL_PARAM_KEYS`: the inference ones and
@@ -11,6 +12,7 @@ import { readFile } from 'node:fs/promises'
 import { parseUint64 } from '../core/uint.ts'
 import { sha256 } from '../core/hash.ts'
 import { encode } from '../core/codec.ts'
+import { fromHex, toHex } from '../core/bytes.ts'
 import { parseDidKey } from '../identity/did-key.ts'
 import { GenesisError } from './errors.ts'
 
@@ -110,6 +112,23 @@ export interface ChainParams {
   usageKeepBps: number
   /** Blocks during which workers refuse a gateway that dispatched more than a deposit held. */
   overdraftBanBlocks: number
+  // ---- AI-Block experts (src/experts/chain/module.ts) ----
+  /** Bond locked with an `experts.propose`: returned when accepted, stale or expired; kept when refused. */
+  polBond: bigint
+  /** Leading zero bits a parameter block's proof-of-work digest needs (src/experts/pow.ts). */
+  polDifficultyBits: number
+  /** Blocks a proposal stays open for attestations before it expires. */
+  polWindowBlocks: number
+  /** Largest |claimed − median| loss accepted, micro-nats; past it the claim is forged. */
+  polToleranceMicroNats: bigint
+  /** Largest |claimed − median| top-1 accuracy accepted, ppm. */
+  polAccuracyTolerancePpm: number
+  /** Least loss improvement (micro-nats) a proposal replacing blocks must bring (the seed's δ). */
+  polMinGainMicroNats: bigint
+  /** Paid into the experts pool per routing a gateway reports with `experts.usage`. */
+  expertCallPrice: bigint
+  /** A block used within this many blocks counts as recent for its reward. */
+  expertRecencyBlocks: number
 }
 
 /** A model registered at genesis: an `inference.registerModel` body plus its owner. */
@@ -149,6 +168,32 @@ export interface GenesisInference {
   workers: GenesisWorker[]
 }
 
+/** A validation score (src/experts/types.ts PolScore; this layer sits below experts). */
+export interface GenesisPolScore {
+  lossMicroNats: bigint
+  accuracyPpm: number
+}
+
+/**
+ * A parameter block header at genesis (src/experts/types.ts ParamBlockHeader, checked by the
+ * experts module): the fields JSON cannot hold as they are, typed here.
+ */
+export interface GenesisParamHeader {
+  nonce: bigint
+  payloadSig: Uint8Array
+}
+
+/**
+ * AI-Block families and blocks at genesis (checked by the experts module: a MetaBlockBody per
+ * meta, a ParamBlockHeader per block; no bond, no proof of work, signatures must verify).
+ */
+export interface GenesisExperts {
+  /** MetaBlocks, in order (a family's version 1 before its version 2). */
+  metas: Array<{ owner: string; body: unknown }>
+  /** Parameter blocks, accepted as they are, with their score if known. */
+  blocks: Array<{ header: GenesisParamHeader; score?: GenesisPolScore }>
+}
+
 export interface GenesisDoc {
   chainId: string
   /** Milliseconds since the Unix epoch. */
@@ -158,6 +203,8 @@ export interface GenesisDoc {
   validators: Array<{ did: string; stake: bigint }>
   /** Initial models and workers of the inference market. */
   inference?: GenesisInference
+  /** Initial AI-Block families and parameter blocks. */
+  experts?: GenesisExperts
 }
 
 export const DEFAULT_PARAMS: ChainParams = {
@@ -211,6 +258,14 @@ export const DEFAULT_PARAMS: ChainParams = {
   rewardCapBps: 400,
   usageKeepBps: 7_500,
   overdraftBanBlocks: 17_280,
+  polBond: 1_000n,
+  polDifficultyBits: 12,
+  polWindowBlocks: 30,
+  polToleranceMicroNats: 500n,
+  polAccuracyTolerancePpm: 2_000,
+  polMinGainMicroNats: 1_000n,
+  expertCallPrice: 1n,
+  expertRecencyBlocks: 300,
 }
 
 const BIGINT_PARAMS = [
@@ -225,6 +280,10 @@ const BIGINT_PARAMS = [
   'modelDeposit',
   'minDeposit',
   'challengeFee',
+  'polBond',
+  'polToleranceMicroNats',
+  'polMinGainMicroNats',
+  'expertCallPrice',
 ] as const
 
 /** Parameters that may be missing from the JSON (default) and are written only when not the default. */
@@ -257,10 +316,24 @@ export const INFERENCE_PARAM_KEYS = [
   'overdraftBanBlocks',
 ] as const satisfies ReadonlyArray<keyof ChainParams>
 
+/** The AI-Block experts parameters (optional like the inference ones). */
+export const EXPERTS_PARAM_KEYS = [
+  'polBond',
+  'polDifficultyBits',
+  'polWindowBlocks',
+  'polToleranceMicroNats',
+  'polAccuracyTolerancePpm',
+  'polMinGainMicroNats',
+  'expertCallPrice',
+  'expertRecencyBlocks',
+] as const satisfies ReadonlyArray<keyof ChainParams>
+
 /** Parameters that may be missing from the JSON: the inference ones and those added since. */
-export const OPTIONAL_PARAM_KEYS = [...INFERENCE_PARAM_KEYS, 'minBond'] as const satisfies ReadonlyArray<
-  keyof ChainParams
->
+export const OPTIONAL_PARAM_KEYS = [
+  ...INFERENCE_PARAM_KEYS,
+  'minBond',
+  ...EXPERTS_PARAM_KEYS,
+] as const satisfies ReadonlyArray<keyof ChainParams>
 
 const isOptionalParam = (key: string): boolean => (OPTIONAL_PARAM_KEYS as readonly string[]).includes(key)
 
@@ -277,7 +350,24 @@ export function genesisToJson(doc: GenesisDoc): unknown {
     validators: doc.validators.map((v) => ({ did: v.did, stake: v.stake.toString() })),
   }
   if (doc.inference !== undefined) json.inference = inferenceToJson(doc.inference)
+  if (doc.experts !== undefined) json.experts = expertsToJson(doc.experts)
   return json
+}
+
+const scoreToJson = (s: GenesisPolScore): unknown => ({
+  lossMicroNats: s.lossMicroNats.toString(),
+  accuracyPpm: s.accuracyPpm,
+})
+
+/** Nonces as decimal strings, signatures as hex, scores' losses as decimal strings. */
+function expertsToJson(section: GenesisExperts): unknown {
+  return {
+    metas: section.metas.map((m) => ({ owner: m.owner, body: m.body })),
+    blocks: section.blocks.map((b) => ({
+      header: { ...b.header, nonce: b.header.nonce.toString(), payloadSig: toHex(b.header.payloadSig) },
+      ...(b.score === undefined ? {} : { score: scoreToJson(b.score) }),
+    })),
+  }
 }
 
 function inferenceToJson(section: GenesisInference): unknown {
@@ -322,7 +412,7 @@ function did(value: unknown, field: string): string {
 /** Parses and validates a genesis document from its JSON value. */
 export function parseGenesis(json: unknown): GenesisDoc {
   if (!isRecord(json)) fail('the document must be a JSON object')
-  const { chainId, genesisTime, params, accounts, validators, inference } = json
+  const { chainId, genesisTime, params, accounts, validators, inference, experts } = json
   if (typeof chainId !== 'string' || !/^[a-z0-9][a-z0-9-]{0,48}$/.test(chainId))
     fail('chainId must be 1-49 lowercase letters, digits or "-"')
   if (typeof genesisTime !== 'number' || !Number.isSafeInteger(genesisTime) || genesisTime < 0)
@@ -353,9 +443,12 @@ export function parseGenesis(json: unknown): GenesisDoc {
     'auditCandidates',
     'auditSlotBlocks',
     'disputeWindowBlocks',
+    'polWindowBlocks',
   ] as const) {
     if (p[key] < 1) fail(`params.${key} must be at least 1`)
   }
+  if (p.polDifficultyBits > 64) fail('params.polDifficultyBits must be at most 64')
+  if (p.polAccuracyTolerancePpm > 1_000_000) fail('params.polAccuracyTolerancePpm is in parts per million (0-1000000)')
   if (p.minModelPrice < 1n) fail('params.minModelPrice must be at least 1 (free jobs would wash usage)')
   if (p.auditFloorPpm > 1_000_000) fail('params.auditFloorPpm is in parts per million (0-1000000)')
   if (p.rewardCapBps >= p.protocolShareBps && p.rewardCapBps > 0)
@@ -395,6 +488,7 @@ export function parseGenesis(json: unknown): GenesisDoc {
   if (parsedValidators.length === 0) fail('at least one validator is needed')
   const doc: GenesisDoc = { chainId, genesisTime, params: p, accounts: parsedAccounts, validators: parsedValidators }
   if (inference !== undefined) doc.inference = parseInference(inference)
+  if (experts !== undefined) doc.experts = parseExperts(experts)
   return doc
 }
 
@@ -482,6 +576,56 @@ function parseInference(json: unknown): GenesisInference {
     }
   })
   return { models, workers }
+}
+
+function scoreFromJson(value: unknown, at: string): GenesisPolScore {
+  if (!isRecord(value)) fail(`${at} must be an object`)
+  const extra = Object.keys(value).find((k) => k !== 'lossMicroNats' && k !== 'accuracyPpm')
+  if (extra !== undefined) fail(`unknown field ${at}.${extra}`)
+  const { accuracyPpm } = value
+  if (
+    typeof accuracyPpm !== 'number' ||
+    !Number.isSafeInteger(accuracyPpm) ||
+    accuracyPpm < 0 ||
+    accuracyPpm > 1_000_000
+  )
+    fail(`${at}.accuracyPpm must be 0-1000000`)
+  return { lossMicroNats: amount(value.lossMicroNats, `${at}.lossMicroNats`), accuracyPpm }
+}
+
+/**
+ * The experts section's outline: owners, nonces, signatures and scores. MetaBlock bodies and
+ * headers are checked by the experts module when it loads the genesis.
+ */
+function parseExperts(json: unknown): GenesisExperts {
+  if (!isRecord(json) || !Array.isArray(json.metas) || !Array.isArray(json.blocks))
+    fail('experts must be an object with metas and blocks arrays')
+  const extra = Object.keys(json).filter((k) => k !== 'metas' && k !== 'blocks')
+  if (extra.length > 0) fail(`unknown field experts.${extra[0] ?? ''}`)
+  const metas = json.metas.map((m: unknown, i) => {
+    const at = `experts.metas[${i}]`
+    if (!isRecord(m)) fail(`${at} must be an object`)
+    const unknownField = Object.keys(m).find((k) => k !== 'owner' && k !== 'body')
+    if (unknownField !== undefined) fail(`unknown field ${at}.${unknownField}`)
+    if (!isRecord(m.body)) fail(`${at}.body must be a MetaBlock body`)
+    return { owner: did(m.owner, `${at}.owner`), body: m.body }
+  })
+  const blocks = json.blocks.map((b: unknown, i) => {
+    const at = `experts.blocks[${i}]`
+    if (!isRecord(b) || !isRecord(b.header)) fail(`${at} must be an object with a header`)
+    const unknownField = Object.keys(b).find((k) => k !== 'header' && k !== 'score')
+    if (unknownField !== undefined) fail(`unknown field ${at}.${unknownField}`)
+    const { nonce, payloadSig } = b.header
+    if (typeof payloadSig !== 'string' || !/^[0-9a-f]{128}$/.test(payloadSig))
+      fail(`${at}.header.payloadSig must be 128 hex characters`)
+    const header = {
+      ...b.header,
+      nonce: amount(nonce, `${at}.header.nonce`),
+      payloadSig: fromHex(payloadSig),
+    } as GenesisParamHeader
+    return b.score === undefined ? { header } : { header, score: scoreFromJson(b.score, `${at}.score`) }
+  })
+  return { metas, blocks }
 }
 
 export async function readGenesisFile(path: string): Promise<GenesisDoc> {

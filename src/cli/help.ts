@@ -30,6 +30,11 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   nat: ['donghae nat probe --json', 'donghae nat status'],
   model: ['donghae model list --json', 'donghae model publish models/digits-mlp.onnx --name my-digits --price 5'],
+  experts: [
+    'donghae experts list --family moby-moe',
+    'donghae experts propose --expert layer0.expert3 --weights e3.safetensors --wait',
+    'donghae experts chat "Call me Ishmael." --top-k 2',
+  ],
   receipt: [
     'donghae receipt verify receipt.json',
     'donghae receipt verify receipt.json --node http://127.0.0.1:26657 --json',

@@ -19,6 +19,7 @@ import { registerDevnet } from './commands/devnet.ts'
 import { registerSim } from './commands/sim.ts'
 import { registerNat } from './commands/nat.ts'
 import { registerInference } from './commands/inference.ts'
+import { registerExperts } from './commands/experts.ts'
 import { registerService } from './commands/service.ts'
 import { addGroupExamples } from './help.ts'
 import { VERSION } from './version.ts'
@@ -74,6 +75,7 @@ Docs: README.md and docs/architecture.md`,
   registerSim(program, io)
   registerNat(program, io)
   registerInference(program, io)
+  registerExperts(program, io)
   registerService(program, io)
   addGroupExamples(program)
   for (const command of program.commands) command.exitOverride()

@@ -63,6 +63,12 @@ export interface DonghaeConfig {
   runner: 'sandbox' | 'in-process'
   /** Disk budget of model files (the content store), bytes; unpinned files are evicted, least recently used first. */
   modelStorage: number
+  /** Mixture-of-Experts: nodes that host each expert block (rendezvous over the validators); 0: host none. */
+  expertReplicas: number
+  /** Memory for loaded experts (local generations and the experts this node serves), MiB. */
+  expertMemory: number
+  /** Fine-tune hosted experts with the built-in trainer while no generation runs (pauses within 50 ms of one). */
+  expertTraining: boolean
 }
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
@@ -277,6 +283,26 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_MODEL_STORAGE',
     default: () => 16 * 1024 ** 3, // CONTENT_STORE_DEFAULTS.budgetBytes in net/content-store.ts (a layer above)
     parse: byteSize,
+  },
+  expertReplicas: {
+    description:
+      'Mixture-of-Experts: nodes that host each expert block, chosen by rendezvous hashing over the validators (this node serves the ones it is chosen for); 0: host none',
+    env: 'DONGHAE_EXPERT_REPLICAS',
+    default: () => 2,
+    parse: integer(0, 64),
+  },
+  expertMemory: {
+    description: 'memory for loaded experts, MiB (least recently used unloaded first)',
+    env: 'DONGHAE_EXPERT_MEMORY',
+    default: () => 256,
+    parse: integer(1, 16 * 1024 * 1024),
+  },
+  expertTraining: {
+    description:
+      'fine-tune hosted experts with the built-in trainer while no generation runs (inference first: training pauses within 50 ms of a generation)',
+    env: 'DONGHAE_EXPERT_TRAINING',
+    default: () => false,
+    parse: bool,
   },
 }
 

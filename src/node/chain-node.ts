@@ -33,6 +33,7 @@ import type { Block } from '../chain/block.ts'
 import { bankModule, feeCollector, balanceOf } from '../bank/bank.ts'
 import { stakingModule, validatorSetAt, validatorRecord, unbondingOf, retainedProofKeys } from '../staking/staking.ts'
 import { inferenceModule } from '../inference/chain/module.ts'
+import { expertsModule } from '../experts/chain/module.ts'
 import { OwnTxQueue } from './own-txs.ts'
 import { accountNonce } from '../chain/host.ts'
 import type { AccountView, ChainApi, NodeStatus } from '../api/chain-api.ts'
@@ -115,7 +116,12 @@ export class DonghaeNode {
     try {
       const machine = new StateMachine({
         chainId: genesis.chainId,
-        modules: [bankModule, stakingModule(genesis.params), inferenceModule(genesis.params)],
+        modules: [
+          bankModule,
+          stakingModule(genesis.params),
+          inferenceModule(genesis.params),
+          expertsModule(genesis.params),
+        ],
         fees: feeCollector,
         minFee: genesis.params.minFee,
       })

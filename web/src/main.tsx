@@ -4,6 +4,7 @@ import { render } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
 import { Accounts } from './accounts.tsx'
 import { Chain } from './chain.tsx'
+import { Experts } from './experts.tsx'
 import { Inference } from './inference.tsx'
 import { NodeLive, useLive } from './live.ts'
 import { Network } from './network.tsx'
@@ -17,6 +18,7 @@ const PAGES = [
   { id: 'network', label: 'Network', view: Network },
   { id: 'chain', label: 'Chain', view: Chain },
   { id: 'inference', label: 'Inference', view: Inference },
+  { id: 'experts', label: 'Experts', view: Experts },
   { id: 'accounts', label: 'Accounts', view: Accounts },
 ] as const
 

@@ -46,6 +46,7 @@ import { NotFoundError } from '../errors.ts'
 import { OPERATOR_SECURITY, requireOperator } from '../auth.ts'
 import { ERROR_RESPONSES } from '../schemas.ts'
 import { SSE_HEARTBEAT_MS } from './events.ts'
+import { moeChatAnswer } from './experts.ts'
 import {
   COMPLETION_STREAM_OPEN_MS,
   MAX_COMPLETION_BODY_BYTES,
@@ -946,15 +947,16 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       url: '/chat',
       ...operatorText,
       schema: {
-        summary: 'AI-Block’s chat route, answered by the text model through the completion path',
+        summary: 'AI-Block’s chat route: a MoE family’s experts with use_moe, else the text model',
         description:
-          'use_moe, use_distributed and top_k_experts are accepted for compatibility; inference is always distributed. Without `model`, the first text model (else the first language model) answers.',
+          'With `use_moe: true` the node’s experts service answers (as POST /v1/experts/chat): `model` names the MoE family (default: the first on chain), `top_k_experts` the experts per token, `use_distributed: false` keeps to this node’s own copies; the answer adds `experts` (per layer: the experts used, their tokens and the nodes that served them), `masked` and `usage`. 404 when the node has no experts service or no family is on chain. Otherwise the completion path answers (always distributed): without `model`, the first text model (else the first language model).',
         tags: ['inference'],
         security: OPERATOR_SECURITY,
         body: AiBlockChatBody,
       },
-      handler: async (request) => {
+      handler: async (request, reply) => {
         const body = request.body as Static<typeof AiBlockChatBody>
+        if (body.use_moe === true) return moeChatAnswer(request, reply, body)
         const models = await api.models()
         const model = body.model ?? (models.find((m) => m.kind === 'text') ?? models.find((m) => m.kind === 'lm'))?.name
         if (model === undefined) throw new InferenceError('unknown-model', 'no text model is registered')
