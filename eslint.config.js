@@ -4,7 +4,20 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 /** Layers from the bottom up; each may import only itself and the layers before it. */
-const LAYERS = ['core', 'identity', 'store', 'chain', 'bank', 'staking', 'net', 'inference', 'experts', 'api', 'node', 'cli']
+const LAYERS = [
+  'core',
+  'identity',
+  'store',
+  'chain',
+  'bank',
+  'staking',
+  'net',
+  'inference',
+  'experts',
+  'api',
+  'node',
+  'cli',
+]
 
 function layerRule(layer) {
   const higher = LAYERS.slice(LAYERS.indexOf(layer) + 1)

@@ -20,6 +20,7 @@ import { fetchBenches, FETCH_BENCH_NAMES } from './fetch.bench.ts'
 import { lmBenches, LM_BENCH_NAMES } from './lm.bench.ts'
 import { lmGatewayBenches, LM_GATEWAY_BENCH_NAMES } from './lm-gateway.bench.ts'
 import { expertsBenches, EXPERTS_BENCH_NAMES } from './experts.bench.ts'
+import { moeBenches, MOE_BENCH_NAMES } from './moe.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -81,6 +82,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: LM_BENCH_NAMES, run: () => lmBenches(quick) },
   { names: LM_GATEWAY_BENCH_NAMES, run: () => lmGatewayBenches(quick) },
   { names: EXPERTS_BENCH_NAMES, run: () => expertsBenches(quick) },
+  { names: MOE_BENCH_NAMES, run: () => moeBenches(quick) },
 ]
 
 const only = values.only

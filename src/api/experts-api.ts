@@ -43,7 +43,7 @@ export interface ExpertView {
   rewards: bigint
   /** Nodes announcing that they host it (as this node last saw them). */
   hosts: string[]
-  /** The raw state key of its ParamIndex entry: prove it with GET /v1/state/proof?key=… */
+  /** The state key of its ParamIndex entry: GET /v1/state/proof?key=<hex of its UTF-8 bytes> proves it. */
   indexKey: string
 }
 
@@ -52,7 +52,15 @@ export interface DagView {
   version: number
   meta: MetaRecord
   /** Every block of the version's DAG, in topological (index) order. */
-  blocks: Array<{ hash: string; name: string; layer: number; type: 'router' | 'expert'; index: number; current: boolean; dependsOn: string[] }>
+  blocks: Array<{
+    hash: string
+    name: string
+    layer: number
+    type: 'router' | 'expert'
+    index: number
+    current: boolean
+    dependsOn: string[]
+  }>
 }
 
 export interface MoeChatRequest {
@@ -79,6 +87,8 @@ export interface MoeChatAnswer {
   /** Experts masked because no host answered in time. */
   masked: number
   elapsedMs: number
+  /** Where the time went: the trunk and routers here, and waiting for the experts. */
+  timing?: { trunkMs: number; expertMs: number }
 }
 
 export interface ExpertHostView {
@@ -165,5 +175,8 @@ export interface ExpertsApi {
   uploadChunk(upload: string, index: number, chunk: Uint8Array): { received: number }
   uploadFinish(upload: string): Promise<ProposeAnswer>
   /** Splits a safetensors MoE checkpoint folder on the node's disk into a MetaBlock and blocks. */
-  importCheckpoint(request: { dir: string; family: string }, onProgress?: (line: string) => void): Promise<{ family: string; version: number; blocks: number; proposal: string }>
+  importCheckpoint(
+    request: { dir: string; family: string },
+    onProgress?: (line: string) => void,
+  ): Promise<{ family: string; version: number; blocks: number; proposal: string }>
 }

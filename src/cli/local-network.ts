@@ -12,6 +12,7 @@ import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type Gene
 import { parseUint64 } from '../core/uint.ts'
 import { CliError } from './errors.ts'
 import { demoModels } from '../inference/demo-models.ts'
+import { demoExpertsGenesis } from '../experts/genesis.ts'
 import { RUNTIME_NAME } from '../inference/runtime.ts'
 
 /** Development-network keystores are encrypted with this well-known password. */
@@ -78,6 +79,8 @@ export async function loadOrCreateGenesis(
     quorumSize: Math.max(1, Math.min(DEFAULT_PARAMS.quorumSize, keys.length - 2)),
     gatewayGraceMs: 5_000,
   }
+  // the demo Mixture-of-Experts family: its MetaBlock and its 18 blocks, mined by the nodes in turn
+  const experts = await demoExpertsGenesis(keys)
   const doc = parseGenesis({
     chainId,
     genesisTime: Date.now(),
@@ -117,6 +120,7 @@ export async function loadOrCreateGenesis(
     accounts: [...dids.map((did) => ({ did, balance: VALIDATOR_BALANCE.toString() })), ...funded],
     validators: dids.map((did) => ({ did, stake: VALIDATOR_STAKE.toString() })),
   })
+  doc.experts = experts
   await writeFile(path, `${JSON.stringify(genesisToJson(doc), null, 2)}\n`, { flag: 'wx' })
   return doc
 }

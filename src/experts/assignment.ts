@@ -29,6 +29,11 @@ export function hostsFor(block: string, nodes: readonly string[], replicas: numb
 }
 
 /** The blocks of `blocks` that `self` hosts. */
-export function hostedBy(self: string, blocks: readonly string[], nodes: readonly string[], replicas: number): string[] {
+export function hostedBy(
+  self: string,
+  blocks: readonly string[],
+  nodes: readonly string[],
+  replicas: number,
+): string[] {
   return blocks.filter((b) => hostsFor(b, nodes, replicas).includes(self))
 }

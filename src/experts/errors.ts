@@ -44,3 +44,15 @@ export class TokenSetError extends InvalidInputError {
   static override readonly code: string = 'EXPERTS_BAD_TOKENS'
   override name = 'TokenSetError'
 }
+
+/** A chunked upload used out of order, unknown, or over its size (`statusCode`: what HTTP answers). */
+export class ExpertUploadError extends InvalidInputError {
+  static override readonly code: string = 'EXPERTS_UPLOAD'
+  override name = 'ExpertUploadError'
+  readonly statusCode: 404 | 409 | 413
+
+  constructor(statusCode: 404 | 409 | 413, message: string) {
+    super(message)
+    this.statusCode = statusCode
+  }
+}

@@ -79,7 +79,8 @@ export class FamilyLoader {
     let loaded = this.#cache.get(key)
     if (loaded === undefined) {
       const routerCids = params.routers.map((hash, layer) => {
-        if (hash === '') throw new InvalidInputError(`family ${family} v${meta.version} has no router for layer ${layer}`)
+        if (hash === '')
+          throw new InvalidInputError(`family ${family} v${meta.version} has no router for layer ${layer}`)
         return payloadOf(state, hash)
       })
       loaded = this.#read(meta, params, routerCids)

@@ -29,10 +29,18 @@ import type { ChainEvent } from '../chain/host.ts'
 import type { StateReader } from '../chain/state-view.ts'
 import type { ChatMessage } from '../inference/lm/model-files.ts'
 import { hostedBy, hostsFor } from './assignment.ts'
-import { blockHash, signParamBlock } from './block.ts'
+import { blockHash, signParamBlock, unsignedOf } from './block.ts'
 import { stampPow } from './pow.ts'
 import { FamilyLoader, payloadOf, type ExpertFiles, type LoadedFamily } from './family.ts'
-import { listFamilies, paramIndex, pendingProposals, readBlock, readFamily, readMeta, readProposal } from './chain/state.ts'
+import {
+  listFamilies,
+  paramIndex,
+  pendingProposals,
+  readBlock,
+  readFamily,
+  readMeta,
+  readProposal,
+} from './chain/state.ts'
 import { MoeEngine, type RoutingStats } from './model/engine.ts'
 import { evaluateModel, parseValidationTokens } from './model/evaluate.ts'
 import { LocalExperts, runExpert, StaticExperts } from './model/local.ts'
@@ -163,7 +171,11 @@ export class ExpertsService {
   #lastActive = 0
   #stops: Array<() => void> = []
   /** Training state, for the operator's view. */
-  training: { running: boolean; expert?: string; steps: number; paused: number } = { running: false, steps: 0, paused: 0 }
+  training: { running: boolean; expert?: string; steps: number; paused: number } = {
+    running: false,
+    steps: 0,
+    paused: 0,
+  }
 
   constructor(options: ExpertsServiceOptions) {
     this.#o = options
@@ -232,7 +244,8 @@ export class ExpertsService {
     for (const f of listFamilies(this.state)) {
       const meta = readMeta(this.state, f.family)
       if (meta === undefined) continue
-      for (const block of indexExperts(this.state, meta)) out.push({ family: meta.family, version: meta.version, block })
+      for (const block of indexExperts(this.state, meta))
+        out.push({ family: meta.family, version: meta.version, block })
     }
     return out
   }
@@ -247,7 +260,8 @@ export class ExpertsService {
     for (const b of next) if (!this.#hosted.has(b)) void this.directory.announce(b, this.#o.signal).catch(() => {})
     this.#hosted = next
     for (const b of blocks)
-      if (this.#replicas > 0) for (const did of hostsFor(b, validators, this.#replicas)) if (did !== this.did) this.directory.learn(b, did)
+      if (this.#replicas > 0)
+        for (const did of hostsFor(b, validators, this.#replicas)) if (did !== this.did) this.directory.learn(b, did)
   }
 
   /** Blocks this node serves now. */
@@ -297,8 +311,14 @@ export class ExpertsService {
         directory: this.directory,
         family: meta.family,
         version: meta.version,
-        local: (call) => (this.#hosted.has(call.block) ? local.get(call.block).then((w) => runExpert(w, call.input, call.rows)) : undefined),
+        local: (call) =>
+          this.#hosted.has(call.block)
+            ? local.get(call.block).then((w) => runExpert(w, call.input, call.rows))
+            : undefined,
         callTimeoutMs: this.#o.callTimeoutMs ?? 1_000,
+        // one missed deadline is enough to route around a host for a while: a killed host must
+        // not cost a deadline per layer per token
+        failuresToSuspend: 1,
         auditPpm: this.#o.auditPpm ?? 20_000,
         ...(this.#o.rng === undefined ? { rng: cryptoRng() } : { rng: this.#o.rng }),
         clock: this.#clock,
@@ -344,12 +364,22 @@ export class ExpertsService {
       const provider: ExpertProvider = request.distributed === false ? this.#localFor(meta) : this.remoteFor(meta)
       const engine = new MoeEngine(meta.arch, loaded.trunk, loaded.routers, provider, { blocks: params.experts })
       const room = meta.arch.contextLength - prompt.length
-      if (room < 1) throw new InvalidInputError(`the prompt (${prompt.length} tokens) fills the context (${meta.arch.contextLength})`)
-      const stopIds = ['<|end|>', '<|endoftext|>'].map((t) => tokenizer.tokenId(t)).filter((x): x is number => x !== undefined)
+      if (room < 1)
+        throw new InvalidInputError(
+          `the prompt (${prompt.length} tokens) fills the context (${meta.arch.contextLength})`,
+        )
+      const stopIds = ['<|end|>', '<|endoftext|>']
+        .map((t) => tokenizer.tokenId(t))
+        .filter((x): x is number => x !== undefined)
       const detok = tokenizer.detokenizer()
       const generation = await engine.generate(prompt, {
         maxTokens: Math.min(request.maxTokens ?? 64, room),
-        sampler: { temperatureMilli: request.temperatureMilli ?? 0, topPMilli: 1000, topK: 0, seed: request.seed ?? 0n },
+        sampler: {
+          temperatureMilli: request.temperatureMilli ?? 0,
+          topPMilli: 1000,
+          topK: 0,
+          seed: request.seed ?? 0n,
+        },
         stopIds,
         ...(request.topK === undefined ? {} : { topK: request.topK }),
         ...(request.signal === undefined ? {} : { signal: request.signal }),
@@ -363,7 +393,11 @@ export class ExpertsService {
       this.ledger.record(
         meta.family,
         meta.version,
-        Object.entries(generation.routing.blocks).map(([block, b]) => ({ block, calls: b.calls, latencyMs: b.latencyMs })),
+        Object.entries(generation.routing.blocks).map(([block, b]) => ({
+          block,
+          calls: b.calls,
+          latencyMs: b.latencyMs,
+        })),
       )
       const hostsByExpert = hostsOfRouting(generation.routing, params.experts, provider)
       return {
@@ -402,7 +436,11 @@ export class ExpertsService {
   // ---- Proof-of-Learning -------------------------------------------------------------------------
 
   /** Scores a family version with some slots replaced (name → payload bytes): the PoL score. */
-  async score(loaded: LoadedFamily, replace: ReadonlyMap<string, Uint8Array> = new Map(), signal?: AbortSignal): Promise<PolScore> {
+  async score(
+    loaded: LoadedFamily,
+    replace: ReadonlyMap<string, Uint8Array> = new Map(),
+    signal?: AbortSignal,
+  ): Promise<PolScore> {
     const { meta } = loaded
     const arch = meta.arch
     const experts = new Map<string, ExpertWeights>()
@@ -514,7 +552,11 @@ export class ExpertsService {
   ): Promise<ProposeResult> {
     const meta = this.familyOf(request.family)
     const slot = parseExpertName(request.name)
-    if (slot === undefined || slot.layer >= meta.arch.nLayers || (slot.expert !== null && slot.expert >= meta.arch.expertsPerLayer))
+    if (
+      slot === undefined ||
+      slot.layer >= meta.arch.nLayers ||
+      (slot.expert !== null && slot.expert >= meta.arch.expertsPerLayer)
+    )
       throw new InvalidInputError(
         `${request.name} is not a slot of ${meta.family} v${meta.version} (layer0…${meta.arch.nLayers - 1}, expert0…${meta.arch.expertsPerLayer - 1} or router)`,
       )
@@ -549,10 +591,11 @@ export class ExpertsService {
       shapes: payloadShapes(meta.arch, type),
     })
     onProgress(`proof of work: ${this.#o.chain.params.polDifficultyBits} bits…`)
-    const { nonce: _n, payloadSig: _s, ...forPow } = unsigned
-    const pow = await stampPow(forPow, this.#o.chain.params.polDifficultyBits, this.#o.signal)
+    const pow = await stampPow(unsignedOf(unsigned), this.#o.chain.params.polDifficultyBits, this.#o.signal)
     const header: ParamBlockHeader = { ...unsigned, nonce: pow.nonce }
-    onProgress(`nonce ${pow.nonce} after ${pow.tries} tries (${pow.ms} ms); submitting with a bond of ${this.#o.chain.params.polBond}`)
+    onProgress(
+      `nonce ${pow.nonce} after ${pow.tries} tries (${pow.ms} ms); submitting with a bond of ${this.#o.chain.params.polBond}`,
+    )
     const body: ProposeBody = { family: meta.family, version: meta.version, blocks: [header], claim }
     const { hash } = await this.#o.submitTx('experts.propose', body)
     return {
@@ -572,7 +615,12 @@ export class ExpertsService {
   ): Promise<TrainOutcome> {
     const meta = this.familyOf(request.family)
     const slot = parseExpertName(request.name)
-    if (slot === undefined || slot.expert === null || slot.layer >= meta.arch.nLayers || slot.expert >= meta.arch.expertsPerLayer)
+    if (
+      slot === undefined ||
+      slot.expert === null ||
+      slot.layer >= meta.arch.nLayers ||
+      slot.expert >= meta.arch.expertsPerLayer
+    )
       throw new InvalidInputError(`${request.name} is not an expert slot of ${meta.family}`)
     const loaded = await this.families.load(this.state, meta.family, meta.version)
     const block = (loaded.params.experts[slot.layer] as string[])[slot.expert] as string

@@ -14,10 +14,17 @@ interface Tally {
 }
 
 export class UsageLedger {
-  readonly #pending = new Map<string, { family: string; version: number; generations: number; blocks: Map<string, Tally> }>()
+  readonly #pending = new Map<
+    string,
+    { family: string; version: number; generations: number; blocks: Map<string, Tally> }
+  >()
 
   /** Adds one generation's routing counts. */
-  record(family: string, version: number, calls: ReadonlyArray<{ block: string; calls: number; latencyMs: number }>): void {
+  record(
+    family: string,
+    version: number,
+    calls: ReadonlyArray<{ block: string; calls: number; latencyMs: number }>,
+  ): void {
     const key = `${family}\u0000${version}`
     let entry = this.#pending.get(key)
     if (entry === undefined) {

@@ -42,13 +42,14 @@ import {
   readUsage,
 } from '../experts/chain/state.ts'
 import { ExpertsService, type ChatResult } from '../experts/service.ts'
+import { ExpertUploadError } from '../experts/errors.ts'
 import type { ExpertFiles } from '../experts/family.ts'
 import { libp2pRouting } from '../experts/net/directory.ts'
 import { encodeExpert } from '../experts/model/weights.ts'
 import { importCheckpoint } from '../experts/import.ts'
 import { readDemoMoe, DEMO_MOE_DIR } from '../experts/demo.ts'
 import { demoMoeFiles } from '../experts/genesis.ts'
-import { metaHash, signParamBlock } from '../experts/block.ts'
+import { metaHash, signParamBlock, unsignedOf } from '../experts/block.ts'
 import { stampPow } from '../experts/pow.ts'
 import { evaluateModel, parseValidationTokens } from '../experts/model/evaluate.ts'
 import { StaticExperts } from '../experts/model/local.ts'
@@ -495,13 +496,13 @@ export class NodeExperts implements ExpertsApi {
 
   uploadChunk(upload: string, index: number, chunk: Uint8Array): { received: number } {
     const u = this.#uploads.get(upload)
-    if (u === undefined) throw new InvalidInputError(`no upload ${upload}`)
+    if (u === undefined) throw new ExpertUploadError(404, `no upload ${upload}`)
     if (index !== u.chunks.length)
-      throw new InvalidInputError(`chunk ${index} is out of order: the next is ${u.chunks.length}`)
+      throw new ExpertUploadError(409, `chunk ${index} is out of order: the next is ${u.chunks.length}`)
     if (chunk.byteLength === 0 || chunk.byteLength > UPLOAD_CHUNK_BYTES)
-      throw new InvalidInputError(`a chunk is 1 to ${UPLOAD_CHUNK_BYTES} bytes`)
+      throw new ExpertUploadError(413, `a chunk is 1 to ${UPLOAD_CHUNK_BYTES} bytes`)
     if (u.received + chunk.byteLength > u.bytes)
-      throw new InvalidInputError(`the chunks exceed the announced ${u.bytes} bytes`)
+      throw new ExpertUploadError(413, `the chunks exceed the announced ${u.bytes} bytes`)
     u.chunks.push(chunk)
     u.received += chunk.byteLength
     return { received: u.received }
@@ -509,9 +510,8 @@ export class NodeExperts implements ExpertsApi {
 
   async uploadFinish(upload: string): Promise<ProposeAnswer> {
     const u = this.#uploads.get(upload)
-    if (u === undefined) throw new InvalidInputError(`no upload ${upload}`)
-    if (u.received !== u.bytes)
-      throw new InvalidInputError(`the upload has ${u.received} of its ${u.bytes} bytes`)
+    if (u === undefined) throw new ExpertUploadError(404, `no upload ${upload}`)
+    if (u.received !== u.bytes) throw new ExpertUploadError(409, `the upload has ${u.received} of its ${u.bytes} bytes`)
     this.#uploads.delete(upload)
     const payload = new Uint8Array(u.bytes)
     let at = 0
@@ -553,7 +553,9 @@ export class NodeExperts implements ExpertsApi {
     const windowTokens = Math.min(64, arch.contextLength)
     const windows = Math.floor((tokens.length - 1) / windowTokens)
     if (windows < 1)
-      throw new InvalidInputError(`validation.bin holds ${tokens.length} tokens: fewer than one window of ${windowTokens}`)
+      throw new InvalidInputError(
+        `validation.bin holds ${tokens.length} tokens: fewer than one window of ${windowTokens}`,
+      )
     const files = this.#o.files
     const put = async (bytes: Uint8Array): Promise<string> => {
       const cid = await files.put(bytes)
@@ -577,7 +579,9 @@ export class NodeExperts implements ExpertsApi {
     await this.#until(() => readMeta(this.#state, request.family, version) !== undefined, 'the MetaBlock')
     onProgress('scoring the imported model on its validation set (the claim)…')
     const experts = new Map(
-      imported.experts.flatMap((row, l) => row.map((bytes, j) => [expertName(l, j), parseExpert(arch, bytes)] as const)),
+      imported.experts.flatMap((row, l) =>
+        row.map((bytes, j) => [expertName(l, j), parseExpert(arch, bytes)] as const),
+      ),
     )
     const claim = await evaluateModel({
       arch,
@@ -596,8 +600,7 @@ export class NodeExperts implements ExpertsApi {
     const routerRefs: string[] = []
     const bits = this.#o.node.app.genesis.params.polDifficultyBits
     const stamp = async (h: ParamBlockHeader): Promise<ParamBlockHeader> => {
-      const { nonce: _n, payloadSig: _s, ...rest } = h
-      return { ...h, nonce: (await stampPow(rest, bits, this.#o.signal)).nonce }
+      return { ...h, nonce: (await stampPow(unsignedOf(h), bits, this.#o.signal)).nonce }
     }
     for (const [l, bytes] of imported.routers.entries()) {
       routerRefs.push(`#${index}`)
@@ -671,7 +674,14 @@ function emptyHost(did: string): ExpertHostView {
 }
 
 function answerOf(r: Awaited<ReturnType<ExpertsService['propose']>>): ProposeAnswer {
-  return { proposal: r.proposal, txHash: r.txHash, block: r.block, claim: r.claim, powNonce: r.powNonce, powMs: r.powMs }
+  return {
+    proposal: r.proposal,
+    txHash: r.txHash,
+    block: r.block,
+    claim: r.claim,
+    powNonce: r.powNonce,
+    powMs: r.powMs,
+  }
 }
 
 function chatAnswer(result: ChatResult): MoeChatAnswer {
@@ -692,6 +702,7 @@ function chatAnswer(result: ChatResult): MoeChatAnswer {
     })),
     masked: result.routing.masked,
     elapsedMs: Math.round(result.elapsedMs),
+    timing: { trunkMs: Math.round(result.routing.trunkMs), expertMs: Math.round(result.routing.expertMs) },
   }
 }
 

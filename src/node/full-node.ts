@@ -5,7 +5,8 @@
  *
  *   metrics + event bus → libp2p host → transport → chain node (store, consensus, mempool, own
  *   transactions) → discovery → inference market (blobs, runtime, worker, gateway, settler,
- *   auditor) → HTTP API → start consensus, discovery, inference
+ *   auditor) → experts (hosting, MoE chat, Proof-of-Learning) → HTTP API → start consensus,
+ *   discovery, inference, experts
  */
 import { join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
@@ -29,6 +30,7 @@ import type { OperatorApi } from '../api/operator-api.ts'
 import { createApiServer, DASHBOARD_DIR } from '../api/server.ts'
 import { DonghaeNode } from './chain-node.ts'
 import { NodeInference } from './inference.ts'
+import { NodeExperts } from './experts.ts'
 import { netApi, peerDid } from './adapters.ts'
 
 export interface FullNodeOptions {
@@ -54,6 +56,9 @@ export interface FullNodeOptions {
     | 'canaryPpm'
     | 'runner'
     | 'serve'
+    | 'expertReplicas'
+    | 'expertMemory'
+    | 'expertTraining'
   >
   /** Extra multiaddrs to announce (the router's external address). */
   announce?: string[]
@@ -90,13 +95,18 @@ export class FullNode {
   readonly events: EventBus
   /** The inference market on this node (worker, gateway, settlement, audits). */
   readonly inference: NodeInference
+  /** The Mixture-of-Experts families on this node (hosting, MoE chat, Proof-of-Learning, mining). */
+  readonly experts: NodeExperts
   /** This node's Prometheus metrics (GET /metrics). */
   readonly metrics: NodeMetrics
   readonly #controller: AbortController
   readonly #stops: Array<() => Promise<void> | void>
 
   private constructor(
-    parts: Pick<FullNode, 'node' | 'host' | 'network' | 'api' | 'apiUrl' | 'events' | 'inference' | 'metrics'>,
+    parts: Pick<
+      FullNode,
+      'node' | 'host' | 'network' | 'api' | 'apiUrl' | 'events' | 'inference' | 'experts' | 'metrics'
+    >,
     controller: AbortController,
     stops: Array<() => Promise<void> | void>,
   ) {
@@ -107,6 +117,7 @@ export class FullNode {
     this.apiUrl = parts.apiUrl
     this.events = parts.events
     this.inference = parts.inference
+    this.experts = parts.experts
     this.metrics = parts.metrics
     this.#controller = controller
     this.#stops = stops
@@ -209,6 +220,20 @@ export class FullNode {
       })
       stops.push(() => inference.stop())
 
+      const experts = await NodeExperts.create({
+        node,
+        key,
+        transport,
+        files: inference.blobs,
+        libp2p: host,
+        replicas: config.expertReplicas,
+        memoryBytes: config.expertMemory * 2 ** 20,
+        training: config.expertTraining,
+        logger,
+        signal: controller.signal,
+      })
+      stops.push(() => experts.stop())
+
       const operator: OperatorApi = {
         did: node.did,
         transfer: ({ to, amount, memo, fee }) =>
@@ -222,6 +247,7 @@ export class FullNode {
         metrics,
         operator,
         inference,
+        experts,
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
         ...(options.cors === undefined ? {} : { cors: options.cors }),
         ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
@@ -237,8 +263,9 @@ export class FullNode {
       network.start()
       stops.push(() => network.stop())
       await inference.start()
+      experts.start()
       metrics.blockCommitted({ height: node.app.head.height, txs: 0 })
-      return new FullNode({ node, host, network, api, apiUrl, events, metrics, inference }, controller, stops)
+      return new FullNode({ node, host, network, api, apiUrl, events, metrics, inference, experts }, controller, stops)
     } catch (err) {
       await unwind()
       throw err

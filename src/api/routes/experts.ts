@@ -10,7 +10,7 @@
  *   GET  /v1/experts/families                          –
  *   GET  /v1/experts/meta/{family}?version             –
  *   GET  /v1/experts?family&layer                      –
- *   GET  /v1/experts/show/{name}?family                –  (indexKey: prove it with GET /v1/state/proof?key=)
+ *   GET  /v1/experts/show/{name}?family                –  (indexKey: prove it with GET /v1/state/proof?key=<hex of it>)
  *   GET  /v1/experts/history/{name}?family             –
  *   GET  /v1/experts/proposals?status&limit            –  (the accept/reject log)
  *   GET  /v1/experts/proposals/{id}                    –
@@ -139,7 +139,9 @@ const ExpertJson = Type.Object({
   lastUsedHeight: Type.Integer(),
   rewards: Amount('rewards paid to the miner for this block, base units'),
   hosts: Type.Array(Type.String(), { description: 'nodes announcing that they host it' }),
-  indexKey: Type.String({ description: 'the raw state key of its ParamIndex entry: GET /v1/state/proof?key=…' }),
+  indexKey: Type.String({
+    description: 'the state key of its ParamIndex entry: GET /v1/state/proof?key=<hex of its UTF-8 bytes> proves it',
+  }),
 })
 const ArchJson = Type.Object({
   vocabSize: Type.Integer(),
@@ -308,6 +310,15 @@ const ChatAnswerJson = Type.Object({
   ),
   masked: Type.Integer({ description: 'experts masked because no host answered in time' }),
   elapsedMs: Type.Number(),
+  timing: Type.Optional(
+    Type.Object(
+      {
+        trunkMs: Type.Number({ description: 'attention, routers and head in the gateway' }),
+        expertMs: Type.Number({ description: 'waiting for the experts (local or remote)' }),
+      },
+      { description: 'where the time went' },
+    ),
+  ),
 })
 const ProposeBody = Type.Object(
   {
@@ -796,7 +807,7 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
       schema: {
         summary: 'One current router or expert: block, miner, payload, usage, hosts, and its ParamIndex key',
         description:
-          'The answer’s `indexKey` is the raw state key of the ParamIndex entry: GET /v1/state/proof?key={indexKey} proves it against a certified state root.',
+          'The answer’s `indexKey` is the state key of the ParamIndex entry: GET /v1/state/proof?key={hex of its UTF-8 bytes} proves it against a certified state root.',
         tags: ['experts'],
         params: Type.Object({ name: ExpertNameParam }),
         querystring: Type.Object({ family: Type.Optional(FamilyName) }),
