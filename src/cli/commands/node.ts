@@ -37,7 +37,8 @@ export function registerNode(program: Command, io: CliIo): void {
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
 apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, workerMemory,
-executionProvider, serve, runner, canaryPpm, modelStorage — see \`donghae config show\`. The API's operator token is
+executionProvider, serve, runner, canaryPpm, modelStorage, expertReplicas, expertMemory, expertTraining — see
+\`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address. The
 API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the address it listens on
 (421 otherwise: a web page that rebinds its own name to this node is refused); reach it under
@@ -51,7 +52,11 @@ must also be bonded on chain (\`donghae worker bond\`); models are read from <ho
 fetched from peers, block by block from several at once (UnixFS over bitswap, within modelStorage,
 DONGHAE_MODEL_STORAGE, default 16GiB); workerMemory (DONGHAE_WORKER_MEMORY, MiB, 0 = half the
 machine) bounds the models loaded at once, least recently used unloaded first. The node pays for the jobs it signs itself (operator requests) from its own
-deposit with itself, which it tops up from its balance (\`donghae deposit\`).
+deposit with itself, which it tops up from its balance (\`donghae deposit\`). Mixture-of-Experts
+(AI-Block): the node hosts the expert blocks that rendezvous hashing over the validators gives it
+(expertReplicas, DONGHAE_EXPERT_REPLICAS, default 2 hosts per block; 0 hosts none) within
+expertMemory (MiB, default 256), reproduces and attests proposals when it is a validator, and with
+expertTraining=true fine-tunes hosted experts while no generation runs.
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
