@@ -253,6 +253,13 @@ test(
       for (const id of PAGES) {
         await open(wide, id)
         await wide.waitForTimeout(1_000)
+        if (id === 'experts') {
+          // the devnet's MoE family drawn from the chain: its DAG (MetaBlock, 2 routers, 16 experts)
+          await wide.waitForSelector('[data-testid=experts-dag] svg', { timeout: 20_000 })
+          const text = (await wide.textContent('main')) ?? ''
+          assert.ok(text.includes('moby-moe'), 'the Experts page names the demo family')
+          assert.ok(text.includes('layer0.expert3'), 'and its experts')
+        }
         await shoot(t, wide, `desktop-${id}`)
       }
       await desktop.close()

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRng, testSeed } from './helpers/random.ts'
+import { writeTinyMixtral } from './helpers/mixtral.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
@@ -320,6 +321,41 @@ test('AI-Block on a 4-process devnet: distributed MoE, Proof-of-Learning, usage 
       claim: theImprovedClaim,
     })
     assert.equal(await failedReason(shapes), 'shapes')
+
+    // ---- a Mixtral checkpoint imported as a new family: MetaBlock, then router + experts in one
+    //      proposal (siblings referenced as #index), scored by the validators, accepted ----------
+    const ckpt = join(dir, 'tiny-mixtral')
+    await writeTinyMixtral(ckpt)
+    const imported = await fetch(`${n0.api}/v1/operator/experts/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ dir: ckpt, family: 'tiny-mixtral' }),
+    })
+    const importLines = (await imported.text()).split('\n').filter((l) => l.startsWith('data: {'))
+    const importResult = importLines
+      .map((l) => JSON.parse(l.slice(6)) as { result?: { proposal: string; blocks: number } })
+      .find((m) => m.result !== undefined)?.result
+    assert.ok(importResult !== undefined, `import answered ${importLines.join('\n').slice(0, 400)}`)
+    assert.equal(importResult.blocks, 5, 'one router and four experts')
+    const importDecision = await decided(importResult.proposal)
+    assert.equal(importDecision.status, 'accepted', JSON.stringify(importDecision))
+    const tiny = await post<ChatAnswer>(`${n0.api}/v1/experts/chat`, token, {
+      prompt,
+      family: 'tiny-mixtral',
+      max_tokens: 8,
+    })
+    assert.equal(tiny.status, 200, JSON.stringify(tiny.json))
+    assert.equal(tiny.json.outputTokens, 8)
+
+    // ---- the seed's /chat with use_moe names the experts per layer ------------------------------------
+    const seedChat = await post<{ moe: boolean; experts: Array<{ layer: number; experts: unknown[] }> }>(
+      `${n0.api}/chat`,
+      token,
+      { prompt, use_moe: true, top_k_experts: 2, model: 'moby-moe', max_tokens: 8 },
+    )
+    assert.equal(seedChat.status, 200, JSON.stringify(seedChat.json))
+    assert.equal(seedChat.json.moe, true)
+    assert.equal(seedChat.json.experts.length, 2, 'both layers named')
 
     // ---- /experts/top ranks by the usage reported on chain --------------------------------------------
     await waitFor(

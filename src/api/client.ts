@@ -519,6 +519,20 @@ export interface IntegrityStatusJson {
   failovers: number
 }
 
+export interface TrainingJson {
+  enabled: boolean
+  running: boolean
+  expert?: string
+  steps: number
+  paused: number
+  rounds: number
+  lastYieldMs: number | null
+  maxYieldMs: number
+  /** Decimal micro-nats, or null before a round. */
+  lastGainMicroNats: string | null
+  proposals: string[]
+}
+
 export interface ProposeRequestJson {
   family?: string
   /** `layer0.expert3`. */
@@ -1041,6 +1055,10 @@ export class DonghaeClient {
 
   replicationSuggestions(options: CallOptions = {}): Promise<{ suggestions: ReplicationSuggestionJson[] }> {
     return this.#request('GET', '/v1/p2p/replication_suggestions', undefined, options)
+  }
+
+  expertTraining(options: CallOptions = {}): Promise<TrainingJson> {
+    return this.#request('GET', '/v1/experts/training', undefined, options)
   }
 
   integrityStatus(options: CallOptions = {}): Promise<IntegrityStatusJson> {

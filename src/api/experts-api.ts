@@ -132,13 +132,32 @@ export interface IntegrityStatus {
   failovers: number
 }
 
+/** The built-in trainer (idle-time fine-tuning and `propose --train`). */
+export interface TrainingView {
+  enabled: boolean
+  running: boolean
+  expert?: string
+  steps: number
+  paused: number
+  rounds: number
+  /** From the last generation's start to the trainer's pause, ms. */
+  lastYieldMs: number | null
+  maxYieldMs: number
+  lastGainMicroNats: bigint | null
+  proposals: string[]
+}
+
 export interface ProposeRequest {
   family?: string
   /** `layer0.expert3`. */
   expert: string
   /** A safetensors file on the node's disk. */
   weightsPath?: string
-  /** Train with the built-in trainer instead: steps and the training data's CID (default: the family's validation set is NOT used; the MetaBlock's training split). */
+  /**
+   * Train with the built-in trainer instead: steps, and the training tokens (uint32 LE) by CID or
+   * as an absolute path on the node's disk (default: the training set the node knows for the
+   * family; never the public validation set).
+   */
   train?: { steps: number; dataset?: string }
 }
 
@@ -167,6 +186,7 @@ export interface ExpertsApi {
   groups(): ExpertGroupView[]
   replicationSuggestions(): ReplicationSuggestion[]
   integrity(): IntegrityStatus
+  training(): TrainingView
   quarantine(did: string): ExpertHostView
   recover(did: string): ExpertHostView
   propose(request: ProposeRequest, onProgress?: (line: string) => void): Promise<ProposeAnswer>

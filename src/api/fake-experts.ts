@@ -321,6 +321,18 @@ export function fakeExperts(options: { chunkBytes?: number } = {}): FakeExperts 
     replicationSuggestions: () => [
       { expert: 'layer0.expert3', block: hash('layer0.expert3'), calls: 90, replicas: 1, wanted: 3 },
     ],
+    training: () => ({
+      enabled: true,
+      running: false,
+      expert: 'moby-moe/layer0.expert3',
+      steps: 8,
+      paused: 1,
+      rounds: 2,
+      lastYieldMs: 3,
+      maxYieldMs: 7,
+      lastGainMicroNats: 1200n,
+      proposals: [],
+    }),
     integrity: (): IntegrityStatus => ({
       auditPpm: 50_000,
       audits: 18,

@@ -2,7 +2,7 @@
  * The demo Mixture-of-Experts model trained in this repository: moby-moe (`models/moe/`, trained
  * by `models/train-moe.py`, described in models/README.md). Its files are what an AI-Block family
  * is made of: a trunk, one router per layer, one expert per layer × expert, moby-lm's tokenizer,
- * the public validation tokens, and the Proof-of-Learning fixtures (layer0.expert3 improved by
+ * the public validation tokens, training tokens for the built-in trainer, and the Proof-of-Learning fixtures (layer0.expert3 improved by
  * further training, and made worse by noise).
  */
 import { readFile } from 'node:fs/promises'
@@ -50,6 +50,8 @@ export interface DemoMoe {
   experts: Uint8Array[][]
   /** uint32 little-endian token ids: windows × windowTokens + 1. */
   validation: Uint8Array
+  /** Training tokens for the built-in trainer (`train.bin`, written by models/moe-train-set.py): uint32 LE. */
+  train: Uint8Array
   /** The PoL fixtures for `meta.pol.expert` (layer, expert parsed). */
   pol: { layer: number; expert: number; improved: Uint8Array; worse: Uint8Array }
 }
@@ -108,6 +110,7 @@ export async function readDemoMoe(dir: string = DEMO_MOE_DIR): Promise<DemoMoe> 
     routers,
     experts,
     validation,
+    train: await read('train.bin'),
     pol: {
       layer: target.layer,
       expert: target.expert,

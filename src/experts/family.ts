@@ -25,7 +25,8 @@ export interface ExpertFiles {
 export interface LoadedFamily {
   meta: MetaRecord
   trunk: MoeTrunk
-  routers: RouterWeights[]
+  /** Per layer; null where the ParamIndex has no router yet (a family whose blocks are all pending). */
+  routers: Array<RouterWeights | null>
   tokenizer: LmTokenizer
   validation: Uint32Array
   params: ParamSet
@@ -43,6 +44,17 @@ export function paramSetOf(state: StateReader, meta: MetaRecord): ParamSet {
     else if (slot.expert < expertsPerLayer) (experts[slot.layer] as string[])[slot.expert] = hash
   }
   return { family: meta.family, version: meta.version, routers, experts }
+}
+
+/** The routers of every layer, or a typed error naming the first layer without one. */
+export function allRouters(loaded: Pick<LoadedFamily, 'meta' | 'routers'>): RouterWeights[] {
+  return loaded.routers.map((r, layer) => {
+    if (r === null)
+      throw new InvalidInputError(
+        `family ${loaded.meta.family} v${loaded.meta.version} has no accepted router for layer ${layer} yet`,
+      )
+    return r
+  })
 }
 
 /** The payload CID of an accepted or pending block. */
@@ -97,7 +109,7 @@ export class FamilyLoader {
       this.file(meta.tokenizer.json),
       this.file(meta.tokenizer.config),
       this.file(meta.validation.cid),
-      ...routerCids.map((cid) => this.file(cid)),
+      ...routerCids.map((cid) => (cid === '' ? Promise.resolve(undefined) : this.file(cid))),
     ])
     const tokenizer = new LmTokenizer(
       JSON.parse(decodeUtf8(json as Uint8Array)) as never,
@@ -106,7 +118,7 @@ export class FamilyLoader {
     return {
       meta,
       trunk: parseTrunk(meta.arch, trunkBytes as Uint8Array),
-      routers: routerBytes.map((b) => parseRouter(meta.arch, b)),
+      routers: routerBytes.map((b) => (b === undefined ? null : parseRouter(meta.arch, b))),
       tokenizer,
       validation: parseValidationTokens(validationBytes as Uint8Array, meta.arch.vocabSize),
       params,

@@ -21,6 +21,7 @@ export function demoMoeFiles(demo: DemoMoe): Uint8Array[] {
     demo.tokenizer.config,
     demo.trunk,
     demo.validation,
+    demo.train,
     ...demo.routers,
     ...demo.experts.flat(),
   ]

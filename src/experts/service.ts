@@ -31,7 +31,7 @@ import type { ChatMessage } from '../inference/lm/model-files.ts'
 import { hostedBy, hostsFor } from './assignment.ts'
 import { blockHash, signParamBlock, unsignedOf } from './block.ts'
 import { stampPow } from './pow.ts'
-import { FamilyLoader, payloadOf, type ExpertFiles, type LoadedFamily } from './family.ts'
+import { allRouters, FamilyLoader, payloadOf, type ExpertFiles, type LoadedFamily } from './family.ts'
 import {
   listFamilies,
   paramIndex,
@@ -39,13 +39,15 @@ import {
   readBlock,
   readFamily,
   readMeta,
+  readAttestation,
   readProposal,
+  readUsage,
 } from './chain/state.ts'
 import { MoeEngine, type RoutingStats } from './model/engine.ts'
 import { evaluateModel, parseValidationTokens } from './model/evaluate.ts'
 import { LocalExperts, runExpert, StaticExperts } from './model/local.ts'
 import type { ExpertProvider } from './model/provider.ts'
-import { expertBytes, parseExpert, parseRouter, type ExpertWeights } from './model/weights.ts'
+import { encodeExpert, expertBytes, parseExpert, parseRouter, type ExpertWeights } from './model/weights.ts'
 import { train } from './model/trainer.ts'
 import { RemoteExperts } from './net/coordinator.ts'
 import { ExpertDirectory, type ExpertRouting } from './net/directory.ts'
@@ -55,6 +57,7 @@ import {
   parseExpertName,
   payloadShapes,
   type AttestBody,
+  type BlockRecord,
   type MetaRecord,
   type ParamBlockHeader,
   type PolScore,
@@ -84,8 +87,12 @@ export interface ExpertsServiceOptions {
   memoryBytes?: number
   /** Idle-time fine-tuning (config expertTraining). @default false */
   training?: boolean
-  /** Training tokens for idle-time fine-tuning (uint32 LE), by CID. */
-  trainingData?: string
+  /** Training tokens (uint32 LE) by family, by CID: `--train` without a dataset and idle training use them. */
+  trainingSets?: Record<string, string>
+  /** Steps of one idle training round. @default 8 */
+  trainingSteps?: number
+  /** How long without a generation before idle training runs, ms. @default 2000 */
+  idleMs?: number
   /** How often routing counts are reported on chain. @default 10 s */
   usageFlushMs?: number
   /** Share of remote expert answers recomputed by a second host, ppm. @default 20 000 */
@@ -136,6 +143,27 @@ export interface ProposeResult {
   powMs: number
 }
 
+/** The trainer's state, for the operator's view. */
+export interface TrainingStatus {
+  /** Idle-time training is on (config expertTraining). */
+  enabled: boolean
+  running: boolean
+  /** `family/layer{L}.expert{J}` being trained (or last trained). */
+  expert?: string
+  steps: number
+  /** Times it paused for a generation. */
+  paused: number
+  /** Idle rounds completed. */
+  rounds: number
+  /** From the last generation's start to the trainer's pause, ms (inference first: ≤ 50 ms). */
+  lastYieldMs: number | null
+  maxYieldMs: number
+  /** Validation gain of the last idle round, micro-nats (positive: better). */
+  lastGainMicroNats: bigint | null
+  /** Proposals idle training made. */
+  proposals: string[]
+}
+
 /** A training run's outcome (idle training and `--train`). */
 export interface TrainOutcome {
   family: string
@@ -169,12 +197,22 @@ export class ExpertsService {
   readonly #attested = new Set<string>()
   #active = 0
   #lastActive = 0
+  /** When the running generations began (the trainer's yield is measured from it). */
+  #generationStarted = 0
+  #chats = 0
+  #trainLock: Promise<void> = Promise.resolve()
   #stops: Array<() => void> = []
   /** Training state, for the operator's view. */
-  training: { running: boolean; expert?: string; steps: number; paused: number } = {
+  training: TrainingStatus = {
+    enabled: false,
     running: false,
     steps: 0,
     paused: 0,
+    rounds: 0,
+    lastYieldMs: null,
+    maxYieldMs: 0,
+    lastGainMicroNats: null,
+    proposals: [],
   }
 
   constructor(options: ExpertsServiceOptions) {
@@ -227,7 +265,10 @@ export class ExpertsService {
     const timer = setInterval(() => void this.flushUsage(), flushMs)
     timer.unref()
     this.#stops.push(() => clearInterval(timer))
-    if (this.#o.training === true) void this.#trainLoop()
+    if (this.#o.training === true) {
+      this.training.enabled = true
+      void this.#trainLoop()
+    }
   }
 
   async stop(): Promise<void> {
@@ -259,9 +300,29 @@ export class ExpertsService {
     for (const b of this.#hosted) if (!next.has(b)) void this.directory.withdraw(b)
     for (const b of next) if (!this.#hosted.has(b)) void this.directory.announce(b, this.#o.signal).catch(() => {})
     this.#hosted = next
+    void this.#prefetchHosted()
     for (const b of blocks)
       if (this.#replicas > 0)
         for (const did of hostsFor(b, validators, this.#replicas)) if (did !== this.did) this.directory.learn(b, did)
+  }
+
+  /**
+   * Loads the experts this node hosts before anyone calls them (the seed's hot-expert
+   * prefetch), busiest first by the usage the chain recorded, as far as the memory budget goes.
+   */
+  async #prefetchHosted(): Promise<void> {
+    for (const f of listFamilies(this.state)) {
+      const meta = readMeta(this.state, f.family)
+      if (meta === undefined) continue
+      const mine = indexExperts(this.state, meta)
+        .filter((b) => this.#hosted.has(b))
+        .sort((a, b) => Number((readUsage(this.state, b)?.calls ?? 0n) - (readUsage(this.state, a)?.calls ?? 0n)))
+      const local = this.#localFor(meta)
+      const room = Math.floor(local.budgetBytes / expertBytes(meta.arch))
+      await local.prefetch(mine.slice(0, room), this.#o.signal).catch((err: unknown) => {
+        this.#log.debug({ err: describeError(err) }, 'prefetch of hosted experts stopped')
+      })
+    }
   }
 
   /** Blocks this node serves now. */
@@ -351,6 +412,7 @@ export class ExpertsService {
   async chat(request: ChatRequest): Promise<ChatResult> {
     const started = this.#clock.now()
     const meta = this.familyOf(request.family)
+    if (this.#active === 0) this.#generationStarted = this.#clock.now()
     this.#active++
     this.#lastActive = this.#clock.now()
     try {
@@ -362,7 +424,7 @@ export class ExpertsService {
           : tokenizer.encode(request.prompt ?? '', { addSpecialTokens: false })
       if (prompt.length === 0) throw new InvalidInputError('the prompt is empty')
       const provider: ExpertProvider = request.distributed === false ? this.#localFor(meta) : this.remoteFor(meta)
-      const engine = new MoeEngine(meta.arch, loaded.trunk, loaded.routers, provider, { blocks: params.experts })
+      const engine = new MoeEngine(meta.arch, loaded.trunk, allRouters(loaded), provider, { blocks: params.experts })
       const room = meta.arch.contextLength - prompt.length
       if (room < 1)
         throw new InvalidInputError(
@@ -400,6 +462,12 @@ export class ExpertsService {
         })),
       )
       const hostsByExpert = hostsOfRouting(generation.routing, params.experts, provider)
+      // experts routed together for the same tokens are loaded and evicted together here
+      if (++this.#chats % 8 === 0) {
+        const coordinator = this.#remote.get(`${meta.family}/${meta.version}`)
+        if (coordinator !== undefined)
+          this.#localFor(meta).setGroups(coordinator.groups({ minCount: 4 }).map((g) => g.experts.map((e) => e.block)))
+      }
       return {
         family: meta.family,
         version: meta.version,
@@ -473,7 +541,7 @@ export class ExpertsService {
     return evaluateModel({
       arch,
       trunk: loaded.trunk,
-      routers,
+      routers: allRouters({ meta, routers }),
       provider: new StaticExperts(experts),
       blocks,
       tokens: loaded.validation,
@@ -490,6 +558,8 @@ export class ExpertsService {
     this.#attested.add(id)
     const proposal = readProposal(this.state, id)
     if (proposal === undefined || proposal.status !== 'pending') return
+    // attested before a restart: a second attestation would only be refused, for a fee
+    if (readAttestation(this.state, id, this.did) !== undefined) return
     let body: AttestBody
     try {
       const loaded = await this.families.load(this.state, proposal.family, proposal.version)
@@ -521,9 +591,11 @@ export class ExpertsService {
       }
       if (fault !== undefined) body = { proposal: id, fault: fault.slice(0, 200) }
       else {
-        const baseline = await this.score(loaded, new Map(), this.#o.signal)
+        // a family's first blocks have no baseline: there is no model without them
+        const complete = loaded.routers.every((r) => r !== null)
+        const baseline = complete ? await this.score(loaded, new Map(), this.#o.signal) : undefined
         const score = await this.score(loaded, replace, this.#o.signal)
-        body = { proposal: id, score, baseline }
+        body = baseline === undefined ? { proposal: id, score } : { proposal: id, score, baseline }
       }
     } catch (err) {
       this.#log.warn({ err: describeError(err), proposal: id }, 'could not reproduce a proposal')
@@ -608,6 +680,11 @@ export class ExpertsService {
     }
   }
 
+  /** The training tokens the node knows for a family (config, or the demo family's `train.bin`). */
+  trainingSetOf(family: string): string | undefined {
+    return this.#o.trainingSets?.[family]
+  }
+
   /** Fine-tunes slot `name` with the built-in trainer on `tokens` (uint32 LE). */
   async trainExpert(
     request: { family?: string; name: string; tokens: Uint8Array; steps: number; seed?: number },
@@ -622,18 +699,36 @@ export class ExpertsService {
       slot.expert >= meta.arch.expertsPerLayer
     )
       throw new InvalidInputError(`${request.name} is not an expert slot of ${meta.family}`)
+    // one training at a time: an operator's request waits for the idle round in progress
+    const previous = this.#trainLock
+    let release = (): void => {}
+    this.#trainLock = new Promise<void>((r) => (release = r))
+    await previous
+    try {
+      return await this.#train(meta, slot as { layer: number; expert: number }, request, onProgress)
+    } finally {
+      release()
+    }
+  }
+
+  async #train(
+    meta: MetaRecord,
+    slot: { layer: number; expert: number },
+    request: { name: string; tokens: Uint8Array; steps: number; seed?: number },
+    onProgress: (line: string) => void,
+  ): Promise<TrainOutcome> {
     const loaded = await this.families.load(this.state, meta.family, meta.version)
     const block = (loaded.params.experts[slot.layer] as string[])[slot.expert] as string
     if (block === '') throw new InvalidInputError(`${request.name} is empty: there is nothing to fine-tune`)
     const local = this.#localFor(meta)
     const weights = await local.get(block)
     const tokens = parseValidationTokens(request.tokens, meta.arch.vocabSize)
-    this.training = { running: true, expert: request.name, steps: 0, paused: 0 }
+    this.training = { ...this.training, running: true, expert: `${meta.family}/${request.name}`, steps: 0 }
     try {
       const result = await train({
         arch: meta.arch,
         trunk: loaded.trunk,
-        routers: loaded.routers,
+        routers: allRouters(loaded),
         provider: local,
         blocks: loaded.params.experts,
         layer: slot.layer,
@@ -642,10 +737,14 @@ export class ExpertsService {
         tokens,
         windowTokens: meta.validation.windowTokens,
         steps: request.steps,
-        seed: request.seed ?? 1,
+        seed: request.seed ?? this.training.rounds + 1,
+        // inference first: the trainer pauses at its next unit of work once a generation starts
         shouldYield: () => this.#active > 0,
         onPause: () => {
+          const waited = this.#clock.now() - this.#generationStarted
           this.training.paused++
+          this.training.lastYieldMs = waited
+          this.training.maxYieldMs = Math.max(this.training.maxYieldMs, waited)
         },
         onStep: (step, loss) => {
           this.training.steps = step
@@ -659,26 +758,56 @@ export class ExpertsService {
     }
   }
 
-  /** Idle-time training: fine-tunes the busiest hosted expert while nothing else runs. */
+  /**
+   * Idle-time training (seed 001's "idle resources → background fine-tuning"): while no
+   * generation has run for `idleMs`, fine-tune a hosted expert — hot path first (the most calls
+   * the chain recorded), then round robin — for a few steps; when the result improves the
+   * validation score by the chain's δ, propose it. Generations always come first.
+   */
   async #trainLoop(): Promise<void> {
-    const data = this.#o.trainingData
-    if (data === undefined) {
-      this.#log.info('expertTraining is on but no training data is configured; idle training is off')
-      return
-    }
+    let turn = 0
     while (!this.#o.signal.aborted) {
-      await sleep(5_000, this.#o.signal).catch(() => {})
+      await sleep(this.#o.idleMs ?? 2_000, this.#o.signal).catch(() => {})
       if (this.#o.signal.aborted) return
-      if (this.#active > 0 || this.#clock.now() - this.#lastActive < 2_000) continue
-      const hosted = [...this.#hosted]
-      if (hosted.length === 0) continue
-      const record = readBlock(this.state, hosted[0] as string)
-      if (record === undefined || record.header.blockType !== 'expert') continue
+      if (this.#active > 0 || this.#clock.now() - this.#lastActive < (this.#o.idleMs ?? 2_000)) continue
+      const candidates = [...this.#hosted]
+        .map((hash) => ({ hash, record: readBlock(this.state, hash), calls: readUsage(this.state, hash)?.calls ?? 0n }))
+        .filter(
+          (c) => c.record?.header.blockType === 'expert' && this.trainingSetOf(c.record.header.chainId) !== undefined,
+        )
+        .sort((a, b) => (a.calls === b.calls ? (a.hash < b.hash ? -1 : 1) : a.calls > b.calls ? -1 : 1))
+      if (candidates.length === 0) continue
+      // hot path on even turns, round robin on odd ones: the busiest expert gets half the time
+      const pick = candidates[turn % 2 === 0 ? 0 : ((turn - 1) / 2) % candidates.length] as (typeof candidates)[number]
+      turn++
+      const header = (pick.record as BlockRecord).header
       try {
-        const tokens = await this.families.file(data)
-        await this.trainExpert({ family: record.header.chainId, name: record.header.expertName, tokens, steps: 4 })
+        const tokens = await this.families.file(this.trainingSetOf(header.chainId) as string)
+        const outcome = await this.trainExpert({
+          family: header.chainId,
+          name: header.expertName,
+          tokens,
+          steps: this.#o.trainingSteps ?? 8,
+        })
+        this.training.rounds++
+        const payload = encodeExpert(outcome.weights)
+        const loaded = await this.families.load(this.state, header.chainId)
+        const [baseline, score] = [
+          await this.score(loaded),
+          await this.score(loaded, new Map([[header.expertName, payload]])),
+        ]
+        const gain = baseline.lossMicroNats - score.lossMicroNats
+        this.training.lastGainMicroNats = gain
+        if (gain >= this.#o.chain.params.polMinGainMicroNats) {
+          const proposed = await this.propose({ family: header.chainId, name: header.expertName, payload })
+          this.training.proposals.push(proposed.proposal)
+          this.#log.info(
+            { expert: header.expertName, gain: gain.toString(), proposal: proposed.proposal },
+            'idle training proposed a better expert',
+          )
+        }
       } catch (err) {
-        this.#log.debug({ err: describeError(err) }, 'idle training stopped')
+        this.#log.debug({ err: describeError(err) }, 'idle training round stopped')
       }
     }
   }

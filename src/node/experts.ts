@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { describeError, InvalidInputError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import { unixfsCid } from '../core/cid.ts'
 import type { PeerTransport } from '../core/transport.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import type { Libp2p } from '@libp2p/interface'
@@ -21,6 +20,7 @@ import type {
   ExpertView,
   FamilyView,
   IntegrityStatus,
+  TrainingView,
   MoeChatAnswer,
   MoeChatRequest,
   ProposeAnswer,
@@ -48,7 +48,7 @@ import { libp2pRouting } from '../experts/net/directory.ts'
 import { encodeExpert } from '../experts/model/weights.ts'
 import { importCheckpoint } from '../experts/import.ts'
 import { readDemoMoe, DEMO_MOE_DIR } from '../experts/demo.ts'
-import { demoMoeFiles } from '../experts/genesis.ts'
+import { DEMO_MOE_FAMILY, demoMoeFiles } from '../experts/genesis.ts'
 import { metaHash, signParamBlock, unsignedOf } from '../experts/block.ts'
 import { stampPow } from '../experts/pow.ts'
 import { evaluateModel, parseValidationTokens } from '../experts/model/evaluate.ts'
@@ -111,7 +111,7 @@ export class NodeExperts implements ExpertsApi {
   static async create(options: NodeExpertsOptions): Promise<NodeExperts> {
     const { node } = options
     // the demo family's files: every node has them in the package, so it serves them at once
-    await importDemoFiles(options.files, options.logger ?? silentLogger())
+    const trainingSets = await importDemoFiles(options.files, options.logger ?? silentLogger())
     const service = new ExpertsService({
       key: options.key,
       chain: {
@@ -138,6 +138,7 @@ export class NodeExperts implements ExpertsApi {
       ...(options.replicas === undefined ? {} : { replicas: options.replicas }),
       ...(options.memoryBytes === undefined ? {} : { memoryBytes: options.memoryBytes }),
       ...(options.training === undefined ? {} : { training: options.training }),
+      trainingSets,
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       signal: options.signal,
     })
@@ -394,6 +395,11 @@ export class NodeExperts implements ExpertsApi {
     )
   }
 
+  training(): TrainingView {
+    const t = this.service.training
+    return { ...t, proposals: [...t.proposals] }
+  }
+
   integrity(): IntegrityStatus {
     let audits = 0
     let failures = 0
@@ -451,12 +457,20 @@ export class NodeExperts implements ExpertsApi {
         throw new InvalidInputError(`cannot read ${request.weightsPath}: ${describeError(err)}`)
       }
     } else if (request.train !== undefined) {
-      const dataset = request.train.dataset
+      const family = this.service.familyOf(request.family).family
+      const dataset = request.train.dataset ?? this.service.trainingSetOf(family)
       if (dataset === undefined)
         throw new InvalidInputError(
-          'training needs --dataset CID: a token file (uint32 little-endian) other than the public validation set',
+          `no training set is known for ${family}: give a dataset (a CID, or a path on the node's disk) of uint32 little-endian token ids, other than the public validation set`,
         )
-      const tokens = await this.service.families.file(dataset)
+      let tokens: Uint8Array
+      if (dataset.startsWith('/'))
+        try {
+          tokens = new Uint8Array(await readFile(dataset))
+        } catch (err) {
+          throw new InvalidInputError(`cannot read ${dataset}: ${describeError(err)}`)
+        }
+      else tokens = await this.service.families.file(dataset)
       const trained = await this.service.trainExpert(
         {
           ...(request.family === undefined ? {} : { family: request.family }),
@@ -706,16 +720,17 @@ function chatAnswer(result: ChatResult): MoeChatAnswer {
   }
 }
 
-/** Puts the demo family's files (models/moe/) into the node's content store, pinned. */
-async function importDemoFiles(files: ExpertFiles, logger: Logger): Promise<void> {
+/**
+ * Puts the demo family's files (models/moe/) into the node's content store, pinned; returns the
+ * training sets it knows (the demo family's `train.bin`).
+ */
+async function importDemoFiles(files: ExpertFiles, logger: Logger): Promise<Record<string, string>> {
   try {
     const demo = await readDemoMoe(DEMO_MOE_DIR)
-    for (const bytes of demoMoeFiles(demo)) {
-      const cid = await files.put(bytes)
-      files.pin(cid)
-      void unixfsCid
-    }
+    for (const bytes of demoMoeFiles(demo)) files.pin(await files.put(bytes))
+    return { [DEMO_MOE_FAMILY]: await files.put(demo.train) }
   } catch (err) {
     logger.warn({ err: describeError(err) }, 'the demo Mixture-of-Experts files could not be imported')
+    return {}
   }
 }

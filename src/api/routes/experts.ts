@@ -264,6 +264,22 @@ const IntegrityJson = Type.Object({
   masked: Type.Integer(),
   failovers: Type.Integer(),
 })
+const TrainingJson = Type.Object({
+  enabled: Type.Boolean({ description: 'idle-time training is on (config expertTraining)' }),
+  running: Type.Boolean(),
+  expert: Type.Optional(Type.String({ description: 'family/slot being (or last) trained' })),
+  steps: Type.Integer(),
+  paused: Type.Integer({ description: 'times it paused for a generation' }),
+  rounds: Type.Integer({ description: 'idle rounds completed' }),
+  lastYieldMs: Type.Union([Type.Number(), Type.Null()], {
+    description: "from the last generation's start to the trainer's pause, ms",
+  }),
+  maxYieldMs: Type.Number(),
+  lastGainMicroNats: Type.Union([Type.String(), Type.Null()], {
+    description: 'validation gain of the last idle round, micro-nats (decimal)',
+  }),
+  proposals: Type.Array(Type.String(), { description: 'proposals idle training made' }),
+})
 const ChatBody = Type.Object(
   {
     prompt: Type.Optional(Type.String({ minLength: 1, maxLength: 65_536 })),
@@ -926,6 +942,23 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
     alias(replication, '/p2p/replication_suggestions'),
     integrity,
     alias(integrity, '/security/integrity_status'),
+    {
+      method: 'GET',
+      url: '/v1/experts/training',
+      schema: {
+        summary: "The built-in trainer: idle-time fine-tuning's state, its pauses for generations, its proposals",
+        tags: ['experts'],
+        response: { 200: TrainingJson, ...ERROR_RESPONSES },
+      },
+      handler: async () => {
+        const t = api.training()
+        return {
+          ...t,
+          lastGainMicroNats: t.lastGainMicroNats === null ? null : t.lastGainMicroNats.toString(),
+          proposals: [...t.proposals],
+        }
+      },
+    },
     nodeStatus,
     alias(nodeStatus, '/security/node_status/:id'),
     quarantine,

@@ -234,6 +234,38 @@ Examples:
     )
 
   experts
+    .command('training')
+    .description('the built-in trainer: idle-time fine-tuning, its pauses for generations, its proposals')
+    .option('--node <url>', NODE_HELP)
+    .option('--json', 'print as JSON')
+    .addHelpText(
+      'after',
+      `
+Idle-time training runs on a node started with expertTraining=true (DONGHAE_EXPERT_TRAINING=1): while
+no generation has run for 2 s it fine-tunes a hosted expert (the busiest first, then round robin)
+and proposes it when the validation score improves by the chain's δ. A generation always comes
+first: the trainer pauses at its next unit of work (lastYieldMs).
+
+Examples:
+  $ donghae experts training
+  $ donghae experts training --json`,
+    )
+    .action(async (options: { json?: boolean }, command: Command) =>
+      withClient(command, io, async (ctx, client) => {
+        const t = await client.expertTraining()
+        if (options.json === true) return ctx.json(t)
+        ctx.out(
+          `idle training: ${t.enabled ? 'on' : 'off'}${t.running ? `, training ${t.expert ?? ''} (step ${t.steps})` : ''}`,
+        )
+        ctx.out(
+          `rounds ${t.rounds}, paused for generations ${t.paused} times (last ${t.lastYieldMs ?? '–'} ms, worst ${t.maxYieldMs} ms)`,
+        )
+        if (t.lastGainMicroNats !== null) ctx.out(`last round's validation gain: ${t.lastGainMicroNats} µnats`)
+        if (t.proposals.length > 0) ctx.out(`proposals: ${t.proposals.join(', ')}`)
+      }),
+    )
+
+  experts
     .command('proposals')
     .description('the accept/reject log: proposals, newest first, with the decision and its reason')
     .option('--status <status>', `only ${STATUSES.join(', ')}`)
@@ -270,7 +302,10 @@ Examples:
     .option('--upload', 'send the --weights file’s bytes to the node (for a node on another machine)')
     .option('--train', 'train the payload with the node’s built-in trainer instead')
     .option('--steps <n>', 'training steps (with --train)')
-    .option('--dataset <cid>', "training data's CID (with --train; default: the MetaBlock's training split)")
+    .option(
+      '--dataset <cid|file>',
+      "training tokens (uint32 little-endian) by CID, or a file on the node's disk (with --train; default: the family's training set the node knows, models/moe/train.bin for moby-moe)",
+    )
     .option('--family <name>', 'the MoE family (default: the first on chain)')
     .option('--wait', 'wait for the validators’ decision; exit 1 unless accepted')
     .option('--timeout <seconds>', 'with --wait: how long to wait', '600')
@@ -289,7 +324,7 @@ command on the node's machine, or add --upload to send the file's bytes in chunk
 
 Examples:
   $ donghae experts propose --expert layer0.expert3 --weights e3.safetensors --wait
-  $ donghae experts propose --expert layer1.expert0 --train --steps 200 --family moby-moe
+  $ donghae experts propose --expert layer1.expert0 --train --steps 20 --dataset models/moe/train.bin
   $ donghae experts propose --expert layer0.expert3 --weights e3.safetensors --upload --node http://node.lan:26657`,
     )
     .action(
@@ -325,7 +360,14 @@ Examples:
           if (options.train === true) {
             const steps = wholeNumber(options.steps, '--steps', 1, 1_000_000)
             if (steps === undefined) throw new CliError('--train needs --steps N')
-            const train = { steps, ...(options.dataset === undefined ? {} : { dataset: options.dataset }) }
+            // a path that exists here is sent absolute (the node reads it from its disk); else a CID
+            const dataset =
+              options.dataset === undefined
+                ? undefined
+                : (await stat(options.dataset).catch(() => undefined))?.isFile() === true
+                  ? resolve(options.dataset)
+                  : options.dataset
+            const train = { steps, ...(dataset === undefined ? {} : { dataset }) }
             proposed = await client.proposeExpert({ expert, train, ...family }, stream)
           } else {
             const path = resolve(options.weights as string)
