@@ -90,11 +90,7 @@ export class FamilyLoader {
     const key = `${meta.hash}/${params.routers.join(',')}`
     let loaded = this.#cache.get(key)
     if (loaded === undefined) {
-      const routerCids = params.routers.map((hash, layer) => {
-        if (hash === '')
-          throw new InvalidInputError(`family ${family} v${meta.version} has no router for layer ${layer}`)
-        return payloadOf(state, hash)
-      })
+      const routerCids = params.routers.map((hash) => (hash === '' ? '' : payloadOf(state, hash)))
       loaded = this.#read(meta, params, routerCids)
       this.#cache.set(key, loaded)
       loaded.catch(() => this.#cache.delete(key))

@@ -89,7 +89,7 @@ export interface ExpertsServiceOptions {
   training?: boolean
   /** Training tokens (uint32 LE) by family, by CID: `--train` without a dataset and idle training use them. */
   trainingSets?: Record<string, string>
-  /** Steps of one idle training round. @default 8 */
+  /** Steps of one idle training round. @default 4 */
   trainingSteps?: number
   /** How long without a generation before idle training runs, ms. @default 2000 */
   idleMs?: number
@@ -173,6 +173,8 @@ export interface TrainOutcome {
 }
 
 const DEFAULT_MEMORY = 256 * 2 ** 20
+/** Training windows one run of the built-in trainer uses. */
+const TRAIN_WINDOWS = 16
 
 function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex')
@@ -201,6 +203,7 @@ export class ExpertsService {
   #generationStarted = 0
   #chats = 0
   #trainLock: Promise<void> = Promise.resolve()
+  #trainRuns = 0
   #stops: Array<() => void> = []
   /** Training state, for the operator's view. */
   training: TrainingStatus = {
@@ -722,7 +725,18 @@ export class ExpertsService {
     if (block === '') throw new InvalidInputError(`${request.name} is empty: there is nothing to fine-tune`)
     const local = this.#localFor(meta)
     const weights = await local.get(block)
-    const tokens = parseValidationTokens(request.tokens, meta.arch.vocabSize)
+    const all = parseValidationTokens(request.tokens, meta.arch.vocabSize)
+    // a slice of TRAIN_WINDOWS windows, a different one each run: steps stay short (each evaluates
+    // three candidates over the windows), and successive runs see the whole set
+    const T = meta.validation.windowTokens
+    const available = Math.floor((all.length - 1) / T)
+    if (available < 1) throw new InvalidInputError(`the training set holds fewer than one window of ${T} tokens`)
+    const windows = Math.min(TRAIN_WINDOWS, available)
+    const start = ((this.#trainRuns++ * windows) % available) * T
+    const tokens =
+      start + windows * T + 1 <= all.length
+        ? all.subarray(start, start + windows * T + 1)
+        : all.subarray(0, windows * T + 1)
     this.training = { ...this.training, running: true, expert: `${meta.family}/${request.name}`, steps: 0 }
     try {
       const result = await train({
@@ -787,7 +801,7 @@ export class ExpertsService {
           family: header.chainId,
           name: header.expertName,
           tokens,
-          steps: this.#o.trainingSteps ?? 8,
+          steps: this.#o.trainingSteps ?? 4,
         })
         this.training.rounds++
         const payload = encodeExpert(outcome.weights)
