@@ -35,24 +35,38 @@ async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> 
   }
 }
 
-export async function devnetBenches(_options: MeasureOptions, quick = false): Promise<BenchLine[]> {
-  const dir = await mkdtemp(join(tmpdir(), 'donghae-bench-devnet-'))
-  const base = 10_000 + Math.floor(Math.random() * 400) * 8 // below the ephemeral range (32768+)
+/** `donghae devnet --nodes 4 --json` in a new directory, and its node table once it printed it. */
+export async function startDevnet(
+  prefix: string,
+  base: number,
+): Promise<{ dir: string; devnet: ChildProcess; info: Promise<{ nodes: Array<{ api: string; home: string }> }> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
   const devnet: ChildProcess = spawn(
     process.execPath,
     [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
     { stdio: ['ignore', 'pipe', 'ignore'] },
   )
-  try {
-    const info = await new Promise<{ nodes: Array<{ api: string; home: string }> }>((resolve, reject) => {
-      let buffer = ''
-      devnet.stdout?.setEncoding('utf8').on('data', (c: string) => {
-        buffer += c
-        const l = buffer.split('\n').find((x) => x.startsWith('{'))
-        if (l !== undefined) resolve(JSON.parse(l) as never)
-      })
-      devnet.once('exit', () => reject(new Error('devnet exited before it ran')))
+  const info = new Promise<{ nodes: Array<{ api: string; home: string }> }>((resolve, reject) => {
+    let buffer = ''
+    devnet.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      buffer += c
+      const l = buffer.split('\n').find((x) => x.startsWith('{'))
+      if (l !== undefined) resolve(JSON.parse(l) as never)
     })
+    devnet.once('exit', () => reject(new Error('devnet exited before it ran')))
+  })
+  return { dir, devnet, info }
+}
+
+export async function devnetBenches(_options: MeasureOptions, quick = false): Promise<BenchLine[]> {
+  // below the ephemeral range (32768+)
+  const {
+    dir,
+    devnet,
+    info: started,
+  } = await startDevnet('donghae-bench-devnet-', 10_000 + Math.floor(Math.random() * 400) * 8)
+  try {
+    const info = await started
     const apis = info.nodes.map((n) => n.api)
     const heightOf = async (api: string): Promise<number> =>
       (await json<{ height: number }>(`${api}/v1/status`))?.height ?? -1

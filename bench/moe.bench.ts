@@ -11,20 +11,17 @@
  *
  *   node bench/run.ts --only moe-
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { readDemoMoe } from '../src/experts/demo.ts'
 import { evaluateModel, parseValidationTokens } from '../src/experts/model/evaluate.ts'
 import { StaticExperts } from '../src/experts/model/local.ts'
 import { parseExpert, parseRouter, parseTrunk, type ExpertWeights } from '../src/experts/model/weights.ts'
 import { line, type BenchLine } from './harness.ts'
+import { startDevnet } from './devnet.bench.ts'
 
 export const MOE_BENCH_NAMES = ['moe-distributed-tokens-per-second', 'moe-pol-verification-ms']
-const BIN = fileURLToPath(new URL('../bin/donghae.js', import.meta.url))
 
 interface ChatJson {
   outputTokens: number
@@ -77,23 +74,13 @@ async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> 
 }
 
 async function distributedBench(rounds: number, maxTokens: number): Promise<BenchLine> {
-  const dir = await mkdtemp(join(tmpdir(), 'donghae-bench-moe-'))
-  const base = 12_000 + Math.floor(Math.random() * 400) * 8
-  const devnet: ChildProcess = spawn(
-    process.execPath,
-    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  )
+  const {
+    dir,
+    devnet,
+    info: started,
+  } = await startDevnet('donghae-bench-moe-', 12_000 + Math.floor(Math.random() * 400) * 8)
   try {
-    const info = await new Promise<{ nodes: Array<{ api: string; home: string }> }>((resolve, reject) => {
-      let buffer = ''
-      devnet.stdout?.setEncoding('utf8').on('data', (c: string) => {
-        buffer += c
-        const l = buffer.split('\n').find((x) => x.startsWith('{'))
-        if (l !== undefined) resolve(JSON.parse(l) as never)
-      })
-      devnet.once('exit', () => reject(new Error('devnet exited before it ran')))
-    })
+    const info = await started
     const n0 = info.nodes[0] as { api: string; home: string }
     const token = (await readFile(join(n0.home, 'api-token'), 'utf8')).trim()
     const chat = (distributed: boolean, seed: number) =>

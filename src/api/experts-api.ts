@@ -5,6 +5,7 @@
  * (src/experts/service.ts).
  */
 import type { BlockRecord, MetaRecord, PolScore, ProposalRecord } from '../experts/types.ts'
+import type { TrainingStatus } from '../experts/service.ts'
 
 export interface FamilyView {
   family: string
@@ -132,20 +133,8 @@ export interface IntegrityStatus {
   failovers: number
 }
 
-/** The built-in trainer (idle-time fine-tuning and `propose --train`). */
-export interface TrainingView {
-  enabled: boolean
-  running: boolean
-  expert?: string
-  steps: number
-  paused: number
-  rounds: number
-  /** From the last generation's start to the trainer's pause, ms. */
-  lastYieldMs: number | null
-  maxYieldMs: number
-  lastGainMicroNats: bigint | null
-  proposals: string[]
-}
+/** The built-in trainer (idle-time fine-tuning and `propose --train`): the service's own record. */
+export type TrainingView = TrainingStatus
 
 export interface ProposeRequest {
   family?: string

@@ -312,34 +312,11 @@ export class NodeExperts implements ExpertsApi {
           announced.set(did, list)
         }
     }
-    for (const [did, experts] of announced)
-      byDid.set(did, {
-        did,
-        experts,
-        calls: 0,
-        failures: 0,
-        meanLatencyMs: 0,
-        quarantined: false,
-        quarantinedUntil: null,
-        auditsPassed: 0,
-        auditsFailed: 0,
-        lastSeen: null,
-      })
+    for (const [did, experts] of announced) byDid.set(did, { ...emptyHost(did), experts })
     const now = Date.now()
     for (const coordinator of this.service.coordinators())
       for (const h of coordinator.stats().hosts) {
-        const view = byDid.get(h.did) ?? {
-          did: h.did,
-          experts: [],
-          calls: 0,
-          failures: 0,
-          meanLatencyMs: 0,
-          quarantined: false,
-          quarantinedUntil: null,
-          auditsPassed: 0,
-          auditsFailed: 0,
-          lastSeen: null,
-        }
+        const view = byDid.get(h.did) ?? emptyHost(h.did)
         view.calls += h.calls
         view.failures += h.failures
         view.meanLatencyMs = Math.round(h.meanLatencyMs ?? 0)
