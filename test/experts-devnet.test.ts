@@ -11,7 +11,10 @@
 //    MetaBlock are refused with their reasons;
 //  - `/experts/top` ranks experts by the usage the gateways reported on chain;
 //  - a node hosting experts is killed mid-generation: the generation completes, with the same
-//    text, through the replicas, within 3 s of the failure.
+//    text, through the replicas, within 3 s of the failure;
+//  - a Mixtral checkpoint imported as a new family (its first blocks in one proposal) is accepted
+//    and chats; the seed's `/chat` with `use_moe` names the experts per layer;
+//  - a fork (MetaBlock v2 with top-3) carries every block and routes three experts per token.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -398,6 +401,22 @@ test('AI-Block on a 4-process devnet: distributed MoE, Proof-of-Learning, usage 
       `killed ${victim.node} ${killedAt - started} ms in; finished ${doneAt - killedAt} ms later (undisturbed run ${undisturbed.json.elapsedMs} ms): ${extra} ms lost`,
     )
     assert.ok(extra < 3_000, `the failover cost ${extra} ms (< 3 s)`)
+
+    // ---- a fork: moby-moe v2 routes 3 experts per token, every block carried -----------------------
+    const forked = await post<{ version: number; carried: number }>(`${n0.api}/v1/operator/experts/fork`, token, {
+      family: 'moby-moe',
+      topK: 3,
+    })
+    assert.equal(forked.status, 200, JSON.stringify(forked.json))
+    assert.deepEqual([forked.json.version, forked.json.carried], [2, 18])
+    const v2 = await chat({ max_tokens: 8 })
+    assert.equal(v2.status, 200, JSON.stringify(v2.json))
+    for (const layer of v2.json.layers)
+      assert.equal(
+        layer.experts.reduce((s, e) => s + e.tokens, 0),
+        (13 + 7) * 3,
+        `v2, layer ${layer.layer}: top-3 routing on the carried blocks`,
+      )
     const integrity = await getJson<{ failovers: number }>(`${n0.api}/v1/security/integrity_status`)
     assert.ok(
       (integrity?.failovers ?? 0) > 0 ||

@@ -1057,6 +1057,13 @@ export class DonghaeClient {
     return this.#request('GET', '/v1/p2p/replication_suggestions', undefined, options)
   }
 
+  forkExperts(
+    body: { family: string; topK?: number; gating?: 'softmax-topk-renorm' | 'softmax-topk'; note?: string },
+    options: OperatorCallOptions = {},
+  ): Promise<{ family: string; version: number; carried: number; txHash: string }> {
+    return this.#request('POST', '/v1/operator/experts/fork', body, options, this.#auth(options))
+  }
+
   expertTraining(options: CallOptions = {}): Promise<TrainingJson> {
     return this.#request('GET', '/v1/experts/training', undefined, options)
   }

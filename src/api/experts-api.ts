@@ -4,7 +4,7 @@
  * MoE chat, and the operator's mining. The node implements it over its ExpertsService
  * (src/experts/service.ts).
  */
-import type { BlockRecord, MetaRecord, PolScore, ProposalRecord } from '../experts/types.ts'
+import type { BlockRecord, Gating, MetaRecord, PolScore, ProposalRecord } from '../experts/types.ts'
 import type { TrainingStatus } from '../experts/service.ts'
 
 export interface FamilyView {
@@ -159,6 +159,14 @@ export interface ProposeAnswer {
   powMs: number
 }
 
+export interface ForkAnswer {
+  family: string
+  version: number
+  /** Blocks of the previous version carried into this one. */
+  carried: number
+  txHash: string
+}
+
 export interface ExpertsApi {
   families(): FamilyView[]
   meta(family: string, version?: number): MetaRecord | undefined
@@ -183,6 +191,11 @@ export interface ExpertsApi {
   uploadBegin(request: { family?: string; expert: string; bytes: number }): { upload: string; chunkBytes: number }
   uploadChunk(upload: string, index: number, chunk: Uint8Array): { received: number }
   uploadFinish(upload: string): Promise<ProposeAnswer>
+  /**
+   * The family's next MetaBlock version with new router rules (top-k, gating): a fork of the
+   * parameter DAG into which every current block is carried (their shapes still fit). Owner only.
+   */
+  fork(request: { family: string; topK?: number; gating?: Gating; note?: string }): Promise<ForkAnswer>
   /** Splits a safetensors MoE checkpoint folder on the node's disk into a MetaBlock and blocks. */
   importCheckpoint(
     request: { dir: string; family: string },

@@ -339,6 +339,15 @@ test('propose and import answer SSE: progress lines, the result, [DONE]; bad req
       proposal: (msgs.data.at(-1) as { result: { proposal: string } }).result.proposal,
     })
     assert.deepEqual(api.calls.import, [{ dir: '/models/mixtral', family: 'mix' }])
+
+    // a fork: the next MetaBlock version with new router rules; operator only, bounded, 404 unknown
+    assert.equal((await post(app, '/v1/operator/experts/fork', { family: 'tiny-moe', topK: 3 }, {})).statusCode, 401)
+    assert.equal((await post(app, '/v1/operator/experts/fork', { family: 'tiny-moe', topK: 0 })).statusCode, 400)
+    assert.equal((await post(app, '/v1/operator/experts/fork', { family: 'tiny-moe', colour: 'red' })).statusCode, 400)
+    assert.equal((await post(app, '/v1/operator/experts/fork', { family: 'nope', topK: 3 })).statusCode, 404)
+    const forked = await post(app, '/v1/operator/experts/fork', { family: 'tiny-moe', topK: 3 })
+    assert.equal(forked.statusCode, 200, forked.body)
+    assert.deepEqual(Object.keys(JSON.parse(forked.body) as object).sort(), ['carried', 'family', 'txHash', 'version'])
   })
 })
 

@@ -398,6 +398,11 @@ export function fakeExperts(options: { chunkBytes?: number } = {}): FakeExperts 
       await new Promise((r) => setTimeout(r, 5))
       return answer(hash(`block/upload/${u.expert}`))
     },
+    fork: async (request) => {
+      const family = fake.familyList.find((f) => f.family === request.family)
+      if (family === undefined) throw new FakeStatusError(404, `no family ${request.family}`)
+      return { family: request.family, version: family.version + 1, carried: 18, txHash: hash('fork') }
+    },
     importCheckpoint: async (request, onProgress) => {
       fake.calls.import.push(request)
       onProgress?.(`reading ${request.dir}/config.json`)

@@ -204,6 +204,7 @@ export class ExpertsService {
   #chats = 0
   #trainLock: Promise<void> = Promise.resolve()
   #trainRuns = 0
+  #attestQueue: Promise<void> = Promise.resolve()
   #stops: Array<() => void> = []
   /** Training state, for the operator's view. */
   training: TrainingStatus = {
@@ -555,10 +556,17 @@ export class ExpertsService {
   }
 
   /** On a validator: reproduces a proposal's score and attests it. */
-  async #attest(id: string): Promise<void> {
-    if (this.#attested.has(id)) return
-    if (!this.#o.chain.validators().includes(this.did)) return
+  #attest(id: string): Promise<void> {
+    if (this.#attested.has(id)) return Promise.resolve()
+    if (!this.#o.chain.validators().includes(this.did)) return Promise.resolve()
     this.#attested.add(id)
+    // one reproduction at a time: a burst of proposals queues here instead of scoring all at once
+    const run = this.#attestQueue.then(() => this.#reproduce(id))
+    this.#attestQueue = run.catch(() => {})
+    return run
+  }
+
+  async #reproduce(id: string): Promise<void> {
     const proposal = readProposal(this.state, id)
     if (proposal === undefined || proposal.status !== 'pending') return
     // attested before a restart: a second attestation would only be refused, for a fee

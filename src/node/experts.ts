@@ -19,6 +19,7 @@ import type {
   ExpertsApi,
   ExpertView,
   FamilyView,
+  ForkAnswer,
   IntegrityStatus,
   TrainingView,
   MoeChatAnswer,
@@ -60,6 +61,7 @@ import {
   payloadShapes,
   routerName,
   type BlockRecord,
+  type Gating,
   type MetaBlockBody,
   type MetaRecord,
   type ParamBlockHeader,
@@ -513,6 +515,35 @@ export class NodeExperts implements ExpertsApi {
     return answerOf(
       await this.service.propose({ ...(u.family === undefined ? {} : { family: u.family }), name: u.expert, payload }),
     )
+  }
+
+  async fork(request: { family: string; topK?: number; gating?: Gating; note?: string }): Promise<ForkAnswer> {
+    const meta = readMeta(this.#state, request.family)
+    if (meta === undefined) throw new InvalidInputError(`no expert family ${request.family}`)
+    if (meta.owner !== this.#o.node.did)
+      throw new InvalidInputError(`only the family's owner (${meta.owner}) can publish its next version`)
+    const arch = {
+      ...meta.arch,
+      ...(request.topK === undefined ? {} : { topK: request.topK }),
+      ...(request.gating === undefined ? {} : { gating: request.gating }),
+    }
+    if (!Number.isInteger(arch.topK) || arch.topK < 1 || arch.topK > arch.expertsPerLayer)
+      throw new InvalidInputError(`top-k must be 1 to ${arch.expertsPerLayer}, not ${arch.topK}`)
+    // router rules change, shapes do not: every current block still fits, so all are carried
+    const carry = paramIndex(this.#state, meta.family, meta.version).map((e) => e.hash)
+    const body: MetaBlockBody = {
+      family: meta.family,
+      version: meta.version + 1,
+      tokenizer: meta.tokenizer,
+      trunk: meta.trunk,
+      validation: meta.validation,
+      arch,
+      carry,
+      note: request.note ?? `fork of v${meta.version}: top-${arch.topK}, ${arch.gating}`,
+    }
+    const { hash } = await this.#o.node.submitOwnTx('experts.meta', body)
+    await this.#until(() => readMeta(this.#state, meta.family, body.version) !== undefined, 'the MetaBlock')
+    return { family: meta.family, version: body.version, carried: carry.length, txHash: toHex(hash) }
   }
 
   async importCheckpoint(

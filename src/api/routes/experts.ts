@@ -367,6 +367,27 @@ const UploadBody = Type.Object(
   },
   { additionalProperties: false },
 )
+const ForkBody = Type.Object(
+  {
+    family: FamilyName,
+    topK: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1024, description: 'experts per token in the new version' }),
+    ),
+    gating: Type.Optional(
+      Type.Union([Type.Literal('softmax-topk-renorm'), Type.Literal('softmax-topk')], {
+        description: 'the router rule',
+      }),
+    ),
+    note: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+)
+const ForkAnswerJson = Type.Object({
+  family: Type.String(),
+  version: Type.Integer(),
+  carried: Type.Integer({ description: 'blocks of the previous version carried into this one' }),
+  txHash: Type.String(),
+})
 const ImportBody = Type.Object(
   {
     dir: Type.String({
@@ -1094,6 +1115,31 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
         return sseWork(request, reply, 'expert upload', async (progress) => {
           progress(`upload ${id} received; scoring and proposing`)
           return proposeJson(await finishing)
+        })
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/operator/experts/fork',
+      onRequest: requireOperator,
+      schema: {
+        summary:
+          "Publish the family's next MetaBlock version with new router rules (top-k, gating), carrying every current block (owner only)",
+        description:
+          'Answers once the MetaBlock is committed. Generations and proposals then use the new version; the old one stays on chain.',
+        tags: ['experts', 'operator'],
+        security: OPERATOR_SECURITY,
+        body: ForkBody,
+        response: { 200: ForkAnswerJson, ...ERROR_RESPONSES },
+      },
+      handler: async (request) => {
+        const body = request.body as Static<typeof ForkBody>
+        familyOf(api, body.family)
+        return api.fork({
+          family: body.family,
+          ...(body.topK === undefined ? {} : { topK: body.topK }),
+          ...(body.gating === undefined ? {} : { gating: body.gating }),
+          ...(body.note === undefined ? {} : { note: body.note }),
         })
       },
     },

@@ -432,6 +432,58 @@ Examples:
     )
 
   experts
+    .command('fork')
+    .description("publish the family's next MetaBlock version with new router rules, carrying every block")
+    .requiredOption('--family <name>', 'the family (yours: its owner publishes its versions)')
+    .option('--top-k <n>', 'experts per token in the new version')
+    .option('--gating <rule>', 'softmax-topk-renorm or softmax-topk')
+    .option('--note <text>', 'why (kept in the MetaBlock)')
+    .option('--node <url>', NODE_HELP)
+    .option('--token <token>', TOKEN_HELP)
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+A new MetaBlock version is a fork of the parameter DAG (seed 001's chain forking): generations and
+proposals move to it, the old version stays on chain. Changing only the router rules keeps every
+block's shapes, so the node carries the whole current ParamIndex into the new version.
+
+Examples:
+  $ donghae experts fork --family moby-moe --top-k 3
+  $ donghae experts fork --family moby-moe --gating softmax-topk --note "Switch-style gate"`,
+    )
+    .action(
+      async (
+        options: { family: string; topK?: string; gating?: string; note?: string; token?: string; json?: boolean },
+        command: Command,
+      ) =>
+        withClient(command, io, async (ctx, client) => {
+          const topK = wholeNumber(options.topK, '--top-k', 1, 1024)
+          if (
+            options.gating !== undefined &&
+            options.gating !== 'softmax-topk-renorm' &&
+            options.gating !== 'softmax-topk'
+          )
+            throw new CliError('--gating must be softmax-topk-renorm or softmax-topk')
+          if (topK === undefined && options.gating === undefined) throw new CliError('give --top-k N or --gating RULE')
+          const token = await operatorToken(ctx, options.token)
+          const out = await client.forkExperts(
+            {
+              family: options.family,
+              ...(topK === undefined ? {} : { topK }),
+              ...(options.gating === undefined
+                ? {}
+                : { gating: options.gating as 'softmax-topk-renorm' | 'softmax-topk' }),
+              ...(options.note === undefined ? {} : { note: options.note }),
+            },
+            { token },
+          )
+          if (options.json === true) return ctx.json(out)
+          ctx.out(`${out.family} v${out.version}: ${out.carried} blocks carried (tx ${out.txHash})`)
+        }),
+    )
+
+  experts
     .command('chat <prompt>')
     .description("ask a family's MoE model; shows the experts and nodes that answered, per layer")
     .option('--family <name>', 'the MoE family (default: the first on chain)')
