@@ -73,13 +73,18 @@ export function encodeRefusal(err: unknown): Uint8Array {
   return new TextEncoder().encode(`${code}\n${describeError(err)}`)
 }
 
-/** The typed error a refusal stands for (`OverBudgetError` for OVER_BUDGET, else TransportError). */
+/**
+ * The typed error a refusal stands for (`OverBudgetError` for OVER_BUDGET, else TransportError).
+ * The peer's own code stays in `details.remoteCode` (e.g. EXPERT_NOT_HOSTED), for callers that
+ * tell refusals apart; it is the peer's word, not a verdict.
+ */
 export function decodeRefusal(payload: Uint8Array): TransportError {
   const text = new TextDecoder().decode(payload)
   const newline = text.indexOf('\n')
   const code = newline === -1 ? '' : text.slice(0, newline)
   const message = `the peer refused the request: ${newline === -1 ? text : text.slice(newline + 1)}`
-  return code === OverBudgetError.code ? new OverBudgetError(message) : new TransportError(message)
+  const details = /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? { details: { remoteCode: code } } : {}
+  return code === OverBudgetError.code ? new OverBudgetError(message, details) : new TransportError(message, details)
 }
 
 interface Pending {

@@ -125,6 +125,12 @@ interface Opinion {
 }
 
 /** The largest absolute difference between two tensors (Infinity when their sizes differ). */
+/** The refusing peer's error code, when the transport kept it. */
+function remoteCode(err: unknown): string | undefined {
+  const details = (err as { details?: { remoteCode?: unknown } } | null)?.details
+  return typeof details?.remoteCode === 'string' ? details.remoteCode : undefined
+}
+
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) return Number.POSITIVE_INFINITY
   let max = 0
@@ -482,7 +488,9 @@ export class RemoteExperts implements ExpertProvider {
   #failed(block: string, host: string, err: unknown): void {
     const chain = causes(err)
     if (chain.some((e) => e instanceof OverBudgetError)) return // asked too much: not the host's fault
-    if (chain.some((e) => e instanceof NotHostedError)) this.#directory.forget(block, host)
+    // in memory the error itself arrives; over libp2p its code does (sessions.ts decodeRefusal)
+    if (chain.some((e) => e instanceof NotHostedError || remoteCode(e) === NotHostedError.code))
+      this.#directory.forget(block, host)
     this.#book.failure(host)
   }
 
