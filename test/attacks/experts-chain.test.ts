@@ -23,6 +23,7 @@ import {
 } from '../../src/experts/chain/state.ts'
 import {
   actor,
+  advanceTo,
   attestAll,
   createFamily,
   paramBlock,
@@ -207,4 +208,41 @@ test('usage naming a block that is not accepted is refused, and costs nothing bu
   )
   assert.equal(poolBalance(w.state), pool)
   assert.equal(readUsage(w.state, blockHash(pending)), undefined)
+})
+
+test('washed usage: a miner reporting calls of its own expert pays for them and earns nothing from them', () => {
+  const { w, meta, router } = setup()
+  // two experts: the miner's and the outsider's
+  const mine = paramBlock(w.miner, { index: 1, name: expertName(0, 0), dependsOn: [meta, router] })
+  const theirs = paramBlock(w.outsider, { index: 2, name: expertName(0, 1), dependsOn: [meta, router] })
+  attestAll(w, propose(w, [mine, theirs], CLAIM), { score: CLAIM })
+  const [mineHash, theirsHash] = [blockHash(mine), blockHash(theirs)]
+  // the miner, acting as a gateway, reports 200 calls of its own expert (the cap of the usage
+  // factor); an honest gateway reports 50 calls of each
+  tx(w, w.miner, 'experts.usage', {
+    family: 'tiny-moe',
+    version: 1,
+    entries: [{ block: mineHash, calls: 200, latencyMs: 0 }],
+    generations: 50,
+  })
+  tx(w, w.gateway, 'experts.usage', {
+    family: 'tiny-moe',
+    version: 1,
+    entries: [
+      { block: mineHash, calls: 50, latencyMs: 0 },
+      { block: theirsHash, calls: 50, latencyMs: 0 },
+    ],
+    generations: 25,
+  })
+  assert.equal(readUsage(w.state, mineHash)?.calls, 250n, 'every call is recorded (and ranked)')
+  assert.equal(readUsage(w.state, mineHash)?.epochCalls, 50n, 'but only others’ calls weigh for rewards')
+  const minerBefore = balanceOf(w.state, w.miner.did)
+  const outsiderBefore = balanceOf(w.state, w.outsider.did)
+  const pool = poolBalance(w.state)
+  advanceTo(w, 20)
+  const minerGain = balanceOf(w.state, w.miner.did) - minerBefore
+  const outsiderGain = balanceOf(w.state, w.outsider.did) - outsiderBefore
+  assert.equal(minerGain, outsiderGain, 'the same weight as an expert with the same honest usage')
+  assert.ok(minerGain <= pool / 2n)
+  assert.ok(minerGain < 200n, `washing 200 calls cost 200 and earned back ${minerGain}: it does not pay`)
 })

@@ -66,8 +66,10 @@
  * Genesis (`genesis.experts`): MetaBlocks in order, then blocks accepted directly with their
  * score — the same checks as a proposal but for bond and proof of work (signatures must verify).
  *
- * Known limit: usage is what gateways report and pay for. A miner can report usage of its own
- * blocks; it pays the call price into the pool it is rewarded from, so this only moves the pool
+ * Washed usage: usage is what gateways report and pay for. Calls a miner reports of its own
+ * blocks are recorded (all-time calls, rankings) and paid for, but do not weigh in the epoch's
+ * rewards (test/attacks/experts-chain.test.ts). Known limit: a miner reporting through a second
+ * key still pays the call price into the pool it is rewarded from, so this only moves the pool
  * (other miners' shares and kept bonds) towards it in proportion to what it pays, and each
  * block's usage factor is capped at 2.0 (200 calls an epoch).
  *
@@ -589,16 +591,21 @@ function usageTx(params: ExpertsParams): TxHandler<UsageBody> {
       const cost = calls * params.expertCallPrice
       debit(state, tx.sender, cost)
       addToPool(state, cost)
+      let selfCalls = 0n
       for (const e of body.entries) {
         const usage = readUsage(state, e.block) ?? newUsage()
+        // usage a miner reports of its own block is recorded and paid for, but earns no reward
+        // (as the inference module's washed usage): the epoch's weights count others' calls only
+        const own = readBlock(state, e.block)?.header.miner === tx.sender
+        if (own) selfCalls += BigInt(e.calls)
         writeUsage(state, e.block, {
           ...usage,
           calls: usage.calls + BigInt(e.calls),
-          epochCalls: usage.epochCalls + BigInt(e.calls),
-          epochLatencyMs: usage.epochLatencyMs + BigInt(e.latencyMs),
+          epochCalls: own ? usage.epochCalls : usage.epochCalls + BigInt(e.calls),
+          epochLatencyMs: own ? usage.epochLatencyMs : usage.epochLatencyMs + BigInt(e.latencyMs),
           lastUsedHeight: ctx.height,
         })
-        USED.add(state, e.block)
+        if (!own) USED.add(state, e.block)
       }
       writeFamily(state, {
         ...family,
@@ -613,6 +620,7 @@ function usageTx(params: ExpertsParams): TxHandler<UsageBody> {
           version: String(body.version),
           gateway: tx.sender,
           calls: String(calls),
+          selfCalls: String(selfCalls),
           blocks: String(body.entries.length),
           paid: String(cost),
         },
