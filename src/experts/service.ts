@@ -265,6 +265,11 @@ export class ExpertsService {
     )
     // proposals pending at start (a restart, or a node that joined late)
     this.attestPending(pendingProposals(this.state).map((p) => p.id))
+    // the assignment again every minute: hints stay fresh in the directory (they expire), and a
+    // changed validator set moves what this node hosts
+    const rehost = setInterval(() => this.#rehost(), 60_000)
+    rehost.unref()
+    this.#stops.push(() => clearInterval(rehost))
     const flushMs = this.#o.usageFlushMs ?? 10_000
     const timer = setInterval(() => void this.flushUsage(), flushMs)
     timer.unref()
@@ -546,7 +551,8 @@ export class ExpertsService {
       arch,
       trunk: loaded.trunk,
       routers: allRouters({ meta, routers }),
-      provider: new StaticExperts(experts),
+      // scoring (claims, attestations, idle rounds) waits while a generation runs: inference first
+      provider: yieldingTo(new StaticExperts(experts), () => this.#active > 0, signal),
       blocks,
       tokens: loaded.validation,
       windows: meta.validation.windows,
@@ -861,6 +867,16 @@ function hostsOfRouting(
     })
     return out
   })
+}
+
+/** `provider`, but each layer waits while `busy()` (checked every 5 ms). */
+function yieldingTo(provider: ExpertProvider, busy: () => boolean, signal?: AbortSignal): ExpertProvider {
+  return {
+    async runLayer(calls, callSignal) {
+      while (busy()) await sleep(5, signal ?? callSignal ?? new AbortController().signal)
+      return provider.runLayer(calls, callSignal)
+    },
+  }
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -122,3 +122,40 @@ test('a lookup is bounded by its timeout and a failing DHT leaves the cache as t
   await broken.announce(block)
   assert.deepEqual(errors.length, 2)
 })
+
+test('a generation never waits on the DHT for hosts it knows; with none known, the wait is bounded', async () => {
+  const clock = new ManualClock(1_000)
+  let lookups = 0
+  // a DHT that never answers (a dead peer on the query path) and ignores the abort for a while
+  const stuck = {
+    provide: async () => {},
+    findProviders: async function* (): AsyncGenerator<string> {
+      lookups++
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      yield* []
+    },
+  }
+  const dir = new ExpertDirectory({
+    routing: stuck,
+    self: 'did:gw',
+    clock,
+    minQueryIntervalMs: 1_000,
+    lookupTimeoutMs: 20,
+  })
+  const block = testBlock('expert')
+  dir.learn(block, 'did:host')
+  clock.advance(5_000) // the last query is old: a refresh is due
+  const started = performance.now()
+  assert.deepEqual(await dir.hostsOf(block), ['did:host'])
+  assert.ok(performance.now() - started < 50, 'answered from the cache, not after the lookup')
+  assert.equal(lookups, 1, 'a refresh started in the background')
+  const unknown = testBlock('nobody hosts this')
+  const timer = setInterval(() => clock.advance(10), 5)
+  try {
+    const t0 = performance.now()
+    assert.deepEqual(await dir.hostsOf(unknown, { timeoutMs: 20 }), [])
+    assert.ok(performance.now() - t0 < 150, `the unknown block's wait is bounded (${performance.now() - t0} ms)`)
+  } finally {
+    clearInterval(timer)
+  }
+})

@@ -211,18 +211,33 @@ export class ExpertDirectory implements ExpertHosts {
    */
   async hostsOf(block: string, options: HostsOfOptions = {}): Promise<string[]> {
     const entry = this.#cache.get(block)
+    const known = this.cached(block)
     const due =
       options.fresh === true ||
       entry === undefined ||
-      this.cached(block).length === 0 ||
+      known.length === 0 ||
       this.#clock.now() - entry.queriedAt >= this.#minQueryIntervalMs
-    if (due) {
-      let lookup = this.#lookups.get(block)
-      if (lookup === undefined) {
-        lookup = this.#query(block, options).finally(() => this.#lookups.delete(block))
-        this.#lookups.set(block, lookup)
-      }
-      await lookup
+    if (!due) return known
+    let lookup = this.#lookups.get(block)
+    if (lookup === undefined) {
+      lookup = this.#query(block, options).finally(() => this.#lookups.delete(block))
+      this.#lookups.set(block, lookup)
+    }
+    // hosts already known answer at once and the DHT refreshes them in the background: a
+    // generation never waits on a lookup it does not need (stale while revalidate)
+    if (known.length > 0 && options.fresh !== true) {
+      lookup.catch(() => {})
+      return known
+    }
+    // nothing known: wait for the lookup, but never past its bound, whatever the DHT does
+    let cancel = (): void => {}
+    const bound = new Promise<void>((resolve) => {
+      cancel = this.#clock.setTimer(options.timeoutMs ?? this.#lookupTimeoutMs, resolve)
+    })
+    try {
+      await Promise.race([lookup, bound])
+    } finally {
+      cancel()
     }
     return this.cached(block)
   }
