@@ -394,8 +394,10 @@ test('AI-Block on a 4-process devnet: distributed MoE, Proof-of-Learning, usage 
     const disturbed = await pending
     const doneAt = Date.now()
     assert.equal(disturbed.status, 200, JSON.stringify(disturbed.json))
-    assert.equal(disturbed.json.text, undisturbed.json.text, 'the generation is the same as without the failure')
+    const during = await getJson<{ failovers: number; masked: number }>(`${n0.api}/v1/security/integrity_status`)
+    t.diagnostic(`after the kill: ${JSON.stringify(during)}; this generation masked ${disturbed.json.masked}`)
     assert.equal(disturbed.json.masked, 0, 'replicas answered: nothing was masked')
+    assert.equal(disturbed.json.text, undisturbed.json.text, 'the generation is the same as without the failure')
     const extra = doneAt - killedAt - Math.max(0, undisturbed.json.elapsedMs - (killedAt - started))
     t.diagnostic(
       `killed ${victim.node} ${killedAt - started} ms in; finished ${doneAt - killedAt} ms later (undisturbed run ${undisturbed.json.elapsedMs} ms): ${extra} ms lost`,

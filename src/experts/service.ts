@@ -386,6 +386,10 @@ export class ExpertsService {
             ? local.get(call.block).then((w) => runExpert(w, call.input, call.rows))
             : undefined,
         callTimeoutMs: this.#o.callTimeoutMs ?? 1_000,
+        // a layer waits for its replicas before it masks anything: a call that misses its
+        // deadline is re-routed at once, and masking (a different generation) is the last resort
+        // when no replica answers within 2.5 deadlines
+        layerDeadlineMs: Math.round((this.#o.callTimeoutMs ?? 1_000) * 2.5),
         // one missed deadline is enough to route around a host for a while: a killed host must
         // not cost a deadline per layer per token
         failuresToSuspend: 1,

@@ -6,8 +6,8 @@
  * Routing and failover rules:
  *   1. When `local` can run the expert here, it does (host 'local'); if it fails, the call goes
  *      to the network as below.
- *   2. Candidates are the directory's hosts of the block (directory.ts), less quarantined and
- *      suspended hosts. They are ordered: hosts that can also serve other calls of this layer, or
+ *   2. Candidates are the directory's hosts of the block (directory.ts), less quarantined hosts;
+ *      suspended hosts come last (a last resort before masking). Then they are ordered: hosts that can also serve other calls of this layer, or
  *      that answered the previous layer of this forward pass, first (co-location: fewer hops per
  *      token); then lowest mean latency; then fewest failures; then DID.
  *   3. A call waits at most `callTimeoutMs` for a host. On an error, a refusal, a timeout or a
@@ -346,7 +346,9 @@ export class RemoteExperts implements ExpertProvider {
       calls.map(async (call) => {
         try {
           const hosts = await this.#directory.hostsOf(call.block, { signal, timeoutMs: this.#lookupTimeoutMs })
-          return hosts.filter((h) => this.#book.usable(h))
+          // quarantined hosts are out; suspended ones stay, last: a replica that was slow once
+          // under load is still better than masking the expert
+          return hosts.filter((h) => !this.#book.isQuarantined(h))
         } catch {
           return []
         }
@@ -360,7 +362,10 @@ export class RemoteExperts implements ExpertProvider {
     const together = new Map<string, number>()
     for (const list of lists) for (const h of new Set(list)) together.set(h, (together.get(h) ?? 0) + 1)
     const score = (h: string): number => (together.get(h) ?? 0) + (previous?.has(h) === true ? 1 : 0)
-    return lists.map((list) => [...new Set(list)].sort((a, b) => score(b) - score(a) || this.#book.compare(a, b)))
+    const usable = (h: string): number => (this.#book.usable(h) ? 0 : 1)
+    return lists.map((list) =>
+      [...new Set(list)].sort((a, b) => usable(a) - usable(b) || score(b) - score(a) || this.#book.compare(a, b)),
+    )
   }
 
   #runAll(
@@ -417,7 +422,7 @@ export class RemoteExperts implements ExpertProvider {
     let attempts = 0
     for (const host of candidates) {
       if (signal.aborted || attempts >= this.#maxAttempts) break
-      if (!this.#book.usable(host)) continue // suspended or quarantined by a call running beside this one
+      if (this.#book.isQuarantined(host)) continue // quarantined by a call running beside this one
       if (attempts > 0) this.#failovers++
       attempts++
       const at = this.#clock.now()
