@@ -14,6 +14,7 @@ const LAYERS = [
   'net',
   'inference',
   'experts',
+  'directory',
   'api',
   'node',
   'cli',

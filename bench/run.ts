@@ -21,6 +21,7 @@ import { lmBenches, LM_BENCH_NAMES } from './lm.bench.ts'
 import { lmGatewayBenches, LM_GATEWAY_BENCH_NAMES } from './lm-gateway.bench.ts'
 import { expertsBenches, EXPERTS_BENCH_NAMES } from './experts.bench.ts'
 import { moeBenches, MOE_BENCH_NAMES } from './moe.bench.ts'
+import { directoryBenches, DIRECTORY_BENCH_NAMES } from './directory.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -83,6 +84,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: LM_GATEWAY_BENCH_NAMES, run: () => lmGatewayBenches(quick) },
   { names: EXPERTS_BENCH_NAMES, run: () => expertsBenches(quick) },
   { names: MOE_BENCH_NAMES, run: () => moeBenches(quick) },
+  { names: DIRECTORY_BENCH_NAMES, run: () => directoryBenches(quick) },
 ]
 
 const only = values.only
