@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { InvalidInputError } from '../core/errors.ts'
+import { checkArchitecture } from './model/weights.ts'
 import { expertName, parseExpertName, routerName, type MoeArchitecture } from './types.ts'
 
 /** The repository's `models/moe/` folder. */
@@ -67,27 +68,17 @@ function isPositiveInt(v: unknown): v is number {
 /** Reads every file of the demo MoE (default: the repository's `models/moe/`) and its meta.json. */
 export async function readDemoMoe(dir: string = DEMO_MOE_DIR): Promise<DemoMoe> {
   const meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as DemoMoeMeta
-  const a = meta.arch
-  for (const k of [
-    'vocabSize',
-    'dModel',
-    'nLayers',
-    'nHeads',
-    'nKvHeads',
-    'dFf',
-    'contextLength',
-    'ropeTheta',
-    'normEpsE9',
-    'expertsPerLayer',
-    'topK',
-  ] as const) {
-    if (!isPositiveInt(a[k])) bad(`meta.json arch.${k} is not a positive integer`)
+  try {
+    checkArchitecture(meta.arch)
+  } catch (err) {
+    bad(`meta.json: ${(err as Error).message}`)
   }
   const { windows, windowTokens } = meta.validation
   if (!isPositiveInt(windows) || !isPositiveInt(windowTokens))
     bad('meta.json validation windows/windowTokens are not positive integers')
   const read = (name: string): Promise<Uint8Array> =>
     readFile(join(dir, name)).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength))
+  const a = meta.arch
   const routers: Uint8Array[] = []
   const experts: Uint8Array[][] = []
   for (let l = 0; l < a.nLayers; l++) {

@@ -474,7 +474,7 @@ export class ExpertsService {
           latencyMs: b.latencyMs,
         })),
       )
-      const hostsByExpert = hostsOfRouting(generation.routing, params.experts, provider)
+      const hostsByExpert = hostsOfRouting(generation.routing, params.experts)
       // experts routed together for the same tokens are loaded and evicted together here
       if (++this.#chats % 8 === 0) {
         const coordinator = this.#remote.get(`${meta.family}/${meta.version}`)
@@ -860,9 +860,7 @@ function indexExperts(state: StateReader, meta: MetaRecord): string[] {
 function hostsOfRouting(
   routing: RoutingStats,
   experts: readonly (readonly string[])[],
-  provider: ExpertProvider,
 ): Array<Record<number, string[]>> {
-  void provider
   return experts.map((row, layer) => {
     const out: Record<number, string[]> = {}
     row.forEach((block, j) => {

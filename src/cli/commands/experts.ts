@@ -12,26 +12,15 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { describeError } from '../../core/errors.ts'
 import { parseExpertName } from '../../experts/types.ts'
-import {
-  DonghaeClient,
-  type ExpertJson,
-  type ProposalJson,
-  type ProposalStatusJson,
-  type ScoreJson,
-} from '../../api/client.ts'
+import { type ExpertJson, type ProposalJson, type ProposalStatusJson, type ScoreJson } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
-import { ApiError } from '../../api/errors.ts'
-import { createContext, type CliContext, type CliIo } from '../context.ts'
+import type { CliContext, CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
-import { TOKEN_ENV } from './inference.ts'
+import { TOKEN_ENV, withClient } from './inference.ts'
 
 const NODE_HELP = `the node's API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`
 const TOKEN_HELP = `the node's operator token (env ${TOKEN_ENV}, default <home>/api-token)`
 const STATUSES: readonly ProposalStatusJson[] = ['pending', 'accepted', 'refused', 'expired']
-
-function nodeUrl(command: Command, io: CliIo): string {
-  return command.optsWithGlobals<{ node?: string }>().node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
-}
 
 async function operatorToken(ctx: CliContext, flag: string | undefined): Promise<string> {
   const token = flag ?? ctx.env[TOKEN_ENV]
@@ -42,26 +31,6 @@ async function operatorToken(ctx: CliContext, flag: string | undefined): Promise
     throw new CliError(
       `this command acts with the node's key and needs its operator token: pass --token, set ${TOKEN_ENV}, or run it with the node's --home (${ctx.home.apiToken} was not found)`,
     )
-  }
-}
-
-function explain(err: ApiError, url: string): string {
-  if (err.code === 'UNREACHABLE') return `${err.message}; start the node, or point --node or ${NODE_URL_ENV} at one`
-  return `${url}: ${err.message}${err.reason === undefined ? '' : ` (${err.reason})`}`
-}
-
-async function withClient(
-  command: Command,
-  io: CliIo,
-  action: (ctx: CliContext, client: DonghaeClient) => Promise<void>,
-): Promise<void> {
-  const ctx = createContext(command, io)
-  const client = new DonghaeClient(nodeUrl(command, io), { timeoutMs: 60_000 })
-  try {
-    await action(ctx, client)
-  } catch (err) {
-    if (err instanceof ApiError) throw new CliError(explain(err, client.baseUrl), { cause: err })
-    throw err
   }
 }
 

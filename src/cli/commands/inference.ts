@@ -50,13 +50,15 @@ async function operatorToken(ctx: CliContext, flag: string | undefined): Promise
   }
 }
 
-function explain(err: ApiError, url: string): string {
+/** An API error as one line for the terminal (what to do when the node is unreachable). */
+export function explain(err: ApiError, url: string): string {
   if (err.code === 'UNREACHABLE') return `${err.message}; start the node, or point --node or ${NODE_URL_ENV} at one`
   if (err.code === 'UNAUTHORIZED') return `${url}: ${err.message}`
   return `${url}: ${err.message}${err.reason === undefined ? '' : ` (${err.reason})`}`
 }
 
-async function withClient(
+/** Runs `action` with a client of the node `--node` names; API errors become one clear CLI error. */
+export async function withClient(
   command: Command,
   io: CliIo,
   action: (ctx: CliContext, client: DonghaeClient) => Promise<void>,
