@@ -402,6 +402,11 @@ test('AI-Block on a 4-process devnet: distributed MoE, Proof-of-Learning, usage 
     t.diagnostic(
       `killed ${victim.node} ${killedAt - started} ms in; finished ${doneAt - killedAt} ms later (undisturbed run ${undisturbed.json.elapsedMs} ms): ${extra} ms lost`,
     )
+    if (extra >= 3_000) {
+      // what the coordinator saw of each host (calls, failures, latency), for the record
+      const hosts = await getJson<unknown>(`${n0.api}/v1/p2p/nodes`)
+      t.diagnostic(`hosts as n0 saw them: ${JSON.stringify(hosts)}`)
+    }
     assert.ok(extra < 3_000, `the failover cost ${extra} ms (< 3 s)`)
 
     // ---- a fork: moby-moe v2 routes 3 experts per token, every block carried -----------------------

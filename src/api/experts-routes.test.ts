@@ -223,6 +223,10 @@ test('MoE chat: /v1/experts/chat and /chat with use_moe name the experts and nod
     assert.match(errorOf(tooMany).message, /more than the 4 experts per layer/)
     assert.equal((await post(app, '/v1/experts/chat', { prompt: 'x', family: 'other' })).statusCode, 404)
     assert.equal((await post(app, '/v1/experts/chat', {})).statusCode, 400)
+    // too few expert hosts answered: the network cannot serve it now (503 with the error's code), not a 500
+    const unavailable = await post(app, '/v1/experts/chat', { prompt: '(no hosts)' })
+    assert.equal(unavailable.statusCode, 503, unavailable.body)
+    assert.equal(unavailable.json<ErrorJson>().error.code, 'EXPERTS_BELOW_KMIN')
     assert.equal((await post(app, '/v1/experts/chat', { prompt: 'x', bogus: 1 })).statusCode, 400)
 
     // POST /chat: use_moe goes to the experts service, with use_distributed and top_k_experts

@@ -7,6 +7,7 @@
  * unknown). Every call is recorded, so a test can assert that a refused request reached nothing.
  */
 import { InvalidInputError } from '../core/errors.ts'
+import { TooFewExpertsError } from '../experts/net/errors.ts'
 import {
   expertName,
   parseExpertName,
@@ -290,6 +291,7 @@ export function fakeExperts(options: { chunkBytes?: number } = {}): FakeExperts 
       await new Promise((r) => setTimeout(r, 5))
       fake.calls.chatAborted.push(signal?.aborted === true)
       const text = request.prompt ?? request.messages?.at(-1)?.content ?? ''
+      if (text === '(no hosts)') throw new TooFewExpertsError('only 0 of 2 experts of layer 0 answered; 1 needed')
       const k = request.top_k_experts ?? 2
       const tokens = [...text].length
       return {

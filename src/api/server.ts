@@ -33,7 +33,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify'
-import { InvalidInputError } from '../core/errors.ts'
+import { DonghaeError, InvalidInputError } from '../core/errors.ts'
 import { untrustedText } from '../core/untrusted-text.ts'
 import type { Logger } from '../core/logger.ts'
 import { MempoolError, TxError } from '../chain/errors.ts'
@@ -179,6 +179,8 @@ export function toHttpError(err: unknown): HttpError {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return { status, body: errorBody(STATUS_CODES[status] ?? `HTTP_${status}`, (err as Error).message) }
   }
+  // the network cannot serve this now (too few expert hosts answered): news, not a node bug
+  if (status === 503 && err instanceof DonghaeError) return { status, body: errorBody(err.code, err.message) }
   return { status: 500, body: errorBody('INTERNAL', 'internal error; the node logged the details') }
 }
 
@@ -187,6 +189,7 @@ function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply)
   // A network that cannot serve right now (no worker, all busy) is news, not a bug in the node.
   if (status >= 500 && err instanceof InferenceError)
     request.log.warn({ reason: body.error.reason }, `inference unavailable: ${body.error.message}`)
+  else if (status === 503) request.log.warn({ code: body.error.code }, `unavailable: ${body.error.message}`)
   else if (status >= 500) request.log.error({ err }, 'request failed')
   else request.log.debug({ code: body.error.code, reason: body.error.reason }, body.error.message)
   return reply.code(status).send(body)

@@ -393,6 +393,9 @@ export class ExpertsService {
         // one missed deadline is enough to route around a host for a while: a killed host must
         // not cost a deadline per layer per token
         failuresToSuspend: 1,
+        // a host that goes quiet (a killed process whose connection is not closed yet, a paused
+        // machine) costs a hedge delay per call, not a deadline
+        hedgeMinMs: 50,
         auditPpm: this.#o.auditPpm ?? 20_000,
         ...(this.#o.rng === undefined ? { rng: cryptoRng() } : { rng: this.#o.rng }),
         clock: this.#clock,

@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { ManualClock } from '../../core/clock.ts'
 import { createRng } from '../../core/rng.ts'
 import { maxAbsDiff } from './coordinator.ts'
 import { TooFewExpertsError } from './errors.ts'
@@ -247,4 +248,84 @@ test('maxAbsDiff compares element by element and refuses different sizes and NaN
   assert.equal(maxAbsDiff(new Float32Array([1, 2]), new Float32Array([1, 2.5])), 0.5)
   assert.equal(maxAbsDiff(new Float32Array([1]), new Float32Array([1, 2])), Number.POSITIVE_INFINITY)
   assert.equal(maxAbsDiff(new Float32Array([Number.NaN]), new Float32Array([1])), Number.POSITIVE_INFINITY)
+})
+
+test('hedged calls: a host that goes quiet costs a hedge delay, not the call deadline, and is not blamed', async () => {
+  const swarm = new ExpertSwarm()
+  const call = testCall(0, 2)
+  await swarm.addHost('did:a-quiet', [call.block], 'slow')
+  await swarm.addHost('did:b', [call.block])
+  const { experts } = swarm.client('did:gw', { ...FAST, callTimeoutMs: 2_000, layerDeadlineMs: 4_000, hedgeMinMs: 30 })
+  const started = Date.now()
+  const [answer] = await experts.runLayer([call])
+  const elapsed = Date.now() - started
+  assert.equal(answer?.host, 'did:b')
+  assert.deepEqual(answer?.output, referenceExpert(call))
+  assert.ok(elapsed < 1_000, `answered after ${elapsed} ms, before the 2 s deadline`)
+  assert.deepEqual([experts.stats().hedges, experts.stats().failovers], [1, 1])
+  assert.equal(experts.host('did:a-quiet')?.failures, 0, 'losing a race is no failure')
+  // its time so far fed its latency: the replica that answered is asked first next time
+  assert.ok((experts.host('did:a-quiet')?.meanLatencyMs ?? 0) >= 30)
+  const [again] = await experts.runLayer([call])
+  assert.equal(again?.host, 'did:b')
+  assert.equal(experts.stats().hedges, 1, 'no hedge when the first host answers')
+})
+
+test('without hedging a quiet host holds the call for the whole deadline', async () => {
+  const swarm = new ExpertSwarm()
+  const call = testCall(0, 2)
+  await swarm.addHost('did:a-quiet', [call.block], 'slow')
+  await swarm.addHost('did:b', [call.block])
+  const { experts } = swarm.client('did:gw', { ...FAST, callTimeoutMs: 400, layerDeadlineMs: 1_000 })
+  const started = Date.now()
+  const [answer] = await experts.runLayer([call])
+  assert.equal(answer?.host, 'did:b')
+  assert.ok(Date.now() - started >= 395, 'the deadline was waited out')
+  assert.equal(experts.stats().hedges, 0)
+})
+
+test('local runtime: bounded by the call deadline when replicas exist, awaited when it is the only host', async () => {
+  const swarm = new ExpertSwarm()
+  const call = testCall(1, 1)
+  await swarm.addHost('did:b', [call.block])
+  // weights still on their way: the local answer takes 600 ms
+  const slowLocal = (c: typeof call): Promise<Float32Array> =>
+    new Promise((resolve) => setTimeout(() => resolve(referenceExpert(c)), 600))
+  const { experts } = swarm.client('did:gw', { ...FAST, callTimeoutMs: 100, layerDeadlineMs: 2_000, local: slowLocal })
+  const started = Date.now()
+  const [answer] = await experts.runLayer([call])
+  assert.equal(answer?.host, 'did:b', 'the replica answered once the local runtime used its deadline')
+  assert.ok(Date.now() - started < 500)
+
+  const alone = new ExpertSwarm()
+  const lonely = alone.client('did:gw', {
+    ...FAST,
+    callTimeoutMs: 100,
+    layerDeadlineMs: 2_000,
+    local: slowLocal,
+  }).experts
+  const [mine] = await lonely.runLayer([call])
+  assert.equal(mine?.host, 'local', 'with no replica the local runtime is waited for')
+  assert.deepEqual(mine?.output, referenceExpert(call))
+})
+
+test('when every host of an expert is suspended, the one that failed last is asked last', async () => {
+  const swarm = new ExpertSwarm()
+  const call = testCall(1, 4)
+  await swarm.addHost('did:a', [call.block])
+  await swarm.addHost('did:b', [call.block])
+  const clock = new ManualClock(1_000_000)
+  const { experts } = swarm.client('did:gw', { ...FAST, failuresToSuspend: 1, suspendMs: 60_000, clock })
+  swarm.hub.setUp('did:a', false)
+  assert.equal((await experts.runLayer([call]))[0]?.host, 'did:b') // a slips once: suspended
+  clock.advance(1_000)
+  swarm.hub.setUp('did:a', true)
+  swarm.hub.setUp('did:b', false) // b dies: suspended after a
+  assert.equal((await experts.runLayer([call]))[0]?.host, 'did:a')
+  const failovers = experts.stats().failovers
+  const callsOfB = swarm.hosts.get('did:b')?.calls
+  // both suspended now: a (suspended first) is asked before the host that just died
+  assert.equal((await experts.runLayer([call]))[0]?.host, 'did:a')
+  assert.equal(experts.stats().failovers, failovers, 'no call went to b first')
+  assert.equal(swarm.hosts.get('did:b')?.calls, callsOfB)
 })

@@ -4,10 +4,12 @@
  * call goes to one host over `/donghae/experts/call/1` (protocol.ts).
  *
  * Routing and failover rules:
- *   1. When `local` can run the expert here, it does (host 'local'); if it fails, the call goes
- *      to the network as below.
+ *   1. When `local` can run the expert here, it does (host 'local'); if it fails, or takes more
+ *      than `callTimeoutMs` while other hosts are known (its weights may still be on their way),
+ *      the call goes to the network as below.
  *   2. Candidates are the directory's hosts of the block (directory.ts), less quarantined hosts;
- *      suspended hosts come last (a last resort before masking). Then they are ordered: hosts that can also serve other calls of this layer, or
+ *      suspended hosts come last (a last resort before masking), the one whose suspension ends
+ *      first before the others. Then they are ordered: hosts that can also serve other calls of this layer, or
  *      that answered the previous layer of this forward pass, first (co-location: fewer hops per
  *      token); then lowest mean latency; then fewest failures; then DID.
  *   3. A call waits at most `callTimeoutMs` for a host. On an error, a refusal, a timeout or a
@@ -15,7 +17,12 @@
  *      (`failovers` counts these), up to `maxAttempts` hosts. The failed host's failure counters
  *      rise; `failuresToSuspend` failures in a row suspend it for `suspendMs`. A host that says it
  *      does not host the block is dropped from the directory's cache; a host that refuses for
- *      its byte budget is skipped without blame.
+ *      its byte budget is skipped without blame. With `hedgeMinMs` set, a host that is merely
+ *      slow (no answer after max(`hedgeMinMs`, `HEDGE_FACTOR` × its mean latency), at most a quarter
+ *      of `callTimeoutMs`) gets the next
+ *      candidate beside it and the first answer wins ("The Tail at Scale"'s hedged requests):
+ *      a host that stops answering without closing its connection costs a hedge delay, not a
+ *      call deadline.
  *   4. The layer returns when every call has answered or run out of hosts, or, once
  *      `layerDeadlineMs` has passed, as soon as `kMin` calls have answered (calls still running
  *      are abandoned). Calls without an answer are `null` (`masked` counts them): the engine
@@ -47,6 +54,9 @@ import {
   MAX_DEADLINE_MS,
 } from './protocol.ts'
 
+/** A hedge waits this many times the host's mean latency (see `hedgeMinMs`). */
+export const HEDGE_FACTOR = 4
+
 /** Runs an expert in this process, or returns undefined when this node does not host it. */
 export type LocalExpertRunner = (call: ExpertCall, signal: AbortSignal) => Promise<Float32Array> | undefined
 
@@ -65,6 +75,13 @@ export interface RemoteExpertsOptions {
   layerDeadlineMs?: number
   /** Hosts tried per call. @default 3 */
   maxAttempts?: number
+  /**
+   * Hedged requests: a call that has not answered after max(`hedgeMinMs`, 4 × the host's mean
+   * latency), at most `callTimeoutMs` / 4, also goes to the next candidate, and the first answer wins (the loser is abandoned
+   * without blame; its time so far feeds its latency). Undefined: no hedging, a host gets the
+   * whole call deadline before the next is asked.
+   */
+  hedgeMinMs?: number
   /** @default 3 */
   failuresToSuspend?: number
   /** @default 30 s */
@@ -90,8 +107,10 @@ export interface AuditCounts {
 
 export interface RemoteExpertsStats {
   hosts: HostStats[]
-  /** Calls moved to another host after a failure. */
+  /** Calls moved to another host after a failure, or given a second host by hedging. */
   failovers: number
+  /** Calls given a second host because the first was slow (counted in `failovers` too). */
+  hedges: number
   /** Calls that ended without an answer (masked by the engine). */
   masked: number
   layers: number
@@ -181,6 +200,7 @@ export class RemoteExperts implements ExpertProvider {
   readonly #callTimeoutMs: number
   readonly #layerDeadlineMs: number
   readonly #maxAttempts: number
+  readonly #hedgeMinMs: number | undefined
   readonly #auditPpm: number
   readonly #tolerance: number
   readonly #lookupTimeoutMs: number
@@ -195,6 +215,7 @@ export class RemoteExperts implements ExpertProvider {
   readonly #closing = new AbortController()
   #previous: { layer: number; hosts: Set<string> } | undefined
   #failovers = 0
+  #hedges = 0
   #masked = 0
   #layers = 0
   readonly #auditCounts: AuditCounts = { run: 0, passed: 0, failed: 0, inconclusive: 0 }
@@ -209,6 +230,7 @@ export class RemoteExperts implements ExpertProvider {
     this.#callTimeoutMs = Math.min(options.callTimeoutMs ?? 1_000, MAX_DEADLINE_MS)
     this.#layerDeadlineMs = options.layerDeadlineMs ?? 2 * this.#callTimeoutMs
     this.#maxAttempts = options.maxAttempts ?? 3
+    this.#hedgeMinMs = options.hedgeMinMs
     this.#auditPpm = options.auditPpm ?? 0
     this.#tolerance = (options.toleranceMicro ?? 1_000) / 1e6
     this.#lookupTimeoutMs = options.lookupTimeoutMs ?? this.#callTimeoutMs
@@ -273,6 +295,7 @@ export class RemoteExperts implements ExpertProvider {
     return {
       hosts: this.#book.all(),
       failovers: this.#failovers,
+      hedges: this.#hedges,
       masked: this.#masked,
       layers: this.#layers,
       audits: { ...this.#auditCounts },
@@ -362,9 +385,14 @@ export class RemoteExperts implements ExpertProvider {
     const together = new Map<string, number>()
     for (const list of lists) for (const h of new Set(list)) together.set(h, (together.get(h) ?? 0) + 1)
     const score = (h: string): number => (together.get(h) ?? 0) + (previous?.has(h) === true ? 1 : 0)
-    const usable = (h: string): number => (this.#book.usable(h) ? 0 : 1)
+    // a suspended host comes after every usable one, and among suspended hosts the one whose
+    // suspension ends first comes first: the host that failed last (the one just killed) is
+    // the last resort, not a replica suspended long ago for a single slip
+    const suspendedUntil = (h: string): number => (this.#book.usable(h) ? 0 : (this.#book.get(h)?.suspendedUntil ?? 0))
     return lists.map((list) =>
-      [...new Set(list)].sort((a, b) => usable(a) - usable(b) || score(b) - score(a) || this.#book.compare(a, b)),
+      [...new Set(list)].sort(
+        (a, b) => suspendedUntil(a) - suspendedUntil(b) || score(b) - score(a) || this.#book.compare(a, b),
+      ),
     )
   }
 
@@ -411,7 +439,9 @@ export class RemoteExperts implements ExpertProvider {
 
   async #runCall(call: ExpertCall, candidates: readonly string[], signal: AbortSignal): Promise<ExpertAnswer | null> {
     const started = this.#clock.now()
-    const local = await this.#runLocal(call, signal)
+    // with replicas to fall back on, the local runtime gets one call deadline (its weights may
+    // still be on their way here); alone, it gets what the layer allows
+    const local = await this.#runLocal(call, signal, candidates.length > 0 ? this.#callTimeoutMs : undefined)
     if (local !== undefined) return { output: local, host: 'local', latencyMs: this.#clock.now() - started }
     let request: Uint8Array
     try {
@@ -419,29 +449,84 @@ export class RemoteExperts implements ExpertProvider {
     } catch {
       return null
     }
-    let attempts = 0
-    for (const host of candidates) {
-      if (signal.aborted || attempts >= this.#maxAttempts) break
-      if (this.#book.isQuarantined(host)) continue // quarantined by a call running beside this one
-      if (attempts > 0) this.#failovers++
-      attempts++
-      const at = this.#clock.now()
-      try {
-        const output = await this.#callHost(host, call, request, signal)
-        const latencyMs = this.#clock.now() - at
-        this.#book.success(host, latencyMs)
-        this.#noteServed(call.block, host)
-        this.#maybeAudit(call, request, host, output)
-        return { output, host, latencyMs }
-      } catch (err) {
-        if (signal.aborted) break // the layer is over: not the host's fault
-        this.#failed(call.block, host, err)
+    return new Promise<ExpertAnswer | null>((resolve) => {
+      const running = new Map<string, { abort: AbortController; at: number }>()
+      let next = 0
+      let attempts = 0
+      let done = false
+      let cancelHedge = (): void => {}
+      const finish = (answer: ExpertAnswer | null): void => {
+        if (done) return
+        done = true
+        cancelHedge()
+        for (const [host, r] of running) {
+          // the race was lost: its time so far feeds its latency, without blame
+          this.#book.sample(host, this.#clock.now() - r.at)
+          r.abort.abort()
+        }
+        resolve(answer)
       }
-    }
-    return null
+      /** Starts the next candidate; false when none is left. */
+      const launch = (): boolean => {
+        while (next < candidates.length && attempts < this.#maxAttempts && !signal.aborted) {
+          const host = candidates[next++] as string
+          if (this.#book.isQuarantined(host) || running.has(host)) continue // quarantined beside this call
+          if (attempts > 0) this.#failovers++
+          attempts++
+          start(host)
+          return true
+        }
+        return false
+      }
+      const start = (host: string): void => {
+        const abort = new AbortController()
+        const at = this.#clock.now()
+        running.set(host, { abort, at })
+        cancelHedge()
+        const hedgeMs = this.#hedgeDelay(host)
+        if (hedgeMs !== undefined)
+          cancelHedge = this.#clock.setTimer(hedgeMs, () => {
+            if (done) return
+            if (launch()) this.#hedges++
+          })
+        this.#callHost(host, call, request, AbortSignal.any([abort.signal, signal])).then(
+          (output) => {
+            running.delete(host)
+            if (done) return
+            const latencyMs = this.#clock.now() - at
+            this.#book.success(host, latencyMs)
+            this.#noteServed(call.block, host)
+            this.#maybeAudit(call, request, host, output)
+            finish({ output, host, latencyMs })
+          },
+          (err: unknown) => {
+            running.delete(host)
+            if (done || abort.signal.aborted) return
+            if (!signal.aborted) this.#failed(call.block, host, err) // else the layer is over: not the host's fault
+            if (!launch() && running.size === 0) finish(null)
+          },
+        )
+      }
+      if (!launch()) finish(null)
+    })
   }
 
-  async #runLocal(call: ExpertCall, signal: AbortSignal): Promise<Float32Array | undefined> {
+  /**
+   * When a call to `host` gets a second host beside it (a hedged request): `HEDGE_FACTOR` × its
+   * mean latency, at least `hedgeMinMs` and at most a quarter of the call deadline; never when
+   * hedging is off or the deadline is shorter than 4 × `hedgeMinMs`. A host with no latency yet
+   * counts as `hedgeMinMs`.
+   */
+  #hedgeDelay(host: string): number | undefined {
+    if (this.#hedgeMinMs === undefined) return undefined
+    const mean = this.#book.get(host)?.meanLatencyMs ?? this.#hedgeMinMs
+    // a host whose latency is mostly failures still gets its hedge within a quarter deadline
+    const ms = Math.min(Math.max(this.#hedgeMinMs, Math.ceil(mean * HEDGE_FACTOR)), Math.floor(this.#callTimeoutMs / 4))
+    return ms >= this.#hedgeMinMs ? ms : undefined
+  }
+
+  /** The local runtime's answer, or undefined (not hosted here, failed, or past `withinMs`). */
+  async #runLocal(call: ExpertCall, signal: AbortSignal, withinMs?: number): Promise<Float32Array | undefined> {
     let running: Promise<Float32Array> | undefined
     try {
       running = this.#local?.(call, signal)
@@ -449,11 +534,17 @@ export class RemoteExperts implements ExpertProvider {
       return undefined
     }
     if (running === undefined) return undefined
+    const bound = new AbortController()
+    const cancel =
+      withinMs === undefined ? () => {} : this.#clock.setTimer(withinMs, () => bound.abort(new AbortError()))
     try {
-      const output = await raceAbort(running, signal)
+      // past the bound the computation goes on (its weights stay loaded for the next call)
+      const output = await raceAbort(running, AbortSignal.any([signal, bound.signal]))
       return output.length === call.input.length ? output : undefined
     } catch {
       return undefined
+    } finally {
+      cancel()
     }
   }
 

@@ -44,10 +44,14 @@ export class BadAnswerError extends DonghaeError {
 export class TooFewExpertsError extends DonghaeError {
   static override readonly code: string = 'EXPERTS_BELOW_KMIN'
   override name = 'TooFewExpertsError'
+  /** HTTP status when it ends an API request: the network cannot serve it now. */
+  readonly statusCode = 503
 }
 
 /** No host of an expert could be found or reached (every replica failed, or none is known). */
 export class NoHostError extends DonghaeError {
   static override readonly code: string = 'EXPERT_NO_HOST'
   override name = 'NoHostError'
+  /** HTTP status when it ends an API request: the network cannot serve it now. */
+  readonly statusCode = 503
 }

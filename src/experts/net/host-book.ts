@@ -61,6 +61,11 @@ export class HostBook {
     this.#latency(host, latencyMs)
   }
 
+  /** A latency sample without an outcome (a hedged call that lost the race, so far). */
+  sample(did: string, latencyMs: number): void {
+    this.#latency(this.#record(did), latencyMs)
+  }
+
   /** Records a failure; true when the host is suspended by it. */
   failure(did: string): boolean {
     const host = this.#record(did)
