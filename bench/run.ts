@@ -22,6 +22,8 @@ import { lmGatewayBenches, LM_GATEWAY_BENCH_NAMES } from './lm-gateway.bench.ts'
 import { expertsBenches, EXPERTS_BENCH_NAMES } from './experts.bench.ts'
 import { moeBenches, MOE_BENCH_NAMES } from './moe.bench.ts'
 import { directoryBenches, DIRECTORY_BENCH_NAMES } from './directory.bench.ts'
+import { webrtcBenches, WEBRTC_BENCH_NAMES } from './webrtc.bench.ts'
+import { webrtcBrowserBenches, WEBRTC_BROWSER_BENCH_NAMES } from './webrtc-browser.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -85,6 +87,8 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: EXPERTS_BENCH_NAMES, run: () => expertsBenches(quick) },
   { names: MOE_BENCH_NAMES, run: () => moeBenches(quick) },
   { names: DIRECTORY_BENCH_NAMES, run: () => directoryBenches(quick) },
+  { names: WEBRTC_BENCH_NAMES, run: () => webrtcBenches(quick) },
+  { names: WEBRTC_BROWSER_BENCH_NAMES, run: () => webrtcBrowserBenches(quick) },
 ]
 
 const only = values.only

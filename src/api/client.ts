@@ -23,6 +23,9 @@ import { CBOR_MEDIA_TYPE, decodeCbor, encodeCbor } from './cbor.ts'
 import { ApiError } from './errors.ts'
 import { EVENT_TYPES, type EventType, type NodeEvent } from './events.ts'
 import type { DidRecordView, NatView, PeerView } from './net-api.ts'
+import type { WebRtcSessionView } from './webrtc-api.ts'
+import type { DirectoryEntryView, DirectoryResolution, DirectoryWriteResult, OwnRegistration } from './directory-api.ts'
+import type { DeletionJson, RegistrationJson } from '../directory/record.ts'
 import type {
   AccountJson,
   BlockJson,
@@ -46,6 +49,21 @@ export { EVENT_TYPES, type EventMap, type EventType, type NodeEvent } from './ev
 export type * from './schemas.ts'
 export type { ReceiptJson } from '../inference/job.ts'
 export type { DidRecordView, NatView, PeerView } from './net-api.ts'
+export type { WebRtcSessionView } from './webrtc-api.ts'
+export type { DirectoryEntryView, DirectoryResolution, DirectoryWriteResult, OwnRegistration } from './directory-api.ts'
+export type { DeletionJson, RegistrationJson } from '../directory/record.ts'
+
+/** GET /v1/directory/search's parameters (routes/directory.ts). */
+export interface DirectorySearchJson {
+  /** Free text; every term must match. */
+  query?: string
+  category?: string
+  tag?: string
+  /** 1 to 50. @default 20 */
+  limit?: number
+  /** The previous page's `cursor`. */
+  cursor?: string
+}
 
 export interface CallOptions {
   signal?: AbortSignal
@@ -728,6 +746,56 @@ export class DonghaeClient {
     return this.#request('GET', `/v1/did/${encodeURIComponent(did)}`, undefined, options)
   }
 
+  // ---- DID directory (routes/directory.ts; a node with directory=true) ----
+
+  /** Registers or updates a DID with a registration signed by its key (`signRegistration`, `registrationToJson`). */
+  directoryRegister(record: RegistrationJson, options: CallOptions = {}): Promise<DirectoryWriteResult> {
+    return this.#request('POST', '/v1/directory/register', record, options)
+  }
+
+  /** Deletes a DID's entry with a deletion signed by its key (`signDeletion`, `deletionToJson`). */
+  directoryDelete(deletion: DeletionJson, options: CallOptions = {}): Promise<DirectoryWriteResult> {
+    return this.#request('DELETE', '/v1/directory/register', deletion, options)
+  }
+
+  /** Ranked search with category and tag filters; pass `cursor` back for the next page. */
+  directorySearch(
+    query: DirectorySearchJson,
+    options: CallOptions = {},
+  ): Promise<{ entries: DirectoryEntryView[]; cursor?: string }> {
+    const params = new URLSearchParams()
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
+    const text = params.toString()
+    return this.#request('GET', `/v1/directory/search${text === '' ? '' : `?${text}`}`, undefined, options)
+  }
+
+  /** One DID's live entry; ApiError NOT_FOUND when it has none. */
+  directoryEntry(did: string, options: CallOptions = {}): Promise<DirectoryEntryView> {
+    return this.#request('GET', `/v1/directory/entries/${encodeURIComponent(did)}`, undefined, options)
+  }
+
+  /** One DID's entry checked against its DID record in the DHT. */
+  directoryResolve(did: string, options: CallOptions = {}): Promise<DirectoryResolution> {
+    return this.#request('GET', `/v1/directory/resolve/${encodeURIComponent(did)}`, undefined, options)
+  }
+
+  /** Registers the node itself, signed with its key (operator). */
+  directoryRegisterOwn(request: OwnRegistration, options: OperatorCallOptions = {}): Promise<DirectoryWriteResult> {
+    return this.#request('POST', '/v1/operator/directory/register', request, options, this.#auth(options))
+  }
+
+  /** Deletes the node's own entry (operator). */
+  directoryDeleteOwn(options: OperatorCallOptions = {}): Promise<DirectoryWriteResult> {
+    return this.#request('DELETE', '/v1/operator/directory/register', undefined, options, this.#auth(options))
+  }
+
+  // ---- WebRTC signalling (routes/webrtc.ts) ----
+
+  /** The node's WebRTC sessions, live ones then the recently closed (operator). */
+  webrtcSessions(options: OperatorCallOptions = {}): Promise<{ sessions: WebRtcSessionView[] }> {
+    return this.#request('GET', '/v1/webrtc/sessions', undefined, options, this.#auth(options))
+  }
+
   // ---- inference ----
 
   models(options: CallOptions = {}): Promise<{ object: 'list'; data: ModelJson[] }> {
@@ -1391,7 +1459,7 @@ export class DonghaeClient {
   }
 
   async #fetch(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'DELETE',
     path: string,
     body: unknown,
     options: CallOptions,
@@ -1406,7 +1474,7 @@ export class DonghaeClient {
 
   /** One HTTP exchange, the whole answer read within the client's timeout. */
   async #send(
-    method: 'GET' | 'POST' | 'PUT',
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     options: CallOptions,
     init: { headers: Record<string, string>; body?: string | Uint8Array },
@@ -1449,7 +1517,7 @@ export class DonghaeClient {
   }
 
   async #request<T>(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'DELETE',
     path: string,
     body: unknown,
     options: CallOptions,

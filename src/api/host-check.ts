@@ -23,11 +23,25 @@
  * neither the origin it is addressed to (scheme-less: the same host and port as `Host`, as for
  * the node's own dashboard) nor in the CORS list (`apiCors`) is 403 `ORIGIN_NOT_ALLOWED` before
  * any handler runs. Non-browser clients send no `Origin`.
+ *
+ * Routes open to every page: a route with `config: { anyOrigin: true }` skips both checks (its
+ * CORS answer is `Access-Control-Allow-Origin: *`). Only the signed WebRTC signalling routes are
+ * (routes/webrtc.ts: a node's dashboard offers to another node from its own origin): they
+ * carry no ambient authority (no cookie, no token; an offer is authenticated by its DID's
+ * signature, a session by its unguessable id), so a page reading their answers, whether by CORS
+ * or through a rebound name, learns nothing it could not ask for itself.
  */
 import { isIP } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import { DonghaeError } from '../core/errors.ts'
 import { untrustedText } from '../core/untrusted-text.ts'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route answers pages on any origin: the Host and Origin checks do not apply (see above). */
+    anyOrigin?: boolean
+  }
+}
 
 /** A request whose Host header names something this API does not answer for (DNS rebinding). */
 export class HostNotAllowedError extends DonghaeError {
@@ -109,6 +123,8 @@ export class HostPolicy {
 
   /** Throws HostNotAllowedError / OriginNotAllowedError for a request the API must not answer. */
   check(request: FastifyRequest): void {
+    if ((request.routeOptions as Partial<FastifyRequest['routeOptions']> | undefined)?.config?.anyOrigin === true)
+      return
     const header = request.headers.host
     const host = header === undefined ? undefined : parseHostHeader(header)
     if (header !== undefined && (host === undefined || !this.allows(host, request.socket.localAddress)))

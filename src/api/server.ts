@@ -59,6 +59,12 @@ import { eventRoutes, TooManyStreamsError } from './routes/events.ts'
 import { infoRoutes } from './routes/info.ts'
 import { metricsRoutes } from './routes/metrics.ts'
 import { operatorRoutes } from './routes/operator.ts'
+import type { WebRtcApi } from './webrtc-api.ts'
+import { webrtcRoutes } from './routes/webrtc.ts'
+import { SignalError } from '../net/webrtc/signal.ts'
+import { WebRtcConnectError } from '../net/webrtc/peer.ts'
+import type { DirectoryApi } from './directory-api.ts'
+import { directoryRoutes, noDirectoryRoutes } from './routes/directory.ts'
 
 export interface ApiServerOptions {
   chain: ChainApi
@@ -72,6 +78,14 @@ export interface ApiServerOptions {
   experts?: ExpertsApi
   /** Network routes (/v1/net, /v1/did) when the node runs on libp2p. */
   net?: NetApi
+  /** Signed WebRTC signalling (routes/webrtc.ts: /v1/webrtc/…, the seed's /receive-offer), open to any origin. */
+  webrtc?: WebRtcApi
+  /**
+   * The DID directory's routes (routes/directory.ts: /v1/directory/…, the seed's /register and
+   * /search, /v1/operator/directory/register). Without it those paths answer 404 saying the node
+   * runs no directory.
+   */
+  directory?: DirectoryApi
   /** Request and error logs go here (component donghae:api). @default no logging */
   logger?: Logger
   /** Origins allowed to call the API from a browser (e.g. 'http://localhost:5173'). @default none */
@@ -166,6 +180,9 @@ export function toHttpError(err: unknown): HttpError {
     const message = untrustedText(err.message, MAX_ERROR_MESSAGE)
     return { status, body: errorBody(code, message, known ? err.reason : 'failed') }
   }
+  // signalling refusals (401 unsigned, 403 wrong target, 409 replayed, 429 …) and failed ICE (502)
+  if (err instanceof SignalError || err instanceof WebRtcConnectError)
+    return { status: err.statusCode, body: errorBody(err.code, err.message) }
   if (err instanceof HostNotAllowedError) return { status: 421, body: errorBody('HOST_NOT_ALLOWED', err.message) }
   if (err instanceof OriginNotAllowedError) return { status: 403, body: errorBody('ORIGIN_NOT_ALLOWED', err.message) }
   if (err instanceof TooManyStreamsError) return { status: 503, body: errorBody('TOO_MANY_STREAMS', err.message) }
@@ -267,6 +284,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   app.register(chainRoutes, { chain: options.chain })
   app.register(infoRoutes)
   if (options.net !== undefined) app.register(netRoutes, { net: options.net })
+  if (options.webrtc !== undefined) app.register(webrtcRoutes, { webrtc: options.webrtc })
   if (options.events !== undefined)
     app.register(eventRoutes, {
       events: options.events,
@@ -281,6 +299,8 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   if (options.inference !== undefined) app.register(inferenceRoutes, { inference: options.inference })
   if (options.experts !== undefined) app.register(expertsRoutes, { experts: options.experts })
   else app.register(noExpertsRoutes)
+  if (options.directory !== undefined) app.register(directoryRoutes, { directory: options.directory })
+  else app.register(noDirectoryRoutes)
   if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
   return app
 }

@@ -35,6 +35,11 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'donghae experts propose --expert layer0.expert3 --weights e3.safetensors --wait',
     'donghae experts chat "Call me Ishmael." --top-k 2',
   ],
+  directory: [
+    'donghae directory register --description "Cold noodles, Gangneung" --category restaurant --tag noodles',
+    'donghae directory search noodles --category restaurant',
+    'donghae directory show did:key:z6Mk…',
+  ],
   receipt: [
     'donghae receipt verify receipt.json',
     'donghae receipt verify receipt.json --node http://127.0.0.1:26657 --json',

@@ -20,6 +20,7 @@ import { registerSim } from './commands/sim.ts'
 import { registerNat } from './commands/nat.ts'
 import { registerInference } from './commands/inference.ts'
 import { registerExperts } from './commands/experts.ts'
+import { registerDirectory } from './commands/directory.ts'
 import { registerService } from './commands/service.ts'
 import { addGroupExamples } from './help.ts'
 import { VERSION } from './version.ts'
@@ -76,6 +77,7 @@ Docs: README.md and docs/architecture.md`,
   registerNat(program, io)
   registerInference(program, io)
   registerExperts(program, io)
+  registerDirectory(program, io)
   registerService(program, io)
   addGroupExamples(program)
   for (const command of program.commands) command.exitOverride()

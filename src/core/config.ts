@@ -69,6 +69,16 @@ export interface DonghaeConfig {
   expertMemory: number
   /** Fine-tune hosted experts with the built-in trainer while no generation runs (pauses within 50 ms of one). */
   expertTraining: boolean
+  /** Run a DID directory: store, search and gossip signed registrations (docs/directory.md). */
+  directory: boolean
+  /** Answer signed WebRTC offers (POST /v1/webrtc/offer) and serve the node's language model on the data channel. */
+  webrtc: boolean
+  /** STUN servers for WebRTC (`stun:host:port`); empty: host candidates only (loopback, LAN, mapped ports). */
+  iceServers: string[]
+  /** UDP port of the node's STUN Binding responder, which tells peers their public address; 0: off. */
+  stunPort: number
+  /** Also listen for WebRTC Direct (browsers dial it with no signalling) on UDP p2pPort + 1. */
+  webrtcDirect: boolean
 }
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
@@ -149,6 +159,26 @@ function originList(raw: unknown): string[] {
   if (Array.isArray(list) && list.every((o) => typeof o === 'string' && /^https?:\/\/[^/\s]+$/.test(o)))
     return list as string[]
   throw 'expected origins such as http://localhost:5173 (scheme://host[:port], no path), comma-separated in the environment'
+}
+
+/** `stun:host[:port]` (host a name, an IPv4 address or a bracketed IPv6 address). */
+const STUN_URL = /^stun:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$/
+
+function stunList(raw: unknown): string[] {
+  const list =
+    typeof raw === 'string'
+      ? raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+      : raw
+  if (
+    Array.isArray(list) &&
+    list.length <= 16 &&
+    list.every((u) => typeof u === 'string' && STUN_URL.test(u) && Number(/:([0-9]{1,5})$/.exec(u)?.[1] ?? 0) <= 65_535)
+  )
+    return list as string[]
+  throw 'expected at most 16 STUN servers such as stun:stun.example.org:3478 (stun:host[:port]), comma-separated in the environment'
 }
 
 function hostList(raw: unknown): string[] {
@@ -301,6 +331,41 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     description:
       'fine-tune hosted experts with the built-in trainer while no generation runs (inference first: training pauses within 50 ms of a generation)',
     env: 'DONGHAE_EXPERT_TRAINING',
+    default: () => false,
+    parse: bool,
+  },
+  webrtc: {
+    description:
+      "answer signed WebRTC offers (POST /v1/webrtc/offer, open to pages on any origin: each offer is signed by its sender's DID) and serve the node's language model on the data channel",
+    env: 'DONGHAE_WEBRTC',
+    default: () => true,
+    parse: bool,
+  },
+  iceServers: {
+    description:
+      'STUN servers for WebRTC (node data channels and the libp2p WebRTC transport), e.g. stun:stun.example.org:3478; empty: host candidates only (loopback, LAN, mapped ports)',
+    env: 'DONGHAE_ICE_SERVERS',
+    default: () => [],
+    parse: stunList,
+  },
+  stunPort: {
+    description:
+      "UDP port of a STUN Binding responder (RFC 5389, rate limited) that tells peers their public address, so nodes behind NATs can hole-punch WebRTC connections; 3478 is STUN's port; 0: off. Peers list it in iceServers as stun:<this node's public address>:<port>",
+    env: 'DONGHAE_STUN_PORT',
+    default: () => 0,
+    parse: port,
+  },
+  webrtcDirect: {
+    description:
+      'also listen for WebRTC Direct on UDP p2pPort + 1 (browsers dial /webrtc-direct/certhash/… with no signalling); useful only when that UDP port is reachable from outside (a public address or a forwarded port); the certificate hash changes at every restart',
+    env: 'DONGHAE_WEBRTC_DIRECT',
+    default: () => false,
+    parse: bool,
+  },
+  directory: {
+    description:
+      'run a DID directory: take signed registrations, answer searches by text, category and tag (GET /v1/directory/search) and share entries with the other directories by gossip; see docs/directory.md',
+    env: 'DONGHAE_DIRECTORY',
     default: () => false,
     parse: bool,
   },

@@ -51,6 +51,17 @@ export const RELAY_RETRY_INITIAL_MS = 5_000
 export const RELAY_RETRY_MAX_MS = 10 * 60_000
 
 /**
+ * Longest wait for one upgrade of a relayed connection to direct WebRTC: signalling over the relay,
+ * ICE, DTLS and the muxer. The answering side gives up after libp2p's inbound upgrade timeout
+ * (10 s), so waiting longer gains nothing. @default 10 s
+ */
+export const DIRECT_UPGRADE_TIMEOUT_MS = 10_000
+/** First delay before a failed upgrade to direct WebRTC is tried again, doubling. @default 1 minute */
+export const DIRECT_UPGRADE_RETRY_INITIAL_MS = 60_000
+/** @default 30 minutes */
+export const DIRECT_UPGRADE_RETRY_MAX_MS = 30 * 60_000
+
+/**
  * Reservations a full node holds for unreachable peers. Relayed connections carry no data or
  * duration limit (libp2p's default of 128 KiB and 2 minutes would mark them "limited", and neither
  * gossip nor the DHT runs on a limited connection), so this bound is what a relay gives away.

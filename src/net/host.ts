@@ -3,8 +3,10 @@
  * name the same key. TCP, QUIC and WebSockets; Noise; Yamux; identify; ping; a Kademlia DHT under
  * Donghae's own protocol (/donghae/kad/1.0.0) in server mode even on private networks; gossipsub;
  * bootstrap peers and LAN discovery (mDNS); port mapping through the home router and, when it gives
- * nothing, a circuit-relay reservation on a peer as the last resort (relay.ts); and a peer store
- * persisted in LevelDB so a restarted node reconnects at once.
+ * nothing, a circuit-relay reservation on a peer as the last resort (relay.ts); WebRTC, so that two
+ * nodes that met on a relay upgrade to a direct connection through both NATs (direct-upgrade.ts),
+ * and optionally WebRTC Direct for browsers; and a peer store persisted in LevelDB so a restarted
+ * node reconnects at once.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -19,6 +21,7 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayTransport, circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { LevelDatastore } from 'datastore-level'
 import type { Identify } from '@libp2p/identify'
@@ -29,6 +32,7 @@ import type { Logger } from '../core/logger.ts'
 import { natPortMapping, type NatPortMappingService } from './nat/libp2p.ts'
 import type { NatMode } from './nat/manager.ts'
 import { NO_RELAY_DISCOVERY, RelayFallbackService, type RelayFallbackComponents } from './relay.ts'
+import { directUpgrade, type DirectUpgradeService } from './direct-upgrade.ts'
 import { DID_RECORD_PREFIX, selectDidRecord, validateDidRecord } from './did-records.ts'
 import { MAX_CONNECTIONS, MAX_GOSSIP_BYTES, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
 
@@ -37,6 +41,8 @@ export interface HostServices {
   nat?: NatPortMappingService
   /** Present when the node may reserve a slot on a circuit relay (see `HostOptions.relay`). */
   relayFallback?: RelayFallbackService
+  /** Present with WebRTC (see `HostOptions.webrtc`): relayed connections upgraded to direct ones. */
+  directUpgrade?: DirectUpgradeService
   identify: Identify
   ping: Ping
   dht: KadDHT
@@ -84,6 +90,23 @@ export interface HostOptions {
    * @default 'fallback'
    */
   relay?: 'fallback' | 'always' | 'off'
+  /**
+   * Private-to-private WebRTC: listen on `/webrtc` (announced as `…/p2p-circuit/webrtc` through the
+   * relay holding our reservation), and upgrade relayed connections we open to direct WebRTC ones
+   * by ICE hole punching (direct-upgrade.ts). @default true
+   */
+  webrtc?: boolean
+  /**
+   * ICE servers of WebRTC (`stun:host:port`; config `iceServers`). Without one, ICE has only host
+   * candidates: enough when one side is public or port-mapped, not for two NATed nodes. @default []
+   */
+  iceServers?: string[]
+  /**
+   * Listen for WebRTC Direct (`/udp/<port + 1>/webrtc-direct/certhash/…`), which browsers dial
+   * with no signalling; useful only where that UDP port is reachable (a public or mapped address).
+   * @default false
+   */
+  webrtcDirect?: boolean
   logger?: Logger
 }
 
@@ -113,6 +136,12 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   // is made. The relay fallback service listens on a chosen relay once started and needed.
   if (options.quic !== false) listen.push(`/ip4/${host}/udp/${options.port}/quic-v1`)
   if (options.webSockets !== false) listen.push(`/ip4/${host}/tcp/${options.port === 0 ? 0 : options.port + 1}/ws`)
+  const rtc = options.webrtc !== false
+  if (rtc) listen.push('/webrtc')
+  if (options.webrtcDirect === true)
+    listen.push(`/ip4/${host}/udp/${options.port === 0 ? 0 : options.port + 1}/webrtc-direct`)
+  // '[]' keeps libp2p from falling back to its built-in public STUN servers
+  const rtcConfiguration = { iceServers: (options.iceServers ?? []).map((urls) => ({ urls })) }
   const discovery: Array<(components: never) => PeerDiscovery> = []
   if (options.mdns !== false) discovery.push(mdns({ serviceTag: 'donghae.local', interval: 10_000 }) as never)
   if ((options.bootstrap ?? []).length > 0)
@@ -145,6 +174,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
         }
       : {}),
     ...relayAndNat(options),
+    ...(rtc ? { directUpgrade: directUpgrade(options.logger === undefined ? {} : { logger: options.logger }) } : {}),
   }
   const gate: PeerGate = { deny: () => false }
   const node = await createLibp2p({
@@ -155,6 +185,8 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
       ...(options.quic !== false ? [quic()] : []),
       webSockets(),
       circuitRelayTransport({ discoveryFilter: NO_RELAY_DISCOVERY }),
+      ...(rtc ? [webRTC({ rtcConfiguration })] : []),
+      ...(options.webrtcDirect === true ? [webRTCDirect({ rtcConfiguration })] : []),
     ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

@@ -216,7 +216,10 @@ export class RelayFallbackService {
 
   /** The relay we hold a slot on and our address through it, from the transport's own addresses. */
   #current(): { peer: string; address: string } | undefined {
-    const addrs = this.#c.transportManager.getAddrs().filter((a) => relayOf(a) !== undefined)
+    // the circuit addresses themselves, not the `/p2p-circuit/webrtc` ones WebRTC derives from them
+    const addrs = this.#c.transportManager
+      .getAddrs()
+      .filter((a) => relayOf(a) !== undefined && a.getComponents().at(-1)?.name === 'p2p-circuit')
     const best = addrs.find(hasPublicIp) ?? addrs[0]
     if (best === undefined) return undefined
     return { peer: relayOf(best) as string, address: `${best.toString()}/p2p/${this.#c.peerId.toString()}` }

@@ -5,8 +5,8 @@
  *
  *   metrics + event bus → libp2p host → transport → chain node (store, consensus, mempool, own
  *   transactions) → discovery → inference market (blobs, runtime, worker, gateway, settler,
- *   auditor) → experts (hosting, MoE chat, Proof-of-Learning) → HTTP API → start consensus,
- *   discovery, inference, experts
+ *   auditor) → experts (hosting, MoE chat, Proof-of-Learning) → DID directory (when configured) →
+ *   HTTP API → start consensus, discovery, inference, experts
  */
 import { join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
@@ -19,6 +19,7 @@ import type { Block } from '../chain/block.ts'
 import type { GenesisDoc } from '../chain/genesis.ts'
 import { createHost, type DonghaeHost } from '../net/host.ts'
 import { Libp2pTransport } from '../net/libp2p-transport.ts'
+import { StunServer } from '../net/stun.ts'
 import { NetworkService } from '../net/network.ts'
 import type { WorkerBehaviour } from '../inference/components.ts'
 import type { ExecutionProviderChoice } from '../inference/runtime.ts'
@@ -31,6 +32,8 @@ import { createApiServer, DASHBOARD_DIR } from '../api/server.ts'
 import { DonghaeNode } from './chain-node.ts'
 import { NodeInference } from './inference.ts'
 import { NodeExperts } from './experts.ts'
+import { NodeWebRtc } from './webrtc.ts'
+import { NodeDirectory, SIGNALLING_PATH } from './directory.ts'
 import { netApi, peerDid } from './adapters.ts'
 
 export interface FullNodeOptions {
@@ -59,6 +62,11 @@ export interface FullNodeOptions {
     | 'expertReplicas'
     | 'expertMemory'
     | 'expertTraining'
+    | 'webrtc'
+    | 'iceServers'
+    | 'stunPort'
+    | 'webrtcDirect'
+    | 'directory'
   >
   /** Extra multiaddrs to announce (the router's external address). */
   announce?: string[]
@@ -148,10 +156,18 @@ export class FullNode {
         datastorePath: join(options.dataDir, 'p2p'),
         nat: config.nat,
         relayServer: true,
+        iceServers: config.iceServers,
+        webrtcDirect: config.webrtcDirect,
         logger,
       })
       await host.start()
       stops.push(() => host.stop())
+      if (config.stunPort !== 0) {
+        // a STUN responder for the peers' ICE (config stunPort; docs/webrtc-transport.md)
+        const stun = new StunServer({ host: config.listenHost, port: config.stunPort, logger })
+        await stun.start()
+        stops.push(() => stun.stop())
+      }
       stops.push(watchPeers(events, host, peerDid))
 
       const transport = new Libp2pTransport(host, { chainId: genesis.chainId, logger })
@@ -234,6 +250,31 @@ export class FullNode {
       })
       stops.push(() => experts.stop())
 
+      // the DID directory (config directory): an index in the data dir, gossip on this transport,
+      // DID records from the DHT for `resolve`, the node's key for its own entry
+      const directory = config.directory
+        ? new NodeDirectory({
+            dataDir: options.dataDir,
+            transport,
+            resolveDid: (did, opts) => network.resolveDid(did, opts),
+            key,
+            endpoint: () => `${apiUrl}${SIGNALLING_PATH}`,
+            addresses: () => host.getMultiaddrs().map(String),
+            logger,
+          })
+        : undefined
+      if (directory !== undefined) {
+        directory.start()
+        stops.push(() => directory.stop())
+      }
+
+      // signed WebRTC offers (POST /v1/webrtc/offer) answered with data channels that serve the
+      // node's language model (config webrtc, iceServers)
+      const webrtc = config.webrtc
+        ? new NodeWebRtc({ key, inference, iceServers: config.iceServers, logger })
+        : undefined
+      if (webrtc !== undefined) stops.push(() => webrtc.stop())
+
       const operator: OperatorApi = {
         did: node.did,
         transfer: ({ to, amount, memo, fee }) =>
@@ -248,6 +289,8 @@ export class FullNode {
         operator,
         inference,
         experts,
+        ...(webrtc === undefined ? {} : { webrtc }),
+        ...(directory === undefined ? {} : { directory }),
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
         ...(options.cors === undefined ? {} : { cors: options.cors }),
         ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),

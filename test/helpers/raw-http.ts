@@ -20,6 +20,18 @@ export interface RawRequest {
   localAddress?: string
 }
 
+/**
+ * A body's framing: Node's client sends the body of a DELETE (or GET…) without Content-Length
+ * unless told, which a server reads as the start of the next request.
+ */
+function framed(req: RawRequest): Record<string, string> {
+  const headers = req.headers ?? {}
+  if (req.body === undefined) return headers
+  const named = Object.keys(headers).map((h) => h.toLowerCase())
+  if (named.includes('content-length') || named.includes('transfer-encoding')) return headers
+  return { ...headers, 'content-length': String(Buffer.byteLength(req.body)) }
+}
+
 /** Sends one request on a fresh connection and reads the whole answer. */
 export function rawRequest(url: string, req: RawRequest): Promise<RawResponse> {
   const target = new URL(url)
@@ -30,7 +42,7 @@ export function rawRequest(url: string, req: RawRequest): Promise<RawResponse> {
         port: target.port,
         method: req.method ?? 'GET',
         path: req.path,
-        headers: req.headers ?? {},
+        headers: framed(req),
         agent: false,
         ...(req.localAddress === undefined ? {} : { localAddress: req.localAddress }),
       },

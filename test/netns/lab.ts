@@ -459,3 +459,147 @@ export class LinkLab {
     for (const ns of Object.values(this.ns)) await run('ip', ['netns', 'del', ns])
   }
 }
+
+export const HP_PUBLIC = '11.0.0.2'
+export const HP_WAN_A = '11.0.0.11'
+export const HP_WAN_B = '11.0.0.12'
+export const HP_LAN_A = '10.77.1.2'
+export const HP_LAN_B = '10.77.2.2'
+
+/**
+ * How a router translates: `masquerade` is Linux's default (it keeps the source port when it can,
+ * so a socket keeps one public address:port for every destination — endpoint-independent mapping —
+ * while conntrack lets in only answers from where it sent: address-and-port-dependent filtering);
+ * `random` (`masquerade random`) picks a new random port per destination: endpoint-dependent
+ * mapping, the "symmetric" NAT of RFC 3489.
+ */
+export type NatBehaviour = 'masquerade' | 'random'
+
+/**
+ * Two homes, each behind its own NAT router with no port-mapping daemon (UPnP and NAT-PMP off),
+ * and a public host between them (the relay and STUN server):
+ *
+ *   a 10.77.1.2 ── [rtrA 10.77.1.1 │ 11.0.0.11] ──┐
+ *                                                 ├── bridge ── pub 11.0.0.2
+ *   b 10.77.2.2 ── [rtrB 10.77.2.1 │ 11.0.0.12] ──┘
+ *
+ * Each router masquerades its LAN and forwards nothing in from its WAN side that is not an answer
+ * (conntrack `established`). Named nftables counters on each router count the UDP packets it
+ * forwards to and from the other router's public address: the proof that traffic runs directly
+ * between the homes and not through `pub`. Made fresh (random names) and torn down in `finally`;
+ * needs root, iproute2 and nftables (`holePunchLabUnavailable`).
+ */
+export class HolePunchLab {
+  readonly ns: { a: string; rtrA: string; b: string; rtrB: string; pub: string }
+  #children = new Set<NodeProcess>()
+  #torn = false
+
+  private constructor(id: string) {
+    this.ns = {
+      a: `dhhp-${id}-a`,
+      rtrA: `dhhp-${id}-rtra`,
+      b: `dhhp-${id}-b`,
+      rtrB: `dhhp-${id}-rtrb`,
+      pub: `dhhp-${id}-pub`,
+    }
+  }
+
+  static async create(nat: { a: NatBehaviour; b: NatBehaviour }): Promise<HolePunchLab> {
+    const lab = new HolePunchLab(randomBytes(3).toString('hex'))
+    try {
+      await lab.#build(nat)
+    } catch (err) {
+      await lab.teardown()
+      throw err
+    }
+    return lab
+  }
+
+  async #build(nat: { a: NatBehaviour; b: NatBehaviour }): Promise<void> {
+    const { a, rtrA, b, rtrB, pub } = this.ns
+    for (const ns of Object.values(this.ns)) {
+      await must('ip', ['netns', 'add', ns])
+      await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    }
+    await must('ip', ['-n', pub, 'link', 'add', 'pub0', 'type', 'bridge'])
+    await must('ip', ['-n', pub, 'addr', 'add', `${HP_PUBLIC}/24`, 'dev', 'pub0'])
+    await must('ip', ['-n', pub, 'link', 'set', 'pub0', 'up'])
+    const homes = [
+      [a, rtrA, HP_LAN_A, '10.77.1.1', HP_WAN_A, HP_WAN_B, nat.a, 'pa'],
+      [b, rtrB, HP_LAN_B, '10.77.2.1', HP_WAN_B, HP_WAN_A, nat.b, 'pb'],
+    ] as const
+    for (const [home, rtr, lan, gw, wan, otherWan, behaviour, port] of homes) {
+      await must('ip', ['link', 'add', 'lan0', 'netns', home, 'type', 'veth', 'peer', 'name', 'rlan', 'netns', rtr])
+      await must('ip', ['link', 'add', 'rwan', 'netns', rtr, 'type', 'veth', 'peer', 'name', port, 'netns', pub])
+      await must('ip', ['-n', pub, 'link', 'set', port, 'master', 'pub0', 'up'])
+      await must('ip', ['-n', home, 'addr', 'add', `${lan}/24`, 'dev', 'lan0'])
+      await must('ip', ['-n', home, 'link', 'set', 'lan0', 'up'])
+      await must('ip', ['-n', home, 'route', 'add', 'default', 'via', gw])
+      await must('ip', ['-n', rtr, 'addr', 'add', `${gw}/24`, 'dev', 'rlan'])
+      await must('ip', ['-n', rtr, 'link', 'set', 'rlan', 'up'])
+      await must('ip', ['-n', rtr, 'addr', 'add', `${wan}/24`, 'dev', 'rwan'])
+      await must('ip', ['-n', rtr, 'link', 'set', 'rwan', 'up'])
+      await must('ip', ['netns', 'exec', rtr, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+      const lanNet = `${lan.split('.').slice(0, 3).join('.')}.0/24`
+      await must('ip', ['netns', 'exec', rtr, 'nft', '-f', '-'], HOME_ROUTER(lanNet, otherWan, behaviour))
+    }
+  }
+
+  /** UDP packets this home's router forwarded to (`out`) and from (`in`) the other home's router. */
+  async directUdp(home: 'a' | 'b'): Promise<{ out: number; in: number }> {
+    const rtr = home === 'a' ? this.ns.rtrA : this.ns.rtrB
+    const read = async (name: string): Promise<number> => {
+      const text = await must('ip', ['netns', 'exec', rtr, 'nft', 'list', 'counter', 'inet', 'home', name])
+      return Number(/packets (\d+)/.exec(text)?.[1] ?? NaN)
+    }
+    return { out: await read('direct_out'), in: await read('direct_in') }
+  }
+
+  node(ns: string, script: string, args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): NodeProcess {
+    const proc = spawnIn(ns, script, args, env)
+    this.#children.add(proc)
+    return proc
+  }
+
+  exec(ns: string, cmd: readonly string[]): Promise<ExecResult> {
+    return run('ip', ['netns', 'exec', ns, ...cmd])
+  }
+
+  /** Stops every process and deletes the namespaces. Idempotent. */
+  async teardown(): Promise<void> {
+    if (this.#torn) return
+    this.#torn = true
+    await Promise.all([...this.#children].map((c) => c.stop('SIGKILL', 3000).catch(() => null)))
+    for (const ns of Object.values(this.ns)) await run('ip', ['netns', 'del', ns])
+  }
+}
+
+const HOME_ROUTER = (lanNet: string, otherWan: string, behaviour: NatBehaviour): string => `
+table inet home {
+  counter direct_out { }
+  counter direct_in { }
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    iifname "rlan" oifname "rwan" ip daddr ${otherWan} meta l4proto udp counter name direct_out
+    iifname "rwan" ip saddr ${otherWan} meta l4proto udp ct state established counter name direct_in
+    ct state established,related accept
+    iifname "rlan" oifname "rwan" accept
+  }
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iifname "rwan" ct state new drop
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    oifname "rwan" ip saddr ${lanNet} masquerade${behaviour === 'random' ? ' random' : ''}
+  }
+}
+`
+
+/** Why the hole-punching lab cannot run here (no root, no namespaces, no nftables), or undefined. */
+export async function holePunchLabUnavailable(): Promise<string | undefined> {
+  const why = await namespacesUnavailable()
+  if (why !== undefined) return why
+  if (!onPath('nft')) return 'nft is not installed (apt-get install nftables): the NAT routers need it'
+  return undefined
+}

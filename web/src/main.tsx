@@ -1,6 +1,6 @@
 // The node dashboard: one page per area, live through the node's event stream. Served by every
 // node at `/`; it talks to the node that served it (same origin).
-import { render } from 'preact'
+import { render, type ComponentType } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
 import { Accounts } from './accounts.tsx'
 import { Chain } from './chain.tsx'
@@ -13,12 +13,34 @@ import { takeTokenFromLocation } from './token.ts'
 import { Badge } from './ui.tsx'
 import './styles.css'
 
+/** A page whose code loads when it is first opened (the Directory's WebRTC client is not in the first load). */
+function lazyPage(load: () => Promise<ComponentType<{ live: NodeLive }>>): ComponentType<{ live: NodeLive }> {
+  let loaded: Promise<ComponentType<{ live: NodeLive }>> | undefined
+  return function LazyPage(props: { live: NodeLive }) {
+    const [view, setView] = useState<{ View: ComponentType<{ live: NodeLive }> } | { error: string } | undefined>()
+    useEffect(() => {
+      loaded ??= load()
+      loaded.then(
+        (View) => setView({ View }),
+        (err: unknown) => {
+          loaded = undefined
+          setView({ error: `This page failed to load (${String(err)}): reload to try again.` })
+        },
+      )
+    }, [])
+    if (view === undefined) return <p class="empty">Loading…</p>
+    if ('error' in view) return <p class="notice bad">{view.error}</p>
+    return <view.View live={props.live} />
+  }
+}
+
 const PAGES = [
   { id: 'overview', label: 'Overview', view: Overview },
   { id: 'network', label: 'Network', view: Network },
   { id: 'chain', label: 'Chain', view: Chain },
   { id: 'inference', label: 'Inference', view: Inference },
   { id: 'experts', label: 'Experts', view: Experts },
+  { id: 'directory', label: 'Directory', view: lazyPage(() => import('./directory.tsx').then((m) => m.Directory)) },
   { id: 'accounts', label: 'Accounts', view: Accounts },
 ] as const
 

@@ -13,6 +13,9 @@ export function registerConfig(program: Command, io: CliIo): void {
       `
 Precedence: flags > environment (DONGHAE_*) > <home>/config.json > defaults.
 
+Keys:
+${(Object.keys(CONFIG_KEYS) as ConfigKey[]).map((k) => `  ${k} (${CONFIG_KEYS[k].env}): ${CONFIG_KEYS[k].description}`).join('\n')}
+
 Examples:
   $ donghae config show
   $ DONGHAE_LOG_LEVEL=debug donghae config show --json`,

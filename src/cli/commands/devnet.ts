@@ -124,6 +124,8 @@ Examples:
           mdns: false,
           nat: 'off',
           logLevel: 'info',
+          // every development node is also a DID directory (docs/directory.md)
+          directory: true,
         }
         await writeFile(join(row.home, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 })
         const { token } = await loadOrCreateApiToken(join(row.home, API_TOKEN_FILE))

@@ -7,6 +7,7 @@ import { MemoryHub } from '../../net/memory-transport.ts'
 import { PohVerifier } from '../../chain/poh/verifier.ts'
 import { VerifyPool } from '../../identity/verify-pool.ts'
 import { DonghaeNode } from '../../node/chain-node.ts'
+import { NodeDirectory, SIGNALLING_PATH } from '../../node/directory.ts'
 import { createApiServer } from '../../api/server.ts'
 import { createContext, type CliIo } from '../context.ts'
 import { loadOrCreateGenesis, loadOrCreateKeys } from '../local-network.ts'
@@ -71,8 +72,10 @@ Examples:
       verifyPool.start()
       const nodes: DonghaeNode[] = []
       const servers: FastifyInstance[] = []
+      const directories: NodeDirectory[] = []
       const stopAll = async (): Promise<void> => {
         for (const server of servers.splice(0)) await server.close()
+        for (const directory of directories.splice(0)) directory.stop()
         for (const node of nodes.splice(0).reverse()) await node.stop()
         if (options.poh === 'worker') await verifier.stop()
         await verifyPool.stop()
@@ -80,11 +83,12 @@ Examples:
       try {
         for (const [i, key] of keys.entries()) {
           const did = didFromEd25519PublicKey(key.publicKey)
+          const transport = hub.join(did)
           const node = await DonghaeNode.create({
             dataDir: join(dir, `node${i}`),
             genesis,
             key,
-            transport: hub.join(did),
+            transport,
             moniker: `node${i}`,
             poh: options.poh,
             verifier,
@@ -92,7 +96,17 @@ Examples:
             logger: ctx.logger,
           })
           nodes.push(node)
-          const server = createApiServer({ chain: node.chainApi, logger: ctx.logger })
+          // every localnet node is also a DID directory, gossiping over the in-memory network
+          const directory = new NodeDirectory({
+            dataDir: join(dir, `node${i}`),
+            transport,
+            key,
+            endpoint: () => `http://127.0.0.1:${basePort + i}${SIGNALLING_PATH}`,
+            logger: ctx.logger,
+          })
+          directory.start()
+          directories.push(directory)
+          const server = createApiServer({ chain: node.chainApi, logger: ctx.logger, directory })
           servers.push(server)
           try {
             await server.listen({ host: '127.0.0.1', port: basePort + i })

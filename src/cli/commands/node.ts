@@ -37,7 +37,7 @@ export function registerNode(program: Command, io: CliIo): void {
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
 apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, workerMemory,
-executionProvider, serve, runner, canaryPpm, modelStorage, expertReplicas, expertMemory, expertTraining — see
+executionProvider, serve, runner, canaryPpm, modelStorage, expertReplicas, expertMemory, expertTraining, directory — see
 \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address. The
 API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the address it listens on
@@ -57,6 +57,12 @@ deposit with itself, which it tops up from its balance (\`donghae deposit\`). Mi
 (expertReplicas, DONGHAE_EXPERT_REPLICAS, default 2 hosts per block; 0 hosts none) within
 expertMemory (MiB, default 256), reproduces and attests proposals when it is a validator, and with
 expertTraining=true fine-tunes hosted experts while no generation runs.
+directory=true (DONGHAE_DIRECTORY=1) runs a DID directory: signed registrations, searched by text,
+category and tag, shared with the other directories by gossip (\`donghae directory --help\`).
+webrtc (DONGHAE_WEBRTC, default true) answers signed WebRTC offers at POST /v1/webrtc/offer (open
+to pages on any origin: each offer is signed by its DID) and serves the node's language model on
+the data channel; iceServers (DONGHAE_ICE_SERVERS, e.g. stun:stun.example.org:3478) adds STUN
+servers, none by default (host candidates only).
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json

@@ -89,6 +89,32 @@ test('offer → verify → answer → verify → open channel → streamed reque
   offerer.stop()
 })
 
+test('a message queued behind others is taken, not refused: send is true and everything arrives', async () => {
+  const offererKey = Ed25519KeyPair.generate()
+  let received = 0
+  const answerer = new WebRtcAnswerer({
+    key: Ed25519KeyPair.generate(),
+    onConnection: (connection) => connection.channel.onMessage((text) => (received += text.length)),
+  })
+  const offerer = new WebRtcOfferer({ key: offererKey })
+  const replay = new ReplayCache()
+  const connection = await offerer.connect(answerer.did, async (offer) =>
+    answerer.answer(verifyOffer(offer, { self: answerer.did, now: Date.now(), replay })),
+  )
+  // 40 × 60 KiB at once: libdatachannel sends the first and queues the rest (its send() is then
+  // false), which the channel protocol must not take for a refusal (serveChannel's TOO_LARGE)
+  const payload = 'x'.repeat(60 * 1024)
+  const taken = Array.from({ length: 40 }, () => connection.channel.send(payload))
+  assert.deepEqual(taken, new Array(40).fill(true))
+  assert.ok(connection.channel.bufferedAmount() > 0, 'some were queued')
+  while (received < 40 * payload.length) await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.equal(received, 40 * payload.length)
+  connection.close()
+  assert.equal(connection.channel.send('late'), false, 'a closed channel takes nothing')
+  answerer.stop()
+  offerer.stop()
+})
+
 test('the answerer holds at most maxConnections and closes every connection on stop', async () => {
   const { offerer, answerer, served, post } = pair({ maxConnections: 2 })
   const a = await offerer.connect(answerer.did, post)

@@ -87,6 +87,10 @@ export class WebRtcConnectError extends DonghaeError {
  * Multiple `onMessage`/`onClosed` listeners are allowed (node-datachannel keeps only one).
  */
 export interface MessageChannel {
+  /**
+   * Sends one text message, or queues it behind those not yet sent (`bufferedAmount` grows).
+   * False only when the message was not taken: the channel is closed, or the message is too large.
+   */
   send(text: string): boolean
   onMessage(listener: (text: string) => void): void
   onClosed(listener: () => void): void
@@ -199,7 +203,10 @@ class Connections {
         if (state.closed) return false
         touch()
         try {
-          return dc.sendMessage(text)
+          // libdatachannel answers false when it queued the message rather than sending it at once:
+          // taken all the same (it throws when closed or the message is too large)
+          dc.sendMessage(text)
+          return true
         } catch {
           return false
         }
@@ -276,6 +283,18 @@ export function splitCandidates(sdp: string): { sdp: string; candidates: { candi
   return { sdp: kept.join('\r\n'), candidates }
 }
 
+/** An offer answered by `WebRtcAnswerer.open`: the signed answer and a handle on its connection. */
+export interface AnsweredOffer {
+  /** The connection's id; `onConnection` hands out the connection with this same id once it opens. */
+  readonly id: number
+  readonly answer: SignedAnswer
+  /** Adds a trickled remote candidate (`candidate:…` and its media id); false when the stack refused it. */
+  addRemoteCandidate(candidate: string, mid: string): boolean
+  /** Resolves once the connection is closed, for whatever reason. */
+  readonly closed: Promise<void>
+  close(): void
+}
+
 export interface WebRtcAnswererOptions extends WebRtcPeerOptions {
   maxConnections?: number
   /** How long after answering the offer's own candidates are added (see `answer`). @default 300 */
@@ -313,6 +332,14 @@ export class WebRtcAnswerer {
    * PeerConnection and starts ICE). Returns the signed answer for the offerer.
    */
   async answer(offer: VerifiedOffer): Promise<SignedAnswer> {
+    return (await this.open(offer)).answer
+  }
+
+  /**
+   * `answer`, plus a handle on the connection from the moment it is answered (its id, trickled
+   * candidates, close), for a caller that tracks sessions (the node's signalling routes).
+   */
+  async open(offer: VerifiedOffer): Promise<AnsweredOffer> {
     if (this.#stopped) throw new AbortError('the WebRTC answerer is stopped')
     if (this.#connections.size >= this.#maxConnections) {
       throw new TooManyConnectionsError(`this node holds its maximum of ${this.#maxConnections} WebRTC connections`)
@@ -364,7 +391,21 @@ export class WebRtcAnswerer {
         }
       }
     })
-    return signAnswer(this.#options.key, offer, { sdp, timestamp: this.#clock.now() })
+    return {
+      id,
+      answer: signAnswer(this.#options.key, offer, { sdp, timestamp: this.#clock.now() }),
+      addRemoteCandidate: (candidate, mid) => {
+        if (state.closed) return false
+        try {
+          pc.addRemoteCandidate(candidate, mid)
+          return true
+        } catch {
+          return false // a candidate the stack cannot use (another address family, an unknown mid)
+        }
+      },
+      closed: state.closedPromise,
+      close: () => this.#connections.close(id),
+    }
   }
 
   /** Closes every connection and refuses further offers. */

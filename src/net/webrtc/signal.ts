@@ -131,6 +131,25 @@ export class SignalBusyError extends SignalError {
   override readonly statusCode: number = 429
 }
 
+/** Too many offers from this client (an address; an IPv6 /64): retry after `retryAfterMs`. */
+export class OfferRateLimitedError extends SignalError {
+  static override readonly code: string = 'SIGNAL_RATE_LIMITED'
+  override name = 'OfferRateLimitedError'
+  override readonly statusCode: number = 429
+  readonly retryAfterMs: number
+  constructor(message: string, retryAfterMs: number, options: DonghaeErrorOptions = {}) {
+    super(message, { ...options, details: { ...options.details, retryAfterMs } })
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
+/** A trickled candidate that is not one, or more of them than a session takes. */
+export class BadCandidateError extends SignalError {
+  static override readonly code: string = 'SIGNAL_BAD_CANDIDATE'
+  override name = 'BadCandidateError'
+  override readonly statusCode: number = 400
+}
+
 /** The DTLS certificate the handshake saw is not the one the peer signed in its SDP. */
 export class FingerprintMismatchError extends SignalError {
   static override readonly code: string = 'SIGNAL_FINGERPRINT_MISMATCH'

@@ -1,0 +1,105 @@
+// libp2p's WebRTC transports in Donghae's host over loopback (no NAT here: the NAT case is
+// test/netns/webrtc-holepunch.test.ts): two nodes reserve on a relay, one dials the other through
+// it, the relayed connection is upgraded to a direct WebRTC one and closed, and the two keep
+// pinging after the relay stops; WebRTC Direct, when asked for, is dialled with no relay at all.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Connection } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { createHost, type DonghaeHost, type HostOptions } from '../src/net/host.ts'
+import { isRelayed, isWebRtc, webRtcAddressOf } from '../src/net/direct-upgrade.ts'
+import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { waitFor } from './helpers/chain-net.ts'
+
+function host(options: Partial<HostOptions> = {}): Promise<DonghaeHost> {
+  return createHost({
+    key: Ed25519KeyPair.generate(),
+    host: '127.0.0.1',
+    port: 0,
+    mdns: false,
+    quic: false,
+    webSockets: false,
+    ...options,
+  })
+}
+
+const circuitAddr = (node: DonghaeHost): string | undefined => node.services.relayFallback?.status().relay?.address
+
+test('webRtcAddressOf: the WebRTC address signalled through the same relay', () => {
+  const peer = peerIdFromString('12D3KooWH2nU447nifAbK3Nj3JBWevVdcZ8Xtq8uX86D26t9824k')
+  const relayPath = '/ip4/11.0.0.2/tcp/4100/p2p/12D3KooWJ1Bz4kEjV9mN7DYy3fA4Mi5wAG6Zo93YnTrJ9kJ6kRJL/p2p-circuit'
+  const relayed = multiaddr(`${relayPath}/p2p/${peer.toString()}`)
+  assert.equal(webRtcAddressOf(relayed, peer).toString(), `${relayPath}/webrtc/p2p/${peer.toString()}`)
+  assert.throws(() => webRtcAddressOf(multiaddr('/ip4/1.2.3.4/tcp/1'), peer))
+  assert.equal(isRelayed({ remoteAddr: relayed }), true)
+  assert.equal(isRelayed({ remoteAddr: webRtcAddressOf(relayed, peer) }), false)
+  assert.equal(isWebRtc({ remoteAddr: multiaddr(`/webrtc/p2p/${peer.toString()}`) }), true)
+})
+
+test('two nodes that met on a relay upgrade to direct WebRTC and keep pinging when the relay stops', async (t) => {
+  const relay = await host({ relayServer: true, relay: 'off' })
+  await relay.start()
+  const relayAddr = relay.getMultiaddrs()[0]?.toString() as string
+  const a = await host({ relay: 'always', bootstrap: [relayAddr] })
+  const b = await host({ relay: 'always', bootstrap: [relayAddr] })
+  try {
+    await a.start()
+    await b.start()
+    await waitFor('A reserves on the relay', () => circuitAddr(a) !== undefined, 20_000)
+    const viaRelay = circuitAddr(a) as string
+    assert.ok(
+      a.getMultiaddrs().some((m) => m.toString() === viaRelay.replace('/p2p-circuit/', '/p2p-circuit/webrtc/')),
+      `A announces its /webrtc address through the relay: ${a.getMultiaddrs().map(String).join(' ')}`,
+    )
+
+    const started = Date.now()
+    const relayed = await b.dial(multiaddr(viaRelay))
+    assert.equal(isRelayed(relayed), true)
+    let direct: Connection | undefined
+    await waitFor(
+      'B upgrades to a direct WebRTC connection',
+      () => (direct = b.getConnections(a.peerId).find((c) => c.status === 'open' && isWebRtc(c))) !== undefined,
+      20_000,
+    )
+    const upgradeMs = Date.now() - started
+    t.diagnostic(`relayed dial → direct WebRTC connection in ${upgradeMs} ms`)
+    assert.equal(direct?.direct, true)
+    assert.match(direct?.remoteAddr.toString() ?? '', /\/p2p-circuit\/webrtc\/p2p\//, 'signalled over the relay')
+    const inbound = a.getConnections(b.peerId).find((c) => isWebRtc(c))
+    assert.equal(inbound?.remoteAddr.toString(), `/webrtc/p2p/${b.peerId.toString()}`, 'A sees a plain /webrtc peer')
+    await waitFor(
+      'the relayed connection is closed after the upgrade',
+      () => b.getConnections(a.peerId).every((c) => !isRelayed(c)),
+      10_000,
+    )
+    const result = b.services.directUpgrade?.results()[0]
+    assert.equal(result?.ok, true, JSON.stringify(result))
+    t.diagnostic(`the WebRTC dial itself (signalling + ICE + DTLS + muxer): ${result?.ms} ms`)
+
+    await relay.stop()
+    const rtt = await b.services.ping.ping(a.peerId, { signal: AbortSignal.timeout(5000) })
+    t.diagnostic(`ping over direct WebRTC with the relay stopped: ${rtt} ms`)
+    assert.ok(b.getConnections(a.peerId).every((c) => isWebRtc(c)))
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+    await relay.stop()
+  }
+})
+
+test('WebRTC Direct: a node listening on /webrtc-direct is dialled with no relay and pinged', async () => {
+  const server = await host({ webrtcDirect: true, webrtc: false })
+  const client = await host({ webrtcDirect: true, webrtc: false })
+  try {
+    await server.start()
+    await client.start()
+    const addr = server.getMultiaddrs().find((m) => m.toString().includes('/webrtc-direct/certhash/'))
+    assert.ok(addr, `a /webrtc-direct address with its certhash: ${server.getMultiaddrs().map(String).join(' ')}`)
+    const rtt = await client.services.ping.ping(addr, { signal: AbortSignal.timeout(10_000) })
+    assert.ok(rtt >= 0)
+    const conn = client.getConnections(server.peerId)[0]
+    assert.match(conn?.remoteAddr.toString() ?? '', /\/udp\/\d+\/webrtc-direct\//)
+  } finally {
+    await Promise.all([server.stop(), client.stop()])
+  }
+})
