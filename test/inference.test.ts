@@ -626,6 +626,15 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       },
       40_000,
     )
+    // with node2 gone, 3 of 4 validators remain: all of them must vote, so node3 (restarted
+    // above) must be in consensus before the kill, or the chain stalls until it catches up
+    const heightOf = async (api: string): Promise<number> =>
+      (await getJson<{ height: number }>(`${api}/v1/status`))?.height ?? -1
+    await waitFor(
+      'node3 caught up with node0',
+      async () => (await heightOf(n3.api)) >= (await heightOf(n0.api)) - 1,
+      60_000,
+    )
     process.kill(n2.pid, 'SIGKILL')
     await Promise.all(orphaned)
     const settledBy = async (job: SignedJob): Promise<string | undefined> =>
@@ -634,8 +643,12 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       'node3 settled, itself, the jobs the dead gateway dispatched to it',
       async () => (await Promise.all(orphans.map(settledBy))).some((w) => w === n3.did),
       60_000,
-    ).catch((err: unknown) => {
-      t.diagnostic(`node3's log: ${slowLog.slice(-8_000)}`)
+    ).catch(async (err: unknown) => {
+      const heights = await Promise.all([n0, n1, n3].map((n) => heightOf(n.api)))
+      t.diagnostic(`heights of node0, node1, node3: ${heights.join(', ')}`)
+      const log = await readFile(join(n3.home, 'node.log'), 'utf8').catch(() => slowLog)
+      const lines = log.split('\n').filter((l) => /settl|receipt|"level":[45]0/.test(l))
+      t.diagnostic(`node3's log (settlement lines, warnings, errors): ${lines.slice(-40).join('\n').slice(-8_000)}`)
       throw err
     })
     const selfSettled = (await Promise.all(orphans.map(settledBy))).filter((w) => w === n3.did).length

@@ -135,27 +135,25 @@ function byteSize(raw: unknown): number {
   throw 'expected a size in bytes: a whole number, or with a unit B, KiB, MiB, GiB or TiB (e.g. 16GiB)'
 }
 
+/** A list from the environment (comma-separated text) or from config.json (an array), unchecked. */
+function commaList(raw: unknown): unknown {
+  return typeof raw === 'string'
+    ? raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0)
+    : raw
+}
+
 function multiaddrList(raw: unknown): string[] {
-  const list =
-    typeof raw === 'string'
-      ? raw
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s.length > 0)
-      : raw
+  const list = commaList(raw)
   if (Array.isArray(list) && list.every((a) => typeof a === 'string' && a.startsWith('/') && a.includes('/p2p/')))
     return list as string[]
   throw 'expected multiaddrs with /p2p/<peer id>, comma-separated in the environment'
 }
 
 function originList(raw: unknown): string[] {
-  const list =
-    typeof raw === 'string'
-      ? raw
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s.length > 0)
-      : raw
+  const list = commaList(raw)
   if (Array.isArray(list) && list.every((o) => typeof o === 'string' && /^https?:\/\/[^/\s]+$/.test(o)))
     return list as string[]
   throw 'expected origins such as http://localhost:5173 (scheme://host[:port], no path), comma-separated in the environment'
@@ -165,13 +163,7 @@ function originList(raw: unknown): string[] {
 const STUN_URL = /^stun:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$/
 
 function stunList(raw: unknown): string[] {
-  const list =
-    typeof raw === 'string'
-      ? raw
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s.length > 0)
-      : raw
+  const list = commaList(raw)
   if (
     Array.isArray(list) &&
     list.length <= 16 &&
@@ -182,13 +174,7 @@ function stunList(raw: unknown): string[] {
 }
 
 function hostList(raw: unknown): string[] {
-  const list =
-    typeof raw === 'string'
-      ? raw
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s.length > 0)
-      : raw
+  const list = commaList(raw)
   const host = /^(\*|\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?|[A-Za-z0-9._-]+(:[0-9]{1,5})?)$/
   if (Array.isArray(list) && list.every((h) => typeof h === 'string' && host.test(h))) return list as string[]
   throw 'expected host names such as node.example.org or node.lan:26657 (name[:port], [IPv6]:port, or * for any), comma-separated in the environment'

@@ -6,14 +6,13 @@
  * people registered is printed through `untrustedText` (no control characters or bidi overrides
  * reach the terminal); `--json` prints it verbatim.
  */
-import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { untrustedText } from '../../core/untrusted-text.ts'
 import type { DirectoryEntryView, DirectoryResolution, OwnRegistration } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import type { CliContext, CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
-import { TOKEN_ENV, withClient } from './inference.ts'
+import { operatorToken, TOKEN_ENV, withClient } from './inference.ts'
 
 const NODE_HELP = `the node's API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`
 const TOKEN_HELP = `the node's operator token (env ${TOKEN_ENV}, default <home>/api-token)`
@@ -22,18 +21,6 @@ const MAX_EXPIRES_MS = 30 * 24 * 60 * 60 * 1000
 const UNITS: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
-
-async function operatorToken(ctx: CliContext, flag: string | undefined): Promise<string> {
-  const token = flag ?? ctx.env[TOKEN_ENV]
-  if (token !== undefined && token !== '') return token
-  try {
-    return (await readFile(ctx.home.apiToken, 'utf8')).trim()
-  } catch {
-    throw new CliError(
-      `this command signs with the node's key and needs its operator token: pass --token, set ${TOKEN_ENV}, or run it with the node's --home (${ctx.home.apiToken} was not found)`,
-    )
-  }
-}
 
 /** `7d`, `12h`, `90m` → milliseconds (1 minute to 30 days). */
 export function parseExpires(text: string): number {
@@ -141,7 +128,7 @@ Examples:
           ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
           ...(options.bootstrap.length === 0 ? {} : { bootstrap: options.bootstrap }),
         }
-        const token = await operatorToken(ctx, options.token)
+        const token = await operatorToken(ctx, options.token, "signs with the node's key")
         const result = await client.directoryRegisterOwn(request, { token })
         if (options.json === true) return ctx.json(result)
         ctx.out(
@@ -235,7 +222,7 @@ Examples:
     )
     .action(async (options: { token?: string; json?: boolean }, command: Command) =>
       withClient(command, io, async (ctx, client) => {
-        const token = await operatorToken(ctx, options.token)
+        const token = await operatorToken(ctx, options.token, "signs with the node's key")
         const result = await client.directoryDeleteOwn({ token })
         if (options.json === true) return ctx.json(result)
         ctx.out(`deleted ${result.did} from ${client.baseUrl} (seq ${result.seq})`)

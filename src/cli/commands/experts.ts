@@ -16,23 +16,11 @@ import { type ExpertJson, type ProposalJson, type ProposalStatusJson, type Score
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import type { CliContext, CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
-import { TOKEN_ENV, withClient } from './inference.ts'
+import { operatorToken, TOKEN_ENV, withClient } from './inference.ts'
 
 const NODE_HELP = `the node's API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`
 const TOKEN_HELP = `the node's operator token (env ${TOKEN_ENV}, default <home>/api-token)`
 const STATUSES: readonly ProposalStatusJson[] = ['pending', 'accepted', 'refused', 'expired']
-
-async function operatorToken(ctx: CliContext, flag: string | undefined): Promise<string> {
-  const token = flag ?? ctx.env[TOKEN_ENV]
-  if (token !== undefined && token !== '') return token
-  try {
-    return (await readFile(ctx.home.apiToken, 'utf8')).trim()
-  } catch {
-    throw new CliError(
-      `this command acts with the node's key and needs its operator token: pass --token, set ${TOKEN_ENV}, or run it with the node's --home (${ctx.home.apiToken} was not found)`,
-    )
-  }
-}
 
 function wholeNumber(text: string | undefined, flag: string, min: number, max: number): number | undefined {
   if (text === undefined) return undefined
@@ -322,7 +310,7 @@ Examples:
           if (options.upload === true && options.weights === undefined)
             throw new CliError('--upload sends --weights FILE')
           const timeoutS = wholeNumber(options.timeout, '--timeout', 1, 86_400) ?? 600
-          const token = await operatorToken(ctx, options.token)
+          const token = await operatorToken(ctx, options.token, "acts with the node's key")
           const family = options.family === undefined ? {} : { family: options.family }
           const stream = { token, onProgress: progress }
           let proposed
@@ -393,7 +381,7 @@ Examples:
         const path = resolve(dir)
         if ((await stat(path).catch(() => undefined))?.isDirectory() !== true)
           progress(`note: ${path} is not a folder here; the node reads it from its own disk`)
-        const token = await operatorToken(ctx, options.token)
+        const token = await operatorToken(ctx, options.token, "acts with the node's key")
         const out = await client.importExperts({ dir: path, family: options.family }, { token, onProgress: progress })
         if (options.json === true) return ctx.json(out)
         ctx.out(`imported ${out.family} v${out.version}: ${out.blocks} blocks, proposal ${out.proposal}`)
@@ -435,7 +423,7 @@ Examples:
           )
             throw new CliError('--gating must be softmax-topk-renorm or softmax-topk')
           if (topK === undefined && options.gating === undefined) throw new CliError('give --top-k N or --gating RULE')
-          const token = await operatorToken(ctx, options.token)
+          const token = await operatorToken(ctx, options.token, "acts with the node's key")
           const out = await client.forkExperts(
             {
               family: options.family,
@@ -489,7 +477,7 @@ Examples:
         withClient(command, io, async (ctx, client) => {
           const topK = wholeNumber(options.topK, '--top-k', 1, 64)
           const maxTokens = wholeNumber(options.maxTokens, '--max-tokens', 1, 4096)
-          const token = await operatorToken(ctx, options.token)
+          const token = await operatorToken(ctx, options.token, "acts with the node's key")
           const answer = await client.moeChat(
             {
               prompt,

@@ -38,14 +38,22 @@ function nodeUrl(command: Command, io: CliIo): string {
   return opts.api ?? opts.node ?? io.env[NODE_URL_ENV] ?? DEFAULT_NODE_URL
 }
 
-async function operatorToken(ctx: CliContext, flag: string | undefined): Promise<string> {
+/**
+ * The node's operator token: `--token`, else DONGHAE_API_TOKEN, else `<home>/api-token`. `why`
+ * finishes "this command … and needs its operator token" in the error.
+ */
+export async function operatorToken(
+  ctx: CliContext,
+  flag: string | undefined,
+  why = "spends the node's funds",
+): Promise<string> {
   const token = flag ?? ctx.env[TOKEN_ENV]
   if (token !== undefined && token !== '') return token
   try {
     return (await readFile(ctx.home.apiToken, 'utf8')).trim()
   } catch {
     throw new CliError(
-      `this command spends the node's funds and needs its operator token: pass --token, set ${TOKEN_ENV}, or run it with the node's --home (${ctx.home.apiToken} was not found)`,
+      `this command ${why} and needs its operator token: pass --token, set ${TOKEN_ENV}, or run it with the node's --home (${ctx.home.apiToken} was not found)`,
     )
   }
 }
