@@ -574,15 +574,17 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     // ---- a gateway killed after dispatching: its workers settle their receipts themselves ----------
     const patient = Ed25519KeyPair.generate()
     const patientDid = didFromEd25519PublicKey(patient.publicKey)
-    const topUp = await call('POST', `${n0.api}/v1/operator/transfer`, { to: patientDid, amount: '1000' }, tokens[0])
+    const topUp = await call('POST', `${n0.api}/v1/operator/transfer`, { to: patientDid, amount: '10000' }, tokens[0])
     assert.equal(topUp.status, 202, JSON.stringify(topUp.body))
-    await waitFor('the second client funded', async () => (await balance(n2.api, patientDid)) === 1000n, 30_000)
-    const patientDeposit = await sendTx(n2.api, patient, 'inference.deposit', { gateway: n2.did, amount: 900n })
+    await waitFor('the second client funded', async () => (await balance(n2.api, patientDid)) === 10000n, 30_000)
+    const patientDeposit = await sendTx(n2.api, patient, 'inference.deposit', { gateway: n2.did, amount: 9000n })
     assert.equal(patientDeposit.status, 202, JSON.stringify(patientDeposit.body))
-    await waitFor('its deposit with node2', async () => (await deposited(n2.api, patientDid)) === 900n, 30_000)
+    await waitFor('its deposit with node2', async () => (await deposited(n2.api, patientDid)) === 9000n, 30_000)
+    // a deposit that many waves of jobs cannot exhaust: the scenario is a dead gateway, not a dry deposit
+    const slowLogFile = join(n3.home, 'slow-node.log')
     const slowAgain = spawn(
       process.execPath,
-      [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json'],
+      [BIN, '--home', n3.home, 'node', '--password-file', info.password, '--json', '--log-file', slowLogFile],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, DONGHAE_UNSAFE_WORKER: 'slow:3000' },
@@ -635,6 +637,36 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       async () => (await heightOf(n3.api)) >= (await heightOf(n0.api)) - 1,
       60_000,
     )
+    // node3 was down long enough to miss half a downtime window when blocks are quick: jailed,
+    // it has no vote, and node0 and node1 alone are not more than 2/3. It asks to rejoin.
+    const stake3 = (
+      await getJson<{ stake: { jailed: boolean; jailedUntil: number } | null }>(`${n0.api}/v1/accounts/${n3.did}`)
+    )?.stake
+    if (stake3?.jailed === true) {
+      await waitFor('node3 may unjail', async () => (await heightOf(n0.api)) >= stake3.jailedUntil, 60_000)
+      const unjailed = await runCli([
+        '--home',
+        n3.home,
+        'stake',
+        'unjail',
+        '--password-file',
+        info.password,
+        '--node',
+        n0.api,
+        '--wait',
+      ])
+      assert.equal(unjailed.code, 0, unjailed.stderr)
+      t.diagnostic('node3 had been jailed for its downtime; it rejoined with `donghae stake unjail`')
+    }
+    await waitFor(
+      'node3 voting again',
+      async () =>
+        (
+          (await getJson<{ validators: Array<{ did: string; power: string }> }>(`${n0.api}/v1/status`))?.validators ??
+          []
+        ).some((v) => v.did === n3.did && BigInt(v.power) > 0n),
+      60_000,
+    )
     process.kill(n2.pid, 'SIGKILL')
     await Promise.all(orphaned)
     const settledBy = async (job: SignedJob): Promise<string | undefined> =>
@@ -646,7 +678,14 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     ).catch(async (err: unknown) => {
       const heights = await Promise.all([n0, n1, n3].map((n) => heightOf(n.api)))
       t.diagnostic(`heights of node0, node1, node3: ${heights.join(', ')}`)
-      const log = await readFile(join(n3.home, 'node.log'), 'utf8').catch(() => slowLog)
+      const orphanSettlements = await Promise.all(orphans.map(settledBy))
+      t.diagnostic(
+        `orphans: ${orphans.length}, settled with worker: ${orphanSettlements.map((w) => w?.slice(-6) ?? '-').join(' ')}`,
+      )
+      t.diagnostic(
+        `node3's worker: ${JSON.stringify((await getJson<{ worker: unknown }>(`${n3.api}/v1/inference/stats`))?.worker)}`,
+      )
+      const log = (await readFile(slowLogFile, 'utf8').catch(() => '')) + slowLog
       const lines = log.split('\n').filter((l) => /settl|receipt|"level":[45]0/.test(l))
       t.diagnostic(`node3's log (settlement lines, warnings, errors): ${lines.slice(-40).join('\n').slice(-8_000)}`)
       throw err

@@ -12,7 +12,12 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   config: ['donghae config show', 'donghae config show --json'],
   chain: ['donghae chain status', 'donghae --node http://127.0.0.1:26658 chain status --json'],
   tx: ['donghae tx transfer --to did:key:z6Mk… --amount 1000 --wait', 'donghae tx show 3f2a…'],
-  stake: ['donghae stake bond --amount 5000 --wait', 'donghae stake unbond --amount 1000', 'donghae stake withdraw'],
+  stake: [
+    'donghae stake bond --amount 5000 --wait',
+    'donghae stake unbond --amount 1000',
+    'donghae stake withdraw',
+    'donghae stake unjail --wait',
+  ],
   worker: [
     'donghae worker bond --amount 5000 --wait',
     'donghae worker unbond --amount 1000',

@@ -287,7 +287,9 @@ Examples:
       }),
     )
 
-  const stake = program.command('stake').description('bond, unbond and withdraw stake with the home keystore')
+  const stake = program
+    .command('stake')
+    .description('bond, unbond and withdraw stake, and unjail, with the home keystore')
   for (const action of ['bond', 'unbond'] as const) {
     const description =
       action === 'bond'
@@ -311,6 +313,18 @@ Examples:
     .addHelpText('after', '\nExamples:\n  $ donghae stake withdraw --wait')
     .action((options: TxOptions, command: Command) =>
       withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'staking.withdraw', body: {} }, options)),
+    )
+
+  txOptions(
+    stake
+      .command('unjail')
+      .description(
+        'return to the validator set after a jail for downtime (allowed once the jail has lasted downtimeJailBlocks; never after double signing)',
+      ),
+  )
+    .addHelpText('after', '\nExamples:\n  $ donghae stake unjail --wait')
+    .action((options: TxOptions, command: Command) =>
+      withNode(command, io, (ctx, client) => sendTx(ctx, client, { kind: 'staking.unjail', body: {} }, options)),
     )
 
   // Workers of the inference market bond separately from validators (inference.bond/unbond/withdraw).
