@@ -20,6 +20,7 @@ function host(options: Partial<HostOptions> = {}): Promise<DonghaeHost> {
     mdns: false,
     quic: false,
     webSockets: false,
+    webrtc: true,
     ...options,
   })
 }

@@ -22,6 +22,7 @@ import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayTransport, circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import { cleanup as cleanupDataChannels } from 'node-datachannel'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { LevelDatastore } from 'datastore-level'
 import type { Identify } from '@libp2p/identify'
@@ -93,7 +94,8 @@ export interface HostOptions {
   /**
    * Private-to-private WebRTC: listen on `/webrtc` (announced as `…/p2p-circuit/webrtc` through the
    * relay holding our reservation), and upgrade relayed connections we open to direct WebRTC ones
-   * by ICE hole punching (direct-upgrade.ts). @default true
+   * by ICE hole punching (direct-upgrade.ts). The node turns it on (full-node.ts); a bare host
+   * leaves it off. @default false
    */
   webrtc?: boolean
   /**
@@ -129,6 +131,9 @@ function relayAndNat(options: HostOptions): Record<string, unknown> {
   }
 }
 
+/** Hosts with a WebRTC transport in this process that have not stopped. */
+let hostsWithDataChannels = 0
+
 export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   const host = options.host ?? '0.0.0.0'
   const listen = [`/ip4/${host}/tcp/${options.port}`]
@@ -136,7 +141,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   // is made. The relay fallback service listens on a chosen relay once started and needed.
   if (options.quic !== false) listen.push(`/ip4/${host}/udp/${options.port}/quic-v1`)
   if (options.webSockets !== false) listen.push(`/ip4/${host}/tcp/${options.port === 0 ? 0 : options.port + 1}/ws`)
-  const rtc = options.webrtc !== false
+  const rtc = options.webrtc === true
   if (rtc) listen.push('/webrtc')
   if (options.webrtcDirect === true)
     listen.push(`/ip4/${host}/udp/${options.port === 0 ? 0 : options.port + 1}/webrtc-direct`)
@@ -201,10 +206,20 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     services: services as never,
     start: false,
   })
+  const usesDataChannels = rtc || options.webrtcDirect === true
+  if (usesDataChannels) hostsWithDataChannels++
   const stop = node.stop.bind(node)
+  let stopped = false
   node.stop = async () => {
     await stop()
     await datastore?.close()
+    if (!usesDataChannels || stopped) return
+    stopped = true
+    // libdatachannel keeps the process alive while any peer connection it made is open, and a
+    // WebRTC dial or answer cut short by the stop can leave one behind (js-libp2p #2625). The
+    // last host with WebRTC in this process closes them all; earlier ones must not, since
+    // cleanup() is process-wide (js-libp2p #2498).
+    if (--hostsWithDataChannels === 0) cleanupDataChannels()
   }
   return Object.assign(node, { gate }) as unknown as DonghaeHost
 }

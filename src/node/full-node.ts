@@ -156,6 +156,7 @@ export class FullNode {
         datastorePath: join(options.dataDir, 'p2p'),
         nat: config.nat,
         relayServer: true,
+        webrtc: true,
         iceServers: config.iceServers,
         webrtcDirect: config.webrtcDirect,
         logger,

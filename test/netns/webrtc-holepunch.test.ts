@@ -119,7 +119,7 @@ async function meetOnRelay(lab: HolePunchLab, t: TestContext) {
     assert.equal(r.stdout, wan, `STUN from behind the NAT sees the router's public address: ${r.stderr}`)
   }
 
-  const options = { port: 4011, nat: 'auto', bootstrap: [relayAddr], iceServers: ICE_SERVERS }
+  const options = { port: 4011, nat: 'auto', bootstrap: [relayAddr], iceServers: ICE_SERVERS, webrtc: true }
   const a = host(lab, lab.ns.a, options)
   const b = host(lab, lab.ns.b, options)
   const reserved = async (proc: NodeProcess, name: string) => {
