@@ -15,6 +15,7 @@ const LAYERS = [
   'inference',
   'experts',
   'directory',
+  'wallet',
   'api',
   'node',
   'cli',
