@@ -59,7 +59,8 @@ export function line(fields: Omit<BenchLine, 'ratio'>): BenchLine {
   const out: BenchLine = { ...fields, value: Math.round(fields.value) }
   if (fields.baseline !== undefined) {
     out.baseline = { impl: fields.baseline.impl, value: Math.round(fields.baseline.value) }
-    out.ratio = Number((fields.value / fields.baseline.value).toFixed(3))
+    // three significant digits: a ratio far below 1 (a Merkle update vs a Map set) must not round to 0
+    out.ratio = Number((fields.value / fields.baseline.value).toPrecision(3))
   }
   out.rounds = fields.rounds.map(Math.round)
   return out
