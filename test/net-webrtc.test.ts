@@ -62,8 +62,12 @@ test('two nodes that met on a relay upgrade to direct WebRTC and keep pinging wh
     await waitFor(
       'B upgrades to a direct WebRTC connection',
       () => (direct = b.getConnections(a.peerId).find((c) => c.status === 'open' && isWebRtc(c))) !== undefined,
-      40_000,
-    )
+      // a first attempt that fails (ICE on a loaded machine) is retried after a minute
+      90_000,
+    ).catch((err: unknown) => {
+      t.diagnostic(`upgrade attempts: ${JSON.stringify(b.services.directUpgrade?.results())}`)
+      throw err
+    })
     const upgradeMs = Date.now() - started
     t.diagnostic(`relayed dial → direct WebRTC connection in ${upgradeMs} ms`)
     assert.equal(direct?.direct, true)
@@ -75,8 +79,9 @@ test('two nodes that met on a relay upgrade to direct WebRTC and keep pinging wh
       () => b.getConnections(a.peerId).every((c) => !isRelayed(c)),
       10_000,
     )
-    const result = b.services.directUpgrade?.results()[0]
-    assert.equal(result?.ok, true, JSON.stringify(result))
+    const result = b.services.directUpgrade?.results().find((r) => r.ok)
+    t.diagnostic(`upgrade attempts: ${b.services.directUpgrade?.results().length}`)
+    assert.equal(result?.ok, true, JSON.stringify(b.services.directUpgrade?.results()))
     t.diagnostic(`the WebRTC dial itself (signalling + ICE + DTLS + muxer): ${result?.ms} ms`)
 
     await relay.stop()
