@@ -15,26 +15,16 @@ import Fastify from 'fastify'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createHost, type DonghaeHost, type HostOptions } from '../src/net/host.ts'
+import type { DonghaeHost } from '../src/net/host.ts'
 import { PROTOCOL_PREFIX } from '../src/net/constants.ts'
 import type { RelayStatus } from '../src/net/relay.ts'
-import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { netRoutes } from '../src/api/routes/net.ts'
 import type { NatView, NetApi } from '../src/api/net-api.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { loopbackHost } from './helpers/loopback-host.ts'
 import { runCli } from './helpers/cli.ts'
 
-function host(options: Partial<HostOptions> = {}): Promise<DonghaeHost> {
-  return createHost({
-    key: Ed25519KeyPair.generate(),
-    host: '127.0.0.1',
-    port: 0,
-    mdns: false,
-    quic: false,
-    webSockets: false,
-    ...options,
-  })
-}
+const host = loopbackHost
 
 /** A relay that refuses every reservation (its reservation table holds none). */
 async function refusingRelay(): Promise<Libp2p> {

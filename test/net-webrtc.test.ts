@@ -7,23 +7,12 @@ import assert from 'node:assert/strict'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { createHost, type DonghaeHost, type HostOptions } from '../src/net/host.ts'
+import type { DonghaeHost, HostOptions } from '../src/net/host.ts'
 import { isRelayed, isWebRtc, webRtcAddressOf } from '../src/net/direct-upgrade.ts'
-import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { loopbackHost } from './helpers/loopback-host.ts'
 
-function host(options: Partial<HostOptions> = {}): Promise<DonghaeHost> {
-  return createHost({
-    key: Ed25519KeyPair.generate(),
-    host: '127.0.0.1',
-    port: 0,
-    mdns: false,
-    quic: false,
-    webSockets: false,
-    webrtc: true,
-    ...options,
-  })
-}
+const host = (options: Partial<HostOptions> = {}): Promise<DonghaeHost> => loopbackHost({ webrtc: true, ...options })
 
 const circuitAddr = (node: DonghaeHost): string | undefined => node.services.relayFallback?.status().relay?.address
 
