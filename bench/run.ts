@@ -24,6 +24,7 @@ import { moeBenches, MOE_BENCH_NAMES } from './moe.bench.ts'
 import { directoryBenches, DIRECTORY_BENCH_NAMES } from './directory.bench.ts'
 import { webrtcBenches, WEBRTC_BENCH_NAMES } from './webrtc.bench.ts'
 import { webrtcBrowserBenches, WEBRTC_BROWSER_BENCH_NAMES } from './webrtc-browser.bench.ts'
+import { walletBenches, WALLET_BENCH_NAMES } from './wallet.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -89,6 +90,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: DIRECTORY_BENCH_NAMES, run: () => directoryBenches(quick) },
   { names: WEBRTC_BENCH_NAMES, run: () => webrtcBenches(quick) },
   { names: WEBRTC_BROWSER_BENCH_NAMES, run: () => webrtcBrowserBenches(quick) },
+  { names: WALLET_BENCH_NAMES, run: () => walletBenches(options, quick) },
 ]
 
 const only = values.only

@@ -25,6 +25,14 @@ import { EVENT_TYPES, type EventType, type NodeEvent } from './events.ts'
 import type { DidRecordView, NatView, PeerView } from './net-api.ts'
 import type { WebRtcSessionView } from './webrtc-api.ts'
 import type { DirectoryEntryView, DirectoryResolution, DirectoryWriteResult, OwnRegistration } from './directory-api.ts'
+import type {
+  DeliveryView,
+  LedgerVerification,
+  WalletHistoryQuery,
+  WalletPaymentView,
+  WalletSendBody,
+  WalletSummary,
+} from './wallet-api.ts'
 import type { DeletionJson, RegistrationJson } from '../directory/record.ts'
 import type {
   AccountJson,
@@ -51,6 +59,14 @@ export type { ReceiptJson } from '../inference/job.ts'
 export type { DidRecordView, NatView, PeerView } from './net-api.ts'
 export type { WebRtcSessionView } from './webrtc-api.ts'
 export type { DirectoryEntryView, DirectoryResolution, DirectoryWriteResult, OwnRegistration } from './directory-api.ts'
+export type {
+  DeliveryView,
+  LedgerVerification,
+  WalletHistoryQuery,
+  WalletPaymentView,
+  WalletSendBody,
+  WalletSummary,
+} from './wallet-api.ts'
 export type { DeletionJson, RegistrationJson } from '../directory/record.ts'
 
 /** GET /v1/directory/search's parameters (routes/directory.ts). */
@@ -787,6 +803,52 @@ export class DonghaeClient {
   /** Deletes the node's own entry (operator). */
   directoryDeleteOwn(options: OperatorCallOptions = {}): Promise<DirectoryWriteResult> {
     return this.#request('DELETE', '/v1/operator/directory/register', undefined, options, this.#auth(options))
+  }
+
+  // ---- the wallet (routes/wallet.ts; all operator routes) ----
+
+  /** Balance, pending payments, deliveries and the ledger's head (operator). */
+  walletSummary(options: OperatorCallOptions = {}): Promise<WalletSummary> {
+    return this.#request('GET', '/v1/operator/wallet', undefined, options, this.#auth(options))
+  }
+
+  /** Payments newest first, memos decrypted (operator). */
+  walletHistory(
+    query: WalletHistoryQuery = {},
+    options: OperatorCallOptions = {},
+  ): Promise<{ payments: WalletPaymentView[]; cursor?: string }> {
+    const params = new URLSearchParams()
+    if (query.limit !== undefined) params.set('limit', String(query.limit))
+    if (query.cursor !== undefined) params.set('cursor', query.cursor)
+    if (query.direction !== undefined) params.set('direction', query.direction)
+    const search = params.size === 0 ? '' : `?${params.toString()}`
+    return this.#request('GET', `/v1/operator/wallet/payments${search}`, undefined, options, this.#auth(options))
+  }
+
+  /** One payment by its id (hex) (operator). */
+  walletPayment(id: string, options: OperatorCallOptions = {}): Promise<WalletPaymentView> {
+    return this.#request(
+      'GET',
+      `/v1/operator/wallet/payments/${encodeURIComponent(id)}`,
+      undefined,
+      options,
+      this.#auth(options),
+    )
+  }
+
+  /** Pays a DID; the answer is the payment, pending (operator). */
+  walletSend(body: WalletSendBody, options: OperatorCallOptions = {}): Promise<WalletPaymentView> {
+    return this.#request('POST', '/v1/operator/wallet/send', body, options, this.#auth(options))
+  }
+
+  /** Envelopes still waiting for their recipients (operator). */
+  walletDeliveries(options: OperatorCallOptions = {}): Promise<{ deliveries: DeliveryView[] }> {
+    return this.#request('GET', '/v1/operator/wallet/deliveries', undefined, options, this.#auth(options))
+  }
+
+  /** Re-reads and verifies the node's ledger; a tampered one is an ApiError 409 LEDGER_TAMPERED (operator). */
+  walletVerify(options: OperatorCallOptions = {}): Promise<LedgerVerification> {
+    return this.#request('POST', '/v1/operator/wallet/verify', undefined, options, this.#auth(options))
   }
 
   // ---- WebRTC signalling (routes/webrtc.ts) ----

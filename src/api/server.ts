@@ -65,6 +65,8 @@ import { SignalError } from '../net/webrtc/signal.ts'
 import { WebRtcConnectError } from '../net/webrtc/peer.ts'
 import type { DirectoryApi } from './directory-api.ts'
 import { directoryRoutes, noDirectoryRoutes } from './routes/directory.ts'
+import type { WalletApi } from './wallet-api.ts'
+import { noWalletRoutes, walletRoutes } from './routes/wallet.ts'
 
 export interface ApiServerOptions {
   chain: ChainApi
@@ -86,6 +88,11 @@ export interface ApiServerOptions {
    * runs no directory.
    */
   directory?: DirectoryApi
+  /**
+   * The wallet's operator routes (routes/wallet.ts: /v1/operator/wallet/…). Without it they
+   * answer 503 WALLET_LOCKED.
+   */
+  wallet?: WalletApi
   /** Request and error logs go here (component donghae:api). @default no logging */
   logger?: Logger
   /** Origins allowed to call the API from a browser (e.g. 'http://localhost:5173'). @default none */
@@ -301,6 +308,8 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   else app.register(noExpertsRoutes)
   if (options.directory !== undefined) app.register(directoryRoutes, { directory: options.directory })
   else app.register(noDirectoryRoutes)
+  if (options.wallet !== undefined) app.register(walletRoutes, { wallet: options.wallet })
+  else app.register(noWalletRoutes)
   if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
   return app
 }

@@ -115,3 +115,30 @@ test('a transfer that overspends is included as failed: the fee is charged, the 
   assert.deepEqual(events, [{ type: 'tx.failed', attributes: { hash: '07'.repeat(32), reason: 'insufficient-funds' } }])
   assert.equal(totalSupply(state), 11_000n)
 })
+
+test('a transfer may carry a 32-byte envelope hash, reported in its event; any other length is malformed', () => {
+  const state = genesisState(genesis, machine)
+  const envelope = new Uint8Array(32).fill(7)
+  const tx = signTx(alice.key, {
+    chainId: genesis.chainId,
+    nonce: accountNonce(state, alice.did),
+    fee: 1n,
+    kind: 'bank.transfer',
+    body: { to: bob.did, amount: 5n, envelope },
+  })
+  const events: Array<{ type: string; attributes: Record<string, string> }> = []
+  machine.deliver(state, tx, ctx, (e) => events.push(e))
+  const event = events.find((e) => e.type === 'bank.transfer')
+  assert.equal(event?.attributes.envelope, '07'.repeat(32))
+  assert.equal(event?.attributes.tx, Buffer.from(ctx.txHash).toString('hex'))
+  assert.equal(balanceOf(state, bob.did), 5n)
+  const bad = signTx(alice.key, {
+    chainId: genesis.chainId,
+    nonce: accountNonce(state, alice.did),
+    fee: 1n,
+    kind: 'bank.transfer',
+    body: { to: bob.did, amount: 5n, envelope: new Uint8Array(31) },
+  })
+  rejects(() => machine.deliver(state, bad, ctx, () => {}), 'malformed')
+  assert.equal(balanceOf(state, bob.did), 5n)
+})

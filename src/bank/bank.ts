@@ -83,7 +83,11 @@ export interface TransferBody {
   to: string
   amount: bigint
   memo?: Uint8Array
+  /** sha256 of a payment envelope sent to the recipient off chain (src/wallet/envelope.ts). */
+  envelope?: Uint8Array
 }
+
+export const ENVELOPE_HASH_BYTES = 32
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
@@ -92,7 +96,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 const transfer: TxHandler<TransferBody> = {
   decodeBody(body) {
     if (!isRecord(body)) throw new TxError('malformed', 'bank.transfer body must be a map')
-    const extra = Object.keys(body).filter((k) => !['to', 'amount', 'memo'].includes(k))
+    const extra = Object.keys(body).filter((k) => !['to', 'amount', 'memo', 'envelope'].includes(k))
     if (extra.length > 0) throw new TxError('malformed', `bank.transfer has unknown field ${extra[0] ?? ''}`)
     if (typeof body.to !== 'string') throw new TxError('malformed', 'bank.transfer needs a recipient DID')
     try {
@@ -110,13 +114,29 @@ const transfer: TxHandler<TransferBody> = {
     if (body.memo !== undefined && (!(body.memo instanceof Uint8Array) || body.memo.length > MAX_MEMO_BYTES)) {
       throw new TxError('malformed', `memo must be at most ${MAX_MEMO_BYTES} bytes`)
     }
-    return body.memo === undefined ? { to: body.to, amount } : { to: body.to, amount, memo: body.memo }
+    if (
+      body.envelope !== undefined &&
+      (!(body.envelope instanceof Uint8Array) || body.envelope.length !== ENVELOPE_HASH_BYTES)
+    )
+      throw new TxError('malformed', `envelope must be a ${ENVELOPE_HASH_BYTES}-byte hash`)
+    return {
+      to: body.to,
+      amount,
+      ...(body.memo === undefined ? {} : { memo: body.memo }),
+      ...(body.envelope === undefined ? {} : { envelope: body.envelope }),
+    }
   },
   spends: (body) => body.amount,
   apply(state, tx, body, ctx) {
     debit(state, tx.sender, body.amount)
     credit(state, body.to, body.amount)
-    ctx.emit({ type: 'bank.transfer', attributes: { from: tx.sender, to: body.to, amount: body.amount.toString() } })
+    const attributes: Record<string, string> = { from: tx.sender, to: body.to, amount: body.amount.toString() }
+    if (body.envelope !== undefined) {
+      // the wallet reconciles its payments by these two (src/wallet/service.ts)
+      attributes.envelope = Buffer.from(body.envelope).toString('hex')
+      attributes.tx = Buffer.from(ctx.txHash).toString('hex')
+    }
+    ctx.emit({ type: 'bank.transfer', attributes })
   },
 }
 

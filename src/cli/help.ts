@@ -8,7 +8,12 @@ import type { Command } from 'commander'
 const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   version: ['donghae version', 'donghae version --json'],
   did: ['donghae did resolve did:key:z6Mk…', 'donghae did resolve did:key:z6Mk… --format Multikey'],
-  keys: ['donghae keys export --out backup.json', 'donghae keys import backup.json'],
+  keys: [
+    'donghae keys export --out backup.json',
+    'donghae keys import backup.json',
+    'donghae keys --keychain',
+    'donghae keys --no-keychain',
+  ],
   config: ['donghae config show', 'donghae config show --json'],
   chain: ['donghae chain status', 'donghae --node http://127.0.0.1:26658 chain status --json'],
   tx: ['donghae tx transfer --to did:key:z6Mk… --amount 1000 --wait', 'donghae tx show 3f2a…'],

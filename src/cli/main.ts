@@ -21,6 +21,7 @@ import { registerNat } from './commands/nat.ts'
 import { registerInference } from './commands/inference.ts'
 import { registerExperts } from './commands/experts.ts'
 import { registerDirectory } from './commands/directory.ts'
+import { registerWallet } from './commands/wallet.ts'
 import { registerService } from './commands/service.ts'
 import { addGroupExamples } from './help.ts'
 import { VERSION } from './version.ts'
@@ -78,6 +79,7 @@ Docs: README.md and docs/architecture.md`,
   registerInference(program, io)
   registerExperts(program, io)
   registerDirectory(program, io)
+  registerWallet(program, io)
   registerService(program, io)
   addGroupExamples(program)
   for (const command of program.commands) command.exitOverride()

@@ -71,6 +71,8 @@ export interface DonghaeConfig {
   expertTraining: boolean
   /** Run a DID directory: store, search and gossip signed registrations (docs/directory.md). */
   directory: boolean
+  /** Hold other people's sealed payment envelopes until their recipients collect them (docs/wallet.md). */
+  walletMailbox: boolean
   /** Answer signed WebRTC offers (POST /v1/webrtc/offer) and serve the node's language model on the data channel. */
   webrtc: boolean
   /** STUN servers for WebRTC (`stun:host:port`); empty: host candidates only (loopback, LAN, mapped ports). */
@@ -353,6 +355,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
       'run a DID directory: take signed registrations, answer searches by text, category and tag (GET /v1/directory/search) and share entries with the other directories by gossip; see docs/directory.md',
     env: 'DONGHAE_DIRECTORY',
     default: () => false,
+    parse: bool,
+  },
+  walletMailbox: {
+    description:
+      'hold sealed payment envelopes for recipients that are offline, until they collect them (each one paid for by a committed transfer; at most 2,048, 64 per recipient, 7 days); the node cannot read them; see docs/wallet.md',
+    env: 'DONGHAE_WALLET_MAILBOX',
+    default: () => true,
     parse: bool,
   },
 }

@@ -34,6 +34,11 @@ import { NodeInference } from './inference.ts'
 import { NodeExperts } from './experts.ts'
 import { NodeWebRtc } from './webrtc.ts'
 import { NodeDirectory, SIGNALLING_PATH } from './directory.ts'
+import { NodeWallet, nodeChainSource } from './wallet.ts'
+import type { ScryptParams } from '../wallet/ledger.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import { didFromPeerId, peerIdFromDid } from '../identity/peer-id.ts'
+import { describeError } from '../core/errors.ts'
 import { netApi, peerDid } from './adapters.ts'
 
 export interface FullNodeOptions {
@@ -67,6 +72,7 @@ export interface FullNodeOptions {
     | 'stunPort'
     | 'webrtcDirect'
     | 'directory'
+    | 'walletMailbox'
   >
   /** Extra multiaddrs to announce (the router's external address). */
   announce?: string[]
@@ -90,6 +96,17 @@ export interface FullNodeOptions {
   allowedHosts?: string[]
   /** Requests per client address per minute (config apiRateLimit). @default DEFAULT_RATE_LIMIT.max */
   rateLimitPerMinute?: number
+  /**
+   * The wallet (src/wallet/): its ledger in `<data>/wallet/` is encrypted under a key derived from
+   * `password` (the keystore's). Without it the node runs no wallet and its routes answer 503.
+   */
+  wallet?: {
+    password: string
+    /** Keep a mailbox for other people's envelopes (config walletMailbox). @default true */
+    mailbox?: boolean
+    /** scrypt parameters of a new ledger. */
+    scrypt?: ScryptParams
+  }
 }
 
 /** A node on libp2p with the inference market and its HTTP API. `stop()` undoes `start()` in reverse. */
@@ -276,6 +293,46 @@ export class FullNode {
         : undefined
       if (webrtc !== undefined) stops.push(() => webrtc.stop())
 
+      // the wallet (issue 14): payments with sealed details delivered peer to peer, the encrypted ledger
+      const walletOptions = options.wallet
+      const wallet =
+        walletOptions === undefined
+          ? undefined
+          : await NodeWallet.open({
+              chain: nodeChainSource(node),
+              key,
+              dataDir: options.dataDir,
+              password: walletOptions.password,
+              transport,
+              locate: async (did, signal) => {
+                const record = await network.resolveDid(did, { signal })
+                if (record === undefined || record.addresses.length === 0) return
+                const multiaddrs = record.addresses.flatMap((a) => {
+                  try {
+                    return [multiaddr(a)]
+                  } catch {
+                    return []
+                  }
+                })
+                await host.peerStore.merge(peerIdFromDid(did), { multiaddrs })
+              },
+              onPeer: (listener) => {
+                const onConnect = (evt: CustomEvent<{ toString(): string }>): void => {
+                  try {
+                    listener(didFromPeerId(evt.detail as never))
+                  } catch (err) {
+                    logger.debug({ err: describeError(err) }, 'a peer without a DID connected')
+                  }
+                }
+                host.addEventListener('peer:connect', onConnect as never)
+                return () => host.removeEventListener('peer:connect', onConnect as never)
+              },
+              ...(walletOptions.mailbox === undefined ? {} : { mailbox: walletOptions.mailbox }),
+              ...(walletOptions.scrypt === undefined ? {} : { scrypt: walletOptions.scrypt }),
+              logger,
+            })
+      if (wallet !== undefined) stops.push(() => wallet.stop())
+
       const operator: OperatorApi = {
         did: node.did,
         transfer: ({ to, amount, memo, fee }) =>
@@ -292,6 +349,7 @@ export class FullNode {
         experts,
         ...(webrtc === undefined ? {} : { webrtc }),
         ...(directory === undefined ? {} : { directory }),
+        ...(wallet === undefined ? {} : { wallet }),
         dashboardDir: options.dashboardDir ?? DASHBOARD_DIR,
         ...(options.cors === undefined ? {} : { cors: options.cors }),
         ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
@@ -308,6 +366,7 @@ export class FullNode {
       stops.push(() => network.stop())
       await inference.start()
       experts.start()
+      wallet?.start()
       metrics.blockCommitted({ height: node.app.head.height, txs: 0 })
       return new FullNode({ node, host, network, api, apiUrl, events, metrics, inference, experts }, controller, stops)
     } catch (err) {

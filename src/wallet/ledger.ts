@@ -183,6 +183,8 @@ export class WalletLedger {
   readonly #keys: Keys
   #head: Head
   #entries: LedgerEntry[]
+  /** Appends run one at a time, in call order (each one's index is the count when it runs). */
+  #tail: Promise<unknown> = Promise.resolve()
 
   private constructor(path: string, keys: Keys, head: Head, entries: LedgerEntry[]) {
     this.path = path
@@ -245,8 +247,20 @@ export class WalletLedger {
     return this.#entries.map((e) => ({ ...e, body: structuredClone(e.body) }))
   }
 
-  /** Appends `body` chained to the last entry; the line is on disk (fsynced) when this resolves. */
-  async append(body: LedgerBody, at: number = Date.now()): Promise<LedgerEntry> {
+  /**
+   * Appends `body` chained to the last entry; the line is on disk (fsynced) when this resolves.
+   * Concurrent calls are queued and written in call order.
+   */
+  append(body: LedgerBody, at: number = Date.now()): Promise<LedgerEntry> {
+    const run = this.#tail.then(
+      () => this.#append(body, at),
+      () => this.#append(body, at),
+    )
+    this.#tail = run.catch(() => {})
+    return run
+  }
+
+  async #append(body: LedgerBody, at: number): Promise<LedgerEntry> {
     const index = this.#entries.length
     const prev = this.#entries.at(-1)?.hash ?? ZERO_HASH.toString('hex')
     const plain = Buffer.from(JSON.stringify({ index, prev, at, body }))

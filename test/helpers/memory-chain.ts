@@ -18,7 +18,7 @@ import type { CommitCertificate } from '../../src/chain/bft/types.ts'
 import { blockId, checkBlockConsistency, commitHash, type Block, type BlockHeader } from '../../src/chain/block.ts'
 import { TxError } from '../../src/chain/errors.ts'
 import { genesisHash, type GenesisDoc } from '../../src/chain/genesis.ts'
-import { accountNonce, type BlockInfo, type StateMachine } from '../../src/chain/host.ts'
+import { accountNonce, type BlockInfo, type ChainEvent, type StateMachine } from '../../src/chain/host.ts'
 import type { TxOutcome } from '../../src/chain/app.ts'
 import { Mempool, type PoolEntry } from '../../src/chain/mempool.ts'
 import { PohChain } from '../../src/chain/poh/entries.ts'
@@ -64,6 +64,7 @@ export class MemoryChain implements ChainApi {
   readonly #trees: SparseMerkleTree[] = []
   #tree: SparseMerkleTree
   #head: Head
+  readonly #commitListeners = new Set<(block: Block, events: ChainEvent[]) => void>()
 
   constructor(options: MemoryChainOptions) {
     if (options.validators.length === 0) throw new Error('MemoryChain needs at least one validator')
@@ -165,6 +166,12 @@ export class MemoryChain implements ChainApi {
     return this.genesis
   }
 
+  /** Calls `listener` after every `commitPending` with the block and the events it emitted. */
+  onCommit(listener: (block: Block, events: ChainEvent[]) => void): () => void {
+    this.#commitListeners.add(listener)
+    return () => this.#commitListeners.delete(listener)
+  }
+
   /** Executes the pending transactions as the next block (consensus stand-in) and returns it. */
   commitPending(): Block {
     const height = this.#head.height + 1
@@ -179,10 +186,11 @@ export class MemoryChain implements ChainApi {
       lastCommitSigners: lastCommit === null ? null : new Set(lastCommit.precommits.map((v) => v.validator)),
     }
     const overlay = new StateOverlay(this.#tree)
-    const ignore = (): void => {}
-    this.machine.beginBlock(overlay, { ...info, emit: ignore })
-    const included = this.#deliverPending(overlay, info)
-    this.machine.endBlock(overlay, { ...info, emit: ignore })
+    const events: ChainEvent[] = []
+    const emit = (event: ChainEvent): void => void events.push(event)
+    this.machine.beginBlock(overlay, { ...info, emit })
+    const included = this.#deliverPending(overlay, info, emit)
+    this.machine.endBlock(overlay, { ...info, emit })
     const tree = this.#tree.apply(overlay.changes())
     const block = this.#buildBlock(
       info,
@@ -198,15 +206,20 @@ export class MemoryChain implements ChainApi {
     this.#trees.push(tree)
     this.#head = { height, id, pohEnd: block.header.pohEnd, time: info.time }
     this.mempool.update(tree)
+    for (const listener of [...this.#commitListeners]) listener(block, events)
     return block
   }
 
   /** Each reaped transaction that passes its ante checks on top of the ones before it; the others leave the pool. */
-  #deliverPending(overlay: StateOverlay, info: BlockInfo): Array<{ entry: PoolEntry; reason?: string }> {
+  #deliverPending(
+    overlay: StateOverlay,
+    info: BlockInfo,
+    emit: (event: ChainEvent) => void,
+  ): Array<{ entry: PoolEntry; reason?: string }> {
     const included: Array<{ entry: PoolEntry; reason?: string }> = []
     for (const entry of this.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
       try {
-        const result = this.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, () => {}, {
+        const result = this.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, emit, {
           signatureChecked: true,
         })
         included.push(result.ok ? { entry } : { entry, reason: result.error.reason })

@@ -13,7 +13,7 @@ import { takeTokenFromLocation } from './token.ts'
 import { Badge } from './ui.tsx'
 import './styles.css'
 
-/** A page whose code loads when it is first opened (the Directory's WebRTC client is not in the first load). */
+/** A page whose code loads when it is first opened (the Directory's WebRTC client, the Wallet: not in the first load). */
 function lazyPage(load: () => Promise<ComponentType<{ live: NodeLive }>>): ComponentType<{ live: NodeLive }> {
   let loaded: Promise<ComponentType<{ live: NodeLive }>> | undefined
   return function LazyPage(props: { live: NodeLive }) {
@@ -41,6 +41,7 @@ const PAGES = [
   { id: 'inference', label: 'Inference', view: Inference },
   { id: 'experts', label: 'Experts', view: Experts },
   { id: 'directory', label: 'Directory', view: lazyPage(() => import('./directory.tsx').then((m) => m.Directory)) },
+  { id: 'wallet', label: 'Wallet', view: lazyPage(() => import('./wallet.tsx').then((m) => m.Wallet)) },
   { id: 'accounts', label: 'Accounts', view: Accounts },
 ] as const
 
@@ -105,3 +106,20 @@ takeTokenFromLocation()
 const live = new NodeLive(window.location.origin)
 live.start()
 render(<App live={live} />, document.getElementById('app') as HTMLElement)
+
+// The service worker (public/sw.js) makes the dashboard an installable app that starts offline; it
+// never stores what the API answers. Browsers offer it only to secure origins (https, localhost).
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  // The entry script's name changes with every build: a new build installs the worker again, which
+  // stores that build's files and forgets the previous one's.
+  const build = new URL(import.meta.url).pathname.replace(/^.*\//, '')
+  const register = (): void => {
+    navigator.serviceWorker
+      .register(`/sw.js?build=${encodeURIComponent(build)}`, { scope: '/' })
+      .catch((err: unknown) => {
+        console.warn('the service worker did not register: the dashboard works, but not offline', err)
+      })
+  }
+  if (document.readyState === 'complete') register()
+  else window.addEventListener('load', register, { once: true })
+}

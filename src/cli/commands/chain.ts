@@ -11,14 +11,14 @@ import { parseUint64 } from '../../core/uint.ts'
 import { MAX_MEMO_BYTES } from '../../bank/bank.ts'
 import { encodeTx, signTx } from '../../chain/tx.ts'
 import { parseDidKey } from '../../identity/did-key.ts'
-import { decryptKeystore, readKeystoreFile } from '../../identity/keystore.ts'
+import { readKeystoreFile } from '../../identity/keystore.ts'
 import { DonghaeClient } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, DEFAULT_WAIT_TIMEOUT_MS, NODE_URL_ENV, WAIT_POLL_INTERVAL_MS } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
 import type { AccountJson, StatusJson, TxStatusJson } from '../../api/schemas.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
-import { obtainPassword } from '../password.ts'
+import { unlockHomeKeystore } from '../password.ts'
 
 interface TxOptions {
   fee: string
@@ -122,11 +122,11 @@ async function sendTx(ctx: CliContext, client: DonghaeClient, request: TxRequest
   const keystore = await readKeystoreFile(ctx.home.keystore)
   const { chainId } = await client.status()
   const nonce = nonceFlag ?? BigInt((await client.account(keystore.did)).nonce)
-  const password = await obtainPassword(
+  const { keyPair: key } = await unlockHomeKeystore(
+    ctx.home,
     { prompt: `Password of ${keystore.did}` },
     { passwordFile: options.passwordFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr },
   )
-  const key = await decryptKeystore(keystore, password)
   const signed = signTx(key, { chainId, nonce, fee, kind: request.kind, body: request.body })
   const { hash } = await client.submitTx(encodeTx(signed))
   const result: Record<string, unknown> = {

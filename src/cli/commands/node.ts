@@ -1,7 +1,6 @@
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { readGenesisFile } from '../../chain/genesis.ts'
-import { loadKeystore } from '../../identity/keystore.ts'
 import { FullNode } from '../../node/full-node.ts'
 import { behaviourFromEnv } from '../../node/inference.ts'
 import { loadOrCreateApiToken } from '../../api/auth.ts'
@@ -10,7 +9,7 @@ import { createLogger } from '../../core/logger.ts'
 import { DEFAULT_LOG_KEEP, RotatingLogFile } from '../log-file.ts'
 import { createContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
-import { obtainPassword } from '../password.ts'
+import { unlockHomeKeystore } from '../password.ts'
 
 interface NodeOptions {
   genesis?: string
@@ -74,11 +73,12 @@ Examples:
       const ctx = createContext(command, io)
       const { config } = ctx.config()
       const genesis = await readGenesisFile(options.genesis ?? join(ctx.home.dir, 'genesis.json'))
-      const password = await obtainPassword(
+      // --password-file, DONGHAE_PASSWORD, the platform's keychain (donghae keys --keychain), the prompt
+      const { keyPair: key, password } = await unlockHomeKeystore(
+        ctx.home,
         { prompt: 'Keystore password' },
         { passwordFile: options.passwordFile, env: io.env, stdin: io.stdin, stderr: io.stderr },
       )
-      const key = await loadKeystore(ctx.home.keystore, password)
       const maxMb = Number(options.logMaxMb)
       if (!Number.isFinite(maxMb) || maxMb < 0.01) throw new CliError('--log-max-mb must be a positive number, e.g. 10')
       const logFile =
@@ -104,6 +104,8 @@ Examples:
           cors: config.apiCors,
           allowedHosts: config.apiAllowedHosts,
           rateLimitPerMinute: config.apiRateLimit,
+          // the wallet's ledger is encrypted under the keystore's password (docs/wallet.md)
+          wallet: { password, mailbox: config.walletMailbox },
           inference: {
             modelDirs: [join(ctx.home.dir, 'models')],
             behaviour: behaviourFromEnv(io.env.DONGHAE_UNSAFE_WORKER),
