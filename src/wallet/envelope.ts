@@ -274,6 +274,19 @@ function parseDetails(raw: unknown): PaymentDetails {
   return details
 }
 
+/** The X25519 twin of a wallet's key, derived once per key pair (it costs about as much as the box). */
+const X25519_KEYS = new WeakMap<Ed25519KeyPair, { publicKey: Uint8Array; secretKey: Uint8Array }>()
+
+function x25519Of(key: Ed25519KeyPair): { publicKey: Uint8Array; secretKey: Uint8Array } {
+  let keys = X25519_KEYS.get(key)
+  if (keys === undefined) {
+    const x = key.toX25519()
+    keys = { publicKey: x.publicKey, secretKey: x.exportPrivateKey() }
+    X25519_KEYS.set(key, keys)
+  }
+  return keys
+}
+
 export interface OpenedPayment {
   details: PaymentDetails
   envelopeHash: Uint8Array
@@ -288,8 +301,8 @@ export interface OpenedPayment {
 export function openPayment(recipient: Ed25519KeyPair, envelope: Uint8Array): OpenedPayment {
   if (!(envelope instanceof Uint8Array) || envelope.length > MAX_ENVELOPE_BYTES)
     throw new EnvelopeFormatError(`an envelope is bytes, at most ${MAX_ENVELOPE_BYTES} of them`)
-  const x = recipient.toX25519()
-  const inner = boxOpen(envelope, x.publicKey, x.exportPrivateKey())
+  const x = x25519Of(recipient)
+  const inner = boxOpen(envelope, x.publicKey, x.secretKey)
   if (inner === undefined)
     throw new EnvelopeNotForUsError('this envelope is not sealed to this wallet (or it was damaged on the way)')
   let raw: unknown

@@ -276,7 +276,7 @@ test('an envelope above MAX_ENVELOPE_BYTES is refused before any crypto runs', (
     // control: the same instrumentation sees the crypto of an envelope within the limit
     refused(boxSeal(encode({ pad: new Uint8Array(1000) }), recipientKey(did(bob))))
     assert.equal(seal.mock.callCount(), 1)
-    assert.equal(derive.mock.callCount(), 1)
+    assert.ok(derive.mock.callCount() <= 1, 'derived at most once (it is cached per key pair)')
     // 10 MiB of garbage: refused as fast, no crypto either
     assert.ok(refused(new Uint8Array(10 * 1024 * 1024)) instanceof EnvelopeFormatError)
     assert.equal(seal.mock.callCount(), 1)
