@@ -10,11 +10,9 @@
 // session on node1. Screenshots go to test-artifacts/dashboard/.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { DonghaeClient } from '../src/api/client.ts'
 import { DEMO_LM_NAME } from '../src/inference/demo-models.ts'
@@ -22,6 +20,7 @@ import { waitFor } from './helpers/chain-net.ts'
 import { runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
+import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page (the tests' tsconfig has no DOM).
 declare const window: { location: { hash: string }; innerWidth: number; scrollTo(x: number, y: number): void }
@@ -35,19 +34,8 @@ declare class MutationObserver {
   disconnect(): void
 }
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-]
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url))
-const SKIP = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) to run the dashboard's browser tests`
+const ARTIFACTS = DASHBOARD_ARTIFACTS
+const SKIP = CHROMIUM_SKIP
 const PROMPT = 'Is there a table for two tonight?'
 const MAX_TOKENS = 40
 

@@ -10,18 +10,17 @@
 // dashboard starts with the network off. Screenshots go to test-artifacts/dashboard/.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { DonghaeClient } from '../src/api/client.ts'
 import type { WalletPaymentView, WalletSummary } from '../src/api/wallet-api.ts'
 import { runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
+import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page (the tests' tsconfig has no DOM).
 interface PageElement {
@@ -49,19 +48,8 @@ declare class MutationObserver {
   observe(target: unknown, options: { subtree: boolean; childList: boolean; attributes: boolean }): void
 }
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-]
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url))
-const SKIP = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) to run the dashboard's browser tests`
+const ARTIFACTS = DASHBOARD_ARTIFACTS
+const SKIP = CHROMIUM_SKIP
 const MEMO = 'Two bowls of chowder, harbour table 🐋 — thank you!'
 const AMOUNT = '4321'
 const INVOICE = { name: 'invoice-42.txt', text: 'INVOICE 42\n2 × chowder  4000\nservice      321\n' }

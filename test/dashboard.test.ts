@@ -7,11 +7,9 @@
 // arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { DonghaeClient } from '../src/api/client.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
@@ -19,6 +17,7 @@ import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
+import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page; these are the browser
 // globals they use (the tests' tsconfig has no DOM library).
@@ -35,20 +34,9 @@ declare class MutationObserver {
 }
 declare const localStorage: { getItem(key: string): string | null }
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-]
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url))
+const ARTIFACTS = DASHBOARD_ARTIFACTS
 const PAGES = ['overview', 'network', 'chain', 'inference', 'experts', 'accounts'] as const
-const SKIP = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) to run the dashboard's browser tests`
+const SKIP = CHROMIUM_SKIP
 
 interface DevnetInfo {
   dashboard: string

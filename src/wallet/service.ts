@@ -43,6 +43,7 @@ import {
   sealPayment,
   type CommittedTransfer,
   type OpenedPayment,
+  type PaymentDetails,
 } from './envelope.ts'
 import { WalletLedger, type LedgerEntry, type ScryptParams } from './ledger.ts'
 import { Mailbox } from './mailbox.ts'
@@ -218,6 +219,24 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   await rename(tmp, path)
 }
 
+/** The ledger entry of a payment sent or received (its later status and receipt are entries of their own). */
+function paymentEntry(dir: 'sent' | 'received', d: PaymentDetails, envelope: string): Record<string, unknown> {
+  return {
+    type: 'payment',
+    dir,
+    id: toHex(d.id),
+    from: d.from,
+    to: d.to,
+    amount: d.amount.toString(),
+    memo: d.memo,
+    ...(d.invoice === undefined
+      ? {}
+      : { invoice: { name: d.invoice.name, base64: Buffer.from(d.invoice.bytes).toString('base64') } }),
+    createdAt: d.createdAt,
+    envelope,
+  }
+}
+
 function str(value: unknown): string {
   return typeof value === 'string' ? value : ''
 }
@@ -387,20 +406,7 @@ export class WalletService {
     const id = toHex(sealed.details.id)
     const hash = toHex(sealed.envelopeHash)
     const d = sealed.details
-    await this.#append({
-      type: 'payment',
-      dir: 'sent',
-      id,
-      from: d.from,
-      to: d.to,
-      amount: d.amount.toString(),
-      memo: d.memo,
-      ...(d.invoice === undefined
-        ? {}
-        : { invoice: { name: d.invoice.name, base64: Buffer.from(d.invoice.bytes).toString('base64') } }),
-      createdAt: d.createdAt,
-      envelope: hash,
-    })
+    await this.#append(paymentEntry('sent', d, hash))
     const now = this.#clock.now()
     const item: OutboxItem = {
       id,
@@ -781,23 +787,7 @@ export class WalletService {
         throw new EnvelopeMismatchError(`the transfer ${toHex(tx)} failed on chain (${committed.reason ?? 'failed'})`)
       matchTransfer(opened, committed.tx)
       const d = opened.details
-      await this.#append({
-        type: 'payment',
-        dir: 'received',
-        id: toHex(d.id),
-        from: d.from,
-        to: d.to,
-        amount: d.amount.toString(),
-        memo: d.memo,
-        ...(d.invoice === undefined
-          ? {}
-          : { invoice: { name: d.invoice.name, base64: Buffer.from(d.invoice.bytes).toString('base64') } }),
-        createdAt: d.createdAt,
-        envelope: hash,
-        tx: toHex(tx),
-        height: committed.height,
-        via,
-      })
+      await this.#append({ ...paymentEntry('received', d, hash), tx: toHex(tx), height: committed.height, via })
       this.#log.info({ id: toHex(d.id), from: d.from, amount: d.amount.toString(), via }, 'payment received')
       return this.#receiptFor(opened, this.#payments.get(toHex(d.id)) as PaymentState)
     } finally {
