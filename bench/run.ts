@@ -25,6 +25,7 @@ import { directoryBenches, DIRECTORY_BENCH_NAMES } from './directory.bench.ts'
 import { webrtcBenches, WEBRTC_BENCH_NAMES } from './webrtc.bench.ts'
 import { webrtcBrowserBenches, WEBRTC_BROWSER_BENCH_NAMES } from './webrtc-browser.bench.ts'
 import { walletBenches, WALLET_BENCH_NAMES } from './wallet.bench.ts'
+import { flBenches, FL_BENCH_NAMES } from './fl.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -91,6 +92,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: WEBRTC_BENCH_NAMES, run: () => webrtcBenches(quick) },
   { names: WEBRTC_BROWSER_BENCH_NAMES, run: () => webrtcBrowserBenches(quick) },
   { names: WALLET_BENCH_NAMES, run: () => walletBenches(options, quick) },
+  { names: FL_BENCH_NAMES, run: () => flBenches(options, quick) },
 ]
 
 const only = values.only

@@ -66,6 +66,12 @@ import { WebRtcConnectError } from '../net/webrtc/peer.ts'
 import type { DirectoryApi } from './directory-api.ts'
 import { directoryRoutes, noDirectoryRoutes } from './routes/directory.ts'
 import type { WalletApi } from './wallet-api.ts'
+import type { FlApi } from './fl-api.ts'
+import { flRoutes } from './routes/fl.ts'
+import type { GovernanceApi } from './governance-api.ts'
+import type { ArenaApi } from './arena-api.ts'
+import { arenaRoutes } from './routes/arena.ts'
+import { governanceRoutes } from './routes/governance.ts'
 import { noWalletRoutes, walletRoutes } from './routes/wallet.ts'
 
 export interface ApiServerOptions {
@@ -78,6 +84,12 @@ export interface ApiServerOptions {
    * answer 404 saying the node runs no experts service.
    */
   experts?: ExpertsApi
+  /** FL Alliance routes (routes/fl.ts: /v1/fl/tasks…, /v1/fl/blobs…). Without it those paths are 404. */
+  fl?: FlApi
+  /** Governance routes (routes/governance.ts: /v1/gov/…). Without it those paths are 404. */
+  governance?: GovernanceApi
+  /** AI Arena routes (routes/arena.ts: /v1/arena/…). Without it those paths are 404. */
+  arena?: ArenaApi
   /** Network routes (/v1/net, /v1/did) when the node runs on libp2p. */
   net?: NetApi
   /** Signed WebRTC signalling (routes/webrtc.ts: /v1/webrtc/…, the seed's /receive-offer), open to any origin. */
@@ -306,6 +318,9 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   if (options.inference !== undefined) app.register(inferenceRoutes, { inference: options.inference })
   if (options.experts !== undefined) app.register(expertsRoutes, { experts: options.experts })
   else app.register(noExpertsRoutes)
+  if (options.fl !== undefined) app.register(flRoutes, { fl: options.fl })
+  if (options.governance !== undefined) app.register(governanceRoutes, { governance: options.governance })
+  if (options.arena !== undefined) app.register(arenaRoutes, { arena: options.arena })
   if (options.directory !== undefined) app.register(directoryRoutes, { directory: options.directory })
   else app.register(noDirectoryRoutes)
   if (options.wallet !== undefined) app.register(walletRoutes, { wallet: options.wallet })

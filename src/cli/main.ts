@@ -20,6 +20,9 @@ import { registerSim } from './commands/sim.ts'
 import { registerNat } from './commands/nat.ts'
 import { registerInference } from './commands/inference.ts'
 import { registerExperts } from './commands/experts.ts'
+import { registerFl } from './commands/fl.ts'
+import { registerGovernance } from './commands/governance.ts'
+import { registerArena } from './commands/arena.ts'
 import { registerDirectory } from './commands/directory.ts'
 import { registerWallet } from './commands/wallet.ts'
 import { registerService } from './commands/service.ts'
@@ -78,6 +81,9 @@ Docs: README.md and docs/architecture.md`,
   registerNat(program, io)
   registerInference(program, io)
   registerExperts(program, io)
+  registerFl(program, io)
+  registerGovernance(program, io)
+  registerArena(program, io)
   registerDirectory(program, io)
   registerWallet(program, io)
   registerService(program, io)

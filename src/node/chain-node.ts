@@ -34,6 +34,9 @@ import { bankModule, feeCollector, balanceOf } from '../bank/bank.ts'
 import { stakingModule, validatorSetAt, validatorRecord, unbondingOf, retainedProofKeys } from '../staking/staking.ts'
 import { inferenceModule } from '../inference/chain/module.ts'
 import { expertsModule } from '../experts/chain/module.ts'
+import { governanceModule } from '../governance/chain/module.ts'
+import { arenaModule } from '../arena/chain/module.ts'
+import { flModule } from '../fl/chain/module.ts'
 import { OwnTxQueue } from './own-txs.ts'
 import { accountNonce } from '../chain/host.ts'
 import type { AccountView, ChainApi, NodeStatus } from '../api/chain-api.ts'
@@ -121,6 +124,9 @@ export class DonghaeNode {
           stakingModule(genesis.params),
           inferenceModule(genesis.params),
           expertsModule(genesis.params),
+          governanceModule(genesis.params),
+          arenaModule(genesis.params),
+          flModule(genesis.params),
         ],
         fees: feeCollector,
         minFee: genesis.params.minFee,

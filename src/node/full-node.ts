@@ -35,6 +35,9 @@ import { NodeExperts } from './experts.ts'
 import { NodeWebRtc } from './webrtc.ts'
 import { NodeDirectory, SIGNALLING_PATH } from './directory.ts'
 import { NodeWallet, nodeChainSource } from './wallet.ts'
+import { NodeFl } from './fl.ts'
+import { NodeGovernance } from './governance.ts'
+import { NodeArena } from './arena.ts'
 import type { ScryptParams } from '../wallet/ledger.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { didFromPeerId, peerIdFromDid } from '../identity/peer-id.ts'
@@ -268,6 +271,29 @@ export class FullNode {
       })
       stops.push(() => experts.stop())
 
+      // FL Alliance (issue 15): tasks and rounds from the chain, their blobs in the content store
+      const fl = new NodeFl({
+        chain: { state: () => node.app.state, height: () => node.app.head.height },
+        files: inference.blobs,
+        logger,
+      })
+      // AI Arena (issue 15): tasks, trainer and validator roles driven by commits, weights in the content store
+      const arena = new NodeArena({
+        node,
+        files: inference.blobs,
+        peers: () => transport.peers().filter((p) => p !== node.did),
+        dataDir: options.dataDir,
+        logger,
+      })
+      await arena.start()
+      stops.push(() => arena.stop())
+      // governance (issue 15): proposals, tallies and the governed parameters, from the chain's state
+      const governance = new NodeGovernance({
+        state: () => node.app.state,
+        height: () => node.app.head.height,
+        genesis,
+      })
+
       // the DID directory (config directory): an index in the data dir, gossip on this transport,
       // DID records from the DHT for `resolve`, the node's key for its own entry
       const directory = config.directory
@@ -347,6 +373,9 @@ export class FullNode {
         operator,
         inference,
         experts,
+        fl,
+        governance,
+        arena,
         ...(webrtc === undefined ? {} : { webrtc }),
         ...(directory === undefined ? {} : { directory }),
         ...(wallet === undefined ? {} : { wallet }),

@@ -42,6 +42,9 @@ const PAGES = [
   { id: 'experts', label: 'Experts', view: Experts },
   { id: 'directory', label: 'Directory', view: lazyPage(() => import('./directory.tsx').then((m) => m.Directory)) },
   { id: 'wallet', label: 'Wallet', view: lazyPage(() => import('./wallet.tsx').then((m) => m.Wallet)) },
+  { id: 'arena', label: 'Arena', view: lazyPage(() => import('./arena.tsx').then((m) => m.Arena)) },
+  { id: 'fl', label: 'FL', view: lazyPage(() => import('./fl.tsx').then((m) => m.Fl)) },
+  { id: 'governance', label: 'Governance', view: lazyPage(() => import('./governance.tsx').then((m) => m.Governance)) },
   { id: 'accounts', label: 'Accounts', view: Accounts },
 ] as const
 

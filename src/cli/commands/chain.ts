@@ -115,7 +115,12 @@ async function waitForCommit(
 }
 
 /** Signs `request` with the home keystore, posts it, and optionally waits for its block. */
-async function sendTx(ctx: CliContext, client: DonghaeClient, request: TxRequest, options: TxOptions): Promise<void> {
+export async function sendTx(
+  ctx: CliContext,
+  client: DonghaeClient,
+  request: TxRequest,
+  options: TxOptions,
+): Promise<void> {
   const fee = parseUint64(options.fee, '--fee')
   const nonceFlag = options.nonce === undefined ? undefined : parseUint64(options.nonce, '--nonce')
   const timeoutMs = waitTimeoutMs(options.timeout)
@@ -154,7 +159,7 @@ async function sendTx(ctx: CliContext, client: DonghaeClient, request: TxRequest
 }
 
 /** Adds the options every transaction command shares (after the command's own). */
-function txOptions(command: Command): Command {
+export function txOptions(command: Command): Command {
   return command
     .option('--fee <n>', 'fee in base units', '1')
     .option('--nonce <n>', "the transaction's nonce (default: the account's next nonce, from the node)")

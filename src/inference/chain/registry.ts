@@ -17,6 +17,7 @@
  *       worker serves; only declared workers settle jobs on a model and are drawn to audit it.
  */
 import type { TxHandler } from '../../chain/host.ts'
+import { governedList } from '../../chain/governed.ts'
 import type { StateOverlay } from '../../chain/state-view.ts'
 import { burn, credit, debit } from '../../bank/bank.ts'
 import { takeMatured } from '../../staking/staking.ts'
@@ -55,6 +56,9 @@ import {
   type WorkerRecord,
 } from './state.ts'
 
+/** The governed parameter listing the models the network serves (declared in src/governance/registry.ts). */
+export const MODEL_ALLOW_LIST = 'inference.modelAllowList'
+
 /** Registers a model for `owner` with `deposit` already taken; the name's pointer moves to it. */
 export function registerModel(
   state: StateOverlay,
@@ -64,6 +68,10 @@ export function registerModel(
   deposit: bigint,
 ): ModelRecord {
   if (modelByCid(state, spec.cid) !== undefined) refuse('model-exists', `model ${spec.cid} is registered`)
+  // governance's model allow-list (src/governance/registry.ts): empty allows every model
+  const allowed = governedList(state, MODEL_ALLOW_LIST, [])
+  if (allowed.length > 0 && !allowed.includes(spec.name) && !allowed.includes(spec.cid))
+    refuse('model-not-allowed', `${spec.name} (${spec.cid}) is not on the network's model allow-list`)
   const current = modelByName(state, spec.name)
   if (current !== undefined && current.owner !== owner)
     refuse('name-taken', `the name ${spec.name} belongs to ${current.owner}`)

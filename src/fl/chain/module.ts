@@ -1,0 +1,483 @@
+/**
+ * fl: FLock's FL Alliance on chain (seed 003, issue 15 part 3) — federated rounds on a task's
+ * consensus model. A task escrows a reward pool; participants escrow a bond and join; each round
+ * splits them by a block hash into proposers, who train on data that never leaves their machine
+ * and upload updates sealed to the round's voters, and voters, who aggregate the updates with the
+ * task's rule, evaluate the aggregate and vote; the majority's aggregate becomes the global model.
+ * Blobs live in the content store by CID (src/fl/blob.ts); the chain holds CIDs and digests only.
+ * Money is bigint base units, accuracies ppm integers: no floating point touches state.
+ *
+ * Transactions (`fl.<kind>`, dag-cbor bodies decoded strictly by decode.ts):
+ *
+ *   create  The terms (TaskTerms in state.ts): name, the MLP's widths and input divisor, the
+ *           initial global model (CID + digest), the aggregation rule and f (its condition —
+ *           Krum n ≥ 2f + 3, Bulyan n ≥ 4f + 3, … — checked on the round's proposer count,
+ *           participants − voters: 'malformed' otherwise), rounds, upload and vote windows,
+ *           join window, pool, bond, participants, voters, slash share. Refused 'pool-too-small'
+ *           below the governed `fl.minRewardPool`, 'round-too-long' when upload + vote blocks pass
+ *           the governed `fl.maxRoundBlocks`. The pool moves to the escrow (`spends`). The task
+ *           id counts from 1. Emits `fl.created`.
+ *
+ *   join    { task, bond }: the bond (= the task's: 'bad-bond') moves to the escrow. Only while
+ *           the task is open ('not-open'), not yet full ('task-full') and its join window
+ *           lasts ('join-closed'), once ('already-joined'). The join that fills the task schedules round 1 for the end of the
+ *           next block. Emits `fl.joined`.
+ *
+ *   update  { task, round, cid, digest, bytes, samples }: a proposer's sealed update. Refused
+ *           'unknown-task', 'not-running', 'wrong-round' (not the current round),
+ *           'not-participant', 'not-proposer' (a voter, this round), 'upload-closed' (past the
+ *           upload window), 'duplicate-update' (one per proposer per round), 'too-large' (over
+ *           MAX_FL_BLOB_BYTES), 'duplicate-cid' (a blob already named on chain: a copied update).
+ *           Emits `fl.update`.
+ *
+ *   vote    { task, round, approve, aggregate?, accuracyPpm, excluded }: a voter's verdict.
+ *           Refused 'unknown-task', 'not-running', 'wrong-round', 'not-participant',
+ *           'not-voter' (a proposer, this round), 'too-early' (the upload window is still open),
+ *           'duplicate-vote', 'bad-excluded' (a DID that is not a proposer with an update on
+ *           chain). Emits `fl.vote`.
+ *
+ * End of block, for the tasks due at that height: an open task that is full starts round 1; one
+ * whose join window closed unfilled is cancelled (pool and bonds returned); a running task whose
+ * vote window ends settles the round (settlement.ts: pay, slash, the next global model) and opens
+ * the next round or finishes (remaining pool back to the creator, remaining bonds back to the
+ * participants). A round opens at the end of block `start`: updates are taken in blocks
+ * start+1 … start+uploadBlocks, votes after that until start+uploadBlocks+voteBlocks, at the end
+ * of which it settles. Slashed bond is burned. Events: `fl.round` (opened), `fl.settled`,
+ * `fl.slashed`, `fl.finished`, `fl.cancelled`.
+ *
+ * State layout: state.ts.
+ */
+import type { BlockContext, ChainEvent, ChainModule, TxHandler } from '../../chain/host.ts'
+import type { ChainParams } from '../../chain/genesis.ts'
+import type { StateOverlay } from '../../chain/state-view.ts'
+import { burn, credit, debit } from '../../bank/bank.ts'
+import { toHex } from '../../core/bytes.ts'
+import { governedUint, type GovernedParam } from '../../governance/params.ts'
+import {
+  MAX_FL_BLOB_BYTES,
+  decodeCreate,
+  decodeJoin,
+  decodeUpdate,
+  decodeVote,
+  refuse,
+  type CreateBody,
+  type JoinBody,
+  type UpdateBody,
+  type VoteBody,
+} from './decode.ts'
+import { roleSeed, settleRound, splitRoles } from './settlement.ts'
+import {
+  NEXT_KEY,
+  addEscrow,
+  dueSet,
+  listParticipants,
+  nameCid,
+  nextTaskId,
+  participantsSet,
+  readCid,
+  readParticipant,
+  readRound,
+  readTask,
+  readUpdate,
+  readVote,
+  roundUpdates,
+  roundVotes,
+  updateKey,
+  voteKey,
+  writeParticipant,
+  writeRound,
+  writeTask,
+  type ParticipantRecord,
+  type RoundRecord,
+  type TaskRecord,
+} from './state.ts'
+
+export * from './state.ts'
+
+type Emit = (event: ChainEvent) => void
+
+/** Smallest reward pool of a task, unless governance sets `fl.minRewardPool`. @default 1000 */
+export const DEFAULT_MIN_REWARD_POOL = 1_000n
+/** Longest round (upload + vote blocks), unless governance sets `fl.maxRoundBlocks`. @default 600 */
+export const DEFAULT_MAX_ROUND_BLOCKS = 600n
+
+/** The fl parameters governance may change (src/governance/params.ts). */
+export const FL_GOVERNED_PARAMS: readonly GovernedParam[] = [
+  {
+    name: 'fl.minRewardPool',
+    kind: 'uint',
+    min: 1n,
+    description: 'smallest reward pool an fl.create may escrow, base units',
+  },
+  {
+    name: 'fl.maxRoundBlocks',
+    kind: 'uint',
+    min: 2n,
+    max: 100_000n,
+    description: 'longest round an FL task may set (its upload window plus its vote window), blocks',
+  },
+]
+
+function mustTask(state: StateOverlay, id: number): TaskRecord {
+  const task = readTask(state, id)
+  if (task === undefined) refuse('unknown-task', `no FL task ${id}`)
+  return task
+}
+
+/** The current round of a running task, checked against the body's. */
+function currentRound(state: StateOverlay, task: TaskRecord, round: number): RoundRecord {
+  if (task.status !== 'running') refuse('not-running', `FL task ${task.id} is ${task.status}`)
+  if (round !== task.round) refuse('wrong-round', `FL task ${task.id} is in round ${task.round}, not ${round}`)
+  const record = readRound(state, task.id, round)
+  if (record === undefined) refuse('wrong-round', `FL task ${task.id} has no round ${round}`)
+  return record
+}
+
+function mustParticipant(state: StateOverlay, task: TaskRecord, did: string): ParticipantRecord {
+  const p = readParticipant(state, task.id, did)
+  if (p === undefined) refuse('not-participant', `${did} has not joined FL task ${task.id}`)
+  return p
+}
+
+function reschedule(state: StateOverlay, task: TaskRecord, height: number): void {
+  if (task.nextDue !== 0) dueSet(task.nextDue).delete(state, String(task.id))
+  task.nextDue = height
+  if (height !== 0) dueSet(height).add(state, String(task.id))
+}
+
+// ---- transactions ------------------------------------------------------------------------------
+
+const createTx: TxHandler<CreateBody> = {
+  decodeBody: decodeCreate,
+  spends: (body) => body.pool,
+  apply(state, tx, body, ctx) {
+    const minPool = governedUint(state, 'fl.minRewardPool', DEFAULT_MIN_REWARD_POOL)
+    if (body.pool < minPool) refuse('pool-too-small', `the reward pool must be at least ${minPool}`)
+    const maxRound = governedUint(state, 'fl.maxRoundBlocks', DEFAULT_MAX_ROUND_BLOCKS)
+    if (BigInt(body.uploadBlocks + body.voteBlocks) > maxRound)
+      refuse('round-too-long', `uploadBlocks + voteBlocks must be at most ${maxRound} (fl.maxRoundBlocks)`)
+    const id = nextTaskId(state)
+    debit(state, tx.sender, body.pool)
+    addEscrow(state, body.pool)
+    const task: TaskRecord = {
+      ...body,
+      id,
+      creator: tx.sender,
+      createdAt: ctx.height,
+      status: 'open',
+      round: 0,
+      global: body.initial,
+      remaining: body.pool,
+      joined: 0,
+      paid: 0n,
+      slashed: 0n,
+      nextDue: 0,
+    }
+    reschedule(state, task, ctx.height + body.joinBlocks)
+    writeTask(state, task)
+    state.write(NEXT_KEY, id + 1)
+    nameCid(state, body.initial.cid, { task: id, round: 0, kind: 'initial', did: tx.sender, bytes: 0 })
+    ctx.emit({
+      type: 'fl.created',
+      attributes: {
+        task: String(id),
+        name: body.name,
+        creator: tx.sender,
+        rule: body.rule,
+        rounds: String(body.rounds),
+        pool: String(body.pool),
+      },
+    })
+  },
+}
+
+const joinTx: TxHandler<JoinBody> = {
+  decodeBody: decodeJoin,
+  spends: (body) => body.bond,
+  apply(state, tx, body, ctx) {
+    const task = mustTask(state, body.task)
+    if (task.status !== 'open')
+      refuse('not-open', `FL task ${task.id} is ${task.status}; it takes no more participants`)
+    if (ctx.height > task.createdAt + task.joinBlocks)
+      refuse('join-closed', `FL task ${task.id}'s join window closed at height ${task.createdAt + task.joinBlocks}`)
+    if (task.joined >= task.participants)
+      refuse('task-full', `FL task ${task.id} has its ${task.participants} participants; round 1 is about to open`)
+    if (body.bond !== task.bond) refuse('bad-bond', `FL task ${task.id} asks a bond of ${task.bond}, not ${body.bond}`)
+    if (readParticipant(state, task.id, tx.sender) !== undefined)
+      refuse('already-joined', `${tx.sender} already joined FL task ${task.id}`)
+    debit(state, tx.sender, task.bond)
+    addEscrow(state, task.bond)
+    writeParticipant(state, task.id, {
+      did: tx.sender,
+      bond: task.bond,
+      joinedAt: ctx.height,
+      paid: 0n,
+      slashed: 0n,
+      returned: 0n,
+      proposed: 0,
+      voted: 0,
+      excluded: 0,
+    })
+    task.joined += 1
+    // full: round 1 opens at the end of the next block, whose parent id nobody knew when joining
+    if (task.joined === task.participants) reschedule(state, task, ctx.height + 1)
+    writeTask(state, task)
+    ctx.emit({
+      type: 'fl.joined',
+      attributes: { task: String(task.id), did: tx.sender, joined: String(task.joined) },
+    })
+  },
+}
+
+const updateTx: TxHandler<UpdateBody> = {
+  decodeBody: decodeUpdate,
+  apply(state, tx, body, ctx) {
+    const task = mustTask(state, body.task)
+    const round = currentRound(state, task, body.round)
+    const participant = mustParticipant(state, task, tx.sender)
+    if (!round.proposers.includes(tx.sender))
+      refuse('not-proposer', `${tx.sender} is a voter of round ${round.round}, not a proposer`)
+    if (ctx.height > round.uploadEnd)
+      refuse('upload-closed', `round ${round.round}'s upload window closed at height ${round.uploadEnd}`)
+    if (readUpdate(state, task.id, round.round, tx.sender) !== undefined)
+      refuse('duplicate-update', `${tx.sender} already uploaded an update in round ${round.round}`)
+    if (body.bytes > MAX_FL_BLOB_BYTES)
+      refuse('too-large', `an update blob is at most ${MAX_FL_BLOB_BYTES} bytes, not ${body.bytes}`)
+    if (readCid(state, body.cid) !== undefined)
+      refuse('duplicate-cid', `blob ${body.cid} is already named on chain; upload your own update`)
+    state.write(updateKey(task.id, round.round, tx.sender), {
+      did: tx.sender,
+      cid: body.cid,
+      digest: body.digest,
+      bytes: body.bytes,
+      samples: body.samples,
+      height: ctx.height,
+    })
+    nameCid(state, body.cid, { task: task.id, round: round.round, kind: 'update', did: tx.sender, bytes: body.bytes })
+    writeRound(state, { ...round, updates: round.updates + 1 })
+    writeParticipant(state, task.id, { ...participant, proposed: participant.proposed + 1 })
+    ctx.emit({
+      type: 'fl.update',
+      attributes: { task: String(task.id), round: String(round.round), did: tx.sender, cid: body.cid },
+    })
+  },
+}
+
+const voteTx: TxHandler<VoteBody> = {
+  decodeBody: decodeVote,
+  apply(state, tx, body, ctx) {
+    const task = mustTask(state, body.task)
+    const round = currentRound(state, task, body.round)
+    const participant = mustParticipant(state, task, tx.sender)
+    if (!round.voters.includes(tx.sender))
+      refuse('not-voter', `${tx.sender} is a proposer of round ${round.round}; only its voters vote`)
+    if (ctx.height <= round.uploadEnd)
+      refuse('too-early', `round ${round.round}'s votes open after height ${round.uploadEnd}`)
+    if (readVote(state, task.id, round.round, tx.sender) !== undefined)
+      refuse('duplicate-vote', `${tx.sender} already voted in round ${round.round}`)
+    for (const did of body.excluded)
+      if (!round.proposers.includes(did) || readUpdate(state, task.id, round.round, did) === undefined)
+        refuse('bad-excluded', `${did} is not a proposer with an update in round ${round.round}`)
+    // in the round's proposer order, so equal exclusions compare equal
+    const excluded = round.proposers.filter((did) => body.excluded.includes(did))
+    state.write(voteKey(task.id, round.round, tx.sender), {
+      did: tx.sender,
+      approve: body.approve,
+      ...(body.aggregate === undefined ? {} : { aggregate: body.aggregate }),
+      accuracyPpm: body.accuracyPpm,
+      excluded,
+      height: ctx.height,
+    })
+    if (body.aggregate !== undefined)
+      nameCid(state, body.aggregate.cid, {
+        task: task.id,
+        round: round.round,
+        kind: 'aggregate',
+        did: tx.sender,
+        bytes: 0,
+      })
+    writeRound(state, { ...round, votes: round.votes + 1 })
+    writeParticipant(state, task.id, { ...participant, voted: participant.voted + 1 })
+    ctx.emit({
+      type: 'fl.vote',
+      attributes: {
+        task: String(task.id),
+        round: String(round.round),
+        did: tx.sender,
+        approve: String(body.approve),
+        digest: body.aggregate?.digest ?? '',
+        accuracyPpm: String(body.accuracyPpm),
+      },
+    })
+  },
+}
+
+// ---- end of block: start, settle, finish, cancel -------------------------------------------------
+
+function openRound(state: StateOverlay, task: TaskRecord, round: number, ctx: BlockContext): void {
+  const seed = roleSeed(task.id, round, ctx.parentId)
+  const roles = splitRoles(seed, participantsSet(task.id).list(state), task.voters)
+  const uploadEnd = ctx.height + task.uploadBlocks
+  const record: RoundRecord = {
+    task: task.id,
+    round,
+    start: ctx.height,
+    uploadEnd,
+    voteEnd: uploadEnd + task.voteBlocks,
+    seed: toHex(seed),
+    proposers: roles.proposers,
+    voters: roles.voters,
+    base: task.global,
+    status: 'open',
+    updates: 0,
+    votes: 0,
+  }
+  writeRound(state, record)
+  task.status = 'running'
+  task.round = round
+  reschedule(state, task, record.voteEnd)
+  ctx.emit({
+    type: 'fl.round',
+    attributes: {
+      task: String(task.id),
+      round: String(round),
+      voters: roles.voters.join(','),
+      proposers: String(roles.proposers.length),
+      uploadEnd: String(uploadEnd),
+      voteEnd: String(record.voteEnd),
+    },
+  })
+}
+
+function settle(state: StateOverlay, task: TaskRecord, round: RoundRecord, emit: Emit): void {
+  const participants = new Map(listParticipants(state, task.id).map((p) => [p.did, p]))
+  const outcome = settleRound({
+    pool: task.remaining,
+    roundsLeft: task.rounds - round.round + 1,
+    proposers: round.proposers,
+    voters: round.voters,
+    uploaded: new Set(roundUpdates(state, round).map((u) => u.did)),
+    votes: roundVotes(state, round),
+    bonds: new Map([...participants].map(([did, p]) => [did, p.bond])),
+    slashPpm: task.slashPpm,
+  })
+  let paid = 0n
+  for (const payout of outcome.payouts) {
+    const p = participants.get(payout.did) as ParticipantRecord
+    credit(state, payout.did, payout.amount)
+    p.paid += payout.amount
+    paid += payout.amount
+  }
+  let slashed = 0n
+  for (const slash of outcome.slashes) {
+    const p = participants.get(slash.did) as ParticipantRecord
+    p.bond -= slash.amount
+    p.slashed += slash.amount
+    slashed += slash.amount
+    emit({
+      type: 'fl.slashed',
+      attributes: {
+        task: String(task.id),
+        round: String(round.round),
+        did: slash.did,
+        amount: String(slash.amount),
+        reason: slash.reason,
+      },
+    })
+  }
+  for (const did of outcome.excluded) (participants.get(did) as ParticipantRecord).excluded += 1
+  for (const p of participants.values()) writeParticipant(state, task.id, p)
+  // payouts leave the escrow to accounts; slashes leave it and the supply
+  addEscrow(state, -(paid + slashed))
+  if (slashed > 0n) burn(state, slashed)
+  task.remaining = outcome.poolAfter
+  task.paid += paid
+  task.slashed += slashed
+  if (outcome.aggregate !== undefined) task.global = outcome.aggregate
+  writeRound(state, {
+    ...round,
+    status: outcome.passed ? 'passed' : 'failed',
+    ...(outcome.aggregate === undefined ? {} : { aggregate: outcome.aggregate }),
+    ...(outcome.accuracyPpm === undefined ? {} : { accuracyPpm: outcome.accuracyPpm }),
+    majority: outcome.majority,
+    excluded: outcome.excluded,
+    pay: outcome.pay,
+    payouts: outcome.payouts,
+    slashes: outcome.slashes,
+  })
+  emit({
+    type: 'fl.settled',
+    attributes: {
+      task: String(task.id),
+      round: String(round.round),
+      status: outcome.passed ? 'passed' : 'failed',
+      digest: outcome.aggregate?.digest ?? '',
+      accuracyPpm: String(outcome.accuracyPpm ?? 0),
+      paid: String(paid),
+      slashed: String(slashed),
+      excluded: outcome.excluded.join(','),
+    },
+  })
+}
+
+/** Returns the pool's remainder to the creator and the bonds to the participants. */
+function close(state: StateOverlay, task: TaskRecord, status: 'finished' | 'cancelled', emit: Emit): void {
+  let returned = 0n
+  for (const p of listParticipants(state, task.id)) {
+    credit(state, p.did, p.bond)
+    returned += p.bond
+    writeParticipant(state, task.id, { ...p, returned: p.returned + p.bond, bond: 0n })
+  }
+  credit(state, task.creator, task.remaining)
+  addEscrow(state, -(returned + task.remaining))
+  const refunded = task.remaining
+  task.remaining = 0n
+  task.status = status
+  reschedule(state, task, 0)
+  emit({
+    type: status === 'finished' ? 'fl.finished' : 'fl.cancelled',
+    attributes: {
+      task: String(task.id),
+      global: task.global.digest,
+      refunded: String(refunded),
+      bondsReturned: String(returned),
+    },
+  })
+}
+
+function step(state: StateOverlay, task: TaskRecord, ctx: BlockContext): void {
+  if (task.status === 'open') {
+    if (task.joined === task.participants) openRound(state, task, 1, ctx)
+    else if (ctx.height >= task.createdAt + task.joinBlocks) close(state, task, 'cancelled', ctx.emit)
+    return
+  }
+  if (task.status !== 'running') return
+  const round = readRound(state, task.id, task.round)
+  if (round === undefined || ctx.height !== round.voteEnd) return
+  settle(state, task, round, ctx.emit)
+  if (task.round < task.rounds) openRound(state, task, task.round + 1, ctx)
+  else close(state, task, 'finished', ctx.emit)
+}
+
+/** Creates the fl module (its policy comes from governed parameters, not ChainParams). */
+export function flModule(_params: ChainParams): ChainModule {
+  return {
+    name: 'fl',
+    txs: { create: createTx, join: joinTx, update: updateTx, vote: voteTx },
+    endBlock(state, ctx) {
+      const due = dueSet(ctx.height)
+      const ids = due
+        .list(state)
+        .map(Number)
+        .sort((a, b) => a - b)
+      for (const id of ids) {
+        due.delete(state, String(id))
+        const task = readTask(state, id)
+        if (task === undefined) continue
+        if (task.nextDue === ctx.height) task.nextDue = 0
+        step(state, task, ctx)
+        writeTask(state, task)
+      }
+    },
+  }
+}
