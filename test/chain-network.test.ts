@@ -204,3 +204,32 @@ test('a flood of junk, forged and wrong-chain messages does not stall consensus 
     await net.close()
   }
 })
+
+test('a transaction whose first gossip reached nobody is gossiped again from the node that took it, and commits', async () => {
+  const validators = [actor(), actor(), actor()]
+  const outsider = actor()
+  const genesis = makeGenesis(
+    validators,
+    [...validators.map((v): [Actor, bigint] => [v, 1_000_000n]), [outsider, 1_000n]],
+    FAST_PARAMS,
+  )
+  const net = await testNet(validators, genesis)
+  try {
+    const follower = await net.start(outsider) // not a validator: it never proposes what it holds
+    await waitFor('the follower to sync', () => follower.app.head.height >= 2)
+    net.hub.setUp(outsider.did, false) // its one publish goes nowhere
+    const bytes = transfer(outsider, 0n, validators[0] as Actor, 7n, genesis.chainId)
+    const { hash } = await follower.chainApi.submitTx(bytes)
+    net.hub.setUp(outsider.did, true)
+    const validator = net.nodes.get((validators[0] as Actor).did) as DonghaeNode
+    assert.equal(validator.mempool.has(hash), false, 'the first gossip did not reach the validators')
+    await waitFor(
+      'the transfer to commit at a validator',
+      async () => (await validator.app.txOutcome(hash)) !== undefined,
+      30_000,
+    )
+    assert.equal(balanceOf(validator.app.state, outsider.did), 1_000n - 7n - 1n)
+  } finally {
+    await net.close()
+  }
+})

@@ -66,6 +66,14 @@ export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
 const SYNC_BATCH = 32
 const SYNC_INTERVAL_MS = 2_000
+/**
+ * A transaction submitted here and still in the mempool is gossiped again this often: a single
+ * publish can reach nobody (no peer subscribed yet, a peer that dropped it while busy), and a node
+ * that does not propose (not a validator, or jailed) would then hold it forever.
+ */
+export const TX_REBROADCAST_MS = 10_000
+/** Transactions submitted here that are watched for re-gossip, at most. */
+const MAX_LOCAL_TXS = 4_096
 /** Longest wait, in blocks, before evidence that is neither pending nor included is submitted again. */
 const EVIDENCE_MAX_BACKOFF = 32
 
@@ -164,6 +172,8 @@ export class ChainRuntime {
   #engine: ConsensusEngine<Block> | undefined
   readonly #unsubscribe: Array<() => void> = []
   #syncTimer: (() => void) | undefined
+  /** Transactions submitted through this node (its API, its own queue), by hash: gossiped again until included. */
+  readonly #localTxs = new Map<string, { bytes: Uint8Array; hash: Uint8Array; sentAt: number }>()
   #syncing = false
   /** Evidence seen, by offence, and the height of the offence (forgotten once too old to matter). */
   readonly #reported = new Map<string, number>()
@@ -233,7 +243,23 @@ export class ChainRuntime {
   async submitTx(bytes: Uint8Array): Promise<Uint8Array> {
     const entry = await this.#admit(bytes)
     this.#opts.transport.publish(TX_TOPIC, bytes)
+    if (this.#localTxs.size >= MAX_LOCAL_TXS) this.#localTxs.delete(this.#localTxs.keys().next().value as string)
+    this.#localTxs.set(toHex(entry.hash), { bytes, hash: entry.hash, sentAt: this.#clock.now() })
     return entry.hash
+  }
+
+  /** Gossips again the local transactions the mempool still holds and that were last sent a while ago. */
+  #rebroadcast(): void {
+    const now = this.#clock.now()
+    for (const [key, local] of this.#localTxs) {
+      if (!this.#opts.mempool.has(local.hash)) {
+        this.#localTxs.delete(key) // included, or dropped
+        continue
+      }
+      if (now - local.sentAt < TX_REBROADCAST_MS) continue
+      local.sentAt = now
+      this.#opts.transport.publish(TX_TOPIC, local.bytes)
+    }
   }
 
   /**
@@ -471,6 +497,7 @@ export class ChainRuntime {
 
   #scheduleSync(): void {
     this.#syncTimer = this.#clock.setTimer(SYNC_INTERVAL_MS, () => {
+      this.#rebroadcast()
       void this.#sync().finally(() => {
         if (this.#syncTimer !== undefined) this.#scheduleSync()
       })

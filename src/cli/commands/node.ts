@@ -85,7 +85,8 @@ Examples:
         options.logFile === undefined
           ? undefined
           : new RotatingLogFile(options.logFile, { maxBytes: Math.round(maxMb * 1024 * 1024) })
-      const logger = logFile === undefined ? ctx.logger : createLogger({ level: config.logLevel, destination: logFile })
+      // config logLevel (flag > DONGHAE_LOG_LEVEL > config file > info) for stderr and the log file alike
+      const logger = createLogger({ level: config.logLevel, ...(logFile === undefined ? {} : { destination: logFile }) })
       const apiToken = await loadOrCreateApiToken(ctx.home.apiToken)
       if (apiToken.created) io.stderr.write(`created the API operator token ${ctx.home.apiToken}\n`)
       if (!dashboardBuilt(DASHBOARD_DIR))
