@@ -59,8 +59,8 @@ const VARIANTS: Record<string, Variant> = {
 
 const CLIENTS = 12
 const ROUNDS = Number(process.env.DONGHAE_FL_ROUNDS ?? 12)
-const UPLOAD_BLOCKS = 6
-const VOTE_BLOCKS = 6
+const UPLOAD_BLOCKS = 8
+const VOTE_BLOCKS = 8
 const BOND = 1_000n
 
 /** A CLI child with its stdout lines and the tail of its stderr kept. */
@@ -134,13 +134,14 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
   for (let i = 0; i < homes.length; i += 2)
     dids.push(
       ...(await Promise.all(
-        homes
-          .slice(i, i + 2)
-          .map(
-            async (home) =>
-              (JSON.parse(await run(['--home', home, 'init', '--password-file', passwordFile, '--json'])) as { did: string })
-                .did,
-          ),
+        homes.slice(i, i + 2).map(
+          async (home) =>
+            (
+              JSON.parse(await run(['--home', home, 'init', '--password-file', passwordFile, '--json'])) as {
+                did: string
+              }
+            ).did,
+        ),
       )),
     )
   const creator = homes[CLIENTS] as string
@@ -240,7 +241,10 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
       assert.equal(detail.task.status, 'finished')
       const like = mlpTemplate(detail.task.widths, detail.task.inputDivisor)
       const accuracyOf = async (ref: { cid: string; digest: string }, data: Dataset): Promise<number> => {
-        const weights = decodeModel(await blob(api0, ref.cid), { length: 64 * 32 + 32 + 32 * 10 + 10, digest: ref.digest })
+        const weights = decodeModel(await blob(api0, ref.cid), {
+          length: 64 * 32 + 32 + 32 * 10 + 10,
+          digest: ref.digest,
+        })
         return mlpTrainer.evaluate(unflattenMlp(weights, like), data).accuracy
       }
       const perRound: string[] = []
@@ -294,6 +298,39 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
           .map(([k, v]) => `${k} ${median(v)}`)
           .join(', ')
       const blocks = detail.rounds.map((r) => r.voteEnd - r.start)
+      const phaseMedians = (role: string): Record<string, number> =>
+        Object.fromEntries(
+          Object.entries(
+            all
+              .filter((r) => r.role === role)
+              .reduce<Record<string, number[]>>((acc, r) => {
+                for (const [k, v] of Object.entries(r.ms)) (acc[k] ??= []).push(v)
+                return acc
+              }, {}),
+          ).map(([k, v]) => [k, median(v)]),
+        )
+      // one machine-readable line per task (bench/fl-round.bench.ts reads it)
+      t.diagnostic(
+        `FLJSON ${JSON.stringify({
+          variant: variant.name,
+          rule: variant.rule,
+          attackers: variant.attackers,
+          rounds: ROUNDS,
+          seconds: outcome.seconds,
+          blocksPerRound: median(blocks),
+          final,
+          central: centralAccuracy,
+          perRound,
+          failedRounds: detail.rounds.filter((r) => r.status === 'failed').length,
+          slashedAttackers: detail.participants.filter((p) => outcome.attackers.includes(p.did) && p.slashed !== '0')
+            .length,
+          slashedHonest: detail.participants.filter((p) => !outcome.attackers.includes(p.did) && p.slashed !== '0')
+            .length,
+          attackerSlashed: detail.participants.filter((p) => outcome.attackers.includes(p.did)).map((p) => p.slashed),
+          proposerMs: phaseMedians('proposer'),
+          voterMs: phaseMedians('voter'),
+        })}`,
+      )
       t.diagnostic(
         `  a round is ${median(blocks)} blocks (${UPLOAD_BLOCKS} upload + ${VOTE_BLOCKS} vote), ${(outcome.seconds / ROUNDS).toFixed(1)} s; ` +
           `proposer ms: ${phases('proposer')}; voter ms: ${phases('voter')}`,
@@ -307,7 +344,10 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
         clean.final >= centralAccuracy - 0.02,
         `clean FedAvg ${pct(clean.final)} is within 2 points of centralised ${pct(centralAccuracy)}`,
       )
-      assert.ok(clean.detail.participants.every((p) => p.slashed === '0'), 'nobody is slashed in a clean run')
+      assert.ok(
+        clean.detail.participants.every((p) => p.slashed === '0'),
+        'nobody is slashed in a clean run',
+      )
     }
     for (const o of outcomes.filter((x) => x.variant.attackers > 0 && x.variant.rule !== 'fedavg')) {
       const cleanSame = outcomes.find((x) => x.variant.rule === o.variant.rule && x.variant.attackers === 0)
@@ -321,7 +361,8 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
       for (const did of o.attackers) {
         const p = o.detail.participants.find((x) => x.did === did)
         assert.ok(p !== undefined)
-        if (proposedBy(did) >= 2) assert.ok(BigInt(p.slashed) > 0n, `attacker ${did} (proposed ${proposedBy(did)}) was slashed`)
+        if (proposedBy(did) >= 2)
+          assert.ok(BigInt(p.slashed) > 0n, `attacker ${did} (proposed ${proposedBy(did)}) was slashed`)
         assert.equal(BigInt(p.returned) + BigInt(p.slashed), BOND, 'its bond: returned + slashed')
       }
       if (o.variant.rule === 'multi-krum')

@@ -51,7 +51,11 @@ class VirtualChain {
     )
   }
 
-  submit(who: Actor, kind: string, body: unknown): Promise<{ hash: string; height: number; ok: boolean; reason?: string }> {
+  submit(
+    who: Actor,
+    kind: string,
+    body: unknown,
+  ): Promise<{ hash: string; height: number; ok: boolean; reason?: string }> {
     this.busy--
     return new Promise((resolve) =>
       this.#pending.push({
@@ -182,7 +186,10 @@ test('FL rounds in one process: twelve participants, multi-Krum, two sign-flippe
     JSON.stringify(history.map((r) => ({ round: r.round, votes: r.votes, majority: r.majority }))),
   )
   const final = decodeModel(store.get(task.global.cid)!, { length: weights.length, digest: task.global.digest })
-  const finalAccuracy = mlpTrainer.evaluate(unflattenMlp(final, mlpTemplate([64, 32, 10], 16)), federation.test).accuracy
+  const finalAccuracy = mlpTrainer.evaluate(
+    unflattenMlp(final, mlpTemplate([64, 32, 10], 16)),
+    federation.test,
+  ).accuracy
   t.diagnostic(
     `test accuracy: start ${(startAccuracy * 100).toFixed(2)}%, after ${rounds} rounds ${(finalAccuracy * 100).toFixed(2)}%; ` +
       `voters' accuracy per round ${history.map((r) => r.accuracyPpm).join(', ')} ppm`,

@@ -5,6 +5,7 @@
  * names below; the rest are module constants (`arenaModule(params, tunables)` overrides them in
  * tests).
  */
+import { governedDefault, TASK_POLICY } from '../governance/registry.ts'
 
 /** Governed name of the smallest reward pool a task may escrow. */
 export const GOV_MIN_REWARD_POOL = 'arena.minRewardPool'
@@ -58,8 +59,9 @@ export const ARENA_DEFAULTS: Readonly<ArenaTunables> = Object.freeze({
   slashBps: 500,
   minTrainerBond: 100n,
   minValidatorBond: 100n,
-  defaultMinRewardPool: 1_000n,
-  defaultMaxTasksOpen: 64n,
+  // governance's registry holds these defaults and their bounds (src/governance/registry.ts)
+  defaultMinRewardPool: governedDefault(TASK_POLICY.arenaMinRewardPool),
+  defaultMaxTasksOpen: governedDefault(TASK_POLICY.arenaMaxTasksOpen),
   maxTrainers: 64,
   maxValidators: 64,
   maxTaskBlocks: 100_000,

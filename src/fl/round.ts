@@ -16,8 +16,8 @@
  * round's updates is more than OUTLIER_DISTANCE_RATIO times the median of those distances — and,
  * for the rules that select (Krum, multi-Krum, Bulyan), the rule left it out. Non-IID clients
  * differ honestly: on the digits federation below (Dirichlet 0.5, SGD defaults) honest ratios
- * measured up to 2.2 over 32 rounds, sign-flipped ×4 updates 1.9–6.5 (the low ones from the
- * smallest shard, 59 examples: a small shard makes a small update), so the ratio sits just above
+ * measured up to 2.2 over 32 rounds, sign-flipped ×4 updates 1.9–6.5 (the low ones from shard
+ * 0, 59 examples: a small shard makes a small update), so the ratio sits just above
  * the honest range; a sign-flipper below it is left out of the aggregate by the rule but not
  * slashed that round.
  *

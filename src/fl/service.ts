@@ -89,6 +89,8 @@ export interface RoundReport {
   updates?: number
   /** Where the time went, ms (fetch, train, seal, submit, upload / fetch, open, aggregate, submit, upload). */
   ms: Record<string, number>
+  /** Chain heights: when the round was first seen, and the block that took the transaction. */
+  heights: { seen: number; committed?: number }
 }
 
 export interface FlParticipantOptions {
@@ -100,7 +102,7 @@ export interface FlParticipantOptions {
   behaviour?: FlBehaviourName
   attackScale?: number
   tolerancePpm?: number
-  /** Between two reads of the task. @default 1000 */
+  /** Between two reads of the task. @default 500 */
   pollMs?: number
   /** Longest wait for a blob. @default 30 000 */
   blobTimeoutMs?: number
@@ -152,7 +154,7 @@ export class FlParticipant {
         }
         continue
       }
-      await this.#c.sleep(this.#o.pollMs ?? 1_000, signal)
+      await this.#c.sleep(this.#o.pollMs ?? 500, signal)
     }
   }
 
@@ -195,11 +197,13 @@ export class FlParticipant {
 
   async #propose(view: ParticipantTaskView, current: Current, signal: AbortSignal): Promise<RoundReport> {
     const ms: Record<string, number> = {}
+    const heights: RoundReport['heights'] = { seen: view.height }
     const report = (outcome: string, extra: Partial<RoundReport> = {}): RoundReport => ({
       round: current.round,
       role: 'proposer',
       outcome,
       ms,
+      heights,
       ...extra,
     })
     if (view.height >= current.uploadEnd) return report('missed the upload window')
@@ -244,6 +248,7 @@ export class FlParticipant {
       signal,
     )
     lap('submit')
+    heights.committed = result.height
     if (!result.ok) return report(`fl.update refused (${result.reason ?? 'unknown'})`, { loss: trained.loss })
     await this.#c.putBlob(sealed.bytes, signal)
     lap('upload')
@@ -252,13 +257,15 @@ export class FlParticipant {
 
   async #vote(first: ParticipantTaskView, current: Current, signal: AbortSignal): Promise<RoundReport> {
     const ms: Record<string, number> = {}
+    const heights: RoundReport['heights'] = { seen: first.height }
     // the updates are complete once the upload window has closed
     let view = first
     let t = this.#c.now()
     while (view.height <= current.uploadEnd) {
-      await this.#c.sleep(this.#o.pollMs ?? 1_000, signal)
+      await this.#c.sleep(this.#o.pollMs ?? 500, signal)
       const next = await this.#c.task(this.#o.task, signal)
-      if (next === undefined || next.current?.round !== current.round) break
+      if (next === undefined || next.current?.round !== current.round)
+        return { round: current.round, role: 'voter', outcome: 'missed the vote window', ms, heights }
       view = next
     }
     ms.wait = this.#c.now() - t
@@ -338,6 +345,7 @@ export class FlParticipant {
       excluded: judged.excluded,
       updates: judged.used,
       ms,
+      heights: { ...heights, committed: result.height },
     }
     if (result.ok && model !== undefined) {
       await this.#c.putBlob(model, signal)

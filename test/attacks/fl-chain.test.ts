@@ -78,9 +78,15 @@ test('an outsider’s update is refused, names nothing on chain, and the node wi
   assert.equal(readCid(w.state, sealed.cid), undefined)
   assert.equal(readRound(w.state, id, 1)?.updates, 0)
   const { node, store } = nodeOver(w)
-  await assert.rejects(node.putBlob(sealed.bytes), (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 403)
+  await assert.rejects(
+    node.putBlob(sealed.bytes),
+    (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 403,
+  )
   assert.equal(store.size, 0)
-  await assert.rejects(node.getBlob(sealed.cid), (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 404)
+  await assert.rejects(
+    node.getBlob(sealed.cid),
+    (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 404,
+  )
 })
 
 test('a proposer cannot vote, and a voter cannot propose', () => {
@@ -113,7 +119,10 @@ test('a vote for a digest nobody can reproduce earns nothing; the node refuses a
     [liar, voteBody(round, lie)],
   ])
   const { node, store } = nodeOver(w)
-  await assert.rejects(node.putBlob(forged), (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 400)
+  await assert.rejects(
+    node.putBlob(forged),
+    (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 400,
+  )
   assert.equal(store.size, 0, 'a blob unlike the digest its vote names is not stored')
   const liarBefore = balanceOf(w.state, liar)
   advanceTo(w, round.voteEnd)
@@ -154,9 +163,18 @@ test('an update blob over the limit: the transaction is refused, the node answer
     (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 413,
   )
   // a blob named with one size and uploaded with another is not the named blob
-  const sealed = sealUpdate({ task: id, round: 1, proposer: proposer.did, voters: round.voters, update: new Float32Array(2_410) })
+  const sealed = sealUpdate({
+    task: id,
+    round: 1,
+    proposer: proposer.did,
+    voters: round.voters,
+    update: new Float32Array(2_410),
+  })
   tx(w, proposer, 'fl.update', { task: id, round: 1, cid: sealed.cid, digest: sealed.digest, bytes: 10, samples: 1 })
-  await assert.rejects(node.putBlob(sealed.bytes), (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 403)
+  await assert.rejects(
+    node.putBlob(sealed.bytes),
+    (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 403,
+  )
 })
 
 test('a second update in one round is refused, and so is another proposer’s blob passed off as one’s own', async () => {
@@ -164,7 +182,13 @@ test('a second update in one round is refused, and so is another proposer’s bl
   const id = createTask(w, { uploadBlocks: 8 })
   const round = joinAll(w, id)
   const [p0, p1] = [byDid(w, round.proposers[0]!), byDid(w, round.proposers[1]!)]
-  const sealed = sealUpdate({ task: id, round: 1, proposer: p0.did, voters: round.voters, update: new Float32Array(2_410).fill(0.1) })
+  const sealed = sealUpdate({
+    task: id,
+    round: 1,
+    proposer: p0.did,
+    voters: round.voters,
+    update: new Float32Array(2_410).fill(0.1),
+  })
   const body = { task: id, round: 1, cid: sealed.cid, digest: sealed.digest, bytes: sealed.bytes.length, samples: 80 }
   tx(w, p0, 'fl.update', body)
   const { node } = nodeOver(w)
@@ -216,14 +240,20 @@ test('settlement on random rounds never pays more than the round’s share of th
     assert.ok(out.pay <= pool, at)
     assert.ok(paid <= out.pay, `${at}: paid ${paid} > round pay ${out.pay}`)
     assert.equal(out.poolAfter, pool - paid, at)
-    assert.ok(out.payouts.every((p) => p.amount >= 0n), at)
+    assert.ok(
+      out.payouts.every((p) => p.amount >= 0n),
+      at,
+    )
     assert.equal(new Set(out.payouts.map((p) => p.did)).size, out.payouts.length, `${at}: nobody paid twice`)
     for (const s of out.slashes) assert.ok(s.amount > 0n && s.amount <= (bonds.get(s.did) ?? 0n), at)
     assert.equal(new Set(out.slashes.map((s) => s.did)).size, out.slashes.length, `${at}: nobody slashed twice`)
     if (!out.passed) assert.equal(paid, 0n, at)
     else {
       const paidSet = new Set(out.payouts.map((p) => p.did))
-      assert.ok(out.slashes.every((s) => !paidSet.has(s.did)), `${at}: a slashed proposer is not paid`)
+      assert.ok(
+        out.slashes.every((s) => !paidSet.has(s.did)),
+        `${at}: a slashed proposer is not paid`,
+      )
       assert.ok(out.majority * 2 > voters.length, at)
     }
   }
@@ -246,7 +276,10 @@ test('a whole task: the escrow always equals the pool left plus the bonds held, 
     voteAll(
       w,
       round,
-      round.voters.map((did, i) => [did, voteBody(round, i < 2 || r !== 3 ? model(`agg ${r}`) : undefined, { excluded })]),
+      round.voters.map((did, i) => [
+        did,
+        voteBody(round, i < 2 || r !== 3 ? model(`agg ${r}`) : undefined, { excluded }),
+      ]),
     )
     advanceTo(w, round.voteEnd)
     check()

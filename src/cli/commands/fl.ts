@@ -191,6 +191,16 @@ export function registerFl(program: Command, io: CliIo): void {
   const fl = program
     .command('fl')
     .description('FL Alliance: federated training rounds on chain (create, join, show, list)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ donghae fl create --rule multi-krum --f 3 --rounds 12 --json
+  $ donghae fl join --task 1 --shard 3/12
+  $ donghae fl show 1
+
+Docs: docs/fl.md`,
+    )
 
   fl.command('create')
     .description('create a federated task on the digits MLP, escrowing its reward pool')
@@ -299,7 +309,7 @@ Examples:
       'a voter approves a model at most this much less accurate than the base (on its own shard), ppm',
       String(DEFAULT_APPROVE_TOLERANCE_PPM),
     )
-    .option('--poll <ms>', 'how often the task is read', '1000')
+    .option('--poll <ms>', 'how often the task is read', '500')
     .option('--fee <n>', 'fee in base units', '1')
     .option('--password-file <file>', 'read the keystore password from a file')
     .option('--json', 'print one JSON line per round, then the summary')
@@ -441,6 +451,7 @@ Examples:
   fl.command('list')
     .description('the FL tasks, newest first')
     .option('--json', 'print as JSON')
+    .addHelpText('after', '\nExamples:\n  $ donghae fl list\n  $ donghae --node http://127.0.0.1:26658 fl list --json')
     .action(async (options: { json?: boolean }, command: Command) => {
       const ctx = createContext(command, io)
       const url = nodeUrl(command, io)

@@ -86,7 +86,10 @@ Examples:
           ? undefined
           : new RotatingLogFile(options.logFile, { maxBytes: Math.round(maxMb * 1024 * 1024) })
       // config logLevel (flag > DONGHAE_LOG_LEVEL > config file > info) for stderr and the log file alike
-      const logger = createLogger({ level: config.logLevel, ...(logFile === undefined ? {} : { destination: logFile }) })
+      const logger = createLogger({
+        level: config.logLevel,
+        ...(logFile === undefined ? {} : { destination: logFile }),
+      })
       const apiToken = await loadOrCreateApiToken(ctx.home.apiToken)
       if (apiToken.created) io.stderr.write(`created the API operator token ${ctx.home.apiToken}\n`)
       if (!dashboardBuilt(DASHBOARD_DIR))

@@ -52,7 +52,8 @@ import type { ChainParams } from '../../chain/genesis.ts'
 import type { StateOverlay } from '../../chain/state-view.ts'
 import { burn, credit, debit } from '../../bank/bank.ts'
 import { toHex } from '../../core/bytes.ts'
-import { governedUint, type GovernedParam } from '../../governance/params.ts'
+import { governedUint } from '../../governance/params.ts'
+import { governedDefault, TASK_POLICY } from '../../governance/registry.ts'
 import {
   MAX_FL_BLOB_BYTES,
   decodeCreate,
@@ -96,27 +97,10 @@ export * from './state.ts'
 
 type Emit = (event: ChainEvent) => void
 
-/** Smallest reward pool of a task, unless governance sets `fl.minRewardPool`. @default 1000 */
-export const DEFAULT_MIN_REWARD_POOL = 1_000n
-/** Longest round (upload + vote blocks), unless governance sets `fl.maxRoundBlocks`. @default 600 */
-export const DEFAULT_MAX_ROUND_BLOCKS = 600n
-
-/** The fl parameters governance may change (src/governance/params.ts). */
-export const FL_GOVERNED_PARAMS: readonly GovernedParam[] = [
-  {
-    name: 'fl.minRewardPool',
-    kind: 'uint',
-    min: 1n,
-    description: 'smallest reward pool an fl.create may escrow, base units',
-  },
-  {
-    name: 'fl.maxRoundBlocks',
-    kind: 'uint',
-    min: 2n,
-    max: 100_000n,
-    description: 'longest round an FL task may set (its upload window plus its vote window), blocks',
-  },
-]
+/** Smallest reward pool of a task, unless governance sets `fl.minRewardPool` (its default and bounds: src/governance/registry.ts). */
+export const DEFAULT_MIN_REWARD_POOL = governedDefault(TASK_POLICY.flMinRewardPool)
+/** Longest round (upload + vote blocks), unless governance sets `fl.maxRoundBlocks`. */
+export const DEFAULT_MAX_ROUND_BLOCKS = governedDefault(TASK_POLICY.flMaxRoundBlocks)
 
 function mustTask(state: StateOverlay, id: number): TaskRecord {
   const task = readTask(state, id)
@@ -151,9 +135,9 @@ const createTx: TxHandler<CreateBody> = {
   decodeBody: decodeCreate,
   spends: (body) => body.pool,
   apply(state, tx, body, ctx) {
-    const minPool = governedUint(state, 'fl.minRewardPool', DEFAULT_MIN_REWARD_POOL)
+    const minPool = governedUint(state, TASK_POLICY.flMinRewardPool, DEFAULT_MIN_REWARD_POOL)
     if (body.pool < minPool) refuse('pool-too-small', `the reward pool must be at least ${minPool}`)
-    const maxRound = governedUint(state, 'fl.maxRoundBlocks', DEFAULT_MAX_ROUND_BLOCKS)
+    const maxRound = governedUint(state, TASK_POLICY.flMaxRoundBlocks, DEFAULT_MAX_ROUND_BLOCKS)
     if (BigInt(body.uploadBlocks + body.voteBlocks) > maxRound)
       refuse('round-too-long', `uploadBlocks + voteBlocks must be at most ${maxRound} (fl.maxRoundBlocks)`)
     const id = nextTaskId(state)
