@@ -38,6 +38,7 @@ export const GOV = {
 /** The model allow-list: model names or CIDs; empty = every registered model is allowed. */
 // the inference registry reads it (below governance in the layer order), so the name is defined there
 export { MODEL_ALLOW_LIST } from '../inference/chain/registry.ts'
+import { LINEAGE_SHARE_BPS, LINEAGE_SHARE_PARAM } from '../inference/chain/lineage.ts'
 import { MODEL_ALLOW_LIST } from '../inference/chain/registry.ts'
 
 /** Task-policy parameters other modules read by name. */
@@ -95,6 +96,13 @@ export const GOVERNED_PARAMS: readonly RegisteredParam[] = Object.freeze([
     itemDescription: 'a model name or CID (lowercase letters, digits, ".", "_" or "-")',
     description: 'models the network serves, by name or CID; empty means every registered model',
   },
+  uint(
+    LINEAGE_SHARE_PARAM,
+    LINEAGE_SHARE_BPS,
+    0n,
+    5_000n,
+    "share of a worker's earnings on a model with lineage (an arena winner) paid to its contributors, basis points",
+  ),
   uint(TASK_POLICY.arenaMinRewardPool, 1_000n, 1n, MAX_AMOUNT, 'smallest reward pool of an arena task, base units'),
   uint(TASK_POLICY.arenaMaxTasksOpen, 64n, 1n, 10_000n, 'most arena tasks open at once'),
   uint(TASK_POLICY.flMinRewardPool, 1_000n, 1n, MAX_AMOUNT, 'smallest reward pool of a federated-learning task'),

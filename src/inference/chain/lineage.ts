@@ -9,6 +9,11 @@ import { readState, type StateOverlay, type StateReader } from '../../chain/stat
 import { registerModel } from './registry.ts'
 import { modelKey, writeModel, type ModelRecord, type ModelSpec } from './state.ts'
 
+/** The governed share of a worker's earnings on a model with lineage that goes to its contributors. */
+export const LINEAGE_SHARE_PARAM = 'inference.lineageShareBps'
+/** Its default: 10 % of what the worker earns (after the protocol's share), split equally. */
+export const LINEAGE_SHARE_BPS = 1_000n
+
 export interface LineageContributor {
   did: string
   /** 'trainer', 'validator', 'creator', 'client' … as the source module names them. */

@@ -47,7 +47,10 @@ import {
   settlementOf,
   treasuryBalance,
   workerRecord,
+  writeModel,
 } from './state.ts'
+import { LINEAGE_SHARE_PARAM } from './lineage.ts'
+import { governedKey } from '../../chain/governed.ts'
 
 /** Settles one job of worker `i` through the gateway in the next block; returns the job. */
 function settleOne(m: Market, i: number, outputHash = OUT_A) {
@@ -425,4 +428,43 @@ test('epoch rewards: usage counts fees from outside clients, a worker is paid at
   assert.equal(reward?.attributes.share, '1000')
   assert.equal(balanceOf(m.state, m.workers[0]!.did), before + 40n)
   assert.equal(workerRecord(m.state, m.workers[0]!.did)?.rewardRoom, 0n)
+})
+
+test('a model with lineage shares the worker’s earnings on it with its contributors, as governance sets the share', () => {
+  const m = market()
+  const w = m.workers[0]!
+  const [trainer, validator] = [m.workers[4]!, m.workers[5]!]
+  const record = modelByCid(m.state, MODEL)!
+  // what the arena writes when its winner is registered (lineage.ts)
+  writeModel(m.state, {
+    ...record,
+    lineage: {
+      source: 'arena',
+      task: '1',
+      round: 0,
+      contributors: [
+        { did: trainer.did, role: 'trainer' },
+        { did: validator.did, role: 'validator' },
+      ],
+    },
+  } as typeof record)
+  const before = {
+    worker: balanceOf(m.state, w.did),
+    trainer: balanceOf(m.state, trainer.did),
+    validator: balanceOf(m.state, validator.did),
+    treasury: treasuryBalance(m.state),
+  }
+  const events = block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, w, job(m))], [250])]])
+  assert.deepEqual(rejections(events), [])
+  // fee 100: 10 to the treasury; of the worker's 90, 10 % (9) to the two contributors, 4 each, 1 back
+  assert.equal(treasuryBalance(m.state), before.treasury + 10n)
+  assert.equal(balanceOf(m.state, trainer.did), before.trainer + 4n)
+  assert.equal(balanceOf(m.state, validator.did), before.validator + 4n)
+  assert.equal(balanceOf(m.state, w.did), before.worker + 82n)
+  // governance can set the share to 0
+  m.state.write(governedKey(LINEAGE_SHARE_PARAM), 0n)
+  const w1 = balanceOf(m.state, w.did)
+  block(m, [[m.gateway, 'inference.settle', settleBody([receipt(m, w, job(m))], [250])]])
+  assert.equal(balanceOf(m.state, w.did), w1 + 90n)
+  assert.equal(balanceOf(m.state, trainer.did), before.trainer + 4n)
 })

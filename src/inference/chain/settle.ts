@@ -25,6 +25,8 @@ import { toHex } from '../../core/bytes.ts'
 import { merkleProof, merkleRoot, verifyMerkleProof, type MerkleProof } from '../../core/merkle.ts'
 import { TxError } from '../../chain/errors.ts'
 import type { TxContext, TxHandler } from '../../chain/host.ts'
+import { governedUint } from '../../chain/governed.ts'
+import { LINEAGE_SHARE_BPS, LINEAGE_SHARE_PARAM, type ModelLineage } from './lineage.ts'
 import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
 import { credit } from '../../bank/bank.ts'
 import { jobId, receiptId, verifyDispatch, verifyJob, verifyWorkerSignature, type Receipt } from '../job.ts'
@@ -155,6 +157,22 @@ class Touched {
   }
 }
 
+/**
+ * A model that came from an arena task or an FL round carries its lineage (lineage.ts): its
+ * contributors share `inference.lineageShareBps` (governed; default LINEAGE_SHARE_BPS) of what the
+ * worker earns from each job on it, equally; the rest of the division stays with the worker.
+ * Returns what was paid to them.
+ */
+function payLineage(state: StateOverlay, model: ModelRecord | undefined, earned: bigint): bigint {
+  const contributors = (model as { lineage?: ModelLineage } | undefined)?.lineage?.contributors ?? []
+  if (contributors.length === 0 || earned === 0n) return 0n
+  const bps = governedUint(state, LINEAGE_SHARE_PARAM, LINEAGE_SHARE_BPS)
+  const each = (earned * (bps > BPS ? BPS : bps)) / BPS / BigInt(contributors.length)
+  if (each === 0n) return 0n
+  for (const c of contributors) credit(state, c.did, each)
+  return each * BigInt(contributors.length)
+}
+
 /** Moves the fee and records the job. */
 function settleOne(
   state: StateOverlay,
@@ -165,7 +183,7 @@ function settleOne(
 ): JobSettlement {
   const share = (r.fee * BigInt(params.protocolShareBps)) / BPS
   spendDeposit(state, r.job.client, r.job.gateway, r.fee)
-  credit(state, r.worker, r.fee - share)
+  credit(state, r.worker, r.fee - share - payLineage(state, touched.model(r.job.model), r.fee - share))
   writeAmount(state, TREASURY_KEY, readAmount(state, TREASURY_KEY) + share)
   const worker = touched.worker(r.worker)
   const settlement: JobSettlement = {
