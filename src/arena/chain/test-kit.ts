@@ -9,14 +9,13 @@ import { randomBytes } from 'node:crypto'
 import { utf8 } from '../../core/bytes.ts'
 import { cidOfBytes, RAW_CODE } from '../../core/cid.ts'
 import { sha256 } from '../../core/hash.ts'
-import { decodeTx, encodeTx, signTx, txHash } from '../../chain/tx.ts'
-import { TxError } from '../../chain/errors.ts'
+import { runBlock, runRefused, runTo, type ModuleChain, type TxSpec } from '../../../test/helpers/module-chain.ts'
 import { StateMachine, type ChainEvent } from '../../chain/host.ts'
 import { StateOverlay } from '../../chain/state-view.ts'
 import { SparseMerkleTree } from '../../chain/state/smt.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc } from '../../chain/genesis.ts'
 import { bankModule, feeCollector } from '../../bank/bank.ts'
-import { stakingModule, validatorSetAt } from '../../staking/staking.ts'
+import { stakingModule } from '../../staking/staking.ts'
 import { inferenceModule } from '../../inference/chain/module.ts'
 import { expertsModule } from '../../experts/chain/module.ts'
 import { Ed25519KeyPair } from '../../identity/keys.ts'
@@ -40,15 +39,10 @@ export const BALANCE = 1_000_000n
 
 export const TEST_PARAMS: Partial<ChainParams> = { blockReward: 0n, modelDeposit: 1_000n, minModelPrice: 1n }
 
-export interface World {
-  genesis: GenesisDoc
-  machine: StateMachine
-  state: StateOverlay
-  height: number
+export interface World extends ModuleChain {
   chainValidators: Actor[]
   creator: Actor
   outsider: Actor
-  nonces: Map<string, bigint>
 }
 
 /** A chain at height 0 with one chain validator and funded creator, outsider and `extra` accounts. */
@@ -80,74 +74,34 @@ export function world(options: { tunables?: Partial<ArenaTunables>; funded?: Act
   })
   const state = new StateOverlay(SparseMerkleTree.empty())
   machine.initGenesis(state, genesis)
-  return { genesis, machine, state, height: 0, chainValidators, creator, outsider, nonces: new Map() }
+  return {
+    genesis,
+    machine,
+    state,
+    height: 0,
+    chainValidators,
+    creator,
+    outsider,
+    nonces: new Map(),
+    rules: { proposer: () => chainValidators[0]?.did ?? '', parentId: (height) => blockId(height - 1) },
+  }
 }
 
 /** The id of block `height` in this test chain (the parent id of height + 1). */
 export const blockId = (height: number): Uint8Array => sha256(utf8(`test block ${height}`))
 
-function info(w: World, height: number) {
-  return {
-    chainId: w.genesis.chainId,
-    height,
-    time: w.genesis.genesisTime + height * 1_000,
-    proposer: w.chainValidators[0]?.did ?? '',
-    parentId: blockId(height - 1),
-    validators: validatorSetAt(w.state, height, w.genesis.params),
-    lastCommitSigners: null,
-  }
-}
-
-export type TxSpec = [Actor, string, unknown]
-
-function deliver(w: World, who: Actor, kind: string, body: unknown, height: number, events: ChainEvent[]): void {
-  const nonce = w.nonces.get(who.did) ?? 0n
-  const encoded = encodeTx(signTx(who.key, { chainId: w.genesis.chainId, nonce, fee: 1n, kind, body }))
-  const result = w.machine.deliver(w.state, decodeTx(encoded), { ...info(w, height), txHash: txHash(encoded) }, (e) =>
-    events.push(e),
-  )
-  w.nonces.set(who.did, nonce + 1n)
-  if (!result.ok) throw result.error
-}
+export type { TxSpec }
 
 /** Executes the next block with these transactions (each must succeed); returns its events. */
-export function block(w: World, txs: TxSpec[] = []): ChainEvent[] {
-  const height = w.height + 1
-  const events: ChainEvent[] = []
-  const ctx = { ...info(w, height), emit: (e: ChainEvent) => events.push(e) }
-  w.machine.beginBlock(w.state, ctx)
-  for (const [who, kind, body] of txs) deliver(w, who, kind, body, height, events)
-  w.machine.endBlock(w.state, ctx)
-  w.height = height
-  return events
-}
+export const block = (w: World, txs: TxSpec[] = []): ChainEvent[] => runBlock(w, txs)
 
-export function tx(w: World, who: Actor, kind: string, body: unknown): ChainEvent[] {
-  return block(w, [[who, kind, body]])
-}
+export const tx = (w: World, who: Actor, kind: string, body: unknown): ChainEvent[] => runBlock(w, [[who, kind, body]])
 
 /** Runs one transaction that must fail with `reason` (in its own block, fee paid). */
-export function refusedTx(w: World, who: Actor, kind: string, body: unknown, reason: string): void {
-  const height = w.height + 1
-  const ctx = { ...info(w, height), emit: () => {} }
-  w.machine.beginBlock(w.state, ctx)
-  try {
-    assert.throws(
-      () => deliver(w, who, kind, body, height, []),
-      (err: unknown) => err instanceof TxError && err.reason === reason,
-      `expected ${kind} to fail with ${reason}`,
-    )
-  } finally {
-    w.machine.endBlock(w.state, ctx)
-    w.height = height
-  }
-}
+export const refusedTx = (w: World, who: Actor, kind: string, body: unknown, reason: string): void =>
+  runRefused(w, who, kind, body, reason)
 
-export function advanceTo(w: World, height: number): ChainEvent[] {
-  const events: ChainEvent[] = []
-  while (w.height < height) events.push(...block(w))
-  return events
-}
+export const advanceTo = (w: World, height: number): ChainEvent[] => runTo(w, height)
 
 /** A raw-codec CID of some bytes (what a weights file is named by). */
 export const blobCidOf = (bytes: Uint8Array): string => cidOfBytes(bytes, RAW_CODE).toString()

@@ -7,14 +7,13 @@
 import assert from 'node:assert/strict'
 import { utf8 } from '../../core/bytes.ts'
 import { cidOfBytes, RAW_CODE } from '../../core/cid.ts'
-import { decodeTx, encodeTx, signTx, txHash } from '../../chain/tx.ts'
-import { TxError } from '../../chain/errors.ts'
+import { runBlock, runRefused, runTo, type ModuleChain, type TxSpec } from '../../../test/helpers/module-chain.ts'
 import { StateMachine, type ChainEvent } from '../../chain/host.ts'
 import { StateOverlay } from '../../chain/state-view.ts'
 import { SparseMerkleTree } from '../../chain/state/smt.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc, type GenesisExperts } from '../../chain/genesis.ts'
 import { bankModule, feeCollector } from '../../bank/bank.ts'
-import { stakingModule, validatorSetAt } from '../../staking/staking.ts'
+import { stakingModule } from '../../staking/staking.ts'
 import { Ed25519KeyPair } from '../../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
 import { metaHash, signParamBlock } from '../block.ts'
@@ -118,19 +117,12 @@ export function paramBlock(
 
 export const score = (loss: bigint, acc: number): PolScore => ({ lossMicroNats: loss, accuracyPpm: acc })
 
-export interface World {
-  genesis: GenesisDoc
-  machine: StateMachine
-  state: StateOverlay
-  height: number
+export interface World extends ModuleChain {
   validators: Actor[]
   owner: Actor
   miner: Actor
   gateway: Actor
   outsider: Actor
-  nonces: Map<string, bigint>
-  /** Hash of the last delivered transaction (hex): a proposal's id. */
-  lastTx: string
 }
 
 export const BALANCE = 1_000_000n
@@ -168,77 +160,23 @@ export function world(
     gateway,
     outsider,
     nonces: new Map(),
-    lastTx: '',
+    rules: { proposer: () => validators[0]?.did ?? '' },
   }
 }
 
-function info(w: World, height: number) {
-  return {
-    chainId: w.genesis.chainId,
-    height,
-    time: w.genesis.genesisTime + height * 1_000,
-    proposer: w.validators[0]?.did ?? '',
-    parentId: new Uint8Array(32),
-    validators: validatorSetAt(w.state, height, w.genesis.params),
-    lastCommitSigners: null,
-  }
-}
-
-export type TxSpec = [Actor, string, unknown]
-
-/** Delivers one transaction at `height`; a failed body throws its TxError (fee and nonce kept). */
-function deliver(w: World, who: Actor, kind: string, body: unknown, height: number, events: ChainEvent[]): void {
-  const nonce = w.nonces.get(who.did) ?? 0n
-  const encoded = encodeTx(signTx(who.key, { chainId: w.genesis.chainId, nonce, fee: 1n, kind, body }))
-  const hash = txHash(encoded)
-  const result = w.machine.deliver(w.state, decodeTx(encoded), { ...info(w, height), txHash: hash }, (e) =>
-    events.push(e),
-  )
-  w.nonces.set(who.did, nonce + 1n)
-  w.lastTx = Buffer.from(hash).toString('hex')
-  if (!result.ok) throw result.error
-}
+export type { TxSpec }
 
 /** Executes the next block with these transactions (each must succeed); returns its events. */
-export function block(w: World, txs: TxSpec[] = []): ChainEvent[] {
-  const height = w.height + 1
-  const events: ChainEvent[] = []
-  const ctx = { ...info(w, height), emit: (e: ChainEvent) => events.push(e) }
-  w.machine.beginBlock(w.state, ctx)
-  for (const [who, kind, body] of txs) deliver(w, who, kind, body, height, events)
-  w.machine.endBlock(w.state, ctx)
-  w.height = height
-  return events
-}
+export const block = (w: World, txs: TxSpec[] = []): ChainEvent[] => runBlock(w, txs)
 
 /** Runs one transaction in its own block; returns the block's events. */
-export function tx(w: World, who: Actor, kind: string, body: unknown): ChainEvent[] {
-  return block(w, [[who, kind, body]])
-}
+export const tx = (w: World, who: Actor, kind: string, body: unknown): ChainEvent[] => runBlock(w, [[who, kind, body]])
 
 /** Runs one transaction that must fail with `reason` (in its own block, fee paid). */
-export function refusedTx(w: World, who: Actor, kind: string, body: unknown, reason: string, message?: RegExp): void {
-  const height = w.height + 1
-  const ctx = { ...info(w, height), emit: () => {} }
-  w.machine.beginBlock(w.state, ctx)
-  try {
-    assert.throws(
-      () => deliver(w, who, kind, body, height, []),
-      (err: unknown) =>
-        err instanceof TxError && err.reason === reason && (message === undefined || message.test(err.message)),
-      `expected ${kind} to fail with ${reason}`,
-    )
-  } finally {
-    w.machine.endBlock(w.state, ctx)
-    w.height = height
-  }
-}
+export const refusedTx = (w: World, who: Actor, kind: string, body: unknown, reason: string, message?: RegExp): void =>
+  runRefused(w, who, kind, body, reason, message)
 
-export function advanceTo(w: World, height: number): ChainEvent[] {
-  const events: ChainEvent[] = []
-  while (w.height < height) events.push(...block(w))
-  return events
-}
+export const advanceTo = (w: World, height: number): ChainEvent[] => runTo(w, height)
 
 /** Creates the family `tiny-moe` v1 owned by `w.owner`; returns its MetaBlock hash. */
 export function createFamily(w: World, overrides: Partial<MetaBlockBody> = {}): string {
@@ -253,7 +191,7 @@ export function createFamily(w: World, overrides: Partial<MetaBlockBody> = {}): 
  */
 export function propose(w: World, blocks: ParamBlockHeader[], claim: PolScore, who: Actor = w.miner): string {
   tx(w, who, 'experts.propose', { family: blocks[0]?.chainId, version: blocks[0]?.version, blocks, claim })
-  return w.lastTx
+  return w.lastTx as string // the proposal's id is its transaction's hash
 }
 
 /** Every validator attests `body` for `id` in one block; returns the events. */

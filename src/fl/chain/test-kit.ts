@@ -9,14 +9,20 @@ import { utf8 } from '../../core/bytes.ts'
 import { cidOfBytes, RAW_CODE } from '../../core/cid.ts'
 import { sha256 } from '../../core/hash.ts'
 import { toHex } from '../../core/bytes.ts'
-import { decodeTx, encodeTx, signTx, txHash } from '../../chain/tx.ts'
-import { TxError } from '../../chain/errors.ts'
+import {
+  runBlock,
+  runBlockResults,
+  runRefused,
+  runTo,
+  type ModuleChain,
+  type TxSpec,
+} from '../../../test/helpers/module-chain.ts'
 import { StateMachine, type ChainEvent, type TxResult } from '../../chain/host.ts'
 import { StateOverlay } from '../../chain/state-view.ts'
 import { SparseMerkleTree } from '../../chain/state/smt.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc } from '../../chain/genesis.ts'
 import { bankModule, feeCollector } from '../../bank/bank.ts'
-import { stakingModule, validatorSetAt } from '../../staking/staking.ts'
+import { stakingModule } from '../../staking/staking.ts'
 import { Ed25519KeyPair } from '../../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
 import { flModule } from './module.ts'
@@ -63,17 +69,12 @@ export function terms(overrides: Record<string, unknown> = {}): Record<string, u
   }
 }
 
-export interface World {
-  genesis: GenesisDoc
-  machine: StateMachine
-  state: StateOverlay
-  height: number
+export interface World extends ModuleChain {
   validators: Actor[]
   creator: Actor
   /** Twelve funded participants (not yet joined). */
   clients: Actor[]
   outsider: Actor
-  nonces: Map<string, bigint>
 }
 
 /**
@@ -101,89 +102,36 @@ export function world(options: { params?: Partial<ChainParams>; clients?: number
   })
   const state = new StateOverlay(SparseMerkleTree.empty())
   machine.initGenesis(state, genesis)
-  return { genesis, machine, state, height: 0, validators, creator, clients, outsider, nonces: new Map() }
-}
-
-function info(w: World, height: number) {
   return {
-    chainId: w.genesis.chainId,
-    height,
-    time: w.genesis.genesisTime + height * 1_000,
-    proposer: w.validators[0]?.did ?? '',
-    parentId: sha256(utf8(`block ${height - 1}`)),
-    validators: validatorSetAt(w.state, height, w.genesis.params),
-    lastCommitSigners: null,
+    genesis,
+    machine,
+    state,
+    height: 0,
+    validators,
+    creator,
+    clients,
+    outsider,
+    nonces: new Map(),
+    rules: { proposer: () => validators[0]?.did ?? '', parentId: (height) => sha256(utf8(`block ${height - 1}`)) },
   }
 }
 
-export type TxSpec = [Actor, string, unknown]
-
-function deliverOne(w: World, who: Actor, kind: string, body: unknown, height: number, events: ChainEvent[]): TxResult {
-  const nonce = w.nonces.get(who.did) ?? 0n
-  const encoded = encodeTx(signTx(who.key, { chainId: w.genesis.chainId, nonce, fee: 1n, kind, body }))
-  const result = w.machine.deliver(w.state, decodeTx(encoded), { ...info(w, height), txHash: txHash(encoded) }, (e) =>
-    events.push(e),
-  )
-  w.nonces.set(who.did, nonce + 1n)
-  return result
-}
-
-function deliver(w: World, who: Actor, kind: string, body: unknown, height: number, events: ChainEvent[]): void {
-  const result = deliverOne(w, who, kind, body, height, events)
-  if (!result.ok) throw result.error
-}
+export type { TxSpec }
 
 /** Executes the next block with these transactions, failed ones included; returns each one's result. */
-export function blockResults(w: World, txs: TxSpec[]): { events: ChainEvent[]; results: TxResult[] } {
-  const height = w.height + 1
-  const events: ChainEvent[] = []
-  const ctx = { ...info(w, height), emit: (e: ChainEvent) => events.push(e) }
-  w.machine.beginBlock(w.state, ctx)
-  const results = txs.map(([who, kind, body]) => deliverOne(w, who, kind, body, height, events))
-  w.machine.endBlock(w.state, ctx)
-  w.height = height
-  return { events, results }
-}
+export const blockResults = (w: World, txs: TxSpec[]): { events: ChainEvent[]; results: TxResult[] } =>
+  runBlockResults(w, txs)
 
 /** Executes the next block with these transactions (each must succeed); returns its events. */
-export function block(w: World, txs: TxSpec[] = []): ChainEvent[] {
-  const height = w.height + 1
-  const events: ChainEvent[] = []
-  const ctx = { ...info(w, height), emit: (e: ChainEvent) => events.push(e) }
-  w.machine.beginBlock(w.state, ctx)
-  for (const [who, kind, body] of txs) deliver(w, who, kind, body, height, events)
-  w.machine.endBlock(w.state, ctx)
-  w.height = height
-  return events
-}
+export const block = (w: World, txs: TxSpec[] = []): ChainEvent[] => runBlock(w, txs)
 
-export function tx(w: World, who: Actor, kind: string, body: unknown): ChainEvent[] {
-  return block(w, [[who, kind, body]])
-}
+export const tx = (w: World, who: Actor, kind: string, body: unknown): ChainEvent[] => runBlock(w, [[who, kind, body]])
 
 /** Runs one transaction that must fail with `reason` (in its own block, fee paid). */
-export function refusedTx(w: World, who: Actor, kind: string, body: unknown, reason: string, message?: RegExp): void {
-  const height = w.height + 1
-  const ctx = { ...info(w, height), emit: () => {} }
-  w.machine.beginBlock(w.state, ctx)
-  try {
-    assert.throws(
-      () => deliver(w, who, kind, body, height, []),
-      (err: unknown) =>
-        err instanceof TxError && err.reason === reason && (message === undefined || message.test(err.message)),
-      `expected ${kind} to fail with ${reason}`,
-    )
-  } finally {
-    w.machine.endBlock(w.state, ctx)
-    w.height = height
-  }
-}
+export const refusedTx = (w: World, who: Actor, kind: string, body: unknown, reason: string, message?: RegExp): void =>
+  runRefused(w, who, kind, body, reason, message)
 
-export function advanceTo(w: World, height: number): ChainEvent[] {
-  const events: ChainEvent[] = []
-  while (w.height < height) events.push(...block(w))
-  return events
-}
+export const advanceTo = (w: World, height: number): ChainEvent[] => runTo(w, height)
 
 /** Creates a task with `terms(overrides)`; returns its id. */
 export function createTask(w: World, overrides: Record<string, unknown> = {}): number {

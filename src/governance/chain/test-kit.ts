@@ -5,14 +5,23 @@
  * for proposals and votes. Block rewards and fees are off, so balances move only by deposits.
  */
 import assert from 'node:assert/strict'
-import { decodeTx, encodeTx, signTx, txHash } from '../../chain/tx.ts'
+import { decodeTx, txHash } from '../../chain/tx.ts'
 import { TxError } from '../../chain/errors.ts'
 import { StateMachine, type ChainEvent } from '../../chain/host.ts'
+import {
+  blockInfo,
+  runBlock,
+  runRefused,
+  runTo,
+  signedTx,
+  type ModuleChain,
+  type TxSpec,
+} from '../../../test/helpers/module-chain.ts'
 import { StateOverlay } from '../../chain/state-view.ts'
 import { SparseMerkleTree } from '../../chain/state/smt.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc } from '../../chain/genesis.ts'
 import { bankModule, feeCollector } from '../../bank/bank.ts'
-import { stakingModule, validatorSetAt } from '../../staking/staking.ts'
+import { stakingModule } from '../../staking/staking.ts'
 import { Ed25519KeyPair } from '../../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
 import { governanceModule } from './module.ts'
@@ -32,14 +41,9 @@ export const BALANCE = 1_000_000n
 /** Fees would go to the validators at the end of each block: the kit pays none, so balances move by deposits only. */
 export const FEE = 0n
 
-export interface World {
-  genesis: GenesisDoc
-  machine: StateMachine
-  state: StateOverlay
-  height: number
+export interface World extends ModuleChain {
   validators: Actor[]
   outsider: Actor
-  nonces: Map<string, bigint>
   /** Every event of every block run so far, with its height. */
   log: Array<ChainEvent & { height: number }>
 }
@@ -64,81 +68,41 @@ export function world(options: { stakes?: bigint[]; params?: Partial<ChainParams
   })
   const state = new StateOverlay(SparseMerkleTree.empty())
   machine.initGenesis(state, genesis)
-  return { genesis, machine, state, height: 0, validators, outsider, nonces: new Map(), log: [] }
-}
-
-function info(w: World, height: number) {
+  const log: World['log'] = []
   return {
-    chainId: w.genesis.chainId,
-    height,
-    time: w.genesis.genesisTime + height * 1_000,
-    proposer: w.validators[0]?.did ?? '',
-    parentId: new Uint8Array(32),
-    validators: validatorSetAt(w.state, height, w.genesis.params),
-    lastCommitSigners: null,
+    genesis,
+    machine,
+    state,
+    height: 0,
+    validators,
+    outsider,
+    nonces: new Map(),
+    log,
+    rules: {
+      proposer: () => validators[0]?.did ?? '',
+      fee: FEE,
+      onBlock: (height, events) => log.push(...events.map((e) => ({ ...e, height }))),
+    },
   }
 }
 
-export type TxSpec = [Actor, string, unknown]
-
-function signed(w: World, who: Actor, kind: string, body: unknown) {
-  const nonce = w.nonces.get(who.did) ?? 0n
-  const encoded = encodeTx(signTx(who.key, { chainId: w.genesis.chainId, nonce, fee: FEE, kind, body }))
-  return { encoded, nonce }
-}
-
-/** Delivers one transaction at `height`; a failed body throws its TxError (fee and nonce kept). */
-function deliver(w: World, who: Actor, kind: string, body: unknown, height: number, events: ChainEvent[]): void {
-  const { encoded, nonce } = signed(w, who, kind, body)
-  const result = w.machine.deliver(w.state, decodeTx(encoded), { ...info(w, height), txHash: txHash(encoded) }, (e) =>
-    events.push(e),
-  )
-  w.nonces.set(who.did, nonce + 1n)
-  if (!result.ok) throw result.error
-}
+export type { TxSpec }
 
 /** Executes the next block with these transactions (each must succeed); returns its events. */
-export function block(w: World, txs: TxSpec[] = []): ChainEvent[] {
-  const height = w.height + 1
-  const events: ChainEvent[] = []
-  const ctx = { ...info(w, height), emit: (e: ChainEvent) => events.push(e) }
-  w.machine.beginBlock(w.state, ctx)
-  for (const [who, kind, body] of txs) deliver(w, who, kind, body, height, events)
-  w.machine.endBlock(w.state, ctx)
-  w.height = height
-  w.log.push(...events.map((e) => ({ ...e, height })))
-  return events
-}
+export const block = (w: World, txs: TxSpec[] = []): ChainEvent[] => runBlock(w, txs)
 
-export function tx(w: World, who: Actor, kind: string, body: unknown): ChainEvent[] {
-  return block(w, [[who, kind, body]])
-}
+export const tx = (w: World, who: Actor, kind: string, body: unknown): ChainEvent[] => runBlock(w, [[who, kind, body]])
 
 /** Runs one transaction whose body must fail with `reason` (in its own block; the fee is paid). */
-export function refusedTx(w: World, who: Actor, kind: string, body: unknown, reason: string): void {
-  const height = w.height + 1
-  const events: ChainEvent[] = []
-  const ctx = { ...info(w, height), emit: (e: ChainEvent) => events.push(e) }
-  w.machine.beginBlock(w.state, ctx)
-  try {
-    assert.throws(
-      () => deliver(w, who, kind, body, height, events),
-      (err: unknown) => err instanceof TxError && err.reason === reason,
-      `expected ${kind} to fail with ${reason}`,
-    )
-  } finally {
-    w.machine.endBlock(w.state, ctx)
-    w.height = height
-    w.log.push(...events.map((e) => ({ ...e, height })))
-  }
-}
+export const refusedTx = (w: World, who: Actor, kind: string, body: unknown, reason: string): void =>
+  runRefused(w, who, kind, body, reason)
 
 /**
  * A transaction refused at the edge (`precheck`, what the mempool and a block's validation run):
  * it throws TxError with `reason` before any fee; nothing changes.
  */
 export function edgeRefused(w: World, who: Actor, kind: string, body: unknown, reason: string): void {
-  const { encoded } = signed(w, who, kind, body)
+  const { encoded } = signedTx(w, who, kind, body)
   assert.throws(
     () => w.machine.precheck(decodeTx(encoded)),
     (err: unknown) => err instanceof TxError && err.reason === reason,
@@ -146,16 +110,12 @@ export function edgeRefused(w: World, who: Actor, kind: string, body: unknown, r
   )
   const before = w.state.changes().length
   assert.throws(() =>
-    w.machine.deliver(w.state, decodeTx(encoded), { ...info(w, w.height + 1), txHash: txHash(encoded) }, () => {}),
+    w.machine.deliver(w.state, decodeTx(encoded), { ...blockInfo(w, w.height + 1), txHash: txHash(encoded) }, () => {}),
   )
   assert.equal(w.state.changes().length, before, 'a transaction refused at the edge writes nothing')
 }
 
-export function advanceTo(w: World, height: number): ChainEvent[] {
-  const events: ChainEvent[] = []
-  while (w.height < height) events.push(...block(w))
-  return events
-}
+export const advanceTo = (w: World, height: number): ChainEvent[] => runTo(w, height)
 
 export interface ProposeSpec {
   changes?: Array<{ param: string; value: bigint | string[] }>
