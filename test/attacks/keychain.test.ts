@@ -87,6 +87,7 @@ test('a marker that is a FIFO, a link to /dev/zero or oversized is refused at on
 
 test('with a real Secret Service, --no-keychain under a planted marker leaves the named entries alone', async (t) => {
   const missing = secretServiceMissing()
+  // justified: needs dbus-daemon and gnome-keyring-daemon (CI installs both, so it runs there)
   if (missing !== undefined) return t.skip(missing)
   const service = await startSecretService(dir)
   try {
