@@ -8,7 +8,7 @@
 // node1's language model over the channel: the answer arrives in several streamed pieces, and its
 // text is what node1's own HTTP API gives for the same greedy request. Disconnecting closes the
 // session on node1. Screenshots go to test-artifacts/dashboard/.
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -20,7 +20,7 @@ import { waitFor } from './helpers/chain-net.ts'
 import { runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
-import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
+import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS, shoot } from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page (the tests' tsconfig has no DOM).
 declare const window: { location: { hash: string }; innerWidth: number; scrollTo(x: number, y: number): void }
@@ -42,13 +42,6 @@ const MAX_TOKENS = 40
 interface DevnetInfo {
   dashboard: string
   nodes: Array<{ node: string; did: string; api: string; home: string }>
-}
-
-async function shoot(t: TestContext, page: Page, name: string): Promise<void> {
-  const path = join(ARTIFACTS, `${name}.png`)
-  await page.evaluate(() => window.scrollTo(0, 0))
-  await page.screenshot({ path, fullPage: true })
-  t.diagnostic(`screenshot: ${path}`)
 }
 
 async function openDirectory(page: Page, dashboard: string): Promise<void> {

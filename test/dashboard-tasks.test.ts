@@ -9,7 +9,7 @@
 // with their roles and settlement, and plots the global model's accuracy per round as the API
 // gives it; the Arena page shows its empty state. Nothing is wider than the screen; screenshots
 // (phone, and the Governance and FL pages on a desktop) go to test-artifacts/dashboard/.
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -22,7 +22,14 @@ import type { FlTaskDetailJson } from '../src/api/fl-api.ts'
 import { BIN, runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
-import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
+import {
+  CHROMIUM,
+  CHROMIUM_FLAGS,
+  CHROMIUM_SKIP,
+  DASHBOARD_ARTIFACTS,
+  shoot,
+  assertFitsWidth,
+} from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page (the tests' tsconfig has no DOM).
 interface PageElement {
@@ -84,22 +91,6 @@ function cli(args: string[]): { child: ChildProcess; stderr(): string } {
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-8_000)))
   child.stdout?.resume()
   return { child, stderr: () => stderr }
-}
-
-async function shoot(t: TestContext, page: Page, name: string): Promise<void> {
-  const path = join(ARTIFACTS, `${name}.png`)
-  await page.evaluate(() => window.scrollTo(0, 0))
-  await page.screenshot({ path, fullPage: true })
-  t.diagnostic(`screenshot: ${path}`)
-}
-
-/** Nothing wider than the screen: no sideways scrolling on a phone. */
-async function assertFitsWidth(page: Page, what: string): Promise<void> {
-  const { scroll, inner } = await page.evaluate(() => ({
-    scroll: document.documentElement.scrollWidth,
-    inner: window.innerWidth,
-  }))
-  assert.ok(scroll <= inner + 1, `${what}: the page is ${scroll} px wide on a ${inner} px screen`)
 }
 
 async function openPage(page: Page, id: string): Promise<void> {

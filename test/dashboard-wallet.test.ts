@@ -8,19 +8,26 @@
 // the PWA: the manifest is linked and valid, its icons are PNGs of their sizes, the service worker
 // is ready and controls the page after a reload, it stored none of the API's answers, and the
 // dashboard starts with the network off. Screenshots go to test-artifacts/dashboard/.
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import { chromium, type Browser } from 'playwright-core'
 import { DonghaeClient } from '../src/api/client.ts'
 import type { WalletPaymentView, WalletSummary } from '../src/api/wallet-api.ts'
 import { runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
-import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
+import {
+  CHROMIUM,
+  CHROMIUM_FLAGS,
+  CHROMIUM_SKIP,
+  DASHBOARD_ARTIFACTS,
+  shoot,
+  assertFitsWidth,
+} from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page (the tests' tsconfig has no DOM).
 interface PageElement {
@@ -73,22 +80,6 @@ async function eventually<T>(what: string, check: () => Promise<T | undefined>, 
 async function getJson<T>(url: string, token?: string): Promise<{ status: number; body: T }> {
   const res = await fetch(url, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } })
   return { status: res.status, body: (await res.json()) as T }
-}
-
-async function shoot(t: TestContext, page: Page, name: string): Promise<void> {
-  const path = join(ARTIFACTS, `${name}.png`)
-  await page.evaluate(() => window.scrollTo(0, 0))
-  await page.screenshot({ path, fullPage: true })
-  t.diagnostic(`screenshot: ${path}`)
-}
-
-/** Nothing wider than the screen: no sideways scrolling on a phone. */
-async function assertFitsWidth(page: Page, what: string): Promise<void> {
-  const { scroll, inner } = await page.evaluate(() => ({
-    scroll: document.documentElement.scrollWidth,
-    inner: window.innerWidth,
-  }))
-  assert.ok(scroll <= inner + 1, `${what}: the page is ${scroll} px wide on a ${inner} px screen`)
 }
 
 /** A PNG's width and height (its IHDR chunk), after checking the signature. */

@@ -5,7 +5,7 @@
 // (moby-lm) streams an answer into the chat panel and names its worker and token usage, a model
 // fetch started through the API shows in the fetches table, and a transfer sent from the UI
 // arrives in the recipient's balance. Screenshots go to test-artifacts/dashboard/.
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,7 +17,14 @@ import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
-import { CHROMIUM, CHROMIUM_FLAGS, CHROMIUM_SKIP, DASHBOARD_ARTIFACTS } from './helpers/chromium.ts'
+import {
+  CHROMIUM,
+  CHROMIUM_FLAGS,
+  CHROMIUM_SKIP,
+  DASHBOARD_ARTIFACTS,
+  shoot,
+  assertFitsWidth,
+} from './helpers/chromium.ts'
 
 // Functions given to page.evaluate/waitForFunction run in the page; these are the browser
 // globals they use (the tests' tsconfig has no DOM library).
@@ -43,25 +50,9 @@ interface DevnetInfo {
   nodes: Array<{ node: string; did: string; api: string; home: string }>
 }
 
-async function shoot(t: TestContext, page: Page, name: string): Promise<void> {
-  const path = join(ARTIFACTS, `${name}.png`)
-  await page.evaluate(() => window.scrollTo(0, 0))
-  await page.screenshot({ path, fullPage: true })
-  t.diagnostic(`screenshot: ${path}`)
-}
-
 async function open(page: Page, id: (typeof PAGES)[number]): Promise<void> {
   await page.click(`a[href="#${id}"]`)
   await page.waitForFunction((want) => window.location.hash === `#${want}`, id)
-}
-
-/** Nothing wider than the screen: no sideways scrolling on a phone. */
-async function assertFitsWidth(page: Page, what: string): Promise<void> {
-  const { scroll, inner } = await page.evaluate(() => ({
-    scroll: document.documentElement.scrollWidth,
-    inner: window.innerWidth,
-  }))
-  assert.ok(scroll <= inner + 1, `${what}: the page is ${scroll} px wide on a ${inner} px screen`)
 }
 
 const height = async (page: Page): Promise<number> => Number(await page.textContent('[data-testid=height]'))

@@ -178,7 +178,7 @@ export class NodeWallet implements WalletApi {
   }
 
   #view(p: PaymentState): WalletPaymentView {
-    const item = this.service.outbox().find((i) => i.id === p.id)
+    const item = this.service.outboxItem(p.id)
     return paymentView(p, item !== undefined, item?.storedWith.length ?? 0)
   }
 
@@ -192,7 +192,7 @@ export class NodeWallet implements WalletApi {
       deliveriesPending: this.service.outbox().length,
       ledger: {
         entries: this.service.ledger.count,
-        head: this.service.ledger.entries().at(-1)?.hash ?? '0'.repeat(64),
+        head: this.service.ledger.head,
       },
       fee: this.#chain.genesis.params.minFee.toString(),
     }

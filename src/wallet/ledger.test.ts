@@ -53,6 +53,7 @@ test('entries chain, survive a reopen, and the files hold no plaintext', async (
     const raw = (await readFile(path, 'utf8')) + (await readFile(`${path}.head`, 'utf8'))
     assert.ok(!raw.includes('dinner #') && !raw.includes('tip for the cook'), 'memos are encrypted')
     assert.deepEqual(await again.verify(PASSWORD), { count: 6, head: again.entries().at(-1)?.hash })
+    assert.equal(again.head, again.entries().at(-1)?.hash)
   })
 })
 

@@ -243,6 +243,11 @@ export class WalletLedger {
     return this.#entries.length
   }
 
+  /** The hash of the last entry's line (64 zeros for an empty ledger), without copying the entries. */
+  get head(): string {
+    return this.#entries.at(-1)?.hash ?? ZERO_HASH.toString('hex')
+  }
+
   entries(): LedgerEntry[] {
     return this.#entries.map((e) => ({ ...e, body: structuredClone(e.body) }))
   }

@@ -361,9 +361,9 @@ export class WalletService {
     return [...this.#outbox.values()].sort((a, b) => a.createdAt - b.createdAt)
   }
 
-  /** Whether the outbox still offers this payment's envelope. */
-  isQueued(id: string): boolean {
-    return this.#outbox.has(id)
+  /** The outbox's item for a payment, while its envelope is still offered. */
+  outboxItem(id: string): OutboxItem | undefined {
+    return this.#outbox.get(id)
   }
 
   async verifyLedger(): Promise<{ count: number; head: string }> {
