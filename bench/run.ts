@@ -26,6 +26,7 @@ import { webrtcBenches, WEBRTC_BENCH_NAMES } from './webrtc.bench.ts'
 import { webrtcBrowserBenches, WEBRTC_BROWSER_BENCH_NAMES } from './webrtc-browser.bench.ts'
 import { walletBenches, WALLET_BENCH_NAMES } from './wallet.bench.ts'
 import { flBenches, FL_BENCH_NAMES } from './fl.bench.ts'
+import { idleBenches, IDLE_BENCH_NAMES } from './idle.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -93,6 +94,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: WEBRTC_BROWSER_BENCH_NAMES, run: () => webrtcBrowserBenches(quick) },
   { names: WALLET_BENCH_NAMES, run: () => walletBenches(options, quick) },
   { names: FL_BENCH_NAMES, run: () => flBenches(options, quick) },
+  { names: IDLE_BENCH_NAMES, run: () => idleBenches() },
 ]
 
 const only = values.only

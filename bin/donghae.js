@@ -1,15 +1,19 @@
 #!/usr/bin/env node
 // Entry point. Donghae needs Node.js 24 (libp2p 3 needs >= 22; TypeScript runs through Node's
 // type stripping). In a checkout, `npm install` puts Node 24 (the `node` devDependency) first on
-// the PATH of `npm start`, `npm test` and `npx donghae`.
+// the PATH of `npm start`, `npm test` and `npx donghae`. package.json declares no `engines`
+// (npm would warn EBADENGINE on every call under the system's older Node, which only runs npm):
+// this check is the guard, and it runs before anything that needs Node 24 is loaded.
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const major = Number(process.versions.node.split('.')[0])
 if (major < 24) {
-  process.stderr.write(
-    `donghae: Node.js 24 or newer is required (this is ${process.version}) — run it as \`npx donghae …\` in a checkout after \`npm install\`, or install Node.js 24\n`,
-  )
+  const local = fileURLToPath(new URL('../node_modules/.bin/node', import.meta.url))
+  const how = existsSync(local)
+    ? `run it as \`npx donghae …\` (it uses the project's Node 24, ${local})`
+    : 'run `npm install` in the checkout, then `npx donghae …` (npm install brings Node 24), or install Node.js 24'
+  process.stderr.write(`donghae: Node.js 24 or newer is required (this is ${process.version}): ${how}\n`)
   process.exit(1)
 }
 

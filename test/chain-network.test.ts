@@ -233,3 +233,47 @@ test('a transaction whose first gossip reached nobody is gossiped again from the
     await net.close()
   }
 })
+
+test('without empty blocks an idle chain makes no block; a transfer starts the next height at once, and it commits', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const genesis = makeGenesis(
+    validators,
+    validators.map((v) => [v, 1_000_000n]),
+    { ...FAST_PARAMS, emptyBlockIntervalMs: 60_000 },
+  )
+  const net = await testNet(validators, genesis)
+  try {
+    const a = validators[0] as Actor
+    const b = actor() // not a validator: its balance moves only by the transfer
+    const first = net.nodes.get(a.did) as DonghaeNode
+    // Idle from the start: every engine waits for work before round 0 of height 1. Let several
+    // of FAST_PARAMS' rounds (≈ 1 s each) go by, then check nothing was decided or even tried.
+    await waitFor('every engine to wait for work at height 1', () =>
+      [...net.nodes.values()].every((n) => n.runtime.consensus?.step === 'newHeight'),
+    )
+    let messages = 0
+    net.hub.join('spy').subscribe('consensus', () => {
+      messages++
+      return 'ignore'
+    })
+    await new Promise((resolve) => setTimeout(resolve, 3_000))
+    for (const node of net.nodes.values()) {
+      assert.equal(node.app.head.height, 0, 'no empty block was made')
+      assert.equal(node.runtime.consensus?.step, 'newHeight')
+      assert.equal(node.runtime.consensus?.round, 0)
+    }
+    assert.equal(messages, 0, 'and no consensus message was sent')
+    await first.runtime.submitTx(transfer(a, 0n, b, 10n, genesis.chainId))
+    await waitFor('the transfer to commit', () => balanceOf(first.app.state, b.did) === 10n)
+    const height = first.app.head.height
+    assert.equal(height, 1, 'the transfer is in the first block')
+    assert.equal((await first.app.getBlock(1))?.txs.length, 1)
+    // nothing left to do: height 2 waits again
+    await waitFor(
+      'height 2 to wait for work',
+      () => first.runtime.consensus?.step === 'newHeight' && first.runtime.consensus.height === 2,
+    )
+  } finally {
+    await net.close()
+  }
+})

@@ -13,13 +13,19 @@
 //                      clean FedAvg, every attacker that proposed excluded and its bond slashed,
 //                      no honest participant slashed
 //
+// Into the market (part 4): each task is created with a price, so after its final round its global
+// model — the ONNX export its voters agreed on — is in the node's model registry (GET /v1/models)
+// with lineage source 'fl' (the task view's `model.lineage`, read from the registry record); once
+// the devnet's workers serve the last one, one inference job runs on it through POST /v1/infer
+// and answers what the global model computes.
+//
 // DONGHAE_FL_VARIANTS picks others (comma-separated): multi-krum-clean, multi-krum-2, fedavg-2,
 // fedavg-3, median-3, trimmed-mean-3 (bench/fl-round.bench.ts runs the whole matrix). Figures are
 // printed as diagnostics: accuracy per round, slashes, and where a round's time goes.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BIN } from './helpers/cli.ts'
@@ -28,6 +34,7 @@ import { waitFor } from './helpers/chain-net.ts'
 import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
 import { readDigitsDataset, DIGITS_RECIPE } from '../src/inference/demo-models.ts'
 import { mlpTrainer, type Dataset } from '../src/inference/trainer.ts'
+import { createTensor, tensorFromJson, tensorToB64Json } from '../src/inference/tensor.ts'
 import { consensusModel, digitsFederation, mlpTemplate } from '../src/fl/round.ts'
 import { decodeModel } from '../src/fl/blob.ts'
 import { unflattenMlp } from '../src/fl/weights.ts'
@@ -62,6 +69,8 @@ const ROUNDS = Number(process.env.DONGHAE_FL_ROUNDS ?? 12)
 const UPLOAD_BLOCKS = 8
 const VOTE_BLOCKS = 8
 const BOND = 1_000n
+/** Fee per call of each task's global model in the inference market. */
+const PRICE = 2n
 
 /** A CLI child with its stdout lines and the tail of its stderr kept. */
 function cli(args: string[]): { child: ChildProcess; lines: string[]; stderr(): string } {
@@ -173,6 +182,7 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
     )
 
     const outcomes: TaskOutcome[] = []
+    const registered: Array<{ cid: string; global: { cid: string; digest: string } }> = []
     for (const variant of variants) {
       const began = Date.now()
       const created = JSON.parse(
@@ -195,6 +205,8 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
           String(VOTE_BLOCKS),
           '--bond',
           String(BOND),
+          '--price',
+          String(PRICE),
           '--password-file',
           passwordFile,
           '--json',
@@ -239,6 +251,19 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
       }
       const detail = (await getJson<FlTaskDetailJson>(`${api0}/v1/fl/tasks/${id}`)) as FlTaskDetailJson
       assert.equal(detail.task.status, 'finished')
+      // into the market: the global model's ONNX export is registered, with its lineage
+      const market = detail.task.model
+      assert.equal(market?.registered, true, `task ${id} registered its model: ${JSON.stringify(market)}`)
+      assert.equal(market?.cid, detail.task.onnx?.cid)
+      assert.equal(market?.lineage?.source, 'fl')
+      assert.equal(market?.lineage?.task, String(id))
+      const listed = (await getJson<{ data: Array<{ id: string; cid: string; version: string }> }>(`${api0}/v1/models`))
+        ?.data
+      assert.ok(
+        listed?.some((m) => m.cid === market?.cid && m.version === `fl-${id}`),
+        `GET /v1/models lists the FL model ${market?.cid}`,
+      )
+      registered.push({ cid: market!.cid, global: detail.task.global })
       const like = mlpTemplate(detail.task.widths, detail.task.inputDivisor)
       const accuracyOf = async (ref: { cid: string; digest: string }, data: Dataset): Promise<number> => {
         const weights = decodeModel(await blob(api0, ref.cid), {
@@ -334,6 +359,44 @@ test('FL Alliance on a devnet: twelve participant processes, clean FedAvg near c
       t.diagnostic(
         `  a round is ${median(blocks)} blocks (${UPLOAD_BLOCKS} upload + ${VOTE_BLOCKS} vote), ${(outcome.seconds / ROUNDS).toFixed(1)} s; ` +
           `proposer ms: ${phases('proposer')}; voter ms: ${phases('voter')}`,
+      )
+    }
+
+    // one inference job on the last registered FL model, once a worker serves it
+    const last = registered[registered.length - 1]
+    if (last !== undefined) {
+      const node = info.nodes[1] ?? info.nodes[0]!
+      await waitFor(
+        `a worker serving the FL model ${last.cid}`,
+        async () =>
+          ((await getJson<{ data: Array<{ cid: string; workers: number }> }>(`${node.api}/v1/models`))?.data.find(
+            (m) => m.cid === last.cid,
+          )?.workers ?? 0) >= 1,
+        60_000,
+      )
+      const token = (await readFile(join(node.home, 'api-token'), 'utf8')).trim()
+      const row = federation.test.features.slice(0, 64)
+      const res = await fetch(`${node.api}/v1/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({
+          model: last.cid,
+          inputs: { input: tensorToB64Json(createTensor('float32', [1, 64], row)) },
+          output_encoding: 'b64',
+        }),
+      })
+      const body = (await res.json()) as { outputs: Record<string, unknown>; receipt?: { worker: string } }
+      assert.equal(res.status, 200, JSON.stringify(body).slice(0, 400))
+      const served = tensorFromJson(body.outputs.probabilities, 'probabilities').data as Float32Array
+      const like = mlpTemplate([64, 32, 10], 16)
+      const weights = decodeModel(await blob(api0, last.global.cid), {
+        length: 64 * 32 + 32 + 32 * 10 + 10,
+        digest: last.global.digest,
+      })
+      const expected = mlpTrainer.predict(unflattenMlp(weights, like), row)
+      served.forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-4, `output ${i}: ${v} vs ${expected[i]}`))
+      t.diagnostic(
+        `inference job on FL model ${last.cid} via ${node.api}: worker …${body.receipt?.worker.slice(-8) ?? '?'}, top class ${served.indexOf(Math.max(...served))}`,
       )
     }
 

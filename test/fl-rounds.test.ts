@@ -8,7 +8,10 @@
 //
 // Checked: every round passes with multi-Krum, the global model ends better than it started, the
 // attackers' updates are excluded and their bond slashed, no honest participant is slashed, the
-// pool is never overdrawn, and a node refuses blobs the chain does not name.
+// pool is never overdrawn, and a node refuses blobs the chain does not name. Into the market: the
+// task has a price, so its global model's ONNX export (which every voter computes alike) is
+// registered with its lineage, and the inference runtime serves it as the registry describes it,
+// with the global model's answers.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readDigitsDataset } from '../src/inference/demo-models.ts'
@@ -24,6 +27,10 @@ import { NodeFl } from '../src/node/fl.ts'
 import { FlBlobRefusedError, participantView } from '../src/api/fl-api.ts'
 import { decodeModel } from '../src/fl/blob.ts'
 import { testSeed } from './helpers/random.ts'
+import { modelByCid } from '../src/inference/chain/state.ts'
+import { modelLineage } from '../src/inference/chain/lineage.ts'
+import { OnnxRuntime } from '../src/inference/runtime.ts'
+import { createTensor } from '../src/inference/tensor.ts'
 
 interface Pending {
   spec: TxSpec
@@ -135,6 +142,7 @@ test('FL rounds in one process: twelve participants, multi-Krum, two sign-flippe
     uploadBlocks: 3,
     voteBlocks: 3,
     pool: 120_000,
+    price: 5,
   })
   assert.equal((await node.putBlob(blob)).kind, 'initial')
   blockResults(
@@ -212,7 +220,42 @@ test('FL rounds in one process: twelve participants, multi-Krum, two sign-flippe
   for (const p of honest) assert.equal(p.slashed, 0n, `honest ${p.did} was not slashed`)
   assert.ok(task.paid <= 120_000n)
   assert.equal(escrowBalance(w.state), 0n, 'pool and bonds all settled')
-  assert.equal(balanceOf(w.state, w.creator.did) >= 1_000_000n - 120_000n - 1n, true)
+  assert.equal(balanceOf(w.state, w.creator.did) >= 1_000_000n - 120_000n - task.deposit - 1n, true)
+
+  // into the market: every round's majority agreed on one ONNX export too
+  assert.ok(history.every((r) => r.onnx !== undefined && r.majority === 3))
+  assert.equal(task.model?.registered, true, JSON.stringify(task.model))
+  const onnxCid = task.onnx!.cid
+  assert.equal(task.model?.cid, onnxCid)
+  const record = modelByCid(w.state, onnxCid)!
+  assert.equal(record.name, 'digits')
+  assert.equal(record.owner, w.creator.did)
+  const lineage = modelLineage(w.state, onnxCid)!
+  assert.equal(lineage.source, 'fl')
+  assert.equal(lineage.round, rounds)
+  assert.equal(lineage.parent, initial.cid)
+  assert.equal(lineage.contributors[0]?.did, w.creator.did)
+  assert.ok(
+    lineage.contributors.every((c) => c.role === 'creator' || participants.some((p) => p.did === c.did && p.paid > 0n)),
+  )
+  const exported = store.get(onnxCid)
+  assert.ok(exported !== undefined, 'the voters stored the export on the node')
+  assert.equal(exported.length, record.size)
+  const rt = new OnnxRuntime({ executionProvider: 'cpu' })
+  try {
+    await rt.load(onnxCid, exported)
+    assert.deepEqual(rt.model(onnxCid)?.inputs, record.inputs)
+    assert.deepEqual(rt.model(onnxCid)?.outputs, record.outputs)
+    const rows = federation.test.labels.length
+    const { outputs } = await rt.run(onnxCid, {
+      input: createTensor('float32', [rows, 64], federation.test.features),
+    })
+    const served = outputs.probabilities!.data as Float32Array
+    const expected = mlpTrainer.predict(unflattenMlp(final, mlpTemplate([64, 32, 10], 16)), federation.test.features)
+    served.forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-5, `output ${i}: ${v} vs ${expected[i]}`))
+  } finally {
+    await rt.close()
+  }
   // every voter's report names the attackers it excluded
   const voterReports = [...reports.values()].flat().filter((r) => r.role === 'voter')
   assert.ok(voterReports.length >= rounds * 3 - 1)

@@ -100,6 +100,8 @@ before(async () => {
       [v0, 1_000_000n],
       [v1, 1_000_000n],
     ],
+    // not the default: a core parameter's default is the genesis value, not DEFAULT_PARAMS'
+    { maxBlockTxs: 4_000 },
   )
   const machine = new StateMachine({
     chainId: genesis.chainId,
@@ -129,8 +131,23 @@ test('gov propose, vote, show and params: a parameter changes at the height the 
   const period = params.params.find((p) => p.name === 'governance.votingPeriodBlocks')
   const old = period?.value as string
   assert.deepEqual([period?.default, period?.governed], [old, false])
-  assert.equal(params.fixed.maxBlockTxs, 5_000)
+  assert.equal(params.fixed.maxBlockTxs, 4_000)
   assert.equal(params.fixed.minFee, '1')
+  // the core chain parameters: default and value the genesis one, bounds those on this chain
+  const view = (name: string) => params.params.find((p) => p.name === name)
+  const minFee = view('chain.minFee')
+  assert.deepEqual(
+    [minFee?.value, minFee?.default, minFee?.governed, minFee?.min, minFee?.max],
+    ['1', '1', false, '1', '1000000'],
+  )
+  const blockTxs = view('chain.maxBlockTxs')
+  assert.deepEqual([blockTxs?.value, blockTxs?.default, blockTxs?.min, blockTxs?.max], ['4000', '4000', '16', '4000'])
+  assert.deepEqual([view('staking.unbondingBlocks')?.value, view('staking.unbondingBlocks')?.min], ['100', '100'])
+  for (const name of ['staking.slashDoubleSignBps', 'staking.minBond', 'staking.blockReward', 'staking.maxValidators'])
+    assert.ok(view(name) !== undefined, name)
+  const printed = await gov(v0, ['params'])
+  assert.match(printed.stdout, /chain\.minFee +1 +genesis; 1\.\.1000000/)
+  assert.match(printed.stdout, /consensus timeouts, proof of history/)
 
   const H = 20 + Number(old) + 5
   const proposed = await committed<{ proposal: number; status: string; height: number; ok: boolean }>(v0, [
@@ -213,8 +230,16 @@ test('gov propose, vote, show and params: a parameter changes at the height the 
 test('bad changes and votes are refused before signing, with one line', async () => {
   const cases: Array<[string[], RegExp]> = [
     [
-      ['propose', '--title', 't', '--description', 'd', '--change', 'chain.maxBlockTxs=10', '--deposit', '1'],
+      ['propose', '--title', 't', '--description', 'd', '--change', 'chain.epochLength=10', '--deposit', '1'],
       /not a governed parameter/,
+    ],
+    [
+      ['propose', '--title', 't', '--description', 'd', '--change', 'chain.maxBlockTxs=6000', '--deposit', '1'],
+      /chain\.maxBlockTxs must be in 16\.\.4000 on this chain/,
+    ],
+    [
+      ['propose', '--title', 't', '--description', 'd', '--change', 'staking.unbondingBlocks=0', '--deposit', '1'],
+      /must be in 1\.\.10000000/,
     ],
     [
       ['propose', '--title', 't', '--description', 'd', '--change', 'governance.quorumBps=0', '--deposit', '1'],

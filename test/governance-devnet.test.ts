@@ -3,7 +3,9 @@
 // height H; all four validators vote yes with the CLI; on every node GET /v1/gov/params shows
 // the old value at every height below H and 10 from H on (polled as blocks commit, then asked at H−1 and H from the
 // parameter's history), the raw state key is proven at the head, and a proposal made after H
-// by node1 votes for 10 blocks: the new value is in force.
+// by node1 votes for 10 blocks: the new value is in force. The same proposal raises the core
+// parameter `chain.minFee` from its genesis value 1 to 2: from H a transaction paying 1 is refused
+// at admission (`fee-too-low`), and the CLI, reading the floor in force, pays 2.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -32,6 +34,7 @@ interface DevnetInfo {
 }
 
 const PARAM = 'governance.votingPeriodBlocks'
+const FEE_PARAM = 'chain.minFee'
 /** Time allowed for the proposal to be committed (CLI start, keystore, a block), as blocks at the measured rate. */
 const PROPOSE_ALLOWANCE_MS = 15_000
 
@@ -71,6 +74,8 @@ test('governance devnet: a proposal changes governance.votingPeriodBlocks on eve
     const spec = before?.params.find((p) => p.name === PARAM)
     const old = spec?.value as string
     assert.deepEqual([spec?.default, spec?.governed], [old, false])
+    const fee = before?.params.find((p) => p.name === FEE_PARAM)
+    assert.deepEqual([fee?.value, fee?.governed, before?.fixed.minFee], ['1', false, '1'], 'the genesis fee floor')
     const period = Number(old)
     const delay = Number(before?.params.find((p) => p.name === 'governance.minApplyDelayBlocks')?.value)
     // H leaves room for the proposal to be committed: the block rate measured over 3 s
@@ -92,6 +97,8 @@ test('governance devnet: a proposal changes governance.votingPeriodBlocks on eve
         'Vote for 10 blocks instead of 20.',
         '--change',
         `${PARAM}=10`,
+        '--change',
+        `${FEE_PARAM}=2`,
         '--apply-at-height',
         String(H),
         '--deposit',
@@ -149,6 +156,8 @@ test('governance devnet: a proposal changes governance.votingPeriodBlocks on eve
         ['10', true, H, id],
         `${api} at H`,
       )
+      const feeAt = at?.params.find((p) => p.name === FEE_PARAM)
+      assert.deepEqual([feeAt?.value, feeAt?.governed, feeAt?.changedAt], ['2', true, H], `${api} fee at H`)
       const p = await getJson<ProposalView>(`${api}/v1/gov/proposals/${id}`)
       assert.deepEqual([p?.status, p?.appliedHeight], ['applied', H], api)
       // the raw state key at the head, with its proof against the state root
@@ -157,7 +166,17 @@ test('governance devnet: a proposal changes governance.votingPeriodBlocks on eve
       assert.equal(BigInt(decode<number | bigint>(fromHex(proof.value))), 10n, api)
     }
 
-    // in force: node1's proposal made now votes for 10 blocks
+    // the fee floor in force: paying the genesis floor is refused at admission
+    const n1 = nodes[1] as DevnetNode
+    const cheap = await runCli([
+      ...['--home', n1.home, 'gov', 'propose', '--title', 'Cheap', '--description', 'x'],
+      ...['--change', 'arena.minRewardPool=5000', '--deposit', '10000', '--fee', '1'],
+      ...['--password-file', info.password, '--api', n1.api, '--json'],
+    ])
+    assert.equal(cheap.code, 1, cheap.stdout)
+    assert.match(cheap.stderr, /fee-too-low|below the minimum 2/)
+
+    // in force: node1's proposal made now votes for 10 blocks (the CLI pays the floor in force)
     const next = await gov(
       nodes[1] as DevnetNode,
       [
@@ -174,6 +193,7 @@ test('governance devnet: a proposal changes governance.votingPeriodBlocks on eve
       ],
       true,
     )
+    assert.equal(next.fee, '2')
     const second = await getJson<ProposalView>(`${apis[2]}/v1/gov/proposals/${String(next.proposal)}`)
     assert.equal(second?.votingEndHeight, (next.height as number) + 10)
     t.diagnostic(`done in ${Date.now() - started} ms`)

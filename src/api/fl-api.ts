@@ -15,6 +15,31 @@ export interface FlModelJson {
   digest: string
 }
 
+/** The ONNX export of a global model a vote or a round's majority names. */
+export interface FlOnnxJson {
+  cid: string
+  bytes: number
+}
+
+/** A finished task's market entry: registered, or why not (src/fl/chain/market.ts). */
+export interface FlMarketJson {
+  cid: string
+  name: string
+  version: string
+  /** The round whose aggregate it is. */
+  round: number
+  registered: boolean
+  reason?: string
+  /** The registry record's lineage (registered models). */
+  lineage?: {
+    source: string
+    task: string
+    round: number
+    parent?: string
+    contributors: Array<{ did: string; role: string }>
+  }
+}
+
 export interface FlTaskJson {
   id: number
   name: string
@@ -42,6 +67,14 @@ export interface FlTaskJson {
   remaining: string
   paid: string
   slashed: string
+  /** Fee per call of the global model in the inference market (a task with a market entry). */
+  price?: string
+  /** The market's model deposit escrowed with the price. */
+  deposit?: string
+  /** The ONNX export of the global model its round's majority agreed on. */
+  onnx?: FlOnnxJson
+  /** Once a task with a price finished: the model registered in the market, or why not. */
+  model?: FlMarketJson
 }
 
 export interface FlParticipantJson {
@@ -70,6 +103,7 @@ export interface FlVoteJson {
   did: string
   approve: boolean
   aggregate?: FlModelJson
+  onnx?: FlOnnxJson
   accuracyPpm: number
   excluded: string[]
   height: number
@@ -88,6 +122,8 @@ export interface FlRoundJson {
   updates: FlUpdateJson[]
   votes: FlVoteJson[]
   aggregate?: FlModelJson
+  /** The ONNX export the majority named with its aggregate. */
+  onnx?: FlOnnxJson
   /** The lower median of the majority's accuracies, ppm (passed rounds). */
   accuracyPpm?: number
   majority?: number
@@ -108,7 +144,7 @@ export interface FlTaskDetailJson {
 export interface FlBlobStored {
   cid: string
   bytes: number
-  kind: 'initial' | 'update' | 'aggregate'
+  kind: 'initial' | 'update' | 'aggregate' | 'onnx'
 }
 
 /** A blob the chain does not name (or unlike what it names): the node will not store or serve it. */
@@ -135,7 +171,8 @@ export interface FlApi {
   task(id: number, options?: { rounds?: 'all' | 'current' }): FlTaskDetailJson | undefined
   /**
    * Stores a blob the chain names (a task's initial model, an update of the current round with
-   * its declared size, an aggregate a vote names, which must decode and match its digest);
+   * its declared size, an aggregate a vote names, which must decode and match its digest, an ONNX
+   * export a vote names, which must be the export of an aggregate stored here);
    * throws FlBlobRefusedError otherwise.
    */
   putBlob(bytes: Uint8Array): Promise<FlBlobStored>

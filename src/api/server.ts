@@ -73,6 +73,8 @@ import type { ArenaApi } from './arena-api.ts'
 import { arenaRoutes } from './routes/arena.ts'
 import { governanceRoutes } from './routes/governance.ts'
 import { noWalletRoutes, walletRoutes } from './routes/wallet.ts'
+import type { ResourcesApi } from './resources-api.ts'
+import { resourcesRoutes } from './routes/resources.ts'
 
 export interface ApiServerOptions {
   chain: ChainApi
@@ -129,6 +131,8 @@ export interface ApiServerOptions {
   eventHeartbeatMs?: number
   /** The node's metrics, served at GET /metrics. */
   metrics?: NodeMetrics
+  /** The node's resource samples, served at GET /v1/node/resources (routes/resources.ts). */
+  resources?: ResourcesApi
   /** Operator token (auth.ts): without it every operator route answers 401. */
   operatorToken?: string
   /** Operator routes (/v1/operator/…), which act with the node's key. */
@@ -137,8 +141,9 @@ export interface ApiServerOptions {
   dashboardDir?: string
 }
 
-/** The dashboard's build output in a checkout (`vite build` of web/; scripts/build-web.ts). */
-export const DASHBOARD_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url))
+/** The dashboard's build output in a checkout (`vite build` of web/; scripts/build-web.ts), or DONGHAE_DASHBOARD_DIR. */
+export const DASHBOARD_DIR =
+  process.env.DONGHAE_DASHBOARD_DIR || fileURLToPath(new URL('../../web/dist', import.meta.url))
 
 /** Path prefixes that are never the dashboard: unknown paths under them are 404 JSON. */
 const API_PREFIXES = ['/v1', '/docs', '/metrics']
@@ -314,6 +319,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
         : { maxStreamsPerClient: options.maxEventStreamsPerClient }),
     })
   if (options.metrics !== undefined) app.register(metricsRoutes, { metrics: options.metrics })
+  if (options.resources !== undefined) app.register(resourcesRoutes, { resources: options.resources })
   if (options.operator !== undefined) app.register(operatorRoutes, { operator: options.operator, chain: options.chain })
   if (options.inference !== undefined) app.register(inferenceRoutes, { inference: options.inference })
   if (options.experts !== undefined) app.register(expertsRoutes, { experts: options.experts })

@@ -36,6 +36,7 @@ import {
 } from './block.ts'
 import { BlockError, TxError } from './errors.ts'
 import { genesisHash, type GenesisDoc } from './genesis.ts'
+import { currentMaxBlockTxs } from './governed.ts'
 import type { ChainEvent, StateMachine, TxResult } from './host.ts'
 import type { Mempool } from './mempool.ts'
 import { countTicks, type PohCheck, type PohEntry } from './poh/entries.ts'
@@ -237,6 +238,16 @@ export class ChainApp {
     return this.#tree
   }
 
+  /**
+   * Whether the next height has something to decide: a mempool transaction that can run now (a
+   * sender's next nonce; a transaction waiting behind a nonce gap does not count), or a module's
+   * due work. A chain with `emptyBlockIntervalMs` waits for this before proposing.
+   */
+  hasWork(): boolean {
+    if (this.#opts.mempool.reap(this.#tree, 1).length > 0) return true
+    return this.#opts.machine.wantsBlock(this.#tree, this.#head.height + 1)
+  }
+
   validatorSet(height: number): ValidatorSet {
     return this.#opts.validatorSet(this.#tree, height)
   }
@@ -333,6 +344,9 @@ export class ChainApp {
       events.push(e)
     }
     this.#opts.machine.beginBlock(overlay, { ...info, emit })
+    // the governed limit in force at this height (a change applies in begin-block)
+    const maxTxs = currentMaxBlockTxs(overlay, this.genesis.params)
+    if (txs.length > maxTxs) throw new BlockError(`more than ${maxTxs} transactions (chain.maxBlockTxs)`)
     const failures = txs.map((tx, i) => {
       try {
         // A transaction admitted to our mempool had its signature checked then: do not pay twice.
@@ -385,7 +399,7 @@ export class ChainApp {
     const chosen: Array<{ tx: SignedTx; bytes: Uint8Array; hash: Uint8Array }> = []
     const failures: Array<string | undefined> = []
     const blocked = new Set<string>()
-    for (const entry of this.#opts.mempool.reap(this.#tree, this.genesis.params.maxBlockTxs)) {
+    for (const entry of this.#opts.mempool.reap(this.#tree, currentMaxBlockTxs(overlay, this.genesis.params))) {
       if (blocked.has(entry.tx.sender)) {
         this.#opts.mempool.drop(entry.hash)
         continue
@@ -494,6 +508,7 @@ export class ChainApp {
     }
     const check = await this.#opts.poh.verify(header.pohStart, block.poh, params.hashesPerTick)
     if (!check.ok) throw new BlockError(`PoH entry ${check.index} is invalid: ${check.reason}`)
+    // the genesis value caps the governed one (chain.maxBlockTxs, checked in #execute)
     if (block.txs.length > params.maxBlockTxs) throw new BlockError(`more than ${params.maxBlockTxs} transactions`)
     const txs: SignedTx[] = []
     const hashes: Uint8Array[] = []

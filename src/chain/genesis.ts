@@ -60,6 +60,13 @@ export interface ChainParams {
   timeoutCommitMs: number
   /** Largest number of transactions in a block. */
   maxBlockTxs: number
+  /**
+   * No empty blocks (CometBFT's `create_empty_blocks_interval`): with a value above 0, a height
+   * with no transaction ready and no module's due work waits this long before proposing an empty
+   * block; a transaction or due work starts it at once. 0: a block after every commit timeout,
+   * whether there is anything in it or not (the format before this parameter existed).
+   */
+  emptyBlockIntervalMs: number
   // ---- inference market (src/inference/chain/module.ts); unbonding reuses `unbondingBlocks` ----
   /** Bond below which a worker is not scheduled. */
   minWorkerBond: bigint
@@ -207,6 +214,12 @@ export interface GenesisDoc {
   experts?: GenesisExperts
 }
 
+/**
+ * The empty-block interval new networks get (`donghae devnet`, `donghae genesis`): an idle chain
+ * makes one block a minute; a transaction or a module's due work makes one at once.
+ */
+export const IDLE_EMPTY_BLOCK_INTERVAL_MS = 60_000
+
 export const DEFAULT_PARAMS: ChainParams = {
   minFee: 1n,
   epochLength: 20,
@@ -232,6 +245,7 @@ export const DEFAULT_PARAMS: ChainParams = {
   timeoutPrecommitDeltaMs: 250,
   timeoutCommitMs: 200,
   maxBlockTxs: 5_000,
+  emptyBlockIntervalMs: 0,
   minWorkerBond: 1_000n,
   maxReceiptsPerSettle: 96,
   settleWindowMs: 3_600_000,
@@ -332,6 +346,7 @@ export const EXPERTS_PARAM_KEYS = [
 export const OPTIONAL_PARAM_KEYS = [
   ...INFERENCE_PARAM_KEYS,
   'minBond',
+  'emptyBlockIntervalMs',
   ...EXPERTS_PARAM_KEYS,
 ] as const satisfies ReadonlyArray<keyof ChainParams>
 
@@ -447,6 +462,8 @@ export function parseGenesis(json: unknown): GenesisDoc {
   ] as const) {
     if (p[key] < 1) fail(`params.${key} must be at least 1`)
   }
+  if (p.emptyBlockIntervalMs !== 0 && (p.emptyBlockIntervalMs < 1_000 || p.emptyBlockIntervalMs > 86_400_000))
+    fail('params.emptyBlockIntervalMs must be 0 (always make blocks) or 1000-86400000 ms')
   if (p.polDifficultyBits > 64) fail('params.polDifficultyBits must be at most 64')
   if (p.polAccuracyTolerancePpm > 1_000_000) fail('params.polAccuracyTolerancePpm is in parts per million (0-1000000)')
   if (p.minModelPrice < 1n) fail('params.minModelPrice must be at least 1 (free jobs would wash usage)')

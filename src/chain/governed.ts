@@ -5,9 +5,15 @@
  * them (`src/governance/params.ts` `writeGoverned`), when a passed proposal reaches its height.
  *
  * State: `gov/param/<name>` → a uint64 (bigint) or a list of strings.
+ *
+ * The core chain parameters governance may change (`chain.*` here, `staking.*` in
+ * src/staking/staking.ts) default to their genesis value: a reader passes the genesis parameter
+ * as the fallback, `governedUint(state, name, BigInt(genesis.params.X))`, so a chain on which no
+ * proposal touched them behaves (and hashes) exactly as before.
  */
 import { utf8 } from '../core/bytes.ts'
 import { asUint64 } from '../core/uint.ts'
+import type { ChainParams } from './genesis.ts'
 import { readState, type StateReader } from './state-view.ts'
 
 export const governedKey = (name: string): string => `gov/param/${name}`
@@ -29,4 +35,28 @@ export function governedList(state: StateReader, name: string, fallback: readonl
 /** Whether an accepted proposal has set `name` (its value is no longer the default). */
 export function isGoverned(state: StateReader, name: string): boolean {
   return state.get(utf8(governedKey(name))) !== undefined
+}
+
+/** Names of the governed core chain parameters read below governance (host, mempool, ChainApp). */
+export const CHAIN_PARAMS = {
+  /** The fee floor of every transaction (genesis `minFee`). */
+  minFee: 'chain.minFee',
+  /** Most transactions in a block (genesis `maxBlockTxs`; never above it, see the registry). */
+  maxBlockTxs: 'chain.maxBlockTxs',
+} as const
+
+/**
+ * The smallest fee a transaction needs on top of `state`: `chain.minFee`, or the genesis
+ * `minFee` while governance has not set it. What the node's own transaction submitters pay.
+ */
+export function currentMinFee(state: StateReader, params: Pick<ChainParams, 'minFee'>): bigint {
+  return governedUint(state, CHAIN_PARAMS.minFee, params.minFee)
+}
+
+/** The most transactions a block on top of `state` may carry: `chain.maxBlockTxs`, or the genesis value. */
+export function currentMaxBlockTxs(state: StateReader, params: Pick<ChainParams, 'maxBlockTxs'>): number {
+  const genesis = BigInt(params.maxBlockTxs)
+  const value = governedUint(state, CHAIN_PARAMS.maxBlockTxs, genesis)
+  // the registry keeps it at or below the genesis value; the cap holds even if it did not
+  return Number(value < genesis ? value : genesis)
 }

@@ -11,6 +11,11 @@
  *   child overlay. If it throws `TxError` its writes and events are discarded, the fee and nonce
  *   stay, and the transaction is included as failed (event `tx.failed { hash, reason }`). So a
  *   failing transaction is never free.
+ *
+ * The fee floor is governed (`chain.minFee`, issue 15): checked against the state a transaction
+ * runs on (the mempool's committed state at admission, the block's state in execution), falling
+ * back to the genesis `minFee` while governance has not set it. Once a raise applies, a
+ * transaction paying the old fee is refused ('fee-too-low') and a block carrying one is invalid.
  */
 import { toHex } from '../core/bytes.ts'
 import { InvalidInputError } from '../core/errors.ts'
@@ -18,6 +23,7 @@ import { asUint64 } from '../core/uint.ts'
 import type { ValidatorSet } from './bft/types.ts'
 import { TxError } from './errors.ts'
 import type { GenesisDoc } from './genesis.ts'
+import { currentMinFee } from './governed.ts'
 import type { StateOverlay, StateReader } from './state-view.ts'
 import { readState } from './state-view.ts'
 import { verifyTxSignature, type SignedTx } from './tx.ts'
@@ -58,6 +64,12 @@ export interface TxHandler<B> {
    * pending transactions are payable together. @default 0
    */
   spends?(body: B): bigint
+  /**
+   * Checks of the body against state that make the transaction invalid rather than failed
+   * (refused at the edge: mempool admission, and a block carrying it is invalid), for rules a
+   * governed parameter sets (a bond's minimum). Throws TxError; runs before the fee is charged.
+   */
+  admit?(state: StateReader, body: B): void
   apply(state: StateOverlay, tx: SignedTx, body: B, ctx: TxContext): void
 }
 
@@ -68,6 +80,12 @@ export interface ChainModule {
   initGenesis?(state: StateOverlay, genesis: GenesisDoc): void
   beginBlock?(state: StateOverlay, ctx: BlockContext): void
   endBlock?(state: StateOverlay, ctx: BlockContext): void
+  /**
+   * Whether this module has something scheduled by height (a deadline a participant waits for, a
+   * change due to apply) while no transaction is pending: with `emptyBlockIntervalMs` set, blocks
+   * keep coming only while some module says so. Cheap and read-only; called once per height.
+   */
+  wantsBlock?(state: StateReader, height: number): boolean
 }
 
 /** Charges transaction fees; provided by the bank module (the host sits below it). */
@@ -88,7 +106,7 @@ export interface HostOptions {
   chainId: string
   modules: readonly ChainModule[]
   fees: FeeCollector
-  /** Smallest fee accepted, in base units. */
+  /** Smallest fee accepted, in base units: the genesis value (`chain.minFee` governs it from state). */
   minFee: bigint
 }
 
@@ -101,6 +119,7 @@ export function accountNonce(state: StateReader, did: string): bigint {
 
 export class StateMachine {
   readonly chainId: string
+  /** The genesis fee floor; the one in force is `minFeeAt(state)`. */
   readonly minFee: bigint
   readonly #modules: readonly ChainModule[]
   readonly #fees: FeeCollector
@@ -124,11 +143,19 @@ export class StateMachine {
     return [...this.#handlers.keys()].sort()
   }
 
+  /** The fee floor in force on top of `state`: governed `chain.minFee`, else the genesis one. */
+  minFeeAt(state: StateReader): bigint {
+    return currentMinFee(state, this)
+  }
+
   /**
-   * The checks that need no state and no signature: chain, kind, fee floor, body shape. Returns
-   * what the transaction takes from its sender's balance if it succeeds (fee + `spends`).
+   * The checks that need no signature: chain, kind, fee floor, body shape, and the handler's
+   * `admit` checks against `state`. Returns what the transaction takes from its sender's balance
+   * if it succeeds (fee + `spends`). The fee floor is the one in force on `state`; without a
+   * state (a caller that only wants the shape and cost) it is the genesis floor and `admit` is
+   * skipped.
    */
-  precheck(tx: SignedTx): { cost: bigint } {
+  precheck(tx: SignedTx, state?: StateReader): { cost: bigint } {
     if (tx.chainId !== this.chainId)
       throw new TxError(
         'wrong-chain',
@@ -137,8 +164,10 @@ export class StateMachine {
     const handler = this.#handlers.get(tx.kind)
     if (handler === undefined)
       throw new TxError('unknown-kind', `unknown transaction kind ${tx.kind}; known: ${this.txKinds.join(', ')}`)
-    if (tx.fee < this.minFee) throw new TxError('fee-too-low', `fee ${tx.fee} is below the minimum ${this.minFee}`)
+    const minFee = state === undefined ? this.minFee : this.minFeeAt(state)
+    if (tx.fee < minFee) throw new TxError('fee-too-low', `fee ${tx.fee} is below the minimum ${minFee}`)
     const body = handler.decodeBody(tx.body)
+    if (state !== undefined) handler.admit?.(state, body)
     return { cost: tx.fee + (handler.spends?.(body) ?? 0n) }
   }
 
@@ -148,11 +177,12 @@ export class StateMachine {
   }
 
   /**
-   * Stateless checks plus the stateful ones that do not execute the body: chain, signature,
-   * kind, body shape, fee floor, and nonce ≥ the account's next nonce (`exactNonce` demands equality).
+   * Every check that does not execute the body: chain, signature, kind, body shape, the fee floor
+   * in force on `state`, the handler's `admit`, and nonce ≥ the account's next nonce
+   * (`exactNonce` demands equality).
    */
   check(state: StateReader, tx: SignedTx, options: { exactNonce: boolean; signatureChecked?: boolean }): void {
-    this.precheck(tx)
+    this.precheck(tx, state)
     if (options.signatureChecked !== true && !verifyTxSignature(tx))
       throw new TxError('bad-signature', 'the signature does not verify for the sender')
     const expected = accountNonce(state, tx.sender)
@@ -208,5 +238,10 @@ export class StateMachine {
 
   endBlock(state: StateOverlay, ctx: BlockContext): void {
     for (const module of this.#modules) module.endBlock?.(state, ctx)
+  }
+
+  /** Whether any module has work due at `height` or soon after (a chain without empty blocks makes one for it). */
+  wantsBlock(state: StateReader, height: number): boolean {
+    return this.#modules.some((module) => module.wantsBlock?.(state, height) === true)
   }
 }

@@ -2,7 +2,7 @@
  * The mempool: transactions waiting for a block. Admission is CheckTx (CometBFT) with the
  * Cosmos SDK ante handler's order, cheapest checks first so junk costs little:
  *
- *   duplicate → shape (decode) → chain, kind, fee floor, body → nonce window (not stale, fewer
+ *   duplicate → shape (decode) → chain, kind, fee floor, body, body against state → nonce window (not stale, fewer
  *   than `maxPerSender` ahead) → per-sender limit → payable → signature → room (eviction)
  *
  * Payable: the sender's balance covers the cost (fee + what the body spends, `TxHandler.spends`)
@@ -16,7 +16,8 @@
  * the ones after it), and only if it pays a strictly higher fee. Transactions leave in
  * per-sender nonce order; after every block all pending transactions are re-checked against
  * the new state (CometBFT's recheck): stale nonces leave, and each sender's queue keeps only the
- * prefix its balance still pays for.
+ * prefix its balance still pays for and whose fees still meet the floor (the fee floor is the
+ * governed `chain.minFee` in force on the state, see host.ts).
  */
 import { toHex } from '../core/bytes.ts'
 import { MempoolError, TxError } from './errors.ts'
@@ -107,7 +108,7 @@ export class Mempool {
     if (this.#byId.has(toHex(hash)))
       throw new MempoolError('duplicate', 'this transaction is already pending', { action: 'ignore' })
     const tx = decoded ?? decodeTx(bytes)
-    const { cost } = this.#machine.precheck(tx)
+    const { cost } = this.#machine.precheck(tx, state)
     const next = accountNonce(state, tx.sender)
     if (tx.nonce < next)
       throw new TxError('stale-nonce', `nonce ${tx.nonce} was already used (next is ${next})`, { action: 'ignore' })
@@ -221,11 +222,12 @@ export class Mempool {
   /**
    * After a block, re-checks every pending transaction against the new state (CometBFT's
    * recheck): those with used nonces leave (included ones among them), and each sender keeps,
-   * in nonce order, only the transactions its balance still pays for. Bodies and signatures
-   * were checked at admission and do not depend on state, so this costs a few state reads per
-   * sender.
+   * in nonce order, only the transactions its balance still pays for and whose fee still meets
+   * the floor (governance may have raised it). Signatures were checked at admission and do not
+   * depend on state, so this costs a few state reads per sender.
    */
   update(state: StateReader): void {
+    const minFee = this.#machine.minFeeAt(state)
     for (const [sender, queue] of [...this.#bySender]) {
       const next = accountNonce(state, sender)
       const balance = this.#machine.balanceOf(state, sender)
@@ -236,8 +238,8 @@ export class Mempool {
           this.#remove(entry)
           continue
         }
-        // Once one is unpayable, so is what follows it (it could never run before it).
-        broke ||= spent + entry.cost > balance
+        // Once one is unpayable (or below the fee floor), so is what follows it (it could never run before it).
+        broke ||= spent + entry.cost > balance || entry.tx.fee < minFee
         if (broke) this.#remove(entry)
         else spent += entry.cost
       }

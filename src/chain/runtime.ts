@@ -276,7 +276,10 @@ export class ChainRuntime {
     const valid =
       pool === undefined ? verifySignatureDigest(item.publicKey, item.digest, item.signature) : await pool.verify(item)
     if (!valid) throw new TxError('bad-signature', 'the signature does not verify for the sender')
-    return this.#opts.mempool.add(bytes, this.#app.state, { signatureChecked: true, decoded: tx })
+    const entry = this.#opts.mempool.add(bytes, this.#app.state, { signatureChecked: true, decoded: tx })
+    // A height waiting for work (no empty blocks) starts now: a block comes within a round trip.
+    this.#engine?.workAvailable()
+    return entry
   }
 
   #startEngine(): void {
@@ -316,6 +319,9 @@ export class ChainRuntime {
       onEvidence: (evidence) => this.#report(evidence),
       onFutureHeight: () => void this.#sync(),
       onError: (error) => this.#log.error({ err: describeError(error) }, 'consensus stopped on an error'),
+      ...(genesis.params.emptyBlockIntervalMs > 0
+        ? { waitForWork: { intervalMs: genesis.params.emptyBlockIntervalMs, hasWork: () => app.hasWork() } }
+        : {}),
     })
     this.#engine = engine
     engine.start()

@@ -8,7 +8,14 @@ import { join } from 'node:path'
 import { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { encryptKeystore, loadKeystore, writeKeystoreFile } from '../identity/keystore.ts'
-import { DEFAULT_PARAMS, genesisToJson, parseGenesis, readGenesisFile, type GenesisDoc } from '../chain/genesis.ts'
+import {
+  DEFAULT_PARAMS,
+  IDLE_EMPTY_BLOCK_INTERVAL_MS,
+  genesisToJson,
+  parseGenesis,
+  readGenesisFile,
+  type GenesisDoc,
+} from '../chain/genesis.ts'
 import { parseUint64 } from '../core/uint.ts'
 import { CliError } from './errors.ts'
 import { demoModels } from '../inference/demo-models.ts'
@@ -78,6 +85,7 @@ export async function loadOrCreateGenesis(
     ...DEFAULT_PARAMS,
     quorumSize: Math.max(1, Math.min(DEFAULT_PARAMS.quorumSize, keys.length - 2)),
     gatewayGraceMs: 5_000,
+    emptyBlockIntervalMs: IDLE_EMPTY_BLOCK_INTERVAL_MS,
   }
   // the demo Mixture-of-Experts family: its MetaBlock and its 18 blocks, mined by the nodes in turn
   const experts = await demoExpertsGenesis(keys)

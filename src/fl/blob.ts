@@ -19,6 +19,13 @@
  *           as payment envelopes, src/wallet/envelope.ts). On chain (`fl.update`): the CID, the
  *           size and the digest of the plain vector, which each voter checks after opening.
  *
+ *   onnx    The ONNX export of a round's aggregate (`encodeOnnx`): the MLP as the inference market
+ *           serves it (src/inference/onnx-export.ts via the trainer seam's `exportOnnx`), with the
+ *           task, round and weights digest in its metadata. Deterministic like the model blob, so
+ *           honest voters name the same CID; each vote names it (`onnx: { cid, bytes }`) beside its
+ *           aggregate, and a finished task with a price registers the majority's (chain/market.ts).
+ *           Not dag-cbor: it has no header, the node checks it by exporting the aggregate again.
+ *
  * Errors are `FlBlobError`s: `FlBlobFormatError` (not a blob this code reads, or one unlike what
  * the chain says it is), `FlBlobNotForUsError` (sealed to other keys, or damaged).
  */
@@ -30,7 +37,9 @@ import { DonghaeError } from '../core/errors.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { keyAgreementPublicKeyFromDid } from '../identity/did-key.ts'
 import { MAX_FL_BLOB_BYTES } from './chain/decode.ts'
-import { decodeVector, encodeVector, weightsDigest } from './weights.ts'
+import { decodeVector, encodeVector, unflattenMlp, weightsDigest } from './weights.ts'
+import { mlpTrainer } from '../inference/trainer.ts'
+import { mlpTemplate } from './round.ts'
 
 export { MAX_FL_BLOB_BYTES }
 
@@ -135,6 +144,43 @@ export function decodeModel(bytes: Uint8Array, expect: { length: number; digest:
   if (weightsDigest(weights) !== expect.digest)
     throw new FlBlobFormatError(`the model's weights do not hash to ${expect.digest}`)
   return weights
+}
+
+// ---- the ONNX export -----------------------------------------------------------------------------
+
+/** The producer the exports name (a change changes every CID: honest voters must agree on it). */
+export const FL_ONNX_PRODUCER = 'donghae-fl'
+export const FL_ONNX_PRODUCER_VERSION = '1'
+
+/**
+ * The ONNX export of a global model: deterministic bytes for the same task, round, shape and
+ * weights (no timestamps, no host names). FlBlobFormatError when it would pass MAX_FL_BLOB_BYTES.
+ */
+export function encodeOnnx(model: {
+  task: number
+  round: number
+  widths: readonly number[]
+  inputDivisor: number
+  weights: Float32Array
+}): Uint8Array {
+  let bytes: Uint8Array
+  try {
+    bytes = mlpTrainer.exportOnnx(unflattenMlp(model.weights, mlpTemplate(model.widths, model.inputDivisor)), {
+      producerName: FL_ONNX_PRODUCER,
+      producerVersion: FL_ONNX_PRODUCER_VERSION,
+      graphName: 'fl',
+      metadata: {
+        'donghae.fl.task': String(model.task),
+        'donghae.fl.round': String(model.round),
+        'donghae.fl.digest': weightsDigest(model.weights),
+      },
+    })
+  } catch (err) {
+    throw new FlBlobFormatError(`the model does not export: ${(err as Error).message}`, { cause: err })
+  }
+  checkSize(bytes)
+  // protobufjs hands a Buffer on Node: the same bytes as a plain Uint8Array
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 // ---- updates -----------------------------------------------------------------------------------

@@ -7,8 +7,10 @@
  *             (blob.ts) → `fl.update` with the blob's CID, size and digest, wait for its block →
  *             upload the blob (the node stores only blobs the chain names).
  *   voter     wait for the upload window to close → fetch every update named on chain → open each
- *             with its key → aggregate, score and judge (round.ts) → `fl.vote` → upload the next
- *             global model's blob (plain), which the next round's proposers fetch.
+ *             with its key → aggregate, score and judge (round.ts) → export the next global model
+ *             as ONNX (blob.ts `encodeOnnx`, deterministic) → `fl.vote` naming both → upload the
+ *             next global model's blob (plain), which the next round's proposers fetch, then its
+ *             ONNX export, which the node keeps for the market's workers.
  *
  * The local shard never leaves the process: only sealed updates and votes do. What it needs from
  * the outside world comes in as `FlParticipantComponents` (the CLI builds them over HTTP; tests can
@@ -19,7 +21,16 @@ import { AbortError, DonghaeError, describeError } from '../core/errors.ts'
 import type { Dataset, MlpWeights } from '../inference/trainer.ts'
 import type { AggregationRule } from './aggregate.ts'
 import type { FlBehaviourName } from './client.ts'
-import { FlBlobError, decodeModel, encodeModel, flBlobCid, openUpdate, sealUpdate, type OpeningKey } from './blob.ts'
+import {
+  FlBlobError,
+  decodeModel,
+  encodeModel,
+  encodeOnnx,
+  flBlobCid,
+  openUpdate,
+  sealUpdate,
+  type OpeningKey,
+} from './blob.ts'
 import { judgeRound, mlpTemplate, proposeUpdate, seedOf, type FlTraining, type VoterUpdate } from './round.ts'
 import { parameterCount } from './weights.ts'
 
@@ -195,6 +206,22 @@ export class FlParticipant {
     return weights
   }
 
+  /** The ONNX export of the next global model; undefined when it does not fit a blob (the vote names none). */
+  #onnx(view: ParticipantTaskView, round: number, weights: Float32Array): Uint8Array | undefined {
+    try {
+      return encodeOnnx({
+        task: view.task.id,
+        round,
+        widths: view.task.widths,
+        inputDivisor: view.task.inputDivisor,
+        weights,
+      })
+    } catch (err) {
+      if (err instanceof FlBlobError) return undefined
+      throw err
+    }
+  }
+
   async #propose(view: ParticipantTaskView, current: Current, signal: AbortSignal): Promise<RoundReport> {
     const ms: Record<string, number> = {}
     const heights: RoundReport['heights'] = { seen: view.height }
@@ -322,6 +349,7 @@ export class FlParticipant {
       judged.weights === undefined
         ? undefined
         : encodeModel({ task: view.task.id, round: round.round, weights: judged.weights })
+    const onnx = judged.weights === undefined ? undefined : this.#onnx(view, round.round, judged.weights)
     const result = await this.#c.submit(
       'vote',
       {
@@ -329,6 +357,7 @@ export class FlParticipant {
         round: round.round,
         approve: judged.approve,
         ...(model === undefined ? {} : { aggregate: { cid: flBlobCid(model), digest: judged.digest } }),
+        ...(model === undefined || onnx === undefined ? {} : { onnx: { cid: flBlobCid(onnx), bytes: onnx.length } }),
         accuracyPpm: judged.accuracyPpm,
         excluded: judged.excluded,
       },
@@ -349,6 +378,8 @@ export class FlParticipant {
     }
     if (result.ok && model !== undefined) {
       await this.#c.putBlob(model, signal)
+      // after the aggregate: the node checks the export against it
+      if (onnx !== undefined) await this.#c.putBlob(onnx, signal)
       lap('upload')
       if (judged.weights !== undefined && judged.digest !== undefined) this.#models.set(judged.digest, judged.weights)
     }

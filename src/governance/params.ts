@@ -7,8 +7,15 @@
  * height it names.
  *
  * State: `gov/param/<name>` → a uint64 (bigint) or a list of strings.
+ *
+ * A core chain parameter (`chain.*`, `staking.*`) names the genesis parameter it governs
+ * (`genesis`): its default is the chain's genesis value, not a constant (`defaultOf`), and its
+ * bounds may depend on the genesis too (`genesisBounds`, e.g. `chain.maxBlockTxs` never above the
+ * genesis value). The governance module, built with the chain's genesis parameters, checks a
+ * proposal against those; a check without them (the CLI's) applies the fixed bounds only.
  */
 import { InvalidInputError } from '../core/errors.ts'
+import type { ChainParams } from '../chain/genesis.ts'
 import type { StateOverlay } from '../chain/state-view.ts'
 import { asUint64 } from '../core/uint.ts'
 
@@ -26,6 +33,29 @@ export interface GovernedParam {
   itemPattern?: RegExp
   itemDescription?: string
   description: string
+  /**
+   * The genesis parameter (ChainParams) this one governs: its default is the chain's genesis
+   * value, which the readers pass as their fallback.
+   */
+  genesis?: keyof ChainParams
+  /**
+   * Bounds that depend on the chain's genesis, narrowing `min`/`max` (uint); `rule` says why in
+   * words (shown with the bounds, and in the refusal).
+   */
+  genesisBounds?: {
+    of(params: ChainParams): { min?: bigint; max?: bigint }
+    rule: string
+  }
+}
+
+/** The bounds of a uint parameter: the fixed ones, narrowed by the genesis-dependent ones when `params` are given. */
+export function effectiveBounds(spec: GovernedParam, params?: ChainParams): { min: bigint; max: bigint | undefined } {
+  let min = spec.min ?? 0n
+  let max = spec.max
+  const narrow = params === undefined ? undefined : spec.genesisBounds?.of(params)
+  if (narrow?.min !== undefined && narrow.min > min) min = narrow.min
+  if (narrow?.max !== undefined && (max === undefined || narrow.max < max)) max = narrow.max
+  return { min, max }
 }
 
 /** A governed value: a uint64, or a list of strings. */
@@ -40,7 +70,7 @@ export function writeGoverned(state: StateOverlay, name: string, value: Governed
   state.write(governedKey(name), typeof value === 'bigint' ? value : [...value])
 }
 
-function checkUint(spec: GovernedParam, value: unknown): bigint {
+function checkUint(spec: GovernedParam, value: unknown, params?: ChainParams): bigint {
   let n: bigint
   try {
     n = asUint64(value, spec.name)
@@ -49,6 +79,11 @@ function checkUint(spec: GovernedParam, value: unknown): bigint {
   }
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max))
     throw new InvalidInputError(`${spec.name} must be in ${spec.min ?? 0n}..${spec.max ?? 'max'}, not ${n}`)
+  const { min, max } = effectiveBounds(spec, params)
+  if (n < min || (max !== undefined && n > max))
+    throw new InvalidInputError(
+      `${spec.name} must be in ${min}..${max ?? 'max'} on this chain (${spec.genesisBounds?.rule ?? ''}), not ${n}`,
+    )
   return n
 }
 
@@ -72,8 +107,9 @@ function checkList(spec: GovernedParam, value: unknown): string[] {
 
 /**
  * `value` checked against `spec` (kind, bounds, list length and items), typed; throws
- * InvalidInputError naming the parameter and the rule it breaks.
+ * InvalidInputError naming the parameter and the rule it breaks. With the chain's genesis
+ * `params`, the genesis-dependent bounds apply too (`genesisBounds`).
  */
-export function checkGovernedValue(spec: GovernedParam, value: unknown): bigint | string[] {
-  return spec.kind === 'uint' ? checkUint(spec, value) : checkList(spec, value)
+export function checkGovernedValue(spec: GovernedParam, value: unknown, params?: ChainParams): bigint | string[] {
+  return spec.kind === 'uint' ? checkUint(spec, value, params) : checkList(spec, value)
 }

@@ -17,6 +17,7 @@ import { decode, encode } from '../core/codec.ts'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { balanceOf } from '../bank/bank.ts'
+import { currentMinFee } from '../chain/governed.ts'
 import type { WorkerTable } from './adverts.ts'
 import type { InferenceComponents, JobEvent } from './components.ts'
 import {
@@ -316,7 +317,7 @@ export class Gateway {
     const have = depositOf(state, this.did, this.did).amount - this.reservedFor(this.did)
     if (have >= target / 2n) return Promise.resolve()
     const want = target - (have > 0n ? have : 0n)
-    const balance = balanceOf(state, this.did) - c.chain.params.minFee * 4n
+    const balance = balanceOf(state, this.did) - currentMinFee(state, c.chain.params) * 4n
     const amount = want < balance ? want : balance
     if (amount <= 0n || depositOf(state, this.did, this.did).amount + amount < c.chain.params.minDeposit)
       return Promise.resolve()

@@ -39,7 +39,11 @@ import { arenaModule } from '../arena/chain/module.ts'
 import { flModule } from '../fl/chain/module.ts'
 import { OwnTxQueue } from './own-txs.ts'
 import { accountNonce } from '../chain/host.ts'
+import { currentMinFee } from '../chain/governed.ts'
 import type { AccountView, ChainApi, NodeStatus } from '../api/chain-api.ts'
+
+/** Rounds whose PoH ticks the generator keeps ready while a height waits for work (see PohGenerator.maxTicks). */
+const IDLE_POH_ROUNDS = 3
 
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
@@ -139,6 +143,8 @@ export class DonghaeNode {
         const generator = new PohGenerator({
           hashesPerTick: genesis.params.hashesPerTick,
           ticksPerSecond: genesis.params.ticksPerSecond,
+          // without empty blocks a height may wait a long time: tick for the first rounds, then rest
+          maxTicks: genesis.params.emptyBlockIntervalMs > 0 ? ticksRequiredFor(genesis)(IDLE_POH_ROUNDS) : 0,
           logger,
         })
         generator.start()
@@ -198,7 +204,7 @@ export class DonghaeNode {
       const ownTxs = new OwnTxQueue({
         key,
         chainId: genesis.chainId,
-        fee: genesis.params.minFee,
+        fee: genesis.params.minFee, // unused: submitOwnTx passes the floor in force (governed chain.minFee)
         state: () => app.state,
         pendingFrom: (sender) => mempool.pendingFrom(sender),
         inMempool: (hash) => mempool.has(hash),
@@ -235,7 +241,7 @@ export class DonghaeNode {
 
   /** Signs a transaction with the node's own key and submits it (see own-txs.ts). */
   submitOwnTx(kind: string, body: unknown, fee?: bigint): Promise<{ hash: Uint8Array; nonce: bigint }> {
-    return this.ownTxs.submit(kind, body, fee)
+    return this.ownTxs.submit(kind, body, fee ?? currentMinFee(this.app.state, this.app.genesis.params))
   }
 
   /** Stops consensus first, then PoH workers, then closes the database. */

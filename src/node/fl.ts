@@ -7,6 +7,11 @@
  *   update          the CID a proposer's `fl.update` names; the header must name that task, round
  *                   and proposer and the size must be the declared one (the node cannot open it)
  *   aggregate       the CID a vote names; it must decode to the task's shape and the vote's digest
+ *   ONNX export     the CID a vote names as its aggregate's ONNX export; the bytes must be what
+ *                   `encodeOnnx` makes of an aggregate that a vote naming this CID names (its blob
+ *                   here already: voters upload the aggregate first). Stored like any model file:
+ *                   kept whatever the disk budget, and served to the market's workers over bitswap
+ *                   once the finished task registers it (`model` in the task view).
  *
  * Blobs not here are fetched from peers over bitswap (the content store asks every connected
  * peer), for at most `fetchTimeoutMs`.
@@ -27,6 +32,7 @@ import {
   listParticipants,
   listTasks,
   readCid,
+  readOnnxName,
   readRound,
   readTask,
   readVote,
@@ -37,7 +43,8 @@ import {
   type TaskRecord,
 } from '../fl/chain/state.ts'
 import { MAX_FL_BLOB_BYTES, paramCount } from '../fl/chain/decode.ts'
-import { decodeModel, FlBlobError, flBlobCid, readBlobHeader } from '../fl/blob.ts'
+import { decodeModel, encodeOnnx, FlBlobError, flBlobCid, readBlobHeader } from '../fl/blob.ts'
+import { modelLineage } from '../inference/chain/lineage.ts'
 import type { ModelFiles } from './model-files.ts'
 
 /** Longest wait for a blob from peers. @default 20 000 ms */
@@ -53,7 +60,8 @@ export interface NodeFlOptions {
   fetchTimeoutMs?: number
 }
 
-function taskJson(t: TaskRecord): FlTaskJson {
+function taskJson(state: StateReader, t: TaskRecord): FlTaskJson {
+  const lineage = t.model?.registered === true ? modelLineage(state, t.model.cid) : undefined
   return {
     id: t.id,
     name: t.name,
@@ -80,6 +88,16 @@ function taskJson(t: TaskRecord): FlTaskJson {
     remaining: String(t.remaining),
     paid: String(t.paid),
     slashed: String(t.slashed),
+    ...(t.price === undefined ? {} : { price: String(t.price), deposit: String(t.deposit) }),
+    ...(t.onnx === undefined ? {} : { onnx: t.onnx }),
+    ...(t.model === undefined
+      ? {}
+      : {
+          model: {
+            ...t.model,
+            ...(lineage === undefined ? {} : { lineage }),
+          },
+        }),
   }
 }
 
@@ -111,6 +129,7 @@ function roundJson(state: StateReader, r: RoundRecord): FlRoundJson {
     updates: roundUpdates(state, r),
     votes: roundVotes(state, r),
     ...(r.aggregate === undefined ? {} : { aggregate: r.aggregate }),
+    ...(r.onnx === undefined ? {} : { onnx: r.onnx }),
     ...(r.accuracyPpm === undefined ? {} : { accuracyPpm: r.accuracyPpm }),
     ...(r.majority === undefined ? {} : { majority: r.majority }),
     ...(r.excluded === undefined ? {} : { excluded: r.excluded }),
@@ -136,7 +155,8 @@ export class NodeFl implements FlApi {
   }
 
   tasks(query: { status?: FlTaskJson['status']; limit?: number }): FlTaskJson[] {
-    return listTasks(this.#state, query).map(taskJson)
+    const state = this.#state
+    return listTasks(state, query).map((t) => taskJson(state, t))
   }
 
   task(id: number, options: { rounds?: 'all' | 'current' } = {}): FlTaskDetailJson | undefined {
@@ -152,7 +172,7 @@ export class NodeFl implements FlApi {
         : Array.from({ length: task.round }, (_, i) => i + 1)
     return {
       height,
-      task: taskJson(task),
+      task: taskJson(state, task),
       participants: listParticipants(state, id).map(participantJson),
       rounds: numbers.flatMap((r) => {
         const record = readRound(state, id, r)
@@ -167,6 +187,26 @@ export class NodeFl implements FlApi {
     const cid = flBlobCid(bytes)
     const state = this.#state
     const named = readCid(state, cid)
+    const onnx = await this.#onnx(state, cid, bytes)
+    if (onnx !== undefined && !(onnx instanceof FlBlobRefusedError)) return onnx
+    if (onnx !== undefined) {
+      if (named === undefined) throw onnx
+      // the chain names the CID otherwise too (a vote may name any CID as its aggregate): its rules decide
+      try {
+        return await this.#named(state, cid, bytes, named)
+      } catch (err) {
+        throw err instanceof FlBlobRefusedError && onnx.statusCode === 409 ? onnx : err
+      }
+    }
+    return this.#named(state, cid, bytes, named)
+  }
+
+  async #named(
+    state: StateReader,
+    cid: string,
+    bytes: Uint8Array,
+    named: ReturnType<typeof readCid>,
+  ): Promise<FlBlobStored> {
     if (named === undefined)
       throw new FlBlobRefusedError(
         `no FL task names blob ${cid} on chain: submit the fl.update (or fl.vote) first and wait for its block`,
@@ -203,8 +243,63 @@ export class NodeFl implements FlApi {
     return { cid, bytes: bytes.length, kind: named.kind }
   }
 
+  /**
+   * An ONNX export a vote names: stored when it is the export of an aggregate that a vote naming
+   * it names. Undefined when no vote names it as an export; the refusal (not thrown) when it is
+   * not such an export: 409 while an aggregate it could be the export of is not stored here.
+   */
+  async #onnx(
+    state: StateReader,
+    cid: string,
+    bytes: Uint8Array,
+  ): Promise<FlBlobStored | FlBlobRefusedError | undefined> {
+    const named = readOnnxName(state, cid)
+    if (named === undefined) return undefined
+    const task = readTask(state, named.task)
+    const round = task === undefined ? undefined : readRound(state, named.task, named.round)
+    if (task === undefined || round === undefined)
+      throw new FlBlobRefusedError(`blob ${cid} names FL task ${named.task} round ${named.round}, which is gone`)
+    const aggregates = new Map(
+      roundVotes(state, round).flatMap((v) =>
+        v.onnx?.cid === cid && v.aggregate !== undefined ? [[v.aggregate.cid, v.aggregate.digest] as const] : [],
+      ),
+    )
+    let missing = false
+    for (const [aggregateCid, digest] of aggregates) {
+      const blob = await this.#o.files.get(aggregateCid)
+      if (blob === undefined) {
+        missing = true
+        continue
+      }
+      try {
+        const weights = decodeModel(blob, { length: paramCount(task.widths), digest })
+        const expected = encodeOnnx({
+          task: task.id,
+          round: round.round,
+          widths: task.widths,
+          inputDivisor: task.inputDivisor,
+          weights,
+        })
+        if (Buffer.compare(expected, bytes) !== 0) continue
+      } catch (err) {
+        if (err instanceof FlBlobError) continue
+        throw err
+      }
+      const stored = await this.#o.files.put(bytes)
+      if (stored !== cid) this.#log.warn({ cid, stored }, 'the content store named an FL ONNX export otherwise')
+      this.#log.debug({ cid, task: task.id, round: round.round }, 'FL ONNX export stored')
+      return { cid, bytes: bytes.length, kind: 'onnx' }
+    }
+    return missing
+      ? new FlBlobRefusedError(
+          `blob ${cid} is named as an ONNX export; upload the aggregate it exports first, then the export`,
+          409,
+        )
+      : new FlBlobRefusedError(`blob ${cid} is not the ONNX export of an aggregate its votes name`, 400)
+  }
+
   async getBlob(cid: string, signal?: AbortSignal): Promise<Uint8Array> {
-    if (readCid(this.#state, cid) === undefined)
+    if (readCid(this.#state, cid) === undefined && readOnnxName(this.#state, cid) === undefined)
       throw new FlBlobRefusedError(`no FL task names blob ${cid} on chain`, 404)
     const local = await this.#o.files.get(cid)
     if (local !== undefined) return local

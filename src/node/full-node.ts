@@ -43,6 +43,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { didFromPeerId, peerIdFromDid } from '../identity/peer-id.ts'
 import { describeError } from '../core/errors.ts'
 import { netApi, peerDid } from './adapters.ts'
+import { ResourceSampler } from './resources.ts'
 
 export interface FullNodeOptions {
   /** Data directory: chain database in `chain/`, peer store in `p2p/`, blobs in `blobs/`. */
@@ -164,6 +165,10 @@ export class FullNode {
       const events = new EventBus()
       const metrics = new NodeMetrics()
       stops.push(metrics.attach(events))
+      // CPU, memory, event-loop delay and block interval over the last hour (GET /v1/node/resources)
+      const resources = new ResourceSampler()
+      resources.start()
+      stops.push(() => resources.stop())
 
       await mkdir(join(options.dataDir, 'p2p'), { recursive: true })
       const host = await createHost({
@@ -204,6 +209,7 @@ export class FullNode {
         logger,
         onCommit: (block, chainEvents) => {
           publishCommit(events, block, chainEvents, Date.now())
+          resources.blockCommitted(block.header.height)
           options.onCommit?.(block, chainEvents)
         },
       })
@@ -370,6 +376,7 @@ export class FullNode {
         logger,
         events,
         metrics,
+        resources,
         operator,
         inference,
         experts,

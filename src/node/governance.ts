@@ -8,10 +8,10 @@
  * height: () => node.app.head.height, genesis })`, passed to the API server as `governance`.
  */
 import { InvalidInputError } from '../core/errors.ts'
-import type { GenesisDoc } from '../chain/genesis.ts'
+import type { ChainParams, GenesisDoc } from '../chain/genesis.ts'
 import type { StateReader } from '../chain/state-view.ts'
 import { validatorRecord, validatorSetAt } from '../staking/staking.ts'
-import { GOVERNED_PARAMS, type RegisteredParam } from '../governance/registry.ts'
+import { defaultOf, GOVERNED_PARAMS, type RegisteredParam } from '../governance/registry.ts'
 import {
   changeAt,
   decide,
@@ -73,13 +73,15 @@ function finalOutcome(p: ProposalRecord): Outcome {
   return { status: 'passed' }
 }
 
-function paramView(spec: RegisteredParam, height: number, state: StateReader): ParamView {
+function paramView(spec: RegisteredParam, height: number, state: StateReader, genesis: ChainParams): ParamView {
   const change = changeAt(paramHistory(state, spec.name), height)
+  // a core chain parameter's default is this chain's genesis value
+  const fallback = defaultOf(spec, genesis)
   return {
     name: spec.name,
     kind: spec.kind,
-    value: valueView(change?.value ?? spec.default),
-    default: valueView(spec.default),
+    value: valueView(change?.value ?? fallback),
+    default: valueView(fallback),
     governed: change !== undefined,
     ...(change === undefined ? {} : { changedAt: change.height, proposal: change.proposal }),
     ...(spec.min === undefined ? {} : { min: spec.min.toString() }),
@@ -121,7 +123,7 @@ export class NodeGovernance implements GovernanceApi {
     const state = this.#state()
     return {
       height: at,
-      params: GOVERNED_PARAMS.map((spec) => paramView(spec, at, state)),
+      params: GOVERNED_PARAMS.map((spec) => paramView(spec, at, state, this.#genesis.params)),
       fixed: Object.fromEntries(
         Object.entries(this.#genesis.params).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : (v as number)]),
       ),

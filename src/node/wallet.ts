@@ -12,6 +12,7 @@ import type { Logger } from '../core/logger.ts'
 import type { PeerTransport } from '../core/transport.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { decodeTx, txHash } from '../chain/tx.ts'
+import { currentMinFee } from '../chain/governed.ts'
 import type { ScryptParams } from '../wallet/ledger.ts'
 import {
   WalletService,
@@ -58,6 +59,8 @@ export interface NodeWalletOptions {
 /** What the wallet's chain port is built from: a running node (`nodeChainSource`), or a test's chain. */
 export interface WalletChainSource {
   genesis: { chainId: string; params: { minFee: bigint } }
+  /** The fee floor in force (governed chain.minFee); absent, the genesis minFee. */
+  minFee?(): bigint
   chain: Pick<ChainApi, 'account' | 'txOutcome' | 'block'>
   /** Signs with the node's key and submits (the node's own-transaction queue). */
   submit(kind: string, body: unknown, fee: bigint): Promise<{ hash: Uint8Array }>
@@ -68,6 +71,7 @@ export interface WalletChainSource {
 export function nodeChainSource(node: DonghaeNode): WalletChainSource {
   return {
     genesis: node.app.genesis,
+    minFee: () => currentMinFee(node.app.state, node.app.genesis.params),
     chain: node.chainApi,
     submit: (kind, body, fee) => node.submitOwnTx(kind, body, fee),
     inMempool: (hash) => node.mempool.has(hash),
@@ -80,7 +84,9 @@ export function walletChainPort(source: WalletChainSource): WalletChainPort {
   const { genesis, chain } = source
   return {
     chainId: genesis.chainId,
-    minFee: genesis.params.minFee,
+    get minFee() {
+      return source.minFee?.() ?? genesis.params.minFee
+    },
     balance: (did) => chain.account(did).balance,
     submitTransfer: async (body, fee) => (await source.submit('bank.transfer', body, fee)).hash,
     committedTx: async (hash) => {
@@ -194,7 +200,7 @@ export class NodeWallet implements WalletApi {
         entries: this.service.ledger.count,
         head: this.service.ledger.head,
       },
-      fee: this.#chain.genesis.params.minFee.toString(),
+      fee: (this.#chain.minFee?.() ?? this.#chain.genesis.params.minFee).toString(),
     }
   }
 

@@ -12,6 +12,10 @@ export {
   validatorSetFromValue,
   listValidators,
   registeredValidators,
+  stakingRule,
+  stakingRules,
+  STAKING_PARAMS,
+  type StakingRules,
   type ValidatorRecord,
   type UnbondingEntry,
 } from './staking.ts'

@@ -16,7 +16,10 @@ import {
   registeredValidators,
   validatorSetFromValue,
   validatorSetKey,
+  stakingRules,
+  STAKING_PARAMS,
 } from './staking.ts'
+import { governedKey } from '../chain/governed.ts'
 import { encode } from '../core/codec.ts'
 
 const [v1, v2, v3, v4] = [actor(), actor(), actor(), actor()] as [Actor, Actor, Actor, Actor]
@@ -253,4 +256,53 @@ test('light-client helpers: the genesis set is the stored set of epoch 0; a stor
     new Uint8Array([0xff]),
   ])
     assert.throws(() => validatorSetFromValue(junk), Error, String(junk))
+})
+
+test('governed staking parameters are read from state where used, the genesis value until set', () => {
+  const s = setup()
+  assert.deepEqual(stakingRules(s.state, genesis.params), {
+    minBond: genesis.params.minBond,
+    unbondingBlocks: 5,
+    slashDoubleSignBps: genesis.params.slashDoubleSignBps,
+    reporterRewardBps: genesis.params.reporterRewardBps,
+    slashDowntimeBps: genesis.params.slashDowntimeBps,
+    downtimeJailBlocks: 3,
+    downtimeWindow: 10,
+    minSignedBps: 5_000,
+    blockReward: 1_000n,
+    minValidatorStake: genesis.params.minValidatorStake,
+    maxValidators: genesis.params.maxValidators,
+  })
+  // what an applied proposal writes (the governance module's writeGoverned)
+  const set = (name: string, value: bigint): void => s.state.write(governedKey(name), value)
+  set(STAKING_PARAMS.minBond, 6_000n)
+  set(STAKING_PARAMS.blockReward, 0n)
+  set(STAKING_PARAMS.maxValidators, 3n)
+  set(STAKING_PARAMS.unbondingBlocks, 50n)
+  // a bond below the governed minimum is invalid: refused at the edge, never in a block
+  const small = signTx(user.key, {
+    chainId: genesis.chainId,
+    nonce: 0n,
+    fee: 1n,
+    kind: 'staking.bond',
+    body: { amount: 5_000n },
+  })
+  assert.throws(
+    () => s.machine.precheck(small, s.state),
+    (e: unknown) => e instanceof TxError && e.reason === 'bond-too-small' && /6000/.test(e.message),
+  )
+  assert.equal(s.machine.precheck(small).cost, 5_001n, 'without a state: shape and cost only')
+  send(s, user, 'staking.bond', { amount: 16_000n }, 1)
+  send(s, user, 'staking.unbond', { amount: 1_000n }, 1)
+  assert.deepEqual(unbondingOf(s.state, user.did), [{ amount: 1_000n, completes: 51 }], 'the governed period')
+  // no reward minted; at the epoch edge at most 3 validators, the largest stakes first
+  const supply = totalSupply(s.state)
+  for (let h = 1; h <= 10; h++) block(s, h, h === 1 ? null : [v1, v2, v3, v4])
+  assert.equal(totalSupply(s.state), supply, 'blockReward 0')
+  const next = validatorSetAt(s.state, 11, genesis.params).validators
+  assert.equal(next.length, 3)
+  assert.ok(
+    next.some((v) => v.did === user.did),
+    '15 000 bonded outranks the 10 000 of each genesis validator',
+  )
 })

@@ -12,6 +12,25 @@
  * The set of epoch e+1 is computed at the end of the last block of epoch e (height (e+1)·E),
  * so it changes only at epoch edges. Jailing removes a validator from the next epoch's set and
  * stops its rewards at once. All arithmetic is bigint; basis points for fractions.
+ *
+ * Governed parameters (issue 15, `STAKING_PARAMS`, registered with their bounds in
+ * src/governance/registry.ts): each is read from state where it is used, falling back to its
+ * genesis value (`stakingRules`). A change applies from the block its proposal names and only to
+ * what happens from then on:
+ *   minBond            bonds admitted from then on (checked at the edge, `admit`)
+ *   unbondingBlocks    unbondings started from then on; entries already unbonding keep their
+ *                      completion height
+ *   slashDoubleSignBps, reporterRewardBps
+ *                      evidence delivered from then on, whatever the height of the offence
+ *   slashDowntimeBps, downtimeJailBlocks, downtimeWindow, minSignedBps
+ *                      the downtime check of every block from then on (a validator's current
+ *                      window is measured against the new length)
+ *   blockReward        the rewards of every block from then on
+ *   minValidatorStake, maxValidators
+ *                      the next validator-set update (the end of the current epoch); the set of
+ *                      the current epoch is not touched
+ * Not governed: epochLength (epoch arithmetic, light clients' validator-set proofs) and
+ * maxEvidenceAge.
  */
 import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
@@ -27,6 +46,7 @@ import { makeValidatorSet } from '../chain/bft/types.ts'
 import type { DuplicateVoteEvidence, ValidatorSet, Vote } from '../chain/bft/types.ts'
 import { checkDuplicateVoteEvidence } from '../chain/bft/messages.ts'
 import { burn, credit, debit, mint, mintUnassigned, takeFeePool } from '../bank/bank.ts'
+import { governedUint } from '../chain/governed.ts'
 
 export interface ValidatorRecord {
   bonded: bigint
@@ -41,6 +61,52 @@ export interface ValidatorRecord {
 export interface UnbondingEntry {
   amount: bigint
   completes: number
+}
+
+/** Names of staking's governed parameters (their genesis values are the defaults). */
+export const STAKING_PARAMS = {
+  minBond: 'staking.minBond',
+  unbondingBlocks: 'staking.unbondingBlocks',
+  slashDoubleSignBps: 'staking.slashDoubleSignBps',
+  reporterRewardBps: 'staking.reporterRewardBps',
+  slashDowntimeBps: 'staking.slashDowntimeBps',
+  downtimeJailBlocks: 'staking.downtimeJailBlocks',
+  downtimeWindow: 'staking.downtimeWindow',
+  minSignedBps: 'staking.minSignedBps',
+  blockReward: 'staking.blockReward',
+  minValidatorStake: 'staking.minValidatorStake',
+  maxValidators: 'staking.maxValidators',
+} as const satisfies Partial<Record<keyof ChainParams, string>>
+
+/** The staking parameters that can be governed. */
+export type StakingRules = Pick<ChainParams, keyof typeof STAKING_PARAMS>
+
+/** One governed staking parameter in force on `state`, or its genesis value while governance has not set it. */
+export function stakingRule(state: StateReader, params: ChainParams, key: keyof typeof STAKING_PARAMS): bigint {
+  const genesis = params[key]
+  return governedUint(state, STAKING_PARAMS[key], typeof genesis === 'bigint' ? genesis : BigInt(genesis))
+}
+
+/**
+ * Every governed staking parameter in force on `state`. The registry's bounds keep the
+ * number-typed ones within safe integers.
+ */
+export function stakingRules(state: StateReader, params: ChainParams): StakingRules {
+  const uint = (key: keyof typeof STAKING_PARAMS): bigint => stakingRule(state, params, key)
+  const int = (key: keyof typeof STAKING_PARAMS): number => Number(uint(key))
+  return {
+    minBond: uint('minBond'),
+    unbondingBlocks: int('unbondingBlocks'),
+    slashDoubleSignBps: int('slashDoubleSignBps'),
+    reporterRewardBps: int('reporterRewardBps'),
+    slashDowntimeBps: int('slashDowntimeBps'),
+    downtimeJailBlocks: int('downtimeJailBlocks'),
+    downtimeWindow: int('downtimeWindow'),
+    minSignedBps: int('minSignedBps'),
+    blockReward: uint('blockReward'),
+    minValidatorStake: uint('minValidatorStake'),
+    maxValidators: int('maxValidators'),
+  }
 }
 
 const MAX_UNBONDING_ENTRIES = 16
@@ -234,10 +300,11 @@ function decodeVote(value: unknown, field: string): Vote {
 /** Creates the staking module for a chain's parameters. */
 export function stakingModule(params: ChainParams): ChainModule {
   const bond: TxHandler<{ amount: bigint }> = {
-    decodeBody: (body) => {
-      const amount = positiveAmount(asRecord(body, 'staking.bond', ['amount']).amount)
-      if (amount < params.minBond) throw new TxError('bond-too-small', `a bond must be at least ${params.minBond}`)
-      return { amount }
+    decodeBody: (body) => ({ amount: positiveAmount(asRecord(body, 'staking.bond', ['amount']).amount) }),
+    // the governed minimum in force: a smaller bond is invalid (never admitted, never in a block)
+    admit(state, body) {
+      const minBond = stakingRule(state, params, 'minBond')
+      if (body.amount < minBond) throw new TxError('bond-too-small', `a bond must be at least ${minBond}`)
     },
     spends: (body) => body.amount,
     apply(state, tx, body, ctx) {
@@ -271,7 +338,7 @@ export function stakingModule(params: ChainParams): ChainModule {
         throw new TxError('too-many-unbondings', `at most ${MAX_UNBONDING_ENTRIES} unbondings at once; withdraw first`)
       record.bonded -= body.amount
       writeRecord(state, tx.sender, record)
-      const completes = ctx.height + params.unbondingBlocks
+      const completes = ctx.height + Number(stakingRule(state, params, 'unbondingBlocks'))
       writeUnbonding(state, tx.sender, [...entries, { amount: body.amount, completes }])
       ctx.emit({
         type: 'staking.unbond',
@@ -327,13 +394,14 @@ export function stakingModule(params: ChainParams): ChainModule {
       if (record === undefined) throw new TxError('evidence-invalid', `${offender} has no stake record`)
       if (record.tombstoned)
         throw new TxError('evidence-duplicate', `${offender} was already slashed for double signing`)
-      const slashed = slash(state, offender, params.slashDoubleSignBps)
+      const rules = stakingRules(state, params) // evidence is rare: read them all
+      const slashed = slash(state, offender, rules.slashDoubleSignBps)
       const after = validatorRecord(state, offender) as ValidatorRecord
       after.tombstoned = true
       after.jailedUntil = Number.MAX_SAFE_INTEGER
       writeRecord(state, offender, after)
       state.write(evKey(id), ctx.height)
-      const reward = (slashed * BigInt(params.reporterRewardBps)) / BPS
+      const reward = (slashed * BigInt(rules.reporterRewardBps)) / BPS
       if (reward > 0n) credit(state, tx.sender, reward)
       burn(state, slashed - reward)
       ctx.emit({
@@ -375,21 +443,28 @@ export function stakingModule(params: ChainParams): ChainModule {
   function trackDowntime(state: StateOverlay, ctx: BlockContext): void {
     if (ctx.lastCommitSigners === null || ctx.height < 2) return
     const previous = epochSet(state, epochOf(ctx.height - 1, params)) ?? []
-    const maxMissed = Math.floor((params.downtimeWindow * (10_000 - params.minSignedBps)) / 10_000)
+    const rule = (key: keyof typeof STAKING_PARAMS): number => Number(stakingRule(state, params, key))
+    const rules = {
+      downtimeWindow: rule('downtimeWindow'),
+      minSignedBps: rule('minSignedBps'),
+      slashDowntimeBps: rule('slashDowntimeBps'),
+      downtimeJailBlocks: rule('downtimeJailBlocks'),
+    }
+    const maxMissed = Math.floor((rules.downtimeWindow * (10_000 - rules.minSignedBps)) / 10_000)
     for (const { did } of previous) {
       const record = validatorRecord(state, did)
       if (record === undefined || record.jailedUntil !== 0) continue
-      if (ctx.height - 1 - record.windowStart >= params.downtimeWindow) {
+      if (ctx.height - 1 - record.windowStart >= rules.downtimeWindow) {
         record.missed = 0
         record.windowStart = ctx.height - 1
       }
       if (!ctx.lastCommitSigners.has(did)) record.missed += 1
       if (record.missed > maxMissed) {
         writeRecord(state, did, record)
-        const slashed = slash(state, did, params.slashDowntimeBps)
+        const slashed = slash(state, did, rules.slashDowntimeBps)
         burn(state, slashed)
         const after = validatorRecord(state, did) as ValidatorRecord
-        after.jailedUntil = ctx.height + params.downtimeJailBlocks
+        after.jailedUntil = ctx.height + rules.downtimeJailBlocks
         after.missed = 0
         after.windowStart = ctx.height
         writeRecord(state, did, after)
@@ -411,7 +486,7 @@ export function stakingModule(params: ChainParams): ChainModule {
   /** Block reward plus fees, pro rata to the power of the un-jailed validators of this height; dust to the proposer. */
   function distributeRewards(state: StateOverlay, ctx: BlockContext): void {
     const pool = takeFeePool(state)
-    const reward = params.blockReward
+    const reward = stakingRule(state, params, 'blockReward')
     const total = pool + reward
     if (total === 0n) return
     const eligible = ctx.validators.validators.filter((v) => (validatorRecord(state, v.did)?.jailedUntil ?? 1) === 0)
@@ -434,18 +509,17 @@ export function stakingModule(params: ChainParams): ChainModule {
   function rotateSet(state: StateOverlay, ctx: BlockContext, candidates: Iterable<string>): void {
     if (ctx.height % params.epochLength !== 0) return
     const next = epochOf(ctx.height + 1, params)
+    const minValidatorStake = stakingRule(state, params, 'minValidatorStake')
+    const maxValidators = Number(stakingRule(state, params, 'maxValidators'))
     const chosen = [...candidates]
       .map((did) => ({ did, record: validatorRecord(state, did) }))
       .filter(
         ({ record }) =>
-          record !== undefined &&
-          !record.tombstoned &&
-          record.jailedUntil === 0 &&
-          record.bonded >= params.minValidatorStake,
+          record !== undefined && !record.tombstoned && record.jailedUntil === 0 && record.bonded >= minValidatorStake,
       )
       .map(({ did, record }) => ({ did, power: (record as ValidatorRecord).bonded }))
       .sort((a, b) => (a.power === b.power ? (a.did < b.did ? -1 : 1) : a.power > b.power ? -1 : 1))
-      .slice(0, params.maxValidators)
+      .slice(0, maxValidators)
     if (chosen.length === 0) {
       // Never leave the chain without validators: keep the current set.
       state.write(setKey(next), epochSet(state, next - 1) ?? [])

@@ -3,7 +3,10 @@
 // an outsider's update, a proposer voting, a vote for a digest nobody can reproduce, an update
 // blob over the limit, a second update in one round and a copied one, and the settlement
 // arithmetic on random rounds (never more than the round's share of the pool, never more slashed
-// than bonded). Each refused transaction costs its sender the fee and changes nothing else.
+// than bonded). Into the market (part 4): a forged ONNX export beside the honest aggregate, a
+// frontrunner naming the honest export's CID as its own aggregate, the node's export check, and
+// market terms the chain refuses at `fl.create`. Each refused transaction costs its sender the fee
+// and changes nothing else.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { balanceOf } from '../../src/bank/bank.ts'
@@ -26,6 +29,8 @@ import {
   joinAll,
   model,
   refusedTx,
+  runRounds,
+  terms,
   tx,
   updateBody,
   uploadAll,
@@ -33,7 +38,9 @@ import {
   voteBody,
   world,
 } from '../../src/fl/chain/test-kit.ts'
-import { encodeModel, flBlobCid, sealUpdate } from '../../src/fl/blob.ts'
+import { encodeModel, encodeOnnx, flBlobCid, sealUpdate } from '../../src/fl/blob.ts'
+import { modelByCid } from '../../src/inference/chain/state.ts'
+import { modelLineage } from '../../src/inference/chain/lineage.ts'
 import { FlBlobRefusedError } from '../../src/api/fl-api.ts'
 import { NodeFl } from '../../src/node/fl.ts'
 import { weightsDigest } from '../../src/fl/weights.ts'
@@ -289,4 +296,96 @@ test('a whole task: the escrow always equals the pool left plus the bonds held, 
   assert.equal(escrowBalance(w.state), 0n)
   assert.ok(w.clients.every((c) => readParticipant(w.state, id, c.did)!.bond === 0n))
   assert.equal(BOND, 1_000n)
+})
+
+test('a forged ONNX export earns nothing and is not stored; a frontrunner cannot block the honest export, which the market registers', async () => {
+  const w = world()
+  const id = createTask(w, { rounds: 1, price: 5 })
+  const round = joinAll(w, id)
+  uploadAll(w, round)
+  const [honest1, honest2, liar] = round.voters as [string, string, string]
+  const shape = { task: id, round: 1, widths: [64, 32, 10], inputDivisor: 16 }
+  const weights = Float32Array.from({ length: 2_410 }, (_, i) => ((i % 97) - 48) / 1_000)
+  const aggregateBlob = encodeModel({ task: id, round: 1, weights })
+  const aggregate = { cid: flBlobCid(aggregateBlob), digest: weightsDigest(weights) }
+  const exportBytes = encodeOnnx({ ...shape, weights })
+  assert.deepEqual(exportBytes, encodeOnnx({ ...shape, weights: weights.slice() }), 'the export is deterministic')
+  const honest = { cid: flBlobCid(exportBytes), bytes: exportBytes.length }
+  // a real ONNX file, of other weights
+  const forgedBytes = encodeOnnx({ ...shape, weights: new Float32Array(2_410).fill(0.25) })
+  const forged = { cid: flBlobCid(forgedBytes), bytes: forgedBytes.length }
+  advanceTo(w, round.uploadEnd)
+  // the liar votes first: the honest export's CID as its aggregate (it can compute it too), a forged export
+  tx(
+    w,
+    byDid(w, liar),
+    'fl.vote',
+    voteBody(round, { cid: honest.cid, digest: weightsDigest(new Float32Array(2_410)) }, { onnx: forged }),
+  )
+  // the honest voters' votes still stand
+  tx(w, byDid(w, honest1), 'fl.vote', voteBody(round, aggregate, { onnx: honest }))
+  tx(w, byDid(w, honest2), 'fl.vote', voteBody(round, aggregate, { onnx: honest }))
+  assert.equal(readRound(w.state, id, 1)?.votes, 3)
+
+  const { node, store } = nodeOver(w)
+  await assert.rejects(
+    node.putBlob(exportBytes),
+    (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 409,
+    'the export waits for its aggregate',
+  )
+  assert.equal((await node.putBlob(aggregateBlob)).kind, 'aggregate')
+  assert.deepEqual(await node.putBlob(exportBytes), { cid: honest.cid, bytes: honest.bytes, kind: 'onnx' })
+  await assert.rejects(
+    node.putBlob(forgedBytes),
+    (err: unknown) => err instanceof FlBlobRefusedError && err.statusCode === 400,
+    'the forged export is not the export of an aggregate its vote names',
+  )
+  assert.equal(store.has(forged.cid), false)
+  assert.deepEqual(await node.getBlob(honest.cid), exportBytes, 'workers fetch the export by its CID')
+
+  const events = advanceTo(w, round.voteEnd)
+  const r1 = readRound(w.state, id, 1)!
+  assert.equal(r1.status, 'passed')
+  assert.equal(r1.majority, 2)
+  assert.deepEqual(r1.onnx, honest)
+  assert.equal(readParticipant(w.state, id, liar)?.paid, 0n, 'the liar is not paid')
+  assert.ok(readParticipant(w.state, id, honest1)!.paid > 0n)
+  assert.equal(events.find((e) => e.type === 'fl.registered')?.attributes.cid, honest.cid)
+  assert.equal(modelByCid(w.state, honest.cid)?.size, exportBytes.length)
+  assert.equal(modelByCid(w.state, forged.cid), undefined)
+  const contributors = modelLineage(w.state, honest.cid)?.contributors ?? []
+  assert.ok(contributors.some((c) => c.did === honest1))
+  assert.ok(!contributors.some((c) => c.did === liar), 'an unpaid voter shares no usage fees')
+})
+
+test('market terms at fl.create: a price below the market’s minimum or zero change nothing but a fee; the deposit is escrowed until the end', () => {
+  const w = world({ params: { minModelPrice: 10n } })
+  const before = balanceOf(w.state, w.creator.did)
+  refusedTx(w, w.creator, 'fl.create', terms({ price: 9 }), 'price-too-low')
+  refusedTx(w, w.creator, 'fl.create', terms({ price: 0 }), 'malformed', /price/)
+  refusedTx(w, w.creator, 'fl.create', terms({ price: 'ten' }), 'malformed', /price/)
+  assert.equal(
+    balanceOf(w.state, w.creator.did),
+    before - 1n,
+    'the refused one’s fee (malformed ones are not included)',
+  )
+  assert.equal(readTask(w.state, 1), undefined)
+  assert.equal(escrowBalance(w.state), 0n)
+  // a creator that cannot cover pool + deposit is refused before anything moves
+  const poor = w.clients[0]!
+  refusedTx(w, poor, 'fl.create', terms({ pool: 999_000, price: 10 }), 'insufficient-funds')
+  const id = createTask(w, { rounds: 2, price: 10 })
+  const deposit = readTask(w.state, id)!.deposit
+  assert.ok(deposit > 0n)
+  const round = joinAll(w, id)
+  const check = (): void => {
+    const task = readTask(w.state, id)!
+    const bonds = w.clients.reduce((s, c) => s + (readParticipant(w.state, id, c.did)?.bond ?? 0n), 0n)
+    assert.equal(escrowBalance(w.state), task.remaining + bonds + (task.status === 'finished' ? 0n : deposit))
+  }
+  check()
+  runRounds(w, round)
+  check()
+  assert.equal(readTask(w.state, id)?.model?.registered, true)
+  assert.equal(escrowBalance(w.state), 0n)
 })

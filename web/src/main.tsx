@@ -46,6 +46,7 @@ const PAGES = [
   { id: 'fl', label: 'FL', view: lazyPage(() => import('./fl.tsx').then((m) => m.Fl)) },
   { id: 'governance', label: 'Governance', view: lazyPage(() => import('./governance.tsx').then((m) => m.Governance)) },
   { id: 'accounts', label: 'Accounts', view: Accounts },
+  { id: 'resources', label: 'Resources', view: lazyPage(() => import('./resources.tsx').then((m) => m.Resources)) },
 ] as const
 
 type PageId = (typeof PAGES)[number]['id']

@@ -10,9 +10,14 @@
  *   POST /v1/fl/blobs                  raw bytes (application/octet-stream, ≤ 256 KiB): a blob the
  *                                      chain names — an initial model, a current update (its
  *                                      declared size and header), an aggregate a vote names
- *                                      (decoded, its digest checked). 201 { cid, bytes, kind };
+ *                                      (decoded, its digest checked), an ONNX export a vote names
+ *                                      (exported again from its aggregate, which must be stored
+ *                                      first: 409 otherwise). 201 { cid, bytes, kind };
  *                                      403 FL_BLOB_REFUSED when no transaction names it, 400 when
  *                                      it is not what is named, 413 over the limit
+ *
+ * A task with a price shows `price`, `deposit`, the global model's ONNX export (`onnx`) and, once
+ * finished, `model`: the market entry registered (its CID, name, version, lineage) or why not.
  *   GET  /v1/fl/blobs/{cid}            the blob (application/octet-stream), from this node or its
  *                                      peers; 404 when the chain names no such blob, 503 when no
  *                                      peer gave it in time
@@ -30,6 +35,30 @@ import { ERROR_RESPONSES } from '../schemas.ts'
 const OCTET_STREAM = 'application/octet-stream'
 const Cid = Type.String({ minLength: 8, maxLength: 128, pattern: '^[a-z0-9]+$', description: 'a CIDv1, base32' })
 const Model = Type.Object({ cid: Type.String(), digest: Type.String() })
+const Onnx = Type.Object(
+  { cid: Type.String(), bytes: Type.Integer() },
+  { description: 'the ONNX export of an aggregate (what the inference market serves)' },
+)
+const Market = Type.Object(
+  {
+    cid: Type.String({ description: 'the ONNX CID registered (empty when no round gave one)' }),
+    name: Type.String(),
+    version: Type.String(),
+    round: Type.Integer({ description: 'the round whose aggregate it is' }),
+    registered: Type.Boolean(),
+    reason: Type.Optional(Type.String({ description: 'why it was not registered' })),
+    lineage: Type.Optional(
+      Type.Object({
+        source: Type.String(),
+        task: Type.String(),
+        round: Type.Integer(),
+        parent: Type.Optional(Type.String()),
+        contributors: Type.Array(Type.Object({ did: Type.String(), role: Type.String() })),
+      }),
+    ),
+  },
+  { description: "a finished task's market entry" },
+)
 const Amount = (description: string) => Type.String({ pattern: '^(0|[1-9][0-9]*)$', description })
 const Status = Type.Union([
   Type.Literal('open'),
@@ -64,6 +93,10 @@ const TaskJson = Type.Object({
   remaining: Amount('what is left of the pool'),
   paid: Amount('paid to participants so far'),
   slashed: Amount('slashed (burned) so far'),
+  price: Type.Optional(Amount('fee per call of the global model in the inference market')),
+  deposit: Type.Optional(Amount("the market's model deposit escrowed with the price")),
+  onnx: Type.Optional(Onnx),
+  model: Type.Optional(Market),
 })
 
 const ParticipantJson = Type.Object({
@@ -103,12 +136,14 @@ const RoundJson = Type.Object({
       did: Type.String(),
       approve: Type.Boolean(),
       aggregate: Type.Optional(Model),
+      onnx: Type.Optional(Onnx),
       accuracyPpm: Type.Integer(),
       excluded: Type.Array(Type.String()),
       height: Type.Integer(),
     }),
   ),
   aggregate: Type.Optional(Model),
+  onnx: Type.Optional(Onnx),
   accuracyPpm: Type.Optional(Type.Integer({ description: "lower median of the majority's accuracies, ppm" })),
   majority: Type.Optional(Type.Integer()),
   excluded: Type.Optional(Type.Array(Type.String())),
@@ -169,15 +204,20 @@ function routeTable(fl: FlApi): RouteOptions[] {
       url: '/v1/fl/blobs',
       bodyLimit: MAX_FL_BLOB_BYTES,
       schema: {
-        summary: 'Store a blob the chain names (an initial model, an update, an aggregate)',
-        description: `Raw bytes, at most ${MAX_FL_BLOB_BYTES} (413 beyond). Refused 403 when no committed transaction names the CID, 400 when the bytes are not what it names.`,
+        summary: 'Store a blob the chain names (an initial model, an update, an aggregate, its ONNX export)',
+        description: `Raw bytes, at most ${MAX_FL_BLOB_BYTES} (413 beyond). Refused 403 when no committed transaction names the CID, 400 when the bytes are not what it names, 409 for an ONNX export whose aggregate is not stored yet.`,
         tags: ['fl'],
         consumes: [OCTET_STREAM],
         response: {
           201: Type.Object({
             cid: Type.String(),
             bytes: Type.Integer(),
-            kind: Type.Union([Type.Literal('initial'), Type.Literal('update'), Type.Literal('aggregate')]),
+            kind: Type.Union([
+              Type.Literal('initial'),
+              Type.Literal('update'),
+              Type.Literal('aggregate'),
+              Type.Literal('onnx'),
+            ]),
           }),
           ...ERROR_RESPONSES,
         },

@@ -643,5 +643,7 @@ export function arenaModule(params: ChainParams, tunables: Partial<ArenaTunables
     endBlock(state, ctx) {
       for (const task of dueTasks(state, settleDue(ctx.height))) finish(state, task, ctx, t)
     },
+    // an open task has deadlines by height (bonding, submission, scoring, settlement)
+    wantsBlock: (state) => OPEN.size(state) > 0,
   }
 }

@@ -43,6 +43,8 @@ interface HarnessOptions {
   privval?: PrivValidator | null
   store?: MemorySignStateStore
   height?: number
+  /** No empty blocks: `work()` says whether the height has work. */
+  waitForWork?: { intervalMs: number; work(): boolean }
 }
 
 function harness(options: HarnessOptions) {
@@ -82,6 +84,9 @@ function harness(options: HarnessOptions) {
     send: (msg) => sent.push(msg),
     onReject: (_peer, err) => rejects.push(err),
     onEvidence: (ev) => evidence.push(ev),
+    ...(options.waitForWork === undefined
+      ? {}
+      : { waitForWork: { intervalMs: options.waitForWork.intervalMs, hasWork: options.waitForWork.work } }),
   })
   const proposerOf = (round: number, height = 1): number =>
     dids.indexOf(selectProposer(set, height, round, options.seed).did)
@@ -480,4 +485,76 @@ test('a synced block is committed only with a certificate that verifies', async 
   assert.equal(h.committed.length, 1)
   assert.ok(equals(h.committed[0]!.cert.blockId, blockId(X)))
   assert.equal(h.engine.status().height, 2)
+})
+
+// ---- no empty blocks (CometBFT create_empty_blocks = false, create_empty_blocks_interval) ----
+
+/** Decides height 1 on X, proposed by another validator, then lets the commit timeout pass. */
+async function decideHeight1(h: ReturnType<typeof harness>): Promise<void> {
+  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.committed.length, 1)
+  await h.advance(1_000) // the commit timeout
+}
+
+test('no empty blocks: a height with no work waits before round 0, with no timeout running', async () => {
+  const seed = findSeed([[2, 0, isA]])
+  const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => false } })
+  await h.start()
+  assert.equal(h.engine.status().step, 'newHeight', 'height 1 waits too: nothing to decide')
+  assert.equal(h.created.length, 0)
+  await h.advance(30_000)
+  assert.equal(h.engine.status().step, 'newHeight')
+  assert.equal(h.created.length, 0, 'no block is made while there is no work')
+  assert.equal(h.sent.length, 0, 'no vote either: no propose timeout ran')
+})
+
+test('no empty blocks: work available starts round 0 at once, and the proposer proposes', async () => {
+  const seed = findSeed([[1, 0, isA]])
+  let work = false
+  const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => work } })
+  await h.start()
+  h.engine.workAvailable()
+  await h.engine.idle()
+  assert.equal(h.created.length, 0, 'a hint without work (a transaction behind a nonce gap) wakes nothing')
+  work = true
+  h.engine.workAvailable()
+  await h.engine.idle()
+  assert.deepEqual(
+    h.created.map((c) => [c.height, c.round]),
+    [[1, 0]],
+  )
+  assert.ok(h.sent.some((m) => m.kind === 'proposal' && m.proposal.height === 1 && m.proposal.round === 0))
+})
+
+test("no empty blocks: another validator's proposal or vote wakes a waiting height (it had work)", async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, notA],
+  ])
+  const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => false } })
+  await h.start()
+  await decideHeight1(h)
+  assert.equal(h.engine.status().height, 2)
+  assert.equal(h.engine.status().step, 'newHeight')
+  await h.deliver(h.vote(1, 'prevote', 0, null, 2))
+  assert.equal(h.engine.status().step, 'propose', 'a vote of this height starts round 0')
+  assert.deepEqual(h.votesOfA('prevote', 0, 2), [], 'and A waits for the proposal, not for its own work')
+  await h.deliver(h.proposal(0, block('W', 0, 2), -1, 2))
+  assert.deepEqual(h.votesOfA('prevote', 0, 2), ['W'])
+})
+
+test('no empty blocks: the empty-block interval proposes an empty block when nothing comes', async () => {
+  const seed = findSeed([[1, 0, isA]])
+  const h = harness({ seed, waitForWork: { intervalMs: 5_000, work: () => false } })
+  await h.start()
+  await h.advance(4_990)
+  assert.equal(h.created.length, 0)
+  await h.advance(20)
+  assert.deepEqual(
+    h.created.map((c) => [c.height, c.round]),
+    [[1, 0]],
+    'the interval passed: round 0 starts and A proposes',
+  )
 })

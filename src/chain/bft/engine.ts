@@ -108,6 +108,15 @@ export interface ConsensusEngineOptions<B> {
   /** Signature checks; a shared cache may stand in for them. @default verifyVote / verifyProposal */
   verifyVote?(vote: Vote, publicKey: Uint8Array): boolean
   verifyProposal?(proposal: Proposal, publicKey: Uint8Array): boolean
+  /**
+   * No empty blocks (CometBFT's `create_empty_blocks = false` with `create_empty_blocks_interval`):
+   * a height whose round 0 would have nothing to decide waits before its propose step until
+   * `hasWork(height)` says there is something (a transaction, a module's due work; the runtime
+   * calls `workAvailable()` when that changes), a message of this height arrives from another
+   * validator (one of them has work), or `intervalMs` passes since the height began (0: never).
+   * @default absent: every height starts round 0 after the commit timeout, as in the paper
+   */
+  waitForWork?: { intervalMs: number; hasWork(height: number): boolean }
 }
 
 interface Candidate<B> {
@@ -131,6 +140,7 @@ type EngineEvent<B> =
   | { type: 'startHeight'; height: number }
   | { type: 'gossip'; height: number }
   | { type: 'commit'; block: B; cert: CommitCertificate; peer: string | undefined }
+  | { type: 'work'; height: number | undefined }
 
 /** Everything the engine knows about the height it is deciding. */
 class HeightState<B> {
@@ -148,6 +158,8 @@ class HeightState<B> {
   round = 0
   step: EngineStep = 'newHeight'
   started = false
+  /** Waiting for work before round 0 (see ConsensusEngineOptions.waitForWork). */
+  waiting = false
   decided = false
   lockedRound = -1
   lockedKey: string | undefined
@@ -263,6 +275,15 @@ export class ConsensusEngine<B> {
     this.#enqueue({ type: 'commit', block, cert, peer: peerHint })
   }
 
+  /**
+   * There is work for the height being decided (a transaction reached the mempool, a module has
+   * something due): a height waiting for work starts round 0.
+   */
+  workAvailable(): void {
+    if (this.#stopped || !this.#hs.waiting) return
+    this.#enqueue({ type: 'work', height: undefined })
+  }
+
   /** Resolves when every queued event has been handled. */
   idle(): Promise<void> {
     if (!this.#running && this.#head >= this.#queue.length) return Promise.resolve()
@@ -349,6 +370,16 @@ export class ConsensusEngine<B> {
       case 'startHeight':
         if (event.height === this.#hs.height && !this.#hs.started) await this.#startHeight()
         break
+      case 'work':
+        // workAvailable() is a hint (a transaction behind a nonce gap is not work): ask again;
+        // the empty-block interval (its height set) starts the round regardless.
+        if (
+          event.height === undefined
+            ? this.#options.waitForWork?.hasWork(this.#hs.height) === true
+            : event.height === this.#hs.height
+        )
+          await this.#wake()
+        break
       case 'gossip':
         if (event.height === this.#hs.height) this.#gossip()
         break
@@ -376,6 +407,11 @@ export class ConsensusEngine<B> {
         hs.own.push(msg)
         this.#send(msg)
       }
+    }
+    if (round === 0 && hs.own.length === 0 && hs.lockedRound === -1) {
+      // Nothing signed at this height before a restart: it begins like any other (and may wait for work).
+      await this.#startHeight()
+      return
     }
     hs.started = true
     await this.#startRound(round)
@@ -409,7 +445,26 @@ export class ConsensusEngine<B> {
   }
 
   async #startHeight(): Promise<void> {
-    this.#hs.started = true
+    const hs = this.#hs
+    const wait = this.#options.waitForWork
+    if (wait !== undefined && !hs.waiting && !wait.hasWork(hs.height)) {
+      // Nothing to decide: wait before round 0 (no propose timeout runs meanwhile).
+      hs.waiting = true
+      if (wait.intervalMs > 0) this.#setTimer(wait.intervalMs, { type: 'work', height: hs.height })
+      this.#log.debug({ height: hs.height }, 'waiting for work before round 0')
+      return
+    }
+    hs.waiting = false
+    hs.started = true
+    await this.#startRound(0)
+  }
+
+  /** Work arrived (or the empty-block interval passed, or another validator started): round 0 begins. */
+  async #wake(): Promise<void> {
+    const hs = this.#hs
+    if (!hs.waiting || hs.started) return
+    hs.waiting = false
+    hs.started = true
     await this.#startRound(0)
   }
 
@@ -439,6 +494,8 @@ export class ConsensusEngine<B> {
     const hs = this.#hs
     if (vote.height === hs.height) {
       this.#addVote(hs, vote)
+      // Another validator is deciding this height: it had work, so this one has too.
+      if (hs.waiting) await this.#wake()
       return
     }
     if (vote.height > hs.height) {
@@ -527,6 +584,7 @@ export class ConsensusEngine<B> {
     hs.votes.noteSpeaker(p.round, p.proposer)
     // A re-proposal claims its block had a polka in its valid round (see VoteSet: claims).
     if (p.validRound >= 0) hs.votes.votes(p.validRound, 'prevote').claim(p.blockId)
+    if (hs.waiting) await this.#wake()
   }
 
   async #onCommit(block: B, cert: CommitCertificate, peer: string | undefined): Promise<void> {
@@ -863,6 +921,7 @@ export class ConsensusEngine<B> {
   /** No progress for a while: re-send what this node signed at this height (the network may have lost it). */
   #gossip(): void {
     const hs = this.#hs
+    if (hs.waiting && hs.own.length === 0) return // idle: nothing to re-send until work wakes the height
     for (const msg of hs.own) {
       this.#send(msg)
       if (msg.kind === 'proposal') this.#sendPolka(hs, msg.proposal)

@@ -16,7 +16,7 @@ const HPT = 64
 const zero = new Uint8Array(32)
 
 async function withGenerator(
-  options: { ticksPerSecond?: number; startHash?: Uint8Array },
+  options: { ticksPerSecond?: number; startHash?: Uint8Array; maxTicks?: number },
   body: (g: PohGenerator) => Promise<void>,
 ): Promise<void> {
   const g = new PohGenerator({ hashesPerTick: HPT, ...options })
@@ -92,6 +92,26 @@ test('drains return consecutive runs of the one chain', async () => {
     }
     assert.deepEqual(verifyPohEntries(zero, runs.flat(), HPT).ok, true)
   })
+})
+
+test('with maxTicks the paced loop rests after that many ticks, until a record or a reset', async () => {
+  await withGenerator({ ticksPerSecond: 1000, maxTicks: 10 }, async (g) => {
+    await g.waitForTicks(10)
+    // at 1000 ticks a second an unlimited loop would make ~200 more meanwhile
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const rested = await g.drain()
+    assert.equal(rested.length, 10, 'no tick after the tenth')
+    const mixed = await g.record(new Uint8Array(32).fill(5))
+    assert.equal(mixed.numHashes, 0, 'a record while resting carries no plain hashes')
+    const fresh = new Uint8Array(32).fill(0xab)
+    g.reset(fresh)
+    await g.waitForTicks(10)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const again = await g.drain()
+    assert.equal(again.length, 10, 'a reset starts ten more, and only ten')
+    assert.equal(verifyPohEntries(fresh, again, HPT).ok, true)
+  })
+  assert.throws(() => new PohGenerator({ hashesPerTick: HPT, maxTicks: -1 }), InvalidInputError)
 })
 
 test('reset discards pending entries and continues from the new hash', async () => {

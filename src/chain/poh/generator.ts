@@ -20,6 +20,12 @@ export interface PohGeneratorOptions {
   ticksPerSecond?: number
   /** The hash the chain continues from. @default 32 zero bytes */
   startHash?: Uint8Array
+  /**
+   * Paced ticks to produce after a (re)start before the loop sleeps until the next command: an
+   * idle chain (no empty blocks) needs only the ticks of its first rounds, and a proposer that
+   * needs more extends the chain itself. 0: no limit. @default 0
+   */
+  maxTicks?: number
   logger?: Logger
 }
 
@@ -52,6 +58,7 @@ function assertHash(bytes: Uint8Array, what: string): void {
 export class PohGenerator {
   readonly hashesPerTick: number
   readonly ticksPerSecond: number
+  readonly maxTicks: number
   readonly #log: Logger
   #running: Running | undefined
   #hash: Uint8Array
@@ -73,8 +80,13 @@ export class PohGenerator {
     }
     const startHash = options.startHash ?? new Uint8Array(POH_HASH_LENGTH)
     assertHash(startHash, 'the PoH start hash')
+    const maxTicks = options.maxTicks ?? 0
+    if (!Number.isSafeInteger(maxTicks) || maxTicks < 0) {
+      throw new InvalidInputError('maxTicks must be a non-negative integer', { details: { maxTicks } })
+    }
     this.hashesPerTick = hashesPerTick
     this.ticksPerSecond = ticksPerSecond
+    this.maxTicks = maxTicks
     this.#hash = Uint8Array.from(startHash)
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain:poh')
   }
@@ -102,6 +114,7 @@ export class PohGenerator {
       start: this.#hash,
       hashesPerTick: this.hashesPerTick,
       ticksPerSecond: this.ticksPerSecond,
+      maxTicks: this.maxTicks,
       doorbell,
       commands: port2,
       epoch: this.#epoch,

@@ -12,7 +12,8 @@
  * it emits at once and goes on without sleeping, so it catches up. A `record` emits the entry
  * with the plain hashes done since the previous entry plus the mixin, and the next tick starts
  * from zero hashes after it; a record that arrives while a finished tick waits for its due time
- * emits that tick first.
+ * emits that tick first. With `maxTicks`, the loop rests (blocked on the doorbell, no CPU) once
+ * that many ticks were emitted since the (re)start, until a command comes.
  */
 import { performance } from 'node:perf_hooks'
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
@@ -25,6 +26,8 @@ export interface GeneratorWorkerData {
   start: Uint8Array
   hashesPerTick: number
   ticksPerSecond: number
+  /** Paced ticks after a (re)start before the loop sleeps until a command; 0: no limit. */
+  maxTicks: number
   /** The main thread's reset count; events carry it so stale ones can be dropped. */
   epoch: number
   /** Int32 counter of commands posted on `commands`. */
@@ -45,6 +48,7 @@ const data = workerData as GeneratorWorkerData
 const bell = new Int32Array(data.doorbell)
 const hashesPerTick = data.hashesPerTick
 const periodMs = data.ticksPerSecond > 0 ? 1000 / data.ticksPerSecond : 0
+const maxTicks = periodMs > 0 ? data.maxTicks : 0
 const hasher = new PohHasher(data.start)
 
 let epoch = data.epoch
@@ -132,7 +136,18 @@ function waitUntil(due: number): void {
   }
 }
 
+/** Enough ticks since the (re)start: sleep until a command (a reset starts counting again). */
+function rest(): void {
+  flush()
+  while (tickNo >= maxTicks && pending === 0) {
+    const rung = Atomics.load(bell, 0)
+    if (rung !== seen) takeCommands()
+    else Atomics.wait(bell, 0, rung)
+  }
+}
+
 for (;;) {
+  if (maxTicks > 0 && tickNo >= maxTicks && pending === 0) rest()
   while (pending < hashesPerTick) {
     const n = Math.min(GENERATOR_CHECK_EVERY, hashesPerTick - pending)
     hasher.hashN(n)

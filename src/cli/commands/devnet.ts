@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, existsSync } from 'node:fs'
 import { mkdir, writeFile, copyFile, access } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
@@ -15,6 +15,17 @@ import { API_TOKEN_FILE, loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 
 const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
+/** The dashboard's build script: in a checkout only (an installed package carries a built dashboard or none). */
+const BUILD_WEB = fileURLToPath(new URL('../../../scripts/build-web.ts', import.meta.url))
+
+/**
+ * How a node process is started: V8's young generation capped at 4 MB a semi-space (V8 grows it
+ * to 64 MB under a node's allocation rate, and the pages stay resident), and glibc's malloc held
+ * to two arenas (one per thread otherwise, mostly empty). Together about 100 MB less resident
+ * memory per idle node for a few more short scavenges (docs/performance.md).
+ */
+export const NODE_PROCESS_FLAGS: readonly string[] = ['--max-semi-space-size=4']
+export const NODE_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
 
 interface DevnetOptions {
   nodes: string
@@ -62,6 +73,45 @@ function waitForLine(child: ChildProcess, what: string, timeoutMs: number): Prom
       reject(new CliError(`${what} exited during start (${signal ?? `code ${String(code)}`}); see its log`))
     })
   })
+}
+
+/**
+ * Finds the dashboard the nodes will serve, or builds it: in a checkout scripts/build-web.ts
+ * builds DASHBOARD_DIR when it is missing or older than its sources (Vite, a few seconds; silent
+ * when it is up to date), so `donghae devnet` started directly serves the same dashboard as
+ * `npm start`. Without the script, or when the build fails, the nodes start without it (the API
+ * works) and the reason is printed.
+ */
+async function ensureDashboard(progress: (line: string) => void, env: NodeJS.ProcessEnv): Promise<void> {
+  if (!existsSync(BUILD_WEB)) {
+    if (!dashboardBuilt(DASHBOARD_DIR))
+      progress(
+        `devnet: no dashboard (${DASHBOARD_DIR} is missing and this install has no scripts/build-web.ts to build it); the API works without it`,
+      )
+    return
+  }
+  const child = spawn(process.execPath, [BUILD_WEB, '--quiet', '--out', DASHBOARD_DIR], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  })
+  let errors = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    for (const line of chunk.split('\n')) if (line.trim() !== '') progress(`devnet: ${line}`)
+  })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (errors = (errors + chunk).slice(-2_000)))
+  const code = await new Promise<number | null>((resolve) => {
+    child.once('error', () => resolve(null))
+    child.once('close', (c) => resolve(c))
+  })
+  if (code === 0 && dashboardBuilt(DASHBOARD_DIR)) return
+  const last = errors.trim().split('\n').at(-1)
+  const why = last === undefined || last === '' ? `the dashboard build ended with exit code ${String(code)}` : last
+  progress(`devnet: ${why}`)
+  progress(
+    dashboardBuilt(DASHBOARD_DIR)
+      ? `devnet: the nodes serve the previous build of ${DASHBOARD_DIR}`
+      : `devnet: the nodes start without the dashboard (the API works); build it with \`npm run build:web\``,
+  )
 }
 
 export function registerDevnet(program: Command, io: CliIo): void {
@@ -142,10 +192,10 @@ Examples:
         const log = createWriteStream(row.log, { flags: 'a' })
         const child = spawn(
           process.execPath,
-          [BIN, '--home', row.home, 'node', '--password-file', passwordFile, '--json'],
+          [...NODE_PROCESS_FLAGS, BIN, '--home', row.home, 'node', '--password-file', passwordFile, '--json'],
           {
             stdio: ['ignore', 'pipe', 'pipe'],
-            env: { ...io.env, DONGHAE_PASSWORD: undefined },
+            env: { ...NODE_PROCESS_ENV, ...io.env, DONGHAE_PASSWORD: undefined },
           },
         )
         child.stderr?.pipe(log)
@@ -155,7 +205,9 @@ Examples:
           children.delete(row.node)
           if (!stopping) {
             progress(`devnet: ${row.node} exited (${signal ?? `code ${String(code)}`}); restart it with:`)
-            progress(`  ${process.execPath} ${BIN} --home ${row.home} node --password-file ${passwordFile}`)
+            progress(
+              `  ${process.execPath} ${NODE_PROCESS_FLAGS.join(' ')} ${BIN} --home ${row.home} node --password-file ${passwordFile}`,
+            )
           }
         })
         await waitForLine(child, row.node, 60_000)
@@ -176,8 +228,7 @@ Examples:
         )
         await Promise.all(exits)
       }
-      if (!dashboardBuilt(DASHBOARD_DIR))
-        progress(`devnet: the dashboard is not built (${DASHBOARD_DIR} is missing); run \`npm run build:web\``)
+      await ensureDashboard(progress, { ...io.env, DONGHAE_PASSWORD: undefined })
       try {
         for (const [i, row] of table.entries()) {
           progress(`devnet: [${i + 1}/${count}] starting ${row.node} (API ${row.api})`)

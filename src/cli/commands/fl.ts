@@ -4,10 +4,11 @@
  *
  *   fl create   escrow a pool for a federated task on the digits MLP; its starting model is the
  *               consensus model (trained on the public examples) or a random one; uploads the
- *               initial model's blob once the task is on chain
+ *               initial model's blob once the task is on chain. With --price, the finished
+ *               task's global model enters the inference market under the task's name
  *   fl join     join a task with a bond and follow it until it ends, one line per round: a
  *               long-running participant (no chain of its own) holding one non-IID shard
- *   fl show     a task's rounds: roles, votes, accuracy, pay and slashes
+ *   fl show     a task's rounds: roles, votes, accuracy, pay and slashes; its registered model
  *   fl list     the tasks
  *
  * The node is `--node` > DONGHAE_NODE > DEFAULT_NODE_URL.
@@ -136,6 +137,14 @@ function printTask(ctx: CliContext, detail: FlTaskDetailJson): void {
   )
   ctx.out(`  pool ${t.pool} (left ${t.remaining}, paid ${t.paid}), bond ${t.bond}, slashed ${t.slashed}`)
   ctx.out(`  global model ${t.global.cid} (sha-256 ${t.global.digest.slice(0, 16)}…)`)
+  if (t.onnx !== undefined) ctx.out(`  ONNX export ${t.onnx.cid} (${t.onnx.bytes} bytes)`)
+  if (t.model !== undefined)
+    ctx.out(
+      t.model.registered
+        ? `  in the market: ${t.model.name} ${t.model.version} = ${t.model.cid} (round ${t.model.round}, price ${t.price ?? '?'}, ${t.model.lineage?.contributors.length ?? 0} contributors)`
+        : `  not in the market: ${t.model.reason ?? 'unknown reason'}`,
+    )
+  else if (t.price !== undefined) ctx.out(`  market entry ${t.name} at price ${t.price} once the task finishes`)
   for (const r of detail.rounds) {
     const approvals = r.votes.filter((v) => v.approve).length
     ctx.out(
@@ -165,6 +174,7 @@ interface CreateOptions {
   bond: string
   slashPpm: string
   init: string
+  price?: string
   fee: string
   passwordFile?: string
   json?: boolean
@@ -217,6 +227,10 @@ Docs: docs/fl.md`,
     .option('--bond <n>', 'bond per participant, base units', '1000')
     .option('--slash-ppm <n>', 'share of the remaining bond slashed per offence, ppm', '500000')
     .option('--init <kind>', 'starting model: consensus (trained on the public examples) or random', 'consensus')
+    .option(
+      '--price <n>',
+      "put the finished task's global model in the inference market under --name at this fee per call (base units; escrows the model deposit)",
+    )
     .option('--fee <n>', 'fee in base units', '1')
     .option('--password-file <file>', 'read the keystore password from a file')
     .option('--json', 'print the result as JSON')
@@ -227,8 +241,15 @@ The starting model is the task's consensus model (seed 003: FL fine-tunes what t
 on): DIGITS_RECIPE's MLP trained on the public examples of the digits federation; its blob is
 uploaded to the node once the task is on chain.
 
+With --price, the task names a market entry: when it finishes, the ONNX export of its global model
+that the voters agreed on is registered in the inference market as --name, version fl-<task id>,
+owned by the creator, with its lineage (the initial model, the creator and the paid participants,
+who share the usage fees); the market's model deposit is escrowed now and stays with the model, or
+comes back when it cannot be registered (the name is another account's, no round passed).
+
 Examples:
   $ donghae fl create --rule multi-krum --f 3 --rounds 10 --pool 120000 --json
+  $ donghae fl create --name digits-fl --price 10 --rounds 10
   $ donghae fl create --rule fedavg --f 0 --init random`,
     )
     .action(async (options: CreateOptions, command: Command) => {
@@ -251,6 +272,8 @@ Examples:
       const pool = parseUint64(options.pool, '--pool')
       const bond = parseUint64(options.bond, '--bond')
       const fee = parseUint64(options.fee, '--fee')
+      const price = options.price === undefined ? undefined : parseUint64(options.price, '--price')
+      if (price === 0n) throw new CliError('--price must be at least 1 base unit a call')
       await withApi(async () => {
         const { readDigitsDataset, DIGITS_RECIPE } = await import('../../inference/demo-models.ts')
         const { mlpTrainer } = await import('../../inference/trainer.ts')
@@ -276,6 +299,7 @@ Examples:
           ...numbers,
           pool,
           bond,
+          ...(price === undefined ? {} : { price }),
         })
         if (!sent.ok)
           throw new CliError(`fl.create ${sent.hash} failed (${sent.reason ?? 'unknown'}); its fee was charged`)
@@ -284,7 +308,14 @@ Examples:
         if (task === undefined) throw new CliError(`fl.create ${sent.hash} committed but the node lists no such task`)
         await flClient.putBlob(blob)
         const accuracy = mlpTrainer.evaluate(model, federation.test).accuracy
-        const result = { task: task.id, hash: sent.hash, height: sent.height, initial, initialAccuracy: accuracy }
+        const result = {
+          task: task.id,
+          hash: sent.hash,
+          height: sent.height,
+          initial,
+          initialAccuracy: accuracy,
+          ...(price === undefined ? {} : { market: { name: options.name, price: String(price) } }),
+        }
         if (options.json === true) ctx.json(result)
         else
           ctx.out(
@@ -432,7 +463,7 @@ Examples:
     })
 
   fl.command('show')
-    .description("a task's rounds: roles, votes, accuracy per round, pay and slashes")
+    .description("a task's rounds: roles, votes, accuracy per round, pay and slashes; its model in the market")
     .argument('<id>', 'the task id')
     .option('--json', 'print as JSON')
     .addHelpText('after', '\nExamples:\n  $ donghae fl show 1\n  $ donghae fl show 1 --json')
@@ -461,7 +492,12 @@ Examples:
         if (tasks.length === 0) return ctx.out('no FL tasks')
         for (const t of tasks)
           ctx.out(
-            `${String(t.id).padStart(4)} ${t.name} ${t.status} round ${t.round}/${t.rounds} ${t.rule} pool ${t.pool}`,
+            `${String(t.id).padStart(4)} ${t.name} ${t.status} round ${t.round}/${t.rounds} ${t.rule} pool ${t.pool}` +
+              (t.model === undefined
+                ? ''
+                : t.model.registered
+                  ? ` model ${t.model.version} ${t.model.cid}`
+                  : ` not registered (${t.model.reason ?? '?'})`),
           )
       }, url)
     })

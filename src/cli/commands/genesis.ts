@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { toHex } from '../../core/bytes.ts'
 import {
   DEFAULT_PARAMS,
+  IDLE_EMPTY_BLOCK_INTERVAL_MS,
   genesisHash,
   genesisToJson,
   parseGenesis,
@@ -77,6 +78,8 @@ Examples:
             params: object
           }
         ).params,
+        // a new network idles without empty blocks unless --param emptyBlockIntervalMs=0 says otherwise
+        emptyBlockIntervalMs: IDLE_EMPTY_BLOCK_INTERVAL_MS,
       }
       for (const p of options.param) {
         const eq = p.indexOf('=')

@@ -4,7 +4,13 @@
  * `sendTx`); reads go to the node's GET /v1/gov/… routes. The node is `--api`/`--node` >
  * DONGHAE_NODE > http://127.0.0.1:26657. A change is `PARAM=VALUE`: a whole number for a uint
  * parameter, comma-separated items for a list (`inference.modelAllowList=digits-mlp,tiny-lm`;
- * empty for an empty list); it is checked here against the registry before anything is signed.
+ * empty for an empty list); it is checked here against the registry before anything is signed
+ * (its fixed bounds; the chain also checks the bounds that depend on its genesis, e.g.
+ * `chain.maxBlockTxs` never above the genesis value).
+ *
+ * `gov params` lists every governed parameter. A core chain parameter (`chain.*`, `staking.*`)
+ * defaults to the chain's genesis value: its default, its value while no proposal has set it, and
+ * its genesis-dependent bounds are taken from the genesis parameters the node reports (`fixed`).
  */
 import type { Command } from 'commander'
 import { untrustedText } from '../../core/untrusted-text.ts'
@@ -12,9 +18,10 @@ import { parseUint64 } from '../../core/uint.ts'
 import { DonghaeClient } from '../../api/client.ts'
 import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../../api/constants.ts'
 import { ApiError } from '../../api/errors.ts'
-import type { GovParamsView, ProposalView, TallyView } from '../../api/governance-api.ts'
-import { checkGovernedValue } from '../../governance/params.ts'
-import { GOVERNED_PARAMS, registeredParam } from '../../governance/registry.ts'
+import type { GovParamsView, ParamView, ProposalView, TallyView } from '../../api/governance-api.ts'
+import type { ChainParams } from '../../chain/genesis.ts'
+import { checkGovernedValue, effectiveBounds } from '../../governance/params.ts'
+import { CHAIN_PARAMS, GOVERNED_PARAMS, registeredParam } from '../../governance/registry.ts'
 import { VOTE_OPTIONS, type ParamChange, type VoteOption } from '../../governance/chain/state.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -94,8 +101,11 @@ async function getGov<T>(url: string, path: string): Promise<T> {
   })
 }
 
-/** `PARAM=VALUE`, checked against the registry (kind, bounds, items). */
-export function parseChange(text: string): ParamChange {
+/**
+ * `PARAM=VALUE`, checked against the registry (kind, bounds, items); with the chain's genesis
+ * `params`, against the bounds that depend on them too.
+ */
+export function parseChange(text: string, params?: ChainParams): ParamChange {
   const at = text.indexOf('=')
   if (at < 1)
     throw new CliError(`--change ${JSON.stringify(text)} must be PARAM=VALUE, e.g. governance.minDeposit=20000`)
@@ -106,7 +116,7 @@ export function parseChange(text: string): ParamChange {
     throw new CliError(`${param} is not a governed parameter; one of: ${GOVERNED_PARAMS.map((p) => p.name).join(', ')}`)
   const value =
     spec.kind === 'uint' ? parseUint64(raw, param) : raw.trim() === '' ? [] : raw.split(',').map((item) => item.trim())
-  return { param, value: checkGovernedValue(spec, value) }
+  return { param, value: checkGovernedValue(spec, value, params) }
 }
 
 function proposalIdOf(text: string): number {
@@ -120,6 +130,23 @@ function heightOf(text: string, flag: string): number {
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+
+/**
+ * The flags with the fee floor in force when `--fee` was not given: governance may have raised
+ * `chain.minFee` above the default of `--fee`, and a vote paying the old floor would be refused
+ * (`fee-too-low`), the vote that lowers it again included. Read from GET /v1/gov/params; a node
+ * that cannot answer leaves the flags as they are.
+ */
+async function withCurrentFee(command: Command, url: string, flags: TxFlags): Promise<TxFlags> {
+  if (command.getOptionValueSource('fee') !== 'default') return flags
+  const view = await getGov<GovParamsView>(url, '/v1/gov/params').catch(() => undefined)
+  const param = view?.params.find((p) => p.name === CHAIN_PARAMS.minFee)
+  if (view === undefined || param === undefined) return flags
+  const floor = withGenesisDefault(param, view.fixed).value
+  return typeof floor === 'string' && /^\d{1,20}$/.test(floor) && BigInt(floor) > BigInt(flags.fee)
+    ? { ...flags, fee: floor }
+    : flags
+}
 
 /**
  * Signs and sends one governance transaction through chain.ts `sendTx`, capturing its result
@@ -193,13 +220,53 @@ function proposalLine(p: ProposalView): string {
   return `#${p.id}  ${p.status.padEnd(8)}  ${untrustedText(p.title, 60)}  (${when})`
 }
 
+/** The genesis parameters as the node reports them (`fixed`: amounts as decimal strings). */
+function genesisParamsOf(fixed: GovParamsView['fixed']): ChainParams | undefined {
+  const params: Record<string, bigint | number> = {}
+  for (const [key, value] of Object.entries(fixed ?? {})) {
+    if (typeof value === 'number') params[key] = value
+    else if (typeof value === 'string' && /^\d{1,20}$/.test(value)) params[key] = BigInt(value)
+    else return undefined
+  }
+  return params as unknown as ChainParams
+}
+
+/**
+ * A parameter's view with its genesis default filled in: for a core chain parameter the default
+ * (and the value, until governance sets it) is the chain's genesis value, and its bounds are the
+ * ones on this chain.
+ */
+export function withGenesisDefault(p: ParamView, fixed: GovParamsView['fixed']): ParamView {
+  const spec = registeredParam(p.name)
+  const genesis = spec?.genesis === undefined ? undefined : fixed?.[spec.genesis]
+  if (spec === undefined || genesis === undefined) return p
+  const params = genesisParamsOf(fixed)
+  const { min, max } = effectiveBounds(spec, params)
+  const initial = String(genesis)
+  return {
+    ...p,
+    default: initial,
+    value: p.governed ? p.value : initial,
+    min: min.toString(),
+    ...(max === undefined ? {} : { max: max.toString() }),
+  }
+}
+
 function printParams(ctx: CliContext, view: GovParamsView): void {
   ctx.out(`governed parameters at height ${view.height}`)
   for (const p of view.params) {
     const bounds = p.kind === 'uint' ? `${p.min ?? '0'}..${p.max ?? 'max'}` : `≤ ${p.maxItems ?? '?'} items`
-    const origin = p.governed ? `set at ${p.changedAt ?? '?'} by #${p.proposal ?? '?'}` : 'default'
+    const genesis = registeredParam(p.name)?.genesis !== undefined
+    const origin = p.governed
+      ? `set at ${p.changedAt ?? '?'} by #${p.proposal ?? '?'}`
+      : genesis
+        ? 'genesis'
+        : 'default'
     ctx.out(`  ${p.name.padEnd(34)} ${untrustedText(valueText(p.value), 200).padEnd(10)} ${origin}; ${bounds}`)
   }
+  ctx.out(
+    'chain.* and staking.* default to the genesis value; consensus timeouts, proof of history, epochLength and the other genesis parameters are fixed (--json lists them)',
+  )
 }
 
 // ---- commands ------------------------------------------------------------------------------------
@@ -246,7 +313,17 @@ Examples:
       ) =>
         withGov(command, io, options, async (ctx, client, url) => {
           if (options.change.length === 0) throw new CliError('give at least one --change PARAM=VALUE')
-          const changes = options.change.map(parseChange)
+          let changes = options.change.map((text) => parseChange(text))
+          if (changes.some((c) => registeredParam(c.param)?.genesisBounds !== undefined)) {
+            // bounds that depend on the genesis (chain.maxBlockTxs ≤ its genesis value): check them
+            // before signing too, from the genesis the node reports (the chain checks them anyway)
+            const fixed = await getGov<GovParamsView>(url, '/v1/gov/params').then(
+              (view) => view.fixed,
+              () => undefined,
+            )
+            const params = fixed === undefined ? undefined : genesisParamsOf(fixed)
+            if (params !== undefined) changes = options.change.map((text) => parseChange(text, params))
+          }
           const deposit = parseUint64(options.deposit, '--deposit')
           if (deposit === 0n) throw new CliError('--deposit must be positive')
           const body: Record<string, unknown> = {
@@ -258,7 +335,8 @@ Examples:
               ? {}
               : { applyAtHeight: heightOf(options.applyAtHeight, '--apply-at-height') }),
           }
-          await send(ctx, client, 'governance.propose', body, options, async (result) => {
+          const flags = await withCurrentFee(command, url, options)
+          await send(ctx, client, 'governance.propose', body, flags, async (result) => {
             const page = await getGov<{ proposals: ProposalView[] }>(url, '/v1/gov/proposals?limit=100')
             const mine = page.proposals.find(
               (p) => p.proposer === result.sender && p.submitHeight === result.height && p.title === options.title,
@@ -281,10 +359,11 @@ function registerDeposit(gov: Command, io: CliIo): void {
   )
     .addHelpText('after', '\nExamples:\n  $ donghae gov deposit 3 --amount 5000 --wait')
     .action((id: string, options: TxFlags & { amount: string }, command: Command) =>
-      withGov(command, io, options, async (ctx, client) => {
+      withGov(command, io, options, async (ctx, client, url) => {
         const amount = parseUint64(options.amount, '--amount')
         if (amount === 0n) throw new CliError('--amount must be positive')
-        await send(ctx, client, 'governance.deposit', { proposal: proposalIdOf(id), amount }, options)
+        const flags = await withCurrentFee(command, url, options)
+        await send(ctx, client, 'governance.deposit', { proposal: proposalIdOf(id), amount }, flags)
       }),
     )
 }
@@ -310,16 +389,11 @@ Examples:
   $ donghae gov vote 1 veto --password-file ./password`,
     )
     .action((id: string, option: string, options: TxFlags, command: Command) =>
-      withGov(command, io, options, async (ctx, client) => {
+      withGov(command, io, options, async (ctx, client, url) => {
         if (!(VOTE_OPTIONS as readonly string[]).includes(option))
           throw new CliError(`the vote must be one of ${VOTE_OPTIONS.join(', ')}, not ${JSON.stringify(option)}`)
-        await send(
-          ctx,
-          client,
-          'governance.vote',
-          { proposal: proposalIdOf(id), option: option as VoteOption },
-          options,
-        )
+        const flags = await withCurrentFee(command, url, options)
+        await send(ctx, client, 'governance.vote', { proposal: proposalIdOf(id), option: option as VoteOption }, flags)
       }),
     )
 }
@@ -371,7 +445,8 @@ function registerParams(gov: Command, io: CliIo): void {
     .action((options: NodeOptions & { height?: string; json?: boolean }, command: Command) =>
       withGov(command, io, options, async (ctx, _client, url) => {
         const at = options.height === undefined ? '' : `?height=${heightOf(options.height, '--height')}`
-        const view = await getGov<GovParamsView>(url, `/v1/gov/params${at}`)
+        const answer = await getGov<GovParamsView>(url, `/v1/gov/params${at}`)
+        const view = { ...answer, params: answer.params.map((p) => withGenesisDefault(p, answer.fixed)) }
         if (options.json === true) ctx.json(view)
         else printParams(ctx, view)
       }),

@@ -160,6 +160,8 @@ export interface ReceiptVerification {
     stateRoot: string
   }
   reason?: string
+  /** With a node: the receipt's signatures are valid, but the chain has no settlement for its job yet. */
+  pending?: true
 }
 
 /**
@@ -194,7 +196,7 @@ export async function verifyReceiptFile(raw: unknown, node?: SettlementCheck): P
     settled = await node.client.settlement(result.jobId)
   } catch (err) {
     if (err instanceof ApiError && err.code === 'NOT_FOUND')
-      return { ...result, reason: 'the job is not settled on chain (yet)' }
+      return { ...result, pending: true, reason: 'not settled yet: the chain has no settlement for its job' }
     throw err
   }
   if (settled.receiptId !== result.receiptId)
@@ -571,6 +573,10 @@ Examples:
         else if (verdict.valid)
           ctx.out(
             `valid: receipt ${verdict.receiptId} by ${verdict.worker}${verdict.settlement === undefined ? ' (signatures only; add --node to check its settlement)' : `, settled at height ${verdict.settlement.height} (proven in the certified state of height ${verdict.settlement.stateHeight})`}`,
+          )
+        if (verdict.pending === true)
+          throw new CliError(
+            `receipt ${verdict.receiptId} is not settled yet: its signatures are valid, but job ${verdict.jobId} is not settled on chain (asked ${url ?? 'the node'}); a receipt settles in a batch some blocks after the run, so try again shortly`,
           )
         if (!verdict.valid)
           throw new CliError(`receipt ${verdict.receiptId} is not valid: ${verdict.reason ?? 'unknown'}`)

@@ -693,6 +693,8 @@ export function expertsModule(params: ChainParams): ChainModule {
       usage: usageTx(params),
     },
     initGenesis: loadGenesis,
+    // a pending parameter block settles when its attestation window closes, by height
+    wantsBlock: (state) => PENDING.size(state) > 0,
     endBlock(state, ctx) {
       const due = dueSet(ctx.height)
       for (const id of due.list(state).sort()) {

@@ -6,7 +6,7 @@
  */
 import { amountOf, canonicalCid, didOf, fields, malformed, uint } from '../../inference/chain/decode.ts'
 import { AggregationError, checkConditions, isAggregationRule, type AggregationRule } from '../aggregate.ts'
-import type { ModelRef, TaskTerms } from './state.ts'
+import type { ModelRef, OnnxRef, TaskTerms } from './state.ts'
 
 export { malformed, refuse } from '../../inference/chain/decode.ts'
 
@@ -54,6 +54,8 @@ export interface VoteBody {
   round: number
   approve: boolean
   aggregate?: ModelRef
+  /** The ONNX export of `aggregate` (blob.ts `encodeOnnx`): what the market serves. */
+  onnx?: OnnxRef
   accuracyPpm: number
   excluded: string[]
 }
@@ -73,6 +75,12 @@ export function digestOf(value: unknown, field: string): string {
 function modelRefOf(value: unknown, field: string): ModelRef {
   const m = fields(value, field, ['cid', 'digest'])
   return { cid: canonicalCid(m.cid, `${field}.cid`), digest: digestOf(m.digest, `${field}.digest`) }
+}
+
+/** An ONNX export named by a vote: its CID (one chunk: the raw CID of its bytes) and size. */
+function onnxRefOf(value: unknown): OnnxRef {
+  const o = fields(value, 'onnx', ['cid', 'bytes'])
+  return { cid: canonicalCid(o.cid, 'onnx.cid'), bytes: bounded(o.bytes, 'onnx.bytes', 1, MAX_FL_BLOB_BYTES) }
 }
 
 /** Parameters of an MLP with these widths (weights and biases of each layer). */
@@ -113,6 +121,7 @@ const CREATE_FIELDS = [
   'participants',
   'voters',
   'slashPpm',
+  'price',
 ]
 
 export function decodeCreate(body: unknown): CreateBody {
@@ -145,6 +154,8 @@ export function decodeCreate(body: unknown): CreateBody {
     participants,
     voters,
     slashPpm: bounded(b.slashPpm, 'slashPpm', 0, PPM_MAX),
+    // the market entry: the task's name is the model's; the handler checks the market's minimum
+    ...(b.price === undefined ? {} : { price: amountOf(b.price, 'price', { positive: true }) }),
   }
 }
 
@@ -167,7 +178,7 @@ export function decodeUpdate(body: unknown): UpdateBody {
 }
 
 export function decodeVote(body: unknown): VoteBody {
-  const b = fields(body, 'fl.vote body', ['task', 'round', 'approve', 'aggregate', 'accuracyPpm', 'excluded'])
+  const b = fields(body, 'fl.vote body', ['task', 'round', 'approve', 'aggregate', 'onnx', 'accuracyPpm', 'excluded'])
   if (typeof b.approve !== 'boolean') malformed('approve must be a boolean')
   if (!Array.isArray(b.excluded) || b.excluded.length > MAX_PARTICIPANTS)
     malformed(`excluded must list at most ${MAX_PARTICIPANTS} proposers`)
@@ -175,11 +186,15 @@ export function decodeVote(body: unknown): VoteBody {
   if (new Set(excluded).size !== excluded.length) malformed('excluded names a proposer twice')
   const aggregate = b.aggregate === undefined ? undefined : modelRefOf(b.aggregate, 'aggregate')
   if (b.approve && aggregate === undefined) malformed('an approving vote names the aggregate it approves')
+  const onnx = b.onnx === undefined ? undefined : onnxRefOf(b.onnx)
+  if (onnx !== undefined && aggregate === undefined) malformed('onnx is the export of an aggregate: name the aggregate')
+  if (onnx !== undefined && onnx.cid === aggregate?.cid) malformed('onnx names the aggregate blob, not its ONNX export')
   return {
     task: bounded(b.task, 'task', 1, Number.MAX_SAFE_INTEGER),
     round: bounded(b.round, 'round', 1, MAX_ROUNDS),
     approve: b.approve,
     ...(aggregate === undefined ? {} : { aggregate }),
+    ...(onnx === undefined ? {} : { onnx }),
     accuracyPpm: bounded(b.accuracyPpm, 'accuracyPpm', 0, PPM_MAX),
     excluded,
   }

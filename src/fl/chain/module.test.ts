@@ -19,6 +19,11 @@ import {
   readVote,
   roundUpdates,
 } from './state.ts'
+import { modelByCid, modelByName, MODELS, type ModelSpec } from '../../inference/chain/state.ts'
+import { modelLineage } from '../../inference/chain/lineage.ts'
+import { registerModel } from '../../inference/chain/registry.ts'
+import { DEFAULT_PARAMS } from '../../chain/genesis.ts'
+import { MAX_LINEAGE_CONTRIBUTORS } from './market.ts'
 import {
   BALANCE,
   BOND,
@@ -29,7 +34,9 @@ import {
   createTask,
   joinAll,
   model,
+  onnx,
   refusedTx,
+  runRounds,
   terms,
   tx,
   updateBody,
@@ -296,4 +303,245 @@ test('roles are drawn afresh each round from the opening block: over rounds ever
     if (r < 6) round = readRound(w.state, id, r + 1)!
   }
   assert.ok(voted.size >= 8, `${voted.size} distinct voters in 6 rounds`)
+})
+
+// ---- into the market -----------------------------------------------------------------------------
+
+const DEPOSIT = DEFAULT_PARAMS.modelDeposit
+
+test('a task with a price: its global model enters the market after the final round, with its lineage', () => {
+  const w = world()
+  const id = createTask(w, { rounds: 2, price: 7 })
+  const task = readTask(w.state, id)!
+  assert.equal(task.price, 7n)
+  assert.equal(task.deposit, DEPOSIT)
+  assert.equal(escrowBalance(w.state), POOL + DEPOSIT, 'the deposit is escrowed with the pool')
+  const creatorBefore = balanceOf(w.state, w.creator.did)
+  const round = joinAll(w, id)
+  // round 1 passes: nothing is registered yet, the task tracks the export the majority agreed on
+  uploadAll(w, round)
+  voteAll(
+    w,
+    round,
+    round.voters.map((did) => [did, voteBody(round, model('agg 1'), { onnx: onnx('agg 1') })]),
+  )
+  const first = advanceTo(w, round.voteEnd)
+  assert.equal(first.find((e) => e.type === 'fl.settled')?.attributes.onnx, onnx('agg 1').cid)
+  assert.deepEqual(readRound(w.state, id, 1)?.onnx, onnx('agg 1'))
+  assert.deepEqual(readTask(w.state, id)?.onnx, onnx('agg 1'))
+  assert.equal(modelByCid(w.state, onnx('agg 1').cid), undefined, 'registered only when the task finishes')
+  const events = runRounds(w, readRound(w.state, id, 2)!)
+  const registered = events.find((e) => e.type === 'fl.registered')
+  assert.deepEqual(registered?.attributes, {
+    task: String(id),
+    name: 'digits',
+    version: `fl-${id}`,
+    cid: onnx('agg 2').cid,
+    round: '2',
+  })
+  assert.ok(events.findIndex((e) => e.type === 'fl.registered') < events.findIndex((e) => e.type === 'fl.finished'))
+  const record = modelByCid(w.state, onnx('agg 2').cid)
+  assert.equal(record?.name, 'digits')
+  assert.equal(record?.version, `fl-${id}`)
+  assert.equal(record?.owner, w.creator.did)
+  assert.equal(record?.price, 7n)
+  assert.equal(record?.deposit, DEPOSIT)
+  assert.equal(record?.size, 9_000)
+  assert.equal(record?.kind, 'tensor')
+  assert.deepEqual(record?.inputs, [{ name: 'input', type: 'float32', dims: [null, 64] }])
+  assert.deepEqual(record?.outputs, [{ name: 'probabilities', type: 'float32', dims: [null, 10] }])
+  assert.equal(modelByName(w.state, 'digits')?.cid, onnx('agg 2').cid)
+  const lineage = modelLineage(w.state, onnx('agg 2').cid)
+  assert.equal(lineage?.source, 'fl')
+  assert.equal(lineage?.task, String(id))
+  assert.equal(lineage?.round, 2)
+  assert.equal(lineage?.parent, model('initial').cid)
+  assert.deepEqual(lineage?.contributors[0], { did: w.creator.did, role: 'creator' })
+  // everyone was paid 1 000 (two rounds of 6 000 for 12): all twelve, by DID, each once
+  const rest = lineage!.contributors.slice(1)
+  assert.deepEqual(
+    rest.map((c) => c.did),
+    w.clients.map((c) => c.did).sort(),
+  )
+  const proposedOnce = new Set([1, 2].flatMap((r) => readRound(w.state, id, r)!.proposers))
+  for (const c of rest) assert.equal(c.role, proposedOnce.has(c.did) ? 'trainer' : 'validator')
+  assert.ok(lineage!.contributors.length <= MAX_LINEAGE_CONTRIBUTORS)
+  const after = readTask(w.state, id)!
+  assert.deepEqual(after.model, {
+    cid: onnx('agg 2').cid,
+    name: 'digits',
+    version: `fl-${id}`,
+    round: 2,
+    registered: true,
+  })
+  // the deposit stays with the model; the escrow is empty
+  assert.equal(balanceOf(w.state, w.creator.did), creatorBefore)
+  assert.equal(escrowBalance(w.state), 0n)
+})
+
+test('a vote naming another ONNX export than the majority’s disagrees with it; three different exports fail the round', () => {
+  const w = world()
+  const id = createTask(w, { rounds: 2, price: 7 })
+  const round = joinAll(w, id)
+  uploadAll(w, round)
+  const agg = model('agg 1')
+  const [v0, v1, v2] = round.voters as [string, string, string]
+  voteAll(w, round, [
+    [v0, voteBody(round, agg, { onnx: onnx('agg 1') })],
+    [v1, voteBody(round, agg, { onnx: onnx('agg 1') })],
+    // the same aggregate, another export: not the majority's
+    [v2, voteBody(round, agg, { onnx: onnx('forged') })],
+  ])
+  const before = balanceOf(w.state, v2)
+  assert.deepEqual(readVote(w.state, id, 1, v2)?.onnx, onnx('forged'))
+  advanceTo(w, round.voteEnd)
+  const r1 = readRound(w.state, id, 1)!
+  assert.equal(r1.status, 'passed')
+  assert.equal(r1.majority, 2)
+  assert.deepEqual(r1.onnx, onnx('agg 1'))
+  assert.ok(!r1.payouts!.some((p) => p.did === v2), 'the dissenting voter is not paid')
+  assert.equal(balanceOf(w.state, v2), before)
+  assert.equal(readParticipant(w.state, id, v2)?.slashed, 0n, 'a dissent in a passed round is not slashed')
+
+  // round 2: one aggregate, three exports (one of them a size lie): no majority, the approvers are slashed
+  const r2 = readRound(w.state, id, 2)!
+  uploadAll(w, r2)
+  const agg2 = model('agg 2')
+  const [a, b, c] = r2.voters as [string, string, string]
+  voteAll(w, r2, [
+    [a, voteBody(r2, agg2, { onnx: onnx('agg 2') })],
+    [b, voteBody(r2, agg2, { onnx: onnx('agg 2', 9_001) })],
+    [c, voteBody(r2, agg2)],
+  ])
+  const events = advanceTo(w, r2.voteEnd)
+  assert.equal(events.find((e) => e.type === 'fl.settled')?.attributes.status, 'failed')
+  for (const did of [a, b, c]) assert.ok(readParticipant(w.state, id, did)!.slashed > 0n)
+  // the task finished on round 1's global model and its export
+  const registered = events.find((e) => e.type === 'fl.registered')
+  assert.equal(registered?.attributes.cid, onnx('agg 1').cid)
+  assert.equal(registered?.attributes.round, '1')
+  assert.equal(modelLineage(w.state, onnx('agg 1').cid)?.round, 1)
+})
+
+test('registration failure (the name is taken): only the event and the task’s record change; the deposit returns', () => {
+  const w = world()
+  const id = createTask(w, { rounds: 1, price: 7 })
+  const creatorBefore = balanceOf(w.state, w.creator.did)
+  // meanwhile the name is registered by someone else
+  const spec: ModelSpec = {
+    cid: model('squatter').cid,
+    name: 'digits',
+    version: 'v1',
+    price: 1n,
+    kind: 'tensor',
+    inputs: [{ name: 'input', type: 'float32', dims: [null, 64] }],
+    outputs: [{ name: 'probabilities', type: 'float32', dims: [null, 10] }],
+    tolerance: { maxAbsPpm: 10_000, top1: true },
+    size: 100,
+  }
+  registerModel(w.state, w.outsider.did, spec, w.height, DEPOSIT)
+  const modelsBefore = MODELS.list(w.state).sort()
+  const events = runRounds(w, joinAll(w, id))
+  const failed = events.find((e) => e.type === 'fl.notRegistered')
+  assert.equal(failed?.attributes.reason, 'name-taken')
+  assert.equal(failed?.attributes.cid, onnx('agg 1').cid)
+  assert.ok(!events.some((e) => e.type === 'fl.registered'))
+  assert.ok(
+    events.some((e) => e.type === 'fl.finished'),
+    'the task finishes all the same',
+  )
+  assert.deepEqual(MODELS.list(w.state).sort(), modelsBefore, 'the registry is unchanged')
+  assert.equal(modelByCid(w.state, onnx('agg 1').cid), undefined)
+  assert.equal(modelLineage(w.state, onnx('agg 1').cid), undefined)
+  assert.equal(modelByName(w.state, 'digits')?.owner, w.outsider.did)
+  const task = readTask(w.state, id)!
+  assert.equal(task.status, 'finished')
+  assert.deepEqual(task.model, {
+    cid: onnx('agg 1').cid,
+    name: 'digits',
+    version: `fl-${id}`,
+    round: 1,
+    registered: false,
+    reason: 'name-taken',
+  })
+  assert.equal(balanceOf(w.state, w.creator.did), creatorBefore + DEPOSIT, 'the deposit is returned')
+  assert.equal(escrowBalance(w.state), 0n)
+})
+
+test('market entries: create checks the price and the name; no export, no pass or no price: nothing registered', () => {
+  const w = world()
+  refusedTx(w, w.creator, 'fl.create', terms({ price: 0 }), 'malformed', /price/)
+  refusedTx(w, w.creator, 'fl.create', terms({ price: -1 }), 'malformed', /price/)
+  const spec: ModelSpec = {
+    cid: model('taken').cid,
+    name: 'taken',
+    version: 'v1',
+    price: 1n,
+    kind: 'tensor',
+    inputs: [],
+    outputs: [],
+    tolerance: { maxAbsPpm: 0, top1: false },
+    size: 1,
+  }
+  registerModel(w.state, w.outsider.did, spec, w.height, DEPOSIT)
+  refusedTx(w, w.creator, 'fl.create', terms({ name: 'taken', price: 5 }), 'name-taken')
+  assert.equal(createTask(w, { name: 'taken' }), 1, 'without a price the name is only the task’s')
+  // the majority named no export: nothing to serve
+  const w2 = world()
+  const a = createTask(w2, { rounds: 1, price: 5 })
+  const noOnnx = runRounds(w2, joinAll(w2, a), (r) => voteBody(r, model('agg')))
+  assert.equal(noOnnx.find((e) => e.type === 'fl.notRegistered')?.attributes.reason, 'no-onnx')
+  // no round passed: the global model is the initial one
+  const w3 = world()
+  const b = createTask(w3, { rounds: 1, price: 5 })
+  const creatorBefore = balanceOf(w3.state, w3.creator.did)
+  const none = runRounds(w3, joinAll(w3, b), (r) => voteBody(r, undefined))
+  assert.equal(none.find((e) => e.type === 'fl.notRegistered')?.attributes.reason, 'no-global-model')
+  assert.equal(balanceOf(w3.state, w3.creator.did), creatorBefore + POOL + DEPOSIT)
+  // no price: no market event at all
+  const w4 = world()
+  const c = createTask(w4, { rounds: 1 })
+  const plain = runRounds(w4, joinAll(w4, c))
+  assert.ok(!plain.some((e) => e.type === 'fl.registered' || e.type === 'fl.notRegistered'))
+  assert.equal(readTask(w4.state, c)?.model, undefined)
+  // a cancelled task returns its deposit
+  const w5 = world()
+  const d = createTask(w5, { joinBlocks: 3, price: 5 })
+  advanceTo(w5, 1 + 3)
+  assert.equal(readTask(w5.state, d)?.status, 'cancelled')
+  assert.equal(balanceOf(w5.state, w5.creator.did), BALANCE - 1n)
+  assert.equal(escrowBalance(w5.state), 0n)
+})
+
+test('votes: an ONNX export names an aggregate’s, not the aggregate itself', () => {
+  const w = world()
+  const id = createTask(w, { voteBlocks: 8 })
+  const round = joinAll(w, id)
+  uploadAll(w, round)
+  advanceTo(w, round.uploadEnd)
+  const voter = byDid(w, round.voters[0]!)
+  refusedTx(w, voter, 'fl.vote', voteBody(round, undefined, { onnx: onnx('x') }), 'malformed', /aggregate/)
+  refusedTx(
+    w,
+    voter,
+    'fl.vote',
+    voteBody(round, model('x'), { onnx: { cid: model('x').cid, bytes: 10 } }),
+    'malformed',
+    /ONNX/,
+  )
+  refusedTx(w, voter, 'fl.vote', voteBody(round, model('x'), { onnx: onnx('x', 0) }), 'malformed', /onnx.bytes/)
+  refusedTx(
+    w,
+    voter,
+    'fl.vote',
+    voteBody(round, model('x'), { onnx: onnx('x', 256 * 1024 + 1) }),
+    'malformed',
+    /onnx.bytes/,
+  )
+  refusedTx(w, voter, 'fl.vote', voteBody(round, model('x'), { onnx: { cid: 'nope', bytes: 1 } }), 'malformed')
+  refusedTx(w, voter, 'fl.vote', voteBody(round, model('x'), { onnx: { ...onnx('x'), x: 1 } }), 'malformed')
+  // an export whose CID the chain already names otherwise (here: the initial model) still counts
+  tx(w, voter, 'fl.vote', voteBody(round, model('x'), { onnx: { cid: model('initial').cid, bytes: 10 } }))
+  assert.equal(readVote(w.state, id, 1, voter.did)?.onnx?.cid, model('initial').cid)
+  assert.equal(readCid(w.state, model('initial').cid)?.kind, 'initial', 'the first naming stands')
 })

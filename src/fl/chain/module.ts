@@ -16,7 +16,10 @@
  *           join window, pool, bond, participants, voters, slash share. Refused 'pool-too-small'
  *           below the governed `fl.minRewardPool`, 'round-too-long' when upload + vote blocks pass
  *           the governed `fl.maxRoundBlocks`. The pool moves to the escrow (`spends`). The task
- *           id counts from 1. Emits `fl.created`.
+ *           id counts from 1. Emits `fl.created`. An optional `price` names a market entry
+ *           (market.ts): the task's name becomes the model's; refused 'price-too-low' below the
+ *           chain's `minModelPrice`, 'name-taken' when the name is another account's model; the
+ *           market's `modelDeposit` moves to the escrow with the pool.
  *
  *   join    { task, bond }: the bond (= the task's: 'bad-bond') moves to the escrow. Only while
  *           the task is open ('not-open'), not yet full ('task-full') and its join window
@@ -30,7 +33,10 @@
  *           MAX_FL_BLOB_BYTES), 'duplicate-cid' (a blob already named on chain: a copied update).
  *           Emits `fl.update`.
  *
- *   vote    { task, round, approve, aggregate?, accuracyPpm, excluded }: a voter's verdict.
+ *   vote    { task, round, approve, aggregate?, onnx?, accuracyPpm, excluded }: a voter's verdict;
+ *           `onnx` { cid, bytes } names the ONNX export of its aggregate (src/fl/blob.ts
+ *           `encodeOnnx`; 'malformed' without an aggregate), which the majority must agree on
+ *           too (settlement.ts).
  *           Refused 'unknown-task', 'not-running', 'wrong-round', 'not-participant',
  *           'not-voter' (a proposer, this round), 'too-early' (the upload window is still open),
  *           'duplicate-vote', 'bad-excluded' (a DID that is not a proposer with an update on
@@ -42,18 +48,22 @@
  * the next round or finishes (remaining pool back to the creator, remaining bonds back to the
  * participants). A round opens at the end of block `start`: updates are taken in blocks
  * start+1 … start+uploadBlocks, votes after that until start+uploadBlocks+voteBlocks, at the end
- * of which it settles. Slashed bond is burned. Events: `fl.round` (opened), `fl.settled`,
- * `fl.slashed`, `fl.finished`, `fl.cancelled`.
+ * of which it settles. Slashed bond is burned. A finishing task with a price registers its
+ * global model — the ONNX export its round's majority agreed on — in the inference market, all or
+ * nothing (market.ts); a failure is recorded with its reason (`model` on the task) and the deposit
+ * returns to the creator: it never fails the block. Events: `fl.round` (opened), `fl.settled`,
+ * `fl.slashed`, `fl.registered` / `fl.notRegistered`, `fl.finished`, `fl.cancelled`.
  *
  * State layout: state.ts.
  */
 import type { BlockContext, ChainEvent, ChainModule, TxHandler } from '../../chain/host.ts'
 import type { ChainParams } from '../../chain/genesis.ts'
-import type { StateOverlay } from '../../chain/state-view.ts'
+import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
 import { burn, credit, debit } from '../../bank/bank.ts'
 import { toHex } from '../../core/bytes.ts'
 import { governedUint } from '../../governance/params.ts'
 import { governedDefault, TASK_POLICY } from '../../governance/registry.ts'
+import { modelByName } from '../../inference/chain/state.ts'
 import {
   MAX_FL_BLOB_BYTES,
   decodeCreate,
@@ -66,13 +76,17 @@ import {
   type UpdateBody,
   type VoteBody,
 } from './decode.ts'
+import { registerGlobalModel } from './market.ts'
 import { roleSeed, settleRound, splitRoles } from './settlement.ts'
 import {
   NEXT_KEY,
   addEscrow,
   dueSet,
+  TASKS,
   listParticipants,
+  listRounds,
   nameCid,
+  nameOnnx,
   nextTaskId,
   participantsSet,
   readCid,
@@ -96,6 +110,8 @@ import {
 export * from './state.ts'
 
 type Emit = (event: ChainEvent) => void
+/** What the module reads of the chain's parameters: the market's terms for a task's model. */
+type MarketParams = Pick<ChainParams, 'minModelPrice' | 'modelDeposit'>
 
 /** Smallest reward pool of a task, unless governance sets `fl.minRewardPool` (its default and bounds: src/governance/registry.ts). */
 export const DEFAULT_MIN_REWARD_POOL = governedDefault(TASK_POLICY.flMinRewardPool)
@@ -131,18 +147,25 @@ function reschedule(state: StateOverlay, task: TaskRecord, height: number): void
 
 // ---- transactions ------------------------------------------------------------------------------
 
-const createTx: TxHandler<CreateBody> = {
+const createTx = (params: MarketParams): TxHandler<CreateBody> => ({
   decodeBody: decodeCreate,
-  spends: (body) => body.pool,
+  spends: (body) => body.pool + (body.price === undefined ? 0n : params.modelDeposit),
   apply(state, tx, body, ctx) {
     const minPool = governedUint(state, TASK_POLICY.flMinRewardPool, DEFAULT_MIN_REWARD_POOL)
     if (body.pool < minPool) refuse('pool-too-small', `the reward pool must be at least ${minPool}`)
     const maxRound = governedUint(state, TASK_POLICY.flMaxRoundBlocks, DEFAULT_MAX_ROUND_BLOCKS)
     if (BigInt(body.uploadBlocks + body.voteBlocks) > maxRound)
       refuse('round-too-long', `uploadBlocks + voteBlocks must be at most ${maxRound} (fl.maxRoundBlocks)`)
+    if (body.price !== undefined && body.price < params.minModelPrice)
+      refuse('price-too-low', `price ${body.price} is below the market's minimum ${params.minModelPrice}`)
+    // the name is checked again when the model is registered (it may be taken meanwhile)
+    const owner = body.price === undefined ? undefined : modelByName(state, body.name)?.owner
+    if (owner !== undefined && owner !== tx.sender)
+      refuse('name-taken', `the model name ${body.name} belongs to ${owner}`)
+    const deposit = body.price === undefined ? 0n : params.modelDeposit
     const id = nextTaskId(state)
-    debit(state, tx.sender, body.pool)
-    addEscrow(state, body.pool)
+    debit(state, tx.sender, body.pool + deposit)
+    addEscrow(state, body.pool + deposit)
     const task: TaskRecord = {
       ...body,
       id,
@@ -156,6 +179,8 @@ const createTx: TxHandler<CreateBody> = {
       paid: 0n,
       slashed: 0n,
       nextDue: 0,
+      deposit,
+      globalRound: 0,
     }
     reschedule(state, task, ctx.height + body.joinBlocks)
     writeTask(state, task)
@@ -170,10 +195,11 @@ const createTx: TxHandler<CreateBody> = {
         rule: body.rule,
         rounds: String(body.rounds),
         pool: String(body.pool),
+        ...(body.price === undefined ? {} : { price: String(body.price), deposit: String(deposit) }),
       },
     })
   },
-}
+})
 
 const joinTx: TxHandler<JoinBody> = {
   decodeBody: decodeJoin,
@@ -268,10 +294,13 @@ const voteTx: TxHandler<VoteBody> = {
       did: tx.sender,
       approve: body.approve,
       ...(body.aggregate === undefined ? {} : { aggregate: body.aggregate }),
+      ...(body.onnx === undefined ? {} : { onnx: body.onnx }),
       accuracyPpm: body.accuracyPpm,
       excluded,
       height: ctx.height,
     })
+    // its own namespace: whatever else names this CID, the vote stands (settlement compares ONNX CIDs)
+    if (body.onnx !== undefined) nameOnnx(state, body.onnx.cid, { task: task.id, round: round.round, did: tx.sender })
     if (body.aggregate !== undefined)
       nameCid(state, body.aggregate.cid, {
         task: task.id,
@@ -290,6 +319,7 @@ const voteTx: TxHandler<VoteBody> = {
         did: tx.sender,
         approve: String(body.approve),
         digest: body.aggregate?.digest ?? '',
+        onnx: body.onnx?.cid ?? '',
         accuracyPpm: String(body.accuracyPpm),
       },
     })
@@ -377,11 +407,18 @@ function settle(state: StateOverlay, task: TaskRecord, round: RoundRecord, emit:
   task.remaining = outcome.poolAfter
   task.paid += paid
   task.slashed += slashed
-  if (outcome.aggregate !== undefined) task.global = outcome.aggregate
+  if (outcome.aggregate !== undefined) {
+    task.global = outcome.aggregate
+    task.globalRound = round.round
+    // the market serves the ONNX export the majority agreed on, or none when it named none
+    if (outcome.onnx === undefined) delete task.onnx
+    else task.onnx = outcome.onnx
+  }
   writeRound(state, {
     ...round,
     status: outcome.passed ? 'passed' : 'failed',
     ...(outcome.aggregate === undefined ? {} : { aggregate: outcome.aggregate }),
+    ...(outcome.onnx === undefined ? {} : { onnx: outcome.onnx }),
     ...(outcome.accuracyPpm === undefined ? {} : { accuracyPpm: outcome.accuracyPpm }),
     majority: outcome.majority,
     excluded: outcome.excluded,
@@ -396,6 +433,7 @@ function settle(state: StateOverlay, task: TaskRecord, round: RoundRecord, emit:
       round: String(round.round),
       status: outcome.passed ? 'passed' : 'failed',
       digest: outcome.aggregate?.digest ?? '',
+      onnx: outcome.onnx?.cid ?? '',
       accuracyPpm: String(outcome.accuracyPpm ?? 0),
       paid: String(paid),
       slashed: String(slashed),
@@ -404,16 +442,46 @@ function settle(state: StateOverlay, task: TaskRecord, round: RoundRecord, emit:
   })
 }
 
-/** Returns the pool's remainder to the creator and the bonds to the participants. */
-function close(state: StateOverlay, task: TaskRecord, status: 'finished' | 'cancelled', emit: Emit): void {
+/** A finished task with a price: its global model into the market (market.ts), or the reason why not. */
+function register(state: StateOverlay, task: TaskRecord, height: number, emit: Emit): boolean {
+  const outcome = registerGlobalModel(state, task, listParticipants(state, task.id), listRounds(state, task), height)
+  task.model = outcome
+  emit({
+    type: outcome.registered ? 'fl.registered' : 'fl.notRegistered',
+    attributes: {
+      task: String(task.id),
+      name: outcome.name,
+      version: outcome.version,
+      cid: outcome.cid,
+      round: String(outcome.round),
+      ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
+    },
+  })
+  return outcome.registered
+}
+
+/**
+ * Returns the pool's remainder to the creator and the bonds to the participants; a finished task
+ * with a price registers its global model first (its deposit stays with the model, else it
+ * returns to the creator).
+ */
+function close(
+  state: StateOverlay,
+  task: TaskRecord,
+  status: 'finished' | 'cancelled',
+  ctx: Pick<BlockContext, 'height' | 'emit'>,
+): void {
+  const emit = ctx.emit
+  const registered = status === 'finished' && task.price !== undefined && register(state, task, ctx.height, emit)
   let returned = 0n
   for (const p of listParticipants(state, task.id)) {
     credit(state, p.did, p.bond)
     returned += p.bond
     writeParticipant(state, task.id, { ...p, returned: p.returned + p.bond, bond: 0n })
   }
-  credit(state, task.creator, task.remaining)
-  addEscrow(state, -(returned + task.remaining))
+  // a registered model holds its deposit in its registry record (as a registerModel's does)
+  credit(state, task.creator, task.remaining + (registered ? 0n : task.deposit))
+  addEscrow(state, -(returned + task.remaining + task.deposit))
   const refunded = task.remaining
   task.remaining = 0n
   task.status = status
@@ -432,7 +500,7 @@ function close(state: StateOverlay, task: TaskRecord, status: 'finished' | 'canc
 function step(state: StateOverlay, task: TaskRecord, ctx: BlockContext): void {
   if (task.status === 'open') {
     if (task.joined === task.participants) openRound(state, task, 1, ctx)
-    else if (ctx.height >= task.createdAt + task.joinBlocks) close(state, task, 'cancelled', ctx.emit)
+    else if (ctx.height >= task.createdAt + task.joinBlocks) close(state, task, 'cancelled', ctx)
     return
   }
   if (task.status !== 'running') return
@@ -440,14 +508,14 @@ function step(state: StateOverlay, task: TaskRecord, ctx: BlockContext): void {
   if (round === undefined || ctx.height !== round.voteEnd) return
   settle(state, task, round, ctx.emit)
   if (task.round < task.rounds) openRound(state, task, task.round + 1, ctx)
-  else close(state, task, 'finished', ctx.emit)
+  else close(state, task, 'finished', ctx)
 }
 
-/** Creates the fl module (its policy comes from governed parameters, not ChainParams). */
-export function flModule(_params: ChainParams): ChainModule {
+/** Creates the fl module (its policy comes from governed parameters; the market's terms from ChainParams). */
+export function flModule(params: ChainParams): ChainModule {
   return {
     name: 'fl',
-    txs: { create: createTx, join: joinTx, update: updateTx, vote: voteTx },
+    txs: { create: createTx(params), join: joinTx, update: updateTx, vote: voteTx },
     endBlock(state, ctx) {
       const due = dueSet(ctx.height)
       const ids = due
@@ -463,5 +531,18 @@ export function flModule(_params: ChainParams): ChainModule {
         writeTask(state, task)
       }
     },
+    wantsBlock: hasOpenTask,
   }
+}
+
+/** Tasks looked at by `wantsBlock`, newest first. */
+const OPEN_SCAN = 64
+
+/** An open task has its join window, a running one its rounds, by height. */
+function hasOpenTask(state: StateReader): boolean {
+  const n = TASKS.size(state)
+  return TASKS.page(state, Math.max(0, n - OPEN_SCAN), OPEN_SCAN).some((id) => {
+    const status = readTask(state, Number(id))?.status
+    return status === 'open' || status === 'running'
+  })
 }

@@ -8,7 +8,9 @@
  * (kept in shuffled order: the order in which voters aggregate their updates).
  *
  * Settlement, at the end of the vote window:
- *   - the approving votes are grouped by (aggregate digest, aggregate CID, excluded proposers);
+ *   - the approving votes are grouped by (aggregate digest, aggregate CID, the CID and size of its
+ *     ONNX export, excluded proposers): a vote naming another ONNX export than the majority's (or
+ *     none where the majority names one) disagrees with it like a vote for another aggregate;
  *     a group holding more than half of the round's voters (not only of those who voted) is the
  *     majority and the round passes;
  *   - passed: the aggregate becomes the global model; the round's pay = remaining pool ÷ rounds
@@ -22,7 +24,7 @@
  */
 import { sha256 } from '../../core/hash.ts'
 import { utf8 } from '../../core/bytes.ts'
-import type { ModelRef, Payout, Slash, VoteRecord } from './state.ts'
+import type { ModelRef, OnnxRef, Payout, Slash, VoteRecord } from './state.ts'
 
 export const PPM = 1_000_000n
 
@@ -77,7 +79,7 @@ export interface RoundInputs {
   voters: readonly string[]
   /** Proposers whose update is on chain. */
   uploaded: ReadonlySet<string>
-  votes: readonly Pick<VoteRecord, 'did' | 'approve' | 'aggregate' | 'accuracyPpm' | 'excluded'>[]
+  votes: readonly Pick<VoteRecord, 'did' | 'approve' | 'aggregate' | 'onnx' | 'accuracyPpm' | 'excluded'>[]
   /** Remaining bond of each participant of the round. */
   bonds: ReadonlyMap<string, bigint>
   slashPpm: number
@@ -87,6 +89,8 @@ export interface RoundOutcome {
   passed: boolean
   /** The majority's aggregate, exclusions, accuracy (lower median) and size (passed rounds). */
   aggregate?: ModelRef
+  /** The ONNX export the majority named with it (absent when its votes named none). */
+  onnx?: OnnxRef
   excluded: string[]
   accuracyPpm?: number
   majority: number
@@ -98,8 +102,8 @@ export interface RoundOutcome {
   poolAfter: bigint
 }
 
-const groupKey = (v: Pick<VoteRecord, 'aggregate' | 'excluded'>): string =>
-  `${v.aggregate?.digest ?? ''}|${v.aggregate?.cid ?? ''}|${[...v.excluded].sort().join(',')}`
+const groupKey = (v: Pick<VoteRecord, 'aggregate' | 'onnx' | 'excluded'>): string =>
+  `${v.aggregate?.digest ?? ''}|${v.aggregate?.cid ?? ''}|${v.onnx?.cid ?? ''}|${v.onnx?.bytes ?? 0}|${[...v.excluded].sort().join(',')}`
 
 /** Settles one round (see the file comment). */
 export function settleRound(input: RoundInputs): RoundOutcome {
@@ -145,6 +149,7 @@ export function settleRound(input: RoundInputs): RoundOutcome {
   return {
     passed: true,
     aggregate: first.aggregate as ModelRef,
+    ...(first.onnx === undefined ? {} : { onnx: first.onnx }),
     excluded,
     accuracyPpm: lowerMedian(majority.map((v) => v.accuracyPpm)),
     majority: majority.length,

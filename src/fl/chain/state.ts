@@ -13,6 +13,9 @@
  *   vote/<id>/<r>/<did>           VoteRecord: a voter's aggregate, accuracy and approval
  *   cid/<cid>                     CidRecord: what on chain names this blob (the node's blob route
  *                                 stores only such blobs)
+ *   onnx/<cid>                    OnnxName: the first vote naming this CID as the ONNX export of
+ *                                 its aggregate (its own namespace: naming a CID as an aggregate
+ *                                 or an update never blocks a vote's ONNX, nor the other way)
  *   due/<height>/…                IndexedSet of task ids with something to do at the end of that
  *                                 block (start, join deadline, settlement)
  *   escrow                        bigint: every task's pool plus every bond held
@@ -35,8 +38,28 @@ export interface ModelRef {
   digest: string
 }
 
+/** An ONNX export of a global model (src/fl/blob.ts `encodeOnnx`): its CID and size in bytes. */
+export interface OnnxRef {
+  cid: string
+  bytes: number
+}
+
+/** What happened to a task's market entry when it finished (a task with a price). */
+export interface MarketOutcome {
+  /** The ONNX CID registered (or that could not be); empty when no round gave one. */
+  cid: string
+  name: string
+  version: string
+  /** The round whose aggregate it is (0 when no round passed). */
+  round: number
+  registered: boolean
+  /** Why not ('no-global-model', 'no-onnx', 'name-taken', 'model-exists', …). */
+  reason?: string
+}
+
 /** The terms of a task, as `fl.create` gives them. */
 export interface TaskTerms {
+  /** The task's name; with a `price`, also the name of its model in the inference market. */
   name: string
   /** Layer widths of the MLP, input first: [64, 32, 10] for the digits model. */
   widths: number[]
@@ -62,6 +85,11 @@ export interface TaskTerms {
   voters: number
   /** Share of the remaining bond slashed per offence, ppm. */
   slashPpm: number
+  /**
+   * Fee per call of the global model in the inference market: with it, the finished task's
+   * global model is registered there under `name` (module.ts, market.ts). Absent: no market entry.
+   */
+  price?: bigint
 }
 
 export interface TaskRecord extends TaskTerms {
@@ -81,6 +109,14 @@ export interface TaskRecord extends TaskTerms {
   slashed: bigint
   /** Height of the end of the block that does the task's next scheduled step. */
   nextDue: number
+  /** The market's model deposit escrowed with a price (0 without); it stays with the registered model. */
+  deposit: bigint
+  /** The ONNX export of `global` the majority of its round agreed on (absent for the initial model). */
+  onnx?: OnnxRef
+  /** The round whose aggregate `global` is (0: the initial model). */
+  globalRound?: number
+  /** Set when a task with a price finishes. */
+  model?: MarketOutcome
 }
 
 export interface ParticipantRecord {
@@ -130,6 +166,8 @@ export interface RoundRecord {
   votes: number
   /** Settlement (set at voteEnd). */
   aggregate?: ModelRef
+  /** The ONNX export of the aggregate the majority agreed on (when its votes named one). */
+  onnx?: OnnxRef
   /** Lower median of the majority's accuracies, ppm. */
   accuracyPpm?: number
   /** Votes in the majority (approving the same aggregate and exclusions). */
@@ -157,6 +195,8 @@ export interface VoteRecord {
   approve: boolean
   /** The aggregate it computed (absent when it could not compute one). */
   aggregate?: ModelRef
+  /** The ONNX export of that aggregate (part of what the majority agrees on). */
+  onnx?: OnnxRef
   accuracyPpm: number
   /** Proposers it judged outliers, in the round's proposer order. */
   excluded: string[]
@@ -182,6 +222,7 @@ export const roundKey = (id: number, round: number): string => `fl/round/${id}/$
 export const updateKey = (id: number, round: number, did: string): string => `fl/upd/${id}/${round}/${did}`
 export const voteKey = (id: number, round: number, did: string): string => `fl/vote/${id}/${round}/${did}`
 export const cidKey = (cid: string): string => `fl/cid/${cid}`
+export const onnxKey = (cid: string): string => `fl/onnx/${cid}`
 
 export const TASKS = new IndexedSet('fl/tasks')
 export const participantsSet = (id: number): IndexedSet => new IndexedSet(`fl/parts/${id}`)
@@ -221,10 +262,16 @@ function modelRef(raw: unknown): ModelRef {
   return { cid: String(r.cid), digest: String(r.digest) }
 }
 
+function onnxRef(raw: unknown): OnnxRef | undefined {
+  if (raw === undefined) return undefined
+  const r = raw as Record<string, unknown>
+  return { cid: String(r.cid), bytes: asSafeUint(r.bytes, 'onnx.bytes') }
+}
+
 export function readTask(state: StateReader, id: number): TaskRecord | undefined {
   const raw = readState<Record<string, unknown>>(state, taskKey(id))
   if (raw === undefined) return undefined
-  return {
+  return defined({
     ...(raw as unknown as TaskRecord),
     initial: modelRef(raw.initial),
     global: modelRef(raw.global),
@@ -233,7 +280,11 @@ export function readTask(state: StateReader, id: number): TaskRecord | undefined
     remaining: asUint64(raw.remaining, 'remaining'),
     paid: asUint64(raw.paid, 'paid'),
     slashed: asUint64(raw.slashed, 'slashed'),
-  }
+    // tasks created before market entries carry neither
+    price: raw.price === undefined ? undefined : asUint64(raw.price, 'price'),
+    deposit: raw.deposit === undefined ? 0n : asUint64(raw.deposit, 'deposit'),
+    onnx: onnxRef(raw.onnx),
+  })
 }
 
 export function writeTask(state: StateOverlay, task: TaskRecord): void {
@@ -302,6 +353,7 @@ export function readRound(state: StateReader, id: number, round: number): RoundR
     ...(raw as unknown as RoundRecord),
     base: modelRef(raw.base),
     aggregate: raw.aggregate === undefined ? undefined : modelRef(raw.aggregate),
+    onnx: onnxRef(raw.onnx),
     pay: raw.pay === undefined ? undefined : asUint64(raw.pay, 'pay'),
     payouts: payouts(raw.payouts),
     slashes: slashes(raw.slashes),
@@ -339,6 +391,7 @@ export function readVote(state: StateReader, id: number, round: number, did: str
   return defined({
     ...(raw as unknown as VoteRecord),
     aggregate: raw.aggregate === undefined ? undefined : modelRef(raw.aggregate),
+    onnx: onnxRef(raw.onnx),
   })
 }
 
@@ -354,4 +407,19 @@ export function readCid(state: StateReader, cid: string): CidRecord | undefined 
 /** Records what names a blob (the first naming wins: the same bytes may be named again). */
 export function nameCid(state: StateOverlay, cid: string, record: CidRecord): void {
   if (readCid(state, cid) === undefined) state.write(cidKey(cid), record)
+}
+
+/** The first vote naming `cid` as an ONNX export (the node's blob route checks the bytes against the round's votes). */
+export interface OnnxName {
+  task: number
+  round: number
+  did: string
+}
+
+export function readOnnxName(state: StateReader, cid: string): OnnxName | undefined {
+  return readState<OnnxName>(state, onnxKey(cid))
+}
+
+export function nameOnnx(state: StateOverlay, cid: string, record: OnnxName): void {
+  if (readOnnxName(state, cid) === undefined) state.write(onnxKey(cid), record)
 }

@@ -26,7 +26,7 @@ import { stakingModule } from '../../staking/staking.ts'
 import { Ed25519KeyPair } from '../../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
 import { flModule } from './module.ts'
-import { readRound, readTask, type ModelRef, type RoundRecord } from './state.ts'
+import { readRound, readTask, type ModelRef, type OnnxRef, type RoundRecord } from './state.ts'
 
 export interface Actor {
   key: Ed25519KeyPair
@@ -42,6 +42,8 @@ export function actor(seed?: string): Actor {
 export const cid = (seed: string): string => cidOfBytes(utf8(seed), RAW_CODE).toString()
 export const digest = (seed: string): string => toHex(sha256(utf8(seed)))
 export const model = (seed: string): ModelRef => ({ cid: cid(seed), digest: digest(seed) })
+/** A vote's ONNX export (a CID of its own, a plausible size). */
+export const onnx = (seed: string, bytes = 9_000): OnnxRef => ({ cid: cid(`onnx ${seed}`), bytes })
 
 export const BALANCE = 1_000_000n
 export const POOL = 12_000n
@@ -190,6 +192,33 @@ export function voteBody(
     accuracyPpm: 900_000,
     excluded: [],
     ...overrides,
+  }
+}
+
+/**
+ * Runs the task's remaining rounds from `round`: every proposer uploads, every voter approves the
+ * round's aggregate `model('agg <r>')` with its export `onnx('agg <r>')` (or what `vote` gives);
+ * returns the events of the last settlement.
+ */
+export function runRounds(
+  w: World,
+  round: RoundRecord,
+  vote: (round: RoundRecord, did: string) => Record<string, unknown> = (r) =>
+    voteBody(r, model(`agg ${r.round}`), { onnx: onnx(`agg ${r.round}`) }),
+): ChainEvent[] {
+  const task = readTask(w.state, round.task)
+  assert.ok(task !== undefined)
+  let current = round
+  for (;;) {
+    uploadAll(w, current)
+    voteAll(
+      w,
+      current,
+      current.voters.map((did) => [did, vote(current, did)]),
+    )
+    const events = advanceTo(w, current.voteEnd)
+    if (current.round >= task.rounds) return events
+    current = readRound(w.state, round.task, current.round + 1) as RoundRecord
   }
 }
 

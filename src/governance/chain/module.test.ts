@@ -6,7 +6,24 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { balanceOf, totalSupply } from '../../bank/bank.ts'
 import { governedList, governedUint, isGoverned } from '../params.ts'
-import { GOV, GOVERNED_PARAMS, MODEL_ALLOW_LIST, governedDefault, registeredParam } from '../registry.ts'
+import {
+  CHAIN_PARAMS,
+  GOV,
+  GOVERNED_PARAMS,
+  MODEL_ALLOW_LIST,
+  STAKING_PARAMS,
+  defaultOf,
+  governedDefault,
+  registeredParam,
+} from '../registry.ts'
+import { TxError } from '../../chain/errors.ts'
+import { currentMaxBlockTxs, currentMinFee } from '../../chain/governed.ts'
+import type { ChainEvent } from '../../chain/host.ts'
+import { Mempool } from '../../chain/mempool.ts'
+import { decodeTx, encodeTx, signTx, txHash, type SignedTx } from '../../chain/tx.ts'
+import { signVote } from '../../chain/bft/messages.ts'
+import { stakingRules, unbondingOf, validatorRecord } from '../../staking/staking.ts'
+import { blockInfo } from '../../../test/helpers/module-chain.ts'
 import {
   changeAt,
   decide,
@@ -22,6 +39,7 @@ import {
 import {
   BALANCE,
   FEE,
+  type Actor,
   advanceTo,
   block,
   edgeRefused,
@@ -423,7 +441,8 @@ test('refused at the edge: unknown parameter, value out of bounds, malformed bod
   const w = world()
   const [a] = w.validators
   const change = (param: string, value: unknown) => proposeBody({ changes: [{ param, value: value as bigint }] })
-  edgeRefused(w, a!, 'governance.propose', change('chain.maxBlockTxs', 10n), 'unknown-param')
+  edgeRefused(w, a!, 'governance.propose', change('chain.epochLength', 10n), 'unknown-param')
+  edgeRefused(w, a!, 'governance.propose', change('chain.timeoutProposeMs', 2_000n), 'unknown-param')
   edgeRefused(w, a!, 'governance.propose', change('governance.nope', 10n), 'unknown-param')
   edgeRefused(w, a!, 'governance.propose', change(GOV.votingPeriodBlocks, 1n), 'param-out-of-bounds')
   edgeRefused(w, a!, 'governance.propose', change(GOV.votingPeriodBlocks, 2_000_000n), 'param-out-of-bounds')
@@ -466,4 +485,167 @@ test('refused at the edge: unknown parameter, value out of bounds, malformed bod
   edgeRefused(w, a!, 'governance.vote', { proposal: 0, option: 'yes' }, 'malformed')
   edgeRefused(w, a!, 'governance.deposit', { proposal: 1, amount: 0n }, 'malformed')
   assert.equal(balanceOf(w.state, a!.did), BALANCE, 'no fee for a transaction refused at the edge')
+})
+
+// ---- core chain parameters (chain.*, staking.*): default = the genesis value ----
+
+/** A bank transfer from `who` signed with this fee, at `nonce` (default: its next one in the kit). */
+function transfer(w: World, who: Actor, fee: bigint, nonce = w.nonces.get(who.did) ?? 0n) {
+  const to = w.validators[0]!.did
+  const bytes = encodeTx(
+    signTx(who.key, { chainId: w.genesis.chainId, nonce, fee, kind: 'bank.transfer', body: { to, amount: 1n } }),
+  )
+  return { bytes, tx: decodeTx(bytes) }
+}
+
+/** Runs the next block by hand: begin-block, `run(height)` delivering what it wants, end-block. */
+function handBlock(w: World, run: (height: number, events: ChainEvent[]) => void): ChainEvent[] {
+  const height = w.height + 1
+  const events: ChainEvent[] = []
+  const ctx = { ...blockInfo(w, height), emit: (e: ChainEvent) => events.push(e) }
+  w.machine.beginBlock(w.state, ctx)
+  run(height, events)
+  w.machine.endBlock(w.state, ctx)
+  w.height = height
+  return events
+}
+
+/** Delivers a signed transaction in block `height` (its ante must pass) and counts the sender's nonce. */
+function deliver(w: World, tx: SignedTx, bytes: Uint8Array, height: number, events: ChainEvent[]): void {
+  const result = w.machine.deliver(w.state, tx, { ...blockInfo(w, height), txHash: txHash(bytes) }, (e) =>
+    events.push(e),
+  )
+  assert.ok(result.ok)
+  w.nonces.set(tx.sender, tx.nonce + 1n)
+}
+
+const isFeeTooLow = (err: unknown): boolean => err instanceof TxError && err.reason === 'fee-too-low'
+
+test('the core chain parameters are registered with the genesis value as their default', () => {
+  const genesis = world({ params: { minFee: 7n, maxBlockTxs: 300, slashDoubleSignBps: 250 } }).genesis
+  for (const name of [...Object.values(CHAIN_PARAMS), ...Object.values(STAKING_PARAMS)]) {
+    const spec = registeredParam(name)
+    assert.ok(spec?.genesis !== undefined, name)
+    assert.equal(governedDefault(name, genesis.params), BigInt(genesis.params[spec.genesis] as bigint | number), name)
+    assert.throws(() => governedDefault(name), /genesis/, 'no default without the genesis')
+  }
+  assert.equal(defaultOf(registeredParam(CHAIN_PARAMS.minFee)!, genesis.params), 7n)
+  assert.equal(defaultOf(registeredParam(GOV.minDeposit)!, genesis.params), MIN_DEPOSIT, 'others keep their constant')
+  // not governable: read by the BFT engine, PoH and epoch arithmetic at construction
+  for (const name of ['chain.timeoutProposeMs', 'chain.hashesPerTick', 'chain.epochLength', 'staking.epochLength'])
+    assert.equal(registeredParam(name), undefined, name)
+})
+
+test('chain.minFee raised by a proposal: the old fee is admitted and executed before its height, refused from it at admission and in a block', () => {
+  const w = world({ params: { minFee: 1n } })
+  w.rules.fee = 1n
+  const [v0, v1] = w.validators as [Actor, Actor]
+  const payer = w.outsider
+  const H = PERIOD + DELAY + 10
+  const id = propose(w, v0, { changes: [{ param: CHAIN_PARAMS.minFee, value: 5n }], applyAtHeight: H })
+  allYes(w, id)
+  advanceTo(w, H - 2)
+  const pool = new Mempool(w.machine)
+  // before H: the genesis floor; a fee of 1 is admitted and executed (block H-1)
+  assert.equal(currentMinFee(w.state, w.genesis.params), 1n)
+  const early = transfer(w, payer, 1n)
+  pool.add(early.bytes, w.state)
+  handBlock(w, (height, events) => deliver(w, early.tx, early.bytes, height, events))
+  pool.update(w.state)
+  assert.equal(pool.size, 0, 'included')
+  // admitted on the state after H-1 (the floor is still 1), waiting when block H begins
+  const pending = transfer(w, v1, 1n)
+  pool.add(pending.bytes, w.state)
+  const late = transfer(w, payer, 1n)
+  const events = handBlock(w, (height, out) => {
+    // the change applies in begin-block: this block's transactions pay the new floor
+    assert.equal(w.machine.minFeeAt(w.state), 5n)
+    assert.throws(
+      () => w.machine.deliver(w.state, late.tx, { ...blockInfo(w, height), txHash: txHash(late.bytes) }, () => {}),
+      isFeeTooLow,
+    )
+    assert.throws(() => w.machine.check(w.state, pending.tx, { exactNonce: true }), isFeeTooLow)
+    const paying = transfer(w, payer, 5n)
+    deliver(w, paying.tx, paying.bytes, height, out)
+  })
+  assert.equal(w.height, H)
+  assert.deepEqual(events.find((e) => e.type === 'governance.param')?.attributes, {
+    proposal: String(id),
+    param: CHAIN_PARAMS.minFee,
+    value: '5',
+    previous: '1',
+  })
+  // the recheck after the block drops what pays the old floor
+  pool.update(w.state)
+  assert.equal(pool.has(txHash(pending.bytes)), false)
+  // admission from H on
+  assert.throws(() => pool.add(transfer(w, payer, 4n).bytes, w.state), isFeeTooLow)
+  assert.throws(() => pool.precheck(transfer(w, v1, 1n).bytes, w.state), isFeeTooLow)
+  pool.add(transfer(w, payer, 5n).bytes, w.state)
+  assert.equal(pool.size, 1)
+  // without a state (shape and cost only) the genesis floor applies
+  assert.equal(w.machine.precheck(transfer(w, payer, 1n).tx).cost, 2n, 'fee + amount')
+})
+
+test('core chain parameters out of their bounds are refused at the edge; chain.maxBlockTxs never above its genesis value', () => {
+  const w = world({ params: { maxBlockTxs: 300 } })
+  const [a] = w.validators
+  const change = (param: string, value: bigint) => proposeBody({ changes: [{ param, value }] })
+  for (const [param, value] of [
+    [CHAIN_PARAMS.minFee, 0n],
+    [CHAIN_PARAMS.minFee, 1_000_001n],
+    [CHAIN_PARAMS.maxBlockTxs, 301n],
+    [CHAIN_PARAMS.maxBlockTxs, 15n],
+    [STAKING_PARAMS.unbondingBlocks, BigInt(w.genesis.params.maxEvidenceAge) - 1n],
+    [STAKING_PARAMS.slashDoubleSignBps, 10_001n],
+    [STAKING_PARAMS.reporterRewardBps, 5_001n],
+    [STAKING_PARAMS.maxValidators, 0n],
+  ] as const)
+    edgeRefused(w, a!, 'governance.propose', change(param, value), 'param-out-of-bounds')
+  // in bounds: the genesis value itself and the smallest block allowed
+  block(w, [[a!, 'governance.propose', change(CHAIN_PARAMS.maxBlockTxs, 300n)]])
+  block(w, [[a!, 'governance.propose', change(CHAIN_PARAMS.maxBlockTxs, 16n)]])
+  assert.equal(listProposals(w.state, {}).length, 2)
+})
+
+test('staking parameters: a slash and an unbonding period changed by a proposal apply from its height on, to what happens from then on', () => {
+  const w = world()
+  const [v0, v1, v2, v3] = w.validators as [Actor, Actor, Actor, Actor]
+  const reporter = w.outsider
+  const H = PERIOD + DELAY + 10
+  const id = propose(w, v0, {
+    changes: [
+      { param: STAKING_PARAMS.slashDoubleSignBps, value: 2_000n },
+      { param: STAKING_PARAMS.unbondingBlocks, value: 300n },
+    ],
+    applyAtHeight: H,
+  })
+  allYes(w, id)
+  const doubleSign = (who: Actor, height: number) => {
+    const vote = { chainId: w.genesis.chainId, height, round: 0, type: 'precommit' as const, validator: who.did }
+    return {
+      a: signVote(who.key, { ...vote, blockId: new Uint8Array(32).fill(1) }),
+      b: signVote(who.key, { ...vote, blockId: new Uint8Array(32).fill(2) }),
+    }
+  }
+  const slashOf = (events: ChainEvent[]) => events.find((e) => e.type === 'staking.slash')?.attributes.amount
+  const before = H - 2 + w.genesis.params.unbondingBlocks
+  advanceTo(w, H - 3)
+  tx(w, v1, 'staking.unbond', { amount: 1_000n }) // at H-2, under the genesis period
+  assert.deepEqual(unbondingOf(w.state, v1.did), [{ amount: 1_000n, completes: before }])
+  // before H (at H-1): the genesis 5 %
+  assert.equal(slashOf(tx(w, reporter, 'staking.evidence', doubleSign(v2, H - 3))), '500')
+  assert.equal(w.height, H - 1)
+  assert.equal(stakingRules(w.state, w.genesis.params).slashDoubleSignBps, w.genesis.params.slashDoubleSignBps)
+  // from H: 20 % of the offender's 10 000, whatever the height of the offence
+  assert.equal(slashOf(tx(w, reporter, 'staking.evidence', doubleSign(v3, H - 3))), '2000')
+  assert.equal(w.height, H)
+  assert.equal(validatorRecord(w.state, v3.did)?.bonded, 8_000n)
+  // an unbonding started now waits the new period; the one started before keeps its height
+  tx(w, v1, 'staking.unbond', { amount: 1_000n })
+  assert.deepEqual(unbondingOf(w.state, v1.did), [
+    { amount: 1_000n, completes: before },
+    { amount: 1_000n, completes: H + 1 + 300 },
+  ])
+  assert.equal(currentMaxBlockTxs(w.state, w.genesis.params), w.genesis.params.maxBlockTxs, 'untouched')
 })

@@ -40,6 +40,10 @@
  * Emits `governance.tally`. A proposal still short of the minimum at the end of its deposit
  * period expires with its deposits refunded (`governance.expired`).
  *
+ * Core chain parameters (`chain.*`, `staking.*`, registry.ts) default to the genesis value: the
+ * module is built with the chain's genesis parameters, checks their genesis-dependent bounds at
+ * the edge, and reports the genesis value as `previous` of their first change.
+ *
  * Beginning of block at `applyHeight`: each change of each passed proposal scheduled there (in id
  * order; a later id wins on the same parameter) is written with `writeGoverned` and logged in the
  * parameter's history; emits `governance.param` { proposal, param, value, previous } per change
@@ -51,11 +55,11 @@
  */
 import type { BlockContext, ChainEvent, ChainModule, TxContext, TxHandler } from '../../chain/host.ts'
 import type { ChainParams } from '../../chain/genesis.ts'
-import type { StateOverlay } from '../../chain/state-view.ts'
+import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
 import { burn, credit, debit } from '../../bank/bank.ts'
 import { refuse } from '../../inference/chain/decode.ts'
 import { governedList, governedUint, writeGoverned } from '../params.ts'
-import { registeredParam } from '../registry.ts'
+import { defaultOf, registeredParam } from '../registry.ts'
 import {
   decodeDeposit,
   decodePropose,
@@ -78,6 +82,7 @@ import {
   depositorsSet,
   escrowBalance,
   govRules,
+  listProposals,
   nextProposalId,
   readProposal,
   readVote,
@@ -92,7 +97,7 @@ import {
   type ProposalRecord,
 } from './state.ts'
 
-export { GOVERNED_PARAMS, registeredParam, governedDefault } from '../registry.ts'
+export { GOVERNED_PARAMS, registeredParam, governedDefault, defaultOf } from '../registry.ts'
 
 type Emit = (event: ChainEvent) => void
 
@@ -168,8 +173,8 @@ function takeDue(state: StateOverlay, set: ReturnType<typeof depositDue>): numbe
   return ids.map(Number).sort((a, b) => a - b)
 }
 
-const propose: TxHandler<ProposeBody> = {
-  decodeBody: decodePropose,
+const proposeHandler = (params: ChainParams): TxHandler<ProposeBody> => ({
+  decodeBody: (body) => decodePropose(body, params),
   spends: (body) => body.deposit,
   apply(state, tx, body, ctx) {
     const rules = govRules(state)
@@ -205,7 +210,7 @@ const propose: TxHandler<ProposeBody> = {
     else depositDue(p.depositEndHeight).add(state, String(id))
     writeProposal(state, p)
   },
-}
+})
 
 const deposit: TxHandler<DepositBody> = {
   decodeBody: decodeDeposit,
@@ -301,17 +306,18 @@ function tallyDue(state: StateOverlay, ctx: BlockContext): void {
 }
 
 /** Writes the changes of the passed proposals scheduled at this height. */
-function applyDueChanges(state: StateOverlay, ctx: BlockContext): void {
+function applyDueChanges(state: StateOverlay, ctx: BlockContext, params: ChainParams): void {
   for (const id of takeDue(state, applyDue(ctx.height))) {
     const p = readProposal(state, id)
     if (p?.status !== 'passed') continue
     for (const change of p.changes) {
       const spec = registeredParam(change.param)
       if (spec === undefined) continue // a parameter no longer registered: nothing reads it
+      const fallback = defaultOf(spec, params)
       const previous =
         spec.kind === 'uint'
-          ? governedUint(state, spec.name, spec.default as bigint)
-          : governedList(state, spec.name, spec.default as readonly string[])
+          ? governedUint(state, spec.name, fallback as bigint)
+          : governedList(state, spec.name, fallback as readonly string[])
       writeGoverned(state, change.param, change.value)
       appendParamHistory(state, change.param, { height: ctx.height, proposal: id, value: change.value })
       ctx.emit({
@@ -331,14 +337,25 @@ function applyDueChanges(state: StateOverlay, ctx: BlockContext): void {
   }
 }
 
-export function governanceModule(_params: ChainParams): ChainModule {
+/** Proposals looked at by `wantsBlock`, newest first (each lives for its periods only, so the open ones are recent). */
+const OPEN_SCAN = 64
+
+/** A proposal collecting deposits, in its vote, or passed and waiting for its height: its periods run by height. */
+function hasOpenProposal(state: StateReader): boolean {
+  return listProposals(state, { limit: OPEN_SCAN }).some(
+    (p) => p.status === 'deposit' || p.status === 'voting' || p.status === 'passed',
+  )
+}
+
+export function governanceModule(params: ChainParams): ChainModule {
   return {
     name: 'governance',
-    txs: { propose, deposit, vote },
-    beginBlock: applyDueChanges,
+    txs: { propose: proposeHandler(params), deposit, vote },
+    beginBlock: (state, ctx) => applyDueChanges(state, ctx, params),
     endBlock(state, ctx) {
       expireDeposits(state, ctx)
       tallyDue(state, ctx)
     },
+    wantsBlock: hasOpenProposal,
   }
 }

@@ -18,6 +18,7 @@ import type { Ed25519KeyPair } from '../../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
 import type { GenesisDoc } from '../../chain/genesis.ts'
 import { accountNonce, StateMachine, type ChainEvent } from '../../chain/host.ts'
+import { currentMinFee } from '../../chain/governed.ts'
 import { StateOverlay } from '../../chain/state-view.ts'
 import { SparseMerkleTree } from '../../chain/state/smt.ts'
 import { TxError } from '../../chain/errors.ts'
@@ -224,7 +225,7 @@ export class SimNetwork {
       signTx(tx.key, {
         chainId: this.genesis.chainId,
         nonce,
-        fee: this.genesis.params.minFee,
+        fee: currentMinFee(this.#state, this.genesis.params),
         kind: tx.kind,
         body: tx.body,
       }),
