@@ -39,12 +39,14 @@ async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> 
 export async function startDevnet(
   prefix: string,
   base: number,
+  extraArgs: readonly string[] = [],
+  env?: NodeJS.ProcessEnv,
 ): Promise<{ dir: string; devnet: ChildProcess; info: Promise<{ nodes: Array<{ api: string; home: string }> }> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
   const devnet: ChildProcess = spawn(
     process.execPath,
-    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json'],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
+    [BIN, '--home', dir, 'devnet', '--nodes', '4', '--base-port', String(base), '--json', ...extraArgs],
+    { stdio: ['ignore', 'pipe', 'ignore'], ...(env === undefined ? {} : { env }) },
   )
   const info = new Promise<{ nodes: Array<{ api: string; home: string }> }>((resolve, reject) => {
     let buffer = ''

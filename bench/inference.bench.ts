@@ -196,12 +196,18 @@ export class BenchNetwork {
     return new BenchNetwork(dir, nodes)
   }
 
-  async start(i: number, worker: boolean): Promise<void> {
+  /** Starts node `i`; `process` adds Node flags and environment (what `donghae devnet` gives its nodes). */
+  async start(
+    i: number,
+    worker: boolean,
+    process_: { flags?: readonly string[]; env?: Readonly<Record<string, string>> } = {},
+  ): Promise<void> {
     const node = this.nodes[i] as NodeProcess
     const args = ['--home', node.home, 'node', '--genesis', join(this.#dir, 'genesis.json')]
-    const child = spawn(process.execPath, [BIN, ...args, '--password-file', join(this.#dir, 'password'), '--json'], {
+    const argv = [...(process_.flags ?? []), BIN, ...args, '--password-file', join(this.#dir, 'password'), '--json']
+    const child = spawn(process.execPath, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DONGHAE_PASSWORD: undefined, DONGHAE_WORKER: worker ? '1' : '0' },
+      env: { ...process_.env, ...process.env, DONGHAE_PASSWORD: undefined, DONGHAE_WORKER: worker ? '1' : '0' },
     })
     node.child = child
     child.stderr?.setEncoding('utf8').on('data', (c: string) => (node.log = (node.log + c).slice(-4_000)))

@@ -8,11 +8,19 @@
  *  - `gossip-propagation`: value = p99 ms from publish to each node's `message` event, with p50 and
  *    the delivery ratio;
  *  - `dht-lookup-model`: the Kademlia routing model (NOT libp2p: simulated tables and a 25 ms mean
- *    one-way latency) at 500 and 1,000 nodes: 500 real nodes do run here, but take about 25 minutes.
+ *    one-way latency) at 500 and 1,000 nodes, cheap enough for every run.
+ *  - `dht-get-success`, `dht-findpeer-p50`, `dht-hops-max`: issue 16's targets for the libp2p run
+ *    (get success ≥ 99.9 %, findPeer p50 ≤ 250 ms, hops ≤ log₂ N), each with the Kademlia model
+ *    at the same N and seed, measured in the same run, as its baseline (a protocol-only figure with
+ *    25 ms mean links: no CPU, no load). Above `NET_BENCH_NODES` the libp2p nodes run in worker
+ *    processes over TCP on 127.0.0.1 (`NET_BENCH_PROCESSES`, default `defaultProcesses(N)`), so
+ *    they no longer share one event loop; gossip is then not measured.
  * One run each (a network this size is too slow to repeat), so `rounds` holds the one figure.
  * Quick mode (the smoke test) runs 10 libp2p nodes and the model at 500. `--nodes N` sets the
- * libp2p network's size: `node bench/run.ts --only dht --nodes 500` is the 500-node run.
+ * libp2p network's size: `node bench/run.ts --only dht --nodes 1000` is the 1,000-node run
+ * (src/net/sim/README.md has its figures and time).
  */
+import { availableParallelism } from 'node:os'
 import {
   runKademliaModel,
   runScaleSimulation,
@@ -22,12 +30,37 @@ import {
 } from '../src/net/sim/index.ts'
 import { line, type BenchLine, type MeasureOptions } from './harness.ts'
 
-export const NET_BENCH_NAMES = ['dht-lookup', 'dht-find-peer', 'gossip-propagation', 'dht-lookup-model']
+export const NET_BENCH_NAMES = [
+  'dht-lookup',
+  'dht-find-peer',
+  'gossip-propagation',
+  'dht-lookup-model',
+  'dht-get-success',
+  'dht-findpeer-p50',
+  'dht-hops-max',
+]
+
+/** Issue 16's targets for the DHT. */
+const TARGET = { getSuccess: 0.999, findPeerP50Ms: 250 }
+
+/**
+ * File descriptors one worker process may use for its nodes' TCP connections: the machine's limit
+ * (`ulimit -n`) is 20,000, and each connection costs one descriptor at each end.
+ */
+const FDS_PER_PROCESS = 12_000
+
+/**
+ * Worker processes for a libp2p network of `nodes` nodes: at least one per core, and enough that
+ * each stays under `FDS_PER_PROCESS` descriptors with every node at its 100 connections.
+ */
+export function defaultProcesses(nodes: number, maxConnections = 100): number {
+  return Math.max(availableParallelism(), Math.ceil((nodes * maxConnections) / FDS_PER_PROCESS))
+}
 
 /**
  * Largest libp2p network the full bench runs in a few minutes: on the 2-core development machine
- * 150 nodes take about 4 minutes (joining and warm-up dominate); `--nodes 500` runs the 500-node
- * network of src/net/sim/README.md (about 28 minutes).
+ * 150 nodes take about 4 minutes (joining and warm-up dominate). A larger `--nodes` runs across
+ * worker processes (200 nodes in 2 took 14 minutes on the loaded machine; see src/net/sim/README.md).
  */
 export const NET_BENCH_NODES = 150
 
@@ -51,15 +84,19 @@ function lookupFields(stats: LookupStats) {
 }
 
 function libp2pLines(result: ScaleResult): NetBenchLine[] {
-  const where = `${result.nodes} nodes, @libp2p/memory (${result.transport.latencyMs} ms) + ${result.encryption}, k=${result.dht.k} α=${result.dht.alpha}`
+  const where =
+    result.processes > 1
+      ? `${result.nodes} nodes in ${result.processes} processes, TCP on 127.0.0.1 + ${result.encryption}, k=${result.dht.k} α=${result.dht.alpha}`
+      : `${result.nodes} nodes, @libp2p/memory (${result.transport.latencyMs} ms) + ${result.encryption}, k=${result.dht.k} α=${result.dht.alpha}`
   const common = {
     kind: result.kind,
     nodes: result.nodes,
+    processes: result.processes,
     seed: result.seed,
     rssPeakMiB: Math.round(result.memory.rssPeakBytes / 2 ** 20),
   }
   const get = result.getValue
-  return [
+  const lines: NetBenchLine[] = [
     {
       ...line({
         bench: 'dht-lookup',
@@ -85,6 +122,10 @@ function libp2pLines(result: ScaleResult): NetBenchLine[] {
       ...common,
       ...lookupFields(result.findPeer),
     },
+  ]
+  if (result.gossip.messages === 0) return lines
+  return [
+    ...lines,
     {
       ...line({
         bench: 'gossip-propagation',
@@ -124,15 +165,118 @@ function modelLine(result: KademliaModelResult): NetBenchLine {
   }
 }
 
-/** `nodes` (`--nodes`) sizes the libp2p run, in quick mode too; the model keeps its sizes. */
+/** The model's lines for one size, or the target lines' baseline. */
+function modelImpl(model: KademliaModelResult): string {
+  return `Kademlia model (not libp2p), ${model.nodes} nodes, same seed, ${model.latency.meanOneWayMs} ms mean one-way links, no CPU cost`
+}
+
+/**
+ * Issue 16's target lines: the libp2p run against the targets, with the Kademlia model at the same
+ * N (same seed, measured in this run) as baseline. `get` success counts every planned value: a
+ * value whose put reached no peer counts as a failed get here.
+ */
+function targetLines(result: ScaleResult, model: KademliaModelResult): NetBenchLine[] {
+  const get = result.getValue
+  const planned = get.attempted + get.unstored
+  const getSuccess = planned === 0 ? 0 : get.succeeded / planned
+  const hopsMax = Math.max(result.findPeer.hops.max, get.hops.count > 0 ? get.hops.max : 0)
+  const log2n = Math.log2(result.nodes)
+  const modelHopsMax = Math.max(model.findPeer.hops.max, model.getValue.hops.max)
+  const what = `js-libp2p kad-dht, ${result.label}`
+  const common = {
+    kind: result.kind,
+    nodes: result.nodes,
+    processes: result.processes,
+    seed: result.seed,
+    wallSeconds: Math.round(result.durationMs / 1000),
+  }
+  return [
+    {
+      ...line({
+        bench: 'dht-get-success',
+        impl: `${what}: get of values put by other nodes (per mille)`,
+        value: getSuccess * 1000,
+        unit: '‰',
+        baseline: { impl: modelImpl(model), value: model.getValue.successRate * 1000 },
+        target: {
+          value: TARGET.getSuccess * 1000,
+          met: getSuccess >= TARGET.getSuccess,
+          note: `${get.succeeded}/${planned} gets (${get.unstored} unstored, ${get.timedOut ?? 0} timed out); ${planned} tries bound the rate only to about ±${(300 / Math.max(planned, 1)).toFixed(1)} % at 95 %`,
+        },
+        rounds: [getSuccess * 1000],
+      }),
+      ...common,
+      success: Number(getSuccess.toFixed(4)),
+      getP50: get.latencyMs.p50,
+      getP99: get.latencyMs.p99,
+      putAcksMin: result.put.acks.min,
+      kClosestHoldingMin: result.put.kClosestHolding.min,
+      failures: get.failures,
+    },
+    {
+      ...line({
+        bench: 'dht-findpeer-p50',
+        impl: `${what}: findPeer (useCache: false)`,
+        value: result.findPeer.latencyMs.p50,
+        unit: 'ms',
+        baseline: { impl: modelImpl(model), value: model.findPeer.latencyMs.p50 },
+        target: {
+          value: TARGET.findPeerP50Ms,
+          met: result.findPeer.latencyMs.p50 <= TARGET.findPeerP50Ms,
+          note: `p99 ${Math.round(result.findPeer.latencyMs.p99)} ms, ${result.findPeer.succeeded}/${result.findPeer.attempted} found`,
+        },
+        rounds: [result.findPeer.latencyMs.p50],
+      }),
+      ...common,
+      p50: result.findPeer.latencyMs.p50,
+      p99: result.findPeer.latencyMs.p99,
+      success: result.findPeer.successRate,
+    },
+    {
+      ...line({
+        bench: 'dht-hops-max',
+        impl: `${what}: most hops of any successful findPeer or get`,
+        value: hopsMax,
+        unit: 'hops',
+        baseline: { impl: modelImpl(model), value: modelHopsMax },
+        target: {
+          value: Number(log2n.toFixed(2)),
+          met: hopsMax <= log2n,
+          note: `log₂ ${result.nodes} = ${log2n.toFixed(2)}; findPeer hops p50 ${result.findPeer.hops.p50}, get hops p50 ${get.hops.p50}`,
+        },
+        rounds: [hopsMax],
+      }),
+      ...common,
+      findPeerHopsP99: result.findPeer.hops.p99,
+      getHopsP99: get.hops.p99,
+    },
+  ]
+}
+
+/**
+ * `nodes` (`--nodes`) sizes the libp2p run, in quick mode too; the model keeps its sizes and also
+ * runs at `nodes` as the target lines' baseline. `NET_BENCH_PROCESSES` overrides the worker count.
+ */
 export async function netBenches(_options: MeasureOptions, quick: boolean, nodes?: number): Promise<NetBenchLine[]> {
+  const n = nodes ?? (quick ? 10 : NET_BENCH_NODES)
+  const processes =
+    process.env.NET_BENCH_PROCESSES !== undefined
+      ? Number(process.env.NET_BENCH_PROCESSES)
+      : n > NET_BENCH_NODES
+        ? defaultProcesses(n)
+        : 1
+  const lookups = quick ? 5 : n > NET_BENCH_NODES ? 100 : 50
+  // progress on stderr: a large network runs for many minutes
+  const onPhase = (phase: string, ms: number): void =>
+    void (quick || process.stderr.write(`net: ${phase} at ${Math.round(ms / 1000)} s\n`))
   const result = await runScaleSimulation(
     quick
-      ? { nodes: nodes ?? 10, seed: SEED, lookups: 5, messages: 3, warmup: false }
-      : { nodes: nodes ?? NET_BENCH_NODES, seed: SEED, lookups: 50, messages: 20 },
+      ? { nodes: n, seed: SEED, lookups, messages: processes > 1 ? 0 : 3, warmup: false, processes }
+      : { nodes: n, seed: SEED, lookups, messages: processes > 1 ? 0 : 20, processes, onPhase },
   )
-  const models = (quick ? [500] : [500, 1000]).map((nodes) =>
-    runKademliaModel({ nodes, seed: SEED, lookups: quick ? 50 : 200 }),
-  )
-  return [...libp2pLines(result), ...models.map(modelLine)]
+  const sizes = quick ? [500] : [500, 1000]
+  const models = sizes.map((size) => runKademliaModel({ nodes: size, seed: SEED, lookups: quick ? 50 : 200 }))
+  // the baseline runs the libp2p run's own plan: same N, seed and lookups
+  const baseline = runKademliaModel({ nodes: n, seed: SEED, lookups })
+  return [...libp2pLines(result), ...models.map(modelLine), ...targetLines(result, baseline)]
 }

@@ -9,6 +9,7 @@ import { verifyPoolBenches, VERIFY_POOL_BENCH_NAMES } from './verify-pool.bench.
 import { chainBenches, CHAIN_BENCH_NAMES } from './chain.bench.ts'
 import { mempoolBenches, MEMPOOL_BENCH_NAMES } from './mempool.bench.ts'
 import { devnetBenches, DEVNET_BENCH_NAMES } from './devnet.bench.ts'
+import { chainDevnetBenches, CHAIN_DEVNET_BENCH_NAMES } from './chain-devnet.bench.ts'
 import { netBenches, NET_BENCH_NAMES, NET_BENCH_NODES } from './net.bench.ts'
 import type { BenchLine } from './harness.ts'
 import { pohBenches, POH_BENCH_NAMES } from './poh.bench.ts'
@@ -27,6 +28,7 @@ import { webrtcBrowserBenches, WEBRTC_BROWSER_BENCH_NAMES } from './webrtc-brows
 import { walletBenches, WALLET_BENCH_NAMES } from './wallet.bench.ts'
 import { flBenches, FL_BENCH_NAMES } from './fl.bench.ts'
 import { idleBenches, IDLE_BENCH_NAMES } from './idle.bench.ts'
+import { costBenches, COST_BENCH_NAMES } from './cost.bench.ts'
 
 const { values } = parseArgs({
   options: {
@@ -80,6 +82,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: CHAIN_BENCH_NAMES, run: () => chainBenches(options, quick ? 0.2 : 1) },
   { names: MEMPOOL_BENCH_NAMES, run: () => mempoolBenches(options, quick) },
   { names: DEVNET_BENCH_NAMES, run: () => devnetBenches(options, quick) },
+  { names: CHAIN_DEVNET_BENCH_NAMES, run: () => chainDevnetBenches(options, quick) },
   { names: NET_BENCH_NAMES, run: () => netBenches(options, quick, nodes) },
   { names: AUDIT_BENCH_NAMES, run: () => auditBenches(options, quick) },
   { names: INFERENCE_BENCH_NAMES, run: () => inferenceBenches(options, quick) },
@@ -95,6 +98,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: WALLET_BENCH_NAMES, run: () => walletBenches(options, quick) },
   { names: FL_BENCH_NAMES, run: () => flBenches(options, quick) },
   { names: IDLE_BENCH_NAMES, run: () => idleBenches() },
+  { names: COST_BENCH_NAMES, run: () => costBenches(quick) },
 ]
 
 const only = values.only

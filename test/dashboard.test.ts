@@ -74,12 +74,8 @@ test(
       const [n0] = info.nodes as [DevnetInfo['nodes'][number]]
       const api = new DonghaeClient(n0.api)
       assert.match(info.dashboard, /^http:\/\/127\.0\.0\.1:\d+\/#token=[A-Za-z0-9_-]{20,}$/)
-      await waitFor(
-        'the chain to start',
-        async () =>
-          (await api.status().catch(() => undefined))?.height !== undefined && (await api.status()).height >= 2,
-        60_000,
-      )
+      // the chain makes no empty blocks: its first ones carry the workers' serving declarations
+      await waitFor('the node to answer', async () => (await api.status().catch(() => undefined)) !== undefined, 60_000)
       await waitFor(
         'a worker serving digits-mlp',
         async () => {
@@ -102,9 +98,24 @@ test(
         /^[A-Za-z0-9_-]{20,}$/,
       )
 
-      // The height rises on screen, pushed by the event stream.
+      // The height rises on screen, pushed by the event stream: three transfers from node0's
+      // operator make three blocks on a chain that otherwise idles.
       await page.waitForFunction(() => Number(document.querySelector('[data-testid=height]')?.textContent) > 0)
       const first = await height(page)
+      const token = new URL(info.dashboard).hash.replace('#token=', '')
+      const sink = (info.nodes[1] as DevnetInfo['nodes'][number]).did
+      for (let i = 0; i < 3; i++) {
+        const sent = await fetch(`${n0.api}/v1/operator/transfer`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ to: sink, amount: '1' }),
+        })
+        const { hash } = (await sent.json()) as { hash: string }
+        await waitFor(
+          `transfer ${i + 1} committed`,
+          async () => (await api.tx(hash).catch(() => undefined)) !== undefined,
+        )
+      }
       await page.waitForFunction(
         (h) => Number(document.querySelector('[data-testid=height]')?.textContent) >= h + 3,
         first,
@@ -189,7 +200,6 @@ test(
 
       // A model fetch started through the API (moby-lm: its files are here already, so it ends at
       // once) shows in the fetches table.
-      const token = new URL(info.dashboard).hash.replace(/^#token=/, '')
       const fetched = await new DonghaeClient(n0.api, { token }).fetchModel('moby-lm')
       assert.equal(fetched.state, 'done')
       await page.waitForFunction(

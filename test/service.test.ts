@@ -52,7 +52,10 @@ test('service files: systemd unit and launchd plist run `donghae node` with abso
   assert.match(unit, /^Restart=on-failure$/m)
   assert.match(unit, /^RestartSec=5$/m)
   assert.match(unit, /^WantedBy=default\.target$/m)
-  assert.match(unit, /^ExecStart="\/opt\/node 24\/bin\/node" \/src\/donghae\/bin\/donghae\.js --home /m)
+  assert.match(
+    unit,
+    /^ExecStart="\/opt\/node 24\/bin\/node" --max-semi-space-size=4 \/src\/donghae\/bin\/donghae\.js --home /m,
+  )
   assert.ok(unit.includes('"/Users/ana/My \\"Donghae\\" 100%%$$HOME"'), 'quotes, % and $ escaped for systemd')
   assert.deepEqual(parseServiceCommand('linux', unit), serviceCommand(spec))
   assert.equal(systemdWord('plain/path-1.2'), 'plain/path-1.2')
@@ -64,7 +67,7 @@ test('service files: systemd unit and launchd plist run `donghae node` with abso
   assert.ok(plist.includes('<string>/Users/ana/logs/node &amp; co &lt;1&gt;.log</string>'), 'XML-escaped')
   assert.ok(plist.includes('<string>--log-file</string>'))
   assert.deepEqual(parseServiceCommand('darwin', plist), serviceCommand(spec))
-  assert.deepEqual(serviceCommand(spec).slice(2, 5), ['--home', spec.home, 'node'])
+  assert.deepEqual(serviceCommand(spec).slice(3, 6), ['--home', spec.home, 'node'])
 })
 
 test('service install/uninstall on Linux in a temp HOME: idempotent, no systemctl when it is not there', async () => {
@@ -85,6 +88,7 @@ test('service install/uninstall on Linux in a temp HOME: idempotent, no systemct
     const unit = await readFile(unitPath, 'utf8')
     assert.deepEqual(parseServiceCommand('linux', unit), [
       process.execPath,
+      '--max-semi-space-size=4',
       BIN,
       '--home',
       s.home,
@@ -143,7 +147,7 @@ test('service install --dry-run for macOS writes the LaunchAgent only; status an
     assert.match(installed.stderr, /readable by others; chmod 600/)
     const plistPath = join(s.dir, 'Library', 'LaunchAgents', 'org.donghae.node.plist')
     const plist = await readFile(plistPath, 'utf8')
-    assert.equal(parseServiceCommand('darwin', plist)?.[3], s.home)
+    assert.equal(parseServiceCommand('darwin', plist)?.[4], s.home)
     const status = await runCli(['service', 'status', '--platform', 'darwin', '--dry-run', '--json'], env)
     assert.equal((JSON.parse(status.stdout) as { installed: boolean }).installed, true)
     const removed = await runCli(['service', 'uninstall', '--platform', 'darwin', '--dry-run'], env)

@@ -46,6 +46,7 @@ import { StateOverlay, type StateReader } from './state-view.ts'
 import { decodeTx, txHash, txVerifyItem, type SignedTx } from './tx.ts'
 import { verifySignatureDigest } from '../identity/keys.ts'
 import type { VerifyPool } from '../identity/verify-pool.ts'
+import { verifyBodySignatures } from './body-signatures.ts'
 
 export interface ChainHead {
   height: number
@@ -336,6 +337,8 @@ export class ChainApp {
     hashes: readonly Uint8Array[],
     lastCommit: CommitCertificate | null,
     signaturesChecked = false,
+    /** Body signatures verified valid during block validation, per transaction (body-signatures.ts). */
+    verified: ReadonlyArray<ReadonlySet<string> | undefined> = [],
   ): Execution {
     const info = this.#blockInfo(header, lastCommit)
     const overlay = new StateOverlay(this.#tree)
@@ -349,10 +352,13 @@ export class ChainApp {
     if (txs.length > maxTxs) throw new BlockError(`more than ${maxTxs} transactions (chain.maxBlockTxs)`)
     const failures = txs.map((tx, i) => {
       try {
-        // A transaction admitted to our mempool had its signature checked then: do not pay twice.
+        // A transaction admitted to our mempool had its signatures (its own, its body's) checked
+        // then on the pool: do not pay twice.
         const txHash = hashes[i] as Uint8Array
+        const pending = this.#opts.mempool.get(txHash)
         const result = this.#opts.machine.deliver(overlay, tx, { ...info, txHash }, emit, {
-          signatureChecked: signaturesChecked || this.#opts.mempool.has(txHash),
+          signatureChecked: signaturesChecked || pending !== undefined,
+          verified: pending?.verified ?? verified[i],
         })
         return failureOf(result)
       } catch (err) {
@@ -407,6 +413,7 @@ export class ChainApp {
       try {
         const result = this.#opts.machine.deliver(overlay, entry.tx, { ...info, txHash: entry.hash }, emit, {
           signatureChecked: true,
+          verified: entry.verified,
         })
         chosen.push({ tx: entry.tx, bytes: entry.bytes, hash: entry.hash })
         failures.push(failureOf(result))
@@ -522,19 +529,31 @@ export class ChainApp {
       }
       hashes.push(hash)
     }
-    await this.#verifySignatures(txs, hashes)
-    const execution = this.#execute(header, txs, hashes, block.lastCommit, true)
+    const verified = await this.#verifySignatures(txs, hashes)
+    const execution = this.#execute(header, txs, hashes, block.lastCommit, true, verified)
     if (!equals(execution.tree.root(), header.stateRoot))
       throw new BlockError('the state root does not match the executed transactions')
     this.#pending.set(toHex(headerId(header)), execution)
   }
 
-  /** Checks every signature not already checked at mempool admission, in parallel on the pool. */
-  async #verifySignatures(txs: readonly SignedTx[], hashes: readonly Uint8Array[]): Promise<void> {
+  /**
+   * Checks every signature not already checked at mempool admission, in parallel on the pool:
+   * each transaction's own (any invalid one makes the block invalid), and its body's (settlement
+   * receipts: returns the labels of those valid, per transaction, for execution to skip).
+   */
+  async #verifySignatures(
+    txs: readonly SignedTx[],
+    hashes: readonly Uint8Array[],
+  ): Promise<Array<ReadonlySet<string> | undefined>> {
     const pending: Array<Promise<boolean>> = []
+    const bodies: Array<Promise<ReadonlySet<string> | undefined>> = []
     const pool = this.#opts.verifyPool
     txs.forEach((tx, i) => {
-      if (this.#opts.mempool.has(hashes[i] as Uint8Array)) return
+      if (this.#opts.mempool.has(hashes[i] as Uint8Array)) {
+        bodies.push(Promise.resolve(undefined))
+        return
+      }
+      bodies.push(verifyBodySignatures(this.#opts.mempool.bodySignatures(tx), pool))
       const item = txVerifyItem(tx)
       if (item === undefined) pending.push(Promise.resolve(false))
       else
@@ -544,8 +563,9 @@ export class ChainApp {
             : pool.verify(item),
         )
     })
-    const results = await Promise.all(pending)
+    const [results, verified] = await Promise.all([Promise.all(pending), Promise.all(bodies)])
     if (results.some((ok) => !ok)) throw new BlockError('a transaction signature does not verify')
+    return verified
   }
 
   /** Writes a decided block, its certificate and the new state in one atomic batch. */
@@ -573,9 +593,10 @@ export class ChainApp {
       if (value === undefined) batch.delete(this.#state, key)
       else batch.put(this.#state, key, value)
     }
-    block.txs.forEach((tx, i) => {
+    const hashes = block.txs.map((tx) => txHash(tx))
+    hashes.forEach((hash, i) => {
       const reason = execution.failures[i]
-      batch.put(this.#txIndex, txHash(tx), reason === undefined ? height : { height, reason })
+      batch.put(this.#txIndex, hash, reason === undefined ? height : { height, reason })
     })
     for (const key of this.#opts.retainProofs?.(height) ?? []) {
       const value = execution.tree.get(key)
@@ -592,7 +613,7 @@ export class ChainApp {
     this.#opts.poh.follow?.(head.pohEnd)
     // Recheck: every pending transaction against the new state (balances can fall outside
     // transactions too: slashing, a failed transaction's fee).
-    this.#opts.mempool.update(this.#tree)
+    this.#opts.mempool.update(this.#tree, hashes)
     this.#log.debug({ height, txs: block.txs.length }, 'committed')
     this.#opts.onCommit?.(block, execution.events)
   }

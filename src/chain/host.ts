@@ -27,6 +27,7 @@ import { currentMinFee } from './governed.ts'
 import type { StateOverlay, StateReader } from './state-view.ts'
 import { readState } from './state-view.ts'
 import { verifyTxSignature, type SignedTx } from './tx.ts'
+import type { VerifyItem } from '../identity/verify-pool.ts'
 
 export interface ChainEvent {
   type: string
@@ -48,7 +49,20 @@ export interface BlockInfo {
 
 export interface TxContext extends BlockInfo {
   txHash: Uint8Array
+  /**
+   * Labels of the body's signatures (`TxHandler.signatures`) this node verified valid for this
+   * very transaction before execution (on the signature pool, at mempool admission or block
+   * validation). A handler skips those and verifies every other one itself.
+   */
+  verified?: ReadonlySet<string>
   emit(event: ChainEvent): void
+}
+
+/** A signature a transaction body carries besides the transaction's own, with its label. */
+export interface BodySignature {
+  /** Unique within the transaction (e.g. `3:worker`: receipt 3's worker signature). */
+  label: string
+  item: VerifyItem
 }
 
 export interface BlockContext extends BlockInfo {
@@ -70,6 +84,12 @@ export interface TxHandler<B> {
    * governed parameter sets (a bond's minimum). Throws TxError; runs before the fee is charged.
    */
   admit?(state: StateReader, body: B): void
+  /**
+   * The signatures inside the body that `apply` may check, so they can be verified on the
+   * signature pool ahead of execution (`TxContext.verified`). Pure: the same transaction gives
+   * the same list. A signature left out is simply verified by `apply` itself. @default none
+   */
+  signatures?(tx: SignedTx, body: B): BodySignature[]
   apply(state: StateOverlay, tx: SignedTx, body: B, ctx: TxContext): void
 }
 
@@ -171,6 +191,20 @@ export class StateMachine {
     return { cost: tx.fee + (handler.spends?.(body) ?? 0n) }
   }
 
+  /**
+   * The signatures `tx`'s body carries (its handler's `signatures`), to verify off the main
+   * thread before execution; none for a kind without any or a body that does not decode.
+   */
+  bodySignatures(tx: SignedTx): BodySignature[] {
+    const handler = this.#handlers.get(tx.kind)
+    if (handler?.signatures === undefined) return []
+    try {
+      return handler.signatures(tx, handler.decodeBody(tx.body))
+    } catch {
+      return []
+    }
+  }
+
   /** What `did` can spend (the fee collector's balance). */
   balanceOf(state: StateReader, did: string): bigint {
     return this.#fees.balanceOf(state, did)
@@ -196,14 +230,15 @@ export class StateMachine {
    * Delivers one transaction (see the file comment). The ante part — checks, fee, nonce — failing
    * throws TxError and leaves `state` unchanged: the transaction is invalid. Once the fee is
    * charged, a body that throws TxError is a failed result (its writes and events discarded,
-   * `tx.failed` emitted); fee and nonce stay.
+   * `tx.failed` emitted); fee and nonce stay. `verified`: the body signatures already verified
+   * valid for this transaction (see TxContext.verified).
    */
   deliver(
     state: StateOverlay,
     tx: SignedTx,
     ctx: Omit<TxContext, 'emit'>,
     emit: (e: ChainEvent) => void,
-    options: { signatureChecked?: boolean } = {},
+    options: { signatureChecked?: boolean; verified?: ReadonlySet<string> } = {},
   ): TxResult {
     this.check(state, tx, { exactNonce: true, signatureChecked: options.signatureChecked ?? false })
     const handler = this.#handlers.get(tx.kind) as TxHandler<unknown>
@@ -215,7 +250,12 @@ export class StateMachine {
     const events: ChainEvent[] = []
     let result: TxResult = { ok: true }
     try {
-      handler.apply(scratch, tx, body, { ...ctx, emit: (e) => events.push(e) })
+      const verified = options.verified ?? ctx.verified
+      handler.apply(scratch, tx, body, {
+        ...ctx,
+        ...(verified === undefined ? {} : { verified }),
+        emit: (e) => events.push(e),
+      })
       scratch.merge()
     } catch (err) {
       if (!(err instanceof TxError)) throw err

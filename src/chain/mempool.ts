@@ -21,7 +21,7 @@
  */
 import { toHex } from '../core/bytes.ts'
 import { MempoolError, TxError } from './errors.ts'
-import { accountNonce, type StateMachine } from './host.ts'
+import { accountNonce, type BodySignature, type StateMachine } from './host.ts'
 import type { StateReader } from './state-view.ts'
 import { decodeTx, txHash, verifyTxSignature, type SignedTx } from './tx.ts'
 
@@ -41,6 +41,8 @@ export interface PoolEntry {
   id: string
   /** Fee + what the body spends: what the sender's balance must cover. */
   cost: bigint
+  /** Labels of the body's signatures verified valid at admission (host.ts `TxContext.verified`). */
+  verified?: ReadonlySet<string>
 }
 
 /** What admission found before the signature check (`Mempool.precheck`). */
@@ -48,6 +50,22 @@ export interface Prechecked {
   tx: SignedTx
   hash: Uint8Array
   cost: bigint
+}
+
+/**
+ * Hashes of recently committed transactions remembered, so that one a peer relays just after its
+ * block is told apart (`already-included`) from a stale transaction.
+ */
+const RECENTLY_INCLUDED = 20_000
+
+/**
+ * Refusals that honest relaying causes under load, in races with blocks and with other peers (the
+ * same transaction from two peers; one relayed just after it was committed): the runtime does not
+ * count them against the relaying peer's budget of ignored transactions. They cost a decode and a
+ * map lookup, less than the gossip message's own signature.
+ */
+export function isRelayRace(err: TxError): boolean {
+  return err.reason === 'duplicate' || err.reason === 'already-included'
 }
 
 interface SenderQueue {
@@ -63,6 +81,8 @@ export class Mempool {
   readonly #maxPerSender: number
   readonly #byId = new Map<string, PoolEntry>()
   readonly #bySender = new Map<string, SenderQueue>()
+  /** Ids of recently committed transactions, oldest first (at most RECENTLY_INCLUDED). */
+  readonly #included = new Set<string>()
   #bytes = 0
 
   constructor(machine: StateMachine, options: MempoolOptions = {}) {
@@ -90,6 +110,11 @@ export class Mempool {
     return this.#bySender.get(sender)?.cost ?? 0n
   }
 
+  /** The signatures `tx`'s body carries (settlement receipts), for admission to verify on the pool. */
+  bodySignatures(tx: SignedTx): BodySignature[] {
+    return this.#machine.bodySignatures(tx)
+  }
+
   has(hash: Uint8Array): boolean {
     return this.#byId.has(toHex(hash))
   }
@@ -105,8 +130,11 @@ export class Mempool {
    */
   precheck(bytes: Uint8Array, state: StateReader, decoded?: SignedTx): Prechecked {
     const hash = txHash(bytes)
-    if (this.#byId.has(toHex(hash)))
+    const id = toHex(hash)
+    if (this.#byId.has(id))
       throw new MempoolError('duplicate', 'this transaction is already pending', { action: 'ignore' })
+    if (this.#included.has(id))
+      throw new MempoolError('already-included', 'this transaction is already in a block', { action: 'ignore' })
     const tx = decoded ?? decodeTx(bytes)
     const { cost } = this.#machine.precheck(tx, state)
     const next = accountNonce(state, tx.sender)
@@ -140,12 +168,13 @@ export class Mempool {
 
   /**
    * Admits an encoded transaction or throws a TxError/MempoolError saying why not. With
-   * `signatureChecked` the caller has verified the signature (on the worker pool).
+   * `signatureChecked` the caller has verified the signature (on the worker pool); `verified`:
+   * the labels of the body signatures it verified valid (kept with the entry for execution).
    */
   add(
     bytes: Uint8Array,
     state: StateReader,
-    options: { signatureChecked?: boolean; decoded?: SignedTx } = {},
+    options: { signatureChecked?: boolean; decoded?: SignedTx; verified?: ReadonlySet<string> } = {},
   ): PoolEntry {
     const { tx, hash, cost } = this.precheck(bytes, state, options.decoded)
     if (options.signatureChecked !== true && !verifyTxSignature(tx))
@@ -170,6 +199,7 @@ export class Mempool {
     if (existing !== undefined) this.#remove(existing)
     for (const victim of victims) this.#remove(victim)
     const entry: PoolEntry = { tx, bytes, hash, id: toHex(hash), cost }
+    if (options.verified !== undefined) entry.verified = options.verified
     this.#byId.set(entry.id, entry)
     let queue = this.#bySender.get(tx.sender)
     if (queue === undefined) {
@@ -224,9 +254,19 @@ export class Mempool {
    * recheck): those with used nonces leave (included ones among them), and each sender keeps,
    * in nonce order, only the transactions its balance still pays for and whose fee still meets
    * the floor (governance may have raised it). Signatures were checked at admission and do not
-   * depend on state, so this costs a few state reads per sender.
+   * depend on state, so this costs a few state reads per sender. `included`: the hashes of the
+   * block's transactions, remembered a while (a relayed copy is then `already-included`).
    */
-  update(state: StateReader): void {
+  update(state: StateReader, included: readonly Uint8Array[] = []): void {
+    for (const hash of included) {
+      const id = toHex(hash)
+      this.#included.delete(id)
+      this.#included.add(id)
+    }
+    for (const id of this.#included) {
+      if (this.#included.size <= RECENTLY_INCLUDED) break
+      this.#included.delete(id)
+    }
     const minFee = this.#machine.minFeeAt(state)
     for (const [sender, queue] of [...this.#bySender]) {
       const next = accountNonce(state, sender)

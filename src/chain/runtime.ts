@@ -55,7 +55,8 @@ import { ticksRequiredForRound } from './poh/round-proof.ts'
 import { decodeBlock, decodeCommit } from './block.ts'
 import { TxError } from './errors.ts'
 import type { GenesisDoc } from './genesis.ts'
-import type { Mempool } from './mempool.ts'
+import { isRelayRace, type Mempool } from './mempool.ts'
+import { verifyBodySignatures } from './body-signatures.ts'
 import type { GossipVerdict, PeerTransport } from '../core/transport.ts'
 import { decodeTx, MAX_TX_BYTES, txVerifyItem } from './tx.ts'
 
@@ -65,7 +66,13 @@ export const TX_TOPIC = 'txs'
 export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
 const SYNC_BATCH = 32
+/** How often peers are asked for their height; doubled after each check that finds nobody ahead, up to SYNC_IDLE_MS. */
 const SYNC_INTERVAL_MS = 2_000
+/**
+ * The longest wait between height checks while nobody is ahead (an idle chain). A node that falls
+ * behind meanwhile learns it sooner from the consensus messages of a later height (onFutureHeight).
+ */
+const SYNC_IDLE_MS = 16_000
 /**
  * A transaction submitted here and still in the mempool is gossiped again this often: a single
  * publish can reach nobody (no peer subscribed yet, a peer that dropped it while busy), and a node
@@ -175,6 +182,9 @@ export class ChainRuntime {
   /** Transactions submitted through this node (its API, its own queue), by hash: gossiped again until included. */
   readonly #localTxs = new Map<string, { bytes: Uint8Array; hash: Uint8Array; sentAt: number }>()
   #syncing = false
+  /** The current wait between height checks (SYNC_INTERVAL_MS … SYNC_IDLE_MS), and the height at the last one. */
+  #syncEvery = SYNC_INTERVAL_MS
+  #lastSyncHeight = -1
   /** Evidence seen, by offence, and the height of the offence (forgotten once too old to matter). */
   readonly #reported = new Map<string, number>()
   readonly #evidence = new Map<string, PendingEvidence>()
@@ -245,6 +255,12 @@ export class ChainRuntime {
     this.#opts.transport.publish(TX_TOPIC, bytes)
     if (this.#localTxs.size >= MAX_LOCAL_TXS) this.#localTxs.delete(this.#localTxs.keys().next().value as string)
     this.#localTxs.set(toHex(entry.hash), { bytes, hash: entry.hash, sentAt: this.#clock.now() })
+    if (this.#syncEvery > SYNC_INTERVAL_MS && this.#syncTimer !== undefined && !this.#syncing) {
+      // the idle cadence is over: this transaction is re-gossiped on time if it must be
+      this.#syncEvery = SYNC_INTERVAL_MS
+      this.#syncTimer()
+      this.#scheduleSync()
+    }
     return entry.hash
   }
 
@@ -276,7 +292,9 @@ export class ChainRuntime {
     const valid =
       pool === undefined ? verifySignatureDigest(item.publicKey, item.digest, item.signature) : await pool.verify(item)
     if (!valid) throw new TxError('bad-signature', 'the signature does not verify for the sender')
-    const entry = this.#opts.mempool.add(bytes, this.#app.state, { signatureChecked: true, decoded: tx })
+    // the body's own signatures (settlement receipts) on the pool too, so execution skips them
+    const verified = await verifyBodySignatures(this.#opts.mempool.bodySignatures(tx), pool)
+    const entry = this.#opts.mempool.add(bytes, this.#app.state, { signatureChecked: true, decoded: tx, verified })
     // A height waiting for work (no empty blocks) starts now: a block comes within a round trip.
     this.#engine?.workAvailable()
     return entry
@@ -415,8 +433,9 @@ export class ChainRuntime {
         return 'ignore'
       }
       this.stats.rejectedTxs++
-      if (err.action === 'ignore') this.#ignoredTxs.charge(from, 1)
-      else this.#log.debug({ peer: from, reason: err.reason }, 'invalid transaction gossip')
+      if (err.action !== 'ignore') this.#log.debug({ peer: from, reason: err.reason }, 'invalid transaction gossip')
+      // honest relaying under load races blocks and other peers: not counted (mempool.ts isRelayRace)
+      else if (!isRelayRace(err)) this.#ignoredTxs.charge(from, 1)
       return err.action
     }
   }
@@ -502,9 +521,15 @@ export class ChainRuntime {
   }
 
   #scheduleSync(): void {
-    this.#syncTimer = this.#clock.setTimer(SYNC_INTERVAL_MS, () => {
+    this.#syncTimer = this.#clock.setTimer(this.#syncEvery, () => {
       this.#rebroadcast()
+      const before = this.#app.head.height
       void this.#sync().finally(() => {
+        // behind, or blocks are coming: check again soon; nothing new: wait twice as long (idle)
+        const moved = this.#app.head.height !== before || this.#lastSyncHeight !== before
+        this.#lastSyncHeight = this.#app.head.height
+        this.#syncEvery =
+          moved || this.#localTxs.size > 0 ? SYNC_INTERVAL_MS : Math.min(SYNC_IDLE_MS, this.#syncEvery * 2)
         if (this.#syncTimer !== undefined) this.#scheduleSync()
       })
     })

@@ -7,6 +7,7 @@
  * Pure functions of a spec, so tests check the exact text for both platforms anywhere.
  */
 import { join } from 'node:path'
+import { NODE_PROCESS_FLAGS } from './node-process.ts'
 
 export type ServicePlatform = 'linux' | 'darwin'
 export const SERVICE_PLATFORMS: readonly ServicePlatform[] = ['linux', 'darwin']
@@ -31,6 +32,7 @@ export interface ServiceSpec {
 export function serviceCommand(spec: ServiceSpec): string[] {
   return [
     spec.node,
+    ...NODE_PROCESS_FLAGS,
     spec.bin,
     '--home',
     spec.home,

@@ -5,6 +5,7 @@ import { Ed25519KeyPair } from './keys.ts'
 import { VerifyPool, type VerifyItem } from './verify-pool.ts'
 import { signingDigest } from '../core/signing.ts'
 import { utf8 } from '../core/bytes.ts'
+import { ManualClock } from '../core/clock.ts'
 
 const keys = [Ed25519KeyPair.generate(), Ed25519KeyPair.generate()]
 
@@ -45,4 +46,45 @@ test('malformed items are false without reaching a worker; a stopped pool answer
   const pending = pool.verify(good)
   await pool.stop()
   assert.equal(await pending, true, 'an item in flight at stop is still answered')
+})
+
+test('threads start on first use and exit after idleMs without work; the next batch starts one again', async () => {
+  const clock = new ManualClock()
+  const pool = new VerifyPool({ workers: 2, maxWaitMs: 1, idleMs: 30_000, clock })
+  pool.start()
+  try {
+    assert.equal(pool.running, true)
+    assert.equal(pool.threads, 0, 'a started pool holds no thread before its first batch')
+    assert.equal(await pool.verify(item(1, true)), true)
+    assert.equal(pool.threads, 1, 'one batch needs one thread')
+    assert.equal(pool.stats.spawned, 1)
+    clock.advance(29_999)
+    assert.equal(pool.threads, 1, 'not idle long enough')
+    assert.equal(await pool.verify(item(2, false)), false, 'work on the thread restarts its idle time')
+    clock.advance(29_999)
+    assert.equal(pool.threads, 1)
+    clock.advance(1)
+    assert.equal(pool.threads, 0, 'idle for idleMs: the thread exits')
+    assert.equal(await pool.verify(item(3, true)), true, 'the next batch starts a thread again')
+    assert.equal(pool.threads, 1)
+    assert.equal(pool.stats.spawned, 2)
+    assert.equal(pool.stats.verified, 3)
+  } finally {
+    await pool.stop()
+  }
+  assert.equal(pool.threads, 0)
+  assert.equal(clock.pending, 0, 'stop cancels the idle timers')
+})
+
+test('a busy pool grows to its size, never beyond; idleMs 0 keeps threads until stop', async () => {
+  const pool = new VerifyPool({ workers: 2, maxBatch: 8, maxWaitMs: 1, idleMs: 0, clock: new ManualClock() })
+  pool.start()
+  try {
+    const expected = Array.from({ length: 64 }, (_, i) => i % 5 !== 0)
+    assert.deepEqual(await pool.verifyAll(expected.map((ok, i) => item(i, ok))), expected)
+    assert.equal(pool.threads, 2, 'eight batches at once: both threads')
+    assert.equal(pool.stats.spawned, 2)
+  } finally {
+    await pool.stop()
+  }
 })

@@ -3,9 +3,14 @@
  * validation). Requests are buffered for at most `maxWaitMs` or `maxBatch` items (Lodestar's rule:
  * 100 ms or 32), then sent to the least busy worker as one packed buffer. Each item is a raw
  * 32-byte public key, the 32-byte domain-separated digest (core/signing.ts) and the signature.
+ *
+ * Threads cost memory (a Node worker with its own V8 heap is 10–30 MB), so a started pool spawns
+ * them on first use, and a thread with nothing in flight for `idleMs` exits; the next batch starts
+ * it again. An idle node therefore holds no signature thread (docs/performance.md).
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
+import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import { DonghaeError } from '../core/errors.ts'
 import { verifySignatureDigest } from './keys.ts'
@@ -23,8 +28,15 @@ export interface VerifyPoolOptions {
   maxWaitMs?: number
   /** @default 64 */
   maxBatch?: number
+  /** A thread with nothing in flight for this long exits (0: never). @default 30_000 */
+  idleMs?: number
+  /** Drives the idle timers (tests use a ManualClock). @default systemClock */
+  clock?: Clock
   logger?: Logger
 }
+
+/** How long a signature thread waits for work before it exits. */
+export const DEFAULT_VERIFY_IDLE_MS = 30_000
 
 interface Waiting {
   item: VerifyItem
@@ -34,6 +46,8 @@ interface Waiting {
 interface WorkerSlot {
   worker: Worker
   inFlight: Map<number, Waiting[]>
+  /** Cancels the idle timer while the slot has nothing in flight. */
+  cancelIdle?: () => void
 }
 
 export class VerifyPoolStoppedError extends DonghaeError {
@@ -45,46 +59,95 @@ export class VerifyPool {
   readonly #size: number
   readonly #maxWaitMs: number
   readonly #maxBatch: number
+  readonly #idleMs: number
+  readonly #clock: Clock
   readonly #log: Logger
+  #started = false
+  /** Threads that failed: each one lowers the pool's size for good (none left: verify inline). */
+  #failures = 0
   #slots: WorkerSlot[] = []
   #buffer: Waiting[] = []
   #timer: NodeJS.Timeout | undefined
   #nextId = 1
-  /** Signatures verified, and batches sent, since start (for benchmarks and metrics). */
-  readonly stats = { verified: 0, batches: 0 }
+  /** Signatures verified, batches sent, and threads spawned, since start (for benchmarks and metrics). */
+  readonly stats = { verified: 0, batches: 0, spawned: 0 }
 
   constructor(options: VerifyPoolOptions = {}) {
     this.#size = options.workers ?? Math.max(1, availableParallelism() - 1)
     this.#maxWaitMs = options.maxWaitMs ?? 5
     this.#maxBatch = options.maxBatch ?? 64
+    this.#idleMs = options.idleMs ?? DEFAULT_VERIFY_IDLE_MS
+    this.#clock = options.clock ?? systemClock
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:identity:verify-pool')
   }
 
+  /** Started and not stopped (its threads may not be running: they start on first use). */
   get running(): boolean {
-    return this.#slots.length > 0
+    return this.#started
+  }
+
+  /** Signature threads alive now: 0 before the first batch and after `idleMs` without work. */
+  get threads(): number {
+    return this.#slots.length
   }
 
   start(): void {
-    if (this.running) return
-    for (let i = 0; i < this.#size; i++) {
-      const worker = new Worker(new URL('./verify-pool.worker.ts', import.meta.url))
-      const slot: WorkerSlot = { worker, inFlight: new Map() }
-      worker.on('message', (msg: { id: number; results: Uint8Array }) => this.#done(slot, msg))
-      worker.on('error', (err) => {
-        this.#log.error({ err: err.message }, 'signature worker failed; verifying its batches inline')
-        this.#recover(slot)
-      })
-      this.#slots.push(slot)
-    }
+    this.#started = true
+  }
+
+  /** Threads the pool may run: its size less the threads that failed. */
+  get #capacity(): number {
+    return this.#size - this.#failures
+  }
+
+  #spawn(): WorkerSlot {
+    const worker = new Worker(new URL('./verify-pool.worker.ts', import.meta.url))
+    const slot: WorkerSlot = { worker, inFlight: new Map() }
+    worker.on('message', (msg: { id: number; results: Uint8Array }) => this.#done(slot, msg))
+    worker.on('error', (err) => {
+      this.#log.error({ err: err.message }, 'signature worker failed; verifying its batches inline')
+      this.#failures++
+      this.#recover(slot)
+    })
+    // a thread that exits while it has work (e.g. out of memory) hands its batches back like a failure
+    worker.on('exit', () => this.#recover(slot))
+    this.#slots.push(slot)
+    this.stats.spawned++
+    return slot
+  }
+
+  /** The least busy thread, or a new one while the pool is under its size and every thread is busy. */
+  #pick(): WorkerSlot {
+    let best: WorkerSlot | undefined
+    for (const s of this.#slots) if (best === undefined || s.inFlight.size < best.inFlight.size) best = s
+    if (best === undefined || (best.inFlight.size > 0 && this.#slots.length < this.#capacity)) best = this.#spawn()
+    best.cancelIdle?.()
+    best.cancelIdle = undefined
+    return best
+  }
+
+  /** Lets a thread with nothing in flight exit after `idleMs`. */
+  #armIdle(slot: WorkerSlot): void {
+    if (this.#idleMs <= 0 || slot.inFlight.size > 0 || slot.cancelIdle !== undefined) return
+    slot.cancelIdle = this.#clock.setTimer(this.#idleMs, () => {
+      slot.cancelIdle = undefined
+      if (slot.inFlight.size > 0 || !this.#slots.includes(slot)) return
+      this.#slots = this.#slots.filter((s) => s !== slot)
+      void slot.worker.terminate()
+    })
   }
 
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
+    this.#started = false
     const slots = this.#slots
     this.#slots = []
     // Whatever is pending is answered inline, so no caller waits forever.
-    for (const slot of slots) this.#recover(slot)
+    for (const slot of slots) {
+      slot.cancelIdle?.()
+      this.#recover(slot)
+    }
     this.#flushInline()
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
@@ -93,7 +156,8 @@ export class VerifyPool {
   verify(item: VerifyItem): Promise<boolean> {
     if (item.publicKey.length !== 32 || item.digest.length !== 32 || item.signature.length !== 64)
       return Promise.resolve(false)
-    if (!this.running) return Promise.resolve(verifySignatureDigest(item.publicKey, item.digest, item.signature))
+    if (!this.#started || this.#capacity <= 0)
+      return Promise.resolve(verifySignatureDigest(item.publicKey, item.digest, item.signature))
     return new Promise((resolve) => {
       this.#buffer.push({ item, resolve })
       if (this.#buffer.length >= this.#maxBatch) this.#flush()
@@ -108,12 +172,10 @@ export class VerifyPool {
   #flush(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
+    if (!this.#started || this.#capacity <= 0) return this.#flushInline()
     while (this.#buffer.length > 0) {
       const batch = this.#buffer.splice(0, this.#maxBatch)
-      const slot = this.#slots.reduce(
-        (best, s) => (s.inFlight.size < best.inFlight.size ? s : best),
-        this.#slots[0] as WorkerSlot,
-      )
+      const slot = this.#pick()
       const packed = new Uint8Array(batch.length * 128)
       batch.forEach(({ item }, i) => {
         packed.set(item.publicKey, i * 128)
@@ -133,13 +195,17 @@ export class VerifyPool {
     slot.inFlight.delete(msg.id)
     this.stats.verified += batch.length
     batch.forEach((waiting, i) => waiting.resolve(msg.results[i] === 1))
+    this.#armIdle(slot)
   }
 
   #recover(slot: WorkerSlot): void {
+    if (!this.#slots.includes(slot) && slot.inFlight.size === 0) return
     for (const batch of slot.inFlight.values()) this.#buffer.push(...batch)
     slot.inFlight.clear()
     this.#slots = this.#slots.filter((s) => s !== slot)
-    if (this.#slots.length === 0) this.#flushInline()
+    if (this.#buffer.length === 0) return
+    if (this.#slots.length === 0 && (!this.#started || this.#capacity <= 0)) this.#flushInline()
+    else this.#flush()
   }
 
   #flushInline(): void {

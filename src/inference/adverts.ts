@@ -31,14 +31,14 @@ import { EXECUTION_PROVIDERS, type ExecutionProvider } from './job.ts'
 import type { WorkerOption } from './policy/worker-draw.ts'
 
 export const ADVERT_SIGNING_KIND = 'inference.slots'
-/** Adverts older than this are ignored. @default 5 s */
-export const ADVERT_TTL_MS = 5_000
+/** Adverts older than this are ignored: three heartbeats (ADVERT_INTERVAL_MS), so one lost advert costs nothing. @default 10 s */
+export const ADVERT_TTL_MS = 10_000
 /**
  * Gossip validation ignores an advert whose own time is further than this from the node's
  * clock: the TTL plus 10 s for clocks that disagree (workers and gateways are home machines).
- * @default 15 s
+ * @default 20 s
  */
-export const ADVERT_FRESH_MS = 15_000
+export const ADVERT_FRESH_MS = 20_000
 /** Workers the gateway's table holds at most. @default 1024 */
 export const MAX_TABLE_WORKERS = 1_024
 /** A worker not heard from for this long is forgotten (its round-trip estimate with it). @default 60 s */

@@ -34,9 +34,21 @@ export const SETTLE_TIMEOUT_MS = 60_000
 export const KEEP_FOR_AUDIT = 4_096
 /** Share of gateway jobs followed by a canary, parts per million. @default 5 000 (0.5 %) */
 export const DEFAULT_CANARY_PPM = 5_000
-/** A worker advertises its capacity this often, and at most this often more when it changes. */
-export const ADVERT_INTERVAL_MS = 1_000
+/**
+ * A worker advertises its capacity this often while it does not change (a heartbeat within the
+ * gateway's TTL, `ADVERT_TTL_MS`), and within `ADVERT_COALESCE_MS` of a change. Every advert is
+ * a signature, a gossip message relayed through the mesh and a verification at each peer, so an
+ * idle network keeps them rare (issue 16: a node idles at about 0 % of a core).
+ */
+export const ADVERT_INTERVAL_MS = 3_000
 export const ADVERT_COALESCE_MS = 100
+/**
+ * The longest wait for "the next commits" after a transaction (then state is read again): a chain
+ * without empty blocks may make no further block for a minute. @default 5 000 ms
+ */
+export const COMMIT_WAIT_MS = 5_000
+/** A worker looks for receipts its gateway left unsettled this often (besides every fifth commit). @default 5 000 ms */
+export const ORPHAN_CHECK_MS = 5_000
 /** A worker looks for registered models to load this often. @default 2 000 ms */
 export const MODEL_SYNC_MS = 2_000
 /** And re-calibrates the ones it serves this often. @default 5 min */

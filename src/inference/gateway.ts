@@ -13,6 +13,7 @@
  * overdrawn and workers would refuse it). A job whose every attempt failed keeps its reservation
  * until its settlement window closes: a worker that ran it may still settle it.
  */
+import { nextCommits } from './commits.ts'
 import { decode, encode } from '../core/codec.ts'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
@@ -589,20 +590,4 @@ function answerTimeoutMs(model: ModelRecord, inputs: TensorMap): number {
   const maxTokens = sampling?.type === 'int64' ? Number(sampling.data[0] ?? 0n) : 0
   const tokens = Math.min(prompt + Math.max(0, maxTokens), model.contextLength ?? prompt + maxTokens)
   return JOB_TIMEOUT_MS + tokens * TOKEN_TIMEOUT_MS
-}
-
-/** Resolves after `n` commits (or when the component stops). */
-function nextCommits(c: Pick<InferenceComponents, 'chain' | 'signal'>, n: number): Promise<void> {
-  return new Promise((resolve) => {
-    let left = n
-    const done = (): void => {
-      off()
-      c.signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const off = c.chain.onCommit(() => {
-      if (--left <= 0) done()
-    })
-    c.signal.addEventListener('abort', done, { once: true })
-  })
 }

@@ -8,6 +8,7 @@
  * growing back-off (bad-models.ts), not fetched again every sync; one that breaks a limit is
  * also reported on chain (`inference.reportModel`) so that a quorum of workers retires it.
  */
+import { nextCommits } from './commits.ts'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { InferenceError, ModelLimitError } from './errors.ts'
@@ -332,7 +333,7 @@ export class WorkerModels {
         add: add.slice(0, 64),
         remove: remove.slice(0, 64),
       })
-      await waitForCommit(this.#c)
+      await nextCommits(this.#c, 1)
     } catch (err) {
       this.#log.info({ err: describeError(err) }, 'serving declaration not submitted; will retry')
     } finally {
@@ -371,19 +372,6 @@ export class WorkerModels {
     }
     return result
   }
-}
-
-/** Resolves at the next commit (or when the component stops). */
-function waitForCommit(c: Pick<InferenceComponents, 'chain' | 'signal'>): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      off()
-      c.signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const off = c.chain.onCommit(done)
-    c.signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 /** A deterministic input that fits the model's schema (batch 1), for calibration. */

@@ -24,6 +24,7 @@ import {
   ADVERT_COALESCE_MS,
   ADVERT_INTERVAL_MS,
   CALIBRATE_MS,
+  ORPHAN_CHECK_MS,
   DEFAULT_SLOTS,
   INFER_PROTOCOL,
   MAX_KEPT_RECEIPTS,
@@ -184,6 +185,7 @@ export class Worker {
     repeat(c.clock, ADVERT_INTERVAL_MS, () => this.#advertise(), { signal: c.signal, onError })
     repeat(c.clock, MODEL_SYNC_MS, () => this.models.sync(), { signal: c.signal, onError })
     repeat(c.clock, CALIBRATE_MS, () => this.models.recalibrate(), { signal: c.signal, onError })
+    repeat(c.clock, ORPHAN_CHECK_MS, () => this.#settleOrphans(), { signal: c.signal, onError })
     void this.models.sync().catch(onError)
   }
 
@@ -459,11 +461,20 @@ export class Worker {
     for (const e of events)
       if (e.type === 'inference.settled' && e.attributes.worker === this.#c.transport.self)
         this.#forget(e.attributes.jobId as string)
-    if (this.#kept.size === 0 || height % 5 !== 0) return
+    if (height % 5 === 0) this.#settleOrphans()
+  }
+
+  /**
+   * Receipts whose gateway let its grace pass without settling them are settled here: every fifth
+   * commit, and every ORPHAN_CHECK_MS (a chain without empty blocks may make no block for a
+   * minute; the next block's time is then this node's clock, not the last block's).
+   */
+  #settleOrphans(): void {
+    if (this.#kept.size === 0) return
     const c = this.#c
     const { gatewayGraceMs, settleWindowMs } = c.chain.params
-    const time = c.chain.time()
     const now = c.clock.now()
+    const time = Math.max(c.chain.time(), now)
     const state = c.chain.state()
     const due: Receipt[] = []
     for (const [id, kept] of this.#kept) {

@@ -26,7 +26,7 @@ import { LevelDatastore } from 'datastore-level'
 import { importBytes, importer, type ImportCandidate } from 'ipfs-unixfs-importer'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
-import type { Helia } from 'helia'
+import type { Helia, createHeliaLight as CreateHeliaLight } from 'helia'
 import { base32upper } from 'multiformats/bases/base32'
 import * as Digest from 'multiformats/hashes/digest'
 import { CID, DAG_PB_CODE, KUBO_LAYOUT, RAW_CODE, parseCid, unixfsCid, unixfsImportOptions } from '../core/cid.ts'
@@ -45,6 +45,27 @@ import { BlockExchange, isBitswapParts, blockKey, type BlockSession, type Sessio
 import { DagRecords, type DagRecord } from './content/records.ts'
 
 export { ContentBudgetError, ContentFormatError, ContentNotFoundError, ContentUnavailableError }
+
+/**
+ * helia's `createHeliaLight`, loaded without helia's index: the index also imports `createHelia`'s
+ * parts (@helia/libp2p and @helia/http: auto-TLS with an ACME client, axios, node-forge, undici,
+ * UPnP…), about 20 MB of heap in every node for code this store never runs (docs/performance.md).
+ * The class sits next to the index (helia 7: `dist/src/helia.js`, `version.js`); if a later helia
+ * moves it, the index is loaded as before.
+ */
+async function loadHeliaLight(): Promise<typeof CreateHeliaLight> {
+  try {
+    const index = import.meta.resolve('helia')
+    const [{ Helia }, { name, version }] = (await Promise.all([
+      import(new URL('./helia.js', index).href),
+      import(new URL('./version.js', index).href),
+    ])) as [{ Helia: new (init: object) => Helia }, { name: string; version: string }]
+    if (typeof Helia !== 'function' || typeof name !== 'string' || typeof version !== 'string') throw new Error('moved')
+    return (init = {}) => new Helia({ name, version, ...init })
+  } catch {
+    return (await import('helia')).createHeliaLight
+  }
+}
 
 /**
  * Bounds what each peer can make this node send: @helia/bitswap 4 answers every want of every
@@ -292,8 +313,7 @@ export class ContentStore {
     await blocks.open()
     const datastore = new LevelDatastore(join(options.dir, 'blocks-index'))
     await datastore.open()
-    // loaded on first use: helia's index pulls in every libp2p transport it may configure
-    const { createHeliaLight } = await import('helia')
+    const createHeliaLight = await loadHeliaLight()
     const { withBitswap } = await import('@helia/bitswap')
     const helia = createHeliaLight({ blockstore: blocks, datastore, blockBrokers: [], routers: [] })
     Object.defineProperty(helia, 'libp2p', { value: options.libp2p, enumerable: true })

@@ -212,17 +212,21 @@ test('bad models from a stranger: file theft, endless, memory bomb and crash; th
       60_000,
     )
 
-    // the chain never stopped: every transfer sent while the models were tried was in a block within 3 s
+    // the chain never stopped: every transfer sent while the models were tried was in a block soon
     const during = pulses.filter((p) => p.sent >= started - 2_000)
     const worst = during.reduce((w, p) => (p.ms > w.ms ? p : w), { sent: 0, ms: 0 })
+    const median = [...during].sort((a, b) => a.ms - b.ms)[Math.floor(during.length / 2)]?.ms ?? Infinity
     t.diagnostic(
-      `${during.length} transfers committed while the bad models were tried; the slowest took ${worst.ms} ms to its block`,
+      `${during.length} transfers committed while the bad models were tried; median ${median} ms to the block, the slowest ${worst.ms} ms`,
     )
     assert.ok(during.length > 20, `only ${during.length} transfers seen`)
-    // A model run on the node's own thread would stall the chain for its whole run (5–20 s here);
-    // 3 s leaves room for the load of four nodes on two cores, which also load, calibrate and audit
-    // the demo language model meanwhile (a CI run saw 2.09 s between blocks).
-    assert.ok(worst.ms <= 3_000, `a transfer waited ${worst.ms} ms for its block`)
+    // A model run on the node's own thread would stall the chain for its whole run: the endless
+    // model until its 20 s run-time limit. The bound leaves room for four nodes on two cores that
+    // also load, calibrate and audit the demo language model meanwhile (a transfer's way to its
+    // block crosses two nodes' HTTP, the own-transaction queue and a consensus round; one round
+    // lost to a slow proposer adds the propose and precommit timeouts).
+    assert.ok(median <= 1_500, `the median transfer waited ${median} ms for its block`)
+    assert.ok(worst.ms <= 10_000, `a transfer waited ${worst.ms} ms for its block`)
     // and no operator's token ever left a worker
     for (const [i, n] of info.nodes.entries()) {
       const stats = JSON.stringify(await getJson(`${n.api}/v1/inference/stats`))

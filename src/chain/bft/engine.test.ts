@@ -558,3 +558,20 @@ test('no empty blocks: the empty-block interval proposes an empty block when not
     'the interval passed: round 0 starts and A proposes',
   )
 })
+
+test('no empty blocks: a vote of the next height that comes during the commit timeout means it does not wait', async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, notA],
+  ])
+  const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => false } })
+  await h.start()
+  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.engine.status().height, 2)
+  // validator 1 had work and already started height 2; its vote arrives before A's commit timeout ends
+  await h.deliver(h.vote(1, 'prevote', 0, null, 2))
+  await h.advance(1_000)
+  assert.equal(h.engine.status().step, 'propose', 'A starts round 0 instead of waiting for work of its own')
+})

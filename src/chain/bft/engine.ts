@@ -160,6 +160,8 @@ class HeightState<B> {
   started = false
   /** Waiting for work before round 0 (see ConsensusEngineOptions.waitForWork). */
   waiting = false
+  /** Another validator's valid vote or proposal of this height arrived (it is deciding it: no waiting). */
+  heard = false
   decided = false
   lockedRound = -1
   lockedKey: string | undefined
@@ -447,7 +449,9 @@ export class ConsensusEngine<B> {
   async #startHeight(): Promise<void> {
     const hs = this.#hs
     const wait = this.#options.waitForWork
-    if (wait !== undefined && !hs.waiting && !wait.hasWork(hs.height)) {
+    // A vote or proposal of this height that came during the commit timeout means another validator
+    // had work: waiting for this node's own would leave it out of the quorum.
+    if (wait !== undefined && !hs.waiting && !hs.heard && !wait.hasWork(hs.height)) {
       // Nothing to decide: wait before round 0 (no propose timeout runs meanwhile).
       hs.waiting = true
       if (wait.intervalMs > 0) this.#setTimer(wait.intervalMs, { type: 'work', height: hs.height })
@@ -524,6 +528,7 @@ export class ConsensusEngine<B> {
     if (novelty === 'same' || novelty === 'conflict-full') return
     if (!this.#verifyVote(vote, member.publicKey)) throw new ConsensusMessageError('vote signature is invalid')
     const result = hs.votes.add(vote)
+    hs.heard = true
     if (result.kind === 'conflict' && result.evidence !== undefined) this.#options.onEvidence?.(result.evidence)
   }
 
@@ -581,6 +586,7 @@ export class ConsensusEngine<B> {
     const valid = await this.#validate(hs, candidate, p.round)
     records.push({ proposal: p, candidate, valid, msg })
     hs.proposals.set(p.round, records)
+    hs.heard = true
     hs.votes.noteSpeaker(p.round, p.proposer)
     // A re-proposal claims its block had a polka in its valid round (see VoteSet: claims).
     if (p.validRound >= 0) hs.votes.votes(p.validRound, 'prevote').claim(p.blockId)

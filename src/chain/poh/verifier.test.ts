@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
+import { ManualClock } from '../../core/clock.ts'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { PohChain, POH_HASH_MISMATCH, entryShapeError, verifyPohEntries, type PohEntry } from './entries.ts'
 import { PohStoppedError } from './errors.ts'
@@ -187,4 +188,33 @@ test('abort rejects with AbortError; stop rejects pending verifications', async 
   await verifier.stop()
   await stopped
   assert.equal(verifier.running, false)
+})
+
+test('threads start when a list needs the pool, up to its size, and exit after idleMs without a slice', async () => {
+  const clock = new ManualClock()
+  const verifier = new PohVerifier({ workers: 2, inlineThreshold: 1000, slicesPerWorker: 2, idleMs: 30_000, clock })
+  verifier.start()
+  try {
+    const small = build(zero, 100, [{ tick: true }])
+    const big = build(
+      zero,
+      1000,
+      Array.from({ length: 8 }, (): Step => ({ tick: true })),
+    )
+    assert.equal(verifier.threads, 0, 'a started verifier holds no thread before a list needs one')
+    assert.deepEqual(await verifier.verify(zero, small, 100), verifyPohEntries(zero, small, 100))
+    assert.equal(verifier.threads, 0, 'an inline list starts none')
+    assert.deepEqual(await verifier.verify(zero, big, 1000), verifyPohEntries(zero, big, 1000))
+    assert.equal(verifier.threads, 2, 'four slices: both threads, no more')
+    clock.advance(29_999)
+    assert.equal(verifier.threads, 2)
+    clock.advance(1)
+    assert.equal(verifier.threads, 0, 'idle for idleMs: the threads exit')
+    assert.deepEqual(await verifier.verify(zero, big, 1000), verifyPohEntries(zero, big, 1000), 'and start again')
+    assert.equal(verifier.threads, 2)
+  } finally {
+    await verifier.stop()
+  }
+  assert.equal(verifier.threads, 0)
+  assert.equal(clock.pending, 0, 'stop cancels the idle timers')
 })

@@ -10,9 +10,13 @@
  * malformed list costs nothing to refuse. When a list has both a malformed entry and, earlier,
  * a hash that does not follow, the malformed entry is the one reported (`verifyPohEntries` would
  * report the hash); either way the list is refused.
+ *
+ * Threads cost memory (10–30 MB each), so a started verifier spawns them when a list needs the
+ * pool, up to its size, and a thread without a slice for `idleMs` exits (docs/performance.md).
  */
 import { availableParallelism } from 'node:os'
 import type { Worker } from 'node:worker_threads'
+import { systemClock, type Clock } from '../../core/clock.ts'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { silentLogger, type Logger } from '../../core/logger.ts'
 import { DEFAULT_INLINE_THRESHOLD, DEFAULT_SLICES_PER_WORKER } from './constants.ts'
@@ -30,8 +34,15 @@ export interface PohVerifierOptions {
   inlineThreshold?: number
   /** Slices per worker for a list checked by the pool. @default 2 */
   slicesPerWorker?: number
+  /** A thread without a slice for this long exits; the next list starts it again (0: never). @default 30_000 */
+  idleMs?: number
+  /** Drives the idle timers (tests use a ManualClock). @default systemClock */
+  clock?: Clock
   logger?: Logger
 }
+
+/** How long a PoH verifier thread waits for a slice before it exits. */
+export const DEFAULT_POH_VERIFIER_IDLE_MS = 30_000
 
 export interface VerifyOptions {
   signal?: AbortSignal
@@ -56,6 +67,8 @@ interface PoolWorker {
   worker: Worker
   task?: Task
   error?: unknown
+  /** Cancels the idle timer while the worker has no slice. */
+  cancelIdle?: () => void
 }
 
 /** Hash work of an entry: its hashes, its mixin, and a little for the comparison. */
@@ -124,6 +137,8 @@ export class PohVerifier {
   readonly #size: number
   readonly #inlineThreshold: number
   readonly #slicesPerWorker: number
+  readonly #idleMs: number
+  readonly #clock: Clock
   readonly #log: Logger
   #pool: PoolWorker[] = []
   #queue: Task[] = []
@@ -143,12 +158,20 @@ export class PohVerifier {
     if (!Number.isSafeInteger(this.#slicesPerWorker) || this.#slicesPerWorker < 1) {
       throw new InvalidInputError('slicesPerWorker must be a positive integer')
     }
+    this.#idleMs = options.idleMs ?? DEFAULT_POH_VERIFIER_IDLE_MS
+    this.#clock = options.clock ?? systemClock
+    if (!(this.#idleMs >= 0)) throw new InvalidInputError('idleMs must be a non-negative number of milliseconds')
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain:poh')
   }
 
-  /** Number of worker threads the pool runs when started. */
+  /** Most worker threads the pool runs at once. */
   get workers(): number {
     return this.#size
+  }
+
+  /** Worker threads alive now: none until a list needs the pool, and none after `idleMs` without one. */
+  get threads(): number {
+    return this.#pool.length
   }
 
   get running(): boolean {
@@ -158,7 +181,6 @@ export class PohVerifier {
   start(): void {
     if (this.#running) return
     this.#running = true
-    for (let i = 0; i < this.#size; i++) this.#pool.push(this.#spawn())
     this.#log.debug({ workers: this.#size, inlineThreshold: this.#inlineThreshold }, 'PoH verifier started')
   }
 
@@ -170,7 +192,10 @@ export class PohVerifier {
     this.#pool = []
     const stopped = new PohStoppedError('the PoH verifier was stopped')
     for (const task of this.#queue) task.job.reject(stopped)
-    for (const member of pool) member.task?.job.reject(stopped)
+    for (const member of pool) {
+      member.cancelIdle?.()
+      member.task?.job.reject(stopped)
+    }
     this.#queue = []
     await Promise.all(pool.map((member) => member.worker.terminate()))
     this.#log.debug('PoH verifier stopped')
@@ -245,16 +270,43 @@ export class PohVerifier {
     return member
   }
 
-  /** Hands queued slices to idle workers, skipping slices that can no longer change the answer. */
+  /**
+   * Hands queued slices to idle workers, skipping slices that can no longer change the answer;
+   * starts workers (up to the pool's size) while slices wait, and lets the ones left without a
+   * slice time out.
+   */
   #pump(): void {
+    this.#queue = this.#queue.filter((task) => !task.job.done && task.slice <= task.job.firstFailure)
+    let free = 0
+    for (const member of this.#pool) if (member.task === undefined) free++
+    while (this.#running && free < this.#queue.length && this.#pool.length < this.#size) {
+      this.#pool.push(this.#spawn())
+      free++
+    }
     for (const member of this.#pool) {
       if (member.task !== undefined) continue
-      let task = this.#queue.shift()
-      while (task !== undefined && (task.job.done || task.slice > task.job.firstFailure)) task = this.#queue.shift()
-      if (task === undefined) return
+      const task = this.#queue.shift()
+      if (task === undefined) {
+        this.#armIdle(member)
+        continue
+      }
+      member.cancelIdle?.()
+      member.cancelIdle = undefined
       member.task = task
       member.worker.postMessage(task.message)
     }
+  }
+
+  /** Ends a worker that has had no slice for `idleMs`. */
+  #armIdle(member: PoolWorker): void {
+    if (this.#idleMs <= 0 || member.cancelIdle !== undefined) return
+    member.cancelIdle = this.#clock.setTimer(this.#idleMs, () => {
+      member.cancelIdle = undefined
+      const index = this.#pool.indexOf(member)
+      if (member.task !== undefined || index < 0) return
+      this.#pool.splice(index, 1) // out of the pool first: #onExit reads it as on purpose
+      void member.worker.terminate()
+    })
   }
 
   #onAnswer(member: PoolWorker, answer: { taskId: number; check: PohCheck }): void {
@@ -273,8 +325,9 @@ export class PohVerifier {
     const index = this.#pool.indexOf(member)
     if (index < 0) return // stopped on purpose
     this.#log.error({ exitCode, err: member.error }, 'PoH verifier worker exited; replacing it')
+    member.cancelIdle?.()
     member.task?.job.reject(new PohWorkerError('a PoH verifier worker failed', { cause: member.error }))
-    this.#pool[index] = this.#spawn()
+    this.#pool.splice(index, 1) // the next slice that waits starts a new one
     this.#pump()
   }
 }

@@ -13,19 +13,13 @@ import { HOME_ENV } from '../home.ts'
 import { LOCALNET_PASSWORD, loadOrCreateGenesis, loadOrCreateKeys } from '../local-network.ts'
 import { API_TOKEN_FILE, loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
+import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../node-process.ts'
+
+export { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS }
 
 const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
 /** The dashboard's build script: in a checkout only (an installed package carries a built dashboard or none). */
 const BUILD_WEB = fileURLToPath(new URL('../../../scripts/build-web.ts', import.meta.url))
-
-/**
- * How a node process is started: V8's young generation capped at 4 MB a semi-space (V8 grows it
- * to 64 MB under a node's allocation rate, and the pages stay resident), and glibc's malloc held
- * to two arenas (one per thread otherwise, mostly empty). Together about 100 MB less resident
- * memory per idle node for a few more short scavenges (docs/performance.md).
- */
-export const NODE_PROCESS_FLAGS: readonly string[] = ['--max-semi-space-size=4']
-export const NODE_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
 
 interface DevnetOptions {
   nodes: string

@@ -15,6 +15,12 @@
  * signatures the transaction already proves are not checked again (the job's when the sender is
  * its client; the dispatch when the sender is the gateway).
  *
+ * The receipts' signatures are listed by the handler's `signatures` (labels `<i>:worker`,
+ * `<i>:job`, `<i>:dispatch` for receipt i), so a node verifies them on its signature pool at
+ * mempool admission (or, for a block's transaction it never saw, while validating the block), and
+ * execution skips those it verified valid for this very transaction (`ctx.verified`). Anything
+ * else, a forged signature included, is verified here, inline: the outcome is the same either way.
+ *
  * A settled receipt takes `fee` from the client's deposit for the gateway:
  * `fee × protocolShareBps / 10 000` (rounded down) to the inference treasury, the rest to the
  * worker. A properly dispatched receipt that the deposit cannot pay proves the gateway dispatched
@@ -24,12 +30,27 @@
 import { toHex } from '../../core/bytes.ts'
 import { merkleProof, merkleRoot, verifyMerkleProof, type MerkleProof } from '../../core/merkle.ts'
 import { TxError } from '../../chain/errors.ts'
-import type { TxContext, TxHandler } from '../../chain/host.ts'
+import type { BodySignature, TxContext, TxHandler } from '../../chain/host.ts'
+import { signingDigest } from '../../core/signing.ts'
+import { ed25519PublicKeyFromDid } from '../../identity/did-key.ts'
 import { governedUint } from '../../chain/governed.ts'
 import { LINEAGE_SHARE_BPS, LINEAGE_SHARE_PARAM, type ModelLineage } from './lineage.ts'
 import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
 import { credit } from '../../bank/bank.ts'
-import { jobId, receiptId, verifyDispatch, verifyJob, verifyWorkerSignature, type Receipt } from '../job.ts'
+import {
+  DISPATCH_SIGNING_KIND,
+  JOB_SIGNING_KIND,
+  RECEIPT_SIGNING_KIND,
+  dispatchSignBytes,
+  jobId,
+  jobSignBytes,
+  receiptId,
+  receiptSignBytes,
+  verifyDispatch,
+  verifyJob,
+  verifyWorkerSignature,
+  type Receipt,
+} from '../job.ts'
 import { fields, receiptList, uintList } from './decode.ts'
 import { spendDeposit } from './deposits.ts'
 import {
@@ -82,11 +103,50 @@ export type RejectReason =
 /** Who submits the settlement, as far as one receipt is concerned. */
 export type Settler = 'gateway' | 'worker'
 
-/** The signatures of `r` that the transaction does not already prove. */
-function signaturesHold(r: Receipt, sender: string): boolean {
-  if (!verifyWorkerSignature(r)) return false
-  if (r.job.client !== sender && !verifyJob(r.job)) return false
-  return r.job.gateway === sender || verifyDispatch(r)
+/** Where receipt `index` of a transaction stands with the signatures verified before execution. */
+export interface Preverified {
+  index: number
+  verified: ReadonlySet<string>
+}
+
+/**
+ * The signatures of `r` that the transaction does not already prove; those `pre` says were
+ * verified valid for this transaction are not verified again.
+ */
+function signaturesHold(r: Receipt, sender: string, pre?: Preverified): boolean {
+  const done = (which: string): boolean => pre?.verified.has(`${pre.index}:${which}`) === true
+  if (!done('worker') && !verifyWorkerSignature(r)) return false
+  if (r.job.client !== sender && !done('job') && !verifyJob(r.job)) return false
+  return r.job.gateway === sender || done('dispatch') || verifyDispatch(r)
+}
+
+function signatureOf(label: string, did: string, kind: string, bytes: Uint8Array, signature: Uint8Array) {
+  try {
+    return { label, item: { publicKey: ed25519PublicKeyFromDid(did), digest: signingDigest(kind, bytes), signature } }
+  } catch {
+    return undefined // not a did:key: verified (and refused) in execution
+  }
+}
+
+/** Every signature `signaturesHold` may check for these receipts settled by `sender`. */
+export function receiptSignatures(receipts: readonly Receipt[], sender: string): BodySignature[] {
+  const out: Array<BodySignature | undefined> = []
+  receipts.forEach((r, i) => {
+    out.push(signatureOf(`${i}:worker`, r.worker, RECEIPT_SIGNING_KIND, receiptSignBytes(r), r.signature))
+    if (r.job.client !== sender)
+      out.push(signatureOf(`${i}:job`, r.job.client, JOB_SIGNING_KIND, jobSignBytes(r.job), r.job.signature))
+    if (r.job.gateway !== sender && r.dispatch !== null)
+      out.push(
+        signatureOf(
+          `${i}:dispatch`,
+          r.job.gateway,
+          DISPATCH_SIGNING_KIND,
+          dispatchSignBytes(jobId(r.job), r.worker),
+          r.dispatch,
+        ),
+      )
+  })
+  return out.filter((s): s is BodySignature => s !== undefined)
 }
 
 /**
@@ -103,6 +163,7 @@ export function rejectReason(
     worker: (did) => workerRecord(state, did),
     model: (cid) => modelByCid(state, cid),
   },
+  pre?: Preverified,
 ): { reason: RejectReason; overdrawn?: boolean } | null {
   const job = r.job
   if (job.chainId !== ctx.chainId) return { reason: 'wrong-chain' }
@@ -122,7 +183,7 @@ export function rejectReason(
   if (!servingSet(job.model).has(state, r.worker)) return { reason: 'not-serving' }
   if (r.ep !== worker.ep || r.runtime !== worker.runtime) return { reason: 'ep-mismatch' }
   const covered = depositTotal(depositOf(state, job.client, job.gateway)) >= r.fee
-  if (!signaturesHold(r, sender)) return { reason: 'bad-signature' }
+  if (!signaturesHold(r, sender, pre)) return { reason: 'bad-signature' }
   if (!covered) return { reason: 'deposit-exhausted', overdrawn: true }
   return null
 }
@@ -247,6 +308,9 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
         throw new TxError('malformed', `latencies must have one entry per receipt (${receipts.length})`)
       return { receipts, latencies }
     },
+    signatures(tx, body) {
+      return receiptSignatures(body.receipts, tx.sender)
+    },
     apply(state, tx, body, ctx) {
       const batch = batchCount(state, ctx.height)
       const touched = new Touched(state)
@@ -255,7 +319,8 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
       let overdrafts = 0
       body.receipts.forEach((r, i) => {
         const id = receiptId(r)
-        const verdict = rejectReason(state, r, tx.sender, ctx, params, touched)
+        const pre = ctx.verified === undefined ? undefined : { index: i, verified: ctx.verified }
+        const verdict = rejectReason(state, r, tx.sender, ctx, params, touched, pre)
         if (verdict !== null) {
           rejected.push(verdict.reason)
           if (verdict.overdrawn === true) {

@@ -47,3 +47,9 @@ export const SIM_MESH_TIMEOUT_MS = 20_000
 
 /** The record namespace of the values the simulation puts (`/donghae-sim/<seed>/<n>`). */
 export const SIM_RECORD_NAMESPACE = 'donghae-sim'
+
+/**
+ * Joins in flight at once in the multi-process run (all nodes are listening before any joins; node
+ * i still dials only nodes before it in the plan). @default 8
+ */
+export const SIM_JOIN_CONCURRENCY = 8

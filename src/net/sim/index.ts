@@ -1,7 +1,8 @@
 /**
  * net/sim: scale simulations of Donghae's network layer. `runScaleSimulation` runs real js-libp2p
- * nodes in one process over the memory transport; `runKademliaModel` is a routing model (not
- * libp2p) for sizes the real run cannot reach in a routine benchmark.
+ * nodes in one process over the memory transport, or in worker processes over TCP on 127.0.0.1
+ * (`processes`); `runKademliaModel` is a routing model (not libp2p) for sizes the real run cannot
+ * reach in a routine benchmark.
  */
 export {
   runScaleSimulation,
@@ -11,6 +12,10 @@ export {
   type ScalePlan,
   type ScalePhase,
   type LookupStats,
+  type GetStats,
+  type PutStats,
+  type GetFailure,
+  type FindPeerFailure,
 } from './scale.ts'
 export {
   runKademliaModel,

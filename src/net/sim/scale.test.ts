@@ -1,6 +1,6 @@
 // Scale simulation: a small network of real js-libp2p nodes over the memory transport must answer
-// every DHT lookup and deliver every gossip message, and the seeded choices must depend on the
-// seed alone. The Kademlia model (not libp2p) is checked on the same properties at 500 nodes.
+// every DHT lookup and deliver every gossip message, the same across worker processes over TCP,
+// and the seeded choices must depend on the seed alone. The Kademlia model (not libp2p) is checked on the same properties at 500 nodes.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { planScaleSimulation, runScaleSimulation, type ScaleOptions } from './scale.ts'
@@ -41,6 +41,37 @@ test(`30 libp2p nodes (seed ${SEED}): every lookup succeeds, hops ≥ 1, gossip 
   assert.deepEqual(result.plan, planScaleSimulation(SMALL), 'the run used the seeded plan')
 })
 
+test(`24 libp2p nodes in 2 processes over TCP (seed ${SEED}): every lookup and get succeeds, every value reaches some of the k closest`, async (t) => {
+  const options: ScaleOptions = { nodes: 24, seed: SEED, lookups: 8, messages: 0, processes: 2 }
+  const result = await runScaleSimulation(options)
+  t.diagnostic(
+    `join ${result.setup.joinMs} ms, warm-up ${result.setup.warmupMs} ms, findPeer p50 ${result.findPeer.latencyMs.p50} ms, ` +
+      `get p50 ${result.getValue.latencyMs.p50} ms, total ${result.durationMs} ms`,
+  )
+  assert.equal(result.processes, 2)
+  assert.equal(result.transport.name, '@libp2p/tcp')
+  assert.match(result.label, /2 processes/)
+  for (const stats of [result.findPeer, result.getValue]) {
+    assert.equal(stats.attempted, options.lookups)
+    assert.equal(stats.succeeded, stats.attempted, `seed ${SEED}: ${JSON.stringify(stats)}`)
+    assert.ok(stats.latencyMs.p50 > 0)
+  }
+  assert.deepEqual(result.getValue.failures, [])
+  assert.ok(result.findPeer.hops.min >= 1 && result.findPeer.hops.max <= Math.ceil(Math.log2(24)))
+  assert.equal(result.put.succeeded, options.lookups)
+  // every value is held by some of the network's 20 closest to its key (all 20 on an idle machine;
+  // under CPU load a put's lookup can miss a peer that answered too late)
+  assert.ok(result.put.kClosestHolding.min >= 1, JSON.stringify(result.put))
+  assert.ok(result.setup.routingTablePerNode.min >= 1)
+  assert.equal(result.gossip.messages, 0, 'gossip is not measured across processes')
+  assert.deepEqual(result.plan, planScaleSimulation(options), 'the run used the seeded plan')
+  assert.deepEqual(
+    result.plan.joins,
+    planScaleSimulation(SMALL).joins.slice(0, 24),
+    'the same join plan as one process',
+  )
+})
+
 test('the seeded plan depends only on the seed and the counts', () => {
   const plan = planScaleSimulation(SMALL)
   assert.deepEqual(planScaleSimulation({ ...SMALL }), plan)
@@ -63,6 +94,8 @@ test('options are checked before any node starts', async () => {
   await assert.rejects(runScaleSimulation({ ...SMALL, nodes: 1 }), SimulationOptionsError)
   await assert.rejects(runScaleSimulation({ ...SMALL, latencyMs: -1 }), SimulationOptionsError)
   await assert.rejects(runScaleSimulation({ ...SMALL, dhtProtocolPrefix: 'donghae' }), SimulationOptionsError)
+  await assert.rejects(runScaleSimulation({ ...SMALL, processes: 2, messages: 1 }), SimulationOptionsError)
+  await assert.rejects(runScaleSimulation({ ...SMALL, processes: 0 }), SimulationOptionsError)
 })
 
 test('Kademlia model (not libp2p), 500 nodes: lookups succeed in few hops, deterministically', () => {

@@ -20,19 +20,8 @@
  * event loop (and the machine's cores), so they include the CPU cost of all the nodes, not only the
  * simulated link latency. See `trace.ts` for what "hops" means.
  */
-import { createHash } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as wait } from 'node:timers/promises'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { identify, type Identify } from '@libp2p/identify'
-import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
-import { kadDHT, passthroughMapper, type KadDHT, type QueryEvent } from '@libp2p/kad-dht'
-import { memory } from '@libp2p/memory'
-import { ping, type Ping } from '@libp2p/ping'
-import { createLibp2p, type Libp2p } from 'libp2p'
 import { createRng, type Rng } from '../../chain/sim/index.ts'
 import {
   DEFAULT_PROTOCOL_PREFIX,
@@ -45,13 +34,25 @@ import {
   SIM_MAX_CONNECTIONS,
   SIM_MESH_TIMEOUT_MS,
   SIM_MESSAGE_BYTES,
-  SIM_RECORD_NAMESPACE,
   SIM_WARMUP_CONCURRENCY,
   SIM_WARMUP_WALKS,
 } from './constants.ts'
 import { SimulationError, SimulationOptionsError } from './errors.ts'
+import { measureDht, type DhtMeasurements, type GetStats, type PutStats, type SimDriver } from './measure.ts'
+import {
+  createSimNode,
+  findPeerOp,
+  getOp,
+  holdsRecord,
+  putOp,
+  routingTableSize,
+  warmUpLookup,
+  type SimNode,
+} from './node.ts'
+import { Cluster, runLimited } from './processes.ts'
 import { summarize, type Summary } from './stats.ts'
-import { QueryTrace } from './trace.ts'
+
+export type { LookupStats, GetStats, PutStats, GetFailure, FindPeerFailure } from './measure.ts'
 
 export interface ScaleOptions {
   /** Number of libp2p nodes (≥ 2). */
@@ -90,6 +91,12 @@ export interface ScaleOptions {
   lookupTimeoutMs?: number
   /** @default 10 s */
   deliveryTimeoutMs?: number
+  /**
+   * Worker processes hosting the nodes (node i in worker i mod processes), each node listening on
+   * TCP at 127.0.0.1; 1 runs every node in this process over `@libp2p/memory`. With more than one,
+   * gossip is not measured (`messages` must be 0) and `latencyMs` must be 0. @default 1
+   */
+  processes?: number
   signal?: AbortSignal
   /** Told when a phase starts (for progress lines; library code does not print). */
   onPhase?: (phase: ScalePhase, elapsedMs: number) => void
@@ -109,24 +116,14 @@ export interface ScalePlan {
   publishers: number[]
 }
 
-export interface LookupStats {
-  attempted: number
-  succeeded: number
-  successRate: number
-  /** Milliseconds until the call returns, as the libp2p API call would. */
-  latencyMs: Summary
-  /** Successful lookups only; see `trace.ts`. */
-  hops: Summary
-  /** Distinct peers each lookup sent a request to. */
-  queried: Summary
-}
-
 export interface ScaleResult {
   kind: 'libp2p'
   label: string
   nodes: number
   seed: number
-  transport: { name: '@libp2p/memory'; latencyMs: number; note: string }
+  /** Processes the nodes ran in (1: this one; more: worker processes, this one only orchestrating). */
+  processes: number
+  transport: { name: '@libp2p/memory' | '@libp2p/tcp'; latencyMs: number; note: string }
   encryption: 'noise'
   muxer: 'yamux'
   dht: { protocol: string; k: number; alpha: number; disjointPaths: number; mode: 'server' }
@@ -141,16 +138,18 @@ export interface ScaleResult {
     routingTablePerNode: Summary
   }
   /** `findPeer` with `useCache: false`; the call returns at the first FINAL_PEER event. */
-  findPeer: LookupStats
+  findPeer: DhtMeasurements['findPeer']
   /**
    * `get` of values put by other nodes; the call returns when the query has finished (js-libp2p
    * collects every record before choosing the best). `firstValueMs`: until the first network
    * answer carrying the record, where `hops` is measured. Only values whose put reached at least
    * one peer are looked up (`attempted`); `unstored` counts the others. `localOnly`: found only in
-   * the getter's own store (it was one of the peers the value was put at).
+   * the getter's own store (it was one of the peers the value was put at). `failures`: why each
+   * failed get failed.
    */
-  getValue: LookupStats & { firstValueMs: Summary; localOnly: number; unstored: number }
-  put: { attempted: number; succeeded: number; latencyMs: Summary }
+  getValue: GetStats
+  put: PutStats
+  /** Not measured (0 messages) in the multi-process run. */
   gossip: {
     topic: string
     messages: number
@@ -174,21 +173,6 @@ export interface ScaleResult {
   durationMs: number
 }
 
-interface SimServices {
-  identify: Identify
-  ping: Ping
-  dht: KadDHT
-  pubsub: GossipSub
-  [key: string]: unknown
-}
-type SimNode = Libp2p<SimServices>
-
-/** The parts of kad-dht's routing table read here (`routingTable` is public on the class, not the interface). */
-interface RoutingTableView {
-  size: number
-  closestPeers(kadId: Uint8Array, options: { count: number }): PeerId[]
-}
-
 interface Resolved {
   nodes: number
   seed: number
@@ -206,6 +190,7 @@ interface Resolved {
   messageBytes: number
   lookupTimeoutMs: number
   deliveryTimeoutMs: number
+  processes: number
 }
 
 let runCounter = 0
@@ -228,6 +213,7 @@ function resolve(options: ScaleOptions): Resolved {
     messageBytes: options.messageBytes ?? SIM_MESSAGE_BYTES,
     lookupTimeoutMs: options.lookupTimeoutMs ?? SIM_LOOKUP_TIMEOUT_MS,
     deliveryTimeoutMs: options.deliveryTimeoutMs ?? SIM_DELIVERY_TIMEOUT_MS,
+    processes: options.processes ?? 1,
   }
   const integer = (name: keyof Resolved, min: number): void => {
     const value = r[name]
@@ -246,6 +232,12 @@ function resolve(options: ScaleOptions): Resolved {
   }
   integer('lookupTimeoutMs', 1)
   integer('deliveryTimeoutMs', 1)
+  integer('processes', 1)
+  if (r.processes > 1 && (r.messages > 0 || r.latencyMs > 0)) {
+    throw new SimulationOptionsError('with processes > 1, messages and latencyMs must be 0', {
+      details: { option: 'processes' },
+    })
+  }
   if (r.messageBytes < 8)
     throw new SimulationOptionsError('messageBytes must be ≥ 8', { details: { option: 'messageBytes' } })
   if (!r.prefix.startsWith('/')) {
@@ -291,9 +283,10 @@ export function planScaleSimulation(options: ScaleOptions): ScalePlan {
   }
 }
 
-/** Runs the simulation; every node is stopped before it returns or throws. */
+/** Runs the simulation; every node (and worker process) is stopped before it returns or throws. */
 export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleResult> {
   const r = resolve(options)
+  if (r.processes > 1) return await runAcrossProcesses(r, options)
   const plan = planScaleSimulation(options)
   const began = performance.now()
   const phase = (name: ScalePhase): void => options.onPhase?.(name, performance.now() - began)
@@ -303,12 +296,7 @@ export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleRe
   try {
     const setup = await buildNetwork(nodes, plan, r, phase, signal)
     const rssAfterWarmupBytes = process.memoryUsage().rss
-    phase('find-peer')
-    const findPeer = await measureFindPeer(nodes, plan, r, signal)
-    phase('put')
-    const { put, keys } = await putValues(nodes, plan, r, signal)
-    phase('get')
-    const getValue = await measureGetValue(nodes, plan, keys, r, signal)
+    const dht = await measureDht(localDriver(nodes, r, signal), plan, { seed: r.seed, k: r.k, onPhase: phase, signal })
     const gossip = await measureGossip(nodes, plan, r, phase, signal)
     const peak = sampler.peak()
     const memory = {
@@ -319,7 +307,7 @@ export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleRe
       perNodeBytes: Math.round((rssAfterWarmupBytes - sampler.before) / r.nodes),
     }
     const durationMs = Math.round(performance.now() - began)
-    return { ...describe(r), setup, findPeer, getValue, put, gossip, memory, plan, durationMs }
+    return { ...describe(r), setup, ...dht, gossip, memory, plan, durationMs }
   } finally {
     phase('stop')
     sampler.stop()
@@ -327,15 +315,97 @@ export async function runScaleSimulation(options: ScaleOptions): Promise<ScaleRe
   }
 }
 
+/** The multi-process run (processes.ts): the same plan and DHT phase; no gossip. */
+async function runAcrossProcesses(r: Resolved, options: ScaleOptions): Promise<ScaleResult> {
+  const plan = planScaleSimulation(options)
+  const began = performance.now()
+  const phase = (name: ScalePhase): void => options.onPhase?.(name, performance.now() - began)
+  const signal = options.signal
+  const rssBeforeBytes = process.memoryUsage().rss
+  const cluster = new Cluster(r.processes)
+  try {
+    const { rssAfterWarmupBytes, ...setup } = await cluster.build({
+      config: r,
+      seed: r.seed,
+      processes: r.processes,
+      joins: plan.joins,
+      warmup: r.warmup,
+      warmupWalks: r.warmupWalks,
+      onPhase: phase,
+      ...(signal === undefined ? {} : { signal }),
+    })
+    const dht = await measureDht(cluster.driver(), plan, { seed: r.seed, k: r.k, onPhase: phase, signal })
+    await cluster.stats()
+    const memory = {
+      rssBeforeBytes,
+      rssAfterWarmupBytes,
+      rssPeakBytes: cluster.rssPeakBytes,
+      heapUsedPeakBytes: cluster.heapUsedPeakBytes,
+      perNodeBytes: Math.round(rssAfterWarmupBytes / r.nodes),
+    }
+    const gossip = {
+      topic: `${r.prefix}/sim/gossip/1`,
+      messages: 0,
+      expected: 0,
+      delivered: 0,
+      deliveryRatio: 0,
+      latencyMs: summarize([]),
+      meshPeersPerNode: summarize([]),
+      meshReadyMs: 0,
+    }
+    const durationMs = Math.round(performance.now() - began)
+    return { ...describe(r), setup, ...dht, gossip, memory, plan, durationMs }
+  } finally {
+    phase('stop')
+    await cluster.close()
+  }
+}
+
+/** The DHT phase's view of nodes in this process. */
+function localDriver(nodes: readonly SimNode[], r: Resolved, signal?: AbortSignal): SimDriver {
+  const at = (i: number): SimNode => nodes[i] as SimNode
+  return {
+    peerIds: nodes.map((node) => node.peerId.toString()),
+    findPeer: (q, t) => findPeerOp(at(q), at(t).peerId, r, signal),
+    put: (p, key, value) => putOp(at(p), key, value, r, signal),
+    get: (g, key, value) => getOp(at(g), key, value, r, signal),
+    holds: (list, key) => Promise.all(list.map((i) => holdsRecord(at(i), key))),
+  }
+}
+
 /** The fixed description of a run: what ran, over what. */
 function describe(
   r: Resolved,
-): Pick<ScaleResult, 'kind' | 'label' | 'nodes' | 'seed' | 'transport' | 'encryption' | 'muxer' | 'dht'> {
-  return {
-    kind: 'libp2p',
-    label: `${r.nodes} js-libp2p nodes in one process over @libp2p/memory (noise, yamux, kad-dht, gossipsub)`,
+): Pick<ScaleResult, 'kind' | 'label' | 'nodes' | 'seed' | 'processes' | 'transport' | 'encryption' | 'muxer' | 'dht'> {
+  const common = {
+    kind: 'libp2p' as const,
     nodes: r.nodes,
     seed: r.seed,
+    processes: r.processes,
+    encryption: 'noise' as const,
+    muxer: 'yamux' as const,
+    dht: {
+      protocol: `${r.prefix}/kad/1.0.0`,
+      k: r.k,
+      alpha: r.alpha,
+      disjointPaths: r.alpha,
+      mode: 'server' as const,
+    },
+  }
+  if (r.processes > 1) {
+    return {
+      ...common,
+      label: `${r.nodes} js-libp2p nodes in ${r.processes} processes over TCP on 127.0.0.1 (noise, yamux, kad-dht)`,
+      transport: {
+        name: '@libp2p/tcp',
+        latencyMs: 0,
+        note: 'TCP over the loopback interface between processes: no added latency, real sockets',
+      },
+    }
+  }
+  return {
+    ...common,
+    label: `${r.nodes} js-libp2p nodes in one process over @libp2p/memory (noise, yamux, kad-dht, gossipsub)`,
     transport: {
       name: '@libp2p/memory',
       latencyMs: r.latencyMs,
@@ -344,9 +414,6 @@ function describe(
           ? 'no added latency: buffers are handed over in the same process'
           : 'each buffer is delayed by latencyMs after the previous one on its connection (a burst of b buffers takes b × latencyMs), and each dial by latencyMs',
     },
-    encryption: 'noise',
-    muxer: 'yamux',
-    dht: { protocol: `${r.prefix}/kad/1.0.0`, k: r.k, alpha: r.alpha, disjointPaths: r.alpha, mode: 'server' },
   }
 }
 
@@ -385,50 +452,8 @@ async function buildNetwork(
     // each connection opens at both ends
     connectionsOpened: Math.round(connectionsOpened / 2),
     connectionsPerNode: summarize(nodes.map((node) => node.getConnections().length)),
-    routingTablePerNode: summarize(nodes.map((node) => routingTableOf(node)?.size ?? 0)),
+    routingTablePerNode: summarize(nodes.map(routingTableSize)),
   }
-}
-
-/**
- * libp2p's debug loggers are off in the simulation: js-libp2p creates one per connection scope, and
- * at hundreds of nodes that alone costs measurable CPU (each checks the terminal).
- */
-const silentLog: Logger = Object.assign(() => {}, {
-  error: () => {},
-  trace: () => {},
-  enabled: false,
-  newScope: (): Logger => silentLog,
-})
-const silentLogger: ComponentLogger = { forComponent: () => silentLog }
-
-async function createSimNode(r: Resolved, keySeed: Uint8Array, listen: string): Promise<SimNode> {
-  const node = await createLibp2p({
-    privateKey: await generateKeyPairFromSeed('Ed25519', keySeed),
-    addresses: { listen: [listen] },
-    logger: silentLogger,
-    transports: [memory({ latency: r.latencyMs })],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: { maxConnections: r.maxConnections },
-    // The monitor pings every connection every 10 s; it measures nothing here and costs CPU at scale.
-    connectionMonitor: { enabled: false },
-    services: {
-      identify: identify(),
-      ping: ping(),
-      dht: kadDHT({
-        protocol: `${r.prefix}/kad/1.0.0`,
-        clientMode: false,
-        kBucketSize: r.k,
-        alpha: r.alpha,
-        peerInfoMapper: passthroughMapper,
-        allowQueryWithZeroPeers: true,
-        validators: { [SIM_RECORD_NAMESPACE]: async () => {} },
-        selectors: { [SIM_RECORD_NAMESPACE]: () => 0 },
-      }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
-    },
-  })
-  return node as unknown as SimNode
 }
 
 /**
@@ -474,39 +499,6 @@ async function dialPeer(node: SimNode, peer: SimNode, signal?: AbortSignal): Pro
   })
 }
 
-function routingTableOf(node: SimNode): RoutingTableView | undefined {
-  const table = (node.services.dht as unknown as { routingTable?: RoutingTableView }).routingTable
-  return typeof table?.closestPeers === 'function' ? table : undefined
-}
-
-function sha256(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(bytes).digest())
-}
-
-/** The peers a query for `key` starts from: the querier's k closest (what kad-dht's query manager takes). */
-function startingPeers(node: SimNode, key: Uint8Array, k: number): string[] {
-  return (routingTableOf(node)?.closestPeers(sha256(key), { count: k }) ?? []).map((id) => id.toString())
-}
-
-function lookupSignal(r: Resolved, signal?: AbortSignal): AbortSignal {
-  const timeout = AbortSignal.timeout(r.lookupTimeoutMs)
-  return signal === undefined ? timeout : AbortSignal.any([signal, timeout])
-}
-
-/** Runs `work` over `items` with at most `limit` at once. */
-async function runLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++] as T)
-  })
-  await Promise.all(lanes)
-}
-
-/** Runs a query to its end; its events are the DHT's own progress (it fills routing tables as it goes). */
-async function drainQuery(events: AsyncIterable<QueryEvent>): Promise<void> {
-  for await (const event of events) void event
-}
-
 async function warmUp(nodes: readonly SimNode[], r: Resolved, signal?: AbortSignal): Promise<void> {
   const rng = createRng(r.seed).fork('warmup')
   const jobs: Array<{ node: SimNode; key: Uint8Array }> = []
@@ -515,18 +507,13 @@ async function warmUp(nodes: readonly SimNode[], r: Resolved, signal?: AbortSign
     for (let w = 0; w < r.warmupWalks; w++) jobs.push({ node, key: rng.bytes(32) })
   }
   await runLimited(jobs, SIM_WARMUP_CONCURRENCY, async ({ node, key }) => {
-    try {
-      await drainQuery(node.services.dht.getClosestPeers(key, { signal: lookupSignal(r, signal) }))
-    } catch {
-      // a failed warm-up lookup leaves that node's table a little emptier; the lookups will show it
-      signal?.throwIfAborted()
-    }
+    await warmUpLookup(node, r, key, signal)
   })
 }
 
 /** Waits until the routing tables stop growing (the DHT pings each new contact before adding it). */
 async function settleRoutingTables(nodes: readonly SimNode[], signal?: AbortSignal): Promise<void> {
-  const total = (): number => nodes.reduce((sum, node) => sum + (routingTableOf(node)?.size ?? 0), 0)
+  const total = (): number => nodes.reduce((sum, node) => sum + routingTableSize(node), 0)
   let last = -1
   for (let i = 0; i < 40; i++) {
     const now = total()
@@ -538,155 +525,6 @@ async function settleRoutingTables(nodes: readonly SimNode[], signal?: AbortSign
 
 async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   await wait(ms, undefined, signal === undefined ? {} : { signal })
-}
-
-async function measureFindPeer(
-  nodes: readonly SimNode[],
-  plan: ScalePlan,
-  r: Resolved,
-  signal?: AbortSignal,
-): Promise<LookupStats> {
-  const latency: number[] = []
-  const hops: number[] = []
-  const queried: number[] = []
-  for (const [q, t] of plan.findPeer) {
-    const querier = nodes[q] as SimNode
-    const target = (nodes[t] as SimNode).peerId
-    const trace = new QueryTrace(startingPeers(querier, target.toMultihash().bytes, r.k))
-    const start = performance.now()
-    let from: string | undefined
-    try {
-      for await (const event of querier.services.dht.findPeer(target, {
-        signal: lookupSignal(r, signal),
-        useCache: false,
-      })) {
-        trace.record(event)
-        if (event.name === 'FINAL_PEER' && event.peer.id.equals(target)) {
-          from = event.from.toString()
-          break // as peerRouting.findPeer does: the first answer ends the lookup
-        }
-      }
-    } catch {
-      signal?.throwIfAborted()
-    }
-    queried.push(trace.queried)
-    if (from === undefined) continue
-    latency.push(performance.now() - start)
-    hops.push(trace.hopsTo(from))
-  }
-  return lookupStats(plan.findPeer.length, latency, hops, queried)
-}
-
-function lookupStats(attempted: number, latency: number[], hops: number[], queried: number[]): LookupStats {
-  return {
-    attempted,
-    succeeded: latency.length,
-    successRate: attempted === 0 ? 0 : Number((latency.length / attempted).toFixed(4)),
-    latencyMs: summarize(latency),
-    hops: summarize(hops),
-    queried: summarize(queried),
-  }
-}
-
-function recordKey(r: Resolved, n: number): Uint8Array {
-  return new TextEncoder().encode(`/${SIM_RECORD_NAMESPACE}/${r.seed}/${n}`)
-}
-
-interface StoredValue {
-  key: Uint8Array
-  value: Uint8Array
-  /** At least one peer acknowledged the put. */
-  stored: boolean
-}
-
-async function putValues(
-  nodes: readonly SimNode[],
-  plan: ScalePlan,
-  r: Resolved,
-  signal?: AbortSignal,
-): Promise<{ put: ScaleResult['put']; keys: StoredValue[] }> {
-  const rng = createRng(r.seed).fork('values')
-  const keys: StoredValue[] = []
-  const latency: number[] = []
-  for (const [n, [p]] of plan.getValue.entries()) {
-    const entry = { key: recordKey(r, n), value: rng.bytes(32), stored: false }
-    keys.push(entry)
-    const start = performance.now()
-    let stored = 0
-    try {
-      for await (const event of (nodes[p] as SimNode).services.dht.put(entry.key, entry.value, {
-        signal: lookupSignal(r, signal),
-      })) {
-        if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') stored++
-      }
-    } catch {
-      signal?.throwIfAborted()
-    }
-    if (stored === 0) continue
-    entry.stored = true
-    latency.push(performance.now() - start)
-  }
-  return {
-    put: { attempted: plan.getValue.length, succeeded: latency.length, latencyMs: summarize(latency) },
-    keys,
-  }
-}
-
-async function measureGetValue(
-  nodes: readonly SimNode[],
-  plan: ScalePlan,
-  keys: readonly StoredValue[],
-  r: Resolved,
-  signal?: AbortSignal,
-): Promise<ScaleResult['getValue']> {
-  const latency: number[] = []
-  const firstValue: number[] = []
-  const hops: number[] = []
-  const queried: number[] = []
-  let localOnly = 0
-  for (const [n, [, g]] of plan.getValue.entries()) {
-    const { key, value, stored } = keys[n] as StoredValue
-    if (!stored) continue
-    const getter = nodes[g] as SimNode
-    const trace = new QueryTrace(startingPeers(getter, key, r.k))
-    const start = performance.now()
-    let first: { at: number; from: string } | undefined
-    let found: Uint8Array | undefined
-    try {
-      for await (const event of getter.services.dht.get(key, { signal: lookupSignal(r, signal) })) {
-        trace.record(event)
-        if (event.name === 'PEER_RESPONSE' && event.record !== undefined && first === undefined) {
-          first = { at: performance.now(), from: event.from.toString() }
-        }
-        if (event.name === 'VALUE') {
-          found = event.value
-          break // as contentRouting.get does
-        }
-      }
-    } catch {
-      signal?.throwIfAborted()
-    }
-    queried.push(trace.queried)
-    if (found === undefined || !sameBytes(found, value)) continue
-    latency.push(performance.now() - start)
-    if (first === undefined) {
-      localOnly++
-      continue
-    }
-    firstValue.push(first.at - start)
-    hops.push(trace.hopsTo(first.from))
-  }
-  const unstored = keys.filter((entry) => !entry.stored).length
-  return {
-    ...lookupStats(keys.length - unstored, latency, hops, queried),
-    firstValueMs: summarize(firstValue),
-    localOnly,
-    unstored,
-  }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i])
 }
 
 async function measureGossip(

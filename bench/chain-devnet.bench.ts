@@ -1,0 +1,251 @@
+/**
+ * Chain throughput across processes: finalized transfers per second on a devnet of 4 validator
+ * processes on loopback (libp2p TCP, gossipsub; `donghae devnet --nodes 4`), next to the Ed25519
+ * verification ceiling measured in the same run:
+ *   ceiling = verifies/s on one core × cores ÷ validators   (every validator verifies every tx once)
+ *
+ * Load: many pre-signed `bank.transfer`s from many keys funded in the genesis (`--fund`), posted
+ * as fast as the nodes take them (`POST /v1/tx`, at most CONCURRENCY requests in flight, each
+ * sender's transactions to one node in nonce order), and committed ones counted from node0's
+ * blocks (`/v1/chain/blocks/<h>`, polled as the height moves).
+ *  - chain-devnet-transfers: committed bench transfers ÷ (last commit − first submission);
+ *  - chain-devnet-finality: at half that rate (paced every 20 ms, fresh senders), submission →
+ *    seen committed on node0 (polled every 20 ms: up to ~20 ms of sampling error), p50 and p99.
+ * The bench process (signing done beforehand, HTTP clients, block polling) runs on the same cores
+ * as the four nodes; the nodes' per-address API limit is lifted (DONGHAE_API_RATE_LIMIT). Set DONGHAE_BENCH_CPU_PROF=<dir> to get a V8 CPU profile of every process.
+ */
+import { availableParallelism } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import { rm } from 'node:fs/promises'
+import { toHex } from '../src/core/bytes.ts'
+import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
+import { encodeTx, signTx, txHash } from '../src/chain/tx.ts'
+import { startDevnet } from './devnet.bench.ts'
+import { ed25519VerifyRate, line, type BenchLine, type MeasureOptions } from './harness.ts'
+
+export const CHAIN_DEVNET_BENCH_NAMES = ['chain-devnet-ceiling', 'chain-devnet-transfers', 'chain-devnet-finality']
+
+const VALIDATORS = 4
+const CONCURRENCY = 64
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> {
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
+    if (res.ok || res.status === 202) return (await res.json()) as T
+    await res.body?.cancel()
+    return undefined
+  } catch {
+    return undefined
+  }
+}
+
+interface Load {
+  /** Encoded transactions, per sender in nonce order. */
+  bySender: Uint8Array[][]
+}
+
+function signLoad(senders: Ed25519KeyPair[], perSender: number, chainId: string, to: string): Load {
+  return {
+    bySender: senders.map((s) =>
+      Array.from({ length: perSender }, (_, n) =>
+        encodeTx(signTx(s, { chainId, nonce: BigInt(n), fee: 1n, kind: 'bank.transfer', body: { to, amount: 1n } })),
+      ),
+    ),
+  }
+}
+
+/** Watches node0's committed blocks: calls `onTx(hashHex, seenAt)` for every transaction in each new block. */
+function watchBlocks(api: string, onTx: (hash: string, at: number) => void): { stop(): Promise<void> } {
+  let running = true
+  let next = -1
+  const loop = (async () => {
+    while (running) {
+      const status = await json<{ height: number }>(`${api}/v1/status`)
+      const height = status?.height ?? -1
+      if (next < 0) next = height + 1
+      while (running && next <= height) {
+        const block = await json<{ txs: Array<{ hash: string }> }>(`${api}/v1/chain/blocks/${next}`)
+        if (block === undefined) break
+        const at = performance.now()
+        for (const tx of block.txs) onTx(tx.hash, at)
+        next++
+      }
+      await sleep(20)
+    }
+  })()
+  return {
+    async stop() {
+      running = false
+      await loop
+    },
+  }
+}
+
+async function post(api: string, bytes: Uint8Array): Promise<boolean> {
+  return (
+    (await json(`${api}/v1/tx`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ tx: toHex(bytes) }),
+    })) !== undefined
+  )
+}
+
+export async function chainDevnetBenches(options: MeasureOptions, quick = false): Promise<BenchLine[]> {
+  const m = ed25519VerifyRate(options)
+  const cores = availableParallelism()
+  const ceiling = (m.perSecond * cores) / VALIDATORS
+  const burstSenders = quick ? 16 : 200
+  const perSender = quick ? 10 : 50
+  const steadySenders = quick ? 16 : 200
+  const steadyMs = quick ? 3_000 : 10_000
+  const did = (k: Ed25519KeyPair): string => didFromEd25519PublicKey(k.publicKey)
+  const burstKeys = Array.from({ length: burstSenders }, () => Ed25519KeyPair.generate())
+  const steadyKeys = Array.from({ length: steadySenders }, () => Ed25519KeyPair.generate())
+  const warmKeys = Array.from({ length: 8 }, () => Ed25519KeyPair.generate())
+  const recipient = did(Ed25519KeyPair.generate())
+  const fund = [...burstKeys, ...steadyKeys, ...warmKeys].flatMap((k) => ['--fund', `${did(k)}:1000000000`])
+  const profDir = process.env.DONGHAE_BENCH_CPU_PROF
+  // one client address posts everything: lift the API's per-address limit (1 200 a minute)
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DONGHAE_API_RATE_LIMIT: '10000000',
+    ...(profDir === undefined
+      ? {}
+      : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}` }),
+  }
+  const {
+    dir,
+    devnet,
+    info: started,
+  } = await startDevnet('donghae-bench-chain-devnet-', 10_000 + Math.floor(Math.random() * 400) * 8, fund, env)
+  try {
+    const info = await started
+    const apis = info.nodes.map((n) => n.api)
+    const status = (await json<{ chainId: string }>(`${apis[0]}/v1/status`)) as { chainId: string }
+    const chainId = status.chainId
+    const burst = signLoad(burstKeys, perSender, chainId, recipient)
+    const steadyAll = signLoad(steadyKeys, 60, chainId, recipient)
+    const warm = signLoad(warmKeys, 10, chainId, recipient)
+    const committed = new Map<string, number>()
+    const watcher = watchBlocks(apis[0] as string, (hash, at) => committed.set(hash, at))
+    const submitAll = async (load: Uint8Array[][]): Promise<{ accepted: number; rejected: number }> => {
+      let accepted = 0
+      let rejected = 0
+      // each sender's transactions go to one node, in nonce order; CONCURRENCY senders at a time
+      let nextSender = 0
+      const worker = async (): Promise<void> => {
+        for (let s = nextSender++; s < load.length; s = nextSender++) {
+          const api = apis[s % apis.length] as string
+          for (const bytes of load[s] as Uint8Array[]) {
+            if (await post(api, bytes)) accepted++
+            else rejected++
+          }
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, load.length) }, worker))
+      return { accepted, rejected }
+    }
+    const waitFor = async (hashes: string[], timeoutMs: number): Promise<void> => {
+      const end = performance.now() + timeoutMs
+      while (performance.now() < end && hashes.some((h) => !committed.has(h))) await sleep(50)
+    }
+    // Warm-up: first blocks, JIT, connections.
+    await submitAll(warm.bySender)
+    await waitFor(
+      warm.bySender.flat().map((b) => toHex(txHash(b))),
+      60_000,
+    )
+    // Max load.
+    const burstHashes = burst.bySender.flat().map((b) => toHex(txHash(b)))
+    const start = performance.now()
+    const submitted = await submitAll(burst.bySender)
+    const submitSeconds = (performance.now() - start) / 1000
+    await waitFor(burstHashes, 120_000)
+    const times = burstHashes.map((h) => committed.get(h)).filter((t): t is number => t !== undefined)
+    const last = Math.max(...times)
+    const tps = times.length / ((last - start) / 1000)
+    // Half that load, paced: every 20 ms, the transactions due by then (senders in turn).
+    const rate = Math.max(1, tps / 2)
+    const order: Uint8Array[] = []
+    for (let n = 0; n < 60; n++) for (const txs of steadyAll.bySender) order.push(txs[n] as Uint8Array)
+    const senderOf = new Map<Uint8Array, number>()
+    steadyAll.bySender.forEach((txs, s) => txs.forEach((b) => senderOf.set(b, s)))
+    const count = Math.min(order.length, Math.round((rate * steadyMs) / 1000))
+    const sentAt = new Map<string, number>()
+    const inflight: Array<Promise<boolean>> = []
+    const t0 = performance.now()
+    let sent = 0
+    while (sent < count) {
+      const due = Math.min(count, Math.floor(((performance.now() - t0) / 1000) * rate) + 1)
+      for (; sent < due; sent++) {
+        const bytes = order[sent] as Uint8Array
+        sentAt.set(toHex(txHash(bytes)), performance.now())
+        inflight.push(post(apis[(senderOf.get(bytes) as number) % apis.length] as string, bytes))
+      }
+      await sleep(20)
+    }
+    await Promise.all(inflight)
+    await waitFor([...sentAt.keys()], 60_000)
+    await watcher.stop()
+    const latencies = [...sentAt]
+      .map(([h, at]) => (committed.get(h) ?? Number.NaN) - at)
+      .filter((x) => !Number.isNaN(x))
+      .sort((a, b) => a - b)
+    const ratio = tps / ceiling
+    const p50 = percentile(latencies, 50)
+    return [
+      line({
+        bench: 'chain-devnet-ceiling',
+        impl: `node:crypto verify/s × ${cores} cores ÷ ${VALIDATORS} validators`,
+        value: ceiling,
+        unit: 'tx/s',
+        rounds: m.rounds.map((r) => (r * cores) / VALIDATORS),
+      }),
+      {
+        ...line({
+          bench: 'chain-devnet-transfers',
+          impl: `${VALIDATORS} node processes, libp2p on loopback; ${burstHashes.length} transfers from ${burstSenders} senders via POST /v1/tx, committed on node0`,
+          value: tps,
+          unit: 'tx/s',
+          baseline: { impl: 'chain-devnet-ceiling', value: ceiling },
+          target: { value: 0.5, met: ratio >= 0.5, note: 'ratio to the verify ceiling' },
+          rounds: [tps],
+        }),
+        committed: times.length,
+        accepted: submitted.accepted,
+        rejected: submitted.rejected,
+        submittedPerSecond: Math.round(submitted.accepted / submitSeconds),
+      } as BenchLine,
+      {
+        ...line({
+          bench: 'chain-devnet-finality',
+          impl: `${VALIDATORS} node processes at half the measured rate (${Math.round(rate)} tx/s): POST /v1/tx → committed on node0, p50`,
+          value: p50,
+          unit: 'ms',
+          target: { value: 500, met: p50 <= 500, note: 'finality p50 ≤ 500 ms at half the max load' },
+          rounds: [p50],
+        }),
+        p99: Math.round(percentile(latencies, 99)),
+        samples: latencies.length,
+        offered: count,
+      } as BenchLine,
+    ]
+  } finally {
+    devnet.kill('SIGINT')
+    await new Promise((r) => (devnet.exitCode !== null ? r(null) : devnet.once('exit', r)))
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+if (import.meta.main === true) {
+  for (const l of await chainDevnetBenches({ roundMs: 300, rounds: 3 }, process.argv.includes('--quick')))
+    process.stdout.write(`${JSON.stringify(l)}\n`)
+}
