@@ -145,7 +145,9 @@ const median = (values: readonly number[]): number => {
 }
 const max = (record: Record<string, number>): number => Math.max(...Object.values(record))
 
-export async function idleBenches(): Promise<BenchLine[]> {
+/** Two devnets of node processes for minutes: nothing in the quick smoke mode (test/bench.test.ts). */
+export async function idleBenches(quick = false): Promise<BenchLine[]> {
+  if (quick) return []
   const baseline = await measureNetwork(0)
   const idle = await measureNetwork(60_000)
   const detail = (r: IdleReading) => ({ cpuPercent: r.cpuPercent, rssMb: r.rssMb, blocksInWindow: r.blocks })

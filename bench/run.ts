@@ -97,7 +97,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: WEBRTC_BROWSER_BENCH_NAMES, run: () => webrtcBrowserBenches(quick) },
   { names: WALLET_BENCH_NAMES, run: () => walletBenches(options, quick) },
   { names: FL_BENCH_NAMES, run: () => flBenches(options, quick) },
-  { names: IDLE_BENCH_NAMES, run: () => idleBenches() },
+  { names: IDLE_BENCH_NAMES, run: () => idleBenches(quick) },
   { names: COST_BENCH_NAMES, run: () => costBenches(quick) },
 ]
 

@@ -37,7 +37,7 @@ function run(command: string, args: string[]): Promise<{ code: number | null; st
 
 test(
   '`npx donghae --help` with the system npm: no npm warnings, the help on stdout',
-  { skip: existsSync(SYSTEM_NPX) ? false : `${SYSTEM_NPX} is absent`, timeout: 60_000 },
+  { skip: existsSync(SYSTEM_NPX) ? false : `${SYSTEM_NPX} is absent`, timeout: 60_000 }, // justified: only a machine with a system npm can show its warnings
   async () => {
     const out = await run(SYSTEM_NPX, ['--offline', 'donghae', '--help'])
     assert.equal(out.code, 0, out.stderr)
@@ -49,12 +49,12 @@ test(
 test(
   'bin/donghae.js under a Node older than 24 refuses, naming `npx donghae`',
   {
-    skip: !existsSync(SYSTEM_NODE) ? `${SYSTEM_NODE} is absent` : false,
+    skip: !existsSync(SYSTEM_NODE) ? `${SYSTEM_NODE} is absent` : false, // justified: needs an older system Node to refuse
   },
   async (t) => {
     const version = await run(SYSTEM_NODE, ['--version'])
     if (Number(/^v(\d+)/.exec(version.stdout)?.[1] ?? 0) >= 24)
-      return t.skip(`${SYSTEM_NODE} is ${version.stdout.trim()}`)
+      return t.skip(`${SYSTEM_NODE} is ${version.stdout.trim()}`) // justified: a system Node ≥ 24 is not refused, nothing to show
     const out = await run(SYSTEM_NODE, [BIN, '--help'])
     assert.equal(out.code, 1)
     assert.equal(out.stdout, '')
