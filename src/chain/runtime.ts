@@ -113,6 +113,14 @@ export function maxProposalBytes(genesis: GenesisDoc, round: number): number {
  * (see mempool.ts).
  */
 export const TX_IGNORE_BUDGET = { amount: 500, perMs: 50_000 }
+/**
+ * What a relay race (`duplicate`, `already-included`) costs a peer's ignore budget: honest nodes
+ * cause them (a pending transaction re-gossiped by its origin, `MAX_REBROADCAST` a tick at most),
+ * a replaying peer causes them without end; 10 000 in a burst, then 200 a second.
+ */
+export const RELAY_RACE_CHARGE = 1 / 20
+/** Local transactions gossiped again per sync tick at most (oldest first). */
+const MAX_REBROADCAST = 64
 
 /** Signs a transaction with the node's key and submits it, in the node's one own-transaction queue. */
 export type SubmitOwnTx = (kind: string, body: unknown) => Promise<{ hash: Uint8Array }>
@@ -267,13 +275,16 @@ export class ChainRuntime {
   /** Gossips again the local transactions the mempool still holds and that were last sent a while ago. */
   #rebroadcast(): void {
     const now = this.#clock.now()
+    let sent = 0
     for (const [key, local] of this.#localTxs) {
+      if (sent >= MAX_REBROADCAST) return
       if (!this.#opts.mempool.has(local.hash)) {
         this.#localTxs.delete(key) // included, or dropped
         continue
       }
       if (now - local.sentAt < TX_REBROADCAST_MS) continue
       local.sentAt = now
+      sent++
       this.#opts.transport.publish(TX_TOPIC, local.bytes)
     }
   }
@@ -434,8 +445,9 @@ export class ChainRuntime {
       }
       this.stats.rejectedTxs++
       if (err.action !== 'ignore') this.#log.debug({ peer: from, reason: err.reason }, 'invalid transaction gossip')
-      // honest relaying under load races blocks and other peers: not counted (mempool.ts isRelayRace)
-      else if (!isRelayRace(err)) this.#ignoredTxs.charge(from, 1)
+      // honest relaying under load races blocks and other peers (mempool.ts isRelayRace): it counts
+      // a twentieth, so a peer that replays one valid transaction as new gossip is still cut off
+      else this.#ignoredTxs.charge(from, isRelayRace(err) ? RELAY_RACE_CHARGE : 1)
       return err.action
     }
   }
