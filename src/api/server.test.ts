@@ -475,7 +475,9 @@ test('against a real single-validator DonghaeNode (consensus, LevelDB, PoH): sub
     // A replay is refused: as a duplicate while pending, or as a stale nonce if a block already took it.
     await assert.rejects(
       client.submitTx(encodeTx(tx)),
-      (err) => err instanceof ApiError && (err.reason === 'duplicate' || err.reason === 'stale-nonce'),
+      (err) =>
+        err instanceof ApiError &&
+        (err.reason === 'duplicate' || err.reason === 'already-included' || err.reason === 'stale-nonce'),
     )
     let height: number | undefined
     await waitFor('the transfer to commit', async () => {
@@ -492,7 +494,8 @@ test('against a real single-validator DonghaeNode (consensus, LevelDB, PoH): sub
     assert.equal((await client.account(alice.did)).nonce, '1')
     await assert.rejects(
       client.submitTx(encodeTx(tx)),
-      (err) => err instanceof ApiError && err.reason === 'stale-nonce',
+      // the mempool remembers recently committed transactions: the same bytes are 'already-included'
+      (err) => err instanceof ApiError && err.reason === 'already-included',
     )
   } finally {
     await app.close()

@@ -162,7 +162,12 @@ export function dashboardBuilt(dir: string): boolean {
 }
 
 /** Mempool reasons that mean "conflicts with what is pending" (409) or "try later" (503). */
-const MEMPOOL_STATUS: Readonly<Record<string, number>> = { duplicate: 409, 'nonce-in-use': 409, full: 503 }
+const MEMPOOL_STATUS: Readonly<Record<string, number>> = {
+  duplicate: 409,
+  'already-included': 409,
+  'nonce-in-use': 409,
+  full: 503,
+}
 
 /** Error codes for Fastify's and plugins' own HTTP errors, by status. */
 const STATUS_CODES: Readonly<Record<number, string>> = {

@@ -5,8 +5,8 @@
  * Status codes for POST /v1/tx: 202 accepted into the mempool; 400 TX_REJECTED for a
  * transaction that is invalid (malformed, bad signature, wrong chain, stale nonce, low fee,
  * unknown kind...); 409 TX_REJECTED when it conflicts with what is already pending (reason
- * `duplicate`: the same bytes; `nonce-in-use`: another pending transaction has that nonce and at
- * least its fee); 503 TX_REJECTED when the mempool is full (reason `full`: retry later or raise
+ * `duplicate`: the same bytes; `already-included`: the same bytes were committed a moment ago;
+ * `nonce-in-use`: another pending transaction has that nonce and at least its fee); 503 TX_REJECTED when the mempool is full (reason `full`: retry later or raise
  * the fee). Every TX_REJECTED answer carries the chain's `reason` tag.
  */
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
