@@ -63,9 +63,10 @@ test('governance devnet: a proposal changes governance.votingPeriodBlocks on eve
       assert.equal(out.code, 0, `${n.node}: donghae gov ${args.join(' ')}: ${out.stderr}`)
       return JSON.parse(out.stdout) as Record<string, unknown>
     }
+    // the chain makes no empty blocks: every node answering is enough, the proposal makes blocks
     await waitFor(
-      'every node past height 2',
-      async () => (await Promise.all(apis.map(height))).every((h) => h >= 2),
+      'every node to answer',
+      async () => (await Promise.all(apis.map(height))).every((h) => h >= 0),
       60_000,
     )
     t.diagnostic(`devnet up in ${Date.now() - started} ms`)

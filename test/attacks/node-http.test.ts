@@ -42,9 +42,10 @@ before(async () => {
   api = node.api
   port = Number(new URL(api).port)
   token = (await readFile(join(node.home, 'api-token'), 'utf8')).trim()
+  // the chain makes no empty blocks: a node that answers its status is up
   await waitFor(
-    'the node to commit a block',
-    async () => ((await getJson<{ height: number }>(`${api}/v1/status`))?.height ?? 0) >= 2,
+    'the node to answer',
+    async () => ((await getJson<{ height: number }>(`${api}/v1/status`))?.height ?? -1) >= 0,
     60_000,
   )
 })
