@@ -26,7 +26,7 @@
 import { GenesisError } from '../../chain/errors.ts'
 import type { BlockContext, ChainModule } from '../../chain/host.ts'
 import type { ChainParams, GenesisDoc } from '../../chain/genesis.ts'
-import type { StateOverlay } from '../../chain/state-view.ts'
+import type { StateOverlay, StateReader } from '../../chain/state-view.ts'
 import { mint, mintUnassigned } from '../../bank/bank.ts'
 import type { ExecutionProvider } from '../job.ts'
 import { canonicalCid, decodeModelSpec, epOf } from './decode.ts'
@@ -47,6 +47,7 @@ import { splitProRata, workerScore } from './rewards.ts'
 import {
   BLOCK_HASH_WINDOW,
   BPS,
+  batchCount,
   blockHashKey,
   isSchedulable,
   listWorkers,
@@ -187,5 +188,17 @@ export function inferenceModule(params: ChainParams): ChainModule {
     endBlock(state, ctx) {
       payEpoch(state, ctx, params)
     },
+    wantsBlock: (state, height) => settledRecently(state, height, params.disputeWindowBlocks),
   }
+}
+
+/**
+ * A settlement in the last two dispute windows: its audit slots, challenge window and any dispute's
+ * quorum run by height, so a chain without empty blocks keeps making blocks until they have passed
+ * (two windows: a dispute opened at the end of the first has its own). Settlements are counted
+ * per height (`batchCount`), so this reads at most 2 × disputeWindowBlocks keys.
+ */
+function settledRecently(state: StateReader, height: number, window: number): boolean {
+  for (let h = height - 1; h >= Math.max(1, height - 2 * window); h--) if (batchCount(state, h) > 0) return true
+  return false
 }
