@@ -113,7 +113,7 @@ test('no native binding, or no store for the platform: KeychainUnavailableError'
 
 test('Linux without a D-Bus session: the real binding gives KeychainUnavailableError', async (t) => {
   // justified: the real binding's Secret Service path exists only on Linux (macOS uses the Keychain)
-  if (process.platform !== 'linux') return t.skip(`the Secret Service is Linux's store (this is ${process.platform})`)
+  if (process.platform !== 'linux') return t.skip(`the Secret Service is Linux's store (this is ${process.platform})`) // justified: see the comment above
   const saved = process.env.DBUS_SESSION_BUS_ADDRESS
   await withHome(async (dir) => {
     process.env.DBUS_SESSION_BUS_ADDRESS = `unix:path=${join(dir, 'no-bus')}`

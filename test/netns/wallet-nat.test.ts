@@ -273,28 +273,26 @@ test(
       // 1. a pays b, which has not started yet: the transfer commits, the envelope waits
       const memo = `dinner at Jumunjin, Friday 19:00 (${lab.id})`
       const sendStarted = Date.now()
-      const send = await execIn(
-        a.ns,
-        [
-          process.execPath,
-          BIN,
-          '--home',
-          a.dir,
-          'wallet',
-          'send',
-          '--to',
-          b.did,
-          '--amount',
-          '250',
-          '--memo',
-          memo,
-          '--wait',
-          '--api',
-          a.api,
-          '--json',
-        ],
-        90_000,
-      )
+      /** `donghae wallet send … --wait --json` from a, inside its namespace. */
+      const payB = (amount: string, extra: string[] = []) =>
+        execIn(
+          a.ns,
+          [
+            process.execPath,
+            BIN,
+            '--home',
+            a.dir,
+            'wallet',
+            'send',
+            '--to',
+            b.did,
+            '--amount',
+            amount,
+            ...extra,
+          ].concat(['--wait', '--api', a.api, '--json']),
+          90_000,
+        )
+      const send = await payB('250', ['--memo', memo])
       assert.equal(send.code, 0, `donghae wallet send: ${send.stderr}`)
       const sent = JSON.parse(send.stdout) as WalletPaymentView
       assert.equal(sent.status, 'committed', send.stdout)
@@ -426,26 +424,7 @@ test(
         60_000,
       )
       // the chain goes on with a back: a second payment commits (an idle chain makes no empty blocks)
-      const again = await execIn(
-        a.ns,
-        [
-          process.execPath,
-          BIN,
-          '--home',
-          a.dir,
-          'wallet',
-          'send',
-          '--to',
-          b.did,
-          '--amount',
-          '1',
-          '--wait',
-          '--api',
-          a.api,
-          '--json',
-        ],
-        90_000,
-      )
+      const again = await payB('1')
       assert.equal(again.code, 0, `donghae wallet send: ${again.stderr}`)
       await until(
         'the chain to go on with a back',

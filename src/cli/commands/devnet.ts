@@ -15,8 +15,6 @@ import { API_TOKEN_FILE, loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../node-process.ts'
 
-export { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS }
-
 const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
 /** The dashboard's build script: in a checkout only (an installed package carries a built dashboard or none). */
 const BUILD_WEB = fileURLToPath(new URL('../../../scripts/build-web.ts', import.meta.url))
