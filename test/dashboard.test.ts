@@ -100,7 +100,10 @@ test(
 
       // The height rises on screen, pushed by the event stream: three transfers from node0's
       // operator make three blocks on a chain that otherwise idles.
-      await page.waitForFunction(() => Number(document.querySelector('[data-testid=height]')?.textContent) > 0)
+      // Start from the height the page shows once it has loaded the status (the moniker appears), whatever
+      // it is: an idle chain makes no empty blocks, and says so in its status.
+      await page.waitForFunction(() => (document.querySelector('.brand .muted')?.textContent ?? '') !== '')
+      await waitFor('the chain to idle', async () => (await api.status()).consensus.idle, 30_000)
       const first = await height(page)
       const token = new URL(info.dashboard).hash.replace('#token=', '')
       const sink = (info.nodes[1] as DevnetInfo['nodes'][number]).did

@@ -18,8 +18,11 @@ export interface NodeStatus {
   latestBlockId: Uint8Array
   latestBlockTime: number
   stateRoot: Uint8Array
-  /** Consensus position: the height being decided, its round and step. */
-  consensus: { height: number; round: number; step: string }
+  /**
+   * Consensus position: the height being decided, its round and step; `idle` while the height waits
+   * for work (a chain without empty blocks: the next transaction, or the empty-block interval, starts it).
+   */
+  consensus: { height: number; round: number; step: string; idle: boolean }
   validators: Array<{ did: string; power: bigint }>
   mempool: { size: number; bytes: number }
   peers: number

@@ -54,6 +54,9 @@ export const StatusResponse = Type.Object({
     height: Height('height being decided'),
     round: Type.Integer({ minimum: 0 }),
     step: Type.String(),
+    idle: Type.Boolean({
+      description: 'waiting for work before round 0: no transaction or due module work (no empty blocks)',
+    }),
   }),
   validators: Type.Array(Type.Object({ did: Type.String(), power: Amount('voting power (bonded stake)') })),
   mempool: Type.Object({ size: Type.Integer({ minimum: 0 }), bytes: Type.Integer({ minimum: 0 }) }),

@@ -72,7 +72,7 @@ test('GET /v1/status: chain, height, ids as hex, voting power as a decimal strin
     assert.equal(body.height, 0)
     assert.match(body.latestBlockId, /^[0-9a-f]{64}$/)
     assert.equal(body.stateRoot, toHex(chain.state.root()))
-    assert.deepEqual(body.consensus, { height: 1, round: 0, step: 'propose' })
+    assert.deepEqual(body.consensus, { height: 1, round: 0, step: 'propose', idle: false })
     assert.deepEqual(body.validators, [{ did: validator.did, power: '10000' }])
     assert.deepEqual(body.mempool, { size: 0, bytes: 0 })
     assert.equal(body.peers, 0)

@@ -254,7 +254,7 @@ export class DonghaeNode {
   readonly chainApi: ChainApi = {
     status: (): NodeStatus => {
       const head = this.app.head
-      const consensus = this.runtime.consensus ?? { height: head.height + 1, round: 0, step: 'newHeight' }
+      const consensus = this.runtime.consensus ?? { height: head.height + 1, round: 0, step: 'newHeight', waiting: false }
       return {
         chainId: this.app.chainId,
         did: this.did,
@@ -263,7 +263,7 @@ export class DonghaeNode {
         latestBlockId: head.blockId,
         latestBlockTime: head.time,
         stateRoot: head.stateRoot,
-        consensus: { height: consensus.height, round: consensus.round, step: consensus.step },
+        consensus: { height: consensus.height, round: consensus.round, step: consensus.step, idle: consensus.waiting },
         validators: this.app.validatorSet(head.height + 1).validators.map((v) => ({ did: v.did, power: v.power })),
         mempool: { size: this.mempool.size, bytes: this.mempool.bytes },
         peers: this.#transport.peers().length,

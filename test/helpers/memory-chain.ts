@@ -98,7 +98,7 @@ export class MemoryChain implements ChainApi {
       latestBlockId: this.#head.id,
       latestBlockTime: this.#head.time,
       stateRoot: this.#tree.root(),
-      consensus: { height: next, round: 0, step: 'propose' },
+      consensus: { height: next, round: 0, step: 'propose', idle: false },
       validators: validatorSetAt(this.#tree, next, this.genesis.params).validators.map((v) => ({
         did: v.did,
         power: v.power,

@@ -14,7 +14,11 @@ import {
 } from '../../src/api/client.ts'
 import { loadToken, saveToken } from './token.ts'
 
-export type Health = 'connecting' | 'live' | 'stale' | 'offline'
+/** 'idle': no block for a while, and the node says its chain is waiting for work (no empty blocks). */
+export type Health = 'connecting' | 'live' | 'idle' | 'stale' | 'offline'
+
+/** The badge tone of each health. */
+export const HEALTH_TONE = { live: 'ok', idle: 'ok', stale: 'warn', offline: 'bad', connecting: 'neutral' } as const
 
 /** Per-second job counts and mean latency over the last JOB_WINDOW_S seconds. */
 export interface JobSeries {
@@ -53,7 +57,7 @@ const KEEP_FINALITY = 120
 const KEEP_FEED = 40
 const KEEP_FETCHES = 20
 const JOB_WINDOW_S = 120
-/** No block for this long: the node is 'stale'. */
+/** No block for this long: the node is 'stale', or 'idle' when its consensus waits for work. */
 const STALE_MS = 30_000
 const POLL_MS = 5_000
 const REFRESH_ON_BLOCK_MS = 2_000
@@ -77,6 +81,8 @@ export class NodeLive {
   /** Events up to this seq are history the node replayed, not news. */
   #replayedUpTo = 0
   #refreshedAt = 0
+  /** When a status last arrived. */
+  #statusAt = 0
 
   constructor(baseUrl: string) {
     const token = loadToken()
@@ -156,6 +162,7 @@ export class NodeLive {
         this.client.net().catch(() => undefined),
         this.#state.info === undefined ? this.client.info().catch(() => undefined) : Promise.resolve(this.#state.info),
       ])
+      this.#statusAt = Date.now()
       const height = Math.max(this.#state.height, status.height)
       const nat = this.#state.nat ?? (net === undefined ? undefined : natFromView(net.nat))
       this.#set({ status, net, info, height, nat, error: undefined })
@@ -265,7 +272,13 @@ export class NodeLive {
     // The jobs chart scrolls every second, with or without jobs.
     const patch: Partial<LiveState> = { jobSeries: this.#series() }
     const last = this.#state.lastBlockAt
-    if (this.#state.health === 'live' && last !== undefined && Date.now() - last > STALE_MS) patch.health = 'stale'
+    const { health, status } = this.#state
+    const quiet = last !== undefined && Date.now() - last > STALE_MS
+    if (quiet && (health === 'live' || health === 'idle' || health === 'stale')) {
+      // An idle chain makes no empty blocks: quiet is healthy while a fresh status says it waits for work.
+      const idle = status?.consensus.idle === true && Date.now() - this.#statusAt < 3 * POLL_MS
+      patch.health = idle ? 'idle' : 'stale'
+    }
     this.#set(patch)
   }
 }

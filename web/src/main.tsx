@@ -6,7 +6,7 @@ import { Accounts } from './accounts.tsx'
 import { Chain } from './chain.tsx'
 import { Experts } from './experts.tsx'
 import { Inference } from './inference.tsx'
-import { NodeLive, useLive } from './live.ts'
+import { HEALTH_TONE, NodeLive, useLive } from './live.ts'
 import { Network } from './network.tsx'
 import { Overview } from './overview.tsx'
 import { takeTokenFromLocation } from './token.ts'
@@ -65,7 +65,7 @@ function App(props: { live: NodeLive }) {
     return () => window.removeEventListener('hashchange', onHash)
   }, [])
   const View = PAGES.find((p) => p.id === page)?.view ?? Overview
-  const tone = s.health === 'live' ? 'ok' : s.health === 'stale' ? 'warn' : s.health === 'offline' ? 'bad' : 'neutral'
+  const tone = HEALTH_TONE[s.health]
   return (
     <>
       <header class="top">

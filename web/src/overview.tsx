@@ -1,10 +1,8 @@
 // Overview: health, identity, versions and the latest events.
 import type { NodeLive } from './live.ts'
-import { useLive } from './live.ts'
+import { HEALTH_TONE, useLive } from './live.ts'
 import { ago, seconds } from './format.ts'
 import { Badge, Card, Short, Stat, Table } from './ui.tsx'
-
-const HEALTH_TONE = { live: 'ok', stale: 'warn', offline: 'bad', connecting: 'neutral' } as const
 
 function describe(event: { type: string; data: unknown }): string {
   const d = event.data as Record<string, unknown>

@@ -81,6 +81,8 @@ export interface EngineStatus {
   step: EngineStep
   lockedRound: number
   validRound: number
+  /** Waiting for work before round 0 (an idle chain: see ConsensusEngineOptions.waitForWork). */
+  waiting: boolean
 }
 
 export interface ConsensusEngineOptions<B> {
@@ -294,7 +296,14 @@ export class ConsensusEngine<B> {
 
   status(): EngineStatus {
     const hs = this.#hs
-    return { height: hs.height, round: hs.round, step: hs.step, lockedRound: hs.lockedRound, validRound: hs.validRound }
+    return {
+      height: hs.height,
+      round: hs.round,
+      step: hs.step,
+      lockedRound: hs.lockedRound,
+      validRound: hs.validRound,
+      waiting: hs.waiting,
+    }
   }
 
   /** The certificate of the last decided height with every precommit collected so far (late ones included). */
