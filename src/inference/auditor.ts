@@ -25,7 +25,7 @@ import { KEEP_FOR_AUDIT } from './constants.ts'
 import { jobId, jobIdHex, receiptValue, type Receipt } from './job.ts'
 import type { Purpose, WorkRequest } from './worker.ts'
 import { auditorMayAnswer, auditWindowEnd, type Candidate } from './policy/audits.ts'
-import { auditOpensAt, auditorsOf, isAudited, quorumOf } from './chain/draws.ts'
+import { auditOpensAt, auditorsOf, isAudited, quorumOf, type RosterCache } from './chain/draws.ts'
 import { auditOf, disputeOf, modelByCid, settlementOf, type JobSettlement } from './chain/state.ts'
 import { majorityHash } from './chain/audit.ts'
 import { encodeTensorMap, hashTensorMap, type TensorMap } from './tensor.ts'
@@ -55,7 +55,16 @@ interface Held extends AuditItem {
   /** The height at which the current step's transaction was sent. */
   sentAt?: number
   busy: boolean
+  /** Drawn auditors that did not answer, and the height at which they were last asked. */
+  unanswered?: Map<string, number>
 }
+
+/**
+ * A drawn auditor that did not answer is asked again for the same job only after this many
+ * blocks: a node that declared the model but is offline (or runs no worker) would otherwise cost
+ * a request per held job per block.
+ */
+const AUDITOR_RETRY_BLOCKS = 4
 
 export class Auditor {
   readonly #c: InferenceComponents
@@ -100,10 +109,12 @@ export class Auditor {
   }
 
   #onCommit(height: number, _events: readonly ChainEvent[]): void {
+    // one state for every job of this commit: each model's workers are read once, not once per job
+    const rosters: RosterCache = new Map()
     for (const held of [...this.#held.values()]) {
       if (held.busy || held.step === 'settling') continue
       held.busy = true
-      void this.#advance(held, height)
+      void this.#advance(held, height, rosters)
         .catch((err: unknown) => {
           this.#log.info({ job: held.id, step: held.step, err: describeError(err) }, 'audit step failed; will retry')
         })
@@ -112,7 +123,7 @@ export class Auditor {
   }
 
   /** Moves one held job along the diagram in the file header, as far as the chain allows now. */
-  async #advance(held: Held, height: number): Promise<void> {
+  async #advance(held: Held, height: number, rosters: RosterCache): Promise<void> {
     const c = this.#c
     const state = c.chain.state()
     const params = c.chain.params
@@ -156,13 +167,16 @@ export class Auditor {
     const next = height + 1
     if (next >= auditWindowEnd(opensAt, params)) return void this.#held.delete(held.id)
     if (held.step === 'audit-sent' && held.sentAt !== undefined && height <= held.sentAt + 2) return
-    const drawn = auditorsOf(state, settlement, next, params, recent)
+    const drawn = auditorsOf(state, settlement, next, params, recent, rosters)
     const open = drawn.filter((_, i) => auditorMayAnswer(i, next, opensAt, params))
     held.step = 'auditing'
     for (const auditor of open.reverse()) {
       // the latest slot first: earlier auditors had their chance and did not answer
+      const askedAt = held.unanswered?.get(auditor.did)
+      if (askedAt !== undefined && height < askedAt + AUDITOR_RETRY_BLOCKS) continue
       const done = await this.#audit(held, settlement, auditor)
       if (done) return
+      ;(held.unanswered ??= new Map()).set(auditor.did, height)
     }
   }
 

@@ -65,20 +65,57 @@ export function isAudited(
   return seed === undefined ? undefined : shouldAudit(settlement, seed, params)
 }
 
+/** A worker serving a model, as the draws see it at one height. */
+interface RosterEntry {
+  did: string
+  since: number | undefined
+  schedulable: boolean
+  candidate: Candidate | undefined
+}
+
+/**
+ * The workers serving each model at one height, read from one state: a caller drawing for many
+ * jobs of one block (the auditor, every commit) passes one cache for all of them and reads each
+ * worker's records once instead of once per job. Valid for that state and height only.
+ */
+export type RosterCache = Map<string, readonly RosterEntry[]>
+
+function roster(
+  state: StateReader,
+  model: string,
+  height: number,
+  params: DrawParams,
+  cache: RosterCache | undefined,
+): readonly RosterEntry[] {
+  const key = `${height}\u0000${model}`
+  const hit = cache?.get(key)
+  if (hit !== undefined) return hit
+  const entries = servingWorkers(state, model).map((did) => {
+    const record = workerRecord(state, did)
+    return {
+      did,
+      since: servingSince(state, model, did),
+      schedulable: isSchedulable(state, did, height, params),
+      candidate: record === undefined ? undefined : { did, ep: record.ep, runtime: record.runtime },
+    }
+  })
+  cache?.set(key, entries)
+  return entries
+}
+
 function candidates(
   state: StateReader,
   settlement: JobSettlement,
   height: number,
   exclude: ReadonlySet<string>,
   params: DrawParams,
+  cache?: RosterCache,
 ): Candidate[] {
-  return servingWorkers(state, settlement.model).flatMap((did) => {
+  return roster(state, settlement.model, height, params, cache).flatMap(({ did, since, schedulable, candidate }) => {
     if (exclude.has(did)) return []
-    const since = servingSince(state, settlement.model, did)
     if (since === undefined || since >= settlement.height) return []
-    if (!isSchedulable(state, did, height, params)) return []
-    const record = workerRecord(state, did)
-    return record === undefined ? [] : [{ did, ep: record.ep, runtime: record.runtime }]
+    if (!schedulable || candidate === undefined) return []
+    return [candidate]
   })
 }
 
@@ -89,10 +126,11 @@ export function auditorsOf(
   height: number,
   params: DrawParams,
   recent?: RecentBlockIds,
+  cache?: RosterCache,
 ): Candidate[] {
   const seed = settlementSeed(state, settlement, recent)
   if (seed === undefined) return []
-  const pool = candidates(state, settlement, height, new Set([settlement.worker]), params)
+  const pool = candidates(state, settlement, height, new Set([settlement.worker]), params, cache)
   return drawAuditors(seed, pool, settlement, params)
 }
 

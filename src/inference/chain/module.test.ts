@@ -31,7 +31,7 @@ import {
   workerByDid,
   type Market,
 } from '../../../test/helpers/market.ts'
-import { auditOpensAt, auditorsOf, isAudited, quorumOf } from './draws.ts'
+import { auditOpensAt, auditorsOf, isAudited, quorumOf, type RosterCache } from './draws.ts'
 import { inclusionProof, verifyInclusion } from './settle.ts'
 import {
   auditOf,
@@ -276,6 +276,15 @@ test('a young worker is always audited; only the drawn auditor answers, in its s
   const drawn = auditorsOf(m.state, settlement, m.height + 1, m.genesis.params)
   assert.equal(drawn.length, 3)
   assert.ok(!drawn.some((d) => d.did === m.workers[0]!.did), 'never the original')
+  // The auditor draws for every held job of a commit with one roster cache: the same draw, and the
+  // second job's draw reads no worker records again.
+  let reads = 0
+  const counted = { get: (key: Uint8Array) => (reads++, m.state.get(key)) }
+  const rosters: RosterCache = new Map()
+  assert.deepEqual(auditorsOf(counted, settlement, m.height + 1, m.genesis.params, undefined, rosters), drawn)
+  const uncached = reads
+  assert.deepEqual(auditorsOf(counted, settlement, m.height + 1, m.genesis.params, undefined, rosters), drawn)
+  assert.ok(reads - uncached < uncached / 2, `cached draw read ${reads - uncached} keys, uncached ${uncached}`)
   const second = workerByDid(m, drawn[1]!.did)
   const outsiderAuditor = m.workers.find((w) => w.did !== m.workers[0]!.did && !drawn.some((d) => d.did === w.did))!
   inBlock(m, (tx) => {
