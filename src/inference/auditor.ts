@@ -16,6 +16,7 @@
  * picks anyone: every choice is the chain's, so a gateway that favoured or framed a worker would
  * only see its transactions refused.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { equals, toHex } from '../core/bytes.ts'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
@@ -65,6 +66,12 @@ interface Held extends AuditItem {
  * a request per held job per block.
  */
 const AUDITOR_RETRY_BLOCKS = 4
+/**
+ * Held jobs looked at between two turns of the event loop after a commit: a gateway holding
+ * thousands (KEEP_FOR_AUDIT) reads a few state keys for each, which in one go would hold up the
+ * requests it is serving for tens of milliseconds.
+ */
+const SWEEP_CHUNK = 32
 
 export class Auditor {
   readonly #c: InferenceComponents
@@ -86,6 +93,7 @@ export class Auditor {
 
   stop(): void {
     this.#unsubscribe?.()
+    this.#unsubscribe = undefined
   }
 
   /** Jobs held for a possible audit. */
@@ -109,10 +117,21 @@ export class Auditor {
   }
 
   #onCommit(height: number, _events: readonly ChainEvent[]): void {
+    void this.#sweep(height)
+  }
+
+  /** Advances every held job after the commit of `height`, a chunk per turn of the event loop. */
+  async #sweep(height: number): Promise<void> {
     // one state for every job of this commit: each model's workers are read once, not once per job
     const rosters: RosterCache = new Map()
+    let looked = 0
     for (const held of [...this.#held.values()]) {
       if (held.busy || held.step === 'settling') continue
+      if (++looked % SWEEP_CHUNK === 0) {
+        await yieldToEventLoop()
+        // stopped, or a newer commit: its own sweep takes the jobs not advanced yet
+        if (this.#unsubscribe === undefined || this.#c.chain.height() !== height) return
+      }
       held.busy = true
       void this.#advance(held, height, rosters)
         .catch((err: unknown) => {
