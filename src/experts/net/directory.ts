@@ -20,7 +20,12 @@ import { repeat, systemClock, type Clock } from '../../core/clock.ts'
 import { describeError } from '../../core/errors.ts'
 
 export const EXPERT_HOST_KEY_PREFIX = 'donghae/experts/host/'
-export const DEFAULT_REANNOUNCE_MS = 60_000
+/**
+ * Ten minutes: a provider record lives a day on the ~20 peers closest to its key, so a newcomer
+ * taking one of those places hides it from nobody; announcing every minute cost an idle node a
+ * burst of DHT streams (a lookup and ADD_PROVIDER per hosted block) that was half its idle CPU.
+ */
+export const DEFAULT_REANNOUNCE_MS = 10 * 60_000
 export const DEFAULT_HOST_TTL_MS = 3 * 60_000
 export const DEFAULT_LOOKUP_TIMEOUT_MS = 5_000
 export const DEFAULT_MAX_HOSTS = 20
