@@ -28,7 +28,11 @@ export interface NetworkServiceOptions {
   bootstrap?: string[]
   /** Keep at least this many connections. @default 8 */
   targetPeers?: number
-  /** Discovery pulse. @default 10 s */
+  /**
+   * Discovery pulse. @default 10 s. While pulses meet no new peer and lose none (a network smaller
+   * than `targetPeers`), the pause doubles up to `MAX_PULSE_BACKOFF` times this: an idle node in
+   * a small network stops walking the DHT every 10 s.
+   */
   intervalMs?: number
   /** Service endpoints published in the DID record (e.g. the HTTP API). */
   services?: () => ServiceEndpoint[]
@@ -37,6 +41,9 @@ export interface NetworkServiceOptions {
   clock?: Clock
   logger?: Logger
 }
+
+/** The longest pause between discovery pulses, as a multiple of `intervalMs` (16 × 10 s). */
+export const MAX_PULSE_BACKOFF = 16
 
 export class NetworkService {
   readonly #opts: NetworkServiceOptions
@@ -47,6 +54,11 @@ export class NetworkService {
   #timer: (() => void) | undefined
   #lastPublish = 0
   #seq = 0
+  /** Connections after the last pulse, and the current pause multiple. */
+  #lastConnected = 0
+  #backoff = 1
+  #lostPeer = false
+  #pulsing = false
 
   constructor(options: NetworkServiceOptions) {
     this.#opts = options
@@ -56,16 +68,29 @@ export class NetworkService {
   }
 
   start(): void {
+    this.#host.addEventListener('peer:disconnect', this.#onDisconnect)
     void this.#pulse()
   }
 
   stop(): void {
     this.#abort.abort()
+    this.#host.removeEventListener('peer:disconnect', this.#onDisconnect)
     this.#timer?.()
     this.#timer = undefined
   }
 
+  /** A lost peer ends a long pause: the next pulse comes after the base interval. */
+  readonly #onDisconnect = (): void => {
+    this.#lostPeer = true
+    if (this.#pulsing || this.#backoff === 1 || this.#abort.signal.aborted) return
+    this.#backoff = 1
+    this.#timer?.()
+    this.#timer = this.#clock.setTimer(this.#opts.intervalMs ?? 10_000, () => void this.#pulse())
+  }
+
   async #pulse(): Promise<void> {
+    const before = this.#host.getPeers().length
+    this.#pulsing = true
     try {
       await this.#connect()
       const ttl = this.#opts.recordTtlMs ?? 3_600_000
@@ -73,8 +98,15 @@ export class NetworkService {
     } catch (err) {
       if (!this.#abort.signal.aborted) this.#log.debug({ err: describeError(err) }, 'discovery pulse failed')
     }
+    this.#pulsing = false
     if (this.#abort.signal.aborted) return
-    this.#timer = this.#clock.setTimer(this.#opts.intervalMs ?? 10_000, () => void this.#pulse())
+    // met a peer, or lost one since the last pulse: look again soon; otherwise wait longer each time
+    const after = this.#host.getPeers().length
+    const changed = after > before || before < this.#lastConnected || this.#lostPeer
+    this.#lostPeer = false
+    this.#backoff = changed ? 1 : Math.min(MAX_PULSE_BACKOFF, this.#backoff * 2)
+    this.#lastConnected = after
+    this.#timer = this.#clock.setTimer((this.#opts.intervalMs ?? 10_000) * this.#backoff, () => void this.#pulse())
   }
 
   /** Known peers first, then bootstrap, then a random DHT walk, until the target is reached. */
