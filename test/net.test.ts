@@ -12,6 +12,7 @@ import { createHost, type DonghaeHost } from '../src/net/host.ts'
 import { Libp2pTransport } from '../src/net/libp2p-transport.ts'
 import { NetworkService } from '../src/net/network.ts'
 import { gossipTopic } from '../src/net/constants.ts'
+import { frameGossip } from '../src/net/gossip.ts'
 import {
   didRecordKey,
   encodeDidRecord,
@@ -192,7 +193,7 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
           validator: attackerKey.did,
         })
         await attacker.services.pubsub
-          .publish(gossipTopic(chainId, 'consensus'), encodeConsensusMessage({ kind: 'vote', vote }))
+          .publish(gossipTopic(chainId, 'consensus'), frameGossip(encodeConsensusMessage({ kind: 'vote', vote })))
           .catch(() => {})
       }
     }
@@ -203,7 +204,9 @@ test('hostile peer: malformed gossip, oversized and malformed frames, and a floo
     )
     // Flood: malformed gossip, rejected before forwarding; each one counts against the sender.
     for (let i = 0; i < 300; i++)
-      await attacker.services.pubsub.publish(gossipTopic(chainId, 'consensus'), randomBytes(64)).catch(() => {})
+      await attacker.services.pubsub
+        .publish(gossipTopic(chainId, 'consensus'), frameGossip(randomBytes(64)))
+        .catch(() => {})
     await waitFor('5 more blocks despite the attacker', () => node.app.head.height >= before + 5, 30_000)
     await waitFor(
       'the attacker to be disconnected',

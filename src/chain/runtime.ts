@@ -26,6 +26,7 @@ import { DonghaeError, describeError } from '../core/errors.ts'
 import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import { toHex } from '../core/bytes.ts'
+import { sha256 } from '../core/hash.ts'
 import { PeerBudgets } from '../core/budget.ts'
 import { verifySignatureDigest } from '../identity/keys.ts'
 import type { VerifyPool } from '../identity/verify-pool.ts'
@@ -121,6 +122,15 @@ export const TX_IGNORE_BUDGET = { amount: 500, perMs: 50_000 }
 export const RELAY_RACE_CHARGE = 1 / 20
 /** Local transactions gossiped again per sync tick at most (oldest first). */
 const MAX_REBROADCAST = 64
+/**
+ * A consensus payload seen again (gossip is unsigned, so a re-sent vote is a new message: net/gossip.ts)
+ * is relayed without being checked or handed to the engine again, and at most once in this long:
+ * a re-send after a round timeout still reaches the peers that missed it, a peer re-wrapping one
+ * vote in a loop does not flood the network with it.
+ */
+export const CONSENSUS_RELAY_GAP_MS = 1_000
+/** Consensus payloads remembered for that (the most recent; two rounds of a large set fit). */
+const SEEN_CONSENSUS = 8_192
 
 /** Signs a transaction with the node's key and submits it, in the node's one own-transaction queue. */
 export type SubmitOwnTx = (kind: string, body: unknown) => Promise<{ hash: Uint8Array }>
@@ -199,6 +209,8 @@ export class ChainRuntime {
   #retrying = false
   /** Votes and proposals whose signatures gossip validation checked (the engine gets these very objects). */
   readonly #verified = new WeakSet<Vote | Proposal>()
+  /** Hash of each consensus payload accepted recently → when it was last relayed. */
+  readonly #seenConsensus = new Map<string, number>()
   /** Validator sets by height, for gossip validation (a few recent heights). */
   readonly #sets = new Map<number, ValidatorSet>()
   readonly #proposer: (set: ValidatorSet, height: number, round: number) => string
@@ -360,6 +372,14 @@ export class ChainRuntime {
   #onConsensus(data: Uint8Array, from: string): GossipVerdict {
     const engine = this.#engine
     if (engine === undefined) return 'ignore'
+    const id = toHex(sha256(data))
+    const relayedAt = this.#seenConsensus.get(id)
+    if (relayedAt !== undefined) {
+      const now = this.#clock.now()
+      if (now - relayedAt < CONSENSUS_RELAY_GAP_MS) return 'ignore'
+      this.#seenConsensus.set(id, now)
+      return 'accept'
+    }
     let msg: ConsensusMessage
     try {
       msg = decodeConsensusMessage(data)
@@ -379,6 +399,11 @@ export class ChainRuntime {
     const refusal = msg.kind === 'vote' ? this.#checkVote(msg.vote, set) : this.#checkProposal(msg, data, set)
     if (refusal !== undefined) return this.#refuse(from, refusal)
     engine.receive(msg, from)
+    if (this.#seenConsensus.size >= SEEN_CONSENSUS) {
+      const oldest = this.#seenConsensus.keys().next().value
+      if (oldest !== undefined) this.#seenConsensus.delete(oldest)
+    }
+    this.#seenConsensus.set(id, this.#clock.now())
     return 'accept'
   }
 

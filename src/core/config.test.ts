@@ -78,3 +78,14 @@ test('apiRateLimit: 1200 a minute by default, raised from the environment, refus
       bad,
     )
 })
+
+test('the default config listens on no port twice: ws (p2pPort + 1) is not a default transport, the API has 26657', () => {
+  const config = defaultConfig()
+  const tcpPorts = [
+    ...(config.transport.includes('tcp') ? [config.p2pPort] : []),
+    ...(config.transport.includes('ws') ? [config.p2pPort + 1] : []),
+    config.apiPort,
+  ]
+  assert.equal(new Set(tcpPorts).size, tcpPorts.length, `TCP ports ${tcpPorts.join(', ')}`)
+  assert.deepEqual(config.transport, ['tcp', 'quic'])
+})

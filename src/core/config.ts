@@ -27,6 +27,8 @@ export interface DonghaeConfig {
   moniker: string
   /** TCP and QUIC port of the p2p host (WebSockets on the next port). */
   p2pPort: number
+  /** The p2p transports the host listens on and dials with: tcp (TCP p2pPort), quic (UDP p2pPort), ws (TCP p2pPort + 1). */
+  transport: Array<(typeof TRANSPORTS)[number]>
   /** Address the p2p host listens on. */
   listenHost: string
   /** HTTP API port and address. */
@@ -82,6 +84,9 @@ export interface DonghaeConfig {
   /** Also listen for WebRTC Direct (browsers dial it with no signalling) on UDP p2pPort + 1. */
   webrtcDirect: boolean
 }
+
+/** The p2p transports (TRANSPORT_NAMES in net/host.ts, a layer above). */
+const TRANSPORTS = ['tcp', 'quic', 'ws'] as const
 
 function oneOf<const V extends string>(values: readonly V[]): (raw: unknown) => V {
   return (raw) => {
@@ -147,6 +152,18 @@ function commaList(raw: unknown): unknown {
     : raw
 }
 
+function transportList(raw: unknown): DonghaeConfig['transport'] {
+  const list = commaList(raw)
+  if (
+    Array.isArray(list) &&
+    list.length > 0 &&
+    list.every((t) => typeof t === 'string' && (TRANSPORTS as readonly string[]).includes(t))
+  )
+    return [...new Set(list as DonghaeConfig['transport'])]
+  const unknown = Array.isArray(list) ? list.filter((t) => !(TRANSPORTS as readonly unknown[]).includes(t)) : []
+  throw `${unknown.length > 0 ? `unknown transport ${unknown.map((t) => JSON.stringify(t)).join(', ')}; ` : ''}expected one or more of ${TRANSPORTS.join(', ')} (comma-separated in the environment and the flag), e.g. quic or tcp,quic`
+}
+
 function multiaddrList(raw: unknown): string[] {
   const list = commaList(raw)
   if (Array.isArray(list) && list.every((a) => typeof a === 'string' && a.startsWith('/') && a.includes('/p2p/')))
@@ -200,6 +217,13 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     env: 'DONGHAE_P2P_PORT',
     default: () => 26656,
     parse: port,
+  },
+  transport: {
+    description:
+      'p2p transports the host listens on and dials with (only these): tcp on TCP p2pPort, quic on UDP p2pPort, ws (WebSockets) on TCP p2pPort + 1; peers must share one with this node; default tcp,quic (ws on the default p2pPort + 1 would take the default apiPort); see docs/transports.md',
+    env: 'DONGHAE_TRANSPORT',
+    default: () => ['tcp', 'quic'],
+    parse: transportList,
   },
   listenHost: {
     description: 'address the p2p host listens on',

@@ -19,10 +19,11 @@ export type GossipVerdict = 'accept' | 'ignore' | 'reject'
 
 /**
  * Validates and processes one gossip message. `from` is the peer that handed it to this node
- * (penalties go there); `origin` is the peer that published it (the signed author over libp2p;
- * the same as `from` in memory).
+ * (penalties go there). Gossip carries no author: every topic's payload is signed by whoever it
+ * speaks for (a vote by its validator, a transaction by its sender, an advert by its worker), and
+ * that signature is what a handler checks.
  */
-export type GossipHandler = (data: Uint8Array, from: string, origin: string) => GossipVerdict | Promise<GossipVerdict>
+export type GossipHandler = (data: Uint8Array, from: string) => GossipVerdict | Promise<GossipVerdict>
 
 /**
  * Answers one request. `progress` sends a partial answer ahead of the final one (a generation's

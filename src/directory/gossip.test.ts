@@ -57,7 +57,7 @@ test('verdicts: new → accept (stored), known or older → ignore, invalid → 
   const v2 = signRegistration(key, fields({ seq: 2 }))
   const h = handler()
   assert.ok(h !== undefined)
-  assert.equal(await h(encodeRegistration(v2), 'peer-a', 'peer-a'), 'accept')
+  assert.equal(await h(encodeRegistration(v2), 'peer-a'), 'accept')
   assert.equal(index.get(v2.did)?.seq, 2)
   assert.equal(gossip.receive(encodeRegistration(v2), 'peer-b'), 'ignore')
   assert.equal(gossip.receive(encodeRegistration(signRegistration(key, fields({ seq: 1 }))), 'peer-b'), 'ignore')

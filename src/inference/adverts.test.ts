@@ -2,8 +2,17 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Ed25519KeyPair } from '../identity/keys.ts'
+import { decode, encode } from '../core/codec.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
-import { ADVERT_FRESH_MS, ADVERT_TTL_MS, WorkerTable, advertValidator, signAdvert, type SlotAdvert } from './adverts.ts'
+import {
+  ADVERT_FRESH_MS,
+  ADVERT_IGNORE_BUDGET,
+  ADVERT_TTL_MS,
+  WorkerTable,
+  advertValidator,
+  signAdvert,
+  type SlotAdvert,
+} from './adverts.ts'
 
 const CHAIN = 'donghae-test'
 const worker = Ed25519KeyPair.generate()
@@ -23,25 +32,62 @@ function advert(overrides: Partial<Omit<SlotAdvert, 'worker'> & { chainId: strin
   })
 }
 
-test('advert validator: accept fresh adverts of bonded workers; reject forged, foreign and misattributed ones; ignore stale, unbonded and repeated ones', () => {
+test('advert validator: accept fresh adverts of bonded workers, whoever relays them; reject forged and foreign ones; ignore stale, unbonded and repeated ones', () => {
   const now = 1_000_000
   const table = new WorkerTable(() => now)
   const bonded = new Set([workerDid])
   const validate = advertValidator({ chainId: CHAIN, table, isBonded: (did) => bonded.has(did), now: () => now })
   const relay = 'did:key:z6MkRelay'
-  assert.equal(validate(advert(), relay, workerDid), 'accept')
+  assert.equal(validate(advert(), relay), 'accept')
   assert.equal(table.live().length, 1)
-  assert.equal(validate(advert(), relay, workerDid), 'ignore', 'the same sequence number again')
-  assert.equal(validate(advert({ seq: 2, chainId: 'another-chain' }), relay, workerDid), 'reject', 'wrong chain')
+  assert.equal(validate(advert(), relay), 'ignore', 'the same sequence number again')
+  assert.equal(validate(advert({ seq: 2, chainId: 'another-chain' }), relay), 'reject', 'wrong chain')
   const tampered = Uint8Array.from(advert({ seq: 3 }))
   tampered[tampered.length - 70] = (tampered[tampered.length - 70] ?? 0) ^ 1
-  assert.equal(validate(tampered, relay, workerDid), 'reject', 'the signature no longer verifies')
-  assert.equal(validate(new Uint8Array([1, 2, 3]), relay, workerDid), 'reject', 'not an advert')
-  assert.equal(validate(advert({ seq: 4 }), relay, relay), 'reject', 'published by someone other than its worker')
-  assert.equal(validate(advert({ seq: 5, time: now - ADVERT_FRESH_MS - 1 }), relay, workerDid), 'ignore', 'stale')
-  assert.equal(validate(advert({ seq: 6, time: now + ADVERT_FRESH_MS + 1 }), relay, workerDid), 'ignore', 'future')
+  assert.equal(validate(tampered, relay), 'reject', 'the signature no longer verifies')
+  assert.equal(validate(new Uint8Array([1, 2, 3]), relay), 'reject', 'not an advert')
+  // the advert is signed by its worker: any peer may relay it (a replay is no newer than what the table holds)
+  assert.equal(validate(advert({ seq: 4 }), 'did:key:z6MkOther'), 'accept', 'relayed by another peer')
+  assert.equal(validate(advert({ seq: 4 }), relay), 'ignore', 'replayed')
+  assert.equal(validate(advert({ seq: 5, time: now - ADVERT_FRESH_MS - 1 }), relay), 'ignore', 'stale')
+  assert.equal(validate(advert({ seq: 6, time: now + ADVERT_FRESH_MS + 1 }), relay), 'ignore', 'future')
   bonded.clear()
-  assert.equal(validate(advert({ seq: 7 }), relay, workerDid), 'ignore', 'not bonded (in this node’s view)')
+  assert.equal(validate(advert({ seq: 7 }), relay), 'ignore', 'not bonded (in this node’s view)')
+})
+
+test("advert validator: a relay handing over useless adverts (invented workers, stale) is refused past its budget; a bonded worker's advert is checked for its signature", () => {
+  const now = 1_000_000
+  const table = new WorkerTable(() => now)
+  const validate = advertValidator({ chainId: CHAIN, table, isBonded: (did) => did === workerDid, now: () => now })
+  const invented = (i: number): Uint8Array =>
+    signAdvert(Ed25519KeyPair.generate(), {
+      chainId: CHAIN,
+      ep: 'cpu',
+      runtime: 'r',
+      models: [],
+      free: 1,
+      queue: 0,
+      seq: i,
+      time: now,
+    })
+  const flood = Array.from({ length: ADVERT_IGNORE_BUDGET.amount }, (_, i) => invented(i))
+  for (const bytes of flood) assert.equal(validate(bytes, 'did:key:z6MkFlooder'), 'ignore')
+  assert.equal(validate(invented(-1 >>> 0), 'did:key:z6MkFlooder'), 'reject', 'past the budget')
+  assert.equal(validate(invented(1), 'did:key:z6MkHonest'), 'ignore', 'another relay has its own budget')
+  // a bonded worker's name on an advert it did not sign: provably invalid, whoever relays it
+  const forged = signAdvert(Ed25519KeyPair.generate(), {
+    chainId: CHAIN,
+    ep: 'cpu',
+    runtime: 'r',
+    models: [],
+    free: 1,
+    queue: 0,
+    seq: 9,
+    time: now,
+  })
+  const swapped = encode({ ...(decode(forged) as Record<string, unknown>), worker: workerDid })
+  assert.equal(validate(swapped, 'did:key:z6MkHonest'), 'reject')
+  assert.equal(validate(advert({ seq: 10, time: now }), 'did:key:z6MkHonest'), 'accept')
 })
 
 test('worker table: bounded; a new worker waits while the table is full of fresh ones, then replaces a stale one; silent workers are forgotten', () => {

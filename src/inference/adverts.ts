@@ -27,6 +27,7 @@ import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid } from '../identity/did-key.ts'
 import type { GossipVerdict } from '../core/transport.ts'
+import { PeerBudgets } from '../core/budget.ts'
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './job.ts'
 import type { WorkerOption } from './policy/worker-draw.ts'
 
@@ -114,6 +115,13 @@ const count = (v: unknown, name: string): number => {
 
 /** Decodes and verifies an advert; throws InvalidInputError for anything malformed or unsigned. */
 export function decodeAdvert(bytes: Uint8Array): SignedAdvert {
+  const advert = parseAdvert(bytes)
+  verifyAdvert(advert)
+  return advert
+}
+
+/** Decodes an advert without checking its signature (`verifyAdvert` does); throws InvalidInputError. */
+export function parseAdvert(bytes: Uint8Array): SignedAdvert {
   const raw = decode(bytes, { maxBytes: 16 * 1024 }) as Record<string, unknown>
   if (raw === null || typeof raw !== 'object') throw new InvalidInputError('advert must be a map')
   const { chainId, worker, ep, runtime, models, signature } = raw
@@ -148,15 +156,20 @@ export function decodeAdvert(bytes: Uint8Array): SignedAdvert {
     seq: count(raw.seq, 'seq'),
     time: count(raw.time, 'time'),
   }
+  return { ...advert, signature }
+}
+
+/** Throws InvalidInputError unless the advert is signed by the worker it names. */
+export function verifyAdvert(advert: SignedAdvert): void {
   let publicKey: Uint8Array
   try {
-    publicKey = ed25519PublicKeyFromDid(worker)
+    publicKey = ed25519PublicKeyFromDid(advert.worker)
   } catch {
     throw new InvalidInputError('advert.worker is not a did:key')
   }
-  if (!verifySignature(publicKey, ADVERT_SIGNING_KIND, encode(fields(advert)), signature))
+  const { signature, ...unsigned } = advert
+  if (!verifySignature(publicKey, ADVERT_SIGNING_KIND, encode(fields(unsigned)), signature))
     throw new InvalidInputError('advert signature does not verify')
-  return { ...advert, signature }
 }
 
 interface Entry {
@@ -195,26 +208,46 @@ export interface AdvertValidatorOptions {
 }
 
 /**
- * The slot-advert topic's gossip validator: `reject` (the relaying peer is penalized) for what is
- * provably invalid — undecodable, badly signed, for another chain, published by someone other
- * than its worker; `ignore` for what may be honest but is not useful — stale or ahead of this
- * node's clock, from a worker not bonded in this node's view of the chain, older than what the
- * table holds; `accept` (the table is updated and the advert relayed) otherwise.
+ * Adverts a relaying peer may hand this node that are of no use — stale, ahead of this node's
+ * clock, or from a worker not bonded in its view — before each further one is a `reject`: honest
+ * relays send a few (a node behind on the chain sees bonded workers as unbonded for a while), a
+ * peer inventing workers sends them by the thousand. Their signature is not checked (only bonded
+ * workers' are), so each costs this node a decode.
  */
-export function advertValidator(
-  options: AdvertValidatorOptions,
-): (data: Uint8Array, from: string, origin: string) => GossipVerdict {
+export const ADVERT_IGNORE_BUDGET = { amount: 500, perMs: 60_000 }
+
+/**
+ * The slot-advert topic's gossip validator: `reject` (the relaying peer is penalized) for what is
+ * provably invalid — undecodable, for another chain, a bonded worker's advert it did not sign —
+ * and for useless adverts past the relay's `ADVERT_IGNORE_BUDGET`; `ignore` for what may be
+ * honest but is not useful — stale or ahead of this node's clock, from a worker not bonded in
+ * this node's view of the chain, no newer than what the table holds; `accept` (the table is
+ * updated and the advert relayed) otherwise. Gossip carries no author: any peer may relay a
+ * worker's signed advert.
+ */
+export function advertValidator(options: AdvertValidatorOptions): (data: Uint8Array, from: string) => GossipVerdict {
   const now = options.now ?? Date.now
-  return (data, _from, origin) => {
+  const useless = new PeerBudgets(ADVERT_IGNORE_BUDGET, now)
+  const ignore = (from: string): GossipVerdict => {
+    if (useless.available(from) < 1) return 'reject'
+    useless.charge(from, 1)
+    return 'ignore'
+  }
+  return (data, from) => {
     let advert: SignedAdvert
     try {
-      advert = decodeAdvert(data)
+      advert = parseAdvert(data)
     } catch {
       return 'reject'
     }
-    if (advert.chainId !== options.chainId || advert.worker !== origin) return 'reject'
-    if (Math.abs(now() - advert.time) > ADVERT_FRESH_MS) return 'ignore'
-    if (!options.isBonded(advert.worker)) return 'ignore'
+    if (advert.chainId !== options.chainId) return 'reject'
+    if (Math.abs(now() - advert.time) > ADVERT_FRESH_MS) return ignore(from)
+    if (!options.isBonded(advert.worker)) return ignore(from)
+    try {
+      verifyAdvert(advert)
+    } catch {
+      return 'reject'
+    }
     return options.table.update(advert) ? 'accept' : 'ignore'
   }
 }

@@ -35,9 +35,13 @@ export const BAN_MS = 10 * 60_000
 /** Connection manager bounds. @default 100 */
 export const MAX_CONNECTIONS = 100
 
-/** A gossip topic's name on the wire, one set per chain: `/donghae/<chainId>/<topic>/1`. */
+/**
+ * A gossip topic's name on the wire, one set per chain: `/donghae/<chainId>/<topic>/2`. Version 2:
+ * unsigned messages with a random 8-byte frame (libp2p-transport.ts); a node of version 1 signs
+ * every message and so shares no topic with it.
+ */
 export function gossipTopic(chainId: string, topic: string): string {
-  return `${PROTOCOL_PREFIX}/${chainId}/${topic}/1`
+  return `${PROTOCOL_PREFIX}/${chainId}/${topic}/2`
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * The libp2p host. The node's Ed25519 identity key is its libp2p key, so its PeerId and its DID
- * name the same key. TCP, QUIC and WebSockets; Noise; Yamux; identify; ping; a Kademlia DHT under
- * Donghae's own protocol (/donghae/kad/1.0.0) in server mode even on private networks; gossipsub;
- * bootstrap peers and LAN discovery (mDNS); port mapping through the home router and, when it gives
+ * name the same key. TCP, QUIC and WebSockets, all three or any of them (`transports`,
+ * docs/transports.md); Noise; Yamux; identify; ping; a Kademlia DHT under Donghae's own protocol
+ * (/donghae/kad/1.0.0) in server mode even on private networks; gossipsub; bootstrap peers and
+ * LAN discovery (mDNS); port mapping through the home router and, when it gives
  * nothing, a circuit-relay reservation on a peer as the last resort (relay.ts); WebRTC, so that two
  * nodes that met on a relay upgrade to a direct connection through both NATs (direct-upgrade.ts),
  * and optionally WebRTC Direct for browsers; and a peer store persisted in LevelDB so a restarted
@@ -30,12 +31,14 @@ import type { Ping } from '@libp2p/ping'
 import type { PeerDiscovery } from '@libp2p/interface'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import type { Logger } from '../core/logger.ts'
+import { InvalidInputError } from '../core/errors.ts'
 import { natPortMapping, type NatPortMappingService } from './nat/libp2p.ts'
 import type { NatMode } from './nat/manager.ts'
 import { NO_RELAY_DISCOVERY, RelayFallbackService, type RelayFallbackComponents } from './relay.ts'
 import { directUpgrade, type DirectUpgradeService } from './direct-upgrade.ts'
 import { DID_RECORD_PREFIX, selectDidRecord, validateDidRecord } from './did-records.ts'
-import { MAX_CONNECTIONS, MAX_GOSSIP_BYTES, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
+import { MAX_CONNECTIONS, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
+import { GOSSIP_OPTIONS } from './gossip.ts'
 
 export interface HostServices {
   /** Present when the node maps its port through the router. */
@@ -61,15 +64,55 @@ export interface PeerGate {
 
 export type DonghaeHost = Libp2p<HostServices> & { readonly gate?: PeerGate }
 
+/**
+ * The transports a host can listen on and dial with: `tcp` on TCP `port`, `quic` (QUIC v1) on
+ * UDP `port`, `ws` (WebSockets, plain) on TCP `port + 1`.
+ */
+export const TRANSPORT_NAMES = ['tcp', 'quic', 'ws'] as const
+export type TransportName = (typeof TRANSPORT_NAMES)[number]
+
+/** A transport list with a name that is not one of `TRANSPORT_NAMES`, or with none at all. */
+export class UnknownTransportError extends InvalidInputError {
+  static override readonly code: string = 'UNKNOWN_TRANSPORT'
+  override name = 'UnknownTransportError'
+}
+
+/**
+ * Checks a list of transport names (`['quic']`, or `'tcp,ws'` as a flag gives it): each one of
+ * `TRANSPORT_NAMES`, at least one; duplicates are dropped. Throws `UnknownTransportError`.
+ */
+export function parseTransports(raw: string | readonly string[]): TransportName[] {
+  const names = (typeof raw === 'string' ? raw.split(',') : raw).map((n) => n.trim()).filter((n) => n !== '')
+  const unknown = names.filter((n) => !(TRANSPORT_NAMES as readonly string[]).includes(n))
+  if (unknown.length > 0 || names.length === 0)
+    throw new UnknownTransportError(
+      unknown.length > 0
+        ? `unknown transport ${unknown.map((n) => JSON.stringify(n)).join(', ')}: use ${TRANSPORT_NAMES.join(', ')} (comma-separated, e.g. tcp,quic)`
+        : `no transport given: use one or more of ${TRANSPORT_NAMES.join(', ')} (comma-separated, e.g. tcp,quic)`,
+      { details: { unknown, known: [...TRANSPORT_NAMES] } },
+    )
+  return [...new Set(names as TransportName[])]
+}
+
 export interface HostOptions {
   key: Ed25519KeyPair
   /** Listen host. @default '0.0.0.0' */
   host?: string
   /** TCP and QUIC (UDP) port; WebSockets listens on port + 1. 0 = any free port. */
   port: number
-  /** Also listen on QUIC. @default true */
+  /**
+   * The transports the host listens on and dials with, and no others: with `['quic']` it has no
+   * TCP listener and cannot dial TCP or WebSockets addresses. Circuit relay and WebRTC run over
+   * the connections these make. Takes precedence over `quic` and `webSockets`.
+   * @default TCP, plus QUIC and WebSockets as `quic` and `webSockets` say
+   */
+  transports?: readonly TransportName[]
+  /** Also listen on and dial QUIC (without `transports`). @default true */
   quic?: boolean
-  /** Also listen on WebSockets at port + 1 (dialing WebSockets always works). @default true */
+  /**
+   * Also listen on WebSockets at port + 1 (without `transports`; dialing WebSockets always works).
+   * @default true
+   */
   webSockets?: boolean
   /** Extra addresses to announce (e.g. the router's external address from the NAT manager). */
   announce?: string[]
@@ -87,7 +130,8 @@ export interface HostOptions {
   nat?: NatMode
   /**
    * Circuit-relay reservation on a connected relay peer: `fallback` when port mapping (`nat`
-   * other than off) gives no public address, `always` from the start, `off` never.
+   * other than off) gives no public address (from the start on a host with no TCP listener,
+   * which the mapper cannot map), `always` from the start, `off` never.
    * @default 'fallback'
    */
   relay?: 'fallback' | 'always' | 'off'
@@ -112,17 +156,23 @@ export interface HostOptions {
   logger?: Logger
 }
 
-/** The port-mapping service and the relay fallback it drives (an unmapped node reserves a relay slot). */
-function relayAndNat(options: HostOptions): Record<string, unknown> {
+/**
+ * The port-mapping service and the relay fallback it drives (an unmapped node reserves a relay
+ * slot). The mapper maps a TCP port (nat/libp2p.ts), so a host with no TCP listener (QUIC only)
+ * can get no mapping: with port mapping on, its fallback is wanted from the start.
+ */
+function relayAndNat(options: HostOptions, listen: ReadonlySet<TransportName>): Record<string, unknown> {
   const nat = options.nat !== undefined && options.nat !== 'off' ? options.nat : undefined
   const relay = options.relay ?? 'fallback'
   const logger = options.logger === undefined ? {} : { logger: options.logger }
+  const unmappable = nat !== undefined && !listen.has('tcp') && !listen.has('ws')
+  const always = relay === 'always' || (relay === 'fallback' && unmappable)
   let fallback: RelayFallbackService | undefined
   return {
     ...(relay === 'always' || (relay === 'fallback' && nat !== undefined)
       ? {
           relayFallback: (components: RelayFallbackComponents) =>
-            (fallback = new RelayFallbackService(components, { always: relay === 'always', ...logger })),
+            (fallback = new RelayFallbackService(components, { always, ...logger })),
         }
       : {}),
     ...(nat === undefined
@@ -131,16 +181,46 @@ function relayAndNat(options: HostOptions): Record<string, unknown> {
   }
 }
 
+/** Which transports listen and which dial: `transports` exactly, or the older `quic`/`webSockets` switches. */
+function transportPlan(options: HostOptions): { listen: Set<TransportName>; dial: Set<TransportName> } {
+  if (options.transports !== undefined) {
+    const chosen = new Set(parseTransports(options.transports))
+    return { listen: chosen, dial: chosen }
+  }
+  const listen = new Set<TransportName>(['tcp'])
+  if (options.quic !== false) listen.add('quic')
+  if (options.webSockets !== false) listen.add('ws')
+  const dial = new Set<TransportName>(['tcp', 'ws'])
+  if (options.quic !== false) dial.add('quic')
+  return { listen, dial }
+}
+
+/** The listen address of each transport on `host` and `port` (0: any free port). */
+function listenAddress(name: TransportName, host: string, port: number): string {
+  switch (name) {
+    case 'tcp':
+      return `/ip4/${host}/tcp/${port}`
+    case 'quic':
+      return `/ip4/${host}/udp/${port}/quic-v1`
+    case 'ws':
+      return `/ip4/${host}/tcp/${port === 0 ? 0 : port + 1}/ws`
+  }
+}
+
+const DIALERS = { tcp: () => tcp(), quic: () => quic(), ws: () => webSockets() } as const
+
+/** Ping streams allowed at once on one connection, each way (see `ping` in createHost). */
+const PING_MAX_STREAMS = 4
+
 /** Hosts with a WebRTC transport in this process that have not stopped. */
 let hostsWithDataChannels = 0
 
 export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   const host = options.host ?? '0.0.0.0'
-  const listen = [`/ip4/${host}/tcp/${options.port}`]
+  const plan = transportPlan(options)
   // No '/p2p-circuit' here: with libp2p 3 that listener holds start() until a relay reservation
   // is made. The relay fallback service listens on a chosen relay once started and needed.
-  if (options.quic !== false) listen.push(`/ip4/${host}/udp/${options.port}/quic-v1`)
-  if (options.webSockets !== false) listen.push(`/ip4/${host}/tcp/${options.port === 0 ? 0 : options.port + 1}/ws`)
+  const listen = TRANSPORT_NAMES.filter((t) => plan.listen.has(t)).map((t) => listenAddress(t, host, options.port))
   const rtc = options.webrtc === true
   if (rtc) listen.push('/webrtc')
   if (options.webrtcDirect === true)
@@ -155,7 +235,13 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   if (datastore !== undefined) await datastore.open()
   const services = {
     identify: identify(),
-    ping: ping(),
+    // Room for a second ping stream on a connection (libp2p allows one out, two in). A ping whose
+    // bytes and end arrive together with the protocol negotiation (seen on QUIC, where they can
+    // share one packet) leaves the answering side waiting for an end it has already had, so the
+    // stream stays open until its 10 s timeout; with a limit of one, the connection monitor's
+    // next heartbeat ping fails on that connection and the monitor closes the connection
+    // (docs/transports.md, "A QUIC pitfall").
+    ping: ping({ maxOutboundStreams: PING_MAX_STREAMS, maxInboundStreams: PING_MAX_STREAMS }),
     dht: kadDHT({
       protocol: `${PROTOCOL_PREFIX}/kad/1.0.0`,
       clientMode: false,
@@ -164,13 +250,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
       selectors: { [DID_RECORD_PREFIX]: selectDidRecord },
       allowQueryWithZeroPeers: true,
     }),
-    pubsub: gossipsub({
-      allowPublishToZeroTopicPeers: true,
-      emitSelf: false,
-      maxInboundDataLength: MAX_GOSSIP_BYTES,
-      // Validation happens in our topic validators; invalid messages lower the sender's score.
-      asyncValidation: false,
-    }),
+    pubsub: gossipsub(GOSSIP_OPTIONS),
     ...(options.relayServer === true
       ? {
           relay: circuitRelayServer({
@@ -178,7 +258,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
           }),
         }
       : {}),
-    ...relayAndNat(options),
+    ...relayAndNat(options, plan.listen),
     ...(rtc ? { directUpgrade: directUpgrade(options.logger === undefined ? {} : { logger: options.logger }) } : {}),
   }
   const gate: PeerGate = { deny: () => false }
@@ -186,9 +266,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },
     transports: [
-      tcp(),
-      ...(options.quic !== false ? [quic()] : []),
-      webSockets(),
+      ...TRANSPORT_NAMES.filter((t) => plan.dial.has(t)).map((t) => DIALERS[t]()),
       circuitRelayTransport({ discoveryFilter: NO_RELAY_DISCOVERY }),
       ...(rtc ? [webRTC({ rtcConfiguration })] : []),
       ...(options.webrtcDirect === true ? [webRTCDirect({ rtcConfiguration })] : []),

@@ -1,8 +1,10 @@
 /**
  * The node's `PeerTransport` over libp2p. Gossip topics run on gossipsub under
- * `/donghae/<chainId>/<topic>/1`; each topic's handlers are its gossipsub topic validator, so a
+ * `/donghae/<chainId>/<topic>/2`; each topic's handlers are its gossipsub topic validator, so a
  * message is processed once, at validation, and relayed only when accepted (`reject` also lowers
- * the sender's gossipsub score and counts as a penalty here). Request/response protocols run on
+ * the sender's gossipsub score and counts as a penalty here).
+ *
+ * Gossip is unsigned and framed (gossip.ts). Request/response protocols run on
  * length-prefixed streams with size limits and timeouts, one stream per request or, with
  * `session`, many requests over one stream (sessions.ts). Peers are named by DID (the did:key of
  * their libp2p key).
@@ -39,6 +41,7 @@ import { PeerBudgets } from '../core/budget.ts'
 import { BAN_MS, FRAME_READ_OPTIONS, PENALTY_LIMIT, REQUEST_TIMEOUT_MS, gossipTopic } from './constants.ts'
 import type { DonghaeHost } from './host.ts'
 import { PenaltyScores } from './penalties.ts'
+import { frameGossip, unframeGossip } from './gossip.ts'
 import { SessionPool, blamesRequest, decodeRefusal, encodeRefusal, isPeerFault, serveSession } from './sessions.ts'
 
 const RESULT: Record<GossipVerdict, TopicValidatorResult> = {
@@ -98,7 +101,7 @@ export class Libp2pTransport implements PeerTransport {
   }
 
   publish(topic: string, data: Uint8Array): void {
-    this.#host.services.pubsub.publish(gossipTopic(this.#chainId, topic), data).catch((err: unknown) => {
+    this.#host.services.pubsub.publish(gossipTopic(this.#chainId, topic), frameGossip(data)).catch((err: unknown) => {
       this.#log.debug({ topic, err: describeError(err) }, 'publish failed')
     })
   }
@@ -123,11 +126,15 @@ export class Libp2pTransport implements PeerTransport {
     const name = gossipTopic(this.#chainId, topic)
     pubsub.topicValidators.set(name, async (peer: PeerId, message: Message) => {
       const from = didOf(peer) ?? peer.toString()
-      const origin = message.type === 'signed' ? (didOf(message.from) ?? message.from.toString()) : from
+      const payload = unframeGossip(message.data)
+      if (payload === undefined) {
+        this.penalize(from, `unframed ${topic} gossip`)
+        return TopicValidatorResult.Reject
+      }
       const verdicts = await Promise.all(
         [...handlers].map(async (handler) => {
           try {
-            return await handler(message.data, from, origin)
+            return await handler(payload, from)
           } catch (err) {
             this.#log.warn({ topic, err: describeError(err) }, 'gossip handler failed')
             return 'ignore' as const

@@ -80,7 +80,7 @@ export class MemoryTransport implements PeerTransport {
     const verdicts = await Promise.all(
       handlers.map(async (handler) => {
         try {
-          return await handler(data, from, from)
+          return await handler(data, from)
         } catch {
           return 'ignore' as const
         }

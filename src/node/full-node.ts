@@ -53,6 +53,7 @@ export interface FullNodeOptions {
   config: Pick<
     DonghaeConfig,
     | 'p2pPort'
+    | 'transport'
     | 'listenHost'
     | 'apiPort'
     | 'apiHost'
@@ -175,6 +176,7 @@ export class FullNode {
         key,
         host: config.listenHost,
         port: config.p2pPort,
+        transports: config.transport,
         bootstrap: config.bootstrap,
         mdns: config.mdns,
         announce: options.announce ?? [],

@@ -13,6 +13,7 @@ import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { gossipTopic } from '../../src/net/constants.ts'
 import { Libp2pTransport } from '../../src/net/libp2p-transport.ts'
+import { frameGossip } from '../../src/net/gossip.ts'
 import { ADVERT_FRESH_MS, ADVERT_TOPIC, WorkerTable, advertValidator, signAdvert } from '../../src/inference/adverts.ts'
 import { waitFor } from '../helpers/chain-net.ts'
 import { asDonghaeHost, bareHost, type BareHost } from '../helpers/bare-host.ts'
@@ -84,7 +85,7 @@ test('attack: unbonded, foreign, stale and misattributed slot adverts (2,000 nam
     // The attack. Ignored (not bonded in the gateway's view): 50 adverts of the attacker's own key.
     const attackerDid = didFromEd25519PublicKey(keys.attacker.publicKey)
     const unbonded = Array.from({ length: 50 }, () => advert(keys.attacker))
-    for (const bytes of unbonded) await attacker.services.pubsub.publish(topic, bytes)
+    for (const bytes of unbonded) await attacker.services.pubsub.publish(topic, frameGossip(bytes))
     // Ignored too: the worker's own advert, stale.
     const stale = advert(keys.worker, { time: Date.now() - ADVERT_FRESH_MS - 1_000 })
     worker.publish(ADVERT_TOPIC, stale)
@@ -92,16 +93,18 @@ test('attack: unbonded, foreign, stale and misattributed slot adverts (2,000 nam
     worker.publish(ADVERT_TOPIC, fresh)
     await waitFor('the worker’s fresh advert to be relayed', () => relayedHash(fresh))
     assert.equal(gateway.penaltyScore(attackerDid), 0, 'unbonded adverts are ignored, not punished')
-    // Rejected: another chain's advert, the worker's genuine advert republished by the attacker
-    // (its gossip author is not the worker), and 2,000 adverts naming fresh keys.
+    // Ignored: the worker's last advert replayed by the attacker (gossip carries no author: the
+    // worker's signature is what counts, and the table already holds that sequence number).
+    await attacker.services.pubsub.publish(topic, frameGossip(fresh)).catch(() => {})
+    // Rejected: another chain's advert, and 2,000 adverts naming fresh keys.
     const foreign = advert(keys.attacker, { chainId: 'another-chain' })
-    const misattributed = advert(keys.worker)
     const named = Array.from({ length: 2_000 }, () => advert(Ed25519KeyPair.generate()))
-    for (const bytes of [foreign, misattributed, ...named])
-      await attacker.services.pubsub.publish(topic, bytes).catch(() => {})
+    for (const bytes of [foreign, ...named])
+      await attacker.services.pubsub.publish(topic, frameGossip(bytes)).catch(() => {})
     await waitFor('the gateway to ban the attacker', () => gatewayHost.getConnections(attacker.peerId).length === 0)
 
-    for (const bytes of [foreign, misattributed, stale, ...unbonded, ...named])
+    assert.equal(heard.filter((h) => h === toHex(sha256(fresh))).length, 1, 'the replayed advert was relayed again')
+    for (const bytes of [foreign, stale, ...unbonded, ...named])
       assert.ok(!relayedHash(bytes), 'a refused advert was relayed')
     assert.deepEqual(
       table.live().map((a) => a.worker),

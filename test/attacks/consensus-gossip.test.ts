@@ -17,6 +17,7 @@ import { createLogger } from '../../src/core/logger.ts'
 import { createHost, type DonghaeHost } from '../../src/net/host.ts'
 import { gossipTopic } from '../../src/net/constants.ts'
 import { Libp2pTransport } from '../../src/net/libp2p-transport.ts'
+import { frameGossip } from '../../src/net/gossip.ts'
 import { DonghaeNode } from '../../src/node/index.ts'
 import { CONSENSUS_TOPIC, maxProposalBytes, proposerFor } from '../../src/chain/runtime.ts'
 import { encodeConsensusMessage, signProposal, signVote } from '../../src/chain/bft/messages.ts'
@@ -162,7 +163,7 @@ test('attack: proposals from a non-proposer, an oversized proposal, votes from a
         validator: cheat.did,
       }),
     })
-    for (const bytes of [...forged, sentinel]) await attacker.services.pubsub.publish(topic, bytes)
+    for (const bytes of [...forged, sentinel]) await attacker.services.pubsub.publish(topic, frameGossip(bytes))
     await waitFor('the valid vote to be relayed to the other validator', () => relayed.has(toHex(sha256(sentinel))))
     for (const bytes of forged) assert.ok(!relayed.has(toHex(sha256(bytes))), 'a refused message was relayed')
     await waitFor('the target to give its three reasons', () => reasons.length >= 3)

@@ -1,8 +1,9 @@
 /**
  * A bare libp2p host for attack tests: TCP, Noise, Yamux, identify and gossipsub, and nothing
  * that discovers or dials other peers on its own (no DHT, no bootstrap, no mDNS), so it talks
- * only to the peers a test dials and a test controls who can relay to whom. Its gossip is signed
- * by its key like any node's. `Libp2pTransport` runs on it (`asDonghaeHost`).
+ * only to the peers a test dials and a test controls who can relay to whom. Its gossip settings
+ * are a node's (what it publishes raw must be framed: `frameGossip`). `Libp2pTransport` runs on
+ * it (`asDonghaeHost`).
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -13,6 +14,7 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import type { DonghaeHost } from '../../src/net/host.ts'
+import { GOSSIP_OPTIONS } from '../../src/net/gossip.ts'
 
 export type BareHost = Libp2p<{ pubsub: GossipSub; identify: unknown }>
 
@@ -25,11 +27,8 @@ export async function bareHost(key: Ed25519KeyPair, port: number): Promise<BareH
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      pubsub: gossipsub({
-        allowPublishToZeroTopicPeers: true,
-        emitSelf: false,
-        maxInboundDataLength: 16 * 1024 * 1024,
-      }),
+      // the node's gossip settings (unsigned, framed: src/net/gossip.ts), so it speaks to nodes
+      pubsub: gossipsub({ ...GOSSIP_OPTIONS, maxInboundDataLength: 16 * 1024 * 1024 }),
     },
   })
   return host as unknown as BareHost

@@ -14,6 +14,7 @@ import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { encodeTx, signTx } from '../../src/chain/tx.ts'
 import { TX_TOPIC } from '../../src/chain/runtime.ts'
 import { gossipTopic } from '../../src/net/constants.ts'
+import { frameGossip } from '../../src/net/gossip.ts'
 import { bareHost } from './bare-host.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 
@@ -65,7 +66,7 @@ process.on('message', (msg) => {
     for (let i = 0; i < junk.length; i += 100) {
       await Promise.all(
         junk.slice(i, i + 100).map((data) =>
-          pubsub.publish(topic, data).then(
+          pubsub.publish(topic, frameGossip(data)).then(
             () => published++,
             () => {},
           ),

@@ -22,6 +22,7 @@ const BUILD_WEB = fileURLToPath(new URL('../../../scripts/build-web.ts', import.
 interface DevnetOptions {
   nodes: string
   basePort: string
+  transport?: string
   fund: string[]
   json?: boolean
 }
@@ -43,6 +44,22 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 /** p2p ports leave room for the APIs (base + i) and each node's WebSockets port (+1). */
 function p2pPort(base: number, i: number): number {
   return base + 100 + 2 * i
+}
+
+/** The one transport every node of the devnet listens on and dials with (`--transport`). */
+const DEVNET_TRANSPORTS = ['tcp', 'quic', 'ws'] as const
+type DevnetTransport = (typeof DEVNET_TRANSPORTS)[number]
+
+/** Node i's p2p address on `transport`: TCP p2pPort, UDP p2pPort (QUIC), TCP p2pPort + 1 (WebSockets). */
+function p2pMultiaddr(transport: DevnetTransport, port: number, peerId: string): string {
+  switch (transport) {
+    case 'tcp':
+      return `/ip4/127.0.0.1/tcp/${port}/p2p/${peerId}`
+    case 'quic':
+      return `/ip4/127.0.0.1/udp/${port}/quic-v1/p2p/${peerId}`
+    case 'ws':
+      return `/ip4/127.0.0.1/tcp/${port + 1}/ws/p2p/${peerId}`
+  }
 }
 
 function waitForLine(child: ChildProcess, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -112,6 +129,10 @@ export function registerDevnet(program: Command, io: CliIo): void {
     .description('run a local network of N validator processes on loopback over real libp2p sockets')
     .option('--nodes <n>', 'number of validator processes', '4')
     .option('--base-port <port>', 'node i serves its API on base-port + i and p2p on base-port + 100 + 2i', '26657')
+    .option(
+      '--transport <name>',
+      "the nodes' only p2p transport: tcp (TCP port base-port + 100 + 2i), quic (QUIC over UDP, same port number) or ws (WebSockets, TCP base-port + 101 + 2i); without it the nodes meet over TCP and also listen on QUIC, as `donghae node` does",
+    )
     .option('--fund <did:amount>', 'also give this DID a balance in a new genesis (repeatable)', collect, [])
     .option('--json', 'print one JSON line with the node table once every node runs')
     .addHelpText(
@@ -120,11 +141,14 @@ export function registerDevnet(program: Command, io: CliIo): void {
 The network lives in --home (default ~/.donghae/devnet): node i's home is <home>/node<i>, with
 its keystore (a well-known password: play money only), config, genesis and log (node.log).
 Ctrl-C stops every node; running the command again with the same --home resumes the chain.
-A node killed on its own can be restarted with the command printed for it.
+A node killed on its own can be restarted with the command printed for it. With --transport
+every node runs \`donghae node --transport <name>\`: it listens on and dials that transport
+only, so the devnet shows the transport works on its own (docs/transports.md).
 
 Examples:
   $ donghae devnet --nodes 4
   $ donghae devnet --nodes 4 --home /tmp/devnet --base-port 27000
+  $ donghae devnet --nodes 2 --transport quic
   $ donghae chain status --node http://127.0.0.1:26658`,
     )
     .action(async (options: DevnetOptions, command: Command) => {
@@ -132,12 +156,17 @@ Examples:
       const count = Number(options.nodes)
       const base = Number(options.basePort)
       if (!Number.isInteger(count) || count < 1 || count > 16) throw new CliError('--nodes must be 1-16')
+      const transport = (options.transport ?? 'tcp') as DevnetTransport
+      if (!(DEVNET_TRANSPORTS as readonly string[]).includes(transport))
+        throw new CliError(
+          `--transport must be one of ${DEVNET_TRANSPORTS.join(', ')} (got ${JSON.stringify(options.transport)})`,
+        )
       if (!Number.isInteger(base) || base < 1024 || p2pPort(base, count) > 65_534)
         throw new CliError('--base-port must be 1024 or more and leave room for every node')
       const explicitHome = command.optsWithGlobals<{ home?: string }>().home ?? io.env[HOME_ENV]
       const dir = explicitHome === undefined ? join(homedir(), '.donghae', 'devnet') : ctx.home.dir
       const progress = (line: string): void => void io.stderr.write(`${line}\n`)
-      progress(`devnet: ${count} validators in ${dir}`)
+      progress(`devnet: ${count} validators in ${dir} over ${transport}`)
       await mkdir(dir, { recursive: true, mode: 0o700 })
       const keys = await loadOrCreateKeys(dir, count, progress)
       const genesis = await loadOrCreateGenesis(dir, keys, options.fund, 'donghae-devnet')
@@ -145,7 +174,7 @@ Examples:
       await writeFile(passwordFile, LOCALNET_PASSWORD, { mode: 0o600 })
       const dids = keys.map((k) => didFromEd25519PublicKey(k.publicKey))
       const p2pAddress = (i: number): string =>
-        `/ip4/127.0.0.1/tcp/${p2pPort(base, i)}/p2p/${peerIdFromDid(dids[i] as string).toString()}`
+        p2pMultiaddr(transport, p2pPort(base, i), peerIdFromDid(dids[i] as string).toString())
       const table: DevnetNode[] = dids.map((did, i) => ({
         node: `node${i}`,
         did,
@@ -180,16 +209,21 @@ Examples:
       }
       const children = new Map<string, ChildProcess>()
       let stopping = false
+      const nodeArgs = (row: DevnetNode): string[] => [
+        BIN,
+        '--home',
+        row.home,
+        'node',
+        '--password-file',
+        passwordFile,
+        ...(options.transport === undefined ? [] : ['--transport', transport]),
+      ]
       const startNode = async (row: DevnetNode): Promise<void> => {
         const log = createWriteStream(row.log, { flags: 'a' })
-        const child = spawn(
-          process.execPath,
-          [...NODE_PROCESS_FLAGS, BIN, '--home', row.home, 'node', '--password-file', passwordFile, '--json'],
-          {
-            stdio: ['ignore', 'pipe', 'pipe'],
-            env: { ...NODE_PROCESS_ENV, ...io.env, DONGHAE_PASSWORD: undefined },
-          },
-        )
+        const child = spawn(process.execPath, [...NODE_PROCESS_FLAGS, ...nodeArgs(row), '--json'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...NODE_PROCESS_ENV, ...io.env, DONGHAE_PASSWORD: undefined },
+        })
         child.stderr?.pipe(log)
         children.set(row.node, child)
         row.pid = child.pid
@@ -197,9 +231,7 @@ Examples:
           children.delete(row.node)
           if (!stopping) {
             progress(`devnet: ${row.node} exited (${signal ?? `code ${String(code)}`}); restart it with:`)
-            progress(
-              `  ${process.execPath} ${NODE_PROCESS_FLAGS.join(' ')} ${BIN} --home ${row.home} node --password-file ${passwordFile}`,
-            )
+            progress(`  ${process.execPath} ${[...NODE_PROCESS_FLAGS, ...nodeArgs(row)].join(' ')}`)
           }
         })
         await waitForLine(child, row.node, 60_000)
@@ -232,10 +264,10 @@ Examples:
       }
       if (options.json === true)
         io.stdout.write(
-          `${JSON.stringify({ chainId: genesis.chainId, dir, password: passwordFile, dashboard: table[0]?.dashboard, nodes: table })}\n`,
+          `${JSON.stringify({ chainId: genesis.chainId, dir, transport, password: passwordFile, dashboard: table[0]?.dashboard, nodes: table })}\n`,
         )
       else {
-        ctx.out(`devnet ${genesis.chainId} running — Ctrl-C to stop`)
+        ctx.out(`devnet ${genesis.chainId} running over ${transport} — Ctrl-C to stop`)
         for (const row of table) ctx.out(`  ${row.node}  ${row.api}  pid ${row.pid ?? '?'}  ${row.did}`)
         ctx.out(`  logs: ${join(dir, 'node<i>', 'node.log')}`)
         ctx.out('')

@@ -6,6 +6,7 @@ import { behaviourFromEnv } from '../../node/inference.ts'
 import { loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 import { createLogger } from '../../core/logger.ts'
+import { loadConfig } from '../../core/config.ts'
 import { DEFAULT_LOG_KEEP, RotatingLogFile } from '../log-file.ts'
 import { createContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -17,6 +18,7 @@ interface NodeOptions {
   json?: boolean
   logFile?: string
   logMaxMb: string
+  transport?: string
 }
 
 export function registerNode(program: Command, io: CliIo): void {
@@ -31,10 +33,14 @@ export function registerNode(program: Command, io: CliIo): void {
       `write logs to this file instead of stderr, rotated by size (${DEFAULT_LOG_KEEP} old files kept)`,
     )
     .option('--log-max-mb <n>', 'rotate the --log-file past this many MiB', '10')
+    .option(
+      '--transport <list>',
+      'p2p transports to listen on and dial with, only these: tcp (TCP p2pPort), quic (UDP p2pPort), ws (WebSockets, TCP p2pPort + 1), comma-separated (config transport; default tcp,quic)',
+    )
     .addHelpText(
       'after',
       `
-Configuration (flag > env > <home>/config.json > default): p2pPort, listenHost, apiPort,
+Configuration (flag > env > <home>/config.json > default): p2pPort, transport, listenHost, apiPort,
 apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, workerMemory,
 executionProvider, serve, runner, canaryPpm, modelStorage, expertReplicas, expertMemory, expertTraining, directory — see
 \`donghae config show\`. The API's operator token is
@@ -61,17 +67,29 @@ category and tag, shared with the other directories by gossip (\`donghae directo
 webrtc (DONGHAE_WEBRTC, default true) answers signed WebRTC offers at POST /v1/webrtc/offer (open
 to pages on any origin: each offer is signed by its DID) and serves the node's language model on
 the data channel; iceServers (DONGHAE_ICE_SERVERS, e.g. stun:stun.example.org:3478) adds STUN
-servers, none by default (host candidates only).
+servers, none by default (host candidates only). transport (--transport, DONGHAE_TRANSPORT, default
+tcp,quic; ws listens on p2pPort + 1, so move apiPort off it first): the p2p transports, e.g. --transport quic for QUIC only (UDP p2pPort: open or forward
+UDP, not TCP) — peers need one transport in common with this node; see docs/transports.md.
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
   $ donghae node
   $ donghae node --password-file ~/.donghae/password --log-file ~/.donghae/logs/node.log
-  $ DONGHAE_BOOTSTRAP=/ip4/192.168.1.10/tcp/26656/p2p/12D3KooW… donghae node`,
+  $ DONGHAE_BOOTSTRAP=/ip4/192.168.1.10/tcp/26656/p2p/12D3KooW… donghae node
+  $ donghae node --transport quic`,
     )
     .action(async (options: NodeOptions, command: Command) => {
       const ctx = createContext(command, io)
-      const { config } = ctx.config()
+      // --transport is the config key transport given as a flag (validated by the config table)
+      const globals = command.optsWithGlobals<{ logLevel?: string; moniker?: string }>()
+      const { config } =
+        options.transport === undefined
+          ? ctx.config()
+          : loadConfig({
+              file: ctx.home.config,
+              env: io.env,
+              flags: { logLevel: globals.logLevel, moniker: globals.moniker, transport: options.transport },
+            })
       const genesis = await readGenesisFile(options.genesis ?? join(ctx.home.dir, 'genesis.json'))
       // --password-file, DONGHAE_PASSWORD, the platform's keychain (donghae keys --keychain), the prompt
       const { keyPair: key, password } = await unlockHomeKeystore(

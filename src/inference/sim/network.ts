@@ -123,7 +123,7 @@ export class SimNetwork {
       subscribe: (topic, handler) => {
         const set = this.#adverts.get(topic) ?? new Set()
         this.#adverts.set(topic, set)
-        const own: GossipHandler = (data, from, origin) => (from === did ? 'ignore' : handler(data, from, origin))
+        const own: GossipHandler = (data, from) => (from === did ? 'ignore' : handler(data, from))
         set.add(own)
         return () => set.delete(own)
       },
@@ -160,9 +160,7 @@ export class SimNetwork {
    * nothing is relayed); the verdicts combined as one node's transport would combine them.
    */
   async publishAdvert(from: string, topic: string, data: Uint8Array): Promise<GossipVerdict> {
-    const verdicts = await Promise.all(
-      [...(this.#adverts.get(topic) ?? [])].map((handler) => handler(data, from, from)),
-    )
+    const verdicts = await Promise.all([...(this.#adverts.get(topic) ?? [])].map((handler) => handler(data, from)))
     return combineVerdicts(verdicts)
   }
 

@@ -19,6 +19,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { SIM_RECORD_NAMESPACE } from './constants.ts'
 import { QueryTrace } from './trace.ts'
+import { GOSSIP_OPTIONS } from '../gossip.ts'
 
 export interface SimServices {
   identify: Identify
@@ -92,7 +93,7 @@ export async function createSimNode(c: NodeConfig, keySeed: Uint8Array, listen: 
         validators: { [SIM_RECORD_NAMESPACE]: async () => {} },
         selectors: { [SIM_RECORD_NAMESPACE]: () => 0 },
       }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      pubsub: gossipsub(GOSSIP_OPTIONS),
     },
   })
   return node as unknown as SimNode
