@@ -4,13 +4,15 @@
 // proposer of its round, an oversized proposal from the round's real proposer, votes signed by a
 // non-validator, and a proposal for a later height. The first three are rejected at validation
 // with the reasons below (each a penalty of the sender); the last is ignored (no penalty); none is
-// relayed to the other validator, which does receive a valid vote sent after them.
+// relayed to the other validator, which does receive a valid vote sent after them. Then the
+// attacker re-wraps that valid vote in 200 fresh gossip frames: relayed at most once a second.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { toHex } from '../../src/core/bytes.ts'
 import { sha256 } from '../../src/core/hash.ts'
 import { createLogger } from '../../src/core/logger.ts'
@@ -19,7 +21,7 @@ import { gossipTopic } from '../../src/net/constants.ts'
 import { Libp2pTransport } from '../../src/net/libp2p-transport.ts'
 import { frameGossip } from '../../src/net/gossip.ts'
 import { DonghaeNode } from '../../src/node/index.ts'
-import { CONSENSUS_TOPIC, maxProposalBytes, proposerFor } from '../../src/chain/runtime.ts'
+import { CONSENSUS_RELAY_GAP_MS, CONSENSUS_TOPIC, maxProposalBytes, proposerFor } from '../../src/chain/runtime.ts'
 import { encodeConsensusMessage, signProposal, signVote } from '../../src/chain/bft/messages.ts'
 import { actor, makeGenesis, type Actor } from '../helpers/chain.ts'
 import { FAST_PARAMS, waitFor } from '../helpers/chain-net.ts'
@@ -94,9 +96,13 @@ test('attack: proposals from a non-proposer, an oversized proposal, votes from a
     // What the other validator hears from the target: relays.
     const topic = gossipTopic(genesis.chainId, CONSENSUS_TOPIC)
     const relayed = new Set<string>()
+    const relays = new Map<string, number>()
     const targetDid = (validators[0] as Actor).did
     transports[1]?.subscribe(CONSENSUS_TOPIC, (data, from) => {
-      if (from === targetDid) relayed.add(toHex(sha256(data)))
+      if (from !== targetDid) return 'ignore'
+      const id = toHex(sha256(data))
+      relayed.add(id)
+      relays.set(id, (relays.get(id) ?? 0) + 1)
       return 'ignore'
     })
 
@@ -181,6 +187,24 @@ test('attack: proposals from a non-proposer, an oversized proposal, votes from a
     const score = (transports[0] as Libp2pTransport).penaltyScore(outsider.did)
     assert.ok(score > 2.9 && score <= 3, `three penalties for the attacker (score ${score.toFixed(2)})`)
     assert.equal(target.app.head.height, height - 1, 'nothing the attacker sent moved the chain')
+
+    // Gossip is unsigned, so the attacker can wrap the valid vote in fresh random frames, each a
+    // new message id: the target relays a payload it already checked at most once a second (and
+    // does not check it again), so a burst of 200 copies is no flood; a copy after the gap is
+    // relayed again, as a vote re-sent after a round timeout must be.
+    const id = toHex(sha256(sentinel))
+    const before = relays.get(id) ?? 0
+    const started = Date.now()
+    for (let i = 0; i < 200; i++) await attacker.services.pubsub.publish(topic, frameGossip(sentinel))
+    const burstMs = Date.now() - started
+    await sleep(500)
+    const copies = (relays.get(id) ?? 0) - before
+    t.diagnostic(`200 copies in ${burstMs} ms: ${copies} relayed`)
+    assert.ok(copies <= Math.ceil(burstMs / CONSENSUS_RELAY_GAP_MS) + 1, `${copies} copies relayed in ${burstMs} ms`)
+    assert.ok((transports[0] as Libp2pTransport).penaltyScore(outsider.did) <= 3, 'copies are ignored, not punished')
+    await sleep(CONSENSUS_RELAY_GAP_MS)
+    await attacker.services.pubsub.publish(topic, frameGossip(sentinel))
+    await waitFor('a copy after the gap to be relayed', () => (relays.get(id) ?? 0) > before + copies)
   } finally {
     await attacker?.stop()
     for (const node of nodes) await node.stop()
