@@ -1,17 +1,20 @@
 /** SHA-256 helpers (node:crypto, OpenSSL's assembly). */
-import { createHash } from 'node:crypto'
+import { createHash, hash } from 'node:crypto'
 
 export const SHA256_LENGTH = 32
 
 export function sha256(...parts: readonly Uint8Array[]): Uint8Array {
-  const hash = createHash('sha256')
-  for (const part of parts) hash.update(part)
-  return new Uint8Array(hash.digest())
+  // one part (most calls: state paths, transaction ids, gossip ids): the one-shot `hash` makes no
+  // Hash object and is about twice as fast on small inputs
+  if (parts.length === 1) return new Uint8Array(hash('sha256', parts[0] as Uint8Array, 'buffer'))
+  const h = createHash('sha256')
+  for (const part of parts) h.update(part)
+  return new Uint8Array(h.digest())
 }
 
 /** Applies `h = sha256(h)` `count` times: the sequential chain that proof of history is built on. */
 export function sha256Chain(start: Uint8Array, count: number): Uint8Array {
   let h = start
-  for (let i = 0; i < count; i++) h = createHash('sha256').update(h).digest()
+  for (let i = 0; i < count; i++) h = hash('sha256', h, 'buffer')
   return new Uint8Array(h)
 }
