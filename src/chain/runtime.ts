@@ -129,6 +129,14 @@ const MAX_REBROADCAST = 64
  * vote in a loop does not flood the network with it.
  */
 export const CONSENSUS_RELAY_GAP_MS = 1_000
+/**
+ * After the engine stops on an error (a write that failed: a full disk), a new one starts from the
+ * committed head after this long, doubling up to `ENGINE_RESTART_MAX_MS` while it keeps failing
+ * (a commit that succeeds resets it): the node takes part again, and catches up by sync, as soon
+ * as the cause is gone, instead of sitting out for good.
+ */
+export const ENGINE_RESTART_MS = 1_000
+const ENGINE_RESTART_MAX_MS = 30_000
 /** Consensus payloads remembered for that (the most recent; two rounds of a large set fit). */
 const SEEN_CONSENSUS = 8_192
 
@@ -226,7 +234,12 @@ export class ChainRuntime {
     /** Transactions rejected unread because their peer was over its ignore budget. */
     floodedTxs: 0,
     synced: 0,
+    /** Engines started again after one stopped on an error. */
+    engineRestarts: 0,
   }
+  #restartDelay = ENGINE_RESTART_MS
+  #restartTimer: (() => void) | undefined
+  #stopped = false
 
   constructor(options: ChainRuntimeOptions) {
     this.#opts = options
@@ -260,6 +273,9 @@ export class ChainRuntime {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true
+    this.#restartTimer?.()
+    this.#restartTimer = undefined
     this.#syncTimer?.()
     this.#syncTimer = undefined
     for (const off of this.#unsubscribe.splice(0)) off()
@@ -338,6 +354,7 @@ export class ChainRuntime {
         validateBlock: (b, h, r) => app.validateBlock(b, h, r),
         commit: async (b, cert) => {
           await app.commit(b, cert)
+          this.#restartDelay = ENGINE_RESTART_MS
           void this.#retryEvidence()
         },
         proposerSeed: () => utf8(genesis.chainId),
@@ -359,13 +376,30 @@ export class ChainRuntime {
       },
       onEvidence: (evidence) => this.#report(evidence),
       onFutureHeight: () => void this.#sync(),
-      onError: (error) => this.#log.error({ err: describeError(error) }, 'consensus stopped on an error'),
+      onError: (error) => this.#restartEngine(engine, error),
       ...(genesis.params.emptyBlockIntervalMs > 0
         ? { waitForWork: { intervalMs: genesis.params.emptyBlockIntervalMs, hasWork: () => app.hasWork() } }
         : {}),
     })
     this.#engine = engine
     engine.start()
+  }
+
+  /** A new engine from the committed head, `#restartDelay` after `failed` stopped on `error`. */
+  #restartEngine(failed: ConsensusEngine<Block>, error: unknown): void {
+    const delay = this.#restartDelay
+    this.#restartDelay = Math.min(ENGINE_RESTART_MAX_MS, delay * 2)
+    this.#log.error(
+      { err: describeError(error), height: this.#app.head.height, restartInMs: delay },
+      'consensus stopped on an error; starting again from the committed head',
+    )
+    this.#restartTimer?.()
+    this.#restartTimer = this.#clock.setTimer(delay, () => {
+      this.#restartTimer = undefined
+      if (this.#stopped || this.#engine !== failed) return
+      this.stats.engineRestarts++
+      this.#startEngine()
+    })
   }
 
   /** Gossip validation of a consensus message (the transport penalizes the sender of a reject). */
