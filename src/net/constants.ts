@@ -32,6 +32,9 @@ export const PENALTY_HALF_LIFE_MS = 5 * 60_000
 /** @default 10 minutes */
 export const BAN_MS = 10 * 60_000
 
+/** How often libp2p pings each connection to find dead ones. @default 30 s */
+export const CONNECTION_PING_MS = 30_000
+
 /** Connection manager bounds. @default 100 */
 export const MAX_CONNECTIONS = 100
 

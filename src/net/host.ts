@@ -37,7 +37,7 @@ import type { NatMode } from './nat/manager.ts'
 import { NO_RELAY_DISCOVERY, RelayFallbackService, type RelayFallbackComponents } from './relay.ts'
 import { directUpgrade, type DirectUpgradeService } from './direct-upgrade.ts'
 import { DID_RECORD_PREFIX, selectDidRecord, validateDidRecord } from './did-records.ts'
-import { MAX_CONNECTIONS, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
+import { CONNECTION_PING_MS, MAX_CONNECTIONS, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
 import { GOSSIP_OPTIONS } from './gossip.ts'
 
 export interface HostServices {
@@ -275,6 +275,10 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     streamMuxers: [yamux()],
     peerDiscovery: discovery as never,
     connectionManager: { maxConnections: options.maxConnections ?? MAX_CONNECTIONS },
+    // a ping per connection every 30 s, not libp2p's 10 s: each is a new stream (negotiation and a
+    // peer-store write), the largest part of an idle node's own traffic; TCP and QUIC report most
+    // dead connections sooner anyway
+    connectionMonitor: { pingInterval: CONNECTION_PING_MS },
     connectionGater: {
       denyDialPeer: (peerId) => gate.deny(peerId.toString()),
       denyInboundEncryptedConnection: (peerId) => gate.deny(peerId.toString()),
