@@ -26,6 +26,7 @@ import { registerArena } from './commands/arena.ts'
 import { registerDirectory } from './commands/directory.ts'
 import { registerWallet } from './commands/wallet.ts'
 import { registerService } from './commands/service.ts'
+import { registerChaos } from './commands/chaos.ts'
 import { addGroupExamples } from './help.ts'
 import { VERSION } from './version.ts'
 
@@ -87,6 +88,7 @@ Docs: README.md and docs/architecture.md`,
   registerDirectory(program, io)
   registerWallet(program, io)
   registerService(program, io)
+  registerChaos(program, io)
   addGroupExamples(program)
   for (const command of program.commands) command.exitOverride()
   return program
