@@ -134,7 +134,7 @@ export class Gateway {
     for (const [id, bytes] of (await this.#init.journal?.list()) ?? []) {
       try {
         const r = decode(bytes) as { client: string; fee: bigint | number; until: number }
-        this.#reserve(id, { client: r.client, fee: BigInt(r.fee), until: r.until, settling: true }, false)
+        void this.#reserve(id, { client: r.client, fee: BigInt(r.fee), until: r.until, settling: true }, false)
       } catch (err) {
         this.#log.warn({ err: describeError(err) }, 'a journaled reservation does not decode; dropped')
       }
@@ -198,8 +198,9 @@ export class Gateway {
     // checked and reserved in one synchronous step: parallel requests cannot both see the same funds
     this.#cover(job.client, reserved)
     const until = job.deadline + c.chain.params.settleWindowMs
-    this.#reserve(id, { client: job.client, fee: reserved, until, settling: false }, true)
+    const journaled = this.#reserve(id, { client: job.client, fee: reserved, until, settling: false }, true)
     try {
+      await journaled // on disk before the dispatch leaves: a restart still knows what is reserved
       const { receipt, outputs, attempts, latencyMs } = await this.#dispatch(
         model,
         job,
@@ -208,7 +209,8 @@ export class Gateway {
         request.onTokens,
       )
       this.#settleAt(id, receipt.fee)
-      this.#init.settler.add({ receipt, latencyMs })
+      // journaled before the client has its answer: a gateway killed after answering still settles
+      await this.#init.settler.add({ receipt, latencyMs })
       this.#init.auditor.hold({ receipt, inputs: request.inputs, outputs })
       const total = performance.now() - started
       this.#record(total)
@@ -347,13 +349,14 @@ export class Gateway {
       .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'reservation not journaled'))
   }
 
-  #reserve(id: string, r: Reservation, journal: boolean): void {
+  /** Reserves at once (synchronously); the promise resolves once the reservation is journaled. */
+  #reserve(id: string, r: Reservation, journal: boolean): Promise<void> {
     this.#reservations.set(id, r)
     this.#reserved.set(r.client, this.reservedFor(r.client) + r.fee)
-    if (journal)
-      void this.#init.journal
-        ?.put(id, encode({ client: r.client, fee: r.fee, until: r.until }))
-        .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'reservation not journaled'))
+    if (!journal || this.#init.journal === undefined) return Promise.resolve()
+    return this.#init.journal
+      .put(id, encode({ client: r.client, fee: r.fee, until: r.until }))
+      .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'reservation not journaled'))
   }
 
   /** The settler's word on a job: settled, refused or out of its window. */
@@ -560,7 +563,7 @@ export class Gateway {
     await this.#topUpIfOwn(job.client, reserved)
     this.#cover(job.client, reserved)
     const id = jobIdHex(job)
-    this.#reserve(
+    await this.#reserve(
       id,
       {
         client: job.client,
@@ -574,7 +577,7 @@ export class Gateway {
       const { receipt, outputs, latencyMs } = await this.#dispatch(model, job, inputs, exclude)
       this.#settleAt(id, receipt.fee)
       this.stats.canaries++
-      this.#init.settler.add({ receipt, latencyMs })
+      await this.#init.settler.add({ receipt, latencyMs })
       this.#init.auditor.hold({ receipt, inputs, outputs, canaryHash: hashTensorMap(known.outputs) })
     } finally {
       this.#reservations.get(id)!.settling = true

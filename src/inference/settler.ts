@@ -69,7 +69,7 @@ export class Settler {
     for (const [, bytes] of (await this.#init.journal?.list()) ?? []) {
       try {
         const raw = decode(bytes) as { receipt: unknown; latencyMs: number }
-        this.#track({ receipt: parseReceipt(raw.receipt), latencyMs: raw.latencyMs }, false)
+        void this.#track({ receipt: parseReceipt(raw.receipt), latencyMs: raw.latencyMs }, false)
       } catch (err) {
         this.#log.warn({ err: describeError(err) }, 'a journaled receipt does not decode; dropped')
       }
@@ -90,19 +90,23 @@ export class Settler {
     return this.#pending.size
   }
 
-  add(item: SettleItem): void {
-    this.#track(item, true)
+  /**
+   * Follows a receipt until the chain settles or refuses it. Resolves once it is journaled, so a
+   * caller that waits before answering its client never answers for a receipt a crash would lose.
+   */
+  add(item: SettleItem): Promise<void> {
+    return this.#track(item, true)
   }
 
-  #track(item: SettleItem, journal: boolean): void {
+  #track(item: SettleItem, journal: boolean): Promise<void> {
     const id = jobIdHex(item.receipt.job)
     const receiptIdHex = toHex(receiptId(item.receipt))
     this.#pending.set(id, { ...item, id, receiptIdHex })
     this.#byReceipt.set(receiptIdHex, id)
-    if (journal)
-      void this.#init.journal
-        ?.put(id, encode({ receipt: receiptValue(item.receipt), latencyMs: item.latencyMs }))
-        .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'receipt not journaled'))
+    if (!journal || this.#init.journal === undefined) return Promise.resolve()
+    return this.#init.journal
+      .put(id, encode({ receipt: receiptValue(item.receipt), latencyMs: item.latencyMs }))
+      .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'receipt not journaled'))
   }
 
   #done(id: string, height: number | undefined): void {
@@ -143,6 +147,7 @@ export class Settler {
           latencies: batch.map((b) => Math.max(0, Math.round(b.latencyMs))),
         })
         for (const b of batch) b.submittedAt = now
+        this.#log.debug({ receipts: batch.length, jobs: batch.map((b) => b.id.slice(0, 12)) }, 'settlement submitted')
       } catch (err) {
         this.#log.warn({ err: describeError(err), receipts: batch.length }, 'settlement not submitted; will retry')
         return

@@ -35,6 +35,11 @@ export const BAN_MS = 10 * 60_000
 /** How often libp2p pings each connection to find dead ones. @default 30 s */
 export const CONNECTION_PING_MS = 30_000
 
+/** The peer book keeps an address this long after it was last seen. @default 7 days */
+export const PEER_ADDRESS_MAX_AGE_MS = 7 * 24 * 3_600_000
+/** …and a peer this long. @default 30 days */
+export const PEER_MAX_AGE_MS = 30 * 24 * 3_600_000
+
 /** Connection manager bounds. @default 100 */
 export const MAX_CONNECTIONS = 100
 

@@ -37,7 +37,14 @@ import type { NatMode } from './nat/manager.ts'
 import { NO_RELAY_DISCOVERY, RelayFallbackService, type RelayFallbackComponents } from './relay.ts'
 import { directUpgrade, type DirectUpgradeService } from './direct-upgrade.ts'
 import { DID_RECORD_PREFIX, selectDidRecord, validateDidRecord } from './did-records.ts'
-import { CONNECTION_PING_MS, MAX_CONNECTIONS, PROTOCOL_PREFIX, RELAY_MAX_RESERVATIONS } from './constants.ts'
+import {
+  CONNECTION_PING_MS,
+  PEER_ADDRESS_MAX_AGE_MS,
+  PEER_MAX_AGE_MS,
+  MAX_CONNECTIONS,
+  PROTOCOL_PREFIX,
+  RELAY_MAX_RESERVATIONS,
+} from './constants.ts'
 import { GOSSIP_OPTIONS } from './gossip.ts'
 
 export interface HostServices {
@@ -279,6 +286,10 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     // peer-store write), the largest part of an idle node's own traffic; TCP and QUIC report most
     // dead connections sooner anyway
     connectionMonitor: { pingInterval: CONNECTION_PING_MS },
+    // the peer book outlives a node's downtime: libp2p drops addresses last seen over an hour ago
+    // (and peers over six hours) when it reads them, so a node off for longer, with no bootstrap
+    // list, had nobody to dial (test/restart-data-fixtures.test.ts)
+    peerStore: { maxAddressAge: PEER_ADDRESS_MAX_AGE_MS, maxPeerAge: PEER_MAX_AGE_MS },
     connectionGater: {
       denyDialPeer: (peerId) => gate.deny(peerId.toString()),
       denyInboundEncryptedConnection: (peerId) => gate.deny(peerId.toString()),

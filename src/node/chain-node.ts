@@ -19,6 +19,7 @@ import { VerifyPool } from '../identity/verify-pool.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { Store } from '../store/store.ts'
 import { ChainApp } from '../chain/app.ts'
+import { CHAIN_DB_FORMAT } from '../chain/db-format.ts'
 import { StateMachine } from '../chain/host.ts'
 import { Mempool } from '../chain/mempool.ts'
 import type { GenesisDoc } from '../chain/genesis.ts'
@@ -118,7 +119,8 @@ export class DonghaeNode {
     const stops: Array<() => Promise<void> | void> = []
     const commitListeners = new Set<(block: Block, events: ChainEvent[]) => void>()
     await mkdir(options.dataDir, { recursive: true })
-    const store = await Store.open(join(options.dataDir, 'chain'), { logger })
+    // the format record: a database from a newer release is refused, an older one migrated (db-format.ts)
+    const store = await Store.open(join(options.dataDir, 'chain'), { logger, format: CHAIN_DB_FORMAT })
     stops.push(() => store.close())
     try {
       const machine = new StateMachine({
@@ -254,7 +256,12 @@ export class DonghaeNode {
   readonly chainApi: ChainApi = {
     status: (): NodeStatus => {
       const head = this.app.head
-      const consensus = this.runtime.consensus ?? { height: head.height + 1, round: 0, step: 'newHeight', waiting: false }
+      const consensus = this.runtime.consensus ?? {
+        height: head.height + 1,
+        round: 0,
+        step: 'newHeight',
+        waiting: false,
+      }
       return {
         chainId: this.app.chainId,
         did: this.did,

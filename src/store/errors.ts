@@ -23,3 +23,12 @@ export class StoreCorruptionError extends StoreError {
   static override readonly code: string = 'STORE_CORRUPT'
   override name = 'StoreCorruptionError'
 }
+
+/**
+ * The database's format record names a version this release cannot read (newer, or older with no
+ * migration), or another kind of database. `details`: found, supported, writtenBy, release, path.
+ */
+export class StoreVersionError extends StoreError {
+  static override readonly code: string = 'STORE_VERSION'
+  override name = 'StoreVersionError'
+}

@@ -10,6 +10,7 @@ import { InvalidInputError, isDonghaeError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Codec } from './codecs.ts'
 import { StoreClosedError, StoreCorruptionError, StoreError, StoreLockedError } from './errors.ts'
+import { checkFormat, type StoreFormat } from './format.ts'
 
 const BUCKET_NAME = /^[a-z][a-z0-9._-]{0,62}$/
 
@@ -17,6 +18,11 @@ export interface StoreOptions {
   logger?: Logger
   /** Create the database if missing. @default true */
   createIfMissing?: boolean
+  /**
+   * Check the database's format record on open (write it on creation, migrate an older layout,
+   * refuse a newer one with `StoreVersionError`; see format.ts). @default no check
+   */
+  format?: StoreFormat
 }
 
 export interface ReadOptions {
@@ -277,6 +283,16 @@ export class Store {
       throw new StoreError(`cannot open the database at ${path}: ${(err as Error).message}`, { cause: err })
     }
     log.debug({ path }, 'store opened')
+    if (options.format !== undefined) {
+      // on a view of its own, so the buckets the check and the migrations define stay free
+      const check = new Store(path, db, log)
+      try {
+        await checkFormat(check, options.format, log)
+      } catch (err) {
+        await check.close()
+        throw err
+      }
+    }
     return new Store(path, db, log)
   }
 
@@ -293,6 +309,16 @@ export class Store {
     const bucket = new Bucket(this.#db, name, keys, values)
     this.#buckets.set(name, bucket as Bucket<unknown, unknown>)
     return bucket
+  }
+
+  /** Whether the database holds no entry at all (a database just created). */
+  async isEmpty(): Promise<boolean> {
+    try {
+      const first = await this.#db.keys({ limit: 1 }).all()
+      return first.length === 0
+    } catch (err) {
+      throw wrapLevelError(err, 'read the database')
+    }
   }
 
   batch(): WriteBatch {
