@@ -264,6 +264,10 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     },
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false } },
+    // A URL the router cannot decode (`%zz`): the JSON error body, not Fastify's own (found by fuzzing).
+    frameworkErrors: (err, _request, reply) => {
+      void (reply as FastifyReply).code(400).send(errorBody('BAD_REQUEST', err.message))
+    },
   })
   app.setErrorHandler(handleError)
   // First of all hooks: a request for a host this node does not answer (DNS rebinding) or from a

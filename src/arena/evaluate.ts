@@ -13,6 +13,7 @@
  */
 import onnxProto from 'onnx-proto'
 import { encode, decode } from '../core/codec.ts'
+import { InvalidInputError } from '../core/errors.ts'
 import { sha256 } from '../core/hash.ts'
 import { toHex } from '../core/bytes.ts'
 import { checkDataset, mlpTrainer, type Dataset, type DenseLayer, type MlpWeights } from '../inference/trainer.ts'
@@ -41,7 +42,19 @@ export function encodeValidationSet(d: Dataset): Uint8Array {
 }
 
 export function decodeValidationSet(bytes: Uint8Array): Dataset {
-  const raw = decode<{ featureCount: number; classCount: number; features: Uint8Array; labels: Uint8Array }>(bytes)
+  const raw = decode<{ featureCount: number; classCount: number; features: Uint8Array; labels: Uint8Array } | null>(
+    bytes,
+  )
+  // a task creator chooses these bytes: refuse a wrong shape with a typed error (found by fuzzing)
+  if (
+    raw === null ||
+    typeof raw !== 'object' ||
+    !(raw.features instanceof Uint8Array) ||
+    !(raw.labels instanceof Uint8Array) ||
+    raw.features.byteLength % 4 !== 0 ||
+    raw.labels.byteLength % 4 !== 0
+  )
+    throw new InvalidInputError('a validation set is { featureCount, classCount, features, labels } with 4-byte values')
   const fv = new DataView(raw.features.buffer, raw.features.byteOffset, raw.features.byteLength)
   const lv = new DataView(raw.labels.buffer, raw.labels.byteOffset, raw.labels.byteLength)
   const d: Dataset = {

@@ -513,6 +513,18 @@ export class ChainApp {
         throw new BlockError(`previous commit is invalid: ${(err as Error).message}`, { cause: err })
       }
     }
+    // Bound the hashing a proposal can ask of every validator before doing any: ticks are bounded
+    // by the time since the parent (above), but a mixin entry's hash count is the proposer's word
+    // (an honest generator records 0, or the hashes of a tick under way). A proposer claiming 10^12
+    // would keep every validator hashing for hours (found by fuzzing: docs/fuzzing.md).
+    const mixinHashes = block.poh.reduce(
+      (sum, entry) => (entry.mixin === undefined ? sum : sum + Math.max(0, Number(entry.numHashes) || 0)),
+      0,
+    )
+    if (mixinHashes > Math.max(1, header.pohTicks) * params.hashesPerTick)
+      throw new BlockError(
+        `PoH mixin entries claim ${mixinHashes} hashes, more than its ${header.pohTicks} ticks' ${header.pohTicks * params.hashesPerTick}`,
+      )
     const check = await this.#opts.poh.verify(header.pohStart, block.poh, params.hashesPerTick)
     if (!check.ok) throw new BlockError(`PoH entry ${check.index} is invalid: ${check.reason}`)
     // the genesis value caps the governed one (chain.maxBlockTxs, checked in #execute)

@@ -236,7 +236,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function parseDetails(raw: unknown): PaymentDetails {
   if (!isRecord(raw)) throw new EnvelopeFormatError('the payment details are not a map')
   const { v, id, chainId, from, to, amount, memo, invoice, createdAt } = raw
-  if (v !== ENVELOPE_VERSION) throw new EnvelopeFormatError(`unknown envelope version ${String(v)}`)
+  if (v !== ENVELOPE_VERSION)
+    // typeof first: a decoded map whose `toString` key holds data cannot be turned into a string
+    throw new EnvelopeFormatError(`unknown envelope version ${typeof v === 'number' ? v : typeof v}`)
   if (!(id instanceof Uint8Array)) throw new EnvelopeFormatError('the payment id is not bytes')
   if (typeof chainId !== 'string' || typeof from !== 'string' || typeof to !== 'string')
     throw new EnvelopeFormatError('chainId, from and to must be strings')
