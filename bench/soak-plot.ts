@@ -6,6 +6,7 @@
  * The fitted RSS lines of the second half are drawn dashed over the measured ones.
  */
 import type { SoakSample, SoakSummary } from './soak.ts'
+import { esc, fmt, niceMax } from './svg.ts'
 
 interface Series {
   name: string
@@ -25,20 +26,6 @@ const PANEL_W = 420
 const PANEL_H = 270
 const MARGIN = { left: 62, right: 16, top: 46, bottom: 56 }
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b']
-
-const esc = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-
-/** A round axis maximum (1, 2, 2.5 or 5 × 10^k) at or above `max`. */
-function niceMax(max: number): number {
-  if (!(max > 0)) return 1
-  const power = 10 ** Math.floor(Math.log10(max))
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= max) return step * power
-  return 10 * power
-}
-
-function fmt(v: number): string {
-  return Number.isInteger(v) ? String(v) : v.toFixed(v < 1 ? 2 : 1)
-}
 
 function panel(p: Panel, xMax: number, x0: number, y0: number): string {
   const w = PANEL_W - MARGIN.left - MARGIN.right

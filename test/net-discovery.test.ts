@@ -3,11 +3,12 @@
 // every 10 s), and a lost peer brings the base interval back at once.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createHost, type DonghaeHost } from '../src/net/host.ts'
+import type { DonghaeHost } from '../src/net/host.ts'
 import { MAX_PULSE_BACKOFF, NetworkService } from '../src/net/network.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import type { Clock } from '../src/core/clock.ts'
 import { waitFor } from './helpers/chain-net.ts'
+import { loopbackHost } from './helpers/loopback-host.ts'
 
 /** Real time, with each timer the service sets recorded and run 100 times faster. */
 function recordingClock(pauses: number[]): Clock {
@@ -23,15 +24,7 @@ function recordingClock(pauses: number[]): Clock {
 }
 
 const start = async (bootstrap: string[] = []): Promise<DonghaeHost> => {
-  const host = await createHost({
-    key: Ed25519KeyPair.generate(),
-    host: '127.0.0.1',
-    port: 0,
-    mdns: false,
-    quic: false,
-    webSockets: false,
-    bootstrap,
-  })
+  const host = await loopbackHost({ bootstrap })
   await host.start()
   return host
 }
