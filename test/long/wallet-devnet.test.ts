@@ -11,11 +11,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BIN, runCli } from './helpers/cli.ts'
-import { createRng, testSeed } from './helpers/random.ts'
-import { waitFor } from './helpers/chain-net.ts'
-import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
-import type { DeliveryView, WalletPaymentView } from '../src/api/wallet-api.ts'
+import { BIN, runCli } from '../helpers/cli.ts'
+import { createRng, testSeed } from '../helpers/random.ts'
+import { waitFor } from '../helpers/chain-net.ts'
+import { exited, firstJsonLine, getJson, spawnDevnet } from '../helpers/processes.ts'
+import type { DeliveryView, WalletPaymentView } from '../../src/api/wallet-api.ts'
 
 interface DevnetInfo {
   password: string

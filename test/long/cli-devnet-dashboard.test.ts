@@ -9,8 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createRng, testSeed } from './helpers/random.ts'
-import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
+import { createRng, testSeed } from '../helpers/random.ts'
+import { exited, firstJsonLine, spawnDevnet } from '../helpers/processes.ts'
 
 interface DevnetInfo {
   nodes: Array<{ api: string }>

@@ -20,9 +20,9 @@
 // (seed 2's trimmed mean at 2 attackers misses the 2-point line by 0.2: the test fails there, as it should).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readDigitsDataset } from '../src/inference/demo-models.ts'
-import { runFederated, type FederatedOptions, type FederatedResult } from '../src/fl/experiment.ts'
-import type { AggregationRule } from '../src/fl/aggregate.ts'
+import { readDigitsDataset } from '../../src/inference/demo-models.ts'
+import { runFederated, type FederatedOptions, type FederatedResult } from '../../src/fl/experiment.ts'
+import type { AggregationRule } from '../../src/fl/aggregate.ts'
 
 const SEED = Number(process.env.FL_SEED ?? 7)
 const ROUNDS = 40

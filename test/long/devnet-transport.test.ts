@@ -9,10 +9,10 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BIN } from './helpers/cli.ts'
-import { createRng, testSeed } from './helpers/random.ts'
-import { waitFor } from './helpers/chain-net.ts'
-import { exited, firstJsonLine, getJson } from './helpers/processes.ts'
+import { BIN } from '../helpers/cli.ts'
+import { createRng, testSeed } from '../helpers/random.ts'
+import { waitFor } from '../helpers/chain-net.ts'
+import { exited, firstJsonLine, getJson } from '../helpers/processes.ts'
 
 interface DevnetInfo {
   transport: string

@@ -10,9 +10,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createRng, testSeed } from './helpers/random.ts'
-import { waitFor } from './helpers/chain-net.ts'
-import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
+import { createRng, testSeed } from '../helpers/random.ts'
+import { waitFor } from '../helpers/chain-net.ts'
+import { exited, firstJsonLine, getJson, spawnDevnet } from '../helpers/processes.ts'
 
 process.env.DONGHAE_API_RATE_LIMIT = '1000000'
 

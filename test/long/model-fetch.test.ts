@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ContentProc, type FetchAnswer, type RunAnswer } from './helpers/content-procs.ts'
-import { loadAndRun, syntheticInput, syntheticModel } from './helpers/synthetic-model.ts'
-import { tensorToB64Json } from '../src/inference/tensor.ts'
+import { ContentProc, type FetchAnswer, type RunAnswer } from '../helpers/content-procs.ts'
+import { loadAndRun, syntheticInput, syntheticModel } from '../helpers/synthetic-model.ts'
+import { tensorToB64Json } from '../../src/inference/tensor.ts'
 
 const MB = 1_000_000
 const SIZE = Number(process.env.DONGHAE_MODEL_FETCH_MB ?? 200) * MB
