@@ -105,11 +105,34 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       // Help and version "errors" are successful exits; commander has already printed its message.
       return err.exitCode === 0 ? 0 : 2
     }
-    const message = isDonghaeError(err) ? err.message : `unexpected error: ${describeError(err)}`
+    const message = isDonghaeError(err)
+      ? err.message
+      : (fileErrorMessage(err) ?? `unexpected error: ${describeError(err)}`)
     io.stderr.write(`donghae: ${message.split('\n')[0] ?? ''}\n`)
     if (!isDonghaeError(err) && io.env.DONGHAE_DEBUG !== undefined) io.stderr.write(`${(err as Error).stack ?? ''}\n`)
     return 1
   }
+}
+
+/** Why the system refused a path the user gave (a name too long, no permission, a full disk), in words. */
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENAMETOOLONG: 'file name too long',
+  ENOTDIR: 'a part of the path is not a folder',
+  EISDIR: 'it is a folder',
+  EEXIST: 'it already exists',
+  ENOSPC: 'no space left on the device',
+  EROFS: 'read-only file system',
+}
+
+function fileErrorMessage(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException | undefined
+  if (typeof e?.code !== 'string' || typeof e.path !== 'string') return undefined
+  const why = FILE_ERRORS[e.code]
+  if (why === undefined) return undefined
+  return `cannot ${e.syscall ?? 'use'} ${e.path}: ${why} (${e.code})`
 }
 
 export async function main(): Promise<void> {

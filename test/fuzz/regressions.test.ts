@@ -88,7 +88,7 @@ test('finding 4: a validation set without byte strings (or not a map) threw a Ty
   for (const { input } of files) assert.throws(() => decodeValidationSet(input.subarray(1)), InvalidInputError)
 })
 
-test('finding 5 (reported): `task sets --out <a 300-character name>` fails on one line with exit 1 and no stack, though as "unexpected error: ENAMETOOLONG"', async () => {
+test('finding 5: `task sets --out <a 300-character name>` fails on one line with exit 1 and no stack, saying the file name is too long (it said "unexpected error")', async () => {
   const cli = targets.find((t) => t.name === 'cli')
   assert.ok(cli !== undefined)
   await cli.open?.()
@@ -96,8 +96,7 @@ test('finding 5 (reported): `task sets --out <a 300-character name>` fails on on
     const files = readInputs(REGRESSIONS_DIR, 'cli')
     assert.ok(files.length >= 1)
     // the cli target's oracle: exit 1, one line "donghae: …", no stack trace
-    for (const { file, input } of files)
-      assert.match(await runOne(cli, input), /^1 task sets unexpected error: ENAMETOOLONG/, file)
+    for (const { file, input } of files) assert.match(await runOne(cli, input), /^1 task sets cannot \w+ /, file)
   } finally {
     await cli.close?.()
   }
