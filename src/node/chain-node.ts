@@ -10,9 +10,9 @@
  */
 import { join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
-import { systemClock, type Clock } from '../core/clock.ts'
+import { repeat, systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import { InvalidInputError } from '../core/errors.ts'
+import { InvalidInputError, describeError } from '../core/errors.ts'
 import { toHex } from '../core/bytes.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { VerifyPool } from '../identity/verify-pool.ts'
@@ -42,6 +42,9 @@ import { OwnTxQueue } from './own-txs.ts'
 import { accountNonce } from '../chain/host.ts'
 import { currentMinFee } from '../chain/governed.ts'
 import type { AccountView, ChainApi, NodeStatus } from '../api/chain-api.ts'
+
+/** How often the own-transaction queue looks for a gap between commits (own-txs.ts). */
+const OWN_TX_HEAL_MS = 5_000
 
 /** Rounds whose PoH ticks the generator keeps ready while a height waits for work (see PohGenerator.maxTicks). */
 const IDLE_POH_ROUNDS = 3
@@ -218,6 +221,13 @@ export class DonghaeNode {
             .warn({ kind, nonce: nonce.toString() }, 'own transaction dropped by the chain; later ones re-signed'),
       })
       commitListeners.add(() => void ownTxs.committed())
+      // and between commits: an idle chain makes none while the queue's gap keeps its work out
+      const healing = new AbortController()
+      repeat(clock, OWN_TX_HEAL_MS, () => ownTxs.committed(), {
+        signal: healing.signal,
+        onError: (err) => logger.forComponent('donghae:node').debug({ err: describeError(err) }, 'own-tx check failed'),
+      })
+      stops.push(() => healing.abort())
       built.node = new DonghaeNode({
         did,
         store,

@@ -62,3 +62,19 @@ test('a transaction the chain dropped is given up and the ones after it are sign
   assert.equal(balanceOf(chain.state, to), 50n, 'the two later transfers arrived, the dropped one did not')
   assert.equal((await queue.submit('bank.transfer', { to, amount: 1n })).nonce, 2n)
 })
+
+test('when the mempool lost the first of the waiting transactions, a new one refused as too far ahead makes the queue sign the waiting ones again at once, with no commit', async () => {
+  const { chain, queue, self, to } = setup()
+  const sent = []
+  for (let i = 1n; i <= 64n; i++) sent.push(await queue.submit('bank.transfer', { to, amount: i }))
+  // the account's next nonce leaves the mempool (dropped while a block was built, a restart of a
+  // peer…): the 63 after it wait behind the gap, nothing can run, an idle chain makes no block
+  chain.mempool.drop((sent[0] as { hash: Uint8Array }).hash)
+  assert.equal(chain.mempool.pendingFrom(self), 63)
+  await assert.rejects(queue.submit('bank.transfer', { to, amount: 1000n }), /too far ahead/)
+  assert.equal(chain.mempool.pendingFrom(self), 64, 'the waiting ones were signed again from the next nonce')
+  chain.commitPending()
+  await queue.committed()
+  assert.equal(balanceOf(chain.state, to), (64n * 65n) / 2n, 'all 64 arrived')
+  assert.equal((await queue.submit('bank.transfer', { to, amount: 1n })).nonce, 64n)
+})

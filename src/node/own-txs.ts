@@ -9,13 +9,19 @@
  * dropped from the mempool) would leave every later nonce waiting forever. After each commit the
  * queue looks at the oldest transaction it is still waiting for; if its nonce is the account's
  * next and the mempool no longer holds it, it is given up and the ones after it are signed again
- * from that nonce (their old copies are taken out of the mempool first).
+ * from that nonce (their old copies are taken out of the mempool first). The same check runs on a
+ * timer (`OWN_TX_HEAL_MS`, chain-node.ts): a chain without empty blocks makes no commit while nothing it could run is
+ * pending. And when the mempool refuses a new one as too far ahead (transactions this queue waits
+ * for were dropped behind the ones it holds: found by `donghae chaos`, where every later
+ * settlement and transfer of the node was refused and the idle chain stopped), the waiting ones
+ * are signed again from the account's next nonce at once, and the new one after them.
  */
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { accountNonce } from '../chain/host.ts'
 import type { StateReader } from '../chain/state-view.ts'
 import { encodeTx, signTx } from '../chain/tx.ts'
+import { TxError } from '../chain/errors.ts'
 
 export interface OwnTxQueueInit {
   key: Ed25519KeyPair
@@ -66,8 +72,16 @@ export class OwnTxQueue {
       const init = this.#init
       const fromState = accountNonce(init.state(), this.did)
       const pending = init.pendingFrom(this.did) > 0
-      const nonce = pending && this.#next > fromState ? this.#next : fromState
-      const hash = await this.#send({ nonce, kind, body, fee: fee ?? init.fee })
+      let nonce = pending && this.#next > fromState ? this.#next : fromState
+      let hash: Uint8Array
+      try {
+        hash = await this.#send({ nonce, kind, body, fee: fee ?? init.fee })
+      } catch (err) {
+        if (!(err instanceof TxError) || err.reason !== 'nonce-too-far') throw err
+        // the nonces this queue waits for left the mempool: sign them again from the account's next
+        nonce = await this.#resign(fromState)
+        hash = await this.#send({ nonce, kind, body, fee: fee ?? init.fee })
+      }
       this.#next = nonce + 1n
       return { hash, nonce }
     })
@@ -82,20 +96,31 @@ export class OwnTxQueue {
       const first = this.#unconfirmed[0]
       if (first === undefined || first.nonce !== next || init.inMempool(first.hash)) return
       init.onAbandoned?.(first.kind, first.nonce)
-      const rest = this.#unconfirmed.slice(1)
-      this.#unconfirmed = []
-      for (const u of rest) init.dropFromMempool(u.hash)
-      let nonce = next
-      for (const u of rest) {
-        try {
-          await this.#send({ ...u, nonce })
-          nonce++
-        } catch {
-          init.onAbandoned?.(u.kind, u.nonce)
-        }
-      }
-      this.#next = nonce
+      this.#unconfirmed = this.#unconfirmed.slice(1)
+      await this.#resign(next)
     })
+  }
+
+  /**
+   * Takes every transaction still waiting out of the mempool and signs them again from `next`,
+   * in order (one the mempool refuses now is given up); returns the nonce after the last.
+   */
+  async #resign(next: bigint): Promise<bigint> {
+    const init = this.#init
+    const waiting = this.#unconfirmed.filter((u) => u.nonce >= next)
+    this.#unconfirmed = []
+    for (const u of waiting) init.dropFromMempool(u.hash)
+    let nonce = next
+    for (const u of waiting) {
+      try {
+        await this.#send({ ...u, nonce })
+        nonce++
+      } catch {
+        init.onAbandoned?.(u.kind, u.nonce)
+      }
+    }
+    this.#next = nonce
+    return nonce
   }
 
   async #send(u: Omit<Unconfirmed, 'hash'>): Promise<Uint8Array> {
