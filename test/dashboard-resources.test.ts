@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { chromium, type Browser } from 'playwright-core'
 import type { ResourceSample, ResourcesView } from '../src/api/resources-api.ts'
 import { size } from '../web/src/format.ts'
+import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
 import {
@@ -55,9 +57,25 @@ test(
     const { child: devnet, stderr } = spawnDevnet(dir, 1, base)
     let browser: Browser | undefined
     const pageErrors: string[] = []
+    const traffic = new AbortController()
     try {
       const info = (await firstJsonLine(devnet)) as DevnetInfo
       const api = info.nodes[0]?.api ?? ''
+      // The chain makes no empty blocks: a transfer every second gives the block-interval chart
+      // its points (and the node some work to show), however busy the machine.
+      const token = new URL(info.dashboard).hash.replace('#token=', '')
+      const sink = didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey)
+      void (async () => {
+        while (!traffic.signal.aborted) {
+          await fetch(`${api}/v1/operator/transfer`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+            body: JSON.stringify({ to: sink, amount: '1' }),
+            signal: traffic.signal,
+          }).catch(() => undefined)
+          await sleep(1_000).catch(() => undefined)
+        }
+      })()
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
       const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
       const page = await phone.newPage()
@@ -113,6 +131,7 @@ test(
       t.diagnostic(stderr().slice(-3000))
       throw err
     } finally {
+      traffic.abort()
       await browser?.close()
       devnet.kill('SIGTERM')
       await exited(devnet)

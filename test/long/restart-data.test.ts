@@ -20,9 +20,9 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BIN } from './helpers/cli.ts'
-import { createRng, testSeed } from './helpers/random.ts'
-import { exited, firstJsonLine, spawnDevnet } from './helpers/processes.ts'
+import { BIN } from '../helpers/cli.ts'
+import { createRng, testSeed } from '../helpers/random.ts'
+import { exited, firstJsonLine, spawnDevnet } from '../helpers/processes.ts'
 import {
   blockHash,
   get,
@@ -38,8 +38,8 @@ import {
   walletPayment,
   walletSend,
   type NodeRef,
-} from './helpers/node-api.ts'
-import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../src/cli/node-process.ts'
+} from '../helpers/node-api.ts'
+import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../../src/cli/node-process.ts'
 
 interface DevnetInfo {
   password: string
