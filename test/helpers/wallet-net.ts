@@ -119,7 +119,9 @@ export async function walletWorld(): Promise<WalletWorld> {
     async close() {
       clearInterval(producer)
       for (const wallet of open) wallet.stop()
-      await rm(dir, { recursive: true, force: true })
+      // a stopped wallet may still finish a write it had started (a ledger append, the outbox):
+      // rm retries the directory it finds not yet empty instead of failing the test
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
     },
   }
 }
