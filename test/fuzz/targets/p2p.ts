@@ -14,8 +14,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ManualClock } from '../../../src/core/clock.ts'
-import { Ed25519KeyPair } from '../../../src/identity/keys.ts'
-import { createHost, type DonghaeHost } from '../../../src/net/host.ts'
+import type { DonghaeHost } from '../../../src/net/host.ts'
+import { loopbackHost } from '../../helpers/content.ts'
 import { Libp2pTransport } from '../../../src/net/libp2p-transport.ts'
 import { peerIdFromDid } from '../../../src/identity/peer-id.ts'
 import { BAN_MS } from '../../../src/net/constants.ts'
@@ -53,23 +53,10 @@ const callRequest = (deadlineMs = 1_000): Uint8Array =>
     deadlineMs,
   })
 
-async function host(): Promise<DonghaeHost> {
-  const h = await createHost({
-    key: Ed25519KeyPair.generate(),
-    host: '127.0.0.1',
-    port: 0,
-    quic: false,
-    webSockets: false,
-    mdns: false,
-  })
-  await h.start()
-  return h
-}
-
 async function openPair(): Promise<Pair> {
   const dir = mkdtempSync(join(tmpdir(), 'donghae-fuzz-p2p-'))
   const clock = new ManualClock(1_700_000_000_000)
-  const [server, client] = [await host(), await host()]
+  const [server, client] = [await loopbackHost(), await loopbackHost()]
   const serverTransport = new Libp2pTransport(server, { chainId: 'fuzz', clock })
   const clientTransport = new Libp2pTransport(client, { chainId: 'fuzz' })
   serverTransport.start()
