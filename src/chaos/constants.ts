@@ -32,6 +32,12 @@ export const SKEW_CHOICES_MS: readonly number[] = [500, 2_000, 5_000, 20_000]
 /** Share of packets a one-way loss fault drops, percent. @default [30, 100] */
 export const LOSS_MIN_PERCENT = 30
 export const LOSS_MAX_PERCENT = 100
+/**
+ * A node that stops on its own with an exit code this soon after a disk-full fault on it was lifted
+ * still counts as stopping on the full disk (its database refused a write during the fault; the
+ * orderly stop that follows takes a while), and is started again. @default 30_000
+ */
+export const DISK_FULL_EXIT_GRACE_MS = 30_000
 /** Size of the tmpfs a node's data dir lives on when disk-full is enabled (root). @default 256 */
 export const DATA_TMPFS_MB = 256
 

@@ -19,6 +19,7 @@ import { Cluster } from './cluster.ts'
 import {
   CHECK_INTERVAL_MS,
   DEFAULT_LIVENESS_BOUND_MS,
+  DISK_FULL_EXIT_GRACE_MS,
   DEFAULT_LOAD_RATE,
   DEFAULT_SETTLE_BOUND_MS,
   WARMUP_MS,
@@ -115,8 +116,11 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
   const failFast = (): void => {
     if (options.failFast === true && checker !== undefined && checker.violations().length > 0) stop.abort()
   }
-  /** Nodes in a disk-full fault: a clean exit there is the expected failure. */
-  const diskFull = new Set<number>()
+  /**
+   * Nodes in a disk-full fault (lifted at Infinity) or lifted from one lately: a clean exit there is
+   * the expected failure (a node stops when its database refuses a write, store.ts).
+   */
+  const diskFull = new Map<number, number>()
   let checker: InvariantChecker | undefined
 
   const lab = options.caps.netns === undefined ? await NetLab.create(options.nodes) : undefined
@@ -136,7 +140,8 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
     },
     onExit: (exit) => {
       if (exit.expected) return
-      const clean = exit.signal === null && diskFull.has(exit.node)
+      const liftedAt = diskFull.get(exit.node)
+      const clean = exit.signal === null && liftedAt !== undefined && Date.now() - liftedAt <= DISK_FULL_EXIT_GRACE_MS
       progress(
         `chaos: node${exit.node} exited (${exit.signal ?? `code ${exit.code}`})${clean ? ' on a full disk' : ''}`,
       )
@@ -146,6 +151,17 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
           `${exit.node}@${Date.now()}`,
           `node${exit.node} exited on its own (${exit.signal ?? `code ${exit.code}`}); see its log`,
         )
+      // stopped after its fault was lifted: the lift found it still up, so start it here
+      else if (liftedAt !== Infinity && !stop.signal.aborted)
+        void cluster.start(exit.node).catch((err: unknown) => {
+          // a new disk-full fault on it meanwhile: that fault's lift starts it again
+          if (diskFull.get(exit.node) === Infinity) return
+          checker?.report(
+            'node-crash',
+            `restart-${exit.node}@${Date.now()}`,
+            `node${exit.node} could not be started again after a full disk: ${(err as Error).message}`,
+          )
+        })
       failFast()
     },
   })
@@ -222,12 +238,12 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
       if (stop.signal.aborted) return
       let lift: () => Promise<void>
       try {
-        if (fault.kind === 'disk-full') diskFull.add(fault.node)
+        if (fault.kind === 'disk-full') diskFull.set(fault.node, Infinity)
         lift = await applyFault(fault, { cluster, ...(lab === undefined ? {} : { lab }) })
         faultsApplied[fault.kind] = (faultsApplied[fault.kind] ?? 0) + 1
         progress(`chaos: ${describeFault(fault)}`)
       } catch (err) {
-        diskFull.delete(fault.node)
+        if (fault.kind === 'disk-full') diskFull.delete(fault.node)
         faultsFailed[fault.kind] = (faultsFailed[fault.kind] ?? 0) + 1
         errors.push(`fault #${fault.id} ${fault.kind}: ${(err as Error).message}`)
         return
@@ -247,7 +263,7 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
           `lifting #${fault.id} (${fault.kind} node${fault.node}) failed: ${(err as Error).message}`,
         )
       } finally {
-        diskFull.delete(fault.node)
+        if (fault.kind === 'disk-full') diskFull.set(fault.node, Date.now())
       }
     }
     await Promise.allSettled(running)

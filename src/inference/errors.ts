@@ -22,6 +22,7 @@ export type InferenceReason =
   | 'not-text-model'
   | 'unsafe-model'
   | 'model-limit'
+  | 'not-recorded'
 
 const STATUS: Readonly<Record<InferenceReason, number>> = {
   'unknown-model': 404,
@@ -41,6 +42,8 @@ const STATUS: Readonly<Record<InferenceReason, number>> = {
   'not-text-model': 400,
   'unsafe-model': 422,
   'model-limit': 502,
+  // the node could not journal the receipt (its database refused the write): no answer it cannot keep
+  'not-recorded': 503,
 }
 
 export class InferenceError extends DonghaeError {

@@ -15,6 +15,7 @@ import type { InferenceComponents } from './components.ts'
 import { SETTLE_BATCH, SETTLE_INTERVAL_MS, SETTLE_TIMEOUT_MS } from './constants.ts'
 import { jobIdHex, parseReceipt, receiptId, receiptValue, type Receipt } from './job.ts'
 import { settlementOf } from './chain/state.ts'
+import { InferenceError } from './errors.ts'
 
 /** Durable key → bytes storage for a component's pending work (a LevelDB bucket in a node). */
 export interface Journal {
@@ -92,7 +93,9 @@ export class Settler {
 
   /**
    * Follows a receipt until the chain settles or refuses it. Resolves once it is journaled, so a
-   * caller that waits before answering its client never answers for a receipt a crash would lose.
+   * caller that waits before answering its client never answers for a receipt a crash would lose;
+   * rejects with InferenceError `not-recorded` when the journal refused it (a full disk). The
+   * receipt is still followed while the process lives: the worker did the work.
    */
   add(item: SettleItem): Promise<void> {
     return this.#track(item, true)
@@ -106,7 +109,14 @@ export class Settler {
     if (!journal || this.#init.journal === undefined) return Promise.resolve()
     return this.#init.journal
       .put(id, encode({ receipt: receiptValue(item.receipt), latencyMs: item.latencyMs }))
-      .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'receipt not journaled'))
+      .catch((err: unknown) => {
+        this.#log.warn({ err: describeError(err) }, 'receipt not journaled')
+        throw new InferenceError(
+          'not-recorded',
+          `the gateway could not record the receipt (${describeError(err)}); the job may still be settled`,
+          { cause: err },
+        )
+      })
   }
 
   #done(id: string, height: number | undefined): void {

@@ -71,6 +71,22 @@ export interface NodeOptions {
   onCommit?(block: Block, events: ChainEvent[]): void
 }
 
+/**
+ * Runs every stop in order, each even when an earlier one threw; throws the first failure once all
+ * have run (a part that cannot stop cleanly must not keep the others running).
+ */
+export async function stopAll(stops: ReadonlyArray<() => Promise<void> | void>): Promise<void> {
+  let first: { error: unknown } | undefined
+  for (const stop of stops) {
+    try {
+      await stop()
+    } catch (error) {
+      first ??= { error }
+    }
+  }
+  if (first !== undefined) throw first.error
+}
+
 export class DonghaeNode {
   readonly did: string
   readonly store: Store
@@ -257,9 +273,9 @@ export class DonghaeNode {
   }
 
   /** Stops consensus first, then PoH workers, then closes the database. */
+  /** Stops consensus, then every part in reverse order, even past one that fails (see `stopAll`). */
   async stop(): Promise<void> {
-    await this.runtime.stop()
-    for (const stop of this.#stops.splice(0).reverse()) await stop()
+    await stopAll([() => this.runtime.stop(), ...this.#stops.splice(0).reverse()])
   }
 
   /** The read/write surface the HTTP API serves. */

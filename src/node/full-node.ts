@@ -29,7 +29,7 @@ import { NodeMetrics } from '../api/metrics.ts'
 import { publishCommit, watchNat, watchPeers } from '../api/node-events.ts'
 import type { OperatorApi } from '../api/operator-api.ts'
 import { createApiServer, DASHBOARD_DIR } from '../api/server.ts'
-import { DonghaeNode } from './chain-node.ts'
+import { DonghaeNode, stopAll } from './chain-node.ts'
 import { NodeInference } from './inference.ts'
 import { NodeExperts } from './experts.ts'
 import { NodeWebRtc } from './webrtc.ts'
@@ -414,9 +414,14 @@ export class FullNode {
   }
 
   /** Aborts the root signal (timers and loops end), then stops every part in the reverse order of `start`. */
+  /**
+   * Stops every part, in reverse order of starting, even when one of them fails to stop (a full
+   * disk refuses the peer store's last write): the rest still stop, and the first failure is
+   * thrown at the end.
+   */
   async stop(): Promise<void> {
     this.#controller.abort()
-    for (const stop of this.#stops.splice(0).reverse()) await stop()
+    await stopAll(this.#stops.splice(0).reverse())
   }
 
   /** Aborted when the node stops. */

@@ -18,6 +18,15 @@ export class StoreClosedError extends StoreError {
   override name = 'StoreClosedError'
 }
 
+/**
+ * A write failed (a full disk, an I/O error), or was refused because an earlier one had: the
+ * database takes no more writes until it is opened again (store.ts explains why).
+ */
+export class StoreWriteFailedError extends StoreError {
+  static override readonly code: string = 'STORE_WRITE_FAILED'
+  override name = 'StoreWriteFailedError'
+}
+
 /** A stored value does not decode with its bucket's codec. */
 export class StoreCorruptionError extends StoreError {
   static override readonly code: string = 'STORE_CORRUPT'

@@ -10,5 +10,12 @@ export {
   type WriteOptions,
 } from './store.ts'
 export { bytesCodec, utf8Codec, uint64Codec, dagCborCodec, type Codec } from './codecs.ts'
-export { StoreError, StoreLockedError, StoreClosedError, StoreCorruptionError, StoreVersionError } from './errors.ts'
+export {
+  StoreError,
+  StoreLockedError,
+  StoreClosedError,
+  StoreCorruptionError,
+  StoreVersionError,
+  StoreWriteFailedError,
+} from './errors.ts'
 export { checkFormat, UNVERSIONED, type StoreFormat, type FormatRecord } from './format.ts'

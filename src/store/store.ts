@@ -3,13 +3,27 @@
  * Writes that must land together go through one `WriteBatch`, which LevelDB applies as a single
  * log record: after a crash (even SIGKILL mid-write) a batch is wholly present or wholly absent.
  * Reads can be pinned to a `StoreSnapshot` for a consistent view across buckets.
+ *
+ * A failed write stops all writing (`WriteGate`). LevelDB buffers its log in the process: a write
+ * that fails half-way (a full disk) leaves a torn record in the log, and the writes LevelDB then
+ * accepts after it are appended out of step with the log's blocks, so on the next open its
+ * recovery drops them, though each one was acknowledged (a validator's sign state among them: after
+ * a crash it could sign twice). So after the first failed write every later one is refused with
+ * `StoreWriteFailedError` until the database is opened again, and writes run one at a time, so
+ * none is already on its way when one fails. `onWriteFailure` tells the owner, which should stop.
  */
 import { ClassicLevel } from 'classic-level'
 import { utf8 } from '../core/bytes.ts'
 import { InvalidInputError, isDonghaeError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Codec } from './codecs.ts'
-import { StoreClosedError, StoreCorruptionError, StoreError, StoreLockedError } from './errors.ts'
+import {
+  StoreClosedError,
+  StoreCorruptionError,
+  StoreError,
+  StoreLockedError,
+  StoreWriteFailedError,
+} from './errors.ts'
 import { checkFormat, type StoreFormat } from './format.ts'
 
 const BUCKET_NAME = /^[a-z][a-z0-9._-]{0,62}$/
@@ -83,16 +97,62 @@ export class StoreSnapshot {
   }
 }
 
+/**
+ * One database's writes, one at a time; after one fails, none more (see the file's comment). Shared
+ * by the database's `Store` views and buckets.
+ */
+class WriteGate {
+  #tail: Promise<unknown> = Promise.resolve()
+  #failed: StoreWriteFailedError | undefined
+  readonly #listeners = new Set<(error: StoreWriteFailedError) => void>()
+
+  get failed(): StoreWriteFailedError | undefined {
+    return this.#failed
+  }
+
+  onFailure(listener: (error: StoreWriteFailedError) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  /** Runs `write` after every earlier write has finished, unless one failed. */
+  run(what: string, write: () => Promise<void>): Promise<void> {
+    const next = this.#tail.then(async () => {
+      if (this.#failed !== undefined) {
+        throw new StoreWriteFailedError(
+          `cannot ${what}: the database refused a write earlier (${this.#failed.message}); nothing more is written until it is opened again`,
+          { cause: this.#failed },
+        )
+      }
+      try {
+        await write()
+      } catch (err) {
+        const wrapped = wrapLevelError(err, what)
+        // a closed store refused the write before touching the log: nothing is torn
+        if (wrapped instanceof StoreClosedError) throw wrapped
+        this.#failed = new StoreWriteFailedError(wrapped.message, { cause: err })
+        for (const listener of [...this.#listeners]) listener(this.#failed)
+        throw this.#failed
+      }
+    })
+    this.#tail = next.catch(() => undefined)
+    return next
+  }
+}
+
 export class Bucket<K, V> {
   readonly name: string
   readonly #db: Db
+  readonly #gate: WriteGate
   readonly #prefix: Uint8Array
   readonly #keys: Codec<K>
   readonly #values: Codec<V>
 
-  constructor(db: Db, name: string, keys: Codec<K>, values: Codec<V>) {
+  /** @internal made by `Store.bucket` */
+  constructor(db: Db, gate: WriteGate, name: string, keys: Codec<K>, values: Codec<V>) {
     this.name = name
     this.#db = db
+    this.#gate = gate
     const nameBytes = utf8(name)
     this.#prefix = Uint8Array.of(nameBytes.length, ...nameBytes)
     this.#keys = keys
@@ -143,19 +203,14 @@ export class Bucket<K, V> {
   async put(key: K, value: V, options: WriteOptions = {}): Promise<void> {
     const raw = this.rawKey(key)
     const bytes = this.rawValue(value)
-    try {
-      await this.#db.put(raw, bytes, { sync: options.sync ?? false })
-    } catch (err) {
-      throw wrapLevelError(err, `write to bucket ${this.name}`)
-    }
+    await this.#gate.run(`write to bucket ${this.name}`, () =>
+      this.#db.put(raw, bytes, { sync: options.sync ?? false }),
+    )
   }
 
   async delete(key: K, options: WriteOptions = {}): Promise<void> {
-    try {
-      await this.#db.del(this.rawKey(key), { sync: options.sync ?? false })
-    } catch (err) {
-      throw wrapLevelError(err, `delete from bucket ${this.name}`)
-    }
+    const raw = this.rawKey(key)
+    await this.#gate.run(`delete from bucket ${this.name}`, () => this.#db.del(raw, { sync: options.sync ?? false }))
   }
 
   /** Entries in key order (or reverse), optionally limited to a key-bytes prefix or a range. */
@@ -254,12 +309,14 @@ export class WriteBatch {
 export class Store {
   readonly path: string
   readonly #db: Db
+  readonly #gate: WriteGate
   readonly #log: Logger
   readonly #buckets = new Map<string, Bucket<unknown, unknown>>()
 
-  private constructor(path: string, db: Db, log: Logger) {
+  private constructor(path: string, db: Db, gate: WriteGate, log: Logger) {
     this.path = path
     this.#db = db
+    this.#gate = gate
     this.#log = log
   }
 
@@ -283,9 +340,10 @@ export class Store {
       throw new StoreError(`cannot open the database at ${path}: ${(err as Error).message}`, { cause: err })
     }
     log.debug({ path }, 'store opened')
+    const gate = new WriteGate()
     if (options.format !== undefined) {
       // on a view of its own, so the buckets the check and the migrations define stay free
-      const check = new Store(path, db, log)
+      const check = new Store(path, db, gate, log)
       try {
         await checkFormat(check, options.format, log)
       } catch (err) {
@@ -293,7 +351,21 @@ export class Store {
         throw err
       }
     }
-    return new Store(path, db, log)
+    return new Store(path, db, gate, log)
+  }
+
+  /** The failed write that stopped all writing to this database, if one has. */
+  get writeFailure(): StoreWriteFailedError | undefined {
+    return this.#gate.failed
+  }
+
+  /**
+   * Calls `listener` once a write fails; from then on every write is refused until the database is
+   * opened again (see the file's comment). The owner should stop and start again. Returns a function
+   * that removes the listener.
+   */
+  onWriteFailure(listener: (error: StoreWriteFailedError) => void): () => void {
+    return this.#gate.onFailure(listener)
   }
 
   get isOpen(): boolean {
@@ -306,7 +378,7 @@ export class Store {
       throw new InvalidInputError(`bucket name ${JSON.stringify(name)} must match ${BUCKET_NAME.source}`)
     }
     if (this.#buckets.has(name)) throw new InvalidInputError(`bucket ${name} is already defined`)
-    const bucket = new Bucket(this.#db, name, keys, values)
+    const bucket = new Bucket(this.#db, this.#gate, name, keys, values)
     this.#buckets.set(name, bucket as Bucket<unknown, unknown>)
     return bucket
   }
@@ -328,11 +400,7 @@ export class Store {
   /** @internal used by WriteBatch */
   async applyBatch(ops: BatchOp[], options: WriteOptions): Promise<void> {
     if (ops.length === 0) return
-    try {
-      await this.#db.batch(ops, { sync: options.sync ?? false })
-    } catch (err) {
-      throw wrapLevelError(err, 'write batch')
-    }
+    await this.#gate.run('write batch', () => this.#db.batch(ops, { sync: options.sync ?? false }))
   }
 
   /** A consistent, read-only view of the whole database at this moment. Close it when done. */

@@ -28,7 +28,7 @@ test('chaos (a): a short run with every available fault passes with no violation
         '--nodes',
         '4',
         '--minutes',
-        '0.75',
+        '0.5',
         '--warmup',
         '5',
         '--seed',

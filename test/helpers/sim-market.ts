@@ -12,6 +12,7 @@ import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { DEFAULT_PARAMS, type ChainParams, type GenesisDoc } from '../../src/chain/genesis.ts'
 import type { ModelRunner, WorkerBehaviour } from '../../src/inference/components.ts'
+import type { InferenceInit } from '../../src/inference/index.ts'
 import type { DEMO_LM_NAME } from '../../src/inference/demo-models.ts'
 import { DEMO_TOLERANCE, demoModels, readDigitsDataset, type DemoModel } from '../../src/inference/demo-models.ts'
 import { OnnxRuntime, RUNTIME_NAME } from '../../src/inference/runtime.ts'
@@ -35,6 +36,8 @@ export interface SimMarketOptions {
   canaryPpm?: number
   /** The model the market trades. @default 'digits-mlp' */
   model?: 'digits-mlp' | typeof DEMO_LM_NAME
+  /** The gateways' journals (a node's are LevelDB buckets). @default none */
+  gatewayJournals?: InferenceInit['journals']
 }
 
 export class SimMarket {
@@ -162,6 +165,7 @@ export class SimMarket {
         blobs,
         worker: { runner },
         ...(options.canaryPpm === undefined ? {} : { canaryPpm: options.canaryPpm }),
+        ...(options.gatewayJournals === undefined ? {} : { journals: options.gatewayJournals }),
       }),
     )
     const keys = new Map([...workerKeys, ...gatewayKeys].map((k) => [did(k), k]))

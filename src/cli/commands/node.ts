@@ -6,11 +6,15 @@ import { behaviourFromEnv } from '../../node/inference.ts'
 import { loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
 import { createLogger } from '../../core/logger.ts'
+import { describeError } from '../../core/errors.ts'
 import { loadConfig } from '../../core/config.ts'
 import { DEFAULT_LOG_KEEP, RotatingLogFile } from '../log-file.ts'
 import { createContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
 import { unlockHomeKeystore } from '../password.ts'
+
+/** How long a node stopping after a failed database write may take before the process just exits. */
+const WRITE_FAILURE_EXIT_MS = 10_000
 
 interface NodeOptions {
   genesis?: string
@@ -24,7 +28,9 @@ interface NodeOptions {
 export function registerNode(program: Command, io: CliIo): void {
   program
     .command('node')
-    .description('run this home as a node: p2p host (libp2p), chain, HTTP API — until SIGINT/SIGTERM')
+    .description(
+      'run this home as a node: p2p host (libp2p), chain, HTTP API — until SIGINT/SIGTERM, or until its chain database refuses a write (a full disk: exits 1)',
+    )
     .option('--genesis <file>', 'genesis file (default <home>/genesis.json)')
     .option('--password-file <file>', 'read the keystore password from a file')
     .option('--json', "print one JSON line with the node's addresses once it runs")
@@ -158,18 +164,40 @@ Examples:
         ctx.out(`  dashboard ${info.dashboard}#token=… (token in ${info.apiToken})`)
         for (const address of info.addresses) ctx.out(`  listen   ${address}`)
       }
+      // A write the chain database refused (a full disk) stops the node: the database takes no more
+      // writes until it is opened again, and a node that cannot write must not keep signing
+      // (store.ts). A service manager, or the operator once there is room, starts it again.
+      let writeFailure: Error | undefined
       await new Promise<void>((resolve) => {
+        const offWriteFailure = node.node.store.onWriteFailure((err) => {
+          writeFailure = err
+          onSignal()
+        })
         const onSignal = (): void => {
           process.off('SIGINT', onSignal)
           process.off('SIGTERM', onSignal)
+          offWriteFailure()
           resolve()
         }
         process.on('SIGINT', onSignal)
         process.on('SIGTERM', onSignal)
+        if (node.node.store.writeFailure !== undefined) {
+          writeFailure = node.node.store.writeFailure
+          onSignal()
+        }
       })
       io.stderr.write('stopping…\n')
-      await node.stop()
+      if (writeFailure !== undefined) {
+        // whatever still holds the event loop after the stop (a part that failed to stop), the
+        // process ends: it must not go on without a database that writes
+        setTimeout(() => process.exit(1), WRITE_FAILURE_EXIT_MS).unref()
+        await node.stop().catch((err: unknown) => io.stderr.write(`donghae: while stopping: ${describeError(err)}\n`))
+      } else await node.stop()
       logFile?.close()
       io.stderr.write('stopped\n')
+      if (writeFailure !== undefined)
+        throw new CliError(
+          `stopped: the chain database refused a write (${writeFailure.message}); start the node again once the disk has room`,
+        )
     })
 }
