@@ -122,6 +122,11 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
    */
   const diskFull = new Map<number, number>()
   let checker: InvariantChecker | undefined
+  /**
+   * Per node, the end of the last fault on it (or of a start after a full disk): a fault waits
+   * until the one before is fully lifted (a restart done).
+   */
+  const busy = new Map<number, Promise<void>>()
 
   const lab = options.caps.netns === undefined ? await NetLab.create(options.nodes) : undefined
   const cluster = new Cluster({
@@ -151,17 +156,26 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
           `${exit.node}@${Date.now()}`,
           `node${exit.node} exited on its own (${exit.signal ?? `code ${exit.code}`}); see its log`,
         )
-      // stopped after its fault was lifted: the lift found it still up, so start it here
-      else if (liftedAt !== Infinity && !stop.signal.aborted)
-        void cluster.start(exit.node).catch((err: unknown) => {
+      // stopped after its fault was lifted: the lift found it still up, so start it here, in
+      // turn with the faults on that node (one drawn meanwhile waits for this start)
+      else if (liftedAt !== Infinity && !stop.signal.aborted) {
+        const node = exit.node
+        const before = busy.get(node)
+        const restart = (async () => {
+          await before
+          if (stop.signal.aborted || cluster.node(node).state !== 'down') return
+          await cluster.start(node)
+        })().catch((err: unknown) => {
           // a new disk-full fault on it meanwhile: that fault's lift starts it again
-          if (diskFull.get(exit.node) === Infinity) return
+          if (diskFull.get(node) === Infinity) return
           checker?.report(
             'node-crash',
-            `restart-${exit.node}@${Date.now()}`,
-            `node${exit.node} could not be started again after a full disk: ${(err as Error).message}`,
+            `restart-${node}@${Date.now()}`,
+            `node${node} could not be started again after a full disk: ${(err as Error).message}`,
           )
         })
+        busy.set(node, restart)
+      }
       failFast()
     },
   })
@@ -218,8 +232,6 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
     const chaosMs = Math.max(options.chaosMs, scheduleEndMs(options.schedule))
     progress(`chaos: ${options.schedule.length} faults over ${Math.round(chaosMs / 1000)} s`)
     const t0 = Date.now()
-    /** Per node, the end of the last fault on it: a fault waits until the one before is fully lifted (a restart done). */
-    const busy = new Map<number, Promise<void>>()
     const running = options.schedule.map(async (fault) => {
       await sleep(Math.max(0, t0 + fault.atMs - Date.now()), undefined, { signal: stop.signal })
       const touched = [...new Set([fault.node, ...(fault.side ?? []), ...(fault.to === undefined ? [] : [fault.to])])]
