@@ -75,7 +75,11 @@ export interface NodeSample {
   treeRssMb: number | null
   /** V8 heap in use and memory outside it (Buffers, native), from GET /metrics. */
   heapUsedMb: number | null
+  /** V8 heap committed (what the heap holds of RSS, used or not). */
+  heapTotalMb: number | null
   externalMb: number | null
+  /** The node process's anonymous memory and its allocator-visible part, from /proc/<pid>/smaps_rollup; null off Linux. */
+  anonMb: number | null
   cpu: number | null
   eventLoopP99Ms: number | null
   eventLoopMaxMs: number | null
@@ -316,6 +320,13 @@ async function treeRssMb(pid: number): Promise<number | null> {
   return Math.round((await walk(pid)) / 102.4) / 10
 }
 
+/** Anonymous memory of one process (heaps of V8 and of malloc, thread stacks), MB, from smaps_rollup. */
+async function anonMb(pid: number): Promise<number | null> {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '')
+  const kb = /^Anonymous:\s+(\d+) kB/m.exec(rollup)?.[1]
+  return kb === undefined ? null : Math.round(Number(kb) / 102.4) / 10
+}
+
 /** A gauge of the Prometheus text, in MB (null when absent). */
 function metricMb(text: string, name: string): number | null {
   const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)
@@ -499,7 +510,9 @@ async function main(): Promise<number> {
             rssMb: latest === undefined ? null : Math.round(latest.rssBytes / 104_857.6) / 10,
             treeRssMb: await treeRssMb(n.pid),
             heapUsedMb: metricMb(metrics, 'donghae_nodejs_heap_size_used_bytes'),
+            heapTotalMb: metricMb(metrics, 'donghae_nodejs_heap_size_total_bytes'),
             externalMb: metricMb(metrics, 'donghae_nodejs_external_memory_bytes'),
+            anonMb: await anonMb(n.pid),
             cpu: r1(mean(window.map((s) => s.cpu))),
             eventLoopP99Ms: loops.length === 0 ? null : r1(Math.max(...loops)),
             eventLoopMaxMs: window.length === 0 ? null : r1(Math.max(...window.map((s) => s.eventLoopMaxMs))),
@@ -528,9 +541,9 @@ async function main(): Promise<number> {
       samples.push(sample)
       await appendFile(join(out, 'samples.jsonl'), `${JSON.stringify(sample)}\n`)
       log(
-        `min ${sample.minute.toFixed(1)}: rss ${nodeSamples.map((n) => n.rssMb).join('/')} MB (heap ${nodeSamples
-          .map((n) => n.heapUsedMb)
-          .join('/')}), loop p99 ${nodeSamples
+        `min ${sample.minute.toFixed(1)}: rss ${nodeSamples.map((n) => n.rssMb).join('/')} MB (heap used/committed ${nodeSamples
+          .map((n) => `${n.heapUsedMb}/${n.heapTotalMb}`)
+          .join(' ')}, anon ${nodeSamples.map((n) => n.anonMb).join('/')}), loop p99 ${nodeSamples
           .map((n) => n.eventLoopP99Ms)
           .join('/')} ms, infer p50/p99 ${sample.latency.infer.p50}/${sample.latency.infer.p99} ms, tx ${
           sample.latency.tx.p50

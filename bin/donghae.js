@@ -5,6 +5,7 @@
 // (npm would warn EBADENGINE on every call under the system's older Node, which only runs npm):
 // this check is the guard, and it runs before anything that needs Node 24 is loaded.
 import { existsSync } from 'node:fs'
+import module from 'node:module'
 import { fileURLToPath } from 'node:url'
 
 const major = Number(process.versions.node.split('.')[0])
@@ -16,6 +17,11 @@ if (major < 24) {
   process.stderr.write(`donghae: Node.js 24 or newer is required (this is ${process.version}): ${how}\n`)
   process.exit(1)
 }
+
+// V8's compiled code for every module is kept on disk (os.tmpdir()/node-compile-cache, checked
+// against each file's content), so the second start of a command skips most of the compiling:
+// `donghae node` starts ~0.5 s sooner. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+module.enableCompileCache?.()
 
 // A source checkout runs the TypeScript directly; an installed package runs the compiled dist/.
 const source = new URL('../src/cli/main.ts', import.meta.url)

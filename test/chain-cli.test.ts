@@ -10,6 +10,8 @@ import type { FastifyInstance } from 'fastify'
 import { createApiServer } from '../src/api/server.ts'
 import { actor, makeGenesis } from './helpers/chain.ts'
 import { runCli } from './helpers/cli.ts'
+import { encodeTx, signTx } from '../src/chain/tx.ts'
+import { loadKeystore } from '../src/identity/keystore.ts'
 import { MemoryChain } from './helpers/memory-chain.ts'
 import { FAST_PARAMS, testNet } from './helpers/chain-net.ts'
 import type { DonghaeNode } from '../src/node/index.ts'
@@ -107,6 +109,34 @@ test('--wait polls until the transaction is committed and prints its height; sta
   assert.match(done.stderr, /waiting for [0-9a-f]{64} to be committed/)
   const account = JSON.parse((await cli(['account', did, '--json'])).stdout) as { stake: { bonded: string } | null }
   assert.equal(account.stake?.bonded, '2000')
+})
+
+test('another client of the key holds the next nonce (the node’s own transactions): the CLI signs again with the next one', async () => {
+  chain.commitPending()
+  const key = await loadKeystore(join(home, 'keystore.json'), PASSWORD)
+  const next = BigInt((JSON.parse((await cli(['account', did, '--json'])).stdout) as { nonce: string }).nonce)
+  // pending, not committed: the account still says `next`
+  await chain.submitTx(
+    encodeTx(
+      signTx(key, {
+        chainId: 'donghae-test',
+        nonce: next,
+        fee: 1n,
+        kind: 'bank.transfer',
+        body: { to: bob.did, amount: 7n },
+      }),
+    ),
+  )
+  const sent = await cli(['tx', 'transfer', '--to', bob.did, '--amount', '9', '--json'])
+  assert.equal(sent.code, 0, sent.stderr)
+  assert.equal((JSON.parse(sent.stdout) as { nonce: string }).nonce, (next + 1n).toString())
+  // with --nonce the user chose: the refusal is reported, nothing is signed again
+  const fixed = await cli(['tx', 'transfer', '--to', bob.did, '--amount', '9', '--nonce', next.toString()])
+  assert.equal(fixed.code, 1)
+  assert.match(oneLineError(fixed.stderr), /nonce-in-use/)
+  chain.commitPending()
+  const after = JSON.parse((await cli(['account', did, '--json'])).stdout) as { nonce: string }
+  assert.equal(after.nonce, (next + 2n).toString(), 'both transfers committed')
 })
 
 test('bad amounts, bad DIDs and rejected transactions exit 1 with one line', async () => {

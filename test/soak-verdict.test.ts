@@ -26,6 +26,8 @@ function samples(shape: Shape): SoakSample[] {
         rssMb: shape.rss(minute, n),
         treeRssMb: null,
         heapUsedMb: null,
+        heapTotalMb: null,
+        anonMb: null,
         externalMb: null,
         cpu: 0.1,
         eventLoopP99Ms: 5,

@@ -3,40 +3,90 @@
  * and exits non-zero: 1 for errors, 2 for usage mistakes.
  */
 import { Command, CommanderError } from 'commander'
+import { DEFAULT_NODE_URL, NODE_URL_ENV } from '../api/constants.ts'
 import { describeError, isDonghaeError } from '../core/errors.ts'
 import { LOG_LEVELS } from '../core/logger.ts'
 import type { CliIo } from './context.ts'
-import { registerChain } from './commands/chain.ts'
-import { registerConfig } from './commands/config.ts'
-import { registerDid } from './commands/did.ts'
-import { registerId } from './commands/id.ts'
-import { registerInit } from './commands/init.ts'
-import { registerKeys } from './commands/keys.ts'
-import { registerGenesis } from './commands/genesis.ts'
-import { registerLocalnet } from './commands/localnet.ts'
-import { registerNode } from './commands/node.ts'
-import { registerDevnet } from './commands/devnet.ts'
-import { registerSim } from './commands/sim.ts'
-import { registerNat } from './commands/nat.ts'
-import { registerInference } from './commands/inference.ts'
-import { registerExperts } from './commands/experts.ts'
-import { registerFl } from './commands/fl.ts'
-import { registerGovernance } from './commands/governance.ts'
-import { registerArena } from './commands/arena.ts'
-import { registerDirectory } from './commands/directory.ts'
-import { registerWallet } from './commands/wallet.ts'
-import { registerService } from './commands/service.ts'
-import { registerChaos } from './commands/chaos.ts'
 import { addGroupExamples } from './help.ts'
 import { VERSION } from './version.ts'
 
-export function buildProgram(io: CliIo): Command {
+type Register = (program: Command, io: CliIo) => void
+
+/**
+ * The command groups, in help order: the top-level commands each one adds, and how to load it.
+ * A run loads only the group of the command it was given (each group pulls in its own part of the
+ * system: `donghae node` loads libp2p, ONNX Runtime and the chain, `donghae tx` an HTTP client),
+ * so a short command starts in a fraction of the time; help and unknown commands load them all.
+ * test/cli-help.test.ts checks this table against what each group really registers.
+ */
+export const COMMAND_GROUPS: ReadonlyArray<{
+  readonly commands: readonly string[]
+  readonly load: () => Promise<Register>
+}> = [
+  { commands: ['init'], load: async () => (await import('./commands/init.ts')).registerInit },
+  { commands: ['id'], load: async () => (await import('./commands/id.ts')).registerId },
+  { commands: ['did'], load: async () => (await import('./commands/did.ts')).registerDid },
+  { commands: ['keys'], load: async () => (await import('./commands/keys.ts')).registerKeys },
+  { commands: ['config'], load: async () => (await import('./commands/config.ts')).registerConfig },
+  {
+    commands: ['chain', 'account', 'tx', 'stake', 'worker', 'deposit'],
+    load: async () => (await import('./commands/chain.ts')).registerChain,
+  },
+  { commands: ['genesis'], load: async () => (await import('./commands/genesis.ts')).registerGenesis },
+  { commands: ['localnet'], load: async () => (await import('./commands/localnet.ts')).registerLocalnet },
+  { commands: ['node'], load: async () => (await import('./commands/node.ts')).registerNode },
+  { commands: ['devnet'], load: async () => (await import('./commands/devnet.ts')).registerDevnet },
+  { commands: ['sim'], load: async () => (await import('./commands/sim.ts')).registerSim },
+  { commands: ['nat'], load: async () => (await import('./commands/nat.ts')).registerNat },
+  {
+    commands: ['infer', 'model', 'receipt'],
+    load: async () => (await import('./commands/inference.ts')).registerInference,
+  },
+  { commands: ['experts'], load: async () => (await import('./commands/experts.ts')).registerExperts },
+  { commands: ['fl'], load: async () => (await import('./commands/fl.ts')).registerFl },
+  { commands: ['gov'], load: async () => (await import('./commands/governance.ts')).registerGovernance },
+  { commands: ['task', 'train', 'validate'], load: async () => (await import('./commands/arena.ts')).registerArena },
+  { commands: ['directory'], load: async () => (await import('./commands/directory.ts')).registerDirectory },
+  { commands: ['wallet'], load: async () => (await import('./commands/wallet.ts')).registerWallet },
+  { commands: ['service'], load: async () => (await import('./commands/service.ts')).registerService },
+  { commands: ['chaos'], load: async () => (await import('./commands/chaos.ts')).registerChaos },
+]
+
+/** The program's options that take a value (the word after them is not a command). */
+const VALUE_OPTIONS = new Set(['--home', '--log-level', '--moniker', '--node'])
+
+/**
+ * The top-level command a command line names (`help X` names X), or undefined for none (help,
+ * version, an option error). Options before the command are skipped as commander reads them.
+ */
+export function commandNamed(argv: readonly string[]): string | undefined {
+  const words: string[] = []
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
+    const arg = argv[i] ?? ''
+    if (arg === '--') break
+    if (arg.startsWith('-')) {
+      if (VALUE_OPTIONS.has(arg)) i++
+      continue
+    }
+    words.push(arg)
+    if (arg !== 'help') break
+  }
+  return words[0] === 'help' ? words[1] : words[0]
+}
+
+/**
+ * The CLI's commander program. With `argv`, only the group of the command it names is loaded
+ * (all of them when it names none or an unknown one, so help and "did you mean" see every command).
+ */
+export async function buildProgram(io: CliIo, argv?: readonly string[]): Promise<Command> {
   const program = new Command('donghae')
     .description('Donghae: home computers as one trustworthy, decentralized AI service')
     .version(VERSION, '-V, --version', 'print the version')
     .option('--home <dir>', 'home directory (env DONGHAE_HOME, default ~/.donghae)')
     .option('--log-level <level>', `log verbosity: ${LOG_LEVELS.join(', ')} (env DONGHAE_LOG_LEVEL)`)
     .option('--moniker <name>', "the node's human-readable name (env DONGHAE_MONIKER)")
+    // global, so it works before or after the command name (`donghae --node URL account ...`)
+    .option('--node <url>', `the node's HTTP API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`)
     .showHelpAfterError('(run `donghae --help` for usage)')
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -68,27 +118,12 @@ Docs: README.md and docs/architecture.md`,
       )
     })
 
-  registerInit(program, io)
-  registerId(program, io)
-  registerDid(program, io)
-  registerKeys(program, io)
-  registerConfig(program, io)
-  registerChain(program, io)
-  registerGenesis(program, io)
-  registerLocalnet(program, io)
-  registerNode(program, io)
-  registerDevnet(program, io)
-  registerSim(program, io)
-  registerNat(program, io)
-  registerInference(program, io)
-  registerExperts(program, io)
-  registerFl(program, io)
-  registerGovernance(program, io)
-  registerArena(program, io)
-  registerDirectory(program, io)
-  registerWallet(program, io)
-  registerService(program, io)
-  registerChaos(program, io)
+  const named = argv === undefined ? undefined : commandNamed(argv)
+  const version = named === 'version' || (named === undefined && argv?.some((a) => a === '-V' || a === '--version'))
+  const only = COMMAND_GROUPS.find((group) => named !== undefined && group.commands.includes(named))
+  const groups = version === true ? [] : only === undefined ? COMMAND_GROUPS : [only]
+  const registers = await Promise.all(groups.map((group) => group.load()))
+  for (const register of registers) register(program, io)
   addGroupExamples(program)
   for (const command of program.commands) command.exitOverride()
   return program
@@ -96,8 +131,8 @@ Docs: README.md and docs/architecture.md`,
 
 /** Runs the CLI and returns the exit code (never throws). */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io)
   try {
+    const program = await buildProgram(io, argv)
     await program.parseAsync([...argv], { from: 'user' })
     return 0
   } catch (err) {

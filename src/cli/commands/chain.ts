@@ -114,6 +114,9 @@ async function waitForCommit(
   }
 }
 
+/** Posts of one transaction at most, each with the next nonce, when another client took the last. */
+const NONCE_ATTEMPTS = 8
+
 /** Signs `request` with the home keystore, posts it, and optionally waits for its block. */
 export async function sendTx(
   ctx: CliContext,
@@ -126,14 +129,34 @@ export async function sendTx(
   const timeoutMs = waitTimeoutMs(options.timeout)
   const keystore = await readKeystoreFile(ctx.home.keystore)
   const { chainId } = await client.status()
-  const nonce = nonceFlag ?? BigInt((await client.account(keystore.did)).nonce)
   const { keyPair: key } = await unlockHomeKeystore(
     ctx.home,
     { prompt: `Password of ${keystore.did}` },
     { passwordFile: options.passwordFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr },
   )
-  const signed = signTx(key, { chainId, nonce, fee, kind: request.kind, body: request.body })
-  const { hash } = await client.submitTx(encodeTx(signed))
+  // The account's next nonce, read after the password (which may wait on a person). Another client
+  // of the same key (the node itself: its worker and stake transactions) can take that nonce
+  // between the read and the post; unless --nonce fixed it, sign again with the next one.
+  let nonce = nonceFlag ?? BigInt((await client.account(keystore.did)).nonce)
+  let signed = signTx(key, { chainId, nonce, fee, kind: request.kind, body: request.body })
+  let hash: string
+  for (let attempt = 1; ; attempt++) {
+    try {
+      hash = (await client.submitTx(encodeTx(signed))).hash
+      break
+    } catch (err) {
+      const reason = err instanceof ApiError ? err.reason : undefined
+      if (
+        nonceFlag !== undefined ||
+        attempt >= NONCE_ATTEMPTS ||
+        (reason !== 'stale-nonce' && reason !== 'nonce-in-use')
+      )
+        throw err
+      const committed = BigInt((await client.account(keystore.did)).nonce)
+      nonce = reason === 'nonce-in-use' && nonce + 1n > committed ? nonce + 1n : committed
+      signed = signTx(key, { chainId, nonce, fee, kind: request.kind, body: request.body })
+    }
+  }
   const result: Record<string, unknown> = {
     hash,
     kind: request.kind,
@@ -199,9 +222,6 @@ function printAccount(ctx: CliContext, a: AccountJson): void {
 }
 
 export function registerChain(program: Command, io: CliIo): void {
-  // A global option, so it works before or after the command name (`donghae --node URL account ...`).
-  program.option('--node <url>', `the node's HTTP API (env ${NODE_URL_ENV}, default ${DEFAULT_NODE_URL})`)
-
   program
     .command('chain')
     .description('the chain as a node sees it')

@@ -80,7 +80,7 @@ function sink(): { stream: Writable; text: () => string } {
   return { stream, text: () => text }
 }
 
-function listCommands(): CommandInfo[] {
+async function listCommands(): Promise<CommandInfo[]> {
   const io = { stdout: sink().stream, stderr: sink().stream, stdin: Readable.from([]), env: {} }
   const out: CommandInfo[] = []
   const walk = (c: Command, path: string[]): void => {
@@ -95,7 +95,7 @@ function listCommands(): CommandInfo[] {
       walk(sub, p)
     }
   }
-  walk(buildProgram(io as unknown as CliIo), [])
+  walk(await buildProgram(io as unknown as CliIo), [])
   return out
 }
 
@@ -203,7 +203,7 @@ export const cliTarget: FuzzTarget = {
       // a worker thread cannot chdir: the long runner moved the whole process to a temporary directory
       cwd = ''
     }
-    commands = listCommands()
+    commands = await listCommands()
   },
   async close() {
     if (dir === '') return
