@@ -48,3 +48,26 @@ test('a receipt the gateway cannot journal is not handed out: not-recorded (503)
   })
   assert.ok(answer.receipt.fee > 0n, 'answered with a receipt')
 })
+
+test('a reservation the gateway cannot journal: the job is refused before it is sent (not-recorded), nothing stays reserved', async () => {
+  const full = fullDiskJournal()
+  const market = await SimMarket.open({ seed: 43, gatewayJournals: { reservations: full } })
+  const gateway = market.gateways[0]!.inference.gateway
+  const client = market.gateways[0]!.did
+  await assert.rejects(gateway.infer({ model: market.model.cid, inputs: market.inputs(0) }), (err: unknown) => {
+    assert.ok(err instanceof InferenceError, `typed: ${String(err)}`)
+    assert.equal(err.reason, 'not-recorded')
+    assert.equal(err.status, 503)
+    assert.match(err.message, /could not record the job's reservation.*No space left on device.*nothing was sent/)
+    return true
+  })
+  assert.ok(full.refused >= 1, 'the journal was asked')
+  await market.blocks(3)
+  assert.equal(
+    market.workers.reduce((n, w) => n + (w.inference.worker?.kept ?? 0), 0),
+    0,
+    'no worker ran the job (none keeps a receipt)',
+  )
+  assert.equal(gateway.reservedFor(client), 0n, 'the reservation was released')
+  assert.equal(gateway.stats.jobs, 0)
+})

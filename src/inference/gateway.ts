@@ -199,8 +199,10 @@ export class Gateway {
     this.#cover(job.client, reserved)
     const until = job.deadline + c.chain.params.settleWindowMs
     const journaled = this.#reserve(id, { client: job.client, fee: reserved, until, settling: false }, true)
+    // on disk before the dispatch leaves: a restart still knows what is reserved. A gateway that
+    // cannot record it (a full disk) sends nothing: after a restart it would not know what it owes.
+    await this.#journaledOrRefuse(id, journaled)
     try {
-      await journaled // on disk before the dispatch leaves: a restart still knows what is reserved
       const { receipt, outputs, attempts, latencyMs } = await this.#dispatch(
         model,
         job,
@@ -349,14 +351,30 @@ export class Gateway {
       .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'reservation not journaled'))
   }
 
-  /** Reserves at once (synchronously); the promise resolves once the reservation is journaled. */
+  /**
+   * Reserves at once (synchronously); the promise resolves once the reservation is journaled and
+   * rejects when the journal refused it.
+   */
   #reserve(id: string, r: Reservation, journal: boolean): Promise<void> {
     this.#reservations.set(id, r)
     this.#reserved.set(r.client, this.reservedFor(r.client) + r.fee)
     if (!journal || this.#init.journal === undefined) return Promise.resolve()
-    return this.#init.journal
-      .put(id, encode({ client: r.client, fee: r.fee, until: r.until }))
-      .catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'reservation not journaled'))
+    return this.#init.journal.put(id, encode({ client: r.client, fee: r.fee, until: r.until }))
+  }
+
+  /** Waits for a reservation's journal write; on failure releases it and refuses the job (nothing was sent). */
+  async #journaledOrRefuse(id: string, journaled: Promise<void>): Promise<void> {
+    try {
+      await journaled
+    } catch (err) {
+      this.released(id)
+      this.#log.warn({ err: describeError(err) }, 'reservation not journaled; job refused')
+      throw new InferenceError(
+        'not-recorded',
+        `the gateway could not record the job's reservation (${describeError(err)}); nothing was sent, nothing is charged`,
+        { cause: err },
+      )
+    }
   }
 
   /** The settler's word on a job: settled, refused or out of its window. */
@@ -563,15 +581,18 @@ export class Gateway {
     await this.#topUpIfOwn(job.client, reserved)
     this.#cover(job.client, reserved)
     const id = jobIdHex(job)
-    await this.#reserve(
+    await this.#journaledOrRefuse(
       id,
-      {
-        client: job.client,
-        fee: reserved,
-        until: job.deadline + this.#c.chain.params.settleWindowMs,
-        settling: false,
-      },
-      true,
+      this.#reserve(
+        id,
+        {
+          client: job.client,
+          fee: reserved,
+          until: job.deadline + this.#c.chain.params.settleWindowMs,
+          settling: false,
+        },
+        true,
+      ),
     )
     try {
       const { receipt, outputs, latencyMs } = await this.#dispatch(model, job, inputs, exclude)
