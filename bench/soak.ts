@@ -273,10 +273,22 @@ async function startDevnet(
   home: string,
   nodes: number,
   basePort: number,
+  params: readonly string[] = [],
 ): Promise<{ child: ChildProcess; nodes: DevnetNode[] }> {
   const child = spawn(
     process.execPath,
-    [BIN, '--home', home, 'devnet', '--nodes', String(nodes), '--base-port', String(basePort), '--json'],
+    [
+      BIN,
+      '--home',
+      home,
+      'devnet',
+      '--nodes',
+      String(nodes),
+      '--base-port',
+      String(basePort),
+      ...params.flatMap((p) => ['--param', p]),
+      '--json',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DONGHAE_API_RATE_LIMIT: '1000000' } },
   )
   let stderr = ''
@@ -422,6 +434,7 @@ async function main(): Promise<number> {
       rate: { type: 'string', default: '2' },
       'base-port': { type: 'string', default: '47000' },
       seed: { type: 'string' },
+      param: { type: 'string', multiple: true },
       out: { type: 'string' },
       'max-rss-slope': { type: 'string', default: String(SOAK_DEFAULTS.maxRssSlopeMbPerHour) },
       'rss-noise': { type: 'string', default: String(SOAK_DEFAULTS.rssNoiseMb) },
@@ -433,6 +446,7 @@ async function main(): Promise<number> {
   if (values.help === true) {
     process.stdout.write(
       'node bench/soak.ts [--minutes 60] [--sample-seconds 60] [--nodes 4] [--rate 2] [--base-port 47000] [--seed N]\n' +
+        '                   [--param key=value ...]  (chain parameters of the devnet, e.g. settleWindowMs=300000)\n' +
         '                   [--out DIR] [--max-rss-slope 20] [--rss-noise 16] [--max-p99-drift 0.5] [--p99-noise 100]\n',
     )
     return 0
@@ -454,7 +468,9 @@ async function main(): Promise<number> {
   const out = resolve(values.out ?? join(ROOT, 'test-artifacts', `soak-${stamp}`))
   await mkdir(out, { recursive: true })
   const log = (line: string): void => void process.stderr.write(`soak: ${line}\n`)
-  log(`${count} nodes, ${minutes} min, a sample every ${sampleMs / 1000} s, load ${rate}/s, seed ${seed}; out ${out}`)
+  log(
+    `${count} nodes, ${minutes} min, a sample every ${sampleMs / 1000} s, load ${rate}/s, seed ${seed}${(values.param ?? []).map((p) => `, ${p}`).join('')}; out ${out}`,
+  )
 
   const home = await mkdtemp(join(tmpdir(), 'donghae-soak-'))
   const stopping = new AbortController()
@@ -467,7 +483,7 @@ async function main(): Promise<number> {
   const samples: SoakSample[] = []
   const failures: string[] = []
   try {
-    const started = await startDevnet(home, count, Number(values['base-port']))
+    const started = await startDevnet(home, count, Number(values['base-port']), values.param ?? [])
     devnet = started.child
     const nodes = started.nodes
     const tokens = await Promise.all(nodes.map(async (n) => (await readFile(join(n.home, 'api-token'), 'utf8')).trim()))

@@ -22,28 +22,35 @@ import { runCli } from './helpers/cli.ts'
 
 const [validator, client, worker, gateway] = [actor(), actor(), actor(), actor()]
 const genesis = makeGenesis([validator], [[client, 1_000n]])
-const T0 = 1_700_000_000_000
+// jobs of now: their settle window (an hour after the deadline) is open
+const T0 = Date.now()
 
-const job = signJob(client.key, {
-  chainId: genesis.chainId,
-  gateway: gateway.did,
-  model: cidOfBytes(utf8('cli-receipt-test-model'), RAW_CODE).toString(),
-  inputsHash: randomBytes(32),
-  maxFee: 7n,
-  deadline: T0 + 100_000,
-  salt: randomBytes(16),
-})
-const receipt = signReceipt(worker.key, {
-  job,
-  dispatch: signDispatch(gateway.key, job, worker.did),
-  outputHash: sha256(utf8('y')),
-  fee: 7n,
-  ep: 'cpu',
-  runtime: 'onnxruntime-node/test',
-  startedAt: T0 + 100,
-  finishedAt: T0 + 200,
-  computeMicros: 100_000,
-})
+function receiptAt(t0: number): { job: ReturnType<typeof signJob>; receipt: ReturnType<typeof signReceipt> } {
+  const job = signJob(client.key, {
+    chainId: genesis.chainId,
+    gateway: gateway.did,
+    model: cidOfBytes(utf8('cli-receipt-test-model'), RAW_CODE).toString(),
+    inputsHash: randomBytes(32),
+    maxFee: 7n,
+    deadline: t0 + 100_000,
+    salt: randomBytes(16),
+  })
+  const receipt = signReceipt(worker.key, {
+    job,
+    dispatch: signDispatch(gateway.key, job, worker.did),
+    outputHash: sha256(utf8('y')),
+    fee: 7n,
+    ep: 'cpu',
+    runtime: 'onnxruntime-node/test',
+    startedAt: t0 + 100,
+    finishedAt: t0 + 200,
+    computeMicros: 100_000,
+  })
+  return { job, receipt }
+}
+const { job, receipt } = receiptAt(T0)
+// a job whose deadline and settle window passed long ago
+const old = receiptAt(T0 - 3 * genesis.params.settleWindowMs)
 
 /** Paths the CLI asked the node for. */
 const asked: string[] = []
@@ -63,6 +70,8 @@ const dir = await mkdtemp(join(tmpdir(), 'donghae-cli-receipt-'))
 const receiptFile = join(dir, 'receipt.json')
 const genesisFile = join(dir, 'genesis.json')
 await writeFile(receiptFile, JSON.stringify({ receipt: receiptToJson(receipt) }))
+const oldReceiptFile = join(dir, 'old-receipt.json')
+await writeFile(oldReceiptFile, JSON.stringify({ receipt: receiptToJson(old.receipt) }))
 await writeFile(genesisFile, JSON.stringify(genesisToJson(genesis)))
 
 after(async () => {
@@ -96,4 +105,18 @@ test('receipt verify --node before the settlement: "not settled yet", not "add -
   assert.equal(verdict.signatures, 'valid')
   assert.match(verdict.reason ?? '', /not settled yet/)
   assert.match(json.stderr, /is not settled yet/)
+})
+
+test('receipt verify --node past the settle window with no settlement: says the record was pruned or never made, not "try again"', async () => {
+  const run = await runCli(['receipt', 'verify', oldReceiptFile, '--node', nodeUrl, '--genesis', genesisFile, '--json'])
+  assert.equal(run.code, 1, run.stderr)
+  const verdict = JSON.parse(run.stdout) as { valid: boolean; pending?: boolean; reason?: string }
+  assert.equal(verdict.valid, false)
+  assert.equal(verdict.pending, undefined)
+  assert.match(
+    verdict.reason ?? '',
+    /settle window closed at .*settled and its record pruned since, or it was never settled/,
+  )
+  assert.doesNotMatch(run.stderr, /try again shortly/)
+  assert.ok(asked.includes(`/v1/jobs/${jobIdHex(old.job)}/settlement`))
 })

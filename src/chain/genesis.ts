@@ -67,6 +67,13 @@ export interface ChainParams {
    * whether there is anything in it or not (the format before this parameter existed).
    */
   emptyBlockIntervalMs: number
+  /**
+   * The height from which settled jobs' records are pruned once their windows close
+   * (src/inference/chain/prune.ts). 0: never — the default, so a chain begun before pruning
+   * existed executes its blocks as they were made (their state roots do not include it); new
+   * networks (`donghae genesis`, devnets) start at 1.
+   */
+  pruneFromHeight: number
   // ---- inference market (src/inference/chain/module.ts); unbonding reuses `unbondingBlocks` ----
   /** Bond below which a worker is not scheduled. */
   minWorkerBond: bigint
@@ -246,6 +253,7 @@ export const DEFAULT_PARAMS: ChainParams = {
   timeoutCommitMs: 200,
   maxBlockTxs: 5_000,
   emptyBlockIntervalMs: 0,
+  pruneFromHeight: 0,
   minWorkerBond: 1_000n,
   maxReceiptsPerSettle: 96,
   settleWindowMs: 3_600_000,
@@ -347,6 +355,7 @@ export const OPTIONAL_PARAM_KEYS = [
   ...INFERENCE_PARAM_KEYS,
   'minBond',
   'emptyBlockIntervalMs',
+  'pruneFromHeight',
   ...EXPERTS_PARAM_KEYS,
 ] as const satisfies ReadonlyArray<keyof ChainParams>
 

@@ -58,15 +58,25 @@ export async function loadOrCreateKeys(
   return keys
 }
 
+/**
+ * The network's genesis in `dir`, or a new one: the demo models and experts, `fund`'s balances, and
+ * `overrides` (`--param key=value`: decimal strings, checked like any genesis) over the demo
+ * parameters. Overrides for a network whose genesis exists already are refused, not ignored.
+ */
 export async function loadOrCreateGenesis(
   dir: string,
   keys: Ed25519KeyPair[],
   fund: string[],
   chainId = 'donghae-localnet',
+  overrides: readonly string[] = [],
 ): Promise<GenesisDoc> {
   const path = join(dir, 'genesis.json')
   try {
     await readFile(path)
+    if (overrides.length > 0)
+      throw new CliError(
+        `--param applies to a new network, and ${path} exists: remove ${dir} (or use another --home) to start one with ${overrides.join(', ')}`,
+      )
     return await readGenesisFile(path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
@@ -86,17 +96,37 @@ export async function loadOrCreateGenesis(
     quorumSize: Math.max(1, Math.min(DEFAULT_PARAMS.quorumSize, keys.length - 2)),
     gatewayGraceMs: 5_000,
     emptyBlockIntervalMs: IDLE_EMPTY_BLOCK_INTERVAL_MS,
+    pruneFromHeight: 1,
+  }
+  const given: Record<string, string> = {}
+  for (const spec of overrides) {
+    const eq = spec.indexOf('=')
+    const key = spec.slice(0, eq)
+    if (eq < 1 || !(key in DEFAULT_PARAMS))
+      throw new CliError(
+        `--param ${JSON.stringify(spec)}: expected key=value with a key among ${Object.keys(DEFAULT_PARAMS).join(', ')}`,
+      )
+    given[key] = spec.slice(eq + 1)
   }
   // the demo Mixture-of-Experts family: its MetaBlock and its 18 blocks, mined by the nodes in turn
   const experts = await demoExpertsGenesis(keys)
   const doc = parseGenesis({
     chainId,
     genesisTime: Date.now(),
-    params: (
-      genesisToJson({ chainId: 'x', genesisTime: 0, params, accounts: [], validators: [] }) as {
-        params: unknown
-      }
-    ).params,
+    params: {
+      ...(
+        genesisToJson({ chainId: 'x', genesisTime: 0, params, accounts: [], validators: [] }) as {
+          params: Record<string, unknown>
+        }
+      ).params,
+      // bigint parameters are decimal strings in a genesis, the others numbers
+      ...Object.fromEntries(
+        Object.entries(given).map(([key, value]) => [
+          key,
+          typeof DEFAULT_PARAMS[key as keyof typeof DEFAULT_PARAMS] === 'bigint' ? value : Number(value),
+        ]),
+      ),
+    },
     inference: {
       models: models.map((m) => ({
         owner: dids[0],

@@ -24,6 +24,7 @@ interface DevnetOptions {
   basePort: string
   transport?: string
   fund: string[]
+  param: string[]
   json?: boolean
 }
 
@@ -134,6 +135,12 @@ export function registerDevnet(program: Command, io: CliIo): void {
       "the nodes' only p2p transport: tcp (TCP port base-port + 100 + 2i), quic (QUIC over UDP, same port number) or ws (WebSockets, TCP base-port + 101 + 2i); without it the nodes meet over TCP and also listen on QUIC, as `donghae node` does",
     )
     .option('--fund <did:amount>', 'also give this DID a balance in a new genesis (repeatable)', collect, [])
+    .option(
+      '--param <key=value>',
+      'a chain parameter of a new genesis, e.g. settleWindowMs=300000 (repeatable; see donghae genesis)',
+      collect,
+      [],
+    )
     .option('--json', 'print one JSON line with the node table once every node runs')
     .addHelpText(
       'after',
@@ -149,6 +156,7 @@ Examples:
   $ donghae devnet --nodes 4
   $ donghae devnet --nodes 4 --home /tmp/devnet --base-port 27000
   $ donghae devnet --nodes 2 --transport quic
+  $ donghae devnet --home /tmp/soak --param settleWindowMs=300000
   $ donghae chain status --node http://127.0.0.1:26658`,
     )
     .action(async (options: DevnetOptions, command: Command) => {
@@ -169,7 +177,7 @@ Examples:
       progress(`devnet: ${count} validators in ${dir} over ${transport}`)
       await mkdir(dir, { recursive: true, mode: 0o700 })
       const keys = await loadOrCreateKeys(dir, count, progress)
-      const genesis = await loadOrCreateGenesis(dir, keys, options.fund, 'donghae-devnet')
+      const genesis = await loadOrCreateGenesis(dir, keys, options.fund, 'donghae-devnet', options.param)
       const passwordFile = join(dir, 'password')
       await writeFile(passwordFile, LOCALNET_PASSWORD, { mode: 0o600 })
       const dids = keys.map((k) => didFromEd25519PublicKey(k.publicKey))

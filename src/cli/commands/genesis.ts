@@ -80,6 +80,8 @@ Examples:
         ).params,
         // a new network idles without empty blocks unless --param emptyBlockIntervalMs=0 says otherwise
         emptyBlockIntervalMs: IDLE_EMPTY_BLOCK_INTERVAL_MS,
+        // and prunes settled jobs' records from its first block (--param pruneFromHeight=0: never)
+        pruneFromHeight: 1,
       }
       for (const p of options.param) {
         const eq = p.indexOf('=')

@@ -26,6 +26,7 @@ import {
   verifyReceipt,
   type ReceiptJson,
 } from '../../inference/job.ts'
+import { jobKey } from '../../inference/chain/state.ts'
 import { tensorFromJson } from '../../inference/tensor.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
@@ -165,6 +166,20 @@ export interface ReceiptVerification {
 }
 
 /**
+ * The time of a certified header whose state is proven to hold no `key`, or undefined when the
+ * node gives no proof that checks out (then nothing is concluded from the absence).
+ */
+async function certifiedTimeWithout(node: SettlementCheck, key: string): Promise<number | undefined> {
+  try {
+    const bytes = utf8(key)
+    const proven = await node.light.checkProof(bytes, await node.client.proof(toHex(bytes)))
+    return proven.value === undefined ? proven.header.header.time : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * Checks a receipt's signatures and, with a node, that it is settled on chain: the Merkle path to
  * its batch root, and the batch record in the chain state, proven against the state root of a
  * header the light client certified (api/light-client.ts) — not the root the node reports.
@@ -195,8 +210,19 @@ export async function verifyReceiptFile(raw: unknown, node?: SettlementCheck): P
   try {
     settled = await node.client.settlement(result.jobId)
   } catch (err) {
-    if (err instanceof ApiError && err.code === 'NOT_FOUND')
+    if (err instanceof ApiError && err.code === 'NOT_FOUND') {
+      // The chain keeps a settled job's record until its deadline plus the settle window (then
+      // it is pruned: inference/chain/prune.ts); past that, "not yet" would never come true.
+      const closed = receipt.job.deadline + node.light.genesis.params.settleWindowMs
+      // the time of a certified state without the record; this machine's clock when the node proves nothing
+      const at = (await certifiedTimeWithout(node, jobKey(result.jobId))) ?? Date.now()
+      if (at > closed)
+        return {
+          ...result,
+          reason: `the chain holds no settlement for its job, and its settle window closed at ${new Date(closed).toISOString()}: it was settled and its record pruned since, or it was never settled`,
+        }
       return { ...result, pending: true, reason: 'not settled yet: the chain has no settlement for its job' }
+    }
     throw err
   }
   if (settled.receiptId !== result.receiptId)

@@ -42,6 +42,7 @@ import {
   withdrawTx,
 } from './registry.ts'
 import { settleHandler } from './settle.ts'
+import { pruneSettled } from './prune.ts'
 import { auditHandler, challengeHandler, resolveHandler } from './audit.ts'
 import { splitProRata, workerScore } from './rewards.ts'
 import {
@@ -184,6 +185,7 @@ export function inferenceModule(params: ChainParams): ChainModule {
     initGenesis: loadGenesis,
     beginBlock(state, ctx) {
       recordBlockId(state, ctx)
+      if (params.pruneFromHeight > 0 && ctx.height >= params.pruneFromHeight) pruneSettled(state, ctx, params)
     },
     endBlock(state, ctx) {
       payEpoch(state, ctx, params)

@@ -315,6 +315,8 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
       const batch = batchCount(state, ctx.height)
       const touched = new Touched(state)
       const ids: Uint8Array[] = []
+      const jobIds: Uint8Array[] = []
+      let lastDeadline = 0
       const rejected: string[] = []
       let overdrafts = 0
       body.receipts.forEach((r, i) => {
@@ -342,6 +344,8 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
         const latencyMs = tx.sender === r.job.gateway ? Math.min(body.latencies[i] as number, params.maxJobTtlMs) : null
         const s = settleOne(state, touched, r, { height: ctx.height, batch, leaf: ids.length, id, latencyMs }, params)
         ids.push(id)
+        jobIds.push(jobId(r.job))
+        lastDeadline = Math.max(lastDeadline, r.job.deadline)
         ctx.emit({ type: 'inference.settled', attributes: settledAttributes(s, toHex(jobId(r.job))) })
       })
       touched.flush()
@@ -352,7 +356,7 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
           'no-valid-receipts',
           `none of the ${body.receipts.length} receipts can settle (first reason: ${rejected[0] ?? 'none'})`,
         )
-      const record: SettleBatch = { root: merkleRoot(ids), count: ids.length, receiptIds: ids }
+      const record: SettleBatch = { root: merkleRoot(ids), count: ids.length, receiptIds: ids, jobIds, lastDeadline }
       state.write(batchKey(ctx.height, batch), record)
       state.write(batchCountKey(ctx.height), batch + 1)
       ctx.emit({

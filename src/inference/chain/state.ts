@@ -48,6 +48,8 @@ export const batchCountKey = (height: number): string => `inference/batches/${he
 export const batchKey = (height: number, n: number): string => `inference/batch/${height}/${n}`
 export const auditKey = (jobIdHex: string): string => `inference/audit/${jobIdHex}`
 export const disputeKey = (jobIdHex: string): string => `inference/dispute/${jobIdHex}`
+/** The next settle height whose records may be pruned (prune.ts). */
+export const PRUNE_NEXT_KEY = 'inference/prune-next'
 
 export const MODELS = new IndexedSet('inference/models')
 export const WORKERS = new IndexedSet('inference/workers')
@@ -234,6 +236,10 @@ export interface SettleBatch {
   count: number
   /** The settled receipts' ids, in leaf order (enough to rebuild any inclusion proof). */
   receiptIds: Uint8Array[]
+  /** Their jobs' ids, in the same order, for pruning (prune.ts); absent in batches written before it. */
+  jobIds?: Uint8Array[]
+  /** The latest deadline among those jobs (ms): once past it by the settle window, none can settle again. */
+  lastDeadline?: number
 }
 
 export interface AuditRecord {
