@@ -18,6 +18,7 @@ import {
 } from '../chain/genesis.ts'
 import { parseUint64 } from '../core/uint.ts'
 import { CliError } from './errors.ts'
+import { parseParamOverrides } from './genesis-params.ts'
 import { demoModels } from '../inference/demo-models.ts'
 import { demoExpertsGenesis } from '../experts/genesis.ts'
 import { RUNTIME_NAME } from '../inference/runtime.ts'
@@ -98,16 +99,7 @@ export async function loadOrCreateGenesis(
     emptyBlockIntervalMs: IDLE_EMPTY_BLOCK_INTERVAL_MS,
     pruneFromHeight: 1,
   }
-  const given: Record<string, string> = {}
-  for (const spec of overrides) {
-    const eq = spec.indexOf('=')
-    const key = spec.slice(0, eq)
-    if (eq < 1 || !(key in DEFAULT_PARAMS))
-      throw new CliError(
-        `--param ${JSON.stringify(spec)}: expected key=value with a key among ${Object.keys(DEFAULT_PARAMS).join(', ')}`,
-      )
-    given[key] = spec.slice(eq + 1)
-  }
+  const given = parseParamOverrides(overrides)
   // the demo Mixture-of-Experts family: its MetaBlock and its 18 blocks, mined by the nodes in turn
   const experts = await demoExpertsGenesis(keys)
   const doc = parseGenesis({
@@ -119,13 +111,7 @@ export async function loadOrCreateGenesis(
           params: Record<string, unknown>
         }
       ).params,
-      // bigint parameters are decimal strings in a genesis, the others numbers
-      ...Object.fromEntries(
-        Object.entries(given).map(([key, value]) => [
-          key,
-          typeof DEFAULT_PARAMS[key as keyof typeof DEFAULT_PARAMS] === 'bigint' ? value : Number(value),
-        ]),
-      ),
+      ...given,
     },
     inference: {
       models: models.map((m) => ({

@@ -13,6 +13,7 @@ import {
 import { readKeystoreFile } from '../../identity/keystore.ts'
 import { createContext, type CliContext, type CliIo } from '../context.ts'
 import { CliError } from '../errors.ts'
+import { parseParamOverrides } from '../genesis-params.ts'
 
 interface GenesisOptions {
   chainId: string
@@ -83,16 +84,7 @@ Examples:
         // and prunes settled jobs' records from its first block (--param pruneFromHeight=0: never)
         pruneFromHeight: 1,
       }
-      for (const p of options.param) {
-        const eq = p.indexOf('=')
-        const key = p.slice(0, eq)
-        if (eq < 1 || !(key in DEFAULT_PARAMS))
-          throw new CliError(
-            `--param ${JSON.stringify(p)}: expected key=value with a key among ${Object.keys(DEFAULT_PARAMS).join(', ')}`,
-          )
-        const value = p.slice(eq + 1)
-        params[key] = typeof DEFAULT_PARAMS[key as keyof typeof DEFAULT_PARAMS] === 'bigint' ? value : Number(value)
-      }
+      Object.assign(params, parseParamOverrides(options.param))
       const validators = await Promise.all(
         options.validator.map(async (spec) => {
           const [did, stake] = split(spec, '--validator', '10000')
