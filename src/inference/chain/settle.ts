@@ -239,7 +239,7 @@ function settleOne(
   state: StateOverlay,
   touched: Touched,
   r: Receipt,
-  at: { height: number; batch: number; leaf: number; id: Uint8Array; latencyMs: number | null },
+  at: { height: number; batch: number; leaf: number; id: Uint8Array; job: string; latencyMs: number | null },
   params: InferenceParams,
 ): JobSettlement {
   const share = (r.fee * BigInt(params.protocolShareBps)) / BPS
@@ -265,7 +265,7 @@ function settleOne(
     bonded: worker?.bonded ?? 0n,
     challenged: null,
   }
-  state.write(jobKey(toHex(jobId(r.job))), settlement)
+  state.write(jobKey(at.job), settlement)
   recordWork(touched, r, at.height, at.latencyMs)
   return settlement
 }
@@ -342,11 +342,19 @@ export function settleHandler(params: InferenceParams): TxHandler<SettleBody> {
           return
         }
         const latencyMs = tx.sender === r.job.gateway ? Math.min(body.latencies[i] as number, params.maxJobTtlMs) : null
-        const s = settleOne(state, touched, r, { height: ctx.height, batch, leaf: ids.length, id, latencyMs }, params)
+        const job = jobId(r.job)
+        const hex = toHex(job)
+        const s = settleOne(
+          state,
+          touched,
+          r,
+          { height: ctx.height, batch, leaf: ids.length, id, job: hex, latencyMs },
+          params,
+        )
         ids.push(id)
-        jobIds.push(jobId(r.job))
+        jobIds.push(job)
         lastDeadline = Math.max(lastDeadline, r.job.deadline)
-        ctx.emit({ type: 'inference.settled', attributes: settledAttributes(s, toHex(jobId(r.job))) })
+        ctx.emit({ type: 'inference.settled', attributes: settledAttributes(s, hex) })
       })
       touched.flush()
       // A batch that settles nothing fails, unless it proved an overdraft (that record must stay).
