@@ -10,7 +10,7 @@
  *  - DHT size: real js-libp2p nodes in one process (src/net/sim, the DHT bench's network,
  *    `warmup: false`), resident memory per node at `DHT_NODES` nodes. Peers in a node process's
  *    own routing table cannot be varied on one machine (the devnet has at most 15 peers).
- * Nodes start as `donghae devnet` starts them (`NODE_PROCESS_FLAGS`, `NODE_PROCESS_ENV`).
+ * Nodes start as `donghae devnet` starts them (`NODE_PROCESS_FLAGS`, `nodeProcessEnv`).
  * "One node" is the mean over the nodes that serve no models; each window is `WINDOW_MS` of wall
  * time after `WARMUP_MS` of the same load. Transfers come from `SENDERS` accounts funded in the
  * genesis (a sender's mempool holds at most 64 of its transactions), each pinned to one node's
@@ -31,7 +31,7 @@ import { peerIdFromDid } from '../src/identity/peer-id.ts'
 import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { LOCALNET_PASSWORD, loadOrCreateGenesis, loadOrCreateKeys } from '../src/cli/local-network.ts'
-import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../src/cli/node-process.ts'
+import { NODE_PROCESS_FLAGS, nodeProcessEnv } from '../src/cli/node-process.ts'
 import { encodeTx, signTx } from '../src/chain/tx.ts'
 import { toHex } from '../src/core/bytes.ts'
 import { runScaleSimulation } from '../src/net/sim/index.ts'
@@ -256,8 +256,7 @@ export class CostNetwork {
     const child = spawn(process.execPath, [...args, '--password-file', join(this.#dir, 'password'), '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        ...NODE_PROCESS_ENV,
-        ...process.env,
+        ...nodeProcessEnv(),
         DONGHAE_PASSWORD: undefined,
         DONGHAE_WORKER: i === WORKER ? '1' : '0',
       },

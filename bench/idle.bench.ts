@@ -10,7 +10,7 @@
  *  - idle-rss: resident memory of each node (VmRSS) at the end of that window, MB; node1 serves
  *    the demo models (a worker; their sessions run in its sandbox processes, not counted); the
  *    value is the largest. Both networks' nodes start as `donghae devnet` starts them
- *    (NODE_PROCESS_FLAGS / NODE_PROCESS_ENV), so the baseline differs only in its blocks;
+ *    (NODE_PROCESS_FLAGS / nodeProcessVariables), so the baseline differs only in its blocks;
  *  - idle-tx-to-block: a transfer posted to node3's API after the window, until `GET /v1/tx`
  *    on the same node answers it committed (5 ms polling), ms: how long a transaction waits for
  *    an idle chain to wake (target ≤ 100 ms beyond the baseline's own commit latency).
@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { didFromEd25519PublicKey } from '../src/identity/did-key.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 import { loadOrCreateKeys } from '../src/cli/local-network.ts'
-import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../src/cli/node-process.ts'
+import { NODE_PROCESS_FLAGS, nodeProcessVariables } from '../src/cli/node-process.ts'
 import { encodeTx, signTx } from '../src/chain/tx.ts'
 import { toHex } from '../src/core/bytes.ts'
 import { BenchNetwork, getJson, waitUntil, type NodeProcess } from './inference.bench.ts'
@@ -83,7 +83,7 @@ async function measureNetwork(emptyBlockIntervalMs: number): Promise<IdleReading
     genesis.params.emptyBlockIntervalMs = emptyBlockIntervalMs
     await writeFile(genesisPath, `${JSON.stringify(genesis, null, 2)}\n`)
     for (let i = 0; i < net.nodes.length; i++)
-      await net.start(i, i === 1, { flags: NODE_PROCESS_FLAGS, env: NODE_PROCESS_ENV })
+      await net.start(i, i === 1, { flags: NODE_PROCESS_FLAGS, env: nodeProcessVariables() })
     await waitUntil('every node to answer', async () => {
       for (const node of net.nodes) if ((await heightOf(node)) < 0) return false
       return true

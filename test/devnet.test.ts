@@ -4,13 +4,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BIN, runCli } from './helpers/cli.ts'
 import { createRng, testSeed } from './helpers/random.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { exited, firstJsonLine, getJson, spawnDevnet } from './helpers/processes.ts'
+import { findJemalloc } from '../src/cli/node-process.ts'
 
 interface DevnetInfo {
   dir: string
@@ -31,6 +32,18 @@ test('devnet: 4 processes commit over libp2p; kill -9 one, the chain goes on; re
   try {
     const info = (await firstJsonLine(devnet)) as DevnetInfo
     const apis = info.nodes.map((n) => n.api)
+    if (process.platform === 'linux') {
+      // the node processes run on jemalloc where the machine has it (src/cli/node-process.ts), else on glibc's malloc
+      const jemalloc = findJemalloc()
+      for (const n of info.nodes) {
+        const maps = await readFile(`/proc/${n.pid}/maps`, 'utf8')
+        assert.equal(
+          maps.includes('libjemalloc.so'),
+          jemalloc !== undefined,
+          `${n.node}: jemalloc ${jemalloc ?? 'absent'}`,
+        )
+      }
+    }
     // The chain makes no empty blocks: transfers from node0's key (the real CLI, `--wait`) drive it.
     const sink = info.nodes[2]?.did as string
     const transfer = async (api: string): Promise<number> => {

@@ -16,6 +16,7 @@ import {
   type ServiceSpec,
 } from '../src/cli/service-files.ts'
 import { BIN, runCli } from './helpers/cli.ts'
+import { findJemalloc } from '../src/cli/node-process.ts'
 
 const PASSWORD = 'correct horse battery'
 
@@ -46,8 +47,15 @@ test('service files: systemd unit and launchd plist run `donghae node` with abso
     home: '/Users/ana/My "Donghae" 100%$HOME',
     passwordFile: '/Users/ana/.donghae-pw',
     logFile: '/Users/ana/logs/node & co <1>.log',
+    env: { MALLOC_ARENA_MAX: '2', LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:/opt/my lib/x.so' },
   }
   const unit = systemdUnit(spec)
+  assert.match(unit, /^Environment=MALLOC_ARENA_MAX=2$/m)
+  assert.match(
+    unit,
+    /^Environment="LD_PRELOAD=\/usr\/lib\/x86_64-linux-gnu\/libjemalloc\.so\.2:\/opt\/my lib\/x\.so"$/m,
+  )
+  assert.ok(unit.indexOf('Environment=') < unit.indexOf('ExecStart='), 'in the [Service] section')
   assert.match(unit, /^\[Service\]$/m)
   assert.match(unit, /^Restart=on-failure$/m)
   assert.match(unit, /^RestartSec=5$/m)
@@ -64,6 +72,11 @@ test('service files: systemd unit and launchd plist run `donghae node` with abso
   assert.match(plist, /<key>Label<\/key>\s*<string>org\.donghae\.node<\/string>/)
   assert.match(plist, /<key>KeepAlive<\/key>\s*<dict>\s*<key>SuccessfulExit<\/key>\s*<false\/>/)
   assert.match(plist, /<key>RunAtLoad<\/key>\s*<true\/>/)
+  assert.match(
+    plist,
+    /<key>EnvironmentVariables<\/key>\s*<dict>\s*<key>MALLOC_ARENA_MAX<\/key>\s*<string>2<\/string>\s*<key>LD_PRELOAD<\/key>/,
+  )
+  assert.doesNotMatch(launchdPlist({ ...spec, env: {} }), /EnvironmentVariables/)
   assert.ok(plist.includes('<string>/Users/ana/logs/node &amp; co &lt;1&gt;.log</string>'), 'XML-escaped')
   assert.ok(plist.includes('<string>--log-file</string>'))
   assert.deepEqual(parseServiceCommand('darwin', plist), serviceCommand(spec))
@@ -86,6 +99,10 @@ test('service install/uninstall on Linux in a temp HOME: idempotent, no systemct
     assert.deepEqual([result.file, result.state, result.ran], [unitPath, 'installed', false])
     assert.match(result.skipped, /systemctl is not available here/)
     const unit = await readFile(unitPath, 'utf8')
+    // the allocator the devnet gives its nodes (src/cli/node-process.ts): jemalloc where this machine has it
+    const jemalloc = process.platform === 'linux' ? findJemalloc() : undefined
+    assert.match(unit, /^Environment=MALLOC_ARENA_MAX=2$/m)
+    assert.equal(unit.includes(`Environment=LD_PRELOAD=${jemalloc}\n`), jemalloc !== undefined, unit)
     assert.deepEqual(parseServiceCommand('linux', unit), [
       process.execPath,
       '--max-semi-space-size=4',

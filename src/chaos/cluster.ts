@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { peerIdFromDid } from '../identity/peer-id.ts'
 import { LOCALNET_PASSWORD, loadOrCreateGenesis, loadOrCreateKeys } from '../cli/local-network.ts'
-import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../cli/node-process.ts'
+import { NODE_PROCESS_FLAGS, nodeProcessEnv } from '../cli/node-process.ts'
 import { API_TOKEN_FILE, loadOrCreateApiToken } from '../api/auth.ts'
 import type { GenesisDoc } from '../chain/genesis.ts'
 import { DATA_TMPFS_MB, P2P_PORT_OFFSET } from './constants.ts'
@@ -158,13 +158,16 @@ export class Cluster {
   }
 
   #env(node: ClusterNode): NodeJS.ProcessEnv {
+    const inherited = this.init.env ?? process.env
+    const skewed = this.init.faketime !== undefined && node.faketimeFile !== undefined
+    // jemalloc and libfaketime in one process fail at start (libfaketime: "unexpected recursive
+    // calls to clock_gettime()"), so a node under libfaketime keeps glibc's malloc
     const env: NodeJS.ProcessEnv = {
-      ...(this.init.env ?? process.env),
-      ...NODE_PROCESS_ENV,
+      ...nodeProcessEnv({ env: skewed ? { ...inherited, DONGHAE_MALLOC: 'system' } : inherited }),
       DONGHAE_PASSWORD: undefined,
     }
     if (this.init.faketime !== undefined && node.faketimeFile !== undefined) {
-      env.LD_PRELOAD = this.init.faketime
+      env.LD_PRELOAD = env.LD_PRELOAD === undefined ? this.init.faketime : `${env.LD_PRELOAD}:${this.init.faketime}`
       env.FAKETIME_TIMESTAMP_FILE = node.faketimeFile
       // re-read the offset once a second: cheap (FAKETIME_NO_CACHE costs ~20 µs per clock read)
       env.FAKETIME_CACHE_DURATION = '1'

@@ -26,6 +26,8 @@ export interface ServiceSpec {
   home: string
   passwordFile: string
   logFile: string
+  /** Variables set for the node (nodeProcessVariables: the allocator). @default {} */
+  env?: Readonly<Record<string, string>>
 }
 
 /** The command line the service runs. */
@@ -65,7 +67,9 @@ Description=Donghae node (${spec.home.replace(/%/g, '%%')})
 
 [Service]
 Type=simple
-ExecStart=${serviceCommand(spec).map(systemdWord).join(' ')}
+${Object.entries(spec.env ?? {})
+  .map(([name, value]) => `Environment=${systemdWord(`${name}=${value}`)}\n`)
+  .join('')}ExecStart=${serviceCommand(spec).map(systemdWord).join(' ')}
 Restart=on-failure
 RestartSec=${RESTART_DELAY_S}
 KillSignal=SIGTERM
@@ -96,6 +100,14 @@ export function launchdPlist(spec: ServiceSpec): string {
   // launchd does not rotate StandardOutPath/StandardErrorPath: only start/stop lines go there,
   // the node's log is --log-file, which it rotates itself.
   const stdio = xml(join(spec.home, 'logs', 'launchd.log'))
+  const variables = Object.entries(spec.env ?? {})
+  const environment =
+    variables.length === 0
+      ? ''
+      : `  <key>EnvironmentVariables</key>
+  <dict>
+${variables.map(([name, value]) => `    <key>${xml(name)}</key>\n    <string>${xml(value)}</string>\n`).join('')}  </dict>
+`
   return `<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
 <!-- Written by \`donghae service install\`; remove it with \`donghae service uninstall\`. -->
@@ -107,7 +119,7 @@ export function launchdPlist(spec: ServiceSpec): string {
   <array>
 ${args}
   </array>
-  <key>WorkingDirectory</key>
+${environment}  <key>WorkingDirectory</key>
   <string>${xml(spec.home)}</string>
   <key>RunAtLoad</key>
   <true/>

@@ -39,7 +39,7 @@ import {
   walletSend,
   type NodeRef,
 } from '../helpers/node-api.ts'
-import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../../src/cli/node-process.ts'
+import { NODE_PROCESS_FLAGS, nodeProcessEnv } from '../../src/cli/node-process.ts'
 
 interface DevnetInfo {
   password: string
@@ -86,8 +86,7 @@ test('restart from the database: SIGKILL under load, mid-settlement and holding 
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: {
-          ...process.env,
-          ...NODE_PROCESS_ENV,
+          ...nodeProcessEnv(),
           DONGHAE_API_RATE_LIMIT: '1000000',
           DONGHAE_PASSWORD: undefined,
           DONGHAE_LOG_LEVEL: process.env.DONGHAE_RESTART_LOG_LEVEL ?? 'info',

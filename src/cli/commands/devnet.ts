@@ -13,7 +13,7 @@ import { HOME_ENV } from '../home.ts'
 import { LOCALNET_PASSWORD, loadOrCreateGenesis, loadOrCreateKeys } from '../local-network.ts'
 import { API_TOKEN_FILE, loadOrCreateApiToken } from '../../api/auth.ts'
 import { DASHBOARD_DIR, dashboardBuilt } from '../../api/server.ts'
-import { NODE_PROCESS_ENV, NODE_PROCESS_FLAGS } from '../node-process.ts'
+import { NODE_PROCESS_FLAGS, nodeProcessEnv } from '../node-process.ts'
 
 const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
 /** The dashboard's build script: in a checkout only (an installed package carries a built dashboard or none). */
@@ -151,6 +151,9 @@ Ctrl-C stops every node; running the command again with the same --home resumes 
 A node killed on its own can be restarted with the command printed for it. With --transport
 every node runs \`donghae node --transport <name>\`: it listens on and dials that transport
 only, so the devnet shows the transport works on its own (docs/transports.md).
+On Linux the nodes run on jemalloc where it is installed (apt install libjemalloc2): glibc's
+malloc keeps what bursts of garbage freed, so a node's memory only grows. DONGHAE_MALLOC=system
+keeps glibc's; DONGHAE_MALLOC=jemalloc refuses to start without jemalloc.
 
 Examples:
   $ donghae devnet --nodes 4
@@ -230,7 +233,7 @@ Examples:
         const log = createWriteStream(row.log, { flags: 'a' })
         const child = spawn(process.execPath, [...NODE_PROCESS_FLAGS, ...nodeArgs(row), '--json'], {
           stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...NODE_PROCESS_ENV, ...io.env, DONGHAE_PASSWORD: undefined },
+          env: { ...nodeProcessEnv({ env: io.env }), DONGHAE_PASSWORD: undefined },
         })
         child.stderr?.pipe(log)
         children.set(row.node, child)

@@ -23,6 +23,7 @@ import {
   type ServicePlatform,
   type ServiceSpec,
 } from '../service-files.ts'
+import { nodeProcessVariables } from '../node-process.ts'
 
 const BIN = fileURLToPath(new URL('../../../bin/donghae.js', import.meta.url))
 
@@ -117,7 +118,12 @@ async function readIfExists(path: string): Promise<string | undefined> {
   }
 }
 
-async function installSpec(ctx: CliContext, options: InstallOptions): Promise<ServiceSpec> {
+async function installSpec(
+  ctx: CliContext,
+  options: InstallOptions,
+  platform: ServicePlatform,
+  env: NodeJS.ProcessEnv,
+): Promise<ServiceSpec> {
   try {
     await access(ctx.home.keystore)
   } catch {
@@ -143,6 +149,8 @@ async function installSpec(ctx: CliContext, options: InstallOptions): Promise<Se
     home: ctx.home.dir,
     passwordFile,
     logFile: resolve(options.logFile ?? join(ctx.home.dir, 'logs', 'node.log')),
+    // the allocator (jemalloc where installed): a Linux choice; macOS's own malloc returns freed memory
+    env: platform === 'linux' ? nodeProcessVariables({ env, platform }) : {},
   }
 }
 
@@ -191,6 +199,9 @@ Examples:
 Linux: ~/.config/systemd/user/donghae.service (systemctl --user; to keep it running while you
 are logged out: loginctl enable-linger). macOS: ~/Library/LaunchAgents/org.donghae.node.plist.
 The service restarts the node when it fails; logs go to --log-file, 10 MiB × 6 files at most.
+On Linux the unit preloads jemalloc where it is installed (apt install libjemalloc2; found when
+you install the service): it returns memory that glibc's malloc would keep. DONGHAE_MALLOC=system
+leaves it out; DONGHAE_MALLOC=jemalloc refuses to install without it.
 
 Examples:
   $ donghae service install --password-file ~/.donghae/password
@@ -200,7 +211,7 @@ Examples:
     .action(async (options: InstallOptions, command: Command) => {
       const ctx = createContext(command, io)
       const platform = platformOf(options.platform)
-      const spec = await installSpec(ctx, options)
+      const spec = await installSpec(ctx, options, platform, io.env)
       const file = serviceFilePath(platform, userHome(io))
       const text = serviceFile(platform, spec)
       const before = await readIfExists(file)
