@@ -80,6 +80,8 @@ export interface NodeSample {
   externalMb: number | null
   /** The node process's anonymous memory and its allocator-visible part, from /proc/<pid>/smaps_rollup; null off Linux. */
   anonMb: number | null
+  /** Resident pages of mapped files and shared memory (RssFile + RssShmem, /proc/<pid>/status): clean pages the kernel can drop; null off Linux. */
+  fileMb?: number | null
   cpu: number | null
   eventLoopP99Ms: number | null
   eventLoopMaxMs: number | null
@@ -105,6 +107,11 @@ export interface SoakSample {
   load: { sent: number; ok: number; failed: number }
 }
 
+export interface HalfSlope {
+  slopeMbPerHour: number | null
+  riseMb: number | null
+}
+
 export interface Fit {
   from: number
   to: number
@@ -121,7 +128,11 @@ export interface SoakSummary {
   rate: number
   samples: number
   thresholds: Readonly<SoakThresholds>
+  /** The malloc each node process runs on (src/cli/node-process.ts): from /proc/<pid>/maps; null off Linux. */
+  allocator: Record<string, 'jemalloc' | 'glibc' | null>
   rss: Array<{ node: string; slopeMbPerHour: number | null; riseMb: number | null; meanMb: number | null; fit?: Fit }>
+  /** Where each node's RSS slope comes from, over the same half: anonymous memory (heaps, malloc) and mapped files. */
+  rssSplit: Array<{ node: string; anon: HalfSlope; file: HalfSlope }>
   p99: Record<'infer' | 'tx', { slopeMsPerHour: number | null; riseMs: number | null; medianMs: number | null }>
   eventLoopP99Ms: Record<string, number | null>
   blockTimeS: { firstHalf: number | null; secondHalf: number | null }
@@ -174,7 +185,7 @@ export function judge(
   samples: readonly SoakSample[],
   minutes: number,
   thresholds: Readonly<SoakThresholds> = SOAK_DEFAULTS,
-): Pick<SoakSummary, 'pass' | 'failures' | 'rss' | 'p99' | 'eventLoopP99Ms' | 'blockTimeS'> {
+): Pick<SoakSummary, 'pass' | 'failures' | 'rss' | 'rssSplit' | 'p99' | 'eventLoopP99Ms' | 'blockTimeS'> {
   const failures: string[] = []
   const half = minutes / 2
   const second = samples.filter((s) => s.minute >= half)
@@ -215,6 +226,24 @@ export function judge(
           }),
     }
   })
+  const halfSlope = (i: number, pick: (n: NodeSample) => number | null | undefined): HalfSlope => {
+    const fit = linearFit(
+      second.flatMap((s): Array<[number, number]> => {
+        const n = s.nodes[i]
+        const v = n === undefined ? undefined : pick(n)
+        return v === null || v === undefined ? [] : [[s.minute, v]]
+      }),
+    )
+    return {
+      slopeMbPerHour: r1(fit === undefined ? null : fit.slope * 60),
+      riseMb: r1(fit === undefined ? null : fit.slope * span),
+    }
+  }
+  const rssSplit = names.map((node, i) => ({
+    node,
+    anon: halfSlope(i, (n) => n.anonMb),
+    file: halfSlope(i, (n) => n.fileMb),
+  }))
   const p99 = {} as SoakSummary['p99']
   for (const kind of ['infer', 'tx'] as const) {
     const points = second.flatMap((s): Array<[number, number]> => {
@@ -253,6 +282,7 @@ export function judge(
     pass: failures.length === 0,
     failures,
     rss,
+    rssSplit,
     p99,
     eventLoopP99Ms,
     blockTimeS: { firstHalf: blockTime(first), secondHalf: blockTime(second) },
@@ -337,6 +367,23 @@ async function anonMb(pid: number): Promise<number | null> {
   const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '')
   const kb = /^Anonymous:\s+(\d+) kB/m.exec(rollup)?.[1]
   return kb === undefined ? null : Math.round(Number(kb) / 102.4) / 10
+}
+
+/** Resident pages of mapped files and shared memory of one process, MB, from /proc/<pid>/status. */
+async function fileMb(pid: number): Promise<number | null> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+  const kb = (name: string): number | undefined => {
+    const v = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]
+    return v === undefined ? undefined : Number(v)
+  }
+  const file = kb('RssFile')
+  return file === undefined ? null : Math.round((file + (kb('RssShmem') ?? 0)) / 102.4) / 10
+}
+
+/** Whether a process runs on jemalloc (preloaded by `donghae devnet` where installed); null off Linux. */
+async function allocatorOf(pid: number): Promise<'jemalloc' | 'glibc' | null> {
+  const maps = await readFile(`/proc/${pid}/maps`, 'utf8').catch(() => undefined)
+  return maps === undefined ? null : maps.includes('libjemalloc.so') ? 'jemalloc' : 'glibc'
 }
 
 /** A gauge of the Prometheus text, in MB (null when absent). */
@@ -486,6 +533,10 @@ async function main(): Promise<number> {
     const started = await startDevnet(home, count, Number(values['base-port']), values.param ?? [])
     devnet = started.child
     const nodes = started.nodes
+    const allocator = Object.fromEntries(
+      await Promise.all(nodes.map(async (n) => [n.node, await allocatorOf(n.pid)] as const)),
+    )
+    log(`allocator: ${nodes.map((n) => `${n.node} ${allocator[n.node] ?? '?'}`).join(', ')}`)
     const tokens = await Promise.all(nodes.map(async (n) => (await readFile(join(n.home, 'api-token'), 'utf8')).trim()))
     const clients = nodes.map((n, i) => new DonghaeClient(n.api, { token: tokens[i] as string, timeoutMs: 30_000 }))
     const exits: string[] = []
@@ -529,6 +580,7 @@ async function main(): Promise<number> {
             heapTotalMb: metricMb(metrics, 'donghae_nodejs_heap_size_total_bytes'),
             externalMb: metricMb(metrics, 'donghae_nodejs_external_memory_bytes'),
             anonMb: await anonMb(n.pid),
+            fileMb: await fileMb(n.pid),
             cpu: r1(mean(window.map((s) => s.cpu))),
             eventLoopP99Ms: loops.length === 0 ? null : r1(Math.max(...loops)),
             eventLoopMaxMs: window.length === 0 ? null : r1(Math.max(...window.map((s) => s.eventLoopMaxMs))),
@@ -559,7 +611,9 @@ async function main(): Promise<number> {
       log(
         `min ${sample.minute.toFixed(1)}: rss ${nodeSamples.map((n) => n.rssMb).join('/')} MB (heap used/committed ${nodeSamples
           .map((n) => `${n.heapUsedMb}/${n.heapTotalMb}`)
-          .join(' ')}, anon ${nodeSamples.map((n) => n.anonMb).join('/')}), loop p99 ${nodeSamples
+          .join(
+            ' ',
+          )}, anon ${nodeSamples.map((n) => n.anonMb).join('/')}, files ${nodeSamples.map((n) => n.fileMb).join('/')}), loop p99 ${nodeSamples
           .map((n) => n.eventLoopP99Ms)
           .join('/')} ms, infer p50/p99 ${sample.latency.infer.p50}/${sample.latency.infer.p99} ms, tx ${
           sample.latency.tx.p50
@@ -585,6 +639,7 @@ async function main(): Promise<number> {
       rate,
       samples: samples.length,
       thresholds,
+      allocator,
       load: load.stats(),
       out,
     }

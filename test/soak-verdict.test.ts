@@ -10,6 +10,8 @@ import { createRng, testSeed } from './helpers/random.ts'
 interface Shape {
   minutes: number
   rss(minute: number, node: number): number
+  /** Mapped-file pages; anonymous memory is the rest of rss. */
+  file?(minute: number, node: number): number
   p99(minute: number): number
   blocks?(minute: number): number
 }
@@ -27,7 +29,8 @@ function samples(shape: Shape): SoakSample[] {
         treeRssMb: null,
         heapUsedMb: null,
         heapTotalMb: null,
-        anonMb: null,
+        anonMb: shape.file === undefined ? null : shape.rss(minute, n) - shape.file(minute, n),
+        fileMb: shape.file === undefined ? null : shape.file(minute, n),
         externalMb: null,
         cpu: 0.1,
         eventLoopP99Ms: 5,
@@ -74,6 +77,27 @@ test('60 MB/h of RSS on one node over an hour is a leak; the same noise over 4 m
   assert.equal(leaking.pass, false)
   assert.equal(leaking.failures.length, 1)
   assert.match(leaking.failures[0] as string, /^node1 leaks: RSS \+60\.0 MB\/h/)
+  // the split says where it came from: here mapped files, 0.5 MB a minute, and the heaps 0.5
+  const split = judge(
+    samples({
+      minutes: 60,
+      rss: (m, n) => 250 + (n === 1 ? m : 0),
+      file: (m, n) => 80 + (n === 1 ? m / 2 : 0),
+      p99: () => 400,
+    }),
+    60,
+  ).rssSplit
+  assert.deepEqual(split[1], {
+    node: 'node1',
+    anon: { slopeMbPerHour: 30, riseMb: 15 },
+    file: { slopeMbPerHour: 30, riseMb: 15 },
+  })
+  assert.deepEqual(split[0]?.file, { slopeMbPerHour: 0, riseMb: 0 })
+  assert.deepEqual(leaking.rssSplit[0], {
+    node: 'node0',
+    anon: { slopeMbPerHour: null, riseMb: null },
+    file: { slopeMbPerHour: null, riseMb: null },
+  })
   // a short run: a steep fitted slope from allocator noise, but a rise under the noise floor
   const short = judge(samples({ minutes: 4, rss: (m) => 250 + (m >= 3 ? 8 : 0), p99: () => 400 }), 4)
   assert.ok((short.rss[0]?.slopeMbPerHour as number) > 20)
