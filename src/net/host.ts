@@ -219,6 +219,17 @@ const DIALERS = { tcp: () => tcp(), quic: () => quic(), ws: () => webSockets() }
 /** Ping streams allowed at once on one connection, each way (see `ping` in createHost). */
 const PING_MAX_STREAMS = 4
 
+/**
+ * LevelDB options of the peer book (`<data>/p2p`). libp2p rewrites a few small records (the
+ * peers' records, about 1 KB each) several times a second, unchanged or nearly. LevelDB's default
+ * 4 MB write buffer is flushed to disk with every overwritten version in it, and they stay until
+ * a compaction, which at that size comes only every few files: the soak saw the peer book's files
+ * grow by megabytes an hour, and the node's resident memory with them (LevelDB maps the files it
+ * reads). A 256 KB buffer is flushed and compacted every minute or so, down to the live records
+ * (tens of KB). test/p2p-datastore.test.ts.
+ */
+export const PEER_BOOK_LEVEL_OPTIONS = { writeBufferSize: 256 * 1024 } as const
+
 /** Hosts with a WebRTC transport in this process that have not stopped. */
 let hostsWithDataChannels = 0
 
@@ -238,7 +249,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   if (options.mdns !== false) discovery.push(mdns({ serviceTag: 'donghae.local', interval: 10_000 }) as never)
   if ((options.bootstrap ?? []).length > 0)
     discovery.push(bootstrap({ list: options.bootstrap ?? [], timeout: 1_000 }) as never)
-  const datastore = options.datastorePath === undefined ? undefined : new LevelDatastore(options.datastorePath)
+  const datastore = options.datastorePath === undefined ? undefined : new LevelDatastore(options.datastorePath, PEER_BOOK_LEVEL_OPTIONS)
   if (datastore !== undefined) await datastore.open()
   const services = {
     identify: identify(),
