@@ -1,7 +1,8 @@
-// The peer book's LevelDB (`<data>/p2p`, src/net/host.ts PEER_BOOK_LEVEL_OPTIONS) under what
+// The peer book's LevelDB (`<data>/p2p`, src/net/peer-book.ts) under what
 // libp2p does to it: a few records of about 4 KB rewritten over and over. With LevelDB's default
 // write buffer every overwritten version reaches the disk and stays until a rare compaction (the
 // baseline in the same run); with the peer book's options the files stay near the live records.
+// And libp2p's own rewrites of unchanged peer records, over real streams, are not written at all.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
@@ -10,10 +11,14 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LevelDatastore } from 'datastore-level'
 import { Key } from 'interface-datastore'
-import { PEER_BOOK_LEVEL_OPTIONS } from '../src/net/host.ts'
+import { PEER_BOOK_LEVEL_OPTIONS, PeerBookDatastore, splitPeerRecord } from '../src/net/peer-book.ts'
+import { createHost } from '../src/net/host.ts'
+import { Ed25519KeyPair } from '../src/identity/keys.ts'
 
 const RECORDS = 3
 const WRITES = 6_000 // × 4.4 KB ≈ 26 MB written
+const STREAMS = 300
+const PROTOCOL = '/donghae-test/book/1.0.0'
 
 async function sizeOf(dir: string): Promise<number> {
   let total = 0
@@ -59,6 +64,86 @@ test('peer book: records rewritten thousands of times leave files near their liv
       `the defaults keep the overwritten versions (${baseline} B)`,
     )
   } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('peer book: 300 streams to one peer write its record a handful of times, not 300; a real change is written at once', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-p2p-book-'))
+  const options = { host: '127.0.0.1', port: 0, quic: false, webSockets: false, mdns: false } as const
+  const a = await createHost({ key: Ed25519KeyPair.generate(), ...options, datastorePath: join(dir, 'a') })
+  const b = await createHost({ key: Ed25519KeyPair.generate(), ...options })
+  try {
+    await a.start()
+    await b.start()
+    await b.handle(PROTOCOL, (stream) => void stream.close())
+    await a.dial(b.getMultiaddrs()[0] as never)
+    const open = async (): Promise<void> => {
+      const stream = await a.dialProtocol(b.peerId, PROTOCOL)
+      await stream.close()
+    }
+    for (let i = 0; i < 10; i++) await open() // identify has run, the record holds B's protocols
+    const record = await a.peerStore.get(b.peerId)
+    assert.ok(record.protocols.includes(PROTOCOL))
+    const before = await sizeOf(join(dir, 'a'))
+    for (let i = 0; i < STREAMS; i++) await open()
+    const grown = (await sizeOf(join(dir, 'a'))) - before
+    // every negotiated stream merges B's record (libp2p's connection); each write would be a whole record
+    const recordBytes = 100 + record.protocols.join('').length + record.addresses.length * 30
+    t.diagnostic(`${STREAMS} streams: the peer book grew ${grown} B; one record ≈ ${recordBytes} B`)
+    assert.ok(grown < 20 * recordBytes, `the peer book grew ${grown} B for ${STREAMS} unchanged merges`)
+    // a change is not held back
+    await a.peerStore.merge(b.peerId, { protocols: ['/donghae-test/new/1.0.0'] })
+    await a.stop()
+    const reopened = new PeerBookDatastore(join(dir, 'a'))
+    await reopened.open()
+    const stored = await reopened.get(new Key(`/peers/${b.peerId.toCID().toString()}`))
+    await reopened.close()
+    assert.ok(Buffer.from(stored).includes('/donghae-test/new/1.0.0'), 'the new protocol reached the disk')
+  } finally {
+    await a.stop()
+    await b.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('peer book: an unchanged record is written again once its stored time is older than the refresh interval', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-p2p-refresh-'))
+  let now = 1_000_000
+  const ds = new PeerBookDatastore(dir, { refreshMs: 60_000, now: () => now })
+  await ds.open()
+  try {
+    // libp2p's Peer message: protocols (field 2, bytes) and updated (field 8, varint)
+    const record = (updated: number, protocol = '/p/1'): Uint8Array => {
+      const p = new TextEncoder().encode(protocol)
+      const time: number[] = []
+      for (let v = updated; ; v = Math.floor(v / 128)) {
+        if (v < 128) {
+          time.push(v)
+          break
+        }
+        time.push((v % 128) | 0x80)
+      }
+      return Uint8Array.from([0x12, p.length, ...p, 0x40, ...time])
+    }
+    const key = new Key('/peers/x')
+    await ds.put(key, record(now))
+    now += 30_000
+    await ds.put(key, record(now))
+    assert.equal(ds.skipped, 1, 'unchanged and fresh: dropped')
+    assert.deepEqual(splitPeerRecord(await ds.get(key))?.updated, now - 30_000)
+    await ds.put(key, record(now, '/p/2'))
+    assert.equal(ds.skipped, 1, 'changed: written')
+    now += 61_000
+    await ds.put(key, record(now, '/p/2'))
+    assert.equal(ds.skipped, 1, 'stale: written again')
+    assert.equal(splitPeerRecord(await ds.get(key))?.updated, now)
+    assert.equal(splitPeerRecord(Uint8Array.from([0x12, 5, 1])), undefined, 'a truncated record does not parse')
+    await ds.put(new Key('/dht/record/y'), record(now))
+    await ds.put(new Key('/dht/record/y'), record(now))
+    assert.equal(ds.skipped, 1, 'only peer records are compared')
+  } finally {
+    await ds.close()
     await rm(dir, { recursive: true, force: true })
   }
 })

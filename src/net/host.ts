@@ -25,7 +25,6 @@ import { circuitRelayTransport, circuitRelayServer } from '@libp2p/circuit-relay
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { cleanup as cleanupDataChannels } from 'node-datachannel'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import { LevelDatastore } from 'datastore-level'
 import type { Identify } from '@libp2p/identify'
 import type { Ping } from '@libp2p/ping'
 import type { PeerDiscovery } from '@libp2p/interface'
@@ -46,6 +45,7 @@ import {
   RELAY_MAX_RESERVATIONS,
 } from './constants.ts'
 import { GOSSIP_OPTIONS } from './gossip.ts'
+import { PeerBookDatastore } from './peer-book.ts'
 
 export interface HostServices {
   /** Present when the node maps its port through the router. */
@@ -219,17 +219,6 @@ const DIALERS = { tcp: () => tcp(), quic: () => quic(), ws: () => webSockets() }
 /** Ping streams allowed at once on one connection, each way (see `ping` in createHost). */
 const PING_MAX_STREAMS = 4
 
-/**
- * LevelDB options of the peer book (`<data>/p2p`). libp2p rewrites a few small records (the
- * peers' records, about 1 KB each) several times a second, unchanged or nearly. LevelDB's default
- * 4 MB write buffer is flushed to disk with every overwritten version in it, and they stay until
- * a compaction, which at that size comes only every few files: the soak saw the peer book's files
- * grow by megabytes an hour, and the node's resident memory with them (LevelDB maps the files it
- * reads). A 256 KB buffer is flushed and compacted every minute or so, down to the live records
- * (tens of KB). test/p2p-datastore.test.ts.
- */
-export const PEER_BOOK_LEVEL_OPTIONS = { writeBufferSize: 256 * 1024 } as const
-
 /** Hosts with a WebRTC transport in this process that have not stopped. */
 let hostsWithDataChannels = 0
 
@@ -249,7 +238,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   if (options.mdns !== false) discovery.push(mdns({ serviceTag: 'donghae.local', interval: 10_000 }) as never)
   if ((options.bootstrap ?? []).length > 0)
     discovery.push(bootstrap({ list: options.bootstrap ?? [], timeout: 1_000 }) as never)
-  const datastore = options.datastorePath === undefined ? undefined : new LevelDatastore(options.datastorePath, PEER_BOOK_LEVEL_OPTIONS)
+  const datastore = options.datastorePath === undefined ? undefined : new PeerBookDatastore(options.datastorePath)
   if (datastore !== undefined) await datastore.open()
   const services = {
     identify: identify(),
