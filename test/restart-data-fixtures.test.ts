@@ -15,6 +15,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BIN, runCli } from './helpers/cli.ts'
@@ -111,13 +112,28 @@ async function openFixture(t: TestContext, name: string, emptyBootstrap: boolean
         const others = dids.filter((d) => d !== did)
         assert.deepEqual(await peerBookHas(data, others), others, `${node}: its peer book holds the other node`)
       }
-      for (const [i, { node }] of expected.nodes.entries()) {
-        const child = startNode(dir, node)
-        children.push(child)
-        stderr[i] = ''
-        child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr[i] = (stderr[i] + c).slice(-4_000)))
+      // The fixtures' ports (49700-49813) lie in Linux's ephemeral range, where another test's
+      // outgoing connection or port-0 listener can hold one for a moment: a node that could not
+      // listen is started again, up to three times.
+      const startListening = async (i: number, node: string): Promise<unknown> => {
+        for (let attempt = 1; ; attempt++) {
+          const child = startNode(dir, node)
+          children[i] = child
+          stderr[i] = ''
+          child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr[i] = (stderr[i] + c).slice(-4_000)))
+          try {
+            return await firstJsonLine(child)
+          } catch (err) {
+            if (attempt >= 3 || !(stderr[i] ?? '').includes('failed to be listened on')) throw err
+            t.diagnostic(`${node}: a port of the fixture was in use; starting it again`)
+            await sleep(2_000)
+          }
+        }
       }
-      const started = (await Promise.all(children.map(firstJsonLine))) as Array<{ api: string; height: number }>
+      const started = (await Promise.all(expected.nodes.map(({ node }, i) => startListening(i, node)))) as Array<{
+        api: string
+        height: number
+      }>
       for (const info of started) assert.ok(info.height >= expected.minHeight, `opened at ${info.height}`)
       const nodes = await Promise.all(
         expected.nodes.map((n, i) =>
