@@ -8,12 +8,12 @@
  * - on Linux, jemalloc instead of glibc's malloc where the system has it (`libjemalloc2` on
  *   Debian and Ubuntu, `jemalloc` on Fedora and Arch), through `LD_PRELOAD`. glibc keeps what a
  *   burst of garbage freed in the middle of its heap, so a node's resident memory steps up after
- *   each burst (a sync, a major collection) and never comes back down: the soak's hour failed on
- *   that alone. jemalloc hands freed pages back after a few seconds (docs/reliability.md).
+ *   each burst (a sync, a major collection) and never comes back down, which is part of why the
+ *   soak's hour failed. jemalloc hands freed pages back after a few seconds (docs/reliability.md).
  *   `DONGHAE_MALLOC=system` keeps glibc's; `DONGHAE_MALLOC=jemalloc` refuses to start without it.
  *
- * Together about 100 MB less resident memory per idle node and no ratchet under load, for a few
- * more short scavenges (docs/performance.md). V8 reads the flag and the dynamic loader reads
+ * Together about 100 MB less resident memory per idle node, and private memory that no longer
+ * only grows under load, for a few more short scavenges (docs/performance.md). V8 reads the flag and the dynamic loader reads
  * LD_PRELOAD only at start, so a node started by hand gets them from its environment:
  * `NODE_OPTIONS=--max-semi-space-size=4 LD_PRELOAD=<libjemalloc.so.2> donghae node`.
  */
