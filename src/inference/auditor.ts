@@ -25,7 +25,7 @@ import type { AuditEvent, InferenceComponents } from './components.ts'
 import { KEEP_FOR_AUDIT } from './constants.ts'
 import { jobId, jobIdHex, receiptValue, type Receipt } from './job.ts'
 import type { Purpose, WorkRequest } from './worker.ts'
-import { auditorMayAnswer, auditWindowEnd, type Candidate } from './policy/audits.ts'
+import { AUDIT_DELAY_BLOCKS, auditorMayAnswer, auditWindowEnd, type Candidate } from './policy/audits.ts'
 import { auditOpensAt, auditorsOf, isAudited, quorumOf, type RosterCache } from './chain/draws.ts'
 import { auditOf, disputeOf, modelByCid, settlementOf, type JobSettlement } from './chain/state.ts'
 import { majorityHash } from './chain/audit.ts'
@@ -58,6 +58,11 @@ interface Held extends AuditItem {
   busy: boolean
   /** Drawn auditors that did not answer, and the height at which they were last asked. */
   unanswered?: Map<string, number>
+  /**
+   * The first commit height at which this job can move again: before it, every look would read
+   * the same state and find nothing to do (sweeps skip it). 0: look at every commit.
+   */
+  wakeAt: number
 }
 
 /**
@@ -78,7 +83,8 @@ export class Auditor {
   readonly #init: AuditorInit
   readonly #log: Logger
   readonly #held = new Map<string, Held>()
-  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0 }
+  /** `looks`: held jobs read from state to be moved on (what the sweeps cost). */
+  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0, looks: 0 }
   #unsubscribe: (() => void) | undefined
 
   constructor(components: InferenceComponents, init: AuditorInit) {
@@ -105,7 +111,7 @@ export class Auditor {
   hold(item: AuditItem): void {
     if (this.#held.size >= KEEP_FOR_AUDIT) return
     const id = jobIdHex(item.receipt.job)
-    this.#held.set(id, { ...item, id, step: 'settling', busy: false })
+    this.#held.set(id, { ...item, id, step: 'settling', busy: false, wakeAt: 0 })
   }
 
   /** The settler's word on a held job: settled at `height`, or never (forget it). */
@@ -113,7 +119,11 @@ export class Auditor {
     const held = this.#held.get(id)
     if (held === undefined) return
     if (height === undefined) this.#held.delete(id)
-    else held.step = 'deciding'
+    else {
+      held.step = 'deciding'
+      // the draw's seed is the id of block height + AUDIT_DELAY_BLOCKS, known once it commits
+      held.wakeAt = height + AUDIT_DELAY_BLOCKS
+    }
   }
 
   #onCommit(height: number, _events: readonly ChainEvent[]): void {
@@ -126,7 +136,7 @@ export class Auditor {
     const rosters: RosterCache = new Map()
     let looked = 0
     for (const held of [...this.#held.values()]) {
-      if (held.busy || held.step === 'settling') continue
+      if (held.busy || held.step === 'settling' || held.wakeAt > height) continue
       if (++looked % SWEEP_CHUNK === 0) {
         await yieldToEventLoop()
         // stopped, or a newer commit: its own sweep takes the jobs not advanced yet
@@ -144,6 +154,7 @@ export class Auditor {
   /** Moves one held job along the diagram in the file header, as far as the chain allows now. */
   async #advance(held: Held, height: number, rosters: RosterCache): Promise<void> {
     const c = this.#c
+    this.stats.looks++
     const state = c.chain.state()
     const params = c.chain.params
     const settlement = settlementOf(state, held.id)
@@ -197,6 +208,8 @@ export class Auditor {
       if (done) return
       ;(held.unanswered ??= new Map()).set(auditor.did, height)
     }
+    // nobody to ask now: nothing changes before the next slot opens or an auditor may be asked again
+    held.wakeAt = nextAuditLook(held.unanswered, height, opensAt, params)
   }
 
   /** Asks one drawn auditor and submits its receipt; false if it could not answer. */
@@ -286,4 +299,31 @@ export class Auditor {
       ...(lm ? { claimed: held.outputs } : {}),
     })
   }
+}
+
+/**
+ * The commit height at which a job being audited, with no drawn auditor to ask now, is worth
+ * looking at again: the commit before the next auditor slot opens, or the one at which an auditor
+ * that did not answer may be asked again, whichever is first. A settled job is audited over
+ * `auditCandidates × auditSlotBlocks` blocks, and on a young network (every worker's streak under
+ * the threshold) every job is: looking at each one at every commit was most of a gateway's work
+ * between requests.
+ */
+export function nextAuditLook(
+  unanswered: ReadonlyMap<string, number> | undefined,
+  height: number,
+  opensAt: number,
+  params: Parameters<typeof auditWindowEnd>[1],
+): number {
+  // at the commit of `height` the auditor asks whoever may answer at height + 1
+  const end = auditWindowEnd(opensAt, params)
+  let wake = end - 1
+  for (let slot = opensAt; slot < end; slot += params.auditSlotBlocks)
+    if (slot > height + 1) {
+      wake = slot - 1
+      break
+    }
+  for (const askedAt of unanswered?.values() ?? [])
+    if (askedAt + AUDITOR_RETRY_BLOCKS > height) wake = Math.min(wake, askedAt + AUDITOR_RETRY_BLOCKS)
+  return Math.max(wake, height + 1)
 }

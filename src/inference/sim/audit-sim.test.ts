@@ -4,6 +4,7 @@
 // earned, honest ones are never slashed, a seed replays, and a slow worker still gets its share.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { DEFAULT_PARAMS } from '../../chain/genesis.ts'
 import { AuditSim, type SimWorkerSpec } from './audit-sim.ts'
 
 let sim: AuditSim
@@ -79,4 +80,20 @@ test("seed 000's fairness: three workers of different speeds get jobs in proport
       `worker ${i}: share ${share.toFixed(3)}, expected ${expected[i]?.toFixed(3)}`,
     )
   assert.ok((r.jobsByWorker[0] as number) > 0, 'the slowest worker is paid too')
+})
+
+test('a held job is looked at only when it can move: every job audited and nobody to draw costs a few looks, not one per block', async (t) => {
+  // one worker: its streak never grows (no one can audit it), so every job is audited, and no
+  // candidate is ever drawn; each held job waits out the whole audit window
+  const r = await sim.run({ seed: 12, maxJobs: 200, workers: honest(1), stopAtSlash: false })
+  const { auditCandidates, auditSlotBlocks } = DEFAULT_PARAMS
+  const window = auditCandidates * auditSlotBlocks
+  const perJob = r.auditorLooks / r.jobs
+  t.diagnostic(
+    `${r.auditorLooks} looks for ${r.jobs} jobs over ${r.blocks} blocks (${perJob.toFixed(2)} a job; window ${window} blocks)`,
+  )
+  assert.equal(r.auditRuns, 0)
+  // the commit that decides, then one before each slot opens: auditCandidates + 1
+  assert.ok(perJob <= auditCandidates + 1, `${perJob.toFixed(2)} looks a job`)
+  assert.ok(perJob >= 1, 'each settled job is looked at when its draw is decided')
 })

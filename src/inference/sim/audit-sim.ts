@@ -85,6 +85,8 @@ export interface AuditSimResult {
   auditRuns: number
   quorumRuns: number
   canaryRuns: number
+  /** Times the gateway's auditor read a held job's state to move it on (`Auditor.stats.looks`). */
+  auditorLooks: number
   /** `inference.dispute` events, and those between two honest workers. */
   disputes: number
   honestDisputes: number
@@ -237,7 +239,7 @@ export class AuditSim {
       for (const node of [...workers, gateway]) node.inference.stop()
       net.close()
     }
-    return result(options.seed, stats, counters, net, digest.digest('hex'))
+    return result(options.seed, stats, counters, net, digest.digest('hex'), gateway.inference.auditor.stats.looks)
   }
 
   /** Moves time one block on, lets every component act, settles, commits, lets them react. */
@@ -378,6 +380,7 @@ function result(
   counters: { all: Counters; lastHalf: Counters },
   net: SimNetwork,
   digest: string,
+  auditorLooks: number,
 ): AuditSimResult {
   const share = (c: Counters, withCanaries: boolean): number => {
     const extra = c.audit + c.quorum + (withCanaries ? c.canary : 0)
@@ -393,6 +396,7 @@ function result(
     auditRuns: counters.all.audit,
     quorumRuns: counters.all.quorum,
     canaryRuns: counters.all.canary,
+    auditorLooks,
     disputes: stats.disputes,
     honestDisputes: stats.honestDisputes,
     honestSlashes: stats.honestSlashes,
