@@ -11,7 +11,12 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LevelDatastore } from 'datastore-level'
 import { Key } from 'interface-datastore'
-import { PEER_BOOK_LEVEL_OPTIONS, PeerBookDatastore, splitPeerRecord } from '../src/net/peer-book.ts'
+import {
+  PEER_BOOK_CACHE_ENTRIES,
+  PEER_BOOK_LEVEL_OPTIONS,
+  PeerBookDatastore,
+  splitPeerRecord,
+} from '../src/net/peer-book.ts'
 import { createHost } from '../src/net/host.ts'
 import { Ed25519KeyPair } from '../src/identity/keys.ts'
 
@@ -89,7 +94,20 @@ test('peer book: 300 streams to one peer write its record a handful of times, no
     const record = await a.peerStore.get(b.peerId)
     assert.ok(record.protocols.includes(PROTOCOL))
     const before = await sizeOf(join(dir, 'a'))
-    for (let i = 0; i < STREAMS; i++) await open()
+    // LevelDB reads of peer records (each merge read the record twice: the peer store, then the check)
+    const levelGet = LevelDatastore.prototype.get
+    let reads = 0
+    LevelDatastore.prototype.get = function (key, options) {
+      if (key.toString().startsWith('/peers/')) reads++
+      return levelGet.call(this, key, options)
+    }
+    try {
+      for (let i = 0; i < STREAMS; i++) await open()
+    } finally {
+      LevelDatastore.prototype.get = levelGet
+    }
+    t.diagnostic(`${STREAMS} streams: ${reads} LevelDB reads of peer records`)
+    assert.ok(reads <= 5, `${reads} LevelDB reads for ${STREAMS} merges: the records are kept in memory`)
     const grown = (await sizeOf(join(dir, 'a'))) - before
     // every negotiated stream merges B's record (libp2p's connection); each write would be a whole record
     const recordBytes = 100 + record.protocols.join('').length + record.addresses.length * 30
@@ -145,6 +163,69 @@ test('peer book: an unchanged record is written again once its stored time is ol
     await ds.put(new Key('/dht/record/y'), record(now))
     await ds.put(new Key('/dht/record/y'), record(now))
     assert.equal(ds.skipped, 1, 'only peer records are compared')
+  } finally {
+    await ds.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+/** LevelDB answers with Buffers, the cache with what was written: compare the bytes. */
+function assertBytes(actual: Uint8Array, expected: Uint8Array, message?: string): void {
+  assert.deepEqual([...actual], [...expected], message)
+}
+
+test('peer book: a record read once is served from memory, and every put, delete and batch is seen at once', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-p2p-cache-'))
+  const ds = new PeerBookDatastore(dir)
+  await ds.open()
+  try {
+    const key = new Key('/peers/p1')
+    const record = (n: number): Uint8Array => Uint8Array.from([0x0a, 0x01, n, 0x40, 0x01]) // field 1, then updated = 1
+    await ds.put(key, record(1)) // one LevelDB read: is it stored already?
+    const afterPut = ds.levelReads
+    assertBytes(await ds.get(key), record(1))
+    assert.equal(ds.levelReads, afterPut, 'a record just written is in memory')
+    await ds.put(key, record(2))
+    assertBytes(await ds.get(key), record(2), 'a changed record is read back changed')
+    await ds.delete(key)
+    await assert.rejects(ds.get(key), 'a deleted record is gone')
+    const batch = ds.batch()
+    batch.put(key, record(3))
+    await batch.commit()
+    assertBytes(await ds.get(key), record(3), 'a batch is seen')
+    const reads = ds.levelReads
+    for (let i = 0; i < 100; i++) await ds.get(key)
+    assert.equal(ds.levelReads, reads, '100 more reads: none reaches LevelDB')
+    // a read that began before a write does not leave the old bytes behind
+    await ds.close()
+    await ds.open()
+    const early = ds.get(key)
+    const write = ds.put(key, record(4))
+    assertBytes(await early, record(3))
+    await write
+    assertBytes(await ds.get(key), record(4))
+    // other keys (the DHT's records) are not kept
+    const other = new Key('/dht/record/x')
+    await ds.put(other, record(5))
+    assertBytes(await ds.get(other), record(5))
+  } finally {
+    await ds.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('peer book: at most PEER_BOOK_CACHE_ENTRIES records are kept in memory, the least recently used leaving first', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-p2p-cache-'))
+  const ds = new PeerBookDatastore(dir)
+  await ds.open()
+  try {
+    const value = Uint8Array.from([0x0a, 0x01, 0x07])
+    for (let i = 0; i <= PEER_BOOK_CACHE_ENTRIES; i++) await ds.put(new Key(`/peers/p${i}`), value)
+    const before = ds.levelReads
+    await ds.get(new Key(`/peers/p${PEER_BOOK_CACHE_ENTRIES}`))
+    assert.equal(ds.levelReads, before, 'the newest is in memory')
+    await ds.get(new Key('/peers/p0'))
+    assert.equal(ds.levelReads, before + 1, 'the oldest was dropped from memory, and is read from LevelDB')
   } finally {
     await ds.close()
     await rm(dir, { recursive: true, force: true })

@@ -8,6 +8,10 @@
  *   one except for `updated` is dropped while the stored `updated` is younger than `refreshMs`;
  *   `updated` only decides when a peer without recent addresses expires (days), so it stays
  *   right to within `refreshMs`.
+ * - **The last records read or written are kept in memory** (up to PEER_BOOK_CACHE_ENTRIES):
+ *   each merge reads the record (libp2p's peer store, then the check above), so two LevelDB
+ *   reads per negotiated stream were an idle node's steadiest disk work. Every write goes through
+ *   this class (put, delete, batch), so the copy is never stale.
  * - **A 256 KB write buffer** (PEER_BOOK_LEVEL_OPTIONS), so what is still written is flushed and
  *   compacted down to the live records every minute or so. With LevelDB's 4 MB default every
  *   overwritten version reached a table file and stayed until a rare compaction: megabytes an
@@ -17,13 +21,16 @@
  * field 8, a varint); a record that does not parse is written as given.
  */
 import { LevelDatastore } from 'datastore-level'
-import type { Key } from 'interface-datastore'
+import type { Batch, Key } from 'interface-datastore'
 
 /** LevelDB options of the peer book. */
 export const PEER_BOOK_LEVEL_OPTIONS = { writeBufferSize: 256 * 1024 } as const
 
 /** How stale the stored `updated` of an unchanged record may get before it is written again. */
 export const PEER_RECORD_REFRESH_MS = 10 * 60_000
+
+/** Peer records kept in memory (the peers a node talks to; each a few hundred bytes to a few KB). */
+export const PEER_BOOK_CACHE_ENTRIES = 512
 
 const PEERS_PREFIX = '/peers/'
 const UPDATED_FIELD = 8
@@ -88,8 +95,14 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export class PeerBookDatastore extends LevelDatastore {
   readonly #refreshMs: number
   readonly #now: () => number
+  /** The latest stored bytes of recently used peer records, least recently used first. */
+  readonly #cache = new Map<string, Uint8Array>()
+  /** Writes begun (a read that started before one may return older bytes: they are not kept). */
+  #writes = 0
   /** Puts dropped because the record was unchanged (for tests and diagnostics). */
   skipped = 0
+  /** Peer-record reads that went to LevelDB (the rest came from memory). */
+  levelReads = 0
 
   constructor(path: string, options: PeerBookOptions = {}) {
     super(path, PEER_BOOK_LEVEL_OPTIONS)
@@ -97,12 +110,62 @@ export class PeerBookDatastore extends LevelDatastore {
     this.#now = options.now ?? Date.now
   }
 
+  override async get(key: Key, options?: Parameters<LevelDatastore['get']>[1]): Promise<Uint8Array> {
+    const name = key.toString()
+    if (!name.startsWith(PEERS_PREFIX)) return super.get(key, options)
+    const cached = this.#cache.get(name)
+    if (cached !== undefined) {
+      this.#remember(name, cached)
+      return cached
+    }
+    this.levelReads++
+    const writes = this.#writes
+    const stored = await super.get(key, options)
+    if (writes === this.#writes) this.#remember(name, stored)
+    return stored
+  }
+
   override async put(key: Key, value: Uint8Array, options?: Parameters<LevelDatastore['put']>[2]): Promise<Key> {
-    if (key.toString().startsWith(PEERS_PREFIX) && (await this.#unchanged(key, value))) {
+    const name = key.toString()
+    if (!name.startsWith(PEERS_PREFIX)) return super.put(key, value, options)
+    if (await this.#unchanged(key, value)) {
       this.skipped++
       return key
     }
-    return super.put(key, value, options)
+    this.#writes++
+    this.#cache.delete(name) // a failed write leaves nothing stale behind
+    const written = await super.put(key, value, options)
+    this.#remember(name, value)
+    return written
+  }
+
+  override async delete(key: Key, options?: Parameters<LevelDatastore['delete']>[1]): Promise<void> {
+    this.#writes++
+    this.#cache.delete(key.toString())
+    await super.delete(key, options)
+  }
+
+  override batch(): Batch {
+    const batch = super.batch()
+    const commit = batch.commit.bind(batch)
+    batch.commit = async (options) => {
+      // rare (libp2p uses put and delete): forget everything rather than track the batch's keys
+      this.#writes++
+      this.#cache.clear()
+      await commit(options)
+    }
+    return batch
+  }
+
+  override async close(): Promise<void> {
+    this.#cache.clear()
+    await super.close()
+  }
+
+  #remember(name: string, bytes: Uint8Array): void {
+    this.#cache.delete(name)
+    this.#cache.set(name, bytes)
+    if (this.#cache.size > PEER_BOOK_CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value as string)
   }
 
   async #unchanged(key: Key, value: Uint8Array): Promise<boolean> {
@@ -110,7 +173,7 @@ export class PeerBookDatastore extends LevelDatastore {
     if (next === undefined) return false
     let stored: Uint8Array
     try {
-      stored = await super.get(key)
+      stored = await this.get(key)
     } catch {
       return false // not stored yet (or unreadable): write it
     }
