@@ -8,6 +8,7 @@
  * them on first use, and a thread with nothing in flight for `idleMs` exits; the next batch starts
  * it again. An idle node therefore holds no signature thread (docs/performance.md).
  */
+import { jsWorkerUrl } from '../core/js-worker.ts'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { systemClock, type Clock } from '../core/clock.ts'
@@ -101,7 +102,8 @@ export class VerifyPool {
   }
 
   #spawn(): WorkerSlot {
-    const worker = new Worker(new URL('./verify-pool.worker.ts', import.meta.url))
+    // as JavaScript: a .ts thread loads its own TypeScript stripper (core/js-worker.ts)
+    const worker = new Worker(jsWorkerUrl(new URL('./verify-pool.worker.ts', import.meta.url)))
     const slot: WorkerSlot = { worker, inFlight: new Map() }
     worker.on('message', (msg: { id: number; results: Uint8Array }) => this.#done(slot, msg))
     worker.on('error', (err) => {

@@ -1,5 +1,8 @@
 /** Defaults and fixed figures of proof of history. */
 
+/** Bytes of a PoH hash (SHA-256). */
+export const POH_HASH_LENGTH = 32
+
 /** Solana's default PoH rate per core (12 500 hashes per tick × 160 ticks/s), the speed we aim for. */
 export const TARGET_HASHES_PER_SECOND = 2_000_000
 

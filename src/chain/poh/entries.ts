@@ -8,10 +8,11 @@
  * numHashes equals the chain's hashesPerTick; any other entry must carry a mixin (the Merkle
  * root of the transactions it orders). Ticks count elapsed time; mixins fix transaction order.
  */
+import { POH_HASH_LENGTH } from './constants.ts'
 import { PohHasher } from './hasher.ts'
 import { equals } from '../../core/bytes.ts'
 
-export const POH_HASH_LENGTH = 32
+export { POH_HASH_LENGTH } from './constants.ts'
 
 /** The `reason` of a PoH check that fails because an entry's hash does not follow. */
 export const POH_HASH_MISMATCH = 'hash does not follow from the previous entry'

@@ -13,7 +13,7 @@
  */
 import { SHA256 } from '@chainsafe/as-sha256'
 import { InvalidInputError } from '../../core/errors.ts'
-import { POH_HASH_LENGTH } from './entries.ts'
+import { POH_HASH_LENGTH } from './constants.ts'
 
 type WasmContext = SHA256['ctx']
 

@@ -1,5 +1,6 @@
 /** How PoH starts its worker threads. */
 import { Worker, type WorkerOptions } from 'node:worker_threads'
+import { jsWorkerUrl } from '../../core/js-worker.ts'
 
 /**
  * A worker inherits the process's exec arguments. `--input-type` (valid only for `-e` or stdin)
@@ -19,7 +20,8 @@ function workerExecArgv(): string[] | undefined {
   return out
 }
 
+/** A PoH thread on `file`, run as JavaScript (core/js-worker.ts: about 10 MB less per thread). */
 export function spawnPohWorker(file: URL, options: Omit<WorkerOptions, 'execArgv'> = {}): Worker {
   const execArgv = workerExecArgv()
-  return new Worker(file, execArgv === undefined ? options : { ...options, execArgv })
+  return new Worker(jsWorkerUrl(file), execArgv === undefined ? options : { ...options, execArgv })
 }

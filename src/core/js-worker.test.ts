@@ -1,0 +1,100 @@
+// jsWorkerUrl: a worker's TypeScript module graph as JavaScript data: modules, or the .ts URL
+// where that cannot be done. The project's own workers (PoH, signature pool) run through it in
+// their tests; here: fixtures that show each rule.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { jsWorkerUrl } from './js-worker.ts'
+
+async function fixture(files: Record<string, string>): Promise<{ dir: string; url: (name: string) => URL }> {
+  const dir = await mkdtemp(join(tmpdir(), 'donghae-js-worker-'))
+  for (const [name, source] of Object.entries(files)) await writeFile(join(dir, name), source)
+  return { dir, url: (name) => pathToFileURL(join(dir, name)) }
+}
+
+async function answer(url: URL): Promise<unknown> {
+  const worker = new Worker(url)
+  try {
+    return await new Promise((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+    })
+  } finally {
+    await worker.terminate()
+  }
+}
+
+test('jsWorkerUrl: types stripped, relative .ts imports and re-exports linked, packages and builtins resolved; the worker runs', async () => {
+  const { dir, url } = await fixture({
+    'entry.ts': [
+      "import { parentPort } from 'node:worker_threads'",
+      "import type { Shape } from './shape.ts'",
+      "import { area, type Unit } from './area.ts'",
+      "import { twice } from './again.ts'",
+      "import { base16 } from 'multiformats/bases/base16'",
+      'const unit: Unit = "cm"',
+      'const s: Shape = { w: 2, h: 3 }',
+      'parentPort!.postMessage(`${twice(area(s))} ${unit} ${base16.encode(Uint8Array.of(104, 105))}`)',
+    ].join('\n'),
+    'shape.ts': 'export interface Shape { w: number; h: number }\n',
+    'area.ts':
+      "import type { Shape } from './shape.ts'\nexport type Unit = 'cm' | 'm'\nexport function area(s: Shape): number { return s.w * s.h }\n",
+    'again.ts': "export { twice } from './twice.ts'\n",
+    'twice.ts':
+      "import { area } from './area.ts'\nexport const twice = (n: number): number => 2 * n + area({ w: 0, h: 0 })\n",
+  })
+  try {
+    const js = jsWorkerUrl(url('entry.ts'))
+    assert.equal(js.protocol, 'data:')
+    assert.equal(await answer(js), '12 cm f6869')
+    assert.equal(jsWorkerUrl(url('entry.ts')), js, 'converted once per process')
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('jsWorkerUrl: an import cycle, import.meta or a dynamic import leaves the .ts URL (the thread runs as before)', async () => {
+  const { dir, url } = await fixture({
+    'cycle.ts': "import { b } from './b.ts'\nexport const a = 1 + b\n",
+    'b.ts': "import { a } from './cycle.ts'\nexport const b = 2\nexport const c = () => a\n",
+    'meta.ts': 'export const here: string = import.meta.url\n',
+    'dynamic.ts': "export const later = () => import('./b.ts')\n",
+    'plain.js': 'export const x = 1\n',
+  })
+  try {
+    for (const name of ['cycle.ts', 'meta.ts', 'dynamic.ts', 'plain.js'])
+      assert.equal(jsWorkerUrl(url(name)).href, url(name).href, name)
+    const missing = url('missing.ts')
+    assert.equal(
+      jsWorkerUrl(missing).href,
+      missing.href,
+      'a file that is not there: Node reports it when the worker starts',
+    )
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test("jsWorkerUrl: the project's worker threads convert, and without Node's experimental-feature warning", () => {
+  const script = [
+    "import { jsWorkerUrl } from './src/core/js-worker.ts'",
+    "for (const f of ['src/chain/poh/generator.worker.ts', 'src/chain/poh/verifier.worker.ts', 'src/identity/verify-pool.worker.ts'])",
+    '  console.log(jsWorkerUrl(new URL(f, import.meta.url)).protocol)',
+  ].join('\n')
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    cwd: join(import.meta.dirname, '../..'),
+  })
+  assert.equal(run.status, 0, run.stderr)
+  assert.deepEqual(
+    run.stdout.trim().split('\n'),
+    ['data:', 'data:', 'data:'],
+    'each PoH and signature thread runs as JavaScript',
+  )
+  assert.equal(run.stderr, '', 'nothing on stderr')
+})
