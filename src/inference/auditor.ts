@@ -121,8 +121,9 @@ export class Auditor {
     if (height === undefined) this.#held.delete(id)
     else {
       held.step = 'deciding'
-      // the draw's seed is the id of block height + AUDIT_DELAY_BLOCKS, known once it commits
-      held.wakeAt = height + AUDIT_DELAY_BLOCKS
+      // the draw's seed is the id of block height + AUDIT_DELAY_BLOCKS, known once it commits; a
+      // canary is looked at from the next commit (a wrong answer is challenged at once)
+      held.wakeAt = held.canaryHash === undefined ? height + AUDIT_DELAY_BLOCKS : 0
     }
   }
 
