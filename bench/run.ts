@@ -28,6 +28,7 @@ import { webrtcBrowserBenches, WEBRTC_BROWSER_BENCH_NAMES } from './webrtc-brows
 import { walletBenches, WALLET_BENCH_NAMES } from './wallet.bench.ts'
 import { flBenches, FL_BENCH_NAMES } from './fl.bench.ts'
 import { idleBenches, IDLE_BENCH_NAMES } from './idle.bench.ts'
+import { WORKER_RSS_BENCH_NAMES, workerRssBenches } from './worker-rss.bench.ts'
 import { costBenches, COST_BENCH_NAMES } from './cost.bench.ts'
 
 const { values } = parseArgs({
@@ -98,6 +99,7 @@ const SUITES: Array<{ names: readonly string[]; run: () => BenchLine[] | Promise
   { names: WALLET_BENCH_NAMES, run: () => walletBenches(options, quick) },
   { names: FL_BENCH_NAMES, run: () => flBenches(options, quick) },
   { names: IDLE_BENCH_NAMES, run: () => idleBenches(quick) },
+  { names: WORKER_RSS_BENCH_NAMES, run: () => workerRssBenches(quick) },
   { names: COST_BENCH_NAMES, run: () => costBenches(quick) },
 ]
 

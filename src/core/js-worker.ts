@@ -1,7 +1,7 @@
 /**
  * Worker threads run as JavaScript. A thread whose entry is a `.ts` file loads its own copy of
- * Node's TypeScript stripper (a WebAssembly compiler): about 17 MB more resident memory per thread
- * than the same module as `.js` (measured on Node 24, x86-64 Linux). A node keeps the PoH
+ * Node's TypeScript stripper (a WebAssembly compiler): about 13 MB more resident memory per thread
+ * than the same modules as JavaScript (bench/worker-rss.bench.ts, Node 24). A node keeps the PoH
  * generator's thread for its whole life, and starts signature and PoH verification threads
  * under load.
  *

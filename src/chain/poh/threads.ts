@@ -20,7 +20,7 @@ function workerExecArgv(): string[] | undefined {
   return out
 }
 
-/** A PoH thread on `file`, run as JavaScript (core/js-worker.ts: about 10 MB less per thread). */
+/** A PoH thread on `file`, run as JavaScript (core/js-worker.ts: about 13 MB less per thread). */
 export function spawnPohWorker(file: URL, options: Omit<WorkerOptions, 'execArgv'> = {}): Worker {
   const execArgv = workerExecArgv()
   return new Worker(jsWorkerUrl(file), execArgv === undefined ? options : { ...options, execArgv })
