@@ -204,6 +204,20 @@ test('peer book: a record read once is served from memory, and every put, delete
     assertBytes(await early, record(3))
     await write
     assertBytes(await ds.get(key), record(4))
+    // reads beside a delete or a batch keep nothing: afterwards the store's answer is LevelDB's
+    const deleting = ds.delete(key)
+    const beside = ds.get(key).catch(() => undefined)
+    await deleting
+    await beside
+    await assert.rejects(ds.get(key), 'deleted, whatever a read beside the delete saw')
+    await ds.put(key, record(6))
+    const batch2 = ds.batch()
+    batch2.put(key, record(7))
+    const committing = batch2.commit()
+    const beside2 = ds.get(key)
+    await committing
+    await beside2
+    assertBytes(await ds.get(key), record(7), 'the batch, whatever a read beside it saw')
     // other keys (the DHT's records) are not kept
     const other = new Key('/dht/record/x')
     await ds.put(other, record(5))

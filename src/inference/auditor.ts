@@ -307,8 +307,8 @@ export class Auditor {
  * looking at again: the commit before the next auditor slot opens, or the one at which an auditor
  * that did not answer may be asked again, whichever is first. A settled job is audited over
  * `auditCandidates × auditSlotBlocks` blocks, and on a young network (every worker's streak under
- * the threshold) every job is: looking at each one at every commit was most of a gateway's work
- * between requests.
+ * the threshold) every job is: looking at each one at every commit took about 8 % of a gateway's
+ * main thread in the inference bench (docs/performance.md, "The inference path").
  */
 export function nextAuditLook(
   unanswered: ReadonlyMap<string, number> | undefined,

@@ -132,27 +132,34 @@ export class PeerBookDatastore extends LevelDatastore {
       this.skipped++
       return key
     }
-    this.#writes++
-    this.#cache.delete(name) // a failed write leaves nothing stale behind
+    this.#forget(name) // a failed write leaves nothing stale behind
     const written = await super.put(key, value, options)
+    this.#writes++ // a read that ran beside the write is not kept; this record is
     this.#remember(name, value)
     return written
   }
 
   override async delete(key: Key, options?: Parameters<LevelDatastore['delete']>[1]): Promise<void> {
-    this.#writes++
-    this.#cache.delete(key.toString())
-    await super.delete(key, options)
+    this.#forget(key.toString())
+    try {
+      await super.delete(key, options)
+    } finally {
+      this.#forget(key.toString()) // a read that ran beside the delete may have kept the record
+    }
   }
 
   override batch(): Batch {
     const batch = super.batch()
     const commit = batch.commit.bind(batch)
     batch.commit = async (options) => {
-      // rare (libp2p uses put and delete): forget everything rather than track the batch's keys
-      this.#writes++
-      this.#cache.clear()
-      await commit(options)
+      // rare (libp2p uses put and delete): forget everything rather than track the batch's keys,
+      // before and after (a read that ran beside the commit may have kept an older record)
+      this.#forget()
+      try {
+        await commit(options)
+      } finally {
+        this.#forget()
+      }
     }
     return batch
   }
@@ -160,6 +167,13 @@ export class PeerBookDatastore extends LevelDatastore {
   override async close(): Promise<void> {
     this.#cache.clear()
     await super.close()
+  }
+
+  /** Drops one record (or all) from memory and marks a write, so reads under way keep nothing. */
+  #forget(name?: string): void {
+    this.#writes++
+    if (name === undefined) this.#cache.clear()
+    else this.#cache.delete(name)
   }
 
   #remember(name: string, bytes: Uint8Array): void {
