@@ -13,8 +13,9 @@
  *   `DONGHAE_MALLOC=system` keeps glibc's; `DONGHAE_MALLOC=jemalloc` refuses to start without it.
  *
  * Together about 100 MB less resident memory per idle node, and private memory that no longer
- * only grows under load, for a few more short scavenges (docs/performance.md). V8 reads the flag and the dynamic loader reads
- * LD_PRELOAD only at start, so a node started by hand gets them from its environment:
+ * only grows under load, for a few more short scavenges (docs/performance.md). V8 reads the flag
+ * and the dynamic loader reads LD_PRELOAD only at start, so a node started by hand gets them from
+ * its environment:
  * `NODE_OPTIONS=--max-semi-space-size=4 LD_PRELOAD=<libjemalloc.so.2> donghae node`.
  */
 import { existsSync } from 'node:fs'

@@ -84,7 +84,7 @@ test("jsWorkerUrl: the project's worker threads convert, and without Node's expe
   const script = [
     "import { jsWorkerUrl } from './src/core/js-worker.ts'",
     "for (const f of ['src/chain/poh/generator.worker.ts', 'src/chain/poh/verifier.worker.ts', 'src/identity/verify-pool.worker.ts'])",
-    '  console.log(jsWorkerUrl(new URL(f, import.meta.url)).protocol)',
+    "  process.stdout.write(jsWorkerUrl(new URL(f, import.meta.url)).protocol + '\\n')",
   ].join('\n')
   const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
     encoding: 'utf8',

@@ -165,7 +165,7 @@ export class PeerBookDatastore extends LevelDatastore {
   }
 
   override async close(): Promise<void> {
-    this.#cache.clear()
+    this.#forget()
     await super.close()
   }
 
