@@ -7,6 +7,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { equals, toHex } from '../src/core/bytes.ts'
 import { encodeTx, signTx } from '../src/chain/tx.ts'
+import { encodeTxBatch } from '../src/chain/tx-batch.ts'
+import { TX_TOPIC } from '../src/chain/runtime.ts'
 import { encodeConsensusMessage, signVote } from '../src/chain/bft/messages.ts'
 import { balanceOf } from '../src/bank/bank.ts'
 import { validatorRecord } from '../src/staking/staking.ts'
@@ -147,7 +149,7 @@ test('a flood of junk, forged and wrong-chain messages does not stall consensus 
     const flood = setInterval(() => {
       for (let i = 0; i < 50; i++) {
         wire.publish('consensus', randomBytes(1 + (i % 200)))
-        wire.publish('txs', randomBytes(1 + (i % 300)))
+        wire.publish(TX_TOPIC, randomBytes(1 + (i % 300)))
       }
       const status = live.runtime.consensus
       if (status !== undefined) {
@@ -171,21 +173,21 @@ test('a flood of junk, forged and wrong-chain messages does not stall consensus 
         })
         wire.publish('consensus', encodeConsensusMessage({ kind: 'vote', vote: otherChain }))
       }
-      // A transaction for another chain and a wrongly signed one.
-      wire.publish('txs', transfer(victim, 0n, outsider, 5n, 'elsewhere'))
-      wire.publish(
-        'txs',
-        encodeTx({
-          ...signTx(victim.key, {
-            chainId: net.genesis.chainId,
-            nonce: 0n,
-            fee: 1n,
-            kind: 'bank.transfer',
-            body: { to: outsider.did, amount: 5n },
-          }),
-          fee: 2n,
+      // A transaction for another chain and a wrongly signed one, alone and together in one batch.
+      const wrongChain = transfer(victim, 0n, outsider, 5n, 'elsewhere')
+      const forgedFee = encodeTx({
+        ...signTx(victim.key, {
+          chainId: net.genesis.chainId,
+          nonce: 0n,
+          fee: 1n,
+          kind: 'bank.transfer',
+          body: { to: outsider.did, amount: 5n },
         }),
-      )
+        fee: 2n,
+      })
+      wire.publish(TX_TOPIC, encodeTxBatch([wrongChain]))
+      wire.publish(TX_TOPIC, encodeTxBatch([forgedFee]))
+      wire.publish(TX_TOPIC, encodeTxBatch([wrongChain, forgedFee]))
     }, 20)
     try {
       await waitFor('5 blocks under the flood', () => live.app.head.height >= start + 5, 30_000)

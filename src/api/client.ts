@@ -45,6 +45,7 @@ import type {
   ProofJson,
   StatusJson,
   SubmitTxJson,
+  SubmitTxsJson,
   TxStatusJson,
 } from './schemas.ts'
 import { SseParser } from './sse.ts'
@@ -707,6 +708,14 @@ export class DonghaeClient {
   /** Submits an encoded signed transaction (`encodeTx`); resolves once the mempool admitted it. */
   submitTx(bytes: Uint8Array, options: CallOptions = {}): Promise<SubmitTxJson> {
     return this.#request('POST', '/v1/tx', { tx: hex(bytes) }, options)
+  }
+
+  /**
+   * Submits 1 to MAX_SUBMIT_TXS encoded signed transactions in one request; resolves with one
+   * result per transaction, in order (its hash, or the status and error it was refused with).
+   */
+  submitTxs(txs: readonly Uint8Array[], options: CallOptions = {}): Promise<SubmitTxsJson> {
+    return this.#request('POST', '/v1/txs', { txs: txs.map(hex) }, options)
   }
 
   /** Where a transaction was committed; ApiError NOT_FOUND while it is pending or unknown. */

@@ -10,6 +10,7 @@ export type {
   ProofJson,
   StatusJson,
   SubmitTxJson,
+  SubmitTxsJson,
   TxJsonView,
   TxStatusJson,
 } from './schemas.ts'

@@ -5,6 +5,7 @@
  */
 import Type from 'typebox'
 import { MAX_TX_BYTES } from '../chain/tx.ts'
+import { MAX_TX_BATCH } from '../chain/tx-batch.ts'
 import { MAX_PROOF_KEY_BYTES } from './constants.ts'
 import { EVENT_TYPES } from './events.ts'
 
@@ -180,6 +181,34 @@ export const SubmitTxBody = Type.Object(
 
 export const SubmitTxResponse = Type.Object({ hash: Hash('transaction hash: poll GET /v1/tx/{hash} for its height') })
 
+/** Most transactions in one POST /v1/txs (as many as one gossip message carries). */
+export const MAX_SUBMIT_TXS = MAX_TX_BATCH
+
+export const SubmitTxsBody = Type.Object(
+  {
+    txs: Type.Array(SubmitTxBody.properties.tx, {
+      minItems: 1,
+      maxItems: MAX_SUBMIT_TXS,
+      description: `1 to ${MAX_SUBMIT_TXS} encoded signed transactions, each as in POST /v1/tx; each is judged on its own`,
+    }),
+  },
+  { additionalProperties: false },
+)
+
+export const SubmitTxsResponse = Type.Object({
+  accepted: Type.Integer({ minimum: 0, description: 'how many were admitted to the mempool' }),
+  results: Type.Array(
+    Type.Union([
+      Type.Object({ hash: Hash('the admitted transaction: poll GET /v1/tx/{hash} for its height') }),
+      Type.Object({
+        status: Type.Integer({ description: 'the status POST /v1/tx would have answered for this one alone' }),
+        error: ErrorBody.properties.error,
+      }),
+    ]),
+    { description: 'one per submitted transaction, in order' },
+  ),
+})
+
 export const HashParams = Type.Object({
   hash: Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'transaction hash, hex' }),
 })
@@ -227,6 +256,7 @@ export type BlockJson = Type.Static<typeof BlockResponse>
 export type TxJsonView = Type.Static<typeof TxJson>
 export type AccountJson = Type.Static<typeof AccountResponse>
 export type SubmitTxJson = Type.Static<typeof SubmitTxResponse>
+export type SubmitTxsJson = Type.Static<typeof SubmitTxsResponse>
 export type TxStatusJson = Type.Static<typeof TxResponse>
 export type ProofJson = Type.Static<typeof ProofResponse>
 export type LightBlockJson = Type.Static<typeof LightBlockResponse>

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { toHex, utf8 } from '../core/bytes.ts'
 import { AbortError, InvalidInputError } from '../core/errors.ts'
 import { createLogger } from '../core/logger.ts'
-import { encodeTx, signTx, type SignedTx } from '../chain/tx.ts'
+import { encodeTx, signTx, txHash, type SignedTx } from '../chain/tx.ts'
 import { decodeProof, verifyProof } from '../chain/state/proof.ts'
 import { actor, makeGenesis, type Actor } from '../../test/helpers/chain.ts'
 import { MemoryChain } from '../../test/helpers/memory-chain.ts'
@@ -16,9 +16,10 @@ import { FAST_PARAMS, testNet, waitFor } from '../../test/helpers/chain-net.ts'
 import type { ChainApi } from './chain-api.ts'
 import { DonghaeClient } from './client.ts'
 import { ApiError } from './errors.ts'
-import { decodeTxText } from './routes/chain.ts'
+import { decodeTxText, submitManyLimit } from './routes/chain.ts'
 import { createApiServer, type ApiServerOptions } from './server.ts'
-import type { AccountJson, BlockJson, ErrorJson, ProofJson, StatusJson } from './schemas.ts'
+import { MAX_SUBMIT_TXS } from './schemas.ts'
+import type { AccountJson, BlockJson, ErrorJson, ProofJson, StatusJson, SubmitTxsJson } from './schemas.ts'
 
 const validator = actor()
 const alice = actor()
@@ -311,6 +312,76 @@ test('rate limit: past the configured maximum the answer is 429 RATE_LIMITED', a
   })
 })
 
+test('POST /v1/txs: each transaction judged on its own, results in order; admitted ones commit', async () => {
+  await withApp({}, async (app, chain) => {
+    const first = encodeTx(transfer(alice, 0n, 10n))
+    const second = encodeTx(transfer(alice, 1n, 20n))
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/txs',
+      payload: {
+        txs: [
+          toHex(first),
+          toHex(encodeTx(transfer(alice, 2n, 1n, { chainId: 'elsewhere' }))),
+          'zz-not-a-tx',
+          `0x${toHex(second)}`,
+          toHex(first),
+        ],
+      },
+    })
+    assert.equal(res.statusCode, 200)
+    const body = res.json<SubmitTxsJson>()
+    assert.equal(body.accepted, 2)
+    assert.deepEqual(body.results[0], { hash: toHex(txHash(first)) })
+    assert.deepEqual(
+      body.results.slice(1).map((r) => ('hash' in r ? r.hash : [r.status, r.error.code, r.error.reason ?? null])),
+      [
+        [400, 'TX_REJECTED', 'wrong-chain'],
+        [400, 'BAD_REQUEST', null],
+        toHex(txHash(second)),
+        [409, 'TX_REJECTED', 'duplicate'],
+      ],
+    )
+    chain.commitPending()
+    assert.deepEqual((await get(app, `/v1/tx/${toHex(txHash(second))}`)).body, {
+      hash: toHex(txHash(second)),
+      height: 1,
+      ok: true,
+    })
+    assert.equal((await get<AccountJson>(app, `/v1/accounts/${bob.did}`)).body.balance, '30')
+  })
+})
+
+test('POST /v1/txs: an empty list, too many or a wrong shape is 400 and admits nothing', async () => {
+  await withApp({ rateLimit: { max: 100 * MAX_SUBMIT_TXS, timeWindowMs: 60_000 } }, async (app, chain) => {
+    const tx = toHex(encodeTx(transfer(alice, 0n)))
+    for (const payload of [
+      { txs: [] },
+      { txs: Array.from({ length: MAX_SUBMIT_TXS + 1 }, () => tx) },
+      { tx },
+      { txs: [{}] },
+      { txs: [tx], extra: 1 },
+    ]) {
+      const res = await app.inject({ method: 'POST', url: '/v1/txs', payload })
+      assert.equal(res.statusCode, 400, JSON.stringify(payload).slice(0, 80))
+    }
+    assert.equal(chain.mempool.size, 0)
+  })
+})
+
+test('POST /v1/txs: its rate limit counts transactions, full batches of MAX_SUBMIT_TXS per request', async () => {
+  await withApp({ rateLimit: { max: 2 * MAX_SUBMIT_TXS + 1, timeWindowMs: 60_000 } }, async (app) => {
+    const one = (nonce: bigint) => ({ txs: [toHex(encodeTx(transfer(alice, nonce)))] })
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/txs', payload: one(0n) })).statusCode, 200)
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/txs', payload: one(1n) })).statusCode, 200)
+    const limited = await app.inject({ method: 'POST', url: '/v1/txs', payload: one(2n) })
+    assert.equal(limited.statusCode, 429)
+    assert.equal(limited.json<ErrorJson>().error.code, 'RATE_LIMITED')
+  })
+  assert.deepEqual(submitManyLimit({ max: 1200, timeWindowMs: 60_000 }), { max: 4, timeWindowMs: 60_000 })
+  assert.deepEqual(submitManyLimit({ max: 10, timeWindowMs: 1_000 }), { max: 1, timeWindowMs: 1_000 })
+})
+
 test('CORS: only configured origins get access-control headers', async () => {
   await withApp({ cors: ['http://wallet.test'] }, async (app) => {
     const allowed = await app.inject({ method: 'GET', url: '/v1/status', headers: { origin: 'http://wallet.test' } })
@@ -368,6 +439,7 @@ test('OpenAPI document at /docs/json lists every route; Swagger UI at /docs', as
       'GET /v1/chain/blocks/{height}',
       'GET /v1/accounts/{did}',
       'POST /v1/tx',
+      'POST /v1/txs',
       'GET /v1/tx/{hash}',
       'GET /v1/state/proof',
     ]) {
@@ -424,6 +496,12 @@ test('DonghaeClient over a real socket: status, account, submit, commit, block, 
     assert.equal((await client.account(bob.did)).balance, '42')
     const proof = await client.proof(toHex(utf8(`auth/nonce/${alice.did}`)))
     assert.equal(proof.root, toHex(chain.state.root()))
+    const many = await client.submitTxs([encodeTx(transfer(alice, 1n, 1n)), encodeTx(transfer(alice, 0n, 42n))])
+    assert.equal(many.accepted, 1)
+    assert.deepEqual(
+      many.results.map((r) => ('hash' in r ? 'admitted' : r.error.reason)),
+      ['admitted', 'stale-nonce'],
+    )
 
     await assert.rejects(client.submitTx(encodeTx(transfer(alice, 1n, 1n, { chainId: 'elsewhere' }))), (err) => {
       assert.ok(err instanceof ApiError)

@@ -44,7 +44,7 @@ import { netRoutes } from './routes/net.ts'
 import { DEFAULT_API_TIMEOUTS, DEFAULT_RATE_LIMIT, MAX_BODY_BYTES, type ApiTimeouts } from './constants.ts'
 import { HostNotAllowedError, HostPolicy, OriginNotAllowedError } from './host-check.ts'
 import { NotFoundError } from './errors.ts'
-import { chainRoutes } from './routes/chain.ts'
+import { chainRoutes, submitManyLimit } from './routes/chain.ts'
 import { inferenceRoutes } from './routes/inference.ts'
 import type { InferenceApi } from './inference-api.ts'
 import type { ExpertsApi } from './experts-api.ts'
@@ -314,7 +314,7 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     },
   })
   app.register(swaggerUi, { routePrefix: '/docs' })
-  app.register(chainRoutes, { chain: options.chain })
+  app.register(chainRoutes, { chain: options.chain, toHttpError, submitManyRateLimit: submitManyLimit(limit) })
   app.register(infoRoutes)
   if (options.net !== undefined) app.register(netRoutes, { net: options.net })
   if (options.webrtc !== undefined) app.register(webrtcRoutes, { webrtc: options.webrtc })

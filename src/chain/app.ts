@@ -245,7 +245,7 @@ export class ChainApp {
    * due work. A chain with `emptyBlockIntervalMs` waits for this before proposing.
    */
   hasWork(): boolean {
-    if (this.#opts.mempool.reap(this.#tree, 1).length > 0) return true
+    if (this.#opts.mempool.hasReady(this.#tree)) return true
     return this.#opts.machine.wantsBlock(this.#tree, this.#head.height + 1)
   }
 

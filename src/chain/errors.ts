@@ -10,7 +10,12 @@ export class TxError extends DonghaeError {
   readonly reason: string
   readonly action: ErrorAction
   constructor(reason: string, message: string, options: { action?: ErrorAction; cause?: unknown } = {}) {
+    // A refusal is an answer, not a fault to trace (a node under load refuses thousands a second:
+    // full, duplicate, not payable): no stack trace, which was most of the cost of making one.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(message, { cause: options.cause, details: { reason } })
+    Error.stackTraceLimit = limit
     this.reason = reason
     this.action = options.action ?? 'reject'
   }

@@ -5,6 +5,9 @@ import { MempoolError, TxError } from './errors.ts'
 import { Mempool } from './mempool.ts'
 import { actor, genesisState, makeGenesis, makeMachine } from '../../test/helpers/chain.ts'
 import type { ValidatorSet } from './bft/types.ts'
+import { SparseMerkleTree } from './state/smt.ts'
+import { encode } from '../core/codec.ts'
+import { utf8 } from '../core/bytes.ts'
 
 const alice = actor()
 const carol = actor()
@@ -89,8 +92,12 @@ test('admission: duplicates, stale nonces, bad signatures, far nonces and full p
 test('reap returns each sender in nonce order, highest fee first across senders; update drops included ones', () => {
   const state = genesisState(genesis, machine)
   const pool = new Mempool(machine)
+  assert.equal(pool.hasReady(state), false, 'nothing pending')
   pool.add(tx(alice, 1n, 10n), state)
+  assert.equal(pool.hasReady(state), false, "alice's nonce 1 waits behind the missing 0: nothing to reap")
+  assert.deepEqual(pool.reap(state, 10), [])
   pool.add(tx(alice, 0n, 1n), state)
+  assert.equal(pool.hasReady(state), true)
   pool.add(tx(carol, 0n, 5n), state)
   const order = pool.reap(state, 10).map((e) => `${e.tx.sender === alice.did ? 'a' : 'c'}${e.tx.nonce}`)
   assert.deepEqual(order, ['c0', 'a0', 'a1'])
@@ -174,6 +181,72 @@ test('eviction: only an admitted transaction evicts, only at the tail of another
     reason(() => pool.add(tx(alice, 1n, 2n), state)),
     'full',
   )
+})
+
+test('a full pool refuses a fee no higher than the lowest pending at once, and the lowest follows admissions and removals', () => {
+  const dave = actor()
+  const g = makeGenesis(
+    [val],
+    [alice, carol, dave].map((a) => [a, 1_000_000n]),
+  )
+  const m = makeMachine(g)
+  const state = genesisState(g, m)
+  const t = (who: typeof alice, nonce: bigint, fee: bigint): Uint8Array =>
+    encodeTx(
+      signTx(who.key, { chainId: g.chainId, nonce, fee, kind: 'bank.transfer', body: { to: bob.did, amount: 1n } }),
+    )
+  const pool = new Mempool(m, { maxTxs: 3 })
+  pool.add(t(carol, 0n, 3n), state)
+  pool.add(t(carol, 1n, 3n), state)
+  pool.add(t(alice, 0n, 3n), state)
+  assert.equal(
+    reason(() => pool.add(t(dave, 0n, 3n), state)),
+    'full',
+    'fee 3 is the lowest pending',
+  )
+  // alice's transaction is committed: it leaves, and alice's next one pays only 1
+  state.write(`auth/nonce/${alice.did}`, 1n)
+  pool.update(state)
+  assert.equal(pool.size, 2)
+  const a1 = pool.add(t(alice, 1n, 1n), state)
+  // the lowest is 1 now: dave at 2 evicts alice's tail
+  const d0 = pool.add(t(dave, 0n, 2n), state)
+  assert.ok(!pool.has(a1.hash) && pool.has(d0.hash), "dave's fee 2 evicted alice's fee 1")
+  // with fee 1 gone, the lowest is dave's 2: alice at 2 is refused, at 4 she evicts dave
+  assert.equal(
+    reason(() => pool.add(t(alice, 1n, 2n), state)),
+    'full',
+  )
+  pool.add(t(alice, 1n, 4n), state)
+  assert.ok(!pool.has(d0.hash))
+})
+
+test('add after precheck: on the same tree only the pool is checked again; on a newer tree everything is', () => {
+  const tree = SparseMerkleTree.empty().apply(genesisState(genesis, machine).changes())
+  const pool = new Mempool(machine)
+  const first = tx(alice, 0n)
+  const checked = pool.precheck(first, tree)
+  assert.equal(checked.state, tree)
+  assert.ok(pool.add(first, tree, { prechecked: checked }))
+  // the same tree: what the precheck read there is reused (a balance it saw as 0 stays 0)
+  const second = tx(alice, 1n)
+  const seenPoor = { ...pool.precheck(second, tree), balance: 0n }
+  assert.equal(
+    reason(() => pool.add(second, tree, { prechecked: seenPoor })),
+    'insufficient-funds',
+  )
+  // a newer tree (a block took alice's money meanwhile): checked again against it
+  const poorer = tree.set(utf8(`bank/bal/${alice.did}`), encode(1n))
+  assert.equal(
+    reason(() => pool.add(second, poorer, { prechecked: pool.precheck(second, tree) })),
+    'insufficient-funds',
+  )
+  // the pool part is always checked again: the same transaction cannot be added twice
+  assert.equal(
+    reason(() => pool.add(first, tree, { prechecked: checked })),
+    'duplicate',
+  )
+  assert.ok(pool.add(second, tree, { prechecked: pool.precheck(second, tree) }))
 })
 
 test('recheck after a block: every sender is re-checked, and each keeps only the prefix its balance still pays for', () => {

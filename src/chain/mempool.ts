@@ -23,6 +23,7 @@ import { toHex } from '../core/bytes.ts'
 import { MempoolError, TxError } from './errors.ts'
 import { accountNonce, type BodySignature, type StateMachine } from './host.ts'
 import type { StateReader } from './state-view.ts'
+import { SparseMerkleTree } from './state/smt.ts'
 import { decodeTx, txHash, verifyTxSignature, type SignedTx } from './tx.ts'
 
 export interface MempoolOptions {
@@ -50,6 +51,10 @@ export interface Prechecked {
   tx: SignedTx
   hash: Uint8Array
   cost: bigint
+  /** The state it was checked against, and what it read there (for `add` to reuse). */
+  state: StateReader
+  next: bigint
+  balance: bigint
 }
 
 /**
@@ -68,6 +73,16 @@ export function isRelayRace(err: TxError): boolean {
   return err.reason === 'duplicate' || err.reason === 'already-included'
 }
 
+/**
+ * A refusal because this node's pool is full (nothing pending pays less): this node's own state,
+ * not the relaying peer's fault — a node that fell behind stays full while its peers, a block
+ * ahead, relay what they made room for. It is decided before the signature (a decode and a few
+ * state reads), and the runtime charges it a hundredth of an ignored transaction.
+ */
+export function isPoolFull(err: TxError): boolean {
+  return err.reason === 'full'
+}
+
 interface SenderQueue {
   byNonce: Map<bigint, PoolEntry>
   /** Sum of the entries' costs. */
@@ -84,6 +99,9 @@ export class Mempool {
   /** Ids of recently committed transactions, oldest first (at most RECENTLY_INCLUDED). */
   readonly #included = new Set<string>()
   #bytes = 0
+  /** Pending transactions per fee, and the lowest fee pending (undefined: to be found again). */
+  readonly #feeCounts = new Map<bigint, number>()
+  #lowestFee: bigint | undefined
 
   constructor(machine: StateMachine, options: MempoolOptions = {}) {
     this.#machine = machine
@@ -128,16 +146,19 @@ export class Mempool {
    * Every admission check but the signature and the room in the pool. Throws TxError (or
    * MempoolError) with the reason and whether the sender of the gossip is to blame (`action`).
    */
-  precheck(bytes: Uint8Array, state: StateReader, decoded?: SignedTx): Prechecked {
-    const hash = txHash(bytes)
+  precheck(bytes: Uint8Array, state: StateReader, decoded?: SignedTx, earlier?: Prechecked): Prechecked {
+    const hash = earlier?.hash ?? txHash(bytes)
     const id = toHex(hash)
     if (this.#byId.has(id))
       throw new MempoolError('duplicate', 'this transaction is already pending', { action: 'ignore' })
     if (this.#included.has(id))
       throw new MempoolError('already-included', 'this transaction is already in a block', { action: 'ignore' })
-    const tx = decoded ?? decodeTx(bytes)
-    const { cost } = this.#machine.precheck(tx, state)
-    const next = accountNonce(state, tx.sender)
+    // Checked a moment ago against this very tree (it never changes): what depends on the state
+    // alone still holds; only what depends on the pool is checked again.
+    const again = earlier !== undefined && earlier.state === state && state instanceof SparseMerkleTree
+    const tx = again ? earlier.tx : (decoded ?? decodeTx(bytes))
+    const cost = again ? earlier.cost : this.#machine.precheck(tx, state).cost
+    const next = again ? earlier.next : accountNonce(state, tx.sender)
     if (tx.nonce < next)
       throw new TxError('stale-nonce', `nonce ${tx.nonce} was already used (next is ${next})`, { action: 'ignore' })
     if (tx.nonce - next >= BigInt(this.#maxPerSender))
@@ -154,7 +175,7 @@ export class Mempool {
       throw new MempoolError('sender-limit', `at most ${this.#maxPerSender} pending transactions per sender`, {
         action: 'ignore',
       })
-    const balance = this.#machine.balanceOf(state, tx.sender)
+    const balance = again ? earlier.balance : this.#machine.balanceOf(state, tx.sender)
     const needed = (queue?.cost ?? 0n) - (existing?.cost ?? 0n) + cost
     // Not the sender's fault alone: a peer that has seen a later block may know a larger balance.
     if (needed > balance)
@@ -163,7 +184,10 @@ export class Mempool {
         `${tx.sender} has ${balance}, and its pending transactions with this one cost ${needed}`,
         { action: 'ignore' },
       )
-    return { tx, hash, cost }
+    // A full pool where nothing pays less: refused here, before its signature is checked.
+    if (existing === undefined && this.#full(bytes.length) && tx.fee <= this.#lowest())
+      throw new MempoolError('full', 'the mempool is full; raise the fee', { action: 'ignore' })
+    return { tx, hash, cost, state, next, balance }
   }
 
   /**
@@ -174,9 +198,15 @@ export class Mempool {
   add(
     bytes: Uint8Array,
     state: StateReader,
-    options: { signatureChecked?: boolean; decoded?: SignedTx; verified?: ReadonlySet<string> } = {},
+    options: {
+      signatureChecked?: boolean
+      decoded?: SignedTx
+      verified?: ReadonlySet<string>
+      /** This transaction's `precheck` a moment ago (the state checks are not repeated on the same tree). */
+      prechecked?: Prechecked
+    } = {},
   ): PoolEntry {
-    const { tx, hash, cost } = this.precheck(bytes, state, options.decoded)
+    const { tx, hash, cost } = this.precheck(bytes, state, options.decoded, options.prechecked)
     if (options.signatureChecked !== true && !verifyTxSignature(tx))
       throw new TxError('bad-signature', 'the signature does not verify for the sender')
     const existing = this.#bySender.get(tx.sender)?.byNonce.get(tx.nonce)
@@ -186,6 +216,10 @@ export class Mempool {
     let count = this.#byId.size - freed
     let size = this.#bytes - freedBytes
     if (count + 1 > this.#maxTxs || size + bytes.length > this.#maxBytes) {
+      // nothing pending pays less: refused at once, without ordering every sender's tail (which
+      // made each refusal of a full pool cost a walk over all of it)
+      if (tx.fee <= this.#lowest())
+        throw new MempoolError('full', 'the mempool is full; raise the fee', { action: 'ignore' })
       const tails = this.#evictionOrder(tx.sender)
       while (count + 1 > this.#maxTxs || size + bytes.length > this.#maxBytes) {
         const victim = tails.shift()
@@ -201,6 +235,8 @@ export class Mempool {
     const entry: PoolEntry = { tx, bytes, hash, id: toHex(hash), cost }
     if (options.verified !== undefined) entry.verified = options.verified
     this.#byId.set(entry.id, entry)
+    this.#feeCounts.set(tx.fee, (this.#feeCounts.get(tx.fee) ?? 0) + 1)
+    if (this.#lowestFee !== undefined && tx.fee < this.#lowestFee) this.#lowestFee = tx.fee
     let queue = this.#bySender.get(tx.sender)
     if (queue === undefined) {
       queue = { byNonce: new Map(), cost: 0n }
@@ -216,6 +252,12 @@ export class Mempool {
    * Up to `max` transactions that can run in order against `state`: each sender's run of
    * consecutive nonces from its next nonce; senders interleaved by fee, highest first.
    */
+  /** Whether `reap` would return anything: some sender's next nonce is pending (stops at the first). */
+  hasReady(state: StateReader): boolean {
+    for (const [sender, { byNonce }] of this.#bySender) if (byNonce.has(accountNonce(state, sender))) return true
+    return false
+  }
+
   reap(state: StateReader, max: number): PoolEntry[] {
     const queues: PoolEntry[][] = []
     for (const [sender, { byNonce }] of this.#bySender) {
@@ -304,7 +346,29 @@ export class Mempool {
     return tails.sort((a, b) => (a.tx.fee < b.tx.fee ? -1 : a.tx.fee > b.tx.fee ? 1 : 0))
   }
 
+  /** Whether one more transaction of `bytes` bytes is over the pool's count or size. */
+  #full(bytes: number): boolean {
+    return this.#byId.size + 1 > this.#maxTxs || this.#bytes + bytes > this.#maxBytes
+  }
+
+  /** The lowest fee among pending transactions (0 when none is pending). */
+  #lowest(): bigint {
+    if (this.#lowestFee !== undefined) return this.#lowestFee
+    let lowest: bigint | undefined
+    for (const fee of this.#feeCounts.keys()) if (lowest === undefined || fee < lowest) lowest = fee
+    this.#lowestFee = lowest
+    return lowest ?? 0n
+  }
+
   #remove(entry: PoolEntry): void {
+    if (this.#byId.get(entry.id) === entry) {
+      const left = (this.#feeCounts.get(entry.tx.fee) ?? 1) - 1
+      if (left > 0) this.#feeCounts.set(entry.tx.fee, left)
+      else {
+        this.#feeCounts.delete(entry.tx.fee)
+        if (entry.tx.fee === this.#lowestFee) this.#lowestFee = undefined
+      }
+    }
     this.#byId.delete(entry.id)
     const queue = this.#bySender.get(entry.tx.sender)
     if (queue !== undefined && queue.byNonce.get(entry.tx.nonce) === entry) {

@@ -5,10 +5,14 @@
  * touches the engine or the mempool; senders of invalid data are penalized.
  *
  * Gossip is validated before it is relayed (the handlers' verdicts; see core/transport.ts):
- * - transactions: mempool admission decides (decode, chain, kind, fee floor, body, nonce window,
- *   payable, then the signature on the worker pool); refusals carry their verdict (TxError.action).
- *   A peer whose relayed transactions keep being ignored (`TX_IGNORE_BUDGET`) is flooding: the
- *   rest are rejected unread, which penalizes it until the transport disconnects it;
+ * - transactions, in batches of up to `MAX_TX_BATCH` per message (tx-batch.ts): mempool admission
+ *   decides for each (decode, chain, kind, fee floor, body, nonce window, payable, then the
+ *   signature on the worker pool); refusals carry their verdict (TxError.action). A batch is
+ *   rejected when it is malformed or any of its transactions is (each one past the first is one
+ *   more penalty, so a batch buys an attacker no extra bad signatures), relayed when at least one
+ *   was admitted, ignored otherwise. A peer whose relayed transactions keep being ignored
+ *   (`TX_IGNORE_BUDGET`) is flooding: the transactions of its next batches are not read, and each
+ *   is a penalty, until the transport disconnects it;
  * - proposals: only for the height being decided (other heights: handed to the engine, which
  *   helps laggards or starts a sync, but not relayed), only from the proposer of their
  *   (height, round), correctly signed, and no larger than the block limit allows;
@@ -56,14 +60,16 @@ import { ticksRequiredForRound } from './poh/round-proof.ts'
 import { decodeBlock, decodeCommit } from './block.ts'
 import { TxError } from './errors.ts'
 import type { GenesisDoc } from './genesis.ts'
-import { isRelayRace, type Mempool } from './mempool.ts'
+import { isPoolFull, isRelayRace, type Mempool } from './mempool.ts'
 import { verifyBodySignatures } from './body-signatures.ts'
-import type { GossipVerdict, PeerTransport } from '../core/transport.ts'
+import { combineVerdicts, type GossipVerdict, type PeerTransport } from '../core/transport.ts'
 import { decodeTx, MAX_TX_BYTES, txVerifyItem } from './tx.ts'
+import { decodeTxBatch, TxBatcher } from './tx-batch.ts'
 
 /** Gossip topics of the chain (on the wire: `/donghae/<chainId>/<topic>/1`). */
 export const CONSENSUS_TOPIC = 'consensus'
-export const TX_TOPIC = 'txs'
+/** Batches of transactions (tx-batch.ts); the name changed from `txs` when a message began to carry many. */
+export const TX_TOPIC = 'tx-batches'
 export const SYNC_PROTOCOL = '/donghae/sync/1'
 export const STATUS_PROTOCOL = '/donghae/status/1'
 const SYNC_BATCH = 32
@@ -120,6 +126,18 @@ export const TX_IGNORE_BUDGET = { amount: 500, perMs: 50_000 }
  * a replaying peer causes them without end; 10 000 in a burst, then 200 a second.
  */
 export const RELAY_RACE_CHARGE = 1 / 20
+/**
+ * Transactions of a gossiped batch admitted together (the signature pool's batch): the next ones
+ * only once all of these were valid, so a batch of bad signatures costs one slice of checks.
+ */
+export const TX_ADMIT_SLICE = 64
+/**
+ * What a refusal for a full pool costs a peer's ignore budget (mempool.ts isPoolFull): 50 000 in a
+ * burst, then 1 000 a second — about 1 % of a core per peer at the most, and enough that a node a
+ * block behind its peers under full load does not cut them off (it did with a whole charge: it
+ * stayed full, refused everything they relayed, banned them all, and could never catch up).
+ */
+export const FULL_POOL_CHARGE = 1 / 100
 /** Local transactions gossiped again per sync tick at most (oldest first). */
 const MAX_REBROADCAST = 64
 /**
@@ -238,6 +256,8 @@ export class ChainRuntime {
     engineRestarts: 0,
   }
   #restartDelay = ENGINE_RESTART_MS
+  /** Gossips the transactions admitted here, many to a message. */
+  readonly #batcher: TxBatcher
   #restartTimer: (() => void) | undefined
   #stopped = false
 
@@ -248,6 +268,15 @@ export class ChainRuntime {
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain')
     this.#proposer = proposerFor(options.app.genesis)
     this.#ignoredTxs = new PeerBudgets(TX_IGNORE_BUDGET, () => this.#clock.now())
+    this.#batcher = new TxBatcher({
+      publish: (batch) => options.transport.publish(TX_TOPIC, batch),
+      clock: this.#clock,
+    })
+  }
+
+  /** Transaction batches this node published, and the transactions in them. */
+  get txBatches(): { batches: number; txs: number } {
+    return { ...this.#batcher.stats }
   }
 
   get app(): ChainApp {
@@ -261,7 +290,7 @@ export class ChainRuntime {
   start(): void {
     const { transport } = this.#opts
     this.#unsubscribe.push(transport.subscribe(CONSENSUS_TOPIC, (data, from) => this.#onConsensus(data, from)))
-    this.#unsubscribe.push(transport.subscribe(TX_TOPIC, (data, from) => this.#onTx(data, from)))
+    this.#unsubscribe.push(transport.subscribe(TX_TOPIC, (data, from) => this.#onTxBatch(data, from)))
     transport.handle(SYNC_PROTOCOL, async (data) => this.#serveBlocks(data))
     transport.handle(STATUS_PROTOCOL, async () => encode({ height: this.#app.head.height }))
     this.#startEngine()
@@ -279,6 +308,8 @@ export class ChainRuntime {
     this.#syncTimer?.()
     this.#syncTimer = undefined
     for (const off of this.#unsubscribe.splice(0)) off()
+    this.#batcher.flush() // what was admitted here still goes out
+    this.#batcher.stop()
     const engine = this.#engine
     this.#engine = undefined
     engine?.stop()
@@ -288,7 +319,7 @@ export class ChainRuntime {
   /** Admits a transaction to the local mempool and gossips it. Rejects with TxError and the reason. */
   async submitTx(bytes: Uint8Array): Promise<Uint8Array> {
     const entry = await this.#admit(bytes)
-    this.#opts.transport.publish(TX_TOPIC, bytes)
+    this.#batcher.add(bytes)
     if (this.#localTxs.size >= MAX_LOCAL_TXS) this.#localTxs.delete(this.#localTxs.keys().next().value as string)
     this.#localTxs.set(toHex(entry.hash), { bytes, hash: entry.hash, sentAt: this.#clock.now() })
     if (this.#syncEvery > SYNC_INTERVAL_MS && this.#syncTimer !== undefined && !this.#syncing) {
@@ -313,7 +344,7 @@ export class ChainRuntime {
       if (now - local.sentAt < TX_REBROADCAST_MS) continue
       local.sentAt = now
       sent++
-      this.#opts.transport.publish(TX_TOPIC, local.bytes)
+      this.#batcher.add(local.bytes)
     }
   }
 
@@ -324,7 +355,7 @@ export class ChainRuntime {
    */
   async #admit(bytes: Uint8Array): Promise<{ hash: Uint8Array }> {
     const tx = decodeTx(bytes)
-    this.#opts.mempool.precheck(bytes, this.#app.state, tx)
+    const prechecked = this.#opts.mempool.precheck(bytes, this.#app.state, tx)
     const item = txVerifyItem(tx)
     if (item === undefined) throw new TxError('bad-signature', 'the sender is not a valid did:key')
     const pool = this.#opts.verifyPool
@@ -333,7 +364,12 @@ export class ChainRuntime {
     if (!valid) throw new TxError('bad-signature', 'the signature does not verify for the sender')
     // the body's own signatures (settlement receipts) on the pool too, so execution skips them
     const verified = await verifyBodySignatures(this.#opts.mempool.bodySignatures(tx), pool)
-    const entry = this.#opts.mempool.add(bytes, this.#app.state, { signatureChecked: true, decoded: tx, verified })
+    const entry = this.#opts.mempool.add(bytes, this.#app.state, {
+      signatureChecked: true,
+      decoded: tx,
+      verified,
+      prechecked,
+    })
     // A height waiting for work (no empty blocks) starts now: a block comes within a round trip.
     this.#engine?.workAvailable()
     return entry
@@ -488,12 +524,42 @@ export class ChainRuntime {
     return set
   }
 
-  /** Gossip validation of a transaction: mempool admission decides whether it is relayed. */
-  async #onTx(data: Uint8Array, from: string): Promise<GossipVerdict> {
-    if (this.#ignoredTxs.available(from) <= 0) {
-      this.stats.floodedTxs++
+  /**
+   * Gossip validation of a batch of transactions: mempool admission decides for each, all at once
+   * (the cheap checks of every one run before the first signature is sent to the pool).
+   */
+  async #onTxBatch(data: Uint8Array, from: string): Promise<GossipVerdict> {
+    let txs: Uint8Array[]
+    try {
+      txs = decodeTxBatch(data)
+    } catch (err) {
+      this.stats.rejectedTxs++
+      this.#log.debug({ peer: from, err: describeError(err) }, 'malformed transaction batch')
       return 'reject'
     }
+    if (this.#ignoredTxs.available(from) <= 0) {
+      // flooding: none of them is read, and each is a penalty, as when one came per message
+      this.stats.floodedTxs += txs.length
+      for (let n = 1; n < txs.length; n++) this.#opts.transport.penalize(from, 'transaction flood')
+      return 'reject'
+    }
+    // A slice at a time (one signature-pool batch), stopping at the first slice with an invalid
+    // transaction: a batch of bad signatures costs this node one slice of verifications, and its
+    // sender a penalty for each bad one (the verdict is the first).
+    const verdicts: GossipVerdict[] = []
+    for (let i = 0; i < txs.length; i += TX_ADMIT_SLICE) {
+      const slice = await Promise.all(txs.slice(i, i + TX_ADMIT_SLICE).map((tx) => this.#onTx(tx, from)))
+      verdicts.push(...slice)
+      const rejected = slice.filter((v) => v === 'reject').length
+      if (rejected === 0) continue
+      for (let n = 1; n < rejected; n++) this.#opts.transport.penalize(from, 'invalid transaction in a batch')
+      return 'reject'
+    }
+    return combineVerdicts(verdicts)
+  }
+
+  /** One gossiped transaction: admitted ('accept'), or refused with its TxError's verdict. */
+  async #onTx(data: Uint8Array, from: string): Promise<GossipVerdict> {
     try {
       await this.#admit(data)
       return 'accept'
@@ -506,7 +572,7 @@ export class ChainRuntime {
       if (err.action !== 'ignore') this.#log.debug({ peer: from, reason: err.reason }, 'invalid transaction gossip')
       // honest relaying under load races blocks and other peers (mempool.ts isRelayRace): it counts
       // a twentieth, so a peer that replays one valid transaction as new gossip is still cut off
-      else this.#ignoredTxs.charge(from, isRelayRace(err) ? RELAY_RACE_CHARGE : 1)
+      else this.#ignoredTxs.charge(from, isRelayRace(err) ? RELAY_RACE_CHARGE : isPoolFull(err) ? FULL_POOL_CHARGE : 1)
       return err.action
     }
   }

@@ -2,9 +2,11 @@
  * Chain state seen by modules: a key→value map of byte strings with copy-on-write overlays.
  * A block executes in an overlay over the committed state; each transaction runs in a child
  * overlay that is merged only if the transaction succeeds, so a failing transaction leaves no
- * trace. Modules use string keys under their own prefix ("bank/…") and dag-cbor values.
+ * trace. Modules use string keys under their own prefix ("bank/…") and dag-cbor values, read
+ * back with `decodeTrusted`: every value in the state was encoded by the chain's own execution.
  */
-import { encode, decode } from '../core/codec.ts'
+import { encode, decodeTrusted } from '../core/codec.ts'
+import { SparseMerkleTree } from './state/smt.ts'
 import { utf8, toHex } from '../core/bytes.ts'
 
 export interface StateReader {
@@ -61,7 +63,7 @@ export class StateOverlay implements StateReader {
   // Typed helpers over string keys and dag-cbor values.
   read<T>(key: string): T | undefined {
     const bytes = this.get(utf8(key))
-    return bytes === undefined ? undefined : decode<T>(bytes)
+    return bytes === undefined ? undefined : decodeTrusted<T>(bytes)
   }
 
   write(key: string, value: unknown): void {
@@ -75,6 +77,8 @@ export class StateOverlay implements StateReader {
 
 /** Read-only typed access for queries. */
 export function readState<T>(state: StateReader, key: string): T | undefined {
-  const bytes = state.get(utf8(key))
-  return bytes === undefined ? undefined : decode<T>(bytes)
+  // the committed tree answers string keys from what it remembers (smt.ts getNamed)
+  const bytes = state instanceof SparseMerkleTree ? state.getNamed(key) : state.get(utf8(key))
+  // state values were written by this chain's own execution (or a root it trusts commits to them)
+  return bytes === undefined ? undefined : decodeTrusted<T>(bytes)
 }

@@ -5,7 +5,7 @@ import { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { encode } from '../core/codec.ts'
 import { decodeTx, encodeTx, signTx, verifyTxSignature, txHash, MAX_TX_BYTES } from './tx.ts'
-import { TxError } from './errors.ts'
+import { MempoolError, TxError } from './errors.ts'
 
 const key = Ed25519KeyPair.generate()
 const to = didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey)
@@ -69,4 +69,13 @@ test('malformed envelopes are TxError(malformed|oversized), never another error 
     }),
     { numRuns: 1000 },
   )
+})
+
+test('a TxError is a refusal, not a fault: it carries no stack trace, and the limit for other errors is kept', () => {
+  const before = Error.stackTraceLimit
+  const err = new MempoolError('full', 'the mempool is full; raise the fee', { action: 'ignore' })
+  assert.ok(err instanceof TxError && err.reason === 'full' && err.action === 'ignore')
+  assert.doesNotMatch(err.stack ?? '', /\n\s+at /)
+  assert.equal(Error.stackTraceLimit, before)
+  assert.match(new Error('other').stack ?? '', /\n\s+at /, 'other errors still have theirs')
 })

@@ -7,6 +7,7 @@ import { toHex } from '../../src/core/bytes.ts'
 import { encodeTx, signTx, txHash } from '../../src/chain/tx.ts'
 import { TxError } from '../../src/chain/errors.ts'
 import { TX_TOPIC } from '../../src/chain/runtime.ts'
+import { encodeTxBatch } from '../../src/chain/tx-batch.ts'
 import { balanceOf } from '../../src/bank/bank.ts'
 import { actor, makeGenesis, type Actor } from '../helpers/chain.ts'
 import { FAST_PARAMS, testNet, waitFor } from '../helpers/chain-net.ts'
@@ -51,7 +52,7 @@ test('attack: unfunded transactions offering the largest fee (2^64−1) evict ho
       )
     const attacker = net.hub.join('attacker-peer')
     const rejectedBefore = node.runtime.stats.rejectedTxs
-    for (const bytes of junk) attacker.publish(TX_TOPIC, bytes)
+    for (const bytes of junk) attacker.publish(TX_TOPIC, encodeTxBatch([bytes]))
     await waitFor('both gossiped copies to be judged', () => node.runtime.stats.rejectedTxs >= rejectedBefore + 2)
 
     assert.equal(node.mempool.size, POOL)

@@ -8,6 +8,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encodeTx, signTx } from '../../src/chain/tx.ts'
 import { RELAY_RACE_CHARGE, TX_IGNORE_BUDGET, TX_TOPIC } from '../../src/chain/runtime.ts'
+import { encodeTxBatch } from '../../src/chain/tx-batch.ts'
 import type { DonghaeNode } from '../../src/node/index.ts'
 import { actor, type Actor } from '../helpers/chain.ts'
 import { testNet, waitFor } from '../helpers/chain-net.ts'
@@ -33,7 +34,7 @@ test('attack: one valid transaction replayed as fresh gossip is charged as a rel
     const copies = Math.ceil((2 * TX_IGNORE_BUDGET.amount) / RELAY_RACE_CHARGE)
     const before = victim.runtime.stats.floodedTxs
     for (let i = 0; i < copies; i++) {
-      replayer.publish(TX_TOPIC, tx)
+      replayer.publish(TX_TOPIC, encodeTxBatch([tx]))
       if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve))
     }
     await waitFor('the replayer cut off', () => victim.runtime.stats.floodedTxs > before, 30_000).catch(

@@ -3,16 +3,18 @@
  * validators'): a bare libp2p host (bare-host.ts: it talks only to the validator it dials, so
  * every message it publishes goes to that validator) that publishes well-formed,
  * well-signed transactions from fresh keys with no money, offering the largest fee there is,
- * on the chain's transaction topic.
+ * on the chain's transaction topic, as many to a gossip message as a batch holds (tx-batch.ts: the
+ * attacker's best use of a message).
  *
  * argv[2] = JSON { target: multiaddr, targetPeer: its PeerId, chainId, count, port }
  * IPC: sends { ready, peerId } once the target takes its gossip, waits for 'go', publishes, sends
- * { done, published, ms }, and exits on 'stop'.
+ * { done, published (transactions), ms }, and exits on 'stop'.
  */
 import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { encodeTx, signTx } from '../../src/chain/tx.ts'
 import { TX_TOPIC } from '../../src/chain/runtime.ts'
+import { encodeTxBatch, MAX_TX_BATCH } from '../../src/chain/tx-batch.ts'
 import { gossipTopic } from '../../src/net/constants.ts'
 import { frameGossip } from '../../src/net/gossip.ts'
 import { bareHost } from './bare-host.ts'
@@ -62,12 +64,14 @@ process.on('message', (msg) => {
   void (async () => {
     const started = performance.now()
     let published = 0
-    // As fast as the host can sign and send: batches of 100 in flight.
-    for (let i = 0; i < junk.length; i += 100) {
+    // As fast as the host can send: full batches, 4 messages in flight.
+    const batches: Uint8Array[][] = []
+    for (let i = 0; i < junk.length; i += MAX_TX_BATCH) batches.push(junk.slice(i, i + MAX_TX_BATCH))
+    for (let i = 0; i < batches.length; i += 4) {
       await Promise.all(
-        junk.slice(i, i + 100).map((data) =>
-          pubsub.publish(topic, frameGossip(data)).then(
-            () => published++,
+        batches.slice(i, i + 4).map((txs) =>
+          pubsub.publish(topic, frameGossip(encodeTxBatch(txs))).then(
+            () => (published += txs.length),
             () => {},
           ),
         ),

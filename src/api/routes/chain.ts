@@ -8,6 +8,12 @@
  * `duplicate`: the same bytes; `already-included`: the same bytes were committed a moment ago;
  * `nonce-in-use`: another pending transaction has that nonce and at least its fee); 503 TX_REJECTED when the mempool is full (reason `full`: retry later or raise
  * the fee). Every TX_REJECTED answer carries the chain's `reason` tag.
+ *
+ * POST /v1/txs takes 1 to MAX_SUBMIT_TXS transactions in one request and judges each on its own:
+ * 200 with one result per transaction, in order — its hash, or the status and error POST /v1/tx
+ * would have answered for it alone. The node gossips the admitted ones together (chain/tx-batch.ts).
+ * Its rate limit counts transactions, not requests: a client gets no more of them admitted per
+ * window through it than through POST /v1/tx (`submitManyRateLimit`).
  */
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
 import { fromHex, toHex } from '../../core/bytes.ts'
@@ -29,14 +35,27 @@ import {
   ProofQuery,
   ProofResponse,
   StatusResponse,
+  MAX_SUBMIT_TXS,
   SubmitTxBody,
   SubmitTxResponse,
+  SubmitTxsBody,
+  SubmitTxsResponse,
+  type ErrorJson,
   TxResponse,
 } from '../schemas.ts'
 import { accountJson, blockJson, lightBlockJson, statusJson } from '../views.ts'
 
 export interface ChainRoutesOptions {
   chain: ChainApi
+  /** Maps a refusal to the status and body POST /v1/tx answers (the server's error mapping). */
+  toHttpError?: (err: unknown) => { status: number; body: ErrorJson }
+  /** Requests of POST /v1/txs per client per window (@fastify/rate-limit's route config). */
+  submitManyRateLimit?: { max: number; timeWindowMs: number }
+}
+
+/** POST /v1/txs's rate limit for a server that allows `limit` requests: as many transactions, in full batches. */
+export function submitManyLimit(limit: { max: number; timeWindowMs: number }): { max: number; timeWindowMs: number } {
+  return { max: Math.max(1, Math.floor(limit.max / MAX_SUBMIT_TXS)), timeWindowMs: limit.timeWindowMs }
 }
 
 type Params<T extends Type.TSchema> = Type.Static<T>
@@ -55,7 +74,7 @@ export function decodeTxText(text: string): Uint8Array {
   throw new InvalidInputError('body/tx must be the encoded signed transaction as hex or base64')
 }
 
-function chainRouteTable(chain: ChainApi): RouteOptions[] {
+function chainRouteTable({ chain, toHttpError, submitManyRateLimit }: ChainRoutesOptions): RouteOptions[] {
   return [
     {
       method: 'GET',
@@ -149,6 +168,42 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
       },
     },
     {
+      method: 'POST',
+      url: '/v1/txs',
+      schema: {
+        summary: `Submit 1 to ${MAX_SUBMIT_TXS} encoded signed transactions at once; each is judged on its own`,
+        description:
+          '200 with one result per transaction, in order: its hash when admitted, else the status and error POST /v1/tx would have answered. The rate limit counts transactions (see the route file).',
+        tags: ['transactions'],
+        body: SubmitTxsBody,
+        response: { 200: SubmitTxsResponse, ...ERROR_RESPONSES },
+      },
+      ...(submitManyRateLimit === undefined
+        ? {}
+        : {
+            config: {
+              rateLimit: { max: submitManyRateLimit.max, timeWindow: submitManyRateLimit.timeWindowMs },
+            },
+          }),
+      handler: async (request) => {
+        const { txs } = request.body as Params<typeof SubmitTxsBody>
+        // all at once: the cheap checks of each run before the signatures go to the pool together
+        const outcomes = await Promise.allSettled(txs.map(async (text) => chain.submitTx(decodeTxText(text))))
+        let accepted = 0
+        const results = outcomes.map((outcome) => {
+          if (outcome.status === 'fulfilled') {
+            accepted++
+            return { hash: toHex(outcome.value.hash) }
+          }
+          const mapped = toHttpError?.(outcome.reason)
+          if (mapped === undefined || (mapped.status >= 500 && mapped.body.error.code === 'INTERNAL'))
+            throw outcome.reason
+          return { status: mapped.status, error: mapped.body.error }
+        })
+        return { accepted, results }
+      },
+    },
+    {
       method: 'GET',
       url: '/v1/tx/:hash',
       schema: {
@@ -201,6 +256,6 @@ function chainRouteTable(chain: ChainApi): RouteOptions[] {
   ]
 }
 
-export const chainRoutes: FastifyPluginAsync<ChainRoutesOptions> = async (app, { chain }) => {
-  for (const route of chainRouteTable(chain)) app.route(route)
+export const chainRoutes: FastifyPluginAsync<ChainRoutesOptions> = async (app, options) => {
+  for (const route of chainRouteTable(options)) app.route(route)
 }

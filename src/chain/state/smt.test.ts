@@ -128,6 +128,36 @@ test('get, has, size and entries agree with a Map model after every set/delete (
   )
 })
 
+test('reads a tree remembers stay its own: later versions answer with their values, absent keys included', () => {
+  const names = Array.from({ length: 40 }, (_, i) => `bank/bal/account-${i}`)
+  const v1 = SparseMerkleTree.fromEntries(names.slice(0, 20).map((n, i) => [utf8(n), Uint8Array.of(1, i)] as const))
+  const read = (tree: SparseMerkleTree): Array<number | undefined> =>
+    names.map((n) => {
+      const byName = tree.getNamed(n)
+      assert.deepEqual(byName, tree.get(utf8(n)), 'getNamed is get(utf8(key))')
+      return byName?.[1]
+    })
+  const before = read(v1)
+  assert.deepEqual(read(v1), before, 'read twice, the same answers')
+  // v2 changes the first key, deletes the second and adds the 30th
+  const v2 = v1.apply([
+    [utf8(names[0] as string), Uint8Array.of(2, 99)],
+    [utf8(names[1] as string), undefined],
+    [utf8(names[30] as string), Uint8Array.of(2, 30)],
+  ])
+  const after = read(v2)
+  assert.deepEqual(after.slice(0, 2), [99, undefined])
+  assert.equal(after[30], 30)
+  assert.deepEqual(read(v1), before, 'the old version still answers with its own values')
+  assert.deepEqual(
+    v1.set(utf8(names[35] as string), Uint8Array.of(3, 35)).getNamed(names[35] as string),
+    Uint8Array.of(3, 35),
+  )
+  // more distinct reads than a tree remembers: still right
+  const many = SparseMerkleTree.fromEntries([[utf8('k-7'), Uint8Array.of(7)]])
+  for (let i = 0; i < 40_000; i++) assert.equal(many.getNamed(`k-${i}`)?.[0], i === 7 ? 7 : undefined)
+})
+
 test('old versions are unchanged by later updates (property)', () => {
   fc.assert(
     fc.property(scenarioArb, fc.boolean(), ({ pool, ops }, hashEarly) => {

@@ -13,7 +13,7 @@
  * Two keys with the same SHA-256 are treated as one key (that would be a SHA-256 collision).
  */
 import { InvalidInputError } from '../../core/errors.ts'
-import { equals } from '../../core/bytes.ts'
+import { equals, utf8 } from '../../core/bytes.ts'
 import { sha256 } from '../../core/hash.ts'
 import { EMPTY_SUBTREE_HASH, bitAt, comparePaths, innerHash, leafHash, pathOf } from './hashing.ts'
 import type { StateProof } from './proof.ts'
@@ -56,6 +56,11 @@ interface Change {
   leaf: Leaf | null
 }
 
+/** What `get` remembers for a key the tree does not hold. */
+const ABSENT = new Uint8Array(0)
+/** Reads a tree remembers at most (then it starts again): a block's worth of senders and more. */
+const MAX_REMEMBERED_READS = 16_384
+
 export type StateChange = readonly [key: Uint8Array, value: Uint8Array | undefined]
 export type StateEntry = readonly [key: Uint8Array, value: Uint8Array]
 
@@ -65,6 +70,10 @@ export class SparseMerkleTree {
   readonly #top: Node
   /** Number of keys. */
   readonly size: number
+  /** Values read by `get`, by key (ABSENT: no such key); made on the first read. */
+  #reads: Map<string, Uint8Array> | undefined
+  /** The same for `getNamed`, by the key's string. */
+  #named: Map<string, Uint8Array> | undefined
 
   private constructor(top: Node, size: number) {
     this.#top = top
@@ -84,7 +93,29 @@ export class SparseMerkleTree {
   }
 
   get(key: Uint8Array): Uint8Array | undefined {
-    return find(this.#top, pathOf(checkBytes(key, 'key')))?.value
+    checkBytes(key, 'key')
+    // A tree never changes, and the committed one is read for the same few keys again and again
+    // (mempool admission twice per transaction, then execution): remember what was read, by the
+    // key's bytes as a string (cheaper than the key's path hash and the walk).
+    const name = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')
+    const reads = (this.#reads ??= new Map())
+    const known = reads.get(name)
+    if (known !== undefined) return known === ABSENT ? undefined : known
+    const value = find(this.#top, pathOf(key))?.value
+    if (reads.size >= MAX_REMEMBERED_READS) reads.clear()
+    reads.set(name, value ?? ABSENT)
+    return value
+  }
+
+  /** `get(utf8(key))`, remembered by the string itself (the chain's modules name keys with strings). */
+  getNamed(key: string): Uint8Array | undefined {
+    const named = (this.#named ??= new Map())
+    const known = named.get(key)
+    if (known !== undefined) return known === ABSENT ? undefined : known
+    const value = this.get(utf8(key))
+    if (named.size >= MAX_REMEMBERED_READS) named.clear()
+    named.set(key, value ?? ABSENT)
+    return value
   }
 
   has(key: Uint8Array): boolean {

@@ -12,6 +12,7 @@ import { Ed25519KeyPair } from '../../../src/identity/keys.ts'
 import { didFromEd25519PublicKey, parseDidKey } from '../../../src/identity/did-key.ts'
 import { openSealedBox, seal } from '../../../src/identity/sealed-box.ts'
 import { decodeTx, encodeTx, signTx } from '../../../src/chain/tx.ts'
+import { decodeTxBatch, encodeTxBatch } from '../../../src/chain/tx-batch.ts'
 import {
   commitHash,
   decodeBlock,
@@ -204,6 +205,12 @@ const POH_HASHES_PER_TICK = 4
 
 export const decoderTargets: FuzzTarget[] = [
   decoder('tx', 'chain transactions: decodeTx', () => [encodeTx(tx(0n)), encodeTx(tx(2n ** 64n - 1n))], decodeTx),
+  decoder(
+    'tx-batch',
+    'gossiped transaction batches: decodeTxBatch',
+    () => [encodeTxBatch([encodeTx(tx(0n))]), encodeTxBatch([encodeTx(tx(0n)), encodeTx(tx(1n)), encodeTx(tx(2n))])],
+    decodeTxBatch,
+  ),
   decoder(
     'block',
     'blocks: decodeBlock (strict shape + internal consistency)',
