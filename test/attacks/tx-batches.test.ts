@@ -16,7 +16,8 @@ import { TX_ADMIT_SLICE, TX_TOPIC } from '../../src/chain/runtime.ts'
 import { encodeTxBatch, MAX_TX_BATCH } from '../../src/chain/tx-batch.ts'
 import type { DonghaeNode } from '../../src/node/index.ts'
 import { actor, makeGenesis, type Actor } from '../helpers/chain.ts'
-import { FAST_PARAMS, testNet, waitFor } from '../helpers/chain-net.ts'
+import { FAST_PARAMS, testNet, waitFor, type TestNet } from '../helpers/chain-net.ts'
+import type { MemoryTransport } from '../../src/net/memory-transport.ts'
 
 function transfer(from: Actor, chainId: string, nonce: bigint, tamper = false): Uint8Array {
   const signed = signTx(from.key, {
@@ -44,6 +45,19 @@ function badlySigned(from: Actor, chainId: string, nonce: bigint): Uint8Array {
   return encodeTx({ ...signed, signature })
 }
 
+/** The first validator as the victim, and an attacker peer on the hub with the penalties it got from it. */
+function attack(
+  net: TestNet,
+  validators: Actor[],
+): { victim: DonghaeNode; attacker: MemoryTransport; penalties(): number } {
+  const victimDid = (validators[0] as Actor).did
+  return {
+    victim: net.nodes.get(victimDid) as DonghaeNode,
+    attacker: net.hub.join('attacker'),
+    penalties: () => net.hub.penalties.filter((p) => p.by === victimDid && p.peer === 'attacker').length,
+  }
+}
+
 test('attack: a batch of 256 wrongly signed transactions costs one slice of signature checks and cuts its sender off', async () => {
   const validators = [actor(), actor(), actor(), actor()]
   const senders = Array.from({ length: MAX_TX_BATCH }, () => actor())
@@ -54,12 +68,9 @@ test('attack: a batch of 256 wrongly signed transactions costs one slice of sign
   )
   const net = await testNet(validators, genesis)
   try {
-    const victimDid = (validators[0] as Actor).did
-    const victim = net.nodes.get(victimDid) as DonghaeNode
-    const attacker = net.hub.join('attacker')
+    const { victim, attacker, penalties } = attack(net, validators)
     const before = victim.runtime.stats.rejectedTxs
     attacker.publish(TX_TOPIC, encodeTxBatch(senders.map((s) => transfer(s, genesis.chainId, 0n, true))))
-    const penalties = (): number => net.hub.penalties.filter((p) => p.by === victimDid && p.peer === 'attacker').length
     await waitFor('the batch to be judged', () => penalties() > 0)
     await new Promise((resolve) => setTimeout(resolve, 200)) // anything still checking would show
     assert.equal(victim.runtime.stats.rejectedTxs - before, TX_ADMIT_SLICE, 'only the first slice was checked')
@@ -74,17 +85,12 @@ test('attack: a batch carrying one valid transaction 256 times is refused unread
   const validators = [actor(), actor(), actor(), actor()]
   const net = await testNet(validators)
   try {
-    const victimDid = (validators[0] as Actor).did
-    const victim = net.nodes.get(victimDid) as DonghaeNode
+    const { victim, attacker, penalties } = attack(net, validators)
     const tx = transfer(validators[1] as Actor, net.genesis.chainId, 0n)
-    const attacker = net.hub.join('attacker')
     const before = victim.runtime.stats.rejectedTxs
     attacker.publish(TX_TOPIC, encode(Array.from({ length: MAX_TX_BATCH }, () => tx)))
     attacker.publish(TX_TOPIC, encode([tx, tx]))
-    await waitFor(
-      'both batches penalized',
-      () => net.hub.penalties.filter((p) => p.by === victimDid && p.peer === 'attacker').length === 2,
-    )
+    await waitFor('both batches penalized', () => penalties() === 2)
     assert.equal(victim.runtime.stats.rejectedTxs - before, 2, 'each refused as one malformed message')
     assert.equal(victim.mempool.size, 0, 'no copy was admitted')
     // The same transaction once, from an honest peer, is admitted and committed.
@@ -100,15 +106,10 @@ test('attack: random bytes and a bare transaction on the batch topic are refused
   const validators = [actor(), actor(), actor(), actor()]
   const net = await testNet(validators)
   try {
-    const victimDid = (validators[0] as Actor).did
-    const victim = net.nodes.get(victimDid) as DonghaeNode
-    const attacker = net.hub.join('attacker')
+    const { victim, attacker, penalties } = attack(net, validators)
     attacker.publish(TX_TOPIC, crypto.getRandomValues(new Uint8Array(200)))
     attacker.publish(TX_TOPIC, transfer(validators[1] as Actor, net.genesis.chainId, 0n))
-    await waitFor(
-      'both penalized',
-      () => net.hub.penalties.filter((p) => p.by === victimDid && p.peer === 'attacker').length === 2,
-    )
+    await waitFor('both penalized', () => penalties() === 2)
     assert.equal(victim.mempool.size, 0)
   } finally {
     await net.close()
