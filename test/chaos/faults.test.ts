@@ -25,6 +25,16 @@ async function reaches(ns: string | undefined, url: string): Promise<boolean> {
   return r.code === 0
 }
 
+/**
+ * `reaches`, tried up to three times: on a loaded machine one try can run out of time though the
+ * path is open (seen once in CI). Only what must get through is retried; what must be dropped is
+ * asked once, and a drop cannot pass by luck.
+ */
+async function getsThrough(ns: string | undefined, url: string): Promise<boolean> {
+  for (let t = 0; t < 3; t++) if (await reaches(ns, url)) return true
+  return false
+}
+
 const NETNS = { skip: netnsWhy } // justified: partitions need root and network namespaces (netnsWhy says which is missing)
 const ROOT = { skip: rootWhy } // justified: a tmpfs mount needs root
 
@@ -47,20 +57,20 @@ test('partition and one-way loss drop exactly the packets they name', NETNS, asy
   const url = (i: number): string => `http://${lab.nodeIp(i)}:8080/`
   try {
     for (let t = 0; t < 50 && !(await reaches(undefined, url(1))); t++) await sleep(100)
-    assert.ok(await reaches(lab.ns(0), url(1)), 'node0 reaches node1')
+    assert.ok(await getsThrough(lab.ns(0), url(1)), 'node0 reaches node1')
     const heal = await lab.partition(7, [0])
     assert.equal(await reaches(lab.ns(0), url(1)), false, 'partitioned: node0 cannot reach node1')
-    assert.ok(await reaches(undefined, url(1)), 'the runner still reaches node1')
-    assert.ok(await reaches(lab.ns(1), url(2)), 'node1 and node2, on the same side, still talk')
+    assert.ok(await getsThrough(undefined, url(1)), 'the runner still reaches node1')
+    assert.ok(await getsThrough(lab.ns(1), url(2)), 'node1 and node2, on the same side, still talk')
     await heal()
-    assert.ok(await reaches(lab.ns(0), url(1)), 'healed')
+    assert.ok(await getsThrough(lab.ns(0), url(1)), 'healed')
 
     const lift = await lab.loss(8, 0, 1, 100)
     assert.equal(await reaches(lab.ns(0), url(1)), false, 'node0 → node1 dropped')
-    assert.ok(await reaches(lab.ns(0), url(2)), 'node0 → node2 untouched')
-    assert.ok(await reaches(lab.ns(2), url(1)), 'node2 → node1 untouched')
+    assert.ok(await getsThrough(lab.ns(0), url(2)), 'node0 → node2 untouched')
+    assert.ok(await getsThrough(lab.ns(2), url(1)), 'node2 → node1 untouched')
     await lift()
-    assert.ok(await reaches(lab.ns(0), url(1)), 'loss lifted')
+    assert.ok(await getsThrough(lab.ns(0), url(1)), 'loss lifted')
   } finally {
     for (const s of servers) s.kill('SIGKILL')
     assert.deepEqual(await lab.teardown(), [])
