@@ -34,6 +34,16 @@ export function unframeGossip(data: Uint8Array): Uint8Array | undefined {
   return data.byteLength < GOSSIP_NONCE_BYTES ? undefined : data.subarray(GOSSIP_NONCE_BYTES)
 }
 
+/**
+ * Addresses exempt from gossipsub's IP colocation penalty (peer score P6: past 10 peers on one
+ * source address, each costs −5 × surplus²). Every node of a devnet or test net on one machine
+ * comes from 127.0.0.1: with 16 validators each peer scored −125, under the graylist threshold
+ * (−80), and every node ignored all the others' gossip — the chain stalled at its first height
+ * with transfers (docs/performance.md). Peers on other machines keep the penalty: many nodes
+ * behind one public address are still a Sybil sign there.
+ */
+export const LOOPBACK_ADDRESSES: ReadonlySet<string> = new Set(['127.0.0.1', '::1'])
+
 /** gossipsub's options for every Donghae host. */
 export const GOSSIP_OPTIONS: Partial<GossipsubOpts> = {
   allowPublishToZeroTopicPeers: true,
@@ -43,4 +53,5 @@ export const GOSSIP_OPTIONS: Partial<GossipsubOpts> = {
   msgIdFn: (msg) => sha256(msg.data),
   // Validation happens in the topic validators; invalid messages lower the sender's score.
   asyncValidation: false,
+  scoreParams: { IPColocationFactorWhitelist: new Set(LOOPBACK_ADDRESSES) },
 }
