@@ -216,10 +216,6 @@ export class Mempool {
     let count = this.#byId.size - freed
     let size = this.#bytes - freedBytes
     if (count + 1 > this.#maxTxs || size + bytes.length > this.#maxBytes) {
-      // nothing pending pays less: refused at once, without ordering every sender's tail (which
-      // made each refusal of a full pool cost a walk over all of it)
-      if (tx.fee <= this.#lowest())
-        throw new MempoolError('full', 'the mempool is full; raise the fee', { action: 'ignore' })
       const tails = this.#evictionOrder(tx.sender)
       while (count + 1 > this.#maxTxs || size + bytes.length > this.#maxBytes) {
         const victim = tails.shift()

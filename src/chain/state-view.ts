@@ -6,11 +6,12 @@
  * back with `decodeTrusted`: every value in the state was encoded by the chain's own execution.
  */
 import { encode, decodeTrusted } from '../core/codec.ts'
-import { SparseMerkleTree } from './state/smt.ts'
 import { utf8, toHex } from '../core/bytes.ts'
 
 export interface StateReader {
   get(key: Uint8Array): Uint8Array | undefined
+  /** `get(utf8(key))`, for a reader that answers string keys faster (the state tree remembers them). */
+  getNamed?(key: string): Uint8Array | undefined
 }
 
 interface Change {
@@ -77,8 +78,7 @@ export class StateOverlay implements StateReader {
 
 /** Read-only typed access for queries. */
 export function readState<T>(state: StateReader, key: string): T | undefined {
-  // the committed tree answers string keys from what it remembers (smt.ts getNamed)
-  const bytes = state instanceof SparseMerkleTree ? state.getNamed(key) : state.get(utf8(key))
+  const bytes = state.getNamed !== undefined ? state.getNamed(key) : state.get(utf8(key))
   // state values were written by this chain's own execution (or a root it trusts commits to them)
   return bytes === undefined ? undefined : decodeTrusted<T>(bytes)
 }
