@@ -63,6 +63,10 @@ export interface PohService {
   verify(start: Uint8Array, entries: readonly PohEntry[], hashesPerTick: number): Promise<PohCheck>
   /** Told the PoH end of each committed head, so it can start ticking from there. */
   follow?(pohEnd: Uint8Array): void
+  /** The next height waits for work: ticks would prove rounds that have not begun. */
+  pause?(): void
+  /** The waiting height begins round 0: tick from the head's PoH end again. */
+  resume?(): void
 }
 
 export interface ChainAppOptions {
@@ -247,6 +251,16 @@ export class ChainApp {
   hasWork(): boolean {
     if (this.#opts.mempool.hasReady(this.#tree)) return true
     return this.#opts.machine.wantsBlock(this.#tree, this.#head.height + 1)
+  }
+
+  /** The next height waits for work: PoH stops ticking until it begins round 0 (`resumePoh`). */
+  pausePoh(): void {
+    this.#opts.poh.pause?.()
+  }
+
+  /** The waiting height begins round 0: PoH ticks again from the head's end. */
+  resumePoh(): void {
+    this.#opts.poh.resume?.()
   }
 
   validatorSet(height: number): ValidatorSet {

@@ -5,7 +5,8 @@
  *
  * `WorkerPohService` ticks on a worker thread (PohGenerator, paced to the chain's tick rate) from
  * the moment the parent is committed, so by the time a proposer needs n ticks they usually exist
- * already; verification runs on a worker pool (PohVerifier). `InlinePohService` does both on the
+ * already; while the next height waits for work it rests, and it starts again, from the parent's
+ * end, when round 0 begins (`pause`, `resume`); verification runs on a worker pool (PohVerifier). `InlinePohService` does both on the
  * calling thread (tests, tiny hashesPerTick).
  */
 import { equals } from '../core/bytes.ts'
@@ -63,6 +64,21 @@ export class WorkerPohService implements PohService {
     this.#start = Uint8Array.from(pohEnd)
     this.#ticks = []
     this.#generator.reset(pohEnd)
+  }
+
+  /**
+   * The next height waits for work: the generator stops ticking. Its ticks prove rounds that
+   * have not begun; a block after the wait needs one tick at round 0 (made when asked for).
+   */
+  pause(): void {
+    this.#ticks = []
+    this.#generator.reset(this.#start, { rest: true })
+  }
+
+  /** The waiting height begins round 0: ticks again from the head's PoH end, counted from now. */
+  resume(): void {
+    this.#ticks = []
+    this.#generator.reset(this.#start)
   }
 
   async produce(

@@ -414,7 +414,14 @@ export class ChainRuntime {
       onFutureHeight: () => void this.#sync(),
       onError: (error) => this.#restartEngine(engine, error),
       ...(genesis.params.emptyBlockIntervalMs > 0
-        ? { waitForWork: { intervalMs: genesis.params.emptyBlockIntervalMs, hasWork: () => app.hasWork() } }
+        ? {
+            waitForWork: {
+              intervalMs: genesis.params.emptyBlockIntervalMs,
+              hasWork: () => app.hasWork(),
+              onWait: () => app.pausePoh(),
+              onWake: () => app.resumePoh(),
+            },
+          }
         : {}),
     })
     this.#engine = engine

@@ -46,7 +46,11 @@ import type { AccountView, ChainApi, NodeStatus } from '../api/chain-api.ts'
 /** How often the own-transaction queue looks for a gap between commits (own-txs.ts). */
 const OWN_TX_HEAL_MS = 5_000
 
-/** Rounds whose PoH ticks the generator keeps ready while a height waits for work (see PohGenerator.maxTicks). */
+/**
+ * Rounds whose PoH ticks the generator makes after a commit, or after a waiting height begins
+ * round 0, before it rests (PohGenerator.maxTicks). While a height waits for work it makes none
+ * (WorkerPohService.pause).
+ */
 const IDLE_POH_ROUNDS = 3
 
 export interface NodeOptions {
@@ -164,7 +168,7 @@ export class DonghaeNode {
         const generator = new PohGenerator({
           hashesPerTick: genesis.params.hashesPerTick,
           ticksPerSecond: genesis.params.ticksPerSecond,
-          // without empty blocks a height may wait a long time: tick for the first rounds, then rest
+          // without empty blocks a height may wait a long time: tick for its first rounds, then rest
           maxTicks: genesis.params.emptyBlockIntervalMs > 0 ? ticksRequiredFor(genesis)(IDLE_POH_ROUNDS) : 0,
           logger,
         })

@@ -44,7 +44,7 @@ interface HarnessOptions {
   store?: MemorySignStateStore
   height?: number
   /** No empty blocks: `work()` says whether the height has work. */
-  waitForWork?: { intervalMs: number; work(): boolean }
+  waitForWork?: { intervalMs: number; work(): boolean; onWait?(height: number): void; onWake?(height: number): void }
 }
 
 function harness(options: HarnessOptions) {
@@ -86,7 +86,14 @@ function harness(options: HarnessOptions) {
     onEvidence: (ev) => evidence.push(ev),
     ...(options.waitForWork === undefined
       ? {}
-      : { waitForWork: { intervalMs: options.waitForWork.intervalMs, hasWork: options.waitForWork.work } }),
+      : {
+          waitForWork: {
+            intervalMs: options.waitForWork.intervalMs,
+            hasWork: options.waitForWork.work,
+            ...(options.waitForWork.onWait === undefined ? {} : { onWait: options.waitForWork.onWait }),
+            ...(options.waitForWork.onWake === undefined ? {} : { onWake: options.waitForWork.onWake }),
+          },
+        }),
   })
   const proposerOf = (round: number, height = 1): number =>
     dids.indexOf(selectProposer(set, height, round, options.seed).did)
@@ -557,6 +564,58 @@ test('no empty blocks: the empty-block interval proposes an empty block when not
     [[1, 0]],
     'the interval passed: round 0 starts and A proposes',
   )
+})
+
+test('no empty blocks: the app hears when a height starts to wait and when it wakes (PoH rests between)', async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, isA],
+  ])
+  let work = false
+  const events: string[] = []
+  const h = harness({
+    seed,
+    waitForWork: {
+      intervalMs: 0,
+      work: () => work,
+      onWait: (height) => events.push(`wait ${height}`),
+      onWake: (height) => events.push(`wake ${height}`),
+    },
+  })
+  await h.start()
+  assert.deepEqual(events, ['wait 1'], 'height 1 has nothing to decide')
+  await h.deliver(h.proposal(0, X))
+  assert.deepEqual(events, ['wait 1', 'wake 1'], "another validator's proposal wakes it")
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  await h.advance(1_000) // the commit timeout: height 2 waits
+  assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2'])
+  work = true
+  h.engine.workAvailable()
+  await h.engine.idle()
+  assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2', 'wake 2'])
+  assert.deepEqual(
+    h.created.map((c) => [c.height, c.round]),
+    [[2, 0]],
+    'woken by its own work, A proposes height 2',
+  )
+})
+
+test('no empty blocks: a height with work at its start neither waits nor wakes', async () => {
+  const seed = findSeed([[1, 0, isA]])
+  const events: string[] = []
+  const h = harness({
+    seed,
+    waitForWork: {
+      intervalMs: 0,
+      work: () => true,
+      onWait: (height) => events.push(`wait ${height}`),
+      onWake: (height) => events.push(`wake ${height}`),
+    },
+  })
+  await h.start()
+  assert.equal(h.created.length, 1, 'round 0 starts at once')
+  assert.deepEqual(events, [], 'PoH goes on ticking: nothing to tell')
 })
 
 test('no empty blocks: a vote of the next height that comes during the commit timeout means it does not wait', async () => {

@@ -118,7 +118,14 @@ export interface ConsensusEngineOptions<B> {
    * validator (one of them has work), or `intervalMs` passes since the height began (0: never).
    * @default absent: every height starts round 0 after the commit timeout, as in the paper
    */
-  waitForWork?: { intervalMs: number; hasWork(height: number): boolean }
+  waitForWork?: {
+    intervalMs: number
+    hasWork(height: number): boolean
+    /** The height began to wait (the app may rest what only rounds need, such as PoH ticks). */
+    onWait?(height: number): void
+    /** The waiting height begins round 0. */
+    onWake?(height: number): void
+  }
 }
 
 interface Candidate<B> {
@@ -465,6 +472,7 @@ export class ConsensusEngine<B> {
       hs.waiting = true
       if (wait.intervalMs > 0) this.#setTimer(wait.intervalMs, { type: 'work', height: hs.height })
       this.#log.debug({ height: hs.height }, 'waiting for work before round 0')
+      wait.onWait?.(hs.height)
       return
     }
     hs.waiting = false
@@ -478,6 +486,7 @@ export class ConsensusEngine<B> {
     if (!hs.waiting || hs.started) return
     hs.waiting = false
     hs.started = true
+    this.#options.waitForWork?.onWake?.(hs.height)
     await this.#startRound(0)
   }
 

@@ -94,6 +94,35 @@ test('drains return consecutive runs of the one chain', async () => {
   })
 })
 
+test('a reset with rest makes no tick until a reset without it, which counts from its own start', async () => {
+  await withGenerator({ ticksPerSecond: 1000, maxTicks: 1_000 }, async (g) => {
+    await g.waitForTicks(5)
+    const start = new Uint8Array(32).fill(0x5e)
+    g.reset(start, { rest: true })
+    // at 1000 ticks a second a ticking loop would make ~150 meanwhile
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    assert.deepEqual(await g.drain(), [], 'no tick while resting, and none from before the reset')
+    assert.equal(g.ticks, 0)
+    g.reset(start)
+    await g.waitForTicks(5)
+    const ticks = await g.drain()
+    assert.ok(ticks.length >= 5)
+    assert.equal(verifyPohEntries(start, ticks, HPT).ok, true, 'the ticks continue from the start hash')
+  })
+})
+
+test('an unlimited generator (maxTicks 0) rests too when told, and ticks again after a reset', async () => {
+  await withGenerator({ ticksPerSecond: 1000 }, async (g) => {
+    const start = new Uint8Array(32).fill(0x77)
+    g.reset(start, { rest: true })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.deepEqual(await g.drain(), [])
+    g.reset(start)
+    await g.waitForTicks(3)
+    assert.equal(verifyPohEntries(start, await g.drain(), HPT).ok, true)
+  })
+})
+
 test('with maxTicks the paced loop rests after that many ticks, until a record or a reset', async () => {
   await withGenerator({ ticksPerSecond: 1000, maxTicks: 10 }, async (g) => {
     await g.waitForTicks(10)

@@ -149,9 +149,10 @@ export class PohGenerator {
 
   /**
    * Discards the entries not yet drained and continues from `startHash`, with no ticks counted.
-   * Pending `record` calls reject with `PohResetError`.
+   * Pending `record` calls reject with `PohResetError`. With `rest`, the loop starts from
+   * `startHash` but makes no tick until the next reset without it: `drain` then gives nothing.
    */
-  reset(startHash: Uint8Array): void {
+  reset(startHash: Uint8Array, options: { rest?: boolean } = {}): void {
     assertHash(startHash, 'the PoH start hash')
     this.#epoch++
     this.#hash = Uint8Array.from(startHash)
@@ -160,7 +161,7 @@ export class PohGenerator {
     const discarded = new PohResetError('the PoH chain was reset before the mixin was recorded')
     for (const record of this.#records.values()) record.reject(discarded)
     this.#records.clear()
-    this.#send({ type: 'reset', epoch: this.#epoch, hash: this.#hash })
+    this.#send({ type: 'reset', epoch: this.#epoch, hash: this.#hash, ...(options.rest === true ? { rest: true } : {}) })
   }
 
   /**

@@ -13,7 +13,8 @@
  * with the plain hashes done since the previous entry plus the mixin, and the next tick starts
  * from zero hashes after it; a record that arrives while a finished tick waits for its due time
  * emits that tick first. With `maxTicks`, the loop rests (blocked on the doorbell, no CPU) once
- * that many ticks were emitted since the (re)start, until a command comes.
+ * that many ticks were emitted since the (re)start, until a command comes. A reset with `rest`
+ * makes it rest at once, until the next reset without it (a height that waits for work).
  */
 import { performance } from 'node:perf_hooks'
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
@@ -37,7 +38,7 @@ export interface GeneratorWorkerData {
 
 export type GeneratorCommand =
   | { type: 'record'; id: number; mixin: Uint8Array }
-  | { type: 'reset'; epoch: number; hash: Uint8Array }
+  | { type: 'reset'; epoch: number; hash: Uint8Array; rest?: boolean }
   | { type: 'flush'; id: number }
 
 export type GeneratorEvent =
@@ -62,6 +63,8 @@ let batch: PohEntry[] = []
 let batchStart = hasher.hash
 let records: Array<{ id: number; index: number }> = []
 let lastFlush = t0
+/** Set by a reset with `rest`: no ticks until the next reset without it. */
+let resting = false
 
 function post(event: GeneratorEvent, transfer: ArrayBuffer[] = []): void {
   parentPort?.postMessage(event, transfer)
@@ -106,6 +109,7 @@ function handle(command: GeneratorCommand): void {
       pending = 0
       tickNo = 0
       t0 = performance.now()
+      resting = command.rest === true
       break
     case 'flush':
       flush()
@@ -136,10 +140,15 @@ function waitUntil(due: number): void {
   }
 }
 
-/** Enough ticks since the (re)start: sleep until a command (a reset starts counting again). */
+/** Whether the loop sleeps: told to rest, or enough ticks since the (re)start. */
+function restful(): boolean {
+  return pending === 0 && (resting || (maxTicks > 0 && tickNo >= maxTicks))
+}
+
+/** Sleeps until a command changes `restful()` (a reset starts counting again). */
 function rest(): void {
   flush()
-  while (tickNo >= maxTicks && pending === 0) {
+  while (restful()) {
     const rung = Atomics.load(bell, 0)
     if (rung !== seen) takeCommands()
     else Atomics.wait(bell, 0, rung)
@@ -147,8 +156,9 @@ function rest(): void {
 }
 
 for (;;) {
-  if (maxTicks > 0 && tickNo >= maxTicks && pending === 0) rest()
-  while (pending < hashesPerTick) {
+  if (restful()) rest()
+  // a reset with `rest` that arrives mid-tick ends the tick (and the loop rests at the top)
+  while (pending < hashesPerTick && !resting) {
     const n = Math.min(GENERATOR_CHECK_EVERY, hashesPerTick - pending)
     hasher.hashN(n)
     pending += n
