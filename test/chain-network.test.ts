@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { equals, toHex } from '../src/core/bytes.ts'
 import { encodeTx, signTx } from '../src/chain/tx.ts'
 import { encodeTxBatch } from '../src/chain/tx-batch.ts'
-import { TX_TOPIC } from '../src/chain/runtime.ts'
+import { TX_TOPIC, ticksRequiredFor } from '../src/chain/runtime.ts'
 import { encodeConsensusMessage, signVote } from '../src/chain/bft/messages.ts'
 import { balanceOf } from '../src/bank/bank.ts'
 import { validatorRecord } from '../src/staking/staking.ts'
@@ -97,6 +97,37 @@ test('a stopped validator does not stop the chain, catches up by sync, and is sl
         (await live.app.getBlock(goal))?.header.stateRoot as Uint8Array,
       ),
     )
+  } finally {
+    await net.close()
+  }
+})
+
+test('PoH on workers, where only the proposers of rounds 1 and 2 tick: the heights of a stopped proposer still commit in later rounds', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const net = await testNet(validators, undefined, 'worker')
+  try {
+    const down = validators[3] as Actor
+    await waitFor('height 2', () => Math.min(...heights(net)) >= 2)
+    const stoppedAt = (net.nodes.get(down.did) as DonghaeNode).app.head.height
+    await net.stop(down)
+    const live = net.nodes.get((validators[0] as Actor).did) as DonghaeNode
+    // the stopped validator proposes round 0 of about one height in four: those need round 1
+    const later = async (): Promise<number> => {
+      let n = 0
+      for (let h = stoppedAt + 1; h <= live.app.head.height; h++)
+        if (((await live.app.getBlock(h))?.header.round ?? 0) > 0) n++
+      return n
+    }
+    await waitFor('two blocks decided after round 0', async () => (await later()) >= 2, 60_000)
+    for (let h = stoppedAt + 1; h <= live.app.head.height; h++) {
+      const header = (await live.app.getBlock(h))?.header
+      if (header !== undefined && header.round > 0)
+        assert.ok(
+          header.pohTicks >= ticksRequiredFor(net.genesis)(header.round),
+          `height ${h} carries its round's ticks`,
+        )
+    }
+    await assertAgreement(net)
   } finally {
     await net.close()
   }

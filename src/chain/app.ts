@@ -21,7 +21,7 @@ import { silentLogger, type Logger } from '../core/logger.ts'
 import type { Store, Bucket } from '../store/store.ts'
 import { bytesCodec, dagCborCodec, uint64Codec, utf8Codec } from '../store/codecs.ts'
 import { verifyCommit } from './bft/messages.ts'
-import type { CommitCertificate, ValidatorSet } from './bft/types.ts'
+import { findValidator, type CommitCertificate, type ValidatorSet } from './bft/types.ts'
 import {
   blockId as headerId,
   checkBlockConsistency,
@@ -61,8 +61,11 @@ export interface PohService {
   /** Entries from `start` holding at least `ticks` ticks, then one mixin entry per batch root. */
   produce(start: Uint8Array, ticks: number, mixins: Uint8Array[]): Promise<PohEntry[]>
   verify(start: Uint8Array, entries: readonly PohEntry[], hashesPerTick: number): Promise<PohCheck>
-  /** Told the PoH end of each committed head, so it can start ticking from there. */
-  follow?(pohEnd: Uint8Array): void
+  /**
+   * Told the PoH end of each committed head, so it can start ticking from there; with `rest`, it
+   * starts from there but makes no tick until `resume` (this node will not need them).
+   */
+  follow?(pohEnd: Uint8Array, options?: { rest?: boolean }): void
   /** The next height waits for work: ticks would prove rounds that have not begun. */
   pause?(): void
   /** The waiting height begins round 0: tick from the head's PoH end again. */
@@ -81,6 +84,14 @@ export interface ChainAppOptions {
   proposer(set: ValidatorSet, height: number, round: number): string
   /** PoH ticks a round-r proposal must carry. */
   ticksRequired(round: number): number
+  /**
+   * Rounds whose PoH ticks are prepared in the background (`PohService.follow`): only on the
+   * validator that proposes one of rounds 1 … `tickRounds` − 1 of the next height. The round-0
+   * proposer needs one tick, made when it proposes; a later round's proposer, or one that was not
+   * expected, extends the PoH flat out to what its round needs (`produce`), as it always could.
+   * @default every node ticks after every commit
+   */
+  tickRounds?: number
   /** This node's DID when it proposes. */
   self?: string
   clock?: Clock
@@ -203,7 +214,7 @@ export class ChainApp {
       )
     }
     this.#head = head
-    this.#opts.poh.follow?.(head.pohEnd)
+    this.#followPoh()
     this.#log.info({ height: head.height, keys: entries.length }, 'chain loaded')
   }
 
@@ -226,7 +237,7 @@ export class ChainApp {
     }
     batch.put(this.#meta, 'head', this.#head)
     await batch.write({ sync: true })
-    this.#opts.poh.follow?.(this.#head.pohEnd)
+    this.#followPoh()
     this.#log.info({ chainId: this.chainId }, 'genesis state written')
   }
 
@@ -258,9 +269,29 @@ export class ChainApp {
     this.#opts.poh.pause?.()
   }
 
-  /** The waiting height begins round 0: PoH ticks again from the head's end. */
+  /** The waiting height begins round 0: PoH ticks again from the head's end, if this node may need them. */
   resumePoh(): void {
-    this.#opts.poh.resume?.()
+    if (this.preparesTicks(this.#head.height + 1)) this.#opts.poh.resume?.()
+  }
+
+  /**
+   * Whether this node prepares PoH ticks for `height` (the head's next): it proposes one of rounds
+   * 1 … `tickRounds` − 1 there (see `ChainAppOptions.tickRounds`).
+   */
+  preparesTicks(height: number): boolean {
+    const rounds = this.#opts.tickRounds
+    if (rounds === undefined) return true
+    const self = this.#opts.self
+    if (self === undefined) return false
+    const set = this.validatorSet(height)
+    if (findValidator(set, self) === undefined) return false
+    for (let round = 1; round < rounds; round++) if (this.#opts.proposer(set, height, round) === self) return true
+    return false
+  }
+
+  /** Starts PoH's next segment at the head's end, ticking only where it may be needed. */
+  #followPoh(): void {
+    this.#opts.poh.follow?.(this.#head.pohEnd, { rest: !this.preparesTicks(this.#head.height + 1) })
   }
 
   validatorSet(height: number): ValidatorSet {
@@ -636,7 +667,7 @@ export class ChainApp {
     this.#tree = execution.tree
     this.#head = head
     this.#pending.clear()
-    this.#opts.poh.follow?.(head.pohEnd)
+    this.#followPoh()
     // Recheck: every pending transaction against the new state (balances can fall outside
     // transactions too: slashing, a failed transaction's fee).
     this.#opts.mempool.update(this.#tree, hashes)

@@ -5,8 +5,10 @@
  *
  * `WorkerPohService` ticks on a worker thread (PohGenerator, paced to the chain's tick rate) from
  * the moment the parent is committed, so by the time a proposer needs n ticks they usually exist
- * already; while the next height waits for work it rests, and it starts again, from the parent's
- * end, when round 0 begins (`pause`, `resume`); verification runs on a worker pool (PohVerifier). `InlinePohService` does both on the
+ * already; it ticks only on a validator that proposes one of the height's first rounds after
+ * round 0 (`ChainAppOptions.tickRounds`), and while the next height waits for work it rests,
+ * starting again from the parent's end when round 0 begins (`pause`, `resume`); verification
+ * runs on a worker pool (PohVerifier). `InlinePohService` does both on the
  * calling thread (tests, tiny hashesPerTick).
  */
 import { equals } from '../core/bytes.ts'
@@ -58,12 +60,15 @@ export class WorkerPohService implements PohService {
     this.#verifier = verifier
   }
 
-  /** Starts a new segment at a freshly committed block's PoH end. */
-  follow(pohEnd: Uint8Array): void {
+  /**
+   * Starts a new segment at a freshly committed block's PoH end; with `rest`, the generator waits
+   * there without ticking until `resume` (this node is not expected to propose a later round).
+   */
+  follow(pohEnd: Uint8Array, options: { rest?: boolean } = {}): void {
     if (equals(pohEnd, this.#start)) return
     this.#start = Uint8Array.from(pohEnd)
     this.#ticks = []
-    this.#generator.reset(pohEnd)
+    this.#generator.reset(pohEnd, options.rest === true ? { rest: true } : {})
   }
 
   /**

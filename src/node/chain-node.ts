@@ -48,8 +48,9 @@ const OWN_TX_HEAL_MS = 5_000
 
 /**
  * Rounds whose PoH ticks the generator makes after a commit, or after a waiting height begins
- * round 0, before it rests (PohGenerator.maxTicks). While a height waits for work it makes none
- * (WorkerPohService.pause).
+ * round 0, before it rests (PohGenerator.maxTicks), on the validator that proposes round 1 or 2 of
+ * that height (ChainAppOptions.tickRounds; the others make none). While a height waits for work
+ * nobody ticks (WorkerPohService.pause).
  */
 const IDLE_POH_ROUNDS = 3
 
@@ -201,6 +202,8 @@ export class DonghaeNode {
         retainProofs: (height) => retainedProofKeys(height, genesis.params),
         proposer: proposerFor(genesis),
         ticksRequired: ticksRequiredFor(genesis),
+        // the generator (worker PoH) prepares ticks only where a later round may need them
+        ...(options.poh === 'inline' ? {} : { tickRounds: IDLE_POH_ROUNDS }),
         self: did,
         clock,
         logger,
