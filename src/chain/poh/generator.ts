@@ -161,7 +161,12 @@ export class PohGenerator {
     const discarded = new PohResetError('the PoH chain was reset before the mixin was recorded')
     for (const record of this.#records.values()) record.reject(discarded)
     this.#records.clear()
-    this.#send({ type: 'reset', epoch: this.#epoch, hash: this.#hash, ...(options.rest === true ? { rest: true } : {}) })
+    this.#send({
+      type: 'reset',
+      epoch: this.#epoch,
+      hash: this.#hash,
+      ...(options.rest === true ? { rest: true } : {}),
+    })
   }
 
   /**
