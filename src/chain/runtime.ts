@@ -441,6 +441,8 @@ export class ChainRuntime {
       this.#restartTimer = undefined
       if (this.#stopped || this.#engine !== failed) return
       this.stats.engineRestarts++
+      // the failed engine may have paused PoH for a waiting height; the new one pauses it again if it waits
+      this.#app.resumePoh()
       this.#startEngine()
     })
   }

@@ -566,22 +566,31 @@ test('no empty blocks: the empty-block interval proposes an empty block when not
   )
 })
 
+/** `waitForWork` with no interval whose wait and wake calls are recorded as 'wait h' / 'wake h'. */
+function recordedWaits(work: () => boolean): {
+  events: string[]
+  waitForWork: NonNullable<HarnessOptions['waitForWork']>
+} {
+  const events: string[] = []
+  return {
+    events,
+    waitForWork: {
+      intervalMs: 0,
+      work,
+      onWait: (height) => events.push(`wait ${height}`),
+      onWake: (height) => events.push(`wake ${height}`),
+    },
+  }
+}
+
 test('no empty blocks: the app hears when a height starts to wait and when it wakes (PoH rests between)', async () => {
   const seed = findSeed([
     [1, 0, notA],
     [2, 0, isA],
   ])
   let work = false
-  const events: string[] = []
-  const h = harness({
-    seed,
-    waitForWork: {
-      intervalMs: 0,
-      work: () => work,
-      onWait: (height) => events.push(`wait ${height}`),
-      onWake: (height) => events.push(`wake ${height}`),
-    },
-  })
+  const { events, waitForWork } = recordedWaits(() => work)
+  const h = harness({ seed, waitForWork })
   await h.start()
   assert.deepEqual(events, ['wait 1'], 'height 1 has nothing to decide')
   await h.deliver(h.proposal(0, X))
@@ -603,16 +612,8 @@ test('no empty blocks: the app hears when a height starts to wait and when it wa
 
 test('no empty blocks: a height with work at its start neither waits nor wakes', async () => {
   const seed = findSeed([[1, 0, isA]])
-  const events: string[] = []
-  const h = harness({
-    seed,
-    waitForWork: {
-      intervalMs: 0,
-      work: () => true,
-      onWait: (height) => events.push(`wait ${height}`),
-      onWake: (height) => events.push(`wake ${height}`),
-    },
-  })
+  const { events, waitForWork } = recordedWaits(() => true)
+  const h = harness({ seed, waitForWork })
   await h.start()
   assert.equal(h.created.length, 1, 'round 0 starts at once')
   assert.deepEqual(events, [], 'PoH goes on ticking: nothing to tell')
