@@ -44,6 +44,7 @@ import { netRoutes } from './routes/net.ts'
 import { DEFAULT_API_TIMEOUTS, DEFAULT_RATE_LIMIT, MAX_BODY_BYTES, type ApiTimeouts } from './constants.ts'
 import { HostNotAllowedError, HostPolicy, OriginNotAllowedError } from './host-check.ts'
 import { NotFoundError } from './errors.ts'
+import { LazySerializers } from './serializers.ts'
 import { chainRoutes, submitManyLimit } from './routes/chain.ts'
 import { inferenceRoutes } from './routes/inference.ts'
 import type { InferenceApi } from './inference-api.ts'
@@ -241,7 +242,16 @@ function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply)
   return reply.code(status).send(body)
 }
 
+/** The lazily compiled response serializers of each server `createApiServer` made. */
+const serializersOf = new WeakMap<FastifyInstance, LazySerializers>()
+
+/** `app`'s response serializers (serializers.ts), for tests that compile every one of them. */
+export function responseSerializers(app: FastifyInstance): LazySerializers | undefined {
+  return serializersOf.get(app)
+}
+
 export function createApiServer(options: ApiServerOptions): FastifyInstance {
+  const serializers = new LazySerializers()
   const timeouts = { ...DEFAULT_API_TIMEOUTS, ...options.timeouts }
   const hosts = new HostPolicy({
     ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
@@ -264,6 +274,8 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     },
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false } },
+    // Each response schema is compiled on the first answer that needs it, once per schema object.
+    schemaController: { compilersFactory: { buildSerializer: serializers.buildSerializer } },
     // A URL the router cannot decode (`%zz`): the JSON error body, not Fastify's own (found by fuzzing).
     frameworkErrors: (err, _request, reply) => {
       void (reply as FastifyReply).code(400).send(errorBody('BAD_REQUEST', err.message))
@@ -341,5 +353,6 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   if (options.wallet !== undefined) app.register(walletRoutes, { wallet: options.wallet })
   else app.register(noWalletRoutes)
   if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
+  serializersOf.set(app, serializers)
   return app
 }

@@ -11,6 +11,9 @@ import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { jsWorkerUrl } from './js-worker.ts'
 
+/** The way without a compile cache: the worker's modules stripped on this thread. */
+const STRIP = { compileCache: false } as const
+
 async function fixture(files: Record<string, string>): Promise<{ dir: string; url: (name: string) => URL }> {
   const dir = await mkdtemp(join(tmpdir(), 'donghae-js-worker-'))
   for (const [name, source] of Object.entries(files)) await writeFile(join(dir, name), source)
@@ -49,10 +52,10 @@ test('jsWorkerUrl: types stripped, relative .ts imports and re-exports linked, p
       "import { area } from './area.ts'\nexport const twice = (n: number): number => 2 * n + area({ w: 0, h: 0 })\n",
   })
   try {
-    const js = jsWorkerUrl(url('entry.ts'))
+    const js = jsWorkerUrl(url('entry.ts'), STRIP)
     assert.equal(js.protocol, 'data:')
     assert.equal(await answer(js), '12 cm f6869')
-    assert.equal(jsWorkerUrl(url('entry.ts')), js, 'converted once per process')
+    assert.equal(jsWorkerUrl(url('entry.ts'), STRIP), js, 'converted once per process')
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
@@ -68,10 +71,10 @@ test('jsWorkerUrl: an import cycle, import.meta or a dynamic import leaves the .
   })
   try {
     for (const name of ['cycle.ts', 'meta.ts', 'dynamic.ts', 'plain.js'])
-      assert.equal(jsWorkerUrl(url(name)).href, url(name).href, name)
+      assert.equal(jsWorkerUrl(url(name), STRIP).href, url(name).href, name)
     const missing = url('missing.ts')
     assert.equal(
-      jsWorkerUrl(missing).href,
+      jsWorkerUrl(missing, STRIP).href,
       missing.href,
       'a file that is not there: Node reports it when the worker starts',
     )
@@ -97,4 +100,50 @@ test("jsWorkerUrl: the project's worker threads convert, and without Node's expe
     'each PoH and signature thread runs as JavaScript',
   )
   assert.equal(run.stderr, '', 'nothing on stderr')
+})
+
+test('jsWorkerUrl with a compile cache: the first start strips and fills the cache; from the second on neither the main thread nor the worker loads the stripper', async () => {
+  const { dir, url } = await fixture({
+    'entry.ts': [
+      "import { parentPort } from 'node:worker_threads'",
+      "import { area, type Unit } from './area.ts'",
+      'const unit: Unit = "cm"',
+      "const stripper = process.moduleLoadList.some((m: string) => m.includes('amaro'))",
+      "parentPort!.once('message', () => parentPort!.postMessage({ answer: `${area(2, 3)} ${unit}`, stripper }))",
+    ].join('\n'),
+    'area.ts': "export type Unit = 'cm' | 'm'\nexport const area = (w: number, h: number): number => w * h\n",
+  })
+  const start = [
+    "import module from 'node:module'",
+    "import { Worker } from 'node:worker_threads'",
+    `module.enableCompileCache(${JSON.stringify(join(dir, 'cache'))})`,
+    `const { jsWorkerUrl } = await import(${JSON.stringify(new URL('./js-worker.ts', import.meta.url).href)})`,
+    `const url = jsWorkerUrl(new URL(${JSON.stringify(url('entry.ts').href)}))`,
+    'const worker = new Worker(url)',
+    "worker.postMessage('ask')",
+    "const answer = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })",
+    "const stripper = process.moduleLoadList.some((m) => m.includes('amaro'))",
+    // killed, as a node may be: nothing is written at exit
+    'const out = JSON.stringify({ protocol: url.protocol, main: stripper, worker: answer })',
+    "process.stdout.write(out, () => process.kill(process.pid, 'SIGKILL'))",
+  ].join('\n')
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  delete env.NODE_COMPILE_CACHE // the test runner's cache: this test keeps its own
+  const run = (): { protocol: string; main: boolean; worker: { answer: string; stripper: boolean } } => {
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', start], { encoding: 'utf8', env })
+    assert.equal(out.signal, 'SIGKILL', out.stderr)
+    return JSON.parse(out.stdout) as ReturnType<typeof run>
+  }
+  try {
+    const first = run()
+    assert.deepEqual(first, { protocol: 'data:', main: true, worker: { answer: '6 cm', stripper: true } })
+    for (const later of [run(), run()])
+      assert.deepEqual(
+        later,
+        { protocol: 'data:', main: false, worker: { answer: '6 cm', stripper: false } },
+        'every module came from the cache',
+      )
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })

@@ -1,18 +1,28 @@
 /**
  * Worker threads run as JavaScript. A thread whose entry is a `.ts` file loads its own copy of
- * Node's TypeScript stripper (a WebAssembly compiler): about 13 MB more resident memory per thread
- * than the same modules as JavaScript (bench/worker-rss.bench.ts, Node 24). A node keeps the PoH
- * generator's thread for its whole life, and starts signature and PoH verification threads
- * under load.
+ * Node's TypeScript stripper (a WebAssembly compiler): about 13–18 MB more resident memory per
+ * thread than the same modules as JavaScript (bench/worker-rss.bench.ts, Node 24). A node keeps
+ * the PoH generator's thread for its whole life, and starts signature and PoH verification
+ * threads under load.
  *
- * `jsWorkerUrl(entry)` strips the types of the entry and of every relative `.ts` module it
- * imports, on the calling thread (the main thread, which has the stripper loaded already), and
- * returns a `data:` URL of JavaScript whose imports are `data:` URLs of its own dependencies.
- * Package imports become the file URLs they resolve to from here (the project's
- * `node_modules`); `node:` builtins stay. Line numbers are kept (types become spaces), so stack
- * traces point at the right lines, of `data:` modules. Whatever it cannot turn into JavaScript
- * (no `module.stripTypeScriptTypes`, an import cycle, a dynamic import, `import.meta`) it gives
- * back as the `.ts` URL it was given: the thread then runs as before.
+ * `jsWorkerUrl(entry)` returns the URL to start the thread from, one of two ways:
+ *
+ * - **From the compile cache.** Where this thread keeps Node's compile cache
+ *   (`module.enableCompileCache`, which bin/donghae.js turns on), the thread starts from a small
+ *   `data:` module that turns the same cache on in the thread and imports `entry`. Node keeps each
+ *   module's stripped JavaScript in that cache, so from the second start on neither the thread
+ *   nor the main thread loads the stripper (the first start strips, in both, and fills the
+ *   cache). The thread writes the cache as soon as its entry is loaded
+ *   (`module.flushCompileCache`), so a process killed later leaves the thread's modules there too.
+ * - **Stripped here.** Without a compile cache (`NODE_DISABLE_COMPILE_CACHE=1`, or a process
+ *   that never turned it on) it strips the types of the entry and of every relative `.ts` module it imports, on
+ *   the calling thread, and returns a `data:` URL of JavaScript whose imports are `data:` URLs of
+ *   its own dependencies. Package imports become the
+ *   file URLs they resolve to from here (the project's `node_modules`); `node:` builtins stay.
+ *   Line numbers are kept (types become spaces), so stack traces point at the right lines, of
+ *   `data:` modules. Whatever it cannot turn into JavaScript (no `module.stripTypeScriptTypes`,
+ *   an import cycle, a dynamic import, `import.meta`) it gives back as the `.ts` URL it was given:
+ *   the thread then runs as before.
  */
 import { readFileSync } from 'node:fs'
 import module from 'node:module'
@@ -27,9 +37,16 @@ const converted = new Map<string, URL>()
 
 class CannotConvert extends Error {}
 
+export interface JsWorkerOptions {
+  /** The compile cache's directory, or false to strip here; default: this thread's cache, if on. */
+  compileCache?: string | false
+}
+
 /** The worker entry `entry` as JavaScript (a `data:` URL), or `entry` itself where it cannot be. */
-export function jsWorkerUrl(entry: URL): URL {
+export function jsWorkerUrl(entry: URL, options: JsWorkerOptions = {}): URL {
   if (entry.protocol !== 'file:' || !entry.pathname.endsWith('.ts')) return entry
+  const cacheDir = options.compileCache ?? module.getCompileCacheDir?.()
+  if (cacheDir !== undefined && cacheDir !== false) return fromCompileCache(entry, cacheDir)
   const known = converted.get(entry.href)
   if (known !== undefined) return known
   let url = entry
@@ -40,6 +57,17 @@ export function jsWorkerUrl(entry: URL): URL {
   }
   converted.set(entry.href, url)
   return url
+}
+
+/** A `data:` module that imports `entry` with `cacheDir`'s compile cache on, in the worker's thread. */
+function fromCompileCache(entry: URL, cacheDir: string): URL {
+  const boot = [
+    "import module from 'node:module'",
+    `module.enableCompileCache(${JSON.stringify(cacheDir)})`,
+    `await import(${JSON.stringify(entry.href)})`,
+    'module.flushCompileCache()',
+  ].join('\n')
+  return new URL(`data:text/javascript;base64,${Buffer.from(boot).toString('base64')}`)
 }
 
 function moduleAsData(href: string, visiting: Set<string>, done: Map<string, string>): string {

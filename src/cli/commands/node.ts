@@ -1,3 +1,4 @@
+import module from 'node:module'
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { readGenesisFile } from '../../chain/genesis.ts'
@@ -156,6 +157,10 @@ Examples:
         apiToken: ctx.home.apiToken,
         height: node.node.app.head.height,
       }
+      // Every module a running node needs is loaded now: write what Node's compile cache holds of
+      // them (compiled code, stripped JavaScript) at once, not only at exit, which a killed node
+      // never reaches; the next start then neither compiles them nor loads the TypeScript stripper.
+      module.flushCompileCache?.()
       if (options.json === true) io.stdout.write(`${JSON.stringify(info)}\n`)
       else {
         ctx.out(`node ${config.moniker} running on chain ${genesis.chainId} at height ${info.height}`)

@@ -10,6 +10,7 @@
  * and the tail of its stderr.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import module from 'node:module'
 import { setPriority } from 'node:os'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -48,14 +49,23 @@ const CHILD_ENTRY = fileURLToPath(new URL('./child.ts', import.meta.url))
 /**
  * The environment of a child: `SANDBOX_ENV_KEYS` from the node's, temp directories in `dir`, and
  * ONNX Runtime's telemetry off (on Linux it otherwise writes `.ses` and `mat-debug-<pid>.log`
- * into the temp directory).
+ * into the temp directory). Where the node keeps Node's compile cache (`compileCache`, by
+ * default this process's; false: none), the child uses the same one (`NODE_COMPILE_CACHE`): its modules' code
+ * and stripped JavaScript come from there from the second start on, so a child does not load the
+ * TypeScript stripper (about 18 MB of each child's memory). This gives a child nothing it could
+ * not do already: it runs as the node's user, with the node's files.
  */
-export function sandboxEnv(parent: NodeJS.ProcessEnv, dir: string): Record<string, string> {
+export function sandboxEnv(
+  parent: NodeJS.ProcessEnv,
+  dir: string,
+  compileCache: string | false = module.getCompileCacheDir?.() ?? false,
+): Record<string, string> {
   const env: Record<string, string> = {}
   for (const key of SANDBOX_ENV_KEYS) {
     const value = parent[key]
     if (value !== undefined) env[key] = value
   }
+  if (compileCache !== false) env.NODE_COMPILE_CACHE = compileCache
   return { ...env, TMPDIR: dir, TMP: dir, TEMP: dir, ORT_DISABLE_TELEMETRY: '1' }
 }
 

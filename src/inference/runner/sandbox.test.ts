@@ -7,6 +7,7 @@ import { access, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promis
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
+import module from 'node:module'
 import { tmpdir } from 'node:os'
 import { DEMO_MODELS_DIR, modelCid } from '../demo-models.ts'
 import { ModelLimitError, UnsafeModelError } from '../errors.ts'
@@ -61,24 +62,23 @@ test(
     const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').filter((e) => e !== '')
     const keys = environ.map((e) => e.slice(0, e.indexOf('=')))
     // PWD: set by the shell that applies the address-space rlimit before exec
-    const allowed = [...SANDBOX_ENV_KEYS, 'TMPDIR', 'TMP', 'TEMP', 'ORT_DISABLE_TELEMETRY', 'PWD']
+    const allowed = [...SANDBOX_ENV_KEYS, 'TMPDIR', 'TMP', 'TEMP', 'ORT_DISABLE_TELEMETRY', 'PWD', 'NODE_COMPILE_CACHE']
     for (const key of keys) assert.ok(allowed.includes(key), `unexpected ${key}`)
     assert.ok(!keys.includes('HOME'))
+    const cache = module.getCompileCacheDir()
+    if (cache !== undefined) assert.ok(environ.includes(`NODE_COMPILE_CACHE=${cache}`), "the node's compile cache")
   },
 )
 
-test('sandboxEnv keeps only the library paths and points temp directories into the sandbox', () => {
-  const env = sandboxEnv(
-    { HOME: '/home/op', DONGHAE_PASSWORD: 'hunter2', PATH: '/usr/bin', LD_LIBRARY_PATH: '/cuda' },
-    '/tmp/box',
-  )
-  assert.deepEqual(env, {
+test("sandboxEnv keeps only the library paths and the node's compile cache, and points temp directories into the sandbox", () => {
+  const parent = { HOME: '/home/op', DONGHAE_PASSWORD: 'hunter2', PATH: '/usr/bin', LD_LIBRARY_PATH: '/cuda' }
+  const box = { TMPDIR: '/tmp/box', TMP: '/tmp/box', TEMP: '/tmp/box', ORT_DISABLE_TELEMETRY: '1' }
+  assert.deepEqual(sandboxEnv(parent, '/tmp/box', false), { PATH: '/usr/bin', LD_LIBRARY_PATH: '/cuda', ...box })
+  assert.deepEqual(sandboxEnv(parent, '/tmp/box', '/var/cache/node'), {
     PATH: '/usr/bin',
     LD_LIBRARY_PATH: '/cuda',
-    TMPDIR: '/tmp/box',
-    TMP: '/tmp/box',
-    TEMP: '/tmp/box',
-    ORT_DISABLE_TELEMETRY: '1',
+    NODE_COMPILE_CACHE: '/var/cache/node',
+    ...box,
   })
 })
 

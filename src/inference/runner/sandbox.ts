@@ -7,7 +7,7 @@
  * One process per model, not a shared pool: a model that crashes, stalls or bloats its process
  * takes only its own jobs down, and killing it (the only way to stop a synchronous ONNX Runtime
  * call) never fails another model's job in flight. The cost is a Node process per served model
- * (about 130 MB resident with ONNX Runtime loaded), bounded by `maxSessions` (8): the least
+ * (about 100–120 MB resident with ONNX Runtime loaded), bounded by `maxSessions` (8): the least
  * recently used model's process is closed beyond that, as `OnnxRuntime` closes sessions.
  *
  * A process that breaks a run-time, memory or output-frame limit is killed, or one that dies on
