@@ -310,3 +310,39 @@ test('without empty blocks an idle chain makes no block; a transfer starts the n
     await net.close()
   }
 })
+
+test('PoH on workers, an idle chain: every generator gives its thread back, and a transfer still commits with valid ticks', async () => {
+  const validators = [actor(), actor(), actor(), actor()]
+  const genesis = makeGenesis(
+    validators,
+    validators.map((v) => [v, 1_000_000n]),
+    { ...FAST_PARAMS, emptyBlockIntervalMs: 60_000 },
+  )
+  const net = await testNet(validators, genesis, 'worker', { pohIdleMs: 300 })
+  try {
+    const a = validators[0] as Actor
+    const b = actor()
+    const nodes = [...net.nodes.values()]
+    await waitFor('every engine to wait for work at height 1', () =>
+      nodes.every((n) => n.runtime.consensus?.step === 'newHeight'),
+    )
+    await waitFor('every PoH thread to end while its height waits', () =>
+      nodes.every((n) => n.pohGenerator?.running === true && !n.pohGenerator.threadAlive),
+    )
+    const first = net.nodes.get(a.did) as DonghaeNode
+    await first.runtime.submitTx(transfer(a, 0n, b, 10n, genesis.chainId))
+    await waitFor('the transfer to commit everywhere', () => nodes.every((n) => balanceOf(n.app.state, b.did) === 10n))
+    const block = await first.app.getBlock(1)
+    assert.equal(block?.txs.length, 1)
+    assert.ok((block?.header.pohTicks ?? 0) >= ticksRequiredFor(genesis)(block?.header.round ?? 0))
+    // and once more after the threads ended again: the next height starts and commits too
+    await waitFor('every PoH thread to end again', () => nodes.every((n) => n.pohGenerator?.threadAlive === false))
+    await first.runtime.submitTx(transfer(a, 1n, b, 5n, genesis.chainId))
+    await waitFor('the second transfer to commit everywhere', () =>
+      nodes.every((n) => balanceOf(n.app.state, b.did) === 15n),
+    )
+    await assertAgreement(net)
+  } finally {
+    await net.close()
+  }
+})

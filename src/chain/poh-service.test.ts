@@ -32,6 +32,7 @@ test('paused, the generator makes no tick; a block still gets its tick; resumed,
     poh.pause()
     // at 1000 ticks a second a generator that went on would make ~150 meanwhile
     await sleep(150)
+    await generator.ready()
     assert.deepEqual(await generator.drain(), [], 'no tick while the height waits')
     const block = await poh.produce(head, 1, [new Uint8Array(32).fill(7)])
     assert.equal(block.filter((e) => e.mixin === undefined).length, 1, 'one tick, made on demand')

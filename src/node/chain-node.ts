@@ -54,6 +54,13 @@ const OWN_TX_HEAL_MS = 5_000
  */
 const IDLE_POH_ROUNDS = 3
 
+/**
+ * How long the PoH generator rests without a break before its thread ends (PohGenerator.idleMs):
+ * on an idle chain, after the height has waited this long; a busy chain's validators tick for
+ * rounds 1–2 of some later height well within it.
+ */
+const POH_GENERATOR_IDLE_MS = 30_000
+
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
   dataDir: string
@@ -65,6 +72,8 @@ export interface NodeOptions {
   validator?: boolean
   /** 'worker': PoH on worker threads (production); 'inline': on the main thread (tests). @default 'worker' */
   poh?: 'worker' | 'inline'
+  /** How long the PoH generator rests before its thread ends (PohGenerator.idleMs). @default 30_000 */
+  pohIdleMs?: number
   /** Shared PoH verifier (several in-process nodes can share one pool). */
   verifier?: PohVerifier
   /** Shared signature verification pool; one is started per node without it. */
@@ -104,6 +113,8 @@ export class DonghaeNode {
   /** The one queue for every transaction the node signs with its own key. */
   readonly ownTxs: OwnTxQueue
   readonly #commitListeners: Set<(block: Block, events: ChainEvent[]) => void>
+  /** The PoH generator (worker PoH), for what it reports: whether its thread runs now. */
+  readonly pohGenerator: PohGenerator | undefined
 
   private constructor(parts: {
     did: string
@@ -116,7 +127,9 @@ export class DonghaeNode {
     transport: PeerTransport
     ownTxs: OwnTxQueue
     commitListeners: Set<(block: Block, events: ChainEvent[]) => void>
+    pohGenerator: PohGenerator | undefined
   }) {
+    this.pohGenerator = parts.pohGenerator
     this.did = parts.did
     this.store = parts.store
     this.app = parts.app
@@ -163,6 +176,7 @@ export class DonghaeNode {
       })
       const mempool = new Mempool(machine)
       let poh
+      let pohGenerator: PohGenerator | undefined
       if (options.poh === 'inline') {
         poh = new InlinePohService(genesis.params.hashesPerTick)
       } else {
@@ -171,8 +185,12 @@ export class DonghaeNode {
           ticksPerSecond: genesis.params.ticksPerSecond,
           // without empty blocks a height may wait a long time: tick for its first rounds, then rest
           maxTicks: genesis.params.emptyBlockIntervalMs > 0 ? ticksRequiredFor(genesis)(IDLE_POH_ROUNDS) : 0,
+          // and a generator resting that long gives its thread back (about 20 MB) until it ticks again
+          idleMs: options.pohIdleMs ?? POH_GENERATOR_IDLE_MS,
           logger,
+          clock,
         })
+        pohGenerator = generator
         generator.start()
         stops.push(() => generator.stop())
         let verifier = options.verifier
@@ -262,6 +280,7 @@ export class DonghaeNode {
         transport: options.transport,
         ownTxs,
         commitListeners,
+        pohGenerator,
       })
       return built.node
     } catch (err) {

@@ -39,6 +39,7 @@ export async function testNet(
     FAST_PARAMS,
   ),
   poh: 'worker' | 'inline' = 'inline',
+  nodeOptions: { pohIdleMs?: number } = {},
 ): Promise<TestNet> {
   const root = await mkdtemp(join(tmpdir(), 'donghae-net-'))
   const hub = new MemoryHub()
@@ -59,6 +60,7 @@ export async function testNet(
         transport: hub.join(who.did),
         poh,
         gossipMs: 500,
+        ...nodeOptions,
       })
       nodes.set(who.did, node)
       node.start()

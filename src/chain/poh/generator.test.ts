@@ -7,6 +7,7 @@ import { promisify } from 'node:util'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ManualClock } from '../../core/clock.ts'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { verifyPohEntries, type PohEntry } from './entries.ts'
 import { PohStoppedError } from './errors.ts'
@@ -101,6 +102,7 @@ test('a reset with rest makes no tick until a reset without it, which counts fro
     g.reset(start, { rest: true })
     // at 1000 ticks a second a ticking loop would make ~150 meanwhile
     await new Promise((resolve) => setTimeout(resolve, 150))
+    await g.ready()
     assert.deepEqual(await g.drain(), [], 'no tick while resting, and none from before the reset')
     assert.equal(g.ticks, 0)
     g.reset(start)
@@ -116,6 +118,7 @@ test('an unlimited generator (maxTicks 0) rests too when told, and ticks again a
     const start = new Uint8Array(32).fill(0x77)
     g.reset(start, { rest: true })
     await new Promise((resolve) => setTimeout(resolve, 100))
+    await g.ready()
     assert.deepEqual(await g.drain(), [])
     g.reset(start)
     await g.waitForTicks(3)
@@ -216,4 +219,48 @@ test('a process that starts and stops a generator exits on its own', async (t) =
   // A leaked worker or timer would keep the child alive until this timeout kills it.
   const child = await promisify(execFile)(process.execPath, [script], { timeout: 60_000 })
   assert.equal(child.stderr, '')
+})
+
+test('a generator resting for idleMs ends its thread; a reset without rest (or a record) starts one from where it was', async () => {
+  const clock = new ManualClock()
+  const g = new PohGenerator({ hashesPerTick: HPT, ticksPerSecond: 1000, maxTicks: 1_000, idleMs: 30_000, clock })
+  g.start()
+  try {
+    await g.waitForTicks(3)
+    const head = new Uint8Array(32).fill(0x31)
+    g.reset(head, { rest: true })
+    clock.advance(20_000)
+    g.reset(head) // a break in the rest: the 30 s count again from the next rest
+    g.reset(head, { rest: true })
+    await g.ready()
+    clock.advance(29_999)
+    assert.equal(g.threadAlive, true, 'rested 29.999 s since the last break')
+    clock.advance(1)
+    assert.equal(g.threadAlive, false, 'rested 30 s: the thread ends')
+    assert.equal(g.running, true, 'the generator itself still runs')
+    assert.deepEqual(await g.drain(), [], 'a drain answers at once, with nothing')
+
+    // a record starts a thread that rests on: the entry carries no plain hashes
+    const mixed = await g.record(new Uint8Array(32).fill(9))
+    assert.equal(g.threadAlive, true)
+    assert.equal(mixed.numHashes, 0)
+    assert.equal(verifyPohEntries(head, [mixed], HPT).ok, true, 'recorded on the chain from where it rested')
+    clock.advance(30_000)
+    assert.equal(g.threadAlive, false, 'and it ends again after 30 s more')
+
+    const next = new Uint8Array(32).fill(0x32)
+    g.reset(next)
+    assert.equal(g.threadAlive, true, 'a reset without rest starts a thread at once')
+    await g.waitForTicks(5)
+    const ticks = await g.drain()
+    assert.ok(ticks.length >= 5)
+    assert.equal(verifyPohEntries(next, ticks, HPT).ok, true, 'its ticks continue from the reset hash')
+    clock.advance(60_000)
+    assert.equal(g.threadAlive, true, 'a ticking generator keeps its thread')
+  } finally {
+    await g.stop()
+  }
+  assert.equal(clock.pending, 0, 'stop leaves no timer')
+  assert.equal(g.threadAlive, false)
+  assert.throws(() => new PohGenerator({ hashesPerTick: HPT, idleMs: -1 }), InvalidInputError)
 })

@@ -5,6 +5,7 @@
  * See generator.worker.ts for the loop and its pacing rules.
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads'
+import { systemClock, type Clock } from '../../core/clock.ts'
 import { AbortError, InvalidInputError } from '../../core/errors.ts'
 import { silentLogger, type Logger } from '../../core/logger.ts'
 import { POH_HASH_LENGTH, type PohEntry } from './entries.ts'
@@ -26,6 +27,15 @@ export interface PohGeneratorOptions {
    * needs more extends the chain itself. 0: no limit. @default 0
    */
   maxTicks?: number
+  /**
+   * A generator told to rest (`reset` with `rest`) for this long ends its thread, which holds
+   * about 20 MB while it sleeps; the next reset without `rest` (or a `record`) starts a new one
+   * from the same hash. Until the new thread has sent its first entries, `drain` gives what it
+   * has (nothing) without waiting for it to start. 0: the thread lives until `stop`. @default 0
+   */
+  idleMs?: number
+  /** Drives the idle timer (tests use a ManualClock). @default systemClock */
+  clock?: Clock
   logger?: Logger
 }
 
@@ -46,6 +56,8 @@ interface Running {
   worker: Worker
   port: MessagePort
   doorbell: Int32Array
+  /** Whether the thread has sent anything yet (it is started and listening). */
+  heard: boolean
   error?: unknown
 }
 
@@ -59,8 +71,15 @@ export class PohGenerator {
   readonly hashesPerTick: number
   readonly ticksPerSecond: number
   readonly maxTicks: number
+  readonly #idleMs: number
+  readonly #clock: Clock
   readonly #log: Logger
+  /** Between `start` and `stop`, whether or not a thread runs now (it ends while resting). */
+  #started = false
   #running: Running | undefined
+  /** Told to rest by the latest reset. */
+  #resting = false
+  #cancelIdle: (() => void) | undefined
   #hash: Uint8Array
   #entries: PohEntry[] = []
   #ticks = 0
@@ -68,6 +87,7 @@ export class PohGenerator {
   #nextId = 1
   #records = new Map<number, Pending<PohEntry>>()
   #drains = new Map<number, Pending<PohEntry[]>>()
+  #pings = new Map<number, Pending<void>>()
   #waiters = new Set<TickWaiter>()
 
   constructor(options: PohGeneratorOptions) {
@@ -84,9 +104,13 @@ export class PohGenerator {
     if (!Number.isSafeInteger(maxTicks) || maxTicks < 0) {
       throw new InvalidInputError('maxTicks must be a non-negative integer', { details: { maxTicks } })
     }
+    const idleMs = options.idleMs ?? 0
+    if (!(idleMs >= 0)) throw new InvalidInputError('idleMs must be a non-negative number of milliseconds')
     this.hashesPerTick = hashesPerTick
     this.ticksPerSecond = ticksPerSecond
     this.maxTicks = maxTicks
+    this.#idleMs = idleMs
+    this.#clock = options.clock ?? systemClock
     this.#hash = Uint8Array.from(startHash)
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain:poh')
   }
@@ -101,13 +125,29 @@ export class PohGenerator {
     return this.#ticks
   }
 
+  /** Between `start` and `stop` (or a failed thread), even while its thread has ended to rest. */
   get running(): boolean {
+    return this.#started
+  }
+
+  /** Whether a thread runs now: false before `start`, after `stop`, and after `idleMs` of rest. */
+  get threadAlive(): boolean {
     return this.#running !== undefined
   }
 
   /** Starts the hash loop from `hash`. Does nothing when already running. */
   start(): void {
-    if (this.#running !== undefined) return
+    if (this.#started) return
+    this.#started = true
+    this.#spawn()
+    this.#log.info(
+      { hashesPerTick: this.hashesPerTick, ticksPerSecond: this.ticksPerSecond },
+      this.ticksPerSecond > 0 ? 'PoH generator started' : 'PoH generator started (unpaced)',
+    )
+  }
+
+  /** Starts a thread from the current hash and epoch, resting if the latest reset said so. */
+  #spawn(): void {
     const doorbell = new SharedArrayBuffer(4)
     const { port1, port2 } = new MessageChannel()
     const workerData: GeneratorWorkerData = {
@@ -118,33 +158,56 @@ export class PohGenerator {
       doorbell,
       commands: port2,
       epoch: this.#epoch,
+      ...(this.#resting ? { rest: true } : {}),
     }
     const worker = spawnPohWorker(new URL('./generator.worker.ts', import.meta.url), {
       workerData,
       transferList: [port2],
     })
-    const running: Running = { worker, port: port1, doorbell: new Int32Array(doorbell) }
-    worker.on('message', (event: GeneratorEvent) => this.#onEvent(event))
+    const running: Running = { worker, port: port1, doorbell: new Int32Array(doorbell), heard: false }
+    worker.on('message', (event: GeneratorEvent) => {
+      running.heard = true
+      this.#onEvent(event)
+    })
     worker.on('error', (err) => {
       running.error = err
     })
     worker.on('exit', (exitCode) => this.#onExit(running, exitCode))
     this.#running = running
-    this.#log.info(
-      { hashesPerTick: this.hashesPerTick, ticksPerSecond: this.ticksPerSecond },
-      this.ticksPerSecond > 0 ? 'PoH generator started' : 'PoH generator started (unpaced)',
-    )
+    if (this.#resting) this.#armIdle() // started again to record while resting: it ends again
   }
 
   /** Terminates the worker. Pending calls reject with `PohStoppedError`; entries not drained are kept. */
   async stop(): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    this.#disarmIdle()
     const running = this.#running
-    if (running === undefined) return
     this.#running = undefined
-    running.port.close()
+    running?.port.close()
     this.#failAll(new PohStoppedError('the PoH generator was stopped'))
-    await running.worker.terminate()
+    await running?.worker.terminate()
     this.#log.info('PoH generator stopped')
+  }
+
+  /** After `idleMs` of rest with nothing asked of it, the thread ends (a later reset starts one). */
+  #armIdle(): void {
+    if (this.#idleMs <= 0 || this.#cancelIdle !== undefined || this.#running === undefined) return
+    this.#cancelIdle = this.#clock.setTimer(this.#idleMs, () => {
+      this.#cancelIdle = undefined
+      const running = this.#running
+      if (running === undefined || !this.#resting) return
+      if (this.#records.size + this.#drains.size + this.#pings.size > 0) return this.#armIdle() // busy: later
+      this.#running = undefined // first: #onExit reads the exit as on purpose
+      running.port.close()
+      void running.worker.terminate()
+      this.#log.debug({ idleMs: this.#idleMs }, 'PoH generator thread ended while resting')
+    })
+  }
+
+  #disarmIdle(): void {
+    this.#cancelIdle?.()
+    this.#cancelIdle = undefined
   }
 
   /**
@@ -161,11 +224,19 @@ export class PohGenerator {
     const discarded = new PohResetError('the PoH chain was reset before the mixin was recorded')
     for (const record of this.#records.values()) record.reject(discarded)
     this.#records.clear()
+    this.#resting = options.rest === true
+    if (this.#resting) this.#armIdle()
+    else this.#disarmIdle()
+    if (this.#running === undefined) {
+      // the thread ended while resting: a new one starts from here (a resting chain needs none)
+      if (this.#started && !this.#resting) this.#spawn()
+      return
+    }
     this.#send({
       type: 'reset',
       epoch: this.#epoch,
       hash: this.#hash,
-      ...(options.rest === true ? { rest: true } : {}),
+      ...(this.#resting ? { rest: true } : {}),
     })
   }
 
@@ -184,10 +255,25 @@ export class PohGenerator {
     return this.#request(this.#records, options.signal, (id) => ({ type: 'record', id, mixin: copy }))
   }
 
-  /** The entries produced since the last drain (or reset), in order; the tick count restarts. */
+  /**
+   * The entries produced since the last drain (or reset), in order; the tick count restarts. A
+   * thread that has not started yet (or has ended to rest) has produced nothing more than what
+   * this thread holds: that comes back at once.
+   */
   drain(options: PohSignalOptions = {}): Promise<PohEntry[]> {
-    if (this.#running === undefined) return Promise.resolve(this.#take())
+    if (this.#running === undefined || !this.#running.heard) {
+      if (options.signal?.aborted === true) return Promise.reject(new AbortError())
+      return Promise.resolve(this.#take())
+    }
     return this.#request(this.#drains, options.signal, (id) => ({ type: 'flush', id }))
+  }
+
+  /**
+   * Resolves once the thread runs and has answered a command sent now: every command before it
+   * (a reset) has reached its loop. Starts a thread that ended while resting.
+   */
+  ready(options: PohSignalOptions = {}): Promise<void> {
+    return this.#request(this.#pings, options.signal, (id) => ({ type: 'flush', id }))
   }
 
   /** Resolves once `ticks` ticks have been produced since the last reset or drain. */
@@ -195,7 +281,7 @@ export class PohGenerator {
     const { signal } = options
     if (signal?.aborted === true) return Promise.reject(new AbortError())
     if (this.#ticks >= ticks) return Promise.resolve()
-    if (this.#running === undefined) {
+    if (!this.#started) {
       return Promise.reject(new PohStoppedError('the PoH generator is not running; call start() first'))
     }
     return new Promise<void>((resolve, reject) => {
@@ -227,9 +313,10 @@ export class PohGenerator {
     command: (id: number) => GeneratorCommand,
   ): Promise<T> {
     if (signal?.aborted === true) return Promise.reject(new AbortError())
-    if (this.#running === undefined) {
+    if (!this.#started) {
       return Promise.reject(new PohStoppedError('the PoH generator is not running; call start() first'))
     }
+    if (this.#running === undefined) this.#spawn() // ended while resting: it starts resting again
     const id = this.#nextId++
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => entry.reject(new AbortError())
@@ -264,6 +351,7 @@ export class PohGenerator {
   #onEvent(event: GeneratorEvent): void {
     if (event.type === 'flushed') {
       this.#drains.get(event.id)?.resolve(this.#take())
+      this.#pings.get(event.id)?.resolve()
       return
     }
     if (event.epoch !== this.#epoch) return // produced before a reset
@@ -288,14 +376,17 @@ export class PohGenerator {
   }
 
   #onExit(running: Running, exitCode: number): void {
-    if (this.#running !== running) return // stopped on purpose
+    if (this.#running !== running) return // stopped on purpose, or ended while resting
     this.#running = undefined
+    this.#started = false
+    this.#disarmIdle()
     running.port.close()
     this.#log.error({ exitCode, err: running.error }, 'PoH generator worker exited')
     this.#failAll(new PohWorkerError('the PoH generator worker failed', { cause: running.error }))
   }
 
   #failAll(err: Error): void {
-    for (const pending of [...this.#records.values(), ...this.#drains.values(), ...this.#waiters]) pending.reject(err)
+    const pending = [...this.#records.values(), ...this.#drains.values(), ...this.#pings.values(), ...this.#waiters]
+    for (const one of pending) one.reject(err)
   }
 }

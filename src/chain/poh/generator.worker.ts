@@ -31,6 +31,8 @@ export interface GeneratorWorkerData {
   maxTicks: number
   /** The main thread's reset count; events carry it so stale ones can be dropped. */
   epoch: number
+  /** Start resting (a thread started again while the chain waits, to record a mixin). */
+  rest?: boolean
   /** Int32 counter of commands posted on `commands`. */
   doorbell: SharedArrayBuffer
   commands: MessagePort
@@ -64,7 +66,7 @@ let batchStart = hasher.hash
 let records: Array<{ id: number; index: number }> = []
 let lastFlush = t0
 /** Set by a reset with `rest`: no ticks until the next reset without it. */
-let resting = false
+let resting = data.rest === true
 
 function post(event: GeneratorEvent, transfer: ArrayBuffer[] = []): void {
   parentPort?.postMessage(event, transfer)
