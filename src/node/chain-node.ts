@@ -55,11 +55,14 @@ const OWN_TX_HEAL_MS = 5_000
 const IDLE_POH_ROUNDS = 3
 
 /**
- * How long the PoH generator rests without a break before its thread ends (PohGenerator.idleMs):
- * on an idle chain, after the height has waited this long; a busy chain's validators tick for
- * rounds 1–2 of some later height well within it.
+ * How long the PoH generator rests without a break before its thread ends (PohGenerator.idleMs).
+ * Long: starting the thread again costs about 80 ms of CPU, and on the development machine's two
+ * cores, shared by four nodes, it made the first block after the wait about 150 ms later. So a
+ * thread ends where a node rests for minutes: a chain whose empty-block interval is longer than
+ * this, or a node that is not a validator (it never ticks). The devnet's validators, with an empty
+ * block a minute, each tick for rounds 1–2 of every other height, and keep their threads.
  */
-const POH_GENERATOR_IDLE_MS = 30_000
+const POH_GENERATOR_IDLE_MS = 5 * 60_000
 
 export interface NodeOptions {
   /** Directory for this node's database (`<dataDir>/chain`). */
@@ -72,7 +75,7 @@ export interface NodeOptions {
   validator?: boolean
   /** 'worker': PoH on worker threads (production); 'inline': on the main thread (tests). @default 'worker' */
   poh?: 'worker' | 'inline'
-  /** How long the PoH generator rests before its thread ends (PohGenerator.idleMs). @default 30_000 */
+  /** How long the PoH generator rests before its thread ends (PohGenerator.idleMs). @default 300_000 */
   pohIdleMs?: number
   /** Shared PoH verifier (several in-process nodes can share one pool). */
   verifier?: PohVerifier
@@ -185,7 +188,7 @@ export class DonghaeNode {
           ticksPerSecond: genesis.params.ticksPerSecond,
           // without empty blocks a height may wait a long time: tick for its first rounds, then rest
           maxTicks: genesis.params.emptyBlockIntervalMs > 0 ? ticksRequiredFor(genesis)(IDLE_POH_ROUNDS) : 0,
-          // and a generator resting that long gives its thread back (about 20 MB) until it ticks again
+          // and a generator resting for minutes gives its thread back (about 10 MB) until it ticks again
           idleMs: options.pohIdleMs ?? POH_GENERATOR_IDLE_MS,
           logger,
           clock,
