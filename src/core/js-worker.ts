@@ -1,7 +1,8 @@
 /**
- * Worker threads run as JavaScript. A thread whose entry is a `.ts` file loads its own copy of
- * Node's TypeScript stripper (a WebAssembly compiler): about 13–18 MB more resident memory per
- * thread than the same modules as JavaScript (bench/worker-rss.bench.ts, Node 24). A node keeps
+ * Worker threads without their own TypeScript stripper. A thread whose entry is a `.ts` file
+ * loads its own copy of Node's TypeScript stripper (a WebAssembly compiler): about 13–18 MB more
+ * resident memory per thread than the same modules as JavaScript (bench/worker-rss.bench.ts,
+ * Node 24). A node keeps
  * the PoH generator's thread while its chain is busy, and starts signature and PoH verification
  * threads under load.
  *
@@ -15,14 +16,14 @@
  *   cache). The thread writes the cache as soon as its entry is loaded
  *   (`module.flushCompileCache`), so a process killed later leaves the thread's modules there too.
  * - **Stripped here.** Without a compile cache (`NODE_DISABLE_COMPILE_CACHE=1`, or a process
- *   that never turned it on) it strips the types of the entry and of every relative `.ts` module it imports, on
- *   the calling thread, and returns a `data:` URL of JavaScript whose imports are `data:` URLs of
- *   its own dependencies. Package imports become the
- *   file URLs they resolve to from here (the project's `node_modules`); `node:` builtins stay.
- *   Line numbers are kept (types become spaces), so stack traces point at the right lines, of
- *   `data:` modules. Whatever it cannot turn into JavaScript (no `module.stripTypeScriptTypes`,
- *   an import cycle, a dynamic import, `import.meta`) it gives back as the `.ts` URL it was given:
- *   the thread then runs as before.
+ *   that never turned it on) it strips the types of the entry and of every relative `.ts`
+ *   module it imports, on the calling thread, and returns a `data:` URL of JavaScript whose
+ *   imports are `data:` URLs of its own dependencies. Package imports become the file URLs they
+ *   resolve to from here (the project's `node_modules`); `node:` builtins stay. Line numbers are
+ *   kept (types become spaces), so stack traces point at the right lines, of `data:` modules.
+ *   Whatever it cannot turn into JavaScript (no `module.stripTypeScriptTypes`, an import cycle, a
+ *   dynamic import, `import.meta`) it gives back as the `.ts` URL it was given: the thread then
+ *   runs as before.
  */
 import { readFileSync } from 'node:fs'
 import module from 'node:module'
