@@ -379,3 +379,35 @@ test('epoch edges: the next validator set is kept with its proof, served after a
     await removeDir(dir)
   }
 })
+
+test('a node whose clock is behind refuses a proposal from its future, and follows the same block once it is committed', async () => {
+  const nodes = await network()
+  try {
+    await step(nodes)
+    const height = 2
+    const first = (nodes[0] as { chain: TestChain }).chain
+    const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
+    const proposer = nodes.find((n) => n.who.did === proposerDid) as { who: Actor; chain: TestChain }
+    const behind = nodes.find((n) => n !== proposer) as { who: Actor; chain: TestChain }
+    // everybody's clock moves 1 s, the proposer's (and the rest's) 20 s more: `behind` is 20 s slow
+    for (const n of nodes) n.chain.clock.advance(n === behind ? 1_000 : 21_000)
+    const block = await proposer.chain.app.createBlock(height, 0)
+    const bytes = proposer.chain.app.encodeBlock(block)
+    const received = behind.chain.app.decodeBlock(bytes)
+    assert.equal(await behind.chain.app.validateBlock(received, height, 0), false, 'as a proposal: too far ahead')
+    await assert.rejects(behind.chain.app.checkBlock(received, height, 0), /too far in the future/)
+    assert.equal(
+      await behind.chain.app.validateBlock(received, height, 0, { committed: true }),
+      true,
+      'with a commit certificate its own clock does not judge it',
+    )
+    // the other rules still hold for a committed block
+    const wrongRound = behind.chain.app.decodeBlock(bytes)
+    await assert.rejects(behind.chain.app.checkBlock(wrongRound, height + 1, 0, { committed: true }), BlockError)
+    const cert = certify(block, proposer.chain.app.blockId(block), validators.slice(0, 3))
+    await behind.chain.app.commit(received, cert)
+    assert.equal(behind.chain.app.head.height, height)
+  } finally {
+    await closeAll(nodes)
+  }
+})

@@ -30,6 +30,15 @@ async function assertAgreement(net: TestNet): Promise<void> {
   }
 }
 
+/** Four funded validators on a chain without empty blocks (a height waits for work). */
+function idleGenesis(validators: Actor[]): ReturnType<typeof makeGenesis> {
+  return makeGenesis(
+    validators,
+    validators.map((v) => [v, 1_000_000n]),
+    { ...FAST_PARAMS, emptyBlockIntervalMs: 60_000 },
+  )
+}
+
 function transfer(from: Actor, nonce: bigint, to: Actor, amount: bigint, chainId: string): Uint8Array {
   return encodeTx(signTx(from.key, { chainId, nonce, fee: 1n, kind: 'bank.transfer', body: { to: to.did, amount } }))
 }
@@ -269,11 +278,7 @@ test('a transaction whose first gossip reached nobody is gossiped again from the
 
 test('without empty blocks an idle chain makes no block; a transfer starts the next height at once, and it commits', async () => {
   const validators = [actor(), actor(), actor(), actor()]
-  const genesis = makeGenesis(
-    validators,
-    validators.map((v) => [v, 1_000_000n]),
-    { ...FAST_PARAMS, emptyBlockIntervalMs: 60_000 },
-  )
+  const genesis = idleGenesis(validators)
   const net = await testNet(validators, genesis)
   try {
     const a = validators[0] as Actor
@@ -313,11 +318,7 @@ test('without empty blocks an idle chain makes no block; a transfer starts the n
 
 test('PoH on workers, an idle chain: every generator gives its thread back, and a transfer still commits with valid ticks', async () => {
   const validators = [actor(), actor(), actor(), actor()]
-  const genesis = makeGenesis(
-    validators,
-    validators.map((v) => [v, 1_000_000n]),
-    { ...FAST_PARAMS, emptyBlockIntervalMs: 60_000 },
-  )
+  const genesis = idleGenesis(validators)
   const net = await testNet(validators, genesis, 'worker', { pohIdleMs: 300 })
   try {
     const a = validators[0] as Actor

@@ -505,11 +505,17 @@ export class ChainApp {
   /**
    * Full validation of a proposal at (height, round); returns false with a logged reason. The
    * block may have been made in an earlier round (a re-proposed valid value): its own round
-   * decides its proposer and the PoH ticks it needs.
+   * decides its proposer and the PoH ticks it needs. `committed`: the block comes with a verified
+   * commit certificate (block sync), and this node's clock no longer judges its time (checkBlock).
    */
-  async validateBlock(block: Block, height: number, round: number): Promise<boolean> {
+  async validateBlock(
+    block: Block,
+    height: number,
+    round: number,
+    options: { committed?: boolean } = {},
+  ): Promise<boolean> {
     try {
-      await this.checkBlock(block, height, round)
+      await this.checkBlock(block, height, round, options.committed === true ? { committed: true } : {})
       return true
     } catch (err) {
       if (!(err instanceof BlockError)) throw err
@@ -523,7 +529,15 @@ export class ChainApp {
     block: Block,
     height: number,
     round: number,
-    options: { skipProposerCheck?: boolean } = {},
+    options: {
+      skipProposerCheck?: boolean
+      /**
+       * The block has a verified commit certificate: more than two thirds of the stake found its
+       * time acceptable, so it is not refused for being ahead of this node's clock (a node whose
+       * clock is behind must still follow the chain). Every other rule still applies.
+       */
+      committed?: boolean
+    } = {},
   ): Promise<void> {
     const { header } = block
     const parent = this.#head
@@ -537,7 +551,7 @@ export class ChainApp {
     if (!equals(header.parentId, parent.blockId)) throw new BlockError('block does not extend the committed head')
     if (!equals(header.pohStart, parent.pohEnd)) throw new BlockError("PoH does not start at the parent's PoH end")
     if (header.time <= parent.time) throw new BlockError('block time is not after its parent')
-    if (header.time > this.#clock.now() + (this.#opts.maxFutureMs ?? 5_000))
+    if (options.committed !== true && header.time > this.#clock.now() + (this.#opts.maxFutureMs ?? 5_000))
       throw new BlockError('block time is too far in the future')
     const set = this.validatorSet(height)
     if (options.skipProposerCheck !== true && header.proposer !== this.#opts.proposer(set, height, header.round)) {

@@ -387,7 +387,7 @@ export class ChainRuntime {
         decodeBlock: (bytes) => decodeBlock(bytes),
         blockId: (b) => app.blockId(b),
         createBlock: (h, r) => app.createBlock(h, r, engine.lastCommit() ?? null),
-        validateBlock: (b, h, r) => app.validateBlock(b, h, r),
+        validateBlock: (b, h, r, options) => app.validateBlock(b, h, r, options),
         commit: async (b, cert) => {
           await app.commit(b, cert)
           this.#restartDelay = ENGINE_RESTART_MS

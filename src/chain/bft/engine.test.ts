@@ -45,6 +45,8 @@ interface HarnessOptions {
   height?: number
   /** No empty blocks: `work()` says whether the height has work. */
   waitForWork?: { intervalMs: number; work(): boolean; onWait?(height: number): void; onWake?(height: number): void }
+  /** The app's validity rule; by default a block of the right height not tagged 'bad'. */
+  validateBlock?: ConsensusApp<TBlock>['validateBlock']
 }
 
 function harness(options: HarnessOptions) {
@@ -67,7 +69,7 @@ function harness(options: HarnessOptions) {
       created.push({ height, round, lastCommit })
       return { height, round, tag: `A-${height}-${round}` }
     },
-    validateBlock: (b, height) => b.height === height && b.tag !== 'bad',
+    validateBlock: options.validateBlock ?? ((b, height) => b.height === height && b.tag !== 'bad'),
     commit: (block, cert) => {
       committed.push({ block, cert })
     },
@@ -492,6 +494,42 @@ test('a synced block is committed only with a certificate that verifies', async 
   assert.equal(h.committed.length, 1)
   assert.ok(equals(h.committed[0]!.cert.blockId, blockId(X)))
   assert.equal(h.engine.status().height, 2)
+})
+
+test('a synced block refused as a proposal by this node alone is decided from its certificate, validated as committed', async () => {
+  const asked: Array<{ tag: string; committed: boolean }> = []
+  // 'ahead': refused as a proposal (this node's clock is behind), fine once decided; 'bad': never
+  const h = harness({
+    seed: findSeed([[1, 0, notA]]),
+    validateBlock: (b, height, _round, options) => {
+      asked.push({ tag: b.tag, committed: options?.committed === true })
+      return b.height === height && b.tag !== 'bad' && (b.tag !== 'ahead' || options?.committed === true)
+    },
+  })
+  await h.start()
+  const ahead = block('ahead')
+  await h.deliver(h.proposal(0, ahead))
+  assert.deepEqual(h.votesOfA('prevote', 0), ['nil'], 'refused as proposed')
+  const cert = (b: TBlock): CommitCertificate => ({
+    height: 1,
+    round: 0,
+    blockId: blockId(b),
+    precommits: [1, 2, 3].map((i) => vote(i, 'precommit', 0, b, 1)),
+  })
+  const bad = block('bad')
+  h.engine.receiveCommit(bad, cert(bad), 'peer')
+  await h.engine.idle()
+  assert.equal(h.committed.length, 0, 'a block invalid as decided is still refused')
+  assert.match(h.rejects.at(-1)?.message ?? '', /synced block is invalid/)
+  h.engine.receiveCommit(ahead, cert(ahead), 'peer')
+  await h.engine.idle()
+  assert.equal(h.committed.length, 1, 'the proposal verdict kept for the height does not refuse the commit')
+  assert.equal(tagOf(blockId(h.committed[0]!.block)), 'ahead')
+  assert.deepEqual(asked, [
+    { tag: 'ahead', committed: false },
+    { tag: 'bad', committed: true },
+    { tag: 'ahead', committed: true },
+  ])
 })
 
 // ---- no empty blocks (CometBFT create_empty_blocks = false, create_empty_blocks_interval) ----

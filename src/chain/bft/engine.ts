@@ -65,8 +65,13 @@ export interface ConsensusApp<B> {
    * since the decision (undefined after a restart: the app then uses the certificate it stored).
    */
   createBlock(height: number, round: number, lastCommit?: CommitCertificate): B | Promise<B>
-  /** Whether `block` may be decided at `height` when proposed in `round` (parent, transactions, PoH, state). */
-  validateBlock(block: B, height: number, round: number): boolean | Promise<boolean>
+  /**
+   * Whether `block` may be decided at `height` when proposed in `round` (parent, transactions, PoH,
+   * state). With `committed`, the block comes with a commit certificate that verified: more than
+   * two thirds of the stake decided it, so rules that judge a proposal by this node's own view of
+   * the moment (its time not too far in this clock's future) no longer apply; the rest do.
+   */
+  validateBlock(block: B, height: number, round: number, options?: { committed?: boolean }): boolean | Promise<boolean>
   /** Persists the decided block with its certificate; the engine moves to height + 1 when this resolves. */
   commit(block: B, cert: CommitCertificate): void | Promise<void>
   /** Seed of the proposer draw at `height` (e.g. the epoch's start hash). @default utf8(chainId) */
@@ -624,7 +629,10 @@ export class ConsensusEngine<B> {
       this.#reject(peer, err)
       return
     }
-    if (!(await this.#validate(hs, candidate, cert.round))) {
+    // Judged as decided, apart from the proposal's verdict: a node whose clock was behind found the
+    // proposal "too far in the future", and that verdict, kept for the height, refused the same
+    // block from every peer's commit for good (the node never caught up; a chaos run found it).
+    if (!(await this.#validate(hs, candidate, cert.round, { committed: true }))) {
       this.#reject(peer, new ConsensusMessageError('synced block is invalid'))
       return
     }
@@ -638,13 +646,22 @@ export class ConsensusEngine<B> {
     return { block, bytes, id, key: blockKey(id) }
   }
 
-  async #validate(hs: HeightState<B>, candidate: Candidate<B>, round: number): Promise<boolean> {
-    const key = `${candidate.key}:${round}`
+  async #validate(
+    hs: HeightState<B>,
+    candidate: Candidate<B>,
+    round: number,
+    options: { committed?: boolean } = {},
+  ): Promise<boolean> {
+    const committed = options.committed === true
+    const key = `${candidate.key}:${round}${committed ? ':committed' : ''}`
     const known = hs.validity.get(key)
     if (known !== undefined) return known
     let valid: boolean
     try {
-      valid = (await this.#app.validateBlock(candidate.block, hs.height, round)) === true
+      valid =
+        (await (committed
+          ? this.#app.validateBlock(candidate.block, hs.height, round, { committed })
+          : this.#app.validateBlock(candidate.block, hs.height, round))) === true
     } catch (err) {
       this.#log.debug({ err: describeError(err) }, 'block validation threw; treating the block as invalid')
       valid = false
