@@ -14,7 +14,7 @@
  *  - idle-cpu-steady, idle-rss-steady: the same two readings over a second window of
  *    `IDLE_WINDOW_MS`, from `STEADY_AT_MS` after every node answered: a node runs for days, and by
  *    then the start-up ramps are over (the chain's height checks back off to 16 s, the DHT's
- *    first refresh is done, a generator that has rested 30 s has given back its thread). Both
+ *    first refresh is done). Both
  *    networks are read over the same windows;
  *  - idle-tx-to-block: a transfer posted to node3's API after the windows, until `GET /v1/tx`
  *    on the same node answers it committed (5 ms polling), ms: how long a transaction waits for

@@ -57,6 +57,17 @@ async function step(nodes: Array<{ who: Actor; chain: TestChain }>, signers = va
   return block
 }
 
+/** The proposer of round 0 at `height`, and one node that is not it. */
+function proposerAndOther(
+  nodes: Array<{ who: Actor; chain: TestChain }>,
+  height: number,
+): { proposer: { who: Actor; chain: TestChain }; other: { who: Actor; chain: TestChain } } {
+  const first = (nodes[0] as { chain: TestChain }).chain
+  const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
+  const proposer = nodes.find((n) => n.who.did === proposerDid) as { who: Actor; chain: TestChain }
+  return { proposer, other: nodes.find((n) => n !== proposer) as { who: Actor; chain: TestChain } }
+}
+
 function transfer(nonce: bigint, amount: bigint): Uint8Array {
   return encodeTx(
     signTx(alice.key, {
@@ -193,10 +204,7 @@ test('a block carrying a transaction that fails its ante checks (an unfunded sen
   try {
     await step(nodes)
     const height = 2
-    const first = (nodes[0] as { chain: TestChain }).chain
-    const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
-    const proposer = nodes.find((n) => n.who.did === proposerDid) as { chain: TestChain }
-    const validator = nodes.find((n) => n !== proposer) as { chain: TestChain }
+    const { proposer, other: validator } = proposerAndOther(nodes, height)
     for (const n of nodes) n.chain.clock.advance(1_000)
     const good = await proposer.chain.app.createBlock(height, 0)
     // A Byzantine proposer puts in a well-signed transaction from an account that cannot pay its fee.
@@ -385,10 +393,7 @@ test('a node whose clock is behind refuses a proposal from its future, and follo
   try {
     await step(nodes)
     const height = 2
-    const first = (nodes[0] as { chain: TestChain }).chain
-    const proposerDid = proposerFor(genesis)(first.app.validatorSet(height), height, 0)
-    const proposer = nodes.find((n) => n.who.did === proposerDid) as { who: Actor; chain: TestChain }
-    const behind = nodes.find((n) => n !== proposer) as { who: Actor; chain: TestChain }
+    const { proposer, other: behind } = proposerAndOther(nodes, height)
     // everybody's clock moves 1 s, the proposer's (and the rest's) 20 s more: `behind` is 20 s slow
     for (const n of nodes) n.chain.clock.advance(n === behind ? 1_000 : 21_000)
     const block = await proposer.chain.app.createBlock(height, 0)

@@ -515,7 +515,7 @@ export class ChainApp {
     options: { committed?: boolean } = {},
   ): Promise<boolean> {
     try {
-      await this.checkBlock(block, height, round, options.committed === true ? { committed: true } : {})
+      await this.checkBlock(block, height, round, options)
       return true
     } catch (err) {
       if (!(err instanceof BlockError)) throw err

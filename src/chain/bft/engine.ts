@@ -652,16 +652,12 @@ export class ConsensusEngine<B> {
     round: number,
     options: { committed?: boolean } = {},
   ): Promise<boolean> {
-    const committed = options.committed === true
-    const key = `${candidate.key}:${round}${committed ? ':committed' : ''}`
+    const key = `${candidate.key}:${round}${options.committed === true ? ':committed' : ''}`
     const known = hs.validity.get(key)
     if (known !== undefined) return known
     let valid: boolean
     try {
-      valid =
-        (await (committed
-          ? this.#app.validateBlock(candidate.block, hs.height, round, { committed })
-          : this.#app.validateBlock(candidate.block, hs.height, round))) === true
+      valid = (await this.#app.validateBlock(candidate.block, hs.height, round, options)) === true
     } catch (err) {
       this.#log.debug({ err: describeError(err) }, 'block validation threw; treating the block as invalid')
       valid = false

@@ -50,10 +50,10 @@ const CHILD_ENTRY = fileURLToPath(new URL('./child.ts', import.meta.url))
  * The environment of a child: `SANDBOX_ENV_KEYS` from the node's, temp directories in `dir`, and
  * ONNX Runtime's telemetry off (on Linux it otherwise writes `.ses` and `mat-debug-<pid>.log`
  * into the temp directory). Where the node keeps Node's compile cache (`compileCache`, by
- * default this process's; false: none), the child uses the same one (`NODE_COMPILE_CACHE`): its modules' code
- * and stripped JavaScript come from there from the second start on, so a child does not load the
- * TypeScript stripper (about 18 MB of each child's memory). This gives a child nothing it could
- * not do already: it runs as the node's user, with the node's files.
+ * default this process's; false: none), the child uses the same one (`NODE_COMPILE_CACHE`): its
+ * modules' code and stripped JavaScript come from there from the second start on, so a child does
+ * not load the TypeScript stripper (about 18 MB of each child's memory). This gives a child
+ * nothing it could not do already: it runs as the node's user, with the node's files.
  */
 export function sandboxEnv(
   parent: NodeJS.ProcessEnv,
