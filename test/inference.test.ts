@@ -638,35 +638,45 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
       60_000,
     )
     // node3 was down long enough to miss half a downtime window when blocks are quick: jailed,
-    // it has no vote, and node0 and node1 alone are not more than 2/3. It asks to rejoin.
-    const stake3 = (
-      await getJson<{ stake: { jailed: boolean; jailedUntil: number } | null }>(`${n0.api}/v1/accounts/${n3.did}`)
-    )?.stake
-    if (stake3?.jailed === true) {
-      await waitFor('node3 may unjail', async () => (await heightOf(n0.api)) >= stake3.jailedUntil, 60_000)
-      const unjailed = await runCli([
-        '--home',
-        n3.home,
-        'stake',
-        'unjail',
-        '--password-file',
-        info.password,
-        '--node',
-        n0.api,
-        '--wait',
-      ])
-      assert.equal(unjailed.code, 0, unjailed.stderr)
-      t.diagnostic('node3 had been jailed for its downtime; it rejoined with `donghae stake unjail`')
+    // it has no vote, and node0 and node1 alone are not more than 2/3. It asks to rejoin. It can
+    // also be jailed after it came back, while it caught up (a slow machine): that is in state at
+    // once, but the validator set drops it only at the next epoch edge, so its power in the set
+    // says nothing yet. node2 is killed only once node3 votes and is not jailed: from then on every
+    // commit needs node3's precommit, so downtime cannot jail it again.
+    const stakeOf3 = async (): Promise<{ jailed: boolean; jailedUntil: number } | null | undefined> =>
+      (await getJson<{ stake: { jailed: boolean; jailedUntil: number } | null }>(`${n0.api}/v1/accounts/${n3.did}`))
+        ?.stake
+    const votes3 = async (): Promise<boolean> =>
+      (
+        (await getJson<{ validators: Array<{ did: string; power: string }> }>(`${n0.api}/v1/status`))?.validators ?? []
+      ).some((v) => v.did === n3.did && BigInt(v.power) > 0n)
+    for (let unjails = 0; ;) {
+      const stake3 = await stakeOf3()
+      if (stake3?.jailed === true) {
+        assert.ok(++unjails <= 3, 'node3 jailed again and again for downtime')
+        await waitFor('node3 may unjail', async () => (await heightOf(n0.api)) >= stake3.jailedUntil, 60_000)
+        const unjailed = await runCli([
+          '--home',
+          n3.home,
+          'stake',
+          'unjail',
+          '--password-file',
+          info.password,
+          '--node',
+          n0.api,
+          '--wait',
+        ])
+        assert.equal(unjailed.code, 0, unjailed.stderr)
+        t.diagnostic('node3 had been jailed for its downtime; it rejoined with `donghae stake unjail`')
+        continue
+      }
+      if ((await votes3()) && (await stakeOf3())?.jailed !== true) break
+      await waitFor(
+        'node3 voting again (or jailed)',
+        async () => (await votes3()) || (await stakeOf3())?.jailed === true,
+        60_000,
+      )
     }
-    await waitFor(
-      'node3 voting again',
-      async () =>
-        (
-          (await getJson<{ validators: Array<{ did: string; power: string }> }>(`${n0.api}/v1/status`))?.validators ??
-          []
-        ).some((v) => v.did === n3.did && BigInt(v.power) > 0n),
-      60_000,
-    )
     process.kill(n2.pid, 'SIGKILL')
     await Promise.all(orphaned)
     const settledBy = async (job: SignedJob): Promise<string | undefined> =>

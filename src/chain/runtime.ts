@@ -76,10 +76,11 @@ const SYNC_BATCH = 32
 /** How often peers are asked for their height; doubled after each check that finds nobody ahead, up to SYNC_IDLE_MS. */
 const SYNC_INTERVAL_MS = 2_000
 /**
- * The longest wait between height checks while nobody is ahead (an idle chain). A node that falls
- * behind meanwhile learns it sooner from the consensus messages of a later height (onFutureHeight).
+ * The longest wait between height checks while nobody is ahead. A node that falls behind meanwhile
+ * learns it sooner from the consensus messages of a later height (onFutureHeight); the checks are
+ * the fallback, and each is a stream to every peer (issue 16: a node idles at about 0 %).
  */
-const SYNC_IDLE_MS = 16_000
+export const SYNC_IDLE_MS = 30_000
 /**
  * A transaction submitted here and still in the mempool is gossiped again this often: a single
  * publish can reach nobody (no peer subscribed yet, a peer that dropped it while busy), and a node
@@ -226,9 +227,8 @@ export class ChainRuntime {
   /** Transactions submitted through this node (its API, its own queue), by hash: gossiped again until included. */
   readonly #localTxs = new Map<string, { bytes: Uint8Array; hash: Uint8Array; sentAt: number }>()
   #syncing = false
-  /** The current wait between height checks (SYNC_INTERVAL_MS … SYNC_IDLE_MS), and the height at the last one. */
+  /** The current wait between height checks (SYNC_INTERVAL_MS … SYNC_IDLE_MS). */
   #syncEvery = SYNC_INTERVAL_MS
-  #lastSyncHeight = -1
   /** Evidence seen, by offence, and the height of the offence (forgotten once too old to matter). */
   readonly #reported = new Map<string, number>()
   readonly #evidence = new Map<string, PendingEvidence>()
@@ -669,13 +669,13 @@ export class ChainRuntime {
   #scheduleSync(): void {
     this.#syncTimer = this.#clock.setTimer(this.#syncEvery, () => {
       this.#rebroadcast()
-      const before = this.#app.head.height
+      const syncedBefore = this.stats.synced
       void this.#sync().finally(() => {
-        // behind, or blocks are coming: check again soon; nothing new: wait twice as long (idle)
-        const moved = this.#app.head.height !== before || this.#lastSyncHeight !== before
-        this.#lastSyncHeight = this.#app.head.height
+        // behind (this check fetched blocks): check again soon; otherwise wait twice as long. Blocks
+        // this node committed itself, through consensus, say it is live, not behind.
+        const behind = this.stats.synced !== syncedBefore
         this.#syncEvery =
-          moved || this.#localTxs.size > 0 ? SYNC_INTERVAL_MS : Math.min(SYNC_IDLE_MS, this.#syncEvery * 2)
+          behind || this.#localTxs.size > 0 ? SYNC_INTERVAL_MS : Math.min(SYNC_IDLE_MS, this.#syncEvery * 2)
         if (this.#syncTimer !== undefined) this.#scheduleSync()
       })
     })

@@ -21,7 +21,7 @@ import { CliError } from './errors.ts'
 import { parseParamOverrides } from './genesis-params.ts'
 import { demoModels } from '../inference/demo-models.ts'
 import { demoExpertsGenesis } from '../experts/genesis.ts'
-import { RUNTIME_NAME } from '../inference/runtime.ts'
+import { RUNTIME_NAME } from '../inference/runtime-facts.ts'
 
 /** Development-network keystores are encrypted with this well-known password. */
 export const LOCALNET_PASSWORD = 'donghae-localnet-insecure'

@@ -1,7 +1,7 @@
 /**
- * Slot adverts: how workers offer capacity. Every worker gossips, about once a second and
- * whenever its capacity changes, a signed advert of the models it serves with their measured
- * throughput, its free slots and its queue. Gateways keep the latest advert per worker and never
+ * Slot adverts: how workers offer capacity. Every worker gossips, every 10 s and whenever its
+ * capacity changes, a signed advert of the models it serves with their measured throughput, its
+ * free slots and its queue. Gateways keep the latest advert per worker and never
  * send a worker more jobs than it has offered slots (pull-based: a worker's own adverts set its
  * pace, so a fast worker takes more jobs and a slow one still gets work at its own pace).
  *
@@ -32,14 +32,14 @@ import { EXECUTION_PROVIDERS, type ExecutionProvider } from './job.ts'
 import type { WorkerOption } from './policy/worker-draw.ts'
 
 export const ADVERT_SIGNING_KIND = 'inference.slots'
-/** Adverts older than this are ignored: three heartbeats (ADVERT_INTERVAL_MS), so one lost advert costs nothing. @default 10 s */
-export const ADVERT_TTL_MS = 10_000
+/** Adverts older than this are ignored: three heartbeats (ADVERT_INTERVAL_MS), so one lost advert costs nothing. @default 30 s */
+export const ADVERT_TTL_MS = 30_000
 /**
  * Gossip validation ignores an advert whose own time is further than this from the node's
  * clock: the TTL plus 10 s for clocks that disagree (workers and gateways are home machines).
- * @default 20 s
+ * @default 40 s
  */
-export const ADVERT_FRESH_MS = 20_000
+export const ADVERT_FRESH_MS = 40_000
 /** Workers the gateway's table holds at most. @default 1024 */
 export const MAX_TABLE_WORKERS = 1_024
 /** A worker not heard from for this long is forgotten (its round-trip estimate with it). @default 60 s */

@@ -36,11 +36,14 @@ export const KEEP_FOR_AUDIT = 4_096
 export const DEFAULT_CANARY_PPM = 5_000
 /**
  * A worker advertises its capacity this often while it does not change (a heartbeat within the
- * gateway's TTL, `ADVERT_TTL_MS`), and within `ADVERT_COALESCE_MS` of a change. Every advert is
- * a signature, a gossip message relayed through the mesh and a verification at each peer, so an
- * idle network keeps them rare (issue 16: a node idles at about 0 % of a core).
+ * gateway's TTL, `ADVERT_TTL_MS`), and within `ADVERT_COALESCE_MS` of a change: a job started or
+ * ended, a model loaded, dropped or re-calibrated, the worker became schedulable on chain. Every
+ * advert is a signature, a gossip message relayed through the mesh and a verification at each
+ * peer, so an idle network keeps them rare (issue 16: a node idles at about 0 % of a core). A
+ * worker that died unannounced stays in gateways' tables for up to the TTL; a job sent to it
+ * fails at once (no connection) and is retried on another worker. @default 10 s
  */
-export const ADVERT_INTERVAL_MS = 3_000
+export const ADVERT_INTERVAL_MS = 10_000
 export const ADVERT_COALESCE_MS = 100
 /**
  * The longest wait for "the next commits" after a transaction (then state is read again): a chain

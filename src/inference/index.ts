@@ -74,6 +74,7 @@ export function createInference(init: InferenceInit): (components: InferenceComp
         servingPeers: (cid) => table.serving(cid),
         ...(init.worker.allows === undefined ? {} : { allows: init.worker.allows }),
         ...(init.worker.memoryBudget === undefined ? {} : { memoryBudget: init.worker.memoryBudget }),
+        onChange: () => worker?.capacityChanged(),
       })
       worker = new Worker(c, {
         models,

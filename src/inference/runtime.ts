@@ -20,12 +20,9 @@
  * and the bench baseline. A node serves models through `SandboxedRunner` (`runner/sandbox.ts`),
  * which runs this same class in a child process per model, with limits.
  */
-import { existsSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { createRequire } from 'node:module'
 import * as ort from 'onnxruntime-node'
 import { parseCid, verifyFileCid } from '../core/cid.ts'
-import { AbortError, DonghaeError, InvalidInputError, describeError, type ErrorAction } from '../core/errors.ts'
+import { AbortError, InvalidInputError, describeError } from '../core/errors.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
 import type { ExecutionProvider } from './job.ts'
 import { checkModel, type ModelCheckLimits } from './onnx-check.ts'
@@ -45,102 +42,21 @@ import {
   type LmFiles,
 } from './lm/types.ts'
 
-/** The version of the ONNX Runtime binding in use, e.g. "1.30.0". */
-export const ONNXRUNTIME_VERSION: string = ort.env.versions.node ?? ort.env.versions.common
-/**
- * What receipts name as the runtime: "onnxruntime-node/<version> <platform>-<arch>". Audits
- * compare output hashes exactly only between receipts with the same provider and runtime, and
- * different CPU architectures can differ in the last bits, so the architecture is part of it.
- */
-export const RUNTIME_NAME = `onnxruntime-node/${ONNXRUNTIME_VERSION} ${process.platform}-${process.arch}`
+import {
+  ModelCidMismatchError,
+  ModelLoadError,
+  ModelNotLoadedError,
+  ModelRunError,
+  RUNTIME_DEFAULTS,
+  RUNTIME_NAME,
+  RuntimeClosedError,
+  chooseExecutionProvider,
+  isLmFiles,
+  LM_CALIBRATION,
+  type ExecutionProviderChoice,
+} from './runtime-facts.ts'
 
-export type ExecutionProviderChoice = 'auto' | 'cpu' | 'coreml' | 'cuda'
-export const EXECUTION_PROVIDER_CHOICES: readonly ExecutionProviderChoice[] = ['auto', 'cpu', 'coreml', 'cuda']
-
-/** Defaults of `OnnxRuntimeOptions`. */
-export const RUNTIME_DEFAULTS = Object.freeze({
-  executionProvider: 'auto' as ExecutionProviderChoice,
-  intraOpThreads: 1,
-  maxSessions: 8,
-})
-
-// ---- errors ----
-
-/** Model bytes that do not hash to the CID they were offered under. Nothing is cached. */
-export class ModelCidMismatchError extends InvalidInputError {
-  static override readonly code: string = 'MODEL_CID_MISMATCH'
-  override name = 'ModelCidMismatchError'
-  readonly action: ErrorAction = 'reject'
-}
-
-/** `run` or `calibrate` for a CID that is not loaded (never loaded, evicted, or closed). */
-export class ModelNotLoadedError extends DonghaeError {
-  static override readonly code: string = 'MODEL_NOT_LOADED'
-  override name = 'ModelNotLoadedError'
-}
-
-/** Verified bytes that ONNX Runtime cannot turn into a session, even on the CPU. */
-export class ModelLoadError extends DonghaeError {
-  static override readonly code: string = 'MODEL_LOAD_FAILED'
-  override name = 'ModelLoadError'
-}
-
-/** ONNX Runtime failed while running a model on inputs that matched its schema. */
-export class ModelRunError extends DonghaeError {
-  static override readonly code: string = 'MODEL_RUN_FAILED'
-  override name = 'ModelRunError'
-}
-
-/** The runtime was closed. */
-export class RuntimeClosedError extends DonghaeError {
-  static override readonly code: string = 'RUNTIME_CLOSED'
-  override name = 'RuntimeClosedError'
-}
-
-// ---- execution provider choice ----
-
-export interface BackendInfo {
-  name: string
-  bundled: boolean
-}
-
-export interface ExecutionProviderFacts {
-  platform: string
-  /** @default 'auto' */
-  requested?: ExecutionProviderChoice
-  /** What the binding offers. @default ort.listSupportedBackends() */
-  backends?: readonly BackendInfo[]
-  /** Whether the CUDA provider library (not bundled with the npm package) is installed. @default probed on disk */
-  cudaLibraryPresent?: boolean
-}
-
-const CUDA_LIBRARY: Partial<Record<string, string>> = {
-  linux: 'libonnxruntime_providers_cuda.so',
-  win32: 'onnxruntime_providers_cuda.dll',
-}
-
-/** Whether onnxruntime-node's CUDA provider library sits next to its binding (installed with `--onnxruntime-node-install=cuda12`). */
-export function cudaLibraryInstalled(platform: string = process.platform, arch: string = process.arch): boolean {
-  const file = CUDA_LIBRARY[platform]
-  if (file === undefined) return false
-  const main = createRequire(import.meta.url).resolve('onnxruntime-node')
-  return existsSync(join(dirname(main), '..', 'bin', 'napi-v6', platform, arch, file))
-}
-
-/**
- * The execution provider a runtime starts with. An explicit request wins (if it fails at session
- * creation the runtime falls back to the CPU). `auto`: CoreML on macOS; CUDA when the binding
- * lists it and its provider library is bundled or installed; otherwise the CPU.
- */
-export function chooseExecutionProvider(facts: ExecutionProviderFacts): Exclude<ExecutionProvider, 'webgpu'> {
-  const requested = facts.requested ?? 'auto'
-  if (requested !== 'auto') return requested
-  if (facts.platform === 'darwin') return 'coreml'
-  const backends = facts.backends ?? ort.listSupportedBackends()
-  const cuda = backends.find((b) => b.name === 'cuda')
-  if (cuda && (cuda.bundled || (facts.cudaLibraryPresent ?? cudaLibraryInstalled(facts.platform)))) return 'cuda'
-  return 'cpu'
-}
+export * from './runtime-facts.ts'
 
 // ---- tensors to and from ONNX Runtime ----
 
@@ -248,17 +164,6 @@ interface Entry {
   busy: number
   evicted: boolean
 }
-
-/**
- * Whether `files` make a model a language model: any of `LM_FILES` given (one without its
- * tokenizer then fails to load with `LmModelError('missing-file')`, not as a tensor model).
- */
-export function isLmFiles(files: LmFiles | undefined): files is LmFiles {
-  return files !== undefined && Object.values(files).some((b) => b !== undefined)
-}
-
-/** What calibration runs on a language model: a short greedy generation from a fixed prompt. */
-export const LM_CALIBRATION = Object.freeze({ prompt: 'The', promptTokens: 8, outputTokens: 8 })
 
 /** The safety check; bytes that are not a protobuf message at all are a load error, as ONNX Runtime would say. */
 function checkedModel(bytes: Uint8Array, limits: Partial<ModelCheckLimits>): void {

@@ -159,6 +159,8 @@ export class Worker {
   readonly #waiting: Array<() => void> = []
   #seq = 0
   #advertPending = false
+  /** Whether the worker was schedulable at its last advert (it advertises as soon as it becomes so). */
+  #schedulable = false
   readonly #kept = new Map<string, Kept>()
   /** Fees of kept receipts per deposit (`client gateway`). */
   readonly #unsettled = new Map<string, bigint>()
@@ -220,18 +222,22 @@ export class Worker {
     }
   }
 
-  /** Signs and gossips the current capacity (every second, and shortly after it changes). */
+  /** Signs and gossips the current capacity (every ADVERT_INTERVAL_MS, and shortly after it changes). */
   #advertise(): void {
     if (this.#c.signal.aborted || this.models.served().length === 0) return
     const c = this.#c
-    if (!isSchedulable(c.chain.state(), c.transport.self, c.chain.height() + 1, c.chain.params)) return
+    this.#schedulable = isSchedulable(c.chain.state(), c.transport.self, c.chain.height() + 1, c.chain.params)
+    if (!this.#schedulable) return
     const advert = this.capacity()
     this.#init.onCapacity?.(advert)
     c.adverts.publish(ADVERT_TOPIC, signAdvert(c.key, { ...advert, chainId: c.chain.chainId }))
   }
 
-  /** A job started or ended: the local table learns it now, the network within ADVERT_COALESCE_MS. */
-  #capacityChanged(): void {
+  /**
+   * A job started or ended, or the served models changed: the local table learns it now, the
+   * network within ADVERT_COALESCE_MS.
+   */
+  capacityChanged(): void {
     if (this.models.served().length === 0) return
     this.#init.onCapacity?.(this.capacity())
     if (this.#advertPending) return
@@ -413,7 +419,7 @@ export class Worker {
   #acquire(): Promise<void> {
     if (this.#running < this.#slots) {
       this.#running++
-      this.#capacityChanged()
+      this.capacityChanged()
       return Promise.resolve()
     }
     return new Promise((resolve) => this.#waiting.push(resolve))
@@ -423,7 +429,7 @@ export class Worker {
     const next = this.#waiting.shift()
     if (next !== undefined) next()
     else this.#running--
-    this.#capacityChanged()
+    this.capacityChanged()
   }
 
   // ---- getting paid ---------------------------------------------------------------------------------
@@ -462,6 +468,11 @@ export class Worker {
       if (e.type === 'inference.settled' && e.attributes.worker === this.#c.transport.self)
         this.#forget(e.attributes.jobId as string)
     if (height % 5 === 0) this.#settleOrphans()
+    // bonded, unjailed or out of quarantine: gateways hear it now, not at the next heartbeat
+    if (!this.#schedulable && this.models.served().length > 0) {
+      const c = this.#c
+      if (isSchedulable(c.chain.state(), c.transport.self, height + 1, c.chain.params)) this.capacityChanged()
+    }
   }
 
   /**

@@ -10,7 +10,6 @@
  * node reconnects at once.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
 import { quic } from '@chainsafe/libp2p-quic'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -45,6 +44,7 @@ import {
   RELAY_MAX_RESERVATIONS,
 } from './constants.ts'
 import { GOSSIP_OPTIONS } from './gossip.ts'
+import { coalescedTcp } from './coalesce.ts'
 import { PeerBookDatastore } from './peer-book.ts'
 
 export interface HostServices {
@@ -214,7 +214,8 @@ function listenAddress(name: TransportName, host: string, port: number): string 
   }
 }
 
-const DIALERS = { tcp: () => tcp(), quic: () => quic(), ws: () => webSockets() } as const
+// TCP's writes coalesced per turn of the event loop (coalesce.ts)
+const DIALERS = { tcp: () => coalescedTcp(), quic: () => quic(), ws: () => webSockets() } as const
 
 /** Ping streams allowed at once on one connection, each way (see `ping` in createHost). */
 const PING_MAX_STREAMS = 4

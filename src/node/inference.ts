@@ -43,7 +43,8 @@ import { ModelFetches, openModelFiles, type ModelFiles } from './model-files.ts'
 import { InferenceError } from '../inference/errors.ts'
 import { createInference, type Inference } from '../inference/index.ts'
 import type { AdvertBus, AuditEvent, JobEvent, WorkerBehaviour } from '../inference/components.ts'
-import { OnnxRuntime, type ExecutionProviderChoice } from '../inference/runtime.ts'
+import type { OnnxRuntime } from '../inference/runtime.ts'
+import type { ExecutionProviderChoice } from '../inference/runtime-facts.ts'
 import { SandboxedRunner } from '../inference/runner/sandbox.ts'
 import { SERVE_ALL, allows, type ServePolicy } from '../inference/serve-policy.ts'
 import type { Journal } from '../inference/settler.ts'
@@ -188,9 +189,11 @@ export class NodeInference implements InferenceApi {
     }
     const late: { market?: Inference; node?: NodeInference } = {}
     // a model that breaks a sandbox limit while serving is held back and reported (models.ts)
+    // ONNX Runtime's binding is loaded only here, for the in-process runner; sandboxed models load
+    // it in their own processes
     const runtime: OnnxRuntime | SandboxedRunner =
       options.runner === 'in-process'
-        ? new OnnxRuntime(runtimeOptions)
+        ? new (await import('../inference/runtime.ts')).OnnxRuntime(runtimeOptions)
         : new SandboxedRunner({
             ...runtimeOptions,
             onLimit: (cid, err) => {

@@ -379,7 +379,7 @@ Examples:
       withNode(command, io, async (ctx, client) => {
         if (!['cpu', 'coreml', 'cuda'].includes(options.ep)) throw new CliError('--ep must be cpu, coreml or cuda')
         const amount = positiveAmount(options.amount, '--amount')
-        const runtime = options.runtime ?? (await import('../../inference/runtime.ts')).RUNTIME_NAME
+        const runtime = options.runtime ?? (await import('../../inference/runtime-facts.ts')).RUNTIME_NAME
         await sendTx(ctx, client, { kind: 'inference.bond', body: { amount, ep: options.ep, runtime } }, options)
       }),
     )

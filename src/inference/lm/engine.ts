@@ -26,7 +26,7 @@
  */
 import * as ort from 'onnxruntime-node'
 import { InvalidInputError, describeError } from '../../core/errors.ts'
-import { ModelRunError } from '../runtime.ts'
+import { ModelRunError } from '../runtime-facts.ts'
 import { ContextLengthError } from './errors.ts'
 import { decoderLayout, type DecoderLayout } from './layout.ts'
 import type { Detokenizer, LmModelFiles } from './model-files.ts'

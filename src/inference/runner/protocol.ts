@@ -28,7 +28,7 @@ import {
   ModelRunError,
   RuntimeClosedError,
   type ExecutionProviderChoice,
-} from '../runtime.ts'
+} from '../runtime-facts.ts'
 import type { ModelCheckLimits } from '../onnx-check.ts'
 import { ContextLengthError, LmModelError, type LmModelProblem } from '../lm/errors.ts'
 import {

@@ -37,14 +37,9 @@ import {
   chooseExecutionProvider,
   LM_CALIBRATION,
   isLmFiles,
-  type CalibrateOptions,
-  type Calibration,
   type ExecutionProviderChoice,
-  type LoadOptions,
-  type LoadedModel,
-  type RunCallOptions,
-  type RunResult,
-} from '../runtime.ts'
+} from '../runtime-facts.ts'
+import type { CalibrateOptions, Calibration, LoadOptions, LoadedModel, RunCallOptions, RunResult } from '../runtime.ts'
 import type { LmRunStats } from '../components.ts'
 import { LM_OUTPUTS, type LmFiles } from '../lm/types.ts'
 import { TensorLimitError, checkAgainstSchema, type TensorMap, type TensorSpec } from '../tensor.ts'
