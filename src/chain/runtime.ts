@@ -80,7 +80,7 @@ const SYNC_INTERVAL_MS = 2_000
  * learns it sooner from the consensus messages of a later height (onFutureHeight); the checks are
  * the fallback, and each is a stream to every peer (issue 16: a node idles at about 0 %).
  */
-export const SYNC_IDLE_MS = 30_000
+const SYNC_IDLE_MS = 30_000
 /**
  * A transaction submitted here and still in the mempool is gossiped again this often: a single
  * publish can reach nobody (no peer subscribed yet, a peer that dropped it while busy), and a node
