@@ -8,11 +8,11 @@ import { ONNXRUNTIME_VERSION, RUNTIME_NAME, chooseExecutionProvider } from './ru
 
 const SRC = fileURLToPath(new URL('..', import.meta.url))
 
-/** Runs `code` (an ES module) in a fresh Node process; its last stdout line as JSON. */
+/** Runs `code` (an ES module) in a fresh Node process; what it wrote to stdout, as JSON. */
 function inFreshProcess(code: string): unknown {
   const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 })
   assert.equal(run.status, 0, run.stderr)
-  return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '')
+  return JSON.parse(run.stdout)
 }
 
 const BINDING = /onnxruntime/i
@@ -23,7 +23,7 @@ test("the node's side of the runner names the runtime and chooses a provider wit
     await import(${JSON.stringify(`${SRC}node/full-node.ts`)})
     await import(${JSON.stringify(`${SRC}cli/local-network.ts`)})
     const runner = new SandboxedRunner({})
-    console.log(JSON.stringify({ ep: runner.ep, runtime: runner.runtime, shared: process.report.getReport().sharedObjects }))
+    process.stdout.write(JSON.stringify({ ep: runner.ep, runtime: runner.runtime, shared: process.report.getReport().sharedObjects }))
   `) as { ep: string; runtime: string; shared: string[] }
   assert.equal(loaded.runtime, RUNTIME_NAME)
   assert.equal(loaded.ep, chooseExecutionProvider({ platform: process.platform }))
@@ -32,7 +32,7 @@ test("the node's side of the runner names the runtime and chooses a provider wit
   // the check can see it: the runtime itself loads the binding
   const withRuntime = inFreshProcess(`
     await import(${JSON.stringify(`${SRC}inference/runtime.ts`)})
-    console.log(JSON.stringify(process.report.getReport().sharedObjects))
+    process.stdout.write(JSON.stringify(process.report.getReport().sharedObjects))
   `) as string[]
   assert.ok(
     withRuntime.some((file) => BINDING.test(file)),
@@ -43,7 +43,7 @@ test("the node's side of the runner names the runtime and chooses a provider wit
 test("the runtime's name carries the version the binding reports", () => {
   const reported = inFreshProcess(`
     const ort = await import('onnxruntime-node')
-    console.log(JSON.stringify(ort.env.versions.node ?? ort.env.versions.common))
+    process.stdout.write(JSON.stringify(ort.env.versions.node ?? ort.env.versions.common))
   `)
   assert.equal(ONNXRUNTIME_VERSION, reported)
   assert.equal(RUNTIME_NAME, `onnxruntime-node/${reported as string} ${process.platform}-${process.arch}`)
@@ -54,7 +54,7 @@ test('without a CUDA provider library on disk, auto is the CPU (Linux, Windows) 
     const { chooseExecutionProvider } = await import(${JSON.stringify(`${SRC}inference/runtime-facts.ts`)})
     const ep = chooseExecutionProvider({ platform: 'linux', cudaLibraryPresent: false })
     const shared = process.report.getReport().sharedObjects
-    console.log(JSON.stringify({ ep, binding: shared.filter((f) => /onnxruntime/i.test(f)) }))
+    process.stdout.write(JSON.stringify({ ep, binding: shared.filter((f) => /onnxruntime/i.test(f)) }))
   `)
   assert.deepEqual(backends, { ep: 'cpu', binding: [] })
   // with the library present, the binding is asked, and its answer decides

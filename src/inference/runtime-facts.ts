@@ -1,7 +1,7 @@
 /**
  * What a node knows about ONNX Runtime without loading it: the runtime's name as receipts carry
  * it, the execution provider a worker starts with, and the runtime's errors. The node process
- * imports this; only model processes (and `--runner inline`) load the binding (`runtime.ts`).
+ * imports this; only model processes (and `--runner in-process`) load the binding (`runtime.ts`).
  */
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -110,11 +110,10 @@ export function chooseExecutionProvider(facts: ExecutionProviderFacts): Exclude<
   const requested = facts.requested ?? 'auto'
   if (requested !== 'auto') return requested
   if (facts.platform === 'darwin') return 'coreml'
-  if (facts.backends === undefined && !(facts.cudaLibraryPresent ?? cudaLibraryInstalled(facts.platform))) return 'cpu'
-  const backends = facts.backends ?? bindingBackends()
-  const cuda = backends.find((b) => b.name === 'cuda')
-  if (cuda && (cuda.bundled || (facts.cudaLibraryPresent ?? cudaLibraryInstalled(facts.platform)))) return 'cuda'
-  return 'cpu'
+  const libraryPresent = facts.cudaLibraryPresent ?? cudaLibraryInstalled(facts.platform)
+  if (facts.backends === undefined && !libraryPresent) return 'cpu'
+  const cuda = (facts.backends ?? bindingBackends()).find((b) => b.name === 'cuda')
+  return cuda !== undefined && (cuda.bundled || libraryPresent) ? 'cuda' : 'cpu'
 }
 
 /** The backends the ONNX Runtime binding was built with (loads the binding). */

@@ -6,7 +6,7 @@
  * small message on a stream is four of them: yamux sends a frame's 12-byte header and its body
  * as two sends, and noise writes each as a 2-byte length and a ciphertext. On an idle devnet
  * node that was most of its socket traffic: about 20 segments a second on each connection, half
- * of them 2 bytes long (docs/performance.md, "Writes").
+ * of them 2 bytes long (docs/performance.md, "Writes, streams and adverts").
  *
  * `coalescedTcp` is libp2p's TCP transport whose connections cork their socket on the first
  * write of a turn and uncork it on the next tick (Node's documented pattern for batching
