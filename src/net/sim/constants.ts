@@ -30,6 +30,15 @@ export const SIM_WARMUP_WALKS = 0
 /** Warm-up lookups running at once across the whole network. @default 8 */
 export const SIM_WARMUP_CONCURRENCY = 8
 
+/**
+ * How often each node repeats its self-lookup and refreshes its buckets: kad-dht's own interval for
+ * both (its `QUERY_SELF_INTERVAL` and `TABLE_REFRESH_INTERVAL`). @default 5 min
+ */
+export const SIM_MAINTENANCE_MS = 5 * 60_000
+
+/** The longest delay a Node.js timer takes (2³¹ − 1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** Connection manager bound per node: Donghae's host default (`MAX_CONNECTIONS`). @default 100 */
 export const SIM_MAX_CONNECTIONS = 100
 

@@ -26,4 +26,4 @@ export {
 export { QueryTrace } from './trace.ts'
 export { summarize, percentile, type Summary } from './stats.ts'
 export { SimulationError, SimulationOptionsError } from './errors.ts'
-export { DEFAULT_PROTOCOL_PREFIX, SIM_K, SIM_ALPHA } from './constants.ts'
+export { DEFAULT_PROTOCOL_PREFIX, SIM_K, SIM_ALPHA, SIM_MAINTENANCE_MS, MAX_TIMER_MS } from './constants.ts'

@@ -15,10 +15,10 @@ import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT, type QueryEvent } from '@libp2p/kad-dht'
 import { memory } from '@libp2p/memory'
 import { ping, type Ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { SIM_RECORD_NAMESPACE } from './constants.ts'
 import { QueryTrace } from './trace.ts'
+import { coalescedTcp } from '../coalesce.ts'
 import { GOSSIP_OPTIONS } from '../gossip.ts'
 
 export interface SimServices {
@@ -39,6 +39,13 @@ export interface NodeConfig {
   k: number
   maxConnections: number
   lookupTimeoutMs: number
+  /** Interval of each node's self-lookup and bucket refresh (kad-dht's maintenance). */
+  maintenanceMs: number
+}
+
+/** The part of kad-dht's bucket refresh set here (`routingTableRefresh` is public on the class; its interval has no option). */
+interface TableRefreshView {
+  refreshInterval: number
 }
 
 /** The parts of kad-dht's routing table read here (`routingTable` is public on the class, not the interface). */
@@ -68,10 +75,12 @@ const silentLogger: ComponentLogger = { forComponent: () => silentLog }
 export async function createSimNode(c: NodeConfig, keySeed: Uint8Array, listen: string): Promise<SimNode> {
   const overTcp = listen.startsWith('/ip4/')
   const node = await createLibp2p({
+    start: false,
     privateKey: await generateKeyPairFromSeed('Ed25519', keySeed),
     addresses: { listen: [listen] },
     logger: silentLogger,
-    transports: [overTcp ? tcp() : memory({ latency: c.latencyMs })],
+    // over TCP, the transport a Donghae node dials with (writes coalesced per turn, src/net/coalesce.ts)
+    transports: [overTcp ? coalescedTcp() : memory({ latency: c.latencyMs })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: {
@@ -90,12 +99,20 @@ export async function createSimNode(c: NodeConfig, keySeed: Uint8Array, listen: 
         alpha: c.alpha,
         peerInfoMapper: passthroughMapper,
         allowQueryWithZeroPeers: true,
+        querySelfInterval: c.maintenanceMs,
         validators: { [SIM_RECORD_NAMESPACE]: async () => {} },
         selectors: { [SIM_RECORD_NAMESPACE]: () => 0 },
       }),
       pubsub: gossipsub(GOSSIP_OPTIONS),
     },
   })
+  const refresh = (node.services.dht as unknown as { routingTableRefresh?: TableRefreshView }).routingTableRefresh
+  if (typeof refresh?.refreshInterval !== 'number') {
+    throw new Error('kad-dht has no routingTableRefresh.refreshInterval: the simulation cannot set its bucket refresh')
+  }
+  // read when the refresh reschedules itself; the first refresh runs at start (an empty table)
+  refresh.refreshInterval = c.maintenanceMs
+  await node.start()
   return node as unknown as SimNode
 }
 

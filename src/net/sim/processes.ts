@@ -115,6 +115,8 @@ export interface ClusterOptions {
   warmup: boolean
   warmupWalks: number
   onPhase?: (phase: 'join' | 'warmup') => void
+  /** Told as each tenth of the warm-up's lookups is done. */
+  onProgress?: (phase: 'warmup', done: number, total: number) => void
   signal?: AbortSignal
 }
 
@@ -208,10 +210,15 @@ export class Cluster {
         jobs.push({ index })
         for (let w = 0; w < o.warmupWalks; w++) jobs.push({ index, key: walks.bytes(32) })
       }
-      await runLimited(jobs, SIM_WARMUP_CONCURRENCY, async ({ index, key }) => {
-        signal?.throwIfAborted()
-        await this.pool.call(this.workerOf(index), 'warm', key === undefined ? { index } : { index, key })
-      })
+      await runLimited(
+        jobs,
+        SIM_WARMUP_CONCURRENCY,
+        async ({ index, key }) => {
+          signal?.throwIfAborted()
+          await this.pool.call(this.workerOf(index), 'warm', key === undefined ? { index } : { index, key })
+        },
+        everyTenth(jobs.length, (done) => o.onProgress?.('warmup', done, jobs.length)),
+      )
     }
     // wait until the routing tables stop growing (the DHT pings each new contact before adding it)
     let last = -1
@@ -294,10 +301,25 @@ export async function runLimited<T>(
   items: readonly T[],
   limit: number,
   work: (item: T) => Promise<void>,
+  onDone?: (done: number) => void,
 ): Promise<void> {
   let next = 0
+  let done = 0
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++] as T)
+    while (next < items.length) {
+      await work(items[next++] as T)
+      onDone?.(++done)
+    }
   })
   await Promise.all(lanes)
+}
+
+/** A counter's callback that calls `report(done)` each time another tenth of `total` is done. */
+export function everyTenth(total: number, report: (done: number) => void): (done: number) => void {
+  let tenth = 1
+  return (done) => {
+    if (done * 10 < tenth * total) return
+    while (done * 10 >= tenth * total) tenth++
+    report(done)
+  }
 }

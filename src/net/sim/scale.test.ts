@@ -8,6 +8,8 @@ import { runKademliaModel } from './kademlia-model.ts'
 import { QueryTrace } from './trace.ts'
 import { SimulationOptionsError } from './errors.ts'
 import { percentile, summarize } from './stats.ts'
+import { createSimNode, type NodeConfig } from './node.ts'
+import { everyTenth } from './processes.ts'
 
 const SEED = Number(process.env.DONGHAE_SIM_SEED ?? 11)
 const SMALL: ScaleOptions = { nodes: 30, seed: SEED, lookups: 8, messages: 3, warmup: false }
@@ -96,6 +98,34 @@ test('options are checked before any node starts', async () => {
   await assert.rejects(runScaleSimulation({ ...SMALL, dhtProtocolPrefix: 'donghae' }), SimulationOptionsError)
   await assert.rejects(runScaleSimulation({ ...SMALL, processes: 2, messages: 1 }), SimulationOptionsError)
   await assert.rejects(runScaleSimulation({ ...SMALL, processes: 0 }), SimulationOptionsError)
+  await assert.rejects(runScaleSimulation({ ...SMALL, maintenanceMs: 0 }), SimulationOptionsError)
+  await assert.rejects(runScaleSimulation({ ...SMALL, maintenanceMs: 2 ** 31 }), SimulationOptionsError)
+})
+
+test('a node repeats its self-lookup and bucket refresh at maintenanceMs', async (t) => {
+  const config: NodeConfig = {
+    nodes: 2,
+    latencyMs: 0,
+    prefix: '/donghae',
+    alpha: 3,
+    k: 20,
+    maxConnections: 10,
+    lookupTimeoutMs: 5_000,
+    maintenanceMs: 300,
+  }
+  const a = await createSimNode(config, new Uint8Array(32).fill(1), '/memory/maintenance-a')
+  const b = await createSimNode(config, new Uint8Array(32).fill(2), '/memory/maintenance-b')
+  t.after(() => Promise.all([a.stop(), b.stop()]))
+  await a.dial(b.getMultiaddrs()[0]!)
+  // kad-dht's self-query announces each round on the node's events; at its default 5 min none
+  // would follow the first within 2 s
+  let selfQueries = 0
+  ;(a as unknown as EventTarget).addEventListener('kad-dht:query:self', () => void selfQueries++)
+  await new Promise((resolve) => setTimeout(resolve, 2_000))
+  assert.ok(selfQueries >= 3, `self-lookups in 2 s at a 300 ms interval: ${selfQueries}`)
+  const refresh = (a.services.dht as unknown as { routingTableRefresh: { refreshInterval: number } })
+    .routingTableRefresh
+  assert.equal(refresh.refreshInterval, 300)
 })
 
 test('Kademlia model (not libp2p), 500 nodes: lookups succeed in few hops, deterministically', () => {
@@ -137,4 +167,15 @@ test('percentiles are nearest-rank', () => {
   assert.equal(percentile(values, 0.99), 99)
   assert.equal(summarize([3, 1, 2]).p50, 2)
   assert.ok(Number.isNaN(summarize([]).p50))
+})
+
+test('progress is reported at each tenth of the work, and at its end', () => {
+  const seen: number[] = []
+  const onDone = everyTenth(25, (done) => seen.push(done))
+  for (let done = 1; done <= 25; done++) onDone(done)
+  assert.deepEqual(seen, [3, 5, 8, 10, 13, 15, 18, 20, 23, 25])
+  const few: number[] = []
+  const small = everyTenth(3, (done) => few.push(done))
+  for (let done = 1; done <= 3; done++) small(done)
+  assert.deepEqual(few, [1, 2, 3])
 })
