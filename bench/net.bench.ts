@@ -70,9 +70,9 @@ export const NET_BENCH_NODES = 150
  * kad-dht's maintenance interval (self-lookup and bucket refresh, 5 min) stretched by how many
  * nodes share each core: a node here gets `cores ÷ nodes` of a core, so it does its protocol work
  * that many times slower than a node with a core to itself, and kad-dht's 5 minutes of a real
- * node's life last 5 min × nodes ÷ cores here. Without it, in a run that lasts most of an hour on 2
- * cores every node repeats its maintenance about ten times, and that work swamps what is measured
- * (docs/performance.md, "DHT at scale").
+ * node's life last 5 min × nodes ÷ cores here. Without it, the 96-minute run of 1,000 nodes on 2
+ * cores would repeat every node's maintenance about 19 times while the measured lookups queue
+ * behind it (docs/performance.md, "DHT at scale").
  */
 export function maintenanceMs(nodes: number, cores = availableParallelism()): number {
   return Math.min(MAX_TIMER_MS, Math.round(SIM_MAINTENANCE_MS * Math.max(1, nodes / cores)))

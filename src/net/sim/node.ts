@@ -17,6 +17,7 @@ import { memory } from '@libp2p/memory'
 import { ping, type Ping } from '@libp2p/ping'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { SIM_RECORD_NAMESPACE } from './constants.ts'
+import { SimulationError } from './errors.ts'
 import { QueryTrace } from './trace.ts'
 import { coalescedTcp } from '../coalesce.ts'
 import { GOSSIP_OPTIONS } from '../gossip.ts'
@@ -108,7 +109,9 @@ export async function createSimNode(c: NodeConfig, keySeed: Uint8Array, listen: 
   })
   const refresh = (node.services.dht as unknown as { routingTableRefresh?: TableRefreshView }).routingTableRefresh
   if (typeof refresh?.refreshInterval !== 'number') {
-    throw new Error('kad-dht has no routingTableRefresh.refreshInterval: the simulation cannot set its bucket refresh')
+    throw new SimulationError(
+      'kad-dht has no routingTableRefresh.refreshInterval: the simulation cannot set its bucket refresh',
+    )
   }
   // read when the refresh reschedules itself; the first refresh runs at start (an empty table)
   refresh.refreshInterval = c.maintenanceMs
