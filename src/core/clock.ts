@@ -125,3 +125,62 @@ export function repeat(
   }
   schedule()
 }
+
+/** What `repeatWhileDue` returns: `wake` starts the schedule (or keeps it going) after new work. */
+export interface DueSchedule {
+  wake(): void
+  /** Whether a run is scheduled or going. */
+  readonly active: boolean
+}
+
+/**
+ * `repeat` for work that comes and goes: after `wake()`, runs `task` every `ms` while it returns
+ * true (work left), then holds no timer until the next `wake()`. A `wake()` during a run keeps the
+ * schedule going whatever that run returns (it may have looked before the new work came). Runs
+ * never overlap; errors go to `onError` and count as work left; an abort ends it for good.
+ */
+export function repeatWhileDue(
+  clock: Pick<Clock, 'setTimer'>,
+  ms: number,
+  task: () => Promise<boolean> | boolean,
+  options: { signal: AbortSignal; onError: (err: unknown) => void },
+): DueSchedule {
+  let scheduled = false
+  let running = false
+  let wokenWhileRunning = false
+  const run = async (): Promise<void> => {
+    running = true
+    wokenWhileRunning = false
+    let more = true
+    try {
+      more = await task()
+    } catch (err) {
+      options.onError(err)
+    }
+    running = false
+    if (more || wokenWhileRunning) schedule()
+  }
+  const schedule = (): void => {
+    if (options.signal.aborted || scheduled) return
+    scheduled = true
+    const cancel = clock.setTimer(ms, () => {
+      options.signal.removeEventListener('abort', onAbort)
+      scheduled = false
+      void run()
+    })
+    const onAbort = (): void => {
+      cancel()
+      scheduled = false
+    }
+    options.signal.addEventListener('abort', onAbort, { once: true })
+  }
+  return {
+    wake: () => {
+      if (running) wokenWhileRunning = true
+      else schedule()
+    },
+    get active() {
+      return scheduled || running
+    },
+  }
+}

@@ -8,7 +8,7 @@
 import { decode, encode } from '../core/codec.ts'
 import { toHex } from '../core/bytes.ts'
 import { describeError } from '../core/errors.ts'
-import { repeat } from '../core/clock.ts'
+import { repeatWhileDue, type DueSchedule } from '../core/clock.ts'
 import type { Logger } from '../core/logger.ts'
 import type { ChainEvent } from '../chain/host.ts'
 import type { InferenceComponents } from './components.ts'
@@ -59,11 +59,26 @@ export class Settler {
   readonly #pending = new Map<string, Pending>()
   readonly #byReceipt = new Map<string, string>()
   #unsubscribe: (() => void) | undefined
+  /** Settlement rounds every SETTLE_INTERVAL_MS while receipts are pending; none while idle. */
+  readonly #rounds: DueSchedule
+  #started = false
 
   constructor(components: InferenceComponents, init: SettlerInit = {}) {
     this.#c = components
     this.#init = init
     this.#log = components.logger.forComponent('donghae:inference:settler')
+    this.#rounds = repeatWhileDue(
+      components.clock,
+      SETTLE_INTERVAL_MS,
+      async () => {
+        await this.flush()
+        return this.#pending.size > 0
+      },
+      {
+        signal: components.signal,
+        onError: (err) => this.#log.warn({ err: describeError(err) }, 'settlement round failed'),
+      },
+    )
   }
 
   async start(): Promise<void> {
@@ -76,14 +91,17 @@ export class Settler {
       }
     }
     this.#unsubscribe = this.#c.chain.onCommit((height, events) => this.#onCommit(height, events))
-    repeat(this.#c.clock, SETTLE_INTERVAL_MS, () => this.flush(), {
-      signal: this.#c.signal,
-      onError: (err) => this.#log.warn({ err: describeError(err) }, 'settlement round failed'),
-    })
+    this.#started = true
+    this.#rounds.wake()
   }
 
   stop(): void {
     this.#unsubscribe?.()
+  }
+
+  /** Whether a settlement round is scheduled: only while receipts are pending (an idle gateway wakes for nothing). */
+  get scheduled(): boolean {
+    return this.#rounds.active
   }
 
   /** Receipts accepted and not yet settled or refused. */
@@ -106,6 +124,7 @@ export class Settler {
     const receiptIdHex = toHex(receiptId(item.receipt))
     this.#pending.set(id, { ...item, id, receiptIdHex })
     this.#byReceipt.set(receiptIdHex, id)
+    if (this.#started) this.#rounds.wake()
     if (!journal || this.#init.journal === undefined) return Promise.resolve()
     return this.#init.journal
       .put(id, encode({ receipt: receiptValue(item.receipt), latencyMs: item.latencyMs }))

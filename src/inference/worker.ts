@@ -15,7 +15,7 @@
 import { decode, encode } from '../core/codec.ts'
 import { describeError, InvalidInputError } from '../core/errors.ts'
 import { untrustedText } from '../core/untrusted-text.ts'
-import { repeat } from '../core/clock.ts'
+import { repeat, repeatWhileDue, type DueSchedule } from '../core/clock.ts'
 import type { Logger } from '../core/logger.ts'
 import type { ChainEvent } from '../chain/host.ts'
 import { ADVERT_TOPIC, signAdvert, type SlotAdvert } from './adverts.ts'
@@ -162,6 +162,8 @@ export class Worker {
   /** Whether the worker was schedulable at its last advert (it advertises as soon as it becomes so). */
   #schedulable = false
   readonly #kept = new Map<string, Kept>()
+  /** Orphan checks every ORPHAN_CHECK_MS while receipts are kept (set by `start`). */
+  #orphanChecks: DueSchedule | undefined
   /** Fees of kept receipts per deposit (`client gateway`). */
   readonly #unsettled = new Map<string, bigint>()
   #unsubscribe: Array<() => void> = []
@@ -187,7 +189,17 @@ export class Worker {
     repeat(c.clock, ADVERT_INTERVAL_MS, () => this.#advertise(), { signal: c.signal, onError })
     repeat(c.clock, MODEL_SYNC_MS, () => this.models.sync(), { signal: c.signal, onError })
     repeat(c.clock, CALIBRATE_MS, () => this.models.recalibrate(), { signal: c.signal, onError })
-    repeat(c.clock, ORPHAN_CHECK_MS, () => this.#settleOrphans(), { signal: c.signal, onError })
+    // only while receipts are kept: an idle worker holds no timer for them
+    this.#orphanChecks = repeatWhileDue(
+      c.clock,
+      ORPHAN_CHECK_MS,
+      () => {
+        this.#settleOrphans()
+        return this.#kept.size > 0
+      },
+      { signal: c.signal, onError },
+    )
+    if (this.#kept.size > 0) this.#orphanChecks.wake()
     void this.models.sync().catch(onError)
   }
 
@@ -448,6 +460,7 @@ export class Worker {
     }
     const deposit = `${receipt.job.client} ${receipt.job.gateway}`
     this.#kept.set(id, { receipt, deposit })
+    this.#orphanChecks?.wake()
     if (!counted) this.#addUnsettled(deposit, receipt.fee)
     void this.#init.keeper
       ?.put(id, receipt)
@@ -477,7 +490,7 @@ export class Worker {
 
   /**
    * Receipts whose gateway let its grace pass without settling them are settled here: every fifth
-   * commit, and every ORPHAN_CHECK_MS (a chain without empty blocks may make no block for a
+   * commit, and every ORPHAN_CHECK_MS while any is kept (a chain without empty blocks may make no block for a
    * minute; the next block's time is then this node's clock, not the last block's).
    */
   #settleOrphans(): void {

@@ -142,6 +142,24 @@ test('an output over the bound is refused by the child, which lives on', async (
   }
 })
 
+test('the memory poll runs while a process can grow (loading, or a request) and stops when every model waits for work', async () => {
+  const polled = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: root, limits: { memoryPollMs: 20 } })
+  const stopped = async (what: string): Promise<void> => {
+    for (const end = Date.now() + 5_000; polled.polling; await sleep(10))
+      assert.ok(Date.now() < end, `the poll did not stop ${what}`)
+  }
+  try {
+    await polled.load(digits.cid, digits.bytes)
+    await stopped('after the load')
+    assert.deepEqual((await polled.run(digits.cid, digits.inputs)).outputs, digits.expected)
+    assert.equal(polled.polling, true, 'a request starts the poll')
+    await stopped('after the request')
+    assert.equal(polled.processes().length, 1, 'the model process lives on, idle')
+  } finally {
+    await polled.close()
+  }
+})
+
 test('beyond maxSessions the least recently used model process is closed; unload and close end them', async () => {
   const one = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: root, maxSessions: 1 })
   const chars = new Uint8Array(await readFile(join(DEMO_MODELS_DIR, 'chars-mlp.onnx')))

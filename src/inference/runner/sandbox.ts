@@ -486,7 +486,9 @@ export class SandboxedRunner {
   ): Promise<{ header: Record<string, unknown>; payload: Uint8Array }> {
     if (signal?.aborted) throw new AbortError('inference was cancelled')
     const proc = await served.ready
-    const reply = proc.request(header, parts, limits).catch((err: unknown) => {
+    const request = proc.request(header, parts, limits)
+    this.#ensurePolling() // the process is busy now: it can grow
+    const reply = request.catch((err: unknown) => {
       if (err instanceof ModelLimitError) this.#o.onLimit?.(served.cid, err)
       throw err
     })
@@ -499,14 +501,18 @@ export class SandboxedRunner {
     })
   }
 
-  /** Reads every busy process's resident memory and kills the ones over the limit. */
+  /**
+   * Reads the resident memory of every process that can grow (one loading its model, or running a
+   * request) and kills the ones over the limit, every `memoryPollMs` while there is such a process:
+   * started when a process is spawned and when a request goes to one, it stops once none can grow,
+   * so a runner whose models all wait for work holds no timer (an idle node wakes for nothing).
+   */
   #ensurePolling(): void {
     if (this.#stopPoll !== undefined || this.#closed) return
     const tick = (): void => {
       this.#stopPoll = this.#clock.setTimer(this.limits.memoryPollMs, () => {
         void this.#pollMemory().finally(() => {
-          // no process, no poll: an idle runner holds no timer
-          if (!this.#closed && this.#procs.size > 0) tick()
+          if (!this.#closed && this.#growing().length > 0) tick()
           else this.#stopPoll = undefined
         })
       })
@@ -514,11 +520,21 @@ export class SandboxedRunner {
     tick()
   }
 
+  /** Whether the memory poll is scheduled (it is only while a process can grow). */
+  get polling(): boolean {
+    return this.#stopPoll !== undefined
+  }
+
+  /** Processes that can grow: busy, or not (yet) serving a model. An idle model process cannot. */
+  #growing(): ModelProcess[] {
+    const serving = new Set([...this.#models.values()].map((s) => s.proc))
+    return [...this.#procs].filter((proc) => proc.busy || !serving.has(proc))
+  }
+
   async #pollMemory(): Promise<void> {
     const byProc = new Map([...this.#models.values()].map((s) => [s.proc, s]))
     await Promise.all(
-      [...this.#procs].map(async (proc) => {
-        if (!proc.busy && byProc.has(proc)) return // an idle model process cannot grow
+      this.#growing().map(async (proc) => {
         const rss = await proc.rssBytes()
         if (rss === undefined) return
         const served = byProc.get(proc)
