@@ -50,7 +50,7 @@ test('malformed items are false without reaching a worker; a stopped pool answer
 
 test('threads start on first use and exit after idleMs without work; the next batch starts one again', async () => {
   const clock = new ManualClock()
-  const pool = new VerifyPool({ workers: 2, maxWaitMs: 1, idleMs: 30_000, clock })
+  const pool = new VerifyPool({ workers: 2, maxWaitMs: 1, idleMs: 30_000, coldInlineMax: 0, clock })
   pool.start()
   try {
     assert.equal(pool.running, true)
@@ -77,13 +77,45 @@ test('threads start on first use and exit after idleMs without work; the next ba
 })
 
 test('a busy pool grows to its size, never beyond; idleMs 0 keeps threads until stop', async () => {
-  const pool = new VerifyPool({ workers: 2, maxBatch: 8, maxWaitMs: 1, idleMs: 0, clock: new ManualClock() })
+  const pool = new VerifyPool({
+    workers: 2,
+    maxBatch: 8,
+    maxWaitMs: 1,
+    idleMs: 0,
+    coldInlineMax: 0,
+    clock: new ManualClock(),
+  })
   pool.start()
   try {
     const expected = Array.from({ length: 64 }, (_, i) => i % 5 !== 0)
     assert.deepEqual(await pool.verifyAll(expected.map((ok, i) => item(i, ok))), expected)
     assert.equal(pool.threads, 2, 'eight batches at once: both threads')
     assert.equal(pool.stats.spawned, 2)
+  } finally {
+    await pool.stop()
+  }
+})
+
+test('a few signatures that find no thread alive are verified inline; a larger batch starts a thread, which later small ones use', async () => {
+  const clock = new ManualClock()
+  const pool = new VerifyPool({ workers: 2, maxBatch: 64, maxWaitMs: 1, idleMs: 30_000, coldInlineMax: 4, clock })
+  pool.start()
+  try {
+    assert.deepEqual(await pool.verifyAll([item(1, true), item(2, false), item(3, true)]), [true, false, true])
+    assert.equal(pool.threads, 0, 'three signatures, no thread started for them')
+    assert.equal(pool.stats.coldInline, 3)
+    const many = Array.from({ length: 20 }, (_, i) => i % 3 !== 0)
+    assert.deepEqual(await pool.verifyAll(many.map((ok, i) => item(i, ok))), many)
+    assert.equal(pool.threads, 1, 'twenty at once: a thread')
+    assert.equal(await pool.verify(item(30, false)), false)
+    assert.equal(pool.stats.coldInline, 3, 'with a thread alive even one signature goes to it')
+    assert.equal(pool.stats.batches, 2)
+    assert.equal(pool.stats.verified, 24)
+    clock.advance(30_000)
+    assert.equal(pool.threads, 0)
+    assert.equal(await pool.verify(item(31, true)), true)
+    assert.equal(pool.threads, 0, 'cold again: inline')
+    assert.equal(pool.stats.coldInline, 4)
   } finally {
     await pool.stop()
   }

@@ -6,7 +6,9 @@
  *
  * Threads cost memory (a Node worker with its own V8 heap is 10–30 MB), so a started pool spawns
  * them on first use, and a thread with nothing in flight for `idleMs` exits; the next batch starts
- * it again. An idle node therefore holds no signature thread (docs/performance.md).
+ * it again. An idle node therefore holds no signature thread (docs/performance.md). A few
+ * signatures that find no thread alive are verified inline (`coldInlineMax`): a thread's start
+ * would cost them tens of milliseconds.
  */
 import { jsWorkerUrl } from '../core/js-worker.ts'
 import { availableParallelism } from 'node:os'
@@ -31,6 +33,14 @@ export interface VerifyPoolOptions {
   maxBatch?: number
   /** A thread with nothing in flight for this long exits (0: never). @default 30_000 */
   idleMs?: number
+  /**
+   * A batch of at most this many signatures that finds no thread alive is verified on the calling
+   * thread (0: always on a thread). A thread's start costs tens of milliseconds before its first
+   * answer, a signature about 0.07 ms: the first transaction after an idle spell should not wait
+   * for a thread on every node it passes through. Larger batches start a thread as before.
+   * @default 8
+   */
+  coldInlineMax?: number
   /** Drives the idle timers (tests use a ManualClock). @default systemClock */
   clock?: Clock
   logger?: Logger
@@ -38,6 +48,9 @@ export interface VerifyPoolOptions {
 
 /** How long a signature thread waits for work before it exits. */
 export const DEFAULT_VERIFY_IDLE_MS = 30_000
+
+/** Signatures a pool with no thread alive verifies inline rather than starting one (`coldInlineMax`). */
+export const DEFAULT_COLD_INLINE_MAX = 8
 
 interface Waiting {
   item: VerifyItem
@@ -61,6 +74,7 @@ export class VerifyPool {
   readonly #maxWaitMs: number
   readonly #maxBatch: number
   readonly #idleMs: number
+  readonly #coldInlineMax: number
   readonly #clock: Clock
   readonly #log: Logger
   #started = false
@@ -70,14 +84,18 @@ export class VerifyPool {
   #buffer: Waiting[] = []
   #timer: NodeJS.Timeout | undefined
   #nextId = 1
-  /** Signatures verified, batches sent, and threads spawned, since start (for benchmarks and metrics). */
-  readonly stats = { verified: 0, batches: 0, spawned: 0 }
+  /**
+   * Signatures verified (on threads and inline), batches sent to threads, threads spawned, and
+   * signatures verified inline for want of a thread (`coldInlineMax`), since start.
+   */
+  readonly stats = { verified: 0, batches: 0, spawned: 0, coldInline: 0 }
 
   constructor(options: VerifyPoolOptions = {}) {
     this.#size = options.workers ?? Math.max(1, availableParallelism() - 1)
     this.#maxWaitMs = options.maxWaitMs ?? 5
     this.#maxBatch = options.maxBatch ?? 64
     this.#idleMs = options.idleMs ?? DEFAULT_VERIFY_IDLE_MS
+    this.#coldInlineMax = options.coldInlineMax ?? DEFAULT_COLD_INLINE_MAX
     this.#clock = options.clock ?? systemClock
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:identity:verify-pool')
   }
@@ -175,6 +193,12 @@ export class VerifyPool {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
     if (!this.#started || this.#capacity <= 0) return this.#flushInline()
+    if (this.#slots.length === 0 && this.#buffer.length <= this.#coldInlineMax) {
+      // no thread alive and a few signatures: answered now, not after a thread's start
+      this.stats.coldInline += this.#buffer.length
+      this.stats.verified += this.#buffer.length
+      return this.#flushInline()
+    }
     while (this.#buffer.length > 0) {
       const batch = this.#buffer.splice(0, this.#maxBatch)
       const slot = this.#pick()
