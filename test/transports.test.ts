@@ -6,6 +6,7 @@
 // names are refused with a typed error, at the host and at `donghae node --transport`.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -300,4 +301,26 @@ test('unknown transport names: UnknownTransportError from the host, a config err
   } finally {
     await rm(home, { recursive: true, force: true })
   }
+})
+
+test("a TCP-only host does not load QUIC's native module (its runtime starts threads); a host with QUIC does", () => {
+  // each in a fresh process: this one has loaded QUIC already
+  const sharedObjects = (transports: string): string[] => {
+    const host = JSON.stringify(new URL('../src/net/host.ts', import.meta.url).href)
+    const keys = JSON.stringify(new URL('../src/identity/keys.ts', import.meta.url).href)
+    const code = `
+      const { createHost } = await import(${host})
+      const { Ed25519KeyPair } = await import(${keys})
+      const key = Ed25519KeyPair.generate()
+      const h = await createHost({ key, host: '127.0.0.1', port: 0, mdns: false, transports: ${transports} })
+      await h.start()
+      const shared = process.report.getReport().sharedObjects
+      await h.stop()
+      process.stdout.write(JSON.stringify(shared))`
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 })
+    assert.equal(run.status, 0, run.stderr)
+    return (JSON.parse(run.stdout) as string[]).filter((file) => /libp2p-quic/.test(file))
+  }
+  assert.deepEqual(sharedObjects("['tcp']"), [], 'no QUIC module in a TCP-only host')
+  assert.equal(sharedObjects("['tcp', 'quic']").length, 1, 'the check can see it: a QUIC host loads it')
 })

@@ -10,8 +10,8 @@
  * node reconnects at once.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { quic } from '@chainsafe/libp2p-quic'
-import { webSockets } from '@libp2p/websockets'
+import type { quic } from '@chainsafe/libp2p-quic'
+import type { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -214,8 +214,17 @@ function listenAddress(name: TransportName, host: string, port: number): string 
   }
 }
 
-// TCP's writes coalesced per turn of the event loop (coalesce.ts)
-const DIALERS = { tcp: () => coalescedTcp(), quic: () => quic(), ws: () => webSockets() } as const
+/**
+ * Each transport's factory. TCP's writes are coalesced per turn of the event loop (coalesce.ts).
+ * QUIC and WebSockets load their packages only for a host that uses them: QUIC's native module
+ * starts a runtime with its own threads when it loads, and a TCP-only node (the devnet's) needs
+ * neither.
+ */
+const DIALERS = {
+  tcp: async () => coalescedTcp(),
+  quic: async (): Promise<ReturnType<typeof quic>> => (await import('@chainsafe/libp2p-quic')).quic(),
+  ws: async (): Promise<ReturnType<typeof webSockets>> => (await import('@libp2p/websockets')).webSockets(),
+} as const
 
 /** Ping streams allowed at once on one connection, each way (see `ping` in createHost). */
 const PING_MAX_STREAMS = 4
@@ -226,6 +235,7 @@ let hostsWithDataChannels = 0
 export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   const host = options.host ?? '0.0.0.0'
   const plan = transportPlan(options)
+  const dialers = await Promise.all(TRANSPORT_NAMES.filter((t) => plan.dial.has(t)).map((t) => DIALERS[t]()))
   // No '/p2p-circuit' here: with libp2p 3 that listener holds start() until a relay reservation
   // is made. The relay fallback service listens on a chosen relay once started and needed.
   const listen = TRANSPORT_NAMES.filter((t) => plan.listen.has(t)).map((t) => listenAddress(t, host, options.port))
@@ -274,7 +284,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },
     transports: [
-      ...TRANSPORT_NAMES.filter((t) => plan.dial.has(t)).map((t) => DIALERS[t]()),
+      ...dialers,
       circuitRelayTransport({ discoveryFilter: NO_RELAY_DISCOVERY }),
       ...(rtc ? [webRTC({ rtcConfiguration })] : []),
       ...(options.webrtcDirect === true ? [webRTCDirect({ rtcConfiguration })] : []),
