@@ -6,18 +6,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
-import { DEFAULT_PARAMS, type GenesisDoc } from '../chain/genesis.ts'
-import { utf8 } from '../core/bytes.ts'
-import { cidOfBytes, RAW_CODE } from '../core/cid.ts'
 import { SimNetwork, SIM_BLOCK_MS, type SimNode } from './sim/network.ts'
 import type { ModelRunner } from './components.ts'
 import { SETTLE_INTERVAL_MS } from './constants.ts'
 import { createTensor } from './tensor.ts'
-
-const T0 = 1_700_000_000_000
-const RUNTIME = 'onnxruntime-node/1.30.0 linux-x64'
-const BYTES = utf8('weights')
-const MODEL = cidOfBytes(BYTES, RAW_CODE).toString()
+import { BYTES, MODEL, RUNTIME, pairGenesis } from '../../test/helpers/sim-pair.ts'
 
 const runner: ModelRunner = {
   ep: 'cpu',
@@ -26,36 +19,6 @@ const runner: ModelRunner = {
   load: async () => {},
   run: async () => ({ outputs: { y: createTensor('float32', [1, 1], new Float32Array([0.5])) }, computeMicros: 1 }),
   calibrate: async () => ({ jobsPerSecond: 100 }),
-}
-
-function genesis(worker: string, gateway: string): GenesisDoc {
-  return {
-    chainId: 'donghae-settler-rounds',
-    genesisTime: T0,
-    params: DEFAULT_PARAMS,
-    accounts: [
-      { did: gateway, balance: 10n ** 15n },
-      { did: worker, balance: 10n ** 12n },
-    ],
-    validators: [{ did: didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey), stake: 10_000n }],
-    inference: {
-      models: [
-        {
-          owner: gateway,
-          cid: MODEL,
-          name: 'm',
-          version: '1',
-          kind: 'tensor',
-          inputs: [{ name: 'x', type: 'float32', dims: [null, 1] }],
-          outputs: [{ name: 'y', type: 'float32', dims: [null, 1] }],
-          size: BYTES.length,
-          price: 100n,
-          tolerance: { maxAbsPpm: 1_000, top1: true },
-        },
-      ],
-      workers: [{ did: worker, bond: 10_000n, ep: 'cpu', runtime: RUNTIME, models: [MODEL] }],
-    },
-  }
 }
 
 /** One block: time moves on, every component acts, the block commits, they react. */
@@ -70,7 +33,12 @@ test('settlement rounds run while a receipt is pending and stop once it is settl
   const workerKey = Ed25519KeyPair.generate()
   const gatewayKey = Ed25519KeyPair.generate()
   const worker = didFromEd25519PublicKey(workerKey.publicKey)
-  const net = new SimNetwork({ seed: 7, genesis: genesis(worker, didFromEd25519PublicKey(gatewayKey.publicKey)) })
+  const genesis = pairGenesis(workerKey, gatewayKey, {
+    bonded: true,
+    chainId: 'donghae-settler-rounds',
+    gatewayBalance: 10n ** 15n,
+  })
+  const net = new SimNetwork({ seed: 7, genesis })
   const blobs = { get: async () => BYTES, fetch: async () => BYTES }
   const nodes: SimNode[] = [
     net.addNode(workerKey, { blobs, worker: { runner }, gateway: false, selfDeposit: false }),

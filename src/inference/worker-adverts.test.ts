@@ -5,21 +5,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Ed25519KeyPair } from '../identity/keys.ts'
-import { didFromEd25519PublicKey } from '../identity/did-key.ts'
-import { DEFAULT_PARAMS, type GenesisDoc } from '../chain/genesis.ts'
-import { utf8 } from '../core/bytes.ts'
-import { cidOfBytes, RAW_CODE } from '../core/cid.ts'
 import { SimNetwork, type SimNode } from './sim/network.ts'
 import type { ModelRunner } from './components.ts'
 import { ADVERT_COALESCE_MS, ADVERT_INTERVAL_MS } from './constants.ts'
 import { ADVERT_TTL_MS } from './adverts.ts'
 import { createTensor } from './tensor.ts'
-
-const T0 = 1_700_000_000_000
-const RUNTIME = 'onnxruntime-node/1.30.0 linux-x64'
-const BYTES = utf8('weights')
-const MODEL = cidOfBytes(BYTES, RAW_CODE).toString()
-const BOND = 10_000n
+import { BOND, BYTES, MODEL, RUNTIME, pairGenesis } from '../../test/helpers/sim-pair.ts'
 
 /** A runner whose `load` finishes only when the test says so. */
 function gatedRunner(): { runner: ModelRunner; release: () => void; loads: () => number } {
@@ -45,38 +36,6 @@ function gatedRunner(): { runner: ModelRunner; release: () => void; loads: () =>
   }
 }
 
-function genesis(workerKey: Ed25519KeyPair, gatewayKey: Ed25519KeyPair, bonded: boolean): GenesisDoc {
-  const worker = didFromEd25519PublicKey(workerKey.publicKey)
-  const gateway = didFromEd25519PublicKey(gatewayKey.publicKey)
-  return {
-    chainId: 'donghae-worker-adverts',
-    genesisTime: T0,
-    params: DEFAULT_PARAMS,
-    accounts: [
-      { did: gateway, balance: 10n ** 12n },
-      { did: worker, balance: 10n ** 12n },
-    ],
-    validators: [{ did: didFromEd25519PublicKey(Ed25519KeyPair.generate().publicKey), stake: 10_000n }],
-    inference: {
-      models: [
-        {
-          owner: gateway,
-          cid: MODEL,
-          name: 'm',
-          version: '1',
-          kind: 'tensor',
-          inputs: [{ name: 'x', type: 'float32', dims: [null, 1] }],
-          outputs: [{ name: 'y', type: 'float32', dims: [null, 1] }],
-          size: BYTES.length,
-          price: 100n,
-          tolerance: { maxAbsPpm: 1_000, top1: true },
-        },
-      ],
-      workers: bonded ? [{ did: worker, bond: BOND, ep: 'cpu', runtime: RUNTIME, models: [MODEL] }] : [],
-    },
-  }
-}
-
 /** A worker and a gateway on one simulated network, started. */
 async function pair(bonded: boolean): Promise<{
   net: SimNetwork
@@ -88,7 +47,10 @@ async function pair(bonded: boolean): Promise<{
 }> {
   const workerKey = Ed25519KeyPair.generate()
   const gatewayKey = Ed25519KeyPair.generate()
-  const net = new SimNetwork({ seed: 1, genesis: genesis(workerKey, gatewayKey, bonded) })
+  const net = new SimNetwork({
+    seed: 1,
+    genesis: pairGenesis(workerKey, gatewayKey, { bonded, chainId: 'donghae-worker-adverts' }),
+  })
   const gated = gatedRunner()
   const blobs = { get: async () => BYTES, fetch: async () => BYTES }
   const worker = net.addNode(workerKey, { blobs, worker: { runner: gated.runner }, gateway: false, selfDeposit: false })
