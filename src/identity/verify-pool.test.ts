@@ -17,7 +17,7 @@ function item(i: number, valid: boolean): VerifyItem {
 }
 
 test('the worker pool gives the same answers as inline verification, in order, across batches', async () => {
-  const pool = new VerifyPool({ workers: 2, maxBatch: 16, maxWaitMs: 2 })
+  const pool = new VerifyPool({ workers: 2, maxBatch: 16, maxWaitMs: 2, coldInlineMax: 0 })
   pool.start()
   try {
     const expected = Array.from({ length: 200 }, (_, i) => i % 7 !== 3)
@@ -96,7 +96,7 @@ test('a busy pool grows to its size, never beyond; idleMs 0 keeps threads until 
   }
 })
 
-test('a few signatures that find no thread alive are verified inline; a larger batch starts a thread, which later small ones use', async () => {
+test('a few signatures a second that find no thread alive are verified inline; beyond that budget a thread starts, which later small ones use', async () => {
   const clock = new ManualClock()
   const pool = new VerifyPool({ workers: 2, maxBatch: 64, maxWaitMs: 1, idleMs: 30_000, coldInlineMax: 4, clock })
   pool.start()
@@ -104,18 +104,24 @@ test('a few signatures that find no thread alive are verified inline; a larger b
     assert.deepEqual(await pool.verifyAll([item(1, true), item(2, false), item(3, true)]), [true, false, true])
     assert.equal(pool.threads, 0, 'three signatures, no thread started for them')
     assert.equal(pool.stats.coldInline, 3)
-    const many = Array.from({ length: 20 }, (_, i) => i % 3 !== 0)
-    assert.deepEqual(await pool.verifyAll(many.map((ok, i) => item(i, ok))), many)
-    assert.equal(pool.threads, 1, 'twenty at once: a thread')
-    assert.equal(await pool.verify(item(30, false)), false)
-    assert.equal(pool.stats.coldInline, 3, 'with a thread alive even one signature goes to it')
-    assert.equal(pool.stats.batches, 2)
-    assert.equal(pool.stats.verified, 24)
+    assert.equal(await pool.verify(item(4, true)), true)
+    assert.equal(pool.threads, 0, 'the fourth in the same second still fits the budget')
+    assert.equal(await pool.verify(item(5, false)), false)
+    assert.equal(pool.threads, 1, 'the fifth in one second starts a thread: a thin steady stream soon has one')
+    assert.equal(pool.stats.coldInline, 4)
+    assert.equal(await pool.verify(item(6, true)), true)
+    assert.equal(pool.stats.coldInline, 4, 'with a thread alive even one signature goes to it')
     clock.advance(30_000)
     assert.equal(pool.threads, 0)
-    assert.equal(await pool.verify(item(31, true)), true)
-    assert.equal(pool.threads, 0, 'cold again: inline')
+    const many = Array.from({ length: 20 }, (_, i) => i % 3 !== 0)
+    assert.deepEqual(await pool.verifyAll(many.map((ok, i) => item(i, ok))), many)
+    assert.equal(pool.threads, 1, 'twenty at once, over the budget: a thread')
     assert.equal(pool.stats.coldInline, 4)
+    clock.advance(30_000)
+    assert.equal(await pool.verify(item(31, true)), true)
+    assert.equal(pool.threads, 0, 'cold again, a new second: inline')
+    assert.equal(pool.stats.coldInline, 5)
+    assert.equal(pool.stats.verified, 27)
   } finally {
     await pool.stop()
   }

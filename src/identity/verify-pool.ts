@@ -7,8 +7,8 @@
  * Threads cost memory (a Node worker with its own V8 heap is 10–30 MB), so a started pool spawns
  * them on first use, and a thread with nothing in flight for `idleMs` exits; the next batch starts
  * it again. An idle node therefore holds no signature thread (docs/performance.md). A few
- * signatures that find no thread alive are verified inline (`coldInlineMax`): a thread's start
- * would cost them tens of milliseconds.
+ * signatures a second that find no thread alive are verified inline (`coldInlineMax`): a thread's
+ * start would cost them tens of milliseconds.
  */
 import { jsWorkerUrl } from '../core/js-worker.ts'
 import { availableParallelism } from 'node:os'
@@ -34,11 +34,13 @@ export interface VerifyPoolOptions {
   /** A thread with nothing in flight for this long exits (0: never). @default 30_000 */
   idleMs?: number
   /**
-   * A batch of at most this many signatures that finds no thread alive is verified on the calling
-   * thread (0: always on a thread). A thread's start costs tens of milliseconds before its first
-   * answer, a signature about 0.07 ms: the first transaction after an idle spell should not wait
-   * for a thread on every node it passes through. Larger batches start a thread as before.
-   * @default 8
+   * Signatures a pool with no thread alive verifies on the calling thread in any one second
+   * (0: always on a thread). A thread's start costs tens of milliseconds before its first answer,
+   * a signature about 0.07 ms: the first transactions after an idle spell should not wait for a
+   * thread on every node they pass through. A batch that would go over it starts a thread as
+   * before, so a steady stream, however thin, soon has one: at most this many signatures a
+   * second are ever checked inline.
+   * @default 16
    */
   coldInlineMax?: number
   /** Drives the idle timers (tests use a ManualClock). @default systemClock */
@@ -49,8 +51,8 @@ export interface VerifyPoolOptions {
 /** How long a signature thread waits for work before it exits. */
 export const DEFAULT_VERIFY_IDLE_MS = 30_000
 
-/** Signatures a pool with no thread alive verifies inline rather than starting one (`coldInlineMax`). */
-export const DEFAULT_COLD_INLINE_MAX = 8
+/** Signatures a second a pool with no thread alive verifies inline rather than starting one (`coldInlineMax`). */
+export const DEFAULT_COLD_INLINE_MAX = 16
 
 interface Waiting {
   item: VerifyItem
@@ -75,6 +77,9 @@ export class VerifyPool {
   readonly #maxBatch: number
   readonly #idleMs: number
   readonly #coldInlineMax: number
+  /** Signatures verified inline for want of a thread in the second that began at `#coldSince`. */
+  #coldCount = 0
+  #coldSince = Number.NEGATIVE_INFINITY
   readonly #clock: Clock
   readonly #log: Logger
   #started = false
@@ -193,7 +198,7 @@ export class VerifyPool {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
     if (!this.#started || this.#capacity <= 0) return this.#flushInline()
-    if (this.#slots.length === 0 && this.#buffer.length <= this.#coldInlineMax) {
+    if (this.#slots.length === 0 && this.#coldBudget(this.#buffer.length)) {
       // no thread alive and a few signatures: answered now, not after a thread's start
       this.stats.coldInline += this.#buffer.length
       this.stats.verified += this.#buffer.length
@@ -213,6 +218,18 @@ export class VerifyPool {
       this.stats.batches++
       slot.worker.postMessage({ id, packed }, [packed.buffer])
     }
+  }
+
+  /** Whether `n` more signatures fit this second's inline budget (taken when they do). */
+  #coldBudget(n: number): boolean {
+    const now = this.#clock.now()
+    if (now - this.#coldSince >= 1_000) {
+      this.#coldSince = now
+      this.#coldCount = 0
+    }
+    if (this.#coldCount + n > this.#coldInlineMax) return false
+    this.#coldCount += n
+    return true
   }
 
   #done(slot: WorkerSlot, msg: { id: number; results: Uint8Array }): void {
