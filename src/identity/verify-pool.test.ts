@@ -6,6 +6,7 @@ import { VerifyPool, type VerifyItem } from './verify-pool.ts'
 import { signingDigest } from '../core/signing.ts'
 import { utf8 } from '../core/bytes.ts'
 import { ManualClock } from '../core/clock.ts'
+import { InvalidInputError } from '../core/errors.ts'
 
 const keys = [Ed25519KeyPair.generate(), Ed25519KeyPair.generate()]
 
@@ -125,4 +126,10 @@ test('a few signatures a second that find no thread alive are verified inline; b
   } finally {
     await pool.stop()
   }
+})
+
+test('coldInlineMax must be a non-negative integer: NaN or a negative budget would check everything inline', () => {
+  for (const coldInlineMax of [Number.NaN, -1, 1.5, Infinity])
+    assert.throws(() => new VerifyPool({ coldInlineMax }), InvalidInputError, String(coldInlineMax))
+  assert.doesNotThrow(() => new VerifyPool({ coldInlineMax: 0 }))
 })

@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { systemClock, type Clock } from '../core/clock.ts'
 import { silentLogger, type Logger } from '../core/logger.ts'
-import { DonghaeError } from '../core/errors.ts'
+import { DonghaeError, InvalidInputError } from '../core/errors.ts'
 import { verifySignatureDigest } from './keys.ts'
 
 export interface VerifyItem {
@@ -101,6 +101,11 @@ export class VerifyPool {
     this.#maxBatch = options.maxBatch ?? 64
     this.#idleMs = options.idleMs ?? DEFAULT_VERIFY_IDLE_MS
     this.#coldInlineMax = options.coldInlineMax ?? DEFAULT_COLD_INLINE_MAX
+    // NaN or a negative number would turn the budget off, not down: every check inline
+    if (!Number.isSafeInteger(this.#coldInlineMax) || this.#coldInlineMax < 0)
+      throw new InvalidInputError('coldInlineMax must be a non-negative integer', {
+        details: { coldInlineMax: String(options.coldInlineMax) },
+      })
     this.#clock = options.clock ?? systemClock
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:identity:verify-pool')
   }
