@@ -78,11 +78,28 @@ export interface LmRunStats {
   firstMismatch?: number
 }
 
+/** A model's bytes and, for a language model, its files. */
+export interface ModelBytes {
+  bytes: Uint8Array
+  files?: LmFiles | undefined
+}
+
+/** What `ModelRunner.load` takes besides the bytes. */
+export interface ModelLoadOptions {
+  /** A language model's tokenizer and configuration (`lm/types.ts`), absent for other models. */
+  files?: LmFiles
+  /**
+   * Where a runner that keeps models in processes of their own reads a model again to replace a
+   * process that died (the node's blob store); without it such a runner keeps a copy of the bytes.
+   */
+  reload?: () => Promise<ModelBytes | undefined>
+}
+
 export interface ModelRunner {
   readonly ep: ExecutionProvider
   readonly runtime: string
   /** `files`: a language model's tokenizer and configuration (`lm/types.ts`), absent for other models. */
-  load(cid: string, bytes: Uint8Array, options?: { files?: LmFiles }): Promise<void>
+  load(cid: string, bytes: Uint8Array, options?: ModelLoadOptions): Promise<void>
   has(cid: string): boolean
   /** Frees a loaded model (to make room for another); it can be loaded again. */
   unload?(cid: string): Promise<void>

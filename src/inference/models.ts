@@ -13,7 +13,7 @@ import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { InferenceError, ModelLimitError } from './errors.ts'
 import { BadModels, type BadModel } from './bad-models.ts'
-import type { InferenceComponents, ModelRunner, RunOptions } from './components.ts'
+import type { InferenceComponents, ModelBytes, ModelLoadOptions, ModelRunner, RunOptions } from './components.ts'
 import { LM_FILES, type LmFiles } from './lm/types.ts'
 import type { AdvertModel } from './adverts.ts'
 import { totalmem } from 'node:os'
@@ -226,7 +226,7 @@ export class WorkerModels {
       }
       const files = await this.#files(model)
       await this.#makeRoom(model.cid, need)
-      await this.#init.runner.load(model.cid, bytes, files === undefined ? {} : { files })
+      await this.#init.runner.load(model.cid, bytes, this.#loadOptions(model, files))
       const mjps = await this.#calibrate(model)
       const pins = [
         model.cid,
@@ -247,6 +247,30 @@ export class WorkerModels {
     } finally {
       this.#loading.delete(model.cid)
     }
+  }
+
+  /**
+   * The runner's load options: a language model's files, and `reload`, which reads the model
+   * again from the blob store to replace a model process that died, so that the runner need not
+   * keep a copy of every served model's bytes in the node process.
+   */
+  #loadOptions(model: ModelRecord, files: LmFiles | undefined): ModelLoadOptions {
+    const blobs = this.#init.blobs
+    const reload = async (): Promise<ModelBytes | undefined> => {
+      const bytes = await blobs.get(model.cid)
+      if (bytes === undefined) return undefined
+      if (model.kind !== 'lm' || model.files === undefined) return { bytes }
+      const again: LmFiles = {}
+      for (const name of LM_FILES) {
+        const cid = model.files[name]
+        if (cid === undefined) continue
+        const file = await blobs.get(cid)
+        if (file === undefined) return undefined
+        again[name] = file
+      }
+      return { bytes, files: again }
+    }
+    return { ...(files === undefined ? {} : { files }), reload }
   }
 
   /** A language model's tokenizer and configuration files, from the store or peers (verified by CID). */
@@ -357,7 +381,7 @@ export class WorkerModels {
       }
       const files = await this.#files(model)
       await this.#makeRoom(cid, model.size * MODEL_MEMORY_FACTOR)
-      await runner.load(cid, bytes, files === undefined ? {} : { files })
+      await runner.load(cid, bytes, this.#loadOptions(model, files))
       this.#init.onChange?.()
     }
     const result = await runner.run(cid, inputs, options)

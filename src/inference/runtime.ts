@@ -28,7 +28,7 @@ import type { ExecutionProvider } from './job.ts'
 import { checkModel, type ModelCheckLimits } from './onnx-check.ts'
 import { UnsafeModelError } from './errors.ts'
 import { checkAgainstSchema, type Tensor, type TensorMap, type TensorSpec, TENSOR_TYPES } from './tensor.ts'
-import type { LmRunStats, RunOptions } from './components.ts'
+import type { LmRunStats, ModelBytes, RunOptions } from './components.ts'
 import { LmEngine } from './lm/engine.ts'
 import { parseLmFiles, type LmModelFiles } from './lm/model-files.ts'
 import {
@@ -136,6 +136,12 @@ export interface LoadOptions {
   signal?: AbortSignal
   /** A language model's tokenizer and configs (`LM_FILES`); a model loaded with them is a language model. */
   files?: LmFiles
+  /**
+   * Where `SandboxedRunner` reads the model again to replace a process that died: the node's
+   * blob store. Without it the runner keeps the bytes and files in memory for that, as much
+   * again as the model; `undefined` (the blobs are gone) drops the model. Unused here.
+   */
+  reload?: () => Promise<ModelBytes | undefined>
 }
 
 export interface CalibrateOptions {

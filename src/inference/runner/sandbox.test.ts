@@ -9,11 +9,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import module from 'node:module'
 import { tmpdir } from 'node:os'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { DEMO_MODELS_DIR, modelCid } from '../demo-models.ts'
 import { ModelLimitError, UnsafeModelError } from '../errors.ts'
 import { ModelCidMismatchError, ModelNotLoadedError, RuntimeClosedError } from '../runtime.ts'
 import { TensorSchemaError, createTensor } from '../tensor.ts'
 import { SandboxedRunner } from './sandbox.ts'
+import type { ModelBytes } from '../components.ts'
 import { childCommand, sandboxEnv } from './process.ts'
 import { SANDBOX_ENV_KEYS } from './constants.ts'
 import { digitsModel, type GoodModel } from '../../../test/helpers/sandbox.ts'
@@ -157,6 +160,61 @@ test('the memory poll runs while a process can grow (loading, or a request) and 
     assert.equal(polled.processes().length, 1, 'the model process lives on, idle')
   } finally {
     await polled.close()
+  }
+})
+
+/**
+ * Loads a copy of the model's bytes; the returned flag turns true once the copy is collected.
+ * In a function of its own: a suspended async function keeps the temporaries of its calls.
+ */
+async function loadCopy(
+  target: SandboxedRunner,
+  model: GoodModel,
+  reload: () => Promise<ModelBytes | undefined>,
+): Promise<{ collected: boolean }> {
+  const flag = { collected: false }
+  const bytes = Uint8Array.from(model.bytes)
+  collectedCopies.register(bytes, flag)
+  await target.load(model.cid, bytes, { reload })
+  return flag
+}
+const collectedCopies = new FinalizationRegistry<{ collected: boolean }>((flag) => {
+  flag.collected = true
+})
+
+test('with reload, the runner keeps no copy of the bytes and reads them again to replace a dead process; without the blobs the model is dropped', async () => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const own = new SandboxedRunner({ executionProvider: 'cpu', sandboxRoot: root })
+  try {
+    let reloads = 0
+    let stored = true
+    const reload = async (): Promise<ModelBytes | undefined> => {
+      reloads++
+      return stored ? { bytes: Uint8Array.from(digits.bytes) } : undefined
+    }
+    const copy = await loadCopy(own, digits, reload)
+    for (let i = 0; i < 50 && !copy.collected; i++) {
+      gc()
+      await sleep(20)
+    }
+    assert.ok(copy.collected, 'the runner still holds the bytes it was given')
+
+    const first = own.processes()[0]?.pid as number
+    process.kill(first, 'SIGKILL')
+    for (let i = 0; i < 200 && own.processes()[0]?.restarts !== 1; i++) await sleep(25)
+    assert.equal(reloads, 1)
+    assert.deepEqual((await own.run(digits.cid, digits.inputs)).outputs, digits.expected)
+    assert.notEqual(own.processes()[0]?.pid, first)
+
+    stored = false
+    process.kill(own.processes()[0]?.pid as number, 'SIGKILL')
+    for (let i = 0; i < 200 && own.has(digits.cid); i++) await sleep(25)
+    assert.equal(reloads, 2)
+    assert.equal(own.has(digits.cid), false)
+    await assert.rejects(own.run(digits.cid, digits.inputs), ModelNotLoadedError)
+  } finally {
+    await own.close()
   }
 })
 

@@ -40,7 +40,7 @@ import {
   type ExecutionProviderChoice,
 } from '../runtime-facts.ts'
 import type { CalibrateOptions, Calibration, LoadOptions, LoadedModel, RunCallOptions, RunResult } from '../runtime.ts'
-import type { LmRunStats } from '../components.ts'
+import type { LmRunStats, ModelBytes } from '../components.ts'
 import { LM_OUTPUTS, type LmFiles } from '../lm/types.ts'
 import { TensorLimitError, checkAgainstSchema, type TensorMap, type TensorSpec } from '../tensor.ts'
 import { FRAME_HEADER_ALLOWANCE, RUNNER_LIMITS, type RunnerLimits } from './constants.ts'
@@ -89,9 +89,11 @@ interface MemoryBounds {
 
 interface Served {
   cid: string
-  bytes: Uint8Array
-  /** A language model's files (sent again to a replacement process). */
-  files: LmFiles | undefined
+  /**
+   * Where a replacement process gets the model: the caller's `reload` (the bytes are not kept
+   * here), or the bytes and a language model's files kept since the load.
+   */
+  source: () => Promise<ModelBytes | undefined>
   info: LoadedModel
   proc: ModelProcess
   /** The process to use: the current one, or its replacement while it starts. */
@@ -270,12 +272,15 @@ export class SandboxedRunner {
     const pending = this.#loading.get(cid)
     if (pending) return pending
     if (options.signal?.aborted) throw new AbortError('model load was cancelled')
-    const loading = this.#open(cid, bytes, files).finally(() => this.#loading.delete(cid))
+    const reload = options.reload
+    const kept: ModelBytes = { bytes, files }
+    const source = reload ?? (async () => kept)
+    const loading = this.#open(cid, bytes, files, source).finally(() => this.#loading.delete(cid))
     this.#loading.set(cid, loading)
     return loading
   }
 
-  async #open(cid: string, bytes: Uint8Array, files: LmFiles | undefined): Promise<void> {
+  async #open(cid: string, bytes: Uint8Array, files: LmFiles | undefined, source: Served['source']): Promise<void> {
     let started: { proc: ModelProcess; info: LoadedModel }
     try {
       started = await this.#start(cid, bytes, files)
@@ -289,8 +294,7 @@ export class SandboxedRunner {
     }
     const served: Served = {
       cid,
-      bytes,
-      files,
+      source,
       ...started,
       ready: Promise.resolve(started.proc),
       rssBytes: 0,
@@ -303,12 +307,19 @@ export class SandboxedRunner {
     this.#evictBeyondLimit()
   }
 
+  /** Starts a replacement process for `served` with the model read again from its source. */
+  async #restart(served: Served): Promise<{ proc: ModelProcess; info: LoadedModel }> {
+    const model = await served.source()
+    if (model === undefined) throw new ModelNotLoadedError(`model ${served.cid} is no longer stored on this node`)
+    return this.#start(served.cid, model.bytes, model.files)
+  }
+
   /** Replaces `proc` when it dies while still serving its model. */
   #watch(served: Served, proc: ModelProcess): void {
     void proc.exited.then(() => {
       if (served.closed || served.proc !== proc || this.#closed) return
       served.restarts++
-      const next = this.#start(served.cid, served.bytes, served.files).then(
+      const next = this.#restart(served).then(
         ({ proc: fresh }) => {
           if (served.closed || this.#closed) {
             void fresh.close()
