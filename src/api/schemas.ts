@@ -3,7 +3,7 @@
  * responses with them; @fastify/swagger publishes them). Money, nonces and voting power are
  * 64-bit: on the wire they are always decimal strings, never JSON numbers. Bytes are lowercase hex.
  */
-import Type from 'typebox'
+import Type from './schema-builder.ts'
 import { MAX_TX_BYTES } from '../chain/tx.ts'
 import { MAX_TX_BATCH } from '../chain/tx-batch.ts'
 import { MAX_PROOF_KEY_BYTES } from './constants.ts'

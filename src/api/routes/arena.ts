@@ -16,7 +16,7 @@
  * that failed 502.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { parseUint64 } from '../../core/uint.ts'
 import { DonghaeError } from '../../core/errors.ts'
 import { TxError } from '../../chain/errors.ts'

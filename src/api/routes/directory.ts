@@ -20,7 +20,7 @@
  * (one home connection holds a whole /64), an IPv4-mapped address as the IPv4 address.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { DirectoryError, DirectoryRateLimitError } from '../../directory/record.ts'
 import {
   LABEL_PATTERN,

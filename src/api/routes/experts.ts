@@ -51,7 +51,7 @@
 import { isAbsolute } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { toHex } from '../../core/bytes.ts'
 import { describeError, InvalidInputError } from '../../core/errors.ts'
 import { untrustedText } from '../../core/untrusted-text.ts'

@@ -26,7 +26,7 @@
  * CID, so storage cannot be filled with anything a participant did not pay a fee to name.
  */
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { MAX_FL_BLOB_BYTES } from '../../fl/chain/decode.ts'
 import type { FlApi } from '../fl-api.ts'
 import { NotFoundError } from '../errors.ts'

@@ -14,7 +14,7 @@
  * head is 400.
  */
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import type { GovernanceApi, ProposalQuery, ProposalStatusView } from '../governance-api.ts'
 import { NotFoundError } from '../errors.ts'
 import { ERROR_RESPONSES } from '../schemas.ts'

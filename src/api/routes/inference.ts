@@ -18,7 +18,7 @@
  */
 import { isAbsolute } from 'node:path'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { randomBytes } from 'node:crypto'
 import { Transform, type Readable } from 'node:stream'
 import { toHex } from '../../core/bytes.ts'

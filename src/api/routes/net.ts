@@ -1,6 +1,6 @@
 /** Network routes (/v1/net, /v1/did): peers, addresses, NAT state, DID records from the DHT. */
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { parseDidKey } from '../../identity/did-key.ts'
 import type { NetApi } from '../net-api.ts'
 import { NotFoundError } from '../errors.ts'

@@ -5,7 +5,7 @@
  * taken after it, so a page that polls asks for what is new.
  */
 import type { FastifyPluginAsync } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import type { ResourcesApi, ResourcesView } from '../resources-api.ts'
 import { ERROR_RESPONSES } from '../schemas.ts'
 

@@ -16,7 +16,7 @@
  * 413 (body over WALLET_BODY_LIMIT), 503 WALLET_LOCKED.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { EnvelopeError, MAX_INVOICE_BYTES, MAX_MEMO_BYTES } from '../../wallet/envelope.ts'
 import { LedgerError, LedgerTamperedError } from '../../wallet/ledger.ts'
 import { InsufficientFundsError } from '../../wallet/service.ts'

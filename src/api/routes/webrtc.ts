@@ -27,7 +27,7 @@
  * /v1/webrtc/sessions keeps every check.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import Type from 'typebox'
+import Type from '../schema-builder.ts'
 import { OPERATOR_SECURITY, requireOperator } from '../auth.ts'
 import { clientKey } from '../client-key.ts'
 import { ERROR_RESPONSES } from '../schemas.ts'
