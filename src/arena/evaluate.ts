@@ -11,7 +11,8 @@
  * The score is the top-1 accuracy in ppm, floor(correct × 1 000 000 / examples). Other ONNX
  * graphs throw UnsupportedModelError (docs/arena.md: what an external trainer must export).
  */
-import onnxProto from 'onnx-proto'
+import type onnxProto from 'onnx-proto'
+import { onnxSchema } from '../inference/onnx-schema.ts'
 import { encode, decode } from '../core/codec.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import { sha256 } from '../core/hash.ts'
@@ -19,8 +20,6 @@ import { toHex } from '../core/bytes.ts'
 import { checkDataset, mlpTrainer, type Dataset, type DenseLayer, type MlpWeights } from '../inference/trainer.ts'
 import { PPM } from './constants.ts'
 import { CommitmentMismatchError, UnsupportedModelError } from './errors.ts'
-
-const { onnx } = onnxProto
 
 // ---- validation sets ------------------------------------------------------------------------
 
@@ -84,7 +83,7 @@ export function openValidationSet(bytes: Uint8Array, commitHex: string): Dataset
 // ---- MLP weights from ONNX ------------------------------------------------------------------
 
 function floats(t: onnxProto.onnx.ITensorProto, name: string): Float32Array {
-  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) throw new UnsupportedModelError(`${name} is not float32`)
+  if (t.dataType !== onnxSchema().TensorProto.DataType.FLOAT) throw new UnsupportedModelError(`${name} is not float32`)
   if (t.rawData && t.rawData.length > 0) {
     const raw = t.rawData
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength)
@@ -97,7 +96,7 @@ function floats(t: onnxProto.onnx.ITensorProto, name: string): Float32Array {
 export function mlpFromOnnx(bytes: Uint8Array): MlpWeights {
   let model: onnxProto.onnx.ModelProto
   try {
-    model = onnx.ModelProto.decode(bytes)
+    model = onnxSchema().ModelProto.decode(bytes)
   } catch (err) {
     throw new UnsupportedModelError('the weights file is not an ONNX model', { cause: err })
   }

@@ -9,11 +9,10 @@
  * The bytes depend only on the weights and options (no timestamps, no host names), so the same
  * training run always yields the same file and therefore the same CID.
  */
-import onnxProto from 'onnx-proto'
+import type onnxProto from 'onnx-proto'
+import { onnxSchema } from './onnx-schema.ts'
 import { InvalidInputError } from '../core/errors.ts'
 import type { MlpWeights } from './trainer.ts'
-
-const { onnx } = onnxProto
 
 /** IR version 8 (ONNX 1.10), the newest this schema knows; ONNX Runtime reads it. */
 export const ONNX_IR_VERSION = 8
@@ -69,7 +68,7 @@ function littleEndianFloats(data: Float32Array): Uint8Array {
 
 function valueInfo(v: OnnxValue): onnxProto.onnx.IValueInfoProto {
   const dim = v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d }))
-  return { name: v.name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim } } } }
+  return { name: v.name, type: { tensorType: { elemType: onnxSchema().TensorProto.DataType.FLOAT, shape: { dim } } } }
 }
 
 function initializer(t: OnnxInitializer): onnxProto.onnx.ITensorProto {
@@ -79,7 +78,7 @@ function initializer(t: OnnxInitializer): onnxProto.onnx.ITensorProto {
   return {
     name: t.name,
     dims: [...t.dims],
-    dataType: onnx.TensorProto.DataType.FLOAT,
+    dataType: onnxSchema().TensorProto.DataType.FLOAT,
     rawData: littleEndianFloats(t.data),
   }
 }
@@ -88,7 +87,7 @@ function node(n: OnnxNode, index: number): onnxProto.onnx.INodeProto {
   const attribute = Object.entries(n.attributes ?? {}).map(([name, i]) => ({
     name,
     i,
-    type: onnx.AttributeProto.AttributeType.INT,
+    type: onnxSchema().AttributeProto.AttributeType.INT,
   }))
   return {
     name: `${n.op.toLowerCase()}_${index}`,
@@ -118,6 +117,7 @@ export function buildOnnxModel(graph: OnnxGraph, options: OnnxModelOptions = {})
       node: graph.nodes.map(node),
     },
   }
+  const onnx = onnxSchema()
   return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish()
 }
 
