@@ -4,6 +4,7 @@
 // pinging after the relay stops; WebRTC Direct, when asked for, is dialled with no relay at all.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -11,6 +12,7 @@ import type { DonghaeHost, HostOptions } from '../src/net/host.ts'
 import { isRelayed, isWebRtc, webRtcAddressOf } from '../src/net/direct-upgrade.ts'
 import { waitFor } from './helpers/chain-net.ts'
 import { loopbackHost } from './helpers/loopback-host.ts'
+import { isWebRtcAddress } from '../src/net/lazy-webrtc.ts'
 
 const host = (options: Partial<HostOptions> = {}): Promise<DonghaeHost> => loopbackHost({ webrtc: true, ...options })
 
@@ -39,9 +41,11 @@ test('two nodes that met on a relay upgrade to direct WebRTC and keep pinging wh
     await b.start()
     await waitFor('A reserves on the relay', () => circuitAddr(a) !== undefined, 40_000)
     const viaRelay = circuitAddr(a) as string
-    assert.ok(
-      a.getMultiaddrs().some((m) => m.toString() === viaRelay.replace('/p2p-circuit/', '/p2p-circuit/webrtc/')),
+    // the reservation loads the WebRTC transport (lazy-webrtc.ts), which then announces the address
+    await waitFor(
       `A announces its /webrtc address through the relay: ${a.getMultiaddrs().map(String).join(' ')}`,
+      () => a.getMultiaddrs().some((m) => m.toString() === viaRelay.replace('/p2p-circuit/', '/p2p-circuit/webrtc/')),
+      10_000,
     )
 
     const started = Date.now()
@@ -81,6 +85,43 @@ test('two nodes that met on a relay upgrade to direct WebRTC and keep pinging wh
     await Promise.all([a.stop(), b.stop()])
     await relay.stop()
   }
+})
+
+test('isWebRtcAddress takes the addresses the WebRTC transport dials and listens on, and no others', () => {
+  const relay = '/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWH2nU447nifAbK3Nj3JBWevVdcZ8Xtq8uX86D26t9824k'
+  const peer = '/p2p/12D3KooWCtgcFccmrCug5jTpEY7vV3iEa3pTgDmSeUrWHvktCVNh'
+  for (const yes of ['/webrtc', `/webrtc${peer}`, `${relay}/p2p-circuit/webrtc`, `${relay}/p2p-circuit/webrtc${peer}`])
+    assert.equal(isWebRtcAddress(multiaddr(yes)), true, yes)
+  for (const no of [
+    `${relay}/p2p-circuit${peer}`,
+    '/ip4/127.0.0.1/udp/4001/webrtc-direct',
+    `/ip4/127.0.0.1/tcp/4001/webrtc`,
+    `${relay}/p2p-circuit/webrtc${peer}/p2p-circuit`,
+    '/ip4/127.0.0.1/tcp/4001',
+  ])
+    assert.equal(isWebRtcAddress(multiaddr(no)), false, no)
+})
+
+test('a node nobody reaches through a relay never loads @libp2p/webrtc (its WebRTC transport waits for a reservation or a /webrtc dial)', () => {
+  // in a fresh process: this one has loaded it already
+  const hostUrl = JSON.stringify(new URL('../src/net/host.ts', import.meta.url).href)
+  const keys = JSON.stringify(new URL('../src/identity/keys.ts', import.meta.url).href)
+  const code = `
+    import { registerHooks } from 'node:module'
+    const seen = new Set()
+    registerHooks({ resolve(spec, ctx, next) { seen.add(spec); return next(spec, ctx) } })
+    const { createHost } = await import(${hostUrl})
+    const { Ed25519KeyPair } = await import(${keys})
+    const h = await createHost({ key: Ed25519KeyPair.generate(), host: '127.0.0.1', port: 0, mdns: false, transports: ['tcp'], webrtc: true })
+    await h.start()
+    const listening = h.getMultiaddrs().map(String)
+    await h.stop()
+    process.stdout.write(JSON.stringify({ webrtc: [...seen].filter((s) => s.startsWith('@libp2p/webrtc')), listening }))`
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(run.status, 0, run.stderr)
+  const { webrtc, listening } = JSON.parse(run.stdout) as { webrtc: string[]; listening: string[] }
+  assert.deepEqual(webrtc, [])
+  assert.ok(listening.length > 0 && listening.every((a) => !a.includes('/webrtc')), listening.join(' '))
 })
 
 test('WebRTC Direct: a node listening on /webrtc-direct is dialled with no relay and pinged', async () => {

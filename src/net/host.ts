@@ -21,7 +21,8 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayTransport, circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import type { webRTCDirect } from '@libp2p/webrtc'
+import { lazyWebRTC } from './lazy-webrtc.ts'
 import { cleanup as cleanupDataChannels } from 'node-datachannel'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { Identify } from '@libp2p/identify'
@@ -240,6 +241,10 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   // is made. The relay fallback service listens on a chosen relay once started and needed.
   const listen = TRANSPORT_NAMES.filter((t) => plan.listen.has(t)).map((t) => listenAddress(t, host, options.port))
   const rtc = options.webrtc === true
+  // WebRTC Direct (which browsers dial) loads @libp2p/webrtc at start; private-to-private WebRTC
+  // loads it when the node is reached through a relay or dials a /webrtc address (lazy-webrtc.ts)
+  const direct: typeof webRTCDirect | undefined =
+    options.webrtcDirect === true ? (await import('@libp2p/webrtc')).webRTCDirect : undefined
   if (rtc) listen.push('/webrtc')
   if (options.webrtcDirect === true)
     listen.push(`/ip4/${host}/udp/${options.port === 0 ? 0 : options.port + 1}/webrtc-direct`)
@@ -286,8 +291,8 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     transports: [
       ...dialers,
       circuitRelayTransport({ discoveryFilter: NO_RELAY_DISCOVERY }),
-      ...(rtc ? [webRTC({ rtcConfiguration })] : []),
-      ...(options.webrtcDirect === true ? [webRTCDirect({ rtcConfiguration })] : []),
+      ...(rtc ? [lazyWebRTC({ rtcConfiguration })] : []),
+      ...(direct === undefined ? [] : [direct({ rtcConfiguration })]),
     ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
