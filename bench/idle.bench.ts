@@ -7,8 +7,8 @@
  *  - idle-cpu: CPU time of each node process (user + system, every thread, /proc) over
  *    `IDLE_WINDOW_MS` of wall time once start-up work is over, in percent of one core; the
  *    value is the busiest node (the target is ≤ 1 %);
- *  - idle-rss: resident memory of each node (VmRSS) at the end of that window, MB; node1 serves
- *    the demo models (a worker; their sessions run in its sandbox processes, not counted); the
+ *  - idle-rss: resident memory of each node (VmRSS) at the end of that window, MB; every node
+ *    serves the demo models (their sessions run in its sandbox processes, not counted); the
  *    value is the largest. Both networks' nodes start as `donghae devnet` starts them
  *    (NODE_PROCESS_FLAGS / nodeProcessVariables), so the baseline differs only in its blocks;
  *  - idle-cpu-steady, idle-rss-steady: the same two readings over a second window of
@@ -192,7 +192,7 @@ export async function idleBenches(quick = false): Promise<BenchLine[]> {
     } as BenchLine,
     line({
       bench: 'idle-rss',
-      impl: 'devnet node resident memory (largest of 4; node1 holds the demo models), MB',
+      impl: 'devnet node resident memory (largest of 4; each serves the demo models from sandbox processes), MB',
       value: rss,
       unit: 'MB',
       baseline: { impl: 'empty block after every commit timeout', value: max(baseline.rssMb) },
