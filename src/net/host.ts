@@ -218,8 +218,8 @@ function listenAddress(name: TransportName, host: string, port: number): string 
 /**
  * Each transport's factory. TCP's writes are coalesced per turn of the event loop (coalesce.ts).
  * QUIC and WebSockets load their packages only for a host that uses them: QUIC's native module
- * starts a runtime with its own threads when it loads, and a TCP-only node (the devnet's) needs
- * neither.
+ * starts a runtime with its own threads when it loads; a TCP-only node (`transports: ['tcp']`)
+ * needs neither, and a node on the default transports (TCP and QUIC) no WebSockets.
  */
 const DIALERS = {
   tcp: async () => coalescedTcp(),
