@@ -11,7 +11,7 @@ function packagesLoadedBy(entry: URL): Set<string> {
     `const seen = new Set()`,
     `registerHooks({ resolve(spec, ctx, next) { if (!/^[.\\/]|^node:|^file:/.test(spec)) seen.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]); return next(spec, ctx) } })`,
     `await import(${JSON.stringify(entry.href)})`,
-    `console.log(JSON.stringify([...seen]))`,
+    `process.stdout.write(JSON.stringify([...seen]) + "\\n")`,
   ].join('\n')
   const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
   assert.equal(run.status, 0, run.stderr)

@@ -63,7 +63,7 @@ test("the API's route modules load without TypeBox", () => {
     `import { registerHooks } from 'node:module'`,
     `registerHooks({ resolve(spec, ctx, next) { if (spec === 'typebox' || spec.startsWith('typebox/')) throw new Error('TypeBox loaded by ' + ctx.parentURL); return next(spec, ctx) } })`,
     `await import(${JSON.stringify(new URL('./server.ts', import.meta.url).href)})`,
-    `console.log('loaded')`,
+    `process.stdout.write('loaded')`,
   ].join('\n')
   const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
   assert.equal(run.status, 0, run.stderr)
