@@ -576,10 +576,28 @@ test('inference market on a 4-process devnet: correct, receipted, settled; failu
     const patientDid = didFromEd25519PublicKey(patient.publicKey)
     const topUp = await call('POST', `${n0.api}/v1/operator/transfer`, { to: patientDid, amount: '10000' }, tokens[0])
     assert.equal(topUp.status, 202, JSON.stringify(topUp.body))
-    await waitFor('the second client funded', async () => (await balance(n2.api, patientDid)) === 10000n, 30_000)
+    // node3 is down: every height now needs all three others, and its proposer turns time out first
+    // (60 s, as the other waits after a kill here; the heights are printed if it is not enough)
+    const threeHeights = async (): Promise<void> => {
+      const heights = await Promise.all(
+        [n0, n1, n2].map(async (n) => (await getJson<{ height: number }>(`${n.api}/v1/status`))?.height ?? -1),
+      )
+      t.diagnostic(`heights of node0..2: ${heights.join(', ')}`)
+    }
+    await waitFor('the second client funded', async () => (await balance(n2.api, patientDid)) === 10000n, 60_000).catch(
+      async (err: unknown) => {
+        await threeHeights()
+        throw err
+      },
+    )
     const patientDeposit = await sendTx(n2.api, patient, 'inference.deposit', { gateway: n2.did, amount: 9000n })
     assert.equal(patientDeposit.status, 202, JSON.stringify(patientDeposit.body))
-    await waitFor('its deposit with node2', async () => (await deposited(n2.api, patientDid)) === 9000n, 30_000)
+    await waitFor('its deposit with node2', async () => (await deposited(n2.api, patientDid)) === 9000n, 60_000).catch(
+      async (err: unknown) => {
+        await threeHeights()
+        throw err
+      },
+    )
     // a deposit that many waves of jobs cannot exhaust: the scenario is a dead gateway, not a dry deposit
     const slowLogFile = join(n3.home, 'slow-node.log')
     const slowAgain = spawn(
