@@ -255,20 +255,9 @@ export class WorkerModels {
    * keep a copy of every served model's bytes in the node process.
    */
   #loadOptions(model: ModelRecord, files: LmFiles | undefined): ModelLoadOptions {
-    const blobs = this.#init.blobs
     const reload = async (): Promise<ModelBytes | undefined> => {
-      const bytes = await blobs.get(model.cid)
-      if (bytes === undefined) return undefined
-      if (model.kind !== 'lm' || model.files === undefined) return { bytes }
-      const again: LmFiles = {}
-      for (const name of LM_FILES) {
-        const cid = model.files[name]
-        if (cid === undefined) continue
-        const file = await blobs.get(cid)
-        if (file === undefined) return undefined
-        again[name] = file
-      }
-      return { bytes, files: again }
+      const bytes = await this.#init.blobs.get(model.cid)
+      return bytes === undefined ? undefined : { bytes, files: await this.#files(model) }
     }
     return { ...(files === undefined ? {} : { files }), reload }
   }

@@ -28,7 +28,7 @@ import type { ExecutionProvider } from './job.ts'
 import { checkModel, type ModelCheckLimits } from './onnx-check.ts'
 import { UnsafeModelError } from './errors.ts'
 import { checkAgainstSchema, type Tensor, type TensorMap, type TensorSpec, TENSOR_TYPES } from './tensor.ts'
-import type { LmRunStats, ModelBytes, RunOptions } from './components.ts'
+import type { LmRunStats, ModelLoadOptions, RunOptions } from './components.ts'
 import { LmEngine } from './lm/engine.ts'
 import { parseLmFiles, type LmModelFiles } from './lm/model-files.ts'
 import {
@@ -39,7 +39,6 @@ import {
   parseGenerationTensors,
   parseOutputTensors,
   type GenerationInput,
-  type LmFiles,
 } from './lm/types.ts'
 
 import {
@@ -131,17 +130,9 @@ export interface RunCallOptions extends RunOptions {
   signal?: AbortSignal
 }
 
-/** Options of `load`. */
-export interface LoadOptions {
+/** Options of `load`: `files` and `reload` as every runner takes them (`reload` is unused here). */
+export interface LoadOptions extends ModelLoadOptions {
   signal?: AbortSignal
-  /** A language model's tokenizer and configs (`LM_FILES`); a model loaded with them is a language model. */
-  files?: LmFiles
-  /**
-   * Where `SandboxedRunner` reads the model again to replace a process that died: the node's
-   * blob store. Without it the runner keeps the bytes and files in memory for that, as much
-   * again as the model; `undefined` (the blobs are gone) drops the model. Unused here.
-   */
-  reload?: () => Promise<ModelBytes | undefined>
 }
 
 export interface CalibrateOptions {

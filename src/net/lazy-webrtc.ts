@@ -82,22 +82,20 @@ export class LazyWebRtcTransport implements Transport, Startable {
     this.#init = init
   }
 
-  /** Whether the real transport has been loaded (or is loading). */
-  get loaded(): boolean {
-    return this.#real !== undefined
-  }
-
   /** The real transport, loaded and started once (a failed load is tried again by the next call). */
   async load(): Promise<RealTransport> {
-    this.#real ??= (async () => {
-      const { load = loadWebRtc, ...init } = this.#init
-      const real = (await load())(init)(this.#components) as RealTransport
-      if (this.#started) await real.start?.()
-      return real
-    })()
-    this.#real.catch(() => {
-      this.#real = undefined
-    })
+    if (this.#real === undefined) {
+      const loading = (async () => {
+        const { load = loadWebRtc, ...init } = this.#init
+        const real = (await load())(init)(this.#components) as RealTransport
+        if (this.#started) await real.start?.()
+        return real
+      })()
+      loading.catch(() => {
+        if (this.#real === loading) this.#real = undefined
+      })
+      this.#real = loading
+    }
     return this.#real
   }
 
@@ -135,7 +133,6 @@ export class LazyWebRtcTransport implements Transport, Startable {
 class LazyWebRtcListener extends EventTarget {
   readonly #transport: LazyWebRtcTransport
   readonly #components: WebRTCTransportComponents
-  readonly #counts = new Map<string, number>()
   #ready = false
   #closed = false
 
@@ -179,21 +176,6 @@ class LazyWebRtcListener extends EventTarget {
     this.#closed = true
     this.#components.events.removeEventListener('transport:listening', this.#onTransportListening)
     queueMicrotask(() => this.safeDispatchEvent('close'))
-  }
-
-  override addEventListener(...args: Parameters<EventTarget['addEventListener']>): void {
-    if (args[1] !== null) this.#counts.set(args[0], (this.#counts.get(args[0]) ?? 0) + 1)
-    super.addEventListener(...args)
-  }
-
-  override removeEventListener(...args: Parameters<EventTarget['removeEventListener']>): void {
-    const count = this.#counts.get(args[0]) ?? 0
-    if (count > 0) this.#counts.set(args[0], count - 1)
-    super.removeEventListener(...args)
-  }
-
-  listenerCount(type: string): number {
-    return this.#counts.get(type) ?? 0
   }
 
   safeDispatchEvent(type: string, detail?: { detail?: unknown }): boolean {

@@ -272,9 +272,8 @@ export class SandboxedRunner {
     const pending = this.#loading.get(cid)
     if (pending) return pending
     if (options.signal?.aborted) throw new AbortError('model load was cancelled')
-    const reload = options.reload
-    const kept: ModelBytes = { bytes, files }
-    const source = reload ?? (async () => kept)
+    // without the caller's reload, a replacement process gets the bytes kept here
+    const source = options.reload ?? (async (): Promise<ModelBytes> => ({ bytes, files }))
     const loading = this.#open(cid, bytes, files, source).finally(() => this.#loading.delete(cid))
     this.#loading.set(cid, loading)
     return loading
