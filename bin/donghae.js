@@ -12,8 +12,8 @@ const major = Number(process.versions.node.split('.')[0])
 if (major < 24) {
   const local = fileURLToPath(new URL('../node_modules/.bin/node', import.meta.url))
   const how = existsSync(local)
-    ? `run it as \`npx donghae …\` (it uses the project's Node 24, ${local})`
-    : 'run `npm install` in the checkout, then `npx donghae …` (npm install brings Node 24), or install Node.js 24'
+    ? `run it as \`npx donghae \u2026\` (it uses the project's Node 24, ${local})`
+    : 'run `npm install` in the checkout, then `npx donghae \u2026` (npm install brings Node 24), or install Node.js 24'
   process.stderr.write(`donghae: Node.js 24 or newer is required (this is ${process.version}): ${how}\n`)
   process.exit(1)
 }

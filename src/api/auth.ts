@@ -5,7 +5,7 @@
  * stay open.
  *
  *   app.route({ method: 'POST', url: '/v1/infer', onRequest: requireOperator,
- *               schema: { security: OPERATOR_SECURITY, … }, handler })
+ *               schema: { security: OPERATOR_SECURITY, ... }, handler })
  *
  * It works as `onRequest` (checked before the body is even read: a stranger's 20 MB upload is
  * refused unparsed, and a malformed body without the token is 401, not 400) or as `preHandler`.

@@ -8,7 +8,7 @@
  *    body claiming a 4 GiB array costs nothing;
  *  - nesting deeper than `maxDepth`, and more than `maxItems` items in all;
  *  - tags (CIDs, bignums, dates, typed arrays...), indefinite lengths, `undefined` and other
- *    simple values, map keys that are not text, integers beyond ±(2^53 − 1), and bytes after the
+ *    simple values, map keys that are not text, integers beyond ±(2^53 - 1), and bytes after the
  *    one top-level item.
  * Only then is it decoded (@ipld/dag-cbor's decoder, which also refuses integers not written in
  * their shortest form, duplicate map keys, NaN and infinities; map key order and float widths are
@@ -42,7 +42,7 @@ const MAJOR_TEXT = 3
 const MAJOR_ARRAY = 4
 const MAJOR_MAP = 5
 const MAJOR_TAG = 6
-/** Largest high 32 bits of a safe integer (2^53 − 1). */
+/** Largest high 32 bits of a safe integer (2^53 - 1). */
 const MAX_SAFE_HIGH = 0x1fffff
 
 interface Frame {

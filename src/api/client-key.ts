@@ -23,7 +23,7 @@ function ipv6Groups(address: string): number[] {
   return [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back]
 }
 
-/** `192.0.2.1` → `192.0.2.1`; `2001:db8:1:2:aaaa::1` → `2001:db8:1:2::/64`; anything else as given. */
+/** `192.0.2.1` -> `192.0.2.1`; `2001:db8:1:2:aaaa::1` -> `2001:db8:1:2::/64`; anything else as given. */
 export function clientKey(address: string): string {
   if (isIP(address) !== 6) return address
   const groups = ipv6Groups(address.toLowerCase())

@@ -1,5 +1,5 @@
 /**
- * A typed client of the node's HTTP API (fetch-based; Node ≥ 18 and browsers — the dashboard
+ * A typed client of the node's HTTP API (fetch-based; Node >= 18 and browsers - the dashboard
  * uses it, so this module and everything it imports stay free of Node built-ins). Answers are
  * the API's JSON as documented in schemas.ts: amounts are decimal strings (`BigInt(x)` them),
  * bytes are hex. Every failure is an `ApiError`: the API's own error answer (`code`, `reason`),

@@ -6,18 +6,18 @@
  * Routes (JSON; errors are `{ error: { code, message } }` with the DirectoryError's status):
  *
  *     POST   /v1/directory/register   (alias POST /register)    body: a signed registration
- *            → 201 (new DID) or 200 (update) { did, seq, expires, change }
+ *            -> 201 (new DID) or 200 (update) { did, seq, expires, change }
  *     GET    /v1/directory/search     (alias GET /search)       ?query=&category=&tag=&limit=&cursor=
- *            → 200 { entries: DirectoryEntryView[], cursor? }
- *     GET    /v1/directory/entries/:did                          → 200 DirectoryEntryView | 404
- *     GET    /v1/directory/resolve/:did                          → 200 DirectoryResolution | 404
+ *            -> 200 { entries: DirectoryEntryView[], cursor? }
+ *     GET    /v1/directory/entries/:did                          -> 200 DirectoryEntryView | 404
+ *     GET    /v1/directory/resolve/:did                          -> 200 DirectoryResolution | 404
  *     DELETE /v1/directory/register   (alias DELETE /register)  body: a signed deletion
- *            → 200 { did, seq, change: 'deleted' }
+ *            -> 200 { did, seq, change: 'deleted' }
  *
  * Operator routes (the node's own entry, signed with its key; bearer token; optional methods):
  *
- *     POST   /v1/operator/directory/register   body: OwnRegistration → 201/200 as POST /v1/directory/register
- *     DELETE /v1/operator/directory/register   (no body)             → 200 { did, seq, change: 'deleted' }
+ *     POST   /v1/operator/directory/register   body: OwnRegistration -> 201/200 as POST /v1/directory/register
+ *     DELETE /v1/operator/directory/register   (no body)             -> 200 { did, seq, change: 'deleted' }
  *
  * `client` is who sent the request (the socket's address; an IPv6 address is keyed by its /64),
  * charged against the per-client rate limit.

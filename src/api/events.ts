@@ -7,7 +7,7 @@
  *
  *   const bus = new EventBus()
  *   bus.publish('block', { height, id, time, txs, proposer })
- *   for await (const event of bus.subscribe({ types: ['block'], signal })) …
+ *   for await (const event of bus.subscribe({ types: ['block'], signal })) ...
  */
 import { InvalidInputError } from '../core/errors.ts'
 import type { FetchView } from './inference-api.ts'

@@ -4,9 +4,9 @@
  * state (src/node/governance.ts `NodeGovernance`). Amounts and voting power are decimal strings,
  * as everywhere in the API; a uint parameter's value is a decimal string, a list's an array.
  *
- *     GET /v1/gov/proposals?status&limit&before   → { height, proposals: ProposalView[] } newest first
- *     GET /v1/gov/proposals/:id                   → ProposalView with votes, deposits and the tally | 404
- *     GET /v1/gov/params?height                   → GovParamsView (at a past height from each parameter's history)
+ *     GET /v1/gov/proposals?status&limit&before   -> { height, proposals: ProposalView[] } newest first
+ *     GET /v1/gov/proposals/:id                   -> ProposalView with votes, deposits and the tally | 404
+ *     GET /v1/gov/params?height                   -> GovParamsView (at a past height from each parameter's history)
  */
 export type ProposalStatusView = 'deposit' | 'voting' | 'passed' | 'applied' | 'rejected' | 'vetoed' | 'expired'
 export type VoteOptionView = 'yes' | 'no' | 'abstain' | 'veto'

@@ -69,7 +69,7 @@ interface HostName {
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1'])
 
-/** `host[:port]` or `[v6][:port]` → lower-case name (brackets dropped, no trailing dot) and port. */
+/** `host[:port]` or `[v6][:port]` -> lower-case name (brackets dropped, no trailing dot) and port. */
 export function parseHostHeader(value: string): HostName | undefined {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s/@]+))(?::([0-9]{1,5}))?$/.exec(value.trim())
   if (match === null) return undefined
@@ -91,7 +91,7 @@ function isLoopback(name: string): boolean {
 
 export class HostPolicy {
   readonly #any: boolean
-  /** name → ports allowed (undefined: any port). */
+  /** name -> ports allowed (undefined: any port). */
   readonly #extra = new Map<string, Set<number> | undefined>()
   readonly #cors: ReadonlySet<string>
 

@@ -159,7 +159,7 @@ export interface PublishModelRequest {
   file: Uint8Array
   /** Text models: the tokenizer JSON (chars.ts), registered by CID and served like the weights. */
   codec?: Uint8Array
-  /** Language models: the folder's other files by name (tokenizer.json, tokenizer_config.json, …). */
+  /** Language models: the folder's other files by name (tokenizer.json, tokenizer_config.json, ...). */
   files?: Record<string, Uint8Array>
   /**
    * Language models: a folder on the node's own disk to publish instead of `file` and `files`

@@ -3,7 +3,7 @@
  * the validator set, starting from nothing but the genesis document, so a node that lies about a
  * header, a state root or the validator set is caught instead of believed.
  *
- *   trusted: the genesis document → the validator set of epoch 0
+ *   trusted: the genesis document -> the validator set of epoch 0
  *   header h (epoch e):  blockId = sha256(dag-cbor(header)) = the certificate's blockId, on the
  *                        genesis chain id, precommitted by > 2/3 of the power of the set of e
  *                        (chain/bft/messages.ts verifyCommit: signatures, members, no doubles)

@@ -26,7 +26,7 @@ const GAUGES_NAMED_LIKE_COUNTERS = [
 ]
 
 export interface NodeMetricsOptions {
-  /** Also export Node.js process metrics (CPU, memory, event loop lag) as donghae_process_…, donghae_nodejs_…. @default true */
+  /** Also export Node.js process metrics (CPU, memory, event loop lag) as donghae_process_..., donghae_nodejs_.... @default true */
   processMetrics?: boolean
   /** Labels on every series, e.g. { node: 'node0' }. */
   labels?: Record<string, string>

@@ -2,12 +2,12 @@
  * Checks an inference receipt in its JSON form (as `POST /v1/infer` answers it) with WebCrypto,
  * so it runs in browsers and in Node alike. It rebuilds the same canonical dag-cbor bytes as
  * src/inference/job.ts (`jobSignBytes`, `receiptSignBytes`), checks the ids, and verifies both
- * Ed25519 signatures over `sha256("donghae/<kind>/v1" ‖ bytes)` (core/signing.ts): the
+ * Ed25519 signatures over `sha256("donghae/<kind>/v1" || bytes)` (core/signing.ts): the
  * worker's on the receipt and the client's on the job. job.ts itself cannot be used here: it
  * reaches node:crypto through core/hash.ts and identity/keys.ts. test/api-client.test.ts checks
  * that both verifiers agree on real and tampered receipts.
  *
- * Needs WebCrypto Ed25519: Node ≥ 22, Chromium ≥ 137, Firefox ≥ 129, Safari ≥ 17. Browsers
+ * Needs WebCrypto Ed25519: Node >= 22, Chromium >= 137, Firefox >= 129, Safari >= 17. Browsers
  * offer WebCrypto only on secure origins (https, or http://127.0.0.1 and localhost).
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -97,7 +97,7 @@ async function sha256(...parts: Uint8Array[]): Promise<Uint8Array> {
   return new Uint8Array(await subtle().digest('SHA-256', all))
 }
 
-/** Ed25519 over sha256("donghae/<kind>/v1" ‖ payload), as core/signing.ts signs. */
+/** Ed25519 over sha256("donghae/<kind>/v1" || payload), as core/signing.ts signs. */
 async function verifySigned(did: string, kind: string, payload: Uint8Array, signature: Uint8Array): Promise<boolean> {
   if (signature.length !== 64) return false
   const digest = await sha256(new TextEncoder().encode(`donghae/${kind}/v1`), payload)

@@ -5,7 +5,7 @@
  * delay) plus the block interval from the node's commits. The dashboard's Resources page plots
  * them.
  *
- *     GET /v1/node/resources?since   → ResourcesView, the samples taken after `since` (Unix ms), oldest first
+ *     GET /v1/node/resources?since   -> ResourcesView, the samples taken after `since` (Unix ms), oldest first
  */
 export interface ResourceSample {
   /** When the sample was taken, Unix ms; it covers the interval since the previous one. */

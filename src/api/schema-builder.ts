@@ -95,7 +95,7 @@ const builders = {
 
 /** TypeBox's builders for the forms above; import this where TypeBox's `Type` would be. */
 const Type = builders as unknown as Builders
-// TypeBox's types that the API's modules name as `Type.…`
+// TypeBox's types that the API's modules name as `Type....`
 // eslint-disable-next-line @typescript-eslint/no-namespace
 declare namespace Type {
   export type Static<T extends TypeBox.TSchema> = TypeBox.Static<T>

@@ -8,7 +8,7 @@ import { MemoryChain } from '../../test/helpers/memory-chain.ts'
 import { actor, makeGenesis } from '../../test/helpers/chain.ts'
 import { EventBus } from './events.ts'
 import { LazySerializers } from './serializers.ts'
-import { createApiServer, responseSerializers, type ApiServerOptions } from './server.ts'
+import { createApiServer, requestValidators, responseSerializers, type ApiServerOptions } from './server.ts'
 
 const ErrorBody = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String() }) })
 const ERRORS = { '4xx': ErrorBody, '5xx': ErrorBody }
@@ -68,7 +68,7 @@ test('LazySerializers: a schema that cannot compile fails its own answers (500) 
   }
 })
 
-test("the node's API: every response schema of every route group compiles, and an idle server compiled none of them", async () => {
+test("the node's API: every response and request schema of every route group compiles, and an idle server compiled none of them", async () => {
   const validator = actor()
   const genesis = makeGenesis([validator], [])
   const chain = new MemoryChain({ genesis, validators: [validator], moniker: 'serializers' })
@@ -92,8 +92,12 @@ test("the node's API: every response schema of every route group compiles, and a
   }
   const app = createApiServer(options)
   let statuses = 0
+  let parts = 0
   app.addHook('onRoute', (route) => {
     statuses += Object.keys((route.schema?.response as object | undefined) ?? {}).length
+    // the OpenAI-compatible routes check their bodies themselves (their own validatorCompiler)
+    for (const part of ['body', 'querystring', 'params', 'headers'] as const)
+      if (route.schema?.[part] !== undefined && route.validatorCompiler === undefined) parts++
   })
   try {
     await app.ready()
@@ -104,6 +108,12 @@ test("the node's API: every response schema of every route group compiles, and a
     assert.ok(waiting > 50 && waiting < statuses / 2, `${waiting} schemas for ${statuses} statuses: shared ones once`)
     serializers.compileAll()
     assert.equal(serializers.uncompiled, 0)
+    const validators = requestValidators(app)
+    assert.ok(validators !== undefined)
+    assert.ok(parts > 100, `every route group registered (${parts} request parts with a schema)`)
+    assert.equal(validators.uncompiled, parts, 'no request schema compiled before a request needs it')
+    validators.compileAll()
+    assert.equal(validators.uncompiled, 0)
   } finally {
     await app.close()
   }

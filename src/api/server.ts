@@ -45,6 +45,7 @@ import { DEFAULT_API_TIMEOUTS, DEFAULT_RATE_LIMIT, MAX_BODY_BYTES, type ApiTimeo
 import { HostNotAllowedError, HostPolicy, OriginNotAllowedError } from './host-check.ts'
 import { NotFoundError } from './errors.ts'
 import { LazySerializers } from './serializers.ts'
+import { LazyValidators } from './validators.ts'
 import { chainRoutes, submitManyLimit } from './routes/chain.ts'
 import { inferenceRoutes } from './routes/inference.ts'
 import type { InferenceApi } from './inference-api.ts'
@@ -87,24 +88,24 @@ export interface ApiServerOptions {
    * answer 404 saying the node runs no experts service.
    */
   experts?: ExpertsApi
-  /** FL Alliance routes (routes/fl.ts: /v1/fl/tasks…, /v1/fl/blobs…). Without it those paths are 404. */
+  /** FL Alliance routes (routes/fl.ts: /v1/fl/tasks..., /v1/fl/blobs...). Without it those paths are 404. */
   fl?: FlApi
-  /** Governance routes (routes/governance.ts: /v1/gov/…). Without it those paths are 404. */
+  /** Governance routes (routes/governance.ts: /v1/gov/...). Without it those paths are 404. */
   governance?: GovernanceApi
-  /** AI Arena routes (routes/arena.ts: /v1/arena/…). Without it those paths are 404. */
+  /** AI Arena routes (routes/arena.ts: /v1/arena/...). Without it those paths are 404. */
   arena?: ArenaApi
   /** Network routes (/v1/net, /v1/did) when the node runs on libp2p. */
   net?: NetApi
-  /** Signed WebRTC signalling (routes/webrtc.ts: /v1/webrtc/…, the seed's /receive-offer), open to any origin. */
+  /** Signed WebRTC signalling (routes/webrtc.ts: /v1/webrtc/..., the seed's /receive-offer), open to any origin. */
   webrtc?: WebRtcApi
   /**
-   * The DID directory's routes (routes/directory.ts: /v1/directory/…, the seed's /register and
+   * The DID directory's routes (routes/directory.ts: /v1/directory/..., the seed's /register and
    * /search, /v1/operator/directory/register). Without it those paths answer 404 saying the node
    * runs no directory.
    */
   directory?: DirectoryApi
   /**
-   * The wallet's operator routes (routes/wallet.ts: /v1/operator/wallet/…). Without it they
+   * The wallet's operator routes (routes/wallet.ts: /v1/operator/wallet/...). Without it they
    * answer 503 WALLET_LOCKED.
    */
   wallet?: WalletApi
@@ -136,7 +137,7 @@ export interface ApiServerOptions {
   resources?: ResourcesApi
   /** Operator token (auth.ts): without it every operator route answers 401. */
   operatorToken?: string
-  /** Operator routes (/v1/operator/…), which act with the node's key. */
+  /** Operator routes (/v1/operator/...), which act with the node's key. */
   operator?: OperatorApi
   /** Directory of the built dashboard (web/dist), served at `/`. */
   dashboardDir?: string
@@ -210,7 +211,7 @@ export function toHttpError(err: unknown): HttpError {
     const message = untrustedText(err.message, MAX_ERROR_MESSAGE)
     return { status, body: errorBody(code, message, known ? err.reason : 'failed') }
   }
-  // signalling refusals (401 unsigned, 403 wrong target, 409 replayed, 429 …) and failed ICE (502)
+  // signalling refusals (401 unsigned, 403 wrong target, 409 replayed, 429 ...) and failed ICE (502)
   if (err instanceof SignalError || err instanceof WebRtcConnectError)
     return { status: err.statusCode, body: errorBody(err.code, err.message) }
   if (err instanceof HostNotAllowedError) return { status: 421, body: errorBody('HOST_NOT_ALLOWED', err.message) }
@@ -242,16 +243,22 @@ function handleError(err: unknown, request: FastifyRequest, reply: FastifyReply)
   return reply.code(status).send(body)
 }
 
-/** The lazily compiled response serializers of each server `createApiServer` made. */
-const serializersOf = new WeakMap<FastifyInstance, LazySerializers>()
+/** The lazily compiled response serializers and request validators of each server `createApiServer` made. */
+const compilersOf = new WeakMap<FastifyInstance, { serializers: LazySerializers; validators: LazyValidators }>()
 
 /** `app`'s response serializers (serializers.ts), for tests that compile every one of them. */
 export function responseSerializers(app: FastifyInstance): LazySerializers | undefined {
-  return serializersOf.get(app)
+  return compilersOf.get(app)?.serializers
+}
+
+/** `app`'s request validators (validators.ts), for tests that compile every one of them. */
+export function requestValidators(app: FastifyInstance): LazyValidators | undefined {
+  return compilersOf.get(app)?.validators
 }
 
 export function createApiServer(options: ApiServerOptions): FastifyInstance {
   const serializers = new LazySerializers()
+  const validators = new LazyValidators()
   const timeouts = { ...DEFAULT_API_TIMEOUTS, ...options.timeouts }
   const hosts = new HostPolicy({
     ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
@@ -274,8 +281,11 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
     },
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false } },
-    // Each response schema is compiled on the first answer that needs it, once per schema object.
-    schemaController: { compilersFactory: { buildSerializer: serializers.buildSerializer } },
+    // Each response schema is compiled on the first answer that needs it, once per schema object,
+    // and each request schema on the first request that needs it.
+    schemaController: {
+      compilersFactory: { buildSerializer: serializers.buildSerializer, buildValidator: validators.buildValidator },
+    },
     // A URL the router cannot decode (`%zz`): the JSON error body, not Fastify's own (found by fuzzing).
     frameworkErrors: (err, _request, reply) => {
       void (reply as FastifyReply).code(400).send(errorBody('BAD_REQUEST', err.message))
@@ -353,6 +363,6 @@ export function createApiServer(options: ApiServerOptions): FastifyInstance {
   if (options.wallet !== undefined) app.register(walletRoutes, { wallet: options.wallet })
   else app.register(noWalletRoutes)
   if (dashboard) app.register(fastifyStatic, { root: options.dashboardDir as string, prefix: '/', index: 'index.html' })
-  serializersOf.set(app, serializers)
+  compilersOf.set(app, { serializers, validators })
   return app
 }

@@ -1,5 +1,5 @@
 /**
- * Chain values as the API's JSON: bigint → decimal string, bytes → lowercase hex. The shapes are
+ * Chain values as the API's JSON: bigint -> decimal string, bytes -> lowercase hex. The shapes are
  * the response schemas in schemas.ts.
  */
 import { equals, toHex } from '../core/bytes.ts'
@@ -10,8 +10,8 @@ import type { AccountView, NodeStatus } from './chain-api.ts'
 import type { AccountJson, BlockJson, LightBlockJson, StatusJson, TxJsonView } from './schemas.ts'
 
 /**
- * A decoded dag-cbor value (a transaction body) made JSON-safe, recursively: bytes → hex, and
- * every integer → decimal string. dag-cbor integers are 64-bit and decode as a JS number when
+ * A decoded dag-cbor value (a transaction body) made JSON-safe, recursively: bytes -> hex, and
+ * every integer -> decimal string. dag-cbor integers are 64-bit and decode as a JS number when
  * small, so a generic view cannot tell an amount from a count; all integers as strings keeps
  * amounts exact and the rule simple.
  */

@@ -7,15 +7,15 @@
  * spends the node's own account. JSON; amounts are decimal strings (bigint base units); hashes
  * and ids are lowercase hex; errors are `{ error: { code, message } }`.
  *
- *     GET  /v1/operator/wallet                          → 200 WalletSummary
+ *     GET  /v1/operator/wallet                          -> 200 WalletSummary
  *     GET  /v1/operator/wallet/payments?limit&cursor&direction=sent|received
- *                                                       → 200 { payments: WalletPaymentView[], cursor? } (newest first)
- *     GET  /v1/operator/wallet/payments/:id             → 200 WalletPaymentView | 404
- *     GET  /v1/operator/wallet/payments/:id/invoice     → 200 the invoice's bytes (attachment) | 404
+ *                                                       -> 200 { payments: WalletPaymentView[], cursor? } (newest first)
+ *     GET  /v1/operator/wallet/payments/:id             -> 200 WalletPaymentView | 404
+ *     GET  /v1/operator/wallet/payments/:id/invoice     -> 200 the invoice's bytes (attachment) | 404
  *     POST /v1/operator/wallet/send   body: WalletSendBody
- *                                                       → 202 WalletPaymentView (status 'pending')
- *     GET  /v1/operator/wallet/deliveries               → 200 { deliveries: DeliveryView[] }
- *     POST /v1/operator/wallet/verify                   → 200 LedgerVerification | 409 (tampered: code LEDGER_TAMPERED, details.index)
+ *                                                       -> 202 WalletPaymentView (status 'pending')
+ *     GET  /v1/operator/wallet/deliveries               -> 200 { deliveries: DeliveryView[] }
+ *     POST /v1/operator/wallet/verify                   -> 200 LedgerVerification | 409 (tampered: code LEDGER_TAMPERED, details.index)
  *
  * Errors of send: 400 (bad DID, amount, memo or invoice), 402 INSUFFICIENT_FUNDS (balance below
  * amount + fee), 503 WALLET_LOCKED (the node runs without a wallet ledger).
@@ -34,7 +34,7 @@ export interface WalletPaymentView {
   amount: string
   /** The decrypted memo ('' when none). */
   memo: string
-  /** The attached invoice, when there is one (its bytes: GET …/payments/:id/invoice). */
+  /** The attached invoice, when there is one (its bytes: GET .../payments/:id/invoice). */
   invoice?: { name: string; bytes: number }
   /** When the sender made it (ms since the epoch, the sender's clock). */
   createdAt: number

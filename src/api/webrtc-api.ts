@@ -6,16 +6,16 @@
  * Routes (JSON bodies; errors `{ error: { code, message } }` with the SignalError's status):
  *
  *     POST   /v1/webrtc/offer         (alias POST /receive-offer)   body: SignedOffer
- *            → 201 SignedAnswer, header Location: /v1/webrtc/sessions/<id>
+ *            -> 201 SignedAnswer, header Location: /v1/webrtc/sessions/<id>
  *     PATCH  /v1/webrtc/sessions/:id  body: { candidates: [{ candidate, mid }] }  (trickle ICE)
- *            → 204; 404 unknown session
- *     DELETE /v1/webrtc/sessions/:id  → 204 (the peer connection is closed); 404 unknown session
- *     GET    /v1/webrtc/sessions      → 200 { sessions: WebRtcSessionView[] }   (operator token)
+ *            -> 204; 404 unknown session
+ *     DELETE /v1/webrtc/sessions/:id  -> 204 (the peer connection is closed); 404 unknown session
+ *     GET    /v1/webrtc/sessions      -> 200 { sessions: WebRtcSessionView[] }   (operator token)
  *
  * The offer is verified (signature over the whole SDP, freshness, target, replay) before any
  * WebRTC object exists. The data channel (label 'donghae') speaks net/webrtc/channel.ts's JSON
- * frames; requests are `{ op: 'info' }` → `{ did, models }` and
- * `{ op: 'chat', model?, messages | prompt, max_tokens?, temperature? }` → progress frames
+ * frames; requests are `{ op: 'info' }` -> `{ did, models }` and
+ * `{ op: 'chat', model?, messages | prompt, max_tokens?, temperature? }` -> progress frames
  * `{ token }`, then `{ text, finishReason, completionTokens }`.
  */
 import type { SignedAnswer } from '../net/webrtc/signal.ts'
@@ -31,7 +31,7 @@ export interface WebRtcSessionView {
   requests: number
 }
 
-/** A trickled ICE candidate (PATCH body): `candidate:…` as RTCIceCandidate.candidate gives it, and its sdpMid. */
+/** A trickled ICE candidate (PATCH body): `candidate:...` as RTCIceCandidate.candidate gives it, and its sdpMid. */
 export interface WebRtcCandidate {
   candidate: string
   mid: string
@@ -55,7 +55,7 @@ export interface WebRtcInfo {
   models: WebRtcModelView[]
 }
 
-/** `{ op: 'chat', … }`: exactly one of `messages` and `prompt`. */
+/** `{ op: 'chat', ... }`: exactly one of `messages` and `prompt`. */
 export interface WebRtcChatRequest {
   op: 'chat'
   /** A model's name or CID; default: the first language model (`kind: 'lm'`). */

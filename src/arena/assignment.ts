@@ -2,7 +2,7 @@
  * Which validation set each validator scores each submission on, drawn from a block id.
  *
  * Every validator of a task scores every submission that is not a duplicate. For each
- * submission the validators are ordered by sha256(seed ‖ submission index ‖ DID); the first half
+ * submission the validators are ordered by sha256(seed || submission index || DID); the first half
  * (rounded up when a seed bit says so) score it on set A, the rest on set B. So each submission is
  * scored on both sets whenever it has two validators or more, and no trainer or validator knows
  * before the draw (the id of the last block of the publish window) which validator scores which
@@ -23,7 +23,7 @@ function indexBytes(index: number): Uint8Array {
   return out
 }
 
-/** The sets of every (validator, submission) pair: validator → its assignments by submission index. */
+/** The sets of every (validator, submission) pair: validator -> its assignments by submission index. */
 export function drawAssignments(
   seed: Uint8Array,
   submissions: readonly number[],

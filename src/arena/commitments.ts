@@ -2,7 +2,7 @@
  * The two commitments of an Arena task, computed the same way by the chain (which checks a reveal
  * against them) and by trainers and validators (which post them).
  *
- *   submission  sha256(weights digest (32 bytes) ‖ UTF-8 trainer DID ‖ salt), the digest being
+ *   submission  sha256(weights digest (32 bytes) || UTF-8 trainer DID || salt), the digest being
  *               the weights CID's sha2-256 digest (a file of at most 256 KiB: its sha256)
  *   scores      sha256(dag-cbor { task, validator, scores: [{ submission, set, score }] by
  *               submission, salt })

@@ -14,8 +14,8 @@ export const GOV_MAX_TASKS_OPEN = 'arena.maxTasksOpen'
 
 export interface ArenaTunables {
   /**
-   * Yuma's κ: the consensus score of a submission is the highest score that validators holding
-   * more than κ of the stake gave at least. @default 500_000 (ppm, the stake-weighted median)
+   * Yuma's kappa: the consensus score of a submission is the highest score that validators holding
+   * more than kappa of the stake gave at least. @default 500_000 (ppm, the stake-weighted median)
    */
   kappaPpm: number
   /**

@@ -75,7 +75,7 @@ export function validationCommit(bytes: Uint8Array): Uint8Array {
 export function openValidationSet(bytes: Uint8Array, commitHex: string): Dataset {
   if (toHex(validationCommit(bytes)) !== commitHex)
     throw new CommitmentMismatchError(
-      'this validation set does not hash to the task’s commitment; ask the creator for the right file',
+      'this validation set does not hash to the task\u2019s commitment; ask the creator for the right file',
     )
   return decodeValidationSet(bytes)
 }
@@ -119,7 +119,7 @@ export function mlpFromOnnx(bytes: Uint8Array): MlpWeights {
       throw new UnsupportedModelError(`layer ${k} does not follow layer ${k - 1}`)
     layers.push({ inputs, outputs, weight, bias })
   }
-  if (layers.length === 0) throw new UnsupportedModelError('no dense layers (w0, b0, …) in the model')
+  if (layers.length === 0) throw new UnsupportedModelError('no dense layers (w0, b0, \u2026) in the model')
   const scale = init.get('input_scale')
   const ops = (graph.node ?? []).map((n) => n.opType ?? '')
   const expected = [
@@ -129,7 +129,7 @@ export function mlpFromOnnx(bytes: Uint8Array): MlpWeights {
   ]
   if (ops.length !== expected.length || ops.some((op, i) => op !== expected[i]))
     throw new UnsupportedModelError(
-      `the graph is not a plain MLP (${ops.join(' → ')}); export it as docs/arena.md says`,
+      `the graph is not a plain MLP (${ops.join(' \u2192 ')}); export it as docs/arena.md says`,
     )
   return { inputScale: scale === undefined ? 1 : (floats(scale, 'input_scale')[0] ?? 1), layers }
 }

@@ -5,8 +5,8 @@
  * 1. Duplicates. Submissions with the same weights digest: the earliest commitment keeps its
  *    place, the copies are 'duplicate' and get nothing (they are not even assigned for scoring).
  * 2. Consensus per submission. Its validators' scores, weighted by their task bond: the consensus
- *    C is the highest score that validators holding more than κ of that stake gave at least
- *    (κ = 0.5: a stake-weighted median that a coalition of half the stake cannot raise). Scores
+ *    C is the highest score that validators holding more than kappa of that stake gave at least
+ *    (kappa = 0.5: a stake-weighted median that a coalition of half the stake cannot raise). Scores
  *    above C are clipped to C; the submission's consensus score R is the stake-weighted mean of
  *    the clipped scores (rounded down). So one validator that inflates a submission gains it
  *    nothing past what the majority saw; one that deflates it moves R by its stake share only.
@@ -14,12 +14,12 @@
  *    A model that memorised one set scores far better there than on the other. Conservatively, so
  *    that one lazy validator cannot frame an honest trainer: with lowQ(S) the highest score more
  *    than half of S's stake gave at least and highQ(S) the lowest score more than half of S's stake
- *    gave at most, the submission is flagged 'lookup' (R = 0) when lowQ(A) − highQ(B) or
- *    lowQ(B) − highQ(A) exceeds the tolerance. Checked only when both sets were scored.
+ *    gave at most, the submission is flagged 'lookup' (R = 0) when lowQ(A) - highQ(B) or
+ *    lowQ(B) - highQ(A) exceeds the tolerance. Checked only when both sets were scored.
  * 4. Trainers. Submissions with R > 0 ranked by R, then by earlier commitment; the top k1 share
  *    the trainers' part of the pool in proportion to R (a better model earns more; equal scores
  *    earn equally).
- * 5. Validators. Trust = 1 − (mean |score − C| over the validator's submissions) / trustSpan,
+ * 5. Validators. Trust = 1 - (mean |score - C| over the validator's submissions) / trustSpan,
  *    floored at 0; a validator that revealed nothing has trust 0. Weight = trust × stake. The top
  *    k2 by weight are paid `validatorPool × weight / (sum of every validator's weight)`; what the
  *    others would have had is not paid (it returns to the creator). Dividing by every validator's
@@ -64,7 +64,7 @@ export interface SubmissionOutcome {
   trainer: string
   digest: string
   status: SubmissionStatus
-  /** The consensus (κ-quantile) score, ppm. */
+  /** The consensus (kappa-quantile) score, ppm. */
   consensusPpm: number
   /** The stake-weighted mean of clipped scores: what the ranking uses (0 when flagged). */
   scorePpm: number
@@ -81,7 +81,7 @@ export interface ValidatorOutcome {
   did: string
   stake: bigint
   revealed: boolean
-  /** Mean |score − consensus|, ppm (0 when it scored nothing). */
+  /** Mean |score - consensus|, ppm (0 when it scored nothing). */
   distancePpm: number
   trustPpm: number
   /** trust × stake / 1e6. */
@@ -109,7 +109,7 @@ interface Weighted {
 
 /**
  * The highest value that entries holding more than `kappaPpm` of the weight reach or exceed
- * (Yuma's consensus; κ = 0.5 gives the lower stake-weighted median). Undefined when empty or weightless.
+ * (Yuma's consensus; kappa = 0.5 gives the lower stake-weighted median). Undefined when empty or weightless.
  */
 export function kappaQuantile(entries: readonly Weighted[], kappaPpm: number): number | undefined {
   const total = entries.reduce((s, e) => s + e.weight, 0n)
@@ -132,7 +132,7 @@ export function upperMedian(entries: readonly Weighted[]): number | undefined {
   return flipped === undefined ? undefined : -flipped
 }
 
-/** Σ weight × min(value, cap) / Σ weight, rounded down. */
+/** sum weight × min(value, cap) / sum weight, rounded down. */
 export function clippedMean(entries: readonly Weighted[], cap: number): number {
   const total = entries.reduce((s, e) => s + e.weight, 0n)
   if (total === 0n) return 0
@@ -142,7 +142,7 @@ export function clippedMean(entries: readonly Weighted[], cap: number): number {
 
 // ---- duplicates -------------------------------------------------------------------------------
 
-/** Index → the earlier index with the same digest, for every copy (earliest commitment keeps). */
+/** Index -> the earlier index with the same digest, for every copy (earliest commitment keeps). */
 export function duplicatesOf(submissions: readonly SubmissionInput[]): Map<number, number> {
   const first = new Map<string, number>()
   const copies = new Map<number, number>()

@@ -5,7 +5,7 @@
  * Two ways to train:
  * - built in: the node's deterministic MLP trainer (`mlpTrainer`) on a dataset, fine-tuning the
  *   base model when it is an MLP of the right widths, exported as ONNX;
- * - an external command (PyTorch, MLX, …) run in a fresh folder with this file contract
+ * - an external command (PyTorch, MLX, ...) run in a fresh folder with this file contract
  *   (docs/arena.md): the node writes `input.json` (below) and, when it has it, `base.onnx`; the
  *   command, run there through the shell, writes `weights.onnx` and exits 0.
  *

@@ -110,7 +110,7 @@ export interface DrawRecord {
   height: number
   /** Published, non-duplicate submissions, by index. */
   submissions: number[]
-  /** Copies: index → the earlier index with the same digest. */
+  /** Copies: index -> the earlier index with the same digest. */
   duplicates: Array<[number, number]>
   /** Bonded validators, sorted. */
   validators: string[]

@@ -1,4 +1,4 @@
-/** bank: balances, transfers and fees — a chain module. */
+/** bank: balances, transfers and fees - a chain module. */
 export {
   bankModule,
   feeCollector,

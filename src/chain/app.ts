@@ -7,9 +7,9 @@
  * A block's transactions must all pass the ante checks (host.ts); a transaction whose body
  * fails is included as failed, its fee charged, and the tx index records its reason.
  *
- * Store buckets: blocks (height → block), commits (height → certificate of that block),
- * state (key → value, the current state), txs (tx hash → height, or { height, reason } for a
- * failed one), meta (head), proofs (height ‖ key → the key's value and state proof against that
+ * Store buckets: blocks (height -> block), commits (height -> certificate of that block),
+ * state (key -> value, the current state), txs (tx hash -> height, or { height, reason } for a
+ * failed one), meta (head), proofs (height || key -> the key's value and state proof against that
  * height's root, for the keys `retainProofs` names: what a light client needs to follow
  * validator-set changes long after). One committed height = one atomic write batch of all six.
  */
@@ -86,7 +86,7 @@ export interface ChainAppOptions {
   ticksRequired(round: number): number
   /**
    * Rounds whose PoH ticks are prepared in the background (`PohService.follow`): only on the
-   * validator that proposes one of rounds 1 … `tickRounds` − 1 of the next height. The round-0
+   * validator that proposes one of rounds 1 ... `tickRounds` - 1 of the next height. The round-0
    * proposer needs one tick, made when it proposes; a later round's proposer, or one that was not
    * expected, extends the PoH flat out to what its round needs (`produce`), as it always could.
    * @default every node ticks after every commit
@@ -117,7 +117,7 @@ export interface ProvenValue {
   proof: StateProof
 }
 
-/** A kept proof: the store key is height (8 bytes, big-endian) ‖ state key. */
+/** A kept proof: the store key is height (8 bytes, big-endian) || state key. */
 interface KeptProof {
   value: Uint8Array | null
   proof: Uint8Array
@@ -276,7 +276,7 @@ export class ChainApp {
 
   /**
    * Whether this node prepares PoH ticks for `height` (the head's next): it proposes one of rounds
-   * 1 … `tickRounds` − 1 there (see `ChainAppOptions.tickRounds`).
+   * 1 ... `tickRounds` - 1 there (see `ChainAppOptions.tickRounds`).
    */
   preparesTicks(height: number): boolean {
     const rounds = this.#opts.tickRounds

@@ -5,7 +5,7 @@
  * JSON on disk (amounts as decimal strings, since JSON numbers cannot hold 64-bit integers).
  *
  * The parameters that came after the first chains (`OPTIONAL_PARAM_KEYS`: the inference ones and
- * `minBond`) are optional in the JSON (missing → default) and `genesisToJson` leaves out those
+ * `minBond`) are optional in the JSON (missing -> default) and `genesisToJson` leaves out those
  * equal to their default, so a genesis written before them parses and hashes exactly as it did.
  */
 import { readFile } from 'node:fs/promises'
@@ -69,7 +69,7 @@ export interface ChainParams {
   emptyBlockIntervalMs: number
   /**
    * The height from which settled jobs' records are pruned once their windows close
-   * (src/inference/chain/prune.ts). 0: never — the default, so a chain begun before pruning
+   * (src/inference/chain/prune.ts). 0: never - the default, so a chain begun before pruning
    * existed executes its blocks as they were made (their state roots do not include it); new
    * networks (`donghae genesis`, devnets) start at 1.
    */
@@ -77,9 +77,9 @@ export interface ChainParams {
   // ---- inference market (src/inference/chain/module.ts); unbonding reuses `unbondingBlocks` ----
   /** Bond below which a worker is not scheduled. */
   minWorkerBond: bigint
-  /** Most receipts in one `inference.settle` (a typical receipt is ~620 bytes; a transaction ≤ 64 KiB). */
+  /** Most receipts in one `inference.settle` (a typical receipt is ~620 bytes; a transaction <= 64 KiB). */
   maxReceiptsPerSettle: number
-  /** A receipt settles only while block time ≤ job.deadline + this, milliseconds. */
+  /** A receipt settles only while block time <= job.deadline + this, milliseconds. */
   settleWindowMs: number
   /** Share of each fee kept by the protocol (the inference treasury), basis points. */
   protocolShareBps: number
@@ -133,11 +133,11 @@ export interface ChainParams {
   polDifficultyBits: number
   /** Blocks a proposal stays open for attestations before it expires. */
   polWindowBlocks: number
-  /** Largest |claimed − median| loss accepted, micro-nats; past it the claim is forged. */
+  /** Largest |claimed - median| loss accepted, micro-nats; past it the claim is forged. */
   polToleranceMicroNats: bigint
-  /** Largest |claimed − median| top-1 accuracy accepted, ppm. */
+  /** Largest |claimed - median| top-1 accuracy accepted, ppm. */
   polAccuracyTolerancePpm: number
-  /** Least loss improvement (micro-nats) a proposal replacing blocks must bring (the seed's δ). */
+  /** Least loss improvement (micro-nats) a proposal replacing blocks must bring (the seed's delta). */
   polMinGainMicroNats: bigint
   /** Paid into the experts pool per routing a gateway reports with `experts.usage`. */
   expertCallPrice: bigint
@@ -160,7 +160,7 @@ export interface GenesisModel {
   size: number
   /** Text models: CID of the tokenizer JSON (checked by the module like the rest). */
   codec?: unknown
-  /** Language models: files by name → CID, fee per prompt token, context window (checked by the module). */
+  /** Language models: files by name -> CID, fee per prompt token, context window (checked by the module). */
   files?: unknown
   promptPrice?: unknown
   contextLength?: unknown

@@ -4,7 +4,7 @@
  * inference registry's model allow-list) can honour them too. Only the governance module writes
  * them (`src/governance/params.ts` `writeGoverned`), when a passed proposal reaches its height.
  *
- * State: `gov/param/<name>` → a uint64 (bigint) or a list of strings.
+ * State: `gov/param/<name>` -> a uint64 (bigint) or a list of strings.
  *
  * The core chain parameters governance may change (`chain.*` here, `staking.*` in
  * src/staking/staking.ts) default to their genesis value: a reader passes the genesis parameter

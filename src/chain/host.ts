@@ -5,7 +5,7 @@
  *
  * Delivery follows the Cosmos SDK's split between the ante handler and the message:
  * - **ante** (chain, kind, body shape, signature, fee floor, exact nonce, fee paid from the
- *   balance): if it fails the transaction is invalid — a proposer must not include it and a block
+ *   balance): if it fails the transaction is invalid - a proposer must not include it and a block
  *   that does is invalid. `deliver` throws the `TxError`.
  * - **body** (the module's `apply`): it runs after the fee is charged and the nonce bumped, in a
  *   child overlay. If it throws `TxError` its writes and events are discarded, the fee and nonce
@@ -70,7 +70,7 @@ export interface BlockContext extends BlockInfo {
 }
 
 export interface TxHandler<B> {
-  /** Validates and types the body; throws TxError('malformed', …) for bad input. */
+  /** Validates and types the body; throws TxError('malformed', ...) for bad input. */
   decodeBody(body: unknown): B
   /**
    * What the body takes from the sender's balance when it succeeds, besides the fee (a
@@ -212,7 +212,7 @@ export class StateMachine {
 
   /**
    * Every check that does not execute the body: chain, signature, kind, body shape, the fee floor
-   * in force on `state`, the handler's `admit`, and nonce ≥ the account's next nonce
+   * in force on `state`, the handler's `admit`, and nonce >= the account's next nonce
    * (`exactNonce` demands equality).
    */
   check(state: StateReader, tx: SignedTx, options: { exactNonce: boolean; signatureChecked?: boolean }): void {
@@ -227,7 +227,7 @@ export class StateMachine {
   }
 
   /**
-   * Delivers one transaction (see the file comment). The ante part — checks, fee, nonce — failing
+   * Delivers one transaction (see the file comment). The ante part - checks, fee, nonce - failing
    * throws TxError and leaves `state` unchanged: the transaction is invalid. Once the fee is
    * charged, a body that throws TxError is a failed result (its writes and events discarded,
    * `tx.failed` emitted); fee and nonce stay. `verified`: the body signatures already verified

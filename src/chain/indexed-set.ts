@@ -4,7 +4,7 @@
  * size of the list, in the state tree and in each block's write batch):
  *
  *   <prefix>/n           number of items
- *   <prefix>/i/<index>   the item at index (0 ≤ index < n)
+ *   <prefix>/i/<index>   the item at index (0 <= index < n)
  *   <prefix>/at/<item>   its index
  *
  * Removal swaps the last item into the freed index (swap-remove), so indexes stay dense and every
@@ -38,7 +38,7 @@ export class IndexedSet {
     return readState<number>(state, this.#atKey(item))
   }
 
-  /** The item at `index`, or undefined outside 0..size−1. */
+  /** The item at `index`, or undefined outside 0..size-1. */
   at(state: StateReader, index: number): string | undefined {
     return readState<string>(state, this.#itemKey(index))
   }

@@ -2,8 +2,8 @@
  * The mempool: transactions waiting for a block. Admission is CheckTx (CometBFT) with the
  * Cosmos SDK ante handler's order, cheapest checks first so junk costs little:
  *
- *   duplicate → shape (decode) → chain, kind, fee floor, body, body against state → nonce window (not stale, fewer
- *   than `maxPerSender` ahead) → per-sender limit → payable → signature → room (eviction)
+ *   duplicate -> shape (decode) -> chain, kind, fee floor, body, body against state -> nonce window (not stale, fewer
+ *   than `maxPerSender` ahead) -> per-sender limit -> payable -> signature -> room (eviction)
  *
  * Payable: the sender's balance covers the cost (fee + what the body spends, `TxHandler.spends`)
  * of all its pending transactions plus this one. So an account with no money cannot place
@@ -75,7 +75,7 @@ export function isRelayRace(err: TxError): boolean {
 
 /**
  * A refusal because this node's pool is full (nothing pending pays less): this node's own state,
- * not the relaying peer's fault — a node that fell behind stays full while its peers, a block
+ * not the relaying peer's fault - a node that fell behind stays full while its peers, a block
  * ahead, relay what they made room for. It is decided before the signature (a decode and a few
  * state reads), and the runtime charges it a hundredth of an ignored transaction.
  */

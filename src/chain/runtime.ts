@@ -22,7 +22,7 @@
  *
  * Evidence goes through the node's single own-transaction queue (`submitOwnTx`), so its nonce
  * follows the node's other pending transactions. It is retried after commits, with a back-off
- * in blocks (1, 2, 4 … 32), until it is in a block or older than `maxEvidenceAge`.
+ * in blocks (1, 2, 4 ... 32), until it is in a block or older than `maxEvidenceAge`.
  */
 import { encode, decode } from '../core/codec.ts'
 import { utf8 } from '../core/bytes.ts'
@@ -102,7 +102,7 @@ const POH_ENTRY_BYTES = 96
 
 /**
  * The largest consensus message a proposal at `round` may be: `maxBlockTxs` transactions of at
- * most 64 KiB each, the PoH ticks its round requires, and the overhead — never above the
+ * most 64 KiB each, the PoH ticks its round requires, and the overhead - never above the
  * consensus decoder's bound.
  */
 export function maxProposalBytes(genesis: GenesisDoc, round: number): number {
@@ -117,7 +117,7 @@ export function maxProposalBytes(genesis: GenesisDoc, round: number): number {
  * burst of 500, refilled at 10 a second. Honest peers relay only what their own mempool
  * admitted, so they come near it only in races with blocks. With the transport's ban at 20
  * penalty points, one peer costs this node at most about 520 junk transactions, plus 10 a second
- * if it sends slower than that — each an admission check that stops before the signature
+ * if it sends slower than that - each an admission check that stops before the signature
  * (see mempool.ts).
  */
 export const TX_IGNORE_BUDGET = { amount: 500, perMs: 50_000 }
@@ -134,7 +134,7 @@ export const RELAY_RACE_CHARGE = 1 / 20
 export const TX_ADMIT_SLICE = 64
 /**
  * What a refusal for a full pool costs a peer's ignore budget (mempool.ts isPoolFull): 50 000 in a
- * burst, then 1 000 a second — about 1 % of a core per peer at the most, and enough that a node a
+ * burst, then 1 000 a second - about 1 % of a core per peer at the most, and enough that a node a
  * block behind its peers under full load does not cut them off (it did with a whole charge: it
  * stayed full, refused everything they relayed, banned them all, and could never catch up).
  */
@@ -204,7 +204,7 @@ export function timeoutsOf(genesis: GenesisDoc): Partial<TimeoutConfig> {
   }
 }
 
-/** PoH ticks a proposal in `round` must carry: the timeouts of rounds 0..round−1 at the chain's tick rate. */
+/** PoH ticks a proposal in `round` must carry: the timeouts of rounds 0..round-1 at the chain's tick rate. */
 export function ticksRequiredFor(genesis: GenesisDoc): (round: number) => number {
   const config: TimeoutConfig = { ...DEFAULT_TIMEOUTS, ...timeoutsOf(genesis) }
   return (round) => ticksRequiredForRound(round, (r) => minRoundMs(config, r), genesis.params.ticksPerSecond)
@@ -227,7 +227,7 @@ export class ChainRuntime {
   /** Transactions submitted through this node (its API, its own queue), by hash: gossiped again until included. */
   readonly #localTxs = new Map<string, { bytes: Uint8Array; hash: Uint8Array; sentAt: number }>()
   #syncing = false
-  /** The current wait between height checks (SYNC_INTERVAL_MS … SYNC_IDLE_MS). */
+  /** The current wait between height checks (SYNC_INTERVAL_MS ... SYNC_IDLE_MS). */
   #syncEvery = SYNC_INTERVAL_MS
   /** Evidence seen, by offence, and the height of the offence (forgotten once too old to matter). */
   readonly #reported = new Map<string, number>()
@@ -235,7 +235,7 @@ export class ChainRuntime {
   #retrying = false
   /** Votes and proposals whose signatures gossip validation checked (the engine gets these very objects). */
   readonly #verified = new WeakSet<Vote | Proposal>()
-  /** Hash of each consensus payload accepted recently → when it was last relayed. */
+  /** Hash of each consensus payload accepted recently -> when it was last relayed. */
   readonly #seenConsensus = new Map<string, number>()
   /** Validator sets by height, for gossip validation (a few recent heights). */
   readonly #sets = new Map<number, ValidatorSet>()

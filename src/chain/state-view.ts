@@ -1,8 +1,8 @@
 /**
- * Chain state seen by modules: a key→value map of byte strings with copy-on-write overlays.
+ * Chain state seen by modules: a key->value map of byte strings with copy-on-write overlays.
  * A block executes in an overlay over the committed state; each transaction runs in a child
  * overlay that is merged only if the transaction succeeds, so a failing transaction leaves no
- * trace. Modules use string keys under their own prefix ("bank/…") and dag-cbor values, read
+ * trace. Modules use string keys under their own prefix ("bank/...") and dag-cbor values, read
  * back with `decodeTrusted`: every value in the state was encoded by the chain's own execution.
  */
 import { encode, decodeTrusted } from '../core/codec.ts'

@@ -4,9 +4,9 @@
  *
  * | kind      | apply                                       | lift                               | needs            |
  * | --------- | ------------------------------------------- | ---------------------------------- | ---------------- |
- * | kill      | SIGKILL                                     | start again from the data dir      | —                |
- * | pause     | SIGSTOP                                     | SIGCONT                            | —                |
- * | restart   | SIGTERM (graceful stop)                     | start again                        | —                |
+ * | kill      | SIGKILL                                     | start again from the data dir      | -                |
+ * | pause     | SIGSTOP                                     | SIGCONT                            | -                |
+ * | restart   | SIGTERM (graceful stop)                     | start again                        | -                |
  * | partition | nft drop between the side and the rest      | delete the table                   | root, ip, nft    |
  * | loss      | nft drop of p % from one node to another    | delete the table                   | root, ip, nft    |
  * | skew      | libfaketime offset file of the node         | offset back to +0                  | libfaketime      |

@@ -13,8 +13,8 @@
  *   reached h (after every restart it is looked up again on the restarted node, and on every node
  *   at the end).
  * - `supply`: between two samples of `bank/supply` at heights h1 < h2 (read through the state
- *   proof API), the supply grew by more than blockReward·(h2 − h1) + workerRewardPerEpoch·(epoch
- *   edges), or fell below blockReward·(h2 − h1) by more than the stake that left the validators'
+ *   proof API), the supply grew by more than blockReward·(h2 - h1) + workerRewardPerEpoch·(epoch
+ *   edges), or fell below blockReward·(h2 - h1) by more than the stake that left the validators'
  *   and workers' bonds (slashing is the only burn a transfer and inference load can cause).
  * - `receipts`: a receipt a client got is not settled on chain within the settle bound after the
  *   load stops.
@@ -93,9 +93,9 @@ function voteOf(json: LightBlockJson['commit']['precommits'][number]): Vote {
 export class InvariantChecker {
   readonly #violations: Violation[] = []
   readonly #keys = new Set<string>()
-  /** height → [block id, the node that served it first] */
+  /** height -> [block id, the node that served it first] */
   readonly #blocks = new Map<number, { id: string; node: number }>()
-  /** `${validator}/${height}/${round}/${type}` → block id (or 'nil') of its first seen vote */
+  /** `${validator}/${height}/${round}/${type}` -> block id (or 'nil') of its first seen vote */
   readonly #votes = new Map<string, string>()
   /** per node, the highest height whose light block was checked */
   readonly #checkedTo = new Map<number, number>()
@@ -301,7 +301,7 @@ export class InvariantChecker {
     const most = blockReward * blocks + workerRewardPerEpoch * edges
     const leftStake = last.stake > sample.stake ? last.stake - sample.stake : 0n
     const least = blockReward * blocks - leftStake
-    const where = `heights ${last.height}→${sample.height}`
+    const where = `heights ${last.height}\u2192${sample.height}`
     if (grew > most)
       this.report('supply', where, `${where}: supply grew by ${grew}, more than the ${most} minting allows`)
     else if (grew < least)

@@ -1,12 +1,12 @@
 /**
  * Client load for a devnet under test: transfers and inference jobs sent through the nodes'
- * operator API, with a record of what each client saw — every transaction it saw committed (hash,
+ * operator API, with a record of what each client saw - every transaction it saw committed (hash,
  * height, node) and every receipt it got. The chaos runner checks those records against the chain
  * after the faults (`invariants.ts`); a soak test can use the same generator on its own.
  *
  * ```ts
  * const load = startLoad({ targets: [{ url, token }], kinds: ['tx', 'infer'], rate: 2, rng: createRng(seed) })
- * // … faults, time …
+ * // ... faults, time ...
  * await load.stop()
  * load.stats()     // what was sent, what failed and why (by error code)
  * load.committed() // CommittedTx[]: transactions a client saw committed
@@ -115,7 +115,7 @@ function sinks(rng: Rng, count: number): string[] {
   return Array.from({ length: count }, () => didFromEd25519PublicKey(Ed25519KeyPair.fromSeed(rng.bytes(32)).publicKey))
 }
 
-/** The 8×8 digit image the demo model `digits-mlp` takes, as 64 pixel values 0–16. */
+/** The 8×8 digit image the demo model `digits-mlp` takes, as 64 pixel values 0-16. */
 function digitInput(rng: Rng): Record<string, TensorJson> {
   return { input: { type: 'float32', dims: [1, 64], data: Array.from({ length: 64 }, () => rng.int(0, 16)) } }
 }

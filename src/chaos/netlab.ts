@@ -2,9 +2,9 @@
  * Each node in its own network namespace, all on one bridge, so packets between two nodes can
  * be dropped without touching anything else (root only):
  *
- *   host (runner) 10.231.X.1 ── bridge chb<tag> ─┬─ veth ── ns chn<tag>-0  10.231.X.2  node0
- *                                                ├─ veth ── ns chn<tag>-1  10.231.X.3  node1
- *                                                └─ …
+ *   host (runner) 10.231.X.1 -- bridge chb<tag> -+- veth -- ns chn<tag>-0  10.231.X.2  node0
+ *                                                +- veth -- ns chn<tag>-1  10.231.X.3  node1
+ *                                                +- ...
  *
  * A partition or a one-way loss is an nftables table of its own in the namespaces of the nodes it
  * hits (`chaos_f<fault id>`), so lifting a fault deletes exactly its rules. Drops are `nft` rules

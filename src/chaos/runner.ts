@@ -1,9 +1,9 @@
 /**
  * One chaos run: a devnet of real processes, the load, the schedule of faults, the checks.
  *
- *   setup ─ start every node ─ warm-up (load starts) ─ chaos (faults applied and lifted on
- *   time) ─ liveness (faults over: the chain must commit again within the bound) ─ load stops ─
- *   settle (every receipt must settle within the bound) ─ final checks ─ shutdown
+ *   setup - start every node - warm-up (load starts) - chaos (faults applied and lifted on
+ *   time) - liveness (faults over: the chain must commit again within the bound) - load stops -
+ *   settle (every receipt must settle within the bound) - final checks - shutdown
  *
  * The checks run all along (`invariants.ts`). With `failFast` the run ends at the first
  * violation (the shrinker's re-runs do). Progress goes to `progress` (the CLI prints it); the

@@ -3,7 +3,7 @@
  * gives the same schedule on every machine, so a failing run is replayed by its seed, and a
  * shrunk schedule (a subset of the faults) is replayed from its JSON (`--schedule`).
  *
- * Faults run in lanes: a devnet of n validators tolerates f = ⌊(n − 1)/3⌋ faulty ones, so it gets
+ * Faults run in lanes: a devnet of n validators tolerates f = floor((n - 1)/3) faulty ones, so it gets
  * max(1, f) lanes, each of which runs one fault at a time on its own nodes (node i belongs to
  * lane i mod lanes). Within a lane the kinds are drawn from a shuffled bag, so every enabled kind
  * appears before any appears twice. Liveness is allowed to suffer while faults overlap (a
@@ -79,7 +79,7 @@ function drawFault(
   const fault: Fault = { id, kind, atMs, durationMs, node }
   const others = Array.from({ length: nodes }, (_, i) => i).filter((i) => i !== node)
   if (kind === 'partition') {
-    // an isolated node, or (n ≥ 4, one time in three) a pair: a 2–2 split of four nodes has no quorum on either side
+    // an isolated node, or (n >= 4, one time in three) a pair: a 2-2 split of four nodes has no quorum on either side
     const pair = nodes >= 4 && rng.chance(1 / 3)
     fault.side = pair ? [node, rng.pick(others)].sort((a, b) => a - b) : [node]
   } else if (kind === 'loss') {

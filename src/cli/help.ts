@@ -1,5 +1,5 @@
 /**
- * Examples for the command groups (`donghae tx --help`, `donghae keys --help`…), whose own
+ * Examples for the command groups (`donghae tx --help`, `donghae keys --help`...), whose own
  * registration only gives their subcommands examples. Every command's --help then ends with
  * runnable examples (test/cli-help.test.ts checks).
  */
@@ -7,7 +7,7 @@ import type { Command } from 'commander'
 
 const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   version: ['donghae version', 'donghae version --json'],
-  did: ['donghae did resolve did:key:z6Mk…', 'donghae did resolve did:key:z6Mk… --format Multikey'],
+  did: ['donghae did resolve did:key:z6Mk\u2026', 'donghae did resolve did:key:z6Mk\u2026 --format Multikey'],
   keys: [
     'donghae keys export --out backup.json',
     'donghae keys import backup.json',
@@ -16,7 +16,7 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   config: ['donghae config show', 'donghae config show --json'],
   chain: ['donghae chain status', 'donghae --node http://127.0.0.1:26658 chain status --json'],
-  tx: ['donghae tx transfer --to did:key:z6Mk… --amount 1000 --wait', 'donghae tx show 3f2a…'],
+  tx: ['donghae tx transfer --to did:key:z6Mk\u2026 --amount 1000 --wait', 'donghae tx show 3f2a\u2026'],
   stake: [
     'donghae stake bond --amount 5000 --wait',
     'donghae stake unbond --amount 1000',
@@ -29,10 +29,10 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'donghae worker withdraw',
   ],
   deposit: [
-    'donghae deposit add --gateway did:key:z6Mk… --amount 10000 --wait',
-    'donghae deposit show did:key:z6Mk…',
-    'donghae deposit withdraw --gateway did:key:z6Mk… --amount 5000',
-    'donghae deposit reclaim --gateway did:key:z6Mk…',
+    'donghae deposit add --gateway did:key:z6Mk\u2026 --amount 10000 --wait',
+    'donghae deposit show did:key:z6Mk\u2026',
+    'donghae deposit withdraw --gateway did:key:z6Mk\u2026 --amount 5000',
+    'donghae deposit reclaim --gateway did:key:z6Mk\u2026',
   ],
   sim: [
     'donghae sim consensus --nodes 4 --byzantine 1 --seed 7 --count 100 --json',
@@ -48,7 +48,7 @@ const GROUP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   directory: [
     'donghae directory register --description "Cold noodles, Gangneung" --category restaurant --tag noodles',
     'donghae directory search noodles --category restaurant',
-    'donghae directory show did:key:z6Mk…',
+    'donghae directory show did:key:z6Mk\u2026',
   ],
   receipt: [
     'donghae receipt verify receipt.json',

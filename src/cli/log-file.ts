@@ -1,6 +1,6 @@
 /**
  * A log file with size-based rotation, as a pino destination (`donghae node --log-file F`):
- * lines are appended synchronously; once the file would pass `maxBytes`, F.(keep−1) is dropped,
+ * lines are appended synchronously; once the file would pass `maxBytes`, F.(keep-1) is dropped,
  * F.i moves to F.(i+1), F moves to F.1 and a new F is started. At most `keep` files besides F
  * exist, so the logs never take more than about (keep + 1) × maxBytes. Works the same on
  * macOS (launchd has no rotation of its own) and Linux.
@@ -15,7 +15,7 @@ import { dirname } from 'node:path'
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 
 /**
- * Rotated files kept (F.1 … F.keep).
+ * Rotated files kept (F.1 ... F.keep).
  * @default 5
  */
 export const DEFAULT_LOG_KEEP = 5

@@ -1,5 +1,5 @@
 /**
- * The `donghae` command line. Every failure prints one line (`donghae: what failed — what to do`)
+ * The `donghae` command line. Every failure prints one line (`donghae: what failed - what to do`)
  * and exits non-zero: 1 for errors, 2 for usage mistakes.
  */
 import { Command, CommanderError } from 'commander'
@@ -99,7 +99,7 @@ export async function buildProgram(io: CliIo, argv?: readonly string[]): Promise
 Examples:
   $ donghae init                       create ~/.donghae with a new identity
   $ donghae id                         show this node's DID and PeerId
-  $ donghae did resolve did:key:z6Mk…  print a DID document
+  $ donghae did resolve did:key:z6Mk\u2026  print a DID document
   $ donghae keys export --out backup.json
 
 Docs: README.md and docs/architecture.md`,

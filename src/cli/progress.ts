@@ -56,7 +56,7 @@ export function renderProgress(state: ProgressState, width = 20): string {
     return `${amount(state.bytes, unit)} ${unit[1]}${peers}`
   }
   const done = Math.min(total, Math.max(0, state.bytes))
-  // whole numbers first, then one division: 57/100 is 57 %, not 56.99…
+  // whole numbers first, then one division: 57/100 is 57 %, not 56.99...
   const filled = Math.floor((done * width) / total)
   const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`
   const unit = unitOf(total)

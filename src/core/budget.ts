@@ -26,7 +26,7 @@ export class PeerBudgets {
     this.#now = now
   }
 
-  /** What `peer` may still spend now (≤ 0: over budget). */
+  /** What `peer` may still spend now (<= 0: over budget). */
   available(peer: string): number {
     const bucket = this.#buckets.get(peer)
     if (bucket === undefined) return this.#budget.amount

@@ -48,7 +48,7 @@ export const DAG_PB_CODE = 0x70
 
 /**
  * How a file is cut into a UnixFS DAG: `ipfs add --cid-version 1 --raw-leaves` with kubo's
- * defaults — fixed 256 KiB chunks, balanced layout of at most 174 links per node, raw leaves,
+ * defaults - fixed 256 KiB chunks, balanced layout of at most 174 links per node, raw leaves,
  * CIDv1. A file of at most one chunk is a single raw block: its CID is the raw CID of its bytes.
  */
 export interface UnixfsLayout {
@@ -90,8 +90,8 @@ export async function unixfsImportOptions(layout: UnixfsLayout = KUBO_LAYOUT): P
 
 /**
  * The UnixFS CID of a file's bytes (a byte array, or chunks in order), as `ipfs add
- * --cid-version 1 --raw-leaves` gives it: `bafkrei…` (raw) for a file of at most one chunk,
- * else the `bafybei…` (dag-pb) root of the DAG. Blocks are hashed and dropped, not kept.
+ * --cid-version 1 --raw-leaves` gives it: `bafkrei...` (raw) for a file of at most one chunk,
+ * else the `bafybei...` (dag-pb) root of the DAG. Blocks are hashed and dropped, not kept.
  */
 export async function unixfsCid(
   content: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,

@@ -55,8 +55,8 @@ export interface DonghaeConfig {
   /** ONNX Runtime's execution provider. */
   executionProvider: 'auto' | 'cpu' | 'coreml' | 'cuda'
   /**
-   * Which registered models the worker serves: `all`, `models:<name or CID>,…` or
-   * `publishers:<did>,…` (models registered by those accounts).
+   * Which registered models the worker serves: `all`, `models:<name or CID>,...` or
+   * `publishers:<did>,...` (models registered by those accounts).
    */
   serve: string
   /** Share of the gateway's own jobs followed by a canary, parts per million. */
@@ -298,12 +298,12 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
     parse: oneOf(['auto', 'cpu', 'coreml', 'cuda'] as const),
   },
   serve: {
-    description: 'models the worker serves: all, models:<name or CID>,… or publishers:<did>,…',
+    description: 'models the worker serves: all, models:<name or CID>,\u2026 or publishers:<did>,\u2026',
     env: 'DONGHAE_SERVE',
     default: () => 'all',
     parse: text(
       /^(all|models:[^\s,]+(,[^\s,]+)*|publishers:did:key:z[1-9A-HJ-NP-Za-km-z]+(,did:key:z[1-9A-HJ-NP-Za-km-z]+)*)$/,
-      'all, models:<name or CID>,… or publishers:<did:key>,…',
+      'all, models:<name or CID>,\u2026 or publishers:<did:key>,\u2026',
     ),
   },
   runner: {
@@ -369,7 +369,7 @@ export const CONFIG_KEYS: { readonly [K in keyof DonghaeConfig]: KeySpec<Donghae
   },
   webrtcDirect: {
     description:
-      'also listen for WebRTC Direct on UDP p2pPort + 1 (browsers dial /webrtc-direct/certhash/… with no signalling); useful only when that UDP port is reachable from outside (a public address or a forwarded port); the certificate hash changes at every restart',
+      'also listen for WebRTC Direct on UDP p2pPort + 1 (browsers dial /webrtc-direct/certhash/\u2026 with no signalling); useful only when that UDP port is reachable from outside (a public address or a forwarded port); the certificate hash changes at every restart',
     env: 'DONGHAE_WEBRTC_DIRECT',
     default: () => false,
     parse: bool,

@@ -1,6 +1,6 @@
 /**
  * Typed errors. Every error Donghae throws on purpose is a `DonghaeError` with a fixed `name`
- * and a stable `code`, so callers branch on the class or the code — never on message text.
+ * and a stable `code`, so callers branch on the class or the code - never on message text.
  * Messages say what went wrong and what to do; they never contain secrets.
  */
 

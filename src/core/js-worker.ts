@@ -1,6 +1,6 @@
 /**
  * Worker threads without their own TypeScript stripper. A thread whose entry is a `.ts` file
- * loads its own copy of Node's TypeScript stripper (a WebAssembly compiler): about 13–18 MB more
+ * loads its own copy of Node's TypeScript stripper (a WebAssembly compiler): about 13-18 MB more
  * resident memory per thread than the same modules as JavaScript (bench/worker-rss.bench.ts,
  * Node 24). A node keeps
  * the PoH generator's thread while its chain is busy, and starts signature and PoH verification

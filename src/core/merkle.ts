@@ -1,6 +1,6 @@
 /**
  * Binary Merkle trees over 32-byte leaves (transaction hashes, receipt hashes, PoH mixins).
- * Domain-separated as RFC 6962: leaf = sha256(0x00 ‖ data), node = sha256(0x01 ‖ left ‖ right),
+ * Domain-separated as RFC 6962: leaf = sha256(0x00 || data), node = sha256(0x01 || left || right),
  * so a leaf can never be passed off as an inner node. An odd node at a level is promoted
  * unchanged (RFC 6962's split at the largest power of two gives the same shape). The root of
  * no leaves is sha256("") so it is still 32 bytes.

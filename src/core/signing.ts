@@ -1,6 +1,6 @@
 /**
  * Domain separation for signatures. Every signed object is signed over
- * `sha256("donghae/<kind>/v1" ‖ payload)`, so a signature made for one kind of object can never
+ * `sha256("donghae/<kind>/v1" || payload)`, so a signature made for one kind of object can never
  * verify as another. Kinds are lowercase names without `/` (dots namespace them: `chain.vote`),
  * which makes the tag prefix-free: no tag plus payload can be read as another tag plus payload.
  */

@@ -1,5 +1,5 @@
 /**
- * Unsigned 64-bit integers for money, nonces and stake. dag-cbor stores integers up to 2^64−1
+ * Unsigned 64-bit integers for money, nonces and stake. dag-cbor stores integers up to 2^64-1
  * and decodes those inside the safe-integer range as JS numbers, so decoded fields go through
  * `asUint64` to come back as `bigint`. Decimal strings (API, CLI) go through `parseUint64`.
  */
@@ -7,7 +7,7 @@ import { InvalidInputError } from './errors.ts'
 
 export const MAX_UINT64 = 2n ** 64n - 1n
 
-/** A decoded integer field as bigint in 0..2^64−1; anything else is an InvalidInputError naming the field. */
+/** A decoded integer field as bigint in 0..2^64-1; anything else is an InvalidInputError naming the field. */
 export function asUint64(value: unknown, field: string): bigint {
   let n: bigint
   if (typeof value === 'bigint') n = value

@@ -16,8 +16,8 @@
  */
 export const MAX_UNTRUSTED_TEXT = 200
 
-// C0 controls, DEL, C1 controls; the bidi embeddings, overrides and isolates (U+202A–202E,
-// U+2066–2069); line and paragraph separators (U+2028, U+2029).
+// C0 controls, DEL, C1 controls; the bidi embeddings, overrides and isolates (U+202A-202E,
+// U+2066-2069); line and paragraph separators (U+2028, U+2029).
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
@@ -32,5 +32,5 @@ export function untrustedText(value: unknown, maxLength = MAX_UNTRUSTED_TEXT): s
   let cut = clean.slice(0, maxLength)
   // Do not split a surrogate pair at the cut.
   if (/[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1)
-  return `${cut}… (${raw.length - cut.length} more characters cut)`
+  return `${cut}\u2026 (${raw.length - cut.length} more characters cut)`
 }

@@ -1,6 +1,6 @@
 /**
  * Rate limits of a directory: a token bucket per client (an IP address, a gossip peer) charged
- * before any work is done, and one per DID charged only once the DID's signature has verified —
+ * before any work is done, and one per DID charged only once the DID's signature has verified -
  * so a stranger cannot spend a DID's budget, and one key flooding registrations ends in 429s
  * after its burst while every other DID and client keeps its own budget.
  */

@@ -176,7 +176,7 @@ function checkDid(value: unknown): string {
   } catch (err) {
     return invalid(`did: ${(err as Error).message}`)
   }
-  if (canonical !== value) invalid('did must be the canonical did:key:z6Mk… form of an Ed25519 key')
+  if (canonical !== value) invalid('did must be the canonical did:key:z6Mk\u2026 form of an Ed25519 key')
   return value
 }
 

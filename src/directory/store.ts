@@ -1,6 +1,6 @@
 /**
  * The directory's index: signed registrations in SQLite (`node:sqlite`, built into Node 24, with
- * FTS5 for ranked full-text search — no native addon to build, one file under the node's data
+ * FTS5 for ranked full-text search - no native addon to build, one file under the node's data
  * directory, transactions for the check-then-write of sequence numbers).
  *
  * Rules: a registration replaces the stored one only with a higher `seq` (replays and older
@@ -101,7 +101,7 @@ interface EntryRow {
 }
 
 /**
- * Cuts user text into FTS5 terms, each a quoted string: `bar" OR x*` → `"bar" "or" "x"`.
+ * Cuts user text into FTS5 terms, each a quoted string: `bar" OR x*` -> `"bar" "or" "x"`.
  * Returns undefined when the text holds no searchable term.
  */
 export function ftsQuery(text: string): string | undefined {

@@ -6,7 +6,7 @@
  * that existed before this one). So cycles are only ever among a proposal's own blocks.
  */
 
-/** `#<index>` → the index, or undefined when `dep` is not a sibling reference. */
+/** `#<index>` -> the index, or undefined when `dep` is not a sibling reference. */
 export function siblingRef(dep: string): number | undefined {
   const m = /^#(0|[1-9][0-9]{0,15})$/.exec(dep)
   return m === null ? undefined : Number(m[1])
@@ -47,7 +47,7 @@ export function resolveRefs(blocks: ReadonlyArray<{ index: number; dependsOn: re
 }
 
 /**
- * Kahn's algorithm over nodes 0..n−1 where `deps[i]` lists the nodes i depends on. Returns the
+ * Kahn's algorithm over nodes 0..n-1 where `deps[i]` lists the nodes i depends on. Returns the
  * order (dependencies first; among ready nodes, the lowest first, so the order is deterministic)
  * or, when there is a cycle, the members of one cycle in path order.
  */

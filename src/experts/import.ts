@@ -1,6 +1,6 @@
 /**
  * `donghae experts import DIR`: a Hugging Face Mixture-of-Experts checkpoint (config.json plus one
- * or more safetensors files) split into what an AI-Block family is made of — the architecture, the
+ * or more safetensors files) split into what an AI-Block family is made of - the architecture, the
  * trunk (shared weights, renamed to the names of types.ts), one router payload per layer and one
  * expert payload per layer × expert (w1/w2/w3). Every payload is a float32 safetensors file
  * (F16/BF16 checkpoints are widened).
@@ -9,12 +9,12 @@
  * - **mixtral**: `model.layers.{i}.block_sparse_moe.{gate,experts.{j}.w1|w2|w3}.weight`; softmax,
  *   top-k, renormalized; SwiGLU. Runnable by our forward.
  * - **qwen-moe** (Qwen1.5/2/3-MoE): `model.layers.{i}.mlp.{gate,experts.{j}.gate_proj|up_proj|down_proj}.weight`
- *   → w1, w3, w2; `norm_topk_prob` picks the gating. A shared expert (`mlp.shared_expert*`) is
+ *   -> w1, w3, w2; `norm_topk_prob` picks the gating. A shared expert (`mlp.shared_expert*`) is
  *   refused: our forward has none. Attention biases or q/k norms (Qwen2/3) are not in our forward:
  *   they are skipped and the import is not runnable.
- * - **switch** (Switch Transformer, T5-style encoder–decoder): the sparse blocks' routers
- *   (`...mlp.router.classifier.weight`) and experts (`...mlp.experts.expert_{j}.wi|wo.weight` → w1,
- *   w2; ReLU, top-1, not renormalized) become blocks — encoder blocks first, then decoder blocks —
+ * - **switch** (Switch Transformer, T5-style encoder-decoder): the sparse blocks' routers
+ *   (`...mlp.router.classifier.weight`) and experts (`...mlp.experts.expert_{j}.wi|wo.weight` -> w1,
+ *   w2; ReLU, top-1, not renormalized) become blocks - encoder blocks first, then decoder blocks -
  *   but the trunk cannot run in our decoder-only forward: `runnable: false`, no trunk.
  *
  * The whole checkpoint is read into memory: meant for small models and tests, not a 90 GB Mixtral.
@@ -413,7 +413,7 @@ function importDecoder(scheme: 'mixtral' | 'qwen-moe', config: Config, tensors: 
   }
 }
 
-/** Switch Transformer: the sparse blocks' routers and experts; the encoder–decoder trunk stays out. */
+/** Switch Transformer: the sparse blocks' routers and experts; the encoder-decoder trunk stays out. */
 function importSwitch(config: Config, tensors: Tensors): ImportedCheckpoint {
   const sparse: Array<{ stack: string; block: number; layer: number }> = []
   for (const n of tensors.keys()) {

@@ -1,5 +1,5 @@
 /**
- * A parameter block's proof of work (seed 001 §8.2 `nonce`): sha256(payloadSigningBytes ‖ nonce
+ * A parameter block's proof of work (seed 001 §8.2 `nonce`): sha256(payloadSigningBytes || nonce
  * as a big-endian u64) must start with `bits` zero bits (`polDifficultyBits`). It prices a
  * proposal in CPU on top of its bond; the useful work is the training the validators check
  * (proof of learning).
@@ -21,7 +21,7 @@ function digestWith(prefix: Uint8Array, nonce: bigint): Uint8Array {
   return sha256(prefix, nonceBytes(nonce))
 }
 
-/** sha256(payloadSigningBytes(header) ‖ nonce as u64 big-endian). */
+/** sha256(payloadSigningBytes(header) || nonce as u64 big-endian). */
 export function powDigest(header: Omit<ParamBlockHeader, 'payloadSig'>): Uint8Array {
   return digestWith(payloadSigningBytes(header), BigInt(header.nonce))
 }

@@ -4,9 +4,9 @@
  * (`{ name: { dtype, shape, data_offsets: [begin, end] }, __metadata__?: { k: string } }`), then
  * the tensors' bytes, offsets relative to the end of the header.
  *
- * Reading never trusts the header: its length is bounded (≤ 100 MB and within the file), every
+ * Reading never trusts the header: its length is bounded (<= 100 MB and within the file), every
  * entry's byte count must equal prod(shape)·size, and the entries must tile the data exactly (no
- * hole, no overlap, nothing past the end) — all checked before anything the size of a tensor is
+ * hole, no overlap, nothing past the end) - all checked before anything the size of a tensor is
  * allocated, so a header claiming huge shapes costs nothing.
  * Writing emits float32 only, names sorted, the header padded with spaces to a multiple of 8.
  */

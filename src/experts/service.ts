@@ -128,7 +128,7 @@ export interface ChatResult {
   promptTokens: number
   finish: 'stop' | 'length'
   routing: RoutingStats
-  /** Per layer: expert → hosts that answered for it. */
+  /** Per layer: expert -> hosts that answered for it. */
   hostsByExpert: Array<Record<number, string[]>>
   blocks: string[][]
   elapsedMs: number
@@ -155,7 +155,7 @@ export interface TrainingStatus {
   paused: number
   /** Idle rounds completed. */
   rounds: number
-  /** From the last generation's start to the trainer's pause, ms (inference first: ≤ 50 ms). */
+  /** From the last generation's start to the trainer's pause, ms (inference first: <= 50 ms). */
   lastYieldMs: number | null
   maxYieldMs: number
   /** Validation gain of the last idle round, micro-nats (positive: better). */
@@ -519,7 +519,7 @@ export class ExpertsService {
 
   // ---- Proof-of-Learning -------------------------------------------------------------------------
 
-  /** Scores a family version with some slots replaced (name → payload bytes): the PoL score. */
+  /** Scores a family version with some slots replaced (name -> payload bytes): the PoL score. */
   async score(
     loaded: LoadedFamily,
     replace: ReadonlyMap<string, Uint8Array> = new Map(),
@@ -654,7 +654,7 @@ export class ExpertsService {
       (slot.expert !== null && slot.expert >= meta.arch.expertsPerLayer)
     )
       throw new InvalidInputError(
-        `${request.name} is not a slot of ${meta.family} v${meta.version} (layer0…${meta.arch.nLayers - 1}, expert0…${meta.arch.expertsPerLayer - 1} or router)`,
+        `${request.name} is not a slot of ${meta.family} v${meta.version} (layer0\u2026${meta.arch.nLayers - 1}, expert0\u2026${meta.arch.expertsPerLayer - 1} or router)`,
       )
     const type = slot.expert === null ? 'router' : 'expert'
     if (type === 'router') parseRouter(meta.arch, request.payload)
@@ -664,7 +664,7 @@ export class ExpertsService {
     this.#o.files.pin(cid)
     onProgress(`stored as ${cid}`)
     const loaded = await this.families.load(this.state, meta.family, meta.version)
-    onProgress('scoring on the validation set (the claim)…')
+    onProgress('scoring on the validation set (the claim)\u2026')
     const claim = await this.score(loaded, new Map([[request.name, request.payload]]), this.#o.signal)
     onProgress(`claim: loss ${claim.lossMicroNats} µnats, accuracy ${claim.accuracyPpm} ppm`)
     const family = readFamily(this.state, meta.family)
@@ -686,7 +686,7 @@ export class ExpertsService {
       payloadBytes: request.payload.byteLength,
       shapes: payloadShapes(meta.arch, type),
     })
-    onProgress(`proof of work: ${this.#o.chain.params.polDifficultyBits} bits…`)
+    onProgress(`proof of work: ${this.#o.chain.params.polDifficultyBits} bits\u2026`)
     const pow = await stampPow(unsignedOf(unsigned), this.#o.chain.params.polDifficultyBits, this.#o.signal)
     const header: ParamBlockHeader = { ...unsigned, nonce: pow.nonce }
     onProgress(
@@ -794,10 +794,10 @@ export class ExpertsService {
   }
 
   /**
-   * Idle-time training (seed 001's "idle resources → background fine-tuning"): while no
-   * generation has run for `idleMs`, fine-tune a hosted expert — hot path first (the most calls
-   * the chain recorded), then round robin — for a few steps; when the result improves the
-   * validation score by the chain's δ, propose it. Generations always come first.
+   * Idle-time training (seed 001's "idle resources -> background fine-tuning"): while no
+   * generation has run for `idleMs`, fine-tune a hosted expert - hot path first (the most calls
+   * the chain recorded), then round robin - for a few steps; when the result improves the
+   * validation score by the chain's delta, propose it. Generations always come first.
    */
   async #trainLoop(): Promise<void> {
     let turn = 0

@@ -41,7 +41,7 @@ export interface MoeArchitecture {
   contextLength: number
   /** Rotary base (10000 for most models). */
   ropeTheta: number
-  /** RMSNorm's epsilon in units of 1e-9 (1e-5 → 10000): no float in chain state. */
+  /** RMSNorm's epsilon in units of 1e-9 (1e-5 -> 10000): no float in chain state. */
   normEpsE9: number
   expertsPerLayer: number
   topK: number
@@ -109,7 +109,7 @@ export interface ParamBlockHeader {
   payloadHash: string
   /** Size of the payload, bytes. */
   payloadBytes: number
-  /** The payload's tensors: name → dims (checked against the MetaBlock; the validators check the file). */
+  /** The payload's tensors: name -> dims (checked against the MetaBlock; the validators check the file). */
   shapes: Record<string, number[]>
   /** Proof-of-work nonce (see pow.ts). */
   nonce: bigint
@@ -131,7 +131,7 @@ export interface PolScore {
 export interface ProposeBody {
   family: string
   version: number
-  /** 1–MAX_PROPOSAL_BLOCKS blocks; `#<index>` references resolve inside this list. */
+  /** 1-MAX_PROPOSAL_BLOCKS blocks; `#<index>` references resolve inside this list. */
   blocks: ParamBlockHeader[]
   /** The miner's claimed score of the model with these blocks in place. */
   claim: PolScore
@@ -210,14 +210,14 @@ export function parseExpertName(name: string): { layer: number; expert: number |
   return { layer: Number(m[1]), expert: m[2] === undefined ? null : Number(m[2]) }
 }
 
-/** The tensors a router or expert payload must hold under `arch`: name → dims. */
+/** The tensors a router or expert payload must hold under `arch`: name -> dims. */
 export function payloadShapes(arch: MoeArchitecture, type: BlockType): Record<string, number[]> {
   if (type === 'router') return { weight: [arch.expertsPerLayer, arch.dModel] }
   const { dModel: d, dFf: f } = arch
   return arch.ffn === 'swiglu' ? { w1: [f, d], w2: [d, f], w3: [f, d] } : { w1: [f, d], w2: [d, f] }
 }
 
-/** The tensors the trunk file must hold under `arch`: name → dims. */
+/** The tensors the trunk file must hold under `arch`: name -> dims. */
 export function trunkShapes(arch: MoeArchitecture): Record<string, number[]> {
   const d = arch.dModel
   const hd = d / arch.nHeads

@@ -21,13 +21,13 @@ export type AggregationRule = (typeof AGGREGATION_RULES)[number]
 
 export interface AggregationOptions {
   rule: AggregationRule
-  /** How many updates may be Byzantine (Krum needs n ≥ 2f + 3, Bulyan n ≥ 4f + 3). */
+  /** How many updates may be Byzantine (Krum needs n >= 2f + 3, Bulyan n >= 4f + 3). */
   f: number
   /** FedAvg: each update's weight (its sample count); @default equal weights. */
   weights?: readonly number[]
   /** Trimmed mean: values cut at each end per coordinate; @default f. */
   trim?: number
-  /** Multi-Krum: how many updates are averaged; @default n − f. */
+  /** Multi-Krum: how many updates are averaged; @default n - f. */
   m?: number
 }
 
@@ -52,12 +52,12 @@ export function isAggregationRule(value: unknown): value is AggregationRule {
 
 function count(name: string, value: number, min: number): void {
   if (!Number.isSafeInteger(value) || value < min)
-    throw new AggregationError(`${name} must be an integer ≥ ${min}, got ${value}`, { details: { [name]: value } })
+    throw new AggregationError(`${name} must be an integer \u2265 ${min}, got ${value}`, { details: { [name]: value } })
 }
 
 /**
  * Throws AggregationError unless `rule` can run on `n` updates with `f` Byzantine. `extra` carries
- * the trimmed mean's `trim` (default f) and multi-Krum's `m` (default n − f) when they are not the
+ * the trimmed mean's `trim` (default f) and multi-Krum's `m` (default n - f) when they are not the
  * defaults.
  */
 export function checkConditions(
@@ -85,18 +85,18 @@ export function checkConditions(
     }
     case 'krum':
     case 'multi-krum':
-      if (n < 2 * f + 3) refuse('n ≥ 2f + 3')
+      if (n < 2 * f + 3) refuse('n \u2265 2f + 3')
       if (rule === 'multi-krum' && extra.m !== undefined) {
         count('m', extra.m, 1)
-        if (extra.m > n) refuse(`m ≤ n (m = ${extra.m})`)
+        if (extra.m > n) refuse(`m \u2264 n (m = ${extra.m})`)
       }
       return
     case 'bulyan':
-      if (n < 4 * f + 3) refuse('n ≥ 4f + 3')
+      if (n < 4 * f + 3) refuse('n \u2265 4f + 3')
   }
 }
 
-/** Index of the first non-finite value of `u`, or −1. (x − x is 0 for every finite x, NaN otherwise.) */
+/** Index of the first non-finite value of `u`, or -1. (x - x is 0 for every finite x, NaN otherwise.) */
 function firstNonFinite(u: Float32Array): number {
   for (let j = 0; j < u.length; j++) {
     const x = u[j]!
@@ -160,14 +160,14 @@ function fedavgWeights(weights: readonly number[] | undefined, n: number): Float
   if (weights.length !== n) throw new AggregationError(`there are ${weights.length} weights for ${n} updates`)
   let total = 0
   weights.forEach((w, i) => {
-    if (!(Number.isFinite(w) && w >= 0)) throw new AggregationError(`weight ${i} must be finite and ≥ 0, got ${w}`)
+    if (!(Number.isFinite(w) && w >= 0)) throw new AggregationError(`weight ${i} must be finite and \u2265 0, got ${w}`)
     total += w
   })
   if (!(total > 0)) throw new AggregationError('the weights sum to 0')
   return Float64Array.from(weights, (w) => w / total)
 }
 
-/** Σ wᵢ·uᵢ, update by update into a float64 accumulator (sequential reads, one rounding at the end). */
+/** sum w_i·u_i, update by update into a float64 accumulator (sequential reads, one rounding at the end). */
 function weightedMean(updates: readonly Float32Array[], d: number, weights: Float64Array): Float32Array {
   const acc = new Float64Array(d)
   updates.forEach((u, i) => {
@@ -194,7 +194,7 @@ function plainMean(updates: readonly Float32Array[], d: number, indices: readonl
 
 /**
  * Rearranges `a[lo..hi]` (inclusive) so that `a[k]` holds the value a sort would put there, every
- * value before it ≤ and every value after it ≥; returns that value. Quickselect with a
+ * value before it <= and every value after it >=; returns that value. Quickselect with a
  * median-of-three pivot and a branch-free three-way partition (values below the pivot, then equal
  * to it): random data mispredicts a branchy partition half the time, and long runs of equal values
  * (frozen weights, zero updates) end in one round instead of n. A hostile ordering that keeps the
@@ -224,7 +224,7 @@ export function selectInPlace(a: Float32Array, lo: number, hi: number, k: number
   return a[k]!
 }
 
-/** Moves the values of `a[lo..hi]` that are < pivot (≤ when `orEqual`) to the front; returns where the rest start. */
+/** Moves the values of `a[lo..hi]` that are < pivot (<= when `orEqual`) to the front; returns where the rest start. */
 function partition(a: Float32Array, lo: number, hi: number, pivot: number, orEqual: boolean): number {
   let store = lo
   if (orEqual) {
@@ -313,7 +313,7 @@ function trimmedMean(updates: readonly Float32Array[], d: number, trim: number):
  *
  * The arithmetic is fixed as WebAssembly SIMD does it, so that it is the same everywhere: per
  * block, four float32 lanes (lane k takes coordinates j0 + 4m + k), each accumulating
- * fround((x − y)²) in float32; the block's partial is ((l0 + l1) + l2) + l3 in float64, added to
+ * fround((x - y)²) in float32; the block's partial is ((l0 + l1) + l2) + l3 in float64, added to
  * the pair's float64 total in block order. The WebAssembly kernel (one row against four partners,
  * 4 lanes at a time) is ~3.5× faster than the best plain-JS loop; `simd: false` runs the same
  * arithmetic in JS (Math.fround at each step, exact: float64 rounding then float32 rounding of a
@@ -426,8 +426,8 @@ function simdKernel(): SimdKernel | undefined {
 
 /**
  * The bytes of a WebAssembly module (MVP + fixed-width SIMD) exporting its memory and
- * `oneByFour(x, u0, u1, u2, u3, len)`: for j = 0, 16, … < len, d = x[j..j+16) − uₖ[j..j+16) as
- * f32x4, accₖ += d·d; then each accₖ's lanes, promoted to f64, summed in lane order, stored at 8k.
+ * `oneByFour(x, u0, u1, u2, u3, len)`: for j = 0, 16, ... < len, d = x[j..j+16) - u_k[j..j+16) as
+ * f32x4, acc_k += d·d; then each acc_k's lanes, promoted to f64, summed in lane order, stored at 8k.
  */
 function distanceModule(): Uint8Array {
   const leb = (v: number): number[] => {
@@ -445,7 +445,7 @@ function distanceModule(): Uint8Array {
   const get = (i: number): number[] => [0x20, i]
   const set = (i: number): number[] => [0x21, i]
   const [I32_ADD, I32_GE_U, F64_ADD, F64_PROMOTE] = [0x6a, 0x4f, 0xa0, 0xbb]
-  const V128_LOAD = [0xfd, 0x00, 0x04, 0x00] // align 2⁴, offset 0
+  const V128_LOAD = [0xfd, 0x00, 0x04, 0x00] // align 2^4, offset 0
   const [F32X4_ADD, F32X4_SUB, F32X4_MUL] = [
     [0xfd, 0xe4, 0x01],
     [0xfd, 0xe5, 0x01],
@@ -460,7 +460,7 @@ function distanceModule(): Uint8Array {
     ]),
   ]
   body.push(0x02, 0x40, 0x03, 0x40) // block, loop
-  body.push(...get(6), ...get(5), I32_GE_U, 0x0d, 1) // br_if out when j ≥ len
+  body.push(...get(6), ...get(5), I32_GE_U, 0x0d, 1) // br_if out when j >= len
   body.push(...get(0), ...get(6), I32_ADD, ...V128_LOAD, ...set(7))
   for (let k = 0; k < 4; k++) {
     body.push(...get(7), ...get(1 + k), ...get(6), I32_ADD, ...V128_LOAD, ...F32X4_SUB, ...set(8))
@@ -476,7 +476,7 @@ function distanceModule(): Uint8Array {
   body.push(0x0b)
   return Uint8Array.from([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32]]), 0]])), // (i32 ×6) → ()
+    ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32]]), 0]])), // (i32 ×6) -> ()
     ...section(3, vec([[0]])),
     ...section(5, vec([[0x00, 1]])), // one memory, 1 page to start
     ...section(
@@ -492,7 +492,7 @@ function distanceModule(): Uint8Array {
 
 /**
  * Krum scores of the updates in `among` (indices into the distance matrix), each against the
- * others of `among`: the sum of its |among| − f − 2 smallest squared distances (0 when that is
+ * others of `among`: the sum of its |among| - f - 2 smallest squared distances (0 when that is
  * below 1, as in Bulyan's last iterations). Returns a sparse array indexed by update.
  */
 function krumScores(dist: Float64Array, n: number, among: readonly number[], f: number): number[] {
@@ -510,7 +510,7 @@ function krumScores(dist: Float64Array, n: number, among: readonly number[], f: 
   return scores
 }
 
-/** Bulyan's selection: Krum over the remaining updates, θ times; ascending indices of those chosen. */
+/** Bulyan's selection: Krum over the remaining updates, theta times; ascending indices of those chosen. */
 function iteratedKrum(dist: Float64Array, n: number, f: number, theta: number): number[] {
   const remaining = Array.from({ length: n }, (_, i) => i)
   const chosen: number[] = []
@@ -525,7 +525,7 @@ function iteratedKrum(dist: Float64Array, n: number, f: number, theta: number): 
 }
 
 /**
- * Bulyan's second stage, per coordinate: of the θ selected values, the β closest to their median
+ * Bulyan's second stage, per coordinate: of the theta selected values, the beta closest to their median
  * (a contiguous window of the sorted values, shrunk from the far end; on a tie the larger value
  * goes), averaged.
  */

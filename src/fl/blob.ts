@@ -12,7 +12,7 @@
  *
  *   update  { v: 1, kind: 'update', task, round, proposer, nonce, keys: [{ did, box }], data }
  *           A proposer's update, sealed to the round's voters: a fresh 32-byte content key
- *           encrypts the vector with AES-256-GCM (`data` = ciphertext ‖ 16-byte tag, 12-byte
+ *           encrypts the vector with AES-256-GCM (`data` = ciphertext || 16-byte tag, 12-byte
  *           `nonce`, the header { v, kind, task, round, proposer } as additional data, so a
  *           blob cannot be passed off as another proposer's or another round's); `box` is
  *           libsodium's crypto_box_seal of that key to the voter DID's X25519 key (the same seal

@@ -1,8 +1,8 @@
 /**
  * One federated client's round (issue 15, part 3): start from the global weights, train on the
  * local shard with the built-in MLP trainer, send back the difference. Also the behaviours a
- * client may have in tests and demos — honest, or the classic sign-flipping attacker that sends
- * −scale × its honest update — so simulations and the robustness test name them alike.
+ * client may have in tests and demos - honest, or the classic sign-flipping attacker that sends
+ * -scale × its honest update - so simulations and the robustness test name them alike.
  */
 import { InvalidInputError } from '../core/errors.ts'
 import { datasetSize, mlpTrainer, type Dataset, type MlpOptions, type MlpWeights } from '../inference/trainer.ts'
@@ -11,7 +11,7 @@ import { updateOf } from './weights.ts'
 export interface RoundInput {
   global: MlpWeights
   shard: Dataset
-  /** Local epochs over the shard (≥ 1). */
+  /** Local epochs over the shard (>= 1). */
   epochs: number
   learningRate: number
   /** Seeds the local batch order. */
@@ -26,7 +26,7 @@ export interface RoundInput {
 }
 
 export interface RoundResult {
-  /** Local weights − global weights, flattened (src/fl/weights.ts). */
+  /** Local weights - global weights, flattened (src/fl/weights.ts). */
   update: Float32Array
   /** Examples in the shard: FedAvg's weight for this update. */
   samples: number
@@ -34,7 +34,7 @@ export interface RoundResult {
   loss: number
 }
 
-/** Trains from `global` on `shard` and returns local − global. */
+/** Trains from `global` on `shard` and returns local - global. */
 export async function trainRound(input: RoundInput): Promise<RoundResult> {
   if (!Number.isSafeInteger(input.epochs) || input.epochs < 1)
     throw new InvalidInputError(`a round needs at least one local epoch, got ${input.epochs}`)
@@ -57,7 +57,7 @@ export async function trainRound(input: RoundInput): Promise<RoundResult> {
   return { update: updateOf(local, input.global), samples: datasetSize(input.shard), loss }
 }
 
-/** The sign-flipping attack: −scale × update, in a new vector. */
+/** The sign-flipping attack: -scale × update, in a new vector. */
 export function signFlip(update: Float32Array, scale: number): Float32Array {
   if (!(Number.isFinite(scale) && scale > 0)) throw new InvalidInputError(`the attack scale must be > 0, got ${scale}`)
   const out = new Float32Array(update.length)

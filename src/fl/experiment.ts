@@ -89,7 +89,8 @@ export async function runFederated(options: FederatedOptions): Promise<Federated
   const attackers = new Set(options.attackers ?? [])
   for (const a of attackers)
     if (!Number.isSafeInteger(a) || a < 0 || a >= clients) throw new InvalidInputError(`attacker ${a} is not a client`)
-  if (!Number.isSafeInteger(options.rounds) || options.rounds < 1) throw new InvalidInputError('rounds must be ≥ 1')
+  if (!Number.isSafeInteger(options.rounds) || options.rounds < 1)
+    throw new InvalidInputError('rounds must be \u2265 1')
   checkConditions(options.rule, clients, options.f, options)
   const { train, test } = splitDataset(options.dataset, {
     seed: derive(options.seed, 1),

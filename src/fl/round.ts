@@ -13,10 +13,10 @@
  *    chain (a blob that is not what its proposer declared is excluded like an outlier).
  *
  * Outliers. An update is an outlier when its distance to the coordinate-wise median of the
- * round's updates is more than OUTLIER_DISTANCE_RATIO times the median of those distances — and,
+ * round's updates is more than OUTLIER_DISTANCE_RATIO times the median of those distances - and,
  * for the rules that select (Krum, multi-Krum, Bulyan), the rule left it out. Non-IID clients
  * differ honestly: on the digits federation below (Dirichlet 0.5, SGD defaults) honest ratios
- * measured up to 2.2 over 32 rounds, sign-flipped ×4 updates 1.9–6.5 (the low ones from shard
+ * measured up to 2.2 over 32 rounds, sign-flipped ×4 updates 1.9-6.5 (the low ones from shard
  * 0, 59 examples: a small shard makes a small update), so the ratio sits just above
  * the honest range; a sign-flipper below it is left out of the aggregate by the rule but not
  * slashed that round.
@@ -46,7 +46,7 @@ export interface FlTraining {
   epochs: number
   /** Learning rate of round 1. @default 0.1 */
   learningRate: number
-  /** Round r trains at learningRate × decay^(r−1). @default 0.85 */
+  /** Round r trains at learningRate × decay^(r-1). @default 0.85 */
   decay: number
   /** @default 'sgd' (Adam's moments restart each round and drift on non-IID shards) */
   optimizer: NonNullable<MlpOptions['optimizer']>
@@ -56,7 +56,7 @@ export interface FlTraining {
 
 /**
  * Chosen on the digits federation (Dirichlet 0.5, 12 clients, 12 rounds from the consensus
- * model): FedAvg reaches 97.5–98.1% where 5 epochs at decay 0.8 reach 95.8–97.2% and Adam
+ * model): FedAvg reaches 97.5-98.1% where 5 epochs at decay 0.8 reach 95.8-97.2% and Adam
  * (restarted each round) drifts below the starting model.
  */
 export const FL_TRAINING_DEFAULTS: Readonly<FlTraining> = Object.freeze({
@@ -266,7 +266,7 @@ export interface Federation {
 /**
  * The digits dataset split as the demonstrations use it: DIGITS_RECIPE's stratified train/test
  * split; `publicExamples` of the training part (a seeded draw) are public, the rest is dealt to
- * `clients` by a Dirichlet(α) split. Every process computes the same split and keeps its shard.
+ * `clients` by a Dirichlet(alpha) split. Every process computes the same split and keeps its shard.
  */
 export function digitsFederation(data: Dataset, options: FederationOptions): Federation {
   const seed = options.seed ?? 7

@@ -3,12 +3,12 @@
  * through a node's API (it runs no chain itself). Each round it reads its role:
  *
  *   proposer  fetch the round's global model (its blob by CID, checked against the digest on
- *             chain) → train on the local shard (round.ts) → seal the update to the round's voters
- *             (blob.ts) → `fl.update` with the blob's CID, size and digest, wait for its block →
+ *             chain) -> train on the local shard (round.ts) -> seal the update to the round's voters
+ *             (blob.ts) -> `fl.update` with the blob's CID, size and digest, wait for its block ->
  *             upload the blob (the node stores only blobs the chain names).
- *   voter     wait for the upload window to close → fetch every update named on chain → open each
- *             with its key → aggregate, score and judge (round.ts) → export the next global model
- *             as ONNX (blob.ts `encodeOnnx`, deterministic) → `fl.vote` naming both → upload the
+ *   voter     wait for the upload window to close -> fetch every update named on chain -> open each
+ *             with its key -> aggregate, score and judge (round.ts) -> export the next global model
+ *             as ONNX (blob.ts `encodeOnnx`, deterministic) -> `fl.vote` naming both -> upload the
  *             next global model's blob (plain), which the next round's proposers fetch, then its
  *             ONNX export, which the node keeps for the market's workers.
  *
@@ -89,7 +89,7 @@ export type FlRole = 'proposer' | 'voter'
 export interface RoundReport {
   round: number
   role: FlRole
-  /** What happened: 'uploaded', 'voted', or why not ('missed the upload window', a refusal reason…). */
+  /** What happened: 'uploaded', 'voted', or why not ('missed the upload window', a refusal reason...). */
   outcome: string
   /** Proposer: training loss; voter: the aggregate's and the base's accuracy on its shard (ppm), its verdict. */
   loss?: number

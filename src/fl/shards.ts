@@ -3,10 +3,10 @@
  * given to exactly one client, no client left empty:
  *
  *  - label skew: each client holds `classesPerClient` classes (a seeded rotation of the classes,
- *    so every class has a holder when clients × classesPerClient ≥ classes); each class's
+ *    so every class has a holder when clients × classesPerClient >= classes); each class's
  *    examples are shuffled and dealt evenly among its holders;
- *  - Dirichlet: each class is divided among the clients in proportions drawn from Dir(α) — small α
- *    concentrates a class on few clients, large α approaches an even split.
+ *  - Dirichlet: each class is divided among the clients in proportions drawn from Dir(alpha) - small alpha
+ *    concentrates a class on few clients, large alpha approaches an even split.
  *
  * Real federations are non-IID (a phone sees its owner's digits); robust aggregation must not
  * mistake an honest but different client for an attacker, so tests run on these splits.
@@ -32,7 +32,8 @@ export interface DirichletOptions {
 }
 
 function checkSplit(dataset: Dataset, clients: number): void {
-  if (!Number.isSafeInteger(clients) || clients < 1) throw new InvalidInputError(`clients must be ≥ 1, got ${clients}`)
+  if (!Number.isSafeInteger(clients) || clients < 1)
+    throw new InvalidInputError(`clients must be \u2265 1, got ${clients}`)
   if (clients > datasetSize(dataset))
     throw new InvalidInputError(`${datasetSize(dataset)} examples cannot give ${clients} clients one each`)
 }
@@ -91,7 +92,7 @@ function gamma(rng: Rng, shape: number): number {
 }
 
 /**
- * Each class divided among the clients in Dir(α) proportions (cut points rounded down the
+ * Each class divided among the clients in Dir(alpha) proportions (cut points rounded down the
  * cumulative shares). A client left empty then takes one example from the largest client (the
  * lowest-numbered of equals), so no client is idle.
  */

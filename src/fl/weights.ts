@@ -82,7 +82,7 @@ export function applyUpdate(
   return global instanceof Float32Array ? out : unflattenMlp(out, global)
 }
 
-/** `local − global` (the update a client sends), as a vector. */
+/** `local - global` (the update a client sends), as a vector. */
 export function updateOf(local: MlpWeights | Float32Array, global: MlpWeights | Float32Array): Float32Array {
   const l = vectorOf(local)
   const g = vectorOf(global)
@@ -107,7 +107,7 @@ export function weightsDigest(vector: Float32Array): string {
   return toHex(sha256(littleEndianBytes(vector)))
 }
 
-/** Index of the first NaN or ±Infinity, or −1. */
+/** Index of the first NaN or ±Infinity, or -1. */
 function firstNonFinite(vector: Float32Array): number {
   for (let j = 0; j < vector.length; j++) {
     const x = vector[j]!
@@ -119,7 +119,7 @@ function firstNonFinite(vector: Float32Array): number {
 /** The vector on the wire: 'DFV1', the count (uint32 LE), the values (float32 LE). Finite values only. */
 export function encodeVector(vector: Float32Array): Uint8Array {
   if (!(vector instanceof Float32Array)) throw new EncodeError('only a Float32Array can be encoded as a vector')
-  if (vector.length > 0xffffffff) throw new EncodeError(`a vector holds at most 2³² − 1 values`)
+  if (vector.length > 0xffffffff) throw new EncodeError(`a vector holds at most 2³² \u2212 1 values`)
   const bad = firstNonFinite(vector)
   if (bad >= 0) throw new EncodeError(`value ${bad} is ${vector[bad]}: only finite values are encoded`)
   const out = new Uint8Array(VECTOR_HEADER_BYTES + vector.length * 4)

@@ -6,7 +6,7 @@
  * governance module writes these keys (`writeGoverned`), when a proposal that passed reaches the
  * height it names.
  *
- * State: `gov/param/<name>` → a uint64 (bigint) or a list of strings.
+ * State: `gov/param/<name>` -> a uint64 (bigint) or a list of strings.
  *
  * A core chain parameter (`chain.*`, `staking.*`) names the genesis parameter it governs
  * (`genesis`): its default is the chain's genesis value, not a constant (`defaultOf`), and its

@@ -7,7 +7,7 @@
  * change to them takes effect for the next proposal, deposit, vote or tally. The task-policy
  * parameters (`arena.*`, `fl.*`) and the model allow-list are declared here for the modules that
  * read them by name with `governedUint(state, name, governedDefault(name))` /
- * `governedList(…)`; until a consumer reads one, changing it only records the new value.
+ * `governedList(...)`; until a consumer reads one, changing it only records the new value.
  *
  * The core chain parameters (`chain.*`, `staking.*`; `genesis` names the ChainParams field) default
  * to the chain's GENESIS value, not to a constant: their readers (host.ts and mempool.ts for the

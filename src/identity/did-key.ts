@@ -1,7 +1,7 @@
 /**
  * did:key (W3C CCG did:key method, https://w3c-ccg.github.io/did-method-key/).
- * `did:key:` + multibase base58btc (`z`) of (multicodec varint ‖ raw public key).
- * Ed25519 (0xed → `z6Mk…`) is Donghae's identity key; X25519 (0xec → `z6LS…`) DIDs resolve
+ * `did:key:` + multibase base58btc (`z`) of (multicodec varint || raw public key).
+ * Ed25519 (0xed -> `z6Mk...`) is Donghae's identity key; X25519 (0xec -> `z6LS...`) DIDs resolve
  * too. Resolution follows the spec's document creation algorithm with encryption key
  * derivation on: an Ed25519 DID's document carries the X25519 keyAgreement key derived from it.
  */
@@ -21,7 +21,7 @@ export type DidKeyType = 'Ed25519' | 'X25519'
 export interface ParsedDidKey {
   did: string
   type: DidKeyType
-  /** The multibase value (`z…`), also the fragment of the key's verification method id. */
+  /** The multibase value (`z...`), also the fragment of the key's verification method id. */
   multibase: string
   publicKey: Uint8Array
 }

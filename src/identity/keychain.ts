@@ -1,13 +1,13 @@
 /**
  * The platform's key store, holding the keystore's password so that a home can be unlocked
  * without typing it: the macOS Keychain, the Secret Service on Linux (gnome-keyring, KWallet,
- * KeePassXC… over the D-Bus session bus) or the Windows Credential Manager, through the
+ * KeePassXC... over the D-Bus session bus) or the Windows Credential Manager, through the
  * maintained keyring-rs binding `@napi-rs/keyring`. See docs/keychain.md.
  *
  * What is stored is the password, never the key: the keystore file stays the one encrypted copy
  * of the seed, and the password keeps opening it when the platform store is gone.
  *
- * Entry: service `donghae`, account = the keystore's DID (`did:key:z6Mk…`), so that the entry
+ * Entry: service `donghae`, account = the keystore's DID (`did:key:z6Mk...`), so that the entry
  * names what it unlocks. Homes holding the same keystore (an export imported elsewhere) share
  * one entry; they share the password too.
  *
@@ -71,7 +71,7 @@ export class KeychainPasswordMismatchError extends WrongPasswordError {
 /** What Donghae needs from a platform store: one secret per account, under one service. */
 export interface SecretStore {
   readonly backend: KeychainBackend
-  /** For people: 'macOS Keychain', 'Secret Service'… */
+  /** For people: 'macOS Keychain', 'Secret Service'... */
   describe(): string
   /** The secret of `account`, or undefined when there is no entry. */
   get(account: string, options?: { signal?: AbortSignal }): Promise<string | undefined>
@@ -123,7 +123,7 @@ async function loadKeyring(): Promise<KeyringBinding> {
 function reason(err: unknown, secret?: string): string {
   let text = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? ''
   if (secret !== undefined && secret.length > 0) text = text.split(secret).join('[redacted]')
-  return text.length > 240 ? `${text.slice(0, 240)}…` : text
+  return text.length > 240 ? `${text.slice(0, 240)}\u2026` : text
 }
 
 /**
@@ -234,7 +234,7 @@ export function keychainMarkerPath(homeDir: string): string {
 /** A short, printable rendering of a value read from a file someone else may have written. */
 function shown(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value)
-  return text.length > 80 ? `${text.slice(0, 80)}…` : text
+  return text.length > 80 ? `${text.slice(0, 80)}\u2026` : text
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

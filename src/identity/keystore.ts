@@ -2,9 +2,9 @@
  * The encrypted keystore: one Ed25519 seed at rest, protected by a password.
  *
  * File format `donghae-keystore` version 1 (JSON, mode 0600):
- *   kdf:      scrypt(password, salt 32 B, N = 2^logN, r, p) → 64 bytes = encKey ‖ checkKey
+ *   kdf:      scrypt(password, salt 32 B, N = 2^logN, r, p) -> 64 bytes = encKey || checkKey
  *             default logN = 17, r = 8, p = 1 (128 MiB, ~0.3 s on a laptop core)
- *   verifier: HMAC-SHA256(checkKey, "donghae/keystore-verifier/v1") — tells a wrong password
+ *   verifier: HMAC-SHA256(checkKey, "donghae/keystore-verifier/v1") - tells a wrong password
  *             apart from a tampered file
  *   cipher:   AES-256-GCM(encKey, nonce 12 B, aad = dag-cbor(header)) over dag-cbor({ seed })
  * The header (format, version, did, kdf, cipher) is authenticated, and the decrypted seed must
@@ -165,7 +165,7 @@ export function parseKeystore(text: string): KeystoreFile {
   return value as unknown as KeystoreFile
 }
 
-/** Decrypts a keystore. Wrong password → `WrongPasswordError`; altered content → `KeystoreTamperedError`. */
+/** Decrypts a keystore. Wrong password -> `WrongPasswordError`; altered content -> `KeystoreTamperedError`. */
 export async function decryptKeystore(file: KeystoreFile, password: string): Promise<Ed25519KeyPair> {
   checkPassword(password)
   const salt = base64Field(file.kdf.salt, 'kdf.salt', 32)

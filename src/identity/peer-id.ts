@@ -1,6 +1,6 @@
 /**
- * One key, two names: the libp2p PeerId (`12D3KooW…`, identity multihash of the protobuf
- * public key) and the did:key (`did:key:z6Mk…`) of the same Ed25519 key.
+ * One key, two names: the libp2p PeerId (`12D3KooW...`, identity multihash of the protobuf
+ * public key) and the did:key (`did:key:z6Mk...`) of the same Ed25519 key.
  */
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'

@@ -1,8 +1,8 @@
 /**
  * Sealed boxes: encrypt bytes to a DID so that only the holder of its key can read them.
  *
- *   box = 0x01 ‖ ephemeralPublic (32) ‖ nonce (12) ‖ ChaCha20-Poly1305(key, nonce, aad = 0x01 ‖ ephemeralPublic)
- *   key = HKDF-SHA256(ikm = X25519(ephemeral, recipient), salt = ephemeralPublic ‖ recipientPublic,
+ *   box = 0x01 || ephemeralPublic (32) || nonce (12) || ChaCha20-Poly1305(key, nonce, aad = 0x01 || ephemeralPublic)
+ *   key = HKDF-SHA256(ikm = X25519(ephemeral, recipient), salt = ephemeralPublic || recipientPublic,
  *                     info = "donghae/sealed-box/v1")
  *   plaintext = dag-cbor({ m: message, s?: { did, sig } })
  *
@@ -65,7 +65,7 @@ export function seal(recipient: string | Uint8Array, message: Uint8Array, option
   return concat(header, nonce, body)
 }
 
-/** Opens a sealed box with the recipient's key. Any alteration, or the wrong key, → `SealedBoxError`. */
+/** Opens a sealed box with the recipient's key. Any alteration, or the wrong key, -> `SealedBoxError`. */
 export function openSealedBox(
   box: Uint8Array,
   recipient: Ed25519KeyPair | X25519KeyPair,

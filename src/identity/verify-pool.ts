@@ -4,7 +4,7 @@
  * 100 ms or 32), then sent to the least busy worker as one packed buffer. Each item is a raw
  * 32-byte public key, the 32-byte domain-separated digest (core/signing.ts) and the signature.
  *
- * Threads cost memory (a Node worker with its own V8 heap is 10–30 MB), so a started pool spawns
+ * Threads cost memory (a Node worker with its own V8 heap is 10-30 MB), so a started pool spawns
  * them on first use, and a thread with nothing in flight for `idleMs` exits; the next batch starts
  * it again. An idle node therefore holds no signature thread (docs/performance.md). A few
  * signatures a second that find no thread alive are verified inline (`coldInlineMax`): a thread's
@@ -25,7 +25,7 @@ export interface VerifyItem {
 }
 
 export interface VerifyPoolOptions {
-  /** @default max(1, availableParallelism() − 1) */
+  /** @default max(1, availableParallelism() - 1) */
   workers?: number
   /** @default 5 */
   maxWaitMs?: number

@@ -18,7 +18,7 @@ function keyFor(raw: Uint8Array): KeyObject {
 
 export interface VerifyJob {
   id: number
-  /** count × (32 public key ‖ 32 digest ‖ 64 signature) */
+  /** count × (32 public key || 32 digest || 64 signature) */
   packed: Uint8Array
 }
 

@@ -208,8 +208,8 @@ export interface AdvertValidatorOptions {
 }
 
 /**
- * Adverts a relaying peer may hand this node that are of no use — stale, ahead of this node's
- * clock, or from a worker not bonded in its view — before each further one is a `reject`: honest
+ * Adverts a relaying peer may hand this node that are of no use - stale, ahead of this node's
+ * clock, or from a worker not bonded in its view - before each further one is a `reject`: honest
  * relays send a few (a node behind on the chain sees bonded workers as unbonded for a while), a
  * peer inventing workers sends them by the thousand. Their signature is not checked (only bonded
  * workers' are), so each costs this node a decode.
@@ -218,9 +218,9 @@ export const ADVERT_IGNORE_BUDGET = { amount: 500, perMs: 60_000 }
 
 /**
  * The slot-advert topic's gossip validator: `reject` (the relaying peer is penalized) for what is
- * provably invalid — undecodable, for another chain, a bonded worker's advert it did not sign —
+ * provably invalid - undecodable, for another chain, a bonded worker's advert it did not sign -
  * and for useless adverts past the relay's `ADVERT_IGNORE_BUDGET`; `ignore` for what may be
- * honest but is not useful — stale or ahead of this node's clock, from a worker not bonded in
+ * honest but is not useful - stale or ahead of this node's clock, from a worker not bonded in
  * this node's view of the chain, no newer than what the table holds; `accept` (the table is
  * updated and the advert relayed) otherwise. Gossip carries no author: any peer may relay a
  * worker's signed advert.

@@ -3,13 +3,13 @@
  * the worker ever see them) and, once a job settles, does what the chain's draw says
  * (chain/draws.ts, policy/audits.ts):
  *
- *   settled at b ──(block b+2 decides)──▶ audited? ── no ─▶ forget
- *                                            │ yes
- *                                            ▼
- *        ask the drawn auditor whose slot is open ─▶ inference.audit ─▶ passed ─▶ forget
- *                                                                      │ mismatch
- *                                                                      ▼
- *                          ask the drawn quorum (same seed) ─▶ inference.resolve (slash)
+ *   settled at b --(block b+2 decides)--> audited? -- no -> forget
+ *                                            | yes
+ *                                            v
+ *        ask the drawn auditor whose slot is open -> inference.audit -> passed -> forget
+ *                                                                      | mismatch
+ *                                                                      v
+ *                          ask the drawn quorum (same seed) -> inference.resolve (slash)
  *
  * A canary (a job whose answer this node computed itself) that came back wrong is challenged
  * first (`inference.challenge`), which makes the chain audit it whatever the streak. Nothing here

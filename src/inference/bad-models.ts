@@ -25,7 +25,7 @@ export const BAD_MODEL_DEFAULTS = Object.freeze({ baseMs: 60_000, maxMs: 86_400_
 /** One bad model, as `/v1/inference/stats` shows it. */
 export interface BadModel {
   cid: string
-  /** Why it was last marked: a `ModelLimit` (`run-time`, `memory`, …) or another short reason. */
+  /** Why it was last marked: a `ModelLimit` (`run-time`, `memory`, ...) or another short reason. */
   reason: string
   /** Failures counted in the current back-off series. */
   failures: number
@@ -55,7 +55,7 @@ export class BadModels {
     if (this.#maxMs < this.#baseMs) throw new InvalidInputError('maxMs must be at least baseMs')
   }
 
-  /** Records a failure of `cid` and returns its entry: back-off `baseMs · 2^(failures−1)`, at most `maxMs`. */
+  /** Records a failure of `cid` and returns its entry: back-off `baseMs · 2^(failures-1)`, at most `maxMs`. */
   mark(cid: string, reason: string, now: number = this.#clock.now()): BadModel {
     const previous = this.#entries.get(cid)
     const fresh = previous === undefined || now - previous.markedAt > 2 * this.#maxMs

@@ -12,7 +12,7 @@
  * is never dropped from either until every pin is released; pins are counted and live in memory
  * only. Recency starts from the files' modification times when the store opens (`init`).
  *
- * Design note: the design brief suggests Helia's bitswap. The demo models are 10–100 KiB, one
+ * Design note: the design brief suggests Helia's bitswap. The demo models are 10-100 KiB, one
  * frame each, so a single request/response with CID verification does the same job without a
  * second block store; bitswap becomes worth it for large, chunked weights (experts, later).
  */

@@ -28,7 +28,7 @@ export interface CharsModelSpec {
 const MAX_CONTEXT = 256
 const MAX_VOCAB = 256
 
-/** Builds a spec whose vocabulary is every character of the normalized `text` plus a–z and the padding. */
+/** Builds a spec whose vocabulary is every character of the normalized `text` plus a-z and the padding. */
 export function buildCharsSpec(text: string, context: number, padding = ' '): CharsModelSpec {
   const chars = new Set([...collapse(text.toLowerCase()), ...'abcdefghijklmnopqrstuvwxyz', padding])
   return { vocab: [...chars].sort(), context, padding, inputName: 'input', outputName: 'probabilities' }
@@ -64,7 +64,7 @@ export function normalizeText(spec: CharsModelSpec, text: string): string {
   return known.has(' ') ? mapped.replace(/ {2,}/g, ' ') : mapped
 }
 
-/** Steps 2–3 for one (already normalized) text, written into `out` at `offset`. */
+/** Steps 2-3 for one (already normalized) text, written into `out` at `offset`. */
 function writeOneHot(spec: CharsModelSpec, text: string, out: Float32Array, offset: number): void {
   const chars = [...text].slice(-spec.context)
   const padded = [...Array<string>(spec.context - chars.length).fill(spec.padding), ...chars]
@@ -120,7 +120,7 @@ export async function generateText(
 
 /**
  * Training examples from a text: for each position, the (padded) `context` characters before it
- * → that character. The text is normalized first.
+ * -> that character. The text is normalized first.
  */
 export function charsDataset(spec: CharsModelSpec, text: string): Dataset {
   const chars = [...normalizeText(spec, text)]

@@ -2,7 +2,7 @@
  * What the inference components need from the node, each as narrow as the component uses it.
  * Time, randomness, logging and cancellation are injected, so the same components run in a node
  * (system clock, the OS's randomness, libp2p) and in the simulation (a manual clock, a seeded
- * generator, the in-memory transport) — the simulation drives this code rather than copying it.
+ * generator, the in-memory transport) - the simulation drives this code rather than copying it.
  */
 import type { Clock } from '../core/clock.ts'
 import type { Logger } from '../core/logger.ts'

@@ -2,8 +2,8 @@
  * The two demo models trained in this repository (`models/`), their training recipes, their data
  * readers, and their registry entries.
  *
- *   digits-mlp  tensor  input float32 [N,64] raw 8×8 pixels 0–16 → probabilities float32 [N,10]
- *   chars-mlp   text    input float32 [N,context×vocab] one-hot → probabilities float32 [N,vocab]
+ *   digits-mlp  tensor  input float32 [N,64] raw 8×8 pixels 0-16 -> probabilities float32 [N,10]
+ *   chars-mlp   text    input float32 [N,context×vocab] one-hot -> probabilities float32 [N,vocab]
  *
  * The recipes live here (not in the training scripts) so the scripts and the tests that check
  * the checked-in files use the very same split and settings.
@@ -61,7 +61,7 @@ export const CHARS_RECIPE: { text: string; context: number; mlp: MlpOptions } = 
  */
 export const DEMO_TOLERANCE: Readonly<Tolerance> = Object.freeze({ maxAbsPpm: 10_000, top1: true })
 
-/** Reads `models/data/digits.csv.gz` (64 pixels 0–16 then the label, one row per image). */
+/** Reads `models/data/digits.csv.gz` (64 pixels 0-16 then the label, one row per image). */
 export async function readDigitsDataset(options: { path?: string; signal?: AbortSignal } = {}): Promise<Dataset> {
   const path = options.path ?? join(DEMO_MODELS_DIR, DIGITS_RECIPE.data)
   const csv = (await gunzipAsync(await readFile(path, { signal: options.signal }))).toString('utf8')
@@ -106,7 +106,7 @@ export interface DemoModel {
   text?: CharsModelSpec
   /** Text models only: CID of the tokenizer's JSON file (`<name>.json`), registered with the model. */
   codec?: string
-  /** Language models only: the folder's tokenizer and config files by name → CID, and the context window. */
+  /** Language models only: the folder's tokenizer and config files by name -> CID, and the context window. */
   files?: Record<string, string>
   contextLength?: number
 }
@@ -185,7 +185,8 @@ export async function demoModels(options: { dir?: string; signal?: AbortSignal }
       inputs: [{ name: 'input', type: 'float32', dims: [null, DIGITS_FEATURES] }],
       outputs: [{ name: 'probabilities', type: 'float32', dims: [null, DIGITS_CLASSES] }],
       tolerance: { ...DEMO_TOLERANCE },
-      description: 'Handwritten digit classifier: 8×8 images, raw pixel counts 0–16 row by row → 10 probabilities',
+      description:
+        'Handwritten digit classifier: 8×8 images, raw pixel counts 0\u201316 row by row \u2192 10 probabilities',
     },
     options.signal,
   )
@@ -198,7 +199,7 @@ export async function demoModels(options: { dir?: string; signal?: AbortSignal }
       inputs: [{ name: text.inputName, type: 'float32', dims: [null, width] }],
       outputs: [{ name: text.outputName, type: 'float32', dims: [null, text.vocab.length] }],
       tolerance: { ...DEMO_TOLERANCE },
-      description: `Character-level text model: one-hot of the last ${text.context} characters → next-character probabilities`,
+      description: `Character-level text model: one-hot of the last ${text.context} characters \u2192 next-character probabilities`,
       text,
       codec: blobCid(new Uint8Array(await readFile(join(dir, 'chars-mlp.json'), { signal: options.signal }))),
     },

@@ -192,7 +192,7 @@ export class Gateway {
       request.job === undefined ? this.#ownJob(model, request) : this.#clientJob(model, request.job, request.inputs)
     const id = jobIdHex(job)
     if (this.#reservations.has(id) || settlementOf(c.chain.state(), id) !== undefined)
-      throw new InferenceError('replayed', `job ${id.slice(0, 16)}… was already submitted`)
+      throw new InferenceError('replayed', `job ${id.slice(0, 16)}\u2026 was already submitted`)
     const reserved = reservedFee(model, request.inputs)
     await this.#topUpIfOwn(job.client, reserved)
     // checked and reserved in one synchronous step: parallel requests cannot both see the same funds

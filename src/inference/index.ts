@@ -1,12 +1,12 @@
 /**
  * The inference market on one node, assembled from its roles:
  *
- *   createInference(init)(components) → Inference
+ *   createInference(init)(components) -> Inference
  *     worker   (worker.ts)   runs models for pay and for chain-drawn audits; settles its own
  *                            receipts when their gateway does not (only when the node serves)
  *     models   (models.ts)   what the worker loads, calibrates and declares on chain
  *     gateway  (gateway.ts)  jobs from the API: deposit check, worker draw, dispatch, retries
- *     settler  (settler.ts)  receipts → `inference.settle`, followed to the end
+ *     settler  (settler.ts)  receipts -> `inference.settle`, followed to the end
  *     auditor  (auditor.ts)  the chain's audit draws for the jobs this gateway served
  *
  * Each role takes `InferenceComponents` (components.ts): key, chain view, the node's single

@@ -4,14 +4,14 @@
  * A client signs a job (which model, which gateway may spend its deposit, a salted commitment to
  * its inputs, the most it will pay, a deadline); the gateway signs a dispatch naming the one
  * worker it sends the job to; that worker signs a receipt (the job, the dispatch, the hash of its
- * outputs, who, how). All are canonical dag-cbor, signed over `sha256("donghae/<kind>/v1" ‖ bytes)`:
+ * outputs, who, how). All are canonical dag-cbor, signed over `sha256("donghae/<kind>/v1" || bytes)`:
  *
  *   job       { chainId, client, gateway, model (CID), inputsHash (32 B), maxFee, deadline (unix ms), salt (16 B) }
  *   dispatch  { jobId (32 B), worker }                                        signed by job.gateway
  *   receipt   { job (signed), dispatch (64 B signature, or null for an audit run), worker,
  *               outputHash (32 B), fee, ep, runtime, startedAt, finishedAt, computeMicros }
  *
- * `inputsHash` is a commitment, sha256("donghae/inputs/v1" ‖ salt ‖ hashTensorMap(inputs)): the
+ * `inputsHash` is a commitment, sha256("donghae/inputs/v1" || salt || hashTensorMap(inputs)): the
  * chain sees only commitments, so two jobs with the same inputs cannot be linked from on-chain
  * data (a canary made of a recent client's inputs looks like any other job there).
  *
@@ -73,7 +73,7 @@ export interface ReceiptBody {
   worker: string
   /** sha256 of the canonical encoding of the output tensors. */
   outputHash: Uint8Array
-  /** What the worker charges: the model's registered price (≤ job.maxFee). */
+  /** What the worker charges: the model's registered price (<= job.maxFee). */
   fee: bigint
   ep: ExecutionProvider
   /** e.g. "onnxruntime-node/1.30.0". */
@@ -120,7 +120,7 @@ export function jobIdHex(job: Job): string {
   return toHex(jobId(job))
 }
 
-/** The commitment a job carries: sha256("donghae/inputs/v1" ‖ salt ‖ tensorsHash). */
+/** The commitment a job carries: sha256("donghae/inputs/v1" || salt || tensorsHash). */
 export function inputsCommitment(salt: Uint8Array, tensorsHash: Uint8Array): Uint8Array {
   return sha256(concat(INPUTS_TAG, salt, tensorsHash))
 }

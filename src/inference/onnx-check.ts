@@ -10,7 +10,7 @@
  *
  *   graph.initializer, graph.sparse_initializer (values, indices), node attributes holding
  *   tensors (`t`, `tensors`, `sparse_tensor`, `sparse_tensors`: Constant.value,
- *   ConstantOfShape.value, …), subgraphs in attributes (`g`, `graphs`: If, Loop, Scan, at any
+ *   ConstantOfShape.value, ...), subgraphs in attributes (`g`, `graphs`: If, Loop, Scan, at any
  *   depth), model-local functions (their nodes, and their attribute defaults), training info.
  *
  * `EPContext` nodes (com.microsoft) are refused too: with `embed_mode = 0` their attribute is a
@@ -31,7 +31,7 @@ import { UnsafeModelError } from './errors.ts'
 
 /** Structural bounds of a model file. */
 export interface ModelCheckLimits {
-  /** Nesting of graphs: the main graph is 1, a Loop body inside it 2, … @default 16 */
+  /** Nesting of graphs: the main graph is 1, a Loop body inside it 2, ... @default 16 */
   maxGraphDepth: number
   /** Nodes across every graph, subgraph and function. @default 200_000 */
   maxNodes: number
@@ -135,7 +135,7 @@ function text(bytes: Uint8Array, fields: readonly Field[], field: number): strin
 function shown(name: string): string {
   return name === ''
     ? ''
-    : ` ${JSON.stringify(name.length > SHOWN_NAME_CHARS ? `${name.slice(0, SHOWN_NAME_CHARS)}…` : name)}`
+    : ` ${JSON.stringify(name.length > SHOWN_NAME_CHARS ? `${name.slice(0, SHOWN_NAME_CHARS)}\u2026` : name)}`
 }
 
 class ModelWalk {

@@ -4,7 +4,7 @@
  * `buildOnnxModel` turns a small graph description (float32 inputs and outputs, float32
  * initializers, nodes) into ModelProto bytes; `mlpToOnnx` describes a trained MLP as
  *
- *   input ─Mul(scale)─ MatMul(W0) ─ Add(b0) ─ Relu ─ … ─ MatMul(Wn) ─ Add(bn) ─ Softmax ─ probabilities
+ *   input -Mul(scale)- MatMul(W0) - Add(b0) - Relu - ... - MatMul(Wn) - Add(bn) - Softmax - probabilities
  *
  * The bytes depend only on the weights and options (no timestamps, no host names), so the same
  * training run always yields the same file and therefore the same CID.

@@ -12,7 +12,7 @@ export type Onnx = typeof OnnxProto.onnx
 const require = createRequire(import.meta.url)
 let schema: Onnx | undefined
 
-/** The `onnx` namespace of onnx-proto (ModelProto, TensorProto, …). */
+/** The `onnx` namespace of onnx-proto (ModelProto, TensorProto, ...). */
 export function onnxSchema(): Onnx {
   schema ??= (require('onnx-proto') as typeof OnnxProto).onnx
   return schema

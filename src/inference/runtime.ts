@@ -502,7 +502,7 @@ export async function calibrate(
   sampleInputs: TensorMap,
   options: CalibrateOptions,
 ): Promise<Calibration> {
-  if (!(options.durationMs >= 0)) throw new InvalidInputError('durationMs must be ≥ 0')
+  if (!(options.durationMs >= 0)) throw new InvalidInputError('durationMs must be \u2265 0')
   const minRuns = options.minRuns ?? 3
   await runner.run(cid, sampleInputs, options) // warm-up: first runs allocate
   const times: number[] = []

@@ -3,8 +3,8 @@
  * chain; the operator decides what runs on their computer:
  *
  *   all                                   every registered model (the default)
- *   models:digits-mlp,bafkrei…            these names or CIDs only
- *   publishers:did:key:z6Mk…,did:key:z6Mk…  models registered by these accounts only
+ *   models:digits-mlp,bafkrei...            these names or CIDs only
+ *   publishers:did:key:z6Mk...,did:key:z6Mk...  models registered by these accounts only
  *
  * Parsed once from a config string (`parseServePolicy`), then `allows(policy, record)` is a pure
  * check the worker makes before fetching or loading a model.
@@ -25,7 +25,7 @@ export const SERVE_ALL: ServePolicy = Object.freeze({ kind: 'all' })
 /** Most entries in one policy (a config value, not a registry). */
 export const MAX_POLICY_ENTRIES = 1_024
 
-const USAGE = 'use all, models:<name or CID>,… or publishers:<did:key>,…'
+const USAGE = 'use all, models:<name or CID>,\u2026 or publishers:<did:key>,\u2026'
 
 function fail(message: string, key: string): never {
   throw new ConfigError(`${key}: ${message}; ${USAGE}`, { details: { key } })

@@ -17,7 +17,7 @@ import { jobIdHex, parseReceipt, receiptId, receiptValue, type Receipt } from '.
 import { settlementOf } from './chain/state.ts'
 import { InferenceError } from './errors.ts'
 
-/** Durable key → bytes storage for a component's pending work (a LevelDB bucket in a node). */
+/** Durable key -> bytes storage for a component's pending work (a LevelDB bucket in a node). */
 export interface Journal {
   put(key: string, value: Uint8Array): Promise<void>
   delete(key: string): Promise<void>

@@ -9,7 +9,7 @@
  * `hashTensorMap` = sha256(binary form) is THE definition of a job's `inputsHash` and a receipt's
  * `outputHash`, so the binary form is canonical: float32 values are rounded to float32 before
  * anything else, -0 is written as +0 and every NaN as 0x7fc00000; `decodeTensorMap` refuses any
- * other spelling, so decode → encode gives back the very same bytes.
+ * other spelling, so decode -> encode gives back the very same bytes.
  */
 import { decode, encode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
@@ -366,7 +366,7 @@ export function tensorFromJson(raw: unknown, name: string, options: TensorParseO
   return { type, dims, data: dataFromJson(type, raw.data, name, allowNonFinite) } as Tensor
 }
 
-/** The shortest decimal (≤ 9 significant digits) that reads back to the same float32. */
+/** The shortest decimal (<= 9 significant digits) that reads back to the same float32. */
 function shortestFloat32(x: number): number {
   let lo = 1
   let hi = 9 // 9 significant digits always round-trip a float32
@@ -449,7 +449,7 @@ export function tensorMapToJson(map: TensorMap): Record<string, ReturnType<typeo
 // ---- binary form ----
 
 function canonicalFloatBits(bits: number): number {
-  if (bits === 0x80000000) return 0 // -0 → +0
+  if (bits === 0x80000000) return 0 // -0 -> +0
   if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x007fffff) !== 0) return CANONICAL_NAN_BITS
   return bits
 }
@@ -482,7 +482,7 @@ function checkTensor(name: string, t: Tensor): void {
 
 /** The canonical dag-cbor bytes of a tensor map: `{ <name>: { data, dims, type } }`, keys sorted by dag-cbor. */
 export function encodeTensorMap(map: TensorMap): Uint8Array {
-  if (!isRecord(map)) throw new InvalidInputError('tensors must be a map of name → tensor')
+  if (!isRecord(map)) throw new InvalidInputError('tensors must be a map of name \u2192 tensor')
   const value: Record<string, unknown> = {}
   for (const [name, t] of Object.entries(map)) {
     checkName(name)
@@ -631,7 +631,7 @@ export interface Comparison {
   maxAbs: number
   /** Every row's arg-max agrees (near-ties within the tolerance count as agreeing; see `compareTensors`). */
   top1Agree: boolean
-  /** Within tolerance: `maxAbs ≤ maxAbsPpm/1e6` and, when `tolerance.top1`, `top1Agree`. */
+  /** Within tolerance: `maxAbs <= maxAbsPpm/1e6` and, when `tolerance.top1`, `top1Agree`. */
   ok: boolean
 }
 

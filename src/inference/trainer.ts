@@ -21,9 +21,9 @@ export interface Rng {
   next(): number
   /** Uniform integer in [0, n). */
   int(n: number): number
-  /** Standard normal (Box–Muller). */
+  /** Standard normal (Box-Muller). */
   normal(): number
-  /** Fisher–Yates shuffle in place. */
+  /** Fisher-Yates shuffle in place. */
   shuffle<T extends { length: number; [i: number]: unknown }>(items: T): T
 }
 
@@ -73,8 +73,9 @@ export function datasetSize(d: Dataset): number {
 /** Checks a dataset's internal consistency; throws `InvalidInputError`. */
 export function checkDataset(d: Dataset): void {
   if (!Number.isSafeInteger(d.featureCount) || d.featureCount < 1)
-    throw new InvalidInputError('featureCount must be ≥ 1')
-  if (!Number.isSafeInteger(d.classCount) || d.classCount < 2) throw new InvalidInputError('classCount must be ≥ 2')
+    throw new InvalidInputError('featureCount must be \u2265 1')
+  if (!Number.isSafeInteger(d.classCount) || d.classCount < 2)
+    throw new InvalidInputError('classCount must be \u2265 2')
   if (d.features.length !== d.labels.length * d.featureCount)
     throw new InvalidInputError(`features hold ${d.features.length} values, expected labels × ${d.featureCount}`)
   if (d.labels.some((y) => y < 0 || y >= d.classCount))
@@ -184,7 +185,7 @@ export interface MlpOptions {
   optimizer?: 'adam' | 'sgd'
   /** L2 penalty added to the weight gradients (not the biases). @default 0 */
   l2?: number
-  /** Applied to the raw features inside the model, e.g. 1/16 for 0–16 pixels. @default 1 */
+  /** Applied to the raw features inside the model, e.g. 1/16 for 0-16 pixels. @default 1 */
   inputScale?: number
   /** Start from these weights instead of a fresh initialisation (fine-tuning, federated rounds). */
   initial?: MlpWeights
@@ -376,11 +377,12 @@ function createOptimizer(p: Params, options: MlpOptions): Optimizer {
 function checkOptions(d: Dataset, options: MlpOptions): void {
   checkDataset(d)
   if (datasetSize(d) === 0) throw new InvalidInputError('cannot train on an empty dataset')
-  if (!Number.isSafeInteger(options.epochs) || options.epochs < 0) throw new InvalidInputError('epochs must be ≥ 0')
+  if (!Number.isSafeInteger(options.epochs) || options.epochs < 0)
+    throw new InvalidInputError('epochs must be \u2265 0')
   if (options.hidden.some((h) => !Number.isSafeInteger(h) || h < 1))
     throw new InvalidInputError('hidden widths must be positive integers')
   const batch = options.batchSize ?? 32
-  if (!Number.isSafeInteger(batch) || batch < 1) throw new InvalidInputError('batchSize must be ≥ 1')
+  if (!Number.isSafeInteger(batch) || batch < 1) throw new InvalidInputError('batchSize must be \u2265 1')
 }
 
 function toWeights(p: Params, inputScale: number): MlpWeights {

@@ -364,7 +364,7 @@ export class Worker {
     if (!drawn)
       throw new InferenceError(
         'not-drawn',
-        `the chain did not draw this worker for an ${purpose} of job ${id.slice(0, 16)}…`,
+        `the chain did not draw this worker for an ${purpose} of job ${id.slice(0, 16)}\u2026`,
       )
   }
 

@@ -37,7 +37,7 @@ export const CONNECTION_PING_MS = 30_000
 
 /** The peer book keeps an address this long after it was last seen. @default 7 days */
 export const PEER_ADDRESS_MAX_AGE_MS = 7 * 24 * 3_600_000
-/** …and a peer this long. @default 30 days */
+/** ...and a peer this long. @default 30 days */
 export const PEER_MAX_AGE_MS = 30 * 24 * 3_600_000
 
 /** Connection manager bounds. @default 100 */

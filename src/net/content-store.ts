@@ -2,7 +2,7 @@
  * Model files of any size: content-addressed as UnixFS DAGs (kubo's `ipfs add --cid-version 1
  * --raw-leaves`: 256 KiB raw leaves, 174 links per node, CIDv1; see `unixfsCid` in core/cid.ts),
  * stored in Helia's blockstore (`blockstore-fs` in `<dir>/blocks`, an index in LevelDB in
- * `<dir>/blocks-index`) and served with Helia's bitswap on the node's own libp2p host — no HTTP
+ * `<dir>/blocks-index`) and served with Helia's bitswap on the node's own libp2p host - no HTTP
  * gateways, no delegated routers, nothing but the peers the host is connected to. Any bitswap
  * peer can fetch a published file by its CID, a stock Helia or kubo node included.
  *
@@ -49,7 +49,7 @@ export { ContentBudgetError, ContentFormatError, ContentNotFoundError, ContentUn
 /**
  * helia's `createHeliaLight`, loaded without helia's index: the index also imports `createHelia`'s
  * parts (@helia/libp2p and @helia/http: auto-TLS with an ACME client, axios, node-forge, undici,
- * UPnP…), about 20 MB of heap in every node for code this store never runs (docs/performance.md).
+ * UPnP...), about 20 MB of heap in every node for code this store never runs (docs/performance.md).
  * The class sits next to the index (helia 7: `dist/src/helia.js`, `version.js`); if a later helia
  * moves it, the index is loaded as before.
  */
@@ -361,7 +361,7 @@ export class ContentStore {
   // ---- adding ---------------------------------------------------------------------------------
 
   /**
-   * Adds a file (its bytes, or a path read as a stream) as a UnixFS DAG and returns its CID — the
+   * Adds a file (its bytes, or a path read as a stream) as a UnixFS DAG and returns its CID - the
    * one `ipfs add --cid-version 1 --raw-leaves` gives. Pinned unless `pin: false`.
    */
   async addFile(input: Uint8Array | string, options: { pin?: boolean } = {}): Promise<AddResult> {

@@ -2,9 +2,9 @@
  * Upgrades a connection through a circuit relay to a direct WebRTC connection (hole punching).
  *
  * Two nodes behind NATs that map no port meet on a relay: one dials the other's
- * `/…/p2p/<relay>/p2p-circuit/p2p/<peer>` address. Once identify shows that the peer speaks
+ * `/.../p2p/<relay>/p2p-circuit/p2p/<peer>` address. Once identify shows that the peer speaks
  * WebRTC signalling (`/webrtc-signaling/0.0.1`), the side that opened the relayed connection
- * dials `/…/p2p-circuit/webrtc/p2p/<peer>`: libp2p's WebRTC transport sends the SDP offer, the
+ * dials `/.../p2p-circuit/webrtc/p2p/<peer>`: libp2p's WebRTC transport sends the SDP offer, the
  * answer and the ICE candidates over the relayed connection, and ICE (with the STUN servers of
  * `iceServers` giving each side its server-reflexive address) punches a UDP path through both
  * NATs. The result is an ordinary libp2p connection over DTLS/SCTP data channels that no longer
@@ -57,7 +57,7 @@ export interface DirectUpgradeResult {
   ok: boolean
   /** From the start of the WebRTC dial to a usable direct connection (or to the failure). */
   ms: number
-  /** The direct connection's address (`…/p2p-circuit/webrtc/p2p/<peer>`: the route the signalling took). */
+  /** The direct connection's address (`.../p2p-circuit/webrtc/p2p/<peer>`: the route the signalling took). */
   address?: string
   error?: string
   at: number
@@ -75,7 +75,7 @@ export function isWebRtc(conn: Pick<Connection, 'remoteAddr'>): boolean {
   return conn.remoteAddr.getComponents().some((c) => c.name === 'webrtc')
 }
 
-/** `/…/p2p/<relay>/p2p-circuit/p2p/<peer>` → `/…/p2p/<relay>/p2p-circuit/webrtc/p2p/<peer>`. */
+/** `/.../p2p/<relay>/p2p-circuit/p2p/<peer>` -> `/.../p2p/<relay>/p2p-circuit/webrtc/p2p/<peer>`. */
 export function webRtcAddressOf(relayed: Multiaddr, peer: PeerId): Multiaddr {
   const parts = relayed.getComponents()
   const circuit = parts.findLastIndex((c) => c.name === 'p2p-circuit')

@@ -36,9 +36,9 @@ export function unframeGossip(data: Uint8Array): Uint8Array | undefined {
 
 /**
  * Addresses exempt from gossipsub's IP colocation penalty (peer score P6: past 10 peers on one
- * source address, each costs −5 × surplus²). Every node of a devnet or test net on one machine
- * comes from 127.0.0.1: with 16 validators each peer scored −125, under the graylist threshold
- * (−80), and every node ignored all the others' gossip — the chain stalled at its first height
+ * source address, each costs -5 × surplus²). Every node of a devnet or test net on one machine
+ * comes from 127.0.0.1: with 16 validators each peer scored -125, under the graylist threshold
+ * (-80), and every node ignored all the others' gossip - the chain stalled at its first height
  * with transfers (docs/performance.md). Peers on other machines keep the penalty: many nodes
  * behind one public address are still a Sybil sign there.
  */

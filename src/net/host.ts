@@ -144,7 +144,7 @@ export interface HostOptions {
    */
   relay?: 'fallback' | 'always' | 'off'
   /**
-   * Private-to-private WebRTC: listen on `/webrtc` (announced as `…/p2p-circuit/webrtc` through the
+   * Private-to-private WebRTC: listen on `/webrtc` (announced as `.../p2p-circuit/webrtc` through the
    * relay holding our reservation), and upgrade relayed connections we open to direct WebRTC ones
    * by ICE hole punching (direct-upgrade.ts). The node turns it on (full-node.ts); a bare host
    * leaves it off. @default false
@@ -156,7 +156,7 @@ export interface HostOptions {
    */
   iceServers?: string[]
   /**
-   * Listen for WebRTC Direct (`/udp/<port + 1>/webrtc-direct/certhash/…`), which browsers dial
+   * Listen for WebRTC Direct (`/udp/<port + 1>/webrtc-direct/certhash/...`), which browsers dial
    * with no signalling; useful only where that UDP port is reachable (a public or mapped address).
    * @default false
    */

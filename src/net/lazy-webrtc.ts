@@ -9,9 +9,9 @@
  * - **it is reached through a relay** (it has a relay reservation: the circuit relay transport
  *   reports a listener with `/p2p-circuit` addresses). Then it must answer WebRTC signalling, so
  *   the real transport starts (registering `/webrtc-signaling/0.0.1`) and the node announces its
- *   `…/p2p-circuit/webrtc` addresses, as the real transport's listener would;
+ *   `.../p2p-circuit/webrtc` addresses, as the real transport's listener would;
  * - **it dials a `/webrtc` address** (the direct-upgrade service dialling a peer it reached
- *   through a relay, or any dial of a `…/p2p-circuit/webrtc/p2p/<peer>` address).
+ *   through a relay, or any dial of a `.../p2p-circuit/webrtc/p2p/<peer>` address).
  *
  * Until then it registers no protocol and announces no address, so a peer's identify shows no
  * WebRTC signalling and no peer tries to upgrade to it. Which addresses the transport takes is
@@ -45,7 +45,7 @@ export function isWebRtcAddress(addr: Multiaddr): boolean {
   return before.at(-1) === 'p2p'
 }
 
-/** The `/p2p-circuit` addresses of a listener, as `…/p2p-circuit/webrtc` addresses. */
+/** The `/p2p-circuit` addresses of a listener, as `.../p2p-circuit/webrtc` addresses. */
 function circuitWebRtcAddrs(listener: Listener): Multiaddr[] {
   return listener
     .getAddrs()
@@ -128,7 +128,7 @@ export class LazyWebRtcTransport implements Transport, Startable {
 
 /**
  * Listens on `/webrtc`: announces nothing until the node has a relay reservation, then loads the
- * transport (which registers the signalling protocol) and announces `…/p2p-circuit/webrtc`.
+ * transport (which registers the signalling protocol) and announces `.../p2p-circuit/webrtc`.
  */
 class LazyWebRtcListener extends EventTarget {
   readonly #transport: LazyWebRtcTransport

@@ -10,7 +10,7 @@
  * their libp2p key).
  *
  * Penalties are leaky scores (penalties.ts): a peer whose score reaches `PENALTY_LIMIT` is
- * disconnected and refused for `BAN_MS`. Only invalid data is penalized — a gossip `reject`, a
+ * disconnected and refused for `BAN_MS`. Only invalid data is penalized - a gossip `reject`, a
  * frame over the size limit or not in the protocol's format, a request its handler refuses as
  * malformed (an error with `action: 'reject'`). A request that times out on this side, that the
  * peer cancels, or that the handler cannot serve for its own reasons is not the peer's fault.

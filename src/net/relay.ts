@@ -1,7 +1,7 @@
 /**
  * The circuit-relay fallback: when the router gives no port mapping, the node reserves a slot on a
  * connected peer that runs a circuit-relay-v2 server, so that its
- * `/…/p2p/<relay>/p2p-circuit/p2p/<self>` address is announced and peers outside reach it through
+ * `/.../p2p/<relay>/p2p-circuit/p2p/<self>` address is announced and peers outside reach it through
  * the relay.
  *
  * The reservation is made by listening on `/p2p/<relay>/p2p-circuit` after libp2p has started (a
@@ -82,12 +82,12 @@ interface Backoff {
  * `circuitRelayTransport({ discoveryFilter: NO_RELAY_DISCOVERY })`: the transport's own relay
  * discovery never hears of a relay, so this service alone chooses relays. (That discovery also
  * queues a reservation job for every relay met; a reservation asked for while such a job is
- * finishing joins the finished job and waits forever — libp2p's queue drops finished jobs a
+ * finishing joins the finished job and waits forever - libp2p's queue drops finished jobs a
  * microtask late.)
  */
 export const NO_RELAY_DISCOVERY: TopologyFilter = { has: () => true, add: () => {}, remove: () => {} }
 
-/** The relay peer id of a circuit address `/…/p2p/<relay>/p2p-circuit…`. */
+/** The relay peer id of a circuit address `/.../p2p/<relay>/p2p-circuit...`. */
 export function relayOf(addr: Multiaddr): string | undefined {
   const parts = addr.getComponents()
   const circuit = parts.findIndex((c) => c.name === 'p2p-circuit')
@@ -107,7 +107,7 @@ function hasPublicIp(addr: Multiaddr): boolean {
 
 /**
  * Why a reservation failed, in one line. libp2p's listen error lists each address with the
- * underlying error and its stack (`  /p2p/…/p2p-circuit: Error: reservation failed with status …`);
+ * underlying error and its stack (`  /p2p/.../p2p-circuit: Error: reservation failed with status ...`);
  * the text is only shown to people, never branched on.
  */
 function failureLine(err: unknown): string {
@@ -165,7 +165,7 @@ export class RelayFallbackService {
     this.#cancelRetry = undefined
   }
 
-  /** Follows the port-mapping manager: no mapping (or a non-public one) → a relay is wanted. */
+  /** Follows the port-mapping manager: no mapping (or a non-public one) -> a relay is wanted. */
   natChanged(change: NatChange): void {
     if (change.method === 'none') {
       if (change.fallback === 'circuit-relay') this.want(`no port mapping available: ${change.reason}`)

@@ -8,7 +8,7 @@
  * speaks its protocol in sessions; block sync and blobs, whose answers are large and rare, keep
  * a stream per request.
  *
- * Every frame is length-prefixed: `id` (u32, big-endian) ‖ `kind` (u8) ‖ payload, where kind is
+ * Every frame is length-prefixed: `id` (u32, big-endian) || `kind` (u8) || payload, where kind is
  * 0 for a request, 1 for its answer, 2 for an error (UTF-8 message) and 3 for a partial answer
  * (any number of them, in order, before the answer: a generation's tokens as they come). Answers come back in any
  * order; an error's payload is `encodeRefusal` (the error's code, a newline, its message). A side
@@ -52,7 +52,7 @@ function parseFrame(bytes: Uint8Array): { id: number; kind: number; payload: Uin
   return { id, kind, payload: bytes.subarray(HEADER_BYTES) }
 }
 
-/** Whether a handler's error blames the request (to be penalized): it is marked `action: 'reject'` (DecodeError…). */
+/** Whether a handler's error blames the request (to be penalized): it is marked `action: 'reject'` (DecodeError...). */
 export function blamesRequest(err: unknown): boolean {
   return err instanceof Error && (err as { action?: unknown }).action === 'reject'
 }

@@ -12,7 +12,7 @@
  * 52 over IPv6, a 420 at most 64 plus 2 per further unknown attribute).
  *
  *   const stun = new StunServer({ port: 3478, logger })
- *   await stun.start()   // … stun.stop()
+ *   await stun.start()   // ... stun.stop()
  *
  * `queryStun` is the matching client (one Binding request), used by tests and diagnostics.
  */
@@ -390,7 +390,7 @@ export function answerDatagram(msg: Uint8Array, from: TransportAddress): Uint8Ar
   return undefined
 }
 
-/** `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) → 1.2.3.4 over IPv4. */
+/** `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) -> 1.2.3.4 over IPv4. */
 function sourceOf(rinfo: RemoteInfo): TransportAddress {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(rinfo.address)?.[1]
   if (mapped !== undefined) return { family: 'IPv4', address: mapped, port: rinfo.port }

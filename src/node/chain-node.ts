@@ -2,9 +2,9 @@
  * The chain part of a node: builds it from its parts, starts them in order and stops them in
  * reverse. Read it as the table of contents of a node's chain:
  *
- *   store (LevelDB) → state machine (bank, staking, inference) → mempool → PoH (worker generator
- *   + verifier) → chain app → private validator → chain runtime (consensus, gossip, sync)
- *   → own-transaction queue
+ *   store (LevelDB) -> state machine (bank, staking, inference) -> mempool -> PoH (worker generator
+ *   + verifier) -> chain app -> private validator -> chain runtime (consensus, gossip, sync)
+ *   -> own-transaction queue
  *
  * `FullNode` (full-node.ts) puts it on libp2p with the inference market and the HTTP API.
  */
@@ -60,7 +60,7 @@ const IDLE_POH_ROUNDS = 3
  * cores, shared by four nodes, it made the first block after the wait about 150 ms later. So a
  * thread ends where a node rests for minutes: a chain whose empty-block interval is longer than
  * this, or a node that is not a validator (it never ticks). The devnet's validators, with an empty
- * block a minute, each tick for rounds 1–2 of every other height, and keep their threads.
+ * block a minute, each tick for rounds 1-2 of every other height, and keep their threads.
  */
 const POH_GENERATOR_IDLE_MS = 5 * 60_000
 

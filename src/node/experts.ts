@@ -596,10 +596,10 @@ export class NodeExperts implements ExpertsApi {
       carry: [],
       note: `import of a ${imported.scheme} checkpoint`,
     }
-    onProgress(`MetaBlock v${version} (${metaHash(body).slice(0, 12)}…)`)
+    onProgress(`MetaBlock v${version} (${metaHash(body).slice(0, 12)}\u2026)`)
     await this.#o.node.submitOwnTx('experts.meta', body)
     await this.#until(() => readMeta(this.#state, request.family, version) !== undefined, 'the MetaBlock')
-    onProgress('scoring the imported model on its validation set (the claim)…')
+    onProgress('scoring the imported model on its validation set (the claim)\u2026')
     const experts = new Map(
       imported.experts.flatMap((row, l) =>
         row.map((bytes, j) => [expertName(l, j), parseExpert(arch, bytes)] as const),

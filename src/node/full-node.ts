@@ -3,10 +3,10 @@
  * of a running node; every part it starts is stopped in reverse order, and one `AbortController`
  * is the signal every long-running component watches:
  *
- *   metrics + event bus → libp2p host → transport → chain node (store, consensus, mempool, own
- *   transactions) → discovery → inference market (blobs, runtime, worker, gateway, settler,
- *   auditor) → experts (hosting, MoE chat, Proof-of-Learning) → DID directory (when configured) →
- *   HTTP API → start consensus, discovery, inference, experts
+ *   metrics + event bus -> libp2p host -> transport -> chain node (store, consensus, mempool, own
+ *   transactions) -> discovery -> inference market (blobs, runtime, worker, gateway, settler,
+ *   auditor) -> experts (hosting, MoE chat, Proof-of-Learning) -> DID directory (when configured) ->
+ *   HTTP API -> start consensus, discovery, inference, experts
  */
 import { join } from 'node:path'
 import { mkdir } from 'node:fs/promises'

@@ -1,6 +1,6 @@
 /**
  * Governance inside a running node: the `GovernanceApi` the HTTP routes serve, read from the
- * node's committed chain state — proposals with their tally so far (over the validators that
+ * node's committed chain state - proposals with their tally so far (over the validators that
  * will decide the next height), and every governed parameter's effective value, now or at a
  * past height (from the history the governance module keeps of each parameter).
  *

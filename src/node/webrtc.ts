@@ -2,16 +2,16 @@
  * The node's WebRTC side (issue 13, parts 3 and 5): it answers signed offers that arrive over
  * HTTP (api/routes/webrtc.ts) and serves its language model on each data channel.
  *
- *   POST /v1/webrtc/offer ─▶ receiveOffer(offer, client)
+ *   POST /v1/webrtc/offer -> receiveOffer(offer, client)
  *     1. per-client budget (IPv6 by /64)              429 SIGNAL_RATE_LIMITED
  *     2. session cap                                  503 WEBRTC_TOO_MANY_CONNECTIONS
  *     3. verifyOffer: signature, freshness, target,   401 / 403 / 409 / 413 / 400 (signal.ts)
  *        replay, SDP shape and size
  *     4. WebRtcAnswerer.open: the PeerConnection exists only now; the signed answer goes back
- *   data channel 'donghae' (channel.ts frames) ─▶ serveChannel(handler)
- *     { op: 'info' }  → { did, models }
+ *   data channel 'donghae' (channel.ts frames) -> serveChannel(handler)
+ *     { op: 'info' }  -> { did, models }
  *     { op: 'chat', model?, messages | prompt, max_tokens?, temperature? }
- *                     → progress { token } per piece, then { text, finishReason, completionTokens,
+ *                     -> progress { token } per piece, then { text, finishReason, completionTokens,
  *                       promptTokens, model }
  *
  * A chat is a completion on the node's InferenceApi, as the operator's own POST
@@ -73,7 +73,7 @@ export const DEFAULT_MAX_CHATS = 4
 export const MAX_TRICKLED_CANDIDATES = 64
 /** Closed sessions still listed by `sessions()`. */
 const RECENT_CLOSED = 32
-/** What a trickled candidate looks like: `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> …`. */
+/** What a trickled candidate looks like: `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...`. */
 const CANDIDATE =
   /^candidate:[A-Za-z0-9+/]{1,32} [0-9]{1,3} (udp|tcp|UDP|TCP) [0-9]{1,10} [0-9A-Za-z.:_-]{1,253} [0-9]{1,5} typ (host|srflx|prflx|relay)( [ -~]*)?$/
 const MID = /^[A-Za-z0-9_.-]{1,32}$/
@@ -166,7 +166,7 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 
 /**
  * The data channel's request handler: `info` and `chat` over `inference`. Failures are answered
- * with the HTTP API's error codes and messages (BAD_REQUEST, INFERENCE_REJECTED, …; internals
+ * with the HTTP API's error codes and messages (BAD_REQUEST, INFERENCE_REJECTED, ...; internals
  * never leak), through `toHttpError`.
  */
 export function channelHandler(
@@ -214,7 +214,7 @@ export function channelHandler(
   }
   return async (body, context) => {
     try {
-      if (!isRecord(body)) throw new ParamError('op', 'a request is an object { op, … }')
+      if (!isRecord(body)) throw new ParamError('op', 'a request is an object { op, \u2026 }')
       if (body['op'] === 'info') return { did, models: await chatModels() } satisfies WebRtcInfo
       if (body['op'] === 'chat') return await chat(body, context)
       throw new ParamError('op', 'op must be info or chat')
@@ -303,7 +303,7 @@ export class NodeWebRtc implements WebRtcApi {
       if (line === '') continue // end of candidates
       if (line.length > 512 || !CANDIDATE.test(line) || !MID.test(mid))
         throw new BadCandidateError(
-          'a candidate is `candidate:<foundation> <component> <udp|tcp> <priority> <address> <port> typ <type> …` with its mid',
+          'a candidate is `candidate:<foundation> <component> <udp|tcp> <priority> <address> <port> typ <type> \u2026` with its mid',
         )
     }
     for (const { candidate, mid } of candidates) {

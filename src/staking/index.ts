@@ -1,4 +1,4 @@
-/** staking: stake, unbonding, slashing, jailing, rewards — a chain module. */
+/** staking: stake, unbonding, slashing, jailing, rewards - a chain module. */
 export {
   stakingModule,
   validatorRecord,

@@ -7,7 +7,7 @@
  *   staking/unb/<did>     [{ amount, completes }]   unbonding stake, slashable until it completes
  *   staking/set/<epoch>   [{ did, power }]          the validator set of an epoch
  *   staking/ev/<id>       height                    evidence already used
- *   staking/registry/…    an IndexedSet (chain/indexed-set.ts) of every DID with stake bonded or
+ *   staking/registry/...    an IndexedSet (chain/indexed-set.ts) of every DID with stake bonded or
  *                         unbonding: one key per entry, so a bond does not rewrite a list
  * The set of epoch e+1 is computed at the end of the last block of epoch e (height (e+1)·E),
  * so it changes only at epoch edges. Jailing removes a validator from the next epoch's set and
@@ -194,7 +194,7 @@ export function genesisValidatorSet(genesis: Pick<GenesisDoc, 'validators'>): Va
 
 /**
  * A validator set from the stored value of `validatorSetKey(epoch)` (bytes a light client got
- * with a proof). Throws (DecodeError, InvalidValidatorSetError, DidKeyError…) on anything else.
+ * with a proof). Throws (DecodeError, InvalidValidatorSetError, DidKeyError...) on anything else.
  */
 export function validatorSetFromValue(value: Uint8Array): ValidatorSet {
   const raw = decode<unknown>(value)

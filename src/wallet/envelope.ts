@@ -1,6 +1,6 @@
 /**
- * Payment envelopes (issue 14, part 1; seed 002): the details of a payment — amount, memo, an
- * optional invoice — signed by the sender and sealed to the recipient, so that the chain carries
+ * Payment envelopes (issue 14, part 1; seed 002): the details of a payment - amount, memo, an
+ * optional invoice - signed by the sender and sealed to the recipient, so that the chain carries
  * only the value and the hash of the envelope.
  *
  *   details   = { v: 1, id (16 B), chainId, from, to, amount, memo, invoice?, createdAt }
@@ -19,7 +19,7 @@
  * own-transaction queue heals gaps that way) still matches.
  *
  * The seal is libsodium's `crypto_box_seal` (X25519 + XSalsa20-Poly1305 under an ephemeral key,
- * nonce = BLAKE2b(ephemeral ‖ recipient)) through sodium-native, so any libsodium implementation
+ * nonce = BLAKE2b(ephemeral || recipient)) through sodium-native, so any libsodium implementation
  * opens it: test/wallet-interop.test.ts opens ours with an independent libsodium build and ours
  * opens theirs. The recipient's key is the X25519 twin of its Ed25519 did:key, the key agreement
  * key of its DID document (libsodium's `crypto_sign_ed25519_pk_to_curve25519`). The older
@@ -154,7 +154,7 @@ function checkDetails(details: PaymentDetails): void {
       throw new EnvelopeFormatError(`the invoice has more than ${MAX_INVOICE_BYTES} bytes`)
     const nameBytes = utf8(details.invoice.name).length
     if (nameBytes === 0 || nameBytes > MAX_INVOICE_NAME_BYTES || /[/\\\0]/.test(details.invoice.name))
-      throw new EnvelopeFormatError('the invoice name must be 1–255 bytes, without slashes or NUL')
+      throw new EnvelopeFormatError('the invoice name must be 1\u2013255 bytes, without slashes or NUL')
   }
   if (details.id.length !== PAYMENT_ID_LENGTH) throw new EnvelopeFormatError('the payment id must be 16 bytes')
   if (!Number.isSafeInteger(details.createdAt) || details.createdAt < 0)
@@ -352,11 +352,12 @@ export function matchTransfer(payment: OpenedPayment, tx: CommittedTransfer): vo
   const problems: string[] = []
   const d = payment.details
   if (tx.kind !== 'bank.transfer') problems.push(`the transaction is ${tx.kind}, not bank.transfer`)
-  if (tx.chainId !== d.chainId) problems.push(`chain ${tx.chainId} ≠ the envelope's ${d.chainId}`)
+  if (tx.chainId !== d.chainId) problems.push(`chain ${tx.chainId} \u2260 the envelope's ${d.chainId}`)
   if (tx.sender !== d.from) problems.push(`sent by ${tx.sender}, the envelope is signed by ${d.from}`)
   const body = isRecord(tx.body) ? tx.body : {}
   if (body.to !== d.to) problems.push(`paid to ${String(body.to)}, the envelope names ${d.to}`)
-  if (amountOf(body.amount) !== d.amount) problems.push(`amount ${String(body.amount)} ≠ the envelope's ${d.amount}`)
+  if (amountOf(body.amount) !== d.amount)
+    problems.push(`amount ${String(body.amount)} \u2260 the envelope's ${d.amount}`)
   if (!(body.envelope instanceof Uint8Array) || !equals(body.envelope, payment.envelopeHash))
     problems.push(`the transfer carries another envelope hash than ${toHex(payment.envelopeHash)}`)
   if (problems.length > 0)

@@ -10,12 +10,12 @@
  *   <path>.head   one JSON object, rewritten atomically (temp file, fsync, rename) after each append:
  *                 { format, kdf: { name: 'scrypt', N, r, p, salt }, count, head, mac }
  *
- * - Keys: scrypt(password, salt, N, r, p) → 64 bytes: an AES-256-GCM key and an HMAC-SHA-256
+ * - Keys: scrypt(password, salt, N, r, p) -> 64 bytes: an AES-256-GCM key and an HMAC-SHA-256
  *   key. The KDF parameters and salt live in the head file, so a ledger opens on any machine
  *   with its password.
  * - Entry `i` is AES-256-GCM with a random 96-bit nonce; its associated data is the format name
  *   and `i`, so an entry moved to another position no longer decrypts. Its plaintext carries
- *   `prev`, the SHA-256 of entry `i − 1`'s line (32 zero bytes for entry 0): a removed entry
+ *   `prev`, the SHA-256 of entry `i - 1`'s line (32 zero bytes for entry 0): a removed entry
  *   breaks the chain at the index where it was.
  * - The head file holds the entry count and the hash of the last line under an HMAC: removing
  *   entries from the end (which leaves the chain intact) is caught by the count, and a wrong

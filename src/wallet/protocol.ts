@@ -3,12 +3,12 @@
  * is one canonical dag-cbor map, decoded with a size bound and checked field by field; anything
  * else is a `WalletProtocolError` (the peer that sent it is refused, nothing is stored).
  *
- *   /donghae/wallet/deliver/1    sender → recipient   { envelope, tx }            → Receipt
- *   /donghae/wallet/receipt/1    recipient → sender   Receipt                      → { ok: true }
- *   /donghae/wallet/mailbox/1    anyone → holder      { op: 'put', to, envelope, tx, expires }   → { ok: true }
- *                                recipient → holder   { op: 'fetch' }             → { items: [{ envelope, tx }] }
- *                                recipient → holder   { op: 'ack', receipt }      → { ok: true }
- *                                anyone → holder      { op: 'receipts', envelopes: [hash…] } → { receipts: [Receipt…] }
+ *   /donghae/wallet/deliver/1    sender -> recipient   { envelope, tx }            -> Receipt
+ *   /donghae/wallet/receipt/1    recipient -> sender   Receipt                      -> { ok: true }
+ *   /donghae/wallet/mailbox/1    anyone -> holder      { op: 'put', to, envelope, tx, expires }   -> { ok: true }
+ *                                recipient -> holder   { op: 'fetch' }             -> { items: [{ envelope, tx }] }
+ *                                recipient -> holder   { op: 'ack', receipt }      -> { ok: true }
+ *                                anyone -> holder      { op: 'receipts', envelopes: [hash...] } -> { receipts: [Receipt...] }
  *
  * `tx` is the hash of the committed bank.transfer that carries sha256(envelope). A receipt is the
  * recipient's Ed25519 signature (kind `wallet.receipt`) over dag-cbor({ envelope, id, to, at }):

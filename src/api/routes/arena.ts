@@ -41,7 +41,7 @@ export const ArenaTaskJson = Type.Object({
   status: TaskStatus,
   phase: Type.Union(
     ['submitting', 'publishing', 'scoring', 'revealing', 'settled'].map((p) => Type.Literal(p)),
-    { description: 'where the task stands at the node’s head' },
+    { description: 'where the task stands at the node\u2019s head' },
   ),
   baseModel: Type.Object({
     kind: Type.String(),
@@ -72,7 +72,7 @@ const LeaderboardRow = Type.Object({
   trainer: Type.String(),
   weightsCid: Type.String(),
   status: Type.String({ description: 'ranked, unranked, duplicate, lookup, unscored or unpublished' }),
-  consensusPpm: Ppm('stake-weighted κ-quantile of the scores'),
+  consensusPpm: Ppm('stake-weighted \u03ba-quantile of the scores'),
   scorePpm: Ppm('stake-weighted mean of the scores clipped at consensus (0 when flagged)'),
   sets: Type.Object({ A: Type.Optional(Bounds), B: Type.Optional(Bounds) }),
   payout: Amount('paid to the trainer'),
@@ -84,7 +84,7 @@ const ValidatorRow = Type.Object({
   did: Type.String(),
   stake: Amount('its bond on the task'),
   revealed: Type.Boolean(),
-  trustPpm: Ppm('1 − mean distance to consensus / span'),
+  trustPpm: Ppm('1 \u2212 mean distance to consensus / span'),
   distancePpm: Type.Integer(),
   payout: Amount('paid to the validator'),
   slashed: Amount('taken from its bond'),
@@ -115,8 +115,8 @@ export const ArenaTaskDetailJson = Type.Intersect([
         height: Type.Integer(),
         leaderboard: Type.Array(LeaderboardRow),
         validators: Type.Array(ValidatorRow),
-        trainerPool: Amount('the trainers’ part of the pool'),
-        validatorPool: Amount('the validators’ part of the pool'),
+        trainerPool: Amount('the trainers\u2019 part of the pool'),
+        validatorPool: Amount('the validators\u2019 part of the pool'),
         refund: Amount('returned to the creator'),
         winner: Type.Optional(
           Type.Object({
@@ -169,7 +169,7 @@ const ValidateBody = Type.Object(
 
 // ---- JSON ----------------------------------------------------------------------------------------
 
-/** bigint → decimal string, recursively (the views hold money as bigint). */
+/** bigint -> decimal string, recursively (the views hold money as bigint). */
 function jsonOf<T>(value: T): unknown {
   return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))
 }

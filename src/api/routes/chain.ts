@@ -10,7 +10,7 @@
  * the fee). Every TX_REJECTED answer carries the chain's `reason` tag.
  *
  * POST /v1/txs takes 1 to MAX_SUBMIT_TXS transactions in one request and judges each on its own:
- * 200 with one result per transaction, in order — its hash, or the status and error POST /v1/tx
+ * 200 with one result per transaction, in order - its hash, or the status and error POST /v1/tx
  * would have answered for it alone. The node gossips the admitted ones together (chain/tx-batch.ts).
  * Its rate limit counts transactions, not requests: a client gets no more of them admitted per
  * window through it than through POST /v1/tx (`submitManyRateLimit`).
@@ -108,7 +108,7 @@ function chainRouteTable({ chain, toHttpError, submitManyRateLimit }: ChainRoute
       schema: {
         summary: 'A block header with its full commit certificate (what a light client checks)',
         description:
-          'Check it: blockId = sha256(dag-cbor(header)) = commit.blockId, and the precommits carry more than 2/3 of the power of the validator set of the header’s epoch (`donghae receipt verify --node` does, from the genesis).',
+          'Check it: blockId = sha256(dag-cbor(header)) = commit.blockId, and the precommits carry more than 2/3 of the power of the validator set of the header\u2019s epoch (`donghae receipt verify --node` does, from the genesis).',
         tags: ['chain'],
         params: HeightParams,
         response: { 200: LightBlockResponse, ...ERROR_RESPONSES },

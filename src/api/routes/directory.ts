@@ -13,10 +13,10 @@
  *   POST   /v1/operator/directory/register      (operator) the node's own entry, signed with its key
  *   DELETE /v1/operator/directory/register      (operator) deletes the node's own entry
  *
- * Bodies are at most 16 KiB (413). A DirectoryError answers with its own status — 400 malformed,
+ * Bodies are at most 16 KiB (413). A DirectoryError answers with its own status - 400 malformed,
  * 403 a signature that is not the DID's, 409 a sequence number not above the stored one, 413 a
- * field too large, 429 rate limited (with Retry-After) — and `reason` is its code
- * (DIRECTORY_STALE…). The rate limits charge the client's address: an IPv6 address by its /64
+ * field too large, 429 rate limited (with Retry-After) - and `reason` is its code
+ * (DIRECTORY_STALE...). The rate limits charge the client's address: an IPv6 address by its /64
  * (one home connection holds a whole /64), an IPv4-mapped address as the IPv4 address.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
@@ -197,7 +197,7 @@ function directoryRouteTable(api: DirectoryApi): RouteOptions[] {
     schema: {
       summary: 'Register or update a DID: a registration signed by its key (201 new, 200 update)',
       description:
-        '409 when seq is not above the stored one (a replay, or after a deletion: register with a higher seq); 403 when the signature is not the DID’s; 429 with Retry-After past the per-client or per-DID rate limit. Accepted registrations are gossiped to the other directories.',
+        '409 when seq is not above the stored one (a replay, or after a deletion: register with a higher seq); 403 when the signature is not the DID\u2019s; 429 with Retry-After past the per-client or per-DID rate limit. Accepted registrations are gossiped to the other directories.',
       tags: ['directory'],
       body: RegistrationBody,
       response: { 200: WriteJson, 201: WriteJson, ...ERROR_RESPONSES },

@@ -7,16 +7,16 @@
  * below answers 404 NOT_FOUND saying so.
  *
  *   our route                                          seed's path (alias, same handler)
- *   GET  /v1/experts/families                          –
- *   GET  /v1/experts/meta/{family}?version             –
- *   GET  /v1/experts?family&layer                      –
- *   GET  /v1/experts/show/{name}?family                –  (indexKey: prove it with GET /v1/state/proof?key=<hex of it>)
- *   GET  /v1/experts/history/{name}?family             –
- *   GET  /v1/experts/proposals?status&limit            –  (the accept/reject log)
- *   GET  /v1/experts/proposals/{id}                    –
+ *   GET  /v1/experts/families                          -
+ *   GET  /v1/experts/meta/{family}?version             -
+ *   GET  /v1/experts?family&layer                      -
+ *   GET  /v1/experts/show/{name}?family                -  (indexKey: prove it with GET /v1/state/proof?key=<hex of it>)
+ *   GET  /v1/experts/history/{name}?family             -
+ *   GET  /v1/experts/proposals?status&limit            -  (the accept/reject log)
+ *   GET  /v1/experts/proposals/{id}                    -
  *   GET  /v1/experts/top?family&limit                  GET  /experts/top
  *   GET  /v1/experts/stats/{name}?family               GET  /experts/stats/{name}
- *   GET  /v1/experts/dag?family&version                –
+ *   GET  /v1/experts/dag?family&version                -
  *   POST /v1/experts/chat              (operator)      POST /chat with use_moe (routes/inference.ts)
  *   GET  /v1/p2p/nodes                                 GET  /p2p/nodes
  *   GET  /v1/p2p/expert_groups                         GET  /p2p/expert_groups
@@ -26,9 +26,9 @@
  *   POST /v1/security/quarantine_node/{id}  (operator) POST /security/quarantine_node/{id}
  *   POST /v1/security/recover_node/{id}     (operator) POST /security/recover_node/{id}
  *   POST /v1/operator/experts/propose       (operator, SSE)
- *   POST /v1/operator/experts/uploads       (operator) ┐ the seed's POST /upload_moe_experts, as
- *   PUT  /v1/operator/experts/uploads/{id}/chunks/{n}  │ three steps: begin (the size), the raw
- *   POST /v1/operator/experts/uploads/{id}/finish (SSE)┘ chunks in order, finish (proposes)
+ *   POST /v1/operator/experts/uploads       (operator) + the seed's POST /upload_moe_experts, as
+ *   PUT  /v1/operator/experts/uploads/{id}/chunks/{n}  | three steps: begin (the size), the raw
+ *   POST /v1/operator/experts/uploads/{id}/finish (SSE)+ chunks in order, finish (proposes)
  *   POST /v1/operator/experts/import        (operator, SSE)
  *
  * Not served: POST /experts/reward/{name} (the chain pays miners from usage receipts; see
@@ -44,7 +44,7 @@
  * request 400 (InvalidInputError); an ExpertsApi may also throw an error carrying `statusCode`
  * (409 for an upload chunk out of order or a finish before the last chunk, 413 for a chunk over
  * the upload's chunk size), answered with that status. SSE answers (propose, finish, import) are
- * `data: {"progress": "line"}` messages, then `data: {"result": …}`, then `data: [DONE]`; a
+ * `data: {"progress": "line"}` messages, then `data: {"result": ...}`, then `data: [DONE]`; a
  * failure after the stream opened is `event: error` with `{ "error": { code, message } }`, then
  * `[DONE]`. A request refused before the work starts is a plain HTTP error.
  */
@@ -75,7 +75,7 @@ import { SSE_HEARTBEAT_MS } from './events.ts'
 
 type Static<T extends Type.TSchema> = Type.Static<T>
 
-/** Largest chunk of an expert upload (PUT …/chunks/{n}); an ExpertsApi may ask for smaller ones. */
+/** Largest chunk of an expert upload (PUT .../chunks/{n}); an ExpertsApi may ask for smaller ones. */
 export const MAX_EXPERT_CHUNK_BYTES = 8 * 1024 * 1024
 /** Largest MoE chat body. */
 const MAX_CHAT_BODY_BYTES = 1024 * 1024
@@ -401,7 +401,7 @@ const ImportBody = Type.Object(
   { additionalProperties: false },
 )
 const SseNote =
-  'The answer is text/event-stream: `data: {"progress": "…"}` lines as the work goes on, `data: {"result": …}`, then `data: [DONE]`; a failure is `event: error` with `{ "error": { code, message } }`, then `[DONE]`. Closing the stream does not stop the work.'
+  'The answer is text/event-stream: `data: {"progress": "\u2026"}` lines as the work goes on, `data: {"result": \u2026}`, then `data: [DONE]`; a failure is `event: error` with `{ "error": { code, message } }`, then `[DONE]`. Closing the stream does not stop the work.'
 
 // ---- JSON of the records ----
 
@@ -844,7 +844,7 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
       schema: {
         summary: 'One current router or expert: block, miner, payload, usage, hosts, and its ParamIndex key',
         description:
-          'The answer’s `indexKey` is the state key of the ParamIndex entry: GET /v1/state/proof?key={hex of its UTF-8 bytes} proves it against a certified state root.',
+          'The answer\u2019s `indexKey` is the state key of the ParamIndex entry: GET /v1/state/proof?key={hex of its UTF-8 bytes} proves it against a certified state root.',
         tags: ['experts'],
         params: Type.Object({ name: ExpertNameParam }),
         querystring: Type.Object({ family: Type.Optional(FamilyName) }),
@@ -876,7 +876,7 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/experts/proposals',
       schema: {
-        summary: 'Proposals, newest first: the accept/reject log with each decision’s reason and scores',
+        summary: 'Proposals, newest first: the accept/reject log with each decision\u2019s reason and scores',
         tags: ['experts'],
         querystring: Type.Object({ status: Type.Optional(ProposalStatusJson), limit: Type.Optional(Limit) }),
         response: { 200: Type.Object({ proposals: Type.Array(ProposalJson) }), ...ERROR_RESPONSES },
@@ -992,7 +992,7 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
       onRequest: requireOperator,
       schema: {
         summary:
-          'Mine a block: weights from the node’s disk or the built-in trainer, score, proof of work, propose (SSE)',
+          'Mine a block: weights from the node\u2019s disk or the built-in trainer, score, proof of work, propose (SSE)',
         description: `${SseNote} The result: \`{ proposal, txHash, block, claim, powNonce, powMs }\`; follow the decision with GET /v1/experts/proposals/{proposal}.\n\n    curl -N -X POST -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"expert":"layer0.expert3","weightsPath":"/data/e3.safetensors"}' $NODE/v1/operator/experts/propose`,
         tags: ['experts', 'operator'],
         security: OPERATOR_SECURITY,
@@ -1022,9 +1022,10 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
       url: '/v1/operator/experts/uploads',
       onRequest: requireOperator,
       schema: {
-        summary: 'Begin a chunked upload of an expert’s safetensors file (the seed’s POST /upload_moe_experts, step 1)',
+        summary:
+          'Begin a chunked upload of an expert\u2019s safetensors file (the seed\u2019s POST /upload_moe_experts, step 1)',
         description:
-          'Then PUT each chunk in order to /v1/operator/experts/uploads/{upload}/chunks/{n} (n from 0; each `chunkBytes` long but the last), then POST …/{upload}/finish, which proposes the block.',
+          'Then PUT each chunk in order to /v1/operator/experts/uploads/{upload}/chunks/{n} (n from 0; each `chunkBytes` long but the last), then POST \u2026/{upload}/finish, which proposes the block.',
         tags: ['experts', 'operator'],
         security: OPERATOR_SECURITY,
         body: UploadBody,
@@ -1149,7 +1150,7 @@ function expertsRouteTable(api: ExpertsApi): RouteOptions[] {
       onRequest: requireOperator,
       schema: {
         summary:
-          'Import a MoE checkpoint folder from the node’s disk: a MetaBlock and one block per router and expert (SSE)',
+          'Import a MoE checkpoint folder from the node\u2019s disk: a MetaBlock and one block per router and expert (SSE)',
         description: `${SseNote} The result: \`{ family, version, blocks, proposal }\`.`,
         tags: ['experts', 'operator'],
         security: OPERATOR_SECURITY,

@@ -7,8 +7,8 @@
  *   GET  /v1/fl/tasks/{id}?rounds      a task, its participants (bond left, paid, slashed) and its
  *                                      rounds (roles, updates, votes, accuracy, pay and slashes);
  *                                      rounds=current gives only the current round
- *   POST /v1/fl/blobs                  raw bytes (application/octet-stream, ≤ 256 KiB): a blob the
- *                                      chain names — an initial model, a current update (its
+ *   POST /v1/fl/blobs                  raw bytes (application/octet-stream, <= 256 KiB): a blob the
+ *                                      chain names - an initial model, a current update (its
  *                                      declared size and header), an aggregate a vote names
  *                                      (decoded, its digest checked), an ONNX export a vote names
  *                                      (exported again from its aggregate, which must be stored

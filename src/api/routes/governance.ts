@@ -36,7 +36,8 @@ const Value = Type.Union([Type.String({ description: 'a uint, as a decimal strin
 const Status = Type.Union(
   STATUSES.map((s) => Type.Literal(s)),
   {
-    description: 'deposit → voting → passed → applied, or rejected, vetoed (deposit burned), expired (deposit period)',
+    description:
+      'deposit \u2192 voting \u2192 passed \u2192 applied, or rejected, vetoed (deposit burned), expired (deposit period)',
   },
 )
 

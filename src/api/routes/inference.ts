@@ -5,7 +5,7 @@
  *
  * Who pays: `POST /v1/infer` with a `job` signed by the client is public (the client pays); any
  * request the node signs itself (no `job`, raw tensors, and every text route) spends the node's
- * account, so it needs the operator token (`Authorization: Bearer …`, which is also where OpenAI
+ * account, so it needs the operator token (`Authorization: Bearer ...`, which is also where OpenAI
  * clients put their API key). Client mistakes are 4xx and charge nothing: unknown model 404, bad
  * tensors or parameters 400, oversized 413, unsupported content type 415, insufficient balance or
  * deposit 402, not drawn for an audit 403, replayed job 409; no worker available 503.
@@ -185,7 +185,7 @@ const InferBody = Type.Object(
           client: Type.String(),
           gateway: Type.String({ description: "this node's DID: the job is paid from the client's deposit here" }),
           model: Type.String(),
-          inputsHash: Type.String({ description: 'sha256("donghae/inputs/v1" ‖ salt ‖ hash of the inputs)' }),
+          inputsHash: Type.String({ description: 'sha256("donghae/inputs/v1" \u2016 salt \u2016 hash of the inputs)' }),
           maxFee: Type.String(),
           deadline: Type.Integer(),
           salt: Type.String(),
@@ -312,7 +312,7 @@ const ChatBody = Type.Object(
   },
   {
     additionalProperties: false,
-    description: `Any other parameter is 400 \`unknown parameter "…"\`. ${nullNote}`,
+    description: `Any other parameter is 400 \`unknown parameter "\u2026"\`. ${nullNote}`,
   },
 )
 const CompletionBody = Type.Object(
@@ -328,7 +328,7 @@ const CompletionBody = Type.Object(
   },
   {
     additionalProperties: false,
-    description: `Any other parameter is 400 \`unknown parameter "…"\`. ${nullNote}`,
+    description: `Any other parameter is 400 \`unknown parameter "\u2026"\`. ${nullNote}`,
   },
 )
 const AiBlockChatBody = Type.Object({
@@ -352,7 +352,7 @@ const PublishBody = Type.Object(
     ),
     files: Type.Optional(
       Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }), Type.String(), {
-        description: 'language models: tokenizer.json, tokenizer_config.json, … by name, base64',
+        description: 'language models: tokenizer.json, tokenizer_config.json, \u2026 by name, base64',
       }),
     ),
     dir: Type.Optional(
@@ -360,7 +360,7 @@ const PublishBody = Type.Object(
         minLength: 1,
         maxLength: 4096,
         description:
-          'language models: an absolute path to the model folder on the node’s own disk (any size; instead of file and files)',
+          'language models: an absolute path to the model folder on the node\u2019s own disk (any size; instead of file and files)',
       }),
     ),
   },
@@ -371,7 +371,7 @@ const WorkerJson = Type.Object({
   bonded: Amount('bonded stake'),
   ep: Type.String(),
   runtime: Type.String({ description: 'the runtime its bond declares; its receipts must name it' }),
-  streak: Type.Integer({ description: 'consecutive audits passed, all drawn by the chain (BOINC’s CV)' }),
+  streak: Type.Integer({ description: 'consecutive audits passed, all drawn by the chain (BOINC\u2019s CV)' }),
   quarantined: Type.Boolean(),
   schedulable: Type.Boolean(),
   jobs: Type.Integer(),
@@ -386,9 +386,9 @@ const WorkerJson = Type.Object({
 })
 
 const FetchJson = Type.Object({
-  model: Type.String({ description: 'the model’s CID (its graph)' }),
+  model: Type.String({ description: 'the model\u2019s CID (its graph)' }),
   name: Type.String({ description: 'its registry name' }),
-  bytes: Type.Integer({ minimum: 0, description: 'bytes of the model’s files in the content store so far' }),
+  bytes: Type.Integer({ minimum: 0, description: 'bytes of the model\u2019s files in the content store so far' }),
   totalBytes: Type.Optional(
     Type.Integer({ minimum: 0, description: 'bytes in all (absent until the root block of every file is read)' }),
   ),
@@ -815,7 +815,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/models',
       schema: {
-        summary: 'Registered models, in OpenAI’s list format (with Donghae’s registry fields)',
+        summary: 'Registered models, in OpenAI\u2019s list format (with Donghae\u2019s registry fields)',
         tags: ['inference'],
         response: {
           200: Type.Object({ object: Type.Literal('list'), data: Type.Array(ModelJson) }),
@@ -850,7 +850,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
         BIG_TENSOR_HINT,
       ),
       schema: {
-        summary: 'Run a model on the network; the answer carries the worker’s signed receipt',
+        summary: 'Run a model on the network; the answer carries the worker\u2019s signed receipt',
         description: `With \`job\` (signed by the client) the client pays and no token is needed; without it the node signs the job and pays, which needs the operator token.\n\n${INFER_FORMS}`,
         tags: ['inference'],
         security: [{}, ...OPERATOR_SECURITY],
@@ -918,7 +918,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       schema: {
         summary: 'OpenAI-compatible text completion on a language or text model (SSE with `stream: true`)',
         description:
-          'The answer’s `usage` counts the model’s tokens; `donghae` has the receipt ids, the worker and the fee. Unknown parameters, values out of range, and OpenAI features this network does not have (n > 1, logprobs, penalties, batched prompts) are 400 with the parameter in `error.param`, before anything is charged.',
+          'The answer\u2019s `usage` counts the model\u2019s tokens; `donghae` has the receipt ids, the worker and the fee. Unknown parameters, values out of range, and OpenAI features this network does not have (n > 1, logprobs, penalties, batched prompts) are 400 with the parameter in `error.param`, before anything is charged.',
         tags: ['inference'],
         security: OPERATOR_SECURITY,
         body: CompletionBody,
@@ -947,9 +947,9 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       url: '/chat',
       ...operatorText,
       schema: {
-        summary: 'AI-Block’s chat route: a MoE family’s experts with use_moe, else the text model',
+        summary: 'AI-Block\u2019s chat route: a MoE family\u2019s experts with use_moe, else the text model',
         description:
-          'With `use_moe: true` the node’s experts service answers (as POST /v1/experts/chat): `model` names the MoE family (default: the first on chain), `top_k_experts` the experts per token, `use_distributed: false` keeps to this node’s own copies; the answer adds `experts` (per layer: the experts used, their tokens and the nodes that served them), `masked` and `usage`. 404 when the node has no experts service or no family is on chain. Otherwise the completion path answers (always distributed): without `model`, the first text model (else the first language model).',
+          'With `use_moe: true` the node\u2019s experts service answers (as POST /v1/experts/chat): `model` names the MoE family (default: the first on chain), `top_k_experts` the experts per token, `use_distributed: false` keeps to this node\u2019s own copies; the answer adds `experts` (per layer: the experts used, their tokens and the nodes that served them), `masked` and `usage`. 404 when the node has no experts service or no family is on chain. Otherwise the completion path answers (always distributed): without `model`, the first text model (else the first language model).',
         tags: ['inference'],
         security: OPERATOR_SECURITY,
         body: AiBlockChatBody,
@@ -968,7 +968,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/jobs/:jobId/settlement',
       schema: {
-        summary: 'Where a job’s receipt was settled, with its Merkle inclusion proof in the batch',
+        summary: 'Where a job\u2019s receipt was settled, with its Merkle inclusion proof in the batch',
         tags: ['inference'],
         params: Type.Object({ jobId: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
         response: {
@@ -1009,7 +1009,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       method: 'GET',
       url: '/v1/inference/stats',
       schema: {
-        summary: 'This gateway’s job counters and latency, and its worker’s load',
+        summary: 'This gateway\u2019s job counters and latency, and its worker\u2019s load',
         tags: ['inference'],
         response: {
           200: Type.Object({
@@ -1028,7 +1028,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
                 queued: Type.Integer(),
                 paid: Type.Integer({ description: 'of the running jobs, those paid by clients (the rest are audits)' }),
               },
-              { description: 'this node’s worker: jobs running now and jobs waiting for a slot' },
+              { description: 'this node\u2019s worker: jobs running now and jobs waiting for a slot' },
             ),
             badModels: Type.Optional(
               Type.Array(
@@ -1041,7 +1041,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
                   markedAt: Type.Integer({ description: 'ms since the Unix epoch' }),
                   retryAt: Type.Integer({ description: 'not retried before this time, ms since the Unix epoch' }),
                 }),
-                { description: 'models this node’s worker holds back after they broke a sandbox limit' },
+                { description: 'models this node\u2019s worker holds back after they broke a sandbox limit' },
               ),
             ),
           }),
@@ -1099,7 +1099,7 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       onRequest: requireOperator,
       bodyLimit: MAX_MODEL_BODY_BYTES,
       schema: {
-        summary: 'Publish an ONNX model: store it, register it on chain under the node’s key',
+        summary: 'Publish an ONNX model: store it, register it on chain under the node\u2019s key',
         tags: ['operator'],
         security: OPERATOR_SECURITY,
         body: PublishBody,
@@ -1139,7 +1139,8 @@ function inferenceRouteTable(api: InferenceApi): RouteOptions[] {
       url: '/v1/operator/models/:model/fetch',
       onRequest: requireOperator,
       schema: {
-        summary: 'Fetch a registered model’s files into this node’s content store from its peers (SSE progress)',
+        summary:
+          'Fetch a registered model\u2019s files into this node\u2019s content store from its peers (SSE progress)',
         description:
           'Starts the fetch, or joins the one running (the files fetched so far stay after a failure: a new fetch resumes). The answer is text/event-stream: `data: {fetch}` (as GET /v1/inference/fetches lists them) as it progresses, at most 10 a second, the finished fetch (state done), then `data: [DONE]`; a failure is `event: error` with `{ "error": { code, message } }`, then `[DONE]`. An unknown model is 404 before the stream opens. Closing the stream does not stop the fetch.\n\n    curl -N -X POST -H "authorization: Bearer $TOKEN" $NODE/v1/operator/models/moby-lm/fetch',
         tags: ['operator'],

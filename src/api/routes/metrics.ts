@@ -7,7 +7,8 @@ export const metricsRoutes: FastifyPluginAsync<{ metrics: NodeMetrics }> = async
     method: 'GET',
     url: '/metrics',
     schema: {
-      summary: 'Prometheus metrics (donghae_…): chain height, finality, peers, jobs, latency, audits, slashes, NAT',
+      summary:
+        'Prometheus metrics (donghae_\u2026): chain height, finality, peers, jobs, latency, audits, slashes, NAT',
       tags: ['metrics'],
       produces: ['text/plain'],
     },

@@ -4,11 +4,11 @@
  * trickle, DELETE to hang up) but with JSON bodies, because offer and answer carry signatures
  * (net/webrtc/signal.ts). Registered by createApiServer when the node has a WebRtcApi.
  *
- *   POST   /v1/webrtc/offer          (alias POST /receive-offer)  SignedOffer → 201 SignedAnswer,
+ *   POST   /v1/webrtc/offer          (alias POST /receive-offer)  SignedOffer -> 201 SignedAnswer,
  *                                     Location: /v1/webrtc/sessions/<id>
- *   PATCH  /v1/webrtc/sessions/:id   { candidates: [{ candidate, mid }] } → 204; 404 unknown session
- *   DELETE /v1/webrtc/sessions/:id   → 204 (the peer connection is closed); 404 unknown session
- *   GET    /v1/webrtc/sessions       (operator) → { sessions: WebRtcSessionView[] }
+ *   PATCH  /v1/webrtc/sessions/:id   { candidates: [{ candidate, mid }] } -> 204; 404 unknown session
+ *   DELETE /v1/webrtc/sessions/:id   -> 204 (the peer connection is closed); 404 unknown session
+ *   GET    /v1/webrtc/sessions       (operator) -> { sessions: WebRtcSessionView[] }
  *
  * Refusals (`{ error: { code, message } }`, the code being the SignalError's): 400 malformed
  * (SIGNAL_MALFORMED, SIGNAL_BAD_SDP), 401 unsigned, badly signed or stale (SIGNAL_UNSIGNED,
@@ -174,7 +174,7 @@ function webrtcRouteTable(webrtc: WebRtcApi): RouteOptions[] {
       url: '/v1/webrtc/sessions/:id',
       config: PUBLIC,
       schema: {
-        summary: 'Hang up: close the session’s peer connection',
+        summary: 'Hang up: close the session\u2019s peer connection',
         tags: ['webrtc'],
         params: SessionParams,
         response: ERROR_RESPONSES,

@@ -1,6 +1,6 @@
 /**
  * Strict decoders for the arena's transaction bodies: every field typed and bounded, unknown
- * fields refused, each failure TxError('malformed', …) naming the field. Rules that need state
+ * fields refused, each failure TxError('malformed', ...) naming the field. Rules that need state
  * (deadlines against the height, roles, commitments) are the handlers' (module.ts).
  */
 import { DAG_PB_CODE, parseCid, RAW_CODE } from '../../core/cid.ts'

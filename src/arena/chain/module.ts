@@ -1,11 +1,11 @@
 /**
  * arena: AI Arena training tasks scored by staked validators (seed 003: FLock's AI Arena; the
- * consensus is Bittensor's Yuma, simplified — scoring.ts). A creator escrows a reward pool and
+ * consensus is Bittensor's Yuma, simplified - scoring.ts). A creator escrows a reward pool and
  * posts a task; trainers bond, train on their machines and commit to their weights; after the
- * submission deadline they publish the weights (CID) — too late for anyone to copy them; the
+ * submission deadline they publish the weights (CID) - too late for anyone to copy them; the
  * chain draws which hidden validation set (A or B) each validator scores each submission on;
  * validators commit to their scores, then reveal them; at the reveal deadline the chain computes
- * the stake-weighted κ-quantile consensus, pays the top k1 trainers and the k2 validators closest
+ * the stake-weighted kappa-quantile consensus, pays the top k1 trainers and the k2 validators closest
  * to consensus from the pool, returns the bonds less the slashes, and returns what was not paid
  * to the creator. With a `price`, the winning weights enter the inference market under the
  * task's name, their lineage in the registry record. Money is bigint; scores ppm; no floating
@@ -30,7 +30,7 @@
  *                  'role-conflict' (never trainer and validator on one task), 'task-full',
  *                  'bond-too-small' (the total below minTrainerBond / minValidatorBond).
  *                  Emits `arena.bonded`.
- *   submit         { task, commitment }: sha256(weights digest ‖ trainer DID ‖ salt), until
+ *   submit         { task, commitment }: sha256(weights digest || trainer DID || salt), until
  *                  submitDeadline; one per trainer. 'submit-closed', 'not-bonded',
  *                  'already-submitted'. Its index (commitment order) decides duplicates.
  *                  Emits `arena.submitted`.

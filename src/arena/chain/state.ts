@@ -4,13 +4,13 @@
  *
  *   seq                        the last task id (tasks are numbered from 1)
  *   task/<id>                  TaskRecord
- *   tasks/…                    IndexedSet of every task id (decimal)
- *   open/…                     IndexedSet of open task ids
- *   due/draw/<height>/…        tasks whose draw happens at the start of that block
- *   due/settle/<height>/…      tasks settled at the end of that block (their reveal deadline)
+ *   tasks/...                    IndexedSet of every task id (decimal)
+ *   open/...                     IndexedSet of open task ids
+ *   due/draw/<height>/...        tasks whose draw happens at the start of that block
+ *   due/settle/<height>/...      tasks settled at the end of that block (their reveal deadline)
  *   bond/<id>/<did>            BondRecord { role, amount }
- *   trainers/<id>/…            IndexedSet of the task's trainers
- *   validators/<id>/…          IndexedSet of the task's validators
+ *   trainers/<id>/...            IndexedSet of the task's trainers
+ *   validators/<id>/...          IndexedSet of the task's validators
  *   sub/<id>/<n>               SubmissionRecord (n = commitment order from 0)
  *   subOf/<id>/<did>           the trainer's submission index
  *   draw/<id>                  DrawRecord (seed, scored submissions, duplicates, validators)

@@ -64,7 +64,7 @@ export function minRoundMs(config: TimeoutConfig, round: number): number {
 }
 
 /**
- * Sum of `minRoundMs` over rounds 0..round−1: what a proposal at `round` must show PoH for. Any
+ * Sum of `minRoundMs` over rounds 0..round-1: what a proposal at `round` must show PoH for. Any
  * more (the sum of all three timeouts, say) would ask honest proposers for ticks that no time
  * elapsed for, and their blocks' times could not match their PoH.
  */

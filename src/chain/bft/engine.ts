@@ -1,6 +1,6 @@
 /**
  * The Tendermint consensus engine (Buchman, Kwon, Milosevic, arXiv 1807.04938, Algorithm 1),
- * rules 1–10 of docs/consensus.md, independent of the block format.
+ * rules 1-10 of docs/consensus.md, independent of the block format.
  *
  * Everything that happens to the engine (a peer's message, a timeout, a synced commit) is an
  * event in one internal queue, handled one at a time to completion (including the application's
@@ -61,7 +61,7 @@ export interface ConsensusApp<B> {
   blockId(block: B): Uint8Array
   /**
    * A new block to propose at (height, round); it carries PoH covering the timeouts of rounds
-   * 0..round−1. `lastCommit` is the previous height's certificate with the late precommits collected
+   * 0..round-1. `lastCommit` is the previous height's certificate with the late precommits collected
    * since the decision (undefined after a restart: the app then uses the certificate it stored).
    */
   createBlock(height: number, round: number, lastCommit?: CommitCertificate): B | Promise<B>

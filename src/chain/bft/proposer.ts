@@ -1,7 +1,7 @@
 /**
  * Stake-weighted, deterministic proposer selection.
  *
- * Choice: a stake-weighted draw from sha256("donghae/proposer/v1" ‖ seed ‖ height ‖ round), not
+ * Choice: a stake-weighted draw from sha256("donghae/proposer/v1" || seed || height || round), not
  * CometBFT's weighted round-robin. Both give each validator a share of proposals proportional to
  * its power. The round-robin's priorities are state carried from height to height, and they move
  * once per round actually played, so the proposer of (h, r) depends on how many rounds every

@@ -20,7 +20,7 @@ export interface PohRate {
 }
 
 export interface Sustainability {
-  /** Whether the measured rate covers the chain's rate (utilization ≤ maxUtilization). */
+  /** Whether the measured rate covers the chain's rate (utilization <= maxUtilization). */
   sustainable: boolean
   /** hashesPerTick × ticksPerSecond ÷ measured rate: the share of one core ticking takes. */
   utilization: number

@@ -26,7 +26,7 @@ export const GENERATOR_CHECK_EVERY = 256
 /** Running flat out, the generator sends its entries to the main thread at least this often. @default 5 */
 export const GENERATOR_FLUSH_MS = 5
 
-/** …or as soon as this many entries wait. @default 512 */
+/** ...or as soon as this many entries wait. @default 512 */
 export const GENERATOR_MAX_BATCH = 512
 
 /** How long `measureHashRate` hashes. @default 250 */

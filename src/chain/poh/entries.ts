@@ -3,7 +3,7 @@
  * the parallel verifier and the simulator all agree on.
  *
  * From a start hash h, an entry { numHashes, mixin?, hash } means: apply `h = sha256(h)`
- * numHashes times, then, if `mixin` is present, `h = sha256(h ‖ mixin)` once; `hash` is the
+ * numHashes times, then, if `mixin` is present, `h = sha256(h || mixin)` once; `hash` is the
  * resulting h, and the next entry starts from it. A **tick** is an entry without a mixin whose
  * numHashes equals the chain's hashesPerTick; any other entry must carry a mixin (the Merkle
  * root of the transactions it orders). Ticks count elapsed time; mixins fix transaction order.

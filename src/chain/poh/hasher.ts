@@ -68,7 +68,7 @@ export class PohHasher {
     }
   }
 
-  /** Applies `h = sha256(h ‖ mixin)` with the 32-byte mixin at `bytes[offset..]`. */
+  /** Applies `h = sha256(h || mixin)` with the 32-byte mixin at `bytes[offset..]`. */
   mix(bytes: Uint8Array, offset = 0): void {
     if (offset < 0 || bytes.length - offset < POH_HASH_LENGTH) {
       throw new InvalidInputError('a PoH mixin must be 32 bytes', { details: { length: bytes.length - offset } })

@@ -1,4 +1,4 @@
-/** chain/poh: proof of history — entries, the worker-thread generator, the parallel verifier, calibration and round proofs. */
+/** chain/poh: proof of history - entries, the worker-thread generator, the parallel verifier, calibration and round proofs. */
 export {
   POH_HASH_LENGTH,
   POH_HASH_MISMATCH,

@@ -1,6 +1,6 @@
 /**
  * Proof of waiting for round changes: a proposal at round r > 0 carries PoH from the previous
- * block's PoH end with at least as many ticks as the timeouts of rounds 0..r−1 last, so a
+ * block's PoH end with at least as many ticks as the timeouts of rounds 0..r-1 last, so a
  * Byzantine proposer cannot cut honest proposers' turns short without that sequential work.
  */
 import { InvalidInputError } from '../../core/errors.ts'
@@ -22,7 +22,7 @@ function timeoutOf(timeoutMsForRound: (round: number) => number, round: number):
 }
 
 /**
- * Ticks covering the timeouts of rounds 0..round−1: floor(Σ timeoutMs × ticksPerSecond / 1000),
+ * Ticks covering the timeouts of rounds 0..round-1: floor(sum timeoutMs × ticksPerSecond / 1000),
  * in exact integer math; 0 for round 0. Calls `timeoutMsForRound` `round` times.
  */
 export function ticksRequiredForRound(

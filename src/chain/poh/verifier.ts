@@ -11,7 +11,7 @@
  * a hash that does not follow, the malformed entry is the one reported (`verifyPohEntries` would
  * report the hash); either way the list is refused.
  *
- * Threads cost memory (10–30 MB each), so a started verifier spawns them when a list needs the
+ * Threads cost memory (10-30 MB each), so a started verifier spawns them when a list needs the
  * pool, up to its size, and a thread without a slice for `idleMs` exits (docs/performance.md).
  */
 import { availableParallelism } from 'node:os'

@@ -3,7 +3,7 @@
  *
  * A block is { height, round, parentId, proposer, payload, poh: { start, entries } }. Its PoH
  * starts where the parent's ended and carries at least ticksRequiredForRound(round) ticks (the
- * least time rounds 0..round−1 last, `minRoundMs`, at the chain's tick rate), then one entry mixing in the payload's
+ * least time rounds 0..round-1 last, `minRoundMs`, at the chain's tick rate), then one entry mixing in the payload's
  * hash. `checkSimBlock` is the one validity rule: honest nodes use it in validateBlock, and the
  * simulator's checker re-applies it to every committed block against the canonical chain.
  */

@@ -299,7 +299,7 @@ export async function runSchedule(seed: number, options: ScheduleOptions): Promi
   return new Simulation(seed, options).run()
 }
 
-/** Runs `count` schedules with seeds seed, seed+1, … and sums them up. */
+/** Runs `count` schedules with seeds seed, seed+1, ... and sums them up. */
 export async function runSchedules(options: RunSchedulesOptions): Promise<Summary> {
   checkScheduleOptions(options)
   if (!Number.isSafeInteger(options.count) || options.count < 1) throw new InvalidInputError('count must be 1 or more')

@@ -2,8 +2,8 @@
  * The state tree's hashing rule, shared by the tree and by light-client verification:
  *
  *   path(key)          = sha256(key)                           the key's place among 2^256 leaves
- *   leaf(path, vHash)  = sha256(0x00 ‖ path ‖ vHash)           vHash = sha256(value)
- *   inner(left, right) = sha256(0x01 ‖ left ‖ right)
+ *   leaf(path, vHash)  = sha256(0x00 || path || vHash)           vHash = sha256(value)
+ *   inner(left, right) = sha256(0x01 || left || right)
  *   empty subtree      = 32 zero bytes
  *
  * Paths are read most significant bit first; bit 0 goes left. A subtree that holds exactly one

@@ -10,8 +10,8 @@
  * Hashing the end node up with the siblings must give the root. Because a single-leaf subtree is
  * always collapsed to its leaf, each key has exactly one valid proof under a given root.
  *
- * Wire form, canonical dag-cbor: `{ siblings: [bytes32…] }` or
- * `{ leaf: [path, valueHash], siblings: [bytes32…] }`.
+ * Wire form, canonical dag-cbor: `{ siblings: [bytes32...] }` or
+ * `{ leaf: [path, valueHash], siblings: [bytes32...] }`.
  */
 import { asUint8Array, equals } from '../../core/bytes.ts'
 import { encode, decode } from '../../core/codec.ts'

@@ -110,7 +110,7 @@ function whole(text: string | undefined, flag: string, min: number, max: number)
 }
 
 const ppm = (x: number): string => `${(x / 10_000).toFixed(2)}%`
-const short = (text: string, n = 16): string => (text.length > n + 1 ? `${text.slice(0, n)}…` : text)
+const short = (text: string, n = 16): string => (text.length > n + 1 ? `${text.slice(0, n)}\u2026` : text)
 
 function taskLine(t: TaskJson): string {
   return `#${String(t.id).padEnd(4)} ${t.name.padEnd(20)} ${t.phase.padEnd(11)} pool ${t.pool.padStart(9)}  k1 ${t.k1} k2 ${t.k2}  trainers ${t.trainers} validators ${t.validators}  reveal by ${t.revealDeadline}`
@@ -128,7 +128,7 @@ function printTask(ctx: CliContext, t: TaskJson): void {
   ctx.out('  leaderboard')
   for (const r of t.result.leaderboard)
     ctx.out(
-      `    ${r.rank === 0 ? '–' : String(r.rank)}  #${r.index} ${short(r.trainer, 24)} ${r.status.padEnd(11)} ${ppm(r.scorePpm).padStart(7)}  paid ${r.payout}`,
+      `    ${r.rank === 0 ? '\u2013' : String(r.rank)}  #${r.index} ${short(r.trainer, 24)} ${r.status.padEnd(11)} ${ppm(r.scorePpm).padStart(7)}  paid ${r.payout}`,
     )
   ctx.out('  validators')
   for (const v of t.result.validators)
@@ -167,7 +167,7 @@ function registerTask(program: Command, io: CliIo): void {
 Examples:
   $ donghae task list
   $ donghae task show 1
-  $ donghae task create --name digits-arena --base bafkrei… --set-a a.bin --set-b b.bin --pool 100000`,
+  $ donghae task create --name digits-arena --base bafkrei\u2026 --set-a a.bin --set-b b.bin --pool 100000`,
     )
 
   txOptions(
@@ -195,8 +195,8 @@ demo sets from the held-out digits. The windows are counted from the node's curr
 
 Examples:
   $ donghae task sets --out ./sets
-  $ donghae task create --name digits-arena --base bafkrei… --set-a sets/set-a.bin --set-b sets/set-b.bin --pool 100000 --wait
-  $ donghae task create --name digits-arena --base bafkrei… --set-a a.bin --set-b b.bin --pool 50000 --price 3 --windows 60,20,20,20`,
+  $ donghae task create --name digits-arena --base bafkrei\u2026 --set-a sets/set-a.bin --set-b sets/set-b.bin --pool 100000 --wait
+  $ donghae task create --name digits-arena --base bafkrei\u2026 --set-a a.bin --set-b b.bin --pool 50000 --price 3 --windows 60,20,20,20`,
     )
     .action(
       async (
@@ -271,7 +271,7 @@ Examples:
 
   task
     .command('show <id>')
-    .description('show a task: deadlines, and once settled its leaderboard and the validators’ pay')
+    .description('show a task: deadlines, and once settled its leaderboard and the validators\u2019 pay')
     .option('--node <url>', NODE_HELP)
     .option('--json', 'print as JSON')
     .addHelpText(
@@ -334,8 +334,11 @@ export function registerArena(program: Command, io: CliIo): void {
     .description('train for an Arena task on the node and commit to the weights (published after the deadline)')
     .requiredOption('--task <id>', 'the task')
     .option('--epochs <n>', 'built-in trainer epochs', '20')
-    .option('--seed <n>', 'training seed (default: from the node’s DID and the task)')
-    .option('--command <cmd>', 'an external trainer run on the node’s machine (docs/arena.md’s file contract)')
+    .option('--seed <n>', 'training seed (default: from the node\u2019s DID and the task)')
+    .option(
+      '--command <cmd>',
+      'an external trainer run on the node\u2019s machine (docs/arena.md\u2019s file contract)',
+    )
     .option('--bond <n>', 'trainer bond, base units', '100')
     .option('--node <url>', NODE_HELP)
     .option('--token <token>', TOKEN_HELP)
@@ -367,7 +370,7 @@ Examples:
       ) =>
         withClient(command, io, async (ctx, client) => {
           const token = await operatorToken(ctx, options.token, "bonds the node's funds")
-          io.stderr.write(`training for task ${options.task} on the node…\n`)
+          io.stderr.write(`training for task ${options.task} on the node\u2026\n`)
           const job = await call<JobJson>(client, 'POST', '/v1/operator/arena/train', {
             token,
             body: {

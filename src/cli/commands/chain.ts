@@ -247,7 +247,7 @@ export function registerChain(program: Command, io: CliIo): void {
     .option('--json', 'print as JSON (amounts are decimal strings)')
     .addHelpText(
       'after',
-      '\nExamples:\n  $ donghae account did:key:z6Mk…\n  $ donghae account "$(donghae id --json | jq -r .did)" --json',
+      '\nExamples:\n  $ donghae account did:key:z6Mk\u2026\n  $ donghae account "$(donghae id --json | jq -r .did)" --json',
     )
     .action((did: string, options: { json?: boolean }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
@@ -273,8 +273,8 @@ Amounts are whole numbers of base units. The password comes from --password-file
 DONGHAE_PASSWORD, else a prompt.
 
 Examples:
-  $ donghae tx transfer --to did:key:z6Mk… --amount 1000
-  $ donghae tx transfer --to did:key:z6Mk… --amount 250 --fee 2 --memo "lunch" --wait --json`,
+  $ donghae tx transfer --to did:key:z6Mk\u2026 --amount 1000
+  $ donghae tx transfer --to did:key:z6Mk\u2026 --amount 250 --fee 2 --memo "lunch" --wait --json`,
     )
     .action((options: TxOptions & { to: string; amount: string; memo?: string }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
@@ -297,7 +297,7 @@ Examples:
     .option('--json', 'print as JSON')
     .addHelpText(
       'after',
-      '\nExits 1 while the transaction is pending or unknown.\n\nExamples:\n  $ donghae tx show 3f2a…',
+      '\nExits 1 while the transaction is pending or unknown.\n\nExamples:\n  $ donghae tx show 3f2a\u2026',
     )
     .action((hash: string, options: { json?: boolean }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
@@ -362,7 +362,7 @@ Examples:
       .description('bond tokens to serve models (a worker is scheduled once its bond reaches minWorkerBond)')
       .requiredOption('--amount <n>', 'amount in base units, e.g. 1000')
       .option('--ep <provider>', 'execution provider this node runs models on: cpu, coreml or cuda', 'cpu')
-      .option('--runtime <name>', 'the runtime its receipts name (default: this machine’s ONNX Runtime)'),
+      .option('--runtime <name>', 'the runtime its receipts name (default: this machine\u2019s ONNX Runtime)'),
   )
     .addHelpText(
       'after',
@@ -428,7 +428,7 @@ A worker runs a job only when the client's deposit with the job's gateway covers
 cannot pay at two gateways at once. Jobs you sign yourself name the gateway they go through.
 
 Examples:
-  $ donghae deposit add --gateway did:key:z6Mk… --amount 10000 --wait`,
+  $ donghae deposit add --gateway did:key:z6Mk\u2026 --amount 10000 --wait`,
     )
     .action((options: TxOptions & { gateway: string; amount: string }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
@@ -444,7 +444,7 @@ Examples:
         .description('ask a deposit back (it stays spendable by settlements until it unlocks, then `reclaim`)'),
     ).requiredOption('--amount <n>', 'amount in base units'),
   )
-    .addHelpText('after', '\nExamples:\n  $ donghae deposit withdraw --gateway did:key:z6Mk… --amount 5000')
+    .addHelpText('after', '\nExamples:\n  $ donghae deposit withdraw --gateway did:key:z6Mk\u2026 --amount 5000')
     .action((options: TxOptions & { gateway: string; amount: string }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
         parseDidKey(options.gateway)
@@ -453,7 +453,7 @@ Examples:
       }),
     )
   txOptions(gatewayOption(deposit.command('reclaim').description('move unlocked deposits back to the balance')))
-    .addHelpText('after', '\nExamples:\n  $ donghae deposit reclaim --gateway did:key:z6Mk… --wait')
+    .addHelpText('after', '\nExamples:\n  $ donghae deposit reclaim --gateway did:key:z6Mk\u2026 --wait')
     .action((options: TxOptions & { gateway: string }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
         parseDidKey(options.gateway)
@@ -465,7 +465,7 @@ Examples:
     .description('what a client has deposited with the node asked (as gateway), and what its jobs in flight hold')
     .argument('<client>', "the client's DID")
     .option('--json', 'print as JSON')
-    .addHelpText('after', '\nExamples:\n  $ donghae --node http://127.0.0.1:26657 deposit show did:key:z6Mk…')
+    .addHelpText('after', '\nExamples:\n  $ donghae --node http://127.0.0.1:26657 deposit show did:key:z6Mk\u2026')
     .action((clientDid: string, options: { json?: boolean }, command: Command) =>
       withNode(command, io, async (ctx, client) => {
         parseDidKey(clientDid)

@@ -94,7 +94,7 @@ export function registerChaos(program: Command, io: CliIo): void {
     .option('--load <list>', `client load during the run: ${LOAD_KINDS.join(',')}`, LOAD_KINDS.join(','))
     .option('--rate <r>', 'client requests per second, all kinds together', '2')
     .option('--base-port <port>', 'node i serves its API on base-port + i and p2p on base-port + 100 + 2i', '40000')
-    .option('--dir <dir>', 'where the nodes’ homes and logs go (default: a new temp dir, printed)')
+    .option('--dir <dir>', 'where the nodes\u2019 homes and logs go (default: a new temp dir, printed)')
     .option(
       '--schedule <file>',
       'replay this schedule (JSON: a list of faults, or a result with `schedule`) instead of drawing one',
@@ -244,7 +244,7 @@ async function run(
         return !r.ok
       },
       onTry: (subset, failed) =>
-        progress(`chaos: shrink try: ${subset.length} faults → ${failed ? 'fails' : 'passes'}`),
+        progress(`chaos: shrink try: ${subset.length} faults \u2192 ${failed ? 'fails' : 'passes'}`),
     })
     progress(
       `chaos: smallest failing schedule (${shrunk.schedule.length} faults, ${shrunk.runs} re-runs${shrunk.complete ? '' : ', budget spent'}):`,
@@ -255,7 +255,7 @@ async function run(
     await writeFile(file, `${JSON.stringify(shrunk.schedule, null, 2)}\n`)
     progress(`chaos: replay it: donghae chaos --nodes ${nodes} --seed ${seed} --schedule ${file}`)
   }
-  if (!result.ok) progress(`chaos: FAILED — seed ${seed}; node logs left in ${result.dir}`)
+  if (!result.ok) progress(`chaos: FAILED \u2014 seed ${seed}; node logs left in ${result.dir}`)
   const out = {
     seed,
     nodes,

@@ -278,7 +278,7 @@ Examples:
           `${JSON.stringify({ chainId: genesis.chainId, dir, transport, password: passwordFile, dashboard: table[0]?.dashboard, nodes: table })}\n`,
         )
       else {
-        ctx.out(`devnet ${genesis.chainId} running over ${transport} — Ctrl-C to stop`)
+        ctx.out(`devnet ${genesis.chainId} running over ${transport} \u2014 Ctrl-C to stop`)
         for (const row of table) ctx.out(`  ${row.node}  ${row.api}  pid ${row.pid ?? '?'}  ${row.did}`)
         ctx.out(`  logs: ${join(dir, 'node<i>', 'node.log')}`)
         ctx.out('')
@@ -293,7 +293,7 @@ Examples:
         process.on('SIGINT', onSignal)
         process.on('SIGTERM', onSignal)
       })
-      progress('devnet: stopping…')
+      progress('devnet: stopping\u2026')
       await stopAll()
       progress('devnet: stopped; run the same command to resume')
     })

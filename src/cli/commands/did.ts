@@ -22,7 +22,7 @@ export function registerDid(program: Command, io: CliIo): void {
   did
     .command('resolve')
     .description('print the DID document of a did:key as JSON')
-    .argument('<did>', 'a did:key, e.g. did:key:z6Mk…')
+    .argument('<did>', 'a did:key, e.g. did:key:z6Mk\u2026')
     .addOption(
       new Option('--format <format>', 'verification method format')
         .choices(DID_DOCUMENT_FORMATS)
@@ -39,7 +39,7 @@ and one line naming the did:key error (invalidDid, invalidPublicKeyLength, ...).
 
 Examples:
   $ donghae did resolve did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp
-  $ donghae did resolve did:key:z6Mk… --format Multikey`,
+  $ donghae did resolve did:key:z6Mk\u2026 --format Multikey`,
     )
     .option('--no-dht', "do not ask a running node for the DID's record in the DHT")
     .action(async (value: string, options: { format: DidDocumentFormat; dht: boolean }, command: Command) => {

@@ -22,7 +22,7 @@ const UNITS: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
 
-/** `7d`, `12h`, `90m` → milliseconds (1 minute to 30 days). */
+/** `7d`, `12h`, `90m` -> milliseconds (1 minute to 30 days). */
 export function parseExpires(text: string): number {
   const m = /^([0-9]{1,6})([mhd])$/.exec(text.trim())
   const ms = m === null ? NaN : Number(m[1]) * (UNITS[m[2] as string] as number)
@@ -53,7 +53,7 @@ function printEntry(ctx: CliContext, e: DirectoryEntryView): void {
   ctx.out(e.did)
   ctx.out(`  description  ${shown(e.description, 1024)}`)
   ctx.out(`  categories   ${e.categories.map((c) => shown(c, 40)).join(', ')}`)
-  ctx.out(`  tags         ${e.tags.map((t) => shown(t, 40)).join(', ') || '–'}`)
+  ctx.out(`  tags         ${e.tags.map((t) => shown(t, 40)).join(', ') || '\u2013'}`)
   ctx.out(`  endpoint     ${shown(e.endpoint, 256)}`)
   for (const [i, address] of e.bootstrap.entries())
     ctx.out(`  ${i === 0 ? 'bootstrap   ' : '            '} ${shown(address, 256)}`)
@@ -101,7 +101,7 @@ export function registerDirectory(program: Command, io: CliIo): void {
       collect,
       [],
     )
-    .option('--expires <duration>', 'how long the entry lives: 90m, 12h, 7d … up to 30d', '7d')
+    .option('--expires <duration>', 'how long the entry lives: 90m, 12h, 7d \u2026 up to 30d', '7d')
     .option('--api <url>', NODE_HELP)
     .option('--node <url>', 'the same as --api')
     .option('--token <token>', TOKEN_HELP)
@@ -191,13 +191,13 @@ The check: the DHT's record is signed by the same key, serves the entry's endpoi
 bootstrap addresses the entry gives for the DID's own peer. Exit code 0 either way.
 
 Examples:
-  $ donghae directory show did:key:z6Mk…
-  $ donghae directory show did:key:z6Mk… --api http://127.0.0.1:26658 --json`,
+  $ donghae directory show did:key:z6Mk\u2026
+  $ donghae directory show did:key:z6Mk\u2026 --api http://127.0.0.1:26658 --json`,
     )
     .action(async (did: string, options: { json?: boolean }, command: Command) =>
       withClient(command, io, async (ctx, client) => {
         if (!/^did:key:z[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(did))
-          throw new CliError(`${JSON.stringify(did)} is not a did:key (did:key:z6Mk…)`)
+          throw new CliError(`${JSON.stringify(did)} is not a did:key (did:key:z6Mk\u2026)`)
         const resolution = await client.directoryResolve(did)
         if (options.json === true) return ctx.json(resolution)
         printResolution(ctx, resolution)

@@ -38,11 +38,11 @@ function expertArg(name: string): string {
 
 /** A score for people: loss in nats, accuracy in percent. */
 export function scoreText(s: ScoreJson | undefined): string {
-  if (s === undefined) return '–'
+  if (s === undefined) return '\u2013'
   return `loss ${(Number(s.lossMicroNats) / 1e6).toFixed(4)}, accuracy ${(s.accuracyPpm / 1e4).toFixed(2)}%`
 }
 
-const short = (text: string, n = 12): string => (text.length > n + 1 ? `${text.slice(0, n)}…` : text)
+const short = (text: string, n = 12): string => (text.length > n + 1 ? `${text.slice(0, n)}\u2026` : text)
 
 function expertLine(e: ExpertJson): string {
   return `${e.name.padEnd(18)} ${short(e.block).padEnd(14)} calls ${String(e.calls).padStart(6)}  ${e.meanLatencyMs.toFixed(1).padStart(6)} ms  rewards ${e.rewards.padStart(8)}  hosts ${e.hosts.length}`
@@ -200,7 +200,7 @@ Examples:
       `
 Idle-time training runs on a node started with expertTraining=true (DONGHAE_EXPERT_TRAINING=1): while
 no generation has run for 2 s it fine-tunes a hosted expert (the busiest first, then round robin)
-and proposes it when the validation score improves by the chain's δ. A generation always comes
+and proposes it when the validation score improves by the chain's \u03b4. A generation always comes
 first: the trainer pauses at its next unit of work (lastYieldMs).
 
 Examples:
@@ -215,7 +215,7 @@ Examples:
           `idle training: ${t.enabled ? 'on' : 'off'}${t.running ? `, training ${t.expert ?? ''} (step ${t.steps})` : ''}`,
         )
         ctx.out(
-          `rounds ${t.rounds}, paused for generations ${t.paused} times (last ${t.lastYieldMs ?? '–'} ms, worst ${t.maxYieldMs} ms)`,
+          `rounds ${t.rounds}, paused for generations ${t.paused} times (last ${t.lastYieldMs ?? '\u2013'} ms, worst ${t.maxYieldMs} ms)`,
         )
         if (t.lastGainMicroNats !== null) ctx.out(`last round's validation gain: ${t.lastGainMicroNats} µnats`)
         if (t.proposals.length > 0) ctx.out(`proposals: ${t.proposals.join(', ')}`)
@@ -253,18 +253,20 @@ Examples:
 
   experts
     .command('propose')
-    .description('mine a block for one slot: weights from a file or the node’s trainer, score, proof of work, propose')
+    .description(
+      'mine a block for one slot: weights from a file or the node\u2019s trainer, score, proof of work, propose',
+    )
     .requiredOption('--expert <name>', 'the slot: layer{L}.expert{J} or layer{L}.router')
-    .option('--weights <file>', 'a safetensors file with the payload’s tensors (on the node’s disk)')
-    .option('--upload', 'send the --weights file’s bytes to the node (for a node on another machine)')
-    .option('--train', 'train the payload with the node’s built-in trainer instead')
+    .option('--weights <file>', 'a safetensors file with the payload\u2019s tensors (on the node\u2019s disk)')
+    .option('--upload', 'send the --weights file\u2019s bytes to the node (for a node on another machine)')
+    .option('--train', 'train the payload with the node\u2019s built-in trainer instead')
     .option('--steps <n>', 'training steps (with --train)')
     .option(
       '--dataset <cid|file>',
       "training tokens (uint32 little-endian) by CID, or a file on the node's disk (with --train; default: the family's training set the node knows, models/moe/train.bin for moby-moe)",
     )
     .option('--family <name>', 'the MoE family (default: the first on chain)')
-    .option('--wait', 'wait for the validators’ decision; exit 1 unless accepted')
+    .option('--wait', 'wait for the validators\u2019 decision; exit 1 unless accepted')
     .option('--timeout <seconds>', 'with --wait: how long to wait', '600')
     .option('--node <url>', NODE_HELP)
     .option('--token <token>', TOKEN_HELP)
@@ -349,7 +351,7 @@ Examples:
             ctx.out(`claimed ${scoreText(proposed.claim)}; proof of work in ${proposed.powMs} ms`)
             return ctx.out(`follow it with: donghae experts proposals --status pending`)
           }
-          if (options.json !== true) ctx.out(`proposal ${proposed.proposal}; waiting for the validators…`)
+          if (options.json !== true) ctx.out(`proposal ${proposed.proposal}; waiting for the validators\u2026`)
           const decided = await client.waitForProposal(proposed.proposal, { timeoutMs: timeoutS * 1000 })
           decision(ctx, decided, options.json === true)
         }),

@@ -1,5 +1,5 @@
 /**
- * `donghae fl …`: FL Alliance tasks (issue 15, part 3) through a node's HTTP API, signed with the
+ * `donghae fl ...`: FL Alliance tasks (issue 15, part 3) through a node's HTTP API, signed with the
  * home keystore.
  *
  *   fl create   escrow a pool for a federated task on the digits MLP; its starting model is the
@@ -40,7 +40,7 @@ function nodeUrl(command: Command, io: CliIo): string {
 function whole(text: string, flag: string, min = 0): number {
   const n = Number(text)
   if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < min)
-    throw new CliError(`${flag} must be a whole number ≥ ${min}, e.g. ${Math.max(min, 1)}`)
+    throw new CliError(`${flag} must be a whole number \u2265 ${min}, e.g. ${Math.max(min, 1)}`)
   return n
 }
 
@@ -127,7 +127,7 @@ async function withApi(action: () => Promise<void>, url: string): Promise<void> 
 }
 
 const ppm = (value: number | undefined): string => (value === undefined ? '-' : `${(value / 10_000).toFixed(2)}%`)
-const short = (did: string): string => `${did.slice(0, 14)}…${did.slice(-4)}`
+const short = (did: string): string => `${did.slice(0, 14)}\u2026${did.slice(-4)}`
 
 function printTask(ctx: CliContext, detail: FlTaskDetailJson): void {
   const t = detail.task
@@ -136,7 +136,7 @@ function printTask(ctx: CliContext, detail: FlTaskDetailJson): void {
     `  rule ${t.rule} f=${t.f}, ${t.participants} participants (${t.voters} voters a round), MLP ${t.widths.join('-')}`,
   )
   ctx.out(`  pool ${t.pool} (left ${t.remaining}, paid ${t.paid}), bond ${t.bond}, slashed ${t.slashed}`)
-  ctx.out(`  global model ${t.global.cid} (sha-256 ${t.global.digest.slice(0, 16)}…)`)
+  ctx.out(`  global model ${t.global.cid} (sha-256 ${t.global.digest.slice(0, 16)}\u2026)`)
   if (t.onnx !== undefined) ctx.out(`  ONNX export ${t.onnx.cid} (${t.onnx.bytes} bytes)`)
   if (t.model !== undefined)
     ctx.out(
@@ -327,7 +327,7 @@ Examples:
   fl.command('join')
     .description('join a task with a bond and take part in its rounds until it ends (long-running)')
     .requiredOption('--task <id>', 'the task id')
-    .requiredOption('--shard <i/n>', 'this participant’s shard of the digits federation, e.g. 3/12')
+    .requiredOption('--shard <i/n>', 'this participant\u2019s shard of the digits federation, e.g. 3/12')
     .option('--behaviour <name>', `what it does to its updates: ${Object.keys(FL_BEHAVIOURS).join(', ')}`, 'honest')
     .option('--attack-scale <x>', 'sign-flip scale', String(SIGN_FLIP_SCALE))
     .option('--alpha <x>', 'Dirichlet concentration of the non-IID split', '0.5')
@@ -362,7 +362,7 @@ Examples:
       const match = /^([0-9]+)\/([0-9]+)$/.exec(options.shard)
       if (match === null) throw new CliError('--shard must be i/n, e.g. 3/12')
       const [index, clients] = [Number(match[1]), Number(match[2])]
-      if (clients < 1 || index >= clients) throw new CliError('--shard i/n needs 0 ≤ i < n')
+      if (clients < 1 || index >= clients) throw new CliError('--shard i/n needs 0 \u2264 i < n')
       if (!(options.behaviour in FL_BEHAVIOURS))
         throw new CliError(`--behaviour must be one of ${Object.keys(FL_BEHAVIOURS).join(', ')}`)
       const behaviour = options.behaviour as FlBehaviourName

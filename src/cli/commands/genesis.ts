@@ -59,7 +59,7 @@ Validators without a stake get 10000 base units. Amounts are decimal base units.
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out genesis.json
-  $ donghae genesis --chain-id demo --validator did:key:z6Mk…:50000 --param epochLength=100
+  $ donghae genesis --chain-id demo --validator did:key:z6Mk\u2026:50000 --param epochLength=100
   $ donghae genesis --check genesis.json     # prints its hash, for \`receipt verify --trust-hash\``,
     )
     .action(async (options: GenesisOptions, command: Command) => {
@@ -67,7 +67,7 @@ Examples:
       if (options.check !== undefined) {
         const doc = await readGenesisFile(options.check)
         ctx.out(
-          `${options.check}: chain ${doc.chainId}, ${doc.validators.length} validators, ${doc.accounts.length} accounts, hash ${toHex(genesisHash(doc))} — valid`,
+          `${options.check}: chain ${doc.chainId}, ${doc.validators.length} validators, ${doc.accounts.length} accounts, hash ${toHex(genesisHash(doc))} \u2014 valid`,
         )
         return
       }

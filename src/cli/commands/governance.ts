@@ -1,7 +1,7 @@
 /**
  * `donghae gov propose|deposit|vote|show|params`: governance by stake (issue 15, part 5).
  * Transactions are signed with the home keystore and sent like `donghae tx transfer` (chain.ts
- * `sendTx`); reads go to the node's GET /v1/gov/… routes. The node is `--api`/`--node` >
+ * `sendTx`); reads go to the node's GET /v1/gov/... routes. The node is `--api`/`--node` >
  * DONGHAE_NODE > http://127.0.0.1:26657. A change is `PARAM=VALUE`: a whole number for a uint
  * parameter, comma-separated items for a list (`inference.modelAllowList=digits-mlp,tiny-lm`;
  * empty for an empty list); it is checked here against the registry before anything is signed
@@ -120,12 +120,12 @@ export function parseChange(text: string, params?: ChainParams): ParamChange {
 }
 
 function proposalIdOf(text: string): number {
-  if (!/^[1-9][0-9]{0,15}$/.test(text)) throw new CliError(`${text} is not a proposal id (1, 2, …)`)
+  if (!/^[1-9][0-9]{0,15}$/.test(text)) throw new CliError(`${text} is not a proposal id (1, 2, \u2026)`)
   return Number(text)
 }
 
 function heightOf(text: string, flag: string): number {
-  if (!/^[1-9][0-9]{0,15}$/.test(text)) throw new CliError(`${flag} must be a height (a whole number ≥ 1)`)
+  if (!/^[1-9][0-9]{0,15}$/.test(text)) throw new CliError(`${flag} must be a height (a whole number \u2265 1)`)
   return Number(text)
 }
 
@@ -187,7 +187,7 @@ function tallyLine(t: TallyView): string {
   const verdict = t.final
     ? t.outcome
     : `${t.outcome === 'passed' ? 'passes' : `fails (${t.reason ?? t.outcome})`} so far`
-  return `yes ${t.yes}  no ${t.no}  abstain ${t.abstain}  veto ${t.veto}  of ${t.totalPower} (turnout ${pct(t.turnoutBps)}) → ${verdict}`
+  return `yes ${t.yes}  no ${t.no}  abstain ${t.abstain}  veto ${t.veto}  of ${t.totalPower} (turnout ${pct(t.turnoutBps)}) \u2192 ${verdict}`
 }
 
 function printProposal(ctx: CliContext, p: ProposalView): void {
@@ -255,7 +255,7 @@ export function withGenesisDefault(p: ParamView, fixed: GovParamsView['fixed']):
 function printParams(ctx: CliContext, view: GovParamsView): void {
   ctx.out(`governed parameters at height ${view.height}`)
   for (const p of view.params) {
-    const bounds = p.kind === 'uint' ? `${p.min ?? '0'}..${p.max ?? 'max'}` : `≤ ${p.maxItems ?? '?'} items`
+    const bounds = p.kind === 'uint' ? `${p.min ?? '0'}..${p.max ?? 'max'}` : `\u2264 ${p.maxItems ?? '?'} items`
     const genesis = registeredParam(p.name)?.genesis !== undefined
     const origin = p.governed
       ? `set at ${p.changedAt ?? '?'} by #${p.proposal ?? '?'}`
@@ -315,7 +315,7 @@ Examples:
           if (options.change.length === 0) throw new CliError('give at least one --change PARAM=VALUE')
           let changes = options.change.map((text) => parseChange(text))
           if (changes.some((c) => registeredParam(c.param)?.genesisBounds !== undefined)) {
-            // bounds that depend on the genesis (chain.maxBlockTxs ≤ its genesis value): check them
+            // bounds that depend on the genesis (chain.maxBlockTxs <= its genesis value): check them
             // before signing too, from the genesis the node reports (the chain checks them anyway)
             const fixed = await getGov<GovParamsView>(url, '/v1/gov/params').then(
               (view) => view.fixed,
@@ -405,7 +405,7 @@ function registerShow(gov: Command, io: CliIo): void {
       .description('show one proposal with its tally and votes, or list the proposals')
       .argument('[id]', 'a proposal id (default: list them, newest first)')
       .option('--status <status>', 'list only: deposit, voting, passed, applied, rejected, vetoed or expired')
-      .option('--limit <n>', 'list only: at most this many (≤ 100)', '20')
+      .option('--limit <n>', 'list only: at most this many (\u2264 100)', '20')
       .option('--json', 'print as JSON'),
   )
     .addHelpText(

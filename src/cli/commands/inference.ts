@@ -41,7 +41,7 @@ function nodeUrl(command: Command, io: CliIo): string {
 
 /**
  * The node's operator token: `--token`, else DONGHAE_API_TOKEN, else `<home>/api-token`. `why`
- * finishes "this command … and needs its operator token" in the error.
+ * finishes "this command ... and needs its operator token" in the error.
  */
 export async function operatorToken(
   ctx: CliContext,
@@ -118,8 +118,8 @@ function argmaxRows(tensor: { dims: number[]; data: unknown[] }): number[] {
 }
 
 /**
- * One line about a finished fetch: `fetched moby-lm (bafy…): 12.3 MB in 2.1 s, 5.9 MB/s; blocks
- * from 2 peers: did:key:z6Mk…a1b2 30, did:key:z6Mk…c3d4 18`. The seconds are the node's (from the
+ * One line about a finished fetch: `fetched moby-lm (bafy...): 12.3 MB in 2.1 s, 5.9 MB/s; blocks
+ * from 2 peers: did:key:z6Mk...a1b2 30, did:key:z6Mk...c3d4 18`. The seconds are the node's (from the
  * fetch's start, which is earlier than `localSeconds` when the command joined a running fetch).
  */
 export function fetchSummary(f: FetchJson, localSeconds: number): string {
@@ -127,7 +127,7 @@ export function fetchSummary(f: FetchJson, localSeconds: number): string {
   const mb = f.bytes / 1e6
   const rate = seconds > 0 ? `${(mb / seconds).toFixed(1)} MB/s` : 'at once'
   const peers = Object.entries(f.fromPeers).sort(([, a], [, b]) => b - a)
-  const short = (did: string): string => (did.length > 24 ? `${did.slice(0, 14)}…${did.slice(-4)}` : did)
+  const short = (did: string): string => (did.length > 24 ? `${did.slice(0, 14)}\u2026${did.slice(-4)}` : did)
   const from =
     peers.length === 0
       ? 'no blocks from peers (all were here already)'
@@ -182,7 +182,7 @@ async function certifiedTimeWithout(node: SettlementCheck, key: string): Promise
 /**
  * Checks a receipt's signatures and, with a node, that it is settled on chain: the Merkle path to
  * its batch root, and the batch record in the chain state, proven against the state root of a
- * header the light client certified (api/light-client.ts) — not the root the node reports.
+ * header the light client certified (api/light-client.ts) - not the root the node reports.
  */
 export async function verifyReceiptFile(raw: unknown, node?: SettlementCheck): Promise<ReceiptVerification> {
   const body = raw !== null && typeof raw === 'object' && 'receipt' in raw ? (raw as { receipt: unknown }).receipt : raw
@@ -359,7 +359,7 @@ Examples:
             ctx.out(`${name} [${tensor.dims.join(',')}]`)
             if (model.kind === 'tensor' && tensor.dims.length === 2)
               ctx.out(`  argmax per row: ${argmaxRows(tensor).join(', ')}`)
-            ctx.out(`  ${JSON.stringify(tensor.data.slice(0, 10))}${tensor.data.length > 10 ? ' …' : ''}`)
+            ctx.out(`  ${JSON.stringify(tensor.data.slice(0, 10))}${tensor.data.length > 10 ? ' \u2026' : ''}`)
           }
           ctx.out(`worker   ${answer.worker}`)
           ctx.out(
@@ -438,7 +438,7 @@ Examples:
   model
     .command('publish <path>')
     .description(
-      'store a model on the node and register it on chain under the node’s key: an ONNX file, or a language model’s folder',
+      'store a model on the node and register it on chain under the node\u2019s key: an ONNX file, or a language model\u2019s folder',
     )
     .requiredOption('--name <name>', 'registry name (lowercase letters, digits, . _ -)')
     .requiredOption('--price <n>', 'fee per call, base units (a language model: per output token)')
@@ -570,7 +570,7 @@ reason printed. The genesis comes from --genesis, --trust-hash (its hash, as
 Examples:
   $ donghae receipt verify receipt.json
   $ donghae receipt verify receipt.json --node http://127.0.0.1:26657 --genesis genesis.json --json
-  $ donghae receipt verify receipt.json --node http://node.lan:26657 --trust-hash 5f0c…e1`,
+  $ donghae receipt verify receipt.json --node http://node.lan:26657 --trust-hash 5f0c\u2026e1`,
     )
     .action(
       async (

@@ -44,7 +44,7 @@ Stop it with Ctrl-C; the databases are kept, and the same --dir resumes the chai
 
 Examples:
   $ donghae localnet
-  $ donghae localnet --validators 4 --dir /tmp/net --base-port 27000 --fund did:key:z6Mk…:5000000
+  $ donghae localnet --validators 4 --dir /tmp/net --base-port 27000 --fund did:key:z6Mk\u2026:5000000
   $ donghae chain status --node http://127.0.0.1:26657`,
     )
     .action(async (options: LocalnetOptions, command: Command) => {
@@ -125,7 +125,7 @@ Examples:
       const table = nodes.map((n, i) => ({ node: `node${i}`, did: n.did, api: `http://127.0.0.1:${basePort + i}` }))
       if (options.json === true) io.stdout.write(`${JSON.stringify({ chainId: genesis.chainId, dir, nodes: table })}\n`)
       else {
-        ctx.out(`chain ${genesis.chainId} running — Ctrl-C to stop`)
+        ctx.out(`chain ${genesis.chainId} running \u2014 Ctrl-C to stop`)
         for (const row of table) ctx.out(`  ${row.node}  ${row.api}  ${row.did}`)
       }
       await new Promise<void>((resolve) => {
@@ -137,7 +137,7 @@ Examples:
         process.on('SIGINT', onSignal)
         process.on('SIGTERM', onSignal)
       })
-      progress('localnet: stopping…')
+      progress('localnet: stopping\u2026')
       await stopAll()
       progress('localnet: stopped; run the same command to resume')
     })

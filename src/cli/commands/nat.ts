@@ -91,7 +91,9 @@ Examples:
         if (options.json === true) {
           io.stdout.write(`${JSON.stringify({ method: 'none', reason, fallback: 'circuit-relay' })}\n`)
         }
-        throw new CliError(`no port mapping available: ${reason} — peers will reach this node through a circuit relay`)
+        throw new CliError(
+          `no port mapping available: ${reason} \u2014 peers will reach this node through a circuit relay`,
+        )
       }
       const result = {
         method: m.method,
@@ -104,7 +106,7 @@ Examples:
       }
       if (options.json === true) io.stdout.write(`${JSON.stringify(result)}\n`)
       else {
-        ctx.out(`mapped     ${result.externalAddress} → ${result.internalAddress} (${m.protocol})`)
+        ctx.out(`mapped     ${result.externalAddress} \u2192 ${result.internalAddress} (${m.protocol})`)
         ctx.out(
           `method     ${m.method === 'pmp' ? 'NAT-PMP' : `UPnP (${m.upnpService ?? ''})`} via ${status.gateway ?? '?'}`,
         )

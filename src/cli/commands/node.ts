@@ -30,7 +30,7 @@ export function registerNode(program: Command, io: CliIo): void {
   program
     .command('node')
     .description(
-      'run this home as a node: p2p host (libp2p), chain, HTTP API — until SIGINT/SIGTERM, or until its chain database refuses a write (a full disk: exits 1)',
+      'run this home as a node: p2p host (libp2p), chain, HTTP API \u2014 until SIGINT/SIGTERM, or until its chain database refuses a write (a full disk: exits 1)',
     )
     .option('--genesis <file>', 'genesis file (default <home>/genesis.json)')
     .option('--password-file <file>', 'read the keystore password from a file')
@@ -49,7 +49,7 @@ export function registerNode(program: Command, io: CliIo): void {
       `
 Configuration (flag > env > <home>/config.json > default): p2pPort, transport, listenHost, apiPort,
 apiHost, apiCors, apiAllowedHosts, apiRateLimit, bootstrap, mdns, nat, worker, workerSlots, workerMemory,
-executionProvider, serve, runner, canaryPpm, modelStorage, expertReplicas, expertMemory, expertTraining, directory — see
+executionProvider, serve, runner, canaryPpm, modelStorage, expertReplicas, expertMemory, expertTraining, directory \u2014 see
 \`donghae config show\`. The API's operator token is
 <home>/api-token (made on first start if missing); the dashboard is at the API's address. The
 API answers only requests whose Host is localhost, 127.0.0.1, [::1] or the address it listens on
@@ -58,7 +58,7 @@ another name (a LAN name, a reverse proxy) by adding the name to apiAllowedHosts
 DONGHAE_API_ALLOWED_HOSTS=node.lan:26657,node.example.org. worker=false (DONGHAE_WORKER=0) runs a
 gateway only. executionProvider (DONGHAE_EXECUTION_PROVIDER): auto (CoreML on macOS, CUDA when its
 library is installed, else CPU), cpu, coreml or cuda. serve (DONGHAE_SERVE): which registered
-models to serve — all, models:<name or CID>,… or publishers:<did>,…. runner (DONGHAE_RUNNER):
+models to serve \u2014 all, models:<name or CID>,\u2026 or publishers:<did>,\u2026. runner (DONGHAE_RUNNER):
 sandbox (default: a child process per model, empty directory, limits) or in-process. A worker
 must also be bonded on chain (\`donghae worker bond\`); models are read from <home>/models and
 fetched from peers, block by block from several at once (UnixFS over bitswap, within modelStorage,
@@ -76,13 +76,13 @@ to pages on any origin: each offer is signed by its DID) and serves the node's l
 the data channel; iceServers (DONGHAE_ICE_SERVERS, e.g. stun:stun.example.org:3478) adds STUN
 servers, none by default (host candidates only). transport (--transport, DONGHAE_TRANSPORT, default
 tcp,quic; ws listens on p2pPort + 1, so move apiPort off it first): the p2p transports, e.g. --transport quic for QUIC only (UDP p2pPort: open or forward
-UDP, not TCP) — peers need one transport in common with this node; see docs/transports.md.
+UDP, not TCP) \u2014 peers need one transport in common with this node; see docs/transports.md.
 
 Examples:
   $ donghae genesis --validator self --account self:1000000 --out ~/.donghae/genesis.json
   $ donghae node
   $ donghae node --password-file ~/.donghae/password --log-file ~/.donghae/logs/node.log
-  $ DONGHAE_BOOTSTRAP=/ip4/192.168.1.10/tcp/26656/p2p/12D3KooW… donghae node
+  $ DONGHAE_BOOTSTRAP=/ip4/192.168.1.10/tcp/26656/p2p/12D3KooW\u2026 donghae node
   $ donghae node --transport quic`,
     )
     .action(async (options: NodeOptions, command: Command) => {
@@ -119,7 +119,7 @@ Examples:
       if (apiToken.created) io.stderr.write(`created the API operator token ${ctx.home.apiToken}\n`)
       if (!dashboardBuilt(DASHBOARD_DIR))
         io.stderr.write(
-          `dashboard: not built (${DASHBOARD_DIR} is missing); run \`npm run build:web\` in the checkout — the API works without it\n`,
+          `dashboard: not built (${DASHBOARD_DIR} is missing); run \`npm run build:web\` in the checkout \u2014 the API works without it\n`,
         )
       let node: FullNode
       try {
@@ -166,7 +166,7 @@ Examples:
         ctx.out(`node ${config.moniker} running on chain ${genesis.chainId} at height ${info.height}`)
         ctx.out(`  did      ${info.did}`)
         ctx.out(`  api      ${info.api}`)
-        ctx.out(`  dashboard ${info.dashboard}#token=… (token in ${info.apiToken})`)
+        ctx.out(`  dashboard ${info.dashboard}#token=\u2026 (token in ${info.apiToken})`)
         for (const address of info.addresses) ctx.out(`  listen   ${address}`)
       }
       // A write the chain database refused (a full disk) stops the node: the database takes no more
@@ -191,7 +191,7 @@ Examples:
           onSignal()
         }
       })
-      io.stderr.write('stopping…\n')
+      io.stderr.write('stopping\u2026\n')
       if (writeFailure !== undefined) {
         // whatever still holds the event loop after the stop (a part that failed to stop), the
         // process ends: it must not go on without a database that writes

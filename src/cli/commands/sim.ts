@@ -124,7 +124,9 @@ function printSummary(out: (line: string) => void, s: Summary): void {
   out(`  engines reported      ${t.evidence} duplicate votes, ${t.rejected} rejected messages, ${t.syncs} block syncs`)
   out(`  time                  ${(s.elapsedMs / 1000).toFixed(1)} s (${s.schedulesPerSecond} schedules/s)`)
   if (s.failingSeeds.length > 0) {
-    out(`  failing seeds         ${s.failingSeeds.slice(0, 20).join(', ')}${s.failingSeeds.length > 20 ? ', …' : ''}`)
+    out(
+      `  failing seeds         ${s.failingSeeds.slice(0, 20).join(', ')}${s.failingSeeds.length > 20 ? ', \u2026' : ''}`,
+    )
     for (const v of s.firstFailure?.violations ?? [])
       out(`    ${v.kind} at height ${v.height} on ${v.node}: ${v.detail}`)
     if (s.firstFailure?.livenessFailure !== undefined) out(`    liveness: ${s.firstFailure.livenessFailure}`)
@@ -166,7 +168,7 @@ gateway sending digits-mlp jobs (real ONNX Runtime, real signatures), its settle
 following the chain's own audit draws, quorums and slashes. Printed: jobs the worker under test
 served until its first slash (median, 95th percentile, worst), runs where it was never slashed,
 slashes of honest workers, the share of compute spent on audits and canaries (second half of
-each run), and cheaterNetOverHonest: the largest over the runs of (earnings − slashes) ÷ what the
+each run), and cheaterNetOverHonest: the largest over the runs of (earnings \u2212 slashes) ÷ what the
 same jobs earn honestly (below 1: cheating cost more than it paid). Exit status 1 if an honest
 worker was slashed or a dishonest one got away.
 

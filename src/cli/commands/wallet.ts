@@ -46,7 +46,7 @@ function statusOf(p: WalletPaymentView): string {
 }
 
 function paymentLine(p: WalletPaymentView): string {
-  const arrow = p.direction === 'sent' ? '→' : '←'
+  const arrow = p.direction === 'sent' ? '\u2192' : '\u2190'
   const memo = p.memo === '' ? '' : `  "${untrustedText(p.memo, 60)}"`
   return `${p.id.slice(0, 8)}  ${when(p.createdAt)}  ${arrow} ${p.counterparty}  ${p.amount}  ${statusOf(p)}${memo}`
 }
@@ -56,12 +56,12 @@ function printPayment(ctx: CliContext, p: WalletPaymentView): void {
   ctx.out(`  from        ${p.from}`)
   ctx.out(`  to          ${p.to}`)
   ctx.out(`  amount      ${p.amount}`)
-  ctx.out(`  memo        ${p.memo === '' ? '–' : untrustedText(p.memo, 1024)}`)
+  ctx.out(`  memo        ${p.memo === '' ? '\u2013' : untrustedText(p.memo, 1024)}`)
   if (p.invoice !== undefined)
     ctx.out(`  invoice     ${untrustedText(p.invoice.name, 255)} (${p.invoice.bytes} bytes; --save-invoice FILE)`)
   ctx.out(`  created     ${when(p.createdAt)}`)
   ctx.out(`  status      ${statusOf(p)}${p.height === undefined ? '' : ` at height ${p.height}`}`)
-  ctx.out(`  transfer    ${p.txHash ?? '–'}`)
+  ctx.out(`  transfer    ${p.txHash ?? '\u2013'}`)
   ctx.out(`  envelope    ${p.envelopeHash}`)
   if (p.receipt !== undefined) ctx.out(`  receipt     signed by the recipient at ${when(p.receipt.at)}`)
   ctx.out(`  ledger      entry ${p.ledgerIndex}`)
@@ -93,8 +93,8 @@ function explainLedgerError(err: unknown, path: string): never {
 const SUBCOMMAND_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   status: ['donghae wallet status', 'donghae wallet status --json'],
   send: [
-    'donghae wallet send --to did:key:z6Mk… --amount 250 --memo "dinner, Friday" --wait',
-    'donghae wallet send --to did:key:z6Mk… --amount 1200 --memo "March" --invoice invoice-0312.pdf',
+    'donghae wallet send --to did:key:z6Mk\u2026 --amount 250 --memo "dinner, Friday" --wait',
+    'donghae wallet send --to did:key:z6Mk\u2026 --amount 1200 --memo "March" --invoice invoice-0312.pdf',
   ],
   history: ['donghae wallet history', 'donghae wallet history --direction received --limit 10 --json'],
   show: ['donghae wallet show 3f2a', 'donghae wallet show 3f2a --save-invoice invoice.pdf'],
@@ -117,9 +117,9 @@ The node keeps the wallet: its ledger (data/wallet/ledger) is encrypted under a 
 the keystore password, and every entry is chained to the one before it. See docs/wallet.md.
 
 Examples:
-  $ donghae wallet send --to did:key:z6Mk… --amount 250 --memo "dinner, Friday"
+  $ donghae wallet send --to did:key:z6Mk\u2026 --amount 250 --memo "dinner, Friday"
   $ donghae wallet history
-  $ donghae wallet show 3f2a…
+  $ donghae wallet show 3f2a\u2026
   $ donghae wallet verify --offline
   $ donghae wallet export --out wallet-backup.json`,
     )
@@ -140,7 +140,7 @@ Examples:
         ctx.out(`  balance     ${s.balance}`)
         ctx.out(`  pending     ${s.pending.count} payments, ${s.pending.amount}`)
         ctx.out(`  deliveries  ${s.deliveriesPending} waiting for their recipients`)
-        ctx.out(`  ledger      ${s.ledger.entries} entries, head ${s.ledger.head.slice(0, 16)}…`)
+        ctx.out(`  ledger      ${s.ledger.entries} entries, head ${s.ledger.head.slice(0, 16)}\u2026`)
       }),
     )
 
@@ -213,7 +213,7 @@ Examples:
   wallet
     .command('history')
     .description('payments sent and received, newest first, with their memos')
-    .option('--limit <n>', 'how many (1–500)', '50')
+    .option('--limit <n>', 'how many (1\u2013500)', '50')
     .option('--direction <dir>', 'sent or received')
     .option('--api <url>', NODE_HELP)
     .option('--node <url>', 'the same as --api')

@@ -1,6 +1,6 @@
 /**
  * Strict decoders for the experts module's transaction bodies: every field typed and bounded,
- * unknown fields refused. Each throws TxError('malformed', …) naming the field. Rules that need
+ * unknown fields refused. Each throws TxError('malformed', ...) naming the field. Rules that need
  * state (versions, dependencies, shapes against the MetaBlock, signatures, work) are the
  * handlers' (module.ts), so that such a transaction is included as failed with its reason.
  */

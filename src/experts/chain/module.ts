@@ -1,5 +1,5 @@
 /**
- * experts: AI-Block's chain module (seed 001 §3, §6, §8.1, §8.2, §10.4) — Mixture-of-Experts
+ * experts: AI-Block's chain module (seed 001 §3, §6, §8.1, §8.2, §10.4) - Mixture-of-Experts
  * models kept as a parameter DAG on chain. A family's MetaBlocks (architecture, router rules,
  * tokenizer, trunk weights, public validation set) form a linear history; its parameter blocks
  * (one router or one expert of one layer each, weights in the content store by CID) form a DAG
@@ -16,17 +16,17 @@
  *            otherwise); they fill the same slots in the new version. A new version is a fork:
  *            proposals are for the latest version only. Emits `experts.meta`.
  *
- *   propose  1–64 parameter blocks and the miner's claimed score of the model with them in place.
+ *   propose  1-64 parameter blocks and the miner's claimed score of the model with them in place.
  *            Checked in this order, each failure included as failed with its reason (the fee is
  *            kept, nothing else written): 'too-many-blocks', 'unknown-family', 'unknown-version'
  *            (not the latest), 'bad-index' (the family's next indices, in order), 'bad-name'
- *            (name ↔ type ↔ layer, inside the architecture, one block per slot),
+ *            (name <-> type <-> layer, inside the architecture, one block per slot),
  *            'unknown-dependency' (a `#<index>` naming no sibling, or a hash that is neither a
  *            MetaBlock nor an accepted block), 'foreign-dependency' (another family's block or
  *            MetaBlock), 'cycle' (among the siblings; the members are named),
  *            'missing-meta-dependency', 'missing-router-dependency' (an expert depends on its
  *            layer's current router or a router of that layer in the proposal), 'shapes'
- *            (≠ payloadShapes(arch, type)), 'bad-signature' (payloadSig by header.miner),
+ *            (!= payloadShapes(arch, type)), 'bad-signature' (payloadSig by header.miner),
  *            'insufficient-work' (powDigest has fewer than `polDifficultyBits` leading zero
  *            bits), 'duplicate-payload' (a payload CID already pending or accepted). Then the
  *            bond `polBond` moves from the sender to the escrow (`spends`, so the mempool counts
@@ -40,12 +40,12 @@
  *            ('not-validator', 'already-attested', 'unknown-proposal', 'not-pending'). When the
  *            attesters hold more than 2/3 of the voting power the proposal is decided at once,
  *            with stake-weighted (lower) medians:
- *              faults from more than 2/3 of the attesting power  → refused 'bad-payload', bond kept
- *              |claim − median| past polToleranceMicroNats or
- *                polAccuracyTolerancePpm                         → refused 'forged-score', bond kept
- *              a slot it replaces changed since it was proposed  → refused 'stale', bond returned
- *              it replaces a block and baseline − median loss
- *                < polMinGainMicroNats (the seed's δ)            → refused 'no-improvement', bond kept
+ *              faults from more than 2/3 of the attesting power  -> refused 'bad-payload', bond kept
+ *              |claim - median| past polToleranceMicroNats or
+ *                polAccuracyTolerancePpm                         -> refused 'forged-score', bond kept
+ *              a slot it replaces changed since it was proposed  -> refused 'stale', bond returned
+ *              it replaces a block and baseline - median loss
+ *                < polMinGainMicroNats (the seed's delta)            -> refused 'no-improvement', bond kept
  *              else accepted: bond returned, blocks accepted with the median score, ParamIndex
  *              and slot history updated, the family's score set.
  *            A kept bond goes to the experts pool. Emits `experts.attested`, then
@@ -64,7 +64,7 @@
  * and the escrow hold tokens taken from accounts, counted in the supply.
  *
  * Genesis (`genesis.experts`): MetaBlocks in order, then blocks accepted directly with their
- * score — the same checks as a proposal but for bond and proof of work (signatures must verify).
+ * score - the same checks as a proposal but for bond and proof of work (signatures must verify).
  *
  * Washed usage: usage is what gateways report and pay for. Calls a miner reports of its own
  * blocks are recorded (all-time calls, rankings) and paid for, but do not weigh in the epoch's
@@ -240,7 +240,7 @@ export interface CheckedBlocks {
   hashes: string[]
   /** Positions in topological order (dependencies first). */
   order: number[]
-  /** Slot → the hash it holds now ('' when empty). */
+  /** Slot -> the hash it holds now ('' when empty). */
   replaces: Record<string, string>
 }
 
@@ -301,7 +301,7 @@ export function checkBlocks(
   if ('cycle' in topo)
     refuse(
       'cycle',
-      `the proposal's dependencies form a cycle: ${topo.cycle.map((p) => `#${blocks[p]?.index ?? p}`).join(' → ')}`,
+      `the proposal's dependencies form a cycle: ${topo.cycle.map((p) => `#${blocks[p]?.index ?? p}`).join(' \u2192 ')}`,
     )
   blocks.forEach((b, i) => {
     if (!(deps.external[i] ?? []).includes(meta.hash))

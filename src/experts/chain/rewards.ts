@@ -3,7 +3,7 @@
  *
  *   total_reward = base × usage × speed × quality × recency
  *   usage   = min(epoch calls / 100, 2.0)                 routings gateways reported (and paid for)
- *   speed   = max(0.5, 2.0 − mean latency per call, s)    the gateways' measured latency
+ *   speed   = max(0.5, 2.0 - mean latency per call, s)    the gateways' measured latency
  *   quality = 1.0 + accuracy of the block's accepted score (validators' median, ppm)
  *   recency = 1.0 if used within `expertRecencyBlocks` blocks, else 0.8
  *

@@ -4,25 +4,25 @@
  * member (`IndexedSet`), so no transaction rewrites a list that grows with the network.
  *
  *   family/<family>                    FamilyRecord (owner, latest version, next DAG index, usage)
- *   families/…                         IndexedSet of every family
+ *   families/...                         IndexedSet of every family
  *   meta/<family>/<version>            MetaRecord (the linear MetaBlock history)
  *   metahash/<hash>                    { family, version } of a MetaBlock hash
  *   block/<hash>                       BlockRecord (header, status, accepted score)
  *   payload/<cid>                      hash of the pending or accepted block carrying that payload
  *   idx/<family>/<version>/<name>      ParamIndex: the slot's current block hash
- *   names/<family>/<version>/…         IndexedSet of the slots filled in that version
+ *   names/<family>/<version>/...         IndexedSet of the slots filled in that version
  *   carried/<family>/<version>/<hash>  true: an older block carried into that version
  *   hist/<family>/<name>/n             number of accepted blocks the slot has had
  *   hist/<family>/<name>/<n>           HistoryEntry (n from 0)
  *   topo/<family>/<n>                  block hash, the family's blocks in topological order
  *   proposal/<id>                      ProposalRecord (id = hex of the propose transaction's hash)
  *   att/<id>/<did>                     AttestRecord: one validator's reproduction
- *   atts/<id>/…                        IndexedSet of the proposal's attesters
- *   pending/…                          IndexedSet of pending proposal ids
- *   due/<height>/…                     IndexedSet of pending ids whose deadline is that height
+ *   atts/<id>/...                        IndexedSet of the proposal's attesters
+ *   pending/...                          IndexedSet of pending proposal ids
+ *   due/<height>/...                     IndexedSet of pending ids whose deadline is that height
  *   plog/n, plog/<i>                   every proposal id in order (listProposals reads it backwards)
  *   usage/<hash>                       UsageRecord (calls, epoch calls and latency, rewards)
- *   used/…                             IndexedSet of blocks with calls this epoch
+ *   used/...                             IndexedSet of blocks with calls this epoch
  *   pool                               bigint: usage fees and kept bonds, paid out at epoch edges
  *   escrow                             bigint: bonds of pending proposals
  *
@@ -64,7 +64,7 @@ export interface FamilyRecord {
   latest: number
   /** The next block's DAG index (blocks of every version share the sequence). */
   nextIndex: number
-  /** Blocks in `topo/<family>/…`. */
+  /** Blocks in `topo/<family>/...`. */
   topoCount: number
   createdAt: number
   /** Score of the model when its last proposal was accepted. */
@@ -247,7 +247,7 @@ function slotOrder(a: string, b: string): number {
   return (pa.expert ?? -1) - (pb.expert ?? -1)
 }
 
-/** A version's ParamIndex: slot → block hash, by layer then router first then expert number. */
+/** A version's ParamIndex: slot -> block hash, by layer then router first then expert number. */
 export function paramIndex(state: StateReader, family: string, version: number): Array<{ name: string; hash: string }> {
   return namesSet(family, version)
     .list(state)

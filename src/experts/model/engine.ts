@@ -5,12 +5,12 @@
  * calls the peers that host them).
  *
  * The forward is Mixtral's, computed with the kernels of math.ts (so every node gets the same
- * numbers): for each layer, h = RMSNorm(x)·attn_norm; q, k, v = h·Wᵀ; rotary positions on q and k;
- * grouped-query causal attention (softmax of q·k/√hd over the positions so far); x += o(attn);
- * h = RMSNorm(x)·ffn_norm; the router's logits h·Rᵀ → softmax (empty slots excluded) → the top
- * k experts (ties: lower index) → gates (renormalized over the k for `softmax-topk-renorm`); the
+ * numbers): for each layer, h = RMSNorm(x)·attn_norm; q, k, v = h·W^T; rotary positions on q and k;
+ * grouped-query causal attention (softmax of q·k/sqrthd over the positions so far); x += o(attn);
+ * h = RMSNorm(x)·ffn_norm; the router's logits h·R^T -> softmax (empty slots excluded) -> the top
+ * k experts (ties: lower index) -> gates (renormalized over the k for `softmax-topk-renorm`); the
  * rows are grouped by expert into one `ExpertCall` each, the provider runs the layer's calls, and
- * x += Σ gate · expert(h), summed in rank order. An answer that is `null` is masked: the row's
+ * x += sum gate · expert(h), summed in rank order. An answer that is `null` is masked: the row's
  * other gates are scaled so they sum to what the k gates summed to (a row with every expert
  * masked adds nothing). Then the final RMSNorm and the head give the logits.
  *
@@ -39,7 +39,7 @@ export interface MoeGenerateOptions {
   sampler: SamplerParams
   /** Token ids that end the generation (kept in the output). */
   stopIds?: readonly number[]
-  /** Experts per token (top_k_experts), 1 … arch.expertsPerLayer. @default arch.topK */
+  /** Experts per token (top_k_experts), 1 ... arch.expertsPerLayer. @default arch.topK */
   topK?: number
   signal?: AbortSignal
   /** Called with each token as soon as it is drawn. */
@@ -101,7 +101,7 @@ export function emptyRoutingStats(arch: MoeArchitecture): RoutingStats {
   }
 }
 
-/** Keys and values of every layer for positions 0 … length−1 (row-major [position, Hkv·hd]). */
+/** Keys and values of every layer for positions 0 ... length-1 (row-major [position, Hkv·hd]). */
 class KvCache {
   readonly k: Float32Array[]
   readonly v: Float32Array[]
@@ -120,8 +120,8 @@ interface Pass {
 }
 
 /**
- * Top-k of probs[off … off+n) by value, ties to the lower index (probabilities that are 0 —
- * empty slots — are never picked); writes the picked indices to `out` and returns how many.
+ * Top-k of probs[off ... off+n) by value, ties to the lower index (probabilities that are 0 -
+ * empty slots - are never picked); writes the picked indices to `out` and returns how many.
  */
 function topK(probs: Float64Array, n: number, k: number, excluded: readonly boolean[], out: Int32Array): number {
   let count = 0
@@ -247,7 +247,7 @@ export class MoeEngine {
   #pass(options: ForwardOptions): Pass {
     const k = options.topK ?? this.arch.topK
     if (!Number.isSafeInteger(k) || k < 1 || k > this.arch.expertsPerLayer)
-      throw new InvalidInputError(`top_k_experts must be an integer in 1–${this.arch.expertsPerLayer}`)
+      throw new InvalidInputError(`top_k_experts must be an integer in 1\u2013${this.arch.expertsPerLayer}`)
     return { topK: k, signal: options.signal, stats: emptyRoutingStats(this.arch) }
   }
 
@@ -259,7 +259,7 @@ export class MoeEngine {
       throw new InvalidInputError(`${what} token ${wrong} is outside the model's vocabulary (${vocab} tokens)`)
   }
 
-  /** Runs `ids` at positions cache.length …, appending to the cache; logits of every row or the last. */
+  /** Runs `ids` at positions cache.length ..., appending to the cache; logits of every row or the last. */
   async #forward(ids: readonly number[], cache: KvCache, pass: Pass, allRows: boolean): Promise<Float32Array> {
     const { dModel: d, nHeads: H, nKvHeads: Hkv, vocabSize: V, ropeTheta } = this.arch
     const hd = this.#headDim
@@ -301,7 +301,7 @@ export class MoeEngine {
     return logits
   }
 
-  /** Causal grouped-query attention of n query rows at positions pos0 … over the cache. */
+  /** Causal grouped-query attention of n query rows at positions pos0 ... over the cache. */
   #attention(q: Float32Array, kc: Float32Array, vc: Float32Array, n: number, pos0: number): Float32Array {
     const { nHeads: H, nKvHeads: Hkv } = this.arch
     const hd = this.#headDim
@@ -372,7 +372,7 @@ export class MoeEngine {
     return { k, slotExpert, gates, calls, callSlots }
   }
 
-  /** x += Σ gate · answer per row (rank order), masked experts' gates given to the others. */
+  /** x += sum gate · answer per row (rank order), masked experts' gates given to the others. */
   #combine(
     x: Float32Array,
     n: number,
@@ -382,7 +382,7 @@ export class MoeEngine {
   ): void {
     const d = this.arch.dModel
     const { k, gates, calls, callSlots } = routed
-    // slot → (answer output, row in it); null output: masked
+    // slot -> (answer output, row in it); null output: masked
     const slotOut: Array<Float32Array | null> = new Array<Float32Array | null>(n * k).fill(null)
     const slotRow = new Int32Array(n * k)
     calls.forEach((call, c) => {
@@ -435,7 +435,7 @@ export class MoeEngine {
 
 interface Routed {
   k: number
-  /** [n · k]: the expert of each row's rank, −1 when fewer than k were available. */
+  /** [n · k]: the expert of each row's rank, -1 when fewer than k were available. */
   slotExpert: Int32Array
   gates: Float64Array
   calls: ExpertCall[]

@@ -3,13 +3,13 @@
  * validation set, computed the same on every node (math.ts), so validators reproduce a miner's
  * claim exactly.
  *
- * Window w (0 ≤ w < windows) is the tokens [w·T, (w+1)·T] (T = windowTokens, T + 1 tokens): a
+ * Window w (0 <= w < windows) is the tokens [w·T, (w+1)·T] (T = windowTokens, T + 1 tokens): a
  * teacher-forced pass over its first T tokens, row i predicting token i + 1. For each predicted
- * token: NLL = logsumexp(logits) − logit[target] in float64 (max, then Σ exp(ℓ − max) in id order,
- * then max + log Σ), a NaN or infinite NLL counted as `MAX_NLL_NATS`; correct when the arg-max
+ * token: NLL = logsumexp(logits) - logit[target] in float64 (max, then sum exp(l - max) in id order,
+ * then max + log sum), a NaN or infinite NLL counted as `MAX_NLL_NATS`; correct when the arg-max
  * (lowest id on ties) is the target. The NLLs are summed in float64 in window order, then
- * position order. Score: lossMicroNats = ⌊mean · 10^6 + ½⌋ (half up) as a bigint, accuracyPpm =
- * ⌊(correct · 10^6 + count/2) / count⌋. Every layer routes to the architecture's top-k.
+ * position order. Score: lossMicroNats = floor(mean · 10^6 + ½) (half up) as a bigint, accuracyPpm =
+ * floor((correct · 10^6 + count/2) / count). Every layer routes to the architecture's top-k.
  */
 import { AbortError } from '../../core/errors.ts'
 import { argMax } from '../../inference/lm/sampler.ts'
@@ -76,7 +76,7 @@ export function scoreOf(sums: LossSums): PolScore {
 export function checkWindows(arch: MoeArchitecture, tokens: Uint32Array, windows: number, windowTokens: number): void {
   if (!Number.isSafeInteger(windows) || windows < 1) throw new TokenSetError('windows must be a positive integer')
   if (!Number.isSafeInteger(windowTokens) || windowTokens < 1 || windowTokens > arch.contextLength)
-    throw new TokenSetError(`windowTokens must be an integer in 1–${arch.contextLength} (the context window)`)
+    throw new TokenSetError(`windowTokens must be an integer in 1\u2013${arch.contextLength} (the context window)`)
   const need = windows * windowTokens + 1
   if (tokens.length < need)
     throw new TokenSetError(

@@ -26,7 +26,7 @@ import type { ExpertAnswer, ExpertCall, ExpertProvider } from './provider.ts'
 import { expertBytes, parseExpert, weightsBytes, type ExpertWeights } from './weights.ts'
 
 /**
- * An expert's output rows: SwiGLU w2 · (silu(w1 x) ⊙ (w3 x)), else w2 · act(w1 x) with act GELU
+ * An expert's output rows: SwiGLU w2 · (silu(w1 x) (.) (w3 x)), else w2 · act(w1 x) with act GELU
  * (tanh) or ReLU. `input` is row-major [rows, dModel]; the result is [rows, dModel].
  */
 export function runExpert(weights: ExpertWeights, input: Float32Array, rows: number): Float32Array {

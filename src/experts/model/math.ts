@@ -6,8 +6,8 @@
  *  - inputs are float32; products and sums are computed in float64 (a product of two float32 is
  *    exact in float64) in the order written below, and each result is rounded to float32 once,
  *    when it is stored;
- *  - a dot product of length n (`dot`) sums four lanes, lane l holding the terms i ≡ l (mod 4)
- *    for i < n − n mod 4 in increasing i, then ((s0 + s1) + (s2 + s3)), then the remaining terms
+ *  - a dot product of length n (`dot`) sums four lanes, lane l holding the terms i == l (mod 4)
+ *    for i < n - n mod 4 in increasing i, then ((s0 + s1) + (s2 + s3)), then the remaining terms
  *    in increasing i. The four lanes are for speed (independent additions); the order is fixed;
  *  - transcendental functions are V8's `Math.exp`, `Math.tanh`, `Math.cos`, `Math.sin`, `**`:
  *    ports of fdlibm, the same on every platform;
@@ -17,7 +17,7 @@
  * A linear layer's weight is [out, in] (row-major), as in the weight files.
  */
 
-/** Σ a[aOff + i] · b[bOff + i] for i < n, in the order of the module comment (float64). */
+/** sum a[aOff + i] · b[bOff + i] for i < n, in the order of the module comment (float64). */
 export function dot(a: Float32Array, aOff: number, b: Float32Array, bOff: number, n: number): number {
   let s0 = 0
   let s1 = 0
@@ -50,7 +50,7 @@ export function matVec(
 }
 
 /**
- * out[r, o] = W[o, :] · x[r, :] for `rows` rows of x ([rows, inDim] → [rows, outDim]). Loops over
+ * out[r, o] = W[o, :] · x[r, :] for `rows` rows of x ([rows, inDim] -> [rows, outDim]). Loops over
  * the weight's rows outside and the input rows inside, so each weight row is read from memory
  * once per batch.
  */
@@ -72,7 +72,7 @@ export function matMul(
 }
 
 /**
- * RMSNorm of each row: x · (1 / √(mean(x²) + eps)) · weight, mean(x²) summed in increasing order
+ * RMSNorm of each row: x · (1 / sqrt(mean(x²) + eps)) · weight, mean(x²) summed in increasing order
  * (float64). `out` may be `x`.
  */
 export function rmsNorm(
@@ -98,7 +98,7 @@ export function rmsNorm(
 
 const invFreqCache = new Map<string, Float64Array>()
 
-/** θ^(−2i/hd) for i < hd/2: the rotary frequencies. */
+/** theta^(-2i/hd) for i < hd/2: the rotary frequencies. */
 export function ropeFrequencies(headDim: number, theta: number): Float64Array {
   const key = `${headDim}:${theta}`
   let f = invFreqCache.get(key)
@@ -112,8 +112,8 @@ export function ropeFrequencies(headDim: number, theta: number): Float64Array {
 
 /**
  * Rotary positions, rotate-half (Llama/Mixtral): in each head of each row, for i < hd/2 with
- * angle a = position · θ^(−2i/hd): x[i] ← x[i]·cos a − x[i+hd/2]·sin a and
- * x[i+hd/2] ← x[i+hd/2]·cos a + x[i]·sin a. Row r is at position `startPos + r`. In place.
+ * angle a = position · theta^(-2i/hd): x[i] <- x[i]·cos a - x[i+hd/2]·sin a and
+ * x[i+hd/2] <- x[i+hd/2]·cos a + x[i]·sin a. Row r is at position `startPos + r`. In place.
  */
 export function rope(
   x: Float32Array,
@@ -150,8 +150,8 @@ export function rope(
 }
 
 /**
- * Softmax of x[off … off+n) in place: e_i = exp(x_i − max), each divided by Σ e (summed in
- * increasing order, float64). −∞ entries get 0; when every entry is −∞ all get 0.
+ * Softmax of x[off ... off+n) in place: e_i = exp(x_i - max), each divided by sum e (summed in
+ * increasing order, float64). -infinity entries get 0; when every entry is -infinity all get 0.
  */
 export function softmax(x: Float32Array | Float64Array, off = 0, n = x.length - off): void {
   let max = -Infinity
@@ -169,19 +169,19 @@ export function softmax(x: Float32Array | Float64Array, off = 0, n = x.length - 
   for (let i = off; i < off + n; i++) x[i] = x[i]! / sum
 }
 
-/** x · σ(x) = x / (1 + e^(−x)). */
+/** x · sigma(x) = x / (1 + e^(-x)). */
 export function silu(v: number): number {
   return v / (1 + Math.exp(-v))
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI)
 
-/** GELU, tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+/** GELU, tanh approximation: ½x(1 + tanh(sqrt(2/pi)(x + 0.044715x³))). */
 export function gelu(v: number): number {
   return 0.5 * v * (1 + Math.tanh(GELU_C * (v + 0.044715 * v * v * v)))
 }
 
-/** max(0, x) (−0 and NaN give 0). */
+/** max(0, x) (-0 and NaN give 0). */
 export function relu(v: number): number {
   return v > 0 ? v : 0
 }
@@ -210,7 +210,7 @@ export function reluInPlace(x: Float32Array): Float32Array {
   return x
 }
 
-/** x ← x + y (each sum rounded to float32 as stored). */
+/** x <- x + y (each sum rounded to float32 as stored). */
 export function addInPlace(x: Float32Array, y: Float32Array): Float32Array {
   for (let i = 0; i < x.length; i++) x[i] = x[i]! + y[i]!
   return x

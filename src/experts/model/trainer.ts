@@ -2,10 +2,10 @@
  * The built-in trainer of one expert: a zeroth-order evolution strategy, so a node trains with
  * nothing but forward passes (the same engine it serves with).
  *
- * Each step draws a Gaussian direction ε (a seeded PRNG: a seed gives the same run everywhere)
- * and evaluates the training loss at θ + σε and θ − σε (antithetic pair); the gradient estimate
- * g = (L₊ − L₋)/(2σ) gives a third candidate θ − η·g·ε. The best of the three replaces θ only when
- * its loss is below θ's: the training loss never rises. The loss is the mean NLL of the training
+ * Each step draws a Gaussian direction eps (a seeded PRNG: a seed gives the same run everywhere)
+ * and evaluates the training loss at theta + sigmaeps and theta - sigmaeps (antithetic pair); the gradient estimate
+ * g = (L+ - L-)/(2sigma) gives a third candidate theta - eta·g·eps. The best of the three replaces theta only when
+ * its loss is below theta's: the training loss never rises. The loss is the mean NLL of the training
  * windows whose tokens route through the expert at least once (found by one pass with the starting
  * weights; the expert cannot change the routing of its own layer or below, so the other windows'
  * losses do not depend on it).
@@ -42,9 +42,9 @@ export interface TrainInput {
   /** @default as many as the tokens hold */
   windows?: number
   steps: number
-  /** Perturbation scale σ. @default 0.02 */
+  /** Perturbation scale sigma. @default 0.02 */
   sigma?: number
-  /** Step size η of the gradient-estimate candidate. @default 0.05 */
+  /** Step size eta of the gradient-estimate candidate. @default 0.05 */
   learningRate?: number
   seed: number
   /** True while inference needs the machine: the trainer pauses. */
@@ -68,7 +68,7 @@ export interface TrainResult {
   windows: number[]
 }
 
-/** A seeded standard normal generator (mulberry32 + Box–Muller). */
+/** A seeded standard normal generator (mulberry32 + Box-Muller). */
 export class GaussianRng {
   #state: number
   #spare: number | undefined
@@ -181,9 +181,9 @@ function unflatten(like: ExpertWeights, flat: Float32Array): ExpertWeights {
 export async function train(input: TrainInput): Promise<TrainResult> {
   const { arch, layer, expert, tokens, windowTokens } = input
   if (!Number.isSafeInteger(layer) || layer < 0 || layer >= arch.nLayers)
-    throw new InvalidInputError(`layer must be in 0–${arch.nLayers - 1}`)
+    throw new InvalidInputError(`layer must be in 0\u2013${arch.nLayers - 1}`)
   if (!Number.isSafeInteger(expert) || expert < 0 || expert >= arch.expertsPerLayer)
-    throw new InvalidInputError(`expert must be in 0–${arch.expertsPerLayer - 1}`)
+    throw new InvalidInputError(`expert must be in 0\u2013${arch.expertsPerLayer - 1}`)
   if (!Number.isSafeInteger(input.steps) || input.steps < 0)
     throw new InvalidInputError('steps must be a non-negative integer')
   const windows = input.windows ?? Math.floor((tokens.length - 1) / windowTokens)

@@ -97,7 +97,7 @@ export function trunkBytes(arch: MoeArchitecture): number {
 
 const dimsText = (d: readonly number[] | null): string => (d === null ? 'absent' : `[${d.join(', ')}]`)
 
-/** Checks `tensors` holds exactly `expected` (name → dims); `what` names the file in messages. */
+/** Checks `tensors` holds exactly `expected` (name -> dims); `what` names the file in messages. */
 export function checkTensors(
   what: string,
   tensors: ReadonlyMap<string, DecodedTensor>,

@@ -2,7 +2,7 @@
  * Which experts are routed together. Every layer step (one `runLayer`) records its experts:
  * each pair of experts of the step counts once, and so does each pair of an expert of this step
  * with one of the step before when that step was the previous layer of the same forward pass
- * (layer L after layer L−1; any other order starts a new pass). Rows of one call may belong to
+ * (layer L after layer L-1; any other order starts a new pass). Rows of one call may belong to
  * several tokens (a prompt's prefill), so a pair means "routed in the same step", which for
  * decoding is the same token.
  *

@@ -30,8 +30,8 @@
  *      `TooFewExpertsError`.
  *
  * Audits: with probability `auditPpm`/1e6 (drawn from the injected `rng`) a remote answer is
- * recomputed in the background by a second opinion — `local` when it can, else another replica
- * — and compared value by value (max |a − b| ≤ `toleranceMicro`/1e6). A mismatch asks a third
+ * recomputed in the background by a second opinion - `local` when it can, else another replica
+ * - and compared value by value (max |a - b| <= `toleranceMicro`/1e6). A mismatch asks a third
  * opinion (local or another replica); the side that disagrees with the two others is
  * quarantined for `quarantineMs` and its `auditsFailed` rises. Without a third opinion, or when
  * all three disagree, the audit is inconclusive and nobody is blamed. Audits do not delay the
@@ -90,7 +90,7 @@ export interface RemoteExpertsOptions {
   quarantineMs?: number
   /** Audit probability, parts per million. @default 0 */
   auditPpm?: number
-  /** Audit tolerance: max |a − b| in millionths. @default 1000 (1e-3) */
+  /** Audit tolerance: max |a - b| in millionths. @default 1000 (1e-3) */
   toleranceMicro?: number
   /** Bound of a directory lookup. @default callTimeoutMs */
   lookupTimeoutMs?: number

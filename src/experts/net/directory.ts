@@ -109,7 +109,7 @@ export interface DirectoryOptions {
 }
 
 interface CacheEntry {
-  /** did → last seen (ms). */
+  /** did -> last seen (ms). */
   hosts: Map<string, number>
   queriedAt: number
 }

@@ -4,10 +4,10 @@
  * long-lived stream per peer, see src/net/sessions.ts): a token's layers make many small calls.
  *
  *   request (dag-cbor, canonical):
- *     { family: string (1–64 chars), version: uint ≥ 1, block: 64 lowercase hex (expert block hash),
- *       layer: uint < 65536, expert: uint < 65536, rows: 1–4096, dModel: 1–16384,
+ *     { family: string (1-64 chars), version: uint >= 1, block: 64 lowercase hex (expert block hash),
+ *       layer: uint < 65536, expert: uint < 65536, rows: 1-4096, dModel: 1-16384,
  *       input: bytes (float32 little-endian, row-major [rows, dModel]; exactly rows·dModel·4 bytes),
- *       deadlineMs: 1–60000 (how long the requester waits, from the moment the request arrives) }
+ *       deadlineMs: 1-60000 (how long the requester waits, from the moment the request arrives) }
  *   answer (dag-cbor): { output: bytes (float32 LE, [rows, dModel]) }
  *
  * The whole request is at most `MAX_CALL_BYTES` (16 MiB, the transport's frame limit). Decoding is
@@ -207,7 +207,7 @@ export function serveExperts(options: ServeExpertsOptions): ServeStats {
     }
     if (!options.hosts(request.block)) {
       stats.refused++
-      throw new NotHostedError(`block ${request.block.slice(0, 16)}… is not hosted here`)
+      throw new NotHostedError(`block ${request.block.slice(0, 16)}\u2026 is not hosted here`)
     }
     if (stats.inFlight >= maxInFlight) {
       stats.refused++

@@ -1,6 +1,6 @@
 /**
  * Strict decoders for the fl module's transaction bodies: every field typed and bounded, unknown
- * fields refused. Each throws TxError('malformed', …) naming the field. Rules that need state
+ * fields refused. Each throws TxError('malformed', ...) naming the field. Rules that need state
  * (the task, the round, roles, windows, governed bounds) are the handlers' (module.ts), so such a
  * transaction is included as failed with its reason.
  */

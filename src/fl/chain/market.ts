@@ -1,7 +1,7 @@
 /**
  * Into the market (issue 15, part 4): the global model of a finished FL task with a `price` is
  * registered in the inference market, with its lineage, by `registerModelWithLineage`
- * (src/inference/chain/lineage.ts) — the registry's own rules (name ownership, unique CID, new
+ * (src/inference/chain/lineage.ts) - the registry's own rules (name ownership, unique CID, new
  * version) on a forked state, all or nothing.
  *
  *   cid          the ONNX export of the global model the majority of its round agreed on
@@ -50,8 +50,8 @@ export function flModelSpec(task: TaskRecord, onnx: { cid: string; bytes: number
 }
 
 /**
- * The creator, then each participant the task paid — 'trainer' when it was ever paid as a
- * proposer, else 'validator' — most paid first, then by DID; deduplicated, capped.
+ * The creator, then each participant the task paid - 'trainer' when it was ever paid as a
+ * proposer, else 'validator' - most paid first, then by DID; deduplicated, capped.
  */
 export function flContributors(
   task: TaskRecord,

@@ -1,5 +1,5 @@
 /**
- * fl: FLock's FL Alliance on chain (seed 003, issue 15 part 3) — federated rounds on a task's
+ * fl: FLock's FL Alliance on chain (seed 003, issue 15 part 3) - federated rounds on a task's
  * consensus model. A task escrows a reward pool; participants escrow a bond and join; each round
  * splits them by a block hash into proposers, who train on data that never leaves their machine
  * and upload updates sealed to the round's voters, and voters, who aggregate the updates with the
@@ -10,9 +10,9 @@
  * Transactions (`fl.<kind>`, dag-cbor bodies decoded strictly by decode.ts):
  *
  *   create  The terms (TaskTerms in state.ts): name, the MLP's widths and input divisor, the
- *           initial global model (CID + digest), the aggregation rule and f (its condition —
- *           Krum n ≥ 2f + 3, Bulyan n ≥ 4f + 3, … — checked on the round's proposer count,
- *           participants − voters: 'malformed' otherwise), rounds, upload and vote windows,
+ *           initial global model (CID + digest), the aggregation rule and f (its condition -
+ *           Krum n >= 2f + 3, Bulyan n >= 4f + 3, ... - checked on the round's proposer count,
+ *           participants - voters: 'malformed' otherwise), rounds, upload and vote windows,
  *           join window, pool, bond, participants, voters, slash share. Refused 'pool-too-small'
  *           below the governed `fl.minRewardPool`, 'round-too-long' when upload + vote blocks pass
  *           the governed `fl.maxRoundBlocks`. The pool moves to the escrow (`spends`). The task
@@ -47,9 +47,9 @@
  * vote window ends settles the round (settlement.ts: pay, slash, the next global model) and opens
  * the next round or finishes (remaining pool back to the creator, remaining bonds back to the
  * participants). A round opens at the end of block `start`: updates are taken in blocks
- * start+1 … start+uploadBlocks, votes after that until start+uploadBlocks+voteBlocks, at the end
+ * start+1 ... start+uploadBlocks, votes after that until start+uploadBlocks+voteBlocks, at the end
  * of which it settles. Slashed bond is burned. A finishing task with a price registers its
- * global model — the ONNX export its round's majority agreed on — in the inference market, all or
+ * global model - the ONNX export its round's majority agreed on - in the inference market, all or
  * nothing (market.ts); a failure is recorded with its reason (`model` on the task) and the deposit
  * returns to the creator: it never fails the block. Events: `fl.round` (opened), `fl.settled`,
  * `fl.slashed`, `fl.registered` / `fl.notRegistered`, `fl.finished`, `fl.cancelled`.

@@ -2,8 +2,8 @@
  * The pure decisions of an FL Alliance round (FLock): who proposes and who votes, and how a round
  * settles. No state, no floating point: amounts are bigint, accuracies ppm integers.
  *
- * Roles. The task's participants, sorted by DID, are shuffled by a Fisher–Yates draw whose
- * randomness is sha-256(seed ‖ i) (seed = sha-256 of the task, the round and the parent id of the
+ * Roles. The task's participants, sorted by DID, are shuffled by a Fisher-Yates draw whose
+ * randomness is sha-256(seed || i) (seed = sha-256 of the task, the round and the parent id of the
  * block that opens the round); the first `voters` are the round's voters, the rest its proposers
  * (kept in shuffled order: the order in which voters aggregate their updates).
  *
@@ -38,7 +38,7 @@ function draw(seed: Uint8Array, i: number, bound: number): number {
   new DataView(counter.buffer).setUint32(0, i)
   const digest = sha256(seed, counter)
   const view = new DataView(digest.buffer, digest.byteOffset, digest.byteLength)
-  // 64 bits reduced modulo a bound ≤ 64: the bias is below 2^-58
+  // 64 bits reduced modulo a bound <= 64: the bias is below 2^-58
   return Number(view.getBigUint64(0) % BigInt(bound))
 }
 
@@ -73,7 +73,7 @@ export function lowerMedian(values: readonly number[]): number {
 export interface RoundInputs {
   /** What is left of the task's pool before this round pays. */
   pool: bigint
-  /** Rounds left, this one included (≥ 1). */
+  /** Rounds left, this one included (>= 1). */
   roundsLeft: number
   proposers: readonly string[]
   voters: readonly string[]

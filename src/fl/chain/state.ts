@@ -4,10 +4,10 @@
  * point in state).
  *
  *   next                          number: the next task id (ids count from 1)
- *   tasks/…                       IndexedSet of every task id
+ *   tasks/...                       IndexedSet of every task id
  *   task/<id>                     TaskRecord (its terms, status, current round, global model, pool)
  *   part/<id>/<did>               ParticipantRecord (bond left, paid, slashed, counters)
- *   parts/<id>/…                  IndexedSet of the task's participants
+ *   parts/<id>/...                  IndexedSet of the task's participants
  *   round/<id>/<r>                RoundRecord (roles, windows, then its settlement)
  *   upd/<id>/<r>/<did>            UpdateRecord: a proposer's sealed update (CID, digest, size)
  *   vote/<id>/<r>/<did>           VoteRecord: a voter's aggregate, accuracy and approval
@@ -16,7 +16,7 @@
  *   onnx/<cid>                    OnnxName: the first vote naming this CID as the ONNX export of
  *                                 its aggregate (its own namespace: naming a CID as an aggregate
  *                                 or an update never blocks a vote's ONNX, nor the other way)
- *   due/<height>/…                IndexedSet of task ids with something to do at the end of that
+ *   due/<height>/...                IndexedSet of task ids with something to do at the end of that
  *                                 block (start, join deadline, settlement)
  *   escrow                        bigint: every task's pool plus every bond held
  *
@@ -53,7 +53,7 @@ export interface MarketOutcome {
   /** The round whose aggregate it is (0 when no round passed). */
   round: number
   registered: boolean
-  /** Why not ('no-global-model', 'no-onnx', 'name-taken', 'model-exists', …). */
+  /** Why not ('no-global-model', 'no-onnx', 'name-taken', 'model-exists', ...). */
   reason?: string
 }
 
@@ -63,7 +63,7 @@ export interface TaskTerms {
   name: string
   /** Layer widths of the MLP, input first: [64, 32, 10] for the digits model. */
   widths: number[]
-  /** The raw features are divided by this inside the model (16 for 0–16 pixels). */
+  /** The raw features are divided by this inside the model (16 for 0-16 pixels). */
   inputDivisor: number
   initial: ModelRef
   rule: AggregationRule

@@ -1,6 +1,6 @@
 /**
  * Strict decoders for the governance module's transaction bodies: every field typed and bounded,
- * unknown fields refused. Shapes throw TxError('malformed', …) naming the field; a change that
+ * unknown fields refused. Shapes throw TxError('malformed', ...) naming the field; a change that
  * names no registered parameter is 'unknown-param', a value outside the parameter's bounds
  * 'param-out-of-bounds' (for a core chain parameter, bounds that depend on the chain's genesis
  * included: `chain.maxBlockTxs` never above its genesis value). All of them are refused at the edge: such a transaction is invalid and
@@ -38,13 +38,14 @@ export interface VoteBody {
 }
 
 function height(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) malformed(`${field} must be a height ≥ 1`)
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)
+    malformed(`${field} must be a height \u2265 1`)
   return value
 }
 
 function proposalId(value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)
-    malformed('proposal must be a proposal id (1, 2, …)')
+    malformed('proposal must be a proposal id (1, 2, \u2026)')
   return value
 }
 

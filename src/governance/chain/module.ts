@@ -11,7 +11,7 @@
  *   propose  { title, description, changes: [{ param, value }], applyAtHeight?, deposit }.
  *            Anyone may propose. The deposit moves from the sender into escrow (`spends`); it
  *            must be at least `minInitialDepositBps` of `governance.minDeposit`
- *            ('deposit-too-small'). The proposal gets the next id (1, 2, …). With the whole
+ *            ('deposit-too-small'). The proposal gets the next id (1, 2, ...). With the whole
  *            minimum deposited, voting starts at once; else it waits in the deposit period
  *            (`governance.depositPeriodBlocks`) for `governance.deposit`s. `applyAtHeight` must
  *            leave `governance.minApplyDelayBlocks` after the end of voting
@@ -33,10 +33,10 @@
  * End of block at `votingEndHeight`: the tally (state.ts `tallyVotes`, `decide`) weighs each
  * vote by the voter's bonded stake at that moment, over the validators deciding that height
  * (jailed and tombstoned ones count nothing); total power is their bonded stake.
- *   votes (abstain included) < quorumBps of total power  → rejected 'quorum', deposits refunded
- *   veto > vetoBps of all votes                          → vetoed, deposits burned
- *   yes > thresholdBps of yes + no + veto                → passed, deposits refunded, changes scheduled
- *   otherwise                                            → rejected 'threshold', deposits refunded
+ *   votes (abstain included) < quorumBps of total power  -> rejected 'quorum', deposits refunded
+ *   veto > vetoBps of all votes                          -> vetoed, deposits burned
+ *   yes > thresholdBps of yes + no + veto                -> passed, deposits refunded, changes scheduled
+ *   otherwise                                            -> rejected 'threshold', deposits refunded
  * Emits `governance.tally`. A proposal still short of the minimum at the end of its deposit
  * period expires with its deposits refunded (`governance.expired`).
  *
@@ -47,7 +47,7 @@
  * Beginning of block at `applyHeight`: each change of each passed proposal scheduled there (in id
  * order; a later id wins on the same parameter) is written with `writeGoverned` and logged in the
  * parameter's history; emits `governance.param` { proposal, param, value, previous } per change
- * and `governance.applied`. The state after block H−1 holds the old values, after block H the
+ * and `governance.applied`. The state after block H-1 holds the old values, after block H the
  * new ones: this block's transactions and end-of-block hooks read the new value, while
  * `beginBlock` hooks of the modules registered before governance still read the old one.
  *

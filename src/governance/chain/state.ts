@@ -3,15 +3,15 @@
  * and the tally shared by the module's end of block and the API's "tally so far". Every key is
  * under `gov/`; values are dag-cbor; money and voting power are bigint, shares basis points.
  *
- *   next                         the next proposal id (ids are 1, 2, 3 …)
+ *   next                         the next proposal id (ids are 1, 2, 3 ...)
  *   proposal/<id>                ProposalRecord
  *   deposit/<id>/<did>           bigint: what that account has deposited on the proposal
- *   depositors/<id>/…            IndexedSet of the proposal's depositors (refunds walk it)
+ *   depositors/<id>/...            IndexedSet of the proposal's depositors (refunds walk it)
  *   vote/<id>/<did>              VoteOption: the validator's latest vote (a new vote replaces it)
- *   voters/<id>/…                IndexedSet of the proposal's voters (the API lists them)
- *   due/deposit/<h>/…            IndexedSet of ids whose deposit period ends at height h
- *   due/voting/<h>/…             IndexedSet of ids whose voting period ends at height h
- *   due/apply/<h>/…              IndexedSet of passed ids whose changes apply at height h
+ *   voters/<id>/...                IndexedSet of the proposal's voters (the API lists them)
+ *   due/deposit/<h>/...            IndexedSet of ids whose deposit period ends at height h
+ *   due/voting/<h>/...             IndexedSet of ids whose voting period ends at height h
+ *   due/apply/<h>/...              IndexedSet of passed ids whose changes apply at height h
  *   escrow                       bigint: every deposit held (taken from accounts, still in the supply)
  *   plog/<param>/n, /<i>         ParamChangeRecord: the history of a parameter's changes
  *   param/<name>                 the governed value itself (params.ts)
@@ -270,8 +270,8 @@ export type Outcome = { status: 'passed' } | { status: 'rejected' | 'vetoed'; re
 
 /**
  * Cosmos SDK x/gov's rules, in integers: fewer votes (abstain included) than `quorumBps` of the
- * total power → rejected 'quorum'; veto above `vetoBps` of all votes → vetoed; yes above
- * `thresholdBps` of yes + no + veto → passed; else (all abstain included) rejected 'threshold'.
+ * total power -> rejected 'quorum'; veto above `vetoBps` of all votes -> vetoed; yes above
+ * `thresholdBps` of yes + no + veto -> passed; else (all abstain included) rejected 'threshold'.
  */
 export function decide(tally: Tally, rules: Pick<GovRules, 'quorumBps' | 'thresholdBps' | 'vetoBps'>): Outcome {
   const voted = tally.yes + tally.no + tally.abstain + tally.veto

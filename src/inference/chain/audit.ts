@@ -7,15 +7,15 @@
  *       is found wrong. Within `disputeWindowBlocks` of the settlement, once per job.
  *   audit     { jobId, audit, outputs }   the drawn auditor's receipt for the job, in its slot.
  *       The original's provider and runtime are those it declared when it settled; the auditor's
- *       those it declares now. Same provider and runtime → output hashes compared exactly.
- *       Different → judged by the model's tolerance (max-abs, top-1) on the two output maps,
+ *       those it declares now. Same provider and runtime -> output hashes compared exactly.
+ *       Different -> judged by the model's tolerance (max-abs, top-1) on the two output maps,
  *       which `outputs` carries ([original, audit], each checked against its hash): a side on
  *       another provider is judged, never skipped.
- *         agree    → original's streak += 1, auditsPassed += 1; the auditor is paid
+ *         agree    -> original's streak += 1, auditsPassed += 1; the auditor is paid
  *                    min(auditReward, treasury) from the treasury;
- *         disagree → a dispute, judged by the quorum drawn from the same seed.
+ *         disagree -> a dispute, judged by the quorum drawn from the same seed.
  *       One audit per job.
- *   resolve   { jobId, quorum, outputs }  ≥ quorumSize receipts of drawn quorum members (others
+ *   resolve   { jobId, quorum, outputs }  >= quorumSize receipts of drawn quorum members (others
  *       are ignored), within `disputeWindowBlocks` of the dispute; a strict majority of their
  *       output hashes decides. Each side is judged against the majority: exactly when it is in
  *       the quorum's provider group, by tolerance otherwise (`outputs` carries the maps). A side

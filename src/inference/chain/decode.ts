@@ -1,6 +1,6 @@
 /**
  * Strict decoders for the inference module's transaction bodies: every field typed and
- * bounded, unknown fields refused. Each throws TxError('malformed', …) naming the field.
+ * bounded, unknown fields refused. Each throws TxError('malformed', ...) naming the field.
  */
 import { asUint64 } from '../../core/uint.ts'
 import { parseCid } from '../../core/cid.ts'

@@ -8,9 +8,9 @@
  * plus the time its gateway or worker has to settle it), so a client cannot move funds away
  * between a worker's acceptance and its payment.
  *
- *   deposit   { gateway, amount }   balance → deposit (at least `minDeposit` in it afterwards)
- *   undeposit { gateway, amount }   deposit → unlocking, reclaimable from block time + depositUnlockMs
- *   reclaim   { gateway }           matured unlocking → balance
+ *   deposit   { gateway, amount }   balance -> deposit (at least `minDeposit` in it afterwards)
+ *   undeposit { gateway, amount }   deposit -> unlocking, reclaimable from block time + depositUnlockMs
+ *   reclaim   { gateway }           matured unlocking -> balance
  *
  * Settlements draw on the deposit first, then on unlocking amounts, oldest first. Choice and
  * reasons: payment channels (Filecoin's) give the same guarantee per pair but need one channel

@@ -16,7 +16,7 @@ export const LINEAGE_SHARE_BPS = 1_000n
 
 export interface LineageContributor {
   did: string
-  /** 'trainer', 'validator', 'creator', 'client' … as the source module names them. */
+  /** 'trainer', 'validator', 'creator', 'client' ... as the source module names them. */
   role: string
 }
 

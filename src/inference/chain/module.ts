@@ -1,5 +1,5 @@
 /**
- * inference: the market's chain module — models, worker bonds and declarations, client
+ * inference: the market's chain module - models, worker bonds and declarations, client
  * deposits, settlement of receipts, chain-drawn audits and disputes, epoch rewards. Money is
  * bigint base units; fractions are basis points or parts per million; no floating point touches
  * state or rewards (the tolerance comparison of two output maps is a deterministic predicate).
@@ -17,7 +17,7 @@
  * reward room (rewards.ts); what is not paid is not minted. Slashed stake refunds the client and
  * rewards the winning side of a dispute; the rest is burned.
  *
- * Every block records its parent's id under `inference/bh/<height − 1>` (a window of
+ * Every block records its parent's id under `inference/bh/<height - 1>` (a window of
  * BLOCK_HASH_WINDOW), which is where the chain's own audit draws get their randomness.
  *
  * State layout: state.ts. A chain without an `inference` genesis section and without inference

@@ -2,17 +2,17 @@
  * Models and workers on chain.
  *
  *   registerModel { cid, name, version, price, kind, inputs, outputs, tolerance, size, codec? }
- *       owner = sender; price ≥ minModelPrice; `modelDeposit` moves from the owner's balance
+ *       owner = sender; price >= minModelPrice; `modelDeposit` moves from the owner's balance
  *       into the model record and stays there while the model is registered.
  *   retireModel   { cid }             the owner takes the model off the market and its deposit back
  *   reportModel   { cid, reason }     a schedulable worker that serves nothing but honest models
  *       says this one breaks its runner's limits; when `quorumSize` distinct workers have
  *       reported it, the model is `bad`: no longer served or settled, and its deposit is burned
  *       (not paid to the reporters, so reporting earns nothing).
- *   bond          { amount, ep, runtime }   balance → bond; the bond declares the execution
+ *   bond          { amount, ep, runtime }   balance -> bond; the bond declares the execution
  *       provider and runtime every receipt of the worker must name (a change resets its streak)
- *   unbond        { amount }          bond → unbonding, withdrawable after `unbondingBlocks`
- *   withdraw      {}                  completed unbondings → balance
+ *   unbond        { amount }          bond -> unbonding, withdrawable after `unbondingBlocks`
+ *   withdraw      {}                  completed unbondings -> balance
  *   serve         { ep, runtime, add, remove }   declares provider/runtime and which models the
  *       worker serves; only declared workers settle jobs on a model and are drawn to audit it.
  */

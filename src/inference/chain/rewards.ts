@@ -6,7 +6,7 @@
  *   usage   = min(fees / (100 × minModelPrice), 2.0)   fees paid by clients other than the
  *             worker itself, kept from epoch to epoch at `usageKeepBps` (seed 001's "calls / 100",
  *             counted in money so free or self-paid jobs buy nothing)
- *   speed   = max(0.5, 2.0 − response_time_s)        mean latency the jobs' GATEWAYS measured and
+ *   speed   = max(0.5, 2.0 - response_time_s)        mean latency the jobs' GATEWAYS measured and
  *             signed into their settlements this epoch (0.5 with none: a worker's own timings are
  *             never used)
  *   quality = 1.0 + auditsPassed / (auditsPassed + auditsFailed)   (1.0 when never audited;
@@ -20,7 +20,7 @@
  * Worked example (checked in rewards.test.ts): usage fees 150 with minModelPrice 1, mean gateway
  * latency 800 ms, 9 audits passed and 1 failed, last active 10 blocks ago with recencyBlocks 60:
  *   usage   = min(150 × 1 000 000 / 100, 2 000 000)   = 1 500 000   (1.5)
- *   speed   = max(500 000, 2 000 000 − 800 000)        = 1 200 000   (1.2)
+ *   speed   = max(500 000, 2 000 000 - 800 000)        = 1 200 000   (1.2)
  *   quality = 1 000 000 + 9 × 1 000 000 / 10           = 1 900 000   (1.9)
  *   recency                                            = 1 000 000   (1.0)
  *   score   = 1.5 × 1.2 = 1 800 000; × 1.9 = 3 420 000; × 1.0 = 3 420 000 ppm
@@ -31,7 +31,7 @@
  * key loses the difference on every job.
  *
  * At an epoch edge the epoch's reward is split pro rata to score (`splitProRata`): each share is
- * ⌊total × score / Σscore⌋ in DID order, then cut to the worker's reward room. What is not paid
+ * floor(total × score / sumscore) in DID order, then cut to the worker's reward room. What is not paid
  * is not minted.
  */
 
@@ -61,7 +61,7 @@ export function usagePpm(usageFees: bigint, minModelPrice: bigint): bigint {
   return usage > MAX_USAGE ? MAX_USAGE : usage
 }
 
-/** max(0.5, 2.0 − mean latency in seconds) in ppm; the mean is total ms / jobs. */
+/** max(0.5, 2.0 - mean latency in seconds) in ppm; the mean is total ms / jobs. */
 export function speedPpm(latencyMsTotal: bigint, jobs: number): bigint {
   if (jobs <= 0) return MIN_SPEED
   const meanMicros = (latencyMsTotal * 1_000n) / BigInt(jobs)
@@ -109,7 +109,7 @@ export interface Share {
 
 /**
  * Splits `total` pro rata to `scores`, in DID order, rounding each share down. Returns the shares
- * (zero shares included) and the leftover, with Σshares + leftover = total. With no positive
+ * (zero shares included) and the leftover, with sumshares + leftover = total. With no positive
  * score, everything is leftover.
  */
 export function splitProRata(

@@ -5,12 +5,12 @@
  *
  *   model/<cid>                 ModelRecord
  *   name/<name>                 cid of the name's current version
- *   models/…                    IndexedSet of every registered model
- *   reports/<cid>/…             IndexedSet of workers that found the model bad
+ *   models/...                    IndexedSet of every registered model
+ *   reports/<cid>/...             IndexedSet of workers that found the model bad
  *   worker/<did>                WorkerRecord (bond, declared provider and runtime, audit streak, usage)
- *   workers/…                   IndexedSet of every worker that ever bonded
+ *   workers/...                   IndexedSet of every worker that ever bonded
  *   unb/<did>                   [{ amount, completes }]   unbonding, slashable until withdrawn
- *   serving/<cid>/…             IndexedSet of the workers that declared they serve the model
+ *   serving/<cid>/...             IndexedSet of the workers that declared they serve the model
  *   since/<cid>/<did>           height of that declaration (draws use only earlier declarations)
  *   dep/<client>/<gateway>      Deposit: what `client` locked for jobs through `gateway`
  *   overdrawn/<gateway>         height at which the gateway dispatched more than a deposit held
@@ -98,7 +98,7 @@ export interface TensorSpec {
 }
 
 export interface Tolerance {
-  /** Largest |a − b| accepted across execution providers, parts per million. */
+  /** Largest |a - b| accepted across execution providers, parts per million. */
   maxAbsPpm: number
   /** Whether the top-1 class must agree across providers. */
   top1: boolean
@@ -126,7 +126,7 @@ export interface ModelSpec {
    * like the weights, so any gateway can encode prompts and decode outputs.
    */
   codec?: string
-  /** Language models: the folder's other files (tokenizer.json, tokenizer_config.json, …) by name → CID. */
+  /** Language models: the folder's other files (tokenizer.json, tokenizer_config.json, ...) by name -> CID. */
   files?: Record<string, string>
   /** Language models: fee per prompt token (`price` is per output token). */
   promptPrice?: bigint
@@ -276,7 +276,7 @@ export function writeAmount(state: StateOverlay, key: string, amount: bigint): v
   else state.write(key, amount)
 }
 
-/** a + b, held at 2^64 − 1 (counters must not overflow the codec). */
+/** a + b, held at 2^64 - 1 (counters must not overflow the codec). */
 export function addSaturating(a: bigint, b: bigint): bigint {
   const sum = a + b
   return sum > MAX_UINT64 ? MAX_UINT64 : sum

@@ -3,11 +3,11 @@
  * template turn the request into prompt token ids, the job runs on one worker (gateway.ts), and
  * the tokens it streams back become text pieces for the client.
  *
- *   request ─▶ chat template / prompt ─▶ token ids ─▶ job (prompt_ids, sampling, stop)
- *        ◀─ text pieces ◀─ incremental detokenizer ◀─ token ids streamed by the worker
+ *   request -> chat template / prompt -> token ids -> job (prompt_ids, sampling, stop)
+ *        <- text pieces <- incremental detokenizer <- token ids streamed by the worker
  *
  * The text a client receives stops before a stop string (OpenAI's behaviour), although the
- * output tokens — what the receipt commits to and what is charged — include the tokens that
+ * output tokens - what the receipt commits to and what is charged - include the tokens that
  * completed it: that is where the worker had to stop, and what an auditor checks.
  */
 import { InferenceError } from '../errors.ts'
@@ -74,7 +74,7 @@ export const DEFAULT_MAX_TOKENS = 64
 
 const thousandths = (value: number, name: string, min: number, max: number): number => {
   if (!Number.isFinite(value) || value < min || value > max)
-    throw new InferenceError('bad-input', `${name} must be a number in ${min}–${max}, got ${value}`)
+    throw new InferenceError('bad-input', `${name} must be a number in ${min}\u2013${max}, got ${value}`)
   return Math.round(value * 1000)
 }
 

@@ -8,13 +8,13 @@
  * is a function of its job.
  *
  * When a generation ends (`finishAfter`), checked after each token, in this order:
- *  1. 'eos': the token is an end-of-sequence id (generation_config ∪ config ∪ the tokenizer's
+ *  1. 'eos': the token is an end-of-sequence id (generation_config U config U the tokenizer's
  *     eos_token); the token is part of the output;
- *  2. 'stop': the output's text — the `Detokenizer`'s text after this token (special tokens
- *     skipped; a character still incomplete at the end is not text yet) — contains a stop string
+ *  2. 'stop': the output's text - the `Detokenizer`'s text after this token (special tokens
+ *     skipped; a character still incomplete at the end is not text yet) - contains a stop string
  *     that it did not contain before this token; the token is part of the output;
  *  3. 'length': the output has max_tokens tokens, or prompt + output fill the context window.
- * A prompt of n tokens needs n < context length (`ContextLengthError`); at most context − n
+ * A prompt of n tokens needs n < context length (`ContextLengthError`); at most context - n
  * tokens are generated. The auditor (`verify`) applies the same rule, token by token.
  *
  * `verify` audits another worker's output by teacher forcing: one pass (chunked as above) over
@@ -91,7 +91,7 @@ function specsOf(metadata: readonly ort.InferenceSession.ValueMetadata[]): Tenso
   )
 }
 
-/** IEEE half → float (logits of a float16 graph). */
+/** IEEE half -> float (logits of a float16 graph). */
 function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1
   const exp = (h >> 10) & 0x1f
@@ -212,7 +212,7 @@ export class LmEngine {
     const invalid = tokens.findIndex((t) => !Number.isSafeInteger(t) || t < 0 || (vocab !== undefined && t >= vocab))
     if (tokens.length === 0) bad = 0
     else {
-      // positions n-1 … n+m-2 predict tokens 0 … m-1 (the last claimed token is never fed)
+      // positions n-1 ... n+m-2 predict tokens 0 ... m-1 (the last claimed token is never fed)
       const upTo = invalid === -1 ? tokens.length : invalid
       const sequence = upTo === 0 ? [] : [...input.promptIds, ...tokens.slice(0, upTo - 1)]
       let past: Cache | undefined

@@ -21,7 +21,7 @@ type Json = Record<string, unknown>
 export interface LmConfig {
   /** Most tokens (prompt + output) the model attends over. */
   contextLength: number
-  /** Every end-of-sequence id: generation_config ∪ config ∪ the tokenizer's eos token, ascending. */
+  /** Every end-of-sequence id: generation_config U config U the tokenizer's eos token, ascending. */
   eosIds: number[]
   vocabSize?: number
   layers?: number
@@ -106,7 +106,7 @@ function chatTemplateOf(config: Json): string | undefined {
   return undefined
 }
 
-/** Special tokens the template may name (bos_token, eos_token, …), as strings. */
+/** Special tokens the template may name (bos_token, eos_token, ...), as strings. */
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token']
 
 /**
@@ -116,7 +116,7 @@ const SPECIAL_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_t
 export class LmTokenizer {
   readonly #tokenizer: Tokenizer
   readonly #template: Template | undefined
-  /** bos_token, eos_token, … as the template sees them. */
+  /** bos_token, eos_token, ... as the template sees them. */
   readonly specialTokens: Readonly<Record<string, string>>
   /** The template's source, when the model has one. */
   readonly chatTemplate: string | undefined
@@ -146,7 +146,7 @@ export class LmTokenizer {
       }
   }
 
-  /** Token ids of `text`. `addSpecialTokens`: the tokenizer's post-processor (a BOS…) applies. @default false */
+  /** Token ids of `text`. `addSpecialTokens`: the tokenizer's post-processor (a BOS...) applies. @default false */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     return this.#tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? false }).ids
   }
@@ -164,7 +164,7 @@ export class LmTokenizer {
 
   /**
    * The prompt text of a conversation through the model's chat template, with the special tokens
-   * (bos_token, …) defined. `addGenerationPrompt` (@default true) ends it with the assistant's
+   * (bos_token, ...) defined. `addGenerationPrompt` (@default true) ends it with the assistant's
    * turn opening. Throws `LmModelError('bad-template')` when the model has no template or it fails.
    */
   renderChat(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {

@@ -4,23 +4,23 @@
  * Every worker and auditor must draw the same token from the same logits, so the sampler is
  * defined exactly, in float64, with a counter-based random number instead of a generator's state:
  *
- *   u_t = (top 53 bits of sha256(seed as int64 big-endian ‖ t as uint32 big-endian)) / 2^53
+ *   u_t = (top 53 bits of sha256(seed as int64 big-endian || t as uint32 big-endian)) / 2^53
  *
  * for output token t (0 for the first generated token). u_t does not depend on earlier draws, so
  * an auditor can check token t alone.
  *
- * Sampling at step t from float32 logits ℓ (`sampleToken`):
- *  1. temperature 0: arg-max of ℓ, lowest id on ties (top_k and top_p are ignored);
- *  2. z_i = ℓ_i / (temperature / 1000) in float64; e_i = exp(z_i − max z) (a stable softmax
+ * Sampling at step t from float32 logits l (`sampleToken`):
+ *  1. temperature 0: arg-max of l, lowest id on ties (top_k and top_p are ignored);
+ *  2. z_i = l_i / (temperature / 1000) in float64; e_i = exp(z_i - max z) (a stable softmax
  *     without the division: only ratios matter below);
  *  3. order: z descending, ties by lower id (z, not e: exp may round two z to one e). top_k > 0
  *     keeps the first k tokens (K);
- *  4. M_K = Σ_{i∈K} e_i, summed in id order. top_p < 1000 walks K in order, c_r = the running sum
- *     of the first r masses, and keeps the smallest prefix N with c_|N| ≥ p·M_K; M_N = c_|N|.
+ *  4. M_K = sum_{iinK} e_i, summed in id order. top_p < 1000 walks K in order, c_r = the running sum
+ *     of the first r masses, and keeps the smallest prefix N with c_|N| >= p·M_K; M_N = c_|N|.
  *     top_p = 1000 keeps N = K, M_N = M_K;
  *  5. walking N in order, the token picked is the first whose running sum exceeds u_t · M_N (the
  *     last of N when rounding leaves none).
- * NaN logits count as −∞. When every logit is −∞ or NaN, or some is +∞, step 2 has no finite
+ * NaN logits count as -infinity. When every logit is -infinity or NaN, or some is +infinity, step 2 has no finite
  * softmax: the pick is the arg-max (step 1). `Math.exp` is V8's port of fdlibm, the same on every
  * platform, so equal logits give equal tokens everywhere; different runtimes may differ in the
  * logits themselves, which is what `checkToken`'s tolerance is for.
@@ -32,7 +32,7 @@ import { sha256 } from '../../core/hash.ts'
 export interface SamplerParams {
   /** Thousandths; 0 is greedy. */
   temperatureMilli: number
-  /** Thousandths, 1–1000. */
+  /** Thousandths, 1-1000. */
   topPMilli: number
   /** 0: no cut. */
   topK: number
@@ -46,10 +46,10 @@ export interface TokenTolerance {
 }
 
 const TWO_POW_53 = 2 ** 53
-/** Slack for float64 rounding in `checkToken`'s comparisons (sums of ≤ 2^31 terms ≤ 1). */
+/** Slack for float64 rounding in `checkToken`'s comparisons (sums of <= 2^31 terms <= 1). */
 const ROUNDING_SLACK = 1e-9
 
-/** u_t ∈ [0, 1): the uniform draw of output step `step` under `seed`. */
+/** u_t in [0, 1): the uniform draw of output step `step` under `seed`. */
 export function uniformAt(seed: bigint, step: number): number {
   if (!Number.isSafeInteger(step) || step < 0 || step > 0xffffffff)
     throw new InvalidInputError(`sampling step ${step} is out of range`)
@@ -77,7 +77,7 @@ export function argMax(logits: ArrayLike<number>): number {
 }
 
 /**
- * z = ℓ / T, and the masses e_i = exp(z_i − max z), each computed when first needed (most
+ * z = l / T, and the masses e_i = exp(z_i - max z), each computed when first needed (most
  * samples read the masses of a few tokens only; the value is the same either way).
  */
 class Dist {
@@ -116,7 +116,7 @@ function distribution(logits: ArrayLike<number>, temperatureMilli: number): Dist
   return Number.isFinite(max) ? new Dist(z, max) : undefined
 }
 
-/** `a` comes before `b` in sampling order: z descending, ties by lower id (NaN-free: −∞ − −∞ falls to the ids). */
+/** `a` comes before `b` in sampling order: z descending, ties by lower id (NaN-free: -infinity - -infinity falls to the ids). */
 const byOrder =
   (z: Float64Array) =>
   (a: number, b: number): number =>
@@ -148,7 +148,7 @@ function selectFirst(ids: number[], k: number, z: Float64Array): void {
   }
 }
 
-/** Buckets of z below the maximum, one nat wide; the last holds everything lower (and −∞). */
+/** Buckets of z below the maximum, one nat wide; the last holds everything lower (and -infinity). */
 const BUCKETS = 48
 
 /**
@@ -166,7 +166,7 @@ class SortedTokens {
   /** Each bucket's mass: exact when every mass is needed anyway (no top_k), else a lower bound. */
   readonly #mass = new Float64Array(BUCKETS)
   #sorted: number[] = []
-  /** Buckets 0…#upTo are sorted (−1: none yet). */
+  /** Buckets 0...#upTo are sorted (-1: none yet). */
   #upTo = -1
 
   /** `topK`: only the first `topK` tokens of the order exist (0: all). */
@@ -182,7 +182,7 @@ class SortedTokens {
       this.#count[b]!++
       if (exact) this.#mass[b]! += d.e(i)
     }
-    // each token of bucket b has e > exp(−(b+1)): enough buckets are sorted, perhaps one more
+    // each token of bucket b has e > exp(-(b+1)): enough buckets are sorted, perhaps one more
     if (!exact) for (let b = 0; b < BUCKETS; b++) this.#mass[b] = this.#count[b]! * Math.exp(-(b + 1))
   }
 
@@ -194,13 +194,13 @@ class SortedTokens {
     for (; upTo < BUCKETS - 1; upTo++) {
       count += this.#count[upTo]!
       mass += this.#mass[upTo]!
-      // margin: a walk sums in another order than `mass` was summed in (relative error ≤ n·2^-53)
+      // margin: a walk sums in another order than `mass` was summed in (relative error <= n·2^-53)
       if (count >= this.#limit || mass >= need * (1 + 1e-9) + Number.MIN_VALUE) break
     }
     if (upTo <= this.#upTo) return this.#sorted
     const ids: number[] = []
     const z = this.#z
-    // the tokens of buckets 0…upTo (depth < upTo + 1, as the constructor counted them); the last bucket: all
+    // the tokens of buckets 0...upTo (depth < upTo + 1, as the constructor counted them); the last bucket: all
     const all = upTo >= BUCKETS - 1
     for (let i = 0; i < z.length; i++) if (all || this.#max - z[i]! < upTo + 1) ids.push(i)
     if (ids.length > this.#limit) {
@@ -230,7 +230,7 @@ function checkParams(p: SamplerParams, vocab: number): void {
   if (!Number.isSafeInteger(p.temperatureMilli) || p.temperatureMilli < 0)
     throw new InvalidInputError('temperature must be a non-negative integer (thousandths)')
   if (!Number.isSafeInteger(p.topPMilli) || p.topPMilli < 1 || p.topPMilli > 1000)
-    throw new InvalidInputError('top_p must be an integer in 1–1000 (thousandths)')
+    throw new InvalidInputError('top_p must be an integer in 1\u20131000 (thousandths)')
   if (!Number.isSafeInteger(p.topK) || p.topK < 0) throw new InvalidInputError('top_k must be a non-negative integer')
 }
 
@@ -272,20 +272,20 @@ export function sampleToken(logits: ArrayLike<number>, p: SamplerParams, step: n
 
 /**
  * Whether `claimed` could be the token an honest worker drew at step `step`, when its logits may
- * differ from these by at most ε = maxAbsPpm / 10^6 each (absolute, in logits: the registry's
+ * differ from these by at most eps = maxAbsPpm / 10^6 each (absolute, in logits: the registry's
  * tolerance, as `compareTensors` applies it to outputs).
  *
- *  - temperature 0: ℓ_claimed ≥ max ℓ − 2ε (the claimed logit may be ε higher on the worker, the
- *    maximum ε lower);
- *  - otherwise each z may differ by ε/T, so each mass by a factor within [1/r, r], r = exp(ε/T)
- *    (the common factor of the softmax cancels). With A = the tokens with z > z_c + 2ε/T (before
- *    c on every such worker) and B = the others with z ≥ z_c − 2ε/T (near-ties: either side):
+ *  - temperature 0: l_claimed >= max l - 2eps (the claimed logit may be eps higher on the worker, the
+ *    maximum eps lower);
+ *  - otherwise each z may differ by eps/T, so each mass by a factor within [1/r, r], r = exp(eps/T)
+ *    (the common factor of the softmax cancels). With A = the tokens with z > z_c + 2eps/T (before
+ *    c on every such worker) and B = the others with z >= z_c - 2eps/T (near-ties: either side):
  *      c may be kept: top_k = 0 or |A| < top_k, and |A| < L_max (below);
- *      c's interval may hold u_t: the worker picked c iff S' ≤ u·M' < S' + e'_c, with S' the
+ *      c's interval may hold u_t: the worker picked c iff S' <= u·M' < S' + e'_c, with S' the
  *      mass before c and M' the kept mass, so it requires
- *        m(A)/r · (1 − u) ≤ u · (M_hi − m(A)) · r                    (S' small enough), and
- *        u · (M_lo − m(A ∪ B) − e_c) / r < (1 − u) · (m(A ∪ B) + e_c) · r   (S' + e'_c large enough),
- *      where M_lo ≤ M' ≤ M_hi bound the kept mass over such workers: tokens near the top_k or
+ *        m(A)/r · (1 - u) <= u · (M_hi - m(A)) · r                    (S' small enough), and
+ *        u · (M_lo - m(A U B) - e_c) / r < (1 - u) · (m(A U B) + e_c) · r   (S' + e'_c large enough),
+ *      where M_lo <= M' <= M_hi bound the kept mass over such workers: tokens near the top_k or
  *      top_p boundary may be kept on one machine and not on another. With top_p < 1000, the
  *      position-l token is kept iff the mass before it is < p·M_K; M_lo is the mass before the
  *      first position some worker may drop (L_min) and M_hi the mass before the first position
@@ -294,7 +294,7 @@ export function sampleToken(logits: ArrayLike<number>, p: SamplerParams, step: n
  *      for swaps at the top_k boundary, and e_c is added to M_hi when c is outside these sets.
  * Each comparison also allows 10^-9 of the kept mass for float64 rounding. The check accepts
  * every token such a worker can draw (`sampler.test.ts` checks it on perturbed logits), and
- * refuses a token whose interval lies farther than about 2ε/T (relative) from u_t: a worker that
+ * refuses a token whose interval lies farther than about 2eps/T (relative) from u_t: a worker that
  * picks tokens of its choosing passes only by luck.
  */
 export function checkToken(

@@ -5,15 +5,15 @@
  * commitment, the worker protocol, receipts, settlement and audits work for it as for any model:
  *
  *   prompt_ids  int64 [1, n]   the prompt's token ids (chat template already applied)
- *   sampling    int64 [6]      [max_tokens, temperature ‰, top_p ‰, top_k, has_seed, seed]
+ *   sampling    int64 [6]      [max_tokens, temperature  per mille, top_p  per mille, top_k, has_seed, seed]
  *   stop        uint8 [k]      stop strings, UTF-8, each followed by a 0 byte (k = 0: none)
  *
  * and its outputs two:
  *
- *   output_ids  int64 [1, m]   the generated token ids (m ≤ max_tokens; stop text included)
+ *   output_ids  int64 [1, m]   the generated token ids (m <= max_tokens; stop text included)
  *   finish      int32 [1]      0 = an end-of-sequence token, 1 = max_tokens, 2 = a stop string
  *
- * Sampling parameters are integers in thousandths (temperature 0.7 → 700) so the job commits to
+ * Sampling parameters are integers in thousandths (temperature 0.7 -> 700) so the job commits to
  * exact values: every worker and auditor samples with the same numbers. `has_seed = 0` means the
  * client gave no seed: the worker seeds the sampler from the job id (`seedFromJobId`), so a
  * generation is deterministic given its job and can be audited by teacher forcing.
@@ -27,7 +27,7 @@ export interface SamplingParams {
   maxTokens: number
   /** Thousandths; 0 is greedy (arg-max, lowest id on ties). */
   temperatureMilli: number
-  /** Thousandths, 1–1000 (1000: no nucleus cut). */
+  /** Thousandths, 1-1000 (1000: no nucleus cut). */
   topPMilli: number
   /** 0: no top-k cut. */
   topK: number
@@ -76,7 +76,7 @@ export const LM_OUTPUTS: readonly TensorSpec[] = Object.freeze([
 export function checkSampling(p: SamplingParams): void {
   const int = (v: number, name: string, min: number, max: number): void => {
     if (!Number.isSafeInteger(v) || v < min || v > max)
-      throw new InvalidInputError(`${name} must be an integer in ${min}–${max}, got ${v}`)
+      throw new InvalidInputError(`${name} must be an integer in ${min}\u2013${max}, got ${v}`)
   }
   int(p.maxTokens, 'max_tokens', 1, GENERATION_LIMITS.maxTokens)
   int(p.temperatureMilli, 'temperature (thousandths)', 0, GENERATION_LIMITS.maxTemperatureMilli)

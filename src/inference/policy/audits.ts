@@ -3,7 +3,7 @@
  * the auditor component follows (the same code, so they always agree).
  *
  * The randomness is the id of a block committed after the result was settled: a job settled at
- * height b is judged by `seed = sha256(id(b + AUDIT_DELAY_BLOCKS) ‖ receiptId)`, which the worker
+ * height b is judged by `seed = sha256(id(b + AUDIT_DELAY_BLOCKS) || receiptId)`, which the worker
  * could not know when it answered. The chain records recent block ids in its own state, so it
  * checks every draw itself; nobody who submits an audit can choose the auditor or the quorum.
  *
@@ -16,12 +16,12 @@
  *   client may also challenge one of its own settled jobs (a canary's gateway does so when the
  *   answer is wrong), which forces the audit.
  * - **Auditors**: the workers that declared they serve the model, are schedulable, and are not
- *   the original worker, ranked by sha256(seed ‖ "auditor" ‖ did), those whose declared provider
+ *   the original worker, ranked by sha256(seed || "auditor" || did), those whose declared provider
  *   and runtime equal the original's first (exact comparison possible). The i-th of the first
  *   `auditCandidates` may answer from `i × auditSlotBlocks` blocks after the first slot, so an
  *   auditor that is offline delays an audit but cannot stop it.
  * - **Quorum** (after a mismatch): the same seed ranks the remaining workers by
- *   sha256(seed ‖ "quorum" ‖ did) within ONE provider group, so that honest members agree bit for
+ *   sha256(seed || "quorum" || did) within ONE provider group, so that honest members agree bit for
  *   bit: the original's group if it has enough members, else the auditor's, else the largest.
  *   The first `quorumSize + QUORUM_SPARES` are members; any `quorumSize` of them decide.
  */
@@ -70,7 +70,7 @@ export interface AuditOdds {
 
 /**
  * The least audit probability, parts per million, at which a cheated job costs its worker more
- * than it gains: p × slash ≥ AUDIT_LOSS_MARGIN × fee, where slash = bonded × workerSlashBps /
+ * than it gains: p × slash >= AUDIT_LOSS_MARGIN × fee, where slash = bonded × workerSlashBps /
  * 10 000 is what one lost dispute takes. The gain of a job not run is at most its fee (a worker
  * saves its compute, which it would not sell below cost); the loss of one caught is the slash
  * plus the fee refunded, the streak (audited always again for `auditThreshold` jobs) and the

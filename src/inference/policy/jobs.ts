@@ -61,7 +61,7 @@ export function checkJob(job: SignedJob, inputs: TensorMap, ctx: JobContext): Mo
       `the job offers ${job.maxFee}, the model costs ${fee}${model.kind === 'lm' ? ' (prompt plus max_tokens)' : ''}`,
     )
   if (!equals(inputsCommitment(job.salt, hashTensorMap(inputs)), job.inputsHash))
-    throw new InferenceError('bad-job', 'the inputs do not match the job’s inputs commitment')
+    throw new InferenceError('bad-job', 'the inputs do not match the job\u2019s inputs commitment')
   return model
 }
 
@@ -159,7 +159,7 @@ export function checkReceipt(
     throw new InferenceError('failed', 'the receipt is for another job')
   if (!verifyWorkerSignature(receipt)) throw new InferenceError('failed', 'the receipt signature does not verify')
   if (!equals(sent.outputHash, receipt.outputHash))
-    throw new InferenceError('failed', 'the outputs do not match the receipt’s output hash')
+    throw new InferenceError('failed', 'the outputs do not match the receipt\u2019s output hash')
   try {
     checkAgainstSchema(sent.outputs, sent.model.outputs, 'output')
   } catch (err) {

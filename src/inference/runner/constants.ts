@@ -4,7 +4,7 @@
  * is killed and replaced.
  *
  * What is enforced where:
- * - load time, run time: a timer in the parent; on expiry the child is killed (SIGKILL) — ONNX
+ * - load time, run time: a timer in the parent; on expiry the child is killed (SIGKILL) - ONNX
  *   Runtime's calls are synchronous inside the child and cannot be interrupted otherwise;
  * - memory: the parent polls each busy child's resident set (`/proc/<pid>/status` on Linux, `ps`
  *   elsewhere) and kills a child above `maxRssBytes`; on Linux the child also runs under an
@@ -41,18 +41,18 @@ export interface RunnerLimits {
   maxOutputBytes: number
   /** Input bytes of one run, all tensors together. @default 16 MiB (DEFAULT_TENSOR_LIMITS.maxBytes) */
   maxInputBytes: number
-  /** Size of a model file (protobuf's 2 GiB bound; the content store holds files of any size). @default 2 GiB − 1 */
+  /** Size of a model file (protobuf's 2 GiB bound; the content store holds files of any size). @default 2 GiB - 1 */
   maxModelBytes: number
   /** How often a busy child's resident memory is read, ms. @default 100 on Linux, 500 elsewhere (a `ps` each) */
   memoryPollMs: number
-  /** Size of a language model's file (protobuf's 2 GiB bound). @default 2 GiB − 1 */
+  /** Size of a language model's file (protobuf's 2 GiB bound). @default 2 GiB - 1 */
   maxLmModelBytes: number
   /** A language model's tokenizer and config files, together. @default 64 MiB */
   maxLmFileBytes: number
   /**
    * Resident memory (and address space) a language model's process may use per byte of its file,
    * beyond `maxRssBytes`: ONNX Runtime keeps the weights and their pre-packed copies, the load frame
-   * holds the file until it is collected (bench/lm.bench.ts measures 2.4–4× on the demo model, the
+   * holds the file until it is collected (bench/lm.bench.ts measures 2.4-4× on the demo model, the
    * process's own noise included). @default 4
    */
   lmMemoryPerModelByte: number
@@ -89,7 +89,7 @@ export const CLOSE_GRACE_MS = 1_000
 /**
  * A generation's tokens leave the child in one `tokens` frame per this many milliseconds at most:
  * the first `LEADING_TOKENS` (and any token after a pause this long) go at once, those drawn
- * sooner wait for the next frame. A frame costs a pipe write and a wake-up of the node (0.1–0.3 ms
+ * sooner wait for the next frame. A frame costs a pipe write and a wake-up of the node (0.1-0.3 ms
  * of the child's time on a small VM, comparable to a small model's token), then a libp2p frame
  * and an SSE chunk; 5 ms is far below what a reader of the stream can see.
  */

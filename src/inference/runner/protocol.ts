@@ -3,8 +3,8 @@
  * private pipe (the child's fd 3; stdout stays out of it, so nothing a library prints can corrupt
  * it).
  *
- *   frame   = u32 bodyLength ‖ body                     (native byte order: both ends are one machine)
- *   body    = u32 headerLength ‖ header (UTF-8 JSON) ‖ payload
+ *   frame   = u32 bodyLength || body                     (native byte order: both ends are one machine)
+ *   body    = u32 headerLength || header (UTF-8 JSON) || payload
  *   payload = model bytes (load, inspect) then a language model's files (load), or every
  *             tensor's data back to back (run, calibrate: inputs, then an audit's claimed outputs)
  *
@@ -208,7 +208,7 @@ function parseBody(frame: Buffer, headerBytes: number): Frame {
  * once, each in its own frame (the first text a client sees may need several tokens: a character
  * of byte-level BPE takes up to 4); after them, a token drawn within `frameMs` of the last frame
  * waits, and goes with the next token drawn after that, or when a timer set for the end of the
- * window fires (between forward passes), or at `flush` — which the run must call before its
+ * window fires (between forward passes), or at `flush` - which the run must call before its
  * reply, so every token precedes it.
  */
 export class TokenBatcher {

@@ -7,7 +7,7 @@
  * One process per model, not a shared pool: a model that crashes, stalls or bloats its process
  * takes only its own jobs down, and killing it (the only way to stop a synchronous ONNX Runtime
  * call) never fails another model's job in flight. The cost is a Node process per served model
- * (about 100–120 MB resident with ONNX Runtime loaded), bounded by `maxSessions` (8): the least
+ * (about 100-120 MB resident with ONNX Runtime loaded), bounded by `maxSessions` (8): the least
  * recently used model's process is closed beyond that, as `OnnxRuntime` closes sessions.
  *
  * A process that breaks a run-time, memory or output-frame limit is killed, or one that dies on
@@ -414,7 +414,7 @@ export class SandboxedRunner {
 
   /** Calibration (see `calibrate` in runtime.ts), run inside the model's process. */
   async calibrate(cid: string, sampleInputs: TensorMap, options: CalibrateOptions): Promise<Calibration> {
-    if (!(options.durationMs >= 0)) throw new InvalidInputError('durationMs must be ≥ 0')
+    if (!(options.durationMs >= 0)) throw new InvalidInputError('durationMs must be \u2265 0')
     const served = this.#served(cid, sampleInputs)
     const minRuns = options.minRuns ?? 3
     const packed = packTensors(

@@ -108,7 +108,7 @@ export interface AuditSimResult {
   dishonestEarned: bigint
   dishonestSlashed: bigint
   /**
-   * (earned − slashed) ÷ earned for the dishonest workers: what cheating paid relative to the
+   * (earned - slashed) ÷ earned for the dishonest workers: what cheating paid relative to the
    * same work done honestly (the same jobs would have earned the same fees). 1 when never
    * slashed; below 1 when cheating cost more than it paid.
    */

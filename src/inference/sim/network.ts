@@ -5,7 +5,7 @@
  * `createInference` exactly as a real node builds them; only time, the network and block ids are
  * simulated, so every run is a pure function of its seed.
  *
- * Block h's id is sha256("donghae/sim/<seed>" ‖ h): nobody can predict it before the block.
+ * Block h's id is sha256("donghae/sim/<seed>" || h): nobody can predict it before the block.
  * Transactions a node submits are signed with its key and the sender's next nonce when the block
  * that includes them executes (a perfect own-transaction queue).
  */

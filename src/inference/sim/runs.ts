@@ -6,7 +6,7 @@
  * A run has 8 workers: the one under test (unless `honest`) and 7 honest ones. The worker under
  * test reports a calibrated throughput 10× the others', so the gateway's draw sends it about 59 %
  * of the jobs (a long experiment spends its time on the behaviour being measured), and the
- * gateway sends 4 jobs per block, so the worker under test serves 2–3 jobs per block, as in a
+ * gateway sends 4 jobs per block, so the worker under test serves 2-3 jobs per block, as in a
  * network where it is one of many.
  */
 import { Worker } from 'node:worker_threads'
@@ -48,7 +48,7 @@ export interface AuditRunsSummary {
    * is audited on every job, so such runs show the start-up cost, not the steady state).
    */
   auditComputeShare: number
-  /** Largest over the runs of (earnings − slashes) ÷ what honest work earned for the same jobs. */
+  /** Largest over the runs of (earnings - slashes) ÷ what honest work earned for the same jobs. */
   cheaterNetOverHonest: number | null
 }
 

@@ -3,8 +3,8 @@
  *
  * Helia's own bitswap client sends every want to every connected peer (`want`), or asks every
  * session peer for every block (sessions), so each peer that has a block sends it: with three
- * peers a file crosses the network three times. Here each block is asked of one peer — the
- * candidate with the fewest blocks in flight, so faster peers are given more — with a window of
+ * peers a file crosses the network three times. Here each block is asked of one peer - the
+ * candidate with the fewest blocks in flight, so faster peers are given more - with a window of
  * blocks in flight per peer. Peers answer through the node's ordinary bitswap server (Helia's
  * `@helia/bitswap` on the same libp2p host), so any bitswap peer, a stock Helia or kubo node
  * included, can serve a Donghae fetch, and messages go out and come in through that bitswap

@@ -6,13 +6,19 @@
  * `UpnpSoapError` with the UPnP error code.
  */
 import { createSocket } from 'node:dgram'
-import { request as httpRequest } from 'node:http'
 import { isIPv4 } from 'node:net'
 import { AbortError } from '../../core/errors.ts'
 import { silentLogger, type Logger } from '../../core/logger.ts'
 import { NatProtocolError, UpnpHttpError, UpnpNotFoundError, UpnpSoapError } from './errors.ts'
 import { child, childText, descendants, parseXml } from './xml.ts'
 import type { TransportProtocol } from './natpmp.ts'
+
+/**
+ * `node:http` as its CommonJS exports: an ES import of it makes Node read every export, and its
+ * `WebSocket`, `MessageEvent` and `CloseEvent` load the bundled undici (and http2) into every node
+ * for nothing (about 3 MB of heap; docs/performance.md, "Memory of an idle node").
+ */
+const { request: httpRequest } = process.getBuiltinModule('node:http')
 
 export const SSDP_ADDRESS = '239.255.255.250'
 export const SSDP_PORT = 1900

@@ -10,7 +10,7 @@ export const DEFAULT_PROTOCOL_PREFIX = '/donghae'
 export const SIM_K = 20
 
 /**
- * Lookup concurrency α. The Kademlia paper's 3; js-libp2p's own default is 10, so the libp2p run
+ * Lookup concurrency alpha. The Kademlia paper's 3; js-libp2p's own default is 10, so the libp2p run
  * sets it explicitly, and the model uses the same value. @default 3
  */
 export const SIM_ALPHA = 3
@@ -36,7 +36,7 @@ export const SIM_WARMUP_CONCURRENCY = 8
  */
 export const SIM_MAINTENANCE_MS = 5 * 60_000
 
-/** The longest delay a Node.js timer takes (2³¹ − 1 ms, about 24.8 days). */
+/** The longest delay a Node.js timer takes (2³¹ - 1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Connection manager bound per node: Donghae's host default (`MAX_CONNECTIONS`). @default 100 */

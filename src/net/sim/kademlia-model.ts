@@ -1,5 +1,5 @@
 /**
- * A Kademlia routing **model** — not libp2p. It exists because a js-libp2p network of 500+ nodes
+ * A Kademlia routing **model** - not libp2p. It exists because a js-libp2p network of 500+ nodes
  * in one process on a small machine takes too long to be a routine benchmark (see `scale.ts` for
  * the real thing); its results are labelled `kind: 'kademlia-model'` and must never be reported as
  * libp2p measurements.
@@ -15,7 +15,7 @@
  *  - joining as in the libp2p run (`planScaleSimulation`): node i knows one bootstrap node and a few
  *    earlier nodes, then looks itself up; after everyone has joined, each node looks itself up
  *    again and makes `warmupWalks` lookups of random ids;
- *  - iterative lookups: the querier starts from its k closest contacts and keeps α requests in
+ *  - iterative lookups: the querier starts from its k closest contacts and keeps alpha requests in
  *    flight to the closest contacts it has not asked yet, among the k closest it knows; it stops
  *    when those k have all answered. A `findPeer` ends when the target is named in an answer (or
  *    answers itself); a value `get` is answered by any of the k nodes the value was stored at.
@@ -78,7 +78,7 @@ export interface KademliaModelResult {
 
 interface ModelNode {
   id: bigint
-  /** bucket index → contacts (node indices), oldest first */
+  /** bucket index -> contacts (node indices), oldest first */
   buckets: Map<number, number[]>
   contacts: Set<number>
 }
@@ -113,7 +113,7 @@ function bitLength(x: bigint): number {
 
 function check(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) {
-    throw new SimulationOptionsError(`${name} must be an integer ≥ ${min}, got ${String(value)}`, {
+    throw new SimulationOptionsError(`${name} must be an integer \u2265 ${min}, got ${String(value)}`, {
       details: { option: name },
     })
   }

@@ -57,7 +57,7 @@ import { summarize, type Summary } from './stats.ts'
 export type { LookupStats, GetStats, PutStats, GetFailure, FindPeerFailure } from './measure.ts'
 
 export interface ScaleOptions {
-  /** Number of libp2p nodes (≥ 2). */
+  /** Number of libp2p nodes (>= 2). */
   nodes: number
   /** Seeds node keys, the join topology and every random choice of nodes and keys. */
   seed: number
@@ -167,7 +167,7 @@ export interface ScaleResult {
     expected: number
     delivered: number
     deliveryRatio: number
-    /** Publish call → the `message` event on each receiving node. */
+    /** Publish call -> the `message` event on each receiving node. */
     latencyMs: Summary
     meshPeersPerNode: Summary
     meshReadyMs: number
@@ -177,7 +177,7 @@ export interface ScaleResult {
     rssAfterWarmupBytes: number
     rssPeakBytes: number
     heapUsedPeakBytes: number
-    /** (RSS after warm-up − RSS before) / nodes. */
+    /** (RSS after warm-up - RSS before) / nodes. */
     perNodeBytes: number
   }
   plan: ScalePlan
@@ -231,7 +231,7 @@ function resolve(options: ScaleOptions): Resolved {
   const integer = (name: keyof Resolved, min: number): void => {
     const value = r[name]
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-      throw new SimulationOptionsError(`${name} must be an integer ≥ ${min}, got ${String(value)}`, {
+      throw new SimulationOptionsError(`${name} must be an integer \u2265 ${min}, got ${String(value)}`, {
         details: { option: name },
       })
     }
@@ -258,7 +258,7 @@ function resolve(options: ScaleOptions): Resolved {
     })
   }
   if (r.messageBytes < 8)
-    throw new SimulationOptionsError('messageBytes must be ≥ 8', { details: { option: 'messageBytes' } })
+    throw new SimulationOptionsError('messageBytes must be \u2265 8', { details: { option: 'messageBytes' } })
   if (!r.prefix.startsWith('/')) {
     throw new SimulationOptionsError('dhtProtocolPrefix must start with /', {
       details: { option: 'dhtProtocolPrefix' },

@@ -16,7 +16,7 @@ import type { QueryEvent } from '@libp2p/kad-dht'
 export class QueryTrace {
   readonly #start: ReadonlySet<string>
   readonly #queried = new Set<string>()
-  /** responder → the closer peers it named */
+  /** responder -> the closer peers it named */
   readonly #referrals = new Map<string, string[]>()
 
   /** `startPeers`: the peers the query starts from (the querier's k closest to the key). */

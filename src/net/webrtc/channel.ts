@@ -5,12 +5,12 @@
  * Every message is one text frame holding one JSON object (browser-friendly: `RTCDataChannel.send`
  * of a string, `JSON.parse` on receipt), at most `maxMessageBytes` (64 KiB) of UTF-8:
  *
- *   client → server
+ *   client -> server
  *     { "t": "req",    "id": <id>, "body": <any JSON> }   a request; ids are positive safe
  *                                                        integers, unique among the client's
  *                                                        requests in flight
  *     { "t": "cancel", "id": <id> }                      abandon a request (its handler's signal aborts)
- *   server → client
+ *   server -> client
  *     { "t": "progress", "id": <id>, "body": <any> }     zero or more partial answers (streamed tokens)
  *     { "t": "res",      "id": <id>, "body": <any> }     the final answer; ends the request
  *     { "t": "err",      "id": <id>, "error": { "code": <string>, "message": <string> } }

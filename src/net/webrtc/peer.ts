@@ -6,11 +6,11 @@
  *   offerer                                            answerer
  *   WebRtcOfferer.createOffer(targetDid)
  *     PeerConnection + data channel "donghae", gather
- *     signOffer → SignedOffer  ──── POST /receive-offer ────▶  verifyOffer (no WebRTC yet)
+ *     signOffer -> SignedOffer  ---- POST /receive-offer ---->  verifyOffer (no WebRTC yet)
  *                                                           WebRtcAnswerer.answer(verified)
  *                                                             PeerConnection, setRemoteDescription,
  *                                                             gather, signAnswer
- *   PendingOffer.accept(answer) ◀──── response body ────────  SignedAnswer
+ *   PendingOffer.accept(answer) <---- response body --------  SignedAnswer
  *     verifyAnswer (DID, signature, nonce, freshness)
  *     setRemoteDescription, wait for the channel to open
  *     remoteFingerprint() must equal the signed answer's      on open: remoteFingerprint() must equal
@@ -26,7 +26,7 @@
  *
  * Ordering: the answerer applies the offer without its candidates and adds them only after
  * `remoteCandidateDelayMs` (300 ms), so the offerer's checks normally open the path once it holds
- * the answer. Without this, libdatachannel ↔ libdatachannel failed about half the loopback runs
+ * the answer. Without this, libdatachannel <-> libdatachannel failed about half the loopback runs
  * ("Got a remote candidate without ICE transport": the early DTLS handshake failed and tore the
  * transport down before the answer was applied).
  *
@@ -288,7 +288,7 @@ export interface AnsweredOffer {
   /** The connection's id; `onConnection` hands out the connection with this same id once it opens. */
   readonly id: number
   readonly answer: SignedAnswer
-  /** Adds a trickled remote candidate (`candidate:…` and its media id); false when the stack refused it. */
+  /** Adds a trickled remote candidate (`candidate:...` and its media id); false when the stack refused it. */
   addRemoteCandidate(candidate: string, mid: string): boolean
   /** Resolves once the connection is closed, for whatever reason. */
   readonly closed: Promise<void>

@@ -4,7 +4,7 @@
  * the SDP carries the DTLS certificate fingerprint, so whoever completes the DTLS handshake must
  * hold the certificate the DID's key vouched for.
  *
- * Offer (offerer → answerer, e.g. the body of `POST /receive-offer`), JSON:
+ * Offer (offerer -> answerer, e.g. the body of `POST /receive-offer`), JSON:
  *
  *     { did, sdp, timestamp, nonce, target, signature }
  *
@@ -14,14 +14,14 @@
  *   (30 s) of the answerer's clock.
  * - `nonce`: 16 random bytes, 32 lowercase hex digits; each (did, nonce) is accepted once.
  * - `sdp`: the complete, non-trickle SDP (all candidates gathered), at most 16 KiB of UTF-8, data
- *   channel only (every `m=` line is `application … UDP/DTLS/SCTP webrtc-datachannel`), with exactly
+ *   channel only (every `m=` line is `application ... UDP/DTLS/SCTP webrtc-datachannel`), with exactly
  *   one distinct `a=fingerprint:sha-256` (session or media level).
  * - `signature`: 128 hex digits, Ed25519 by the `did`'s key over the canonical dag-cbor of
  *   `{ did, nonce, sdp, target, timestamp }` (map keys sorted as dag-cbor sorts them), with the
  *   domain-separated signing kind `webrtc.offer` (core/signing.ts: the signed message is
- *   sha256("donghae/webrtc.offer/v1" ‖ cbor)).
+ *   sha256("donghae/webrtc.offer/v1" || cbor)).
  *
- * Answer (answerer → offerer, e.g. the response body), JSON:
+ * Answer (answerer -> offerer, e.g. the response body), JSON:
  *
  *     { did, sdp, timestamp, nonce, signature }
  *
@@ -234,7 +234,7 @@ export class ReplayCache {
     if (!Number.isSafeInteger(this.maxEntries) || this.maxEntries < 1) {
       throw new RangeError('ReplayCache maxEntries must be a positive integer')
     }
-    if (!Number.isFinite(this.ttlMs) || this.ttlMs < 0) throw new RangeError('ReplayCache ttlMs must be ≥ 0')
+    if (!Number.isFinite(this.ttlMs) || this.ttlMs < 0) throw new RangeError('ReplayCache ttlMs must be \u2265 0')
   }
 
   get size(): number {
@@ -341,7 +341,7 @@ export function checkDataChannelSdp(sdp: string): string {
     if (line.startsWith('m=')) {
       media++
       if (!/^m=application \d{1,5} (UDP\/DTLS\/SCTP webrtc-datachannel|DTLS\/SCTP \d{1,5})\s*$/.test(line)) {
-        refuse(BadSdpError, 'only data-channel media sections (m=application … DTLS/SCTP) are accepted')
+        refuse(BadSdpError, 'only data-channel media sections (m=application \u2026 DTLS/SCTP) are accepted')
       }
     } else if (line.startsWith('a=candidate:')) {
       candidates++
@@ -479,7 +479,7 @@ export interface VerifyOfferOptions {
 /**
  * Checks an untrusted offer completely (see the file header) and records its nonce. Throws a
  * `SignalError` subclass; creates no WebRTC object. Order: shape, unsigned, size, target,
- * freshness, SDP, signature, replay — the replay cache only ever holds validly signed offers.
+ * freshness, SDP, signature, replay - the replay cache only ever holds validly signed offers.
  */
 export function verifyOffer(offer: unknown, options: VerifyOfferOptions): VerifiedOffer {
   const maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS
@@ -521,7 +521,7 @@ export interface VerifyAnswerOptions {
 export function verifyAnswer(answer: unknown, offer: { nonce: string }, options: VerifyAnswerOptions): VerifiedAnswer {
   const fields = commonFields(answer)
   if (fields.did !== options.expectedDid) refuse(WrongPeerError, 'the answer is not from the DID that was called')
-  if (fields.nonce !== offer.nonce) refuse(ReplayedSignalError, 'the answer does not echo this offer’s nonce')
+  if (fields.nonce !== offer.nonce) refuse(ReplayedSignalError, 'the answer does not echo this offer\u2019s nonce')
   checkFreshness(fields.timestamp, options.now, options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS)
   const fingerprint = checkDataChannelSdp(fields.sdp)
   const publicKey = signerKey(fields.did)
