@@ -46,10 +46,11 @@ function loadedBy(entry: URL): Loaded {
 
 const NODE = new URL('../src/node/full-node.ts', import.meta.url)
 
-test("a node's modules load neither TypeBox nor onnx-proto (the ONNX schema loads at its first use)", async () => {
+test("a node's modules load neither TypeBox, nor onnx-proto, sodium-native or Hugging Face's tokenizers and Jinja (each loads at its first use)", async () => {
   const { names } = loadedBy(NODE)
   assert.ok(names.has('libp2p') && names.has('fastify'), `the probe saw the node's packages: ${[...names].join(' ')}`)
-  for (const name of ['typebox', 'onnx-proto']) assert.ok(!names.has(name), `${name} is loaded with the node`)
+  for (const name of ['typebox', 'onnx-proto', 'sodium-native', '@huggingface/tokenizers', '@huggingface/jinja'])
+    assert.ok(!names.has(name), `${name} is loaded with the node`)
 })
 
 test("a node's modules load one copy of Ajv (not one per Fastify compiler), and not Node's bundled undici", async () => {

@@ -30,7 +30,6 @@
  * the chain says it is), `FlBlobNotForUsError` (sealed to other keys, or damaged).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
-import sodium from 'sodium-native'
 import { decode, encode } from '../core/codec.ts'
 import { cidOfBytes, RAW_CODE } from '../core/cid.ts'
 import { DonghaeError } from '../core/errors.ts'
@@ -40,6 +39,7 @@ import { MAX_FL_BLOB_BYTES } from './chain/decode.ts'
 import { decodeVector, encodeVector, unflattenMlp, weightsDigest } from './weights.ts'
 import { mlpTrainer } from '../inference/trainer.ts'
 import { mlpTemplate } from './round.ts'
+import { SEAL_BYTES, openBox, sealBox } from '../core/sealed-box.ts'
 
 export { MAX_FL_BLOB_BYTES }
 
@@ -191,20 +191,15 @@ function aad(header: Required<BlobHeader>): Uint8Array {
 
 /** libsodium's crypto_box_seal of `message` to an X25519 public key. */
 function boxSeal(message: Uint8Array, publicKey: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(message.length + sodium.crypto_box_SEALBYTES)
   try {
-    sodium.crypto_box_seal(out, Buffer.from(message), Buffer.from(publicKey))
+    return sealBox(message, publicKey)
   } catch (err) {
     throw new FlBlobFormatError('cannot seal to this key (it is a low-order point)', { cause: err })
   }
-  return new Uint8Array(out.buffer, out.byteOffset, out.length)
 }
 
 function boxOpen(box: Uint8Array, publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | undefined {
-  if (box.length !== KEY_BYTES + sodium.crypto_box_SEALBYTES) return undefined
-  const out = Buffer.alloc(KEY_BYTES)
-  const ok = sodium.crypto_box_seal_open(out, Buffer.from(box), Buffer.from(publicKey), Buffer.from(secretKey))
-  return ok ? new Uint8Array(out.buffer, out.byteOffset, out.length) : undefined
+  return box.length === KEY_BYTES + SEAL_BYTES ? openBox(box, publicKey, secretKey) : undefined
 }
 
 export interface SealedUpdate {

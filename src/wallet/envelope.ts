@@ -32,7 +32,6 @@
  * transfer does not match the envelope).
  */
 import { randomBytes } from 'node:crypto'
-import sodium from 'sodium-native'
 import { toHex, utf8, equals } from '../core/bytes.ts'
 import { decode, encode } from '../core/codec.ts'
 import { DonghaeError } from '../core/errors.ts'
@@ -40,6 +39,7 @@ import { sha256 } from '../core/hash.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid, keyAgreementPublicKeyFromDid } from '../identity/did-key.ts'
+import { openBox, sealBox } from '../core/sealed-box.ts'
 
 export const PAYMENT_SIGNING_KIND = 'wallet.payment'
 export const ENVELOPE_VERSION = 1
@@ -187,23 +187,16 @@ export function recipientKey(did: string): Uint8Array {
 
 /** libsodium's crypto_box_seal of `message` to an X25519 public key. */
 export function boxSeal(message: Uint8Array, publicKey: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(message.length + sodium.crypto_box_SEALBYTES)
   try {
-    sodium.crypto_box_seal(out, Buffer.from(message), Buffer.from(publicKey))
+    return sealBox(message, publicKey)
   } catch (err) {
     // libsodium refuses a low-order point (an all-zero key, the Ed25519 identity's twin)
     throw new EnvelopeFormatError('cannot seal to this key (it is a low-order point)', { cause: err })
   }
-  return new Uint8Array(out.buffer, out.byteOffset, out.length)
 }
 
 /** libsodium's crypto_box_seal_open; undefined when the box is not for this key or was damaged. */
-export function boxOpen(box: Uint8Array, publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | undefined {
-  if (box.length < sodium.crypto_box_SEALBYTES) return undefined
-  const out = Buffer.alloc(box.length - sodium.crypto_box_SEALBYTES)
-  const ok = sodium.crypto_box_seal_open(out, Buffer.from(box), Buffer.from(publicKey), Buffer.from(secretKey))
-  return ok ? new Uint8Array(out.buffer, out.byteOffset, out.length) : undefined
-}
+export const boxOpen = openBox
 
 /** Builds, signs and seals a payment from `sender` to `request.to`. */
 export function sealPayment(sender: Ed25519KeyPair, request: PaymentRequest): SealedPayment {

@@ -8,14 +8,29 @@
  * never halfway through a job.
  */
 import { readFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { Tokenizer } from '@huggingface/tokenizers'
-import { Template } from '@huggingface/jinja'
+import type * as Tokenizers from '@huggingface/tokenizers'
+import type * as Jinja from '@huggingface/jinja'
 import { describeError } from '../../core/errors.ts'
 import { LmModelError } from './errors.ts'
 import { LM_FILES, LM_REQUIRED_FILES, type LmFileName, type LmFiles } from './types.ts'
 
 type Json = Record<string, unknown>
+
+const require = createRequire(import.meta.url)
+
+/**
+ * @huggingface/tokenizers and @huggingface/jinja, loaded with the first tokenizer built: a node
+ * imports this module at start but tokenizes only when it publishes a language model or a
+ * gateway serves a completion (docs/performance.md, "Memory of an idle node").
+ */
+function huggingFace(): { Tokenizer: typeof Tokenizers.Tokenizer; Template: typeof Jinja.Template } {
+  return {
+    Tokenizer: (require('@huggingface/tokenizers') as typeof Tokenizers).Tokenizer,
+    Template: (require('@huggingface/jinja') as typeof Jinja).Template,
+  }
+}
 
 /** What generation needs from `config.json` / `generation_config.json` / `tokenizer_config.json`. */
 export interface LmConfig {
@@ -114,14 +129,15 @@ const SPECIAL_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_t
  * (the Rust `tokenizers` crate's algorithms, in JavaScript); rendering is @huggingface/jinja's.
  */
 export class LmTokenizer {
-  readonly #tokenizer: Tokenizer
-  readonly #template: Template | undefined
+  readonly #tokenizer: Tokenizers.Tokenizer
+  readonly #template: Jinja.Template | undefined
   /** bos_token, eos_token, ... as the template sees them. */
   readonly specialTokens: Readonly<Record<string, string>>
   /** The template's source, when the model has one. */
   readonly chatTemplate: string | undefined
 
   constructor(tokenizerJson: Json, tokenizerConfig: Json) {
+    const { Tokenizer, Template } = huggingFace()
     try {
       this.#tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig)
     } catch (err) {
@@ -274,24 +290,8 @@ export function parseLmFiles(files: LmFiles): LmModelFiles {
   const config = parseJson(files, 'config.json') ?? {}
   const generation = parseJson(files, 'generation_config.json') ?? {}
   const tokenizer = new LmTokenizer(tokenizerJson, tokenizerConfig)
-  // some configs nest the text model's settings (multimodal exports)
-  const text = (
-    config.text_config !== null && typeof config.text_config === 'object' ? config.text_config : config
-  ) as Json
-  const maxLength = positiveInt(tokenizerConfig.model_max_length)
-  const contextLength =
-    positiveInt(text.max_position_embeddings) ??
-    positiveInt(text.n_positions) ??
-    positiveInt(text.n_ctx) ??
-    positiveInt(text.max_sequence_length) ??
-    // transformers writes 1e30 for "no limit"
-    (maxLength !== undefined && maxLength < 2 ** 31 ? maxLength : undefined)
-  if (contextLength === undefined)
-    throw new LmModelError(
-      'bad-config',
-      'the context length is unknown: config.json needs max_position_embeddings (or n_positions, n_ctx)',
-      { details: { file: 'config.json' } },
-    )
+  const text = textConfig(config)
+  const contextLength = contextLengthFrom(text, tokenizerConfig)
   const eos = new Set([...tokenIds(generation.eos_token_id), ...tokenIds(text.eos_token_id)])
   const eosText = tokenizer.specialTokens.eos_token
   const eosId = eosText === undefined ? undefined : tokenizer.tokenId(eosText)
@@ -321,4 +321,37 @@ export function parseLmFiles(files: LmFiles): LmModelFiles {
     positiveInt(text.head_dim) ?? (heads !== undefined && hidden !== undefined ? hidden / heads : undefined),
   )
   return { tokenizer, config: lmConfig }
+}
+
+/**
+ * The model's context window in tokens (prompt + output), from `config.json` and
+ * `tokenizer_config.json` alone: no tokenizer is built. Throws `LmModelError` (`missing-file`,
+ * `bad-file`, `bad-config`) when the files do not say.
+ */
+export function lmContextLength(files: LmFiles): number {
+  const tokenizerConfig = parseJson(files, 'tokenizer_config.json')!
+  return contextLengthFrom(textConfig(parseJson(files, 'config.json') ?? {}), tokenizerConfig)
+}
+
+/** The text model's settings: some configs nest them (multimodal exports). */
+function textConfig(config: Json): Json {
+  return (config.text_config !== null && typeof config.text_config === 'object' ? config.text_config : config) as Json
+}
+
+function contextLengthFrom(text: Json, tokenizerConfig: Json): number {
+  const maxLength = positiveInt(tokenizerConfig.model_max_length)
+  const contextLength =
+    positiveInt(text.max_position_embeddings) ??
+    positiveInt(text.n_positions) ??
+    positiveInt(text.n_ctx) ??
+    positiveInt(text.max_sequence_length) ??
+    // transformers writes 1e30 for "no limit"
+    (maxLength !== undefined && maxLength < 2 ** 31 ? maxLength : undefined)
+  if (contextLength === undefined)
+    throw new LmModelError(
+      'bad-config',
+      'the context length is unknown: config.json needs max_position_embeddings (or n_positions, n_ctx)',
+      { details: { file: 'config.json' } },
+    )
+  return contextLength
 }
