@@ -46,10 +46,17 @@ function loadedBy(entry: URL): Loaded {
 
 const NODE = new URL('../src/node/full-node.ts', import.meta.url)
 
-test("a node's modules load neither TypeBox, nor onnx-proto, sodium-native or Hugging Face's tokenizers and Jinja (each loads at its first use)", async () => {
+test("a node's modules load neither TypeBox, nor onnx-proto, sodium-native, node-datachannel or Hugging Face's tokenizers and Jinja (each loads at its first use)", async () => {
   const { names } = loadedBy(NODE)
   assert.ok(names.has('libp2p') && names.has('fastify'), `the probe saw the node's packages: ${[...names].join(' ')}`)
-  for (const name of ['typebox', 'onnx-proto', 'sodium-native', '@huggingface/tokenizers', '@huggingface/jinja'])
+  for (const name of [
+    'typebox',
+    'onnx-proto',
+    'sodium-native',
+    '@huggingface/tokenizers',
+    '@huggingface/jinja',
+    'node-datachannel',
+  ])
     assert.ok(!names.has(name), `${name} is loaded with the node`)
 })
 

@@ -36,11 +36,11 @@
  * STUN servers are configurable (`iceServers`, e.g. `stun:stun.example.org:3478`); none by
  * default, which gives host candidates only (loopback/LAN).
  */
-import nodeDataChannel from 'node-datachannel'
 import type { DataChannel, PeerConnection, RtcConfig } from 'node-datachannel'
 import { systemClock, type Clock } from '../../core/clock.ts'
 import { AbortError, DonghaeError } from '../../core/errors.ts'
 import { didFromEd25519PublicKey } from '../../identity/did-key.ts'
+import { nodeDataChannel } from './datachannel.ts'
 import {
   checkNegotiatedFingerprint,
   fingerprintOf,
@@ -66,7 +66,7 @@ export const DEFAULT_REMOTE_CANDIDATE_DELAY_MS = 300
 export type PeerConnectionFactory = (name: string, config: RtcConfig) => PeerConnection
 
 export const defaultPeerConnectionFactory: PeerConnectionFactory = (name, config) =>
-  new nodeDataChannel.PeerConnection(name, config)
+  new (nodeDataChannel().PeerConnection)(name, config)
 
 /** The answerer is at its connection limit. */
 export class TooManyConnectionsError extends DonghaeError {
