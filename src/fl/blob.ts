@@ -39,7 +39,7 @@ import { MAX_FL_BLOB_BYTES } from './chain/decode.ts'
 import { decodeVector, encodeVector, unflattenMlp, weightsDigest } from './weights.ts'
 import { mlpTrainer } from '../inference/trainer.ts'
 import { mlpTemplate } from './round.ts'
-import { SEAL_BYTES, openBox, sealBox } from '../core/sealed-box.ts'
+import { SEAL_BYTES, openBox, sealBox } from '../core/sodium-box.ts'
 
 export { MAX_FL_BLOB_BYTES }
 

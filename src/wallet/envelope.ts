@@ -39,7 +39,7 @@ import { sha256 } from '../core/hash.ts'
 import type { Ed25519KeyPair } from '../identity/keys.ts'
 import { verifySignature } from '../identity/keys.ts'
 import { didFromEd25519PublicKey, ed25519PublicKeyFromDid, keyAgreementPublicKeyFromDid } from '../identity/did-key.ts'
-import { openBox, sealBox } from '../core/sealed-box.ts'
+import { openBox, sealBox } from '../core/sodium-box.ts'
 
 export const PAYMENT_SIGNING_KIND = 'wallet.payment'
 export const ENVELOPE_VERSION = 1

@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import sodium from 'sodium-native'
-import { SEAL_BYTES, openBox, sealBox } from './sealed-box.ts'
+import { SEAL_BYTES, openBox, sealBox } from './sodium-box.ts'
 
 test('SEAL_BYTES is libsodium crypto_box_SEALBYTES; a box opens with its key pair only, and a cut one not at all', () => {
   assert.equal(SEAL_BYTES, sodium.crypto_box_SEALBYTES)
