@@ -15,6 +15,7 @@
  * (the API's tests run it over every route).
  */
 import SerializerSelector from '@fastify/fast-json-stringify-compiler'
+import { DeferredCompiles } from './deferred-compiles.ts'
 
 type Serializer = SerializerSelector.Serializer
 type RouteDefinition = SerializerSelector.RouteDefinition
@@ -22,7 +23,7 @@ type RouteDefinition = SerializerSelector.RouteDefinition
 export class LazySerializers {
   readonly #build = SerializerSelector()
   /** Serializers handed out and not yet compiled. */
-  readonly #pending = new Set<() => Serializer>()
+  readonly #compiles = new DeferredCompiles()
   /** By schema object, for factories without external schemas (which every route then shares). */
   readonly #shared = new WeakMap<object, Serializer>()
 
@@ -35,17 +36,11 @@ export class LazySerializers {
       const key = typeof route.schema === 'object' && route.schema !== null ? route.schema : undefined
       const known = key === undefined ? undefined : bySchema.get(key)
       if (known !== undefined) return known
-      let compiled: Serializer | undefined
-      const compile = (): Serializer => {
-        if (compiled === undefined) {
-          compileNow ??= this.#build(externalSchemas, options)
-          compiled = compileNow(route)
-          this.#pending.delete(compile)
-        }
-        return compiled
-      }
-      this.#pending.add(compile)
-      const serializer: Serializer = (data) => (compiled ?? compile())(data)
+      const compiled = this.#compiles.defer(() => {
+        compileNow ??= this.#build(externalSchemas, options)
+        return compileNow(route)
+      })
+      const serializer: Serializer = (data) => compiled()(data)
       if (key !== undefined) bySchema.set(key, serializer)
       return serializer
     }
@@ -53,11 +48,11 @@ export class LazySerializers {
 
   /** How many serializers wait for their first use. */
   get uncompiled(): number {
-    return this.#pending.size
+    return this.#compiles.waiting
   }
 
   /** Compiles every serializer still waiting: a schema that cannot be compiled throws here. */
   compileAll(): void {
-    for (const compile of [...this.#pending]) compile()
+    this.#compiles.compileAll()
   }
 }

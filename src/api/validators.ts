@@ -22,6 +22,7 @@
  */
 import AjvCompiler from '@fastify/ajv-compiler'
 import { InvalidInputError } from '../core/errors.ts'
+import { DeferredCompiles } from './deferred-compiles.ts'
 
 /** Ajv's validate function as Fastify calls it. */
 interface Validate {
@@ -44,7 +45,7 @@ type ValidatorFactory = (externalSchemas: unknown, options?: unknown) => Validat
 export class LazyValidators {
   readonly #build = AjvCompiler() as unknown as ValidatorFactory
   /** Validators handed out and not yet compiled. */
-  readonly #pending = new Set<() => Validate>()
+  readonly #compiles = new DeferredCompiles()
 
   /** Fastify's `compilersFactory.buildValidator`. */
   readonly buildValidator = this.#factory() as unknown as AjvCompiler.BuildCompilerFromPool
@@ -58,18 +59,12 @@ export class LazyValidators {
       let compileNow: ValidatorCompiler | undefined
       return (route) => {
         if (route.httpPart === 'headers') checkHeaderCase(route.schema, `${route.method} ${route.url}`)
-        let compiled: Validate | undefined
-        const compile = (): Validate => {
-          if (compiled === undefined) {
-            compileNow ??= this.#build(externalSchemas, options)
-            compiled = compileNow(route)
-            this.#pending.delete(compile)
-          }
-          return compiled
-        }
-        this.#pending.add(compile)
+        const compiled = this.#compiles.defer(() => {
+          compileNow ??= this.#build(externalSchemas, options)
+          return compileNow(route)
+        })
         const validate: Validate = (data, context) => {
-          const real = compiled ?? compile()
+          const real = compiled()
           const valid = real(data, context)
           // Fastify reads the errors from the function it called, right after the call.
           validate.errors = real.errors
@@ -85,12 +80,12 @@ export class LazyValidators {
 
   /** How many validators wait for their first use. */
   get uncompiled(): number {
-    return this.#pending.size
+    return this.#compiles.waiting
   }
 
   /** Compiles every validator still waiting: a schema that cannot be compiled throws here. */
   compileAll(): void {
-    for (const compile of [...this.#pending]) compile()
+    this.#compiles.compileAll()
   }
 }
 
