@@ -46,8 +46,12 @@ function loadedBy(entry: URL): Loaded {
 
 const NODE = new URL('../src/node/full-node.ts', import.meta.url)
 
+/** What a node's modules load, probed once for both tests. */
+let probed: Loaded | undefined
+const nodeLoads = (): Loaded => (probed ??= loadedBy(NODE))
+
 test("a node's modules load neither TypeBox, nor onnx-proto, sodium-native, node-datachannel or Hugging Face's tokenizers and Jinja (each loads at its first use)", async () => {
-  const { names } = loadedBy(NODE)
+  const { names } = nodeLoads()
   assert.ok(names.has('libp2p') && names.has('fastify'), `the probe saw the node's packages: ${[...names].join(' ')}`)
   for (const name of [
     'typebox',
@@ -61,7 +65,7 @@ test("a node's modules load neither TypeBox, nor onnx-proto, sodium-native, node
 })
 
 test("a node's modules load one copy of Ajv (not one per Fastify compiler), and not Node's bundled undici", async () => {
-  const { dirs, builtins } = loadedBy(NODE)
+  const { dirs, builtins } = nodeLoads()
   const ajv = dirs.get('ajv')
   assert.ok(ajv !== undefined, 'the probe saw Ajv (Fastify loads it)')
   assert.equal(ajv.size, 1, `Ajv loaded from ${[...ajv].join(', ')}`)

@@ -1,7 +1,7 @@
 /**
  * Request validators compiled on first use, the counterpart of `LazySerializers`
  * (serializers.ts). Fastify compiles an Ajv validator for the body, querystring, params and
- * headers schema of every route when the server gets ready: about 170 for the node's API, each a
+ * headers schema of every route when the server gets ready: 123 for the node's API, each a
  * generated function (`new Function`) whose source and Ajv's bookkeeping stay on the heap of
  * every node for its whole life, and the Ajv instance with its format plugin besides, while an
  * idle node is asked a handful of routes.

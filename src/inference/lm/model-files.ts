@@ -328,7 +328,7 @@ export function parseLmFiles(files: LmFiles): LmModelFiles {
  * `tokenizer_config.json` alone: no tokenizer is built. Throws `LmModelError` (`missing-file`,
  * `bad-file`, `bad-config`) when the files do not say.
  */
-export function lmContextLength(files: LmFiles): number {
+export function contextLengthOf(files: LmFiles): number {
   const tokenizerConfig = parseJson(files, 'tokenizer_config.json')!
   return contextLengthFrom(textConfig(parseJson(files, 'config.json') ?? {}), tokenizerConfig)
 }

@@ -6,7 +6,7 @@
 import type { Tolerance, TensorSpec } from '../tensor.ts'
 import type { CompletionTokenizer } from './completion.ts'
 import { decoderLayout, type DecoderLayout } from './layout.ts'
-import { lmContextLength, parseLmFiles, type LmModelFiles } from './model-files.ts'
+import { parseLmFiles, type LmModelFiles } from './model-files.ts'
 import type { LmFiles } from './types.ts'
 
 /**
@@ -37,10 +37,7 @@ export function completionTokenizer(files: LmFiles | LmModelFiles): CompletionTo
   }
 }
 
-/** The model's context window in tokens (prompt + output), without building its tokenizer. Throws `LmModelError` when the files do not say. */
-export function contextLengthOf(files: LmFiles): number {
-  return lmContextLength(files)
-}
+export { contextLengthOf } from './model-files.ts'
 
 /**
  * Checks that a graph's declared inputs and outputs (`inspect`) are a decoder with a KV cache
