@@ -264,3 +264,51 @@ test('a generator resting for idleMs ends its thread; a reset without rest (or a
   assert.equal(g.threadAlive, false)
   assert.throws(() => new PohGenerator({ hashesPerTick: HPT, idleMs: -1 }), InvalidInputError)
 })
+
+test('with threadDelayMs a thread starts only once ticks were asked for that long without a reset; resting asks for none', async () => {
+  const clock = new ManualClock()
+  const g = new PohGenerator({ hashesPerTick: HPT, ticksPerSecond: 1000, threadDelayMs: 500, idleMs: 20_000, clock })
+  g.start()
+  try {
+    assert.equal(g.threadAlive, false, 'started: no thread yet')
+    assert.deepEqual(await g.drain(), [], 'a drain answers at once, with nothing')
+    clock.advance(499)
+    const first = new Uint8Array(32).fill(0x41)
+    g.reset(first) // a quick height: the next one asks again, from its own time
+    clock.advance(499)
+    assert.equal(g.threadAlive, false, 'no height lasted 500 ms')
+    g.reset(first, { rest: true }) // the height waits for work: no ticks asked for
+    clock.advance(10_000)
+    assert.equal(g.threadAlive, false, 'a resting generator starts no thread')
+
+    const head = new Uint8Array(32).fill(0x42)
+    g.reset(head)
+    clock.advance(499)
+    assert.equal(g.threadAlive, false)
+    clock.advance(1)
+    assert.equal(g.threadAlive, true, 'asked for ticks 500 ms: the thread starts')
+    await g.waitForTicks(3)
+    const ticks = await g.drain()
+    assert.ok(ticks.length >= 3)
+    assert.equal(verifyPohEntries(head, ticks, HPT).ok, true, 'it ticks from the latest reset')
+
+    const next = new Uint8Array(32).fill(0x43)
+    g.reset(next)
+    assert.equal(g.threadAlive, true, 'a running thread takes resets as before')
+    g.reset(next, { rest: true })
+    clock.advance(20_000)
+    assert.equal(g.threadAlive, false, 'rested 20 s: the thread ends')
+    g.reset(next)
+    assert.equal(g.threadAlive, false, 'and the next height waits its 500 ms again')
+    const mixin = new Uint8Array(32).fill(7)
+    await g.record(mixin)
+    assert.equal(g.threadAlive, true, 'a record starts one at once')
+    const entries = await g.drain()
+    assert.equal(verifyPohEntries(next, entries, HPT).ok, true, 'on the chain from the latest reset')
+    assert.deepEqual(entries.find((e) => e.mixin !== undefined)?.mixin, mixin)
+  } finally {
+    await g.stop()
+  }
+  assert.equal(clock.pending, 0, 'stop leaves no timer')
+  assert.throws(() => new PohGenerator({ hashesPerTick: HPT, threadDelayMs: -1 }), InvalidInputError)
+})

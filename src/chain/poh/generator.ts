@@ -34,7 +34,15 @@ export interface PohGeneratorOptions {
    * has (nothing) without waiting for it to start. 0: the thread lives until `stop`. @default 0
    */
   idleMs?: number
-  /** Drives the idle timer (tests use a ManualClock). @default systemClock */
+  /**
+   * A generator asked to tick while no thread runs starts one only after it has been asked for
+   * this long with no reset in between (a `record` or `ready` starts one at once). Until then
+   * `drain` gives nothing, and a caller that needs ticks makes them itself (WorkerPohService
+   * extends flat out): a chain whose heights end quickly never pays for the thread, nor for ticks
+   * nobody uses. 0: a thread starts at once. @default 0
+   */
+  threadDelayMs?: number
+  /** Drives the idle and delay timers (tests use a ManualClock). @default systemClock */
   clock?: Clock
   logger?: Logger
 }
@@ -72,6 +80,7 @@ export class PohGenerator {
   readonly ticksPerSecond: number
   readonly maxTicks: number
   readonly #idleMs: number
+  readonly #threadDelayMs: number
   readonly #clock: Clock
   readonly #log: Logger
   /** Between `start` and `stop`, whether or not a thread runs now (it ends while resting). */
@@ -80,6 +89,7 @@ export class PohGenerator {
   /** Told to rest by the latest reset. */
   #resting = false
   #cancelIdle: (() => void) | undefined
+  #cancelSpawn: (() => void) | undefined
   #hash: Uint8Array
   #entries: PohEntry[] = []
   #ticks = 0
@@ -106,10 +116,15 @@ export class PohGenerator {
     }
     const idleMs = options.idleMs ?? 0
     if (!(idleMs >= 0)) throw new InvalidInputError('idleMs must be a non-negative number of milliseconds')
+    const threadDelayMs = options.threadDelayMs ?? 0
+    if (!(threadDelayMs >= 0)) {
+      throw new InvalidInputError('threadDelayMs must be a non-negative number of milliseconds')
+    }
     this.hashesPerTick = hashesPerTick
     this.ticksPerSecond = ticksPerSecond
     this.maxTicks = maxTicks
     this.#idleMs = idleMs
+    this.#threadDelayMs = threadDelayMs
     this.#clock = options.clock ?? systemClock
     this.#hash = Uint8Array.from(startHash)
     this.#log = (options.logger ?? silentLogger()).forComponent('donghae:chain:poh')
@@ -130,7 +145,10 @@ export class PohGenerator {
     return this.#started
   }
 
-  /** Whether a thread runs now: false before `start`, after `stop`, and after `idleMs` of rest. */
+  /**
+   * Whether a thread runs now: false before `start`, after `stop`, after `idleMs` of rest, and
+   * for `threadDelayMs` after a reset asks a generator without one to tick.
+   */
   get threadAlive(): boolean {
     return this.#running !== undefined
   }
@@ -139,15 +157,38 @@ export class PohGenerator {
   start(): void {
     if (this.#started) return
     this.#started = true
-    this.#spawn()
+    if (this.#threadDelayMs > 0) this.#wantThread()
+    else this.#spawn()
     this.#log.info(
       { hashesPerTick: this.hashesPerTick, ticksPerSecond: this.ticksPerSecond },
       this.ticksPerSecond > 0 ? 'PoH generator started' : 'PoH generator started (unpaced)',
     )
   }
 
+  /**
+   * Ticks are asked for and no thread runs: one starts now, or after `threadDelayMs` unless a
+   * reset comes first (which asks again, from its own time).
+   */
+  #wantThread(): void {
+    this.#disarmSpawn()
+    if (this.#resting) return
+    if (this.#threadDelayMs <= 0) return this.#spawn()
+    this.#cancelSpawn = this.#clock.setTimer(this.#threadDelayMs, () => {
+      this.#cancelSpawn = undefined
+      if (!this.#started || this.#running !== undefined || this.#resting) return
+      this.#spawn()
+      this.#log.debug({ threadDelayMs: this.#threadDelayMs }, 'PoH generator thread started after a reset')
+    })
+  }
+
+  #disarmSpawn(): void {
+    this.#cancelSpawn?.()
+    this.#cancelSpawn = undefined
+  }
+
   /** Starts a thread from the current hash and epoch, resting if the latest reset said so. */
   #spawn(): void {
+    this.#disarmSpawn()
     const doorbell = new SharedArrayBuffer(4)
     const { port1, port2 } = new MessageChannel()
     const workerData: GeneratorWorkerData = {
@@ -182,6 +223,7 @@ export class PohGenerator {
     if (!this.#started) return
     this.#started = false
     this.#disarmIdle()
+    this.#disarmSpawn()
     const running = this.#running
     this.#running = undefined
     running?.port.close()
@@ -228,8 +270,8 @@ export class PohGenerator {
     if (this.#resting) this.#armIdle()
     else this.#disarmIdle()
     if (this.#running === undefined) {
-      // the thread ended while resting: a new one starts from here (a resting chain needs none)
-      if (this.#started && !this.#resting) this.#spawn()
+      // no thread (ended while resting, or not started yet): a resting chain needs none
+      if (this.#started) this.#wantThread()
       return
     }
     this.#send({
@@ -380,6 +422,7 @@ export class PohGenerator {
     this.#running = undefined
     this.#started = false
     this.#disarmIdle()
+    this.#disarmSpawn()
     running.port.close()
     this.#log.error({ exitCode, err: running.error }, 'PoH generator worker exited')
     this.#failAll(new PohWorkerError('the PoH generator worker failed', { cause: running.error }))
