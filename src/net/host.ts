@@ -46,6 +46,7 @@ import {
 } from './constants.ts'
 import { GOSSIP_OPTIONS } from './gossip.ts'
 import { coalescedTcp } from './coalesce.ts'
+import { halfWindowUpdates } from './yamux-window.ts'
 import { PeerBookDatastore } from './peer-book.ts'
 
 export interface HostServices {
@@ -285,6 +286,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     ...(rtc ? { directUpgrade: directUpgrade(options.logger === undefined ? {} : { logger: options.logger }) } : {}),
   }
   const gate: PeerGate = { deny: () => false }
+  halfWindowUpdates() // yamux: a window update once half the window is used, not after every frame
   const node = await createLibp2p({
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },
