@@ -4,13 +4,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Socket } from 'node:net'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Libp2p } from 'libp2p'
 import type { Stream } from '@libp2p/interface'
-import { createHost } from '../src/net/host.ts'
-import { Ed25519KeyPair } from '../src/identity/keys.ts'
+import { loopbackHost, shippedLibp2p } from './helpers/loopback-host.ts'
 
 const PROTOCOL = '/donghae-test/burst/1.0.0'
 const MESSAGES = 100
@@ -62,19 +58,11 @@ async function burst(from: Libp2p, to: Libp2p): Promise<number> {
 }
 
 test('a burst of small stream messages leaves in a few socket writes (coalescedTcp), not four per message', async (t) => {
-  const options = { host: '127.0.0.1', port: 0, quic: false, webSockets: false, mdns: false } as const
-  const a = await createHost({ key: Ed25519KeyPair.generate(), ...options })
-  const b = await createHost({ key: Ed25519KeyPair.generate(), ...options })
+  const a = await loopbackHost()
+  const b = await loopbackHost()
   // libp2p with its own TCP transport: the same burst, for comparison
-  const plain = (): Promise<Libp2p> =>
-    createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-    })
-  const c = await plain()
-  const d = await plain()
+  const c = await shippedLibp2p()
+  const d = await shippedLibp2p()
   try {
     await Promise.all([a.start(), b.start()])
     const coalesced = await burst(a as unknown as Libp2p, b as unknown as Libp2p)

@@ -5,15 +5,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Libp2p } from 'libp2p'
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import type { Stream } from '@libp2p/interface'
-import { createHost } from '../src/net/host.ts'
+import { loopbackHost, shippedLibp2p } from './helpers/loopback-host.ts'
 import { windowUpdateDue } from '../src/net/yamux-window.ts'
-import { Ed25519KeyPair } from '../src/identity/keys.ts'
 
 const PROTOCOL = '/donghae-test/window/1.0.0'
 const MESSAGES = 200
@@ -96,24 +92,16 @@ test(
   { timeout: 60_000 },
   async (t) => {
     // libp2p's yamux as shipped, before createHost installs the rule in this process
-    const plain = (): Promise<Libp2p> =>
-      createLibp2p({
-        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-        transports: [tcp()],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
-      })
-    const c = await plain()
-    const d = await plain()
+    const c = await shippedLibp2p()
+    const d = await shippedLibp2p()
     let shipped: number
     try {
       shipped = await trickle(c, d)
     } finally {
       await Promise.all([c.stop(), d.stop()])
     }
-    const options = { host: '127.0.0.1', port: 0, quic: false, webSockets: false, mdns: false } as const
-    const a = await createHost({ key: Ed25519KeyPair.generate(), ...options })
-    const b = await createHost({ key: Ed25519KeyPair.generate(), ...options })
+    const a = await loopbackHost()
+    const b = await loopbackHost()
     try {
       await Promise.all([a.start(), b.start()])
       const halved = await trickle(a as unknown as Libp2p, b as unknown as Libp2p)
