@@ -319,7 +319,9 @@ test('without empty blocks an idle chain makes no block; a transfer starts the n
 test('PoH on workers, an idle chain: every generator gives its thread back, and a transfer still commits with valid ticks', async () => {
   const validators = [actor(), actor(), actor(), actor()]
   const genesis = idleGenesis(validators)
-  const net = await testNet(validators, genesis, 'worker', { pohIdleMs: 300 })
+  // threads start at once (no delay after a commit), so each ends while its height waits and the
+  // transfers' heights start new ones
+  const net = await testNet(validators, genesis, 'worker', { pohIdleMs: 300, pohThreadDelayMs: 0 })
   try {
     const a = validators[0] as Actor
     const b = actor()

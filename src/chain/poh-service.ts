@@ -4,10 +4,12 @@
  * sequential hashing), then one mixin entry per transaction batch (order proof).
  *
  * `WorkerPohService` ticks on a worker thread (PohGenerator, paced to the chain's tick rate) from
- * the moment the parent is committed, so by the time a proposer needs n ticks they usually exist
- * already; it ticks only on a validator that proposes one of the height's first rounds after
- * round 0 (`ChainAppOptions.tickRounds`), and while the next height waits for work it rests,
- * starting again from the parent's end when round 0 begins (`pause`, `resume`); verification
+ * the parent's end once a height has lasted past its commit timeout and half a second more (a
+ * height that commits at round 0 needs one tick, made here), so by the time a later round's
+ * proposer needs n ticks most exist already; it ticks only on a validator that proposes one of
+ * the height's first rounds after round 0 (`ChainAppOptions.tickRounds`), and while the next
+ * height waits for work it rests, starting again from the parent's end when round 0 begins
+ * (`pause`, `resume`); verification
  * runs on a worker pool (PohVerifier). `InlinePohService` does both on the
  * calling thread (tests, tiny hashesPerTick).
  */
@@ -96,8 +98,9 @@ export class WorkerPohService implements PohService {
     if (this.#ticks.length < ticks) this.#ticks.push(...(await this.#generator.drain(options)))
     const segment = this.#ticks.slice(0, ticks)
     if (segment.length < ticks) {
-      // The paced generator has not produced enough yet (a round skipped early through f+1
-      // messages): extend flat out from its last tick, on this thread, to the required count.
+      // The paced generator has not produced enough (round 0's one tick, a generator whose thread
+      // started late or not at all, a round skipped early through f+1 messages): extend flat out
+      // from its last tick, on this thread, to the required count.
       const last = segment.length === 0 ? start : (segment[segment.length - 1] as PohEntry).hash
       const chain = new PohChain(last, this.#generator.hashesPerTick)
       chain.tick(ticks - segment.length)

@@ -13,9 +13,11 @@
  *
  * `YamuxStream` is built inside the muxer, so the rule goes on its prototype, once, before the
  * first stream: `sendWindowUpdate` keeps its own behaviour (flags, pausing, the window's growth)
- * and is only not called while no update is due. A stream without the two window fields it reads
- * (a yamux release that renamed them) gets yamux's own behaviour; test/net-yamux-window.test.ts
- * counts the updates and fails then.
+ * and is only not called while no update is due. A yamux release without that method makes
+ * `createHost` fail (ConfigError: the rule cannot be installed, and a node would not start with a
+ * muxer it was not tested with); one that renamed the two window fields the rule reads gets
+ * yamux's own behaviour, stream by stream, and test/net-yamux-window.test.ts, which counts the
+ * updates, fails.
  */
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import { ConfigError } from '../core/errors.ts'

@@ -55,12 +55,13 @@ const OWN_TX_HEAL_MS = 5_000
 const IDLE_POH_ROUNDS = 3
 
 /**
- * How long a height asks for PoH ticks before the generator starts a thread to make them
- * (PohGenerator.threadDelayMs). A height that commits at round 0 needs one tick, which the
- * proposer makes on its own thread (about 1.4 ms at the devnet's 2,000 hashes a tick); only a
- * height whose round 0 fails needs the ticks of a whole round, and then the thread has made all
- * but this long's worth, which the proposer of round 1 adds flat out. So a chain whose heights end
- * quickly, idle or loaded, runs no PoH thread (about 15 MB, and 7 % of a core while it ticks).
+ * How long a height's round 0 asks for PoH ticks before the generator starts a thread to make them
+ * (PohGenerator.threadDelayMs, counted from the commit, so the chain's commit timeout is added). A
+ * height that commits at round 0 needs one tick, which the proposer makes on its own thread (about
+ * 1.4 ms at the devnet's 2,000 hashes a tick); only a height whose round 0 fails needs the ticks
+ * of a whole round, and then the thread has made all but about this long's worth (and its own
+ * start), which the proposer of round 1 adds flat out. So a chain whose heights end quickly, idle
+ * or loaded, runs no PoH thread (about 15 MB, and 7 % of a core while it ticks).
  */
 const POH_THREAD_DELAY_MS = 500
 
@@ -84,6 +85,11 @@ export interface NodeOptions {
   poh?: 'worker' | 'inline'
   /** How long the PoH generator rests before its thread ends (PohGenerator.idleMs). @default 20_000 */
   pohIdleMs?: number
+  /**
+   * How long after a commit the PoH generator waits before it starts a thread to tick
+   * (PohGenerator.threadDelayMs). @default the genesis's timeoutCommitMs + 500
+   */
+  pohThreadDelayMs?: number
   /** Shared PoH verifier (several in-process nodes can share one pool). */
   verifier?: PohVerifier
   /** Shared signature verification pool; one is started per node without it. */
@@ -195,10 +201,10 @@ export class DonghaeNode {
           ticksPerSecond: genesis.params.ticksPerSecond,
           // without empty blocks a height may wait a long time: tick for its first rounds, then rest
           maxTicks: genesis.params.emptyBlockIntervalMs > 0 ? ticksRequiredFor(genesis)(IDLE_POH_ROUNDS) : 0,
-          // and a generator resting for minutes gives its thread back (about 10 MB) until it ticks again
+          // a generator resting for 20 s gives its thread back (about 15 MB) until it ticks again
           idleMs: options.pohIdleMs ?? POH_GENERATOR_IDLE_MS,
           // and starts a thread only for a height that lasts: a quick one makes its one tick itself
-          threadDelayMs: POH_THREAD_DELAY_MS,
+          threadDelayMs: options.pohThreadDelayMs ?? genesis.params.timeoutCommitMs + POH_THREAD_DELAY_MS,
           logger,
           clock,
         })

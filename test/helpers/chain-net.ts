@@ -39,7 +39,7 @@ export async function testNet(
     FAST_PARAMS,
   ),
   poh: 'worker' | 'inline' = 'inline',
-  nodeOptions: { pohIdleMs?: number } = {},
+  nodeOptions: { pohIdleMs?: number; pohThreadDelayMs?: number } = {},
 ): Promise<TestNet> {
   const root = await mkdtemp(join(tmpdir(), 'donghae-net-'))
   const hub = new MemoryHub()

@@ -19,8 +19,10 @@ export function loopbackHost(options: Partial<HostOptions> = {}): Promise<Dongha
 }
 
 /**
- * libp2p as shipped on 127.0.0.1 (its own TCP transport, Noise, Yamux, nothing of ours): what a
- * test compares a node's host with.
+ * libp2p on 127.0.0.1 with its own TCP transport, Noise and Yamux, none of the node's transport
+ * changes: what a test compares a node's host with. The yamux window rule (src/net/yamux-window.ts)
+ * is process-wide once any host was created, so a test that compares window updates makes this
+ * one first.
  */
 export function shippedLibp2p(): Promise<Libp2p> {
   return createLibp2p({

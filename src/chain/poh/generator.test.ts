@@ -311,4 +311,14 @@ test('with threadDelayMs a thread starts only once ticks were asked for that lon
   }
   assert.equal(clock.pending, 0, 'stop leaves no timer')
   assert.throws(() => new PohGenerator({ hashesPerTick: HPT, threadDelayMs: -1 }), InvalidInputError)
+
+  // stopped while a reset waits for its thread: the wait ends with it, and no thread starts
+  const waiting = new PohGenerator({ hashesPerTick: HPT, ticksPerSecond: 1000, threadDelayMs: 500, clock })
+  waiting.start()
+  waiting.reset(new Uint8Array(32).fill(0x44))
+  assert.equal(clock.pending, 1, 'the delay is armed')
+  await waiting.stop()
+  assert.equal(clock.pending, 0, 'stop disarms it')
+  clock.advance(1_000)
+  assert.equal(waiting.threadAlive, false, 'no thread after stop')
 })

@@ -29,7 +29,7 @@ export interface PohGeneratorOptions {
   maxTicks?: number
   /**
    * A generator told to rest (`reset` with `rest`) for this long ends its thread, which holds
-   * about 10 MB while it sleeps; the next reset without `rest` (or a `record`) starts a new one
+   * about 15 MB while it sleeps; the next reset without `rest` (or a `record`) starts a new one
    * from the same hash. Until the new thread has sent its first entries, `drain` gives what it
    * has (nothing) without waiting for it to start. 0: the thread lives until `stop`. @default 0
    */
