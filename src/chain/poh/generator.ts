@@ -173,9 +173,9 @@ export class PohGenerator {
     this.#disarmSpawn()
     if (this.#resting) return
     if (this.#threadDelayMs <= 0) return this.#spawn()
+    // stop, a reset with rest and any other start (record, ready) disarm this timer first
     this.#cancelSpawn = this.#clock.setTimer(this.#threadDelayMs, () => {
       this.#cancelSpawn = undefined
-      if (!this.#started || this.#running !== undefined || this.#resting) return
       this.#spawn()
       this.#log.debug({ threadDelayMs: this.#threadDelayMs }, 'PoH generator thread started after a reset')
     })
