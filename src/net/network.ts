@@ -21,6 +21,7 @@ import {
   type SignedDidRecord,
 } from './did-records.ts'
 import type { DonghaeHost } from './host.ts'
+import { dhtGet } from './dht-get.ts'
 
 export interface NetworkServiceOptions {
   host: DonghaeHost
@@ -171,27 +172,31 @@ export class NetworkService {
     return record
   }
 
-  /** The newest valid DID record of `did` found in the DHT, or undefined. */
+  /**
+   * The newest valid DID record of `did` in the DHT: the lookup stops once DHT_GET_QUORUM peers
+   * agree on one, or returns the best answer seen when its 10 s end first (src/net/dht-get.ts);
+   * undefined when no peer sent a valid one.
+   */
   async resolveDid(did: string, options: { signal?: AbortSignal } = {}): Promise<SignedDidRecord | undefined> {
     const signal = AbortSignal.any([
       this.#abort.signal,
       AbortSignal.timeout(10_000),
       ...(options.signal === undefined ? [] : [options.signal]),
     ])
-    let best: SignedDidRecord | undefined
-    try {
-      for await (const event of this.#host.services.dht.get(didRecordKey(did), { signal })) {
-        if (event.name !== 'VALUE') continue
+    const found = await dhtGet(this.#host.services.dht, didRecordKey(did), {
+      accept: (bytes) => {
         try {
-          const record = decodeDidRecord(event.value)
-          if (record.did === did && (best === undefined || record.seq > best.seq)) best = record
+          const record = decodeDidRecord(bytes)
+          return record.did === did ? record : undefined
         } catch {
-          // invalid records are ignored (the DHT's validator should already have refused them)
+          return undefined // invalid records never count (the DHT's validator should already have refused them)
         }
-      }
-    } catch (err) {
-      if (best === undefined) this.#log.debug({ did, err: describeError(err) }, 'DID lookup failed')
-    }
-    return best
+      },
+      better: (a, b) => a.seq > b.seq,
+      signal,
+    })
+    if (found.value === undefined && found.error !== undefined)
+      this.#log.debug({ did, err: describeError(found.error) }, 'DID lookup failed')
+    return found.value
   }
 }

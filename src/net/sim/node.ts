@@ -19,6 +19,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { SIM_RECORD_NAMESPACE } from './constants.ts'
 import { SimulationError } from './errors.ts'
 import { QueryTrace } from './trace.ts'
+import { dhtGet } from '../dht-get.ts'
 import { coalescedTcp } from '../coalesce.ts'
 import { GOSSIP_OPTIONS } from '../gossip.ts'
 
@@ -265,38 +266,40 @@ export interface GetOutcome {
   error?: string
 }
 
-/** `get`, returning at the VALUE event as contentRouting.get does (js-libp2p yields it once the query has finished). */
+/**
+ * `get` as a Donghae node runs it (`dhtGet`, src/net/dht-get.ts, what `resolveDid` calls): it ends
+ * once DHT_GET_QUORUM peers sent the record, or with the best answer seen when the lookup timeout
+ * ends first. `quorum` overrides it (Infinity: until kad-dht's query ends, as its own `get`).
+ */
 export async function getOp(
   getter: SimNode,
   key: Uint8Array,
   value: Uint8Array,
   c: NodeConfig,
   signal?: AbortSignal,
+  quorum?: number,
 ): Promise<GetOutcome> {
   const trace = new QueryTrace(startingPeers(getter, key, c.k))
   const start = performance.now()
   let first: { at: number; from: string } | undefined
-  let found: Uint8Array | undefined
   let answersWithRecord = 0
-  let failure: { timedOut: boolean; error: string } | undefined
-  try {
-    for await (const event of getter.services.dht.get(key, { signal: lookupSignal(c, signal) })) {
+  const result = await dhtGet(getter.services.dht, key, {
+    accept: (bytes) => bytes,
+    better: () => false, // one writer, one value: every answer agrees
+    ...(quorum === undefined ? {} : { quorum }),
+    signal: lookupSignal(c, signal),
+    onEvent: (event) => {
       trace.record(event)
       if (event.name === 'PEER_RESPONSE' && event.record !== undefined) {
         answersWithRecord++
         first ??= { at: performance.now(), from: event.from.toString() }
       }
-      if (event.name === 'VALUE') {
-        found = event.value
-        break // as contentRouting.get does
-      }
-    }
-  } catch (err) {
-    signal?.throwIfAborted()
-    failure = failureOf(err, c, start)
-  }
+    },
+  })
+  signal?.throwIfAborted()
+  const failure = result.error === undefined ? undefined : failureOf(result.error, c, start)
   const ms = performance.now() - start
-  const ok = found !== undefined && sameBytes(found, value)
+  const ok = result.value !== undefined && sameBytes(result.value, value)
   return {
     found: ok,
     ms,
