@@ -70,7 +70,8 @@ export async function dhtGet<T>(
     for await (const event of dht.get(key, { signal })) {
       options.onEvent?.(event)
       // kad-dht checked the record against its validator before yielding the answer
-      if (event.name === 'PEER_RESPONSE' && event.record !== undefined) consider(event.record.value, event.from.toString())
+      if (event.name === 'PEER_RESPONSE' && event.record !== undefined)
+        consider(event.record.value, event.from.toString())
       // the query ended: its value is this node's own copy or one of the answers above
       else if (event.name === 'VALUE') consider(event.value, event.from.toString())
       if (agreeing.size >= quorum) {

@@ -5,7 +5,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { createRng } from '../../chain/sim/index.ts'
-import { recordKey, sha256, type FindPeerOutcome, type GetOutcome, type PutOutcome } from './node.ts'
+import { recordKey, sha256, type FindPeerOutcome, type GetImpl, type GetOutcome, type PutOutcome } from './node.ts'
 import { summarize, type Summary } from './stats.ts'
 
 /** What the DHT phase needs of a running network. */
@@ -14,7 +14,7 @@ export interface SimDriver {
   readonly peerIds: readonly string[]
   findPeer(querier: number, target: number): Promise<FindPeerOutcome>
   put(putter: number, key: Uint8Array, value: Uint8Array): Promise<PutOutcome>
-  get(getter: number, key: Uint8Array, value: Uint8Array): Promise<GetOutcome>
+  get(getter: number, key: Uint8Array, value: Uint8Array, impl: GetImpl): Promise<GetOutcome>
   /** Whether each of `nodes` holds a record under `key`. */
   holds(nodes: readonly number[], key: Uint8Array): Promise<boolean[]>
 }
@@ -85,7 +85,10 @@ export interface GetStats extends LookupStats {
 export interface DhtMeasurements {
   findPeer: LookupStats & { failures: FindPeerFailure[] }
   put: PutStats
+  /** `get` as a node runs it (`dhtGet`). */
   getValue: GetStats
+  /** kad-dht's own `get` of the same values by the same getters, in the same run (the baseline). */
+  getValueKad: GetStats
 }
 
 /** The seeded pairs the DHT phase uses (a subset of `ScalePlan`). */
@@ -108,8 +111,8 @@ export async function measureDht(driver: SimDriver, plan: DhtPlan, o: DhtPhaseOp
   o.onPhase?.('put')
   const { put, values, acks } = await putValues(driver, plan, o)
   o.onPhase?.('get')
-  const getValue = await measureGetValue(driver, plan, values, acks, o)
-  return { findPeer, put, getValue }
+  const { getValue, getValueKad } = await measureGetValue(driver, plan, values, acks, o)
+  return { findPeer, put, getValue, getValueKad }
 }
 
 function lookupStats(
@@ -232,58 +235,80 @@ async function putValues(
   }
 }
 
+/** What the gets of one implementation add up to. */
+class GetTally {
+  readonly latency: number[] = []
+  readonly firstValue: number[] = []
+  readonly hops: number[] = []
+  readonly queried: number[] = []
+  readonly failures: GetFailure[] = []
+  localOnly = 0
+
+  stats(attempted: number, unstored: number): GetStats {
+    const timedOut = this.failures.filter((f) => f.timedOut).length
+    return {
+      ...lookupStats(attempted, this.latency, this.hops, this.queried, timedOut),
+      firstValueMs: summarize(this.firstValue),
+      localOnly: this.localOnly,
+      unstored,
+      failures: this.failures,
+    }
+  }
+}
+
+/**
+ * Every stored value is read back twice by its getter: with the node's `get` and with kad-dht's
+ * own, in turns (the first of the two every other value), so neither always finds the connections
+ * the other opened.
+ */
 async function measureGetValue(
   driver: SimDriver,
   plan: DhtPlan,
   values: readonly PlannedValue[],
   acks: readonly number[],
   o: DhtPhaseOptions,
-): Promise<GetStats> {
-  const latency: number[] = []
-  const firstValue: number[] = []
-  const hops: number[] = []
-  const queried: number[] = []
-  const failures: GetFailure[] = []
-  let localOnly = 0
+): Promise<{ getValue: GetStats; getValueKad: GetStats }> {
+  const tallies: Record<GetImpl, GetTally> = { donghae: new GetTally(), 'kad-dht': new GetTally() }
   let closest: ClosestNodes | undefined
   for (const [n, [p, g]] of plan.getValue.entries()) {
     o.signal?.throwIfAborted()
     const { key, value, stored } = values[n] as PlannedValue
     if (!stored) continue
-    const outcome = await driver.get(g, key, value)
-    queried.push(outcome.queried)
-    if (!outcome.found) {
-      closest ??= new ClosestNodes(driver.peerIds)
-      const held = await driver.holds(closest.of(key, o.k), key)
-      failures.push({
-        value: n,
-        putter: p,
-        getter: g,
-        putAcks: acks[n] ?? 0,
-        kClosestHolding: held.filter(Boolean).length,
-        answersWithRecord: outcome.answersWithRecord,
-        queried: outcome.queried,
-        ms: Math.round(outcome.ms),
-        timedOut: outcome.timedOut,
-        ...(outcome.error === undefined ? {} : { error: outcome.error }),
-      })
-      continue
+    const order: GetImpl[] = n % 2 === 0 ? ['donghae', 'kad-dht'] : ['kad-dht', 'donghae']
+    for (const impl of order) {
+      const tally = tallies[impl]
+      const outcome = await driver.get(g, key, value, impl)
+      tally.queried.push(outcome.queried)
+      if (!outcome.found) {
+        closest ??= new ClosestNodes(driver.peerIds)
+        const held = await driver.holds(closest.of(key, o.k), key)
+        tally.failures.push({
+          value: n,
+          putter: p,
+          getter: g,
+          putAcks: acks[n] ?? 0,
+          kClosestHolding: held.filter(Boolean).length,
+          answersWithRecord: outcome.answersWithRecord,
+          queried: outcome.queried,
+          ms: Math.round(outcome.ms),
+          timedOut: outcome.timedOut,
+          ...(outcome.error === undefined ? {} : { error: outcome.error }),
+        })
+        continue
+      }
+      tally.latency.push(outcome.ms)
+      if (outcome.localOnly || outcome.firstValueMs === undefined || outcome.hops === undefined) {
+        tally.localOnly++
+        continue
+      }
+      tally.firstValue.push(outcome.firstValueMs)
+      tally.hops.push(outcome.hops)
     }
-    latency.push(outcome.ms)
-    if (outcome.localOnly || outcome.firstValueMs === undefined || outcome.hops === undefined) {
-      localOnly++
-      continue
-    }
-    firstValue.push(outcome.firstValueMs)
-    hops.push(outcome.hops)
   }
   const unstored = values.filter((entry) => !entry.stored).length
-  const timedOut = failures.filter((f) => f.timedOut).length
+  const attempted = values.length - unstored
   return {
-    ...lookupStats(values.length - unstored, latency, hops, queried, timedOut),
-    firstValueMs: summarize(firstValue),
-    localOnly,
-    unstored,
-    failures,
+    getValue: tallies.donghae.stats(attempted, unstored),
+    getValueKad: tallies['kad-dht'].stats(attempted, unstored),
   }
 }

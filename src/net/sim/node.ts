@@ -266,10 +266,14 @@ export interface GetOutcome {
   error?: string
 }
 
+/** Which `get` a lookup runs: the node's (`dhtGet`) or kad-dht's own, which yields only when its query ends. */
+export type GetImpl = 'donghae' | 'kad-dht'
+
 /**
  * `get` as a Donghae node runs it (`dhtGet`, src/net/dht-get.ts, what `resolveDid` calls): it ends
  * once DHT_GET_QUORUM peers sent the record, or with the best answer seen when the lookup timeout
- * ends first. `quorum` overrides it (Infinity: until kad-dht's query ends, as its own `get`).
+ * ends first. With `impl` 'kad-dht', the same query runs to its end and counts as found only if it
+ * ended before the timeout, as kad-dht's own `get` (the same-run baseline of the bench).
  */
 export async function getOp(
   getter: SimNode,
@@ -277,7 +281,7 @@ export async function getOp(
   value: Uint8Array,
   c: NodeConfig,
   signal?: AbortSignal,
-  quorum?: number,
+  impl: GetImpl = 'donghae',
 ): Promise<GetOutcome> {
   const trace = new QueryTrace(startingPeers(getter, key, c.k))
   const start = performance.now()
@@ -286,7 +290,7 @@ export async function getOp(
   const result = await dhtGet(getter.services.dht, key, {
     accept: (bytes) => bytes,
     better: () => false, // one writer, one value: every answer agrees
-    ...(quorum === undefined ? {} : { quorum }),
+    ...(impl === 'kad-dht' ? { quorum: Infinity } : {}),
     signal: lookupSignal(c, signal),
     onEvent: (event) => {
       trace.record(event)
@@ -299,7 +303,8 @@ export async function getOp(
   signal?.throwIfAborted()
   const failure = result.error === undefined ? undefined : failureOf(result.error, c, start)
   const ms = performance.now() - start
-  const ok = result.value !== undefined && sameBytes(result.value, value)
+  const answered = impl === 'donghae' || (result.ended === 'exhausted' && result.error === undefined)
+  const ok = answered && result.value !== undefined && sameBytes(result.value, value)
   return {
     found: ok,
     ms,

@@ -274,8 +274,8 @@ export class Cluster {
         })) as FindPeerOutcome,
       put: async (putter, key, value) =>
         (await this.pool.call(this.workerOf(putter), 'put', { index: putter, key, value })) as PutOutcome,
-      get: async (getter, key, value) =>
-        (await this.pool.call(this.workerOf(getter), 'get', { index: getter, key, value })) as GetOutcome,
+      get: async (getter, key, value, impl) =>
+        (await this.pool.call(this.workerOf(getter), 'get', { index: getter, key, value, impl })) as GetOutcome,
       holds: async (nodes, key) => {
         const out: boolean[] = []
         await Promise.all(

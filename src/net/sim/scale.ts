@@ -151,14 +151,16 @@ export interface ScaleResult {
   /** `findPeer` with `useCache: false`; the call returns at the first FINAL_PEER event. */
   findPeer: DhtMeasurements['findPeer']
   /**
-   * `get` of values put by other nodes; the call returns when the query has finished (js-libp2p
-   * collects every record before choosing the best). `firstValueMs`: until the first network
-   * answer carrying the record, where `hops` is measured. Only values whose put reached at least
-   * one peer are looked up (`attempted`); `unstored` counts the others. `localOnly`: found only in
-   * the getter's own store (it was one of the peers the value was put at). `failures`: why each
-   * failed get failed.
+   * `get` of values put by other nodes, as a node runs it (`dhtGet`, src/net/dht-get.ts): the call
+   * returns once DHT_GET_QUORUM peers sent the record, or with the best answer seen at the lookup
+   * timeout. `firstValueMs`: until the first network answer carrying the record, where `hops` is
+   * measured. Only values whose put reached at least one peer are looked up (`attempted`);
+   * `unstored` counts the others. `localOnly`: found only in the getter's own store (it was one of
+   * the peers the value was put at). `failures`: why each failed get failed.
    */
   getValue: GetStats
+  /** The same values by the same getters with kad-dht's own `get` (yields once its query has ended). */
+  getValueKad: GetStats
   put: PutStats
   /** Not measured (0 messages) in the multi-process run. */
   gossip: {
@@ -390,7 +392,7 @@ function localDriver(nodes: readonly SimNode[], r: Resolved, signal?: AbortSigna
     peerIds: nodes.map((node) => node.peerId.toString()),
     findPeer: (q, t) => findPeerOp(at(q), at(t).peerId, r, signal),
     put: (p, key, value) => putOp(at(p), key, value, r, signal),
-    get: (g, key, value) => getOp(at(g), key, value, r, signal),
+    get: (g, key, value, impl) => getOp(at(g), key, value, r, signal, impl),
     holds: (list, key) => Promise.all(list.map((i) => holdsRecord(at(i), key))),
   }
 }

@@ -11,6 +11,7 @@ import {
   createSimNode,
   findPeerOp,
   getOp,
+  type GetImpl,
   holdsRecord,
   putOp,
   routingTableSize,
@@ -27,7 +28,7 @@ export type WorkerRequest =
   | { id: number; op: 'stats'; args: Record<string, never> }
   | { id: number; op: 'findPeer'; args: { index: number; target: string } }
   | { id: number; op: 'put'; args: { index: number; key: Uint8Array; value: Uint8Array } }
-  | { id: number; op: 'get'; args: { index: number; key: Uint8Array; value: Uint8Array } }
+  | { id: number; op: 'get'; args: { index: number; key: Uint8Array; value: Uint8Array; impl: GetImpl } }
   | { id: number; op: 'holds'; args: { indexes: number[]; key: Uint8Array } }
   | { id: number; op: 'stop'; args: Record<string, never> }
 
@@ -96,7 +97,14 @@ async function handle(request: WorkerRequest): Promise<unknown> {
     case 'put':
       return await putOp(nodeAt(request.args.index), request.args.key, request.args.value, configured())
     case 'get':
-      return await getOp(nodeAt(request.args.index), request.args.key, request.args.value, configured())
+      return await getOp(
+        nodeAt(request.args.index),
+        request.args.key,
+        request.args.value,
+        configured(),
+        undefined,
+        request.args.impl,
+      )
     case 'holds':
       return await Promise.all(request.args.indexes.map((i) => holdsRecord(nodeAt(i), request.args.key)))
     case 'stop':
