@@ -242,6 +242,7 @@ function targetLines(result: ScaleResult, model: KademliaModelResult): NetBenchL
       getP50: get.latencyMs.p50,
       getP99: get.latencyMs.p99,
       putAcksMin: result.put.acks.min,
+      putFellBack: result.put.fellBack,
       kClosestHoldingMin: result.put.kClosestHolding.min,
       failures: get.failures,
       kadDhtGet: { ...kadGetFields(result.getValueKad), failures: result.getValueKad.failures },

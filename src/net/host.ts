@@ -47,6 +47,7 @@ import {
 import { GOSSIP_OPTIONS } from './gossip.ts'
 import { coalescedTcp } from './coalesce.ts'
 import { halfWindowUpdates } from './yamux-window.ts'
+import { assertKadInternals } from './dht-put.ts'
 import { PeerBookDatastore } from './peer-book.ts'
 
 export interface HostServices {
@@ -317,6 +318,8 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     services: services as never,
     start: false,
   })
+  // DHT puts reach past kad-dht's public API once (src/net/dht-put.ts): refuse a release without it
+  assertKadInternals((node.services as { dht?: unknown }).dht)
   const usesDataChannels = rtc || options.webrtcDirect === true
   if (usesDataChannels) hostsWithDataChannels++
   const stop = node.stop.bind(node)

@@ -22,6 +22,7 @@ import {
 } from './did-records.ts'
 import type { DonghaeHost } from './host.ts'
 import { dhtGet } from './dht-get.ts'
+import { dhtPut } from './dht-put.ts'
 
 export interface NetworkServiceOptions {
   host: DonghaeHost
@@ -42,6 +43,9 @@ export interface NetworkServiceOptions {
   clock?: Clock
   logger?: Logger
 }
+
+/** How long publishing a DID record may take (the lookup, then PUT_VALUE to the k closest). */
+export const DID_PUT_BUDGET_MS = 10_000
 
 /** The longest pause between discovery pulses, as a multiple of `intervalMs` (16 × 10 s). */
 export const MAX_PULSE_BACKOFF = 16
@@ -152,7 +156,10 @@ export class NetworkService {
     }
   }
 
-  /** Signs and stores this node's DID record in the DHT. */
+  /**
+   * Signs and stores this node's DID record in the DHT (src/net/dht-put.ts: within
+   * DID_PUT_BUDGET_MS, at the peers the lookup found by half of it if it has not ended by then).
+   */
   async publishDid(): Promise<SignedDidRecord> {
     const now = this.#clock.now()
     this.#seq = Math.max(this.#seq + 1, now)
@@ -162,13 +169,17 @@ export class NetworkService {
       seq: this.#seq,
       expires: now + (this.#opts.recordTtlMs ?? 3_600_000),
     })
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)])
-    for await (const event of this.#host.services.dht.put(didRecordKey(record.did), encodeDidRecord(record), {
-      signal,
-    })) {
-      if (event.name === 'QUERY_ERROR') this.#log.debug({ err: event.error.message }, 'DID record put: a peer failed')
-    }
-    this.#lastPublish = now
+    const put = await dhtPut(this.#host.services.dht, didRecordKey(record.did), encodeDidRecord(record), {
+      budgetMs: DID_PUT_BUDGET_MS,
+      signal: this.#abort.signal,
+      clock: this.#clock,
+      onEvent: (event) => {
+        if (event.name === 'QUERY_ERROR') this.#log.debug({ err: event.error.message }, 'DID record put: a peer failed')
+      },
+    })
+    // a record nobody stored is published again at the next pulse, not after half its life
+    if (put.acks > 0) this.#lastPublish = now
+    else this.#log.debug({ sentTo: put.sentTo, fellBack: put.fellBack }, 'DID record put: no peer stored it')
     return record
   }
 

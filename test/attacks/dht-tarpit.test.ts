@@ -1,11 +1,14 @@
 // Attack (issue 16, goal 4), "DHT tarpits": peers that accept a DHT request and never answer it.
 // A stream left open costs its owner nothing, yet kad-dht's own `get` yields its value only when
-// every peer it asked has answered or timed out (at least 5 s each), so a few such peers placed
-// nearest a record's key make every lookup of it wait, and a caller with a shorter budget gets
-// nothing although honest peers sent the record at once. `dhtGet` (src/net/dht-get.ts), what
-// `resolveDid` runs, returns once DHT_GET_QUORUM peers agree, or with the best answer seen when
-// its budget ends. Real hosts (createHost) over TCP on 127.0.0.1; kad-dht's own `get` is run
-// first under the same budget, so the test fails if the tarpits did not bite.
+// every peer it asked has answered or timed out (at least 5 s each), and its `put` sends the record
+// only once its lookup has ended. So a few such peers placed nearest a record's key (the attacker
+// makes keys until its ids are nearer than any honest one) make every lookup of it wait, and a
+// caller with a shorter budget gets nothing although honest peers sent the record at once, and
+// stores it nowhere. `dhtGet` (src/net/dht-get.ts), what `resolveDid` runs, returns once
+// DHT_GET_QUORUM peers agree, or with the best answer seen when its budget ends; `dhtPut`
+// (src/net/dht-put.ts), what `publishDid` runs, sends the record to the peers its lookup found by
+// half its budget. Real hosts (createHost) over TCP on 127.0.0.1; kad-dht's own `get` and `put` are
+// run first under the same budget, so the test fails if the tarpits did not bite.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -13,7 +16,8 @@ import type { Stream } from '@libp2p/interface'
 import { type DonghaeHost } from '../../src/net/host.ts'
 import { NetworkService } from '../../src/net/network.ts'
 import { DHT_GET_QUORUM, dhtGet } from '../../src/net/dht-get.ts'
-import { decodeDidRecord, didRecordKey } from '../../src/net/did-records.ts'
+import { decodeDidRecord, didRecordKey, encodeDidRecord, signDidRecord } from '../../src/net/did-records.ts'
+import { dhtPut } from '../../src/net/dht-put.ts'
 import { PROTOCOL_PREFIX } from '../../src/net/constants.ts'
 import { Ed25519KeyPair } from '../../src/identity/keys.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
@@ -64,7 +68,7 @@ async function meshed(hosts: DonghaeHost[]): Promise<void> {
   )
 }
 
-test('attack: peers nearest a record that never answer a DHT request do not make its lookup fail', async (t) => {
+test('attack: peers nearest a record that never answer a DHT request make neither its lookup nor its put fail', async (t) => {
   const owner = Ed25519KeyPair.generate()
   const did = didFromEd25519PublicKey(owner.publicKey)
   const key = didRecordKey(did)
@@ -138,6 +142,32 @@ test('attack: peers nearest a record that never answer a DHT request do not make
     assert.equal(wanting.ended, 'aborted')
     assert.equal(wanting.value?.seq, published.seq, 'the answers seen before the budget ended are kept')
     assert.ok(wanting.agreeing >= DHT_GET_QUORUM && wanting.agreeing <= HONEST + 1)
+
+    // a put: kad-dht's own sends the record only once its lookup has ended, and the tarpits hold
+    // the lookup past the budget, so nobody stores it
+    const newer = (seq: number): Uint8Array =>
+      encodeDidRecord(
+        signDidRecord(owner, { addresses: published.addresses, services: [], seq, expires: Date.now() + 600_000 }),
+      )
+    let kadAcks = 0
+    let kadEnded = 'put ended'
+    try {
+      for await (const event of publisher.services.dht.put(key, newer(published.seq + 1), {
+        signal: AbortSignal.timeout(BUDGET_MS),
+      }))
+        if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') kadAcks++
+    } catch (err) {
+      kadEnded = (err as Error).name
+    }
+    t.diagnostic(`kad-dht's put: ${kadEnded}, ${kadAcks} peers stored the record`)
+    assert.equal(kadAcks, 0, "kad-dht's own put stored the record nowhere within the budget: the attack bites")
+    // the node's put falls back to the peers its lookup found by half the budget
+    const put = await dhtPut(publisher.services.dht, key, newer(published.seq + 2), { budgetMs: BUDGET_MS })
+    t.diagnostic(`dhtPut: ${put.acks} of ${put.sentTo} peers stored the record; fell back: ${put.fellBack}`)
+    assert.equal(put.fellBack, true, 'the lookup was still held by the tarpits at half the budget')
+    assert.ok(put.acks >= DHT_GET_QUORUM, `honest peers stored the record (${put.acks})`)
+    const again = await network.resolveDid(did, { signal: AbortSignal.timeout(BUDGET_MS) })
+    assert.equal(again?.seq, published.seq + 2, 'the record put past the tarpits is the one found')
   } finally {
     for (const s of held) s.abort(new Error('test over'))
     await Promise.all(hosts.map((h) => h.stop()))

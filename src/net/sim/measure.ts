@@ -70,6 +70,8 @@ export interface PutStats {
   /** Of the network's k closest nodes to each key, those holding the record once all puts are done. */
   kClosestHolding: Summary
   timedOut: number
+  /** Puts whose lookup had not ended by half the timeout, so the record went to the peers found by then. */
+  fellBack: number
 }
 
 export interface GetStats extends LookupStats {
@@ -203,6 +205,7 @@ async function putValues(
   const latency: number[] = []
   const acks: number[] = []
   let timedOut = 0
+  let fellBack = 0
   for (const [n, [p]] of plan.getValue.entries()) {
     o.signal?.throwIfAborted()
     const entry = { key: recordKey(o.seed, n), value: rng.bytes(32), stored: false }
@@ -210,6 +213,7 @@ async function putValues(
     const outcome = await driver.put(p, entry.key, entry.value)
     acks.push(outcome.acks)
     if (outcome.timedOut) timedOut++
+    if (outcome.fellBack) fellBack++
     if (outcome.acks === 0) continue
     entry.stored = true
     latency.push(outcome.ms)
@@ -229,6 +233,7 @@ async function putValues(
       acks: summarize(acks),
       kClosestHolding: summarize(holding),
       timedOut,
+      fellBack,
     },
     values,
     acks,

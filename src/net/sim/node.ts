@@ -20,6 +20,7 @@ import { SIM_RECORD_NAMESPACE } from './constants.ts'
 import { SimulationError } from './errors.ts'
 import { QueryTrace } from './trace.ts'
 import { dhtGet } from '../dht-get.ts'
+import { dhtPut } from '../dht-put.ts'
 import { coalescedTcp } from '../coalesce.ts'
 import { GOSSIP_OPTIONS } from '../gossip.ts'
 
@@ -221,11 +222,17 @@ export interface PutOutcome {
   acks: number
   /** Peers the put was sent to: the k closest the lookup found. */
   sentTo: number
+  /** The lookup had not ended by half the timeout: the record went to the peers found by then. */
+  fellBack: boolean
   ms: number
   timedOut: boolean
   error?: string
 }
 
+/**
+ * `put` as a Donghae node runs it (`dhtPut`, src/net/dht-put.ts, what `publishDid` calls), with the
+ * lookup timeout as its budget.
+ */
 export async function putOp(
   node: SimNode,
   key: Uint8Array,
@@ -234,19 +241,20 @@ export async function putOp(
   signal?: AbortSignal,
 ): Promise<PutOutcome> {
   const start = performance.now()
-  let acks = 0
-  let sentTo = 0
-  let failure: { timedOut: boolean; error: string } | undefined
-  try {
-    for await (const event of node.services.dht.put(key, value, { signal: lookupSignal(c, signal) })) {
-      if (event.name === 'SEND_QUERY' && event.messageName === 'PUT_VALUE') sentTo++
-      if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE') acks++
-    }
-  } catch (err) {
-    signal?.throwIfAborted()
-    failure = failureOf(err, c, start)
+  const result = await dhtPut(node.services.dht, key, value, {
+    budgetMs: c.lookupTimeoutMs,
+    ...(signal === undefined ? {} : { signal }),
+  })
+  signal?.throwIfAborted()
+  const failure = result.error === undefined ? undefined : failureOf(result.error, c, start)
+  return {
+    acks: result.acks,
+    sentTo: result.sentTo,
+    fellBack: result.fellBack,
+    ms: performance.now() - start,
+    timedOut: failure?.timedOut ?? false,
+    ...(failure === undefined ? {} : { error: failure.error }),
   }
-  return { acks, sentTo, ms: performance.now() - start, timedOut: false, ...failure }
 }
 
 export interface GetOutcome {
