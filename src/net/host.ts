@@ -48,6 +48,7 @@ import { GOSSIP_OPTIONS } from './gossip.ts'
 import { coalescedTcp } from './coalesce.ts'
 import { halfWindowUpdates } from './yamux-window.ts'
 import { assertKadInternals } from './dht-put.ts'
+import { skipKnownProtocolMerges, type ProtocolMergeStats } from './protocol-merges.ts'
 import { PeerBookDatastore } from './peer-book.ts'
 
 export interface HostServices {
@@ -72,7 +73,11 @@ export interface PeerGate {
   deny(peerId: string): boolean
 }
 
-export type DonghaeHost = Libp2p<HostServices> & { readonly gate?: PeerGate }
+export type DonghaeHost = Libp2p<HostServices> & {
+  readonly gate?: PeerGate
+  /** Peer-store merges answered from memory, and passed on (src/net/protocol-merges.ts). */
+  readonly protocolMerges?: ProtocolMergeStats
+}
 
 /**
  * The transports a host can listen on and dial with: `tcp` on TCP `port`, `quic` (QUIC v1) on
@@ -320,6 +325,8 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   })
   // DHT puts reach past kad-dht's public API once (src/net/dht-put.ts): refuse a release without it
   assertKadInternals((node.services as { dht?: unknown }).dht)
+  // a stream on a protocol the peer's record already lists does not merge it in again
+  const protocolMerges = skipKnownProtocolMerges(node.peerStore)
   const usesDataChannels = rtc || options.webrtcDirect === true
   if (usesDataChannels) hostsWithDataChannels++
   const stop = node.stop.bind(node)
@@ -335,5 +342,5 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     // cleanup() is process-wide (js-libp2p #2498).
     if (--hostsWithDataChannels === 0) cleanupDataChannels()
   }
-  return Object.assign(node, { gate }) as unknown as DonghaeHost
+  return Object.assign(node, { gate, protocolMerges }) as unknown as DonghaeHost
 }
