@@ -22,8 +22,6 @@ import { ConfigError } from '../core/errors.ts'
 
 /** kad-dht's k: the peers a record is put at. */
 export const DHT_PUT_PEERS = 20
-/** Requests in flight while putting to the peers found so far (kad-dht's alpha). */
-const PUT_CONCURRENCY = 3
 
 interface KadNetwork {
   sendRequest(
@@ -117,13 +115,11 @@ export async function dhtPut(
       const record = new DhtRecord(key, value, new Date()).serialize()
       const closest = closestTo(key, [...responders.values()], DHT_PUT_PEERS)
       const path = { index: -1, queued: 0, running: 0, total: 0 }
-      const next = closest[Symbol.iterator]()
+      const request = { type: MessageType.PUT_VALUE, key, record }
+      // all at once: a peer that answered the lookup but holds PUT_VALUE open takes no one's turn
       await Promise.all(
-        Array.from({ length: PUT_CONCURRENCY }, async () => {
-          for (let peer = next.next(); !peer.done && !outer.aborted; peer = next.next()) {
-            const request = { type: MessageType.PUT_VALUE, key, record }
-            for await (const event of network.sendRequest(peer.value, request, { signal: outer, path })) count(event)
-          }
+        closest.map(async (peer) => {
+          for await (const event of network.sendRequest(peer, request, { signal: outer, path })) count(event)
         }),
       )
       if (outer.aborted) error = outer.reason
