@@ -14,11 +14,12 @@
  * class is used, and `assertKadInternals` (called by createHost) refuses to start a node whose
  * kad-dht lacks it, so a kad-dht release that moves it fails at start, not silently at a put.
  */
-import { createHash } from 'node:crypto'
 import type { PeerId } from '@libp2p/interface'
 import { MessageType, Record as DhtRecord, type KadDHT, type QueryEvent } from '@libp2p/kad-dht'
 import { systemClock, type Clock } from '../core/clock.ts'
+import { equals } from '../core/bytes.ts'
 import { ConfigError } from '../core/errors.ts'
+import { sha256 } from '../core/hash.ts'
 
 /** kad-dht's k: the peers a record is put at. */
 export const DHT_PUT_PEERS = 20
@@ -38,10 +39,13 @@ function kadNetwork(dht: unknown): KadNetwork | undefined {
 
 /** Throws a ConfigError when `dht` lacks the one internal `dhtPut` uses (module comment). */
 export function assertKadInternals(dht: unknown): void {
-  if (kadNetwork(dht) === undefined)
-    throw new ConfigError(
-      'this @libp2p/kad-dht has no network.sendRequest: DHT puts could not fall back to the peers found in time (src/net/dht-put.ts)',
-    )
+  if (kadNetwork(dht) === undefined) throw missingInternals()
+}
+
+function missingInternals(): ConfigError {
+  return new ConfigError(
+    'this @libp2p/kad-dht has no network.sendRequest: DHT puts could not fall back to the peers found in time (src/net/dht-put.ts)',
+  )
 }
 
 export interface DhtPutOptions {
@@ -74,7 +78,7 @@ export async function dhtPut(
 ): Promise<DhtPutResult> {
   const clock = options.clock ?? systemClock
   const network = kadNetwork(dht)
-  if (network === undefined) assertKadInternals(dht)
+  if (network === undefined) throw missingInternals()
   const budget = new AbortController()
   const lookup = new AbortController()
   const cancelBudget = clock.setTimer(options.budgetMs, () =>
@@ -92,7 +96,12 @@ export async function dhtPut(
       putting = true
       sentTo++
     }
-    if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE' && sameBytes(event.record?.value, value))
+    if (
+      event.name === 'PEER_RESPONSE' &&
+      event.messageName === 'PUT_VALUE' &&
+      event.record !== undefined &&
+      equals(event.record.value, value)
+    )
       acks++
     if (event.name === 'PEER_RESPONSE' && event.messageName === 'FIND_NODE')
       responders.set(event.from.toString(), event.from)
@@ -111,7 +120,7 @@ export async function dhtPut(
     cancelHalf()
   }
   try {
-    if (fellBack && !outer.aborted && network !== undefined) {
+    if (fellBack && !outer.aborted) {
       const record = new DhtRecord(key, value, new Date()).serialize()
       const closest = closestTo(key, [...responders.values()], DHT_PUT_PEERS)
       const path = { index: -1, queued: 0, running: 0, total: 0 }
@@ -133,7 +142,7 @@ export async function dhtPut(
 /** The `count` peers of `peers` closest to `key` in kad-dht's key space (XOR of SHA-256 ids). */
 function closestTo(key: Uint8Array, peers: PeerId[], count: number): PeerId[] {
   const target = sha256(key)
-  const distance = (peer: PeerId): Buffer => {
+  const distance = (peer: PeerId): Uint8Array => {
     const id = sha256(peer.toMultihash().bytes)
     for (let i = 0; i < id.length; i++) id[i] = (id[i] as number) ^ (target[i] as number)
     return id
@@ -143,12 +152,4 @@ function closestTo(key: Uint8Array, peers: PeerId[], count: number): PeerId[] {
     .sort((a, b) => Buffer.compare(a.d, b.d))
     .slice(0, count)
     .map((entry) => entry.peer)
-}
-
-function sha256(bytes: Uint8Array): Buffer {
-  return createHash('sha256').update(bytes).digest()
-}
-
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  return a !== undefined && a.length === b.length && a.every((v, i) => v === b[i])
 }

@@ -11,7 +11,6 @@
 // run first under the same budget, so the test fails if the tarpits did not bite.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import type { Stream } from '@libp2p/interface'
 import { type DonghaeHost } from '../../src/net/host.ts'
 import { NetworkService } from '../../src/net/network.ts'
@@ -20,6 +19,7 @@ import { decodeDidRecord, didRecordKey, encodeDidRecord, signDidRecord } from '.
 import { dhtPut } from '../../src/net/dht-put.ts'
 import { PROTOCOL_PREFIX } from '../../src/net/constants.ts'
 import { Ed25519KeyPair } from '../../src/identity/keys.ts'
+import { sha256 } from '../../src/core/hash.ts'
 import { didFromEd25519PublicKey } from '../../src/identity/did-key.ts'
 import { peerIdFromDid } from '../../src/identity/peer-id.ts'
 import { loopbackHost } from '../helpers/loopback-host.ts'
@@ -31,7 +31,6 @@ const TARPITS = 2
 /** Under kad-dht's least per-request timeout (5 s): a query that asked a tarpit cannot end within it. */
 const BUDGET_MS = 4_000
 
-const sha256 = (bytes: Uint8Array): Buffer => createHash('sha256').update(bytes).digest()
 /** XOR distance in kad-dht's key space (SHA-256 of the key, of the peer id's multihash). */
 function distance(a: Uint8Array, b: Uint8Array): bigint {
   const x = sha256(a)
