@@ -66,11 +66,14 @@ interface Held extends AuditItem {
 }
 
 /**
- * A drawn auditor that did not answer is asked again for the same job only after this many
- * blocks: a node that declared the model but is offline (or runs no worker) would otherwise cost
- * a request per held job per block.
+ * A drawn auditor that did not answer is asked again only after this many blocks, for any held
+ * job: a node that declared the model but is offline (or runs no worker) would otherwise cost a
+ * request per held job per block. The silence is the auditor's, not one job's: on a young network
+ * every job is audited, and asking a silent auditor once per held job cost the inference bench's
+ * gateway 100-350 failed requests a second (each a stream and a protocol negotiation on both
+ * sides; docs/performance.md, "Audits that asked the silent").
  */
-const AUDITOR_RETRY_BLOCKS = 4
+export const AUDITOR_RETRY_BLOCKS = 4
 /**
  * Held jobs looked at between two turns of the event loop after a commit: a gateway holding
  * thousands (KEEP_FOR_AUDIT) reads a few state keys for each, which in one go would hold up the
@@ -83,8 +86,18 @@ export class Auditor {
   readonly #init: AuditorInit
   readonly #log: Logger
   readonly #held = new Map<string, Held>()
+  /** Drawn auditors whose last request failed, and the commit height then (see AUDITOR_RETRY_BLOCKS). */
+  readonly #silent = new Map<string, number>()
+  /** Drawn auditors whose last request was answered: held jobs ask them at once, many at a time. */
+  readonly #answering = new Set<string>()
+  /**
+   * The request in flight to an auditor not known to answer: other held jobs drawn the same
+   * auditor wait for its outcome instead of each sending one of their own.
+   */
+  readonly #probes = new Map<string, Promise<void>>()
   /** `looks`: held jobs read from state to be moved on (what the sweeps cost). */
-  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0, looks: 0 }
+  /** `asked`: audit requests sent to drawn auditors, answered or not. */
+  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0, looks: 0, asked: 0 }
   #unsubscribe: (() => void) | undefined
 
   constructor(components: InferenceComponents, init: AuditorInit) {
@@ -205,21 +218,63 @@ export class Auditor {
       // the latest slot first: earlier auditors had their chance and did not answer
       const askedAt = held.unanswered?.get(auditor.did)
       if (askedAt !== undefined && height < askedAt + AUDITOR_RETRY_BLOCKS) continue
-      const done = await this.#audit(held, settlement, auditor)
+      const done = await this.#audit(held, settlement, auditor, height)
       if (done) return
-      ;(held.unanswered ??= new Map()).set(auditor.did, height)
+      ;(held.unanswered ??= new Map()).set(auditor.did, this.#silentSince(auditor.did, height) ?? height)
     }
     // nobody to ask now: nothing changes before the next slot opens or an auditor may be asked again
     held.wakeAt = nextAuditLook(held.unanswered, height, opensAt, params)
   }
 
-  /** Asks one drawn auditor and submits its receipt; false if it could not answer. */
-  async #audit(held: Held, settlement: JobSettlement, auditor: Candidate): Promise<boolean> {
+  /**
+   * The height at which `did` last failed to answer, while that keeps it from being asked at
+   * `height`; undefined when it may be asked.
+   */
+  #silentSince(did: string, height: number): number | undefined {
+    const since = this.#silent.get(did)
+    if (since === undefined) return undefined
+    if (height < since + AUDITOR_RETRY_BLOCKS) return since
+    this.#silent.delete(did)
+    return undefined
+  }
+
+  /**
+   * Asks one drawn auditor and submits its receipt; false if it could not answer, now or within
+   * AUDITOR_RETRY_BLOCKS of failing another job's request.
+   */
+  async #audit(held: Held, settlement: JobSettlement, auditor: Candidate, height: number): Promise<boolean> {
+    const did = auditor.did
+    // from here to the probe's entry nothing awaits, so one job's request is the probe for all
+    for (let probe = this.#probes.get(did); probe !== undefined; probe = this.#probes.get(did)) await probe
+    if (this.#silentSince(did, height) !== undefined) return false
+    this.stats.asked++
+    const attempt = this.#rerun(did, held, 'audit').then(
+      (answer) => {
+        this.#answering.add(did)
+        this.#silent.delete(did)
+        return answer
+      },
+      (err: unknown) => {
+        this.#answering.delete(did)
+        this.#silent.set(did, Math.max(height, this.#silent.get(did) ?? 0))
+        throw err
+      },
+    )
+    if (!this.#answering.has(did) && !this.#probes.has(did)) {
+      const probe = attempt.then(
+        () => {},
+        () => {},
+      )
+      this.#probes.set(did, probe)
+      void probe.finally(() => {
+        if (this.#probes.get(did) === probe) this.#probes.delete(did)
+      })
+    }
     let answer: { receipt: Receipt; outputs: TensorMap }
     try {
-      answer = await this.#rerun(auditor.did, held, 'audit')
+      answer = await attempt
     } catch (err) {
-      this.#log.info({ job: held.id, auditor: auditor.did, err: describeError(err) }, 'drawn auditor did not answer')
+      this.#log.info({ job: held.id, auditor: did, err: describeError(err) }, 'drawn auditor did not answer')
       return false
     }
     this.stats.audits++

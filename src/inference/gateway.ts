@@ -523,7 +523,9 @@ export class Gateway {
     const c = this.#c
     const record = model ?? this.resolveModel(request.job.model)
     let answer: { receipt: Receipt; outputs: TensorMap }
-    if (worker === this.did && this.#init.worker !== undefined) {
+    if (worker === this.did) {
+      // drawn as an auditor (or named) while running no worker: nobody to ask, not even over the network
+      if (this.#init.worker === undefined) throw new InferenceError('no-worker', 'this node runs no worker')
       answer = await this.#init.worker.execute(request, onTokens)
     } else {
       const timeout = new AbortController()

@@ -158,16 +158,13 @@ export class Libp2pTransport implements PeerTransport {
   }
 
   async request(peer: string, protocol: string, data: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
-    const signal =
-      options.signal === undefined
-        ? AbortSignal.timeout(REQUEST_TIMEOUT_MS)
-        : AbortSignal.any([options.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
     let peerId: PeerId
     try {
       peerId = peerIdFromDid(peer)
     } catch (err) {
       throw new TransportError(`cannot address ${peer}: ${describeError(err)}`, { cause: err })
     }
+    const { signal, clear } = deadline(REQUEST_TIMEOUT_MS, options.signal)
     let stream: Stream | undefined
     try {
       if (options.session === true)
@@ -184,6 +181,8 @@ export class Libp2pTransport implements PeerTransport {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
       if (err instanceof TransportError) throw err
       throw new TransportError(`request ${protocol} to ${peer} failed: ${describeError(err)}`, { cause: err })
+    } finally {
+      clear()
     }
   }
 
@@ -204,7 +203,7 @@ export class Libp2pTransport implements PeerTransport {
           })
           return
         }
-        const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+        const { signal, clear } = deadline(REQUEST_TIMEOUT_MS)
         const lp = lpStream(stream, { ...FRAME_READ_OPTIONS })
         const refuse = async (err: unknown): Promise<void> => {
           await lp.write(new Uint8Array(0), { signal })
@@ -234,6 +233,8 @@ export class Libp2pTransport implements PeerTransport {
           // Timeouts on this side, and a peer that gave up or went away, are not penalized.
           if (isPeerFault(err)) this.penalize(from, `bad ${protocol} request: ${describeError(err)}`)
           stream.abort(err instanceof Error ? err : new Error(String(err)))
+        } finally {
+          clear()
         }
       },
       { maxInboundStreams: 32 },
@@ -281,5 +282,24 @@ export class Libp2pTransport implements PeerTransport {
     this.#banned.set(peerId.toString(), this.#clock.now() + BAN_MS)
     this.#log.warn({ peer, reason }, 'peer disconnected for repeated invalid data')
     void this.#host.hangUp(peerId).catch(() => {})
+  }
+}
+
+/**
+ * A signal that aborts after `ms` (or with `outer`), and a `clear` that stops its timer.
+ * `AbortSignal.timeout` has no way to stop: its timer fired after every request, answered or
+ * not, and built a DOMException with a stack trace each time (0.7 s of the inference bench
+ * gateway's main thread in 2.5 minutes; docs/performance.md, "Audits that asked the silent").
+ */
+export function deadline(ms: number, outer?: AbortSignal): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController()
+  const timer = setTimeout(
+    () => controller.abort(new DOMException(`the operation ran past ${ms} ms`, 'TimeoutError')),
+    ms,
+  )
+  timer.unref()
+  return {
+    signal: outer === undefined ? controller.signal : AbortSignal.any([outer, controller.signal]),
+    clear: () => clearTimeout(timer),
   }
 }

@@ -52,6 +52,11 @@ export interface SimWorkerSpec {
   provider?: SimProvider
   /** Calibrated throughput it reports (the gateway draws in proportion). @default 100 */
   jobsPerSecond?: number
+  /**
+   * Bonded and serving the model on chain, but no node runs: drawn as an auditor like the
+   * others, it never answers (a validator that declared a model and runs no worker). @default false
+   */
+  offline?: boolean
 }
 
 export interface AuditSimOptions {
@@ -113,6 +118,8 @@ export interface AuditSimResult {
    * slashed; below 1 when cheating cost more than it paid.
    */
   netOverHonest: number
+  /** Requests any node sent to the offline workers (`SimWorkerSpec.offline`). */
+  requestsToOffline: number
   /** Paid jobs per worker, in the order of `workers`. */
   jobsByWorker: number[]
   /** sha256 of every chain event in order, hex: equal digests, equal runs. */
@@ -178,7 +185,9 @@ export class AuditSim {
       if (inLastHalf) counters.lastHalf[kind]++
     }
     const blobs = { get: async () => this.#bytes, fetch: async () => this.#bytes }
-    const workers: SimNode[] = specs.map((spec, i) =>
+    const offline = new Set(dids.filter((_, i) => specs[i]?.offline === true))
+    const online = specs.flatMap((spec, i) => (spec.offline === true ? [] : [{ spec, i }]))
+    const workers: SimNode[] = online.map(({ spec, i }) =>
       net.addNode(workerKeys[i] as Ed25519KeyPair, {
         blobs,
         worker: {
@@ -239,7 +248,11 @@ export class AuditSim {
       for (const node of [...workers, gateway]) node.inference.stop()
       net.close()
     }
-    return result(options.seed, stats, counters, net, digest.digest('hex'), gateway.inference.auditor.stats.looks)
+    const requestsToOffline = [...offline].reduce((sum, did) => sum + (net.requestsTo.get(did) ?? 0), 0)
+    return result(options.seed, stats, counters, net, digest.digest('hex'), {
+      auditorLooks: gateway.inference.auditor.stats.looks,
+      requestsToOffline,
+    })
   }
 
   /** Moves time one block on, lets every component act, settles, commits, lets them react. */
@@ -380,7 +393,7 @@ function result(
   counters: { all: Counters; lastHalf: Counters },
   net: SimNetwork,
   digest: string,
-  auditorLooks: number,
+  counts: { auditorLooks: number; requestsToOffline: number },
 ): AuditSimResult {
   const share = (c: Counters, withCanaries: boolean): number => {
     const extra = c.audit + c.quorum + (withCanaries ? c.canary : 0)
@@ -396,7 +409,8 @@ function result(
     auditRuns: counters.all.audit,
     quorumRuns: counters.all.quorum,
     canaryRuns: counters.all.canary,
-    auditorLooks,
+    auditorLooks: counts.auditorLooks,
+    requestsToOffline: counts.requestsToOffline,
     disputes: stats.disputes,
     honestDisputes: stats.honestDisputes,
     honestSlashes: stats.honestSlashes,

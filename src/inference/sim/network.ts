@@ -72,6 +72,8 @@ export class SimNetwork {
   #time: number
   /** Transactions the chain refused, by `kind:reason`. */
   readonly refused: Record<string, number> = {}
+  /** Requests the nodes sent, by the DID they were sent to (answered or not, reachable or not). */
+  readonly requestsTo = new Map<string, number>()
 
   constructor(options: { seed: number; genesis: GenesisDoc; logger?: Logger }) {
     this.genesis = options.genesis
@@ -137,7 +139,10 @@ export class SimNetwork {
       },
       transport: {
         self: did,
-        request: (peer, protocol, data, options) => busy.track(transport.request(peer, protocol, data, options)),
+        request: (peer, protocol, data, options) => {
+          this.requestsTo.set(peer, (this.requestsTo.get(peer) ?? 0) + 1)
+          return busy.track(transport.request(peer, protocol, data, options))
+        },
         handle: (protocol, handler) => transport.handle(protocol, handler),
         peers: () => transport.peers(),
         penalize: (peer, reason) => transport.penalize(peer, reason),
