@@ -19,6 +19,7 @@ import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
 import { balanceOf } from '../bank/bank.ts'
 import { currentMinFee } from '../chain/governed.ts'
+import type { StateReader } from '../chain/state-view.ts'
 import type { WorkerTable } from './adverts.ts'
 import type { InferenceComponents, JobEvent } from './components.ts'
 import {
@@ -116,6 +117,8 @@ export class Gateway {
   /** Workers eligible for jobs on a model (declared, schedulable), per committed height. */
   #eligible = { height: -1, byModel: new Map<string, ReadonlySet<string>>() }
   #topUp: Promise<void> | undefined
+  /** The dearest active model's typical call, read once per height (every own job asks). */
+  #dearest = { height: -1, price: 1n }
   readonly stats = { jobs: 0, failures: 0, canaries: 0, latencies: [] as number[] }
 
   constructor(components: InferenceComponents, init: GatewayInit) {
@@ -294,6 +297,18 @@ export class Gateway {
       await nextCommits(this.#c, 1)
   }
 
+  /** The fee of a typical call of the dearest active model at the head (decoding every model once per height, not per job). */
+  #dearestCall(state: StateReader): bigint {
+    const height = this.#c.chain.height()
+    if (this.#dearest.height === height) return this.#dearest.price
+    const price = listModels(state).reduce((max, m) => {
+      const cost = m.kind === 'lm' ? maxFeeFor(m, TYPICAL_PROMPT_TOKENS, TYPICAL_OUTPUT_TOKENS) : m.price
+      return m.status === 'active' && cost > max ? cost : max
+    }, 1n)
+    this.#dearest = { height, price }
+    return price
+  }
+
   /** Throws unless the client's deposit with this gateway covers `fee` more (synchronous: reserve right after). */
   #cover(client: string, fee: bigint): void {
     const available = this.#available(client)
@@ -314,11 +329,7 @@ export class Gateway {
     if (this.#topUp !== undefined) return this.#topUp
     const c = this.#c
     const state = c.chain.state()
-    const price = listModels(state).reduce((max, m) => {
-      const cost = m.kind === 'lm' ? maxFeeFor(m, TYPICAL_PROMPT_TOKENS, TYPICAL_OUTPUT_TOKENS) : m.price
-      return m.status === 'active' && cost > max ? cost : max
-    }, 1n)
-    const target = price * SELF_DEPOSIT_CALLS
+    const target = this.#dearestCall(state) * SELF_DEPOSIT_CALLS
     const have = depositOf(state, this.did, this.did).amount - this.reservedFor(this.did)
     if (have >= target / 2n) return Promise.resolve()
     const want = target - (have > 0n ? have : 0n)
