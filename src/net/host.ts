@@ -48,6 +48,7 @@ import { GOSSIP_OPTIONS } from './gossip.ts'
 import { coalescedTcp } from './coalesce.ts'
 import { halfWindowUpdates } from './yamux-window.ts'
 import { assertKadInternals } from './dht-put.ts'
+import { quietLengthPrefixes } from './lp-decoder.ts'
 import { skipKnownProtocolMerges, type ProtocolMergeStats } from './protocol-merges.ts'
 import { PeerBookDatastore } from './peer-book.ts'
 
@@ -293,6 +294,7 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
   }
   const gate: PeerGate = { deny: () => false }
   halfWindowUpdates() // yamux: a window update once half the window is used, not after every frame
+  quietLengthPrefixes() // Noise's frame decoder: no new RangeError at the end of every chunk read
   const node = await createLibp2p({
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },
