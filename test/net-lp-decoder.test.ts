@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Libp2p } from 'libp2p'
 import type { Stream } from '@libp2p/interface'
 import { LengthPrefixedDecoder } from '@libp2p/utils'
-import { loopbackHost, shippedLibp2p } from './helpers/loopback-host.ts'
+import { shippedThenHosts } from './helpers/loopback-host.ts'
 import { quietLengthDecoder } from '../src/net/lp-decoder.ts'
 
 const PROTOCOL = '/donghae-test/lp/1.0.0'
@@ -73,23 +73,7 @@ test(
   'a node host reads chunks without a new RangeError each; libp2p as shipped makes one per chunk',
   { timeout: 60_000 },
   async (t) => {
-    const c = await shippedLibp2p() // before any createHost in this process: the decoder as shipped
-    const d = await shippedLibp2p()
-    let shipped: number
-    try {
-      shipped = await trickle(c, d)
-    } finally {
-      await Promise.all([c.stop(), d.stop()])
-    }
-    const a = await loopbackHost()
-    const b = await loopbackHost()
-    let quiet: number
-    try {
-      await Promise.all([a.start(), b.start()])
-      quiet = await trickle(a as unknown as Libp2p, b as unknown as Libp2p)
-    } finally {
-      await Promise.all([a.stop(), b.stop()])
-    }
+    const { shipped, hosts: quiet } = await shippedThenHosts(trickle)
     t.diagnostic(`${MESSAGES} messages: ${shipped} RangeErrors as shipped, ${quiet} on node hosts`)
     assert.ok(shipped >= MESSAGES, `as shipped, each chunk read ends in a RangeError (${shipped})`)
     assert.ok(quiet <= MESSAGES / 20, `${quiet} RangeErrors on node hosts`)

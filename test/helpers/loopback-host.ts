@@ -32,3 +32,33 @@ export function shippedLibp2p(): Promise<Libp2p> {
     streamMuxers: [yamux()],
   })
 }
+
+/**
+ * Runs `measure` on a pair of libp2p nodes as shipped (made first: the process-wide changes of
+ * createHost are not installed yet in a fresh test process), then on a pair of node hosts, and
+ * stops each pair after; `onHosts` runs more on the node hosts before they stop.
+ */
+export async function shippedThenHosts<T>(
+  measure: (from: Libp2p, to: Libp2p) => Promise<T>,
+  onHosts?: (from: Libp2p, to: Libp2p) => Promise<void>,
+): Promise<{ shipped: T; hosts: T }> {
+  const c = await shippedLibp2p()
+  const d = await shippedLibp2p()
+  let shipped: T
+  try {
+    shipped = await measure(c, d)
+  } finally {
+    await Promise.all([c.stop(), d.stop()])
+  }
+  const a = await loopbackHost()
+  const b = await loopbackHost()
+  try {
+    await Promise.all([a.start(), b.start()])
+    const [from, to] = [a as unknown as Libp2p, b as unknown as Libp2p]
+    const hosts = await measure(from, to)
+    await onHosts?.(from, to)
+    return { shipped, hosts }
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+  }
+}
