@@ -6,7 +6,6 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { DEFAULT_PARAMS } from '../../chain/genesis.ts'
 import { AuditSim, type SimWorkerSpec } from './audit-sim.ts'
-import { AUDITOR_RETRY_BLOCKS } from '../auditor.ts'
 
 let sim: AuditSim
 
@@ -97,23 +96,4 @@ test('a held job is looked at only when it can move: every job audited and nobod
   // the commit that decides, then one before each slot opens: auditCandidates + 1
   assert.ok(perJob <= auditCandidates + 1, `${perJob.toFixed(2)} looks a job`)
   assert.ok(perJob >= 1, 'each settled job is looked at when its draw is decided')
-})
-
-test('a drawn auditor that never answers is asked about once per retry window, not once per held job', async (t) => {
-  // two of six bonded workers run no node: on a young network every job is audited, and they are
-  // drawn as often as anyone; each held job used to ask them itself
-  const workers: SimWorkerSpec[] = [...honest(4), { offline: true }, { offline: true }]
-  const r = await sim.run({ seed: 21, maxJobs: 400, workers, stopAtSlash: false })
-  const perWindow = Math.ceil(r.blocks / AUDITOR_RETRY_BLOCKS) + 1
-  t.diagnostic(
-    `${r.requestsToOffline} requests to the 2 offline workers for ${r.jobs} jobs over ${r.blocks} blocks (${r.auditRuns} audits answered)`,
-  )
-  assert.ok(
-    r.requestsToOffline <= 2 * perWindow,
-    `${r.requestsToOffline} requests to the offline workers, more than one each per ${AUDITOR_RETRY_BLOCKS} blocks (${2 * perWindow})`,
-  )
-  assert.ok(r.requestsToOffline > 0, 'the offline workers were drawn and asked')
-  assert.ok(r.auditRuns >= 100, `only ${r.auditRuns} audits: the online auditors must still be asked`)
-  assert.equal(r.honestSlashes, 0)
-  assert.deepEqual(r.refused, {})
 })
