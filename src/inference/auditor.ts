@@ -96,8 +96,7 @@ export class Auditor {
    */
   readonly #probes = new Map<string, Promise<void>>()
   /** `looks`: held jobs read from state to be moved on (what the sweeps cost). */
-  /** `asked`: audit requests sent to drawn auditors, answered or not. */
-  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0, looks: 0, asked: 0 }
+  readonly stats = { audits: 0, auditsFailed: 0, quorums: 0, challenges: 0, looks: 0 }
   #unsubscribe: (() => void) | undefined
 
   constructor(components: InferenceComponents, init: AuditorInit) {
@@ -247,7 +246,6 @@ export class Auditor {
     // from here to the probe's entry nothing awaits, so one job's request is the probe for all
     for (let probe = this.#probes.get(did); probe !== undefined; probe = this.#probes.get(did)) await probe
     if (this.#silentSince(did, height) !== undefined) return false
-    this.stats.asked++
     const attempt = this.#rerun(did, held, 'audit').then(
       (answer) => {
         this.#answering.add(did)

@@ -46,9 +46,8 @@ import {
 } from './constants.ts'
 import { GOSSIP_OPTIONS } from './gossip.ts'
 import { coalescedTcp } from './coalesce.ts'
-import { halfWindowUpdates } from './yamux-window.ts'
 import { assertKadInternals } from './dht-put.ts'
-import { quietLengthPrefixes } from './lp-decoder.ts'
+import { installConnectionRules } from './connection-rules.ts'
 import { skipKnownProtocolMerges, type ProtocolMergeStats } from './protocol-merges.ts'
 import { PeerBookDatastore } from './peer-book.ts'
 
@@ -293,8 +292,8 @@ export async function createHost(options: HostOptions): Promise<DonghaeHost> {
     ...(rtc ? { directUpgrade: directUpgrade(options.logger === undefined ? {} : { logger: options.logger }) } : {}),
   }
   const gate: PeerGate = { deny: () => false }
-  halfWindowUpdates() // yamux: a window update once half the window is used, not after every frame
-  quietLengthPrefixes() // Noise's frame decoder: no new RangeError at the end of every chunk read
+  // yamux window updates at half a window; Noise's frame decoder without a new RangeError per chunk
+  installConnectionRules()
   const node = await createLibp2p({
     privateKey: await generateKeyPairFromSeed('Ed25519', options.key.exportSeed()),
     addresses: { listen, announce: options.announce ?? [] },

@@ -291,7 +291,7 @@ export class Libp2pTransport implements PeerTransport {
  * not, and built a DOMException with a stack trace each time (0.7 s of the inference bench
  * gateway's main thread in 2.5 minutes; docs/performance.md, "Audits that asked the silent").
  */
-export function deadline(ms: number, outer?: AbortSignal): { signal: AbortSignal; clear(): void } {
+function deadline(ms: number, outer?: AbortSignal): { signal: AbortSignal; clear(): void } {
   const controller = new AbortController()
   const timer = setTimeout(
     () => controller.abort(new DOMException(`the operation ran past ${ms} ms`, 'TimeoutError')),

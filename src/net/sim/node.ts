@@ -22,8 +22,7 @@ import { QueryTrace } from './trace.ts'
 import { dhtGet } from '../dht-get.ts'
 import { dhtPut } from '../dht-put.ts'
 import { coalescedTcp } from '../coalesce.ts'
-import { quietLengthPrefixes } from '../lp-decoder.ts'
-import { halfWindowUpdates } from '../yamux-window.ts'
+import { installConnectionRules } from '../connection-rules.ts'
 import { GOSSIP_OPTIONS } from '../gossip.ts'
 
 export interface SimServices {
@@ -79,10 +78,7 @@ const silentLogger: ComponentLogger = { forComponent: () => silentLog }
  */
 export async function createSimNode(c: NodeConfig, keySeed: Uint8Array, listen: string): Promise<SimNode> {
   const overTcp = listen.startsWith('/ip4/')
-  // the process-wide changes createHost makes for a node's connections (yamux window updates once
-  // half a window is used, Noise's frame decoder without a new error per chunk)
-  halfWindowUpdates()
-  quietLengthPrefixes()
+  installConnectionRules() // the same connection changes as a node's host
   const node = await createLibp2p({
     start: false,
     privateKey: await generateKeyPairFromSeed('Ed25519', keySeed),
