@@ -18,6 +18,8 @@ import { retainedProofKeys, validatorRecord, validatorSetFromValue, validatorSet
 import { verifyProof } from '../src/chain/state/proof.ts'
 import { actor, makeGenesis, type Actor } from './helpers/chain.ts'
 import { certify, openTestChain, removeDir, type TestChain } from './helpers/chain-app.ts'
+import { ManualClock } from '../src/core/clock.ts'
+import { proposalBuildMs } from '../src/chain/app.ts'
 
 const validators = [actor(), actor(), actor(), actor()]
 const alice = actor()
@@ -412,6 +414,49 @@ test('a node whose clock is behind refuses a proposal from its future, and follo
     const cert = certify(block, proposer.chain.app.blockId(block), validators.slice(0, 3))
     await behind.chain.app.commit(received, cert)
     assert.equal(behind.chain.app.head.height, height)
+  } finally {
+    await closeAll(nodes)
+  }
+})
+
+/** A manual clock that moves `stepMs` on each time it is read: building that takes time. */
+class SteppingClock extends ManualClock {
+  stepMs = 0
+  override now(): number {
+    const t = super.now()
+    if (this.stepMs > 0) this.advance(this.stepMs)
+    return t
+  }
+}
+
+test('a proposal closes once its build budget is spent, and what is left goes into the next block', async () => {
+  const nodes = await Promise.all(
+    validators.map(async (who) => ({
+      who,
+      chain: await openTestChain(genesis, who, undefined, new SteppingClock(genesis.genesisTime + 1_000)),
+    })),
+  )
+  try {
+    const txs = Array.from({ length: 60 }, (_, n) => transfer(BigInt(n), 1n))
+    for (const n of nodes) for (const tx of txs) n.chain.mempool.add(tx, n.chain.app.state)
+    const { proposer } = proposerAndOther(nodes, 1)
+    for (const n of nodes) n.chain.clock.advance(1_000)
+    const clock = proposer.chain.clock as SteppingClock
+    // each look at the clock finds 100 ms more gone: the 250 ms of round 0 are spent after a few
+    assert.equal(proposalBuildMs(genesis.params, 0), 250)
+    clock.stepMs = 100
+    const first = await proposer.chain.app.createBlock(1, 0)
+    clock.stepMs = 0
+    assert.ok(first.txs.length > 0 && first.txs.length < txs.length, `${first.txs.length} of ${txs.length} taken`)
+    const id = proposer.chain.app.blockId(first)
+    const bytes = proposer.chain.app.encodeBlock(first)
+    for (const n of nodes) assert.ok(await n.chain.app.validateBlock(n.chain.app.decodeBlock(bytes), 1, 0))
+    const cert = certify(first, id, validators.slice(0, 3))
+    for (const n of nodes) await n.chain.app.commit(n.chain.app.decodeBlock(bytes), cert)
+    for (const n of nodes) assert.equal(n.chain.mempool.size, txs.length - first.txs.length, 'the rest still pending')
+    const second = await step(nodes)
+    assert.equal(second.txs.length, txs.length - first.txs.length, 'a clock that stands still takes them all')
+    for (const n of nodes) assert.equal(balanceOf(n.chain.app.state, bob.did), BigInt(txs.length))
   } finally {
     await closeAll(nodes)
   }

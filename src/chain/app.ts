@@ -94,6 +94,11 @@ export interface ChainAppOptions {
   tickRounds?: number
   /** This node's DID when it proposes. */
   self?: string
+  /**
+   * How long building a proposal at `round` may take, in this app's clock: once spent, the
+   * block closes with the transactions taken so far (at least one). @default proposalBuildMs
+   */
+  buildBudgetMs?(round: number): number
   clock?: Clock
   logger?: Logger
   /** How far in the future a block's time may be. @default 5000 ms */
@@ -136,6 +141,11 @@ interface Execution {
   tree: SparseMerkleTree
   /** Each transaction's failure reason, in block order (undefined: it succeeded). */
   failures: Array<string | undefined>
+  /**
+   * Each transaction's hash, in block order: the ones whose Merkle root the block's header
+   * carries (checked before execution), so the commit of a block with that header indexes them.
+   */
+  hashes: readonly Uint8Array[]
 }
 
 /** Where and how a transaction was committed. */
@@ -152,9 +162,33 @@ type TxIndexValue = number | { height: number; reason: string }
 const failureOf = (result: TxResult): string | undefined => (result.ok ? undefined : result.error.reason)
 
 const TX_BATCH = 64
+/** Transactions taken into a proposal between two looks at its build budget's clock. */
+const BUDGET_CHECK_EVERY = 16
 
 /** How much earlier than its PoH ticks prove a block's time may be (clock skew between validators). */
 const POH_TIME_SLACK_MS = 1_000
+
+/**
+ * What share of the round's propose timeout a proposer may spend taking transactions into its
+ * block: the block must still be signed, sent and decoded by every validator before their own
+ * propose timeout (started with the round) fires, or the round fails and the next proposer builds
+ * again. A quarter leaves the rest of the timeout for that on a busy machine.
+ */
+const PROPOSAL_BUILD_SHARE = 4
+
+/**
+ * The time a proposer spends taking transactions into a block at `round`: a quarter of the
+ * round's propose timeout (250 ms in round 0 with the default 1 s). Under a backlog it bounds a
+ * block by what this machine executes in that time instead of by `maxBlockTxs` alone: a
+ * proposal of 5 000 transfers that takes longer to build and validate than the round lasts fails
+ * the round, and the next proposer starts over.
+ */
+export function proposalBuildMs(
+  params: Pick<GenesisDoc['params'], 'timeoutProposeMs' | 'timeoutProposeDeltaMs'>,
+  round: number,
+): number {
+  return Math.floor((params.timeoutProposeMs + params.timeoutProposeDeltaMs * round) / PROPOSAL_BUILD_SHARE)
+}
 
 /** The time `ticks` PoH ticks prove, at the chain's tick rate. */
 const provenMsOf = (ticks: number, params: Pick<GenesisDoc['params'], 'ticksPerSecond'>): number =>
@@ -418,7 +452,7 @@ export class ChainApp {
       }
     })
     this.#opts.machine.endBlock(overlay, { ...info, emit })
-    return { overlay, events, tree: this.#tree.apply(overlay.changes()), failures }
+    return { overlay, events, tree: this.#tree.apply(overlay.changes()), failures, hashes }
   }
 
   async createBlock(height: number, round: number, lastCommit?: CommitCertificate | null): Promise<Block> {
@@ -455,7 +489,12 @@ export class ChainApp {
     const chosen: Array<{ tx: SignedTx; bytes: Uint8Array; hash: Uint8Array }> = []
     const failures: Array<string | undefined> = []
     const blocked = new Set<string>()
-    for (const entry of this.#opts.mempool.reap(this.#tree, currentMaxBlockTxs(overlay, this.genesis.params))) {
+    const budget = this.#opts.buildBudgetMs?.(round) ?? proposalBuildMs(this.genesis.params, round)
+    const closeAt = this.#clock.now() + budget
+    let taken = 0
+    for (const entry of this.#opts.mempool.inBlockOrder(this.#tree, currentMaxBlockTxs(overlay, this.genesis.params))) {
+      // the clock is read every BUDGET_CHECK_EVERY transactions; what is left waits for the next block
+      if (++taken % BUDGET_CHECK_EVERY === 0 && chosen.length > 0 && this.#clock.now() >= closeAt) break
       if (blocked.has(entry.tx.sender)) {
         this.#opts.mempool.drop(entry.hash)
         continue
@@ -474,7 +513,13 @@ export class ChainApp {
       }
     }
     this.#opts.machine.endBlock(overlay, { ...info, emit })
-    const execution: Execution = { overlay, events, tree: this.#tree.apply(overlay.changes()), failures }
+    const execution: Execution = {
+      overlay,
+      events,
+      tree: this.#tree.apply(overlay.changes()),
+      failures,
+      hashes: chosen.map((c) => c.hash),
+    }
     const batches: number[] = []
     const mixins: Uint8Array[] = []
     for (let i = 0; i < chosen.length; i += TX_BATCH) {
@@ -669,7 +714,7 @@ export class ChainApp {
       if (value === undefined) batch.delete(this.#state, key)
       else batch.put(this.#state, key, value)
     }
-    const hashes = block.txs.map((tx) => txHash(tx))
+    const hashes = execution.hashes
     hashes.forEach((hash, i) => {
       const reason = execution.failures[i]
       batch.put(this.#txIndex, hash, reason === undefined ? height : { height, reason })

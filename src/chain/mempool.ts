@@ -244,17 +244,26 @@ export class Mempool {
     return entry
   }
 
-  /**
-   * Up to `max` transactions that can run in order against `state`: each sender's run of
-   * consecutive nonces from its next nonce; senders interleaved by fee, highest first.
-   */
   /** Whether `reap` would return anything: some sender's next nonce is pending (stops at the first). */
   hasReady(state: StateReader): boolean {
     for (const [sender, { byNonce }] of this.#bySender) if (byNonce.has(accountNonce(state, sender))) return true
     return false
   }
 
+  /**
+   * Up to `max` transactions that can run in order against `state`: each sender's run of
+   * consecutive nonces from its next nonce; senders interleaved by fee, highest first.
+   */
   reap(state: StateReader, max: number): PoolEntry[] {
+    return [...this.inBlockOrder(state, max)]
+  }
+
+  /**
+   * What `reap` returns, one at a time: each sender's runnable queue is read at the first call,
+   * and each next entry costs one pass over the senders' heads, so a proposer that stops early
+   * (its build budget spent) does not pay to order the rest. Dropping entries meanwhile is safe.
+   */
+  *inBlockOrder(state: StateReader, max: number): Generator<PoolEntry, void, undefined> {
     const queues: PoolEntry[][] = []
     for (const [sender, { byNonce }] of this.#bySender) {
       const queue: PoolEntry[] = []
@@ -265,9 +274,8 @@ export class Mempool {
       }
       if (queue.length > 0) queues.push(queue)
     }
-    const out: PoolEntry[] = []
     const heads = queues.map(() => 0)
-    while (out.length < max) {
+    for (let taken = 0; taken < max; taken++) {
       let best = -1
       for (let q = 0; q < queues.length; q++) {
         const head = (queues[q] as PoolEntry[])[heads[q] as number]
@@ -280,11 +288,11 @@ export class Mempool {
         )
           best = q
       }
-      if (best === -1) break
-      out.push((queues[best] as PoolEntry[])[heads[best] as number] as PoolEntry)
+      if (best === -1) return
+      const entry = (queues[best] as PoolEntry[])[heads[best] as number] as PoolEntry
       heads[best] = (heads[best] as number) + 1
+      yield entry
     }
-    return out
   }
 
   /**

@@ -673,3 +673,124 @@ test('no empty blocks: a vote of the next height that comes during the commit ti
   await h.advance(1_000)
   assert.equal(h.engine.status().step, 'propose', 'A starts round 0 instead of waiting for work of its own')
 })
+
+test('no empty blocks: the commit timeout ends once every precommit is in (skip_timeout_commit)', async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, isA],
+  ])
+  const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => true } })
+  await h.start()
+  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.committed.length, 1, 'decided with A and two others')
+  assert.equal(h.created.length, 0, 'a precommit is still missing: the commit timeout runs')
+  await h.deliver(h.vote(3, 'precommit', 0, X))
+  assert.deepEqual(
+    h.created.map((c) => [c.height, c.round, c.lastCommit?.precommits.length]),
+    [[2, 0, 4]],
+    'the last precommit ends the wait: A proposes height 2 at once, with all four in its certificate',
+  )
+  await h.advance(1_000)
+  assert.equal(h.created.length, 1, 'the timeout that still fires starts nothing twice')
+})
+
+test('no empty blocks: with every precommit in at the decision, a height without work waits at once and once', async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, notA],
+  ])
+  const { events, waitForWork } = recordedWaits(() => false)
+  const h = harness({ seed, waitForWork })
+  await h.start()
+  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X), h.vote(3, 'precommit', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.committed.length, 1)
+  assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2'], 'height 2 waits for work without a commit timeout')
+  await h.advance(1_000)
+  assert.equal(h.engine.status().step, 'newHeight', 'the commit timeout does not start round 0 of a waiting height')
+  assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2'])
+})
+
+test('empty blocks: the commit timeout runs out even when every precommit is in (it is the block interval)', async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, isA],
+  ])
+  const h = harness({ seed })
+  await h.start()
+  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X), h.vote(3, 'precommit', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.committed.length, 1)
+  assert.equal(h.created.length, 0)
+  await h.advance(1_000)
+  assert.equal(h.created[0]?.height, 2)
+})
+
+test("next height's round-0 messages that come before this height is decided are handled when it begins", async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, notA],
+  ])
+  const h = harness({ seed })
+  await h.start()
+  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
+  // the others decided height 1 and are on height 2 before A has their precommits
+  const W = block('W', 0, 2)
+  await h.deliver(h.proposal(0, W, -1, 2), h.vote(1, 'prevote', 0, W, 2), h.vote(2, 'prevote', 0, W, 2))
+  assert.equal(h.engine.status().height, 1)
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.engine.status().height, 2)
+  await h.advance(1_000)
+  assert.deepEqual(h.votesOfA('prevote', 0, 2), ['W'], 'the proposal kept from before is prevoted')
+  assert.deepEqual(h.votesOfA('precommit', 0, 2), ['W'], 'with the two kept prevotes: a polka, A locks and precommits')
+})
+
+test("next height's messages are kept only from members, correctly signed, and a proposal only from its proposer", async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, (p) => p !== A && p !== 3],
+  ])
+  const h = harness({ seed })
+  await h.start()
+  await h.deliver(h.proposal(0, X))
+  const W = block('W', 0, 2)
+  const forged = h.vote(1, 'prevote', 0, W, 2)
+  if (forged.kind === 'vote') forged.vote = { ...forged.vote, signature: new Uint8Array(64) }
+  const outsider = testValidators([1n], 'outsider')
+  const stranger: ConsensusMessage = {
+    kind: 'vote',
+    vote: signVote(outsider.keys[0]!, {
+      chainId: CHAIN,
+      height: 2,
+      round: 0,
+      type: 'prevote',
+      blockId: blockId(W),
+      validator: outsider.dids[0]!,
+    }),
+  }
+  const notProposer: ConsensusMessage = {
+    kind: 'proposal',
+    proposal: signProposal(keys[3]!, {
+      chainId: CHAIN,
+      height: 2,
+      round: 0,
+      blockId: blockId(W),
+      validRound: -1,
+      proposer: dids[3]!,
+    }),
+    block: encode(W),
+  }
+  const rejectsBefore = h.rejects.length
+  await h.deliver(forged, stranger, notProposer)
+  assert.equal(h.rejects.length, rejectsBefore + 1, 'the forged signature is refused at once')
+  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
+  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  assert.equal(h.engine.status().height, 2)
+  await h.advance(1_000)
+  assert.deepEqual(h.votesOfA('prevote', 0, 2), [], 'nothing kept: A still waits for the proposal of height 2')
+})

@@ -230,6 +230,8 @@ export class ConsensusEngine<B> {
   #idleWaiters: (() => void)[] = []
   readonly #timers = new Set<() => void>()
   #gossipCancel: (() => void) | undefined
+  /** Round-0 messages of the next height that came while this one was still being decided (#holdNext). */
+  readonly #held = new Map<string, { height: number; msg: ConsensusMessage; peer: string | undefined }>()
 
   constructor(options: ConsensusEngineOptions<B>) {
     if (!Number.isSafeInteger(options.height) || options.height < 1) {
@@ -391,7 +393,8 @@ export class ConsensusEngine<B> {
         await this.#onTimeout(event.kind, event.height, event.round)
         break
       case 'startHeight':
-        if (event.height === this.#hs.height && !this.#hs.started) await this.#startHeight()
+        // twice for one height when the commit pause ended early (#endPauseIfComplete)
+        if (event.height === this.#hs.height && !this.#hs.started && !this.#hs.waiting) await this.#startHeight()
         break
       case 'work':
         // workAvailable() is a hint (a transaction behind a nonce gap is not work): ask again;
@@ -526,11 +529,42 @@ export class ConsensusEngine<B> {
       return
     }
     if (vote.height > hs.height) {
+      if (vote.height === hs.height + 1) this.#holdNext({ kind: 'vote', vote }, peer)
       this.#options.onFutureHeight?.(vote.height, peer)
       return
     }
     const last = this.#last
     if (last !== undefined && vote.height === last.height) this.#onLastHeightVote(last, vote)
+  }
+
+  /**
+   * A round-0 message of the next height while this node still decides this one: the validators
+   * that decided first may be there already (a commit pause ends early once every precommit is
+   * in, #endPauseIfComplete), and a proposal dropped here would cost this node the next height's
+   * propose timeout. Kept, if a member of this height's set signed it (checked now) and, for a
+   * proposal, if its signer proposes round 0 of the next height under this set, at most one per
+   * signer and kind; handled as just arrived when the next height begins (#decide). A message of
+   * a set that changes at the next height is not kept: it comes again with the gossip.
+   */
+  #holdNext(msg: ConsensusMessage, peer: string | undefined): void {
+    const about = msg.kind === 'vote' ? msg.vote : msg.proposal
+    if (about.round !== 0) return
+    const hs = this.#hs
+    const signer = msg.kind === 'vote' ? msg.vote.validator : msg.proposal.proposer
+    const key = msg.kind === 'vote' ? `${msg.vote.type}:${signer}` : `proposal:${signer}`
+    if (this.#held.get(key)?.height === about.height) return
+    const member = findValidator(hs.set, signer)
+    if (member === undefined) return
+    if (msg.kind === 'proposal') {
+      const seed = this.#app.proposerSeed?.(about.height) ?? utf8(this.chainId)
+      if (selectProposer(hs.set, about.height, 0, seed).did !== signer) return
+      if (!this.#verifyProposal(msg.proposal, member.publicKey))
+        throw new ConsensusMessageError('proposal signature is invalid')
+    } else {
+      if (msg.vote.type !== 'prevote' && msg.vote.type !== 'precommit') return
+      if (!this.#verifyVote(msg.vote, member.publicKey)) throw new ConsensusMessageError('vote signature is invalid')
+    }
+    this.#held.set(key, { height: about.height, msg, peer })
   }
 
   #addVote(hs: HeightState<B>, vote: Vote): void {
@@ -562,6 +596,7 @@ export class ConsensusEngine<B> {
     if (vote.type === 'precommit' && vote.round === last.round && last.precommits.novelty(vote) === 'new') {
       if (!this.#verifyVote(vote, member.publicKey)) throw new ConsensusMessageError('vote signature is invalid')
       last.precommits.add(vote)
+      this.#endPauseIfComplete()
     }
     if (vote.validator !== this.#privval?.did) this.#helpLaggard(last)
   }
@@ -580,6 +615,7 @@ export class ConsensusEngine<B> {
     if (p.chainId !== this.chainId) throw new ConsensusMessageError('proposal for another chain')
     const hs = this.#hs
     if (p.height !== hs.height) {
+      if (p.height === hs.height + 1) this.#holdNext(msg, peer)
       if (p.height > hs.height) this.#options.onFutureHeight?.(p.height, peer)
       else if (this.#last !== undefined && p.height === this.#last.height) this.#helpLaggard(this.#last)
       return
@@ -907,6 +943,26 @@ export class ConsensusEngine<B> {
     this.#hs = next
     this.#touch(next)
     this.#setTimer(this.#timeouts.commitMs, { type: 'startHeight', height: next.height })
+    // what the next height's validators said while this node was still deciding, handled now
+    const held = [...this.#held.values()].filter((h) => h.height === next.height)
+    this.#held.clear()
+    for (const { msg, peer } of held) this.receive(msg, peer)
+    this.#endPauseIfComplete()
+  }
+
+  /**
+   * The commit pause collects late precommits for the certificate the next proposer carries; once
+   * every validator's precommit for the decided block is in there is none left to wait for, and
+   * the next height begins at once (CometBFT's `skip_timeout_commit`). Only on a chain that
+   * waits for work: where every height starts after the pause (empty blocks), the pause is the
+   * block interval.
+   */
+  #endPauseIfComplete(): void {
+    const last = this.#last
+    const hs = this.#hs
+    if (this.#options.waitForWork === undefined || last === undefined || hs.height !== last.height + 1) return
+    if (hs.started || hs.waiting || last.precommits.powerFor(last.blockId) < last.set.totalPower) return
+    this.#enqueue({ type: 'startHeight', height: hs.height })
   }
 
   // ---------------------------------------------------------------------------------------------
