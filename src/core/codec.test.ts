@@ -6,6 +6,7 @@ import { encode, decode } from './codec.ts'
 import { cidOf } from './cid.ts'
 import { DecodeError, EncodeError } from './errors.ts'
 import { fromHex, equals } from './bytes.ts'
+import * as dagCbor from '@ipld/dag-cbor'
 
 // Seeds are printed by fast-check on failure ("seed: …, path: …") so a failure can be replayed.
 const MAX_INT64 = 2n ** 64n - 1n
@@ -114,6 +115,12 @@ const nonCanonical: Array<[string, string]> = [
   ['unknown tag', 'c101'],
   ['truncated array', '830102'],
   ['empty input', ''],
+  ['a float holding an integer (1.0)', 'fb3ff0000000000000'],
+  ['negative zero', 'fb8000000000000000'],
+  ['keys a plain object reorders, out of order ("b" before "1")', 'a2616201613102'],
+  ['a non-minimal 64-bit integer (1 in 8 bytes)', '1b0000000000000001'],
+  ['a non-minimal 64-bit integer (2^32 - 1 in 8 bytes)', '1b00000000ffffffff'],
+  ['non-ASCII map keys out of order ("é" before "z")', 'a262c3a901617a02'],
 ]
 
 for (const [what, hex] of nonCanonical) {
@@ -121,6 +128,57 @@ for (const [what, hex] of nonCanonical) {
     assert.throws(() => decode(fromHex(hex)), DecodeError)
   })
 }
+
+test('decode accepts keys in dag-cbor order where a plain object reorders them ("1" before "b")', () => {
+  assert.deepEqual(decode(fromHex('a2613102616201')), { 1: 2, b: 1 })
+  assert.deepEqual(decode(fromHex('1b0000000100000000')), 2 ** 32, 'a 64-bit integer that needs it')
+})
+
+/** What `decode` accepted before it had a one-pass check: dag-cbor's decode, then a re-encoding equal to the input. */
+function roundTripAccepts(bytes: Uint8Array): boolean {
+  try {
+    return bytes.length > 0 && equals(dagCbor.encode(dagCbor.decode(bytes)), bytes)
+  } catch {
+    return false
+  }
+}
+
+/** Canonical encodings with one change that keeps them well-formed more often than a random flip. */
+const nearlyCanonical = fc
+  .tuple(dagValue, fc.nat(), fc.constantFrom('swap', 'head', 'flip', 'ascii'), fc.integer({ min: 0, max: 255 }))
+  .map(([value, at, how, byte]) => {
+    const bytes = Uint8Array.from(encode(value))
+    const i = at % bytes.length
+    if (how === 'swap' && i + 1 < bytes.length) [bytes[i], bytes[i + 1]] = [bytes[i + 1] as number, bytes[i] as number]
+    else if (how === 'head') bytes[i] = ((bytes[i] as number) & 0xe0) | (byte & 0x1f)
+    else if (how === 'ascii') bytes[i] = byte & 0x7f
+    else bytes[i] = byte
+    return bytes
+  })
+
+test('the one-pass check and the round trip agree: decode accepts exactly what re-encodes to itself (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        dagValue.map((v) => encode(v)),
+        nearlyCanonical,
+        fc.uint8Array({ maxLength: 64 }),
+      ),
+      (bytes) => {
+        let accepted: boolean
+        try {
+          decode(bytes)
+          accepted = true
+        } catch (err) {
+          assert.ok(err instanceof DecodeError, `expected DecodeError, got ${String(err)}`)
+          accepted = false
+        }
+        assert.equal(accepted, roundTripAccepts(bytes))
+      },
+    ),
+    { numRuns: 20_000 },
+  )
+})
 
 test('decode rejects inputs over the size limit before parsing them', () => {
   assert.throws(() => decode(new Uint8Array(100), { maxBytes: 99 }), DecodeError)
