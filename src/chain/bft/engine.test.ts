@@ -535,10 +535,15 @@ test('a synced block refused as a proposal by this node alone is decided from it
 // ---- no empty blocks (CometBFT create_empty_blocks = false, create_empty_blocks_interval) ----
 
 /** Decides height 1 on X, proposed by another validator, then lets the commit timeout pass. */
-async function decideHeight1(h: ReturnType<typeof harness>): Promise<void> {
+/** X proposed at height 1, prevoted and precommitted by validators 1 and 2 (with A: a quorum). */
+async function reachDecision(h: ReturnType<typeof harness>): Promise<void> {
   await h.deliver(h.proposal(0, X))
   await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
   await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+}
+
+async function decideHeight1(h: ReturnType<typeof harness>): Promise<void> {
+  await reachDecision(h)
   assert.equal(h.committed.length, 1)
   await h.advance(1_000) // the commit timeout
 }
@@ -664,9 +669,7 @@ test('no empty blocks: a vote of the next height that comes during the commit ti
   ])
   const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => false } })
   await h.start()
-  await h.deliver(h.proposal(0, X))
-  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
-  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  await reachDecision(h)
   assert.equal(h.engine.status().height, 2)
   // validator 1 had work and already started height 2; its vote arrives before A's commit timeout ends
   await h.deliver(h.vote(1, 'prevote', 0, null, 2))
@@ -681,9 +684,7 @@ test('no empty blocks: the commit timeout ends once every precommit is in (skip_
   ])
   const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => true } })
   await h.start()
-  await h.deliver(h.proposal(0, X))
-  await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X))
-  await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
+  await reachDecision(h)
   assert.equal(h.committed.length, 1, 'decided with A and two others')
   assert.equal(h.created.length, 0, 'a precommit is still missing: the commit timeout runs')
   await h.deliver(h.vote(3, 'precommit', 0, X))
