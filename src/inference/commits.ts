@@ -1,4 +1,5 @@
 /** Waiting for the chain to move on after submitting a transaction. */
+import type { ChainEvent } from '../chain/host.ts'
 import type { InferenceComponents } from './components.ts'
 import { COMMIT_WAIT_MS } from './constants.ts'
 
@@ -20,6 +21,40 @@ export function nextCommits(c: Pick<InferenceComponents, 'chain' | 'signal' | 'c
       if (--left <= 0) done()
     })
     const cancel = c.clock.setTimer(COMMIT_WAIT_MS, done)
+    c.signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/**
+ * Resolves at the first commit with an event that `wanted` accepts (the transaction waited for
+ * is in), or after `most` commits without one, or after COMMIT_WAIT_MS without any commit, or
+ * when the component stops. A fixed number of commits is not enough: blocks can follow each
+ * other faster than a transaction reaches the next proposer (a height begins once every
+ * precommit is in).
+ */
+export function commitWith(
+  c: Pick<InferenceComponents, 'chain' | 'signal' | 'clock'>,
+  wanted: (event: ChainEvent) => boolean,
+  most: number,
+): Promise<void> {
+  return new Promise((resolve) => {
+    let left = most
+    let cancel = (): void => {}
+    const done = (): void => {
+      off()
+      cancel()
+      c.signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const wait = (): void => {
+      cancel()
+      cancel = c.clock.setTimer(COMMIT_WAIT_MS, done)
+    }
+    const off = c.chain.onCommit((_height, events) => {
+      if (events.some(wanted) || --left <= 0) done()
+      else wait()
+    })
+    wait()
     c.signal.addEventListener('abort', done, { once: true })
   })
 }

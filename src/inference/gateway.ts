@@ -13,7 +13,8 @@
  * overdrawn and workers would refuse it). A job whose every attempt failed keeps its reservation
  * until its settlement window closes: a worker that ran it may still settle it.
  */
-import { nextCommits } from './commits.ts'
+import type { ChainEvent } from '../chain/host.ts'
+import { commitWith, nextCommits } from './commits.ts'
 import { decode, encode } from '../core/codec.ts'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
@@ -103,7 +104,7 @@ interface Reservation {
 }
 
 const MODEL_CACHE_ENTRIES = 256
-/** Commits an operator's request waits for the node's own deposit top-up to land. */
+/** Commits an operator's request waits for the node's own deposit top-up to land, at most. */
 const TOP_UP_WAIT_COMMITS = 10
 
 export class Gateway {
@@ -323,7 +324,8 @@ export class Gateway {
   /**
    * Keeps this node's own deposit (paying for operator requests and canaries) at
    * SELF_DEPOSIT_CALLS calls of its dearest model, from its balance, once it is half spent;
-   * resolves when the deposit is committed (or at once when nothing is needed or possible).
+   * resolves when the deposit is committed, or 10 commits (TOP_UP_WAIT_COMMITS) after it was sent
+   * when it is not (or at once when nothing is needed or possible).
    */
   topUpSelfDeposit(): Promise<void> {
     if (this.#topUp !== undefined) return this.#topUp
@@ -340,7 +342,9 @@ export class Gateway {
     this.#topUp = (async () => {
       try {
         await c.submitTx('inference.deposit', { gateway: this.did, amount })
-        await nextCommits(c, 2)
+        const own = (e: ChainEvent): boolean =>
+          e.type === 'inference.deposit' && e.attributes.client === this.did && e.attributes.gateway === this.did
+        await commitWith(c, own, TOP_UP_WAIT_COMMITS)
       } finally {
         this.#topUp = undefined
       }
