@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ManualClock } from '../core/clock.ts'
 import type { ChainEvent } from '../chain/host.ts'
-import { commitWith } from './commits.ts'
+import { sentAndCommitted } from './commits.ts'
 import { COMMIT_WAIT_MS } from './constants.ts'
 import type { InferenceComponents } from './components.ts'
 
@@ -44,9 +44,9 @@ async function settled(promise: Promise<void>): Promise<boolean> {
   return done
 }
 
-test('commitWith waits past commits without the transaction for the one that carries it', async () => {
+test('sentAndCommitted waits past commits without the transaction for the one that carries it', async () => {
   const { c, commit, listeners } = chain()
-  const waiting = commitWith(c, isDeposit, 10)
+  const waiting = sentAndCommitted(c, async () => ({}), isDeposit, 10)
   commit()
   commit([{ type: 'bank.transfer', attributes: {} }])
   commit()
@@ -56,9 +56,9 @@ test('commitWith waits past commits without the transaction for the one that car
   assert.equal(listeners(), 0, 'no listener left behind')
 })
 
-test('commitWith gives up after `most` commits without it, or after COMMIT_WAIT_MS without a commit', async () => {
+test('sentAndCommitted gives up after `most` commits without it, or after COMMIT_WAIT_MS without a commit', async () => {
   const a = chain()
-  const bounded = commitWith(a.c, isDeposit, 3)
+  const bounded = sentAndCommitted(a.c, async () => ({}), isDeposit, 3)
   a.commit()
   a.commit()
   assert.equal(await settled(bounded), false)
@@ -66,11 +66,28 @@ test('commitWith gives up after `most` commits without it, or after COMMIT_WAIT_
   assert.equal(await settled(bounded), true, 'three commits, none with it')
 
   const b = chain()
-  const quiet = commitWith(b.c, isDeposit, 10)
+  const quiet = sentAndCommitted(b.c, async () => ({}), isDeposit, 10)
   b.clock.advance(COMMIT_WAIT_MS - 1)
   b.commit() // a commit restarts the wait
   b.clock.advance(COMMIT_WAIT_MS - 1)
   assert.equal(await settled(quiet), false)
   b.clock.advance(1)
   assert.equal(await settled(quiet), true, 'a chain without empty blocks may make no further block')
+})
+
+test('sentAndCommitted sees a commit that includes the transaction before `send` has resolved', async () => {
+  const { c, commit, listeners } = chain()
+  // a chain that commits the transaction as it is sent (the simulation's, or a fast block)
+  const waiting = sentAndCommitted(c, async () => commit([deposit]), isDeposit, 10)
+  assert.equal(await settled(waiting), true)
+  assert.equal(listeners(), 0)
+})
+
+test('sentAndCommitted rejects as the submission does, and stops watching', async () => {
+  const { c, listeners } = chain()
+  await assert.rejects(
+    sentAndCommitted(c, async () => Promise.reject(new Error('mempool full')), isDeposit, 10),
+    /mempool full/,
+  )
+  assert.equal(listeners(), 0)
 })

@@ -26,24 +26,29 @@ export function nextCommits(c: Pick<InferenceComponents, 'chain' | 'signal' | 'c
 }
 
 /**
- * Resolves at the first commit with an event that `wanted` accepts (the transaction waited for
- * is in), or after `most` commits without one, or after COMMIT_WAIT_MS without any commit, or
- * when the component stops. A fixed number of commits is not enough: blocks can follow each
- * other faster than a transaction reaches the next proposer (a height begins once every
- * precommit is in).
+ * Sends a transaction (`send`) and resolves at the first commit with an event that `wanted`
+ * accepts (the transaction is in), or after `most` commits without one, or after COMMIT_WAIT_MS
+ * without any commit, or when the component stops; rejects as `send` does. The commits are
+ * watched from before the transaction is sent, so one that includes it at once is not missed. A
+ * fixed number of commits is not enough: blocks can follow each other faster than a transaction
+ * reaches the next proposer (a height begins once every precommit is in).
  */
-export function commitWith(
+export function sentAndCommitted(
   c: Pick<InferenceComponents, 'chain' | 'signal' | 'clock'>,
+  send: () => Promise<unknown>,
   wanted: (event: ChainEvent) => boolean,
   most: number,
 ): Promise<void> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let left = most
     let cancel = (): void => {}
-    const done = (): void => {
+    const stop = (): void => {
       off()
       cancel()
       c.signal.removeEventListener('abort', done)
+    }
+    const done = (): void => {
+      stop()
       resolve()
     }
     const wait = (): void => {
@@ -56,5 +61,9 @@ export function commitWith(
     })
     wait()
     c.signal.addEventListener('abort', done, { once: true })
+    send().catch((err: unknown) => {
+      stop()
+      reject(err)
+    })
   })
 }

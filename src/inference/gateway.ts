@@ -14,7 +14,7 @@
  * until its settlement window closes: a worker that ran it may still settle it.
  */
 import type { ChainEvent } from '../chain/host.ts'
-import { commitWith, nextCommits } from './commits.ts'
+import { nextCommits, sentAndCommitted } from './commits.ts'
 import { decode, encode } from '../core/codec.ts'
 import { describeError } from '../core/errors.ts'
 import type { Logger } from '../core/logger.ts'
@@ -341,10 +341,14 @@ export class Gateway {
       return Promise.resolve()
     this.#topUp = (async () => {
       try {
-        await c.submitTx('inference.deposit', { gateway: this.did, amount })
         const own = (e: ChainEvent): boolean =>
           e.type === 'inference.deposit' && e.attributes.client === this.did && e.attributes.gateway === this.did
-        await commitWith(c, own, TOP_UP_WAIT_COMMITS)
+        await sentAndCommitted(
+          c,
+          () => c.submitTx('inference.deposit', { gateway: this.did, amount }),
+          own,
+          TOP_UP_WAIT_COMMITS,
+        )
       } finally {
         this.#topUp = undefined
       }
