@@ -4,25 +4,18 @@ import type { InferenceComponents } from './components.ts'
 import { COMMIT_WAIT_MS } from './constants.ts'
 
 /**
- * Resolves after `n` commits, or after COMMIT_WAIT_MS, or when the component stops. The time
- * bound matters: a chain without empty blocks makes no further block once the transaction waited
- * for is in one, so "the next commit" may be a minute away (the empty-block interval).
+ * Resolves after `n` commits, or after COMMIT_WAIT_MS without a commit, or when the component
+ * stops. The time bound matters: a chain without empty blocks makes no further block once the
+ * transaction waited for is in one, so "the next commit" may be a minute away (the empty-block
+ * interval).
  */
 export function nextCommits(c: Pick<InferenceComponents, 'chain' | 'signal' | 'clock'>, n: number): Promise<void> {
-  return new Promise((resolve) => {
-    let left = n
-    const done = (): void => {
-      off()
-      cancel()
-      c.signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const off = c.chain.onCommit(() => {
-      if (--left <= 0) done()
-    })
-    const cancel = c.clock.setTimer(COMMIT_WAIT_MS, done)
-    c.signal.addEventListener('abort', done, { once: true })
-  })
+  return sentAndCommitted(
+    c,
+    () => Promise.resolve(),
+    () => false,
+    n,
+  )
 }
 
 /**
