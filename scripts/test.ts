@@ -8,6 +8,11 @@
 // limits allow. test/long/ keeps Node's default (cores − 1): its devnets of up to 12 processes
 // each want the machine. Every process the tests start shares Node's compile cache
 // (NODE_COMPILE_CACHE, default os.tmpdir()/node-compile-cache), so a module is compiled once.
+//
+// A test past its limit is cancelled, but what it awaits goes on: a child process it started keeps
+// its file's process alive, and the run would wait for it forever. So a file's process exits once
+// its tests are over (--test-force-exit), and a test with no limit of its own gets one
+// (--test-timeout, 10 minutes; test/long/ sets its own): a hung test fails, the run goes on.
 import { spawn } from 'node:child_process'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -30,6 +35,8 @@ const child = spawn(
   [
     '--test',
     `--test-concurrency=${concurrency}`,
+    '--test-force-exit',
+    ...(long ? [] : ['--test-timeout=600000']),
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
     '--test-reporter=./test/summary-reporter.js',

@@ -49,6 +49,8 @@ const PARTICIPANTS = 4
 const ROUNDS = 2
 const TITLE = 'Shorter FL rounds for the harbour 🐋 — a long title that has to wrap on a phone screen'
 const CHANGE = 'fl.maxRoundBlocks=120'
+/** The participants' processes run both rounds within this; the test's own limit is 240 s. */
+const PARTICIPANTS_MS = 120_000
 
 interface DevnetNode {
   node: string
@@ -135,6 +137,11 @@ test(
       ...dids.flatMap((did) => ['--fund', `${did}:1000000`]),
     ])
     const joins: Array<{ child: ChildProcess; stderr(): string }> = []
+    // a test past its limit is cancelled, not unwound: its processes go with it, so what awaits them ends
+    t.signal.addEventListener('abort', () => {
+      for (const j of joins) j.child.kill('SIGKILL')
+      devnet.child.kill('SIGINT')
+    })
     let browser: Browser | undefined
     const pageErrors: string[] = []
     try {
@@ -292,9 +299,12 @@ test(
       await page.waitForSelector(`[data-testid=fl-task-link][data-id="${task}"]`, { timeout: 20_000 })
       await page.waitForSelector(`[data-testid=fl-task][data-id="${task}"]`)
       await assertFitsWidth(page, 'the FL page with a task')
-      const codes = await Promise.all(
-        joins.map((j) => new Promise<number | null>((resolve) => j.child.once('exit', (code) => resolve(code)))),
-      )
+      const codes = await Promise.race([
+        Promise.all(joins.map((j) => exited(j.child).then(() => j.child.exitCode))),
+        sleep(PARTICIPANTS_MS).then(() => {
+          throw new Error(`the participants did not finish within ${PARTICIPANTS_MS} ms`)
+        }),
+      ])
       codes.forEach((code, i) => assert.equal(code, 0, `participant ${i}: ${joins[i]?.stderr() ?? ''}`))
       const detail = await eventually(
         'the FL task finished',
@@ -306,6 +316,11 @@ test(
       )
       const settled = detail.rounds.filter((r) => r.status !== 'open').sort((a, b) => a.round - b.round)
       assert.equal(settled.length, ROUNDS)
+      assert.deepEqual(
+        settled.map((r) => `${r.round} ${r.status}`),
+        settled.map((r) => `${r.round} passed`),
+        'honest participants with time to train: every round passes (a failed round has no accuracy to plot)',
+      )
       const points = settled.map((r) => `${r.round}:${r.accuracyPpm ?? '-'}`).join(',')
       t.diagnostic(
         `FL task ${task}: ${settled.map((r) => `round ${r.round} ${r.status} ${((r.accuracyPpm ?? 0) / 1e4).toFixed(2)}%`).join(', ')}`,

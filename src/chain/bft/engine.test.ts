@@ -684,6 +684,7 @@ test('no empty blocks: the commit timeout ends once every precommit is in (skip_
   ])
   const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => true } })
   await h.start()
+  await h.advance(1_500) // a height slower to decide than the commit timeout (a loaded one)
   await reachDecision(h)
   assert.equal(h.committed.length, 1, 'decided with A and two others')
   assert.equal(h.created.length, 0, 'a precommit is still missing: the commit timeout runs')
@@ -697,7 +698,30 @@ test('no empty blocks: the commit timeout ends once every precommit is in (skip_
   assert.equal(h.created.length, 1, 'the timeout that still fires starts nothing twice')
 })
 
-test('no empty blocks: with every precommit in at the decision, a height without work waits at once and once', async () => {
+test('no empty blocks: a height decided quickly is followed no sooner than the commit timeout after it began', async () => {
+  const seed = findSeed([
+    [1, 0, notA],
+    [2, 0, isA],
+  ])
+  const h = harness({ seed, waitForWork: { intervalMs: 0, work: () => true } })
+  await h.start()
+  await h.advance(600)
+  await reachDecision(h)
+  await h.deliver(h.vote(3, 'precommit', 0, X))
+  assert.equal(h.created.length, 0, 'every precommit is in 600 ms after height 1 began: the floor is 1 000 ms')
+  await h.advance(399)
+  assert.equal(h.created.length, 0)
+  await h.advance(1)
+  assert.deepEqual(
+    h.created.map((c) => [c.height, c.round, c.lastCommit?.precommits.length]),
+    [[2, 0, 4]],
+    'height 2 begins 1 000 ms after height 1 began, before the pause from the decision (at 1 600 ms) ends',
+  )
+  await h.advance(1_000)
+  assert.equal(h.created.length, 1, 'the pause that still ends starts nothing twice')
+})
+
+test('no empty blocks: with every precommit in at the decision, a height without work waits once, at the floor', async () => {
   const seed = findSeed([
     [1, 0, notA],
     [2, 0, notA],
@@ -705,11 +729,14 @@ test('no empty blocks: with every precommit in at the decision, a height without
   const { events, waitForWork } = recordedWaits(() => false)
   const h = harness({ seed, waitForWork })
   await h.start()
-  await h.deliver(h.proposal(0, X))
+  await h.deliver(h.proposal(0, X)) // wakes height 1: its round 0 begins at 0 ms
+  await h.advance(600)
   await h.deliver(h.vote(1, 'prevote', 0, X), h.vote(2, 'prevote', 0, X), h.vote(3, 'precommit', 0, X))
   await h.deliver(h.vote(1, 'precommit', 0, X), h.vote(2, 'precommit', 0, X))
   assert.equal(h.committed.length, 1)
-  assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2'], 'height 2 waits for work without a commit timeout')
+  assert.deepEqual(events, ['wait 1', 'wake 1'], 'decided at 600 ms: height 2 is not begun before 1 000 ms')
+  await h.advance(400)
+  assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2'], 'height 2 waits for work 1 000 ms after height 1 began')
   await h.advance(1_000)
   assert.equal(h.engine.status().step, 'newHeight', 'the commit timeout does not start round 0 of a waiting height')
   assert.deepEqual(events, ['wait 1', 'wake 1', 'wait 2'])

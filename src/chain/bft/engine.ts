@@ -177,6 +177,8 @@ class HeightState<B> {
   /** Another validator's valid vote or proposal of this height arrived (it is deciding it: no waiting). */
   heard = false
   decided = false
+  /** When round 0 began here (the clock's ms); undefined while the height has not started. */
+  startedAt: number | undefined
   lockedRound = -1
   lockedKey: string | undefined
   validRound = -1
@@ -202,6 +204,10 @@ interface LastCommit<B> {
   precommits: VoteSet
   proposal: ProposalRecord<B> | undefined
   resentAt: number
+  /** When this node began the height (or decided it, if it never did): the block interval's floor runs from here. */
+  startedAt: number
+  /** The next height's early start is already scheduled (#endPauseIfComplete). */
+  endingPause: boolean
 }
 
 let sharedSilentLogger: Logger | undefined
@@ -835,6 +841,7 @@ export class ConsensusEngine<B> {
   async #startRound(round: number): Promise<void> {
     const hs = this.#hs
     hs.round = round
+    hs.startedAt ??= this.#clock.now()
     this.#setStep(hs, 'propose')
     this.#scheduleTimeout(hs, 'propose', round)
     const privval = this.#privval
@@ -936,6 +943,8 @@ export class ConsensusEngine<B> {
       // Validators that decided with us send late precommits too; only one still talking about
       // this height a gossip interval later is really behind.
       resentAt: this.#clock.now(),
+      startedAt: hs.startedAt ?? this.#clock.now(),
+      endingPause: false,
     }
     for (const cancel of this.#timers) cancel()
     this.#timers.clear()
@@ -953,16 +962,23 @@ export class ConsensusEngine<B> {
   /**
    * The commit pause collects late precommits for the certificate the next proposer carries; once
    * every validator's precommit for the decided block is in there is none left to wait for, and
-   * the next height begins at once (CometBFT's `skip_timeout_commit`). Only on a chain that
-   * waits for work: where every height starts after the pause (empty blocks), the pause is the
-   * block interval.
+   * the next height may begin before the pause ends (CometBFT's `skip_timeout_commit`) - but never
+   * sooner than the commit timeout after the decided height began. That floor keeps the block
+   * interval at least the commit timeout, so windows counted in blocks (settlement, FL rounds,
+   * votes) keep their length in time on a fast network; a height that took longer than the
+   * timeout to decide (a loaded one) is followed at once. Only on a chain that waits for work:
+   * where every height starts after the pause (empty blocks), the pause is the block interval.
    */
   #endPauseIfComplete(): void {
     const last = this.#last
     const hs = this.#hs
     if (this.#options.waitForWork === undefined || last === undefined || hs.height !== last.height + 1) return
-    if (hs.started || hs.waiting || last.precommits.powerFor(last.blockId) < last.set.totalPower) return
-    this.#enqueue({ type: 'startHeight', height: hs.height })
+    if (last.endingPause || hs.started || hs.waiting) return
+    if (last.precommits.powerFor(last.blockId) < last.set.totalPower) return
+    last.endingPause = true
+    const due = last.startedAt + this.#timeouts.commitMs - this.#clock.now()
+    if (due > 0) this.#setTimer(due, { type: 'startHeight', height: hs.height })
+    else this.#enqueue({ type: 'startHeight', height: hs.height })
   }
 
   // ---------------------------------------------------------------------------------------------
