@@ -612,39 +612,48 @@ export class ChainRuntime {
    */
   async #retryEvidence(): Promise<void> {
     const submit = this.#opts.submitOwnTx
-    if (this.#retrying || submit === undefined) return
+    if (this.#retrying || submit === undefined || this.#stopped) return
     this.#retrying = true
     try {
-      const head = this.#app.head.height
-      const maxAge = this.#app.genesis.params.maxEvidenceAge
-      for (const [id, height] of this.#reported) if (height + maxAge < head) this.#reported.delete(id)
-      for (const [id, pending] of [...this.#evidence]) {
-        if (pending.evidence.a.height + maxAge < head) {
-          this.#evidence.delete(id)
-          this.#log.warn({ id }, 'evidence expired before it was included')
-          continue
-        }
-        if (pending.hash !== undefined) {
-          if ((await this.#app.txOutcome(pending.hash)) !== undefined) {
-            this.#evidence.delete(id)
-            this.stats.evidenceIncluded++
-            continue
-          }
-          if (this.#opts.mempool.has(pending.hash)) continue
-        }
-        if (head < pending.nextTry) continue
-        pending.nextTry = head + pending.backoff
-        pending.backoff = Math.min(EVIDENCE_MAX_BACKOFF, pending.backoff * 2)
-        try {
-          pending.hash = (await submit('staking.evidence', pending.evidence)).hash
-          this.stats.evidenceSubmitted++
-          this.#log.info({ id, tx: toHex(pending.hash) }, 'evidence submitted')
-        } catch (err) {
-          this.#log.warn({ id, err: describeError(err), retryAt: pending.nextTry }, 'could not submit evidence')
-        }
-      }
+      await this.#retryEvidenceOnce(submit)
+    } catch (err) {
+      // started after a commit or a report, it may still be reading when the node stops and its
+      // store closes: the node is going away, and there is nothing to report
+      if (!this.#stopped) this.#log.warn({ err: describeError(err) }, 'could not check pending evidence')
     } finally {
       this.#retrying = false
+    }
+  }
+
+  /** One pass of #retryEvidence (which keeps a second from starting while this one runs). */
+  async #retryEvidenceOnce(submit: SubmitOwnTx): Promise<void> {
+    const head = this.#app.head.height
+    const maxAge = this.#app.genesis.params.maxEvidenceAge
+    for (const [id, height] of this.#reported) if (height + maxAge < head) this.#reported.delete(id)
+    for (const [id, pending] of [...this.#evidence]) {
+      if (pending.evidence.a.height + maxAge < head) {
+        this.#evidence.delete(id)
+        this.#log.warn({ id }, 'evidence expired before it was included')
+        continue
+      }
+      if (pending.hash !== undefined) {
+        if ((await this.#app.txOutcome(pending.hash)) !== undefined) {
+          this.#evidence.delete(id)
+          this.stats.evidenceIncluded++
+          continue
+        }
+        if (this.#opts.mempool.has(pending.hash)) continue
+      }
+      if (head < pending.nextTry) continue
+      pending.nextTry = head + pending.backoff
+      pending.backoff = Math.min(EVIDENCE_MAX_BACKOFF, pending.backoff * 2)
+      try {
+        pending.hash = (await submit('staking.evidence', pending.evidence)).hash
+        this.stats.evidenceSubmitted++
+        this.#log.info({ id, tx: toHex(pending.hash) }, 'evidence submitted')
+      } catch (err) {
+        this.#log.warn({ id, err: describeError(err), retryAt: pending.nextTry }, 'could not submit evidence')
+      }
     }
   }
 
