@@ -650,7 +650,7 @@ export class ChainApp {
       }
       hashes.push(hash)
     }
-    const verified = await this.#verifySignatures(txs, hashes)
+    const verified = await this.#verifySignatures(txs, hashes, block.txs)
     const execution = this.#execute(header, txs, hashes, block.lastCommit, true, verified)
     if (!equals(execution.tree.root(), header.stateRoot))
       throw new BlockError('the state root does not match the executed transactions')
@@ -665,6 +665,7 @@ export class ChainApp {
   async #verifySignatures(
     txs: readonly SignedTx[],
     hashes: readonly Uint8Array[],
+    encoded: readonly Uint8Array[],
   ): Promise<Array<ReadonlySet<string> | undefined>> {
     const pending: Array<Promise<boolean>> = []
     const bodies: Array<Promise<ReadonlySet<string> | undefined>> = []
@@ -675,7 +676,7 @@ export class ChainApp {
         return
       }
       bodies.push(verifyBodySignatures(this.#opts.mempool.bodySignatures(tx), pool))
-      const item = txVerifyItem(tx)
+      const item = txVerifyItem(tx, encoded[i])
       if (item === undefined) pending.push(Promise.resolve(false))
       else
         pending.push(

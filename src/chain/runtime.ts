@@ -356,7 +356,7 @@ export class ChainRuntime {
   async #admit(bytes: Uint8Array): Promise<{ hash: Uint8Array }> {
     const tx = decodeTx(bytes)
     const prechecked = this.#opts.mempool.precheck(bytes, this.#app.state, tx)
-    const item = txVerifyItem(tx)
+    const item = txVerifyItem(tx, bytes)
     if (item === undefined) throw new TxError('bad-signature', 'the sender is not a valid did:key')
     const pool = this.#opts.verifyPool
     const valid =

@@ -4,7 +4,9 @@ import fc from 'fast-check'
 import { Ed25519KeyPair } from '../identity/keys.ts'
 import { didFromEd25519PublicKey } from '../identity/did-key.ts'
 import { encode } from '../core/codec.ts'
-import { decodeTx, encodeTx, signTx, verifyTxSignature, txHash, MAX_TX_BYTES } from './tx.ts'
+import { equals } from '../core/bytes.ts'
+import { decodeTx, encodeTx, signTx, verifyTxSignature, txHash, txVerifyItem, MAX_TX_BYTES } from './tx.ts'
+import { verifySignatureDigest } from '../identity/keys.ts'
 import { MempoolError, TxError } from './errors.ts'
 
 const key = Ed25519KeyPair.generate()
@@ -32,6 +34,58 @@ test('changing any signed field breaks the signature', () => {
   ]) {
     assert.equal(verifyTxSignature(decodeTx(encodeTx(altered))), false)
   }
+})
+
+test('what was signed, cut from the encoded bytes, is what encoding the transaction again gives (property)', () => {
+  const signers = [key, Ed25519KeyPair.generate()]
+  fc.assert(
+    fc.property(
+      fc.record({
+        signer: fc.integer({ min: 0, max: 1 }),
+        chainId: fc.string({ minLength: 1, maxLength: 64 }),
+        nonce: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fee: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        kind: fc.constantFrom('bank.transfer', 'stake.bond', 'inference.settle', 'x.y'),
+        body: fc.oneof(
+          fc.record({ to: fc.constant(to), amount: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) }),
+          fc.dictionary(
+            fc.string({ maxLength: 12 }),
+            fc.oneof(fc.string(), fc.integer(), fc.uint8Array({ maxLength: 300 })),
+          ),
+          fc.uint8Array({ maxLength: 2_000 }),
+        ),
+      }),
+      ({ signer, ...fields }) => {
+        const signed = signTx(signers[signer] as Ed25519KeyPair, fields)
+        const bytes = encodeTx(signed)
+        const kept = Uint8Array.from(bytes)
+        const decoded = decodeTx(bytes)
+        const cut = txVerifyItem(decoded, bytes)
+        assert.ok(equals(bytes, kept), "the caller's bytes are left as they were")
+        const encoded = txVerifyItem(decoded)
+        assert.ok(cut !== undefined && encoded !== undefined)
+        assert.deepEqual(cut.digest, encoded.digest)
+        assert.ok(verifySignatureDigest(cut.publicKey, cut.digest, cut.signature))
+      },
+    ),
+    { numRuns: 300 },
+  )
+})
+
+test("bytes that are not the transaction's own (another signature at the end, another shape) fall back to encoding it", () => {
+  const other = signTx(key, { chainId: 'test', nonce: 1n, fee: 10n, kind: 'bank.transfer', body: { to, amount: 5n } })
+  const own = txVerifyItem(tx)
+  assert.ok(own !== undefined)
+  for (const bytes of [encodeTx(other), encode({ a: 1 }), new Uint8Array(0), encodeTx(tx).subarray(0, 80)]) {
+    const item = txVerifyItem(tx, bytes)
+    assert.deepEqual(item?.digest, own.digest)
+    assert.ok(verifySignatureDigest(own.publicKey, item.digest, item.signature))
+  }
+  // a forged envelope (the body changed, the signature kept) cut from its own bytes does not verify
+  const forged = encodeTx({ ...tx, body: { to, amount: 6n } })
+  const item = txVerifyItem(decodeTx(forged), forged)
+  assert.ok(item !== undefined)
+  assert.equal(verifySignatureDigest(item.publicKey, item.digest, item.signature), false)
 })
 
 test('malformed envelopes are TxError(malformed|oversized), never another error (fuzz)', () => {

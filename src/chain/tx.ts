@@ -8,6 +8,7 @@
  * replay on this chain). The transaction hash is sha256 of the whole encoded envelope.
  */
 import { encode, decode } from '../core/codec.ts'
+import { equals, utf8 } from '../core/bytes.ts'
 import { signingDigest } from '../core/signing.ts'
 import { sha256 } from '../core/hash.ts'
 import { asUint64 } from '../core/uint.ts'
@@ -38,6 +39,37 @@ export interface SignedTx extends UnsignedTx {
 
 function signBytes(tx: UnsignedTx): Uint8Array {
   return encode({ chainId: tx.chainId, sender: tx.sender, nonce: tx.nonce, fee: tx.fee, kind: tx.kind, body: tx.body })
+}
+
+/**
+ * The end of every encoded transaction: dag-cbor sorts map keys by length first, so `signature`
+ * (9 bytes, the longest key) is the last entry - its key (0x69 "signature") and its 64 bytes
+ * (0x58 0x40 and the signature).
+ */
+const SIGNATURE_KEY = Uint8Array.of(0x69, ...utf8('signature'), 0x58, 0x40)
+const SIGNATURE_ENTRY_BYTES = SIGNATURE_KEY.length + 64
+/** A map of 7 entries (the signed envelope) and of 6 (what is signed), in one header byte each. */
+const SIGNED_MAP = 0xa7
+const UNSIGNED_MAP = 0xa6
+
+/**
+ * What the sender signed, cut from the canonical bytes `tx` was decoded from instead of encoded
+ * again (the envelope less its last entry, its header counting one entry fewer): the same bytes,
+ * since canonical dag-cbor has one encoding per value. Anything unexpected (bytes that do not
+ * end in this transaction's signature entry) falls back to encoding.
+ */
+function signBytesFrom(tx: SignedTx, encoded: Uint8Array | undefined): Uint8Array {
+  if (encoded === undefined || encoded[0] !== SIGNED_MAP || encoded.length <= 1 + SIGNATURE_ENTRY_BYTES)
+    return signBytes(tx)
+  const at = encoded.length - SIGNATURE_ENTRY_BYTES
+  for (let i = 0; i < SIGNATURE_KEY.length; i++) if (encoded[at + i] !== SIGNATURE_KEY[i]) return signBytes(tx)
+  const signature = encoded.subarray(at + SIGNATURE_KEY.length)
+  if (!equals(signature, tx.signature)) return signBytes(tx)
+  // a copy (a Buffer's slice would be a view, and this must not write into the caller's bytes)
+  const unsigned = new Uint8Array(at)
+  unsigned.set(encoded.subarray(0, at))
+  unsigned[0] = UNSIGNED_MAP
+  return unsigned
 }
 
 /** Builds and signs a transaction; `sender` is derived from the key. */
@@ -115,13 +147,17 @@ export function verifyTxSignature(tx: SignedTx): boolean {
   return verifySignature(publicKey, TX_SIGNING_KIND, signBytes(tx), tx.signature)
 }
 
-/** What a VerifyPool needs to check this transaction's signature, or undefined if the sender is not a valid did:key. */
-export function txVerifyItem(tx: SignedTx): VerifyItem | undefined {
+/**
+ * What a VerifyPool needs to check this transaction's signature, or undefined if the sender is not
+ * a valid did:key. `encoded`: the bytes `tx` was decoded from (decodeTx), when the caller has
+ * them: what was signed is cut from them rather than encoded again.
+ */
+export function txVerifyItem(tx: SignedTx, encoded?: Uint8Array): VerifyItem | undefined {
   let publicKey: Uint8Array
   try {
     publicKey = ed25519PublicKeyFromDid(tx.sender)
   } catch {
     return undefined
   }
-  return { publicKey, digest: signingDigest(TX_SIGNING_KIND, signBytes(tx)), signature: tx.signature }
+  return { publicKey, digest: signingDigest(TX_SIGNING_KIND, signBytesFrom(tx, encoded)), signature: tx.signature }
 }

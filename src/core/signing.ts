@@ -24,7 +24,16 @@ export function signingTag(kind: string): string {
   return `donghae/${kind}/v1`
 }
 
+/** Kinds are names in the code, a few dozen: their tags' bytes are kept (up to this many). */
+const MAX_KEPT_TAGS = 256
+const tagBytes = new Map<string, Uint8Array>()
+
 /** The 32-byte message that is actually signed for (kind, payload). */
 export function signingDigest(kind: string, payload: Uint8Array): Uint8Array {
-  return sha256(utf8(signingTag(kind)), payload)
+  let tag = tagBytes.get(kind)
+  if (tag === undefined) {
+    tag = utf8(signingTag(kind))
+    if (tagBytes.size < MAX_KEPT_TAGS) tagBytes.set(kind, tag)
+  }
+  return sha256(tag, payload)
 }
