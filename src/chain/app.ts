@@ -43,7 +43,7 @@ import { countTicks, type PohCheck, type PohEntry } from './poh/entries.ts'
 import { SparseMerkleTree } from './state/smt.ts'
 import { encodeProof, decodeProof, type StateProof } from './state/proof.ts'
 import { StateOverlay, type StateReader } from './state-view.ts'
-import { decodeTx, txHash, txVerifyItem, type SignedTx } from './tx.ts'
+import { decodeTx, txVerifyItem, type SignedTx } from './tx.ts'
 import { verifySignatureDigest } from '../identity/keys.ts'
 import type { VerifyPool } from '../identity/verify-pool.ts'
 import { verifyBodySignatures } from './body-signatures.ts'
@@ -602,7 +602,7 @@ export class ChainApp {
     if (options.skipProposerCheck !== true && header.proposer !== this.#opts.proposer(set, height, header.round)) {
       throw new BlockError(`${header.proposer} is not the proposer of height ${height} round ${header.round}`)
     }
-    checkBlockConsistency(block)
+    const txHashes = checkBlockConsistency(block)
     const required = Math.max(1, this.#opts.ticksRequired(header.round))
     if (header.pohTicks < required)
       throw new BlockError(`PoH has ${header.pohTicks} ticks; round ${header.round} needs ${required}`)
@@ -640,8 +640,8 @@ export class ChainApp {
     if (block.txs.length > params.maxBlockTxs) throw new BlockError(`more than ${params.maxBlockTxs} transactions`)
     const txs: SignedTx[] = []
     const hashes: Uint8Array[] = []
-    for (const bytes of block.txs) {
-      const hash = txHash(bytes)
+    for (const [i, bytes] of block.txs.entries()) {
+      const hash = txHashes[i] as Uint8Array
       const pending = this.#opts.mempool.get(hash)
       try {
         txs.push(pending?.tx ?? decodeTx(bytes))

@@ -8,7 +8,7 @@
  */
 import { encode, decode } from '../core/codec.ts'
 import { sha256 } from '../core/hash.ts'
-import { merkleRoot } from '../core/merkle.ts'
+import { merkleLeaf, merkleRootOfLeaves } from '../core/merkle.ts'
 import { asSafeUint } from '../core/uint.ts'
 import type { CommitCertificate, Vote } from './bft/types.ts'
 import { BlockError } from './errors.ts'
@@ -226,28 +226,34 @@ export function decodeBlock(bytes: Uint8Array): Block {
   return block
 }
 
-/** Checks that txs, batches, mixins, roots and the commit hash agree with each other and the header. */
-export function checkBlockConsistency(block: Block): void {
+/**
+ * Checks that txs, batches, mixins, roots and the commit hash agree with each other and the
+ * header; returns the transactions' hashes (in block order), which it had to compute.
+ */
+export function checkBlockConsistency(block: Block): Uint8Array[] {
   const { header } = block
   const mixins = block.poh.filter((e) => e.mixin !== undefined)
   if (mixins.length !== block.batches.length) fail('one batch per mixin entry is required')
   if (block.batches.reduce((a, n) => a + n, 0) !== block.txs.length) fail('batches do not add up to the transactions')
   const hashes = block.txs.map(txHash)
+  // the batch roots and the block's root are trees over the same leaves: each hashed once
+  const leaves = hashes.map(merkleLeaf)
   let offset = 0
   mixins.forEach((entry, i) => {
     const count = block.batches[i] as number
     if (count === 0) fail(`batch ${i} is empty`)
-    const root = merkleRoot(hashes.slice(offset, offset + count))
+    const root = merkleRootOfLeaves(leaves.slice(offset, offset + count))
     if (!equalBytes(root, entry.mixin as Uint8Array)) fail(`mixin ${i} is not the Merkle root of its transactions`)
     offset += count
   })
-  if (!equalBytes(merkleRoot(hashes), header.txRoot)) fail('txRoot does not match the transactions')
+  if (!equalBytes(merkleRootOfLeaves(leaves), header.txRoot)) fail('txRoot does not match the transactions')
   if (!equalBytes(commitHash(block.lastCommit), header.lastCommitHash)) fail('lastCommitHash does not match lastCommit')
   const last = block.poh[block.poh.length - 1]
   if (!equalBytes(last === undefined ? header.pohStart : last.hash, header.pohEnd))
     fail('pohEnd is not the last entry hash')
   if (block.poh.filter((e) => e.mixin === undefined).length !== header.pohTicks)
     fail('pohTicks does not match the entries')
+  return hashes
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,7 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { merkleRoot, merkleProof, verifyMerkleProof, merkleLeaf, EMPTY_MERKLE_ROOT } from './merkle.ts'
+import {
+  merkleRoot,
+  merkleRootOfLeaves,
+  merkleProof,
+  verifyMerkleProof,
+  merkleLeaf,
+  EMPTY_MERKLE_ROOT,
+} from './merkle.ts'
 import { sha256 } from './hash.ts'
 import { utf8 } from './bytes.ts'
 
@@ -44,4 +51,17 @@ test('a proof cannot claim another index', () => {
   const proof = merkleProof(items, 2)
   assert.ok(!verifyMerkleProof(root, items[2] as Uint8Array, { ...proof, index: 3 }))
   assert.throws(() => merkleProof(items, 5))
+})
+
+test('the root from leaves already hashed is the root of their items, for every size up to 33', () => {
+  const items = Array.from({ length: 33 }, (_, i) => utf8(`item ${i}`))
+  for (let n = 0; n <= items.length; n++) {
+    const some = items.slice(0, n)
+    assert.deepEqual(merkleRootOfLeaves(some.map(merkleLeaf)), merkleRoot(some), `${n} items`)
+  }
+  assert.notDeepEqual(
+    merkleRootOfLeaves(items),
+    merkleRoot(items),
+    'items are not leaves: they are hashed as one first',
+  )
 })

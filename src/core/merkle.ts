@@ -23,8 +23,13 @@ function parent(left: Uint8Array, right: Uint8Array): Uint8Array {
 
 /** Root of the tree whose leaves are `items` (each hashed as a leaf), in order. */
 export function merkleRoot(items: readonly Uint8Array[]): Uint8Array {
-  if (items.length === 0) return EMPTY_MERKLE_ROOT
-  let level = items.map(merkleLeaf)
+  return merkleRootOfLeaves(items.map(merkleLeaf))
+}
+
+/** The same root from leaves already hashed (`merkleLeaf`): for several trees over the same items. */
+export function merkleRootOfLeaves(leaves: readonly Uint8Array[]): Uint8Array {
+  if (leaves.length === 0) return EMPTY_MERKLE_ROOT
+  let level = leaves
   while (level.length > 1) level = nextLevel(level)
   return level[0] as Uint8Array
 }
