@@ -74,29 +74,39 @@ test('a language model is served with the generation schema and its context wind
 
 test('the sandbox streams tokens before the run resolves, and answers as in-process ONNX Runtime does', async () => {
   const inputs = generationTensors(PROMPT, params())
-  const streamed: number[] = []
-  let calls = 0
-  let settled = false
-  const run = sandboxed.run(cid, inputs, {
-    onTokens: (ids) => {
-      assert.ok(!settled, 'a token arrived after the run resolved')
-      calls++
-      streamed.push(...ids)
-    },
-  })
-  void run.finally(() => (settled = true))
-  const viaSandbox = await run
   const direct = await inProcess.run(cid, inputs)
-  assert.deepEqual(viaSandbox.outputs, direct.outputs)
-  const out = parseOutputTensors(viaSandbox.outputs)
-  assert.ok(calls > 1, `onTokens was called ${calls} times`)
-  assert.deepEqual(streamed, out.tokens)
-  assert.equal(out.finish, 'length')
-  assert.deepEqual(viaSandbox.lm?.promptTokens, PROMPT.length)
-  assert.equal(viaSandbox.lm?.outputTokens, 24)
-  assert.ok((viaSandbox.lm?.ttftMicros ?? 0) > 0)
-  assert.ok(viaSandbox.computeMicros >= (viaSandbox.lm?.ttftMicros ?? 0))
-  assert.equal(viaSandbox.ep, 'cpu')
+  // Frames that reach the node together are handed on as one piece, so on a loaded machine (the
+  // node's loop busy while the whole generation runs) one run may arrive in a single piece: up to
+  // three runs, each checked in full, and at least one must arrive in pieces.
+  const pieces: number[] = []
+  for (let attempt = 0; attempt < 3 && !pieces.some((n) => n > 1); attempt++) {
+    const streamed: number[] = []
+    let calls = 0
+    let settled = false
+    const run = sandboxed.run(cid, inputs, {
+      onTokens: (ids) => {
+        assert.ok(!settled, 'a token arrived after the run resolved')
+        calls++
+        streamed.push(...ids)
+      },
+    })
+    void run.finally(() => (settled = true))
+    const viaSandbox = await run
+    pieces.push(calls)
+    assert.deepEqual(viaSandbox.outputs, direct.outputs)
+    const out = parseOutputTensors(viaSandbox.outputs)
+    assert.deepEqual(streamed, out.tokens)
+    assert.equal(out.finish, 'length')
+    assert.deepEqual(viaSandbox.lm?.promptTokens, PROMPT.length)
+    assert.equal(viaSandbox.lm?.outputTokens, 24)
+    assert.ok((viaSandbox.lm?.ttftMicros ?? 0) > 0)
+    assert.ok(viaSandbox.computeMicros >= (viaSandbox.lm?.ttftMicros ?? 0))
+    assert.equal(viaSandbox.ep, 'cpu')
+  }
+  assert.ok(
+    pieces.some((n) => n > 1),
+    `onTokens was called ${pieces.join(', ')} times in ${pieces.length} runs`,
+  )
 })
 
 test('an audit by teacher forcing passes an honest output and corrects a forged one, in both runners', async () => {
