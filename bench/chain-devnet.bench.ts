@@ -36,6 +36,9 @@ export const CHAIN_DEVNET_BENCH_NAMES = [
 ]
 
 const VALIDATORS = 4
+const CONCURRENCY = 64
+const BATCH = 256
+const BATCHES_IN_FLIGHT = 2
 
 /** DONGHAE_BENCH_FINALITY_TPS: the finality phase's rate in tx/s instead of half the measured one. */
 function finalityRate(): number | undefined {
@@ -46,9 +49,6 @@ function finalityRate(): number | undefined {
     throw new Error(`DONGHAE_BENCH_FINALITY_TPS must be a positive number of tx/s, got ${JSON.stringify(raw)}`)
   return rate
 }
-const CONCURRENCY = 64
-const BATCH = 256
-const BATCHES_IN_FLIGHT = 2
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0

@@ -602,7 +602,7 @@ export class ChainApp {
     if (options.skipProposerCheck !== true && header.proposer !== this.#opts.proposer(set, height, header.round)) {
       throw new BlockError(`${header.proposer} is not the proposer of height ${height} round ${header.round}`)
     }
-    const txHashes = checkBlockConsistency(block)
+    const hashes = checkBlockConsistency(block)
     const required = Math.max(1, this.#opts.ticksRequired(header.round))
     if (header.pohTicks < required)
       throw new BlockError(`PoH has ${header.pohTicks} ticks; round ${header.round} needs ${required}`)
@@ -638,18 +638,13 @@ export class ChainApp {
     if (!check.ok) throw new BlockError(`PoH entry ${check.index} is invalid: ${check.reason}`)
     // the genesis value caps the governed one (chain.maxBlockTxs, checked in #execute)
     if (block.txs.length > params.maxBlockTxs) throw new BlockError(`more than ${params.maxBlockTxs} transactions`)
-    const txs: SignedTx[] = []
-    const hashes: Uint8Array[] = []
-    for (const [i, bytes] of block.txs.entries()) {
-      const hash = txHashes[i] as Uint8Array
-      const pending = this.#opts.mempool.get(hash)
+    const txs = block.txs.map((bytes, i): SignedTx => {
       try {
-        txs.push(pending?.tx ?? decodeTx(bytes))
+        return this.#opts.mempool.get(hashes[i] as Uint8Array)?.tx ?? decodeTx(bytes)
       } catch (err) {
         throw new BlockError(`undecodable transaction: ${(err as Error).message}`, { cause: err })
       }
-      hashes.push(hash)
-    }
+    })
     const verified = await this.#verifySignatures(txs, hashes, block.txs)
     const execution = this.#execute(header, txs, hashes, block.lastCommit, true, verified)
     if (!equals(execution.tree.root(), header.stateRoot))
